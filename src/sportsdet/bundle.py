@@ -1,0 +1,272 @@
+"""The saved model that every later feature uses.
+
+A bundle is a folder:
+
+    NAME/
+      bundle.json          labels, preprocessing, model name + config, data, training, metrics, versions
+      weights.safetensors  the state dict (no pickle anywhere)
+
+`bundle.json` records the SHA-256 of the weights, and the folder is written under a temporary
+name and renamed into place, so a crash never leaves something at NAME that loads. Loading checks
+everything and fails with a `BundleError` that says what is wrong. Torch-free: weights load as
+NumPy arrays; `torch_state_dict()` gives tensors when torch is there.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from sportsdet import __version__
+from sportsdet.errors import BundleError, SportsdetError
+from sportsdet.preprocess import Preprocessing
+
+BUNDLE_FORMAT = "sportsdet-bundle/1"
+MANIFEST_NAME = "bundle.json"
+WEIGHTS_NAME = "weights.safetensors"
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of Python and the libraries that shape a model's numbers."""
+    versions = {"python": platform.python_version(), "sportsdet": __version__}
+    for package in ("torch", "torchvision", "timm", "numpy", "pillow", "onnxruntime", "scikit-learn"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            pass
+    return versions
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@dataclass
+class Bundle:
+    """A loaded, validated bundle. `weights_path` is read lazily."""
+
+    path: Path
+    model_name: str
+    model_config: dict[str, Any]
+    labels: list[str]
+    preprocessing: Preprocessing
+    output_key: str
+    data: dict[str, Any] = field(default_factory=dict)
+    training: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    versions: dict[str, str] = field(default_factory=dict)
+    manifest: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def weights_path(self) -> Path:
+        return self.path / WEIGHTS_NAME
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.labels)
+
+    def numpy_state_dict(self) -> dict[str, Any]:
+        from safetensors.numpy import load_file
+
+        return load_file(str(self.weights_path))
+
+    def torch_state_dict(self) -> dict[str, Any]:
+        from safetensors.torch import load_file
+
+        return load_file(str(self.weights_path))
+
+    def build_torch_model(self):  # -> torch.nn.Module in eval mode
+        """Rebuild the network from the registry and load the weights (needs torch)."""
+        from sportsdet.models import build_model
+
+        model = build_model(self.model_name, num_classes=self.num_classes, pretrained=False, **self.model_config)
+        missing, unexpected = model.load_state_dict(self.torch_state_dict(), strict=False)
+        if missing or unexpected:
+            raise BundleError(
+                f"{self.path}: weights do not fit model {self.model_name!r} "
+                f"(missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]})"
+            )
+        return model.eval()
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def save_bundle(
+    path: str | Path,
+    *,
+    state_dict: dict[str, Any],
+    model_name: str,
+    model_config: dict[str, Any] | None,
+    labels: list[str],
+    preprocessing: Preprocessing,
+    output_key: str,
+    data: dict[str, Any] | None = None,
+    training: dict[str, Any] | None = None,
+    metrics: dict[str, Any] | None = None,
+    extra_files: dict[str, bytes] | None = None,
+) -> Path:
+    """Write a bundle atomically. `state_dict` holds torch tensors or NumPy arrays."""
+    path = Path(path)
+    labels = [str(label) for label in labels]
+    if output_key not in state_dict:
+        raise BundleError(f"cannot save bundle: output layer {output_key!r} is not in the state dict")
+    out_rows = int(state_dict[output_key].shape[0])
+    if out_rows != len(labels):
+        raise BundleError(f"cannot save bundle: {len(labels)} labels but the output layer has {out_rows} rows")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+    try:
+        weights_file = staging / WEIGHTS_NAME
+        first = next(iter(state_dict.values()))
+        if type(first).__module__.startswith("torch"):
+            from safetensors.torch import save_file
+
+            save_file({k: v.detach().cpu().contiguous() for k, v in state_dict.items()}, str(weights_file))
+        else:
+            import numpy as np
+            from safetensors.numpy import save_file
+
+            save_file({k: np.ascontiguousarray(v) for k, v in state_dict.items()}, str(weights_file))
+        manifest = {
+            "format": BUNDLE_FORMAT,
+            "model": {"name": model_name, "config": model_config or {}, "output_key": output_key},
+            "labels": labels,
+            "preprocessing": preprocessing.to_dict(),
+            "data": data or {},
+            "training": training or {},
+            "metrics": metrics or {},
+            "versions": library_versions(),
+            "weights": {"file": WEIGHTS_NAME, "sha256": sha256_file(weights_file)},
+        }
+        for name, content in (extra_files or {}).items():
+            (staging / name).write_bytes(content)
+        with open(staging / MANIFEST_NAME, "w", encoding="utf-8") as handle:
+            json.dump(manifest, handle, indent=2, ensure_ascii=False)
+            handle.write("\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        _fsync_dir(staging)
+        # Swap into place: the old bundle (if any) stays whole until the new one is complete.
+        old = None
+        if path.exists():
+            old = path.with_name(f".{path.name}.old-{os.getpid()}")
+            os.replace(path, old)
+        os.replace(staging, path)
+        _fsync_dir(path.parent)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return path
+
+
+def _require(manifest: dict[str, Any], key: str, kind: type, where: Path) -> Any:
+    if key not in manifest:
+        raise BundleError(f"{where}: bundle.json has no {key!r} entry; the bundle is incomplete")
+    value = manifest[key]
+    if not isinstance(value, kind):
+        raise BundleError(f"{where}: bundle.json entry {key!r} should be a {kind.__name__}")
+    return value
+
+
+def load_bundle(path: str | Path, *, verify_weights: bool = True) -> Bundle:
+    """Open and validate a bundle folder (or the bundle.json inside it)."""
+    path = Path(path)
+    if path.name == MANIFEST_NAME:
+        path = path.parent
+    if not path.exists():
+        raise BundleError(f"{path}: no such model bundle")
+    if not path.is_dir():
+        raise BundleError(f"{path}: a model bundle is a folder holding {MANIFEST_NAME} and {WEIGHTS_NAME}")
+    manifest_file = path / MANIFEST_NAME
+    if not manifest_file.is_file():
+        raise BundleError(f"{path}: {MANIFEST_NAME} is missing; this is not a sportsdet model bundle")
+    try:
+        manifest = json.loads(manifest_file.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BundleError(f"{manifest_file}: not valid JSON ({exc})") from None
+    if not isinstance(manifest, dict):
+        raise BundleError(f"{manifest_file}: expected a JSON object")
+    fmt = manifest.get("format")
+    if fmt != BUNDLE_FORMAT:
+        raise BundleError(f"{manifest_file}: unsupported bundle format {fmt!r} (this sportsdet reads {BUNDLE_FORMAT})")
+    model = _require(manifest, "model", dict, manifest_file)
+    labels = _require(manifest, "labels", list, manifest_file)
+    if not labels or not all(isinstance(label, str) and label for label in labels):
+        raise BundleError(f"{manifest_file}: 'labels' must be a non-empty list of names")
+    if len(set(labels)) != len(labels):
+        raise BundleError(f"{manifest_file}: 'labels' holds duplicates")
+    for key in ("name", "output_key"):
+        if not isinstance(model.get(key), str):
+            raise BundleError(f"{manifest_file}: 'model.{key}' is missing")
+    try:
+        preprocessing = Preprocessing.from_dict(_require(manifest, "preprocessing", dict, manifest_file))
+    except SportsdetError as exc:
+        raise BundleError(f"{manifest_file}: {exc}") from None
+    weights = _require(manifest, "weights", dict, manifest_file)
+    weights_file = path / WEIGHTS_NAME
+    if not weights_file.is_file():
+        raise BundleError(f"{path}: {WEIGHTS_NAME} is missing; the bundle is incomplete")
+    if verify_weights and weights.get("sha256") != sha256_file(weights_file):
+        raise BundleError(f"{weights_file}: checksum does not match bundle.json; the file is damaged or replaced")
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(weights_file), framework="numpy") as handle:
+            keys = set(handle.keys())
+            if model["output_key"] not in keys:
+                raise BundleError(f"{weights_file}: output layer {model['output_key']!r} not found in the weights")
+            rows = handle.get_slice(model["output_key"]).get_shape()[0]
+    except BundleError:
+        raise
+    except Exception as exc:  # safetensors raises its own error types for damaged headers
+        raise BundleError(f"{weights_file}: not a readable safetensors file ({exc})") from None
+    if rows != len(labels):
+        raise BundleError(
+            f"{manifest_file}: {len(labels)} labels but the model's output layer has {rows} outputs"
+        )
+    return Bundle(
+        path=path,
+        model_name=model["name"],
+        model_config=dict(model.get("config") or {}),
+        labels=list(labels),
+        preprocessing=preprocessing,
+        output_key=model["output_key"],
+        data=dict(manifest.get("data") or {}),
+        training=dict(manifest.get("training") or {}),
+        metrics=dict(manifest.get("metrics") or {}),
+        versions=dict(manifest.get("versions") or {}),
+        manifest=manifest,
+    )
+
+
+def builtin_bundle_path() -> Path | None:
+    """The sports model shipped inside the package, or None while there is none."""
+    candidate = Path(__file__).parent / "assets" / "sports100"
+    return candidate if (candidate / MANIFEST_NAME).is_file() else None
+
+

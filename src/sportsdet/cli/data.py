@@ -1,0 +1,1 @@
+"""CLI verb: data (to be written)."""

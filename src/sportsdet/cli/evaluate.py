@@ -1,0 +1,1 @@
+"""CLI verb: evaluate (to be written)."""

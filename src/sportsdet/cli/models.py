@@ -1,0 +1,1 @@
+"""CLI verb: models (to be written)."""

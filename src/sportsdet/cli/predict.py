@@ -1,0 +1,1 @@
+"""CLI verb: predict (to be written)."""

@@ -1,0 +1,1 @@
+"""CLI verb: train (to be written)."""

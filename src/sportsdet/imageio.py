@@ -1,0 +1,155 @@
+"""Reading images the way real folders and real users deliver them.
+
+Every part of sportsdet that opens a picture goes through `load_image`, so a photo is decoded
+the same way in `data check`, in training, in evaluation and in prediction. Pillow and NumPy
+only: this module must work where torch is not installed.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+from sportsdet.errors import ImageLoadError
+
+# File name endings we treat as images when walking folders. Anything else is "not an image".
+IMAGE_EXTENSIONS = frozenset(
+    {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff"}
+)
+# Container formats we decode (MPO is the multi-picture JPEG many phone cameras write).
+SUPPORTED_FORMATS = frozenset({"JPEG", "MPO", "PNG", "GIF", "WEBP", "BMP", "TIFF"})
+# Refuse images above this many pixels before decoding them (decompression-bomb guard).
+MAX_PIXELS = 120_000_000
+# Smaller than this on either side and an image carries too little to classify.
+MIN_SIDE = 32
+
+# We enforce MAX_PIXELS ourselves with a clear message; keep Pillow's own guard above ours.
+Image.MAX_IMAGE_PIXELS = MAX_PIXELS * 2
+ImageFile.LOAD_TRUNCATED_IMAGES = False
+
+ImageSource = str | Path | bytes
+
+
+def is_image_name(path: str | Path) -> bool:
+    """True when the file name ends like an image (case-insensitive)."""
+    return Path(path).suffix.lower() in IMAGE_EXTENSIONS
+
+
+def _looks_like_text(head: bytes) -> bool:
+    """An HTML error page or other text saved under an image name."""
+    sample = head.lstrip()[:256].lower()
+    if sample.startswith((b"<!doctype", b"<html", b"<?xml", b"<head", b"<body", b"{", b"[")):
+        return True
+    if not sample:
+        return False
+    printable = sum(32 <= b < 127 or b in (9, 10, 13) for b in sample)
+    return printable / len(sample) > 0.95
+
+
+def _open(source: ImageSource, name: str) -> Image.Image:
+    try:
+        if isinstance(source, bytes):
+            data = source
+        else:
+            data = Path(source).read_bytes()
+    except FileNotFoundError:
+        raise ImageLoadError(name, "missing", "file not found") from None
+    except IsADirectoryError:
+        raise ImageLoadError(name, "missing", "is a folder, not an image file") from None
+    except OSError as exc:
+        raise ImageLoadError(name, "unreadable", f"cannot read file ({exc.strerror or exc})") from None
+    if not data:
+        raise ImageLoadError(name, "empty", "file is empty (0 bytes)")
+    try:
+        image = Image.open(io.BytesIO(data))
+    except UnidentifiedImageError:
+        if _looks_like_text(data[:1024]):
+            raise ImageLoadError(
+                name, "not-an-image", "not an image: the file holds text (an HTML page saved as an image?)"
+            ) from None
+        raise ImageLoadError(name, "not-an-image", "not an image: no known image format recognised") from None
+    except Image.DecompressionBombError:
+        raise ImageLoadError(name, "too-large", "image is too large to decode safely") from None
+    except OSError as exc:
+        raise ImageLoadError(name, "corrupt", f"cannot decode image header ({exc})") from None
+    if image.format not in SUPPORTED_FORMATS:
+        raise ImageLoadError(
+            name,
+            "unsupported-format",
+            f"unsupported image format {image.format}; use JPEG, PNG, GIF, WebP, BMP or TIFF",
+        )
+    width, height = image.size
+    if width * height > MAX_PIXELS:
+        raise ImageLoadError(
+            name,
+            "too-large",
+            f"image is {width}x{height} pixels, above the {MAX_PIXELS:,}-pixel safety limit",
+        )
+    return image
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    """Any Pillow mode to 8-bit RGB; transparency is composited onto white."""
+    mode = image.mode
+    if mode == "RGB":
+        return image
+    if mode == "P":
+        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+        mode = image.mode
+        if mode == "RGB":
+            return image
+    if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    if mode.startswith("I;16") or mode in ("I", "F"):
+        # 16-bit and 32-bit greyscale: scale the value range to 8 bits instead of clipping.
+        values = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if mode.startswith("I;16") or values.max(initial=0) > 255 else 255.0
+        if mode == "F" and values.max(initial=0) <= 1.0:
+            top = 1.0
+        grey = np.clip(values * (255.0 / top), 0, 255).round().astype(np.uint8)
+        return Image.fromarray(grey, mode="L").convert("RGB")
+    return image.convert("RGB")
+
+
+def load_image(
+    source: ImageSource,
+    *,
+    name: str | None = None,
+    min_size: int | None = None,
+) -> Image.Image:
+    """Decode an image file (or its bytes) into an upright 8-bit RGB Pillow image.
+
+    - EXIF orientation is applied; GIF and other animations give their first frame.
+    - Greyscale, palette, RGBA/LA, CMYK and 16-bit images come back as RGB.
+    - `min_size`: when the caller will shrink the image so that its shorter side is
+      `min_size`, big JPEGs are decoded at a reduced scale (Pillow's `draft`), which is much
+      faster and still leaves at least `min_size` pixels on the shorter side.
+
+    Raises `ImageLoadError` (with `.kind` one of missing, unreadable, empty, not-an-image,
+    unsupported-format, too-large, corrupt, truncated) and never anything else for bad data.
+    """
+    label = name or (f"<{len(source)} bytes>" if isinstance(source, bytes) else str(source))
+    image = _open(source, label)
+    try:
+        if min_size and image.format in ("JPEG", "MPO"):
+            image.draft(image.mode, (min_size, min_size))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. "palette images with transparency" notes
+            image.load()
+            image = ImageOps.exif_transpose(image) or image
+            return _to_rgb(image)
+    except ImageLoadError:
+        raise
+    except OSError as exc:
+        message = str(exc)
+        if "truncated" in message or "broken data stream" in message or "premature end" in message.lower():
+            raise ImageLoadError(label, "truncated", f"image data is truncated ({message})") from None
+        raise ImageLoadError(label, "corrupt", f"image data is corrupt ({message})") from None
+    except (ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as exc:
+        raise ImageLoadError(label, "corrupt", f"image data is corrupt ({exc})") from None

@@ -1,0 +1,1 @@
+"""The original notebook's CNN (placeholder until the training helper lands it)."""

@@ -1,0 +1,137 @@
+"""THE image -> array transform. Train, evaluate, predict, export and serve all call it.
+
+A `Preprocessing` travels with the model (inside its bundle), so the code that predicts can
+never resize or normalise differently from the code that trained. NumPy and Pillow only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from sportsdet.errors import SportsdetError
+from sportsdet.imageio import ImageSource, load_image
+
+RESIZE_POLICIES = ("squash", "crop", "pad")
+_INTERPOLATIONS = {
+    "nearest": Image.Resampling.NEAREST,
+    "bilinear": Image.Resampling.BILINEAR,
+    "bicubic": Image.Resampling.BICUBIC,
+    "lanczos": Image.Resampling.LANCZOS,
+}
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How a photo becomes the model's input.
+
+    resize:
+      - "squash": stretch to input_size x input_size (what the original notebook did);
+      - "crop":   scale the shorter side to input_size / crop_pct, then centre-crop;
+      - "pad":    scale the longer side to input_size and pad the rest with the mean colour.
+    mean/std are per channel on the [0, 1] scale; output is float32, channels first.
+    """
+
+    input_size: int
+    resize: str = "crop"
+    crop_pct: float = 1.0
+    mean: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    std: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    interpolation: str = "bilinear"
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.input_size, int) or self.input_size < 8:
+            raise SportsdetError(f"preprocessing: input_size must be an integer >= 8, got {self.input_size!r}")
+        if self.resize not in RESIZE_POLICIES:
+            raise SportsdetError(f"preprocessing: resize must be one of {RESIZE_POLICIES}, got {self.resize!r}")
+        if not 0.1 <= float(self.crop_pct) <= 1.0:
+            raise SportsdetError(f"preprocessing: crop_pct must be in [0.1, 1], got {self.crop_pct!r}")
+        if self.interpolation not in _INTERPOLATIONS:
+            raise SportsdetError(
+                f"preprocessing: interpolation must be one of {sorted(_INTERPOLATIONS)}, "
+                f"got {self.interpolation!r}"
+            )
+        for key in ("mean", "std"):
+            value = getattr(self, key)
+            if len(value) != 3 or not all(isinstance(v, (int, float)) for v in value):
+                raise SportsdetError(f"preprocessing: {key} must be three numbers, got {value!r}")
+            object.__setattr__(self, key, tuple(float(v) for v in value))
+        if any(s <= 0 for s in self.std):
+            raise SportsdetError(f"preprocessing: std must be positive, got {self.std!r}")
+
+    @property
+    def resample(self) -> Image.Resampling:
+        return _INTERPOLATIONS[self.interpolation]
+
+    @property
+    def decode_size(self) -> int:
+        """Shorter side the decoded photo needs before resizing (lets big JPEGs decode small)."""
+        if self.resize == "crop":
+            return int(np.ceil(self.input_size / self.crop_pct))
+        return self.input_size
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["mean"], data["std"] = list(self.mean), list(self.std)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Preprocessing:
+        if not isinstance(data, dict) or "input_size" not in data:
+            raise SportsdetError("preprocessing: expected an object with at least 'input_size'")
+        known = {"input_size", "resize", "crop_pct", "mean", "std", "interpolation", "extra"}
+        unknown = set(data) - known
+        if unknown:
+            raise SportsdetError(f"preprocessing: unknown field(s) {sorted(unknown)}")
+        values = dict(data)
+        for key in ("mean", "std"):
+            if key in values:
+                values[key] = tuple(values[key])
+        return cls(**values)
+
+
+def resize_image(image: Image.Image, spec: Preprocessing) -> Image.Image:
+    """The geometric half of preprocessing: an RGB image of exactly input_size x input_size."""
+    size = spec.input_size
+    width, height = image.size
+    if spec.resize == "squash":
+        return image.resize((size, size), spec.resample)
+    if spec.resize == "crop":
+        short = spec.decode_size
+        scale = short / min(width, height)
+        new_w, new_h = max(size, round(width * scale)), max(size, round(height * scale))
+        image = image.resize((new_w, new_h), spec.resample)
+        left, top = (new_w - size) // 2, (new_h - size) // 2
+        return image.crop((left, top, left + size, top + size))
+    # pad: keep the whole photo visible, letterboxed in the mean colour
+    scale = size / max(width, height)
+    new_w, new_h = max(1, round(width * scale)), max(1, round(height * scale))
+    image = image.resize((new_w, new_h), spec.resample)
+    fill = tuple(int(round(m * 255)) for m in spec.mean)
+    canvas = Image.new("RGB", (size, size), fill)
+    canvas.paste(image, ((size - new_w) // 2, (size - new_h) // 2))
+    return canvas
+
+
+def normalize(image: Image.Image | np.ndarray, spec: Preprocessing) -> np.ndarray:
+    """The photometric half: HxWx3 uint8 -> 3xHxW float32, scaled to [0,1] then (x-mean)/std."""
+    pixels = np.asarray(image, dtype=np.float32)
+    if pixels.ndim != 3 or pixels.shape[2] != 3:
+        raise SportsdetError(f"normalize: expected an HxWx3 RGB image, got shape {pixels.shape}")
+    mean = np.asarray(spec.mean, dtype=np.float32) * 255.0
+    inv_std = 1.0 / (np.asarray(spec.std, dtype=np.float32) * 255.0)
+    return np.ascontiguousarray(((pixels - mean) * inv_std).transpose(2, 0, 1))
+
+
+def preprocess(image: Image.Image, spec: Preprocessing) -> np.ndarray:
+    """An RGB Pillow image -> the model's input array (3 x input_size x input_size, float32)."""
+    return normalize(resize_image(image, spec), spec)
+
+
+def load_and_preprocess(source: ImageSource, spec: Preprocessing, *, name: str | None = None) -> np.ndarray:
+    """Decode (at reduced size when possible) and preprocess one image file or its bytes."""
+    return preprocess(load_image(source, name=name, min_size=spec.decode_size), spec)
