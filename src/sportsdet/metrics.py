@@ -1,0 +1,171 @@
+"""Every metric number sportsdet reports, computed in one place from (true labels, probabilities).
+
+Torch-free (NumPy + scikit-learn), so evaluation reports, benchmarks and the training loop all
+agree on what "accuracy" means. Inputs are class indices `y_true` [n] and probabilities
+`probs` [n, C] whose columns follow `labels`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from sportsdet.errors import SportsdetError
+
+ECE_BINS = 15
+TOP_K = 5
+MOST_CONFUSED = 10
+
+
+def wilson_interval(successes: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
+    """Wilson score interval for a proportion (95% by default).
+
+    Unlike the normal approximation it stays inside [0, 1] and behaves for small test sets,
+    which is what most of our per-class and few-hundred-image test splits are.
+    """
+    if n <= 0:
+        return (0.0, 0.0)
+    p = successes / n
+    denom = 1.0 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def top_k_accuracy(y_true: np.ndarray, probs: np.ndarray, k: int) -> float:
+    """Share of samples whose true class is among the k highest probabilities."""
+    k = max(1, min(k, probs.shape[1]))
+    # argpartition is O(C) per row; order inside the top k does not matter here.
+    top = np.argpartition(-probs, kth=k - 1, axis=1)[:, :k]
+    return float(np.mean(np.any(top == y_true[:, None], axis=1)))
+
+
+def calibration(
+    confidence: np.ndarray, correct: np.ndarray, n_bins: int = ECE_BINS
+) -> tuple[float, list[dict[str, Any]]]:
+    """Expected calibration error over equal-width confidence bins, and the bins themselves.
+
+    Bin i holds confidences in (i/n_bins, (i+1)/n_bins]; a confidence of exactly 0 falls in bin 0.
+    ECE = sum over bins of (count / n) * |accuracy - mean confidence|.
+    """
+    n = len(confidence)
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    # right=True puts a value equal to an upper edge in that bin, matching (lo, hi].
+    index = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, n_bins - 1)
+    ece = 0.0
+    bins: list[dict[str, Any]] = []
+    for i in range(n_bins):
+        mask = index == i
+        count = int(mask.sum())
+        mean_conf = float(confidence[mask].mean()) if count else None
+        acc = float(correct[mask].mean()) if count else None
+        if count:
+            ece += count / n * abs(acc - mean_conf)
+        bins.append(
+            {
+                "lower": float(edges[i]),
+                "upper": float(edges[i + 1]),
+                "count": count,
+                "mean_confidence": mean_conf,
+                "accuracy": acc,
+            }
+        )
+    return float(ece), bins
+
+
+def _check_inputs(y_true: Any, probs: Any, labels: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    y = np.asarray(y_true)
+    p = np.asarray(probs, dtype=np.float64)
+    n_classes = len(labels)
+    if p.ndim != 2:
+        raise SportsdetError(f"metrics: probabilities must be a 2-D array [n, classes], got shape {p.shape}")
+    if p.shape[1] != n_classes:
+        raise SportsdetError(f"metrics: {p.shape[1]} probability columns but {n_classes} labels")
+    if y.ndim != 1 or len(y) != p.shape[0]:
+        raise SportsdetError(f"metrics: {len(y)} true labels but {p.shape[0]} probability rows")
+    if len(y) == 0:
+        raise SportsdetError("metrics: no samples to score (the evaluated split is empty)")
+    if not np.issubdtype(y.dtype, np.integer):
+        raise SportsdetError("metrics: y_true must hold class indices (integers)")
+    if y.min() < 0 or y.max() >= n_classes:
+        raise SportsdetError(f"metrics: class index out of range 0..{n_classes - 1}")
+    return y.astype(np.int64), p
+
+
+def compute_metrics(y_true: Any, probs: Any, labels: Sequence[str]) -> dict[str, Any]:
+    """All evaluation numbers as a JSON-ready dict.
+
+    Keys: n, accuracy, accuracy_ci95 [lo, hi], balanced_accuracy, macro_f1, top5_accuracy, top_k,
+    per_class {label: {precision, recall, f1, support}}, confusion_matrix (rows true, columns
+    predicted, every label even when absent), labels, ece, reliability (15 bins),
+    most_confused [{true, predicted, count, share}].
+
+    Balanced accuracy and macro-F1 average over the classes present in y_true, so that a test
+    subset holding a few of the bundle's classes is not penalised for the classes it lacks.
+    """
+    from sklearn.metrics import confusion_matrix, f1_score, precision_recall_fscore_support
+
+    labels = [str(label) for label in labels]
+    y, p = _check_inputs(y_true, probs, labels)
+    n, n_classes = p.shape
+    pred = p.argmax(axis=1)
+    correct = pred == y
+    all_idx = list(range(n_classes))
+    present = sorted(set(y.tolist()))
+
+    # labels= keeps every class's column in place even when it never occurs.
+    cm = confusion_matrix(y, pred, labels=all_idx)
+    precision, recall, f1, support = precision_recall_fscore_support(
+        y, pred, labels=all_idx, zero_division=0
+    )
+    # Balanced accuracy = mean recall over the true classes present.
+    recall_present = np.diag(cm)[present] / cm[present].sum(axis=1)
+    macro_f1 = f1_score(y, pred, labels=present, average="macro", zero_division=0)
+
+    hits = int(correct.sum())
+    lo, hi = wilson_interval(hits, n)
+    ece, bins = calibration(p.max(axis=1), correct.astype(np.float64))
+
+    confused = []
+    off = cm.copy()
+    np.fill_diagonal(off, 0)
+    for flat in np.argsort(-off, axis=None, kind="stable")[:MOST_CONFUSED]:
+        t, q = divmod(int(flat), n_classes)
+        if off[t, q] == 0:
+            break
+        confused.append(
+            {
+                "true": labels[t],
+                "predicted": labels[q],
+                "count": int(off[t, q]),
+                "share": float(off[t, q] / cm[t].sum()),
+            }
+        )
+
+    k = min(TOP_K, n_classes)
+    return {
+        "n": int(n),
+        "accuracy": hits / n,
+        "accuracy_ci95": [lo, hi],
+        "balanced_accuracy": float(recall_present.mean()),
+        "macro_f1": float(macro_f1),
+        "top5_accuracy": top_k_accuracy(y, p, k),
+        "top_k": k,
+        "per_class": {
+            labels[i]: {
+                "precision": float(precision[i]),
+                "recall": float(recall[i]),
+                "f1": float(f1[i]),
+                "support": int(support[i]),
+            }
+            for i in all_idx
+        },
+        "labels": labels,
+        "confusion_matrix": cm.astype(int).tolist(),
+        "ece": ece,
+        "reliability": bins,
+        "most_confused": confused,
+    }
