@@ -1,0 +1,404 @@
+"""Decode every image of a tree and report what is wrong with it.
+
+Each file is read once: its bytes are hashed (SHA-256, for exact duplicates) and decoded with
+`sportsdet.imageio.load_image`, the same loader training and prediction use, so a file that
+passes here loads everywhere. Work is spread over processes in chunks. Problems are reported per
+file; `quarantine` moves bad files out of the tree (it never deletes and never overwrites).
+Torch-free.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import io
+import os
+import shutil
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from sportsdet import imageio
+from sportsdet.data._jsonio import write_json_atomic
+from sportsdet.data.discover import (
+    IGNORED_UNSUPPORTED,
+    SPLIT_ORDER,
+    ScanResult,
+    is_hidden_name,
+    scan_dataset,
+)
+from sportsdet.errors import ImageLoadError, SportsdetError
+
+CHECK_FORMAT = "sportsdet-check/1"
+TINY = "tiny"
+# Problem kinds, most serious first (ImageLoadError kinds plus "tiny").
+PROBLEM_KINDS = (
+    "empty",
+    "not-an-image",
+    "unsupported-format",
+    "truncated",
+    "corrupt",
+    "too-large",
+    "unreadable",
+    "missing",
+    TINY,
+)
+# Decoding big photos at this shorter side is enough to prove the whole file decodes
+# (JPEG draft mode still reads every byte) and much faster than full size.
+_CHECK_DECODE_SIZE = 256
+_CHUNK = 64
+
+
+@dataclass
+class FileResult:
+    """What checking one file found. `kind` is None for a good file."""
+
+    rel: str
+    split: str | None
+    label: str
+    size: int = 0
+    sha256: str | None = None
+    kind: str | None = None
+    detail: str = ""
+    width: int | None = None
+    height: int | None = None
+    mode: str | None = None
+    format: str | None = None
+
+
+@dataclass
+class DuplicateGroup:
+    """Files with identical bytes. `keep` is the copy quarantine leaves in place."""
+
+    sha256: str
+    files: list[str]
+    splits: list[str]
+    labels: list[str]
+
+    @property
+    def cross_split(self) -> bool:
+        """The same picture in two splits: test images the model has trained on."""
+        return len(set(self.splits)) > 1
+
+    @property
+    def conflicting_labels(self) -> bool:
+        return len(set(self.labels)) > 1
+
+    @property
+    def keep(self) -> str:
+        return self.files[0]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "sha256": self.sha256,
+            "files": self.files,
+            "splits": self.splits,
+            "labels": self.labels,
+            "cross_split": self.cross_split,
+            "conflicting_labels": self.conflicting_labels,
+        }
+
+
+@dataclass
+class CheckReport:
+    root: Path
+    layout: str
+    results: list[FileResult]
+    duplicates: list[DuplicateGroup]
+    ignored: dict[str, int]
+    seconds: float
+    quarantine: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def problems(self) -> list[FileResult]:
+        return [r for r in self.results if r.kind is not None]
+
+    @property
+    def problem_counts(self) -> dict[str, int]:
+        counts = Counter(r.kind for r in self.problems)
+        return {k: counts[k] for k in PROBLEM_KINDS if counts[k]} | {
+            k: n for k, n in counts.items() if k not in PROBLEM_KINDS
+        }
+
+    @property
+    def cross_split_duplicates(self) -> list[DuplicateGroup]:
+        return [g for g in self.duplicates if g.cross_split]
+
+    @property
+    def found_problems(self) -> bool:
+        """Anything `--strict` should fail on: bad files or duplicates of any kind."""
+        return bool(self.problems or self.duplicates)
+
+    def info(self) -> dict[str, Any]:
+        """Facts about the good files that are not problems (image modes, formats, sizes)."""
+        good = [r for r in self.results if r.kind is None]
+        modes = Counter(r.mode for r in good)
+        formats = Counter(r.format for r in good)
+        widths = [r.width for r in good if r.width]
+        heights = [r.height for r in good if r.height]
+        return {
+            "modes": dict(modes.most_common()),
+            "formats": dict(formats.most_common()),
+            "non_rgb": sum(n for m, n in modes.items() if m != "RGB"),
+            "greyscale": sum(n for m, n in modes.items() if m in ("L", "LA", "1", "I", "I;16", "F")),
+            "width": [min(widths), max(widths)] if widths else None,
+            "height": [min(heights), max(heights)] if heights else None,
+            "bytes": sum(r.size for r in self.results),
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        good = sum(r.kind is None for r in self.results)
+        return {
+            "format": CHECK_FORMAT,
+            "root": str(self.root),
+            "layout": self.layout,
+            "checked": len(self.results),
+            "ok": good,
+            "seconds": round(self.seconds, 2),
+            "problem_counts": self.problem_counts,
+            "problems": [
+                {"path": r.rel, "split": r.split, "label": r.label, "kind": r.kind, "detail": r.detail}
+                for r in self.problems
+            ],
+            "duplicate_groups": len(self.duplicates),
+            "cross_split_duplicate_groups": len(self.cross_split_duplicates),
+            "duplicates": [g.to_dict() for g in self.duplicates],
+            "info": self.info(),
+            "ignored": self.ignored,
+            "quarantine": self.quarantine or None,
+            "files": [asdict(r) for r in self.results],
+        }
+
+    def save(self, path: str | Path) -> Path:
+        """Write the JSON report atomically."""
+        return write_json_atomic(path, self.to_dict())
+
+
+def check_file(path: str, rel: str, split: str | None, label: str) -> FileResult:
+    """Hash and decode one file; every failure becomes a `kind`, never an exception."""
+    result = FileResult(rel=rel, split=split, label=label)
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        result.kind, result.detail = "missing", "file disappeared while checking"
+        return result
+    except OSError as exc:
+        result.kind, result.detail = "unreadable", f"cannot read file ({exc.strerror or exc})"
+        return result
+    result.size = len(data)
+    result.sha256 = hashlib.sha256(data).hexdigest()
+    try:
+        # The header gives the file's own size, mode and format before any conversion.
+        with Image.open(io.BytesIO(data)) as header:
+            result.width, result.height = header.size
+            result.mode, result.format = header.mode, header.format
+    except Exception:  # noqa: BLE001  load_image below classifies the failure properly
+        pass
+    try:
+        imageio.load_image(data, name=rel, min_size=_CHECK_DECODE_SIZE)
+    except ImageLoadError as exc:
+        result.kind, result.detail = exc.kind, exc.detail
+        return result
+    except Exception as exc:  # noqa: BLE001  a decoder bug must not stop a 100k-file check
+        result.kind, result.detail = "corrupt", f"decoder failed ({type(exc).__name__}: {exc})"
+        return result
+    if result.width is not None and min(result.width, result.height) < imageio.MIN_SIDE:
+        result.kind = TINY
+        result.detail = f"only {result.width}x{result.height} pixels (less than {imageio.MIN_SIDE} on a side)"
+    return result
+
+
+def _check_chunk(chunk: list[tuple[str, str, str | None, str]]) -> list[FileResult]:
+    return [check_file(*item) for item in chunk]
+
+
+def _unsupported_files(scan: ScanResult) -> list[FileResult]:
+    """Files skipped by the scan for being in a picture format we cannot decode (e.g. HEIC)."""
+    from sportsdet.data.discover import UNSUPPORTED_IMAGE_EXTENSIONS  # keep the import list short
+
+    found = []
+    if not scan.ignored.get(IGNORED_UNSUPPORTED):
+        return found
+    for dirpath, dirnames, filenames in os.walk(scan.root):
+        dirnames[:] = sorted(d for d in dirnames if not is_hidden_name(d))
+        for name in sorted(filenames):
+            if is_hidden_name(name) or Path(name).suffix.lower() not in UNSUPPORTED_IMAGE_EXTENSIONS:
+                continue
+            rel = Path(os.path.relpath(os.path.join(dirpath, name), scan.root)).as_posix()
+            parts = rel.split("/")
+            split = None
+            if scan.layout == "split":
+                split = next((s for s, f in scan.split_folders.items() if f == parts[0]), None)
+                parts = parts[1:] if split else parts
+            label = parts[0] if len(parts) > 1 else ""
+            suffix = Path(name).suffix.lower()
+            found.append(
+                FileResult(
+                    rel=rel,
+                    split=split,
+                    label=label,
+                    size=os.path.getsize(os.path.join(dirpath, name)),
+                    kind="unsupported-format",
+                    detail=f"{suffix} files cannot be read; convert to JPEG or PNG",
+                )
+            )
+    return found
+
+
+def check_dataset(
+    scan_or_root: ScanResult | str | Path,
+    *,
+    workers: int | None = None,
+    on_progress: Callable[[int], None] | None = None,
+) -> CheckReport:
+    """Check every image of a tree. `workers` processes decode in parallel (default: all cores;
+    1 runs in this process). `on_progress(n)` is called as each batch of n files finishes."""
+    scan = scan_or_root if isinstance(scan_or_root, ScanResult) else scan_dataset(scan_or_root)
+    start = time.perf_counter()
+    items = [(str(r.path), r.rel, r.split, r.label) for r in scan.records]
+    chunks = [items[i : i + _CHUNK] for i in range(0, len(items), _CHUNK)]
+    workers = max(1, workers or os.cpu_count() or 1)
+    results: list[FileResult] = []
+    if workers == 1 or len(chunks) <= 1:
+        for chunk in chunks:
+            results.extend(_check_chunk(chunk))
+            if on_progress:
+                on_progress(len(chunk))
+    else:
+        with ProcessPoolExecutor(max_workers=min(workers, len(chunks))) as pool:
+            futures = [pool.submit(_check_chunk, chunk) for chunk in chunks]
+            for future in as_completed(futures):
+                done = future.result()
+                results.extend(done)
+                if on_progress:
+                    on_progress(len(done))
+    results.extend(_unsupported_files(scan))
+    results.sort(key=lambda r: r.rel)
+    return CheckReport(
+        root=scan.root,
+        layout=scan.layout,
+        results=results,
+        duplicates=find_duplicates(results),
+        ignored=scan.ignored,
+        seconds=time.perf_counter() - start,
+    )
+
+
+def _keep_order(result: FileResult) -> tuple[int, str]:
+    # The copy to keep: the one in the earliest split (train before valid before test), then by path.
+    rank = SPLIT_ORDER.index(result.split) if result.split in SPLIT_ORDER else len(SPLIT_ORDER)
+    return rank, result.rel
+
+
+def find_duplicates(results: Iterable[FileResult]) -> list[DuplicateGroup]:
+    """Groups of good files with identical bytes (bad files are reported on their own)."""
+    by_hash: dict[str, list[FileResult]] = defaultdict(list)
+    for result in results:
+        if result.kind is None and result.sha256:
+            by_hash[result.sha256].append(result)
+    groups = []
+    for digest, members in by_hash.items():
+        if len(members) < 2:
+            continue
+        members.sort(key=_keep_order)
+        groups.append(
+            DuplicateGroup(
+                sha256=digest,
+                files=[m.rel for m in members],
+                splits=[m.split or "all" for m in members],
+                labels=[m.label for m in members],
+            )
+        )
+    groups.sort(key=lambda g: (not g.cross_split, g.files[0]))
+    return groups
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    try:
+        path.relative_to(folder)
+        return True
+    except ValueError:
+        return False
+
+
+def validate_quarantine_dir(root: Path, quarantine: str | Path) -> Path:
+    """Where bad files may go: not the data tree itself, unless in a hidden folder that scans skip."""
+    target = Path(quarantine).expanduser().resolve()
+    root = root.resolve()
+    if target == root:
+        raise SportsdetError(
+            f"--quarantine {quarantine}: that is the data folder itself; choose a folder outside it"
+        )
+    if _inside(target, root):
+        inner = target.relative_to(root).parts
+        if not any(is_hidden_name(part) for part in inner):
+            raise SportsdetError(
+                f"--quarantine {quarantine}: is inside the data tree {root}, so moved files would be found "
+                f"again as data; choose a folder outside it, or a hidden one such as {root / '.quarantine'}"
+            )
+    if target.exists() and not target.is_dir():
+        raise SportsdetError(f"--quarantine {quarantine}: exists and is not a folder")
+    return target
+
+
+def _free_name(target: Path) -> Path:
+    """`target`, or `name~1.ext`, `name~2.ext`, ... : the first that does not exist."""
+    candidate, n = target, 0
+    while candidate.exists() or candidate.is_symlink():
+        n += 1
+        candidate = target.with_name(f"{target.stem}~{n}{target.suffix}")
+    return candidate
+
+
+def _move_no_overwrite(source: Path, target: Path) -> Path:
+    """Move a file without ever replacing an existing one and without losing it on failure."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        dest = _free_name(target)
+        try:
+            os.link(source, dest)  # fails if dest exists: no race can overwrite
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            if exc.errno not in (errno.EXDEV, errno.EPERM, errno.ENOTSUP, errno.EMLINK, errno.EOPNOTSUPP):
+                raise
+            # Another file system (or no hard links): copy into a new file, then remove the original.
+            try:
+                with open(source, "rb") as src, open(dest, "xb") as dst:
+                    shutil.copyfileobj(src, dst)
+                    dst.flush()
+                    os.fsync(dst.fileno())
+            except FileExistsError:
+                continue
+            shutil.copystat(source, dest)
+        os.unlink(source)
+        return dest
+
+
+def quarantine_files(
+    report: CheckReport, destination: str | Path, *, include_duplicates: bool = True
+) -> dict[str, Any]:
+    """Move bad files (and all but the kept copy of each duplicate group) to `destination`,
+    keeping their paths relative to the data root. Never deletes, never overwrites."""
+    target_root = validate_quarantine_dir(report.root, destination)
+    to_move: list[tuple[str, str]] = [(r.rel, r.kind or "problem") for r in report.problems]
+    if include_duplicates:
+        for group in report.duplicates:
+            to_move.extend((rel, f"duplicate of {group.keep}") for rel in group.files[1:])
+    moved, failed = [], []
+    for rel, reason in to_move:
+        source = report.root / rel
+        try:
+            dest = _move_no_overwrite(source, target_root / rel)
+        except OSError as exc:
+            failed.append({"path": rel, "reason": reason, "error": exc.strerror or str(exc)})
+            continue
+        moved.append({"path": rel, "to": str(dest), "reason": reason})
+    report.quarantine = {"dir": str(target_root), "moved": moved, "failed": failed}
+    return report.quarantine

@@ -1,0 +1,369 @@
+"""Find the labelled images in a folder tree, without decoding any of them.
+
+Two layouts are understood:
+
+- folder per class:  ROOT/<class>/**/<image>
+- split tree:        ROOT/{train,valid|val,test}/<class>/**/<image>
+
+A tree is a split tree when ROOT holds at least one split-named folder (train, valid, val,
+validation, test; any case) that itself contains folders. Class names are folder names, used
+exactly as written (spaces and all). Hidden entries (a leading '.', `__MACOSX`, ...) and files
+whose names do not end like an image are skipped and counted by reason. Torch-free and fast:
+only `os.scandir`, no image is opened.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sportsdet.errors import SportsdetError
+from sportsdet.imageio import is_image_name
+
+# Folder names that mark a split tree, mapped to the split each one means.
+SPLIT_FOLDERS = {"train": "train", "valid": "valid", "val": "valid", "validation": "valid", "test": "test"}
+SPLIT_ORDER = ("train", "valid", "test")
+# Entries that tools leave behind and that never hold training data.
+JUNK_NAMES = frozenset({"__macosx", "__pycache__", "@eadir", "thumbs.db", "desktop.ini", "$recycle.bin"})
+# Picture formats people have but load_image cannot decode: reported instead of silently skipped.
+UNSUPPORTED_IMAGE_EXTENSIONS = frozenset(
+    {
+        ".heic",
+        ".heif",
+        ".avif",
+        ".jxl",
+        ".svg",
+        ".ico",
+        ".ppm",
+        ".pgm",
+        ".pbm",
+        ".psd",
+        ".raw",
+        ".cr2",
+        ".nef",
+        ".arw",
+        ".dng",
+        ".jp2",
+        ".eps",
+        ".xcf",
+    }
+)
+# A class holding more than this many times the images of another is called imbalanced.
+IMBALANCE_RATIO = 3.0
+# How many example paths to keep per ignore reason (the counts are always complete).
+_EXAMPLES = 5
+
+# Why an entry was skipped (keys of ScanResult.ignored).
+IGNORED_HIDDEN = "hidden"
+IGNORED_NOT_IMAGE = "not-an-image-name"
+IGNORED_UNSUPPORTED = "unsupported-image-type"
+IGNORED_LOOSE = "outside-class-folder"
+IGNORED_NOT_SPLIT = "not-a-split-folder"
+IGNORED_UNREADABLE = "unreadable-folder"
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    """One image found in the tree. `rel` is relative to the root, with '/' separators."""
+
+    path: Path
+    rel: str
+    label: str
+    split: str | None  # train / valid / test, or None in a folder-per-class tree
+
+
+@dataclass
+class ScanResult:
+    """Everything `scan_dataset` found. Records are sorted by `rel`, so order never depends on
+    the file system."""
+
+    root: Path
+    layout: str  # "split" or "folders"
+    records: list[ImageRecord]
+    classes: list[str]  # sorted names of classes that hold at least one image
+    empty_classes: list[str] = field(default_factory=list)
+    split_folders: dict[str, str] = field(default_factory=dict)  # split -> folder name on disk
+    ignored: dict[str, int] = field(default_factory=dict)  # reason -> count
+    ignored_examples: dict[str, list[str]] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def splits(self) -> list[str]:
+        """Split names present, in train/valid/test order ("all" for a folder-per-class tree)."""
+        if self.layout != "split":
+            return ["all"]
+        return [s for s in SPLIT_ORDER if s in self.split_folders]
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """Images per split per class, every class listed (0 where it has none)."""
+        table = {split: dict.fromkeys(self.classes, 0) for split in self.splits}
+        for record in self.records:
+            table[record.split or "all"][record.label] += 1
+        return table
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready summary (no per-file list)."""
+        counts = self.counts()
+        return {
+            "root": str(self.root),
+            "layout": self.layout,
+            "num_classes": len(self.classes),
+            "classes": self.classes,
+            "empty_classes": self.empty_classes,
+            "total": len(self.records),
+            "splits": {
+                split: {"total": sum(per_class.values()), "per_class": per_class}
+                for split, per_class in counts.items()
+            },
+            "split_folders": self.split_folders,
+            "ignored": self.ignored,
+            "ignored_examples": self.ignored_examples,
+            "warnings": self.warnings,
+        }
+
+
+def is_hidden_name(name: str) -> bool:
+    """Dot-files, macOS resource forks and OS/tool litter."""
+    return name.startswith(".") or name.lower() in JUNK_NAMES
+
+
+class _Walker:
+    """Collects images under class folders and counts what it skips."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.ignored: Counter[str] = Counter()
+        self.examples: dict[str, list[str]] = defaultdict(list)
+        self._seen_dirs: set[tuple[int, int]] = set()
+
+    def skip(self, reason: str, path: str) -> None:
+        self.ignored[reason] += 1
+        if len(self.examples[reason]) < _EXAMPLES:
+            self.examples[reason].append(Path(os.path.relpath(path, self.root)).as_posix())
+
+    def entries(self, folder: str) -> list[os.DirEntry[str]]:
+        """Non-hidden entries of a folder; hidden ones are counted."""
+        try:
+            with os.scandir(folder) as it:
+                entries = list(it)
+        except OSError:
+            self.skip(IGNORED_UNREADABLE, folder)
+            return []
+        kept = []
+        for entry in entries:
+            if is_hidden_name(entry.name):
+                self.skip(IGNORED_HIDDEN, entry.path)
+            else:
+                kept.append(entry)
+        return kept
+
+    @staticmethod
+    def is_dir(entry: os.DirEntry[str]) -> bool:
+        try:
+            return entry.is_dir()
+        except OSError:
+            return False
+
+    def images_under(self, folder: str) -> list[str]:
+        """Image paths anywhere below a class folder (sub-folders belong to the same class)."""
+        try:
+            info = os.stat(folder)
+        except OSError:
+            self.skip(IGNORED_UNREADABLE, folder)
+            return []
+        key = (info.st_dev, info.st_ino)
+        if key in self._seen_dirs:  # a symlink loop or a folder linked twice
+            return []
+        self._seen_dirs.add(key)
+        found = []
+        for entry in self.entries(folder):
+            if self.is_dir(entry):
+                found.extend(self.images_under(entry.path))
+            elif is_image_name(entry.name):
+                found.append(entry.path)
+            elif Path(entry.name).suffix.lower() in UNSUPPORTED_IMAGE_EXTENSIONS:
+                self.skip(IGNORED_UNSUPPORTED, entry.path)
+            else:
+                self.skip(IGNORED_NOT_IMAGE, entry.path)
+        return found
+
+    def class_folders(self, folder: str) -> list[os.DirEntry[str]]:
+        """Sub-folders of `folder` (the classes); loose files there are counted and skipped."""
+        classes = []
+        for entry in self.entries(folder):
+            if self.is_dir(entry):
+                classes.append(entry)
+            elif Path(entry.name).suffix.lower() in UNSUPPORTED_IMAGE_EXTENSIONS:
+                self.skip(IGNORED_UNSUPPORTED, entry.path)
+            elif is_image_name(entry.name):
+                self.skip(IGNORED_LOOSE, entry.path)
+            else:
+                self.skip(IGNORED_NOT_IMAGE, entry.path)
+        return classes
+
+
+def _check_root(root: str | Path) -> Path:
+    path = Path(root).expanduser()
+    if not path.exists():
+        raise SportsdetError(f"{path}: no such folder; give the folder that holds your class folders")
+    if not path.is_dir():
+        raise SportsdetError(
+            f"{path}: is a file, not a folder; give a folder laid out as ROOT/<class>/<images> "
+            "or ROOT/{train,valid,test}/<class>/<images>"
+        )
+    return path.resolve()
+
+
+def _split_folders(walker: _Walker, top: list[os.DirEntry[str]]) -> dict[str, os.DirEntry[str]]:
+    """Split-named folders at the root that contain folders, keyed by split."""
+    found: dict[str, os.DirEntry[str]] = {}
+    for entry in top:
+        split = SPLIT_FOLDERS.get(entry.name.lower())
+        if split is None or not walker.is_dir(entry):
+            continue
+        try:
+            with os.scandir(entry.path) as it:
+                has_subfolder = any(_Walker.is_dir(e) and not is_hidden_name(e.name) for e in it)
+        except OSError:
+            has_subfolder = False
+        if not has_subfolder:
+            continue
+        if split in found:
+            raise SportsdetError(
+                f"{walker.root}: both '{found[split].name}' and '{entry.name}' look like the {split} "
+                "split; rename or move one of them so that each split has one folder"
+            )
+        found[split] = entry
+    return found
+
+
+def scan_dataset(root: str | Path) -> ScanResult:
+    """Find every image in a folder-per-class or split tree (see the module doc).
+
+    Stable API used by `sportsdet train`: returns a `ScanResult` whose `records` are sorted by
+    relative path. Raises `SportsdetError` when the path is missing, not a folder, or holds no
+    class folders with images.
+    """
+    path = _check_root(root)
+    walker = _Walker(path)
+    top = walker.entries(str(path))
+    top.sort(key=lambda e: e.name)
+    split_entries = _split_folders(walker, top)
+    records: list[ImageRecord] = []
+    class_names: set[str] = set()
+
+    def collect(folder: str, split: str | None) -> None:
+        for class_entry in sorted(walker.class_folders(folder), key=lambda e: e.name):
+            class_names.add(class_entry.name)
+            for image in walker.images_under(class_entry.path):
+                rel = Path(os.path.relpath(image, path)).as_posix()
+                records.append(ImageRecord(Path(image), rel, class_entry.name, split))
+
+    if split_entries:
+        layout = "split"
+        chosen = {entry.path for entry in split_entries.values()}
+        for entry in top:
+            if entry.path in chosen:
+                continue
+            if walker.is_dir(entry):
+                walker.skip(IGNORED_NOT_SPLIT, entry.path)
+            elif Path(entry.name).suffix.lower() in UNSUPPORTED_IMAGE_EXTENSIONS:
+                walker.skip(IGNORED_UNSUPPORTED, entry.path)
+            elif is_image_name(entry.name):
+                walker.skip(IGNORED_LOOSE, entry.path)
+            else:
+                walker.skip(IGNORED_NOT_IMAGE, entry.path)
+        for split in SPLIT_ORDER:
+            if split in split_entries:
+                collect(split_entries[split].path, split)
+    else:
+        layout = "folders"
+        collect(str(path), None)
+
+    records.sort(key=lambda r: r.rel)
+    with_images = {r.label for r in records}
+    classes = sorted(with_images)
+    empty = sorted(class_names - with_images)
+    if not classes:
+        what = "class folders with images" if class_names else "class folders"
+        raise SportsdetError(
+            f"{path}: no {what} found. Expected ROOT/<class name>/<images> or "
+            "ROOT/{train,valid,test}/<class name>/<images> with .jpg/.png/... files "
+            f"(skipped: {_describe_ignored(walker.ignored) or 'nothing'})"
+        )
+    result = ScanResult(
+        root=path,
+        layout=layout,
+        records=records,
+        classes=classes,
+        empty_classes=empty,
+        split_folders={s: e.name for s, e in split_entries.items()},
+        ignored=dict(sorted(walker.ignored.items())),
+        ignored_examples={k: v for k, v in sorted(walker.examples.items())},
+    )
+    result.warnings = _warnings(result)
+    return result
+
+
+def _describe_ignored(ignored: dict[str, int] | Counter[str]) -> str:
+    return ", ".join(f"{n} {reason}" for reason, n in sorted(ignored.items()))
+
+
+def _name_list(names: list[str], limit: int = 8) -> str:
+    shown = ", ".join(f"'{n}'" for n in names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+def _warnings(result: ScanResult) -> list[str]:
+    """Things a person should know before training on this tree."""
+    warnings: list[str] = []
+    if result.empty_classes:
+        warnings.append(
+            f"{len(result.empty_classes)} empty class folder(s) (no images, left out): "
+            f"{_name_list(result.empty_classes)}"
+        )
+    if len(result.classes) == 1:
+        only = result.classes[0]
+        warnings.append(
+            f"only one class found ('{only}'); if '{only}' holds the class folders, "
+            f"scan {result.root / only} instead"
+        )
+    counts = result.counts()
+    if result.layout == "split":
+        for split in result.splits:
+            missing = [c for c in result.classes if counts[split][c] == 0]
+            if missing:
+                warnings.append(f"{len(missing)} class(es) have no images in {split}: {_name_list(missing)}")
+        for split in SPLIT_ORDER:
+            if split not in result.split_folders:
+                warnings.append(f"no {split} folder: the tree has {', '.join(result.split_folders.values())}")
+    for split in result.splits:
+        present = {c: n for c, n in counts[split].items() if n > 0}
+        if len(present) < 2:
+            continue
+        most = max(present, key=lambda c: (present[c], c))
+        least = min(present, key=lambda c: (present[c], c))
+        ratio = present[most] / present[least]
+        if ratio > IMBALANCE_RATIO:
+            where = "" if split == "all" else f" in {split}"
+            warnings.append(
+                f"strong class imbalance{where}: '{most}' has {present[most]} images, '{least}' has "
+                f"{present[least]} ({ratio:.1f}x); consider balanced sampling or class weights"
+            )
+    unsupported = result.ignored.get(IGNORED_UNSUPPORTED, 0)
+    if unsupported:
+        examples = ", ".join(result.ignored_examples.get(IGNORED_UNSUPPORTED, []))
+        warnings.append(
+            f"{unsupported} file(s) in picture formats sportsdet cannot read were skipped "
+            f"(e.g. {examples}); convert them to JPEG or PNG to use them"
+        )
+    loose = result.ignored.get(IGNORED_LOOSE, 0)
+    if loose:
+        warnings.append(
+            f"{loose} image(s) lie outside any class folder and were skipped "
+            f"(e.g. {', '.join(result.ignored_examples.get(IGNORED_LOOSE, []))})"
+        )
+    return warnings

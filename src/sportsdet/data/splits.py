@@ -1,0 +1,438 @@
+"""Train / valid / test splits, written down as a manifest so evaluate and resume reuse them.
+
+Strategies (the text a user passes to `--split`):
+
+- `official`                  the tree's own train/valid|val/test folders;
+- `random:TEST[,VALID]`       seeded and stratified: TEST of each class goes to test, then VALID
+                              (default 0.1, may be 0) of what is left goes to valid;
+                              `random:0.2` is the notebook's 80/20;
+- `per-class:TRAIN,TEST[,VALID]`  exactly TRAIN train and TEST test images per class (the UIUC
+                              Sports protocol is per-class:70,60); VALID defaults to up to 10% of
+                              TRAIN, taken from the images left over.
+
+On a split tree, `random` and `per-class` pool all its images first. Every class is shuffled
+with its own generator, seeded from the seed and the class name, so a class's split does not
+change when other classes are added or removed, nor with the order the file system lists files.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import math
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import numpy as np
+
+from sportsdet.data._jsonio import write_json_atomic
+from sportsdet.data.discover import SPLIT_ORDER, ImageRecord, ScanResult, scan_dataset
+from sportsdet.errors import SportsdetError
+
+SPLIT_FORMAT = "sportsdet-split/1"
+SPLITS = SPLIT_ORDER  # ("train", "valid", "test")
+DEFAULT_RANDOM_VALID = 0.1  # of the images left after the test share is taken
+DEFAULT_PER_CLASS_VALID = 0.1  # of TRAIN, from the leftovers
+_STRATEGY_HELP = "use 'official', 'random:TEST[,VALID]' (e.g. random:0.2) or 'per-class:TRAIN,TEST[,VALID]'"
+
+
+@dataclass(frozen=True)
+class SplitStrategy:
+    """A parsed `--split` value."""
+
+    kind: str  # official | random | per-class
+    test: float | int = 0
+    valid: float | int | None = None  # None: the strategy's default
+    train: int = 0  # per-class only
+
+    @property
+    def text(self) -> str:
+        """Canonical text form, as stored in manifests."""
+        if self.kind == "official":
+            return "official"
+        valid = "" if self.valid is None else f",{_fmt(self.valid)}"
+        if self.kind == "random":
+            return f"random:{_fmt(self.test)}{valid}"
+        return f"per-class:{self.train},{self.test}{valid}"
+
+
+def _fmt(value: float | int) -> str:
+    return str(value) if isinstance(value, int) else f"{value:g}"
+
+
+def parse_split_strategy(text: str | SplitStrategy) -> SplitStrategy:
+    """Parse 'official', 'random:0.2[,0.1]' or 'per-class:70,60[,7]'; clear errors otherwise."""
+    if isinstance(text, SplitStrategy):
+        return text
+    raw = str(text).strip()
+    kind, _, args = raw.partition(":")
+    kind = kind.strip().lower().replace("_", "-")
+    parts = [p.strip() for p in args.split(",")] if args.strip() else []
+    if kind == "official":
+        if parts:
+            raise SportsdetError(f"--split {raw!r}: 'official' takes no numbers; {_STRATEGY_HELP}")
+        return SplitStrategy("official")
+    if kind == "random":
+        if not 1 <= len(parts) <= 2:
+            raise SportsdetError(
+                f"--split {raw!r}: expected random:TEST or random:TEST,VALID; {_STRATEGY_HELP}"
+            )
+        test = _fraction(raw, "TEST", parts[0], allow_zero=False)
+        valid = _fraction(raw, "VALID", parts[1], allow_zero=True) if len(parts) == 2 else None
+        return SplitStrategy("random", test=test, valid=valid)
+    if kind in ("per-class", "perclass"):
+        if not 2 <= len(parts) <= 3:
+            raise SportsdetError(
+                f"--split {raw!r}: expected per-class:TRAIN,TEST or per-class:TRAIN,TEST,VALID "
+                "(images per class, e.g. per-class:70,60)"
+            )
+        train = _count(raw, "TRAIN", parts[0], allow_zero=False)
+        test = _count(raw, "TEST", parts[1], allow_zero=True)
+        valid = _count(raw, "VALID", parts[2], allow_zero=True) if len(parts) == 3 else None
+        return SplitStrategy("per-class", test=test, valid=valid, train=train)
+    raise SportsdetError(f"--split {raw!r}: unknown strategy {kind!r}; {_STRATEGY_HELP}")
+
+
+def _fraction(raw: str, what: str, value: str, *, allow_zero: bool) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise SportsdetError(
+            f"--split {raw!r}: {what} must be a fraction such as 0.2, got {value!r}"
+        ) from None
+    low_ok = number >= 0 if allow_zero else number > 0
+    if not (low_ok and number < 1) or math.isnan(number):
+        bound = "0 <= {} < 1" if allow_zero else "0 < {} < 1"
+        raise SportsdetError(
+            f"--split {raw!r}: {what} must be a fraction with {bound.format(what)} "
+            f"(e.g. random:0.2 for 20% test), got {value}"
+        )
+    return number
+
+
+def _count(raw: str, what: str, value: str, *, allow_zero: bool) -> int:
+    if not re.fullmatch(r"\d+", value):
+        raise SportsdetError(
+            f"--split {raw!r}: {what} must be a whole number of images per class, got {value!r}"
+        )
+    number = int(value)
+    if number == 0 and not allow_zero:
+        raise SportsdetError(f"--split {raw!r}: {what} must be at least 1")
+    return number
+
+
+@dataclass
+class SplitManifest:
+    """Which file goes to which split, with which label. Saved as `split.json`.
+
+    `splits[name]` lists (relative POSIX path, label) pairs; `classes` is the label order.
+    """
+
+    root: Path
+    strategy: str
+    seed: int
+    classes: list[str]
+    splits: dict[str, list[tuple[str, str]]]
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def counts(self) -> dict[str, dict[str, int]]:
+        """Images per split per class (every class listed)."""
+        table = {}
+        for split in SPLITS:
+            per_class = dict.fromkeys(self.classes, 0)
+            for _, label in self.splits.get(split, []):
+                per_class[label] += 1
+            table[split] = per_class
+        return table
+
+    def items(self, split: str) -> list[tuple[Path, int]]:
+        """(absolute path, label index) for every image of a split, in manifest order."""
+        if split not in SPLITS:
+            raise SportsdetError(f"split.json: unknown split {split!r}; use one of {', '.join(SPLITS)}")
+        index = {name: i for i, name in enumerate(self.classes)}
+        return [(self.root / rel, index[label]) for rel, label in self.splits.get(split, [])]
+
+    def missing_files(self) -> list[str]:
+        """Relative paths in the manifest that are not on disk under `root` (moved or deleted)."""
+        return [
+            rel
+            for split in SPLITS
+            for rel, _ in self.splits.get(split, [])
+            if not (self.root / rel).is_file()
+        ]
+
+    def with_root(self, root: str | Path) -> SplitManifest:
+        """The same split for a copy of the data that lives somewhere else."""
+        return SplitManifest(
+            Path(root).resolve(),
+            self.strategy,
+            self.seed,
+            list(self.classes),
+            {k: list(v) for k, v in self.splits.items()},
+            list(self.notes),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "format": SPLIT_FORMAT,
+            "root": str(self.root),
+            "strategy": self.strategy,
+            "seed": self.seed,
+            "classes": list(self.classes),
+            "splits": {s: [[rel, label] for rel, label in self.splits.get(s, [])] for s in SPLITS},
+            "counts": self.counts,
+        }
+        if self.notes:
+            data["notes"] = list(self.notes)
+        return data
+
+    def save(self, path: str | Path) -> Path:
+        """Write the manifest as JSON, atomically (a crash leaves the old file or none)."""
+        return write_json_atomic(path, self.to_dict())
+
+    @classmethod
+    def load(cls, path: str | Path) -> SplitManifest:
+        """Read and validate a manifest; any problem raises SportsdetError naming the file."""
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise SportsdetError(
+                f"{path}: split manifest not found; make one with `sportsdet data split`"
+            ) from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise SportsdetError(f"{path}: cannot read split manifest ({exc})") from None
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise SportsdetError(
+                f"{path}: split manifest is not valid JSON ({exc}); recreate it with `sportsdet data split`"
+            ) from None
+        return cls.from_dict(data, source=str(path))
+
+    @classmethod
+    def from_dict(cls, data: Any, *, source: str = "split manifest") -> SplitManifest:
+        def bad(problem: str) -> SportsdetError:
+            return SportsdetError(f"{source}: {problem}; recreate it with `sportsdet data split`")
+
+        if not isinstance(data, dict):
+            raise bad("expected a JSON object")
+        if data.get("format") != SPLIT_FORMAT:
+            raise bad(f"format is {data.get('format')!r}, expected {SPLIT_FORMAT!r}")
+        for key, kind in (
+            ("root", str),
+            ("strategy", str),
+            ("seed", int),
+            ("classes", list),
+            ("splits", dict),
+        ):
+            if key not in data:
+                raise bad(f"missing field {key!r}")
+            if not isinstance(data[key], kind) or (kind is int and isinstance(data[key], bool)):
+                raise bad(f"field {key!r} must be a {kind.__name__}")
+        classes = data["classes"]
+        if not classes or not all(isinstance(c, str) and c for c in classes):
+            raise bad("'classes' must be a non-empty list of names")
+        if len(set(classes)) != len(classes):
+            raise bad("'classes' lists a name twice")
+        parse_split_strategy(data["strategy"])
+        unknown = set(data["splits"]) - set(SPLITS)
+        if unknown:
+            raise bad(f"unknown split(s) {sorted(unknown)}")
+        known = set(classes)
+        seen: dict[str, str] = {}
+        splits: dict[str, list[tuple[str, str]]] = {}
+        for split in SPLITS:
+            entries = data["splits"].get(split, [])
+            if not isinstance(entries, list):
+                raise bad(f"splits.{split} must be a list")
+            pairs = []
+            for entry in entries:
+                if not (
+                    isinstance(entry, list) and len(entry) == 2 and all(isinstance(x, str) for x in entry)
+                ):
+                    raise bad(f"splits.{split} holds {entry!r}; each entry must be [relative path, label]")
+                rel, label = entry
+                pure = PurePosixPath(rel)
+                if not rel or pure.is_absolute() or ".." in pure.parts or "\\" in rel:
+                    raise bad(f"path {rel!r} in splits.{split} must be relative to root, with '/' separators")
+                if label not in known:
+                    raise bad(f"label {label!r} of {rel!r} is not in 'classes'")
+                if rel in seen:
+                    raise bad(f"{rel!r} is in both {seen[rel]} and {split}")
+                seen[rel] = split
+                pairs.append((rel, label))
+            splits[split] = pairs
+        manifest = cls(
+            Path(data["root"]),
+            data["strategy"],
+            data["seed"],
+            list(classes),
+            splits,
+            [str(n) for n in data.get("notes", [])],
+        )
+        if "counts" in data and data["counts"] != manifest.counts:
+            raise bad("'counts' do not match the listed files (the file was edited by hand?)")
+        return manifest
+
+
+def _class_rng(seed: int, label: str) -> np.random.Generator:
+    """A generator per class, from the seed and the class name (stable across runs and machines)."""
+    digest = hashlib.sha256(label.encode("utf-8")).digest()
+    return np.random.default_rng([int(seed), int.from_bytes(digest[:8], "little")])
+
+
+def _shuffled(records: list[ImageRecord], seed: int, label: str) -> list[ImageRecord]:
+    ordered = sorted(records, key=lambda r: r.rel)
+    order = _class_rng(seed, label).permutation(len(ordered))
+    return [ordered[i] for i in order]
+
+
+def _select_classes(scan: ScanResult, classes: Iterable[str] | None) -> list[str]:
+    if classes is None:
+        return list(scan.classes)
+    wanted = [c.strip() for c in ([classes] if isinstance(classes, str) else classes)]
+    wanted = list(dict.fromkeys(c for c in wanted if c))
+    if not wanted:
+        raise SportsdetError("--classes: no class names given; list them separated by commas")
+    unknown = [c for c in wanted if c not in scan.classes]
+    if unknown:
+        hints = []
+        for name in unknown:
+            close = difflib.get_close_matches(name, scan.classes, n=3, cutoff=0.6)
+            close += [c for c in scan.classes if c.lower() == name.lower() and c not in close]
+            hints.append(
+                f"'{name}'" + (f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else "")
+            )
+        raise SportsdetError(
+            f"{scan.root}: unknown class(es) {', '.join(hints)}; the tree has {len(scan.classes)} classes "
+            "(see `sportsdet data scan`)"
+        )
+    return sorted(wanted)
+
+
+def make_split(
+    scan_or_root: ScanResult | str | Path,
+    strategy: str | SplitStrategy = "official",
+    seed: int = 0,
+    classes: Iterable[str] | None = None,
+) -> SplitManifest:
+    """Split a scanned tree (or a folder, scanned first) into train/valid/test.
+
+    Stable API used by `sportsdet train`. `strategy` is the `--split` text (see the module doc),
+    `classes` restricts to a subset (label order stays sorted). Deterministic for a given seed.
+    Raises SportsdetError for a bad strategy, unknown classes, or classes too small for it.
+    """
+    scan = scan_or_root if isinstance(scan_or_root, ScanResult) else scan_dataset(scan_or_root)
+    parsed = parse_split_strategy(strategy)
+    labels = _select_classes(scan, classes)
+    by_class: dict[str, list[ImageRecord]] = {c: [] for c in labels}
+    for record in scan.records:
+        if record.label in by_class:
+            by_class[record.label].append(record)
+
+    notes: list[str] = []
+    chosen: dict[str, list[ImageRecord]] = {s: [] for s in SPLITS}
+    if parsed.kind == "official":
+        _official(scan, by_class, seed, chosen, notes)
+    else:
+        for label in labels:
+            parts = (_random if parsed.kind == "random" else _per_class)(
+                by_class[label], label, parsed, seed, scan.root
+            )
+            for split, records in zip(SPLITS, parts, strict=True):
+                chosen[split].extend(records)
+
+    splits = {s: [(r.rel, r.label) for r in sorted(chosen[s], key=lambda r: r.rel)] for s in SPLITS}
+    if not splits["train"]:
+        raise SportsdetError(f"{scan.root}: the split {parsed.text!r} leaves no training images")
+    return SplitManifest(scan.root, parsed.text, int(seed), labels, splits, notes)
+
+
+def _official(
+    scan: ScanResult,
+    by_class: dict[str, list[ImageRecord]],
+    seed: int,
+    chosen: dict[str, list[ImageRecord]],
+    notes: list[str],
+) -> None:
+    if scan.layout != "split":
+        raise SportsdetError(
+            f"{scan.root}: --split official needs train/valid/test folders, but this tree is one folder "
+            "per class; use --split random:0.2 (80/20, stratified) or per-class:TRAIN,TEST"
+        )
+    for records in by_class.values():
+        for record in records:
+            chosen[record.split or "train"].append(record)
+    if "valid" not in scan.split_folders:
+        # Early stopping needs a validation set: carve 10% of each class's training images.
+        carved = []
+        for label, records in by_class.items():
+            train = [r for r in records if r.split == "train"]
+            n_valid = int(round(len(train) * DEFAULT_RANDOM_VALID)) if len(train) >= 2 else 0
+            carved.extend(_shuffled(train, seed, label)[:n_valid])
+        taken = {r.rel for r in carved}
+        chosen["train"] = [r for r in chosen["train"] if r.rel not in taken]
+        chosen["valid"] = carved
+        notes.append(
+            f"the tree has no valid folder: {len(carved)} training images (10% per class) became valid"
+        )
+    if "test" not in scan.split_folders:
+        notes.append("the tree has no test folder: the test split is empty")
+    train_labels = {r.label for r in chosen["train"]}
+    lacking = [label for label in by_class if label not in train_labels]
+    if lacking:
+        notes.append(f"class(es) with no training images: {', '.join(lacking)}")
+
+
+def _random(
+    records: list[ImageRecord], label: str, strategy: SplitStrategy, seed: int, root: Path
+) -> tuple[list[ImageRecord], list[ImageRecord], list[ImageRecord]]:
+    n = len(records)
+    if n < 2:
+        raise SportsdetError(
+            f"{root}: class '{label}' has only {n} image; --split {strategy.text} needs at least 2 per class "
+            "(add images or leave the class out with --classes)"
+        )
+    shuffled = _shuffled(records, seed, label)
+    # Round, but keep at least one test and one training image in every class.
+    n_test = min(max(1, int(round(n * float(strategy.test)))), n - 1)
+    rest = n - n_test
+    valid_share = DEFAULT_RANDOM_VALID if strategy.valid is None else float(strategy.valid)
+    n_valid = min(max(1, int(round(rest * valid_share))), rest - 1) if valid_share > 0 and rest >= 2 else 0
+    test = shuffled[:n_test]
+    valid = shuffled[n_test : n_test + n_valid]
+    train = shuffled[n_test + n_valid :]
+    return train, valid, test
+
+
+def _per_class(
+    records: list[ImageRecord], label: str, strategy: SplitStrategy, seed: int, root: Path
+) -> tuple[list[ImageRecord], list[ImageRecord], list[ImageRecord]]:
+    n = len(records)
+    n_train, n_test = int(strategy.train), int(strategy.test)
+    explicit_valid = strategy.valid is not None
+    needed = n_train + n_test + (int(strategy.valid) if explicit_valid else 0)
+    if n < needed:
+        fit = max(0, n - n_test - (int(strategy.valid) if explicit_valid else 0))
+        raise SportsdetError(
+            f"{root}: class '{label}' has {n} images, but --split {strategy.text} needs {needed} "
+            f"per class; lower the numbers (e.g. per-class:{fit},{n_test}) "
+            "or leave the class out with --classes"
+        )
+    shuffled = _shuffled(records, seed, label)
+    leftover = n - n_train - n_test
+    n_valid = (
+        int(strategy.valid)
+        if explicit_valid
+        else min(leftover, int(round(n_train * DEFAULT_PER_CLASS_VALID)))
+    )
+    test = shuffled[:n_test]
+    train = shuffled[n_test : n_test + n_train]
+    valid = shuffled[n_test + n_train : n_test + n_train + n_valid]
+    return train, valid, test
