@@ -1,0 +1,240 @@
+"""Shared test fixtures: tiny generated image trees, a tiny model bundle, a local HTTP server.
+
+Everything is made inside the tests (tmp_path) and is small enough for a 2-core machine:
+40 px images, a seed-cnn with 32 px input and 4 filters.
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+import time
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+# A name with a space on purpose: real class folders have them ("air hockey").
+CLASSES = ["air hockey", "polo", "rowing"]
+# One clearly different colour per class so a tiny model can learn them in a few epochs.
+CLASS_COLOURS = [(220, 40, 40), (40, 200, 60), (50, 70, 230)]
+TINY_INPUT = 32
+
+
+# ----------------------------------------------------------------------------- images
+
+
+def make_image(colour: tuple[int, int, int], *, size: int = 40, seed: int = 0) -> Image.Image:
+    """A solid colour with mild noise (so JPEG files differ and are not exact duplicates)."""
+    rng = np.random.default_rng(seed)
+    base = np.array(colour, dtype=np.int16)[None, None, :]
+    noise = rng.integers(-25, 26, size=(size, size, 3), dtype=np.int16)
+    return Image.fromarray(np.clip(base + noise, 0, 255).astype(np.uint8), "RGB")
+
+
+def image_bytes(colour: tuple[int, int, int] = (200, 50, 50), fmt: str = "JPEG", size: int = 40) -> bytes:
+    buffer = io.BytesIO()
+    make_image(colour, size=size).save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+def make_image_tree(
+    root: Path,
+    classes: list[str] = CLASSES,
+    per_class: int = 4,
+    *,
+    splits: dict[str, int] | None = None,
+    size: int = 40,
+) -> Path:
+    """root/<class>/<i>.jpg, or with `splits` ({"train": 6, "valid": 2, ...}) root/<split>/<class>/<i>.jpg."""
+    layout = splits or {"": per_class}
+    seed = 0
+    for split, count in layout.items():
+        for cls_index, name in enumerate(classes):
+            folder = root / split / name if split else root / name
+            folder.mkdir(parents=True, exist_ok=True)
+            colour = CLASS_COLOURS[cls_index % len(CLASS_COLOURS)]
+            for i in range(count):
+                seed += 1
+                make_image(colour, size=size, seed=seed).save(folder / f"{i:03d}.jpg", quality=90)
+    return root
+
+
+@pytest.fixture
+def image_tree(tmp_path: Path) -> Path:
+    """A folder-per-class tree: 3 classes x 4 JPEGs of 40 px."""
+    return make_image_tree(tmp_path / "tree")
+
+
+# ----------------------------------------------------------------------------- bundles
+
+
+def make_tiny_bundle(path: Path, labels: list[str] = CLASSES, *, seed: int = 0) -> Path:
+    """A freshly initialised (untrained) seed-cnn saved as a bundle: 32 px input, 4 filters."""
+    import torch
+
+    from sportsdet.bundle import save_bundle
+    from sportsdet.models import build_model, get_model_spec
+    from sportsdet.preprocess import Preprocessing
+
+    config = {"input_size": TINY_INPUT, "filters": 4, "hidden": 8}
+    torch.manual_seed(seed)
+    model = build_model("seed-cnn", num_classes=len(labels), **config)
+    spec = get_model_spec("seed-cnn")
+    base = spec.preprocessing.to_dict()
+    base["input_size"] = TINY_INPUT
+    return save_bundle(
+        path,
+        state_dict=model.state_dict(),
+        model_name="seed-cnn",
+        model_config=config,
+        labels=labels,
+        preprocessing=Preprocessing.from_dict(base),
+        output_key=spec.output_key,
+    )
+
+
+@pytest.fixture
+def tiny_bundle(tmp_path: Path) -> Path:
+    """An untrained seed-cnn bundle over CLASSES (outputs are deterministic, not meaningful)."""
+    return make_tiny_bundle(tmp_path / "bundle")
+
+
+# ----------------------------------------------------------------------------- HTTP server
+
+
+def _good_jpeg() -> bytes:
+    return image_bytes((30, 160, 60), "JPEG", size=48)
+
+
+def _route_table() -> dict[str, Callable[[BaseHTTPRequestHandler], None]]:
+    jpeg = _good_jpeg()
+    png = image_bytes((30, 60, 200), "PNG", size=48)
+    download = bytes(range(256)) * 1200  # 300 KB, deterministic
+
+    def send(handler: BaseHTTPRequestHandler, body: bytes, ctype: str | None, status: int = 200) -> None:
+        handler.send_response(status)
+        if ctype:
+            handler.send_header("Content-Type", ctype)
+        handler.send_header("Content-Length", str(len(body)))
+        handler.end_headers()
+        handler.wfile.write(body)
+
+    def huge_declared(h: BaseHTTPRequestHandler) -> None:
+        h.send_response(200)
+        h.send_header("Content-Type", "image/jpeg")
+        h.send_header("Content-Length", str(50_000_000))
+        h.end_headers()
+        h.wfile.write(b"\xff\xd8" + b"\0" * 1000)
+
+    def huge_stream(h: BaseHTTPRequestHandler) -> None:
+        # No Content-Length: the client must stop at its own cap.
+        h.send_response(200)
+        h.send_header("Content-Type", "image/jpeg")
+        h.end_headers()
+        for _ in range(80):  # up to 5 MB
+            h.wfile.write(b"\0" * 65536)
+
+    def slow(h: BaseHTTPRequestHandler) -> None:
+        time.sleep(1.5)
+        send(h, jpeg, "image/jpeg")
+
+    def trickle(h: BaseHTTPRequestHandler) -> None:
+        # Each byte arrives well within a socket timeout; only a total deadline stops this.
+        h.send_response(200)
+        h.send_header("Content-Type", "image/jpeg")
+        h.end_headers()
+        for _ in range(60):
+            h.wfile.write(b"\0")
+            h.wfile.flush()
+            time.sleep(0.05)
+
+    def redirect(target: str) -> Callable[[BaseHTTPRequestHandler], None]:
+        def handler(h: BaseHTTPRequestHandler) -> None:
+            h.send_response(302)
+            h.send_header("Location", target)
+            h.send_header("Content-Length", "0")
+            h.end_headers()
+
+        return handler
+
+    def short_body(h: BaseHTTPRequestHandler) -> None:
+        h.send_response(200)
+        h.send_header("Content-Type", "application/octet-stream")
+        h.send_header("Content-Length", "1000")
+        h.end_headers()
+        h.wfile.write(b"x" * 500)
+
+    return {
+        "/good.jpg": lambda h: send(h, jpeg, "image/jpeg"),
+        "/octet.png": lambda h: send(h, png, "application/octet-stream"),
+        "/notype.png": lambda h: send(h, png, None),
+        "/octet-junk": lambda h: send(h, b"definitely not an image " * 20, "application/octet-stream"),
+        "/page.html": lambda h: send(
+            h, b"<!doctype html><html><body>hi</body></html>", "text/html; charset=utf-8"
+        ),
+        "/data.json": lambda h: send(h, b'{"a": 1}', "application/json"),
+        "/missing.jpg": lambda h: send(h, b"not found", "text/plain", status=404),
+        "/error": lambda h: send(h, b"boom", "text/plain", status=500),
+        "/empty.jpg": lambda h: send(h, b"", "image/jpeg"),
+        "/huge-declared.jpg": huge_declared,
+        "/huge-stream.jpg": huge_stream,
+        "/slow.jpg": slow,
+        "/trickle.jpg": trickle,
+        "/redirect-good": redirect("/good.jpg"),
+        "/redirect-file": redirect("file:///etc/passwd"),
+        "/download.bin": lambda h: send(h, download, "application/octet-stream"),
+        "/short.bin": short_body,
+    }
+
+
+class LocalServer:
+    """A threaded HTTP server on 127.0.0.1 with canned routes; `url(path)` gives full URLs."""
+
+    GOOD_JPEG = staticmethod(_good_jpeg)
+    DOWNLOAD = bytes(range(256)) * 1200
+
+    def __init__(self) -> None:
+        routes = _route_table()
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802  (http.server's naming)
+                route = routes.get(self.path.split("?")[0])
+                if route is None:
+                    self.send_error(404)
+                    return
+                try:
+                    route(self)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up on purpose (size cap, timeout)
+
+            def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+                pass  # keep test output clean
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.server.block_on_close = False
+        self.server.handle_error = lambda request, address: None  # type: ignore[method-assign]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        host, port = self.server.server_address[:2]
+        self.base = f"http://{host}:{port}"
+
+    def url(self, path: str) -> str:
+        return self.base + path
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture(scope="module")
+def http_server() -> Iterator[LocalServer]:
+    server = LocalServer()
+    try:
+        yield server
+    finally:
+        server.close()

@@ -1,0 +1,116 @@
+"""fetch_url / download_file against a real HTTP server on 127.0.0.1 (short timeouts)."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from pathlib import Path
+
+import pytest
+from conftest import LocalServer
+
+from sportsdet.errors import SportsdetError
+from sportsdet.fetch import download_file, fetch_url
+
+
+def test_good_image(http_server: LocalServer) -> None:
+    assert fetch_url(http_server.url("/good.jpg"), timeout=2) == LocalServer.GOOD_JPEG()
+
+
+def test_redirect_to_image_is_followed(http_server: LocalServer) -> None:
+    assert fetch_url(http_server.url("/redirect-good"), timeout=2) == LocalServer.GOOD_JPEG()
+
+
+@pytest.mark.parametrize("path", ["/octet.png", "/notype.png"])
+def test_unlabelled_bytes_accepted_when_they_are_an_image(http_server: LocalServer, path: str) -> None:
+    assert fetch_url(http_server.url(path), timeout=2)[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize(
+    ("path", "message"),
+    [
+        ("/missing.jpg", "HTTP 404 from URL"),
+        ("/error", "HTTP 500 from URL"),
+        ("/page.html", "the URL returned a web page, not an image"),
+        ("/data.json", "returned application/json, not an image"),
+        ("/octet-junk", "not an image"),
+        ("/empty.jpg", "empty response"),
+        ("/huge-declared.jpg", "above the 1.0 MB limit"),
+        ("/huge-stream.jpg", "larger than the 1.0 MB limit"),
+        ("/redirect-file", "redirect could not be followed"),
+    ],
+)
+def test_bad_responses(http_server: LocalServer, path: str, message: str) -> None:
+    url = http_server.url(path)
+    with pytest.raises(SportsdetError, match=message) as info:
+        fetch_url(url, timeout=2, max_bytes=1024 * 1024)
+    assert url in str(info.value)  # the message names the URL
+
+
+def test_slow_server_times_out(http_server: LocalServer) -> None:
+    start = time.monotonic()
+    with pytest.raises(SportsdetError, match=r"no answer within 0.3 s"):
+        fetch_url(http_server.url("/slow.jpg"), timeout=0.3)
+    assert time.monotonic() - start < 1.2
+
+
+def test_trickling_server_hits_total_deadline(http_server: LocalServer) -> None:
+    # Bytes arrive every 50 ms (no socket timeout fires) for 3 s; the 0.5 s deadline must stop it.
+    start = time.monotonic()
+    with pytest.raises(SportsdetError, match=r"took longer than 0.5 s"):
+        fetch_url(http_server.url("/trickle.jpg"), timeout=0.5)
+    assert time.monotonic() - start < 1.5
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("ftp://example.com/a.jpg", "unsupported URL scheme"),
+        ("file:///etc/passwd", "only http:// and https://"),
+        ("http:///nohost.jpg", "no host name"),
+        ("http://127.0.0.1:1/a.jpg", "connection refused"),
+        ("http://name-that-does-not-exist.invalid/a.jpg", "cannot resolve host"),
+    ],
+)
+def test_bad_urls(url: str, message: str) -> None:
+    with pytest.raises(SportsdetError, match=message):
+        fetch_url(url, timeout=2)
+
+
+def test_download_file(http_server: LocalServer, tmp_path: Path) -> None:
+    dest = tmp_path / "sub" / "data.bin"
+    expected = hashlib.sha256(LocalServer.DOWNLOAD).hexdigest()
+    result = download_file(
+        http_server.url("/download.bin"), dest, timeout=2, expected_sha256=expected, progress=False
+    )
+    assert result == dest
+    assert dest.read_bytes() == LocalServer.DOWNLOAD
+    assert [p.name for p in dest.parent.iterdir()] == ["data.bin"]  # no temp file left behind
+
+
+def test_download_checksum_mismatch_keeps_old_file(http_server: LocalServer, tmp_path: Path) -> None:
+    dest = tmp_path / "data.bin"
+    dest.write_bytes(b"previous good copy")
+    with pytest.raises(SportsdetError, match="checksum mismatch"):
+        download_file(
+            http_server.url("/download.bin"), dest, timeout=2, expected_sha256="0" * 64, progress=False
+        )
+    assert dest.read_bytes() == b"previous good copy"  # never corrupt what was there
+    assert [p.name for p in tmp_path.iterdir()] == ["data.bin"]
+
+
+@pytest.mark.parametrize(
+    ("path", "message"), [("/short.bin", "stopped early|connection broke"), ("/missing.jpg", "HTTP 404")]
+)
+def test_download_failures_leave_nothing(
+    http_server: LocalServer, tmp_path: Path, path: str, message: str
+) -> None:
+    dest = tmp_path / "data.bin"
+    with pytest.raises(SportsdetError, match=message):
+        download_file(http_server.url(path), dest, timeout=2, progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_download_with_progress_bar(http_server: LocalServer, tmp_path: Path) -> None:
+    dest = download_file(http_server.url("/download.bin"), tmp_path / "d.bin", timeout=2, progress=True)
+    assert dest.stat().st_size == len(LocalServer.DOWNLOAD)
