@@ -1,1 +1,243 @@
-"""CLI verb: data (to be written)."""
+"""CLI verbs: `sportsdet data scan | check | split`. Thin: parse options, call sportsdet.data, print."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import typer
+
+from sportsdet.cli.app import console, data_app, err_console
+
+if TYPE_CHECKING:
+    from sportsdet.data.check import CheckReport
+    from sportsdet.data.discover import ScanResult
+    from sportsdet.data.splits import SplitManifest
+
+_PROBLEM_ROWS = 30  # problem files listed on screen; the JSON report has them all
+_DUPLICATE_ROWS = 15
+
+
+def _print_warnings(warnings: list[str]) -> None:
+    for message in warnings:
+        err_console.print(f"[yellow]warning:[/] {message}", highlight=False)
+
+
+def _counts_table(title: str, classes: list[str], counts: dict[str, dict[str, int]]) -> Any:
+    from rich.table import Table
+
+    splits = list(counts)
+    table = Table(title=title, show_footer=True, title_justify="left")
+    table.add_column("class", footer="total")
+    for split in splits:
+        total = sum(counts[split].values())
+        table.add_column(split, justify="right", footer=f"{total:,}")
+    if len(splits) > 1:
+        table.add_column("all", justify="right", footer=f"{sum(sum(c.values()) for c in counts.values()):,}")
+    for name in classes:
+        row = [counts[s][name] for s in splits]
+        cells = [f"[red]{n}[/]" if n == 0 else str(n) for n in row]
+        if len(splits) > 1:
+            cells.append(str(sum(row)))
+        table.add_row(name, *cells)
+    return table
+
+
+def _print_scan(scan: ScanResult) -> None:
+    layout = (
+        "split tree (" + ", ".join(scan.split_folders.values()) + ")"
+        if scan.layout == "split"
+        else ("one folder per class")
+    )
+    console.print(_counts_table(f"{scan.root}: {layout}", scan.classes, scan.counts()))
+    totals = " / ".join(f"{split} {sum(c.values()):,}" for split, c in scan.counts().items())
+    console.print(f"{len(scan.classes)} classes, {len(scan.records):,} images ({totals})", highlight=False)
+    if scan.ignored:
+        skipped = ", ".join(f"{n} {reason}" for reason, n in scan.ignored.items())
+        console.print(f"skipped: {skipped}", highlight=False)
+
+
+@data_app.command("scan")
+def scan(
+    path: Path = typer.Argument(
+        ..., help="Image folder: ROOT/<class>/<images> or ROOT/{train,valid,test}/<class>/<images>."
+    ),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print a machine-readable JSON summary instead of the table."
+    ),
+) -> None:
+    """Count images per class and split, list what was skipped, and warn about gaps and imbalance.
+
+    Nothing is decoded (fast); use `sportsdet data check` to open every image.
+    """
+    from sportsdet.data.discover import scan_dataset
+
+    result = scan_dataset(path)
+    if as_json:
+        print(json.dumps(result.to_dict(), indent=1, ensure_ascii=False))
+    else:
+        _print_scan(result)
+    _print_warnings(result.warnings)
+
+
+def _print_check(report: CheckReport) -> None:
+    from rich.table import Table
+
+    data = report.to_dict()
+    summary = Table(
+        title=f"{report.root}: {data['checked']:,} files checked in {report.seconds:.1f} s",
+        title_justify="left",
+    )
+    summary.add_column("finding")
+    summary.add_column("files", justify="right")
+    summary.add_row("[green]ok[/]", f"{data['ok']:,}")
+    for kind, n in report.problem_counts.items():
+        summary.add_row(f"[red]{kind}[/]", str(n))
+    n_dup_files = sum(len(g.files) for g in report.duplicates)
+    if report.duplicates:
+        summary.add_row(f"[yellow]exact duplicates[/] ({len(report.duplicates)} groups)", str(n_dup_files))
+    if report.cross_split_duplicates:
+        summary.add_row(
+            f"[bold red]duplicates across splits (leakage)[/] ({len(report.cross_split_duplicates)} groups)",
+            str(sum(len(g.files) for g in report.cross_split_duplicates)),
+        )
+    info = data["info"]
+    for mode, n in info["modes"].items():
+        if mode != "RGB":
+            summary.add_row(f"[dim]info: mode {mode} (converted to RGB when loaded)[/]", str(n))
+    for reason, n in report.ignored.items():
+        summary.add_row(f"[dim]skipped by scan: {reason}[/]", str(n))
+    console.print(summary)
+
+    problems = report.problems
+    if problems:
+        table = Table(title="problem files", title_justify="left")
+        for column in ("file", "problem", "detail"):
+            table.add_column(column, overflow="fold")
+        for result in problems[:_PROBLEM_ROWS]:
+            table.add_row(result.rel, result.kind or "", result.detail)
+        console.print(table)
+        if len(problems) > _PROBLEM_ROWS:
+            console.print(f"... and {len(problems) - _PROBLEM_ROWS} more (all in --report)")
+    if report.duplicates:
+        table = Table(title="exact duplicates (first copy is kept by --quarantine)", title_justify="left")
+        table.add_column("files", overflow="fold")
+        table.add_column("note")
+        for group in report.duplicates[:_DUPLICATE_ROWS]:
+            notes = []
+            if group.cross_split:
+                notes.append("[bold red]across splits: " + " / ".join(dict.fromkeys(group.splits)) + "[/]")
+            if group.conflicting_labels:
+                notes.append("[bold red]different labels[/]")
+            table.add_row("\n".join(group.files), "; ".join(notes))
+        console.print(table)
+        if len(report.duplicates) > _DUPLICATE_ROWS:
+            console.print(f"... and {len(report.duplicates) - _DUPLICATE_ROWS} more groups (all in --report)")
+
+
+@data_app.command("check")
+def check(
+    path: Path = typer.Argument(..., help="Image folder to check (same layouts as `data scan`)."),
+    report_path: Path | None = typer.Option(
+        None, "--report", help="Write the full JSON report (every file, every finding) to this file."
+    ),
+    strict: bool = typer.Option(
+        False, "--strict", help="Exit with code 1 when any bad file or duplicate is found (for CI)."
+    ),
+    quarantine: Path | None = typer.Option(
+        None,
+        "--quarantine",
+        help="Move bad files and extra duplicate copies to this folder, keeping their relative paths. "
+        "Never deletes or overwrites; must be outside the data tree (or a hidden folder inside it).",
+    ),
+    keep_duplicates: bool = typer.Option(
+        False, "--keep-duplicates", help="With --quarantine: move only bad files, leave duplicates in place."
+    ),
+    workers: int = typer.Option(0, "--workers", min=0, help="Decoding processes (0 = one per CPU core)."),
+) -> None:
+    """Decode every image and report unreadable, truncated, empty, fake, unsupported and tiny files,
+    exact duplicates, and duplicates that cross splits (train/test leakage)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from sportsdet.data.check import check_dataset, quarantine_files, validate_quarantine_dir
+    from sportsdet.data.discover import scan_dataset
+
+    scanned = scan_dataset(path)
+    if quarantine is not None:
+        validate_quarantine_dir(scanned.root, quarantine)  # refuse before spending minutes decoding
+    _print_warnings([w for w in scanned.warnings if "imbalance" not in w])
+    with Progress(
+        TextColumn("checking"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+        transient=True,
+    ) as progress:
+        task = progress.add_task("check", total=len(scanned.records))
+        report = check_dataset(
+            scanned, workers=workers or None, on_progress=lambda n: progress.advance(task, n)
+        )
+    if quarantine is not None:
+        moved = quarantine_files(report, quarantine, include_duplicates=not keep_duplicates)
+        err_console.print(f"moved {len(moved['moved'])} file(s) to {moved['dir']}", highlight=False)
+        for failure in moved["failed"]:
+            err_console.print(
+                f"[red]could not move[/] {failure['path']}: {failure['error']}", highlight=False
+            )
+    _print_check(report)
+    if report_path is not None:
+        report.save(report_path)
+        err_console.print(f"report written to {report_path}", highlight=False)
+    if strict and report.found_problems:
+        raise typer.Exit(1)
+
+
+def _print_split(manifest: SplitManifest) -> None:
+    counts = manifest.counts
+    console.print(
+        _counts_table(
+            f"{manifest.root}: --split {manifest.strategy} --seed {manifest.seed}", manifest.classes, counts
+        )
+    )
+    totals = " / ".join(f"{split} {sum(c.values()):,}" for split, c in counts.items())
+    console.print(f"{len(manifest.classes)} classes: {totals}", highlight=False)
+
+
+@data_app.command("split")
+def split(
+    path: Path = typer.Argument(..., help="Image folder to split (same layouts as `data scan`)."),
+    strategy: str = typer.Option(
+        "official",
+        "--split",
+        help="official (the tree's train/valid/test folders) | random:TEST[,VALID] (e.g. random:0.2, "
+        "stratified) | per-class:TRAIN,TEST[,VALID] (e.g. per-class:70,60 images per class).",
+    ),
+    seed: int = typer.Option(0, "--seed", help="Random seed; the same seed always gives the same split."),
+    classes: str | None = typer.Option(
+        None, "--classes", help='Use only these classes, comma-separated (e.g. "croquet,polo,rowing").'
+    ),
+    out: Path | None = typer.Option(
+        None, "--out", help="Write the split manifest (split.json) to this file."
+    ),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print the whole manifest as JSON instead of a table."
+    ),
+) -> None:
+    """Make a train/valid/test split and show its counts; `--out` saves it for training and evaluation."""
+    from sportsdet.data.discover import scan_dataset
+    from sportsdet.data.splits import make_split, parse_split_strategy
+
+    parse_split_strategy(strategy)  # a bad --split fails before the tree is walked
+    scanned = scan_dataset(path)
+    names = classes.split(",") if classes is not None else None
+    manifest = make_split(scanned, strategy, seed=seed, classes=names)
+    if as_json:
+        print(json.dumps(manifest.to_dict(), indent=1, ensure_ascii=False))
+    else:
+        _print_split(manifest)
+    _print_warnings(manifest.notes)
+    if out is not None:
+        manifest.save(out)
+        err_console.print(f"split written to {out}", highlight=False)
