@@ -208,6 +208,8 @@ def make_loader(
         shuffle=False,
         num_workers=workers,
         worker_init_fn=seed_worker if workers > 0 else None,
-        persistent_workers=workers > 0,
+        # Not persistent: each epoch draws the workers' seeds from the (checkpointed) torch RNG,
+        # so augmentation after --resume matches an uninterrupted run.
+        persistent_workers=False,
         drop_last=False,
     )
