@@ -1,0 +1,573 @@
+"""ONNX export (fp32 and static INT8) with a parity check against PyTorch.
+
+The exported file carries everything needed to predict in its `metadata_props` (labels,
+preprocessing, model name, versions, output kind; keys in `sportsdet.runtime`), so an .onnx
+file alone is a model. Softmax is inside the graph: outputs are probabilities.
+
+Exporter: torch 2.14's default (dynamo) exporter needs `onnxscript`, which is not part of our
+install; the TorchScript exporter (`dynamo=False`) handles these CNNs, a dynamic batch axis and
+opset 17, which onnxruntime >= 1.17 runs.
+
+Parity (fp32): on real training images, top-1 agreement >= PARITY_MIN_AGREEMENT and largest
+absolute probability difference <= PARITY_MAX_PROB_DIFF, or the export fails and leaves no file.
+INT8: onnxruntime static quantisation (QDQ, per-channel weights, MinMax calibration on training
+images); the accuracy change on the held-out split is reported and the export fails when it
+drops more than `max_int8_drop` points.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import tempfile
+import time
+import warnings
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sportsdet.bundle import Bundle, library_versions, load_bundle
+from sportsdet.errors import SportsdetError
+from sportsdet.preprocess import Preprocessing, load_and_preprocess
+from sportsdet.runtime import (
+    META_FORMAT,
+    META_LABELS,
+    META_MODEL,
+    META_OUTPUT,
+    META_PREPROCESSING,
+    META_QUANTIZATION,
+    META_VERSIONS,
+    META_WEIGHTS_SHA256,
+    ONNX_FORMAT,
+    ONNX_INT8_NAME,
+    ONNX_NAME,
+    OnnxBackend,
+    iter_image_files,
+    stream_predictions,
+)
+
+OPSET = 17
+# Thresholds of the fp32 parity check. ORT and PyTorch differ by float rounding only (~1e-6 on a
+# probability); 1e-3 leaves room for fused kernels while catching any real mismatch (a wrong op,
+# a missing layer, a different normalisation shifts probabilities by far more).
+PARITY_MIN_AGREEMENT = 0.99  # not 1.0: two classes tied to within rounding may swap
+PARITY_MAX_PROB_DIFF = 1e-3
+PARITY_IMAGES = 64
+CALIBRATION_IMAGES = 200
+# Default INT8 guard: refuse a quantised model that loses more than this many accuracy points.
+MAX_INT8_DROP = 1.0
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class ParityReport:
+    n: int
+    top1_agreement: float
+    max_prob_diff: float
+    data: str  # where the images came from ("synthetic" when there were none)
+
+    @property
+    def ok(self) -> bool:
+        return self.top1_agreement >= PARITY_MIN_AGREEMENT and self.max_prob_diff <= PARITY_MAX_PROB_DIFF
+
+
+@dataclass
+class Int8Report:
+    path: str
+    quant_format: str
+    calibration_images: int
+    heldout: str  # what the accuracy was measured on
+    n: int
+    fp32_accuracy: float | None
+    int8_accuracy: float | None
+    top1_agreement: float
+    seconds: float
+
+    @property
+    def accuracy_change_points(self) -> float | None:
+        if self.fp32_accuracy is None or self.int8_accuracy is None:
+            return None
+        return 100.0 * (self.int8_accuracy - self.fp32_accuracy)
+
+
+@dataclass
+class ExportReport:
+    path: str
+    parity: ParityReport
+    int8: Int8Report | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["parity"]["ok"] = self.parity.ok
+        if self.int8 is not None:
+            data["int8"]["accuracy_change_points"] = self.int8.accuracy_change_points
+        return data
+
+
+# --- writing the ONNX file ------------------------------------------------------------------
+
+
+def onnx_metadata(
+    *,
+    labels: Sequence[str],
+    preprocessing: Preprocessing,
+    model_name: str,
+    model_config: dict[str, Any] | None = None,
+    weights_sha256: str | None = None,
+    output: str = "probabilities",
+    quantization: Any = "none",
+) -> dict[str, str]:
+    """The metadata_props an exported file carries (all values are strings; JSON where structured)."""
+    meta = {
+        META_FORMAT: ONNX_FORMAT,
+        META_LABELS: json.dumps(list(labels), ensure_ascii=False),
+        META_PREPROCESSING: json.dumps(preprocessing.to_dict(), ensure_ascii=False),
+        META_OUTPUT: output,
+        META_MODEL: json.dumps({"name": model_name, "config": model_config or {}}),
+        META_VERSIONS: json.dumps(library_versions()),
+        META_QUANTIZATION: quantization if isinstance(quantization, str) else json.dumps(quantization),
+    }
+    if weights_sha256:
+        meta[META_WEIGHTS_SHA256] = weights_sha256
+    return meta
+
+
+def set_metadata(path: str | Path, metadata: dict[str, str]) -> None:
+    """Replace the sportsdet entries of an ONNX file's metadata_props (keeps other entries)."""
+    import onnx
+
+    model = onnx.load(str(path))
+    keep = [p for p in model.metadata_props if p.key not in metadata]
+    del model.metadata_props[:]
+    model.metadata_props.extend(keep)
+    for key, value in metadata.items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
+    model.producer_name = "sportsdet"
+    onnx.save(model, str(path))
+
+
+def export_torch_model(model: Any, path: str | Path, input_size: int, *, opset: int = OPSET) -> Path:
+    """Write `softmax(model(x))` as ONNX with a dynamic batch axis (no metadata yet)."""
+    import torch
+
+    class WithSoftmax(torch.nn.Module):
+        def __init__(self, inner: torch.nn.Module) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.softmax(self.inner(x), dim=1)
+
+    wrapped = WithSoftmax(model).eval()
+    example = torch.zeros(2, 3, input_size, input_size)
+    with warnings.catch_warnings(), torch.inference_mode():
+        # The TorchScript exporter announces its own deprecation; we chose it on purpose (module doc).
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            wrapped,
+            (example,),
+            str(path),
+            dynamo=False,
+            opset_version=opset,
+            input_names=["image"],
+            output_names=["probabilities"],
+            dynamic_axes={"image": {0: "batch"}, "probabilities": {0: "batch"}},
+            do_constant_folding=True,
+        )
+    return Path(path)
+
+
+# --- finding real images for parity, calibration and the held-out check ---------------------
+
+
+@dataclass
+class ExportData:
+    """Labelled images found for a bundle: (path, label or None)."""
+
+    train: list[tuple[Path, str | None]]
+    heldout: list[tuple[Path, str | None]]
+    origin: str
+
+
+def _manifest_candidates(bundle: Bundle) -> Iterable[Path]:
+    for key in ("split", "split_manifest", "manifest", "split_json"):
+        value = bundle.data.get(key)
+        if isinstance(value, str) and value.endswith(".json"):
+            path = Path(value)
+            yield path if path.is_absolute() else bundle.path / path
+    # The run folder layout (docs/ARCHITECTURE.md): runs/NAME/split.json beside runs/NAME/model/.
+    yield bundle.path.parent / "split.json"
+    yield bundle.path / "split.json"
+
+
+def _from_manifest(path: Path, labels: list[str]) -> ExportData | None:
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+        root = Path(manifest["root"])
+        splits = manifest["splits"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if not root.is_dir():
+        return None
+
+    def items(name: str) -> list[tuple[Path, str | None]]:
+        return [(root / rel, label) for rel, label in splits.get(name) or [] if label in labels]
+
+    heldout_name = "test" if splits.get("test") else "valid"
+    return ExportData(items("train"), items(heldout_name), f"{path} ({root}, held-out: {heldout_name})")
+
+
+def _from_folder(folder: Path, labels: list[str]) -> list[tuple[Path, str | None]]:
+    """Images under a folder; the label is the nearest parent folder named like a class."""
+    label_set = set(labels)
+    found = []
+    for file in iter_image_files([folder]):
+        label = next((p.name for p in file.parents if p.name in label_set), None)
+        found.append((file, label))
+    return sorted(found)
+
+
+def find_export_data(
+    bundle: Bundle,
+    calibration_data: str | Path | None = None,
+    eval_data: str | Path | None = None,
+) -> ExportData:
+    """Training images for parity/calibration and a labelled held-out split, from what the bundle records.
+
+    Order: the bundle's split manifest (its `data` entry, or split.json of its run folder),
+    then the bundle's recorded data root, then `calibration_data`. `eval_data` (a folder of
+    <label>/<image> files) overrides the held-out split.
+    """
+    data: ExportData | None = None
+    if calibration_data is not None:
+        folder = Path(calibration_data)
+        if not folder.is_dir():
+            raise SportsdetError(
+                f"{folder}: calibration data folder not found; pass a folder of training images"
+            )
+        images = _from_folder(folder, bundle.labels)
+        if not images:
+            raise SportsdetError(f"{folder}: no images found for calibration")
+        data = ExportData(images, [], f"{folder} (--calibration-data)")
+    else:
+        for candidate in _manifest_candidates(bundle):
+            if candidate.is_file():
+                data = _from_manifest(candidate, bundle.labels)
+                if data is not None and data.train:
+                    break
+                data = None
+        root = bundle.data.get("root")
+        if data is None and isinstance(root, str) and Path(root).is_dir():
+            images = _from_folder(Path(root), bundle.labels)
+            train = [item for item in images if "train" in item[0].parts] or images
+            test = [item for item in images if "test" in item[0].parts]
+            data = ExportData(train, test, f"{root} (bundle data root)")
+    if data is None:
+        data = ExportData([], [], "synthetic")
+    if eval_data is not None:
+        folder = Path(eval_data)
+        if not folder.is_dir():
+            raise SportsdetError(
+                f"{folder}: evaluation data folder not found; pass a folder of <label>/<image>"
+            )
+        data.heldout = [item for item in _from_folder(folder, bundle.labels) if item[1] is not None]
+        if not data.heldout:
+            raise SportsdetError(f"{folder}: no images in folders named like the model's labels")
+        data.origin += f"; held-out: {folder} (--eval-data)"
+    return data
+
+
+def _sample(items: list[Any], n: int, seed: int = 0) -> list[Any]:
+    if len(items) <= n:
+        return list(items)
+    return random.Random(seed).sample(items, n)
+
+
+def _decode_many(paths: Iterable[Path], spec: Preprocessing) -> np.ndarray:
+    arrays = []
+    for path in paths:
+        try:
+            arrays.append(load_and_preprocess(path, spec))
+        except SportsdetError:
+            continue  # a broken training file is not the exporter's business; skip it
+    if not arrays:
+        return np.zeros((0, 3, spec.input_size, spec.input_size), dtype=np.float32)
+    return np.stack(arrays)
+
+
+def _synthetic(spec: Preprocessing, n: int) -> np.ndarray:
+    """Smooth random images in the model's input space (used only when no real data is found)."""
+    rng = np.random.default_rng(0)
+    size = spec.input_size
+    coarse = rng.integers(0, 256, size=(n, 8, 8, 3)).astype(np.float32)
+    pixels = coarse.repeat(size // 8 + 1, axis=1).repeat(size // 8 + 1, axis=2)[:, :size, :size]
+    mean = np.asarray(spec.mean, np.float32) * 255.0
+    std = np.asarray(spec.std, np.float32) * 255.0
+    return np.ascontiguousarray(((pixels - mean) / std).transpose(0, 3, 1, 2))
+
+
+# --- parity and INT8 ------------------------------------------------------------------------
+
+
+def check_parity(
+    model: Any, onnx_path: str | Path, images: np.ndarray, data: str, batch: int = 16
+) -> ParityReport:
+    """Compare PyTorch and onnxruntime probabilities on the same preprocessed images."""
+    import torch
+
+    backend = OnnxBackend(onnx_path)
+    agree, worst, n = 0, 0.0, len(images)
+    with torch.inference_mode():
+        for start in range(0, n, batch):
+            chunk = images[start : start + batch]
+            expected = torch.softmax(model(torch.from_numpy(chunk)), dim=1).numpy()
+            got = backend.predict_proba(chunk)
+            agree += int((expected.argmax(1) == got.argmax(1)).sum())
+            worst = max(worst, float(np.abs(expected - got).max()))
+    return ParityReport(n=n, top1_agreement=agree / max(n, 1), max_prob_diff=worst, data=data)
+
+
+class _Calibration:
+    """onnxruntime CalibrationDataReader over preprocessed images, a few at a time."""
+
+    def __init__(self, input_name: str, images: np.ndarray, batch: int = 8) -> None:
+        self.input_name = input_name
+        self.chunks = iter([images[i : i + batch] for i in range(0, len(images), batch)])
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        chunk = next(self.chunks, None)
+        return None if chunk is None else {self.input_name: chunk}
+
+    def rewind(self) -> None:  # pragma: no cover - not used by MinMax calibration
+        pass
+
+
+def quantize_int8(
+    fp32_path: str | Path,
+    out_path: str | Path,
+    calibration: np.ndarray,
+    *,
+    quant_format: str = "qdq",
+) -> None:
+    """Static INT8 quantisation: per-channel INT8 weights, UINT8 activations, MinMax calibration."""
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    fmt = {"qdq": QuantFormat.QDQ, "qoperator": QuantFormat.QOperator}[quant_format]
+    with tempfile.TemporaryDirectory(prefix="sportsdet-quant-") as tmp:
+        prepared = Path(tmp) / "prepared.onnx"
+        # Shape inference + graph cleanup first, as onnxruntime recommends before quantising.
+        quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
+        input_name = OnnxBackend(fp32_path).input_name
+        quantize_static(
+            str(prepared),
+            str(out_path),
+            _Calibration(input_name, calibration),
+            quant_format=fmt,
+            per_channel=True,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            calibrate_method=CalibrationMethod.MinMax,
+            # The final Softmax stays in float: quantising probabilities costs accuracy for no speed.
+            op_types_to_quantize=["Conv", "MatMul", "Gemm", "Add", "Mul", "GlobalAveragePool"],
+            extra_options={"ActivationSymmetric": False, "WeightSymmetric": True},
+        )
+
+
+def _accuracy_and_preds(
+    backend: OnnxBackend, items: list[tuple[Path, str | None]]
+) -> tuple[np.ndarray, list[int]]:
+    """Predicted class per held-out item (-1 for unreadable files) and the true class index."""
+    index = {label: i for i, label in enumerate(backend.labels)}
+    preds = np.full(len(items), -1, dtype=np.int64)
+    for result in stream_predictions((str(p) for p, _ in items), backend, batch_size=32):
+        if result.ok:
+            preds[result.index] = int(np.argmax(result.probs))
+    truth = [index.get(label, -1) if label is not None else -1 for _, label in items]
+    return preds, truth
+
+
+def _atomic_target(out: Path) -> Path:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    handle, name = tempfile.mkstemp(prefix=f".{out.name}.tmp-", suffix=".onnx", dir=out.parent)
+    os.close(handle)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(name, 0o666 & ~umask)  # mkstemp makes 0600; the model should be readable like any file
+    return Path(name)
+
+
+def export_bundle(
+    bundle_path: str | Path,
+    *,
+    out: str | Path | None = None,
+    int8: bool = False,
+    calibration_data: str | Path | None = None,
+    eval_data: str | Path | None = None,
+    int8_out: str | Path | None = None,
+    max_int8_drop: float = MAX_INT8_DROP,
+    quant_format: str = "qdq",
+    parity_images: int = PARITY_IMAGES,
+    calibration_images: int = CALIBRATION_IMAGES,
+    progress: Progress | None = None,
+) -> ExportReport:
+    """Export a bundle to ONNX (default BUNDLE/model.onnx), check parity, optionally add INT8.
+
+    Files are written under a temporary name and renamed only once every check passed, so a
+    failed export never leaves a file behind nor replaces a good one.
+    """
+    say = progress or (lambda message: None)
+    bundle = load_bundle(bundle_path)
+    out = Path(out) if out is not None else bundle.path / ONNX_NAME
+    if out.suffix.lower() != ".onnx":
+        raise SportsdetError(f"{out}: the output file name must end in .onnx")
+    int8_path = Path(int8_out) if int8_out else out.with_name(out.stem + ".int8.onnx")
+    if int8_out is None and out.name == ONNX_NAME:
+        int8_path = out.with_name(ONNX_INT8_NAME)
+    spec = bundle.preprocessing
+    data = find_export_data(bundle, calibration_data, eval_data)
+    notes: list[str] = []
+
+    say(f"images for the checks: {data.origin}")
+    if data.train:
+        parity_set = _decode_many((p for p, _ in _sample(data.train, parity_images, seed=1)), spec)
+    else:
+        parity_set = np.zeros((0,), np.float32)
+    parity_origin = data.origin
+    if len(parity_set) == 0:
+        notes.append(
+            "no training images found (bundle records no split/data root and no --calibration-data): "
+            "parity checked on synthetic images only"
+        )
+        parity_set, parity_origin = _synthetic(spec, parity_images), "synthetic"
+
+    model = bundle.build_torch_model()
+    sha = (bundle.manifest.get("weights") or {}).get("sha256")
+    temp = _atomic_target(out)
+    temp_int8: Path | None = None
+    try:
+        say(f"exporting to ONNX (opset {OPSET})")
+        export_torch_model(model, temp, spec.input_size)
+        set_metadata(
+            temp,
+            onnx_metadata(
+                labels=bundle.labels,
+                preprocessing=spec,
+                model_name=bundle.model_name,
+                model_config=bundle.model_config,
+                weights_sha256=sha,
+            ),
+        )
+        say(f"parity check on {len(parity_set)} images")
+        parity = check_parity(model, temp, parity_set, parity_origin)
+        if not parity.ok:
+            raise SportsdetError(
+                f"{out}: ONNX export does not match PyTorch on {parity.n} images "
+                f"(top-1 agreement {parity.top1_agreement:.1%}, needs >= {PARITY_MIN_AGREEMENT:.0%}; "
+                f"largest probability difference {parity.max_prob_diff:.2e}, "
+                f"allowed {PARITY_MAX_PROB_DIFF:.0e}); "
+                "nothing was written. Please report this with the model name."
+            )
+        report = ExportReport(path=str(out), parity=parity, notes=notes)
+
+        if int8:
+            started = time.perf_counter()
+            if data.train:
+                chosen = _sample(data.train, calibration_images, seed=2)
+                calibration = _decode_many((p for p, _ in chosen), spec)
+            else:
+                calibration = np.zeros((0,), np.float32)
+            if len(calibration) == 0:
+                notes.append("INT8 calibrated on synthetic images: expect a large accuracy loss")
+                calibration = _synthetic(spec, 32)
+            say(f"INT8 quantisation ({quant_format}), calibrated on {len(calibration)} images")
+            temp_int8 = _atomic_target(int8_path)
+            quantize_int8(temp, temp_int8, calibration, quant_format=quant_format)
+            set_metadata(
+                temp_int8,
+                onnx_metadata(
+                    labels=bundle.labels,
+                    preprocessing=spec,
+                    model_name=bundle.model_name,
+                    model_config=bundle.model_config,
+                    weights_sha256=sha,
+                    quantization={
+                        "method": "onnxruntime static",
+                        "format": quant_format,
+                        "weights": "int8 per-channel",
+                        "activations": "uint8",
+                        "calibration": "minmax",
+                        "calibration_images": int(len(calibration)),
+                    },
+                ),
+            )
+            report.int8 = _int8_report(temp, temp_int8, int8_path, data, calibration, quant_format, say)
+            report.int8.seconds = time.perf_counter() - started
+            change = report.int8.accuracy_change_points
+            if change is not None and -change > max_int8_drop:
+                raise SportsdetError(
+                    f"{int8_path}: INT8 loses {-change:.2f} accuracy points on {report.int8.heldout} "
+                    f"(allowed {max_int8_drop:.2f}); nothing was written. Use the fp32 model, or raise "
+                    "--max-int8-drop if that loss is acceptable."
+                )
+        os.replace(temp, out)
+        if temp_int8 is not None:
+            os.replace(temp_int8, int8_path)
+        return report
+    finally:
+        for leftover in (temp, temp_int8):
+            if leftover is not None and leftover.exists():
+                leftover.unlink()
+
+
+def _int8_report(
+    fp32_path: Path,
+    int8_path: Path,
+    final_path: Path,
+    data: ExportData,
+    calibration: np.ndarray,
+    quant_format: str,
+    say: Progress,
+) -> Int8Report:
+    fp32, quantised = OnnxBackend(fp32_path), OnnxBackend(int8_path)
+    labelled = [item for item in data.heldout if item[1] is not None]
+    if labelled:
+        say(f"accuracy of fp32 and INT8 on {len(labelled)} held-out images")
+        pred32, truth = _accuracy_and_preds(fp32, labelled)
+        pred8, _ = _accuracy_and_preds(quantised, labelled)
+        truth_arr = np.asarray(truth)
+        n = len(labelled)
+        return Int8Report(
+            path=str(final_path),
+            quant_format=quant_format,
+            calibration_images=int(len(calibration)),
+            heldout=f"{n} held-out images",
+            n=n,
+            fp32_accuracy=float((pred32 == truth_arr).mean()),
+            int8_accuracy=float((pred8 == truth_arr).mean()),
+            top1_agreement=float((pred32 == pred8).mean()),
+            seconds=0.0,
+        )
+    # No labelled held-out split: the best we can say is how often INT8 agrees with fp32.
+    say("no labelled held-out split found: measuring INT8 agreement with fp32 only")
+    sample = calibration[:64]
+    same = fp32.predict_proba(sample).argmax(1) == quantised.predict_proba(sample).argmax(1)
+    agreement = float(same.mean())
+    return Int8Report(
+        path=str(final_path),
+        quant_format=quant_format,
+        calibration_images=int(len(calibration)),
+        heldout="none found (agreement with fp32 on calibration images only)",
+        n=int(len(sample)),
+        fp32_accuracy=None,
+        int8_accuracy=None,
+        top1_agreement=agreement,
+        seconds=0.0,
+    )

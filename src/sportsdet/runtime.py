@@ -1,0 +1,460 @@
+"""Inference backends and the streaming pipeline that feeds them. Torch-free.
+
+A backend turns a batch of preprocessed images into class probabilities:
+
+    backend.predict_proba(batch: float32 [N, 3, H, W]) -> float32 [N, num_classes]
+
+and carries the `labels` and `preprocessing` it was trained with. `OnnxBackend` runs an ONNX
+file written by `sportsdet export` on onnxruntime; the file's metadata holds everything needed
+to predict (labels, preprocessing, versions), so an .onnx file alone is a usable model.
+`TorchBackend` runs a bundle's PyTorch weights and is only importable where torch is installed.
+
+`stream_predictions` decodes images on a thread pool (Pillow releases the GIL while it decodes
+and resizes) while the caller's thread runs the model, forms batches from whatever is decoded,
+and yields results in input order with a bounded number of images in flight.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from sportsdet.errors import SportsdetError
+from sportsdet.imageio import ImageSource
+from sportsdet.preprocess import Preprocessing, load_and_preprocess
+
+# --- the metadata contract of an exported ONNX file (written by sportsdet.export) -------------
+ONNX_FORMAT = "sportsdet-onnx/1"
+META_FORMAT = "sportsdet.format"
+META_LABELS = "sportsdet.labels"  # JSON list of class names, in output order
+META_PREPROCESSING = "sportsdet.preprocessing"  # JSON of Preprocessing.to_dict()
+META_OUTPUT = "sportsdet.output"  # "probabilities" (softmax in the graph) or "logits"
+META_MODEL = "sportsdet.model"  # JSON {"name": ..., "config": {...}}
+META_VERSIONS = "sportsdet.versions"  # JSON of bundle.library_versions() at export time
+META_WEIGHTS_SHA256 = "sportsdet.weights_sha256"  # the bundle weights it was exported from
+META_QUANTIZATION = "sportsdet.quantization"  # "none" or JSON describing the INT8 recipe
+REQUIRED_METADATA = (META_FORMAT, META_LABELS, META_PREPROCESSING, META_OUTPUT)
+OUTPUT_KINDS = ("probabilities", "logits")
+
+ONNX_NAME = "model.onnx"  # the light form of a bundle, inside the bundle folder
+ONNX_INT8_NAME = "model.int8.onnx"
+BACKENDS = ("auto", "onnx", "torch")
+
+
+def cpu_count() -> int:
+    """CPUs this process may use (respects affinity / container limits where the OS tells)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+class Backend(Protocol):
+    labels: list[str]
+    preprocessing: Preprocessing
+    name: str
+
+    def predict_proba(self, batch: np.ndarray) -> np.ndarray: ...
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    exp = np.exp(shifted)
+    return (exp / exp.sum(axis=1, keepdims=True)).astype(np.float32, copy=False)
+
+
+@dataclass
+class OnnxModelInfo:
+    """What an exported ONNX file says about itself."""
+
+    labels: list[str]
+    preprocessing: Preprocessing
+    output: str
+    model: dict[str, Any] = field(default_factory=dict)
+    versions: dict[str, str] = field(default_factory=dict)
+    weights_sha256: str | None = None
+    quantization: Any = "none"
+
+
+def parse_onnx_metadata(metadata: dict[str, str], where: str | Path) -> OnnxModelInfo:
+    """Validate the sportsdet metadata of an ONNX file; SportsdetError naming the file and key."""
+    hint = "export it with `sportsdet export BUNDLE --format onnx`"
+    missing = [key for key in REQUIRED_METADATA if key not in metadata]
+    if missing:
+        raise SportsdetError(
+            f"{where}: ONNX file has no {', '.join(repr(k) for k in missing)} metadata, so its labels and "
+            f"preprocessing are unknown; {hint}"
+        )
+    if metadata[META_FORMAT] != ONNX_FORMAT:
+        raise SportsdetError(
+            f"{where}: metadata {META_FORMAT!r} is {metadata[META_FORMAT]!r}, this sportsdet reads "
+            f"{ONNX_FORMAT!r}; {hint}"
+        )
+
+    def load_json(key: str) -> Any:
+        try:
+            return json.loads(metadata[key])
+        except (json.JSONDecodeError, TypeError) as exc:
+            raise SportsdetError(f"{where}: metadata {key!r} is not valid JSON ({exc}); {hint}") from None
+
+    labels = load_json(META_LABELS)
+    if not isinstance(labels, list) or not labels or not all(isinstance(x, str) and x for x in labels):
+        raise SportsdetError(f"{where}: metadata {META_LABELS!r} must be a non-empty list of names; {hint}")
+    if len(set(labels)) != len(labels):
+        raise SportsdetError(f"{where}: metadata {META_LABELS!r} holds duplicate names; {hint}")
+    try:
+        preprocessing = Preprocessing.from_dict(load_json(META_PREPROCESSING))
+    except SportsdetError as exc:
+        raise SportsdetError(f"{where}: metadata {META_PREPROCESSING!r} is wrong: {exc}; {hint}") from None
+    output = metadata[META_OUTPUT]
+    if output not in OUTPUT_KINDS:
+        raise SportsdetError(
+            f"{where}: metadata {META_OUTPUT!r} must be one of {OUTPUT_KINDS}, got {output!r}; {hint}"
+        )
+    model = load_json(META_MODEL) if META_MODEL in metadata else {}
+    versions = load_json(META_VERSIONS) if META_VERSIONS in metadata else {}
+    quantization = metadata.get(META_QUANTIZATION, "none")
+    if quantization not in ("", "none"):
+        try:
+            quantization = json.loads(quantization)
+        except json.JSONDecodeError:
+            pass  # free text is fine: it is only shown to people
+    return OnnxModelInfo(
+        labels=labels,
+        preprocessing=preprocessing,
+        output=output,
+        model=model if isinstance(model, dict) else {},
+        versions=versions if isinstance(versions, dict) else {},
+        weights_sha256=metadata.get(META_WEIGHTS_SHA256),
+        quantization=quantization,
+    )
+
+
+def session_options(threads: int | None = None, *, spinning: bool = False):
+    """onnxruntime options tuned for a small CPU shared with decoding threads.
+
+    - intra-op threads = the CPUs we may use (more only oversubscribes);
+    - one inter-op thread and sequential execution: a CNN is a chain, parallel branches buy nothing;
+    - no spin-waiting: spinning ORT threads would steal the cores the JPEG decoders need.
+    """
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads or cpu_count()
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
+    options.log_severity_level = 3  # onnxruntime's own warnings are not for end users
+    return options
+
+
+class OnnxBackend:
+    """Run an exported ONNX file on onnxruntime's CPU provider."""
+
+    def __init__(self, path: str | Path, threads: int | None = None, *, spinning: bool = False) -> None:
+        import onnxruntime as ort
+
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise SportsdetError(f"{self.path}: no such ONNX model file")
+        options = session_options(threads, spinning=spinning)
+        try:
+            self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own exception types for bad files
+            raise SportsdetError(
+                f"{self.path}: onnxruntime cannot load this file ({str(exc).splitlines()[0][:200]}); "
+                "re-export it with `sportsdet export`"
+            ) from None
+        self.info = parse_onnx_metadata(self.session.get_modelmeta().custom_metadata_map, self.path)
+        self.labels = self.info.labels
+        self.preprocessing = self.info.preprocessing
+        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
+        if len(inputs) != 1 or len(outputs) < 1:
+            raise SportsdetError(f"{self.path}: expected one image input, found {len(inputs)} inputs")
+        self.input_name = inputs[0].name
+        self.output_name = outputs[0].name
+        size = self.preprocessing.input_size
+        shape = inputs[0].shape
+        if len(shape) != 4 or shape[1] != 3 or any(isinstance(s, int) and s != size for s in shape[2:]):
+            raise SportsdetError(
+                f"{self.path}: model input shape {shape} does not match metadata input_size {size}; "
+                "re-export it"
+            )
+        out_shape = outputs[0].shape
+        if len(out_shape) != 2 or (isinstance(out_shape[1], int) and out_shape[1] != len(self.labels)):
+            raise SportsdetError(
+                f"{self.path}: model output shape {out_shape} does not match the {len(self.labels)} labels "
+                f"in its metadata; re-export it"
+            )
+        quantized = self.info.quantization not in ("", "none")
+        self.name = f"onnxruntime{' int8' if quantized else ''} ({self.path.name})"
+
+    def predict_proba(self, batch: np.ndarray) -> np.ndarray:
+        batch = np.ascontiguousarray(batch, dtype=np.float32)
+        (out,) = self.session.run([self.output_name], {self.input_name: batch})
+        return out if self.info.output == "probabilities" else softmax(out)
+
+
+class TorchBackend:
+    """Run a bundle's PyTorch weights (needs the `sportsdet[train]` install)."""
+
+    def __init__(self, bundle: Any, threads: int | None = None) -> None:
+        try:
+            import torch
+        except ImportError:
+            raise SportsdetError(
+                f"{getattr(bundle, 'path', bundle)}: the torch backend needs PyTorch, which is not "
+                "installed; "
+                "use the ONNX backend (`sportsdet export BUNDLE` once) or `pip install 'sportsdet[train]'`"
+            ) from None
+        from sportsdet.bundle import Bundle, load_bundle
+
+        if not isinstance(bundle, Bundle):
+            bundle = load_bundle(bundle)
+        if threads:
+            torch.set_num_threads(threads)
+        self._torch = torch
+        self.bundle = bundle
+        self.model = bundle.build_torch_model()
+        self.labels = bundle.labels
+        self.preprocessing = bundle.preprocessing
+        self.name = f"torch ({bundle.model_name})"
+
+    def predict_proba(self, batch: np.ndarray) -> np.ndarray:
+        torch = self._torch
+        with torch.inference_mode():
+            logits = self.model(torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)))
+            return torch.softmax(logits.float(), dim=1).numpy()
+
+
+def _torch_installed() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("torch") is not None
+
+
+def load_backend(
+    model: str | Path | None = None,
+    backend: str = "auto",
+    *,
+    threads: int | None = None,
+    int8: bool = False,
+) -> Backend:
+    """Open a model for prediction.
+
+    `model`: an exported .onnx file, a bundle folder, or None for the built-in model.
+    `backend`: "onnx", "torch", or "auto" = onnx when the path is .onnx or the bundle carries
+    model.onnx, else torch when installed, else a clear error. `int8` picks model.int8.onnx.
+    """
+    from sportsdet.bundle import builtin_bundle_path, load_bundle
+
+    if backend not in BACKENDS:
+        raise SportsdetError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    if model is None:
+        model = builtin_bundle_path()
+        if model is None:
+            raise SportsdetError("no model given and this install has no built-in model; pass --model BUNDLE")
+    path = Path(model)
+    if path.suffix.lower() == ".onnx" or path.is_file():
+        if backend == "torch":
+            raise SportsdetError(f"{path}: the torch backend needs a bundle folder, not an ONNX file")
+        if not path.is_file():
+            raise SportsdetError(f"{path}: no such ONNX model file")
+        return OnnxBackend(path, threads)
+    onnx_file = path / (ONNX_INT8_NAME if int8 else ONNX_NAME)
+    if backend == "onnx" or (backend == "auto" and onnx_file.is_file()):
+        if not onnx_file.is_file():
+            raise SportsdetError(
+                f"{path}: the bundle has no {onnx_file.name}; create it with "
+                f"`sportsdet export {path}{' --int8' if int8 else ''}` or use --backend torch"
+            )
+        bundle = load_bundle(path, verify_weights=False)
+        onnx_backend = OnnxBackend(onnx_file, threads)
+        _check_same_model(onnx_backend, bundle)
+        return onnx_backend
+    if int8:
+        raise SportsdetError(
+            f"{path}: INT8 needs {ONNX_INT8_NAME}; create it with `sportsdet export {path} --int8`"
+        )
+    if not _torch_installed():
+        raise SportsdetError(
+            f"{path}: the bundle has no {ONNX_NAME} and PyTorch is not installed; export it where torch is "
+            f"(`sportsdet export {path}`) or `pip install 'sportsdet[train]'`"
+        )
+    return TorchBackend(path, threads)
+
+
+def _check_same_model(backend: OnnxBackend, bundle: Any) -> None:
+    """Refuse a model.onnx left over from different weights in the same folder."""
+    sha = (bundle.manifest.get("weights") or {}).get("sha256")
+    stale = backend.labels != bundle.labels or (
+        backend.info.weights_sha256 is not None and sha is not None and backend.info.weights_sha256 != sha
+    )
+    if stale:
+        raise SportsdetError(
+            f"{backend.path}: this ONNX file was exported from other weights or labels than {bundle.path}; "
+            f"re-run `sportsdet export {bundle.path}`"
+        )
+
+
+# --- the streaming pipeline -----------------------------------------------------------------
+
+
+@dataclass
+class StreamResult:
+    """One input's outcome. Exactly one of `probs` and `error` is set."""
+
+    index: int
+    name: str
+    probs: np.ndarray | None = None
+    error: str | None = None
+    error_kind: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def _source_name(item: Any) -> tuple[str, ImageSource]:
+    if isinstance(item, tuple) and len(item) == 2:
+        return str(item[0]), item[1]
+    if isinstance(item, bytes):
+        return f"<{len(item)} bytes>", item
+    return str(item), item
+
+
+def _decode(source: ImageSource, spec: Preprocessing, name: str) -> np.ndarray | StreamResult:
+    try:
+        return load_and_preprocess(source, spec, name=name)
+    except SportsdetError as exc:
+        return StreamResult(-1, name, error=str(exc), error_kind=getattr(exc, "kind", "error"))
+    except Exception as exc:  # one bad input must never stop the others
+        message = f"{name}: unexpected {type(exc).__name__}: {exc}"
+        return StreamResult(-1, name, error=message, error_kind="error")
+
+
+def default_decode_workers() -> int:
+    # Measured on 2 cores (bench/throughput.py): two decoders keep the model fed on 224 px photos
+    # and on 12-megapixel JPEGs alike; more threads only add contention.
+    return max(2, cpu_count())
+
+
+def stream_predictions(
+    sources: Iterable[Any],
+    backend: Backend,
+    preprocessing: Preprocessing | None = None,
+    *,
+    batch_size: int = 32,
+    decode_workers: int | None = None,
+    max_in_flight: int | None = None,
+    on_in_flight: Any = None,
+) -> Iterator[StreamResult]:
+    """Predict many images, yielding a `StreamResult` per input, in input order, as soon as ready.
+
+    `sources` is consumed lazily (pass a generator for huge folders): at most `max_in_flight`
+    inputs (default 2 x batch_size + workers) are read, decoding or waiting at any moment.
+    Items are paths, bytes, or (name, path-or-bytes) pairs. Bad inputs give a result with
+    `error` set and never stop the stream. Batches hold whatever has been decoded when the model
+    is free (up to batch_size), so the model never waits for a full batch.
+    `on_in_flight(n)`, if given, is called with the in-flight count (for tests and monitoring).
+    """
+    spec = preprocessing or backend.preprocessing
+    if batch_size < 1:
+        raise SportsdetError(f"batch size must be at least 1, got {batch_size}")
+    workers = decode_workers or default_decode_workers()
+    window = max_in_flight or (2 * batch_size + workers)
+    window = max(window, 1)
+    iterator = iter(sources)
+    pending: deque[tuple[int, str, Future]] = deque()
+    next_index = 0
+    exhausted = False
+
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sportsdet-decode") as pool:
+
+        def refill() -> None:
+            nonlocal next_index, exhausted
+            while not exhausted and len(pending) < window:
+                try:
+                    item = next(iterator)
+                except StopIteration:
+                    exhausted = True
+                    break
+                name, source = _source_name(item)
+                pending.append((next_index, name, pool.submit(_decode, source, spec, name)))
+                next_index += 1
+            if on_in_flight is not None:
+                on_in_flight(len(pending))
+
+        try:
+            refill()
+            while pending:
+                # Always wait for the oldest input (results go out in order), then take every
+                # following one that is already decoded, up to a full batch.
+                taken: list[tuple[int, str, Any]] = []
+                images = 0
+                while pending and images < batch_size:
+                    index, name, future = pending[0]
+                    if taken and not future.done():
+                        break
+                    pending.popleft()
+                    value = future.result()
+                    taken.append((index, name, value))
+                    if isinstance(value, np.ndarray):
+                        images += 1
+                refill()  # keep the decoders busy while the model runs
+                probs = None
+                if images:
+                    batch = np.stack([v for _, _, v in taken if isinstance(v, np.ndarray)])
+                    probs = backend.predict_proba(batch)
+                row = 0
+                for index, name, value in taken:
+                    if isinstance(value, np.ndarray):
+                        yield StreamResult(index, name, probs=probs[row])
+                        row += 1
+                    else:
+                        value.index = index
+                        yield value
+        finally:
+            for _, _, future in pending:
+                future.cancel()
+
+
+def iter_image_files(paths: Iterable[str | Path], *, recursive: bool = True) -> Iterator[Path]:
+    """Expand files and folders into image files lazily (os.scandir; a folder is never listed whole).
+
+    Entries in a folder come in the file system's order, not sorted: sorting would mean reading
+    the whole listing into memory first.
+    """
+    from sportsdet.imageio import is_image_name
+
+    for entry in paths:
+        path = Path(entry)
+        if not path.is_dir():
+            yield path  # files (and missing paths) go through, to be reported per input
+            continue
+        stack = [path]
+        while stack:
+            folder = stack.pop()
+            try:
+                with os.scandir(folder) as scan:
+                    subfolders = []
+                    for item in scan:
+                        if item.name.startswith("."):
+                            continue
+                        if item.is_dir(follow_symlinks=False):
+                            subfolders.append(Path(item.path))
+                        elif is_image_name(item.name):
+                            yield Path(item.path)
+            except OSError as exc:
+                raise SportsdetError(f"{folder}: cannot read folder ({exc.strerror or exc})") from None
+            if recursive:
+                stack.extend(sorted(subfolders, reverse=True))
