@@ -1,0 +1,69 @@
+"""CLI verb: report (one self-contained HTML page per run, or several runs side by side)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from sportsdet.cli.app import app, console, err_console
+
+
+@app.command("report")
+def report(
+    run_dirs: list[Path] = typer.Argument(
+        ...,
+        help="Run folder (from `sportsdet train`) or evaluation folder (from `sportsdet evaluate`); "
+        "with --compare, two or more of them.",
+        show_default=False,
+        metavar="RUN_DIR",
+    ),
+    out: Path | None = typer.Option(
+        None,
+        "--out",
+        "-o",
+        help="Where to write the HTML file (default: RUN_DIR/report.html; "
+        "with --compare: ./comparison.html).",
+    ),
+    eval_dir: Path | None = typer.Option(
+        None,
+        "--eval",
+        help="Evaluation folder to show when it is not RUN_DIR/eval (e.g. an evaluation on other photos).",
+    ),
+    check: Path | None = typer.Option(
+        None,
+        "--check",
+        help="A `sportsdet data check --report` JSON file to summarise (default: RUN_DIR/data_check.json "
+        "when present).",
+    ),
+    compare: bool = typer.Option(
+        False,
+        "--compare",
+        help="Put the given runs side by side: headline metrics, per-class F1 differences, curves overlaid.",
+    ),
+    gallery: int = typer.Option(
+        24, "--gallery", min=0, max=500, help="Pictures per gallery (correct, wrong, highest-loss)."
+    ),
+) -> None:
+    """Write an HTML report that opens offline and can be mailed: curves, metrics with 95% CI,
+    per-class table, confusion matrix, galleries and calibration."""
+    from sportsdet.errors import SportsdetError
+    from sportsdet.report import write_comparison, write_report
+
+    if compare:
+        if eval_dir is not None or check is not None:
+            raise SportsdetError("--eval and --check apply to a single run; with --compare, pass run "
+                                 "folders (each uses its own eval/)")
+        with err_console.status("writing comparison..."):
+            path = write_comparison(run_dirs, out if out is not None else Path("comparison.html"))
+    else:
+        if len(run_dirs) != 1:
+            raise SportsdetError(f"got {len(run_dirs)} folders; pass one run folder, or add --compare "
+                                 "to put several side by side")
+        with err_console.status("writing report..."):
+            path = write_report(
+                run_dirs[0], out, eval_dir=eval_dir, check_report=check, gallery_limit=gallery
+            )
+    size_kb = path.stat().st_size / 1024
+    err_console.print(f"report written ({size_kb:,.0f} KB); open it in any browser")
+    console.print(str(path), highlight=False, soft_wrap=True)

@@ -1,0 +1,638 @@
+"""Assembling the report page: one HTML string with every picture inlined.
+
+Every number on the page is read from metrics.json (written by `sportsdet.metrics`) or from
+the run's own files; this module only formats them. Text from files (class names, paths) is
+always escaped.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as _dt
+import math
+from collections.abc import Callable, Iterable
+from html import escape
+from pathlib import Path
+from typing import Any
+
+from sportsdet import __version__
+from sportsdet.report import figures
+from sportsdet.report.assets import CSS, JS
+from sportsdet.report.gallery import Tile, highest_loss, spread_sample, thumbnail_uri
+from sportsdet.report.inputs import Prediction, ReportInputs
+
+GALLERY_LIMIT = 24  # tiles per gallery; about 5 KB each as 128 px JPEG
+SPLIT_ORDER = ("train", "valid", "val", "test", "all")
+
+
+# ---------------------------------------------------------------- formatting helpers
+
+def pct(value: float | None, digits: int = 1) -> str:
+    """0.5174 -> '51.7%'; None -> an en dash."""
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "–"
+    return f"{100.0 * value:.{digits}f}%"
+
+
+def num(value: float | None, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "–"
+    return f"{value:.{digits}f}"
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "–"
+    seconds = float(seconds)
+    if seconds < 90:
+        return f"{seconds:.1f} s"
+    minutes, secs = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min {secs:02d} s"
+
+
+def accuracy_sentence(metrics: dict[str, Any]) -> str:
+    """'51.7% (95% CI 46.2–57.2%, n=315)': the headline number with its uncertainty."""
+    text = pct(metrics.get("accuracy"))
+    ci, n = metrics.get("accuracy_ci95"), metrics.get("n")
+    parts = []
+    if isinstance(ci, list) and len(ci) == 2:
+        parts.append(f"95% CI {100 * ci[0]:.1f}–{100 * ci[1]:.1f}%")
+    if n is not None:
+        parts.append(f"n={n}")
+    return f"{text} ({', '.join(parts)})" if parts else text
+
+
+def data_uri(png: bytes, mime: str = "image/png") -> str:
+    return f"data:{mime};base64," + base64.b64encode(png).decode("ascii")
+
+
+def img(uri: str, alt: str, cls: str = "fig") -> str:
+    return f'<img class="{cls}" src="{uri}" alt="{escape(alt)}">'
+
+
+def kv_table(rows: Iterable[tuple[str, Any]]) -> str:
+    body = "".join(
+        f"<tr><th>{escape(str(k))}</th><td>{v if isinstance(v, Markup) else escape(_plain(v))}</td></tr>"
+        for k, v in rows
+        if v is not None and v != ""
+    )
+    return f'<table class="kv">{body}</table>'
+
+
+class Markup(str):
+    """A string that is already HTML (not escaped again by kv_table)."""
+
+
+def _plain(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(_plain(v) for v in value)
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={_plain(v)}" for k, v in value.items())
+    return str(value)
+
+
+def missing(text: str) -> str:
+    return f'<div class="missing">{text}</div>'
+
+
+def _safe(render: Callable[[], str], title: str, notes: list[str]) -> str:
+    """Run one section; a drawing failure costs that section, not the whole report."""
+    try:
+        return render()
+    except Exception as exc:  # noqa: BLE001 - matplotlib/Pillow may fail in many ways
+        notes.append(f"the {title} section could not be drawn ({type(exc).__name__}: {exc})")
+        return missing(f"{escape(title)}: could not be drawn (see the notes at the top).")
+
+
+# ---------------------------------------------------------------- the single-run page
+
+def render_report(inputs: ReportInputs, *, gallery_limit: int = GALLERY_LIMIT) -> str:
+    """The whole self-contained page for one run (and/or its evaluation)."""
+    notes = list(inputs.notes)
+    thumbs: dict[str, str | None] = {}
+    sections = [
+        ("results", "Results", _safe(lambda: _results(inputs), "results", notes)),
+        ("data", "Data", _safe(lambda: _data(inputs), "data", notes)),
+        ("model", "Model and training", _safe(lambda: _model(inputs), "model", notes)),
+        ("curves", "Training curves", _safe(lambda: _curves(inputs), "training curves", notes)),
+        ("per-class", "Per class", _safe(lambda: _per_class(inputs), "per-class", notes)),
+        ("confusion", "Confusion", _safe(lambda: _confusion(inputs), "confusion", notes)),
+        ("galleries", "Galleries",
+         _safe(lambda: _galleries(inputs, gallery_limit, thumbs), "gallery", notes)),
+        ("calibration", "Calibration", _safe(lambda: _calibration(inputs), "calibration", notes)),
+    ]
+    where = inputs.run_dir or inputs.eval_dir or inputs.source
+    subtitle = f"{escape(str(where))} · written {_now()} by sportsdet {__version__}"
+    return _page(f"sportsdet report: {inputs.name}", subtitle, sections, notes)
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _page(title: str, subtitle: str, sections: list[tuple[str, str, str]], notes: list[str]) -> str:
+    nav = "".join(f'<a href="#{anchor}">{escape(name)}</a>' for anchor, name, _ in sections)
+    note_html = "".join(f'<div class="note">{escape(n)}</div>' for n in notes)
+    body = "".join(f'<section id="{a}"><h2>{escape(n)}</h2>{html}</section>' for a, n, html in sections)
+    return (
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{escape(title)}</title><style>{CSS}</style></head><body>"
+        f'<header class="top"><h1>{escape(title)}</h1><div class="sub">{subtitle}</div></header>'
+        f"<nav>{nav}</nav><main>{note_html}{body}"
+        '<footer>One self-contained file: every picture is embedded, nothing is loaded from the '
+        "network. Numbers come from metrics.json (sportsdet.metrics) and the run's metrics.csv."
+        f"</footer></main><script>{JS}</script></body></html>\n"
+    )
+
+
+def _no_eval(inputs: ReportInputs) -> str:
+    model = f"{inputs.run_dir}/model" if inputs.run_dir else "RUN/model"
+    return missing(
+        "No evaluation yet. Run <code>sportsdet evaluate "
+        f"{escape(model)} DATA</code> to score the test split, then <code>sportsdet report "
+        f"{escape(str(inputs.source))}</code> again."
+    )
+
+
+def _results(inputs: ReportInputs) -> str:
+    m = inputs.metrics
+    if not m:
+        return _no_eval(inputs) + _training_summary_cards(inputs)
+    ci = m.get("accuracy_ci95") or [None, None]
+    k = m.get("top_k", 5)
+    split = m.get("split", "test")
+    cards = [
+        ("accuracy", f"{split} accuracy", pct(m.get("accuracy")),
+         f"95% CI {pct(ci[0])}–{pct(ci[1])}" if ci[0] is not None else ""),
+        ("balanced_accuracy", "balanced accuracy", pct(m.get("balanced_accuracy")),
+         "mean recall over classes"),
+        ("macro_f1", "macro-F1", pct(m.get("macro_f1")), "mean F1 over classes"),
+        ("top5_accuracy", f"top-{k} accuracy", pct(m.get("top5_accuracy")), f"true class among the {k} best"),
+        ("ece", "calibration error (ECE)", pct(m.get("ece")), "0% = confidence matches accuracy"),
+    ]
+    html = ['<div class="cards">']
+    for key, label, value, detail in cards:
+        html.append(
+            f'<div class="card"><div class="k">{escape(label)}</div>'
+            f'<div class="v" id="m-{key}">{escape(value)}</div><div class="d">{escape(detail)}</div></div>'
+        )
+    html.append("</div>")
+    n = m.get("n")
+    sentence = accuracy_sentence(m)
+    html.append(
+        f'<p class="plain">Accuracy on the {escape(str(split))} split: '
+        f'<b id="m-accuracy-ci">{escape(sentence)}</b>. '
+    )
+    if ci[0] is not None and n:
+        html.append(
+            f"With {n} images, the accuracy this model would reach on more photos like these is "
+            f"plausibly anywhere between {pct(ci[0])} and {pct(ci[1])} (Wilson 95% interval); "
+            "differences between runs smaller than that range may be noise.</p>"
+        )
+    else:
+        html.append("</p>")
+    if isinstance(k, int) and len(inputs.labels) and len(inputs.labels) <= k:
+        html.append(f'<p class="muted">With {len(inputs.labels)} classes, top-{k} accuracy is 100% by '
+                    "construction.</p>")
+    where = [("evaluation folder", str(inputs.eval_dir) if inputs.eval_dir else None),
+             ("model evaluated", m.get("bundle")), ("data evaluated", m.get("data"))]
+    html.append(kv_table(where))
+    return "".join(html)
+
+
+def _training_summary_cards(inputs: ReportInputs) -> str:
+    best = _best_epoch(inputs.history or [])
+    if best is None:
+        return ""
+    return (
+        '<div class="cards" style="margin-top:10px"><div class="card"><div class="k">best validation accuracy'
+        f'</div><div class="v">{pct(best["val_acc"])}</div><div class="d">epoch {int(best["epoch"])} '
+        "(validation split, not the test)</div></div></div>"
+    )
+
+
+def _best_epoch(history: list[dict[str, Any]]) -> dict[str, Any] | None:
+    # The trainer keeps the best validation accuracy (ties: lower loss); mirror that choice.
+    scored = [row for row in history if row.get("val_acc") is not None]
+    if not scored:
+        return None
+    return max(scored, key=lambda r: (r["val_acc"], -(r.get("val_loss") or 0.0)))
+
+
+def _split_counts(inputs: ReportInputs) -> dict[str, int]:
+    split = inputs.split or {}
+    counts = split.get("counts")
+    if isinstance(counts, dict) and counts:
+        return {name: int(sum(per.values())) for name, per in counts.items() if isinstance(per, dict)}
+    if isinstance(split.get("splits"), dict):
+        return {name: len(items) for name, items in split["splits"].items()}
+    summary = (inputs.data_summary or {}).get("splits")
+    if isinstance(summary, dict):
+        return {name: int(v.get("total", 0)) for name, v in summary.items() if isinstance(v, dict)}
+    return {}
+
+
+def _data(inputs: ReportInputs) -> str:
+    labels = inputs.labels
+    counts = _split_counts(inputs)
+    split = inputs.split or {}
+    html = []
+    rows: list[tuple[str, Any]] = [
+        ("data folder", inputs.data_root),
+        ("classes", len(labels) if labels else None),
+        ("split", split.get("strategy")),
+        ("split seed", split.get("seed")),
+    ]
+    ordered = sorted(counts, key=lambda s: SPLIT_ORDER.index(s) if s in SPLIT_ORDER else 99)
+    for name in ordered:
+        rows.append((f"images in {name}", f"{counts[name]:,}"))
+    if not any(v is not None for _, v in rows[:2]):
+        return missing("No data description found (split.json / data_summary.json are written by "
+                       "<code>sportsdet train</code>).")
+    html.append(kv_table(rows))
+    if labels:
+        html.append(f"<details><summary>all {len(labels)} class names</summary><p>"
+                    + ", ".join(escape(x) for x in labels) + "</p></details>")
+    per_class = split.get("counts")
+    if isinstance(per_class, dict) and labels:
+        html.append(_per_split_table(per_class, labels))
+    html.append(_findings(inputs))
+    return "".join(html)
+
+
+def _per_split_table(counts: dict[str, dict[str, int]], labels: list[str]) -> str:
+    splits = sorted(counts, key=lambda s: SPLIT_ORDER.index(s) if s in SPLIT_ORDER else 99)
+    head = "".join(f'<th class="n" data-type="num">{escape(s)}</th>' for s in splits)
+    body = []
+    for label in labels:
+        cells = "".join(f'<td class="n">{int(counts[s].get(label, 0))}</td>' for s in splits)
+        body.append(f"<tr><td>{escape(label)}</td>{cells}</tr>")
+    return (
+        "<details><summary>images per class and split</summary>"
+        '<div class="scroll"><table class="sortable" id="split-counts"><thead><tr><th>class</th>'
+        f"{head}</tr></thead><tbody>{''.join(body)}</tbody></table></div></details>"
+    )
+
+
+def _findings(inputs: ReportInputs) -> str:
+    """Data-check findings (when a report exists) and the scan's own warnings."""
+    html = ["<h3>Data check</h3>"]
+    summary = inputs.data_summary or {}
+    scan_warnings = [w for w in summary.get("warnings", []) if isinstance(w, str)]
+    ignored = summary.get("ignored") or {}
+    if inputs.check is None:
+        html.append('<p class="muted">No data-check report found. Run <code>sportsdet data check DATA '
+                    "--report RUN/data_check.json</code> to decode every image and look for broken "
+                    "files and duplicates across splits.</p>")
+    else:
+        html.append(f'<p class="muted">From {escape(str(inputs.check_path))}</p>')
+        html.append(_check_report(inputs.check))
+    if scan_warnings:
+        html.append("<p>Found while scanning the data:</p><ul>"
+                    + "".join(f"<li>{escape(w)}</li>" for w in scan_warnings) + "</ul>")
+    if isinstance(ignored, dict) and ignored:
+        html.append("<p>Files skipped while scanning: "
+                    + ", ".join(f"{escape(str(k))}: {v}" for k, v in ignored.items()) + "</p>")
+    return "".join(html)
+
+
+def _check_report(check: dict[str, Any]) -> str:
+    # The data-check JSON is summarised generically: scalar counts as a table, lists of problems
+    # counted by their kind, a few examples shown.
+    rows = [(k, v) for k, v in check.items() if isinstance(v, (int, float, str)) and k != "format"]
+    summary = check.get("summary")
+    if isinstance(summary, dict):
+        rows += [(k, v) for k, v in summary.items() if isinstance(v, (int, float, str, list))]
+    html = [kv_table(rows)] if rows else []
+    for key in ("problems", "issues", "findings", "errors"):
+        items = check.get(key)
+        if isinstance(items, list) and items:
+            kinds: dict[str, int] = {}
+            for item in items:
+                kind = "problem"
+                if isinstance(item, dict):
+                    kind = str(item.get("kind") or item.get("problem") or "problem")
+                kinds[kind] = kinds.get(kind, 0) + 1
+            html.append(f"<p>{len(items)} {escape(key)}: "
+                        + ", ".join(f"{escape(k)} {v}" for k, v in sorted(kinds.items())) + "</p>")
+            examples = "".join(f"<li>{escape(_plain(item))}</li>" for item in items[:10])
+            html.append(f"<details><summary>first {min(10, len(items))}</summary>"
+                        f"<ul>{examples}</ul></details>")
+    for key in ("cross_split_duplicates", "duplicates"):
+        items = check.get(key)
+        if isinstance(items, list) and items:
+            html.append(f"<p>{escape(key.replace('_', ' '))}: {len(items)} group(s)</p>")
+    return "".join(html) or '<p class="muted">The data-check report lists no problems.</p>'
+
+
+def _model(inputs: ReportInputs) -> str:
+    config = inputs.config or {}
+    bundle = inputs.bundle or {}
+    model = bundle.get("model") or {}
+    training = bundle.get("training") or {}
+    prep = bundle.get("preprocessing") or {}
+    history = inputs.history or []
+    seconds = sum(r["seconds"] for r in history if r.get("seconds") is not None) if history else None
+    if seconds is None:
+        seconds = training.get("seconds")
+    best = _best_epoch(history)
+    if not (config or bundle or history):
+        return missing("No training record here (config.json, metrics.csv and model/bundle.json are written "
+                       "by <code>sportsdet train</code>).")
+    stages = list(dict.fromkeys(r["stage"] for r in history if r.get("stage")))  # in order of use
+    rows: list[tuple[str, Any]] = [
+        ("model", model.get("name") or config.get("model")),
+        ("recipe", config.get("recipe") or training.get("recipe")),
+        ("stages", ", ".join(stages) if stages else None),
+        ("epochs run", len(history) if history else training.get("epochs")),
+        ("best epoch (validation accuracy)",
+         f"{int(best['epoch'])} ({pct(best['val_acc'])})" if best else None),
+        ("training time", duration(seconds) if seconds is not None else None),
+        ("input", f"{prep.get('input_size')} px, resize {prep.get('resize')}" if prep else None),
+        ("model bundle", str(inputs.bundle_path) if inputs.bundle_path else None),
+    ]
+    html = [kv_table(rows)]
+    if config:
+        html.append("<details><summary>all training options (config.json)</summary>"
+                    + kv_table(sorted(config.items())) + "</details>")
+    versions = bundle.get("versions")
+    if isinstance(versions, dict) and versions:
+        html.append("<h3>Library versions</h3>" + kv_table(versions.items()))
+    elif not bundle:
+        html.append('<p class="muted">No model bundle yet (RUN/model is written at the end of training).</p>')
+    return "".join(html)
+
+
+def _curves(inputs: ReportInputs) -> str:
+    if inputs.history:
+        return img(data_uri(figures.curves_png(inputs.history)), "training curves") + (
+            '<p class="muted">Left: loss; middle: accuracy; right: learning rate. Dashed lines mark a '
+            "change of training stage.</p>"
+        )
+    if inputs.curves_png is not None:
+        return img(data_uri(inputs.curves_png.read_bytes()), "training curves")
+    return missing("No training history (metrics.csv) found: this page was made from an evaluation "
+                   "folder alone, or training has not finished an epoch yet.")
+
+
+def _per_class(inputs: ReportInputs) -> str:
+    m = inputs.metrics or {}
+    per_class = m.get("per_class")
+    if not per_class:
+        return _no_eval(inputs)
+    labels = [x for x in inputs.labels if x in per_class] or list(per_class)
+    confused_with = _top_confusion(m, labels)
+    rows = []
+    for label in labels:
+        v = per_class[label]
+        f1 = v.get("f1")
+        low = ' class="n low"' if f1 is not None and f1 < 0.5 and v.get("support") else ' class="n"'
+        rows.append(
+            f'<tr data-label="{escape(label)}"><td>{escape(label)}</td>'
+            f'<td class="n" data-v="{_raw(v.get("precision"))}">{pct(v.get("precision"))}</td>'
+            f'<td class="n" data-v="{_raw(v.get("recall"))}">{pct(v.get("recall"))}</td>'
+            f'<td{low} data-v="{_raw(f1)}">{pct(f1)}</td>'
+            f'<td class="n" data-v="{_raw(v.get("support"))}">{v.get("support", "–")}</td>'
+            f"<td>{confused_with.get(label, '')}</td></tr>"
+        )
+    return (
+        f'<p class="muted">{len(labels)} classes. Click a column header to sort (again to reverse); '
+        "F1 below 50% is red. Precision: of the images predicted as this class, the share that were; "
+        "recall: of this class's images, the share found.</p>"
+        '<input type="search" placeholder="filter classes" data-filter="per-class-table" '
+        'aria-label="filter classes">'
+        '<div class="scroll"><table class="sortable" id="per-class-table"><thead><tr>'
+        '<th>class</th><th class="n" data-type="num">precision</th><th class="n" data-type="num">recall</th>'
+        '<th class="n" data-type="num">F1</th><th class="n" data-type="num">support</th>'
+        "<th>most often predicted instead</th></tr></thead>"
+        f"<tbody>{''.join(rows)}</tbody></table></div>"
+    )
+
+
+def _raw(value: Any) -> str:
+    return "" if value is None else escape(repr(value) if isinstance(value, float) else str(value))
+
+
+def _top_confusion(metrics: dict[str, Any], labels: list[str]) -> dict[str, str]:
+    """For each true class, the wrong class its images went to most (read off the confusion matrix)."""
+    matrix, order = metrics.get("confusion_matrix"), metrics.get("labels")
+    if not matrix or not order:
+        return {}
+    out = {}
+    for i, label in enumerate(order):
+        row = matrix[i]
+        best_j, best = None, 0
+        for j, count in enumerate(row):
+            if j != i and count > best:
+                best_j, best = j, count
+        if best_j is not None:
+            out[label] = f"{escape(order[best_j])} ({best})"
+    return out
+
+
+def _confusion(inputs: ReportInputs) -> str:
+    m = inputs.metrics or {}
+    matrix, labels = m.get("confusion_matrix"), m.get("labels")
+    if not matrix or not labels:
+        return _no_eval(inputs)
+    # Past ~30 classes the names are only readable at full size: start there (scrollable) and let
+    # a click switch to the fit-to-width overview; small matrices start fitted.
+    big = len(labels) > 30
+    html = ['<div class="cols"><div style="flex: 1 1 640px; min-width: 0">']
+    html.append(
+        f'<div class="zoomable{" zoomed" if big else ""}" id="confusion-figure">'
+        + img(data_uri(figures.confusion_png(matrix, labels)), "confusion matrix") + "</div>"
+    )
+    html.append('<p class="muted">Each row is a true class, normalised to 100% of its images; the diagonal '
+                "is that class's recall. Click the picture to switch between full size and fit to width."
+                "</p></div>")
+    pairs = m.get("most_confused") or []
+    html.append(f'<div style="flex: {"1 1 100%" if big else "0 1 380px"}"><h3>Most confused pairs</h3>')
+    if pairs:
+        rows = "".join(
+            f'<tr><td>{escape(str(p["true"]))}</td><td>{escape(str(p["predicted"]))}</td>'
+            f'<td class="n">{p["count"]}</td><td class="n">{pct(p.get("share"))}</td></tr>'
+            for p in pairs
+        )
+        html.append('<table id="confused-pairs"><thead><tr><th>true class</th><th>predicted as</th>'
+                    '<th class="n">images</th><th class="n">share of true class</th></tr></thead>'
+                    f"<tbody>{rows}</tbody></table>")
+    else:
+        html.append('<p class="muted">No mistakes: nothing was confused.</p>')
+    html.append("</div></div>")
+    return "".join(html)
+
+
+def _galleries(inputs: ReportInputs, limit: int, thumbs: dict[str, str | None]) -> str:
+    predictions = inputs.predictions
+    if not predictions:
+        return _no_eval(inputs)
+    correct = [p for p in predictions if p.correct]
+    wrong = [p for p in predictions if not p.correct]
+    def shown(count: int) -> str:
+        if count <= limit:
+            return "all shown"
+        return f"a seeded sample of {limit}, one per class first"
+
+    groups = [
+        ("gallery-correct",
+         f"Correct predictions ({len(correct)} of {len(predictions)}; {shown(len(correct))})",
+         spread_sample(correct, limit), False),
+        ("gallery-wrong", f"Wrong predictions ({len(wrong)} of {len(predictions)}; {shown(len(wrong))})",
+         spread_sample(wrong, limit), False),
+        ("gallery-loss", f"Highest-loss mistakes (the {min(limit, len(wrong))} wrong predictions with the "
+         "lowest probability on the true class: confidently wrong)", highest_loss(predictions, limit), True),
+    ]
+    html = []
+    for anchor, title, chosen, show_loss in groups:
+        html.append(f"<h3>{escape(title)}</h3>")
+        if not chosen:
+            html.append('<p class="muted">None.</p>')
+            continue
+        tiles = []
+        for prediction in chosen:
+            if prediction.path not in thumbs:
+                thumbs[prediction.path] = thumbnail_uri(prediction)
+            tiles.append(_tile(Tile(prediction, thumbs[prediction.path]), show_loss))
+        html.append(f'<div class="gallery" id="{anchor}">{"".join(tiles)}</div>')
+    return "".join(html)
+
+
+def _tile(tile: Tile, show_loss: bool) -> str:
+    p: Prediction = tile.prediction
+    name = Path(p.path).name
+    picture = (img(tile.data_uri, f"{p.true_label}: {name}", cls="thumb") if tile.data_uri
+               else f'<div class="noimg">image not found<br>{escape(name)}</div>')
+    extra = ""
+    if show_loss:
+        extra = f'<br><span class="t">p(true)</span> {pct(p.true_prob)} · loss {tile.loss:.2f}'
+    return (
+        f'<figure class="tile {"ok" if p.correct else "bad"}" title="{escape(p.path)}">{picture}<figcaption>'
+        f'<span class="t">true</span> <b>{escape(p.true_label)}</b><br>'
+        f'<span class="t">pred</span> <b>{escape(p.pred_label)}</b> · {pct(p.confidence)}{extra}'
+        "</figcaption></figure>"
+    )
+
+
+def _calibration(inputs: ReportInputs) -> str:
+    m = inputs.metrics or {}
+    bins = m.get("reliability")
+    if not bins:
+        return _no_eval(inputs) if not m else missing("metrics.json holds no reliability bins; re-run "
+                                                      "<code>sportsdet evaluate</code> with this version.")
+    ece = m.get("ece")
+    picture = img(data_uri(figures.reliability_png(bins, ece)), "reliability diagram")
+    rows = "".join(
+        f'<tr><td>{pct(b["lower"], 0)}–{pct(b["upper"], 0)}</td><td class="n">{b["count"]}</td>'
+        f'<td class="n">{pct(b.get("mean_confidence"))}</td><td class="n">{pct(b.get("accuracy"))}</td></tr>'
+        for b in bins if b.get("count")
+    )
+    table = ('<table id="reliability-table"><thead><tr><th>confidence</th><th class="n">images</th>'
+             '<th class="n">mean confidence</th><th class="n">accuracy</th></tr></thead>'
+             f"<tbody>{rows}</tbody></table>")
+    text = (f'<p class="plain">Expected calibration error: <b id="m-ece-text">{pct(ece)}</b>. '
+            "When the model says 80%, it should be right about 80% of the time; bars below the "
+            "diagonal mean over-confidence, above it under-confidence.</p>")
+    return text + f'<div class="cols"><div>{picture}</div><div>{table}</div></div>'
+
+
+# ---------------------------------------------------------------- comparison page
+
+def render_comparison(runs: list[ReportInputs]) -> str:
+    """Runs side by side: headline metrics, per-class F1 deltas against the first run, curves."""
+    notes: list[str] = []
+    names = _unique_names(runs)
+    for name, run in zip(names, runs, strict=True):
+        notes += [f"{name}: {n}" for n in run.notes]
+        if not run.metrics:
+            notes.append(f"{name}: no evaluation (metrics.json) found; run `sportsdet evaluate` for it")
+    sections = [
+        ("metrics", "Headline metrics", _safe(lambda: _compare_metrics(runs, names), "metrics", notes)),
+        ("deltas", "Per-class differences", _safe(lambda: _compare_classes(runs, names), "per-class", notes)),
+        ("curves", "Training curves", _safe(lambda: _compare_curves(runs, names), "curves", notes)),
+    ]
+    subtitle = f"{len(runs)} runs · written {_now()} by sportsdet {__version__}"
+    return _page("sportsdet comparison: " + " vs ".join(names), subtitle, sections, notes)
+
+
+def _unique_names(runs: list[ReportInputs]) -> list[str]:
+    names = [run.name for run in runs]
+    if len(set(names)) < len(names):  # e.g. a/eval and b/eval: fall back to the full paths
+        names = [str(run.run_dir or run.eval_dir or run.source) for run in runs]
+    return names
+
+
+def _compare_metrics(runs: list[ReportInputs], names: list[str]) -> str:
+    head = "".join(f"<th>{escape(n)}</th>" for n in names)
+    lines: list[tuple[str, Callable[[ReportInputs], str]]] = [
+        ("accuracy (95% CI, n)", lambda r: accuracy_sentence(r.metrics) if r.metrics else "–"),
+        ("balanced accuracy", lambda r: pct((r.metrics or {}).get("balanced_accuracy"))),
+        ("macro-F1", lambda r: pct((r.metrics or {}).get("macro_f1"))),
+        ("top-5 accuracy", lambda r: pct((r.metrics or {}).get("top5_accuracy"))),
+        ("ECE", lambda r: pct((r.metrics or {}).get("ece"))),
+        ("best validation accuracy", lambda r: pct((_best_epoch(r.history or []) or {}).get("val_acc"))),
+        ("model", lambda r: str(((r.bundle or {}).get("model") or {}).get("name")
+                                or (r.config or {}).get("model") or "–")),
+        ("epochs", lambda r: str(len(r.history)) if r.history else "–"),
+        ("training time",
+         lambda r: duration(sum(x["seconds"] or 0 for x in r.history)) if r.history else "–"),
+        ("classes", lambda r: str(len(r.labels)) if r.labels else "–"),
+    ]
+    body = "".join(
+        f"<tr><th>{escape(label)}</th>" + "".join(f"<td>{escape(get(r))}</td>" for r in runs) + "</tr>"
+        for label, get in lines
+    )
+    text = ('<p class="muted">When two runs\' confidence intervals overlap a lot, the difference between '
+            "them may be noise of the test set, not a better model.</p>")
+    return (f'<table id="compare-metrics" class="kv"><thead><tr><th></th>{head}</tr></thead>'
+            f"<tbody>{body}</tbody></table>{text}")
+
+
+def _compare_classes(runs: list[ReportInputs], names: list[str]) -> str:
+    scored = [(n, r) for n, r in zip(names, runs, strict=True) if r.metrics and r.metrics.get("per_class")]
+    if len(scored) < 2:
+        return missing("Per-class differences need an evaluation (metrics.json) for at least two runs.")
+    (base_name, base), others = scored[0], scored[1:]
+    base_pc = base.metrics["per_class"]
+    labels = [x for x in base.labels if x in base_pc] or list(base_pc)
+    shared = [x for x in labels if all(x in r.metrics["per_class"] for _, r in others)]
+    if not shared:
+        return missing("The runs share no class names, so per-class results cannot be compared.")
+    head = f"<th>class</th><th class=\"n\" data-type=\"num\">F1 {escape(base_name)}</th>"
+    for name, _ in others:
+        head += (f'<th class="n" data-type="num">F1 {escape(name)}</th>'
+                 f'<th class="n" data-type="num">Δ F1 {escape(name)}</th>')
+    first_other = others[0][1].metrics["per_class"]
+    # Largest changes first (by the second run's delta), so the page opens on what moved.
+    shared.sort(key=lambda x: -abs(first_other[x]["f1"] - base_pc[x]["f1"]))
+    rows = []
+    for label in shared:
+        cells = f'<td class="n" data-v="{_raw(base_pc[label]["f1"])}">{pct(base_pc[label]["f1"])}</td>'
+        for _, run in others:
+            f1 = run.metrics["per_class"][label]["f1"]
+            delta = f1 - base_pc[label]["f1"]
+            cls = "pos" if delta > 0 else ("neg" if delta < 0 else "")
+            cells += (f'<td class="n" data-v="{_raw(f1)}">{pct(f1)}</td>'
+                      f'<td class="n {cls}" data-v="{_raw(delta)}">{100 * delta:+.1f}</td>')
+        rows.append(f"<tr><td>{escape(label)}</td>{cells}</tr>")
+    dropped = len(labels) - len(shared)
+    extra = f" {dropped} classes not in every run are left out." if dropped else ""
+    return (
+        f'<p class="muted">F1 per class; Δ is in percentage points against {escape(base_name)}, sorted '
+        f"by the size of the change. Click a header to sort.{extra}</p>"
+        '<input type="search" placeholder="filter classes" data-filter="compare-classes" '
+        'aria-label="filter classes">'
+        f'<div class="scroll"><table class="sortable" id="compare-classes"><thead><tr>{head}</tr></thead>'
+        f"<tbody>{''.join(rows)}</tbody></table></div>"
+    )
+
+
+def _compare_curves(runs: list[ReportInputs], names: list[str]) -> str:
+    histories = {n: r.history for n, r in zip(names, runs, strict=True) if r.history}
+    if not histories:
+        return missing("None of these runs has a training history (metrics.csv).")
+    return img(data_uri(figures.compare_curves_png(histories)), "training curves of all runs")

@@ -1,0 +1,319 @@
+"""Reading what train and evaluate wrote, for the report.
+
+The report shows numbers; it never makes them. Everything here only reads the run folder
+(config.json, data_summary.json, split.json, metrics.csv, model/bundle.json) and the
+evaluation folder (metrics.json, predictions.csv) described in docs/ARCHITECTURE.md.
+A part that is missing is simply absent (the page says what to run); a part that is present
+but damaged raises a `SportsdetError` naming the file, because a report built on a half-read
+file would show wrong numbers.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sportsdet.errors import SportsdetError
+
+# Columns train.py writes to metrics.csv (docs/ARCHITECTURE.md).
+HISTORY_COLUMNS = ("epoch", "stage", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "seconds")
+PREDICTION_COLUMNS = ("path", "true_label", "pred_label", "confidence", "true_prob")
+# Where a `sportsdet data check --report FILE` result is looked for when none is named.
+CHECK_REPORT_NAMES = ("data_check.json", "check.json", "data-check.json")
+
+
+@dataclass
+class Prediction:
+    """One row of predictions.csv; `image` is the resolved file (None when it cannot be found)."""
+
+    path: str
+    true_label: str
+    pred_label: str
+    confidence: float
+    true_prob: float
+    image: Path | None = None
+
+    @property
+    def correct(self) -> bool:
+        return self.true_label == self.pred_label
+
+
+@dataclass
+class ReportInputs:
+    """Everything the report can show; any part may be None when its file is absent."""
+
+    source: Path
+    run_dir: Path | None = None
+    eval_dir: Path | None = None
+    config: dict[str, Any] | None = None
+    data_summary: dict[str, Any] | None = None
+    split: dict[str, Any] | None = None
+    history: list[dict[str, Any]] | None = None
+    curves_png: Path | None = None
+    bundle: dict[str, Any] | None = None
+    bundle_path: Path | None = None
+    check: dict[str, Any] | None = None
+    check_path: Path | None = None
+    metrics: dict[str, Any] | None = None
+    predictions: list[Prediction] | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return (self.run_dir or self.eval_dir or self.source).name
+
+    @property
+    def labels(self) -> list[str]:
+        """Label order: the evaluation's, else the model's, else the split's."""
+        for holder, key in ((self.metrics, "labels"), (self.bundle, "labels"), (self.split, "classes")):
+            if holder and isinstance(holder.get(key), list):
+                return [str(label) for label in holder[key]]
+        return []
+
+    @property
+    def data_root(self) -> str | None:
+        for holder, key in (
+            (self.split, "root"),
+            (self.data_summary, "root"),
+            (self.config, "data"),
+            (self.metrics, "data"),
+        ):
+            if holder and holder.get(key):
+                return str(holder[key])
+        return None
+
+
+def read_json(path: Path, *, what: str, fix: str) -> dict[str, Any]:
+    """A JSON object from `path`, or a SportsdetError saying which file is broken and what to do."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise SportsdetError(f"{path}: cannot read {what} ({exc.strerror or exc}); {fix}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise SportsdetError(f"{path}: {what} is not valid JSON ({exc}); {fix}") from None
+    if not isinstance(data, dict):
+        raise SportsdetError(f"{path}: {what} should hold a JSON object; {fix}")
+    return data
+
+
+def _number(text: str | None, path: Path, line: int, column: str) -> float | None:
+    if text is None or text.strip() == "" or text.strip().lower() in ("nan", "none", "null"):
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise SportsdetError(
+            f"{path}, line {line}: column {column!r} holds {text!r}, not a number; "
+            "the file is damaged (re-run the command that wrote it)"
+        ) from None
+    return None if math.isnan(value) else value
+
+
+def read_history(path: Path) -> list[dict[str, Any]]:
+    """metrics.csv -> one dict per epoch (missing values are None)."""
+    fix = "the run's metrics.csv is damaged; re-run `sportsdet train ... --resume` or train again"
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle)
+            fields = reader.fieldnames or []
+            missing = [c for c in ("epoch", "train_loss") if c not in fields]
+            if missing:
+                raise SportsdetError(
+                    f"{path}: missing column(s) {missing} (expected {', '.join(HISTORY_COLUMNS)}); {fix}"
+                )
+            rows = []
+            for line, row in enumerate(reader, start=2):
+                entry: dict[str, Any] = {"stage": (row.get("stage") or "").strip()}
+                for column in HISTORY_COLUMNS:
+                    if column != "stage":
+                        entry[column] = _number(row.get(column), path, line, column)
+                if entry["epoch"] is None:
+                    raise SportsdetError(f"{path}, line {line}: no epoch number; {fix}")
+                rows.append(entry)
+    except OSError as exc:
+        raise SportsdetError(f"{path}: cannot read ({exc.strerror or exc}); {fix}") from None
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise SportsdetError(f"{path}: not a readable CSV file ({exc}); {fix}") from None
+    return rows
+
+
+def read_predictions(path: Path, search_roots: list[Path]) -> list[Prediction]:
+    """predictions.csv -> Prediction rows, with each image path resolved against `search_roots`."""
+    fix = "re-run `sportsdet evaluate` to write it again"
+    predictions = []
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle)
+            missing = [c for c in PREDICTION_COLUMNS if c not in (reader.fieldnames or [])]
+            if missing:
+                raise SportsdetError(
+                    f"{path}: missing column(s) {missing} (expected {', '.join(PREDICTION_COLUMNS)}); {fix}"
+                )
+            for line, row in enumerate(reader, start=2):
+                confidence = _number(row["confidence"], path, line, "confidence")
+                true_prob = _number(row["true_prob"], path, line, "true_prob")
+                if confidence is None or true_prob is None:
+                    raise SportsdetError(f"{path}, line {line}: confidence/true_prob missing; {fix}")
+                predictions.append(
+                    Prediction(row["path"], row["true_label"], row["pred_label"], confidence, true_prob)
+                )
+    except OSError as exc:
+        raise SportsdetError(f"{path}: cannot read ({exc.strerror or exc}); {fix}") from None
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise SportsdetError(f"{path}: not a readable CSV file ({exc}); {fix}") from None
+    for prediction in predictions:
+        prediction.image = _resolve_image(prediction.path, search_roots)
+    return predictions
+
+
+def _resolve_image(text: str, roots: list[Path]) -> Path | None:
+    # evaluate may write absolute paths or paths relative to the data root; accept both.
+    candidate = Path(text)
+    if candidate.is_absolute():
+        return candidate if candidate.is_file() else None
+    for root in roots:
+        if (root / candidate).is_file():
+            return root / candidate
+    return None
+
+
+def _is_run_dir(path: Path) -> bool:
+    return any((path / name).exists() for name in ("config.json", "metrics.csv", "split.json", "model"))
+
+
+def _is_eval_dir(path: Path) -> bool:
+    return (path / "metrics.json").is_file() or (path / "predictions.csv").is_file()
+
+
+def load_inputs(
+    source: str | Path,
+    *,
+    eval_dir: str | Path | None = None,
+    check_report: str | Path | None = None,
+) -> ReportInputs:
+    """Find and read a run folder and/or an evaluation folder.
+
+    `source` may be a run folder (its `eval/` is used unless `eval_dir` is given) or an
+    evaluation folder (its parent is used as the run when it looks like one).
+    """
+    source = Path(source)
+    if not source.exists():
+        raise SportsdetError(f"{source}: no such folder; pass a run folder (from `sportsdet train`) "
+                             "or an evaluation folder (from `sportsdet evaluate`)")
+    if not source.is_dir():
+        raise SportsdetError(f"{source}: is a file; pass the run or evaluation folder that holds it")
+    inputs = ReportInputs(source=source)
+    if eval_dir is not None:
+        eval_path = Path(eval_dir)
+        if not _is_eval_dir(eval_path):
+            raise SportsdetError(f"{eval_path}: no metrics.json or predictions.csv here; "
+                                 "pass the folder `sportsdet evaluate --out` wrote")
+        inputs.eval_dir = eval_path
+        inputs.run_dir = source
+    elif _is_eval_dir(source) and not _is_run_dir(source):
+        inputs.eval_dir = source
+        inputs.run_dir = source.parent if _is_run_dir(source.parent) else None
+    else:
+        inputs.run_dir = source
+        inputs.eval_dir = source / "eval" if _is_eval_dir(source / "eval") else None
+    if inputs.run_dir is not None and not _is_run_dir(inputs.run_dir) and inputs.eval_dir is None:
+        raise SportsdetError(
+            f"{source}: neither a run folder (config.json, metrics.csv, model/) nor an evaluation "
+            "folder (metrics.json, predictions.csv); pass what `sportsdet train --out` or "
+            "`sportsdet evaluate --out` wrote"
+        )
+    _read_run(inputs)
+    _read_eval(inputs)
+    _read_check(inputs, check_report)
+    return inputs
+
+
+def _read_run(inputs: ReportInputs) -> None:
+    run = inputs.run_dir
+    if run is None:
+        return
+    fix = "it is damaged; train again (or fix the file by hand)"
+    parts = (("config", "config.json"), ("data_summary", "data_summary.json"), ("split", "split.json"))
+    for attr, name in parts:
+        if (run / name).is_file():
+            setattr(inputs, attr, read_json(run / name, what=name, fix=fix))
+    if (run / "metrics.csv").is_file():
+        inputs.history = read_history(run / "metrics.csv")
+    if (run / "curves.png").is_file():
+        inputs.curves_png = run / "curves.png"
+    if (run / "model" / "bundle.json").is_file():
+        _read_bundle(inputs, run / "model")
+
+
+def _read_bundle(inputs: ReportInputs, path: Path) -> None:
+    from sportsdet.bundle import load_bundle
+
+    # The weights are not needed for a report: skip the checksum so it stays fast.
+    bundle = load_bundle(path, verify_weights=False)
+    inputs.bundle = bundle.manifest
+    inputs.bundle_path = bundle.path
+
+
+def _read_eval(inputs: ReportInputs) -> None:
+    ev = inputs.eval_dir
+    if ev is None:
+        return
+    fix = "re-run `sportsdet evaluate` to write it again"
+    if (ev / "metrics.json").is_file():
+        inputs.metrics = read_json(ev / "metrics.json", what="metrics.json", fix=fix)
+        _check_metrics(inputs.metrics, ev / "metrics.json")
+        bundle_ref = inputs.metrics.get("bundle")
+        if inputs.bundle is None and bundle_ref and (Path(bundle_ref) / "bundle.json").is_file():
+            _read_bundle(inputs, Path(bundle_ref))
+    if (ev / "predictions.csv").is_file():
+        roots = [Path(r) for r in (inputs.data_root, (inputs.metrics or {}).get("data")) if r]
+        roots += [ev] + ([inputs.run_dir] if inputs.run_dir else [])
+        inputs.predictions = read_predictions(ev / "predictions.csv", roots)
+        missing = sum(p.image is None for p in inputs.predictions)
+        if missing:
+            inputs.notes.append(
+                f"{missing} of {len(inputs.predictions)} images listed in {ev / 'predictions.csv'} "
+                "were not found (data moved?); their gallery tiles show no picture"
+            )
+
+
+def _check_metrics(metrics: dict[str, Any], path: Path) -> None:
+    """The fields every section leans on must have the right shape, or the page would lie."""
+    fix = "re-run `sportsdet evaluate` to write it again"
+    labels = metrics.get("labels")
+    if labels is not None and not (isinstance(labels, list) and all(isinstance(x, str) for x in labels)):
+        raise SportsdetError(f"{path}: 'labels' should be a list of class names; {fix}")
+    matrix = metrics.get("confusion_matrix")
+    if matrix is not None:
+        size = len(labels or [])
+        if not (isinstance(matrix, list) and len(matrix) == size
+                and all(isinstance(row, list) and len(row) == size for row in matrix)):
+            raise SportsdetError(
+                f"{path}: 'confusion_matrix' should be {size}x{size} (one row and column per label); {fix}"
+            )
+    for key in ("accuracy", "balanced_accuracy", "macro_f1", "top5_accuracy", "ece"):
+        value = metrics.get(key)
+        if value is not None and not isinstance(value, (int, float)):
+            raise SportsdetError(f"{path}: {key!r} should be a number, got {value!r}; {fix}")
+    per_class = metrics.get("per_class")
+    if per_class is not None and not isinstance(per_class, dict):
+        raise SportsdetError(f"{path}: 'per_class' should map class names to their numbers; {fix}")
+
+
+def _read_check(inputs: ReportInputs, check_report: str | Path | None) -> None:
+    if check_report is not None:
+        path = Path(check_report)
+        if not path.is_file():
+            raise SportsdetError(f"{path}: no such data-check report; write one with "
+                                 "`sportsdet data check DATA --report FILE`")
+    else:
+        folders = [d for d in (inputs.run_dir, inputs.eval_dir) if d is not None]
+        path = next((d / n for d in folders for n in CHECK_REPORT_NAMES if (d / n).is_file()), None)
+        if path is None:
+            return
+    inputs.check = read_json(path, what="data-check report", fix="write it again with `sportsdet data check`")
+    inputs.check_path = path
