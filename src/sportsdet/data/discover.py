@@ -190,10 +190,10 @@ class _Walker:
                 self.skip(IGNORED_NOT_IMAGE, entry.path)
         return found
 
-    def class_folders(self, folder: str) -> list[os.DirEntry[str]]:
-        """Sub-folders of `folder` (the classes); loose files there are counted and skipped."""
+    def class_folders(self, entries: list[os.DirEntry[str]]) -> list[os.DirEntry[str]]:
+        """The sub-folders among a folder's entries (the classes); loose files are counted and skipped."""
         classes = []
-        for entry in self.entries(folder):
+        for entry in entries:
             if self.is_dir(entry):
                 classes.append(entry)
             elif Path(entry.name).suffix.lower() in UNSUPPORTED_IMAGE_EXTENSIONS:
@@ -255,8 +255,8 @@ def scan_dataset(root: str | Path) -> ScanResult:
     records: list[ImageRecord] = []
     class_names: set[str] = set()
 
-    def collect(folder: str, split: str | None) -> None:
-        for class_entry in sorted(walker.class_folders(folder), key=lambda e: e.name):
+    def collect(entries: list[os.DirEntry[str]], split: str | None) -> None:
+        for class_entry in sorted(walker.class_folders(entries), key=lambda e: e.name):
             class_names.add(class_entry.name)
             for image in walker.images_under(class_entry.path):
                 rel = Path(os.path.relpath(image, path)).as_posix()
@@ -278,10 +278,10 @@ def scan_dataset(root: str | Path) -> ScanResult:
                 walker.skip(IGNORED_NOT_IMAGE, entry.path)
         for split in SPLIT_ORDER:
             if split in split_entries:
-                collect(split_entries[split].path, split)
+                collect(walker.entries(split_entries[split].path), split)
     else:
         layout = "folders"
-        collect(str(path), None)
+        collect(top, None)
 
     records.sort(key=lambda r: r.rel)
     with_images = {r.label for r in records}

@@ -1,0 +1,211 @@
+"""`scan_dataset` and `sportsdet data scan` on small generated trees of both layouts."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from sportsdet.data import scan_dataset
+from sportsdet.data.discover import (
+    IGNORED_HIDDEN,
+    IGNORED_LOOSE,
+    IGNORED_NOT_IMAGE,
+    IGNORED_NOT_SPLIT,
+    IGNORED_UNSUPPORTED,
+)
+from sportsdet.errors import SportsdetError
+
+
+def _jpeg(path: Path, shade: int = 100) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (40, 40), (shade, 80, 160)).save(path)
+
+
+def _tree(root: Path, counts: dict[str, int], split: str = "") -> Path:
+    for name, n in counts.items():
+        for i in range(n):
+            _jpeg(root / split / name / f"{i:03d}.jpg", shade=i)
+    return root
+
+
+def _run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "sportsdet", *args], capture_output=True, text=True, timeout=120
+    )
+
+
+def test_folder_per_class_with_spaces_and_junk(tmp_path: Path) -> None:
+    root = _tree(tmp_path / "photos", {"air hockey": 3, "polo": 2, "rock climbing": 4})
+    (root / ".DS_Store").write_bytes(b"\0\0")
+    _jpeg(root / "polo" / ".ipynb_checkpoints" / "000-checkpoint.jpg")  # hidden folder inside a class
+    _jpeg(root / "__MACOSX" / "polo" / "._000.jpg")  # hidden folder at the root: not a class
+    _jpeg(root / "polo" / "._001.jpg")  # macOS resource fork
+    (root / "polo" / "notes.txt").write_text("scraped from the web")
+    (root / "polo" / "IMG_0001.HEIC").write_bytes(b"\0" * 10)
+    _jpeg(root / "stray.jpg")  # an image outside any class folder
+    (root / "README.md").write_text("hi")
+
+    scan = scan_dataset(root)
+    assert scan.layout == "folders"
+    assert scan.classes == ["air hockey", "polo", "rock climbing"]
+    assert scan.counts() == {"all": {"air hockey": 3, "polo": 2, "rock climbing": 4}}
+    assert scan.ignored == {
+        IGNORED_HIDDEN: 4,
+        IGNORED_NOT_IMAGE: 2,
+        IGNORED_LOOSE: 1,
+        IGNORED_UNSUPPORTED: 1,
+    }
+    assert "polo/IMG_0001.HEIC" in scan.ignored_examples[IGNORED_UNSUPPORTED]
+    assert any("cannot read" in w and "HEIC" in w for w in scan.warnings)
+    assert any("outside any class folder" in w and "stray.jpg" in w for w in scan.warnings)
+    assert [r.rel for r in scan.records] == sorted(r.rel for r in scan.records)
+    first = scan.records[0]
+    assert first.rel == "air hockey/000.jpg" and first.label == "air hockey" and first.split is None
+    assert first.path == root.resolve() / "air hockey" / "000.jpg" and first.path.is_absolute()
+
+
+def test_images_in_subfolders_of_a_class_belong_to_it(tmp_path: Path) -> None:
+    root = _tree(tmp_path / "t", {"rowing": 1, "polo": 1})
+    _jpeg(root / "rowing" / "2019" / "a.png")
+    scan = scan_dataset(root)
+    assert scan.counts()["all"] == {"polo": 1, "rowing": 2}
+
+
+def test_split_tree_with_val_alias_and_missing_class(tmp_path: Path) -> None:
+    root = tmp_path / "ds"
+    _tree(root, {"croquet": 4, "polo": 5}, "train")
+    _tree(root, {"croquet": 1, "polo": 1}, "val")
+    _tree(root, {"croquet": 2}, "test")  # polo is missing from test
+    _jpeg(root / "extra" / "croquet" / "x.jpg")  # a folder that is not a split
+    (root / "sports.csv").write_text("a,b\n")
+
+    scan = scan_dataset(root)
+    assert scan.layout == "split"
+    assert scan.split_folders == {"train": "train", "valid": "val", "test": "test"}
+    assert scan.splits == ["train", "valid", "test"]
+    assert scan.counts() == {
+        "train": {"croquet": 4, "polo": 5},
+        "valid": {"croquet": 1, "polo": 1},
+        "test": {"croquet": 2, "polo": 0},
+    }
+    assert scan.ignored == {IGNORED_NOT_SPLIT: 1, IGNORED_NOT_IMAGE: 1}
+    assert any("no images in test" in w and "'polo'" in w for w in scan.warnings)
+    assert {r.split for r in scan.records} == {"train", "valid", "test"}
+    assert all(r.rel.startswith(("train/", "val/", "test/")) for r in scan.records)
+
+
+def test_split_tree_without_valid_warns(tmp_path: Path) -> None:
+    root = tmp_path / "ds"
+    _tree(root, {"a": 2, "b": 2}, "Train")  # any case
+    _tree(root, {"a": 1, "b": 1}, "TEST")
+    scan = scan_dataset(root)
+    assert scan.split_folders == {"train": "Train", "test": "TEST"}
+    assert any("no valid folder" in w for w in scan.warnings)
+
+
+def test_class_named_like_a_split_in_a_flat_tree(tmp_path: Path) -> None:
+    # A folder called "test" holding images directly is a class, not a split.
+    root = _tree(tmp_path / "t", {"test": 2, "polo": 2})
+    scan = scan_dataset(root)
+    assert scan.layout == "folders" and scan.classes == ["polo", "test"]
+
+
+def test_empty_class_and_imbalance_warnings(tmp_path: Path) -> None:
+    root = _tree(tmp_path / "t", {"big one": 13, "small": 4, "medium": 6})
+    (root / "empty class").mkdir()
+    (root / "only junk").mkdir()
+    (root / "only junk" / "a.txt").write_text("x")
+    scan = scan_dataset(root)
+    assert scan.classes == ["big one", "medium", "small"]
+    assert scan.empty_classes == ["empty class", "only junk"]
+    assert any("empty class" in w and "'only junk'" in w for w in scan.warnings)
+    imbalance = [w for w in scan.warnings if "imbalance" in w]
+    assert len(imbalance) == 1 and "'big one' has 13" in imbalance[0] and "'small' has 4" in imbalance[0]
+
+
+def test_balanced_tree_has_no_imbalance_warning(tmp_path: Path) -> None:
+    scan = scan_dataset(_tree(tmp_path / "t", {"a": 3, "b": 9}))  # exactly 3x is not "strong"
+    assert not any("imbalance" in w for w in scan.warnings)
+
+
+def test_both_val_and_valid_is_an_error(tmp_path: Path) -> None:
+    root = tmp_path / "ds"
+    for split in ("train", "val", "valid"):
+        _tree(root, {"a": 1}, split)
+    with pytest.raises(SportsdetError, match="'val' and 'valid'"):
+        scan_dataset(root)
+
+
+@pytest.mark.parametrize("case", ["missing", "file", "empty", "no-images"])
+def test_bad_roots_raise_clear_errors(tmp_path: Path, case: str) -> None:
+    target = tmp_path / "data"
+    if case == "file":
+        target.write_text("x")
+    elif case == "empty":
+        target.mkdir()
+    elif case == "no-images":
+        (target / "polo").mkdir(parents=True)
+        (target / "polo" / "list.txt").write_text("x")
+    with pytest.raises(SportsdetError) as info:
+        scan_dataset(target)
+    message = str(info.value)
+    assert str(target) in message
+    expected = {
+        "missing": "no such folder",
+        "file": "not a folder",
+        "empty": "no class folders",
+        "no-images": "no class folders with images",
+    }[case]
+    assert expected in message
+    if case in ("empty", "no-images"):
+        assert "ROOT/<class name>/<images>" in message
+
+
+def test_scan_is_independent_of_listing_order(tmp_path: Path) -> None:
+    # Same files created in two different orders give identical records.
+    first = _tree(tmp_path / "one", {"b": 3, "a": 3})
+    second = tmp_path / "two"
+    for name in ("a", "b"):
+        for i in reversed(range(3)):
+            _jpeg(second / name / f"{i:03d}.jpg", shade=i)
+    rels = [r.rel for r in scan_dataset(first).records]
+    assert rels == [r.rel for r in scan_dataset(second).records]
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+def test_cli_scan_table_and_json(tmp_path: Path) -> None:
+    from sportsdet.cli import app
+
+    root = tmp_path / "ds"
+    _tree(root, {"air hockey": 4, "polo": 3}, "train")
+    _tree(root, {"air hockey": 1, "polo": 1}, "valid")
+    _tree(root, {"air hockey": 1}, "test")
+    runner = CliRunner()
+    result = runner.invoke(app, ["data", "scan", str(root)], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    assert "air hockey" in result.stdout and "2 classes, 10 images" in result.stdout
+    assert "train 7 / valid 2 / test 1" in result.stdout
+    assert "no images in test" in result.stderr and "no images in test" not in result.stdout
+
+    result = runner.invoke(app, ["data", "scan", str(root), "--json"])
+    assert result.exit_code == 0
+    summary = json.loads(result.stdout)
+    assert summary["num_classes"] == 2 and summary["total"] == 10 and summary["layout"] == "split"
+    assert summary["splits"]["test"] == {"total": 1, "per_class": {"air hockey": 1, "polo": 0}}
+    assert summary["warnings"]
+
+
+def test_cli_scan_error_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    result = _run_cli("data", "scan", str(tmp_path / "nope"))
+    assert result.returncode == 2
+    message = " ".join(result.stderr.split())  # rich wraps long lines
+    assert message.startswith("error:") and "nope: no such folder" in message
+    assert "Traceback" not in result.stderr + result.stdout
