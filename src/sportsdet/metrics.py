@@ -118,9 +118,7 @@ def compute_metrics(y_true: Any, probs: Any, labels: Sequence[str]) -> dict[str,
 
     # labels= keeps every class's column in place even when it never occurs.
     cm = confusion_matrix(y, pred, labels=all_idx)
-    precision, recall, f1, support = precision_recall_fscore_support(
-        y, pred, labels=all_idx, zero_division=0
-    )
+    precision, recall, f1, support = precision_recall_fscore_support(y, pred, labels=all_idx, zero_division=0)
     # Balanced accuracy = mean recall over the true classes present.
     recall_present = np.diag(cm)[present] / cm[present].sum(axis=1)
     macro_f1 = f1_score(y, pred, labels=present, average="macro", zero_division=0)

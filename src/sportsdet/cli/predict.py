@@ -1,1 +1,213 @@
-"""CLI verb: predict (to be written)."""
+"""CLI verbs: `sportsdet predict` (label photos) and `sportsdet info` (what is inside a bundle)."""
+
+from __future__ import annotations
+
+import json
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from sportsdet.cli.app import app, console, err_console
+
+NO_BUILTIN_MESSAGE = (
+    "no built-in model is installed yet; pass --model RUN/model (train one with `sportsdet train`)"
+)
+
+
+class OutputFormat(str, Enum):
+    table = "table"
+    jsonl = "jsonl"
+    csv = "csv"
+
+
+def _bundle_dir(model: Path | None) -> Path:
+    """--model given -> that bundle (or RUN/model); otherwise the built-in model, or a clear error."""
+    from sportsdet.bundle import builtin_bundle_path
+    from sportsdet.errors import SportsdetError
+    from sportsdet.predict import resolve_bundle_dir
+
+    if model is not None:
+        return resolve_bundle_dir(model)
+    builtin = builtin_bundle_path()
+    if builtin is None:
+        raise SportsdetError(NO_BUILTIN_MESSAGE)
+    return builtin
+
+
+@app.command("predict")
+def predict_command(
+    inputs: list[str] = typer.Argument(
+        ...,
+        help="Image files, folders (searched recursively), quoted glob patterns such as "
+        "'photos/**/*.jpg', or http(s) URLs of images.",
+        show_default=False,
+    ),
+    model: Path | None = typer.Option(
+        None,
+        "--model",
+        "-m",
+        help="Model bundle folder, or a run folder (its model/ is used). Default: the built-in model.",
+    ),
+    top_k: int = typer.Option(5, "--top-k", "-k", min=1, help="How many best labels to report per image."),
+    output_format: OutputFormat = typer.Option(
+        OutputFormat.table,
+        "--format",
+        "-f",
+        help="table: readable; jsonl: one JSON object per input; csv: a header and one row per input.",
+    ),
+    batch_size: int = typer.Option(16, "--batch-size", "-b", min=1, help="Images per forward pass."),
+    timeout: float = typer.Option(10.0, "--timeout", min=0.1, help="Seconds allowed to download each URL."),
+    device: str = typer.Option("cpu", "--device", help="Torch device to run on, e.g. cpu or cuda."),
+) -> None:
+    """Say which sport each photo shows. Exit code 1 when any input could not be labelled."""
+    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from sportsdet.predict import Predictor, csv_header, csv_line, csv_row, to_jsonl
+
+    predictor = Predictor(
+        _bundle_dir(model), device=device, batch_size=batch_size, top_k=top_k, url_timeout=timeout
+    )
+    k = predictor.top_k
+    failed = 0
+    total = 0
+    rows = []
+    if output_format is OutputFormat.csv:
+        typer.echo(csv_line(csv_header(k)))
+    # The count of inputs is unknown up front (folders are walked lazily): a spinner, not a bar.
+    progress = Progress(
+        SpinnerColumn(),
+        TextColumn("labelling"),
+        BarColumn(),
+        TextColumn("{task.completed} images"),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=True,
+    )
+    with progress:
+        task = progress.add_task("predict", total=None)
+        for result in predictor.predict_sources(inputs):
+            total += 1
+            failed += not result.ok
+            progress.advance(task)
+            if output_format is OutputFormat.jsonl:
+                typer.echo(to_jsonl(result))
+            elif output_format is OutputFormat.csv:
+                typer.echo(csv_line(csv_row(result, k)))
+            else:
+                rows.append(result)
+    if output_format is OutputFormat.table:
+        _print_table(rows, k)
+    if failed:
+        err_console.print(f"[yellow]{failed} of {total} input(s) could not be labelled[/]")
+        raise typer.Exit(1)
+
+
+def _print_table(results: list, k: int) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table()
+    table.add_column("input", overflow="fold")
+    table.add_column("label")
+    table.add_column("score", justify="right")
+    # One last column: the runner-up labels, or why an input failed.
+    table.add_column(f"next {k - 1}" if k > 1 else "", overflow="fold")
+    for result in results:
+        if result.ok:
+            others = ", ".join(f"{label} {score:.1%}" for label, score in result.top_k[1:])
+            table.add_row(escape(result.input), escape(result.label), f"{result.score:.1%}", escape(others))
+        else:
+            table.add_row(escape(result.input), "[red]error[/]", "", f"[red]{escape(result.error)}[/]")
+    console.print(table)
+
+
+# ----------------------------------------------------------------------------- info
+
+
+def _file_sizes(folder: Path) -> dict[str, int]:
+    return {
+        p.relative_to(folder).as_posix(): p.stat().st_size for p in sorted(folder.rglob("*")) if p.is_file()
+    }
+
+
+def bundle_info(bundle_dir: Path) -> dict[str, Any]:
+    """Everything `sportsdet info` shows, as a JSON-ready dict."""
+    from sportsdet.bundle import load_bundle
+
+    bundle = load_bundle(bundle_dir)
+    manifest = bundle.manifest
+    return {
+        "path": str(bundle.path),
+        "format": manifest.get("format"),
+        "model": {"name": bundle.model_name, "config": bundle.model_config, "output_key": bundle.output_key},
+        "num_classes": bundle.num_classes,
+        "labels": bundle.labels,
+        "preprocessing": bundle.preprocessing.to_dict(),
+        "data": bundle.data,
+        "training": bundle.training,
+        "metrics": bundle.metrics,
+        "versions": bundle.versions,
+        "weights": manifest.get("weights", {}),
+        "files": _file_sizes(bundle.path),
+    }
+
+
+def _human_size(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"
+
+
+def _short(value: Any, limit: int = 100) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+@app.command("info")
+def info_command(
+    bundle: Path | None = typer.Argument(
+        None,
+        help="Model bundle folder or run folder. Default: the built-in model.",
+        show_default=False,
+    ),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print everything as one JSON object instead of tables."
+    ),
+) -> None:
+    """Show what is inside a model bundle: model, labels, preprocessing, training, metrics, files."""
+    from rich.table import Table
+
+    info = bundle_info(_bundle_dir(bundle))
+    if as_json:
+        typer.echo(json.dumps(info, indent=2, ensure_ascii=False))
+        return
+    labels = info["labels"]
+    shown = ", ".join(labels[:8]) + (f", ... ({len(labels) - 8} more)" if len(labels) > 8 else "")
+    summary = Table(show_header=False, title=f"bundle {info['path']}", title_justify="left")
+    summary.add_column(style="bold")
+    summary.add_column(overflow="fold")
+    summary.add_row("model", f"{info['model']['name']} {_short(info['model']['config'])}")
+    summary.add_row("labels", f"{len(labels)}: {shown}")
+    summary.add_row(
+        "preprocessing", _short({k: v for k, v in info["preprocessing"].items() if k != "extra"}, 200)
+    )
+    for section in ("training", "data", "metrics"):
+        values = info[section]
+        if not values:
+            summary.add_row(section, "-")
+            continue
+        # Scalars in full, nested structures shortened: the --json output has everything.
+        for key, value in values.items():
+            summary.add_row(f"{section}.{key}", _short(value))
+    summary.add_row("versions", ", ".join(f"{k} {v}" for k, v in info["versions"].items()))
+    console.print(summary)
+    files = Table(title="files", title_justify="left")
+    files.add_column("file")
+    files.add_column("size", justify="right")
+    for name, size in info["files"].items():
+        files.add_row(name, _human_size(size))
+    console.print(files)

@@ -1,0 +1,320 @@
+"""Predictor and `sportsdet predict` / `sportsdet info`: inputs, order, errors, formats, exit codes."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import CLASSES, LocalServer, image_bytes, make_image
+from typer.testing import CliRunner
+
+from sportsdet.bundle import load_bundle
+from sportsdet.cli import app
+from sportsdet.errors import BundleError, SportsdetError
+from sportsdet.predict import Predictor, expand_inputs
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from conftest import make_tiny_bundle
+
+    return make_tiny_bundle(tmp_path_factory.mktemp("model") / "bundle")
+
+
+@pytest.fixture(scope="module")
+def predictor(bundle: Path) -> Predictor:
+    return Predictor(bundle, batch_size=3, top_k=3)
+
+
+@pytest.fixture
+def photos(tmp_path: Path) -> Path:
+    """photos/a.jpg, photos/b.png, photos/sub/deeper/c.jpg, plus things that must be skipped."""
+    root = tmp_path / "photos"
+    (root / "sub" / "deeper").mkdir(parents=True)
+    (root / ".hidden").mkdir()
+    make_image((200, 30, 30), seed=1).save(root / "a.jpg")
+    make_image((30, 200, 30), seed=2).save(root / "b.png")
+    make_image((30, 30, 200), seed=3).save(root / "sub" / "deeper" / "c.jpg")
+    make_image((30, 30, 200), seed=4).save(root / ".hidden" / "skip.jpg")
+    make_image((30, 30, 200), seed=5).save(root / ".skip.jpg")
+    (root / "notes.txt").write_text("not an image")
+    return root
+
+
+def _names(items) -> list[str]:
+    return [Path(item.name).name for item in items]
+
+
+# ----------------------------------------------------------------------------- input expansion
+
+
+def test_folder_is_recursive_sorted_and_skips_hidden_and_non_images(photos: Path) -> None:
+    items = list(expand_inputs([str(photos)]))
+    assert [Path(i.name).relative_to(photos).as_posix() for i in items] == [
+        "a.jpg",
+        "b.png",
+        "sub/deeper/c.jpg",
+    ]
+    assert all(i.error is None for i in items)
+
+
+def test_globs_are_expanded_by_us(photos: Path) -> None:
+    assert _names(expand_inputs([str(photos / "*.jpg")])) == ["a.jpg"]  # .skip.jpg is hidden
+    assert _names(expand_inputs([str(photos / "**" / "*.jpg")])) == ["a.jpg", "c.jpg"]
+    (item,) = expand_inputs([str(photos / "*.gif")])
+    assert item.error == "no image files match this pattern"
+
+
+def test_expansion_is_lazy(photos: Path) -> None:
+    def sources():
+        yield str(photos / "a.jpg")
+        raise AssertionError("read past the first input")
+
+    assert next(expand_inputs(sources())).name.endswith("a.jpg")
+
+
+def test_empty_folder_and_missing_file_are_errors(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    items = list(expand_inputs([str(tmp_path / "empty"), str(tmp_path / "nope.jpg")]))
+    assert [i.error for i in items] == [
+        "no image files found in this folder (looked for .jpg, .png, ... recursively)",
+        "file not found",
+    ]
+
+
+# ----------------------------------------------------------------------------- Predictor
+
+
+def test_results_match_direct_model_output(predictor: Predictor, photos: Path) -> None:
+    from PIL import Image
+
+    results = list(predictor.predict_sources([str(photos)]))
+    assert len(results) == 3
+    for result in results:
+        with Image.open(result.input) as image:
+            probs = predictor.predict_image(image)
+        assert probs.shape == (len(CLASSES),)
+        assert probs.sum() == pytest.approx(1.0, abs=1e-5)
+        best = int(np.argmax(probs))
+        assert result.label == CLASSES[best]
+        assert result.score == pytest.approx(float(probs[best]), abs=1e-5)
+
+
+def test_top_k_sorted_and_clamped(predictor: Predictor, bundle: Path, photos: Path) -> None:
+    (result,) = predictor.predict_sources([str(photos / "a.jpg")])
+    scores = [s for _, s in result.top_k]
+    assert len(result.top_k) == 3 and scores == sorted(scores, reverse=True)
+    assert result.top_k[0] == (result.label, result.score)
+    assert sorted(label for label, _ in result.top_k) == sorted(CLASSES)
+    one = Predictor(bundle, top_k=1)
+    (result1,) = one.predict_sources([str(photos / "a.jpg")])
+    assert result1.top_k == [(result.label, pytest.approx(result.score))]
+    assert Predictor(bundle, top_k=50).top_k == len(CLASSES)
+
+
+def test_mixed_inputs_keep_order_and_report_errors(
+    predictor: Predictor, photos: Path, tmp_path: Path, http_server: LocalServer
+) -> None:
+    html = tmp_path / "page.jpg"
+    html.write_text("<!doctype html><html><body>404</body></html>")
+    empty = tmp_path / "empty.jpg"
+    empty.write_bytes(b"")
+    truncated = tmp_path / "truncated.jpg"
+    whole = image_bytes(size=64)
+    truncated.write_bytes(whole[: len(whole) // 2])
+    sources = [
+        str(photos / "a.jpg"),
+        str(tmp_path / "missing.jpg"),
+        str(html),
+        http_server.url("/good.jpg"),
+        http_server.url("/missing.jpg"),
+        str(empty),
+        http_server.url("/page.html"),
+        str(photos / "sub"),
+        str(truncated),
+        str(photos / "b.png"),
+    ]
+    results = list(predictor.predict_sources(sources))  # batch_size 3: errors straddle batches
+    assert [r.input for r in results] == sources[:7] + [str(photos / "sub" / "deeper" / "c.jpg")] + sources[
+        8:
+    ]
+    ok = [r.ok for r in results]
+    assert ok == [True, False, False, True, False, False, False, True, False, True]
+    assert results[1].error == "file not found"
+    assert "HTML page" in results[2].error
+    assert "HTTP 404 from URL" in results[4].error
+    assert "empty" in results[5].error
+    assert "web page, not an image" in results[6].error
+    assert "truncated" in results[8].error.lower()
+    for failed in (r for r in results if not r.ok):
+        assert failed.label is None and failed.score is None and failed.top_k == []
+
+
+def test_url_result_equals_file_result(
+    predictor: Predictor, http_server: LocalServer, tmp_path: Path
+) -> None:
+    local = tmp_path / "same.jpg"
+    local.write_bytes(LocalServer.GOOD_JPEG())
+    by_url, by_file = predictor.predict_sources([http_server.url("/good.jpg"), str(local)])
+    assert by_url.top_k == by_file.top_k
+
+
+def test_batch_size_does_not_change_results(bundle: Path, photos: Path) -> None:
+    one = [r.top_k for r in Predictor(bundle, batch_size=1).predict_sources([str(photos)])]
+    many = [r.top_k for r in Predictor(bundle, batch_size=16).predict_sources([str(photos)])]
+    assert len(one) == 3
+    for a, b in zip(one, many, strict=True):
+        assert [label for label, _ in a] == [label for label, _ in b]
+        assert [s for _, s in a] == pytest.approx([s for _, s in b], abs=1e-5)
+
+
+def test_bytes_input(predictor: Predictor) -> None:
+    (result,) = predictor.predict_sources([image_bytes()])
+    assert result.ok and result.input == "<bytes #0>"
+
+
+class _FixedBackend:
+    """A torch-free stand-in: the seam another engine (onnxruntime) plugs into."""
+
+    def __init__(self, probs: list[float]) -> None:
+        self.probs = np.asarray(probs, dtype=np.float32)
+        self.calls: list[int] = []
+
+    def predict_proba(self, batch: np.ndarray) -> np.ndarray:
+        assert batch.dtype == np.float32 and batch.shape[1:] == (3, 32, 32)
+        self.calls.append(len(batch))
+        return np.tile(self.probs, (len(batch), 1))
+
+
+def test_custom_backend_and_batching(bundle: Path, photos: Path) -> None:
+    backend = _FixedBackend([0.2, 0.5, 0.3])
+    predictor = Predictor(bundle, batch_size=2, top_k=2, backend=backend)
+    results = list(predictor.predict_sources([str(photos), str(photos / "nope.jpg")]))
+    assert backend.calls == [2, 1]
+    assert [r.label for r in results[:3]] == ["polo"] * 3
+    assert results[0].top_k == [("polo", pytest.approx(0.5)), ("rowing", pytest.approx(0.3))]
+    assert results[3].error == "file not found"
+
+
+def test_backend_with_wrong_output_shape_is_an_error(bundle: Path, photos: Path) -> None:
+    predictor = Predictor(bundle, backend=_FixedBackend([0.5, 0.5]))
+    with pytest.raises(SportsdetError, match=r"shape \(1, 2\), expected \(1, 3\)"):
+        list(predictor.predict_sources([str(photos / "a.jpg")]))
+
+
+def test_bad_bundle_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(BundleError, match="no such model bundle"):
+        Predictor(tmp_path / "nothing")
+
+
+def test_run_folder_uses_its_model(bundle: Path, tmp_path: Path, photos: Path) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    shutil.copytree(bundle, run / "model")
+    predictor = Predictor(run)
+    assert predictor.bundle.path == run / "model"
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+def test_cli_jsonl_schema_and_exit_code(bundle: Path, photos: Path, tmp_path: Path) -> None:
+    missing = str(tmp_path / "missing.jpg")
+    result = runner.invoke(
+        app,
+        ["predict", str(photos / "a.jpg"), missing, "--model", str(bundle), "--format", "jsonl", "-k", "2"],
+    )
+    assert result.exit_code == 1, result.output
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 2
+    good, bad = (json.loads(line) for line in lines)
+    assert list(good) == ["input", "label", "score", "top_k", "error"]
+    assert good["input"] == str(photos / "a.jpg") and good["error"] is None
+    assert isinstance(good["label"], str) and isinstance(good["score"], float)
+    assert [list(entry) for entry in good["top_k"]] == [["label", "score"]] * 2
+    assert good["top_k"][0] == {"label": good["label"], "score": good["score"]}
+    assert bad == {"input": missing, "label": None, "score": None, "top_k": [], "error": "file not found"}
+    assert "1 of 2" in result.stderr  # the summary goes to stderr, not into the jsonl
+
+
+def test_cli_all_good_exits_zero_and_csv_header(bundle: Path, photos: Path) -> None:
+    result = runner.invoke(
+        app, ["predict", str(photos), "-m", str(bundle), "--format", "csv", "--top-k", "2"]
+    )
+    assert result.exit_code == 0, result.output
+    rows = list(csv.reader(io.StringIO(result.stdout)))
+    assert rows[0] == [
+        "input",
+        "label",
+        "score",
+        "error",
+        "top1_label",
+        "top1_score",
+        "top2_label",
+        "top2_score",
+    ]
+    assert len(rows) == 4
+    assert all(row[1] in CLASSES and row[3] == "" and row[4] == row[1] for row in rows[1:])
+
+
+def test_cli_table(bundle: Path, photos: Path) -> None:
+    args = ["predict", str(photos / "a.jpg"), str(photos / "zz.jpg"), "-m", str(bundle)]
+    result = runner.invoke(app, args, env={"COLUMNS": "250"})
+    assert result.exit_code == 1
+    assert "a.jpg" in result.stdout and "file not found" in result.stdout
+
+
+def test_cli_without_model_says_no_builtin(monkeypatch: pytest.MonkeyPatch, photos: Path) -> None:
+    import sportsdet.bundle
+
+    monkeypatch.setattr(sportsdet.bundle, "builtin_bundle_path", lambda: None)
+    result = runner.invoke(app, ["predict", str(photos / "a.jpg")])
+    assert isinstance(result.exception, SportsdetError)
+    assert "no built-in model is installed yet; pass --model RUN/model" in str(result.exception)
+
+
+def test_console_script_turns_errors_into_one_line(tmp_path: Path) -> None:
+    # Through the real entry point: exit code 2, one "error:" line, no traceback.
+    code = "import sys; from sportsdet.cli import main; sys.argv = ['sportsdet', *sys.argv[1:]]; main()"
+    proc = subprocess.run(
+        [sys.executable, "-c", code, "predict", "x.jpg", "--model", str(tmp_path / "nope")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "COLUMNS": "250"},
+    )
+    assert proc.returncode == 2
+    assert "error:" in proc.stderr and "no such model bundle" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_info_json(bundle: Path) -> None:
+    result = runner.invoke(app, ["info", str(bundle), "--json"])
+    assert result.exit_code == 0, result.output
+    info = json.loads(result.stdout)
+    assert info["labels"] == CLASSES and info["num_classes"] == 3
+    assert info["model"]["name"] == "seed-cnn"
+    assert info["preprocessing"]["input_size"] == 32
+    assert set(info["files"]) == {"bundle.json", "weights.safetensors"}
+    assert info["files"]["weights.safetensors"] == (bundle / "weights.safetensors").stat().st_size
+    assert info["weights"]["sha256"] == load_bundle(bundle).manifest["weights"]["sha256"]
+
+
+def test_info_table(bundle: Path) -> None:
+    result = runner.invoke(app, ["info", str(bundle)])
+    assert result.exit_code == 0, result.output
+    assert (
+        "seed-cnn" in result.stdout
+        and "air hockey" in result.stdout
+        and "weights.safetensors" in result.stdout
+    )
