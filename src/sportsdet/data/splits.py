@@ -240,7 +240,10 @@ class SplitManifest:
             raise bad("'classes' must be a non-empty list of names")
         if len(set(classes)) != len(classes):
             raise bad("'classes' lists a name twice")
-        parse_split_strategy(data["strategy"])
+        try:
+            parse_split_strategy(data["strategy"])
+        except SportsdetError as exc:
+            raise bad(f"bad 'strategy': {exc}") from None
         unknown = set(data["splits"]) - set(SPLITS)
         if unknown:
             raise bad(f"unknown split(s) {sorted(unknown)}")

@@ -1,0 +1,361 @@
+"""Split strategies, the split manifest (save/load/validate) and `sportsdet data split`."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from sportsdet.data import SplitManifest, make_split, parse_split_strategy, scan_dataset
+from sportsdet.data.splits import SplitStrategy
+from sportsdet.errors import SportsdetError
+
+
+def _tree(root: Path, counts: dict[str, int], split: str = "") -> Path:
+    # Files are never decoded by splitting, so tiny PNGs of one colour are enough.
+    for name, n in counts.items():
+        folder = root / split / name
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            Image.new("RGB", (8, 8), (i % 256, 0, 0)).save(folder / f"{i:03d}.png")
+    return root
+
+
+@pytest.fixture
+def flat(tmp_path: Path) -> Path:
+    return _tree(tmp_path / "flat", {"air hockey": 30, "polo": 20, "rowing": 11})
+
+
+@pytest.fixture
+def split_tree(tmp_path: Path) -> Path:
+    root = tmp_path / "official"
+    _tree(root, {"croquet": 12, "polo": 10}, "train")
+    _tree(root, {"croquet": 2, "polo": 2}, "valid")
+    _tree(root, {"croquet": 3, "polo": 3}, "test")
+    return root
+
+
+def _per_class(manifest: SplitManifest) -> dict[str, dict[str, int]]:
+    return {split: dict(Counter(label for _, label in manifest.splits[split])) for split in manifest.splits}
+
+
+# ----------------------------------------------------------------------------- parsing
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("official", SplitStrategy("official")),
+        (" Official ", SplitStrategy("official")),
+        ("random:0.2", SplitStrategy("random", test=0.2)),
+        ("random:0.25,0", SplitStrategy("random", test=0.25, valid=0.0)),
+        ("per-class:70,60", SplitStrategy("per-class", train=70, test=60)),
+        ("per-class:70,50,5", SplitStrategy("per-class", train=70, test=50, valid=5)),
+    ],
+)
+def test_parse_good_strategies(text: str, expected: SplitStrategy) -> None:
+    parsed = parse_split_strategy(text)
+    assert parsed == expected
+    assert parse_split_strategy(parsed.text) == parsed  # the canonical text round-trips
+
+
+@pytest.mark.parametrize(
+    "text, fragment",
+    [
+        ("random:1.5", "0 < TEST < 1"),
+        ("random:0", "0 < TEST < 1"),
+        ("random:-0.1", "0 < TEST < 1"),
+        ("random:abc", "fraction such as 0.2"),
+        ("random", "random:TEST"),
+        ("random:0.2,1", "0 <= VALID < 1"),
+        ("random:0.2,0.1,0.1", "random:TEST"),
+        ("per-class:70", "per-class:TRAIN,TEST"),
+        ("per-class:0,10", "TRAIN must be at least 1"),
+        ("per-class:7.5,10", "whole number"),
+        ("per-class:-1,10", "whole number"),
+        ("official:3", "takes no numbers"),
+        ("kfold:5", "unknown strategy"),
+        ("", "unknown strategy"),
+    ],
+)
+def test_parse_bad_strategies(text: str, fragment: str) -> None:
+    with pytest.raises(SportsdetError) as info:
+        parse_split_strategy(text)
+    assert fragment in str(info.value) and repr(text.strip()) in str(info.value)
+
+
+# ----------------------------------------------------------------------------- random
+
+
+def test_random_is_stratified(flat: Path) -> None:
+    manifest = make_split(flat, "random:0.2", seed=0)
+    counts = _per_class(manifest)
+    # Per class: test = round(n * 0.2); valid = round(rest * 0.1); train = the remainder.
+    assert counts["test"] == {"air hockey": 6, "polo": 4, "rowing": 2}
+    assert counts["valid"] == {"air hockey": 2, "polo": 2, "rowing": 1}
+    assert counts["train"] == {"air hockey": 22, "polo": 14, "rowing": 8}
+    everything = [rel for split in manifest.splits.values() for rel, _ in split]
+    assert len(everything) == len(set(everything)) == 61  # every file exactly once
+    assert manifest.classes == ["air hockey", "polo", "rowing"]
+    assert manifest.strategy == "random:0.2" and manifest.seed == 0
+
+
+def test_random_without_valid(flat: Path) -> None:
+    counts = _per_class(make_split(flat, "random:0.2,0", seed=1))
+    assert counts["valid"] == {} and counts["test"]["polo"] == 4 and counts["train"]["polo"] == 16
+
+
+def test_same_seed_same_split_other_seed_other_split(flat: Path) -> None:
+    a = make_split(flat, "random:0.2", seed=3)
+    b = make_split(flat, "random:0.2", seed=3)
+    c = make_split(flat, "random:0.2", seed=4)
+    assert a.to_dict() == b.to_dict()
+    assert a.splits["test"] != c.splits["test"]
+    assert _per_class(a) == _per_class(c)  # different files, same stratified counts
+
+
+def test_split_does_not_depend_on_record_order(flat: Path) -> None:
+    scan = scan_dataset(flat)
+    shuffled = dataclasses.replace(scan, records=list(reversed(scan.records)))
+    assert make_split(scan, "random:0.3", seed=7).splits == make_split(shuffled, "random:0.3", seed=7).splits
+    assert (
+        make_split(scan, "per-class:5,3", seed=7).splits
+        == make_split(shuffled, "per-class:5,3", seed=7).splits
+    )
+
+
+def test_a_class_keeps_its_split_when_other_classes_are_dropped(flat: Path) -> None:
+    everything = make_split(flat, "random:0.2", seed=0)
+    subset = make_split(flat, "random:0.2", seed=0, classes=["polo"])
+    for split in ("train", "valid", "test"):
+        assert subset.splits[split] == [e for e in everything.splits[split] if e[1] == "polo"]
+
+
+def test_random_needs_two_images_per_class(tmp_path: Path) -> None:
+    root = _tree(tmp_path / "t", {"lonely": 1, "polo": 5})
+    with pytest.raises(SportsdetError, match="class 'lonely' has only 1 image"):
+        make_split(root, "random:0.2")
+
+
+def test_random_pools_a_split_tree(split_tree: Path) -> None:
+    manifest = make_split(split_tree, "random:0.25,0", seed=0)
+    counts = _per_class(manifest)
+    assert counts["test"] == {"croquet": 4, "polo": 4}  # 25% of 17 and of 15 pooled images
+    assert counts["train"] == {"croquet": 13, "polo": 11}
+    test_folders = {rel.split("/")[0] for rel, _ in manifest.splits["test"]}
+    assert test_folders > {"train"}  # test images were drawn from the pooled tree
+
+
+# ----------------------------------------------------------------------------- per-class
+
+
+def test_per_class_exact_counts_and_default_valid(flat: Path) -> None:
+    manifest = make_split(flat, "per-class:8,2", seed=0)
+    counts = _per_class(manifest)
+    assert counts["train"] == {"air hockey": 8, "polo": 8, "rowing": 8}
+    assert counts["test"] == {"air hockey": 2, "polo": 2, "rowing": 2}
+    # up to 10% of TRAIN (round(0.8) = 1) from the leftovers; rowing (11) has 1 leftover
+    assert counts["valid"] == {"air hockey": 1, "polo": 1, "rowing": 1}
+
+
+def test_per_class_default_valid_is_limited_by_leftovers(tmp_path: Path) -> None:
+    root = _tree(tmp_path / "t", {"a": 32, "b": 30})
+    counts = _per_class(make_split(root, "per-class:20,10", seed=0))
+    assert counts["valid"] == {"a": 2}  # b has no images left over; valid is only "up to" 10%
+
+
+def test_per_class_explicit_valid(flat: Path) -> None:
+    counts = _per_class(make_split(flat, "per-class:5,3,3", seed=2))
+    assert counts == {
+        "train": {"air hockey": 5, "polo": 5, "rowing": 5},
+        "valid": {"air hockey": 3, "polo": 3, "rowing": 3},
+        "test": {"air hockey": 3, "polo": 3, "rowing": 3},
+    }
+
+
+def test_per_class_too_few_images_names_the_class(flat: Path) -> None:
+    with pytest.raises(SportsdetError) as info:
+        make_split(flat, "per-class:10,5", seed=0)
+    message = str(info.value)
+    assert "class 'rowing' has 11 images" in message and "needs 15" in message and "per-class:6,5" in message
+
+
+# ----------------------------------------------------------------------------- official
+
+
+def test_official_uses_the_folders(split_tree: Path) -> None:
+    manifest = make_split(split_tree, "official")
+    counts = _per_class(manifest)
+    assert counts == {
+        "train": {"croquet": 12, "polo": 10},
+        "valid": {"croquet": 2, "polo": 2},
+        "test": {"croquet": 3, "polo": 3},
+    }
+    assert all(rel.startswith("test/") for rel, _ in manifest.splits["test"])
+    assert manifest.notes == []
+
+
+def test_official_on_a_flat_tree_gives_advice(flat: Path) -> None:
+    with pytest.raises(SportsdetError) as info:
+        make_split(flat, "official")
+    assert "random:0.2" in str(info.value) and str(flat.resolve()) in str(info.value)
+
+
+def test_official_without_valid_folder_carves_one(tmp_path: Path) -> None:
+    root = tmp_path / "t"
+    _tree(root, {"a": 20, "b": 10}, "train")
+    _tree(root, {"a": 2, "b": 2}, "test")
+    manifest = make_split(root, "official", seed=0)
+    counts = _per_class(manifest)
+    assert counts["valid"] == {"a": 2, "b": 1}
+    assert counts["train"] == {"a": 18, "b": 9}
+    assert all(rel.startswith("train/") for rel, _ in manifest.splits["valid"])
+    assert any("no valid folder" in note for note in manifest.notes)
+
+
+# ----------------------------------------------------------------------------- classes
+
+
+def test_class_subset_keeps_sorted_order(flat: Path) -> None:
+    manifest = make_split(flat, "random:0.2", classes=["rowing", " air hockey", "rowing"])
+    assert manifest.classes == ["air hockey", "rowing"]
+    assert {label for split in manifest.splits.values() for _, label in split} == {"air hockey", "rowing"}
+
+
+def test_unknown_classes_are_listed_with_suggestions(flat: Path) -> None:
+    with pytest.raises(SportsdetError) as info:
+        make_split(flat, "random:0.2", classes=["Polo", "air-hockey", "curling"])
+    message = str(info.value)
+    assert "'Polo' (did you mean 'polo'?)" in message
+    assert "'air-hockey' (did you mean 'air hockey'?)" in message
+    assert "'curling'" in message
+
+
+# ----------------------------------------------------------------------------- manifest
+
+
+def test_manifest_round_trip_and_items(split_tree: Path, tmp_path: Path) -> None:
+    manifest = make_split(split_tree, "random:0.2", seed=5)
+    path = manifest.save(tmp_path / "run" / "split.json")
+    data = json.loads(path.read_text())
+    assert data["format"] == "sportsdet-split/1" and data["root"] == str(split_tree.resolve())
+    assert data["counts"]["test"] == {"croquet": 3, "polo": 3}
+    assert all(isinstance(e, list) and len(e) == 2 for e in data["splits"]["train"])
+    assert [p.name for p in path.parent.iterdir()] == ["split.json"]  # no temporary file left behind
+
+    loaded = SplitManifest.load(path)
+    assert loaded.to_dict() == manifest.to_dict()
+    items = loaded.items("test")
+    assert len(items) == 6
+    for file, label in items:
+        assert file.is_absolute() and file.is_file()
+        assert loaded.classes[label] == file.parent.name
+    assert loaded.missing_files() == []
+    (split_tree / manifest.splits["train"][0][0]).unlink()
+    assert loaded.missing_files() == [manifest.splits["train"][0][0]]
+
+
+def test_manifest_with_root_moves_paths(split_tree: Path, tmp_path: Path) -> None:
+    moved = make_split(split_tree, "official").with_root(tmp_path / "elsewhere")
+    assert moved.items("train")[0][0].is_relative_to(tmp_path / "elsewhere")
+
+
+def _valid_manifest_dict(root: Path) -> dict:
+    return make_split(root, "official").to_dict()
+
+
+@pytest.mark.parametrize(
+    "breakage, fragment",
+    [
+        (lambda d: d.update(format="other/9"), "format"),
+        (lambda d: d.pop("classes"), "missing field 'classes'"),
+        (lambda d: d.update(seed="zero"), "'seed' must be a int"),
+        (lambda d: d["splits"]["train"].append(["train/polo/x.png", "curling"]), "'curling'"),
+        (lambda d: d["splits"]["test"].append(list(d["splits"]["train"][0])), "in both"),
+        (lambda d: d["splits"]["train"].__setitem__(0, ["/etc/passwd", "polo"]), "relative to root"),
+        (lambda d: d["splits"]["train"].__setitem__(0, ["../x.png", "polo"]), "relative to root"),
+        (lambda d: d["splits"]["train"].__setitem__(0, "train/polo/0.png"), "each entry must be"),
+        (lambda d: d["counts"]["train"].update(polo=99), "counts"),
+        (lambda d: d.update(strategy="random:2"), "random:2"),
+        (lambda d: d["splits"].update(holdout=[]), "holdout"),
+    ],
+)
+def test_manifest_load_rejects_damage(split_tree: Path, tmp_path: Path, breakage, fragment: str) -> None:
+    data = _valid_manifest_dict(split_tree)
+    breakage(data)
+    path = tmp_path / "split.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(SportsdetError) as info:
+        SplitManifest.load(path)
+    assert str(path) in str(info.value) and fragment in str(info.value)
+
+
+def test_manifest_load_missing_and_not_json(tmp_path: Path) -> None:
+    with pytest.raises(SportsdetError, match="not found"):
+        SplitManifest.load(tmp_path / "nope.json")
+    broken = tmp_path / "split.json"
+    broken.write_text('{"format": "sportsdet-split/1", ')
+    with pytest.raises(SportsdetError, match="not valid JSON"):
+        SplitManifest.load(broken)
+
+
+def test_failed_save_keeps_the_old_manifest(split_tree: Path, tmp_path: Path, monkeypatch) -> None:
+    path = make_split(split_tree, "official").save(tmp_path / "run" / "split.json")
+    before = path.read_text()
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(json, "dump", boom)
+    with pytest.raises(RuntimeError):
+        make_split(split_tree, "random:0.2").save(path)
+    assert path.read_text() == before
+    assert [p.name for p in path.parent.iterdir()] == ["split.json"]  # the temporary file was removed
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+def test_cli_split_writes_manifest(split_tree: Path, tmp_path: Path) -> None:
+    from sportsdet.cli import app
+
+    out = tmp_path / "split.json"
+    result = CliRunner().invoke(
+        app,
+        [
+            "data",
+            "split",
+            str(split_tree),
+            "--split",
+            "per-class:4,2",
+            "--seed",
+            "3",
+            "--classes",
+            "polo",
+            "--out",
+            str(out),
+        ],
+        terminal_width=200,
+    )
+    assert result.exit_code == 0, result.output
+    assert "train 4 / valid 0 / test 2" in result.stdout
+    manifest = SplitManifest.load(out)
+    assert manifest.classes == ["polo"] and manifest.seed == 3 and manifest.strategy == "per-class:4,2"
+
+
+def test_cli_split_bad_strategy_exits_2_without_traceback(split_tree: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "sportsdet", "data", "split", str(split_tree), "--split", "random:1.5"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    assert "random:1.5" in result.stderr and "Traceback" not in result.stderr
