@@ -181,8 +181,11 @@ def write_checkpoint(path: Path, tensors: dict[str, torch.Tensor], state: dict[s
     json_tmp = json_path.with_name(f".{json_path.name}.tmp-{os.getpid()}")
     with _sigint_deferred():
         try:
-            save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp),
-                      metadata={_STATE_KEY: text})
+            save_file(
+                {k: v.detach().cpu().contiguous() for k, v in tensors.items()},
+                str(tmp),
+                metadata={_STATE_KEY: text},
+            )
             with open(tmp, "rb") as handle:
                 os.fsync(handle.fileno())
             os.replace(tmp, path)  # the checkpoint is published here, in one step
@@ -219,7 +222,7 @@ def read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]
 
 def model_tensors(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """The model's state dict inside a checkpoint's tensors."""
-    return {key[len("model."):]: value for key, value in tensors.items() if key.startswith("model.")}
+    return {key[len("model.") :]: value for key, value in tensors.items() if key.startswith("model.")}
 
 
 # --------------------------------------------------------------------------------------------
@@ -247,6 +250,8 @@ class ProgressBar(Callback):
         self.task = None
 
     def on_epoch_begin(self, ctx, epoch, stage, batches):
+        if not self.console.is_terminal:  # logs and pipes get the epoch lines only
+            return
         self.progress = Progress(
             TextColumn(f"epoch {epoch}/{self.total_epochs()} [dim]{stage}[/]"),
             BarColumn(),
@@ -313,8 +318,10 @@ class MetricsCSV(Callback):
 
 
 def _csv_row(row: dict[str, Any]) -> dict[str, Any]:
-    return {k: ("" if row.get(k) is None else (f"{row[k]:.6g}" if isinstance(row[k], float) else row[k]))
-            for k in METRICS_COLUMNS}
+    return {
+        k: ("" if row.get(k) is None else (f"{row[k]:.6g}" if isinstance(row[k], float) else row[k]))
+        for k in METRICS_COLUMNS
+    }
 
 
 class CurvesPlot(Callback):
@@ -467,8 +474,9 @@ class TrainContext:
             augment = default_train_augmentation(self.preprocessing)
         cache = bool(self.options.get("cache", True))
         root = self.manifest.root
-        train = ImageDataset(self.manifest.items("train"), self.preprocessing, augment=augment or None,
-                             cache=cache, root=root)
+        train = ImageDataset(
+            self.manifest.items("train"), self.preprocessing, augment=augment or None, cache=cache, root=root
+        )
         val_items = self.manifest.items("valid")
         val = ImageDataset(val_items, self.preprocessing, cache=cache, root=root) if val_items else None
         return train, val
@@ -482,8 +490,9 @@ class TrainContext:
             if dataset is not None and dataset.cache_enabled:
                 dataset.preload(threads)
         batch = int(self.options["batch_size"])
-        train_loader = make_loader(train, batch_size=batch, train=True, seed=self.seed,
-                                   workers=0 if train.cache_enabled else workers)
+        train_loader = make_loader(
+            train, batch_size=batch, train=True, seed=self.seed, workers=0 if train.cache_enabled else workers
+        )
         val_loader = None
         if val is not None:
             val_workers = 0 if val.cache_enabled else workers
@@ -574,7 +583,7 @@ def run_epochs(
         loop.stop = bool(state.get("stage_done", False))
         set_rng_state(state["rng"], tensors)
         ctx.resume = None
-        ctx.console.print(f"resuming {stage} after epoch {state['epoch']} ({ctx.run_dir})")
+        ctx.console.print(f"resuming {stage} after epoch {state['epoch']} ({ctx.run_dir})", soft_wrap=True)
     callbacks = list(ctx.callbacks)
     for callback in callbacks:
         callback.on_train_begin(ctx)
@@ -643,6 +652,7 @@ def run_epochs(
                     f"early stop: validation accuracy has not improved for {patience} epochs "
                     f"(best epoch {ctx.best['epoch']}, val_acc {ctx.best['val_acc']:.3f})",
                     highlight=False,
+                    soft_wrap=True,
                 )
     finally:
         for callback in callbacks:
@@ -671,8 +681,9 @@ def make_optimizer(name: str, params: Iterable, options: dict[str, Any]) -> torc
     if name == "adamw":
         return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
     if name == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=float(options.get("momentum", 0.9)),
-                               weight_decay=weight_decay)
+        return torch.optim.SGD(
+            params, lr=lr, momentum=float(options.get("momentum", 0.9)), weight_decay=weight_decay
+        )
     raise SportsdetError(f"unknown optimizer {name!r} in the training options; use adagrad, adamw or sgd")
 
 
@@ -683,11 +694,25 @@ def fit_scratch(ctx: TrainContext) -> TrainResult:
     optimizer = make_optimizer(str(options.get("optimizer", "adagrad")), model.parameters(), options)
     train_loader, val_loader = ctx.loaders(augment=bool(options.get("augment")))
     loss_fn = nn.CrossEntropyLoss(label_smoothing=float(options.get("label_smoothing", 0.0) or 0.0))
-    run_epochs(ctx, model, optimizer, None, train_loader, val_loader, int(options["epochs"]),
-               stage="train", loss_fn=loss_fn, patience=options.get("patience"))
+    run_epochs(
+        ctx,
+        model,
+        optimizer,
+        None,
+        train_loader,
+        val_loader,
+        int(options["epochs"]),
+        stage="train",
+        loss_fn=loss_fn,
+        patience=options.get("patience"),
+    )
     ctx.load_best(model)
-    return TrainResult(model=model.eval(), history=ctx.history, best=ctx.best,
-                       info={"optimizer": options.get("optimizer", "adagrad")})
+    return TrainResult(
+        model=model.eval(),
+        history=ctx.history,
+        best=ctx.best,
+        info={"optimizer": options.get("optimizer", "adagrad")},
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -696,7 +721,7 @@ def fit_scratch(ctx: TrainContext) -> TrainResult:
 
 
 def default_model_name() -> str:
-    """"lite0" once the transfer-learning models are registered, else the notebook's CNN."""
+    """ "lite0" once the transfer-learning models are registered, else the notebook's CNN."""
     from sportsdet.models import REGISTRY
 
     return "lite0" if "lite0" in REGISTRY else "seed-cnn"
@@ -830,12 +855,14 @@ def train(
                     f"[yellow]warning:[/] --resume keeps the run's {key}={resolved.get(key)!r}; "
                     f"ignoring {value!r}",
                     highlight=False,
+                    soft_wrap=True,
                 )
         for given, key in ((model, "model"), (split, "split"), (seed, "seed")):
             if given is not None and given != config[key]:
                 console.print(
                     f"[yellow]warning:[/] --resume keeps the run's {key}={config[key]!r}; ignoring {given!r}",
                     highlight=False,
+                    soft_wrap=True,
                 )
         spec = get_model_spec(config["model"])
         manifest = SplitManifest.load(run_dir / "split.json")
@@ -865,11 +892,11 @@ def train(
         resolved = resolve_options(spec, overrides)
         scan = scan_dataset(data)
         for warning in scan.warnings:
-            console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+            console.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
         strategy = split or ("official" if scan.layout == "split" else "random:0.2")
         manifest = make_split(scan, strategy, run_seed, classes)
         for note in manifest.notes:
-            console.print(f"[yellow]note:[/] {note}", highlight=False)
+            console.print(f"[yellow]note:[/] {note}", highlight=False, soft_wrap=True)
         if len(manifest.classes) < 2:
             raise SportsdetError(
                 f"{scan.root}: training needs at least 2 classes, found {len(manifest.classes)}"
@@ -920,10 +947,13 @@ def train(
         f"{counts['valid']} valid, {counts['test']} test images "
         f"({manifest.strategy}, seed {run_seed}) -> {run_dir}",
         highlight=False,
+        soft_wrap=True,
     )
     if counts["valid"] == 0:
-        console.print("[yellow]note:[/] no validation images: the best checkpoint is the last epoch and "
-                      "early stopping is off")
+        console.print(
+            "[yellow]note:[/] no validation images: the best checkpoint is the last epoch and "
+            "early stopping is off"
+        )
     started = time.time()
     try:
         result = _load_recipe(str(resolved["recipe"]))(ctx)
@@ -931,8 +961,9 @@ def train(
         done = len(ctx.history)
         console.print(
             f"[yellow]interrupted[/] after {done} finished epoch(s); the last checkpoint is kept. "
-            f"Continue with: sportsdet train --out \"{run_dir}\" --resume",
+            f'Continue with: sportsdet train --out "{run_dir}" --resume',
             highlight=False,
+            soft_wrap=True,
         )
         raise
     seconds = time.time() - started
@@ -982,5 +1013,9 @@ def train(
     summary = f"best epoch {best['epoch']}"
     if best.get("val_acc") is not None:
         summary += f": val_acc {best['val_acc']:.3f}, val_loss {best['val_loss']:.4f}"
-    console.print(f"done in {seconds:.0f}s; {summary}; model bundle: {run_dir / 'model'}", highlight=False)
+    console.print(
+        f"done in {seconds:.0f}s; {summary}; model bundle: {run_dir / 'model'}",
+        highlight=False,
+        soft_wrap=True,
+    )
     return result

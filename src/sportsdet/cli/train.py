@@ -1,1 +1,113 @@
-"""CLI verb: train (to be written)."""
+"""CLI verb: `sportsdet train`. Thin: parse options, call sportsdet.train.train, print the result.
+
+Per-model numbers (epochs, learning rate, ...) live in the model registry's train_defaults;
+every option here defaults to "not given" so the registry decides unless the user says otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from sportsdet.cli.app import app, console, err_console
+from sportsdet.errors import SportsdetError
+
+
+def _parse_sets(pairs: list[str]) -> dict[str, Any]:
+    """--set key=value pairs; values are read as JSON when they parse (numbers, true, null, lists)."""
+    options: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or not key:
+            raise SportsdetError(f"--set {pair!r}: expected KEY=VALUE, e.g. --set label_smoothing=0.1")
+        try:
+            options[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            options[key] = raw
+    return options
+
+
+@app.command("train")
+def train(
+    data: Path | None = typer.Argument(
+        None,
+        help="Image folder: ROOT/<class>/<images> or ROOT/{train,valid,test}/<class>/<images>. "
+        "Not needed with --resume.",
+    ),
+    out: Path = typer.Option(..., "--out", "-o", help="Run folder to write (e.g. runs/first)."),
+    model: str | None = typer.Option(
+        None,
+        "--model",
+        "-m",
+        help="Model from `sportsdet models` (default: lite0 if installed, else seed-cnn).",
+    ),
+    split: str | None = typer.Option(
+        None,
+        "--split",
+        help="official (the tree's train/valid/test), random:TEST[,VALID] (e.g. random:0.2) or "
+        "per-class:TRAIN,TEST[,VALID] (e.g. per-class:70,60) (default: official for a split tree, "
+        "else random:0.2).",
+    ),
+    classes: str | None = typer.Option(
+        None, "--classes", help='Train on these classes only, comma-separated: "croquet,polo,rowing".'
+    ),
+    epochs: int | None = typer.Option(None, "--epochs", help="Epochs to train (default: the model's)."),
+    batch_size: int | None = typer.Option(
+        None, "--batch-size", help="Images per step (default: the model's)."
+    ),
+    lr: float | None = typer.Option(None, "--lr", help="Learning rate (default: the model's)."),
+    patience: int | None = typer.Option(
+        None, "--patience", help="Stop after N epochs without a better validation accuracy (0: never)."
+    ),
+    seed: int | None = typer.Option(
+        None, "--seed", help="Seed for the split, weights and shuffling (default: 0)."
+    ),
+    workers: int | None = typer.Option(
+        None,
+        "--workers",
+        help="Processes decoding images (0: in the main process). Small datasets are decoded once and "
+        "cached, which makes 0 the fastest (default: 0).",
+    ),
+    set_options: list[str] = typer.Option(
+        [],
+        "--set",
+        help="Any other training option as KEY=VALUE (JSON value), e.g. --set label_smoothing=0.1.",
+    ),
+    resume: bool = typer.Option(
+        False, "--resume", help="Continue the run in --out from its last checkpoint."
+    ),
+    force: bool = typer.Option(False, "--force", help="Replace an existing run in --out."),
+) -> None:
+    """Train a model on a folder of images; writes metrics, curves, checkpoints and a model bundle to --out.
+
+    Progress goes to stderr; the final summary (bundle path, best validation accuracy) to stdout.
+    Ctrl-C keeps the last finished epoch: continue with `sportsdet train --out DIR --resume`.
+    """
+    from sportsdet.train import train as run_training
+
+    options = _parse_sets(set_options)
+    given = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "patience": patience, "workers": workers}
+    options.update({key: value for key, value in given.items() if value is not None})
+    result = run_training(
+        data,
+        out=out,
+        model=model,
+        split=split,
+        classes=classes.split(",") if classes else None,
+        seed=seed,
+        resume=resume,
+        force=force,
+        options=options,
+        console=err_console,
+    )
+    best = result.best or {}
+    val = f"{best['val_acc']:.4f}" if best.get("val_acc") is not None else "n/a (no validation set)"
+    console.print(f"model bundle: {out / 'model'}", highlight=False, soft_wrap=True)
+    console.print(
+        f"epochs run: {len(result.history)}; best epoch: {best.get('epoch')}; best val accuracy: {val}",
+        highlight=False,
+    )

@@ -1,0 +1,230 @@
+"""Training end to end on a tiny generated dataset: run folder, bundle, resume, errors."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from sportsdet.bundle import load_bundle
+from sportsdet.errors import SportsdetError
+from sportsdet.preprocess import load_and_preprocess
+from sportsdet.train import METRICS_COLUMNS, Callback, read_checkpoint, train
+
+# Small and fast: 32 px input instead of the notebook's 150 (the CNN sizes its dense layer by it).
+TINY = {"input_size": 32, "batch_size": 8}
+COLOURS = {"blue square": (30, 40, 210), "green": (30, 190, 40), "red": (210, 30, 30)}
+
+
+def make_dataset(root: Path, per_class: int = 12, seed: int = 0) -> Path:
+    """3 classes of 40x40 noise pictures, each with a square of its class colour."""
+    rng = np.random.default_rng(seed)
+    for name, colour in COLOURS.items():
+        folder = root / name
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            pixels = rng.integers(0, 60, (40, 40, 3), dtype=np.uint8)
+            x, y = rng.integers(0, 20, 2)
+            pixels[y : y + 20, x : x + 20] = colour
+            Image.fromarray(pixels).save(folder / f"{i:02d}.png")
+    return root
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory) -> Path:
+    return make_dataset(tmp_path_factory.mktemp("data") / "shapes")
+
+
+def _history(run: Path) -> list[dict]:
+    """metrics.csv rows without the wall-clock column."""
+    with open(run / "metrics.csv", newline="") as handle:
+        return [{k: v for k, v in row.items() if k != "seconds"} for row in csv.DictReader(handle)]
+
+
+class InterruptAfter(Callback):
+    """Simulates Ctrl-C right after epoch `epoch` was written."""
+
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def on_epoch_end(self, ctx, epoch, logs):
+        if epoch == self.epoch:
+            raise KeyboardInterrupt
+
+
+def test_train_writes_run_folder_and_a_bundle_that_reproduces_the_model(data_dir, tmp_path):
+    run = tmp_path / "run"
+    result = train(data_dir, out=run, model="seed-cnn", seed=3, options={**TINY, "epochs": 2})
+
+    for name in ("config.json", "data_summary.json", "split.json", "metrics.csv", "curves.png"):
+        assert (run / name).is_file(), name
+    for name in ("last.safetensors", "last.json", "best.safetensors", "best.json"):
+        assert (run / "checkpoints" / name).is_file(), name
+    with open(run / "metrics.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert tuple(rows[0]) == METRICS_COLUMNS
+    assert [int(r["epoch"]) for r in rows] == [1, 2]
+    assert all(0.0 <= float(r["train_acc"]) <= 1.0 and float(r["train_loss"]) > 0 for r in rows)
+    assert all(r["val_acc"] != "" for r in rows)  # random:0.2 on a folder tree keeps a validation split
+    assert Image.open(run / "curves.png").size[0] > 200
+
+    config = json.loads((run / "config.json").read_text())
+    assert config["model"] == "seed-cnn" and config["seed"] == 3 and config["split"] == "random:0.2"
+    assert config["options"]["lr"] == 1e-3 and config["options"]["optimizer"] == "adagrad"  # registry defaults
+    assert config["options"]["epochs"] == 2  # the caller's option wins
+
+    bundle = load_bundle(run / "model")
+    assert bundle.labels == sorted(COLOURS)  # folder names, spaces kept, sorted
+    assert bundle.preprocessing.input_size == 32
+    assert bundle.training["epochs_run"] == 2 and bundle.training["seed"] == 3
+    assert bundle.training["best_epoch"] == result.best["epoch"]
+    assert bundle.metrics["best_val_accuracy"] == pytest.approx(result.best["val_acc"])
+    assert bundle.data["manifest_sha256"] and bundle.data["scan"]["num_classes"] == 3
+
+    # The rebuilt model gives the trained model's outputs on real files, through THE preprocessing.
+    files = sorted(data_dir.glob("*/*.png"))[:5]
+    batch = torch.from_numpy(np.stack([load_and_preprocess(f, bundle.preprocessing) for f in files]))
+    rebuilt = bundle.build_torch_model()
+    with torch.no_grad():
+        expected = result.model.eval()(batch)
+        got = rebuilt(batch)
+    assert torch.allclose(expected, got, atol=1e-6)
+
+    # The bundle holds the best checkpoint's weights.
+    best_tensors, best_state = read_checkpoint(run / "checkpoints" / "best.safetensors")
+    assert best_state["best"]["epoch"] == result.best["epoch"]
+    assert torch.equal(best_tensors["model.classifier.weight"], bundle.torch_state_dict()["classifier.weight"])
+
+
+def test_resume_after_interrupt_gives_the_uninterrupted_result(data_dir, tmp_path):
+    options = {**TINY, "epochs": 4}
+    straight = tmp_path / "straight"
+    train(data_dir, out=straight, model="seed-cnn", seed=5, options=options)
+
+    broken = tmp_path / "broken"
+    with pytest.raises(KeyboardInterrupt):
+        train(data_dir, out=broken, model="seed-cnn", seed=5, options=options, callbacks=[InterruptAfter(2)])
+    assert len(_history(broken)) == 2
+    assert not (broken / "model").exists()
+    _, state = read_checkpoint(broken / "checkpoints" / "last.safetensors")
+    assert state["epoch"] == 2
+
+    result = train(None, out=broken, resume=True)
+    assert len(result.history) == 4
+    assert _history(broken) == _history(straight)  # same losses and accuracies, digit for digit
+    a = load_bundle(straight / "model").torch_state_dict()
+    b = load_bundle(broken / "model").torch_state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_sigkill_loses_at_most_the_current_epoch(data_dir, tmp_path):
+    """A process killed mid-epoch resumes from its last finished epoch and ends like a clean run."""
+    options = {**TINY, "epochs": 3}
+    straight = tmp_path / "straight"
+    train(data_dir, out=straight, model="seed-cnn", seed=7, options=options)
+
+    killed = tmp_path / "killed"
+    script = textwrap.dedent(
+        f"""
+        import os, signal
+        from sportsdet.train import Callback, train
+
+        class KillInEpoch3(Callback):
+            def on_batch_end(self, ctx, batch, logs):
+                if len(ctx.history) == 2 and batch == 1:
+                    os.kill(os.getpid(), signal.SIGKILL)
+
+        train({str(data_dir)!r}, out={str(killed)!r}, model="seed-cnn", seed=7,
+              options={options!r}, callbacks=[KillInEpoch3()])
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == -9, proc.stderr
+    assert len(_history(killed)) == 2
+    assert not any(p.name.startswith(".") for p in (killed / "checkpoints").iterdir())  # no temp files left
+
+    train(None, out=killed, resume=True)
+    assert _history(killed) == _history(straight)
+
+
+def test_existing_run_is_not_overwritten_without_force(data_dir, tmp_path):
+    run = tmp_path / "run"
+    train(data_dir, out=run, model="seed-cnn", options={**TINY, "epochs": 1})
+    (run / "notes.txt").write_text("mine")
+    before = (run / "model" / "weights.safetensors").read_bytes()
+
+    with pytest.raises(SportsdetError, match="already holds a run.*--resume.*--force"):
+        train(data_dir, out=run, model="seed-cnn", options={**TINY, "epochs": 1})
+    assert (run / "model" / "weights.safetensors").read_bytes() == before
+
+    train(data_dir, out=run, model="seed-cnn", seed=1, force=True, options={**TINY, "epochs": 1})
+    assert (run / "notes.txt").read_text() == "mine"  # --force removes only what a run writes
+    assert len(_history(run)) == 1
+
+    with pytest.raises(SportsdetError, match="nothing to resume"):
+        train(None, out=tmp_path / "empty", resume=True)
+
+
+def test_bad_image_stops_training_with_a_clear_message(data_dir, tmp_path):
+    data = make_dataset(tmp_path / "data")
+    bad = data / "green" / "05.png"
+    bad.write_bytes(b"<html><body>404 not found</body></html>")
+    for workers in (0, 2):  # in the main process and across DataLoader workers
+        with pytest.raises(SportsdetError) as caught:
+            train(
+                data,
+                out=tmp_path / f"run{workers}",
+                model="seed-cnn",
+                options={**TINY, "epochs": 1, "workers": workers, "cache": False},
+                split="random:0.2,0",
+            )
+        message = str(caught.value)
+        assert str(bad) in message and "sportsdet data check" in message and "Traceback" not in message
+
+
+def test_early_stopping_and_no_validation_split(data_dir, tmp_path):
+    # A learning rate too small to change float32 weights: validation never improves.
+    run = tmp_path / "stop"
+    options = {**TINY, "epochs": 6, "patience": 1, "optimizer": "sgd", "lr": 1e-12}
+    result = train(data_dir, out=run, model="seed-cnn", options=options)
+    assert len(result.history) == 2 and result.best["epoch"] == 1
+
+    # Without a validation split, the last epoch is the one kept and early stopping is off.
+    run = tmp_path / "noval"
+    result = train(data_dir, out=run, model="seed-cnn", split="random:0.2,0", options={**options, "epochs": 3})
+    assert len(result.history) == 3 and result.best["epoch"] == 3
+    assert all(r["val_acc"] == "" for r in _history(run))
+    assert load_bundle(run / "model").metrics["selected_by"].startswith("last epoch")
+
+
+def test_resume_refuses_a_damaged_checkpoint(data_dir, tmp_path):
+    run = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        train(data_dir, out=run, model="seed-cnn", options={**TINY, "epochs": 3}, callbacks=[InterruptAfter(1)])
+    last = run / "checkpoints" / "last.safetensors"
+    last.write_bytes(last.read_bytes()[:100])
+    with pytest.raises(SportsdetError, match="damaged checkpoint"):
+        train(None, out=run, resume=True)
+
+
+def test_cli_train_prints_result_and_errors_without_traceback(data_dir, tmp_path):
+    env = {**os.environ, "COLUMNS": "200"}
+    cmd = [sys.executable, "-m", "sportsdet", "train", str(data_dir), "--out", str(tmp_path / "run"),
+           "--model", "seed-cnn", "--epochs", "1", "--set", "input_size=32", "--batch-size", "8"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert "model bundle:" in proc.stdout and "epoch   1/1" in proc.stderr
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["options"]["input_size"] == 32
+
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode == 2
+    assert "already holds a run" in proc.stderr and "Traceback" not in proc.stderr
