@@ -361,7 +361,8 @@ def stream_predictions(
     """Predict many images, yielding a `StreamResult` per input, in input order, as soon as ready.
 
     `sources` is consumed lazily (pass a generator for huge folders): at most `max_in_flight`
-    inputs (default 2 x batch_size + workers) are read, decoding or waiting at any moment.
+    inputs (default 2 x batch_size + workers) are read but not yet yielded at any moment; while
+    the model runs one batch, the decoders work on the rest of the window.
     Items are paths, bytes, or (name, path-or-bytes) pairs. Bad inputs give a result with
     `error` set and never stop the stream. Batches hold whatever has been decoded when the model
     is free (up to batch_size), so the model never waits for a full batch.
@@ -395,8 +396,12 @@ def stream_predictions(
                 on_in_flight(len(pending))
 
         try:
-            refill()
-            while pending:
+            while True:
+                # Top up only once the previous batch is out, so inputs read but not yet yielded
+                # never exceed the window (memory stays bounded however long the input is).
+                refill()
+                if not pending:
+                    break
                 # Always wait for the oldest input (results go out in order), then take every
                 # following one that is already decoded, up to a full batch.
                 taken: list[tuple[int, str, Any]] = []
@@ -410,7 +415,6 @@ def stream_predictions(
                     taken.append((index, name, value))
                     if isinstance(value, np.ndarray):
                         images += 1
-                refill()  # keep the decoders busy while the model runs
                 probs = None
                 if images:
                     batch = np.stack([v for _, _, v in taken if isinstance(v, np.ndarray)])

@@ -1,0 +1,285 @@
+"""The torch-free runtime: ONNX metadata validation, backend choice, the streaming pipeline.
+
+The ONNX models here are built by hand with onnx.helper (no torch): a colour classifier
+GlobalAveragePool -> Flatten -> MatMul -> Softmax whose answers we can predict from the image
+(a red photo must come out "red"), so the tests check real predictions, not stored numbers.
+"""
+
+from __future__ import annotations
+
+import io
+import itertools
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from sportsdet import runtime
+from sportsdet.bundle import save_bundle
+from sportsdet.errors import SportsdetError
+from sportsdet.export import onnx_metadata
+from sportsdet.preprocess import Preprocessing, load_and_preprocess
+from sportsdet.runtime import (
+    META_LABELS,
+    META_PREPROCESSING,
+    OnnxBackend,
+    iter_image_files,
+    load_backend,
+    stream_predictions,
+)
+
+LABELS = ["red", "green", "blue"]
+SPEC = Preprocessing(input_size=16, resize="squash", mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
+COLOURS = {"red": (230, 20, 20), "green": (20, 200, 30), "blue": (10, 30, 220)}
+
+
+def make_colour_onnx(
+    path: Path,
+    *,
+    labels: list[str] = LABELS,
+    spec: Preprocessing = SPEC,
+    metadata: dict[str, str] | None = None,
+    drop: tuple[str, ...] = (),
+    classes: int | None = None,
+) -> Path:
+    """Write a tiny ONNX colour classifier with sportsdet metadata (minus `drop`)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    classes = classes or len(labels)
+    weights = np.zeros((3, classes), np.float32)
+    weights[np.arange(min(3, classes)), np.arange(min(3, classes))] = 10.0
+    size = spec.input_size
+    graph = helper.make_graph(
+        [
+            helper.make_node("GlobalAveragePool", ["image"], ["pooled"]),
+            helper.make_node("Flatten", ["pooled"], ["flat"], axis=1),
+            helper.make_node("MatMul", ["flat", "w"], ["logits"]),
+            helper.make_node("Softmax", ["logits"], ["probabilities"], axis=1),
+        ],
+        "colour",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["batch", 3, size, size])],
+        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["batch", classes])],
+        [numpy_helper.from_array(weights, "w")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    if metadata is None:
+        metadata = onnx_metadata(labels=labels, preprocessing=spec, model_name="colour")
+    meta = metadata
+    for key, value in meta.items():
+        if key not in drop:
+            entry = model.metadata_props.add()
+            entry.key, entry.value = key, value
+    onnx.save(model, str(path))
+    return path
+
+
+def write_image(path: Path, colour: str, size: tuple[int, int] = (40, 30)) -> Path:
+    Image.new("RGB", size, COLOURS[colour]).save(path)
+    return path
+
+
+def jpeg_bytes(colour: str) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (50, 50), COLOURS[colour]).save(buffer, format="JPEG")
+    return buffer.getvalue()
+
+
+# --- metadata -------------------------------------------------------------------------------
+
+
+def test_metadata_round_trip(tmp_path: Path) -> None:
+    path = make_colour_onnx(tmp_path / "m.onnx")
+    backend = OnnxBackend(path, threads=1)
+    assert backend.labels == LABELS
+    assert backend.preprocessing == SPEC
+    assert backend.info.output == "probabilities"
+    assert backend.info.model["name"] == "colour"
+    assert "onnxruntime" in backend.info.versions
+    batch = np.stack([load_and_preprocess(jpeg_bytes(c), SPEC) for c in LABELS])
+    probs = backend.predict_proba(batch)
+    assert probs.shape == (3, 3)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
+    assert [LABELS[i] for i in probs.argmax(axis=1)] == LABELS
+
+
+@pytest.mark.parametrize("missing", [META_LABELS, META_PREPROCESSING, "sportsdet.format", "sportsdet.output"])
+def test_missing_metadata_is_refused_naming_file_and_key(tmp_path: Path, missing: str) -> None:
+    path = make_colour_onnx(tmp_path / "plain.onnx", drop=(missing,))
+    with pytest.raises(SportsdetError) as info:
+        OnnxBackend(path)
+    message = str(info.value)
+    assert str(path) in message and missing in message and "sportsdet export" in message
+
+
+def test_onnx_without_any_metadata_is_refused(tmp_path: Path) -> None:
+    path = make_colour_onnx(tmp_path / "bare.onnx", metadata={})
+    with pytest.raises(SportsdetError, match="sportsdet.labels"):
+        OnnxBackend(path)
+
+
+@pytest.mark.parametrize(
+    "key, value, expect",
+    [
+        ("sportsdet.format", "other/9", "sportsdet-onnx/1"),
+        (META_LABELS, "not json", "not valid JSON"),
+        (META_LABELS, json.dumps(["a", "a", "b"]), "duplicate"),
+        (META_LABELS, json.dumps([]), "non-empty"),
+        (META_PREPROCESSING, json.dumps({"input_size": 16, "resize": "stretch"}), "resize"),
+        ("sportsdet.output", "scores", "probabilities"),
+    ],
+)
+def test_wrong_metadata_is_refused(tmp_path: Path, key: str, value: str, expect: str) -> None:
+    meta = onnx_metadata(labels=LABELS, preprocessing=SPEC, model_name="colour")
+    meta[key] = value
+    path = make_colour_onnx(tmp_path / "wrong.onnx", metadata=meta)
+    with pytest.raises(SportsdetError) as info:
+        OnnxBackend(path)
+    assert str(path) in str(info.value) and expect in str(info.value)
+
+
+def test_metadata_that_contradicts_the_graph_is_refused(tmp_path: Path) -> None:
+    # Four labels but three outputs: predictions would be named wrongly.
+    meta = onnx_metadata(labels=LABELS + ["extra"], preprocessing=SPEC, model_name="colour")
+    path = make_colour_onnx(tmp_path / "four.onnx", metadata=meta, classes=3)
+    with pytest.raises(SportsdetError, match="4 labels"):
+        OnnxBackend(path)
+    # Metadata input size 32 but the graph takes 16 px.
+    meta = onnx_metadata(labels=LABELS, preprocessing=Preprocessing(input_size=32), model_name="colour")
+    graph16 = make_colour_onnx(tmp_path / "size.onnx", metadata=meta)
+    with pytest.raises(SportsdetError, match="input_size 32"):
+        OnnxBackend(graph16)
+
+
+def test_not_an_onnx_file_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "model.onnx"
+    path.write_text("<html>not a model</html>")
+    with pytest.raises(SportsdetError, match="onnxruntime cannot load"):
+        load_backend(path)
+    with pytest.raises(SportsdetError, match="no such ONNX"):
+        load_backend(tmp_path / "absent.onnx")
+
+
+# --- choosing a backend ---------------------------------------------------------------------
+
+
+def make_bundle(folder: Path, labels: list[str] = LABELS) -> Path:
+    """A bundle with NumPy weights (no torch needed to write it)."""
+    state = {"fc.weight": np.eye(len(labels), 3, dtype=np.float32)}
+    return save_bundle(
+        folder, state_dict=state, model_name="colour", model_config={}, labels=labels,
+        preprocessing=SPEC, output_key="fc.weight",
+    )
+
+
+def test_auto_backend_uses_the_bundles_onnx(tmp_path: Path) -> None:
+    bundle = make_bundle(tmp_path / "bundle")
+    make_colour_onnx(bundle / "model.onnx")
+    backend = load_backend(bundle)
+    assert isinstance(backend, OnnxBackend) and backend.labels == LABELS
+    assert isinstance(load_backend(bundle / "model.onnx"), OnnxBackend)
+    with pytest.raises(SportsdetError, match="model.int8.onnx"):
+        load_backend(bundle, int8=True)
+
+
+def test_stale_onnx_in_bundle_is_refused(tmp_path: Path) -> None:
+    bundle = make_bundle(tmp_path / "bundle")
+    meta = onnx_metadata(labels=["r", "g", "b"], preprocessing=SPEC, model_name="colour")
+    make_colour_onnx(bundle / "model.onnx", metadata=meta)
+    with pytest.raises(SportsdetError, match="re-run `sportsdet export"):
+        load_backend(bundle)
+
+
+def test_bundle_without_onnx_and_without_torch_says_what_to_do(tmp_path: Path, monkeypatch) -> None:
+    bundle = make_bundle(tmp_path / "bundle")
+    monkeypatch.setattr(runtime, "_torch_installed", lambda: False)
+    with pytest.raises(SportsdetError) as info:
+        load_backend(bundle)
+    assert "sportsdet export" in str(info.value) and "sportsdet[train]" in str(info.value)
+    with pytest.raises(SportsdetError, match="has no model.onnx"):
+        load_backend(bundle, backend="onnx")
+    with pytest.raises(SportsdetError, match="unknown backend"):
+        load_backend(bundle, backend="tensorflow")
+
+
+# --- the streaming pipeline -----------------------------------------------------------------
+
+
+@pytest.fixture()
+def colour_backend(tmp_path: Path) -> OnnxBackend:
+    return OnnxBackend(make_colour_onnx(tmp_path / "colour.onnx"), threads=1)
+
+
+def test_stream_keeps_order_and_reports_bad_inputs(tmp_path: Path, colour_backend: OnnxBackend) -> None:
+    good = {c: write_image(tmp_path / f"{c}.jpg", c) for c in LABELS}
+    png = write_image(tmp_path / "green.png", "green", size=(300, 90))
+    truncated = tmp_path / "truncated.jpg"
+    data = good["red"].read_bytes()
+    truncated.write_bytes(data[: len(data) * 2 // 3])
+    html = tmp_path / "page.jpg"
+    html.write_text("<!DOCTYPE html><html><body>404 not found</body></html>")
+    missing = tmp_path / "missing.jpg"
+    inputs = [
+        good["red"], truncated, good["blue"], html, png, missing,
+        ("from-bytes", jpeg_bytes("blue")), good["green"], good["red"],
+    ]
+    expected = ["red", "error", "blue", "error", "green", "error", "blue", "green", "red"]
+    # batch_size 2 forces several batches, each holding good and bad inputs.
+    results = list(stream_predictions(inputs, colour_backend, batch_size=2, decode_workers=3))
+    assert [r.index for r in results] == list(range(len(inputs)))
+    got = [LABELS[int(np.argmax(r.probs))] if r.ok else "error" for r in results]
+    assert got == expected
+    assert results[6].name == "from-bytes"
+    assert results[1].error_kind in ("truncated", "corrupt") and str(truncated) in results[1].error
+    assert results[3].error_kind == "not-an-image" and "HTML" in results[3].error
+    assert results[5].error_kind == "missing" and str(missing) in results[5].error
+    # Same numbers as predicting each image on its own.
+    direct = colour_backend.predict_proba(load_and_preprocess(png, SPEC)[None])[0]
+    np.testing.assert_allclose(results[4].probs, direct, rtol=1e-5, atol=1e-6)
+
+
+def test_stream_memory_is_bounded_and_input_is_lazy(tmp_path: Path, colour_backend: OnnxBackend) -> None:
+    files = [write_image(tmp_path / f"{c}.png", c) for c in LABELS]
+    pulled = 0
+
+    def endless():  # an input that never ends: the stream must not try to list it first
+        nonlocal pulled
+        for path in itertools.cycle(files):
+            pulled += 1
+            yield path
+
+    window = 7
+    seen_in_flight: list[int] = []
+    stream = stream_predictions(
+        endless(), colour_backend, batch_size=3, decode_workers=2, max_in_flight=window,
+        on_in_flight=seen_in_flight.append,
+    )
+    count = 0
+    for result in itertools.islice(stream, 60):
+        count += 1
+        assert result.index == count - 1
+        assert LABELS[int(np.argmax(result.probs))] == files[result.index % 3].stem
+        assert pulled - count <= window  # read but not yet delivered
+    stream.close()
+    assert count == 60
+    assert max(seen_in_flight) == window and pulled <= 60 + window
+
+
+def test_stream_of_nothing_and_bad_batch_size(colour_backend: OnnxBackend) -> None:
+    assert list(stream_predictions(iter([]), colour_backend)) == []
+    with pytest.raises(SportsdetError, match="batch size"):
+        list(stream_predictions(["x.jpg"], colour_backend, batch_size=0))
+
+
+def test_iter_image_files_walks_lazily_and_keeps_odd_inputs(tmp_path: Path) -> None:
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    for name in ("a/one.jpg", "a/b/two.PNG", "a/notes.txt", "a/.hidden.jpg"):
+        (tmp_path / name).write_bytes(b"x")
+    walker = iter_image_files([tmp_path / "a", tmp_path / "absent.jpg"])
+    assert iter(walker) is walker  # a generator, not a list
+    found = list(walker)
+    assert sorted(p.name for p in found[:-1]) == ["one.jpg", "two.PNG"]
+    assert found[-1] == tmp_path / "absent.jpg"  # reported later, per input, as missing
