@@ -1,0 +1,233 @@
+"""`check_dataset`, quarantine and `sportsdet data check` on a small, deliberately messy tree."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from sportsdet.data import check_dataset, quarantine_files
+from sportsdet.errors import SportsdetError
+
+# What each bad file in the messy tree must be reported as.
+EXPECTED_PROBLEMS = {
+    "train/polo/empty.jpg": "empty",
+    "train/polo/page.jpg": "not-an-image",
+    "train/polo/cut.jpg": "truncated",
+    "train/polo/tiny.png": "tiny",
+    "train/polo/icon.png": "unsupported-format",
+    "train/polo/phone.heic": "unsupported-format",
+}
+CROSS_SPLIT = ["train/polo/000.jpg", "test/polo/leak.jpg"]
+SAME_SPLIT = ["train/croquet/000.jpg", "train/croquet/dup.jpg"]
+
+
+def _photo(seed: int, size: int = 40) -> Image.Image:
+    pixels = np.random.default_rng(seed).integers(0, 256, (size, size, 3), dtype=np.uint8)
+    return Image.fromarray(pixels, "RGB")
+
+
+def _good_tree(root: Path) -> Path:
+    seed = 0
+    for split, n in (("train", 4), ("test", 2)):
+        for name in ("polo", "croquet"):
+            folder = root / split / name
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in range(n):
+                seed += 1
+                _photo(seed).save(folder / f"{i:03d}.jpg", quality=90)
+    return root
+
+
+def _messy_tree(root: Path) -> Path:
+    _good_tree(root)
+    polo = root / "train" / "polo"
+    (polo / "empty.jpg").write_bytes(b"")
+    (polo / "page.jpg").write_text("<html><body>Access denied</body></html>")
+    buffer = io.BytesIO()
+    _photo(99, 120).save(buffer, format="JPEG", quality=95)
+    (polo / "cut.jpg").write_bytes(buffer.getvalue()[: len(buffer.getvalue()) // 2])
+    _photo(98, 10).save(polo / "tiny.png")
+    _photo(97, 48).save(polo / "icon.png", format="ICO")
+    (polo / "phone.heic").write_bytes(b"\0\0\0\x18ftypheic" + b"\0" * 50)
+    Image.new("L", (40, 40), 120).save(polo / "grey.jpg")
+    shutil.copyfile(root / CROSS_SPLIT[0], root / CROSS_SPLIT[1])
+    shutil.copyfile(root / SAME_SPLIT[0], root / SAME_SPLIT[1])
+    (root / "train" / "croquet" / ".DS_Store").write_bytes(b"junk")
+    return root
+
+
+def _contents(*folders: Path) -> list[str]:
+    """Hashes of every file below the folders: what must survive a quarantine unchanged."""
+    return sorted(
+        hashlib.sha256(p.read_bytes()).hexdigest() for f in folders for p in f.rglob("*") if p.is_file()
+    )
+
+
+@pytest.fixture
+def messy(tmp_path: Path) -> Path:
+    return _messy_tree(tmp_path / "data")
+
+
+def test_every_problem_is_found(messy: Path) -> None:
+    report = check_dataset(messy, workers=1)
+    assert {r.rel: r.kind for r in report.problems} == EXPECTED_PROBLEMS
+    by_rel = {r.rel: r for r in report.results}
+    assert "10x10" in by_rel["train/polo/tiny.png"].detail
+    assert by_rel["train/polo/grey.jpg"].kind is None and by_rel["train/polo/grey.jpg"].mode == "L"
+    assert len(report.results) == 12 + 2 + 7  # good photos + two copies + polo's extra files
+    assert report.problem_counts == {
+        "empty": 1,
+        "not-an-image": 1,
+        "unsupported-format": 2,
+        "truncated": 1,
+        "tiny": 1,
+    }
+
+    groups = {tuple(g.files): g for g in report.duplicates}
+    assert set(groups) == {tuple(CROSS_SPLIT), tuple(SAME_SPLIT)}
+    assert groups[tuple(CROSS_SPLIT)].cross_split and groups[tuple(CROSS_SPLIT)].keep == CROSS_SPLIT[0]
+    assert not groups[tuple(SAME_SPLIT)].cross_split
+    assert [g.files for g in report.cross_split_duplicates] == [CROSS_SPLIT]
+    assert report.found_problems
+
+    info = report.info()
+    assert info["modes"] == {"RGB": 14, "L": 1} and info["greyscale"] == 1
+    assert report.ignored == {"hidden": 1, "unsupported-image-type": 1}
+
+
+def test_duplicates_with_different_labels_are_flagged(tmp_path: Path) -> None:
+    root = _good_tree(tmp_path / "data")
+    shutil.copyfile(root / "train/polo/001.jpg", root / "train/croquet/copy.jpg")
+    (group,) = check_dataset(root, workers=1).duplicates
+    assert group.conflicting_labels and group.labels == ["croquet", "polo"]
+
+
+def test_two_workers_find_the_same(messy: Path) -> None:
+    seen: list[int] = []
+    one = check_dataset(messy, workers=1).to_dict()
+    two = check_dataset(messy, workers=2, on_progress=seen.append).to_dict()
+    one.pop("seconds"), two.pop("seconds")
+    assert one == two
+    assert sum(seen) == 20  # every decoded file reported once to the progress callback (not the .heic)
+
+
+def test_clean_tree_has_no_findings(tmp_path: Path) -> None:
+    report = check_dataset(_good_tree(tmp_path / "data"), workers=1)
+    assert not report.problems and not report.duplicates and not report.found_problems
+
+
+def test_report_json(messy: Path, tmp_path: Path) -> None:
+    path = check_dataset(messy, workers=1).save(tmp_path / "out" / "report.json")
+    data = json.loads(path.read_text())
+    assert data["format"] == "sportsdet-check/1" and data["checked"] == 21 and data["ok"] == 15
+    assert {p["path"]: p["kind"] for p in data["problems"]} == EXPECTED_PROBLEMS
+    assert data["cross_split_duplicate_groups"] == 1 and data["duplicate_groups"] == 2
+    assert len(data["files"]) == 21 and all("sha256" in f for f in data["files"])
+    assert [p.name for p in path.parent.iterdir()] == ["report.json"]
+
+
+# ----------------------------------------------------------------------------- quarantine
+
+
+def test_quarantine_moves_bad_files_and_extra_copies_only(messy: Path, tmp_path: Path) -> None:
+    jail = tmp_path / "jail"
+    before = _contents(messy)
+    # Something already in the quarantine at the same relative path must not be overwritten.
+    (jail / "train" / "polo").mkdir(parents=True)
+    (jail / "train" / "polo" / "empty.jpg").write_bytes(b"an older quarantined file")
+
+    report = check_dataset(messy, workers=1)
+    result = quarantine_files(report, jail)
+    moved = {m["path"] for m in result["moved"]}
+    assert moved == set(EXPECTED_PROBLEMS) | {CROSS_SPLIT[1], SAME_SPLIT[1]}
+    assert result["failed"] == []
+    for rel in moved:
+        assert not (messy / rel).exists()
+    assert (messy / CROSS_SPLIT[0]).exists() and (messy / SAME_SPLIT[0]).exists()  # first copies stay
+    assert (jail / "test/polo/leak.jpg").exists() and (jail / "train/polo/phone.heic").exists()
+    # never overwritten: the old file is intact and the new one got a fresh name beside it
+    assert (jail / "train/polo/empty.jpg").read_bytes() == b"an older quarantined file"
+    assert (jail / "train/polo/empty~1.jpg").read_bytes() == b""
+    # never deleted: every file's bytes are still somewhere
+    assert _contents(messy, jail) == sorted(
+        [*before, hashlib.sha256(b"an older quarantined file").hexdigest()]
+    )
+    after = check_dataset(messy, workers=1)
+    assert not after.problems and not after.duplicates
+
+
+def test_quarantine_can_leave_duplicates(messy: Path, tmp_path: Path) -> None:
+    result = quarantine_files(check_dataset(messy, workers=1), tmp_path / "jail", include_duplicates=False)
+    assert {m["path"] for m in result["moved"]} == set(EXPECTED_PROBLEMS)
+
+
+def test_quarantine_inside_the_tree_is_refused(messy: Path) -> None:
+    before = _contents(messy)
+    report = check_dataset(messy, workers=1)
+    for inside in (messy / "bad", messy / "train" / "rejects", messy):
+        with pytest.raises(SportsdetError, match="data"):
+            quarantine_files(report, inside)
+    assert _contents(messy) == before
+    # A hidden folder inside the tree is skipped by every scan, so it is a fine place.
+    quarantine_files(report, messy / ".quarantine")
+    assert (messy / ".quarantine" / "train/polo/page.jpg").exists()
+    assert not check_dataset(messy, workers=1).problems
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+def test_cli_check_strict_exit_codes_and_report(messy: Path, tmp_path: Path) -> None:
+    from sportsdet.cli import app
+
+    runner = CliRunner()
+    report = tmp_path / "report.json"
+    result = runner.invoke(
+        app, ["data", "check", str(messy), "--workers", "1", "--report", str(report)], terminal_width=200
+    )
+    assert result.exit_code == 0, result.output
+    assert "truncated" in result.stdout and "train/polo/page.jpg" in result.stdout
+    assert "duplicates across splits" in result.stdout and "test/polo/leak.jpg" in result.stdout
+    assert json.loads(report.read_text())["checked"] == 21
+
+    result = runner.invoke(app, ["data", "check", str(messy), "--workers", "1", "--strict"])
+    assert result.exit_code == 1
+
+    clean = _good_tree(tmp_path / "clean")
+    result = runner.invoke(app, ["data", "check", str(clean), "--workers", "1", "--strict"])
+    assert result.exit_code == 0, result.output
+
+
+def test_cli_quarantine_then_strict_passes(messy: Path, tmp_path: Path) -> None:
+    from sportsdet.cli import app
+
+    runner = CliRunner()
+    jail = tmp_path / "jail"
+    result = runner.invoke(app, ["data", "check", str(messy), "--workers", "2", "--quarantine", str(jail)])
+    assert result.exit_code == 0, result.output
+    assert "moved 8 file(s)" in result.stderr
+    result = runner.invoke(app, ["data", "check", str(messy), "--workers", "1", "--strict"])
+    assert result.exit_code == 0, result.output
+
+
+def test_cli_quarantine_inside_tree_exits_2_and_moves_nothing(messy: Path) -> None:
+    before = _contents(messy)
+    result = subprocess.run(
+        [sys.executable, "-m", "sportsdet", "data", "check", str(messy), "--quarantine", str(messy / "bad")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    assert "inside the data tree" in " ".join(result.stderr.split()) and "Traceback" not in result.stderr
+    assert _contents(messy) == before
