@@ -1,0 +1,333 @@
+"""The run report: its numbers are metrics.json's, it is self-contained, and bad input fails cleanly."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import io
+import json
+import math
+import subprocess
+import sys
+import time
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from test_report_fixtures import make_run, write_eval
+
+from sportsdet.errors import SportsdetError
+from sportsdet.report import write_comparison, write_report
+
+
+class Page(HTMLParser):
+    """Collects what the tests look at: text by element id, <img> sources, table rows, links."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(convert_charrefs=True)
+        self.by_id: dict[str, str] = {}
+        self.images: list[dict[str, str]] = []
+        self.links: list[str] = []
+        self.tables: dict[str, list[list[str]]] = {}
+        self.headers: dict[str, list[dict[str, str]]] = {}
+        self._open_ids: list[tuple[str, str, list[str]]] = []  # (tag, id, text parts)
+        self._table: str | None = None
+        self._row: list[str] | None = None
+        self._cell: list[str] | None = None
+        self._in_head = False
+        self.feed(text)
+
+    def handle_starttag(self, tag, attrs):
+        a = {k: v or "" for k, v in attrs}
+        if tag == "img":
+            self.images.append(a)
+            return
+        for key in ("href", "src"):
+            if key in a:
+                self.links.append(a[key])
+        if "id" in a:
+            self._open_ids.append((tag, a["id"], []))
+        if tag == "table" and a.get("id"):
+            self._table = a["id"]
+            self.tables[self._table] = []
+            self.headers[self._table] = []
+        elif tag == "thead":
+            self._in_head = True
+        elif tag == "tr" and self._table and not self._in_head:
+            self._row = []
+        elif tag in ("td", "th") and self._table:
+            self._cell = []
+            if self._in_head:
+                self.headers[self._table].append(a)
+
+    def handle_endtag(self, tag):
+        if tag in ("td", "th") and self._cell is not None:
+            text = "".join(self._cell).strip()
+            if self._in_head:
+                self.headers[self._table][-1]["text"] = text
+            elif self._row is not None:
+                self._row.append(text)
+            self._cell = None
+        elif tag == "tr" and self._row is not None:
+            self.tables[self._table].append(self._row)
+            self._row = None
+        elif tag == "thead":
+            self._in_head = False
+        elif tag == "table":
+            self._table = None
+        if self._open_ids and self._open_ids[-1][0] == tag:
+            _, ident, parts = self._open_ids.pop()
+            self.by_id[ident] = "".join(parts).strip()
+
+    def handle_data(self, data):
+        for _, _, parts in self._open_ids:
+            parts.append(data)
+        if self._cell is not None:
+            self._cell.append(data)
+
+
+def percent(text: str) -> float:
+    """'51.7%' -> 0.517 (what a person reads on the page)."""
+    assert text.endswith("%"), text
+    return float(text[:-1]) / 100.0
+
+
+def close(shown: float, exact: float, digits: int = 1) -> bool:
+    """A value shown rounded to `digits` decimals of a percent matches the exact number."""
+    return abs(shown - exact) <= 0.5 * 10 ** (-digits) / 100 + 1e-12
+
+
+@pytest.fixture(scope="module")
+def eight(tmp_path_factory):
+    fake = make_run(tmp_path_factory.mktemp("eight"), n_classes=8, per_class=4)
+    path = write_report(fake.run)
+    return fake, path.read_text(encoding="utf-8")
+
+
+def test_headline_numbers_are_metrics_json(eight):
+    fake, text = eight
+    metrics = json.loads((fake.eval / "metrics.json").read_text())
+    page = Page(text)
+    for key in ("accuracy", "balanced_accuracy", "macro_f1", "top5_accuracy", "ece"):
+        assert close(percent(page.by_id[f"m-{key}"]), metrics[key]), key
+    lo, hi = metrics["accuracy_ci95"]
+    sentence = page.by_id["m-accuracy-ci"]
+    assert f"n={metrics['n']}" in sentence
+    assert f"95% CI {100 * lo:.1f}–{100 * hi:.1f}%" in sentence
+
+
+def test_accuracy_ci_matches_hand_computed_notebook_case(tmp_path):
+    """The notebook's 163 right of 315: 51.7% with a Wilson 95% interval of 46.2-57.2%."""
+    labels = ["croquet", "polo", "rowing"]
+    y = np.arange(315) % 3
+    probs = np.full((315, 3), 0.1, dtype=np.float32)
+    pred = np.where(np.arange(315) < 163, y, (y + 1) % 3)
+    probs[np.arange(315), pred] = 0.8
+    write_eval(tmp_path / "eval", labels, y, probs, [f"x/{i}.jpg" for i in range(315)])
+    text = write_report(tmp_path / "eval").read_text(encoding="utf-8")
+    assert Page(text).by_id["m-accuracy-ci"] == "51.7% (95% CI 46.2–57.2%, n=315)"
+
+
+def test_per_class_table_equals_metrics_json(eight):
+    fake, text = eight
+    metrics = json.loads((fake.eval / "metrics.json").read_text())
+    page = Page(text)
+    rows = page.tables["per-class-table"]
+    assert [r[0] for r in rows] == metrics["labels"]  # also proves "<b>bmx & co</b>" is escaped text
+    for name, precision, recall, f1, support, _ in rows:
+        exact = metrics["per_class"][name]
+        assert close(percent(precision), exact["precision"])
+        assert close(percent(recall), exact["recall"])
+        assert close(percent(f1), exact["f1"])
+        assert int(support) == exact["support"]
+    pairs = page.tables["confused-pairs"]
+    assert [(r[0], r[1], int(r[2])) for r in pairs] == [
+        (p["true"], p["predicted"], p["count"]) for p in metrics["most_confused"]
+    ]
+
+
+def test_sorting_is_wired(eight):
+    _, text = eight
+    headers = Page(text).headers["per-class-table"]
+    assert [h["text"] for h in headers][:5] == ["class", "precision", "recall", "F1", "support"]
+    assert all(h.get("data-type") == "num" for h in headers[1:5])
+    assert 'class="sortable" id="per-class-table"' in text
+    assert "function sortTable" in text and "addEventListener(\"click\"" in text
+
+
+def test_self_contained(eight):
+    _, text = eight
+    page = Page(text)
+    assert page.images, "no pictures at all"
+    for image in page.images:
+        assert image["src"].startswith("data:image/"), image["src"][:40]
+        payload = base64.b64decode(image["src"].split(",", 1)[1], validate=True)
+        Image.open(io.BytesIO(payload)).verify()
+    assert all(link.startswith(("#", "data:")) for link in page.links), page.links
+    assert "http://" not in text and "https://" not in text
+    assert "<link" not in text and "@import" not in text
+    assert "<b>bmx" not in text  # class names are escaped, never markup
+
+
+def test_galleries_show_true_pred_confidence_and_worst_first(eight):
+    fake, text = eight
+    with open(fake.eval / "predictions.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    wrong = [r for r in rows if r["true_label"] != r["pred_label"]]
+    wrong.sort(key=lambda r: float(r["true_prob"]))
+    thumbs = [i for i in Page(text).images if i.get("class") == "thumb"]
+    assert thumbs and all(i["src"].startswith("data:image/jpeg;base64,") for i in thumbs)
+    # the highest-loss gallery opens on the wrong image with the lowest probability on its true class
+    loss_part = text.split('id="gallery-loss"', 1)[1]
+    first = loss_part.split("</figure>", 1)[0]
+    worst = wrong[0]
+    assert f"{100 * float(worst['true_prob']):.1f}%" in first
+    assert f"{-math.log(float(worst['true_prob'])):.2f}" in first
+    assert f"{100 * float(worst['confidence']):.1f}%" in first
+    for section in ("gallery-correct", "gallery-wrong", "gallery-loss"):
+        assert f'id="{section}"' in text
+
+
+def test_gallery_is_capped_and_missing_images_are_noted(tmp_path):
+    fake = make_run(tmp_path, n_classes=6, per_class=10, with_images=False)
+    text = write_report(fake.run, gallery_limit=5).read_text(encoding="utf-8")
+    assert text.count('class="noimg"') <= 15 and text.count('class="noimg"') > 0
+    assert "were not found (data moved?)" in text
+    assert text.count('<figure class="tile') <= 15
+
+
+def test_hundred_classes_render_fast_and_legible(tmp_path):
+    fake = make_run(tmp_path, n_classes=100, per_class=3, skill=3.0)
+    started = time.perf_counter()
+    path = write_report(fake.run)
+    seconds = time.perf_counter() - started
+    text = path.read_text(encoding="utf-8")
+    page = Page(text)
+    assert len(page.tables["per-class-table"]) == 100
+    assert seconds < 20, f"report took {seconds:.1f} s at 100 classes"
+    assert path.stat().st_size < 3_000_000
+    confusion = next(i for i in page.images if i["alt"] == "confusion matrix")
+    picture = Image.open(io.BytesIO(base64.b64decode(confusion["src"].split(",", 1)[1])))
+    assert picture.width >= 1400 and picture.height >= 1400  # ~14 px per class row
+    assert 'class="zoomable zoomed"' in text  # shown at full size first, where names are readable
+    thumbs = [i for i in page.images if i.get("class") == "thumb"]
+    assert 0 < len(thumbs) <= 3 * 24
+
+
+def test_without_evaluation_shows_training_and_says_what_to_run(tmp_path):
+    fake = make_run(tmp_path, with_eval=False)
+    text = write_report(fake.run).read_text(encoding="utf-8")
+    assert "sportsdet evaluate" in text and "No evaluation yet" in text
+    assert any(i["alt"] == "training curves" for i in Page(text).images)
+    assert "per-class-table" not in text
+
+
+def test_evaluation_folder_alone(tmp_path):
+    fake = make_run(tmp_path)
+    alone = tmp_path / "elsewhere"
+    fake.eval.rename(alone)
+    (alone / "metrics.json").write_text(
+        (alone / "metrics.json").read_text().replace(str(fake.run / "model"), str(tmp_path / "gone"))
+    )
+    out = write_report(alone)
+    assert out == alone / "report.html"
+    text = out.read_text(encoding="utf-8")
+    assert "No training history" in text and "per-class-table" in text
+
+
+def test_eval_option_and_data_check_report(tmp_path):
+    fake = make_run(tmp_path)
+    other = tmp_path / "other-eval"
+    fake.eval.rename(other)
+    check = tmp_path / "check.json"
+    check.write_text(json.dumps({"checked": 40, "problems": [
+        {"path": "test/a/1.jpg", "kind": "truncated"}, {"path": "x.jpg", "kind": "truncated"},
+        {"path": "y.jpg", "kind": "not-an-image"}]}))
+    text = write_report(fake.run, tmp_path / "r.html", eval_dir=other, check_report=check).read_text()
+    assert "3 problems" in text and "truncated 2" in text and "per-class-table" in text
+
+
+WRONG_SHAPE = {"labels": ["a"], "confusion_matrix": [[1], [1]]}
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda r: (r.eval / "metrics.json").write_text("{not json"), "metrics.json"),
+        (lambda r: (r.eval / "metrics.json").write_text(json.dumps(WRONG_SHAPE)), "confusion_matrix"),
+        (lambda r: (r.run / "metrics.csv").write_text("epoch,train_loss\n1,abc\n"), "metrics.csv, line 2"),
+        (lambda r: (r.eval / "predictions.csv").write_text("path,true_label\nx,y\n"), "predictions.csv"),
+        (lambda r: (r.run / "config.json").write_text("[1, 2]"), "config.json"),
+    ],
+)
+def test_damaged_input_is_a_clear_error_and_keeps_the_old_report(tmp_path, damage, message):
+    fake = make_run(tmp_path, n_classes=3, per_class=2)
+    report = write_report(fake.run)
+    before = report.read_bytes()
+    damage(fake)
+    with pytest.raises(SportsdetError, match=message) as caught:
+        write_report(fake.run)
+    assert str(fake.run) in str(caught.value) or str(fake.eval) in str(caught.value)
+    assert report.read_bytes() == before
+    assert not list(fake.run.glob(".report.html.*"))  # no temporary file left behind
+
+
+def test_missing_folder_is_a_clear_error(tmp_path):
+    with pytest.raises(SportsdetError, match="no such folder"):
+        write_report(tmp_path / "nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SportsdetError, match="neither a run folder"):
+        write_report(tmp_path / "empty")
+
+
+def test_comparison_deltas_come_from_each_metrics_json(tmp_path):
+    a = make_run(tmp_path / "a", n_classes=5, per_class=6, seed=1)
+    b = make_run(tmp_path / "b", n_classes=5, per_class=6, seed=2, skill=3.0)
+    out = write_comparison([a.run, b.run], tmp_path / "cmp.html")
+    page = Page(out.read_text(encoding="utf-8"))
+    ma = json.loads((a.eval / "metrics.json").read_text())
+    mb = json.loads((b.eval / "metrics.json").read_text())
+    rows = page.tables["compare-classes"]
+    assert sorted(r[0] for r in rows) == sorted(ma["labels"])
+    for name, f1_a, f1_b, delta in rows:
+        assert close(percent(f1_a), ma["per_class"][name]["f1"])
+        assert close(percent(f1_b), mb["per_class"][name]["f1"])
+        exact = 100 * (mb["per_class"][name]["f1"] - ma["per_class"][name]["f1"])
+        assert abs(float(delta) - exact) <= 0.05 + 1e-9
+    deltas = [abs(float(r[3])) for r in rows]
+    assert deltas == sorted(deltas, reverse=True)
+    headline = page.tables["compare-metrics"]
+    assert headline[0][1].startswith(f"{100 * ma['accuracy']:.1f}%")
+    assert headline[0][2].startswith(f"{100 * mb['accuracy']:.1f}%")
+    assert any(i["alt"] == "training curves of all runs" for i in page.images)
+
+
+def test_comparison_needs_two_runs(tmp_path):
+    a = make_run(tmp_path / "a", n_classes=3, per_class=2)
+    with pytest.raises(SportsdetError, match="at least two"):
+        write_comparison([a.run], tmp_path / "c.html")
+
+
+def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    code = "import sys; from sportsdet.cli import main; sys.argv = ['sportsdet', *sys.argv[1:]]; main()"
+    return subprocess.run([sys.executable, "-c", code, *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_cli_report_compare_and_errors(tmp_path):
+    a = make_run(tmp_path / "a", n_classes=3, per_class=3)
+    b = make_run(tmp_path / "b", n_classes=3, per_class=3, seed=5)
+    done = _cli("report", str(a.run), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == str(a.run / "report.html")
+    assert (a.run / "report.html").is_file()
+    done = _cli("report", "--compare", str(a.run), str(b.run), "--out", "both.html", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "both.html").is_file()
+    done = _cli("report", str(tmp_path / "missing"), cwd=tmp_path)
+    assert done.returncode == 2
+    assert "error:" in done.stderr and "missing" in done.stderr and "Traceback" not in done.stderr
+    done = _cli("report", str(a.run), str(b.run), cwd=tmp_path)
+    assert done.returncode == 2 and "--compare" in done.stderr
