@@ -257,6 +257,7 @@ def download_file(
                 f"{url}: checksum mismatch (expected sha256 {expected_sha256}, got {digest.hexdigest()}); "
                 "the file is damaged or has changed on the server"
             )
+        os.chmod(temp, 0o644)  # mkstemp makes files private; a download is an ordinary file
         os.replace(temp, dest)
     except BaseException:
         temp.unlink(missing_ok=True)

@@ -1,1 +1,93 @@
-"""CLI verb: evaluate (to be written)."""
+"""CLI verb: `sportsdet evaluate BUNDLE DATA` -- metrics, plots and galleries for a trained model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from sportsdet.cli.app import app, console, err_console
+
+
+@app.command("evaluate")
+def evaluate_command(
+    bundle: Path = typer.Argument(
+        ..., help="Model bundle folder, or a run folder (its model/ is used).", show_default=False
+    ),
+    data: Path = typer.Argument(
+        ...,
+        help="Labelled images: the training data folder (its saved test split is used) or another "
+        "folder-per-class / split tree whose classes are among the model's labels.",
+        show_default=False,
+    ),
+    split: str | None = typer.Option(
+        None,
+        "--split",
+        "-s",
+        help="Which split to score: test (default), valid or train; for split trees and saved splits.",
+    ),
+    out: Path | None = typer.Option(
+        None, "--out", "-o", help="Folder for the results. Default: RUN/eval, or ./eval-<bundle name>."
+    ),
+    batch_size: int = typer.Option(32, "--batch-size", "-b", min=1, help="Images per forward pass."),
+    device: str = typer.Option("cpu", "--device", help="Torch device to run on, e.g. cpu or cuda."),
+    seed: int = typer.Option(0, "--seed", help="Seed for picking the gallery images."),
+) -> None:
+    """Score a model on labelled images: accuracy (95% CI), balanced accuracy, macro-F1, top-5,
+    a per-class table, a confusion matrix and galleries of right and wrong predictions."""
+    from sportsdet.evaluate import evaluate
+
+    result = evaluate(
+        bundle,
+        data,
+        split=split or "test",
+        split_given=split is not None,
+        out_dir=out,
+        batch_size=batch_size,
+        device=device,
+        seed=seed,
+        progress=True,
+        warn=lambda message: err_console.print(f"[yellow]warning:[/] {message}", highlight=False),
+    )
+    print_summary(result.metrics)
+    err_console.print(f"results written to {result.out_dir}", highlight=False)
+
+
+def print_summary(metrics: dict) -> None:
+    """The headline numbers and the per-class table, on stdout."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    lo, hi = metrics["accuracy_ci95"]
+    where = metrics["split"] or "all images"
+    headline = Table(show_header=False, title=f"{metrics['n']} images ({where})", title_justify="left")
+    headline.add_column(style="bold")
+    headline.add_column(justify="right")
+    headline.add_row("accuracy", f"{metrics['accuracy']:.1%}  (95% CI {lo:.1%} - {hi:.1%})")
+    headline.add_row("balanced accuracy", f"{metrics['balanced_accuracy']:.1%}")
+    headline.add_row("macro-F1", f"{metrics['macro_f1']:.3f}")
+    headline.add_row(f"top-{metrics['top_k']} accuracy", f"{metrics['top5_accuracy']:.1%}")
+    headline.add_row("calibration error (ECE)", f"{metrics['ece']:.3f}")
+    console.print(headline)
+
+    table = Table(title="per class", title_justify="left")
+    table.add_column("class")
+    for column in ("precision", "recall", "F1", "support"):
+        table.add_column(column, justify="right")
+    for label, row in metrics["per_class"].items():
+        if row["support"] == 0 and row["precision"] == 0:
+            continue  # classes the data does not hold and the model never predicted
+        table.add_row(
+            escape(label),
+            f"{row['precision']:.2f}",
+            f"{row['recall']:.2f}",
+            f"{row['f1']:.2f}",
+            str(row["support"]),
+        )
+    console.print(table)
+    if metrics.get("most_confused"):
+        pairs = ", ".join(
+            f"{escape(c['true'])} -> {escape(c['predicted'])} ({c['count']})"
+            for c in metrics["most_confused"][:5]
+        )
+        console.print(f"most confused: {pairs}", highlight=False)
