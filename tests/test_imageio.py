@@ -300,3 +300,57 @@ def test_load_and_preprocess_uses_reduced_decoding(tmp_path: Path) -> None:
     assert array.shape == (3, 32, 32)
     expected = (np.array(RED) / 255 - 0.5) / 0.5
     assert np.allclose(array.reshape(3, -1).mean(axis=1), expected, atol=0.05)
+
+
+# ----------------------------------------------------------------------------- damaged headers and metadata
+
+
+def _jpeg_bytes(exif: bytes | None = None) -> bytes:
+    buffer = io.BytesIO()
+    _noisy((60, 40), RED).save(buffer, format="JPEG", **({"exif": exif} if exif else {}))
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("keep", [3, 20, 100])
+def test_jpeg_cut_inside_its_header_is_truncated(keep: int) -> None:
+    with pytest.raises(ImageLoadError) as info:
+        load_image(_jpeg_bytes()[:keep], name="cut.jpg")
+    assert info.value.kind == "truncated"
+
+
+def test_damaged_png_header_is_corrupt_not_a_foreign_file() -> None:
+    buffer = io.BytesIO()
+    _noisy((40, 40), RED).save(buffer, format="PNG")
+    data = bytearray(buffer.getvalue())
+    data[20] ^= 0xFF  # inside IHDR: its checksum no longer matches
+    with pytest.raises(ImageLoadError) as info:
+        load_image(bytes(data), name="x.png")
+    assert info.value.kind == "corrupt" and "PNG" in info.value.detail
+
+
+def test_text_starting_like_a_bmp_is_still_text() -> None:
+    with pytest.raises(ImageLoadError) as info:
+        load_image(b"BMX racing notes: heat 1, heat 2, final.\n" * 4, name="notes.bmp")
+    assert info.value.kind == "not-an-image"
+
+
+def test_svg_named_png_is_unsupported() -> None:
+    with pytest.raises(ImageLoadError) as info:
+        load_image(b'<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg"></svg>', name="logo.png")
+    assert info.value.kind == "unsupported-format" and "SVG" in info.value.detail
+
+
+@pytest.mark.parametrize(
+    "exif",
+    [
+        b"Exif\0\0MM\0*\0\0\xff\xff",  # IFD offset points past the end
+        b"Exif\0\0II*\0\x08\0\0\0\x01\0\x12\x01\x03\0\x01\0\0\0\x09\0\0\0",  # orientation 9 does not exist
+    ],
+)
+def test_damaged_exif_keeps_the_picture_and_stays_quiet(exif: bytes) -> None:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # any "Corrupt EXIF data" warning fails the test
+        image = load_image(_jpeg_bytes(exif), name="odd.jpg")
+    assert image.size == (60, 40) and image.mode == "RGB"

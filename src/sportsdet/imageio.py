@@ -8,6 +8,7 @@ only: this module must work where torch is not installed.
 from __future__ import annotations
 
 import io
+import struct
 import warnings
 from pathlib import Path
 
@@ -39,6 +40,25 @@ def is_image_name(path: str | Path) -> bool:
     return Path(path).suffix.lower() in IMAGE_EXTENSIONS
 
 
+# Leading bytes of the formats we read: a file that starts like one but does not open is damaged,
+# not "something else".
+_SIGNATURES = (
+    (b"\xff\xd8\xff", "JPEG"),
+    (b"\x89PNG\r\n\x1a\n", "PNG"),
+    (b"GIF87a", "GIF"),
+    (b"GIF89a", "GIF"),
+    (b"BM", "BMP"),
+    (b"II*\x00", "TIFF"),
+    (b"MM\x00*", "TIFF"),
+)
+
+
+def _signature(head: bytes) -> str | None:
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WebP"
+    return next((fmt for magic, fmt in _SIGNATURES if head.startswith(magic)), None)
+
+
 def _looks_like_text(head: bytes) -> bool:
     """An HTML error page or other text saved under an image name."""
     sample = head.lstrip()[:256].lower()
@@ -65,8 +85,21 @@ def _open(source: ImageSource, name: str) -> Image.Image:
     if not data:
         raise ImageLoadError(name, "empty", "file is empty (0 bytes)")
     try:
-        image = Image.open(io.BytesIO(data))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. "Corrupt EXIF data": not worth a line per file
+            image = Image.open(io.BytesIO(data))
     except UnidentifiedImageError:
+        known = _signature(data[:16])
+        if known and not _looks_like_text(data[:1024]):
+            raise ImageLoadError(
+                name,
+                "truncated" if len(data) < 1024 else "corrupt",
+                f"starts like a {known} file but cannot be decoded (damaged or cut short)",
+            ) from None
+        if b"<svg" in data[:1024].lower():
+            raise ImageLoadError(
+                name, "unsupported-format", "an SVG drawing, not a photo; convert it to PNG or JPEG"
+            ) from None
         if _looks_like_text(data[:1024]):
             raise ImageLoadError(
                 name, "not-an-image", "not an image: the file holds text (an HTML page saved as an image?)"
@@ -75,6 +108,12 @@ def _open(source: ImageSource, name: str) -> Image.Image:
     except Image.DecompressionBombError:
         raise ImageLoadError(name, "too-large", "image is too large to decode safely") from None
     except OSError as exc:
+        if _looks_like_text(data[:1024]):  # text that happens to start like a header ("BM...")
+            raise ImageLoadError(name, "not-an-image", "not an image: the file holds text") from None
+        if "truncated" in str(exc).lower():
+            raise ImageLoadError(name, "truncated", f"image data is truncated ({exc})") from None
+        raise ImageLoadError(name, "corrupt", f"cannot decode image header ({exc})") from None
+    except (ValueError, SyntaxError, EOFError, struct.error) as exc:
         raise ImageLoadError(name, "corrupt", f"cannot decode image header ({exc})") from None
     if image.format not in SUPPORTED_FORMATS:
         raise ImageLoadError(
@@ -117,6 +156,14 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
+def _upright(image: Image.Image) -> Image.Image:
+    """Apply the EXIF orientation. Damaged EXIF must not cost us a good picture: keep it as stored."""
+    try:
+        return ImageOps.exif_transpose(image) or image
+    except Exception:  # noqa: BLE001  Pillow raises many kinds on malformed EXIF blocks
+        return image
+
+
 def load_image(
     source: ImageSource,
     *,
@@ -142,7 +189,7 @@ def load_image(
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # e.g. "palette images with transparency" notes
             image.load()
-            image = ImageOps.exif_transpose(image) or image
+            image = _upright(image)
             return _to_rgb(image)
     except ImageLoadError:
         raise
@@ -151,5 +198,5 @@ def load_image(
         if "truncated" in message or "broken data stream" in message or "premature end" in message.lower():
             raise ImageLoadError(label, "truncated", f"image data is truncated ({message})") from None
         raise ImageLoadError(label, "corrupt", f"image data is corrupt ({message})") from None
-    except (ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as exc:
+    except (ValueError, SyntaxError, EOFError, struct.error, Image.DecompressionBombError) as exc:
         raise ImageLoadError(label, "corrupt", f"image data is corrupt ({exc})") from None
