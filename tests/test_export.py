@@ -1,0 +1,205 @@
+"""ONNX export of a bundle: parity with PyTorch, metadata inside the file, INT8, failure modes.
+
+A tiny registered CNN (a few thousand weights, 32 px) keeps each export under a second or two.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+torch = pytest.importorskip("torch", reason="export needs the [train] install (torch)")
+
+from sportsdet import export as export_module  # noqa: E402
+from sportsdet.bundle import load_bundle, save_bundle  # noqa: E402
+from sportsdet.errors import SportsdetError  # noqa: E402
+from sportsdet.export import export_bundle  # noqa: E402
+from sportsdet.models import REGISTRY, ModelSpec  # noqa: E402
+from sportsdet.preprocess import Preprocessing, load_and_preprocess  # noqa: E402
+from sportsdet.runtime import OnnxBackend, load_backend  # noqa: E402
+
+LABELS = ["air hockey", "bowling", "curling"]  # spaces on purpose, like sports100
+SPEC = Preprocessing(input_size=32, resize="crop", mean=(0.5, 0.4, 0.3), std=(0.25, 0.25, 0.25))
+TINY = "tiny-export-test"
+
+
+def build_tiny(num_classes: int, pretrained: bool = False, **config) -> torch.nn.Module:
+    """Conv-BN-ReLU6 twice, pooled, linear: the same op kinds as the real CNNs."""
+    return torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 3, stride=2, padding=1),
+        torch.nn.BatchNorm2d(8),
+        torch.nn.ReLU6(),
+        torch.nn.Conv2d(8, 16, 3, stride=2, padding=1),
+        torch.nn.BatchNorm2d(16),
+        torch.nn.ReLU6(),
+        torch.nn.AdaptiveAvgPool2d(1),
+        torch.nn.Flatten(),
+        torch.nn.Linear(16, num_classes),
+    )
+
+
+@pytest.fixture()
+def tiny_spec(monkeypatch) -> ModelSpec:
+    spec = ModelSpec(
+        name=TINY,
+        description="tiny test CNN",
+        builder=f"{__name__}:build_tiny",
+        preprocessing=SPEC,
+        output_key="8.weight",
+    )
+    monkeypatch.setitem(REGISTRY, TINY, spec)
+    return spec
+
+
+def write_photos(root: Path, split: str, per_class: int, seed: int) -> list[list[str]]:
+    """Noisy photos whose dominant colour follows the class (so a model can be told apart)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for k, label in enumerate(LABELS):
+        folder = root / split / label
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            pixels = rng.integers(0, 90, size=(40, 52, 3))
+            pixels[..., k] += 150
+            Image.fromarray(pixels.astype(np.uint8)).save(folder / f"{i}.jpg", quality=90)
+            rows.append([f"{split}/{label}/{i}.jpg", label])
+    return rows
+
+
+@pytest.fixture()
+def run_folder(tmp_path: Path, tiny_spec: ModelSpec) -> Path:
+    """runs/NAME layout: split.json beside model/ (docs/ARCHITECTURE.md), with real image files."""
+    data = tmp_path / "data"
+    splits = {"train": write_photos(data, "train", 6, 0), "test": write_photos(data, "test", 4, 1)}
+    run = tmp_path / "run"
+    run.mkdir()
+    manifest = {"format": "sportsdet-split/1", "root": str(data), "classes": LABELS, "splits": splits}
+    (run / "split.json").write_text(json.dumps(manifest))
+    torch.manual_seed(0)
+    model = build_tiny(len(LABELS))
+    # A trained-looking head: class k responds to colour channel k of the pooled features.
+    with torch.no_grad():
+        for module in model:
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.running_mean.uniform_(-0.2, 0.2)
+                module.running_var.uniform_(0.5, 1.5)
+    save_bundle(
+        run / "model", state_dict=model.state_dict(), model_name=TINY, model_config={}, labels=LABELS,
+        preprocessing=SPEC, output_key="8.weight",
+    )
+    return run
+
+
+def test_export_round_trip_matches_torch(run_folder: Path) -> None:
+    bundle_dir = run_folder / "model"
+    report = export_bundle(bundle_dir)
+    onnx_file = bundle_dir / "model.onnx"
+    assert Path(report.path) == onnx_file and onnx_file.is_file()
+    # Parity ran on the training images recorded in split.json, not on synthetic ones.
+    assert report.parity.data != "synthetic" and report.parity.n == 18 and report.parity.ok
+    assert report.parity.max_prob_diff < 1e-4 and report.notes == []
+
+    backend = OnnxBackend(onnx_file)  # the .onnx alone: labels and preprocessing come from it
+    assert backend.labels == LABELS and backend.preprocessing == SPEC
+    assert backend.info.model["name"] == TINY
+    assert backend.info.weights_sha256 == load_bundle(bundle_dir).manifest["weights"]["sha256"]
+    assert torch.__version__.startswith(backend.info.versions["torch"])
+
+    photos = sorted((run_folder.parent / "data" / "test").rglob("*.jpg"))
+    batch = np.stack([load_and_preprocess(p, SPEC) for p in photos])
+    model = load_bundle(bundle_dir).build_torch_model()
+    with torch.inference_mode():
+        expected = torch.softmax(model(torch.from_numpy(batch)), dim=1).numpy()
+    got = backend.predict_proba(batch)  # batch of 12: the batch axis is dynamic
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+    assert (got.argmax(1) == expected.argmax(1)).all()
+    # auto picks the ONNX file inside the bundle; torch on request gives the same answer.
+    assert isinstance(load_backend(bundle_dir), OnnxBackend)
+    torch_backend = load_backend(bundle_dir, backend="torch")
+    np.testing.assert_allclose(torch_backend.predict_proba(batch[:3]), expected[:3], atol=1e-6)
+
+
+def test_failed_parity_leaves_nothing_and_keeps_the_old_file(run_folder: Path, monkeypatch) -> None:
+    bundle_dir = run_folder / "model"
+    old = bundle_dir / "model.onnx"
+    old.write_bytes(b"previous export")
+    real_export = export_module.export_torch_model
+
+    def export_wrong_model(model, path, input_size, **kwargs):
+        broken = build_tiny(len(LABELS)).eval()  # other weights: the graph disagrees with PyTorch
+        return real_export(broken, path, input_size, **kwargs)
+
+    monkeypatch.setattr(export_module, "export_torch_model", export_wrong_model)
+    with pytest.raises(SportsdetError) as info:
+        export_bundle(bundle_dir)
+    assert "does not match PyTorch" in str(info.value) and "nothing was written" in str(info.value)
+    assert old.read_bytes() == b"previous export"
+    left = sorted(p.name for p in bundle_dir.iterdir())
+    assert left == ["bundle.json", "model.onnx", "weights.safetensors"]
+
+
+def test_int8_export_reports_heldout_accuracy(run_folder: Path) -> None:
+    bundle_dir = run_folder / "model"
+    report = export_bundle(bundle_dir, int8=True, max_int8_drop=100.0, calibration_images=12)
+    q = report.int8
+    assert q is not None and Path(q.path) == bundle_dir / "model.int8.onnx"
+    assert q.n == 12 and q.calibration_images == 12  # the 12 test photos of split.json
+    assert 0.0 <= q.fp32_accuracy <= 1.0 and 0.0 <= q.int8_accuracy <= 1.0
+    assert q.accuracy_change_points == pytest.approx(100 * (q.int8_accuracy - q.fp32_accuracy))
+    backend = load_backend(bundle_dir, int8=True)
+    assert backend.labels == LABELS and backend.info.quantization["format"] == "qdq"
+    assert "QuantizeLinear" in {node.op_type for node in __import__("onnx").load(q.path).graph.node}
+
+
+def test_int8_accuracy_guard_writes_nothing(run_folder: Path, monkeypatch) -> None:
+    real_report = export_module._int8_report
+
+    def worse_by_two_points(*args, **kwargs):
+        report = real_report(*args, **kwargs)
+        report.int8_accuracy = report.fp32_accuracy - 0.02
+        return report
+
+    monkeypatch.setattr(export_module, "_int8_report", worse_by_two_points)
+    bundle_dir = run_folder / "model"
+    with pytest.raises(SportsdetError, match=r"INT8 loses 2.00 accuracy points"):
+        export_bundle(bundle_dir, int8=True, max_int8_drop=1.0, calibration_images=12)
+    assert sorted(p.name for p in bundle_dir.iterdir()) == ["bundle.json", "weights.safetensors"]
+    report = export_bundle(bundle_dir, int8=True, max_int8_drop=2.5, calibration_images=12)
+    assert report.int8.accuracy_change_points == pytest.approx(-2.0)
+    assert (bundle_dir / "model.onnx").is_file() and (bundle_dir / "model.int8.onnx").is_file()
+
+
+def test_export_without_data_uses_synthetic_images_and_says_so(tmp_path: Path, tiny_spec: ModelSpec) -> None:
+    save_bundle(
+        tmp_path / "lonely", state_dict=build_tiny(len(LABELS)).state_dict(), model_name=TINY,
+        model_config={}, labels=LABELS, preprocessing=SPEC, output_key="8.weight",
+    )
+    out = tmp_path / "elsewhere" / "m.onnx"
+    report = export_bundle(tmp_path / "lonely", out=out)
+    assert out.is_file() and report.parity.data == "synthetic" and report.parity.ok
+    assert any("synthetic" in note for note in report.notes)
+
+
+def test_calibration_data_folder_is_used(run_folder: Path, tmp_path: Path) -> None:
+    (run_folder / "split.json").unlink()
+    report = export_bundle(run_folder / "model", calibration_data=tmp_path / "data" / "train")
+    assert "--calibration-data" in report.parity.data and report.parity.n == 18
+    with pytest.raises(SportsdetError, match="calibration data folder not found"):
+        export_bundle(run_folder / "model", calibration_data=tmp_path / "nope")
+
+
+def test_cli_export_bad_input_is_one_line_error(tmp_path: Path) -> None:
+    cli = [sys.executable, "-c", "from sportsdet.cli import main; main()", "export"]
+    env = {**os.environ, "COLUMNS": "400"}  # one line, however long the temp path is
+    missing = subprocess.run(cli + [str(tmp_path / "nothing")], capture_output=True, text=True, env=env)
+    assert missing.returncode == 2 and "Traceback" not in missing.stderr
+    assert f"{tmp_path / 'nothing'}: no such model bundle" in missing.stderr
+    fmt = subprocess.run(cli + [str(tmp_path), "--format", "tflite"], capture_output=True, text=True, env=env)
+    assert fmt.returncode == 2 and "unsupported export format" in fmt.stderr
