@@ -214,6 +214,17 @@ def check_file(path: str, rel: str, split: str | None, label: str) -> FileResult
     return result
 
 
+def _quiet_worker() -> None:
+    """Worker start-up: C decoders (libtiff, libjpeg) write notes straight to the stderr file
+    descriptor, which would scribble over the progress bar; results travel back as data anyway."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 2)
+        os.close(devnull)
+    except OSError:
+        pass
+
+
 def _check_chunk(chunk: list[tuple[str, str, str | None, str]]) -> list[FileResult]:
     return [check_file(*item) for item in chunk]
 
@@ -262,8 +273,10 @@ def check_dataset(
     scan = scan_or_root if isinstance(scan_or_root, ScanResult) else scan_dataset(scan_or_root)
     start = time.perf_counter()
     items = [(str(r.path), r.rel, r.split, r.label) for r in scan.records]
-    chunks = [items[i : i + _CHUNK] for i in range(0, len(items), _CHUNK)]
     workers = max(1, workers or os.cpu_count() or 1)
+    # Several chunks per worker keep both cores busy to the end and the progress bar moving.
+    size = max(1, min(_CHUNK, -(-len(items) // (workers * 4))))
+    chunks = [items[i : i + size] for i in range(0, len(items), size)]
     results: list[FileResult] = []
     if workers == 1 or len(chunks) <= 1:
         for chunk in chunks:
@@ -271,7 +284,7 @@ def check_dataset(
             if on_progress:
                 on_progress(len(chunk))
     else:
-        with ProcessPoolExecutor(max_workers=min(workers, len(chunks))) as pool:
+        with ProcessPoolExecutor(max_workers=min(workers, len(chunks)), initializer=_quiet_worker) as pool:
             futures = [pool.submit(_check_chunk, chunk) for chunk in chunks]
             for future in as_completed(futures):
                 done = future.result()
