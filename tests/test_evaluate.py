@@ -1,0 +1,245 @@
+"""evaluate: which images are scored, what is written, and that the files agree with each other."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import CLASSES, make_image_tree, make_tiny_bundle
+from PIL import Image
+from typer.testing import CliRunner
+
+from sportsdet.cli import app
+from sportsdet.data.splits import SplitManifest
+from sportsdet.errors import SportsdetError
+from sportsdet.evaluate import evaluate, plot_confusion_matrix
+from sportsdet.metrics import compute_metrics
+
+EXPECTED_FILES = {
+    "metrics.json",
+    "predictions.csv",
+    "probs.npy",
+    "confusion_matrix.png",
+    "gallery_correct.png",
+    "gallery_wrong.png",
+}
+
+
+class ColourOracle:
+    """A torch-free backend that answers by the dominant colour channel (red, green, blue ->
+    class 0, 1, 2), so the right answers are known. `swap` makes green images come out as blue."""
+
+    def __init__(self, swap: bool = False) -> None:
+        self.swap = swap
+
+    def predict_proba(self, batch: np.ndarray) -> np.ndarray:
+        winner = batch.mean(axis=(2, 3)).argmax(axis=1)
+        if self.swap:
+            winner = np.where(winner == 1, 2, winner)
+        probs = np.full((len(batch), 3), 0.1, dtype=np.float32)
+        probs[np.arange(len(batch)), winner] = 0.8
+        return probs
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    return make_image_tree(tmp_path / "data", per_class=4)
+
+
+@pytest.fixture
+def bundle(tmp_path: Path) -> Path:
+    return make_tiny_bundle(tmp_path / "bundle")
+
+
+def _read_csv(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_writes_every_file_and_they_agree(bundle: Path, tree: Path, tmp_path: Path) -> None:
+    out = tmp_path / "eval"
+    result = evaluate(bundle, tree, out_dir=out, backend=ColourOracle(swap=True))
+    assert {p.name for p in out.iterdir()} == EXPECTED_FILES
+    metrics = json.loads((out / "metrics.json").read_text())
+    rows = _read_csv(out / "predictions.csv")
+    probs = np.load(out / "probs.npy", allow_pickle=False)
+
+    # 12 images; green (polo) images are answered "rowing": 8 right.
+    assert metrics["n"] == len(rows) == probs.shape[0] == 12
+    assert probs.dtype == np.float32 and probs.shape == (12, 3)
+    assert metrics["accuracy"] == pytest.approx(8 / 12)
+    assert metrics["per_class"]["polo"]["recall"] == 0.0
+    assert metrics["per_class"]["rowing"]["precision"] == pytest.approx(0.5)
+    assert metrics["confusion_matrix"] == [[4, 0, 0], [0, 0, 4], [0, 0, 4]]
+    assert metrics["labels"] == CLASSES and metrics["split"] is None and metrics["source"] == "folder"
+
+    # predictions.csv, probs.npy and metrics.json tell the same story
+    assert sum(r["true_label"] == r["pred_label"] for r in rows) / len(rows) == metrics["accuracy"]
+    index = {label: i for i, label in enumerate(CLASSES)}
+    for row, p in zip(rows, probs, strict=True):
+        assert CLASSES[int(p.argmax())] == row["pred_label"]
+        assert float(row["confidence"]) == pytest.approx(p.max(), abs=1e-6)
+        assert float(row["true_prob"]) == pytest.approx(p[index[row["true_label"]]], abs=1e-6)
+        assert Path(row["path"]).parent.name == row["true_label"]
+    y_true = np.array([index[r["true_label"]] for r in rows])
+    again = compute_metrics(y_true, probs, CLASSES)
+    for key in ("accuracy", "balanced_accuracy", "macro_f1", "confusion_matrix", "per_class"):
+        assert again[key] == metrics[key]
+    assert result.metrics["accuracy"] == metrics["accuracy"]
+    for png in ("confusion_matrix.png", "gallery_correct.png", "gallery_wrong.png"):
+        with Image.open(out / png) as image:
+            assert image.format == "PNG" and image.width > 300
+
+
+def test_real_torch_model_matches_predict(bundle: Path, tree: Path, tmp_path: Path) -> None:
+    from sportsdet.predict import Predictor
+
+    result = evaluate(bundle, tree, out_dir=tmp_path / "eval", batch_size=5)
+    predictor = Predictor(bundle, top_k=3)
+    by_path = {r.input: r for r in predictor.predict_sources([str(p) for p in result.paths])}
+    for path, row in zip(result.paths, result.probs, strict=True):
+        assert by_path[str(path)].label == CLASSES[int(row.argmax())]
+        assert by_path[str(path)].score == pytest.approx(float(row.max()), abs=1e-5)
+
+
+def test_unknown_class_is_an_error_listing_it(bundle: Path, tree: Path, tmp_path: Path) -> None:
+    shutil.copytree(tree / "polo", tree / "curling")
+    out = tmp_path / "eval"
+    with pytest.raises(SportsdetError, match=r"'curling' are not among the model's 3 labels"):
+        evaluate(bundle, tree, out_dir=out, backend=ColourOracle())
+    assert not out.exists()
+
+
+def test_subset_of_classes_is_fine(bundle: Path, tmp_path: Path) -> None:
+    data = make_image_tree(tmp_path / "two", classes=["air hockey", "rowing"], per_class=3)
+    # make_image_tree colours by position: "rowing" is drawn green here, so it reads as polo.
+    metrics = evaluate(bundle, data, out_dir=tmp_path / "eval", backend=ColourOracle()).metrics
+    assert metrics["n"] == 6
+    assert metrics["per_class"]["polo"]["support"] == 0
+    assert metrics["accuracy"] == pytest.approx(0.5)
+    assert metrics["balanced_accuracy"] == pytest.approx(0.5)  # mean over the 2 classes present
+
+
+def test_split_tree_uses_the_chosen_split(bundle: Path, tmp_path: Path) -> None:
+    data = make_image_tree(tmp_path / "split", splits={"train": 3, "valid": 1, "test": 2})
+    test = evaluate(bundle, data, out_dir=tmp_path / "e1", backend=ColourOracle())
+    assert test.metrics["n"] == 6 and test.metrics["split"] == "test"
+    assert all(p.parts[-3] == "test" for p in test.paths)
+    valid = evaluate(bundle, data, split="val", out_dir=tmp_path / "e2", backend=ColourOracle())
+    assert valid.metrics["n"] == 3 and valid.metrics["split"] == "valid"
+    with pytest.raises(SportsdetError, match="use one of train, valid, test"):
+        evaluate(bundle, data, split="holdout", out_dir=tmp_path / "e3", backend=ColourOracle())
+
+
+def _run_folder(tmp_path: Path, tree: Path) -> tuple[Path, list[str]]:
+    """A run folder like `sportsdet train` leaves: RUN/split.json and RUN/model (bundle)."""
+    run = tmp_path / "runs" / "r1"
+    run.mkdir(parents=True)
+    train, test = [], []
+    for label in CLASSES:
+        files = sorted(p.relative_to(tree).as_posix() for p in (tree / label).iterdir())
+        train += [(rel, label) for rel in files[:3]]
+        test += [(rel, label) for rel in files[3:]]
+    manifest = SplitManifest(
+        tree.resolve(), "random:0.25", 0, list(CLASSES), {"train": train, "valid": [], "test": test}
+    )
+    manifest.save(run / "split.json")
+    # The bundle records where its data and manifest are, as train.py does.
+    from sportsdet.bundle import load_bundle, save_bundle
+
+    source = load_bundle(make_tiny_bundle(tmp_path / "plain"))
+    save_bundle(
+        run / "model",
+        state_dict=source.numpy_state_dict(),
+        model_name=source.model_name,
+        model_config=source.model_config,
+        labels=source.labels,
+        preprocessing=source.preprocessing,
+        output_key=source.output_key,
+        data={"root": str(tree.resolve()), "split": "random:0.25", "manifest": str(run / "split.json")},
+    )
+    return run, [rel for rel, _ in test]
+
+
+def test_training_tree_uses_the_saved_test_split(tmp_path: Path, tree: Path) -> None:
+    run, test_files = _run_folder(tmp_path, tree)
+    result = evaluate(run, tree, backend=ColourOracle())  # a run folder: its model/ is used
+    assert result.out_dir == run / "eval"  # default output for a bundle inside a run
+    assert result.metrics["source"] == "split-manifest"
+    assert result.metrics["n"] == len(test_files) == 3
+    assert sorted(p.relative_to(tree.resolve()).as_posix() for p in result.paths) == sorted(test_files)
+    assert result.metrics["accuracy"] == 1.0
+
+
+def test_training_tree_without_manifest_says_so(tmp_path: Path, tree: Path) -> None:
+    run, _ = _run_folder(tmp_path, tree)
+    (run / "split.json").unlink()
+    with pytest.raises(SportsdetError, match="split manifest is gone"):
+        evaluate(run / "model", tree, backend=ColourOracle())
+    assert not (run / "eval").exists()
+
+
+def test_unreadable_images_are_skipped_and_reported(bundle: Path, tree: Path, tmp_path: Path) -> None:
+    bad = tree / "polo" / "zz-broken.jpg"
+    bad.write_text("<html>not really a photo</html>")
+    warnings: list[str] = []
+    result = evaluate(bundle, tree, out_dir=tmp_path / "eval", backend=ColourOracle(), warn=warnings.append)
+    assert result.metrics["n"] == 12
+    assert [s["path"] for s in result.metrics["skipped"]] == [str(bad.resolve())]
+    assert any("zz-broken.jpg" in w for w in warnings)
+
+
+def test_nothing_readable_is_an_error(bundle: Path, tmp_path: Path) -> None:
+    (tmp_path / "junk" / "polo").mkdir(parents=True)
+    (tmp_path / "junk" / "polo" / "a.jpg").write_bytes(b"")
+    with pytest.raises(SportsdetError, match="none of the 1 images could be read"):
+        evaluate(bundle, tmp_path / "junk", out_dir=tmp_path / "eval", backend=ColourOracle())
+
+
+def test_bad_arguments(bundle: Path, tree: Path, tmp_path: Path) -> None:
+    with pytest.raises(SportsdetError, match="no such folder"):
+        evaluate(bundle, tmp_path / "nope", out_dir=tmp_path / "eval", backend=ColourOracle())
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(SportsdetError, match="not a folder"):
+        evaluate(bundle, tree, out_dir=tmp_path / "file", backend=ColourOracle())
+
+
+def test_rerun_replaces_results_cleanly(bundle: Path, tree: Path, tmp_path: Path) -> None:
+    out = tmp_path / "eval"
+    evaluate(bundle, tree, out_dir=out, backend=ColourOracle(swap=True))
+    evaluate(bundle, tree, out_dir=out, backend=ColourOracle())
+    assert {p.name for p in out.iterdir()} == EXPECTED_FILES  # no temporary files left
+    assert json.loads((out / "metrics.json").read_text())["accuracy"] == 1.0
+
+
+@pytest.mark.parametrize("n", [8, 100])
+def test_confusion_matrix_scales_with_classes(tmp_path: Path, n: int) -> None:
+    rng = np.random.default_rng(0)
+    cm = rng.integers(0, 5, size=(n, n)) + np.eye(n, dtype=int) * 20
+    path = tmp_path / f"cm{n}.png"
+    plot_confusion_matrix(cm, [f"class number {i}" for i in range(n)], path)
+    with Image.open(path) as image:
+        width = image.width
+    assert width >= (2500 if n == 100 else 600)
+
+
+def test_cli_prints_summary_and_defaults_out(
+    bundle: Path, tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, ["evaluate", str(bundle), str(tree)], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "accuracy" in result.stdout and "95% CI" in result.stdout and "macro-F1" in result.stdout
+    assert "air hockey" in result.stdout  # the per-class table
+    assert {p.name for p in (tmp_path / "eval-bundle").iterdir()} == EXPECTED_FILES
+
+
+def test_cli_unknown_class_error(bundle: Path, tree: Path, tmp_path: Path) -> None:
+    shutil.copytree(tree / "polo", tree / "curling")
+    result = CliRunner().invoke(app, ["evaluate", str(bundle), str(tree), "--out", str(tmp_path / "e")])
+    assert isinstance(result.exception, SportsdetError)
+    assert "curling" in str(result.exception)
