@@ -28,7 +28,7 @@ def _counts_table(title: str, classes: list[str], counts: dict[str, dict[str, in
     from rich.table import Table
 
     splits = list(counts)
-    table = Table(title=title, show_footer=True, title_justify="left")
+    table = Table(title=title or None, show_footer=True, title_justify="left")
     table.add_column("class", footer="total")
     for split in splits:
         total = sum(counts[split].values())
@@ -45,14 +45,16 @@ def _counts_table(title: str, classes: list[str], counts: dict[str, dict[str, in
 
 
 def _print_scan(scan: ScanResult) -> None:
-    layout = (
-        "split tree (" + ", ".join(scan.split_folders.values()) + ")"
-        if scan.layout == "split"
-        else ("one folder per class")
-    )
-    console.print(_counts_table(f"{scan.root}: {layout}", scan.classes, scan.counts()))
-    totals = " / ".join(f"{split} {sum(c.values()):,}" for split, c in scan.counts().items())
-    console.print(f"{len(scan.classes)} classes, {len(scan.records):,} images ({totals})", highlight=False)
+    if scan.layout == "split":
+        layout = "split tree (" + ", ".join(scan.split_folders.values()) + ")"
+    else:
+        layout = "one folder per class"
+    console.print(f"[bold]{scan.root}[/]: {layout}", highlight=False)
+    console.print(_counts_table("", scan.classes, scan.counts()))
+    line = f"{len(scan.classes)} classes, {len(scan.records):,} images"
+    if scan.layout == "split":
+        line += " (" + " / ".join(f"{split} {sum(c.values()):,}" for split, c in scan.counts().items()) + ")"
+    console.print(line, highlight=False)
     if scan.ignored:
         skipped = ", ".join(f"{n} {reason}" for reason, n in scan.ignored.items())
         console.print(f"skipped: {skipped}", highlight=False)
@@ -84,11 +86,14 @@ def scan(
 def _print_check(report: CheckReport) -> None:
     from rich.table import Table
 
+    from sportsdet.data.discover import IGNORED_UNSUPPORTED
+
     data = report.to_dict()
-    summary = Table(
-        title=f"{report.root}: {data['checked']:,} files checked in {report.seconds:.1f} s",
-        title_justify="left",
+    console.print(
+        f"[bold]{report.root}[/]: {data['checked']:,} files checked in {report.seconds:.1f} s",
+        highlight=False,
     )
+    summary = Table()
     summary.add_column("finding")
     summary.add_column("files", justify="right")
     summary.add_row("[green]ok[/]", f"{data['ok']:,}")
@@ -107,7 +112,8 @@ def _print_check(report: CheckReport) -> None:
         if mode != "RGB":
             summary.add_row(f"[dim]info: mode {mode} (converted to RGB when loaded)[/]", str(n))
     for reason, n in report.ignored.items():
-        summary.add_row(f"[dim]skipped by scan: {reason}[/]", str(n))
+        if reason != IGNORED_UNSUPPORTED:  # those are listed above as unsupported-format problems
+            summary.add_row(f"[dim]skipped by scan: {reason}[/]", str(n))
     console.print(summary)
 
     problems = report.problems
@@ -197,10 +203,9 @@ def check(
 def _print_split(manifest: SplitManifest) -> None:
     counts = manifest.counts
     console.print(
-        _counts_table(
-            f"{manifest.root}: --split {manifest.strategy} --seed {manifest.seed}", manifest.classes, counts
-        )
+        f"[bold]{manifest.root}[/]: --split {manifest.strategy} --seed {manifest.seed}", highlight=False
     )
+    console.print(_counts_table("", manifest.classes, counts))
     totals = " / ".join(f"{split} {sum(c.values()):,}" for split, c in counts.items())
     console.print(f"{len(manifest.classes)} classes: {totals}", highlight=False)
 
