@@ -89,19 +89,22 @@ register(
 # the measured transfer recipe (see bench/RESULTS.md); `sportsdet train --time-budget` rescales.
 _TRANSFER_DEFAULTS: dict[str, Any] = {
     "recipe": "transfer",
-    "batch_size": 32,
-    "head_epochs": 60,  # stage 1: head on cached frozen features (seconds)
+    "head_epochs": 20,  # stage 1: classifier on cached frozen features (seconds)
+    "head_batch_size": 256,
     "head_lr": 1e-3,
     "head_weight_decay": 1e-4,
-    "feature_flip": True,  # cache features of the mirrored photo too (free augmentation)
-    "finetune_epochs": 2,  # stage 2: fine-tune the top blocks with augmentation
-    "finetune_blocks": 2,  # how many of the last backbone stages are trained in stage 2
-    "lr": 3e-4,  # stage 2 top blocks; the head gets lr * head_lr_mult
+    "feature_flip": True,  # cache features of the mirror image too (augmentation for free)
+    "aug_views": 0,  # extra cached views: random crop + flip + colour jitter (real-photo framing)
+    "epochs": 2,  # stage 2: fine-tune the top trunk stages from cached activations
+    "finetune_stages": 2,  # trunk stages trained in stage 2 (below them: frozen, cached)
+    "batch_size": 64,
+    "lr": 3e-4,  # stage 2 pretrained stages; the new classifier gets lr * head_lr_mult
     "head_lr_mult": 3.0,
     "weight_decay": 0.02,
     "label_smoothing": 0.1,
+    "dropout": 0.2,
     "warmup_fraction": 0.05,
-    "augment": "realistic",
+    "time_budget": None,  # e.g. "10m": views and epochs are planned to fit
     "patience": None,
 }
 

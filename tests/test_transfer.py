@@ -1,0 +1,112 @@
+"""The transfer recipe end to end on a tiny generated dataset (Lite0, small input, 1 epoch)."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import CLASSES, make_image_tree
+
+from sportsdet.errors import SportsdetError
+from sportsdet.transfer import ArrayBatches, parse_duration, plan_schedule
+
+TINY = {"input_size": 64, "head_epochs": 3, "epochs": 1, "batch_size": 8, "head_lr": 1e-2}
+
+
+@pytest.fixture
+def cache(tmp_path: Path, monkeypatch) -> Path:
+    folder = tmp_path / "cache"
+    monkeypatch.setenv("SPORTSDET_CACHE_DIR", str(folder))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def split_tree(tmp_path_factory) -> Path:
+    splits = {"train": 6, "valid": 3, "test": 2}
+    return make_image_tree(tmp_path_factory.mktemp("data"), splits=splits, size=72)
+
+
+def _train(data: Path, out: Path, **options):
+    from sportsdet.train import train
+
+    torch.set_num_threads(2)
+    return train(data, out=out, model="lite0", options={**TINY, **options})
+
+
+def test_transfer_trains_both_stages_and_writes_the_run_folder(split_tree: Path, tmp_path: Path, cache):
+    from sportsdet.bundle import load_bundle
+
+    result = _train(split_tree, tmp_path / "run")
+    run = tmp_path / "run"
+    rows = list(csv.DictReader(open(run / "metrics.csv", encoding="utf-8")))
+    assert [r["stage"] for r in rows] == ["head"] * 3 + ["finetune"]
+    assert (run / "curves.png").is_file() and (run / "checkpoints" / "best.safetensors").is_file()
+    # Colour classes are easy: the pretrained features must separate them.
+    assert result.best["val_acc"] == 1.0
+    bundle = load_bundle(run / "model")
+    assert bundle.model_name == "lite0" and bundle.labels == CLASSES
+    assert bundle.preprocessing.input_size == 64
+    assert bundle.training["transfer"]["views"] == ["center", "flip"]
+    # The bundle rebuilds and predicts the validation photos right, through THE preprocessing.
+    from sportsdet.preprocess import load_and_preprocess
+
+    model = bundle.build_torch_model()
+    photos = sorted((split_tree / "valid").rglob("*.jpg"))
+    batch = torch.from_numpy(np.stack([load_and_preprocess(p, bundle.preprocessing) for p in photos]))
+    with torch.inference_mode():
+        predicted = [CLASSES[i] for i in model(batch).argmax(1).tolist()]
+    assert predicted == [p.parent.name for p in photos]
+    # Features were cached: a second run extracts nothing new.
+    shards = sorted(cache.rglob("shard-*.safetensors"))
+    assert shards
+    _train(split_tree, tmp_path / "run2", head_epochs=1)
+    assert sorted(cache.rglob("shard-*.safetensors")) == shards
+
+
+def test_bad_photo_in_training_data_is_a_clear_error(tmp_path: Path, cache) -> None:
+    data = make_image_tree(tmp_path / "data", splits={"train": 3, "valid": 1}, size=72)
+    bad = data / "train" / "polo" / "zz_bad.jpg"
+    bad.write_bytes(b"\xff\xd8\xff\xe0 this is not really a jpeg")
+    with pytest.raises(SportsdetError) as info:
+        _train(data, tmp_path / "run", head_epochs=1)
+    assert "zz_bad.jpg" in str(info.value)
+
+
+def test_parse_duration() -> None:
+    assert parse_duration("10m") == 600
+    assert parse_duration("90s") == 90
+    assert parse_duration("1h30m") == 5400
+    assert parse_duration(45) == 45
+    assert parse_duration(None) is None
+    for bad in ("soon", "-5", "0"):
+        with pytest.raises(SportsdetError):
+            parse_duration(bad)
+
+
+def test_budget_drops_views_that_do_not_fit() -> None:
+    options = {"aug_views": 2, "feature_flip": True, "epochs": 3, "time_budget": "10m"}
+    # 13,500 photos at 45 img/s is 300 s per view: only the photo itself fits in 60% of 600 s.
+    plan = plan_schedule(options, 13500, 13500, 45.0)
+    assert plan["aug_views"] == 0 and plan["feature_flip"] is False
+    # Everything cached already: all views are free.
+    plan = plan_schedule(options, 13500, 0, 45.0)
+    assert plan["aug_views"] == 2 and plan["feature_flip"] is True
+    assert plan_schedule({"aug_views": 1, "epochs": 2}, 10, 10, 1.0)["budget_s"] is None
+
+
+def test_array_batches_mix_views_and_cover_every_row() -> None:
+    torch.manual_seed(0)
+    a = np.zeros((10, 2), np.float32)
+    b = np.ones((10, 2), np.float32)
+    labels = np.arange(10)
+    batches = list(ArrayBatches([a, b], labels, 4, shuffle=True))
+    assert len(batches) == 3
+    seen = torch.cat([y for _, y in batches]).sort().values.tolist()
+    assert seen == list(range(10))
+    values = torch.cat([x for x, _ in batches])[:, 0]
+    assert 0 < values.sum() < 10  # both views were drawn
+    plain = list(ArrayBatches([a, b], labels, 4, shuffle=False))
+    assert torch.cat([x for x, _ in plain]).sum() == 0  # evaluation uses the first view only
