@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from sportsdet.cli.app import console, data_app, err_console
+from sportsdet.errors import SportsdetError
 
 if TYPE_CHECKING:
     from sportsdet.data.check import CheckReport
@@ -162,14 +163,22 @@ def check(
     ),
     workers: int = typer.Option(0, "--workers", min=0, help="Decoding processes (0 = one per CPU core)."),
 ) -> None:
-    """Decode every image and report unreadable, truncated, empty, fake, unsupported and tiny files,
-    exact duplicates, and duplicates that cross splits (train/test leakage)."""
+    """Decode every image; report bad files, exact duplicates and duplicates across splits.
+
+    Bad files: unreadable or truncated, empty, not an image (e.g. HTML saved as .jpg), unsupported
+    format, tiny. Duplicates across splits leak test images into training. Exit code 0 unless
+    --strict finds something (then 1); 2 for a bad PATH or option.
+    """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from sportsdet.data.check import check_dataset, quarantine_files, validate_quarantine_dir
     from sportsdet.data.discover import scan_dataset
 
     scanned = scan_dataset(path)
+    if report_path is not None and report_path.is_dir():
+        raise SportsdetError(
+            f"--report {report_path}: is a folder; give a file name such as {report_path}/report.json"
+        )
     if quarantine is not None:
         validate_quarantine_dir(scanned.root, quarantine)  # refuse before spending minutes decoding
     _print_warnings([w for w in scanned.warnings if "imbalance" not in w])
