@@ -19,7 +19,7 @@ from PIL import Image
 from test_report_fixtures import make_run, write_eval
 
 from sportsdet.errors import SportsdetError
-from sportsdet.report import write_comparison, write_report
+from sportsdet.report import write_comparison, write_report, write_report_after
 
 
 class Page(HTMLParser):
@@ -331,3 +331,22 @@ def test_cli_report_compare_and_errors(tmp_path):
     assert "error:" in done.stderr and "missing" in done.stderr and "Traceback" not in done.stderr
     done = _cli("report", str(a.run), str(b.run), cwd=tmp_path)
     assert done.returncode == 2 and "--compare" in done.stderr
+
+
+def test_write_report_after_warns_instead_of_failing(tmp_path):
+    fake = make_run(tmp_path, n_classes=3, per_class=2)
+    warnings: list[str] = []
+    assert write_report_after(fake.run, warnings.append) == fake.run / "report.html"
+    (fake.eval / "metrics.json").write_text("{broken")
+    assert write_report_after(fake.run, warnings.append) is None
+    assert len(warnings) == 1 and "metrics.json" in warnings[0]
+
+
+def test_skipped_images_and_plain_folder_evaluation(tmp_path):
+    fake = make_run(tmp_path, n_classes=3, per_class=2)
+    metrics = json.loads((fake.eval / "metrics.json").read_text())
+    metrics.update({"split": None, "skipped": [{"path": "a.jpg", "error": "a.jpg: image data is truncated"}]})
+    (fake.eval / "metrics.json").write_text(json.dumps(metrics))
+    text = write_report(fake.run).read_text(encoding="utf-8")
+    assert "1 image(s) could not be read" in text and "a.jpg: image data is truncated" in text
+    assert "None accuracy" not in text and "evaluated accuracy" in text

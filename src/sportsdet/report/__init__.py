@@ -3,17 +3,18 @@
     write_report(run_or_eval_dir, out=None) -> Path     # RUN/report.html by default
     write_comparison([run_a, run_b, ...], out) -> Path
 
-Train and evaluate can call `write_report` at the end (it takes about a second at 100
-classes). Reads only the files docs/ARCHITECTURE.md lists; every metric comes from
-metrics.json, i.e. from `sportsdet.metrics`. Raises `SportsdetError` for a missing folder or a
-damaged file; an existing report is only replaced once the new one is complete.
+Train and evaluate can call `write_report_after(run_dir, warn)` at the end (a few seconds at
+100 classes; it warns instead of failing the command). Reads only the files
+docs/ARCHITECTURE.md lists; every metric comes from metrics.json, i.e. from `sportsdet.metrics`.
+Raises `SportsdetError` for a missing folder or a damaged file; an existing report is only
+replaced once the new one is complete.
 """
 
 from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from sportsdet.errors import SportsdetError
@@ -21,7 +22,9 @@ from sportsdet.report.inputs import ReportInputs, load_inputs
 
 REPORT_NAME = "report.html"
 
-__all__ = ["REPORT_NAME", "ReportInputs", "load_inputs", "write_comparison", "write_report"]
+__all__ = [
+    "REPORT_NAME", "ReportInputs", "load_inputs", "write_comparison", "write_report", "write_report_after",
+]
 
 
 def _write_atomic(path: Path, text: str) -> Path:
@@ -69,6 +72,22 @@ def write_report(
     limit = GALLERY_LIMIT if gallery_limit is None else max(0, int(gallery_limit))
     page = render_report(inputs, gallery_limit=limit)
     return _write_atomic(_out_path(out, Path(run_or_eval_dir) / REPORT_NAME), page)
+
+
+def write_report_after(
+    run_or_eval_dir: str | Path, warn: Callable[[str], None] | None = None
+) -> Path | None:
+    """For the end of `train` / `evaluate`: write the report, but never fail the command for it.
+
+    A damaged input or an unwritable folder becomes one warning (via `warn`) and None; the
+    run's own results are already safely on disk by then.
+    """
+    try:
+        return write_report(run_or_eval_dir)
+    except (SportsdetError, OSError) as exc:
+        if warn is not None:
+            warn(f"report not written: {exc}")
+        return None
 
 
 def write_comparison(run_dirs: Sequence[str | Path], out: str | Path) -> Path:

@@ -96,8 +96,9 @@ def confusion_png(matrix: list[list[int]], labels: list[str]) -> bytes:
     totals = counts.sum(axis=1, keepdims=True)
     # Each row shows where that class's images went (recall on the diagonal); empty rows stay 0.
     share = np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0)
-    side = float(np.clip(0.16 * n + 2.5, 5.0, 19.0))  # inches: ~0.16 in per class at 100 classes
-    font = float(np.clip(140.0 / max(n, 1), 5.0, 10.0))
+    # ~0.2 in (20 px) per class and 6.5 pt names at 100 classes: read at full size, scrolled.
+    side = float(np.clip(0.2 * n + 2.5, 5.0, 24.0))
+    font = float(np.clip(170.0 / max(n, 1), 6.5, 10.0))
     fig = Figure(figsize=(side + 1.2, side))
     ax = fig.add_subplot(1, 1, 1)
     image = ax.imshow(share, cmap="Blues", vmin=0.0, vmax=1.0, interpolation="nearest")

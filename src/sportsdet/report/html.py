@@ -164,7 +164,7 @@ def _results(inputs: ReportInputs) -> str:
         return _no_eval(inputs) + _training_summary_cards(inputs)
     ci = m.get("accuracy_ci95") or [None, None]
     k = m.get("top_k", 5)
-    split = m.get("split", "test")
+    split = m.get("split") or "evaluated"  # None when evaluate scored a plain folder tree
     cards = [
         ("accuracy", f"{split} accuracy", pct(m.get("accuracy")),
          f"95% CI {pct(ci[0])}–{pct(ci[1])}" if ci[0] is not None else ""),
@@ -198,8 +198,16 @@ def _results(inputs: ReportInputs) -> str:
     if isinstance(k, int) and len(inputs.labels) and len(inputs.labels) <= k:
         html.append(f'<p class="muted">With {len(inputs.labels)} classes, top-{k} accuracy is 100% by '
                     "construction.</p>")
+    skipped = m.get("skipped") or []
+    if isinstance(skipped, list) and skipped:
+        html.append(f'<div class="note">{len(skipped)} image(s) could not be read and are not counted: '
+                    + escape("; ".join(_plain(x.get("error", x) if isinstance(x, dict) else x)
+                                       for x in skipped[:5]))
+                    + (" ..." if len(skipped) > 5 else "") + "</div>")
+    speed = m.get("images_per_second")
     where = [("evaluation folder", str(inputs.eval_dir) if inputs.eval_dir else None),
-             ("model evaluated", m.get("bundle")), ("data evaluated", m.get("data"))]
+             ("model evaluated", m.get("bundle")), ("data evaluated", m.get("data")),
+             ("evaluation speed", f"{speed:g} images/s" if isinstance(speed, (int, float)) else None)]
     html.append(kv_table(where))
     return "".join(html)
 
