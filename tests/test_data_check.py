@@ -27,7 +27,8 @@ EXPECTED_PROBLEMS = {
     "train/polo/icon.png": "unsupported-format",
     "train/polo/phone.heic": "unsupported-format",
 }
-CROSS_SPLIT = ["train/polo/000.jpg", "test/polo/leak.jpg"]
+# Duplicates as reported: the copy that quarantine keeps comes first (test before train).
+CROSS_SPLIT = ["test/polo/leak.jpg", "train/polo/000.jpg"]
 SAME_SPLIT = ["train/croquet/000.jpg", "train/croquet/dup.jpg"]
 
 
@@ -60,7 +61,7 @@ def _messy_tree(root: Path) -> Path:
     _photo(97, 48).save(polo / "icon.png", format="ICO")
     (polo / "phone.heic").write_bytes(b"\0\0\0\x18ftypheic" + b"\0" * 50)
     Image.new("L", (40, 40), 120).save(polo / "grey.jpg")
-    shutil.copyfile(root / CROSS_SPLIT[0], root / CROSS_SPLIT[1])
+    shutil.copyfile(root / CROSS_SPLIT[1], root / CROSS_SPLIT[0])
     shutil.copyfile(root / SAME_SPLIT[0], root / SAME_SPLIT[1])
     (root / "train" / "croquet" / ".DS_Store").write_bytes(b"junk")
     return root
@@ -154,7 +155,7 @@ def test_quarantine_moves_bad_files_and_extra_copies_only(messy: Path, tmp_path:
     for rel in moved:
         assert not (messy / rel).exists()
     assert (messy / CROSS_SPLIT[0]).exists() and (messy / SAME_SPLIT[0]).exists()  # first copies stay
-    assert (jail / "test/polo/leak.jpg").exists() and (jail / "train/polo/phone.heic").exists()
+    assert (jail / "train/polo/000.jpg").exists() and (jail / "train/polo/phone.heic").exists()
     # never overwritten: the old file is intact and the new one got a fresh name beside it
     assert (jail / "train/polo/empty.jpg").read_bytes() == b"an older quarantined file"
     assert (jail / "train/polo/empty~1.jpg").read_bytes() == b""

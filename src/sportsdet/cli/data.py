@@ -155,7 +155,8 @@ def check(
     quarantine: Path | None = typer.Option(
         None,
         "--quarantine",
-        help="Move bad files and extra duplicate copies to this folder, keeping their relative paths. "
+        help="Move bad files and extra duplicate copies (the test, else valid, copy stays) to this folder, "
+        "keeping their relative paths. "
         "Never deletes or overwrites; must be outside the data tree (or a hidden folder inside it).",
     ),
     keep_duplicates: bool = typer.Option(

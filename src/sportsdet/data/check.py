@@ -28,7 +28,6 @@ from sportsdet import imageio
 from sportsdet.data._jsonio import write_json_atomic
 from sportsdet.data.discover import (
     IGNORED_UNSUPPORTED,
-    SPLIT_ORDER,
     ScanResult,
     is_hidden_name,
     scan_dataset,
@@ -74,7 +73,7 @@ class FileResult:
 
 @dataclass
 class DuplicateGroup:
-    """Files with identical bytes. `keep` is the copy quarantine leaves in place."""
+    """Files with identical bytes, the copy quarantine leaves in place (`keep`) first."""
 
     sha256: str
     files: list[str]
@@ -303,10 +302,13 @@ def check_dataset(
     )
 
 
+# Which copy of a duplicate stays: test before valid before train, so the held-out sets stay as
+# published (scores remain comparable) and the leaked copy leaves the training side.
+_KEEP_RANK = {"test": 0, "valid": 1, "train": 2}
+
+
 def _keep_order(result: FileResult) -> tuple[int, str]:
-    # The copy to keep: the one in the earliest split (train before valid before test), then by path.
-    rank = SPLIT_ORDER.index(result.split) if result.split in SPLIT_ORDER else len(SPLIT_ORDER)
-    return rank, result.rel
+    return _KEEP_RANK.get(result.split or "", len(_KEEP_RANK)), result.rel
 
 
 def find_duplicates(results: Iterable[FileResult]) -> list[DuplicateGroup]:
