@@ -229,6 +229,12 @@ def test_class_subset_keeps_sorted_order(flat: Path) -> None:
     assert {label for split in manifest.splits.values() for _, label in split} == {"air hockey", "rowing"}
 
 
+def test_class_subset_as_comma_separated_text(flat: Path) -> None:
+    assert make_split(flat, "random:0.2", classes="rowing, air hockey").classes == ["air hockey", "rowing"]
+    with pytest.raises(SportsdetError, match="no class names"):
+        make_split(flat, "random:0.2", classes=" , ")
+
+
 def test_unknown_classes_are_listed_with_suggestions(flat: Path) -> None:
     with pytest.raises(SportsdetError) as info:
         make_split(flat, "random:0.2", classes=["Polo", "air-hockey", "curling"])

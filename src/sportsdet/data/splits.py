@@ -296,10 +296,11 @@ def _shuffled(records: list[ImageRecord], seed: int, label: str) -> list[ImageRe
     return [ordered[i] for i in order]
 
 
-def _select_classes(scan: ScanResult, classes: Iterable[str] | None) -> list[str]:
+def _select_classes(scan: ScanResult, classes: str | Iterable[str] | None) -> list[str]:
     if classes is None:
         return list(scan.classes)
-    wanted = [c.strip() for c in ([classes] if isinstance(classes, str) else classes)]
+    # A string is the `--classes` text: names separated by commas.
+    wanted = [c.strip() for c in (classes.split(",") if isinstance(classes, str) else classes)]
     wanted = list(dict.fromkeys(c for c in wanted if c))
     if not wanted:
         raise SportsdetError("--classes: no class names given; list them separated by commas")
@@ -323,12 +324,13 @@ def make_split(
     scan_or_root: ScanResult | str | Path,
     strategy: str | SplitStrategy = "official",
     seed: int = 0,
-    classes: Iterable[str] | None = None,
+    classes: str | Iterable[str] | None = None,
 ) -> SplitManifest:
     """Split a scanned tree (or a folder, scanned first) into train/valid/test.
 
     Stable API used by `sportsdet train`. `strategy` is the `--split` text (see the module doc),
-    `classes` restricts to a subset (label order stays sorted). Deterministic for a given seed.
+    `classes` restricts to a subset, as names or one comma-separated string (label order stays
+    sorted). Deterministic for a given seed.
     Raises SportsdetError for a bad strategy, unknown classes, or classes too small for it.
     """
     scan = scan_or_root if isinstance(scan_or_root, ScanResult) else scan_dataset(scan_or_root)
