@@ -1,0 +1,123 @@
+"""The frozen-feature cache: right numbers, keyed by content, safe to interrupt, resumable."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import make_image
+
+from sportsdet import features
+from sportsdet.errors import SportsdetError
+from sportsdet.models import build_model, get_model_spec
+from sportsdet.preprocess import load_and_preprocess
+
+PRE = replace(get_model_spec("lite0").preprocessing, input_size=64)
+
+
+@pytest.fixture
+def cache(tmp_path: Path, monkeypatch) -> Path:
+    folder = tmp_path / "cache"
+    monkeypatch.setenv("SPORTSDET_CACHE_DIR", str(folder))
+    monkeypatch.setattr(features, "SHARD_SIZE", 2)  # several shards from a handful of photos
+    return folder
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return build_model("lite0", num_classes=1, pretrained=True).eval()
+
+
+@pytest.fixture
+def photos(tmp_path: Path) -> list[Path]:
+    paths = []
+    for i, colour in enumerate([(200, 30, 30), (30, 200, 30), (30, 30, 200), (220, 220, 40), (90, 90, 90)]):
+        path = tmp_path / "photos" / f"{i}.jpg"
+        path.parent.mkdir(exist_ok=True)
+        make_image(colour, size=80, seed=i).save(path, quality=90)
+        paths.append(path)
+    return paths
+
+
+def _extract(paths, model, **kw):
+    return features.extract_features("lite0", paths, preprocessing=PRE, model=model, progress=False, **kw)
+
+
+def test_features_match_the_torch_model(photos, model, cache) -> None:
+    tap = features.default_tap(model, 2)
+    out = _extract(photos, model, tap=tap)
+    batch = torch.from_numpy(np.stack([load_and_preprocess(p, PRE) for p in photos]))
+    with torch.inference_mode():
+        expected = model.forward_head(model.forward_features(batch), pre_logits=True).numpy()
+        stages = features.trunk_stages(model)
+        activation = torch.nn.Sequential(*stages[:tap])(batch).numpy()
+    assert out["pooled"].shape == (5, 1280) and out["pooled"].dtype == np.float32
+    np.testing.assert_allclose(out["pooled"], expected, atol=1e-3, rtol=1e-3)
+    np.testing.assert_allclose(out["tap"].astype(np.float32), activation, atol=2e-2, rtol=1e-2)
+    assert cache in features.FeatureKey("lite0", PRE, "center", tap).folder().parents
+
+
+def test_cache_is_keyed_by_content_and_reused(photos, model, cache, tmp_path, monkeypatch) -> None:
+    first = _extract(photos, model)
+    # A renamed copy is the same photo: nothing is computed again.
+    copy = tmp_path / "renamed.jpg"
+    shutil.copy(photos[0], copy)
+    monkeypatch.setattr(features, "_session_for", lambda *a, **k: pytest.fail("recomputed a cached photo"))
+    again = _extract([copy, *photos[1:]], model)
+    np.testing.assert_array_equal(again["pooled"], first["pooled"])
+
+
+def test_key_changes_with_preprocessing_and_view(model, cache) -> None:
+    folders = {
+        features.FeatureKey("lite0", PRE).folder(),
+        features.FeatureKey("lite0", replace(PRE, resize="pad")).folder(),
+        features.FeatureKey("lite0", PRE, view="flip").folder(),
+        features.FeatureKey("lite0", PRE, tap=7).folder(),
+        features.FeatureKey("lite1", PRE).folder(),
+    }
+    assert len(folders) == 5
+
+
+def test_views_differ_and_augmentation_is_repeatable(photos, model, cache) -> None:
+    center = _extract(photos, model)["pooled"]
+    flip = _extract(photos, model, view="flip")["pooled"]
+    aug = _extract(photos, model, view="aug0")["pooled"]
+    assert not np.allclose(center, flip) and not np.allclose(center, aug)
+    shutil.rmtree(features.FeatureKey("lite0", PRE, view="aug0").folder())
+    np.testing.assert_allclose(_extract(photos, model, view="aug0")["pooled"], aug, atol=1e-5)
+    with pytest.raises(SportsdetError, match="view"):
+        _extract(photos, model, view="sideways")
+
+
+def test_bad_photo_fails_clearly_and_finished_shards_are_kept(photos, model, cache, tmp_path) -> None:
+    bad = tmp_path / "photos" / "9_bad.jpg"
+    bad.write_bytes(b"<html>not found</html>")
+    with pytest.raises(SportsdetError) as info:
+        _extract([*photos[:4], bad], model, batch_size=2)
+    assert "9_bad.jpg" in str(info.value) and "data check" in str(info.value)
+    folder = features.FeatureKey("lite0", PRE).folder()
+    kept = list(folder.glob("shard-*.safetensors"))
+    assert len(kept) == 2  # the 4 good photos, 2 per shard, were saved before the failure
+    assert not list(folder.glob(".tmp-*"))
+    # Resuming computes only what is missing and gives the same numbers as a fresh run.
+    resumed = _extract(photos, model)["pooled"]
+    shutil.rmtree(folder)
+    np.testing.assert_allclose(_extract(photos, model)["pooled"], resumed, atol=1e-5)
+
+
+def test_damaged_shard_is_recomputed_not_trusted(photos, model, cache) -> None:
+    first = _extract(photos[:2], model)["pooled"]
+    folder = features.FeatureKey("lite0", PRE).folder()
+    shard = next(folder.glob("shard-*.safetensors"))
+    shard.write_bytes(b"garbage")
+    np.testing.assert_allclose(_extract(photos[:2], model)["pooled"], first, atol=1e-5)
+
+
+def test_missing_file_names_the_path(model, cache, tmp_path) -> None:
+    with pytest.raises(SportsdetError, match="nope.jpg"):
+        _extract([tmp_path / "nope.jpg"], model)
