@@ -283,13 +283,19 @@ def check_dataset(
             if on_progress:
                 on_progress(len(chunk))
     else:
-        with ProcessPoolExecutor(max_workers=min(workers, len(chunks)), initializer=_quiet_worker) as pool:
+        pool = ProcessPoolExecutor(max_workers=min(workers, len(chunks)), initializer=_quiet_worker)
+        try:
             futures = [pool.submit(_check_chunk, chunk) for chunk in chunks]
             for future in as_completed(futures):
                 done = future.result()
                 results.extend(done)
                 if on_progress:
                     on_progress(len(done))
+        except BaseException:
+            # Ctrl-C: drop the queued chunks instead of decoding the rest of the tree first.
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        pool.shutdown()
     results.extend(_unsupported_files(scan))
     results.sort(key=lambda r: r.rel)
     return CheckReport(
