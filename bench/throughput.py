@@ -1,0 +1,424 @@
+"""Prediction throughput on this CPU, all in one run: `python bench/throughput.py`.
+
+Measures, on sports100 photos:
+  1. a typical user's loop: eager timm PyTorch, one image at a time, PIL + torchvision v2 transforms;
+  2. the bound: onnxruntime on already-decoded tensors at its best batch size (model time only);
+  3. `sportsdet predict` end to end (file in, label out), fp32 and INT8: in-process through the
+     same Predictor the CLI uses, and the CLI itself in a subprocess (startup included);
+  4. the same on large photos (4000x3000 JPEGs made from the test photos by upscaling);
+  5. batch-1 latency p50/p99 and the peak memory of the CLI process.
+Writes bench/results/throughput.json and the throughput section of bench/RESULTS.md.
+
+The model is the built-in sports100 bundle when the package has one, else EfficientNet-Lite0
+(ImageNet weights) with a random 100-class head: speed does not depend on trained weights, the
+INT8 accuracy change does (the report says which model gave it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = REPO.parent / "shared" / "data" / "sports100"
+RESULTS_MD = REPO / "bench" / "RESULTS.md"
+RESULTS_JSON = REPO / "bench" / "results" / "throughput.json"
+START, END = "<!-- throughput:start -->", "<!-- throughput:end -->"
+
+
+def log(message: str) -> None:
+    print(
+        f"[{time.strftime('%H:%M:%S')} load {os.getloadavg()[0]:.2f}] {message}", file=sys.stderr, flush=True
+    )
+
+
+def timed_rate(run: Callable[[], int], min_seconds: float = 0.0) -> tuple[float, float, int]:
+    """Call `run` (returns images done) until min_seconds pass; (images/s, seconds, images)."""
+    done, start = 0, time.perf_counter()
+    while True:
+        done += run()
+        elapsed = time.perf_counter() - start
+        if elapsed >= min_seconds:
+            return done / elapsed, elapsed, done
+
+
+# --- the model under test -------------------------------------------------------------------
+
+
+def prepare_model(work: Path, data: Path, random_head: bool) -> dict[str, Any]:
+    from sportsdet.bundle import builtin_bundle_path, save_bundle
+    from sportsdet.export import export_bundle
+    from sportsdet.models import build_model, get_model_spec
+
+    builtin = None if random_head else builtin_bundle_path()
+    bundle_dir = work / "bundle"
+    if builtin is not None:
+        # A copy, so that exporting writes into the temp folder and never into the package.
+        shutil.copytree(builtin, bundle_dir, ignore=shutil.ignore_patterns("*.onnx"))
+        source = f"built-in bundle ({builtin})"
+    else:
+        labels = sorted(p.name for p in (data / "train").iterdir() if p.is_dir())
+        spec = get_model_spec("lite0")
+        model = build_model("lite0", num_classes=len(labels), pretrained=True)
+        save_bundle(
+            bundle_dir,
+            state_dict=model.state_dict(),
+            model_name="lite0",
+            model_config={},
+            labels=labels,
+            preprocessing=spec.preprocessing,
+            output_key=spec.output_key,
+        )
+        source = "lite0, ImageNet backbone + random 100-class head (no built-in bundle yet)"
+    log(f"model: {source}; exporting fp32 + INT8")
+    started = time.perf_counter()
+    report = export_bundle(
+        bundle_dir,
+        int8=True,
+        calibration_data=data / "train",
+        eval_data=data / "test",
+        max_int8_drop=100.0,
+    )
+    log(f"export took {time.perf_counter() - started:.0f} s")
+    return {
+        "source": source,
+        "bundle": bundle_dir,
+        "fp32": bundle_dir / "model.onnx",
+        "int8": bundle_dir / "model.int8.onnx",
+        "export": report.to_dict(),
+    }
+
+
+# --- 1. the typical user's loop -------------------------------------------------------------
+
+
+def typical_loop(bundle_dir: Path, paths: list[Path], seconds: float) -> dict[str, Any]:
+    import torch
+    from PIL import Image
+    from torchvision.transforms import v2
+
+    from sportsdet.bundle import load_bundle
+
+    bundle = load_bundle(bundle_dir)
+    model = bundle.build_torch_model()  # timm tf_efficientnet_lite0, eager
+    spec = bundle.preprocessing
+    transform = v2.Compose(
+        [
+            v2.Resize(spec.input_size, interpolation=v2.InterpolationMode.BICUBIC),
+            v2.CenterCrop(spec.input_size),
+            v2.ToImage(),
+            v2.ToDtype(torch.float32, scale=True),
+            v2.Normalize(list(spec.mean), list(spec.std)),
+        ]
+    )
+    cycle = itertools.cycle(paths)
+
+    def one() -> int:
+        image = Image.open(next(cycle)).convert("RGB")
+        with torch.no_grad():
+            logits = model(transform(image).unsqueeze(0))
+        _ = bundle.labels[int(logits.argmax())]
+        return 1
+
+    for _ in range(5):
+        one()
+    rate, elapsed, n = timed_rate(one, seconds)
+    return {"images_per_s": rate, "images": n, "seconds": elapsed, "torch_threads": torch.get_num_threads()}
+
+
+# --- 2. the model-only bound ----------------------------------------------------------------
+
+
+def model_bound(onnx_path: Path, decoded: np.ndarray, seconds: float) -> dict[str, Any]:
+    from sportsdet.runtime import OnnxBackend
+
+    rows = []
+    for spinning in (False, True):
+        backend = OnnxBackend(onnx_path, spinning=spinning)
+        for batch_size in (1, 8, 16, 32, 64):
+            batch = np.ascontiguousarray(np.resize(decoded, (batch_size, *decoded.shape[1:])))
+            backend.predict_proba(batch)  # warm-up: first runs allocate
+            backend.predict_proba(batch)
+            rate, _, _ = timed_rate(lambda b=batch, m=backend: len(m.predict_proba(b)), seconds)
+            rows.append({"batch": batch_size, "spinning": spinning, "images_per_s": rate})
+            log(f"  bound {onnx_path.name} batch {batch_size} spinning={spinning}: {rate:.1f} img/s")
+    best = max(rows, key=lambda r: r["images_per_s"])
+    return {"best": best, "all": rows}
+
+
+# --- 3/4. end to end ------------------------------------------------------------------------
+
+
+def end_to_end(model_path: Path, inputs: list[str], repeats: int = 1) -> dict[str, Any]:
+    """File in, label out, through the Predictor that `sportsdet predict` runs (model loaded once)."""
+    from sportsdet.predict import Predictor, to_jsonl
+
+    predictor = Predictor(model_path)
+    for line in predictor.predict_sources(inputs[:8]):  # warm-up
+        to_jsonl(line)
+    lines = 0
+    start = time.perf_counter()
+    for _ in range(repeats):
+        for result in predictor.predict_sources(inputs):
+            if not result.ok:
+                raise RuntimeError(f"benchmark input failed: {result.input}: {result.error}")
+            to_jsonl(result)
+            lines += 1
+    elapsed = time.perf_counter() - start
+    return {
+        "images_per_s": lines / elapsed,
+        "images": lines,
+        "seconds": elapsed,
+        "backend": getattr(predictor.backend, "name", type(predictor.backend).__name__),
+    }
+
+
+def cli_run(model_path: Path, folder: Path, work: Path) -> dict[str, Any]:
+    """The real CLI in a subprocess: wall time including start-up, and its peak memory (wait4)."""
+    exe = shutil.which("sportsdet", path=str(Path(sys.executable).parent)) or "sportsdet"
+    out_file = work / "cli-output.jsonl"
+    with open(out_file, "wb") as sink:
+        start = time.perf_counter()
+        proc = subprocess.Popen(
+            [exe, "predict", "--model", str(model_path), "--format", "jsonl", str(folder)],
+            stdout=sink,
+            stderr=subprocess.DEVNULL,
+        )
+        _, status, usage = os.wait4(proc.pid, 0)
+        elapsed = time.perf_counter() - start
+        proc.returncode = os.waitstatus_to_exitcode(status)
+    lines = out_file.read_bytes().count(b"\n")
+    return {
+        "images": lines,
+        "seconds": elapsed,
+        "images_per_s": lines / elapsed,
+        "exit_code": proc.returncode,
+        "peak_rss_mib": usage.ru_maxrss / 1024.0,
+    }
+
+
+def latency(model_path: Path, paths: list[Path], n: int) -> dict[str, Any]:
+    """One photo at a time, file to label, through the Predictor."""
+    from sportsdet.predict import Predictor
+
+    predictor = Predictor(model_path)
+    times = []
+    for path in itertools.islice(itertools.cycle(paths), n + 5):
+        start = time.perf_counter()
+        (result,) = list(predictor.predict_sources([str(path)]))
+        times.append(time.perf_counter() - start)
+    times = np.asarray(times[5:]) * 1000
+    return {
+        "p50_ms": float(np.percentile(times, 50)),
+        "p99_ms": float(np.percentile(times, 99)),
+        "mean_ms": float(times.mean()),
+        "n": int(n),
+    }
+
+
+def make_large(paths: list[Path], out: Path, size: tuple[int, int] = (4000, 3000)) -> list[Path]:
+    from PIL import Image
+
+    out.mkdir(parents=True, exist_ok=True)
+    made = []
+    for i, path in enumerate(paths):
+        target = out / f"{i:03d}.jpg"
+        with Image.open(path) as image:
+            image.convert("RGB").resize(size, Image.Resampling.BICUBIC).save(target, quality=90)
+        made.append(target)
+    return made
+
+
+# --- report ---------------------------------------------------------------------------------
+
+
+def goals(r: dict[str, Any]) -> list[dict[str, Any]]:
+    bound = r["bound_fp32"]["best"]["images_per_s"]
+    e2e, e2e8 = r["e2e_fp32"]["images_per_s"], r["e2e_int8"]["images_per_s"]
+    large = r["e2e_large_fp32"]["images_per_s"]
+    typical = r["typical"]["images_per_s"]
+    change = r["model"]["export"]["int8"]["accuracy_change_points"]
+    return [
+        {
+            "goal": "end to end >= 90% of the fp32 model-only bound (224 px)",
+            "value": f"{e2e / bound:.0%}",
+            "met": e2e >= 0.9 * bound,
+        },
+        {
+            "goal": ">= 3x the typical user's loop",
+            "value": f"{e2e / typical:.1f}x",
+            "met": e2e >= 3 * typical,
+        },
+        {"goal": "INT8 end to end faster than fp32", "value": f"{e2e8 / e2e:.2f}x", "met": e2e8 > e2e},
+        {
+            "goal": "INT8 loses <= 0.5 accuracy points on sports100 test",
+            "value": f"{change:+.2f} points",
+            "met": change >= -0.5,
+        },
+        {
+            "goal": "large photos within 2x of the 224 px rate",
+            "value": f"{e2e / large:.2f}x slower",
+            "met": large * 2 >= e2e,
+        },
+    ]
+
+
+def markdown(r: dict[str, Any]) -> str:
+    int8 = r["model"]["export"]["int8"]
+    rows = [
+        ("1. typical loop: eager timm PyTorch, batch 1, PIL + torchvision", r["typical"]["images_per_s"]),
+        (
+            f"2. bound: onnxruntime fp32, decoded tensors, batch {r['bound_fp32']['best']['batch']}",
+            r["bound_fp32"]["best"]["images_per_s"],
+        ),
+        (
+            f"2. bound: onnxruntime INT8, decoded tensors, batch {r['bound_int8']['best']['batch']}",
+            r["bound_int8"]["best"]["images_per_s"],
+        ),
+        ("3. `sportsdet predict` end to end, fp32, 224 px photos", r["e2e_fp32"]["images_per_s"]),
+        ("3. `sportsdet predict` end to end, INT8, 224 px photos", r["e2e_int8"]["images_per_s"]),
+        ("4. end to end, fp32, 4000x3000 JPEGs", r["e2e_large_fp32"]["images_per_s"]),
+        ("4. end to end, INT8, 4000x3000 JPEGs", r["e2e_large_int8"]["images_per_s"]),
+        ("CLI subprocess, fp32, 224 px folder (start-up included)", r["cli_fp32"]["images_per_s"]),
+    ]
+    lines = [
+        START,
+        "## Prediction throughput (bench/throughput.py)",
+        "",
+        f"Run {r['when']} on {r['machine']}; load average before/after: {r['load_before']} / "
+        f"{r['load_after']} (other work shares these 2 cores, so numbers are noisy).",
+        f"Model: {r['model']['source']}. Photos: {r['images_224']} sports100 test+valid photos (224 px);"
+        f" {r['images_large']} x {r['large_repeats']} passes over 4000x3000 JPEGs upscaled from test photos.",
+        "",
+        "| measurement | images/s |",
+        "|---|---:|",
+        *[f"| {name} | {value:.1f} |" for name, value in rows],
+        "",
+        f"Batch-1 latency, file to label (fp32): p50 {r['latency_fp32']['p50_ms']:.1f} ms, "
+        f"p99 {r['latency_fp32']['p99_ms']:.1f} ms; INT8: p50 {r['latency_int8']['p50_ms']:.1f} ms, "
+        f"p99 {r['latency_int8']['p99_ms']:.1f} ms.",
+        f"Peak memory (max RSS) of `sportsdet predict`: {r['memory']['cli_224_mib']:.0f} MiB on the 224 px "
+        f"folder, {r['memory']['cli_large_mib']:.0f} MiB on the large-photo folder.",
+        f"INT8 ({int8['quant_format']}, {int8['calibration_images']} calibration images): accuracy on "
+        f"{int8['heldout']}: fp32 {100 * int8['fp32_accuracy']:.2f}%, "
+        f"INT8 {100 * int8['int8_accuracy']:.2f}% ({int8['accuracy_change_points']:+.2f} points), "
+        f"top-1 agreement {100 * int8['top1_agreement']:.1f}%.",
+        "",
+        "| goal | measured | met |",
+        "|---|---|---|",
+        *[f"| {g['goal']} | {g['value']} | {'yes' if g['met'] else 'NO'} |" for g in r["goals"]],
+        "",
+        "Settings: onnxruntime intra-op threads = CPUs, sequential execution, all graph optimisations,",
+        "no spin-waiting (spinning threads steal the cores the decoders need); decoding on a thread pool",
+        "(Pillow releases the GIL), JPEGs decoded at reduced size with Pillow `draft`; batches formed",
+        "from whatever is decoded, at most 32. Raw numbers: bench/results/throughput.json.",
+        END,
+    ]
+    return "\n".join(lines)
+
+
+def write_results(r: dict[str, Any]) -> None:
+    RESULTS_JSON.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS_JSON.write_text(json.dumps(r, indent=2, default=str) + "\n")
+    section = markdown(r)
+    # Re-read just before writing: other benchmarks own other sections of the same file.
+    text = RESULTS_MD.read_text() if RESULTS_MD.exists() else "# Benchmark results\n"
+    pattern = re.compile(re.escape(START) + r".*?" + re.escape(END), re.S)
+    text = (
+        pattern.sub(lambda _: section, text) if pattern.search(text) else text.rstrip("\n") + "\n\n" + section
+    )
+    RESULTS_MD.write_text(text.rstrip("\n") + "\n")
+
+
+def main(argv: Iterable[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="sports100 folder")
+    parser.add_argument("--seconds", type=float, default=4.0, help="minimum seconds per rate measurement")
+    parser.add_argument("--large", type=int, default=64, help="number of 4000x3000 photos to make")
+    parser.add_argument("--random-head", action="store_true", help="ignore the built-in bundle")
+    parser.add_argument("--no-write", action="store_true", help="print JSON only, do not update RESULTS.md")
+    args = parser.parse_args(list(argv) if argv is not None else None)
+
+    from sportsdet.preprocess import load_and_preprocess
+
+    if not (args.data / "test").is_dir():
+        sys.exit(f"error: {args.data}: sports100 not found (pass --data)")
+    r: dict[str, Any] = {
+        "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+        f"Python {platform.python_version()}",
+        "load_before": [round(x, 2) for x in os.getloadavg()],
+    }
+    test_photos = sorted((args.data / "test").rglob("*.jpg")) + sorted((args.data / "valid").rglob("*.jpg"))
+    with tempfile.TemporaryDirectory(prefix="sportsdet-bench-") as tmp:
+        work = Path(tmp)
+        model = prepare_model(work, args.data, args.random_head)
+        r["model"] = {k: (str(v) if isinstance(v, Path) else v) for k, v in model.items()}
+        spec_paths = [str(p) for p in test_photos]
+        r["images_224"] = len(spec_paths)
+
+        log("1. typical loop")
+        r["typical"] = typical_loop(model["bundle"], test_photos, args.seconds * 2)
+        log(f"   {r['typical']['images_per_s']:.1f} img/s")
+
+        from sportsdet.bundle import load_bundle
+
+        spec = load_bundle(model["bundle"]).preprocessing
+        decoded = np.stack([load_and_preprocess(p, spec) for p in test_photos[:64]])
+        log("2. model-only bound")
+        r["bound_fp32"] = model_bound(model["fp32"], decoded, args.seconds)
+        r["bound_int8"] = model_bound(model["int8"], decoded, args.seconds)
+
+        log("3. end to end, 224 px")
+        r["e2e_fp32"] = end_to_end(model["fp32"], spec_paths)
+        log(f"   fp32 {r['e2e_fp32']['images_per_s']:.1f} img/s")
+        r["e2e_int8"] = end_to_end(model["int8"], spec_paths)
+        log(f"   int8 {r['e2e_int8']['images_per_s']:.1f} img/s")
+        r["cli_fp32"] = cli_run(model["fp32"], args.data / "test", work)
+
+        log(f"4. making {args.large} large photos")
+        large = make_large(
+            test_photos[:: max(1, len(test_photos) // args.large)][: args.large], work / "large"
+        )
+        r["images_large"], r["large_repeats"] = len(large), 3
+        large_inputs = [str(p) for p in large]
+        r["e2e_large_fp32"] = end_to_end(model["fp32"], large_inputs, repeats=3)
+        log(f"   fp32 {r['e2e_large_fp32']['images_per_s']:.1f} img/s")
+        r["e2e_large_int8"] = end_to_end(model["int8"], large_inputs, repeats=3)
+        log(f"   int8 {r['e2e_large_int8']['images_per_s']:.1f} img/s")
+
+        log("5. latency and memory")
+        r["latency_fp32"] = latency(model["fp32"], test_photos, 200)
+        r["latency_int8"] = latency(model["int8"], test_photos, 200)
+        r["cli_large_fp32"] = cli_run(model["fp32"], work / "large", work)
+        r["memory"] = {
+            "cli_224_mib": r["cli_fp32"]["peak_rss_mib"],
+            "cli_large_mib": r["cli_large_fp32"]["peak_rss_mib"],
+        }
+    r["load_after"] = [round(x, 2) for x in os.getloadavg()]
+    r["goals"] = goals(r)
+    print(json.dumps(r, indent=2, default=str))
+    if not args.no_write:
+        write_results(r)
+        log(
+            f"wrote {RESULTS_JSON.relative_to(REPO)} and the throughput section of "
+            f"{RESULTS_MD.relative_to(REPO)}"
+        )
+
+
+if __name__ == "__main__":
+    main()
