@@ -283,3 +283,17 @@ def test_iter_image_files_walks_lazily_and_keeps_odd_inputs(tmp_path: Path) -> N
     found = list(walker)
     assert sorted(p.name for p in found[:-1]) == ["one.jpg", "two.PNG"]
     assert found[-1] == tmp_path / "absent.jpg"  # reported later, per input, as missing
+
+
+def test_stream_with_custom_loader_and_names(colour_backend: OnnxBackend) -> None:
+    items = [{"id": "a", "colour": "blue"}, {"id": "b", "colour": None}, {"id": "c", "colour": "red"}]
+
+    def load(item: dict) -> np.ndarray:
+        if item["colour"] is None:
+            raise SportsdetError(f"{item['id']}: nothing to load")
+        return load_and_preprocess(jpeg_bytes(item["colour"]), SPEC)
+
+    results = list(stream_predictions(items, colour_backend, load=load, name_of=lambda item: item["id"]))
+    assert [r.name for r in results] == ["a", "b", "c"]
+    assert [LABELS[int(np.argmax(r.probs))] for r in (results[0], results[2])] == ["blue", "red"]
+    assert results[1].error == "b: nothing to load" and results[1].probs is None

@@ -19,9 +19,10 @@ from __future__ import annotations
 import json
 import os
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -207,7 +208,7 @@ class OnnxBackend:
 class TorchBackend:
     """Run a bundle's PyTorch weights (needs the `sportsdet[train]` install)."""
 
-    def __init__(self, bundle: Any, threads: int | None = None) -> None:
+    def __init__(self, bundle: Any, device: str = "cpu", *, threads: int | None = None) -> None:
         try:
             import torch
         except ImportError:
@@ -224,7 +225,8 @@ class TorchBackend:
             torch.set_num_threads(threads)
         self._torch = torch
         self.bundle = bundle
-        self.model = bundle.build_torch_model()
+        self.device = torch.device(device)
+        self.model = bundle.build_torch_model().to(self.device)
         self.labels = bundle.labels
         self.preprocessing = bundle.preprocessing
         self.name = f"torch ({bundle.model_name})"
@@ -232,8 +234,8 @@ class TorchBackend:
     def predict_proba(self, batch: np.ndarray) -> np.ndarray:
         torch = self._torch
         with torch.inference_mode():
-            logits = self.model(torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)))
-            return torch.softmax(logits.float(), dim=1).numpy()
+            inputs = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).to(self.device)
+            return torch.softmax(self.model(inputs).float(), dim=1).cpu().numpy()
 
 
 def _torch_installed() -> bool:
@@ -248,12 +250,14 @@ def load_backend(
     *,
     threads: int | None = None,
     int8: bool = False,
+    device: str = "cpu",
 ) -> Backend:
     """Open a model for prediction.
 
     `model`: an exported .onnx file, a bundle folder, or None for the built-in model.
     `backend`: "onnx", "torch", or "auto" = onnx when the path is .onnx or the bundle carries
-    model.onnx, else torch when installed, else a clear error. `int8` picks model.int8.onnx.
+    model.onnx, else torch when installed, else a clear error. `int8` picks model.int8.onnx;
+    `device` is for torch only.
     """
     from sportsdet.bundle import builtin_bundle_path, load_bundle
 
@@ -290,7 +294,7 @@ def load_backend(
             f"{path}: the bundle has no {ONNX_NAME} and PyTorch is not installed; export it where torch is "
             f"(`sportsdet export {path}`) or `pip install 'sportsdet[train]'`"
         )
-    return TorchBackend(path, threads)
+    return TorchBackend(path, device, threads=threads)
 
 
 def _check_same_model(backend: OnnxBackend, bundle: Any) -> None:
@@ -332,9 +336,9 @@ def _source_name(item: Any) -> tuple[str, ImageSource]:
     return str(item), item
 
 
-def _decode(source: ImageSource, spec: Preprocessing, name: str) -> np.ndarray | StreamResult:
+def _decode(load: Callable[[], np.ndarray], name: str) -> np.ndarray | StreamResult:
     try:
-        return load_and_preprocess(source, spec, name=name)
+        return load()
     except SportsdetError as exc:
         return StreamResult(-1, name, error=str(exc), error_kind=getattr(exc, "kind", "error"))
     except Exception as exc:  # one bad input must never stop the others
@@ -356,14 +360,18 @@ def stream_predictions(
     batch_size: int = 32,
     decode_workers: int | None = None,
     max_in_flight: int | None = None,
-    on_in_flight: Any = None,
+    load: Callable[[Any], np.ndarray] | None = None,
+    name_of: Callable[[Any], str] | None = None,
+    on_in_flight: Callable[[int], None] | None = None,
 ) -> Iterator[StreamResult]:
     """Predict many images, yielding a `StreamResult` per input, in input order, as soon as ready.
 
     `sources` is consumed lazily (pass a generator for huge folders): at most `max_in_flight`
     inputs (default 2 x batch_size + workers) are read but not yet yielded at any moment; while
     the model runs one batch, the decoders work on the rest of the window.
-    Items are paths, bytes, or (name, path-or-bytes) pairs. Bad inputs give a result with
+    Items are paths, bytes, or (name, path-or-bytes) pairs, decoded with the preprocessing; or
+    anything at all when `load(item) -> array` and `name_of(item) -> str` are given (the loader
+    runs on the decode threads, so it may also download). Bad inputs give a result with
     `error` set and never stop the stream. Batches hold whatever has been decoded when the model
     is free (up to batch_size), so the model never waits for a full batch.
     `on_in_flight(n)`, if given, is called with the in-flight count (for tests and monitoring).
@@ -389,8 +397,13 @@ def stream_predictions(
                 except StopIteration:
                     exhausted = True
                     break
-                name, source = _source_name(item)
-                pending.append((next_index, name, pool.submit(_decode, source, spec, name)))
+                if load is None:
+                    name, source = _source_name(item)
+                    task = pool.submit(_decode, partial(load_and_preprocess, source, spec, name=name), name)
+                else:
+                    name = name_of(item) if name_of is not None else _source_name(item)[0]
+                    task = pool.submit(_decode, partial(load, item), name)
+                pending.append((next_index, name, task))
                 next_index += 1
             if on_in_flight is not None:
                 on_in_flight(len(pending))
