@@ -15,6 +15,7 @@ import io
 import os
 import shutil
 import time
+import warnings
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -26,12 +27,7 @@ from PIL import Image
 
 from sportsdet import imageio
 from sportsdet.data._jsonio import write_json_atomic
-from sportsdet.data.discover import (
-    IGNORED_UNSUPPORTED,
-    ScanResult,
-    is_hidden_name,
-    scan_dataset,
-)
+from sportsdet.data.discover import ScanResult, is_hidden_name, scan_dataset
 from sportsdet.errors import ImageLoadError, SportsdetError
 
 CHECK_FORMAT = "sportsdet-check/1"
@@ -194,9 +190,11 @@ def check_file(path: str, rel: str, split: str | None, label: str) -> FileResult
     result.sha256 = hashlib.sha256(data).hexdigest()
     try:
         # The header gives the file's own size, mode and format before any conversion.
-        with Image.open(io.BytesIO(data)) as header:
-            result.width, result.height = header.size
-            result.mode, result.format = header.mode, header.format
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. "Corrupt EXIF data"; the decode below judges the file
+            with Image.open(io.BytesIO(data)) as header:
+                result.width, result.height = header.size
+                result.mode, result.format = header.mode, header.format
     except Exception:  # noqa: BLE001  load_image below classifies the failure properly
         pass
     try:
@@ -229,35 +227,28 @@ def _check_chunk(chunk: list[tuple[str, str, str | None, str]]) -> list[FileResu
 
 
 def _unsupported_files(scan: ScanResult) -> list[FileResult]:
-    """Files skipped by the scan for being in a picture format we cannot decode (e.g. HEIC)."""
-    from sportsdet.data.discover import UNSUPPORTED_IMAGE_EXTENSIONS  # keep the import list short
-
+    """Files the scan skipped for being in a picture format we cannot decode (e.g. HEIC)."""
     found = []
-    if not scan.ignored.get(IGNORED_UNSUPPORTED):
-        return found
-    for dirpath, dirnames, filenames in os.walk(scan.root):
-        dirnames[:] = sorted(d for d in dirnames if not is_hidden_name(d))
-        for name in sorted(filenames):
-            if is_hidden_name(name) or Path(name).suffix.lower() not in UNSUPPORTED_IMAGE_EXTENSIONS:
-                continue
-            rel = Path(os.path.relpath(os.path.join(dirpath, name), scan.root)).as_posix()
-            parts = rel.split("/")
-            split = None
-            if scan.layout == "split":
-                split = next((s for s, f in scan.split_folders.items() if f == parts[0]), None)
-                parts = parts[1:] if split else parts
-            label = parts[0] if len(parts) > 1 else ""
-            suffix = Path(name).suffix.lower()
-            found.append(
-                FileResult(
-                    rel=rel,
-                    split=split,
-                    label=label,
-                    size=os.path.getsize(os.path.join(dirpath, name)),
-                    kind="unsupported-format",
-                    detail=f"{suffix} files cannot be read; convert to JPEG or PNG",
-                )
+    folder_to_split = {folder: split for split, folder in scan.split_folders.items()}
+    for rel in scan.unsupported:
+        parts = rel.split("/")
+        split = folder_to_split.get(parts[0]) if scan.layout == "split" else None
+        inner = parts[1:] if split else parts
+        path = scan.root / rel
+        try:
+            size = path.stat().st_size
+        except OSError:
+            size = 0
+        found.append(
+            FileResult(
+                rel=rel,
+                split=split,
+                label=inner[0] if len(inner) > 1 else "",
+                size=size,
+                kind="unsupported-format",
+                detail=f"{path.suffix.lower()} files cannot be read; convert to JPEG or PNG",
             )
+        )
     return found
 
 

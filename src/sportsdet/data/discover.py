@@ -89,6 +89,8 @@ class ScanResult:
     ignored: dict[str, int] = field(default_factory=dict)  # reason -> count
     ignored_examples: dict[str, list[str]] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    # Every skipped picture in a format we cannot decode (HEIC, AVIF, ...): `data check` reports them.
+    unsupported: list[str] = field(default_factory=list)
 
     @property
     def splits(self) -> list[str]:
@@ -137,12 +139,16 @@ class _Walker:
         self.root = root
         self.ignored: Counter[str] = Counter()
         self.examples: dict[str, list[str]] = defaultdict(list)
+        self.unsupported: list[str] = []
         self._seen_dirs: set[tuple[int, int]] = set()
 
     def skip(self, reason: str, path: str) -> None:
         self.ignored[reason] += 1
+        rel = Path(os.path.relpath(path, self.root)).as_posix()
+        if reason == IGNORED_UNSUPPORTED:
+            self.unsupported.append(rel)
         if len(self.examples[reason]) < _EXAMPLES:
-            self.examples[reason].append(Path(os.path.relpath(path, self.root)).as_posix())
+            self.examples[reason].append(rel)
 
     def entries(self, folder: str) -> list[os.DirEntry[str]]:
         """Non-hidden entries of a folder; hidden ones are counted."""
@@ -303,6 +309,7 @@ def scan_dataset(root: str | Path) -> ScanResult:
         split_folders={s: e.name for s, e in split_entries.items()},
         ignored=dict(sorted(walker.ignored.items())),
         ignored_examples={k: v for k, v in sorted(walker.examples.items())},
+        unsupported=sorted(walker.unsupported),
     )
     result.warnings = _warnings(result)
     return result
