@@ -96,6 +96,7 @@ def test_split_tree_with_val_alias_and_missing_class(tmp_path: Path) -> None:
     }
     assert scan.ignored == {IGNORED_NOT_SPLIT: 1, IGNORED_NOT_IMAGE: 1}
     assert any("no images in test" in w and "'polo'" in w for w in scan.warnings)
+    assert any("beside the split folders" in w and "'extra'" in w for w in scan.warnings)
     assert {r.split for r in scan.records} == {"train", "valid", "test"}
     assert all(r.rel.startswith(("train/", "val/", "test/")) for r in scan.records)
 

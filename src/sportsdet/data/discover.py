@@ -367,6 +367,13 @@ def _warnings(result: ScanResult) -> list[str]:
             f"{unsupported} file(s) in picture formats sportsdet cannot read were skipped "
             f"(e.g. {examples}); convert them to JPEG or PNG to use them"
         )
+    not_split = result.ignored.get(IGNORED_NOT_SPLIT, 0)
+    if not_split:
+        names = ", ".join(f"'{n}'" for n in result.ignored_examples.get(IGNORED_NOT_SPLIT, []))
+        warnings.append(
+            f"{not_split} folder(s) beside the split folders were skipped ({names}); "
+            "move their images into train/valid/test to use them"
+        )
     loose = result.ignored.get(IGNORED_LOOSE, 0)
     if loose:
         warnings.append(
