@@ -83,12 +83,13 @@ def test_expansion_is_lazy(photos: Path) -> None:
     assert next(expand_inputs(sources())).name.endswith("a.jpg")
 
 
-def test_empty_folder_and_missing_file_are_errors(tmp_path: Path) -> None:
+def test_empty_folder_missing_file_and_other_schemes_are_errors(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
-    items = list(expand_inputs([str(tmp_path / "empty"), str(tmp_path / "nope.jpg")]))
+    items = list(expand_inputs([str(tmp_path / "empty"), str(tmp_path / "nope.jpg"), "ftp://host/a.jpg"]))
     assert [i.error for i in items] == [
         "no image files found in this folder (looked for .jpg, .png, ... recursively)",
         "file not found",
+        "unsupported URL scheme; only http:// and https:// URLs are fetched",
     ]
 
 

@@ -276,7 +276,7 @@ def plot_confusion_matrix(cm: np.ndarray, labels: Sequence[str], path: Path, tit
     rows = cm.sum(axis=1, keepdims=True)
     norm = np.divide(cm, rows, out=np.zeros(cm.shape, dtype=float), where=rows > 0)
     side = float(np.clip(0.22 * n + 3.5, 5.0, 26.0))
-    tick_font = float(np.clip(150.0 / max(n, 1), 4.0, 10.0))
+    tick_font = float(np.clip(150.0 / max(n, 1), 5.0, 10.0))
     fig = Figure(figsize=(side + 1.2, side))
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
@@ -329,7 +329,7 @@ def plot_gallery(
             ax.text(0.5, 0.5, "(image unreadable)", ha="center", va="center")
         caption = _wrap(f"pred: {pred} ({confidence:.0%}) /", 34) + "\n" + _wrap(f"true: {true}", 34)
         ax.set_title(caption, fontsize=9, color="darkgreen" if pred == true else "darkred")
-    fig.tight_layout(rect=(0, 0, 1, 0.96))
+    fig.tight_layout(rect=(0, 0, 1, 0.96), h_pad=1.5)
     fig.savefig(path, dpi=100)
 
 

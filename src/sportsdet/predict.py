@@ -136,6 +136,9 @@ def expand_inputs(sources: Iterable[Source]) -> Iterator[InputItem]:
             yield InputItem(text, text)
             continue
         path = Path(text).expanduser()
+        if "://" in text and not path.exists():
+            yield InputItem(text, error="unsupported URL scheme; only http:// and https:// URLs are fetched")
+            continue
         if path.is_dir():
             yield from _expand_folder(path, text)
         elif path.exists():
