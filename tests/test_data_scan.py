@@ -115,6 +115,7 @@ def test_class_named_like_a_split_in_a_flat_tree(tmp_path: Path) -> None:
     root = _tree(tmp_path / "t", {"test": 2, "polo": 2})
     scan = scan_dataset(root)
     assert scan.layout == "folders" and scan.classes == ["polo", "test"]
+    assert any("named like splits" in w and "'test'" in w for w in scan.warnings)
 
 
 def test_empty_class_and_imbalance_warnings(tmp_path: Path) -> None:

@@ -338,6 +338,12 @@ def _warnings(result: ScanResult) -> list[str]:
             f"only one class found ('{only}'); if '{only}' holds the class folders, "
             f"scan {result.root / only} instead"
         )
+    split_named = [c for c in result.classes if c.lower() in SPLIT_FOLDERS]
+    if result.layout != "split" and split_named:
+        warnings.append(
+            f"class folder(s) {_name_list(split_named)} are named like splits but hold images directly; "
+            "a split tree needs train/<class>/<images> (labels in a CSV are not read)"
+        )
     counts = result.counts()
     if result.layout == "split":
         for split in result.splits:
