@@ -10,9 +10,9 @@ Strategies (the text a user passes to `--split`):
                               Sports protocol is per-class:70,60); VALID defaults to up to 10% of
                               TRAIN, taken from the images left over.
 
-On a split tree, `random` and `per-class` pool all its images first. Every class is shuffled
-with its own generator, seeded from the seed and the class name, so a class's split does not
-change when other classes are added or removed, nor with the order the file system lists files.
+On a split tree, `random` and `per-class` pool all its images first. Each class is shuffled by
+ranking its files on a hash of (seed, class, path), so a class's split does not change when other
+classes are added or removed, nor with the order the file system lists files.
 """
 
 from __future__ import annotations
@@ -26,8 +26,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
-
-import numpy as np
 
 from sportsdet.data._jsonio import write_json_atomic
 from sportsdet.data.discover import SPLIT_ORDER, ImageRecord, ScanResult, scan_dataset
@@ -284,16 +282,17 @@ class SplitManifest:
         return manifest
 
 
-def _class_rng(seed: int, label: str) -> np.random.Generator:
-    """A generator per class, from the seed and the class name (stable across runs and machines)."""
-    digest = hashlib.sha256(label.encode("utf-8")).digest()
-    return np.random.default_rng([int(seed), int.from_bytes(digest[:8], "little")])
-
-
 def _shuffled(records: list[ImageRecord], seed: int, label: str) -> list[ImageRecord]:
-    ordered = sorted(records, key=lambda r: r.rel)
-    order = _class_rng(seed, label).permutation(len(ordered))
-    return [ordered[i] for i in order]
+    """A seeded shuffle of one class: each file is ranked by a hash of (seed, class, path).
+
+    Hash ranking needs no random-number generator, so the split is the same on every machine and
+    with every NumPy version, and does not depend on which other files or classes exist.
+    """
+
+    def rank(record: ImageRecord) -> bytes:
+        return hashlib.sha256(f"{int(seed)}\0{label}\0{record.rel}".encode()).digest()
+
+    return sorted(records, key=rank)
 
 
 def _select_classes(scan: ScanResult, classes: str | Iterable[str] | None) -> list[str]:
