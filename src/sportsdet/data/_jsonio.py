@@ -11,6 +11,12 @@ from typing import Any
 from sportsdet.errors import SportsdetError
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def write_json_atomic(path: str | Path, data: Any) -> Path:
     """Write `data` as JSON so that `path` holds either the old file or the complete new one.
 
@@ -34,6 +40,7 @@ def write_json_atomic(path: str | Path, data: Any) -> Path:
             handle.write("\n")
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(tmp_name, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
         os.replace(tmp_name, path)
     except BaseException:
         try:
