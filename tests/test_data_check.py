@@ -232,3 +232,20 @@ def test_cli_quarantine_inside_tree_exits_2_and_moves_nothing(messy: Path) -> No
     assert result.returncode == 2
     assert "inside the data tree" in " ".join(result.stderr.split()) and "Traceback" not in result.stderr
     assert _contents(messy) == before
+
+
+def test_report_to_a_folder_is_refused_before_checking(
+    messy: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sportsdet.cli import app
+    from sportsdet.data import check as check_module
+
+    with pytest.raises(SportsdetError, match="is a folder"):
+        check_dataset(messy, workers=1).save(tmp_path)
+
+    def must_not_run(*args: object, **kwargs: object) -> None:
+        raise AssertionError("decoding started before the --report path was checked")
+
+    monkeypatch.setattr(check_module, "check_dataset", must_not_run)
+    result = CliRunner().invoke(app, ["data", "check", str(messy), "--report", str(tmp_path)])
+    assert isinstance(result.exception, SportsdetError) and "is a folder" in str(result.exception)
