@@ -252,6 +252,14 @@ def _unsupported_files(scan: ScanResult) -> list[FileResult]:
     return found
 
 
+def _usable_cpus() -> int:
+    """Cores this process may run on (a container often allows fewer than the machine has)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
 def check_dataset(
     scan_or_root: ScanResult | str | Path,
     *,
@@ -263,7 +271,7 @@ def check_dataset(
     scan = scan_or_root if isinstance(scan_or_root, ScanResult) else scan_dataset(scan_or_root)
     start = time.perf_counter()
     items = [(str(r.path), r.rel, r.split, r.label) for r in scan.records]
-    workers = max(1, workers or os.cpu_count() or 1)
+    workers = max(1, workers or _usable_cpus())
     # Several chunks per worker keep both cores busy to the end and the progress bar moving.
     size = max(1, min(_CHUNK, -(-len(items) // (workers * 4))))
     chunks = [items[i : i + size] for i in range(0, len(items), size)]
