@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import sys
 
+from rich.markup import escape
+
 from sportsdet.cli.app import app, err_console
 from sportsdet.errors import SportsdetError
 
@@ -28,7 +30,8 @@ def main() -> None:
     try:
         app(standalone_mode=True)
     except SportsdetError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True)
+        # escape(): messages often hold [lists] that rich would read as markup
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(EXIT_USER_ERROR)
     except KeyboardInterrupt:
         err_console.print("[yellow]interrupted[/]")
