@@ -79,7 +79,9 @@ def test_train_writes_run_folder_and_a_bundle_that_reproduces_the_model(data_dir
 
     config = json.loads((run / "config.json").read_text())
     assert config["model"] == "seed-cnn" and config["seed"] == 3 and config["split"] == "random:0.2"
-    assert config["options"]["lr"] == 1e-3 and config["options"]["optimizer"] == "adagrad"  # registry defaults
+    assert (
+        config["options"]["lr"] == 1e-3 and config["options"]["optimizer"] == "adagrad"
+    )  # registry defaults
     assert config["options"]["epochs"] == 2  # the caller's option wins
 
     bundle = load_bundle(run / "model")
@@ -102,7 +104,9 @@ def test_train_writes_run_folder_and_a_bundle_that_reproduces_the_model(data_dir
     # The bundle holds the best checkpoint's weights.
     best_tensors, best_state = read_checkpoint(run / "checkpoints" / "best.safetensors")
     assert best_state["best"]["epoch"] == result.best["epoch"]
-    assert torch.equal(best_tensors["model.classifier.weight"], bundle.torch_state_dict()["classifier.weight"])
+    assert torch.equal(
+        best_tensors["model.classifier.weight"], bundle.torch_state_dict()["classifier.weight"]
+    )
 
 
 def test_resume_after_interrupt_gives_the_uninterrupted_result(data_dir, tmp_path):
@@ -200,7 +204,9 @@ def test_early_stopping_and_no_validation_split(data_dir, tmp_path):
 
     # Without a validation split, the last epoch is the one kept and early stopping is off.
     run = tmp_path / "noval"
-    result = train(data_dir, out=run, model="seed-cnn", split="random:0.2,0", options={**options, "epochs": 3})
+    result = train(
+        data_dir, out=run, model="seed-cnn", split="random:0.2,0", options={**options, "epochs": 3}
+    )
     assert len(result.history) == 3 and result.best["epoch"] == 3
     assert all(r["val_acc"] == "" for r in _history(run))
     assert load_bundle(run / "model").metrics["selected_by"].startswith("last epoch")
@@ -209,7 +215,9 @@ def test_early_stopping_and_no_validation_split(data_dir, tmp_path):
 def test_resume_refuses_a_damaged_checkpoint(data_dir, tmp_path):
     run = tmp_path / "run"
     with pytest.raises(KeyboardInterrupt):
-        train(data_dir, out=run, model="seed-cnn", options={**TINY, "epochs": 3}, callbacks=[InterruptAfter(1)])
+        train(
+            data_dir, out=run, model="seed-cnn", options={**TINY, "epochs": 3}, callbacks=[InterruptAfter(1)]
+        )
     last = run / "checkpoints" / "last.safetensors"
     last.write_bytes(last.read_bytes()[:100])
     with pytest.raises(SportsdetError, match="damaged checkpoint"):
@@ -218,8 +226,23 @@ def test_resume_refuses_a_damaged_checkpoint(data_dir, tmp_path):
 
 def test_cli_train_prints_result_and_errors_without_traceback(data_dir, tmp_path):
     env = {**os.environ, "COLUMNS": "200"}
-    cmd = [sys.executable, "-m", "sportsdet", "train", str(data_dir), "--out", str(tmp_path / "run"),
-           "--model", "seed-cnn", "--epochs", "1", "--set", "input_size=32", "--batch-size", "8"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "sportsdet",
+        "train",
+        str(data_dir),
+        "--out",
+        str(tmp_path / "run"),
+        "--model",
+        "seed-cnn",
+        "--epochs",
+        "1",
+        "--set",
+        "input_size=32",
+        "--batch-size",
+        "8",
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env)
     assert proc.returncode == 0, proc.stderr
     assert "model bundle:" in proc.stdout and "epoch   1/1" in proc.stderr
