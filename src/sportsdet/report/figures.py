@@ -45,9 +45,10 @@ def _stage_changes(history: list[dict[str, Any]]) -> list[tuple[float, str]]:
 def curves_png(history: list[dict[str, Any]]) -> bytes:
     """Loss, accuracy (train and validation) and the learning rate per epoch, side by side."""
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     fig = Figure(figsize=(12, 3.4))
-    axes = fig.subplots(1, 3)
+    axes = fig.subplots(1, 3, gridspec_kw={"wspace": 0.28})
     panels = (
         (axes[0], "loss", ("train_loss", "val_loss")),
         (axes[1], "accuracy", ("train_acc", "val_acc")),
@@ -78,12 +79,13 @@ def curves_png(history: list[dict[str, Any]]) -> bytes:
     ax.set_title("learning rate")
     ax.set_xlabel("epoch")
     ax.grid(alpha=0.3)
+    for each in axes:
+        each.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
     for epoch, stage in _stage_changes(history):
         for each in axes:
             each.axvline(epoch, color="#999999", linestyle="--", linewidth=0.8)
         axes[0].annotate(stage, (epoch, 1), xycoords=("data", "axes fraction"), fontsize=7,
                          rotation=90, va="top", ha="right", color="#666666")
-    fig.tight_layout()
     return _png(fig)
 
 
@@ -114,14 +116,20 @@ def confusion_png(matrix: list[list[int]], labels: list[str]) -> bytes:
                 if counts[i, j]:
                     ax.text(j, i, f"{int(counts[i, j])}", ha="center", va="center", fontsize=8,
                             color="white" if share[i, j] > 0.5 else "black")
-    else:  # thin grid lines help the eye follow a row across 100 columns
-        ax.set_xticks(np.arange(-0.5, n, 1), minor=True)
-        ax.set_yticks(np.arange(-0.5, n, 1), minor=True)
-        ax.grid(which="minor", color="#eeeeee", linewidth=0.3)
-        ax.tick_params(which="minor", length=0)
-    colorbar = fig.colorbar(image, ax=ax, fraction=0.035, pad=0.02)
+    else:
+        # Big matrices are read scrolled at full size: class names on all four sides.
+        ax.tick_params(labeltop=True, labelright=True, top=True, right=True)
+        # thin grid lines (every 5th darker) help the eye follow a row across 100 columns
+        edges = np.arange(-0.5, n, 1.0)
+        shade = ["#d0d0d0" if (k % 5 == 0) else "#f0f0f0" for k in range(len(edges))]
+        ax.hlines(edges, -0.5, n - 0.5, colors=shade, linewidth=0.4)
+        ax.vlines(edges, -0.5, n - 0.5, colors=shade, linewidth=0.4)
+    # leave room for the right-hand class names before the colour bar
+    pad = 0.02 if n <= 15 else 0.1 * 10.0 / side + 0.02
+    colorbar = fig.colorbar(image, ax=ax, fraction=0.035, pad=pad)
     colorbar.set_label("share of the true class's images")
-    fig.tight_layout()
+    # No tight_layout: savefig(bbox_inches="tight") already fits the labels, and each layout
+    # pass measures all 200 tick labels again (the slow part at 100 classes).
     return _png(fig, dpi=100)
 
 
@@ -133,7 +141,7 @@ def reliability_png(bins: list[dict[str, float]], ece: float | None) -> bytes:
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(5.2, 5.2))
-    top, bottom = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    top, bottom = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1], "hspace": 0.12})
     used = [b for b in bins if b.get("count")]
     lows = np.array([b["lower"] for b in bins], dtype=float)
     highs = np.array([b["upper"] for b in bins], dtype=float)
@@ -155,16 +163,16 @@ def reliability_png(bins: list[dict[str, float]], ece: float | None) -> bytes:
     bottom.set_xlim(0, 1)
     bottom.set_xlabel("confidence of the predicted class")
     bottom.set_ylabel("images")
-    fig.tight_layout()
     return _png(fig)
 
 
 def compare_curves_png(histories: dict[str, list[dict[str, Any]]]) -> bytes:
     """Several runs overlaid: validation accuracy and loss (solid), training loss (dotted)."""
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     fig = Figure(figsize=(12, 3.6))
-    axes = fig.subplots(1, 3)
+    axes = fig.subplots(1, 3, gridspec_kw={"wspace": 0.28})
     for index, (name, history) in enumerate(histories.items()):
         color = RUN_COLORS[index % len(RUN_COLORS)]
         for ax, key, style in (
@@ -176,10 +184,10 @@ def compare_curves_png(histories: dict[str, list[dict[str, Any]]]) -> bytes:
             if len(xs):
                 ax.plot(xs, ys, style, color=color, label=name)
     for ax, title in zip(axes, ("validation accuracy", "validation loss", "training loss"), strict=True):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title(title)
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
         if ax.lines:
             ax.legend(fontsize=7)
-    fig.tight_layout()
     return _png(fig)
