@@ -1,0 +1,81 @@
+"""The notebook's CNN: architecture, Keras initialisation, registry defaults, optimizer mapping."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from sportsdet.errors import SportsdetError
+from sportsdet.models import build_model, get_model_spec
+from sportsdet.train import _current_lr, make_optimizer
+
+
+def test_architecture_matches_the_notebook():
+    model = build_model("seed-cnn", num_classes=6)
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    assert [(c.in_channels, c.out_channels, c.kernel_size, c.padding) for c in convs] == [
+        (3, 32, (3, 3), "same"),
+        (32, 32, (3, 3), "same"),
+        (32, 32, (3, 3), "same"),
+    ]
+    layers = list(model.features)
+    kinds = [type(m).__name__ for m in layers]
+    assert kinds == [
+        "Conv2d", "LeakyReLU", "MaxPool2d", "Dropout",
+        "Conv2d", "LeakyReLU", "MaxPool2d",
+        "Conv2d", "LeakyReLU", "MaxPool2d",
+    ]  # fmt: skip
+    assert all(m.negative_slope == 0.1 for m in model.modules() if isinstance(m, nn.LeakyReLU))
+    assert layers[3].p == 0.5
+    # 150 -> 75 -> 37 -> 18 after three 2x2 pools: the dense layer sees 32 * 18 * 18 features.
+    assert model.hidden.in_features == 32 * 18 * 18 and model.hidden.out_features == 32
+    assert model.classifier.out_features == 6
+    assert "classifier.weight" in model.state_dict()
+    assert get_model_spec("seed-cnn").output_key == "classifier.weight"
+    out = model.eval()(torch.rand(2, 3, 150, 150))
+    assert out.shape == (2, 6)
+
+
+def test_keras_initialisation():
+    torch.manual_seed(0)
+    model = build_model("seed-cnn", num_classes=6)
+    for module in model.modules():
+        if isinstance(module, (nn.Conv2d, nn.Linear)):
+            assert torch.count_nonzero(module.bias) == 0  # Keras: zero biases
+            weight = module.weight
+            receptive = weight[0][0].numel()
+            fan_in, fan_out = weight.shape[1] * receptive, weight.shape[0] * receptive
+            limit = math.sqrt(6 / (fan_in + fan_out))  # glorot_uniform
+            assert weight.abs().max() <= limit
+            # Uniform(-limit, limit) has std limit/sqrt(3); PyTorch's default would be far smaller here.
+            assert weight.std().item() == pytest.approx(limit / math.sqrt(3), rel=0.15)
+
+
+def test_builder_refuses_pretrained_and_unknown_options():
+    with pytest.raises(SportsdetError, match="no pretrained weights"):
+        build_model("seed-cnn", num_classes=3, pretrained=True)
+    with pytest.raises(SportsdetError, match="unknown config"):
+        build_model("seed-cnn", num_classes=3, width=3)
+    small = build_model("seed-cnn", num_classes=3, input_size=32)
+    assert small.hidden.in_features == 32 * 4 * 4
+
+
+def test_registry_defaults_give_keras_adagrad():
+    defaults = get_model_spec("seed-cnn").train_defaults
+    assert defaults["optimizer"] == "adagrad" and defaults["lr"] == 1e-3 and defaults["epochs"] == 100
+    assert defaults["batch_size"] == 32 and defaults["initial_accumulator_value"] == 0.0
+    weight = nn.Parameter(torch.zeros(1))
+    optimizer = make_optimizer("adagrad", [weight], defaults)
+    group = optimizer.param_groups[0]
+    assert isinstance(optimizer, torch.optim.Adagrad)
+    assert group["eps"] == 1e-7 and group["lr_decay"] == defaults["lr_decay"]
+    assert group["initial_accumulator_value"] == 0.0
+    # Keras' update with a zero accumulator: the first step moves by lr * g / (|g| + eps) ~ lr.
+    weight.grad = torch.tensor([2.0])
+    optimizer.step()
+    assert weight.item() == pytest.approx(-1e-3 * 2 / (2 + 1e-7), rel=1e-6)
+    # Keras' legacy decay lr / (1 + decay * iterations), as logged for the next step.
+    assert _current_lr(optimizer) == pytest.approx(1e-3 / (1 + defaults["lr_decay"] * 1))
