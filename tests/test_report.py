@@ -7,11 +7,9 @@ import csv
 import io
 import json
 import math
-import subprocess
 import sys
 import time
 from html.parser import HTMLParser
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -310,27 +308,34 @@ def test_comparison_needs_two_runs(tmp_path):
         write_comparison([a.run], tmp_path / "c.html")
 
 
-def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    code = "import sys; from sportsdet.cli import main; sys.argv = ['sportsdet', *sys.argv[1:]]; main()"
-    return subprocess.run([sys.executable, "-c", code, *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=120)
+def _cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
+    """Run the real entry point in-process (same error handling as the installed command)."""
+    from sportsdet.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["sportsdet", *args])
+    with pytest.raises(SystemExit) as exited:
+        main()
+    out, err = capsys.readouterr()
+    return int(exited.value.code or 0), out, err
 
 
-def test_cli_report_compare_and_errors(tmp_path):
+def test_cli_report_compare_and_errors(tmp_path, monkeypatch, capsys):
     a = make_run(tmp_path / "a", n_classes=3, per_class=3)
     b = make_run(tmp_path / "b", n_classes=3, per_class=3, seed=5)
-    done = _cli("report", str(a.run), cwd=tmp_path)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == str(a.run / "report.html")
+    monkeypatch.chdir(tmp_path)
+    code, out, err = _cli(monkeypatch, capsys, "report", str(a.run))
+    assert code == 0, err
+    assert out.strip() == str(a.run / "report.html")
     assert (a.run / "report.html").is_file()
-    done = _cli("report", "--compare", str(a.run), str(b.run), "--out", "both.html", cwd=tmp_path)
-    assert done.returncode == 0, done.stderr
+    compare = ["report", "--compare", str(a.run), str(b.run), "-o", "both.html"]
+    code, out, err = _cli(monkeypatch, capsys, *compare)
+    assert code == 0, err
     assert (tmp_path / "both.html").is_file()
-    done = _cli("report", str(tmp_path / "missing"), cwd=tmp_path)
-    assert done.returncode == 2
-    assert "error:" in done.stderr and "missing" in done.stderr and "Traceback" not in done.stderr
-    done = _cli("report", str(a.run), str(b.run), cwd=tmp_path)
-    assert done.returncode == 2 and "--compare" in done.stderr
+    code, out, err = _cli(monkeypatch, capsys, "report", str(tmp_path / "missing"))
+    assert code == 2
+    assert "error:" in err and "missing" in err and "Traceback" not in err
+    code, out, err = _cli(monkeypatch, capsys, "report", str(a.run), str(b.run))
+    assert code == 2 and "--compare" in err
 
 
 def test_write_report_after_warns_instead_of_failing(tmp_path):
