@@ -355,3 +355,11 @@ def test_skipped_images_and_plain_folder_evaluation(tmp_path):
     text = write_report(fake.run).read_text(encoding="utf-8")
     assert "1 image(s) could not be read" in text and "a.jpg: image data is truncated" in text
     assert "None accuracy" not in text and "evaluated accuracy" in text
+
+
+def test_damaged_bundle_is_noted_not_fatal(tmp_path):
+    fake = make_run(tmp_path, n_classes=3, per_class=2)
+    (fake.run / "model" / "weights.safetensors").unlink()
+    text = write_report(fake.run).read_text(encoding="utf-8")
+    assert "model bundle not shown" in text and "weights.safetensors is missing" in text
+    assert "per-class-table" in text

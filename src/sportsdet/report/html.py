@@ -213,7 +213,7 @@ def _results(inputs: ReportInputs) -> str:
 
 
 def _training_summary_cards(inputs: ReportInputs) -> str:
-    best = _best_epoch(inputs.history or [])
+    best = _best_epoch(inputs.history or [], inputs.bundle)
     if best is None:
         return ""
     return (
@@ -223,8 +223,13 @@ def _training_summary_cards(inputs: ReportInputs) -> str:
     )
 
 
-def _best_epoch(history: list[dict[str, Any]]) -> dict[str, Any] | None:
-    # The trainer keeps the best validation accuracy (ties: lower loss); mirror that choice.
+def _best_epoch(history: list[dict[str, Any]], bundle: dict[str, Any] | None = None) -> dict[str, Any] | None:
+    """The epoch the model was kept from: the bundle says so; before it exists, mirror the
+    trainer's rule (best validation accuracy, ties to the lower loss)."""
+    recorded = ((bundle or {}).get("training") or {}).get("best_epoch")
+    for row in history:
+        if recorded is not None and row.get("epoch") == recorded and row.get("val_acc") is not None:
+            return row
     scored = [row for row in history if row.get("val_acc") is not None]
     if not scored:
         return None
@@ -344,10 +349,11 @@ def _model(inputs: ReportInputs) -> str:
     training = bundle.get("training") or {}
     prep = bundle.get("preprocessing") or {}
     history = inputs.history or []
-    seconds = sum(r["seconds"] for r in history if r.get("seconds") is not None) if history else None
-    if seconds is None:
-        seconds = training.get("seconds")
-    best = _best_epoch(history)
+    # The bundle's own record wins (it counts time before a --resume); else add up metrics.csv.
+    seconds = training.get("seconds")
+    if seconds is None and history:
+        seconds = sum(r["seconds"] for r in history if r.get("seconds") is not None)
+    best = _best_epoch(history, bundle)
     if not (config or bundle or history):
         return missing("No training record here (config.json, metrics.csv and model/bundle.json are written "
                        "by <code>sportsdet train</code>).")
@@ -364,10 +370,12 @@ def _model(inputs: ReportInputs) -> str:
         ("model bundle", str(inputs.bundle_path) if inputs.bundle_path else None),
     ]
     html = [kv_table(rows)]
-    if config:
+    options = config.get("options") if isinstance(config.get("options"), dict) else None
+    if options or config:
+        shown = options or {k: v for k, v in config.items() if k not in ("classes", "versions")}
         html.append("<details><summary>all training options (config.json)</summary>"
-                    + kv_table(sorted(config.items())) + "</details>")
-    versions = bundle.get("versions")
+                    + kv_table(sorted(shown.items())) + "</details>")
+    versions = bundle.get("versions") or config.get("versions")
     if isinstance(versions, dict) and versions:
         html.append("<h3>Library versions</h3>" + kv_table(versions.items()))
     elif not bundle:
@@ -582,12 +590,12 @@ def _compare_metrics(runs: list[ReportInputs], names: list[str]) -> str:
         ("macro-F1", lambda r: pct((r.metrics or {}).get("macro_f1"))),
         ("top-5 accuracy", lambda r: pct((r.metrics or {}).get("top5_accuracy"))),
         ("ECE", lambda r: pct((r.metrics or {}).get("ece"))),
-        ("best validation accuracy", lambda r: pct((_best_epoch(r.history or []) or {}).get("val_acc"))),
+        ("best validation accuracy",
+         lambda r: pct((_best_epoch(r.history or [], r.bundle) or {}).get("val_acc"))),
         ("model", lambda r: str(((r.bundle or {}).get("model") or {}).get("name")
                                 or (r.config or {}).get("model") or "–")),
         ("epochs", lambda r: str(len(r.history)) if r.history else "–"),
-        ("training time",
-         lambda r: duration(sum(x["seconds"] or 0 for x in r.history)) if r.history else "–"),
+        ("training time", _training_time),
         ("classes", lambda r: str(len(r.labels)) if r.labels else "–"),
     ]
     body = "".join(
@@ -598,6 +606,13 @@ def _compare_metrics(runs: list[ReportInputs], names: list[str]) -> str:
             "them may be noise of the test set, not a better model.</p>")
     return (f'<table id="compare-metrics" class="kv"><thead><tr><th></th>{head}</tr></thead>'
             f"<tbody>{body}</tbody></table>{text}")
+
+
+def _training_time(run: ReportInputs) -> str:
+    seconds = ((run.bundle or {}).get("training") or {}).get("seconds")
+    if seconds is None and run.history:
+        seconds = sum(x["seconds"] or 0 for x in run.history)
+    return duration(seconds)
 
 
 def _compare_classes(runs: list[ReportInputs], names: list[str]) -> str:

@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sportsdet.errors import SportsdetError
+from sportsdet.bundle import load_bundle
+from sportsdet.errors import BundleError, SportsdetError
 
 # Columns train.py writes to metrics.csv (docs/ARCHITECTURE.md).
 HISTORY_COLUMNS = ("epoch", "stage", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "seconds")
@@ -250,10 +251,12 @@ def _read_run(inputs: ReportInputs) -> None:
 
 
 def _read_bundle(inputs: ReportInputs, path: Path) -> None:
-    from sportsdet.bundle import load_bundle
-
     # The weights are not needed for a report: skip the checksum so it stays fast.
-    bundle = load_bundle(path, verify_weights=False)
+    try:
+        bundle = load_bundle(path, verify_weights=False)
+    except BundleError as exc:  # the rest of the run is still worth showing
+        inputs.notes.append(f"model bundle not shown: {exc}")
+        return
     inputs.bundle = bundle.manifest
     inputs.bundle_path = bundle.path
 
