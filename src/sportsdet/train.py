@@ -325,13 +325,21 @@ def _csv_row(row: dict[str, Any]) -> dict[str, Any]:
 
 
 class CurvesPlot(Callback):
-    """curves.png: loss, accuracy (train and validation) and learning rate per epoch."""
+    """curves.png: loss, accuracy (train and validation) and learning rate per epoch.
 
-    def __init__(self, path: Path) -> None:
+    Redrawn every `every` epochs (default 1; long benchmarks use more to save CPU) and always
+    after the last epoch of a stage.
+    """
+
+    def __init__(self, path: Path, every: int = 1) -> None:
         self.path = path
+        self.every = max(1, int(every))
 
     def on_epoch_end(self, ctx, epoch, logs):
-        write_curves(self.path, ctx.history)
+        loop = ctx.loop
+        last = loop is None or loop.stop or loop.stage_epoch >= loop.epochs
+        if last or epoch % self.every == 0:
+            write_curves(self.path, ctx.history)
 
 
 def write_curves(path: Path, history: list[dict[str, Any]]) -> None:
@@ -938,7 +946,7 @@ def train(
     ctx.callbacks = [
         ProgressBar(console, lambda: total_epochs),
         MetricsCSV(run_dir / "metrics.csv"),
-        CurvesPlot(run_dir / "curves.png"),
+        CurvesPlot(run_dir / "curves.png", every=int(resolved.get("curves_every", 1))),
         Checkpointer(ctx.checkpoint_dir),
         *(callbacks or []),
     ]
