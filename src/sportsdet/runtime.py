@@ -142,7 +142,7 @@ def parse_onnx_metadata(metadata: dict[str, str], where: str | Path) -> OnnxMode
 def session_options(threads: int | None = None, *, spinning: bool = False):
     """onnxruntime options tuned for a small CPU shared with decoding threads.
 
-    - intra-op threads = the CPUs we may use (more only oversubscribes);
+    - intra-op threads as asked (default: the CPUs we may use; more only oversubscribes);
     - one inter-op thread and sequential execution: a CNN is a chain, parallel branches buy nothing;
     - no spin-waiting: spinning ORT threads would steal the cores the JPEG decoders need.
     """
@@ -158,16 +158,40 @@ def session_options(threads: int | None = None, *, spinning: bool = False):
     return options
 
 
-class OnnxBackend:
-    """Run an exported ONNX file on onnxruntime's CPU provider."""
+PARALLEL_MODES = ("batch", "intra")
 
-    def __init__(self, path: str | Path, threads: int | None = None, *, spinning: bool = False) -> None:
+
+class OnnxBackend:
+    """Run an exported ONNX file on onnxruntime's CPU provider.
+
+    `threads`: CPU threads for the model (default: all CPUs we may use). `parallel`:
+    - "batch" (default): a single-threaded session, and a batch is split into `threads` parts
+      that run at the same time (onnxruntime's run is thread-safe and releases the GIL). Measured
+      on 2 shared cores (bench/RESULTS.md): faster than intra-op threading, whose threads wait on
+      each other at every layer, and much more so when other processes compete for the cores;
+    - "intra": one run at a time with `threads` intra-op threads (onnxruntime's usual setup;
+      lower latency for a single image on an idle machine).
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        threads: int | None = None,
+        *,
+        parallel: str = "batch",
+        spinning: bool = False,
+    ) -> None:
         import onnxruntime as ort
 
         self.path = Path(path)
         if not self.path.is_file():
             raise SportsdetError(f"{self.path}: no such ONNX model file")
-        options = session_options(threads, spinning=spinning)
+        if parallel not in PARALLEL_MODES:
+            raise SportsdetError(f"unknown parallel mode {parallel!r}; choose one of {PARALLEL_MODES}")
+        self.threads = threads or cpu_count()
+        self.parallel = parallel
+        self._pool: ThreadPoolExecutor | None = None
+        options = session_options(1 if parallel == "batch" else self.threads, spinning=spinning)
         try:
             self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own exception types for bad files
@@ -199,9 +223,19 @@ class OnnxBackend:
         quantized = self.info.quantization not in ("", "none")
         self.name = f"onnxruntime{' int8' if quantized else ''} ({self.path.name})"
 
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        (out,) = self.session.run([self.output_name], {self.input_name: batch})
+        return out
+
     def predict_proba(self, batch: np.ndarray) -> np.ndarray:
         batch = np.ascontiguousarray(batch, dtype=np.float32)
-        (out,) = self.session.run([self.output_name], {self.input_name: batch})
+        parts = min(len(batch), self.threads) if self.parallel == "batch" else 1
+        if parts <= 1:
+            out = self._run(batch)
+        else:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="sportsdet-onnx")
+            out = np.concatenate(list(self._pool.map(self._run, np.array_split(batch, parts))))
         return out if self.info.output == "probabilities" else softmax(out)
 
 
