@@ -236,15 +236,26 @@ def test_evaluation_folder_alone(tmp_path):
 
 
 def test_eval_option_and_data_check_report(tmp_path):
-    fake = make_run(tmp_path)
+    from sportsdet.data import check_dataset
+
+    fake = make_run(tmp_path, n_classes=3, per_class=3)
     other = tmp_path / "other-eval"
     fake.eval.rename(other)
-    check = tmp_path / "check.json"
-    check.write_text(json.dumps({"checked": 40, "problems": [
-        {"path": "test/a/1.jpg", "kind": "truncated"}, {"path": "x.jpg", "kind": "truncated"},
-        {"path": "y.jpg", "kind": "not-an-image"}]}))
-    text = write_report(fake.run, tmp_path / "r.html", eval_dir=other, check_report=check).read_text()
-    assert "3 problems" in text and "truncated 2" in text and "per-class-table" in text
+    # a real `sportsdet data check` report: one truncated file and one test image copied into train
+    label = fake.labels[0]
+    broken = fake.data / "test" / label / "001.jpg"
+    broken.write_bytes(broken.read_bytes()[:200])
+    (fake.data / "train" / label).mkdir(parents=True)
+    original = (fake.data / "test" / label / "000.jpg").read_bytes()
+    (fake.data / "train" / label / "copy.jpg").write_bytes(original)
+    check = check_dataset(fake.data, workers=1)
+    check.save(tmp_path / "check.json")
+    out = write_report(fake.run, tmp_path / "r.html", eval_dir=other, check_report=tmp_path / "check.json")
+    text = out.read_text(encoding="utf-8")
+    assert "per-class-table" in text
+    assert f"{check.to_dict()['checked']} files" in text
+    assert "1 problems: truncated 1" in text
+    assert "1 crossing splits" in text and "copy.jpg [train]" in text
 
 
 WRONG_SHAPE = {"labels": ["a"], "confusion_matrix": [[1], [1]]}

@@ -314,32 +314,61 @@ def _findings(inputs: ReportInputs) -> str:
 
 
 def _check_report(check: dict[str, Any]) -> str:
-    # The data-check JSON is summarised generically: scalar counts as a table, lists of problems
-    # counted by their kind, a few examples shown.
-    rows = [(k, v) for k, v in check.items() if isinstance(v, (int, float, str)) and k != "format"]
-    summary = check.get("summary")
-    if isinstance(summary, dict):
-        rows += [(k, v) for k, v in summary.items() if isinstance(v, (int, float, str, list))]
-    html = [kv_table(rows)] if rows else []
-    for key in ("problems", "issues", "findings", "errors"):
-        items = check.get(key)
-        if isinstance(items, list) and items:
-            kinds: dict[str, int] = {}
-            for item in items:
-                kind = "problem"
-                if isinstance(item, dict):
-                    kind = str(item.get("kind") or item.get("problem") or "problem")
-                kinds[kind] = kinds.get(kind, 0) + 1
-            html.append(f"<p>{len(items)} {escape(key)}: "
-                        + ", ".join(f"{escape(k)} {v}" for k, v in sorted(kinds.items())) + "</p>")
-            examples = "".join(f"<li>{escape(_plain(item))}</li>" for item in items[:10])
-            html.append(f"<details><summary>first {min(10, len(items))}</summary>"
-                        f"<ul>{examples}</ul></details>")
-    for key in ("cross_split_duplicates", "duplicates"):
-        items = check.get(key)
-        if isinstance(items, list) and items:
-            html.append(f"<p>{escape(key.replace('_', ' '))}: {len(items)} group(s)</p>")
-    return "".join(html) or '<p class="muted">The data-check report lists no problems.</p>'
+    """A `sportsdet data check --report` file: problems by kind, duplicates, image facts."""
+    html = []
+    checked, ok = check.get("checked"), check.get("ok")
+    if isinstance(checked, int):
+        took = f" in {duration(check['seconds'])}" if isinstance(check.get("seconds"), (int, float)) else ""
+        html.append(f"<p>Checked {checked:,} files{took}: {ok if ok is not None else '?':,} decode fine.</p>")
+    problems = [p for p in check.get("problems") or [] if isinstance(p, dict)]
+    counts = check.get("problem_counts")
+    if not isinstance(counts, dict):
+        counts = {}
+        for item in problems:
+            counts[str(item.get("kind") or "problem")] = counts.get(str(item.get("kind") or "problem"), 0) + 1
+    if counts:
+        html.append(f"<p class=\"low\">{sum(counts.values())} problems: "
+                    + ", ".join(f"{escape(str(k))} {v}" for k, v in counts.items()) + "</p>")
+    if problems:
+        rows = "".join(
+            f"<tr><td>{escape(str(p.get('path', '')))}</td><td>{escape(str(p.get('kind', '')))}</td>"
+            f"<td>{escape(str(p.get('detail', '')))}</td></tr>" for p in problems[:30]
+        )
+        more = f" (first 30 of {len(problems)})" if len(problems) > 30 else ""
+        html.append(f"<details><summary>problem files{more}</summary><table><thead><tr><th>file</th>"
+                    f"<th>problem</th><th>detail</th></tr></thead><tbody>{rows}</tbody></table></details>")
+    groups = [g for g in check.get("duplicates") or [] if isinstance(g, dict)]
+    crossing = [g for g in groups if g.get("cross_split")]
+    if groups:
+        html.append(f"<p>{len(groups)} group(s) of identical files"
+                    + (f', <span class="low">{len(crossing)} crossing splits (a test picture the model may '
+                       "have trained on)</span>" if crossing else "") + ".</p>")
+        listed = (crossing or groups)[:10]
+        items = "".join(
+            "<li>" + escape(", ".join(f"{f} [{s}]" for f, s in zip(g.get("files", []), g.get("splits", []),
+                                                                  strict=False))) + "</li>"
+            for g in listed
+        )
+        html.append(f"<details><summary>{'crossing splits' if crossing else 'duplicates'} "
+                    f"(first {len(listed)})</summary><ul>{items}</ul></details>")
+    info = check.get("info")
+    if isinstance(info, dict):
+        facts = [("greyscale images", info.get("greyscale")), ("image modes", info.get("modes")),
+                 ("formats", info.get("formats")), ("width (px)", _range(info.get("width"))),
+                 ("height (px)", _range(info.get("height")))]
+        html.append(kv_table(facts))
+    if not html:  # an unknown layout: show its simple fields
+        rows = [(k, v) for k, v in check.items() if isinstance(v, (int, float, str)) and k != "format"]
+        html.append(kv_table(rows))
+    if not (counts or groups):
+        html.append('<p class="pos">No broken files and no duplicates.</p>')
+    return "".join(html)
+
+
+def _range(pair: Any) -> str | None:
+    if isinstance(pair, list) and len(pair) == 2:
+        return f"{pair[0]}–{pair[1]}" if pair[0] != pair[1] else str(pair[0])
+    return None
 
 
 def _model(inputs: ReportInputs) -> str:
