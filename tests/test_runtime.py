@@ -297,3 +297,41 @@ def test_stream_with_custom_loader_and_names(colour_backend: OnnxBackend) -> Non
     assert [r.name for r in results] == ["a", "b", "c"]
     assert [LABELS[int(np.argmax(r.probs))] for r in (results[0], results[2])] == ["blue", "red"]
     assert results[1].error == "b: nothing to load" and results[1].probs is None
+
+
+class _Counting:
+    """Wraps a backend and records the batch sizes it is given."""
+
+    def __init__(self, inner: OnnxBackend) -> None:
+        self.inner, self.calls = inner, []
+        self.labels, self.preprocessing = inner.labels, inner.preprocessing
+
+    def predict_proba(self, batch: np.ndarray) -> np.ndarray:
+        self.calls.append(len(batch))
+        return self.inner.predict_proba(batch)
+
+
+def test_batches_are_full_unless_greedy(tmp_path: Path, colour_backend: OnnxBackend) -> None:
+    files = [write_image(tmp_path / f"{i}.png", LABELS[i % 3]) for i in range(5)]
+    inputs = files[:2] + [tmp_path / "missing.jpg"] + files[2:]
+    counting = _Counting(colour_backend)
+    results = list(stream_predictions(inputs, counting, batch_size=2))
+    assert counting.calls == [2, 2, 1]  # the bad input does not take a batch slot
+    assert [r.ok for r in results] == [True, True, False, True, True, True]
+    greedy = _Counting(colour_backend)
+    again = list(stream_predictions(inputs, greedy, batch_size=2, greedy=True))
+    assert sum(greedy.calls) == 5 and max(greedy.calls) <= 2
+    assert [r.name for r in again] == [r.name for r in results]
+
+
+def test_load_backend_errors_name_the_path(tmp_path: Path, monkeypatch) -> None:
+    from sportsdet.errors import BundleError
+
+    with pytest.raises(BundleError, match="no such model bundle"):
+        load_backend(tmp_path / "nothing")
+    bundle = make_bundle(tmp_path / "bundle")
+    make_colour_onnx(bundle / "model.onnx")
+    monkeypatch.setattr(runtime, "_torch_installed", lambda: False)
+    with pytest.raises(SportsdetError, match="torch backend needs PyTorch"):
+        load_backend(bundle, backend="torch")
+    assert isinstance(load_backend(bundle / "bundle.json"), OnnxBackend)

@@ -293,7 +293,7 @@ def load_backend(
     model.onnx, else torch when installed, else a clear error. `int8` picks model.int8.onnx;
     `device` is for torch only.
     """
-    from sportsdet.bundle import builtin_bundle_path, load_bundle
+    from sportsdet.bundle import MANIFEST_NAME, builtin_bundle_path, load_bundle
 
     if backend not in BACKENDS:
         raise SportsdetError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
@@ -302,33 +302,39 @@ def load_backend(
         if model is None:
             raise SportsdetError("no model given and this install has no built-in model; pass --model BUNDLE")
     path = Path(model)
+    if path.name == MANIFEST_NAME:
+        path = path.parent
     if path.suffix.lower() == ".onnx" or path.is_file():
         if backend == "torch":
             raise SportsdetError(f"{path}: the torch backend needs a bundle folder, not an ONNX file")
         if not path.is_file():
             raise SportsdetError(f"{path}: no such ONNX model file")
         return OnnxBackend(path, threads)
+    bundle = load_bundle(path, verify_weights=False)  # a clear error for anything that is not a bundle
     onnx_file = path / (ONNX_INT8_NAME if int8 else ONNX_NAME)
-    if backend == "onnx" or (backend == "auto" and onnx_file.is_file()):
+    if backend == "onnx" or int8 or (backend == "auto" and onnx_file.is_file()):
+        if backend == "torch":
+            raise SportsdetError(f"{path}: INT8 runs on onnxruntime only; drop --backend torch")
         if not onnx_file.is_file():
             raise SportsdetError(
                 f"{path}: the bundle has no {onnx_file.name}; create it with "
-                f"`sportsdet export {path}{' --int8' if int8 else ''}` or use --backend torch"
+                f"`sportsdet export {path}{' --int8' if int8 else ''}`"
+                + ("" if int8 else " or use --backend torch")
             )
-        bundle = load_bundle(path, verify_weights=False)
         onnx_backend = OnnxBackend(onnx_file, threads)
         _check_same_model(onnx_backend, bundle)
         return onnx_backend
-    if int8:
-        raise SportsdetError(
-            f"{path}: INT8 needs {ONNX_INT8_NAME}; create it with `sportsdet export {path} --int8`"
-        )
     if not _torch_installed():
+        if backend == "torch":
+            raise SportsdetError(
+                f"{path}: the torch backend needs PyTorch, which is not installed here; use the ONNX "
+                "backend (the default when the bundle has model.onnx) or `pip install 'sportsdet[train]'`"
+            )
         raise SportsdetError(
             f"{path}: the bundle has no {ONNX_NAME} and PyTorch is not installed; export it where torch is "
             f"(`sportsdet export {path}`) or `pip install 'sportsdet[train]'`"
         )
-    return TorchBackend(path, device, threads=threads)
+    return TorchBackend(load_bundle(path), device, threads=threads)
 
 
 def _check_same_model(backend: OnnxBackend, bundle: Any) -> None:
@@ -396,6 +402,7 @@ def stream_predictions(
     max_in_flight: int | None = None,
     load: Callable[[Any], np.ndarray] | None = None,
     name_of: Callable[[Any], str] | None = None,
+    greedy: bool = False,
     on_in_flight: Callable[[int], None] | None = None,
 ) -> Iterator[StreamResult]:
     """Predict many images, yielding a `StreamResult` per input, in input order, as soon as ready.
@@ -406,8 +413,9 @@ def stream_predictions(
     Items are paths, bytes, or (name, path-or-bytes) pairs, decoded with the preprocessing; or
     anything at all when `load(item) -> array` and `name_of(item) -> str` are given (the loader
     runs on the decode threads, so it may also download). Bad inputs give a result with
-    `error` set and never stop the stream. Batches hold whatever has been decoded when the model
-    is free (up to batch_size), so the model never waits for a full batch.
+    `error` set and never stop the stream. Batches are formed here: batch_size images each
+    (so results do not depend on timing), or with `greedy` whatever is decoded when the model is
+    free, which lowers latency when inputs arrive slowly (downloads).
     `on_in_flight(n)`, if given, is called with the in-flight count (for tests and monitoring).
     """
     spec = preprocessing or backend.preprocessing
@@ -449,13 +457,14 @@ def stream_predictions(
                 refill()
                 if not pending:
                     break
-                # Always wait for the oldest input (results go out in order), then take every
-                # following one that is already decoded, up to a full batch.
+                # A batch is the next batch_size readable inputs, waiting for decodes already under
+                # way (the window is full, so the decoders run ahead while the model works).
+                # greedy: take only what is decoded already (lower latency, smaller batches).
                 taken: list[tuple[int, str, Any]] = []
                 images = 0
                 while pending and images < batch_size:
                     index, name, future = pending[0]
-                    if taken and not future.done():
+                    if greedy and taken and not future.done():
                         break
                     pending.popleft()
                     value = future.result()
