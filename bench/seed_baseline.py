@@ -143,6 +143,16 @@ def markdown(rows: list[dict], runs: list[dict], args: argparse.Namespace, statu
     return "\n".join(lines)
 
 
+def collect_runs(args: argparse.Namespace) -> list[dict]:
+    """Every finished run under --runs with these epochs (other processes' runs included)."""
+    runs = []
+    for path in sorted(args.runs.glob("*/result.json")):
+        run = json.loads(path.read_text())
+        if run.get("epochs") == args.epochs and run["seed"] in args.seeds:
+            runs.append(run)
+    return sorted(runs, key=lambda r: (r["seed"], SPLITS.index(r["split"])))
+
+
 def write_results(runs: list[dict], args: argparse.Namespace, status: str) -> list[dict]:
     rows = summarise(runs)
     results_dir = HERE / "results"
@@ -186,13 +196,26 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="1 seed, 2 epochs: check that everything runs")
     parser.add_argument("--data", type=Path, default=DATA, help="the sports100 folder")
     parser.add_argument("--runs", type=Path, default=Path("/tmp/seed_baseline_runs"), help="run folders")
+    parser.add_argument(
+        "--splits", default=",".join(SPLITS), help="protocols to run, separated by ';' or ',' (default: both)"
+    )
+    parser.add_argument(
+        "--threads", type=int, default=0, help="torch threads (0: torch's default); 1 suits a busy CPU"
+    )
+    parser.add_argument("--report-only", action="store_true", help="rebuild the table from finished runs")
     args = parser.parse_args()
     args.seeds = [int(s) for s in args.seeds.split(",")]
+    args.splits = args.splits.replace(";", " ")
     if args.quick:
         args.seeds, args.epochs = args.seeds[:1], 2
 
-    runs: list[dict] = []
-    plan = [(seed, split) for seed in args.seeds for split in SPLITS]  # interleaved: early partial tables
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    wanted = [s for s in SPLITS if s in args.splits]
+    # Two processes (one per protocol) can share --runs: each run leaves result.json in its
+    # folder and the table is rebuilt from all of them after every run.
+    plan = [] if args.report_only else [(seed, split) for seed in args.seeds for split in wanted]
+    expected = len(args.seeds) * len(SPLITS)
     for number, (seed, split) in enumerate(plan, 1):
         run_dir = args.runs / f"{split.replace(':', '_').replace(',', '-')}_seed{seed}"
         print(f"[{number}/{len(plan)}] {split} seed {seed} -> {run_dir}", file=sys.stderr, flush=True)
@@ -209,12 +232,26 @@ def main() -> None:
             options={"epochs": args.epochs, "curves_every": 10},
         )
         wall = time.time() - started
-        result = {"split": split, "seed": seed, "wall_seconds": round(wall, 1), **score_run(run_dir)}
-        runs.append(result)
+        result = {
+            "split": split,
+            "seed": seed,
+            "epochs": args.epochs,
+            "threads": torch.get_num_threads(),
+            "wall_seconds": round(wall, 1),
+            **score_run(run_dir),
+        }
+        (run_dir / "result.json").write_text(json.dumps(result, indent=1) + "\n")
         print(json.dumps(result), file=sys.stderr, flush=True)
-        status = "complete" if number == len(plan) else f"partial: {number}/{len(plan)} runs"
-        write_results(runs, args, status)
+        runs = collect_runs(args)
+        write_results(
+            runs, args, "complete" if len(runs) == expected else f"partial: {len(runs)}/{expected} runs"
+        )
 
+    runs = collect_runs(args)
+    if args.report_only:
+        write_results(
+            runs, args, "complete" if len(runs) == expected else f"partial: {len(runs)}/{expected} runs"
+        )
     rows = summarise(runs)
     print(
         f"{'split':<18} {'seeds':>5} {'final acc mean±std':>20} {'min-max':>13} "
