@@ -374,3 +374,15 @@ def test_damaged_bundle_is_noted_not_fatal(tmp_path):
     text = write_report(fake.run).read_text(encoding="utf-8")
     assert "model bundle not shown" in text and "weights.safetensors is missing" in text
     assert "per-class-table" in text
+
+
+def test_evaluation_on_a_few_of_the_models_classes_hides_empty_ones(tmp_path):
+    labels = [f"class {i}" for i in range(10)]
+    y = np.array([0, 0, 1, 1, 2, 2])
+    probs = np.full((6, 10), 0.01, dtype=np.float32)
+    probs[np.arange(6), [0, 0, 1, 7, 2, 2]] = 0.91  # one image predicted as class 7 (absent from y)
+    write_eval(tmp_path / "eval", labels, y, probs, [f"{i}.jpg" for i in range(6)])
+    text = write_report(tmp_path / "eval").read_text(encoding="utf-8")
+    shown = [r[0] for r in Page(text).tables["per-class-table"]]
+    assert shown == ["class 0", "class 1", "class 2", "class 7"]
+    assert "6 of the model's classes had no images here" in text

@@ -430,6 +430,9 @@ def _per_class(inputs: ReportInputs) -> str:
     if not per_class:
         return _no_eval(inputs)
     labels = [x for x in inputs.labels if x in per_class] or list(per_class)
+    active = _active_labels(m)
+    hidden = [x for x in labels if active is not None and x not in active]
+    labels = [x for x in labels if x not in hidden]
     confused_with = _top_confusion(m, labels)
     rows = []
     for label in labels:
@@ -444,8 +447,10 @@ def _per_class(inputs: ReportInputs) -> str:
             f'<td class="n" data-v="{_raw(v.get("support"))}">{v.get("support", "–")}</td>'
             f"<td>{confused_with.get(label, '')}</td></tr>"
         )
+    note = (f" {len(hidden)} of the model's classes had no images here and were never predicted: "
+            "left out." if hidden else "")
     return (
-        f'<p class="muted">{len(labels)} classes. Click a column header to sort (again to reverse); '
+        f'<p class="muted">{len(labels)} classes.{note} Click a column header to sort (again to reverse); '
         "F1 below 50% is red. Precision: of the images predicted as this class, the share that were; "
         "recall: of this class's images, the share found.</p>"
         '<input type="search" placeholder="filter classes" data-filter="per-class-table" '
@@ -456,6 +461,21 @@ def _per_class(inputs: ReportInputs) -> str:
         "<th>most often predicted instead</th></tr></thead>"
         f"<tbody>{''.join(rows)}</tbody></table></div>"
     )
+
+
+def _active_labels(metrics: dict[str, Any]) -> set[str] | None:
+    """Classes with images or predictions in this evaluation (None: all of them).
+
+    An evaluation on a few of a 100-class model's classes would otherwise show ~100 empty rows.
+    """
+    matrix, order = metrics.get("confusion_matrix"), metrics.get("labels")
+    if not matrix or not order:
+        return None
+    active = {
+        label for i, label in enumerate(order)
+        if sum(matrix[i]) > 0 or sum(row[i] for row in matrix) > 0
+    }
+    return None if len(active) == len(order) else active
 
 
 def _raw(value: Any) -> str:
@@ -484,6 +504,11 @@ def _confusion(inputs: ReportInputs) -> str:
     matrix, labels = m.get("confusion_matrix"), m.get("labels")
     if not matrix or not labels:
         return _no_eval(inputs)
+    active = _active_labels(m)
+    if active is not None:  # drop classes with neither images nor predictions
+        keep = [i for i, label in enumerate(labels) if label in active]
+        matrix = [[matrix[i][j] for j in keep] for i in keep]
+        labels = [labels[i] for i in keep]
     # Past ~30 classes the names are only readable at full size: start there (scrollable) and let
     # a click switch to the fit-to-width overview; small matrices start fitted.
     big = len(labels) > 30
