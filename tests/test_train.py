@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import subprocess
 import sys
 import textwrap
@@ -224,30 +223,25 @@ def test_resume_refuses_a_damaged_checkpoint(data_dir, tmp_path):
         train(None, out=run, resume=True)
 
 
-def test_cli_train_prints_result_and_errors_without_traceback(data_dir, tmp_path):
-    env = {**os.environ, "COLUMNS": "200"}
-    cmd = [
-        sys.executable,
-        "-m",
-        "sportsdet",
-        "train",
-        str(data_dir),
-        "--out",
-        str(tmp_path / "run"),
-        "--model",
-        "seed-cnn",
-        "--epochs",
-        "1",
-        "--set",
-        "input_size=32",
-        "--batch-size",
-        "8",
-    ]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env)
-    assert proc.returncode == 0, proc.stderr
-    assert "model bundle:" in proc.stdout and "epoch   1/1" in proc.stderr
+def test_cli_train_prints_result_and_errors_without_traceback(data_dir, tmp_path, monkeypatch, capsys):
+    from sportsdet.cli import main
+
+    def run_cli(*args: str) -> int:
+        monkeypatch.setattr(sys, "argv", ["sportsdet", *args])
+        with pytest.raises(SystemExit) as exited:
+            main()
+        return exited.value.code
+
+    args = ["train", str(data_dir), "--out", str(tmp_path / "run"), "--model", "seed-cnn", "--epochs", "1",
+            "--set", "input_size=32", "--batch-size", "8"]  # fmt: skip
+    assert run_cli(*args) == 0
+    out, err = capsys.readouterr()
+    assert "model bundle:" in out and "epoch   1/1" in err and "model bundle" not in err.splitlines()[-1:]
     assert json.loads((tmp_path / "run" / "config.json").read_text())["options"]["input_size"] == 32
 
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env)
-    assert proc.returncode == 2
-    assert "already holds a run" in proc.stderr and "Traceback" not in proc.stderr
+    assert run_cli(*args) == 2
+    out, err = capsys.readouterr()
+    assert "already holds a run" in err and "Traceback" not in err and out == ""
+
+    assert run_cli("train", str(tmp_path / "nothing-here"), "--out", str(tmp_path / "r2")) == 2
+    assert "no such folder" in capsys.readouterr().err
