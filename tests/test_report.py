@@ -365,7 +365,7 @@ def test_skipped_images_and_plain_folder_evaluation(tmp_path):
     (fake.eval / "metrics.json").write_text(json.dumps(metrics))
     text = write_report(fake.run).read_text(encoding="utf-8")
     assert "1 image(s) could not be read" in text and "a.jpg: image data is truncated" in text
-    assert "None accuracy" not in text and "evaluated accuracy" in text
+    assert "None" not in text and "Accuracy on the evaluated images" in text
 
 
 def test_damaged_bundle_is_noted_not_fatal(tmp_path):

@@ -164,9 +164,10 @@ def _results(inputs: ReportInputs) -> str:
         return _no_eval(inputs) + _training_summary_cards(inputs)
     ci = m.get("accuracy_ci95") or [None, None]
     k = m.get("top_k", 5)
-    split = m.get("split") or "evaluated"  # None when evaluate scored a plain folder tree
+    split = m.get("split")  # None when evaluate scored a plain folder tree
+    where_scored = f"the {split} split" if split else "the evaluated images"
     cards = [
-        ("accuracy", f"{split} accuracy", pct(m.get("accuracy")),
+        ("accuracy", f"{split} accuracy" if split else "accuracy", pct(m.get("accuracy")),
          f"95% CI {pct(ci[0])}–{pct(ci[1])}" if ci[0] is not None else ""),
         ("balanced_accuracy", "balanced accuracy", pct(m.get("balanced_accuracy")),
          "mean recall over classes"),
@@ -184,7 +185,7 @@ def _results(inputs: ReportInputs) -> str:
     n = m.get("n")
     sentence = accuracy_sentence(m)
     html.append(
-        f'<p class="plain">Accuracy on the {escape(str(split))} split: '
+        f'<p class="plain">Accuracy on {escape(where_scored)}: '
         f'<b id="m-accuracy-ci">{escape(sentence)}</b>. '
     )
     if ci[0] is not None and n:
