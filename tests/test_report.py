@@ -167,6 +167,7 @@ def test_self_contained(eight):
     assert "http://" not in text and "https://" not in text
     assert "<link" not in text and "@import" not in text
     assert "<b>bmx" not in text  # class names are escaped, never markup
+    assert "could not be drawn" not in text
 
 
 def test_galleries_show_true_pred_confidence_and_worst_first(eight):
@@ -212,6 +213,7 @@ def test_hundred_classes_render_fast_and_legible(tmp_path):
     assert 'class="zoomable zoomed"' in text  # shown at full size first, where names are readable
     thumbs = [i for i in page.images if i.get("class") == "thumb"]
     assert 0 < len(thumbs) <= 3 * 24
+    assert "could not be drawn" not in text
 
 
 def test_without_evaluation_shows_training_and_says_what_to_run(tmp_path):
