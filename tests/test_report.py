@@ -388,3 +388,26 @@ def test_evaluation_on_a_few_of_the_models_classes_hides_empty_ones(tmp_path):
     shown = [r[0] for r in Page(text).tables["per-class-table"]]
     assert shown == ["class 0", "class 1", "class 2", "class 7"]
     assert "6 of the model's classes had no images here" in text
+
+
+def test_tiny_case_against_hand_computed_values(tmp_path):
+    """6 images, 3 classes, worked out on paper: the page must show these numbers."""
+    labels = ["croquet", "polo", "rowing"]
+    y = np.array([0, 0, 1, 1, 2, 2])
+    pred = [0, 1, 1, 1, 2, 0]
+    probs = np.full((6, 3), 0.2, dtype=np.float32)
+    probs[np.arange(6), pred] = 0.6
+    write_eval(tmp_path / "eval", labels, y, probs, [f"{i}.jpg" for i in range(6)])
+    text = write_report(tmp_path / "eval").read_text(encoding="utf-8")
+    page = Page(text)
+    assert page.by_id["m-accuracy"] == "66.7%"  # 4 of 6
+    assert page.by_id["m-balanced_accuracy"] == "66.7%"  # recalls 1/2, 2/2, 1/2
+    assert page.by_id["m-macro_f1"] == "65.6%"  # F1s 1/2, 4/5, 2/3
+    assert page.by_id["m-top5_accuracy"] == "100.0%"  # top-3 of 3 classes
+    assert page.by_id["m-ece"] == "6.7%"  # one bin: confidence 0.6, accuracy 4/6 -> |0.667 - 0.6|
+    rows = {r[0]: r[1:5] for r in page.tables["per-class-table"]}
+    assert rows == {
+        "croquet": ["50.0%", "50.0%", "50.0%", "2"],
+        "polo": ["66.7%", "100.0%", "80.0%", "2"],
+        "rowing": ["100.0%", "50.0%", "66.7%", "2"],
+    }
