@@ -128,6 +128,11 @@ def test_resume_after_interrupt_gives_the_uninterrupted_result(data_dir, tmp_pat
     b = load_bundle(broken / "model").torch_state_dict()
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
+    # A finished run can be extended: --resume with more epochs continues where it stopped.
+    result = train(None, out=broken, resume=True, options={"epochs": 5})
+    assert [row["epoch"] for row in result.history] == [1, 2, 3, 4, 5]
+    assert _history(broken)[:4] == _history(straight)
+
 
 def test_sigkill_loses_at_most_the_current_epoch(data_dir, tmp_path):
     """A process killed mid-epoch resumes from its last finished epoch and ends like a clean run."""
@@ -169,6 +174,11 @@ def test_existing_run_is_not_overwritten_without_force(data_dir, tmp_path):
         train(data_dir, out=run, model="seed-cnn", options={**TINY, "epochs": 1})
     assert (run / "model" / "weights.safetensors").read_bytes() == before
 
+    # --force with bad options fails before anything is removed.
+    with pytest.raises(SportsdetError, match="unknown class"):
+        train(data_dir, out=run, model="seed-cnn", force=True, classes=["red", "purple"], options=TINY)
+    assert (run / "model" / "weights.safetensors").read_bytes() == before
+
     train(data_dir, out=run, model="seed-cnn", seed=1, force=True, options={**TINY, "epochs": 1})
     assert (run / "notes.txt").read_text() == "mine"  # --force removes only what a run writes
     assert len(_history(run)) == 1
@@ -191,7 +201,8 @@ def test_bad_image_stops_training_with_a_clear_message(data_dir, tmp_path):
                 split="random:0.2,0",
             )
         message = str(caught.value)
-        assert str(bad) in message and "sportsdet data check" in message and "Traceback" not in message
+        assert str(bad) in message and "sportsdet data check" in message and "--force" in message
+        assert "Traceback" not in message and "DataLoader worker" not in message
 
 
 def test_early_stopping_and_no_validation_split(data_dir, tmp_path):

@@ -55,7 +55,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from sportsdet.bundle import library_versions, save_bundle, sha256_file
-from sportsdet.data.dataset import ImageDataset, default_train_augmentation, make_loader
+from sportsdet.data.dataset import DataFileError, ImageDataset, default_train_augmentation, make_loader
 from sportsdet.errors import SportsdetError
 from sportsdet.models import ModelSpec, build_model, get_model_spec
 from sportsdet.preprocess import Preprocessing
@@ -404,6 +404,7 @@ class Checkpointer(Callback):
             "stage": loop.stage,
             "stage_epoch": loop.stage_epoch,
             "stage_done": loop.stage_epoch >= loop.epochs or loop.stop,
+            "stopped_early": loop.stop,
             "history": ctx.history,
             "best": ctx.best,
             "epochs_since_best": ctx.epochs_since_best,
@@ -589,7 +590,7 @@ def run_epochs(
         ctx.epochs_since_best = int(state.get("epochs_since_best", 0))
         ctx.recipe_state = dict(state.get("recipe_state") or {})
         loop.stage_epoch = int(state["stage_epoch"])
-        loop.stop = bool(state.get("stage_done", False))
+        loop.stop = bool(state.get("stopped_early", False))  # a finished stage may be extended (--epochs)
         set_rng_state(state["rng"], tensors)
         ctx.resume = None
         ctx.console.print(f"resuming {stage} after epoch {state['epoch']} ({ctx.run_dir})", soft_wrap=True)
@@ -894,7 +895,6 @@ def train(
                     f"{run_dir}: already holds a run; use --resume to continue it, --force to replace it, "
                     "or choose another --out"
                 )
-            _clear_run(run_dir)
         model_name = model or default_model_name()
         spec = get_model_spec(model_name)
         run_seed = 0 if seed is None else int(seed)
@@ -911,6 +911,8 @@ def train(
                 f"{scan.root}: training needs at least 2 classes, found {len(manifest.classes)}"
             )
         data_summary = scan.to_dict()
+        if force:  # only now that the new run's data and options are known to be good
+            _clear_run(run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
         manifest.save(run_dir / "split.json")
         _write_json(run_dir / "data_summary.json", data_summary)
@@ -967,14 +969,24 @@ def train(
     try:
         result = _load_recipe(str(resolved["recipe"]))(ctx)
     except KeyboardInterrupt:
-        done = len(ctx.history)
-        console.print(
-            f"[yellow]interrupted[/] after {done} finished epoch(s); the last checkpoint is kept. "
-            f'Continue with: sportsdet train --out "{run_dir}" --resume',
-            highlight=False,
-            soft_wrap=True,
-        )
+        if (run_dir / "checkpoints" / "last.safetensors").is_file():
+            console.print(
+                f"[yellow]interrupted[/] after {len(ctx.history)} finished epoch(s); the last checkpoint is "
+                f'kept. Continue with: sportsdet train --out "{run_dir}" --resume',
+                highlight=False,
+                soft_wrap=True,
+            )
+        else:
+            console.print(
+                "[yellow]interrupted[/] before the first epoch finished; nothing to resume. "
+                "Start again with --force.",
+                highlight=False,
+                soft_wrap=True,
+            )
         raise
+    except DataFileError as exc:
+        # The split lists the bad file, so this run cannot be resumed once the file is moved.
+        raise SportsdetError(f"{exc} with --force (the run in {run_dir} stopped there)") from None
     seconds = time.time() - started
     if result.best is None:
         raise SportsdetError(f"{run_dir}: training finished without any epoch; nothing to save")
