@@ -347,6 +347,7 @@ def write_curves(path: Path, history: list[dict[str, Any]]) -> None:
 
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     epochs = [row["epoch"] for row in history]
 
@@ -364,10 +365,16 @@ def write_curves(path: Path, history: list[dict[str, Any]]) -> None:
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
         ax.legend()
-    axes[2].plot(epochs, series("lr"), marker=".", color="tab:gray")
+    lrs = series("lr")
+    axes[2].plot(epochs, lrs, marker=".", color="tab:gray")
     axes[2].set_title("learning rate")
     axes[2].set_xlabel("epoch")
     axes[2].grid(alpha=0.3)
+    # From zero, without an offset: a slowly decaying rate reads as nearly flat, which it is.
+    axes[2].set_ylim(0, max([lr for lr in lrs if math.isfinite(lr)] or [1.0]) * 1.1)
+    axes[2].ticklabel_format(axis="y", style="sci", scilimits=(-2, 3), useOffset=False)
+    for ax in axes:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     tmp = path.with_name(f".{path.stem}.tmp.png")
     fig.savefig(tmp, dpi=90)
     plt.close(fig)
