@@ -167,8 +167,9 @@ def reliability_png(bins: list[dict[str, float]], ece: float | None) -> bytes:
 
 
 def compare_curves_png(histories: dict[str, list[dict[str, Any]]]) -> bytes:
-    """Several runs overlaid: validation accuracy and loss (solid), training loss (dotted)."""
+    """Several runs overlaid (one colour per run): validation accuracy, validation loss, training loss."""
     from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
     from matplotlib.ticker import MaxNLocator
 
     fig = Figure(figsize=(12, 3.6))
@@ -178,7 +179,7 @@ def compare_curves_png(histories: dict[str, list[dict[str, Any]]]) -> bytes:
         for ax, key, style in (
             (axes[0], "val_acc", "-"),
             (axes[1], "val_loss", "-"),
-            (axes[2], "train_loss", ":"),
+            (axes[2], "train_loss", "-"),
         ):
             xs, ys = _series(history, key)
             if len(xs):
@@ -188,6 +189,9 @@ def compare_curves_png(histories: dict[str, list[dict[str, Any]]]) -> bytes:
         ax.set_title(title)
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
-        if ax.lines:
-            ax.legend(fontsize=7)
+    # One legend under the plots: run names can be long and would cover the curves.
+    handles = [Line2D([], [], color=RUN_COLORS[i % len(RUN_COLORS)], label=name)
+               for i, name in enumerate(histories)]
+    fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=min(len(handles), 3),
+               fontsize=8, frameon=False)
     return _png(fig)

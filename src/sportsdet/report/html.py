@@ -631,10 +631,13 @@ def render_comparison(runs: list[ReportInputs]) -> str:
 
 
 def _unique_names(runs: list[ReportInputs]) -> list[str]:
-    names = [run.name for run in runs]
-    if len(set(names)) < len(names):  # e.g. a/eval and b/eval: fall back to the full paths
-        names = [str(run.run_dir or run.eval_dir or run.source) for run in runs]
-    return names
+    """The shortest path endings that tell the runs apart (runs/a/run vs runs/b/run -> a/run, b/run)."""
+    paths = [(run.run_dir or run.eval_dir or run.source).resolve() for run in runs]
+    for depth in range(1, max(len(p.parts) for p in paths) + 1):
+        names = ["/".join(p.parts[-depth:]) for p in paths]
+        if len(set(names)) == len(names):
+            return names
+    return [f"{i + 1}: {p}" for i, p in enumerate(paths)]  # the same folder given twice
 
 
 def _compare_metrics(runs: list[ReportInputs], names: list[str]) -> str:
