@@ -503,8 +503,11 @@ class TrainContext:
         train, val = self.datasets(augment)
         workers = int(self.options.get("workers") or 0)
         threads = max(1, torch.get_num_threads())
-        for dataset in (train, val):
-            if dataset is not None and dataset.cache_enabled:
+        cached = [d for d in (train, val) if d is not None and d.cache_enabled]
+        if cached:
+            total = sum(len(d) for d in cached)
+            self.console.print(f"decoding {total} images into memory (once for all epochs)", soft_wrap=True)
+            for dataset in cached:
                 dataset.preload(threads)
         batch = int(self.options["batch_size"])
         train_loader = make_loader(

@@ -139,9 +139,13 @@ class ImageDataset(Dataset):
         if not self.cache_enabled:
             return
         missing = [i for i, cached in enumerate(self._cache) if cached is None]
-        with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+        pool = ThreadPoolExecutor(max_workers=max(1, threads))
+        try:
             for _ in pool.map(self._resized, missing):
                 pass
+        finally:
+            # On Ctrl-C or a bad file, drop the queued decodes instead of finishing them all.
+            pool.shutdown(wait=True, cancel_futures=True)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         if self.augment is not None:
