@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import platform
 import statistics
 import sys
@@ -80,6 +81,43 @@ def score_run(run: Path) -> dict:
     }
 
 
+def score_unfinished(run: Path) -> dict | None:
+    """A run still training (or stopped): test accuracy of its last checkpoint, marked as such."""
+    from sportsdet.models import build_model, get_model_spec
+
+    last = run / "checkpoints" / "last.safetensors"
+    if not last.is_file() or not (run / "config.json").is_file():
+        return None
+    config = json.loads((run / "config.json").read_text())
+    spec = get_model_spec(config["model"])
+    manifest = SplitManifest.load(run / "split.json")
+    tensors, state = read_checkpoint(last)
+    model = build_model(spec.name, num_classes=len(manifest.classes))
+    model.load_state_dict(model_tensors(tensors))
+    test = ImageDataset(manifest.items("test"), spec.preprocessing, cache=True, root=manifest.root)
+    acc = float(accuracy_score(np.asarray(test.labels), predict_labels(model, test)))
+    history = state["history"]
+    best = state["best"] or {}
+    return {
+        "split": config["split"],
+        "seed": config["seed"],
+        "epochs": config["options"]["epochs"],
+        "unfinished": True,
+        "wall_seconds": round(sum(row["seconds"] for row in history), 1),
+        "test_n": len(test),
+        "train_n": len(manifest.items("train")),
+        "valid_n": len(manifest.items("valid")),
+        "test_acc_bundle": acc if best.get("epoch") == state["epoch"] else None,
+        "test_acc_final": acc,
+        "best_epoch": best.get("epoch"),
+        "epochs_run": len(history),
+        "train_seconds": round(sum(row["seconds"] for row in history), 1),
+        "seconds_per_epoch": statistics.median(row["seconds"] for row in history),
+        "final_train_acc": history[-1]["train_acc"],
+        "final_train_loss": history[-1]["train_loss"],
+    }
+
+
 def summarise(runs: list[dict]) -> list[dict]:
     rows = []
     for split in SPLITS:
@@ -87,7 +125,7 @@ def summarise(runs: list[dict]) -> list[dict]:
         if not done:
             continue
         final = [r["test_acc_final"] for r in done]
-        bundle = [r["test_acc_bundle"] for r in done]
+        bundle = [r["test_acc_bundle"] for r in done if r["test_acc_bundle"] is not None] or [float("nan")]
         rows.append(
             {
                 "split": split,
@@ -98,12 +136,17 @@ def summarise(runs: list[dict]) -> list[dict]:
                 "final_max": max(final),
                 "bundle_mean": statistics.mean(bundle),
                 "bundle_std": statistics.stdev(bundle) if len(bundle) > 1 else 0.0,
+                "epochs_run": [r["epochs_run"] for r in done],
                 "minutes_per_run": statistics.mean(r["wall_seconds"] for r in done) / 60,
                 "train_n": done[0]["train_n"],
                 "test_n": done[0]["test_n"],
             }
         )
     return rows
+
+
+def _pct(mean: float, std: float) -> str:
+    return "n/a" if math.isnan(mean) else f"{100 * mean:.1f} ± {100 * std:.1f}%"
 
 
 def markdown(rows: list[dict], runs: list[dict], args: argparse.Namespace, status: str) -> str:
@@ -121,11 +164,13 @@ def markdown(rows: list[dict], runs: list[dict], args: argparse.Namespace, statu
         "|---|---|---|---|---|---|---|",
     ]
     for r in rows:
+        unfinished = [n for n in r["epochs_run"] if n < args.epochs]
+        note = f" (epochs run: {', '.join(map(str, r['epochs_run']))} of {args.epochs})" if unfinished else ""
         lines.append(
-            f"| `{r['split']}` | {len(r['seeds'])} | {r['train_n']}/{r['test_n']} "
+            f"| `{r['split']}`{note} | {len(r['seeds'])} | {r['train_n']}/{r['test_n']} "
             f"| {100 * r['final_mean']:.1f} ± {100 * r['final_std']:.1f}% "
             f"| {100 * r['final_min']:.1f}-{100 * r['final_max']:.1f}% "
-            f"| {100 * r['bundle_mean']:.1f} ± {100 * r['bundle_std']:.1f}% | {r['minutes_per_run']:.1f} |"
+            f"| {_pct(r['bundle_mean'], r['bundle_std'])} | {r['minutes_per_run']:.1f} |"
         )
     lines += [
         "",
@@ -133,8 +178,13 @@ def markdown(rows: list[dict], runs: list[dict], args: argparse.Namespace, statu
         "same time, so minutes are an upper bound). `random:0.2,0` has no validation set: its bundle is "
         "the final epoch. Per run: "
         + "; ".join(
-            f"{r['split']} seed {r['seed']}: {100 * r['test_acc_final']:.1f}% "
-            f"(bundle {100 * r['test_acc_bundle']:.1f}%, epoch {r['best_epoch']})"
+            f"{r['split']} seed {r['seed']}: {100 * r['test_acc_final']:.1f}% after {r['epochs_run']} epochs"
+            + (" (unfinished: last checkpoint)" if r.get("unfinished") else "")
+            + (
+                f" (bundle {100 * r['test_acc_bundle']:.1f}%, best epoch {r['best_epoch']})"
+                if r["test_acc_bundle"] is not None
+                else ""
+            )
             for r in runs
         )
         + ". Raw numbers: `bench/results/seed_baseline.json`.",
@@ -143,12 +193,18 @@ def markdown(rows: list[dict], runs: list[dict], args: argparse.Namespace, statu
     return "\n".join(lines)
 
 
-def collect_runs(args: argparse.Namespace) -> list[dict]:
-    """Every finished run under --runs with these epochs (other processes' runs included)."""
+def collect_runs(args: argparse.Namespace, unfinished: bool = False) -> list[dict]:
+    """Every finished run under --runs with these epochs (other processes' runs included);
+    with `unfinished`, runs still training are scored from their last checkpoint too."""
     runs = []
-    for path in sorted(args.runs.glob("*/result.json")):
-        run = json.loads(path.read_text())
-        if run.get("epochs") == args.epochs and run["seed"] in args.seeds:
+    for folder in sorted(p for p in args.runs.iterdir() if p.is_dir()) if args.runs.is_dir() else []:
+        if (folder / "result.json").is_file():
+            run = json.loads((folder / "result.json").read_text())
+        elif unfinished:
+            run = score_unfinished(folder)
+        else:
+            continue
+        if run and run.get("epochs") == args.epochs and run["seed"] in args.seeds:
             runs.append(run)
     return sorted(runs, key=lambda r: (r["seed"], SPLITS.index(r["split"])))
 
@@ -203,6 +259,11 @@ def main() -> None:
         "--threads", type=int, default=0, help="torch threads (0: torch's default); 1 suits a busy CPU"
     )
     parser.add_argument("--report-only", action="store_true", help="rebuild the table from finished runs")
+    parser.add_argument(
+        "--include-unfinished",
+        action="store_true",
+        help="with --report-only: also score runs still training, from their last checkpoint (labelled)",
+    )
     args = parser.parse_args()
     args.seeds = [int(s) for s in args.seeds.split(",")]
     args.splits = args.splits.replace(";", " ")
@@ -247,11 +308,13 @@ def main() -> None:
             runs, args, "complete" if len(runs) == expected else f"partial: {len(runs)}/{expected} runs"
         )
 
-    runs = collect_runs(args)
+    runs = collect_runs(args, unfinished=args.include_unfinished)
     if args.report_only:
-        write_results(
-            runs, args, "complete" if len(runs) == expected else f"partial: {len(runs)}/{expected} runs"
-        )
+        finished = sum(not r.get("unfinished") for r in runs)
+        status = "complete" if finished == expected else f"partial: {finished}/{expected} runs finished"
+        if finished < len(runs):
+            status += f", {len(runs) - finished} scored mid-training from the last checkpoint"
+        write_results(runs, args, status)
     rows = summarise(runs)
     print(
         f"{'split':<18} {'seeds':>5} {'final acc mean±std':>20} {'min-max':>13} "
