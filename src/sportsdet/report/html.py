@@ -407,7 +407,8 @@ def _model(inputs: ReportInputs) -> str:
                     + kv_table(sorted(shown.items())) + "</details>")
     versions = bundle.get("versions") or config.get("versions")
     if isinstance(versions, dict) and versions:
-        html.append("<h3>Library versions</h3>" + kv_table(versions.items()))
+        html.append("<h3>Library versions</h3><p>" + " · ".join(
+            f"{escape(str(k))} <b>{escape(str(v))}</b>" for k, v in versions.items()) + "</p>")
     elif not bundle:
         html.append('<p class="muted">No model bundle yet (RUN/model is written at the end of training).</p>')
     return "".join(html)

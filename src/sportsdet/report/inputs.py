@@ -207,9 +207,10 @@ def load_inputs(
                              "or an evaluation folder (from `sportsdet evaluate`)")
     if not source.is_dir():
         raise SportsdetError(f"{source}: is a file; pass the run or evaluation folder that holds it")
+    source = source.resolve()  # a mailed report should say where the run lives, not "."
     inputs = ReportInputs(source=source)
     if eval_dir is not None:
-        eval_path = Path(eval_dir)
+        eval_path = Path(eval_dir).resolve()
         if not _is_eval_dir(eval_path):
             raise SportsdetError(f"{eval_path}: no metrics.json or predictions.csv here; "
                                  "pass the folder `sportsdet evaluate --out` wrote")
