@@ -243,17 +243,24 @@ class Callback:
 class ProgressBar(Callback):
     """A rich progress bar per epoch (loss, accuracy, ETA) and one summary line per epoch, on stderr."""
 
-    def __init__(self, console: Console, total_epochs: Callable[[], int]) -> None:
+    def __init__(self, console: Console) -> None:
         self.console = console
-        self.total_epochs = total_epochs
         self.progress: Progress | None = None
         self.task = None
+
+    @staticmethod
+    def total_epochs(ctx: TrainContext) -> int:
+        """Epochs of earlier stages plus this stage's (so multi-stage recipes count right)."""
+        loop = ctx.loop
+        if loop is None:
+            return len(ctx.history)
+        return len(ctx.history) - loop.stage_epoch + loop.epochs
 
     def on_epoch_begin(self, ctx, epoch, stage, batches):
         if not self.console.is_terminal:  # logs and pipes get the epoch lines only
             return
         self.progress = Progress(
-            TextColumn(f"epoch {epoch}/{self.total_epochs()} [dim]{stage}[/]"),
+            TextColumn(f"epoch {epoch}/{self.total_epochs(ctx)} [dim]{stage}[/]"),
             BarColumn(),
             MofNCompleteColumn(),
             TextColumn("loss {task.fields[loss]:.4f} acc {task.fields[acc]:.3f}"),
@@ -277,7 +284,7 @@ class ProgressBar(Callback):
         )
         best = " [green]*best[/]" if ctx.best and ctx.best.get("epoch") == epoch else ""
         self.console.print(
-            f"epoch {epoch:>3}/{self.total_epochs()} {logs['stage']}: loss {logs['train_loss']:.4f} "
+            f"epoch {epoch:>3}/{self.total_epochs(ctx)} {logs['stage']}: loss {logs['train_loss']:.4f} "
             f"acc {logs['train_acc']:.3f}  {val}  lr {logs['lr']:.3g}  {logs['seconds']:.1f}s{best}",
             highlight=False,
             soft_wrap=True,
@@ -940,7 +947,6 @@ def train(
 
     seed_everything(run_seed)
     preprocessing, model_config = _preprocessing_and_config(spec, resolved)
-    total_epochs = int(resolved["epochs"])
     ctx = TrainContext(
         run_dir=run_dir,
         spec=spec,
@@ -956,7 +962,7 @@ def train(
     if resume_state is not None:
         ctx.history = list(resume_state[1]["history"])  # so callbacks see it from the start
     ctx.callbacks = [
-        ProgressBar(console, lambda: total_epochs),
+        ProgressBar(console),
         MetricsCSV(run_dir / "metrics.csv"),
         CurvesPlot(run_dir / "curves.png", every=int(resolved.get("curves_every", 1))),
         Checkpointer(ctx.checkpoint_dir),
