@@ -335,3 +335,18 @@ def test_load_backend_errors_name_the_path(tmp_path: Path, monkeypatch) -> None:
     with pytest.raises(SportsdetError, match="torch backend needs PyTorch"):
         load_backend(bundle, backend="torch")
     assert isinstance(load_backend(bundle / "bundle.json"), OnnxBackend)
+
+
+def test_normalize_is_bit_identical_to_the_plain_formula() -> None:
+    # Guards the channels-first speed-up in preprocess.normalize (the stream's main CPU cost).
+    from sportsdet.preprocess import normalize
+
+    rng = np.random.default_rng(3)
+    pixels = rng.integers(0, 256, size=(37, 53, 3), dtype=np.uint8)
+    for spec in (SPEC, Preprocessing(input_size=8, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))):
+        mean = np.asarray(spec.mean, np.float32) * 255.0
+        inv_std = 1.0 / (np.asarray(spec.std, np.float32) * 255.0)
+        expected = ((pixels.astype(np.float32) - mean) * inv_std).transpose(2, 0, 1)
+        got = normalize(Image.fromarray(pixels), spec)
+        assert got.dtype == np.float32 and got.flags.c_contiguous
+        np.testing.assert_array_equal(got, expected)

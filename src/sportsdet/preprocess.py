@@ -119,12 +119,15 @@ def resize_image(image: Image.Image, spec: Preprocessing) -> Image.Image:
 
 def normalize(image: Image.Image | np.ndarray, spec: Preprocessing) -> np.ndarray:
     """The photometric half: HxWx3 uint8 -> 3xHxW float32, scaled to [0,1] then (x-mean)/std."""
-    pixels = np.asarray(image, dtype=np.float32)
+    pixels = np.asarray(image)
     if pixels.ndim != 3 or pixels.shape[2] != 3:
         raise SportsdetError(f"normalize: expected an HxWx3 RGB image, got shape {pixels.shape}")
-    mean = np.asarray(spec.mean, dtype=np.float32) * 255.0
-    inv_std = 1.0 / (np.asarray(spec.std, dtype=np.float32) * 255.0)
-    return np.ascontiguousarray(((pixels - mean) * inv_std).transpose(2, 0, 1))
+    # Channels first before the arithmetic: per-plane loops are 3x faster than broadcasting over
+    # a last axis of 3 (same float32 operations, bit-identical result; bench/throughput.py).
+    planes = pixels.transpose(2, 0, 1).astype(np.float32, order="C")
+    planes -= (np.asarray(spec.mean, dtype=np.float32) * 255.0)[:, None, None]
+    planes *= (1.0 / (np.asarray(spec.std, dtype=np.float32) * 255.0))[:, None, None]
+    return planes
 
 
 def preprocess(image: Image.Image, spec: Preprocessing) -> np.ndarray:
