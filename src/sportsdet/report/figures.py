@@ -66,16 +66,20 @@ def curves_png(history: list[dict[str, Any]]) -> bytes:
     xs, acc = _series(history, "val_acc")
     if len(xs):
         best = int(np.argmax(acc))
-        axes[1].annotate(
-            f"best {acc[best]:.3f}", (xs[best], acc[best]), textcoords="offset points", xytext=(0, -14),
-            ha="center", fontsize=8, color=VAL_COLOR,
-        )
+        axes[1].plot([xs[best]], [acc[best]], "*", color=VAL_COLOR, markersize=11,
+                     label=f"best validation {acc[best]:.3f} (epoch {xs[best]:g})")
+        axes[1].legend(fontsize=8)
     xs, lr = _series(history, "lr")
     ax = axes[2]
     if len(xs):
         ax.plot(xs, lr, color="#555555", marker="o" if len(xs) <= 30 else None, markersize=3)
         if np.all(lr > 0) and lr.max() / lr.min() > 20:
             ax.set_yscale("log")
+        else:
+            # A nearly flat schedule would otherwise be drawn as a steep line around an offset.
+            ax.ticklabel_format(axis="y", useOffset=False, style="sci", scilimits=(-3, 3))
+            if lr.max() - lr.min() < 0.1 * abs(lr.max()):
+                ax.set_ylim(0, lr.max() * 1.15)
     ax.set_title("learning rate")
     ax.set_xlabel("epoch")
     ax.grid(alpha=0.3)
