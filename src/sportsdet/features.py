@@ -143,11 +143,12 @@ class FeatureKey:
     tap: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        spec = get_model_spec(self.model_name)
+        get_model_spec(self.model_name)  # unknown names fail here, with the list of models
+        # The registry name fixes the architecture and its pretrained weights; display strings
+        # (descriptions, weight source text) are left out so editing them keeps the cache valid.
         return {
             "format": "sportsdet-features/1",
             "model": self.model_name,
-            "weights": spec.weight_source,
             "preprocessing": self.preprocessing.to_dict(),
             "view": self.view,
             "tap": self.tap,
