@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import base64
 import csv
+import html
 import io
 import json
 import math
+import re
 import sys
 import time
 from html.parser import HTMLParser
@@ -146,6 +148,29 @@ def test_per_class_table_equals_metrics_json(eight):
     ]
 
 
+def confusion_cells(text: str) -> dict[tuple[int, int], int]:
+    """(row, column) -> count of every drawn confusion-matrix square."""
+    cells = re.findall(r'data-count="(\d+)" data-row="(\d+)" data-col="(\d+)"', text)
+    return {(int(r), int(c)): int(n) for n, r, c in cells}
+
+
+def nonzero_cells(metrics: dict) -> dict[tuple[int, int], int]:
+    matrix = metrics["confusion_matrix"]
+    return {(i, j): v for i, row in enumerate(matrix) for j, v in enumerate(row) if v}
+
+
+def test_confusion_matrix_is_metrics_json(eight):
+    fake, text = eight
+    metrics = json.loads((fake.eval / "metrics.json").read_text())
+    assert confusion_cells(text) == nonzero_cells(metrics)
+    # every square names its classes and numbers on hover
+    row, col = next(iter(nonzero_cells(metrics)))
+    count = metrics["confusion_matrix"][row][col]
+    total = sum(metrics["confusion_matrix"][row])
+    tip = f"true: {metrics['labels'][row]}\npredicted: {metrics['labels'][col]}\n{count} of {total} images"
+    assert html.escape(tip) in text
+
+
 def test_sorting_is_wired(eight):
     _, text = eight
     headers = Page(text).headers["per-class-table"]
@@ -207,9 +232,10 @@ def test_hundred_classes_render_fast_and_legible(tmp_path):
     assert len(page.tables["per-class-table"]) == 100
     assert seconds < 20, f"report took {seconds:.1f} s at 100 classes"
     assert path.stat().st_size < 3_000_000
-    confusion = next(i for i in page.images if i["alt"] == "confusion matrix")
-    picture = Image.open(io.BytesIO(base64.b64decode(confusion["src"].split(",", 1)[1])))
-    assert picture.width >= 1400 and picture.height >= 1400  # ~14 px per class row
+    assert confusion_cells(text) == nonzero_cells(json.loads((fake.eval / "metrics.json").read_text()))
+    assert text.count('<text class="row"') == 100 and text.count('<text class="col"') == 100
+    width = int(re.search(r'<svg class="confusion" width="(\d+)"', text).group(1))
+    assert width >= 100 * 14  # at least 14 px per class, names at full size
     assert 'class="zoomable zoomed"' in text  # shown at full size first, where names are readable
     thumbs = [i for i in page.images if i.get("class") == "thumb"]
     assert 0 < len(thumbs) <= 3 * 24

@@ -111,7 +111,10 @@ def test_renders_without_errors_and_every_image_loads(browser, report, tmp_path)
     assert opened.errors == []
     assert opened.requests == []
     count = opened.page.evaluate("document.images.length")
-    assert count > 4  # curves, confusion, reliability and gallery thumbnails
+    assert count > 4  # curves, reliability and gallery thumbnails
+    # hovering a confusion square marks its row and column class names
+    opened.page.locator("svg.confusion rect.cell").first.hover()
+    assert opened.page.locator("svg.confusion text.hl").count() == 2
     assert opened.broken_images() == []
     assert opened.page.locator("#per-class-table tbody tr").count() == n
     shot = opened.shot(tmp_path, f"report-{n}-classes.png")

@@ -40,8 +40,12 @@ table.sortable th[aria-sort="descending"]::after { content: " \\25BC"; color: #2
 .pos { color: var(--ok); } .neg { color: var(--bad); }
 img.fig { max-width: 100%; height: auto; border: 1px solid #eee; }
 .zoomable { overflow: auto; max-height: 92vh; border: 1px solid #eee; }
-.zoomable img { cursor: zoom-in; max-width: 100%; display: block; }
-.zoomable.zoomed img { cursor: zoom-out; max-width: none; }
+.zoomable > img, .zoomable > svg { cursor: zoom-in; max-width: 100%; height: auto; display: block; }
+.zoomable.zoomed > img, .zoomable.zoomed > svg { cursor: zoom-out; max-width: none; }
+svg.confusion rect.cell:hover { stroke: #000; stroke-width: 1.5; }
+svg.confusion text.hl { font-weight: bold; fill: #c62828; }
+.scale { display: flex; align-items: center; gap: 6px; font-size: 12px; color: var(--muted); margin: 6px 0; }
+.bar-scale { display: inline-block; width: 160px; height: 10px; border: 1px solid #ccc; }
 .gallery { display: grid; grid-template-columns: repeat(auto-fill, minmax(150px, 1fr)); gap: 10px; }
 .tile { border: 2px solid var(--line); border-radius: 6px; padding: 6px; margin: 0; font-size: 12px; }
 .tile.ok { border-color: #a5d6a7; } .tile.bad { border-color: #ef9a9a; }
@@ -104,8 +108,21 @@ JS = """
       });
     });
   });
-  document.querySelectorAll(".zoomable img").forEach(function (img) {
-    img.addEventListener("click", function () { img.parentNode.classList.toggle("zoomed"); });
+  document.querySelectorAll(".zoomable > img, .zoomable > svg").forEach(function (pic) {
+    pic.addEventListener("click", function () { pic.parentNode.classList.toggle("zoomed"); });
+  });
+  // Hovering a confusion cell marks its true (row) and predicted (column) class names.
+  document.querySelectorAll("svg.confusion").forEach(function (svg) {
+    var marked = [];
+    svg.addEventListener("mouseover", function (e) {
+      marked.forEach(function (t) { t.classList.remove("hl"); });
+      marked = [];
+      var cell = e.target;
+      if (!cell.classList || !cell.classList.contains("cell")) { return; }
+      var row = svg.querySelector('text.row[data-row="' + cell.getAttribute("data-row") + '"]');
+      var col = svg.querySelector('text.col[data-col="' + cell.getAttribute("data-col") + '"]');
+      [row, col].forEach(function (t) { if (t) { t.classList.add("hl"); marked.push(t); } });
+    });
   });
 })();
 """

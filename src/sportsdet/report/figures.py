@@ -93,50 +93,6 @@ def curves_png(history: list[dict[str, Any]]) -> bytes:
     return _png(fig)
 
 
-def confusion_png(matrix: list[list[int]], labels: list[str]) -> bytes:
-    """Row-normalised confusion heatmap, sized so 100 class names stay readable."""
-    from matplotlib.figure import Figure
-
-    counts = np.asarray(matrix, dtype=float)
-    n = len(labels)
-    totals = counts.sum(axis=1, keepdims=True)
-    # Each row shows where that class's images went (recall on the diagonal); empty rows stay 0.
-    share = np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0)
-    # ~0.2 in (20 px) per class and 6.5 pt names at 100 classes: read at full size, scrolled.
-    side = float(np.clip(0.2 * n + 2.5, 5.0, 24.0))
-    font = float(np.clip(170.0 / max(n, 1), 6.5, 10.0))
-    fig = Figure(figsize=(side + 1.2, side))
-    ax = fig.add_subplot(1, 1, 1)
-    image = ax.imshow(share, cmap="Blues", vmin=0.0, vmax=1.0, interpolation="nearest")
-    ax.set_xticks(range(n))
-    ax.set_yticks(range(n))
-    ax.set_xticklabels(labels, rotation=90, fontsize=font)
-    ax.set_yticklabels(labels, fontsize=font)
-    ax.set_xlabel("predicted class")
-    ax.set_ylabel("true class")
-    if n <= 15:  # numbers in the cells only while they fit
-        for i in range(n):
-            for j in range(n):
-                if counts[i, j]:
-                    ax.text(j, i, f"{int(counts[i, j])}", ha="center", va="center", fontsize=8,
-                            color="white" if share[i, j] > 0.5 else "black")
-    else:
-        # Big matrices are read scrolled at full size: class names on all four sides.
-        ax.tick_params(labeltop=True, labelright=True, top=True, right=True)
-        # thin grid lines (every 5th darker) help the eye follow a row across 100 columns
-        edges = np.arange(-0.5, n, 1.0)
-        shade = ["#d0d0d0" if (k % 5 == 0) else "#f0f0f0" for k in range(len(edges))]
-        ax.hlines(edges, -0.5, n - 0.5, colors=shade, linewidth=0.4)
-        ax.vlines(edges, -0.5, n - 0.5, colors=shade, linewidth=0.4)
-    # leave room for the right-hand class names before the colour bar
-    pad = 0.02 if n <= 15 else 0.1 * 10.0 / side + 0.02
-    colorbar = fig.colorbar(image, ax=ax, fraction=0.035, pad=pad)
-    colorbar.set_label("share of the true class's images")
-    # No tight_layout: savefig(bbox_inches="tight") already fits the labels, and each layout
-    # pass measures all 200 tick labels again (the slow part at 100 classes).
-    return _png(fig, dpi=100)
-
-
 def reliability_png(bins: list[dict[str, float]], ece: float | None) -> bytes:
     """Reliability diagram: accuracy against mean confidence per bin, with the bin counts below.
 

@@ -18,6 +18,7 @@ from typing import Any
 from sportsdet import __version__
 from sportsdet.report import figures
 from sportsdet.report.assets import CSS, JS
+from sportsdet.report.confusion import confusion_svg, legend_html
 from sportsdet.report.gallery import Tile, highest_loss, spread_sample, thumbnail_uri
 from sportsdet.report.inputs import Prediction, ReportInputs
 
@@ -517,11 +518,12 @@ def _confusion(inputs: ReportInputs) -> str:
     html = ['<div class="cols"><div style="flex: 1 1 640px; min-width: 0">']
     html.append(
         f'<div class="zoomable{" zoomed" if big else ""}" id="confusion-figure">'
-        + img(data_uri(figures.confusion_png(matrix, labels)), "confusion matrix") + "</div>"
+        + confusion_svg(matrix, labels) + "</div>" + legend_html()
     )
-    html.append('<p class="muted">Each row is a true class, normalised to 100% of its images; the diagonal '
-                "is that class's recall. Click the picture to switch between full size and fit to width."
-                "</p></div>")
+    html.append('<p class="muted">Each row is a true class, coloured by the share of its images that went to '
+                "each predicted class; the diagonal is that class's recall, a red outline a class never "
+                "recognised. Hover a square for its numbers; click the matrix to switch between full size "
+                "and fit to width.</p></div>")
     pairs = m.get("most_confused") or []
     html.append(f'<div style="flex: {"1 1 100%" if big else "0 1 380px"}"><h3>Most confused pairs</h3>')
     if pairs:
