@@ -437,3 +437,19 @@ def test_tiny_case_against_hand_computed_values(tmp_path):
         "polo": ["66.7%", "100.0%", "80.0%", "2"],
         "rowing": ["100.0%", "50.0%", "66.7%", "2"],
     }
+
+
+def test_run_still_training_and_comparison_without_evaluation(tmp_path):
+    """Mid-training: no bundle and no evaluation yet; both pages still render and say what is missing."""
+    import shutil
+
+    a = make_run(tmp_path / "a", n_classes=4, per_class=2, with_eval=False)
+    shutil.rmtree(a.run / "model")
+    text = write_report(a.run).read_text(encoding="utf-8")
+    assert "No model bundle yet" in text and "No evaluation yet" in text
+    assert any(i["alt"] == "training curves" for i in Page(text).images)
+    b = make_run(tmp_path / "b", n_classes=4, per_class=2)
+    page = write_comparison([a.run, b.run], tmp_path / "c.html").read_text(encoding="utf-8")
+    assert "a/run: no evaluation (metrics.json) found" in page
+    assert "need an evaluation (metrics.json) for at least two runs" in page
+    assert "training curves of all runs" in page
