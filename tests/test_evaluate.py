@@ -235,7 +235,8 @@ def test_cli_prints_summary_and_defaults_out(
     assert result.exit_code == 0, result.output
     assert "accuracy" in result.stdout and "95% CI" in result.stdout and "macro-F1" in result.stdout
     assert "air hockey" in result.stdout  # the per-class table
-    assert {p.name for p in (tmp_path / "eval-bundle").iterdir()} == EXPECTED_FILES
+    # the CLI also writes the HTML report beside the results
+    assert {p.name for p in (tmp_path / "eval-bundle").iterdir()} == EXPECTED_FILES | {"report.html"}
 
 
 def test_cli_unknown_class_error(bundle: Path, tree: Path, tmp_path: Path) -> None:

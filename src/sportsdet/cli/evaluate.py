@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
 from sportsdet.cli.app import app, console, err_console
 
@@ -37,6 +38,9 @@ def evaluate_command(
     a per-class table, a confusion matrix and galleries of right and wrong predictions."""
     from sportsdet.evaluate import evaluate
 
+    def warn(message: str) -> None:
+        err_console.print(f"[yellow]warning:[/] {escape(message)}", highlight=False)
+
     result = evaluate(
         bundle,
         data,
@@ -47,10 +51,19 @@ def evaluate_command(
         device=device,
         seed=seed,
         progress=True,
-        warn=lambda message: err_console.print(f"[yellow]warning:[/] {message}", highlight=False),
+        warn=warn,
     )
     print_summary(result.metrics)
     err_console.print(f"results written to {result.out_dir}", highlight=False)
+    from sportsdet.report import write_report_after
+
+    # RUN/eval belongs to a run: its report covers training and evaluation together.
+    out_dir = Path(result.out_dir)
+    in_run = out_dir.name == "eval" and (out_dir.parent / "model").is_dir()
+    report_source = out_dir.parent if in_run else out_dir
+    report = write_report_after(report_source, warn)
+    if report is not None:
+        err_console.print(f"report: {report}", highlight=False)
 
 
 def print_summary(metrics: dict) -> None:
