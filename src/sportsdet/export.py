@@ -60,6 +60,10 @@ PARITY_IMAGES = 64
 CALIBRATION_IMAGES = 200
 # Default INT8 guard: refuse a quantised model that loses more than this many accuracy points.
 MAX_INT8_DROP = 1.0
+# The first convolutions (stem and first block) stay in float. Measured on a lite0 trained on
+# sports100 (500 test photos): everything quantised -5.6 points; stem kept -0.8; stem and first
+# block kept -0.2, still 1.6x faster than fp32. The image-facing layers see the widest range.
+FLOAT_CONVS = 3
 
 Progress = Callable[[str], None]
 
@@ -365,7 +369,11 @@ def quantize_int8(
         prepared = Path(tmp) / "prepared.onnx"
         # Shape inference + graph cleanup first, as onnxruntime recommends before quantising.
         quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
+        import onnx
+
         input_name = OnnxBackend(fp32_path).input_name
+        graph = onnx.load(str(prepared)).graph  # nodes come in topological order
+        keep_float = [node.name for node in graph.node if node.op_type == "Conv"][:FLOAT_CONVS]
         quantize_static(
             str(prepared),
             str(out_path),
@@ -375,6 +383,7 @@ def quantize_int8(
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
             calibrate_method=CalibrationMethod.MinMax,
+            nodes_to_exclude=keep_float,
             # The final Softmax stays in float: quantising probabilities costs accuracy for no speed.
             op_types_to_quantize=["Conv", "MatMul", "Gemm", "Add", "Mul", "GlobalAveragePool"],
             extra_options={"ActivationSymmetric": False, "WeightSymmetric": True},
@@ -504,6 +513,7 @@ def export_bundle(
                         "weights": "int8 per-channel",
                         "activations": "uint8",
                         "calibration": "minmax",
+                        "float_convs": FLOAT_CONVS,
                         "calibration_images": int(len(calibration)),
                     },
                 ),
