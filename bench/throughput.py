@@ -178,6 +178,54 @@ def bound_at(onnx_path: Path, decoded: np.ndarray, config: dict[str, Any], secon
     return timed_rate(lambda: len(backend.predict_proba(batch)), seconds)[0]
 
 
+def qoperator_compare(
+    model: dict[str, Any], decoded: np.ndarray, best: dict[str, Any], seconds: float, work: Path
+) -> dict[str, Any]:
+    """Is QOperator faster than QDQ here? Same recipe, timed alternately (speed only: it is
+    calibrated on the benchmark's own decoded photos, so its accuracy is not reported)."""
+    from sportsdet.export import quantize_int8
+
+    qop = work / "model.qoperator.onnx"
+    quantize_int8(model["fp32"], qop, decoded[:32], quant_format="qoperator")
+    qdq_rates, qop_rates = [], []
+    for _ in range(3):
+        qdq_rates.append(bound_at(model["int8"], decoded, best, seconds))
+        qop_rates.append(bound_at_plain(qop, decoded, best, seconds))
+    return {
+        "qdq_images_per_s": float(np.median(qdq_rates)),
+        "qoperator_images_per_s": float(np.median(qop_rates)),
+    }
+
+
+def bound_at_plain(path: Path, decoded: np.ndarray, best: dict[str, Any], seconds: float) -> float:
+    """Model-only rate of an ONNX file without sportsdet metadata (the QOperator experiment)."""
+    import onnxruntime as ort
+
+    from sportsdet.runtime import session_options
+
+    threads = 1 if best["parallel"] == "batch" else None
+    session = ort.InferenceSession(str(path), session_options(threads, spinning=best["spinning"]))
+    name = session.get_inputs()[0].name
+    batch = np.ascontiguousarray(np.resize(decoded, (best["batch"], *decoded.shape[1:])))
+    if best["parallel"] == "batch":
+        from concurrent.futures import ThreadPoolExecutor
+
+        pool = ThreadPoolExecutor(2)
+        parts = np.array_split(batch, min(2, len(batch)))
+
+        def run() -> int:
+            list(pool.map(lambda part: session.run(None, {name: part}), parts))
+            return len(batch)
+    else:
+
+        def run() -> int:
+            session.run(None, {name: batch})
+            return len(batch)
+
+    run()
+    return timed_rate(run, seconds)[0]
+
+
 # --- 3/4. end to end ------------------------------------------------------------------------
 
 
@@ -379,6 +427,9 @@ def markdown(r: dict[str, Any]) -> str:
         f"accuracy on {int8['heldout']}: fp32 {100 * int8['fp32_accuracy']:.2f}%, "
         f"INT8 {100 * int8['int8_accuracy']:.2f}% ({int8['accuracy_change_points']:+.2f} points), "
         f"top-1 agreement {100 * int8['top1_agreement']:.1f}%.",
+        "INT8 graph form, model only at the same setting: "
+        f"QDQ {r['qoperator']['qdq_images_per_s']:.1f} img/s, "
+        f"QOperator {r['qoperator']['qoperator_images_per_s']:.1f} img/s (export uses QDQ).",
         "",
         "| goal | measured | met |",
         "|---|---|---|",
@@ -446,6 +497,9 @@ def main(argv: Iterable[str] | None = None) -> None:
         log("2. model-only bound")
         r["bound_fp32"] = model_bound(model["fp32"], decoded, args.seconds)
         r["bound_int8"] = model_bound(model["int8"], decoded, args.seconds)
+
+        log("2b. INT8 as QOperator instead of QDQ (same calibration), at the QDQ model's best setting")
+        r["qoperator"] = qoperator_compare(model, decoded, r["bound_int8"]["best"], args.seconds, work)
 
         log("3. end to end, 224 px, interleaved with the bound at its best setting (load drifts)")
         rounds: dict[str, list[float]] = {"bound_fp32": [], "e2e_fp32": [], "bound_int8": [], "e2e_int8": []}
