@@ -59,17 +59,17 @@ def timed_rate(run: Callable[[], int], min_seconds: float = 0.0) -> tuple[float,
 # --- the model under test -------------------------------------------------------------------
 
 
-def prepare_model(work: Path, data: Path, random_head: bool) -> dict[str, Any]:
+def prepare_model(work: Path, data: Path, random_head: bool, given: Path | None = None) -> dict[str, Any]:
     from sportsdet.bundle import builtin_bundle_path, save_bundle
     from sportsdet.export import export_bundle
     from sportsdet.models import build_model, get_model_spec
 
-    builtin = None if random_head else builtin_bundle_path()
+    builtin = None if random_head else (given or builtin_bundle_path())
     bundle_dir = work / "bundle"
     if builtin is not None:
         # A copy, so that exporting writes into the temp folder and never into the package.
         shutil.copytree(builtin, bundle_dir, ignore=shutil.ignore_patterns("*.onnx"))
-        source = f"built-in bundle ({builtin})"
+        source = f"bundle {builtin}" if given else f"built-in bundle ({builtin})"
     else:
         labels = sorted(p.name for p in (data / "train").iterdir() if p.is_dir())
         spec = get_model_spec("lite0")
@@ -466,6 +466,7 @@ def main(argv: Iterable[str] | None = None) -> None:
     parser.add_argument("--large", type=int, default=64, help="number of 4000x3000 photos to make")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved bound / end-to-end rounds")
     parser.add_argument("--random-head", action="store_true", help="ignore the built-in bundle")
+    parser.add_argument("--bundle", type=Path, help="benchmark this bundle instead of the built-in one")
     parser.add_argument("--no-write", action="store_true", help="print JSON only, do not update RESULTS.md")
     args = parser.parse_args(list(argv) if argv is not None else None)
 
@@ -482,7 +483,7 @@ def main(argv: Iterable[str] | None = None) -> None:
     test_photos = sorted((args.data / "test").rglob("*.jpg")) + sorted((args.data / "valid").rglob("*.jpg"))
     with tempfile.TemporaryDirectory(prefix="sportsdet-bench-") as tmp:
         work = Path(tmp)
-        model = prepare_model(work, args.data, args.random_head)
+        model = prepare_model(work, args.data, args.random_head, args.bundle)
         r["model"] = {k: (str(v) if isinstance(v, Path) else v) for k, v in model.items()}
         spec_paths = [str(p) for p in test_photos]
         r["images_224"] = len(spec_paths)
