@@ -188,6 +188,7 @@ def markdown(rows: list[dict], runs: list[dict], args: argparse.Namespace, statu
             for r in runs
         )
         + ". Raw numbers: `bench/results/seed_baseline.json`.",
+        *(["", args.note] if args.note else []),
         END,
     ]
     return "\n".join(lines)
@@ -259,6 +260,9 @@ def main() -> None:
         "--threads", type=int, default=0, help="torch threads (0: torch's default); 1 suits a busy CPU"
     )
     parser.add_argument("--report-only", action="store_true", help="rebuild the table from finished runs")
+    parser.add_argument(
+        "--note", default="", help="a sentence added under the table (e.g. why runs are missing)"
+    )
     parser.add_argument(
         "--include-unfinished",
         action="store_true",
