@@ -5,12 +5,13 @@ Three small pieces, each replaceable on its own:
 - `expand_inputs`: what the user typed (files, folders, globs, http(s) URLs, raw bytes) ->
   a lazy stream of `InputItem`s, with an error item for anything that cannot be an image;
 - a backend: anything with `predict_proba(batch[N,3,H,W] float32) -> probs[N,C]`
-  (`TorchBackend` here; an onnxruntime backend can sit behind the same method);
-- `Predictor`: loads and preprocesses each item with the bundle's own preprocessing,
-  batches, runs the backend and yields one `PredictionResult` per input. A bad input gives a
-  result with `error` set and the rest of the batch carries on.
+  (`sportsdet.runtime`: onnxruntime by default, torch on request);
+- `Predictor`: streams the items through `runtime.stream_predictions` (decoding on threads
+  while the model runs, bounded memory), preprocessing with the model's own preprocessing,
+  and yields one `PredictionResult` per input, in input order. A bad input gives a result with
+  `error` set and the rest of the batch carries on.
 
-Importing this module does not import torch.
+Importing this module does not import torch (the light install has none).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from sportsdet.errors import SportsdetError
 from sportsdet.fetch import DEFAULT_MAX_BYTES, fetch_url, is_url
 from sportsdet.imageio import is_image_name
 from sportsdet.preprocess import load_and_preprocess, preprocess
+from sportsdet.runtime import TorchBackend, load_backend, stream_predictions
 
 Source = str | Path | bytes
 _GLOB_CHARS = frozenset("*?[")
@@ -87,16 +89,32 @@ def _is_hidden(name: str) -> bool:
     return name.startswith(".") or name == "__MACOSX"
 
 
-def _walk_images(folder: Path) -> Iterator[Path]:
-    """Image files under `folder`, recursively, in sorted path order, hidden entries skipped.
+# Entries of one folder read (and sorted) at a time: bounds memory for folders of millions of files.
+_WALK_CHUNK = 10_000
 
-    Lazy: only one directory's listing is held at a time (per level of depth).
-    """
+
+def _sorted_chunks(folder: Path) -> Iterator[os.DirEntry]:
+    """A folder's entries, sorted by name in chunks of _WALK_CHUNK (fully sorted below that size)."""
     try:
-        entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        with os.scandir(folder) as scan:
+            chunk: list[os.DirEntry] = []
+            for entry in scan:
+                chunk.append(entry)
+                if len(chunk) >= _WALK_CHUNK:
+                    yield from sorted(chunk, key=lambda e: e.name)
+                    chunk = []
+            yield from sorted(chunk, key=lambda e: e.name)
     except OSError:
         return
-    for entry in entries:
+
+
+def _walk_images(folder: Path) -> Iterator[Path]:
+    """Image files under `folder`, recursively, hidden entries skipped, never listing a folder whole.
+
+    Sorted by path for folders of up to 10,000 entries; bigger folders come in sorted runs of
+    10,000 in the file system's order (sorting all would mean holding the whole listing).
+    """
+    for entry in _sorted_chunks(folder):
         if _is_hidden(entry.name):
             continue
         if entry.is_dir(follow_symlinks=True):
@@ -164,30 +182,14 @@ def expand_inputs(sources: Iterable[Source]) -> Iterator[InputItem]:
 
 
 class Backend(Protocol):
-    """What the Predictor needs from an inference engine."""
+    """What the Predictor needs from an inference engine (`sportsdet.runtime` has two)."""
 
     def predict_proba(self, batch: np.ndarray) -> np.ndarray:
         """float32 [N, 3, H, W] (already preprocessed) -> class probabilities [N, C]."""
         ...
 
 
-class TorchBackend:
-    """Runs the bundle's network in PyTorch (softmax over the logits)."""
-
-    def __init__(self, bundle: Bundle, device: str = "cpu") -> None:
-        import torch
-
-        self._torch = torch
-        self.device = torch.device(device)
-        self.model = bundle.build_torch_model().to(self.device)
-
-    def predict_proba(self, batch: np.ndarray) -> np.ndarray:
-        torch = self._torch
-        with torch.inference_mode():
-            logits = self.model(
-                torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).to(self.device)
-            )
-            return torch.softmax(logits.float(), dim=1).cpu().numpy()
+__all__ = ["Predictor", "PredictionResult", "InputItem", "TorchBackend", "expand_inputs"]
 
 
 # ----------------------------------------------------------------------------- predictor
@@ -201,11 +203,15 @@ def _short_error(exc: BaseException, name: str) -> str:
 
 
 class Predictor:
-    """Classify photos with a bundle.
+    """Classify photos with a bundle (or an exported .onnx file alone).
 
     >>> predictor = Predictor("runs/seed/model")
     >>> for result in predictor.predict_sources(["photo.jpg", "holiday/", "https://..."]):
     ...     print(result.input, result.label, result.score)
+
+    `backend`: "auto" (onnxruntime when the bundle carries model.onnx, else torch), "onnx",
+    "torch", or any object with `predict_proba`. `int8` uses the bundle's model.int8.onnx.
+    `threads`: CPU threads for the model; `decode_workers`: threads decoding images.
     """
 
     def __init__(
@@ -215,7 +221,10 @@ class Predictor:
         batch_size: int = 16,
         *,
         top_k: int = 5,
-        backend: Backend | None = None,
+        backend: Backend | str | None = None,
+        int8: bool = False,
+        threads: int | None = None,
+        decode_workers: int | None = None,
         url_timeout: float = 10.0,
         url_max_bytes: int = DEFAULT_MAX_BYTES,
     ) -> None:
@@ -223,17 +232,31 @@ class Predictor:
             raise SportsdetError(f"batch size must be at least 1, got {batch_size}")
         if top_k < 1:
             raise SportsdetError(f"top-k must be at least 1, got {top_k}")
-        if isinstance(bundle_or_path, Bundle):
+        onnx_file = None if isinstance(bundle_or_path, Bundle) else Path(bundle_or_path).expanduser()
+        if onnx_file is not None and onnx_file.suffix.lower() == ".onnx":
+            self.bundle: Bundle | None = None  # an exported file carries labels and preprocessing
+        elif isinstance(bundle_or_path, Bundle):
             self.bundle = bundle_or_path
         else:
-            self.bundle = load_bundle(resolve_bundle_dir(bundle_or_path))
-        self.labels = self.bundle.labels
-        self.preprocessing = self.bundle.preprocessing
+            self.bundle = load_bundle(resolve_bundle_dir(bundle_or_path), verify_weights=False)
+        if backend is None or isinstance(backend, str):
+            where = onnx_file if self.bundle is None else self.bundle.path
+            self.backend: Backend = load_backend(
+                where, backend or "auto", threads=threads, int8=int8, device=device
+            )
+            self.labels = list(self.backend.labels)
+            self.preprocessing = self.backend.preprocessing
+        else:
+            if self.bundle is None:
+                raise SportsdetError(f"{onnx_file}: a custom backend needs a bundle for its labels")
+            self.backend = backend
+            self.labels = self.bundle.labels
+            self.preprocessing = self.bundle.preprocessing
         self.batch_size = batch_size
+        self.decode_workers = decode_workers
         self.top_k = min(top_k, len(self.labels))
         self.url_timeout = url_timeout
         self.url_max_bytes = url_max_bytes
-        self.backend: Backend = backend if backend is not None else TorchBackend(self.bundle, device)
 
     def predict_batch(self, batch: np.ndarray) -> np.ndarray:
         """Preprocessed float32 [N, 3, H, W] -> probabilities [N, C], shape-checked."""
@@ -262,38 +285,43 @@ class Predictor:
         top = [(self.labels[i], float(probs[i])) for i in order]
         return PredictionResult(input=name, label=top[0][0], score=top[0][1], top_k=top)
 
-    def _prepared(self, items: Iterable[InputItem]) -> Iterator[tuple[str, np.ndarray | None, str | None]]:
-        """(name, array, error) per item; the seam where a parallel loader can go."""
-        for item in items:
-            if item.error is not None:
-                yield item.name, None, item.error
-                continue
-            try:
-                yield item.name, self.load(item), None
-            except SportsdetError as exc:
-                yield item.name, None, _short_error(exc, item.name)
-
     def predict_sources(self, sources: Iterable[Source]) -> Iterator[PredictionResult]:
-        """One result per image found in `sources`, in input order, errors included."""
-        pending: list[tuple[str, np.ndarray | None, str | None]] = []
-        arrays = 0
-        for entry in self._prepared(expand_inputs(sources)):
-            pending.append(entry)
-            arrays += entry[1] is not None
-            if arrays >= self.batch_size:
-                yield from self._flush(pending)
-                pending, arrays = [], 0
-        if pending:
-            yield from self._flush(pending)
+        """One result per image found in `sources`, in input order, errors included.
 
-    def _flush(self, pending: list[tuple[str, np.ndarray | None, str | None]]) -> Iterator[PredictionResult]:
-        arrays = [array for _, array, _ in pending if array is not None]
-        probs = iter(self.predict_batch(np.stack(arrays)) if arrays else [])
-        for name, array, error in pending:
-            if array is None:
-                yield PredictionResult(input=name, error=error)
+        Streams: inputs are expanded lazily, decoded (and downloaded) on worker threads while
+        the model runs, and only a bounded window of them is in memory at any time.
+        """
+        stream = stream_predictions(
+            expand_inputs(sources),
+            _CheckedBackend(self),
+            self.preprocessing,
+            batch_size=self.batch_size,
+            decode_workers=self.decode_workers,
+            load=self.load,
+            name_of=lambda item: item.name,
+        )
+        for result in stream:
+            if result.ok:
+                yield self.result_from_probs(result.name, result.probs)
             else:
-                yield self.result_from_probs(name, next(probs))
+                yield PredictionResult(input=result.name, error=_short_message(result.error, result.name))
+
+
+class _CheckedBackend:
+    """The predictor's backend behind its shape check (a wrong model must not mislabel)."""
+
+    def __init__(self, predictor: Predictor) -> None:
+        self.predictor = predictor
+        self.preprocessing = predictor.preprocessing
+        self.labels = predictor.labels
+
+    def predict_proba(self, batch: np.ndarray) -> np.ndarray:
+        return self.predictor.predict_batch(batch)
+
+
+def _short_message(message: str, name: str) -> str:
+    prefix = f"{name}: "
+    return message[len(prefix) :] if message.startswith(prefix) else message
 
 
 # ----------------------------------------------------------------------------- output formats

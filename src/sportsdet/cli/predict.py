@@ -22,13 +22,21 @@ class OutputFormat(str, Enum):
     csv = "csv"
 
 
+class BackendName(str, Enum):
+    auto = "auto"
+    onnx = "onnx"
+    torch = "torch"
+
+
 def _bundle_dir(model: Path | None) -> Path:
-    """--model given -> that bundle (or RUN/model); otherwise the built-in model, or a clear error."""
+    """--model given -> that bundle (or RUN/model, or an .onnx file); else the built-in model."""
     from sportsdet.bundle import builtin_bundle_path
     from sportsdet.errors import SportsdetError
     from sportsdet.predict import resolve_bundle_dir
 
     if model is not None:
+        if model.suffix.lower() == ".onnx":
+            return model
         return resolve_bundle_dir(model)
     builtin = builtin_bundle_path()
     if builtin is None:
@@ -48,7 +56,8 @@ def predict_command(
         None,
         "--model",
         "-m",
-        help="Model bundle folder, or a run folder (its model/ is used). Default: the built-in model.",
+        help="Model bundle folder, a run folder (its model/ is used), or an exported .onnx file. "
+        "Default: the built-in model.",
     ),
     top_k: int = typer.Option(5, "--top-k", "-k", min=1, help="How many best labels to report per image."),
     output_format: OutputFormat = typer.Option(
@@ -59,7 +68,27 @@ def predict_command(
     ),
     batch_size: int = typer.Option(16, "--batch-size", "-b", min=1, help="Images per forward pass."),
     timeout: float = typer.Option(10.0, "--timeout", min=0.1, help="Seconds allowed to download each URL."),
-    device: str = typer.Option("cpu", "--device", help="Torch device to run on, e.g. cpu or cuda."),
+    backend: BackendName = typer.Option(
+        BackendName.auto,
+        "--backend",
+        help="auto: onnxruntime when the bundle carries model.onnx (see `sportsdet export`), else torch; "
+        "onnx or torch to choose.",
+    ),
+    int8: bool = typer.Option(
+        False, "--int8", help="Use the bundle's INT8 model (model.int8.onnx, from `sportsdet export --int8`)."
+    ),
+    threads: int | None = typer.Option(
+        None, "--threads", min=1, help="CPU threads for the model. Default: all CPUs this process may use."
+    ),
+    workers: int | None = typer.Option(
+        None,
+        "--workers",
+        min=1,
+        help="Threads decoding images while the model runs. Default: CPUs, at least 2.",
+    ),
+    device: str = typer.Option(
+        "cpu", "--device", help="Torch device (torch backend only), e.g. cpu or cuda."
+    ),
 ) -> None:
     """Say which sport each photo shows. Exit code 1 when any input could not be labelled."""
     from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -67,7 +96,15 @@ def predict_command(
     from sportsdet.predict import Predictor, csv_header, csv_line, csv_row, to_jsonl
 
     predictor = Predictor(
-        _bundle_dir(model), device=device, batch_size=batch_size, top_k=top_k, url_timeout=timeout
+        _bundle_dir(model),
+        device=device,
+        batch_size=batch_size,
+        top_k=top_k,
+        backend=backend.value,
+        int8=int8,
+        threads=threads,
+        decode_workers=workers,
+        url_timeout=timeout,
     )
     k = predictor.top_k
     failed = 0
@@ -132,9 +169,35 @@ def _file_sizes(folder: Path) -> dict[str, int]:
     }
 
 
+def onnx_info(path: Path) -> dict[str, Any]:
+    """What `sportsdet info` shows for an exported .onnx file (from its metadata)."""
+    from sportsdet.runtime import OnnxBackend
+
+    backend = OnnxBackend(path, threads=1)
+    meta = backend.info
+    return {
+        "path": str(path),
+        "format": "onnx (sportsdet-onnx/1)",
+        "model": {"name": meta.model.get("name"), "config": meta.model.get("config", {}), "output_key": "-"},
+        "num_classes": len(meta.labels),
+        "labels": meta.labels,
+        "preprocessing": meta.preprocessing.to_dict(),
+        "data": {},
+        "training": {},
+        "metrics": {},
+        "versions": meta.versions,
+        "quantization": meta.quantization,
+        "output": meta.output,
+        "files": {path.name: path.stat().st_size},
+    }
+
+
 def bundle_info(bundle_dir: Path) -> dict[str, Any]:
     """Everything `sportsdet info` shows, as a JSON-ready dict."""
     from sportsdet.bundle import load_bundle
+
+    if bundle_dir.suffix.lower() == ".onnx":
+        return onnx_info(bundle_dir)
 
     bundle = load_bundle(bundle_dir)
     manifest = bundle.manifest
@@ -171,7 +234,7 @@ def _short(value: Any, limit: int = 100) -> str:
 def info_command(
     bundle: Path | None = typer.Argument(
         None,
-        help="Model bundle folder or run folder. Default: the built-in model.",
+        help="Model bundle folder, run folder or exported .onnx file. Default: the built-in model.",
         show_default=False,
     ),
     as_json: bool = typer.Option(

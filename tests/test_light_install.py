@@ -1,0 +1,148 @@
+"""The light install: `pip install sportsdet` (no [train] extra) predicts without torch.
+
+Builds a wheel of this checkout, installs it into a fresh venv (no --system-site-packages, so
+the torch of the dev venv is invisible) with only the base dependencies, and runs the real
+`sportsdet predict` / `sportsdet info` console scripts there on a bundle that carries an
+ONNX model. pip takes the base dependencies from the configured index / wheel cache; about
+20-40 s on 2 cores, so it runs where CI=true (CI sets it) or SPORTSDET_LIGHT_INSTALL=1.
+Also checks that importing the predict path pulls in no heavy library.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from sportsdet.bundle import save_bundle
+from sportsdet.export import onnx_metadata
+from sportsdet.preprocess import Preprocessing
+
+REPO = Path(__file__).resolve().parents[1]
+HEAVY = ("torch", "torchvision", "timm", "sklearn", "matplotlib", "onnx", "scipy")
+LABELS = ["red", "green", "blue"]
+SPEC = Preprocessing(input_size=16, resize="squash", mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
+
+
+def run(cmd: list[str], **kwargs) -> subprocess.CompletedProcess:
+    env = {**os.environ, "COLUMNS": "200", "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+    for leak in ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME", "PIP_USER"):
+        env.pop(leak, None)  # nothing from the dev environment may leak into the light one
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600, **kwargs)
+
+
+def test_predict_path_imports_no_heavy_library() -> None:
+    code = (
+        "import sys, sportsdet.cli, sportsdet.predict, sportsdet.runtime;"
+        f"print([m for m in {HEAVY!r} if m in sys.modules])"
+    )
+    out = run([sys.executable, "-c", code])
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]", f"heavy modules imported at CLI/predict import time: {out.stdout}"
+
+
+def colour_onnx(path: Path) -> None:
+    """A tiny exported-style model (mean colour -> class) with sportsdet metadata, made without torch."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = helper.make_graph(
+        [
+            helper.make_node("GlobalAveragePool", ["image"], ["pooled"]),
+            helper.make_node("Flatten", ["pooled"], ["flat"], axis=1),
+            helper.make_node("MatMul", ["flat", "w"], ["logits"]),
+            helper.make_node("Softmax", ["logits"], ["probabilities"], axis=1),
+        ],
+        "colour",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["batch", 3, 16, 16])],
+        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["batch", 3])],
+        [numpy_helper.from_array(np.eye(3, dtype=np.float32) * 10, "w")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    for key, value in onnx_metadata(labels=LABELS, preprocessing=SPEC, model_name="colour").items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.save(model, str(path))
+
+
+@pytest.fixture(scope="module")
+def light_work() -> Path:
+    if not (os.environ.get("CI") or os.environ.get("SPORTSDET_LIGHT_INSTALL")):
+        # ~40 s of pip and venv work: CI (which runs with CI=true) always does it; locally on request.
+        pytest.skip("builds a torch-free venv (~40 s); runs in CI, or set SPORTSDET_LIGHT_INSTALL=1")
+    # Our own temp folder, not pytest's: pytest prunes old basetemp folders when other pytest
+    # runs start, which would delete this venv under a long test on a shared machine.
+    work = Path(tempfile.mkdtemp(prefix="sportsdet-light-"))
+    yield work
+    shutil.rmtree(work, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def light_venv(light_work: Path) -> Path:
+    """A venv holding the sportsdet wheel and its base dependencies only."""
+    work = light_work
+    source = work / "source"
+    source.mkdir()
+    # Build from a copy: building in place would leave build/ and egg-info in the checkout.
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        if (REPO / name).is_file():
+            shutil.copy(REPO / name, source / name)
+    shutil.copytree(
+        REPO / "src", source / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info", "*.pyc")
+    )
+    wheel = run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
+                 "-w", str(work / "dist"), str(source)])
+    assert wheel.returncode == 0, wheel.stderr[-3000:]
+    venv = work / "venv"
+    made = run([sys.executable, "-m", "venv", str(venv)])
+    assert made.returncode == 0, made.stderr
+    wheels = sorted((work / "dist").glob("sportsdet-*.whl"))
+    installed = run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", str(wheels[0])])
+    assert installed.returncode == 0, installed.stderr[-3000:]
+    return venv
+
+
+def test_light_install_has_no_torch_and_predicts(light_venv: Path, light_work: Path) -> None:
+    tmp_path = light_work / "case"
+    tmp_path.mkdir()
+    python, sportsdet = light_venv / "bin" / "python", light_venv / "bin" / "sportsdet"
+    probe = run([str(python), "-c", "import importlib.util as u; print([m for m in ('torch', 'timm', "
+                 "'sklearn', 'matplotlib') if u.find_spec(m)])"])
+    assert probe.stdout.strip() == "[]", "the light install must not bring torch or other [train] libraries"
+
+    bundle = save_bundle(
+        tmp_path / "bundle", state_dict={"fc.weight": np.eye(3, dtype=np.float32)}, model_name="colour",
+        model_config={}, labels=LABELS, preprocessing=SPEC, output_key="fc.weight",
+    )
+    colour_onnx(bundle / "model.onnx")
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.new("RGB", (64, 48), (220, 30, 20)).save(photos / "a_red.jpg")
+    Image.new("RGB", (30, 90), (20, 210, 40)).save(photos / "b_green.png")
+    (photos / "c_broken.jpg").write_text("<html>not an image</html>")
+
+    for model in (bundle, bundle / "model.onnx"):  # a bundle carrying model.onnx, or the .onnx alone
+        out = run([str(sportsdet), "predict", "--model", str(model), "--format", "jsonl", str(photos)])
+        assert out.returncode == 1, out.stderr  # one input failed -> exit code 1
+        assert "Traceback" not in out.stderr
+        records = {Path(r["input"]).name: r for r in map(json.loads, out.stdout.splitlines())}
+        assert records["a_red.jpg"]["label"] == "red" and records["b_green.png"]["label"] == "green"
+        assert records["c_broken.jpg"]["label"] is None and "HTML" in records["c_broken.jpg"]["error"]
+
+    info = run([str(sportsdet), "info", str(bundle), "--json"])
+    assert info.returncode == 0, info.stderr
+    assert json.loads(info.stdout)["labels"] == LABELS
+
+    torch_asked = run([str(sportsdet), "predict", "--model", str(bundle), "--backend", "torch",
+                       str(photos / "a_red.jpg")])
+    assert torch_asked.returncode == 2 and "Traceback" not in torch_asked.stderr
+    assert "sportsdet[train]" in torch_asked.stderr
