@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="sports100 folder (official split)")
-    parser.add_argument("--model", default="lite0", help="registry model (default lite0)")
+    parser.add_argument("--model", default="lite2", help="registry model (default lite2)")
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "builtin", help="run folder")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--set", dest="sets", action="append", default=[], help="training option KEY=VALUE")
@@ -106,8 +106,9 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / "builtin_metrics.json").write_text(json.dumps(metrics, indent=1))
     if args.install:
         training = dict(bundle.training)
-        training["command"] = "python bench/train_builtin_model.py --install " + " ".join(
-            f"--set {s}" for s in args.sets
+        training["command"] = (
+            f"python bench/train_builtin_model.py --install --model {args.model} "
+            + " ".join(f"--set {s}" for s in args.sets)
         )
         save_bundle(
             ASSET,
