@@ -173,6 +173,32 @@ def write_results(r: dict[str, Any]) -> None:
     RESULTS_MD.write_text(text.rstrip("\n") + "\n")
 
 
+def save(r: dict[str, Any], no_write: bool) -> None:
+    """Merge with the previous results file and write; called after each part so partial runs count."""
+    r = dict(r)
+    # Parts not run this time keep their previous numbers (one run need not redo everything).
+    if RESULTS_JSON.exists():
+        try:
+            previous = json.loads(RESULTS_JSON.read_text())
+        except json.JSONDecodeError:
+            previous = {}
+        ran = {row["model"] + ":" + row["variant"] for row in r["official"]}
+        r["official"] = r["official"] + [
+            row for row in previous.get("official", []) if row["model"] + ":" + row["variant"] not in ran
+        ]
+        r["budgets"] = r["budgets"] or previous.get("budgets", [])
+        if "uiuc" not in r and "uiuc" in previous:
+            r["uiuc"] = previous["uiuc"]
+        r["notes"] = r["notes"] or previous.get("notes", [])
+    if SEED_JSON.exists():
+        try:
+            r["seed_baseline"] = json.loads(SEED_JSON.read_text())
+        except json.JSONDecodeError:
+            pass
+    if not no_write:
+        write_results(r)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="sports100 folder")
@@ -217,6 +243,7 @@ def main(argv: list[str] | None = None) -> int:
             {"model": model, "variant": variant, "runs": runs, "summary": summarise(runs),
              "feature_seconds_cold": cold, "extract_img_per_s": speed}
         )  # fmt: skip
+        save(r, args.no_write)
     for budget in [b for b in args.budgets.split(",") if b]:
         run = run_once(args.data, "lite0", "default", 0, "official", {"time_budget": budget})
         run["budget"] = budget
@@ -229,13 +256,13 @@ def main(argv: list[str] | None = None) -> int:
         ]
         r["uiuc"] = {"model": "lite0", "runs": runs, "summary": summarise(runs)}
         print(json.dumps(r["uiuc"]["summary"]), flush=True)
+        save(r, args.no_write)
     if SEED_JSON.exists():
         try:
             r["seed_baseline"] = json.loads(SEED_JSON.read_text())
         except json.JSONDecodeError:
             pass
-    if not args.no_write:
-        write_results(r)
+    save(r, args.no_write)
     print(json.dumps({k: v for k, v in r.items() if k != "official"}, default=str)[:2000])
     return 0
 
