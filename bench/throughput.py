@@ -106,8 +106,13 @@ def prepare_model(work: Path, data: Path, random_head: bool, given: Path | None 
 # --- 1. the typical user's loop -------------------------------------------------------------
 
 
-def typical_loop(bundle_dir: Path, paths: list[Path], seconds: float) -> dict[str, Any]:
+def typical_loop(
+    bundle_dir: Path, paths: list[Path], seconds: float, threads: int | None = None
+) -> dict[str, Any]:
     import torch
+
+    if threads:
+        torch.set_num_threads(threads)
     from PIL import Image
     from torchvision.transforms import v2
 
@@ -333,6 +338,54 @@ def make_large(paths: list[Path], out: Path, size: tuple[int, int] = (4000, 3000
     return made
 
 
+# --- each measurement in a fresh interpreter ------------------------------------------------
+# A process that ran torch (or created many sessions) is not a fair place to time onnxruntime:
+# idle OpenMP / session threads and the allocator state of earlier steps skewed results by up to
+# 40% in trial runs. Every measurement below runs in its own `python bench/throughput.py --child`.
+
+
+def _decoded(onnx_path: str, photos: list[str]) -> np.ndarray:
+    from sportsdet.preprocess import load_and_preprocess
+    from sportsdet.runtime import OnnxBackend
+
+    spec = OnnxBackend(onnx_path, threads=1).preprocessing
+    return np.stack([load_and_preprocess(p, spec) for p in photos])
+
+
+def _child_main(name: str, payload: str) -> None:
+    k = json.loads(payload)
+    if name == "typical":
+        out = typical_loop(Path(k["bundle"]), [Path(p) for p in k["photos"]], k["seconds"], k.get("threads"))
+    elif name == "bound":
+        out = model_bound(Path(k["onnx"]), _decoded(k["onnx"], k["photos"]), k["seconds"])
+    elif name == "bound_at":
+        out = bound_at(Path(k["onnx"]), _decoded(k["onnx"], k["photos"]), k["config"], k["seconds"])
+    elif name == "qoperator":
+        model = {"fp32": Path(k["fp32"]), "int8": Path(k["int8"])}
+        out = qoperator_compare(
+            model, _decoded(k["fp32"], k["photos"]), k["config"], k["seconds"], Path(k["work"])
+        )
+    elif name == "e2e":
+        out = end_to_end(Path(k["model"]), k["inputs"], k.get("repeats", 1))
+    elif name == "latency":
+        out = latency(Path(k["model"]), [Path(p) for p in k["photos"]], k["n"])
+    else:
+        raise SystemExit(f"unknown child task {name}")
+    print(json.dumps(out))
+
+
+def child(name: str, **kwargs: Any) -> Any:
+    """Run one measurement in a fresh interpreter and return its JSON result."""
+    proc = subprocess.run(
+        [sys.executable, str(Path(__file__).resolve()), "--child", name, json.dumps(kwargs, default=str)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"benchmark step {name} failed (exit {proc.returncode})")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
 # --- report ---------------------------------------------------------------------------------
 
 
@@ -467,10 +520,12 @@ def main(argv: Iterable[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=3, help="interleaved bound / end-to-end rounds")
     parser.add_argument("--random-head", action="store_true", help="ignore the built-in bundle")
     parser.add_argument("--bundle", type=Path, help="benchmark this bundle instead of the built-in one")
+    parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     parser.add_argument("--no-write", action="store_true", help="print JSON only, do not update RESULTS.md")
     args = parser.parse_args(list(argv) if argv is not None else None)
-
-    from sportsdet.preprocess import load_and_preprocess
+    if args.child:
+        _child_main(*args.child)
+        return
 
     if not (args.data / "test").is_dir():
         sys.exit(f"error: {args.data}: sports100 not found (pass --data)")
@@ -489,36 +544,42 @@ def main(argv: Iterable[str] | None = None) -> None:
         r["images_224"] = len(spec_paths)
 
         log("1. typical loop")
-        r["typical"] = typical_loop(model["bundle"], test_photos, args.seconds * 2)
+        photos = [str(p) for p in test_photos]
+        r["typical"] = child("typical", bundle=model["bundle"], photos=photos, seconds=args.seconds * 2)
+        log(f"   {r['typical']['images_per_s']:.1f} img/s")
         # PyTorch's OpenMP threads collapse when other processes load the CPU; a 1-thread run of
         # the same loop keeps the comparison honest (the faster of the two is the baseline).
-        import torch
-
-        default_threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        r["typical_1thread"] = typical_loop(model["bundle"], test_photos, args.seconds * 2)
-        torch.set_num_threads(default_threads)
+        r["typical_1thread"] = child(
+            "typical", bundle=model["bundle"], photos=photos, seconds=args.seconds * 2, threads=1
+        )
         log(f"   1 thread: {r['typical_1thread']['images_per_s']:.1f} img/s")
         log(f"   {r['typical']['images_per_s']:.1f} img/s")
 
-        from sportsdet.bundle import load_bundle
-
-        spec = load_bundle(model["bundle"]).preprocessing
-        decoded = np.stack([load_and_preprocess(p, spec) for p in test_photos[:64]])
+        few = photos[:64]
         log("2. model-only bound")
-        r["bound_fp32"] = model_bound(model["fp32"], decoded, args.seconds)
-        r["bound_int8"] = model_bound(model["int8"], decoded, args.seconds)
+        r["bound_fp32"] = child("bound", onnx=model["fp32"], photos=few, seconds=args.seconds)
+        r["bound_int8"] = child("bound", onnx=model["int8"], photos=few, seconds=args.seconds)
 
         log("2b. INT8 as QOperator instead of QDQ (same calibration), at the QDQ model's best setting")
-        r["qoperator"] = qoperator_compare(model, decoded, r["bound_int8"]["best"], args.seconds, work)
+        r["qoperator"] = child(
+            "qoperator",
+            fp32=model["fp32"],
+            int8=model["int8"],
+            photos=few[:32],
+            config=r["bound_int8"]["best"],
+            seconds=args.seconds,
+            work=work,
+        )
 
         log("3. end to end, 224 px, interleaved with the bound at its best setting (load drifts)")
         rounds: dict[str, list[float]] = {"bound_fp32": [], "e2e_fp32": [], "bound_int8": [], "e2e_int8": []}
         for _ in range(args.rounds):
             for precision in ("fp32", "int8"):
                 best = r[f"bound_{precision}"]["best"]
-                rounds[f"bound_{precision}"].append(bound_at(model[precision], decoded, best, args.seconds))
-                run = end_to_end(model[precision], spec_paths)
+                rounds[f"bound_{precision}"].append(
+                    child("bound_at", onnx=model[precision], photos=few, config=best, seconds=args.seconds)
+                )
+                run = child("e2e", model=model[precision], inputs=spec_paths)
                 rounds[f"e2e_{precision}"].append(run["images_per_s"])
                 r[f"e2e_{precision}"] = run
                 log(
@@ -537,14 +598,14 @@ def main(argv: Iterable[str] | None = None) -> None:
         )
         r["images_large"], r["large_repeats"] = len(large), 3
         large_inputs = [str(p) for p in large]
-        r["e2e_large_fp32"] = end_to_end(model["fp32"], large_inputs, repeats=3)
+        r["e2e_large_fp32"] = child("e2e", model=model["fp32"], inputs=large_inputs, repeats=3)
         log(f"   fp32 {r['e2e_large_fp32']['images_per_s']:.1f} img/s")
-        r["e2e_large_int8"] = end_to_end(model["int8"], large_inputs, repeats=3)
+        r["e2e_large_int8"] = child("e2e", model=model["int8"], inputs=large_inputs, repeats=3)
         log(f"   int8 {r['e2e_large_int8']['images_per_s']:.1f} img/s")
 
         log("5. latency and memory")
-        r["latency_fp32"] = latency(model["fp32"], test_photos, 200)
-        r["latency_int8"] = latency(model["int8"], test_photos, 200)
+        r["latency_fp32"] = child("latency", model=model["fp32"], photos=photos, n=200)
+        r["latency_int8"] = child("latency", model=model["int8"], photos=photos, n=200)
         r["cli_large_fp32"] = cli_run(model["fp32"], work / "large", work)
         r["memory"] = {
             "cli_224_mib": r["cli_fp32"]["peak_rss_mib"],
