@@ -553,7 +553,6 @@ def main(argv: Iterable[str] | None = None) -> None:
             "typical", bundle=model["bundle"], photos=photos, seconds=args.seconds * 2, threads=1
         )
         log(f"   1 thread: {r['typical_1thread']['images_per_s']:.1f} img/s")
-        log(f"   {r['typical']['images_per_s']:.1f} img/s")
 
         few = photos[:64]
         log("2. model-only bound")
