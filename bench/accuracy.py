@@ -130,7 +130,13 @@ def markdown(r: dict[str, Any]) -> str:
         )
     seed = r.get("seed_baseline")
     if seed:
-        lines.append(f"| seed-cnn | scratch (bench/results/seed_baseline.json) | {seed.get('row', '')} |||||")
+        # The other engineer's file: the six UIUC classes, not the 100-class split.
+        for s in seed.get("summary", []):
+            lines.append(
+                f"| seed-cnn | scratch, six UIUC classes {s.get('split')} | {len(s.get('seeds', []))} | "
+                f"{pct(s.get('final_mean'))} ± {100 * (s.get('final_std') or 0):.2f} | - | "
+                f"{s.get('minutes_per_run', 0):.0f} min | - |"
+            )
     if r.get("budgets"):
         lines += [
             "",
