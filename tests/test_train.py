@@ -249,6 +249,8 @@ def test_cli_train_prints_result_and_errors_without_traceback(data_dir, tmp_path
     out, err = capsys.readouterr()
     assert "model bundle:" in out and "epoch   1/1" in err and "model bundle" not in err.splitlines()[-1:]
     assert json.loads((tmp_path / "run" / "config.json").read_text())["options"]["input_size"] == 32
+    report = tmp_path / "run" / "report.html"
+    assert report.is_file() and "report:" in err and "<html" in report.read_text()[:500].lower()
 
     assert run_cli(*args) == 2
     out, err = capsys.readouterr()
@@ -256,3 +258,8 @@ def test_cli_train_prints_result_and_errors_without_traceback(data_dir, tmp_path
 
     assert run_cli("train", str(tmp_path / "nothing-here"), "--out", str(tmp_path / "r2")) == 2
     assert "no such folder" in capsys.readouterr().err
+
+    budget = ["train", str(data_dir), "--out", str(tmp_path / "r3"), "--model", "seed-cnn"]
+    budget += ["--time-budget", "1m"]
+    assert run_cli(*budget) == 2
+    assert "--time-budget" in capsys.readouterr().err and not (tmp_path / "r3" / "model").exists()

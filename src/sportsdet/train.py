@@ -789,6 +789,11 @@ def resolve_options(spec: ModelSpec, overrides: dict[str, Any]) -> dict[str, Any
             raise SportsdetError(f"--{key.replace('_', '-')} must be at least 1, got {options[key]}")
     if float(options["lr"]) <= 0:
         raise SportsdetError(f"--lr must be positive, got {options['lr']}")
+    if options.get("time_budget") is not None and options["recipe"] != "transfer":
+        raise SportsdetError(
+            f"--time-budget plans pretrained (transfer) training; {spec.name} trains a fixed number of "
+            "epochs: use --epochs"
+        )
     if options.get("patience") is not None and int(options["patience"]) < 0:
         raise SportsdetError(f"--patience must be 0 (off) or more, got {options['patience']}")
     return options

@@ -72,6 +72,12 @@ def train(
         help="Processes decoding images (0: in the main process). Small datasets are decoded once and "
         "cached, which makes 0 the fastest (default: 0).",
     ),
+    time_budget: str | None = typer.Option(
+        None,
+        "--time-budget",
+        help="Fit training into this much time, e.g. 10m, 90s or 1h (pretrained models: the schedule "
+        "is planned to fit).",
+    ),
     set_options: list[str] = typer.Option(
         [],
         "--set",
@@ -90,7 +96,14 @@ def train(
     from sportsdet.train import train as run_training
 
     options = _parse_sets(set_options)
-    given = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "patience": patience, "workers": workers}
+    given = {
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "lr": lr,
+        "patience": patience,
+        "workers": workers,
+        "time_budget": time_budget,
+    }
     options.update({key: value for key, value in given.items() if value is not None})
     result = run_training(
         data,
@@ -111,3 +124,10 @@ def train(
         f"epochs run: {len(result.history)}; best epoch: {best.get('epoch')}; best val accuracy: {val}",
         highlight=False,
     )
+    from sportsdet.report import write_report_after
+
+    report = write_report_after(out, lambda message: err_console.print(f"warning: {message}", markup=False))
+    if report is not None:
+        err_console.print(
+            f"report: {report} (add test results with `sportsdet evaluate {out} DATA`)", highlight=False
+        )
