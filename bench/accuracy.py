@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import statistics
 import sys
 import tempfile
@@ -32,6 +31,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
+from results_file import write_section  # noqa: E402
 from train_builtin_model import DEFAULT_DATA, predict_split  # noqa: E402
 
 RESULTS_MD = REPO / "bench" / "RESULTS.md"
@@ -170,13 +170,7 @@ def write_results(r: dict[str, Any]) -> None:
     RESULTS_JSON.parent.mkdir(parents=True, exist_ok=True)
     RESULTS_JSON.write_text(json.dumps(r, indent=2, default=str) + "\n")
     section = markdown(r)
-    # Re-read just before writing: other benchmarks own other sections of the same file.
-    text = RESULTS_MD.read_text() if RESULTS_MD.exists() else "# Benchmark results\n"
-    pattern = re.compile(re.escape(START) + r".*?" + re.escape(END), re.S)
-    text = (
-        pattern.sub(lambda _: section, text) if pattern.search(text) else text.rstrip("\n") + "\n\n" + section
-    )
-    RESULTS_MD.write_text(text.rstrip("\n") + "\n")
+    write_section(section, START, END, RESULTS_MD)
 
 
 def save(r: dict[str, Any], no_write: bool) -> None:

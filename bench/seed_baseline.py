@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from results_file import write_section
 from sklearn.metrics import accuracy_score
 
 from sportsdet.bundle import library_versions, load_bundle
@@ -227,18 +228,7 @@ def write_results(runs: list[dict], args: argparse.Namespace, status: str) -> li
     tmp = results_dir / f".{name}.tmp"
     tmp.write_text(json.dumps(payload, indent=1) + "\n")
     tmp.replace(results_dir / name)
-    results_md = HERE / "RESULTS.md"
-    section = markdown(rows, runs, args, status)
-    text = results_md.read_text() if results_md.exists() else "# Benchmark results\n"
-    if START in text and END in text:
-        before, rest = text.split(START, 1)
-        after = rest.split(END, 1)[1]
-        text = before + section + after
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    tmp = HERE / ".RESULTS.md.tmp"
-    tmp.write_text(text)
-    tmp.replace(results_md)
+    write_section(markdown(rows, runs, args, status), START, END)
     return rows
 
 

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from results_file import write_section
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "sports100"
@@ -503,13 +504,7 @@ def write_results(r: dict[str, Any]) -> None:
     RESULTS_JSON.parent.mkdir(parents=True, exist_ok=True)
     RESULTS_JSON.write_text(json.dumps(r, indent=2, default=str) + "\n")
     section = markdown(r)
-    # Re-read just before writing: other benchmarks own other sections of the same file.
-    text = RESULTS_MD.read_text() if RESULTS_MD.exists() else "# Benchmark results\n"
-    pattern = re.compile(re.escape(START) + r".*?" + re.escape(END), re.S)
-    text = (
-        pattern.sub(lambda _: section, text) if pattern.search(text) else text.rstrip("\n") + "\n\n" + section
-    )
-    RESULTS_MD.write_text(text.rstrip("\n") + "\n")
+    write_section(section, START, END, RESULTS_MD)
 
 
 def main(argv: Iterable[str] | None = None) -> None:

@@ -91,7 +91,9 @@ class Bundle:
         """Rebuild the network from the registry and load the weights (needs torch)."""
         from sportsdet.models import build_model
 
-        model = build_model(self.model_name, num_classes=self.num_classes, pretrained=False, **self.model_config)
+        model = build_model(
+            self.model_name, num_classes=self.num_classes, pretrained=False, **self.model_config
+        )
         missing, unexpected = model.load_state_dict(self.torch_state_dict(), strict=False)
         if missing or unexpected:
             raise BundleError(
@@ -135,7 +137,9 @@ def save_bundle(
         raise BundleError(f"cannot save bundle: output layer {output_key!r} is not in the state dict")
     out_rows = int(state_dict[output_key].shape[0])
     if out_rows != len(labels):
-        raise BundleError(f"cannot save bundle: {len(labels)} labels but the output layer has {out_rows} rows")
+        raise BundleError(
+            f"cannot save bundle: {len(labels)} labels but the output layer has {out_rows} rows"
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
     try:
@@ -213,7 +217,9 @@ def load_bundle(path: str | Path, *, verify_weights: bool = True) -> Bundle:
         raise BundleError(f"{manifest_file}: expected a JSON object")
     fmt = manifest.get("format")
     if fmt != BUNDLE_FORMAT:
-        raise BundleError(f"{manifest_file}: unsupported bundle format {fmt!r} (this sportsdet reads {BUNDLE_FORMAT})")
+        raise BundleError(
+            f"{manifest_file}: unsupported bundle format {fmt!r} (this sportsdet reads {BUNDLE_FORMAT})"
+        )
     model = _require(manifest, "model", dict, manifest_file)
     labels = _require(manifest, "labels", list, manifest_file)
     if not labels or not all(isinstance(label, str) and label for label in labels):
@@ -232,14 +238,18 @@ def load_bundle(path: str | Path, *, verify_weights: bool = True) -> Bundle:
     if not weights_file.is_file():
         raise BundleError(f"{path}: {WEIGHTS_NAME} is missing; the bundle is incomplete")
     if verify_weights and weights.get("sha256") != sha256_file(weights_file):
-        raise BundleError(f"{weights_file}: checksum does not match bundle.json; the file is damaged or replaced")
+        raise BundleError(
+            f"{weights_file}: checksum does not match bundle.json; the file is damaged or replaced"
+        )
     try:
         from safetensors import safe_open
 
         with safe_open(str(weights_file), framework="numpy") as handle:
             keys = set(handle.keys())
             if model["output_key"] not in keys:
-                raise BundleError(f"{weights_file}: output layer {model['output_key']!r} not found in the weights")
+                raise BundleError(
+                    f"{weights_file}: output layer {model['output_key']!r} not found in the weights"
+                )
             rows = handle.get_slice(model["output_key"]).get_shape()[0]
     except BundleError:
         raise
@@ -268,5 +278,3 @@ def builtin_bundle_path() -> Path | None:
     """The sports model shipped inside the package, or None while there is none."""
     candidate = Path(__file__).parent / "assets" / "sports100"
     return candidate if (candidate / MANIFEST_NAME).is_file() else None
-
-

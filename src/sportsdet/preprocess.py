@@ -45,9 +45,13 @@ class Preprocessing:
 
     def __post_init__(self) -> None:
         if not isinstance(self.input_size, int) or self.input_size < 8:
-            raise SportsdetError(f"preprocessing: input_size must be an integer >= 8, got {self.input_size!r}")
+            raise SportsdetError(
+                f"preprocessing: input_size must be an integer >= 8, got {self.input_size!r}"
+            )
         if self.resize not in RESIZE_POLICIES:
-            raise SportsdetError(f"preprocessing: resize must be one of {RESIZE_POLICIES}, got {self.resize!r}")
+            raise SportsdetError(
+                f"preprocessing: resize must be one of {RESIZE_POLICIES}, got {self.resize!r}"
+            )
         if not 0.1 <= float(self.crop_pct) <= 1.0:
             raise SportsdetError(f"preprocessing: crop_pct must be in [0.1, 1], got {self.crop_pct!r}")
         if self.interpolation not in _INTERPOLATIONS:
