@@ -160,3 +160,26 @@ def test_numpy_state_dict_saves_too(tmp_path):
     )
     loaded = load_bundle(path).numpy_state_dict()
     assert all(np.array_equal(loaded[k], arrays[k]) for k in arrays)
+
+
+def test_saved_bundle_is_readable_by_others(tmp_path):
+    """An installed bundle (the built-in one) must not be private to the user who wrote it."""
+    import stat
+
+    import numpy as np
+
+    from sportsdet.bundle import save_bundle
+    from sportsdet.preprocess import Preprocessing
+
+    path = save_bundle(
+        tmp_path / "b",
+        state_dict={"classifier.weight": np.zeros((2, 3), np.float32)},
+        model_name="seed-cnn",
+        model_config={},
+        labels=["a", "b"],
+        preprocessing=Preprocessing(input_size=32),
+        output_key="classifier.weight",
+    )
+    assert path.stat().st_mode & stat.S_IROTH and path.stat().st_mode & stat.S_IXOTH
+    for entry in path.iterdir():
+        assert entry.stat().st_mode & stat.S_IROTH, entry

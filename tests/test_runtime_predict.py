@@ -63,6 +63,17 @@ def test_onnx_file_alone_and_int8(exported: Path, photos: Path) -> None:
     assert int8.backend.info.quantization["format"] == "qdq"
 
 
+def test_a_bundle_with_only_int8_onnx_uses_it_by_default(exported: Path, tmp_path: Path) -> None:
+    """The built-in bundle ships model.int8.onnx alone (size); auto must pick it, not torch."""
+    import shutil
+
+    only_int8 = tmp_path / "only-int8"
+    shutil.copytree(exported, only_int8)
+    (only_int8 / "model.onnx").unlink()
+    predictor = Predictor(only_int8)
+    assert predictor.backend.path.name == "model.int8.onnx"
+
+
 def test_cli_backends_and_info_on_an_onnx_file(exported: Path, photos: Path) -> None:
     outputs = {}
     for backend in ("onnx", "torch"):

@@ -116,6 +116,15 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _make_readable(folder: Path) -> None:
+    """mkdtemp (and some writers) create private 0700/0600 entries; a bundle gets normal modes."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(folder, 0o777 & ~umask)
+    for entry in folder.iterdir():
+        os.chmod(entry, 0o666 & ~umask)
+
+
 def save_bundle(
     path: str | Path,
     *,
@@ -172,6 +181,7 @@ def save_bundle(
             handle.write("\n")
             handle.flush()
             os.fsync(handle.fileno())
+        _make_readable(staging)
         _fsync_dir(staging)
         # Swap into place: the old bundle (if any) stays whole until the new one is complete.
         old = None

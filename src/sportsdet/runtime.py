@@ -290,7 +290,8 @@ def load_backend(
 
     `model`: an exported .onnx file, a bundle folder, or None for the built-in model.
     `backend`: "onnx", "torch", or "auto" = onnx when the path is .onnx or the bundle carries
-    model.onnx, else torch when installed, else a clear error. `int8` picks model.int8.onnx;
+    model.onnx (or only model.int8.onnx), else torch when installed, else a clear error. `int8`
+    picks model.int8.onnx;
     `device` is for torch only.
     """
     from sportsdet.bundle import MANIFEST_NAME, builtin_bundle_path, load_bundle
@@ -312,6 +313,8 @@ def load_backend(
         return OnnxBackend(path, threads)
     bundle = load_bundle(path, verify_weights=False)  # a clear error for anything that is not a bundle
     onnx_file = path / (ONNX_INT8_NAME if int8 else ONNX_NAME)
+    if backend != "torch" and not onnx_file.is_file() and (path / ONNX_INT8_NAME).is_file():
+        onnx_file = path / ONNX_INT8_NAME  # a bundle that ships only its INT8 form (the built-in one)
     if backend == "onnx" or int8 or (backend == "auto" and onnx_file.is_file()):
         if backend == "torch":
             raise SportsdetError(f"{path}: INT8 runs on onnxruntime only; drop --backend torch")
