@@ -69,3 +69,13 @@ def test_train_evaluate_predict_reload(tmp_path: Path) -> None:
     info = runner.invoke(app, ["info", str(run), "--json"])
     assert info.exit_code == 0, info.output
     assert json.loads(info.stdout)["labels"] == CLASSES
+
+
+def test_version_flag() -> None:
+    from typer.testing import CliRunner
+
+    from sportsdet import __version__
+    from sportsdet.cli import app
+
+    result = CliRunner().invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.stdout.strip() == f"sportsdet {__version__}"

@@ -23,3 +23,20 @@ app.add_typer(data_app, name="data")
 # Results go to stdout; progress, warnings and errors go to stderr so output can be piped.
 console = Console()
 err_console = Console(stderr=True)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from sportsdet import __version__
+
+        console.print(f"sportsdet {__version__}", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _global_options(
+    version: bool = typer.Option(
+        False, "--version", callback=_print_version, is_eager=True, help="Show the version and exit."
+    ),
+) -> None:
+    """Recognise the sport in a photograph: check data, train, evaluate, predict."""
