@@ -211,3 +211,21 @@ def test_cli_scan_error_is_one_line_and_exit_2(tmp_path: Path) -> None:
     message = " ".join(result.stderr.split())  # rich wraps long lines
     assert message.startswith("error:") and "nope: no such folder" in message
     assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_restricted_scan_warns_only_about_the_chosen_classes(tmp_path):
+    from PIL import Image
+
+    from sportsdet.data import scan_dataset
+
+    for name, count in (("big", 10), ("small", 2), ("mid", 4), ("mid2", 4)):
+        folder = tmp_path / name
+        folder.mkdir()
+        for i in range(count):
+            Image.new("RGB", (40, 40), (i * 20, 0, 0)).save(folder / f"{i}.jpg")
+    scan = scan_dataset(tmp_path)
+    assert any("imbalance" in w and "big" in w for w in scan.warnings)
+    subset = scan.restricted_to(["mid", "mid2"])
+    assert subset.classes == ["mid", "mid2"] and len(subset.records) == 8
+    assert not any("imbalance" in w for w in subset.warnings)
+    assert subset.to_dict()["num_classes"] == 2

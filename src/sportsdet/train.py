@@ -922,10 +922,12 @@ def train(
         run_seed = 0 if seed is None else int(seed)
         resolved = resolve_options(spec, overrides)
         scan = scan_dataset(data)
+        strategy = split or ("official" if scan.layout == "split" else "random:0.2")
+        manifest = make_split(scan, strategy, run_seed, classes)  # checks the class names first
+        if classes:
+            scan = scan.restricted_to(manifest.classes)
         for warning in scan.warnings:
             console.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
-        strategy = split or ("official" if scan.layout == "split" else "random:0.2")
-        manifest = make_split(scan, strategy, run_seed, classes)
         for note in manifest.notes:
             console.print(f"[yellow]note:[/] {note}", highlight=False, soft_wrap=True)
         if len(manifest.classes) < 2:

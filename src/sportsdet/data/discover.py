@@ -106,6 +106,21 @@ class ScanResult:
             table[record.split or "all"][record.label] += 1
         return table
 
+    def restricted_to(self, classes: list[str]) -> ScanResult:
+        """The same scan seen through a class subset (`--classes`): records, counts and warnings
+        speak only of those classes, so a run is not warned about classes it does not use."""
+        from dataclasses import replace
+
+        keep = set(classes)
+        subset = replace(
+            self,
+            records=[r for r in self.records if r.label in keep],
+            classes=[c for c in self.classes if c in keep],
+            empty_classes=[c for c in self.empty_classes if c in keep],
+        )
+        subset.warnings = _warnings(subset)
+        return subset
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready summary (no per-file list)."""
         counts = self.counts()
