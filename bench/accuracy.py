@@ -31,10 +31,9 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
-from results_file import write_section  # noqa: E402
+import results_file  # noqa: E402
 from train_builtin_model import DEFAULT_DATA, predict_split  # noqa: E402
 
-RESULTS_MD = REPO / "bench" / "RESULTS.md"
 RESULTS_JSON = REPO / "bench" / "results" / "accuracy.json"
 SEED_JSON = REPO / "bench" / "results" / "seed_baseline.json"
 START, END = "<!-- accuracy:start -->", "<!-- accuracy:end -->"
@@ -167,10 +166,7 @@ def markdown(r: dict[str, Any]) -> str:
 
 
 def write_results(r: dict[str, Any]) -> None:
-    RESULTS_JSON.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS_JSON.write_text(json.dumps(r, indent=2, default=str) + "\n")
-    section = markdown(r)
-    write_section(section, START, END, RESULTS_MD)
+    results_file.write_results(r, RESULTS_JSON, markdown(r), START, END)
 
 
 def save(r: dict[str, Any], no_write: bool) -> None:

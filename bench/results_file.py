@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
+from typing import Any
 
 RESULTS_MD = Path(__file__).resolve().parent / "RESULTS.md"
 
@@ -23,3 +25,10 @@ def write_section(section: str, start: str, end: str, path: Path = RESULTS_MD) -
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(text.rstrip("\n") + "\n")
     tmp.replace(path)
+
+
+def write_results(payload: dict[str, Any], json_path: Path, section: str, start: str, end: str) -> None:
+    """Raw numbers to `json_path`, the readable table to this benchmark's RESULTS.md section."""
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    json_path.write_text(json.dumps(payload, indent=2, default=str) + "\n")
+    write_section(section, start, end)

@@ -32,11 +32,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from results_file import write_section
+import results_file
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "sports100"
-RESULTS_MD = REPO / "bench" / "RESULTS.md"
+RESULTS_MD = results_file.RESULTS_MD
 RESULTS_JSON = REPO / "bench" / "results" / "throughput.json"
 START, END = "<!-- throughput:start -->", "<!-- throughput:end -->"
 
@@ -501,10 +501,7 @@ def markdown(r: dict[str, Any]) -> str:
 
 
 def write_results(r: dict[str, Any]) -> None:
-    RESULTS_JSON.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS_JSON.write_text(json.dumps(r, indent=2, default=str) + "\n")
-    section = markdown(r)
-    write_section(section, START, END, RESULTS_MD)
+    results_file.write_results(r, RESULTS_JSON, markdown(r), START, END)
 
 
 def main(argv: Iterable[str] | None = None) -> None:

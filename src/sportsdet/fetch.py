@@ -21,7 +21,9 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from sportsdet import __version__
 from sportsdet.errors import SportsdetError
@@ -162,15 +164,9 @@ def fetch_url(
             )
         chunks: list[bytes] = []
         total = 0
-        while True:
+        for chunk in _read_chunks(response, url, timeout):
             if time.monotonic() > deadline:
                 raise FetchError(f"{url}: download took longer than {timeout:g} s; the server is too slow")
-            try:
-                chunk = response.read1(CHUNK) if hasattr(response, "read1") else response.read(CHUNK)
-            except (OSError, http.client.HTTPException) as exc:
-                raise _describe_network_error(url, exc, timeout) from None
-            if not chunk:
-                break
             total += len(chunk)
             if total > max_bytes:  # stop at the cap: never hold more than max_bytes + one chunk
                 raise FetchError(
@@ -185,6 +181,18 @@ def fetch_url(
         shown = ctype or "no content type"
         raise FetchError(f"{url}: the URL returned data ({shown}) that is not an image")
     return data
+
+
+def _read_chunks(response: Any, url: str, timeout: float) -> Iterator[bytes]:
+    """The body in chunks of at most CHUNK bytes; network failures become FetchError."""
+    while True:
+        try:
+            chunk = response.read1(CHUNK) if hasattr(response, "read1") else response.read(CHUNK)
+        except (OSError, http.client.HTTPException) as exc:
+            raise _describe_network_error(url, exc, timeout) from None
+        if not chunk:
+            return
+        yield chunk
 
 
 def download_file(
@@ -231,13 +239,7 @@ def download_file(
                 task = bar.add_task(f"downloading {dest.name}", total=length)
             try:
                 total = 0
-                while True:
-                    try:
-                        chunk = response.read1(CHUNK) if hasattr(response, "read1") else response.read(CHUNK)
-                    except (OSError, http.client.HTTPException) as exc:
-                        raise _describe_network_error(url, exc, timeout) from None
-                    if not chunk:
-                        break
+                for chunk in _read_chunks(response, url, timeout):
                     total += len(chunk)
                     if max_bytes is not None and total > max_bytes:
                         raise FetchError(f"{url}: the download is larger than the {_mb(max_bytes)} limit")
