@@ -461,19 +461,23 @@ def export_bundle(
     sha = (bundle.manifest.get("weights") or {}).get("sha256")
     temp = _atomic_target(out)
     temp_int8: Path | None = None
+
+    def stamp(path: Path, **quantization: Any) -> None:
+        """The bundle's labels, preprocessing and weights hash, written into an exported file."""
+        metadata = onnx_metadata(
+            labels=bundle.labels,
+            preprocessing=spec,
+            model_name=bundle.model_name,
+            model_config=bundle.model_config,
+            weights_sha256=sha,
+            **quantization,
+        )
+        set_metadata(path, metadata)
+
     try:
         say(f"exporting to ONNX (opset {OPSET})")
         export_torch_model(model, temp, spec.input_size)
-        set_metadata(
-            temp,
-            onnx_metadata(
-                labels=bundle.labels,
-                preprocessing=spec,
-                model_name=bundle.model_name,
-                model_config=bundle.model_config,
-                weights_sha256=sha,
-            ),
-        )
+        stamp(temp)
         say(f"parity check on {len(parity_set)} images")
         parity = check_parity(model, temp, parity_set, parity_origin)
         if not parity.ok:
@@ -499,24 +503,17 @@ def export_bundle(
             say(f"INT8 quantisation ({quant_format}), calibrated on {len(calibration)} images")
             temp_int8 = _atomic_target(int8_path)
             quantize_int8(temp, temp_int8, calibration, quant_format=quant_format)
-            set_metadata(
+            stamp(
                 temp_int8,
-                onnx_metadata(
-                    labels=bundle.labels,
-                    preprocessing=spec,
-                    model_name=bundle.model_name,
-                    model_config=bundle.model_config,
-                    weights_sha256=sha,
-                    quantization={
-                        "method": "onnxruntime static",
-                        "format": quant_format,
-                        "weights": "int8 per-channel",
-                        "activations": "uint8",
-                        "calibration": "minmax",
-                        "float_convs": FLOAT_CONVS,
-                        "calibration_images": int(len(calibration)),
-                    },
-                ),
+                quantization={
+                    "method": "onnxruntime static",
+                    "format": quant_format,
+                    "weights": "int8 per-channel",
+                    "activations": "uint8",
+                    "calibration": "minmax",
+                    "float_convs": FLOAT_CONVS,
+                    "calibration_images": int(len(calibration)),
+                },
             )
             report.int8 = _int8_report(temp, temp_int8, int8_path, data, calibration, quant_format, say)
             report.int8.seconds = time.perf_counter() - started
