@@ -324,6 +324,25 @@ def test_batches_are_full_unless_greedy(tmp_path: Path, colour_backend: OnnxBack
     assert [r.name for r in again] == [r.name for r in results]
 
 
+def test_default_batch_is_the_backends_preferred_one(tmp_path: Path) -> None:
+    """Without batch_size, batches take the backend's measured best size (onnxruntime: 2/thread)."""
+    model = make_colour_onnx(tmp_path / "colour.onnx")
+    assert OnnxBackend(model, threads=3).preferred_batch_size == 6
+    assert OnnxBackend(model, threads=2, parallel="intra").preferred_batch_size == 8
+    files = [write_image(tmp_path / f"{i}.png", LABELS[i % 3]) for i in range(7)]
+    counting = _Counting(OnnxBackend(model, threads=1))
+    counting.preferred_batch_size = 3
+    assert len(list(stream_predictions(files, counting))) == 7
+    assert counting.calls == [3, 3, 1]
+    plain = _Counting(OnnxBackend(model, threads=1))  # says nothing: the default of 16
+    list(stream_predictions(files, plain))
+    assert plain.calls == [7]
+    from sportsdet.predict import Predictor
+
+    assert Predictor(model, threads=2).batch_size == 4
+    assert Predictor(model, threads=2, batch_size=5).batch_size == 5
+
+
 def test_load_backend_errors_name_the_path(tmp_path: Path, monkeypatch) -> None:
     from sportsdet.errors import BundleError
 

@@ -396,7 +396,7 @@ def _accuracy_and_preds(
     """Predicted class per held-out item (-1 for unreadable files) and the true class index."""
     index = {label: i for i, label in enumerate(backend.labels)}
     preds = np.full(len(items), -1, dtype=np.int64)
-    for result in stream_predictions((str(p) for p, _ in items), backend, batch_size=32):
+    for result in stream_predictions((str(p) for p, _ in items), backend):
         if result.ok:
             preds[result.index] = int(np.argmax(result.probs))
     truth = [index.get(label, -1) if label is not None else -1 for _, label in items]

@@ -66,7 +66,13 @@ def predict_command(
         "-f",
         help="table: readable; jsonl: one JSON object per input; csv: a header and one row per input.",
     ),
-    batch_size: int = typer.Option(16, "--batch-size", "-b", min=1, help="Images per forward pass."),
+    batch_size: int | None = typer.Option(
+        None,
+        "--batch-size",
+        "-b",
+        min=1,
+        help="Images per forward pass. Default: the fastest for the backend (onnxruntime: 2 per CPU thread).",
+    ),
     timeout: float = typer.Option(10.0, "--timeout", min=0.1, help="Seconds allowed to download each URL."),
     backend: BackendName = typer.Option(
         BackendName.auto,
