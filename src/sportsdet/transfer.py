@@ -238,7 +238,7 @@ def fit_transfer(ctx: Any) -> Any:
     tap = default_tap(model, finetune_stages)
     n_stages = len(trunk_stages(model))
     workers = int(options.get("extract_workers", 1))
-    threads = int(options.get("extract_threads", 1))
+    threads = options.get("extract_threads")  # None: one single-threaded run per CPU
 
     train_items = ctx.manifest.items("train")
     valid_items = ctx.manifest.items("valid")
