@@ -73,11 +73,32 @@ def finalise_builtin(data: Path) -> None:
     from sportsdet.export import export_bundle
 
     bundle = load_bundle(ASSET)
-    if any(v.dtype != np.float16 for v in bundle.numpy_state_dict().values() if v.dtype.kind == "f"):
+    state_dict, training = bundle.torch_state_dict(), dict(bundle.training)
+    if (training.get("calibration") or {}).get("method", "none") == "none":
+        # Bundles trained before `train` calibrated its scores: fit the temperature now, on valid.
+        from sportsdet.train import calibrate_temperature
+
+        items = [
+            (path, bundle.labels.index(path.parent.name))
+            for path in sorted((data / "valid").glob("*/*"))
+            if path.parent.name in bundle.labels
+        ]
+        # log-probabilities are logits up to a per-image constant, which a temperature ignores
+        logits = np.log(np.maximum(predict_split(bundle, items), 1e-30))
+        model = bundle.build_torch_model()
+        training["calibration"] = {
+            **calibrate_temperature(model, bundle.output_key, logits, np.array([y for _, y in items])),
+            "when": "fitted after training by bench/train_builtin_model.py --finalise-only",
+        }
+        state_dict = model.state_dict()
+        print(f"calibration: {json.dumps(training['calibration'])}")
+    if training != bundle.training or any(
+        v.dtype != np.float16 for v in bundle.numpy_state_dict().values() if v.dtype.kind == "f"
+    ):
         save_bundle(
-            ASSET, state_dict=_float16(bundle.torch_state_dict()), model_name=bundle.model_name,
+            ASSET, state_dict=_float16(state_dict), model_name=bundle.model_name,
             model_config=bundle.model_config, labels=bundle.labels, preprocessing=bundle.preprocessing,
-            output_key=bundle.output_key, data=bundle.data, training=bundle.training, metrics=bundle.metrics,
+            output_key=bundle.output_key, data=bundle.data, training=training, metrics=bundle.metrics,
         )  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
         report = export_bundle(
@@ -119,7 +140,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--finalise-only", action="store_true",
-        help="skip training: store the shipped bundle's weights as float16 and add its INT8 ONNX",
+        help="skip training: calibrate the shipped bundle's scores if needed, store its weights as "
+        "float16 and add its INT8 ONNX",
     )
     args = parser.parse_args(argv)
     if args.finalise_only:

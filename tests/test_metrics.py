@@ -106,3 +106,19 @@ def test_wilson_edges() -> None:
 def test_bad_inputs(y: np.ndarray, probs: np.ndarray, message: str) -> None:
     with pytest.raises(SportsdetError, match=message):
         compute_metrics(y, probs, LABELS)
+
+
+def test_fit_temperature_recovers_the_temperature_that_made_the_labels() -> None:
+    from sportsdet.metrics import fit_temperature, softmax_nll
+
+    rng = np.random.default_rng(0)
+    logits = rng.normal(0.0, 2.0, size=(4000, 5))
+    true_temperature = 0.5  # the "model" is underconfident: real odds are sharper than its logits
+    probs = np.exp(logits / true_temperature)
+    probs /= probs.sum(axis=1, keepdims=True)
+    labels = np.array([rng.choice(5, p=p) for p in probs])
+    fitted = fit_temperature(logits, labels)
+    assert fitted == pytest.approx(true_temperature, rel=0.1)
+    assert softmax_nll(logits, labels, fitted) < softmax_nll(logits, labels, 1.0)
+    with pytest.raises(SportsdetError, match="fit_temperature"):
+        fit_temperature(logits[:3], labels[:2])

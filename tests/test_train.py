@@ -100,12 +100,18 @@ def test_train_writes_run_folder_and_a_bundle_that_reproduces_the_model(data_dir
         got = rebuilt(batch)
     assert torch.allclose(expected, got, atol=1e-6)
 
-    # The bundle holds the best checkpoint's weights.
+    # The bundle holds the best checkpoint's weights, the classifier divided by the temperature
+    # fitted on the validation split (calibrated scores, same ranking).
     best_tensors, best_state = read_checkpoint(run / "checkpoints" / "best.safetensors")
     assert best_state["best"]["epoch"] == result.best["epoch"]
-    assert torch.equal(
-        best_tensors["model.classifier.weight"], bundle.torch_state_dict()["classifier.weight"]
-    )
+    saved = bundle.torch_state_dict()
+    calibration = bundle.training["calibration"]
+    temperature = calibration["temperature"]
+    assert 0.05 <= temperature <= 20 and calibration["valid_images"] > 0
+    assert calibration["valid_nll_after"] <= calibration["valid_nll_before"] + 1e-9
+    for name in ("classifier.weight", "classifier.bias"):
+        assert torch.allclose(best_tensors[f"model.{name}"] / temperature, saved[name], rtol=1e-6, atol=1e-7)
+    assert torch.equal(best_tensors["model.hidden.weight"], saved["hidden.weight"])
 
 
 def test_resume_after_interrupt_gives_the_uninterrupted_result(data_dir, tmp_path):
@@ -219,7 +225,10 @@ def test_early_stopping_and_no_validation_split(data_dir, tmp_path):
     )
     assert len(result.history) == 3 and result.best["epoch"] == 3
     assert all(r["val_acc"] == "" for r in _history(run))
-    assert load_bundle(run / "model").metrics["selected_by"].startswith("last epoch")
+    bundle = load_bundle(run / "model")
+    assert bundle.metrics["selected_by"].startswith("last epoch")
+    assert bundle.training["calibration"]["temperature"] == 1.0  # nothing to fit it on
+    assert "no validation split" in bundle.training["calibration"]["why"]
 
 
 def test_resume_refuses_a_damaged_checkpoint(data_dir, tmp_path):

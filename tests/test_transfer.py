@@ -57,8 +57,19 @@ def test_transfer_trains_both_stages_and_writes_the_run_folder(split_tree: Path,
     photos = sorted((split_tree / "valid").rglob("*.jpg"))
     batch = torch.from_numpy(np.stack([load_and_preprocess(p, bundle.preprocessing) for p in photos]))
     with torch.inference_mode():
-        predicted = [CLASSES[i] for i in model(batch).argmax(1).tolist()]
+        logits = model(batch)
+        predicted = [CLASSES[i] for i in logits.argmax(1).tolist()]
     assert predicted == [p.parent.name for p in photos]
+    # The temperature was fitted on logits from the cached activations; the saved (calibrated)
+    # model on the photos themselves gives the validation loss recorded for it.
+    from sportsdet.metrics import softmax_nll
+
+    calibration = bundle.training["calibration"]
+    assert calibration["valid_images"] == len(photos)
+    assert calibration["temperature"] != 1.0
+    labels = np.array([CLASSES.index(p.parent.name) for p in photos])
+    assert softmax_nll(logits.numpy(), labels) == pytest.approx(calibration["valid_nll_after"], abs=0.02)
+    assert calibration["valid_nll_after"] <= calibration["valid_nll_before"]
     # Features were cached: a second run extracts nothing new.
     shards = sorted(cache.rglob("shard-*.safetensors"))
     assert shards

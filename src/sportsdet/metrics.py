@@ -76,6 +76,31 @@ def calibration(
     return float(ece), bins
 
 
+def softmax_nll(logits: np.ndarray, y_true: np.ndarray, temperature: float = 1.0) -> float:
+    """Mean negative log-likelihood of softmax(logits / temperature) at the true classes."""
+    z = np.asarray(logits, dtype=np.float64) / temperature
+    z = z - z.max(axis=1, keepdims=True)
+    log_norm = np.log(np.exp(z).sum(axis=1))
+    return float(np.mean(log_norm - z[np.arange(len(z)), np.asarray(y_true, dtype=np.int64)]))
+
+
+def fit_temperature(logits: np.ndarray, y_true: np.ndarray) -> float:
+    """The softmax temperature that minimises the validation NLL (temperature scaling, Guo et al.
+    2017). It rescales every logit alike, so predictions never change, only how sure they look."""
+    from scipy.optimize import minimize_scalar
+
+    logits = np.asarray(logits, dtype=np.float64)
+    if logits.ndim != 2 or len(logits) != len(y_true) or len(logits) == 0:
+        raise SportsdetError(f"fit_temperature: need [n, classes] logits and n labels, got {logits.shape}")
+    best = minimize_scalar(
+        lambda log_t: softmax_nll(logits, y_true, float(np.exp(log_t))),
+        bounds=(np.log(0.05), np.log(20.0)),
+        method="bounded",
+        options={"xatol": 1e-4},
+    )
+    return float(np.exp(best.x))
+
+
 def _check_inputs(y_true: Any, probs: Any, labels: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     y = np.asarray(y_true)
     p = np.asarray(probs, dtype=np.float64)

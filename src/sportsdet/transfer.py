@@ -151,6 +151,10 @@ class ArrayBatches:
             yield torch.from_numpy(batch).float(), torch.from_numpy(self.labels[rows])
 
 
+def _chunks(array: np.ndarray, size: int) -> list[np.ndarray]:
+    return [array[start : start + size] for start in range(0, len(array), size)]
+
+
 def _as_4d(pooled: np.ndarray) -> np.ndarray:
     """[n, d] -> [n, d, 1, 1]: the trunk's last stage (pool + flatten) then leaves it unchanged."""
     return pooled.reshape(*pooled.shape, 1, 1)
@@ -353,6 +357,14 @@ def fit_transfer(ctx: Any) -> Any:
         )  # fmt: skip
 
     ctx.load_best(top_net)  # the best epoch of either stage (both hold the whole network)
+    valid_logits = None
+    if valid is not None:  # for the score calibration: seconds from the cached activations
+        top_net.eval()
+        top_net.bf16 = False
+        with torch.inference_mode():
+            valid_logits = np.concatenate(
+                [top_net(torch.from_numpy(batch).float()).numpy() for batch in _chunks(valid["tap"], 64)]
+            )
     model.eval()
     for param in model.parameters():
         param.requires_grad_(True)
@@ -360,6 +372,7 @@ def fit_transfer(ctx: Any) -> Any:
         model=model,
         history=ctx.history,
         best=ctx.best,
+        valid_logits=valid_logits,
         info={
             "transfer": {
                 "views": views,
