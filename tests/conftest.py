@@ -6,6 +6,7 @@ Everything is made inside the tests (tmp_path) and is small enough for a 2-core 
 
 from __future__ import annotations
 
+import collections
 import io
 import threading
 import time
@@ -198,10 +199,12 @@ class LocalServer:
     DOWNLOAD = bytes(range(256)) * 1200
 
     def __init__(self) -> None:
-        routes = _route_table()
+        routes = self.routes = _route_table()
+        hits = self.hits = collections.Counter()
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802  (http.server's naming)
+                hits[self.path.split("?")[0]] += 1
                 route = routes.get(self.path.split("?")[0])
                 if route is None:
                     self.send_error(404)
@@ -225,6 +228,19 @@ class LocalServer:
 
     def url(self, path: str) -> str:
         return self.base + path
+
+    def add(self, path: str, body: bytes, content_type: str = "application/octet-stream") -> str:
+        """Serve `body` at `path` from now on; returns its URL."""
+
+        def handler(h: BaseHTTPRequestHandler) -> None:
+            h.send_response(200)
+            h.send_header("Content-Type", content_type)
+            h.send_header("Content-Length", str(len(body)))
+            h.end_headers()
+            h.wfile.write(body)
+
+        self.routes[path] = handler
+        return self.url(path)
 
     def close(self) -> None:
         self.server.shutdown()

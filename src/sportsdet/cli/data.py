@@ -256,3 +256,41 @@ def split(
     if out is not None:
         manifest.save(out)
         err_console.print(f"split written to {out}", highlight=False)
+
+
+@data_app.command("fetch")
+def fetch(
+    source: str = typer.Argument(
+        None,
+        help="A known dataset name (see --list) or the http(s) URL of a .zip, .tar.gz or .rar archive "
+        "of class folders.",
+        show_default=False,
+    ),
+    dest: Path = typer.Option(Path("data"), "--dest", "-d", help="Folder to put datasets in."),
+    force: bool = typer.Option(
+        False, "--force", help="Download and unpack again even when the dataset is already there."
+    ),
+    timeout: float = typer.Option(60.0, "--timeout", min=1.0, help="Seconds the download may stall."),
+    list_known: bool = typer.Option(False, "--list", help="List the datasets known by name and exit."),
+) -> None:
+    """Download a dataset, unpack it, and show its classes, ready for `sportsdet train`.
+
+    The archive is kept in DEST/downloads/ and unpacked into DEST/NAME only once complete, so an
+    interrupted fetch never leaves a half dataset; run the same command again to finish it.
+    """
+    from sportsdet.data.discover import scan_dataset
+    from sportsdet.data.fetch_dataset import KNOWN_DATASETS, fetch_dataset
+
+    if list_known:
+        for known in KNOWN_DATASETS.values():
+            console.print(
+                f"[bold]{known.name}[/]  {known.title}\n  {known.url}\n  {known.note}", highlight=False
+            )
+        return
+    if source is None:
+        raise SportsdetError("name a dataset (e.g. `sportsdet data fetch uiuc-sports`) or pass --list")
+    root = fetch_dataset(source, dest, force=force, timeout=timeout)
+    scan_result = scan_dataset(root)
+    _print_scan(scan_result)
+    _print_warnings(scan_result.warnings)
+    console.print(f'ready: sportsdet train "{root}" --out runs/NAME', highlight=False, soft_wrap=True)

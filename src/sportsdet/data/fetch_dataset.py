@@ -1,0 +1,223 @@
+"""Fetch a labelled image dataset by name or URL: download, unpack, find the class folders.
+
+    fetch_dataset("uiuc-sports", "data/")        # the UIUC Sports Event archive, by its URL
+    fetch_dataset("https://host/photos.zip", "data/")
+
+The archive is downloaded into DEST/downloads/ (kept, so a second run does not download it
+again) with `sportsdet.fetch.download_file` (atomic, checksum when one is known), unpacked into
+a temporary folder beside DEST/NAME and renamed into place only when complete, so an
+interrupted run never leaves a half dataset that looks whole. Then the folder-per-class root
+inside it is found (archives often wrap it, e.g. `event_img/<sport>/*.jpg`) and scanned.
+
+zip and tar archives are unpacked with the standard library, refusing members that would land
+outside the target; RAR (the UIUC archive) needs an external tool: bsdtar, unar, 7z or unrar.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import tarfile
+import tempfile
+import urllib.parse
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from sportsdet.errors import SportsdetError
+from sportsdet.fetch import download_file, is_url
+
+
+@dataclass(frozen=True)
+class KnownDataset:
+    name: str
+    title: str
+    url: str
+    sha256: str | None = None  # None: the publisher gives no checksum
+    note: str = ""
+
+
+KNOWN_DATASETS: dict[str, KnownDataset] = {
+    d.name: d
+    for d in [
+        KnownDataset(
+            name="uiuc-sports",
+            title="UIUC Sports Event (Li & Fei-Fei, ICCV 2007): 8 sports, 1,579 photos",
+            url="http://vision.stanford.edu/lijiali/event_dataset/event_dataset.rar",
+            note="the original notebook's data; a RAR archive (needs bsdtar, unar, 7z or unrar); "
+            "the literature's protocol is --split per-class:70,60",
+        ),
+    ]
+}
+
+MARKER = ".sportsdet-fetch.json"  # marks a folder this module made (so --force may replace it)
+
+# (command, arguments) that unpack a RAR archive into a folder; the first one installed is used.
+_RAR_TOOLS: list[tuple[str, list[str]]] = [
+    ("bsdtar", ["-x", "-f", "{archive}", "-C", "{target}"]),
+    ("unar", ["-q", "-f", "-o", "{target}", "{archive}"]),
+    ("7z", ["x", "-y", "-o{target}", "{archive}"]),
+    ("unrar", ["x", "-y", "-idq", "{archive}", "{target}/"]),
+]
+
+
+def _archive_kind(name: str) -> str | None:
+    lower = name.lower()
+    if lower.endswith(".zip"):
+        return "zip"
+    if lower.endswith((".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")):
+        return "tar"
+    if lower.endswith(".rar"):
+        return "rar"
+    return None
+
+
+def _inside(target: Path, member: str) -> bool:
+    resolved = (target / member).resolve()
+    return resolved == target or target in resolved.parents
+
+
+def _unpack_zip(archive: Path, target: Path) -> None:
+    try:
+        with zipfile.ZipFile(archive) as bundle:
+            for member in bundle.namelist():
+                if not _inside(target, member):
+                    raise SportsdetError(
+                        f"{archive}: refusing to unpack {member!r}: it would land outside the target folder"
+                    )
+            bundle.extractall(target)
+    except zipfile.BadZipFile as exc:
+        raise SportsdetError(
+            f"{archive}: not a readable zip archive ({exc}); delete it and fetch again"
+        ) from None
+
+
+def _unpack_tar(archive: Path, target: Path) -> None:
+    try:
+        with tarfile.open(archive) as bundle:
+            # The "data" filter refuses absolute paths, links out of the folder and device files.
+            bundle.extractall(target, filter="data")
+    except tarfile.FilterError as exc:
+        raise SportsdetError(f"{archive}: refusing to unpack it: {exc}") from None
+    except (tarfile.TarError, EOFError) as exc:
+        raise SportsdetError(
+            f"{archive}: not a readable tar archive ({exc}); delete it and fetch again"
+        ) from None
+
+
+def _unpack_rar(archive: Path, target: Path) -> None:
+    for tool, arguments in _RAR_TOOLS:
+        command = shutil.which(tool)
+        if command is None:
+            continue
+        argv = [command, *(a.format(archive=archive, target=target) for a in arguments)]
+        done = subprocess.run(argv, capture_output=True, text=True)
+        if done.returncode != 0:
+            detail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no message"]
+            raise SportsdetError(
+                f"{archive}: {tool} could not unpack it ({detail[0]}); delete it and fetch again"
+            )
+        return
+    raise SportsdetError(
+        f"{archive}: this is a RAR archive and no tool to open it is installed; install one "
+        "(e.g. `apt install libarchive-tools` for bsdtar, or unar / 7zip / unrar), then run the same "
+        "command again (the download is kept), or unpack it yourself and run `sportsdet data scan` on it"
+    )
+
+
+def unpack(archive: Path, target: Path) -> None:
+    """Unpack a zip, tar(.gz/.bz2/.xz) or RAR archive into `target` (created)."""
+    kind = _archive_kind(archive.name)
+    if kind is None:
+        raise SportsdetError(f"{archive}: unknown archive type; expected .zip, .tar(.gz/.bz2/.xz) or .rar")
+    target.mkdir(parents=True, exist_ok=True)
+    {"zip": _unpack_zip, "tar": _unpack_tar, "rar": _unpack_rar}[kind](archive, target.resolve())
+
+
+def find_dataset_root(folder: Path) -> Path:
+    """The folder-per-class (or split) tree inside an unpacked archive.
+
+    Descends through wrapper folders that hold nothing but one folder (e.g. `event_img/`),
+    ignoring hidden entries and `__MACOSX`, then checks the result with `scan_dataset`.
+    """
+    from sportsdet.data.discover import scan_dataset
+
+    root = folder
+    while True:
+        entries = [e for e in root.iterdir() if not e.name.startswith(".") and e.name != "__MACOSX"]
+        if len(entries) == 1 and entries[0].is_dir():
+            root = entries[0]
+            continue
+        break
+    scan_dataset(root)  # a clear error when there are no class folders with images
+    return root
+
+
+def dataset_source(name_or_url: str) -> tuple[str, str, str | None]:
+    """(folder name, url, sha256) for a known dataset name or an archive URL."""
+    known = KNOWN_DATASETS.get(name_or_url.lower())
+    if known is not None:
+        return known.name, known.url, known.sha256
+    if not is_url(name_or_url):
+        raise SportsdetError(
+            f"unknown dataset {name_or_url!r}; use one of {', '.join(KNOWN_DATASETS)} "
+            "(`sportsdet data fetch --list`) or the http(s) URL of a .zip, .tar.gz or .rar archive"
+        )
+    file_name = Path(urllib.parse.urlparse(name_or_url).path).name
+    if _archive_kind(file_name) is None:
+        raise SportsdetError(
+            f"{name_or_url}: the URL does not end in .zip, .tar(.gz/.bz2/.xz) or .rar; "
+            "give the address of the archive itself"
+        )
+    stem = file_name
+    for suffix in (".tar.gz", ".tar.bz2", ".tar.xz", ".tgz", ".tbz2", ".txz", ".tar", ".zip", ".rar"):
+        if stem.lower().endswith(suffix):
+            stem = stem[: -len(suffix)]
+            break
+    return stem or "dataset", name_or_url, None
+
+
+def fetch_dataset(
+    name_or_url: str,
+    dest: str | Path,
+    *,
+    force: bool = False,
+    timeout: float = 60.0,
+    progress: bool = True,
+) -> Path:
+    """Download and unpack a dataset into DEST/NAME; returns the class-folder root inside it.
+
+    An existing DEST/NAME is reused (nothing downloaded) unless `force`, which replaces it only
+    when this function made it; a kept archive in DEST/downloads/ is unpacked without downloading.
+    """
+    name, url, sha256 = dataset_source(name_or_url)
+    dest = Path(dest).expanduser()
+    final = dest / name
+    if final.exists() and not force:
+        return find_dataset_root(final)
+    archive = dest / "downloads" / Path(urllib.parse.urlparse(url).path).name
+    if force or not archive.is_file():
+        download_file(url, archive, timeout=timeout, expected_sha256=sha256, progress=progress)
+    dest.mkdir(parents=True, exist_ok=True)
+    if final.exists() and not (final / MARKER).is_file():
+        raise SportsdetError(
+            f"{final}: already exists and was not made by `sportsdet data fetch`; move it away or "
+            "choose another --dest (it is never deleted)"
+        )
+    staging = Path(tempfile.mkdtemp(prefix=f".{name}.unpacking-", dir=dest))
+    try:
+        unpack(archive, staging)
+        find_dataset_root(staging)  # refuse an archive without class folders before publishing it
+        (staging / MARKER).write_text(
+            json.dumps({"source": name_or_url, "url": url, "archive": str(archive)})
+        )
+        os.chmod(staging, 0o755)  # mkdtemp makes it private; a dataset is an ordinary folder
+        if final.exists():
+            shutil.rmtree(final)  # --force, and the folder is one this function made
+        os.replace(staging, final)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return find_dataset_root(final)

@@ -1,0 +1,155 @@
+"""`sportsdet data fetch`: download an archive of class folders from a server on 127.0.0.1,
+unpack it atomically and find the classes; bad archives fail clearly and leave nothing behind."""
+
+from __future__ import annotations
+
+import io
+import os
+import stat
+import sys
+import tarfile
+import zipfile
+from pathlib import Path
+
+import pytest
+from conftest import LocalServer
+
+from sportsdet.data import fetch_dataset as fetching
+from sportsdet.data.fetch_dataset import MARKER, fetch_dataset
+from sportsdet.errors import SportsdetError
+
+PNG = LocalServer.GOOD_JPEG()  # any decodable image bytes will do
+
+
+def zip_bytes(files: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, data in files.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+def photos(prefix: str, classes=("polo", "rock climbing"), n: int = 2) -> dict[str, bytes]:
+    return {f"{prefix}{c}/{i}.jpg": PNG for c in classes for i in range(n)}
+
+
+def leftovers(dest: Path) -> list[str]:
+    return sorted(p.name for p in dest.iterdir() if p.name.startswith("."))
+
+
+def test_zip_is_fetched_unpacked_and_its_wrapper_folder_skipped(http_server, tmp_path: Path) -> None:
+    url = http_server.add("/sets/photos.zip", zip_bytes({**photos("photos/"), "photos/.DS_Store": b"x"}))
+    root = fetch_dataset(url, tmp_path, progress=False)
+    assert root == tmp_path / "photos" / "photos"
+    assert sorted(p.name for p in root.iterdir() if p.is_dir()) == ["polo", "rock climbing"]
+    assert (tmp_path / "downloads" / "photos.zip").is_file()  # kept for a later re-unpack
+    assert (tmp_path / "photos" / MARKER).is_file() and leftovers(tmp_path) == []
+    assert stat.S_IMODE(os.stat(tmp_path / "photos").st_mode) == 0o755
+    # Already there: nothing is downloaded again.
+    hits = http_server.hits["/sets/photos.zip"]
+    assert fetch_dataset(url, tmp_path, progress=False) == root
+    assert http_server.hits["/sets/photos.zip"] == hits
+    # --force downloads and replaces the folder it made.
+    (root / "polo" / "0.jpg").unlink()
+    assert fetch_dataset(url, tmp_path, force=True, progress=False) == root
+    assert (root / "polo" / "0.jpg").is_file() and http_server.hits["/sets/photos.zip"] == hits + 1
+
+
+def test_tar_gz_of_a_split_tree(http_server, tmp_path: Path) -> None:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        for split in ("train", "test"):
+            for name, data in photos(f"{split}/").items():
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                archive.addfile(info, io.BytesIO(data))
+    url = http_server.add("/split.tar.gz", buffer.getvalue())
+    root = fetch_dataset(url, tmp_path, progress=False)
+    assert root == tmp_path / "split"
+    assert sorted(p.name for p in root.iterdir() if p.is_dir()) == ["test", "train"]
+
+
+@pytest.mark.parametrize(
+    "files, message",
+    [
+        ({**photos("ok/"), "../escape.jpg": PNG}, "outside the target folder"),
+        ({"readme.txt": b"no pictures here"}, "no class folders|no images|class"),
+    ],
+)
+def test_bad_archives_fail_clearly_and_leave_nothing(http_server, tmp_path, files, message) -> None:
+    url = http_server.add(f"/bad{len(files)}.zip", zip_bytes(files))
+    with pytest.raises(SportsdetError, match=message):
+        fetch_dataset(url, tmp_path, progress=False)
+    assert not (tmp_path / f"bad{len(files)}").exists() and leftovers(tmp_path) == []
+    assert not (tmp_path.parent / "escape.jpg").exists()
+
+
+def test_a_damaged_download_is_named(http_server, tmp_path: Path) -> None:
+    url = http_server.add("/broken.zip", b"PK\x03\x04 not really a zip")
+    with pytest.raises(SportsdetError, match="broken.zip: not a readable zip archive"):
+        fetch_dataset(url, tmp_path, progress=False)
+
+
+def test_rar_needs_a_tool_and_says_which(http_server, tmp_path: Path, monkeypatch) -> None:
+    url = http_server.add("/event.rar", b"Rar!\x1a\x07\x00 pretend")
+    monkeypatch.setattr(fetching.shutil, "which", lambda name: None)
+    with pytest.raises(SportsdetError, match="no tool to open it is installed.*apt install libarchive-tools"):
+        fetch_dataset(url, tmp_path, progress=False)
+    assert (tmp_path / "downloads" / "event.rar").is_file()  # kept: installing a tool is enough
+    assert not (tmp_path / "event").exists()
+
+
+def test_rar_is_unpacked_by_the_first_tool_found(http_server, tmp_path: Path, monkeypatch) -> None:
+    # A stand-in for bsdtar (`bsdtar -x -f ARCHIVE -C TARGET`) that reads a zip in disguise.
+    tool = tmp_path / "bin" / "bsdtar"
+    tool.parent.mkdir()
+    tool.write_text(
+        f"#!{sys.executable}\nimport sys, zipfile\n"
+        "args = sys.argv[1:]\n"
+        "zipfile.ZipFile(args[args.index('-f') + 1]).extractall(args[args.index('-C') + 1])\n"
+    )
+    tool.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tool.parent}{os.pathsep}{os.environ['PATH']}")
+    url = http_server.add("/event_dataset.rar", zip_bytes(photos("event_img/", ("croquet", "polo"))))
+    root = fetch_dataset(url, tmp_path / "data", progress=False)
+    assert root == tmp_path / "data" / "event_dataset" / "event_img"
+    assert sorted(p.name for p in root.iterdir()) == ["croquet", "polo"]
+
+
+def test_a_folder_not_made_by_fetch_is_never_replaced(http_server, tmp_path: Path) -> None:
+    mine = tmp_path / "photos"
+    mine.mkdir()
+    (mine / "precious.txt").write_text("keep me")
+    url = http_server.add("/photos.zip", zip_bytes(photos("")))
+    with pytest.raises(SportsdetError, match="not made by `sportsdet data fetch`"):
+        fetch_dataset(url, tmp_path, force=True, progress=False)
+    assert (mine / "precious.txt").read_text() == "keep me"
+
+
+def test_unknown_names_and_non_archive_urls_are_refused() -> None:
+    with pytest.raises(SportsdetError, match="unknown dataset 'imagenet'.*uiuc-sports"):
+        fetching.dataset_source("imagenet")
+    with pytest.raises(SportsdetError, match="does not end in .zip"):
+        fetching.dataset_source("https://example.org/photos.html")
+    name, url, _ = fetching.dataset_source("uiuc-sports")
+    assert name == "uiuc-sports" and url.endswith("event_dataset.rar")
+
+
+def test_cli_fetch_prints_the_classes_and_errors_in_one_line(
+    http_server, tmp_path, monkeypatch, capsys
+) -> None:
+    from sportsdet.cli import main
+
+    def run_cli(*args: str) -> int:
+        monkeypatch.setattr(sys, "argv", ["sportsdet", "data", "fetch", *args])
+        with pytest.raises(SystemExit) as exited:
+            main()
+        return exited.value.code
+
+    url = http_server.add("/cli/photos.zip", zip_bytes(photos("")))
+    assert run_cli(url, "--dest", str(tmp_path)) == 0
+    out, _ = capsys.readouterr()
+    assert "rock climbing" in out and "ready: sportsdet train" in out
+    assert run_cli(http_server.url("/nothing.zip"), "--dest", str(tmp_path)) == 2
+    _, err = capsys.readouterr()
+    assert "nothing.zip: HTTP 404" in err and "Traceback" not in err
