@@ -157,8 +157,9 @@ def markdown(rows: list[dict], runs: list[dict], args: argparse.Namespace, statu
         "",
         f"`python bench/seed_baseline.py{' --quick' if args.quick else ''} --epochs {args.epochs} "
         f"--seeds {','.join(map(str, args.seeds))}` ({status}). Classes: {', '.join(UIUC_CLASSES)} "
-        "from sports100. Same code as `sportsdet train --model seed-cnn` (Adagrad lr 1e-3, Keras "
-        "epsilon and initialisers, batch 32, no augmentation); test accuracy by scikit-learn.",
+        "from sports100. Same code as `sportsdet train --model seed-cnn` (Adagrad lr 1e-3 with Keras' "
+        "update: accumulator from 0, epsilon 1e-7 inside the square root; Keras initialisers; batch 32; "
+        "no augmentation); test accuracy by scikit-learn.",
         "",
         "| split | seeds | train/test images | test acc, final epoch (mean ± std) | min-max "
         "| test acc, bundle (best val) | minutes/run |",
@@ -175,8 +176,9 @@ def markdown(rows: list[dict], runs: list[dict], args: argparse.Namespace, statu
         )
     lines += [
         "",
-        f"Reference: {NOTEBOOK_REFERENCE}. Wall time is on this shared 2-core CPU (other jobs ran at the "
-        "same time, so minutes are an upper bound). `random:0.2,0` has no validation set: its bundle is "
+        f"Reference: {NOTEBOOK_REFERENCE}. Wall time on this 2-core CPU with "
+        f"{', '.join(sorted({str(r.get('threads', '?')) for r in runs}))} torch thread(s) per run "
+        "(the note below says what ran beside it). `random:0.2,0` has no validation set: its bundle is "
         "the final epoch. Per run: "
         + "; ".join(
             f"{r['split']} seed {r['seed']}: {100 * r['test_acc_final']:.1f}% after {r['epochs_run']} epochs"
