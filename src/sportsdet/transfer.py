@@ -262,10 +262,6 @@ def fit_transfer(ctx: Any) -> Any:
         return sum(file_digest(p) not in done for p in train_paths)
 
     budget_s = parse_duration(options.get("time_budget"))
-    speed = measured_speed(FeatureKey(spec.name, pre, "center", tap)) or _ASSUMED_EXTRACT_IMG_S
-    plan = plan_schedule(options, len(train_paths), missing("flip") if budget_s else 0, speed)
-    views = ["center"] + (["flip"] if plan["feature_flip"] else [])
-    views += [f"aug{i}" for i in range(plan["aug_views"])]
 
     def features(paths: list[str], view: str, what: str) -> dict[str, np.ndarray]:
         ctx.console.print(f"[dim]features: {what}, view {view} ({len(paths)} images)[/]", highlight=False)
@@ -281,7 +277,14 @@ def fit_transfer(ctx: Any) -> Any:
             description=f"features {what}",
         )
 
-    train_views = [features(train_paths, view, "train") for view in views]
+    # The photos themselves first; then, within the budget, the extra views, planned with the
+    # extraction speed just measured on this machine (a fresh cache has no record of it).
+    train_views = [features(train_paths, "center", "train")]
+    speed = measured_speed(FeatureKey(spec.name, pre, "center", tap)) or _ASSUMED_EXTRACT_IMG_S
+    plan = plan_schedule(options, len(train_paths), missing("flip") if budget_s else 0, speed)
+    views = ["center"] + (["flip"] if plan["feature_flip"] else [])
+    views += [f"aug{i}" for i in range(plan["aug_views"])]
+    train_views += [features(train_paths, view, "train") for view in views[1:]]
     valid = features([p for p, _ in valid_items], "center", "valid") if valid_items else None
     extract_s = time.perf_counter() - started
 
