@@ -3,6 +3,7 @@ unpack it atomically and find the classes; bad archives fail clearly and leave n
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 import stat
@@ -153,3 +154,18 @@ def test_cli_fetch_prints_the_classes_and_errors_in_one_line(
     assert run_cli(http_server.url("/nothing.zip"), "--dest", str(tmp_path)) == 2
     _, err = capsys.readouterr()
     assert "nothing.zip: HTTP 404" in err and "Traceback" not in err
+
+
+def test_an_unwritable_destination_is_a_clear_error(http_server, tmp_path: Path, monkeypatch) -> None:
+    url = http_server.add("/w/photos.zip", zip_bytes(photos("")))
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    with pytest.raises(SportsdetError, match="is a file; --dest must be a folder"):
+        fetch_dataset(url, a_file, progress=False)
+
+    def disk_full(url: str, dest: Path, **_: object) -> Path:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(dest))
+
+    monkeypatch.setattr(fetching, "download_file", disk_full)
+    with pytest.raises(SportsdetError, match=r"photos.zip: cannot write the dataset here \(No space left"):
+        fetch_dataset(url, tmp_path / "data", progress=False)

@@ -194,6 +194,21 @@ def fetch_dataset(
     """
     name, url, sha256 = dataset_source(name_or_url)
     dest = Path(dest).expanduser()
+    if dest.exists() and not dest.is_dir():
+        raise SportsdetError(f"{dest}: is a file; --dest must be a folder (it is created if missing)")
+    try:
+        return _fetch_into(
+            dest, name, name_or_url, url, sha256, force=force, timeout=timeout, progress=progress
+        )
+    except OSError as exc:  # disk full, no permission, ...: say where, not a traceback
+        where = exc.filename or dest
+        raise SportsdetError(f"{where}: cannot write the dataset here ({exc.strerror or exc})") from None
+
+
+def _fetch_into(
+    dest: Path, name: str, name_or_url: str, url: str, sha256: str | None, *, force: bool, timeout: float,
+    progress: bool,
+) -> Path:  # fmt: skip
     final = dest / name
     if final.exists() and not force:
         return find_dataset_root(final)
