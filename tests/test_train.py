@@ -60,7 +60,10 @@ class InterruptAfter(Callback):
             raise KeyboardInterrupt
 
 
-def test_train_writes_run_folder_and_a_bundle_that_reproduces_the_model(data_dir, tmp_path):
+def test_train_writes_run_folder_and_a_bundle_that_reproduces_the_model(data_dir, tmp_path, monkeypatch):
+    # The tiny validation split is below the calibration minimums; lift them to see the folding.
+    monkeypatch.setattr("sportsdet.train.MIN_CALIBRATION_IMAGES", 1)
+    monkeypatch.setattr("sportsdet.train.MIN_CALIBRATION_ERRORS", 0)
     run = tmp_path / "run"
     result = train(data_dir, out=run, model="seed-cnn", seed=3, options={**TINY, "epochs": 2})
 
@@ -272,3 +275,25 @@ def test_cli_train_prints_result_and_errors_without_traceback(data_dir, tmp_path
     budget += ["--time-budget", "1m"]
     assert run_cli(*budget) == 2
     assert "--time-budget" in capsys.readouterr().err and not (tmp_path / "r3" / "model").exists()
+
+
+def test_calibration_refuses_a_validation_split_without_enough_mistakes():
+    from sportsdet.train import MIN_CALIBRATION_ERRORS, MIN_CALIBRATION_IMAGES, calibrate_temperature
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 3))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    n = MIN_CALIBRATION_IMAGES + 10
+    labels = np.arange(n) % 3
+    clean = np.eye(3)[labels] * 5.0  # every image right: the NLL would push T towards 0
+    info = calibrate_temperature(model, "0.weight", clean, labels)
+    assert info["method"] == "none" and info["temperature"] == 1.0 and "0 wrong" in info["why"]
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+    noisy = clean.copy()
+    wrong = list(range(MIN_CALIBRATION_ERRORS + 2))
+    noisy[wrong] = np.roll(noisy[wrong], 1, axis=1)  # a few confident mistakes: T must rise above 1
+    info = calibrate_temperature(model, "0.weight", noisy, labels)
+    assert info["temperature"] > 1.0 and info["valid_nll_after"] < info["valid_nll_before"]
+    assert torch.allclose(model.state_dict()["0.weight"], before["0.weight"] / info["temperature"])
+    assert torch.allclose(model.state_dict()["0.bias"], before["0.bias"] / info["temperature"])

@@ -559,6 +559,10 @@ def validation_logits(ctx: TrainContext, model: nn.Module) -> tuple[np.ndarray, 
     return np.concatenate(outputs), np.asarray(val.labels)
 
 
+MIN_CALIBRATION_IMAGES = 50
+MIN_CALIBRATION_ERRORS = 3
+
+
 def calibrate_temperature(
     model: nn.Module, output_key: str, logits: np.ndarray, labels: np.ndarray
 ) -> dict[str, Any]:
@@ -571,6 +575,17 @@ def calibrate_temperature(
     """
     from sportsdet.metrics import calibration, fit_temperature, softmax_nll
 
+    errors = int((logits.argmax(axis=1) != labels).sum())
+    if len(labels) < MIN_CALIBRATION_IMAGES or errors < MIN_CALIBRATION_ERRORS:
+        # With (nearly) no mistakes to learn from, the NLL keeps falling as T -> 0: the fit
+        # would make the model claim ~100% on everything. Better honest raw scores.
+        return {
+            "temperature": 1.0,
+            "method": "none",
+            "why": f"the validation split ({len(labels)} images, {errors} wrong) is too small or too clean "
+            f"to fit a temperature on (needs >= {MIN_CALIBRATION_IMAGES} images and "
+            f">= {MIN_CALIBRATION_ERRORS} mistakes)",
+        }
     temperature = fit_temperature(logits, labels)
     state = model.state_dict()  # tensors share storage with the parameters
     bias_key = output_key.rsplit(".", 1)[0] + ".bias"
@@ -1075,11 +1090,14 @@ def train(
             calibrated["why"] = "no validation split to fit a temperature on"
         else:
             calibrated = calibrate_temperature(result.model, spec.output_key, *valid)
-            console.print(
-                f"calibrated scores: temperature {calibrated['temperature']:.3f} (validation ECE "
-                f"{calibrated['valid_ece_before']:.1%} -> {calibrated['valid_ece_after']:.1%})",
-                highlight=False,
-            )
+            if calibrated["method"] == "none":
+                console.print(f"[dim]scores not calibrated: {calibrated['why']}[/]", highlight=False)
+            else:
+                console.print(
+                    f"calibrated scores: temperature {calibrated['temperature']:.3f} (validation ECE "
+                    f"{calibrated['valid_ece_before']:.1%} -> {calibrated['valid_ece_after']:.1%})",
+                    highlight=False,
+                )
     seconds = time.time() - started
 
     previous_seconds = float(config.get("seconds_before_resume", 0.0))
