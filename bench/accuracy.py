@@ -46,6 +46,8 @@ UIUC = ["croquet", "polo", "rock climbing", "rowing", "sailboat racing", "snow b
 VARIANTS: dict[str, dict[str, Any]] = {
     "default": {},
     "head-only": {"epochs": 1, "finetune_stages": 0},  # stage 2 trains nothing new: frozen + linear
+    # Few photos per class: extraction is cheap, so cache the mirror and 4 random crops and train longer.
+    "more-views": {"feature_flip": True, "aug_views": 4, "epochs": 6},
 }
 
 
@@ -197,7 +199,8 @@ def markdown(r: dict[str, Any]) -> str:
         lines += [
             "",
             f"Six UIUC classes ({', '.join(UIUC)}), `--split per-class:70,50`, {s['n_seeds']} seeds, "
-            f"{u['model']} default recipe (measured {u.get('date', 'in an earlier session')}):",
+            f"{u['model']} {u.get('variant', 'default')} recipe "
+            f"(measured {u.get('date', 'in an earlier session')}):",
             "",
             f"- test top-1 {pct(s['top1_mean'])} ± {100 * s['top1_sd']:.2f} (min {pct(s['top1_min'])}, "
             f"max {pct(s['top1_max'])}), {u['runs'][0]['test_n']} test images per seed; "
@@ -265,6 +268,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--uiuc-model", default="lite0", help="model for the six UIUC classes (default lite0)"
     )
+    parser.add_argument("--uiuc-variant", default="default", help="recipe variant for the six UIUC classes")
     parser.add_argument("--note", action="append", default=[], help="a line to add under the tables")
     parser.add_argument("--no-write", action="store_true", help="print JSON only")
     args = parser.parse_args(argv)
@@ -307,13 +311,17 @@ def main(argv: list[str] | None = None) -> int:
         finished_part()
     if args.uiuc_seeds:
         runs = [
-            run_once(args.data, args.uiuc_model, "default", seed, "per-class:70,50", {}, classes=UIUC)
+            run_once(args.data, args.uiuc_model, args.uiuc_variant, seed, "per-class:70,50", {}, classes=UIUC)
             for seed in range(args.uiuc_seeds)
         ]
         summary = summarise(runs)
+        key = args.uiuc_model + ("" if args.uiuc_variant == "default" else f":{args.uiuc_variant}")
         r["uiuc_by_model"] = {
-            args.uiuc_model: {"model": args.uiuc_model, "runs": runs, "summary": summary, "date": r["date"]}
-        }
+            key: {
+                "model": args.uiuc_model, "variant": args.uiuc_variant, "runs": runs, "summary": summary,
+                "date": r["date"],
+            }
+        }  # fmt: skip
         print(json.dumps(summary), flush=True)
         finished_part()
     print(json.dumps({k: v for k, v in r.items() if k != "official"}, default=str)[:2000])
