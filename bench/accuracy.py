@@ -236,6 +236,9 @@ def save(r: dict[str, Any], no_write: bool) -> None:
             uiuc.setdefault(previous["uiuc"]["model"], previous["uiuc"])
         r["uiuc_by_model"] = {**uiuc, **r.get("uiuc_by_model", {})}
         r["notes"] = r["notes"] or previous.get("notes", [])
+        if r.pop("notes_only", False):  # the header describes the last measuring run
+            r["date"] = previous.get("date", r["date"])
+            r["cpu_note"] = previous.get("cpu_note", r["cpu_note"])
     if SEED_JSON.exists():
         try:
             r["seed_baseline"] = json.loads(SEED_JSON.read_text())
@@ -324,6 +327,9 @@ def main(argv: list[str] | None = None) -> int:
         }  # fmt: skip
         print(json.dumps(summary), flush=True)
         finished_part()
+    if not (r["official"] or r["budgets"] or r.get("uiuc_by_model")):
+        r["notes_only"] = True  # nothing measured: only the notes under the tables change
+        save(r, args.no_write)
     print(json.dumps({k: v for k, v in r.items() if k != "official"}, default=str)[:2000])
     return 0
 
