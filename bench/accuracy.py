@@ -226,10 +226,19 @@ def save(r: dict[str, Any], no_write: bool) -> None:
             previous = json.loads(RESULTS_JSON.read_text())
         except json.JSONDecodeError:
             previous = {}
-        ran = {row["model"] + ":" + row["variant"] for row in r["official"]}
-        r["official"] = r["official"] + [
-            row for row in previous.get("official", []) if row["model"] + ":" + row["variant"] not in ran
-        ]
+        old_rows = {row["model"] + ":" + row["variant"]: row for row in previous.get("official", [])}
+        merged = []
+        for row in r["official"]:
+            old = old_rows.pop(row["model"] + ":" + row["variant"], None)
+            if old is not None and row.get("cold") == old.get("cold"):
+                # More seeds of the same measurement (--first-seed): one row for all of them; a
+                # seed measured again replaces its old run.
+                by_seed = {run["seed"]: run for run in old["runs"] + row["runs"]}
+                runs = [by_seed[seed] for seed in sorted(by_seed)]
+                dates = sorted(set(f"{old.get('date')}; {row['date']}".split("; ")))
+                row = {**row, "runs": runs, "summary": summarise(runs), "date": "; ".join(dates)}
+            merged.append(row)
+        r["official"] = merged + list(old_rows.values())
         r["budgets"] = r["budgets"] or previous.get("budgets", [])
         uiuc = dict(previous.get("uiuc_by_model") or {})
         if previous.get("uiuc"):  # the file's older form: one model only
@@ -264,6 +273,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=3, help="seeds per official-split run")
     parser.add_argument("--cold", action="store_true", help="every run starts with an empty feature cache")
     parser.add_argument(
+        "--first-seed", type=int, default=0,
+        help="start the seeds here; new seeds of a model:variant already measured join its row",
+    )  # fmt: skip
+    parser.add_argument(
         "--budgets", default="", help="time budgets for the accuracy-vs-minutes table, e.g. 5m,10m"
     )
     parser.add_argument("--budget-model", default="lite0", help="model for --budgets (default lite0)")
@@ -296,13 +309,14 @@ def main(argv: list[str] | None = None) -> int:
         model, _, variant = entry.partition(":")
         variant = variant or "default"
         runs = []
-        for seed in range(args.seeds):
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
             run = run_once(args.data, model, variant, seed, "official", {}, cold=args.cold)
             print(json.dumps(run), flush=True)
             runs.append(run)
         r["official"].append(
-            {"model": model, "variant": variant, "runs": runs, "summary": summarise(runs), "date": r["date"]}
-        )
+            {"model": model, "variant": variant, "runs": runs, "summary": summarise(runs), "date": r["date"],
+             "cold": args.cold}
+        )  # fmt: skip
         finished_part()
     for budget in [b for b in args.budgets.split(",") if b]:
         run = run_once(
