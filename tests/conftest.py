@@ -18,6 +18,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from sportsdet.export import onnx_metadata
+from sportsdet.preprocess import Preprocessing
+
 # A name with a space on purpose: real class folders have them ("air hockey").
 CLASSES = ["air hockey", "polo", "rowing"]
 # One clearly different colour per class so a tiny model can learn them in a few epochs.
@@ -254,3 +257,50 @@ def http_server() -> Iterator[LocalServer]:
         yield server
     finally:
         server.close()
+
+
+# --- a tiny ONNX colour classifier with sportsdet metadata (made with onnx, no torch) ------------
+
+COLOUR_LABELS = ["red", "green", "blue"]
+COLOUR_SPEC = Preprocessing(input_size=16, resize="squash", mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
+
+
+def make_colour_onnx(
+    path: Path,
+    *,
+    labels: list[str] = COLOUR_LABELS,
+    spec: Preprocessing = COLOUR_SPEC,
+    metadata: dict[str, str] | None = None,
+    drop: tuple[str, ...] = (),
+    classes: int | None = None,
+) -> Path:
+    """Write a tiny ONNX colour classifier with sportsdet metadata (minus `drop`)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    classes = classes or len(labels)
+    weights = np.zeros((3, classes), np.float32)
+    weights[np.arange(min(3, classes)), np.arange(min(3, classes))] = 10.0
+    size = spec.input_size
+    graph = helper.make_graph(
+        [
+            helper.make_node("GlobalAveragePool", ["image"], ["pooled"]),
+            helper.make_node("Flatten", ["pooled"], ["flat"], axis=1),
+            helper.make_node("MatMul", ["flat", "w"], ["logits"]),
+            helper.make_node("Softmax", ["logits"], ["probabilities"], axis=1),
+        ],
+        "colour",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["batch", 3, size, size])],
+        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["batch", classes])],
+        [numpy_helper.from_array(weights, "w")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    if metadata is None:
+        metadata = onnx_metadata(labels=labels, preprocessing=spec, model_name="colour")
+    for key, value in metadata.items():
+        if key not in drop:
+            entry = model.metadata_props.add()
+            entry.key, entry.value = key, value
+    onnx.save(model, str(path))
+    return path

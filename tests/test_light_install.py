@@ -20,16 +20,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import COLOUR_LABELS, COLOUR_SPEC, make_colour_onnx
 from PIL import Image
 
 from sportsdet.bundle import save_bundle
-from sportsdet.export import onnx_metadata
-from sportsdet.preprocess import Preprocessing
 
 REPO = Path(__file__).resolve().parents[1]
 HEAVY = ("torch", "torchvision", "timm", "sklearn", "matplotlib", "onnx", "scipy")
-LABELS = ["red", "green", "blue"]
-SPEC = Preprocessing(input_size=16, resize="squash", mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
+LABELS, SPEC = COLOUR_LABELS, COLOUR_SPEC
 
 
 def run(cmd: list[str], **kwargs) -> subprocess.CompletedProcess:
@@ -47,31 +45,6 @@ def test_predict_path_imports_no_heavy_library() -> None:
     out = run([sys.executable, "-c", code])
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]", f"heavy modules imported at CLI/predict import time: {out.stdout}"
-
-
-def colour_onnx(path: Path) -> None:
-    """A tiny exported-style model (mean colour -> class) with sportsdet metadata, made without torch."""
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
-    graph = helper.make_graph(
-        [
-            helper.make_node("GlobalAveragePool", ["image"], ["pooled"]),
-            helper.make_node("Flatten", ["pooled"], ["flat"], axis=1),
-            helper.make_node("MatMul", ["flat", "w"], ["logits"]),
-            helper.make_node("Softmax", ["logits"], ["probabilities"], axis=1),
-        ],
-        "colour",
-        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["batch", 3, 16, 16])],
-        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["batch", 3])],
-        [numpy_helper.from_array(np.eye(3, dtype=np.float32) * 10, "w")],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    for key, value in onnx_metadata(labels=LABELS, preprocessing=SPEC, model_name="colour").items():
-        entry = model.metadata_props.add()
-        entry.key, entry.value = key, value
-    onnx.save(model, str(path))
 
 
 @pytest.fixture(scope="module")
@@ -123,7 +96,7 @@ def test_light_install_has_no_torch_and_predicts(light_venv: Path, light_work: P
         tmp_path / "bundle", state_dict={"fc.weight": np.eye(3, dtype=np.float32)}, model_name="colour",
         model_config={}, labels=LABELS, preprocessing=SPEC, output_key="fc.weight",
     )
-    colour_onnx(bundle / "model.onnx")
+    make_colour_onnx(bundle / "model.onnx")
     photos = tmp_path / "photos"
     photos.mkdir()
     Image.new("RGB", (64, 48), (220, 30, 20)).save(photos / "a_red.jpg")

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import COLOUR_LABELS, COLOUR_SPEC, make_colour_onnx
 from PIL import Image
 
 from sportsdet import runtime
@@ -30,51 +31,8 @@ from sportsdet.runtime import (
     stream_predictions,
 )
 
-LABELS = ["red", "green", "blue"]
-SPEC = Preprocessing(input_size=16, resize="squash", mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
+LABELS, SPEC = COLOUR_LABELS, COLOUR_SPEC
 COLOURS = {"red": (230, 20, 20), "green": (20, 200, 30), "blue": (10, 30, 220)}
-
-
-def make_colour_onnx(
-    path: Path,
-    *,
-    labels: list[str] = LABELS,
-    spec: Preprocessing = SPEC,
-    metadata: dict[str, str] | None = None,
-    drop: tuple[str, ...] = (),
-    classes: int | None = None,
-) -> Path:
-    """Write a tiny ONNX colour classifier with sportsdet metadata (minus `drop`)."""
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
-    classes = classes or len(labels)
-    weights = np.zeros((3, classes), np.float32)
-    weights[np.arange(min(3, classes)), np.arange(min(3, classes))] = 10.0
-    size = spec.input_size
-    graph = helper.make_graph(
-        [
-            helper.make_node("GlobalAveragePool", ["image"], ["pooled"]),
-            helper.make_node("Flatten", ["pooled"], ["flat"], axis=1),
-            helper.make_node("MatMul", ["flat", "w"], ["logits"]),
-            helper.make_node("Softmax", ["logits"], ["probabilities"], axis=1),
-        ],
-        "colour",
-        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["batch", 3, size, size])],
-        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["batch", classes])],
-        [numpy_helper.from_array(weights, "w")],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    if metadata is None:
-        metadata = onnx_metadata(labels=labels, preprocessing=spec, model_name="colour")
-    meta = metadata
-    for key, value in meta.items():
-        if key not in drop:
-            entry = model.metadata_props.add()
-            entry.key, entry.value = key, value
-    onnx.save(model, str(path))
-    return path
 
 
 def write_image(path: Path, colour: str, size: tuple[int, int] = (40, 30)) -> Path:
