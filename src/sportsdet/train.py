@@ -574,6 +574,7 @@ def calibrate_temperature(
     the scores users see.
     """
     from sportsdet.metrics import calibration, fit_temperature, softmax_nll
+    from sportsdet.runtime import softmax
 
     errors = int((logits.argmax(axis=1) != labels).sum())
     if len(labels) < MIN_CALIBRATION_IMAGES or errors < MIN_CALIBRATION_ERRORS:
@@ -595,9 +596,7 @@ def calibrate_temperature(
             state[bias_key].div_(temperature)
 
     def ece(t: float) -> float:
-        z = logits / t
-        probs = np.exp(z - z.max(axis=1, keepdims=True))
-        probs /= probs.sum(axis=1, keepdims=True)
+        probs = softmax(logits / t)
         return calibration(probs.max(axis=1), (probs.argmax(axis=1) == labels).astype(np.float64))[0]
 
     return {
