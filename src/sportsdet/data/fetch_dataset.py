@@ -63,14 +63,18 @@ _RAR_TOOLS: list[tuple[str, list[str]]] = [
 ]
 
 
-def _archive_kind(name: str) -> str | None:
-    lower = name.lower()
-    if lower.endswith(".zip"):
-        return "zip"
-    if lower.endswith((".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")):
-        return "tar"
-    if lower.endswith(".rar"):
-        return "rar"
+# Archive name endings and how each is unpacked; longest first, so ".tar.gz" wins over ".gz".
+_ARCHIVE_SUFFIXES = (
+    (".tar.gz", "tar"), (".tar.bz2", "tar"), (".tar.xz", "tar"), (".tgz", "tar"), (".tbz2", "tar"),
+    (".txz", "tar"), (".tar", "tar"), (".zip", "zip"), (".rar", "rar"),
+)  # fmt: skip
+
+
+def _split_archive_name(name: str) -> tuple[str, str] | None:
+    """("photos", "tar") for "photos.tar.gz"; None when the name is not an archive's."""
+    for suffix, kind in _ARCHIVE_SUFFIXES:
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)], kind
     return None
 
 
@@ -129,9 +133,10 @@ def _unpack_rar(archive: Path, target: Path) -> None:
 
 def unpack(archive: Path, target: Path) -> None:
     """Unpack a zip, tar(.gz/.bz2/.xz) or RAR archive into `target` (created)."""
-    kind = _archive_kind(archive.name)
-    if kind is None:
+    split = _split_archive_name(archive.name)
+    if split is None:
         raise SportsdetError(f"{archive}: unknown archive type; expected .zip, .tar(.gz/.bz2/.xz) or .rar")
+    kind = split[1]
     target.mkdir(parents=True, exist_ok=True)
     {"zip": _unpack_zip, "tar": _unpack_tar, "rar": _unpack_rar}[kind](archive, target.resolve())
 
@@ -165,18 +170,13 @@ def dataset_source(name_or_url: str) -> tuple[str, str, str | None]:
             f"unknown dataset {name_or_url!r}; use one of {', '.join(KNOWN_DATASETS)} "
             "(`sportsdet data fetch --list`) or the http(s) URL of a .zip, .tar.gz or .rar archive"
         )
-    file_name = Path(urllib.parse.urlparse(name_or_url).path).name
-    if _archive_kind(file_name) is None:
+    split = _split_archive_name(Path(urllib.parse.urlparse(name_or_url).path).name)
+    if split is None:
         raise SportsdetError(
             f"{name_or_url}: the URL does not end in .zip, .tar(.gz/.bz2/.xz) or .rar; "
             "give the address of the archive itself"
         )
-    stem = file_name
-    for suffix in (".tar.gz", ".tar.bz2", ".tar.xz", ".tgz", ".tbz2", ".txz", ".tar", ".zip", ".rar"):
-        if stem.lower().endswith(suffix):
-            stem = stem[: -len(suffix)]
-            break
-    return stem or "dataset", name_or_url, None
+    return split[0] or "dataset", name_or_url, None
 
 
 def fetch_dataset(
@@ -224,7 +224,8 @@ def _fetch_into(
     staging = Path(tempfile.mkdtemp(prefix=f".{name}.unpacking-", dir=dest))
     try:
         unpack(archive, staging)
-        find_dataset_root(staging)  # refuse an archive without class folders before publishing it
+        # Refuse an archive without class folders before publishing it.
+        inside = find_dataset_root(staging).relative_to(staging)
         (staging / MARKER).write_text(
             json.dumps({"source": name_or_url, "url": url, "archive": str(archive)})
         )
@@ -235,4 +236,4 @@ def _fetch_into(
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    return find_dataset_root(final)
+    return final / inside
