@@ -461,7 +461,7 @@ def markdown(r: dict[str, Any]) -> str:
         "## Prediction throughput (bench/throughput.py)",
         "",
         f"Run {r['when']} on {r['machine']}; load average (1, 5, 15 min) before: {r['load_before']}, "
-        f"after: {r['load_after']}. Other work shared these 2 cores, so treat numbers as noisy.",
+        f"after: {r['load_after']}.",
         f"Model: {r['model']['source']}. Photos: {r['images_224']} sports100 test+valid photos (224 px);"
         f" {r['images_large']} 4000x3000 JPEGs upscaled from test photos, {r['large_repeats']} passes.",
         "End to end = `Predictor.predict_sources` (what `sportsdet predict` runs) from file names to",
@@ -491,11 +491,12 @@ def markdown(r: dict[str, Any]) -> str:
         "|---|---|---|",
         *[f"| {g['goal']} | {g['value']} | {'yes' if g['met'] else 'NO'} |" for g in r["goals"]],
         "",
-        "Settings: onnxruntime single-threaded runs, a batch split across as many concurrent runs as CPUs",
-        "(no per-layer thread synchronisation), all graph optimisations, no spin-waiting (spinning threads",
-        "steal the cores the decoders need); decoding on a thread pool (Pillow releases the GIL), JPEGs",
-        f"decoded at reduced size with Pillow `draft`; `sportsdet predict`'s default batch for this backend "
-        f"({r['e2e_fp32']['batch_size']} images), at most 2 x batch + 2 inputs in flight.",
+        "Settings (`sportsdet predict`'s defaults): one worker thread per CPU; each takes the next "
+        f"{r['e2e_fp32']['batch_size']} inputs,",
+        "decodes them (JPEGs at reduced size with Pillow `draft`) straight into its own batch array and runs",
+        "the model on it as a single-threaded onnxruntime run, so one core decodes while another runs the",
+        "model and no more threads are busy than there are cores (Pillow and onnxruntime release the GIL);",
+        "all graph optimisations, no spin-waiting; at most 2 x workers x batch inputs in flight.",
         "Raw numbers: bench/results/throughput.json.",
         END,
     ]

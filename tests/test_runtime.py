@@ -186,7 +186,7 @@ def test_stream_keeps_order_and_reports_bad_inputs(tmp_path: Path, colour_backen
     ]
     expected = ["red", "error", "blue", "error", "green", "error", "blue", "green", "red"]
     # batch_size 2 forces several batches, each holding good and bad inputs.
-    results = list(stream_predictions(inputs, colour_backend, batch_size=2, decode_workers=3))
+    results = list(stream_predictions(inputs, colour_backend, batch_size=2, workers=3))
     assert [r.index for r in results] == list(range(len(inputs)))
     got = [LABELS[int(np.argmax(r.probs))] if r.ok else "error" for r in results]
     assert got == expected
@@ -212,7 +212,7 @@ def test_stream_memory_is_bounded_and_input_is_lazy(tmp_path: Path, colour_backe
     window = 7
     seen_in_flight: list[int] = []
     stream = stream_predictions(
-        endless(), colour_backend, batch_size=3, decode_workers=2, max_in_flight=window,
+        endless(), colour_backend, batch_size=3, workers=2, max_in_flight=window,
         on_in_flight=seen_in_flight.append,
     )
     count = 0
@@ -223,7 +223,8 @@ def test_stream_memory_is_bounded_and_input_is_lazy(tmp_path: Path, colour_backe
         assert pulled - count <= window  # read but not yet delivered
     stream.close()
     assert count == 60
-    assert max(seen_in_flight) == window and pulled <= 60 + window
+    # The window is used (a batch of 3 is taken whenever it fits) and never passed.
+    assert window - 3 < max(seen_in_flight) <= window and pulled <= 60 + window
 
 
 def test_stream_of_nothing_and_bad_batch_size(colour_backend: OnnxBackend) -> None:
@@ -246,10 +247,12 @@ def test_iter_image_files_walks_lazily_and_keeps_odd_inputs(tmp_path: Path) -> N
 def test_stream_with_custom_loader_and_names(colour_backend: OnnxBackend) -> None:
     items = [{"id": "a", "colour": "blue"}, {"id": "b", "colour": None}, {"id": "c", "colour": "red"}]
 
-    def load(item: dict) -> np.ndarray:
+    def load(item: dict, out: np.ndarray) -> np.ndarray:
         if item["colour"] is None:
             raise SportsdetError(f"{item['id']}: nothing to load")
-        return load_and_preprocess(jpeg_bytes(item["colour"]), SPEC)
+        if item["id"] == "a":  # a loader may fill the batch row it is given ...
+            return load_and_preprocess(jpeg_bytes(item["colour"]), SPEC, out=out)
+        return load_and_preprocess(jpeg_bytes(item["colour"]), SPEC)  # ... or return a new array
 
     results = list(stream_predictions(items, colour_backend, load=load, name_of=lambda item: item["id"]))
     assert [r.name for r in results] == ["a", "b", "c"]
@@ -258,7 +261,7 @@ def test_stream_with_custom_loader_and_names(colour_backend: OnnxBackend) -> Non
 
 
 class _Counting:
-    """Wraps a backend and records the batch sizes it is given."""
+    """Wraps a backend and records the batches it is given (as the names' colours)."""
 
     def __init__(self, inner: OnnxBackend) -> None:
         self.inner, self.calls = inner, []
@@ -269,35 +272,142 @@ class _Counting:
         return self.inner.predict_proba(batch)
 
 
-def test_batches_are_full_unless_greedy(tmp_path: Path, colour_backend: OnnxBackend) -> None:
+def test_batches_are_fixed_runs_of_the_input(tmp_path: Path, colour_backend: OnnxBackend) -> None:
+    """A batch is the next batch_size inputs whatever the timing, so results are reproducible;
+    a bad input leaves its batch one image short."""
     files = [write_image(tmp_path / f"{i}.png", LABELS[i % 3]) for i in range(5)]
     inputs = files[:2] + [tmp_path / "missing.jpg"] + files[2:]
-    counting = _Counting(colour_backend)
-    results = list(stream_predictions(inputs, counting, batch_size=2))
-    assert counting.calls == [2, 2, 1]  # the bad input does not take a batch slot
-    assert [r.ok for r in results] == [True, True, False, True, True, True]
-    greedy = _Counting(colour_backend)
-    again = list(stream_predictions(inputs, greedy, batch_size=2, greedy=True))
-    assert sum(greedy.calls) == 5 and max(greedy.calls) <= 2
-    assert [r.name for r in again] == [r.name for r in results]
+    for _ in range(3):
+        counting = _Counting(colour_backend)
+        results = list(stream_predictions(inputs, counting, batch_size=2, workers=3))
+        assert sorted(counting.calls) == [1, 2, 2]
+        assert [r.ok for r in results] == [True, True, False, True, True, True]
+        assert [r.name for r in results] == [str(p) for p in inputs]
+
+
+def test_bad_model_output_and_broken_source_are_raised_in_order(
+    tmp_path: Path, colour_backend: OnnxBackend
+) -> None:
+    files = [write_image(tmp_path / f"{i}.png", LABELS[i % 3]) for i in range(6)]
+
+    class FailsOnThirdBatch(_Counting):
+        def predict_proba(self, batch: np.ndarray) -> np.ndarray:
+            if float(batch[0].mean()) == float(load_and_preprocess(files[4], SPEC).mean()):
+                raise SportsdetError("model exploded")
+            return super().predict_proba(batch)
+
+    stream = stream_predictions(files, FailsOnThirdBatch(colour_backend), batch_size=2)
+    delivered = []
+    with pytest.raises(SportsdetError, match="model exploded"):
+        for result in stream:
+            delivered.append(result.index)
+    assert delivered == [0, 1, 2, 3]
+
+    class DropsARow(_Counting):
+        def predict_proba(self, batch: np.ndarray) -> np.ndarray:
+            return super().predict_proba(batch)[:-1]
+
+    with pytest.raises(SportsdetError, match=r"shape \(1, 3\) for a batch of 2 images"):
+        list(stream_predictions(files, DropsARow(colour_backend), batch_size=2))
+
+    def broken_source():
+        yield from files[:3]
+        raise SportsdetError("folder vanished")
+
+    delivered = []
+    with pytest.raises(SportsdetError, match="folder vanished"):
+        for result in stream_predictions(broken_source(), colour_backend, batch_size=2):
+            delivered.append(result.index)
+    assert delivered == [0, 1, 2]
+
+
+def test_concurrent_runs_overlap_up_to_the_backends_limit(tmp_path: Path) -> None:
+    """A backend that allows 2 runs at once gets 2 at once (never more, even with 4 workers),
+    each through predict_proba_serial; a backend that says nothing gets one at a time."""
+    import threading
+
+    inner = OnnxBackend(make_colour_onnx(tmp_path / "colour.onnx"), threads=1)
+    files = [write_image(tmp_path / f"{i}.png", LABELS[i % 3]) for i in range(12)]
+
+    class TwoLanes:
+        labels, preprocessing = inner.labels, inner.preprocessing
+        concurrent_runs = 2
+
+        def __init__(self) -> None:
+            self.lock, self.running, self.most = threading.Lock(), 0, 0
+            self.met = threading.Barrier(2, timeout=10)  # breaks unless two runs really overlap
+
+        def predict_proba_serial(self, batch: np.ndarray) -> np.ndarray:
+            with self.lock:
+                self.running += 1
+                self.most = max(self.most, self.running)
+            try:
+                if not self.met.broken:
+                    self.met.wait()
+                    self.met.abort()  # once is proof enough
+                return inner.predict_proba(batch)
+            except threading.BrokenBarrierError:
+                return inner.predict_proba(batch)
+            finally:
+                with self.lock:
+                    self.running -= 1
+
+        def predict_proba(self, batch: np.ndarray) -> np.ndarray:
+            raise AssertionError("the stream must use predict_proba_serial")
+
+    lanes = TwoLanes()
+    results = list(stream_predictions(files, lanes, batch_size=2, workers=4))
+    assert [LABELS[int(np.argmax(r.probs))] for r in results] == [LABELS[i % 3] for i in range(12)]
+    assert lanes.most == 2
+
+    class OneLane(TwoLanes):
+        concurrent_runs = 1
+
+        def predict_proba(self, batch: np.ndarray) -> np.ndarray:
+            return self.predict_proba_serial(batch)
+
+        def predict_proba_serial(self, batch: np.ndarray) -> np.ndarray:
+            self.met.abort()  # nothing to wait for: runs must not overlap
+            return super().predict_proba_serial(batch)
+
+    one = OneLane()
+    assert len(list(stream_predictions(files, one, batch_size=2, workers=4))) == 12
+    assert one.most == 1
+
+
+def test_closing_the_stream_stops_its_workers(tmp_path: Path, colour_backend: OnnxBackend) -> None:
+    import threading
+    import time
+
+    files = [write_image(tmp_path / f"{c}.png", c) for c in LABELS]
+    stream = stream_predictions(itertools.cycle(files), colour_backend, batch_size=2, workers=3)
+    assert next(stream).index == 0
+    stream.close()
+    deadline = time.monotonic() + 10
+    while any(t.name.startswith("sportsdet-worker") for t in threading.enumerate()):
+        assert time.monotonic() < deadline, "workers still running after the stream was closed"
+        time.sleep(0.01)
 
 
 def test_default_batch_is_the_backends_preferred_one(tmp_path: Path) -> None:
-    """Without batch_size, batches take the backend's measured best size (onnxruntime: 2/thread)."""
+    """Without batch_size, batches take the backend's measured best size (onnxruntime: 2 per
+    single-threaded run, one run per thread at a time)."""
     model = make_colour_onnx(tmp_path / "colour.onnx")
-    assert OnnxBackend(model, threads=3).preferred_batch_size == 6
-    assert OnnxBackend(model, threads=2, parallel="intra").preferred_batch_size == 8
+    split = OnnxBackend(model, threads=3)
+    assert (split.preferred_batch_size, split.concurrent_runs) == (2, 3)
+    intra = OnnxBackend(model, threads=2, parallel="intra")
+    assert (intra.preferred_batch_size, intra.concurrent_runs) == (8, 1)
     files = [write_image(tmp_path / f"{i}.png", LABELS[i % 3]) for i in range(7)]
     counting = _Counting(OnnxBackend(model, threads=1))
     counting.preferred_batch_size = 3
     assert len(list(stream_predictions(files, counting))) == 7
-    assert counting.calls == [3, 3, 1]
+    assert sorted(counting.calls) == [1, 3, 3]
     plain = _Counting(OnnxBackend(model, threads=1))  # says nothing: the default of 16
     list(stream_predictions(files, plain))
     assert plain.calls == [7]
     from sportsdet.predict import Predictor
 
-    assert Predictor(model, threads=2).batch_size == 4
+    assert Predictor(model, threads=2).batch_size == 2
     assert Predictor(model, threads=2, batch_size=5).batch_size == 5
 
 

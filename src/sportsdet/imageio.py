@@ -159,7 +159,9 @@ def _to_rgb(image: Image.Image) -> Image.Image:
 def _upright(image: Image.Image) -> Image.Image:
     """Apply the EXIF orientation. Damaged EXIF must not cost us a good picture: keep it as stored."""
     try:
-        return ImageOps.exif_transpose(image) or image
+        # In place: without an orientation tag the copying form would copy every pixel for nothing.
+        ImageOps.exif_transpose(image, in_place=True)
+        return image
     except Exception:  # noqa: BLE001  Pillow raises many kinds on malformed EXIF blocks
         return image
 

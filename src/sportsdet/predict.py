@@ -211,7 +211,8 @@ class Predictor:
 
     `backend`: "auto" (onnxruntime when the bundle carries model.onnx, else torch), "onnx",
     "torch", or any object with `predict_proba`. `int8` uses the bundle's model.int8.onnx.
-    `threads`: CPU threads for the model; `decode_workers`: threads decoding images.
+    `threads`: CPU threads for the model; `workers`: threads that decode images and run the model
+    (see `runtime.stream_predictions`).
     """
 
     def __init__(
@@ -224,7 +225,7 @@ class Predictor:
         backend: Backend | str | None = None,
         int8: bool = False,
         threads: int | None = None,
-        decode_workers: int | None = None,
+        workers: int | None = None,
         url_timeout: float = 10.0,
         url_max_bytes: int = DEFAULT_MAX_BYTES,
     ) -> None:
@@ -252,17 +253,21 @@ class Predictor:
             self.backend = backend
             self.labels = self.bundle.labels
             self.preprocessing = self.bundle.preprocessing
-        # None: the backend's fastest batch (onnxruntime: 2 images per CPU thread; measured).
+        # None: the backend's fastest batch (onnxruntime: 2 images per single-threaded run; measured).
         self.batch_size = batch_size if batch_size is not None else preferred_batch_size(self.backend)
-        self.decode_workers = decode_workers
+        self.workers = workers
         self.top_k = min(top_k, len(self.labels))
         self.url_timeout = url_timeout
         self.url_max_bytes = url_max_bytes
 
     def predict_batch(self, batch: np.ndarray) -> np.ndarray:
         """Preprocessed float32 [N, 3, H, W] -> probabilities [N, C], shape-checked."""
-        probs = np.asarray(self.backend.predict_proba(batch))
-        expected = (len(batch), len(self.labels))
+        return self.check_probs(self.backend.predict_proba(batch), len(batch))
+
+    def check_probs(self, probs: np.ndarray, count: int) -> np.ndarray:
+        """The model's answer for `count` images, refused unless it is [count, classes]."""
+        probs = np.asarray(probs)
+        expected = (count, len(self.labels))
         if probs.shape != expected:
             raise SportsdetError(f"model returned probabilities of shape {probs.shape}, expected {expected}")
         return probs
@@ -272,14 +277,16 @@ class Predictor:
         array = preprocess(image.convert("RGB"), self.preprocessing)
         return self.predict_batch(array[None])[0]
 
-    def load(self, item: InputItem) -> np.ndarray:
-        """Fetch (for URLs), decode and preprocess one item; raises SportsdetError on bad input."""
+    def load(self, item: InputItem, out: np.ndarray | None = None) -> np.ndarray:
+        """Fetch (for URLs), decode and preprocess one item (into `out` when given).
+
+        Raises SportsdetError on bad input."""
         source = item.source
         if isinstance(source, str) and is_url(source):
             source = fetch_url(source, timeout=self.url_timeout, max_bytes=self.url_max_bytes)
         if source is None:
             raise SportsdetError(item.error or "no data")
-        return load_and_preprocess(source, self.preprocessing, name=item.name)
+        return load_and_preprocess(source, self.preprocessing, name=item.name, out=out)
 
     def result_from_probs(self, name: str, probs: np.ndarray) -> PredictionResult:
         order = np.argsort(-probs, kind="stable")[: self.top_k]
@@ -297,7 +304,7 @@ class Predictor:
             _CheckedBackend(self),
             self.preprocessing,
             batch_size=self.batch_size,
-            decode_workers=self.decode_workers,
+            workers=self.workers,
             load=self.load,
             name_of=lambda item: item.name,
         )
@@ -315,9 +322,14 @@ class _CheckedBackend:
         self.predictor = predictor
         self.preprocessing = predictor.preprocessing
         self.labels = predictor.labels
+        self.preferred_batch_size = predictor.batch_size
+        self.concurrent_runs = int(getattr(predictor.backend, "concurrent_runs", 1))
 
     def predict_proba(self, batch: np.ndarray) -> np.ndarray:
         return self.predictor.predict_batch(batch)
+
+    def predict_proba_serial(self, batch: np.ndarray) -> np.ndarray:
+        return self.predictor.check_probs(self.predictor.backend.predict_proba_serial(batch), len(batch))
 
 
 def _short_message(message: str, name: str) -> str:

@@ -18,11 +18,10 @@ from __future__ import annotations
 
 import json
 import os
-from collections import deque
+import threading
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -222,25 +221,29 @@ class OnnxBackend:
             )
         quantized = self.info.quantization not in ("", "none")
         self.name = f"onnxruntime{' int8' if quantized else ''} ({self.path.name})"
-        # The batch the streaming predictor forms by default. Measured on 2 cores
-        # (bench/throughput.py, model-only sweep): 2 images per single-threaded run is fastest;
-        # bigger batches lose ~15% to cache misses (Lite2 batch 16: 67 vs 79 img/s).
-        self.preferred_batch_size = 2 * self.threads if parallel == "batch" else 8
+        # How many runs `stream_predictions` makes at once, each with `predict_proba_serial`.
+        self.concurrent_runs = self.threads if parallel == "batch" else 1
+        # The batch of one run. Measured on 2 cores (bench/throughput.py, model-only sweep):
+        # 1-2 images per single-threaded run are fastest; bigger batches lose ~15% to cache
+        # misses (Lite2 batch 16: 67 vs 79 img/s).
+        self.preferred_batch_size = 2 if parallel == "batch" else 8
 
-    def _run(self, batch: np.ndarray) -> np.ndarray:
-        (out,) = self.session.run([self.output_name], {self.input_name: batch})
-        return out
+    def predict_proba_serial(self, batch: np.ndarray) -> np.ndarray:
+        """One run on the calling thread (single-threaded in "batch" mode, so up to
+        `concurrent_runs` of these may run at once from different threads)."""
+        inputs = {self.input_name: np.ascontiguousarray(batch, dtype=np.float32)}
+        (out,) = self.session.run([self.output_name], inputs)
+        return out if self.info.output == "probabilities" else softmax(out)
 
     def predict_proba(self, batch: np.ndarray) -> np.ndarray:
+        """A whole batch on all `threads` (in "batch" mode: split into that many parallel runs)."""
         batch = np.ascontiguousarray(batch, dtype=np.float32)
-        parts = min(len(batch), self.threads) if self.parallel == "batch" else 1
+        parts = min(len(batch), self.concurrent_runs)
         if parts <= 1:
-            out = self._run(batch)
-        else:
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="sportsdet-onnx")
-            out = np.concatenate(list(self._pool.map(self._run, np.array_split(batch, parts))))
-        return out if self.info.output == "probabilities" else softmax(out)
+            return self.predict_proba_serial(batch)
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="sportsdet-onnx")
+        return np.concatenate(list(self._pool.map(self.predict_proba_serial, np.array_split(batch, parts))))
 
 
 class TorchBackend:
@@ -383,19 +386,9 @@ def _source_name(item: Any) -> tuple[str, ImageSource]:
     return str(item), item
 
 
-def _decode(load: Callable[[], np.ndarray], name: str) -> np.ndarray | StreamResult:
-    try:
-        return load()
-    except SportsdetError as exc:
-        return StreamResult(-1, name, error=str(exc), error_kind=getattr(exc, "kind", "error"))
-    except Exception as exc:  # one bad input must never stop the others
-        message = f"{name}: unexpected {type(exc).__name__}: {exc}"
-        return StreamResult(-1, name, error=message, error_kind="error")
-
-
-def default_decode_workers() -> int:
-    # Measured on 2 cores (bench/throughput.py): two decoders keep the model fed on 224 px photos
-    # and on 12-megapixel JPEGs alike; more threads only add contention.
+def default_workers() -> int:
+    # Measured on 2 cores (bench/throughput.py): one worker per CPU keeps every core busy on
+    # 224 px photos and on 12-megapixel JPEGs alike; more threads only add contention.
     return max(2, cpu_count())
 
 
@@ -407,31 +400,47 @@ def preferred_batch_size(backend: Any) -> int:
     return int(getattr(backend, "preferred_batch_size", DEFAULT_BATCH_SIZE))
 
 
+def model_lanes(backend: Any) -> tuple[int, Callable[[np.ndarray], np.ndarray]]:
+    """How many model runs may go at once, and the call that makes one of them.
+
+    A backend that says `concurrent_runs` > 1 (onnxruntime split into single-threaded runs)
+    offers `predict_proba_serial`, one run on the calling thread; any other backend runs one
+    batch at a time with `predict_proba` (which may use several threads itself).
+    """
+    lanes = int(getattr(backend, "concurrent_runs", 1))
+    if lanes > 1:
+        return lanes, backend.predict_proba_serial
+    return 1, backend.predict_proba
+
+
 def stream_predictions(
     sources: Iterable[Any],
     backend: Backend,
     preprocessing: Preprocessing | None = None,
     *,
     batch_size: int | None = None,
-    decode_workers: int | None = None,
+    workers: int | None = None,
     max_in_flight: int | None = None,
-    load: Callable[[Any], np.ndarray] | None = None,
+    load: Callable[[Any, np.ndarray], Any] | None = None,
     name_of: Callable[[Any], str] | None = None,
-    greedy: bool = False,
     on_in_flight: Callable[[int], None] | None = None,
 ) -> Iterator[StreamResult]:
     """Predict many images, yielding a `StreamResult` per input, in input order, as soon as ready.
 
+    Worker threads (default: one per CPU) each take the next `batch_size` inputs, decode them
+    straight into their own batch array and run the model on it, so decoding on one core
+    overlaps the model on the others with no more busy threads than cores (Pillow and
+    onnxruntime release the GIL). Batches are fixed runs of consecutive inputs, so results never
+    depend on timing; the default size is what suits the backend (`preferred_batch_size`).
+
     `sources` is consumed lazily (pass a generator for huge folders): at most `max_in_flight`
-    inputs (default 2 x batch_size + workers) are read but not yet yielded at any moment; while
-    the model runs one batch, the decoders work on the rest of the window.
+    inputs (default 2 x workers x batch_size) are read but not yet yielded at any moment.
     Items are paths, bytes, or (name, path-or-bytes) pairs, decoded with the preprocessing; or
-    anything at all when `load(item) -> array` and `name_of(item) -> str` are given (the loader
-    runs on the decode threads, so it may also download). Bad inputs give a result with
-    `error` set and never stop the stream. Batches are formed here: batch_size images each
-    (default: what suits the backend, see `preferred_batch_size`; results never depend on
-    timing), or with `greedy` whatever is decoded when the model is
-    free, which lowers latency when inputs arrive slowly (downloads).
+    anything at all when `load(item, out)` and `name_of(item) -> str` are given: the loader
+    runs on a worker thread (so it may also download) and fills `out`, a float32
+    [3, size, size] row of the batch (returning another array of that shape works too).
+    Bad inputs give a result with `error` set and never stop the stream; an exception from the
+    model or from `sources` itself is raised here, after the results before it.
     `on_in_flight(n)`, if given, is called with the in-flight count (for tests and monitoring).
     """
     spec = preprocessing or backend.preprocessing
@@ -439,71 +448,174 @@ def stream_predictions(
         batch_size = preferred_batch_size(backend)
     if batch_size < 1:
         raise SportsdetError(f"batch size must be at least 1, got {batch_size}")
-    workers = decode_workers or default_decode_workers()
-    window = max_in_flight or (2 * batch_size + workers)
-    window = max(window, 1)
-    iterator = iter(sources)
-    pending: deque[tuple[int, str, Future]] = deque()
-    next_index = 0
-    exhausted = False
+    lanes, run = model_lanes(backend)
+    workers = max(lanes, workers or default_workers())
+    window = max(1, max_in_flight or 2 * workers * batch_size)
+    if load is None:
 
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sportsdet-decode") as pool:
+        def load(item: Any, out: np.ndarray) -> np.ndarray:
+            name, source = _source_name(item)
+            return load_and_preprocess(source, spec, name=name, out=out)
 
-        def refill() -> None:
-            nonlocal next_index, exhausted
-            while not exhausted and len(pending) < window:
-                try:
-                    item = next(iterator)
-                except StopIteration:
-                    exhausted = True
+    pipeline = _Pipeline(
+        iter(sources),
+        run=run,
+        lanes=lanes,
+        shape=(3, spec.input_size, spec.input_size),
+        chunk=min(batch_size, window),
+        window=window,
+        load=load,
+        name_of=name_of or (lambda item: _source_name(item)[0]),
+        on_in_flight=on_in_flight,
+    )
+    return pipeline.results(workers)
+
+
+class _Pipeline:
+    """The machinery of `stream_predictions`: workers fill a table of finished batches (by the
+    index of their first input) and the consumer's thread hands them out in order."""
+
+    def __init__(
+        self,
+        iterator: Iterator[Any],
+        *,
+        run: Callable[[np.ndarray], np.ndarray],
+        lanes: int,
+        shape: tuple[int, int, int],
+        chunk: int,
+        window: int,
+        load: Callable[[Any, np.ndarray], Any],
+        name_of: Callable[[Any], str],
+        on_in_flight: Callable[[int], None] | None,
+    ) -> None:
+        self.iterator, self.run, self.shape = iterator, run, shape
+        self.chunk, self.window = chunk, window
+        self.load, self.name_of, self.on_in_flight = load, name_of, on_in_flight
+        self.model_slots = threading.Semaphore(lanes)
+        self.changed = threading.Condition()
+        # Everything below is guarded by `changed`.
+        self.claimed = 0  # inputs taken from the iterator so far
+        self.delivered = 0  # results yielded so far
+        self.finished: dict[int, list[StreamResult] | BaseException] = {}
+        self.exhausted = False
+        self.source_error: tuple[int, BaseException] | None = None
+        self.stopping = False
+        self.running_workers = 0
+
+    # --- worker side ---------------------------------------------------------------------
+
+    def claim(self) -> tuple[int, list[Any]] | None:
+        """The next run of up to `chunk` inputs, once the window has room; None when done."""
+        with self.changed:
+            while not (self.stopping or self.exhausted):
+                in_flight = self.claimed - self.delivered
+                if in_flight == 0 or in_flight + self.chunk <= self.window:
                     break
-                if load is None:
-                    name, source = _source_name(item)
-                    task = pool.submit(_decode, partial(load_and_preprocess, source, spec, name=name), name)
-                else:
-                    name = name_of(item) if name_of is not None else _source_name(item)[0]
-                    task = pool.submit(_decode, partial(load, item), name)
-                pending.append((next_index, name, task))
-                next_index += 1
-            if on_in_flight is not None:
-                on_in_flight(len(pending))
+                self.changed.wait()
+            if self.stopping or self.exhausted:
+                return None
+            start, items = self.claimed, []
+            try:
+                for _ in range(self.chunk):
+                    items.append(next(self.iterator))
+            except StopIteration:
+                self.exhausted = True
+            except BaseException as exc:  # a broken source: the consumer raises it in its place
+                self.exhausted = True
+                self.source_error = (start + len(items), exc)
+            self.claimed += len(items)
+            if self.on_in_flight is not None:
+                self.on_in_flight(self.claimed - self.delivered)
+            self.changed.notify_all()
+            return (start, items) if items else None
 
+    def work(self) -> None:
+        batch = np.empty((self.chunk, *self.shape), dtype=np.float32)  # reused for every batch
+        try:
+            while (claimed := self.claim()) is not None:
+                start, items = claimed
+                try:
+                    outcome: list[StreamResult] | BaseException = self.predict(start, items, batch)
+                except BaseException as exc:  # the model failed: the consumer raises it in order
+                    outcome = exc
+                with self.changed:
+                    self.finished[start] = outcome
+                    self.changed.notify_all()
+        finally:
+            with self.changed:
+                self.running_workers -= 1
+                self.changed.notify_all()
+
+    def predict(self, start: int, items: list[Any], batch: np.ndarray) -> list[StreamResult]:
+        results, rows = [], []
+        for offset, item in enumerate(items):
+            index = start + offset
+            name = self.name_of(item)
+            error = self.load_into(item, name, batch[len(rows)])
+            if error is None:
+                rows.append(len(results))
+                results.append(StreamResult(index, name))
+            else:
+                error.index = index
+                results.append(error)
+        if rows:
+            with self.model_slots:
+                probs = np.asarray(self.run(batch[: len(rows)]))
+            if probs.ndim != 2 or len(probs) != len(rows):
+                raise SportsdetError(f"model returned shape {probs.shape} for a batch of {len(rows)} images")
+            for row, position in enumerate(rows):
+                results[position].probs = probs[row]
+        return results
+
+    def load_into(self, item: Any, name: str, out: np.ndarray) -> StreamResult | None:
+        """Decode one input into its row of the batch; a StreamResult describing the failure."""
+        try:
+            value = self.load(item, out)
+            if value is not None and value is not out:
+                value = np.asarray(value)
+                if value.shape != out.shape:
+                    raise SportsdetError(f"{name}: loader returned shape {value.shape}, expected {out.shape}")
+                out[...] = value
+            return None
+        except SportsdetError as exc:
+            return StreamResult(-1, name, error=str(exc), error_kind=getattr(exc, "kind", "error"))
+        except Exception as exc:  # one bad input must never stop the others
+            message = f"{name}: unexpected {type(exc).__name__}: {exc}"
+            return StreamResult(-1, name, error=message, error_kind="error")
+
+    # --- consumer side -------------------------------------------------------------------
+
+    def results(self, workers: int) -> Iterator[StreamResult]:
+        threads = [
+            threading.Thread(target=self.work, name=f"sportsdet-worker-{i}", daemon=True)
+            for i in range(workers)
+        ]
+        self.running_workers = len(threads)
+        for thread in threads:
+            thread.start()
         try:
             while True:
-                # Top up only once the previous batch is out, so inputs read but not yet yielded
-                # never exceed the window (memory stays bounded however long the input is).
-                refill()
-                if not pending:
-                    break
-                # A batch is the next batch_size readable inputs, waiting for decodes already under
-                # way (the window is full, so the decoders run ahead while the model works).
-                # greedy: take only what is decoded already (lower latency, smaller batches).
-                taken: list[tuple[int, str, Any]] = []
-                images = 0
-                while pending and images < batch_size:
-                    index, name, future = pending[0]
-                    if greedy and taken and not future.done():
-                        break
-                    pending.popleft()
-                    value = future.result()
-                    taken.append((index, name, value))
-                    if isinstance(value, np.ndarray):
-                        images += 1
-                probs = None
-                if images:
-                    batch = np.stack([v for _, _, v in taken if isinstance(v, np.ndarray)])
-                    probs = backend.predict_proba(batch)
-                row = 0
-                for index, name, value in taken:
-                    if isinstance(value, np.ndarray):
-                        yield StreamResult(index, name, probs=probs[row])
-                        row += 1
-                    else:
-                        value.index = index
-                        yield value
+                with self.changed:
+                    while self.delivered not in self.finished:
+                        if self.source_error is not None and self.source_error[0] == self.delivered:
+                            raise self.source_error[1]
+                        if self.exhausted and self.delivered == self.claimed:
+                            return
+                        if self.running_workers == 0:
+                            raise SportsdetError("internal error: prediction workers stopped early")
+                        self.changed.wait()
+                    outcome = self.finished.pop(self.delivered)
+                if isinstance(outcome, BaseException):
+                    raise outcome
+                for result in outcome:
+                    yield result
+                    with self.changed:
+                        self.delivered += 1
+                        self.changed.notify_all()
         finally:
-            for _, _, future in pending:
-                future.cancel()
+            with self.changed:
+                self.stopping = True
+                self.changed.notify_all()
 
 
 def iter_image_files(paths: Iterable[str | Path], *, recursive: bool = True) -> Iterator[Path]:

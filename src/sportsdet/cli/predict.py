@@ -71,7 +71,8 @@ def predict_command(
         "--batch-size",
         "-b",
         min=1,
-        help="Images per forward pass. Default: the fastest for the backend (onnxruntime: 2 per CPU thread).",
+        help="Images per model run. Default: the fastest for the backend (onnxruntime: 2, one run per "
+        "CPU thread at a time; torch: 16).",
     ),
     timeout: float = typer.Option(10.0, "--timeout", min=0.1, help="Seconds allowed to download each URL."),
     backend: BackendName = typer.Option(
@@ -90,7 +91,8 @@ def predict_command(
         None,
         "--workers",
         min=1,
-        help="Threads decoding images while the model runs. Default: CPUs, at least 2.",
+        help="Threads that each decode a batch and run the model on it (one decodes while another "
+        "runs). Default: CPUs, at least 2; more helps when inputs are slow URLs.",
     ),
     device: str = typer.Option(
         "cpu", "--device", help="Torch device (torch backend only), e.g. cpu or cuda."
@@ -109,7 +111,7 @@ def predict_command(
         backend=backend.value,
         int8=int8,
         threads=threads,
-        decode_workers=workers,
+        workers=workers,
         url_timeout=timeout,
     )
     k = predictor.top_k
