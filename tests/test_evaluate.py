@@ -208,6 +208,16 @@ def test_bad_arguments(bundle: Path, tree: Path, tmp_path: Path) -> None:
         evaluate(bundle, tree, out_dir=tmp_path / "file", backend=ColourOracle())
 
 
+def test_model_with_the_wrong_class_count_is_refused(bundle: Path, tree: Path, tmp_path: Path) -> None:
+    class TwoClasses(ColourOracle):
+        def predict_proba(self, batch: np.ndarray) -> np.ndarray:
+            return super().predict_proba(batch)[:, :2]
+
+    with pytest.raises(SportsdetError, match="the bundle has 3"):
+        evaluate(bundle, tree, out_dir=tmp_path / "eval", backend=TwoClasses())
+    assert not (tmp_path / "eval" / "metrics.json").exists()
+
+
 def test_rerun_replaces_results_cleanly(bundle: Path, tree: Path, tmp_path: Path) -> None:
     out = tmp_path / "eval"
     evaluate(bundle, tree, out_dir=out, backend=ColourOracle(swap=True))

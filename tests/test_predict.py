@@ -201,7 +201,7 @@ def test_custom_backend_and_batching(bundle: Path, photos: Path) -> None:
     backend = _FixedBackend([0.2, 0.5, 0.3])
     predictor = Predictor(bundle, batch_size=2, top_k=2, backend=backend)
     results = list(predictor.predict_sources([str(photos), str(photos / "nope.jpg")]))
-    assert backend.calls == [2, 1]
+    assert sorted(backend.calls) == [1, 2]  # batches of 2 (two workers: either may finish first)
     assert [r.label for r in results[:3]] == ["polo"] * 3
     assert results[0].top_k == [("polo", pytest.approx(0.5)), ("rowing", pytest.approx(0.3))]
     assert results[3].error == "file not found"

@@ -23,7 +23,6 @@ import tempfile
 import textwrap
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,7 +31,7 @@ import numpy as np
 
 from sportsdet.bundle import Bundle, load_bundle, sha256_file
 from sportsdet.errors import SportsdetError
-from sportsdet.preprocess import load_and_preprocess
+from sportsdet.runtime import stream_predictions
 
 SPLIT_NAMES = ("train", "valid", "test")
 _SPLIT_ALIASES = {"val": "valid", "validation": "valid"}
@@ -210,53 +209,35 @@ def run_model(
     batch_size: int = 32,
     device: str = "cpu",
     backend: Any = None,
-    threads: int = 2,
     on_progress: Callable[[int], None] | None = None,
 ) -> tuple[list[int], np.ndarray, list[dict[str, str]]]:
     """Probabilities for every readable item, in order; unreadable ones are skipped and reported.
 
     Returns (kept item positions, probs [kept, C] float32, skipped [{"path", "error"}]).
-    Decoding runs in a few threads (Pillow releases the GIL), one chunk of batches at a time so
-    memory stays bounded for big test sets.
+    Runs through the predictor's streaming pipeline (decoding overlaps the model; memory bounded).
     """
     if backend is None:
         from sportsdet.predict import TorchBackend
 
         backend = TorchBackend(bundle, device)
-    spec = bundle.preprocessing
-
-    def load(item: tuple[Path, int]) -> np.ndarray | SportsdetError:
-        try:
-            return load_and_preprocess(item[0], spec, name=str(item[0]))
-        except SportsdetError as exc:
-            return exc
-
     kept: list[int] = []
-    probs: list[np.ndarray] = []
+    rows: list[np.ndarray] = []
     skipped: list[dict[str, str]] = []
-    chunk = batch_size * 4
-    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
-        for start in range(0, len(items), chunk):
-            arrays, positions = [], []
-            for offset, loaded in enumerate(pool.map(load, items[start : start + chunk])):
-                if isinstance(loaded, SportsdetError):
-                    skipped.append({"path": str(items[start + offset][0]), "error": str(loaded)})
-                else:
-                    arrays.append(loaded)
-                    positions.append(start + offset)
-            for b in range(0, len(arrays), batch_size):
-                batch = np.stack(arrays[b : b + batch_size])
-                out = np.asarray(backend.predict_proba(batch), dtype=np.float32)
-                if out.shape != (len(batch), bundle.num_classes):
-                    raise SportsdetError(
-                        f"model returned shape {out.shape}, expected {(len(batch), bundle.num_classes)}"
-                    )
-                probs.append(out)
-            kept.extend(positions)
-            if on_progress is not None:
-                on_progress(min(chunk, len(items) - start))
-    all_probs = np.concatenate(probs) if probs else np.zeros((0, bundle.num_classes), dtype=np.float32)
-    return kept, all_probs, skipped
+    named = ((str(path), path) for path, _ in items)
+    for result in stream_predictions(named, backend, bundle.preprocessing, batch_size=batch_size):
+        if result.ok:
+            if result.probs.shape != (bundle.num_classes,):
+                raise SportsdetError(
+                    f"model returned {result.probs.shape} class scores, the bundle has {bundle.num_classes}"
+                )
+            kept.append(result.index)
+            rows.append(result.probs)
+        else:
+            skipped.append({"path": result.name, "error": result.error})
+        if on_progress is not None:
+            on_progress(1)
+    probs = np.stack(rows).astype(np.float32) if rows else np.zeros((0, bundle.num_classes), np.float32)
+    return kept, probs, skipped
 
 
 # ----------------------------------------------------------------------------- plots

@@ -492,6 +492,7 @@ class _Pipeline:
         self.chunk, self.window = chunk, window
         self.load, self.name_of, self.on_in_flight = load, name_of, on_in_flight
         self.model_slots = threading.Semaphore(lanes)
+        self.source_lock = threading.Lock()
         self.changed = threading.Condition()
         # Everything below is guarded by `changed`.
         self.claimed = 0  # inputs taken from the iterator so far
@@ -506,27 +507,34 @@ class _Pipeline:
 
     def claim(self) -> tuple[int, list[Any]] | None:
         """The next run of up to `chunk` inputs, once the window has room; None when done."""
-        with self.changed:
-            while not (self.stopping or self.exhausted):
-                in_flight = self.claimed - self.delivered
-                if in_flight == 0 or in_flight + self.chunk <= self.window:
-                    break
-                self.changed.wait()
-            if self.stopping or self.exhausted:
-                return None
-            start, items = self.claimed, []
+        # One claimer at a time reads the source, outside `changed`: a slow source (a network
+        # listing, a huge folder) must not hold up results that are ready to be handed out.
+        with self.source_lock:
+            with self.changed:
+                while not (self.stopping or self.exhausted):
+                    in_flight = self.claimed - self.delivered
+                    if in_flight == 0 or in_flight + self.chunk <= self.window:
+                        break
+                    self.changed.wait()
+                if self.stopping or self.exhausted:
+                    return None
+                start = self.claimed
+            items: list[Any] = []
+            exhausted, source_error = False, None
             try:
                 for _ in range(self.chunk):
                     items.append(next(self.iterator))
             except StopIteration:
-                self.exhausted = True
+                exhausted = True
             except BaseException as exc:  # a broken source: the consumer raises it in its place
-                self.exhausted = True
-                self.source_error = (start + len(items), exc)
-            self.claimed += len(items)
-            if self.on_in_flight is not None:
-                self.on_in_flight(self.claimed - self.delivered)
-            self.changed.notify_all()
+                exhausted, source_error = True, (start + len(items), exc)
+            with self.changed:
+                self.claimed += len(items)
+                self.exhausted = exhausted
+                self.source_error = source_error
+                if self.on_in_flight is not None:
+                    self.on_in_flight(self.claimed - self.delivered)
+                self.changed.notify_all()
             return (start, items) if items else None
 
     def work(self) -> None:
