@@ -391,12 +391,18 @@ def child(name: str, **kwargs: Any) -> Any:
 # --- report ---------------------------------------------------------------------------------
 
 
-def goals(r: dict[str, Any]) -> list[dict[str, Any]]:
-    # The bound is the higher of the sweep's best and the median measured beside end to end.
+def bound_and_typical(r: dict[str, Any]) -> tuple[float, float]:
+    """The fp32 bound (the higher of the sweep's best and the median measured beside end to end)
+    and the typical loop (the faster of its two variants): the strictest references."""
     bound = max(r["bound_fp32"]["best"]["images_per_s"], r["bound_fp32"].get("interleaved_median", 0.0))
+    typical = max(r["typical"]["images_per_s"], r["typical_1thread"]["images_per_s"])
+    return bound, typical
+
+
+def goals(r: dict[str, Any]) -> list[dict[str, Any]]:
+    bound, typical = bound_and_typical(r)
     e2e, e2e8 = r["e2e_fp32"]["images_per_s"], r["e2e_int8"]["images_per_s"]
     large = r["e2e_large_fp32"]["images_per_s"]
-    typical = max(r["typical"]["images_per_s"], r["typical_1thread"]["images_per_s"])
     change = r["model"]["export"]["int8"]["accuracy_change_points"]
     return [
         {
@@ -405,9 +411,15 @@ def goals(r: dict[str, Any]) -> list[dict[str, Any]]:
             "met": e2e >= 0.9 * bound,
         },
         {
-            "goal": ">= 3x the typical user's loop (its faster variant)",
+            "goal": ">= 3x the typical user's loop (its faster variant), fp32 model",
             "value": f"{e2e / typical:.1f}x",
             "met": e2e >= 3 * typical,
+        },
+        {
+            # The built-in model ships as INT8 only: this is what `sportsdet predict` runs by default.
+            "goal": ">= 3x the typical user's loop, INT8 (how the built-in model ships)",
+            "value": f"{e2e8 / typical:.1f}x",
+            "met": e2e8 >= 3 * typical,
         },
         {"goal": "INT8 end to end faster than fp32", "value": f"{e2e8 / e2e:.2f}x", "met": e2e8 > e2e},
         {
@@ -431,6 +443,7 @@ def _config(best: dict[str, Any]) -> str:
 def markdown(r: dict[str, Any]) -> str:
     int8 = r["model"]["export"]["int8"]
     b32, b8 = r["bound_fp32"], r["bound_int8"]
+    bound32, typical = bound_and_typical(r)
     rows = [
         ("1. typical loop: eager timm PyTorch, batch 1, PIL + torchvision v2", r["typical"]["images_per_s"]),
         ("1. the same loop with torch.set_num_threads(1)", r["typical_1thread"]["images_per_s"]),
@@ -491,6 +504,10 @@ def markdown(r: dict[str, Any]) -> str:
         "|---|---|---|",
         *[f"| {g['goal']} | {g['value']} | {'yes' if g['met'] else 'NO'} |" for g in r["goals"]],
         "",
+        f"For scale: the fp32 model-only bound itself is {bound32 / typical:.2f}x the typical loop, so fp32 "
+        f"end to end at 3x would need {3 * typical / bound32:.0%} of the bound; decoding, resizing and "
+        "normalising a photo cost CPU time the bound does not include.",
+        "",
         "Settings (`sportsdet predict`'s defaults): one worker thread per CPU; each takes the next "
         f"{r['e2e_fp32']['batch_size']} inputs,",
         "decodes them (JPEGs at reduced size with Pillow `draft`) straight into its own batch array and runs",
@@ -517,9 +534,20 @@ def main(argv: Iterable[str] | None = None) -> None:
     parser.add_argument("--bundle", type=Path, help="benchmark this bundle instead of the built-in one")
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     parser.add_argument("--no-write", action="store_true", help="print JSON only, do not update RESULTS.md")
+    parser.add_argument(
+        "--rerender",
+        action="store_true",
+        help=f"measure nothing: rebuild RESULTS.md's section (and goals) from {RESULTS_JSON.name}",
+    )
     args = parser.parse_args(list(argv) if argv is not None else None)
     if args.child:
         _child_main(*args.child)
+        return
+    if args.rerender:
+        r = json.loads(RESULTS_JSON.read_text())
+        r["goals"] = goals(r)
+        write_results(r)
+        log(f"re-rendered from {RESULTS_JSON.relative_to(REPO)}")
         return
 
     if not (args.data / "test").is_dir():
