@@ -4,9 +4,8 @@ The exported file carries everything needed to predict in its `metadata_props` (
 preprocessing, model name, versions, output kind; keys in `sportsdet.runtime`), so an .onnx
 file alone is a model. Softmax is inside the graph: outputs are probabilities.
 
-Exporter: torch 2.14's default (dynamo) exporter needs `onnxscript`, which is not part of our
-install; the TorchScript exporter (`dynamo=False`) handles these CNNs, a dynamic batch axis and
-opset 17, which onnxruntime >= 1.17 runs.
+Exporter: `sportsdet.onnx_graph.torch_to_onnx` (TorchScript exporter, opset 17, fixed "SAME"
+padding folded into the convolutions, which keeps onnxruntime in its fast convolution layout).
 
 Parity (fp32): on real training images, top-1 agreement >= PARITY_MIN_AGREEMENT and largest
 absolute probability difference <= PARITY_MAX_PROB_DIFF, or the export fails and leaves no file.
@@ -22,7 +21,6 @@ import os
 import random
 import tempfile
 import time
-import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -32,6 +30,7 @@ import numpy as np
 
 from sportsdet.bundle import Bundle, library_versions, load_bundle
 from sportsdet.errors import SportsdetError
+from sportsdet.onnx_graph import OPSET, torch_to_onnx
 from sportsdet.preprocess import Preprocessing, load_and_preprocess
 from sportsdet.runtime import (
     META_FORMAT,
@@ -50,7 +49,6 @@ from sportsdet.runtime import (
     stream_predictions,
 )
 
-OPSET = 17
 # Thresholds of the fp32 parity check. ORT and PyTorch differ by float rounding only (~1e-6 on a
 # probability); 1e-3 leaves room for fused kernels while catching any real mismatch (a wrong op,
 # a missing layer, a different normalisation shifts probabilities by far more).
@@ -157,8 +155,9 @@ def set_metadata(path: str | Path, metadata: dict[str, str]) -> None:
     onnx.save(model, str(path))
 
 
-def export_torch_model(model: Any, path: str | Path, input_size: int, *, opset: int = OPSET) -> Path:
-    """Write `softmax(model(x))` as ONNX with a dynamic batch axis (no metadata yet)."""
+def export_torch_model(model: Any, path: str | Path, input_size: int) -> Path:
+    """Write `softmax(model(x))` as ONNX with a dynamic batch axis (no metadata yet), in the
+    CPU-friendly form of `sportsdet.onnx_graph.torch_to_onnx`."""
     import torch
 
     class WithSoftmax(torch.nn.Module):
@@ -169,22 +168,14 @@ def export_torch_model(model: Any, path: str | Path, input_size: int, *, opset: 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             return torch.softmax(self.inner(x), dim=1)
 
-    wrapped = WithSoftmax(model).eval()
-    example = torch.zeros(2, 3, input_size, input_size)
-    with warnings.catch_warnings(), torch.inference_mode():
-        # The TorchScript exporter announces its own deprecation; we chose it on purpose (module doc).
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            wrapped,
-            (example,),
-            str(path),
-            dynamo=False,
-            opset_version=opset,
-            input_names=["image"],
-            output_names=["probabilities"],
-            dynamic_axes={"image": {0: "batch"}, "probabilities": {0: "batch"}},
-            do_constant_folding=True,
-        )
+    data = torch_to_onnx(
+        WithSoftmax(model),
+        input_size,
+        input_names=["image"],
+        output_names=["probabilities"],
+        dynamic_axes={"image": {0: "batch"}, "probabilities": {0: "batch"}},
+    )
+    Path(path).write_bytes(data)
     return Path(path)
 
 

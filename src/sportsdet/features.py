@@ -348,11 +348,10 @@ def _session_for(model: Any, tap: int | None, input_size: int) -> Any:
 
 def _frozen_session(model: Any, tap: int | None, input_size: int) -> Any:
     """The frozen trunk as a single-threaded onnxruntime session: image -> (pooled, activation at tap)."""
-    import io
-    import warnings
-
     import onnxruntime as ort
     import torch
+
+    from sportsdet.onnx_graph import torch_to_onnx
 
     stages = trunk_stages(model.eval())
     cut = tap if tap is not None else len(stages)
@@ -367,20 +366,14 @@ def _frozen_session(model: Any, tap: int | None, input_size: int) -> Any:
             activation = self.lower(image)
             return self.upper(activation), activation
 
-    buffer = io.BytesIO()
-    with warnings.catch_warnings(), torch.inference_mode():
-        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
-        torch.onnx.export(
-            Trunk().eval(),
-            torch.zeros(1, 3, input_size, input_size),
-            buffer,
-            input_names=["image"],
-            output_names=["pooled", "tap"],
-            dynamic_axes={"image": {0: "n"}, "pooled": {0: "n"}, "tap": {0: "n"}},
-            opset_version=17,
-            dynamo=False,
-        )
-    return ort.InferenceSession(buffer.getvalue(), session_options(1), providers=["CPUExecutionProvider"])
+    data = torch_to_onnx(
+        Trunk(),
+        input_size,
+        input_names=["image"],
+        output_names=["pooled", "tap"],
+        dynamic_axes={"image": {0: "n"}, "pooled": {0: "n"}, "tap": {0: "n"}},
+    )
+    return ort.InferenceSession(data, session_options(1), providers=["CPUExecutionProvider"])
 
 
 class _Bar:
