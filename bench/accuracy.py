@@ -235,7 +235,10 @@ def save(r: dict[str, Any], no_write: bool) -> None:
                 # seed measured again replaces its old run.
                 by_seed = {run["seed"]: run for run in old["runs"] + row["runs"]}
                 runs = [by_seed[seed] for seed in sorted(by_seed)]
-                dates = sorted(set(f"{old.get('date')}; {row['date']}".split("; ")))
+                new_seeds = {run["seed"] for run in row["runs"]}
+                kept_old = any(run["seed"] not in new_seeds for run in old["runs"])
+                since = old.get("date") if kept_old else row["date"]  # a fully re-run row: new date only
+                dates = sorted(set(f"{since}; {row['date']}".split("; ")))
                 row = {**row, "runs": runs, "summary": summarise(runs), "date": "; ".join(dates)}
             merged.append(row)
         r["official"] = merged + list(old_rows.values())

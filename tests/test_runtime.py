@@ -437,3 +437,12 @@ def test_normalize_is_bit_identical_to_the_plain_formula() -> None:
         got = normalize(Image.fromarray(pixels), spec)
         assert got.dtype == np.float32 and got.flags.c_contiguous
         np.testing.assert_array_equal(got, expected)
+        # Into a row of a reused batch (the stream's path): same bits, written in place.
+        batch = np.full((2, 3, 37, 53), np.nan, np.float32)
+        assert np.shares_memory(normalize(Image.fromarray(pixels), spec, batch[1]), batch)
+        np.testing.assert_array_equal(batch[1], expected)
+        assert np.isnan(batch[0]).all()
+    with pytest.raises(SportsdetError, match="expected float32"):
+        normalize(Image.fromarray(pixels), SPEC, np.empty((3, 37, 52), np.float32))
+    with pytest.raises(SportsdetError, match="expected float32"):
+        normalize(Image.fromarray(pixels), SPEC, np.empty((3, 37, 53), np.float64))

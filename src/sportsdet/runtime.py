@@ -9,9 +9,10 @@ file written by `sportsdet export` on onnxruntime; the file's metadata holds eve
 to predict (labels, preprocessing, versions), so an .onnx file alone is a usable model.
 `TorchBackend` runs a bundle's PyTorch weights and is only importable where torch is installed.
 
-`stream_predictions` decodes images on a thread pool (Pillow releases the GIL while it decodes
-and resizes) while the caller's thread runs the model, forms batches from whatever is decoded,
-and yields results in input order with a bounded number of images in flight.
+`stream_predictions` runs one worker thread per CPU: each decodes the next few inputs into its
+own batch array and runs the model on it (Pillow and onnxruntime release the GIL, so one core
+decodes while another infers); results come out in input order with a bounded number of inputs
+in flight.
 """
 
 from __future__ import annotations
@@ -223,9 +224,9 @@ class OnnxBackend:
         self.name = f"onnxruntime{' int8' if quantized else ''} ({self.path.name})"
         # How many runs `stream_predictions` makes at once, each with `predict_proba_serial`.
         self.concurrent_runs = self.threads if parallel == "batch" else 1
-        # The batch of one run. Measured on 2 cores (bench/throughput.py, model-only sweep):
-        # 1-2 images per single-threaded run are fastest; bigger batches lose ~15% to cache
-        # misses (Lite2 batch 16: 67 vs 79 img/s).
+        # The batch of one run. Measured on 2 cores (bench/throughput.py, model-only sweep of
+        # Lite2): 1-2 images per single-threaded run are fastest; batches of 8 per run and more
+        # lose 5-15% to cache misses.
         self.preferred_batch_size = 2 if parallel == "batch" else 8
 
     def predict_proba_serial(self, batch: np.ndarray) -> np.ndarray:
@@ -387,8 +388,9 @@ def _source_name(item: Any) -> tuple[str, ImageSource]:
 
 
 def default_workers() -> int:
-    # Measured on 2 cores (bench/throughput.py): one worker per CPU keeps every core busy on
-    # 224 px photos and on 12-megapixel JPEGs alike; more threads only add contention.
+    # One worker per CPU keeps every core busy with no more busy threads than cores (measured on
+    # 2 cores: 92% of the model-only bound end to end, bench/RESULTS.md); at least 2, so that one
+    # decodes while the other runs a model that uses every core itself (torch, intra-op mode).
     return max(2, cpu_count())
 
 

@@ -1,0 +1,134 @@
+"""Where a photo's CPU time goes before the model sees it: `python bench/preprocess_cost.py`.
+
+Times each step of THE preprocessing (sportsdet.preprocess, the built-in model's spec) one
+photo at a time on one thread, on sports100 photos (224 px) and on 4000x3000 JPEGs made from
+them: read + decode (JPEGs at reduced size with Pillow `draft`), resize + crop, normalise into a
+fresh array versus into a reused one (what the streaming predictor does), and the whole
+`load_and_preprocess` both ways. Median of `--repeats` passes; per-photo means within a pass.
+Writes bench/results/preprocess_cost.json and the preprocess section of bench/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import results_file
+from throughput import make_large
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = REPO.parent / "shared" / "data" / "sports100"
+RESULTS_JSON = REPO / "bench" / "results" / "preprocess_cost.json"
+START, END = "<!-- preprocess:start -->", "<!-- preprocess:end -->"
+
+
+def per_photo_ms(step: Callable[[Any], Any], inputs: list[Any], repeats: int) -> float:
+    """Median over passes of the mean milliseconds per input (one warm-up pass first)."""
+    for item in inputs[:5]:
+        step(item)
+    passes = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for item in inputs:
+            step(item)
+        passes.append((time.perf_counter() - start) / len(inputs) * 1000)
+    return float(np.median(passes))
+
+
+def measure(paths: list[Path], repeats: int) -> dict[str, float]:
+    from sportsdet.bundle import builtin_bundle_path, load_bundle
+    from sportsdet.imageio import load_image
+    from sportsdet.preprocess import load_and_preprocess, normalize, resize_image
+
+    spec = load_bundle(builtin_bundle_path(), verify_weights=False).preprocessing
+    decoded = [load_image(p, min_size=spec.decode_size) for p in paths]
+    resized = [resize_image(image, spec) for image in decoded]
+    reused = np.empty((3, spec.input_size, spec.input_size), np.float32)
+    return {
+        "read_decode_ms": per_photo_ms(lambda p: load_image(p, min_size=spec.decode_size), paths, repeats),
+        "resize_crop_ms": per_photo_ms(lambda image: resize_image(image, spec), decoded, repeats),
+        "normalise_fresh_ms": per_photo_ms(lambda image: normalize(image, spec), resized, repeats),
+        "normalise_reused_ms": per_photo_ms(lambda image: normalize(image, spec, reused), resized, repeats),
+        "total_fresh_ms": per_photo_ms(lambda p: load_and_preprocess(p, spec), paths, repeats),
+        "total_reused_ms": per_photo_ms(lambda p: load_and_preprocess(p, spec, out=reused), paths, repeats),
+    }
+
+
+def markdown(r: dict[str, Any]) -> str:
+    rows = [
+        ("read + decode (Pillow `draft` for JPEGs)", "read_decode_ms"),
+        ("resize + centre crop (bicubic)", "resize_crop_ms"),
+        ("normalise into a fresh array", "normalise_fresh_ms"),
+        ("normalise into a reused array (the streaming predictor)", "normalise_reused_ms"),
+        ("`load_and_preprocess`, fresh array", "total_fresh_ms"),
+        ("`load_and_preprocess`, reused array", "total_reused_ms"),
+    ]
+    small, large, spec = r["photos_224"], r["photos_large"], r["spec"]
+    return "\n".join(
+        [
+            START,
+            "## Preprocessing cost per photo (bench/preprocess_cost.py)",
+            "",
+            f"Run {r['when']} on {r['machine']}; load average before {r['load_before']}, "
+            f"after {r['load_after']}. One thread, the built-in model's preprocessing "
+            f"({spec['input_size']} px, {spec['resize']}, {spec['interpolation']}); "
+            f"median of {r['repeats']} passes.",
+            "",
+            f"| step | ms per photo, {small['n']} sports100 photos (224 px) | "
+            f"ms per photo, {large['n']} 4000x3000 JPEGs |",
+            "|---|---:|---:|",
+            *[f"| {name} | {small[key]:.3f} | {large[key]:.3f} |" for name, key in rows],
+            "",
+            "Normalising alone costs the same either way in a tight loop (the allocator hands the freed",
+            "block straight back), but inside the whole decode -> resize -> normalise sequence a fresh",
+            "811 KB array per photo costs the difference between the last two rows; the streaming",
+            "predictor writes each photo into its worker's reused batch array.",
+            "Raw numbers: bench/results/preprocess_cost.json.",
+            END,
+        ]
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="sports100 folder")
+    parser.add_argument("--photos", type=int, default=300, help="224 px photos to time")
+    parser.add_argument("--large", type=int, default=16, help="4000x3000 JPEGs to make and time")
+    parser.add_argument("--repeats", type=int, default=5, help="passes per step (median reported)")
+    parser.add_argument("--no-write", action="store_true", help="print JSON only")
+    args = parser.parse_args(argv)
+    if not (args.data / "test").is_dir():
+        sys.exit(f"error: {args.data}: sports100 not found (pass --data)")
+
+    from sportsdet.bundle import builtin_bundle_path, load_bundle
+
+    photos = sorted((args.data / "test").rglob("*.jpg"))[: args.photos]
+    r: dict[str, Any] = {
+        "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
+        "load_before": [round(x, 2) for x in os.getloadavg()],
+        "repeats": args.repeats,
+        "spec": load_bundle(builtin_bundle_path(), verify_weights=False).preprocessing.to_dict(),
+    }
+    r["photos_224"] = {"n": len(photos), **measure(photos, args.repeats)}
+    with tempfile.TemporaryDirectory(prefix="sportsdet-bench-") as tmp:
+        large = make_large(photos[:: max(1, len(photos) // args.large)][: args.large], Path(tmp))
+        r["photos_large"] = {"n": len(large), **measure(large, args.repeats)}
+    r["load_after"] = [round(x, 2) for x in os.getloadavg()]
+    print(json.dumps(r, indent=2))
+    if not args.no_write:
+        results_file.write_results(r, RESULTS_JSON, markdown(r), START, END)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
