@@ -92,7 +92,8 @@ def predict_command(
         "--workers",
         min=1,
         help="Threads that each decode a batch and run the model on it (one decodes while another "
-        "runs). Default: CPUs, at least 2; more helps when inputs are slow URLs.",
+        "runs). Default: CPUs, at least 2. Each worker downloads its own URLs, so more workers "
+        "download more at once.",
     ),
     device: str = typer.Option(
         "cpu", "--device", help="Torch device (torch backend only), e.g. cpu or cuda."
