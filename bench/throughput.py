@@ -6,7 +6,9 @@ Measures, on sports100 photos:
   3. `sportsdet predict` end to end (file in, label out), fp32 and INT8: in-process through the
      same Predictor the CLI uses, and the CLI itself in a subprocess (startup included);
   4. the same on large photos (4000x3000 JPEGs made from the test photos by upscaling);
-  5. batch-1 latency p50/p99 and the peak memory of the CLI process.
+  5. batch-1 latency p50/p99 and the peak memory of the CLI process;
+and, model only, timed alternately: INT8 as QDQ vs QOperator, and our fp32 export vs a bare
+`torch.onnx.export` of the same weights.
 Writes bench/results/throughput.json and the throughput section of bench/RESULTS.md.
 
 The model is the built-in sports100 bundle when the package has one, else EfficientNet-Lite0
@@ -203,11 +205,39 @@ def qoperator_compare(
     }
 
 
+def plain_export_compare(
+    bundle_dir: Path, fp32: Path, decoded: np.ndarray, best: dict[str, Any], seconds: float, work: Path
+) -> dict[str, Any]:
+    """Our export (fixed SAME padding folded into the convolutions) against a bare
+    `torch.onnx.export` of the same weights, model only, timed alternately at the same setting."""
+    import warnings
+
+    import torch
+
+    from sportsdet.bundle import load_bundle
+
+    plain = work / "model.plain-export.onnx"
+    model = load_bundle(bundle_dir).build_torch_model().eval()
+    size = decoded.shape[-1]
+    with warnings.catch_warnings(), torch.inference_mode():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            model, (torch.zeros(2, 3, size, size),), str(plain), dynamo=False, opset_version=17,
+            input_names=["image"], output_names=["logits"], dynamic_axes={"image": {0: "n"}},
+        )  # fmt: skip
+    ours, bare = [], []
+    for _ in range(3):
+        ours.append(bound_at_plain(fp32, decoded, best, seconds))
+        bare.append(bound_at_plain(plain, decoded, best, seconds))
+    return {"ours_images_per_s": float(np.median(ours)), "plain_images_per_s": float(np.median(bare))}
+
+
 def bound_at_plain(path: Path, decoded: np.ndarray, best: dict[str, Any], seconds: float) -> float:
-    """Model-only rate of an ONNX file without sportsdet metadata (the QOperator experiment)."""
+    """Model-only rate of any ONNX file, sportsdet metadata or not (the QOperator and export-form
+    comparisons)."""
     import onnxruntime as ort
 
-    from sportsdet.runtime import session_options
+    from sportsdet.runtime import cpu_count, session_options
 
     threads = 1 if best["parallel"] == "batch" else None
     session = ort.InferenceSession(str(path), session_options(threads, spinning=best["spinning"]))
@@ -216,8 +246,8 @@ def bound_at_plain(path: Path, decoded: np.ndarray, best: dict[str, Any], second
     if best["parallel"] == "batch":
         from concurrent.futures import ThreadPoolExecutor
 
-        pool = ThreadPoolExecutor(2)
-        parts = np.array_split(batch, min(2, len(batch)))
+        pool = ThreadPoolExecutor(cpu_count())
+        parts = np.array_split(batch, min(cpu_count(), len(batch)))
 
         def run() -> int:
             list(pool.map(lambda part: session.run(None, {name: part}), parts))
@@ -362,6 +392,11 @@ def _child_main(name: str, payload: str) -> None:
         out = model_bound(Path(k["onnx"]), _decoded(k["onnx"], k["photos"]), k["seconds"])
     elif name == "bound_at":
         out = bound_at(Path(k["onnx"]), _decoded(k["onnx"], k["photos"]), k["config"], k["seconds"])
+    elif name == "export_compare":
+        out = plain_export_compare(
+            Path(k["bundle"]), Path(k["fp32"]), _decoded(k["fp32"], k["photos"]), k["config"], k["seconds"],
+            Path(k["work"]),
+        )  # fmt: skip
     elif name == "qoperator":
         model = {"fp32": Path(k["fp32"]), "int8": Path(k["int8"])}
         out = qoperator_compare(
@@ -532,6 +567,16 @@ def markdown(r: dict[str, Any]) -> str:
         "INT8 graph form, model only at the same setting: "
         f"QDQ {r['qoperator']['qdq_images_per_s']:.1f} img/s, "
         f"QOperator {r['qoperator']['qoperator_images_per_s']:.1f} img/s (export uses QDQ).",
+        *(
+            [
+                "fp32 export form, model only at the sweep's best split-run setting, timed alternately: "
+                f"`sportsdet export` {r['export_compare']['ours_images_per_s']:.1f} img/s, a bare "
+                f"`torch.onnx.export` of the same weights {r['export_compare']['plain_images_per_s']:.1f} "
+                "img/s (SAME padding computed at run time, a Pad before each strided convolution)."
+            ]
+            if "export_compare" in r
+            else []
+        ),
         "",
         "| goal | measured | met |",
         "|---|---|---|",
@@ -624,6 +669,22 @@ def main(argv: Iterable[str] | None = None) -> None:
             config=r["bound_int8"]["best"],
             seconds=args.seconds,
             work=work,
+        )
+
+        log("2c. fp32: our export against a bare torch.onnx.export of the same weights")
+        split = next(c for c in best_per_mode(r["bound_fp32"]["all"]) if c["parallel"] == "batch")
+        r["export_compare"] = child(
+            "export_compare",
+            bundle=model["bundle"],
+            fp32=model["fp32"],
+            photos=few[:32],
+            config=split,
+            seconds=args.seconds,
+            work=work,
+        )
+        log(
+            f"   ours {r['export_compare']['ours_images_per_s']:.1f}, "
+            f"bare {r['export_compare']['plain_images_per_s']:.1f} img/s"
         )
 
         log("3. end to end, 224 px, interleaved with the bound and the typical loop (the CPU drifts)")
