@@ -195,13 +195,6 @@ __all__ = ["Predictor", "PredictionResult", "InputItem", "TorchBackend", "expand
 # ----------------------------------------------------------------------------- predictor
 
 
-def _short_error(exc: BaseException, name: str) -> str:
-    """The error text without a leading "<name>: " (the input is shown next to it anyway)."""
-    message = str(exc)
-    prefix = f"{name}: "
-    return message[len(prefix) :] if message.startswith(prefix) else message
-
-
 class Predictor:
     """Classify photos with a bundle (or an exported .onnx file alone).
 
@@ -333,6 +326,7 @@ class _CheckedBackend:
 
 
 def _short_message(message: str, name: str) -> str:
+    """The error text without a leading "<name>: " (the input is shown next to it anyway)."""
     prefix = f"{name}: "
     return message[len(prefix) :] if message.startswith(prefix) else message
 

@@ -189,7 +189,6 @@ class OnnxBackend:
         if parallel not in PARALLEL_MODES:
             raise SportsdetError(f"unknown parallel mode {parallel!r}; choose one of {PARALLEL_MODES}")
         self.threads = threads or cpu_count()
-        self.parallel = parallel
         self._pool: ThreadPoolExecutor | None = None
         options = session_options(1 if parallel == "batch" else self.threads, spinning=spinning)
         try:
