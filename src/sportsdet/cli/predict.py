@@ -22,6 +22,11 @@ class OutputFormat(str, Enum):
     csv = "csv"
 
 
+class Engine(str, Enum):
+    local = "local"
+    ray = "ray"
+
+
 class BackendName(str, Enum):
     auto = "auto"
     onnx = "onnx"
@@ -98,8 +103,41 @@ def predict_command(
     device: str = typer.Option(
         "cpu", "--device", help="Torch device (torch backend only), e.g. cpu or cuda."
     ),
+    engine: Engine = typer.Option(
+        Engine.local,
+        "--engine",
+        help="local: this process; ray: a Ray Data job (the `cluster` extra) that writes Parquet to "
+        "--output, resumable; inputs may also be .txt/.csv/.parquet listings with a `path` column. "
+        "With ray, --workers is the number of model actors and --threads the threads of each.",
+    ),
+    output: Path | None = typer.Option(
+        None,
+        "--output",
+        "-o",
+        help="--engine ray: folder for the Parquet results (re-runs skip what is there).",
+    ),
+    address: str | None = typer.Option(
+        None, "--address", help="--engine ray: a Ray cluster (HOST:PORT). Default: start a local Ray."
+    ),
 ) -> None:
     """Say which sport each photo shows. Exit code 1 when any input could not be labelled."""
+    if engine is Engine.ray or output is not None or address is not None:
+        from sportsdet.cli.predict_ray import check_ray_options, predict_on_ray
+
+        check_ray_options(engine.value, output)
+        return predict_on_ray(
+            inputs,
+            output,
+            model=_bundle_dir(model),
+            top_k=top_k,
+            backend=backend.value,
+            int8=int8,
+            threads=threads,
+            workers=workers,
+            batch_size=batch_size,
+            address=address,
+            timeout=timeout,
+        )
     from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     from sportsdet.predict import Predictor, csv_header, csv_line, csv_row, to_jsonl
