@@ -473,6 +473,7 @@ def run_ray_predict(
     batch_size: int | None = None,
     address: str | None = None,
     url_timeout: float = 10.0,
+    part_rows: int = PART_ROWS,
     on_start: Callable[[int], None] | None = None,
     on_progress: Callable[[RunSummary], None] | None = None,
 ) -> RunSummary:
@@ -480,7 +481,8 @@ def run_ray_predict(
 
     `workers`: classifier actors (default: the CPUs of this machine, or half the cluster's CPUs);
     `threads`: model threads in each. `on_start(already_done)` is called once the output folder
-    is read; `on_progress(summary)` after every batch that arrives.
+    is read; `on_progress(summary)` after every batch that arrives. `part_rows`: rows per Parquet
+    part (at most what a crash of this process can lose).
     """
     ray = import_ray()
     if threads < 1:
@@ -537,7 +539,7 @@ def run_ray_predict(
             threads=threads,
             url_timeout=url_timeout,
         )
-        writer = PartWriter(out)
+        writer = PartWriter(out, part_rows=part_rows)
         start = time.monotonic()
         try:
             for table in _quietly(ds.iter_batches(batch_format="pyarrow", batch_size=None)):
