@@ -138,6 +138,16 @@ def unit_costs(model: Path, photos: list[str], data: Path, work: Path) -> dict[s
         ray.kill(actor)
     costs["actor_start_s"] = starts
 
+    # Ray Data's own cost per block: trivial tasks of 32 rows through the streaming executor (the
+    # driver schedules every task and receives every result block).
+    blocks = 400
+    trivial = ray.data.range(blocks * 32, override_num_blocks=blocks).map_batches(
+        lambda b: b, batch_size=None
+    )
+    start = time.perf_counter()
+    seen = sum(1 for _ in trivial.iter_batches(batch_size=None))
+    costs["ray_blocks_per_s"] = seen / (time.perf_counter() - start)
+
     # Listing: the same walk `sportsdet predict` does, plus the resume hash check per input.
     start = time.perf_counter()
     listed = [item.name for item in expand_inputs([str(data / "train")])]
@@ -234,6 +244,8 @@ def render(payload: dict[str, Any]) -> str:
         f"| decoded photo sent to an actor (uint8) | {c['decoded_kb_per_photo']:.0f} KB |",
         f"| actor start-up (new Ray actor loads the model, 3 tries) | "
         f"{', '.join(f'{s:.2f}' for s in c['actor_start_s'])} s |",
+        f"| Ray Data, trivial 32-row blocks through one driver (tasks + results) | "
+        f"{c['ray_blocks_per_s']:,.0f} blocks/s |",
         f"| listing a local folder ({c['listed_files']} files, `expand_inputs`) | "
         f"{c['list_files_per_s']:,.0f} files/s |",
         f"| resume check: hashing input names | {c['hash_inputs_per_s']:,.0f} inputs/s |",

@@ -33,7 +33,7 @@ def predict_on_ray(
     from sportsdet.cluster.ray_predict import import_ray, run_ray_predict
 
     import_ray()  # the missing-extra message before anything else happens
-    where = f"the Ray cluster at {address}" if address else "a local Ray"
+    where = f"joining the Ray cluster at {address}" if address else "starting a local Ray"
     progress = Progress(
         SpinnerColumn(),
         TextColumn("{task.description}"),
@@ -47,29 +47,38 @@ def predict_on_ray(
             err_console.print(
                 f"{escape(str(output))} already holds {already_done} result(s): those inputs are skipped"
             )
-        err_console.print(f"starting {where} ...")
+        err_console.print(f"{where} ...")
 
-    with progress:
-        task = progress.add_task("starting", total=None)
+    try:
+        with progress:
+            task = progress.add_task("starting", total=None)
 
-        def on_progress(summary) -> None:  # noqa: ANN001
-            progress.update(task, description=f"labelled {summary.written} images ({summary.failed} failed)")
+            def on_progress(summary) -> None:  # noqa: ANN001
+                progress.update(
+                    task, description=f"labelled {summary.written} images ({summary.failed} failed)"
+                )
 
-        summary = run_ray_predict(
-            inputs,
-            output,
-            model=model,
-            top_k=top_k,
-            backend=backend,
-            int8=int8,
-            threads=threads or 1,
-            workers=workers,
-            batch_size=batch_size,
-            address=address,
-            url_timeout=timeout,
-            on_start=on_start,
-            on_progress=on_progress,
+            summary = run_ray_predict(
+                inputs,
+                output,
+                model=model,
+                top_k=top_k,
+                backend=backend,
+                int8=int8,
+                threads=threads or 1,
+                workers=workers,
+                batch_size=batch_size,
+                address=address,
+                url_timeout=timeout,
+                on_start=on_start,
+                on_progress=on_progress,
+            )
+    except KeyboardInterrupt:
+        err_console.print(
+            f"[yellow]interrupted[/]: what was labelled is in {escape(str(output))}; run the same command "
+            "again to go on from there"
         )
+        raise typer.Exit(130) from None
     rate = summary.written / summary.seconds if summary.seconds else 0.0
     console.print(
         f"wrote {summary.written} result(s) to {escape(str(output))} in {len(summary.parts)} part(s) "

@@ -27,6 +27,7 @@ import time
 import uuid
 import warnings
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -298,15 +299,20 @@ def _decode_batch(
     size = spec.input_size
     count = len(batch["input"])
     pixels = np.zeros((count, size, size, 3), dtype=np.uint8)
+    names = [str(n) for n in batch["input"]]
+    sources = [str(s) for s in batch["source"]]
     errors = [str(e) for e in batch["error"]]
-    for i, (name, source) in enumerate(zip(batch["input"], batch["source"], strict=True)):
+    downloads = _download_all(
+        [i for i in range(count) if not errors[i] and is_url(sources[i])], sources, url_timeout, url_max_bytes
+    )
+    for i, (name, source) in enumerate(zip(names, sources, strict=True)):
         if errors[i] or not source:
             errors[i] = errors[i] or "no data"
             continue
         try:
-            data = (
-                fetch_url(source, timeout=url_timeout, max_bytes=url_max_bytes) if is_url(source) else source
-            )
+            data = downloads[i] if i in downloads else source
+            if isinstance(data, BaseException):
+                raise data
             image = load_image(data, name=name, min_size=spec.decode_size)
             pixels[i] = np.asarray(resize_image(image, spec))
         except SportsdetError as exc:
@@ -314,6 +320,28 @@ def _decode_batch(
         except Exception as exc:  # one bad input must never stop the others
             errors[i] = f"unexpected {type(exc).__name__}: {exc}"
     return {"input": batch["input"], "error": np.array(errors, dtype=object), "pixels": pixels}
+
+
+# Downloads of one batch in flight at once: a download is mostly waiting (object storage answers
+# in tens of ms), so fetching a batch's URLs one by one would leave the CPU idle.
+URL_CONCURRENCY = 16
+
+
+def _download_all(
+    indices: list[int], sources: list[str], timeout: float, max_bytes: int
+) -> dict[int, bytes | BaseException]:
+    """Fetch the URLs at `indices` concurrently; each entry is the bytes or the error it raised."""
+    if not indices:
+        return {}
+
+    def fetch(i: int) -> bytes | BaseException:
+        try:
+            return fetch_url(sources[i], timeout=timeout, max_bytes=max_bytes)
+        except Exception as exc:  # kept, raised again where that input is decoded
+            return exc
+
+    with ThreadPoolExecutor(max_workers=min(URL_CONCURRENCY, len(indices))) as pool:
+        return dict(zip(indices, pool.map(fetch, indices), strict=True))
 
 
 class Classifier:
@@ -371,7 +399,16 @@ def _connect(ray: Any, address: str | None, cpus: int | None) -> bool:
             ray.init(address="local", num_cpus=cpus, include_dashboard=False, **quiet)
     except (ConnectionError, ValueError, RuntimeError) as exc:
         where = f"the Ray cluster at {address}" if address else "a local Ray"
-        raise SportsdetError(f"cannot start or reach {where} ({str(exc).splitlines()[0][:200]})") from None
+        cause = f"{exc} {exc.__cause__ or ''}"
+        hint = ""
+        if "uthenticat" in cause:  # `ray start --head` turns token authentication on by default
+            hint = (
+                "; the cluster wants Ray's auth token: `export RAY_AUTH_MODE=token` here and make the "
+                "head's token readable (~/.ray/auth_token or RAY_AUTH_TOKEN)"
+            )
+        raise SportsdetError(
+            f"cannot start or reach {where} ({str(exc).splitlines()[0][:200]}){hint}"
+        ) from None
     return True
 
 
@@ -542,7 +579,10 @@ def run_ray_predict(
         writer = PartWriter(out, part_rows=part_rows)
         start = time.monotonic()
         try:
-            for table in _quietly(ds.iter_batches(batch_format="pyarrow", batch_size=None)):
+            # No prefetch thread: Ray's would outlive the job and call into a Ray already shut down;
+            # the pipeline runs ahead of the driver anyway.
+            batches = ds.iter_batches(batch_format="pyarrow", batch_size=None, prefetch_batches=0)
+            for table in _quietly(batches):
                 writer.add(table)
                 summary.written += table.num_rows
                 summary.failed += table.num_rows - table.column("error").null_count
