@@ -192,3 +192,18 @@ def test_plain_predict_does_not_import_ray() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"
+
+
+def test_actor_failure_is_one_clear_error(photos: dict, tmp_path: Path) -> None:
+    """The model vanishing before the actors load it (as on a node without the file): a
+    SportsdetError naming the way on, not a traceback or a hung job."""
+    from conftest import make_colour_onnx
+
+    from sportsdet.errors import SportsdetError
+
+    model = make_colour_onnx(tmp_path / "colour.onnx")
+    folder = photos["root"] / "photos" / "set3"
+    with pytest.raises(SportsdetError, match="the Ray job stopped: .*no such ONNX model file.*run again"):
+        run_ray_predict(
+            [str(folder)], tmp_path / "out", model=model, workers=1, on_start=lambda _: model.unlink()
+        )

@@ -424,6 +424,7 @@ def build_dataset(
     workers: int,
     threads: int,
     url_timeout: float,
+    block_rows: int = DECODE_BATCH,
 ) -> Any:
     """The lazy Ray Data pipeline: list -> decode -> classify (see the module docstring)."""
     import pyarrow as pa
@@ -460,10 +461,10 @@ def build_dataset(
         num_cpus=0.5,  # mostly waiting on the file system
     )
     # Listing yields big blocks (a folder at a time); split them so every decode task gets a share.
-    ds = ds.repartition(target_num_rows_per_block=DECODE_BATCH)
+    ds = ds.repartition(target_num_rows_per_block=block_rows)
     ds = ds.map_batches(
         _decode_batch,
-        batch_size=DECODE_BATCH,
+        batch_size=block_rows,
         batch_format="numpy",
         fn_kwargs={
             "preprocessing": preprocessing.to_dict(),
@@ -479,7 +480,7 @@ def build_dataset(
     # Ray Data restarts a lost actor (a pre-empted node) and retries its batch by default.
     return ds.map_batches(
         _bound_classifier(classifier_args),
-        batch_size=DECODE_BATCH,
+        batch_size=block_rows,
         batch_format="numpy",
         compute=rd.ActorPoolStrategy(size=workers),
         num_cpus=threads,
@@ -511,6 +512,7 @@ def run_ray_predict(
     address: str | None = None,
     url_timeout: float = 10.0,
     part_rows: int = PART_ROWS,
+    block_rows: int = DECODE_BATCH,
     on_start: Callable[[int], None] | None = None,
     on_progress: Callable[[RunSummary], None] | None = None,
 ) -> RunSummary:
@@ -519,11 +521,15 @@ def run_ray_predict(
     `workers`: classifier actors (default: the CPUs of this machine, or half the cluster's CPUs);
     `threads`: model threads in each. `on_start(already_done)` is called once the output folder
     is read; `on_progress(summary)` after every batch that arrives. `part_rows`: rows per Parquet
-    part (at most what a crash of this process can lose).
+    part (at most what a crash of this process can lose). `block_rows`: photos per Ray task and
+    per actor call; raise it on big clusters, where the driver's per-task cost adds up
+    (docs/SCALING.md).
     """
     ray = import_ray()
     if threads < 1:
         raise SportsdetError(f"threads must be at least 1, got {threads}")
+    if block_rows < 1 or part_rows < 1:
+        raise SportsdetError(f"block_rows and part_rows must be at least 1, got {block_rows}, {part_rows}")
     if workers is not None and workers < 1:
         raise SportsdetError(f"workers must be at least 1, got {workers}")
     out = Path(out_dir).expanduser()
@@ -565,7 +571,7 @@ def run_ray_predict(
             tally=tally,
             preprocessing=local.preprocessing,
             classifier_args={
-                "model": str(model),
+                "model": str(Path(model).expanduser().resolve()),  # workers run in other folders
                 "backend": backend,
                 "int8": int8,
                 "threads": threads,
@@ -575,6 +581,7 @@ def run_ray_predict(
             workers=workers,
             threads=threads,
             url_timeout=url_timeout,
+            block_rows=block_rows,
         )
         writer = PartWriter(out, part_rows=part_rows)
         start = time.monotonic()
@@ -588,6 +595,13 @@ def run_ray_predict(
                 summary.failed += table.num_rows - table.column("error").null_count
                 if on_progress:
                     on_progress(summary)
+        except ray.exceptions.RayError as exc:
+            # E.g. an actor that cannot load the model on some node: one line, and the way on.
+            detail = str(exc).strip().splitlines()
+            raise SportsdetError(
+                f"the Ray job stopped: {(detail[-1] if detail else type(exc).__name__)[:300]}; what was "
+                f"labelled is in {out}, run again to go on from there"
+            ) from None
         finally:
             writer.flush()  # also on Ctrl-C or a failure: what was labelled is kept
             summary.parts = writer.parts
