@@ -207,3 +207,26 @@ def test_actor_failure_is_one_clear_error(photos: dict, tmp_path: Path) -> None:
         run_ray_predict(
             [str(folder)], tmp_path / "out", model=model, workers=1, on_start=lambda _: model.unlink()
         )
+
+
+def test_object_storage_uris(photos: dict, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    """Objects and prefixes read through pyarrow's file systems (file:// here; s3:// and gs://
+    take the same path): the same labels as plain predict on the same files."""
+    root: Path = photos["root"]
+    one = root / "photos" / "set0" / "0000.png"
+    prefix = root / "photos" / "set1"
+    hidden = prefix / ".hidden.jpg"
+    hidden.write_bytes(one.read_bytes())  # skipped, as in a local folder
+    request.addfinalizer(hidden.unlink)  # the photos are shared by the module's tests
+    listing = tmp_path / "objects.txt"
+    listing.write_text(f"file://{one}\nfile://{prefix}\nfile://{root}/no/such.jpg\n")
+    model = builtin_bundle_path()
+    summary = run_ray_predict([str(listing)], tmp_path / "out", model=model, top_k=3, workers=1)
+    rows = _rows(tmp_path / "out")
+    expected = {r.input: r for r in Predictor(model, top_k=3).predict_sources([str(one), str(prefix)])}
+    assert summary.written == len(expected) + 1 == len(rows)
+    assert rows[f"file://{root}/no/such.jpg"]["error"] == "no such object or prefix"
+    for name, want in expected.items():
+        got = rows[f"file://{name}"]
+        assert got["error"] is None and got["label"] == want.label, name
+        assert got["score"] == pytest.approx(want.score, abs=1e-5)

@@ -36,7 +36,7 @@ import numpy as np
 
 from sportsdet.errors import SportsdetError
 from sportsdet.fetch import DEFAULT_MAX_BYTES, fetch_url, is_url
-from sportsdet.imageio import load_image
+from sportsdet.imageio import is_image_name, load_image
 from sportsdet.predict import PredictionResult, Predictor, _short_message, expand_inputs
 from sportsdet.preprocess import Preprocessing, normalize, resize_image
 
@@ -49,8 +49,9 @@ PART_PREFIX = "part-"
 DECODE_BATCH = 32
 # A part is written after this many rows or seconds, whichever first: what a crash can cost.
 PART_ROWS = 5000
-DECODE_MEMORY = 128 * 1024 * 1024
 PART_SECONDS = 30.0
+# Memory a decode task asks Ray for (see build_dataset).
+DECODE_MEMORY = 128 * 1024 * 1024
 
 
 def import_ray() -> Any:
@@ -240,6 +241,9 @@ def expand_spec(spec: str, base: str) -> Iterator[tuple[str, str | None, str | N
     text = spec.strip()
     if not text or text.startswith("#"):
         return
+    if is_storage_uri(text):
+        yield from _expand_storage(text)
+        return
     relative = not (is_url(text) or "://" in text or os.path.isabs(os.path.expanduser(text)))
     target = os.path.join(base, text) if relative else text
     prefix = base.rstrip(os.sep) + os.sep
@@ -247,6 +251,85 @@ def expand_spec(spec: str, base: str) -> Iterator[tuple[str, str | None, str | N
         name = item.name[len(prefix) :] if relative and item.name.startswith(prefix) else item.name
         source = None if item.source is None else str(item.source)
         yield name, source, item.error
+
+
+# ----------------------------------------------------------------------------- object storage
+
+# Object storage is read through pyarrow's file systems (pyarrow comes with Ray Data); each node
+# finds its credentials the way the cloud SDKs do (environment, instance role, ...). file:// is
+# the same code path on a local disk.
+STORAGE_SCHEMES = ("s3", "gs", "gcs", "file")
+_FILESYSTEMS: dict[tuple[str, str], Any] = {}  # one client per bucket and worker process
+
+
+def is_storage_uri(text: str) -> bool:
+    scheme, sep, _ = text.partition("://")
+    return bool(sep) and scheme.lower() in STORAGE_SCHEMES
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return (lines[0] if lines else type(exc).__name__)[:200]
+
+
+def _storage(uri: str) -> tuple[Any, str]:
+    """(pyarrow file system, path in it) for an object-storage URI; file systems are reused."""
+    import pyarrow.fs as pafs
+
+    scheme, rest = uri.split("://", 1)
+    path = rest.split("?", 1)[0]
+    bucket = "" if scheme.lower() == "file" else path.split("/", 1)[0]
+    key = (scheme.lower(), bucket)
+    if key not in _FILESYSTEMS:
+        _FILESYSTEMS[key] = pafs.FileSystem.from_uri(uri)[0]
+    return _FILESYSTEMS[key], path
+
+
+def _expand_storage(uri: str) -> Iterator[tuple[str, str | None, str | None]]:
+    """An object, or every image under a prefix (sorted, hidden names skipped), like a folder."""
+    import pyarrow.fs as pafs
+
+    try:
+        fs, path = _storage(uri)
+        info = fs.get_file_info(path)
+        if info.type == pafs.FileType.File:
+            yield uri, uri, None
+            return
+        if info.type != pafs.FileType.Directory:
+            yield uri, None, "no such object or prefix"
+            return
+        entries = fs.get_file_info(pafs.FileSelector(path, recursive=True))
+    except Exception as exc:  # pyarrow and the cloud SDKs raise many kinds
+        yield uri, None, f"cannot list this URI ({_first_line(exc)})"
+        return
+    base = path.rstrip("/") + "/"
+    scheme = uri.split("://", 1)[0]
+    images = sorted(
+        entry.path
+        for entry in entries
+        if entry.type == pafs.FileType.File
+        and is_image_name(entry.path)
+        and not any(part.startswith(".") or part == "__MACOSX" for part in entry.path[len(base) :].split("/"))
+    )
+    if not images:
+        yield uri, None, "no image files found under this prefix (looked for .jpg, .png, ... recursively)"
+    for image in images:
+        yield f"{scheme}://{image}", f"{scheme}://{image}", None
+
+
+def read_object(uri: str, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
+    """The bytes of one object-storage URI, refusing more than `max_bytes`."""
+    try:
+        fs, path = _storage(uri)
+        with fs.open_input_stream(path) as stream:
+            data = stream.read(max_bytes + 1)
+    except FileNotFoundError:
+        raise SportsdetError(f"{uri}: no such object") from None
+    except Exception as exc:  # pyarrow and the cloud SDKs raise many kinds
+        raise SportsdetError(f"{uri}: cannot read this object ({_first_line(exc)})") from None
+    if len(data) > max_bytes:
+        raise SportsdetError(f"{uri}: larger than {max_bytes // (1024 * 1024)} MB, not read")
+    return data
 
 
 def _list_batch(batch: dict[str, np.ndarray], *, done_box: list, tally: Any) -> dict[str, np.ndarray]:
@@ -265,7 +348,8 @@ def _list_batch(batch: dict[str, np.ndarray], *, done_box: list, tally: Any) -> 
             sources.append(source or "")
             errors.append(error or "")  # "" = fine: Ray turns missing strings into NaN on the way
     if skipped:
-        tally.add.remote(skipped)
+        # Waited for: an add still in flight when the job ends would be missing from the count.
+        ray.get(tally.add.remote(skipped))
     return {
         "input": np.array(names, dtype=object),
         "source": np.array(sources, dtype=object),
@@ -302,9 +386,8 @@ def _decode_batch(
     names = [str(n) for n in batch["input"]]
     sources = [str(s) for s in batch["source"]]
     errors = [str(e) for e in batch["error"]]
-    downloads = _download_all(
-        [i for i in range(count) if not errors[i] and is_url(sources[i])], sources, url_timeout, url_max_bytes
-    )
+    remote = [i for i in range(count) if not errors[i] and (is_url(sources[i]) or is_storage_uri(sources[i]))]
+    downloads = _download_all(remote, sources, url_timeout, url_max_bytes)
     for i, (name, source) in enumerate(zip(names, sources, strict=True)):
         if errors[i] or not source:
             errors[i] = errors[i] or "no data"
@@ -323,20 +406,22 @@ def _decode_batch(
 
 
 # Downloads of one batch in flight at once: a download is mostly waiting (object storage answers
-# in tens of ms), so fetching a batch's URLs one by one would leave the CPU idle.
+# in 100-200 ms), so fetching a batch's photos one by one would leave the CPU idle.
 URL_CONCURRENCY = 16
 
 
 def _download_all(
     indices: list[int], sources: list[str], timeout: float, max_bytes: int
 ) -> dict[int, bytes | BaseException]:
-    """Fetch the URLs at `indices` concurrently; each entry is the bytes or the error it raised."""
+    """Fetch the URLs / objects at `indices` concurrently; each entry is the bytes or the error."""
     if not indices:
         return {}
 
     def fetch(i: int) -> bytes | BaseException:
         try:
-            return fetch_url(sources[i], timeout=timeout, max_bytes=max_bytes)
+            if is_url(sources[i]):
+                return fetch_url(sources[i], timeout=timeout, max_bytes=max_bytes)
+            return read_object(sources[i], max_bytes)
         except Exception as exc:  # kept, raised again where that input is decoded
             return exc
 
@@ -455,7 +540,7 @@ def build_dataset(
     ds = parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]
     ds = ds.map_batches(
         _list_batch,
-        batch_size=64,
+        batch_size=None,  # a whole block of inputs per call: one skip count sent per block
         batch_format="numpy",
         fn_kwargs={"done_box": [ray.put(done_keys)], "tally": tally},
         num_cpus=0.5,  # mostly waiting on the file system
@@ -560,7 +645,9 @@ def run_ray_predict(
         if workers is None:
             workers = max(1, int(ray.cluster_resources().get("CPU", 2)) // 2)
         _check_room(ray, workers, threads)
-        ray.data.DataContext.get_current().enable_progress_bars = False  # the CLI shows its own
+        with warnings.catch_warnings():  # Ray Data's notes on its own deprecated settings
+            warnings.simplefilter("ignore", DeprecationWarning)
+            ray.data.DataContext.get_current().enable_progress_bars = False  # the CLI shows its own
         logging.getLogger("ray.data").setLevel(logging.ERROR)  # not its plan and timings on every run
         tally = ray.remote(num_cpus=0)(_Tally).remote()
         ds = build_dataset(
