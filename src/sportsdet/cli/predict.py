@@ -107,7 +107,8 @@ def predict_command(
         Engine.local,
         "--engine",
         help="local: this process; ray: a Ray Data job (the `cluster` extra) that writes Parquet to "
-        "--output, resumable; inputs may also be .txt/.csv/.parquet listings with a `path` column. "
+        "--output, resumable; inputs may also be s3:// or gs:// URIs and .txt/.csv/.parquet listings "
+        "with a `path` column. "
         "With ray, --workers is the number of model actors and --threads the threads of each.",
     ),
     output: Path | None = typer.Option(
