@@ -228,8 +228,8 @@ def render(payload: dict[str, Any]) -> str:
         "",
         "Median ratio to `sportsdet predict` by actors x threads: "
         + ", ".join(f"{k}: {v:.2f}" for k, v in med.items())
-        + ". Goal: >= 0.7 on one machine with the same cores (2 x 1 or 1 x 2); 1 x 1 runs the model "
-        "on one core only, so it is bounded near half of predict by design, not by Ray.",
+        + ". Goal: >= 0.7 on one machine with the same cores: 2 x 1 (the default on 2 CPUs) or 1 x 2; "
+        "1 x 1 runs the model on one core while predict uses both, so it cannot keep up by design.",
         "",
         "### Unit costs measured here (one core each unless said)",
         "",
