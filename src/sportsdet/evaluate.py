@@ -31,6 +31,8 @@ from sportsdet.bundle import Bundle, load_bundle
 from sportsdet.errors import SportsdetError
 from sportsdet.files import atomic_write, sha256_file, write_json
 from sportsdet.run_folder import (
+    EVAL_FILES,
+    REPORT,
     find_split_manifest,
     resolve_bundle_dir,
     run_of_bundle,
@@ -325,10 +327,7 @@ def evaluate(
         return [(paths[i], labels[pred[i]], labels[y_true[i]], float(confidence[i])) for i in indices]
 
     out.mkdir(parents=True, exist_ok=True)
-    files = {name: out / name for name in (
-        "metrics.json", "predictions.csv", "probs.npy",
-        "confusion_matrix.png", "gallery_correct.png", "gallery_wrong.png",
-    )}  # fmt: skip
+    files = {name: out / name for name in EVAL_FILES if name != REPORT}
     split_name = chosen.split or "all images"
     cm = np.asarray(metrics["confusion_matrix"])
     atomic_write(files["predictions.csv"], lambda p: _write_csv(p, rows))

@@ -55,22 +55,23 @@ def train(
     Raises SportsdetError for bad input; KeyboardInterrupt leaves the last checkpoint in place.
     """
     console = console or Console(stderr=True, soft_wrap=True)
-    result = fit(
-        data, out=out, model=model, split=split, classes=classes, seed=seed, resume=resume, force=force,
-        options=options, callbacks=callbacks, console=console,
-    )  # fmt: skip
-    run = RunFolder(result.run_dir)
 
     def warn(message: str) -> None:
         console.print(f"[yellow]warning:[/] {escape(message)}", highlight=False, soft_wrap=True)
 
-    if evaluate:
-        result.evaluation = _evaluate_test_split(run, console, warn)
-    if report:
-        from sportsdet.report import write_report_after
+    def finish(result: TrainResult) -> None:  # runs while the run folder is still locked
+        run = RunFolder(result.run_dir)
+        if evaluate:
+            result.evaluation = _evaluate_test_split(run, console, warn)
+        if report:
+            from sportsdet.report import write_report_after
 
-        result.report = write_report_after(run.path, warn)
-    return result
+            result.report = write_report_after(run.path, warn)
+
+    return fit(
+        data, out=out, model=model, split=split, classes=classes, seed=seed, resume=resume, force=force,
+        options=options, callbacks=callbacks, console=console, after=finish,
+    )  # fmt: skip
 
 
 def _evaluate_test_split(run: RunFolder, console: Console, warn: Callable[[str], None]) -> Any:
