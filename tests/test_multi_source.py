@@ -130,3 +130,36 @@ def test_cli_trains_on_two_folders_and_evaluates_without_data(
     assert run_cli("evaluate", str(run)) == 0  # no DATA: the run's own test split, every source
     out = capsys.readouterr().out
     assert "per source" in out and "first" in out and "second" in out
+
+
+def test_scan_and_check_take_the_same_sources_and_draw_a_preview(two_sources, tmp_path, monkeypatch, capsys):
+    from PIL import Image
+
+    from sportsdet.cli import main
+
+    def run_cli(*args: str) -> int:
+        monkeypatch.setattr(sys, "argv", ["sportsdet", *args])
+        with pytest.raises(SystemExit) as exited:
+            main()
+        return exited.value.code
+
+    official, flat = two_sources
+    sheet = tmp_path / "preview.png"
+    assert run_cli("data", "scan", str(official), str(flat), "--preview", str(sheet)) == 0
+    out = capsys.readouterr().out
+    assert "source first" in out and "source second" in out and "all sources: 4 classes" in out
+    width, height = Image.open(sheet).size
+    assert height > 4 * 72 and width > 2 * 4 * 72  # a row per class, a block of photos per source
+    report = tmp_path / "check.json"
+    assert run_cli("data", "check", str(official), str(flat), "--report", str(report)) == 0
+    assert set(json.loads(report.read_text())["sources"]) == {"first", "second"}
+    assert run_cli("data", "scan", str(official), "--map", "first:nope=x") == 2
+    assert "'nope'" in capsys.readouterr().err
+
+
+def test_the_report_shows_per_source_accuracy_and_the_sample_sheet(two_sources, tmp_path: Path) -> None:
+    official, flat = two_sources
+    result = train([official, flat], out=tmp_path / "run", model="seed-cnn", options=TINY)
+    page = result.report.read_text()
+    assert 'id="per-source-table"' in page and ">first<" in page and ">second<" in page
+    assert 'alt="sample training photos per class and source"' in page

@@ -321,3 +321,22 @@ def sources_summary(scans: list[SourceScan], manifest: Any) -> dict[str, Any]:
         "warnings": [f"{item.source.name}: {w}" for item in scans for w in item.scan.warnings],
         "sources": {item.source.name: item.scan.to_dict() for item in scans},
     }
+
+
+def preview_rows(
+    scans: list[SourceScan], per_class: int = 4, seed: int = 0
+) -> list[tuple[str, dict[str, list[Path]]]]:
+    """A seeded sample of each class's photos in each source (for plots.contact_sheet_png)."""
+    import random
+
+    rows: dict[str, dict[str, list[Path]]] = defaultdict(dict)
+    for item in scans:
+        by_class: dict[str, list[Path]] = defaultdict(list)
+        for record in item.scan.records:
+            by_class[record.label].append(record.path)
+        for label, paths in by_class.items():
+            picked = random.Random(f"{seed}:{item.source.name}:{label}").sample(
+                paths, min(per_class, len(paths))
+            )
+            rows[label][item.source.name] = sorted(picked)
+    return sorted(rows.items())
