@@ -239,6 +239,34 @@ def _short(value: Any, limit: int = 100) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def _scores_table(info: dict) -> Any:
+    """The model's recorded scores by where the photos came from (built-in model: per source and on
+    realworld-dev, photos from a source it never trained on)."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    metrics = info.get("metrics") or {}
+    rows = []
+    for split in ("valid", "test"):
+        entry = metrics.get(split)
+        if not isinstance(entry, dict):
+            continue
+        for source, row in (entry.get("per_source") or {"all sources": entry}).items():
+            rows.append((f"{source} {split}", row.get("n"), row.get("top1"), ""))
+    world = metrics.get("realworld_dev")
+    if isinstance(world, dict):
+        detail = ", ".join(f"{k} {v}" for k, v in (world.get("per_class") or {}).items())
+        rows.append(("realworld-dev (never trained on)", world.get("n"), world.get("top1"), detail))
+    if not rows:
+        return None
+    table = Table(title="recorded scores (top-1)", title_justify="left")
+    for column, justify in (("photos", "left"), ("n", "right"), ("top-1", "right"), ("per class", "left")):
+        table.add_column(column, justify=justify, overflow="fold")
+    for name, n, top1, detail in rows:
+        table.add_row(escape(name), str(n), f"{top1:.1%}" if isinstance(top1, float) else "-", escape(detail))
+    return table
+
+
 @app.command("info")
 def info_command(
     bundle: Path | None = typer.Argument(
@@ -277,6 +305,9 @@ def info_command(
             summary.add_row(f"{section}.{key}", _short(value))
     summary.add_row("versions", ", ".join(f"{k} {v}" for k, v in info["versions"].items()))
     console.print(summary)
+    scores = _scores_table(info)
+    if scores is not None:
+        console.print(scores)
     files = Table(title="files", title_justify="left")
     files.add_column("file")
     files.add_column("size", justify="right")
