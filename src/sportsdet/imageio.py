@@ -8,9 +8,14 @@ only: this module must work where torch is not installed.
 from __future__ import annotations
 
 import io
+import os
+import stat
 import struct
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
@@ -25,8 +30,16 @@ IMAGE_EXTENSIONS = frozenset(
 SUPPORTED_FORMATS = frozenset({"JPEG", "MPO", "PNG", "GIF", "WEBP", "BMP", "TIFF"})
 # Refuse images above this many pixels before decoding them (decompression-bomb guard).
 MAX_PIXELS = 120_000_000
+# Refuse images whose longer side is more than this many times the shorter one, before decoding:
+# a 1,000,000x1 "photo" is a hostile or broken file, and no model input can be made from it.
+MAX_ASPECT = 1000
+# Refuse local files above this size before reading them (a 200 MP camera JPEG is ~60 MB).
+MAX_FILE_BYTES = 256 * 2**20
 # Smaller than this on either side and an image carries too little to classify.
 MIN_SIDE = 32
+# Longer side more than this many times the shorter: a strip; the model sees a thin slice of it
+# (crop) or a squashed/letterboxed view. Still labelled, with a warning.
+WARN_ASPECT = 8
 
 # We enforce MAX_PIXELS ourselves with a clear message; keep Pillow's own guard above ours.
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS * 2
@@ -70,18 +83,94 @@ def _looks_like_text(head: bytes) -> bool:
     return printable / len(sample) > 0.95
 
 
-def _open(source: ImageSource, name: str) -> Image.Image:
+_KIND_OF_FILE = (
+    (stat.S_ISFIFO, "a named pipe (FIFO)"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+@contextmanager
+def open_local_file(
+    path: str | Path, *, name: str | None = None, max_bytes: int = MAX_FILE_BYTES
+) -> Iterator[BinaryIO]:
+    """Open a local image file for reading: THE way sportsdet opens a user's picture.
+
+    Only regular files: the file is opened non-blocking (opening a FIFO for reading never waits
+    for a writer) and checked with fstat before one byte is read, so a FIFO, a device (or a
+    symlink to /dev/zero) or a socket is refused at once instead of hanging or filling memory.
+    Files above `max_bytes` are refused too. Raises `ImageLoadError` (kinds missing, unreadable,
+    too-large).
+    """
+    label = name or str(path)
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
+    flags |= getattr(os, "O_BINARY", 0)  # Windows
     try:
-        if isinstance(source, bytes):
-            data = source
-        else:
-            data = Path(source).read_bytes()
+        fd = os.open(path, flags)
     except FileNotFoundError:
-        raise ImageLoadError(name, "missing", "file not found") from None
+        raise ImageLoadError(label, "missing", "file not found") from None
     except IsADirectoryError:
-        raise ImageLoadError(name, "missing", "is a folder, not an image file") from None
+        raise ImageLoadError(label, "missing", "is a folder, not an image file") from None
     except OSError as exc:
-        raise ImageLoadError(name, "unreadable", f"cannot read file ({exc.strerror or exc})") from None
+        raise ImageLoadError(label, "unreadable", f"cannot read file ({exc.strerror or exc})") from None
+    try:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise ImageLoadError(label, "missing", "is a folder, not an image file")
+        if not stat.S_ISREG(info.st_mode):
+            what = next((text for test, text in _KIND_OF_FILE if test(info.st_mode)), "not a regular file")
+            raise ImageLoadError(label, "unreadable", f"is {what}, not an image file; refusing to read it")
+        if info.st_size > max_bytes:
+            raise ImageLoadError(
+                label,
+                "too-large",
+                f"file is {info.st_size / 2**20:.0f} MB, above the {max_bytes / 2**20:.0f} MB limit "
+                "for one image",
+            )
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)  # a regular file: ordinary reads from here on
+        handle = os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+    with handle:
+        yield handle
+
+
+def read_local_file(path: str | Path, *, name: str | None = None, max_bytes: int = MAX_FILE_BYTES) -> bytes:
+    """All bytes of a regular local file, at most `max_bytes` (see `open_local_file`)."""
+    label = name or str(path)
+    with open_local_file(path, name=label, max_bytes=max_bytes) as handle:
+        try:
+            data = handle.read(max_bytes + 1)
+        except OSError as exc:
+            raise ImageLoadError(label, "unreadable", f"cannot read file ({exc.strerror or exc})") from None
+    if len(data) > max_bytes:  # it grew after the size check
+        raise ImageLoadError(
+            label, "too-large", f"file is above the {max_bytes / 2**20:.0f} MB limit for one image"
+        )
+    return data
+
+
+def shape_problem(width: int, height: int) -> tuple[str, str] | None:
+    """("tiny" | "strip", why) for a picture too small or too elongated to classify well; else None.
+
+    Such pictures are still labelled (predict) or kept (data check), with this as a warning.
+    """
+    short, long = min(width, height), max(width, height)
+    if short < MIN_SIDE:
+        return "tiny", f"only {width}x{height} pixels (less than {MIN_SIDE} on a side); the label is a guess"
+    if long > WARN_ASPECT * short:
+        return "strip", (
+            f"a {width}x{height} strip ({long / short:.0f}:1); the model sees only part of it or a "
+            "distorted view, so the label is unreliable"
+        )
+    return None
+
+
+def _open(source: ImageSource, name: str) -> Image.Image:
+    data = source if isinstance(source, bytes) else read_local_file(source, name=name)
     if not data:
         raise ImageLoadError(name, "empty", "file is empty (0 bytes)")
     try:
@@ -115,6 +204,11 @@ def _open(source: ImageSource, name: str) -> Image.Image:
         raise ImageLoadError(name, "corrupt", f"cannot decode image header ({exc})") from None
     except (ValueError, SyntaxError, EOFError, struct.error) as exc:
         raise ImageLoadError(name, "corrupt", f"cannot decode image header ({exc})") from None
+    except MemoryError:
+        raise ImageLoadError(name, "too-large", "not enough memory to read this image's header") from None
+    except Exception as exc:  # noqa: BLE001  Pillow's plugins raise odd types on crafted headers
+        detail = f"cannot decode image header ({type(exc).__name__}: {exc})"
+        raise ImageLoadError(name, "corrupt", detail) from None
     if image.format not in SUPPORTED_FORMATS:
         raise ImageLoadError(
             name,
@@ -127,6 +221,13 @@ def _open(source: ImageSource, name: str) -> Image.Image:
             name,
             "too-large",
             f"image is {width}x{height} pixels, above the {MAX_PIXELS:,}-pixel safety limit",
+        )
+    if width < 1 or height < 1 or max(width, height) > MAX_ASPECT * min(width, height):
+        raise ImageLoadError(
+            name,
+            "degenerate",
+            f"image is {width}x{height} pixels, more than {MAX_ASPECT} times longer than wide; "
+            "not a photo that can be classified",
         )
     return image
 
@@ -180,11 +281,27 @@ def load_image(
       `min_size`, big JPEGs are decoded at a reduced scale (Pillow's `draft`), which is much
       faster and still leaves at least `min_size` pixels on the shorter side.
 
+    - Local files are read with `read_local_file` (regular files only, at most MAX_FILE_BYTES);
+      images above MAX_PIXELS or more elongated than MAX_ASPECT are refused before decoding.
+
     Raises `ImageLoadError` (with `.kind` one of missing, unreadable, empty, not-an-image,
-    unsupported-format, too-large, corrupt, truncated) and never anything else for bad data.
+    unsupported-format, too-large, degenerate, corrupt, truncated) and never anything else for
+    bad data.
     """
+    return load_image_checked(source, name=name, min_size=min_size)[0]
+
+
+def load_image_checked(
+    source: ImageSource,
+    *,
+    name: str | None = None,
+    min_size: int | None = None,
+) -> tuple[Image.Image, str | None]:
+    """`load_image`, plus a warning when the picture is tiny or a strip (see `shape_problem`)."""
     label = name or (f"<{len(source)} bytes>" if isinstance(source, bytes) else str(source))
     image = _open(source, label)
+    problem = shape_problem(*image.size)  # the stored size, before draft mode shrinks it
+    warning = problem[1] if problem else None
     try:
         if min_size and image.format in ("JPEG", "MPO"):
             image.draft(image.mode, (min_size, min_size))
@@ -192,7 +309,7 @@ def load_image(
             warnings.simplefilter("ignore")  # e.g. "palette images with transparency" notes
             image.load()
             image = _upright(image)
-            return _to_rgb(image)
+            return _to_rgb(image), warning
     except ImageLoadError:
         raise
     except OSError as exc:
@@ -202,3 +319,8 @@ def load_image(
         raise ImageLoadError(label, "corrupt", f"image data is corrupt ({message})") from None
     except (ValueError, SyntaxError, EOFError, struct.error, Image.DecompressionBombError) as exc:
         raise ImageLoadError(label, "corrupt", f"image data is corrupt ({exc})") from None
+    except MemoryError:
+        raise ImageLoadError(label, "too-large", "not enough memory to decode this image") from None
+    except Exception as exc:  # noqa: BLE001  Pillow's decoders raise odd types on crafted files
+        detail = f"image data is corrupt ({type(exc).__name__}: {exc})"
+        raise ImageLoadError(label, "corrupt", detail) from None

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import sys
 
-from rich.markup import escape
-
-from sportsdet.cli.app import app, err_console
+from sportsdet.cli.app import app, err_console, plain
 from sportsdet.errors import SportsdetError
 
 # Importing the verb modules registers their commands on `app`.
@@ -30,8 +28,8 @@ def main() -> None:
     try:
         app(standalone_mode=True)
     except SportsdetError as exc:
-        # escape(): messages often hold [lists] that rich would read as markup
-        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        # plain(): messages often hold [lists] that rich would read as markup
+        err_console.print(f"[bold red]error:[/] {plain(exc)}", highlight=False, soft_wrap=True)
         sys.exit(EXIT_USER_ERROR)
     except KeyboardInterrupt:
         err_console.print("[yellow]interrupted[/]")

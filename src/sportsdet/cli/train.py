@@ -12,7 +12,7 @@ from typing import Any
 
 import typer
 
-from sportsdet.cli.app import app, console, err_console
+from sportsdet.cli.app import app, console, err_console, plain, warn
 from sportsdet.errors import SportsdetError
 
 
@@ -119,15 +119,16 @@ def train(
     )
     best = result.best or {}
     val = f"{best['val_acc']:.4f}" if best.get("val_acc") is not None else "n/a (no validation set)"
-    console.print(f"model bundle: {out / 'model'}", highlight=False, soft_wrap=True)
+    console.print(f"model bundle: {plain(out / 'model')}", highlight=False, soft_wrap=True)
     console.print(
         f"epochs run: {len(result.history)}; best epoch: {best.get('epoch')}; best val accuracy: {val}",
         highlight=False,
     )
     from sportsdet.report import write_report_after
 
-    report = write_report_after(out, lambda message: err_console.print(f"warning: {message}", markup=False))
+    report = write_report_after(out, warn)
     if report is not None:
         err_console.print(
-            f"report: {report} (add test results with `sportsdet evaluate {out} DATA`)", highlight=False
+            f"report: {plain(report)} (add test results with `sportsdet evaluate {plain(out)} DATA`)",
+            highlight=False,
         )
