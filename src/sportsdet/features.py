@@ -51,9 +51,11 @@ def cache_root() -> Path:
 
 def file_digest(path: str | Path) -> bytes:
     """SHA-256 of a file's bytes (the cache key of one photo)."""
+    from sportsdet.imageio import open_local_file  # the one opener: a FIFO named x.jpg must not hang
+
     digest = hashlib.sha256()
     try:
-        with open(path, "rb") as handle:
+        with open_local_file(path) as handle:
             for chunk in iter(lambda: handle.read(1 << 20), b""):
                 digest.update(chunk)
     except OSError as exc:
