@@ -245,7 +245,12 @@ def test_cli_jsonl_schema_and_exit_code(bundle: Path, photos: Path, tmp_path: Pa
     assert [list(entry) for entry in good["top_k"]] == [["label", "score"]] * 2
     assert good["top_k"][0] == {"label": good["label"], "score": good["score"]}
     assert bad == {
-        "input": missing, "label": None, "score": None, "top_k": [], "error": "file not found", "warning": None
+        "input": missing,
+        "label": None,
+        "score": None,
+        "top_k": [],
+        "error": "file not found",
+        "warning": None,
     }
     assert "1 of 2" in result.stderr  # the summary goes to stderr, not into the jsonl
 

@@ -159,12 +159,14 @@ def shape_problem(width: int, height: int) -> tuple[str, str] | None:
     Such pictures are still labelled (predict) or kept (data check), with this as a warning.
     """
     short, long = min(width, height), max(width, height)
-    if short < MIN_SIDE:
-        return "tiny", f"only {width}x{height} pixels (less than {MIN_SIDE} on a side): too little to classify"
     if long > WARN_ASPECT * short:
         return "strip", (
             f"a {width}x{height} strip ({long / short:.0f}:1): the model sees only part of it or a "
             "distorted view, so its label is unreliable"
+        )
+    if short < MIN_SIDE:
+        return "tiny", (
+            f"only {width}x{height} pixels (less than {MIN_SIDE} on a side): too little to classify"
         )
     return None
 

@@ -167,9 +167,10 @@ def check(
 ) -> None:
     """Decode every image; report bad files, exact duplicates and duplicates across splits.
 
-    Bad files: unreadable or truncated, empty, not an image (e.g. HTML saved as .jpg), unsupported
-    format, tiny or a strip (more than 8 times longer than wide). Duplicates across splits leak test images into training. Exit code 0 unless
-    --strict finds something (then 1); 2 for a bad PATH or option.
+    Bad files: unreadable (also FIFOs and devices) or truncated, empty, not an image (e.g. HTML saved
+    as .jpg), unsupported format, too large, tiny, or a strip (more than 8 times longer than wide).
+    Duplicates across splits leak test images into training. Exit code 0 unless --strict finds
+    something (then 1); 2 for a bad PATH or option.
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
