@@ -50,6 +50,7 @@ from typing import Any
 import numpy as np
 import torch
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from torch import nn
 from torch.utils.data import DataLoader
@@ -993,10 +994,10 @@ def train(
         manifest = make_split(scan, strategy, run_seed, classes)  # checks the class names first
         if classes:
             scan = scan.restricted_to(manifest.classes)
-        for warning in scan.warnings:
-            console.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
+        for warning in scan.warnings:  # escape: class names such as "[bold]polo" are not markup
+            console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False, soft_wrap=True)
         for note in manifest.notes:
-            console.print(f"[yellow]note:[/] {note}", highlight=False, soft_wrap=True)
+            console.print(f"[yellow]note:[/] {escape(note)}", highlight=False, soft_wrap=True)
         if len(manifest.classes) < 2:
             raise SportsdetError(
                 f"{scan.root}: training needs at least 2 classes, found {len(manifest.classes)}"
