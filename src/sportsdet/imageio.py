@@ -91,21 +91,15 @@ _KIND_OF_FILE = (
 )
 
 
-@contextmanager
-def open_local_file(
-    path: str | Path, *, name: str | None = None, max_bytes: int = MAX_FILE_BYTES
-) -> Iterator[BinaryIO]:
-    """Open a local image file for reading: THE way sportsdet opens a user's picture.
+def _open_regular_file(path: str | Path, label: str, max_bytes: int) -> tuple[int, int]:
+    """(fd, size) of a regular file opened for reading; ImageLoadError for anything else.
 
-    Only regular files: the file is opened non-blocking (opening a FIFO for reading never waits
-    for a writer) and checked with fstat before one byte is read, so a FIFO, a device (or a
-    symlink to /dev/zero) or a socket is refused at once instead of hanging or filling memory.
-    Files above `max_bytes` are refused too. Raises `ImageLoadError` (kinds missing, unreadable,
-    too-large).
+    Opened non-blocking, so that opening a FIFO never waits for a writer, and checked with fstat
+    before one byte is read. O_NONBLOCK has no effect on reads of regular files, so the
+    descriptor is used as it is (one stat-like syscall is the whole cost of the checks).
     """
-    label = name or str(path)
     flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
-    flags |= getattr(os, "O_BINARY", 0)  # Windows
+    flags |= getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0)
     try:
         fd = os.open(path, flags)
     except FileNotFoundError:
@@ -128,29 +122,48 @@ def open_local_file(
                 f"file is {info.st_size / 2**20:.0f} MB, above the {max_bytes / 2**20:.0f} MB limit "
                 "for one image",
             )
-        if hasattr(os, "set_blocking"):
-            os.set_blocking(fd, True)  # a regular file: ordinary reads from here on
-        handle = os.fdopen(fd, "rb")
     except BaseException:
         os.close(fd)
         raise
-    with handle:
+    return fd, info.st_size
+
+
+@contextmanager
+def open_local_file(
+    path: str | Path, *, name: str | None = None, max_bytes: int = MAX_FILE_BYTES
+) -> Iterator[BinaryIO]:
+    """Open a local image file for reading: THE way sportsdet opens a user's picture.
+
+    Only regular files: a FIFO, a device (or a symlink to /dev/zero) or a socket is refused at
+    once instead of hanging or filling memory, and so is a file above `max_bytes`. Raises
+    `ImageLoadError` (kinds missing, unreadable, too-large). `read_local_file` reads it whole.
+    """
+    fd, _ = _open_regular_file(path, name or str(path), max_bytes)
+    with os.fdopen(fd, "rb") as handle:
         yield handle
 
 
 def read_local_file(path: str | Path, *, name: str | None = None, max_bytes: int = MAX_FILE_BYTES) -> bytes:
     """All bytes of a regular local file, at most `max_bytes` (see `open_local_file`)."""
     label = name or str(path)
-    with open_local_file(path, name=label, max_bytes=max_bytes) as handle:
-        try:
-            data = handle.read(max_bytes + 1)
-        except OSError as exc:
-            raise ImageLoadError(label, "unreadable", f"cannot read file ({exc.strerror or exc})") from None
-    if len(data) > max_bytes:  # it grew after the size check
-        raise ImageLoadError(
-            label, "too-large", f"file is above the {max_bytes / 2**20:.0f} MB limit for one image"
-        )
-    return data
+    fd, size = _open_regular_file(path, label, max_bytes)
+    chunks, total = [], 0
+    try:
+        while True:  # normally one read: the size is known
+            chunk = os.read(fd, max(size - total, 0) + 1)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+            if total > max_bytes:  # it grew after the size check
+                raise ImageLoadError(
+                    label, "too-large", f"file is above the {max_bytes / 2**20:.0f} MB limit for one image"
+                )
+    except OSError as exc:
+        raise ImageLoadError(label, "unreadable", f"cannot read file ({exc.strerror or exc})") from None
+    finally:
+        os.close(fd)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def shape_problem(width: int, height: int) -> tuple[str, str] | None:
