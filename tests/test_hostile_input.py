@@ -309,6 +309,26 @@ def test_safetensors_write_errors_name_the_file(tmp_path: Path) -> None:
     assert str(target) in line and "File too large" in line
 
 
+def test_a_failed_write_without_a_file_name_is_named(tmp_path: Path) -> None:
+    # export writes its .onnx with Path.write_bytes; when the disk fills up that raises an OSError
+    # without a file name, which the CLI finds in the traceback (here the write fails by a file
+    # size limit, EFBIG, the same path as ENOSPC).
+    code = _LIMITED_MAIN.replace(
+        "from sportsdet.cli import main",
+        "from sportsdet.cli import main, app\n"
+        "@app.command('write-model')\n"
+        "def write_model(path: str) -> None:\n"
+        "    from pathlib import Path\n"
+        "    Path(path).write_bytes(bytes(100_000))\n",
+    )
+    target = tmp_path / "model.onnx"
+    env = {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    proc = subprocess.run([sys.executable, "-c", code, "0", "4096", "write-model", str(target)],
+                          capture_output=True, text=True, timeout=60, env=env)  # fmt: skip
+    line = one_error_line(proc)
+    assert f"{target}: File too large" in line
+
+
 def test_bundle_config_that_does_not_fit_its_weights(tmp_path: Path) -> None:
     from sportsdet.bundle import load_bundle
     from sportsdet.errors import BundleError
