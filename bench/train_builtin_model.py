@@ -26,22 +26,15 @@ DEFAULT_DATA = ROOT.parent / "shared" / "data" / "sports100"
 ASSET = ROOT / "src" / "sportsdet" / "assets" / "sports100"
 
 
-def predict_split(bundle, items, batch_size: int = 50) -> np.ndarray:
-    """Class probabilities for (path, label) items, through the same path `sportsdet predict` uses."""
-    import torch
+def predict_split(bundle, items) -> np.ndarray:
+    """Class probabilities for (path, label) items, through the engine and streaming pipeline
+    `sportsdet predict` and `sportsdet evaluate` use (runtime.load_backend + stream_predictions)."""
+    from sportsdet.evaluate import run_model
 
-    from sportsdet.preprocess import load_and_preprocess
-
-    model = bundle.build_torch_model()
-    probs = []
-    with torch.inference_mode():
-        for start in range(0, len(items), batch_size):
-            chunk = items[start : start + batch_size]
-            batch = torch.from_numpy(
-                np.stack([load_and_preprocess(p, bundle.preprocessing) for p, _ in chunk])
-            )
-            probs.append(model(batch).softmax(1).numpy())
-    return np.concatenate(probs)
+    kept, probs, skipped = run_model(bundle, items)
+    if skipped:
+        raise SystemExit(f"{len(skipped)} photo(s) could not be read, e.g. {skipped[0]}")
+    return probs
 
 
 def split_metrics(bundle, manifest, split: str) -> dict:
@@ -76,7 +69,7 @@ def finalise_builtin(data: Path) -> None:
     state_dict, training = bundle.torch_state_dict(), dict(bundle.training)
     if (training.get("calibration") or {}).get("method", "none") == "none":
         # Bundles trained before `train` calibrated its scores: fit the temperature now, on valid.
-        from sportsdet.train import calibrate_temperature
+        from sportsdet.training.calibration import calibrate_temperature
 
         items = [
             (path, bundle.labels.index(path.parent.name))

@@ -168,15 +168,18 @@ def test_a_fifo_named_like_an_image_never_blocks(colour_model: Path, tmp_path: P
     records = jsonl(sportsdet_cli("predict", "-m", str(colour_model), pattern, "-f", "jsonl", timeout=30))
     assert len(records) == 3 * len(CLASSES) + 1 and "named pipe" in records[str(fifo)]["error"]
 
-    # data check reports it
+    # data check: the walker passes it over (and counts it); reading it directly is refused
     proc = sportsdet_cli("data", "check", str(tree), "--report", str(tmp_path / "r.json"), timeout=60)
     assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
-    problems = json.loads((tmp_path / "r.json").read_text())["problems"]
-    assert [(p["path"], p["kind"]) for p in problems] == [(f"{CLASSES[0]}/x.jpg", "unreadable")]
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["ignored"] == {"not-a-regular-file": 1} and report["checked"] == 3 * len(CLASSES)
+    from sportsdet.data.check import check_file
+
+    assert check_file(str(fifo), "x.jpg", None, CLASSES[0]).kind == "unreadable"
 
     # the training dataset and the feature cache's file hash refuse it at once
-    from sportsdet.features import file_digest
     from sportsdet.imageio import load_image
+    from sportsdet.training.feature_cache import file_digest
 
     with pytest.raises(ImageLoadError, match="named pipe"):
         load_image(fifo)

@@ -17,7 +17,9 @@ from PIL import Image
 from sportsdet.bundle import load_bundle
 from sportsdet.errors import SportsdetError
 from sportsdet.preprocess import load_and_preprocess
-from sportsdet.train import METRICS_COLUMNS, Callback, read_checkpoint, train
+from sportsdet.run_folder import METRICS_COLUMNS
+from sportsdet.train import Callback, train
+from sportsdet.training.checkpoint import read_checkpoint
 
 # Small and fast: 32 px input instead of the notebook's 150 (the CNN sizes its dense layer by it).
 TINY = {"input_size": 32, "batch_size": 8}
@@ -62,8 +64,8 @@ class InterruptAfter(Callback):
 
 def test_train_writes_run_folder_and_a_bundle_that_reproduces_the_model(data_dir, tmp_path, monkeypatch):
     # The tiny validation split is below the calibration minimums; lift them to see the folding.
-    monkeypatch.setattr("sportsdet.train.MIN_CALIBRATION_IMAGES", 1)
-    monkeypatch.setattr("sportsdet.train.MIN_CALIBRATION_ERRORS", 0)
+    monkeypatch.setattr("sportsdet.training.calibration.MIN_CALIBRATION_IMAGES", 1)
+    monkeypatch.setattr("sportsdet.training.calibration.MIN_CALIBRATION_ERRORS", 0)
     run = tmp_path / "run"
     result = train(data_dir, out=run, model="seed-cnn", seed=3, options={**TINY, "epochs": 2})
 
@@ -102,6 +104,19 @@ def test_train_writes_run_folder_and_a_bundle_that_reproduces_the_model(data_dir
         expected = result.model.eval()(batch)
         got = rebuilt(batch)
     assert torch.allclose(expected, got, atol=1e-6)
+
+    # Like the notebook, training ends with the test split scored (through the engine predict
+    # uses, named in metrics.json) and one report holding it.
+    metrics = json.loads((run / "eval" / "metrics.json").read_text())
+    assert (
+        metrics["split"] == "test"
+        and metrics["source"] == "split-manifest"
+        and metrics["backend"].startswith("torch")
+    )
+    assert metrics["n"] == len(json.loads((run / "split.json").read_text())["splits"]["test"]) > 0
+    assert result.evaluation.metrics["accuracy"] == metrics["accuracy"]
+    page = (run / "report.html").read_text()
+    assert result.report == run / "report.html" and "No evaluation yet" not in page
 
     # The bundle holds the best checkpoint's weights, the classifier divided by the temperature
     # fitted on the validation split (calibrated scores, same ranking).
@@ -263,6 +278,12 @@ def test_cli_train_prints_result_and_errors_without_traceback(data_dir, tmp_path
     assert json.loads((tmp_path / "run" / "config.json").read_text())["options"]["input_size"] == 32
     report = tmp_path / "run" / "report.html"
     assert report.is_file() and "report:" in err and "<html" in report.read_text()[:500].lower()
+    assert "test accuracy:" in out and (tmp_path / "run" / "eval" / "metrics.json").is_file()
+    no_eval = [a if a != str(tmp_path / "run") else str(tmp_path / "quick") for a in args] + ["--no-eval"]
+    assert run_cli(*no_eval) == 0
+    out, err = capsys.readouterr()
+    assert "test accuracy" not in out and not (tmp_path / "quick" / "eval").exists()
+    assert "No evaluation yet" in (tmp_path / "quick" / "report.html").read_text()
 
     assert run_cli(*args) == 2
     out, err = capsys.readouterr()
@@ -278,7 +299,11 @@ def test_cli_train_prints_result_and_errors_without_traceback(data_dir, tmp_path
 
 
 def test_calibration_refuses_a_validation_split_without_enough_mistakes():
-    from sportsdet.train import MIN_CALIBRATION_ERRORS, MIN_CALIBRATION_IMAGES, calibrate_temperature
+    from sportsdet.training.calibration import (
+        MIN_CALIBRATION_ERRORS,
+        MIN_CALIBRATION_IMAGES,
+        calibrate_temperature,
+    )
 
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(4, 3))

@@ -11,7 +11,9 @@ import torch
 from conftest import CLASSES, make_image_tree
 
 from sportsdet.errors import SportsdetError
-from sportsdet.transfer import ArrayBatches, parse_duration, plan_schedule
+from sportsdet.training.options import TransferOptions
+from sportsdet.training.recipes.transfer import ArrayBatches
+from sportsdet.training.schedule import parse_duration, plan_schedule
 
 TINY = {"input_size": 64, "head_epochs": 3, "epochs": 1, "batch_size": 8, "head_lr": 1e-2}
 
@@ -42,8 +44,8 @@ def test_transfer_trains_both_stages_and_writes_the_run_folder(
     from sportsdet.bundle import load_bundle
 
     # A tiny, all-correct validation split is below the calibration minimums; lift them here.
-    monkeypatch.setattr("sportsdet.train.MIN_CALIBRATION_IMAGES", 1)
-    monkeypatch.setattr("sportsdet.train.MIN_CALIBRATION_ERRORS", 0)
+    monkeypatch.setattr("sportsdet.training.calibration.MIN_CALIBRATION_IMAGES", 1)
+    monkeypatch.setattr("sportsdet.training.calibration.MIN_CALIBRATION_ERRORS", 0)
 
     result = _train(split_tree, tmp_path / "run")
     run = tmp_path / "run"
@@ -104,14 +106,14 @@ def test_parse_duration() -> None:
 
 
 def test_budget_drops_views_that_do_not_fit() -> None:
-    options = {"aug_views": 2, "feature_flip": True, "epochs": 3, "time_budget": "10m"}
+    options = TransferOptions(aug_views=2, feature_flip=True, epochs=3, time_budget="10m")
     # 13,500 photos at 45 img/s is 300 s per view: only the photo itself fits in 60% of 600 s.
     plan = plan_schedule(options, 13500, 13500, 45.0)
     assert plan["aug_views"] == 0 and plan["feature_flip"] is False
     # Everything cached already: all views are free.
     plan = plan_schedule(options, 13500, 0, 45.0)
     assert plan["aug_views"] == 2 and plan["feature_flip"] is True
-    assert plan_schedule({"aug_views": 1, "epochs": 2}, 10, 10, 1.0)["budget_s"] is None
+    assert plan_schedule(TransferOptions(aug_views=1, epochs=2), 10, 10, 1.0)["budget_s"] is None
 
 
 def test_array_batches_mix_views_and_cover_every_row() -> None:

@@ -14,7 +14,6 @@ NumPy arrays; `torch_state_dict()` gives tensors when torch is there.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import platform
@@ -27,6 +26,7 @@ from typing import Any
 
 from sportsdet import __version__
 from sportsdet.errors import BundleError, SportsdetError
+from sportsdet.files import sha256_file
 from sportsdet.preprocess import Preprocessing
 
 BUNDLE_FORMAT = "sportsdet-bundle/1"
@@ -43,14 +43,6 @@ def library_versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             pass
     return versions
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 @dataclass

@@ -91,7 +91,7 @@ _KIND_OF_FILE = (
 )
 
 
-def _open_regular_file(path: str | Path, label: str, max_bytes: int) -> tuple[int, int]:
+def _open_regular_file(path: str | Path, label: str, max_bytes: int | None) -> tuple[int, int]:
     """(fd, size) of a regular file opened for reading; ImageLoadError for anything else.
 
     Opened non-blocking, so that opening a FIFO never waits for a writer, and checked with fstat
@@ -114,8 +114,8 @@ def _open_regular_file(path: str | Path, label: str, max_bytes: int) -> tuple[in
             raise ImageLoadError(label, "missing", "is a folder, not an image file")
         if not stat.S_ISREG(info.st_mode):
             what = next((text for test, text in _KIND_OF_FILE if test(info.st_mode)), "not a regular file")
-            raise ImageLoadError(label, "unreadable", f"is {what}, not an image file; refusing to read it")
-        if info.st_size > max_bytes:
+            raise ImageLoadError(label, "unreadable", f"is {what}, not a regular file; refusing to read it")
+        if max_bytes is not None and info.st_size > max_bytes:
             raise ImageLoadError(
                 label,
                 "too-large",
@@ -130,12 +130,13 @@ def _open_regular_file(path: str | Path, label: str, max_bytes: int) -> tuple[in
 
 @contextmanager
 def open_local_file(
-    path: str | Path, *, name: str | None = None, max_bytes: int = MAX_FILE_BYTES
+    path: str | Path, *, name: str | None = None, max_bytes: int | None = MAX_FILE_BYTES
 ) -> Iterator[BinaryIO]:
     """Open a local image file for reading: THE way sportsdet opens a user's picture.
 
     Only regular files: a FIFO, a device (or a symlink to /dev/zero) or a socket is refused at
-    once instead of hanging or filling memory, and so is a file above `max_bytes`. Raises
+    once instead of hanging or filling memory, and so is a file above `max_bytes` (None: no
+    cap, for model weights; `files.sha256_file` opens through here too). Raises
     `ImageLoadError` (kinds missing, unreadable, too-large). `read_local_file` reads it whole.
     """
     fd, _ = _open_regular_file(path, name or str(path), max_bytes)

@@ -24,17 +24,26 @@ import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 from PIL import Image
 
-from sportsdet.bundle import MANIFEST_NAME, Bundle, load_bundle
+from sportsdet.bundle import Bundle, load_bundle
 from sportsdet.errors import SportsdetError
 from sportsdet.fetch import DEFAULT_MAX_BYTES, fetch_url, is_url
+from sportsdet.files import iter_image_files
 from sportsdet.imageio import is_image_name
 from sportsdet.preprocess import load_and_preprocess, preprocess
-from sportsdet.runtime import Loaded, TorchBackend, load_backend, preferred_batch_size, stream_predictions
+from sportsdet.run_folder import resolve_bundle_dir
+from sportsdet.runtime import (
+    Backend,
+    Loaded,
+    TorchBackend,
+    load_backend,
+    preferred_batch_size,
+    stream_predictions,
+)
 
 Source = str | Path | bytes
 _GLOB_CHARS = frozenset("*?[")
@@ -78,58 +87,12 @@ class InputItem:
     error: str | None = None
 
 
-def resolve_bundle_dir(path: str | Path) -> Path:
-    """A bundle folder as given, or RUN/model when `path` is a training run folder."""
-    path = Path(path).expanduser()
-    if not (path / MANIFEST_NAME).is_file() and (path / "model" / MANIFEST_NAME).is_file():
-        return path / "model"
-    return path  # load_bundle explains what is wrong with anything else
-
-
 # ----------------------------------------------------------------------------- input expansion
-
-
-def _is_hidden(name: str) -> bool:
-    return name.startswith(".") or name == "__MACOSX"
-
-
-# Entries of one folder read (and sorted) at a time: bounds memory for folders of millions of files.
-_WALK_CHUNK = 10_000
-
-
-def _sorted_chunks(folder: Path) -> Iterator[os.DirEntry]:
-    """A folder's entries, sorted by name in chunks of _WALK_CHUNK (fully sorted below that size)."""
-    try:
-        with os.scandir(folder) as scan:
-            chunk: list[os.DirEntry] = []
-            for entry in scan:
-                chunk.append(entry)
-                if len(chunk) >= _WALK_CHUNK:
-                    yield from sorted(chunk, key=lambda e: e.name)
-                    chunk = []
-            yield from sorted(chunk, key=lambda e: e.name)
-    except OSError:
-        return
-
-
-def _walk_images(folder: Path) -> Iterator[Path]:
-    """Image files under `folder`, recursively, hidden entries skipped, never listing a folder whole.
-
-    Sorted by path for folders of up to 10,000 entries; bigger folders come in sorted runs of
-    10,000 in the file system's order (sorting all would mean holding the whole listing).
-    """
-    for entry in _sorted_chunks(folder):
-        if _is_hidden(entry.name):
-            continue
-        if entry.is_dir(follow_symlinks=True):
-            yield from _walk_images(Path(entry.path))
-        elif entry.is_file(follow_symlinks=True) and is_image_name(entry.name):
-            yield Path(entry.path)
 
 
 def _expand_folder(folder: Path, shown: str) -> Iterator[InputItem]:
     found = False
-    for path in _walk_images(folder):
+    for path in iter_image_files(folder):
         found = True
         yield InputItem(str(path), path)
     if not found:
@@ -180,17 +143,6 @@ def expand_inputs(sources: Iterable[Source]) -> Iterator[InputItem]:
                 yield InputItem(text, error="no image files match this pattern")
         else:
             yield InputItem(text, error="file not found")
-
-
-# ----------------------------------------------------------------------------- backends
-
-
-class Backend(Protocol):
-    """What the Predictor needs from an inference engine (`sportsdet.runtime` has two)."""
-
-    def predict_proba(self, batch: np.ndarray) -> np.ndarray:
-        """float32 [N, 3, H, W] (already preprocessed) -> class probabilities [N, C]."""
-        ...
 
 
 __all__ = ["Predictor", "PredictionResult", "InputItem", "TorchBackend", "expand_inputs"]

@@ -59,6 +59,9 @@ def cpu_count() -> int:
 
 
 class Backend(Protocol):
+    """An inference engine (OnnxBackend, TorchBackend): preprocessed float32 [N, 3, H, W] ->
+    class probabilities [N, C], plus the labels and preprocessing it was trained with."""
+
     labels: list[str]
     preprocessing: Preprocessing
     name: str
@@ -705,34 +708,3 @@ def _worker_failure(exc: BaseException, chunk: int, shape: tuple[int, ...]) -> B
         )
     return SportsdetError(f"prediction stopped: a worker failed ({type(exc).__name__}: {exc})")
 
-
-def iter_image_files(paths: Iterable[str | Path], *, recursive: bool = True) -> Iterator[Path]:
-    """Expand files and folders into image files lazily (os.scandir; a folder is never listed whole).
-
-    Entries in a folder come in the file system's order, not sorted: sorting would mean reading
-    the whole listing into memory first.
-    """
-    from sportsdet.imageio import is_image_name
-
-    for entry in paths:
-        path = Path(entry)
-        if not path.is_dir():
-            yield path  # files (and missing paths) go through, to be reported per input
-            continue
-        stack = [path]
-        while stack:
-            folder = stack.pop()
-            try:
-                with os.scandir(folder) as scan:
-                    subfolders = []
-                    for item in scan:
-                        if item.name.startswith("."):
-                            continue
-                        if item.is_dir(follow_symlinks=False):
-                            subfolders.append(Path(item.path))
-                        elif is_image_name(item.name):
-                            yield Path(item.path)
-            except OSError as exc:
-                raise SportsdetError(f"{folder}: cannot read folder ({exc.strerror or exc})") from None
-            if recursive:
-                stack.extend(sorted(subfolders, reverse=True))

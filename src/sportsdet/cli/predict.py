@@ -32,7 +32,7 @@ def _bundle_dir(model: Path | None) -> Path:
     """--model given -> that bundle (or RUN/model, or an .onnx file); else the built-in model."""
     from sportsdet.bundle import builtin_bundle_path
     from sportsdet.errors import SportsdetError
-    from sportsdet.predict import resolve_bundle_dir
+    from sportsdet.run_folder import resolve_bundle_dir
 
     if model is not None:
         if model.suffix.lower() == ".onnx":

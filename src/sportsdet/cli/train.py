@@ -1,7 +1,8 @@
 """CLI verb: `sportsdet train`. Thin: parse options, call sportsdet.train.train, print the result.
 
-Per-model numbers (epochs, learning rate, ...) live in the model registry's train_defaults;
-every option here defaults to "not given" so the registry decides unless the user says otherwise.
+Numbers (epochs, learning rate, ...) live in the recipe's options (sportsdet.training.options)
+and the model registry; every option here defaults to "not given" so they decide unless the
+user says otherwise.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Any
 
 import typer
 
-from sportsdet.cli.app import app, console, err_console, plain, warn
+from sportsdet.cli.app import app, console, err_console, plain
 from sportsdet.errors import SportsdetError
 
 
@@ -43,7 +44,7 @@ def train(
         None,
         "--model",
         "-m",
-        help="Model from `sportsdet models` (default: lite0 if installed, else seed-cnn).",
+        help="Model from `sportsdet models` (default: lite0, pretrained; seed-cnn is the notebook's CNN).",
     ),
     split: str | None = typer.Option(
         None,
@@ -81,16 +82,21 @@ def train(
     set_options: list[str] = typer.Option(
         [],
         "--set",
-        help="Any other training option as KEY=VALUE (JSON value), e.g. --set label_smoothing=0.1.",
+        help="Any other training option as KEY=VALUE (JSON value), e.g. --set label_smoothing=0.1; "
+        "an unknown KEY is refused with the list of known ones.",
+    ),
+    no_eval: bool = typer.Option(
+        False, "--no-eval", help="Skip evaluating the test split after training (RUN/eval, in the report)."
     ),
     resume: bool = typer.Option(
         False, "--resume", help="Continue the run in --out from its last checkpoint."
     ),
     force: bool = typer.Option(False, "--force", help="Replace an existing run in --out."),
 ) -> None:
-    """Train a model on a folder of images; writes metrics, curves, checkpoints and a model bundle to --out.
+    """Train a model on a folder of images; writes metrics, curves, checkpoints, a model bundle, the
+    test split's evaluation and report.html to --out.
 
-    Progress goes to stderr; the final summary (bundle path, best validation accuracy) to stdout.
+    Progress goes to stderr; the final summary (bundle path, accuracies, report) to stdout.
     Ctrl-C keeps the last finished epoch: continue with `sportsdet train --out DIR --resume`.
     """
     from sportsdet.train import train as run_training
@@ -116,6 +122,7 @@ def train(
         force=force,
         options=options,
         console=err_console,
+        evaluate=not no_eval,
     )
     best = result.best or {}
     val = f"{best['val_acc']:.4f}" if best.get("val_acc") is not None else "n/a (no validation set)"
@@ -124,11 +131,13 @@ def train(
         f"epochs run: {len(result.history)}; best epoch: {best.get('epoch')}; best val accuracy: {val}",
         highlight=False,
     )
-    from sportsdet.report import write_report_after
-
-    report = write_report_after(out, warn)
-    if report is not None:
-        err_console.print(
-            f"report: {plain(report)} (add test results with `sportsdet evaluate {plain(out)} DATA`)",
+    if result.evaluation is not None:
+        metrics, where = result.evaluation.metrics, result.evaluation.out_dir
+        console.print(
+            f"test accuracy: {metrics['accuracy']:.4f} on {metrics['n']} images ({where})",
             highlight=False,
+            markup=False,
+            soft_wrap=True,
         )
+    if result.report is not None:
+        err_console.print(f"report: {result.report}", highlight=False, markup=False, soft_wrap=True)

@@ -26,9 +26,9 @@ from typing import Any
 from PIL import Image
 
 from sportsdet import imageio
-from sportsdet.data._jsonio import write_json_atomic
-from sportsdet.data.discover import ScanResult, is_hidden_name, scan_dataset
+from sportsdet.data.discover import ScanResult, scan_dataset
 from sportsdet.errors import ImageLoadError, SportsdetError
+from sportsdet.files import is_hidden_name, write_json
 
 CHECK_FORMAT = "sportsdet-check/1"
 TINY = "tiny"
@@ -175,7 +175,7 @@ class CheckReport:
 
     def save(self, path: str | Path) -> Path:
         """Write the JSON report atomically."""
-        return write_json_atomic(path, self.to_dict())
+        return write_json(path, self.to_dict())
 
 
 def check_file(path: str, rel: str, split: str | None, label: str) -> FileResult:

@@ -27,9 +27,9 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from sportsdet.data._jsonio import write_json_atomic
 from sportsdet.data.discover import SPLIT_ORDER, ImageRecord, ScanResult, scan_dataset
 from sportsdet.errors import SportsdetError
+from sportsdet.files import write_json
 
 SPLIT_FORMAT = "sportsdet-split/1"
 SPLITS = SPLIT_ORDER  # ("train", "valid", "test")
@@ -191,7 +191,7 @@ class SplitManifest:
 
     def save(self, path: str | Path) -> Path:
         """Write the manifest as JSON, atomically (a crash leaves the old file or none)."""
-        return write_json_atomic(path, self.to_dict())
+        return write_json(path, self.to_dict())
 
     @classmethod
     def load(cls, path: str | Path) -> SplitManifest:

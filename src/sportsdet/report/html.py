@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from sportsdet import __version__
-from sportsdet.report import figures
+from sportsdet import plots as figures
 from sportsdet.report.assets import CSS, JS
 from sportsdet.report.confusion import confusion_svg, legend_html
 from sportsdet.report.gallery import Tile, highest_loss, spread_sample, thumbnail_uri

@@ -1,13 +1,17 @@
-"""The report's plots, drawn with matplotlib's Agg renderer straight to PNG bytes.
+"""Every plot sportsdet draws, with matplotlib's Agg renderer (training curves, reliability,
+confusion matrix, the notebook's 3x3 galleries): to PNG bytes or a PNG file.
 
 `matplotlib.figure.Figure` is used without pyplot: no global state, no GUI backend, safe to
-call from the end of `train` or `evaluate` in any process.
+call from a training callback, `evaluate` or the report in any process.
 """
 
 from __future__ import annotations
 
 import io
 import math
+import textwrap
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -66,8 +70,14 @@ def curves_png(history: list[dict[str, Any]]) -> bytes:
     xs, acc = _series(history, "val_acc")
     if len(xs):
         best = int(np.argmax(acc))
-        axes[1].plot([xs[best]], [acc[best]], "*", color=VAL_COLOR, markersize=11,
-                     label=f"best validation {acc[best]:.3f} (epoch {xs[best]:g})")
+        axes[1].plot(
+            [xs[best]],
+            [acc[best]],
+            "*",
+            color=VAL_COLOR,
+            markersize=11,
+            label=f"best validation {acc[best]:.3f} (epoch {xs[best]:g})",
+        )
         axes[1].legend(fontsize=8)
     xs, lr = _series(history, "lr")
     ax = axes[2]
@@ -88,8 +98,16 @@ def curves_png(history: list[dict[str, Any]]) -> bytes:
     for epoch, stage in _stage_changes(history):
         for each in axes:
             each.axvline(epoch, color="#999999", linestyle="--", linewidth=0.8)
-        axes[0].annotate(stage, (epoch, 1), xycoords=("data", "axes fraction"), fontsize=7,
-                         rotation=90, va="top", ha="right", color="#666666")
+        axes[0].annotate(
+            stage,
+            (epoch, 1),
+            xycoords=("data", "axes fraction"),
+            fontsize=7,
+            rotation=90,
+            va="top",
+            ha="right",
+            color="#666666",
+        )
     return _png(fig)
 
 
@@ -150,8 +168,90 @@ def compare_curves_png(histories: dict[str, list[dict[str, Any]]]) -> bytes:
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
     # One legend under the plots: run names can be long and would cover the curves.
-    handles = [Line2D([], [], color=RUN_COLORS[i % len(RUN_COLORS)], label=name)
-               for i, name in enumerate(histories)]
-    fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=min(len(handles), 3),
-               fontsize=8, frameon=False)
+    handles = [
+        Line2D([], [], color=RUN_COLORS[i % len(RUN_COLORS)], label=name) for i, name in enumerate(histories)
+    ]
+    fig.legend(
+        handles=handles,
+        loc="upper center",
+        bbox_to_anchor=(0.5, 0.0),
+        ncol=min(len(handles), 3),
+        fontsize=8,
+        frameon=False,
+    )
     return _png(fig)
+
+
+GALLERY_SIZE = 9  # the notebook's 3x3 grids
+
+
+def _wrap(text: str, width: int) -> str:
+    return "\n".join(textwrap.wrap(text, width=width, break_long_words=True)) or text
+
+
+def plot_confusion_matrix(cm: np.ndarray, labels: Sequence[str], path: Path, title: str = "") -> None:
+    """Row-normalised confusion matrix; the figure grows with the class count, fonts shrink,
+    and per-cell numbers are drawn only while they fit (up to 20 classes)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    n = len(labels)
+    rows = cm.sum(axis=1, keepdims=True)
+    norm = np.divide(cm, rows, out=np.zeros(cm.shape, dtype=float), where=rows > 0)
+    side = float(np.clip(0.22 * n + 3.5, 5.0, 26.0))
+    tick_font = float(np.clip(150.0 / max(n, 1), 5.0, 10.0))
+    fig = Figure(figsize=(side + 1.2, side))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    image = ax.imshow(norm, cmap="Blues", vmin=0.0, vmax=1.0, interpolation="nearest")
+    ax.set_xticks(range(n))
+    ax.set_yticks(range(n))
+    ax.set_xticklabels(labels, rotation=90, fontsize=tick_font)
+    ax.set_yticklabels(labels, fontsize=tick_font)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title or "confusion matrix (each row sums to 1)", fontsize=11)
+    if n <= 20:
+        cell_font = float(np.clip(120.0 / max(n, 1), 6.0, 11.0))
+        for t in range(n):
+            for p in range(n):
+                if cm[t, p]:
+                    colour = "white" if norm[t, p] > 0.5 else "black"
+                    ax.text(
+                        p, t, f"{norm[t, p]:.2f}", ha="center", va="center", fontsize=cell_font, color=colour
+                    )
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def plot_gallery(
+    tiles: Sequence[tuple[Path, str, str, float]], path: Path, title: str, empty_message: str
+) -> None:
+    """A 3x3 grid of (image path, predicted, true, confidence) tiles, as in the notebook."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from sportsdet.errors import SportsdetError
+    from sportsdet.imageio import load_image
+
+    fig = Figure(figsize=(9, 10.5))
+    FigureCanvasAgg(fig)
+    fig.suptitle(title, fontsize=13)
+    if not tiles:
+        ax = fig.add_subplot(1, 1, 1)
+        ax.axis("off")
+        ax.text(0.5, 0.5, empty_message, ha="center", va="center", fontsize=14)
+    for i, (image_path, pred, true, confidence) in enumerate(tiles[:GALLERY_SIZE]):
+        ax = fig.add_subplot(3, 3, i + 1)
+        ax.axis("off")
+        try:
+            picture = load_image(image_path, min_size=256)
+            picture.thumbnail((256, 256))
+            ax.imshow(np.asarray(picture))
+        except SportsdetError:
+            ax.text(0.5, 0.5, "(image unreadable)", ha="center", va="center")
+        caption = _wrap(f"pred: {pred} ({confidence:.0%}) /", 34) + "\n" + _wrap(f"true: {true}", 34)
+        ax.set_title(caption, fontsize=9, color="darkgreen" if pred == true else "darkred")
+    fig.tight_layout(rect=(0, 0, 1, 0.96), h_pad=1.5)
+    fig.savefig(path, dpi=100)
