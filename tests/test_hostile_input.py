@@ -240,6 +240,42 @@ def test_strips_cost_no_more_than_photos(colour_model: Path, tmp_path: Path) -> 
     assert np.abs(np.asarray(resize_image(ramp, big), dtype=int) - expected).max() <= 2
 
 
+def _png_declaring(width: int, height: int, mode: str = "RGBA") -> bytes:
+    """A few bytes of PNG whose header claims width x height pixels (a decompression bomb's head)."""
+    import struct
+    import zlib
+
+    data = bytearray(_png(1, 1) if mode == "RGB" else _rgba_png())
+    ihdr = 8  # signature, then the IHDR chunk: length, type, width, height, ...
+    data[ihdr + 8 : ihdr + 16] = struct.pack(">II", width, height)
+    data[ihdr + 21 : ihdr + 25] = struct.pack(">I", zlib.crc32(bytes(data[ihdr + 4 : ihdr + 21])))
+    return bytes(data)
+
+
+def _rgba_png() -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGBA", (1, 1), (0, 0, 0, 0)).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def test_small_files_declaring_huge_pictures_are_refused_before_decoding(
+    colour_model: Path, tmp_path: Path
+) -> None:
+    # 10000x11000 RGBA is under the 120 MP header limit, but decoding and flattening it took 2.2 GB.
+    (tmp_path / "bomb.png").write_bytes(_png_declaring(10000, 11000))
+    (tmp_path / "fine.png").write_bytes(_png(64, 48))
+    proc = sportsdet_cli("predict", "-m", str(colour_model), str(tmp_path), "-f", "jsonl", memory_mb=1200)
+    records = {Path(name).name: r for name, r in jsonl(proc).items()}
+    assert "10000x11000 pixels, above the 40,000,000-pixel limit" in records["bomb.png"]["error"]
+    assert records["fine.png"]["label"] is not None
+
+    from sportsdet.imageio import load_image
+
+    # Transparent pictures are still flattened onto white exactly as before.
+    pixels = np.asarray(load_image(_rgba_png()))
+    assert pixels.tolist() == [[[255, 255, 255]]]
+
+
 def _zip_of_zeros(path: Path, members: int, size: int) -> Path:
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
         archive.writestr("photos/polo/0.png", _png(40, 40))

@@ -30,6 +30,10 @@ IMAGE_EXTENSIONS = frozenset(
 SUPPORTED_FORMATS = frozenset({"JPEG", "MPO", "PNG", "GIF", "WEBP", "BMP", "TIFF"})
 # Refuse images above this many pixels before decoding them (decompression-bomb guard).
 MAX_PIXELS = 120_000_000
+# ... and above this many pixels as decoded (JPEGs decode at reduced size when the caller needs
+# less, so a 200 MP camera JPEG passes): a 400 KB PNG can declare 10000x11000 RGBA pixels, which
+# took 2.2 GB to decode and flatten; at this bound decoding stays under ~400 MB.
+MAX_DECODE_PIXELS = 40_000_000
 # Refuse images whose longer side is more than this many times the shorter one, before decoding:
 # a 1,000,000x1 "photo" is a hostile or broken file, and no model input can be made from it.
 MAX_ASPECT = 1000
@@ -259,9 +263,12 @@ def _to_rgb(image: Image.Image) -> Image.Image:
         if mode == "RGB":
             return image
     if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
-        rgba = image.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(background, rgba).convert("RGB")
+        # Pasting through the alpha mask onto white equals alpha_composite(white, rgba) bit for
+        # bit, without its two extra full-size RGBA copies.
+        rgba = image if mode == "RGBA" else image.convert("RGBA")
+        background = Image.new("RGB", rgba.size, (255, 255, 255))
+        background.paste(rgba, mask=rgba.getchannel("A"))
+        return background
     if mode.startswith("I;16") or mode in ("I", "F"):
         # 16-bit and 32-bit greyscale: scale the value range to 8 bits instead of clipping.
         values = np.asarray(image, dtype=np.float64)
@@ -316,11 +323,19 @@ def load_image_checked(
     """`load_image`, plus a warning when the picture is tiny or a strip (see `shape_problem`)."""
     label = name or (f"<{len(source)} bytes>" if isinstance(source, bytes) else str(source))
     image = _open(source, label)
-    problem = shape_problem(*image.size)  # the stored size, before draft mode shrinks it
+    stored_w, stored_h = image.size  # before draft mode shrinks it
+    problem = shape_problem(stored_w, stored_h)
     warning = problem[1] if problem else None
     try:
         if min_size and image.format in ("JPEG", "MPO"):
             image.draft(image.mode, (min_size, min_size))
+        if image.width * image.height > MAX_DECODE_PIXELS:  # the size as it will be decoded
+            raise ImageLoadError(
+                label,
+                "too-large",
+                f"image is {stored_w}x{stored_h} pixels, above the {MAX_DECODE_PIXELS:,}-pixel limit for "
+                "decoding at full size (only JPEGs can be decoded smaller); shrink it first",
+            )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # e.g. "palette images with transparency" notes
             image.load()
