@@ -435,6 +435,9 @@ DEFAULT_BATCH_SIZE = 16  # for backends that do not say what suits them (torch)
 # 100000 is a clear error, not a 75 GiB allocation.
 MAX_BATCH_SIZE = 4096
 MAX_BATCH_BYTES = 1 << 30
+# Workers are threads that each hold a batch; more than this only adds memory (URL downloads,
+# the one I/O-bound use of many workers, are well served by 64).
+MAX_WORKERS = 64
 
 
 def check_batch_size(batch_size: int, input_size: int) -> None:
@@ -501,8 +504,10 @@ def stream_predictions(
     if batch_size is None:
         batch_size = preferred_batch_size(backend)
     check_batch_size(batch_size, spec.input_size)
+    if workers is not None and not 1 <= workers <= MAX_WORKERS:
+        raise SportsdetError(f"workers must be between 1 and {MAX_WORKERS}, got {workers}")
     lanes, run = model_lanes(backend)
-    workers = max(lanes, workers or default_workers())
+    workers = min(MAX_WORKERS, max(lanes, workers or default_workers()))
     window = max(1, max_in_flight or 2 * workers * batch_size)
     if load is None:
 
