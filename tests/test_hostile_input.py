@@ -316,6 +316,27 @@ def test_zip_and_tar_bombs_are_refused_before_filling_the_disk(tmp_path: Path, m
     assert (tmp_path / "out3" / "photos" / "polo" / "0.png").is_file()
 
 
+def test_an_external_unpacker_is_stopped_when_it_passes_the_budget(tmp_path: Path, monkeypatch) -> None:
+    from sportsdet.data import fetch_dataset
+
+    # A stand-in for bsdtar that writes zeros for ever (a RAR bomb, as far as we can tell).
+    tool = tmp_path / "bin" / "bsdtar"
+    tool.parent.mkdir()
+    tool.write_text(
+        f"#!{sys.executable}\nimport sys, time\nargs = sys.argv[1:]\n"
+        "with open(args[args.index('-C') + 1] + '/zeros.bin', 'wb') as out:\n"
+        "    while True:\n        out.write(bytes(1 << 20)); out.flush(); time.sleep(0.01)\n"
+    )
+    tool.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tool.parent}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setattr(fetch_dataset, "_RATIO_SLACK", 4 << 20)
+    archive = tmp_path / "bomb.rar"
+    archive.write_bytes(b"Rar!\x1a\x07\x00" + bytes(100))
+    with pytest.raises(SportsdetError, match="bomb.rar: refusing to unpack it: its contents exceed"):
+        fetch_dataset.unpack(archive, tmp_path / "out")
+    assert (tmp_path / "out" / "zeros.bin").stat().st_size < 200 << 20
+
+
 # ----------------------------------------------------------------------------- item 9: one line
 
 

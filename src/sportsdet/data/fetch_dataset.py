@@ -12,7 +12,8 @@ inside it is found (archives often wrap it, e.g. `event_img/<sport>/*.jpg`) and 
 zip and tar archives are unpacked with the standard library, refusing members that would land
 outside the target and archives that would unpack to more than MAX_RATIO times their size,
 MAX_UNPACKED_BYTES, or the free disk space (zip bombs); RAR (the UIUC archive) needs an external
-tool: bsdtar, unar, 7z or unrar.
+tool: bsdtar, unar, 7z or unrar, whose output is measured while it runs and which is stopped
+when it passes the same budget.
 """
 
 from __future__ import annotations
@@ -100,6 +101,11 @@ class _UnpackBudget:
 
     def take(self, size: int) -> None:
         self.used += max(0, size)
+        self.check()
+
+    def check(self, used: int | None = None) -> None:
+        if used is not None:
+            self.used = used
         if self.used > self.limit:
             raise SportsdetError(
                 f"{self.archive}: refusing to unpack it: its contents exceed {_human(self.limit)} "
@@ -177,7 +183,7 @@ def _unpack_rar(archive: Path, target: Path) -> None:
         if command is None:
             continue
         argv = [command, *(a.format(archive=archive, target=target) for a in arguments)]
-        done = subprocess.run(argv, capture_output=True, text=True)
+        done = _run_within_budget(argv, target, _UnpackBudget(archive, target))
         if done.returncode != 0:
             detail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no message"]
             raise SportsdetError(
@@ -189,6 +195,43 @@ def _unpack_rar(archive: Path, target: Path) -> None:
         "(e.g. `apt install libarchive-tools` for bsdtar, or unar / 7zip / unrar), then run the same "
         "command again (the download is kept), or unpack it yourself and run `sportsdet data scan` on it"
     )
+
+
+def _tree_bytes(folder: Path) -> int:
+    """Bytes of the regular files below `folder` (links not followed)."""
+    total, stack = 0, [str(folder)]
+    while stack:
+        try:
+            with os.scandir(stack.pop()) as entries:
+                for entry in entries:
+                    if entry.is_dir(follow_symlinks=False):
+                        stack.append(entry.path)
+                    elif entry.is_file(follow_symlinks=False):
+                        total += entry.stat(follow_symlinks=False).st_size
+        except OSError:
+            continue  # a folder the tool is still creating or has just renamed
+    return total
+
+
+def _run_within_budget(
+    argv: list[str], target: Path, budget: _UnpackBudget, poll: float = 0.5
+) -> subprocess.CompletedProcess:
+    """Run an external unpacker, measuring what it has written every `poll` seconds and stopping
+    it once the budget is passed (an external tool cannot be asked to respect our limits)."""
+    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        while True:
+            try:
+                out, err = process.communicate(timeout=poll)
+                break
+            except subprocess.TimeoutExpired:
+                budget.check(_tree_bytes(target))
+        budget.check(_tree_bytes(target))
+    except BaseException:
+        process.kill()
+        process.communicate()
+        raise
+    return subprocess.CompletedProcess(argv, process.returncode, out, err)
 
 
 def unpack(archive: Path, target: Path) -> None:
