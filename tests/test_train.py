@@ -192,6 +192,9 @@ def test_existing_run_is_not_overwritten_without_force(data_dir, tmp_path):
     run = tmp_path / "run"
     train(data_dir, out=run, model="seed-cnn", options={**TINY, "epochs": 1})
     (run / "notes.txt").write_text("mine")
+    # A user's files inside the folders a run writes must survive --force too (they did not).
+    (run / "model" / "important.txt").write_text("mine")
+    (run / "eval" / "thesis.tex").write_text("mine")
     before = (run / "model" / "weights.safetensors").read_bytes()
 
     with pytest.raises(SportsdetError, match="already holds a run.*--resume.*--force"):
@@ -205,6 +208,9 @@ def test_existing_run_is_not_overwritten_without_force(data_dir, tmp_path):
 
     train(data_dir, out=run, model="seed-cnn", seed=1, force=True, options={**TINY, "epochs": 1})
     assert (run / "notes.txt").read_text() == "mine"  # --force removes only what a run writes
+    assert (run / "model" / "important.txt").read_text() == "mine"
+    assert (run / "eval" / "thesis.tex").read_text() == "mine"
+    assert (run / "model" / "bundle.json").is_file() and (run / "eval" / "metrics.json").is_file()
     assert len(_history(run)) == 1
 
     with pytest.raises(SportsdetError, match="nothing to resume"):
@@ -322,3 +328,26 @@ def test_calibration_refuses_a_validation_split_without_enough_mistakes():
     assert info["temperature"] > 1.0 and info["valid_nll_after"] < info["valid_nll_before"]
     assert torch.allclose(model.state_dict()["0.weight"], before["0.weight"] / info["temperature"])
     assert torch.allclose(model.state_dict()["0.bias"], before["0.bias"] / info["temperature"])
+
+
+def test_a_run_folder_in_use_by_another_process_is_refused(data_dir, tmp_path):
+    # Two `train --force` into one folder at once mixed one run's labels with the other's weights.
+    run = tmp_path / "run"
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys, time; from pathlib import Path; from sportsdet.run_folder import RunFolder, lock_run\n"
+         "with lock_run(RunFolder(Path(sys.argv[1]))):\n    print('held', flush=True); time.sleep(60)",
+         str(run)],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(SportsdetError, match=rf"another sportsdet process \(pid {holder.pid}\)"):
+            train(data_dir, out=run, model="seed-cnn", force=True, options={**TINY, "epochs": 1})
+        assert not (run / "model").exists() and not (run / "split.json").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    # The lock dies with its process (even a killed one): the folder is free again.
+    train(data_dir, out=run, model="seed-cnn", force=True, options={**TINY, "epochs": 1})
+    assert (run / "model" / "bundle.json").is_file()

@@ -32,6 +32,10 @@ from sportsdet.preprocess import Preprocessing
 BUNDLE_FORMAT = "sportsdet-bundle/1"
 MANIFEST_NAME = "bundle.json"
 WEIGHTS_NAME = "weights.safetensors"
+ONNX_NAME = "model.onnx"  # the light form of a bundle, written by `sportsdet export`
+ONNX_INT8_NAME = "model.int8.onnx"
+# What sportsdet writes in a bundle folder; anything else there is the user's and is kept.
+BUNDLE_FILES = (MANIFEST_NAME, WEIGHTS_NAME, ONNX_NAME, ONNX_INT8_NAME)
 
 
 def library_versions() -> dict[str, str]:
@@ -198,8 +202,11 @@ def save_bundle(
         _make_readable(staging)
         _fsync_dir(staging)
         # Swap into place: the old bundle (if any) stays whole until the new one is complete.
+        # Files a user put in the folder move into the new one; the old bundle's own files
+        # (a stale model.onnx among them) go.
         old = None
         if path.exists():
+            _keep_user_files(path, staging)
             old = path.with_name(f".{path.name}.old-{os.getpid()}")
             os.replace(path, old)
         os.replace(staging, path)
@@ -210,6 +217,15 @@ def save_bundle(
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return path
+
+
+def _keep_user_files(old: Path, new: Path) -> None:
+    if not old.is_dir():
+        return
+    for entry in old.iterdir():
+        ours = entry.name in BUNDLE_FILES or entry.name.startswith(".")
+        if not ours and not (new / entry.name).exists():
+            os.replace(entry, new / entry.name)
 
 
 def _require(manifest: dict[str, Any], key: str, kind: type, where: Path) -> Any:

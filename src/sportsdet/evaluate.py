@@ -28,9 +28,12 @@ import numpy as np
 
 from sportsdet import plots
 from sportsdet.bundle import Bundle, load_bundle
+from sportsdet.data.sources import is_dataset_file
 from sportsdet.errors import SportsdetError
 from sportsdet.files import atomic_write, sha256_file, write_json
 from sportsdet.run_folder import (
+    EVAL_FILES,
+    REPORT,
     find_split_manifest,
     resolve_bundle_dir,
     run_of_bundle,
@@ -52,6 +55,7 @@ class EvalData:
     split: str | None
     manifest: Path | None = None
     notes: list[str] = field(default_factory=list)
+    sources: list[str] | None = None  # the data source of each item (multi-source runs)
 
 
 @dataclass
@@ -125,7 +129,8 @@ def _from_manifest(bundle: Bundle, data_root: Path, split: str, warn: Callable[[
         raise SportsdetError(
             f"{found}: the saved split ({manifest.strategy}) has no {split} images; try --split valid"
         )
-    return EvalData(items, data_root, "split-manifest", split, manifest=found)
+    sources = manifest.sources_of(split) or None
+    return EvalData(items, data_root, "split-manifest", split, manifest=found, sources=sources)
 
 
 def _from_folder(bundle: Bundle, data_root: Path, split: str, split_given: bool) -> EvalData:
@@ -161,21 +166,30 @@ def _from_folder(bundle: Bundle, data_root: Path, split: str, split_given: bool)
 
 def select_eval_data(
     bundle: Bundle,
-    data: str | Path,
+    data: str | Path | None,
     split: str = "test",
     *,
     split_given: bool = False,
     warn: Callable[[str], None] = lambda message: None,
 ) -> EvalData:
-    """Decide which images to evaluate (see the module doc)."""
+    """Decide which images to evaluate (see the module doc). `data` None: the run's own split."""
+    split = normalise_split(split)
+    recorded_root = bundle.data.get("root")
+    if data is None or is_dataset_file(data):
+        # The data the model was trained on (one folder, several sources or their dataset file):
+        # its saved split manifest says which images are test images.
+        if not isinstance(recorded_root, str) or not recorded_root:
+            raise SportsdetError(
+                f"{bundle.path}: the bundle records no training data; give the folder of labelled images "
+                "to evaluate on"
+            )
+        return _from_manifest(bundle, Path(recorded_root), split, warn)
     data_root = Path(data).expanduser()
     if not data_root.is_dir():
         raise SportsdetError(
             f"{data_root}: no such folder; give the folder of labelled images to evaluate on"
         )
     data_root = data_root.resolve()
-    split = normalise_split(split)
-    recorded_root = bundle.data.get("root")
     if isinstance(recorded_root, str) and recorded_root and _same_dir(recorded_root, data_root):
         return _from_manifest(bundle, data_root, split, warn)
     return _from_folder(bundle, data_root, split, split_given)
@@ -238,7 +252,7 @@ def _pick(indices: np.ndarray, rng: np.random.Generator) -> list[int]:
 
 def evaluate(
     bundle_path: str | Path,
-    data: str | Path,
+    data: str | Path | None = None,
     *,
     split: str = "test",
     split_given: bool = False,
@@ -250,8 +264,11 @@ def evaluate(
     progress: bool = False,
     warn: Callable[[str], None] = lambda message: None,
 ) -> EvalResult:
-    """Evaluate a bundle (or a run folder) on DATA and write the evaluation folder."""
-    from sportsdet.metrics import compute_metrics
+    """Evaluate a bundle (or a run folder) on DATA and write the evaluation folder.
+
+    DATA None (or the run's dataset file): the run's own saved split, every source of it.
+    """
+    from sportsdet.metrics import compute_metrics, per_group_accuracy
 
     if batch_size < 1:
         raise SportsdetError(f"--batch-size must be at least 1, got {batch_size}")
@@ -298,6 +315,8 @@ def evaluate(
     paths = [chosen.items[i][0] for i in kept]
     y_true = np.array([chosen.items[i][1] for i in kept], dtype=np.int64)
     metrics = compute_metrics(y_true, probs, labels)
+    if chosen.sources is not None:  # a multi-source run: accuracy per source as well
+        metrics["per_source"] = per_group_accuracy(y_true, probs, [chosen.sources[i] for i in kept])
     metrics = {
         "split": chosen.split,
         "source": chosen.source,
@@ -325,10 +344,7 @@ def evaluate(
         return [(paths[i], labels[pred[i]], labels[y_true[i]], float(confidence[i])) for i in indices]
 
     out.mkdir(parents=True, exist_ok=True)
-    files = {name: out / name for name in (
-        "metrics.json", "predictions.csv", "probs.npy",
-        "confusion_matrix.png", "gallery_correct.png", "gallery_wrong.png",
-    )}  # fmt: skip
+    files = {name: out / name for name in EVAL_FILES if name != REPORT}
     split_name = chosen.split or "all images"
     cm = np.asarray(metrics["confusion_matrix"])
     atomic_write(files["predictions.csv"], lambda p: _write_csv(p, rows))

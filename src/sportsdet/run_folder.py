@@ -15,11 +15,17 @@ Every other module asks this one where these live; none spells the names itself.
 
 from __future__ import annotations
 
+import fcntl
+import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sportsdet.bundle import MANIFEST_NAME
+from sportsdet.bundle import BUNDLE_FILES, MANIFEST_NAME
+from sportsdet.errors import SportsdetError
 
 METRICS_COLUMNS = ("epoch", "stage", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "seconds")
 CONFIG = "config.json"
@@ -31,10 +37,19 @@ CHECKPOINTS = "checkpoints"
 MODEL = "model"
 EVAL = "eval"
 REPORT = "report.html"
-# What sportsdet writes in a run folder; `--force` removes only these (anything else a user put
-# there stays).
+LOCK = ".sportsdet.lock"  # held (flock) by the process writing the run; the OS drops it if that dies
+EVAL_FILES = (
+    "metrics.json", "predictions.csv", "probs.npy", "confusion_matrix.png",
+    "gallery_correct.png", "gallery_wrong.png", REPORT,
+)  # fmt: skip
+# What sportsdet writes in a run folder, by folder; `--force` removes only these (anything else
+# a user put there stays, even inside model/ or eval/).
 RUN_FILES = (CONFIG, DATA_SUMMARY, SPLIT, METRICS, CURVES, REPORT)
-RUN_DIRS = (CHECKPOINTS, MODEL, EVAL)
+RUN_DIRS = {
+    CHECKPOINTS: ("last.safetensors", "last.json", "best.safetensors", "best.json"),
+    MODEL: BUNDLE_FILES,
+    EVAL: EVAL_FILES,
+}
 
 
 @dataclass(frozen=True)
@@ -88,7 +103,7 @@ class RunFolder:
         return self.path / REPORT
 
     def has_content(self) -> bool:
-        return self.path.is_dir() and any(self.path.iterdir())
+        return self.path.is_dir() and any(entry.name != LOCK for entry in self.path.iterdir())
 
     def looks_like_run(self) -> bool:
         """Holds anything `sportsdet train` writes (a half-finished run counts)."""
@@ -131,3 +146,74 @@ def split_manifest_candidates(bundle: Any) -> list[Path]:
 def find_split_manifest(bundle: Any) -> Path | None:
     """The first of `split_manifest_candidates` that exists, else None."""
     return next((c for c in split_manifest_candidates(bundle) if c.is_file()), None)
+
+
+def clear_run(run: RunFolder) -> list[Path]:
+    """--force: remove what sportsdet wrote in a run folder, nothing else; returns what is left.
+
+    Folders (checkpoints/, model/, eval/) go only when nothing of the user's is left in them.
+    """
+    for name in RUN_FILES:
+        (run.path / name).unlink(missing_ok=True)
+    kept: list[Path] = []
+    for folder, names in RUN_DIRS.items():
+        path = run.path / folder
+        if not path.is_dir():
+            continue
+        for entry in path.iterdir():
+            ours = entry.name in names or (entry.name.startswith(".") and ".tmp" in entry.name)
+            if ours and (entry.is_file() or entry.is_symlink()):
+                entry.unlink()
+            elif ours:
+                shutil.rmtree(entry)
+            else:
+                kept.append(entry)
+        if not any(path.iterdir()):
+            path.rmdir()
+    return kept
+
+
+_HELD: dict[Path, int] = {}  # run folders this process holds the lock of -> nesting depth
+
+
+@contextmanager
+def lock_run(run: RunFolder) -> Iterator[None]:
+    """Hold the run folder for this process: a second `sportsdet train` into it is refused.
+
+    An flock on RUN/.sportsdet.lock: released when the process ends, however it ends, so a
+    killed run never leaves a stale lock. Re-entrant within one process.
+    """
+    key = run.path.resolve()
+    if key in _HELD:
+        _HELD[key] += 1
+        try:
+            yield
+        finally:
+            _HELD[key] -= 1
+        return
+    try:
+        run.path.mkdir(parents=True, exist_ok=True)
+        handle = open(run.path / LOCK, "a+", encoding="utf-8")
+    except OSError as exc:
+        raise SportsdetError(f"{run.path}: cannot use this run folder ({exc.strerror or exc})") from None
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "?"
+        handle.close()
+        raise SportsdetError(
+            f"{run.path}: another sportsdet process (pid {holder}) is writing this run; wait for it to "
+            "finish or choose another --out"
+        ) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"{os.getpid()}\n")
+    handle.flush()
+    _HELD[key] = 1
+    try:
+        yield
+    finally:
+        del _HELD[key]
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        handle.close()

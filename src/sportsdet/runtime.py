@@ -28,6 +28,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from sportsdet.bundle import ONNX_INT8_NAME, ONNX_NAME
 from sportsdet.errors import SportsdetError
 from sportsdet.imageio import ImageSource
 from sportsdet.preprocess import Preprocessing, load_and_preprocess
@@ -45,8 +46,7 @@ META_QUANTIZATION = "sportsdet.quantization"  # "none" or JSON describing the IN
 REQUIRED_METADATA = (META_FORMAT, META_LABELS, META_PREPROCESSING, META_OUTPUT)
 OUTPUT_KINDS = ("probabilities", "logits")
 
-ONNX_NAME = "model.onnx"  # the light form of a bundle, inside the bundle folder
-ONNX_INT8_NAME = "model.int8.onnx"
+
 BACKENDS = ("auto", "onnx", "torch")
 
 

@@ -61,27 +61,81 @@ def _print_scan(scan: ScanResult) -> None:
         console.print(f"skipped: {plain(skipped)}", highlight=False)
 
 
+_MAP_HELP = "Rename a source's class: SOURCE:OLD=NEW (or OLD=NEW for every source)."
+_MERGE_HELP = "A class name several sources share on purpose ('all' for every shared name)."
+
+
+def scan_sources_from_cli(paths: list[Path], maps: list[str], merge: list[str]) -> list[Any]:
+    """Several DATA (or a dataset file, or one with --map): each source scanned with its label map."""
+    from sportsdet.data.sources import scan_sources, sources_from_args
+
+    return scan_sources(sources_from_args(paths, maps, merge))
+
+
+def _is_multi(paths: list[Path], maps: list[str]) -> bool:
+    from sportsdet.data.sources import is_dataset_file
+
+    return len(paths) > 1 or bool(maps) or is_dataset_file(paths[0])
+
+
 @data_app.command("scan")
 def scan(
-    path: Path = typer.Argument(
-        ..., help="Image folder: ROOT/<class>/<images> or ROOT/{train,valid,test}/<class>/<images>."
+    paths: list[Path] = typer.Argument(
+        ...,
+        help="Image folder(s): ROOT/<class>/<images> or ROOT/{train,valid,test}/<class>/<images>; several "
+        "folders or a dataset file (.toml/.json) are scanned as the sources of one run.",
     ),
     as_json: bool = typer.Option(
         False, "--json", help="Print a machine-readable JSON summary instead of the table."
     ),
+    preview: Path | None = typer.Option(
+        None,
+        "--preview",
+        help="Draw a few photos of every class, per source, into this PNG (see how the sources differ).",
+    ),
+    maps: list[str] = typer.Option([], "--map", help=_MAP_HELP),
+    merge: list[str] = typer.Option([], "--merge", help=_MERGE_HELP),
 ) -> None:
     """Count images per class and split, list what was skipped, and warn about gaps and imbalance.
 
     Nothing is decoded (fast); use `sportsdet data check` to open every image.
     """
     from sportsdet.data.discover import scan_dataset
+    from sportsdet.data.sources import Source, SourceScan
 
-    result = scan_dataset(path)
-    if as_json:
-        print(json.dumps(result.to_dict(), indent=1, ensure_ascii=False))
+    if _is_multi(paths, maps):
+        scans = scan_sources_from_cli(paths, maps, merge)
     else:
-        _print_scan(result)
-    _print_warnings(result.warnings)
+        result = scan_dataset(paths[0])
+        scans = [SourceScan(Source(result.root.name, result.root), result)]
+    if as_json:
+        if len(scans) == 1 and not maps:
+            print(json.dumps(scans[0].scan.to_dict(), indent=1, ensure_ascii=False))
+        else:
+            payload = {"sources": {item.source.name: item.scan.to_dict() for item in scans}}
+            print(json.dumps(payload, indent=1, ensure_ascii=False))
+    else:
+        for item in scans:
+            if len(scans) > 1:
+                console.print(f"[bold]source {plain(item.source.name)}[/]", highlight=False)
+            _print_scan(item.scan)
+        if len(scans) > 1:
+            union = sorted({c for item in scans for c in item.scan.classes})
+            total = sum(len(item.scan.records) for item in scans)
+            console.print(f"all sources: {len(union)} classes, {total:,} images", highlight=False)
+    for item in scans:
+        prefix = f"{item.source.name}: " if len(scans) > 1 else ""
+        _print_warnings([prefix + w for w in item.scan.warnings])
+    if preview is not None:
+        from sportsdet.data.sources import preview_rows
+        from sportsdet.files import atomic_write
+        from sportsdet.plots import contact_sheet_png
+
+        if preview.suffix.lower() != ".png":
+            raise SportsdetError(f"--preview {preview}: give a .png file name")
+        rows = preview_rows(scans)
+        atomic_write(preview, contact_sheet_png(rows, [item.source.name for item in scans]))
+        err_console.print(f"preview of {len(rows)} classes written to {plain(preview)}", highlight=False)
 
 
 def _print_check(report: CheckReport) -> None:
@@ -146,7 +200,11 @@ def _print_check(report: CheckReport) -> None:
 
 @data_app.command("check")
 def check(
-    path: Path = typer.Argument(..., help="Image folder to check (same layouts as `data scan`)."),
+    paths: list[Path] = typer.Argument(
+        ...,
+        help="Image folder(s) to check (same layouts as `data scan`; several folders or a dataset file "
+        "check every source).",
+    ),
     report_path: Path | None = typer.Option(
         None, "--report", help="Write the full JSON report (every file, every finding) to this file."
     ),
@@ -177,38 +235,57 @@ def check(
     from sportsdet.data.check import check_dataset, quarantine_files, validate_quarantine_dir
     from sportsdet.data.discover import scan_dataset
 
-    scanned = scan_dataset(path)
     if report_path is not None and report_path.is_dir():
         raise SportsdetError(
             f"--report {report_path}: is a folder; give a file name such as {report_path}/report.json"
         )
+    if _is_multi(paths, []):
+        scans = [(item.source.name, item.scan) for item in scan_sources_from_cli(paths, [], ["all"])]
+    else:
+        scans = [("", scan_dataset(paths[0]))]
     if quarantine is not None:
-        validate_quarantine_dir(scanned.root, quarantine)  # refuse before spending minutes decoding
-    _print_warnings([w for w in scanned.warnings if "imbalance" not in w])
-    with Progress(
-        TextColumn("checking"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=err_console,
-        transient=True,
-    ) as progress:
-        task = progress.add_task("check", total=len(scanned.records))
-        report = check_dataset(
-            scanned, workers=workers or None, on_progress=lambda n: progress.advance(task, n)
-        )
-    if quarantine is not None:
-        moved = quarantine_files(report, quarantine, include_duplicates=not keep_duplicates)
-        err_console.print(f"moved {len(moved['moved'])} file(s) to {plain(moved['dir'])}", highlight=False)
-        for failure in moved["failed"]:
-            err_console.print(
-                f"[red]could not move[/] {plain(failure['path'])}: {plain(failure['error'])}", highlight=False
+        for name, scanned in scans:  # refuse before spending minutes decoding
+            validate_quarantine_dir(scanned.root, quarantine / name if name else quarantine)
+    reports = {}
+    for name, scanned in scans:
+        if name:
+            console.print(f"[bold]source {plain(name)}[/] ({plain(scanned.root)})", highlight=False)
+        prefix = f"{name}: " if name else ""
+        _print_warnings([prefix + w for w in scanned.warnings if "imbalance" not in w])
+        with Progress(
+            TextColumn("checking"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=err_console,
+            transient=True,
+        ) as progress:
+            task = progress.add_task("check", total=len(scanned.records))
+            report = check_dataset(
+                scanned, workers=workers or None, on_progress=lambda n, task=task: progress.advance(task, n)
             )
-    _print_check(report)
+        if quarantine is not None:
+            target = quarantine / name if name else quarantine
+            moved = quarantine_files(report, target, include_duplicates=not keep_duplicates)
+            err_console.print(
+                f"moved {len(moved['moved'])} file(s) to {plain(moved['dir'])}", highlight=False
+            )
+            for failure in moved["failed"]:
+                err_console.print(
+                    f"[red]could not move[/] {plain(failure['path'])}: {plain(failure['error'])}",
+                    highlight=False,
+                )
+        _print_check(report)
+        reports[name] = report
     if report_path is not None:
-        report.save(report_path)
+        if len(reports) == 1:
+            next(iter(reports.values())).save(report_path)
+        else:
+            from sportsdet.files import write_json
+
+            write_json(report_path, {"sources": {name: r.to_dict() for name, r in reports.items()}})
         err_console.print(f"report written to {plain(report_path)}", highlight=False)
-    if strict and report.found_problems:
+    if strict and any(r.found_problems for r in reports.values()):
         raise typer.Exit(1)
 
 

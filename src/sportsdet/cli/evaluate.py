@@ -14,10 +14,11 @@ def evaluate_command(
     bundle: Path = typer.Argument(
         ..., help="Model bundle folder, or a run folder (its model/ is used).", show_default=False
     ),
-    data: Path = typer.Argument(
-        ...,
+    data: Path | None = typer.Argument(
+        None,
         help="Labelled images: the training data folder (its saved test split is used) or another "
-        "folder-per-class / split tree whose classes are among the model's labels.",
+        "folder-per-class / split tree whose classes are among the model's labels. Default: the data the "
+        "run was trained on (every source of a multi-source run), through its saved split.",
         show_default=False,
     ),
     split: str | None = typer.Option(
@@ -77,6 +78,17 @@ def print_summary(metrics: dict) -> None:
     headline.add_row(f"top-{metrics['top_k']} accuracy", f"{metrics['top5_accuracy']:.1%}")
     headline.add_row("calibration error (ECE)", f"{metrics['ece']:.3f}")
     console.print(headline)
+
+    if metrics.get("per_source"):
+        sources = Table(title="per source", title_justify="left")
+        for column, justify in (("source", "left"), ("images", "right"), ("accuracy", "right"),
+                                ("95% CI", "right"), (f"top-{metrics['top_k']}", "right")):  # fmt: skip
+            sources.add_column(column, justify=justify)
+        for name, row in metrics["per_source"].items():
+            low, high = row["accuracy_ci95"]
+            sources.add_row(plain(name), str(row["n"]), f"{row['accuracy']:.1%}", f"{low:.1%} - {high:.1%}",
+                            f"{row['top5_accuracy']:.1%}")  # fmt: skip
+        console.print(sources)
 
     table = Table(title="per class", title_justify="left")
     table.add_column("class")

@@ -204,22 +204,27 @@ def extract_features(
             todo.append(i)
 
     if todo:
+        import torch
+
         if model is None:
             from sportsdet.models import build_model
 
             model = build_model(model_name, num_classes=1, pretrained=True)
         dataset = _PhotoDataset([paths[i] for i in todo], [digests[i] for i in todo], pre, view)
         started = time.perf_counter()
-        _compute_shards(
-            dataset,
-            folder,
-            _session_for(model, tap, pre.input_size),
-            want_tap=tap is not None,
-            threads=threads or cpu_count(),
-            batch_size=batch_size,
-            num_workers=num_workers,
-            bar=_progress_bar(progress, len(todo), f"{description} ({model_name}, {view})"),
-        )
+        # The DataLoader draws its workers' seeds from torch's global RNG: computing features must
+        # not move the caller's random stream, or a cold cache would train differently from a warm one.
+        with torch.random.fork_rng(devices=[]):
+            _compute_shards(
+                dataset,
+                folder,
+                _session_for(model, tap, pre.input_size),
+                want_tap=tap is not None,
+                threads=threads or cpu_count(),
+                batch_size=batch_size,
+                num_workers=num_workers,
+                bar=_progress_bar(progress, len(todo), f"{description} ({model_name}, {view})"),
+            )
         _log_speed(folder, len(todo), time.perf_counter() - started)
         cached = load_shards(folder, tap is not None)
 

@@ -109,6 +109,24 @@ class TrainContext:
         finished = {row["stage"] for row in state["history"]}
         return stage in finished and (state["stage"] != stage or state.get("stage_done", False))
 
+    def skip_finished_stage(self, stage: str) -> bool:
+        """True when resuming a run that already finished `stage`: the recipe skips it.
+
+        When the run stopped right after that stage, the loop's state (history, best epoch, RNG) is
+        set back to that moment, so the next stage starts exactly as it would have uninterrupted.
+        """
+        if not self.stage_done(stage):
+            return False
+        tensors, state = self.resume
+        if state["stage"] == stage:
+            self.history = list(state["history"])
+            self.best = state["best"]
+            self.epochs_since_best = int(state.get("epochs_since_best", 0))
+            self.recipe_state = dict(state.get("recipe_state") or {})
+            set_rng_state(state["rng"], tensors)
+            self.resume = None
+        return True
+
     def datasets(self, augment: Any = None) -> tuple[ImageDataset, ImageDataset | None]:
         """Train and validation datasets; augment=True uses the "light" `data.augment.augmentation`."""
         if augment is True:

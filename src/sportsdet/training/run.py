@@ -14,9 +14,9 @@ Files and their names: sportsdet.run_folder. No pickle anywhere.
 from __future__ import annotations
 
 import json
-import shutil
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -32,7 +32,7 @@ from sportsdet.errors import SportsdetError
 from sportsdet.files import sha256_file, write_json
 from sportsdet.models import DEFAULT_MODEL, ModelSpec, get_model_spec
 from sportsdet.preprocess import Preprocessing
-from sportsdet.run_folder import RUN_DIRS, RUN_FILES, RunFolder
+from sportsdet.run_folder import RunFolder, clear_run, lock_run
 from sportsdet.training.calibration import calibrate_temperature
 from sportsdet.training.callbacks import Checkpointer, CurvesPlot, MetricsCSV, ProgressBar
 from sportsdet.training.checkpoint import read_checkpoint, seed_everything
@@ -63,7 +63,7 @@ class RunSetup:
 
 
 def fit(
-    data: str | Path | None,
+    data: Any,
     *,
     out: str | Path,
     model: str | None = None,
@@ -75,10 +75,15 @@ def fit(
     options: dict[str, Any] | None = None,
     callbacks: list[Callback] | None = None,
     console: Console | None = None,
+    after: Callable[[TrainResult], None] | None = None,
+    maps: Iterable[str] = (),
+    merge: Iterable[str] = (),
 ) -> TrainResult:
     """Train and write the run folder up to the bundle (see sportsdet.train.train for the arguments).
 
-    Raises SportsdetError for bad input; KeyboardInterrupt leaves the last checkpoint in place.
+    The run folder is locked while this runs (a second process writing it is refused); `after`
+    runs on the result before the lock is let go. Raises SportsdetError for bad input;
+    KeyboardInterrupt leaves the last checkpoint in place.
     """
     console = console or Console(stderr=True, soft_wrap=True)  # log lines stay whole in files
     run = RunFolder(Path(out).expanduser())
@@ -89,15 +94,26 @@ def fit(
     if run.path.exists() and not run.path.is_dir():
         raise SportsdetError(f"{run.path}: is a file; --out needs a folder for the run")
     given = {key.replace("-", "_"): value for key, value in (options or {}).items()}
-    if resume:
-        setup = resume_run(run, given, model=model, split=split, seed=seed, console=console)
-    else:
-        setup = new_run(run, data, given, model=model, split=split, classes=classes, seed=seed, force=force,
-                        console=console)  # fmt: skip
-    write_json(run.config, setup.config)
+    with ExitStack() as held:
+        if resume:
+            held.enter_context(lock_run(run))
+            setup = resume_run(run, given, model=model, split=split, seed=seed, console=console)
+        else:
+            setup = plan_new_run(run, data, given, model=model, split=split, classes=classes, seed=seed,
+                                 force=force, console=console, maps=maps, merge=merge)  # fmt: skip
+            held.enter_context(lock_run(run))  # only now: a refused run leaves no folder behind
+            start_new_run(setup, force=force, console=console)
+        write_json(run.config, setup.config)
+        result = _fit(setup, console, callbacks or [])
+        if after is not None:
+            after(result)  # still holding the run folder
+    return result
 
+
+def _fit(setup: RunSetup, console: Console, callbacks: list[Callback]) -> TrainResult:
+    run = setup.run
     seed_everything(setup.seed)
-    ctx = _context(setup, console, callbacks or [])
+    ctx = _context(setup, console, callbacks)
     started = time.time()
     result = _run_recipe(ctx)
     calibration = _calibrate(ctx, result)
@@ -123,9 +139,9 @@ def fit(
 # ----------------------------------------------------------------------------- a new run
 
 
-def new_run(
+def plan_new_run(
     run: RunFolder,
-    data: str | Path | None,
+    data: Any,
     given: dict[str, Any],
     *,
     model: str | None,
@@ -134,58 +150,97 @@ def new_run(
     seed: int | None,
     force: bool,
     console: Console,
+    maps: Iterable[str] = (),
+    merge: Iterable[str] = (),
 ) -> RunSetup:
-    """Scan and split DATA, resolve the options, and lay out the run folder (split, summary)."""
-    from sportsdet.data.discover import scan_dataset
-    from sportsdet.data.splits import make_split
+    """Scan and split DATA (one folder, several, or a dataset file) and resolve the options.
 
-    if data is None:
+    Nothing is written yet.
+    """
+    if data is None or (isinstance(data, (list, tuple)) and not data):
         raise SportsdetError("give the DATA folder to train on")
-    if run.has_content() and not force:
-        raise SportsdetError(
-            f"{run.path}: already holds a run; use --resume to continue it, --force to replace it, "
-            "or choose another --out"
-        )
+    _refuse_existing(run, force)
     spec = get_model_spec(model or DEFAULT_MODEL)
     run_seed = 0 if seed is None else int(seed)
     options = resolve_options(spec, given)
-    scan = scan_dataset(data)
-    strategy = split or ("official" if scan.layout == "split" else "random:0.2")
-    manifest = make_split(scan, strategy, run_seed, classes)  # checks the class names first
-    if classes:
-        scan = scan.restricted_to(manifest.classes)
-    for warning in scan.warnings:
+    manifest, summary, data_text = _split_data(data, split, run_seed, classes, list(maps), list(merge))
+    for warning in summary["warnings"]:
         console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False, soft_wrap=True)
     for note in manifest.notes:
         console.print(f"[yellow]note:[/] {escape(note)}", highlight=False, soft_wrap=True)
     if len(manifest.classes) < 2:
-        raise SportsdetError(f"{scan.root}: training needs at least 2 classes, found {len(manifest.classes)}")
-    if force:  # only now that the new run's data and options are known to be good
-        clear_run(run)
-    run.path.mkdir(parents=True, exist_ok=True)
-    manifest.save(run.split)
-    data_summary = scan.to_dict()
-    write_json(run.data_summary, data_summary)
+        raise SportsdetError(f"{data_text}: training needs at least 2 classes, found {len(manifest.classes)}")
     config = {
         "model": spec.name,
         "recipe": options.recipe,
-        "data": str(scan.root),
+        "data": data_text,
         "split": manifest.strategy,
         "classes": list(manifest.classes),
         "seed": run_seed,
         "options": options.to_dict(),
         "versions": library_versions(),
     }
-    return RunSetup(run, spec, options, manifest, data_summary, config, run_seed)
+    if manifest.sources:
+        config["sources"] = {name: info["root"] for name, info in manifest.sources.items()}
+    return RunSetup(run, spec, options, manifest, summary, config, run_seed)
 
 
-def clear_run(run: RunFolder) -> None:
-    """--force: remove what a previous run wrote (only sportsdet's own files)."""
-    for name in RUN_FILES:
-        (run.path / name).unlink(missing_ok=True)
-    for name in RUN_DIRS:
-        if (run.path / name).is_dir():
-            shutil.rmtree(run.path / name)
+def _split_data(
+    data: Any, split: str | None, seed: int, classes: Any, maps: list[str], merge: list[str]
+) -> tuple[SplitManifest, dict[str, Any], str]:
+    """(manifest, data summary, how to name the data) for one folder or several sources."""
+    from sportsdet.data.discover import scan_dataset
+    from sportsdet.data.sources import (
+        Sources,
+        is_dataset_file,
+        make_multi_split,
+        scan_sources,
+        sources_from_args,
+        sources_summary,
+    )
+    from sportsdet.data.splits import make_split
+
+    paths = list(data) if isinstance(data, (list, tuple)) else [data]
+    single = (
+        len(paths) == 1 and not isinstance(paths[0], Sources) and not maps and not is_dataset_file(paths[0])
+    )
+    if single:  # one folder: the plain split manifest, as before multi-source training
+        scan = scan_dataset(paths[0])
+        manifest = make_split(
+            scan, split or ("official" if scan.layout == "split" else "random:0.2"), seed, classes
+        )
+        if classes:
+            scan = scan.restricted_to(manifest.classes)
+        return manifest, scan.to_dict(), str(scan.root)
+    sources = paths[0] if isinstance(paths[0], Sources) else sources_from_args(paths, maps, merge)
+    scans = scan_sources(sources)
+    manifest = make_multi_split(scans, split, seed, classes)
+    return (
+        manifest,
+        sources_summary(scans, manifest),
+        sources.origin if len(paths) == 1 else str(manifest.root),
+    )
+
+
+def start_new_run(setup: RunSetup, *, force: bool, console: Console) -> None:
+    """Lay out the run folder (split, data summary); with --force, first remove the old run's files."""
+    run = setup.run
+    _refuse_existing(run, force)  # again, now that we hold the folder
+    if force:
+        for kept in clear_run(run):
+            console.print(
+                f"[dim]--force kept {escape(str(kept))} (not written by sportsdet)[/]", highlight=False
+            )
+    setup.manifest.save(run.split)
+    write_json(run.data_summary, setup.data_summary)
+
+
+def _refuse_existing(run: RunFolder, force: bool) -> None:
+    if run.has_content() and not force:
+        raise SportsdetError(
+            f"{run.path}: already holds a run; use --resume to continue it, --force to replace it, "
+            "or choose another --out"
+        )
 
 
 # ----------------------------------------------------------------------------- resuming

@@ -233,7 +233,9 @@ def _fit_head(ctx: TrainContext, model: nn.Module, features: CachedFeatures, los
     valid = None
     if features.valid is not None:
         valid = ArrayBatches([_as_4d(features.valid["pooled"])], features.valid_labels, 512, False)
-    if options.head_epochs > 0 and not ctx.stage_done("head"):
+    if options.head_epochs <= 0:
+        return head
+    if not ctx.skip_finished_stage("head"):
         optimizer = torch.optim.AdamW(
             head.parameters(), lr=options.head_lr, weight_decay=options.head_weight_decay
         )
@@ -242,7 +244,9 @@ def _fit_head(ctx: TrainContext, model: nn.Module, features: CachedFeatures, los
             ctx, head_net, optimizer, scheduler, batches, valid, options.head_epochs,
             stage="head", loss_fn=loss_fn, scheduler_step="batch",
         )  # fmt: skip
-        ctx.load_best(head_net)  # stage 2 starts from the best head
+    # Stage 2 starts from the best head, also when a resumed run skipped stage 1 (the fresh
+    # network built for this process has a random classifier until then).
+    ctx.load_best(head_net)
     return head
 
 
