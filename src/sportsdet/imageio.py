@@ -184,7 +184,8 @@ def shape_problem(width: int, height: int) -> tuple[str, str] | None:
         )
     if short < MIN_SIDE:
         return "tiny", (
-            f"only {width}x{height} pixels (less than {MIN_SIDE} on a side): too little to classify"
+            f"only {width}x{height} pixels (less than {MIN_SIDE} on a side): too little detail for a "
+            "reliable label"
         )
     return None
 
