@@ -5,9 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.markup import escape
 
-from sportsdet.cli.app import app, console, err_console
+from sportsdet.cli.app import app, console, err_console, plain, warn
 
 
 @app.command("evaluate")
@@ -39,9 +38,6 @@ def evaluate_command(
     a per-class table, a confusion matrix and galleries of right and wrong predictions."""
     from sportsdet.evaluate import evaluate
 
-    def warn(message: str) -> None:
-        err_console.print(f"[yellow]warning:[/] {escape(message)}", highlight=False)
-
     result = evaluate(
         bundle,
         data,
@@ -55,7 +51,7 @@ def evaluate_command(
         warn=warn,
     )
     print_summary(result.metrics)
-    err_console.print(f"results written to {result.out_dir}", highlight=False)
+    err_console.print(f"results written to {plain(result.out_dir)}", highlight=False)
     from sportsdet.report import write_report_after
 
     # RUN/eval belongs to a run: its report covers training and evaluation together.
@@ -64,17 +60,16 @@ def evaluate_command(
     report_source = out_dir.parent if in_run else out_dir
     report = write_report_after(report_source, warn)
     if report is not None:
-        err_console.print(f"report: {report}", highlight=False)
+        err_console.print(f"report: {plain(report)}", highlight=False)
 
 
 def print_summary(metrics: dict) -> None:
     """The headline numbers and the per-class table, on stdout."""
-    from rich.markup import escape
     from rich.table import Table
 
     lo, hi = metrics["accuracy_ci95"]
     where = metrics["split"] or "all images"
-    headline = Table(show_header=False, title=f"{metrics['n']} images ({where})", title_justify="left")
+    headline = Table(show_header=False, title=f"{metrics['n']} images ({plain(where)})", title_justify="left")
     headline.add_column(style="bold")
     headline.add_column(justify="right")
     headline.add_row("accuracy", f"{metrics['accuracy']:.1%}  (95% CI {lo:.1%} - {hi:.1%})")
@@ -91,7 +86,7 @@ def print_summary(metrics: dict) -> None:
             sources.add_column(column, justify=justify)
         for name, row in metrics["per_source"].items():
             low, high = row["accuracy_ci95"]
-            sources.add_row(escape(name), str(row["n"]), f"{row['accuracy']:.1%}", f"{low:.1%} - {high:.1%}",
+            sources.add_row(plain(name), str(row["n"]), f"{row['accuracy']:.1%}", f"{low:.1%} - {high:.1%}",
                             f"{row['top5_accuracy']:.1%}")  # fmt: skip
         console.print(sources)
 
@@ -103,7 +98,7 @@ def print_summary(metrics: dict) -> None:
         if row["support"] == 0 and row["precision"] == 0:
             continue  # classes the data does not hold and the model never predicted
         table.add_row(
-            escape(label),
+            plain(label),
             f"{row['precision']:.2f}",
             f"{row['recall']:.2f}",
             f"{row['f1']:.2f}",
@@ -112,7 +107,7 @@ def print_summary(metrics: dict) -> None:
     console.print(table)
     if metrics.get("most_confused"):
         pairs = ", ".join(
-            f"{escape(c['true'])} -> {escape(c['predicted'])} ({c['count']})"
+            f"{plain(c['true'])} -> {plain(c['predicted'])} ({c['count']})"
             for c in metrics["most_confused"][:5]
         )
         console.print(f"most confused: {pairs}", highlight=False)

@@ -13,7 +13,7 @@ from typing import Any
 
 import typer
 
-from sportsdet.cli.app import app, console, err_console
+from sportsdet.cli.app import app, console, err_console, plain
 from sportsdet.errors import SportsdetError
 
 
@@ -141,7 +141,7 @@ def train(
     )
     best = result.best or {}
     val = f"{best['val_acc']:.4f}" if best.get("val_acc") is not None else "n/a (no validation set)"
-    console.print(f"model bundle: {out / 'model'}", highlight=False, soft_wrap=True)
+    console.print(f"model bundle: {plain(out / 'model')}", highlight=False, soft_wrap=True)
     console.print(
         f"epochs run: {len(result.history)}; best epoch: {best.get('epoch')}; best val accuracy: {val}",
         highlight=False,
