@@ -9,7 +9,7 @@ through the real prediction path on the test split, which is used for nothing el
   2. accuracy versus training minutes for the default recipe (--budgets, e.g. 2m,5m,10m);
   3. the six UIUC Sports Event classes that sports100 has, --split per-class:70,50, 5 seeds.
 
-Frozen features are cached on disk (sportsdet.features), so only the first run of a model pays
+Frozen features are cached on disk (sportsdet.training.feature_cache), so only the first run of a model pays
 for them: the table reports the first-run feature time separately from training time, and the
 "cold" time (features + training) that a new user waits. Writes bench/results/accuracy.json and
 the accuracy section of bench/RESULTS.md (between its markers; other sections are left alone).
@@ -35,7 +35,7 @@ sys.path.insert(0, str(REPO / "bench"))
 import results_file  # noqa: E402
 from train_builtin_model import DEFAULT_DATA, predict_split  # noqa: E402
 
-from sportsdet.features import CACHE_ENV  # noqa: E402
+from sportsdet.training.feature_cache import CACHE_ENV  # noqa: E402
 
 RESULTS_JSON = REPO / "bench" / "results" / "accuracy.json"
 SEED_JSON = REPO / "bench" / "results" / "seed_baseline.json"

@@ -36,7 +36,8 @@ from sklearn.metrics import accuracy_score
 from sportsdet.bundle import library_versions, load_bundle
 from sportsdet.data.dataset import ImageDataset, make_loader
 from sportsdet.data.splits import SplitManifest
-from sportsdet.train import model_tensors, read_checkpoint, train
+from sportsdet.train import train
+from sportsdet.training.checkpoint import model_tensors, read_checkpoint
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE.parent.parent / "shared" / "data" / "sports100"

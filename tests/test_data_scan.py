@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from sportsdet.data import scan_dataset
 from sportsdet.data.discover import (
     IGNORED_HIDDEN,
+    IGNORED_LINKED,
     IGNORED_LOOSE,
     IGNORED_NOT_IMAGE,
     IGNORED_NOT_SPLIT,
@@ -229,3 +230,15 @@ def test_restricted_scan_warns_only_about_the_chosen_classes(tmp_path):
     assert subset.classes == ["mid", "mid2"] and len(subset.records) == 8
     assert not any("imbalance" in w for w in subset.warnings)
     assert subset.to_dict()["num_classes"] == 2
+
+
+def test_a_link_into_another_class_does_not_move_its_photos(tmp_path: Path) -> None:
+    # croquet/polo_link -> ../polo used to count polo's photos as croquet and report polo empty
+    # (the winner depended on which class sorted first).
+    root = _tree(tmp_path / "data", {"croquet": 2, "polo": 3})
+    (root / "croquet" / "polo_link").symlink_to("../polo")
+    (root / "polo" / "loop").symlink_to(".")
+    scan = scan_dataset(root)
+    assert scan.counts()["all"] == {"croquet": 2, "polo": 3}
+    assert scan.empty_classes == []
+    assert scan.ignored.get(IGNORED_LINKED) == 2  # the link into polo and polo's loop, both reported

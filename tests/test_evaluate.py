@@ -16,8 +16,9 @@ from typer.testing import CliRunner
 from sportsdet.cli import app
 from sportsdet.data.splits import SplitManifest
 from sportsdet.errors import SportsdetError
-from sportsdet.evaluate import evaluate, plot_confusion_matrix
+from sportsdet.evaluate import evaluate
 from sportsdet.metrics import compute_metrics
+from sportsdet.plots import plot_confusion_matrix
 
 EXPECTED_FILES = {
     "metrics.json",

@@ -80,7 +80,8 @@ def run_folder(tmp_path: Path, tiny_spec: ModelSpec) -> Path:
     splits = {"train": write_photos(data, "train", 6, 0), "test": write_photos(data, "test", 4, 1)}
     run = tmp_path / "run"
     run.mkdir()
-    manifest = {"format": "sportsdet-split/1", "root": str(data), "classes": LABELS, "splits": splits}
+    manifest = {"format": "sportsdet-split/1", "root": str(data), "strategy": "official", "seed": 0,
+                "classes": LABELS, "splits": splits}
     (run / "split.json").write_text(json.dumps(manifest))
     torch.manual_seed(0)
     model = build_tiny(len(LABELS))

@@ -11,10 +11,10 @@ import pytest
 import torch
 from conftest import make_image
 
-from sportsdet import features
 from sportsdet.errors import SportsdetError
-from sportsdet.models import build_model, get_model_spec
+from sportsdet.models import build_model, get_model_spec, stages
 from sportsdet.preprocess import load_and_preprocess
+from sportsdet.training import feature_cache as features
 
 PRE = replace(get_model_spec("lite0").preprocessing, input_size=64)
 
@@ -49,13 +49,13 @@ def _extract(paths, model, **kw):
 
 
 def test_features_match_the_torch_model(photos, model, cache) -> None:
-    tap = features.default_tap(model, 2)
+    tap = stages.default_tap(model, 2)
     out = _extract(photos, model, tap=tap)
     batch = torch.from_numpy(np.stack([load_and_preprocess(p, PRE) for p in photos]))
     with torch.inference_mode():
         expected = model.forward_head(model.forward_features(batch), pre_logits=True).numpy()
-        stages = features.trunk_stages(model)
-        activation = torch.nn.Sequential(*stages[:tap])(batch).numpy()
+        trunk = stages.trunk_stages(model)
+        activation = torch.nn.Sequential(*trunk[:tap])(batch).numpy()
     assert out["pooled"].shape == (5, 1280) and out["pooled"].dtype == np.float32
     np.testing.assert_allclose(out["pooled"], expected, atol=1e-3, rtol=1e-3)
     np.testing.assert_allclose(out["tap"].astype(np.float32), activation, atol=2e-2, rtol=1e-2)

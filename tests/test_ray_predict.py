@@ -109,6 +109,7 @@ def test_matches_plain_predict_then_resumes(
     for name, want in expected.items():
         got = rows[name]
         assert got["error"] == want.error, name
+        assert got["warning"] == want.warning, name
         if want.ok:
             assert got["label"] == want.label, name
             assert got["score"] == pytest.approx(want.score, abs=1e-5), name
@@ -119,6 +120,7 @@ def test_matches_plain_predict_then_resumes(
         else:
             assert got["label"] is None and got["score"] is None and got["top_k"] == []
         assert got["abstain"] is None  # the built-in model has no abstain rule
+    assert rows["photos/bad/tiny.png"]["warning"]  # labelled, with predict's warning
     assert len(summary.parts) > 1  # parts of 64 rows
 
     # A second run into the same folder skips every input and writes nothing.

@@ -26,7 +26,6 @@ from sportsdet.runtime import (
     META_LABELS,
     META_PREPROCESSING,
     OnnxBackend,
-    iter_image_files,
     load_backend,
     stream_predictions,
 )
@@ -231,17 +230,6 @@ def test_stream_of_nothing_and_bad_batch_size(colour_backend: OnnxBackend) -> No
     assert list(stream_predictions(iter([]), colour_backend)) == []
     with pytest.raises(SportsdetError, match="batch size"):
         list(stream_predictions(["x.jpg"], colour_backend, batch_size=0))
-
-
-def test_iter_image_files_walks_lazily_and_keeps_odd_inputs(tmp_path: Path) -> None:
-    (tmp_path / "a" / "b").mkdir(parents=True)
-    for name in ("a/one.jpg", "a/b/two.PNG", "a/notes.txt", "a/.hidden.jpg"):
-        (tmp_path / name).write_bytes(b"x")
-    walker = iter_image_files([tmp_path / "a", tmp_path / "absent.jpg"])
-    assert iter(walker) is walker  # a generator, not a list
-    found = list(walker)
-    assert sorted(p.name for p in found[:-1]) == ["one.jpg", "two.PNG"]
-    assert found[-1] == tmp_path / "absent.jpg"  # reported later, per input, as missing
 
 
 def test_stream_with_custom_loader_and_names(colour_backend: OnnxBackend) -> None:

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 pytest.importorskip("torch", reason="exporting the test model needs the [train] install")
 
-from sportsdet import predict as predict_module  # noqa: E402
+from sportsdet import files as files_module  # noqa: E402
 from sportsdet.cli import app  # noqa: E402
 from sportsdet.export import export_bundle  # noqa: E402
 from sportsdet.predict import Predictor, expand_inputs  # noqa: E402
@@ -101,7 +101,7 @@ def test_huge_folders_are_read_in_bounded_sorted_chunks(tmp_path: Path, monkeypa
     folder.mkdir()
     for i in range(7):
         (folder / f"{i}.jpg").write_bytes(b"x")
-    monkeypatch.setattr(predict_module, "_WALK_CHUNK", 3)
+    monkeypatch.setattr(files_module, "WALK_CHUNK", 3)
     names = [Path(item.name).name for item in expand_inputs([str(folder)])]
     assert sorted(names) == sorted(f"{i}.jpg" for i in range(7))
     # Each run of 3 comes sorted; never more than 3 entries are held.

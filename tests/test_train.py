@@ -17,7 +17,9 @@ from PIL import Image
 from sportsdet.bundle import load_bundle
 from sportsdet.errors import SportsdetError
 from sportsdet.preprocess import load_and_preprocess
-from sportsdet.train import METRICS_COLUMNS, Callback, read_checkpoint, train
+from sportsdet.run_folder import METRICS_COLUMNS
+from sportsdet.train import Callback, train
+from sportsdet.training.checkpoint import read_checkpoint
 
 # Small and fast: 32 px input instead of the notebook's 150 (the CNN sizes its dense layer by it).
 TINY = {"input_size": 32, "batch_size": 8}
@@ -62,8 +64,8 @@ class InterruptAfter(Callback):
 
 def test_train_writes_run_folder_and_a_bundle_that_reproduces_the_model(data_dir, tmp_path, monkeypatch):
     # The tiny validation split is below the calibration minimums; lift them to see the folding.
-    monkeypatch.setattr("sportsdet.train.MIN_CALIBRATION_IMAGES", 1)
-    monkeypatch.setattr("sportsdet.train.MIN_CALIBRATION_ERRORS", 0)
+    monkeypatch.setattr("sportsdet.training.calibration.MIN_CALIBRATION_IMAGES", 1)
+    monkeypatch.setattr("sportsdet.training.calibration.MIN_CALIBRATION_ERRORS", 0)
     run = tmp_path / "run"
     result = train(data_dir, out=run, model="seed-cnn", seed=3, options={**TINY, "epochs": 2})
 
@@ -102,6 +104,19 @@ def test_train_writes_run_folder_and_a_bundle_that_reproduces_the_model(data_dir
         expected = result.model.eval()(batch)
         got = rebuilt(batch)
     assert torch.allclose(expected, got, atol=1e-6)
+
+    # Like the notebook, training ends with the test split scored (through the engine predict
+    # uses, named in metrics.json) and one report holding it.
+    metrics = json.loads((run / "eval" / "metrics.json").read_text())
+    assert (
+        metrics["split"] == "test"
+        and metrics["source"] == "split-manifest"
+        and metrics["backend"].startswith("torch")
+    )
+    assert metrics["n"] == len(json.loads((run / "split.json").read_text())["splits"]["test"]) > 0
+    assert result.evaluation.metrics["accuracy"] == metrics["accuracy"]
+    page = (run / "report.html").read_text()
+    assert result.report == run / "report.html" and "No evaluation yet" not in page
 
     # The bundle holds the best checkpoint's weights, the classifier divided by the temperature
     # fitted on the validation split (calibrated scores, same ranking).
@@ -177,6 +192,9 @@ def test_existing_run_is_not_overwritten_without_force(data_dir, tmp_path):
     run = tmp_path / "run"
     train(data_dir, out=run, model="seed-cnn", options={**TINY, "epochs": 1})
     (run / "notes.txt").write_text("mine")
+    # A user's files inside the folders a run writes must survive --force too (they did not).
+    (run / "model" / "important.txt").write_text("mine")
+    (run / "eval" / "thesis.tex").write_text("mine")
     before = (run / "model" / "weights.safetensors").read_bytes()
 
     with pytest.raises(SportsdetError, match="already holds a run.*--resume.*--force"):
@@ -190,6 +208,9 @@ def test_existing_run_is_not_overwritten_without_force(data_dir, tmp_path):
 
     train(data_dir, out=run, model="seed-cnn", seed=1, force=True, options={**TINY, "epochs": 1})
     assert (run / "notes.txt").read_text() == "mine"  # --force removes only what a run writes
+    assert (run / "model" / "important.txt").read_text() == "mine"
+    assert (run / "eval" / "thesis.tex").read_text() == "mine"
+    assert (run / "model" / "bundle.json").is_file() and (run / "eval" / "metrics.json").is_file()
     assert len(_history(run)) == 1
 
     with pytest.raises(SportsdetError, match="nothing to resume"):
@@ -263,6 +284,12 @@ def test_cli_train_prints_result_and_errors_without_traceback(data_dir, tmp_path
     assert json.loads((tmp_path / "run" / "config.json").read_text())["options"]["input_size"] == 32
     report = tmp_path / "run" / "report.html"
     assert report.is_file() and "report:" in err and "<html" in report.read_text()[:500].lower()
+    assert "test accuracy:" in out and (tmp_path / "run" / "eval" / "metrics.json").is_file()
+    no_eval = [a if a != str(tmp_path / "run") else str(tmp_path / "quick") for a in args] + ["--no-eval"]
+    assert run_cli(*no_eval) == 0
+    out, err = capsys.readouterr()
+    assert "test accuracy" not in out and not (tmp_path / "quick" / "eval").exists()
+    assert "No evaluation yet" in (tmp_path / "quick" / "report.html").read_text()
 
     assert run_cli(*args) == 2
     out, err = capsys.readouterr()
@@ -278,7 +305,11 @@ def test_cli_train_prints_result_and_errors_without_traceback(data_dir, tmp_path
 
 
 def test_calibration_refuses_a_validation_split_without_enough_mistakes():
-    from sportsdet.train import MIN_CALIBRATION_ERRORS, MIN_CALIBRATION_IMAGES, calibrate_temperature
+    from sportsdet.training.calibration import (
+        MIN_CALIBRATION_ERRORS,
+        MIN_CALIBRATION_IMAGES,
+        calibrate_temperature,
+    )
 
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(4, 3))
@@ -297,3 +328,26 @@ def test_calibration_refuses_a_validation_split_without_enough_mistakes():
     assert info["temperature"] > 1.0 and info["valid_nll_after"] < info["valid_nll_before"]
     assert torch.allclose(model.state_dict()["0.weight"], before["0.weight"] / info["temperature"])
     assert torch.allclose(model.state_dict()["0.bias"], before["0.bias"] / info["temperature"])
+
+
+def test_a_run_folder_in_use_by_another_process_is_refused(data_dir, tmp_path):
+    # Two `train --force` into one folder at once mixed one run's labels with the other's weights.
+    run = tmp_path / "run"
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys, time; from pathlib import Path; from sportsdet.run_folder import RunFolder, lock_run\n"
+         "with lock_run(RunFolder(Path(sys.argv[1]))):\n    print('held', flush=True); time.sleep(60)",
+         str(run)],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(SportsdetError, match=rf"another sportsdet process \(pid {holder.pid}\)"):
+            train(data_dir, out=run, model="seed-cnn", force=True, options={**TINY, "epochs": 1})
+        assert not (run / "model").exists() and not (run / "split.json").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    # The lock dies with its process (even a killed one): the folder is free again.
+    train(data_dir, out=run, model="seed-cnn", force=True, options={**TINY, "epochs": 1})
+    assert (run / "model" / "bundle.json").is_file()

@@ -10,7 +10,9 @@ from torch import nn
 
 from sportsdet.errors import SportsdetError
 from sportsdet.models import build_model, get_model_spec
-from sportsdet.train import _current_lr, make_optimizer
+from sportsdet.training.loop import current_lr
+from sportsdet.training.options import resolve_options
+from sportsdet.training.recipes.scratch import make_optimizer
 
 
 def test_architecture_matches_the_notebook():
@@ -83,17 +85,17 @@ def test_builder_refuses_pretrained_and_unknown_options():
 
 
 def test_registry_defaults_give_keras_adagrad():
-    defaults = get_model_spec("seed-cnn").train_defaults
-    assert defaults["optimizer"] == "adagrad" and defaults["lr"] == 1e-3 and defaults["epochs"] == 100
-    assert defaults["batch_size"] == 32
+    defaults = resolve_options(get_model_spec("seed-cnn"))
+    assert defaults.optimizer == "adagrad" and defaults.lr == 1e-3 and defaults.epochs == 100
+    assert defaults.batch_size == 32
     weight = nn.Parameter(torch.zeros(1))
     optimizer = make_optimizer("adagrad", [weight], defaults)
     group = optimizer.param_groups[0]
     assert isinstance(optimizer, torch.optim.Adagrad)
-    assert group["lr_decay"] == defaults["lr_decay"]
+    assert group["lr_decay"] == defaults.lr_decay
     # Keras (2.11+ / 3): acc += g^2; w -= lr * g / sqrt(acc + 1e-7), the accumulator starting at 0.
     # A small gradient shows the difference from eps outside the root (which would step ~lr).
-    lr, decay, keras_eps = 1e-3, defaults["lr_decay"], 1e-7
+    lr, decay, keras_eps = 1e-3, defaults.lr_decay, 1e-7
     acc, expected = 0.0, 0.0
     for step, g in enumerate([1e-4, 3e-4, 2.0]):
         weight.grad = torch.tensor([g])
@@ -103,4 +105,4 @@ def test_registry_defaults_give_keras_adagrad():
         assert weight.item() == pytest.approx(expected, rel=1e-5)
     assert abs(weight.item()) > 0
     # Keras' legacy decay lr / (1 + decay * iterations), as logged for the next step.
-    assert _current_lr(optimizer) == pytest.approx(1e-3 / (1 + decay * 3))
+    assert current_lr(optimizer) == pytest.approx(1e-3 / (1 + decay * 3))

@@ -11,7 +11,9 @@ import torch
 from conftest import CLASSES, make_image_tree
 
 from sportsdet.errors import SportsdetError
-from sportsdet.transfer import ArrayBatches, parse_duration, plan_schedule
+from sportsdet.training.options import TransferOptions
+from sportsdet.training.recipes.transfer import ArrayBatches
+from sportsdet.training.schedule import parse_duration, plan_schedule
 
 TINY = {"input_size": 64, "head_epochs": 3, "epochs": 1, "batch_size": 8, "head_lr": 1e-2}
 
@@ -42,8 +44,8 @@ def test_transfer_trains_both_stages_and_writes_the_run_folder(
     from sportsdet.bundle import load_bundle
 
     # A tiny, all-correct validation split is below the calibration minimums; lift them here.
-    monkeypatch.setattr("sportsdet.train.MIN_CALIBRATION_IMAGES", 1)
-    monkeypatch.setattr("sportsdet.train.MIN_CALIBRATION_ERRORS", 0)
+    monkeypatch.setattr("sportsdet.training.calibration.MIN_CALIBRATION_IMAGES", 1)
+    monkeypatch.setattr("sportsdet.training.calibration.MIN_CALIBRATION_ERRORS", 0)
 
     result = _train(split_tree, tmp_path / "run")
     run = tmp_path / "run"
@@ -104,14 +106,14 @@ def test_parse_duration() -> None:
 
 
 def test_budget_drops_views_that_do_not_fit() -> None:
-    options = {"aug_views": 2, "feature_flip": True, "epochs": 3, "time_budget": "10m"}
+    options = TransferOptions(aug_views=2, feature_flip=True, epochs=3, time_budget="10m")
     # 13,500 photos at 45 img/s is 300 s per view: only the photo itself fits in 60% of 600 s.
     plan = plan_schedule(options, 13500, 13500, 45.0)
     assert plan["aug_views"] == 0 and plan["feature_flip"] is False
     # Everything cached already: all views are free.
     plan = plan_schedule(options, 13500, 0, 45.0)
     assert plan["aug_views"] == 2 and plan["feature_flip"] is True
-    assert plan_schedule({"aug_views": 1, "epochs": 2}, 10, 10, 1.0)["budget_s"] is None
+    assert plan_schedule(TransferOptions(aug_views=1, epochs=2), 10, 10, 1.0)["budget_s"] is None
 
 
 def test_array_batches_mix_views_and_cover_every_row() -> None:
@@ -127,3 +129,52 @@ def test_array_batches_mix_views_and_cover_every_row() -> None:
     assert 0 < values.sum() < 10  # both views were drawn
     plain = list(ArrayBatches([a, b], labels, 4, shuffle=False))
     assert torch.cat([x for x, _ in plain]).sum() == 0  # evaluation uses the first view only
+
+
+class _StopIn:
+    """Interrupts training (as Ctrl-C or a kill would) in epoch `epoch`: after its checkpoint, or
+    (`mid_epoch`) during its first batch, when the last checkpoint is the epoch before."""
+
+    def __init__(self, epoch: int, mid_epoch: bool = False) -> None:
+        self.epoch, self.mid_epoch, self.current = epoch, mid_epoch, 0
+
+    def on_train_begin(self, ctx): ...
+    def on_train_end(self, ctx): ...
+
+    def on_epoch_begin(self, ctx, epoch, stage, batches):
+        self.current = epoch
+
+    def on_batch_end(self, ctx, batch, logs):
+        if self.mid_epoch and self.current == self.epoch:
+            raise KeyboardInterrupt
+
+    def on_epoch_end(self, ctx, epoch, logs):
+        if epoch == self.epoch and not self.mid_epoch:
+            raise KeyboardInterrupt
+
+
+def _history(run: Path) -> list[tuple]:
+    rows = list(csv.DictReader(open(run / "metrics.csv", encoding="utf-8")))
+    return [
+        (r["epoch"], r["stage"], r["train_loss"], r["train_acc"], r["val_loss"], r["val_acc"]) for r in rows
+    ]
+
+
+def test_resume_inside_the_finetune_stage_continues_exactly(split_tree: Path, tmp_path: Path, cache) -> None:
+    from sportsdet.train import train
+
+    torch.set_num_threads(2)
+    options = {**TINY, "epochs": 2, "calibrate": False}
+    # Cold cache first, then the same run on the warm cache: the numbers must not depend on it.
+    train(split_tree, out=tmp_path / "cold", model="lite0", options=options, evaluate=False, report=False)
+    train(split_tree, out=tmp_path / "warm", model="lite0", options=options, evaluate=False, report=False)
+    assert _history(tmp_path / "warm") == _history(tmp_path / "cold")
+
+    # Stopped after the first fine-tuning epoch (4), and inside it (the last checkpoint is then
+    # the head's; resuming used to start fine-tuning from a random classifier: 0.29 vs 0.60).
+    for name, stop in (("after", _StopIn(4)), ("inside", _StopIn(4, mid_epoch=True))):
+        broken = tmp_path / name
+        with pytest.raises(KeyboardInterrupt):
+            train(split_tree, out=broken, model="lite0", options=options, callbacks=[stop])
+        train(None, out=broken, resume=True, evaluate=False, report=False)
+        assert _history(broken) == _history(tmp_path / "cold"), name

@@ -14,7 +14,6 @@ NumPy arrays; `torch_state_dict()` gives tensors when torch is there.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import platform
@@ -27,11 +26,16 @@ from typing import Any
 
 from sportsdet import __version__
 from sportsdet.errors import BundleError, SportsdetError
+from sportsdet.files import sha256_file
 from sportsdet.preprocess import Preprocessing
 
 BUNDLE_FORMAT = "sportsdet-bundle/1"
 MANIFEST_NAME = "bundle.json"
 WEIGHTS_NAME = "weights.safetensors"
+ONNX_NAME = "model.onnx"  # the light form of a bundle, written by `sportsdet export`
+ONNX_INT8_NAME = "model.int8.onnx"
+# What sportsdet writes in a bundle folder; anything else there is the user's and is kept.
+BUNDLE_FILES = (MANIFEST_NAME, WEIGHTS_NAME, ONNX_NAME, ONNX_INT8_NAME)
 
 
 def library_versions() -> dict[str, str]:
@@ -43,14 +47,6 @@ def library_versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             pass
     return versions
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 @dataclass
@@ -89,17 +85,39 @@ class Bundle:
 
     def build_torch_model(self):  # -> torch.nn.Module in eval mode
         """Rebuild the network from the registry and load the weights (needs torch)."""
+        import torch
+
         from sportsdet.models import build_model
 
+        state = self.torch_state_dict()
+        # Compare shapes on a skeleton on the "meta" device first (no memory): a model.config
+        # that does not match the weights (a hand-edited input_size: 40000) must be a clear error,
+        # not a multi-GB allocation followed by torch's "size mismatch" traceback.
+        with torch.device("meta"):
+            skeleton = build_model(
+                self.model_name, num_classes=self.num_classes, pretrained=False, **self.model_config
+            )
+        expected = {key: tuple(value.shape) for key, value in skeleton.state_dict().items()}
+        missing = sorted(expected.keys() - state.keys())
+        unexpected = sorted(state.keys() - expected.keys())
+        wrong = [
+            f"{key} is {tuple(state[key].shape)} in the weights, {shape} in the model"
+            for key, shape in expected.items()
+            if key in state and tuple(state[key].shape) != shape
+        ]
+        if missing or unexpected or wrong:
+            problems = [f"missing {missing[:5]}"] if missing else []
+            problems += [f"unexpected {unexpected[:5]}"] if unexpected else []
+            problems += wrong[:3]
+            raise BundleError(
+                f"{self.path}: weights do not fit model {self.model_name!r} with config "
+                f"{self.model_config} ({'; '.join(problems)}); the bundle.json does not belong to "
+                "these weights"
+            )
         model = build_model(
             self.model_name, num_classes=self.num_classes, pretrained=False, **self.model_config
         )
-        missing, unexpected = model.load_state_dict(self.torch_state_dict(), strict=False)
-        if missing or unexpected:
-            raise BundleError(
-                f"{self.path}: weights do not fit model {self.model_name!r} "
-                f"(missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]})"
-            )
+        model.load_state_dict(state, strict=True)
         return model.eval()
 
 
@@ -184,8 +202,11 @@ def save_bundle(
         _make_readable(staging)
         _fsync_dir(staging)
         # Swap into place: the old bundle (if any) stays whole until the new one is complete.
+        # Files a user put in the folder move into the new one; the old bundle's own files
+        # (a stale model.onnx among them) go.
         old = None
         if path.exists():
+            _keep_user_files(path, staging)
             old = path.with_name(f".{path.name}.old-{os.getpid()}")
             os.replace(path, old)
         os.replace(staging, path)
@@ -196,6 +217,15 @@ def save_bundle(
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return path
+
+
+def _keep_user_files(old: Path, new: Path) -> None:
+    if not old.is_dir():
+        return
+    for entry in old.iterdir():
+        ours = entry.name in BUNDLE_FILES or entry.name.startswith(".")
+        if not ours and not (new / entry.name).exists():
+            os.replace(entry, new / entry.name)
 
 
 def _require(manifest: dict[str, Any], key: str, kind: type, where: Path) -> Any:

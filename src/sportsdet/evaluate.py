@@ -10,17 +10,14 @@
 Which images: when DATA is the tree the model was trained on, the run's saved split manifest
 decides (so training images never leak into the test numbers); any other folder is scanned as
 a folder-per-class or split tree whose class names must be among the model's labels.
-Images go through the bundle's own preprocessing (`sportsdet.preprocess`) and network
-(`Bundle.build_torch_model`, via the predict backend).
+Images go through the bundle's own preprocessing (`sportsdet.preprocess`) and the engine
+`sportsdet predict` would use (`runtime.load_backend`: the bundle's ONNX file when it has one,
+else PyTorch), named in metrics.json as "backend".
 """
 
 from __future__ import annotations
 
 import csv
-import json
-import os
-import tempfile
-import textwrap
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -29,13 +26,23 @@ from typing import Any
 
 import numpy as np
 
-from sportsdet.bundle import Bundle, load_bundle, sha256_file
+from sportsdet import plots
+from sportsdet.bundle import Bundle, load_bundle
+from sportsdet.data.sources import is_dataset_file
 from sportsdet.errors import SportsdetError
-from sportsdet.runtime import stream_predictions
+from sportsdet.files import atomic_write, sha256_file, write_json
+from sportsdet.run_folder import (
+    EVAL_FILES,
+    REPORT,
+    find_split_manifest,
+    resolve_bundle_dir,
+    run_of_bundle,
+    split_manifest_candidates,
+)
+from sportsdet.runtime import load_backend, stream_predictions
 
 SPLIT_NAMES = ("train", "valid", "test")
 _SPLIT_ALIASES = {"val": "valid", "validation": "valid"}
-GALLERY_SIZE = 9  # the notebook's 3x3 grids
 
 
 @dataclass
@@ -48,6 +55,7 @@ class EvalData:
     split: str | None
     manifest: Path | None = None
     notes: list[str] = field(default_factory=list)
+    sources: list[str] | None = None  # the data source of each item (multi-source runs)
 
 
 @dataclass
@@ -64,20 +72,10 @@ class EvalResult:
 # ----------------------------------------------------------------------------- locating things
 
 
-def find_run_dir(bundle_dir: Path) -> Path | None:
-    """The run folder a bundle sits in (RUN/model with RUN/split.json or RUN/config.json), else None."""
-    parent = bundle_dir.resolve().parent
-    if bundle_dir.resolve().name == "model" and any(
-        (parent / f).is_file() for f in ("split.json", "config.json")
-    ):
-        return parent
-    return None
-
-
 def default_out_dir(bundle_dir: Path) -> Path:
     """RUN/eval for a bundle inside a run folder, else ./eval-<bundle folder name>."""
-    run = find_run_dir(bundle_dir)
-    return run / "eval" if run is not None else Path.cwd() / f"eval-{bundle_dir.resolve().name}"
+    run = run_of_bundle(bundle_dir)
+    return run.eval if run is not None else Path.cwd() / f"eval-{Path(bundle_dir).resolve().name}"
 
 
 def normalise_split(split: str) -> str:
@@ -94,18 +92,6 @@ def _same_dir(a: Path | str, b: Path | str) -> bool:
         return False
 
 
-def _manifest_candidates(bundle: Bundle) -> list[Path]:
-    """Where the split manifest may be: next to the bundle in its run folder, then where training wrote it."""
-    candidates = []
-    run = find_run_dir(bundle.path)
-    if run is not None:
-        candidates.append(run / "split.json")
-    recorded = bundle.data.get("manifest")
-    if isinstance(recorded, str) and recorded:
-        candidates.append(Path(recorded))
-    return candidates
-
-
 def _index_map(bundle: Bundle) -> dict[str, int]:
     return {label: i for i, label in enumerate(bundle.labels)}
 
@@ -113,9 +99,9 @@ def _index_map(bundle: Bundle) -> dict[str, int]:
 def _from_manifest(bundle: Bundle, data_root: Path, split: str, warn: Callable[[str], None]) -> EvalData:
     from sportsdet.data.splits import SplitManifest
 
-    candidates = _manifest_candidates(bundle)
-    found = next((c for c in candidates if c.is_file()), None)
+    found = find_split_manifest(bundle)
     if found is None:
+        candidates = split_manifest_candidates(bundle)
         where = ", ".join(str(c) for c in candidates) or "(the bundle records no manifest)"
         raise SportsdetError(
             f"{data_root} is the data this model was trained on, but its split manifest is gone "
@@ -143,7 +129,8 @@ def _from_manifest(bundle: Bundle, data_root: Path, split: str, warn: Callable[[
         raise SportsdetError(
             f"{found}: the saved split ({manifest.strategy}) has no {split} images; try --split valid"
         )
-    return EvalData(items, data_root, "split-manifest", split, manifest=found)
+    sources = manifest.sources_of(split) or None
+    return EvalData(items, data_root, "split-manifest", split, manifest=found, sources=sources)
 
 
 def _from_folder(bundle: Bundle, data_root: Path, split: str, split_given: bool) -> EvalData:
@@ -179,21 +166,30 @@ def _from_folder(bundle: Bundle, data_root: Path, split: str, split_given: bool)
 
 def select_eval_data(
     bundle: Bundle,
-    data: str | Path,
+    data: str | Path | None,
     split: str = "test",
     *,
     split_given: bool = False,
     warn: Callable[[str], None] = lambda message: None,
 ) -> EvalData:
-    """Decide which images to evaluate (see the module doc)."""
+    """Decide which images to evaluate (see the module doc). `data` None: the run's own split."""
+    split = normalise_split(split)
+    recorded_root = bundle.data.get("root")
+    if data is None or is_dataset_file(data):
+        # The data the model was trained on (one folder, several sources or their dataset file):
+        # its saved split manifest says which images are test images.
+        if not isinstance(recorded_root, str) or not recorded_root:
+            raise SportsdetError(
+                f"{bundle.path}: the bundle records no training data; give the folder of labelled images "
+                "to evaluate on"
+            )
+        return _from_manifest(bundle, Path(recorded_root), split, warn)
     data_root = Path(data).expanduser()
     if not data_root.is_dir():
         raise SportsdetError(
             f"{data_root}: no such folder; give the folder of labelled images to evaluate on"
         )
     data_root = data_root.resolve()
-    split = normalise_split(split)
-    recorded_root = bundle.data.get("root")
     if isinstance(recorded_root, str) and recorded_root and _same_dir(recorded_root, data_root):
         return _from_manifest(bundle, data_root, split, warn)
     return _from_folder(bundle, data_root, split, split_given)
@@ -217,9 +213,7 @@ def run_model(
     Runs through the predictor's streaming pipeline (decoding overlaps the model; memory bounded).
     """
     if backend is None:
-        from sportsdet.predict import TorchBackend
-
-        backend = TorchBackend(bundle, device)
+        backend = load_backend(bundle.path, device=device)
     kept: list[int] = []
     rows: list[np.ndarray] = []
     skipped: list[dict[str, str]] = []
@@ -240,95 +234,7 @@ def run_model(
     return kept, probs, skipped
 
 
-# ----------------------------------------------------------------------------- plots
-
-
-def _wrap(text: str, width: int) -> str:
-    return "\n".join(textwrap.wrap(text, width=width, break_long_words=True)) or text
-
-
-def plot_confusion_matrix(cm: np.ndarray, labels: Sequence[str], path: Path, title: str = "") -> None:
-    """Row-normalised confusion matrix; the figure grows with the class count, fonts shrink,
-    and per-cell numbers are drawn only while they fit (up to 20 classes)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    n = len(labels)
-    rows = cm.sum(axis=1, keepdims=True)
-    norm = np.divide(cm, rows, out=np.zeros(cm.shape, dtype=float), where=rows > 0)
-    side = float(np.clip(0.22 * n + 3.5, 5.0, 26.0))
-    tick_font = float(np.clip(150.0 / max(n, 1), 5.0, 10.0))
-    fig = Figure(figsize=(side + 1.2, side))
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot(1, 1, 1)
-    image = ax.imshow(norm, cmap="Blues", vmin=0.0, vmax=1.0, interpolation="nearest")
-    ax.set_xticks(range(n))
-    ax.set_yticks(range(n))
-    ax.set_xticklabels(labels, rotation=90, fontsize=tick_font)
-    ax.set_yticklabels(labels, fontsize=tick_font)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    ax.set_title(title or "confusion matrix (each row sums to 1)", fontsize=11)
-    if n <= 20:
-        cell_font = float(np.clip(120.0 / max(n, 1), 6.0, 11.0))
-        for t in range(n):
-            for p in range(n):
-                if cm[t, p]:
-                    colour = "white" if norm[t, p] > 0.5 else "black"
-                    ax.text(
-                        p, t, f"{norm[t, p]:.2f}", ha="center", va="center", fontsize=cell_font, color=colour
-                    )
-    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-
-
-def plot_gallery(
-    tiles: Sequence[tuple[Path, str, str, float]], path: Path, title: str, empty_message: str
-) -> None:
-    """A 3x3 grid of (image path, predicted, true, confidence) tiles, as in the notebook."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    from sportsdet.imageio import load_image
-
-    fig = Figure(figsize=(9, 10.5))
-    FigureCanvasAgg(fig)
-    fig.suptitle(title, fontsize=13)
-    if not tiles:
-        ax = fig.add_subplot(1, 1, 1)
-        ax.axis("off")
-        ax.text(0.5, 0.5, empty_message, ha="center", va="center", fontsize=14)
-    for i, (image_path, pred, true, confidence) in enumerate(tiles[:GALLERY_SIZE]):
-        ax = fig.add_subplot(3, 3, i + 1)
-        ax.axis("off")
-        try:
-            picture = load_image(image_path, min_size=256)
-            picture.thumbnail((256, 256))
-            ax.imshow(np.asarray(picture))
-        except SportsdetError:
-            ax.text(0.5, 0.5, "(image unreadable)", ha="center", va="center")
-        caption = _wrap(f"pred: {pred} ({confidence:.0%}) /", 34) + "\n" + _wrap(f"true: {true}", 34)
-        ax.set_title(caption, fontsize=9, color="darkgreen" if pred == true else "darkred")
-    fig.tight_layout(rect=(0, 0, 1, 0.96), h_pad=1.5)
-    fig.savefig(path, dpi=100)
-
-
 # ----------------------------------------------------------------------------- writing
-
-
-def _atomic_write(path: Path, writer: Callable[[Path], None]) -> None:
-    """Write via a temporary file in the same folder and rename: a crash never leaves half a file."""
-    fd, temp_name = tempfile.mkstemp(prefix=f".{path.name}.tmp-", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    temp = Path(temp_name)
-    try:
-        writer(temp)
-        os.chmod(temp, 0o644)  # mkstemp makes files private; results are meant to be shared
-        os.replace(temp, path)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
 
 
 def _write_csv(path: Path, rows: list[list[Any]]) -> None:
@@ -338,21 +244,15 @@ def _write_csv(path: Path, rows: list[list[Any]]) -> None:
         writer.writerows(rows)
 
 
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    with open(path, "w", encoding="utf-8") as handle:
-        json.dump(data, handle, indent=2, ensure_ascii=False)
-        handle.write("\n")
-
-
 def _pick(indices: np.ndarray, rng: np.random.Generator) -> list[int]:
-    if len(indices) <= GALLERY_SIZE:
+    if len(indices) <= plots.GALLERY_SIZE:
         return sorted(int(i) for i in indices)
-    return sorted(int(i) for i in rng.choice(indices, size=GALLERY_SIZE, replace=False))
+    return sorted(int(i) for i in rng.choice(indices, size=plots.GALLERY_SIZE, replace=False))
 
 
 def evaluate(
     bundle_path: str | Path,
-    data: str | Path,
+    data: str | Path | None = None,
     *,
     split: str = "test",
     split_given: bool = False,
@@ -364,9 +264,11 @@ def evaluate(
     progress: bool = False,
     warn: Callable[[str], None] = lambda message: None,
 ) -> EvalResult:
-    """Evaluate a bundle (or a run folder) on DATA and write the evaluation folder."""
-    from sportsdet.metrics import compute_metrics
-    from sportsdet.predict import resolve_bundle_dir
+    """Evaluate a bundle (or a run folder) on DATA and write the evaluation folder.
+
+    DATA None (or the run's dataset file): the run's own saved split, every source of it.
+    """
+    from sportsdet.metrics import compute_metrics, per_group_accuracy
 
     if batch_size < 1:
         raise SportsdetError(f"--batch-size must be at least 1, got {batch_size}")
@@ -389,6 +291,8 @@ def evaluate(
         bar = Progress(*Progress.get_default_columns(), console=Console(stderr=True), transient=True)
         task = bar.add_task("evaluating", total=len(chosen.items))
         bar.start()
+    if backend is None:
+        backend = load_backend(bundle.path, device=device)
     try:
         kept, probs, skipped = run_model(
             bundle,
@@ -411,11 +315,14 @@ def evaluate(
     paths = [chosen.items[i][0] for i in kept]
     y_true = np.array([chosen.items[i][1] for i in kept], dtype=np.int64)
     metrics = compute_metrics(y_true, probs, labels)
+    if chosen.sources is not None:  # a multi-source run: accuracy per source as well
+        metrics["per_source"] = per_group_accuracy(y_true, probs, [chosen.sources[i] for i in kept])
     metrics = {
         "split": chosen.split,
         "source": chosen.source,
         **metrics,
         "bundle": str(bundle.path.resolve()),
+        "backend": getattr(backend, "name", type(backend).__name__),
         "data": str(chosen.root),
         "manifest": str(chosen.manifest) if chosen.manifest else None,
         "skipped": skipped,
@@ -437,33 +344,32 @@ def evaluate(
         return [(paths[i], labels[pred[i]], labels[y_true[i]], float(confidence[i])) for i in indices]
 
     out.mkdir(parents=True, exist_ok=True)
-    files = {name: out / name for name in (
-        "metrics.json", "predictions.csv", "probs.npy",
-        "confusion_matrix.png", "gallery_correct.png", "gallery_wrong.png",
-    )}  # fmt: skip
+    files = {name: out / name for name in EVAL_FILES if name != REPORT}
     split_name = chosen.split or "all images"
     cm = np.asarray(metrics["confusion_matrix"])
-    _atomic_write(files["predictions.csv"], lambda p: _write_csv(p, rows))
-    _atomic_write(files["probs.npy"], lambda p: np.save(p, probs.astype(np.float32), allow_pickle=False))
-    _atomic_write(
+    atomic_write(files["predictions.csv"], lambda p: _write_csv(p, rows))
+    atomic_write(files["probs.npy"], lambda p: np.save(p, probs.astype(np.float32), allow_pickle=False))
+    atomic_write(
         files["confusion_matrix.png"],
-        lambda p: plot_confusion_matrix(
+        lambda p: plots.plot_confusion_matrix(
             cm,
             labels,
             p,
             f"{bundle.model_name} on {split_name}: accuracy {metrics['accuracy']:.1%} (rows sum to 1)",
         ),
     )
-    _atomic_write(
+    atomic_write(
         files["gallery_correct.png"],
-        lambda p: plot_gallery(
+        lambda p: plots.plot_gallery(
             tiles(correct), p, f"correct predictions ({split_name})", "no correct predictions"
         ),
     )
-    _atomic_write(
+    atomic_write(
         files["gallery_wrong.png"],
-        lambda p: plot_gallery(tiles(wrong), p, f"wrong predictions ({split_name})", "no wrong predictions"),
+        lambda p: plots.plot_gallery(
+            tiles(wrong), p, f"wrong predictions ({split_name})", "no wrong predictions"
+        ),
     )
     # metrics.json last: its presence means the folder is complete.
-    _atomic_write(files["metrics.json"], lambda p: _write_json(p, metrics))
+    write_json(files["metrics.json"], metrics, indent=2)
     return EvalResult(out, metrics, paths, y_true, probs, skipped, files)

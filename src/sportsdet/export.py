@@ -30,8 +30,10 @@ import numpy as np
 
 from sportsdet.bundle import Bundle, library_versions, load_bundle
 from sportsdet.errors import SportsdetError
+from sportsdet.files import iter_image_files
 from sportsdet.onnx_graph import OPSET, torch_to_onnx
 from sportsdet.preprocess import Preprocessing, load_and_preprocess
+from sportsdet.run_folder import split_manifest_candidates
 from sportsdet.runtime import (
     META_FORMAT,
     META_LABELS,
@@ -45,7 +47,6 @@ from sportsdet.runtime import (
     ONNX_INT8_NAME,
     ONNX_NAME,
     OnnxBackend,
-    iter_image_files,
     stream_predictions,
 )
 
@@ -191,39 +192,32 @@ class ExportData:
     origin: str
 
 
-def _manifest_candidates(bundle: Bundle) -> Iterable[Path]:
-    for key in ("split", "split_manifest", "manifest", "split_json"):
-        value = bundle.data.get(key)
-        if isinstance(value, str) and value.endswith(".json"):
-            path = Path(value)
-            yield path if path.is_absolute() else bundle.path / path
-    # The run folder layout (docs/ARCHITECTURE.md): runs/NAME/split.json beside runs/NAME/model/.
-    yield bundle.path.parent / "split.json"
-    yield bundle.path / "split.json"
-
-
 def _from_manifest(path: Path, labels: list[str]) -> ExportData | None:
+    """Train and held-out images of a run's split manifest (None when it is unreadable or stale)."""
+    from sportsdet.data.splits import SplitManifest
+
     try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-        root = Path(manifest["root"])
-        splits = manifest["splits"]
-    except (OSError, ValueError, KeyError, TypeError):
+        manifest = SplitManifest.load(path)
+    except SportsdetError:
         return None
-    if not root.is_dir():
+    if not manifest.root.is_dir():
         return None
+    wanted = set(labels)
 
     def items(name: str) -> list[tuple[Path, str | None]]:
-        return [(root / rel, label) for rel, label in splits.get(name) or [] if label in labels]
+        pairs = manifest.splits.get(name) or []
+        return [(manifest.root / rel, label) for rel, label in pairs if label in wanted]
 
-    heldout_name = "test" if splits.get("test") else "valid"
-    return ExportData(items("train"), items(heldout_name), f"{path} ({root}, held-out: {heldout_name})")
+    heldout_name = "test" if manifest.splits.get("test") else "valid"
+    origin = f"{path} ({manifest.root}, held-out: {heldout_name})"
+    return ExportData(items("train"), items(heldout_name), origin)
 
 
 def _from_folder(folder: Path, labels: list[str]) -> list[tuple[Path, str | None]]:
     """Images under a folder; the label is the nearest parent folder named like a class."""
     label_set = set(labels)
     found = []
-    for file in iter_image_files([folder]):
+    for file in iter_image_files(folder):
         label = next((p.name for p in file.parents if p.name in label_set), None)
         found.append((file, label))
     return sorted(found)
@@ -252,7 +246,7 @@ def find_export_data(
             raise SportsdetError(f"{folder}: no images found for calibration")
         data = ExportData(images, [], f"{folder} (--calibration-data)")
     else:
-        for candidate in _manifest_candidates(bundle):
+        for candidate in split_manifest_candidates(bundle):
             if candidate.is_file():
                 data = _from_manifest(candidate, bundle.labels)
                 if data is not None and data.train:

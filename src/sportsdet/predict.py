@@ -24,17 +24,26 @@ import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 from PIL import Image
 
-from sportsdet.bundle import MANIFEST_NAME, Bundle, load_bundle
+from sportsdet.bundle import Bundle, load_bundle
 from sportsdet.errors import SportsdetError
 from sportsdet.fetch import DEFAULT_MAX_BYTES, fetch_url, is_url
+from sportsdet.files import iter_image_files
 from sportsdet.imageio import is_image_name
 from sportsdet.preprocess import load_and_preprocess, preprocess
-from sportsdet.runtime import TorchBackend, load_backend, preferred_batch_size, stream_predictions
+from sportsdet.run_folder import resolve_bundle_dir
+from sportsdet.runtime import (
+    Backend,
+    Loaded,
+    TorchBackend,
+    load_backend,
+    preferred_batch_size,
+    stream_predictions,
+)
 
 Source = str | Path | bytes
 _GLOB_CHARS = frozenset("*?[")
@@ -49,19 +58,23 @@ class PredictionResult:
     score: float | None = None
     top_k: list[tuple[str, float]] = field(default_factory=list)
     error: str | None = None
+    # Labelled, but the picture is tiny or a strip (imageio.shape_problem): trust the label less.
+    warning: str | None = None
 
     @property
     def ok(self) -> bool:
         return self.error is None
 
     def to_dict(self) -> dict[str, Any]:
-        """The jsonl record: {"input", "label", "score", "top_k": [{"label", "score"}], "error"}."""
+        """The jsonl record: {"input", "label", "score", "top_k": [{"label", "score"}], "error",
+        "warning"}."""
         return {
             "input": self.input,
             "label": self.label,
             "score": self.score,
             "top_k": [{"label": label, "score": score} for label, score in self.top_k],
             "error": self.error,
+            "warning": self.warning,
         }
 
 
@@ -74,58 +87,12 @@ class InputItem:
     error: str | None = None
 
 
-def resolve_bundle_dir(path: str | Path) -> Path:
-    """A bundle folder as given, or RUN/model when `path` is a training run folder."""
-    path = Path(path).expanduser()
-    if not (path / MANIFEST_NAME).is_file() and (path / "model" / MANIFEST_NAME).is_file():
-        return path / "model"
-    return path  # load_bundle explains what is wrong with anything else
-
-
 # ----------------------------------------------------------------------------- input expansion
-
-
-def _is_hidden(name: str) -> bool:
-    return name.startswith(".") or name == "__MACOSX"
-
-
-# Entries of one folder read (and sorted) at a time: bounds memory for folders of millions of files.
-_WALK_CHUNK = 10_000
-
-
-def _sorted_chunks(folder: Path) -> Iterator[os.DirEntry]:
-    """A folder's entries, sorted by name in chunks of _WALK_CHUNK (fully sorted below that size)."""
-    try:
-        with os.scandir(folder) as scan:
-            chunk: list[os.DirEntry] = []
-            for entry in scan:
-                chunk.append(entry)
-                if len(chunk) >= _WALK_CHUNK:
-                    yield from sorted(chunk, key=lambda e: e.name)
-                    chunk = []
-            yield from sorted(chunk, key=lambda e: e.name)
-    except OSError:
-        return
-
-
-def _walk_images(folder: Path) -> Iterator[Path]:
-    """Image files under `folder`, recursively, hidden entries skipped, never listing a folder whole.
-
-    Sorted by path for folders of up to 10,000 entries; bigger folders come in sorted runs of
-    10,000 in the file system's order (sorting all would mean holding the whole listing).
-    """
-    for entry in _sorted_chunks(folder):
-        if _is_hidden(entry.name):
-            continue
-        if entry.is_dir(follow_symlinks=True):
-            yield from _walk_images(Path(entry.path))
-        elif entry.is_file(follow_symlinks=True) and is_image_name(entry.name):
-            yield Path(entry.path)
 
 
 def _expand_folder(folder: Path, shown: str) -> Iterator[InputItem]:
     found = False
-    for path in _walk_images(folder):
+    for path in iter_image_files(folder):
         found = True
         yield InputItem(str(path), path)
     if not found:
@@ -176,17 +143,6 @@ def expand_inputs(sources: Iterable[Source]) -> Iterator[InputItem]:
                 yield InputItem(text, error="no image files match this pattern")
         else:
             yield InputItem(text, error="file not found")
-
-
-# ----------------------------------------------------------------------------- backends
-
-
-class Backend(Protocol):
-    """What the Predictor needs from an inference engine (`sportsdet.runtime` has two)."""
-
-    def predict_proba(self, batch: np.ndarray) -> np.ndarray:
-        """float32 [N, 3, H, W] (already preprocessed) -> class probabilities [N, C]."""
-        ...
 
 
 __all__ = ["Predictor", "PredictionResult", "InputItem", "TorchBackend", "expand_inputs"]
@@ -270,16 +226,24 @@ class Predictor:
         array = preprocess(image.convert("RGB"), self.preprocessing)
         return self.predict_batch(array[None])[0]
 
-    def load(self, item: InputItem, out: np.ndarray | None = None) -> np.ndarray:
+    def load(
+        self, item: InputItem, out: np.ndarray | None = None, notes: list[str] | None = None
+    ) -> np.ndarray:
         """Fetch (for URLs), decode and preprocess one item (into `out` when given).
 
-        Raises SportsdetError on bad input."""
+        `notes` receives a warning for a tiny or strip-shaped picture. Raises SportsdetError on
+        bad input."""
         source = item.source
         if isinstance(source, str) and is_url(source):
             source = fetch_url(source, timeout=self.url_timeout, max_bytes=self.url_max_bytes)
         if source is None:
             raise SportsdetError(item.error or "no data")
-        return load_and_preprocess(source, self.preprocessing, name=item.name, out=out)
+        return load_and_preprocess(source, self.preprocessing, name=item.name, out=out, notes=notes)
+
+    def _load_row(self, item: InputItem, out: np.ndarray) -> Loaded:
+        notes: list[str] = []
+        array = self.load(item, out, notes)
+        return Loaded(array, notes[0] if notes else None)
 
     def result_from_probs(self, name: str, probs: np.ndarray) -> PredictionResult:
         order = np.argsort(-probs, kind="stable")[: self.top_k]
@@ -298,12 +262,14 @@ class Predictor:
             self.preprocessing,
             batch_size=self.batch_size,
             workers=self.workers,
-            load=self.load,
+            load=self._load_row,
             name_of=lambda item: item.name,
         )
         for result in stream:
             if result.ok:
-                yield self.result_from_probs(result.name, result.probs)
+                answer = self.result_from_probs(result.name, result.probs)
+                answer.warning = result.warning
+                yield answer
             else:
                 yield PredictionResult(input=result.name, error=_short_message(result.error, result.name))
 
@@ -340,11 +306,11 @@ def to_jsonl(result: PredictionResult) -> str:
 
 
 def csv_header(top_k: int) -> list[str]:
-    """Columns of `--format csv`: input,label,score,error,top1_label,top1_score,..."""
+    """Columns of `--format csv`: input,label,score,error,top1_label,top1_score,...,warning"""
     columns = ["input", "label", "score", "error"]
     for rank in range(1, top_k + 1):
         columns += [f"top{rank}_label", f"top{rank}_score"]
-    return columns
+    return columns + ["warning"]
 
 
 def csv_row(result: PredictionResult, top_k: int) -> list[str]:
@@ -360,11 +326,16 @@ def csv_row(result: PredictionResult, top_k: int) -> list[str]:
             row += [label, f"{score:.6f}"]
         else:
             row += ["", ""]
-    return row
+    return row + [result.warning or ""]
 
 
 def csv_line(values: list[str]) -> str:
-    """One properly quoted CSV line (labels and paths may hold commas or quotes)."""
+    """One properly quoted CSV record (labels and paths may hold commas, quotes or newlines).
+
+    The record is written with a real line terminator and that terminator is stripped again:
+    the csv module quotes a field only for the characters of its *own* lineterminator, so with
+    lineterminator="" a file name holding a newline went out unquoted and split the row.
+    """
     buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="").writerow(values)
-    return buffer.getvalue()
+    csv.writer(buffer, lineterminator="\r\n", quoting=csv.QUOTE_MINIMAL).writerow(values)
+    return buffer.getvalue()[: -len("\r\n")]

@@ -12,12 +12,8 @@ from sportsdet.cli.app import app, console
 
 def model_rows() -> list[dict[str, Any]]:
     """One dict per registered model: what `sportsdet models` shows (and --json prints)."""
-    from sportsdet.models import REGISTRY, weights_installed
+    from sportsdet.models import DEFAULT_MODEL, REGISTRY, weights_installed
 
-    try:
-        from sportsdet.models import DEFAULT_MODEL
-    except ImportError:  # registries without pretrained models
-        DEFAULT_MODEL = None  # noqa: N806
     rows = []
     for name, spec in REGISTRY.items():
         pre = spec.preprocessing

@@ -9,7 +9,7 @@ from typing import Any
 
 import typer
 
-from sportsdet.cli.app import app, console, err_console
+from sportsdet.cli.app import app, console, err_console, plain
 
 NO_BUILTIN_MESSAGE = (
     "no built-in model is installed yet; pass --model RUN/model (train one with `sportsdet train`)"
@@ -37,7 +37,7 @@ def _bundle_dir(model: Path | None) -> Path:
     """--model given -> that bundle (or RUN/model, or an .onnx file); else the built-in model."""
     from sportsdet.bundle import builtin_bundle_path
     from sportsdet.errors import SportsdetError
-    from sportsdet.predict import resolve_bundle_dir
+    from sportsdet.run_folder import resolve_bundle_dir
 
     if model is not None:
         if model.suffix.lower() == ".onnx":
@@ -156,6 +156,7 @@ def predict_command(
     )
     k = predictor.top_k
     failed = 0
+    warned = 0
     total = 0
     rows = []
     if output_format is OutputFormat.csv:
@@ -175,6 +176,7 @@ def predict_command(
         for result in predictor.predict_sources(inputs):
             total += 1
             failed += not result.ok
+            warned += result.warning is not None
             progress.advance(task)
             if output_format is OutputFormat.jsonl:
                 typer.echo(to_jsonl(result))
@@ -184,13 +186,14 @@ def predict_command(
                 rows.append(result)
     if output_format is OutputFormat.table:
         _print_table(rows, k)
+    if warned:
+        err_console.print(f"[yellow]{warned} of {total} input(s) labelled with a warning[/]")
     if failed:
         err_console.print(f"[yellow]{failed} of {total} input(s) could not be labelled[/]")
         raise typer.Exit(1)
 
 
 def _print_table(results: list, k: int) -> None:
-    from rich.markup import escape
     from rich.table import Table
 
     table = Table()
@@ -201,10 +204,12 @@ def _print_table(results: list, k: int) -> None:
     table.add_column(f"next {k - 1}" if k > 1 else "", overflow="fold")
     for result in results:
         if result.ok:
-            others = ", ".join(f"{label} {score:.1%}" for label, score in result.top_k[1:])
-            table.add_row(escape(result.input), escape(result.label), f"{result.score:.1%}", escape(others))
+            others = plain(", ".join(f"{label} {score:.1%}" for label, score in result.top_k[1:]))
+            if result.warning:  # e.g. a 1x1 picture: labelled, but say why the label is doubtful
+                others = f"[yellow]warning: {plain(result.warning)}[/]" + (f"\n{others}" if others else "")
+            table.add_row(plain(result.input), plain(result.label), f"{result.score:.1%}", others)
         else:
-            table.add_row(escape(result.input), "[red]error[/]", "", f"[red]{escape(result.error)}[/]")
+            table.add_row(plain(result.input), "[red]error[/]", "", f"[red]{plain(result.error)}[/]")
     console.print(table)
 
 
@@ -278,6 +283,34 @@ def _short(value: Any, limit: int = 100) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def _scores_table(info: dict) -> Any:
+    """The model's recorded scores by where the photos came from (built-in model: per source and on
+    realworld-dev, photos from a source it never trained on)."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    metrics = info.get("metrics") or {}
+    rows = []
+    for split in ("valid", "test"):
+        entry = metrics.get(split)
+        if not isinstance(entry, dict):
+            continue
+        for source, row in (entry.get("per_source") or {"all sources": entry}).items():
+            rows.append((f"{source} {split}", row.get("n"), row.get("top1"), ""))
+    world = metrics.get("realworld_dev")
+    if isinstance(world, dict):
+        detail = ", ".join(f"{k} {v}" for k, v in (world.get("per_class") or {}).items())
+        rows.append(("realworld-dev (never trained on)", world.get("n"), world.get("top1"), detail))
+    if not rows:
+        return None
+    table = Table(title="recorded scores (top-1)", title_justify="left")
+    for column, justify in (("photos", "left"), ("n", "right"), ("top-1", "right"), ("per class", "left")):
+        table.add_column(column, justify=justify, overflow="fold")
+    for name, n, top1, detail in rows:
+        table.add_row(escape(name), str(n), f"{top1:.1%}" if isinstance(top1, float) else "-", escape(detail))
+    return table
+
+
 @app.command("info")
 def info_command(
     bundle: Path | None = typer.Argument(
@@ -298,13 +331,13 @@ def info_command(
         return
     labels = info["labels"]
     shown = ", ".join(labels[:8]) + (f", ... ({len(labels) - 8} more)" if len(labels) > 8 else "")
-    summary = Table(show_header=False, title=f"bundle {info['path']}", title_justify="left")
+    summary = Table(show_header=False, title=f"bundle {plain(info['path'])}", title_justify="left")
     summary.add_column(style="bold")
     summary.add_column(overflow="fold")
-    summary.add_row("model", f"{info['model']['name']} {_short(info['model']['config'])}")
-    summary.add_row("labels", f"{len(labels)}: {shown}")
+    summary.add_row("model", plain(f"{info['model']['name']} {_short(info['model']['config'])}"))
+    summary.add_row("labels", plain(f"{len(labels)}: {shown}"))
     summary.add_row(
-        "preprocessing", _short({k: v for k, v in info["preprocessing"].items() if k != "extra"}, 200)
+        "preprocessing", plain(_short({k: v for k, v in info["preprocessing"].items() if k != "extra"}, 200))
     )
     for section in ("training", "data", "metrics"):
         values = info[section]
@@ -313,12 +346,15 @@ def info_command(
             continue
         # Scalars in full, nested structures shortened: the --json output has everything.
         for key, value in values.items():
-            summary.add_row(f"{section}.{key}", _short(value))
-    summary.add_row("versions", ", ".join(f"{k} {v}" for k, v in info["versions"].items()))
+            summary.add_row(plain(f"{section}.{key}"), plain(_short(value)))
+    summary.add_row("versions", plain(", ".join(f"{k} {v}" for k, v in info["versions"].items())))
     console.print(summary)
+    scores = _scores_table(info)
+    if scores is not None:
+        console.print(scores)
     files = Table(title="files", title_justify="left")
     files.add_column("file")
     files.add_column("size", justify="right")
     for name, size in info["files"].items():
-        files.add_row(name, _human_size(size))
+        files.add_row(plain(name), _human_size(size))
     console.print(files)

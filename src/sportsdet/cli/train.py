@@ -1,7 +1,8 @@
 """CLI verb: `sportsdet train`. Thin: parse options, call sportsdet.train.train, print the result.
 
-Per-model numbers (epochs, learning rate, ...) live in the model registry's train_defaults;
-every option here defaults to "not given" so the registry decides unless the user says otherwise.
+Numbers (epochs, learning rate, ...) live in the recipe's options (sportsdet.training.options)
+and the model registry; every option here defaults to "not given" so they decide unless the
+user says otherwise.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Any
 
 import typer
 
-from sportsdet.cli.app import app, console, err_console
+from sportsdet.cli.app import app, console, err_console, plain
 from sportsdet.errors import SportsdetError
 
 
@@ -33,17 +34,18 @@ def _parse_sets(pairs: list[str]) -> dict[str, Any]:
 
 @app.command("train")
 def train(
-    data: Path | None = typer.Argument(
+    data: list[Path] | None = typer.Argument(
         None,
-        help="Image folder: ROOT/<class>/<images> or ROOT/{train,valid,test}/<class>/<images>. "
-        "Not needed with --resume.",
+        help="Image folder(s): ROOT/<class>/<images> or ROOT/{train,valid,test}/<class>/<images>. Several "
+        "folders (or one dataset file, .toml/.json) train on several sources at once, each keeping its "
+        "own split. Not needed with --resume.",
     ),
     out: Path = typer.Option(..., "--out", "-o", help="Run folder to write (e.g. runs/first)."),
     model: str | None = typer.Option(
         None,
         "--model",
         "-m",
-        help="Model from `sportsdet models` (default: lite0 if installed, else seed-cnn).",
+        help="Model from `sportsdet models` (default: lite0, pretrained; seed-cnn is the notebook's CNN).",
     ),
     split: str | None = typer.Option(
         None,
@@ -81,16 +83,33 @@ def train(
     set_options: list[str] = typer.Option(
         [],
         "--set",
-        help="Any other training option as KEY=VALUE (JSON value), e.g. --set label_smoothing=0.1.",
+        help="Any other training option as KEY=VALUE (JSON value), e.g. --set label_smoothing=0.1; "
+        "an unknown KEY is refused with the list of known ones.",
+    ),
+    maps: list[str] = typer.Option(
+        [],
+        "--map",
+        help="Rename a source's class: SOURCE:OLD=NEW (or OLD=NEW for every source), e.g. "
+        "--map websports:football=soccer.",
+    ),
+    merge: list[str] = typer.Option(
+        [],
+        "--merge",
+        help="A class name several sources share on purpose (e.g. --merge basketball; 'all' for every "
+        "shared name). Without it a shared name is an error: the same word can mean different sports.",
+    ),
+    no_eval: bool = typer.Option(
+        False, "--no-eval", help="Skip evaluating the test split after training (RUN/eval, in the report)."
     ),
     resume: bool = typer.Option(
         False, "--resume", help="Continue the run in --out from its last checkpoint."
     ),
     force: bool = typer.Option(False, "--force", help="Replace an existing run in --out."),
 ) -> None:
-    """Train a model on a folder of images; writes metrics, curves, checkpoints and a model bundle to --out.
+    """Train a model on a folder of images; writes metrics, curves, checkpoints, a model bundle, the
+    test split's evaluation and report.html to --out.
 
-    Progress goes to stderr; the final summary (bundle path, best validation accuracy) to stdout.
+    Progress goes to stderr; the final summary (bundle path, accuracies, report) to stdout.
     Ctrl-C keeps the last finished epoch: continue with `sportsdet train --out DIR --resume`.
     """
     from sportsdet.train import train as run_training
@@ -106,7 +125,7 @@ def train(
     }
     options.update({key: value for key, value in given.items() if value is not None})
     result = run_training(
-        data,
+        data or None,
         out=out,
         model=model,
         split=split,
@@ -116,18 +135,24 @@ def train(
         force=force,
         options=options,
         console=err_console,
+        evaluate=not no_eval,
+        maps=maps,
+        merge=merge,
     )
     best = result.best or {}
     val = f"{best['val_acc']:.4f}" if best.get("val_acc") is not None else "n/a (no validation set)"
-    console.print(f"model bundle: {out / 'model'}", highlight=False, soft_wrap=True)
+    console.print(f"model bundle: {plain(out / 'model')}", highlight=False, soft_wrap=True)
     console.print(
         f"epochs run: {len(result.history)}; best epoch: {best.get('epoch')}; best val accuracy: {val}",
         highlight=False,
     )
-    from sportsdet.report import write_report_after
-
-    report = write_report_after(out, lambda message: err_console.print(f"warning: {message}", markup=False))
-    if report is not None:
-        err_console.print(
-            f"report: {report} (add test results with `sportsdet evaluate {out} DATA`)", highlight=False
+    if result.evaluation is not None:
+        metrics, where = result.evaluation.metrics, result.evaluation.out_dir
+        console.print(
+            f"test accuracy: {metrics['accuracy']:.4f} on {metrics['n']} images ({where})",
+            highlight=False,
+            markup=False,
+            soft_wrap=True,
         )
+    if result.report is not None:
+        err_console.print(f"report: {result.report}", highlight=False, markup=False, soft_wrap=True)

@@ -36,7 +36,8 @@ import numpy as np
 
 from sportsdet.errors import SportsdetError
 from sportsdet.fetch import DEFAULT_MAX_BYTES, fetch_url, is_url
-from sportsdet.imageio import is_image_name, load_image
+from sportsdet.files import atomic_write
+from sportsdet.imageio import is_image_name, load_image_checked
 from sportsdet.predict import PredictionResult, Predictor, _short_message, expand_inputs
 from sportsdet.preprocess import Preprocessing, normalize, resize_image
 
@@ -82,6 +83,7 @@ def result_schema() -> Any:
             ("top_k", pa.list_(top)),
             ("abstain", pa.bool_()),
             ("error", pa.string()),
+            ("warning", pa.string()),
         ]
     )
 
@@ -101,6 +103,7 @@ def results_table(results: Iterable[PredictionResult]) -> Any:
                 "top_k": record["top_k"],
                 "abstain": record.get("abstain"),  # present once a model can abstain
                 "error": record["error"],
+                "warning": record.get("warning"),
             }
         )
     return pa.Table.from_pylist(rows, schema=result_schema())
@@ -174,9 +177,8 @@ class PartWriter:
             return
         table = pa.concat_tables(self.pending)
         final = self.out_dir / f"{PART_PREFIX}{self.run_id}-{len(self.parts):05d}.parquet"
-        temp = self.out_dir / f".{final.name}.tmp"
-        pq.write_table(table, temp)
-        os.replace(temp, final)  # readers (and a resumed run) see the whole part or none of it
+        # Temp file, fsync, one rename: readers (and a resumed run) see the whole part or none.
+        atomic_write(final, lambda temp: pq.write_table(table, temp))
         self.parts.append(final)
         self.pending, self.pending_rows = [], 0
 
@@ -378,7 +380,8 @@ def _decode_batch(
 ) -> dict[str, np.ndarray]:
     """Ray task: decode and resize each image (the first half of `load_and_preprocess`).
 
-    Errors are worded as `sportsdet predict` words them."""
+    Errors and warnings (tiny or strip-shaped pictures) are worded as `sportsdet predict` words
+    them."""
     spec = Preprocessing.from_dict(preprocessing)
     size = spec.input_size
     count = len(batch["input"])
@@ -386,6 +389,7 @@ def _decode_batch(
     names = [str(n) for n in batch["input"]]
     sources = [str(s) for s in batch["source"]]
     errors = [str(e) for e in batch["error"]]
+    warnings_ = [""] * count
     remote = [i for i in range(count) if not errors[i] and (is_url(sources[i]) or is_storage_uri(sources[i]))]
     downloads = _download_all(remote, sources, url_timeout, url_max_bytes)
     for i, (name, source) in enumerate(zip(names, sources, strict=True)):
@@ -396,13 +400,19 @@ def _decode_batch(
             data = downloads[i] if i in downloads else source
             if isinstance(data, BaseException):
                 raise data
-            image = load_image(data, name=name, min_size=spec.decode_size)
+            image, warning = load_image_checked(data, name=name, min_size=spec.decode_size)
             pixels[i] = np.asarray(resize_image(image, spec))
+            warnings_[i] = warning or ""
         except SportsdetError as exc:
             errors[i] = _short_message(str(exc), name)
         except Exception as exc:  # one bad input must never stop the others
             errors[i] = f"unexpected {type(exc).__name__}: {exc}"
-    return {"input": batch["input"], "error": np.array(errors, dtype=object), "pixels": pixels}
+    return {
+        "input": batch["input"],
+        "error": np.array(errors, dtype=object),
+        "warning": np.array(warnings_, dtype=object),
+        "pixels": pixels,
+    }
 
 
 # Downloads of one batch in flight at once: a download is mostly waiting (object storage answers
@@ -440,6 +450,7 @@ class Classifier:
     def __call__(self, batch: dict[str, np.ndarray]) -> Any:
         predictor = self.predictor
         names, errors, pixels = batch["input"], batch["error"], batch["pixels"]
+        notes = batch["warning"]
         ok = [i for i in range(len(names)) if not errors[i]]
         size = predictor.preprocessing.input_size
         inputs = np.empty((len(ok), 3, size, size), dtype=np.float32)
@@ -450,12 +461,14 @@ class Classifier:
         for start in range(0, len(ok), step):
             probs[start : start + step] = predictor.predict_batch(inputs[start : start + step])
         by_row = dict(zip(ok, probs, strict=True))
-        results = [
-            predictor.result_from_probs(str(names[i]), by_row[i])
-            if i in by_row
-            else PredictionResult(input=str(names[i]), error=str(errors[i]))
-            for i in range(len(names))
-        ]
+        results = []
+        for i in range(len(names)):
+            if i in by_row:
+                result = predictor.result_from_probs(str(names[i]), by_row[i])
+                result.warning = str(notes[i]) or None
+            else:
+                result = PredictionResult(input=str(names[i]), error=str(errors[i]))
+            results.append(result)
         return results_table(results)
 
 
@@ -621,7 +634,7 @@ def run_ray_predict(
     if out.exists() and not out.is_dir():
         raise SportsdetError(f"{out}: the output must be a folder, and this is a file")
     out.mkdir(parents=True, exist_ok=True)
-    for stale in out.glob(f".{PART_PREFIX}*.tmp"):
+    for stale in out.glob(f".{PART_PREFIX}*.tmp*"):
         stale.unlink()  # a part a crash left half-written; its rows were never counted as done
 
     # Load the model here first: a wrong --model fails now, with one clear line, not in an actor.

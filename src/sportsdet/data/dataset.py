@@ -58,31 +58,6 @@ def load_error_message(path: Path | str, detail: str, root: Path | str | None = 
     )
 
 
-def default_train_augmentation(preprocessing: Preprocessing) -> Augmentation:
-    """Light, photo-like augmentation: random crop of most of the picture, mirror, small colour jitter.
-
-    Ends with a picture of exactly input_size x input_size, ready for `preprocess.normalize`.
-    """
-    from torchvision.transforms import v2
-
-    size = preprocessing.input_size
-    interpolation = {
-        "nearest": v2.InterpolationMode.NEAREST,
-        "bilinear": v2.InterpolationMode.BILINEAR,
-        "bicubic": v2.InterpolationMode.BICUBIC,
-        "lanczos": v2.InterpolationMode.LANCZOS,
-    }[preprocessing.interpolation]
-    # "squash" models (the notebook's) saw the whole photo stretched; keep the full aspect range.
-    ratio = (0.6, 1.6) if preprocessing.resize == "squash" else (3 / 4, 4 / 3)
-    return v2.Compose(
-        [
-            v2.RandomResizedCrop(size, scale=(0.6, 1.0), ratio=ratio, interpolation=interpolation),
-            v2.RandomHorizontalFlip(),
-            v2.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2),
-        ]
-    )
-
-
 class ImageDataset(Dataset):
     """(image array, label index) pairs for a list of (path, label index) manifest items.
 

@@ -20,14 +20,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sportsdet import files
 from sportsdet.errors import SportsdetError
+from sportsdet.files import is_hidden_name
 from sportsdet.imageio import is_image_name
 
 # Folder names that mark a split tree, mapped to the split each one means.
 SPLIT_FOLDERS = {"train": "train", "valid": "valid", "val": "valid", "validation": "valid", "test": "test"}
 SPLIT_ORDER = ("train", "valid", "test")
-# Entries that tools leave behind and that never hold training data.
-JUNK_NAMES = frozenset({"__macosx", "__pycache__", "@eadir", "thumbs.db", "desktop.ini", "$recycle.bin"})
 # Picture formats people have but load_image cannot decode: reported instead of silently skipped.
 UNSUPPORTED_IMAGE_EXTENSIONS = frozenset(
     {
@@ -63,6 +63,8 @@ IGNORED_UNSUPPORTED = "unsupported-image-type"
 IGNORED_LOOSE = "outside-class-folder"
 IGNORED_NOT_SPLIT = "not-a-split-folder"
 IGNORED_UNREADABLE = "unreadable-folder"
+IGNORED_NOT_REGULAR = "not-a-regular-file"  # FIFOs, devices, dangling links named like images
+IGNORED_LINKED = "folder-linked-twice"  # a link to a folder already walked (or to another class)
 
 
 @dataclass(frozen=True)
@@ -142,11 +144,6 @@ class ScanResult:
         }
 
 
-def is_hidden_name(name: str) -> bool:
-    """Dot-files, macOS resource forks and OS/tool litter."""
-    return name.startswith(".") or name.lower() in JUNK_NAMES
-
-
 class _Walker:
     """Collects images under class folders and counts what it skips."""
 
@@ -188,27 +185,23 @@ class _Walker:
         except OSError:
             return False
 
-    def images_under(self, folder: str) -> list[str]:
-        """Image paths anywhere below a class folder (sub-folders belong to the same class)."""
-        try:
-            info = os.stat(folder)
-        except OSError:
-            self.skip(IGNORED_UNREADABLE, folder)
-            return []
-        key = (info.st_dev, info.st_ino)
-        if key in self._seen_dirs:  # a symlink loop or a folder linked twice
-            return []
-        self._seen_dirs.add(key)
-        found = []
-        for entry in self.entries(folder):
-            if self.is_dir(entry):
-                found.extend(self.images_under(entry.path))
-            elif is_image_name(entry.name):
-                found.append(entry.path)
-            elif Path(entry.name).suffix.lower() in UNSUPPORTED_IMAGE_EXTENSIONS:
-                self.skip(IGNORED_UNSUPPORTED, entry.path)
-            else:
-                self.skip(IGNORED_NOT_IMAGE, entry.path)
+    def on_skip(self, reason: str, path: str) -> None:
+        """Count what the one folder walker (sportsdet.files) passes over, by our reasons."""
+        if reason == files.SKIP_NOT_IMAGE:
+            unsupported = Path(path).suffix.lower() in UNSUPPORTED_IMAGE_EXTENSIONS
+            self.skip(IGNORED_UNSUPPORTED if unsupported else IGNORED_NOT_IMAGE, path)
+        else:
+            self.skip(_SKIP_REASONS[reason], path)
+
+    def images_under(self, folder: str, other_classes: set[tuple[int, int]]) -> list[str]:
+        """Image paths anywhere below a class folder (sub-folders belong to the same class).
+
+        A link into another class's folder is not followed (`other_classes`), so no image is
+        counted under two classes, whichever class sorts first.
+        """
+        visited = self._seen_dirs | other_classes
+        found = [str(p) for p in files.iter_image_files(folder, visited=visited, on_skip=self.on_skip)]
+        self._seen_dirs |= visited - other_classes
         return found
 
     def class_folders(self, entries: list[os.DirEntry[str]]) -> list[os.DirEntry[str]]:
@@ -277,9 +270,12 @@ def scan_dataset(root: str | Path) -> ScanResult:
     class_names: set[str] = set()
 
     def collect(entries: list[os.DirEntry[str]], split: str | None) -> None:
-        for class_entry in sorted(walker.class_folders(entries), key=lambda e: e.name):
+        class_entries = sorted(walker.class_folders(entries), key=lambda e: e.name)
+        roots = {entry.path: files.folder_key(entry.path) for entry in class_entries}
+        for class_entry in class_entries:
             class_names.add(class_entry.name)
-            for image in walker.images_under(class_entry.path):
+            others = {key for path, key in roots.items() if key is not None and path != class_entry.path}
+            for image in walker.images_under(class_entry.path, others - {roots[class_entry.path]}):
                 rel = Path(os.path.relpath(image, path)).as_posix()
                 records.append(ImageRecord(Path(image), rel, class_entry.name, split))
 
@@ -402,3 +398,11 @@ def _warnings(result: ScanResult) -> list[str]:
             f"(e.g. {', '.join(result.ignored_examples.get(IGNORED_LOOSE, []))})"
         )
     return warnings
+
+
+_SKIP_REASONS = {
+    files.SKIP_HIDDEN: IGNORED_HIDDEN,
+    files.SKIP_NOT_REGULAR: IGNORED_NOT_REGULAR,
+    files.SKIP_UNREADABLE: IGNORED_UNREADABLE,
+    files.SKIP_SEEN: IGNORED_LINKED,
+}

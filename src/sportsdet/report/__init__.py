@@ -12,15 +12,13 @@ replaced once the new one is complete.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from sportsdet.errors import SportsdetError
+from sportsdet.files import atomic_write
 from sportsdet.report.inputs import ReportInputs, load_inputs
-
-REPORT_NAME = "report.html"
+from sportsdet.run_folder import REPORT as REPORT_NAME  # noqa: E402
 
 __all__ = [
     "REPORT_NAME", "ReportInputs", "load_inputs", "write_comparison", "write_report", "write_report_after",
@@ -28,21 +26,8 @@ __all__ = [
 
 
 def _write_atomic(path: Path, text: str) -> Path:
-    """Write next to the target and rename: a crash or error never leaves half a report."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as exc:
-        raise SportsdetError(f"{path}: cannot write the report here ({exc.strerror or exc}); "
-                             "choose another place with --out") from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """A crash or error never leaves half a report (sportsdet.files.atomic_write)."""
+    return atomic_write(path, text)
 
 
 def _out_path(out: str | Path | None, default: Path) -> Path:

@@ -19,9 +19,8 @@ from typing import Any
 
 from sportsdet.bundle import load_bundle
 from sportsdet.errors import BundleError, SportsdetError
+from sportsdet.run_folder import METRICS_COLUMNS, is_run_dir
 
-# Columns train.py writes to metrics.csv (docs/ARCHITECTURE.md).
-HISTORY_COLUMNS = ("epoch", "stage", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "seconds")
 PREDICTION_COLUMNS = ("path", "true_label", "pred_label", "confidence", "true_prob")
 # Where a `sportsdet data check --report FILE` result is looked for when none is named.
 CHECK_REPORT_NAMES = ("data_check.json", "check.json", "data-check.json")
@@ -124,12 +123,12 @@ def read_history(path: Path) -> list[dict[str, Any]]:
             missing = [c for c in ("epoch", "train_loss") if c not in fields]
             if missing:
                 raise SportsdetError(
-                    f"{path}: missing column(s) {missing} (expected {', '.join(HISTORY_COLUMNS)}); {fix}"
+                    f"{path}: missing column(s) {missing} (expected {', '.join(METRICS_COLUMNS)}); {fix}"
                 )
             rows = []
             for line, row in enumerate(reader, start=2):
                 entry: dict[str, Any] = {"stage": (row.get("stage") or "").strip()}
-                for column in HISTORY_COLUMNS:
+                for column in METRICS_COLUMNS:
                     if column != "stage":
                         entry[column] = _number(row.get(column), path, line, column)
                 if entry["epoch"] is None:
@@ -182,10 +181,6 @@ def _resolve_image(text: str, roots: list[Path]) -> Path | None:
     return None
 
 
-def _is_run_dir(path: Path) -> bool:
-    return any((path / name).exists() for name in ("config.json", "metrics.csv", "split.json", "model"))
-
-
 def _is_eval_dir(path: Path) -> bool:
     return (path / "metrics.json").is_file() or (path / "predictions.csv").is_file()
 
@@ -216,13 +211,13 @@ def load_inputs(
                                  "pass the folder `sportsdet evaluate --out` wrote")
         inputs.eval_dir = eval_path
         inputs.run_dir = source
-    elif _is_eval_dir(source) and not _is_run_dir(source):
+    elif _is_eval_dir(source) and not is_run_dir(source):
         inputs.eval_dir = source
-        inputs.run_dir = source.parent if _is_run_dir(source.parent) else None
+        inputs.run_dir = source.parent if is_run_dir(source.parent) else None
     else:
         inputs.run_dir = source
         inputs.eval_dir = source / "eval" if _is_eval_dir(source / "eval") else None
-    if inputs.run_dir is not None and not _is_run_dir(inputs.run_dir) and inputs.eval_dir is None:
+    if inputs.run_dir is not None and not is_run_dir(inputs.run_dir) and inputs.eval_dir is None:
         raise SportsdetError(
             f"{source}: neither a run folder (config.json, metrics.csv, model/) nor an evaluation "
             "folder (metrics.json, predictions.csv); pass what `sportsdet train --out` or "

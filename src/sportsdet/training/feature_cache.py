@@ -22,7 +22,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -32,8 +31,11 @@ from typing import Any
 
 import numpy as np
 
+from sportsdet.data.augment import normalized_augmentation
 from sportsdet.errors import SportsdetError
+from sportsdet.files import atomic_write, sha256_file, write_json
 from sportsdet.models import get_model_spec
+from sportsdet.models.stages import trunk_stages
 from sportsdet.preprocess import Preprocessing
 from sportsdet.runtime import cpu_count, session_options
 
@@ -51,58 +53,7 @@ def cache_root() -> Path:
 
 def file_digest(path: str | Path) -> bytes:
     """SHA-256 of a file's bytes (the cache key of one photo)."""
-    digest = hashlib.sha256()
-    try:
-        with open(path, "rb") as handle:
-            for chunk in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(chunk)
-    except OSError as exc:
-        raise SportsdetError(f"{path}: cannot read file ({exc.strerror or exc}); check the path") from None
-    return digest.digest()
-
-
-# ----------------------------------------------------------------------------------------------
-# Splitting a network into trunk stages (so we can stop at a tap) and its classifier.
-
-
-def trunk_stages(model: Any) -> list[Any]:
-    """The network below its classifier as a list of modules applied in order.
-
-    The last stage pools and flattens, so running all of them gives the classifier's input.
-    timm EfficientNet: stem, the 7 block stages, conv_head+bn2, pool.
-    torchvision MobileNetV2: features[0..18], pool.
-    """
-    from torch import nn
-
-    pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(1))
-    if hasattr(model, "conv_stem") and hasattr(model, "blocks"):  # timm EfficientNet family
-        return [
-            nn.Sequential(model.conv_stem, model.bn1),
-            *list(model.blocks),
-            nn.Sequential(model.conv_head, model.bn2),
-            pool,
-        ]
-    if hasattr(model, "features") and hasattr(model, "classifier"):  # torchvision MobileNetV2
-        return [*list(model.features), pool]
-    raise SportsdetError(f"cannot split {type(model).__name__} into stages for feature extraction")
-
-
-def classifier_of(model: Any) -> Any:
-    """The final Linear layer (the one transfer learning replaces and trains first)."""
-    from torch import nn
-
-    head = model.classifier
-    if isinstance(head, nn.Sequential):
-        head = [m for m in head if isinstance(m, nn.Linear)][-1]
-    if not isinstance(head, nn.Linear):
-        raise SportsdetError(f"{type(model).__name__}: classifier is not a Linear layer")
-    return head
-
-
-def default_tap(model: Any, trainable_stages: int) -> int:
-    """Index that leaves the last `trainable_stages` trunk stages (and the pool) above the tap."""
-    stages = trunk_stages(model)
-    return max(1, len(stages) - 1 - trainable_stages)
+    return bytes.fromhex(sha256_file(path))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -123,13 +74,11 @@ def _view_transform(view: str, pre: Preprocessing) -> Callable[[Any, bytes], np.
         def augment(image: Any, digest: bytes) -> np.ndarray:
             import torch
 
-            from sportsdet.transfer import train_augmentation
-
             # Seeded by photo content and view number: the same view is the same crop next run.
             seed = int.from_bytes(hashlib.sha256(digest + index.to_bytes(4, "little")).digest()[:8], "little")
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(seed)
-                return train_augmentation(pre)(image)
+                return normalized_augmentation(pre, "photo")(image)
 
         return augment
     raise SportsdetError(f"unknown feature view {view!r}; use center, flip or aug<N>")
@@ -184,7 +133,7 @@ class _PhotoDataset:
             return np.zeros((3, size, size), np.float32), index, str(exc)
 
 
-def _load_shards(folder: Path, want_tap: bool) -> dict[bytes, tuple[np.ndarray, np.ndarray | None]]:
+def load_shards(folder: Path, want_tap: bool) -> dict[bytes, tuple[np.ndarray, np.ndarray | None]]:
     from safetensors.numpy import load_file
 
     found: dict[bytes, tuple[np.ndarray, np.ndarray | None]] = {}
@@ -208,14 +157,8 @@ def _write_shard(folder: Path, shas: list[bytes], pooled: np.ndarray, tap: np.nd
     if tap is not None:
         tensors["tap"] = tap
     name = "shard-" + hashlib.sha256(b"".join(shas)).hexdigest()[:20] + ".safetensors"
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".safetensors", dir=folder)
-    os.close(fd)
-    try:
-        save_file(tensors, tmp)
-        os.replace(tmp, folder / name)  # atomic: readers see the whole shard or none
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    # Readers see the whole shard or none; an interrupted run loses only the shard in progress.
+    atomic_write(folder / name, lambda temp: save_file(tensors, str(temp)))
 
 
 def extract_features(
@@ -243,20 +186,16 @@ def extract_features(
     decodes photos meanwhile (decoding is ~5% of the work).
     A photo that cannot be decoded raises a SportsdetError naming it; finished shards are kept.
     """
-    import torch
-
-    from sportsdet.models import build_model
-
     spec = get_model_spec(model_name)
     pre = preprocessing or spec.preprocessing
     key = FeatureKey(model_name, pre, view, tap)
     folder = key.folder(cache_dir)
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "key.json").write_text(json.dumps(key.as_dict(), indent=2))
+    write_json(folder / "key.json", key.as_dict())
 
     paths = [str(p) for p in paths]
     digests = [file_digest(p) for p in paths]
-    cached = _load_shards(folder, tap is not None)
+    cached = load_shards(folder, tap is not None)
     todo: list[int] = []
     seen: set[bytes] = set()
     for i, digest in enumerate(digests):
@@ -265,73 +204,94 @@ def extract_features(
             todo.append(i)
 
     if todo:
+        import torch
+
         if model is None:
+            from sportsdet.models import build_model
+
             model = build_model(model_name, num_classes=1, pretrained=True)
-        threads = threads or cpu_count()
-        batch_size = batch_size or 2 * threads
-        session = _session_for(model, tap, pre.input_size)
-        pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="sportsdet-features")
         dataset = _PhotoDataset([paths[i] for i in todo], [digests[i] for i in todo], pre, view)
-        loader = torch.utils.data.DataLoader(
-            dataset,
-            batch_size=batch_size,
-            num_workers=num_workers,
-            collate_fn=lambda rows: (
-                np.stack([r[0] for r in rows]),
-                [r[1] for r in rows],
-                [r[2] for r in rows],
-            ),
-        )
-        pending: dict[str, list] = {"sha": [], "pooled": [], "tap": []}
-
-        def flush() -> None:
-            if pending["sha"]:
-                _write_shard(
-                    folder,
-                    pending["sha"],
-                    np.concatenate(pending["pooled"]),
-                    np.concatenate(pending["tap"]) if tap is not None else None,
-                )
-                for name in pending:
-                    pending[name] = []
-
-        bar = _progress_bar(progress, len(todo), f"{description} ({model_name}, {view})")
         started = time.perf_counter()
-        try:
-            for batch, indices, errors in loader:
-                for message in errors:
-                    if message:
-                        raise SportsdetError(
-                            f"{message}; fix or remove the file (see `sportsdet data check`) and run again"
-                        )
-                # onnxruntime releases the GIL: the parts of a batch run at the same time.
-                parts = list(
-                    pool.map(
-                        lambda part: session.run(None, {"image": part}),
-                        np.array_split(batch, min(threads, len(batch))),
-                    )
-                )
-                outputs = [np.concatenate(column) for column in zip(*parts, strict=True)]
-                pending["sha"].extend(dataset.digests[i] for i in indices)
-                pending["pooled"].append(outputs[0].astype(np.float32, copy=False))
-                if tap is not None:
-                    pending["tap"].append(outputs[1].astype(np.float16))
-                if len(pending["sha"]) >= SHARD_SIZE:
-                    flush()
-                if bar is not None:
-                    bar.advance(len(indices))
-            flush()
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)
-            if bar is not None:
-                bar.stop()
+        # The DataLoader draws its workers' seeds from torch's global RNG: computing features must
+        # not move the caller's random stream, or a cold cache would train differently from a warm one.
+        with torch.random.fork_rng(devices=[]):
+            _compute_shards(
+                dataset,
+                folder,
+                _session_for(model, tap, pre.input_size),
+                want_tap=tap is not None,
+                threads=threads or cpu_count(),
+                batch_size=batch_size,
+                num_workers=num_workers,
+                bar=_progress_bar(progress, len(todo), f"{description} ({model_name}, {view})"),
+            )
         _log_speed(folder, len(todo), time.perf_counter() - started)
-        cached = _load_shards(folder, tap is not None)
+        cached = load_shards(folder, tap is not None)
 
     out = {"pooled": np.stack([cached[d][0] for d in digests]).astype(np.float32, copy=False)}
     if tap is not None:
         out["tap"] = np.stack([cached[d][1] for d in digests])
     return out
+
+
+def _compute_shards(
+    dataset: _PhotoDataset,
+    folder: Path,
+    session: Any,
+    *,
+    want_tap: bool,
+    threads: int,
+    batch_size: int | None,
+    num_workers: int,
+    bar: _Bar | None,
+) -> None:
+    """Run the frozen trunk over `dataset` and write its outputs as shards of SHARD_SIZE photos."""
+    import torch
+
+    loader = torch.utils.data.DataLoader(
+        dataset,
+        batch_size=batch_size or 2 * threads,
+        num_workers=num_workers,
+        collate_fn=lambda rows: (np.stack([r[0] for r in rows]), [r[1] for r in rows], [r[2] for r in rows]),
+    )
+    pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="sportsdet-features")
+    pending: dict[str, list] = {"sha": [], "pooled": [], "tap": []}
+
+    def flush() -> None:
+        if pending["sha"]:
+            tap = np.concatenate(pending["tap"]) if want_tap else None
+            _write_shard(folder, pending["sha"], np.concatenate(pending["pooled"]), tap)
+            for name in pending:
+                pending[name] = []
+
+    try:
+        for batch, indices, errors in loader:
+            for message in errors:
+                if message:
+                    raise SportsdetError(
+                        f"{message}; fix or remove the file (see `sportsdet data check`) and run again"
+                    )
+            # onnxruntime releases the GIL: the parts of a batch run at the same time.
+            parts = list(
+                pool.map(
+                    lambda part: session.run(None, {"image": part}),
+                    np.array_split(batch, min(threads, len(batch))),
+                )
+            )
+            outputs = [np.concatenate(column) for column in zip(*parts, strict=True)]
+            pending["sha"].extend(dataset.digests[i] for i in indices)
+            pending["pooled"].append(outputs[0].astype(np.float32, copy=False))
+            if want_tap:
+                pending["tap"].append(outputs[1].astype(np.float16))
+            if len(pending["sha"]) >= SHARD_SIZE:
+                flush()
+            if bar is not None:
+                bar.advance(len(indices))
+        flush()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        if bar is not None:
+            bar.stop()
 
 
 _SESSIONS: dict[tuple, tuple[Any, Any]] = {}
@@ -415,11 +375,10 @@ def _progress_bar(enabled: bool, total: int, description: str) -> _Bar | None:
 def _log_speed(folder: Path, count: int, seconds: float) -> None:
     """Remember how fast extraction ran here, so time budgets can be planned."""
     speed = round(count / max(seconds, 1e-9), 2)
-    record = {"images": count, "seconds": round(seconds, 2), "img_per_s": speed}
     try:
-        (folder / "speed.json").write_text(json.dumps(record))
-    except OSError:
-        pass
+        write_json(folder / "speed.json", {"images": count, "seconds": round(seconds, 2), "img_per_s": speed})
+    except SportsdetError:
+        pass  # only a planning hint
 
 
 def measured_speed(key: FeatureKey, cache_dir: Path | None = None) -> float | None:

@@ -1,0 +1,210 @@
+"""Files on disk, done one way for the whole package: atomic writes, JSON, hashing, image walking.
+
+- `atomic_write(path, writer)`: the writer fills a temporary file in the same folder, which is
+  flushed to disk, given the usual permissions (umask) and renamed over `path`. A crash or Ctrl-C
+  leaves the old file or the complete new one, never half a file.
+- `write_json(path, data)`: the same, for JSON.
+- `sha256_file(path)`: the SHA-256 of a file's bytes (bundles, split manifests, the feature cache).
+- `iter_image_files(folder)`: image files below a folder, sorted, hidden names skipped, every
+  folder visited once (symlink loops and folders linked twice end there), only regular files.
+
+Torch-free and import-light: everything else builds on this module, it builds on nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import stat
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from sportsdet.errors import SportsdetError
+from sportsdet.imageio import is_image_name
+
+# Entries that tools leave behind and that never hold photos (compared lower-cased).
+JUNK_NAMES = frozenset({"__macosx", "__pycache__", "@eadir", "thumbs.db", "desktop.ini", "$recycle.bin"})
+# Entries of one folder read (and sorted) at a time: bounds memory for folders of millions of files.
+WALK_CHUNK = 10_000
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def atomic_write(path: str | Path, writer: Callable[[Path], None] | bytes | str) -> Path:
+    """Publish `path` in one rename; `writer(temp_path)` writes the content (or give bytes/str).
+
+    OS errors (disk full, read-only folder, no permission) become a SportsdetError naming `path`.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise SportsdetError(f"{path}: is a folder; give a file name")
+    parent = path.parent if str(path.parent) else Path(".")
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{path.suffix}", dir=parent)
+        os.close(fd)
+    except OSError as exc:
+        raise SportsdetError(
+            f"{path}: cannot write here ({exc.strerror or exc}); choose another path"
+        ) from None
+    temp = Path(tmp_name)
+    try:
+        if isinstance(writer, bytes):
+            temp.write_bytes(writer)
+        elif isinstance(writer, str):
+            temp.write_text(writer, encoding="utf-8")
+        else:
+            writer(temp)
+        with open(temp, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.chmod(temp, 0o666 & ~_umask())  # mkstemp makes 0600; results are meant to be shared
+        os.replace(temp, path)
+    except OSError as exc:
+        temp.unlink(missing_ok=True)
+        raise SportsdetError(
+            f"{path}: cannot write ({exc.strerror or exc}); free some space or choose another path"
+        ) from None
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_json(path: str | Path, data: Any, *, indent: int = 1) -> Path:
+    """Write `data` as UTF-8 JSON through `atomic_write`."""
+
+    def write(temp: Path) -> None:
+        with open(temp, "w", encoding="utf-8") as handle:
+            json.dump(data, handle, indent=indent, ensure_ascii=False)
+            handle.write("\n")
+
+    return atomic_write(path, write)
+
+
+def sha256_file(path: str | Path) -> str:
+    """Hex SHA-256 of a file's bytes; an unreadable file is a SportsdetError naming it.
+
+    Opened through `imageio.open_local_file` (no size cap): a FIFO or device named like a photo
+    or a weights file is refused at once instead of blocking or reading forever.
+    """
+    from sportsdet.errors import ImageLoadError
+    from sportsdet.imageio import open_local_file
+
+    digest = hashlib.sha256()
+    try:
+        with open_local_file(path, max_bytes=None) as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+    except ImageLoadError as exc:
+        raise SportsdetError(f"{path}: cannot read file ({exc.detail}); check the path") from None
+    except OSError as exc:
+        raise SportsdetError(f"{path}: cannot read file ({exc.strerror or exc}); check the path") from None
+    return digest.hexdigest()
+
+
+def is_hidden_name(name: str) -> bool:
+    """Dot-files, macOS resource forks and OS/tool litter: never data."""
+    return name.startswith(".") or name.lower() in JUNK_NAMES
+
+
+# Why the walker passed over an entry (given to `on_skip`).
+SKIP_HIDDEN = "hidden"
+SKIP_NOT_IMAGE = "not-an-image-name"
+SKIP_NOT_REGULAR = "not-a-regular-file"
+SKIP_UNREADABLE = "unreadable-folder"
+SKIP_SEEN = "folder-already-visited"
+
+
+def _sorted_entries(folder: str) -> Iterator[os.DirEntry[str]]:
+    """A folder's entries sorted by name, in runs of WALK_CHUNK (fully sorted below that size)."""
+    with os.scandir(folder) as scan:
+        chunk: list[os.DirEntry[str]] = []
+        for entry in scan:
+            chunk.append(entry)
+            if len(chunk) >= WALK_CHUNK:
+                yield from sorted(chunk, key=lambda e: e.name)
+                chunk = []
+        yield from sorted(chunk, key=lambda e: e.name)
+
+
+def folder_key(path: str | Path) -> tuple[int, int] | None:
+    """(device, inode) of the folder `path` leads to (links followed), None when it cannot be read."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return (info.st_dev, info.st_ino) if stat.S_ISDIR(info.st_mode) else None
+
+
+def iter_image_files(
+    folder: str | Path,
+    *,
+    visited: set[tuple[int, int]] | None = None,
+    on_skip: Callable[[str, str], None] | None = None,
+    is_wanted: Callable[[str], bool] = is_image_name,
+) -> Iterator[Path]:
+    """Image files below `folder`, recursively, sorted by name within each folder.
+
+    Symlinked folders are followed, but every folder is entered once (`visited` holds the
+    (device, inode) of folders already walked; pass a shared set to walk several roots without
+    repeats), so a link loop (`self -> .`) ends instead of repeating or raising ELOOP. Only
+    regular files are yielded: FIFOs, sockets and devices named .jpg are skipped (reading one
+    would hang or never end). `on_skip(reason, path)` hears of everything passed over.
+    """
+    visited = set() if visited is None else visited
+    skip = on_skip or (lambda reason, path: None)
+
+    def enter(path: str) -> Iterator[os.DirEntry[str]] | None:
+        key = folder_key(path)
+        if key is None:
+            skip(SKIP_UNREADABLE, path)
+            return None
+        if key in visited:
+            skip(SKIP_SEEN, path)
+            return None
+        visited.add(key)
+        try:
+            return _sorted_entries(path)
+        except OSError:
+            skip(SKIP_UNREADABLE, path)
+            return None
+
+    # A stack of open listings instead of recursion: deep trees cannot hit the recursion limit.
+    # Entries come in name order, a sub-folder's images at its place in that order.
+    first = enter(str(folder))
+    stack: list[tuple[str, Iterator[os.DirEntry[str]]]] = [(str(folder), first)] if first else []
+    while stack:
+        current, entries = stack[-1]
+        try:
+            entry = next(entries, None)
+        except OSError:
+            skip(SKIP_UNREADABLE, current)
+            entry = None
+        if entry is None:
+            stack.pop()
+            continue
+        if is_hidden_name(entry.name):
+            skip(SKIP_HIDDEN, entry.path)
+            continue
+        try:
+            info = entry.stat(follow_symlinks=True)
+        except OSError:  # a dangling link, a link loop, or an entry that vanished
+            skip(SKIP_NOT_REGULAR, entry.path)
+            continue
+        if stat.S_ISDIR(info.st_mode):
+            listing = enter(entry.path)
+            if listing is not None:
+                stack.append((entry.path, listing))
+        elif not is_wanted(entry.name):
+            skip(SKIP_NOT_IMAGE, entry.path)
+        elif not stat.S_ISREG(info.st_mode):
+            skip(SKIP_NOT_REGULAR, entry.path)
+        else:
+            yield Path(entry.path)

@@ -1,0 +1,219 @@
+"""The run folder `sportsdet train --out RUN` writes; finding a run, bundle or split from user input.
+
+    RUN/config.json        the resolved training options, model, data, seed, versions
+    RUN/data_summary.json  the scan of the training data
+    RUN/split.json         the split manifest (reused by evaluate, export and --resume)
+    RUN/metrics.csv        one row per epoch (METRICS_COLUMNS)
+    RUN/curves.png         loss, accuracy and learning rate per epoch
+    RUN/checkpoints/       last.* and best.* (sportsdet.training.checkpoint)
+    RUN/model/             the bundle (sportsdet.bundle)
+    RUN/eval/              the test split's evaluation (sportsdet.evaluate)
+    RUN/report.html        the whole run on one page (sportsdet.report)
+
+Every other module asks this one where these live; none spells the names itself.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sportsdet.bundle import BUNDLE_FILES, MANIFEST_NAME
+from sportsdet.errors import SportsdetError
+
+METRICS_COLUMNS = ("epoch", "stage", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "seconds")
+CONFIG = "config.json"
+DATA_SUMMARY = "data_summary.json"
+SPLIT = "split.json"
+METRICS = "metrics.csv"
+CURVES = "curves.png"
+CHECKPOINTS = "checkpoints"
+MODEL = "model"
+EVAL = "eval"
+REPORT = "report.html"
+LOCK = ".sportsdet.lock"  # held (flock) by the process writing the run; the OS drops it if that dies
+EVAL_FILES = (
+    "metrics.json", "predictions.csv", "probs.npy", "confusion_matrix.png",
+    "gallery_correct.png", "gallery_wrong.png", REPORT,
+)  # fmt: skip
+# What sportsdet writes in a run folder, by folder; `--force` removes only these (anything else
+# a user put there stays, even inside model/ or eval/).
+RUN_FILES = (CONFIG, DATA_SUMMARY, SPLIT, METRICS, CURVES, REPORT)
+RUN_DIRS = {
+    CHECKPOINTS: ("last.safetensors", "last.json", "best.safetensors", "best.json"),
+    MODEL: BUNDLE_FILES,
+    EVAL: EVAL_FILES,
+}
+
+
+@dataclass(frozen=True)
+class RunFolder:
+    """Paths inside one run folder."""
+
+    path: Path
+
+    @property
+    def config(self) -> Path:
+        return self.path / CONFIG
+
+    @property
+    def data_summary(self) -> Path:
+        return self.path / DATA_SUMMARY
+
+    @property
+    def split(self) -> Path:
+        return self.path / SPLIT
+
+    @property
+    def metrics(self) -> Path:
+        return self.path / METRICS
+
+    @property
+    def curves(self) -> Path:
+        return self.path / CURVES
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.path / CHECKPOINTS
+
+    @property
+    def last_checkpoint(self) -> Path:
+        return self.checkpoints / "last.safetensors"
+
+    @property
+    def best_checkpoint(self) -> Path:
+        return self.checkpoints / "best.safetensors"
+
+    @property
+    def model(self) -> Path:
+        return self.path / MODEL
+
+    @property
+    def eval(self) -> Path:
+        return self.path / EVAL
+
+    @property
+    def report(self) -> Path:
+        return self.path / REPORT
+
+    def has_content(self) -> bool:
+        return self.path.is_dir() and any(entry.name != LOCK for entry in self.path.iterdir())
+
+    def looks_like_run(self) -> bool:
+        """Holds anything `sportsdet train` writes (a half-finished run counts)."""
+        return any((self.path / name).exists() for name in (CONFIG, METRICS, SPLIT, MODEL))
+
+
+def is_run_dir(path: str | Path) -> bool:
+    return RunFolder(Path(path)).looks_like_run()
+
+
+def run_of_bundle(bundle_dir: str | Path) -> RunFolder | None:
+    """The run folder a bundle sits in (RUN/model beside RUN/split.json or RUN/config.json), else None."""
+    bundle_dir = Path(bundle_dir).resolve()
+    run = RunFolder(bundle_dir.parent)
+    if bundle_dir.name == MODEL and (run.split.is_file() or run.config.is_file()):
+        return run
+    return None
+
+
+def resolve_bundle_dir(path: str | Path) -> Path:
+    """A bundle folder as given, or RUN/model when `path` is a training run folder."""
+    path = Path(path).expanduser()
+    if not (path / MANIFEST_NAME).is_file() and (path / MODEL / MANIFEST_NAME).is_file():
+        return path / MODEL
+    return path  # load_bundle explains what is wrong with anything else
+
+
+def split_manifest_candidates(bundle: Any) -> list[Path]:
+    """Where a bundle's split manifest may be: its run folder's split.json, then where training wrote it."""
+    candidates = []
+    run = run_of_bundle(bundle.path)
+    if run is not None:
+        candidates.append(run.split)
+    recorded = bundle.data.get("manifest")
+    if isinstance(recorded, str) and recorded:
+        candidates.append(Path(recorded))
+    return candidates
+
+
+def find_split_manifest(bundle: Any) -> Path | None:
+    """The first of `split_manifest_candidates` that exists, else None."""
+    return next((c for c in split_manifest_candidates(bundle) if c.is_file()), None)
+
+
+def clear_run(run: RunFolder) -> list[Path]:
+    """--force: remove what sportsdet wrote in a run folder, nothing else; returns what is left.
+
+    Folders (checkpoints/, model/, eval/) go only when nothing of the user's is left in them.
+    """
+    for name in RUN_FILES:
+        (run.path / name).unlink(missing_ok=True)
+    kept: list[Path] = []
+    for folder, names in RUN_DIRS.items():
+        path = run.path / folder
+        if not path.is_dir():
+            continue
+        for entry in path.iterdir():
+            ours = entry.name in names or (entry.name.startswith(".") and ".tmp" in entry.name)
+            if ours and (entry.is_file() or entry.is_symlink()):
+                entry.unlink()
+            elif ours:
+                shutil.rmtree(entry)
+            else:
+                kept.append(entry)
+        if not any(path.iterdir()):
+            path.rmdir()
+    return kept
+
+
+_HELD: dict[Path, int] = {}  # run folders this process holds the lock of -> nesting depth
+
+
+@contextmanager
+def lock_run(run: RunFolder) -> Iterator[None]:
+    """Hold the run folder for this process: a second `sportsdet train` into it is refused.
+
+    An flock on RUN/.sportsdet.lock: released when the process ends, however it ends, so a
+    killed run never leaves a stale lock. Re-entrant within one process.
+    """
+    key = run.path.resolve()
+    if key in _HELD:
+        _HELD[key] += 1
+        try:
+            yield
+        finally:
+            _HELD[key] -= 1
+        return
+    try:
+        run.path.mkdir(parents=True, exist_ok=True)
+        handle = open(run.path / LOCK, "a+", encoding="utf-8")
+    except OSError as exc:
+        raise SportsdetError(f"{run.path}: cannot use this run folder ({exc.strerror or exc})") from None
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "?"
+        handle.close()
+        raise SportsdetError(
+            f"{run.path}: another sportsdet process (pid {holder}) is writing this run; wait for it to "
+            "finish or choose another --out"
+        ) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"{os.getpid()}\n")
+    handle.flush()
+    _HELD[key] = 1
+    try:
+        yield
+    finally:
+        del _HELD[key]
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        handle.close()

@@ -1,0 +1,325 @@
+"""The "transfer" recipe: an ImageNet-pretrained network adapted to the user's classes on a CPU.
+
+Full fine-tuning of EfficientNet-Lite0 runs about 19 img/s on two cores, so this recipe spends
+the expensive part (the frozen lower network) once, and trains only what sits above it:
+
+  features  the frozen trunk runs once per photo and view in onnxruntime and its outputs are
+            cached on disk (sportsdet.training.feature_cache): the pooled features and the activation at the
+            "tap" below the last `finetune_stages` stages. Train views are the photo, its mirror
+            image and `aug_views` random crops/colour changes (what real photos look like).
+  stage 1   "head": a fresh Linear classifier on the pooled features (seconds).
+  stage 2   "finetune": the top stages + classifier trained from the cached activations with
+            label smoothing, AdamW, a warm-up + cosine schedule per step and a larger learning
+            rate for the new head than for the pretrained stages (discriminative rates).
+
+Both stages go through `sportsdet.training.loop.run_epochs`, so metrics.csv (with the stage column),
+curves.png and the checkpoints are the same as for any recipe; the best epoch over both stages
+(by validation accuracy) is the one kept. `time_budget` ("10m", "90s", seconds) plans the number
+of views and fine-tuning epochs to fit.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from sportsdet.errors import SportsdetError
+from sportsdet.models import build_model
+from sportsdet.models.stages import TopOfNetwork, default_tap, trunk_stages
+from sportsdet.training.feature_cache import (
+    FeatureKey,
+    extract_features,
+    file_digest,
+    load_shards,
+    measured_speed,
+)
+from sportsdet.training.loop import TrainContext, TrainResult, run_epochs
+from sportsdet.training.options import TransferOptions
+from sportsdet.training.schedule import cosine_with_warmup, parse_duration, plan_schedule
+
+# Throughput assumed before anything was measured on this machine (Lite0, 2-core CPU).
+_ASSUMED_EXTRACT_IMG_S = 45.0
+
+
+def cpu_has_bf16() -> bool:
+    """AVX-512 BF16 or AMX: there bf16 autocast trains the top stages ~1.6-2x faster (measured)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            flags = handle.read()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+class ArrayBatches:
+    """Minibatches from in-memory arrays; each sample's view is drawn at random every epoch.
+
+    views: arrays of the same photos (e.g. photo, mirror image, crops), same row order.
+    """
+
+    def __init__(self, views: list[np.ndarray], labels: np.ndarray, batch_size: int, shuffle: bool) -> None:
+        self.views, self.batch_size, self.shuffle = views, batch_size, shuffle
+        self.labels = np.asarray(labels, dtype=np.int64)
+        self.n = len(self.labels)
+
+    def __len__(self) -> int:
+        return math.ceil(self.n / self.batch_size)
+
+    def __iter__(self):
+        import torch
+
+        order = torch.randperm(self.n).numpy() if self.shuffle else np.arange(self.n)
+        choice = (
+            torch.randint(len(self.views), (self.n,)).numpy() if self.shuffle else np.zeros(self.n, np.int64)
+        )
+        for start in range(0, self.n, self.batch_size):
+            rows = order[start : start + self.batch_size]
+            picks = choice[start : start + self.batch_size]
+            first = self.views[0]
+            batch = np.empty((len(rows), *first.shape[1:]), dtype=first.dtype)
+            for v, view in enumerate(self.views):
+                mask = picks == v
+                if mask.any():
+                    batch[mask] = view[rows[mask]]
+            yield torch.from_numpy(batch).float(), torch.from_numpy(self.labels[rows])
+
+
+def _chunks(array: np.ndarray, size: int) -> list[np.ndarray]:
+    return [array[start : start + size] for start in range(0, len(array), size)]
+
+
+def _as_4d(pooled: np.ndarray) -> np.ndarray:
+    """[n, d] -> [n, d, 1, 1]: the trunk's last stage (pool + flatten) then leaves it unchanged."""
+    return pooled.reshape(*pooled.shape, 1, 1)
+
+
+def measure_train_speed(module: Any, sample: np.ndarray, batch_size: int) -> float:
+    """Images per second of one training step of `module` here (weights restored afterwards)."""
+    import torch
+
+    state = {k: v.clone() for k, v in module.state_dict().items()}
+    x = torch.from_numpy(np.repeat(sample[:1], batch_size, axis=0)).float()
+    y = torch.zeros(batch_size, dtype=torch.long)
+    params = [p for p in module.parameters() if p.requires_grad]
+    optimizer = torch.optim.SGD(params, lr=0.0)
+    module.train()
+    timings = []
+    for _ in range(2):
+        started = time.perf_counter()
+        loss = torch.nn.functional.cross_entropy(module(x), y)
+        optimizer.zero_grad()
+        loss.backward()
+        timings.append(time.perf_counter() - started)
+    module.load_state_dict(state)
+    return batch_size / min(timings)
+
+
+@dataclass
+class CachedFeatures:
+    """What the frozen trunk gave for this run: per view of the train photos, and for validation."""
+
+    train_views: list[dict[str, np.ndarray]]  # {"pooled", "tap"} per view, rows in train order
+    train_labels: np.ndarray
+    valid: dict[str, np.ndarray] | None
+    valid_labels: np.ndarray
+    views: list[str]
+    seconds: float
+
+
+def fit_transfer(ctx: TrainContext) -> TrainResult:
+    """The transfer recipe (see the module docstring): features, head, then the top stages."""
+    started = time.perf_counter()
+    options = ctx.options
+    assert isinstance(options, TransferOptions)
+    model = build_model(ctx.spec.name, num_classes=len(ctx.labels), pretrained=True, **ctx.model_config)
+    tap = default_tap(model, options.finetune_stages)
+    features = _extract(ctx, model, tap, started)
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=options.label_smoothing)
+    for param in model.parameters():
+        param.requires_grad_(False)
+    head = _fit_head(ctx, model, features, loss_fn)
+    top_net, epochs, finetune_speed = _fit_top(ctx, model, tap, head, features, loss_fn, started)
+    ctx.load_best(top_net)  # the best epoch of either stage (both hold the whole network)
+    bf16 = top_net.bf16
+    valid_logits = _logits(top_net, features.valid["tap"]) if features.valid is not None else None
+    model.eval()
+    for param in model.parameters():
+        param.requires_grad_(True)
+    return TrainResult(
+        model=model,
+        history=ctx.history,
+        best=ctx.best,
+        valid_logits=valid_logits,
+        info={
+            "transfer": {
+                "views": features.views,
+                "tap_stage": tap,
+                "trainable_stages": options.finetune_stages,
+                "head_epochs": options.head_epochs,
+                "finetune_epochs": epochs,
+                "feature_seconds": round(features.seconds, 1),
+                "finetune_img_per_s": round(finetune_speed, 1) if finetune_speed else None,
+                "bf16_autocast": bf16,
+                "time_budget_s": parse_duration(options.time_budget),
+            }
+        },
+    )
+
+
+def _extract(ctx: TrainContext, model: nn.Module, tap: int, started: float) -> CachedFeatures:
+    """Frozen features of every view of the train photos and of the validation photos (cached)."""
+    options, spec, pre = ctx.options, ctx.spec, ctx.preprocessing
+    train_items = ctx.manifest.items("train")
+    valid_items = ctx.manifest.items("valid")
+    if not train_items:
+        raise SportsdetError(f"{ctx.run_dir}: the split has no training images")
+    train_paths = [p for p, _ in train_items]
+
+    def features(paths: list[Any], view: str, what: str) -> dict[str, np.ndarray]:
+        ctx.console.print(f"[dim]features: {what}, view {view} ({len(paths)} images)[/]", highlight=False)
+        return extract_features(
+            spec.name, paths, preprocessing=pre, view=view, tap=tap, model=model,
+            num_workers=options.extract_workers, threads=options.extract_threads,
+            description=f"features {what}",
+        )  # fmt: skip
+
+    def missing(view: str) -> int:
+        folder = FeatureKey(spec.name, pre, view, tap).folder()
+        if not folder.is_dir():
+            return len(train_paths)
+        done = load_shards(folder, True)
+        return sum(file_digest(p) not in done for p in train_paths)
+
+    # The photos themselves first; then, within the budget, the extra views, planned with the
+    # extraction speed just measured on this machine (a fresh cache has no record of it).
+    train_views = [features(train_paths, "center", "train")]
+    speed = measured_speed(FeatureKey(spec.name, pre, "center", tap)) or _ASSUMED_EXTRACT_IMG_S
+    budget = options.time_budget is not None
+    plan = plan_schedule(options, len(train_paths), missing("flip") if budget else 0, speed)
+    views = ["center"] + (["flip"] if plan["feature_flip"] else [])
+    views += [f"aug{i}" for i in range(plan["aug_views"])]
+    train_views += [features(train_paths, view, "train") for view in views[1:]]
+    valid = features([p for p, _ in valid_items], "center", "valid") if valid_items else None
+    return CachedFeatures(
+        train_views=train_views,
+        train_labels=np.array([label for _, label in train_items], dtype=np.int64),
+        valid=valid,
+        valid_labels=np.array([label for _, label in valid_items], dtype=np.int64),
+        views=views,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def _fit_head(ctx: TrainContext, model: nn.Module, features: CachedFeatures, loss_fn: nn.Module) -> nn.Linear:
+    """Stage 1: the classifier alone, on pooled features. Returns the (best) classifier."""
+    options = ctx.options
+    n_stages = len(trunk_stages(model))
+    head_net = TopOfNetwork(model, n_stages - 1, options.dropout)
+    head = head_net.head[0]
+    for param in head.parameters():
+        param.requires_grad_(True)
+    batches = ArrayBatches(
+        [_as_4d(v["pooled"]) for v in features.train_views],
+        features.train_labels,
+        options.head_batch_size,
+        True,
+    )
+    valid = None
+    if features.valid is not None:
+        valid = ArrayBatches([_as_4d(features.valid["pooled"])], features.valid_labels, 512, False)
+    if options.head_epochs <= 0:
+        return head
+    if not ctx.skip_finished_stage("head"):
+        optimizer = torch.optim.AdamW(
+            head.parameters(), lr=options.head_lr, weight_decay=options.head_weight_decay
+        )
+        scheduler = cosine_with_warmup(optimizer, options.head_epochs * len(batches), len(batches))
+        run_epochs(
+            ctx, head_net, optimizer, scheduler, batches, valid, options.head_epochs,
+            stage="head", loss_fn=loss_fn, scheduler_step="batch",
+        )  # fmt: skip
+    # Stage 2 starts from the best head, also when a resumed run skipped stage 1 (the fresh
+    # network built for this process has a random classifier until then).
+    ctx.load_best(head_net)
+    return head
+
+
+def _fit_top(
+    ctx: TrainContext,
+    model: nn.Module,
+    tap: int,
+    head: nn.Linear,
+    features: CachedFeatures,
+    loss_fn: nn.Module,
+    started: float,
+) -> tuple[TopOfNetwork, int, float | None]:
+    """Stage 2: the top stages and the classifier, on the cached activations at the tap.
+
+    Returns (the network above the tap, fine-tuning epochs run, training speed in img/s).
+    """
+    options = ctx.options
+    bf16 = cpu_has_bf16() if options.bf16 == "auto" else bool(options.bf16)
+    top_net = TopOfNetwork(model, tap, options.dropout, bf16=bf16)
+    top_params = [p for stage in top_net.top for p in stage.parameters()]
+    for param in top_params:
+        param.requires_grad_(True)
+    epochs = int(options.epochs)
+    speed = None
+    if epochs > 0:
+        speed = measure_train_speed(top_net, features.train_views[0]["tap"], options.batch_size)
+        epochs = _epochs_within_budget(ctx, epochs, speed, len(features.train_labels), started)
+    if epochs > 0 and not ctx.stage_done("finetune"):
+        batches = ArrayBatches(
+            [v["tap"] for v in features.train_views], features.train_labels, options.batch_size, True
+        )
+        valid = None
+        if features.valid is not None:
+            valid = ArrayBatches([features.valid["tap"]], features.valid_labels, 128, False)
+        optimizer = torch.optim.AdamW(
+            [
+                {"params": top_params, "lr": options.lr},
+                {"params": list(head.parameters()), "lr": options.lr * options.head_lr_mult},
+            ],
+            weight_decay=options.weight_decay,
+        )
+        steps = epochs * len(batches)
+        scheduler = cosine_with_warmup(optimizer, steps, int(options.warmup_fraction * steps))
+        run_epochs(
+            ctx, top_net, optimizer, scheduler, batches, valid, epochs,
+            stage="finetune", loss_fn=loss_fn, scheduler_step="batch",
+        )  # fmt: skip
+    return top_net, epochs, speed
+
+
+def _epochs_within_budget(ctx: TrainContext, epochs: int, speed: float, n_train: int, started: float) -> int:
+    """Fine-tuning epochs that still fit in the time budget (all of them without one)."""
+    budget_s = parse_duration(ctx.options.time_budget)
+    if budget_s is None:
+        return epochs
+    spent = time.perf_counter() - started
+    n_valid = len(ctx.manifest.items("valid"))
+    per_epoch = n_train / speed + (n_valid / (3 * speed))
+    affordable = int((budget_s - spent - 5.0) // per_epoch)
+    if affordable < epochs:
+        ctx.console.print(
+            f"[yellow]time budget:[/] {budget_s:.0f}s allows {max(affordable, 0)} fine-tuning "
+            f"epoch(s) of ~{per_epoch:.0f}s (asked {epochs})",
+            highlight=False,
+        )
+    return max(0, min(epochs, affordable))
+
+
+def _logits(top_net: TopOfNetwork, activations: np.ndarray) -> np.ndarray:
+    """The network's logits from cached activations (for the score calibration: seconds)."""
+    top_net.eval()
+    top_net.bf16 = False
+    with torch.inference_mode():
+        return np.concatenate(
+            [top_net(torch.from_numpy(batch).float()).numpy() for batch in _chunks(activations, 64)]
+        )

@@ -1,0 +1,470 @@
+"""Fit a model into a run folder: a new run or a resumed one, the recipe, calibration, the bundle.
+
+    fit(data, out="runs/x", model="lite0")       # sportsdet.train.train() calls this, then
+                                                 # evaluates the test split and writes the report
+    -> new_run(): scan + split, resolve the options, write config/data_summary/split
+       or resume_run(): reload them and the last checkpoint
+    -> the recipe (sportsdet.training.recipes) through the shared epoch loop
+    -> temperature calibration on the validation split, folded into the classifier
+    -> the bundle, from the best checkpoint, in RUN/model
+
+Files and their names: sportsdet.run_folder. No pickle anywhere.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterable
+from contextlib import ExitStack
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rich.console import Console
+from rich.markup import escape
+
+from sportsdet.bundle import library_versions, save_bundle
+from sportsdet.data.dataset import DataFileError
+from sportsdet.data.splits import SplitManifest
+from sportsdet.errors import SportsdetError
+from sportsdet.files import sha256_file, write_json
+from sportsdet.models import DEFAULT_MODEL, ModelSpec, get_model_spec
+from sportsdet.preprocess import Preprocessing
+from sportsdet.run_folder import RunFolder, clear_run, lock_run
+from sportsdet.training.calibration import calibrate_temperature
+from sportsdet.training.callbacks import Checkpointer, CurvesPlot, MetricsCSV, ProgressBar
+from sportsdet.training.checkpoint import read_checkpoint, seed_everything
+from sportsdet.training.loop import Callback, TrainContext, TrainResult, validation_logits
+from sportsdet.training.options import (
+    RESUME_OVERRIDABLE,
+    TrainOptions,
+    build_options,
+    option_names,
+    options_class,
+    resolve_options,
+)
+from sportsdet.training.recipes import get_recipe
+
+
+@dataclass
+class RunSetup:
+    """What a new run or a resume settles before any training: the inputs of the recipe."""
+
+    run: RunFolder
+    spec: ModelSpec
+    options: TrainOptions
+    manifest: SplitManifest
+    data_summary: dict[str, Any]
+    config: dict[str, Any]
+    seed: int
+    resume_state: tuple[dict[str, Any], dict[str, Any]] | None = None
+
+
+def fit(
+    data: Any,
+    *,
+    out: str | Path,
+    model: str | None = None,
+    split: str | None = None,
+    classes: str | Iterable[str] | None = None,
+    seed: int | None = None,
+    resume: bool = False,
+    force: bool = False,
+    options: dict[str, Any] | None = None,
+    callbacks: list[Callback] | None = None,
+    console: Console | None = None,
+    after: Callable[[TrainResult], None] | None = None,
+    maps: Iterable[str] = (),
+    merge: Iterable[str] = (),
+) -> TrainResult:
+    """Train and write the run folder up to the bundle (see sportsdet.train.train for the arguments).
+
+    The run folder is locked while this runs (a second process writing it is refused); `after`
+    runs on the result before the lock is let go. Raises SportsdetError for bad input;
+    KeyboardInterrupt leaves the last checkpoint in place.
+    """
+    console = console or Console(stderr=True, soft_wrap=True)  # log lines stay whole in files
+    run = RunFolder(Path(out).expanduser())
+    if resume and force:
+        raise SportsdetError(
+            "--resume and --force contradict each other: resume keeps the run, force restarts it"
+        )
+    if run.path.exists() and not run.path.is_dir():
+        raise SportsdetError(f"{run.path}: is a file; --out needs a folder for the run")
+    given = {key.replace("-", "_"): value for key, value in (options or {}).items()}
+    with ExitStack() as held:
+        if resume:
+            held.enter_context(lock_run(run))
+            setup = resume_run(run, given, model=model, split=split, seed=seed, console=console)
+        else:
+            setup = plan_new_run(run, data, given, model=model, split=split, classes=classes, seed=seed,
+                                 force=force, console=console, maps=maps, merge=merge)  # fmt: skip
+            held.enter_context(lock_run(run))  # only now: a refused run leaves no folder behind
+            start_new_run(setup, force=force, console=console)
+        write_json(run.config, setup.config)
+        result = _fit(setup, console, callbacks or [])
+        if after is not None:
+            after(result)  # still holding the run folder
+    return result
+
+
+def _fit(setup: RunSetup, console: Console, callbacks: list[Callback]) -> TrainResult:
+    run = setup.run
+    seed_everything(setup.seed)
+    ctx = _context(setup, console, callbacks)
+    started = time.time()
+    result = _run_recipe(ctx)
+    calibration = _calibrate(ctx, result)
+    seconds = time.time() - started
+    total_seconds = round(float(setup.config.get("seconds_before_resume", 0.0)) + seconds, 1)
+    _save_bundle(setup, ctx, result, calibration, total_seconds)
+    setup.config["seconds_before_resume"] = total_seconds
+    write_json(run.config, setup.config)
+    best = result.best
+    summary = f"best epoch {best['epoch']}"
+    if best.get("val_acc") is not None:
+        summary += f": val_acc {best['val_acc']:.3f}, val_loss {best['val_loss']:.4f}"
+    console.print(
+        f"done in {seconds:.0f}s; {summary}; model bundle: {run.model}",
+        highlight=False,
+        markup=False,
+        soft_wrap=True,
+    )
+    result.run_dir = run.path
+    return result
+
+
+# ----------------------------------------------------------------------------- a new run
+
+
+def plan_new_run(
+    run: RunFolder,
+    data: Any,
+    given: dict[str, Any],
+    *,
+    model: str | None,
+    split: str | None,
+    classes: str | Iterable[str] | None,
+    seed: int | None,
+    force: bool,
+    console: Console,
+    maps: Iterable[str] = (),
+    merge: Iterable[str] = (),
+) -> RunSetup:
+    """Scan and split DATA (one folder, several, or a dataset file) and resolve the options.
+
+    Nothing is written yet.
+    """
+    if data is None or (isinstance(data, (list, tuple)) and not data):
+        raise SportsdetError("give the DATA folder to train on")
+    _refuse_existing(run, force)
+    spec = get_model_spec(model or DEFAULT_MODEL)
+    run_seed = 0 if seed is None else int(seed)
+    options = resolve_options(spec, given)
+    manifest, summary, data_text = _split_data(data, split, run_seed, classes, list(maps), list(merge))
+    for warning in summary["warnings"]:
+        console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False, soft_wrap=True)
+    for note in manifest.notes:
+        console.print(f"[yellow]note:[/] {escape(note)}", highlight=False, soft_wrap=True)
+    if len(manifest.classes) < 2:
+        raise SportsdetError(f"{data_text}: training needs at least 2 classes, found {len(manifest.classes)}")
+    config = {
+        "model": spec.name,
+        "recipe": options.recipe,
+        "data": data_text,
+        "split": manifest.strategy,
+        "classes": list(manifest.classes),
+        "seed": run_seed,
+        "options": options.to_dict(),
+        "versions": library_versions(),
+    }
+    if manifest.sources:
+        config["sources"] = {name: info["root"] for name, info in manifest.sources.items()}
+    return RunSetup(run, spec, options, manifest, summary, config, run_seed)
+
+
+def _split_data(
+    data: Any, split: str | None, seed: int, classes: Any, maps: list[str], merge: list[str]
+) -> tuple[SplitManifest, dict[str, Any], str]:
+    """(manifest, data summary, how to name the data) for one folder or several sources."""
+    from sportsdet.data.discover import scan_dataset
+    from sportsdet.data.sources import (
+        Sources,
+        is_dataset_file,
+        make_multi_split,
+        scan_sources,
+        sources_from_args,
+        sources_summary,
+    )
+    from sportsdet.data.splits import make_split
+
+    paths = list(data) if isinstance(data, (list, tuple)) else [data]
+    single = (
+        len(paths) == 1 and not isinstance(paths[0], Sources) and not maps and not is_dataset_file(paths[0])
+    )
+    if single:  # one folder: the plain split manifest, as before multi-source training
+        scan = scan_dataset(paths[0])
+        manifest = make_split(
+            scan, split or ("official" if scan.layout == "split" else "random:0.2"), seed, classes
+        )
+        if classes:
+            scan = scan.restricted_to(manifest.classes)
+        return manifest, scan.to_dict(), str(scan.root)
+    sources = paths[0] if isinstance(paths[0], Sources) else sources_from_args(paths, maps, merge)
+    scans = scan_sources(sources)
+    manifest = make_multi_split(scans, split, seed, classes)
+    return (
+        manifest,
+        sources_summary(scans, manifest),
+        sources.origin if len(paths) == 1 else str(manifest.root),
+    )
+
+
+def start_new_run(setup: RunSetup, *, force: bool, console: Console) -> None:
+    """Lay out the run folder (split, data summary); with --force, first remove the old run's files."""
+    run = setup.run
+    _refuse_existing(run, force)  # again, now that we hold the folder
+    if force:
+        for kept in clear_run(run):
+            console.print(
+                f"[dim]--force kept {escape(str(kept))} (not written by sportsdet)[/]", highlight=False
+            )
+    setup.manifest.save(run.split)
+    write_json(run.data_summary, setup.data_summary)
+
+
+def _refuse_existing(run: RunFolder, force: bool) -> None:
+    if run.has_content() and not force:
+        raise SportsdetError(
+            f"{run.path}: already holds a run; use --resume to continue it, --force to replace it, "
+            "or choose another --out"
+        )
+
+
+# ----------------------------------------------------------------------------- resuming
+
+
+def _read_run_json(path: Path, what: str) -> dict[str, Any]:
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        raise SportsdetError(
+            f"{path}: cannot read the run's {what} ({detail}); the run cannot be resumed: start again "
+            "with --force"
+        ) from None
+    if not isinstance(value, dict):
+        raise SportsdetError(
+            f"{path}: the run's {what} is damaged (not a JSON object); start again with --force"
+        )
+    return value
+
+
+def resume_run(
+    run: RunFolder,
+    given: dict[str, Any],
+    *,
+    model: str | None,
+    split: str | None,
+    seed: int | None,
+    console: Console,
+) -> RunSetup:
+    """Reload a run's config, split, data summary and last checkpoint; only a few options may change."""
+    if not run.last_checkpoint.is_file():
+        raise SportsdetError(
+            f"{run.path}: nothing to resume (no checkpoints/last.safetensors); start the run without --resume"
+        )
+    config = _read_run_json(run.config, "config")
+    missing = [key for key in ("model", "recipe", "split", "seed", "options") if key not in config]
+    if missing or not isinstance(config.get("options"), dict):
+        raise SportsdetError(
+            f"{run.config}: the run's config is damaged (missing {', '.join(missing) or 'options'}); "
+            "start again with --force"
+        )
+    spec = get_model_spec(config["model"])
+    stored = dict(config["options"])
+    known = set(option_names(str(config["recipe"])))
+    for key in sorted(set(stored) - known):  # options of an older sportsdet: say so, keep going
+        console.print(f"[yellow]warning:[/] the run's option {key}={stored.pop(key)!r} is no longer used",
+                      highlight=False, soft_wrap=True)  # fmt: skip
+    for key, value in given.items():
+        if value is None:
+            continue
+        if key in RESUME_OVERRIDABLE:
+            stored[key] = value
+        elif stored.get(key) != value:
+            console.print(
+                f"[yellow]warning:[/] --resume keeps the run's {key}={stored.get(key)!r}; ignoring {value!r}",
+                highlight=False,
+                soft_wrap=True,
+            )
+    for value, key in ((model, "model"), (split, "split"), (seed, "seed")):
+        if value is not None and value != config[key]:
+            console.print(
+                f"[yellow]warning:[/] --resume keeps the run's {key}={config[key]!r}; ignoring {value!r}",
+                highlight=False,
+                soft_wrap=True,
+            )
+    options = build_options(options_class(str(config["recipe"])), stored, spec.name)
+    manifest = SplitManifest.load(run.split)
+    gone = manifest.missing_files()
+    if gone:
+        raise SportsdetError(
+            f"{run.split}: {len(gone)} training file(s) are gone from {manifest.root} (e.g. {gone[0]}); "
+            "restore them or start a new run"
+        )
+    data_summary = _read_run_json(run.data_summary, "data summary")
+    config["options"] = options.to_dict()
+    state = read_checkpoint(run.last_checkpoint)
+    return RunSetup(run, spec, options, manifest, data_summary, config, int(config["seed"]), state)
+
+
+# ----------------------------------------------------------------------------- training
+
+
+def model_preprocessing(spec: ModelSpec, options: TrainOptions) -> tuple[Preprocessing, dict[str, Any]]:
+    """The model's preprocessing, with an optional smaller/larger input_size (tests, experiments)."""
+    preprocessing = spec.preprocessing
+    config = dict(options.model_config)
+    size = options.input_size
+    if size is not None and size != preprocessing.input_size:
+        preprocessing = replace(preprocessing, input_size=size)
+        if options.recipe == "scratch":
+            config["input_size"] = size  # the from-scratch CNN sizes its dense layer by it
+    return preprocessing, config
+
+
+def _context(setup: RunSetup, console: Console, extra: list[Callback]) -> TrainContext:
+    preprocessing, model_config = model_preprocessing(setup.spec, setup.options)
+    ctx = TrainContext(
+        run_dir=setup.run.path,
+        spec=setup.spec,
+        labels=list(setup.manifest.classes),
+        manifest=setup.manifest,
+        options=setup.options,
+        seed=setup.seed,
+        preprocessing=preprocessing,
+        model_config=model_config,
+        console=console,
+        resume=setup.resume_state,
+    )
+    if setup.resume_state is not None:
+        ctx.history = list(setup.resume_state[1]["history"])  # so callbacks see it from the start
+    run = setup.run
+    ctx.callbacks = [
+        ProgressBar(console),
+        MetricsCSV(run.metrics),
+        CurvesPlot(run.curves, every=setup.options.curves_every),
+        Checkpointer(run.checkpoints),
+        *extra,
+    ]
+    counts = {s: len(setup.manifest.items(s)) for s in ("train", "valid", "test")}
+    console.print(
+        f"training {setup.spec.name} on {len(ctx.labels)} classes: {counts['train']} train, "
+        f"{counts['valid']} valid, {counts['test']} test images "
+        f"({setup.manifest.strategy}, seed {setup.seed}) -> {run.path}",
+        highlight=False,
+        markup=False,
+        soft_wrap=True,
+    )
+    if counts["valid"] == 0:
+        console.print(
+            "[yellow]note:[/] no validation images: the best checkpoint is the last epoch and "
+            "early stopping is off"
+        )
+    return ctx
+
+
+def _run_recipe(ctx: TrainContext) -> TrainResult:
+    """The recipe, with Ctrl-C and bad files turned into what the user should do next."""
+    run_dir = ctx.run_dir
+    try:
+        result = get_recipe(ctx.options.recipe)(ctx)
+    except KeyboardInterrupt:
+        if (ctx.checkpoint_dir / "last.safetensors").is_file():
+            ctx.console.print(
+                f"[yellow]interrupted[/] after {len(ctx.history)} finished epoch(s); the last checkpoint is "
+                f'kept. Continue with: sportsdet train --out "{escape(str(run_dir))}" --resume',
+                highlight=False,
+                soft_wrap=True,
+            )
+        else:
+            ctx.console.print(
+                "[yellow]interrupted[/] before the first epoch finished; nothing to resume. "
+                "Start again with --force.",
+                highlight=False,
+                soft_wrap=True,
+            )
+        raise
+    except DataFileError as exc:
+        # The split lists the bad file, so this run cannot be resumed once the file is moved.
+        raise SportsdetError(f"{exc} with --force (the run in {run_dir} stopped there)") from None
+    if result.best is None:
+        raise SportsdetError(f"{run_dir}: training finished without any epoch; nothing to save")
+    return result
+
+
+def _calibrate(ctx: TrainContext, result: TrainResult) -> dict[str, Any]:
+    """Fit the softmax temperature on the validation split and fold it into the classifier."""
+    calibrated: dict[str, Any] = {"temperature": 1.0, "method": "none"}
+    if not ctx.options.calibrate:
+        return calibrated
+    if result.valid_logits is not None:
+        valid = (result.valid_logits, np.asarray([label for _, label in ctx.manifest.items("valid")]))
+    else:
+        valid = validation_logits(ctx, result.model)
+    if valid is None:
+        calibrated["why"] = "no validation split to fit a temperature on"
+        return calibrated
+    calibrated = calibrate_temperature(result.model, ctx.spec.output_key, *valid)
+    if calibrated["method"] == "none":
+        ctx.console.print(f"[dim]scores not calibrated: {escape(calibrated['why'])}[/]", highlight=False)
+    else:
+        ctx.console.print(
+            f"calibrated scores: temperature {calibrated['temperature']:.3f} (validation ECE "
+            f"{calibrated['valid_ece_before']:.1%} -> {calibrated['valid_ece_after']:.1%})",
+            highlight=False,
+        )
+    return calibrated
+
+
+def _save_bundle(
+    setup: RunSetup, ctx: TrainContext, result: TrainResult, calibration: dict[str, Any], seconds: float
+) -> None:
+    manifest, run, best = setup.manifest, setup.run, result.best
+    save_bundle(
+        run.model,
+        state_dict=result.model.state_dict(),
+        model_name=setup.spec.name,
+        model_config=ctx.model_config,
+        labels=ctx.labels,
+        preprocessing=ctx.preprocessing,
+        output_key=setup.spec.output_key,
+        data={
+            "root": str(manifest.root),
+            "split": manifest.strategy,
+            "manifest": str(run.split.resolve()),
+            "manifest_sha256": sha256_file(run.split),
+            "counts": {s: len(manifest.items(s)) for s in ("train", "valid", "test")},
+            "scan": setup.data_summary,
+        },
+        training={
+            "recipe": setup.options.recipe,
+            "epochs_run": len(result.history),
+            "best_epoch": best.get("epoch"),
+            "seconds": seconds,
+            "seed": setup.seed,
+            "options": setup.options.to_dict(),
+            "resumed": setup.resume_state is not None,
+            **result.info,
+            "calibration": calibration,
+        },
+        metrics={
+            "best_val_accuracy": best.get("val_acc"),
+            "best_val_loss": best.get("val_loss"),
+            "best_epoch_train_accuracy": best.get("train_acc"),
+            "selected_by": "val_acc" if best.get("val_acc") is not None else "last epoch (no validation set)",
+        },
+    )

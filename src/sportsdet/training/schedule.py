@@ -1,0 +1,72 @@
+"""Time and learning-rate schedules: durations, the transfer recipe's time-budget plan, warm-up + cosine."""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any
+
+from sportsdet.errors import SportsdetError
+
+
+def parse_duration(value: Any) -> float | None:
+    """ "10m", "90s", "1h", "1h30m" or a number of seconds -> seconds (None stays None)."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, (int, float)):
+        seconds = float(value)
+    else:
+        text = str(value).strip().lower()
+        parts = re.fullmatch(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s?)?", text)
+        if not text or parts is None or not any(parts.groups()):
+            raise SportsdetError(f"time budget {value!r} not understood; write e.g. 10m, 90s or 1h30m")
+        hours, minutes, secs = (float(g) if g else 0.0 for g in parts.groups())
+        seconds = hours * 3600 + minutes * 60 + secs
+    if seconds <= 0:
+        raise SportsdetError(f"time budget must be positive, got {value!r}")
+    return seconds
+
+
+def plan_schedule(
+    options: Any,
+    n_train: int,
+    n_missing_extractions: int,
+    extract_img_s: float,
+) -> dict[str, Any]:
+    """Views and epochs to run within options.time_budget (unchanged without a budget).
+
+    `options` is a TransferOptions. The feature extraction still to do is charged first (it is
+    reused by later runs), then stage 1 (a few seconds); what remains goes to stage 2 epochs,
+    decided once their speed is measured. Mirror and crop views are dropped before the budget
+    runs out for the photos themselves.
+    """
+    plan = {
+        "aug_views": int(options.aug_views or 0),
+        "feature_flip": bool(options.feature_flip),
+        "finetune_epochs": int(options.epochs or 0),
+        "budget_s": parse_duration(options.time_budget),
+    }
+    budget = plan["budget_s"]
+    if budget is None:
+        return plan
+    # Extraction per view (only what is not cached yet counts); keep views that fit in 60%.
+    per_view = n_missing_extractions / max(extract_img_s, 1e-6)
+    while plan["aug_views"] > 0 and per_view * (1 + plan["feature_flip"] + plan["aug_views"]) > 0.6 * budget:
+        plan["aug_views"] -= 1
+    if plan["feature_flip"] and per_view * 2 > 0.6 * budget:
+        plan["feature_flip"] = False
+    plan["extract_s_estimate"] = round(per_view * (1 + plan["feature_flip"] + plan["aug_views"]), 1)
+    return plan
+
+
+def cosine_with_warmup(optimizer: Any, total_steps: int, warmup_steps: int) -> Any:
+    """Linear warm-up over `warmup_steps`, then cosine decay to 0 at `total_steps` (stepped per batch)."""
+    import torch
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / max(1, warmup_steps)
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)

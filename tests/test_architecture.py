@@ -1,0 +1,137 @@
+"""The package's shape: imports go one way (no circles, nothing reaches up a layer).
+
+Read from the source with `ast` (imports inside functions count too: a lazy import is still a
+dependency), so a new module that breaks the layering fails here, not in a reviewer's head.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import sportsdet
+
+PACKAGE = Path(sportsdet.__file__).parent
+
+# Lower layers never import higher ones (same layer is fine, as long as there is no circle).
+# Data flows files -> data -> preprocess -> models -> training/runtime -> evaluate/report -> cli.
+LAYERS: list[tuple[str, ...]] = [
+    ("sportsdet", "sportsdet.__main__", "sportsdet.errors"),
+    ("sportsdet.imageio", "sportsdet.fetch"),
+    ("sportsdet.files", "sportsdet.preprocess", "sportsdet.metrics", "sportsdet.plots"),
+    ("sportsdet.data",),
+    ("sportsdet.bundle", "sportsdet.models", "sportsdet.onnx_graph"),
+    ("sportsdet.run_folder",),
+    ("sportsdet.runtime", "sportsdet.predict", "sportsdet.export", "sportsdet.training"),
+    ("sportsdet.evaluate", "sportsdet.report", "sportsdet.cluster"),
+    ("sportsdet.train",),
+    ("sportsdet.cli",),
+]
+ENTRY_POINT = "sportsdet.__main__"  # imports the CLI on purpose
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def layer_of(module: str) -> int:
+    best, rank = -1, -1
+    for index, names in enumerate(LAYERS):
+        for name in names:
+            matches = module == name or (name != "sportsdet" and module.startswith(name + "."))
+            if matches and len(name) > best:
+                best, rank = len(name), index
+    assert rank >= 0, f"{module} is in no layer of tests/test_architecture.py: add it where it belongs"
+    return rank
+
+
+def imports_of(path: Path, module: str, known: set[str]) -> set[str]:
+    """sportsdet modules imported anywhere in a file, resolved to modules that exist."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    found: set[str] = set()
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    for node in ast.walk(tree):
+        targets: list[str] = []
+        if isinstance(node, ast.Import):
+            targets = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*anchor, base]) if base else ".".join(anchor)
+            targets = [f"{base}.{alias.name}" for alias in node.names] + [base]
+        for target in targets:
+            while target and target not in known:
+                target = target.rpartition(".")[0]
+            if target and target != module and target.startswith("sportsdet"):
+                found.add(target)
+    return found
+
+
+def import_graph() -> dict[str, set[str]]:
+    files = {module_name(p): p for p in PACKAGE.rglob("*.py")}
+    known = set(files)
+    return {name: imports_of(path, name, known) for name, path in files.items()}
+
+
+def test_no_module_imports_a_higher_layer() -> None:
+    upward = []
+    for module, targets in import_graph().items():
+        if module == ENTRY_POINT:
+            continue
+        for target in targets:
+            if target == "sportsdet":  # the package root holds only the version
+                continue
+            if layer_of(target) > layer_of(module):
+                upward.append(f"{module} -> {target}")
+    assert upward == []
+
+
+def test_no_import_circles() -> None:
+    graph = import_graph()
+    # A package __init__ that re-exports its submodules is not a circle of its own making.
+    edges = {
+        module: {t for t in targets if not (t.startswith(module + ".") or module.startswith(t + "."))}
+        for module, targets in graph.items()
+    }
+    circles = []
+    state: dict[str, int] = {}
+
+    def visit(node: str, trail: list[str]) -> None:
+        state[node] = 1
+        for nxt in sorted(edges.get(node, ())):
+            if state.get(nxt) == 1:
+                circles.append(" -> ".join([*trail[trail.index(nxt) :], nxt]))
+            elif nxt not in state:
+                visit(nxt, [*trail, nxt])
+        state[node] = 2
+
+    for start in sorted(edges):
+        if start not in state:
+            visit(start, [start])
+    assert circles == []
+
+
+def test_the_layering_check_catches_an_upward_import(tmp_path: Path) -> None:
+    # The checker itself must be able to fail: a data module importing the CLI is flagged.
+    fake = tmp_path / "sportsdet" / "data"
+    fake.mkdir(parents=True)
+    (fake / "bad.py").write_text("def f():\n    from sportsdet.cli import app\n")
+    found = imports_of(fake / "bad.py", "sportsdet.data.bad", {"sportsdet.cli", "sportsdet.data.bad"})
+    assert found == {"sportsdet.cli"} and layer_of("sportsdet.cli") > layer_of("sportsdet.data.bad")
+
+
+def test_training_functions_stay_short() -> None:
+    """No function in training/ over ~80 lines unless its docstring says why."""
+    long = []
+    for path in (PACKAGE / "training").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                length = node.end_lineno - node.lineno + 1
+                doc = ast.get_docstring(node) or ""
+                if length > 80 and "long because" not in doc.lower():
+                    long.append(f"{path.name}:{node.name} ({length} lines)")
+    assert long == []

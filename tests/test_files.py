@@ -1,0 +1,103 @@
+"""sportsdet.files: the one atomic writer and the one folder walker (scan, check, predict, export)."""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from sportsdet import files
+from sportsdet.errors import SportsdetError
+from sportsdet.files import atomic_write, iter_image_files, sha256_file, write_json
+
+
+def test_walker_is_lazy_sorted_and_skips_what_is_not_a_photo(tmp_path: Path) -> None:
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    for name in ("a/one.jpg", "a/b/two.PNG", "a/notes.txt", "a/.hidden.jpg", "a/zz.jpg", "a/Thumbs.db"):
+        (tmp_path / name).write_bytes(b"x")
+    skipped: list[tuple[str, str]] = []
+    walker = iter_image_files(
+        tmp_path / "a", on_skip=lambda reason, path: skipped.append((reason, Path(path).name))
+    )
+    assert iter(walker) is walker  # a generator, not a list
+    # Name order, a sub-folder's photos at its place in that order.
+    assert [p.relative_to(tmp_path).as_posix() for p in walker] == ["a/b/two.PNG", "a/one.jpg", "a/zz.jpg"]
+    assert sorted(skipped) == [
+        (files.SKIP_HIDDEN, ".hidden.jpg"),
+        (files.SKIP_HIDDEN, "Thumbs.db"),
+        (files.SKIP_NOT_IMAGE, "notes.txt"),
+    ]
+
+
+def test_walker_ends_symlink_loops_and_never_yields_a_photo_twice(tmp_path: Path) -> None:
+    folder = tmp_path / "photos"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "x.jpg").write_bytes(b"x")
+    (folder / "sub" / "y.jpg").write_bytes(b"y")
+    (folder / "self").symlink_to(".")  # `self -> .` gave 41 copies of every photo before
+    (folder / "sub" / "up").symlink_to("..")
+    (folder / "loop_a").symlink_to("loop_b")  # a -> b -> a: ELOOP when followed
+    (folder / "loop_b").symlink_to("loop_a")
+    (folder / "dangling.jpg").symlink_to("nowhere.jpg")
+    found = [p.name for p in iter_image_files(folder)]
+    assert found == ["y.jpg", "x.jpg"]
+
+
+def test_walker_passes_over_fifos_and_devices_named_like_photos(tmp_path: Path) -> None:
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    (folder / "real.jpg").write_bytes(b"x")
+    os.mkfifo(folder / "pipe.jpg")  # opening it to read would wait forever for a writer
+    (folder / "zero.jpg").symlink_to("/dev/zero")  # reading it would never end
+    skipped: list[str] = []
+    found = list(iter_image_files(folder, on_skip=lambda reason, path: skipped.append(reason)))
+    assert [p.name for p in found] == ["real.jpg"]
+    assert skipped == [files.SKIP_NOT_REGULAR, files.SKIP_NOT_REGULAR]
+
+
+def test_walker_reads_big_folders_in_bounded_sorted_chunks(tmp_path: Path, monkeypatch) -> None:
+    for i in range(7):
+        (tmp_path / f"{i}.jpg").write_bytes(b"x")
+    monkeypatch.setattr(files, "WALK_CHUNK", 3)
+    names = [p.name for p in iter_image_files(tmp_path)]
+    assert sorted(names) == [f"{i}.jpg" for i in range(7)]
+    for start in range(0, 7, 3):  # each run of 3 comes sorted; never more than 3 entries are held
+        assert names[start : start + 3] == sorted(names[start : start + 3])
+
+
+def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path: Path) -> None:
+    target = write_json(tmp_path / "deep" / "data.json", {"a": 1})
+    assert target.read_text() == '{\n "a": 1\n}\n'
+    assert stat.S_IMODE(target.stat().st_mode) == 0o666 & ~_umask()  # not mkstemp's private 0600
+
+    def disk_full(temp: Path) -> None:
+        temp.write_text("half")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.raises(SportsdetError, match=r"data.json: cannot write \(No space left on device\)"):
+        atomic_write(target, disk_full)
+    assert target.read_text() == '{\n "a": 1\n}\n'
+    assert sorted(p.name for p in target.parent.iterdir()) == ["data.json"]  # no temp file left
+
+    with pytest.raises(KeyboardInterrupt):  # Ctrl-C mid-write: the old file, no leftovers
+        atomic_write(target, lambda temp: (_ for _ in ()).throw(KeyboardInterrupt()))
+    assert sorted(p.name for p in target.parent.iterdir()) == ["data.json"]
+    with pytest.raises(SportsdetError, match="is a folder"):
+        atomic_write(tmp_path / "deep", b"x")
+
+
+def test_one_hasher_for_files(tmp_path: Path) -> None:
+    path = tmp_path / "f.bin"
+    path.write_bytes(b"abc")
+    assert sha256_file(path) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    with pytest.raises(SportsdetError, match="cannot read file"):
+        sha256_file(tmp_path / "missing.bin")
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
