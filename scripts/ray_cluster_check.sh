@@ -10,7 +10,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 REPO=$PWD
 INPUT=${1:-../shared/data/sports100/train/[a-c]*/*}
-STOP_AFTER=${2:-40}
+STOP_AFTER=${2:-25}
 BIN=${BIN:-$REPO/.venv/bin}
 PORT=${PORT:-6379}
 WORK=$(mktemp -d /tmp/sportsdet-ray-check-XXXXXX)
