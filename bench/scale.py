@@ -9,7 +9,7 @@ In one run, on the same photos, alternating so that load from other users hits b
      on one local Ray started once; its labels are compared with (1);
 then the unit costs the scaling model in bench/RESULTS.md rests on: decode cost per photo, model
 cost per photo, actor start-up, listing rate, Parquet write and resume-read rates.
-Writes bench/results/scale.json and the scale section of bench/RESULTS.md.
+Writes bench/results/scale-<photos>.json and that photo count's section of bench/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -38,8 +38,12 @@ DEFAULT_DATA = next(
     ),
     REPO.parent / "shared" / "data" / "sports100",
 )
-RESULTS_JSON = REPO / "bench" / "results" / "scale.json"
-START, END = "<!-- scale:start -->", "<!-- scale:end -->"
+RESULTS_DIR = REPO / "bench" / "results"
+
+
+def markers(photos: int) -> tuple[str, str]:
+    """Each photo count owns its RESULTS.md section (a short job weighs Ray's start-up more)."""
+    return f"<!-- scale-{photos}:start -->", f"<!-- scale-{photos}:end -->"
 
 
 def log(message: str) -> None:
@@ -197,8 +201,8 @@ def render(payload: dict[str, Any]) -> str:
     runs = payload["runs"]
     ref = statistics.median(r["images_per_s"] for r in runs if r["engine"] == "predict")
     lines = [
-        START,
-        "## Ray Data bulk prediction (bench/scale.py)",
+        markers(payload["photos"])[0],
+        f"## Ray Data bulk prediction, {payload['photos']} photos (bench/scale.py)",
         "",
         f"{payload['photos']} photos ({payload['data']}), built-in model (INT8 ONNX), "
         f"{payload['cpus']} CPUs, load {payload['load_before']:.2f} before / {payload['load_after']:.2f} "
@@ -256,7 +260,7 @@ def render(payload: dict[str, Any]) -> str:
         "",
         "The scaling model for 10 to 100 nodes that rests on these numbers is in "
         "[docs/SCALING.md](../docs/SCALING.md).",
-        END,
+        markers(payload["photos"])[1],
     ]
     return "\n".join(lines)
 
@@ -344,7 +348,8 @@ def main() -> None:
     section = render(payload)
     print(section)
     if not args.no_write:
-        results_file.write_results(payload, RESULTS_JSON, section, START, END)
+        start, end = markers(len(photos))
+        results_file.write_results(payload, RESULTS_DIR / f"scale-{len(photos)}.json", section, start, end)
 
 
 if __name__ == "__main__":
