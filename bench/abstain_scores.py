@@ -118,11 +118,13 @@ def main() -> None:
 
     rows = []
     for method in SCORES:
-        policy = fit_abstain(valid_p, valid_y, coverage=args.coverage, method=method, fitted_on="sports100 valid")
+        policy = fit_abstain(
+            valid_p, valid_y, coverage=args.coverage, method=method, fitted_on="sports100 valid"
+        )
         test_answered = ~policy.uncertain(test_p)
         other_unsure = policy.uncertain(other_p)
         test_correct = test_p.argmax(1) == test_y
-        confident = [name for (name, _), unsure in zip(others, other_unsure) if not unsure]
+        confident = [name for (name, _), unsure in zip(others, other_unsure, strict=True) if not unsure]
         rows.append(
             {
                 "method": method,
@@ -137,21 +139,24 @@ def main() -> None:
             }
         )
     table = [
-        "| score | threshold | valid answered | test answered | test accuracy answered | non-sport abstained | still labelled |",
+        "| score | threshold | valid answered | test answered | test accuracy answered "
+        "| non-sport abstained | still labelled |",
         "|---|---:|---:|---:|---:|---:|---|",
     ]
     for row in rows:
         table.append(
-            f"| {row['method']} | {row['threshold']:.4f} | {row['valid_coverage']:.1%} | {row['test_coverage']:.1%} "
+            f"| {row['method']} | {row['threshold']:.4f} | {row['valid_coverage']:.1%} "
+            f"| {row['test_coverage']:.1%} "
             f"| {row['test_accuracy_answered']:.2%} | {row['nonsport_abstained']}/{row['nonsport_total']} "
             f"| {', '.join(n.split(':', 1)[1] for n in row['nonsport_confident']) or '-'} |"
         )
     print("\n".join(table))
     # Per-photo scores of the non-sport photos, for the record.
     detail = {
-        name: {method: float(abstain_scores(p, method)) for method in SCORES} for (name, _), p in zip(others, other_p)
+        name: {method: float(abstain_scores(p, method)) for method in SCORES}
+        for (name, _), p in zip(others, other_p, strict=True)
     }
-    top = {name: backend.labels[int(p.argmax())] for (name, _), p in zip(others, other_p)}
+    top = {name: backend.labels[int(p.argmax())] for (name, _), p in zip(others, other_p, strict=True)}
     when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     section = "\n".join(
         [
@@ -169,7 +174,8 @@ def main() -> None:
             "",
             "Top score of each non-sport photo (max_prob / margin / entropy, best guess): "
             + "; ".join(
-                f"{name.split(':', 1)[1]} {d['max_prob']:.2f}/{d['margin']:.2f}/{d['entropy']:.2f} ({top[name]})"
+                f"{name.split(':', 1)[1]} {d['max_prob']:.2f}/{d['margin']:.2f}/{d['entropy']:.2f} "
+                f"({top[name]})"
                 for name, d in detail.items()
             ),
             "Raw numbers: bench/results/abstain_scores.json.",

@@ -109,7 +109,9 @@ class Abstain:
             raise SportsdetError(f"{where}: unknown abstain score {method!r}; known: {', '.join(SCORES)}")
         threshold = values.get("threshold")
         if threshold is not None and (
-            isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not math.isfinite(threshold)
+            isinstance(threshold, bool)
+            or not isinstance(threshold, (int, float))
+            or not math.isfinite(threshold)
         ):
             raise SportsdetError(f"{where}: abstain threshold must be a number or null, got {threshold!r}")
         if threshold is not None:

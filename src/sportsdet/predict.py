@@ -63,7 +63,8 @@ class PredictionResult:
         return self.error is None
 
     def to_dict(self) -> dict[str, Any]:
-        """The jsonl record: {"input", "label", "score", "uncertain", "top_k": [{"label", "score"}], "error"}."""
+        """The jsonl record: {"input", "label", "score", "uncertain", "top_k": [{"label", "score"}],
+        "error"}."""
         return {
             "input": self.input,
             "label": self.label,

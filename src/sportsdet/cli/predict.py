@@ -98,12 +98,26 @@ def predict_command(
     device: str = typer.Option(
         "cpu", "--device", help="Torch device (torch backend only), e.g. cpu or cuda."
     ),
+    min_score: float | None = typer.Option(
+        None,
+        "--min-score",
+        min=0.0,
+        max=1.0,
+        help="Say 'uncertain' (no label, best guess kept in top-k) when the top score is under this. "
+        "Default: the model's own abstain threshold, fitted on validation photos.",
+    ),
+    no_abstain: bool = typer.Option(
+        False, "--no-abstain", help="Always give the top label, even for photos the model is unsure of."
+    ),
 ) -> None:
     """Say which sport each photo shows. Exit code 1 when any input could not be labelled."""
     from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+    from sportsdet.errors import SportsdetError
     from sportsdet.predict import Predictor, csv_header, csv_line, csv_row, to_jsonl
 
+    if no_abstain and min_score is not None:
+        raise SportsdetError("--min-score and --no-abstain contradict each other; give one of them")
     predictor = Predictor(
         _bundle_dir(model),
         device=device,
@@ -114,6 +128,8 @@ def predict_command(
         threads=threads,
         workers=workers,
         url_timeout=timeout,
+        abstain=not no_abstain,
+        min_score=min_score,
     )
     k = predictor.top_k
     failed = 0
@@ -161,7 +177,16 @@ def _print_table(results: list, k: int) -> None:
     # One last column: the runner-up labels, or why an input failed.
     table.add_column(f"next {k - 1}" if k > 1 else "", overflow="fold")
     for result in results:
-        if result.ok:
+        if result.ok and result.uncertain:
+            guess, guess_score = result.top_k[0]
+            others = ", ".join(f"{label} {score:.1%}" for label, score in result.top_k[1:])
+            table.add_row(
+                escape(result.input),
+                f"[yellow]uncertain[/] — best guess: {escape(guess)} {guess_score:.1%}",
+                "",
+                escape(others),
+            )
+        elif result.ok:
             others = ", ".join(f"{label} {score:.1%}" for label, score in result.top_k[1:])
             table.add_row(escape(result.input), escape(result.label), f"{result.score:.1%}", escape(others))
         else:
