@@ -144,7 +144,7 @@ def fit_abstain(
     coverage: float = DEFAULT_COVERAGE,
     method: str = DEFAULT_SCORE,
     fitted_on: str = "validation split",
-    min_images: int = MIN_ABSTAIN_IMAGES,
+    min_images: int | None = None,
 ) -> Abstain:
     """The threshold under which (1 - coverage) of these validation photos fall.
 
@@ -156,6 +156,7 @@ def fit_abstain(
         raise SportsdetError(f"abstain coverage must be in (0, 1], got {coverage}")
     probs = np.asarray(probs, dtype=np.float64)
     n = len(probs)
+    min_images = MIN_ABSTAIN_IMAGES if min_images is None else min_images
     if n < min_images:
         return Abstain(
             method=method,

@@ -72,9 +72,9 @@ def fit_bundle_abstain(
         if not result.ok:
             raise SportsdetError(f"{result.error}; fix or remove that photo and run again")
         rows.append(result.probs)
-    return fit_abstain(
-        np.stack(rows), truth, coverage=coverage, method=method, fitted_on=f"{valid_folder} ({model.name})"
-    )
+    where = "/".join(Path(valid_folder).resolve().parts[-2:])  # e.g. sports100/valid: no home paths
+    fitted_on = f"{where} ({model.name})"
+    return fit_abstain(np.stack(rows), truth, coverage=coverage, method=method, fitted_on=fitted_on)
 
 
 def store_abstain(bundle_path: str | Path, policy: Abstain | None) -> list[Path]:

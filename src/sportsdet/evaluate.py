@@ -253,7 +253,7 @@ def evaluate(
     warn: Callable[[str], None] = lambda message: None,
 ) -> EvalResult:
     """Evaluate a bundle (or a run folder) on DATA and write the evaluation folder."""
-    from sportsdet.metrics import compute_metrics
+    from sportsdet.metrics import abstain_metrics, compute_metrics
 
     if batch_size < 1:
         raise SportsdetError(f"--batch-size must be at least 1, got {batch_size}")
@@ -300,6 +300,7 @@ def evaluate(
     paths = [chosen.items[i][0] for i in kept]
     y_true = np.array([chosen.items[i][1] for i in kept], dtype=np.int64)
     metrics = compute_metrics(y_true, probs, labels)
+    metrics["abstain"] = abstain_metrics(y_true, probs, bundle.abstain)
     metrics = {
         "split": chosen.split,
         "source": chosen.source,
