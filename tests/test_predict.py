@@ -239,12 +239,19 @@ def test_cli_jsonl_schema_and_exit_code(bundle: Path, photos: Path, tmp_path: Pa
     lines = result.stdout.strip().splitlines()
     assert len(lines) == 2
     good, bad = (json.loads(line) for line in lines)
-    assert list(good) == ["input", "label", "score", "top_k", "error"]
+    assert list(good) == ["input", "label", "score", "uncertain", "top_k", "error"]
     assert good["input"] == str(photos / "a.jpg") and good["error"] is None
     assert isinstance(good["label"], str) and isinstance(good["score"], float)
     assert [list(entry) for entry in good["top_k"]] == [["label", "score"]] * 2
     assert good["top_k"][0] == {"label": good["label"], "score": good["score"]}
-    assert bad == {"input": missing, "label": None, "score": None, "top_k": [], "error": "file not found"}
+    assert bad == {
+        "input": missing,
+        "label": None,
+        "score": None,
+        "uncertain": False,
+        "top_k": [],
+        "error": "file not found",
+    }
     assert "1 of 2" in result.stderr  # the summary goes to stderr, not into the jsonl
 
 
@@ -258,6 +265,7 @@ def test_cli_all_good_exits_zero_and_csv_header(bundle: Path, photos: Path) -> N
         "input",
         "label",
         "score",
+        "uncertain",
         "error",
         "top1_label",
         "top1_score",
@@ -265,7 +273,7 @@ def test_cli_all_good_exits_zero_and_csv_header(bundle: Path, photos: Path) -> N
         "top2_score",
     ]
     assert len(rows) == 4
-    assert all(row[1] in CLASSES and row[3] == "" and row[4] == row[1] for row in rows[1:])
+    assert all(row[1] in CLASSES and row[3:5] == ["false", ""] and row[5] == row[1] for row in rows[1:])
 
 
 def test_cli_table(bundle: Path, photos: Path) -> None:
