@@ -283,3 +283,48 @@ def test_torch_onnx_and_int8_decide_the_same(tmp_path: Path, monkeypatch) -> Non
     first = decisions[("torch", False)]
     assert sum(first) == 12  # the greyish photos, and only they
     assert all(flags == first for flags in decisions.values()), decisions
+
+
+# --- evaluate and the report: accuracy against coverage -------------------------------------
+
+
+def test_risk_coverage_curve_and_numbers_at_the_threshold() -> None:
+    from sportsdet.metrics import abstain_metrics, risk_coverage
+
+    # Scores 0.9 .. 0.1; the two least sure photos are the wrong ones.
+    scores = np.array([0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1])
+    correct = np.array([1, 1, 1, 1, 1, 1, 1, 0, 0], bool)
+    curve = risk_coverage(scores, correct, points=9)
+    assert [p["coverage"] for p in curve] == pytest.approx([k / 9 for k in range(1, 10)])
+    assert curve[6]["accuracy"] == 1.0 and curve[-1]["accuracy"] == pytest.approx(7 / 9)
+    assert curve[0]["threshold"] == 0.9 and curve[-1]["threshold"] == 0.1
+    tied = risk_coverage(np.array([0.5, 0.5, 0.5, 0.1]), np.array([1, 0, 1, 1], bool), points=4)
+    assert [p["coverage"] for p in tied] == [0.75, 1.0]  # ties are answered together
+
+    probs = np.array([[s, 1 - s] for s in [0.95, 0.9, 0.85, 0.55, 0.52]])
+    truth = np.array([0, 0, 0, 1, 1])
+    policy = Abstain(method="max_prob", threshold=0.8, coverage=0.95)
+    numbers = abstain_metrics(truth, probs, policy)
+    assert numbers["answered"] == 3 and numbers["coverage"] == pytest.approx(0.6)
+    assert numbers["accuracy_answered"] == 1.0 and numbers["accuracy_all"] == pytest.approx(0.6)
+    assert numbers["threshold"] == 0.8 and numbers["fitted_coverage"] == 0.95
+    none = abstain_metrics(truth, probs, None)
+    assert none["threshold"] is None and len(none["risk_coverage"]) == 5
+
+
+def test_evaluate_and_report_show_the_abstain_rule(tmp_path: Path) -> None:
+    from conftest import make_image_tree
+
+    from sportsdet.evaluate import evaluate
+    from sportsdet.report import write_report
+
+    bundle_dir = make_tiny_bundle(tmp_path / "bundle")
+    tree = make_image_tree(tmp_path / "data", per_class=4)
+    store_abstain(bundle_dir, Abstain(method="max_prob", threshold=0.99, coverage=0.95, fitted_on="made up"))
+    result = evaluate(bundle_dir, tree, out_dir=tmp_path / "eval")
+    numbers = json.loads((tmp_path / "eval" / "metrics.json").read_text())["abstain"]
+    confident = result.probs.max(axis=1) >= 0.99
+    assert numbers["threshold"] == 0.99 and numbers["answered"] == int(confident.sum())
+    assert numbers["n"] == len(result.probs) and len(numbers["risk_coverage"]) == len(result.probs)
+    page = write_report(tmp_path / "eval").read_text(encoding="utf-8")
+    assert "risk-coverage" in page and 'id="abstain-text"' in page and "0.990" in page
