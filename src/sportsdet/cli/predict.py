@@ -222,6 +222,7 @@ def onnx_info(path: Path) -> dict[str, Any]:
         "versions": meta.versions,
         "quantization": meta.quantization,
         "output": meta.output,
+        "abstain": meta.abstain.to_dict() if meta.abstain is not None else None,
         "files": {path.name: path.stat().st_size},
     }
 
@@ -247,6 +248,7 @@ def bundle_info(bundle_dir: Path) -> dict[str, Any]:
         "metrics": bundle.metrics,
         "versions": bundle.versions,
         "weights": manifest.get("weights", {}),
+        "abstain": manifest.get("abstain"),
         "files": _file_sizes(bundle.path),
     }
 
@@ -300,6 +302,16 @@ def info_command(
         # Scalars in full, nested structures shortened: the --json output has everything.
         for key, value in values.items():
             summary.add_row(f"{section}.{key}", _short(value))
+    abstain = info.get("abstain")
+    if abstain and abstain.get("threshold") is not None:
+        summary.add_row(
+            "abstain",
+            f"uncertain when {abstain['method']} < {abstain['threshold']:.4f} "
+            f"(fitted to answer {abstain.get('coverage', 0):.0%} of "
+            f"{abstain.get('fitted_on', 'validation photos')})",
+        )
+    else:
+        summary.add_row("abstain", (abstain or {}).get("why") or "- (every photo gets a label)")
     summary.add_row("versions", ", ".join(f"{k} {v}" for k, v in info["versions"].items()))
     console.print(summary)
     files = Table(title="files", title_justify="left")
