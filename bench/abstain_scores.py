@@ -29,7 +29,14 @@ from sportsdet.runtime import load_backend, stream_predictions
 
 HERE = Path(__file__).resolve().parent
 START, END = "<!-- abstain:start -->", "<!-- abstain:end -->"
-READING = "Reading: every score keeps at least 95% of test photos answered; entropy (1 - H/ln C) leaves the fewest non-sport photos labelled, so it is the default (`abstain.DEFAULT_SCORE`) and the built-in bundle's rule (threshold fitted with `sportsdet.abstain_bundle`, the same number as the entropy row). Not every non-sport photo is caught: the scikit-image logo (a colourful drawing, 'gaga' at 97%) and the brick wall ('tennis') keep a label; with 28 photos, 26 vs 24 is a small difference."
+READING = (
+    'Reading: every score keeps at least 95% of test photos answered; entropy (1 - H/ln C) leaves '
+    'the fewest non-sport photos labelled, so it is the default (`abstain.DEFAULT_SCORE`) and the '
+    "built-in bundle's rule (threshold fitted with `sportsdet.abstain_bundle`, the same number as "
+    'the entropy row). Not every non-sport photo is caught: the scikit-image logo (a colourful '
+    "drawing, 'gaga' at 97%) and the brick wall ('tennis') keep a label; with 28 photos, 26 vs 24 is"
+    ' a small difference.'
+)
 
 
 def skimage_photos() -> list[tuple[str, bytes]]:
