@@ -239,7 +239,7 @@ def test_cli_jsonl_schema_and_exit_code(bundle: Path, photos: Path, tmp_path: Pa
     lines = result.stdout.strip().splitlines()
     assert len(lines) == 2
     good, bad = (json.loads(line) for line in lines)
-    assert list(good) == ["input", "label", "score", "uncertain", "top_k", "error"]
+    assert list(good) == ["input", "label", "score", "uncertain", "top_k", "error", "warning"]
     assert good["input"] == str(photos / "a.jpg") and good["error"] is None
     assert isinstance(good["label"], str) and isinstance(good["score"], float)
     assert [list(entry) for entry in good["top_k"]] == [["label", "score"]] * 2
@@ -251,6 +251,7 @@ def test_cli_jsonl_schema_and_exit_code(bundle: Path, photos: Path, tmp_path: Pa
         "uncertain": False,
         "top_k": [],
         "error": "file not found",
+        "warning": None,
     }
     assert "1 of 2" in result.stderr  # the summary goes to stderr, not into the jsonl
 
@@ -271,6 +272,7 @@ def test_cli_all_good_exits_zero_and_csv_header(bundle: Path, photos: Path) -> N
         "top1_score",
         "top2_label",
         "top2_score",
+        "warning",
     ]
     assert len(rows) == 4
     assert all(row[1] in CLASSES and row[3:5] == ["false", ""] and row[5] == row[1] for row in rows[1:])

@@ -92,17 +92,39 @@ class Bundle:
 
     def build_torch_model(self):  # -> torch.nn.Module in eval mode
         """Rebuild the network from the registry and load the weights (needs torch)."""
+        import torch
+
         from sportsdet.models import build_model
 
+        state = self.torch_state_dict()
+        # Compare shapes on a skeleton on the "meta" device first (no memory): a model.config
+        # that does not match the weights (a hand-edited input_size: 40000) must be a clear error,
+        # not a multi-GB allocation followed by torch's "size mismatch" traceback.
+        with torch.device("meta"):
+            skeleton = build_model(
+                self.model_name, num_classes=self.num_classes, pretrained=False, **self.model_config
+            )
+        expected = {key: tuple(value.shape) for key, value in skeleton.state_dict().items()}
+        missing = sorted(expected.keys() - state.keys())
+        unexpected = sorted(state.keys() - expected.keys())
+        wrong = [
+            f"{key} is {tuple(state[key].shape)} in the weights, {shape} in the model"
+            for key, shape in expected.items()
+            if key in state and tuple(state[key].shape) != shape
+        ]
+        if missing or unexpected or wrong:
+            problems = [f"missing {missing[:5]}"] if missing else []
+            problems += [f"unexpected {unexpected[:5]}"] if unexpected else []
+            problems += wrong[:3]
+            raise BundleError(
+                f"{self.path}: weights do not fit model {self.model_name!r} with config "
+                f"{self.model_config} ({'; '.join(problems)}); the bundle.json does not belong to "
+                "these weights"
+            )
         model = build_model(
             self.model_name, num_classes=self.num_classes, pretrained=False, **self.model_config
         )
-        missing, unexpected = model.load_state_dict(self.torch_state_dict(), strict=False)
-        if missing or unexpected:
-            raise BundleError(
-                f"{self.path}: weights do not fit model {self.model_name!r} "
-                f"(missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]})"
-            )
+        model.load_state_dict(state, strict=True)
         return model.eval()
 
 

@@ -28,6 +28,7 @@ import numpy as np
 
 from sportsdet import plots
 from sportsdet.bundle import Bundle, load_bundle
+from sportsdet.data.sources import is_dataset_file
 from sportsdet.errors import SportsdetError
 from sportsdet.files import atomic_write, sha256_file, write_json
 from sportsdet.run_folder import (
@@ -54,6 +55,7 @@ class EvalData:
     split: str | None
     manifest: Path | None = None
     notes: list[str] = field(default_factory=list)
+    sources: list[str] | None = None  # the data source of each item (multi-source runs)
 
 
 @dataclass
@@ -127,7 +129,8 @@ def _from_manifest(bundle: Bundle, data_root: Path, split: str, warn: Callable[[
         raise SportsdetError(
             f"{found}: the saved split ({manifest.strategy}) has no {split} images; try --split valid"
         )
-    return EvalData(items, data_root, "split-manifest", split, manifest=found)
+    sources = manifest.sources_of(split) or None
+    return EvalData(items, data_root, "split-manifest", split, manifest=found, sources=sources)
 
 
 def _from_folder(bundle: Bundle, data_root: Path, split: str, split_given: bool) -> EvalData:
@@ -163,21 +166,30 @@ def _from_folder(bundle: Bundle, data_root: Path, split: str, split_given: bool)
 
 def select_eval_data(
     bundle: Bundle,
-    data: str | Path,
+    data: str | Path | None,
     split: str = "test",
     *,
     split_given: bool = False,
     warn: Callable[[str], None] = lambda message: None,
 ) -> EvalData:
-    """Decide which images to evaluate (see the module doc)."""
+    """Decide which images to evaluate (see the module doc). `data` None: the run's own split."""
+    split = normalise_split(split)
+    recorded_root = bundle.data.get("root")
+    if data is None or is_dataset_file(data):
+        # The data the model was trained on (one folder, several sources or their dataset file):
+        # its saved split manifest says which images are test images.
+        if not isinstance(recorded_root, str) or not recorded_root:
+            raise SportsdetError(
+                f"{bundle.path}: the bundle records no training data; give the folder of labelled images "
+                "to evaluate on"
+            )
+        return _from_manifest(bundle, Path(recorded_root), split, warn)
     data_root = Path(data).expanduser()
     if not data_root.is_dir():
         raise SportsdetError(
             f"{data_root}: no such folder; give the folder of labelled images to evaluate on"
         )
     data_root = data_root.resolve()
-    split = normalise_split(split)
-    recorded_root = bundle.data.get("root")
     if isinstance(recorded_root, str) and recorded_root and _same_dir(recorded_root, data_root):
         return _from_manifest(bundle, data_root, split, warn)
     return _from_folder(bundle, data_root, split, split_given)
@@ -240,7 +252,7 @@ def _pick(indices: np.ndarray, rng: np.random.Generator) -> list[int]:
 
 def evaluate(
     bundle_path: str | Path,
-    data: str | Path,
+    data: str | Path | None = None,
     *,
     split: str = "test",
     split_given: bool = False,
@@ -252,8 +264,11 @@ def evaluate(
     progress: bool = False,
     warn: Callable[[str], None] = lambda message: None,
 ) -> EvalResult:
-    """Evaluate a bundle (or a run folder) on DATA and write the evaluation folder."""
-    from sportsdet.metrics import abstain_metrics, compute_metrics
+    """Evaluate a bundle (or a run folder) on DATA and write the evaluation folder.
+
+    DATA None (or the run's dataset file): the run's own saved split, every source of it.
+    """
+    from sportsdet.metrics import abstain_metrics, compute_metrics, per_group_accuracy
 
     if batch_size < 1:
         raise SportsdetError(f"--batch-size must be at least 1, got {batch_size}")
@@ -301,6 +316,8 @@ def evaluate(
     y_true = np.array([chosen.items[i][1] for i in kept], dtype=np.int64)
     metrics = compute_metrics(y_true, probs, labels)
     metrics["abstain"] = abstain_metrics(y_true, probs, bundle.abstain)
+    if chosen.sources is not None:  # a multi-source run: accuracy per source as well
+        metrics["per_source"] = per_group_accuracy(y_true, probs, [chosen.sources[i] for i in kept])
     metrics = {
         "split": chosen.split,
         "source": chosen.source,

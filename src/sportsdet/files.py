@@ -89,12 +89,21 @@ def write_json(path: str | Path, data: Any, *, indent: int = 1) -> Path:
 
 
 def sha256_file(path: str | Path) -> str:
-    """Hex SHA-256 of a file's bytes; an unreadable file is a SportsdetError naming it."""
+    """Hex SHA-256 of a file's bytes; an unreadable file is a SportsdetError naming it.
+
+    Opened through `imageio.open_local_file` (no size cap): a FIFO or device named like a photo
+    or a weights file is refused at once instead of blocking or reading forever.
+    """
+    from sportsdet.errors import ImageLoadError
+    from sportsdet.imageio import open_local_file
+
     digest = hashlib.sha256()
     try:
-        with open(path, "rb") as handle:
+        with open_local_file(path, max_bytes=None) as handle:
             for chunk in iter(lambda: handle.read(1 << 20), b""):
                 digest.update(chunk)
+    except ImageLoadError as exc:
+        raise SportsdetError(f"{path}: cannot read file ({exc.detail}); check the path") from None
     except OSError as exc:
         raise SportsdetError(f"{path}: cannot read file ({exc.strerror or exc}); check the path") from None
     return digest.hexdigest()

@@ -8,9 +8,14 @@ only: this module must work where torch is not installed.
 from __future__ import annotations
 
 import io
+import os
+import stat
 import struct
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
@@ -25,8 +30,20 @@ IMAGE_EXTENSIONS = frozenset(
 SUPPORTED_FORMATS = frozenset({"JPEG", "MPO", "PNG", "GIF", "WEBP", "BMP", "TIFF"})
 # Refuse images above this many pixels before decoding them (decompression-bomb guard).
 MAX_PIXELS = 120_000_000
+# ... and above this many pixels as decoded (JPEGs decode at reduced size when the caller needs
+# less, so a 200 MP camera JPEG passes): a 400 KB PNG can declare 10000x11000 RGBA pixels, which
+# took 2.2 GB to decode and flatten; at this bound decoding stays under ~400 MB.
+MAX_DECODE_PIXELS = 40_000_000
+# Refuse images whose longer side is more than this many times the shorter one, before decoding:
+# a 1,000,000x1 "photo" is a hostile or broken file, and no model input can be made from it.
+MAX_ASPECT = 1000
+# Refuse local files above this size before reading them (a 200 MP camera JPEG is ~60 MB).
+MAX_FILE_BYTES = 256 * 2**20
 # Smaller than this on either side and an image carries too little to classify.
 MIN_SIDE = 32
+# Longer side more than this many times the shorter: a strip; the model sees a thin slice of it
+# (crop) or a squashed/letterboxed view. Still labelled, with a warning.
+WARN_ASPECT = 8
 
 # We enforce MAX_PIXELS ourselves with a clear message; keep Pillow's own guard above ours.
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS * 2
@@ -70,18 +87,111 @@ def _looks_like_text(head: bytes) -> bool:
     return printable / len(sample) > 0.95
 
 
-def _open(source: ImageSource, name: str) -> Image.Image:
+_KIND_OF_FILE = (
+    (stat.S_ISFIFO, "a named pipe (FIFO)"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def _open_regular_file(path: str | Path, label: str, max_bytes: int | None) -> tuple[int, int]:
+    """(fd, size) of a regular file opened for reading; ImageLoadError for anything else.
+
+    Opened non-blocking, so that opening a FIFO never waits for a writer, and checked with fstat
+    before one byte is read. O_NONBLOCK has no effect on reads of regular files, so the
+    descriptor is used as it is (one stat-like syscall is the whole cost of the checks).
+    """
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
+    flags |= getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0)
     try:
-        if isinstance(source, bytes):
-            data = source
-        else:
-            data = Path(source).read_bytes()
+        fd = os.open(path, flags)
     except FileNotFoundError:
-        raise ImageLoadError(name, "missing", "file not found") from None
+        raise ImageLoadError(label, "missing", "file not found") from None
     except IsADirectoryError:
-        raise ImageLoadError(name, "missing", "is a folder, not an image file") from None
+        raise ImageLoadError(label, "missing", "is a folder, not an image file") from None
     except OSError as exc:
-        raise ImageLoadError(name, "unreadable", f"cannot read file ({exc.strerror or exc})") from None
+        raise ImageLoadError(label, "unreadable", f"cannot read file ({exc.strerror or exc})") from None
+    try:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise ImageLoadError(label, "missing", "is a folder, not an image file")
+        if not stat.S_ISREG(info.st_mode):
+            what = next((text for test, text in _KIND_OF_FILE if test(info.st_mode)), "not a regular file")
+            raise ImageLoadError(label, "unreadable", f"is {what}, not a regular file; refusing to read it")
+        if max_bytes is not None and info.st_size > max_bytes:
+            raise ImageLoadError(
+                label,
+                "too-large",
+                f"file is {info.st_size / 2**20:.0f} MB, above the {max_bytes / 2**20:.0f} MB limit "
+                "for one image",
+            )
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, info.st_size
+
+
+@contextmanager
+def open_local_file(
+    path: str | Path, *, name: str | None = None, max_bytes: int | None = MAX_FILE_BYTES
+) -> Iterator[BinaryIO]:
+    """Open a local image file for reading: THE way sportsdet opens a user's picture.
+
+    Only regular files: a FIFO, a device (or a symlink to /dev/zero) or a socket is refused at
+    once instead of hanging or filling memory, and so is a file above `max_bytes` (None: no
+    cap, for model weights; `files.sha256_file` opens through here too). Raises
+    `ImageLoadError` (kinds missing, unreadable, too-large). `read_local_file` reads it whole.
+    """
+    fd, _ = _open_regular_file(path, name or str(path), max_bytes)
+    with os.fdopen(fd, "rb") as handle:
+        yield handle
+
+
+def read_local_file(path: str | Path, *, name: str | None = None, max_bytes: int = MAX_FILE_BYTES) -> bytes:
+    """All bytes of a regular local file, at most `max_bytes` (see `open_local_file`)."""
+    label = name or str(path)
+    fd, size = _open_regular_file(path, label, max_bytes)
+    chunks, total = [], 0
+    try:
+        while True:  # normally one read: the size is known
+            chunk = os.read(fd, max(size - total, 0) + 1)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+            if total > max_bytes:  # it grew after the size check
+                raise ImageLoadError(
+                    label, "too-large", f"file is above the {max_bytes / 2**20:.0f} MB limit for one image"
+                )
+    except OSError as exc:
+        raise ImageLoadError(label, "unreadable", f"cannot read file ({exc.strerror or exc})") from None
+    finally:
+        os.close(fd)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def shape_problem(width: int, height: int) -> tuple[str, str] | None:
+    """("tiny" | "strip", why) for a picture too small or too elongated to classify well; else None.
+
+    Such pictures are still labelled (predict) or kept (data check), with this as a warning.
+    """
+    short, long = min(width, height), max(width, height)
+    if long > WARN_ASPECT * short:
+        return "strip", (
+            f"a {width}x{height} strip ({long / short:.0f}:1): the model sees only part of it or a "
+            "distorted view, so its label is unreliable"
+        )
+    if short < MIN_SIDE:
+        return "tiny", (
+            f"only {width}x{height} pixels (less than {MIN_SIDE} on a side): too little detail for a "
+            "reliable label"
+        )
+    return None
+
+
+def _open(source: ImageSource, name: str) -> Image.Image:
+    data = source if isinstance(source, bytes) else read_local_file(source, name=name)
     if not data:
         raise ImageLoadError(name, "empty", "file is empty (0 bytes)")
     try:
@@ -115,6 +225,11 @@ def _open(source: ImageSource, name: str) -> Image.Image:
         raise ImageLoadError(name, "corrupt", f"cannot decode image header ({exc})") from None
     except (ValueError, SyntaxError, EOFError, struct.error) as exc:
         raise ImageLoadError(name, "corrupt", f"cannot decode image header ({exc})") from None
+    except MemoryError:
+        raise ImageLoadError(name, "too-large", "not enough memory to read this image's header") from None
+    except Exception as exc:  # noqa: BLE001  Pillow's plugins raise odd types on crafted headers
+        detail = f"cannot decode image header ({type(exc).__name__}: {exc})"
+        raise ImageLoadError(name, "corrupt", detail) from None
     if image.format not in SUPPORTED_FORMATS:
         raise ImageLoadError(
             name,
@@ -127,6 +242,13 @@ def _open(source: ImageSource, name: str) -> Image.Image:
             name,
             "too-large",
             f"image is {width}x{height} pixels, above the {MAX_PIXELS:,}-pixel safety limit",
+        )
+    if width < 1 or height < 1 or max(width, height) > MAX_ASPECT * min(width, height):
+        raise ImageLoadError(
+            name,
+            "degenerate",
+            f"image is {width}x{height} pixels, more than {MAX_ASPECT} times longer than wide; "
+            "not a photo that can be classified",
         )
     return image
 
@@ -142,9 +264,12 @@ def _to_rgb(image: Image.Image) -> Image.Image:
         if mode == "RGB":
             return image
     if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
-        rgba = image.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(background, rgba).convert("RGB")
+        # Pasting through the alpha mask onto white equals alpha_composite(white, rgba) bit for
+        # bit, without its two extra full-size RGBA copies.
+        rgba = image if mode == "RGBA" else image.convert("RGBA")
+        background = Image.new("RGB", rgba.size, (255, 255, 255))
+        background.paste(rgba, mask=rgba.getchannel("A"))
+        return background
     if mode.startswith("I;16") or mode in ("I", "F"):
         # 16-bit and 32-bit greyscale: scale the value range to 8 bits instead of clipping.
         values = np.asarray(image, dtype=np.float64)
@@ -180,19 +305,43 @@ def load_image(
       `min_size`, big JPEGs are decoded at a reduced scale (Pillow's `draft`), which is much
       faster and still leaves at least `min_size` pixels on the shorter side.
 
+    - Local files are read with `read_local_file` (regular files only, at most MAX_FILE_BYTES);
+      images above MAX_PIXELS or more elongated than MAX_ASPECT are refused before decoding.
+
     Raises `ImageLoadError` (with `.kind` one of missing, unreadable, empty, not-an-image,
-    unsupported-format, too-large, corrupt, truncated) and never anything else for bad data.
+    unsupported-format, too-large, degenerate, corrupt, truncated) and never anything else for
+    bad data.
     """
+    return load_image_checked(source, name=name, min_size=min_size)[0]
+
+
+def load_image_checked(
+    source: ImageSource,
+    *,
+    name: str | None = None,
+    min_size: int | None = None,
+) -> tuple[Image.Image, str | None]:
+    """`load_image`, plus a warning when the picture is tiny or a strip (see `shape_problem`)."""
     label = name or (f"<{len(source)} bytes>" if isinstance(source, bytes) else str(source))
     image = _open(source, label)
+    stored_w, stored_h = image.size  # before draft mode shrinks it
+    problem = shape_problem(stored_w, stored_h)
+    warning = problem[1] if problem else None
     try:
         if min_size and image.format in ("JPEG", "MPO"):
             image.draft(image.mode, (min_size, min_size))
+        if image.width * image.height > MAX_DECODE_PIXELS:  # the size as it will be decoded
+            raise ImageLoadError(
+                label,
+                "too-large",
+                f"image is {stored_w}x{stored_h} pixels, above the {MAX_DECODE_PIXELS:,}-pixel limit for "
+                "decoding at full size (only JPEGs can be decoded smaller); shrink it first",
+            )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # e.g. "palette images with transparency" notes
             image.load()
             image = _upright(image)
-            return _to_rgb(image)
+            return _to_rgb(image), warning
     except ImageLoadError:
         raise
     except OSError as exc:
@@ -202,3 +351,8 @@ def load_image(
         raise ImageLoadError(label, "corrupt", f"image data is corrupt ({message})") from None
     except (ValueError, SyntaxError, EOFError, struct.error, Image.DecompressionBombError) as exc:
         raise ImageLoadError(label, "corrupt", f"image data is corrupt ({exc})") from None
+    except MemoryError:
+        raise ImageLoadError(label, "too-large", "not enough memory to decode this image") from None
+    except Exception as exc:  # noqa: BLE001  Pillow's decoders raise odd types on crafted files
+        detail = f"image data is corrupt ({type(exc).__name__}: {exc})"
+        raise ImageLoadError(label, "corrupt", detail) from None

@@ -120,6 +120,32 @@ def _check_inputs(y_true: Any, probs: Any, labels: Sequence[str]) -> tuple[np.nd
     return y.astype(np.int64), p
 
 
+def per_group_accuracy(y_true: Any, probs: Any, groups: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """Accuracy (with its Wilson 95% interval) and top-5 per group, e.g. per data source.
+
+    A model trained on several sources can be right on one and wrong on another: one total hides
+    that, so evaluate reports both.
+    """
+    y = np.asarray(y_true, dtype=np.int64)
+    p = np.asarray(probs, dtype=np.float64)
+    names = np.asarray(list(groups), dtype=object)
+    if len(names) != len(y):
+        raise SportsdetError(f"{len(names)} group names for {len(y)} predictions")
+    table = {}
+    for name in sorted(set(names.tolist())):
+        mask = names == name
+        hits = int((p[mask].argmax(axis=1) == y[mask]).sum())
+        n = int(mask.sum())
+        lo, hi = wilson_interval(hits, n)
+        table[str(name)] = {
+            "n": n,
+            "accuracy": hits / n,
+            "accuracy_ci95": [lo, hi],
+            "top5_accuracy": top_k_accuracy(y[mask], p[mask], min(TOP_K, p.shape[1])),
+        }
+    return table
+
+
 def compute_metrics(y_true: Any, probs: Any, labels: Sequence[str]) -> dict[str, Any]:
     """All evaluation numbers as a JSON-ready dict.
 

@@ -284,3 +284,50 @@ def plot_gallery(
         ax.set_title(caption, fontsize=9, color="darkgreen" if pred == true else "darkred")
     fig.tight_layout(rect=(0, 0, 1, 0.96), h_pad=1.5)
     fig.savefig(path, dpi=100)
+
+
+def contact_sheet_png(
+    rows: Sequence[tuple[str, dict[str, Sequence[Path]]]],
+    sources: Sequence[str],
+    *,
+    thumb: int = 72,
+    title: str = "",
+) -> bytes:
+    """The notebook's "a sample of each sport", per source: one row per class, each source's photos
+    side by side, so a source whose photos look unlike another's (framing, size, watermarks) shows.
+
+    rows: (class name, {source: [photo paths]}); a source without that class leaves its cells blank.
+    Drawn with Pillow (hundreds of thumbnails; matplotlib would take minutes).
+    """
+    from PIL import Image, ImageDraw, ImageOps
+
+    from sportsdet.errors import SportsdetError
+    from sportsdet.imageio import load_image
+
+    per_source = max((len(paths) for _, found in rows for paths in found.values()), default=1) or 1
+    label_w, pad, head = 170, 4, 40
+    block = per_source * (thumb + pad) + 2 * pad
+    width = label_w + block * len(sources)
+    height = head + len(rows) * (thumb + pad) + pad
+    sheet = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(sheet)
+    draw.text((pad, 4), title or "sample photos per class and source", fill="black")
+    for s, name in enumerate(sources):
+        x = label_w + s * block
+        draw.text((x + pad, 22), name[:40], fill="black")
+        draw.line([(x, head - 4), (x, height)], fill="#bbbbbb")
+    for r, (label, found) in enumerate(rows):
+        y = head + r * (thumb + pad)
+        draw.text((pad, y + thumb // 2 - 6), label[:26], fill="black")
+        for s, name in enumerate(sources):
+            for i, path in enumerate(found.get(name, [])[:per_source]):
+                x = label_w + s * block + pad + i * (thumb + pad)
+                try:
+                    picture = ImageOps.fit(load_image(path, min_size=thumb), (thumb, thumb))
+                except SportsdetError:
+                    draw.rectangle([x, y, x + thumb, y + thumb], outline="red")
+                    continue
+                sheet.paste(picture, (x, y))
+    buffer = io.BytesIO()
+    sheet.save(buffer, format="PNG", optimize=True)
+    return buffer.getvalue()

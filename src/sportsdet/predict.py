@@ -37,7 +37,14 @@ from sportsdet.files import iter_image_files
 from sportsdet.imageio import is_image_name
 from sportsdet.preprocess import load_and_preprocess, preprocess
 from sportsdet.run_folder import resolve_bundle_dir
-from sportsdet.runtime import Backend, TorchBackend, load_backend, preferred_batch_size, stream_predictions
+from sportsdet.runtime import (
+    Backend,
+    Loaded,
+    TorchBackend,
+    load_backend,
+    preferred_batch_size,
+    stream_predictions,
+)
 
 Source = str | Path | bytes
 _GLOB_CHARS = frozenset("*?[")
@@ -56,6 +63,9 @@ class PredictionResult:
     score: float | None = None
     top_k: list[tuple[str, float]] = field(default_factory=list)
     error: str | None = None
+    # Labelled, but the picture is tiny or a strip (imageio.shape_problem): trust the label less.
+    warning: str | None = None
+    # The abstain rule said "I don't know": label/score None, the best guess first in top_k.
     uncertain: bool = False
 
     @property
@@ -64,7 +74,7 @@ class PredictionResult:
 
     def to_dict(self) -> dict[str, Any]:
         """The jsonl record: {"input", "label", "score", "uncertain", "top_k": [{"label", "score"}],
-        "error"}."""
+        "error", "warning"}."""
         return {
             "input": self.input,
             "label": self.label,
@@ -72,6 +82,7 @@ class PredictionResult:
             "uncertain": self.uncertain,
             "top_k": [{"label": label, "score": score} for label, score in self.top_k],
             "error": self.error,
+            "warning": self.warning,
         }
 
 
@@ -246,16 +257,24 @@ class Predictor:
         array = preprocess(image.convert("RGB"), self.preprocessing)
         return self.predict_batch(array[None])[0]
 
-    def load(self, item: InputItem, out: np.ndarray | None = None) -> np.ndarray:
+    def load(
+        self, item: InputItem, out: np.ndarray | None = None, notes: list[str] | None = None
+    ) -> np.ndarray:
         """Fetch (for URLs), decode and preprocess one item (into `out` when given).
 
-        Raises SportsdetError on bad input."""
+        `notes` receives a warning for a tiny or strip-shaped picture. Raises SportsdetError on
+        bad input."""
         source = item.source
         if isinstance(source, str) and is_url(source):
             source = fetch_url(source, timeout=self.url_timeout, max_bytes=self.url_max_bytes)
         if source is None:
             raise SportsdetError(item.error or "no data")
-        return load_and_preprocess(source, self.preprocessing, name=item.name, out=out)
+        return load_and_preprocess(source, self.preprocessing, name=item.name, out=out, notes=notes)
+
+    def _load_row(self, item: InputItem, out: np.ndarray) -> Loaded:
+        notes: list[str] = []
+        array = self.load(item, out, notes)
+        return Loaded(array, notes[0] if notes else None)
 
     def result_from_probs(self, name: str, probs: np.ndarray) -> PredictionResult:
         order = np.argsort(-probs, kind="stable")[: self.top_k]
@@ -276,12 +295,14 @@ class Predictor:
             self.preprocessing,
             batch_size=self.batch_size,
             workers=self.workers,
-            load=self.load,
+            load=self._load_row,
             name_of=lambda item: item.name,
         )
         for result in stream:
             if result.ok:
-                yield self.result_from_probs(result.name, result.probs)
+                answer = self.result_from_probs(result.name, result.probs)
+                answer.warning = result.warning
+                yield answer
             else:
                 yield PredictionResult(input=result.name, error=_short_message(result.error, result.name))
 
@@ -318,11 +339,11 @@ def to_jsonl(result: PredictionResult) -> str:
 
 
 def csv_header(top_k: int) -> list[str]:
-    """Columns of `--format csv`: input,label,score,uncertain,error,top1_label,top1_score,..."""
+    """Columns of `--format csv`: input,label,score,uncertain,error,top1_label,top1_score,...,warning"""
     columns = ["input", "label", "score", "uncertain", "error"]
     for rank in range(1, top_k + 1):
         columns += [f"top{rank}_label", f"top{rank}_score"]
-    return columns
+    return columns + ["warning"]
 
 
 def csv_row(result: PredictionResult, top_k: int) -> list[str]:
@@ -339,11 +360,16 @@ def csv_row(result: PredictionResult, top_k: int) -> list[str]:
             row += [label, f"{score:.6f}"]
         else:
             row += ["", ""]
-    return row
+    return row + [result.warning or ""]
 
 
 def csv_line(values: list[str]) -> str:
-    """One properly quoted CSV line (labels and paths may hold commas or quotes)."""
+    """One properly quoted CSV record (labels and paths may hold commas, quotes or newlines).
+
+    The record is written with a real line terminator and that terminator is stripped again:
+    the csv module quotes a field only for the characters of its *own* lineterminator, so with
+    lineterminator="" a file name holding a newline went out unquoted and split the row.
+    """
     buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="").writerow(values)
-    return buffer.getvalue()
+    csv.writer(buffer, lineterminator="\r\n", quoting=csv.QUOTE_MINIMAL).writerow(values)
+    return buffer.getvalue()[: -len("\r\n")]

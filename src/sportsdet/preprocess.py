@@ -13,15 +13,23 @@ import numpy as np
 from PIL import Image
 
 from sportsdet.errors import SportsdetError
-from sportsdet.imageio import ImageSource, load_image
+from sportsdet.imageio import ImageSource, load_image_checked
 
 RESIZE_POLICIES = ("squash", "crop", "pad")
+# Model inputs above this side are a damaged or hostile file, not a model: one 40000 px input
+# would need 19 GB. The largest ImageNet models use about 600 px.
+MAX_INPUT_SIZE = 2048
 _INTERPOLATIONS = {
     "nearest": Image.Resampling.NEAREST,
     "bilinear": Image.Resampling.BILINEAR,
     "bicubic": Image.Resampling.BICUBIC,
     "lanczos": Image.Resampling.LANCZOS,
 }
+
+
+# Photos up to this aspect ratio are scaled whole, then cropped (as every model so far was
+# trained); longer strips resample only the part the crop keeps (see resize_image).
+_CROP_RESIZE_LIMIT = 4
 
 
 @dataclass(frozen=True)
@@ -44,9 +52,14 @@ class Preprocessing:
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
-        if not isinstance(self.input_size, int) or self.input_size < 8:
+        if (
+            not isinstance(self.input_size, int)
+            or isinstance(self.input_size, bool)
+            or not 8 <= self.input_size <= MAX_INPUT_SIZE
+        ):
             raise SportsdetError(
-                f"preprocessing: input_size must be an integer >= 8, got {self.input_size!r}"
+                f"preprocessing: input_size must be an integer from 8 to {MAX_INPUT_SIZE}, "
+                f"got {self.input_size!r}"
             )
         if self.resize not in RESIZE_POLICIES:
             raise SportsdetError(
@@ -108,8 +121,16 @@ def resize_image(image: Image.Image, spec: Preprocessing) -> Image.Image:
         short = spec.decode_size
         scale = short / min(width, height)
         new_w, new_h = max(size, round(width * scale)), max(size, round(height * scale))
-        image = image.resize((new_w, new_h), spec.resample)
         left, top = (new_w - size) // 2, (new_h - size) // 2
+        if new_w * new_h > _CROP_RESIZE_LIMIT * short * short:
+            # A long strip: scaling all of it would cost memory and time in proportion to its
+            # length (a 20000x1 PNG: 5 GB) for pixels the crop throws away. Resample only the
+            # source box that becomes the crop: the same sample positions (edges can differ by
+            # a few levels from resize-then-crop), bounded work.
+            sx, sy = width / new_w, height / new_h
+            box = (left * sx, top * sy, (left + size) * sx, (top + size) * sy)
+            return image.resize((size, size), spec.resample, box=box)
+        image = image.resize((new_w, new_h), spec.resample)
         return image.crop((left, top, left + size, top + size))
     # pad: keep the whole photo visible, letterboxed in the mean colour
     scale = size / max(width, height)
@@ -153,11 +174,20 @@ def preprocess(image: Image.Image, spec: Preprocessing) -> np.ndarray:
 
 
 def load_and_preprocess(
-    source: ImageSource, spec: Preprocessing, *, name: str | None = None, out: np.ndarray | None = None
+    source: ImageSource,
+    spec: Preprocessing,
+    *,
+    name: str | None = None,
+    out: np.ndarray | None = None,
+    notes: list[str] | None = None,
 ) -> np.ndarray:
     """Decode (at reduced size when possible) and preprocess one image file or its bytes.
 
     `out`: a float32 [3, input_size, input_size] array to fill (see `normalize`).
+    `notes`: a list that receives a warning when the picture is tiny or a strip
+    (`imageio.shape_problem`): it is still preprocessed, but its label deserves less trust.
     """
-    image = load_image(source, name=name, min_size=spec.decode_size)
+    image, warning = load_image_checked(source, name=name, min_size=spec.decode_size)
+    if warning is not None and notes is not None:
+        notes.append(warning)
     return normalize(resize_image(image, spec), spec, out)

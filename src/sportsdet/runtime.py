@@ -281,7 +281,7 @@ class TorchBackend:
             torch.set_num_threads(threads)
         self._torch = torch
         self.bundle = bundle
-        self.device = torch.device(device)
+        self.device = torch_device(device)
         self.model = bundle.build_torch_model().to(self.device)
         self.labels = bundle.labels
         self.preprocessing = bundle.preprocessing
@@ -293,6 +293,31 @@ class TorchBackend:
         with torch.inference_mode():
             inputs = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).to(self.device)
             return torch.softmax(self.model(inputs).float(), dim=1).cpu().numpy()
+
+
+def torch_device(device: str):
+    """`torch.device(device)`, or a SportsdetError when it is malformed or absent on this machine."""
+    import torch
+
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, ValueError, TypeError):
+        raise SportsdetError(f"unknown torch device {device!r}; use cpu, cuda or cuda:N") from None
+    if resolved.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise SportsdetError(
+                f"--device {device}: no CUDA GPU is usable on this machine; use --device cpu"
+            )
+        if resolved.index is not None and resolved.index >= count:
+            raise SportsdetError(
+                f"--device {device}: this machine has {count} CUDA GPU(s) (cuda:0..{count - 1})"
+            )
+    elif resolved.type == "mps" and not (
+        getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+    ):
+        raise SportsdetError(f"--device {device}: Apple MPS is not available here; use --device cpu")
+    return resolved
 
 
 def _torch_installed() -> bool:
@@ -390,10 +415,19 @@ class StreamResult:
     probs: np.ndarray | None = None
     error: str | None = None
     error_kind: str | None = None
+    warning: str | None = None  # labelled, but e.g. a 1x1 picture: the label deserves less trust
 
     @property
     def ok(self) -> bool:
         return self.error is None
+
+
+@dataclass
+class Loaded:
+    """What a `load` callable may return: its row (None: it filled `out`) and a warning."""
+
+    array: np.ndarray | None
+    warning: str | None = None
 
 
 def _source_name(item: Any) -> tuple[str, ImageSource]:
@@ -412,6 +446,24 @@ def default_workers() -> int:
 
 
 DEFAULT_BATCH_SIZE = 16  # for backends that do not say what suits them (torch)
+# Every worker holds one float32 batch array; bound it so that a typo such as --batch-size
+# 100000 is a clear error, not a 75 GiB allocation.
+MAX_BATCH_SIZE = 4096
+MAX_BATCH_BYTES = 1 << 30
+# Workers are threads that each hold a batch; more than this only adds memory (URL downloads,
+# the one I/O-bound use of many workers, are well served by 64).
+MAX_WORKERS = 64
+
+
+def check_batch_size(batch_size: int, input_size: int) -> None:
+    """SportsdetError unless `batch_size` images of `input_size` px fit the per-worker bound."""
+    row_bytes = 3 * input_size * input_size * 4
+    most = max(1, min(MAX_BATCH_SIZE, MAX_BATCH_BYTES // row_bytes))
+    if not 1 <= batch_size <= most:
+        raise SportsdetError(
+            f"batch size must be between 1 and {most} for {input_size} px images "
+            f"(at most {MAX_BATCH_BYTES // 2**30} GiB per worker), got {batch_size}"
+        )
 
 
 def preferred_batch_size(backend: Any) -> int:
@@ -457,7 +509,8 @@ def stream_predictions(
     Items are paths, bytes, or (name, path-or-bytes) pairs, decoded with the preprocessing; or
     anything at all when `load(item, out)` and `name_of(item) -> str` are given: the loader
     runs on a worker thread (so it may also download) and fills `out`, a float32
-    [3, size, size] row of the batch (returning another array of that shape works too).
+    [3, size, size] row of the batch (returning another array of that shape works too, and
+    returning `Loaded(array_or_None, warning)` attaches a warning to the result).
     Bad inputs give a result with `error` set and never stop the stream; an exception from the
     model or from `sources` itself is raised here, after the results before it.
     `on_in_flight(n)`, if given, is called with the in-flight count (for tests and monitoring).
@@ -465,16 +518,19 @@ def stream_predictions(
     spec = preprocessing or backend.preprocessing
     if batch_size is None:
         batch_size = preferred_batch_size(backend)
-    if batch_size < 1:
-        raise SportsdetError(f"batch size must be at least 1, got {batch_size}")
+    check_batch_size(batch_size, spec.input_size)
+    if workers is not None and not 1 <= workers <= MAX_WORKERS:
+        raise SportsdetError(f"workers must be between 1 and {MAX_WORKERS}, got {workers}")
     lanes, run = model_lanes(backend)
-    workers = max(lanes, workers or default_workers())
+    workers = min(MAX_WORKERS, max(lanes, workers or default_workers()))
     window = max(1, max_in_flight or 2 * workers * batch_size)
     if load is None:
 
-        def load(item: Any, out: np.ndarray) -> np.ndarray:
+        def load(item: Any, out: np.ndarray) -> Loaded:
             name, source = _source_name(item)
-            return load_and_preprocess(source, spec, name=name, out=out)
+            notes: list[str] = []
+            array = load_and_preprocess(source, spec, name=name, out=out, notes=notes)
+            return Loaded(array, notes[0] if notes else None)
 
     pipeline = _Pipeline(
         iter(sources),
@@ -521,6 +577,7 @@ class _Pipeline:
         self.source_error: tuple[int, BaseException] | None = None
         self.stopping = False
         self.running_workers = 0
+        self.worker_error: BaseException | None = None
 
     # --- worker side ---------------------------------------------------------------------
 
@@ -557,8 +614,11 @@ class _Pipeline:
             return (start, items) if items else None
 
     def work(self) -> None:
-        batch = np.empty((self.chunk, *self.shape), dtype=np.float32)  # reused for every batch
+        # Everything a worker does sits inside this try: a worker that dies anywhere (its batch
+        # array cannot be allocated, a source or callback raises) must reach the consumer as an
+        # error, never leave it waiting for results that will not come.
         try:
+            batch = np.empty((self.chunk, *self.shape), dtype=np.float32)  # reused for every batch
             while (claimed := self.claim()) is not None:
                 start, items = claimed
                 try:
@@ -568,6 +628,11 @@ class _Pipeline:
                 with self.changed:
                     self.finished[start] = outcome
                     self.changed.notify_all()
+        except BaseException as exc:
+            with self.changed:
+                if self.worker_error is None:
+                    self.worker_error = exc
+                self.stopping = True  # the others stop claiming; the consumer raises the error
         finally:
             with self.changed:
                 self.running_workers -= 1
@@ -579,9 +644,9 @@ class _Pipeline:
             index = start + offset
             name = self.name_of(item)
             error = self.load_into(item, name, batch[len(rows)])
-            if error is None:
+            if error is None or error.ok:  # loaded (a StreamResult with only a warning)
                 rows.append(len(results))
-                results.append(StreamResult(index, name))
+                results.append(StreamResult(index, name, warning=error.warning if error else None))
             else:
                 error.index = index
                 results.append(error)
@@ -595,15 +660,19 @@ class _Pipeline:
         return results
 
     def load_into(self, item: Any, name: str, out: np.ndarray) -> StreamResult | None:
-        """Decode one input into its row of the batch; a StreamResult describing the failure."""
+        """Decode one input into its row of the batch. None when it loaded cleanly; else a
+        StreamResult describing the failure (error set) or carrying the loader's warning."""
         try:
             value = self.load(item, out)
+            warning = None
+            if isinstance(value, Loaded):
+                value, warning = value.array, value.warning
             if value is not None and value is not out:
                 value = np.asarray(value)
                 if value.shape != out.shape:
                     raise SportsdetError(f"{name}: loader returned shape {value.shape}, expected {out.shape}")
                 out[...] = value
-            return None
+            return None if warning is None else StreamResult(-1, name, warning=warning)
         except SportsdetError as exc:
             return StreamResult(-1, name, error=str(exc), error_kind=getattr(exc, "kind", "error"))
         except Exception as exc:  # one bad input must never stop the others
@@ -624,6 +693,8 @@ class _Pipeline:
             while True:
                 with self.changed:
                     while self.delivered not in self.finished:
+                        if self.worker_error is not None:
+                            raise _worker_failure(self.worker_error, self.chunk, self.shape)
                         if self.source_error is not None and self.source_error[0] == self.delivered:
                             raise self.source_error[1]
                         if self.exhausted and self.delivered == self.claimed:
@@ -643,3 +714,17 @@ class _Pipeline:
             with self.changed:
                 self.stopping = True
                 self.changed.notify_all()
+
+
+def _worker_failure(exc: BaseException, chunk: int, shape: tuple[int, ...]) -> BaseException:
+    """What the consumer raises when a worker thread died (not for a failed model run)."""
+    if isinstance(exc, (SportsdetError, KeyboardInterrupt, SystemExit)):
+        return exc
+    if isinstance(exc, MemoryError):
+        need = chunk * int(np.prod(shape)) * 4
+        return SportsdetError(
+            f"out of memory: a batch of {chunk} images of {shape[-1]}x{shape[-2]} pixels needs "
+            f"{need / 2**30:.1f} GiB per worker; use a smaller --batch-size or fewer --workers"
+        )
+    return SportsdetError(f"prediction stopped: a worker failed ({type(exc).__name__}: {exc})")
+

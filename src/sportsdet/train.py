@@ -12,13 +12,14 @@ Ultralytics users' scripts), training ends with the test numbers; `evaluate=Fals
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
 
+from sportsdet.data.sources import Sources
 from sportsdet.errors import SportsdetError
 from sportsdet.run_folder import RunFolder
 from sportsdet.training.loop import Callback, TrainResult
@@ -28,7 +29,7 @@ __all__ = ["train", "TrainResult", "Callback"]
 
 
 def train(
-    data: str | Path | None,
+    data: str | Path | Sequence[str | Path] | Sources | None,
     *,
     out: str | Path,
     model: str | None = None,
@@ -42,9 +43,14 @@ def train(
     console: Console | None = None,
     evaluate: bool = True,
     report: bool = True,
+    maps: Iterable[str] = (),
+    merge: Iterable[str] = (),
 ) -> TrainResult:
     """Train a model on a folder of images and write the run folder (see docs/ARCHITECTURE.md).
 
+    data: one image folder, several (sources, each split its own way), a dataset file (.toml /
+    .json, see sportsdet.data.sources) or a Sources object. maps: "[SOURCE:]OLD=NEW" class
+    renames; merge: class names several sources share on purpose ("all" for every one).
     model: a name from `sportsdet models` (default lite0). options: training options over the
     recipe's and model's defaults (epochs, batch_size, lr, patience, workers, input_size,
     label_smoothing, ...; None values are ignored; unknown keys are refused with the known ones).
@@ -70,7 +76,7 @@ def train(
 
     return fit(
         data, out=out, model=model, split=split, classes=classes, seed=seed, resume=resume, force=force,
-        options=options, callbacks=callbacks, console=console, after=finish,
+        options=options, callbacks=callbacks, console=console, after=finish, maps=maps, merge=merge,
     )  # fmt: skip
 
 

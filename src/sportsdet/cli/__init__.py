@@ -6,11 +6,13 @@ Verb modules import heavy libraries (torch, matplotlib) inside their functions s
 
 from __future__ import annotations
 
+import errno
+import io
+import os
+import re
 import sys
 
-from rich.markup import escape
-
-from sportsdet.cli.app import app, err_console
+from sportsdet.cli.app import app, err_console, plain
 from sportsdet.errors import SportsdetError
 
 # Importing the verb modules registers their commands on `app`.
@@ -24,15 +26,81 @@ from sportsdet.cli import export as _export  # noqa: E402,F401  isort: skip
 
 EXIT_USER_ERROR = 2
 
+# What to do about the environment errors a user can fix (errno -> advice).
+_OS_ADVICE = {
+    errno.ENOSPC: "the disk is full; free some space or write somewhere else",
+    errno.EDQUOT: "the disk quota is used up; free some space or write somewhere else",
+    errno.EFBIG: "the file is larger than this system allows here",
+    errno.EACCES: "permission denied; check the folder's permissions or choose another place",
+    errno.EPERM: "operation not permitted; check the folder's permissions or choose another place",
+    errno.EROFS: "the file system is read-only; choose another place to write",
+}
+
+
+def _os_error_message(exc: OSError, path: str | None = None) -> str:
+    """One line for an OSError: the path, the system's words and, where we know it, what to do."""
+    where = path or exc.filename or _path_from_traceback(exc) or "a file"
+    words = exc.strerror or str(exc)
+    advice = _OS_ADVICE.get(exc.errno) if exc.errno is not None else None
+    return f"{where}: {words}" + (f" ({advice})" if advice else "")
+
+
+def _path_from_traceback(exc: BaseException) -> str | None:
+    """The file being written when `exc` was raised, for errors that do not carry it.
+
+    A failed `handle.write(...)` raises OSError without a file name, and safetensors reports
+    I/O failures as SafetensorError("... (os error 28)") without the path. The innermost frame
+    holding an open file object, or a safetensors `save_file(tensors, filename)` call, says it.
+    """
+    frames = []
+    tb = exc.__traceback__
+    while tb is not None:
+        frames.append(tb.tb_frame)
+        tb = tb.tb_next
+    for frame in reversed(frames):
+        if frame.f_code.co_name in ("save_file", "save") and "filename" in frame.f_locals:
+            return str(frame.f_locals["filename"])
+        for value in frame.f_locals.values():
+            if isinstance(value, io.IOBase) and isinstance(getattr(value, "name", None), str):
+                return value.name
+    return None
+
+
+def _safetensors_message(exc: BaseException) -> str:
+    text = str(exc)
+    match = re.search(r"os error (\d+)|code: (\d+)", text)
+    path = _path_from_traceback(exc) or "model weights (safetensors)"
+    if match:
+        code = int(match.group(1) or match.group(2))
+        return _os_error_message(OSError(code, os.strerror(code)), path)
+    return f"{path}: cannot write ({text.splitlines()[0][:200] if text else type(exc).__name__})"
+
+
+def _fail(message: str) -> None:
+    # plain(): messages often hold [lists] that rich would read as markup
+    err_console.print(f"[bold red]error:[/] {plain(message)}", highlight=False, soft_wrap=True)
+    sys.exit(EXIT_USER_ERROR)
+
 
 def main() -> None:
-    """Console entry point: user errors become one red line and exit code 2, never a traceback."""
+    """Console entry point: user errors become one red line and exit code 2, never a traceback.
+
+    Besides SportsdetError, errors of the environment that the user can act on (disk full, no
+    permission, read-only file system, in Python's OSError or safetensors' SafetensorError) become
+    one `error:` line naming the file too; anything else is a bug and keeps its traceback.
+    """
     try:
         app(standalone_mode=True)
     except SportsdetError as exc:
-        # escape(): messages often hold [lists] that rich would read as markup
-        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
-        sys.exit(EXIT_USER_ERROR)
+        _fail(str(exc))
+    except OSError as exc:
+        _fail(_os_error_message(exc))
+    except MemoryError:
+        _fail("out of memory; use smaller batches (--batch-size) or fewer workers, or free some memory")
+    except Exception as exc:
+        if type(exc).__name__ == "SafetensorError":
+            _fail(_safetensors_message(exc))
+        raise
     except KeyboardInterrupt:
         err_console.print("[yellow]interrupted[/]")
         sys.exit(130)

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from sportsdet.cli.app import console, data_app, err_console
+from sportsdet.cli.app import console, data_app, err_console, plain, warn
 from sportsdet.errors import SportsdetError
 
 if TYPE_CHECKING:
@@ -22,7 +22,7 @@ _DUPLICATE_ROWS = 15
 
 def _print_warnings(warnings: list[str]) -> None:
     for message in warnings:
-        err_console.print(f"[yellow]warning:[/] {message}", highlight=False)
+        warn(message)
 
 
 def _counts_table(title: str, classes: list[str], counts: dict[str, dict[str, int]]) -> Any:
@@ -41,16 +41,16 @@ def _counts_table(title: str, classes: list[str], counts: dict[str, dict[str, in
         cells = [f"[red]{n}[/]" if n == 0 else str(n) for n in row]
         if len(splits) > 1:
             cells.append(str(sum(row)))
-        table.add_row(name, *cells)
+        table.add_row(plain(name), *cells)
     return table
 
 
 def _print_scan(scan: ScanResult) -> None:
     if scan.layout == "split":
-        layout = "split tree (" + ", ".join(scan.split_folders.values()) + ")"
+        layout = "split tree (" + ", ".join(plain(f) for f in scan.split_folders.values()) + ")"
     else:
         layout = "one folder per class"
-    console.print(f"[bold]{scan.root}[/]: {layout}", highlight=False)
+    console.print(f"[bold]{plain(scan.root)}[/]: {layout}", highlight=False)
     console.print(_counts_table("", scan.classes, scan.counts()))
     line = f"{len(scan.classes)} classes, {len(scan.records):,} images"
     if scan.layout == "split":
@@ -58,30 +58,84 @@ def _print_scan(scan: ScanResult) -> None:
     console.print(line, highlight=False)
     if scan.ignored:
         skipped = ", ".join(f"{n} {reason}" for reason, n in scan.ignored.items())
-        console.print(f"skipped: {skipped}", highlight=False)
+        console.print(f"skipped: {plain(skipped)}", highlight=False)
+
+
+_MAP_HELP = "Rename a source's class: SOURCE:OLD=NEW (or OLD=NEW for every source)."
+_MERGE_HELP = "A class name several sources share on purpose ('all' for every shared name)."
+
+
+def scan_sources_from_cli(paths: list[Path], maps: list[str], merge: list[str]) -> list[Any]:
+    """Several DATA (or a dataset file, or one with --map): each source scanned with its label map."""
+    from sportsdet.data.sources import scan_sources, sources_from_args
+
+    return scan_sources(sources_from_args(paths, maps, merge))
+
+
+def _is_multi(paths: list[Path], maps: list[str]) -> bool:
+    from sportsdet.data.sources import is_dataset_file
+
+    return len(paths) > 1 or bool(maps) or is_dataset_file(paths[0])
 
 
 @data_app.command("scan")
 def scan(
-    path: Path = typer.Argument(
-        ..., help="Image folder: ROOT/<class>/<images> or ROOT/{train,valid,test}/<class>/<images>."
+    paths: list[Path] = typer.Argument(
+        ...,
+        help="Image folder(s): ROOT/<class>/<images> or ROOT/{train,valid,test}/<class>/<images>; several "
+        "folders or a dataset file (.toml/.json) are scanned as the sources of one run.",
     ),
     as_json: bool = typer.Option(
         False, "--json", help="Print a machine-readable JSON summary instead of the table."
     ),
+    preview: Path | None = typer.Option(
+        None,
+        "--preview",
+        help="Draw a few photos of every class, per source, into this PNG (see how the sources differ).",
+    ),
+    maps: list[str] = typer.Option([], "--map", help=_MAP_HELP),
+    merge: list[str] = typer.Option([], "--merge", help=_MERGE_HELP),
 ) -> None:
     """Count images per class and split, list what was skipped, and warn about gaps and imbalance.
 
     Nothing is decoded (fast); use `sportsdet data check` to open every image.
     """
     from sportsdet.data.discover import scan_dataset
+    from sportsdet.data.sources import Source, SourceScan
 
-    result = scan_dataset(path)
-    if as_json:
-        print(json.dumps(result.to_dict(), indent=1, ensure_ascii=False))
+    if _is_multi(paths, maps):
+        scans = scan_sources_from_cli(paths, maps, merge)
     else:
-        _print_scan(result)
-    _print_warnings(result.warnings)
+        result = scan_dataset(paths[0])
+        scans = [SourceScan(Source(result.root.name, result.root), result)]
+    if as_json:
+        if len(scans) == 1 and not maps:
+            print(json.dumps(scans[0].scan.to_dict(), indent=1, ensure_ascii=False))
+        else:
+            payload = {"sources": {item.source.name: item.scan.to_dict() for item in scans}}
+            print(json.dumps(payload, indent=1, ensure_ascii=False))
+    else:
+        for item in scans:
+            if len(scans) > 1:
+                console.print(f"[bold]source {plain(item.source.name)}[/]", highlight=False)
+            _print_scan(item.scan)
+        if len(scans) > 1:
+            union = sorted({c for item in scans for c in item.scan.classes})
+            total = sum(len(item.scan.records) for item in scans)
+            console.print(f"all sources: {len(union)} classes, {total:,} images", highlight=False)
+    for item in scans:
+        prefix = f"{item.source.name}: " if len(scans) > 1 else ""
+        _print_warnings([prefix + w for w in item.scan.warnings])
+    if preview is not None:
+        from sportsdet.data.sources import preview_rows
+        from sportsdet.files import atomic_write
+        from sportsdet.plots import contact_sheet_png
+
+        if preview.suffix.lower() != ".png":
+            raise SportsdetError(f"--preview {preview}: give a .png file name")
+        rows = preview_rows(scans)
+        atomic_write(preview, contact_sheet_png(rows, [item.source.name for item in scans]))
+        err_console.print(f"preview of {len(rows)} classes written to {plain(preview)}", highlight=False)
 
 
 def _print_check(report: CheckReport) -> None:
@@ -91,7 +145,7 @@ def _print_check(report: CheckReport) -> None:
 
     data = report.to_dict()
     console.print(
-        f"[bold]{report.root}[/]: {data['checked']:,} files checked in {report.seconds:.1f} s",
+        f"[bold]{plain(report.root)}[/]: {data['checked']:,} files checked in {report.seconds:.1f} s",
         highlight=False,
     )
     summary = Table()
@@ -99,7 +153,7 @@ def _print_check(report: CheckReport) -> None:
     summary.add_column("files", justify="right")
     summary.add_row("[green]ok[/]", f"{data['ok']:,}")
     for kind, n in report.problem_counts.items():
-        summary.add_row(f"[red]{kind}[/]", str(n))
+        summary.add_row(f"[red]{plain(kind)}[/]", str(n))
     n_dup_files = sum(len(g.files) for g in report.duplicates)
     if report.duplicates:
         summary.add_row(f"[yellow]exact duplicates[/] ({len(report.duplicates)} groups)", str(n_dup_files))
@@ -111,10 +165,10 @@ def _print_check(report: CheckReport) -> None:
     info = data["info"]
     for mode, n in info["modes"].items():
         if mode != "RGB":
-            summary.add_row(f"[dim]info: mode {mode} (converted to RGB when loaded)[/]", str(n))
+            summary.add_row(f"[dim]info: mode {plain(mode)} (converted to RGB when loaded)[/]", str(n))
     for reason, n in report.ignored.items():
         if reason != IGNORED_UNSUPPORTED:  # those are listed above as unsupported-format problems
-            summary.add_row(f"[dim]skipped by scan: {reason}[/]", str(n))
+            summary.add_row(f"[dim]skipped by scan: {plain(reason)}[/]", str(n))
     console.print(summary)
 
     problems = report.problems
@@ -123,7 +177,7 @@ def _print_check(report: CheckReport) -> None:
         for column in ("file", "problem", "detail"):
             table.add_column(column, overflow="fold")
         for result in problems[:_PROBLEM_ROWS]:
-            table.add_row(result.rel, result.kind or "", result.detail)
+            table.add_row(plain(result.rel), plain(result.kind or ""), plain(result.detail))
         console.print(table)
         if len(problems) > _PROBLEM_ROWS:
             console.print(f"... and {len(problems) - _PROBLEM_ROWS} more (all in --report)")
@@ -134,10 +188,11 @@ def _print_check(report: CheckReport) -> None:
         for group in report.duplicates[:_DUPLICATE_ROWS]:
             notes = []
             if group.cross_split:
-                notes.append("[bold red]across splits: " + " / ".join(dict.fromkeys(group.splits)) + "[/]")
+                splits = plain(" / ".join(dict.fromkeys(group.splits)))
+                notes.append(f"[bold red]across splits: {splits}[/]")
             if group.conflicting_labels:
                 notes.append("[bold red]different labels[/]")
-            table.add_row("\n".join(group.files), "; ".join(notes))
+            table.add_row(plain("\n".join(group.files)), "; ".join(notes))
         console.print(table)
         if len(report.duplicates) > _DUPLICATE_ROWS:
             console.print(f"... and {len(report.duplicates) - _DUPLICATE_ROWS} more groups (all in --report)")
@@ -145,7 +200,11 @@ def _print_check(report: CheckReport) -> None:
 
 @data_app.command("check")
 def check(
-    path: Path = typer.Argument(..., help="Image folder to check (same layouts as `data scan`)."),
+    paths: list[Path] = typer.Argument(
+        ...,
+        help="Image folder(s) to check (same layouts as `data scan`; several folders or a dataset file "
+        "check every source).",
+    ),
     report_path: Path | None = typer.Option(
         None, "--report", help="Write the full JSON report (every file, every finding) to this file."
     ),
@@ -166,54 +225,75 @@ def check(
 ) -> None:
     """Decode every image; report bad files, exact duplicates and duplicates across splits.
 
-    Bad files: unreadable or truncated, empty, not an image (e.g. HTML saved as .jpg), unsupported
-    format, tiny. Duplicates across splits leak test images into training. Exit code 0 unless
-    --strict finds something (then 1); 2 for a bad PATH or option.
+    Bad files: unreadable (also FIFOs and devices) or truncated, empty, not an image (e.g. HTML saved
+    as .jpg), unsupported format, too large, tiny, or a strip (more than 8 times longer than wide).
+    Duplicates across splits leak test images into training. Exit code 0 unless --strict finds
+    something (then 1); 2 for a bad PATH or option.
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from sportsdet.data.check import check_dataset, quarantine_files, validate_quarantine_dir
     from sportsdet.data.discover import scan_dataset
 
-    scanned = scan_dataset(path)
     if report_path is not None and report_path.is_dir():
         raise SportsdetError(
             f"--report {report_path}: is a folder; give a file name such as {report_path}/report.json"
         )
+    if _is_multi(paths, []):
+        scans = [(item.source.name, item.scan) for item in scan_sources_from_cli(paths, [], ["all"])]
+    else:
+        scans = [("", scan_dataset(paths[0]))]
     if quarantine is not None:
-        validate_quarantine_dir(scanned.root, quarantine)  # refuse before spending minutes decoding
-    _print_warnings([w for w in scanned.warnings if "imbalance" not in w])
-    with Progress(
-        TextColumn("checking"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=err_console,
-        transient=True,
-    ) as progress:
-        task = progress.add_task("check", total=len(scanned.records))
-        report = check_dataset(
-            scanned, workers=workers or None, on_progress=lambda n: progress.advance(task, n)
-        )
-    if quarantine is not None:
-        moved = quarantine_files(report, quarantine, include_duplicates=not keep_duplicates)
-        err_console.print(f"moved {len(moved['moved'])} file(s) to {moved['dir']}", highlight=False)
-        for failure in moved["failed"]:
-            err_console.print(
-                f"[red]could not move[/] {failure['path']}: {failure['error']}", highlight=False
+        for name, scanned in scans:  # refuse before spending minutes decoding
+            validate_quarantine_dir(scanned.root, quarantine / name if name else quarantine)
+    reports = {}
+    for name, scanned in scans:
+        if name:
+            console.print(f"[bold]source {plain(name)}[/] ({plain(scanned.root)})", highlight=False)
+        prefix = f"{name}: " if name else ""
+        _print_warnings([prefix + w for w in scanned.warnings if "imbalance" not in w])
+        with Progress(
+            TextColumn("checking"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=err_console,
+            transient=True,
+        ) as progress:
+            task = progress.add_task("check", total=len(scanned.records))
+            report = check_dataset(
+                scanned, workers=workers or None, on_progress=lambda n, task=task: progress.advance(task, n)
             )
-    _print_check(report)
+        if quarantine is not None:
+            target = quarantine / name if name else quarantine
+            moved = quarantine_files(report, target, include_duplicates=not keep_duplicates)
+            err_console.print(
+                f"moved {len(moved['moved'])} file(s) to {plain(moved['dir'])}", highlight=False
+            )
+            for failure in moved["failed"]:
+                err_console.print(
+                    f"[red]could not move[/] {plain(failure['path'])}: {plain(failure['error'])}",
+                    highlight=False,
+                )
+        _print_check(report)
+        reports[name] = report
     if report_path is not None:
-        report.save(report_path)
-        err_console.print(f"report written to {report_path}", highlight=False)
-    if strict and report.found_problems:
+        if len(reports) == 1:
+            next(iter(reports.values())).save(report_path)
+        else:
+            from sportsdet.files import write_json
+
+            write_json(report_path, {"sources": {name: r.to_dict() for name, r in reports.items()}})
+        err_console.print(f"report written to {plain(report_path)}", highlight=False)
+    if strict and any(r.found_problems for r in reports.values()):
         raise typer.Exit(1)
 
 
 def _print_split(manifest: SplitManifest) -> None:
     counts = manifest.counts
     console.print(
-        f"[bold]{manifest.root}[/]: --split {manifest.strategy} --seed {manifest.seed}", highlight=False
+        f"[bold]{plain(manifest.root)}[/]: --split {plain(manifest.strategy)} --seed {manifest.seed}",
+        highlight=False,
     )
     console.print(_counts_table("", manifest.classes, counts))
     totals = " / ".join(f"{split} {sum(c.values()):,}" for split, c in counts.items())
@@ -255,7 +335,7 @@ def split(
     _print_warnings(manifest.notes)
     if out is not None:
         manifest.save(out)
-        err_console.print(f"split written to {out}", highlight=False)
+        err_console.print(f"split written to {plain(out)}", highlight=False)
 
 
 @data_app.command("fetch")
@@ -293,4 +373,4 @@ def fetch(
     scan_result = scan_dataset(root)
     _print_scan(scan_result)
     _print_warnings(scan_result.warnings)
-    console.print(f'ready: sportsdet train "{root}" --out runs/NAME', highlight=False, soft_wrap=True)
+    console.print(f'ready: sportsdet train "{plain(root)}" --out runs/NAME', highlight=False, soft_wrap=True)

@@ -5,9 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.markup import escape
 
-from sportsdet.cli.app import app, console, err_console
+from sportsdet.cli.app import app, console, err_console, plain, warn
 
 
 @app.command("evaluate")
@@ -15,10 +14,11 @@ def evaluate_command(
     bundle: Path = typer.Argument(
         ..., help="Model bundle folder, or a run folder (its model/ is used).", show_default=False
     ),
-    data: Path = typer.Argument(
-        ...,
+    data: Path | None = typer.Argument(
+        None,
         help="Labelled images: the training data folder (its saved test split is used) or another "
-        "folder-per-class / split tree whose classes are among the model's labels.",
+        "folder-per-class / split tree whose classes are among the model's labels. Default: the data the "
+        "run was trained on (every source of a multi-source run), through its saved split.",
         show_default=False,
     ),
     split: str | None = typer.Option(
@@ -38,9 +38,6 @@ def evaluate_command(
     a per-class table, a confusion matrix and galleries of right and wrong predictions."""
     from sportsdet.evaluate import evaluate
 
-    def warn(message: str) -> None:
-        err_console.print(f"[yellow]warning:[/] {escape(message)}", highlight=False)
-
     result = evaluate(
         bundle,
         data,
@@ -54,7 +51,7 @@ def evaluate_command(
         warn=warn,
     )
     print_summary(result.metrics)
-    err_console.print(f"results written to {result.out_dir}", highlight=False)
+    err_console.print(f"results written to {plain(result.out_dir)}", highlight=False)
     from sportsdet.report import write_report_after
 
     # RUN/eval belongs to a run: its report covers training and evaluation together.
@@ -63,17 +60,16 @@ def evaluate_command(
     report_source = out_dir.parent if in_run else out_dir
     report = write_report_after(report_source, warn)
     if report is not None:
-        err_console.print(f"report: {report}", highlight=False)
+        err_console.print(f"report: {plain(report)}", highlight=False)
 
 
 def print_summary(metrics: dict) -> None:
     """The headline numbers and the per-class table, on stdout."""
-    from rich.markup import escape
     from rich.table import Table
 
     lo, hi = metrics["accuracy_ci95"]
     where = metrics["split"] or "all images"
-    headline = Table(show_header=False, title=f"{metrics['n']} images ({where})", title_justify="left")
+    headline = Table(show_header=False, title=f"{metrics['n']} images ({plain(where)})", title_justify="left")
     headline.add_column(style="bold")
     headline.add_column(justify="right")
     headline.add_row("accuracy", f"{metrics['accuracy']:.1%}  (95% CI {lo:.1%} - {hi:.1%})")
@@ -83,6 +79,17 @@ def print_summary(metrics: dict) -> None:
     headline.add_row("calibration error (ECE)", f"{metrics['ece']:.3f}")
     console.print(headline)
 
+    if metrics.get("per_source"):
+        sources = Table(title="per source", title_justify="left")
+        for column, justify in (("source", "left"), ("images", "right"), ("accuracy", "right"),
+                                ("95% CI", "right"), (f"top-{metrics['top_k']}", "right")):  # fmt: skip
+            sources.add_column(column, justify=justify)
+        for name, row in metrics["per_source"].items():
+            low, high = row["accuracy_ci95"]
+            sources.add_row(plain(name), str(row["n"]), f"{row['accuracy']:.1%}", f"{low:.1%} - {high:.1%}",
+                            f"{row['top5_accuracy']:.1%}")  # fmt: skip
+        console.print(sources)
+
     table = Table(title="per class", title_justify="left")
     table.add_column("class")
     for column in ("precision", "recall", "F1", "support"):
@@ -91,7 +98,7 @@ def print_summary(metrics: dict) -> None:
         if row["support"] == 0 and row["precision"] == 0:
             continue  # classes the data does not hold and the model never predicted
         table.add_row(
-            escape(label),
+            plain(label),
             f"{row['precision']:.2f}",
             f"{row['recall']:.2f}",
             f"{row['f1']:.2f}",
@@ -100,7 +107,7 @@ def print_summary(metrics: dict) -> None:
     console.print(table)
     if metrics.get("most_confused"):
         pairs = ", ".join(
-            f"{escape(c['true'])} -> {escape(c['predicted'])} ({c['count']})"
+            f"{plain(c['true'])} -> {plain(c['predicted'])} ({c['count']})"
             for c in metrics["most_confused"][:5]
         )
         console.print(f"most confused: {pairs}", highlight=False)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from sportsdet.cli.app import app, console, err_console
+from sportsdet.cli.app import app, console, err_console, plain, warn
 from sportsdet.errors import SportsdetError
 
 
@@ -63,28 +63,30 @@ def export_command(
             progress=lambda message: status.update(message),
         )
     for note in report.notes:
-        err_console.print(f"[yellow]warning:[/] {note}", highlight=False)
+        warn(note)
     if as_json:
         console.print_json(json.dumps(report.to_dict()))
         return
     parity = report.parity
-    console.print(f"wrote {report.path}", highlight=False)
+    console.print(f"wrote {plain(report.path)}", highlight=False)
     console.print(
-        f"parity vs PyTorch on {parity.n} images ({parity.data}): top-1 agreement "
+        f"parity vs PyTorch on {parity.n} images ({plain(parity.data)}): top-1 agreement "
         f"{parity.top1_agreement:.1%} (needs >= {PARITY_MIN_AGREEMENT:.0%}), largest probability "
         f"difference {parity.max_prob_diff:.1e} (allowed {PARITY_MAX_PROB_DIFF:.0e})",
         highlight=False,
     )
     if report.int8 is not None:
         q = report.int8
-        console.print(f"wrote {q.path} (INT8 {q.quant_format}, {q.calibration_images} calibration images)",
-                      highlight=False)
+        console.print(
+            f"wrote {plain(q.path)} (INT8 {q.quant_format}, {q.calibration_images} calibration images)",
+            highlight=False,
+        )
         if q.fp32_accuracy is not None and q.int8_accuracy is not None:
             console.print(
-                f"accuracy on {q.heldout}: fp32 {q.fp32_accuracy:.2%}, INT8 {q.int8_accuracy:.2%} "
+                f"accuracy on {plain(q.heldout)}: fp32 {q.fp32_accuracy:.2%}, INT8 {q.int8_accuracy:.2%} "
                 f"({q.accuracy_change_points:+.2f} points); top-1 agreement {q.top1_agreement:.1%}",
                 highlight=False,
             )
         else:
-            console.print(f"held-out: {q.heldout}; INT8 agrees with fp32 on {q.top1_agreement:.1%}",
+            console.print(f"held-out: {plain(q.heldout)}; INT8 agrees with fp32 on {q.top1_agreement:.1%}",
                           highlight=False)

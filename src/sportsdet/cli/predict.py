@@ -9,7 +9,7 @@ from typing import Any
 
 import typer
 
-from sportsdet.cli.app import app, console, err_console
+from sportsdet.cli.app import app, console, err_console, plain
 
 NO_BUILTIN_MESSAGE = (
     "no built-in model is installed yet; pass --model RUN/model (train one with `sportsdet train`)"
@@ -133,6 +133,7 @@ def predict_command(
     )
     k = predictor.top_k
     failed = 0
+    warned = 0
     total = 0
     rows = []
     if output_format is OutputFormat.csv:
@@ -152,6 +153,7 @@ def predict_command(
         for result in predictor.predict_sources(inputs):
             total += 1
             failed += not result.ok
+            warned += result.warning is not None
             progress.advance(task)
             if output_format is OutputFormat.jsonl:
                 typer.echo(to_jsonl(result))
@@ -161,13 +163,14 @@ def predict_command(
                 rows.append(result)
     if output_format is OutputFormat.table:
         _print_table(rows, k)
+    if warned:
+        err_console.print(f"[yellow]{warned} of {total} input(s) labelled with a warning[/]")
     if failed:
         err_console.print(f"[yellow]{failed} of {total} input(s) could not be labelled[/]")
         raise typer.Exit(1)
 
 
 def _print_table(results: list, k: int) -> None:
-    from rich.markup import escape
     from rich.table import Table
 
     table = Table()
@@ -177,20 +180,18 @@ def _print_table(results: list, k: int) -> None:
     # One last column: the runner-up labels, or why an input failed.
     table.add_column(f"next {k - 1}" if k > 1 else "", overflow="fold")
     for result in results:
-        if result.ok and result.uncertain:
-            guess, guess_score = result.top_k[0]
-            others = ", ".join(f"{label} {score:.1%}" for label, score in result.top_k[1:])
-            table.add_row(
-                escape(result.input),
-                f"[yellow]uncertain[/] — best guess: {escape(guess)} {guess_score:.1%}",
-                "",
-                escape(others),
-            )
-        elif result.ok:
-            others = ", ".join(f"{label} {score:.1%}" for label, score in result.top_k[1:])
-            table.add_row(escape(result.input), escape(result.label), f"{result.score:.1%}", escape(others))
+        if result.ok:
+            others = plain(", ".join(f"{label} {score:.1%}" for label, score in result.top_k[1:]))
+            if result.warning:  # e.g. a 1x1 picture: labelled, but say why the label is doubtful
+                others = f"[yellow]warning: {plain(result.warning)}[/]" + (f"\n{others}" if others else "")
+            if result.uncertain:
+                guess, guess_score = result.top_k[0]
+                said = f"[yellow]uncertain[/] — best guess: {plain(guess)} {guess_score:.1%}"
+                table.add_row(plain(result.input), said, "", others)
+            else:
+                table.add_row(plain(result.input), plain(result.label), f"{result.score:.1%}", others)
         else:
-            table.add_row(escape(result.input), "[red]error[/]", "", f"[red]{escape(result.error)}[/]")
+            table.add_row(plain(result.input), "[red]error[/]", "", f"[red]{plain(result.error)}[/]")
     console.print(table)
 
 
@@ -266,6 +267,34 @@ def _short(value: Any, limit: int = 100) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def _scores_table(info: dict) -> Any:
+    """The model's recorded scores by where the photos came from (built-in model: per source and on
+    realworld-dev, photos from a source it never trained on)."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    metrics = info.get("metrics") or {}
+    rows = []
+    for split in ("valid", "test"):
+        entry = metrics.get(split)
+        if not isinstance(entry, dict):
+            continue
+        for source, row in (entry.get("per_source") or {"all sources": entry}).items():
+            rows.append((f"{source} {split}", row.get("n"), row.get("top1"), ""))
+    world = metrics.get("realworld_dev")
+    if isinstance(world, dict):
+        detail = ", ".join(f"{k} {v}" for k, v in (world.get("per_class") or {}).items())
+        rows.append(("realworld-dev (never trained on)", world.get("n"), world.get("top1"), detail))
+    if not rows:
+        return None
+    table = Table(title="recorded scores (top-1)", title_justify="left")
+    for column, justify in (("photos", "left"), ("n", "right"), ("top-1", "right"), ("per class", "left")):
+        table.add_column(column, justify=justify, overflow="fold")
+    for name, n, top1, detail in rows:
+        table.add_row(escape(name), str(n), f"{top1:.1%}" if isinstance(top1, float) else "-", escape(detail))
+    return table
+
+
 @app.command("info")
 def info_command(
     bundle: Path | None = typer.Argument(
@@ -286,13 +315,13 @@ def info_command(
         return
     labels = info["labels"]
     shown = ", ".join(labels[:8]) + (f", ... ({len(labels) - 8} more)" if len(labels) > 8 else "")
-    summary = Table(show_header=False, title=f"bundle {info['path']}", title_justify="left")
+    summary = Table(show_header=False, title=f"bundle {plain(info['path'])}", title_justify="left")
     summary.add_column(style="bold")
     summary.add_column(overflow="fold")
-    summary.add_row("model", f"{info['model']['name']} {_short(info['model']['config'])}")
-    summary.add_row("labels", f"{len(labels)}: {shown}")
+    summary.add_row("model", plain(f"{info['model']['name']} {_short(info['model']['config'])}"))
+    summary.add_row("labels", plain(f"{len(labels)}: {shown}"))
     summary.add_row(
-        "preprocessing", _short({k: v for k, v in info["preprocessing"].items() if k != "extra"}, 200)
+        "preprocessing", plain(_short({k: v for k, v in info["preprocessing"].items() if k != "extra"}, 200))
     )
     for section in ("training", "data", "metrics"):
         values = info[section]
@@ -301,22 +330,27 @@ def info_command(
             continue
         # Scalars in full, nested structures shortened: the --json output has everything.
         for key, value in values.items():
-            summary.add_row(f"{section}.{key}", _short(value))
+            summary.add_row(plain(f"{section}.{key}"), plain(_short(value)))
     abstain = info.get("abstain")
     if abstain and abstain.get("threshold") is not None:
         summary.add_row(
             "abstain",
-            f"uncertain when {abstain['method']} < {abstain['threshold']:.4f} "
-            f"(fitted to answer {abstain.get('coverage', 0):.0%} of "
-            f"{abstain.get('fitted_on', 'validation photos')})",
+            plain(
+                f"uncertain when {abstain['method']} < {abstain['threshold']:.4f} "
+                f"(fitted to answer {abstain.get('coverage', 0):.0%} of "
+                f"{abstain.get('fitted_on', 'validation photos')})"
+            ),
         )
     else:
-        summary.add_row("abstain", (abstain or {}).get("why") or "- (every photo gets a label)")
-    summary.add_row("versions", ", ".join(f"{k} {v}" for k, v in info["versions"].items()))
+        summary.add_row("abstain", plain((abstain or {}).get("why") or "- (every photo gets a label)"))
+    summary.add_row("versions", plain(", ".join(f"{k} {v}" for k, v in info["versions"].items())))
     console.print(summary)
+    scores = _scores_table(info)
+    if scores is not None:
+        console.print(scores)
     files = Table(title="files", title_justify="left")
     files.add_column("file")
     files.add_column("size", justify="right")
     for name, size in info["files"].items():
-        files.add_row(name, _human_size(size))
+        files.add_row(plain(name), _human_size(size))
     console.print(files)

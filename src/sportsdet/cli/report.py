@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from sportsdet.cli.app import app, console, err_console
+from sportsdet.cli.app import app, console, err_console, plain
 
 
 @app.command("report")
@@ -66,4 +66,4 @@ def report(
             )
     size_kb = path.stat().st_size / 1024
     err_console.print(f"report written ({size_kb:,.0f} KB); open it in any browser")
-    console.print(str(path), highlight=False, soft_wrap=True)
+    console.print(plain(path), highlight=False, soft_wrap=True)

@@ -13,7 +13,7 @@ from typing import Any
 
 import typer
 
-from sportsdet.cli.app import app, console, err_console
+from sportsdet.cli.app import app, console, err_console, plain
 from sportsdet.errors import SportsdetError
 
 
@@ -34,10 +34,11 @@ def _parse_sets(pairs: list[str]) -> dict[str, Any]:
 
 @app.command("train")
 def train(
-    data: Path | None = typer.Argument(
+    data: list[Path] | None = typer.Argument(
         None,
-        help="Image folder: ROOT/<class>/<images> or ROOT/{train,valid,test}/<class>/<images>. "
-        "Not needed with --resume.",
+        help="Image folder(s): ROOT/<class>/<images> or ROOT/{train,valid,test}/<class>/<images>. Several "
+        "folders (or one dataset file, .toml/.json) train on several sources at once, each keeping its "
+        "own split. Not needed with --resume.",
     ),
     out: Path = typer.Option(..., "--out", "-o", help="Run folder to write (e.g. runs/first)."),
     model: str | None = typer.Option(
@@ -85,6 +86,18 @@ def train(
         help="Any other training option as KEY=VALUE (JSON value), e.g. --set label_smoothing=0.1; "
         "an unknown KEY is refused with the list of known ones.",
     ),
+    maps: list[str] = typer.Option(
+        [],
+        "--map",
+        help="Rename a source's class: SOURCE:OLD=NEW (or OLD=NEW for every source), e.g. "
+        "--map websports:football=soccer.",
+    ),
+    merge: list[str] = typer.Option(
+        [],
+        "--merge",
+        help="A class name several sources share on purpose (e.g. --merge basketball; 'all' for every "
+        "shared name). Without it a shared name is an error: the same word can mean different sports.",
+    ),
     no_eval: bool = typer.Option(
         False, "--no-eval", help="Skip evaluating the test split after training (RUN/eval, in the report)."
     ),
@@ -112,7 +125,7 @@ def train(
     }
     options.update({key: value for key, value in given.items() if value is not None})
     result = run_training(
-        data,
+        data or None,
         out=out,
         model=model,
         split=split,
@@ -123,10 +136,12 @@ def train(
         options=options,
         console=err_console,
         evaluate=not no_eval,
+        maps=maps,
+        merge=merge,
     )
     best = result.best or {}
     val = f"{best['val_acc']:.4f}" if best.get("val_acc") is not None else "n/a (no validation set)"
-    console.print(f"model bundle: {out / 'model'}", highlight=False, soft_wrap=True)
+    console.print(f"model bundle: {plain(out / 'model')}", highlight=False, soft_wrap=True)
     console.print(
         f"epochs run: {len(result.history)}; best epoch: {best.get('epoch')}; best val accuracy: {val}",
         highlight=False,

@@ -32,7 +32,8 @@ from sportsdet.files import is_hidden_name, write_json
 
 CHECK_FORMAT = "sportsdet-check/1"
 TINY = "tiny"
-# Problem kinds, most serious first (ImageLoadError kinds plus "tiny").
+STRIP = "strip"
+# Problem kinds, most serious first (ImageLoadError kinds plus imageio.shape_problem's "tiny", "strip").
 PROBLEM_KINDS = (
     "empty",
     "not-an-image",
@@ -40,9 +41,11 @@ PROBLEM_KINDS = (
     "truncated",
     "corrupt",
     "too-large",
+    "degenerate",
     "unreadable",
     "missing",
     TINY,
+    STRIP,
 )
 # Decoding big photos at this shorter side is enough to prove the whole file decodes
 # (JPEG draft mode still reads every byte) and much faster than full size.
@@ -179,12 +182,11 @@ def check_file(path: str, rel: str, split: str | None, label: str) -> FileResult
     """Hash and decode one file; every failure becomes a `kind`, never an exception."""
     result = FileResult(rel=rel, split=split, label=label)
     try:
-        data = Path(path).read_bytes()
-    except FileNotFoundError:
-        result.kind, result.detail = "missing", "file disappeared while checking"
-        return result
-    except OSError as exc:
-        result.kind, result.detail = "unreadable", f"cannot read file ({exc.strerror or exc})"
+        # The one opener for local images: a FIFO or device named x.jpg is refused, not waited on.
+        data = imageio.read_local_file(path, name=rel)
+    except ImageLoadError as exc:
+        result.kind = exc.kind
+        result.detail = "file disappeared while checking" if exc.kind == "missing" else exc.detail
         return result
     result.size = len(data)
     result.sha256 = hashlib.sha256(data).hexdigest()
@@ -205,9 +207,9 @@ def check_file(path: str, rel: str, split: str | None, label: str) -> FileResult
     except Exception as exc:  # noqa: BLE001  a decoder bug must not stop a 100k-file check
         result.kind, result.detail = "corrupt", f"decoder failed ({type(exc).__name__}: {exc})"
         return result
-    if result.width is not None and min(result.width, result.height) < imageio.MIN_SIDE:
-        result.kind = TINY
-        result.detail = f"only {result.width}x{result.height} pixels (less than {imageio.MIN_SIDE} on a side)"
+    problem = imageio.shape_problem(result.width, result.height) if result.width is not None else None
+    if problem is not None:  # decodes, but too small or too elongated to classify well
+        result.kind, result.detail = problem
     return result
 
 

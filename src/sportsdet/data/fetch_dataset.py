@@ -10,7 +10,10 @@ interrupted run never leaves a half dataset that looks whole. Then the folder-pe
 inside it is found (archives often wrap it, e.g. `event_img/<sport>/*.jpg`) and scanned.
 
 zip and tar archives are unpacked with the standard library, refusing members that would land
-outside the target; RAR (the UIUC archive) needs an external tool: bsdtar, unar, 7z or unrar.
+outside the target and archives that would unpack to more than MAX_RATIO times their size,
+MAX_UNPACKED_BYTES, or the free disk space (zip bombs); RAR (the UIUC archive) needs an external
+tool: bsdtar, unar, 7z or unrar, whose output is measured while it runs and which is stopped
+when it passes the same budget.
 """
 
 from __future__ import annotations
@@ -78,6 +81,54 @@ def _split_archive_name(name: str) -> tuple[str, str] | None:
     return None
 
 
+# Unpacking is bounded three ways, so a zip bomb (a small archive of huge, highly compressible
+# members) fails with a clear error instead of filling the disk:
+MAX_UNPACKED_BYTES = 64 * 2**30  # the whole dataset (sports100 is about 0.5 GB; ImageNet 150 GB)
+MAX_RATIO = 200  # unpacked / archive bytes: photos barely compress, a bomb compresses ~1000:1
+_RATIO_SLACK = 64 * 2**20  # small archives of text-like files may compress well; allow that
+_FREE_RESERVE = 2**30  # leave this much of the disk free
+
+
+class _UnpackBudget:
+    """Counts the bytes an archive unpacks to; SportsdetError before any limit is passed."""
+
+    def __init__(self, archive: Path, target: Path) -> None:
+        self.archive = archive
+        self.packed = archive.stat().st_size
+        self.limit = min(MAX_UNPACKED_BYTES, MAX_RATIO * self.packed + _RATIO_SLACK)
+        self.free = shutil.disk_usage(target).free - _FREE_RESERVE
+        self.used = 0
+
+    def take(self, size: int) -> None:
+        self.used += max(0, size)
+        self.check()
+
+    def check(self, used: int | None = None) -> None:
+        if used is not None:
+            self.used = used
+        if self.used > self.limit:
+            raise SportsdetError(
+                f"{self.archive}: refusing to unpack it: its contents exceed {_human(self.limit)} "
+                f"({_human(self.used)} so far from a {_human(self.packed)} archive; the limit is "
+                f"{MAX_RATIO} times the archive size, at most {_human(MAX_UNPACKED_BYTES)}). "
+                "A zip bomb or a damaged archive; unpack it yourself if you trust it"
+            )
+        if self.used > self.free:
+            raise SportsdetError(
+                f"{self.archive}: not enough disk space to unpack it ({_human(self.used)} needed so "
+                f"far, {_human(max(0, self.free))} free beside {_human(_FREE_RESERVE)} kept free); free "
+                "some space or choose another --dest"
+            )
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"
+
+
 def _inside(target: Path, member: str) -> bool:
     resolved = (target / member).resolve()
     return resolved == target or target in resolved.parents
@@ -86,11 +137,17 @@ def _inside(target: Path, member: str) -> bool:
 def _unpack_zip(archive: Path, target: Path) -> None:
     try:
         with zipfile.ZipFile(archive) as bundle:
-            for member in bundle.namelist():
-                if not _inside(target, member):
+            budget = _UnpackBudget(archive, target)
+            for info in bundle.infolist():
+                if not _inside(target, info.filename):
                     raise SportsdetError(
-                        f"{archive}: refusing to unpack {member!r}: it would land outside the target folder"
+                        f"{archive}: refusing to unpack {info.filename!r}: it would land outside the "
+                        "target folder"
                     )
+                # zipfile never writes more than a member's declared size (a larger stream fails
+                # its CRC check), so the declared sizes bound what lands on disk: check them all
+                # before writing anything.
+                budget.take(info.file_size)
             bundle.extractall(target)
     except zipfile.BadZipFile as exc:
         raise SportsdetError(
@@ -100,9 +157,18 @@ def _unpack_zip(archive: Path, target: Path) -> None:
 
 def _unpack_tar(archive: Path, target: Path) -> None:
     try:
-        with tarfile.open(archive) as bundle:
+        budget = _UnpackBudget(archive, target)
+
+        def counted(bundle: tarfile.TarFile):
+            for member in bundle:  # each header gives the size of the data that follows it
+                budget.take(member.size)
+                yield member
+
+        # Streaming mode ("r|*"): one pass, and a bomb is refused when its running total passes
+        # the budget, without first decompressing it whole to list the members.
+        with tarfile.open(archive, mode="r|*") as bundle:
             # The "data" filter refuses absolute paths, links out of the folder and device files.
-            bundle.extractall(target, filter="data")
+            bundle.extractall(target, members=counted(bundle), filter="data")
     except tarfile.FilterError as exc:
         raise SportsdetError(f"{archive}: refusing to unpack it: {exc}") from None
     except (tarfile.TarError, EOFError) as exc:
@@ -117,7 +183,7 @@ def _unpack_rar(archive: Path, target: Path) -> None:
         if command is None:
             continue
         argv = [command, *(a.format(archive=archive, target=target) for a in arguments)]
-        done = subprocess.run(argv, capture_output=True, text=True)
+        done = _run_within_budget(argv, target, _UnpackBudget(archive, target))
         if done.returncode != 0:
             detail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no message"]
             raise SportsdetError(
@@ -129,6 +195,43 @@ def _unpack_rar(archive: Path, target: Path) -> None:
         "(e.g. `apt install libarchive-tools` for bsdtar, or unar / 7zip / unrar), then run the same "
         "command again (the download is kept), or unpack it yourself and run `sportsdet data scan` on it"
     )
+
+
+def _tree_bytes(folder: Path) -> int:
+    """Bytes of the regular files below `folder` (links not followed)."""
+    total, stack = 0, [str(folder)]
+    while stack:
+        try:
+            with os.scandir(stack.pop()) as entries:
+                for entry in entries:
+                    if entry.is_dir(follow_symlinks=False):
+                        stack.append(entry.path)
+                    elif entry.is_file(follow_symlinks=False):
+                        total += entry.stat(follow_symlinks=False).st_size
+        except OSError:
+            continue  # a folder the tool is still creating or has just renamed
+    return total
+
+
+def _run_within_budget(
+    argv: list[str], target: Path, budget: _UnpackBudget, poll: float = 0.5
+) -> subprocess.CompletedProcess:
+    """Run an external unpacker, measuring what it has written every `poll` seconds and stopping
+    it once the budget is passed (an external tool cannot be asked to respect our limits)."""
+    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        while True:
+            try:
+                out, err = process.communicate(timeout=poll)
+                break
+            except subprocess.TimeoutExpired:
+                budget.check(_tree_bytes(target))
+        budget.check(_tree_bytes(target))
+    except BaseException:
+        process.kill()
+        process.communicate()
+        raise
+    return subprocess.CompletedProcess(argv, process.returncode, out, err)
 
 
 def unpack(archive: Path, target: Path) -> None:

@@ -32,6 +32,7 @@ from sportsdet.errors import SportsdetError
 from sportsdet.files import write_json
 
 SPLIT_FORMAT = "sportsdet-split/1"
+MULTI_SOURCE_FORMAT = "sportsdet-split/2"  # entries [path, label, source] and a "sources" table
 SPLITS = SPLIT_ORDER  # ("train", "valid", "test")
 DEFAULT_RANDOM_VALID = 0.1  # of the images left after the test share is taken
 DEFAULT_PER_CLASS_VALID = 0.1  # of TRAIN, from the leftovers
@@ -128,6 +129,9 @@ class SplitManifest:
     """Which file goes to which split, with which label. Saved as `split.json`.
 
     `splits[name]` lists (relative POSIX path, label) pairs; `classes` is the label order.
+    A multi-source manifest (sportsdet.data.sources) also has `sources` (name -> root, strategy,
+    label map) and `item_sources[name]`, the source of each entry of `splits[name]`; `root` is
+    then the folder that holds every source.
     """
 
     root: Path
@@ -136,6 +140,12 @@ class SplitManifest:
     classes: list[str]
     splits: dict[str, list[tuple[str, str]]]
     notes: list[str] = field(default_factory=list)
+    sources: dict[str, dict[str, Any]] = field(default_factory=dict)
+    item_sources: dict[str, list[str]] = field(default_factory=dict)
+
+    def sources_of(self, split: str) -> list[str]:
+        """The source of every item of a split (empty for a single-source manifest)."""
+        return list(self.item_sources.get(split, []))
 
     @property
     def counts(self) -> dict[str, dict[str, int]]:
@@ -173,18 +183,29 @@ class SplitManifest:
             list(self.classes),
             {k: list(v) for k, v in self.splits.items()},
             list(self.notes),
+            dict(self.sources),
+            {k: list(v) for k, v in self.item_sources.items()},
         )
 
     def to_dict(self) -> dict[str, Any]:
+        def entries(split: str) -> list[list[str]]:
+            pairs = self.splits.get(split, [])
+            if not self.sources:
+                return [[rel, label] for rel, label in pairs]
+            origins = self.sources_of(split)
+            return [[rel, label, src] for (rel, label), src in zip(pairs, origins, strict=True)]
+
         data: dict[str, Any] = {
-            "format": SPLIT_FORMAT,
+            "format": MULTI_SOURCE_FORMAT if self.sources else SPLIT_FORMAT,
             "root": str(self.root),
             "strategy": self.strategy,
             "seed": self.seed,
             "classes": list(self.classes),
-            "splits": {s: [[rel, label] for rel, label in self.splits.get(s, [])] for s in SPLITS},
+            "splits": {s: entries(s) for s in SPLITS},
             "counts": self.counts,
         }
+        if self.sources:
+            data["sources"] = self.sources
         if self.notes:
             data["notes"] = list(self.notes)
         return data
@@ -220,8 +241,12 @@ class SplitManifest:
 
         if not isinstance(data, dict):
             raise bad("expected a JSON object")
-        if data.get("format") != SPLIT_FORMAT:
+        if data.get("format") not in (SPLIT_FORMAT, MULTI_SOURCE_FORMAT):
             raise bad(f"format is {data.get('format')!r}, expected {SPLIT_FORMAT!r}")
+        multi = data["format"] == MULTI_SOURCE_FORMAT
+        sources = data.get("sources") if multi else {}
+        if multi and (not isinstance(sources, dict) or not sources):
+            raise bad("a multi-source manifest needs a 'sources' table")
         for key, kind in (
             ("root", str),
             ("strategy", str),
@@ -239,7 +264,8 @@ class SplitManifest:
         if len(set(classes)) != len(classes):
             raise bad("'classes' lists a name twice")
         try:
-            parse_split_strategy(data["strategy"])
+            if not multi:  # a multi-source manifest's strategy describes each source's
+                parse_split_strategy(data["strategy"])
         except SportsdetError as exc:
             raise bad(f"bad 'strategy': {exc}") from None
         unknown = set(data["splits"]) - set(SPLITS)
@@ -248,6 +274,9 @@ class SplitManifest:
         known = set(classes)
         seen: dict[str, str] = {}
         splits: dict[str, list[tuple[str, str]]] = {}
+        item_sources: dict[str, list[str]] = {}
+        width = 3 if multi else 2
+        shape = "[relative path, label, source]" if multi else "[relative path, label]"
         for split in SPLITS:
             entries = data["splits"].get(split, [])
             if not isinstance(entries, list):
@@ -255,10 +284,14 @@ class SplitManifest:
             pairs = []
             for entry in entries:
                 if not (
-                    isinstance(entry, list) and len(entry) == 2 and all(isinstance(x, str) for x in entry)
+                    isinstance(entry, list) and len(entry) == width and all(isinstance(x, str) for x in entry)
                 ):
-                    raise bad(f"splits.{split} holds {entry!r}; each entry must be [relative path, label]")
-                rel, label = entry
+                    raise bad(f"splits.{split} holds {entry!r}; each entry must be {shape}")
+                rel, label = entry[:2]
+                if multi:
+                    if entry[2] not in sources:
+                        raise bad(f"{rel!r} in splits.{split} names source {entry[2]!r}, not in 'sources'")
+                    item_sources.setdefault(split, []).append(entry[2])
                 pure = PurePosixPath(rel)
                 if not rel or pure.is_absolute() or ".." in pure.parts or "\\" in rel:
                     raise bad(f"path {rel!r} in splits.{split} must be relative to root, with '/' separators")
@@ -276,6 +309,8 @@ class SplitManifest:
             list(classes),
             splits,
             [str(n) for n in data.get("notes", [])],
+            dict(sources),
+            item_sources,
         )
         if "counts" in data and data["counts"] != manifest.counts:
             raise bad("'counts' do not match the listed files (the file was edited by hand?)")

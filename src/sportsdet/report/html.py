@@ -150,6 +150,27 @@ def _page(title: str, subtitle: str, sections: list[tuple[str, str, str]], notes
     )
 
 
+def _per_source(m: dict[str, Any]) -> str:
+    """Accuracy per data source of a multi-source run: one total can hide a weak source."""
+    table = m.get("per_source")
+    if not isinstance(table, dict) or not table:
+        return ""
+    rows = []
+    for name, row in table.items():
+        ci = row.get("accuracy_ci95") or [None, None]
+        rows.append(
+            f"<tr><td>{escape(str(name))}</td><td class=\"n\">{row.get('n', '–')}</td>"
+            f"<td class=\"n\">{pct(row.get('accuracy'))}</td>"
+            f"<td class=\"n\">{pct(ci[0])}–{pct(ci[1])}</td>"
+            f"<td class=\"n\">{pct(row.get('top5_accuracy'))}</td></tr>"
+        )
+    return (
+        '<h3>Per source</h3><table id="per-source-table"><thead><tr><th>source</th>'
+        '<th class="n">images</th><th class="n">accuracy</th><th class="n">95% CI</th>'
+        f'<th class="n">top-{m.get("top_k", 5)}</th></tr></thead><tbody>{"".join(rows)}</tbody></table>'
+    )
+
+
 def _no_eval(inputs: ReportInputs) -> str:
     model = f"{inputs.run_dir}/model" if inputs.run_dir else "RUN/model"
     return missing(
@@ -206,9 +227,11 @@ def _results(inputs: ReportInputs) -> str:
                     + escape("; ".join(_plain(x.get("error", x) if isinstance(x, dict) else x)
                                        for x in skipped[:5]))
                     + (" ..." if len(skipped) > 5 else "") + "</div>")
+    html.append(_per_source(m))
     speed = m.get("images_per_second")
     where = [("evaluation folder", str(inputs.eval_dir) if inputs.eval_dir else None),
-             ("model evaluated", m.get("bundle")), ("data evaluated", m.get("data")),
+             ("model evaluated", m.get("bundle")), ("engine", m.get("backend")),
+             ("data evaluated", m.get("data")),
              ("evaluation speed", f"{speed:g} images/s" if isinstance(speed, (int, float)) else None)]
     html.append(kv_table(where))
     return "".join(html)
@@ -275,8 +298,40 @@ def _data(inputs: ReportInputs) -> str:
     per_class = split.get("counts")
     if isinstance(per_class, dict) and labels:
         html.append(_per_split_table(per_class, labels))
+    html.append(_sample_sheet(split))
     html.append(_findings(inputs))
     return "".join(html)
+
+
+def _sample_sheet(split: dict[str, Any], per_class: int = 3) -> str:
+    """The notebook's "a sample of each sport", per source, from the training split's files."""
+    import random
+
+    entries = (split.get("splits") or {}).get("train") or []
+    root = split.get("root")
+    if not entries or not isinstance(root, str):
+        return ""
+    grouped: dict[str, dict[str, list[Path]]] = {}
+    for entry in entries:
+        if isinstance(entry, list) and len(entry) >= 2:
+            source = str(entry[2]) if len(entry) > 2 else "data"
+            grouped.setdefault(str(entry[1]), {}).setdefault(source, []).append(Path(root) / str(entry[0]))
+    sources = sorted({source for found in grouped.values() for source in found})
+    rows = []
+    for label in sorted(grouped):
+        picked = {
+            source: sorted(random.Random(f"{source}:{label}").sample(paths, min(per_class, len(paths))))
+            for source, paths in grouped[label].items()
+        }
+        rows.append((label, picked))
+    title = "training photos, a few per class and source"
+    png = figures.contact_sheet_png(rows, sources, thumb=64, title=title)
+    return (
+        "<details><summary>sample photos per class and source (look for a source whose photos differ: "
+        "a model can learn the difference instead of the sport)</summary>"
+        + img(data_uri(png), "sample training photos per class and source")
+        + "</details>"
+    )
 
 
 def _per_split_table(counts: dict[str, dict[str, int]], labels: list[str]) -> str:

@@ -63,7 +63,7 @@ class RunSetup:
 
 
 def fit(
-    data: str | Path | None,
+    data: Any,
     *,
     out: str | Path,
     model: str | None = None,
@@ -76,6 +76,8 @@ def fit(
     callbacks: list[Callback] | None = None,
     console: Console | None = None,
     after: Callable[[TrainResult], None] | None = None,
+    maps: Iterable[str] = (),
+    merge: Iterable[str] = (),
 ) -> TrainResult:
     """Train and write the run folder up to the bundle (see sportsdet.train.train for the arguments).
 
@@ -98,7 +100,7 @@ def fit(
             setup = resume_run(run, given, model=model, split=split, seed=seed, console=console)
         else:
             setup = plan_new_run(run, data, given, model=model, split=split, classes=classes, seed=seed,
-                                 force=force, console=console)  # fmt: skip
+                                 force=force, console=console, maps=maps, merge=merge)  # fmt: skip
             held.enter_context(lock_run(run))  # only now: a refused run leaves no folder behind
             start_new_run(setup, force=force, console=console)
         write_json(run.config, setup.config)
@@ -139,7 +141,7 @@ def _fit(setup: RunSetup, console: Console, callbacks: list[Callback]) -> TrainR
 
 def plan_new_run(
     run: RunFolder,
-    data: str | Path | None,
+    data: Any,
     given: dict[str, Any],
     *,
     model: str | None,
@@ -148,39 +150,76 @@ def plan_new_run(
     seed: int | None,
     force: bool,
     console: Console,
+    maps: Iterable[str] = (),
+    merge: Iterable[str] = (),
 ) -> RunSetup:
-    """Scan and split DATA and resolve the options; nothing is written yet."""
-    from sportsdet.data.discover import scan_dataset
-    from sportsdet.data.splits import make_split
+    """Scan and split DATA (one folder, several, or a dataset file) and resolve the options.
 
-    if data is None:
+    Nothing is written yet.
+    """
+    if data is None or (isinstance(data, (list, tuple)) and not data):
         raise SportsdetError("give the DATA folder to train on")
     _refuse_existing(run, force)
     spec = get_model_spec(model or DEFAULT_MODEL)
     run_seed = 0 if seed is None else int(seed)
     options = resolve_options(spec, given)
-    scan = scan_dataset(data)
-    strategy = split or ("official" if scan.layout == "split" else "random:0.2")
-    manifest = make_split(scan, strategy, run_seed, classes)  # checks the class names first
-    if classes:
-        scan = scan.restricted_to(manifest.classes)
-    for warning in scan.warnings:
+    manifest, summary, data_text = _split_data(data, split, run_seed, classes, list(maps), list(merge))
+    for warning in summary["warnings"]:
         console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False, soft_wrap=True)
     for note in manifest.notes:
         console.print(f"[yellow]note:[/] {escape(note)}", highlight=False, soft_wrap=True)
     if len(manifest.classes) < 2:
-        raise SportsdetError(f"{scan.root}: training needs at least 2 classes, found {len(manifest.classes)}")
+        raise SportsdetError(f"{data_text}: training needs at least 2 classes, found {len(manifest.classes)}")
     config = {
         "model": spec.name,
         "recipe": options.recipe,
-        "data": str(scan.root),
+        "data": data_text,
         "split": manifest.strategy,
         "classes": list(manifest.classes),
         "seed": run_seed,
         "options": options.to_dict(),
         "versions": library_versions(),
     }
-    return RunSetup(run, spec, options, manifest, scan.to_dict(), config, run_seed)
+    if manifest.sources:
+        config["sources"] = {name: info["root"] for name, info in manifest.sources.items()}
+    return RunSetup(run, spec, options, manifest, summary, config, run_seed)
+
+
+def _split_data(
+    data: Any, split: str | None, seed: int, classes: Any, maps: list[str], merge: list[str]
+) -> tuple[SplitManifest, dict[str, Any], str]:
+    """(manifest, data summary, how to name the data) for one folder or several sources."""
+    from sportsdet.data.discover import scan_dataset
+    from sportsdet.data.sources import (
+        Sources,
+        is_dataset_file,
+        make_multi_split,
+        scan_sources,
+        sources_from_args,
+        sources_summary,
+    )
+    from sportsdet.data.splits import make_split
+
+    paths = list(data) if isinstance(data, (list, tuple)) else [data]
+    single = (
+        len(paths) == 1 and not isinstance(paths[0], Sources) and not maps and not is_dataset_file(paths[0])
+    )
+    if single:  # one folder: the plain split manifest, as before multi-source training
+        scan = scan_dataset(paths[0])
+        manifest = make_split(
+            scan, split or ("official" if scan.layout == "split" else "random:0.2"), seed, classes
+        )
+        if classes:
+            scan = scan.restricted_to(manifest.classes)
+        return manifest, scan.to_dict(), str(scan.root)
+    sources = paths[0] if isinstance(paths[0], Sources) else sources_from_args(paths, maps, merge)
+    scans = scan_sources(sources)
+    manifest = make_multi_split(scans, split, seed, classes)
+    return (
+        manifest,
+        sources_summary(scans, manifest),
+        sources.origin if len(paths) == 1 else str(manifest.root),
+    )
 
 
 def start_new_run(setup: RunSetup, *, force: bool, console: Console) -> None:

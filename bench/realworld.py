@@ -1,0 +1,231 @@
+"""How models hold up on photos people actually take, all measured in one run.
+
+    python bench/realworld.py                                   # the built-in model alone
+    python bench/realworld.py --model old=builtin --model v2=RUN --websports-split RUN/split.json
+
+For every model (a bundle, a run folder, or `builtin`), through the engine `sportsdet predict`
+uses (runtime.load_backend + stream_predictions; INT8 where the bundle ships only that):
+
+- sports100 test (../shared/data/sports100/test): the curated source most models trained on;
+- websports held-out: the test part of a run's split (`--websports-split RUN/split.json`),
+  photos of badminton, soccer, kabaddi, shooting and chess that no model trained on;
+- realworld-dev per class (../shared/data/realworld-dev): web photos from yet another source;
+  never trained on, the only honest generalisation signal we have;
+- scikit-image's photos that show no sport (astronaut, coffee, cat, rocket, ...): the top label
+  and its score, and whether the model abstains.
+
+A photo of a class a model does not know counts as wrong (the old built-in model cannot say
+"soccer"). Accuracies carry Wilson 95% intervals. The table goes to bench/RESULTS.md, the raw
+numbers to bench/results/realworld.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+from results_file import write_results  # noqa: E402
+
+DATA = ROOT.parent / "shared" / "data"
+START, END = "<!-- realworld:start -->", "<!-- realworld:end -->"
+NON_SPORT = ("astronaut", "coffee", "chelsea", "cat", "rocket", "camera", "coins", "hubble_deep_field",
+             "immunohistochemistry", "motorcycle_left", "page", "moon")  # fmt: skip
+
+
+def folder_items(root: Path) -> list[tuple[Path, str]]:
+    """(photo, class) for ROOT/<class>/<photo>."""
+    from sportsdet.files import iter_image_files
+
+    return [(p, cls.name) for cls in sorted(root.iterdir()) if cls.is_dir() for p in iter_image_files(cls)]
+
+
+def manifest_items(split_json: Path, source: str) -> list[tuple[Path, str]]:
+    from sportsdet.data.splits import SplitManifest
+
+    manifest = SplitManifest.load(split_json)
+    pairs = zip(manifest.splits["test"], manifest.sources_of("test"), strict=True)
+    return [(manifest.root / rel, label) for (rel, label), src in pairs if src == source]
+
+
+def predict(backend, items: list[tuple[Path, str]]) -> tuple[np.ndarray, list[int]]:
+    """Class probabilities of every readable photo (rows in order) and the positions kept."""
+    from sportsdet.runtime import stream_predictions
+
+    rows, kept = [], []
+    for result in stream_predictions(((str(p), p) for p, _ in items), backend, backend.preprocessing):
+        if result.ok:
+            rows.append(result.probs)
+            kept.append(result.index)
+    return np.stack(rows), kept
+
+
+def score(backend, items: list[tuple[Path, str]]) -> dict:
+    from sportsdet.metrics import wilson_interval
+
+    probs, kept = predict(backend, items)
+    labels = backend.labels
+    truth = [items[i][1] for i in kept]
+    guess = [labels[j] for j in probs.argmax(axis=1)]
+    uncertain = _uncertain(backend, probs)
+    per_class: dict[str, dict] = {}
+    for name in sorted(set(truth)):
+        rows = [i for i, t in enumerate(truth) if t == name]
+        hits = sum(guess[i] == name for i in rows)
+        per_class[name] = {"n": len(rows), "right": int(hits), "known": name in labels}
+    hits = sum(g == t for g, t in zip(guess, truth, strict=True))
+    n = len(truth)
+    return {
+        "n": n,
+        "right": int(hits),
+        "accuracy": hits / n,
+        "ci95": list(wilson_interval(hits, n)),
+        "answered": None if uncertain is None else int((~uncertain).sum()),
+        "answered_right": None
+        if uncertain is None
+        else int(sum(g == t for g, t, u in zip(guess, truth, uncertain, strict=True) if not u)),
+        "per_class": per_class,
+        "unreadable": len(items) - n,
+    }
+
+
+def _uncertain(backend, probs: np.ndarray) -> np.ndarray | None:
+    """The bundle's abstain decision, when the model has one (sportsdet.abstain, if installed)."""
+    try:
+        from sportsdet.abstain import decide_uncertain  # added with the abstain outcome
+    except ImportError:
+        return None
+    return decide_uncertain(backend, probs)
+
+
+def non_sport(backend) -> list[dict]:
+    from skimage import data as skdata
+
+    from sportsdet.preprocess import preprocess
+
+    found = []
+    for name in NON_SPORT:
+        try:
+            array = getattr(skdata, name)()
+        except Exception:  # noqa: BLE001 - some need optional downloads; skip those
+            continue
+        from PIL import Image
+        from skimage.util import img_as_ubyte
+
+        array = img_as_ubyte(array)
+        image = Image.fromarray(array if array.ndim == 3 else np.stack([array] * 3, axis=-1)).convert("RGB")
+        probs = backend.predict_proba(preprocess(image, backend.preprocessing)[None])
+        uncertain = _uncertain(backend, probs)
+        top = int(probs[0].argmax())
+        found.append({
+            "photo": name,
+            "label": backend.labels[top],
+            "score": round(float(probs[0, top]), 3),
+            "abstained": None if uncertain is None else bool(uncertain[0]),
+        })  # fmt: skip
+    return found
+
+
+def open_model(spec: str):
+    from sportsdet.bundle import builtin_bundle_path
+    from sportsdet.run_folder import resolve_bundle_dir
+    from sportsdet.runtime import load_backend
+
+    path = builtin_bundle_path() if spec == "builtin" else resolve_bundle_dir(spec)
+    return load_backend(path, int8=(Path(path) / "model.int8.onnx").is_file())
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--model", action="append", default=[], help="NAME=PATH (bundle, run or builtin)")
+    parser.add_argument(
+        "--websports-split", type=Path, help="a multi-source run's split.json (its websports test part)"
+    )
+    parser.add_argument("--note", default="", help="a sentence for RESULTS.md about this run")
+    args = parser.parse_args(argv)
+    models = [m.split("=", 1) if "=" in m else (m, m) for m in args.model] or [("built-in", "builtin")]
+
+    sets = {"sports100 test": folder_items(DATA / "sports100" / "test")}
+    if args.websports_split:
+        sets["websports held-out"] = manifest_items(args.websports_split, "websports")
+    sets["realworld-dev"] = folder_items(DATA / "realworld-dev")
+    load = os.getloadavg()
+    results: dict[str, dict] = {}
+    for name, spec in models:
+        backend = open_model(spec)
+        started = time.perf_counter()
+        results[name] = {"engine": backend.name, "sets": {k: score(backend, v) for k, v in sets.items()}}
+        results[name]["non_sport"] = non_sport(backend)
+        results[name]["seconds"] = round(time.perf_counter() - started, 1)
+        print(f"{name}: " + ", ".join(f"{k} {v['accuracy']:.1%}" for k, v in results[name]["sets"].items()))
+    payload = {"when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "load_before": load,
+               "load_after": os.getloadavg(), "models": dict(models), "results": results}  # fmt: skip
+    section = render(payload, args.note)
+    print(section)
+    write_results(payload, ROOT / "bench" / "results" / "realworld.json", section, START, END)
+    return 0
+
+
+def _pct(row: dict) -> str:
+    lo, hi = row["ci95"]
+    return f"{row['accuracy']:.1%} ({lo:.1%}-{hi:.1%}), {row['right']}/{row['n']}"
+
+
+def render(payload: dict, note: str) -> str:
+    results = payload["results"]
+    names = list(results)
+    lines = [
+        START,
+        "## Real-world photos (bench/realworld.py)",
+        "",
+        f"Run {payload['when']}; load average before {[round(x, 2) for x in payload['load_before']]}. "
+        "Every number from the engine `sportsdet predict` uses; Wilson 95% intervals; a class the model "
+        "does not know counts as wrong.",
+        "",
+        "| set | " + " | ".join(f"{n} ({results[n]['engine']})" for n in names) + " |",
+        "|---|" + "---|" * len(names),
+    ]
+    sets = list(next(iter(results.values()))["sets"])
+    for key in sets:
+        lines.append(f"| {key} | " + " | ".join(_pct(results[n]["sets"][key]) for n in names) + " |")
+        if key == "realworld-dev":
+            for cls in sorted(next(iter(results.values()))["sets"][key]["per_class"]):
+                cells = []
+                for n in names:
+                    row = results[n]["sets"][key]["per_class"][cls]
+                    cells.append(f"{row['right']}/{row['n']}" + ("" if row["known"] else " (unknown class)"))
+                lines.append(f"| realworld-dev: {cls} | " + " | ".join(cells) + " |")
+    for n in names:
+        answered = [(k, v) for k, v in results[n]["sets"].items() if v["answered"] is not None]
+        if answered:
+            lines.append("")
+            lines.append(
+                f"{n}, answered (not abstained): "
+                + "; ".join(
+                    f"{k} {v['answered']}/{v['n']} answered, {v['answered_right']} of them right"
+                    for k, v in answered
+                )
+            )
+    lines += ["", "Photos that show no sport (scikit-image), top label and score:", ""]
+    for n in names:
+        shown = ", ".join(
+            f"{x['photo']} -> {x['label']} {x['score']:.0%}" + (" (abstained)" if x["abstained"] else "")
+            for x in results[n]["non_sport"]
+        )
+        lines.append(f"- {n}: {shown}")
+    if note:
+        lines += ["", note]
+    lines += ["", "Raw numbers: `bench/results/realworld.json`.", END]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,342 @@
+"""Training on several datasets at once: sources, a label map that unifies their class names, one split.
+
+No single dataset covers the world: sports100 has no soccer, websports no polo. A run may name
+several image trees (sources), on the command line or in a small dataset file:
+
+    # sports.toml                               (JSON with the same keys works too)
+    merge = ["basketball"]                      # class names two sources share on purpose
+    [[source]]
+    name = "sports100"
+    path = "../shared/data/sports100"           # relative to this file; a split tree keeps its split
+    [[source]]
+    name = "websports"
+    path = "../shared/data/websports"
+    split = "random:0.2"                        # a folder-per-class tree is split seeded + stratified
+    map = { football = "soccer" }               # this source's `football` is association football
+
+`sportsdet train A B --map websports:football=soccer --merge basketball` says the same.
+
+Each source keeps its own official split when it has one and is split seeded and stratified
+when it has none; the manifest records which source every photo came from, so evaluate can
+report accuracy per source. Two sources that share a class name are merged only when the user
+says so (`merge`): the same word can mean different sports in two datasets (sports100's
+`football` is American football), and a silent merge teaches the model nonsense.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import tomllib
+
+from sportsdet.data.discover import ScanResult, _warnings, scan_dataset
+from sportsdet.errors import SportsdetError
+
+DATASET_FILE_SUFFIXES = (".toml", ".json")
+
+
+@dataclass(frozen=True)
+class Source:
+    """One image tree of a multi-source run."""
+
+    name: str
+    path: Path
+    split: str | None = None  # this source's --split; None: the run's, else official / random:0.2
+    label_map: dict[str, str] = field(default_factory=dict)  # folder name -> class name in the run
+
+
+@dataclass
+class Sources:
+    """The sources of a run and which shared class names may merge (None: any)."""
+
+    sources: list[Source]
+    merge: frozenset[str] | None = frozenset()
+    origin: str = "the command line"
+
+    @property
+    def names(self) -> list[str]:
+        return [s.name for s in self.sources]
+
+
+@dataclass
+class SourceScan:
+    """A source's scan with its label map applied."""
+
+    source: Source
+    scan: ScanResult
+
+
+def is_dataset_file(path: str | Path) -> bool:
+    path = Path(path)
+    return path.suffix.lower() in DATASET_FILE_SUFFIXES and path.is_file()
+
+
+def read_dataset_file(path: str | Path) -> Sources:
+    """A dataset file (TOML or JSON, see the module doc) -> Sources; paths relative to the file."""
+    path = Path(path).expanduser()
+    try:
+        text = path.read_text(encoding="utf-8")
+        data = tomllib.loads(text) if path.suffix.lower() == ".toml" else json.loads(text)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SportsdetError(f"{path}: cannot read the dataset file ({exc})") from None
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
+        raise SportsdetError(f"{path}: not a valid {path.suffix[1:].upper()} dataset file ({exc})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("source"), list) or not data["source"]:
+        raise SportsdetError(
+            f'{path}: a dataset file lists its sources as [[source]] tables (TOML) or a "source" list '
+            "(JSON), each with a name and a path"
+        )
+    unknown = sorted(set(data) - {"source", "merge"})
+    if unknown:
+        raise SportsdetError(f"{path}: unknown key(s) {', '.join(unknown)}; known: source, merge")
+    sources = [_source_entry(entry, i, path) for i, entry in enumerate(data["source"])]
+    return Sources(sources, _merge_setting(data.get("merge", []), path), str(path))
+
+
+def _source_entry(entry: Any, index: int, where: Path) -> Source:
+    if not isinstance(entry, dict) or not isinstance(entry.get("path"), str):
+        raise SportsdetError(f"{where}: source #{index + 1} needs a path")
+    unknown = sorted(set(entry) - {"name", "path", "split", "map"})
+    if unknown:
+        raise SportsdetError(
+            f"{where}: source #{index + 1} has unknown key(s) {', '.join(unknown)}; "
+            "known: name, path, split, map"
+        )
+    folder = (where.parent / entry["path"]).expanduser()
+    label_map = entry.get("map", {})
+    if not isinstance(label_map, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) and v.strip() for k, v in label_map.items()
+    ):
+        raise SportsdetError(f"{where}: source #{index + 1}: map must be a table of folder name = class name")
+    split = entry.get("split")
+    if split is not None and not isinstance(split, str):
+        raise SportsdetError(f'{where}: source #{index + 1}: split must be text such as "random:0.2"')
+    name = str(entry.get("name") or folder.name)
+    return Source(name, folder, split, {k: v.strip() for k, v in label_map.items()})
+
+
+def _merge_setting(value: Any, where: Path | str) -> frozenset[str] | None:
+    if value == "all":
+        return None
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise SportsdetError(f'{where}: merge must be a list of class names (or "all")')
+    return frozenset(value)
+
+
+def sources_from_args(
+    data: Sequence[str | Path], maps: Iterable[str] = (), merge: Iterable[str] = ()
+) -> Sources:
+    """DATA arguments (folders, or one dataset file) plus --map SOURCE:OLD=NEW and --merge NAME."""
+    data = [Path(d).expanduser() for d in data]
+    files = [d for d in data if is_dataset_file(d)]
+    if files:
+        if len(data) > 1:
+            raise SportsdetError(
+                f"{files[0]}: a dataset file names all the sources itself; give it alone, not with other DATA"
+            )
+        sources = read_dataset_file(files[0])
+    else:
+        sources = Sources([Source(name, path) for name, path in zip(_unique_names(data), data, strict=True)])
+    extra_maps: dict[str, dict[str, str]] = defaultdict(dict)
+    for text in maps:
+        target, old, new = _parse_map(text, sources.names)
+        for name in [target] if target else sources.names:
+            extra_maps[name][old] = new
+    merged = list(merge)
+    merge_setting = None if sources.merge is None or "all" in merged else sources.merge | frozenset(merged)
+    return Sources(
+        [replace(s, label_map={**s.label_map, **extra_maps.get(s.name, {})}) for s in sources.sources],
+        merge_setting,
+        sources.origin,
+    )
+
+
+def _unique_names(paths: list[Path]) -> list[str]:
+    """Folder names as source names; a clash takes the parent folder too (a/data, b/data)."""
+    names = [p.resolve().name or str(p) for p in paths]
+    for i, name in enumerate(names):
+        if names.count(name) > 1:
+            names[i] = "/".join(paths[i].resolve().parts[-2:])
+    if len(set(names)) != len(names):
+        raise SportsdetError(f"the same folder is given twice among {', '.join(map(str, paths))}")
+    return names
+
+
+def _parse_map(text: str, names: list[str]) -> tuple[str | None, str, str]:
+    """'[SOURCE:]OLD=NEW' -> (source or None for every source, OLD, NEW)."""
+    head, sep, new = text.partition("=")
+    target, colon, old = head.partition(":")
+    if not colon:
+        target, old = "", head
+    if not sep or not old.strip() or not new.strip():
+        raise SportsdetError(f"--map {text!r}: write SOURCE:OLD=NEW, e.g. --map websports:football=soccer")
+    if target and target not in names:
+        raise SportsdetError(f"--map {text!r}: no source named {target!r}; sources: {', '.join(names)}")
+    return target or None, old.strip(), new.strip()
+
+
+def scan_sources(sources: Sources) -> list[SourceScan]:
+    """Scan every source, apply its label map, and refuse maps and merges that would mislead."""
+    scans = []
+    for source in sources.sources:
+        scan = scan_dataset(source.path)
+        unknown = sorted(set(source.label_map) - set(scan.classes) - set(scan.empty_classes))
+        if unknown:
+            raise SportsdetError(
+                f"{sources.origin}: the label map names class(es) {', '.join(repr(u) for u in unknown)} that "
+                f"source {source.name!r} ({scan.root}) does not have; its classes: {_short(scan.classes)}"
+            )
+        scans.append(SourceScan(source, _relabelled(scan, source.label_map)))
+    _refuse_silent_merges(scans, sources)
+    return scans
+
+
+def _relabelled(scan: ScanResult, label_map: dict[str, str]) -> ScanResult:
+    if not label_map:
+        return scan
+    records = [replace(r, label=label_map.get(r.label, r.label)) for r in scan.records]
+    relabelled = replace(
+        scan,
+        records=records,
+        classes=sorted({r.label for r in records}),
+        empty_classes=sorted({label_map.get(c, c) for c in scan.empty_classes}),
+    )
+    relabelled.warnings = _warnings(relabelled)
+    return relabelled
+
+
+def _refuse_silent_merges(scans: list[SourceScan], sources: Sources) -> None:
+    owners: dict[str, list[str]] = defaultdict(list)
+    for item in scans:
+        for label in item.scan.classes:
+            owners[label].append(item.source.name)
+    shared = {label: names for label, names in owners.items() if len(names) > 1}
+    unconfirmed = sorted(
+        label for label in shared if sources.merge is not None and label not in sources.merge
+    )
+    if unconfirmed:
+        example = unconfirmed[0]
+        listed = "; ".join(f"{label!r} ({', '.join(shared[label])})" for label in unconfirmed[:8])
+        raise SportsdetError(
+            f"{len(unconfirmed)} class name(s) appear in more than one source and would be merged: {listed}. "
+            f"The same word can mean different sports in two datasets. If they are the same sport, say so "
+            f"(--merge {example!r}, or merge = [...] in the dataset file; --merge all for every shared "
+            "name); "
+            f"if not, rename one (--map {shared[example][-1]}:{example}=NEW_NAME)"
+        )
+
+
+def _short(names: list[str], limit: int = 12) -> str:
+    return ", ".join(names[:limit]) + (f" ... ({len(names)} in all)" if len(names) > limit else "")
+
+
+def common_root(paths: Iterable[Path]) -> Path:
+    """The deepest folder holding every source (manifest paths are relative to it)."""
+    return Path(os.path.commonpath([str(Path(p).resolve()) for p in paths]))
+
+
+def make_multi_split(
+    scans: list[SourceScan],
+    strategy: str | None,
+    seed: int,
+    classes: str | Iterable[str] | None = None,
+) -> Any:
+    """One SplitManifest over every source: each split its own way, every entry tagged with its source.
+
+    `strategy` applies to sources that name no split of their own (default: official for a split
+    tree, random:0.2 for a folder per class). Paths are relative to the folder holding every source.
+    """
+    from sportsdet.data.splits import SPLITS, SplitManifest, make_split
+
+    root = common_root(item.scan.root for item in scans)
+    union = sorted({label for item in scans for label in item.scan.classes})
+    wanted = _wanted_classes(classes, union)
+    rows: dict[str, list[tuple[str, str, str]]] = {split: [] for split in SPLITS}
+    table: dict[str, dict[str, Any]] = {}
+    notes: list[str] = []
+    for item in scans:
+        name, scan = item.source.name, item.scan
+        text = item.source.split or strategy or ("official" if scan.layout == "split" else "random:0.2")
+        here = [label for label in scan.classes if label in wanted]
+        if not here:
+            notes.append(f"{name}: none of the chosen classes; left out")
+            continue
+        part = make_split(scan, text, seed, here)
+        prefix = Path(os.path.relpath(scan.root, root))
+        for split in SPLITS:
+            rows[split].extend(((prefix / rel).as_posix(), label, name) for rel, label in part.splits[split])
+        notes.extend(f"{name}: {note}" for note in part.notes)
+        table[name] = {
+            "root": str(scan.root),
+            "strategy": part.strategy,
+            "map": dict(item.source.label_map),
+            "classes": here,
+        }
+    splits = {split: [(rel, label) for rel, label, _ in sorted(rows[split])] for split in SPLITS}
+    origins = {split: [src for _, _, src in sorted(rows[split])] for split in SPLITS}
+    if not splits["train"]:
+        raise SportsdetError(f"{root}: the sources leave no training images")
+    described = "; ".join(f"{name}: {info['strategy']}" for name, info in table.items())
+    return SplitManifest(root, described, int(seed), sorted(wanted), splits, notes, table, origins)
+
+
+def _wanted_classes(classes: str | Iterable[str] | None, union: list[str]) -> set[str]:
+    if classes is None:
+        return set(union)
+    names = [c.strip() for c in (classes.split(",") if isinstance(classes, str) else classes)]
+    names = [c for c in names if c]
+    unknown = [c for c in names if c not in union]
+    if unknown:
+        raise SportsdetError(
+            f"--classes: {', '.join(repr(u) for u in unknown)} is in none of the sources; their classes: "
+            f"{_short(union)}"
+        )
+    return set(names)
+
+
+def sources_summary(scans: list[SourceScan], manifest: Any) -> dict[str, Any]:
+    """data_summary.json for a multi-source run: the union, and each source's own scan."""
+    counts = manifest.counts
+    ignored: dict[str, int] = defaultdict(int)
+    for item in scans:
+        for reason, n in item.scan.ignored.items():
+            ignored[reason] += n
+    return {
+        "root": str(manifest.root),
+        "layout": "sources",
+        "num_classes": len(manifest.classes),
+        "classes": list(manifest.classes),
+        "empty_classes": sorted(
+            {c for item in scans for c in item.scan.empty_classes} - set(manifest.classes)
+        ),
+        "total": sum(sum(per.values()) for per in counts.values()),
+        "splits": {split: {"total": sum(per.values()), "per_class": per} for split, per in counts.items()},
+        "ignored": dict(sorted(ignored.items())),
+        "warnings": [f"{item.source.name}: {w}" for item in scans for w in item.scan.warnings],
+        "sources": {item.source.name: item.scan.to_dict() for item in scans},
+    }
+
+
+def preview_rows(
+    scans: list[SourceScan], per_class: int = 4, seed: int = 0
+) -> list[tuple[str, dict[str, list[Path]]]]:
+    """A seeded sample of each class's photos in each source (for plots.contact_sheet_png)."""
+    import random
+
+    rows: dict[str, dict[str, list[Path]]] = defaultdict(dict)
+    for item in scans:
+        by_class: dict[str, list[Path]] = defaultdict(list)
+        for record in item.scan.records:
+            by_class[record.label].append(record.path)
+        for label, paths in by_class.items():
+            picked = random.Random(f"{seed}:{item.source.name}:{label}").sample(
+                paths, min(per_class, len(paths))
+            )
+            rows[label][item.source.name] = sorted(picked)
+    return sorted(rows.items())

@@ -1,0 +1,165 @@
+"""Training on several sources at once: label maps, per-source splits, merges said out loud."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import make_image_tree
+
+from sportsdet.data.sources import read_dataset_file, scan_sources, sources_from_args
+from sportsdet.data.splits import SplitManifest
+from sportsdet.errors import SportsdetError
+from sportsdet.train import train
+
+TINY = {"input_size": 32, "batch_size": 8, "epochs": 1}
+
+
+@pytest.fixture
+def two_sources(tmp_path: Path) -> tuple[Path, Path]:
+    # A split tree (keeps its own split) and a folder per class (split seeded and stratified).
+    official = make_image_tree(
+        tmp_path / "first", ["air hockey", "polo"], splits={"train": 6, "valid": 2, "test": 2}
+    )
+    flat = make_image_tree(tmp_path / "second", ["football", "rowing"], per_class=10)
+    return official, flat
+
+
+def test_two_sources_train_into_one_model_with_a_label_map(two_sources, tmp_path: Path) -> None:
+    official, flat = two_sources
+    run = tmp_path / "run"
+    result = train([official, flat], out=run, model="seed-cnn", options=TINY, maps=["second:football=soccer"])
+    manifest = SplitManifest.load(run / "split.json")
+    assert manifest.classes == ["air hockey", "polo", "rowing", "soccer"]  # football renamed
+    assert set(manifest.sources) == {"first", "second"}
+    assert manifest.sources["first"]["strategy"] == "official"
+    assert manifest.sources["second"]["strategy"] == "random:0.2"
+    assert manifest.sources["second"]["map"] == {"football": "soccer"}
+    # Every entry knows its source; the official source kept its own split exactly.
+    for split, count in (("train", 12), ("valid", 4), ("test", 4)):
+        firsts = [
+            rel
+            for (rel, _), src in zip(manifest.splits[split], manifest.sources_of(split), strict=True)
+            if src == "first"
+        ]
+        assert len(firsts) == count and all(rel.startswith(f"first/{split}/") for rel in firsts)
+    seconds = [
+        label
+        for (_, label), src in zip(manifest.splits["test"], manifest.sources_of("test"), strict=True)
+        if src == "second"
+    ]
+    assert sorted(set(seconds)) == ["rowing", "soccer"]  # stratified: both classes in test
+    for path, _ in manifest.items("train"):
+        assert path.is_file()
+
+    metrics = json.loads((run / "eval" / "metrics.json").read_text())
+    assert set(metrics["per_source"]) == {"first", "second"}
+    assert metrics["per_source"]["first"]["n"] == 4 and metrics["per_source"]["second"]["n"] == 4
+    assert sum(row["n"] for row in metrics["per_source"].values()) == metrics["n"]
+    assert result.evaluation.metrics["per_source"] == metrics["per_source"]
+    assert "second: random:0.2" in json.loads((run / "config.json").read_text())["split"]
+
+
+def test_a_dataset_file_says_the_same_as_the_command_line(two_sources, tmp_path: Path) -> None:
+    official, flat = two_sources
+    spec = tmp_path / "sports.toml"
+    spec.write_text(
+        f'[[source]]\nname = "one"\npath = "{official.name}"\n'
+        f'[[source]]\nname = "two"\npath = "{flat.name}"\nsplit = "random:0.3"\n'
+        'map = { football = "soccer" }\n'
+    )
+    sources = read_dataset_file(spec)
+    assert [s.name for s in sources.sources] == ["one", "two"]
+    assert sources.sources[1].path == flat and sources.sources[1].label_map == {"football": "soccer"}
+    scans = scan_sources(sources)
+    assert scans[1].scan.classes == ["rowing", "soccer"]
+    as_json = tmp_path / "sports.json"
+    as_json.write_text(
+        json.dumps({"source": [{"path": official.name}, {"path": flat.name, "map": {"football": "soccer"}}]})
+    )
+    assert [s.name for s in sources_from_args([as_json]).sources] == ["first", "second"]
+
+
+@pytest.mark.parametrize(
+    ("maps", "merge", "message"),
+    [
+        (["second:footbal=soccer"], [], r"names class\(es\) 'footbal' that source 'second'"),
+        (["nowhere:football=soccer"], [], r"no source named 'nowhere'"),
+        (
+            ["second:football=polo"],
+            [],
+            r"'polo' \(first, second\).*--merge 'polo'.*--map second:polo=NEW_NAME",
+        ),
+        (["football"], [], r"write SOURCE:OLD=NEW"),
+    ],
+)
+def test_bad_label_maps_and_silent_merges_are_one_clear_error(two_sources, maps, merge, message) -> None:
+    with pytest.raises(SportsdetError, match=message):
+        scan_sources(sources_from_args(list(two_sources), maps, merge))
+
+
+def test_a_merge_said_out_loud_is_allowed(two_sources) -> None:
+    sources = sources_from_args(list(two_sources), ["second:football=polo"], ["polo"])
+    scans = scan_sources(sources)
+    assert scans[1].scan.classes == ["polo", "rowing"]
+    assert scan_sources(sources_from_args(list(two_sources), ["second:football=polo"], ["all"]))
+
+
+def test_cli_trains_on_two_folders_and_evaluates_without_data(
+    two_sources, tmp_path, monkeypatch, capsys
+) -> None:
+    from sportsdet.cli import main
+
+    official, flat = two_sources
+    run = tmp_path / "cli-run"
+
+    def run_cli(*args: str) -> int:
+        monkeypatch.setattr(sys, "argv", ["sportsdet", *args])
+        with pytest.raises(SystemExit) as exited:
+            main()
+        return exited.value.code
+
+    args = ["train", str(official), str(flat), "--out", str(run), "--model", "seed-cnn", "--epochs", "1",
+            "--set", "input_size=32", "--map", "second:football=polo", "--no-eval"]  # fmt: skip
+    assert run_cli(*args) == 2
+    assert "would be merged" in capsys.readouterr().err and not run.exists()
+    assert run_cli(*args, "--merge", "polo") == 0
+    capsys.readouterr()
+    assert run_cli("evaluate", str(run)) == 0  # no DATA: the run's own test split, every source
+    out = capsys.readouterr().out
+    assert "per source" in out and "first" in out and "second" in out
+
+
+def test_scan_and_check_take_the_same_sources_and_draw_a_preview(two_sources, tmp_path, monkeypatch, capsys):
+    from PIL import Image
+
+    from sportsdet.cli import main
+
+    def run_cli(*args: str) -> int:
+        monkeypatch.setattr(sys, "argv", ["sportsdet", *args])
+        with pytest.raises(SystemExit) as exited:
+            main()
+        return exited.value.code
+
+    official, flat = two_sources
+    sheet = tmp_path / "preview.png"
+    assert run_cli("data", "scan", str(official), str(flat), "--preview", str(sheet)) == 0
+    out = capsys.readouterr().out
+    assert "source first" in out and "source second" in out and "all sources: 4 classes" in out
+    width, height = Image.open(sheet).size
+    assert height > 4 * 72 and width > 2 * 4 * 72  # a row per class, a block of photos per source
+    report = tmp_path / "check.json"
+    assert run_cli("data", "check", str(official), str(flat), "--report", str(report)) == 0
+    assert set(json.loads(report.read_text())["sources"]) == {"first", "second"}
+    assert run_cli("data", "scan", str(official), "--map", "first:nope=x") == 2
+    assert "'nope'" in capsys.readouterr().err
+
+
+def test_the_report_shows_per_source_accuracy_and_the_sample_sheet(two_sources, tmp_path: Path) -> None:
+    official, flat = two_sources
+    result = train([official, flat], out=tmp_path / "run", model="seed-cnn", options=TINY)
+    page = result.report.read_text()
+    assert 'id="per-source-table"' in page and ">first<" in page and ">second<" in page
+    assert 'alt="sample training photos per class and source"' in page
