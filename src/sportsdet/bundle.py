@@ -345,5 +345,5 @@ def set_bundle_abstain(path: str | Path, abstain: Abstain | None) -> Path:
 
 def builtin_bundle_path() -> Path | None:
     """The sports model shipped inside the package, or None while there is none."""
-    candidate = Path(__file__).parent / "assets" / "sports100"
+    candidate = Path(__file__).parent / "assets" / "builtin"
     return candidate if (candidate / MANIFEST_NAME).is_file() else None
