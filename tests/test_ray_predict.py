@@ -79,6 +79,14 @@ def photos(tmp_path_factory: pytest.TempPathFactory, http_server) -> dict:
     return {"root": root, "listing": listing, "listed": listed, "bad": 3 + 2}
 
 
+def _same_score(got: float | None, want: float | None, name: str) -> None:
+    """Equal to float tolerance; both None for a failed or uncertain ("I don't know") input."""
+    if want is None:
+        assert got is None, name
+    else:
+        assert got == pytest.approx(want, abs=1e-5), name
+
+
 def _rows(out: Path) -> dict[str, dict]:
     rows = pq.read_table(out).to_pylist()
     by_input = {row["input"]: row for row in rows}
@@ -112,15 +120,17 @@ def test_matches_plain_predict_then_resumes(
         assert got["warning"] == want.warning, name
         if want.ok:
             assert got["label"] == want.label, name
-            assert got["score"] == pytest.approx(want.score, abs=1e-5), name
+            _same_score(got["score"], want.score, name)
+            assert got["abstain"] == want.uncertain, name  # the built-in model's own abstain rule
             assert [t["label"] for t in got["top_k"]] == [label for label, _ in want.top_k]
             np.testing.assert_allclose(
                 [t["score"] for t in got["top_k"]], [s for _, s in want.top_k], atol=1e-5
             )
         else:
             assert got["label"] is None and got["score"] is None and got["top_k"] == []
-        assert got["abstain"] is None  # the built-in model has no abstain rule
+            assert got["abstain"] is None
     assert rows["photos/bad/tiny.png"]["warning"]  # labelled, with predict's warning
+    assert any(r.uncertain for r in expected.values())  # the abstain column is really exercised
     assert len(summary.parts) > 1  # parts of 64 rows
 
     # A second run into the same folder skips every input and writes nothing.
@@ -140,8 +150,7 @@ def test_matches_plain_predict_then_resumes(
     final = _rows(out)
     assert set(final) == set(expected)
     for name in lost_inputs:
-        if expected[name].ok:
-            assert final[name]["score"] == pytest.approx(expected[name].score, abs=1e-5)
+        _same_score(final[name]["score"], expected[name].score, name)
 
 
 def test_cli_engine_ray(photos: dict, tmp_path: Path) -> None:
@@ -150,12 +159,14 @@ def test_cli_engine_ray(photos: dict, tmp_path: Path) -> None:
     out = tmp_path / "cli-out"
     folder = str(photos["root"] / "photos" / "set2")
     args = ["predict", "--engine", "ray", folder, "--output", str(out), "--workers", "1", "--top-k", "2"]
+    args.append("--no-abstain")  # every photo gets a label, and `abstain` says no rule was in force
     first = runner.invoke(app, args, env={"COLUMNS": "200"})
     assert first.exit_code == 0, first.output
     count = PHOTOS // 4
     assert f"wrote {count} result(s)" in first.output
     rows = _rows(out)
     assert len(rows) == count and all(len(r["top_k"]) == 2 and r["error"] is None for r in rows.values())
+    assert all(r["label"] is not None and r["abstain"] is None for r in rows.values())
     second = runner.invoke(app, args, env={"COLUMNS": "200"})
     assert second.exit_code == 0, second.output
     assert f"skipped {count} input(s)" in second.output and "wrote 0 result(s)" in second.output
@@ -230,4 +241,4 @@ def test_object_storage_uris(photos: dict, tmp_path: Path, request: pytest.Fixtu
     for name, want in expected.items():
         got = rows[f"file://{name}"]
         assert got["error"] is None and got["label"] == want.label, name
-        assert got["score"] == pytest.approx(want.score, abs=1e-5)
+        _same_score(got["score"], want.score, name)

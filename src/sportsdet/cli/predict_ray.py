@@ -25,6 +25,8 @@ def predict_on_ray(
     batch_size: int | None,
     address: str | None,
     timeout: float,
+    abstain: bool = True,
+    min_score: float | None = None,
 ) -> None:
     """Run the Ray job with a live count, then say what was written, failed and skipped."""
     from rich.markup import escape
@@ -70,6 +72,8 @@ def predict_on_ray(
                 batch_size=batch_size,
                 address=address,
                 url_timeout=timeout,
+                abstain=abstain,
+                min_score=min_score,
                 on_start=on_start,
                 on_progress=on_progress,
             )

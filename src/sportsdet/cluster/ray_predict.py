@@ -71,7 +71,10 @@ def import_ray() -> Any:
 
 
 def result_schema() -> Any:
-    """The Parquet schema of DIR's parts (`abstain` is null for models without an abstain rule)."""
+    """The Parquet schema of DIR's parts.
+
+    `abstain`: the model's abstain rule said "I don't know" (`predict`'s "uncertain": label and
+    score null, the best guess first in top_k); null when no rule is in force."""
     import pyarrow as pa
 
     top = pa.struct([("label", pa.string()), ("score", pa.float64())])
@@ -88,8 +91,8 @@ def result_schema() -> Any:
     )
 
 
-def results_table(results: Iterable[PredictionResult]) -> Any:
-    """PredictionResults -> a pyarrow Table in `result_schema()`."""
+def results_table(results: Iterable[PredictionResult], *, abstains: bool = False) -> Any:
+    """PredictionResults -> a pyarrow Table in `result_schema()`; `abstains`: a rule is in force."""
     import pyarrow as pa
 
     rows = []
@@ -101,7 +104,7 @@ def results_table(results: Iterable[PredictionResult]) -> Any:
                 "label": record["label"],
                 "score": record["score"],
                 "top_k": record["top_k"],
-                "abstain": record.get("abstain"),  # present once a model can abstain
+                "abstain": bool(record.get("uncertain")) if abstains and not record["error"] else None,
                 "error": record["error"],
                 "warning": record.get("warning"),
             }
@@ -442,9 +445,26 @@ def _download_all(
 class Classifier:
     """Ray actor: loads the model once (a `Predictor`) and labels decoded batches."""
 
-    def __init__(self, model: str, backend: str, int8: bool, threads: int, top_k: int, batch_size: int):
+    def __init__(
+        self,
+        model: str,
+        backend: str,
+        int8: bool,
+        threads: int,
+        top_k: int,
+        batch_size: int,
+        abstain: bool = True,
+        min_score: float | None = None,
+    ):
         self.predictor = Predictor(
-            model, backend=backend, int8=int8, threads=threads, top_k=top_k, batch_size=batch_size
+            model,
+            backend=backend,
+            int8=int8,
+            threads=threads,
+            top_k=top_k,
+            batch_size=batch_size,
+            abstain=abstain,
+            min_score=min_score,
         )
 
     def __call__(self, batch: dict[str, np.ndarray]) -> Any:
@@ -469,7 +489,7 @@ class Classifier:
             else:
                 result = PredictionResult(input=str(names[i]), error=str(errors[i]))
             results.append(result)
-        return results_table(results)
+        return results_table(results, abstains=predictor.abstain is not None)
 
 
 # ----------------------------------------------------------------------------- the job
@@ -611,6 +631,8 @@ def run_ray_predict(
     url_timeout: float = 10.0,
     part_rows: int = PART_ROWS,
     block_rows: int = DECODE_BATCH,
+    abstain: bool = True,
+    min_score: float | None = None,
     on_start: Callable[[int], None] | None = None,
     on_progress: Callable[[RunSummary], None] | None = None,
 ) -> RunSummary:
@@ -621,7 +643,8 @@ def run_ray_predict(
     is read; `on_progress(summary)` after every batch that arrives. `part_rows`: rows per Parquet
     part (at most what a crash of this process can lose). `block_rows`: photos per Ray task and
     per actor call; raise it on big clusters, where the driver's per-task cost adds up
-    (docs/SCALING.md).
+    (docs/SCALING.md). `abstain` / `min_score`: as for `Predictor` (the model's own rule, a
+    threshold of your own, or none).
     """
     ray = import_ray()
     if threads < 1:
@@ -638,7 +661,16 @@ def run_ray_predict(
         stale.unlink()  # a part a crash left half-written; its rows were never counted as done
 
     # Load the model here first: a wrong --model fails now, with one clear line, not in an actor.
-    local = Predictor(model, backend=backend, int8=int8, threads=1, top_k=top_k, batch_size=batch_size)
+    local = Predictor(
+        model,
+        backend=backend,
+        int8=int8,
+        threads=1,
+        top_k=top_k,
+        batch_size=batch_size,
+        abstain=abstain,
+        min_score=min_score,
+    )
     specs = split_inputs(inputs)
     done = read_done_inputs(out)
     summary = RunSummary(already_done=len(done))
@@ -677,6 +709,8 @@ def run_ray_predict(
                 "threads": threads,
                 "top_k": top_k,
                 "batch_size": local.batch_size,
+                "abstain": abstain,
+                "min_score": min_score,
             },
             workers=workers,
             threads=threads,
