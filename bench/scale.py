@@ -85,12 +85,18 @@ def compare(out: Path, expected: dict[str, Any]) -> dict[str, Any]:
 
     rows = {r["input"]: r for r in pq.read_table(out).to_pylist()}
     same_label = sum(rows[k]["label"] == v.label for k, v in expected.items() if k in rows)
-    diffs = [abs(rows[k]["score"] - v.score) for k, v in expected.items() if k in rows and v.ok]
+    # Scores of labelled photos (an uncertain or failed one has none, in both engines).
+    diffs = [
+        abs(rows[k]["score"] - v.score) for k, v in expected.items() if k in rows and v.score is not None
+    ]
+    same_abstain = sum(rows[k]["abstain"] == v.uncertain for k, v in expected.items() if k in rows and v.ok)
     return {
         "rows": len(rows),
         "expected": len(expected),
         "same_label": same_label,
         "max_score_diff": max(diffs) if diffs else None,
+        "same_abstain": same_abstain,
+        "uncertain": sum(v.uncertain for v in expected.values()),
     }
 
 
@@ -193,6 +199,13 @@ def unit_costs(model: Path, photos: list[str], data: Path, work: Path) -> dict[s
 # --- report ----------------------------------------------------------------------------------
 
 
+def _uncertain_note(same: dict[str, Any]) -> str:
+    """How many photos predict called uncertain, and whether Ray's abstain flag agreed on each."""
+    if "uncertain" not in same:
+        return ""
+    return f" ({same['uncertain']} uncertain; abstain flag same {same['same_abstain']})"
+
+
 def _shape(run: dict[str, Any]) -> str:
     return f"{run['workers']} x {run['threads']}" if run["engine"] == "ray" else "-"
 
@@ -221,7 +234,8 @@ def render(payload: dict[str, Any]) -> str:
             f"| {r['round']} | {r['engine']} | {_shape(r)} | {r['seconds']:.1f} | "
             f"{r['images_per_s']:.1f} | {r['images_per_s'] / ref:.2f} | "
             + (
-                f"{same['same_label']}/{same['expected']} | {same['max_score_diff']:.1e} |"
+                f"{same['same_label']}/{same['expected']}{_uncertain_note(same)} | "
+                f"{same['max_score_diff']:.1e} |"
                 if same
                 else "- | - |"
             )
