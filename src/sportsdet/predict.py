@@ -31,7 +31,7 @@ from PIL import Image
 
 from sportsdet.bundle import MANIFEST_NAME, Bundle, load_bundle
 from sportsdet.errors import SportsdetError
-from sportsdet.fetch import DEFAULT_MAX_BYTES, fetch_url, is_url
+from sportsdet.fetch import ALLOW_ALL, DEFAULT_MAX_BYTES, AddressPolicy, fetch_url, is_url, redact_url
 from sportsdet.imageio import is_image_name
 from sportsdet.preprocess import load_and_preprocess, preprocess
 from sportsdet.runtime import TorchBackend, load_backend, preferred_batch_size, stream_predictions
@@ -151,7 +151,7 @@ def expand_inputs(sources: Iterable[Source]) -> Iterator[InputItem]:
             continue
         text = str(source)
         if isinstance(source, str) and is_url(text):
-            yield InputItem(text, text)
+            yield InputItem(redact_url(text), text)  # a password in a URL is never shown
             continue
         path = Path(text).expanduser()
         if "://" in text and not path.exists():
@@ -221,6 +221,7 @@ class Predictor:
         workers: int | None = None,
         url_timeout: float = 10.0,
         url_max_bytes: int = DEFAULT_MAX_BYTES,
+        url_policy: AddressPolicy = ALLOW_ALL,
     ) -> None:
         if batch_size is not None and batch_size < 1:
             raise SportsdetError(f"batch size must be at least 1, got {batch_size}")
@@ -252,6 +253,7 @@ class Predictor:
         self.top_k = min(top_k, len(self.labels))
         self.url_timeout = url_timeout
         self.url_max_bytes = url_max_bytes
+        self.url_policy = url_policy  # predict runs on the user's own machine: local addresses are fine
 
     def predict_batch(self, batch: np.ndarray) -> np.ndarray:
         """Preprocessed float32 [N, 3, H, W] -> probabilities [N, C], shape-checked."""
@@ -276,7 +278,9 @@ class Predictor:
         Raises SportsdetError on bad input."""
         source = item.source
         if isinstance(source, str) and is_url(source):
-            source = fetch_url(source, timeout=self.url_timeout, max_bytes=self.url_max_bytes)
+            source = fetch_url(
+                source, timeout=self.url_timeout, max_bytes=self.url_max_bytes, policy=self.url_policy
+            )
         if source is None:
             raise SportsdetError(item.error or "no data")
         return load_and_preprocess(source, self.preprocessing, name=item.name, out=out)
