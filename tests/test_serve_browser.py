@@ -79,7 +79,7 @@ def test_dropped_photo_is_labelled(browser, server: str, tmp_path: Path) -> None
 
     page.route("**/*", guard)
     page.goto(server + "/", wait_until="load")
-    page.wait_for_function("document.getElementById('model-line').textContent.includes('3 sports')")
+    page.locator("#model-line", has_text="3 sports").wait_for(timeout=10_000)
 
     photo = base64.b64encode(image_bytes((30, 200, 40), "JPEG", size=64)).decode()
     page.evaluate(
