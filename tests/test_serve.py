@@ -518,3 +518,57 @@ def test_service_imports_no_torch() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def test_sigterm_finishes_requests_in_flight(colour_model: Path, http_server: LocalServer) -> None:
+    """The real command: prints its URL, and on SIGTERM answers the request in flight, then exits."""
+    import json
+    import os
+    import signal
+    import urllib.request
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
+    env.pop("SPORTSDET_API_KEY", None)
+    command = [sys.executable, "-m", "sportsdet", "serve", "--model", str(colour_model), "--port", str(port)]
+    process = subprocess.Popen(
+        [*command, "--allow-urls", "--allow-private-urls"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):
+            try:
+                with urllib.request.urlopen(base + "/readyz", timeout=1):
+                    break
+            except OSError:
+                time.sleep(0.05)
+        answers: list = []
+
+        def slow_request() -> None:  # /slow.jpg takes 1.5 s to answer
+            body = json.dumps({"urls": [http_server.url("/slow.jpg")]}).encode()
+            request = urllib.request.Request(
+                base + "/v1/predict", body, headers={"Content-Type": "application/json"}
+            )
+            with urllib.request.urlopen(request, timeout=10) as response:
+                answers.append((response.status, json.loads(response.read())))
+
+        thread = threading.Thread(target=slow_request)
+        thread.start()
+        time.sleep(0.5)
+        process.send_signal(signal.SIGTERM)
+        thread.join(10)
+        # uvicorn re-raises the signal once it has shut down, so the exit status says SIGTERM.
+        assert process.wait(10) in (0, -signal.SIGTERM)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    status, body = answers[0]
+    assert status == 200 and body["results"][0]["label"] == "green"
+    output = process.stdout.read()
+    assert f"http://127.0.0.1:{port}/" in output

@@ -117,4 +117,3 @@ def serve_command(
         )
     )
     server.run()  # SIGTERM / Ctrl-C: stop accepting, finish requests in flight, then stop
-    err_console.print("sportsdet serve: stopped", highlight=False)
