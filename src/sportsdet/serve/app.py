@@ -256,10 +256,11 @@ class Service:
         self.predictor = predictor
         self.load_error: str | None = None
         self.batcher: MicroBatcher | None = None
-        workers = max(2, cpu_count())
-        self.decode_pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sportsdet-decode")
         # Downloads mostly wait on the network: more threads than cores, each bounded in time.
-        self.fetch_pool = ThreadPoolExecutor(max_workers=4 * workers, thread_name_prefix="sportsdet-fetch")
+        # (Decoding runs on the batcher's lanes, with the model.)
+        self.fetch_pool = ThreadPoolExecutor(
+            max_workers=4 * max(2, cpu_count()), thread_name_prefix="sportsdet-fetch"
+        )
         self._loaded = threading.Event()
         if predictor is not None:
             self._loaded.set()
@@ -283,18 +284,15 @@ class Service:
 
     def start_batcher(self) -> None:
         assert self.predictor is not None
-        predictor = self.predictor
-        lanes, run = model_lanes(predictor.backend)
-
-        def predict(batch: np.ndarray) -> np.ndarray:
-            return predictor.check_probs(run(batch), len(batch))
+        lanes, run = model_lanes(self.predictor.backend)
+        self._run_model = run
 
         def on_batch(size: int, seconds: float) -> None:
             self.metrics.batch.observe(size)
             self.metrics.model_seconds.observe(seconds)
 
         self.batcher = MicroBatcher(
-            predict,
+            self.process,
             lanes=lanes,
             max_batch=self.config.max_batch,
             max_wait=self.config.max_wait_ms / 1000,
@@ -305,10 +303,32 @@ class Service:
         self.metrics.queue.set_function(lambda: self.batcher.queued if self.batcher else 0)
         self.metrics.in_flight.set_function(lambda: self.batcher.in_flight if self.batcher else 0)
 
+    def process(self, items: list[tuple[str, bytes]]) -> list[np.ndarray | ImageProblem]:
+        """On a lane's thread: decode a batch into one array, run the model on the good rows.
+
+        One probabilities row per item, or the ImageProblem of an item that is not a usable image."""
+        assert self.predictor is not None
+        size = self.predictor.preprocessing.input_size
+        batch = np.empty((len(items), 3, size, size), dtype=np.float32)
+        answers: list[np.ndarray | ImageProblem] = []
+        good: list[int] = []
+        for name, data in items:
+            try:
+                self.decode(name, data, out=batch[len(good)])
+            except ImageProblem as problem:
+                answers.append(problem)
+                continue
+            answers.append(batch[len(good)])  # placeholder, replaced by its probabilities below
+            good.append(len(answers) - 1)
+        if good:
+            probs = self.predictor.check_probs(self._run_model(batch[: len(good)]), len(good))
+            for row, index in enumerate(good):
+                answers[index] = probs[row]
+        return answers
+
     async def stop(self) -> None:
         if self.batcher is not None:
             await self.batcher.stop()
-        self.decode_pool.shutdown(wait=False, cancel_futures=True)
         self.fetch_pool.shutdown(wait=False, cancel_futures=True)
 
     # --- model facts
@@ -361,8 +381,8 @@ class Service:
 
     # --- one image
 
-    def decode(self, name: str, data: bytes) -> np.ndarray:
-        """Bytes -> the model's input array; ImageProblem for anything that is not a usable image."""
+    def decode(self, name: str, data: bytes, out: np.ndarray | None = None) -> np.ndarray:
+        """Bytes -> the model's input array (into `out`); ImageProblem for anything that is not usable."""
         assert self.predictor is not None
         try:
             with Image.open(io.BytesIO(data)) as header:  # reads the header only: cheap
@@ -375,7 +395,7 @@ class Service:
                 f"image is {width}x{height} pixels, above this server's limit of {self.config.max_pixels:,}",
             )
         try:
-            return self.predictor.load(InputItem(name, data))
+            return self.predictor.load(InputItem(name, data), out=out)
         except ImageLoadError as exc:
             code = "too_many_pixels" if exc.kind == "too-large" else "bad_image"
             raise ImageProblem(code, exc.detail) from None
@@ -405,12 +425,11 @@ class Service:
         try:
             if isinstance(source, str):
                 source = await loop.run_in_executor(self.fetch_pool, self.fetch, source)
-            array = await loop.run_in_executor(self.decode_pool, self.decode, name, source)
+            probs = await self.batcher.submit((name, source))
         except ImageProblem as problem:
             self.metrics.errors.labels(problem.code).inc()
             self.metrics.images.labels("error").inc()
             return {"input": name, "top_k": [], "error": {"code": problem.code, "message": problem.message}}
-        probs = await self.batcher.submit(array)
         labels = self.predictor.labels
         order = np.argsort(-probs, kind="stable")[:top_k]
         score = float(probs[order[0]])

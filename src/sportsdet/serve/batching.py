@@ -1,9 +1,12 @@
 """Micro-batching: images from concurrent requests share one model call.
 
-A request puts its preprocessed images on one asyncio queue and awaits their probabilities.
+A request puts its images (still encoded) on one asyncio queue and awaits their answers.
 `lanes` consumer tasks (one per model run that may go at once: onnxruntime's single-threaded
 runs, see `runtime.model_lanes`) each take the first waiting image, gather more for at most
-`max_wait` seconds or until `max_batch`, and run the model on a thread, off the event loop.
+`max_wait` seconds or until `max_batch`, and hand the batch to `process` on the lane's own
+thread, off the event loop: it decodes the images and runs the model on them, as each worker of
+`sportsdet predict` does (one busy thread per core: while one lane decodes, the other runs the
+model). `process` returns one answer per item, or an exception for an item that failed.
 A lone request on an idle server waits for nobody: the wait only starts once a lane is free,
 and while every lane is busy the queue fills by itself and the next batch is bigger.
 
@@ -19,8 +22,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-
-import numpy as np
+from typing import Any
 
 
 class Overloaded(Exception):
@@ -29,16 +31,16 @@ class Overloaded(Exception):
 
 @dataclass
 class _Job:
-    array: np.ndarray
+    item: Any
     future: asyncio.Future
 
 
 class MicroBatcher:
-    """Run `predict(batch[N,3,H,W]) -> probs[N,C]` over images that arrive one request at a time."""
+    """Run `process(items) -> [answer or exception per item]` over items arriving one request at a time."""
 
     def __init__(
         self,
-        predict: Callable[[np.ndarray], np.ndarray],
+        process: Callable[[list[Any]], list[Any]],
         *,
         lanes: int = 1,
         max_batch: int = 8,
@@ -46,12 +48,12 @@ class MicroBatcher:
         max_in_flight: int = 64,
         on_batch: Callable[[int, float], None] | None = None,
     ) -> None:
-        self.predict = predict
+        self.process = process
         self.lanes = max(1, lanes)
         self.max_batch = max(1, max_batch)
         self.max_wait = max(0.0, max_wait)
         self.max_in_flight = max(1, max_in_flight)
-        self.on_batch = on_batch  # (batch size, model seconds), for metrics
+        self.on_batch = on_batch  # (batch size, seconds), for metrics
         self.in_flight = 0
         self._queue: asyncio.Queue[_Job] | None = None
         self._tasks: list[asyncio.Task] = []
@@ -86,12 +88,12 @@ class MicroBatcher:
     def release(self, count: int) -> None:
         self.in_flight = max(0, self.in_flight - count)
 
-    async def submit(self, array: np.ndarray) -> np.ndarray:
-        """Probabilities [C] for one preprocessed image [3,H,W]."""
+    async def submit(self, item: Any) -> Any:
+        """The answer `process` gives for `item` (its exception is raised here)."""
         if self._queue is None:
             raise RuntimeError("MicroBatcher.start() was not called")
         future = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_Job(array, future))
+        self._queue.put_nowait(_Job(item, future))
         return await future
 
     async def _lane(self) -> None:
@@ -114,17 +116,17 @@ class MicroBatcher:
             jobs = [job for job in jobs if not job.future.done()]  # a request that timed out meanwhile
             if not jobs:
                 continue
-            batch = np.stack([job.array for job in jobs])
             start = time.perf_counter()
             try:
-                probs = await loop.run_in_executor(self._pool, self.predict, batch)
+                answers = await loop.run_in_executor(self._pool, self.process, [job.item for job in jobs])
             except Exception as exc:  # noqa: BLE001  every waiting request gets the failure
-                for job in jobs:
-                    if not job.future.done():
-                        job.future.set_exception(exc)
-                continue
+                answers = [exc] * len(jobs)
             if self.on_batch is not None:
                 self.on_batch(len(jobs), time.perf_counter() - start)
-            for job, row in zip(jobs, probs, strict=True):
-                if not job.future.done():
-                    job.future.set_result(row)
+            for job, answer in zip(jobs, answers, strict=True):
+                if job.future.done():
+                    continue
+                if isinstance(answer, BaseException):
+                    job.future.set_exception(answer)
+                else:
+                    job.future.set_result(answer)
