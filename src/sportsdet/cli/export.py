@@ -77,8 +77,10 @@ def export_command(
     )
     if report.int8 is not None:
         q = report.int8
-        console.print(f"wrote {q.path} (INT8 {q.quant_format}, {q.calibration_images} calibration images)",
-                      highlight=False)
+        console.print(
+            f"wrote {q.path} (INT8 {q.quant_format}, {q.calibration_images} calibration images)",
+            highlight=False,
+        )
         if q.fp32_accuracy is not None and q.int8_accuracy is not None:
             console.print(
                 f"accuracy on {q.heldout}: fp32 {q.fp32_accuracy:.2%}, INT8 {q.int8_accuracy:.2%} "
@@ -86,5 +88,6 @@ def export_command(
                 highlight=False,
             )
         else:
-            console.print(f"held-out: {q.heldout}; INT8 agrees with fp32 on {q.top1_agreement:.1%}",
-                          highlight=False)
+            console.print(
+                f"held-out: {q.heldout}; INT8 agrees with fp32 on {q.top1_agreement:.1%}", highlight=False
+            )

@@ -43,7 +43,11 @@ def serve_command(
     ),
     max_batch: int = typer.Option(8, "--max-batch", min=1, help="Most images per model call."),
     max_wait_ms: float = typer.Option(
-        2.0, "--max-wait-ms", min=0, help="How long a model call waits for more images to batch."
+        0.0,
+        "--max-wait-ms",
+        min=0,
+        help="How long a free model lane waits for more images to batch. Default 0: it takes what is "
+        "queued (batches grow by themselves while the lanes are busy, and a lone request waits for nobody).",
     ),
     max_queue: int = typer.Option(
         64,

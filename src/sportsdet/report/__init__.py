@@ -23,7 +23,12 @@ from sportsdet.report.inputs import ReportInputs, load_inputs
 REPORT_NAME = "report.html"
 
 __all__ = [
-    "REPORT_NAME", "ReportInputs", "load_inputs", "write_comparison", "write_report", "write_report_after",
+    "REPORT_NAME",
+    "ReportInputs",
+    "load_inputs",
+    "write_comparison",
+    "write_report",
+    "write_report_after",
 ]
 
 
@@ -33,8 +38,9 @@ def _write_atomic(path: Path, text: str) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as exc:
-        raise SportsdetError(f"{path}: cannot write the report here ({exc.strerror or exc}); "
-                             "choose another place with --out") from None
+        raise SportsdetError(
+            f"{path}: cannot write the report here ({exc.strerror or exc}); choose another place with --out"
+        ) from None
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
@@ -74,9 +80,7 @@ def write_report(
     return _write_atomic(_out_path(out, Path(run_or_eval_dir) / REPORT_NAME), page)
 
 
-def write_report_after(
-    run_or_eval_dir: str | Path, warn: Callable[[str], None] | None = None
-) -> Path | None:
+def write_report_after(run_or_eval_dir: str | Path, warn: Callable[[str], None] | None = None) -> Path | None:
     """For the end of `train` / `evaluate`: write the report, but never fail the command for it.
 
     A damaged input or an unwritable folder becomes one warning (via `warn`) and None; the
@@ -95,7 +99,9 @@ def write_comparison(run_dirs: Sequence[str | Path], out: str | Path) -> Path:
     from sportsdet.report.html import render_comparison
 
     if len(run_dirs) < 2:
-        raise SportsdetError("comparing needs at least two run folders, e.g. "
-                             "`sportsdet report --compare runs/a runs/b --out compare.html`")
+        raise SportsdetError(
+            "comparing needs at least two run folders, e.g. "
+            "`sportsdet report --compare runs/a runs/b --out compare.html`"
+        )
     runs = [load_inputs(path) for path in run_dirs]
     return _write_atomic(_out_path(out, Path("comparison.html")), render_comparison(runs))

@@ -66,8 +66,14 @@ def curves_png(history: list[dict[str, Any]]) -> bytes:
     xs, acc = _series(history, "val_acc")
     if len(xs):
         best = int(np.argmax(acc))
-        axes[1].plot([xs[best]], [acc[best]], "*", color=VAL_COLOR, markersize=11,
-                     label=f"best validation {acc[best]:.3f} (epoch {xs[best]:g})")
+        axes[1].plot(
+            [xs[best]],
+            [acc[best]],
+            "*",
+            color=VAL_COLOR,
+            markersize=11,
+            label=f"best validation {acc[best]:.3f} (epoch {xs[best]:g})",
+        )
         axes[1].legend(fontsize=8)
     xs, lr = _series(history, "lr")
     ax = axes[2]
@@ -88,8 +94,16 @@ def curves_png(history: list[dict[str, Any]]) -> bytes:
     for epoch, stage in _stage_changes(history):
         for each in axes:
             each.axvline(epoch, color="#999999", linestyle="--", linewidth=0.8)
-        axes[0].annotate(stage, (epoch, 1), xycoords=("data", "axes fraction"), fontsize=7,
-                         rotation=90, va="top", ha="right", color="#666666")
+        axes[0].annotate(
+            stage,
+            (epoch, 1),
+            xycoords=("data", "axes fraction"),
+            fontsize=7,
+            rotation=90,
+            va="top",
+            ha="right",
+            color="#666666",
+        )
     return _png(fig)
 
 
@@ -150,8 +164,15 @@ def compare_curves_png(histories: dict[str, list[dict[str, Any]]]) -> bytes:
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
     # One legend under the plots: run names can be long and would cover the curves.
-    handles = [Line2D([], [], color=RUN_COLORS[i % len(RUN_COLORS)], label=name)
-               for i, name in enumerate(histories)]
-    fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=min(len(handles), 3),
-               fontsize=8, frameon=False)
+    handles = [
+        Line2D([], [], color=RUN_COLORS[i % len(RUN_COLORS)], label=name) for i, name in enumerate(histories)
+    ]
+    fig.legend(
+        handles=handles,
+        loc="upper center",
+        bbox_to_anchor=(0.5, 0.0),
+        ncol=min(len(handles), 3),
+        fontsize=8,
+        frameon=False,
+    )
     return _png(fig)

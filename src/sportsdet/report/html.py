@@ -28,6 +28,7 @@ SPLIT_ORDER = ("train", "valid", "val", "test", "all")
 
 # ---------------------------------------------------------------- formatting helpers
 
+
 def pct(value: float | None, digits: int = 1) -> str:
     """0.5174 -> '51.7%'; None -> an en dash."""
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
@@ -110,6 +111,7 @@ def _safe(render: Callable[[], str], title: str, notes: list[str]) -> str:
 
 # ---------------------------------------------------------------- the single-run page
 
+
 def render_report(inputs: ReportInputs, *, gallery_limit: int = GALLERY_LIMIT) -> str:
     """The whole self-contained page for one run (and/or its evaluation)."""
     notes = list(inputs.notes)
@@ -121,8 +123,11 @@ def render_report(inputs: ReportInputs, *, gallery_limit: int = GALLERY_LIMIT) -
         ("curves", "Training curves", _safe(lambda: _curves(inputs), "training curves", notes)),
         ("per-class", "Per class", _safe(lambda: _per_class(inputs), "per-class", notes)),
         ("confusion", "Confusion", _safe(lambda: _confusion(inputs), "confusion", notes)),
-        ("galleries", "Galleries",
-         _safe(lambda: _galleries(inputs, gallery_limit, thumbs), "gallery", notes)),
+        (
+            "galleries",
+            "Galleries",
+            _safe(lambda: _galleries(inputs, gallery_limit, thumbs), "gallery", notes),
+        ),
         ("calibration", "Calibration", _safe(lambda: _calibration(inputs), "calibration", notes)),
     ]
     where = inputs.run_dir or inputs.eval_dir or inputs.source
@@ -139,12 +144,12 @@ def _page(title: str, subtitle: str, sections: list[tuple[str, str, str]], notes
     note_html = "".join(f'<div class="note">{escape(n)}</div>' for n in notes)
     body = "".join(f'<section id="{a}"><h2>{escape(n)}</h2>{html}</section>' for a, n, html in sections)
     return (
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{escape(title)}</title><style>{CSS}</style></head><body>"
         f'<header class="top"><h1>{escape(title)}</h1><div class="sub">{subtitle}</div></header>'
         f"<nav>{nav}</nav><main>{note_html}{body}"
-        '<footer>One self-contained file: every picture is embedded, nothing is loaded from the '
+        "<footer>One self-contained file: every picture is embedded, nothing is loaded from the "
         "network. Numbers come from metrics.json (sportsdet.metrics) and the run's metrics.csv."
         f"</footer></main><script>{JS}</script></body></html>\n"
     )
@@ -168,10 +173,18 @@ def _results(inputs: ReportInputs) -> str:
     split = m.get("split")  # None when evaluate scored a plain folder tree
     where_scored = f"the {split} split" if split else "the evaluated images"
     cards = [
-        ("accuracy", f"{split} accuracy" if split else "accuracy", pct(m.get("accuracy")),
-         f"95% CI {pct(ci[0])}–{pct(ci[1])}" if ci[0] is not None else ""),
-        ("balanced_accuracy", "balanced accuracy", pct(m.get("balanced_accuracy")),
-         "mean recall over classes"),
+        (
+            "accuracy",
+            f"{split} accuracy" if split else "accuracy",
+            pct(m.get("accuracy")),
+            f"95% CI {pct(ci[0])}–{pct(ci[1])}" if ci[0] is not None else "",
+        ),
+        (
+            "balanced_accuracy",
+            "balanced accuracy",
+            pct(m.get("balanced_accuracy")),
+            "mean recall over classes",
+        ),
         ("macro_f1", "macro-F1", pct(m.get("macro_f1")), "mean F1 over classes"),
         ("top5_accuracy", f"top-{k} accuracy", pct(m.get("top5_accuracy")), f"true class among the {k} best"),
         ("ece", "calibration error (ECE)", pct(m.get("ece")), "0% = confidence matches accuracy"),
@@ -186,8 +199,7 @@ def _results(inputs: ReportInputs) -> str:
     n = m.get("n")
     sentence = accuracy_sentence(m)
     html.append(
-        f'<p class="plain">Accuracy on {escape(where_scored)}: '
-        f'<b id="m-accuracy-ci">{escape(sentence)}</b>. '
+        f'<p class="plain">Accuracy on {escape(where_scored)}: <b id="m-accuracy-ci">{escape(sentence)}</b>. '
     )
     if ci[0] is not None and n:
         html.append(
@@ -198,18 +210,25 @@ def _results(inputs: ReportInputs) -> str:
     else:
         html.append("</p>")
     if isinstance(k, int) and len(inputs.labels) and len(inputs.labels) <= k:
-        html.append(f'<p class="muted">With {len(inputs.labels)} classes, top-{k} accuracy is 100% by '
-                    "construction.</p>")
+        html.append(
+            f'<p class="muted">With {len(inputs.labels)} classes, top-{k} accuracy is 100% by '
+            "construction.</p>"
+        )
     skipped = m.get("skipped") or []
     if isinstance(skipped, list) and skipped:
-        html.append(f'<div class="note">{len(skipped)} image(s) could not be read and are not counted: '
-                    + escape("; ".join(_plain(x.get("error", x) if isinstance(x, dict) else x)
-                                       for x in skipped[:5]))
-                    + (" ..." if len(skipped) > 5 else "") + "</div>")
+        html.append(
+            f'<div class="note">{len(skipped)} image(s) could not be read and are not counted: '
+            + escape("; ".join(_plain(x.get("error", x) if isinstance(x, dict) else x) for x in skipped[:5]))
+            + (" ..." if len(skipped) > 5 else "")
+            + "</div>"
+        )
     speed = m.get("images_per_second")
-    where = [("evaluation folder", str(inputs.eval_dir) if inputs.eval_dir else None),
-             ("model evaluated", m.get("bundle")), ("data evaluated", m.get("data")),
-             ("evaluation speed", f"{speed:g} images/s" if isinstance(speed, (int, float)) else None)]
+    where = [
+        ("evaluation folder", str(inputs.eval_dir) if inputs.eval_dir else None),
+        ("model evaluated", m.get("bundle")),
+        ("data evaluated", m.get("data")),
+        ("evaluation speed", f"{speed:g} images/s" if isinstance(speed, (int, float)) else None),
+    ]
     html.append(kv_table(where))
     return "".join(html)
 
@@ -266,12 +285,17 @@ def _data(inputs: ReportInputs) -> str:
     for name in ordered:
         rows.append((f"images in {name}", f"{counts[name]:,}"))
     if not any(v is not None for _, v in rows[:2]):
-        return missing("No data description found (split.json / data_summary.json are written by "
-                       "<code>sportsdet train</code>).")
+        return missing(
+            "No data description found (split.json / data_summary.json are written by "
+            "<code>sportsdet train</code>)."
+        )
     html.append(kv_table(rows))
     if labels:
-        html.append(f"<details><summary>all {len(labels)} class names</summary><p>"
-                    + ", ".join(escape(x) for x in labels) + "</p></details>")
+        html.append(
+            f"<details><summary>all {len(labels)} class names</summary><p>"
+            + ", ".join(escape(x) for x in labels)
+            + "</p></details>"
+        )
     per_class = split.get("counts")
     if isinstance(per_class, dict) and labels:
         html.append(_per_split_table(per_class, labels))
@@ -300,18 +324,26 @@ def _findings(inputs: ReportInputs) -> str:
     scan_warnings = [w for w in summary.get("warnings", []) if isinstance(w, str)]
     ignored = summary.get("ignored") or {}
     if inputs.check is None:
-        html.append('<p class="muted">No data-check report found. Run <code>sportsdet data check DATA '
-                    "--report RUN/data_check.json</code> to decode every image and look for broken "
-                    "files and duplicates across splits.</p>")
+        html.append(
+            '<p class="muted">No data-check report found. Run <code>sportsdet data check DATA '
+            "--report RUN/data_check.json</code> to decode every image and look for broken "
+            "files and duplicates across splits.</p>"
+        )
     else:
         html.append(f'<p class="muted">From {escape(str(inputs.check_path))}</p>')
         html.append(_check_report(inputs.check))
     if scan_warnings:
-        html.append("<p>Found while scanning the data:</p><ul>"
-                    + "".join(f"<li>{escape(w)}</li>" for w in scan_warnings) + "</ul>")
+        html.append(
+            "<p>Found while scanning the data:</p><ul>"
+            + "".join(f"<li>{escape(w)}</li>" for w in scan_warnings)
+            + "</ul>"
+        )
     if isinstance(ignored, dict) and ignored:
-        html.append("<p>Files skipped while scanning: "
-                    + ", ".join(f"{escape(str(k))}: {v}" for k, v in ignored.items()) + "</p>")
+        html.append(
+            "<p>Files skipped while scanning: "
+            + ", ".join(f"{escape(str(k))}: {v}" for k, v in ignored.items())
+            + "</p>"
+        )
     return "".join(html)
 
 
@@ -329,35 +361,57 @@ def _check_report(check: dict[str, Any]) -> str:
         for item in problems:
             counts[str(item.get("kind") or "problem")] = counts.get(str(item.get("kind") or "problem"), 0) + 1
     if counts:
-        html.append(f"<p class=\"low\">{sum(counts.values())} problems: "
-                    + ", ".join(f"{escape(str(k))} {v}" for k, v in counts.items()) + "</p>")
+        html.append(
+            f'<p class="low">{sum(counts.values())} problems: '
+            + ", ".join(f"{escape(str(k))} {v}" for k, v in counts.items())
+            + "</p>"
+        )
     if problems:
         rows = "".join(
             f"<tr><td>{escape(str(p.get('path', '')))}</td><td>{escape(str(p.get('kind', '')))}</td>"
-            f"<td>{escape(str(p.get('detail', '')))}</td></tr>" for p in problems[:30]
+            f"<td>{escape(str(p.get('detail', '')))}</td></tr>"
+            for p in problems[:30]
         )
         more = f" (first 30 of {len(problems)})" if len(problems) > 30 else ""
-        html.append(f"<details><summary>problem files{more}</summary><table><thead><tr><th>file</th>"
-                    f"<th>problem</th><th>detail</th></tr></thead><tbody>{rows}</tbody></table></details>")
+        html.append(
+            f"<details><summary>problem files{more}</summary><table><thead><tr><th>file</th>"
+            f"<th>problem</th><th>detail</th></tr></thead><tbody>{rows}</tbody></table></details>"
+        )
     groups = [g for g in check.get("duplicates") or [] if isinstance(g, dict)]
     crossing = [g for g in groups if g.get("cross_split")]
     if groups:
-        html.append(f"<p>{len(groups)} group(s) of identical files"
-                    + (f', <span class="low">{len(crossing)} crossing splits (a test picture the model may '
-                       "have trained on)</span>" if crossing else "") + ".</p>")
+        html.append(
+            f"<p>{len(groups)} group(s) of identical files"
+            + (
+                f', <span class="low">{len(crossing)} crossing splits (a test picture the model may '
+                "have trained on)</span>"
+                if crossing
+                else ""
+            )
+            + ".</p>"
+        )
         listed = (crossing or groups)[:10]
         items = "".join(
-            "<li>" + escape(", ".join(f"{f} [{s}]" for f, s in zip(g.get("files", []), g.get("splits", []),
-                                                                  strict=False))) + "</li>"
+            "<li>"
+            + escape(
+                ", ".join(f"{f} [{s}]" for f, s in zip(g.get("files", []), g.get("splits", []), strict=False))
+            )
+            + "</li>"
             for g in listed
         )
-        html.append(f"<details><summary>{'crossing splits' if crossing else 'duplicates'} "
-                    f"(first {len(listed)})</summary><ul>{items}</ul></details>")
+        html.append(
+            f"<details><summary>{'crossing splits' if crossing else 'duplicates'} "
+            f"(first {len(listed)})</summary><ul>{items}</ul></details>"
+        )
     info = check.get("info")
     if isinstance(info, dict):
-        facts = [("greyscale images", info.get("greyscale")), ("image modes", info.get("modes")),
-                 ("formats", info.get("formats")), ("width (px)", _range(info.get("width"))),
-                 ("height (px)", _range(info.get("height")))]
+        facts = [
+            ("greyscale images", info.get("greyscale")),
+            ("image modes", info.get("modes")),
+            ("formats", info.get("formats")),
+            ("width (px)", _range(info.get("width"))),
+            ("height (px)", _range(info.get("height"))),
+        ]
         html.append(kv_table(facts))
     if not html:  # an unknown layout: show its simple fields
         rows = [(k, v) for k, v in check.items() if isinstance(v, (int, float, str)) and k != "format"]
@@ -386,16 +440,20 @@ def _model(inputs: ReportInputs) -> str:
         seconds = sum(r["seconds"] for r in history if r.get("seconds") is not None)
     best = _best_epoch(history, bundle)
     if not (config or bundle or history):
-        return missing("No training record here (config.json, metrics.csv and model/bundle.json are written "
-                       "by <code>sportsdet train</code>).")
+        return missing(
+            "No training record here (config.json, metrics.csv and model/bundle.json are written "
+            "by <code>sportsdet train</code>)."
+        )
     stages = list(dict.fromkeys(r["stage"] for r in history if r.get("stage")))  # in order of use
     rows: list[tuple[str, Any]] = [
         ("model", model.get("name") or config.get("model")),
         ("recipe", config.get("recipe") or training.get("recipe")),
         ("stages", ", ".join(stages) if stages else None),
         ("epochs run", len(history) if history else training.get("epochs")),
-        ("best epoch (validation accuracy)",
-         f"{int(best['epoch'])} ({pct(best['val_acc'])})" if best else None),
+        (
+            "best epoch (validation accuracy)",
+            f"{int(best['epoch'])} ({pct(best['val_acc'])})" if best else None,
+        ),
         ("training time", duration(seconds) if seconds is not None else None),
         ("input", f"{prep.get('input_size')} px, resize {prep.get('resize')}" if prep else None),
         ("model bundle", str(inputs.bundle_path) if inputs.bundle_path else None),
@@ -404,12 +462,18 @@ def _model(inputs: ReportInputs) -> str:
     options = config.get("options") if isinstance(config.get("options"), dict) else None
     if options or config:
         shown = options or {k: v for k, v in config.items() if k not in ("classes", "versions")}
-        html.append("<details><summary>all training options (config.json)</summary>"
-                    + kv_table(sorted(shown.items())) + "</details>")
+        html.append(
+            "<details><summary>all training options (config.json)</summary>"
+            + kv_table(sorted(shown.items()))
+            + "</details>"
+        )
     versions = bundle.get("versions") or config.get("versions")
     if isinstance(versions, dict) and versions:
-        html.append("<h3>Library versions</h3><p>" + " · ".join(
-            f"{escape(str(k))} <b>{escape(str(v))}</b>" for k, v in versions.items()) + "</p>")
+        html.append(
+            "<h3>Library versions</h3><p>"
+            + " · ".join(f"{escape(str(k))} <b>{escape(str(v))}</b>" for k, v in versions.items())
+            + "</p>"
+        )
     elif not bundle:
         html.append('<p class="muted">No model bundle yet (RUN/model is written at the end of training).</p>')
     return "".join(html)
@@ -423,8 +487,10 @@ def _curves(inputs: ReportInputs) -> str:
         )
     if inputs.curves_png is not None:
         return img(data_uri(inputs.curves_png.read_bytes()), "training curves")
-    return missing("No training history (metrics.csv) found: this page was made from an evaluation "
-                   "folder alone, or training has not finished an epoch yet.")
+    return missing(
+        "No training history (metrics.csv) found: this page was made from an evaluation "
+        "folder alone, or training has not finished an epoch yet."
+    )
 
 
 def _per_class(inputs: ReportInputs) -> str:
@@ -450,8 +516,11 @@ def _per_class(inputs: ReportInputs) -> str:
             f'<td class="n" data-v="{_raw(v.get("support"))}">{v.get("support", "–")}</td>'
             f"<td>{confused_with.get(label, '')}</td></tr>"
         )
-    note = (f" {len(hidden)} of the model's classes had no images here and were never predicted: "
-            "left out." if hidden else "")
+    note = (
+        f" {len(hidden)} of the model's classes had no images here and were never predicted: left out."
+        if hidden
+        else ""
+    )
     return (
         f'<p class="muted">{len(labels)} classes.{note} Click a column header to sort (again to reverse); '
         "F1 below 50% is red. Precision: of the images predicted as this class, the share that were; "
@@ -475,8 +544,7 @@ def _active_labels(metrics: dict[str, Any]) -> set[str] | None:
     if not matrix or not order:
         return None
     active = {
-        label for i, label in enumerate(order)
-        if sum(matrix[i]) > 0 or sum(row[i] for row in matrix) > 0
+        label for i, label in enumerate(order) if sum(matrix[i]) > 0 or sum(row[i] for row in matrix) > 0
     }
     return None if len(active) == len(order) else active
 
@@ -518,23 +586,29 @@ def _confusion(inputs: ReportInputs) -> str:
     html = ['<div class="cols"><div style="flex: 1 1 640px; min-width: 0">']
     html.append(
         f'<div class="zoomable{" zoomed" if big else ""}" id="confusion-figure">'
-        + confusion_svg(matrix, labels) + "</div>" + legend_html()
+        + confusion_svg(matrix, labels)
+        + "</div>"
+        + legend_html()
     )
-    html.append('<p class="muted">Each row is a true class, coloured by the share of its images that went to '
-                "each predicted class; the diagonal is that class's recall, a red outline a class never "
-                "recognised. Hover a square for its numbers; click the matrix to switch between full size "
-                "and fit to width.</p></div>")
+    html.append(
+        '<p class="muted">Each row is a true class, coloured by the share of its images that went to '
+        "each predicted class; the diagonal is that class's recall, a red outline a class never "
+        "recognised. Hover a square for its numbers; click the matrix to switch between full size "
+        "and fit to width.</p></div>"
+    )
     pairs = m.get("most_confused") or []
     html.append(f'<div style="flex: {"1 1 100%" if big else "0 1 380px"}"><h3>Most confused pairs</h3>')
     if pairs:
         rows = "".join(
-            f'<tr><td>{escape(str(p["true"]))}</td><td>{escape(str(p["predicted"]))}</td>'
+            f"<tr><td>{escape(str(p['true']))}</td><td>{escape(str(p['predicted']))}</td>"
             f'<td class="n">{p["count"]}</td><td class="n">{pct(p.get("share"))}</td></tr>'
             for p in pairs
         )
-        html.append('<table id="confused-pairs"><thead><tr><th>true class</th><th>predicted as</th>'
-                    '<th class="n">images</th><th class="n">share of true class</th></tr></thead>'
-                    f"<tbody>{rows}</tbody></table>")
+        html.append(
+            '<table id="confused-pairs"><thead><tr><th>true class</th><th>predicted as</th>'
+            '<th class="n">images</th><th class="n">share of true class</th></tr></thead>'
+            f"<tbody>{rows}</tbody></table>"
+        )
     else:
         html.append('<p class="muted">No mistakes: nothing was confused.</p>')
     html.append("</div></div>")
@@ -547,19 +621,32 @@ def _galleries(inputs: ReportInputs, limit: int, thumbs: dict[str, str | None]) 
         return _no_eval(inputs)
     correct = [p for p in predictions if p.correct]
     wrong = [p for p in predictions if not p.correct]
+
     def shown(count: int) -> str:
         if count <= limit:
             return "all shown"
         return f"a seeded sample of {limit}, one per class first"
 
     groups = [
-        ("gallery-correct",
-         f"Correct predictions ({len(correct)} of {len(predictions)}; {shown(len(correct))})",
-         spread_sample(correct, limit), False),
-        ("gallery-wrong", f"Wrong predictions ({len(wrong)} of {len(predictions)}; {shown(len(wrong))})",
-         spread_sample(wrong, limit), False),
-        ("gallery-loss", f"Highest-loss mistakes (the {min(limit, len(wrong))} wrong predictions with the "
-         "lowest probability on the true class: confidently wrong)", highest_loss(predictions, limit), True),
+        (
+            "gallery-correct",
+            f"Correct predictions ({len(correct)} of {len(predictions)}; {shown(len(correct))})",
+            spread_sample(correct, limit),
+            False,
+        ),
+        (
+            "gallery-wrong",
+            f"Wrong predictions ({len(wrong)} of {len(predictions)}; {shown(len(wrong))})",
+            spread_sample(wrong, limit),
+            False,
+        ),
+        (
+            "gallery-loss",
+            f"Highest-loss mistakes (the {min(limit, len(wrong))} wrong predictions with the "
+            "lowest probability on the true class: confidently wrong)",
+            highest_loss(predictions, limit),
+            True,
+        ),
     ]
     html = []
     for anchor, title, chosen, show_loss in groups:
@@ -579,8 +666,11 @@ def _galleries(inputs: ReportInputs, limit: int, thumbs: dict[str, str | None]) 
 def _tile(tile: Tile, show_loss: bool) -> str:
     p: Prediction = tile.prediction
     name = Path(p.path).name
-    picture = (img(tile.data_uri, f"{p.true_label}: {name}", cls="thumb") if tile.data_uri
-               else f'<div class="noimg">image not found<br>{escape(name)}</div>')
+    picture = (
+        img(tile.data_uri, f"{p.true_label}: {name}", cls="thumb")
+        if tile.data_uri
+        else f'<div class="noimg">image not found<br>{escape(name)}</div>'
+    )
     extra = ""
     if show_loss:
         extra = f'<br><span class="t">p(true)</span> {pct(p.true_prob)} · loss {tile.loss:.2f}'
@@ -596,25 +686,37 @@ def _calibration(inputs: ReportInputs) -> str:
     m = inputs.metrics or {}
     bins = m.get("reliability")
     if not bins:
-        return _no_eval(inputs) if not m else missing("metrics.json holds no reliability bins; re-run "
-                                                      "<code>sportsdet evaluate</code> with this version.")
+        return (
+            _no_eval(inputs)
+            if not m
+            else missing(
+                "metrics.json holds no reliability bins; re-run "
+                "<code>sportsdet evaluate</code> with this version."
+            )
+        )
     ece = m.get("ece")
     picture = img(data_uri(figures.reliability_png(bins, ece)), "reliability diagram")
     rows = "".join(
         f'<tr><td>{pct(b["lower"], 0)}–{pct(b["upper"], 0)}</td><td class="n">{b["count"]}</td>'
         f'<td class="n">{pct(b.get("mean_confidence"))}</td><td class="n">{pct(b.get("accuracy"))}</td></tr>'
-        for b in bins if b.get("count")
+        for b in bins
+        if b.get("count")
     )
-    table = ('<table id="reliability-table"><thead><tr><th>confidence</th><th class="n">images</th>'
-             '<th class="n">mean confidence</th><th class="n">accuracy</th></tr></thead>'
-             f"<tbody>{rows}</tbody></table>")
-    text = (f'<p class="plain">Expected calibration error: <b id="m-ece-text">{pct(ece)}</b>. '
-            "When the model says 80%, it should be right about 80% of the time; bars below the "
-            "diagonal mean over-confidence, above it under-confidence.</p>")
+    table = (
+        '<table id="reliability-table"><thead><tr><th>confidence</th><th class="n">images</th>'
+        '<th class="n">mean confidence</th><th class="n">accuracy</th></tr></thead>'
+        f"<tbody>{rows}</tbody></table>"
+    )
+    text = (
+        f'<p class="plain">Expected calibration error: <b id="m-ece-text">{pct(ece)}</b>. '
+        "When the model says 80%, it should be right about 80% of the time; bars below the "
+        "diagonal mean over-confidence, above it under-confidence.</p>"
+    )
     return text + f'<div class="cols"><div>{picture}</div><div>{table}</div></div>'
 
 
 # ---------------------------------------------------------------- comparison page
+
 
 def render_comparison(runs: list[ReportInputs]) -> str:
     """Runs side by side: headline metrics, per-class F1 deltas against the first run, curves."""
@@ -651,10 +753,16 @@ def _compare_metrics(runs: list[ReportInputs], names: list[str]) -> str:
         ("macro-F1", lambda r: pct((r.metrics or {}).get("macro_f1"))),
         ("top-5 accuracy", lambda r: pct((r.metrics or {}).get("top5_accuracy"))),
         ("ECE", lambda r: pct((r.metrics or {}).get("ece"))),
-        ("best validation accuracy",
-         lambda r: pct((_best_epoch(r.history or [], r.bundle) or {}).get("val_acc"))),
-        ("model", lambda r: str(((r.bundle or {}).get("model") or {}).get("name")
-                                or (r.config or {}).get("model") or "–")),
+        (
+            "best validation accuracy",
+            lambda r: pct((_best_epoch(r.history or [], r.bundle) or {}).get("val_acc")),
+        ),
+        (
+            "model",
+            lambda r: str(
+                ((r.bundle or {}).get("model") or {}).get("name") or (r.config or {}).get("model") or "–"
+            ),
+        ),
         ("epochs", lambda r: str(len(r.history)) if r.history else "–"),
         ("training time", _training_time),
         ("classes", lambda r: str(len(r.labels)) if r.labels else "–"),
@@ -663,10 +771,14 @@ def _compare_metrics(runs: list[ReportInputs], names: list[str]) -> str:
         f"<tr><th>{escape(label)}</th>" + "".join(f"<td>{escape(get(r))}</td>" for r in runs) + "</tr>"
         for label, get in lines
     )
-    text = ('<p class="muted">When two runs\' confidence intervals overlap a lot, the difference between '
-            "them may be noise of the test set, not a better model.</p>")
-    return (f'<table id="compare-metrics" class="kv"><thead><tr><th></th>{head}</tr></thead>'
-            f"<tbody>{body}</tbody></table>{text}")
+    text = (
+        '<p class="muted">When two runs\' confidence intervals overlap a lot, the difference between '
+        "them may be noise of the test set, not a better model.</p>"
+    )
+    return (
+        f'<table id="compare-metrics" class="kv"><thead><tr><th></th>{head}</tr></thead>'
+        f"<tbody>{body}</tbody></table>{text}"
+    )
 
 
 def _training_time(run: ReportInputs) -> str:
@@ -686,10 +798,12 @@ def _compare_classes(runs: list[ReportInputs], names: list[str]) -> str:
     shared = [x for x in labels if all(x in r.metrics["per_class"] for _, r in others)]
     if not shared:
         return missing("The runs share no class names, so per-class results cannot be compared.")
-    head = f"<th>class</th><th class=\"n\" data-type=\"num\">F1 {escape(base_name)}</th>"
+    head = f'<th>class</th><th class="n" data-type="num">F1 {escape(base_name)}</th>'
     for name, _ in others:
-        head += (f'<th class="n" data-type="num">F1 {escape(name)}</th>'
-                 f'<th class="n" data-type="num">Δ F1 {escape(name)}</th>')
+        head += (
+            f'<th class="n" data-type="num">F1 {escape(name)}</th>'
+            f'<th class="n" data-type="num">Δ F1 {escape(name)}</th>'
+        )
     first_other = others[0][1].metrics["per_class"]
     # Largest changes first (by the second run's delta), so the page opens on what moved.
     shared.sort(key=lambda x: -abs(first_other[x]["f1"] - base_pc[x]["f1"]))
@@ -700,8 +814,10 @@ def _compare_classes(runs: list[ReportInputs], names: list[str]) -> str:
             f1 = run.metrics["per_class"][label]["f1"]
             delta = f1 - base_pc[label]["f1"]
             cls = "pos" if delta > 0 else ("neg" if delta < 0 else "")
-            cells += (f'<td class="n" data-v="{_raw(f1)}">{pct(f1)}</td>'
-                      f'<td class="n {cls}" data-v="{_raw(delta)}">{100 * delta:+.1f}</td>')
+            cells += (
+                f'<td class="n" data-v="{_raw(f1)}">{pct(f1)}</td>'
+                f'<td class="n {cls}" data-v="{_raw(delta)}">{100 * delta:+.1f}</td>'
+            )
         rows.append(f"<tr><td>{escape(label)}</td>{cells}</tr>")
     dropped = len(labels) - len(shared)
     extra = f" {dropped} classes not in every run are left out." if dropped else ""

@@ -80,7 +80,7 @@ class ServeConfig:
     max_pixels: int = 40_000_000
     request_timeout: float = 30.0
     max_batch: int = 8
-    max_wait_ms: float = 2.0
+    max_wait_ms: float = 0.0  # 0: take what is queued when a lane frees up (no added latency)
     max_in_flight: int = 64  # images decoding, queued or in the model, over all requests
     threads: int | None = None
     int8: bool = False

@@ -7,8 +7,10 @@ runs, see `runtime.model_lanes`) each take the first waiting image, gather more 
 thread, off the event loop: it decodes the images and runs the model on them, as each worker of
 `sportsdet predict` does (one busy thread per core: while one lane decodes, the other runs the
 model). `process` returns one answer per item, or an exception for an item that failed.
-A lone request on an idle server waits for nobody: the wait only starts once a lane is free,
-and while every lane is busy the queue fills by itself and the next batch is bigger.
+With `max_wait` 0 (the default of `sportsdet serve`) a free lane takes what is queued and
+waits for nothing: a lone request on an idle server gets no added latency, and while every lane
+is busy the queue fills by itself, so the next batch is bigger exactly when load is high.
+(Measured: a 2 ms wait cost a lone request ~10 ms on uvloop's timers, and bought nothing.)
 
 Admission is bounded before any work is done: `reserve(n)` refuses a request whose images would
 take the number in flight (decoding, queued or in the model) above `max_in_flight`, so an
@@ -44,7 +46,7 @@ class MicroBatcher:
         *,
         lanes: int = 1,
         max_batch: int = 8,
-        max_wait: float = 0.002,
+        max_wait: float = 0.0,
         max_in_flight: int = 64,
         on_batch: Callable[[int, float], None] | None = None,
     ) -> None:
@@ -106,6 +108,8 @@ class MicroBatcher:
                 if not self._queue.empty():
                     jobs.append(self._queue.get_nowait())
                     continue
+                if self.max_wait <= 0:
+                    break
                 left = deadline - loop.time()
                 if left <= 0:
                     break
