@@ -199,3 +199,17 @@ def test_redirects_to_local_addresses_are_refused(server: LocalServer, path: str
     with pytest.raises(FetchError, match=f"refused to connect.*{kind}"):
         fetch_url(server.url(path), timeout=2, policy=LOOPBACK_ONLY)
     assert fetch_url(server.url("/good.jpg"), timeout=2, policy=LOOPBACK_ONLY) == LocalServer.GOOD_JPEG()
+
+
+def test_data_fetch_never_shows_the_password(tmp_path: Path) -> None:
+    from sportsdet.data.fetch_dataset import fetch_dataset
+    from sportsdet.errors import SportsdetError
+
+    cases = [
+        ("http://me:hunter2@127.0.0.1:1/photos.zip", "user name or password"),
+        ("http://me:hunter2@127.0.0.1:1/page.html", "does not end in .zip"),
+    ]
+    for url, message in cases:
+        with pytest.raises(SportsdetError, match=message) as info:
+            fetch_dataset(url, tmp_path / "data", progress=False)
+        assert "hunter2" not in str(info.value)
