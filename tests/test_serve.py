@@ -572,3 +572,14 @@ def test_sigterm_finishes_requests_in_flight(colour_model: Path, http_server: Lo
     assert status == 200 and body["results"][0]["label"] == "green"
     output = process.stdout.read()
     assert f"http://127.0.0.1:{port}/" in output
+
+
+def test_without_the_serve_extra_the_command_says_what_to_install() -> None:
+    # A light install has no fastapi/uvicorn: one error line naming the extra, no traceback.
+    code = (
+        "import sys; sys.modules['fastapi'] = None; sys.modules['uvicorn'] = None;"
+        "sys.argv = ['sportsdet', 'serve']; from sportsdet.cli import main; main()"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2
+    assert "pip install 'sportsdet[serve]'" in out.stderr and "Traceback" not in out.stderr
