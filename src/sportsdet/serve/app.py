@@ -45,6 +45,7 @@ from prometheus_client import (
     generate_latest,
 )
 from pydantic import BaseModel, Field
+from starlette.datastructures import Headers, MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.formparsers import MultiPartException, MultiPartParser
 
@@ -550,6 +551,73 @@ async def _parse(
 
 # ----------------------------------------------------------------------------- the app
 
+# The page runs only its own script and styles; pictures may be pasted URLs.
+PAGE_CSP = "default-src 'self'; img-src 'self' blob: data: http: https:; style-src 'self'; script-src 'self'"
+
+
+class GuardMiddleware:
+    """Plain ASGI middleware around every request: API key, metrics, security headers, and a
+    JSON 500 for anything unexpected (logged here, never a traceback to the client).
+
+    Plain ASGI rather than Starlette's BaseHTTPMiddleware: no extra task and stream per request."""
+
+    def __init__(self, app: Any, *, metrics: Metrics, api_key: str | None) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.key = api_key.encode() if api_key else None
+
+    def authorized(self, scope: dict[str, Any]) -> bool:
+        headers = Headers(scope=scope)
+        given = headers.get("x-api-key") or ""
+        auth = headers.get("authorization") or ""
+        if auth[:7].lower() == "bearer ":
+            given = auth[7:].strip()
+        return hmac.compare_digest(given.encode("latin-1", "replace"), self.key or b"")
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = scope["path"]
+        label = _path_label(path)
+        start = time.perf_counter()
+        public = path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES)
+        page = path == "/" or path.startswith("/static/")
+        status = {"code": 500, "started": False}
+
+        async def send_with_headers(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                status["code"], status["started"] = message["status"], True
+                headers = MutableHeaders(scope=message)
+                headers["X-Content-Type-Options"] = "nosniff"
+                if page:
+                    headers["Content-Security-Policy"] = PAGE_CSP
+            await send(message)
+
+        try:
+            if self.key is not None and not public and not self.authorized(scope):
+                self.metrics.errors.labels("unauthorized").inc()
+                response = _error_response(
+                    401,
+                    "unauthorized",
+                    "this server needs an API key: send 'Authorization: Bearer KEY' or 'X-API-Key: KEY'",
+                    {"WWW-Authenticate": "Bearer"},
+                )
+                await response(scope, receive, send_with_headers)
+                return
+            await self.app(scope, receive, send_with_headers)
+        except Exception:  # noqa: BLE001  never a traceback to the client
+            log.exception("unexpected error on %s", path)
+            self.metrics.errors.labels("internal_error").inc()
+            if not status["started"]:
+                response = _error_response(
+                    500, "internal_error", "the server failed on this request; see its log"
+                )
+                await response(scope, receive, send_with_headers)
+        finally:
+            self.metrics.requests.labels(label, str(status["code"])).inc()
+            self.metrics.latency.labels(label).observe(time.perf_counter() - start)
+
 
 def create_app(config: ServeConfig | None = None, predictor: Predictor | None = None) -> FastAPI:
     """The FastAPI application. `predictor`: an already loaded model (else loaded at start-up)."""
@@ -578,47 +646,8 @@ def create_app(config: ServeConfig | None = None, predictor: Predictor | None = 
     )
     app.state.service = service
     metrics = service.metrics
-    expected_key = config.api_key.encode() if config.api_key else None
 
-    @app.middleware("http")
-    async def guard(request: Request, call_next: Any) -> Response:
-        path = request.url.path
-        start = time.perf_counter()
-        public = path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES)
-        if expected_key is not None and not public:
-            given = request.headers.get("x-api-key") or ""
-            auth = request.headers.get("authorization") or ""
-            if auth.lower().startswith("bearer "):
-                given = auth[7:].strip()
-            if not hmac.compare_digest(given.encode(), expected_key):
-                metrics.errors.labels("unauthorized").inc()
-                response: Response = _error_response(
-                    401,
-                    "unauthorized",
-                    "this server needs an API key: send 'Authorization: Bearer KEY' or 'X-API-Key: KEY'",
-                    {"WWW-Authenticate": "Bearer"},
-                )
-                metrics.requests.labels(_path_label(path), "401").inc()
-                return response
-        try:
-            response = await call_next(request)
-        except Exception:  # noqa: BLE001  never a traceback to the client
-            log.exception("unexpected error on %s", path)
-            metrics.errors.labels("internal_error").inc()
-            response = _error_response(
-                500, "internal_error", "the server failed on this request; see its log"
-            )
-        label = _path_label(path)
-        metrics.requests.labels(label, str(response.status_code)).inc()
-        metrics.latency.labels(label).observe(time.perf_counter() - start)
-        if path == "/" or path.startswith("/static/"):
-            # The page runs only its own script and styles; pictures may be pasted URLs.
-            response.headers["Content-Security-Policy"] = (
-                "default-src 'self'; img-src 'self' blob: data: http: https:; "
-                "style-src 'self'; script-src 'self'"
-            )
-        response.headers["X-Content-Type-Options"] = "nosniff"
-        return response
+    app.add_middleware(GuardMiddleware, metrics=metrics, api_key=config.api_key)
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
