@@ -583,3 +583,19 @@ def test_without_the_serve_extra_the_command_says_what_to_install() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 2
     assert "pip install 'sportsdet[serve]'" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_uncertain_follows_an_abstain_threshold_when_the_model_has_one(colour_model: Path) -> None:
+    from types import SimpleNamespace
+
+    predictor = Predictor(colour_model)
+    # A bundle whose bundle.json carries abstain_threshold (the built-in model has none yet).
+    predictor.bundle = SimpleNamespace(
+        manifest={"abstain_threshold": 0.8}, model_name="colour", metrics={}, versions={}
+    )
+    with serving(colour_model, predictor) as c:
+        files = uploads(("red.jpg", jpeg(RED)), ("grey.jpg", jpeg((128, 128, 128))))
+        red, grey = c.post("/v1/predict", files=files).json()["results"]
+        assert red["uncertain"] is False and red["score"] > 0.8
+        assert grey["uncertain"] is True and grey["score"] < 0.8
+        assert c.get("/v1/model").json()["abstain_threshold"] == 0.8

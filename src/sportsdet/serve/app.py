@@ -26,7 +26,7 @@ import time
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -87,7 +87,6 @@ class ServeConfig:
     int8: bool = False
     default_top_k: int = 5
     retry_after_s: int = 1
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def url_policy(self) -> AddressPolicy:
         return AddressPolicy(
@@ -236,9 +235,9 @@ class Metrics:
         self.batch = Histogram(
             "sportsdet_batch_size", "Images per model call", buckets=(1, 2, 4, 8, 16, 32, 64), registry=r
         )
-        self.model_seconds = Histogram(
-            "sportsdet_model_seconds",
-            "Time per model call",
+        self.batch_seconds = Histogram(
+            "sportsdet_batch_seconds",
+            "Time per batch on a lane: decoding and the model",
             buckets=(0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1),
             registry=r,
         )
@@ -290,7 +289,7 @@ class Service:
 
         def on_batch(size: int, seconds: float) -> None:
             self.metrics.batch.observe(size)
-            self.metrics.model_seconds.observe(seconds)
+            self.metrics.batch_seconds.observe(seconds)
 
         self.batcher = MicroBatcher(
             self.process,
@@ -338,7 +337,7 @@ class Service:
     def abstain_threshold(self) -> float | None:
         """A bundle may carry `abstain_threshold` (top score under it: "not sure"); the built-in has none."""
         bundle = self.predictor.bundle if self.predictor else None
-        value = (bundle.manifest.get("abstain_threshold") if bundle else None) if bundle else None
+        value = bundle.manifest.get("abstain_threshold") if bundle else None
         return float(value) if isinstance(value, (int, float)) else None
 
     def model_id(self) -> str:
