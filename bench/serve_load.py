@@ -160,14 +160,14 @@ class Connection:
 
 
 def summary(latencies: list[float], statuses: Counter, seconds: float) -> dict[str, Any]:
-    values = sorted(lat for lat, _ in latencies)
+    values = sorted(lat for lat, _ in latencies) or [float("nan")]
     q = statistics.quantiles(values, n=100, method="inclusive") if len(values) >= 2 else values * 99
     return {
-        "requests": len(values),
-        "per_s": len(values) / seconds,
+        "requests": len(latencies),
+        "per_s": len(latencies) / seconds,
         "ok_per_s": statuses.get(200, 0) / seconds,
-        "p50_ms": q[49] * 1000 if values else None,
-        "p99_ms": q[98] * 1000 if values else None,
+        "p50_ms": q[49] * 1000,
+        "p99_ms": q[98] * 1000,
         "statuses": {str(k): v for k, v in sorted(statuses.items())},
     }
 
