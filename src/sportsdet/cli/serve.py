@@ -41,7 +41,13 @@ def serve_command(
         help="With --allow-urls: also fetch from loopback, private and link-local addresses "
         "(refused by default: a client could reach this machine's or network's internal services).",
     ),
-    max_batch: int = typer.Option(8, "--max-batch", min=1, help="Most images per model call."),
+    max_batch: int | None = typer.Option(
+        None,
+        "--max-batch",
+        min=1,
+        help="Most images per model call. Default: the backend's fastest batch, as in predict "
+        "(onnxruntime: 2 per single-threaded run, one run per CPU at a time).",
+    ),
     max_wait_ms: float = typer.Option(
         0.0,
         "--max-wait-ms",

@@ -53,7 +53,7 @@ from sportsdet import __version__
 from sportsdet.errors import ImageLoadError, SportsdetError
 from sportsdet.fetch import DEFAULT_MAX_BYTES, AddressPolicy, FetchError, fetch_url, redact_url
 from sportsdet.predict import InputItem, Predictor
-from sportsdet.runtime import cpu_count, model_lanes
+from sportsdet.runtime import cpu_count, model_lanes, preferred_batch_size
 from sportsdet.serve.batching import MicroBatcher, Overloaded
 
 log = logging.getLogger("sportsdet.serve")
@@ -80,7 +80,7 @@ class ServeConfig:
     max_images: int = 16
     max_pixels: int = 40_000_000
     request_timeout: float = 30.0
-    max_batch: int = 8
+    max_batch: int | None = None  # None: the backend's fastest batch, as in predict (onnxruntime: 2)
     max_wait_ms: float = 0.0  # 0: take what is queued when a lane frees up (no added latency)
     max_in_flight: int = 64  # images decoding, queued or in the model, over all requests
     threads: int | None = None
@@ -294,7 +294,7 @@ class Service:
         self.batcher = MicroBatcher(
             self.process,
             lanes=lanes,
-            max_batch=self.config.max_batch,
+            max_batch=self.config.max_batch or preferred_batch_size(self.predictor.backend),
             max_wait=self.config.max_wait_ms / 1000,
             max_in_flight=self.config.max_in_flight,
             on_batch=on_batch,
