@@ -599,3 +599,29 @@ def test_uncertain_follows_an_abstain_threshold_when_the_model_has_one(colour_mo
         assert red["uncertain"] is False and red["score"] > 0.8
         assert grey["uncertain"] is True and grey["score"] < 0.8
         assert c.get("/v1/model").json()["abstain_threshold"] == 0.8
+
+
+def test_uploads_held_at_once_are_bounded(colour_model: Path) -> None:
+    import io
+
+    from PIL import Image
+
+    noise = np.random.default_rng(1).integers(0, 255, (90, 90, 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(noise).save(buffer, "PNG")
+    upload = buffer.getvalue()
+    assert 20_000 < len(upload) < 30_000
+    predictor, gated = gated_predictor(colour_model)
+    options = {"max_request_bytes": 40_000, "max_body_bytes_in_flight": 45_000}
+    with serving(colour_model, predictor, **options) as c:
+        first: list = []
+        thread = _post_in_thread(c, uploads(("a.png", upload)), first)
+        assert gated.entered.wait(5)  # the first upload is held while its image is in the model
+        response = c.post("/v1/predict", files=uploads(("b.png", upload)))
+        assert response.status_code == 429 and error_of(response) == "overloaded"
+        assert response.headers["Retry-After"] == "1"
+        gated.gate.set()
+        thread.join(10)
+        assert first[0].status_code == 200
+        assert c.post("/v1/predict", files=uploads(("b.png", upload))).status_code == 200
+        assert c.app.state.bodies.used == 0  # every byte given back

@@ -83,6 +83,7 @@ class ServeConfig:
     max_batch: int | None = None  # None: the backend's fastest batch, as in predict (onnxruntime: 2)
     max_wait_ms: float = 0.0  # 0: take what is queued when a lane frees up (no added latency)
     max_in_flight: int = 64  # images decoding, queued or in the model, over all requests
+    max_body_bytes_in_flight: int = 256 * 1024 * 1024  # request bodies held at once, over all requests
     threads: int | None = None
     int8: bool = False
     default_top_k: int = 5
@@ -466,8 +467,31 @@ def make_predictor(config: ServeConfig) -> Predictor:
 # ----------------------------------------------------------------------------- request parsing
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
-    """The request body, refused (413) as soon as it passes `limit` bytes."""
+class BodyBudget:
+    """Bytes of request bodies held at once, over all requests: uploads are read before their
+    images can be counted, so this bounds the memory that many big uploads at once could take."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+
+    def take(self, count: int, retry_after: int) -> None:
+        if self.used + count > self.limit:
+            raise ApiError(
+                429,
+                "overloaded",
+                "the server is busy receiving other uploads; retry",
+                {"Retry-After": str(retry_after)},
+            )
+        self.used += count
+
+    def give_back(self, count: int) -> None:
+        self.used = max(0, self.used - count)
+
+
+async def _read_body(request: Request, limit: int, budget: BodyBudget, retry_after: int) -> tuple[bytes, int]:
+    """The request body, refused (413) as soon as it passes `limit` bytes, and the bytes it took
+    from `budget` (the caller gives them back; 429 when the budget is spent)."""
     declared = request.headers.get("content-length")
     too_big = ApiError(
         413, "payload_too_large", f"the request is larger than this server's {limit:,}-byte limit"
@@ -476,12 +500,17 @@ async def _read_body(request: Request, limit: int) -> bytes:
         raise too_big
     chunks: list[bytes] = []
     total = 0
-    async for chunk in request.stream():
-        total += len(chunk)
-        if total > limit:
-            raise too_big
-        chunks.append(chunk)
-    return b"".join(chunks)
+    try:
+        async for chunk in request.stream():
+            if total + len(chunk) > limit:
+                raise too_big
+            budget.take(len(chunk), retry_after)
+            total += len(chunk)
+            chunks.append(chunk)
+    except BaseException:
+        budget.give_back(total)
+        raise
+    return b"".join(chunks), total
 
 
 def _top_k(value: Any, default: int, classes: int) -> int:
@@ -644,6 +673,8 @@ def create_app(config: ServeConfig | None = None, predictor: Predictor | None = 
         lifespan=lifespan,
     )
     app.state.service = service
+    bodies = BodyBudget(max(config.max_body_bytes_in_flight, config.max_request_bytes))
+    app.state.bodies = bodies
     metrics = service.metrics
 
     app.add_middleware(GuardMiddleware, metrics=metrics, api_key=config.api_key)
@@ -716,7 +747,13 @@ def create_app(config: ServeConfig | None = None, predictor: Predictor | None = 
         assert service.batcher is not None and service.predictor is not None
 
         async def run() -> dict[str, Any]:
-            body = await _read_body(request, config.max_request_bytes)
+            body, held = await _read_body(request, config.max_request_bytes, bodies, config.retry_after_s)
+            try:
+                return await answer(body)
+            finally:
+                bodies.give_back(held)
+
+        async def answer(body: bytes) -> dict[str, Any]:
             items, body_top_k = await _parse(request, body, config)
             if not items:
                 raise ApiError(400, "no_images", "the request holds no image; send at least one")
