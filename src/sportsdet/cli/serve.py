@@ -76,6 +76,12 @@ def serve_command(
         None, "--threads", min=1, help="CPU threads for the model. Default: all CPUs this process may use."
     ),
     int8: bool = typer.Option(False, "--int8", help="Use the bundle's INT8 model (model.int8.onnx)."),
+    max_connections: int = typer.Option(
+        512,
+        "--max-connections",
+        min=1,
+        help="Most open connections; beyond it uvicorn answers 503 (a backstop against connection floods).",
+    ),
     graceful_timeout: float = typer.Option(
         30.0, "--graceful-timeout", min=0, help="On SIGTERM/Ctrl-C, seconds to finish requests in flight."
     ),
@@ -123,6 +129,7 @@ def serve_command(
             port=port,
             log_level="warning",
             timeout_graceful_shutdown=graceful_timeout,
+            limit_concurrency=max_connections,
             server_header=False,
         )
     )
