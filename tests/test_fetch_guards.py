@@ -213,3 +213,8 @@ def test_data_fetch_never_shows_the_password(tmp_path: Path) -> None:
         with pytest.raises(SportsdetError, match=message) as info:
             fetch_dataset(url, tmp_path / "data", progress=False)
         assert "hunter2" not in str(info.value)
+
+
+def test_non_ascii_path_is_percent_encoded(server: LocalServer) -> None:
+    server.routes["/caf%C3%A9.jpg"] = server.routes["/good.jpg"]
+    assert fetch_url(server.url("/café.jpg"), timeout=2) == LocalServer.GOOD_JPEG()

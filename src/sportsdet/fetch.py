@@ -342,7 +342,17 @@ def _one_hop(
         conn_class = http.client.HTTPSConnection if https else http.client.HTTPConnection
         conn = conn_class(host, port, timeout=deadline.remaining() or 0.001)
         conn.sock = sock  # already connected (and checked): http.client will not connect again
-        path = urllib.parse.urlunsplit(("", "", parts.path or "/", parts.query, ""))
+        # Non-ASCII in the path or query (pasted from a browser's address bar) goes percent-encoded.
+        safe = "/%:@!$&'()*+,;=-._~?"
+        path = urllib.parse.urlunsplit(
+            (
+                "",
+                "",
+                urllib.parse.quote(parts.path or "/", safe=safe),
+                urllib.parse.quote(parts.query, safe=safe),
+                "",
+            )
+        )
         conn.request("GET", path, headers={"User-Agent": USER_AGENT, "Accept": "*/*"})
         return _Response(conn, conn.getresponse())
     except BaseException:
