@@ -218,3 +218,19 @@ def test_data_fetch_never_shows_the_password(tmp_path: Path) -> None:
 def test_non_ascii_path_is_percent_encoded(server: LocalServer) -> None:
     server.routes["/caf%C3%A9.jpg"] = server.routes["/good.jpg"]
     assert fetch_url(server.url("/café.jpg"), timeout=2) == LocalServer.GOOD_JPEG()
+
+
+def test_the_connected_peer_is_checked_too(server: LocalServer) -> None:
+    """Besides every resolved address before connecting, the address actually connected to is
+    checked (a resolver answer is not trusted on its own): refused here on the second look."""
+
+    class SecondLookRefuses(AddressPolicy):
+        def refusal(self, address):  # noqa: ANN001, ANN201
+            self.seen.append(str(address))
+            return "loopback" if len(self.seen) > 1 else None
+
+    policy = SecondLookRefuses(allow_private=False)
+    object.__setattr__(policy, "seen", [])
+    with pytest.raises(FetchError, match=r"refused to connect.*127.0.0.1 \(loopback\)"):
+        fetch_url(server.url("/good.jpg"), timeout=2, policy=policy)
+    assert policy.seen == ["127.0.0.1", "127.0.0.1"]  # before connecting, then the peer
