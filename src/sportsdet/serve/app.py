@@ -248,6 +248,28 @@ class Metrics:
         )
 
 
+class BodyBudget:
+    """Bytes of request bodies held at once, over all requests: uploads are read before their
+    images can be counted, so this bounds the memory that many big uploads at once could take."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+
+    def take(self, count: int, retry_after: int) -> None:
+        if self.used + count > self.limit:
+            raise ApiError(
+                429,
+                "overloaded",
+                "the server is busy receiving other uploads; retry",
+                {"Retry-After": str(retry_after)},
+            )
+        self.used += count
+
+    def give_back(self, count: int) -> None:
+        self.used = max(0, self.used - count)
+
+
 class Service:
     """The model, the pools and the batcher behind the routes."""
 
@@ -257,6 +279,8 @@ class Service:
         self.predictor = predictor
         self.load_error: str | None = None
         self.batcher: MicroBatcher | None = None
+        # Request bodies and downloaded images held at once, over all requests.
+        self.bodies = BodyBudget(max(config.max_body_bytes_in_flight, config.max_request_bytes))
         # Downloads mostly wait on the network: more threads than cores, each bounded in time.
         # (Decoding runs on the batcher's lanes, with the model.)
         self.fetch_pool = ThreadPoolExecutor(
@@ -423,14 +447,22 @@ class Service:
     async def answer(self, name: str, source: bytes | str, top_k: int) -> dict[str, Any]:
         loop = asyncio.get_running_loop()
         assert self.batcher is not None and self.predictor is not None
+        held = 0
         try:
             if isinstance(source, str):
                 source = await loop.run_in_executor(self.fetch_pool, self.fetch, source)
+                try:  # a download is held like an upload until it is answered
+                    self.bodies.take(len(source), self.config.retry_after_s)
+                except ApiError:
+                    raise ImageProblem("overloaded", "the server is busy; retry this URL") from None
+                held = len(source)
             probs = await self.batcher.submit((name, source))
         except ImageProblem as problem:
             self.metrics.errors.labels(problem.code).inc()
             self.metrics.images.labels("error").inc()
             return {"input": name, "top_k": [], "error": {"code": problem.code, "message": problem.message}}
+        finally:
+            self.bodies.give_back(held)
         labels = self.predictor.labels
         order = np.argsort(-probs, kind="stable")[:top_k]
         score = float(probs[order[0]])
@@ -465,28 +497,6 @@ def make_predictor(config: ServeConfig) -> Predictor:
 
 
 # ----------------------------------------------------------------------------- request parsing
-
-
-class BodyBudget:
-    """Bytes of request bodies held at once, over all requests: uploads are read before their
-    images can be counted, so this bounds the memory that many big uploads at once could take."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.used = 0
-
-    def take(self, count: int, retry_after: int) -> None:
-        if self.used + count > self.limit:
-            raise ApiError(
-                429,
-                "overloaded",
-                "the server is busy receiving other uploads; retry",
-                {"Retry-After": str(retry_after)},
-            )
-        self.used += count
-
-    def give_back(self, count: int) -> None:
-        self.used = max(0, self.used - count)
 
 
 async def _read_body(request: Request, limit: int, budget: BodyBudget, retry_after: int) -> tuple[bytes, int]:
@@ -673,7 +683,7 @@ def create_app(config: ServeConfig | None = None, predictor: Predictor | None = 
         lifespan=lifespan,
     )
     app.state.service = service
-    bodies = BodyBudget(max(config.max_body_bytes_in_flight, config.max_request_bytes))
+    bodies = service.bodies
     app.state.bodies = bodies
     metrics = service.metrics
 
