@@ -29,7 +29,7 @@ LAYERS: list[tuple[str, ...]] = [
         "sportsdet.training",
         "sportsdet.abstain_bundle",
     ),
-    ("sportsdet.evaluate", "sportsdet.report", "sportsdet.cluster"),
+    ("sportsdet.evaluate", "sportsdet.report", "sportsdet.cluster", "sportsdet.serve"),
     ("sportsdet.train",),
     ("sportsdet.cli",),
 ]

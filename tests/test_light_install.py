@@ -119,3 +119,48 @@ def test_light_install_has_no_torch_and_predicts(light_venv: Path, light_work: P
                        str(photos / "a_red.jpg")])
     assert torch_asked.returncode == 2 and "Traceback" not in torch_asked.stderr
     assert "sportsdet[train]" in torch_asked.stderr
+
+
+def test_serve_extra_on_the_light_install(light_venv: Path, light_work: Path) -> None:
+    """`sportsdet serve` says which extra it needs; with `[serve]` it answers, still without torch."""
+    import socket
+
+    python, sportsdet = light_venv / "bin" / "python", light_venv / "bin" / "sportsdet"
+    missing = run([str(sportsdet), "serve"])
+    assert missing.returncode == 2 and "sportsdet[serve]" in missing.stderr
+    assert "Traceback" not in missing.stderr
+
+    wheel = sorted((light_work / "dist").glob("sportsdet-*.whl"))[0]
+    installed = run([str(python), "-m", "pip", "install", "-q", f"{wheel}[serve]"])
+    assert installed.returncode == 0, installed.stderr[-3000:]
+    probe = run([str(python), "-c", "import importlib.util as u; print([m for m in ('torch', 'timm', "
+                 "'sklearn', 'matplotlib') if u.find_spec(m)])"])
+    assert probe.stdout.strip() == "[]", "the serve extra must not bring torch"
+
+    model = make_colour_onnx(light_work / "serve-colour.onnx")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "SPORTSDET_API_KEY")}
+    server = subprocess.Popen([str(sportsdet), "serve", "--model", str(model), "--port", str(port)], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    client = (
+        "import io, json, sys, time, urllib.request\n"
+        "from PIL import Image\n"
+        f"base = 'http://127.0.0.1:{port}'\n"
+        "for _ in range(300):\n"
+        "    try:\n"
+        "        urllib.request.urlopen(base + '/readyz', timeout=1); break\n"
+        "    except OSError: time.sleep(0.1)\n"
+        "buf = io.BytesIO(); Image.new('RGB', (40, 40), (220, 30, 20)).save(buf, 'JPEG')\n"
+        "req = urllib.request.Request(base + '/v1/predict', buf.getvalue(), {'Content-Type': 'image/jpeg'})\n"
+        "print(json.load(urllib.request.urlopen(req, timeout=10))['results'][0]['label'])\n"
+        "print(urllib.request.urlopen(base + '/', timeout=5).status)\n"
+    )
+    try:
+        answer = run([str(python), "-c", client])
+    finally:
+        server.terminate()
+        server.wait(20)
+    assert answer.returncode == 0, answer.stderr[-2000:] + server.stderr.read()[-2000:]
+    assert answer.stdout.split() == ["red", "200"]  # the page's assets are in the wheel

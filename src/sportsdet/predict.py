@@ -32,7 +32,7 @@ from PIL import Image
 from sportsdet.abstain import Abstain
 from sportsdet.bundle import Bundle, load_bundle
 from sportsdet.errors import SportsdetError
-from sportsdet.fetch import DEFAULT_MAX_BYTES, fetch_url, is_url
+from sportsdet.fetch import ALLOW_ALL, DEFAULT_MAX_BYTES, AddressPolicy, fetch_url, is_url, redact_url
 from sportsdet.files import iter_image_files
 from sportsdet.imageio import is_image_name
 from sportsdet.preprocess import load_and_preprocess, preprocess
@@ -126,7 +126,7 @@ def expand_inputs(sources: Iterable[Source]) -> Iterator[InputItem]:
             continue
         text = str(source)
         if isinstance(source, str) and is_url(text):
-            yield InputItem(text, text)
+            yield InputItem(redact_url(text), text)  # a password in a URL is never shown
             continue
         path = Path(text).expanduser()
         if "://" in text and not path.exists():
@@ -191,6 +191,7 @@ class Predictor:
         url_max_bytes: int = DEFAULT_MAX_BYTES,
         abstain: bool = True,
         min_score: float | None = None,
+        url_policy: AddressPolicy = ALLOW_ALL,
     ) -> None:
         if batch_size is not None and batch_size < 1:
             raise SportsdetError(f"batch size must be at least 1, got {batch_size}")
@@ -222,6 +223,7 @@ class Predictor:
         self.top_k = min(top_k, len(self.labels))
         self.url_timeout = url_timeout
         self.url_max_bytes = url_max_bytes
+        self.url_policy = url_policy  # predict runs on the user's own machine: local addresses are fine
         own = self.bundle.abstain if self.bundle is not None and "abstain" in self.bundle.manifest else None
         own = own or getattr(self.backend, "abstain", None)
         if not abstain:
@@ -266,7 +268,9 @@ class Predictor:
         bad input."""
         source = item.source
         if isinstance(source, str) and is_url(source):
-            source = fetch_url(source, timeout=self.url_timeout, max_bytes=self.url_max_bytes)
+            source = fetch_url(
+                source, timeout=self.url_timeout, max_bytes=self.url_max_bytes, policy=self.url_policy
+            )
         if source is None:
             raise SportsdetError(item.error or "no data")
         return load_and_preprocess(source, self.preprocessing, name=item.name, out=out, notes=notes)

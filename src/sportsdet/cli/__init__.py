@@ -23,6 +23,7 @@ from sportsdet.cli import predict as _predict  # noqa: E402,F401  isort: skip
 from sportsdet.cli import models as _models  # noqa: E402,F401  isort: skip
 from sportsdet.cli import report as _report  # noqa: E402,F401  isort: skip
 from sportsdet.cli import export as _export  # noqa: E402,F401  isort: skip
+from sportsdet.cli import serve as _serve  # noqa: E402,F401  isort: skip
 
 EXIT_USER_ERROR = 2
 

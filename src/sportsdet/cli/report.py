@@ -52,14 +52,18 @@ def report(
 
     if compare:
         if eval_dir is not None or check is not None:
-            raise SportsdetError("--eval and --check apply to a single run; with --compare, pass run "
-                                 "folders (each uses its own eval/)")
+            raise SportsdetError(
+                "--eval and --check apply to a single run; with --compare, pass run "
+                "folders (each uses its own eval/)"
+            )
         with err_console.status("writing comparison..."):
             path = write_comparison(run_dirs, out if out is not None else Path("comparison.html"))
     else:
         if len(run_dirs) != 1:
-            raise SportsdetError(f"got {len(run_dirs)} folders; pass one run folder, or add --compare "
-                                 "to put several side by side")
+            raise SportsdetError(
+                f"got {len(run_dirs)} folders; pass one run folder, or add --compare "
+                "to put several side by side"
+            )
         with err_console.status("writing report..."):
             path = write_report(
                 run_dirs[0], out, eval_dir=eval_dir, check_report=check, gallery_limit=gallery

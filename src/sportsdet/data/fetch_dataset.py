@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sportsdet.errors import SportsdetError
-from sportsdet.fetch import download_file, is_url
+from sportsdet.fetch import download_file, is_url, redact_url
 
 
 @dataclass(frozen=True)
@@ -276,7 +276,7 @@ def dataset_source(name_or_url: str) -> tuple[str, str, str | None]:
     split = _split_archive_name(Path(urllib.parse.urlparse(name_or_url).path).name)
     if split is None:
         raise SportsdetError(
-            f"{name_or_url}: the URL does not end in .zip, .tar(.gz/.bz2/.xz) or .rar; "
+            f"{redact_url(name_or_url)}: the URL does not end in .zip, .tar(.gz/.bz2/.xz) or .rar; "
             "give the address of the archive itself"
         )
     return split[0] or "dataset", name_or_url, None

@@ -14,7 +14,7 @@ import numpy as np
 
 # Matplotlib's "Blues" at 9 stops (sequential, readable in greyscale print too).
 _BLUES = ["#f7fbff", "#deebf7", "#c6dbef", "#9ecae1", "#6baed6", "#4292c6", "#2171b5", "#08519c", "#08306b"]
-_RGB = np.array([[int(c[i:i + 2], 16) for i in (1, 3, 5)] for c in _BLUES], dtype=float)
+_RGB = np.array([[int(c[i : i + 2], 16) for i in (1, 3, 5)] for c in _BLUES], dtype=float)
 
 
 def colour(share: float) -> str:
@@ -63,8 +63,10 @@ def confusion_svg(matrix: list[list[int]], labels: list[str]) -> str:
         for j in np.flatnonzero(counts[i]):
             share = counts[i, j] / totals[i]
             name = "right" if i == j else "wrong"
-            tip = (f"true: {true}\npredicted: {labels[j]}\n{counts[i, j]} of {totals[i]} images "
-                   f"({100 * share:.0f}%)")
+            tip = (
+                f"true: {true}\npredicted: {labels[j]}\n{counts[i, j]} of {totals[i]} images "
+                f"({100 * share:.0f}%)"
+            )
             parts.append(
                 f'<rect class="cell {name}" x="{left + j * cell}" y="{y}" width="{cell}" height="{cell}" '
                 f'fill="{colour(share)}" data-count="{counts[i, j]}" data-row="{i}" data-col="{j}">'
@@ -90,8 +92,10 @@ def confusion_svg(matrix: list[list[int]], labels: list[str]) -> str:
             f"{escape(predicted)}</text>"
         )
     parts.append(f'<text x="{left}" y="12" font-size="12" fill="#555">predicted class →</text>')
-    parts.append(f'<text x="12" y="{top}" font-size="12" fill="#555" transform="rotate(90 12 {top})">'
-                 "true class →</text>")
+    parts.append(
+        f'<text x="12" y="{top}" font-size="12" fill="#555" transform="rotate(90 12 {top})">'
+        "true class →</text>"
+    )
     parts.append("</svg>")
     return "".join(parts)
 

@@ -68,4 +68,3 @@ def highest_loss(predictions: Sequence[Prediction], limit: int) -> list[Predicti
     wrong = [p for p in predictions if not p.correct]
     wrong.sort(key=lambda p: (p.true_prob, -p.confidence, p.path))
     return wrong[:limit]
-

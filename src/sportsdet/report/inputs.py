@@ -198,8 +198,10 @@ def load_inputs(
     """
     source = Path(source)
     if not source.exists():
-        raise SportsdetError(f"{source}: no such folder; pass a run folder (from `sportsdet train`) "
-                             "or an evaluation folder (from `sportsdet evaluate`)")
+        raise SportsdetError(
+            f"{source}: no such folder; pass a run folder (from `sportsdet train`) "
+            "or an evaluation folder (from `sportsdet evaluate`)"
+        )
     if not source.is_dir():
         raise SportsdetError(f"{source}: is a file; pass the run or evaluation folder that holds it")
     source = source.resolve()  # a mailed report should say where the run lives, not "."
@@ -207,8 +209,10 @@ def load_inputs(
     if eval_dir is not None:
         eval_path = Path(eval_dir).resolve()
         if not _is_eval_dir(eval_path):
-            raise SportsdetError(f"{eval_path}: no metrics.json or predictions.csv here; "
-                                 "pass the folder `sportsdet evaluate --out` wrote")
+            raise SportsdetError(
+                f"{eval_path}: no metrics.json or predictions.csv here; "
+                "pass the folder `sportsdet evaluate --out` wrote"
+            )
         inputs.eval_dir = eval_path
         inputs.run_dir = source
     elif _is_eval_dir(source) and not is_run_dir(source):
@@ -289,8 +293,11 @@ def _check_metrics(metrics: dict[str, Any], path: Path) -> None:
     matrix = metrics.get("confusion_matrix")
     if matrix is not None:
         size = len(labels or [])
-        if not (isinstance(matrix, list) and len(matrix) == size
-                and all(isinstance(row, list) and len(row) == size for row in matrix)):
+        if not (
+            isinstance(matrix, list)
+            and len(matrix) == size
+            and all(isinstance(row, list) and len(row) == size for row in matrix)
+        ):
             raise SportsdetError(
                 f"{path}: 'confusion_matrix' should be {size}x{size} (one row and column per label); {fix}"
             )
@@ -307,8 +314,9 @@ def _read_check(inputs: ReportInputs, check_report: str | Path | None) -> None:
     if check_report is not None:
         path = Path(check_report)
         if not path.is_file():
-            raise SportsdetError(f"{path}: no such data-check report; write one with "
-                                 "`sportsdet data check DATA --report FILE`")
+            raise SportsdetError(
+                f"{path}: no such data-check report; write one with `sportsdet data check DATA --report FILE`"
+            )
     else:
         folders = [d for d in (inputs.run_dir, inputs.eval_dir) if d is not None]
         path = next((d / n for d in folders for n in CHECK_REPORT_NAMES if (d / n).is_file()), None)

@@ -1,0 +1,826 @@
+"""The HTTP service: FastAPI over the same Predictor, preprocessing and bundles as `sportsdet predict`.
+
+    POST /v1/predict   images as multipart uploads, raw image bytes, or JSON {"urls": [...]}
+    GET  /v1/model     labels, preprocessing, metrics, versions, limits
+    GET  /healthz      alive;  GET /readyz  model loaded
+    GET  /metrics      Prometheus text
+    GET  /             the web page (static files shipped in the package, no CDN)
+
+Every request is bounded: body bytes, images per request, pixels per image (checked from the
+header, before decoding), and total time. Decoding and URL downloads run on thread pools, off
+the event loop; the model runs through `MicroBatcher`, which refuses work (429) rather than
+queueing it without limit. Errors are JSON `{"error": {"code", "message"}}` with a stable code,
+never a traceback. Torch-free: importing this module imports no torch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import io
+import ipaddress
+import json
+import logging
+import threading
+import time
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from PIL import Image
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from pydantic import BaseModel, Field
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.formparsers import MultiPartException, MultiPartParser
+
+from sportsdet import __version__
+from sportsdet.errors import ImageLoadError, SportsdetError
+from sportsdet.fetch import DEFAULT_MAX_BYTES, AddressPolicy, FetchError, fetch_url, redact_url
+from sportsdet.predict import InputItem, Predictor
+from sportsdet.runtime import cpu_count, model_lanes, preferred_batch_size
+from sportsdet.serve.batching import MicroBatcher, Overloaded
+
+log = logging.getLogger("sportsdet.serve")
+STATIC = Path(__file__).resolve().parent / "static"
+API_KEY_ENV = "SPORTSDET_API_KEY"
+# Open without the key: the probes, and the page and its assets (which hold no data; the page
+# asks for the key and sends it with every API call).
+PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/", "/favicon.ico"})
+PUBLIC_PREFIXES = ("/static/",)
+
+
+@dataclass
+class ServeConfig:
+    """Everything `sportsdet serve` can be told. Limits are per request unless said otherwise."""
+
+    model: str | Path | None = None  # bundle folder or .onnx; None: the built-in model
+    api_key: str | None = None
+    allow_urls: bool = False
+    allow_private_urls: bool = False
+    url_allowed_networks: tuple[Any, ...] = ()  # ip_network exceptions to the public-only rule
+    url_timeout: float = 10.0
+    url_max_bytes: int = DEFAULT_MAX_BYTES
+    max_request_bytes: int = 32 * 1024 * 1024
+    max_images: int = 16
+    max_pixels: int = 40_000_000
+    request_timeout: float = 30.0
+    max_batch: int | None = None  # None: the backend's fastest batch, as in predict (onnxruntime: 2)
+    max_wait_ms: float = 0.0  # 0: take what is queued when a lane frees up (no added latency)
+    max_in_flight: int = 64  # images decoding, queued or in the model, over all requests
+    max_body_bytes_in_flight: int = 256 * 1024 * 1024  # request bodies held at once, over all requests
+    threads: int | None = None
+    int8: bool = False
+    default_top_k: int = 5
+    retry_after_s: int = 1
+
+    def url_policy(self) -> AddressPolicy:
+        return AddressPolicy(
+            allow_private=self.allow_private_urls, allowed_networks=tuple(self.url_allowed_networks)
+        )
+
+
+def is_loopback(host: str) -> bool:
+    """True for host names/addresses that only this machine can reach."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_bind(host: str, api_key: str | None) -> None:
+    """Refuse to listen beyond this machine without an API key."""
+    if not is_loopback(host) and not api_key:
+        raise SportsdetError(
+            f"refusing to listen on {host} without an API key: anyone who can reach it could use the "
+            f"service. Pass --api-key KEY (or set {API_KEY_ENV}), or bind 127.0.0.1"
+        )
+
+
+# ----------------------------------------------------------------------------- errors
+
+
+class ApiError(Exception):
+    """An error answered as JSON {"error": {"code", "message"}} with an HTTP status."""
+
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.headers = status, code, message, headers or {}
+
+
+def _error_response(
+    status: int, code: str, message: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
+
+
+class ImageProblem(Exception):
+    """One image of a request failed; the others still get answers."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code, self.message = code, message
+
+
+# ----------------------------------------------------------------------------- response schemas
+
+
+class TopK(BaseModel):
+    label: str
+    score: float
+
+
+class ImageErrorBody(BaseModel):
+    code: str = Field(description="bad_image, too_many_pixels, url_refused, url_failed, url_timeout, ...")
+    message: str
+
+
+class ImageResult(BaseModel):
+    input: str = Field(description="The upload's file name, the URL (credentials removed) or <body>")
+    label: str | None = None
+    score: float | None = None
+    top_k: list[TopK] = []
+    uncertain: bool | None = Field(
+        None, description="True when the score is under the model's abstain threshold; null: no threshold"
+    )
+    error: ImageErrorBody | None = None
+
+
+class PredictResponse(BaseModel):
+    model: str
+    top_k: int
+    results: list[ImageResult]
+    timing_ms: dict[str, float]
+
+
+class ErrorResponse(BaseModel):
+    error: ImageErrorBody
+
+
+class UrlsRequest(BaseModel):
+    urls: list[str] = Field(description="http(s) image URLs (only when the server runs with --allow-urls)")
+    top_k: int | None = None
+
+
+_PREDICT_BODY = {
+    "requestBody": {
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "files": {"type": "array", "items": {"type": "string", "format": "binary"}},
+                        "top_k": {"type": "integer"},
+                    },
+                }
+            },
+            "image/jpeg": {"schema": {"type": "string", "format": "binary"}},
+            "application/json": {"schema": UrlsRequest.model_json_schema()},
+        },
+        "required": True,
+    }
+}
+_ERRORS = {
+    status: {"model": ErrorResponse, "description": text}
+    for status, text in {
+        400: "bad_request / no_images",
+        401: "unauthorized",
+        403: "urls_disabled",
+        413: "payload_too_large / too_many_images",
+        415: "unsupported_media_type",
+        429: "overloaded (Retry-After)",
+        503: "not_ready (Retry-After)",
+        504: "timeout",
+    }.items()
+}
+
+
+# ----------------------------------------------------------------------------- the service
+
+
+class Metrics:
+    """Prometheus metrics in a registry of their own (several apps may live in one process)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter("sportsdet_requests", "HTTP requests", ["path", "status"], registry=r)
+        self.errors = Counter(
+            "sportsdet_errors", "Errors by code (request and per image)", ["code"], registry=r
+        )
+        self.images = Counter("sportsdet_images", "Images answered", ["outcome"], registry=r)
+        self.latency = Histogram(
+            "sportsdet_request_seconds",
+            "Request latency",
+            ["path"],
+            buckets=(0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.2, 0.5, 1, 2, 5, 10, 30),
+            registry=r,
+        )
+        self.batch = Histogram(
+            "sportsdet_batch_size", "Images per model call", buckets=(1, 2, 4, 8, 16, 32, 64), registry=r
+        )
+        self.batch_seconds = Histogram(
+            "sportsdet_batch_seconds",
+            "Time per batch on a lane: decoding and the model",
+            buckets=(0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1),
+            registry=r,
+        )
+        self.queue = Gauge("sportsdet_queue_depth", "Images waiting for the model", registry=r)
+        self.in_flight = Gauge(
+            "sportsdet_images_in_flight", "Images admitted and not yet answered", registry=r
+        )
+
+
+class BodyBudget:
+    """Bytes of request bodies held at once, over all requests: uploads are read before their
+    images can be counted, so this bounds the memory that many big uploads at once could take."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+
+    def take(self, count: int, retry_after: int) -> None:
+        if self.used + count > self.limit:
+            raise ApiError(
+                429,
+                "overloaded",
+                "the server is busy receiving other uploads; retry",
+                {"Retry-After": str(retry_after)},
+            )
+        self.used += count
+
+    def give_back(self, count: int) -> None:
+        self.used = max(0, self.used - count)
+
+
+class Service:
+    """The model, the pools and the batcher behind the routes."""
+
+    def __init__(self, config: ServeConfig, predictor: Predictor | None = None) -> None:
+        self.config = config
+        self.metrics = Metrics()
+        self.predictor = predictor
+        self.load_error: str | None = None
+        self.batcher: MicroBatcher | None = None
+        # Request bodies and downloaded images held at once, over all requests.
+        self.bodies = BodyBudget(max(config.max_body_bytes_in_flight, config.max_request_bytes))
+        # Downloads mostly wait on the network: more threads than cores, each bounded in time.
+        # (Decoding runs on the batcher's lanes, with the model.)
+        self.fetch_pool = ThreadPoolExecutor(
+            max_workers=4 * max(2, cpu_count()), thread_name_prefix="sportsdet-fetch"
+        )
+        self._loaded = threading.Event()
+        if predictor is not None:
+            self._loaded.set()
+
+    # --- lifecycle
+
+    def load_model(self) -> None:
+        """Open the model (the built-in one when none is configured); runs on a thread at start-up."""
+        try:
+            if self.predictor is None:
+                self.predictor = make_predictor(self.config)
+        except SportsdetError as exc:
+            self.load_error = str(exc)
+            log.error("cannot load the model: %s", exc)
+        finally:
+            self._loaded.set()
+
+    @property
+    def ready(self) -> bool:
+        return self._loaded.is_set() and self.predictor is not None and self.batcher is not None
+
+    def start_batcher(self) -> None:
+        assert self.predictor is not None
+        lanes, run = model_lanes(self.predictor.backend)
+        self._run_model = run
+
+        def on_batch(size: int, seconds: float) -> None:
+            self.metrics.batch.observe(size)
+            self.metrics.batch_seconds.observe(seconds)
+
+        self.batcher = MicroBatcher(
+            self.process,
+            lanes=lanes,
+            max_batch=self.config.max_batch or preferred_batch_size(self.predictor.backend),
+            max_wait=self.config.max_wait_ms / 1000,
+            max_in_flight=self.config.max_in_flight,
+            on_batch=on_batch,
+        )
+        self.batcher.start()
+        self.metrics.queue.set_function(lambda: self.batcher.queued if self.batcher else 0)
+        self.metrics.in_flight.set_function(lambda: self.batcher.in_flight if self.batcher else 0)
+
+    def process(self, items: list[tuple[str, bytes]]) -> list[np.ndarray | ImageProblem]:
+        """On a lane's thread: decode a batch into one array, run the model on the good rows.
+
+        One probabilities row per item, or the ImageProblem of an item that is not a usable image."""
+        assert self.predictor is not None
+        size = self.predictor.preprocessing.input_size
+        batch = np.empty((len(items), 3, size, size), dtype=np.float32)
+        answers: list[np.ndarray | ImageProblem] = []
+        good: list[int] = []
+        for name, data in items:
+            try:
+                self.decode(name, data, out=batch[len(good)])
+            except ImageProblem as problem:
+                answers.append(problem)
+                continue
+            answers.append(batch[len(good)])  # placeholder, replaced by its probabilities below
+            good.append(len(answers) - 1)
+        if good:
+            probs = self.predictor.check_probs(self._run_model(batch[: len(good)]), len(good))
+            for row, index in enumerate(good):
+                answers[index] = probs[row]
+        return answers
+
+    async def stop(self) -> None:
+        if self.batcher is not None:
+            await self.batcher.stop()
+        self.fetch_pool.shutdown(wait=False, cancel_futures=True)
+
+    # --- model facts
+
+    @property
+    def abstain_threshold(self) -> float | None:
+        """The threshold of the abstain rule in force (the Predictor's: the model's own, or the
+        server's --min-score / --no-abstain), on the rule's score; None: nothing abstains."""
+        return self.predictor.abstain_threshold if self.predictor else None
+
+    def model_id(self) -> str:
+        predictor = self.predictor
+        assert predictor is not None
+        info = getattr(predictor.backend, "info", None)
+        if predictor.bundle is not None:
+            name = predictor.bundle.model_name
+            sha = (predictor.bundle.manifest.get("weights") or {}).get("sha256")
+        else:
+            name = (info.model.get("name") if info else None) or "onnx"
+            sha = info.weights_sha256 if info else None
+        return f"{name}@{sha[:12]}" if sha else name
+
+    def model_info(self) -> dict[str, Any]:
+        predictor = self.predictor
+        assert predictor is not None
+        bundle = predictor.bundle
+        info = getattr(predictor.backend, "info", None)
+        return {
+            "id": self.model_id(),
+            "backend": getattr(predictor.backend, "name", type(predictor.backend).__name__),
+            "labels": predictor.labels,
+            "num_classes": len(predictor.labels),
+            "preprocessing": predictor.preprocessing.to_dict(),
+            "metrics": bundle.metrics if bundle else {},
+            "versions": {
+                "sportsdet": __version__,
+                **((bundle.versions if bundle else None) or (info.versions if info else {})),
+            },
+            "abstain_threshold": self.abstain_threshold,
+            "abstain": predictor.abstain.to_dict() if predictor.abstain is not None else None,
+            "limits": {
+                "max_request_bytes": self.config.max_request_bytes,
+                "max_images": self.config.max_images,
+                "max_pixels": self.config.max_pixels,
+                "request_timeout_s": self.config.request_timeout,
+                "urls": self.config.allow_urls,
+                "private_urls": self.config.allow_urls and self.config.allow_private_urls,
+            },
+        }
+
+    # --- one image
+
+    def decode(self, name: str, data: bytes, out: np.ndarray | None = None) -> np.ndarray:
+        """Bytes -> the model's input array (into `out`); ImageProblem for anything that is not usable."""
+        assert self.predictor is not None
+        try:
+            with Image.open(io.BytesIO(data)) as header:  # reads the header only: cheap
+                width, height = header.size
+        except Exception:  # noqa: BLE001  not an image: load_image below says what it is
+            width = height = 0
+        if width * height > self.config.max_pixels:
+            raise ImageProblem(
+                "too_many_pixels",
+                f"image is {width}x{height} pixels, above this server's limit of {self.config.max_pixels:,}",
+            )
+        try:
+            return self.predictor.load(InputItem(name, data), out=out)
+        except ImageLoadError as exc:
+            code = "too_many_pixels" if exc.kind == "too-large" else "bad_image"
+            raise ImageProblem(code, exc.detail) from None
+        except SportsdetError as exc:
+            raise ImageProblem("bad_image", str(exc)) from None
+
+    def fetch(self, url: str) -> bytes:
+        try:
+            return fetch_url(
+                url,
+                timeout=self.config.url_timeout,
+                max_bytes=self.config.url_max_bytes,
+                policy=self.config.url_policy(),
+            )
+        except FetchError as exc:
+            code = {
+                "url_refused": "url_refused",
+                "bad_url": "bad_url",
+                "timeout": "url_timeout",
+                "too_large": "url_too_large",
+            }.get(exc.code, "url_failed")
+            raise ImageProblem(code, _strip_prefix(str(exc), redact_url(url))) from None
+
+    async def answer(self, name: str, source: bytes | str, top_k: int) -> dict[str, Any]:
+        loop = asyncio.get_running_loop()
+        assert self.batcher is not None and self.predictor is not None
+        held = 0
+        try:
+            if isinstance(source, str):
+                source = await loop.run_in_executor(self.fetch_pool, self.fetch, source)
+                try:  # a download is held like an upload until it is answered
+                    self.bodies.take(len(source), self.config.retry_after_s)
+                except ApiError:
+                    raise ImageProblem("overloaded", "the server is busy; retry this URL") from None
+                held = len(source)
+            probs = await self.batcher.submit((name, source))
+        except ImageProblem as problem:
+            self.metrics.errors.labels(problem.code).inc()
+            self.metrics.images.labels("error").inc()
+            return {"input": name, "top_k": [], "error": {"code": problem.code, "message": problem.message}}
+        finally:
+            self.bodies.give_back(held)
+        labels = self.predictor.labels
+        order = np.argsort(-probs, kind="stable")[:top_k]
+        # The same abstain decision as `sportsdet predict`: uncertain -> no label, best guess in top_k.
+        uncertain = None if self.predictor.abstain is None else self.predictor.is_uncertain(probs)
+        self.metrics.images.labels("ok").inc()
+        return {
+            "input": name,
+            "label": None if uncertain else labels[order[0]],
+            "score": None if uncertain else float(probs[order[0]]),
+            "top_k": [{"label": labels[i], "score": float(probs[i])} for i in order],
+            "uncertain": uncertain,
+            "error": None,
+        }
+
+
+def _strip_prefix(message: str, name: str) -> str:
+    prefix = f"{name}: "
+    return message[len(prefix) :] if message.startswith(prefix) else message
+
+
+def make_predictor(config: ServeConfig) -> Predictor:
+    """The predictor `sportsdet predict` would use for this model (the built-in one by default)."""
+    from sportsdet.bundle import builtin_bundle_path
+    from sportsdet.predict import resolve_bundle_dir
+
+    model = config.model if config.model is not None else builtin_bundle_path()
+    if model is None:
+        raise SportsdetError("no --model given and this install has no built-in model")
+    if Path(model).suffix.lower() != ".onnx":
+        model = resolve_bundle_dir(model)  # a training run folder means its model/
+    return Predictor(model, threads=config.threads, int8=config.int8)
+
+
+# ----------------------------------------------------------------------------- request parsing
+
+
+async def _read_body(request: Request, limit: int, budget: BodyBudget, retry_after: int) -> tuple[bytes, int]:
+    """The request body, refused (413) as soon as it passes `limit` bytes, and the bytes it took
+    from `budget` (the caller gives them back; 429 when the budget is spent)."""
+    declared = request.headers.get("content-length")
+    too_big = ApiError(
+        413, "payload_too_large", f"the request is larger than this server's {limit:,}-byte limit"
+    )
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise too_big
+    chunks: list[bytes] = []
+    total = 0
+    try:
+        async for chunk in request.stream():
+            if total + len(chunk) > limit:
+                raise too_big
+            budget.take(len(chunk), retry_after)
+            total += len(chunk)
+            chunks.append(chunk)
+    except BaseException:
+        budget.give_back(total)
+        raise
+    return b"".join(chunks), total
+
+
+def _top_k(value: Any, default: int, classes: int) -> int:
+    if value is None or value == "":
+        return min(default, classes)
+    try:
+        k = int(value)
+    except (TypeError, ValueError):
+        raise ApiError(400, "bad_request", f"top_k must be a whole number, got {value!r}") from None
+    if k < 1:
+        raise ApiError(400, "bad_request", f"top_k must be at least 1, got {k}")
+    return min(k, classes)
+
+
+async def _parse(
+    request: Request, body: bytes, config: ServeConfig
+) -> tuple[list[tuple[str, bytes | str]], Any]:
+    """(name, bytes or URL) per image, and the top_k the body asked for (if any)."""
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype == "multipart/form-data":
+
+        async def stream() -> AsyncIterator[bytes]:
+            yield body
+
+        parser = MultiPartParser(
+            request.headers, stream(), max_files=config.max_images + 1, max_fields=16, max_part_size=64 * 1024
+        )
+        try:
+            form = await parser.parse()
+        except MultiPartException as exc:
+            if "Too many files" in exc.message:
+                raise ApiError(
+                    413, "too_many_images", f"at most {config.max_images} images per request"
+                ) from None
+            raise ApiError(400, "bad_request", f"cannot read the multipart body ({exc.message})") from None
+        items: list[tuple[str, bytes | str]] = []
+        top_k = None
+        try:
+            for key, value in form.multi_items():
+                if isinstance(value, str):
+                    if key == "top_k":
+                        top_k = value
+                    elif key in ("url", "urls"):
+                        items.append((redact_url(value), value))
+                    continue
+                items.append((value.filename or key, await value.read()))
+        finally:
+            await form.close()
+        return items, top_k
+    if ctype == "application/json":
+        try:
+            payload = UrlsRequest.model_validate(json.loads(body or b"null"))
+        except (ValueError, TypeError) as exc:
+            message = str(exc).splitlines()[0][:200]
+            raise ApiError(400, "bad_request", f'expected JSON {{"urls": [...]}} ({message})') from None
+        return [(redact_url(url), url) for url in payload.urls], payload.top_k
+    if ctype.startswith("image/") or ctype == "application/octet-stream":
+        return ([("<body>", body)] if body else []), None
+    raise ApiError(
+        415,
+        "unsupported_media_type",
+        f"unsupported Content-Type {ctype or '(none)'!r}; send multipart/form-data uploads, "
+        'raw image bytes (image/jpeg, image/png, ...), or JSON {"urls": [...]}',
+    )
+
+
+# ----------------------------------------------------------------------------- the app
+
+# The page runs only its own script and styles; pictures may be pasted URLs.
+PAGE_CSP = "default-src 'self'; img-src 'self' blob: data: http: https:; style-src 'self'; script-src 'self'"
+
+
+class GuardMiddleware:
+    """Plain ASGI middleware around every request: API key, metrics, security headers, and a
+    JSON 500 for anything unexpected (logged here, never a traceback to the client).
+
+    Plain ASGI rather than Starlette's BaseHTTPMiddleware: no extra task and stream per request."""
+
+    def __init__(self, app: Any, *, metrics: Metrics, api_key: str | None) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.key = api_key.encode() if api_key else None
+
+    def authorized(self, scope: dict[str, Any]) -> bool:
+        headers = Headers(scope=scope)
+        given = headers.get("x-api-key") or ""
+        auth = headers.get("authorization") or ""
+        if auth[:7].lower() == "bearer ":
+            given = auth[7:].strip()
+        return hmac.compare_digest(given.encode("latin-1", "replace"), self.key or b"")
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = scope["path"]
+        label = _path_label(path)
+        start = time.perf_counter()
+        public = path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES)
+        page = path == "/" or path.startswith("/static/")
+        status = {"code": 500, "started": False}
+
+        async def send_with_headers(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                status["code"], status["started"] = message["status"], True
+                headers = MutableHeaders(scope=message)
+                headers["X-Content-Type-Options"] = "nosniff"
+                if page:
+                    headers["Content-Security-Policy"] = PAGE_CSP
+            await send(message)
+
+        try:
+            if self.key is not None and not public and not self.authorized(scope):
+                self.metrics.errors.labels("unauthorized").inc()
+                response = _error_response(
+                    401,
+                    "unauthorized",
+                    "this server needs an API key: send 'Authorization: Bearer KEY' or 'X-API-Key: KEY'",
+                    {"WWW-Authenticate": "Bearer"},
+                )
+                await response(scope, receive, send_with_headers)
+                return
+            await self.app(scope, receive, send_with_headers)
+        except Exception:  # noqa: BLE001  never a traceback to the client
+            log.exception("unexpected error on %s", path)
+            self.metrics.errors.labels("internal_error").inc()
+            if not status["started"]:
+                response = _error_response(
+                    500, "internal_error", "the server failed on this request; see its log"
+                )
+                await response(scope, receive, send_with_headers)
+        finally:
+            self.metrics.requests.labels(label, str(status["code"])).inc()
+            self.metrics.latency.labels(label).observe(time.perf_counter() - start)
+
+
+def create_app(config: ServeConfig | None = None, predictor: Predictor | None = None) -> FastAPI:
+    """The FastAPI application. `predictor`: an already loaded model (else loaded at start-up)."""
+    config = config or ServeConfig()
+    service = Service(config, predictor)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async def load() -> None:
+            await asyncio.get_running_loop().run_in_executor(None, service.load_model)
+            if service.predictor is not None:
+                service.start_batcher()
+
+        loading = asyncio.create_task(load())
+        try:
+            yield
+        finally:
+            loading.cancel()
+            await service.stop()
+
+    app = FastAPI(
+        title="sportsdet",
+        version=__version__,
+        description="Recognise the sport in a photograph. Send photos to POST /v1/predict.",
+        lifespan=lifespan,
+    )
+    app.state.service = service
+    bodies = service.bodies
+    app.state.bodies = bodies
+    metrics = service.metrics
+
+    app.add_middleware(GuardMiddleware, metrics=metrics, api_key=config.api_key)
+
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
+        metrics.errors.labels(exc.code).inc()
+        return _error_response(exc.status, exc.code, exc.message, exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        metrics.errors.labels("bad_request").inc()
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        return _error_response(400, "bad_request", f"{where}: {first.get('msg', 'invalid request')}")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "bad_request")
+        metrics.errors.labels(code).inc()
+        return _error_response(exc.status_code, code, str(exc.detail), getattr(exc, "headers", None))
+
+    def require_ready() -> None:
+        if not service.ready:
+            if service.load_error:
+                raise ApiError(503, "not_ready", f"the model could not be loaded: {service.load_error}")
+            raise ApiError(
+                503, "not_ready", "the model is still loading", {"Retry-After": str(config.retry_after_s)}
+            )
+
+    @app.get("/healthz", tags=["probes"])
+    async def healthz() -> dict[str, str]:
+        """Alive (the process answers)."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["probes"], responses={503: _ERRORS[503]})
+    async def readyz() -> dict[str, str]:
+        """Ready: the model is loaded and requests are being answered."""
+        require_ready()
+        return {"status": "ready", "model": service.model_id()}
+
+    @app.get("/v1/model", tags=["model"], responses={503: _ERRORS[503]})
+    async def model() -> dict[str, Any]:
+        """The model behind the service: labels, preprocessing, metrics, versions, limits."""
+        require_ready()
+        return service.model_info()
+
+    @app.get("/metrics", tags=["probes"], response_class=Response)
+    async def prometheus() -> Response:
+        """Prometheus metrics: requests and errors by kind, latency, batch sizes, queue depth."""
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.post(
+        "/v1/predict",
+        tags=["predict"],
+        response_model=PredictResponse,
+        responses=_ERRORS,
+        openapi_extra=_PREDICT_BODY,
+    )
+    async def predict(request: Request, top_k: int | None = None) -> dict[str, Any]:
+        """Label one or several photos.
+
+        Send multipart/form-data with one or more files (any field name; text field `top_k`),
+        raw image bytes with an image/* Content-Type, or JSON `{"urls": [...], "top_k": 5}`
+        (servers started with --allow-urls). Each image gets its own result; a bad image gets
+        an `error` and the others are still answered.
+        """
+        start = time.perf_counter()
+        require_ready()
+        assert service.batcher is not None and service.predictor is not None
+
+        async def run() -> dict[str, Any]:
+            body, held = await _read_body(request, config.max_request_bytes, bodies, config.retry_after_s)
+            try:
+                return await answer(body)
+            finally:
+                bodies.give_back(held)
+
+        async def answer(body: bytes) -> dict[str, Any]:
+            items, body_top_k = await _parse(request, body, config)
+            if not items:
+                raise ApiError(400, "no_images", "the request holds no image; send at least one")
+            if len(items) > config.max_images:
+                raise ApiError(
+                    413, "too_many_images", f"{len(items)} images; at most {config.max_images} per request"
+                )
+            if any(isinstance(source, str) for _, source in items) and not config.allow_urls:
+                raise ApiError(
+                    403, "urls_disabled", "this server does not fetch URLs (start it with --allow-urls)"
+                )
+            k = _top_k(
+                top_k if top_k is not None else body_top_k,
+                config.default_top_k,
+                len(service.predictor.labels),
+            )
+            try:
+                service.batcher.reserve(len(items))
+            except Overloaded as exc:
+                raise ApiError(
+                    429, "overloaded", str(exc), {"Retry-After": str(config.retry_after_s)}
+                ) from None
+            try:
+                results = await asyncio.gather(*(service.answer(name, src, k) for name, src in items))
+            finally:
+                service.batcher.release(len(items))
+            return {
+                "model": service.model_id(),
+                "top_k": k,
+                "results": results,
+                "timing_ms": {"total": round((time.perf_counter() - start) * 1000, 2)},
+            }
+
+        try:
+            return await asyncio.wait_for(run(), config.request_timeout)
+        except asyncio.TimeoutError:
+            raise ApiError(
+                504,
+                "timeout",
+                f"the request took longer than this server's {config.request_timeout:g} s limit",
+            ) from None
+
+    @app.get("/", include_in_schema=False)
+    async def page() -> FileResponse:
+        return FileResponse(STATIC / "index.html", media_type="text/html")
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    async def favicon() -> FileResponse:
+        return FileResponse(STATIC / "favicon.svg", media_type="image/svg+xml")
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    return app
+
+
+def _path_label(path: str) -> str:
+    """A bounded set of metric labels (a scanner's random paths must not grow the registry)."""
+    known = ("/v1/predict", "/v1/model", "/healthz", "/readyz", "/metrics", "/", "/docs", "/openapi.json")
+    if path in known:
+        return path
+    return "/static" if path.startswith("/static/") else "other"

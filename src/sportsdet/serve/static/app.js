@@ -1,0 +1,178 @@
+// The sportsdet page: send photos (or a URL) to /v1/predict and show each answer.
+// Plain JavaScript, no library and nothing from another site: the page works offline.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+let maxImages = 16;
+
+function apiHeaders() {
+  const key = $("key").value.trim();
+  return key ? { "X-API-Key": key } : {};
+}
+
+function setStatus(text) { $("status").textContent = text; }
+
+async function apiError(response) {
+  try {
+    const body = await response.json();
+    if (body && body.error) return `${body.error.message} (${body.error.code})`;
+  } catch (_) { /* not JSON */ }
+  return `HTTP ${response.status}`;
+}
+
+async function loadModel() {
+  const response = await fetch("/v1/model", { headers: apiHeaders() });
+  if (response.status === 401) {
+    $("model-line").textContent = "This server needs an API key: enter it below.";
+    $("key-box").open = true;
+    return;
+  }
+  if (!response.ok) { $("model-line").textContent = await apiError(response); return; }
+  const model = await response.json();
+  maxImages = model.limits.max_images;
+  $("model-line").textContent = `Model ${model.id}: ${model.num_classes} sports.`;
+  $("url-note").hidden = model.limits.urls;
+}
+
+function pct(score) { return `${(score * 100).toFixed(1)}%`; }
+
+function card(result, thumbnail) {
+  const item = document.createElement("li");
+  item.className = "card";
+  item.dataset.input = result.input;
+  if (thumbnail) {
+    const img = document.createElement("img");
+    img.src = thumbnail;
+    img.alt = result.label ? `Photo ${result.input}, labelled ${result.label}` : `Photo ${result.input}`;
+    item.append(img);
+  }
+  const heading = document.createElement("h3");
+  const name = document.createElement("p");
+  name.className = "name";
+  name.textContent = result.input;
+  if (result.error) {
+    heading.textContent = "Could not label";
+    const error = document.createElement("p");
+    error.className = "error";
+    error.textContent = `${result.error.message} (${result.error.code})`;
+    item.append(heading, name, error);
+    return item;
+  }
+  heading.className = "label";
+  const best = result.top_k[0];
+  heading.textContent = result.label
+    ? `${result.label} - ${pct(result.score)}`
+    : `Not sure - best guess: ${best.label} ${pct(best.score)}`;
+  const abstain = document.createElement("p");
+  abstain.className = "abstain";
+  if (result.uncertain === true) {
+    abstain.classList.add("unsure");
+    abstain.textContent = "Not sure: the model's abstain rule says it cannot tell this photo.";
+  } else if (result.uncertain === false) {
+    abstain.textContent = "Confident: the model's abstain rule lets it answer.";
+  } else {
+    abstain.textContent = "This model has no abstain rule.";
+  }
+  const bars = document.createElement("ol");
+  bars.className = "bars";
+  bars.setAttribute("aria-label", `Top ${result.top_k.length} sports`);
+  for (const entry of result.top_k) {
+    const row = document.createElement("li");
+    const label = document.createElement("span");
+    label.className = "label";
+    label.textContent = entry.label;
+    label.title = entry.label;
+    const track = document.createElement("span");
+    track.className = "track";
+    track.setAttribute("role", "meter");
+    track.setAttribute("aria-valuemin", "0");
+    track.setAttribute("aria-valuemax", "100");
+    track.setAttribute("aria-valuenow", (entry.score * 100).toFixed(1));
+    track.setAttribute("aria-label", `${entry.label}: ${pct(entry.score)}`);
+    const fill = document.createElement("span");
+    fill.className = "fill";
+    fill.style.display = "block";
+    fill.style.width = pct(entry.score);
+    track.append(fill);
+    const value = document.createElement("span");
+    value.className = "pct";
+    value.textContent = pct(entry.score);
+    row.append(label, track, value);
+    bars.append(row);
+  }
+  item.append(heading, name, abstain, bars);
+  return item;
+}
+
+async function send(body, headers) {
+  const response = await fetch("/v1/predict?top_k=5", { method: "POST", body, headers: { ...apiHeaders(), ...headers } });
+  if (!response.ok) throw new Error(await apiError(response));
+  return response.json();
+}
+
+async function labelFiles(fileList) {
+  const files = Array.from(fileList).filter((f) => f.size > 0);
+  if (!files.length) return;
+  setStatus(`Labelling ${files.length} photo(s)...`);
+  let done = 0;
+  try {
+    for (let start = 0; start < files.length; start += maxImages) {
+      const chunk = files.slice(start, start + maxImages);
+      const form = new FormData();
+      for (const file of chunk) form.append("files", file, file.name);
+      const answer = await send(form, {});
+      answer.results.forEach((result, i) => {
+        $("results").prepend(card(result, URL.createObjectURL(chunk[i])));
+      });
+      done += chunk.length;
+    }
+    setStatus(`Labelled ${done} photo(s).`);
+  } catch (error) {
+    setStatus(`Could not label: ${error.message}`);
+  }
+}
+
+async function labelUrl(url) {
+  setStatus("Fetching and labelling the URL...");
+  try {
+    const answer = await send(JSON.stringify({ urls: [url] }), { "Content-Type": "application/json" });
+    const result = answer.results[0];
+    $("results").prepend(card(result, result.error ? null : url));
+    setStatus(result.error ? "The URL could not be labelled." : "Labelled 1 photo.");
+  } catch (error) {
+    setStatus(`Could not label: ${error.message}`);
+  }
+}
+
+function init() {
+  const drop = $("drop");
+  const input = $("files");
+  drop.addEventListener("click", () => input.click());
+  drop.addEventListener("keydown", (event) => {
+    if (event.key === "Enter" || event.key === " ") { event.preventDefault(); input.click(); }
+  });
+  for (const name of ["dragenter", "dragover"]) {
+    drop.addEventListener(name, (event) => { event.preventDefault(); drop.classList.add("over"); });
+  }
+  drop.addEventListener("dragleave", () => drop.classList.remove("over"));
+  drop.addEventListener("drop", (event) => {
+    event.preventDefault();
+    drop.classList.remove("over");
+    labelFiles(event.dataTransfer.files);
+  });
+  // A photo dropped anywhere else must not make the browser navigate away from the page.
+  window.addEventListener("dragover", (event) => event.preventDefault());
+  window.addEventListener("drop", (event) => event.preventDefault());
+  input.addEventListener("change", () => { labelFiles(input.files); input.value = ""; });
+  $("url-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const url = $("url").value.trim();
+    if (url) labelUrl(url);
+  });
+  const key = $("key");
+  key.value = sessionStorage.getItem("sportsdet-key") || "";
+  key.addEventListener("change", () => { sessionStorage.setItem("sportsdet-key", key.value); loadModel(); });
+  loadModel();
+}
+
+document.addEventListener("DOMContentLoaded", init);

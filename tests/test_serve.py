@@ -1,0 +1,625 @@
+"""`sportsdet serve`: the API through FastAPI's TestClient, on a tiny ONNX colour model.
+
+The colour model (conftest.make_colour_onnx) labels a red photo "red", a green one "green", so
+every answer can be checked, not just its shape. URL tests fetch from a server on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import LocalServer, image_bytes, make_colour_onnx
+from fastapi.testclient import TestClient
+from typer.testing import CliRunner
+
+from sportsdet.cli import app as cli_app
+from sportsdet.errors import SportsdetError
+from sportsdet.predict import Predictor
+from sportsdet.serve import ServeConfig, check_bind, create_app
+
+RED, GREEN, BLUE = (220, 30, 30), (30, 200, 40), (30, 40, 220)
+
+
+@pytest.fixture(scope="module")
+def colour_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_colour_onnx(tmp_path_factory.mktemp("serve") / "colour.onnx")
+
+
+@contextmanager
+def serving(model: Path, predictor: Predictor | None = None, **options) -> Iterator[TestClient]:
+    """A started app (lifespan run, model ready) behind a TestClient."""
+    application = create_app(ServeConfig(model=model, **options), predictor)
+    with TestClient(application) as client:
+        for _ in range(200):
+            if client.get("/readyz").status_code == 200:
+                break
+            time.sleep(0.02)
+        else:
+            raise AssertionError(f"never ready: {client.get('/readyz').json()}")
+        yield client
+
+
+@pytest.fixture(scope="module")
+def client(colour_model: Path) -> Iterator[TestClient]:
+    with serving(colour_model) as c:
+        yield c
+
+
+def jpeg(colour: tuple[int, int, int], size: int = 40) -> bytes:
+    return image_bytes(colour, "JPEG", size=size)
+
+
+def png(colour: tuple[int, int, int], size: int = 40) -> bytes:
+    return image_bytes(colour, "PNG", size=size)
+
+
+def uploads(*named: tuple[str, bytes]) -> list[tuple[str, tuple[str, bytes, str]]]:
+    return [("files", (name, data, "image/jpeg")) for name, data in named]
+
+
+def error_of(response) -> str:
+    body = response.json()
+    assert set(body) == {"error"} and set(body["error"]) == {"code", "message"}, body
+    assert "Traceback" not in response.text
+    return body["error"]["code"]
+
+
+# ----------------------------------------------------------------------------- answers
+
+
+def test_one_image_is_labelled(client: TestClient) -> None:
+    response = client.post("/v1/predict", files=uploads(("red.jpg", jpeg(RED))))
+    assert response.status_code == 200
+    body = response.json()
+    assert body["model"] == "colour"
+    assert body["top_k"] == 3  # 5 asked by default, clamped to the 3 classes
+    (result,) = body["results"]
+    assert result["input"] == "red.jpg"
+    assert result["label"] == "red" and result["error"] is None
+    scores = [entry["score"] for entry in result["top_k"]]
+    assert scores == sorted(scores, reverse=True) and result["score"] == scores[0] > 0.9
+    assert result["uncertain"] is None  # the colour model has no abstain threshold
+    assert body["timing_ms"]["total"] > 0
+
+
+def test_several_images_keep_their_order(client: TestClient) -> None:
+    files = uploads(("g.jpg", jpeg(GREEN)), ("r.png", png(RED)), ("b.jpg", jpeg(BLUE)))
+    body = client.post("/v1/predict", files=files, data={"top_k": "2"}).json()
+    assert [r["input"] for r in body["results"]] == ["g.jpg", "r.png", "b.jpg"]
+    assert [r["label"] for r in body["results"]] == ["green", "red", "blue"]
+    assert all(len(r["top_k"]) == 2 for r in body["results"])
+
+
+def test_same_answer_as_predict(client: TestClient, colour_model: Path, tmp_path: Path) -> None:
+    photo = tmp_path / "p.jpg"
+    photo.write_bytes(jpeg((160, 120, 40)))
+    (expected,) = Predictor(colour_model, top_k=3).predict_sources([str(photo)])
+    (served,) = client.post("/v1/predict", files=uploads(("p.jpg", photo.read_bytes()))).json()["results"]
+    assert served["label"] == expected.label
+    assert [e["label"] for e in served["top_k"]] == [label for label, _ in expected.top_k]
+    assert [e["score"] for e in served["top_k"]] == pytest.approx([score for _, score in expected.top_k])
+
+
+def test_raw_bytes_and_query_top_k(client: TestClient) -> None:
+    response = client.post("/v1/predict?top_k=1", content=png(BLUE), headers={"Content-Type": "image/png"})
+    (result,) = response.json()["results"]
+    assert result["input"] == "<body>" and result["label"] == "blue" and len(result["top_k"]) == 1
+
+
+def test_a_bad_image_among_good_ones(client: TestClient) -> None:
+    files = uploads(
+        ("ok.jpg", jpeg(RED)), ("broken.jpg", b"<html>not a photo</html>"), ("cut.jpg", jpeg(GREEN)[:300])
+    )
+    files.append(("files", ("ok2.jpg", jpeg(GREEN), "image/jpeg")))
+    body = client.post("/v1/predict", files=files).json()
+    results = body["results"]
+    assert [r["label"] for r in results] == ["red", None, None, "green"]
+    assert results[1]["error"]["code"] == "bad_image" and "not an image" in results[1]["error"]["message"]
+    assert results[2]["error"]["code"] == "bad_image"
+
+
+@pytest.mark.parametrize("top_k", ["0", "two"])
+def test_bad_top_k(client: TestClient, top_k: str) -> None:
+    response = client.post(f"/v1/predict?top_k={top_k}", files=uploads(("a.jpg", jpeg(RED))))
+    assert response.status_code == 400 and error_of(response) == "bad_request"
+
+
+# ----------------------------------------------------------------------------- limits
+
+
+def test_wrong_content_type(client: TestClient) -> None:
+    response = client.post("/v1/predict", content=b"hello", headers={"Content-Type": "text/plain"})
+    assert response.status_code == 415 and error_of(response) == "unsupported_media_type"
+
+
+def test_empty_request(client: TestClient) -> None:
+    response = client.post("/v1/predict", content=b"", headers={"Content-Type": "image/jpeg"})
+    assert response.status_code == 400 and error_of(response) == "no_images"
+
+
+def test_too_big_upload(colour_model: Path) -> None:
+    with serving(colour_model, max_request_bytes=20_000) as c:
+        big = np.random.default_rng(0).integers(0, 255, (200, 200, 3), dtype=np.uint8)
+        import io
+
+        from PIL import Image
+
+        buffer = io.BytesIO()
+        Image.fromarray(big).save(buffer, "PNG")
+        response = c.post("/v1/predict", files=uploads(("big.png", buffer.getvalue())))
+        assert response.status_code == 413 and error_of(response) == "payload_too_large"
+
+        def chunked() -> Iterator[bytes]:  # no Content-Length: the server must count itself
+            for _ in range(40):
+                yield b"\0" * 1000
+
+        response = c.post("/v1/predict", content=chunked(), headers={"Content-Type": "image/png"})
+        assert response.status_code == 413 and error_of(response) == "payload_too_large"
+        assert c.post("/v1/predict", files=uploads(("small.jpg", jpeg(RED)))).status_code == 200
+
+
+@pytest.mark.parametrize("count", [3, 12])
+def test_too_many_images(colour_model: Path, count: int) -> None:
+    with serving(colour_model, max_images=2) as c:
+        response = c.post("/v1/predict", files=uploads(*[(f"{i}.jpg", jpeg(RED, 32)) for i in range(count)]))
+        assert response.status_code == 413 and error_of(response) == "too_many_images"
+
+
+def _png_header_only(width: int, height: int) -> bytes:
+    """A PNG that claims width x height (a decompression bomb's header) with no pixel data."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
+    )
+
+
+def test_too_many_pixels(colour_model: Path) -> None:
+    with serving(colour_model, max_pixels=50_000) as c:
+        files = uploads(
+            ("fine.jpg", jpeg(RED, 200)),  # 40,000 px
+            ("big.png", png(GREEN, 300)),  # 90,000 px: a real image over this server's limit
+            ("bomb.png", _png_header_only(30_000, 30_000)),  # 900 Mpx claimed in a few bytes
+        )
+        results = c.post("/v1/predict", files=files).json()["results"]
+        assert results[0]["label"] == "red"
+        assert [r["error"]["code"] for r in results[1:]] == ["too_many_pixels", "too_many_pixels"]
+        assert "300x300" in results[1]["error"]["message"]
+
+
+class GatedBackend:
+    """The colour model behind a gate: calls block until released, and batch sizes are recorded."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+        self.labels, self.preprocessing, self.name = inner.labels, inner.preprocessing, "gated"
+        self.entered = threading.Event()
+        self.gate = threading.Event()
+        self.sizes: list[int] = []
+
+    def predict_proba(self, batch: np.ndarray) -> np.ndarray:
+        self.sizes.append(len(batch))
+        self.entered.set()
+        assert self.gate.wait(10)
+        return self.inner.predict_proba(batch)
+
+
+def gated_predictor(model: Path) -> tuple[Predictor, GatedBackend]:
+    predictor = Predictor(model)
+    gated = GatedBackend(predictor.backend)
+    predictor.backend = gated
+    return predictor, gated
+
+
+def _post_in_thread(client: TestClient, files, out: list) -> threading.Thread:
+    thread = threading.Thread(target=lambda: out.append(client.post("/v1/predict", files=files)))
+    thread.start()
+    return thread
+
+
+def test_full_queue_answers_429_with_retry_after(colour_model: Path) -> None:
+    predictor, gated = gated_predictor(colour_model)
+    with serving(colour_model, predictor, max_in_flight=2) as c:
+        first: list = []
+        thread = _post_in_thread(c, uploads(("a.jpg", jpeg(RED)), ("b.jpg", jpeg(RED))), first)
+        assert gated.entered.wait(5)  # two images in flight: the limit
+        response = c.post("/v1/predict", files=uploads(("c.jpg", jpeg(GREEN))))
+        assert response.status_code == 429 and error_of(response) == "overloaded"
+        assert response.headers["Retry-After"] == "1"
+        gated.gate.set()
+        thread.join(10)
+        assert first[0].status_code == 200
+        assert c.post("/v1/predict", files=uploads(("c.jpg", jpeg(GREEN)))).status_code == 200  # room again
+        assert 'sportsdet_errors_total{code="overloaded"} 1.0' in c.get("/metrics").text
+
+
+def test_concurrent_requests_share_one_model_call(colour_model: Path) -> None:
+    predictor, gated = gated_predictor(colour_model)
+    with serving(colour_model, predictor, max_batch=8, max_wait_ms=50) as c:
+        out: list = []
+        threads = [_post_in_thread(c, uploads((f"{i}.jpg", jpeg(BLUE))), out) for i in range(1)]
+        assert gated.entered.wait(5)  # the one lane is busy: the next requests queue up
+        threads += [_post_in_thread(c, uploads((f"{i}.jpg", jpeg(BLUE))), out) for i in range(1, 5)]
+        for _ in range(200):
+            if c.app.state.service.batcher.queued == 4:
+                break
+            time.sleep(0.01)
+        gated.gate.set()
+        for thread in threads:
+            thread.join(10)
+        assert [r.status_code for r in out] == [200] * 5
+        assert all(r.json()["results"][0]["label"] == "blue" for r in out)
+        assert gated.sizes == [1, 4]  # four requests, one model call
+        metrics = c.get("/metrics").text
+        assert "sportsdet_batch_size_count 2.0" in metrics and "sportsdet_queue_depth 0.0" in metrics
+
+
+def test_request_time_limit(colour_model: Path) -> None:
+    predictor, gated = gated_predictor(colour_model)
+    with serving(colour_model, predictor, request_timeout=0.3) as c:
+        start = time.monotonic()
+        response = c.post("/v1/predict", files=uploads(("a.jpg", jpeg(RED))))
+        assert response.status_code == 504 and error_of(response) == "timeout"
+        assert time.monotonic() - start < 2
+        gated.gate.set()
+
+
+def test_a_failing_model_is_a_json_500_without_traceback(colour_model: Path) -> None:
+    predictor = Predictor(colour_model)
+
+    class Broken:
+        labels, preprocessing, name = predictor.labels, predictor.preprocessing, "broken"
+
+        def predict_proba(self, batch: np.ndarray) -> np.ndarray:
+            raise RuntimeError("secret internal detail")
+
+    predictor.backend = Broken()
+    with serving(colour_model, predictor) as c:
+        response = c.post("/v1/predict", files=uploads(("a.jpg", jpeg(RED))))
+        assert response.status_code == 500 and error_of(response) == "internal_error"
+        assert "secret internal detail" not in response.text
+
+
+def test_unknown_path_is_json(client: TestClient) -> None:
+    response = client.get("/nope")
+    assert response.status_code == 404 and error_of(response) == "not_found"
+    response = client.get("/v1/predict")
+    assert response.status_code == 405 and error_of(response) == "method_not_allowed"
+
+
+# ----------------------------------------------------------------------------- model, probes, metrics
+
+
+def test_model_probes_and_metrics(client: TestClient) -> None:
+    model = client.get("/v1/model").json()
+    assert model["labels"] == ["red", "green", "blue"]
+    assert model["preprocessing"]["input_size"] == 16
+    assert "sportsdet" in model["versions"] and model["abstain_threshold"] is None
+    assert model["limits"]["urls"] is False
+    assert client.get("/healthz").json() == {"status": "ok"}
+    assert client.get("/readyz").json()["status"] == "ready"
+    client.post("/v1/predict", files=uploads(("a.jpg", jpeg(RED))))
+    metrics = client.get("/metrics")
+    assert metrics.headers["content-type"].startswith("text/plain")
+    for name in (
+        'sportsdet_requests_total{path="/v1/predict",status="200"}',
+        "sportsdet_request_seconds_bucket",
+        "sportsdet_batch_size_bucket",
+        "sportsdet_queue_depth",
+        'sportsdet_images_total{outcome="ok"}',
+    ):
+        assert name in metrics.text, name
+    assert client.get("/openapi.json").json()["paths"]["/v1/predict"]["post"]["requestBody"]
+
+
+def test_not_ready_while_the_model_loads(colour_model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sportsdet.serve.app as serve_app
+
+    loading = threading.Event()
+    real = serve_app.make_predictor
+
+    def slow(config):
+        assert loading.wait(10)
+        return real(config)
+
+    monkeypatch.setattr(serve_app, "make_predictor", slow)
+    with TestClient(create_app(ServeConfig(model=colour_model))) as c:
+        assert c.get("/healthz").status_code == 200
+        response = c.get("/readyz")
+        assert response.status_code == 503 and error_of(response) == "not_ready"
+        response = c.post("/v1/predict", files=uploads(("a.jpg", jpeg(RED))))
+        assert response.status_code == 503 and "Retry-After" in response.headers
+        loading.set()
+        for _ in range(200):
+            if c.get("/readyz").status_code == 200:
+                break
+            time.sleep(0.02)
+        assert c.post("/v1/predict", files=uploads(("a.jpg", jpeg(RED)))).status_code == 200
+
+
+# ----------------------------------------------------------------------------- API key
+
+
+def test_api_key_required_and_checked(colour_model: Path) -> None:
+    with serving(colour_model, api_key="k3y-value") as c:
+        files = uploads(("a.jpg", jpeg(RED)))
+        for headers in (
+            {},
+            {"X-API-Key": "wrong"},
+            {"Authorization": "Bearer wrong"},
+            {"Authorization": "k3y-value"},
+        ):
+            response = c.post("/v1/predict", files=files, headers=headers)
+            assert response.status_code == 401 and error_of(response) == "unauthorized", headers
+        for path in ("/v1/model", "/metrics"):
+            assert c.get(path).status_code == 401, path
+        assert c.post("/v1/predict", files=files, headers={"X-API-Key": "k3y-value"}).status_code == 200
+        good = {"Authorization": "Bearer k3y-value"}
+        assert c.post("/v1/predict", files=files, headers=good).status_code == 200
+        assert c.get("/v1/model", headers=good).status_code == 200
+        # probes and the page (which asks for the key) stay open
+        for path in ("/healthz", "/readyz", "/", "/static/app.js"):
+            assert c.get(path).status_code == 200, path
+
+
+def test_binding_beyond_loopback_needs_a_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    check_bind("127.0.0.1", None)
+    check_bind("localhost", None)
+    check_bind("::1", None)
+    check_bind("0.0.0.0", "key")
+    for host in ("0.0.0.0", "192.168.1.5", "::"):
+        with pytest.raises(SportsdetError, match="API key"):
+            check_bind(host, None)
+    monkeypatch.delenv("SPORTSDET_API_KEY", raising=False)
+    result = CliRunner().invoke(cli_app, ["serve", "--host", "0.0.0.0", "--port", "1"])
+    assert result.exit_code != 0 and "API key" in str(result.exception or result.output)
+
+
+# ----------------------------------------------------------------------------- URLs and SSRF
+
+
+def _redirect(target: str):
+    def handler(h: BaseHTTPRequestHandler) -> None:
+        h.send_response(302)
+        h.send_header("Location", target)
+        h.send_header("Content-Length", "0")
+        h.end_headers()
+
+    return handler
+
+
+@pytest.fixture(scope="module")
+def images() -> Iterator[LocalServer]:
+    server = LocalServer()
+    port = server.server.server_address[1]
+    server.add("/red.jpg", jpeg(RED), "image/jpeg")
+    server.routes["/to-loopback"] = _redirect(f"http://127.0.0.2:{port}/red.jpg")
+    server.routes["/to-metadata"] = _redirect("http://169.254.169.254/latest/meta-data/")
+    server.routes["/to-private"] = _redirect("http://10.0.0.8/red.jpg")
+    server.routes["/to-localhost"] = _redirect(f"http://localhost:{port}/red.jpg")
+    yield server
+    server.close()
+
+
+def test_urls_refused_by_default(client: TestClient, images: LocalServer) -> None:
+    hits = images.hits["/red.jpg"]
+    response = client.post("/v1/predict", json={"urls": [images.url("/red.jpg")]})
+    assert response.status_code == 403 and error_of(response) == "urls_disabled"
+    assert images.hits["/red.jpg"] == hits
+
+
+def test_urls_fetched_when_allowed_private_when_asked(colour_model: Path, images: LocalServer) -> None:
+    with serving(colour_model, allow_urls=True, allow_private_urls=True) as c:
+        body = c.post(
+            "/v1/predict", json={"urls": [images.url("/red.jpg"), images.url("/missing.jpg")]}
+        ).json()
+        assert body["results"][0]["label"] == "red"
+        assert body["results"][1]["error"]["code"] == "url_failed"
+        assert "HTTP 404" in body["results"][1]["error"]["message"]
+
+
+def test_ssrf_attempts_are_refused(colour_model: Path, images: LocalServer) -> None:
+    port = images.server.server_address[1]
+    urls = [
+        images.url("/red.jpg"),  # 127.0.0.1
+        f"http://localhost:{port}/red.jpg",  # a name that resolves to loopback
+        "http://10.1.2.3/a.jpg",
+        "http://169.254.169.254/latest/meta-data/",
+        f"http://[::ffff:127.0.0.1]:{port}/red.jpg",
+    ]
+    hits = images.hits["/red.jpg"]
+    with serving(colour_model, allow_urls=True) as c:
+        start = time.monotonic()
+        results = c.post("/v1/predict", json={"urls": urls}).json()["results"]
+        assert [r["error"]["code"] for r in results] == ["url_refused"] * len(urls)
+        assert time.monotonic() - start < 3  # refused before connecting, not after a timeout
+    assert images.hits["/red.jpg"] == hits  # never reached
+
+
+def test_redirects_to_internal_addresses_are_refused(colour_model: Path, images: LocalServer) -> None:
+    # The first hop is allowed (the test server's own address), every redirect target is not.
+    allowed = (ipaddress.ip_network("127.0.0.1/32"),)
+    paths = ["/to-loopback", "/to-metadata", "/to-private"]
+    with serving(colour_model, allow_urls=True, url_allowed_networks=allowed) as c:
+        results = c.post("/v1/predict", json={"urls": [images.url(p) for p in paths]}).json()["results"]
+        assert [r["error"]["code"] for r in results] == ["url_refused"] * 3
+        assert "169.254.169.254" in results[1]["error"]["message"]
+        assert (
+            c.post("/v1/predict", json={"urls": [images.url("/red.jpg")]}).json()["results"][0]["label"]
+            == "red"
+        )
+
+
+def test_host_name_resolving_to_private_address_is_refused(
+    colour_model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = socket.getaddrinfo
+
+    def fake(host, port, *args, **kwargs):
+        if host == "photos.example.com":
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("192.168.7.7", port))]
+        return real(host, port, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", fake)
+    with serving(colour_model, allow_urls=True) as c:
+        (result,) = c.post("/v1/predict", json={"urls": ["http://photos.example.com/a.jpg"]}).json()[
+            "results"
+        ]
+        assert result["error"]["code"] == "url_refused" and "192.168.7.7" in result["error"]["message"]
+
+
+def test_credentials_in_urls_refused_and_not_echoed(colour_model: Path, images: LocalServer) -> None:
+    url = images.url("/red.jpg").replace("http://", "http://me:pa55word@")
+    with serving(colour_model, allow_urls=True, allow_private_urls=True) as c:
+        response = c.post("/v1/predict", json={"urls": [url, "ftp://example.com/a.jpg"]})
+        assert "pa55word" not in response.text
+        results = response.json()["results"]
+        assert [r["error"]["code"] for r in results] == ["bad_url", "bad_url"]
+        assert "user name or password" in results[0]["error"]["message"]
+
+
+# ----------------------------------------------------------------------------- page and install
+
+
+def test_page_and_assets_are_served_by_the_package(client: TestClient) -> None:
+    page = client.get("/")
+    assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+    assert "script-src 'self'" in page.headers["content-security-policy"]
+    for asset in ("/static/app.js", "/static/style.css", "/static/favicon.svg"):
+        assert client.get(asset).status_code == 200, asset
+    static = Path(__file__).resolve().parents[1] / "src" / "sportsdet" / "serve" / "static"
+    for path in static.iterdir():
+        text = path.read_text()
+        assert "cdn" not in text.lower() and "//unpkg" not in text and "googleapis" not in text, path
+
+
+def test_service_imports_no_torch() -> None:
+    heavy = ("torch", "torchvision", "timm", "sklearn", "matplotlib", "onnx", "scipy")
+    code = (
+        "import sys, sportsdet.serve.app, sportsdet.cli.serve;"
+        f"print([m for m in {heavy!r} if m in sys.modules])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+
+
+def test_sigterm_finishes_requests_in_flight(colour_model: Path, http_server: LocalServer) -> None:
+    """The real command: prints its URL, and on SIGTERM answers the request in flight, then exits."""
+    import json
+    import os
+    import signal
+    import urllib.request
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
+    env.pop("SPORTSDET_API_KEY", None)
+    command = [sys.executable, "-m", "sportsdet", "serve", "--model", str(colour_model), "--port", str(port)]
+    process = subprocess.Popen(
+        [*command, "--allow-urls", "--allow-private-urls"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):
+            try:
+                with urllib.request.urlopen(base + "/readyz", timeout=1):
+                    break
+            except OSError:
+                time.sleep(0.05)
+        answers: list = []
+
+        def slow_request() -> None:  # /slow.jpg takes 1.5 s to answer
+            body = json.dumps({"urls": [http_server.url("/slow.jpg")]}).encode()
+            request = urllib.request.Request(
+                base + "/v1/predict", body, headers={"Content-Type": "application/json"}
+            )
+            with urllib.request.urlopen(request, timeout=10) as response:
+                answers.append((response.status, json.loads(response.read())))
+
+        thread = threading.Thread(target=slow_request)
+        thread.start()
+        time.sleep(0.5)
+        process.send_signal(signal.SIGTERM)
+        thread.join(10)
+        # uvicorn re-raises the signal once it has shut down, so the exit status says SIGTERM.
+        assert process.wait(10) in (0, -signal.SIGTERM)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    status, body = answers[0]
+    assert status == 200 and body["results"][0]["label"] == "green"
+    output = process.stdout.read()
+    assert f"http://127.0.0.1:{port}/" in output
+
+
+def test_without_the_serve_extra_the_command_says_what_to_install() -> None:
+    # A light install has no fastapi/uvicorn: one error line naming the extra, no traceback.
+    code = (
+        "import sys; sys.modules['fastapi'] = None; sys.modules['uvicorn'] = None;"
+        "sys.argv = ['sportsdet', 'serve']; from sportsdet.cli import main; main()"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2
+    assert "pip install 'sportsdet[serve]'" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_uncertain_follows_the_abstain_rule_in_force(colour_model: Path) -> None:
+    # The same rule object `sportsdet predict` uses (here --min-score 0.8: top probability >= 0.8).
+    predictor = Predictor(colour_model, min_score=0.8)
+    with serving(colour_model, predictor) as c:
+        files = uploads(("red.jpg", jpeg(RED)), ("grey.jpg", jpeg((128, 128, 128))))
+        red, grey = c.post("/v1/predict", files=files).json()["results"]
+        assert red["uncertain"] is False and red["score"] > 0.8 and red["label"] == "red"
+        # Uncertain: no label, as predict's jsonl; the best guess stays first in top_k.
+        assert grey["uncertain"] is True and grey["label"] is None and grey["score"] is None
+        assert grey["top_k"][0]["score"] < 0.8
+        model = c.get("/v1/model").json()
+        assert model["abstain_threshold"] == 0.8 and model["abstain"]["method"] == "max_prob"
+
+
+def test_uploads_held_at_once_are_bounded(colour_model: Path) -> None:
+    import io
+
+    from PIL import Image
+
+    noise = np.random.default_rng(1).integers(0, 255, (90, 90, 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(noise).save(buffer, "PNG")
+    upload = buffer.getvalue()
+    assert 20_000 < len(upload) < 30_000
+    predictor, gated = gated_predictor(colour_model)
+    options = {"max_request_bytes": 40_000, "max_body_bytes_in_flight": 45_000}
+    with serving(colour_model, predictor, **options) as c:
+        first: list = []
+        thread = _post_in_thread(c, uploads(("a.png", upload)), first)
+        assert gated.entered.wait(5)  # the first upload is held while its image is in the model
+        response = c.post("/v1/predict", files=uploads(("b.png", upload)))
+        assert response.status_code == 429 and error_of(response) == "overloaded"
+        assert response.headers["Retry-After"] == "1"
+        gated.gate.set()
+        thread.join(10)
+        assert first[0].status_code == 200
+        assert c.post("/v1/predict", files=uploads(("b.png", upload))).status_code == 200
+        assert c.app.state.bodies.used == 0  # every byte given back

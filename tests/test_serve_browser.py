@@ -1,0 +1,126 @@
+"""The service's web page in a real browser (Debian's Chromium driven by Playwright).
+
+A real `sportsdet serve` process on 127.0.0.1 with the tiny colour model; the test drops a photo
+on the page the way a person's drag and drop does (a DataTransfer with a File) and reads the
+label shown, checks the bars, the alt text and keyboard use, and that the page asks nothing of
+any other host. Skips without playwright/chromium, except under CI=true (fails there).
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import image_bytes, make_colour_onnx
+from test_report_browser import browser  # noqa: F401  (the shared headless Chromium fixture)
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    model = make_colour_onnx(tmp_path_factory.mktemp("page") / "colour.onnx")
+    port = _free_port()
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    env.pop("SPORTSDET_API_KEY", None)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "sportsdet", "serve", "--model", str(model), "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):
+            try:
+                with urllib.request.urlopen(base + "/readyz", timeout=1) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                time.sleep(0.05)
+        else:
+            raise AssertionError("server did not start")
+        yield base
+    finally:
+        process.terminate()
+        process.wait(20)
+
+
+def test_dropped_photo_is_labelled(browser, server: str, tmp_path: Path) -> None:  # noqa: F811
+    page = browser.new_page(viewport={"width": 1100, "height": 800})
+    errors: list[str] = []
+    foreign: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+
+    def guard(route) -> None:
+        url = route.request.url
+        if url.startswith((server, "blob:", "data:")):
+            route.continue_()
+        else:
+            foreign.append(url)
+            route.abort()
+
+    page.route("**/*", guard)
+    page.goto(server + "/", wait_until="load")
+    page.locator("#model-line", has_text="3 sports").wait_for(timeout=10_000)
+
+    photo = base64.b64encode(image_bytes((30, 200, 40), "JPEG", size=64)).decode()
+    page.evaluate(
+        """(b64) => {
+            const bytes = Uint8Array.from(atob(b64), c => c.charCodeAt(0));
+            const data = new DataTransfer();
+            data.items.add(new File([bytes], "pitch.jpg", {type: "image/jpeg"}));
+            const zone = document.getElementById("drop");
+            for (const type of ["dragenter", "dragover", "drop"]) {
+                const init = {dataTransfer: data, bubbles: true, cancelable: true};
+                zone.dispatchEvent(new DragEvent(type, init));
+            }
+        }""",
+        photo,
+    )
+    card = page.locator("#results li.card").first
+    card.locator("h3.label").wait_for(timeout=10_000)
+    assert card.locator("h3.label").inner_text().startswith("green")
+    assert card.locator(".name").inner_text() == "pitch.jpg"
+    assert card.locator("img").get_attribute("alt") == "Photo pitch.jpg, labelled green"
+    meters = card.locator("[role=meter]")
+    assert meters.count() == 3  # top-5, clamped to the colour model's 3 classes
+    assert meters.first.get_attribute("aria-label").startswith("green: ")
+    assert "no abstain threshold" in card.locator(".abstain").inner_text()
+    assert "Labelled 1 photo" in page.locator("#status").inner_text()
+
+    # Keyboard: the drop zone is focusable and Enter opens the file picker.
+    with page.expect_file_chooser(timeout=5000) as chooser:
+        page.locator("#drop").press("Enter")
+    chooser.value.set_files(
+        files=[{"name": "red.png", "mimeType": "image/png", "buffer": image_bytes((220, 30, 30), "PNG")}]
+    )
+    page.locator("#results li.card[data-input='red.png'] h3.label").wait_for(timeout=10_000)
+    assert page.locator("#results li.card").first.locator("h3.label").inner_text().startswith("red")
+
+    assert errors == []
+    assert foreign == []  # every asset comes from the server itself: works offline
+    shot = tmp_path / "serve-page.png"
+    page.screenshot(path=str(shot), full_page=True)
+    extra = os.environ.get("SPORTSDET_SCREENSHOT_DIR")
+    if extra:
+        Path(extra).mkdir(parents=True, exist_ok=True)
+        shutil.copy(shot, Path(extra) / shot.name)
+    page.close()
