@@ -78,10 +78,17 @@ def _timeout() -> timedelta:
     return timedelta(seconds=float(os.environ.get(TIMEOUT_ENV, DEFAULT_TIMEOUT_S)))
 
 
-def share_cpus(local_world: int) -> None:
-    """Give each of `local_world` processes on this machine its share of the cores (unless OMP says)."""
+@contextmanager
+def share_cpus(local_world: int) -> Iterator[None]:
+    """Each of `local_world` processes on this machine uses its share of the cores (unless
+    OMP_NUM_THREADS says otherwise): two processes of two threads each on two cores run slower."""
+    before = torch.get_num_threads()
     if local_world > 1 and "OMP_NUM_THREADS" not in os.environ:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // local_world))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 @contextmanager
@@ -95,12 +102,12 @@ def from_environment() -> Iterator[bool]:
         raise SportsdetError(
             "RANK/WORLD_SIZE are set but MASTER_ADDR/MASTER_PORT are not: start with torchrun"
         )
-    share_cpus(int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
-    dist.init_process_group(backend(), timeout=_timeout())
-    try:
-        yield True
-    finally:
-        dist.destroy_process_group()
+    with share_cpus(int(os.environ.get("LOCAL_WORLD_SIZE", os.environ["WORLD_SIZE"]))):
+        dist.init_process_group(backend(), timeout=_timeout())
+        try:
+            yield True
+        finally:
+            dist.destroy_process_group()
 
 
 # ----------------------------------------------------------------------------- collectives
@@ -261,6 +268,9 @@ def free_port() -> int:
 
 def _child(target: Callable[..., Any], rank_: int, nproc: int, port: int, kwargs: dict, errors: Any) -> None:
     """A rank started by local_group: the torchrun environment, then the same job as rank 0."""
+    # Spawn made this process's default start method "spawn"; DataLoader workers (lambdas inside)
+    # need the platform's own, as in a process torchrun starts.
+    multiprocessing.set_start_method(None, force=True)
     os.environ.update(
         RANK=str(rank_), WORLD_SIZE=str(nproc), LOCAL_RANK=str(rank_), LOCAL_WORLD_SIZE=str(nproc),
         MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port),
@@ -296,22 +306,22 @@ def local_group(nproc: int, target: Callable[..., Any], kwargs: dict[str, Any]) 
     ]
     for child in children:
         child.start()
-    share_cpus(nproc)
     failed = True
     try:
-        dist.init_process_group(
-            backend(), init_method=f"tcp://127.0.0.1:{port}", rank=0, world_size=nproc, timeout=_timeout()
-        )
-        try:
-            yield
-            failed = False
-        except Exception as exc:
-            # A rank that failed alone (e.g. a photo it could not decode) breaks the group: say why.
-            if not isinstance(exc, SportsdetError) and not errors.empty():
-                raise SportsdetError(errors.get()) from None
-            raise
-        finally:
-            dist.destroy_process_group()
+        with share_cpus(nproc):
+            dist.init_process_group(
+                backend(), init_method=f"tcp://127.0.0.1:{port}", rank=0, world_size=nproc, timeout=_timeout()
+            )
+            try:
+                yield
+                failed = False
+            except Exception as exc:
+                # A rank that failed alone (e.g. a photo it could not decode) breaks the group: say why.
+                if not isinstance(exc, SportsdetError) and not errors.empty():
+                    raise SportsdetError(errors.get()) from None
+                raise
+            finally:
+                dist.destroy_process_group()
     finally:
         for child in children:
             child.join(timeout=None if not failed else 30)

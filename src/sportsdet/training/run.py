@@ -171,9 +171,10 @@ def _call_record(
         "seed": seed,
         "resume": resume,
         "force": force,
-        "options": {k: v for k, v in given.items() if v is not None},
         "maps": list(maps),
         "merge": list(merge),
+        # One entry per option, so a difference is named by the option itself.
+        **{f"option {k}": v for k, v in sorted(given.items()) if v is not None},
     }
     return json.loads(json.dumps(record, default=str))
 
