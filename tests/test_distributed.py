@@ -138,3 +138,13 @@ def test_shard_rows_gives_every_rank_the_same_number_of_rows() -> None:
     assert distributed.shard_rows([7], 1, 3) == [7]
     assert [distributed.shard_rows(batch, r, 3) for r in range(3)] == [[0, 3], [1, 4], [2, 0]]
     assert distributed.shard_rows(batch, 0, 1) is batch  # one process: the batch itself
+
+
+def test_a_refusal_on_rank_0_stops_every_rank_with_its_message(shapes: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text("{}", encoding="utf-8")
+    with pytest.raises(SportsdetError, match="already holds a run"):
+        train(shapes, out=run, model="seed-cnn", options={**SCRATCH, "epochs": 1}, nproc=2)
+    assert [p.name for p in run.iterdir()] == ["config.json"]  # nothing written, nothing removed
+    assert not distributed.active()
