@@ -132,7 +132,7 @@ def broadcast_json(value: Any) -> Any:
     )
     if int(size):
         dist.broadcast(buffer, 0)
-    return json.loads(bytes(buffer.tolist()).decode()) if not is_main() else value
+    return json.loads(buffer.numpy().tobytes().decode()) if not is_main() else value
 
 
 def all_gather_json(value: Any) -> list[Any]:
@@ -144,10 +144,11 @@ def all_gather_json(value: Any) -> list[Any]:
     dist.all_gather(sizes, torch.tensor([len(data)], dtype=torch.int64))
     longest = max(int(s) for s in sizes)
     mine = torch.zeros(longest, dtype=torch.uint8)
-    mine[: len(data)] = torch.frombuffer(bytearray(data), dtype=torch.uint8) if data else mine[:0]
+    if data:
+        mine[: len(data)] = torch.frombuffer(bytearray(data), dtype=torch.uint8)
     gathered = [torch.zeros(longest, dtype=torch.uint8) for _ in range(world_size())]
     dist.all_gather(gathered, mine)
-    return [json.loads(bytes(g[: int(s)].tolist()).decode()) for g, s in zip(gathered, sizes, strict=True)]
+    return [json.loads(g[: int(s)].numpy().tobytes().decode()) for g, s in zip(gathered, sizes, strict=True)]
 
 
 def broadcast_tensors(tensors: dict[str, torch.Tensor] | None) -> dict[str, torch.Tensor]:
