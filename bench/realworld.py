@@ -96,12 +96,9 @@ def score(backend, items: list[tuple[Path, str]]) -> dict:
 
 
 def _uncertain(backend, probs: np.ndarray) -> np.ndarray | None:
-    """The bundle's abstain decision, when the model has one (sportsdet.abstain, if installed)."""
-    try:
-        from sportsdet.abstain import decide_uncertain  # added with the abstain outcome
-    except ImportError:
-        return None
-    return decide_uncertain(backend, probs)
+    """The model's own abstain decision per photo (None when it has no abstain rule)."""
+    rule = getattr(backend, "abstain", None)
+    return None if rule is None else np.asarray(rule.uncertain(probs), dtype=bool).reshape(len(probs))
 
 
 def non_sport(backend) -> list[dict]:

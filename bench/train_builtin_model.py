@@ -81,7 +81,18 @@ def _float16(state_dict: dict) -> dict:
     return {k: v.half() if v.is_floating_point() else v for k, v in state_dict.items()}
 
 
-def finalise_builtin(data: Path) -> None:
+def fit_abstain_on(bundle_path: Path, items: list[tuple[Path, int]]):
+    """The abstain rule fitted with the INT8 engine users get, on (photo, class) validation items."""
+    from sportsdet.abstain import fit_abstain
+    from sportsdet.bundle import load_bundle
+
+    bundle = load_bundle(bundle_path)
+    probs = predict_split(bundle, items)  # the bundle ships only model.int8.onnx: INT8 is what runs
+    truth = np.array([y for _, y in items])
+    return fit_abstain(probs, truth, fitted_on=f"the validation photos of every source ({len(items)}, INT8)")
+
+
+def finalise_builtin(data: Path, valid_items: list[tuple[Path, int]] | None = None) -> None:
     """Give the shipped bundle its light form: INT8 ONNX only (the fp32 ONNX would break 25 MB).
 
     `sportsdet predict` picks model.int8.onnx when no model.onnx is there, so the built-in model
@@ -119,6 +130,7 @@ def finalise_builtin(data: Path) -> None:
             ASSET, state_dict=_float16(state_dict), model_name=bundle.model_name,
             model_config=bundle.model_config, labels=bundle.labels, preprocessing=bundle.preprocessing,
             output_key=bundle.output_key, data=bundle.data, training=training, metrics=bundle.metrics,
+            abstain=bundle.abstain,
         )  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
         report = export_bundle(
@@ -131,6 +143,16 @@ def finalise_builtin(data: Path) -> None:
             progress=print,
         )
     print(json.dumps(dataclasses.asdict(report), indent=1, default=str))
+    # The abstain threshold, fitted with the engine users get (INT8) on valid at 95% coverage,
+    # into bundle.json and the ONNX metadata (sportsdet.abstain_bundle).
+    from sportsdet.abstain_bundle import fit_bundle_abstain, store_abstain
+
+    if valid_items:  # a multi-source run: the validation photos of every source
+        policy = fit_abstain_on(ASSET, valid_items)
+    else:
+        policy = fit_bundle_abstain(ASSET, data / "valid", int8=True, progress=print)
+    store_abstain(ASSET, policy)
+    print(f"abstain: {policy.to_json()}")
     size = sum(f.stat().st_size for f in ASSET.iterdir()) / 1e6
     print(f"installed {ASSET} ({size:.1f} MB)")
 
@@ -199,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     (run / "builtin_metrics.json").write_text(json.dumps(metrics, indent=1))
     if args.install:
         install(bundle, manifest, metrics, args)
-        finalise_builtin(sports100)
+        finalise_builtin(sports100, manifest.items("valid"))
     return 0
 
 

@@ -18,12 +18,18 @@ PACKAGE = Path(sportsdet.__file__).parent
 LAYERS: list[tuple[str, ...]] = [
     ("sportsdet", "sportsdet.__main__", "sportsdet.errors"),
     ("sportsdet.imageio", "sportsdet.fetch"),
-    ("sportsdet.files", "sportsdet.preprocess", "sportsdet.metrics", "sportsdet.plots"),
+    ("sportsdet.files", "sportsdet.preprocess", "sportsdet.metrics", "sportsdet.plots", "sportsdet.abstain"),
     ("sportsdet.data",),
     ("sportsdet.bundle", "sportsdet.models", "sportsdet.onnx_graph"),
     ("sportsdet.run_folder",),
-    ("sportsdet.runtime", "sportsdet.predict", "sportsdet.export", "sportsdet.training"),
-    ("sportsdet.evaluate", "sportsdet.report"),
+    (
+        "sportsdet.runtime",
+        "sportsdet.predict",
+        "sportsdet.export",
+        "sportsdet.training",
+        "sportsdet.abstain_bundle",
+    ),
+    ("sportsdet.evaluate", "sportsdet.report", "sportsdet.cluster"),
     ("sportsdet.train",),
     ("sportsdet.cli",),
 ]

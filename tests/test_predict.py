@@ -239,7 +239,7 @@ def test_cli_jsonl_schema_and_exit_code(bundle: Path, photos: Path, tmp_path: Pa
     lines = result.stdout.strip().splitlines()
     assert len(lines) == 2
     good, bad = (json.loads(line) for line in lines)
-    assert list(good) == ["input", "label", "score", "top_k", "error", "warning"]
+    assert list(good) == ["input", "label", "score", "uncertain", "top_k", "error", "warning"]
     assert good["input"] == str(photos / "a.jpg") and good["error"] is None
     assert isinstance(good["label"], str) and isinstance(good["score"], float)
     assert [list(entry) for entry in good["top_k"]] == [["label", "score"]] * 2
@@ -248,6 +248,7 @@ def test_cli_jsonl_schema_and_exit_code(bundle: Path, photos: Path, tmp_path: Pa
         "input": missing,
         "label": None,
         "score": None,
+        "uncertain": False,
         "top_k": [],
         "error": "file not found",
         "warning": None,
@@ -265,6 +266,7 @@ def test_cli_all_good_exits_zero_and_csv_header(bundle: Path, photos: Path) -> N
         "input",
         "label",
         "score",
+        "uncertain",
         "error",
         "top1_label",
         "top1_score",
@@ -273,7 +275,7 @@ def test_cli_all_good_exits_zero_and_csv_header(bundle: Path, photos: Path) -> N
         "warning",
     ]
     assert len(rows) == 4
-    assert all(row[1] in CLASSES and row[3] == "" and row[4] == row[1] for row in rows[1:])
+    assert all(row[1] in CLASSES and row[3:5] == ["false", ""] and row[5] == row[1] for row in rows[1:])
 
 
 def test_cli_table(bundle: Path, photos: Path) -> None:

@@ -66,6 +66,7 @@ def test_train_writes_run_folder_and_a_bundle_that_reproduces_the_model(data_dir
     # The tiny validation split is below the calibration minimums; lift them to see the folding.
     monkeypatch.setattr("sportsdet.training.calibration.MIN_CALIBRATION_IMAGES", 1)
     monkeypatch.setattr("sportsdet.training.calibration.MIN_CALIBRATION_ERRORS", 0)
+    monkeypatch.setattr("sportsdet.abstain.MIN_ABSTAIN_IMAGES", 1)  # and the abstain threshold's
     run = tmp_path / "run"
     result = train(data_dir, out=run, model="seed-cnn", seed=3, options={**TINY, "epochs": 2})
 
@@ -130,6 +131,14 @@ def test_train_writes_run_folder_and_a_bundle_that_reproduces_the_model(data_dir
     for name in ("classifier.weight", "classifier.bias"):
         assert torch.allclose(best_tensors[f"model.{name}"] / temperature, saved[name], rtol=1e-6, atol=1e-7)
     assert torch.equal(best_tensors["model.hidden.weight"], saved["hidden.weight"])
+
+    # The abstain threshold is fitted on the calibrated validation scores at 95% coverage, stored
+    # as bundle.json's own "abstain" entry, and the evaluation reports what it does on test.
+    abstain = bundle.abstain
+    assert abstain is not None and abstain.threshold is not None and abstain.coverage == 0.95
+    assert abstain.valid_images == calibration["valid_images"] and "abstain" not in calibration
+    assert metrics["abstain"]["threshold"] == abstain.threshold and metrics["abstain"]["risk_coverage"]
+    assert "risk-coverage" in page
 
 
 def test_resume_after_interrupt_gives_the_uninterrupted_result(data_dir, tmp_path):
@@ -253,6 +262,7 @@ def test_early_stopping_and_no_validation_split(data_dir, tmp_path):
     assert bundle.metrics["selected_by"].startswith("last epoch")
     assert bundle.training["calibration"]["temperature"] == 1.0  # nothing to fit it on
     assert "no validation split" in bundle.training["calibration"]["why"]
+    assert bundle.abstain is None  # nothing to fit an abstain threshold on either
 
 
 def test_resume_refuses_a_damaged_checkpoint(data_dir, tmp_path):

@@ -25,8 +25,9 @@ from pathlib import Path
 from typing import Any
 
 from sportsdet import __version__
+from sportsdet.abstain import Abstain
 from sportsdet.errors import BundleError, SportsdetError
-from sportsdet.files import sha256_file
+from sportsdet.files import sha256_file, write_json
 from sportsdet.preprocess import Preprocessing
 
 BUNDLE_FORMAT = "sportsdet-bundle/1"
@@ -72,6 +73,12 @@ class Bundle:
     @property
     def num_classes(self) -> int:
         return len(self.labels)
+
+    @property
+    def abstain(self) -> Abstain | None:
+        """The abstain rule stored in bundle.json ("abstain"), or None when it has none."""
+        data = self.manifest.get("abstain")
+        return None if data is None else Abstain.from_dict(data, f"{self.path / MANIFEST_NAME}")
 
     def numpy_state_dict(self) -> dict[str, Any]:
         from safetensors.numpy import load_file
@@ -155,6 +162,7 @@ def save_bundle(
     data: dict[str, Any] | None = None,
     training: dict[str, Any] | None = None,
     metrics: dict[str, Any] | None = None,
+    abstain: Abstain | dict[str, Any] | None = None,
     extra_files: dict[str, bytes] | None = None,
 ) -> Path:
     """Write a bundle atomically. `state_dict` holds torch tensors or NumPy arrays."""
@@ -192,6 +200,8 @@ def save_bundle(
             "versions": library_versions(),
             "weights": {"file": WEIGHTS_NAME, "sha256": sha256_file(weights_file)},
         }
+        if abstain is not None:
+            manifest["abstain"] = abstain.to_dict() if isinstance(abstain, Abstain) else dict(abstain)
         for name, content in (extra_files or {}).items():
             (staging / name).write_bytes(content)
         with open(staging / MANIFEST_NAME, "w", encoding="utf-8") as handle:
@@ -299,6 +309,11 @@ def load_bundle(path: str | Path, *, verify_weights: bool = True) -> Bundle:
         raise BundleError(
             f"{manifest_file}: {len(labels)} labels but the model's output layer has {rows} outputs"
         )
+    if manifest.get("abstain") is not None:
+        try:
+            Abstain.from_dict(manifest["abstain"], str(manifest_file))
+        except SportsdetError as exc:
+            raise BundleError(str(exc)) from None
     return Bundle(
         path=path,
         model_name=model["name"],
@@ -314,7 +329,21 @@ def load_bundle(path: str | Path, *, verify_weights: bool = True) -> Bundle:
     )
 
 
+def set_bundle_abstain(path: str | Path, abstain: Abstain | None) -> Path:
+    """Store (or, with None, remove) the abstain rule in an existing bundle's bundle.json.
+
+    Only that entry changes (one atomic rewrite); the weights and their checksum stay as they are.
+    """
+    bundle = load_bundle(path, verify_weights=False)
+    manifest = dict(bundle.manifest)
+    if abstain is None:
+        manifest.pop("abstain", None)
+    else:
+        manifest["abstain"] = abstain.to_dict()
+    return write_json(bundle.path / MANIFEST_NAME, manifest, indent=2)
+
+
 def builtin_bundle_path() -> Path | None:
     """The sports model shipped inside the package, or None while there is none."""
-    candidate = Path(__file__).parent / "assets" / "sports100"
+    candidate = Path(__file__).parent / "assets" / "builtin"
     return candidate if (candidate / MANIFEST_NAME).is_file() else None

@@ -268,7 +268,7 @@ def evaluate(
 
     DATA None (or the run's dataset file): the run's own saved split, every source of it.
     """
-    from sportsdet.metrics import compute_metrics, per_group_accuracy
+    from sportsdet.metrics import abstain_metrics, compute_metrics, per_group_accuracy
 
     if batch_size < 1:
         raise SportsdetError(f"--batch-size must be at least 1, got {batch_size}")
@@ -315,6 +315,7 @@ def evaluate(
     paths = [chosen.items[i][0] for i in kept]
     y_true = np.array([chosen.items[i][1] for i in kept], dtype=np.int64)
     metrics = compute_metrics(y_true, probs, labels)
+    metrics["abstain"] = abstain_metrics(y_true, probs, bundle.abstain)
     if chosen.sources is not None:  # a multi-source run: accuracy per source as well
         metrics["per_source"] = per_group_accuracy(y_true, probs, [chosen.sources[i] for i in kept])
     metrics = {

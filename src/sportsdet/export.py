@@ -35,6 +35,7 @@ from sportsdet.onnx_graph import OPSET, torch_to_onnx
 from sportsdet.preprocess import Preprocessing, load_and_preprocess
 from sportsdet.run_folder import split_manifest_candidates
 from sportsdet.runtime import (
+    META_ABSTAIN,
     META_FORMAT,
     META_LABELS,
     META_MODEL,
@@ -125,6 +126,7 @@ def onnx_metadata(
     weights_sha256: str | None = None,
     output: str = "probabilities",
     quantization: Any = "none",
+    abstain: Any = None,
 ) -> dict[str, str]:
     """The metadata_props an exported file carries (all values are strings; JSON where structured)."""
     meta = {
@@ -138,6 +140,8 @@ def onnx_metadata(
     }
     if weights_sha256:
         meta[META_WEIGHTS_SHA256] = weights_sha256
+    if abstain is not None:  # an abstain.Abstain: the bare file decides like its bundle
+        meta[META_ABSTAIN] = abstain.to_json()
     return meta
 
 
@@ -455,6 +459,7 @@ def export_bundle(
             model_name=bundle.model_name,
             model_config=bundle.model_config,
             weights_sha256=sha,
+            abstain=bundle.abstain,
             **quantization,
         )
         set_metadata(path, metadata)

@@ -218,3 +218,68 @@ def compute_metrics(y_true: Any, probs: Any, labels: Sequence[str]) -> dict[str,
         "reliability": bins,
         "most_confused": confused,
     }
+
+
+RISK_COVERAGE_POINTS = 50
+
+
+def risk_coverage(
+    scores: np.ndarray, correct: np.ndarray, points: int = RISK_COVERAGE_POINTS
+) -> list[dict[str, float]]:
+    """Accuracy of the answered photos against the share answered, as the threshold falls.
+
+    Photos are answered from the highest score down; each point is (coverage, accuracy of the
+    answered, the score threshold that answers them) at about `points` evenly spaced coverages,
+    the full set last. Ties in score are answered together, as a threshold would.
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    correct = np.asarray(correct, dtype=np.float64)
+    n = len(scores)
+    if n == 0:
+        return []
+    order = np.argsort(-scores, kind="stable")
+    ordered, hits = scores[order], np.cumsum(correct[order])
+    curve, seen = [], set()
+    for target in np.linspace(1, n, num=min(points, n)):
+        k = int(round(target))
+        # A threshold answers every photo with that score: move to the end of the tie.
+        k = int(np.searchsorted(-ordered, -ordered[k - 1], side="right"))
+        if k in seen:
+            continue
+        seen.add(k)
+        accuracy = float(hits[k - 1] / k)
+        curve.append({"coverage": k / n, "accuracy": accuracy, "threshold": float(ordered[k - 1])})
+    return curve
+
+
+def abstain_metrics(y_true: Any, probs: Any, policy: Any) -> dict[str, Any]:
+    """What the abstain rule does on a labelled set: the risk-coverage curve of its score, and
+    the coverage and accuracy of the answered photos at its threshold (`policy` an
+    `abstain.Abstain`, or None for a bundle without one: curve of the default score only)."""
+    from sportsdet.abstain import DEFAULT_SCORE, abstain_scores
+
+    y = np.asarray(y_true)
+    p = np.asarray(probs, dtype=np.float64)
+    correct = p.argmax(axis=1) == y
+    method = policy.method if policy is not None else DEFAULT_SCORE
+    scores = abstain_scores(p, method)
+    out: dict[str, Any] = {
+        "method": method,
+        "threshold": None,
+        "fitted_coverage": None,
+        "risk_coverage": risk_coverage(scores, correct),
+    }
+    if policy is not None and policy.threshold is not None:
+        answered = ~np.asarray(policy.uncertain(p), dtype=bool)
+        out.update(
+            threshold=policy.threshold,
+            fitted_coverage=policy.coverage,
+            n=int(len(y)),
+            answered=int(answered.sum()),
+            coverage=float(answered.mean()),
+            accuracy_answered=float(correct[answered].mean()) if answered.any() else None,
+            accuracy_all=float(correct.mean()),
+        )
+    elif policy is not None:
+        out["why"] = policy.why
+    return out

@@ -144,6 +144,35 @@ def reliability_png(bins: list[dict[str, float]], ece: float | None) -> bytes:
     return _png(fig)
 
 
+def risk_coverage_png(abstain: dict[str, Any]) -> bytes:
+    """Accuracy of the answered photos against the share answered (metrics.json "abstain"),
+    with the bundle's threshold marked when it has one."""
+    from matplotlib.figure import Figure
+
+    curve = abstain.get("risk_coverage") or []
+    fig = Figure(figsize=(5.2, 4.0))
+    ax = fig.subplots()
+    if curve:
+        ax.plot(
+            [p["coverage"] for p in curve], [p["accuracy"] for p in curve], "-", color="#4c78a8",
+            label=f"answer the most sure first ({abstain.get('method')})",
+        )  # fmt: skip
+    if abstain.get("coverage") is not None and abstain.get("accuracy_answered") is not None:
+        ax.plot(
+            [abstain["coverage"]], [abstain["accuracy_answered"]], "o", color="#f58518",
+            label=f"the model's threshold ({abstain['coverage']:.1%} answered)",
+        )  # fmt: skip
+    ax.set_xlim(0, 1.01)
+    low = min([p["accuracy"] for p in curve] + [1.0])
+    ax.set_ylim(max(0.0, low - 0.05), 1.005)
+    ax.set_xlabel("coverage: share of photos answered")
+    ax.set_ylabel("accuracy of the answered photos")
+    ax.set_title("risk-coverage")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower left")
+    return _png(fig)
+
+
 def compare_curves_png(histories: dict[str, list[dict[str, Any]]]) -> bytes:
     """Several runs overlaid (one colour per run): validation accuracy, validation loss, training loss."""
     from matplotlib.figure import Figure

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from sportsdet.abstain import Abstain
 from sportsdet.bundle import Bundle, load_bundle
 from sportsdet.errors import SportsdetError
 from sportsdet.fetch import DEFAULT_MAX_BYTES, fetch_url, is_url
@@ -51,7 +52,11 @@ _GLOB_CHARS = frozenset("*?[")
 
 @dataclass
 class PredictionResult:
-    """One input's answer. A failed input has label/score None, top_k [] and error set."""
+    """One input's answer. A failed input has label/score None, top_k [] and error set.
+
+    An uncertain one (the model's abstain rule says "I don't know": no sport, or one it cannot
+    tell) has label/score None and `uncertain` True; its best guess stays first in top_k.
+    """
 
     input: str
     label: str | None = None
@@ -60,18 +65,21 @@ class PredictionResult:
     error: str | None = None
     # Labelled, but the picture is tiny or a strip (imageio.shape_problem): trust the label less.
     warning: str | None = None
+    # The abstain rule said "I don't know": label/score None, the best guess first in top_k.
+    uncertain: bool = False
 
     @property
     def ok(self) -> bool:
         return self.error is None
 
     def to_dict(self) -> dict[str, Any]:
-        """The jsonl record: {"input", "label", "score", "top_k": [{"label", "score"}], "error",
-        "warning"}."""
+        """The jsonl record: {"input", "label", "score", "uncertain", "top_k": [{"label", "score"}],
+        "error", "warning"}."""
         return {
             "input": self.input,
             "label": self.label,
             "score": self.score,
+            "uncertain": self.uncertain,
             "top_k": [{"label": label, "score": score} for label, score in self.top_k],
             "error": self.error,
             "warning": self.warning,
@@ -162,6 +170,10 @@ class Predictor:
     "torch", or any object with `predict_proba`. `int8` uses the bundle's model.int8.onnx.
     `threads`: CPU threads for the model; `workers`: threads that decode images and run the model
     (see `runtime.stream_predictions`).
+
+    Abstaining: by default the model's own rule (bundle.json / ONNX metadata "abstain") marks a
+    photo uncertain; `min_score` replaces it by "top probability under min_score" and
+    `abstain=False` turns it off. The rule in force is `self.abstain` (None: never uncertain).
     """
 
     def __init__(
@@ -177,6 +189,8 @@ class Predictor:
         workers: int | None = None,
         url_timeout: float = 10.0,
         url_max_bytes: int = DEFAULT_MAX_BYTES,
+        abstain: bool = True,
+        min_score: float | None = None,
     ) -> None:
         if batch_size is not None and batch_size < 1:
             raise SportsdetError(f"batch size must be at least 1, got {batch_size}")
@@ -208,6 +222,23 @@ class Predictor:
         self.top_k = min(top_k, len(self.labels))
         self.url_timeout = url_timeout
         self.url_max_bytes = url_max_bytes
+        own = self.bundle.abstain if self.bundle is not None and "abstain" in self.bundle.manifest else None
+        own = own or getattr(self.backend, "abstain", None)
+        if not abstain:
+            self.abstain: Abstain | None = None
+        elif min_score is not None:
+            self.abstain = Abstain.min_score(min_score)
+        else:
+            self.abstain = own if own is not None and own.active else None
+
+    @property
+    def abstain_threshold(self) -> float | None:
+        """The threshold in force (on `self.abstain.method`'s score), None when nothing abstains."""
+        return None if self.abstain is None else self.abstain.threshold
+
+    def is_uncertain(self, probs: np.ndarray) -> bool:
+        """The abstain decision for one photo's probabilities [C]."""
+        return False if self.abstain is None else bool(self.abstain.uncertain(probs))
 
     def predict_batch(self, batch: np.ndarray) -> np.ndarray:
         """Preprocessed float32 [N, 3, H, W] -> probabilities [N, C], shape-checked."""
@@ -248,6 +279,8 @@ class Predictor:
     def result_from_probs(self, name: str, probs: np.ndarray) -> PredictionResult:
         order = np.argsort(-probs, kind="stable")[: self.top_k]
         top = [(self.labels[i], float(probs[i])) for i in order]
+        if self.is_uncertain(probs):
+            return PredictionResult(input=name, top_k=top, uncertain=True)
         return PredictionResult(input=name, label=top[0][0], score=top[0][1], top_k=top)
 
     def predict_sources(self, sources: Iterable[Source]) -> Iterator[PredictionResult]:
@@ -306,8 +339,8 @@ def to_jsonl(result: PredictionResult) -> str:
 
 
 def csv_header(top_k: int) -> list[str]:
-    """Columns of `--format csv`: input,label,score,error,top1_label,top1_score,...,warning"""
-    columns = ["input", "label", "score", "error"]
+    """Columns of `--format csv`: input,label,score,uncertain,error,top1_label,top1_score,...,warning"""
+    columns = ["input", "label", "score", "uncertain", "error"]
     for rank in range(1, top_k + 1):
         columns += [f"top{rank}_label", f"top{rank}_score"]
     return columns + ["warning"]
@@ -318,6 +351,7 @@ def csv_row(result: PredictionResult, top_k: int) -> list[str]:
         result.input,
         result.label or "",
         "" if result.score is None else f"{result.score:.6f}",
+        "" if not result.ok else ("true" if result.uncertain else "false"),
         result.error or "",
     ]
     for rank in range(top_k):

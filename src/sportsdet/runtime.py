@@ -28,6 +28,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from sportsdet.abstain import Abstain
 from sportsdet.bundle import ONNX_INT8_NAME, ONNX_NAME
 from sportsdet.errors import SportsdetError
 from sportsdet.imageio import ImageSource
@@ -43,6 +44,7 @@ META_MODEL = "sportsdet.model"  # JSON {"name": ..., "config": {...}}
 META_VERSIONS = "sportsdet.versions"  # JSON of bundle.library_versions() at export time
 META_WEIGHTS_SHA256 = "sportsdet.weights_sha256"  # the bundle weights it was exported from
 META_QUANTIZATION = "sportsdet.quantization"  # "none" or JSON describing the INT8 recipe
+META_ABSTAIN = "sportsdet.abstain"  # JSON of abstain.Abstain.to_dict() (bundle.json "abstain"); optional
 REQUIRED_METADATA = (META_FORMAT, META_LABELS, META_PREPROCESSING, META_OUTPUT)
 OUTPUT_KINDS = ("probabilities", "logits")
 
@@ -60,7 +62,8 @@ def cpu_count() -> int:
 
 class Backend(Protocol):
     """An inference engine (OnnxBackend, TorchBackend): preprocessed float32 [N, 3, H, W] ->
-    class probabilities [N, C], plus the labels and preprocessing it was trained with."""
+    class probabilities [N, C], plus the labels and preprocessing it was trained with.
+    OnnxBackend and TorchBackend also carry `abstain` (an `Abstain` or None)."""
 
     labels: list[str]
     preprocessing: Preprocessing
@@ -86,6 +89,7 @@ class OnnxModelInfo:
     versions: dict[str, str] = field(default_factory=dict)
     weights_sha256: str | None = None
     quantization: Any = "none"
+    abstain: Abstain | None = None  # the abstain rule fitted with the bundle, when it has one
 
 
 def parse_onnx_metadata(metadata: dict[str, str], where: str | Path) -> OnnxModelInfo:
@@ -131,6 +135,12 @@ def parse_onnx_metadata(metadata: dict[str, str], where: str | Path) -> OnnxMode
             quantization = json.loads(quantization)
         except json.JSONDecodeError:
             pass  # free text is fine: it is only shown to people
+    abstain = None
+    if META_ABSTAIN in metadata:
+        try:
+            abstain = Abstain.from_json(metadata[META_ABSTAIN], f"metadata {META_ABSTAIN!r}")
+        except SportsdetError as exc:
+            raise SportsdetError(f"{where}: {exc}; {hint}") from None
     return OnnxModelInfo(
         labels=labels,
         preprocessing=preprocessing,
@@ -139,6 +149,7 @@ def parse_onnx_metadata(metadata: dict[str, str], where: str | Path) -> OnnxMode
         versions=versions if isinstance(versions, dict) else {},
         weights_sha256=metadata.get(META_WEIGHTS_SHA256),
         quantization=quantization,
+        abstain=abstain,
     )
 
 
@@ -204,6 +215,7 @@ class OnnxBackend:
         self.info = parse_onnx_metadata(self.session.get_modelmeta().custom_metadata_map, self.path)
         self.labels = self.info.labels
         self.preprocessing = self.info.preprocessing
+        self.abstain = self.info.abstain
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
         if len(inputs) != 1 or len(outputs) < 1:
             raise SportsdetError(f"{self.path}: expected one image input, found {len(inputs)} inputs")
@@ -273,6 +285,7 @@ class TorchBackend:
         self.model = bundle.build_torch_model().to(self.device)
         self.labels = bundle.labels
         self.preprocessing = bundle.preprocessing
+        self.abstain = bundle.abstain
         self.name = f"torch ({bundle.model_name})"
 
     def predict_proba(self, batch: np.ndarray) -> np.ndarray:
@@ -361,6 +374,8 @@ def load_backend(
             )
         onnx_backend = OnnxBackend(onnx_file, threads)
         _check_same_model(onnx_backend, bundle)
+        if "abstain" in bundle.manifest:  # bundle.json is the source of truth inside a bundle folder
+            onnx_backend.abstain = bundle.abstain
         return onnx_backend
     if not _torch_installed():
         if backend == "torch":

@@ -22,6 +22,11 @@ class OutputFormat(str, Enum):
     csv = "csv"
 
 
+class Engine(str, Enum):
+    local = "local"
+    ray = "ray"
+
+
 class BackendName(str, Enum):
     auto = "auto"
     onnx = "onnx"
@@ -98,8 +103,59 @@ def predict_command(
     device: str = typer.Option(
         "cpu", "--device", help="Torch device (torch backend only), e.g. cpu or cuda."
     ),
+    engine: Engine = typer.Option(
+        Engine.local,
+        "--engine",
+        help="local: this process; ray: a Ray Data job (the `cluster` extra) that writes Parquet to "
+        "--output, resumable; inputs may also be s3:// or gs:// URIs and .txt/.csv/.parquet listings "
+        "with a `path` column. "
+        "With ray, --workers is the number of model actors and --threads the threads of each.",
+    ),
+    output: Path | None = typer.Option(
+        None,
+        "--output",
+        "-o",
+        help="--engine ray: folder for the Parquet results (re-runs skip what is there).",
+    ),
+    address: str | None = typer.Option(
+        None, "--address", help="--engine ray: a Ray cluster (HOST:PORT). Default: start a local Ray."
+    ),
+    min_score: float | None = typer.Option(
+        None,
+        "--min-score",
+        min=0.0,
+        max=1.0,
+        help="Say 'uncertain' (no label, best guess kept in top-k) when the top score is under this. "
+        "Default: the model's own abstain threshold, fitted on validation photos.",
+    ),
+    no_abstain: bool = typer.Option(
+        False, "--no-abstain", help="Always give the top label, even for photos the model is unsure of."
+    ),
 ) -> None:
     """Say which sport each photo shows. Exit code 1 when any input could not be labelled."""
+    from sportsdet.errors import SportsdetError
+
+    if no_abstain and min_score is not None:
+        raise SportsdetError("--min-score and --no-abstain contradict each other; give one of them")
+    if engine is Engine.ray or output is not None or address is not None:
+        from sportsdet.cli.predict_ray import check_ray_options, predict_on_ray
+
+        check_ray_options(engine.value, output)
+        return predict_on_ray(
+            inputs,
+            output,
+            model=_bundle_dir(model),
+            top_k=top_k,
+            backend=backend.value,
+            int8=int8,
+            threads=threads,
+            workers=workers,
+            batch_size=batch_size,
+            address=address,
+            timeout=timeout,
+            abstain=not no_abstain,
+            min_score=min_score,
+        )
     from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     from sportsdet.predict import Predictor, csv_header, csv_line, csv_row, to_jsonl
@@ -114,6 +170,8 @@ def predict_command(
         threads=threads,
         workers=workers,
         url_timeout=timeout,
+        abstain=not no_abstain,
+        min_score=min_score,
     )
     k = predictor.top_k
     failed = 0
@@ -168,7 +226,12 @@ def _print_table(results: list, k: int) -> None:
             others = plain(", ".join(f"{label} {score:.1%}" for label, score in result.top_k[1:]))
             if result.warning:  # e.g. a 1x1 picture: labelled, but say why the label is doubtful
                 others = f"[yellow]warning: {plain(result.warning)}[/]" + (f"\n{others}" if others else "")
-            table.add_row(plain(result.input), plain(result.label), f"{result.score:.1%}", others)
+            if result.uncertain:
+                guess, guess_score = result.top_k[0]
+                said = f"[yellow]uncertain[/] — best guess: {plain(guess)} {guess_score:.1%}"
+                table.add_row(plain(result.input), said, "", others)
+            else:
+                table.add_row(plain(result.input), plain(result.label), f"{result.score:.1%}", others)
         else:
             table.add_row(plain(result.input), "[red]error[/]", "", f"[red]{plain(result.error)}[/]")
     console.print(table)
@@ -202,6 +265,7 @@ def onnx_info(path: Path) -> dict[str, Any]:
         "versions": meta.versions,
         "quantization": meta.quantization,
         "output": meta.output,
+        "abstain": meta.abstain.to_dict() if meta.abstain is not None else None,
         "files": {path.name: path.stat().st_size},
     }
 
@@ -227,6 +291,7 @@ def bundle_info(bundle_dir: Path) -> dict[str, Any]:
         "metrics": bundle.metrics,
         "versions": bundle.versions,
         "weights": manifest.get("weights", {}),
+        "abstain": manifest.get("abstain"),
         "files": _file_sizes(bundle.path),
     }
 
@@ -308,6 +373,18 @@ def info_command(
         # Scalars in full, nested structures shortened: the --json output has everything.
         for key, value in values.items():
             summary.add_row(plain(f"{section}.{key}"), plain(_short(value)))
+    abstain = info.get("abstain")
+    if abstain and abstain.get("threshold") is not None:
+        summary.add_row(
+            "abstain",
+            plain(
+                f"uncertain when {abstain['method']} < {abstain['threshold']:.4f} "
+                f"(fitted to answer {abstain.get('coverage', 0):.0%} of "
+                f"{abstain.get('fitted_on', 'validation photos')})"
+            ),
+        )
+    else:
+        summary.add_row("abstain", plain((abstain or {}).get("why") or "- (every photo gets a label)"))
     summary.add_row("versions", plain(", ".join(f"{k} {v}" for k, v in info["versions"].items())))
     console.print(summary)
     scores = _scores_table(info)

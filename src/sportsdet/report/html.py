@@ -666,7 +666,37 @@ def _calibration(inputs: ReportInputs) -> str:
     text = (f'<p class="plain">Expected calibration error: <b id="m-ece-text">{pct(ece)}</b>. '
             "When the model says 80%, it should be right about 80% of the time; bars below the "
             "diagonal mean over-confidence, above it under-confidence.</p>")
-    return text + f'<div class="cols"><div>{picture}</div><div>{table}</div></div>'
+    return text + f'<div class="cols"><div>{picture}</div><div>{table}</div></div>' + _abstain(m)
+
+
+def _abstain(m: dict[str, Any]) -> str:
+    """The abstain outcome: accuracy against coverage, and what the bundle's threshold does."""
+    abstain = m.get("abstain")
+    if not abstain or not abstain.get("risk_coverage"):
+        return ""
+    picture = img(data_uri(figures.risk_coverage_png(abstain)), "risk-coverage curve")
+    if abstain.get("threshold") is not None:
+        said = (f'<p class="plain" id="abstain-text">Photos whose {escape(str(abstain["method"]))} score is '
+                'under '
+                f'{num(abstain["threshold"])} get no label ("uncertain", best guess kept). Here that answers '
+                f'<b>{pct(abstain.get("coverage"))}</b> of the photos ({abstain.get("answered")} of '
+                f'{abstain.get("n")}) with accuracy <b>{pct(abstain.get("accuracy_answered"))}</b> '
+                f'(all photos: {pct(abstain.get("accuracy_all"))}); the threshold was fitted to answer '
+                f'{pct(abstain.get("fitted_coverage"), 0)} of the validation photos.</p>')
+    else:
+        why = f" ({escape(str(abstain['why']))})" if abstain.get("why") else ""
+        said = (f'<p class="plain" id="abstain-text">This model has no abstain threshold{why}: every photo '
+                "gets a label. The curve shows what one would trade.</p>")
+    rows = "".join(
+        f'<tr><td class="n">{pct(p["coverage"])}</td><td class="n">{pct(p["accuracy"], 2)}</td>'
+        f'<td class="n">{num(p["threshold"])}</td></tr>'
+        for p in abstain["risk_coverage"][:: max(1, len(abstain["risk_coverage"]) // 10)]
+    )
+    table = ('<table id="risk-coverage-table"><thead><tr><th class="n">answered</th>'
+             '<th class="n">accuracy</th><th class="n">score at least</th></tr></thead>'
+             f"<tbody>{rows}</tbody></table>")
+    return ('<h3>Saying "I don\'t know"</h3>' + said
+            + f'<div class="cols"><div>{picture}</div><div>{table}</div></div>')
 
 
 # ---------------------------------------------------------------- comparison page

@@ -57,3 +57,20 @@ def calibrate_temperature(
         "valid_ece_before": round(ece(1.0), 4),
         "valid_ece_after": round(ece(temperature), 4),
     }
+
+
+def fit_validation_abstain(
+    logits: np.ndarray, labels: np.ndarray, temperature: float, coverage: float | None
+) -> dict[str, Any] | None:
+    """The abstain rule (bundle.json "abstain") fitted on the calibrated validation scores.
+
+    Run after `calibrate_temperature`: the saved classifier already divides by `temperature`,
+    so these are the probabilities every backend will give. None when `coverage` is 0/None (off).
+    """
+    from sportsdet.abstain import fit_abstain
+    from sportsdet.runtime import softmax
+
+    if not coverage:
+        return None
+    probs = softmax(np.asarray(logits, dtype=np.float64) / temperature)
+    return fit_abstain(probs, labels, coverage=coverage, fitted_on="validation split").to_dict()

@@ -38,6 +38,7 @@ class TrainOptions:
     input_size: int | None = None  # None: the model's own input size
     model_config: dict[str, Any] = field(default_factory=dict)  # extra arguments for the model builder
     calibrate: bool = True  # fit a softmax temperature on the validation split
+    abstain_coverage: float | None = 0.95  # abstain threshold: share of validation answered (0/None: off)
     curves_every: int = 1  # redraw curves.png every N epochs (long benchmarks save CPU)
     cache: bool = True  # keep decoded, resized training photos in memory when they fit
     label_smoothing: float = 0.0
@@ -174,6 +175,12 @@ def _check_ranges(options: TrainOptions, model_name: str) -> None:
         raise SportsdetError(f"--patience must be 0 (off) or more, got {options.patience}")
     if options.workers < 0:
         raise SportsdetError(f"--workers must be 0 or more, got {options.workers}")
+    coverage = options.abstain_coverage
+    if coverage is not None and not 0.0 <= coverage <= 1.0:
+        raise SportsdetError(
+            f"--set abstain_coverage={coverage}: the share of validation photos answered, "
+            "between 0 (off) and 1"
+        )
     size = options.input_size
     if size is not None and not MIN_INPUT_SIZE <= size <= MAX_INPUT_SIZE:
         raise SportsdetError(

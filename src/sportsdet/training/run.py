@@ -34,7 +34,7 @@ from sportsdet.models import DEFAULT_MODEL, ModelSpec, get_model_spec
 from sportsdet.preprocess import Preprocessing
 from sportsdet.run_folder import RunFolder, clear_run, lock_run
 from sportsdet.training import distributed
-from sportsdet.training.calibration import calibrate_temperature
+from sportsdet.training.calibration import calibrate_temperature, fit_validation_abstain
 from sportsdet.training.callbacks import Checkpointer, CurvesPlot, MetricsCSV, ProgressBar
 from sportsdet.training.checkpoint import read_checkpoint, seed_everything
 from sportsdet.training.loop import Callback, TrainContext, TrainResult, validation_logits
@@ -532,9 +532,10 @@ def _run_recipe(ctx: TrainContext) -> TrainResult:
 
 
 def _calibrate(ctx: TrainContext, result: TrainResult) -> dict[str, Any]:
-    """Fit the softmax temperature on the validation split and fold it into the classifier."""
+    """Fit the softmax temperature on the validation split and fold it into the classifier;
+    then the abstain threshold on the calibrated scores (returned under "abstain")."""
     calibrated: dict[str, Any] = {"temperature": 1.0, "method": "none"}
-    if not ctx.options.calibrate:
+    if not ctx.options.calibrate and not ctx.options.abstain_coverage:
         return calibrated
     if result.valid_logits is not None:
         valid = (result.valid_logits, np.asarray([label for _, label in ctx.manifest.items("valid")]))
@@ -543,22 +544,37 @@ def _calibrate(ctx: TrainContext, result: TrainResult) -> dict[str, Any]:
     if valid is None:
         calibrated["why"] = "no validation split to fit a temperature on"
         return calibrated
-    calibrated = calibrate_temperature(result.model, ctx.spec.output_key, *valid)
-    if calibrated["method"] == "none":
-        ctx.console.print(f"[dim]scores not calibrated: {escape(calibrated['why'])}[/]", highlight=False)
-    else:
-        ctx.console.print(
-            f"calibrated scores: temperature {calibrated['temperature']:.3f} (validation ECE "
-            f"{calibrated['valid_ece_before']:.1%} -> {calibrated['valid_ece_after']:.1%})",
-            highlight=False,
-        )
+    if ctx.options.calibrate:
+        calibrated = calibrate_temperature(result.model, ctx.spec.output_key, *valid)
+        if calibrated["method"] == "none":
+            ctx.console.print(f"[dim]scores not calibrated: {escape(calibrated['why'])}[/]", highlight=False)
+        else:
+            ctx.console.print(
+                f"calibrated scores: temperature {calibrated['temperature']:.3f} (validation ECE "
+                f"{calibrated['valid_ece_before']:.1%} -> {calibrated['valid_ece_after']:.1%})",
+                highlight=False,
+            )
+    abstain = fit_validation_abstain(*valid, calibrated["temperature"], ctx.options.abstain_coverage)
+    if abstain is not None:
+        calibrated["abstain"] = abstain
+        ctx.console.print(f"[dim]abstain: {escape(_abstain_summary(abstain))}[/]", highlight=False)
     return calibrated
+
+
+def _abstain_summary(abstain: dict[str, Any]) -> str:
+    if abstain.get("threshold") is None:
+        return f"no threshold ({abstain.get('why')})"
+    return (
+        f"{abstain['method']} under {abstain['threshold']:.3f} is 'uncertain' "
+        f"({abstain.get('valid_coverage', 0):.1%} of validation photos answered)"
+    )
 
 
 def _save_bundle(
     setup: RunSetup, ctx: TrainContext, result: TrainResult, calibration: dict[str, Any], seconds: float
 ) -> None:
     manifest, run, best = setup.manifest, setup.run, result.best
+    abstain = calibration.pop("abstain", None)  # its own top-level bundle.json entry
     save_bundle(
         run.model,
         state_dict=result.model.state_dict(),
@@ -592,4 +608,5 @@ def _save_bundle(
             "best_epoch_train_accuracy": best.get("train_acc"),
             "selected_by": "val_acc" if best.get("val_acc") is not None else "last epoch (no validation set)",
         },
+        abstain=abstain,
     )

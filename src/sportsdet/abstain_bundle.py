@@ -1,0 +1,123 @@
+"""Give an existing bundle an abstain threshold, fitted on labelled validation photos.
+
+Training fits one right after calibration; this is for bundles made before that (the built-in
+model) or to refit at another coverage. The rule goes into bundle.json ("abstain") and into the
+metadata of every ONNX file in the bundle folder (`sportsdet.abstain`), so every way of running
+the model decides the same. The weights are not touched.
+
+    python -m sportsdet.abstain_bundle BUNDLE VALID_FOLDER [--coverage 0.95] [--int8]
+
+VALID_FOLDER holds one subfolder per class (named like the bundle's labels).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from sportsdet.abstain import DEFAULT_COVERAGE, DEFAULT_SCORE, SCORES, Abstain, fit_abstain
+from sportsdet.bundle import BUNDLE_FILES, load_bundle, set_bundle_abstain
+from sportsdet.errors import SportsdetError
+from sportsdet.files import atomic_write, iter_image_files
+from sportsdet.runtime import META_ABSTAIN, load_backend, stream_predictions
+
+
+def labelled_images(folder: str | Path, labels: list[str]) -> tuple[list[tuple[str, Path]], np.ndarray]:
+    """(name, path) items and class indices of FOLDER/<label>/... photos; other folders are refused."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise SportsdetError(f"{folder}: no such folder of labelled validation photos")
+    index = {label: i for i, label in enumerate(labels)}
+    items, truth, unknown = [], [], set()
+    for path in iter_image_files(folder):
+        parts = path.relative_to(folder).parts
+        if len(parts) < 2 or parts[0] not in index:
+            unknown.add(parts[0] if len(parts) > 1 else ".")
+            continue
+        items.append((str(path), path))
+        truth.append(index[parts[0]])
+    if unknown:
+        shown = ", ".join(sorted(unknown)[:5])
+        raise SportsdetError(
+            f"{folder}: photos outside the model's class folders ({shown}); "
+            "give a folder with one subfolder per label"
+        )
+    if not items:
+        raise SportsdetError(f"{folder}: no photos in class subfolders named like the model's labels")
+    return items, np.asarray(truth)
+
+
+def fit_bundle_abstain(
+    bundle_path: str | Path,
+    valid_folder: str | Path,
+    *,
+    coverage: float = DEFAULT_COVERAGE,
+    method: str = DEFAULT_SCORE,
+    int8: bool = False,
+    backend: str = "auto",
+    progress: Callable[[str], None] | None = None,
+) -> Abstain:
+    """Fit the rule on the photos under `valid_folder` with the engine `predict` would use
+    (`int8`: the bundle's model.int8.onnx). Returns it; `store_abstain` saves it."""
+    say = progress or (lambda message: None)
+    model = load_backend(bundle_path, backend, int8=int8)
+    items, truth = labelled_images(valid_folder, list(model.labels))
+    say(f"scoring {len(items)} validation photos with {model.name}")
+    rows = []
+    for result in stream_predictions(items, model):
+        if not result.ok:
+            raise SportsdetError(f"{result.error}; fix or remove that photo and run again")
+        rows.append(result.probs)
+    where = "/".join(Path(valid_folder).resolve().parts[-2:])  # e.g. sports100/valid: no home paths
+    fitted_on = f"{where} ({model.name})"
+    return fit_abstain(np.stack(rows), truth, coverage=coverage, method=method, fitted_on=fitted_on)
+
+
+def store_abstain(bundle_path: str | Path, policy: Abstain | None) -> list[Path]:
+    """Write `policy` (None: remove it) into bundle.json and every ONNX file of the bundle."""
+    import onnx
+
+    bundle = load_bundle(bundle_path, verify_weights=False)
+    written = []
+    for name in BUNDLE_FILES:
+        path = bundle.path / name
+        if path.suffix != ".onnx" or not path.is_file():
+            continue
+        model = onnx.load(str(path))
+        keep = [p for p in model.metadata_props if p.key != META_ABSTAIN]
+        del model.metadata_props[:]
+        model.metadata_props.extend(keep)
+        if policy is not None:
+            entry = model.metadata_props.add()
+            entry.key, entry.value = META_ABSTAIN, policy.to_json()
+        written.append(atomic_write(path, lambda temp, model=model: onnx.save(model, str(temp))))
+    written.append(set_bundle_abstain(bundle.path, policy))
+    return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("bundle", type=Path)
+    parser.add_argument("valid", type=Path, help="folder with one subfolder of photos per label")
+    parser.add_argument("--coverage", type=float, default=DEFAULT_COVERAGE, help="share of photos answered")
+    parser.add_argument("--score", choices=SCORES, default=DEFAULT_SCORE)
+    parser.add_argument("--int8", action="store_true", help="score with the bundle's model.int8.onnx")
+    args = parser.parse_args(argv)
+    try:
+        policy = fit_bundle_abstain(
+            args.bundle, args.valid, coverage=args.coverage, method=args.score, int8=args.int8, progress=print
+        )
+        store_abstain(args.bundle, policy)
+    except SportsdetError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(policy.to_json())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,107 @@
+"""`sportsdet predict --engine ray`: the CLI side (progress and summary) of `cluster.ray_predict`.
+
+Kept apart from `cli/predict.py` so that a plain `sportsdet predict` never imports Ray.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from sportsdet.cli.app import console, err_console
+
+
+def predict_on_ray(
+    inputs: list[str],
+    output: Path,
+    *,
+    model: Path,
+    top_k: int,
+    backend: str,
+    int8: bool,
+    threads: int | None,
+    workers: int | None,
+    batch_size: int | None,
+    address: str | None,
+    timeout: float,
+    abstain: bool = True,
+    min_score: float | None = None,
+) -> None:
+    """Run the Ray job with a live count, then say what was written, failed and skipped."""
+    from rich.markup import escape
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from sportsdet.cluster.ray_predict import import_ray, run_ray_predict
+
+    import_ray()  # the missing-extra message before anything else happens
+    where = f"joining the Ray cluster at {address}" if address else "starting a local Ray"
+    progress = Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=True,
+    )
+
+    def on_start(already_done: int) -> None:
+        if already_done:
+            err_console.print(
+                f"{escape(str(output))} already holds {already_done} result(s): those inputs are skipped"
+            )
+        err_console.print(f"{where} ...")
+
+    try:
+        with progress:
+            task = progress.add_task("starting", total=None)
+
+            def on_progress(summary) -> None:  # noqa: ANN001
+                progress.update(
+                    task, description=f"labelled {summary.written} images ({summary.failed} failed)"
+                )
+
+            summary = run_ray_predict(
+                inputs,
+                output,
+                model=model,
+                top_k=top_k,
+                backend=backend,
+                int8=int8,
+                threads=threads or 1,
+                workers=workers,
+                batch_size=batch_size,
+                address=address,
+                url_timeout=timeout,
+                abstain=abstain,
+                min_score=min_score,
+                on_start=on_start,
+                on_progress=on_progress,
+            )
+    except KeyboardInterrupt:
+        err_console.print(
+            f"[yellow]interrupted[/]: what was labelled is in {escape(str(output))}; run the same command "
+            "again to go on from there"
+        )
+        raise typer.Exit(130) from None
+    rate = summary.written / summary.seconds if summary.seconds else 0.0
+    console.print(
+        f"wrote {summary.written} result(s) to {escape(str(output))} in {len(summary.parts)} part(s) "
+        f"({rate:.1f} images/s); skipped {summary.skipped} input(s) already there",
+        highlight=False,
+    )
+    if summary.failed:
+        err_console.print(
+            f"[yellow]{summary.failed} of {summary.written} input(s) could not be labelled "
+            "(their `error` column says why)[/]"
+        )
+        raise typer.Exit(1)
+
+
+def check_ray_options(engine: str, output: Path | None) -> None:
+    """--output and --address belong to --engine ray, and it needs --output."""
+    from sportsdet.errors import SportsdetError
+
+    if engine != "ray":
+        raise SportsdetError("--output and --address are for --engine ray (plain predict prints its results)")
+    if output is None:
+        raise SportsdetError("--engine ray writes Parquet files: pass --output DIR")

@@ -1,0 +1,765 @@
+"""`sportsdet predict --engine ray`: label millions of photos with Ray Data, resumably.
+
+The pipeline (one Ray Data dataset, streamed, nothing materialised whole):
+
+    inputs (folders, globs, files, URLs; .txt/.csv/.parquet listings with a `path` column)
+      -> list      CPU tasks expand each input with `predict.expand_inputs` (the same folder walk,
+                   glob and URL rules as `sportsdet predict`) and drop inputs already in DIR
+      -> decode    CPU tasks: `imageio.load_image` + `preprocess.resize_image` (uint8, 4x smaller
+                   than float32 in the object store)
+      -> classify  a pool of actors, each holding one `predict.Predictor` (the model loaded once):
+                   `preprocess.normalize` then the model, top-k as `sportsdet predict` computes it
+      -> driver    appends rows to Parquet parts in DIR, each written to a temp name and renamed,
+                   so a part is either whole or absent
+
+Results are small (~100 bytes a row), so the driver writes them: DIR only has to exist where the
+command runs, never on the worker nodes. A bad input is a row with its `error`, never a failed
+job. Re-running into the same DIR reads the `input` column of its parts and skips those inputs.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import logging
+import os
+import time
+import uuid
+import warnings
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sportsdet.errors import SportsdetError
+from sportsdet.fetch import DEFAULT_MAX_BYTES, fetch_url, is_url
+from sportsdet.files import atomic_write
+from sportsdet.imageio import is_image_name, load_image_checked
+from sportsdet.predict import PredictionResult, Predictor, _short_message, expand_inputs
+from sportsdet.preprocess import Preprocessing, normalize, resize_image
+
+INSTALL_HINT = "pip install 'sportsdet[cluster]'"
+LISTING_SUFFIXES = (".txt", ".csv", ".parquet")
+LISTING_COLUMN = "path"
+PART_PREFIX = "part-"
+# Rows per Ray block between decoding and classifying: enough to amortise Ray's per-block cost,
+# few enough that every CPU gets work on a few hundred photos.
+DECODE_BATCH = 32
+# A part is written after this many rows or seconds, whichever first: what a crash can cost.
+PART_ROWS = 5000
+PART_SECONDS = 30.0
+# Memory a decode task asks Ray for (see build_dataset).
+DECODE_MEMORY = 128 * 1024 * 1024
+
+
+def import_ray() -> Any:
+    """`ray` with Ray Data, or a SportsdetError saying which extra to install."""
+    try:
+        import ray
+        import ray.data  # noqa: F401  (the extra brings both; an old bare `ray` lacks data)
+    except ImportError:
+        raise SportsdetError(
+            f"--engine ray needs Ray Data, which is not installed; install the cluster extra: {INSTALL_HINT}"
+        ) from None
+    return ray
+
+
+# ----------------------------------------------------------------------------- results on disk
+
+
+def result_schema() -> Any:
+    """The Parquet schema of DIR's parts.
+
+    `abstain`: the model's abstain rule said "I don't know" (`predict`'s "uncertain": label and
+    score null, the best guess first in top_k); null when no rule is in force."""
+    import pyarrow as pa
+
+    top = pa.struct([("label", pa.string()), ("score", pa.float64())])
+    return pa.schema(
+        [
+            ("input", pa.string()),
+            ("label", pa.string()),
+            ("score", pa.float64()),
+            ("top_k", pa.list_(top)),
+            ("abstain", pa.bool_()),
+            ("error", pa.string()),
+            ("warning", pa.string()),
+        ]
+    )
+
+
+def results_table(results: Iterable[PredictionResult], *, abstains: bool = False) -> Any:
+    """PredictionResults -> a pyarrow Table in `result_schema()`; `abstains`: a rule is in force."""
+    import pyarrow as pa
+
+    rows = []
+    for result in results:
+        record = result.to_dict()
+        rows.append(
+            {
+                "input": record["input"],
+                "label": record["label"],
+                "score": record["score"],
+                "top_k": record["top_k"],
+                "abstain": bool(record.get("uncertain")) if abstains and not record["error"] else None,
+                "error": record["error"],
+                "warning": record.get("warning"),
+            }
+        )
+    return pa.Table.from_pylist(rows, schema=result_schema())
+
+
+def part_files(out_dir: Path) -> list[Path]:
+    return sorted(out_dir.glob(f"{PART_PREFIX}*.parquet"))
+
+
+def read_done_inputs(out_dir: Path) -> list[str]:
+    """The `input` of every row already written to DIR (what a re-run skips)."""
+    import pyarrow.parquet as pq
+
+    done: list[str] = []
+    for part in part_files(out_dir):
+        try:
+            column = pq.read_table(part, columns=["input"]).column("input")
+        except Exception as exc:  # pyarrow raises several kinds for a damaged or foreign file
+            raise SportsdetError(
+                f"{part}: cannot read this results file ({str(exc).splitlines()[0][:200]}); move it out "
+                "of the output folder and run again"
+            ) from None
+        done.extend(value for value in column.to_pylist() if value is not None)
+    return done
+
+
+def input_keys(names: Iterable[str]) -> np.ndarray:
+    """Sorted 64-bit hashes of input names: 8 bytes an input, whatever the path length, so the
+    done-set of millions of inputs fits in the object store (collision odds ~1e-7 at 10M)."""
+    keys = np.fromiter(
+        (int.from_bytes(hashlib.blake2b(n.encode(), digest_size=8).digest(), "little") for n in names),
+        dtype=np.uint64,
+    )
+    return np.unique(keys)
+
+
+def _is_done(keys: np.ndarray, name: str) -> bool:
+    if len(keys) == 0:
+        return False
+    key = np.uint64(int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "little"))
+    at = int(np.searchsorted(keys, key))
+    return at < len(keys) and keys[at] == key
+
+
+class PartWriter:
+    """Buffers result tables and writes them as Parquet parts, each atomically (temp + rename)."""
+
+    def __init__(self, out_dir: Path, *, part_rows: int = PART_ROWS, part_seconds: float = PART_SECONDS):
+        self.out_dir = out_dir
+        self.run_id = time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
+        self.part_rows = part_rows
+        self.part_seconds = part_seconds
+        self.pending: list[Any] = []
+        self.pending_rows = 0
+        self.last_flush = time.monotonic()
+        self.parts: list[Path] = []
+
+    def add(self, table: Any) -> None:
+        if table.num_rows:
+            self.pending.append(table)
+            self.pending_rows += table.num_rows
+        if self.pending_rows >= self.part_rows or time.monotonic() - self.last_flush >= self.part_seconds:
+            self.flush()
+
+    def flush(self) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        self.last_flush = time.monotonic()
+        if not self.pending_rows:
+            return
+        table = pa.concat_tables(self.pending)
+        final = self.out_dir / f"{PART_PREFIX}{self.run_id}-{len(self.parts):05d}.parquet"
+        # Temp file, fsync, one rename: readers (and a resumed run) see the whole part or none.
+        atomic_write(final, lambda temp: pq.write_table(table, temp))
+        self.parts.append(final)
+        self.pending, self.pending_rows = [], 0
+
+
+# ----------------------------------------------------------------------------- listing
+
+
+@dataclass(frozen=True)
+class InputSpecs:
+    """What the user typed, split into plain inputs and listing files."""
+
+    plain: list[str] = field(default_factory=list)
+    listings: list[Path] = field(default_factory=list)
+
+
+def split_inputs(inputs: Iterable[str]) -> InputSpecs:
+    """Plain inputs vs listing files (.txt, .csv, .parquet that exist; their `path` column checked)."""
+    plain, listings = [], []
+    for text in inputs:
+        path = Path(text).expanduser()
+        if path.suffix.lower() in LISTING_SUFFIXES and path.is_file():
+            _check_listing(path)
+            listings.append(path.resolve())
+        else:
+            plain.append(text)
+    return InputSpecs(plain, listings)
+
+
+def _check_listing(path: Path) -> None:
+    """A listing must say where its paths are: a `path` column (.csv, .parquet)."""
+    suffix = path.suffix.lower()
+    if suffix == ".txt":
+        return
+    try:
+        if suffix == ".csv":
+            with path.open(newline="", encoding="utf-8") as handle:
+                columns = next(csv.reader(handle), [])
+        else:
+            import pyarrow.parquet as pq
+
+            columns = pq.read_schema(path).names
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise SportsdetError(f"{path}: cannot read this listing ({exc})") from None
+    except Exception as exc:  # pyarrow's errors for a file that is not Parquet
+        raise SportsdetError(
+            f"{path}: not a readable Parquet file ({str(exc).splitlines()[0][:200]})"
+        ) from None
+    if LISTING_COLUMN not in columns:
+        raise SportsdetError(
+            f"{path}: a listing needs a {LISTING_COLUMN!r} column holding image paths or URLs; "
+            f"found columns {columns[:10]}"
+        )
+
+
+def expand_spec(spec: str, base: str) -> Iterator[tuple[str, str | None, str | None]]:
+    """One input (as typed, or one line of a listing) -> (name, source, error) per image.
+
+    Relative paths are taken from `base` (the command's folder, or the listing file's folder):
+    Ray's workers run elsewhere. Names keep the form the user wrote, so they match what
+    `sportsdet predict` prints for the same input.
+    """
+    text = spec.strip()
+    if not text or text.startswith("#"):
+        return
+    if is_storage_uri(text):
+        yield from _expand_storage(text)
+        return
+    relative = not (is_url(text) or "://" in text or os.path.isabs(os.path.expanduser(text)))
+    target = os.path.join(base, text) if relative else text
+    prefix = base.rstrip(os.sep) + os.sep
+    for item in expand_inputs([target]):
+        name = item.name[len(prefix) :] if relative and item.name.startswith(prefix) else item.name
+        source = None if item.source is None else str(item.source)
+        yield name, source, item.error
+
+
+# ----------------------------------------------------------------------------- object storage
+
+# Object storage is read through pyarrow's file systems (pyarrow comes with Ray Data); each node
+# finds its credentials the way the cloud SDKs do (environment, instance role, ...). file:// is
+# the same code path on a local disk.
+STORAGE_SCHEMES = ("s3", "gs", "gcs", "file")
+_FILESYSTEMS: dict[tuple[str, str], Any] = {}  # one client per bucket and worker process
+
+
+def is_storage_uri(text: str) -> bool:
+    scheme, sep, _ = text.partition("://")
+    return bool(sep) and scheme.lower() in STORAGE_SCHEMES
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return (lines[0] if lines else type(exc).__name__)[:200]
+
+
+def _storage(uri: str) -> tuple[Any, str]:
+    """(pyarrow file system, path in it) for an object-storage URI; file systems are reused."""
+    import pyarrow.fs as pafs
+
+    scheme, rest = uri.split("://", 1)
+    path = rest.split("?", 1)[0]
+    bucket = "" if scheme.lower() == "file" else path.split("/", 1)[0]
+    key = (scheme.lower(), bucket)
+    if key not in _FILESYSTEMS:
+        _FILESYSTEMS[key] = pafs.FileSystem.from_uri(uri)[0]
+    return _FILESYSTEMS[key], path
+
+
+def _expand_storage(uri: str) -> Iterator[tuple[str, str | None, str | None]]:
+    """An object, or every image under a prefix (sorted, hidden names skipped), like a folder."""
+    import pyarrow.fs as pafs
+
+    try:
+        fs, path = _storage(uri)
+        info = fs.get_file_info(path)
+        if info.type == pafs.FileType.File:
+            yield uri, uri, None
+            return
+        if info.type != pafs.FileType.Directory:
+            yield uri, None, "no such object or prefix"
+            return
+        entries = fs.get_file_info(pafs.FileSelector(path, recursive=True))
+    except Exception as exc:  # pyarrow and the cloud SDKs raise many kinds
+        yield uri, None, f"cannot list this URI ({_first_line(exc)})"
+        return
+    base = path.rstrip("/") + "/"
+    scheme = uri.split("://", 1)[0]
+    images = sorted(
+        entry.path
+        for entry in entries
+        if entry.type == pafs.FileType.File
+        and is_image_name(entry.path)
+        and not any(part.startswith(".") or part == "__MACOSX" for part in entry.path[len(base) :].split("/"))
+    )
+    if not images:
+        yield uri, None, "no image files found under this prefix (looked for .jpg, .png, ... recursively)"
+    for image in images:
+        yield f"{scheme}://{image}", f"{scheme}://{image}", None
+
+
+def read_object(uri: str, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
+    """The bytes of one object-storage URI, refusing more than `max_bytes`."""
+    try:
+        fs, path = _storage(uri)
+        with fs.open_input_stream(path) as stream:
+            data = stream.read(max_bytes + 1)
+    except FileNotFoundError:
+        raise SportsdetError(f"{uri}: no such object") from None
+    except Exception as exc:  # pyarrow and the cloud SDKs raise many kinds
+        raise SportsdetError(f"{uri}: cannot read this object ({_first_line(exc)})") from None
+    if len(data) > max_bytes:
+        raise SportsdetError(f"{uri}: larger than {max_bytes // (1024 * 1024)} MB, not read")
+    return data
+
+
+def _list_batch(batch: dict[str, np.ndarray], *, done_box: list, tally: Any) -> dict[str, np.ndarray]:
+    """Ray task: inputs -> one row per image not yet in DIR; counts the skipped ones in `tally`."""
+    import ray
+
+    keys = ray.get(done_box[0])  # zero-copy from the object store
+    names, sources, errors = [], [], []
+    skipped = 0
+    for spec, base in zip(batch["spec"], batch["base"], strict=True):
+        for name, source, error in expand_spec(str(spec), str(base)):
+            if _is_done(keys, name):
+                skipped += 1
+                continue
+            names.append(name)
+            sources.append(source or "")
+            errors.append(error or "")  # "" = fine: Ray turns missing strings into NaN on the way
+    if skipped:
+        # Waited for: an add still in flight when the job ends would be missing from the count.
+        ray.get(tally.add.remote(skipped))
+    return {
+        "input": np.array(names, dtype=object),
+        "source": np.array(sources, dtype=object),
+        "error": np.array(errors, dtype=object),
+    }
+
+
+class _Tally:
+    """A counter the listing tasks add their skipped inputs to."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def add(self, n: int) -> None:
+        self.count += n
+
+    def get(self) -> int:
+        return self.count
+
+
+# ----------------------------------------------------------------------------- decode + classify
+
+
+def _decode_batch(
+    batch: dict[str, np.ndarray], *, preprocessing: dict, url_timeout: float, url_max_bytes: int
+) -> dict[str, np.ndarray]:
+    """Ray task: decode and resize each image (the first half of `load_and_preprocess`).
+
+    Errors and warnings (tiny or strip-shaped pictures) are worded as `sportsdet predict` words
+    them."""
+    spec = Preprocessing.from_dict(preprocessing)
+    size = spec.input_size
+    count = len(batch["input"])
+    pixels = np.zeros((count, size, size, 3), dtype=np.uint8)
+    names = [str(n) for n in batch["input"]]
+    sources = [str(s) for s in batch["source"]]
+    errors = [str(e) for e in batch["error"]]
+    warnings_ = [""] * count
+    remote = [i for i in range(count) if not errors[i] and (is_url(sources[i]) or is_storage_uri(sources[i]))]
+    downloads = _download_all(remote, sources, url_timeout, url_max_bytes)
+    for i, (name, source) in enumerate(zip(names, sources, strict=True)):
+        if errors[i] or not source:
+            errors[i] = errors[i] or "no data"
+            continue
+        try:
+            data = downloads[i] if i in downloads else source
+            if isinstance(data, BaseException):
+                raise data
+            image, warning = load_image_checked(data, name=name, min_size=spec.decode_size)
+            pixels[i] = np.asarray(resize_image(image, spec))
+            warnings_[i] = warning or ""
+        except SportsdetError as exc:
+            errors[i] = _short_message(str(exc), name)
+        except Exception as exc:  # one bad input must never stop the others
+            errors[i] = f"unexpected {type(exc).__name__}: {exc}"
+    return {
+        "input": batch["input"],
+        "error": np.array(errors, dtype=object),
+        "warning": np.array(warnings_, dtype=object),
+        "pixels": pixels,
+    }
+
+
+# Downloads of one batch in flight at once: a download is mostly waiting (object storage answers
+# in 100-200 ms), so fetching a batch's photos one by one would leave the CPU idle.
+URL_CONCURRENCY = 16
+
+
+def _download_all(
+    indices: list[int], sources: list[str], timeout: float, max_bytes: int
+) -> dict[int, bytes | BaseException]:
+    """Fetch the URLs / objects at `indices` concurrently; each entry is the bytes or the error."""
+    if not indices:
+        return {}
+
+    def fetch(i: int) -> bytes | BaseException:
+        try:
+            if is_url(sources[i]):
+                return fetch_url(sources[i], timeout=timeout, max_bytes=max_bytes)
+            return read_object(sources[i], max_bytes)
+        except Exception as exc:  # kept, raised again where that input is decoded
+            return exc
+
+    with ThreadPoolExecutor(max_workers=min(URL_CONCURRENCY, len(indices))) as pool:
+        return dict(zip(indices, pool.map(fetch, indices), strict=True))
+
+
+class Classifier:
+    """Ray actor: loads the model once (a `Predictor`) and labels decoded batches."""
+
+    def __init__(
+        self,
+        model: str,
+        backend: str,
+        int8: bool,
+        threads: int,
+        top_k: int,
+        batch_size: int,
+        abstain: bool = True,
+        min_score: float | None = None,
+    ):
+        self.predictor = Predictor(
+            model,
+            backend=backend,
+            int8=int8,
+            threads=threads,
+            top_k=top_k,
+            batch_size=batch_size,
+            abstain=abstain,
+            min_score=min_score,
+        )
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> Any:
+        predictor = self.predictor
+        names, errors, pixels = batch["input"], batch["error"], batch["pixels"]
+        notes = batch["warning"]
+        ok = [i for i in range(len(names)) if not errors[i]]
+        size = predictor.preprocessing.input_size
+        inputs = np.empty((len(ok), 3, size, size), dtype=np.float32)
+        for row, i in enumerate(ok):
+            normalize(pixels[i], predictor.preprocessing, out=inputs[row])  # the second half
+        probs = np.empty((len(ok), len(predictor.labels)), dtype=np.float32)
+        step = predictor.batch_size  # the same model runs as `sportsdet predict` makes
+        for start in range(0, len(ok), step):
+            probs[start : start + step] = predictor.predict_batch(inputs[start : start + step])
+        by_row = dict(zip(ok, probs, strict=True))
+        results = []
+        for i in range(len(names)):
+            if i in by_row:
+                result = predictor.result_from_probs(str(names[i]), by_row[i])
+                result.warning = str(notes[i]) or None
+            else:
+                result = PredictionResult(input=str(names[i]), error=str(errors[i]))
+            results.append(result)
+        return results_table(results, abstains=predictor.abstain is not None)
+
+
+# ----------------------------------------------------------------------------- the job
+
+
+@dataclass
+class RunSummary:
+    written: int = 0
+    failed: int = 0
+    skipped: int = 0
+    already_done: int = 0
+    parts: list[Path] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def _connect(ray: Any, address: str | None, cpus: int | None) -> bool:
+    """Join the cluster at `address`, or start a local Ray; False when one is already running here."""
+    if ray.is_initialized():
+        return False
+    quiet = {"logging_level": logging.ERROR, "log_to_driver": False}
+    try:
+        if address:
+            ray.init(address=address, **quiet)
+        else:
+            ray.init(address="local", num_cpus=cpus, include_dashboard=False, **quiet)
+    except (ConnectionError, ValueError, RuntimeError) as exc:
+        where = f"the Ray cluster at {address}" if address else "a local Ray"
+        cause = f"{exc} {exc.__cause__ or ''}"
+        hint = ""
+        if "uthenticat" in cause:  # `ray start --head` turns token authentication on by default
+            hint = (
+                "; the cluster wants Ray's auth token: `export RAY_AUTH_MODE=token` here and make the "
+                "head's token readable (~/.ray/auth_token or RAY_AUTH_TOKEN)"
+            )
+        raise SportsdetError(
+            f"cannot start or reach {where} ({str(exc).splitlines()[0][:200]}){hint}"
+        ) from None
+    return True
+
+
+def build_dataset(
+    ray: Any,
+    specs: InputSpecs,
+    *,
+    cwd: str,
+    done_keys: np.ndarray,
+    tally: Any,
+    preprocessing: Preprocessing,
+    classifier_args: dict[str, Any],
+    workers: int,
+    threads: int,
+    url_timeout: float,
+    block_rows: int = DECODE_BATCH,
+) -> Any:
+    """The lazy Ray Data pipeline: list -> decode -> classify (see the module docstring)."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    rd = ray.data
+    parts = []
+    if specs.plain:
+        parts.append(rd.from_items([{"spec": text, "base": cwd} for text in specs.plain]))
+    for listing in specs.listings:
+        suffix = listing.suffix.lower()
+        if suffix == ".txt":
+            ds, column = rd.read_text(str(listing)), "text"
+        elif suffix == ".csv":
+            options = pacsv.ConvertOptions(
+                include_columns=[LISTING_COLUMN], column_types={LISTING_COLUMN: pa.string()}
+            )
+            ds, column = rd.read_csv(str(listing), convert_options=options), LISTING_COLUMN
+        else:
+            ds, column = rd.read_parquet(str(listing), columns=[LISTING_COLUMN]), LISTING_COLUMN
+        base = str(listing.parent)
+
+        def to_specs(batch: dict[str, np.ndarray], column: str = column, base: str = base) -> dict:
+            values = [("" if v is None else str(v)) for v in batch[column]]
+            return {"spec": np.array(values, dtype=object), "base": np.full(len(values), base, dtype=object)}
+
+        parts.append(ds.map_batches(to_specs, batch_format="numpy"))
+    ds = parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]
+    ds = ds.map_batches(
+        _list_batch,
+        batch_size=None,  # a whole block of inputs per call: one skip count sent per block
+        batch_format="numpy",
+        fn_kwargs={"done_box": [ray.put(done_keys)], "tally": tally},
+        num_cpus=0.5,  # mostly waiting on the file system
+    )
+    # Listing yields big blocks (a folder at a time); split them so every decode task gets a share.
+    ds = ds.repartition(target_num_rows_per_block=block_rows)
+    ds = ds.map_batches(
+        _decode_batch,
+        batch_size=block_rows,
+        batch_format="numpy",
+        fn_kwargs={
+            "preprocessing": preprocessing.to_dict(),
+            "url_timeout": url_timeout,
+            "url_max_bytes": DEFAULT_MAX_BYTES,
+        },
+        num_cpus=1,
+        # Room for one big photo decoded (a 24 MP JPEG is ~70 MB before Pillow's draft shrinks
+        # it). Asking for memory the actors do not ask for also keeps Ray from fusing decoding
+        # into the actors: it stays in tasks that spread over every CPU, however few actors.
+        memory=DECODE_MEMORY,
+    )
+    # Ray Data restarts a lost actor (a pre-empted node) and retries its batch by default.
+    return ds.map_batches(
+        _bound_classifier(classifier_args),
+        batch_size=block_rows,
+        batch_format="numpy",
+        compute=rd.ActorPoolStrategy(size=workers),
+        num_cpus=threads,
+    )
+
+
+def _bound_classifier(kwargs: dict[str, Any]) -> type:
+    """Classifier with its arguments built in: shipped with the class, not as objects that a
+    restarted actor would have to find again in the object store."""
+
+    class BoundClassifier(Classifier):
+        def __init__(self) -> None:
+            super().__init__(**kwargs)
+
+    return BoundClassifier
+
+
+def run_ray_predict(
+    inputs: list[str],
+    out_dir: str | Path,
+    *,
+    model: str | Path,
+    top_k: int = 5,
+    backend: str = "auto",
+    int8: bool = False,
+    threads: int = 1,
+    workers: int | None = None,
+    batch_size: int | None = None,
+    address: str | None = None,
+    url_timeout: float = 10.0,
+    part_rows: int = PART_ROWS,
+    block_rows: int = DECODE_BATCH,
+    abstain: bool = True,
+    min_score: float | None = None,
+    on_start: Callable[[int], None] | None = None,
+    on_progress: Callable[[RunSummary], None] | None = None,
+) -> RunSummary:
+    """Label `inputs` on Ray into Parquet parts in `out_dir`; see the module docstring.
+
+    `workers`: classifier actors (default: the CPUs of this machine, or half the cluster's CPUs);
+    `threads`: model threads in each. `on_start(already_done)` is called once the output folder
+    is read; `on_progress(summary)` after every batch that arrives. `part_rows`: rows per Parquet
+    part (at most what a crash of this process can lose). `block_rows`: photos per Ray task and
+    per actor call; raise it on big clusters, where the driver's per-task cost adds up
+    (docs/SCALING.md). `abstain` / `min_score`: as for `Predictor` (the model's own rule, a
+    threshold of your own, or none).
+    """
+    ray = import_ray()
+    if threads < 1:
+        raise SportsdetError(f"threads must be at least 1, got {threads}")
+    if block_rows < 1 or part_rows < 1:
+        raise SportsdetError(f"block_rows and part_rows must be at least 1, got {block_rows}, {part_rows}")
+    if workers is not None and workers < 1:
+        raise SportsdetError(f"workers must be at least 1, got {workers}")
+    out = Path(out_dir).expanduser()
+    if out.exists() and not out.is_dir():
+        raise SportsdetError(f"{out}: the output must be a folder, and this is a file")
+    out.mkdir(parents=True, exist_ok=True)
+    for stale in out.glob(f".{PART_PREFIX}*.tmp*"):
+        stale.unlink()  # a part a crash left half-written; its rows were never counted as done
+
+    # Load the model here first: a wrong --model fails now, with one clear line, not in an actor.
+    local = Predictor(
+        model,
+        backend=backend,
+        int8=int8,
+        threads=1,
+        top_k=top_k,
+        batch_size=batch_size,
+        abstain=abstain,
+        min_score=min_score,
+    )
+    specs = split_inputs(inputs)
+    done = read_done_inputs(out)
+    summary = RunSummary(already_done=len(done))
+    if on_start:
+        on_start(len(done))
+
+    from sportsdet.runtime import cpu_count
+
+    local_cpus = None
+    if not address:
+        workers = workers or cpu_count()
+        # Actors mostly wait for decoded images, so a local Ray counts their CPUs on top of the
+        # machine's: the decode tasks get every core, the OS shares them out.
+        local_cpus = cpu_count() + workers * threads
+    started_here = _connect(ray, address, local_cpus)
+    try:
+        if workers is None:
+            workers = max(1, int(ray.cluster_resources().get("CPU", 2)) // 2)
+        _check_room(ray, workers, threads)
+        with warnings.catch_warnings():  # Ray Data's notes on its own deprecated settings
+            warnings.simplefilter("ignore", DeprecationWarning)
+            ray.data.DataContext.get_current().enable_progress_bars = False  # the CLI shows its own
+        logging.getLogger("ray.data").setLevel(logging.ERROR)  # not its plan and timings on every run
+        tally = ray.remote(num_cpus=0)(_Tally).remote()
+        ds = build_dataset(
+            ray,
+            specs,
+            cwd=os.getcwd(),
+            done_keys=input_keys(done),
+            tally=tally,
+            preprocessing=local.preprocessing,
+            classifier_args={
+                "model": str(Path(model).expanduser().resolve()),  # workers run in other folders
+                "backend": backend,
+                "int8": int8,
+                "threads": threads,
+                "top_k": top_k,
+                "batch_size": local.batch_size,
+                "abstain": abstain,
+                "min_score": min_score,
+            },
+            workers=workers,
+            threads=threads,
+            url_timeout=url_timeout,
+            block_rows=block_rows,
+        )
+        writer = PartWriter(out, part_rows=part_rows)
+        start = time.monotonic()
+        try:
+            # No prefetch thread: Ray's would outlive the job and call into a Ray already shut down;
+            # the pipeline runs ahead of the driver anyway.
+            batches = ds.iter_batches(batch_format="pyarrow", batch_size=None, prefetch_batches=0)
+            for table in _quietly(batches):
+                writer.add(table)
+                summary.written += table.num_rows
+                summary.failed += table.num_rows - table.column("error").null_count
+                if on_progress:
+                    on_progress(summary)
+        except ray.exceptions.RayError as exc:
+            # E.g. an actor that cannot load the model on some node: one line, and the way on.
+            detail = str(exc).strip().splitlines()
+            raise SportsdetError(
+                f"the Ray job stopped: {(detail[-1] if detail else type(exc).__name__)[:300]}; what was "
+                f"labelled is in {out}, run again to go on from there"
+            ) from None
+        finally:
+            writer.flush()  # also on Ctrl-C or a failure: what was labelled is kept
+            summary.parts = writer.parts
+            summary.seconds = time.monotonic() - start
+        summary.skipped = ray.get(tally.get.remote())
+    finally:
+        if started_here:
+            ray.shutdown()
+    return summary
+
+
+def _quietly(batches: Iterable[Any]) -> Iterator[Any]:
+    """Ray Data's tuning hints (e.g. "the operator only received 1 input") are not for end users."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"ray(\.|$)")
+        warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"ray(\.|$)")
+        yield from batches
+
+
+def _check_room(ray: Any, workers: int, threads: int) -> None:
+    """Refuse a pool that leaves no CPU for decoding (Ray would wait for ever)."""
+    cpus = ray.cluster_resources().get("CPU", 0)
+    if workers * threads >= cpus:
+        raise SportsdetError(
+            f"{workers} worker(s) x {threads} thread(s) need {workers * threads} CPUs but the Ray "
+            f"cluster has {cpus:g}, leaving none to decode images; use fewer --workers (or add nodes)"
+        )

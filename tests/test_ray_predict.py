@@ -1,0 +1,244 @@
+"""`sportsdet predict --engine ray`: a local Ray on 127.0.0.1, a few hundred tiny photos.
+
+One Ray is started for the whole module (small, no dashboard). The same inputs go through
+plain `sportsdet predict` (the Predictor) and through Ray; labels and scores must match to
+float tolerance, bad inputs must be rows with the same error, and a second run into the same
+folder must skip everything. Ray is imported without importorskip: the dev install
+(scripts/setup.sh) has the cluster extra, and a missing Ray must fail here, not skip quietly.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import ray
+from conftest import make_image
+from typer.testing import CliRunner
+
+from sportsdet.bundle import builtin_bundle_path
+from sportsdet.cluster.ray_predict import run_ray_predict
+from sportsdet.predict import Predictor
+
+PHOTOS = 240  # plus the bad inputs below: "a few hundred"
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def local_ray() -> Iterator[None]:
+    # 3 logical CPUs on this 2-core machine: two model actors and room for the decode tasks.
+    ray.init(
+        address="local",
+        num_cpus=3,
+        include_dashboard=False,
+        _node_ip_address="127.0.0.1",
+        logging_level="ERROR",
+        log_to_driver=False,
+    )
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory: pytest.TempPathFactory, http_server) -> dict:
+    """A folder of tiny JPEGs/PNGs in varied shapes, bad files among them, and a listing file."""
+    root = tmp_path_factory.mktemp("ray-photos")
+    colours = [(220, 40, 40), (40, 200, 60), (50, 70, 230), (230, 220, 40), (240, 240, 240)]
+    for i in range(PHOTOS):
+        folder = root / "photos" / f"set{i % 4}"
+        folder.mkdir(parents=True, exist_ok=True)
+        image = make_image(colours[i % len(colours)], size=40 + (i % 7) * 6, seed=i)
+        if i % 3 == 0:
+            image = image.resize((image.width + 20, image.height))  # not square: crop matters
+        image.save(folder / f"{i:04d}.{'png' if i % 10 == 0 else 'jpg'}")
+    bad = root / "photos" / "bad"
+    bad.mkdir()
+    (bad / "empty.jpg").write_bytes(b"")
+    (bad / "text.jpg").write_text("<html>not a photo</html>")
+    good = (root / "photos" / "set1" / "0001.jpg").read_bytes()
+    (bad / "truncated.jpg").write_bytes(good[: len(good) // 2])
+    make_image((10, 10, 10), size=12).save(bad / "tiny.png")  # tiny but valid: predict labels it
+    # A listing with relative paths (from the listing's folder), a URL and entries that fail.
+    extra = root / "extra"
+    extra.mkdir()
+    for i in range(6):
+        make_image(colours[i % len(colours)], size=50, seed=1000 + i).save(extra / f"x{i}.jpg")
+    listing = root / "more.txt"
+    listed = [f"extra/x{i}.jpg" for i in range(6)] + [
+        "extra/missing.jpg",
+        http_server.url("/good.jpg"),
+        http_server.url("/missing.jpg"),
+    ]
+    listing.write_text("\n".join(listed) + "\n")
+    return {"root": root, "listing": listing, "listed": listed, "bad": 3 + 2}
+
+
+def _same_score(got: float | None, want: float | None, name: str) -> None:
+    """Equal to float tolerance; both None for a failed or uncertain ("I don't know") input."""
+    if want is None:
+        assert got is None, name
+    else:
+        assert got == pytest.approx(want, abs=1e-5), name
+
+
+def _rows(out: Path) -> dict[str, dict]:
+    rows = pq.read_table(out).to_pylist()
+    by_input = {row["input"]: row for row in rows}
+    assert len(by_input) == len(rows), "an input was written twice"
+    return by_input
+
+
+def test_matches_plain_predict_then_resumes(
+    photos: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root: Path = photos["root"]
+    monkeypatch.chdir(root)  # relative inputs, as a user types them
+    model = builtin_bundle_path()
+    assert model is not None
+    inputs = ["photos", "more.txt"]
+    out = tmp_path / "out"
+
+    summary = run_ray_predict(inputs, out, model=model, top_k=3, workers=2, part_rows=64)
+    rows = _rows(out)
+    # The same photos, named the same way, through plain `sportsdet predict`.
+    expected = {r.input: r for r in Predictor(model, top_k=3).predict_sources(["photos", *photos["listed"]])}
+    assert set(rows) == set(expected)
+    assert summary.written == len(expected) == PHOTOS + 4 + 9
+    assert summary.skipped == 0 and summary.already_done == 0
+    failed = {name for name, r in expected.items() if not r.ok}
+    assert len(failed) == photos["bad"], failed
+    assert summary.failed == len(failed)
+    for name, want in expected.items():
+        got = rows[name]
+        assert got["error"] == want.error, name
+        assert got["warning"] == want.warning, name
+        if want.ok:
+            assert got["label"] == want.label, name
+            _same_score(got["score"], want.score, name)
+            assert got["abstain"] == want.uncertain, name  # the built-in model's own abstain rule
+            assert [t["label"] for t in got["top_k"]] == [label for label, _ in want.top_k]
+            np.testing.assert_allclose(
+                [t["score"] for t in got["top_k"]], [s for _, s in want.top_k], atol=1e-5
+            )
+        else:
+            assert got["label"] is None and got["score"] is None and got["top_k"] == []
+            assert got["abstain"] is None
+    assert rows["photos/bad/tiny.png"]["warning"]  # labelled, with predict's warning
+    assert any(r.uncertain for r in expected.values())  # the abstain column is really exercised
+    assert len(summary.parts) > 1  # parts of 64 rows
+
+    # A second run into the same folder skips every input and writes nothing.
+    again = run_ray_predict(inputs, out, model=model, top_k=3, workers=1)
+    assert (again.written, again.skipped, again.already_done) == (0, len(expected), len(expected))
+    assert set(_rows(out)) == set(expected)
+
+    # A crash: one part lost (and a half-written temp file left): the re-run labels exactly those.
+    lost = summary.parts[1]
+    lost_inputs = set(pq.read_table(lost, columns=["input"]).column("input").to_pylist())
+    lost.unlink()
+    (out / f".{lost.name}.tmp").write_bytes(b"half a parquet file")
+    resumed = run_ray_predict(inputs, out, model=model, top_k=3, workers=1)
+    assert resumed.written == len(lost_inputs)
+    assert resumed.skipped == len(expected) - len(lost_inputs)
+    assert not list(out.glob(".*.tmp"))
+    final = _rows(out)
+    assert set(final) == set(expected)
+    for name in lost_inputs:
+        _same_score(final[name]["score"], expected[name].score, name)
+
+
+def test_cli_engine_ray(photos: dict, tmp_path: Path) -> None:
+    from sportsdet.cli import app
+
+    out = tmp_path / "cli-out"
+    folder = str(photos["root"] / "photos" / "set2")
+    args = ["predict", "--engine", "ray", folder, "--output", str(out), "--workers", "1", "--top-k", "2"]
+    args.append("--no-abstain")  # every photo gets a label, and `abstain` says no rule was in force
+    first = runner.invoke(app, args, env={"COLUMNS": "200"})
+    assert first.exit_code == 0, first.output
+    count = PHOTOS // 4
+    assert f"wrote {count} result(s)" in first.output
+    rows = _rows(out)
+    assert len(rows) == count and all(len(r["top_k"]) == 2 and r["error"] is None for r in rows.values())
+    assert all(r["label"] is not None and r["abstain"] is None for r in rows.values())
+    second = runner.invoke(app, args, env={"COLUMNS": "200"})
+    assert second.exit_code == 0, second.output
+    assert f"skipped {count} input(s)" in second.output and "wrote 0 result(s)" in second.output
+
+
+def test_cli_refuses_bad_options_and_listings(photos: dict, tmp_path: Path) -> None:
+    # The real console script: a user error is one `error:` line and exit code 2.
+    cli = [sys.executable, "-m", "sportsdet", "predict", "--engine", "ray"]
+    no_output = subprocess.run([*cli, str(photos["root"])], capture_output=True, text=True, timeout=120)
+    assert no_output.returncode == 2 and "error: --engine ray writes Parquet files: pass --output" in (
+        no_output.stderr
+    )
+    listing = tmp_path / "list.csv"
+    listing.write_text("file,label\na.jpg,polo\n")
+    out = tmp_path / "o"
+    wrong = subprocess.run(
+        [*cli, str(listing), "--output", str(out)], capture_output=True, text=True, timeout=120
+    )
+    assert wrong.returncode == 2 and "a listing needs a 'path' column" in wrong.stderr, wrong.stderr
+    assert "Traceback" not in wrong.stderr
+
+
+def test_missing_ray_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    from sportsdet.cluster.ray_predict import import_ray
+    from sportsdet.errors import SportsdetError
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # what an install without the extra looks like
+    with pytest.raises(SportsdetError, match=r"sportsdet\[cluster\]"):
+        import_ray()
+
+
+def test_plain_predict_does_not_import_ray() -> None:
+    code = "import sys, sportsdet, sportsdet.cli, sportsdet.predict; print('ray' in sys.modules)"
+    env = {**os.environ}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"
+
+
+def test_actor_failure_is_one_clear_error(photos: dict, tmp_path: Path) -> None:
+    """The model vanishing before the actors load it (as on a node without the file): a
+    SportsdetError naming the way on, not a traceback or a hung job."""
+    from conftest import make_colour_onnx
+
+    from sportsdet.errors import SportsdetError
+
+    model = make_colour_onnx(tmp_path / "colour.onnx")
+    folder = photos["root"] / "photos" / "set3"
+    with pytest.raises(SportsdetError, match="the Ray job stopped: .*no such ONNX model file.*run again"):
+        run_ray_predict(
+            [str(folder)], tmp_path / "out", model=model, workers=1, on_start=lambda _: model.unlink()
+        )
+
+
+def test_object_storage_uris(photos: dict, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    """Objects and prefixes read through pyarrow's file systems (file:// here; s3:// and gs://
+    take the same path): the same labels as plain predict on the same files."""
+    root: Path = photos["root"]
+    one = root / "photos" / "set0" / "0000.png"
+    prefix = root / "photos" / "set1"
+    hidden = prefix / ".hidden.jpg"
+    hidden.write_bytes(one.read_bytes())  # skipped, as in a local folder
+    request.addfinalizer(hidden.unlink)  # the photos are shared by the module's tests
+    listing = tmp_path / "objects.txt"
+    listing.write_text(f"file://{one}\nfile://{prefix}\nfile://{root}/no/such.jpg\n")
+    model = builtin_bundle_path()
+    summary = run_ray_predict([str(listing)], tmp_path / "out", model=model, top_k=3, workers=1)
+    rows = _rows(tmp_path / "out")
+    expected = {r.input: r for r in Predictor(model, top_k=3).predict_sources([str(one), str(prefix)])}
+    assert summary.written == len(expected) + 1 == len(rows)
+    assert rows[f"file://{root}/no/such.jpg"]["error"] == "no such object or prefix"
+    for name, want in expected.items():
+        got = rows[f"file://{name}"]
+        assert got["error"] is None and got["label"] == want.label, name
+        _same_score(got["score"], want.score, name)
