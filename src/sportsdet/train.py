@@ -22,6 +22,7 @@ from rich.markup import escape
 from sportsdet.data.sources import Sources
 from sportsdet.errors import SportsdetError
 from sportsdet.run_folder import RunFolder
+from sportsdet.training import distributed
 from sportsdet.training.loop import Callback, TrainResult
 from sportsdet.training.run import fit
 
@@ -45,6 +46,7 @@ def train(
     report: bool = True,
     maps: Iterable[str] = (),
     merge: Iterable[str] = (),
+    nproc: int | None = None,
 ) -> TrainResult:
     """Train a model on a folder of images and write the run folder (see docs/ARCHITECTURE.md).
 
@@ -58,8 +60,22 @@ def train(
     epochs, patience and workers may change). callbacks: extra Callback objects.
     evaluate: score the run's test split afterwards (RUN/eval) with the engine `sportsdet
     predict` would use. report: write RUN/report.html.
+    nproc: train in N processes on this machine (DistributedDataParallel, see
+    sportsdet.training.distributed); under torchrun leave it out: the processes join the group
+    torchrun describes. Either way rank 0 writes the run folder and returns the whole result; the
+    other ranks return the trained model and history only.
     Raises SportsdetError for bad input; KeyboardInterrupt leaves the last checkpoint in place.
     """
+    if nproc is not None and nproc != 1:
+        job = dict(
+            data=data, out=out, model=model, split=split, classes=classes, seed=seed, resume=resume,
+            force=force, options=options, evaluate=evaluate, report=report, maps=list(maps),
+            merge=list(merge),
+        )  # fmt: skip
+        if classes is not None and not isinstance(classes, str):
+            job["classes"] = list(classes)
+        with distributed.local_group(nproc, train, job):  # this process is rank 0; the others run `job`
+            return train(**{**job, "callbacks": callbacks, "console": console})
     console = console or Console(stderr=True, soft_wrap=True)
 
     def warn(message: str) -> None:
@@ -74,10 +90,11 @@ def train(
 
             result.report = write_report_after(run.path, warn)
 
-    return fit(
-        data, out=out, model=model, split=split, classes=classes, seed=seed, resume=resume, force=force,
-        options=options, callbacks=callbacks, console=console, after=finish, maps=maps, merge=merge,
-    )  # fmt: skip
+    with distributed.from_environment():  # torchrun's (or --nproc's) process group, if any
+        return fit(
+            data, out=out, model=model, split=split, classes=classes, seed=seed, resume=resume, force=force,
+            options=options, callbacks=callbacks, console=console, after=finish, maps=maps, merge=merge,
+        )  # fmt: skip
 
 
 def _evaluate_test_split(run: RunFolder, console: Console, warn: Callable[[str], None]) -> Any:

@@ -8,6 +8,7 @@ user says otherwise.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -105,6 +106,12 @@ def train(
         False, "--resume", help="Continue the run in --out from its last checkpoint."
     ),
     force: bool = typer.Option(False, "--force", help="Replace an existing run in --out."),
+    nproc: int | None = typer.Option(
+        None,
+        "--nproc",
+        help="Train in N processes on this machine (DistributedDataParallel; --batch-size stays the global "
+        "batch). Across machines, start `torchrun ... -m sportsdet train` instead (see the README).",
+    ),
 ) -> None:
     """Train a model on a folder of images; writes metrics, curves, checkpoints, a model bundle, the
     test split's evaluation and report.html to --out.
@@ -138,7 +145,10 @@ def train(
         evaluate=not no_eval,
         maps=maps,
         merge=merge,
+        nproc=nproc,
     )
+    if os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 prints the summary
+        return
     best = result.best or {}
     val = f"{best['val_acc']:.4f}" if best.get("val_acc") is not None else "n/a (no validation set)"
     console.print(f"model bundle: {plain(out / 'model')}", highlight=False, soft_wrap=True)

@@ -26,11 +26,12 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from sportsdet.data.augment import augmentation
-from sportsdet.data.dataset import ImageDataset, make_loader
+from sportsdet.data.dataset import EpochShuffleSampler, ImageDataset, make_loader, seed_worker
 from sportsdet.data.splits import SplitManifest
 from sportsdet.errors import SportsdetError
 from sportsdet.models import ModelSpec
 from sportsdet.preprocess import Preprocessing
+from sportsdet.training import distributed
 from sportsdet.training.checkpoint import (
     model_tensors,
     read_checkpoint,
@@ -63,6 +64,7 @@ class LoopState:
     epochs: int  # epochs in this stage
     stage_epoch: int = 0  # epochs of this stage completed
     stop: bool = False
+    trainer: nn.Module | None = None  # what the steps call: `model`, or DDP around it when distributed
 
 
 @dataclass
@@ -127,8 +129,14 @@ class TrainContext:
             self.resume = None
         return True
 
-    def datasets(self, augment: Any = None) -> tuple[ImageDataset, ImageDataset | None]:
-        """Train and validation datasets; augment=True uses the "light" `data.augment.augmentation`."""
+    def datasets(
+        self, augment: Any = None, *, shard_valid: bool = False
+    ) -> tuple[ImageDataset, ImageDataset | None]:
+        """Train and validation datasets; augment=True uses the "light" `data.augment.augmentation`.
+
+        shard_valid: only this rank's share of the validation photos (distributed; summed by
+        `evaluate_loader`).
+        """
         if augment is True:
             augment = augmentation(self.preprocessing, "light")
         cache = self.options.cache
@@ -137,12 +145,14 @@ class TrainContext:
             self.manifest.items("train"), self.preprocessing, augment=augment or None, cache=cache, root=root
         )
         val_items = self.manifest.items("valid")
+        if shard_valid:
+            val_items = val_items[distributed.rank() :: distributed.world_size()]
         val = ImageDataset(val_items, self.preprocessing, cache=cache, root=root) if val_items else None
         return train, val
 
     def loaders(self, augment: Any = None) -> tuple[DataLoader, DataLoader | None]:
         """DataLoaders for the train and validation splits (validation None when it is empty)."""
-        train, val = self.datasets(augment)
+        train, val = self.datasets(augment, shard_valid=distributed.active())
         workers = self.options.workers
         threads = max(1, torch.get_num_threads())
         cached = [d for d in (train, val) if d is not None and d.cache_enabled]
@@ -152,9 +162,18 @@ class TrainContext:
             for dataset in cached:
                 dataset.preload(threads)
         batch = self.options.batch_size
-        train_loader = make_loader(
-            train, batch_size=batch, train=True, seed=self.seed, workers=0 if train.cache_enabled else workers
-        )
+        train_workers = 0 if train.cache_enabled else workers
+        if distributed.active():  # each rank takes its part of every global batch of `batch`
+            train_loader = DataLoader(
+                train,
+                batch_sampler=distributed.RankBatches(EpochShuffleSampler(len(train), self.seed), batch),
+                num_workers=train_workers,
+                worker_init_fn=seed_worker if train_workers > 0 else None,
+            )
+        else:
+            train_loader = make_loader(
+                train, batch_size=batch, train=True, seed=self.seed, workers=train_workers
+            )
         val_loader = None
         if val is not None:
             val_workers = 0 if val.cache_enabled else workers
@@ -162,9 +181,11 @@ class TrainContext:
         return train_loader, val_loader
 
     def load_best(self, model: nn.Module) -> nn.Module:
-        """Load the best checkpoint's weights into `model`."""
-        tensors, _ = read_checkpoint(self.checkpoint_dir / "best.safetensors")
-        model.load_state_dict(model_tensors(tensors))
+        """Load the best checkpoint's weights into `model` (rank 0 reads it and sends it to the others)."""
+        tensors = (
+            read_checkpoint(self.checkpoint_dir / "best.safetensors")[0] if distributed.is_main() else None
+        )
+        model.load_state_dict(model_tensors(distributed.broadcast_tensors(tensors)))
         return model
 
 
@@ -233,6 +254,7 @@ def evaluate_loader(model: nn.Module, loader: Iterable, loss_fn: Callable) -> tu
             total_loss += float(loss_fn(logits, targets)) * len(targets)
             correct += int((logits.argmax(1) == targets).sum())
             seen += len(targets)
+    total_loss, correct, seen = distributed.all_sum([total_loss, correct, seen])  # every rank's share
     return total_loss / max(seen, 1), correct / max(seen, 1)
 
 
@@ -265,15 +287,14 @@ def run_epochs(
     ctx.loop = loop
     if ctx.resume is not None and ctx.resume[1]["stage"] == stage:
         _restore(ctx, loop)
+    loop.trainer = distributed.wrap_model(model)
     callbacks = list(ctx.callbacks)
     for callback in callbacks:
         callback.on_train_begin(ctx)
     try:
         while loop.stage_epoch < epochs and not loop.stop:
             epoch = len(ctx.history) + 1
-            sampler = getattr(train_loader, "sampler", None)
-            if hasattr(sampler, "set_epoch"):
-                sampler.set_epoch(epoch)
+            _begin_epoch(train_loader, epoch)
             lr = current_lr(optimizer)
             for callback in callbacks:
                 callback.on_epoch_begin(ctx, epoch, stage, len(train_loader))
@@ -315,6 +336,14 @@ def run_epochs(
     return loop
 
 
+def _begin_epoch(train_loader: Iterable, epoch: int) -> None:
+    """Tell the sampler the epoch (its shuffle depends on it); give every rank rank 0's random state."""
+    for sampler in (getattr(train_loader, "sampler", None), getattr(train_loader, "batch_sampler", None)):
+        if hasattr(sampler, "set_epoch"):
+            sampler.set_epoch(epoch)
+    distributed.sync_rng()  # the ranks draw the same shuffles, views and dropout masks
+
+
 def _restore(ctx: TrainContext, loop: LoopState) -> None:
     """Continue a stage from `ctx.resume`: weights, optimizer, scheduler, history, RNG."""
     tensors, state = ctx.resume
@@ -337,7 +366,7 @@ def _train_epoch(
     ctx: TrainContext, loop: LoopState, batches: Iterable, loss_fn: Callable, scheduler_step: str
 ) -> tuple[float, float]:
     """One pass over the training batches; returns (mean loss, accuracy)."""
-    model, optimizer, scheduler = loop.model, loop.optimizer, loop.scheduler
+    model, optimizer, scheduler = loop.trainer or loop.model, loop.optimizer, loop.scheduler
     model.train()
     total_loss, correct, seen = 0.0, 0, 0
     for batch, (inputs, targets) in enumerate(batches):
@@ -355,6 +384,7 @@ def _train_epoch(
         logs = {"loss": total_loss / seen, "acc": correct / seen}
         for callback in ctx.callbacks:
             callback.on_batch_end(ctx, batch, logs)
+    total_loss, correct, seen = distributed.all_sum([total_loss, correct, seen])  # the global epoch
     return total_loss / max(seen, 1), correct / max(seen, 1)
 
 

@@ -33,6 +33,7 @@ from sportsdet.files import sha256_file, write_json
 from sportsdet.models import DEFAULT_MODEL, ModelSpec, get_model_spec
 from sportsdet.preprocess import Preprocessing
 from sportsdet.run_folder import RunFolder, clear_run, lock_run
+from sportsdet.training import distributed
 from sportsdet.training.calibration import calibrate_temperature, fit_validation_abstain
 from sportsdet.training.callbacks import Checkpointer, CurvesPlot, MetricsCSV, ProgressBar
 from sportsdet.training.checkpoint import read_checkpoint, seed_everything
@@ -84,30 +85,150 @@ def fit(
     The run folder is locked while this runs (a second process writing it is refused); `after`
     runs on the result before the lock is let go. Raises SportsdetError for bad input;
     KeyboardInterrupt leaves the last checkpoint in place.
+
+    In a process group (sportsdet.training.distributed) every rank calls this with the same
+    arguments (checked); rank 0 alone writes the run folder and runs `after` and `callbacks`,
+    the others train with it quietly and get their setup from it.
     """
     console = console or Console(stderr=True, soft_wrap=True)  # log lines stay whole in files
+    if not distributed.is_main():
+        console = Console(quiet=True)  # rank 0 speaks for the job
     run = RunFolder(Path(out).expanduser())
+    given = {key.replace("-", "_"): value for key, value in (options or {}).items()}
+    distributed.check_same(
+        _call_record(data, out, model, split, classes, seed, resume, force, given, maps, merge), "arguments"
+    )
     if resume and force:
         raise SportsdetError(
             "--resume and --force contradict each other: resume keeps the run, force restarts it"
         )
-    if run.path.exists() and not run.path.is_dir():
-        raise SportsdetError(f"{run.path}: is a file; --out needs a folder for the run")
-    given = {key.replace("-", "_"): value for key, value in (options or {}).items()}
     with ExitStack() as held:
-        if resume:
-            held.enter_context(lock_run(run))
-            setup = resume_run(run, given, model=model, split=split, seed=seed, console=console)
+        if distributed.is_main():
+            try:
+                setup = _settle(
+                    held, run, data, given, model=model, split=split, classes=classes, seed=seed,
+                    resume=resume, force=force, console=console, maps=maps, merge=merge,
+                )  # fmt: skip
+            except BaseException as exc:  # the other ranks wait for the setup: tell them instead
+                distributed.broadcast_json(
+                    {"error": str(exc) if isinstance(exc, SportsdetError) else repr(exc)}
+                )
+                raise
+            _share_setup(setup)
         else:
-            setup = plan_new_run(run, data, given, model=model, split=split, classes=classes, seed=seed,
-                                 force=force, console=console, maps=maps, merge=merge)  # fmt: skip
-            held.enter_context(lock_run(run))  # only now: a refused run leaves no folder behind
-            start_new_run(setup, force=force, console=console)
-        write_json(run.config, setup.config)
+            setup = _setup_from_rank0()
+        _check_data_everywhere(setup.manifest)
         result = _fit(setup, console, callbacks or [])
-        if after is not None:
+        if after is not None and distributed.is_main():
             after(result)  # still holding the run folder
     return result
+
+
+def _settle(held: ExitStack, run: RunFolder, data: Any, given: dict[str, Any], *, resume: bool, force: bool,
+            console: Console, **args: Any) -> RunSetup:  # fmt: skip
+    """A new run planned and laid out, or a resumed one reloaded; the run folder locked for `held`."""
+    if run.path.exists() and not run.path.is_dir():
+        raise SportsdetError(f"{run.path}: is a file; --out needs a folder for the run")
+    if resume:
+        held.enter_context(lock_run(run))
+        setup = resume_run(
+            run, given, model=args["model"], split=args["split"], seed=args["seed"], console=console
+        )
+    else:
+        setup = plan_new_run(run, data, given, force=force, console=console, **args)
+        held.enter_context(lock_run(run))  # only now: a refused run leaves no folder behind
+        start_new_run(setup, force=force, console=console)
+    write_json(run.config, setup.config)
+    return setup
+
+
+# ----------------------------------------------------------------------------- several processes
+
+
+def _call_record(
+    data: Any,
+    out: Any,
+    model: Any,
+    split: Any,
+    classes: Any,
+    seed: Any,
+    resume: bool,
+    force: bool,
+    given: dict[str, Any],
+    maps: Iterable[str],
+    merge: Iterable[str],
+) -> dict[str, Any]:
+    """How this process was started, as JSON: ranks compare it (sportsdet.training.distributed)."""
+    paths = data if isinstance(data, (list, tuple)) else [data]
+    record = {
+        "data": [
+            str(Path(p).expanduser().absolute()) if isinstance(p, (str, Path)) else str(p) for p in paths
+        ],
+        "out": str(out),
+        "model": model,
+        "split": split,
+        "classes": classes if classes is None or isinstance(classes, str) else list(classes),
+        "seed": seed,
+        "resume": resume,
+        "force": force,
+        "maps": list(maps),
+        "merge": list(merge),
+        # One entry per option, so a difference is named by the option itself.
+        **{f"option {k}": v for k, v in sorted(given.items()) if v is not None},
+    }
+    return json.loads(json.dumps(record, default=str))
+
+
+def _share_setup(setup: RunSetup) -> None:
+    """Rank 0 sends what the others train with: the split, options, seed and any checkpoint."""
+    if not distributed.active():
+        return
+    distributed.broadcast_json({
+        "run": str(setup.run.path), "model": setup.spec.name, "recipe": setup.options.recipe,
+        "options": setup.options.to_dict(), "manifest": setup.manifest.to_dict(), "seed": setup.seed,
+        "resume": setup.resume_state is not None,
+    })  # fmt: skip
+    if setup.resume_state is not None:
+        distributed.broadcast_tensors(setup.resume_state[0])
+        distributed.broadcast_json(setup.resume_state[1])
+
+
+def _setup_from_rank0() -> RunSetup:
+    """The setup rank 0 settled (so the ranks cannot disagree on the split or the options)."""
+    shared = distributed.broadcast_json(None)
+    if "error" in shared:
+        raise SportsdetError(shared["error"])
+    spec = get_model_spec(shared["model"])
+    options = build_options(options_class(shared["recipe"]), shared["options"], spec.name)
+    manifest = SplitManifest.from_dict(shared["manifest"], source="rank 0's split")
+    resume_state = None
+    if shared["resume"]:
+        tensors = distributed.broadcast_tensors(None)
+        resume_state = (tensors, distributed.broadcast_json(None))
+    run = RunFolder(Path(shared["run"]))
+    return RunSetup(run, spec, options, manifest, {}, {}, int(shared["seed"]), resume_state)
+
+
+def _check_data_everywhere(manifest: SplitManifest) -> None:
+    """Every rank must see the split's files, the same ones (names and sizes), at the same path."""
+    if not distributed.active():
+        return
+    missing = manifest.missing_files()
+    listing = [] if missing else [
+        [rel, (manifest.root / rel).stat().st_size] for part in manifest.splits.values() for rel, _ in part
+    ]  # fmt: skip
+    views = distributed.all_gather_json({"missing": missing[:1], "count": len(missing),
+                                         "files": distributed.fingerprint(listing)})  # fmt: skip
+    bad = [r for r, view in enumerate(views) if view["count"] or view["files"] != views[0]["files"]]
+    if bad:
+        examples = "; ".join(
+            f"rank {r}: {views[r]['count']} missing, e.g. {views[r]['missing'][0]}" if views[r]["count"]
+            else f"rank {r}: different file sizes" for r in bad
+        )  # fmt: skip
+        raise SportsdetError(
+            f"{manifest.root}: the training processes do not see the same data ({examples}); every "
+            "machine needs the same files at the same path"
+        )
 
 
 def _fit(setup: RunSetup, console: Console, callbacks: list[Callback]) -> TrainResult:
@@ -116,6 +237,9 @@ def _fit(setup: RunSetup, console: Console, callbacks: list[Callback]) -> TrainR
     ctx = _context(setup, console, callbacks)
     started = time.time()
     result = _run_recipe(ctx)
+    result.run_dir = run.path
+    if not distributed.is_main():  # calibration, the bundle and config.json are rank 0's
+        return result
     calibration = _calibrate(ctx, result)
     seconds = time.time() - started
     total_seconds = round(float(setup.config.get("seconds_before_resume", 0.0)) + seconds, 1)
@@ -359,12 +483,13 @@ def _context(setup: RunSetup, console: Console, extra: list[Callback]) -> TrainC
         CurvesPlot(run.curves, every=setup.options.curves_every),
         Checkpointer(run.checkpoints),
         *extra,
-    ]
+    ] if distributed.is_main() else []  # fmt: skip
     counts = {s: len(setup.manifest.items(s)) for s in ("train", "valid", "test")}
     console.print(
         f"training {setup.spec.name} on {len(ctx.labels)} classes: {counts['train']} train, "
         f"{counts['valid']} valid, {counts['test']} test images "
-        f"({setup.manifest.strategy}, seed {setup.seed}) -> {run.path}",
+        f"({setup.manifest.strategy}, seed {setup.seed}) -> {run.path}"
+        + (f" in {distributed.world_size()} processes" if distributed.active() else ""),
         highlight=False,
         markup=False,
         soft_wrap=True,

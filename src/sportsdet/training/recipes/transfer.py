@@ -32,6 +32,7 @@ from torch import nn
 from sportsdet.errors import SportsdetError
 from sportsdet.models import build_model
 from sportsdet.models.stages import TopOfNetwork, default_tap, trunk_stages
+from sportsdet.training import distributed
 from sportsdet.training.feature_cache import (
     FeatureKey,
     extract_features,
@@ -61,10 +62,14 @@ class ArrayBatches:
     """Minibatches from in-memory arrays; each sample's view is drawn at random every epoch.
 
     views: arrays of the same photos (e.g. photo, mirror image, crops), same row order.
+    shard: when distributed, yield only this rank's part of each global batch (every rank draws
+    the same order: run_epochs gives them the same random state).
     """
 
-    def __init__(self, views: list[np.ndarray], labels: np.ndarray, batch_size: int, shuffle: bool) -> None:
-        self.views, self.batch_size, self.shuffle = views, batch_size, shuffle
+    def __init__(
+        self, views: list[np.ndarray], labels: np.ndarray, batch_size: int, shuffle: bool, shard: bool = False
+    ) -> None:
+        self.views, self.batch_size, self.shuffle, self.shard = views, batch_size, shuffle, shard
         self.labels = np.asarray(labels, dtype=np.int64)
         self.n = len(self.labels)
 
@@ -81,6 +86,8 @@ class ArrayBatches:
         for start in range(0, self.n, self.batch_size):
             rows = order[start : start + self.batch_size]
             picks = choice[start : start + self.batch_size]
+            if self.shard:
+                rows, picks = distributed.shard_rows(rows), distributed.shard_rows(picks)
             first = self.views[0]
             batch = np.empty((len(rows), *first.shape[1:]), dtype=first.dtype)
             for v, view in enumerate(self.views):
@@ -88,6 +95,15 @@ class ArrayBatches:
                 if mask.any():
                     batch[mask] = view[rows[mask]]
             yield torch.from_numpy(batch).float(), torch.from_numpy(self.labels[rows])
+
+
+def _valid_batches(features: CachedFeatures, kind: str, batch_size: int) -> ArrayBatches | None:
+    """The validation rows in order; when distributed, this rank's share (the loop sums them)."""
+    if features.valid is None:
+        return None
+    part = slice(distributed.rank(), None, distributed.world_size())
+    rows = features.valid[kind] if kind == "tap" else _as_4d(features.valid[kind])
+    return ArrayBatches([rows[part]], features.valid_labels[part], batch_size, False)
 
 
 def _chunks(array: np.ndarray, size: int) -> list[np.ndarray]:
@@ -181,13 +197,26 @@ def _extract(ctx: TrainContext, model: nn.Module, tap: int, started: float) -> C
         raise SportsdetError(f"{ctx.run_dir}: the split has no training images")
     train_paths = [p for p, _ in train_items]
 
+    threads = options.extract_threads or (max(1, torch.get_num_threads()) if distributed.active() else None)
+
     def features(paths: list[Any], view: str, what: str) -> dict[str, np.ndarray]:
         ctx.console.print(f"[dim]features: {what}, view {view} ({len(paths)} images)[/]", highlight=False)
-        return extract_features(
-            spec.name, paths, preprocessing=pre, view=view, tap=tap, model=model,
-            num_workers=options.extract_workers, threads=options.extract_threads,
-            description=f"features {what}",
-        )  # fmt: skip
+
+        def run(share: list[Any], progress: bool) -> dict[str, np.ndarray]:
+            return extract_features(
+                spec.name, share, preprocessing=pre, view=view, tap=tap, model=model, progress=progress,
+                num_workers=options.extract_workers, threads=threads, description=f"features {what}",
+            )  # fmt: skip
+
+        if not distributed.active():
+            return run(paths, True)
+        # Each rank computes its share into the cache, then reads everyone's. On machines that do
+        # not share the cache folder the second call computes the rest here: slower, still right.
+        share = paths[distributed.rank() :: distributed.world_size()]
+        if share:
+            run(share, distributed.is_main())
+        distributed.barrier()
+        return run(paths, False)
 
     def missing(view: str) -> int:
         folder = FeatureKey(spec.name, pre, view, tap).folder()
@@ -202,6 +231,7 @@ def _extract(ctx: TrainContext, model: nn.Module, tap: int, started: float) -> C
     speed = measured_speed(FeatureKey(spec.name, pre, "center", tap)) or _ASSUMED_EXTRACT_IMG_S
     budget = options.time_budget is not None
     plan = plan_schedule(options, len(train_paths), missing("flip") if budget else 0, speed)
+    plan = distributed.broadcast_json(plan)  # every rank extracts and trains the same views
     views = ["center"] + (["flip"] if plan["feature_flip"] else [])
     views += [f"aug{i}" for i in range(plan["aug_views"])]
     train_views += [features(train_paths, view, "train") for view in views[1:]]
@@ -229,10 +259,9 @@ def _fit_head(ctx: TrainContext, model: nn.Module, features: CachedFeatures, los
         features.train_labels,
         options.head_batch_size,
         True,
+        shard=True,
     )
-    valid = None
-    if features.valid is not None:
-        valid = ArrayBatches([_as_4d(features.valid["pooled"])], features.valid_labels, 512, False)
+    valid = _valid_batches(features, "pooled", 512)
     if options.head_epochs <= 0:
         return head
     if not ctx.skip_finished_stage("head"):
@@ -274,13 +303,16 @@ def _fit_top(
     if epochs > 0:
         speed = measure_train_speed(top_net, features.train_views[0]["tap"], options.batch_size)
         epochs = _epochs_within_budget(ctx, epochs, speed, len(features.train_labels), started)
+        epochs = distributed.broadcast_json(epochs)  # rank 0's clock plans for all
     if epochs > 0 and not ctx.stage_done("finetune"):
         batches = ArrayBatches(
-            [v["tap"] for v in features.train_views], features.train_labels, options.batch_size, True
+            [v["tap"] for v in features.train_views],
+            features.train_labels,
+            options.batch_size,
+            True,
+            shard=True,
         )
-        valid = None
-        if features.valid is not None:
-            valid = ArrayBatches([features.valid["tap"]], features.valid_labels, 128, False)
+        valid = _valid_batches(features, "tap", 128)
         optimizer = torch.optim.AdamW(
             [
                 {"params": top_params, "lr": options.lr},

@@ -1,0 +1,150 @@
+"""Distributed training: 2 gloo processes on 127.0.0.1 against 1 process, on tiny data.
+
+Tolerance: the 2-process run takes the same global batches as the 1-process run (each rank
+half of every batch, gradients averaged), so it may differ only by float summation order, the
+padding of a last batch that does not split evenly (one photo counted twice), dropout masks
+drawn for half batches, and batch-norm statistics of half batches. Stated bounds, epoch by
+epoch: validation accuracy within one validation photo, validation loss within 0.002 (scratch,
+dropout off: the same arithmetic) or 0.05 (transfer: dropout and batch norm on).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import make_image_tree
+from test_train import make_dataset
+
+from sportsdet.errors import SportsdetError
+from sportsdet.train import train
+from sportsdet.training import distributed
+
+# Dropout off: then two processes do the same arithmetic as one (up to summation order).
+SCRATCH = {"input_size": 32, "batch_size": 8, "model_config": {"dropout": 0.0}}
+TRANSFER = {"input_size": 64, "head_epochs": 3, "epochs": 1, "batch_size": 8, "head_lr": 1e-2}
+RANK0_ONLY = {
+    "config.json",
+    "data_summary.json",
+    "split.json",
+    "metrics.csv",
+    "curves.png",
+    "checkpoints",
+    "model",
+}
+
+
+def _rows(run: Path) -> list[dict[str, str]]:
+    with open(run / "metrics.csv", newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def _assert_close_to(one: list[dict[str, str]], two: list[dict[str, str]], n_valid: int, loss: float) -> None:
+    assert [(r["epoch"], r["stage"]) for r in two] == [(r["epoch"], r["stage"]) for r in one]
+    for a, b in zip(one, two, strict=True):
+        assert abs(float(a["val_acc"]) - float(b["val_acc"])) <= 1 / n_valid + 1e-9, (a, b)
+        assert float(b["val_loss"]) == pytest.approx(float(a["val_loss"]), abs=loss), (a, b)
+
+
+@pytest.fixture(scope="module")
+def shapes(tmp_path_factory) -> Path:
+    return make_dataset(tmp_path_factory.mktemp("data") / "shapes", per_class=12)
+
+
+def test_scratch_in_two_processes_matches_one_and_resumes(shapes: Path, tmp_path: Path) -> None:
+    torch.set_num_threads(2)
+    split = "random:0.1,0.3"  # 9 validation photos
+    one = tmp_path / "one"
+    train(shapes, out=one, model="seed-cnn", seed=3, split=split, options={**SCRATCH, "epochs": 5},
+          evaluate=False, report=False)  # fmt: skip
+
+    runs = tmp_path / "runs"
+    two = runs / "two"
+    first = train(shapes, out=two, model="seed-cnn", seed=3, split=split, options={**SCRATCH, "epochs": 3},
+                  nproc=2, evaluate=False, report=False)  # fmt: skip
+    assert len(first.history) == 3 and torch.get_num_threads() == 2  # the CPU share is given back
+    rows_before = _rows(two)
+    result = train(None, out=two, resume=True, options={"epochs": 5}, nproc=2)
+
+    assert [p.name for p in runs.iterdir()] == ["two"]  # one run folder, written by rank 0 alone
+    names = {p.name for p in two.iterdir()}
+    assert RANK0_ONLY | {"eval", "report.html"} <= names
+    assert not names - RANK0_ONLY - {"eval", "report.html", ".sportsdet.lock"}
+    rows = _rows(two)
+    assert rows[:3] == rows_before and len(rows) == 5  # resumed after epoch 3, like one process
+    n_valid = len(json.loads((two / "split.json").read_text())["splits"]["valid"])
+    _assert_close_to(_rows(one), rows, n_valid, loss=0.002)
+    assert result.evaluation is not None and (two / "eval" / "metrics.json").is_file()
+    bundle = json.loads((two / "model" / "bundle.json").read_text())
+    assert bundle["training"]["resumed"] is True and bundle["training"]["epochs_run"] == 5
+
+
+def test_transfer_in_two_processes_shares_feature_extraction(tmp_path: Path, monkeypatch) -> None:
+    torch.set_num_threads(2)
+    data = make_image_tree(tmp_path / "data", splits={"train": 6, "valid": 3, "test": 2}, size=72)
+    results = {}
+    for n in (1, 2):
+        cache = tmp_path / f"cache{n}"
+        monkeypatch.setenv("SPORTSDET_CACHE_DIR", str(cache))  # the children inherit it
+        results[n] = train(data, out=tmp_path / "runs" / f"n{n}", model="lite0", options=TRANSFER, nproc=n,
+                           evaluate=n == 2, report=False)  # fmt: skip
+        # Each rank extracted its half of the photos: a shard per rank for the flipped train photos,
+        # and for the train and the validation photos in the center view's folder.
+        shards = sorted(len(list(f.glob("shard-*.safetensors"))) for f in cache.iterdir())
+        assert shards == ([1, 2] if n == 1 else [2, 4]), shards
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["n1", "n2"]
+    one, two = _rows(tmp_path / "runs" / "n1"), _rows(tmp_path / "runs" / "n2")
+    assert [r["stage"] for r in two] == ["head"] * 3 + ["finetune"]
+    _assert_close_to(one, two, n_valid=9, loss=0.05)
+    assert results[2].best["val_acc"] == pytest.approx(results[1].best["val_acc"], abs=1 / 9 + 1e-9)
+    assert results[2].evaluation is not None  # evaluation ran once, on rank 0
+
+
+def test_ranks_started_differently_stop_with_one_error(shapes: Path, tmp_path: Path, monkeypatch) -> None:
+    # As torchrun would start them: rank 0 here, rank 1 the CLI in another process, --epochs differs.
+    port = distributed.free_port()
+    env = {"RANK": "0", "WORLD_SIZE": "2", "LOCAL_RANK": "0", "LOCAL_WORLD_SIZE": "2",
+           "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}  # fmt: skip
+    run = tmp_path / "run"
+    command = [sys.executable, "-m", "sportsdet", "train", str(shapes), "--out", str(run), "--model",
+               "seed-cnn", "--set", "input_size=32", "--batch-size", "8", "--epochs", "3"]  # fmt: skip
+    other = subprocess.Popen(
+        command, env={**os.environ, **env, "RANK": "1", "LOCAL_RANK": "1"}, stderr=subprocess.PIPE, text=True
+    )
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    try:
+        with pytest.raises(SportsdetError, match="option epochs: rank 0 2, rank 1 3"):
+            train([shapes], out=str(run), model="seed-cnn", options={**SCRATCH, "epochs": 2})
+    finally:
+        _, stderr = other.communicate(timeout=120)
+    assert other.returncode == 2
+    errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "option epochs" in errors[0], stderr
+    assert not run.exists()  # refused before anything was written
+    assert not distributed.active()
+
+
+def test_shard_rows_gives_every_rank_the_same_number_of_rows() -> None:
+    batch = list(range(5))
+    parts = [distributed.shard_rows(batch, r, 2) for r in range(2)]
+    assert parts == [[0, 2, 4], [1, 3, 0]]  # padded with the batch's own first row
+    assert distributed.shard_rows([7], 1, 3) == [7]
+    assert [distributed.shard_rows(batch, r, 3) for r in range(3)] == [[0, 3], [1, 4], [2, 0]]
+    assert distributed.shard_rows(batch, 0, 1) is batch  # one process: the batch itself
+
+
+def test_a_refusal_on_rank_0_stops_every_rank_with_its_message(shapes: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text("{}", encoding="utf-8")
+    with pytest.raises(SportsdetError, match="already holds a run"):
+        train(shapes, out=run, model="seed-cnn", options={**SCRATCH, "epochs": 1}, nproc=2)
+    assert [p.name for p in run.iterdir()] == ["config.json"]  # nothing written, nothing removed
+    assert not distributed.active()
