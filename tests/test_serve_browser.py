@@ -103,7 +103,7 @@ def test_dropped_photo_is_labelled(browser, server: str, tmp_path: Path) -> None
     meters = card.locator("[role=meter]")
     assert meters.count() == 3  # top-5, clamped to the colour model's 3 classes
     assert meters.first.get_attribute("aria-label").startswith("green: ")
-    assert "no abstain threshold" in card.locator(".abstain").inner_text()
+    assert "no abstain rule" in card.locator(".abstain").inner_text()
     assert "Labelled 1 photo" in page.locator("#status").inner_text()
 
     # Keyboard: the drop zone is focusable and Enter opens the file picker.
