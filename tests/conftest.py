@@ -156,15 +156,6 @@ def _route_table() -> dict[str, Callable[[BaseHTTPRequestHandler], None]]:
             h.wfile.flush()
             time.sleep(0.05)
 
-    def redirect(target: str) -> Callable[[BaseHTTPRequestHandler], None]:
-        def handler(h: BaseHTTPRequestHandler) -> None:
-            h.send_response(302)
-            h.send_header("Location", target)
-            h.send_header("Content-Length", "0")
-            h.end_headers()
-
-        return handler
-
     def short_body(h: BaseHTTPRequestHandler) -> None:
         h.send_response(200)
         h.send_header("Content-Type", "application/octet-stream")
@@ -304,3 +295,15 @@ def make_colour_onnx(
             entry.key, entry.value = key, value
     onnx.save(model, str(path))
     return path
+
+
+def redirect(target: str) -> Callable[[BaseHTTPRequestHandler], None]:
+    """A LocalServer route answering 302 to `target` (tests of redirect handling)."""
+
+    def handler(h: BaseHTTPRequestHandler) -> None:
+        h.send_response(302)
+        h.send_header("Location", target)
+        h.send_header("Content-Length", "0")
+        h.end_headers()
+
+    return handler

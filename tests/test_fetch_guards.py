@@ -14,7 +14,7 @@ from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
-from conftest import LocalServer, make_colour_onnx
+from conftest import LocalServer, make_colour_onnx, redirect
 from typer.testing import CliRunner
 
 from sportsdet.cli import app
@@ -49,15 +49,6 @@ def _slow_hop(n: int):
     return handler
 
 
-def _redirect(target: str):
-    def handler(h: BaseHTTPRequestHandler) -> None:
-        h.send_response(302)
-        h.send_header("Location", target)
-        h.send_header("Content-Length", "0")
-        h.end_headers()
-
-    return handler
-
 
 @pytest.fixture(scope="module")
 def server() -> LocalServer:
@@ -66,10 +57,10 @@ def server() -> LocalServer:
     for n in range(1, 5):
         local.routes[f"/hop{n}"] = _slow_hop(n)
     port = local.server.server_address[1]
-    local.routes["/to-loopback2"] = _redirect(f"http://127.0.0.2:{port}/good.jpg")
-    local.routes["/to-metadata"] = _redirect("http://169.254.169.254/latest/meta-data/")
-    local.routes["/to-private"] = _redirect("http://10.0.0.7/photo.jpg")
-    local.routes["/to-creds"] = _redirect(f"http://admin:hunter2@127.0.0.1:{port}/good.jpg")
+    local.routes["/to-loopback2"] = redirect(f"http://127.0.0.2:{port}/good.jpg")
+    local.routes["/to-metadata"] = redirect("http://169.254.169.254/latest/meta-data/")
+    local.routes["/to-private"] = redirect("http://10.0.0.7/photo.jpg")
+    local.routes["/to-creds"] = redirect(f"http://admin:hunter2@127.0.0.1:{port}/good.jpg")
     yield local
     local.close()
 

@@ -16,12 +16,11 @@ import time
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import LocalServer, image_bytes, make_colour_onnx
+from conftest import LocalServer, image_bytes, make_colour_onnx, redirect
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
@@ -394,25 +393,16 @@ def test_binding_beyond_loopback_needs_a_key(monkeypatch: pytest.MonkeyPatch) ->
 # ----------------------------------------------------------------------------- URLs and SSRF
 
 
-def _redirect(target: str):
-    def handler(h: BaseHTTPRequestHandler) -> None:
-        h.send_response(302)
-        h.send_header("Location", target)
-        h.send_header("Content-Length", "0")
-        h.end_headers()
-
-    return handler
-
 
 @pytest.fixture(scope="module")
 def images() -> Iterator[LocalServer]:
     server = LocalServer()
     port = server.server.server_address[1]
     server.add("/red.jpg", jpeg(RED), "image/jpeg")
-    server.routes["/to-loopback"] = _redirect(f"http://127.0.0.2:{port}/red.jpg")
-    server.routes["/to-metadata"] = _redirect("http://169.254.169.254/latest/meta-data/")
-    server.routes["/to-private"] = _redirect("http://10.0.0.8/red.jpg")
-    server.routes["/to-localhost"] = _redirect(f"http://localhost:{port}/red.jpg")
+    server.routes["/to-loopback"] = redirect(f"http://127.0.0.2:{port}/red.jpg")
+    server.routes["/to-metadata"] = redirect("http://169.254.169.254/latest/meta-data/")
+    server.routes["/to-private"] = redirect("http://10.0.0.8/red.jpg")
+    server.routes["/to-localhost"] = redirect(f"http://localhost:{port}/red.jpg")
     yield server
     server.close()
 

@@ -120,7 +120,7 @@ class ScanResult:
             classes=[c for c in self.classes if c in keep],
             empty_classes=[c for c in self.empty_classes if c in keep],
         )
-        subset.warnings = _warnings(subset)
+        subset.warnings = scan_warnings(subset)
         return subset
 
     def to_dict(self) -> dict[str, Any]:
@@ -322,7 +322,7 @@ def scan_dataset(root: str | Path) -> ScanResult:
         ignored_examples={k: v for k, v in sorted(walker.examples.items())},
         unsupported=sorted(walker.unsupported),
     )
-    result.warnings = _warnings(result)
+    result.warnings = scan_warnings(result)
     return result
 
 
@@ -335,7 +335,7 @@ def _name_list(names: list[str], limit: int = 8) -> str:
     return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
-def _warnings(result: ScanResult) -> list[str]:
+def scan_warnings(result: ScanResult) -> list[str]:
     """Things a person should know before training on this tree."""
     warnings: list[str] = []
     if result.empty_classes:

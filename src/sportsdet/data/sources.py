@@ -35,7 +35,7 @@ from typing import Any
 
 import tomllib
 
-from sportsdet.data.discover import ScanResult, _warnings, scan_dataset
+from sportsdet.data.discover import ScanResult, scan_dataset, scan_warnings
 from sportsdet.errors import SportsdetError
 
 DATASET_FILE_SUFFIXES = (".toml", ".json")
@@ -207,7 +207,7 @@ def _relabelled(scan: ScanResult, label_map: dict[str, str]) -> ScanResult:
         classes=sorted({r.label for r in records}),
         empty_classes=sorted({label_map.get(c, c) for c in scan.empty_classes}),
     )
-    relabelled.warnings = _warnings(relabelled)
+    relabelled.warnings = scan_warnings(relabelled)
     return relabelled
 
 
