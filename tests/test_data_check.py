@@ -249,3 +249,32 @@ def test_report_to_a_folder_is_refused_before_checking(
     monkeypatch.setattr(check_module, "check_dataset", must_not_run)
     result = CliRunner().invoke(app, ["data", "check", str(messy), "--report", str(tmp_path)])
     assert isinstance(result.exception, SportsdetError) and "is a folder" in str(result.exception)
+
+
+def test_training_says_when_one_photo_is_in_two_splits_or_two_classes(tmp_path: Path) -> None:
+    import json
+    import shutil
+
+    from conftest import make_image_tree
+
+    from sportsdet.data.check import duplicate_warnings, manifest_duplicates
+    from sportsdet.data.splits import make_split
+    from sportsdet.train import train
+
+    tree = make_image_tree(
+        tmp_path / "data", ["air hockey", "polo"], splits={"train": 5, "valid": 2, "test": 2}
+    )
+    shutil.copy(tree / "train" / "polo" / "000.jpg", tree / "test" / "polo" / "copy.jpg")  # leaks into test
+    shutil.copy(tree / "train" / "polo" / "001.jpg", tree / "train" / "air hockey" / "odd.jpg")  # two labels
+    groups = manifest_duplicates(make_split(tree, "official"))
+    assert sorted(len(g.files) for g in groups) == [2, 2]
+    lines = duplicate_warnings(groups, tree)
+    assert "1 photo(s) are byte-identical copies in more than one split" in lines[0]
+    assert "1 photo(s) are filed under two classes" in lines[1] and "(air hockey)" in lines[1]
+
+    run = tmp_path / "run"
+    train(
+        tree, out=run, model="seed-cnn", options={"input_size": 32, "epochs": 1}, evaluate=False, report=False
+    )
+    warnings = json.loads((run / "data_summary.json").read_text())["warnings"]
+    assert any("more than one split" in w for w in warnings) and any("two classes" in w for w in warnings)

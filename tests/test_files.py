@@ -101,3 +101,14 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def test_predict_inputs_through_a_symlink_loop_come_once(tmp_path: Path) -> None:
+    from sportsdet.predict import expand_inputs
+
+    (tmp_path / "a.jpg").write_bytes(b"x")
+    (tmp_path / "self").symlink_to(".")  # a folder and a glob over it gave 41 rows for one photo
+    from_folder = [item.name for item in expand_inputs([str(tmp_path)])]
+    from_glob = [item.name for item in expand_inputs([str(tmp_path / "**" / "*.jpg")])]
+    assert from_folder == [str(tmp_path / "a.jpg")]
+    assert from_glob == [str(tmp_path / "a.jpg")]

@@ -140,11 +140,14 @@ def expand_inputs(sources: Iterable[Source]) -> Iterator[InputItem]:
             # Sorting needs the full match list; a pattern's matches are names only, so this is small.
             matches = sorted(glob.iglob(os.path.expanduser(text), recursive=True))
             found = False
+            seen: set[str] = set()  # `**` follows folder links: a loop (self -> .) repeats every photo
             for match in matches:
                 match_path = Path(match)
                 if match_path.is_dir():
                     continue  # `**` also matches folders; their images are matched by the pattern itself
-                if is_image_name(match):
+                real = os.path.realpath(match)
+                if is_image_name(match) and real not in seen:
+                    seen.add(real)
                     found = True
                     yield InputItem(match, match_path)
             if not found:

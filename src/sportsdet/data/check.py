@@ -28,7 +28,7 @@ from PIL import Image
 from sportsdet import imageio
 from sportsdet.data.discover import ScanResult, scan_dataset
 from sportsdet.errors import ImageLoadError, SportsdetError
-from sportsdet.files import is_hidden_name, write_json
+from sportsdet.files import is_hidden_name, sha256_file, write_json
 
 CHECK_FORMAT = "sportsdet-check/1"
 TINY = "tiny"
@@ -424,3 +424,57 @@ def quarantine_files(
         moved.append({"path": rel, "to": str(dest), "reason": reason})
     report.quarantine = {"dir": str(target_root), "moved": moved, "failed": failed}
     return report.quarantine
+
+
+def manifest_duplicates(manifest: Any) -> list[DuplicateGroup]:
+    """Byte-identical photos among a split manifest's files, without decoding anything.
+
+    Files are grouped by size first and only same-size files are hashed, so a big tree costs
+    one stat per file. Training warns about the groups that span splits (test photos the model
+    trains on) or carry two labels (two answers taught for one picture).
+    """
+    entries: list[tuple[Path, str, str, str]] = []
+    for split in ("train", "valid", "test"):
+        for rel, label in manifest.splits.get(split, []):
+            entries.append((manifest.root / rel, rel, split, label))
+    by_size: dict[int, list[tuple[Path, str, str, str]]] = defaultdict(list)
+    for entry in entries:
+        try:
+            by_size[entry[0].stat().st_size].append(entry)
+        except OSError:
+            continue  # a missing file is reported when it is read
+    results = []
+    for same in by_size.values():
+        if len(same) < 2:
+            continue
+        for path, rel, split, label in same:
+            try:
+                digest = sha256_file(path)
+            except SportsdetError:
+                continue
+            results.append(FileResult(rel=rel, split=split, label=label, sha256=digest))
+    return find_duplicates(results)
+
+
+def duplicate_warnings(groups: list[DuplicateGroup], root: Path | str) -> list[str]:
+    """One line per kind of duplicate that changes what training learns or what its test says."""
+    warnings = []
+    spread = [g for g in groups if g.cross_split]
+    if spread:
+        example = " = ".join(spread[0].files[:2])
+        warnings.append(
+            f"{len(spread)} photo(s) are byte-identical copies in more than one split (e.g. {example}): "
+            "the test and validation scores count photos the model trains on; "
+            f'`sportsdet data check "{root}" --quarantine DIR` moves the extra copies out'
+        )
+    torn = [g for g in groups if g.conflicting_labels]
+    if torn:
+        first = torn[0]
+        example = ", ".join(
+            f"{f} ({label})" for f, label in zip(first.files[:2], first.labels[:2], strict=True)
+        )
+        warnings.append(
+            f"{len(torn)} photo(s) are filed under two classes (e.g. {example}): training is taught two "
+            "answers for one picture; keep one copy in the right class"
+        )
+    return warnings

@@ -288,6 +288,7 @@ def plan_new_run(
     run_seed = 0 if seed is None else int(seed)
     options = resolve_options(spec, given)
     manifest, summary, data_text = _split_data(data, split, run_seed, classes, list(maps), list(merge))
+    summary["warnings"] = list(summary["warnings"]) + _duplicate_warnings(manifest)
     for warning in summary["warnings"]:
         console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False, soft_wrap=True)
     for note in manifest.notes:
@@ -307,6 +308,13 @@ def plan_new_run(
     if manifest.sources:
         config["sources"] = {name: info["root"] for name, info in manifest.sources.items()}
     return RunSetup(run, spec, options, manifest, summary, config, run_seed)
+
+
+def _duplicate_warnings(manifest: SplitManifest) -> list[str]:
+    """Byte-identical photos across splits or classes (what `data check` reports), said before training."""
+    from sportsdet.data.check import duplicate_warnings, manifest_duplicates
+
+    return duplicate_warnings(manifest_duplicates(manifest), manifest.root)
 
 
 def _split_data(
