@@ -33,7 +33,9 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
 import results_file  # noqa: E402
-from train_builtin_model import DEFAULT_DATA, predict_split  # noqa: E402
+from train_builtin_model import SHARED, predict_split  # noqa: E402
+
+DEFAULT_DATA = SHARED / "sports100"
 
 from sportsdet.training.feature_cache import CACHE_ENV  # noqa: E402
 
