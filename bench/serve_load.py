@@ -168,7 +168,7 @@ def summary(latencies: list[float], statuses: Counter, seconds: float) -> dict[s
         "ok_per_s": statuses.get(200, 0) / seconds,
         "p50_ms": q[49] * 1000,
         "p99_ms": q[98] * 1000,
-        "statuses": {str(k): v for k, v in sorted(statuses.items())},
+        "statuses": {str(k): v for k, v in sorted(statuses.items(), key=lambda kv: str(kv[0]))},
     }
 
 
