@@ -73,9 +73,9 @@ def scan_sources_from_cli(paths: list[Path], maps: list[str], merge: list[str]) 
 
 
 def _is_multi(paths: list[Path], maps: list[str]) -> bool:
-    from sportsdet.data.sources import is_dataset_file
+    from sportsdet.data.sources import is_multi_source
 
-    return len(paths) > 1 or bool(maps) or is_dataset_file(paths[0])
+    return is_multi_source(paths, maps)
 
 
 @data_app.command("scan")

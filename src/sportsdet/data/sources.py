@@ -77,6 +77,13 @@ def is_dataset_file(path: str | Path) -> bool:
     return path.suffix.lower() in DATASET_FILE_SUFFIXES and path.is_file()
 
 
+def is_multi_source(data: Sequence[Any], maps: Sequence[str] = ()) -> bool:
+    """Whether DATA arguments make a multi-source run: several of them, a dataset file, a Sources
+    object, or a label map (one plain folder keeps the plain split manifest)."""
+    first = data[0]
+    return len(data) > 1 or bool(maps) or isinstance(first, Sources) or is_dataset_file(first)
+
+
 def read_dataset_file(path: str | Path) -> Sources:
     """A dataset file (TOML or JSON, see the module doc) -> Sources; paths relative to the file."""
     path = Path(path).expanduser()

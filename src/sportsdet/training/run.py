@@ -324,7 +324,7 @@ def _split_data(
     from sportsdet.data.discover import scan_dataset
     from sportsdet.data.sources import (
         Sources,
-        is_dataset_file,
+        is_multi_source,
         make_multi_split,
         scan_sources,
         sources_from_args,
@@ -333,10 +333,7 @@ def _split_data(
     from sportsdet.data.splits import make_split
 
     paths = list(data) if isinstance(data, (list, tuple)) else [data]
-    single = (
-        len(paths) == 1 and not isinstance(paths[0], Sources) and not maps and not is_dataset_file(paths[0])
-    )
-    if single:  # one folder: the plain split manifest, as before multi-source training
+    if not is_multi_source(paths, maps):  # one folder: the plain split manifest, as before
         scan = scan_dataset(paths[0])
         manifest = make_split(
             scan, split or ("official" if scan.layout == "split" else "random:0.2"), seed, classes
