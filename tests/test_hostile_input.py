@@ -599,3 +599,86 @@ def test_fuzzed_images_give_one_line_each_never_a_traceback_or_hang(
     # The loaders agree: what predict labelled, training can load, and the other way round.
     trained = {line.split(" ", 1)[1]: line.startswith("ok") for line in lines}
     assert {name: r["error"] is None for name, r in records.items()} == trained
+
+
+# ----------------------------------------------------------------------------- item 14: misnamed photos
+
+
+def _scrape_like_tree(root: Path) -> Path:
+    """A tree as a web scrape leaves it: photos named .php/.aspx/no extension, beside real non-images."""
+    tree = make_image_tree(root, per_class=3)
+    (tree / CLASSES[0] / "get.php").write_bytes(image_bytes((10, 200, 10)))
+    (tree / CLASSES[1] / "thumb.aspx").write_bytes(image_bytes((10, 10, 200), fmt="PNG"))
+    (tree / CLASSES[1] / "image_123").write_bytes(image_bytes((90, 10, 200), fmt="GIF"))
+    (tree / CLASSES[0] / "notes.txt").write_text("BM is not a bitmap\n")  # starts like BMP, is text
+    (tree / CLASSES[0] / "page.php").write_text("<html>not a photo</html>")
+    os.mkfifo(tree / CLASSES[1] / "pipe.php")  # never opened in a way that waits
+    return tree
+
+
+def test_photos_with_misleading_names_are_found_by_content_and_reported(tmp_path: Path) -> None:
+    from sportsdet.data.discover import scan_dataset
+    from sportsdet.data.splits import make_split
+
+    tree = _scrape_like_tree(tmp_path / "scrape")
+    scan = scan_dataset(tree)
+    assert scan.misnamed == {
+        f"{CLASSES[0]}/get.php": "JPEG",
+        f"{CLASSES[1]}/image_123": "GIF",
+        f"{CLASSES[1]}/thumb.aspx": "PNG",
+    }
+    # One decision for everyone: the photos are data (training splits them like any other) ...
+    rels = {r.rel for r in scan.records}
+    assert set(scan.misnamed) <= rels and f"{CLASSES[0]}/notes.txt" not in rels
+    assert scan.ignored["not-an-image-name"] == 3  # notes.txt, page.php, the FIFO
+    manifest = make_split(scan, "random:0.3", seed=0)
+    assert sum(len(manifest.items(s)) for s in ("train", "valid", "test")) == len(CLASSES) * 3 + 3
+    # ... and never silently
+    assert any("3 image(s) with a misleading name" in w for w in scan.warnings)
+
+    proc = sportsdet_cli("data", "check", str(tree), "--report", str(tmp_path / "r.json"), timeout=60)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert "image with a misleading name" in proc.stdout and "get.php" in proc.stdout
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert [m["path"] for m in report["misnamed"]] == sorted(scan.misnamed)
+    assert report["checked"] == len(CLASSES) * 3 + 3 and not report["problems"]
+
+
+def test_rename_misnamed_gives_image_names_and_never_overwrites(tmp_path: Path) -> None:
+    tree = _scrape_like_tree(tmp_path / "scrape")
+    taken = tree / CLASSES[0] / "get.jpg"
+    taken.write_bytes(b"the user's own file")
+    proc = sportsdet_cli("data", "check", str(tree), "--rename-misnamed", timeout=60)
+    assert proc.returncode == 0 and "renamed 3 misnamed photo(s)" in proc.stderr, proc.stderr[-2000:]
+    assert taken.read_bytes() == b"the user's own file"
+    assert (tree / CLASSES[0] / "get~1.jpg").exists() and not (tree / CLASSES[0] / "get.php").exists()
+    assert (tree / CLASSES[1] / "thumb.png").exists() and (tree / CLASSES[1] / "image_123.gif").exists()
+    assert (tree / CLASSES[0] / "page.php").exists()  # not a photo: left alone
+    from sportsdet.data.discover import scan_dataset
+
+    assert scan_dataset(tree).misnamed == {}
+
+
+def test_check_accepts_a_plain_folder_of_photos(colour_model: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "holiday"
+    folder.mkdir()
+    (folder / "a.jpg").write_bytes(image_bytes((200, 10, 10)))
+    (folder / "b.jpg").write_bytes(image_bytes((10, 200, 10)))
+    (folder / "download.ashx").write_bytes(image_bytes((10, 10, 200)))
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    proc = sportsdet_cli("data", "check", str(folder), "--report", str(tmp_path / "r.json"), timeout=60)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["layout"] == "photos" and report["checked"] == 4 and report["ok"] == 3
+    assert [p["path"] for p in report["problems"]] == ["broken.jpg"]
+    assert [m["path"] for m in report["misnamed"]] == ["download.ashx"]
+    # training still needs class folders, and says so in one line
+    line = one_error_line(sportsdet_cli("data", "scan", str(folder), timeout=60))
+    assert "no class folders" in line
+
+    # predict uses the same walker (folder) and the same content test (glob), with the note
+    for source in (str(folder), str(folder / "*")):
+        records = jsonl(sportsdet_cli("predict", "-m", str(colour_model), source, "-f", "jsonl", timeout=60))
+        misnamed = records[str(folder / "download.ashx")]
+        assert misnamed["label"] and "misleading name: a JPEG" in misnamed["warning"]
+        assert records[str(folder / "a.jpg")]["warning"] is None

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from sportsdet.errors import SportsdetError
-from sportsdet.imageio import is_image_name
+from sportsdet.imageio import is_image_name, sniff_image_format
 
 # Entries that tools leave behind and that never hold photos (compared lower-cased).
 JUNK_NAMES = frozenset({"__macosx", "__pycache__", "@eadir", "thumbs.db", "desktop.ini", "$recycle.bin"})
@@ -149,6 +149,7 @@ def iter_image_files(
     visited: set[tuple[int, int]] | None = None,
     on_skip: Callable[[str, str], None] | None = None,
     is_wanted: Callable[[str], bool] = is_image_name,
+    on_misnamed: Callable[[str, str], None] | None = None,
 ) -> Iterator[Path]:
     """Image files below `folder`, recursively, sorted by name within each folder.
 
@@ -157,6 +158,11 @@ def iter_image_files(
     repeats), so a link loop (`self -> .`) ends instead of repeating or raising ELOOP. Only
     regular files are yielded: FIFOs, sockets and devices named .jpg are skipped (reading one
     would hang or never end). `on_skip(reason, path)` hears of everything passed over.
+
+    Images are known by content, not only by name: a regular file whose name does not end like
+    an image but whose first bytes are a JPEG, PNG, ... (a web scrape's `photo.php`) is yielded
+    too, after `on_misnamed(path, format)` hears of it. This is the one place that decides that
+    such photos are used (by scan, check, training and predict alike), and never silently.
     """
     visited = set() if visited is None else visited
     skip = on_skip or (lambda reason, path: None)
@@ -202,9 +208,13 @@ def iter_image_files(
             listing = enter(entry.path)
             if listing is not None:
                 stack.append((entry.path, listing))
-        elif not is_wanted(entry.name):
-            skip(SKIP_NOT_IMAGE, entry.path)
         elif not stat.S_ISREG(info.st_mode):
-            skip(SKIP_NOT_REGULAR, entry.path)
-        else:
+            skip(SKIP_NOT_REGULAR if is_wanted(entry.name) else SKIP_NOT_IMAGE, entry.path)
+        elif is_wanted(entry.name):
             yield Path(entry.path)
+        elif (image_format := sniff_image_format(entry.path)) is not None:
+            if on_misnamed is not None:
+                on_misnamed(entry.path, image_format)
+            yield Path(entry.path)
+        else:
+            skip(SKIP_NOT_IMAGE, entry.path)

@@ -171,6 +171,46 @@ def read_local_file(path: str | Path, *, name: str | None = None, max_bytes: int
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
+# The name ending a misnamed image of each format is given when `data check --rename-misnamed` fixes it.
+FORMAT_EXTENSIONS = {
+    "JPEG": ".jpg",
+    "PNG": ".png",
+    "GIF": ".gif",
+    "WebP": ".webp",
+    "BMP": ".bmp",
+    "TIFF": ".tif",
+}
+
+
+def sniff_image_format(path: str | Path) -> str | None:
+    """The image format a file's first bytes announce ("JPEG", "PNG", ...), else None.
+
+    How a file whose name does not end like an image (a web scrape's `photo.php`, `img.ashx`,
+    or no extension at all) is still recognised as a photo. Regular files only, opened like every
+    other local image (a FIFO is never waited on); reads 32 bytes. Text that happens to start
+    with "BM" is not a bitmap.
+    """
+    try:
+        fd, _ = _open_regular_file(path, str(path), None)
+    except ImageLoadError:
+        return None
+    try:
+        head = os.read(fd, 32)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    found = _signature(head)
+    return None if found is None or _looks_like_text(head) else found
+
+
+def misleading_name_note(path: str | Path, image_format: str) -> str:
+    """The one wording for a photo whose name hides that it is one (scan, check and predict)."""
+    suffix = Path(path).suffix
+    named = f"named '{suffix}'" if suffix else "with no image extension"
+    return f"image with a misleading name: a {image_format} file {named}"
+
+
 def shape_problem(width: int, height: int) -> tuple[str, str] | None:
     """("tiny" | "strip", why) for a picture too small or too elongated to classify well; else None.
 

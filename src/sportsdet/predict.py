@@ -34,7 +34,7 @@ from sportsdet.bundle import Bundle, load_bundle
 from sportsdet.errors import SportsdetError
 from sportsdet.fetch import ALLOW_ALL, DEFAULT_MAX_BYTES, AddressPolicy, fetch_url, is_url, redact_url
 from sportsdet.files import iter_image_files
-from sportsdet.imageio import is_image_name
+from sportsdet.imageio import is_image_name, misleading_name_note, sniff_image_format
 from sportsdet.preprocess import load_and_preprocess, preprocess
 from sportsdet.run_folder import resolve_bundle_dir
 from sportsdet.runtime import (
@@ -93,6 +93,7 @@ class InputItem:
     name: str
     source: Path | str | bytes | None = None
     error: str | None = None
+    note: str | None = None  # shown with the result, e.g. a photo with a misleading name
 
 
 # ----------------------------------------------------------------------------- input expansion
@@ -100,9 +101,12 @@ class InputItem:
 
 def _expand_folder(folder: Path, shown: str) -> Iterator[InputItem]:
     found = False
-    for path in iter_image_files(folder):
+    misnamed: dict[str, str] = {}
+    for path in iter_image_files(folder, on_misnamed=misnamed.__setitem__):
         found = True
-        yield InputItem(str(path), path)
+        image_format = misnamed.pop(str(path), None)
+        note = misleading_name_note(path, image_format) if image_format else None
+        yield InputItem(str(path), path, note=note)
     if not found:
         yield InputItem(
             shown, error="no image files found in this folder (looked for .jpg, .png, ... recursively)"
@@ -146,10 +150,15 @@ def expand_inputs(sources: Iterable[Source]) -> Iterator[InputItem]:
                 if match_path.is_dir():
                     continue  # `**` also matches folders; their images are matched by the pattern itself
                 real = os.path.realpath(match)
-                if is_image_name(match) and real not in seen:
+                if real in seen:
+                    continue
+                # Known by content, like the folder walker: a JPEG named photo.php is a photo.
+                image_format = None if is_image_name(match) else sniff_image_format(match)
+                if is_image_name(match) or image_format:
                     seen.add(real)
                     found = True
-                    yield InputItem(match, match_path)
+                    note = misleading_name_note(match, image_format) if image_format else None
+                    yield InputItem(match, match_path, note=note)
             if not found:
                 yield InputItem(text, error="no image files match this pattern")
         else:
@@ -279,9 +288,9 @@ class Predictor:
         return load_and_preprocess(source, self.preprocessing, name=item.name, out=out, notes=notes)
 
     def _load_row(self, item: InputItem, out: np.ndarray) -> Loaded:
-        notes: list[str] = []
+        notes: list[str] = [item.note] if item.note else []
         array = self.load(item, out, notes)
-        return Loaded(array, notes[0] if notes else None)
+        return Loaded(array, "; ".join(notes) if notes else None)
 
     def result_from_probs(self, name: str, probs: np.ndarray) -> PredictionResult:
         order = np.argsort(-probs, kind="stable")[: self.top_k]

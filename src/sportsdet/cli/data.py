@@ -162,6 +162,11 @@ def _print_check(report: CheckReport) -> None:
             f"[bold red]duplicates across splits (leakage)[/] ({len(report.cross_split_duplicates)} groups)",
             str(sum(len(g.files) for g in report.cross_split_duplicates)),
         )
+    if report.misnamed and not report.renamed:
+        summary.add_row(
+            "[yellow]image with a misleading name[/] (used; --rename-misnamed fixes)",
+            str(len(report.misnamed)),
+        )
     info = data["info"]
     for mode, n in info["modes"].items():
         if mode != "RGB":
@@ -171,6 +176,15 @@ def _print_check(report: CheckReport) -> None:
             summary.add_row(f"[dim]skipped by scan: {plain(reason)}[/]", str(n))
     console.print(summary)
 
+    if report.misnamed and not report.renamed:
+        table = Table(title="images with a misleading name (used as photos)", title_justify="left")
+        for column in ("file", "content"):
+            table.add_column(column, overflow="fold")
+        for rel, image_format in list(report.misnamed.items())[:_PROBLEM_ROWS]:
+            table.add_row(plain(rel), image_format)
+        console.print(table)
+        if len(report.misnamed) > _PROBLEM_ROWS:
+            console.print(f"... and {len(report.misnamed) - _PROBLEM_ROWS} more (all in --report)")
     problems = report.problems
     if problems:
         table = Table(title="problem files", title_justify="left")
@@ -221,9 +235,19 @@ def check(
     keep_duplicates: bool = typer.Option(
         False, "--keep-duplicates", help="With --quarantine: move only bad files, leave duplicates in place."
     ),
+    rename_misnamed: bool = typer.Option(
+        False,
+        "--rename-misnamed",
+        help="Give photos with a misleading name (a JPEG saved as photo.php) their image ending, in place "
+        "(photo.jpg, or photo~1.jpg when taken). Never overwrites.",
+    ),
     workers: int = typer.Option(0, "--workers", min=0, help="Decoding processes (0 = one per CPU core)."),
 ) -> None:
     """Decode every image; report bad files, exact duplicates and duplicates across splits.
+
+    PATH may also be a plain folder of photos with no class folders (e.g. before predicting on it).
+    Photos are known by content: a JPEG named photo.php is checked, used by training and predict,
+    and listed as an image with a misleading name.
 
     Bad files: unreadable (also FIFOs and devices) or truncated, empty, not an image (e.g. HTML saved
     as .jpg), unsupported format, too large, tiny, or a strip (more than 8 times longer than wide).
@@ -232,7 +256,7 @@ def check(
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from sportsdet.data.check import check_dataset, quarantine_files, validate_quarantine_dir
+    from sportsdet.data import check as checking
     from sportsdet.data.discover import scan_dataset
 
     if report_path is not None and report_path.is_dir():
@@ -242,10 +266,10 @@ def check(
     if _is_multi(paths, []):
         scans = [(item.source.name, item.scan) for item in scan_sources_from_cli(paths, [], ["all"])]
     else:
-        scans = [("", scan_dataset(paths[0]))]
+        scans = [("", scan_dataset(paths[0], allow_photos=True))]
     if quarantine is not None:
         for name, scanned in scans:  # refuse before spending minutes decoding
-            validate_quarantine_dir(scanned.root, quarantine / name if name else quarantine)
+            checking.validate_quarantine_dir(scanned.root, quarantine / name if name else quarantine)
     reports = {}
     for name, scanned in scans:
         if name:
@@ -261,18 +285,26 @@ def check(
             transient=True,
         ) as progress:
             task = progress.add_task("check", total=len(scanned.records))
-            report = check_dataset(
+            report = checking.check_dataset(
                 scanned, workers=workers or None, on_progress=lambda n, task=task: progress.advance(task, n)
             )
         if quarantine is not None:
             target = quarantine / name if name else quarantine
-            moved = quarantine_files(report, target, include_duplicates=not keep_duplicates)
+            moved = checking.quarantine_files(report, target, include_duplicates=not keep_duplicates)
             err_console.print(
                 f"moved {len(moved['moved'])} file(s) to {plain(moved['dir'])}", highlight=False
             )
             for failure in moved["failed"]:
                 err_console.print(
                     f"[red]could not move[/] {plain(failure['path'])}: {plain(failure['error'])}",
+                    highlight=False,
+                )
+        if rename_misnamed:
+            done = checking.rename_misnamed(report)
+            err_console.print(f"renamed {len(done['renamed'])} misnamed photo(s)", highlight=False)
+            for failure in done["failed"]:
+                err_console.print(
+                    f"[red]could not rename[/] {plain(failure['path'])}: {plain(failure['error'])}",
                     highlight=False,
                 )
         _print_check(report)

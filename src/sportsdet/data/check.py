@@ -4,7 +4,8 @@ Each file is read once: its bytes are hashed (SHA-256, for exact duplicates) and
 `sportsdet.imageio.load_image`, the same loader training and prediction use, so a file that
 passes here loads everywhere. Work is spread over processes in chunks. Problems are reported per
 file; `quarantine` moves bad files out of the tree (it never deletes and never overwrites).
-Torch-free.
+Photos with a misleading name (a JPEG saved as `photo.php`) are good files, listed apart;
+`rename_misnamed` gives them image names in place. Torch-free.
 """
 
 from __future__ import annotations
@@ -112,6 +113,9 @@ class CheckReport:
     ignored: dict[str, int]
     seconds: float
     quarantine: dict[str, Any] = field(default_factory=dict)
+    # Good photos whose names hide it: rel path -> format ("JPEG", ...), from the scan.
+    misnamed: dict[str, str] = field(default_factory=dict)
+    renamed: dict[str, Any] = field(default_factory=dict)
 
     @property
     def problems(self) -> list[FileResult]:
@@ -170,6 +174,11 @@ class CheckReport:
             "info": self.info(),
             "ignored": self.ignored,
             "quarantine": self.quarantine or None,
+            "misnamed": [
+                {"path": rel, "format": fmt, "note": imageio.misleading_name_note(rel, fmt)}
+                for rel, fmt in self.misnamed.items()
+            ],
+            "renamed": self.renamed or None,
             "files": [asdict(r) for r in self.results],
         }
 
@@ -299,7 +308,9 @@ def check_dataset(
         pool.shutdown()
     results.extend(_unsupported_files(scan))
     results.sort(key=lambda r: r.rel)
+    bad = {r.rel for r in results if r.kind is not None}
     return CheckReport(
+        misnamed={rel: fmt for rel, fmt in scan.misnamed.items() if rel not in bad},
         root=scan.root,
         layout=scan.layout,
         results=results,
@@ -424,6 +435,24 @@ def quarantine_files(
         moved.append({"path": rel, "to": str(dest), "reason": reason})
     report.quarantine = {"dir": str(target_root), "moved": moved, "failed": failed}
     return report.quarantine
+
+
+def rename_misnamed(report: CheckReport) -> dict[str, Any]:
+    """Give each photo with a misleading name the ending of its format, in place: `a.php` (a
+    JPEG) becomes `a.jpg`, or `a~1.jpg` when that name is taken. Never overwrites; a failure is
+    listed, not raised, and leaves the file as it was."""
+    renamed, failed = [], []
+    for rel, image_format in report.misnamed.items():
+        source = report.root / rel
+        target = source.with_suffix(imageio.FORMAT_EXTENSIONS[image_format])
+        try:
+            dest = _move_no_overwrite(source, target)
+        except OSError as exc:
+            failed.append({"path": rel, "error": exc.strerror or str(exc)})
+            continue
+        renamed.append({"path": rel, "to": dest.relative_to(report.root).as_posix()})
+    report.renamed = {"renamed": renamed, "failed": failed}
+    return report.renamed
 
 
 def manifest_duplicates(manifest: Any) -> list[DuplicateGroup]:

@@ -5,11 +5,14 @@ Two layouts are understood:
 - folder per class:  ROOT/<class>/**/<image>
 - split tree:        ROOT/{train,valid|val,test}/<class>/**/<image>
 
+(`data check` also accepts a plain folder of photos with no class folders: layout "photos".)
+
 A tree is a split tree when ROOT holds at least one split-named folder (train, valid, val,
 validation, test; any case) that itself contains folders. Class names are folder names, used
 exactly as written (spaces and all). Hidden entries (a leading '.', `__MACOSX`, ...) and files
-whose names do not end like an image are skipped and counted by reason. Torch-free and fast:
-only `os.scandir`, no image is opened.
+whose names do not end like an image are skipped and counted by reason, unless their first
+bytes show a photo (then they are kept and listed in `misnamed`). Torch-free and fast: only
+`os.scandir` and a 32-byte look at files not named like images; no image is decoded.
 """
 
 from __future__ import annotations
@@ -93,19 +96,22 @@ class ScanResult:
     warnings: list[str] = field(default_factory=list)
     # Every skipped picture in a format we cannot decode (HEIC, AVIF, ...): `data check` reports them.
     unsupported: list[str] = field(default_factory=list)
+    # Photos whose names hide it (rel path -> format, e.g. "a/b.php": "JPEG"): used, and warned about.
+    misnamed: dict[str, str] = field(default_factory=dict)
 
     @property
     def splits(self) -> list[str]:
         """Split names present, in train/valid/test order ("all" for a folder-per-class tree)."""
         if self.layout != "split":
-            return ["all"]
+            return ["all"]  # also "photos": one unlabelled set
         return [s for s in SPLIT_ORDER if s in self.split_folders]
 
     def counts(self) -> dict[str, dict[str, int]]:
         """Images per split per class, every class listed (0 where it has none)."""
         table = {split: dict.fromkeys(self.classes, 0) for split in self.splits}
         for record in self.records:
-            table[record.split or "all"][record.label] += 1
+            if record.label:  # a "photos" folder's records have no label
+                table[record.split or "all"][record.label] += 1
         return table
 
     def restricted_to(self, classes: list[str]) -> ScanResult:
@@ -114,9 +120,12 @@ class ScanResult:
         from dataclasses import replace
 
         keep = set(classes)
+        records = [r for r in self.records if r.label in keep]
+        kept_files = {r.rel for r in records}
         subset = replace(
             self,
-            records=[r for r in self.records if r.label in keep],
+            records=records,
+            misnamed={rel: fmt for rel, fmt in self.misnamed.items() if rel in kept_files},
             classes=[c for c in self.classes if c in keep],
             empty_classes=[c for c in self.empty_classes if c in keep],
         )
@@ -140,6 +149,7 @@ class ScanResult:
             "split_folders": self.split_folders,
             "ignored": self.ignored,
             "ignored_examples": self.ignored_examples,
+            "misnamed": self.misnamed,
             "warnings": self.warnings,
         }
 
@@ -152,15 +162,22 @@ class _Walker:
         self.ignored: Counter[str] = Counter()
         self.examples: dict[str, list[str]] = defaultdict(list)
         self.unsupported: list[str] = []
+        self.misnamed: dict[str, str] = {}
         self._seen_dirs: set[tuple[int, int]] = set()
 
     def skip(self, reason: str, path: str) -> None:
         self.ignored[reason] += 1
-        rel = Path(os.path.relpath(path, self.root)).as_posix()
+        rel = self.rel(path)
         if reason == IGNORED_UNSUPPORTED:
             self.unsupported.append(rel)
         if len(self.examples[reason]) < _EXAMPLES:
             self.examples[reason].append(rel)
+
+    def on_misnamed(self, path: str, image_format: str) -> None:
+        self.misnamed[self.rel(path)] = image_format
+
+    def rel(self, path: str) -> str:
+        return Path(os.path.relpath(path, self.root)).as_posix()
 
     def entries(self, folder: str) -> list[os.DirEntry[str]]:
         """Non-hidden entries of a folder; hidden ones are counted."""
@@ -200,7 +217,12 @@ class _Walker:
         counted under two classes, whichever class sorts first.
         """
         visited = self._seen_dirs | other_classes
-        found = [str(p) for p in files.iter_image_files(folder, visited=visited, on_skip=self.on_skip)]
+        found = [
+            str(p)
+            for p in files.iter_image_files(
+                folder, visited=visited, on_skip=self.on_skip, on_misnamed=self.on_misnamed
+            )
+        ]
         self._seen_dirs |= visited - other_classes
         return found
 
@@ -254,12 +276,13 @@ def _split_folders(walker: _Walker, top: list[os.DirEntry[str]]) -> dict[str, os
     return found
 
 
-def scan_dataset(root: str | Path) -> ScanResult:
+def scan_dataset(root: str | Path, *, allow_photos: bool = False) -> ScanResult:
     """Find every image in a folder-per-class or split tree (see the module doc).
 
     Stable API used by `sportsdet train`: returns a `ScanResult` whose `records` are sorted by
     relative path. Raises `SportsdetError` when the path is missing, not a folder, or holds no
-    class folders with images.
+    class folders with images. With `allow_photos` (`data check`), a folder with no class
+    folders but with photos is returned as layout "photos": every image below it, unlabelled.
     """
     path = _check_root(root)
     walker = _Walker(path)
@@ -300,6 +323,8 @@ def scan_dataset(root: str | Path) -> ScanResult:
         layout = "folders"
         collect(top, None)
 
+    if allow_photos and not records and not class_names:
+        return _scan_photos(path)
     records.sort(key=lambda r: r.rel)
     with_images = {r.label for r in records}
     classes = sorted(with_images)
@@ -321,6 +346,33 @@ def scan_dataset(root: str | Path) -> ScanResult:
         ignored=dict(sorted(walker.ignored.items())),
         ignored_examples={k: v for k, v in sorted(walker.examples.items())},
         unsupported=sorted(walker.unsupported),
+        misnamed=dict(sorted(walker.misnamed.items())),
+    )
+    result.warnings = scan_warnings(result)
+    return result
+
+
+def _scan_photos(path: Path) -> ScanResult:
+    """A plain folder of photos (no class folders): every image below it, with no label."""
+    walker = _Walker(path)
+    records = [
+        ImageRecord(image, walker.rel(str(image)), "", None)
+        for image in files.iter_image_files(path, on_skip=walker.on_skip, on_misnamed=walker.on_misnamed)
+    ]
+    if not records:
+        raise SportsdetError(
+            f"{path}: no images found (looked for .jpg, .png, ... and for photos by their content, "
+            f"recursively; skipped: {_describe_ignored(walker.ignored) or 'nothing'})"
+        )
+    result = ScanResult(
+        root=path,
+        layout="photos",
+        records=records,
+        classes=[],
+        ignored=dict(sorted(walker.ignored.items())),
+        ignored_examples={k: v for k, v in sorted(walker.examples.items())},
+        unsupported=sorted(walker.unsupported),
+        misnamed=dict(sorted(walker.misnamed.items())),
     )
     result.warnings = scan_warnings(result)
     return result
@@ -390,6 +442,12 @@ def scan_warnings(result: ScanResult) -> list[str]:
         warnings.append(
             f"{not_split} folder(s) beside the split folders were skipped ({names}); "
             "move their images into train/valid/test to use them"
+        )
+    if result.misnamed:
+        rel, image_format = next(iter(result.misnamed.items()))
+        warnings.append(
+            f"{len(result.misnamed)} image(s) with a misleading name are used as photos (e.g. '{rel}' is "
+            f"a {image_format}); `sportsdet data check --rename-misnamed` gives them image names"
         )
     loose = result.ignored.get(IGNORED_LOOSE, 0)
     if loose:
