@@ -391,6 +391,16 @@ def test_a_failed_write_without_a_file_name_is_named(tmp_path: Path) -> None:
     assert f"{target}: File too large" in line
 
 
+def test_disk_full_during_export_is_one_error_line(tmp_path: Path) -> None:
+    # onnxruntime writes the optimised graph itself and reports a failed write only as "Protobuf
+    # serialization failed"; the user must hear the real reason and the file, in one line.
+    bundle = make_tiny_bundle(tmp_path / "bundle")
+    out = tmp_path / "model.onnx"
+    line = one_error_line(sportsdet_cli("export", str(bundle), "--out", str(out), file_bytes=2000, timeout=120))
+    assert ".onnx: File too large" in line
+    assert not out.exists() and not list(tmp_path.glob(".model.onnx.tmp-*"))
+
+
 def test_bundle_config_that_does_not_fit_its_weights(tmp_path: Path) -> None:
     from sportsdet.bundle import load_bundle
     from sportsdet.errors import BundleError

@@ -93,10 +93,27 @@ def fold_constants(model_bytes: bytes) -> Any:
     os.close(handle)
     try:
         options.optimized_model_filepath = name
-        ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
+        try:
+            ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
+        except Exception:
+            _raise_os_reason(name, len(model_bytes))
+            raise
         return onnx.load(name)
     finally:
         os.unlink(name)
+
+
+def _raise_os_reason(path: str, size: int) -> None:
+    """onnxruntime reports a failed write of its optimised model (disk full, file size limit) only
+    as "Protobuf serialization failed". Writing the same amount ourselves turns that into the
+    OSError it really is, naming the file; returns quietly when the write works (another cause)."""
+    try:
+        with open(path, "wb") as handle:
+            handle.write(bytes(size))
+            handle.flush()
+            os.fsync(handle.fileno())
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror, path) from None
 
 
 def fold_pads_into_convs(model: Any) -> int:
