@@ -95,6 +95,33 @@ def test_trickled_body_is_cut_at_the_deadline(http_server: LocalServer) -> None:
     assert time.monotonic() - start < 0.9
 
 
+def test_download_file_headers_and_redirects_share_one_limit(server: LocalServer, tmp_path: Path) -> None:
+    # `data fetch` downloads: the header/redirect phase is bounded in all, not per read.
+    from sportsdet.fetch import download_file
+
+    for path in ("/slow-headers.jpg", "/hop4"):
+        start = time.monotonic()
+        with pytest.raises(FetchError, match=r"within 0.5 s"):
+            download_file(server.url(path), tmp_path / "a.bin", timeout=0.5, progress=False)
+        assert time.monotonic() - start < 1.2, path
+    assert not list(tmp_path.iterdir())
+
+
+def test_download_file_max_seconds_bounds_the_whole_download(http_server: LocalServer, tmp_path: Path) -> None:
+    from sportsdet.fetch import download_file
+
+    # The trickled body never stalls for 5 s, so only the overall limit ends it.
+    start = time.monotonic()
+    with pytest.raises(FetchError, match=r"took longer than 0.6 s"):
+        download_file(http_server.url("/trickle.jpg"), tmp_path / "a.bin", timeout=5, max_seconds=0.6,
+                      progress=False)  # fmt: skip
+    assert time.monotonic() - start < 1.5
+    assert not list(tmp_path.iterdir())
+    # Without an overall limit the same trickle completes (a slow link is not an error).
+    done = download_file(http_server.url("/trickle.jpg"), tmp_path / "b.bin", timeout=5, progress=False)
+    assert done.read_bytes() == bytes(60)
+
+
 # ----------------------------------------------------------------------------- (b) credentials
 
 

@@ -16,7 +16,9 @@ One guarded way to open a URL, `open_url`, serves everything that downloads:
 `fetch_url` gets one image into memory (for `sportsdet predict https://...` and the service):
 a size cap checked before and while reading, and a content-type check that turns "the link was
 a web page" into a message a person understands. `download_file` streams a large file (a dataset
-archive) to disk and renames it into place only when complete; its `timeout` is a stall limit.
+archive) to disk and renames it into place only when complete: lookup, connect, headers and every
+redirect within `timeout` in all, then no wait longer than `timeout` for the body, and the whole
+download within `max_seconds` when given (a big archive on a slow link may rightly take hours).
 
 Standard library only (plus Pillow to sniff unlabelled bytes, rich for the optional progress bar).
 No proxy support: a proxy would hide the address actually connected to from the policy.
@@ -135,8 +137,9 @@ class _Deadline:
     Socket timeouts bound each wait; the watchdog timer shuts the current socket when the
     deadline passes, which ends a read that keeps receiving a byte now and then."""
 
-    def __init__(self, seconds: float | None, stall: float) -> None:
+    def __init__(self, seconds: float | None, stall: float, *, total: float | None = None) -> None:
         self.seconds = seconds
+        self.total = total if total is not None else seconds  # the limit as the user set it
         self.stall = stall
         self.end = None if seconds is None else time.monotonic() + seconds
         self.expired = False
@@ -210,7 +213,8 @@ def _resolve(host: str, port: int, deadline: _Deadline, shown: str) -> list[tupl
 
 
 def _timeout_error(shown: str, deadline: _Deadline, step: str = "") -> FetchError:
-    limit = deadline.seconds if deadline.seconds is not None else deadline.stall
+    # The overall limit when it passed, else the stall limit (the longest single wait).
+    limit = deadline.total if deadline.expired and deadline.total is not None else deadline.stall
     where = f" ({step})" if step else ""
     return FetchError(
         f"{shown}: no answer within {limit:g} s{where}; the server is slow or unreachable", code="timeout"
@@ -313,7 +317,7 @@ def _network_error(shown: str, exc: BaseException, deadline: _Deadline, started_
     if deadline.expired:
         if started_body:
             return FetchError(
-                f"{shown}: download took longer than {deadline.seconds:g} s; the server is too slow",
+                f"{shown}: download took longer than {deadline.total:g} s; the server is too slow",
                 code="timeout",
             )
         return _timeout_error(shown, deadline)
@@ -531,6 +535,7 @@ def download_file(
     dest: str | Path,
     *,
     timeout: float = 60.0,
+    max_seconds: float | None = None,
     expected_sha256: str | None = None,
     max_bytes: int | None = None,
     progress: bool = True,
@@ -538,14 +543,21 @@ def download_file(
 ) -> Path:
     """Stream a URL to `dest`, atomically: a partial download never sits at `dest`.
 
-    For large files (dataset archives) `timeout` is the stall limit: the longest wait for any
-    one network step, not a bound on the whole download. The data goes to a temporary file
-    next to `dest` and is renamed into place only after it is complete and, when
-    `expected_sha256` is given, its checksum matches.
+    Time limits: name lookup, connect, headers and every redirect hop within `timeout` seconds
+    in all (a server trickling headers cannot hold the download); then no single wait for the
+    body longer than `timeout`; and, when `max_seconds` is given, the whole download within it.
+    The data goes to a temporary file next to `dest` and is renamed into place only after it is
+    complete and, when `expected_sha256` is given, its checksum matches.
     """
     dest = Path(dest)
     shown = redact_url(url)
-    response, deadline = open_url(url, timeout=None, stall=timeout, policy=policy)
+    started = time.monotonic()
+    head_seconds = timeout if max_seconds is None else min(timeout, max_seconds)
+    response, head_deadline = open_url(url, timeout=head_seconds, stall=timeout, policy=policy)
+    head_deadline.cancel()
+    body_seconds = None if max_seconds is None else max(0.001, max_seconds - (time.monotonic() - started))
+    deadline = _Deadline(body_seconds, timeout, total=max_seconds)
+    deadline.watch(response.conn.sock)
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
         fd, temp_name = tempfile.mkstemp(prefix=f".{dest.name}.part-", dir=dest.parent)

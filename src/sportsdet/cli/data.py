@@ -382,7 +382,15 @@ def fetch(
     force: bool = typer.Option(
         False, "--force", help="Download and unpack again even when the dataset is already there."
     ),
-    timeout: float = typer.Option(60.0, "--timeout", min=1.0, help="Seconds the download may stall."),
+    timeout: float = typer.Option(
+        60.0,
+        "--timeout",
+        min=1.0,
+        help="Seconds for lookup, connect, headers and redirects in all, and the longest stall of the body.",
+    ),
+    max_time: float | None = typer.Option(
+        None, "--max-time", min=1.0, help="Seconds for the whole download (default: none, while data flows)."
+    ),
     list_known: bool = typer.Option(False, "--list", help="List the datasets known by name and exit."),
 ) -> None:
     """Download a dataset, unpack it, and show its classes, ready for `sportsdet train`.
@@ -401,7 +409,7 @@ def fetch(
         return
     if source is None:
         raise SportsdetError("name a dataset (e.g. `sportsdet data fetch uiuc-sports`) or pass --list")
-    root = fetch_dataset(source, dest, force=force, timeout=timeout)
+    root = fetch_dataset(source, dest, force=force, timeout=timeout, max_seconds=max_time)
     scan_result = scan_dataset(root)
     _print_scan(scan_result)
     _print_warnings(scan_result.warnings)

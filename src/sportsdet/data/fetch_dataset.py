@@ -288,6 +288,7 @@ def fetch_dataset(
     *,
     force: bool = False,
     timeout: float = 60.0,
+    max_seconds: float | None = None,
     progress: bool = True,
 ) -> Path:
     """Download and unpack a dataset into DEST/NAME; returns the class-folder root inside it.
@@ -301,7 +302,8 @@ def fetch_dataset(
         raise SportsdetError(f"{dest}: is a file; --dest must be a folder (it is created if missing)")
     try:
         return _fetch_into(
-            dest, name, name_or_url, url, sha256, force=force, timeout=timeout, progress=progress
+            dest, name, name_or_url, url, sha256, force=force, timeout=timeout, max_seconds=max_seconds,
+            progress=progress,
         )
     except OSError as exc:  # disk full, no permission, ...: say where, not a traceback
         where = exc.filename or dest
@@ -310,14 +312,16 @@ def fetch_dataset(
 
 def _fetch_into(
     dest: Path, name: str, name_or_url: str, url: str, sha256: str | None, *, force: bool, timeout: float,
-    progress: bool,
+    max_seconds: float | None, progress: bool,
 ) -> Path:  # fmt: skip
     final = dest / name
     if final.exists() and not force:
         return find_dataset_root(final)
     archive = dest / "downloads" / Path(urllib.parse.urlparse(url).path).name
     if force or not archive.is_file():
-        download_file(url, archive, timeout=timeout, expected_sha256=sha256, progress=progress)
+        download_file(
+            url, archive, timeout=timeout, max_seconds=max_seconds, expected_sha256=sha256, progress=progress
+        )
     dest.mkdir(parents=True, exist_ok=True)
     if final.exists() and not (final / MARKER).is_file():
         raise SportsdetError(
