@@ -7,7 +7,9 @@
    loaded once: images/s; measured at the start and again right before each closed-loop level.
 2. The server in its own process (`python -m sportsdet serve`, built-in model, 127.0.0.1) and a
    lean asyncio HTTP/1.1 client here (keep-alive connections, pre-built requests with raw JPEG
-   bodies, so the client costs little of the 2 shared cores):
+   bodies, so the client costs little of the 2 shared cores). Like a well-behaved HTTP client
+   (httpcore, browsers) it never sends on a kept-alive connection the server has already closed
+   (uvicorn closes one idle for 5 s); sending there fails in the client, not in the service:
    a. open loop: single-photo requests arriving at fixed rates, whatever the answers do; latency
       counted from the scheduled arrival (no coordinated omission): p50/p99, errors by status;
    b. closed loop: 1, 8, 32 clients sending photos back to back: throughput and latency;
@@ -158,6 +160,21 @@ class Connection:
     def close(self) -> None:
         self.writer.close()
 
+    @property
+    def alive(self) -> bool:
+        """False once the server has closed its end (its idle keep-alive timeout)."""
+        return not (self.reader.at_eof() or self.writer.is_closing())
+
+
+def take_idle(idle: list[Connection]) -> Connection | None:
+    """The most recently used idle connection that is still open; closed ones are dropped."""
+    while idle:
+        conn = idle.pop()
+        if conn.alive:
+            return conn
+        conn.close()
+    return None
+
 
 def summary(latencies: list[float], statuses: Counter, seconds: float) -> dict[str, Any]:
     values = sorted(lat for lat, _ in latencies) or [float("nan")]
@@ -181,7 +198,7 @@ async def open_loop(port: int, requests: list[bytes], rate: float, seconds: floa
     total = int(rate * seconds)
 
     async def one(index: int, due: float) -> None:
-        conn = idle.pop() if idle else await Connection.open(port)
+        conn = take_idle(idle) or await Connection.open(port)
         try:
             status = await conn.request(requests[index % len(requests)])
         except (OSError, asyncio.IncompleteReadError):
