@@ -107,7 +107,9 @@ def test_download_file_headers_and_redirects_share_one_limit(server: LocalServer
     assert not list(tmp_path.iterdir())
 
 
-def test_download_file_max_seconds_bounds_the_whole_download(http_server: LocalServer, tmp_path: Path) -> None:
+def test_download_file_max_seconds_bounds_the_whole_download(
+    http_server: LocalServer, tmp_path: Path
+) -> None:
     from sportsdet.fetch import download_file
 
     # The trickled body never stalls for 5 s, so only the overall limit ends it.

@@ -396,7 +396,8 @@ def test_disk_full_during_export_is_one_error_line(tmp_path: Path) -> None:
     # serialization failed"; the user must hear the real reason and the file, in one line.
     bundle = make_tiny_bundle(tmp_path / "bundle")
     out = tmp_path / "model.onnx"
-    line = one_error_line(sportsdet_cli("export", str(bundle), "--out", str(out), file_bytes=2000, timeout=120))
+    proc = sportsdet_cli("export", str(bundle), "--out", str(out), file_bytes=2000, timeout=120)
+    line = one_error_line(proc)
     assert ".onnx: File too large" in line
     assert not out.exists() and not list(tmp_path.glob(".model.onnx.tmp-*"))
 

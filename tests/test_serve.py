@@ -7,6 +7,7 @@ every answer can be checked, not just its shape. URL tests fetch from a server o
 from __future__ import annotations
 
 import ipaddress
+import re
 import socket
 import struct
 import subprocess
@@ -325,6 +326,19 @@ def test_model_probes_and_metrics(client: TestClient) -> None:
     ):
         assert name in metrics.text, name
     assert client.get("/openapi.json").json()["paths"]["/v1/predict"]["post"]["requestBody"]
+
+
+def test_api_docs_work_offline(client: TestClient) -> None:
+    # Every asset of /docs comes from this server: no CDN, so the page works with no internet.
+    page = client.get("/docs")
+    assert page.status_code == 200
+    scripts = re.findall(r'(?:src|href)="([^"]+)"', page.text)
+    assert "/docs-assets/swagger-ui-bundle.js" in scripts and "/docs-assets/swagger-ui.css" in scripts
+    assert not [url for url in scripts if "://" in url], scripts
+    for asset in ("/docs-assets/swagger-ui-bundle.js", "/docs-assets/swagger-ui.css"):
+        answer = client.get(asset)
+        assert answer.status_code == 200 and len(answer.content) > 10_000, asset
+    assert client.get("/redoc").status_code == 404  # ReDoc would load from a CDN: not offered
 
 
 def test_not_ready_while_the_model_loads(colour_model: Path, monkeypatch: pytest.MonkeyPatch) -> None:

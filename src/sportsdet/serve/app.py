@@ -62,7 +62,8 @@ API_KEY_ENV = "SPORTSDET_API_KEY"
 # Open without the key: the probes, and the page and its assets (which hold no data; the page
 # asks for the key and sends it with every API call).
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/", "/favicon.ico"})
-PUBLIC_PREFIXES = ("/static/",)
+# /docs-assets/: Swagger UI's own files, from the swagger-ui-bundle package (no CDN: works offline).
+PUBLIC_PREFIXES = ("/static/", "/docs-assets/")
 
 
 @dataclass
@@ -681,6 +682,8 @@ def create_app(config: ServeConfig | None = None, predictor: Predictor | None = 
         version=__version__,
         description="Recognise the sport in a photograph. Send photos to POST /v1/predict.",
         lifespan=lifespan,
+        docs_url=None,  # served below from the package's own copy of Swagger UI, not a CDN
+        redoc_url=None,
     )
     app.state.service = service
     bodies = service.bodies
@@ -815,7 +818,26 @@ def create_app(config: ServeConfig | None = None, predictor: Predictor | None = 
         return FileResponse(STATIC / "favicon.svg", media_type="image/svg+xml")
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    _add_offline_docs(app)
     return app
+
+
+def _add_offline_docs(app: Any) -> None:
+    """/docs: FastAPI's Swagger UI page with its script and style served from this server."""
+    from fastapi.openapi.docs import get_swagger_ui_html
+    from swagger_ui_bundle import swagger_ui_path
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> Any:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url,
+            title=f"{app.title} API",
+            swagger_js_url="/docs-assets/swagger-ui-bundle.js",
+            swagger_css_url="/docs-assets/swagger-ui.css",
+            swagger_favicon_url="/favicon.ico",
+        )
+
+    app.mount("/docs-assets", StaticFiles(directory=swagger_ui_path), name="docs-assets")
 
 
 def _path_label(path: str) -> str:
@@ -823,4 +845,7 @@ def _path_label(path: str) -> str:
     known = ("/v1/predict", "/v1/model", "/healthz", "/readyz", "/metrics", "/", "/docs", "/openapi.json")
     if path in known:
         return path
-    return "/static" if path.startswith("/static/") else "other"
+    for prefix in PUBLIC_PREFIXES:
+        if path.startswith(prefix):
+            return prefix.rstrip("/")
+    return "other"
