@@ -8,7 +8,10 @@ way. The frozen trunk's pooled features are already cached by training, so a lin
 
 - train views: the photo alone vs the photo + one random crop/colour view ("photo" augmentation);
 - test views: the centre crop (the model's preprocessing) vs the whole photo letterboxed ("pad")
-  vs both averaged (a test-time view).
+  vs both averaged (a test-time view);
+- the head itself: L2 strength, websports photos weighted down (source balancing), the
+  directions that tell the two sources apart projected out of the features (iterative nullspace
+  projection, so "looks like a web photo" cannot be a shortcut), and letterboxed train views.
 
 Scored on the validation photos of every source (what training selects on) and on realworld-dev
 (web photos from another source, the generalisation signal; never trained on). Not on any test
@@ -54,7 +57,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--C", type=float, default=0.5, help="inverse L2 strength of the logistic regression")
     args = parser.parse_args(argv)
 
-    from sklearn.linear_model import LogisticRegression
 
     from sportsdet.data.splits import SplitManifest
     from sportsdet.models import build_model, get_model_spec
@@ -73,8 +75,9 @@ def main(argv: list[str] | None = None) -> int:
     ]
     y_train = np.array([y for _, y in train])
     started = time.perf_counter()
-    x = {view: features(spec.name, [p for p, _ in train], pre, view, model) for view in ("center", "aug0")}
     pad = dataclasses.replace(pre, resize="pad")
+    x = {view: features(spec.name, [p for p, _ in train], pre, view, model) for view in ("center", "aug0")}
+    x["pad"] = features(spec.name, [p for p, _ in train], pad, "center", model)
     evals = {
         "valid": (valid, {"crop": features(spec.name, [p for p, _ in valid], pre, "center", model),
                           "pad": features(spec.name, [p for p, _ in valid], pad, "center", model)}),
@@ -83,16 +86,20 @@ def main(argv: list[str] | None = None) -> int:
     }  # fmt: skip
     extract_s = time.perf_counter() - started
 
+    train_sources = np.array(manifest.sources_of("train"))
     rows = []
-    for train_views in (("center",), ("center", "aug0")):
-        head = LogisticRegression(C=args.C, max_iter=400)
-        head.fit(np.concatenate([x[v] for v in train_views]), np.tile(y_train, len(train_views)))
+    for train_views, variant in [
+        (("center",), "plain"), (("center", "aug0"), "plain"), (("center", "pad"), "plain"),
+        (("center",), "C=0.1"), (("center",), "C=2"), (("center",), "websports weight 0.5"),
+        (("center",), "source directions removed (4)"),
+    ]:  # fmt: skip
+        head, project = fit_head(variant, [x[v] for v in train_views], y_train, train_sources, args.C)
         for test_view in ("crop", "pad", "crop+pad"):
-            row = {"train views": "+".join(train_views), "test view": test_view}
+            row = {"train views": "+".join(train_views), "head": variant, "test view": test_view}
             for name, (items, feats) in evals.items():
                 truth = np.array([y for _, y in items])
                 parts = test_view.split("+")
-                probs = np.mean([head.predict_proba(feats[v]) for v in parts], axis=0)
+                probs = np.mean([head.predict_proba(project(feats[v])) for v in parts], axis=0)
                 right = probs.argmax(1) == truth
                 row[name] = (int(right.sum()), len(truth))
                 if name == "valid":
@@ -118,6 +125,33 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def fit_head(variant: str, views: list[np.ndarray], y: np.ndarray, sources: np.ndarray, C: float):
+    """(logistic-regression head, feature projection) for one probe variant."""
+    from sklearn.linear_model import LogisticRegression
+
+    x = np.concatenate(views)
+    y_all = np.tile(y, len(views))
+    weights = None
+    project = lambda f: f  # noqa: E731
+    if variant.startswith("C="):
+        C = float(variant[2:])
+    elif variant == "websports weight 0.5":
+        weights = np.tile(np.where(sources == "websports", 0.5, 1.0), len(views))
+    elif variant.startswith("source directions removed"):
+        # Iterative nullspace projection: fit "which source?" and remove that direction, 4 times.
+        mean = x.mean(0)
+        basis = np.eye(x.shape[1])
+        is_web = np.tile(sources == "websports", len(views)).astype(int)
+        for _ in range(4):
+            w = LogisticRegression(C=0.1, max_iter=300).fit((x - mean) @ basis, is_web).coef_[0]
+            w /= np.linalg.norm(w)
+            basis = basis @ (np.eye(len(w)) - np.outer(w, w))
+        project = lambda f: (f - mean) @ basis  # noqa: E731
+        x = project(x)
+    head = LogisticRegression(C=C, max_iter=400).fit(x, y_all, sample_weight=weights)
+    return head, project
+
+
 def wilson_text(right: int, n: int) -> str:
     from sportsdet.metrics import wilson_interval
 
@@ -127,7 +161,7 @@ def wilson_text(right: int, n: int) -> str:
 
 def render(payload: dict) -> str:
     rows = payload["rows"]
-    columns = [k for k in rows[0] if k not in ("train views", "test view")]
+    columns = [k for k in rows[0] if k not in ("train views", "head", "test view")]
     lines = [
         START,
         "## Recipe probes on frozen features (bench/recipe_probe.py)",
@@ -137,12 +171,13 @@ def render(payload: dict) -> str:
         "pooled frozen features: a quick, fine-tuning-free signal of what each choice does. `valid` = the "
         "validation photos of every source; realworld-dev (rw) is never trained on. No test split used.",
         "",
-        "| train views | test view | " + " | ".join(columns) + " |",
-        "|---|---|" + "---|" * len(columns),
+        "| train views | head | test view | " + " | ".join(columns) + " |",
+        "|---|---|---|" + "---|" * len(columns),
     ]
     for row in rows:
         cells = [wilson_text(*row[c]) for c in columns]
-        lines.append(f"| {row['train views']} | {row['test view']} | " + " | ".join(cells) + " |")
+        first = f"| {row['train views']} | {row['head']} | {row['test view']} | "
+        lines.append(first + " | ".join(cells) + " |")
     lines += ["", "Raw numbers: `bench/results/recipe_probe.json`.", END]
     return "\n".join(lines)
 

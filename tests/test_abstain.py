@@ -239,10 +239,13 @@ def build_colour_cnn(num_classes: int, pretrained: bool = False, **config):
     return model
 
 
-def test_torch_onnx_and_int8_decide_the_same(tmp_path: Path, monkeypatch) -> None:
+@pytest.mark.parametrize("distance_head", [False, True])
+def test_torch_onnx_and_int8_decide_the_same(tmp_path: Path, monkeypatch, distance_head: bool) -> None:
     pytest.importorskip("torch", reason="torch/INT8 parity needs the [train] install")
-    from sportsdet.export import export_bundle
-    from sportsdet.models import REGISTRY, ModelSpec
+    import onnx
+
+    from sportsdet.export import distance_head_nodes, export_bundle
+    from sportsdet.models import REGISTRY, ModelSpec, build_model
 
     spec = ModelSpec(
         name=TINY, description="colour", builder=f"{__name__}:build_colour_cnn", preprocessing=SPEC,
@@ -258,8 +261,16 @@ def test_torch_onnx_and_int8_decide_the_same(tmp_path: Path, monkeypatch) -> Non
             if i < 16:
                 pixels[..., k] = 255
             Image.fromarray(pixels.astype(np.uint8)).save(valid / label / f"{i}.png")
+    config = {"distance_head": True} if distance_head else {}
+    model = build_model(TINY, 3, **config)
+    if distance_head:  # clear colours lie near their class prototype, greyish ones far from all
+        import torch
+
+        features = torch.eye(3).repeat(8, 1) + 0.05 * torch.rand(24, 3)
+        info = model[4].fit(features, torch.arange(3).repeat(8), torch.eye(3) + 0.3)
+        assert 0.9 < info["reference"] < 1.0
     bundle_dir = save_bundle(
-        tmp_path / "bundle", state_dict=build_colour_cnn(3).state_dict(), model_name=TINY, model_config={},
+        tmp_path / "bundle", state_dict=model.state_dict(), model_name=TINY, model_config=config,
         labels=COLOUR_LABELS, preprocessing=SPEC, output_key="4.weight",
     )  # fmt: skip
 
@@ -283,6 +294,12 @@ def test_torch_onnx_and_int8_decide_the_same(tmp_path: Path, monkeypatch) -> Non
     first = decisions[("torch", False)]
     assert sum(first) == 12  # the greyish photos, and only they
     assert all(flags == first for flags in decisions.values()), decisions
+    assert bool(distance_head_nodes(onnx.load(bundle_dir / "model.onnx").graph)) == distance_head
+    int8_graph = onnx.load(bundle_dir / "model.int8.onnx").graph
+    dequantized = {out for n in int8_graph.node if n.op_type == "DequantizeLinear" for out in n.output}
+    similarity = [n for n in int8_graph.node if n.op_type == "MatMul"]
+    assert len(similarity) == distance_head
+    assert not dequantized & {name for node in similarity for name in node.input}
 
 
 # --- evaluate and the report: accuracy against coverage -------------------------------------

@@ -68,6 +68,16 @@ def test_transfer_trains_both_stages_and_writes_the_run_folder(
         logits = model(batch)
         predicted = [CLASSES[i] for i in logits.argmax(1).tolist()]
     assert predicted == [p.parent.name for p in photos]
+    # The distance head was fitted on the final network's features (and rebuilt from the bundle).
+    from sportsdet.models.heads import DistanceScaledLinear
+
+    assert bundle.model_config["distance_head"] is True and isinstance(model.classifier, DistanceScaledLinear)
+    fitted = bundle.training["transfer"]["distance_head"]
+    assert 0 < fitted["reference"] <= 1
+    assert float(model.classifier.reference) == pytest.approx(fitted["reference"], abs=1e-4)
+    assert fitted["reference_images"] == len(photos)
+    norms = model.classifier.prototypes.norm(dim=1)
+    assert torch.allclose(norms, torch.ones_like(norms), atol=1e-4)  # one unit-length mean per class
     # The temperature was fitted on logits from the cached activations; the saved (calibrated)
     # model on the photos themselves gives the validation loss recorded for it.
     from sportsdet.metrics import softmax_nll

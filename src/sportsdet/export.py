@@ -342,6 +342,29 @@ class _Calibration:
         pass
 
 
+def distance_head_nodes(graph: Any) -> list[str]:
+    """Names of the nodes between the pooled features and the Softmax other than the classifier's
+    Gemm: the distance head's similarity and scaling (none for a plain Linear classifier)."""
+    producer = {out: node for node in graph.node for out in node.output}
+
+    def ancestors(tensor: str) -> set[str]:
+        seen: set[str] = set()
+        stack = [tensor]
+        while stack:
+            node = producer.get(stack.pop())
+            if node is not None and node.name not in seen:
+                seen.add(node.name)
+                stack.extend(node.input)
+        return seen
+
+    softmax = [n for n in graph.node if n.op_type == "Softmax"]
+    gemm = [n for n in graph.node if n.op_type == "Gemm"]
+    if not softmax or not gemm:
+        return []
+    head = ancestors(softmax[-1].input[0]) - ancestors(gemm[-1].input[0]) - {gemm[-1].name}
+    return [n.name for n in graph.node if n.name in head]
+
+
 def quantize_int8(
     fp32_path: str | Path,
     out_path: str | Path,
@@ -363,6 +386,9 @@ def quantize_int8(
         input_name = OnnxBackend(fp32_path).input_name
         graph = onnx.load(str(prepared)).graph  # nodes come in topological order
         keep_float = [node.name for node in graph.node if node.op_type == "Conv"][:FLOAT_CONVS]
+        # The distance head's similarity (models.heads) stays in float: it decides abstaining,
+        # which must not change with the engine; it is one small matrix product.
+        keep_float += distance_head_nodes(graph)
         quantize_static(
             str(prepared),
             str(out_path),

@@ -54,12 +54,19 @@ def get_model_spec(name: str) -> ModelSpec:
         ) from None
 
 
-def build_model(name: str, num_classes: int, pretrained: bool = False, **config: Any):
-    """Build a registered model (imports torch)."""
+def build_model(name: str, num_classes: int, pretrained: bool = False, *, distance_head: bool = False,
+                **config: Any):  # fmt: skip
+    """Build a registered model (imports torch). `distance_head`: its classifier becomes a
+    `heads.DistanceScaledLinear` (less sure of photos unlike every class; the transfer recipe's)."""
     spec = get_model_spec(name)
     module_name, function_name = spec.builder.split(":")
     builder = getattr(importlib.import_module(module_name), function_name)
-    return builder(num_classes=num_classes, pretrained=pretrained, **config)
+    model = builder(num_classes=num_classes, pretrained=pretrained, **config)
+    if distance_head:
+        from sportsdet.models.heads import use_distance_head
+
+        use_distance_head(model)
+    return model
 
 
 register(

@@ -74,7 +74,11 @@ class TopOfNetwork(nn.Module):
         import torch
 
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
-            for stage in self.top:
-                x = stage(x)
-            logits = self.head[0](self.dropout(x.flatten(1)))
+            logits = self.head[0](self.dropout(self.pooled(x)))
         return logits.float()
+
+    def pooled(self, x):
+        """The features the classifier reads (the top stages and the pool, flattened)."""
+        for stage in self.top:
+            x = stage(x)
+        return x.flatten(1)

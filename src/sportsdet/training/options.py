@@ -80,6 +80,9 @@ class TransferOptions(TrainOptions):
     head_weight_decay: float = 1e-4
     feature_flip: bool = True  # cache features of the mirror image too (augmentation for free)
     aug_views: int = 0  # extra cached views: random crop + flip + colour jitter (real-photo framing)
+    # Logits scaled down for photos far from every class mean (models.heads): no confident label
+    # for a photo that shows no sport. Measured in bench/RESULTS.md (abstain section).
+    distance_head: bool = True
     epochs: int = 2  # stage 2: fine-tune the top trunk stages from cached activations
     finetune_stages: int = 2  # trunk stages trained in stage 2 (below them: frozen, cached)
     batch_size: int = 64

@@ -462,6 +462,8 @@ def model_preprocessing(spec: ModelSpec, options: TrainOptions) -> tuple[Preproc
         preprocessing = replace(preprocessing, input_size=size)
         if options.recipe == "scratch":
             config["input_size"] = size  # the from-scratch CNN sizes its dense layer by it
+    if getattr(options, "distance_head", False):
+        config["distance_head"] = True  # a builder argument: the bundle rebuilds the same head
     return preprocessing, config
 
 

@@ -31,6 +31,7 @@ from torch import nn
 
 from sportsdet.errors import SportsdetError
 from sportsdet.models import build_model
+from sportsdet.models.heads import DistanceScaledLinear
 from sportsdet.models.stages import TopOfNetwork, default_tap, trunk_stages
 from sportsdet.training import distributed
 from sportsdet.training.feature_cache import (
@@ -163,6 +164,7 @@ def fit_transfer(ctx: TrainContext) -> TrainResult:
     top_net, epochs, finetune_speed = _fit_top(ctx, model, tap, head, features, loss_fn, started)
     ctx.load_best(top_net)  # the best epoch of either stage (both hold the whole network)
     bf16 = top_net.bf16
+    distance_head = _fit_distance_head(top_net, features)  # before the logits calibration reads
     valid_logits = _logits(top_net, features.valid["tap"]) if features.valid is not None else None
     model.eval()
     for param in model.parameters():
@@ -183,6 +185,7 @@ def fit_transfer(ctx: TrainContext) -> TrainResult:
                 "finetune_img_per_s": round(finetune_speed, 1) if finetune_speed else None,
                 "bf16_autocast": bf16,
                 "time_budget_s": parse_duration(options.time_budget),
+                "distance_head": distance_head,
             }
         },
     )
@@ -345,6 +348,24 @@ def _epochs_within_budget(ctx: TrainContext, epochs: int, speed: float, n_train:
             highlight=False,
         )
     return max(0, min(epochs, affordable))
+
+
+def _fit_distance_head(top_net: TopOfNetwork, features: CachedFeatures) -> dict[str, Any] | None:
+    """Class prototypes from the final network's features of the train photos (first view),
+    the reference similarity from the validation photos (models.heads); None without that head."""
+    head = top_net.head[0]
+    if not isinstance(head, DistanceScaledLinear):
+        return None
+    train = _pooled(top_net, features.train_views[0]["tap"])
+    reference = _pooled(top_net, features.valid["tap"]) if features.valid is not None else train
+    return head.fit(train, torch.as_tensor(features.train_labels), reference)
+
+
+def _pooled(top_net: TopOfNetwork, activations: np.ndarray) -> torch.Tensor:
+    top_net.eval()
+    top_net.bf16 = False
+    with torch.inference_mode():
+        return torch.cat([top_net.pooled(torch.from_numpy(b).float()) for b in _chunks(activations, 64)])
 
 
 def _logits(top_net: TopOfNetwork, activations: np.ndarray) -> np.ndarray:

@@ -1,0 +1,58 @@
+"""The distance head: less sure of photos unlike every class, the same ranking, old files still load."""
+
+from __future__ import annotations
+
+import pytest
+
+torch = pytest.importorskip("torch", reason="the distance head is part of the [train] install")
+
+from sportsdet.models.heads import DistanceScaledLinear, use_distance_head  # noqa: E402
+
+
+def fitted_head() -> DistanceScaledLinear:
+    torch.manual_seed(0)
+    head = DistanceScaledLinear(4, 3)
+    features = torch.cat([torch.eye(4)[:3] + 0.05 * torch.rand(3, 4) for _ in range(10)])
+    labels = torch.arange(3).repeat(10)
+    info = head.fit(features, labels, torch.eye(4)[:3] + 0.1)
+    assert info["reference"] > 0.9 and info["reference_images"] == 3
+    return head
+
+
+def test_photos_near_a_class_keep_their_logits_far_ones_are_flattened() -> None:
+    head = fitted_head()
+    plain = torch.nn.Linear(4, 3)
+    plain.load_state_dict({"weight": head.weight, "bias": head.bias})
+    near = torch.eye(4)[:3] * 2.0  # the direction of each prototype, any length
+    far = torch.tensor([[0.0, 0.0, 0.0, 1.0], [-1.0, -1.0, -1.0, 0.0]])  # unlike every class
+    with torch.no_grad():
+        assert torch.allclose(head(near), plain(near))
+        scaled, unscaled = head(far), plain(far)
+    # (almost) no similarity to any class: logits near zero, so (almost) uniform scores
+    assert float(scaled.abs().max()) <= 0.1 * float(unscaled.abs().max())
+    between = torch.tensor([[1.0, 0.0, 0.0, 1.0]])  # half-way: scaled, ranking unchanged
+    with torch.no_grad():
+        ratio = head(between) / plain(between)
+    assert 0.5 < float(ratio[0, 0]) < 1.0 and torch.allclose(ratio, ratio[0, 0].expand_as(ratio))
+
+
+def test_a_state_without_prototypes_loads_as_a_plain_linear() -> None:
+    plain = torch.nn.Linear(4, 3)
+    head = DistanceScaledLinear(4, 3)
+    head.load_state_dict(plain.state_dict())  # a checkpoint from before the head existed
+    x = torch.randn(5, 4)
+    with torch.no_grad():
+        assert torch.equal(head(x), plain(x))
+    assert float(head.reference) == 0.0
+
+
+def test_use_distance_head_keeps_the_weights_and_the_state_dict_names() -> None:
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    head = use_distance_head(model)
+    assert model[1] is head and isinstance(head, DistanceScaledLinear)
+    state = model.state_dict()
+    assert set(state) == {"1.weight", "1.bias", "1.prototypes", "1.reference"}
+    assert all(torch.equal(state[k], v) for k, v in before.items())
+    with pytest.raises(TypeError, match="not a Linear"):
+        use_distance_head(torch.nn.Sequential(torch.nn.Flatten()))
