@@ -309,6 +309,8 @@ def _expand_storage(uri: str) -> Iterator[tuple[str, str | None, str | None]]:
         return
     base = path.rstrip("/") + "/"
     scheme = uri.split("://", 1)[0]
+    # By name here: local folders are known by content (files.iter_image_files), but reading
+    # the first bytes of every object in a bucket would cost one request per object.
     images = sorted(
         entry.path
         for entry in entries
