@@ -56,3 +56,12 @@ def test_use_distance_head_keeps_the_weights_and_the_state_dict_names() -> None:
     assert all(torch.equal(state[k], v) for k, v in before.items())
     with pytest.raises(TypeError, match="not a Linear"):
         use_distance_head(torch.nn.Sequential(torch.nn.Flatten()))
+
+
+def test_swapping_the_head_leaves_the_random_stream_alone() -> None:
+    torch.manual_seed(3)
+    use_distance_head(torch.nn.Sequential(torch.nn.Linear(4, 3)))
+    after_swap = torch.rand(3)
+    torch.manual_seed(3)
+    torch.nn.Sequential(torch.nn.Linear(4, 3))
+    assert torch.equal(torch.rand(3), after_swap)  # a seeded run trains the same with the head

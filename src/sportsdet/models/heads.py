@@ -87,7 +87,8 @@ def use_distance_head(model: Any) -> DistanceScaledLinear:
         return head
     if not isinstance(head, nn.Linear):
         raise TypeError(f"{type(model).__name__}: classifier is not a Linear layer")
-    scaled = DistanceScaledLinear(head.in_features, head.out_features, bias=head.bias is not None)
+    with torch.random.fork_rng(devices=[]):  # its throw-away init must not shift a seeded run
+        scaled = DistanceScaledLinear(head.in_features, head.out_features, bias=head.bias is not None)
     scaled.load_state_dict(head.state_dict(), strict=False)
     setattr(holder, name, scaled)
     return scaled
