@@ -1,0 +1,113 @@
+"""The recipes tried for the built-in model, side by side, from their run folders.
+
+    python bench/train_builtin_model.py --out runs/A [--set KEY=VALUE ...]   # once per recipe
+    python bench/builtin_recipes.py runs/A runs/B ...                         # this table
+
+Each run folder holds `builtin_metrics.json` (written by bench/train_builtin_model.py: top-1 on
+the validation and test photos of each source and on realworld-dev, all through the prediction
+path, torch fp32) and `config.json` (the options). The table says what each run changed from the
+registry defaults, and which one was shipped. One seed per recipe: differences of a point or two
+are within seed noise (the Wilson intervals are given). Writes bench/results/builtin_recipes.json
+and the builtin-recipes section of bench/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+from results_file import write_results  # noqa: E402
+
+START, END = "<!-- builtin-recipes:start -->", "<!-- builtin-recipes:end -->"
+
+
+def changed_options(config: dict) -> str:
+    """The options a run set away from the model's registry defaults, as --set arguments."""
+    import dataclasses
+
+    from sportsdet.models import get_model_spec
+    from sportsdet.training.options import resolve_options
+
+    defaults = dataclasses.asdict(resolve_options(get_model_spec(config["model"])))
+    used = config.get("options", {})
+    changed = [f"{k}={json.dumps(v)}" for k, v in sorted(used.items()) if k in defaults and defaults[k] != v]
+    # An option a run does not record did not exist yet (e.g. distance_head before it was added).
+    changed += [f"no {k} (older run)" for k in sorted(set(defaults) - set(used))]
+    return " ".join(changed) or "registry defaults"
+
+
+def cell(top1: float, n: int) -> str:
+    from sportsdet.metrics import wilson_interval
+
+    right = round(top1 * n)
+    lo, hi = wilson_interval(right, n)
+    return f"{top1:.1%} ({lo:.0%}-{hi:.0%})"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("runs", nargs="+", type=Path, help="run folders of bench/train_builtin_model.py")
+    parser.add_argument("--shipped", help="name of the run folder that was installed as the built-in model")
+    parser.add_argument("--note", action="append", default=[], help="RUN=what else to say about it")
+    args = parser.parse_args(argv)
+    notes = dict(item.split("=", 1) for item in args.note)
+    rows = []
+    for run in args.runs:
+        metrics = json.loads((run / "builtin_metrics.json").read_text())
+        config = json.loads((run / "config.json").read_text())
+        rows.append({
+            "run": run.name,
+            "options": changed_options(config),
+            "valid": metrics["valid"],
+            "test": metrics["test"],
+            "realworld_dev": metrics["realworld_dev"],
+            "train_wall_seconds": metrics.get("train_wall_seconds"),
+            "shipped": run.name == args.shipped,
+            "note": notes.get(run.name, ""),
+        })  # fmt: skip
+    payload = {"when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "rows": rows}
+    section = render(payload)
+    print(section)
+    write_results(payload, ROOT / "bench" / "results" / "builtin_recipes.json", section, START, END)
+    return 0
+
+
+def render(payload: dict) -> str:
+    lines = [
+        START,
+        "## Recipes tried for the built-in model (bench/builtin_recipes.py)",
+        "",
+        f"Table made {payload['when']} from the run folders of `bench/train_builtin_model.py` "
+        "(lite2, seed 0, sports100 official split + websports random:0.2; torch fp32 through the "
+        "prediction path; the shipped INT8 form is in the realworld section). Selection is on the "
+        "validation photos; realworld-dev is never trained on.",
+        "",
+        "| run | options | valid | sports100 test | websports test | realworld-dev "
+        "| realworld-dev per class | train s | note |",
+        "|---|---|---|---|---|---|---|---:|---|",
+    ]
+    for row in payload["rows"]:
+        test = row["test"]["per_source"]
+        world = row["realworld_dev"]
+        per_class = ", ".join(f"{k} {v}" for k, v in world["per_class"].items())
+        name = f"**{row['run']}** (shipped)" if row["shipped"] else row["run"]
+        seconds = f"{row['train_wall_seconds']:.0f}" if row["train_wall_seconds"] else ""
+        lines.append(
+            f"| {name} | {row['options']} | {cell(row['valid']['top1'], row['valid']['n'])} | "
+            f"{cell(test['sports100']['top1'], test['sports100']['n'])} | "
+            f"{cell(test['websports']['top1'], test['websports']['n'])} | "
+            f"{cell(world['top1'], world['n'])} | {per_class} | {seconds} | {row['note']} |"
+        )
+    lines += ["", "Raw numbers: `bench/results/builtin_recipes.json`.", END]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
