@@ -26,17 +26,19 @@ from results_file import write_results  # noqa: E402
 START, END = "<!-- builtin-recipes:start -->", "<!-- builtin-recipes:end -->"
 
 
-def changed_options(config: dict) -> str:
+def options_text(config: dict) -> str:
     """The options a run set away from the model's registry defaults, as --set arguments."""
     import dataclasses
+
+    from train_builtin_model import changed_options
 
     from sportsdet.models import get_model_spec
     from sportsdet.training.options import resolve_options
 
-    defaults = dataclasses.asdict(resolve_options(get_model_spec(config["model"])))
     used = config.get("options", {})
-    changed = [f"{k}={json.dumps(v)}" for k, v in sorted(used.items()) if k in defaults and defaults[k] != v]
+    changed = changed_options(config["model"], used)
     # An option a run does not record did not exist yet (e.g. distance_head before it was added).
+    defaults = dataclasses.asdict(resolve_options(get_model_spec(config["model"])))
     changed += [f"no {k} (older run)" for k in sorted(set(defaults) - set(used))]
     return " ".join(changed) or "registry defaults"
 
@@ -64,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         config = json.loads((run / "config.json").read_text())
         rows.append({
             "run": run.name,
-            "options": changed_options(config),
+            "options": options_text(config),
             "valid": metrics["valid"],
             "test": metrics["test"],
             "realworld_dev": metrics["realworld_dev"],

@@ -225,14 +225,13 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def changed_options(bundle) -> list[str]:
-    """KEY=VALUE for every training option the run set away from the model's defaults: the
-    command recorded in the bundle must reproduce it, also when installed with --from-run."""
+def changed_options(model_name: str, used: dict) -> list[str]:
+    """KEY=VALUE for every training option a run set away from the model's defaults: the command
+    recorded in the bundle must reproduce it, also when installed with --from-run."""
     from sportsdet.models import get_model_spec
     from sportsdet.training.options import resolve_options
 
-    defaults = dataclasses.asdict(resolve_options(get_model_spec(bundle.model_name)))
-    used = bundle.training.get("options", {})
+    defaults = dataclasses.asdict(resolve_options(get_model_spec(model_name)))
     return [f"{key}={json.dumps(value)}" for key, value in sorted(used.items())
             if key in defaults and defaults[key] != value]  # fmt: skip
 
@@ -242,9 +241,10 @@ def install(bundle, manifest, metrics: dict, args) -> None:
     from sportsdet.bundle import save_bundle
 
     training = dict(bundle.training)
+    sets = changed_options(bundle.model_name, training.get("options", {}))
     training["command"] = (
         f"python bench/train_builtin_model.py --install --model {bundle.model_name} "
-        f"--seed {training.get('seed')}" + "".join(f" --set {s}" for s in changed_options(bundle))
+        f"--seed {training.get('seed')}" + "".join(f" --set {s}" for s in sets)
     )
     sources = {name: {"strategy": info["strategy"], "classes": len(info["classes"])}
                for name, info in manifest.sources.items()}  # fmt: skip
