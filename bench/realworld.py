@@ -7,8 +7,10 @@ For every model (a bundle, a run folder, or `builtin`), through the engine `spor
 uses (runtime.load_backend + stream_predictions; INT8 where the bundle ships only that):
 
 - sports100 test (../shared/data/sports100/test): the curated source most models trained on;
-- websports held-out: the test part of a run's split (`--websports-split RUN/split.json`),
-  photos of badminton, soccer, kabaddi, shooting and chess that no model trained on;
+- websports held-out: the test part of the split each model was trained with (the split.json
+  its bundle records, when it is still there; else `--websports-split RUN/split.json`): photos
+  of badminton, soccer, kabaddi, shooting and chess that this model did not train on (runs with
+  another seed split websports differently, so one split for all would leak);
 - realworld-dev per class (../shared/data/realworld-dev): web photos from yet another source;
   never trained on, the only honest generalisation signal we have;
 - scikit-image's photos that show no sport (astronaut, coffee, cat, rocket, ...): the top label
@@ -129,13 +131,29 @@ def non_sport(backend) -> list[dict]:
     return found
 
 
-def open_model(spec: str):
+def model_path(spec: str) -> Path:
     from sportsdet.bundle import builtin_bundle_path
     from sportsdet.run_folder import resolve_bundle_dir
+
+    return Path(builtin_bundle_path() if spec == "builtin" else resolve_bundle_dir(spec))
+
+
+def open_model(spec: str):
     from sportsdet.runtime import load_backend
 
-    path = builtin_bundle_path() if spec == "builtin" else resolve_bundle_dir(spec)
-    return load_backend(path, int8=(Path(path) / "model.int8.onnx").is_file())
+    path = model_path(spec)
+    return load_backend(path, int8=(path / "model.int8.onnx").is_file())
+
+
+def own_split(spec: str) -> Path | None:
+    """The split.json the model's bundle records, when it is still on disk and has websports."""
+    from sportsdet.bundle import load_bundle
+    from sportsdet.data.splits import SplitManifest
+
+    recorded = (load_bundle(model_path(spec)).data or {}).get("manifest")
+    if not recorded or not Path(recorded).is_file():
+        return None
+    return Path(recorded) if "websports" in SplitManifest.load(recorded).sources_of("test") else None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -150,16 +168,19 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     models = [m.split("=", 1) if "=" in m else (m, m) for m in args.model] or [("built-in", "builtin")]
 
-    sets = {"sports100 test": folder_items(DATA / "sports100" / "test")}
-    if args.websports_split:
-        sets["websports held-out"] = manifest_items(args.websports_split, "websports")
-    sets["realworld-dev"] = folder_items(DATA / "realworld-dev")
+    common = {"sports100 test": folder_items(DATA / "sports100" / "test")}
     load = os.getloadavg()
     results: dict[str, dict] = {}
     for name, spec in models:
+        sets = dict(common)
+        split = own_split(spec) or args.websports_split
+        if split:
+            sets["websports held-out"] = manifest_items(split, "websports")
+        sets["realworld-dev"] = folder_items(DATA / "realworld-dev")
         backend = open_model(spec)
         started = time.perf_counter()
-        results[name] = {"engine": backend.name, "sets": {k: score(backend, v) for k, v in sets.items()}}
+        results[name] = {"engine": backend.name, "sets": {k: score(backend, v) for k, v in sets.items()},
+                         "websports_split": str(split) if split else None}  # fmt: skip
         results[name]["non_sport"] = non_sport(backend)
         results[name]["seconds"] = round(time.perf_counter() - started, 1)
         print(f"{name}: " + ", ".join(f"{k} {v['accuracy']:.1%}" for k, v in results[name]["sets"].items()))
@@ -218,6 +239,10 @@ def render(payload: dict, note: str) -> str:
             for x in results[n]["non_sport"]
         )
         lines.append(f"- {n}: {shown}")
+    splits = [f"{n}: `{results[n]['websports_split']}`" for n in names if results[n].get("websports_split")]
+    if splits:
+        lines += ["", "websports held-out: the test part of (the model's own split where its bundle records "
+                  "one, else --websports-split) " + "; ".join(splits)]
     if note:
         lines += ["", note]
     lines += ["", "Raw numbers: `bench/results/realworld.json`.", END]
