@@ -232,13 +232,18 @@ class _Walker:
         for entry in entries:
             if self.is_dir(entry):
                 classes.append(entry)
-            elif Path(entry.name).suffix.lower() in UNSUPPORTED_IMAGE_EXTENSIONS:
-                self.skip(IGNORED_UNSUPPORTED, entry.path)
-            elif is_image_name(entry.name):
-                self.skip(IGNORED_LOOSE, entry.path)
             else:
-                self.skip(IGNORED_NOT_IMAGE, entry.path)
+                self.skip_loose_file(entry)
         return classes
+
+    def skip_loose_file(self, entry: os.DirEntry[str]) -> None:
+        """Count a file lying outside any class folder, by what its name says it is."""
+        if Path(entry.name).suffix.lower() in UNSUPPORTED_IMAGE_EXTENSIONS:
+            self.skip(IGNORED_UNSUPPORTED, entry.path)
+        elif is_image_name(entry.name):
+            self.skip(IGNORED_LOOSE, entry.path)
+        else:
+            self.skip(IGNORED_NOT_IMAGE, entry.path)
 
 
 def _check_root(root: str | Path) -> Path:
@@ -310,12 +315,8 @@ def scan_dataset(root: str | Path, *, allow_photos: bool = False) -> ScanResult:
                 continue
             if walker.is_dir(entry):
                 walker.skip(IGNORED_NOT_SPLIT, entry.path)
-            elif Path(entry.name).suffix.lower() in UNSUPPORTED_IMAGE_EXTENSIONS:
-                walker.skip(IGNORED_UNSUPPORTED, entry.path)
-            elif is_image_name(entry.name):
-                walker.skip(IGNORED_LOOSE, entry.path)
             else:
-                walker.skip(IGNORED_NOT_IMAGE, entry.path)
+                walker.skip_loose_file(entry)
         for split in SPLIT_ORDER:
             if split in split_entries:
                 collect(walker.entries(split_entries[split].path), split)
