@@ -165,7 +165,8 @@ def fit_transfer(ctx: TrainContext) -> TrainResult:
     ctx.load_best(top_net)  # the best epoch of either stage (both hold the whole network)
     bf16 = top_net.bf16
     distance_head = _fit_distance_head(top_net, features)  # before the logits calibration reads
-    valid_logits = _logits(top_net, features.valid["tap"]) if features.valid is not None else None
+    valid = features.valid
+    valid_logits = _through_top(top_net, valid["tap"]).numpy() if valid is not None else None
     model.eval()
     for param in model.parameters():
         param.requires_grad_(True)
@@ -356,23 +357,20 @@ def _fit_distance_head(top_net: TopOfNetwork, features: CachedFeatures) -> dict[
     head = top_net.head[0]
     if not isinstance(head, DistanceScaledLinear):
         return None
-    train = _pooled(top_net, features.train_views[0]["tap"])
-    reference = _pooled(top_net, features.valid["tap"]) if features.valid is not None else train
+    train = _through_top(top_net, features.train_views[0]["tap"], pooled=True)
+    valid = features.valid
+    reference = _through_top(top_net, valid["tap"], pooled=True) if valid is not None else train
     return head.fit(train, torch.as_tensor(features.train_labels), reference)
 
 
-def _pooled(top_net: TopOfNetwork, activations: np.ndarray) -> torch.Tensor:
+def _through_top(top_net: TopOfNetwork, activations: np.ndarray, *, pooled: bool = False) -> torch.Tensor:
+    """The network above the tap on cached activations, in float and eval mode (seconds): its
+    logits (the score calibration reads them), or with `pooled` the features its classifier
+    reads (the distance head's class means)."""
     top_net.eval()
     top_net.bf16 = False
+    run = top_net.pooled if pooled else top_net
     with torch.inference_mode():
-        return torch.cat([top_net.pooled(torch.from_numpy(b).float()) for b in _chunks(activations, 64)])
+        return torch.cat([run(torch.from_numpy(batch).float()) for batch in _chunks(activations, 64)])
 
 
-def _logits(top_net: TopOfNetwork, activations: np.ndarray) -> np.ndarray:
-    """The network's logits from cached activations (for the score calibration: seconds)."""
-    top_net.eval()
-    top_net.bf16 = False
-    with torch.inference_mode():
-        return np.concatenate(
-            [top_net(torch.from_numpy(batch).float()).numpy() for batch in _chunks(activations, 64)]
-        )
