@@ -8,8 +8,13 @@ from __future__ import annotations
 
 import collections
 import io
+import os
+import socket
+import subprocess
+import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -307,3 +312,42 @@ def redirect(target: str) -> Callable[[BaseHTTPRequestHandler], None]:
         h.end_headers()
 
     return handler
+
+
+def resolve_host_to(monkeypatch: pytest.MonkeyPatch, host: str, address: str) -> None:
+    """Make the name `host` resolve to `address` (an IPv4 string); every other name as before."""
+    real = socket.getaddrinfo
+
+    def fake(name, port, *args, **kwargs):
+        if name == host:
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, port))]
+        return real(name, port, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", fake)
+
+
+# --- a real `sportsdet serve` process -----------------------------------------------------------
+
+
+def start_serve(model: Path, *options: str) -> tuple[subprocess.Popen, str]:
+    """`python -m sportsdet serve --model MODEL OPTIONS` on a free 127.0.0.1 port, waited for until
+    /readyz answers 200: (the process, its base URL). The caller stops the process."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
+    env.pop("SPORTSDET_API_KEY", None)
+    command = [sys.executable, "-m", "sportsdet", "serve", "--model", str(model), "--port", str(port)]
+    process = subprocess.Popen(
+        [*command, *options], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(300):
+        try:
+            with urllib.request.urlopen(base + "/readyz", timeout=1) as response:
+                if response.status == 200:
+                    return process, base
+        except OSError:
+            time.sleep(0.05)
+    process.kill()
+    raise AssertionError(f"sportsdet serve did not start: {process.communicate(timeout=10)[0][-2000:]}")

@@ -8,13 +8,12 @@ hops came slowly (each socket read was within the limit).
 from __future__ import annotations
 
 import ipaddress
-import socket
 import time
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
-from conftest import LocalServer, make_colour_onnx, redirect
+from conftest import LocalServer, make_colour_onnx, redirect, resolve_host_to
 from typer.testing import CliRunner
 
 from sportsdet.cli import app
@@ -194,14 +193,7 @@ def test_public_only_refuses_local_addresses(server: LocalServer, url: str, kind
 
 
 def test_host_name_resolving_to_a_private_address_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
-    real = socket.getaddrinfo
-
-    def fake(host, port, *args, **kwargs):
-        if host == "images.example.com":
-            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("10.20.30.40", port))]
-        return real(host, port, *args, **kwargs)
-
-    monkeypatch.setattr(socket, "getaddrinfo", fake)
+    resolve_host_to(monkeypatch, "images.example.com", "10.20.30.40")
     with pytest.raises(FetchError, match=r"images.example.com is 10.20.30.40 \(private\)"):
         fetch_url("http://images.example.com/a.jpg", timeout=2, policy=PUBLIC_ONLY)
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import ipaddress
 import re
-import socket
 import struct
 import subprocess
 import sys
@@ -21,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import LocalServer, image_bytes, make_colour_onnx, redirect
+from conftest import LocalServer, image_bytes, make_colour_onnx, redirect, resolve_host_to, start_serve
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
@@ -473,14 +472,7 @@ def test_redirects_to_internal_addresses_are_refused(colour_model: Path, images:
 def test_host_name_resolving_to_private_address_is_refused(
     colour_model: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real = socket.getaddrinfo
-
-    def fake(host, port, *args, **kwargs):
-        if host == "photos.example.com":
-            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("192.168.7.7", port))]
-        return real(host, port, *args, **kwargs)
-
-    monkeypatch.setattr(socket, "getaddrinfo", fake)
+    resolve_host_to(monkeypatch, "photos.example.com", "192.168.7.7")
     with serving(colour_model, allow_urls=True) as c:
         (result,) = c.post("/v1/predict", json={"urls": ["http://photos.example.com/a.jpg"]}).json()[
             "results"
@@ -527,31 +519,11 @@ def test_service_imports_no_torch() -> None:
 def test_sigterm_finishes_requests_in_flight(colour_model: Path, http_server: LocalServer) -> None:
     """The real command: prints its URL, and on SIGTERM answers the request in flight, then exits."""
     import json
-    import os
     import signal
     import urllib.request
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
-    env.pop("SPORTSDET_API_KEY", None)
-    command = [sys.executable, "-m", "sportsdet", "serve", "--model", str(colour_model), "--port", str(port)]
-    process = subprocess.Popen(
-        [*command, "--allow-urls", "--allow-private-urls"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    base = f"http://127.0.0.1:{port}"
+    process, base = start_serve(colour_model, "--allow-urls", "--allow-private-urls")
     try:
-        for _ in range(300):
-            try:
-                with urllib.request.urlopen(base + "/readyz", timeout=1):
-                    break
-            except OSError:
-                time.sleep(0.05)
         answers: list = []
 
         def slow_request() -> None:  # /slow.jpg takes 1.5 s to answer
@@ -575,7 +547,7 @@ def test_sigterm_finishes_requests_in_flight(colour_model: Path, http_server: Lo
     status, body = answers[0]
     assert status == 200 and body["results"][0]["label"] == "green"
     output = process.stdout.read()
-    assert f"http://127.0.0.1:{port}/" in output
+    assert f"{base}/" in output
 
 
 def test_without_the_serve_extra_the_command_says_what_to_install() -> None:

@@ -11,51 +11,21 @@ from __future__ import annotations
 import base64
 import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import image_bytes, make_colour_onnx
+from conftest import image_bytes, make_colour_onnx, start_serve
 from test_report_browser import browser  # noqa: F401  (the shared headless Chromium fixture)
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     model = make_colour_onnx(tmp_path_factory.mktemp("page") / "colour.onnx")
-    port = _free_port()
-    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
-    env.pop("SPORTSDET_API_KEY", None)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "sportsdet", "serve", "--model", str(model), "--port", str(port)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    base = f"http://127.0.0.1:{port}"
+    process, base = start_serve(model)
     try:
-        for _ in range(300):
-            try:
-                with urllib.request.urlopen(base + "/readyz", timeout=1) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                time.sleep(0.05)
-        else:
-            raise AssertionError("server did not start")
         yield base
     finally:
         process.terminate()
