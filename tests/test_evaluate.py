@@ -176,6 +176,24 @@ def test_training_tree_uses_the_saved_test_split(tmp_path: Path, tree: Path) -> 
     assert result.metrics["accuracy"] == 1.0
 
 
+def test_other_photos_never_replace_the_runs_own_evaluation(tmp_path: Path, tree: Path) -> None:
+    run, _ = _run_folder(tmp_path, tree)
+    own = evaluate(run, backend=ColourOracle())
+    assert own.out_dir == run / "eval"
+    before = (run / "eval" / "metrics.json").read_bytes()
+    other = tmp_path / "web photos"
+    shutil.copytree(tree, other)
+    elsewhere = evaluate(run, other, backend=ColourOracle())
+    assert elsewhere.out_dir == run / "eval-web photos"
+    scored = json.loads((run / "eval-web photos" / "metrics.json").read_text())
+    assert scored["source"] == "folder"
+    weights = json.loads((run / "model" / "bundle.json").read_text())["weights"]
+    assert scored["weights_sha256"] == weights["sha256"]  # which model was scored
+    train = evaluate(run, split="train", backend=ColourOracle())
+    assert train.out_dir == run / "eval-train"
+    assert (run / "eval" / "metrics.json").read_bytes() == before  # the report's evaluation, untouched
+
+
 def test_training_tree_without_manifest_says_so(tmp_path: Path, tree: Path) -> None:
     run, _ = _run_folder(tmp_path, tree)
     (run / "split.json").unlink()

@@ -453,3 +453,31 @@ def test_run_still_training_and_comparison_without_evaluation(tmp_path):
     assert "a/run: no evaluation (metrics.json) found" in page
     assert "need an evaluation (metrics.json) for at least two runs" in page
     assert "training curves of all runs" in page
+
+
+def test_run_report_lists_the_models_other_evaluations_and_drops_stale_ones(tmp_path):
+    fake = make_run(tmp_path, n_classes=3, per_class=4)
+    weights = json.loads((fake.run / "model" / "bundle.json").read_text())["weights"]["sha256"]
+    half = fake.probs.copy()
+    half[::2] = np.roll(half[::2], 1, axis=1)  # another set of photos, scored worse
+    other = write_eval(fake.run / "eval-web photos", fake.labels, fake.y_true, half, fake.paths,
+                       bundle=fake.run / "model", data=tmp_path / "web photos")
+    metrics = json.loads((fake.run / "eval-web photos" / "metrics.json").read_text())
+    metrics["weights_sha256"] = weights
+    (fake.run / "eval-web photos" / "metrics.json").write_text(json.dumps(metrics))
+    write_eval(fake.run / "eval-old", fake.labels, fake.y_true, fake.probs, fake.paths)
+    stale = json.loads((fake.run / "eval-old" / "metrics.json").read_text())
+    stale["weights_sha256"] = "0" * 64  # scored before the run was retrained in place
+    (fake.run / "eval-old" / "metrics.json").write_text(json.dumps(stale))
+
+    page = Page(write_report(fake.run).read_text(encoding="utf-8"))
+    rows = page.tables["other-evals-table"]
+    assert [row[0] for row in rows] == ["eval-web photos"]
+    assert rows[0][2] == str(other["n"])
+    assert close(percent(rows[0][3]), other["accuracy"])
+    text = html.unescape(write_report(fake.run).read_text(encoding="utf-8"))
+    assert "eval-old: an evaluation of an earlier model in this run folder; not listed" in text
+
+    # The other evaluation's own page lists the run's test evaluation in turn.
+    page = Page(write_report(fake.run / "eval-web photos").read_text(encoding="utf-8"))
+    assert [row[0] for row in page.tables["other-evals-table"]] == ["eval"]

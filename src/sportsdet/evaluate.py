@@ -72,10 +72,19 @@ class EvalResult:
 # ----------------------------------------------------------------------------- locating things
 
 
-def default_out_dir(bundle_dir: Path) -> Path:
-    """RUN/eval for a bundle inside a run folder, else ./eval-<bundle folder name>."""
+def default_out_dir(bundle_dir: Path, chosen: EvalData | None = None) -> Path:
+    """RUN/eval for the run's own test split; RUN/eval-<data folder>[-<split>] for other photos or
+    another split, so they never replace the evaluation the run's report shows. Outside a run:
+    ./eval-<bundle folder name>."""
     run = run_of_bundle(bundle_dir)
-    return run.eval if run is not None else Path.cwd() / f"eval-{Path(bundle_dir).resolve().name}"
+    if run is None:
+        return Path.cwd() / f"eval-{Path(bundle_dir).resolve().name}"
+    if chosen is None or (chosen.source == "split-manifest" and chosen.split == "test"):
+        return run.eval
+    parts = [] if chosen.source == "split-manifest" else [chosen.root.name or "data"]
+    if chosen.split not in (None, "test"):
+        parts.append(chosen.split)
+    return run.other_eval("-".join(parts))
 
 
 def normalise_split(split: str) -> str:
@@ -277,7 +286,7 @@ def evaluate(
     chosen = select_eval_data(bundle, data, split, split_given=split_given, warn=warn)
     for note in chosen.notes:
         warn(note)
-    out = Path(out_dir) if out_dir is not None else default_out_dir(bundle.path)
+    out = Path(out_dir) if out_dir is not None else default_out_dir(bundle.path, chosen)
     if out.exists() and not out.is_dir():
         raise SportsdetError(f"{out}: exists and is not a folder; choose another --out")
 
@@ -323,6 +332,8 @@ def evaluate(
         "source": chosen.source,
         **metrics,
         "bundle": str(bundle.path.resolve()),
+        # Which weights were scored: a run retrained in place must not show an old evaluation as its own.
+        "weights_sha256": (bundle.manifest.get("weights") or {}).get("sha256"),
         "backend": getattr(backend, "name", type(backend).__name__),
         "data": str(chosen.root),
         "manifest": str(chosen.manifest) if chosen.manifest else None,

@@ -8,6 +8,7 @@
     RUN/checkpoints/       last.* and best.* (sportsdet.training.checkpoint)
     RUN/model/             the bundle (sportsdet.bundle)
     RUN/eval/              the test split's evaluation (sportsdet.evaluate)
+    RUN/eval-<what>/       evaluations on other photos or another split (`sportsdet evaluate RUN DATA`)
     RUN/report.html        the whole run on one page (sportsdet.report)
 
 Every other module asks this one where these live; none spells the names itself.
@@ -97,6 +98,17 @@ class RunFolder:
     @property
     def eval(self) -> Path:
         return self.path / EVAL
+
+    def other_eval(self, what: str) -> Path:
+        """Where an evaluation on other photos (or another split) goes, beside RUN/eval."""
+        return self.path / f"{EVAL}-{what}"
+
+    def other_evals(self) -> list[Path]:
+        """The RUN/eval-<what> folders that hold an evaluation's metrics.json, by name."""
+        if not self.path.is_dir():
+            return []
+        found = self.path.glob(f"{EVAL}-*/{EVAL_FILES[0]}")
+        return sorted(p.parent for p in found if p.is_file())
 
     @property
     def report(self) -> Path:

@@ -28,7 +28,11 @@ def evaluate_command(
         help="Which split to score: test (default), valid or train; for split trees and saved splits.",
     ),
     out: Path | None = typer.Option(
-        None, "--out", "-o", help="Folder for the results. Default: RUN/eval, or ./eval-<bundle name>."
+        None,
+        "--out",
+        "-o",
+        help="Folder for the results. Default: RUN/eval for the run's own test split, RUN/eval-<data "
+        "folder> for other photos (RUN/eval is kept), or ./eval-<bundle name> outside a run.",
     ),
     batch_size: int = typer.Option(32, "--batch-size", "-b", min=1, help="Images per forward pass."),
     device: str = typer.Option("cpu", "--device", help="Torch device to run on, e.g. cpu or cuda."),
@@ -54,13 +58,19 @@ def evaluate_command(
     err_console.print(f"results written to {plain(result.out_dir)}", highlight=False)
     from sportsdet.report import write_report_after
 
-    # RUN/eval belongs to a run: its report covers training and evaluation together.
+    # RUN/eval belongs to a run: its report covers training and evaluation together. Another
+    # evaluation in a run folder (RUN/eval-<data>) gets its own page, and the run's page, which
+    # lists every evaluation of its model, is written again.
     out_dir = Path(result.out_dir)
-    in_run = out_dir.name == "eval" and (out_dir.parent / "model").is_dir()
-    report_source = out_dir.parent if in_run else out_dir
-    report = write_report_after(report_source, warn)
+    run = out_dir.parent if (out_dir.parent / "model").is_dir() else None
+    in_run = run is not None and out_dir.name == "eval"
+    report = write_report_after(run if in_run else out_dir, warn)
     if report is not None:
         err_console.print(f"report: {plain(report)}", highlight=False)
+    if run is not None and not in_run:
+        run_report = write_report_after(run, warn)
+        if run_report is not None:
+            err_console.print(f"run report (lists this evaluation too): {plain(run_report)}", highlight=False)
 
 
 def print_summary(metrics: dict) -> None:

@@ -171,6 +171,29 @@ def _per_source(m: dict[str, Any]) -> str:
     )
 
 
+def _other_evals(inputs: ReportInputs) -> str:
+    """The same model scored on other photos (`sportsdet evaluate RUN DATA`): the test split alone
+    flatters a model when its photos all come from the sources it was trained on."""
+    if not inputs.other_evals:
+        return ""
+    rows = []
+    for folder, m in inputs.other_evals:
+        ci = m.get("accuracy_ci95") or [None, None]
+        split = m.get("split") or "all images"
+        rows.append(
+            f"<tr><td><code>{escape(folder.name)}</code></td><td>{escape(str(m.get('data', '–')))} "
+            f"({escape(str(split))})</td><td class=\"n\">{escape(str(m.get('n', '–')))}</td>"
+            f"<td class=\"n\">{pct(m.get('accuracy'))}</td>"
+            f"<td class=\"n\">{pct(ci[0])}–{pct(ci[1])}</td></tr>"
+        )
+    return (
+        '<h3>Other evaluations of this model</h3><table id="other-evals-table"><thead><tr>'
+        '<th>folder</th><th>data evaluated</th><th class="n">images</th><th class="n">accuracy</th>'
+        f'<th class="n">95% CI</th></tr></thead><tbody>{"".join(rows)}</tbody></table>'
+        '<p class="muted">Each folder holds its own report.html with its per-class table and galleries.</p>'
+    )
+
+
 def _no_eval(inputs: ReportInputs) -> str:
     model = f"{inputs.run_dir}/model" if inputs.run_dir else "RUN/model"
     return missing(
@@ -183,7 +206,7 @@ def _no_eval(inputs: ReportInputs) -> str:
 def _results(inputs: ReportInputs) -> str:
     m = inputs.metrics
     if not m:
-        return _no_eval(inputs) + _training_summary_cards(inputs)
+        return _no_eval(inputs) + _training_summary_cards(inputs) + _other_evals(inputs)
     ci = m.get("accuracy_ci95") or [None, None]
     k = m.get("top_k", 5)
     split = m.get("split")  # None when evaluate scored a plain folder tree
@@ -228,6 +251,7 @@ def _results(inputs: ReportInputs) -> str:
                                        for x in skipped[:5]))
                     + (" ..." if len(skipped) > 5 else "") + "</div>")
     html.append(_per_source(m))
+    html.append(_other_evals(inputs))
     speed = m.get("images_per_second")
     where = [("evaluation folder", str(inputs.eval_dir) if inputs.eval_dir else None),
              ("model evaluated", m.get("bundle")), ("engine", m.get("backend")),

@@ -19,7 +19,7 @@ from typing import Any
 
 from sportsdet.bundle import load_bundle
 from sportsdet.errors import BundleError, SportsdetError
-from sportsdet.run_folder import METRICS_COLUMNS, is_run_dir
+from sportsdet.run_folder import METRICS_COLUMNS, RunFolder, is_run_dir
 
 PREDICTION_COLUMNS = ("path", "true_label", "pred_label", "confidence", "true_prob")
 # Where a `sportsdet data check --report FILE` result is looked for when none is named.
@@ -60,6 +60,8 @@ class ReportInputs:
     check_path: Path | None = None
     metrics: dict[str, Any] | None = None
     predictions: list[Prediction] | None = None
+    # The run's other evaluations (RUN/eval, RUN/eval-<what>) besides the one shown: (folder, metrics).
+    other_evals: list[tuple[Path, dict[str, Any]]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -229,6 +231,7 @@ def load_inputs(
         )
     _read_run(inputs)
     _read_eval(inputs)
+    _read_other_evals(inputs)
     _read_check(inputs, check_report)
     return inputs
 
@@ -282,6 +285,29 @@ def _read_eval(inputs: ReportInputs) -> None:
                 f"{missing} of {len(inputs.predictions)} images listed in {ev / 'predictions.csv'} "
                 "were not found (data moved?); their gallery tiles show no picture"
             )
+
+
+def _read_other_evals(inputs: ReportInputs) -> None:
+    """Evaluations of this run's model on other photos, so the run's page lists them all. One of
+    an earlier model (the run retrained in place: other weights) is left out with a note."""
+    if inputs.run_dir is None:
+        return
+    run = RunFolder(inputs.run_dir)
+    folders = ([run.eval] if _is_eval_dir(run.eval) and (run.eval / "metrics.json").is_file() else [])
+    weights = ((inputs.bundle or {}).get("weights") or {}).get("sha256")
+    for folder in folders + run.other_evals():
+        if inputs.eval_dir is not None and folder.resolve() == inputs.eval_dir.resolve():
+            continue
+        try:
+            metrics = read_json(folder / "metrics.json", what="metrics.json", fix="evaluate again")
+        except SportsdetError as exc:
+            inputs.notes.append(f"evaluation not listed: {exc}")
+            continue
+        scored = metrics.get("weights_sha256")
+        if weights and scored and scored != weights:
+            inputs.notes.append(f"{folder}: an evaluation of an earlier model in this run folder; not listed")
+            continue
+        inputs.other_evals.append((folder, metrics))
 
 
 def _check_metrics(metrics: dict[str, Any], path: Path) -> None:
