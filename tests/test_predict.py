@@ -329,3 +329,27 @@ def test_info_table(bundle: Path) -> None:
         and "air hockey" in result.stdout
         and "weights.safetensors" in result.stdout
     )
+
+
+def test_info_shows_recorded_scores_and_their_engine(bundle: Path, tmp_path: Path) -> None:
+    from sportsdet.bundle import set_bundle_metrics
+
+    copy = tmp_path / "scored"
+    shutil.copytree(bundle, copy)
+    weights = (copy / "weights.safetensors").read_bytes()
+    metrics = {
+        "test": {"n": 40, "top1": 0.925,
+                 "per_source": {"web": {"n": 10, "top1": 0.7}, "lab": {"n": 30, "top1": 1.0}}},
+        "realworld_dev": {"n": 8, "top1": 0.625, "per_class": {"polo": "5/8"}},
+        "engine": "onnxruntime int8 (model.int8.onnx)",
+    }
+    set_bundle_metrics(copy, metrics)
+    assert load_bundle(copy).metrics == metrics  # only "metrics" changed; the weights still verify
+    assert (copy / "weights.safetensors").read_bytes() == weights
+    result = runner.invoke(app, ["info", str(copy)], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "recorded scores (top-1, onnxruntime int8 (model.int8.onnx))" in result.stdout
+    rows = {line.split("│")[1].strip(): line for line in result.stdout.splitlines() if line.count("│") > 3}
+    assert "70.0%" in rows["web test"] and "100.0%" in rows["lab test"]
+    world = rows["realworld-dev (never trained on)"]
+    assert "62.5%" in world and "polo 5/8" in world

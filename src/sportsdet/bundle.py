@@ -329,18 +329,29 @@ def load_bundle(path: str | Path, *, verify_weights: bool = True) -> Bundle:
     )
 
 
-def set_bundle_abstain(path: str | Path, abstain: Abstain | None) -> Path:
-    """Store (or, with None, remove) the abstain rule in an existing bundle's bundle.json.
+def _set_manifest_entry(path: str | Path, key: str, value: Any) -> Path:
+    """Store (or, with None, remove) one top-level entry of an existing bundle's bundle.json.
 
     Only that entry changes (one atomic rewrite); the weights and their checksum stay as they are.
     """
     bundle = load_bundle(path, verify_weights=False)
     manifest = dict(bundle.manifest)
-    if abstain is None:
-        manifest.pop("abstain", None)
+    if value is None:
+        manifest.pop(key, None)
     else:
-        manifest["abstain"] = abstain.to_dict()
+        manifest[key] = value
     return write_json(bundle.path / MANIFEST_NAME, manifest, indent=2)
+
+
+def set_bundle_abstain(path: str | Path, abstain: Abstain | None) -> Path:
+    """Store (or, with None, remove) the abstain rule in an existing bundle's bundle.json."""
+    return _set_manifest_entry(path, "abstain", None if abstain is None else abstain.to_dict())
+
+
+def set_bundle_metrics(path: str | Path, metrics: dict[str, Any]) -> Path:
+    """Replace the recorded scores ("metrics") of an existing bundle, e.g. once measured with the
+    engine it ships with."""
+    return _set_manifest_entry(path, "metrics", metrics)
 
 
 def builtin_bundle_path() -> Path | None:

@@ -329,7 +329,9 @@ def _scores_table(info: dict) -> Any:
         rows.append(("realworld-dev (never trained on)", world.get("n"), world.get("top1"), detail))
     if not rows:
         return None
-    table = Table(title="recorded scores (top-1)", title_justify="left")
+    engine = metrics.get("engine")
+    title = "recorded scores (top-1" + (f", {engine})" if isinstance(engine, str) else ")")
+    table = Table(title=escape(title), title_justify="left")
     for column, justify in (("photos", "left"), ("n", "right"), ("top-1", "right"), ("per class", "left")):
         table.add_column(column, justify=justify, overflow="fold")
     for name, n, top1, detail in rows:
