@@ -70,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
             "valid": metrics["valid"],
             "test": metrics["test"],
             "realworld_dev": metrics["realworld_dev"],
+            "test_black_and_white": metrics.get("test_black_and_white"),  # runs measured since it exists
             "train_wall_seconds": metrics.get("train_wall_seconds"),
             "shipped": run.name == args.shipped,
             "note": notes.get(run.name, ""),
@@ -91,19 +92,21 @@ def render(payload: dict) -> str:
         "prediction path; the shipped INT8 form is in the realworld section). Selection is on the "
         "validation photos; realworld-dev is never trained on.",
         "",
-        "| run | options | valid | sports100 test | websports test | realworld-dev "
-        "| realworld-dev per class | train s | note |",
-        "|---|---|---|---|---|---|---|---:|---|",
+        "| run | options | valid | sports100 test | sports100 test in black and white | websports test "
+        "| realworld-dev | realworld-dev per class | train s | note |",
+        "|---|---|---|---|---|---|---|---|---:|---|",
     ]
     for row in payload["rows"]:
         test = row["test"]["per_source"]
         world = row["realworld_dev"]
+        grey = row.get("test_black_and_white")
         per_class = ", ".join(f"{k} {v}" for k, v in world["per_class"].items())
         name = f"**{row['run']}** (shipped)" if row["shipped"] else row["run"]
         seconds = f"{row['train_wall_seconds']:.0f}" if row["train_wall_seconds"] else ""
         lines.append(
             f"| {name} | {row['options']} | {cell(row['valid']['top1'], row['valid']['n'])} | "
             f"{cell(test['sports100']['top1'], test['sports100']['n'])} | "
+            f"{cell(grey['top1'], grey['n']) if grey else 'not measured'} | "
             f"{cell(test['websports']['top1'], test['websports']['n'])} | "
             f"{cell(world['top1'], world['n'])} | {per_class} | {seconds} | {row['note']} |"
         )

@@ -225,7 +225,8 @@ def main(argv: list[str] | None = None) -> int:
         from sportsdet.bundle import set_bundle_metrics
 
         shipped = load_bundle(ASSET)
-        float_model = {k: metrics[k] for k in ("valid", "test", "realworld_dev", "engine")}
+        measured = ("valid", "test", "test_black_and_white", "realworld_dev", "engine")
+        float_model = {k: metrics[k] for k in measured}
         shipped_metrics = {**shipped.metrics, **measure(shipped, manifest), "float_model": float_model}
         set_bundle_metrics(ASSET, shipped_metrics)
         print(json.dumps(load_bundle(ASSET).metrics, indent=1))
@@ -240,9 +241,32 @@ def measure(bundle, manifest) -> dict:
     return {
         "valid": split_metrics(bundle, manifest, "valid"),
         "test": split_metrics(bundle, manifest, "test"),
+        "test_black_and_white": black_and_white_metrics(bundle, manifest),
         "realworld_dev": realworld_metrics(bundle),
         "engine": load_backend(bundle.path).name,
     }
+
+
+def black_and_white_metrics(bundle, manifest) -> dict:
+    """sports100 test photos in black and white (as old or artistic sports photos arrive): top-1.
+    The copies are lossless PNGs, so only the colour is gone."""
+    import tempfile
+
+    from PIL import Image
+
+    items = [item for item, source in zip(manifest.items("test"), manifest.sources_of("test"), strict=True)
+             if source == "sports100"]  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="sportsdet-bw-") as tmp:
+        grey = []
+        for i, (path, label) in enumerate(items):
+            copy = Path(tmp) / f"{i:05d}.png"
+            with Image.open(path) as image:
+                image.convert("L").save(copy)
+            grey.append((copy, label))
+        probs = predict_split(bundle, grey)
+    labels = np.array([label for _, label in grey])
+    top1 = round(float((probs.argmax(1) == labels).mean()), 4)
+    return {"n": len(grey), "top1": top1, "source": "sports100"}
 
 
 def changed_options(model_name: str, used: dict) -> list[str]:

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import make_image
+from PIL import Image
 
 from sportsdet.errors import SportsdetError
 from sportsdet.models import build_model, get_model_spec, stages
@@ -92,6 +93,18 @@ def test_views_differ_and_augmentation_is_repeatable(photos, model, cache) -> No
     np.testing.assert_allclose(_extract(photos, model, view="aug0")["pooled"], aug, atol=1e-5)
     with pytest.raises(SportsdetError, match="view"):
         _extract(photos, model, view="sideways")
+
+
+def test_grey_view_is_the_black_and_white_photo(photos, model, cache, tmp_path) -> None:
+    grey = _extract(photos, model, view="grey")["pooled"]
+    copies = []
+    for path in photos:  # the same photos saved in black and white (PNG: no new JPEG loss)
+        copy = tmp_path / "bw" / (path.stem + ".png")
+        copy.parent.mkdir(exist_ok=True)
+        Image.open(path).convert("L").save(copy)
+        copies.append(copy)
+    np.testing.assert_allclose(grey, _extract(copies, model)["pooled"], atol=1e-4)
+    assert not np.allclose(grey, _extract(photos, model)["pooled"], atol=1e-2)
 
 
 def test_bad_photo_fails_clearly_and_finished_shards_are_kept(photos, model, cache, tmp_path) -> None:

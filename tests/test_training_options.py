@@ -43,6 +43,7 @@ def test_values_are_converted_to_their_declared_types() -> None:
         ({"lr": -1}, r"--lr must be positive"),
         ({"time_budget": "soon"}, r"time budget 'soon' not understood"),
         ({"recipe": "magic"}, r"unknown training recipe 'magic'; known: scratch, transfer"),
+        ({"grey_view": 1.5}, r"grey_view=1.5: the share of photos seen in black and white"),
     ],
 )
 def test_bad_options_are_refused_before_anything_runs(given: dict, message: str) -> None:

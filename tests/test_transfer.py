@@ -93,6 +93,12 @@ def test_transfer_trains_both_stages_and_writes_the_run_folder(
     assert shards
     _train(split_tree, tmp_path / "run2", head_epochs=1)
     assert sorted(cache.rglob("shard-*.safetensors")) == shards
+    # grey_view adds the black-and-white view (extracted once) and draws it for that share.
+    _train(split_tree, tmp_path / "run3", head_epochs=1, grey_view=0.3)
+    transfer = load_bundle(tmp_path / "run3" / "model").training["transfer"]
+    assert transfer["views"] == ["center", "flip", "grey"]
+    assert transfer["view_weights"] == pytest.approx([0.35, 0.35, 0.3])
+    assert len(sorted(cache.rglob("shard-*.safetensors"))) > len(shards)
 
 
 def test_bad_photo_in_training_data_is_a_clear_error(tmp_path: Path, cache) -> None:
@@ -124,6 +130,11 @@ def test_budget_drops_views_that_do_not_fit() -> None:
     plan = plan_schedule(options, 13500, 0, 45.0)
     assert plan["aug_views"] == 2 and plan["feature_flip"] is True
     assert plan_schedule(TransferOptions(aug_views=1, epochs=2), 10, 10, 1.0)["budget_s"] is None
+    # Black and white goes before the mirror: 100 s per view, 60% of 400 s holds only one extra.
+    options = TransferOptions(grey_view=0.2, feature_flip=True, epochs=1, time_budget="400s")
+    plan = plan_schedule(options, 4500, 4500, 45.0)
+    assert plan["grey_view"] is False and plan["feature_flip"] is True
+    assert plan_schedule(options, 4500, 0, 45.0)["grey_view"] is True
 
 
 def test_array_batches_mix_views_and_cover_every_row() -> None:
@@ -139,6 +150,15 @@ def test_array_batches_mix_views_and_cover_every_row() -> None:
     assert 0 < values.sum() < 10  # both views were drawn
     plain = list(ArrayBatches([a, b], labels, 4, shuffle=False))
     assert torch.cat([x for x, _ in plain]).sum() == 0  # evaluation uses the first view only
+
+
+def test_array_batches_draw_views_by_weight() -> None:
+    torch.manual_seed(0)
+    n = 4000
+    photo, grey = np.zeros((n, 1), np.float32), np.ones((n, 1), np.float32)
+    batches = ArrayBatches([photo, grey], np.zeros(n), 500, shuffle=True, weights=[0.8, 0.2])
+    share = float(torch.cat([x for x, _ in batches]).mean())
+    assert 0.17 < share < 0.23  # about a fifth of the photos in their second view
 
 
 class _StopIn:

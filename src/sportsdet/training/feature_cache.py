@@ -14,7 +14,8 @@ name and renamed into place, so an interrupted run leaves only whole shards, and
 reuses them. Keying on content, not path, means renamed or copied photos are not recomputed.
 
 A "view" is what is done to the photo before the network: "center" (the model's preprocessing),
-"flip" (mirrored) or "aug<N>" (the N-th deterministic random augmentation: crop, flip, colour).
+"flip" (mirrored), "grey" (the photo in black and white) or "aug<N>" (the N-th deterministic
+random augmentation: crop, flip, colour).
 """
 
 from __future__ import annotations
@@ -68,6 +69,8 @@ def _view_transform(view: str, pre: Preprocessing) -> Callable[[Any, bytes], np.
         return lambda image, digest: normalize(resize_image(image, pre), pre)
     if view == "flip":
         return lambda image, digest: np.ascontiguousarray(normalize(resize_image(image, pre), pre)[..., ::-1])
+    if view == "grey":  # luminance in all three channels, as a black-and-white photo arrives
+        return lambda image, digest: normalize(resize_image(image.convert("L").convert("RGB"), pre), pre)
     if view.startswith("aug") and view[3:].isdigit():
         index = int(view[3:])
 
@@ -81,7 +84,7 @@ def _view_transform(view: str, pre: Preprocessing) -> Callable[[Any, bytes], np.
                 return normalized_augmentation(pre, "photo")(image)
 
         return augment
-    raise SportsdetError(f"unknown feature view {view!r}; use center, flip or aug<N>")
+    raise SportsdetError(f"unknown feature view {view!r}; use center, flip, grey or aug<N>")
 
 
 @dataclass(frozen=True)

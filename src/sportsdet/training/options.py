@@ -80,6 +80,9 @@ class TransferOptions(TrainOptions):
     head_weight_decay: float = 1e-4
     feature_flip: bool = True  # cache features of the mirror image too (augmentation for free)
     aug_views: int = 0  # extra cached views: random crop + flip + colour jitter (real-photo framing)
+    # Share of each epoch's photos seen in black and white (0: off), for black-and-white photos;
+    # that view is cached like the others. Measured in bench/RESULTS.md (builtin-recipes).
+    grey_view: float = 0.0
     # Logits scaled down for photos far from every class mean (models.heads): no confident label
     # for a photo that shows no sport. Measured in bench/RESULTS.md (abstain section).
     distance_head: bool = True
@@ -196,6 +199,11 @@ def _check_ranges(options: TrainOptions, model_name: str) -> None:
         parse_duration(options.time_budget)  # a bad duration fails now, not after extraction
         if options.finetune_stages < 1:
             raise SportsdetError(f"--set finetune_stages must be at least 1, got {options.finetune_stages}")
+        if not 0.0 <= options.grey_view < 1.0:
+            raise SportsdetError(
+                f"--set grey_view={options.grey_view}: the share of photos seen in black and white, "
+                "from 0 (off) to under 1, e.g. 0.2"
+            )
 
 
 def resolve_options(spec: Any, given: dict[str, Any] | None = None) -> TrainOptions:

@@ -38,10 +38,11 @@ def plan_schedule(
     `options` is a TransferOptions. The feature extraction still to do is charged first (it is
     reused by later runs), then stage 1 (a few seconds); what remains goes to stage 2 epochs,
     decided once their speed is measured. Mirror and crop views are dropped before the budget
-    runs out for the photos themselves.
+    runs out for the photos themselves (crops first, then black and white, then the mirror).
     """
     plan = {
         "aug_views": int(options.aug_views or 0),
+        "grey_view": float(getattr(options, "grey_view", 0.0) or 0.0) > 0,
         "feature_flip": bool(options.feature_flip),
         "finetune_epochs": int(options.epochs or 0),
         "budget_s": parse_duration(options.time_budget),
@@ -51,11 +52,17 @@ def plan_schedule(
         return plan
     # Extraction per view (only what is not cached yet counts); keep views that fit in 60%.
     per_view = n_missing_extractions / max(extract_img_s, 1e-6)
-    while plan["aug_views"] > 0 and per_view * (1 + plan["feature_flip"] + plan["aug_views"]) > 0.6 * budget:
+
+    def views() -> int:
+        return 1 + plan["feature_flip"] + plan["grey_view"] + plan["aug_views"]
+
+    while plan["aug_views"] > 0 and per_view * views() > 0.6 * budget:
         plan["aug_views"] -= 1
-    if plan["feature_flip"] and per_view * 2 > 0.6 * budget:
+    if plan["grey_view"] and per_view * views() > 0.6 * budget:
+        plan["grey_view"] = False
+    if plan["feature_flip"] and per_view * views() > 0.6 * budget:
         plan["feature_flip"] = False
-    plan["extract_s_estimate"] = round(per_view * (1 + plan["feature_flip"] + plan["aug_views"]), 1)
+    plan["extract_s_estimate"] = round(per_view * views(), 1)
     return plan
 
 

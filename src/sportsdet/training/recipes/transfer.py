@@ -6,7 +6,8 @@ the expensive part (the frozen lower network) once, and trains only what sits ab
   features  the frozen trunk runs once per photo and view in onnxruntime and its outputs are
             cached on disk (sportsdet.training.feature_cache): the pooled features and the activation at the
             "tap" below the last `finetune_stages` stages. Train views are the photo, its mirror
-            image and `aug_views` random crops/colour changes (what real photos look like).
+            image, `aug_views` random crops/colour changes (what real photos look like) and, with
+            `grey_view`, the photo in black and white; each epoch draws one view per photo.
   stage 1   "head": a fresh Linear classifier on the pooled features (seconds).
   stage 2   "finetune": the top stages + classifier trained from the cached activations with
             label smoothing, AdamW, a warm-up + cosine schedule per step and a larger learning
@@ -68,9 +69,16 @@ class ArrayBatches:
     """
 
     def __init__(
-        self, views: list[np.ndarray], labels: np.ndarray, batch_size: int, shuffle: bool, shard: bool = False
+        self,
+        views: list[np.ndarray],
+        labels: np.ndarray,
+        batch_size: int,
+        shuffle: bool,
+        shard: bool = False,
+        weights: list[float] | None = None,
     ) -> None:
         self.views, self.batch_size, self.shuffle, self.shard = views, batch_size, shuffle, shard
+        self.weights = weights  # how often each view is drawn (None: equally often)
         self.labels = np.asarray(labels, dtype=np.int64)
         self.n = len(self.labels)
 
@@ -81,9 +89,12 @@ class ArrayBatches:
         import torch
 
         order = torch.randperm(self.n).numpy() if self.shuffle else np.arange(self.n)
-        choice = (
-            torch.randint(len(self.views), (self.n,)).numpy() if self.shuffle else np.zeros(self.n, np.int64)
-        )
+        if not self.shuffle:
+            choice = np.zeros(self.n, np.int64)
+        elif self.weights is None:
+            choice = torch.randint(len(self.views), (self.n,)).numpy()
+        else:
+            choice = torch.multinomial(torch.tensor(self.weights, dtype=torch.float64), self.n, True).numpy()
         for start in range(0, self.n, self.batch_size):
             rows = order[start : start + self.batch_size]
             picks = choice[start : start + self.batch_size]
@@ -147,6 +158,7 @@ class CachedFeatures:
     valid_labels: np.ndarray
     views: list[str]
     seconds: float
+    view_weights: list[float] | None = None  # how often each train view is drawn (None: equally)
 
 
 def fit_transfer(ctx: TrainContext) -> TrainResult:
@@ -178,6 +190,7 @@ def fit_transfer(ctx: TrainContext) -> TrainResult:
         info={
             "transfer": {
                 "views": features.views,
+                **({"view_weights": features.view_weights} if features.view_weights else {}),
                 "tap_stage": tap,
                 "trainable_stages": options.finetune_stages,
                 "head_epochs": options.head_epochs,
@@ -238,6 +251,10 @@ def _extract(ctx: TrainContext, model: nn.Module, tap: int, started: float) -> C
     plan = distributed.broadcast_json(plan)  # every rank extracts and trains the same views
     views = ["center"] + (["flip"] if plan["feature_flip"] else [])
     views += [f"aug{i}" for i in range(plan["aug_views"])]
+    views += ["grey"] if plan["grey_view"] else []
+    # The black-and-white view is drawn for `grey_view` of the photos, the others share the rest.
+    grey = float(options.grey_view) if plan["grey_view"] else 0.0
+    weights = [grey if v == "grey" else (1 - grey) / (len(views) - 1) for v in views] if grey else None
     train_views += [features(train_paths, view, "train") for view in views[1:]]
     valid = features([p for p, _ in valid_items], "center", "valid") if valid_items else None
     return CachedFeatures(
@@ -247,6 +264,7 @@ def _extract(ctx: TrainContext, model: nn.Module, tap: int, started: float) -> C
         valid_labels=np.array([label for _, label in valid_items], dtype=np.int64),
         views=views,
         seconds=time.perf_counter() - started,
+        view_weights=weights,
     )
 
 
@@ -264,6 +282,7 @@ def _fit_head(ctx: TrainContext, model: nn.Module, features: CachedFeatures, los
         options.head_batch_size,
         True,
         shard=True,
+        weights=features.view_weights,
     )
     valid = _valid_batches(features, "pooled", 512)
     if options.head_epochs <= 0:
@@ -315,6 +334,7 @@ def _fit_top(
             options.batch_size,
             True,
             shard=True,
+            weights=features.view_weights,
         )
         valid = _valid_batches(features, "tap", 128)
         optimizer = torch.optim.AdamW(
