@@ -293,7 +293,7 @@ def _read_other_evals(inputs: ReportInputs) -> None:
     if inputs.run_dir is None:
         return
     run = RunFolder(inputs.run_dir)
-    folders = ([run.eval] if _is_eval_dir(run.eval) and (run.eval / "metrics.json").is_file() else [])
+    folders = [run.eval] if (run.eval / "metrics.json").is_file() else []
     weights = ((inputs.bundle or {}).get("weights") or {}).get("sha256")
     for folder in folders + run.other_evals():
         if inputs.eval_dir is not None and folder.resolve() == inputs.eval_dir.resolve():
