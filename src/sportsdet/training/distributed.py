@@ -106,8 +106,16 @@ def from_environment() -> Iterator[bool]:
         dist.init_process_group(backend(), timeout=_timeout())
         try:
             yield True
+            _last_barrier()
         finally:
             dist.destroy_process_group()
+
+
+def _last_barrier() -> None:
+    """Every rank has finished its collectives before any tears the group down: a rank whose peer
+    closed its sockets while one of its gloo threads still waited aborted at exit ("terminate
+    called without an active exception", exit code -6), now and then."""
+    dist.barrier()
 
 
 # ----------------------------------------------------------------------------- collectives
@@ -315,6 +323,7 @@ def local_group(nproc: int, target: Callable[..., Any], kwargs: dict[str, Any]) 
             )
             try:
                 yield
+                _last_barrier()
                 failed = False
             except Exception as exc:
                 # A rank that failed alone (e.g. a photo it could not decode) breaks the group: say why.
