@@ -8,9 +8,10 @@
 Trains on two sources at once (`sportsdet train sports100 websports`): sports100's official
 split and websports split seeded and stratified (random:0.2), with the registry's transfer recipe
 plus the options given; the epoch is chosen on the validation photos of both. Then measures
-valid and test top-1/top-5, overall and per source, and realworld-dev (never trained on),
-through the prediction path, and records all of it in the bundle. Test photos are used only
-here, after training.
+valid and test top-1/top-5, overall and per source, sports100 test in black and white, and
+realworld-dev (never trained on), through the prediction path, and records all of it in the
+bundle; with --install, measured again with the INT8 engine the shipped model runs on. Test
+photos are used only here, after training.
 """
 
 from __future__ import annotations
@@ -234,8 +235,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def measure(bundle, manifest) -> dict:
-    """valid and test (per source) and realworld-dev, through the engine `sportsdet predict` picks
-    for this bundle (INT8 for the shipped one), which is named in "engine"."""
+    """valid and test (per source), sports100 test in black and white and realworld-dev, through the
+    engine `sportsdet predict` picks for this bundle (INT8 for the shipped one), named in "engine"."""
     from sportsdet.runtime import load_backend
 
     return {
