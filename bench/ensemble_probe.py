@@ -43,8 +43,7 @@ def photo_sets(split_json: Path) -> dict[str, list[tuple[Path, str]]]:
     manifest = SplitManifest.load(split_json)
 
     def part(name: str, source: str | None = None) -> list[tuple[Path, str]]:
-        pairs = zip(manifest.splits[name], manifest.sources_of(name), strict=True)
-        return [(manifest.root / rel, label) for (rel, label), src in pairs if source in (None, src)]
+        return [(path, manifest.classes[label]) for path, label in manifest.items(name, source)]
 
     return {
         "valid": part("valid"),

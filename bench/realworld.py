@@ -52,8 +52,7 @@ def manifest_items(split_json: Path, source: str) -> list[tuple[Path, str]]:
     from sportsdet.data.splits import SplitManifest
 
     manifest = SplitManifest.load(split_json)
-    pairs = zip(manifest.splits["test"], manifest.sources_of("test"), strict=True)
-    return [(manifest.root / rel, label) for (rel, label), src in pairs if src == source]
+    return [(path, manifest.classes[label]) for path, label in manifest.items("test", source)]
 
 
 def predict(backend, items: list[tuple[Path, str]]) -> tuple[np.ndarray, list[int]]:

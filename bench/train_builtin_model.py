@@ -255,8 +255,7 @@ def black_and_white_metrics(bundle, manifest) -> dict:
 
     from PIL import Image
 
-    items = [item for item, source in zip(manifest.items("test"), manifest.sources_of("test"), strict=True)
-             if source == "sports100"]  # fmt: skip
+    items = manifest.items("test", "sports100")
     with tempfile.TemporaryDirectory(prefix="sportsdet-bw-") as tmp:
         grey = []
         for i, (path, label) in enumerate(items):

@@ -121,6 +121,12 @@ def test_same_seed_same_split_other_seed_other_split(flat: Path) -> None:
     assert _per_class(a) == _per_class(c)  # different files, same stratified counts
 
 
+def test_a_single_source_split_refuses_a_source_filter(flat: Path) -> None:
+    split = make_split(flat, "random:0.2", seed=3)
+    with pytest.raises(SportsdetError, match="single-source split records no source 'web'"):
+        split.items("test", "web")
+
+
 def test_split_does_not_depend_on_record_order(flat: Path) -> None:
     scan = scan_dataset(flat)
     shuffled = dataclasses.replace(scan, records=list(reversed(scan.records)))

@@ -51,6 +51,11 @@ def test_two_sources_train_into_one_model_with_a_label_map(two_sources, tmp_path
         if src == "second"
     ]
     assert sorted(set(seconds)) == ["rowing", "soccer"]  # stratified: both classes in test
+    # items(split, source) picks the same photos as the manifest's own source column.
+    picked = manifest.items("test", "second")
+    assert [manifest.classes[label] for _, label in picked] == seconds
+    assert all(path.is_relative_to(manifest.root / "second") for path, _ in picked)
+    assert len(manifest.items("test", "first")) == 4 and manifest.items("test", "nosuch") == []
     for path, _ in manifest.items("train"):
         assert path.is_file()
 

@@ -158,12 +158,19 @@ class SplitManifest:
             table[split] = per_class
         return table
 
-    def items(self, split: str) -> list[tuple[Path, int]]:
-        """(absolute path, label index) for every image of a split, in manifest order."""
+    def items(self, split: str, source: str | None = None) -> list[tuple[Path, int]]:
+        """(absolute path, label index) for every image of a split, in manifest order; with
+        `source`, only those that came from that source of a multi-source manifest."""
         if split not in SPLITS:
             raise SportsdetError(f"split.json: unknown split {split!r}; use one of {', '.join(SPLITS)}")
         index = {name: i for i, name in enumerate(self.classes)}
-        return [(self.root / rel, index[label]) for rel, label in self.splits.get(split, [])]
+        entries = self.splits.get(split, [])
+        if source is not None:
+            if not self.item_sources:
+                raise SportsdetError(f"split.json: a single-source split records no source {source!r}")
+            origins = self.item_sources.get(split, [])
+            entries = [entry for entry, origin in zip(entries, origins, strict=True) if origin == source]
+        return [(self.root / rel, index[label]) for rel, label in entries]
 
     def missing_files(self) -> list[str]:
         """Relative paths in the manifest that are not on disk under `root` (moved or deleted)."""
