@@ -32,23 +32,23 @@ REALWORLD = SHARED / "realworld-dev"
 ASSET = ROOT / "src" / "sportsdet" / "assets" / "builtin"
 
 
-def predict_split(bundle, items) -> np.ndarray:
+def predict_split(bundle, items, backend=None) -> np.ndarray:
     """Class probabilities for (path, label) items, through the engine and streaming pipeline
     `sportsdet predict` and `sportsdet evaluate` use (runtime.load_backend + stream_predictions)."""
     from sportsdet.evaluate import run_model
 
-    kept, probs, skipped = run_model(bundle, items)
+    kept, probs, skipped = run_model(bundle, items, backend=backend)
     if skipped:
         raise SystemExit(f"{len(skipped)} photo(s) could not be read, e.g. {skipped[0]}")
     return probs
 
 
-def split_metrics(bundle, manifest, split: str) -> dict:
+def split_metrics(bundle, manifest, split: str, backend=None) -> dict:
     """top-1/top-5 of a split, overall and per source."""
     from sportsdet.metrics import per_group_accuracy, top_k_accuracy
 
     items = manifest.items(split)
-    probs = predict_split(bundle, items)
+    probs = predict_split(bundle, items, backend)
     labels = np.array([label for _, label in items])
     out = {
         "n": len(items),
@@ -61,14 +61,14 @@ def split_metrics(bundle, manifest, split: str) -> dict:
     return out
 
 
-def realworld_metrics(bundle) -> dict:
+def realworld_metrics(bundle, backend=None) -> dict:
     """realworld-dev (web photos from another source; never trained on): top-1 overall and per class."""
     items = [
         (path, bundle.labels.index(path.parent.name))
         for path in sorted(REALWORLD.glob("*/*.jpg"))
         if path.parent.name in bundle.labels
     ]
-    probs = predict_split(bundle, items)
+    probs = predict_split(bundle, items, backend)
     labels = np.array([y for _, y in items])
     right = probs.argmax(1) == labels
     per_class = {}
@@ -239,16 +239,17 @@ def measure(bundle, manifest) -> dict:
     engine `sportsdet predict` picks for this bundle (INT8 for the shipped one), named in "engine"."""
     from sportsdet.runtime import load_backend
 
+    backend = load_backend(bundle.path)  # once, for every set
     return {
-        "valid": split_metrics(bundle, manifest, "valid"),
-        "test": split_metrics(bundle, manifest, "test"),
-        "test_black_and_white": black_and_white_metrics(bundle, manifest),
-        "realworld_dev": realworld_metrics(bundle),
-        "engine": load_backend(bundle.path).name,
+        "valid": split_metrics(bundle, manifest, "valid", backend),
+        "test": split_metrics(bundle, manifest, "test", backend),
+        "test_black_and_white": black_and_white_metrics(bundle, manifest, backend),
+        "realworld_dev": realworld_metrics(bundle, backend),
+        "engine": backend.name,
     }
 
 
-def black_and_white_metrics(bundle, manifest) -> dict:
+def black_and_white_metrics(bundle, manifest, backend=None) -> dict:
     """sports100 test photos in black and white (as old or artistic sports photos arrive): top-1.
     The copies are lossless PNGs, so only the colour is gone."""
     import tempfile
@@ -263,7 +264,7 @@ def black_and_white_metrics(bundle, manifest) -> dict:
             with Image.open(path) as image:
                 image.convert("L").save(copy)
             grey.append((copy, label))
-        probs = predict_split(bundle, grey)
+        probs = predict_split(bundle, grey, backend)
     labels = np.array([label for _, label in grey])
     top1 = round(float((probs.argmax(1) == labels).mean()), 4)
     return {"n": len(grey), "top1": top1, "source": "sports100"}
