@@ -294,12 +294,41 @@ def test_torch_onnx_and_int8_decide_the_same(tmp_path: Path, monkeypatch, distan
     first = decisions[("torch", False)]
     assert sum(first) == 12  # the greyish photos, and only they
     assert all(flags == first for flags in decisions.values()), decisions
-    assert bool(distance_head_nodes(onnx.load(bundle_dir / "model.onnx").graph)) == distance_head
+    graph = onnx.load(bundle_dir / "model.onnx").graph
+    assert bool(distance_head_nodes(graph)) == distance_head
+    assert any(n.op_type == "Pow" for n in graph.node) == distance_head  # the sharpness, exported
     int8_graph = onnx.load(bundle_dir / "model.int8.onnx").graph
     dequantized = {out for n in int8_graph.node if n.op_type == "DequantizeLinear" for out in n.output}
     similarity = [n for n in int8_graph.node if n.op_type == "MatMul"]
     assert len(similarity) == distance_head
     assert not dequantized & {name for node in similarity for name in node.input}
+
+
+def test_a_bundle_saved_before_the_sharpness_existed_still_loads(tmp_path: Path, monkeypatch) -> None:
+    torch = pytest.importorskip("torch", reason="rebuilding the network needs the [train] install")
+    from safetensors.torch import load_file, save_file
+
+    from sportsdet.models import REGISTRY, ModelSpec, build_model
+
+    spec = ModelSpec(
+        name=TINY, description="colour", builder=f"{__name__}:build_colour_cnn", preprocessing=SPEC,
+        output_key="4.weight",
+    )  # fmt: skip
+    monkeypatch.setitem(REGISTRY, TINY, spec)
+    model = build_model(TINY, 3, distance_head=True)
+    model[4].fit(torch.eye(3).repeat(8, 1), torch.arange(3).repeat(8), torch.eye(3) + 0.3, sharpness=2.0)
+    bundle_dir = save_bundle(
+        tmp_path / "bundle", state_dict=model.state_dict(), model_name=TINY,
+        model_config={"distance_head": True}, labels=COLOUR_LABELS, preprocessing=SPEC, output_key="4.weight",
+    )  # fmt: skip
+    weights = bundle_dir / "weights.safetensors"
+    state = load_file(str(weights))
+    assert float(state.pop("4.sharpness")) == 2.0
+    save_file(state, str(weights))  # as written before the buffer existed
+
+    rebuilt = load_bundle(bundle_dir, verify_weights=False).build_torch_model()
+    assert float(rebuilt[4].sharpness) == 1.0  # the power such a model was made with
+    assert torch.equal(rebuilt[4].prototypes, model[4].prototypes)
 
 
 # --- evaluate and the report: accuracy against coverage -------------------------------------

@@ -9,13 +9,13 @@ torch = pytest.importorskip("torch", reason="the distance head is part of the [t
 from sportsdet.models.heads import DistanceScaledLinear, use_distance_head  # noqa: E402
 
 
-def fitted_head() -> DistanceScaledLinear:
+def fitted_head(sharpness: float = 1.0) -> DistanceScaledLinear:
     torch.manual_seed(0)
     head = DistanceScaledLinear(4, 3)
     features = torch.cat([torch.eye(4)[:3] + 0.05 * torch.rand(3, 4) for _ in range(10)])
     labels = torch.arange(3).repeat(10)
-    info = head.fit(features, labels, torch.eye(4)[:3] + 0.1)
-    assert info["reference"] > 0.9 and info["reference_images"] == 3
+    info = head.fit(features, labels, torch.eye(4)[:3] + 0.1, sharpness)
+    assert info["reference"] > 0.9 and info["reference_images"] == 3 and info["sharpness"] == sharpness
     return head
 
 
@@ -36,6 +36,31 @@ def test_photos_near_a_class_keep_their_logits_far_ones_are_flattened() -> None:
     assert 0.5 < float(ratio[0, 0]) < 1.0 and torch.allclose(ratio, ratio[0, 0].expand_as(ratio))
 
 
+def test_sharpness_is_the_power_of_the_scale_and_leaves_near_photos_alone() -> None:
+    linear, squared = fitted_head(1.0), fitted_head(2.0)
+    near = torch.eye(4)[:3] * 2.0
+    between = torch.tensor([[1.0, 0.0, 0.0, 1.0], [0.0, 1.0, 0.5, 0.5]])
+    with torch.no_grad():
+        assert torch.allclose(squared(near), linear(near))
+        plain = torch.nn.functional.linear(between, linear.weight, linear.bias)
+        scale = linear(between) / plain
+        assert torch.allclose(squared(between) / plain, scale**2, atol=1e-5)
+    assert float(scale.max()) < 0.9  # so the square is a real change, not 1 ** 2
+    with pytest.raises(ValueError, match="above 0"):
+        fitted_head(0.0)
+
+
+def test_a_head_saved_before_sharpness_loads_with_the_power_it_was_made_with() -> None:
+    head = fitted_head(2.0)
+    old_state = {k: v for k, v in head.state_dict().items() if k != "sharpness"}
+    reloaded = DistanceScaledLinear(4, 3)
+    reloaded.load_state_dict(old_state)  # strict: the missing buffer is filled in, with 1
+    assert float(reloaded.sharpness) == 1.0
+    x = torch.tensor([[1.0, 0.0, 0.0, 1.0]])
+    with torch.no_grad():
+        assert torch.allclose(reloaded(x), fitted_head(1.0)(x))
+
+
 def test_a_state_without_prototypes_loads_as_a_plain_linear() -> None:
     plain = torch.nn.Linear(4, 3)
     head = DistanceScaledLinear(4, 3)
@@ -52,7 +77,7 @@ def test_use_distance_head_keeps_the_weights_and_the_state_dict_names() -> None:
     head = use_distance_head(model)
     assert model[1] is head and isinstance(head, DistanceScaledLinear)
     state = model.state_dict()
-    assert set(state) == {"1.weight", "1.bias", "1.prototypes", "1.reference"}
+    assert set(state) == {"1.weight", "1.bias", "1.prototypes", "1.reference", "1.sharpness"}
     assert all(torch.equal(state[k], v) for k, v in before.items())
     with pytest.raises(TypeError, match="not a Linear"):
         use_distance_head(torch.nn.Sequential(torch.nn.Flatten()))

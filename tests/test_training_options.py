@@ -44,6 +44,8 @@ def test_values_are_converted_to_their_declared_types() -> None:
         ({"time_budget": "soon"}, r"time budget 'soon' not understood"),
         ({"recipe": "magic"}, r"unknown training recipe 'magic'; known: scratch, transfer"),
         ({"grey_view": 1.5}, r"grey_view=1.5: the share of photos seen in black and white"),
+        ({"distance_sharpness": 0}, r"distance_sharpness=0.0: the power of the distance head's scale"),
+        ({"distance_sharpness": 100}, r"distance_sharpness=100.0: .*at most 16"),
     ],
 )
 def test_bad_options_are_refused_before_anything_runs(given: dict, message: str) -> None:

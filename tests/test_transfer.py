@@ -75,6 +75,7 @@ def test_transfer_trains_both_stages_and_writes_the_run_folder(
     fitted = bundle.training["transfer"]["distance_head"]
     assert 0 < fitted["reference"] <= 1
     assert float(model.classifier.reference) == pytest.approx(fitted["reference"], abs=1e-4)
+    assert fitted["sharpness"] == float(model.classifier.sharpness) == 2.0  # the default power, stored
     assert fitted["reference_images"] == len(photos)
     norms = model.classifier.prototypes.norm(dim=1)
     assert torch.allclose(norms, torch.ones_like(norms), atol=1e-4)  # one unit-length mean per class

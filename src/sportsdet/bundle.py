@@ -95,6 +95,7 @@ class Bundle:
         import torch
 
         from sportsdet.models import build_model
+        from sportsdet.models.heads import DEFAULTED_BUFFERS
 
         state = self.torch_state_dict()
         # Compare shapes on a skeleton on the "meta" device first (no memory): a model.config
@@ -105,7 +106,9 @@ class Bundle:
                 self.model_name, num_classes=self.num_classes, pretrained=False, **self.model_config
             )
         expected = {key: tuple(value.shape) for key, value in skeleton.state_dict().items()}
-        missing = sorted(expected.keys() - state.keys())
+        missing = sorted(
+            key for key in expected.keys() - state.keys() if key.rsplit(".", 1)[-1] not in DEFAULTED_BUFFERS
+        )
         unexpected = sorted(state.keys() - expected.keys())
         wrong = [
             f"{key} is {tuple(state[key].shape)} in the weights, {shape} in the model"

@@ -19,6 +19,10 @@ from typing import Any
 
 from sportsdet.errors import SportsdetError
 
+# Powers of the distance head's scale measured: 1 to 4 (bench/distance_sharpness.py). Far above
+# them almost every photo less like its class than the median validation photo gets flat scores.
+MAX_SHARPNESS = 16.0
+
 # Input sizes outside this range are a typo (a 100000 px input would need terabytes).
 MIN_INPUT_SIZE, MAX_INPUT_SIZE = 16, 1024
 # Options a resumed run may change; everything else comes from the run's config.json.
@@ -86,6 +90,9 @@ class TransferOptions(TrainOptions):
     # Logits scaled down for photos far from every class mean (models.heads): no confident label
     # for a photo that shows no sport. Measured in bench/RESULTS.md (abstain section).
     distance_head: bool = True
+    # How much more it flattens photos the further they are (the power of its scale; 1: linear).
+    # 2 leaves fewer non-sport photos labelled at the same coverage (bench/distance_sharpness.py).
+    distance_sharpness: float = 2.0
     epochs: int = 2  # stage 2: fine-tune the top trunk stages from cached activations
     finetune_stages: int = 2  # trunk stages trained in stage 2 (below them: frozen, cached)
     batch_size: int = 64
@@ -199,6 +206,11 @@ def _check_ranges(options: TrainOptions, model_name: str) -> None:
         parse_duration(options.time_budget)  # a bad duration fails now, not after extraction
         if options.finetune_stages < 1:
             raise SportsdetError(f"--set finetune_stages must be at least 1, got {options.finetune_stages}")
+        if not 0.0 < options.distance_sharpness <= MAX_SHARPNESS:
+            raise SportsdetError(
+                f"--set distance_sharpness={options.distance_sharpness}: the power of the distance "
+                f"head's scale, above 0 and at most {MAX_SHARPNESS:g} (default 2; 1 scales linearly)"
+            )
         if not 0.0 <= options.grey_view < 1.0:
             raise SportsdetError(
                 f"--set grey_view={options.grey_view}: the share of photos seen in black and white, "

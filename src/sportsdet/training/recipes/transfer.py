@@ -176,7 +176,7 @@ def fit_transfer(ctx: TrainContext) -> TrainResult:
     top_net, epochs, finetune_speed = _fit_top(ctx, model, tap, head, features, loss_fn, started)
     ctx.load_best(top_net)  # the best epoch of either stage (both hold the whole network)
     bf16 = top_net.bf16
-    distance_head = _fit_distance_head(top_net, features)  # before the logits calibration reads
+    distance_head = _fit_distance_head(top_net, features, options.distance_sharpness)  # before calibration
     valid = features.valid
     valid_logits = _through_top(top_net, valid["tap"]).numpy() if valid is not None else None
     model.eval()
@@ -371,7 +371,9 @@ def _epochs_within_budget(ctx: TrainContext, epochs: int, speed: float, n_train:
     return max(0, min(epochs, affordable))
 
 
-def _fit_distance_head(top_net: TopOfNetwork, features: CachedFeatures) -> dict[str, Any] | None:
+def _fit_distance_head(
+    top_net: TopOfNetwork, features: CachedFeatures, sharpness: float
+) -> dict[str, Any] | None:
     """Class prototypes from the final network's features of the train photos (first view),
     the reference similarity from the validation photos (models.heads); None without that head."""
     head = top_net.head[0]
@@ -380,7 +382,7 @@ def _fit_distance_head(top_net: TopOfNetwork, features: CachedFeatures) -> dict[
     train = _through_top(top_net, features.train_views[0]["tap"], pooled=True)
     valid = features.valid
     reference = _through_top(top_net, valid["tap"], pooled=True) if valid is not None else train
-    return head.fit(train, torch.as_tensor(features.train_labels), reference)
+    return head.fit(train, torch.as_tensor(features.train_labels), reference, sharpness)
 
 
 def _through_top(top_net: TopOfNetwork, activations: np.ndarray, *, pooled: bool = False) -> torch.Tensor:
