@@ -26,7 +26,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 from abstain_scores import made_photos, package_photos, skimage_photos  # noqa: E402
-from realworld import DATA, folder_items  # noqa: E402
+from realworld import photo_sets  # noqa: E402
 from results_file import write_results  # noqa: E402
 
 START, END = "<!-- distance-sharpness:start -->", "<!-- distance-sharpness:end -->"
@@ -56,7 +56,6 @@ def measure(run: Path, powers: list[float], coverage: float, nonsport: dict[str,
 
     from sportsdet.abstain import abstain_scores, fit_abstain
     from sportsdet.bundle import load_bundle
-    from sportsdet.data.splits import SplitManifest
     from sportsdet.models.heads import DistanceScaledLinear
     from sportsdet.models.stages import classifier_of
     from sportsdet.runtime import TorchBackend
@@ -66,18 +65,13 @@ def measure(run: Path, powers: list[float], coverage: float, nonsport: dict[str,
     if not isinstance(head, DistanceScaledLinear) or float(head.reference) <= 0:
         raise SystemExit(f"error: {run}: its model has no fitted distance head")
     labels = backend.labels
-    manifest = SplitManifest.load(run / "split.json")
+    photos = photo_sets(run / "split.json")
 
     def labelled(pairs) -> tuple[list, np.ndarray]:
-        pairs = list(pairs)
         truth = np.array([labels.index(c) if c in labels else -1 for _, c in pairs])
         return [(str(p), p) for p, _ in pairs], truth
 
-    sets = {
-        "valid": labelled((p, manifest.classes[c]) for p, c in manifest.items("valid")),
-        "sports100 test": labelled((p, manifest.classes[c]) for p, c in manifest.items("test", "sports100")),
-        "realworld-dev": labelled(folder_items(DATA / "realworld-dev")),
-    }
+    sets = {name: labelled(photos[name]) for name in SETS}
     feats = {name: features_of(backend, head, items) for name, (items, _) in sets.items()}
     feats |= {name: features_of(backend, head, items) for name, items in nonsport.items()}
 

@@ -31,26 +31,10 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
-from realworld import DATA, folder_items, predict  # noqa: E402
+from realworld import photo_sets, predict  # noqa: E402
 from results_file import write_results  # noqa: E402
 
 START, END = "<!-- ensemble-probe:start -->", "<!-- ensemble-probe:end -->"
-
-
-def photo_sets(split_json: Path) -> dict[str, list[tuple[Path, str]]]:
-    from sportsdet.data.splits import SplitManifest
-
-    manifest = SplitManifest.load(split_json)
-
-    def part(name: str, source: str | None = None) -> list[tuple[Path, str]]:
-        return [(path, manifest.classes[label]) for path, label in manifest.items(name, source)]
-
-    return {
-        "valid": part("valid"),
-        "sports100 test": part("test", "sports100"),
-        "websports held-out": part("test", "websports"),
-        "realworld-dev": folder_items(DATA / "realworld-dev"),
-    }
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -55,6 +55,24 @@ def manifest_items(split_json: Path, source: str) -> list[tuple[Path, str]]:
     return [(path, manifest.classes[label]) for path, label in manifest.items("test", source)]
 
 
+def photo_sets(split_json: Path) -> dict[str, list[tuple[Path, str]]]:
+    """(photo, class) of the sets every built-in-model bench scores: the validation photos of
+    every source, sports100 test and websports held-out (from a run's split), and realworld-dev."""
+    from sportsdet.data.splits import SplitManifest
+
+    manifest = SplitManifest.load(split_json)
+
+    def part(name: str, source: str | None = None) -> list[tuple[Path, str]]:
+        return [(path, manifest.classes[label]) for path, label in manifest.items(name, source)]
+
+    return {
+        "valid": part("valid"),
+        "sports100 test": part("test", "sports100"),
+        "websports held-out": part("test", "websports"),
+        "realworld-dev": folder_items(DATA / "realworld-dev"),
+    }
+
+
 def predict(backend, items: list[tuple[Path, str]]) -> tuple[np.ndarray, list[int]]:
     """Class probabilities of every readable photo (rows in order) and the positions kept."""
     from sportsdet.runtime import stream_predictions

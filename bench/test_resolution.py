@@ -26,7 +26,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
-from realworld import DATA, folder_items, predict  # noqa: E402
+from realworld import photo_sets, predict  # noqa: E402
 from results_file import write_results  # noqa: E402
 
 START, END = "<!-- test-resolution:start -->", "<!-- test-resolution:end -->"
@@ -35,20 +35,13 @@ START, END = "<!-- test-resolution:start -->", "<!-- test-resolution:end -->"
 def measure(run: Path, sizes: list[int]) -> dict:
     """Top-1 of every set and the time per photo at every size, for one run."""
     from sportsdet.bundle import load_bundle
-    from sportsdet.data.splits import SplitManifest
     from sportsdet.metrics import wilson_interval
     from sportsdet.runtime import TorchBackend
 
     bundle = load_bundle(run / "model")
     backend = TorchBackend(bundle)
     trained = bundle.preprocessing.input_size
-    manifest = SplitManifest.load(run / "split.json")
-    sets = {
-        "valid": [(p, manifest.classes[c]) for p, c in manifest.items("valid")],
-        "sports100 test": [(p, manifest.classes[c]) for p, c in manifest.items("test", "sports100")],
-        "websports held-out": [(p, manifest.classes[c]) for p, c in manifest.items("test", "websports")],
-        "realworld-dev": folder_items(DATA / "realworld-dev"),
-    }
+    sets = photo_sets(run / "split.json")
     rows = []
     for size in sorted(set(sizes) | {trained}):
         backend.preprocessing = dataclasses.replace(bundle.preprocessing, input_size=size)
