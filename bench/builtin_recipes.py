@@ -2,13 +2,16 @@
 
     python bench/train_builtin_model.py --out runs/A [--set KEY=VALUE ...]   # once per recipe
     python bench/builtin_recipes.py runs/A runs/B ...                         # this table
+    python bench/builtin_recipes.py --keep runs/C --shipped C                 # add C to it
 
 Each run folder holds `builtin_metrics.json` (written by bench/train_builtin_model.py: top-1 on
 the validation and test photos of each source and on realworld-dev, all through the prediction
 path, torch fp32) and `config.json` (the options). The table says what each run changed from the
 registry defaults, and which one was shipped. One seed per recipe: differences of a point or two
 are within seed noise (the Wilson intervals are given). Writes bench/results/builtin_recipes.json
-and the builtin-recipes section of bench/RESULTS.md.
+and the builtin-recipes section of bench/RESULTS.md. With --keep, the rows already in that file
+stay (run folders are scratch and may be gone; their recorded numbers are not), each replaced by
+the run given again under the same name.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 from results_file import write_results  # noqa: E402
 
 START, END = "<!-- builtin-recipes:start -->", "<!-- builtin-recipes:end -->"
+RAW = ROOT / "bench" / "results" / "builtin_recipes.json"
 
 
 def options_text(config: dict) -> str:
@@ -58,9 +62,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("runs", nargs="+", type=Path, help="run folders of bench/train_builtin_model.py")
     parser.add_argument("--shipped", help="name of the run folder that was installed as the built-in model")
     parser.add_argument("--note", action="append", default=[], help="RUN=what else to say about it")
+    parser.add_argument("--keep", action="store_true", help=f"keep the rows already in {RAW.name}")
     args = parser.parse_args(argv)
     notes = dict(item.split("=", 1) for item in args.note)
-    rows = []
+    rows = kept_rows(args.runs, args.shipped, notes) if args.keep else []
     for run in args.runs:
         metrics = json.loads((run / "builtin_metrics.json").read_text())
         config = json.loads((run / "config.json").read_text())
@@ -78,8 +83,22 @@ def main(argv: list[str] | None = None) -> int:
     payload = {"when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "rows": rows}
     section = render(payload)
     print(section)
-    write_results(payload, ROOT / "bench" / "results" / "builtin_recipes.json", section, START, END)
+    write_results(payload, RAW, section, START, END)
     return 0
+
+
+def kept_rows(runs: list[Path], shipped: str | None, notes: dict) -> list[dict]:
+    """The rows of the last table whose runs are not measured again, with the shipped mark moved
+    to --shipped (when given) and any new --note applied."""
+    if not RAW.is_file():
+        return []
+    again = {run.name for run in runs}
+    rows = [row for row in json.loads(RAW.read_text())["rows"] if row["run"] not in again]
+    for row in rows:
+        if shipped is not None:
+            row["shipped"] = row["run"] == shipped
+        row["note"] = notes.get(row["run"], row["note"])
+    return rows
 
 
 def render(payload: dict) -> str:
@@ -88,7 +107,8 @@ def render(payload: dict) -> str:
         "## Recipes tried for the built-in model (bench/builtin_recipes.py)",
         "",
         f"Table made {payload['when']} from the run folders of `bench/train_builtin_model.py` "
-        "(lite2, seed 0, sports100 official split + websports random:0.2; torch fp32 through the "
+        "(rows of runs no longer measured again keep the numbers recorded when they were; "
+        "lite2, seed 0, sports100 official split + websports random:0.2; torch fp32 through the "
         "prediction path; the shipped INT8 form is in the realworld section). Selection is on the "
         "validation photos; realworld-dev is never trained on.",
         "",

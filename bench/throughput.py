@@ -8,7 +8,9 @@ Measures, on sports100 photos:
   4. the same on large photos (4000x3000 JPEGs made from the test photos by upscaling);
   5. batch-1 latency p50/p99 and the peak memory of the CLI process;
 and, model only, timed alternately: INT8 as QDQ vs QOperator, and our fp32 export vs a bare
-`torch.onnx.export` of the same weights.
+`torch.onnx.export` of the same weights. With `--reference BUNDLE` (e.g. the built-in model a
+change replaces), that bundle's own engine is timed end to end in every round of 3., right after
+ours: "within 10% of today's" is judged against a rate measured in the same run, on the same CPU.
 Writes bench/results/throughput.json and the throughput section of bench/RESULTS.md.
 
 The model is the built-in sports100 bundle when the package has one, else EfficientNet-Lite0
@@ -479,6 +481,17 @@ def goals(r: dict[str, Any]) -> list[dict[str, Any]]:
             "value": f"{e2e / large:.2f}x slower",
             "met": large * 2 >= e2e,
         },
+        *(
+            [
+                {
+                    "goal": "INT8 end to end within 10% of the reference model's (same rounds)",
+                    "value": f"{e2e8 / r['e2e_reference']['images_per_s']:.0%}",
+                    "met": e2e8 >= 0.9 * r["e2e_reference"]["images_per_s"],
+                }
+            ]
+            if "e2e_reference" in r
+            else []
+        ),
     ]
 
 
@@ -527,6 +540,17 @@ def markdown(r: dict[str, Any]) -> str:
         ),
         ("3. `sportsdet predict` end to end, fp32, 224 px photos (median)", r["e2e_fp32"]["images_per_s"]),
         ("3. `sportsdet predict` end to end, INT8, 224 px photos (median)", r["e2e_int8"]["images_per_s"]),
+        *(
+            [
+                (
+                    f"3. reference: `{r['e2e_reference']['bundle']}` end to end, its own engine "
+                    f"({r['e2e_reference']['backend']}), 224 px photos (median)",
+                    r["e2e_reference"]["images_per_s"],
+                )
+            ]
+            if "e2e_reference" in r
+            else []
+        ),
         ("4. end to end, fp32, 4000x3000 JPEGs", r["e2e_large_fp32"]["images_per_s"]),
         ("4. end to end, INT8, 4000x3000 JPEGs", r["e2e_large_int8"]["images_per_s"]),
         (
@@ -610,6 +634,9 @@ def main(argv: Iterable[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=3, help="interleaved bound / end-to-end rounds")
     parser.add_argument("--random-head", action="store_true", help="ignore the built-in bundle")
     parser.add_argument("--bundle", type=Path, help="benchmark this bundle instead of the built-in one")
+    parser.add_argument(
+        "--reference", type=Path, help="a bundle to time end to end beside ours in every round (3.)"
+    )
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     parser.add_argument("--no-write", action="store_true", help="print JSON only, do not update RESULTS.md")
     parser.add_argument(
@@ -692,6 +719,8 @@ def main(argv: Iterable[str] | None = None) -> None:
             name: []
             for name in ("typical", "typical_1thread", "bound_fp32", "e2e_fp32", "bound_int8", "e2e_int8")
         }
+        if args.reference:
+            rounds["e2e_reference"] = []
         for _ in range(args.rounds):
             for name, threads in (("typical", None), ("typical_1thread", 1)):
                 rounds[name].append(
@@ -722,12 +751,19 @@ def main(argv: Iterable[str] | None = None) -> None:
                     f"   {precision}: bound {rounds[f'bound_{precision}'][-1]:.1f}, "
                     f"end to end {run['images_per_s']:.1f} img/s"
                 )
+            if args.reference:
+                run = child("e2e", model=str(args.reference), inputs=spec_paths)
+                rounds["e2e_reference"].append(run["images_per_s"])
+                r["e2e_reference"] = {**run, "bundle": str(args.reference)}
+                log(f"   reference ({run['backend']}): end to end {run['images_per_s']:.1f} img/s")
         r["rounds"] = rounds
         for name in ("typical", "typical_1thread"):
             r[name]["best_of_runs"] = max([r[name]["images_per_s"], *rounds[name]])
         for precision in ("fp32", "int8"):
             r[f"e2e_{precision}"]["images_per_s"] = float(np.median(rounds[f"e2e_{precision}"]))
             r[f"bound_{precision}"]["interleaved_median"] = float(np.median(rounds[f"bound_{precision}"]))
+        if args.reference:
+            r["e2e_reference"]["images_per_s"] = float(np.median(rounds["e2e_reference"]))
         r["cli_fp32"] = cli_run(model["fp32"], args.data / "test", work)
 
         log(f"4. making {args.large} large photos")
