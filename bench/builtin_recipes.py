@@ -44,6 +44,8 @@ def options_text(config: dict) -> str:
     # An option a run does not record did not exist yet (e.g. distance_head before it was added).
     defaults = dataclasses.asdict(resolve_options(get_model_spec(config["model"])))
     changed += [f"no {k} (older run)" for k in sorted(set(defaults) - set(used))]
+    if config["model"] != "lite2":  # the backbone every other row uses
+        changed.insert(0, f"--model {config['model']}")
     return " ".join(changed) or "registry defaults"
 
 
@@ -108,7 +110,8 @@ def render(payload: dict) -> str:
         "",
         f"Table made {payload['when']} from the run folders of `bench/train_builtin_model.py` "
         "(rows of runs no longer measured again keep the numbers recorded when they were; "
-        "lite2, seed 0, sports100 official split + websports random:0.2; torch fp32 through the "
+        "lite2 unless the options say otherwise, seed 0, sports100 official split + websports "
+        "random:0.2; torch fp32 through the "
         "prediction path; the shipped INT8 form is in the realworld section). Selection is on the "
         "validation photos; realworld-dev is never trained on.",
         "",
