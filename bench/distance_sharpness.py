@@ -192,7 +192,8 @@ READING = (
     "answers stay about as often right (80.2% -> 80.3%, 81.2% -> 78.7%). Powers 3 and 4 leave only the "
     "astronaut, but more realworld-dev answers are wrong (75-78% right). The astronaut keeps its label at "
     "every power: its features are as close to 'shooting' as shooting's own photos. So 2 is the default "
-    "(`--set distance_sharpness`), and v2e, trained with it, is the built-in model."
+    "(`--set distance_sharpness`), and v2e, trained with it, became the built-in model (and v2i "
+    "after it, trained with it too)."
 )
 
 if __name__ == "__main__":
