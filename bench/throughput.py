@@ -657,6 +657,8 @@ def main(argv: Iterable[str] | None = None) -> None:
 
     if not (args.data / "test").is_dir():
         sys.exit(f"error: {args.data}: sports100 not found (pass --data)")
+    if args.reference and not (args.reference / "bundle.json").is_file():
+        sys.exit(f"error: --reference {args.reference}: not a model bundle folder (no bundle.json)")
     r: dict[str, Any] = {
         "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
