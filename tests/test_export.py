@@ -159,6 +159,23 @@ def test_int8_export_reports_heldout_accuracy(run_folder: Path) -> None:
     assert "QuantizeLinear" in {node.op_type for node in __import__("onnx").load(q.path).graph.node}
 
 
+def test_int8_folds_relu6_into_the_quantised_convolution(run_folder: Path, monkeypatch) -> None:
+    """A ReLU6 after a quantised convolution must not stay in float between a Dequantize and a
+    Quantize (onnxruntime cannot fuse that, and it cost the built-in model a third of its time);
+    the one after the float stem conv stays, reading float."""
+    import onnx
+
+    monkeypatch.setattr(export_module, "FLOAT_CONVS", 1)
+    report = export_bundle(run_folder / "model", int8=True, max_int8_drop=100.0, calibration_images=12)
+    graph = onnx.load(report.int8.path).graph
+    producer = {out: node.op_type for node in graph.node for out in node.output}
+    clip_inputs = [producer.get(node.input[0]) for node in graph.node if node.op_type == "Clip"]
+    assert clip_inputs == ["Conv"]  # the float stem's ReLU6 only
+    assert [node.op_type for node in graph.node].count("QLinearConv") == 0  # QDQ form on disk
+    conv_inputs = [producer.get(node.input[0]) for node in graph.node if node.op_type == "Conv"]
+    assert sorted(conv_inputs, key=str) == ["DequantizeLinear", None]  # quantised conv, float stem
+
+
 def test_int8_accuracy_guard_writes_nothing(run_folder: Path, monkeypatch) -> None:
     real_report = export_module._int8_report
 

@@ -400,7 +400,12 @@ def quantize_int8(
             calibrate_method=CalibrationMethod.MinMax,
             nodes_to_exclude=keep_float,
             # The final Softmax stays in float: quantising probabilities costs accuracy for no speed.
-            op_types_to_quantize=["Conv", "MatMul", "Gemm", "Add", "Mul", "GlobalAveragePool"],
+            # Clip (ReLU6) and Relu listed so that the quantiser folds them into the convolution's
+            # output range; left out, each stays in float between a Dequantize and a Quantize that
+            # onnxruntime cannot fuse away (a quarter of the INT8 model's time, bench/throughput).
+            op_types_to_quantize=[
+                "Conv", "MatMul", "Gemm", "Add", "Mul", "GlobalAveragePool", "Clip", "Relu",
+            ],  # fmt: skip
             extra_options={"ActivationSymmetric": False, "WeightSymmetric": True},
         )
 
