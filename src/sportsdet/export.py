@@ -10,8 +10,8 @@ padding folded into the convolutions, which keeps onnxruntime in its fast convol
 Parity (fp32): on real training images, top-1 agreement >= PARITY_MIN_AGREEMENT and largest
 absolute probability difference <= PARITY_MAX_PROB_DIFF, or the export fails and leaves no file.
 INT8: onnxruntime static quantisation (QDQ, per-channel weights, MinMax calibration on training
-images); the accuracy change on the held-out split is reported and the export fails when it
-drops more than `max_int8_drop` points.
+images, each ReLU6 folded into its convolution's output range); the accuracy change on the
+held-out split is reported and the export fails when it drops more than `max_int8_drop` points.
 """
 
 from __future__ import annotations
@@ -371,8 +371,12 @@ def quantize_int8(
     calibration: np.ndarray,
     *,
     quant_format: str = "qdq",
+    fold_activations: bool = True,
 ) -> None:
-    """Static INT8 quantisation: per-channel INT8 weights, UINT8 activations, MinMax calibration."""
+    """Static INT8 quantisation: per-channel INT8 weights, UINT8 activations, MinMax calibration.
+
+    `fold_activations=False` leaves each ReLU6 in float, as exports did before (only
+    bench/throughput.py asks for it, to time the difference)."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -403,9 +407,8 @@ def quantize_int8(
             # Clip (ReLU6) and Relu listed so that the quantiser folds them into the convolution's
             # output range; left out, each stays in float between a Dequantize and a Quantize that
             # onnxruntime cannot fuse away (a quarter of the INT8 model's time, bench/throughput).
-            op_types_to_quantize=[
-                "Conv", "MatMul", "Gemm", "Add", "Mul", "GlobalAveragePool", "Clip", "Relu",
-            ],  # fmt: skip
+            op_types_to_quantize=["Conv", "MatMul", "Gemm", "Add", "Mul", "GlobalAveragePool"]
+            + (["Clip", "Relu"] if fold_activations else []),
             extra_options={"ActivationSymmetric": False, "WeightSymmetric": True},
         )
 

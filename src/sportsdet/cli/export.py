@@ -40,7 +40,9 @@ def export_command(
         1.0, "--max-int8-drop", help="Fail when INT8 loses more than this many accuracy points."
     ),
     quant_format: str = typer.Option(
-        "qdq", "--quant-format", help="INT8 graph form: 'qdq' (default, faster here) or 'qoperator'."
+        "qdq",
+        "--quant-format",
+        help="INT8 graph form: 'qdq' (default) or 'qoperator' (about as fast here, bench/throughput.py).",
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the export report as JSON on stdout."),
 ) -> None:
