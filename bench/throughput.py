@@ -405,7 +405,7 @@ def _child_main(name: str, payload: str) -> None:
             Path(k["bundle"]), Path(k["fp32"]), _decoded(k["fp32"], k["photos"]), k["config"], k["seconds"],
             Path(k["work"]),
         )  # fmt: skip
-    elif name == "qoperator":
+    elif name == "int8_forms":
         model = {"fp32": Path(k["fp32"]), "int8": Path(k["int8"])}
         out = int8_form_compare(
             model, _decoded(k["fp32"], k["photos"]), k["config"], k["seconds"], Path(k["work"])
@@ -595,10 +595,10 @@ def markdown(r: dict[str, Any]) -> str:
         f"INT8 {100 * int8['int8_accuracy']:.2f}% ({int8['accuracy_change_points']:+.2f} points), "
         f"top-1 agreement {100 * int8['top1_agreement']:.1f}%.",
         "INT8 graph form, model only at the same setting, timed alternately: "
-        f"QDQ as exported {r['qoperator']['qdq_images_per_s']:.1f} img/s, "
-        f"QOperator {r['qoperator']['qoperator_images_per_s']:.1f} img/s, "
+        f"QDQ as exported {r['int8_forms']['qdq_images_per_s']:.1f} img/s, "
+        f"QOperator {r['int8_forms']['qoperator_images_per_s']:.1f} img/s, "
         "QDQ with each ReLU6 left in float between a Dequantize and a Quantize (the export before it "
-        f"folded them) {r['qoperator']['relu6_in_float_images_per_s']:.1f} img/s.",
+        f"folded them) {r['int8_forms']['relu6_in_float_images_per_s']:.1f} img/s.",
         *(
             [
                 "fp32 export form, model only at the sweep's best split-run setting, timed alternately: "
@@ -698,8 +698,8 @@ def main(argv: Iterable[str] | None = None) -> None:
         r["bound_int8"] = child("bound", onnx=model["int8"], photos=few, seconds=args.seconds)
 
         log("2b. INT8 as exported against QOperator and against ReLU6 left in float, at its best setting")
-        r["qoperator"] = child(
-            "qoperator",
+        r["int8_forms"] = child(
+            "int8_forms",
             fp32=model["fp32"],
             int8=model["int8"],
             photos=few[:32],
