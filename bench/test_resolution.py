@@ -141,7 +141,8 @@ READING = (
     "at the larger size instead (`--set input_size`, every fit made at the size it runs at; "
     "builtin-recipes): lite2 at 280 px (v2h280) gained the same 4.6 points on realworld-dev and "
     "lost the same 1.0 on sports100 test, but ran at 89% of v2e's end-to-end rate, outside the "
-    "budget; lite1 at 300 px (v2i, now built in) costs about what lite2 at 260 px did and gains "
+    "budget as INT8 was exported then (before each ReLU6 was folded into its convolution); lite1 "
+    "at 300 px (v2i, now built in) costs about what lite2 at 260 px did and gains "
     "3.3 points on realworld-dev and 0.6 on sports100 test (float)."
 )
 
