@@ -23,7 +23,9 @@ def two_sources(tmp_path: Path) -> tuple[Path, Path]:
     official = make_image_tree(
         tmp_path / "first", ["air hockey", "polo"], splits={"train": 6, "valid": 2, "test": 2}
     )
-    flat = make_image_tree(tmp_path / "second", ["football", "rowing"], per_class=10)
+    # Another size: make_image_tree draws the same pictures for the same seeds, and two sources
+    # that share every photo are not what these tests are about.
+    flat = make_image_tree(tmp_path / "second", ["football", "rowing"], per_class=10, size=44)
     return official, flat
 
 
@@ -168,3 +170,65 @@ def test_the_report_shows_per_source_accuracy_and_the_sample_sheet(two_sources, 
     page = result.report.read_text()
     assert 'id="per-source-table"' in page and ">first<" in page and ">second<" in page
     assert 'alt="sample training photos per class and source"' in page
+
+
+def test_advice_to_run_data_check_names_every_source_folder_not_their_parent(two_sources, tmp_path) -> None:
+    import shutil
+
+    official, flat = two_sources
+    shutil.copy(official / "train" / "polo" / "000.jpg", official / "test" / "polo" / "copy.jpg")
+    run = tmp_path / "run"
+    train([official, flat], out=run, model="seed-cnn", options=TINY, evaluate=False, report=False)
+    warnings = json.loads((run / "data_summary.json").read_text())["warnings"]
+    leak = next(w for w in warnings if "more than one split" in w)
+    # The common parent (tmp_path) is no dataset: `data check` there would take 'first' and 'second'
+    # for classes.
+    assert f'`sportsdet data check "{official}" "{flat}" --quarantine DIR`' in leak
+
+    for photo in (flat / "rowing").glob("*.jpg"):  # JPEGs cut short: found by the scan, fail to decode
+        photo.write_bytes(photo.read_bytes()[:300])
+    with pytest.raises(SportsdetError) as caught:
+        train([official, flat], out=tmp_path / "run2", model="seed-cnn", options=TINY, evaluate=False)
+    message = str(caught.value)
+    assert message.startswith(str(flat / "rowing"))
+    assert f'`sportsdet data check "{flat}" --quarantine DIR`' in message
+
+
+def test_check_finds_a_photo_two_sources_share_and_moves_one_copy(two_sources, tmp_path, monkeypatch, capsys):
+    import shutil
+
+    from sportsdet.cli import main
+    from sportsdet.report.html import _check_report
+
+    def run_cli(*args: str) -> int:
+        monkeypatch.setattr(sys, "argv", ["sportsdet", *args])
+        with pytest.raises(SystemExit) as exited:
+            main()
+        return exited.value.code
+
+    official, flat = two_sources
+    report = tmp_path / "check.json"
+    assert run_cli("data", "check", str(official), str(flat), "--report", str(report), "--strict") == 0
+    assert "no photo is in more than one source" in capsys.readouterr().out
+    assert json.loads(report.read_text())["across_sources"]["duplicates"] == []
+
+    # A test photo of one source copied into the other (as web scrapes do): each source alone is clean.
+    shutil.copy(official / "test" / "polo" / "000.jpg", flat / "rowing" / "scraped.jpg")
+    assert run_cli("data", "check", str(official), str(flat), "--report", str(report), "--strict") == 1
+    assert "1 photo(s) are in more than one source" in capsys.readouterr().out
+    check = json.loads(report.read_text())
+    assert all(part["duplicate_groups"] == 0 for part in check["sources"].values())
+    [group] = check["across_sources"]["duplicates"]
+    assert group["files"] == ["first/test/polo/000.jpg", "second/rowing/scraped.jpg"]
+    assert group["sources"] == ["first", "second"] and group["labels"] == ["polo", "rowing"]
+    page = _check_report(check)  # the report's Data section: each source, then what they share
+    assert "<h4>first</h4>" in page and "<h4>second</h4>" in page
+    assert "1 photo(s) are in more than one source" in page and "second/rowing/scraped.jpg [rowing]" in page
+
+    # --quarantine keeps the test copy and moves the other, under the source's name.
+    moved_to = tmp_path / "moved"
+    assert run_cli("data", "check", str(official), str(flat), "--quarantine", str(moved_to)) == 0
+    assert (official / "test" / "polo" / "000.jpg").is_file()
+    assert not (flat / "rowing" / "scraped.jpg").exists()
+    assert (moved_to / "second" / "rowing" / "scraped.jpg").is_file()
+    assert run_cli("data", "check", str(official), str(flat), "--strict") == 0

@@ -109,7 +109,7 @@ def _evaluate_test_split(run: RunFolder, console: Console, warn: Callable[[str],
     try:
         evaluation = evaluate(run.model, manifest.root, split="test", warn=warn)
     except SportsdetError as exc:  # the model is saved; a failed evaluation must not hide that
-        warn(f"test split not evaluated: {exc}; run `sportsdet evaluate {run.path} {manifest.root}`")
+        warn(f"test split not evaluated: {exc}; run `sportsdet evaluate {run.path}`")
         return None
     metrics = evaluation.metrics
     low, high = metrics.get("accuracy_ci95") or (None, None)

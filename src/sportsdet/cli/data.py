@@ -290,15 +290,7 @@ def check(
             )
         if quarantine is not None:
             target = quarantine / name if name else quarantine
-            moved = checking.quarantine_files(report, target, include_duplicates=not keep_duplicates)
-            err_console.print(
-                f"moved {len(moved['moved'])} file(s) to {plain(moved['dir'])}", highlight=False
-            )
-            for failure in moved["failed"]:
-                err_console.print(
-                    f"[red]could not move[/] {plain(failure['path'])}: {plain(failure['error'])}",
-                    highlight=False,
-                )
+            _print_moves(checking.quarantine_files(report, target, include_duplicates=not keep_duplicates))
         if rename_misnamed:
             done = checking.rename_misnamed(report)
             err_console.print(f"renamed {len(done['renamed'])} misnamed photo(s)", highlight=False)
@@ -309,16 +301,62 @@ def check(
                 )
         _print_check(report)
         reports[name] = report
+    across = checking.duplicates_across_sources(reports) if len(reports) > 1 else []
+    moved_across = None
+    if across and quarantine is not None and not keep_duplicates:
+        moved_across = checking.quarantine_across_sources(across, reports, quarantine)
+        _print_moves(moved_across)
+    if len(reports) > 1:
+        _print_across_sources(across)
     if report_path is not None:
         if len(reports) == 1:
             next(iter(reports.values())).save(report_path)
         else:
             from sportsdet.files import write_json
 
-            write_json(report_path, {"sources": {name: r.to_dict() for name, r in reports.items()}})
+            write_json(
+                report_path,
+                {
+                    "sources": {name: r.to_dict() for name, r in reports.items()},
+                    "across_sources": {
+                        "duplicates": [g.to_dict() for g in across],
+                        "quarantine": moved_across,
+                    },
+                },
+            )
         err_console.print(f"report written to {plain(report_path)}", highlight=False)
-    if strict and any(r.found_problems for r in reports.values()):
+    if strict and (across or any(r.found_problems for r in reports.values())):
         raise typer.Exit(1)
+
+
+def _print_moves(moved: dict[str, Any]) -> None:
+    err_console.print(f"moved {len(moved['moved'])} file(s) to {plain(moved['dir'])}", highlight=False)
+    for failure in moved["failed"]:
+        err_console.print(
+            f"[red]could not move[/] {plain(failure['path'])}: {plain(failure['error'])}", highlight=False
+        )
+
+
+def _print_across_sources(groups: list[Any]) -> None:
+    """Photos that two sources share: one may be a test photo of the run that trains on both."""
+    from rich.table import Table
+
+    if not groups:
+        console.print("[green]no photo is in more than one source[/]")
+        return
+    console.print(
+        f"[bold red]{len(groups)} photo(s) are in more than one source[/]: training on these sources "
+        "together may test on photos it trained on (--quarantine moves every copy but the first)",
+        highlight=False,
+    )
+    table = Table(title="duplicates across sources", title_justify="left")
+    table.add_column("files", overflow="fold")
+    table.add_column("labels")
+    for group in groups[:_DUPLICATE_ROWS]:
+        table.add_row(plain("\n".join(group.files)), plain("\n".join(group.labels)))
+    console.print(table)
+    if len(groups) > _DUPLICATE_ROWS:
+        console.print(f"... and {len(groups) - _DUPLICATE_ROWS} more groups (all in --report)")
 
 
 def _print_split(manifest: SplitManifest) -> None:

@@ -20,7 +20,7 @@ import warnings
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +79,8 @@ class DuplicateGroup:
     files: list[str]
     splits: list[str]
     labels: list[str]
+    # Across sources (`duplicates_across_sources`): each file's source; files are named SOURCE/PATH.
+    sources: list[str] = field(default_factory=list)
 
     @property
     def cross_split(self) -> bool:
@@ -101,7 +103,7 @@ class DuplicateGroup:
             "labels": self.labels,
             "cross_split": self.cross_split,
             "conflicting_labels": self.conflicting_labels,
-        }
+        } | ({"sources": self.sources} if self.sources else {})
 
 
 @dataclass
@@ -352,6 +354,50 @@ def find_duplicates(results: Iterable[FileResult]) -> list[DuplicateGroup]:
     return groups
 
 
+def duplicates_across_sources(reports: dict[str, CheckReport]) -> list[DuplicateGroup]:
+    """Byte-identical good photos in more than one source; files are named SOURCE/PATH.
+
+    Training sees every source at once, so a copy in one source's test photos and another's
+    training photos is a test photo the model trained on, and checking each source alone
+    cannot see it. The copy kept first is the test one, else the valid one (as within a source).
+    """
+    origin = {}
+    named = []
+    for name, report in reports.items():
+        for result in report.results:
+            named.append(replace(result, rel=f"{name}/{result.rel}"))
+            origin[named[-1].rel] = name
+    groups = []
+    for group in find_duplicates(named):
+        group.sources = [origin[f] for f in group.files]
+        if len(set(group.sources)) > 1:
+            groups.append(group)
+    return groups
+
+
+def quarantine_across_sources(
+    groups: list[DuplicateGroup], reports: dict[str, CheckReport], destination: str | Path
+) -> dict[str, Any]:
+    """Move every copy but the kept one of each group to destination/SOURCE/PATH (a copy that
+    an earlier move already took is skipped). Never deletes, never overwrites."""
+    moved, failed = [], []
+    for group in groups:
+        for named, name in zip(group.files[1:], group.sources[1:], strict=True):
+            rel = named[len(name) + 1 :]
+            report = reports[name]
+            source = report.root / rel
+            if not source.exists():
+                continue
+            target_root = validate_quarantine_dir(report.root, Path(destination) / name)
+            try:
+                dest = _move_no_overwrite(source, target_root / rel)
+            except OSError as exc:
+                failed.append({"path": named, "error": exc.strerror or str(exc)})
+                continue
+            moved.append({"path": named, "to": str(dest), "reason": f"duplicate of {group.keep}"})
+    return {"dir": str(Path(destination).expanduser().resolve()), "moved": moved, "failed": failed}
+
+
 def _inside(path: Path, folder: Path) -> bool:
     try:
         path.relative_to(folder)
@@ -485,8 +531,16 @@ def manifest_duplicates(manifest: Any) -> list[DuplicateGroup]:
     return find_duplicates(results)
 
 
-def duplicate_warnings(groups: list[DuplicateGroup], root: Path | str) -> list[str]:
-    """One line per kind of duplicate that changes what training learns or what its test says."""
+def quarantine_command(roots: Path | str | Iterable[Path | str]) -> str:
+    """The `sportsdet data check` command that finds and moves bad files out of these folders."""
+    folders = [roots] if isinstance(roots, (str, Path)) else list(roots)
+    named = " ".join(f'"{folder}"' for folder in folders)
+    return f"`sportsdet data check {named} --quarantine DIR`"
+
+
+def duplicate_warnings(groups: list[DuplicateGroup], roots: Path | str | Iterable[Path | str]) -> list[str]:
+    """One line per kind of duplicate that changes what training learns or what its test says;
+    `roots`: the data folder(s) the suggested `data check` command names."""
     warnings = []
     spread = [g for g in groups if g.cross_split]
     if spread:
@@ -494,7 +548,7 @@ def duplicate_warnings(groups: list[DuplicateGroup], root: Path | str) -> list[s
         warnings.append(
             f"{len(spread)} photo(s) are byte-identical copies in more than one split (e.g. {example}): "
             "the test and validation scores count photos the model trains on; "
-            f'`sportsdet data check "{root}" --quarantine DIR` moves the extra copies out'
+            f"{quarantine_command(roots)} moves the extra copies out"
         )
     torn = [g for g in groups if g.conflicting_labels]
     if torn:

@@ -23,6 +23,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from sportsdet.data.check import quarantine_command
 from sportsdet.errors import ImageLoadError, SportsdetError
 from sportsdet.imageio import load_image
 from sportsdet.preprocess import Preprocessing, normalize, resize_image
@@ -50,11 +51,16 @@ class DataFileError(SportsdetError):
         super().__init__(message)
 
 
-def load_error_message(path: Path | str, detail: str, root: Path | str | None = None) -> str:
-    where = root if root is not None else Path(path).parent
+def load_error_message(
+    path: Path | str, detail: str, root: Path | str | Sequence[Path | str] | None = None
+) -> str:
+    """`root`: the data folder (or every source's folder); the message names the one that holds `path`."""
+    roots = [root] if isinstance(root, (str, Path)) else list(root or [])
+    holders = [Path(r) for r in roots if Path(path).is_relative_to(r)]
+    where = holders[0] if holders else (roots[0] if roots else Path(path).parent)
     return (
-        f'{path}: {detail}. Run `sportsdet data check "{where}" --quarantine DIR` to find and move '
-        "bad files, then start training again"
+        f"{path}: {detail}. Run {quarantine_command(where)} to find and move bad files, "
+        "then start training again"
     )
 
 
@@ -74,7 +80,7 @@ class ImageDataset(Dataset):
         *,
         augment: Augmentation | None = None,
         cache: bool = False,
-        root: Path | str | None = None,
+        root: Path | str | Sequence[Path | str] | None = None,
     ) -> None:
         self.items = [(Path(path), int(label)) for path, label in items]
         self.preprocessing = preprocessing

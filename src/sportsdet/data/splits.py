@@ -143,6 +143,15 @@ class SplitManifest:
     sources: dict[str, dict[str, Any]] = field(default_factory=dict)
     item_sources: dict[str, list[str]] = field(default_factory=dict)
 
+    @property
+    def data_roots(self) -> list[Path]:
+        """The folders that hold the photos: every source's root, or `root` for a single source
+        (what a suggested `sportsdet data check ...` command names; `root` of a multi-source
+        manifest is only their common parent)."""
+        if self.sources:
+            return [Path(info["root"]) for info in self.sources.values()]
+        return [self.root]
+
     def sources_of(self, split: str) -> list[str]:
         """The source of every item of a split (empty for a single-source manifest)."""
         return list(self.item_sources.get(split, []))

@@ -395,7 +395,29 @@ def _findings(inputs: ReportInputs) -> str:
 
 
 def _check_report(check: dict[str, Any]) -> str:
-    """A `sportsdet data check --report` file: problems by kind, duplicates, image facts."""
+    """A `sportsdet data check --report` file: problems by kind, duplicates, image facts; for
+    several sources, each source's part and the photos found in more than one source."""
+    sources = check.get("sources")
+    if isinstance(sources, dict):
+        parts = [
+            f"<h4>{escape(str(name))}</h4>" + (_check_report(part) if isinstance(part, dict) else "")
+            for name, part in sources.items()
+        ]
+        across = check.get("across_sources")
+        shared = across.get("duplicates") if isinstance(across, dict) else None
+        if isinstance(shared, list) and shared:
+            items = "".join(
+                "<li>" + escape(", ".join(f"{f} [{label}]" for f, label in
+                                          zip(g.get("files", []), g.get("labels", []), strict=False)))
+                + "</li>" for g in shared[:10] if isinstance(g, dict)
+            )
+            parts.append(f'<h4>Across sources</h4><p class="low">{len(shared)} photo(s) are in more than '
+                         "one source (a test picture the model may have trained on).</p>"
+                         f"<details><summary>first {min(len(shared), 10)}</summary><ul>{items}</ul>"
+                         "</details>")
+        elif isinstance(shared, list):
+            parts.append('<h4>Across sources</h4><p class="pos">No photo is in more than one source.</p>')
+        return "".join(parts)
     html = []
     checked, ok = check.get("checked"), check.get("ok")
     if isinstance(checked, int):

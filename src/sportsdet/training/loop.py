@@ -140,7 +140,7 @@ class TrainContext:
         if augment is True:
             augment = augmentation(self.preprocessing, "light")
         cache = self.options.cache
-        root = self.manifest.root
+        root = self.manifest.data_roots
         train = ImageDataset(
             self.manifest.items("train"), self.preprocessing, augment=augment or None, cache=cache, root=root
         )

@@ -314,7 +314,7 @@ def _duplicate_warnings(manifest: SplitManifest) -> list[str]:
     """Byte-identical photos across splits or classes (what `data check` reports), said before training."""
     from sportsdet.data.check import duplicate_warnings, manifest_duplicates
 
-    return duplicate_warnings(manifest_duplicates(manifest), manifest.root)
+    return duplicate_warnings(manifest_duplicates(manifest), manifest.data_roots)
 
 
 def _split_data(
