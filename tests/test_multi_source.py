@@ -170,6 +170,9 @@ def test_the_report_shows_per_source_accuracy_and_the_sample_sheet(two_sources, 
     page = result.report.read_text()
     assert 'id="per-source-table"' in page and ">first<" in page and ">second<" in page
     assert 'alt="sample training photos per class and source"' in page
+    # The Data section names each source's folder, and the data check to run names them too.
+    assert f"<tr><th>source first</th><td>{official}</td></tr>" in page
+    assert f"sportsdet data check &quot;{official}&quot; &quot;{flat}&quot; --report" in page
 
 
 def test_advice_to_run_data_check_names_every_source_folder_not_their_parent(two_sources, tmp_path) -> None:

@@ -303,8 +303,9 @@ def _data(inputs: ReportInputs) -> str:
     counts = _split_counts(inputs)
     split = inputs.split or {}
     html = []
+    folders = [(f"source {name}", root) for name, root in inputs.data_sources.items()]
     rows: list[tuple[str, Any]] = [
-        ("data folder", inputs.data_root),
+        *(folders or [("data folder", inputs.data_root)]),
         ("classes", len(labels) if labels else None),
         ("split", split.get("strategy")),
         ("split seed", split.get("seed")),
@@ -379,9 +380,10 @@ def _findings(inputs: ReportInputs) -> str:
     scan_warnings = [w for w in summary.get("warnings", []) if isinstance(w, str)]
     ignored = summary.get("ignored") or {}
     if inputs.check is None:
-        html.append('<p class="muted">No data-check report found. Run <code>sportsdet data check DATA '
-                    "--report RUN/data_check.json</code> to decode every image and look for broken "
-                    "files and duplicates across splits.</p>")
+        folders = " ".join(f'"{root}"' for root in inputs.data_sources.values()) or "DATA"
+        html.append('<p class="muted">No data-check report found. Run <code>sportsdet data check '
+                    f"{escape(folders)} --report RUN/data_check.json</code> to decode every image and look "
+                    "for broken files and duplicates across splits.</p>")
     else:
         html.append(f'<p class="muted">From {escape(str(inputs.check_path))}</p>')
         html.append(_check_report(inputs.check))

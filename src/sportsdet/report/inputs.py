@@ -77,6 +77,14 @@ class ReportInputs:
         return []
 
     @property
+    def data_sources(self) -> dict[str, str]:
+        """Source name -> folder, for a run trained on several sources (else empty)."""
+        sources = (self.split or {}).get("sources")
+        if not isinstance(sources, dict):
+            return {}
+        return {str(name): str(info.get("root")) for name, info in sources.items() if isinstance(info, dict)}
+
+    @property
     def data_root(self) -> str | None:
         for holder, key in (
             (self.split, "root"),
