@@ -331,6 +331,14 @@ def test_info_table(bundle: Path) -> None:
     )
 
 
+def test_info_labels_lists_every_class_the_model_knows(bundle: Path) -> None:
+    result = runner.invoke(app, ["info", str(bundle), "--labels"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines() == CLASSES
+    builtin = runner.invoke(app, ["info", "--labels"]).stdout.splitlines()
+    assert len(builtin) == 105 and {"soccer", "badminton", "football"} <= set(builtin)
+
+
 def test_info_shows_recorded_scores_and_their_engine(bundle: Path, tmp_path: Path) -> None:
     from sportsdet.bundle import set_bundle_metrics
 

@@ -349,6 +349,9 @@ def info_command(
     as_json: bool = typer.Option(
         False, "--json", help="Print everything as one JSON object instead of tables."
     ),
+    list_labels: bool = typer.Option(
+        False, "--labels", help="Print only the class names the model knows, one per line."
+    ),
 ) -> None:
     """Show what is inside a model bundle: model, labels, preprocessing, training, metrics, files."""
     from rich.table import Table
@@ -358,7 +361,11 @@ def info_command(
         typer.echo(json.dumps(info, indent=2, ensure_ascii=False))
         return
     labels = info["labels"]
-    shown = ", ".join(labels[:8]) + (f", ... ({len(labels) - 8} more)" if len(labels) > 8 else "")
+    if list_labels:
+        typer.echo("\n".join(labels))
+        return
+    more = f", ... ({len(labels) - 8} more; --labels lists them all)" if len(labels) > 8 else ""
+    shown = ", ".join(labels[:8]) + more
     summary = Table(show_header=False, title=f"bundle {plain(info['path'])}", title_justify="left")
     summary.add_column(style="bold")
     summary.add_column(overflow="fold")
