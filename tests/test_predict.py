@@ -285,6 +285,18 @@ def test_cli_table(bundle: Path, photos: Path) -> None:
     assert "a.jpg" in result.stdout and "file not found" in result.stdout
 
 
+def test_cli_table_names_photos_inside_the_folder_they_share(bundle: Path, photos: Path) -> None:
+    result = runner.invoke(app, ["predict", str(photos), "-m", str(bundle)], env={"COLUMNS": "250"})
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert any(line.strip() == f"in {photos}/" for line in lines)  # the shared folder, said once
+    shown = sorted(line.split("│")[1].strip() for line in lines if line.startswith("│"))
+    assert shown == ["a.jpg", "b.png", "sub/deeper/c.jpg"]
+    # One photo (or photos from unrelated places): its path as given.
+    single = runner.invoke(app, ["predict", str(photos / "a.jpg"), "-m", str(bundle)], env={"COLUMNS": "250"})
+    assert f"│ {photos / 'a.jpg'} " in single.stdout and f"in {photos}/" not in single.stdout
+
+
 def test_cli_without_model_says_no_builtin(monkeypatch: pytest.MonkeyPatch, photos: Path) -> None:
     import sportsdet.bundle
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -212,9 +213,22 @@ def predict_command(
         raise typer.Exit(1)
 
 
+def _shared_folder(inputs: list[str]) -> str:
+    """The folder all inputs lie in when there are several local files (the table then names each
+    by its path inside it, so long paths do not crowd out the labels); '' when none is shared."""
+    if len(inputs) < 2 or any("://" in name for name in inputs):
+        return ""
+    try:
+        folder = os.path.commonpath(inputs)
+    except ValueError:  # absolute and relative paths mixed
+        return ""
+    return "" if folder in ("", ".", os.sep) or folder in inputs else folder
+
+
 def _print_table(results: list, k: int) -> None:
     from rich.table import Table
 
+    folder = _shared_folder([result.input for result in results])
     table = Table()
     table.add_column("input", overflow="fold")
     table.add_column("label")
@@ -222,6 +236,7 @@ def _print_table(results: list, k: int) -> None:
     # One last column: the runner-up labels, or why an input failed.
     table.add_column(f"next {k - 1}" if k > 1 else "", overflow="fold")
     for result in results:
+        name = plain(os.path.relpath(result.input, folder) if folder else result.input)
         if result.ok:
             others = plain(", ".join(f"{label} {score:.1%}" for label, score in result.top_k[1:]))
             if result.warning:  # e.g. a 1x1 picture: labelled, but say why the label is doubtful
@@ -229,11 +244,13 @@ def _print_table(results: list, k: int) -> None:
             if result.uncertain:
                 guess, guess_score = result.top_k[0]
                 said = f"[yellow]uncertain[/] — best guess: {plain(guess)} {guess_score:.1%}"
-                table.add_row(plain(result.input), said, "", others)
+                table.add_row(name, said, "", others)
             else:
-                table.add_row(plain(result.input), plain(result.label), f"{result.score:.1%}", others)
+                table.add_row(name, plain(result.label), f"{result.score:.1%}", others)
         else:
-            table.add_row(plain(result.input), "[red]error[/]", "", f"[red]{plain(result.error)}[/]")
+            table.add_row(name, "[red]error[/]", "", f"[red]{plain(result.error)}[/]")
+    if folder:  # on a line of its own: a long path must not be wrapped to the table's width
+        console.print(f"in {plain(folder)}{os.sep}", soft_wrap=True, highlight=False)
     console.print(table)
 
 
