@@ -82,7 +82,11 @@ class ReportInputs:
         sources = (self.split or {}).get("sources")
         if not isinstance(sources, dict):
             return {}
-        return {str(name): str(info.get("root")) for name, info in sources.items() if isinstance(info, dict)}
+        return {
+            str(name): str(info["root"])
+            for name, info in sources.items()
+            if isinstance(info, dict) and info.get("root")
+        }
 
     @property
     def data_root(self) -> str | None:
