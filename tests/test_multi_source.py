@@ -89,6 +89,21 @@ def test_a_dataset_file_says_the_same_as_the_command_line(two_sources, tmp_path:
     assert [s.name for s in sources_from_args([as_json]).sources] == ["first", "second"]
 
 
+def test_a_dataset_file_gives_two_folders_of_the_same_name_two_source_names(tmp_path: Path) -> None:
+    for owner in ("kaggle", "scrape"):
+        make_image_tree(tmp_path / owner / "data", ["polo", "rowing"], per_class=5)
+    spec = tmp_path / "sports.toml"
+    spec.write_text('[[source]]\npath = "kaggle/data"\n[[source]]\npath = "scrape/data"\n')
+    # As on the command line: the parent folder joins the name (one name would merge two sources'
+    # splits, scores and quarantine folders into one).
+    assert [s.name for s in read_dataset_file(spec).sources] == ["kaggle/data", "scrape/data"]
+    spec.write_text(
+        '[[source]]\nname = "web"\npath = "kaggle/data"\n[[source]]\nname = "web"\npath = "scrape/data"\n'
+    )
+    with pytest.raises(SportsdetError, match=r"two sources are named 'web'; give each its own name"):
+        read_dataset_file(spec)
+
+
 @pytest.mark.parametrize(
     ("maps", "merge", "message"),
     [

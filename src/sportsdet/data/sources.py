@@ -103,7 +103,24 @@ def read_dataset_file(path: str | Path) -> Sources:
     if unknown:
         raise SportsdetError(f"{path}: unknown key(s) {', '.join(unknown)}; known: source, merge")
     sources = [_source_entry(entry, i, path) for i, entry in enumerate(data["source"])]
-    return Sources(sources, _merge_setting(data.get("merge", []), path), str(path))
+    named = [bool(entry.get("name")) for entry in data["source"]]
+    merge = _merge_setting(data.get("merge", []), path)
+    return Sources(_distinct_names(sources, named, path), merge, str(path))
+
+
+def _distinct_names(sources: list[Source], named: list[bool], where: Path) -> list[Source]:
+    """Sources named after their folder take the parent folder too when two folders share a name
+    (a/data, b/data), as on the command line; names that still clash are an error (a source's
+    name keys its split, its per-source scores and its quarantine folder)."""
+    first = [source.name for source in sources]
+    names = list(first)
+    for i, source in enumerate(sources):
+        if not named[i] and first.count(source.name) > 1:
+            names[i] = "/".join(source.path.resolve().parts[-2:])
+    clash = next((name for name in names if names.count(name) > 1), None)
+    if clash is not None:
+        raise SportsdetError(f'{where}: two sources are named {clash!r}; give each its own name = "..."')
+    return [replace(source, name=name) for source, name in zip(sources, names, strict=True)]
 
 
 def _source_entry(entry: Any, index: int, where: Path) -> Source:
