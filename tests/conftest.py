@@ -112,6 +112,21 @@ def tiny_bundle(tmp_path: Path) -> Path:
     return make_tiny_bundle(tmp_path / "bundle")
 
 
+@pytest.fixture
+def run_cli(monkeypatch: pytest.MonkeyPatch) -> Callable[..., int]:
+    """Run `sportsdet ARGS...` in this process through the real entry point; returns the exit code
+    (output stays in capsys)."""
+    from sportsdet.cli import main
+
+    def run(*args: str) -> int:
+        monkeypatch.setattr(sys, "argv", ["sportsdet", *args])
+        with pytest.raises(SystemExit) as exited:
+            main()
+        return exited.value.code
+
+    return run
+
+
 # ----------------------------------------------------------------------------- HTTP server
 
 

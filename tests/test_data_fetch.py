@@ -136,22 +136,12 @@ def test_unknown_names_and_non_archive_urls_are_refused() -> None:
     assert name == "uiuc-sports" and url.endswith("event_dataset.rar")
 
 
-def test_cli_fetch_prints_the_classes_and_errors_in_one_line(
-    http_server, tmp_path, monkeypatch, capsys
-) -> None:
-    from sportsdet.cli import main
-
-    def run_cli(*args: str) -> int:
-        monkeypatch.setattr(sys, "argv", ["sportsdet", "data", "fetch", *args])
-        with pytest.raises(SystemExit) as exited:
-            main()
-        return exited.value.code
-
+def test_cli_fetch_prints_the_classes_and_errors_in_one_line(http_server, tmp_path, run_cli, capsys) -> None:
     url = http_server.add("/cli/photos.zip", zip_bytes(photos("")))
-    assert run_cli(url, "--dest", str(tmp_path)) == 0
+    assert run_cli("data", "fetch", url, "--dest", str(tmp_path)) == 0
     out, _ = capsys.readouterr()
     assert "rock climbing" in out and "ready: sportsdet train" in out
-    assert run_cli(http_server.url("/nothing.zip"), "--dest", str(tmp_path)) == 2
+    assert run_cli("data", "fetch", http_server.url("/nothing.zip"), "--dest", str(tmp_path)) == 2
     _, err = capsys.readouterr()
     assert "nothing.zip: HTTP 404" in err and "Traceback" not in err
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -129,20 +128,9 @@ def test_a_merge_said_out_loud_is_allowed(two_sources) -> None:
     assert scan_sources(sources_from_args(list(two_sources), ["second:football=polo"], ["all"]))
 
 
-def test_cli_trains_on_two_folders_and_evaluates_without_data(
-    two_sources, tmp_path, monkeypatch, capsys
-) -> None:
-    from sportsdet.cli import main
-
+def test_cli_trains_on_two_folders_and_evaluates_without_data(two_sources, tmp_path, run_cli, capsys) -> None:
     official, flat = two_sources
     run = tmp_path / "cli-run"
-
-    def run_cli(*args: str) -> int:
-        monkeypatch.setattr(sys, "argv", ["sportsdet", *args])
-        with pytest.raises(SystemExit) as exited:
-            main()
-        return exited.value.code
-
     args = ["train", str(official), str(flat), "--out", str(run), "--model", "seed-cnn", "--epochs", "1",
             "--set", "input_size=32", "--map", "second:football=polo", "--no-eval"]  # fmt: skip
     assert run_cli(*args) == 2
@@ -154,16 +142,8 @@ def test_cli_trains_on_two_folders_and_evaluates_without_data(
     assert "per source" in out and "first" in out and "second" in out
 
 
-def test_scan_and_check_take_the_same_sources_and_draw_a_preview(two_sources, tmp_path, monkeypatch, capsys):
+def test_scan_and_check_take_the_same_sources_and_draw_a_preview(two_sources, tmp_path, run_cli, capsys):
     from PIL import Image
-
-    from sportsdet.cli import main
-
-    def run_cli(*args: str) -> int:
-        monkeypatch.setattr(sys, "argv", ["sportsdet", *args])
-        with pytest.raises(SystemExit) as exited:
-            main()
-        return exited.value.code
 
     official, flat = two_sources
     sheet = tmp_path / "preview.png"
@@ -212,17 +192,10 @@ def test_advice_to_run_data_check_names_every_source_folder_not_their_parent(two
     assert f'`sportsdet data check "{flat}" --quarantine DIR`' in message
 
 
-def test_check_finds_a_photo_two_sources_share_and_moves_one_copy(two_sources, tmp_path, monkeypatch, capsys):
+def test_check_finds_a_photo_two_sources_share_and_moves_one_copy(two_sources, tmp_path, run_cli, capsys):
     import shutil
 
-    from sportsdet.cli import main
     from sportsdet.report.html import _check_report
-
-    def run_cli(*args: str) -> int:
-        monkeypatch.setattr(sys, "argv", ["sportsdet", *args])
-        with pytest.raises(SystemExit) as exited:
-            main()
-        return exited.value.code
 
     official, flat = two_sources
     report = tmp_path / "check.json"

@@ -277,15 +277,7 @@ def test_resume_refuses_a_damaged_checkpoint(data_dir, tmp_path):
         train(None, out=run, resume=True)
 
 
-def test_cli_train_prints_result_and_errors_without_traceback(data_dir, tmp_path, monkeypatch, capsys):
-    from sportsdet.cli import main
-
-    def run_cli(*args: str) -> int:
-        monkeypatch.setattr(sys, "argv", ["sportsdet", *args])
-        with pytest.raises(SystemExit) as exited:
-            main()
-        return exited.value.code
-
+def test_cli_train_prints_result_and_errors_without_traceback(data_dir, tmp_path, run_cli, capsys):
     args = ["train", str(data_dir), "--out", str(tmp_path / "run"), "--model", "seed-cnn", "--epochs", "1",
             "--set", "input_size=32", "--batch-size", "8"]  # fmt: skip
     assert run_cli(*args) == 0
