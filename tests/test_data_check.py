@@ -25,7 +25,7 @@ EXPECTED_PROBLEMS = {
     "train/polo/cut.jpg": "truncated",
     "train/polo/tiny.png": "tiny",
     "train/polo/icon.png": "unsupported-format",
-    "train/polo/phone.heic": "unsupported-format",
+    "train/polo/phone.jxl": "unsupported-format",
 }
 # Duplicates as reported: the copy that quarantine keeps comes first (test before train).
 CROSS_SPLIT = ["test/polo/leak.jpg", "train/polo/000.jpg"]
@@ -59,7 +59,7 @@ def _messy_tree(root: Path) -> Path:
     (polo / "cut.jpg").write_bytes(buffer.getvalue()[: len(buffer.getvalue()) // 2])
     _photo(98, 10).save(polo / "tiny.png")
     _photo(97, 48).save(polo / "icon.png", format="ICO")
-    (polo / "phone.heic").write_bytes(b"\0\0\0\x18ftypheic" + b"\0" * 50)
+    (polo / "phone.jxl").write_bytes(b"\xff\x0a" + b"\0" * 50)  # JPEG XL: no decoder
     Image.new("L", (40, 40), 120).save(polo / "grey.jpg")
     shutil.copyfile(root / CROSS_SPLIT[1], root / CROSS_SPLIT[0])
     shutil.copyfile(root / SAME_SPLIT[0], root / SAME_SPLIT[1])
@@ -155,7 +155,7 @@ def test_quarantine_moves_bad_files_and_extra_copies_only(messy: Path, tmp_path:
     for rel in moved:
         assert not (messy / rel).exists()
     assert (messy / CROSS_SPLIT[0]).exists() and (messy / SAME_SPLIT[0]).exists()  # first copies stay
-    assert (jail / "train/polo/000.jpg").exists() and (jail / "train/polo/phone.heic").exists()
+    assert (jail / "train/polo/000.jpg").exists() and (jail / "train/polo/phone.jxl").exists()
     # never overwritten: the old file is intact and the new one got a fresh name beside it
     assert (jail / "train/polo/empty.jpg").read_bytes() == b"an older quarantined file"
     assert (jail / "train/polo/empty~1.jpg").read_bytes() == b""

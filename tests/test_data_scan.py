@@ -48,7 +48,7 @@ def test_folder_per_class_with_spaces_and_junk(tmp_path: Path) -> None:
     _jpeg(root / "__MACOSX" / "polo" / "._000.jpg")  # hidden folder at the root: not a class
     _jpeg(root / "polo" / "._001.jpg")  # macOS resource fork
     (root / "polo" / "notes.txt").write_text("scraped from the web")
-    (root / "polo" / "IMG_0001.HEIC").write_bytes(b"\0" * 10)
+    (root / "polo" / "IMG_0001.JXL").write_bytes(b"\xff\x0a" + b"\0" * 10)
     _jpeg(root / "stray.jpg")  # an image outside any class folder
     (root / "README.md").write_text("hi")
 
@@ -62,8 +62,8 @@ def test_folder_per_class_with_spaces_and_junk(tmp_path: Path) -> None:
         IGNORED_LOOSE: 1,
         IGNORED_UNSUPPORTED: 1,
     }
-    assert "polo/IMG_0001.HEIC" in scan.ignored_examples[IGNORED_UNSUPPORTED]
-    assert any("cannot read" in w and "HEIC" in w for w in scan.warnings)
+    assert "polo/IMG_0001.JXL" in scan.ignored_examples[IGNORED_UNSUPPORTED]
+    assert any("cannot read" in w and "JXL" in w for w in scan.warnings)
     assert any("outside any class folder" in w and "stray.jpg" in w for w in scan.warnings)
     assert [r.rel for r in scan.records] == sorted(r.rel for r in scan.records)
     first = scan.records[0]

@@ -145,6 +145,67 @@ def test_exif_orientation_is_applied(tmp_path: Path) -> None:
     assert np.allclose(_mean(image, (0, 35, 40, 60)), BLUE, atol=12)
 
 
+# ----------------------------------------------------------------------------- phone formats
+
+
+def _phone_photo(fmt: str, orientation: int | None = None) -> bytes:
+    """A landscape 60x40 photo, red left half, in HEIF (an iPhone's HEIC) or AVIF."""
+    from sportsdet.imageio import _enable_decoder
+
+    _enable_decoder("HEIF", "test")  # Pillow saves HEIF only once pillow-heif is registered
+    stored = Image.new("RGB", (60, 40), BLUE)
+    stored.paste(RED, (0, 0, 30, 40))
+    exif = Image.Exif()
+    if orientation:
+        exif[0x0112] = orientation
+    buffer = io.BytesIO()
+    stored.save(buffer, format=fmt, quality=90, exif=exif.tobytes())
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("fmt, suffix", [("HEIF", ".HEIC"), ("AVIF", ".avif")])
+def test_phone_formats_load_upright(tmp_path: Path, fmt: str, suffix: str) -> None:
+    path = tmp_path / f"IMG_0001{suffix}"
+    path.write_bytes(_phone_photo(fmt, orientation=6))  # "turn 90 degrees clockwise to view"
+    image = load_image(path)
+    assert image.mode == "RGB" and image.size == (40, 60)
+    assert np.allclose(_mean(image, (0, 0, 40, 25)), RED, atol=20)  # the left half is now on top
+    assert np.allclose(_mean(image, (0, 35, 40, 60)), BLUE, atol=20)
+    assert imageio.sniff_image_format(path) == fmt
+
+
+def test_heic_named_jpg_is_found_by_its_content(tmp_path: Path) -> None:
+    path = tmp_path / "converted.jpg"  # some phone apps keep HEIC bytes under a .jpg name
+    path.write_bytes(_phone_photo("HEIF"))
+    assert load_image(path).size == (60, 40)
+
+
+def test_damaged_heic_is_reported_as_such(tmp_path: Path) -> None:
+    data = _phone_photo("HEIF")
+    path = tmp_path / "cut.heic"
+    path.write_bytes(data[: len(data) // 2])
+    assert _kind(path) in ("truncated", "corrupt")
+    with pytest.raises(ImageLoadError) as info:
+        load_image(data[:40], name="head.heic")
+    assert info.value.kind == "truncated" and "HEIF" in info.value.detail
+
+
+def test_video_named_heic_is_not_a_photo(tmp_path: Path) -> None:
+    path = tmp_path / "clip.heic"  # an MP4 shares HEIF's container but not its brand
+    path.write_bytes(b"\0\0\0\x18ftypisom\0\0\x02\0isomiso2" + bytes(3000))
+    assert _kind(path) == "not-an-image"
+    assert imageio.sniff_image_format(path) is None
+
+
+def test_heic_without_pillow_heif_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    data = _phone_photo("HEIF")
+    monkeypatch.setitem(__import__("sys").modules, "pillow_heif", None)  # as if not installed
+    with pytest.raises(ImageLoadError) as info:
+        load_image(data, name="IMG_0002.HEIC")
+    assert info.value.kind == "unsupported-format"
+    assert "pip install pillow-heif" in info.value.detail and "IMG_0002.HEIC" in str(info.value)
+
+
 def test_bytes_input_and_name_in_errors() -> None:
     buffer = io.BytesIO()
     Image.new("RGB", (40, 40), RED).save(buffer, format="PNG")
@@ -246,7 +307,8 @@ def test_min_size_ignored_for_png(tmp_path: Path) -> None:
 
 def test_is_image_name() -> None:
     assert is_image_name("a/B.JPG") and is_image_name("x.webp") and is_image_name(Path("y.tiff"))
-    assert not is_image_name("notes.txt") and not is_image_name("photo.heic") and not is_image_name("jpg")
+    assert is_image_name("IMG_0001.HEIC") and is_image_name("x.avif")
+    assert not is_image_name("notes.txt") and not is_image_name("photo.jxl") and not is_image_name("jpg")
 
 
 # ----------------------------------------------------------------------------- preprocessing

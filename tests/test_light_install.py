@@ -102,6 +102,10 @@ def test_light_install_has_no_torch_and_predicts(light_venv: Path, light_work: P
     Image.new("RGB", (64, 48), (220, 30, 20)).save(photos / "a_red.jpg")
     Image.new("RGB", (30, 90), (20, 210, 40)).save(photos / "b_green.png")
     (photos / "c_broken.jpg").write_text("<html>not an image</html>")
+    from sportsdet.imageio import _enable_decoder
+
+    _enable_decoder("HEIF", "test")  # Pillow writes HEIF once pillow-heif is registered
+    Image.new("RGB", (64, 48), (220, 30, 20)).save(photos / "d_iphone.HEIC")  # decoded by a base dependency
 
     for model in (bundle, bundle / "model.onnx"):  # a bundle carrying model.onnx, or the .onnx alone
         out = run([str(sportsdet), "predict", "--model", str(model), "--format", "jsonl", str(photos)])
@@ -109,6 +113,7 @@ def test_light_install_has_no_torch_and_predicts(light_venv: Path, light_work: P
         assert "Traceback" not in out.stderr
         records = {Path(r["input"]).name: r for r in map(json.loads, out.stdout.splitlines())}
         assert records["a_red.jpg"]["label"] == "red" and records["b_green.png"]["label"] == "green"
+        assert records["d_iphone.HEIC"]["label"] == "red"
         assert records["c_broken.jpg"]["label"] is None and "HTML" in records["c_broken.jpg"]["error"]
 
     info = run([str(sportsdet), "info", str(bundle), "--json"])

@@ -111,6 +111,23 @@ def test_results_match_direct_model_output(predictor: Predictor, photos: Path) -
         assert result.score == pytest.approx(float(probs[best]), abs=1e-5)
 
 
+def test_iphone_heic_in_a_folder_is_predicted_like_the_same_photo_as_png(
+    predictor: Predictor, tmp_path: Path
+) -> None:
+    from sportsdet.imageio import _enable_decoder
+
+    _enable_decoder("HEIF", "test")  # lets Pillow write HEIF for this test
+    folder = tmp_path / "DCIM"
+    folder.mkdir()
+    photo = make_image((200, 30, 30), size=64, seed=7)
+    photo.save(folder / "IMG_0001.HEIC", quality=95)
+    photo.save(folder / "IMG_0001.png")
+    heic, png = predictor.predict_sources([str(folder)])
+    assert Path(heic.input).name == "IMG_0001.HEIC" and heic.error is None
+    assert heic.label == png.label
+    assert heic.score == pytest.approx(png.score, abs=0.02)  # lossy HEVC, same picture
+
+
 def test_top_k_sorted_and_clamped(predictor: Predictor, bundle: Path, photos: Path) -> None:
     (result,) = predictor.predict_sources([str(photos / "a.jpg")])
     scores = [s for _, s in result.top_k]

@@ -18,16 +18,21 @@ from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
-from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+import PIL
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError, features
 
 from sportsdet.errors import ImageLoadError
 
 # File name endings we treat as images when walking folders. Anything else is "not an image".
 IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff"}
+    | {".heic", ".heif", ".hif", ".avif"}
 )
-# Container formats we decode (MPO is the multi-picture JPEG many phone cameras write).
-SUPPORTED_FORMATS = frozenset({"JPEG", "MPO", "PNG", "GIF", "WEBP", "BMP", "TIFF"})
+# Container formats we decode (MPO is the multi-picture JPEG many phone cameras write; HEIF is
+# the HEIC every iPhone saves by default, decoded by pillow-heif; AVIF is Pillow's own).
+SUPPORTED_FORMATS = frozenset({"JPEG", "MPO", "PNG", "GIF", "WEBP", "BMP", "TIFF", "HEIF", "AVIF"})
+# What the error for any other format suggests.
+SUPPORTED_NAMES = "JPEG, PNG, HEIC, WebP, AVIF, GIF, BMP or TIFF"
 # Refuse images above this many pixels before decoding them (decompression-bomb guard).
 MAX_PIXELS = 120_000_000
 # ... and above this many pixels as decoded (JPEGs decode at reduced size when the caller needs
@@ -70,10 +75,46 @@ _SIGNATURES = (
 )
 
 
+# HEIF and AVIF files are ISO media files ("....ftyp" then a brand), like MP4 videos, which are not
+# photos: the brand tells them apart. `mif1`/`msf1` are generic still-image brands (HEIC or AVIF).
+_HEIF_BRANDS = frozenset({b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1"})
+_AVIF_BRANDS = frozenset({b"avif", b"avis"})
+
+
 def _signature(head: bytes) -> str | None:
     if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
         return "WebP"
+    if head[4:8] == b"ftyp":
+        brand = head[8:12]
+        return "AVIF" if brand in _AVIF_BRANDS else "HEIF" if brand in _HEIF_BRANDS else None
     return next((fmt for magic, fmt in _SIGNATURES if head.startswith(magic)), None)
+
+
+def _enable_decoder(image_format: str | None, name: str) -> None:
+    """Make Pillow able to open HEIF/AVIF before it tries; a clear error when it cannot.
+
+    pillow-heif is imported only when a HEIC photo turns up, so that every other run starts
+    without its 80 ms import.
+    """
+    if image_format == "HEIF":
+        try:
+            import pillow_heif
+        except ImportError:
+            raise ImageLoadError(
+                name,
+                "unsupported-format",
+                "a HEIC/HEIF photo, and pillow-heif (which decodes them) is not installed: "
+                "`pip install pillow-heif`, or convert the photo to JPEG",
+            ) from None
+        # Only the main picture is wanted: skip the thumbnails, depth maps and other extras.
+        pillow_heif.register_heif_opener(thumbnails=False, depth_images=False, aux_images=False)
+    elif image_format == "AVIF" and not features.check("avif"):
+        raise ImageLoadError(
+            name,
+            "unsupported-format",
+            f"an AVIF photo, and this Pillow ({PIL.__version__}) was built without AVIF; "
+            "install Pillow 11.3 or later, or convert the photo to JPEG",
+        )
 
 
 def _looks_like_text(head: bytes) -> bool:
@@ -179,6 +220,8 @@ FORMAT_EXTENSIONS = {
     "WebP": ".webp",
     "BMP": ".bmp",
     "TIFF": ".tif",
+    "HEIF": ".heic",
+    "AVIF": ".avif",
 }
 
 
@@ -234,6 +277,7 @@ def _open(source: ImageSource, name: str) -> Image.Image:
     data = source if isinstance(source, bytes) else read_local_file(source, name=name)
     if not data:
         raise ImageLoadError(name, "empty", "file is empty (0 bytes)")
+    _enable_decoder(_signature(data[:16]), name)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # e.g. "Corrupt EXIF data": not worth a line per file
@@ -274,7 +318,7 @@ def _open(source: ImageSource, name: str) -> Image.Image:
         raise ImageLoadError(
             name,
             "unsupported-format",
-            f"unsupported image format {image.format}; use JPEG, PNG, GIF, WebP, BMP or TIFF",
+            f"unsupported image format {image.format}; use {SUPPORTED_NAMES}",
         )
     width, height = image.size
     if width * height > MAX_PIXELS:

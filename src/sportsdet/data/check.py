@@ -240,7 +240,7 @@ def _check_chunk(chunk: list[tuple[str, str, str | None, str]]) -> list[FileResu
 
 
 def _unsupported_files(scan: ScanResult) -> list[FileResult]:
-    """Files the scan skipped for being in a picture format we cannot decode (e.g. HEIC)."""
+    """Files the scan skipped for being in a picture format we cannot decode (e.g. JPEG XL)."""
     found = []
     folder_to_split = {folder: split for split, folder in scan.split_folders.items()}
     for rel in scan.unsupported:

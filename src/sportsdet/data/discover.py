@@ -34,9 +34,6 @@ SPLIT_ORDER = ("train", "valid", "test")
 # Picture formats people have but load_image cannot decode: reported instead of silently skipped.
 UNSUPPORTED_IMAGE_EXTENSIONS = frozenset(
     {
-        ".heic",
-        ".heif",
-        ".avif",
         ".jxl",
         ".svg",
         ".ico",
@@ -94,7 +91,7 @@ class ScanResult:
     ignored: dict[str, int] = field(default_factory=dict)  # reason -> count
     ignored_examples: dict[str, list[str]] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
-    # Every skipped picture in a format we cannot decode (HEIC, AVIF, ...): `data check` reports them.
+    # Every skipped picture in a format we cannot decode (JPEG XL, RAW, ...): `data check` reports them.
     unsupported: list[str] = field(default_factory=list)
     # Photos whose names hide it (rel path -> format, e.g. "a/b.php": "JPEG"): used, and warned about.
     misnamed: dict[str, str] = field(default_factory=dict)

@@ -44,6 +44,8 @@ function card(result, thumbnail) {
     const img = document.createElement("img");
     img.src = thumbnail;
     img.alt = result.label ? `Photo ${result.input}, labelled ${result.label}` : `Photo ${result.input}`;
+    // A browser that cannot show the photo's format (HEIC outside Safari) loses the preview only.
+    img.addEventListener("error", () => img.remove());
     item.append(img);
   }
   const heading = document.createElement("h3");
