@@ -46,6 +46,7 @@ def test_values_are_converted_to_their_declared_types() -> None:
         ({"grey_view": 1.5}, r"grey_view=1.5: the share of photos seen in black and white"),
         ({"distance_sharpness": 0}, r"distance_sharpness=0.0: the power of the distance head's scale"),
         ({"distance_sharpness": 100}, r"distance_sharpness=100.0: .*at most 16"),
+        ({"class_weight": "inverse"}, r"class_weight='inverse': use none or balanced"),
     ],
 )
 def test_bad_options_are_refused_before_anything_runs(given: dict, message: str) -> None:
@@ -71,3 +72,71 @@ def test_cli_names_the_unknown_key_and_lists_the_known_ones(image_tree: Path, tm
     message = str(result.exception)
     assert "labl_smoothing" in message and "label_smoothing" in message and "optimizer" in message
     assert not (tmp_path / "run").exists()  # refused before the run folder was made
+
+
+# ----------------------------------------------------------------------------- class weights
+
+
+def _context(options: TransferOptions, counts: dict[str, int]):
+    from rich.console import Console
+
+    from sportsdet.data.splits import SplitManifest
+    from sportsdet.training.loop import TrainContext
+
+    classes = sorted(counts)
+    train = [(f"{c}/{i}.jpg", c) for c in classes for i in range(counts[c])]
+    manifest = SplitManifest(Path("/nowhere"), "random:0.2", 0, classes + ["absent"], {"train": train})
+    return TrainContext(
+        run_dir=Path("/nowhere"), spec=get_model_spec("lite0"), labels=manifest.classes, manifest=manifest,
+        options=options, seed=0, preprocessing=None, model_config={}, console=Console(),
+    )  # fmt: skip
+
+
+def test_balanced_class_weights_make_a_rare_class_count_like_a_common_one() -> None:
+    import torch
+
+    counts = {"common": 30, "rare": 10}
+    plain = _context(TransferOptions(), counts).loss_function()
+    assert plain.weight is None and plain.label_smoothing == 0.1
+    balanced = _context(TransferOptions(class_weight="balanced", label_smoothing=0.0), counts).loss_function()
+    # n / (C * n_c) over the classes that have train photos: 40/(2*30), 40/(2*10); none has 0 weight.
+    assert balanced.weight.tolist() == pytest.approx([2 / 3, 2.0, 0.0])
+    # Every photo of each class together weighs the same, and the mean weight per photo stays 1.
+    assert 30 * balanced.weight[0] == pytest.approx(10 * balanced.weight[1])
+    assert (30 * balanced.weight[0] + 10 * balanced.weight[1]) / 40 == pytest.approx(1.0)
+    logits, rare = torch.zeros(2, 3), torch.tensor([1, 1])
+    assert float(balanced(logits, rare)) == pytest.approx(float(plain(logits, rare)))  # weighted mean
+
+
+def test_training_uses_the_balanced_loss_and_drops_the_imbalance_advice(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    from conftest import make_image_tree
+
+    from sportsdet.train import train
+    from sportsdet.training.loop import TrainContext
+
+    data = make_image_tree(tmp_path / "data", per_class=16)
+    for name in ("polo", "rowing"):  # 16 air hockey photos, 4 of each other class
+        for extra in sorted((data / name).iterdir())[4:]:
+            extra.unlink()
+    weights = []
+    real = TrainContext.loss_function
+    monkeypatch.setattr(
+        TrainContext, "loss_function", lambda ctx: weights.append(real(ctx).weight) or real(ctx)
+    )
+    options = {"input_size": 32, "batch_size": 8, "epochs": 1}
+    train(data, out=tmp_path / "plain", model="seed-cnn", options=options, evaluate=False)
+    said = " ".join(capsys.readouterr().err.split())
+    assert weights == [None] and "(`--set class_weight=balanced`)" in said
+    train(data, out=tmp_path / "balanced", model="seed-cnn", options={**options, "class_weight": "balanced"},
+          evaluate=False)  # fmt: skip
+    from sportsdet.data.splits import SplitManifest
+
+    train_photos = SplitManifest.load(tmp_path / "balanced" / "split.json").splits["train"]
+    counts = [sum(label == c for _, label in train_photos) for c in ("air hockey", "polo", "rowing")]
+    assert counts[0] > 3 * max(counts[1:])  # still imbalanced after the split
+    expected = [len(train_photos) / (3 * n) for n in counts]
+    assert weights[1].tolist() == pytest.approx(expected)
+    said = capsys.readouterr().err
+    assert "class imbalance" not in said and "model bundle" in said

@@ -425,7 +425,8 @@ def scan_warnings(result: ScanResult) -> list[str]:
             where = "" if split == "all" else f" in {split}"
             warnings.append(
                 f"strong class imbalance{where}: '{most}' has {present[most]} images, '{least}' has "
-                f"{present[least]} ({ratio:.1f}x); consider balanced sampling or class weights"
+                f"{present[least]} ({ratio:.1f}x); training can weigh every class alike "
+                "(`--set class_weight=balanced`)"
             )
     unsupported = result.ignored.get(IGNORED_UNSUPPORTED, 0)
     if unsupported:

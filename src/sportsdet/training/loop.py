@@ -180,6 +180,22 @@ class TrainContext:
             val_loader = make_loader(val, batch_size=batch, train=False, workers=val_workers)
         return train_loader, val_loader
 
+    def loss_function(self) -> nn.Module:
+        """The training loss: cross-entropy with the run's label smoothing and class weights.
+
+        class_weight=balanced weights class c by n / (C * n_c) over the train photos (scikit-learn's
+        "balanced"), so the mean weight per photo stays 1 and the learning rates keep their meaning.
+        """
+        weight = None
+        if self.options.class_weight == "balanced":
+            labels = [label for _, label in self.manifest.items("train")]
+            counts = np.bincount(labels, minlength=len(self.labels)).astype(np.float64)
+            weights = np.zeros_like(counts)
+            present = counts > 0
+            weights[present] = len(labels) / (present.sum() * counts[present])
+            weight = torch.from_numpy(weights).float()
+        return nn.CrossEntropyLoss(weight=weight, label_smoothing=self.options.label_smoothing)
+
     def load_best(self, model: nn.Module) -> nn.Module:
         """Load the best checkpoint's weights into `model` (rank 0 reads it and sends it to the others)."""
         tensors = (

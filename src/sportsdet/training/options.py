@@ -25,6 +25,7 @@ MAX_SHARPNESS = 16.0
 
 # Input sizes outside this range are a typo (a 100000 px input would need terabytes).
 MIN_INPUT_SIZE, MAX_INPUT_SIZE = 16, 1024
+CLASS_WEIGHTS = ("none", "balanced")
 # Options a resumed run may change; everything else comes from the run's config.json.
 RESUME_OVERRIDABLE = ("epochs", "patience", "workers")
 
@@ -47,6 +48,9 @@ class TrainOptions:
     cache: bool = True  # keep decoded, resized training photos in memory when they fit
     label_smoothing: float = 0.0
     weight_decay: float = 0.0
+    # "balanced": each class's loss weighted by 1 / its share of the training photos, so that a
+    # class with 3x fewer photos counts as much as a common one ("none": every photo alike).
+    class_weight: str = "none"
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -193,6 +197,11 @@ def _check_ranges(options: TrainOptions, model_name: str) -> None:
         raise SportsdetError(
             f"--set abstain_coverage={coverage}: the share of validation photos answered, "
             "between 0 (off) and 1"
+        )
+    if options.class_weight not in CLASS_WEIGHTS:
+        raise SportsdetError(
+            f"--set class_weight={options.class_weight!r}: use {' or '.join(CLASS_WEIGHTS)} "
+            "(balanced: rare classes count as much as common ones in the loss)"
         )
     size = options.input_size
     if size is not None and not MIN_INPUT_SIZE <= size <= MAX_INPUT_SIZE:

@@ -289,6 +289,8 @@ def plan_new_run(
     options = resolve_options(spec, given)
     manifest, summary, data_text = _split_data(data, split, run_seed, classes, list(maps), list(merge))
     summary["warnings"] = list(summary["warnings"]) + _duplicate_warnings(manifest)
+    if options.class_weight == "balanced":  # the imbalance warning's advice, already taken
+        summary["warnings"] = [w for w in summary["warnings"] if "class imbalance" not in w]
     for warning in summary["warnings"]:
         console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False, soft_wrap=True)
     for note in manifest.notes:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import torch
-from torch import nn
 
 from sportsdet.errors import SportsdetError
 from sportsdet.models import build_model
@@ -39,7 +38,7 @@ def fit_scratch(ctx: TrainContext) -> TrainResult:
     model = build_model(ctx.spec.name, num_classes=len(ctx.labels), pretrained=False, **ctx.model_config)
     optimizer = make_optimizer(options.optimizer, model.parameters(), options)
     train_loader, val_loader = ctx.loaders(augment=options.augment)
-    loss_fn = nn.CrossEntropyLoss(label_smoothing=options.label_smoothing)
+    loss_fn = ctx.loss_function()
     run_epochs(
         ctx,
         model,

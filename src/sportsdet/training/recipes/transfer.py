@@ -169,7 +169,7 @@ def fit_transfer(ctx: TrainContext) -> TrainResult:
     model = build_model(ctx.spec.name, num_classes=len(ctx.labels), pretrained=True, **ctx.model_config)
     tap = default_tap(model, options.finetune_stages)
     features = _extract(ctx, model, tap, started)
-    loss_fn = nn.CrossEntropyLoss(label_smoothing=options.label_smoothing)
+    loss_fn = ctx.loss_function()
     for param in model.parameters():
         param.requires_grad_(False)
     head = _fit_head(ctx, model, features, loss_fn)
