@@ -265,11 +265,15 @@ def test_training_says_when_one_photo_is_in_two_splits_or_two_classes(tmp_path: 
         tmp_path / "data", ["air hockey", "polo"], splits={"train": 5, "valid": 2, "test": 2}
     )
     shutil.copy(tree / "train" / "polo" / "000.jpg", tree / "test" / "polo" / "copy.jpg")  # leaks into test
+    shutil.copy(tree / "valid" / "polo" / "000.jpg", tree / "test" / "polo" / "seen.jpg")  # test = valid
     shutil.copy(tree / "train" / "polo" / "001.jpg", tree / "train" / "air hockey" / "odd.jpg")  # two labels
     groups = manifest_duplicates(make_split(tree, "official"))
-    assert sorted(len(g.files) for g in groups) == [2, 2]
+    assert sorted(len(g.files) for g in groups) == [2, 2, 2]
     lines = duplicate_warnings(groups, tree)
-    assert "1 photo(s) are byte-identical copies in more than one split" in lines[0]
+    assert "2 photo(s) are byte-identical copies in more than one split" in lines[0]
+    # Says which scores each kind of copy spoils; no kind that is not there.
+    assert "1 test photo(s) are also training photos; 1 test photo(s) are also validation photos" in lines[0]
+    assert "validation photo(s) are also training" not in lines[0]
     assert "1 photo(s) are filed under two classes" in lines[1] and "(air hockey)" in lines[1]
 
     run = tmp_path / "run"

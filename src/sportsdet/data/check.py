@@ -545,10 +545,23 @@ def duplicate_warnings(groups: list[DuplicateGroup], roots: Path | str | Iterabl
     spread = [g for g in groups if g.cross_split]
     if spread:
         example = " = ".join(spread[0].files[:2])
+        kinds = [set(g.splits) for g in spread]
+        harm = [
+            (sum({"test", "train"} <= k for k in kinds), "test photo(s) are also training photos"),
+            (
+                sum({"valid", "train"} <= k and "test" not in k for k in kinds),
+                "validation photo(s) are also training photos",
+            ),
+            (
+                sum(k == {"test", "valid"} for k in kinds),
+                "test photo(s) are also validation photos (which choose the best epoch)",
+            ),
+        ]
+        said = "; ".join(f"{n} {what}" for n, what in harm if n)
         warnings.append(
             f"{len(spread)} photo(s) are byte-identical copies in more than one split (e.g. {example}): "
-            "the test and validation scores count photos the model trains on; "
-            f"{quarantine_command(roots)} moves the extra copies out"
+            f"{said}: scores on them say little about new photos; {quarantine_command(roots)} moves "
+            "the extra copies out"
         )
     torn = [g for g in groups if g.conflicting_labels]
     if torn:
