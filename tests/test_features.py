@@ -134,3 +134,16 @@ def test_damaged_shard_is_recomputed_not_trusted(photos, model, cache) -> None:
 def test_missing_file_names_the_path(model, cache, tmp_path) -> None:
     with pytest.raises(SportsdetError, match="nope.jpg"):
         _extract([tmp_path / "nope.jpg"], model)
+
+
+def test_progress_in_a_log_file_is_a_line_at_a_time(photos, model, cache, monkeypatch, capsys) -> None:
+    # Under pytest stderr is not a terminal, as in `sportsdet train ... 2> train.log`: a live bar
+    # would print nothing until it ends, so extraction prints plain lines instead.
+    monkeypatch.setattr(features, "PLAIN_PROGRESS_EVERY", 0.0)  # a line per batch
+    features.extract_features("lite0", photos, preprocessing=PRE, model=model, batch_size=2,
+                              description="features: train")  # fmt: skip
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0].startswith("features: train (lite0, center): 2/5 photos, ") and "min left" in lines[0]
+    assert lines[1].startswith("features: train (lite0, center): 4/5 photos, ")
+    assert lines[-1].startswith("features: train (lite0, center): 5/5 photos in ")
+    assert len(lines) == 3

@@ -339,9 +339,23 @@ def _frozen_session(model: Any, tap: int | None, input_size: int) -> Any:
     return ort.InferenceSession(data, session_options(1), providers=["CPUExecutionProvider"])
 
 
+# In a log file or pipe, a progress line at most this often (seconds).
+PLAIN_PROGRESS_EVERY = 30.0
+
+
 class _Bar:
+    """Extraction progress on stderr: a live bar in a terminal. In a log file or a pipe a live bar
+    shows nothing until it ends (minutes of silence), so there it prints a line every 30 s."""
+
     def __init__(self, total: int, description: str) -> None:
         from rich.console import Console
+
+        console = Console(stderr=True)
+        self.plain = not console.is_terminal
+        if self.plain:
+            self.console, self.total, self.description, self.done = console, total, description, 0
+            self.started = self.printed = time.monotonic()
+            return
         from rich.progress import (
             BarColumn,
             MofNCompleteColumn,
@@ -358,17 +372,39 @@ class _Bar:
             TimeElapsedColumn(),
             TextColumn("eta"),
             TimeRemainingColumn(),
-            console=Console(stderr=True),
+            console=console,
             transient=False,
         )
         self.task = self.progress.add_task(description, total=total)
         self.progress.start()
 
     def advance(self, n: int) -> None:
-        self.progress.advance(self.task, n)
+        if not self.plain:
+            self.progress.advance(self.task, n)
+            return
+        self.done += n
+        now = time.monotonic()
+        if now - self.printed >= PLAIN_PROGRESS_EVERY and self.done < self.total:
+            self.printed = now
+            elapsed = now - self.started
+            left = elapsed / self.done * (self.total - self.done)
+            self.console.print(
+                f"{self.description}: {self.done}/{self.total} photos, {elapsed / 60:.1f} min so far, "
+                f"about {left / 60:.1f} min left",
+                highlight=False,
+                soft_wrap=True,
+            )
 
     def stop(self) -> None:
-        self.progress.stop()
+        if not self.plain:
+            self.progress.stop()
+            return
+        elapsed = time.monotonic() - self.started
+        self.console.print(
+            f"{self.description}: {self.done}/{self.total} photos in {elapsed / 60:.1f} min",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 def _progress_bar(enabled: bool, total: int, description: str) -> _Bar | None:
