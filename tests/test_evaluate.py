@@ -125,6 +125,17 @@ def test_subset_of_classes_is_fine(bundle: Path, tmp_path: Path) -> None:
     assert metrics["balanced_accuracy"] == pytest.approx(0.5)  # mean over the 2 classes present
 
 
+def test_uneven_photo_counts_are_no_warning_when_evaluating(bundle: Path, tmp_path: Path) -> None:
+    data = make_image_tree(tmp_path / "uneven", per_class=8)
+    for extra in sorted((data / "polo").iterdir())[2:]:  # 8 air hockey, 2 polo: training would warn
+        extra.unlink()
+    (data / "rowing" / "photo.jxl").write_bytes(b"\xff\x0a" + bytes(40))  # a warning that still applies
+    said: list[str] = []
+    evaluate(bundle, data, out_dir=tmp_path / "eval", backend=ColourOracle(), warn=said.append)
+    assert not any("imbalance" in w for w in said)
+    assert any("photo.jxl" in w for w in said), said
+
+
 def test_split_tree_uses_the_chosen_split(bundle: Path, tmp_path: Path) -> None:
     data = make_image_tree(tmp_path / "split", splits={"train": 3, "valid": 1, "test": 2})
     test = evaluate(bundle, data, out_dir=tmp_path / "e1", backend=ColourOracle())

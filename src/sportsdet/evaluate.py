@@ -143,10 +143,10 @@ def _from_manifest(bundle: Bundle, data_root: Path, split: str, warn: Callable[[
 
 
 def _from_folder(bundle: Bundle, data_root: Path, split: str, split_given: bool) -> EvalData:
-    from sportsdet.data.discover import scan_dataset
+    from sportsdet.data.discover import scan_dataset, without_imbalance
 
     scan = scan_dataset(data_root)
-    notes = list(scan.warnings)
+    notes = without_imbalance(scan.warnings)  # balanced accuracy is reported; nothing to fix
     if scan.layout == "split":
         records = [r for r in scan.records if r.split == split]
         if not records:

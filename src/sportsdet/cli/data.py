@@ -257,7 +257,7 @@ def check(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from sportsdet.data import check as checking
-    from sportsdet.data.discover import scan_dataset
+    from sportsdet.data.discover import scan_dataset, without_imbalance
 
     if report_path is not None and report_path.is_dir():
         raise SportsdetError(
@@ -275,7 +275,7 @@ def check(
         if name:
             console.print(f"[bold]source {plain(name)}[/] ({plain(scanned.root)})", highlight=False)
         prefix = f"{name}: " if name else ""
-        _print_warnings([prefix + w for w in scanned.warnings if "imbalance" not in w])
+        _print_warnings([prefix + w for w in without_imbalance(scanned.warnings)])
         with Progress(
             TextColumn("checking"),
             BarColumn(),

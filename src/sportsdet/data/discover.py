@@ -53,6 +53,8 @@ UNSUPPORTED_IMAGE_EXTENSIONS = frozenset(
 )
 # A class holding more than this many times the images of another is called imbalanced.
 IMBALANCE_RATIO = 3.0
+# How that warning starts: it is advice for training, left out where it does not apply.
+IMBALANCE_WARNING = "strong class imbalance"
 # How many example paths to keep per ignore reason (the counts are always complete).
 _EXAMPLES = 5
 
@@ -385,6 +387,11 @@ def _name_list(names: list[str], limit: int = 8) -> str:
     return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
+def without_imbalance(warnings: list[str]) -> list[str]:
+    """Scan warnings less the class-imbalance one (checking or evaluating photos, it is no fault)."""
+    return [w for w in warnings if IMBALANCE_WARNING not in w]
+
+
 def scan_warnings(result: ScanResult) -> list[str]:
     """Things a person should know before training on this tree."""
     warnings: list[str] = []
@@ -424,7 +431,7 @@ def scan_warnings(result: ScanResult) -> list[str]:
         if ratio > IMBALANCE_RATIO:
             where = "" if split == "all" else f" in {split}"
             warnings.append(
-                f"strong class imbalance{where}: '{most}' has {present[most]} images, '{least}' has "
+                f"{IMBALANCE_WARNING}{where}: '{most}' has {present[most]} images, '{least}' has "
                 f"{present[least]} ({ratio:.1f}x); training can weigh every class alike "
                 "(`--set class_weight=balanced`)"
             )

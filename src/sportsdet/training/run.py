@@ -27,6 +27,7 @@ from rich.markup import escape
 
 from sportsdet.bundle import library_versions, save_bundle
 from sportsdet.data.dataset import DataFileError
+from sportsdet.data.discover import without_imbalance
 from sportsdet.data.splits import SplitManifest
 from sportsdet.errors import SportsdetError
 from sportsdet.files import sha256_file, write_json
@@ -290,7 +291,7 @@ def plan_new_run(
     manifest, summary, data_text = _split_data(data, split, run_seed, classes, list(maps), list(merge))
     summary["warnings"] = list(summary["warnings"]) + _duplicate_warnings(manifest)
     if options.class_weight == "balanced":  # the imbalance warning's advice, already taken
-        summary["warnings"] = [w for w in summary["warnings"] if "class imbalance" not in w]
+        summary["warnings"] = without_imbalance(summary["warnings"])
     for warning in summary["warnings"]:
         console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False, soft_wrap=True)
     for note in manifest.notes:
