@@ -167,7 +167,11 @@ def test_the_report_shows_per_source_accuracy_and_the_sample_sheet(two_sources, 
     assert 'alt="sample training photos per class and source"' in page
     # The Data section names each source's folder, and the data check to run names them too.
     assert f"<tr><th>source first</th><td>{official}</td></tr>" in page
-    assert f"sportsdet data check &quot;{official}&quot; &quot;{flat}&quot; --report" in page
+    check = tmp_path / "run" / "data_check.json"
+    folders = f"&quot;{official}&quot; &quot;{flat}&quot;"
+    assert f"sportsdet data check {folders} --report &quot;{check}&quot;" in page
+    # What the test score was measured on: each source's test photos, not their common parent folder.
+    assert f"<td>the test split of first ({official}), second ({flat})</td>" in page
 
 
 def test_advice_to_run_data_check_names_every_source_folder_not_their_parent(two_sources, tmp_path) -> None:

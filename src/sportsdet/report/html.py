@@ -255,10 +255,23 @@ def _results(inputs: ReportInputs) -> str:
     speed = m.get("images_per_second")
     where = [("evaluation folder", str(inputs.eval_dir) if inputs.eval_dir else None),
              ("model evaluated", m.get("bundle")), ("engine", m.get("backend")),
-             ("data evaluated", m.get("data")),
+             ("data evaluated", _data_evaluated(m, inputs)),
              ("evaluation speed", f"{speed:g} images/s" if isinstance(speed, (int, float)) else None)]
     html.append(kv_table(where))
     return "".join(html)
+
+
+def _data_evaluated(m: dict[str, Any], inputs: ReportInputs) -> str | None:
+    """The photos scored: for a run's saved split, which split of which source folders (the manifest's
+    own root of a multi-source run is only their common parent)."""
+    if m.get("source") != "split-manifest":
+        return m.get("data")
+    sources = m.get("per_source") or {}
+    roots = inputs.data_sources
+    if sources and roots:
+        folders = ", ".join(f"{name} ({roots.get(name, '?')})" for name in sources)
+        return f"the {m.get('split', 'test')} split of {folders}"
+    return f"the {m.get('split', 'test')} split of {m.get('data')}"
 
 
 def _training_summary_cards(inputs: ReportInputs) -> str:
@@ -381,8 +394,9 @@ def _findings(inputs: ReportInputs) -> str:
     ignored = summary.get("ignored") or {}
     if inputs.check is None:
         folders = " ".join(f'"{root}"' for root in inputs.data_sources.values()) or "DATA"
+        where = f'"{inputs.run_dir / "data_check.json"}"' if inputs.run_dir else "RUN/data_check.json"
         html.append('<p class="muted">No data-check report found. Run <code>sportsdet data check '
-                    f"{escape(folders)} --report RUN/data_check.json</code> to decode every image and look "
+                    f"{escape(folders)} --report {escape(where)}</code> to decode every image and look "
                     "for broken files and duplicates across splits.</p>")
     else:
         html.append(f'<p class="muted">From {escape(str(inputs.check_path))}</p>')
