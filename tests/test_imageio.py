@@ -190,10 +190,24 @@ def test_damaged_heic_is_reported_as_such(tmp_path: Path) -> None:
     assert info.value.kind == "truncated" and "HEIF" in info.value.detail
 
 
-def test_video_named_heic_is_not_a_photo(tmp_path: Path) -> None:
-    path = tmp_path / "clip.heic"  # an MP4 shares HEIF's container but not its brand
-    path.write_bytes(b"\0\0\0\x18ftypisom\0\0\x02\0isomiso2" + bytes(3000))
-    assert _kind(path) == "not-an-image"
+@pytest.mark.parametrize(
+    ("head", "said"),
+    [
+        (b"\0\0\0\x18ftypisom\0\0\x02\0isomiso2", "an MP4/MOV video"),  # HEIF's container, not its brand
+        (b"\0\0\0\x14ftypqt  \0\0\0\0qt  ", "an MP4/MOV video"),  # an iPhone's .MOV
+        (b"\x1a\x45\xdf\xa3\x9f\x42\x86\x81\x01", "a WebM/MKV video"),
+        (b"RIFF\x00\x10\x00\x00AVI LIST", "an AVI video"),
+    ],
+)
+def test_a_video_is_not_a_photo_and_the_error_says_how_to_get_frames(
+    tmp_path: Path, head: bytes, said: str
+) -> None:
+    path = tmp_path / "clip.heic"  # whatever its name says
+    path.write_bytes(head + bytes(3000))
+    with pytest.raises(ImageLoadError) as info:
+        load_image(path)
+    assert info.value.kind == "not-an-image" and info.value.detail.startswith(said)
+    assert "ffmpeg" in info.value.detail
     assert imageio.sniff_image_format(path) is None
 
 

@@ -81,6 +81,17 @@ _HEIF_BRANDS = frozenset({b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", 
 _AVIF_BRANDS = frozenset({b"avif", b"avis"})
 
 
+def _video_kind(head: bytes) -> str | None:
+    """'an MP4/MOV video', ... when the first bytes are a video container's, else None."""
+    if head[4:8] == b"ftyp":
+        return "an MP4/MOV video"  # an ISO media file that is not HEIF/AVIF (checked first)
+    if head.startswith(b"\x1aE\xdf\xa3"):
+        return "a WebM/MKV video"
+    if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
+        return "an AVI video"
+    return None
+
+
 def _signature(head: bytes) -> str | None:
     if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
         return "WebP"
@@ -289,6 +300,14 @@ def _open(source: ImageSource, name: str) -> Image.Image:
                 name,
                 "truncated" if len(data) < 1024 else "corrupt",
                 f"starts like a {known} file but cannot be decoded (damaged or cut short)",
+            ) from None
+        video = _video_kind(data[:16])
+        if video:
+            raise ImageLoadError(
+                name,
+                "not-an-image",
+                f"{video}, not a photo: sportsdet labels photos; take frames from it first "
+                "(e.g. `ffmpeg -i VIDEO -vf fps=1 frame%04d.jpg`, one a second)",
             ) from None
         if b"<svg" in data[:1024].lower():
             raise ImageLoadError(
