@@ -54,8 +54,8 @@ def _bundle_dir(model: Path | None) -> Path:
 def predict_command(
     inputs: list[str] = typer.Argument(
         ...,
-        help="Image files, folders (searched recursively), quoted glob patterns such as "
-        "'photos/**/*.jpg', or http(s) URLs of images.",
+        help="Image files (JPEG, PNG, HEIC, WebP, AVIF, GIF, BMP, TIFF), folders (searched recursively), "
+        "quoted glob patterns such as 'photos/**/*.jpg', or http(s) URLs of images.",
         show_default=False,
     ),
     model: Path | None = typer.Option(
