@@ -68,9 +68,9 @@ def make_heic(paths: list[Path], out: Path) -> list[Path]:
     """The same photos as HEIC at quality 85, an iPhone's default (about 12 s each to encode)."""
     from PIL import Image
 
-    from sportsdet.imageio import _enable_decoder
+    from sportsdet.imageio import enable_decoder
 
-    _enable_decoder("HEIF", "bench")  # registers pillow-heif, which also writes HEIF
+    enable_decoder("HEIF", "bench")  # registers pillow-heif, which also writes HEIF
     made = []
     for path in paths:
         target = out / f"{path.stem}.heic"

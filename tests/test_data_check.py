@@ -137,6 +137,28 @@ def test_report_json(messy: Path, tmp_path: Path) -> None:
     assert [p.name for p in path.parent.iterdir()] == ["report.json"]
 
 
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_iphone_photos_are_checked_like_any_other(tmp_path: Path, workers: str) -> None:
+    from sportsdet.imageio import enable_decoder
+
+    enable_decoder("HEIF", "test")  # lets this process write HEIF; the check below runs in a fresh one
+    for name in ("polo", "croquet"):
+        (tmp_path / "phone" / name).mkdir(parents=True)
+        for i in range(3):
+            _photo(10 * len(name) + i, 64).save(tmp_path / "phone" / name / f"IMG_{i}.HEIC", format="HEIF")
+    report = tmp_path / "check.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "sportsdet", "data", "check", str(tmp_path / "phone"), "--workers", workers,
+         "--report", str(report)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    data = json.loads(report.read_text())
+    assert data["checked"] == data["ok"] == 6
+    # Each file's header read as HEIF in every worker, the first file of each included.
+    assert {(f["format"], f["mode"], f["width"]) for f in data["files"]} == {("HEIF", "RGB", 64)}
+
+
 # ----------------------------------------------------------------------------- quarantine
 
 

@@ -114,9 +114,9 @@ def test_results_match_direct_model_output(predictor: Predictor, photos: Path) -
 def test_iphone_heic_in_a_folder_is_predicted_like_the_same_photo_as_png(
     predictor: Predictor, tmp_path: Path
 ) -> None:
-    from sportsdet.imageio import _enable_decoder
+    from sportsdet.imageio import enable_decoder
 
-    _enable_decoder("HEIF", "test")  # lets Pillow write HEIF for this test
+    enable_decoder("HEIF", "test")  # lets Pillow write HEIF for this test
     folder = tmp_path / "DCIM"
     folder.mkdir()
     photo = make_image((200, 30, 30), size=64, seed=7)
@@ -126,6 +126,29 @@ def test_iphone_heic_in_a_folder_is_predicted_like_the_same_photo_as_png(
     assert Path(heic.input).name == "IMG_0001.HEIC" and heic.error is None
     assert heic.label == png.label
     assert heic.score == pytest.approx(png.score, abs=0.02)  # lossy HEVC, same picture
+
+
+def test_heic_url_without_an_image_content_type_is_still_a_photo(
+    bundle: Path, http_server: LocalServer, tmp_path: Path
+) -> None:
+    import io
+    import json
+    import subprocess
+    import sys
+
+    from sportsdet.imageio import enable_decoder
+
+    enable_decoder("HEIF", "test")  # lets this process write HEIF; predict runs in a fresh one
+    buffer = io.BytesIO()
+    make_image((200, 30, 30), size=64, seed=8).save(buffer, format="HEIF")
+    url = http_server.add("/IMG_0003.HEIC", buffer.getvalue(), "application/octet-stream")
+    done = subprocess.run(
+        [sys.executable, "-m", "sportsdet", "predict", url, "--model", str(bundle), "--format", "jsonl"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    (record,) = map(json.loads, done.stdout.splitlines())
+    assert record["error"] is None and record["label"] in CLASSES
 
 
 def test_top_k_sorted_and_clamped(predictor: Predictor, bundle: Path, photos: Path) -> None:

@@ -202,6 +202,35 @@ def test_too_many_pixels(colour_model: Path) -> None:
         assert "300x300" in results[1]["error"]["message"]
 
 
+def test_the_pixel_limit_holds_for_the_first_iphone_photo_a_server_sees(colour_model: Path) -> None:
+    import io
+    import json
+    import urllib.request
+
+    from PIL import Image
+
+    from sportsdet.imageio import enable_decoder
+
+    enable_decoder("HEIF", "test")  # lets this process write HEIF; the server is a fresh process
+    big, small = io.BytesIO(), io.BytesIO()
+    Image.new("RGB", (300, 300), (40, 200, 60)).save(big, format="HEIF")  # 90,000 px
+    Image.new("RGB", (64, 48), (220, 30, 30)).save(small, format="HEIF")
+    process, base = start_serve(colour_model, "--max-pixels", "50000")
+    try:
+        answers = []
+        for photo in (big, small):
+            request = urllib.request.Request(
+                base + "/v1/predict", photo.getvalue(), {"Content-Type": "image/heic"}
+            )
+            with urllib.request.urlopen(request, timeout=30) as response:
+                answers.append(json.load(response)["results"][0])
+    finally:
+        process.terminate()
+        process.wait(20)
+    assert answers[0]["error"]["code"] == "too_many_pixels" and "300x300" in answers[0]["error"]["message"]
+    assert answers[1]["label"] == "red"
+
+
 class GatedBackend:
     """The colour model behind a gate: calls block until released, and batch sizes are recorded."""
 

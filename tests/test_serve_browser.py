@@ -26,9 +26,9 @@ def _heic() -> bytes:
 
     from PIL import Image
 
-    from sportsdet.imageio import _enable_decoder
+    from sportsdet.imageio import enable_decoder
 
-    _enable_decoder("HEIF", "test")  # Pillow writes HEIF once pillow-heif is registered
+    enable_decoder("HEIF", "test")  # Pillow writes HEIF once pillow-heif is registered
     buffer = io.BytesIO()
     Image.new("RGB", (64, 48), (220, 30, 30)).save(buffer, format="HEIF")
     return buffer.getvalue()

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import hashlib
 import http.client
-import io
 import ipaddress
 import os
 import socket
@@ -442,10 +441,13 @@ def _mb(n: int) -> str:
 def _decodes_as_image(data: bytes) -> bool:
     from PIL import Image, UnidentifiedImageError
 
+    from sportsdet.errors import ImageLoadError
+    from sportsdet.imageio import open_header
+
     try:
-        with Image.open(io.BytesIO(data)):
+        with open_header(data):
             return True
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError, ImageLoadError):
         return False
 
 

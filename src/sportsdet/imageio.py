@@ -101,7 +101,22 @@ def _signature(head: bytes) -> str | None:
     return next((fmt for magic, fmt in _SIGNATURES if head.startswith(magic)), None)
 
 
-def _enable_decoder(image_format: str | None, name: str) -> None:
+def sniff_bytes(data: bytes) -> str | None:
+    """The image format an image file's first bytes announce ("JPEG", "HEIF", ...), else None."""
+    return _signature(data[:16])
+
+
+def open_header(data: bytes, name: str = "image") -> Image.Image:
+    """Pillow's lazy open of `data` (size, mode, format; no pixels decoded), HEIC included.
+
+    For a quick look before `load_image`; Pillow's exceptions pass through (load_image says
+    what is wrong with the file). Use it as a context manager.
+    """
+    enable_decoder(sniff_bytes(data), name)
+    return Image.open(io.BytesIO(data))
+
+
+def enable_decoder(image_format: str | None, name: str) -> None:
     """Make Pillow able to open HEIF/AVIF before it tries; a clear error when it cannot.
 
     pillow-heif is imported only when a HEIC photo turns up, so that every other run starts
@@ -288,7 +303,7 @@ def _open(source: ImageSource, name: str) -> Image.Image:
     data = source if isinstance(source, bytes) else read_local_file(source, name=name)
     if not data:
         raise ImageLoadError(name, "empty", "file is empty (0 bytes)")
-    _enable_decoder(_signature(data[:16]), name)
+    enable_decoder(sniff_bytes(data), name)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # e.g. "Corrupt EXIF data": not worth a line per file

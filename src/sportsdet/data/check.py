@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import errno
 import hashlib
-import io
 import os
 import shutil
 import time
@@ -23,8 +22,6 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
-
-from PIL import Image
 
 from sportsdet import imageio
 from sportsdet.data.discover import ScanResult, scan_dataset
@@ -205,7 +202,7 @@ def check_file(path: str, rel: str, split: str | None, label: str) -> FileResult
         # The header gives the file's own size, mode and format before any conversion.
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # e.g. "Corrupt EXIF data"; the decode below judges the file
-            with Image.open(io.BytesIO(data)) as header:
+            with imageio.open_header(data, rel) as header:
                 result.width, result.height = header.size
                 result.mode, result.format = header.mode, header.format
     except Exception:  # noqa: BLE001  load_image below classifies the failure properly

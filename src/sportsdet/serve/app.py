@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import io
 import ipaddress
 import json
 import logging
@@ -35,7 +34,6 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
-from PIL import Image
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -52,6 +50,7 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 from sportsdet import __version__
 from sportsdet.errors import ImageLoadError, SportsdetError
 from sportsdet.fetch import DEFAULT_MAX_BYTES, AddressPolicy, FetchError, fetch_url, redact_url
+from sportsdet.imageio import open_header
 from sportsdet.predict import InputItem, Predictor
 from sportsdet.runtime import cpu_count, model_lanes, preferred_batch_size
 from sportsdet.serve.batching import MicroBatcher, Overloaded
@@ -411,7 +410,7 @@ class Service:
         """Bytes -> the model's input array (into `out`); ImageProblem for anything that is not usable."""
         assert self.predictor is not None
         try:
-            with Image.open(io.BytesIO(data)) as header:  # reads the header only: cheap
+            with open_header(data, name) as header:  # reads the header only: cheap
                 width, height = header.size
         except Exception:  # noqa: BLE001  not an image: load_image below says what it is
             width = height = 0
