@@ -11,6 +11,7 @@ import io
 import os
 import stat
 import struct
+import threading
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -79,6 +80,8 @@ _SIGNATURES = (
 # photos: the brand tells them apart. `mif1`/`msf1` are generic still-image brands (HEIC or AVIF).
 _HEIF_BRANDS = frozenset({b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1"})
 _AVIF_BRANDS = frozenset({b"avif", b"avis"})
+_HEIF_LOCK = threading.Lock()
+_heif_registered: list[bool] = []  # [True] once pillow-heif's opener is registered
 
 
 def _video_kind(head: bytes) -> str | None:
@@ -132,8 +135,11 @@ def enable_decoder(image_format: str | None, name: str) -> None:
                 "a HEIC/HEIF photo, and pillow-heif (which decodes them) is not installed: "
                 "`pip install pillow-heif`, or convert the photo to JPEG",
             ) from None
-        # Only the main picture is wanted: skip the thumbnails, depth maps and other extras.
-        pillow_heif.register_heif_opener(thumbnails=False, depth_images=False, aux_images=False)
+        with _HEIF_LOCK:  # once per process; predict decodes in several threads
+            if not _heif_registered:
+                # Only the main picture is wanted: skip the thumbnails, depth maps and other extras.
+                pillow_heif.register_heif_opener(thumbnails=False, depth_images=False, aux_images=False)
+                _heif_registered.append(True)
     elif image_format == "AVIF" and not features.check("avif"):
         raise ImageLoadError(
             name,

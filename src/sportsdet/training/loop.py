@@ -184,7 +184,8 @@ class TrainContext:
         """The training loss: cross-entropy with the run's label smoothing and class weights.
 
         class_weight=balanced weights class c by n / (C * n_c) over the train photos (scikit-learn's
-        "balanced"), so the mean weight per photo stays 1 and the learning rates keep their meaning.
+        "balanced"). PyTorch divides a batch's weighted loss by its weights' sum, so the loss keeps
+        its scale; the validation loss in metrics.csv is weighted the same way.
         """
         weight = None
         if self.options.class_weight == "balanced":

@@ -25,6 +25,7 @@ MAX_SHARPNESS = 16.0
 
 # Input sizes outside this range are a typo (a 100000 px input would need terabytes).
 MIN_INPUT_SIZE, MAX_INPUT_SIZE = 16, 1024
+# Values of `class_weight` (see TrainContext.loss_function).
 CLASS_WEIGHTS = ("none", "balanced")
 # Options a resumed run may change; everything else comes from the run's config.json.
 RESUME_OVERRIDABLE = ("epochs", "patience", "workers")
