@@ -312,11 +312,10 @@ def run_epochs(
         while loop.stage_epoch < epochs and not loop.stop:
             epoch = len(ctx.history) + 1
             _begin_epoch(train_loader, epoch)
-            lr = current_lr(optimizer)
             for callback in callbacks:
                 callback.on_epoch_begin(ctx, epoch, stage, len(train_loader))
             started = time.perf_counter()
-            train_loss, train_acc = _train_epoch(ctx, loop, train_loader, loss_fn, scheduler_step)
+            train_loss, train_acc, lr = _train_epoch(ctx, loop, train_loader, loss_fn, scheduler_step)
             if scheduler is not None and scheduler_step == "epoch":
                 scheduler.step()
             val_loss = val_acc = None
@@ -381,12 +380,18 @@ def _restore(ctx: TrainContext, loop: LoopState) -> None:
 
 def _train_epoch(
     ctx: TrainContext, loop: LoopState, batches: Iterable, loss_fn: Callable, scheduler_step: str
-) -> tuple[float, float]:
-    """One pass over the training batches; returns (mean loss, accuracy)."""
+) -> tuple[float, float, float]:
+    """One pass over the training batches; returns (mean loss, accuracy, mean learning rate).
+
+    The learning rate is the mean over the epoch's steps: with a per-batch schedule the rate at the
+    epoch's start says little (a warm-up epoch starts near 0 and ends at the peak).
+    """
     model, optimizer, scheduler = loop.trainer or loop.model, loop.optimizer, loop.scheduler
     model.train()
     total_loss, correct, seen = 0.0, 0, 0
+    rates: list[float] = []
     for batch, (inputs, targets) in enumerate(batches):
+        rates.append(current_lr(optimizer))
         inputs = inputs.contiguous(memory_format=torch.channels_last)
         logits = model(inputs)
         loss = loss_fn(logits, targets)
@@ -402,7 +407,8 @@ def _train_epoch(
         for callback in ctx.callbacks:
             callback.on_batch_end(ctx, batch, logs)
     total_loss, correct, seen = distributed.all_sum([total_loss, correct, seen])  # the global epoch
-    return total_loss / max(seen, 1), correct / max(seen, 1)
+    lr = float(np.mean(rates)) if rates else current_lr(optimizer)
+    return total_loss / max(seen, 1), correct / max(seen, 1), lr
 
 
 def _record_epoch(ctx: TrainContext, loop: LoopState, row: dict[str, Any], patience: int | None) -> bool:
