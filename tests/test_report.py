@@ -411,9 +411,12 @@ def test_evaluation_on_a_few_of_the_models_classes_hides_empty_ones(tmp_path):
     probs[np.arange(6), [0, 0, 1, 7, 2, 2]] = 0.91  # one image predicted as class 7 (absent from y)
     write_eval(tmp_path / "eval", labels, y, probs, [f"{i}.jpg" for i in range(6)])
     text = write_report(tmp_path / "eval").read_text(encoding="utf-8")
-    shown = [r[0] for r in Page(text).tables["per-class-table"]]
-    assert shown == ["class 0", "class 1", "class 2", "class 7"]
+    rows = {r[0]: r[1:] for r in Page(text).tables["per-class-table"]}
+    assert list(rows) == ["class 0", "class 1", "class 2", "class 7"]
     assert "6 of the model's classes had no images here" in text
+    # Class 7 has no photos here: no recall or F1 to give (not 0%), only the photo it was wrongly given.
+    assert rows["class 7"] == ["0.0%", "–", "–", "0", "no photos of it here; predicted for 1 photo(s)"]
+    assert rows["class 1"][1] == "50.0%"  # a class with photos keeps its recall
 
 
 def test_tiny_case_against_hand_computed_values(tmp_path):

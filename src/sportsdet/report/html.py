@@ -179,10 +179,9 @@ def _other_evals(inputs: ReportInputs) -> str:
     rows = []
     for folder, m in inputs.other_evals:
         ci = m.get("accuracy_ci95") or [None, None]
-        split = m.get("split") or "all images"
         rows.append(
-            f"<tr><td><code>{escape(folder.name)}</code></td><td>{escape(str(m.get('data', '–')))} "
-            f"({escape(str(split))})</td><td class=\"n\">{escape(str(m.get('n', '–')))}</td>"
+            f"<tr><td><code>{escape(folder.name)}</code></td><td>{escape(_data_evaluated(m, inputs) or '–')}"
+            f"</td><td class=\"n\">{escape(str(m.get('n', '–')))}</td>"
             f"<td class=\"n\">{pct(m.get('accuracy'))}</td>"
             f"<td class=\"n\">{pct(ci[0])}–{pct(ci[1])}</td></tr>"
         )
@@ -262,10 +261,10 @@ def _results(inputs: ReportInputs) -> str:
 
 
 def _data_evaluated(m: dict[str, Any], inputs: ReportInputs) -> str | None:
-    """The photos scored: for a run's saved split, which split of which source folders (the manifest's
-    own root of a multi-source run is only their common parent)."""
+    """The photos scored: a folder (and which of its splits), or for a run's saved split, which split
+    of which source folders (the manifest's own root of a multi-source run is only their common parent)."""
     if m.get("source") != "split-manifest":
-        return m.get("data")
+        return f"{m['data']} ({m.get('split') or 'all images'})" if m.get("data") else None
     sources = m.get("per_source") or {}
     roots = inputs.data_sources
     if sources and roots:
@@ -554,18 +553,23 @@ def _per_class(inputs: ReportInputs) -> str:
     hidden = [x for x in labels if active is not None and x not in active]
     labels = [x for x in labels if x not in hidden]
     confused_with = _top_confusion(m, labels)
+    predicted = _times_predicted(m)
     rows = []
     for label in labels:
         v = per_class[label]
-        f1 = v.get("f1")
+        # A class with no photos here has no recall (nothing to find) and so no F1: only wrong calls.
+        absent = v.get("support") == 0
+        recall, f1 = (None, None) if absent else (v.get("recall"), v.get("f1"))
         low = ' class="n low"' if f1 is not None and f1 < 0.5 and v.get("support") else ' class="n"'
+        note = (f"no photos of it here; predicted for {predicted[label]} photo(s)"
+                if absent and predicted.get(label) else confused_with.get(label, ""))
         rows.append(
             f'<tr data-label="{escape(label)}"><td>{escape(label)}</td>'
             f'<td class="n" data-v="{_raw(v.get("precision"))}">{pct(v.get("precision"))}</td>'
-            f'<td class="n" data-v="{_raw(v.get("recall"))}">{pct(v.get("recall"))}</td>'
+            f'<td class="n" data-v="{_raw(recall)}">{pct(recall)}</td>'
             f'<td{low} data-v="{_raw(f1)}">{pct(f1)}</td>'
             f'<td class="n" data-v="{_raw(v.get("support"))}">{v.get("support", "–")}</td>'
-            f"<td>{confused_with.get(label, '')}</td></tr>"
+            f"<td>{note}</td></tr>"
         )
     note = (f" {len(hidden)} of the model's classes had no images here and were never predicted: "
             "left out." if hidden else "")
@@ -581,6 +585,14 @@ def _per_class(inputs: ReportInputs) -> str:
         "<th>most often predicted instead</th></tr></thead>"
         f"<tbody>{''.join(rows)}</tbody></table></div>"
     )
+
+
+def _times_predicted(metrics: dict[str, Any]) -> dict[str, int]:
+    """How many photos each class was given (the confusion matrix's column sums)."""
+    matrix, order = metrics.get("confusion_matrix"), metrics.get("labels")
+    if not matrix or not order:
+        return {}
+    return {label: int(sum(row[j] for row in matrix)) for j, label in enumerate(order)}
 
 
 def _active_labels(metrics: dict[str, Any]) -> set[str] | None:
