@@ -417,6 +417,14 @@ def test_evaluation_on_a_few_of_the_models_classes_hides_empty_ones(tmp_path):
     # Class 7 has no photos here: no recall or F1 to give (not 0%), only the photo it was wrongly given.
     assert rows["class 7"] == ["0.0%", "–", "–", "0", "no photos of it here; predicted for 1 photo(s)"]
     assert rows["class 1"][1] == "50.0%"  # a class with photos keeps its recall
+    # The confusion matrix: a row per class with photos, a column per class with photos or predictions.
+    start = text.index('<svg class="confusion"')
+    svg = text[start : text.index("</svg>", start)]
+    names = re.findall(r'<text class="(row|col)"[^>]*>([^<]+)</text>', svg)
+    assert [name for kind, name in names if kind == "row"] == ["class 0", "class 1", "class 2"]
+    assert [name for kind, name in names if kind == "col"] == ["class 0", "class 1", "class 2", "class 7"]
+    assert confusion_cells(svg) == {(0, 0): 2, (1, 1): 1, (1, 3): 1, (2, 2): 2}  # row 1's miss: column 3
+    assert "1 more were only predicted" in text
 
 
 def test_tiny_case_against_hand_computed_values(tmp_path):

@@ -26,33 +26,43 @@ def colour(share: float) -> str:
     return "#{:02x}{:02x}{:02x}".format(*(int(round(v)) for v in rgb))
 
 
-def confusion_svg(matrix: list[list[int]], labels: list[str]) -> str:
-    """Row-normalised heatmap with class names on the left and on top; hover a cell for its numbers."""
-    counts = np.asarray(matrix, dtype=np.int64)
-    n = len(labels)
+def confusion_svg(matrix: list[list[int]], labels: list[str], columns: list[str] | None = None) -> str:
+    """Row-normalised heatmap with class names on the left and on top; hover a cell for its numbers.
+
+    `columns`: the predicted classes, when they differ from the true classes of the rows (an
+    evaluation holding photos of only a few of the model's classes); default `labels`.
+    """
+    columns = labels if columns is None else columns
+    counts = np.asarray(matrix, dtype=np.int64).reshape(len(labels), len(columns))
+    n_rows, n_cols = len(labels), len(columns)
+    n = max(n_rows, n_cols)
     totals = counts.sum(axis=1)
     cell = int(np.clip(560 // max(n, 1), 14, 44))  # 14 px per class at 100 classes, bigger when few
     font = min(12.0, cell * 0.78)
-    # Room for the longest name (about 0.58 em per character in a sans-serif font).
-    margin = int(max(len(label) for label in labels) * font * 0.58) + 14 if labels else 20
-    left, top = margin + 18, margin + 18
-    size = n * cell
-    width, height = left + size + 8, top + size + 8
+
+    def margin(names: list[str]) -> int:  # room for the longest name (about 0.58 em a character)
+        return int(max(len(name) for name in names) * font * 0.58) + 14 if names else 20
+
+    left, top = margin(labels) + 18, margin(columns) + 18
+    wide, tall = n_cols * cell, n_rows * cell
+    width, height = left + wide + 8, top + tall + 8
     parts = [
         f'<svg class="confusion" width="{width}" height="{height}" '
         f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="{font:.1f}" role="img" '
         'aria-label="confusion matrix">',
-        f'<rect x="{left}" y="{top}" width="{size}" height="{size}" fill="{_BLUES[0]}"/>',
+        f'<rect x="{left}" y="{top}" width="{wide}" height="{tall}" fill="{_BLUES[0]}"/>',
     ]
+
+    def grid(every: int, faint: bool) -> str:
+        lines = [f"M{left + k * cell} {top}v{tall}" for k in range(n_cols + 1) if (k % every != 0) == faint]
+        lines += [f"M{left} {top + k * cell}h{wide}" for k in range(n_rows + 1) if (k % every != 0) == faint]
+        return "".join(lines)
+
     # Grid: a faint line between classes, a darker one every 5 (helps counting across 100).
-    path = []
-    for k in range(n + 1):
-        if k % 5 and n > 15:
-            path.append(f"M{left + k * cell} {top}v{size}M{left} {top + k * cell}h{size}")
-    if path:
-        parts.append(f'<path d="{"".join(path)}" stroke="#e6e6e6" stroke-width="0.5"/>')
-    path = [f"M{left + k * cell} {top}v{size}M{left} {top + k * cell}h{size}" for k in range(0, n + 1, 5)]
-    parts.append(f'<path d="{"".join(path)}" stroke="#c8c8c8" stroke-width="0.7"/>')
+    if n > 15:
+        parts.append(f'<path d="{grid(5, True)}" stroke="#e6e6e6" stroke-width="0.5"/>')
+    parts.append(f'<path d="{grid(5, False)}" stroke="#c8c8c8" stroke-width="0.7"/>')
+    column_of = {name: j for j, name in enumerate(columns)}
     for i, true in enumerate(labels):
         y = top + i * cell
         parts.append(
@@ -62,9 +72,9 @@ def confusion_svg(matrix: list[list[int]], labels: list[str]) -> str:
         )
         for j in np.flatnonzero(counts[i]):
             share = counts[i, j] / totals[i]
-            name = "right" if i == j else "wrong"
+            name = "right" if columns[j] == true else "wrong"
             tip = (
-                f"true: {true}\npredicted: {labels[j]}\n{counts[i, j]} of {totals[i]} images "
+                f"true: {true}\npredicted: {columns[j]}\n{counts[i, j]} of {totals[i]} images "
                 f"({100 * share:.0f}%)"
             )
             parts.append(
@@ -78,13 +88,14 @@ def confusion_svg(matrix: list[list[int]], labels: list[str]) -> str:
                     f'<text x="{left + (j + 0.5) * cell:.1f}" y="{y + cell / 2:.1f}" text-anchor="middle" '
                     f'dominant-baseline="central" fill="{ink}" pointer-events="none">{counts[i, j]}</text>'
                 )
-        if totals[i] and counts[i, i] == 0:  # a class never recognised: outline its diagonal cell
+        own = column_of.get(true)
+        if totals[i] and own is not None and counts[i, own] == 0:  # never recognised: outline its cell
             parts.append(
-                f'<rect x="{left + i * cell + 1}" y="{y + 1}" width="{cell - 2}" height="{cell - 2}" '
+                f'<rect x="{left + own * cell + 1}" y="{y + 1}" width="{cell - 2}" height="{cell - 2}" '
                 f'fill="none" stroke="#c62828" stroke-width="1.2"><title>{escape(true)}: none of its '
                 f"{totals[i]} images recognised</title></rect>"
             )
-    for j, predicted in enumerate(labels):
+    for j, predicted in enumerate(columns):
         x = left + (j + 0.5) * cell
         parts.append(
             f'<text class="col" data-col="{j}" x="{x:.1f}" y="{top - 5}" '

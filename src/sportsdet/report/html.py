@@ -637,22 +637,29 @@ def _confusion(inputs: ReportInputs) -> str:
     if not matrix or not labels:
         return _no_eval(inputs)
     active = _active_labels(m)
-    if active is not None:  # drop classes with neither images nor predictions
-        keep = [i for i, label in enumerate(labels) if label in active]
-        matrix = [[matrix[i][j] for j in keep] for i in keep]
-        labels = [labels[i] for i in keep]
+    rows, columns = list(range(len(labels))), list(range(len(labels)))
+    if active is not None:
+        # Columns: classes with images or predictions. Rows: classes with images; a class that was
+        # only predicted has an empty row (an evaluation on 5 of 105 sports would show 50 of them).
+        columns = [i for i, label in enumerate(labels) if label in active]
+        rows = [i for i in columns if sum(matrix[i])]
+    cells = [[matrix[i][j] for j in columns] for i in rows]
+    names, column_names = [labels[i] for i in rows], [labels[j] for j in columns]
     # Past ~30 classes the names are only readable at full size: start there (scrollable) and let
     # a click switch to the fit-to-width overview; small matrices start fitted.
-    big = len(labels) > 30
+    big = len(column_names) > 30
     html = ['<div class="cols"><div style="flex: 1 1 640px; min-width: 0">']
     html.append(
         f'<div class="zoomable{" zoomed" if big else ""}" id="confusion-figure">'
-        + confusion_svg(matrix, labels) + "</div>" + legend_html()
+        + confusion_svg(cells, names, column_names) + "</div>" + legend_html()
     )
+    only_predicted = len(columns) - len(rows)
+    rows_note = (f" Only classes with images here get a row; {only_predicted} more were only predicted "
+                 "(columns)." if only_predicted else "")
     html.append('<p class="muted">Each row is a true class, coloured by the share of its images that went to '
-                "each predicted class; the diagonal is that class's recall, a red outline a class never "
-                "recognised. Hover a square for its numbers; click the matrix to switch between full size "
-                "and fit to width.</p></div>")
+                "each predicted class; the square of its own column is that class's recall, a red outline "
+                f"a class never recognised.{rows_note} Hover a square for its numbers; click the matrix to "
+                "switch between full size and fit to width.</p></div>")
     pairs = m.get("most_confused") or []
     html.append(f'<div style="flex: {"1 1 100%" if big else "0 1 380px"}"><h3>Most confused pairs</h3>')
     if pairs:
