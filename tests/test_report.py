@@ -489,6 +489,9 @@ def test_run_report_lists_the_models_other_evaluations_and_drops_stale_ones(tmp_
     text = html.unescape(write_report(fake.run).read_text(encoding="utf-8"))
     assert "eval-old: an evaluation of an earlier model in this run folder; not listed" in text
 
-    # The other evaluation's own page lists the run's test evaluation in turn.
-    page = Page(write_report(fake.run / "eval-web photos").read_text(encoding="utf-8"))
-    assert [row[0] for row in page.tables["other-evals-table"]] == ["eval"]
+    # The other evaluation's own page lists the run's test evaluation in turn, and its title says
+    # which photos it scored.
+    text = write_report(fake.run / "eval-web photos").read_text(encoding="utf-8")
+    assert [row[0] for row in Page(text).tables["other-evals-table"]] == ["eval"]
+    assert f"<title>sportsdet report: {fake.run.name}, eval-web photos</title>" in text
+    assert "<title>sportsdet report: " + fake.run.name + "</title>" in write_report(fake.run).read_text()

@@ -125,9 +125,13 @@ def render_report(inputs: ReportInputs, *, gallery_limit: int = GALLERY_LIMIT) -
          _safe(lambda: _galleries(inputs, gallery_limit, thumbs), "gallery", notes)),
         ("calibration", "Calibration", _safe(lambda: _calibration(inputs), "calibration", notes)),
     ]
-    where = inputs.run_dir or inputs.eval_dir or inputs.source
+    where, title = inputs.run_dir or inputs.eval_dir or inputs.source, inputs.name
+    run, scored = inputs.run_dir, inputs.eval_dir
+    if run is not None and scored is not None and scored.parent == run and scored.name != "eval":
+        # `sportsdet evaluate RUN DATA`'s own page: say which photos, not only which run
+        where, title = scored, f"{title}, {scored.name}"
     subtitle = f"{escape(str(where))} · written {_now()} by sportsdet {__version__}"
-    return _page(f"sportsdet report: {inputs.name}", subtitle, sections, notes)
+    return _page(f"sportsdet report: {title}", subtitle, sections, notes)
 
 
 def _now() -> str:
