@@ -44,7 +44,18 @@ def make_image(colour: tuple[int, int, int], *, size: int = 40, seed: int = 0) -
     return Image.fromarray(np.clip(base + noise, 0, 255).astype(np.uint8), "RGB")
 
 
+def allow_heif_writing() -> None:
+    """Let Pillow save HEIF (an iPhone's HEIC) in this process: registering pillow-heif, as sportsdet
+    does before reading one, also adds its writer. Tests that need a process where nothing was
+    registered yet run sportsdet in a subprocess."""
+    from sportsdet.imageio import enable_decoder
+
+    enable_decoder("HEIF", "test")
+
+
 def image_bytes(colour: tuple[int, int, int] = (200, 50, 50), fmt: str = "JPEG", size: int = 40) -> bytes:
+    if fmt == "HEIF":
+        allow_heif_writing()
     buffer = io.BytesIO()
     make_image(colour, size=size).save(buffer, format=fmt)
     return buffer.getvalue()

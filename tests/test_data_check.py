@@ -139,9 +139,9 @@ def test_report_json(messy: Path, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("workers", ["1", "2"])
 def test_iphone_photos_are_checked_like_any_other(tmp_path: Path, workers: str) -> None:
-    from sportsdet.imageio import enable_decoder
+    from conftest import allow_heif_writing
 
-    enable_decoder("HEIF", "test")  # lets this process write HEIF; the check below runs in a fresh one
+    allow_heif_writing()  # the check below runs in a fresh process
     for name in ("polo", "croquet"):
         (tmp_path / "phone" / name).mkdir(parents=True)
         for i in range(3):

@@ -150,9 +150,9 @@ def test_exif_orientation_is_applied(tmp_path: Path) -> None:
 
 def _phone_photo(fmt: str, orientation: int | None = None) -> bytes:
     """A landscape 60x40 photo, red left half, in HEIF (an iPhone's HEIC) or AVIF."""
-    from sportsdet.imageio import enable_decoder
+    from conftest import allow_heif_writing
 
-    enable_decoder("HEIF", "test")  # Pillow saves HEIF only once pillow-heif is registered
+    allow_heif_writing()
     stored = Image.new("RGB", (60, 40), BLUE)
     stored.paste(RED, (0, 0, 30, 40))
     exif = Image.Exif()

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import COLOUR_LABELS, COLOUR_SPEC, make_colour_onnx
+from conftest import COLOUR_LABELS, COLOUR_SPEC, allow_heif_writing, make_colour_onnx
 from PIL import Image
 
 from sportsdet.bundle import save_bundle
@@ -102,9 +102,7 @@ def test_light_install_has_no_torch_and_predicts(light_venv: Path, light_work: P
     Image.new("RGB", (64, 48), (220, 30, 20)).save(photos / "a_red.jpg")
     Image.new("RGB", (30, 90), (20, 210, 40)).save(photos / "b_green.png")
     (photos / "c_broken.jpg").write_text("<html>not an image</html>")
-    from sportsdet.imageio import enable_decoder
-
-    enable_decoder("HEIF", "test")  # Pillow writes HEIF once pillow-heif is registered
+    allow_heif_writing()
     Image.new("RGB", (64, 48), (220, 30, 20)).save(photos / "d_iphone.HEIC")  # decoded by a base dependency
 
     for model in (bundle, bundle / "model.onnx"):  # a bundle carrying model.onnx, or the .onnx alone

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import CLASSES, LocalServer, image_bytes, make_image
+from conftest import CLASSES, LocalServer, allow_heif_writing, image_bytes, make_image
 from typer.testing import CliRunner
 
 from sportsdet.bundle import load_bundle
@@ -114,9 +114,7 @@ def test_results_match_direct_model_output(predictor: Predictor, photos: Path) -
 def test_iphone_heic_in_a_folder_is_predicted_like_the_same_photo_as_png(
     predictor: Predictor, tmp_path: Path
 ) -> None:
-    from sportsdet.imageio import enable_decoder
-
-    enable_decoder("HEIF", "test")  # lets Pillow write HEIF for this test
+    allow_heif_writing()
     folder = tmp_path / "DCIM"
     folder.mkdir()
     photo = make_image((200, 30, 30), size=64, seed=7)
@@ -131,17 +129,12 @@ def test_iphone_heic_in_a_folder_is_predicted_like_the_same_photo_as_png(
 def test_heic_url_without_an_image_content_type_is_still_a_photo(
     bundle: Path, http_server: LocalServer, tmp_path: Path
 ) -> None:
-    import io
     import json
     import subprocess
     import sys
 
-    from sportsdet.imageio import enable_decoder
-
-    enable_decoder("HEIF", "test")  # lets this process write HEIF; predict runs in a fresh one
-    buffer = io.BytesIO()
-    make_image((200, 30, 30), size=64, seed=8).save(buffer, format="HEIF")
-    url = http_server.add("/IMG_0003.HEIC", buffer.getvalue(), "application/octet-stream")
+    heic = image_bytes((200, 30, 30), "HEIF", 64)  # predict below runs in a fresh process
+    url = http_server.add("/IMG_0003.HEIC", heic, "application/octet-stream")
     done = subprocess.run(
         [sys.executable, "-m", "sportsdet", "predict", url, "--model", str(bundle), "--format", "jsonl"],
         capture_output=True, text=True, timeout=120,

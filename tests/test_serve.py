@@ -203,24 +203,16 @@ def test_too_many_pixels(colour_model: Path) -> None:
 
 
 def test_the_pixel_limit_holds_for_the_first_iphone_photo_a_server_sees(colour_model: Path) -> None:
-    import io
     import json
     import urllib.request
 
-    from PIL import Image
-
-    from sportsdet.imageio import enable_decoder
-
-    enable_decoder("HEIF", "test")  # lets this process write HEIF; the server is a fresh process
-    big, small = io.BytesIO(), io.BytesIO()
-    Image.new("RGB", (300, 300), (40, 200, 60)).save(big, format="HEIF")  # 90,000 px
-    Image.new("RGB", (64, 48), (220, 30, 30)).save(small, format="HEIF")
+    big, small = image_bytes(GREEN, "HEIF", 300), image_bytes(RED, "HEIF", 64)  # 90,000 px and 4,096 px
     process, base = start_serve(colour_model, "--max-pixels", "50000")
     try:
         answers = []
         for photo in (big, small):
             request = urllib.request.Request(
-                base + "/v1/predict", photo.getvalue(), {"Content-Type": "image/heic"}
+                base + "/v1/predict", photo, {"Content-Type": "image/heic"}
             )
             with urllib.request.urlopen(request, timeout=30) as response:
                 answers.append(json.load(response)["results"][0])

@@ -21,19 +21,6 @@ from test_report_browser import browser  # noqa: F401  (the shared headless Chro
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _heic() -> bytes:
-    import io
-
-    from PIL import Image
-
-    from sportsdet.imageio import enable_decoder
-
-    enable_decoder("HEIF", "test")  # Pillow writes HEIF once pillow-heif is registered
-    buffer = io.BytesIO()
-    Image.new("RGB", (64, 48), (220, 30, 30)).save(buffer, format="HEIF")
-    return buffer.getvalue()
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     model = make_colour_onnx(tmp_path_factory.mktemp("page") / "colour.onnx")
@@ -101,7 +88,8 @@ def test_dropped_photo_is_labelled(browser, server: str, tmp_path: Path) -> None
     # An iPhone photo: labelled by the server; Chromium cannot show HEIC, so its card has no preview.
     with page.expect_file_chooser(timeout=5000) as chooser:
         page.locator("#drop").press("Enter")
-    chooser.value.set_files(files=[{"name": "IMG_0001.HEIC", "mimeType": "image/heic", "buffer": _heic()}])
+    heic = image_bytes((220, 30, 30), "HEIF", 64)
+    chooser.value.set_files(files=[{"name": "IMG_0001.HEIC", "mimeType": "image/heic", "buffer": heic}])
     iphone = page.locator("#results li.card[data-input='IMG_0001.HEIC']")
     iphone.locator("h3.label").wait_for(timeout=10_000)
     assert iphone.locator("h3.label").inner_text().startswith("red")
