@@ -81,7 +81,7 @@ _SIGNATURES = (
 _HEIF_BRANDS = frozenset({b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1"})
 _AVIF_BRANDS = frozenset({b"avif", b"avis"})
 _HEIF_LOCK = threading.Lock()
-_heif_registered: list[bool] = []  # [True] once pillow-heif's opener is registered
+_heif_registered = False  # True once pillow-heif's opener is registered in this process
 
 
 def _video_kind(head: bytes) -> str | None:
@@ -125,6 +125,7 @@ def enable_decoder(image_format: str | None, name: str) -> None:
     pillow-heif is imported only when a HEIC photo turns up, so that every other run starts
     without its 80 ms import.
     """
+    global _heif_registered
     if image_format == "HEIF":
         try:
             import pillow_heif
@@ -139,7 +140,7 @@ def enable_decoder(image_format: str | None, name: str) -> None:
             if not _heif_registered:
                 # Only the main picture is wanted: skip the thumbnails, depth maps and other extras.
                 pillow_heif.register_heif_opener(thumbnails=False, depth_images=False, aux_images=False)
-                _heif_registered.append(True)
+                _heif_registered = True
     elif image_format == "AVIF" and not features.check("avif"):
         raise ImageLoadError(
             name,

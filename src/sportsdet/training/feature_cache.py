@@ -246,7 +246,7 @@ def _compute_shards(
     threads: int,
     batch_size: int | None,
     num_workers: int,
-    bar: _Bar | None,
+    bar: _Bar | _LogLines | None,
 ) -> None:
     """Run the frozen trunk over `dataset` and write its outputs as shards of SHARD_SIZE photos."""
     import torch
@@ -344,18 +344,9 @@ PLAIN_PROGRESS_EVERY = 30.0
 
 
 class _Bar:
-    """Extraction progress on stderr: a live bar in a terminal. In a log file or a pipe a live bar
-    shows nothing until it ends (minutes of silence), so there it prints a line every 30 s."""
+    """Extraction progress on stderr as a live bar (a terminal)."""
 
-    def __init__(self, total: int, description: str) -> None:
-        from rich.console import Console
-
-        console = Console(stderr=True)
-        self.plain = not console.is_terminal
-        if self.plain:
-            self.console, self.total, self.description, self.done = console, total, description, 0
-            self.started = self.printed = time.monotonic()
-            return
+    def __init__(self, total: int, description: str, console: Any) -> None:
         from rich.progress import (
             BarColumn,
             MofNCompleteColumn,
@@ -379,36 +370,44 @@ class _Bar:
         self.progress.start()
 
     def advance(self, n: int) -> None:
-        if not self.plain:
-            self.progress.advance(self.task, n)
-            return
+        self.progress.advance(self.task, n)
+
+    def stop(self) -> None:
+        self.progress.stop()
+
+
+class _LogLines:
+    """Extraction progress in a log file or a pipe, where a live bar shows nothing until it ends
+    (minutes of silence): a line every PLAIN_PROGRESS_EVERY seconds, and one at the end."""
+
+    def __init__(self, total: int, description: str, console: Any) -> None:
+        self.console, self.total, self.description, self.done = console, total, description, 0
+        self.started = self.printed = time.monotonic()
+
+    def advance(self, n: int) -> None:
         self.done += n
         now = time.monotonic()
         if now - self.printed >= PLAIN_PROGRESS_EVERY and self.done < self.total:
             self.printed = now
             elapsed = now - self.started
             left = elapsed / self.done * (self.total - self.done)
-            self.console.print(
-                f"{self.description}: {self.done}/{self.total} photos, {elapsed / 60:.1f} min so far, "
-                f"about {left / 60:.1f} min left",
-                highlight=False,
-                soft_wrap=True,
-            )
+            so_far = f"{self.done}/{self.total} photos, {elapsed / 60:.1f} min so far"
+            self._say(f"{so_far}, about {left / 60:.1f} min left")
 
     def stop(self) -> None:
-        if not self.plain:
-            self.progress.stop()
-            return
-        elapsed = time.monotonic() - self.started
-        self.console.print(
-            f"{self.description}: {self.done}/{self.total} photos in {elapsed / 60:.1f} min",
-            highlight=False,
-            soft_wrap=True,
-        )
+        self._say(f"{self.done}/{self.total} photos in {(time.monotonic() - self.started) / 60:.1f} min")
+
+    def _say(self, text: str) -> None:
+        self.console.print(f"{self.description}: {text}", highlight=False, soft_wrap=True)
 
 
-def _progress_bar(enabled: bool, total: int, description: str) -> _Bar | None:
-    return _Bar(total, description) if enabled else None
+def _progress_bar(enabled: bool, total: int, description: str) -> _Bar | _LogLines | None:
+    if not enabled:
+        return None
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    return (_Bar if console.is_terminal else _LogLines)(total, description, console)
 
 
 def _log_speed(folder: Path, count: int, seconds: float) -> None:

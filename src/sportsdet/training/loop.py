@@ -254,8 +254,9 @@ def current_lr(optimizer: torch.optim.Optimizer) -> float:
     lr = float(group["lr"])
     decay = float(group.get("lr_decay", 0.0) or 0.0)
     if decay:
-        states = [optimizer.state[p] for p in group["params"] if p in optimizer.state]
-        step = float(states[0]["step"]) if states and "step" in states[0] else 0.0
+        # Called before every batch: the first parameter with a state, without listing them all.
+        first = next((optimizer.state[p] for p in group["params"] if p in optimizer.state), None)
+        step = float(first["step"]) if first and "step" in first else 0.0
         lr = lr / (1 + step * decay)  # what the next step will use (torch: lr / (1 + (step-1) * decay))
     return lr
 
