@@ -371,3 +371,71 @@ def test_cli_split_bad_strategy_exits_2_without_traceback(split_tree: Path) -> N
     )
     assert result.returncode == 2
     assert "random:1.5" in result.stderr and "Traceback" not in result.stderr
+
+
+# ----------------------------------------------------------------------------- a saved split, reused
+
+
+def _photos(manifest_root: Path) -> list[tuple[str, str, str]]:
+    scan = scan_dataset(manifest_root)
+    return [(record.rel, record.label, "") for record in scan.records]
+
+
+def test_a_saved_split_is_reused_exactly_after_photos_come_and_go(flat: Path, tmp_path: Path) -> None:
+    from sportsdet.data.splits import is_saved_split, reuse_saved_split
+
+    saved = make_split(flat, "random:0.2", seed=4)
+    path = saved.save(tmp_path / "split.json")
+    assert is_saved_split(str(path)) and not is_saved_split("random:0.2") and not is_saved_split(None)
+    gone = saved.splits["test"][0][0]
+    (flat / gone).unlink()
+    Image.new("RGB", (8, 8), (9, 9, 9)).save(flat / "polo" / "new.png")
+    # A fresh split of the changed folder moves photos between train and test ...
+    assert make_split(flat, "random:0.2", seed=4).splits["test"] != saved.splits["test"]
+    # ... the saved one does not: the same photos in every split, less the one that is gone.
+    reused = reuse_saved_split(path, flat, _photos(flat))
+    assert reused.splits["train"] == saved.splits["train"] and reused.splits["valid"] == saved.splits["valid"]
+    assert reused.splits["test"] == saved.splits["test"][1:]
+    assert (reused.strategy, reused.seed, reused.classes) == ("random:0.2", 4, saved.classes)
+    notes = " | ".join(reused.notes)
+    assert f"1 photo(s) of the saved split are gone from DATA (e.g. {gone})" in notes
+    assert "1 photo(s) in DATA are not in the saved split (e.g. polo/new.png)" in notes
+    # --classes picks from the saved split; a class it does not have is refused.
+    only = reuse_saved_split(path, flat, _photos(flat), "polo,rowing")
+    assert only.classes == ["polo", "rowing"]
+    assert {label for _, label in only.splits["train"]} == {"polo", "rowing"}
+    with pytest.raises(SportsdetError, match="'chess' is not in the saved split"):
+        reuse_saved_split(path, flat, _photos(flat), "chess")
+
+
+def test_a_saved_split_that_does_not_fit_the_data_is_one_clear_error(flat: Path, tmp_path: Path) -> None:
+    from sportsdet.data.splits import reuse_saved_split
+
+    path = make_split(flat, "random:0.2").save(tmp_path / "split.json")
+    photos = _photos(flat)
+    moved = [(rel, "polo" if rel.startswith("rowing/000") else label, src) for rel, label, src in photos]
+    relabelled = r"1 photo\(s\) have another class .* is 'rowing' there, 'polo' here"
+    with pytest.raises(SportsdetError, match=relabelled):
+        reuse_saved_split(path, flat, moved)
+    sources = {"a": {"root": str(flat), "map": {}}}
+    with pytest.raises(SportsdetError, match="the saved split is of one folder, but DATA is the sources a"):
+        reuse_saved_split(path, flat, [(rel, label, "a") for rel, label, _ in photos], sources=sources)
+    with pytest.raises(SportsdetError, match="none of the saved split's training photos is in DATA"):
+        reuse_saved_split(path, flat, [])
+    with pytest.raises(SportsdetError, match="split manifest not found"):
+        reuse_saved_split(tmp_path / "nosuch.json", flat, photos)
+
+
+def test_cli_split_defaults_like_train_and_takes_several_sources(flat, split_tree, tmp_path, run_cli, capsys):
+    # A folder per class: random:0.2 by default (as `train` does), not an error about 'official'.
+    assert run_cli("data", "split", str(flat)) == 0
+    assert "--split random:0.2 --seed 0" in capsys.readouterr().out
+    out = tmp_path / "both.json"
+    both = ["data", "split", str(flat), str(split_tree), "--map", "official:croquet=cricket"]
+    assert run_cli(*both, "--merge", "polo", "--out", str(out)) == 0
+    assert "flat: random:0.2; official: official --seed 0" in capsys.readouterr().out
+    manifest = SplitManifest.load(out)
+    assert set(manifest.sources) == {"flat", "official"} and "cricket" in manifest.classes
+    assert manifest.sources["official"]["map"] == {"croquet": "cricket"}
+    assert run_cli("data", "split", str(flat), "--out", str(tmp_path / "s.txt")) == 2
+    assert "give a .json file name" in capsys.readouterr().err

@@ -227,3 +227,31 @@ def test_check_finds_a_photo_two_sources_share_and_moves_one_copy(two_sources, t
     assert not (flat / "rowing" / "scraped.jpg").exists()
     assert (moved_to / "second" / "rowing" / "scraped.jpg").is_file()
     assert run_cli("data", "check", str(official), str(flat), "--strict") == 0
+
+
+def test_train_reuses_a_saved_split_after_photos_are_added(two_sources, tmp_path, run_cli, capsys) -> None:
+    official, flat = two_sources
+    saved = tmp_path / "split.json"
+    data = [str(official), str(flat), "--map", "second:football=soccer"]
+    assert run_cli("data", "split", *data, "--out", str(saved)) == 0
+    # New photos arrive in the folder-per-class source: a fresh random split would move photos
+    # between train and test; the saved one keeps every photo where it was and leaves the new out.
+    make_image_tree(tmp_path / "more", ["rowing"], per_class=3, size=48)
+    for i, photo in enumerate(sorted((tmp_path / "more" / "rowing").iterdir())):
+        photo.rename(flat / "rowing" / f"new{i}.jpg")
+    capsys.readouterr()
+    run = tmp_path / "run"
+    tiny = ["--model", "seed-cnn", "--epochs", "1", "--set", "input_size=32", "--no-eval"]
+    assert run_cli("train", *data, "--split", str(saved), "--out", str(run), *tiny) == 0
+    err = capsys.readouterr().err
+    assert "3 photo(s) in DATA are not in the saved split (e.g. second/rowing/new0.jpg)" in err
+    before, after = SplitManifest.load(saved), SplitManifest.load(run / "split.json")
+    assert after.splits == before.splits and after.item_sources == before.item_sources
+    assert after.sources["second"]["strategy"] == "random:0.2" and after.sources["second"]["map"]
+    # The same split without the label map it was made with: one clear error, no run folder.
+    unmapped = tmp_path / "r2"
+    assert run_cli("train", str(official), str(flat), "--split", str(saved), "-o", str(unmapped), *tiny) == 2
+    err = capsys.readouterr().err
+    assert "have another class in DATA than in the saved split" in err
+    assert "'soccer' there, 'football' here" in err
+    assert "Traceback" not in err and not unmapped.exists()

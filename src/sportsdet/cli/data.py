@@ -361,10 +361,9 @@ def _print_across_sources(groups: list[Any]) -> None:
 
 def _print_split(manifest: SplitManifest) -> None:
     counts = manifest.counts
-    console.print(
-        f"[bold]{plain(manifest.root)}[/]: --split {plain(manifest.strategy)} --seed {manifest.seed}",
-        highlight=False,
-    )
+    how = manifest.strategy if manifest.sources else f"--split {manifest.strategy}"  # each source's own
+    title = f"[bold]{plain(manifest.root)}[/]: {plain(how)} --seed {manifest.seed}"
+    console.print(title, highlight=False, soft_wrap=True)
     console.print(_counts_table("", manifest.classes, counts))
     totals = " / ".join(f"{split} {sum(c.values()):,}" for split, c in counts.items())
     console.print(f"{len(manifest.classes)} classes: {totals}", highlight=False)
@@ -372,32 +371,51 @@ def _print_split(manifest: SplitManifest) -> None:
 
 @data_app.command("split")
 def split(
-    path: Path = typer.Argument(..., help="Image folder to split (same layouts as `data scan`)."),
-    strategy: str = typer.Option(
-        "official",
+    paths: list[Path] = typer.Argument(
+        ...,
+        help="Image folder(s) to split (same layouts as `data scan`); several folders or a dataset file "
+        "(.toml/.json) are split as the sources of one run, each its own way.",
+    ),
+    strategy: str | None = typer.Option(
+        None,
         "--split",
         help="official (the tree's train/valid/test folders) | random:TEST[,VALID] (e.g. random:0.2, "
-        "stratified) | per-class:TRAIN,TEST[,VALID] (e.g. per-class:70,60 images per class).",
+        "stratified) | per-class:TRAIN,TEST[,VALID] (e.g. per-class:70,60 images per class) "
+        "(default, as in `train`: official for a split tree, else random:0.2).",
     ),
     seed: int = typer.Option(0, "--seed", help="Random seed; the same seed always gives the same split."),
     classes: str | None = typer.Option(
         None, "--classes", help='Use only these classes, comma-separated (e.g. "croquet,polo,rowing").'
     ),
     out: Path | None = typer.Option(
-        None, "--out", help="Write the split manifest (split.json) to this file."
+        None,
+        "--out",
+        help="Write the split manifest to this .json file; `sportsdet train --split FILE` trains on it.",
     ),
     as_json: bool = typer.Option(
         False, "--json", help="Print the whole manifest as JSON instead of a table."
     ),
+    maps: list[str] = typer.Option([], "--map", help=_MAP_HELP),
+    merge: list[str] = typer.Option([], "--merge", help=_MERGE_HELP),
 ) -> None:
-    """Make a train/valid/test split and show its counts; `--out` saves it for training and evaluation."""
+    """Make a train/valid/test split and show its counts; `--out` saves it, and `sportsdet train
+    --split FILE` trains on exactly that split later, even after photos are added to DATA."""
     from sportsdet.data.discover import scan_dataset
     from sportsdet.data.splits import make_split, parse_split_strategy
 
-    parse_split_strategy(strategy)  # a bad --split fails before the tree is walked
-    scanned = scan_dataset(path)
+    if strategy is not None:
+        parse_split_strategy(strategy)  # a bad --split fails before the tree is walked
+    if out is not None and out.suffix.lower() != ".json":
+        raise SportsdetError(f"--out {out}: give a .json file name (e.g. split.json)")
     names = classes.split(",") if classes is not None else None
-    manifest = make_split(scanned, strategy, seed=seed, classes=names)
+    if _is_multi(paths, maps):
+        from sportsdet.data.sources import make_multi_split
+
+        manifest = make_multi_split(scan_sources_from_cli(paths, maps, merge), strategy, seed, names)
+    else:
+        scanned = scan_dataset(paths[0])
+        default = "official" if scanned.layout == "split" else "random:0.2"
+        manifest = make_split(scanned, strategy or default, seed=seed, classes=names)
     if as_json:
         print(json.dumps(manifest.to_dict(), indent=1, ensure_ascii=False))
     else:

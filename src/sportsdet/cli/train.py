@@ -53,7 +53,8 @@ def train(
         "--split",
         help="official (the tree's train/valid/test), random:TEST[,VALID] (e.g. random:0.2) or "
         "per-class:TRAIN,TEST[,VALID] (e.g. per-class:70,60) (default: official for a split tree, "
-        "else random:0.2).",
+        "else random:0.2), or a saved split FILE.json (`sportsdet data split --out`, or another run's "
+        "split.json) to train and test on the very same photos.",
     ),
     classes: str | None = typer.Option(
         None, "--classes", help='Train on these classes only, comma-separated: "croquet,polo,rowing".'

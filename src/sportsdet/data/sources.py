@@ -310,6 +310,23 @@ def make_multi_split(
     return SplitManifest(root, described, int(seed), sorted(wanted), splits, notes, table, origins)
 
 
+def reuse_multi_split(
+    scans: list[SourceScan], path: str | Path, classes: str | Iterable[str] | None = None
+) -> Any:
+    """The split saved in `path` for these sources (see splits.reuse_saved_split)."""
+    from sportsdet.data.splits import reuse_saved_split
+
+    root = common_root(item.scan.root for item in scans)
+    photos = []
+    table = {}
+    for item in scans:
+        name, scan = item.source.name, item.scan
+        prefix = Path(os.path.relpath(scan.root, root))
+        photos += [((prefix / r.rel).as_posix(), r.label, name) for r in scan.records if r.label]
+        table[name] = {"root": str(scan.root), "map": dict(item.source.label_map)}
+    return reuse_saved_split(path, root, photos, classes, table)
+
+
 def _wanted_classes(classes: str | Iterable[str] | None, union: list[str]) -> set[str]:
     if classes is None:
         return set(union)

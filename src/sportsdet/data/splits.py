@@ -409,6 +409,100 @@ def make_split(
     return SplitManifest(scan.root, parsed.text, int(seed), labels, splits, notes)
 
 
+def is_saved_split(text: str | Path | None) -> bool:
+    """Whether a `--split` value names a saved manifest (a .json file) rather than a strategy."""
+    return text is not None and str(text).strip().lower().endswith(".json")
+
+
+def reuse_saved_split(
+    path: str | Path,
+    root: Path,
+    photos: Iterable[tuple[str, str, str]],
+    classes: str | Iterable[str] | None = None,
+    sources: dict[str, dict[str, Any]] | None = None,
+) -> SplitManifest:
+    """The split saved in `path` (`data split --out`, or another run's split.json) for the photos
+    DATA holds now, so that runs made later are scored on the very same test photos.
+
+    `photos`: (path relative to `root`, label, source name; "" for one folder) of every photo found
+    now; `sources`: the multi-source table of DATA (name -> root, map; strategy and classes are
+    filled in here). Photos the saved split lists but DATA no longer holds, and photos added since,
+    are left out and said in the notes. DATA of other sources, or a photo whose class differs, is
+    an error naming the file.
+    """
+    path = Path(path)
+    saved = SplitManifest.load(path)
+    sources = sources or {}
+
+    def described(names: Iterable[str]) -> str:
+        names = sorted(names)
+        return f"the sources {', '.join(names)}" if names else "one folder"
+
+    if sorted(saved.sources) != sorted(sources):
+        raise SportsdetError(
+            f"{path}: the saved split is of {described(saved.sources)}, but DATA is "
+            f"{described(sources)}; give the same DATA, or leave out --split to make a new split"
+        )
+    wanted = set(saved.classes)
+    if classes is not None:
+        names = [c.strip() for c in (classes.split(",") if isinstance(classes, str) else classes)]
+        unknown = [c for c in names if c and c not in wanted]
+        if unknown:
+            raise SportsdetError(
+                f"--classes: {', '.join(repr(c) for c in unknown)} is not in the saved split {path}"
+            )
+        wanted = {c for c in names if c}
+    here = {(rel, source): label for rel, label, source in photos}
+    splits: dict[str, list[tuple[str, str]]] = {s: [] for s in SPLITS}
+    origins: dict[str, list[str]] = {s: [] for s in SPLITS}
+    listed: set[tuple[str, str]] = set()
+    gone: list[str] = []
+    relabelled: list[str] = []
+    for split in SPLITS:
+        entries = saved.splits.get(split, [])
+        for (rel, label), source in zip(entries, saved.sources_of(split) or [""] * len(entries), strict=True):
+            listed.add((rel, source))
+            if label not in wanted:
+                continue
+            now = here.get((rel, source))
+            if now is None:
+                gone.append(rel)
+            elif now != label:
+                relabelled.append(f"{rel} is '{label}' there, '{now}' here")
+            else:
+                splits[split].append((rel, label))
+                origins[split].append(source)
+    if relabelled:
+        raise SportsdetError(
+            f"{path}: {len(relabelled)} photo(s) have another class in DATA than in the saved split "
+            f"(e.g. {relabelled[0]}); give the same --map, or leave out --split to make a new split"
+        )
+    if not splits["train"]:
+        raise SportsdetError(f"{path}: none of the saved split's training photos is in DATA ({root})")
+    notes = [f"the split saved in {path} ({saved.strategy}, seed {saved.seed})"]
+    if gone:
+        notes.append(f"{len(gone)} photo(s) of the saved split are gone from DATA (e.g. {gone[0]}); left out")
+    added = sorted(key[0] for key, label in here.items() if key not in listed and label in wanted)
+    if added:
+        notes.append(
+            f"{len(added)} photo(s) in DATA are not in the saved split (e.g. {added[0]}); left out "
+            "(leave out --split to make a new split that uses them)"
+        )
+    present = sorted({label for split in SPLITS for _, label in splits[split]})
+    table = {}
+    for name, info in sources.items():
+        pairs = ((label, o) for s in SPLITS for (_, label), o in zip(splits[s], origins[s], strict=True))
+        classes_here = {label for label, origin in pairs if origin == name}
+        table[name] = {
+            **info,
+            "strategy": saved.sources[name].get("strategy", saved.strategy),
+            "classes": sorted(classes_here),
+        }
+    return SplitManifest(
+        root, saved.strategy, saved.seed, present, splits, notes, table, origins if table else {}
+    )
+
+
 def _official(
     scan: ScanResult,
     by_class: dict[str, list[ImageRecord]],

@@ -329,24 +329,33 @@ def _split_data(
         Sources,
         is_multi_source,
         make_multi_split,
+        reuse_multi_split,
         scan_sources,
         sources_from_args,
         sources_summary,
     )
-    from sportsdet.data.splits import make_split
+    from sportsdet.data.splits import is_saved_split, make_split, reuse_saved_split
 
+    saved = is_saved_split(split)
     paths = list(data) if isinstance(data, (list, tuple)) else [data]
     if not is_multi_source(paths, maps):  # one folder: the plain split manifest, as before
         scan = scan_dataset(paths[0])
-        manifest = make_split(
-            scan, split or ("official" if scan.layout == "split" else "random:0.2"), seed, classes
-        )
-        if classes:
+        if saved:
+            photos = [(record.rel, record.label, "") for record in scan.records if record.label]
+            manifest = reuse_saved_split(split, scan.root, photos, classes)
+        else:
+            manifest = make_split(
+                scan, split or ("official" if scan.layout == "split" else "random:0.2"), seed, classes
+            )
+        if classes or saved:
             scan = scan.restricted_to(manifest.classes)
         return manifest, scan.to_dict(), str(scan.root)
     sources = paths[0] if isinstance(paths[0], Sources) else sources_from_args(paths, maps, merge)
     scans = scan_sources(sources)
-    manifest = make_multi_split(scans, split, seed, classes)
+    if saved:
+        manifest = reuse_multi_split(scans, split, classes)
+    else:
+        manifest = make_multi_split(scans, split, seed, classes)
     return (
         manifest,
         sources_summary(scans, manifest),
