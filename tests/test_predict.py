@@ -376,6 +376,24 @@ def test_info_table(bundle: Path) -> None:
     )
 
 
+def test_info_says_in_words_what_the_builtin_model_was_trained_on() -> None:
+    result = runner.invoke(app, ["info"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    rows = {
+        line.split("│")[1].strip(): line.split("│")[2].strip()
+        for line in result.stdout.splitlines()
+        if line.count("│") == 3
+    }
+    assert rows["sources"] == "sports100 (100 classes), websports (5 classes)"
+    assert rows["split"].startswith("train 14,652 / valid 620 / test 799 (sports100: official;")
+    assert rows["input"].startswith("300 px, crop") and "mean 0.498, std 0.502" in rows["input"]
+    assert rows["abstain"].startswith("uncertain when entropy <")
+    # No key dumps of nested records: those are what `info --json` is for.
+    assert not any(name.startswith(("training.", "data.", "metrics.")) for name in rows)
+    assert not any("{" in value for value in rows.values())
+    assert "sportsdet info --json prints everything recorded" in result.stdout
+
+
 def test_info_labels_lists_every_class_the_model_knows(bundle: Path) -> None:
     result = runner.invoke(app, ["info", str(bundle), "--labels"])
     assert result.exit_code == 0, result.output

@@ -326,6 +326,90 @@ def _short(value: Any, limit: int = 100) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def _summary_rows(info: dict) -> list[tuple[str, str]]:
+    """The bundle's record in a line per topic, in words; `info --json` keeps every field."""
+    labels, pre = info["labels"], info["preprocessing"]
+    data, training, metrics = info["data"] or {}, info["training"] or {}, info["metrics"] or {}
+    config = info["model"]["config"] or {}
+    switches = [k.replace("_", " ") for k, v in config.items() if v is True]
+    others = {k: v for k, v in config.items() if not isinstance(v, bool)}
+    model = info["model"]["name"] + (f" ({', '.join(switches)})" if switches else "")
+    rows = [("model", model + (f" {_short(others)}" if others else ""))]
+    more = f", ... ({len(labels) - 8} more; --labels lists them all)" if len(labels) > 8 else ""
+    rows.append(("labels", f"{len(labels)}: {', '.join(labels[:8])}{more}"))
+
+    def numbers(values: Any) -> str:
+        values = values if isinstance(values, list) else [values]
+        return ", ".join(f"{v:.3g}" for v in values) if len(set(values)) > 1 else f"{values[0]:.3g}"
+
+    fit = pre.get("resize", "-")
+    if fit == "crop":
+        fit += f" (crop_pct {pre['crop_pct']:g})"
+    rows.append((
+        "input",
+        f"{pre['input_size']} px, {fit}, {pre.get('interpolation', '-')}, "
+        f"mean {numbers(pre['mean'])}, std {numbers(pre['std'])}",
+    ))
+    if info.get("quantization"):
+        rows.append(("quantization", _short(info["quantization"])))
+    if data:
+        # Built-in bundles record their sources by name; a run records them in its data scan.
+        sources = data.get("sources") or (data.get("scan") or {}).get("sources") or {}
+        roots = [entry["root"] for entry in sources.values() if entry.get("root")]
+        rows.append(("data", data.get("name") or ", ".join(roots) or data.get("root") or "-"))
+        if sources:
+
+            def classes(entry: dict) -> Any:  # a count (built-in) or the names (a run's scan)
+                named = entry.get("classes", entry.get("num_classes", "?"))
+                return len(named) if isinstance(named, list) else named
+
+            described = [f"{name} ({classes(entry)} classes)" for name, entry in sources.items()]
+            rows.append(("sources", ", ".join(described)))
+        counts = " / ".join(f"{part} {n:,}" for part, n in (data.get("counts") or {}).items())
+        strategy = data.get("split", "-")
+        rows.append(("split", f"{counts} ({strategy})" if counts else str(strategy)))
+    if training:
+        minutes = training.get("seconds")
+        took = f", {minutes / 60:.1f} min" if isinstance(minutes, (int, float)) else ""
+        rows.append((
+            "training",
+            f"{training.get('recipe', '-')}, {training.get('epochs_run', '?')} epochs "
+            f"(best {training.get('best_epoch', '?')}){took}, seed {training.get('seed', '-')}"
+            + (", resumed" if training.get("resumed") else ""),
+        ))
+        if training.get("command"):
+            rows.append(("trained by", str(training["command"])))
+        calibration = training.get("calibration") or {}
+        if isinstance(calibration.get("temperature"), (int, float)):
+            ece = (calibration.get("valid_ece_before"), calibration.get("valid_ece_after"))
+            rows.append((
+                "calibration",
+                f"temperature {calibration['temperature']:.3f} on {calibration.get('valid_images', '?')} "
+                "validation photos" + (f", ECE {ece[0]:.3f} -> {ece[1]:.3f}" if None not in ece else ""),
+            ))
+    if isinstance(metrics.get("best_val_accuracy"), (int, float)):
+        loss = metrics.get("best_val_loss")
+        rows.append((
+            "validation",
+            f"best accuracy {metrics['best_val_accuracy']:.1%}"
+            + (f", loss {loss:.3f}" if isinstance(loss, (int, float)) else "")
+            + (f" (selected by {metrics['selected_by']})" if metrics.get("selected_by") else ""),
+        ))
+    if not (data or training or metrics):
+        rows.append(("training", "- (nothing recorded)"))
+    abstain = info.get("abstain")
+    if abstain and abstain.get("threshold") is not None:
+        rows.append((
+            "abstain",
+            f"uncertain when {abstain['method']} < {abstain['threshold']:.4f} "
+            f"(fitted to answer {abstain.get('coverage', 0):.0%} of "
+            f"{abstain.get('fitted_on', 'validation photos')})",
+        ))
+    else:
+        rows.append(("abstain", (abstain or {}).get("why") or "- (every photo gets a label)"))
+    return rows
+
+
 def _scores_table(info: dict) -> Any:
     """The model's recorded scores by where the photos came from (built-in model: per source and on
     realworld-dev, photos from a source it never trained on)."""
@@ -381,36 +465,17 @@ def info_command(
     if list_labels:
         typer.echo("\n".join(labels))
         return
-    more = f", ... ({len(labels) - 8} more; --labels lists them all)" if len(labels) > 8 else ""
-    shown = ", ".join(labels[:8]) + more
-    summary = Table(show_header=False, title=f"bundle {plain(info['path'])}", title_justify="left")
+    summary = Table(
+        show_header=False,
+        title=f"bundle {plain(info['path'])}",
+        title_justify="left",
+        caption="sportsdet info --json prints everything recorded",
+        caption_justify="left",
+    )
     summary.add_column(style="bold")
     summary.add_column(overflow="fold")
-    summary.add_row("model", plain(f"{info['model']['name']} {_short(info['model']['config'])}"))
-    summary.add_row("labels", plain(f"{len(labels)}: {shown}"))
-    summary.add_row(
-        "preprocessing", plain(_short({k: v for k, v in info["preprocessing"].items() if k != "extra"}, 200))
-    )
-    for section in ("training", "data", "metrics"):
-        values = info[section]
-        if not values:
-            summary.add_row(section, "-")
-            continue
-        # Scalars in full, nested structures shortened: the --json output has everything.
-        for key, value in values.items():
-            summary.add_row(plain(f"{section}.{key}"), plain(_short(value)))
-    abstain = info.get("abstain")
-    if abstain and abstain.get("threshold") is not None:
-        summary.add_row(
-            "abstain",
-            plain(
-                f"uncertain when {abstain['method']} < {abstain['threshold']:.4f} "
-                f"(fitted to answer {abstain.get('coverage', 0):.0%} of "
-                f"{abstain.get('fitted_on', 'validation photos')})"
-            ),
-        )
-    else:
-        summary.add_row("abstain", plain((abstain or {}).get("why") or "- (every photo gets a label)"))
+    for name, value in _summary_rows(info):
+        summary.add_row(name, plain(value))
     summary.add_row("versions", plain(", ".join(f"{k} {v}" for k, v in info["versions"].items())))
     console.print(summary)
     scores = _scores_table(info)
