@@ -286,7 +286,7 @@ def _valid_manifest_dict(root: Path) -> dict:
 @pytest.mark.parametrize(
     "breakage, fragment",
     [
-        (lambda d: d.update(format="other/9"), "format"),
+        (lambda d: d.update(format="other/9"), "expected 'sportsdet-split/1' or 'sportsdet-split/2'"),
         (lambda d: d.pop("classes"), "missing field 'classes'"),
         (lambda d: d.update(seed="zero"), "'seed' must be a int"),
         (lambda d: d["splits"]["train"].append(["train/polo/x.png", "curling"]), "'curling'"),

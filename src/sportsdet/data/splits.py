@@ -258,7 +258,9 @@ class SplitManifest:
         if not isinstance(data, dict):
             raise bad("expected a JSON object")
         if data.get("format") not in (SPLIT_FORMAT, MULTI_SOURCE_FORMAT):
-            raise bad(f"format is {data.get('format')!r}, expected {SPLIT_FORMAT!r}")
+            raise bad(
+                f"format is {data.get('format')!r}, expected {SPLIT_FORMAT!r} or {MULTI_SOURCE_FORMAT!r}"
+            )
         multi = data["format"] == MULTI_SOURCE_FORMAT
         sources = data.get("sources") if multi else {}
         if multi and (not isinstance(sources, dict) or not sources):
