@@ -16,7 +16,7 @@ import pytest
 from conftest import CLASSES, LocalServer, allow_heif_writing, image_bytes, make_image
 from typer.testing import CliRunner
 
-from sportsdet.bundle import load_bundle
+from sportsdet.bundle import builtin_bundle_path, load_bundle
 from sportsdet.cli import app
 from sportsdet.errors import BundleError, SportsdetError
 from sportsdet.predict import Predictor, expand_inputs
@@ -392,6 +392,10 @@ def test_info_says_in_words_what_the_builtin_model_was_trained_on() -> None:
     assert not any(name.startswith(("training.", "data.", "metrics.")) for name in rows)
     assert not any("{" in value for value in rows.values())
     assert "sportsdet info --json prints everything recorded" in result.stdout
+    exported = builtin_bundle_path() / "model.int8.onnx"
+    onnx = runner.invoke(app, ["info", str(exported)], env={"COLUMNS": "200"})
+    assert onnx.exit_code == 0, onnx.output
+    assert "int8 per-channel weights, uint8 activations" in onnx.stdout and '{"method"' not in onnx.stdout
 
 
 def test_info_labels_lists_every_class_the_model_knows(bundle: Path) -> None:

@@ -350,8 +350,18 @@ def _summary_rows(info: dict) -> list[tuple[str, str]]:
         f"{pre['input_size']} px, {fit}, {pre.get('interpolation', '-')}, "
         f"mean {numbers(pre['mean'])}, std {numbers(pre['std'])}",
     ))
-    if info.get("quantization"):
-        rows.append(("quantization", _short(info["quantization"])))
+    quantized = info.get("quantization")
+    if quantized:
+        words = [
+            f"{quantized[key]} {key}" for key in ("weights", "activations") if quantized.get(key)
+        ] + [f"{quantized[key]}" for key in ("method", "format") if quantized.get(key)]
+        if quantized.get("calibration"):
+            words.append(
+                f"{quantized['calibration']} calibration on {quantized.get('calibration_images', '?')} photos"
+            )
+        if quantized.get("float_convs"):
+            words.append(f"{quantized['float_convs']} convolutions kept in float")
+        rows.append(("quantization", ", ".join(words) or _short(quantized)))
     if data:
         # Built-in bundles record their sources by name; a run records them in its data scan.
         sources = data.get("sources") or (data.get("scan") or {}).get("sources") or {}
@@ -396,7 +406,9 @@ def _summary_rows(info: dict) -> list[tuple[str, str]]:
             + (f" (selected by {metrics['selected_by']})" if metrics.get("selected_by") else ""),
         ))
     if not (data or training or metrics):
-        rows.append(("training", "- (nothing recorded)"))
+        exported = str(info.get("format", "")).startswith("onnx")
+        kept = "- (an exported .onnx keeps none; its bundle has it)" if exported else "- (none recorded)"
+        rows.append(("training", kept))
     abstain = info.get("abstain")
     if abstain and abstain.get("threshold") is not None:
         rows.append((
