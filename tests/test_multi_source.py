@@ -248,6 +248,11 @@ def test_train_reuses_a_saved_split_after_photos_are_added(two_sources, tmp_path
     before, after = SplitManifest.load(saved), SplitManifest.load(run / "split.json")
     assert after.splits == before.splits and after.item_sources == before.item_sources
     assert after.sources["second"]["strategy"] == "random:0.2" and after.sources["second"]["map"]
+    # `info` on the run names its sources from the run's data scan.
+    assert run_cli("info", str(run)) == 0
+    sources_row = next(line for line in capsys.readouterr().out.splitlines() if "│ sources" in line)
+    assert f"{official.name} (" in sources_row and "second (" in sources_row, sources_row
+    assert "classes)" in sources_row and "[" not in sources_row
     # The same split without the label map it was made with: one clear error, no run folder.
     unmapped = tmp_path / "r2"
     assert run_cli("train", str(official), str(flat), "--split", str(saved), "-o", str(unmapped), *tiny) == 2
