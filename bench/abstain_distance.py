@@ -163,13 +163,14 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(row(name, answered, {"threshold": round(threshold, 4)}))
     need = int(np.ceil(args.coverage * len(truth["valid"])))
 
-    def both(scores: dict, name: str, keep: float) -> tuple[dict[str, np.ndarray], float]:
-        """Answered where entropy and the distance both pass, fitted to keep the coverage."""
-        distance_at = float(np.quantile(scores["valid"][name], 1 - keep))
-        passes = scores["valid"][name] >= distance_at
+    def both(by_set: dict, name: str, keep: float) -> tuple[dict[str, np.ndarray], float]:
+        """Answered where entropy and the distance both pass, fitted to keep the coverage
+        (`by_set`: each set's scores, those of bank 0 or of another bank)."""
+        distance_at = float(np.quantile(by_set["valid"][name], 1 - keep))
+        passes = by_set["valid"][name] >= distance_at
         # The entropy threshold that leaves `need` validation photos passing both.
-        entropy_at = float(np.sort(scores["valid"]["entropy"][passes])[::-1][need - 1])
-        answered = {k: (s["entropy"] >= entropy_at) & (s[name] >= distance_at) for k, s in scores.items()}
+        entropy_at = float(np.sort(by_set["valid"]["entropy"][passes])[::-1][need - 1])
+        answered = {k: (s["entropy"] >= entropy_at) & (s[name] >= distance_at) for k, s in by_set.items()}
         return answered, entropy_at
 
     for name in DISTANCES:
