@@ -284,3 +284,22 @@ def test_cli_unknown_class_error(bundle: Path, tree: Path, tmp_path: Path) -> No
     result = CliRunner().invoke(app, ["evaluate", str(bundle), str(tree), "--out", str(tmp_path / "e")])
     assert isinstance(result.exception, SportsdetError)
     assert "curling" in str(result.exception)
+
+
+def test_the_builtin_model_is_evaluated_by_name(
+    run_cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    # "How good is the ready-made model on MY photos?" needs no path into site-packages.
+    from sportsdet.bundle import builtin_bundle_path
+
+    make_image_tree(tmp_path / "mine", ["tennis", "soccer"], per_class=3)
+    monkeypatch.chdir(tmp_path)
+    assert run_cli("evaluate", "builtin", "mine") == 0
+    metrics = json.loads((tmp_path / "eval-builtin" / "metrics.json").read_text())
+    assert metrics["n"] == 6 and set(metrics["per_class"]) >= {"tennis", "soccer"}
+    assert metrics["labels"] == json.loads((builtin_bundle_path() / "bundle.json").read_text())["labels"]
+    # A folder of that name where the user works is theirs: it is what they mean.
+    make_tiny_bundle(tmp_path / "builtin")
+    capsys.readouterr()
+    assert run_cli("evaluate", "builtin", "mine", "--out", "own") == 2
+    assert "are not among the model's 3 labels (air hockey, polo, rowing)" in capsys.readouterr().err

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sportsdet.bundle import BUNDLE_FILES, MANIFEST_NAME
+from sportsdet.bundle import BUNDLE_FILES, MANIFEST_NAME, builtin_bundle_path
 from sportsdet.errors import SportsdetError
 
 METRICS_COLUMNS = ("epoch", "stage", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "seconds")
@@ -135,9 +135,18 @@ def run_of_bundle(bundle_dir: str | Path) -> RunFolder | None:
     return None
 
 
+BUILTIN = "builtin"  # names the model shipped in the package wherever a bundle is asked for
+
+
 def resolve_bundle_dir(path: str | Path) -> Path:
-    """A bundle folder as given, or RUN/model when `path` is a training run folder."""
+    """A bundle folder as given, RUN/model when `path` is a training run folder, or the built-in
+    model for the name `builtin` (unless a folder of that name is here)."""
     path = Path(path).expanduser()
+    if str(path) == BUILTIN and not path.exists():
+        builtin = builtin_bundle_path()
+        if builtin is None:
+            raise SportsdetError("this install has no built-in model; give a model bundle or run folder")
+        return builtin
     if not (path / MANIFEST_NAME).is_file() and (path / MODEL / MANIFEST_NAME).is_file():
         return path / MODEL
     return path  # load_bundle explains what is wrong with anything else

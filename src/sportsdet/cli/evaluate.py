@@ -12,7 +12,10 @@ from sportsdet.cli.app import app, console, err_console, plain, warn
 @app.command("evaluate")
 def evaluate_command(
     bundle: Path = typer.Argument(
-        ..., help="Model bundle folder, or a run folder (its model/ is used).", show_default=False
+        ...,
+        help="Model bundle folder, a run folder (its model/ is used), or `builtin` for the sports model "
+        "that ships with sportsdet (then give DATA: your own labelled photos).",
+        show_default=False,
     ),
     data: Path | None = typer.Argument(
         None,
