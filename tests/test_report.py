@@ -427,6 +427,20 @@ def test_evaluation_on_a_few_of_the_models_classes_hides_empty_ones(tmp_path):
     assert "1 more were only predicted" in text
 
 
+def test_classes_only_predicted_come_after_the_classes_scored(tmp_path):
+    # A many-class model on a user's few sports: their classes first, then the wrong answers,
+    # the most given first, whatever the alphabet says.
+    labels = ["archery", "badminton", "tennis", "zorbing"]
+    y = np.array([2, 2, 2, 2, 2])
+    probs = np.full((5, 4), 0.01, dtype=np.float32)
+    probs[np.arange(5), [2, 1, 0, 0, 0]] = 0.97  # one right, badminton once, archery three times
+    write_eval(tmp_path / "eval", labels, y, probs, [f"{i}.jpg" for i in range(5)])
+    text = write_report(tmp_path / "eval").read_text(encoding="utf-8")
+    rows = [r[0] for r in Page(text).tables["per-class-table"]]
+    assert rows == ["tennis", "archery", "badminton"]
+    assert "The last 2 had no images here but were given to some" in text
+
+
 def test_tiny_case_against_hand_computed_values(tmp_path):
     """6 images, 3 classes, worked out on paper: the page must show these numbers."""
     labels = ["croquet", "polo", "rowing"]

@@ -558,6 +558,11 @@ def _per_class(inputs: ReportInputs) -> str:
     labels = [x for x in labels if x not in hidden]
     confused_with = _top_confusion(m, labels)
     predicted = _times_predicted(m)
+    # The classes of the photos scored come first; a class with none here (a 105-class model on a
+    # user's 5 sports) is only a wrong answer, listed after them, the most given first.
+    present = [x for x in labels if per_class[x].get("support") != 0]
+    only_predicted = sorted((x for x in labels if x not in present), key=lambda x: -predicted.get(x, 0))
+    labels = present + only_predicted
     rows = []
     for label in labels:
         v = per_class[label]
@@ -577,6 +582,9 @@ def _per_class(inputs: ReportInputs) -> str:
         )
     note = (f" {len(hidden)} of the model's classes had no images here and were never predicted: "
             "left out." if hidden else "")
+    if only_predicted:
+        note += (f" The last {len(only_predicted)} had no images here but were given to some: "
+                 "wrong answers only, the most given first.")
     return (
         f'<p class="muted">{len(labels)} classes.{note} Click a column header to sort (again to reverse); '
         "F1 below 50% is red. Precision: of the images predicted as this class, the share that were; "
