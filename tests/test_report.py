@@ -439,6 +439,12 @@ def test_classes_only_predicted_come_after_the_classes_scored(tmp_path):
     rows = [r[0] for r in Page(text).tables["per-class-table"]]
     assert rows == ["tennis", "archery", "badminton"]
     assert "The last 2 had no images here but were given to some" in text
+    # The confusion matrix in the same order: the diagonal top left, then the wrong answers.
+    start = text.index('<svg class="confusion"')
+    svg = text[start : text.index("</svg>", start)]
+    names = re.findall(r'<text class="(row|col)"[^>]*>([^<]+)</text>', svg)
+    assert [name for kind, name in names if kind == "col"] == ["tennis", "archery", "badminton"]
+    assert confusion_cells(svg) == {(0, 0): 1, (0, 1): 3, (0, 2): 1}
 
 
 def test_tiny_case_against_hand_computed_values(tmp_path):

@@ -655,6 +655,10 @@ def _confusion(inputs: ReportInputs) -> str:
         # only predicted has an empty row (an evaluation on 5 of 105 sports would show 50 of them).
         columns = [i for i, label in enumerate(labels) if label in active]
         rows = [i for i in columns if sum(matrix[i])]
+        # The rows' own classes first, in their order, so each recall sits on the diagonal; then
+        # the classes only predicted, the most predicted first (as in the per-class table).
+        given = {j: sum(row[j] for row in matrix) for j in columns}
+        columns = rows + sorted((j for j in columns if j not in rows), key=lambda j: -given[j])
     cells = [[matrix[i][j] for j in columns] for i in rows]
     names, column_names = [labels[i] for i in rows], [labels[j] for j in columns]
     # Past ~30 classes the names are only readable at full size: start there (scrollable) and let
