@@ -286,6 +286,25 @@ def test_eval_option_and_data_check_report(tmp_path):
     assert "1 crossing splits" in text and "copy.jpg [train]" in text
 
 
+
+def test_an_evaluation_folder_alone_is_told_the_data_check_it_will_read(tmp_path):
+    # `sportsdet evaluate builtin PHOTOS` writes an evaluation folder outside any run: the page
+    # names those photos and a report path it reads back, not "DATA" and "RUN/...".
+    from sportsdet.data import check_dataset
+
+    fake = make_run(tmp_path, n_classes=3, per_class=2)
+    alone = tmp_path / "eval-builtin"
+    fake.eval.rename(alone)
+    metrics = json.loads((alone / "metrics.json").read_text())
+    metrics["data"] = str(fake.data)
+    (alone / "metrics.json").write_text(json.dumps(metrics))
+    text = html.unescape(write_report(alone).read_text(encoding="utf-8"))
+    advice = f'sportsdet data check "{fake.data}" --report "{alone / "data_check.json"}"'
+    assert advice in text
+    check_dataset(fake.data, workers=1).save(alone / "data_check.json")
+    text = html.unescape(write_report(alone).read_text(encoding="utf-8"))
+    assert "No data-check report found" not in text and f"From {alone / 'data_check.json'}" in text
+
 WRONG_SHAPE = {"labels": ["a"], "confusion_matrix": [[1], [1]]}
 
 

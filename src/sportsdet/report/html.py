@@ -396,8 +396,12 @@ def _findings(inputs: ReportInputs) -> str:
     scan_warnings = [w for w in summary.get("warnings", []) if isinstance(w, str)]
     ignored = summary.get("ignored") or {}
     if inputs.check is None:
-        folders = " ".join(f'"{root}"' for root in inputs.data_sources.values()) or "DATA"
-        where = f'"{inputs.run_dir / "data_check.json"}"' if inputs.run_dir else "RUN/data_check.json"
+        evaluated = (inputs.metrics or {}).get("data")  # an evaluation folder alone: the photos it scored
+        folders = " ".join(f'"{root}"' for root in inputs.data_sources.values()) or (
+            f'"{evaluated}"' if evaluated else "DATA"
+        )
+        home = inputs.run_dir or inputs.eval_dir  # where this page looks for the report
+        where = f'"{home / "data_check.json"}"' if home else "RUN/data_check.json"
         html.append('<p class="muted">No data-check report found. Run <code>sportsdet data check '
                     f"{escape(folders)} --report {escape(where)}</code> to decode every image and look "
                     "for broken files and duplicates across splits.</p>")
