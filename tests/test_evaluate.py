@@ -267,6 +267,17 @@ def test_confusion_matrix_scales_with_classes(tmp_path: Path, n: int) -> None:
     assert width >= (2500 if n == 100 else 600)
 
 
+def test_confusion_matrix_of_a_few_of_many_classes_draws_only_their_rows(tmp_path: Path) -> None:
+    # The built-in model (105 sports) on a user's 5: 5 rows, not 105 (100 of them empty).
+    cm = np.zeros((105, 105), dtype=int)
+    for i in range(5):
+        cm[i * 20, i * 20], cm[i * 20, 101] = 8, 2
+    plot_confusion_matrix(cm, [f"sport {i}" for i in range(105)], tmp_path / "few.png")
+    plot_confusion_matrix(np.eye(105, dtype=int), [f"sport {i}" for i in range(105)], tmp_path / "all.png")
+    with Image.open(tmp_path / "few.png") as few, Image.open(tmp_path / "all.png") as every:
+        assert few.height < every.height / 3 and few.width < every.width / 3  # 5 rows x 6 columns
+
+
 def test_cli_prints_summary_and_defaults_out(
     bundle: Path, tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -122,3 +122,14 @@ def test_fit_temperature_recovers_the_temperature_that_made_the_labels() -> None
     assert softmax_nll(logits, labels, fitted) < softmax_nll(logits, labels, 1.0)
     with pytest.raises(SportsdetError, match="fit_temperature"):
         fit_temperature(logits[:3], labels[:2])
+
+
+def test_confusion_layout_shows_the_classes_scored_then_the_wrong_answers() -> None:
+    from sportsdet.metrics import confusion_layout
+
+    # 5 classes; photos of classes 3 and 1 only; class 4 given twice, class 0 once, class 2 never.
+    matrix = np.zeros((5, 5), dtype=int)
+    matrix[1, 1], matrix[1, 0], matrix[3, 3], matrix[3, 4] = 2, 1, 1, 2
+    assert confusion_layout(matrix) == ([1, 3], [1, 3, 4, 0])
+    # Every class with photos: the matrix as it is.
+    assert confusion_layout(np.eye(3, dtype=int)) is None

@@ -223,6 +223,25 @@ def compute_metrics(y_true: Any, probs: Any, labels: Sequence[str]) -> dict[str,
 RISK_COVERAGE_POINTS = 50
 
 
+def confusion_layout(matrix: Any) -> tuple[list[int], list[int]] | None:
+    """Which rows and columns of a confusion matrix to show, in what order; None: all, as they are.
+
+    When some class has no images (a 105-class model scored on a user's 5 sports), rows are the
+    classes with images, in their order; columns are those same classes first, so each recall sits
+    on the diagonal, then the classes that were only predicted, the most predicted first. Classes
+    with neither images nor predictions are left out.
+    """
+    counts = np.asarray(matrix)
+    if counts.ndim != 2 or counts.shape[0] != counts.shape[1] or not counts.size:
+        return None
+    images, given = counts.sum(axis=1), counts.sum(axis=0)
+    if (images > 0).all():
+        return None
+    rows = [int(i) for i in np.flatnonzero(images > 0)]
+    only_predicted = [int(j) for j in np.flatnonzero((images == 0) & (given > 0))]
+    return rows, rows + sorted(only_predicted, key=lambda j: (-given[j], j))
+
+
 def risk_coverage(
     scores: np.ndarray, correct: np.ndarray, points: int = RISK_COVERAGE_POINTS
 ) -> list[dict[str, float]]:

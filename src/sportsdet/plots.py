@@ -220,30 +220,42 @@ def _wrap(text: str, width: int) -> str:
 
 def plot_confusion_matrix(cm: np.ndarray, labels: Sequence[str], path: Path, title: str = "") -> None:
     """Row-normalised confusion matrix; the figure grows with the class count, fonts shrink,
-    and per-cell numbers are drawn only while they fit (up to 20 classes)."""
+    and per-cell numbers are drawn only while they fit (up to 20 classes). When some classes have
+    no images, only the rows that do are drawn (metrics.confusion_layout)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    n = len(labels)
+    from sportsdet.metrics import confusion_layout
+
+    cm = np.asarray(cm)
+    row_labels = col_labels = list(labels)
+    layout = confusion_layout(cm)
+    if layout is not None:
+        keep_rows, keep_cols = layout
+        cm = cm[np.ix_(keep_rows, keep_cols)]
+        row_labels, col_labels = [labels[i] for i in keep_rows], [labels[j] for j in keep_cols]
+    n_rows, n_cols = cm.shape
+    n = max(n_rows, n_cols)
     rows = cm.sum(axis=1, keepdims=True)
     norm = np.divide(cm, rows, out=np.zeros(cm.shape, dtype=float), where=rows > 0)
-    side = float(np.clip(0.22 * n + 3.5, 5.0, 26.0))
+    width = float(np.clip(0.22 * n_cols + 3.5, 5.0, 26.0))
+    height = float(np.clip(0.22 * n_rows + 3.5, 3.0, 26.0))
     tick_font = float(np.clip(150.0 / max(n, 1), 5.0, 10.0))
-    fig = Figure(figsize=(side + 1.2, side))
+    fig = Figure(figsize=(width + 1.2, height))
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
     image = ax.imshow(norm, cmap="Blues", vmin=0.0, vmax=1.0, interpolation="nearest")
-    ax.set_xticks(range(n))
-    ax.set_yticks(range(n))
-    ax.set_xticklabels(labels, rotation=90, fontsize=tick_font)
-    ax.set_yticklabels(labels, fontsize=tick_font)
+    ax.set_xticks(range(n_cols))
+    ax.set_yticks(range(n_rows))
+    ax.set_xticklabels(col_labels, rotation=90, fontsize=tick_font)
+    ax.set_yticklabels(row_labels, fontsize=tick_font)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     ax.set_title(title or "confusion matrix (each row sums to 1)", fontsize=11)
     if n <= 20:
         cell_font = float(np.clip(120.0 / max(n, 1), 6.0, 11.0))
-        for t in range(n):
-            for p in range(n):
+        for t in range(n_rows):
+            for p in range(n_cols):
                 if cm[t, p]:
                     colour = "white" if norm[t, p] > 0.5 else "black"
                     ax.text(

@@ -17,6 +17,7 @@ from typing import Any
 
 from sportsdet import __version__
 from sportsdet import plots as figures
+from sportsdet.metrics import confusion_layout
 from sportsdet.report.assets import CSS, JS
 from sportsdet.report.confusion import confusion_svg, legend_html
 from sportsdet.report.gallery import Tile, highest_loss, spread_sample, thumbnail_uri
@@ -652,17 +653,9 @@ def _confusion(inputs: ReportInputs) -> str:
     matrix, labels = m.get("confusion_matrix"), m.get("labels")
     if not matrix or not labels:
         return _no_eval(inputs)
-    active = _active_labels(m)
-    rows, columns = list(range(len(labels))), list(range(len(labels)))
-    if active is not None:
-        # Columns: classes with images or predictions. Rows: classes with images; a class that was
-        # only predicted has an empty row (an evaluation on 5 of 105 sports would show 50 of them).
-        columns = [i for i, label in enumerate(labels) if label in active]
-        rows = [i for i in columns if sum(matrix[i])]
-        # The rows' own classes first, in their order, so each recall sits on the diagonal; then
-        # the classes only predicted, the most predicted first (as in the per-class table).
-        given = {j: sum(row[j] for row in matrix) for j in columns}
-        columns = rows + sorted((j for j in columns if j not in rows), key=lambda j: -given[j])
+    # A class only predicted would have an empty row (on 5 of 105 sports, 50 of them): see
+    # confusion_layout, which the PNG evaluate writes uses too.
+    rows, columns = confusion_layout(matrix) or (list(range(len(labels))), list(range(len(labels))))
     cells = [[matrix[i][j] for j in columns] for i in rows]
     names, column_names = [labels[i] for i in rows], [labels[j] for j in columns]
     # Past ~30 classes the names are only readable at full size: start there (scrollable) and let
