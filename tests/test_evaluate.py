@@ -309,6 +309,12 @@ def test_the_builtin_model_is_evaluated_by_name(
     metrics = json.loads((tmp_path / "eval-builtin" / "metrics.json").read_text())
     assert metrics["n"] == 6 and set(metrics["per_class"]) >= {"tennis", "soccer"}
     assert metrics["labels"] == json.loads((builtin_bundle_path() / "bundle.json").read_text())["labels"]
+    # A folder named in other capitals: the error says which label it means.
+    (tmp_path / "mine" / "soccer").rename(tmp_path / "mine" / "Soccer")
+    capsys.readouterr()
+    assert run_cli("evaluate", "builtin", "mine") == 2
+    error = capsys.readouterr().err
+    assert "'Soccer' (did you mean 'soccer'?) are not among the model's 105 labels;" in error
     # A folder of that name where the user works is theirs: it is what they mean.
     make_tiny_bundle(tmp_path / "builtin")
     capsys.readouterr()

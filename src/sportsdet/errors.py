@@ -5,6 +5,11 @@ and ends the command with exit code 2. The message must name the file and the pr
 where possible, what to do about it.
 """
 
+from __future__ import annotations
+
+import difflib
+from collections.abc import Sequence
+
 
 class SportsdetError(Exception):
     """A problem with the user's input or environment, with a message meant for people."""
@@ -22,3 +27,13 @@ class ImageLoadError(SportsdetError):
 
 class BundleError(SportsdetError):
     """A model bundle is missing, incomplete or inconsistent."""
+
+
+def quoted_with_hint(name: str, known: Sequence[str]) -> str:
+    """'name', followed by " (did you mean 'x'?)" when `known` holds names close to it (a typo, or
+    the same name in other capitals): for errors about a class name nobody has."""
+    # 0.7: 'swiming' -> 'swimming' (0.93) and 'air-hockey' -> 'air hockey' (0.9) are hinted,
+    # 'curling' -> 'rowing' (0.62) is not: a wrong hint misleads more than none.
+    by_lower = {k.lower(): k for k in known}
+    close = [by_lower[k] for k in difflib.get_close_matches(name.lower(), list(by_lower), n=3, cutoff=0.7)]
+    return repr(name) + (f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else "")

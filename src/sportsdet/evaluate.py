@@ -29,7 +29,7 @@ import numpy as np
 from sportsdet import plots
 from sportsdet.bundle import Bundle, load_bundle
 from sportsdet.data.sources import is_dataset_file
-from sportsdet.errors import SportsdetError
+from sportsdet.errors import SportsdetError, quoted_with_hint
 from sportsdet.files import atomic_write, sha256_file, write_json
 from sportsdet.run_folder import (
     EVAL_FILES,
@@ -164,10 +164,11 @@ def _from_folder(bundle: Bundle, data_root: Path, split: str, split_given: bool)
     index = _index_map(bundle)
     unknown = sorted({r.label for r in records} - set(index))
     if unknown:
-        known = ", ".join(bundle.labels[:10]) + (" ..." if len(bundle.labels) > 10 else "")
+        hints = ", ".join(quoted_with_hint(name, bundle.labels) for name in unknown)
+        known = f" ({', '.join(bundle.labels)})" if len(bundle.labels) <= 10 else ""
         raise SportsdetError(
-            f"{data_root}: class folder(s) {', '.join(repr(u) for u in unknown)} are not among the model's "
-            f"{len(bundle.labels)} labels ({known}); rename or remove them (see `sportsdet info`)"
+            f"{data_root}: class folder(s) {hints} are not among the model's {len(bundle.labels)} labels"
+            f"{known}; rename or remove them (`sportsdet info --labels` lists them)"
         )
     items = [(r.path, index[r.label]) for r in records]
     return EvalData(items, data_root, "folder", chosen_split, notes=notes)

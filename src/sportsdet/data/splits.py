@@ -17,7 +17,6 @@ classes are added or removed, nor with the order the file system lists files.
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import json
 import math
@@ -28,7 +27,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from sportsdet.data.discover import SPLIT_ORDER, ImageRecord, ScanResult, scan_dataset
-from sportsdet.errors import SportsdetError
+from sportsdet.errors import SportsdetError, quoted_with_hint
 from sportsdet.files import write_json
 
 SPLIT_FORMAT = "sportsdet-split/1"
@@ -358,13 +357,7 @@ def _select_classes(scan: ScanResult, classes: str | Iterable[str] | None) -> li
         raise SportsdetError("--classes: no class names given; list them separated by commas")
     unknown = [c for c in wanted if c not in scan.classes]
     if unknown:
-        hints = []
-        for name in unknown:
-            close = difflib.get_close_matches(name, scan.classes, n=3, cutoff=0.6)
-            close += [c for c in scan.classes if c.lower() == name.lower() and c not in close]
-            hints.append(
-                f"'{name}'" + (f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else "")
-            )
+        hints = [quoted_with_hint(name, scan.classes) for name in unknown]
         raise SportsdetError(
             f"{scan.root}: unknown class(es) {', '.join(hints)}; the tree has {len(scan.classes)} classes "
             "(see `sportsdet data scan`)"
