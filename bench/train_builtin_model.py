@@ -131,7 +131,7 @@ def finalise_builtin(data: Path, valid_items: list[tuple[Path, int]] | None = No
             ASSET, state_dict=_float16(state_dict), model_name=bundle.model_name,
             model_config=bundle.model_config, labels=bundle.labels, preprocessing=bundle.preprocessing,
             output_key=bundle.output_key, data=bundle.data, training=training, metrics=bundle.metrics,
-            abstain=bundle.abstain,
+            abstain=bundle.abstain, extra_files=_seen_photos(bundle.path),
         )  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
         report = export_bundle(
@@ -309,7 +309,16 @@ def install(bundle, manifest, metrics: dict, args) -> None:
         },
         training=training,
         metrics={**bundle.metrics, **metrics},
+        extra_files=_seen_photos(bundle.path),
     )
+
+
+def _seen_photos(bundle_dir: Path) -> dict[str, bytes]:
+    """The bundle's seen_photos.json, carried into the new one (evaluate leaves those photos out)."""
+    from sportsdet.bundle import SEEN_NAME
+
+    seen = Path(bundle_dir) / SEEN_NAME
+    return {SEEN_NAME: seen.read_bytes()} if seen.is_file() else {}
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -15,7 +16,9 @@ import torch
 from PIL import Image
 
 from sportsdet.bundle import load_bundle
+from sportsdet.data.splits import SplitManifest
 from sportsdet.errors import SportsdetError
+from sportsdet.evaluate import evaluate
 from sportsdet.preprocess import load_and_preprocess
 from sportsdet.run_folder import METRICS_COLUMNS
 from sportsdet.train import Callback, train
@@ -139,6 +142,21 @@ def test_train_writes_run_folder_and_a_bundle_that_reproduces_the_model(data_dir
     assert abstain.valid_images == calibration["valid_images"] and "abstain" not in calibration
     assert metrics["abstain"]["threshold"] == abstain.threshold and metrics["abstain"]["risk_coverage"]
     assert "risk-coverage" in page
+
+    # The bundle knows its training and validation photos by content, so evaluating it on a copy of
+    # its data (a plain folder, not the run's split) scores only the test photos.
+    from sportsdet.seen_photos import load_seen, photo_digest
+
+    split = SplitManifest.load(run / "split.json")
+    seen = load_seen(run / "model")
+    assert set(seen) == {"train", "valid"}
+    for name in ("train", "valid"):
+        assert seen[name] == {photo_digest(path) for path, _ in split.items(name)}
+    shutil.copytree(data_dir, tmp_path / "copy")
+    again = evaluate(run / "model", tmp_path / "copy", out_dir=tmp_path / "again")
+    assert again.metrics["n"] == len(split.items("test"))
+    left_out = {"train": len(split.items("train")), "valid": len(split.items("valid"))}
+    assert again.metrics["seen_left_out"] == left_out
 
 
 def test_resume_after_interrupt_gives_the_uninterrupted_result(data_dir, tmp_path):

@@ -35,8 +35,9 @@ MANIFEST_NAME = "bundle.json"
 WEIGHTS_NAME = "weights.safetensors"
 ONNX_NAME = "model.onnx"  # the light form of a bundle, written by `sportsdet export`
 ONNX_INT8_NAME = "model.int8.onnx"
+SEEN_NAME = "seen_photos.json"  # the photos the model was trained and validated on (seen_photos.py)
 # What sportsdet writes in a bundle folder; anything else there is the user's and is kept.
-BUNDLE_FILES = (MANIFEST_NAME, WEIGHTS_NAME, ONNX_NAME, ONNX_INT8_NAME)
+BUNDLE_FILES = (MANIFEST_NAME, WEIGHTS_NAME, ONNX_NAME, ONNX_INT8_NAME, SEEN_NAME)
 
 
 def library_versions() -> dict[str, str]:

@@ -9,10 +9,11 @@
 
 Which images: when DATA is the tree the model was trained on, the run's saved split manifest
 decides (so training images never leak into the test numbers); any other folder is scanned as
-a folder-per-class or split tree whose class names must be among the model's labels.
-Images go through the bundle's own preprocessing (`sportsdet.preprocess`) and the engine
-`sportsdet predict` would use (`runtime.load_backend`: the bundle's ONNX file when it has one,
-else PyTorch), named in metrics.json as "backend".
+a folder-per-class or split tree whose class names must be among the model's labels; its photos
+that the model was trained or validated on (by content: the bundle's seen_photos.json) are left
+out and counted, unless --keep-seen. Images go through the bundle's own preprocessing
+(`sportsdet.preprocess`) and the engine `sportsdet predict` would use (`runtime.load_backend`:
+the bundle's ONNX file when it has one, else PyTorch), named in metrics.json as "backend".
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from sportsdet.run_folder import (
     split_manifest_candidates,
 )
 from sportsdet.runtime import load_backend, stream_predictions
+from sportsdet.seen_photos import load_seen, seen_summary, split_off_seen
 
 SPLIT_NAMES = ("train", "valid", "test")
 _SPLIT_ALIASES = {"val": "valid", "validation": "valid"}
@@ -56,6 +58,7 @@ class EvalData:
     manifest: Path | None = None
     notes: list[str] = field(default_factory=list)
     sources: list[str] | None = None  # the data source of each item (multi-source runs)
+    seen_left_out: dict[str, int] = field(default_factory=dict)  # photos the model was trained on, by split
 
 
 @dataclass
@@ -142,7 +145,9 @@ def _from_manifest(bundle: Bundle, data_root: Path, split: str, warn: Callable[[
     return EvalData(items, data_root, "split-manifest", split, manifest=found, sources=sources)
 
 
-def _from_folder(bundle: Bundle, data_root: Path, split: str, split_given: bool) -> EvalData:
+def _from_folder(
+    bundle: Bundle, data_root: Path, split: str, split_given: bool, keep_seen: bool = False
+) -> EvalData:
     from sportsdet.data.discover import scan_dataset, without_imbalance
 
     scan = scan_dataset(data_root)
@@ -171,7 +176,24 @@ def _from_folder(bundle: Bundle, data_root: Path, split: str, split_given: bool)
             f"{known}; rename or remove them (`sportsdet info --labels` lists them)"
         )
     items = [(r.path, index[r.label]) for r in records]
-    return EvalData(items, data_root, "folder", chosen_split, notes=notes)
+    seen = None if keep_seen else load_seen(bundle.path)
+    left_out: dict[str, int] = {}
+    if seen:
+        kept, left_out = split_off_seen([path for path, _ in items], seen)
+        if left_out:
+            counts = seen_summary(left_out)
+            if not kept:
+                raise SportsdetError(
+                    f"{data_root}: every photo here is one the model was trained on ({counts}); "
+                    "give it photos it has not seen (--keep-seen scores these anyway)"
+                )
+            notes.append(
+                f"{len(items) - len(kept):,} of the {len(items):,} photos under {data_root} are ones the "
+                f"model was trained on ({counts}): left out, so the score is on photos it has not seen "
+                "(--keep-seen scores them too)"
+            )
+            items = [items[i] for i in kept]
+    return EvalData(items, data_root, "folder", chosen_split, notes=notes, seen_left_out=left_out)
 
 
 def select_eval_data(
@@ -180,6 +202,7 @@ def select_eval_data(
     split: str = "test",
     *,
     split_given: bool = False,
+    keep_seen: bool = False,
     warn: Callable[[str], None] = lambda message: None,
 ) -> EvalData:
     """Decide which images to evaluate (see the module doc). `data` None: the run's own split."""
@@ -202,7 +225,7 @@ def select_eval_data(
     data_root = data_root.resolve()
     if isinstance(recorded_root, str) and recorded_root and _same_dir(recorded_root, data_root):
         return _from_manifest(bundle, data_root, split, warn)
-    return _from_folder(bundle, data_root, split, split_given)
+    return _from_folder(bundle, data_root, split, split_given, keep_seen)
 
 
 # ----------------------------------------------------------------------------- running the model
@@ -266,6 +289,7 @@ def evaluate(
     *,
     split: str = "test",
     split_given: bool = False,
+    keep_seen: bool = False,
     out_dir: str | Path | None = None,
     batch_size: int = 32,
     device: str = "cpu",
@@ -284,7 +308,7 @@ def evaluate(
         raise SportsdetError(f"--batch-size must be at least 1, got {batch_size}")
     bundle_dir = resolve_bundle_dir(bundle_path)
     bundle = load_bundle(bundle_dir)
-    chosen = select_eval_data(bundle, data, split, split_given=split_given, warn=warn)
+    chosen = select_eval_data(bundle, data, split, split_given=split_given, keep_seen=keep_seen, warn=warn)
     for note in chosen.notes:
         warn(note)
     out = Path(out_dir) if out_dir is not None else default_out_dir(bundle.path, chosen)
@@ -338,6 +362,7 @@ def evaluate(
         "backend": getattr(backend, "name", type(backend).__name__),
         "data": str(chosen.root),
         "manifest": str(chosen.manifest) if chosen.manifest else None,
+        "seen_left_out": chosen.seen_left_out,
         "skipped": skipped,
         "seconds": round(seconds, 3),
         "images_per_second": round(len(kept) / seconds, 2) if seconds > 0 else None,

@@ -40,6 +40,12 @@ def evaluate_command(
     batch_size: int = typer.Option(32, "--batch-size", "-b", min=1, help="Images per forward pass."),
     device: str = typer.Option("cpu", "--device", help="Torch device to run on, e.g. cpu or cuda."),
     seed: int = typer.Option(0, "--seed", help="Seed for picking the gallery images."),
+    keep_seen: bool = typer.Option(
+        False,
+        "--keep-seen",
+        help="Also score photos the model was trained or validated on. By default a folder's photos "
+        "that match the bundle's seen_photos.json (by content) are left out, and counted.",
+    ),
 ) -> None:
     """Score a model on labelled images: accuracy (95% CI), balanced accuracy, macro-F1, top-5,
     a per-class table, a confusion matrix and galleries of right and wrong predictions."""
@@ -50,6 +56,7 @@ def evaluate_command(
         data,
         split=split or "test",
         split_given=split is not None,
+        keep_seen=keep_seen,
         out_dir=out,
         batch_size=batch_size,
         device=device,

@@ -22,6 +22,7 @@ from sportsdet.report.assets import CSS, JS
 from sportsdet.report.confusion import confusion_svg, legend_html
 from sportsdet.report.gallery import Tile, highest_loss, spread_sample, thumbnail_uri
 from sportsdet.report.inputs import Prediction, ReportInputs
+from sportsdet.seen_photos import seen_summary
 
 GALLERY_LIMIT = 24  # tiles per gallery; about 5 KB each as 128 px JPEG
 SPLIT_ORDER = ("train", "valid", "val", "test", "all")
@@ -260,9 +261,19 @@ def _results(inputs: ReportInputs) -> str:
     where = [("evaluation folder", str(inputs.eval_dir) if inputs.eval_dir else None),
              ("model evaluated", m.get("bundle")), ("engine", m.get("backend")),
              ("data evaluated", _data_evaluated(m, inputs)),
+             ("left out", _seen_left_out(m)),
              ("evaluation speed", f"{speed:g} images/s" if isinstance(speed, (int, float)) else None)]
     html.append(kv_table(where))
     return "".join(html)
+
+
+def _seen_left_out(m: dict[str, Any]) -> str | None:
+    """The folder's photos the model was trained on, which evaluate did not score (seen_photos.py)."""
+    left_out = m.get("seen_left_out")
+    if not isinstance(left_out, dict) or not any(isinstance(v, int) and v for v in left_out.values()):
+        return None
+    return (f"{seen_summary(left_out)} of the model's own (found by content): the score is on the "
+            f"{m.get('n', 0):,} photos it has not seen")
 
 
 def _data_evaluated(m: dict[str, Any], inputs: ReportInputs) -> str | None:

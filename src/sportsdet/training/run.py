@@ -34,6 +34,7 @@ from sportsdet.files import sha256_file, write_json
 from sportsdet.models import DEFAULT_MODEL, ModelSpec, get_model_spec
 from sportsdet.preprocess import Preprocessing
 from sportsdet.run_folder import RunFolder, clear_run, lock_run
+from sportsdet.seen_photos import SEEN_NAME, SEEN_SPLITS, seen_photos_json
 from sportsdet.training import distributed
 from sportsdet.training.calibration import calibrate_temperature, fit_validation_abstain
 from sportsdet.training.callbacks import Checkpointer, CurvesPlot, MetricsCSV, ProgressBar
@@ -594,6 +595,8 @@ def _save_bundle(
 ) -> None:
     manifest, run, best = setup.manifest, setup.run, result.best
     abstain = calibration.pop("abstain", None)  # its own top-level bundle.json entry
+    # So that scoring it on these photos again is never taken for a test (seen_photos.py).
+    seen = seen_photos_json({split: [path for path, _ in manifest.items(split)] for split in SEEN_SPLITS})
     save_bundle(
         run.model,
         state_dict=result.model.state_dict(),
@@ -628,4 +631,5 @@ def _save_bundle(
             "selected_by": "val_acc" if best.get("val_acc") is not None else "last epoch (no validation set)",
         },
         abstain=abstain,
+        extra_files={SEEN_NAME: seen},
     )

@@ -1,0 +1,110 @@
+"""seen_photos: evaluate leaves out the photos a model was trained and validated on, by content."""
+
+from __future__ import annotations
+
+import html
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from conftest import CLASSES, make_image_tree, make_tiny_bundle
+
+from sportsdet.bundle import SEEN_NAME, load_bundle
+from sportsdet.errors import SportsdetError
+from sportsdet.evaluate import evaluate
+from sportsdet.report import write_report
+from sportsdet.seen_photos import load_seen, photo_digest, seen_photos_json, seen_summary, split_off_seen
+
+
+@pytest.fixture
+def seen_bundle(tmp_path: Path) -> tuple[Path, Path]:
+    """A tiny bundle that 'was trained' on the first two photos of each class (and validated on
+    the third), and the folder holding those photos and one more per class."""
+    tree = make_image_tree(tmp_path / "photos", per_class=4)
+    bundle = make_tiny_bundle(tmp_path / "model")
+    photos = {name: sorted((tree / name).iterdir()) for name in CLASSES}
+    splits = {
+        "train": [p for name in CLASSES for p in photos[name][:2]],
+        "valid": [photos[name][2] for name in CLASSES],
+        "test": [photos[name][3] for name in CLASSES],  # not recorded: test photos are to be scored
+    }
+    (bundle / SEEN_NAME).write_bytes(seen_photos_json(splits))
+    return bundle, tree
+
+
+def test_the_file_records_train_and_valid_photos_by_content(seen_bundle: tuple[Path, Path]) -> None:
+    bundle, tree = seen_bundle
+    seen = load_seen(bundle)
+    assert {split: len(digests) for split, digests in seen.items()} == {"train": 6, "valid": 3}
+    a_train_photo = sorted((tree / CLASSES[0]).iterdir())[0]
+    assert photo_digest(a_train_photo) in seen["train"]
+    assert load_bundle(bundle).labels == CLASSES  # the bundle still loads as before
+    assert load_seen(make_tiny_bundle(bundle.parent / "older")) is None  # bundles without it: None
+
+
+def test_evaluate_leaves_seen_photos_out_wherever_they_are(
+    seen_bundle: tuple[Path, Path], tmp_path: Path
+) -> None:
+    bundle, tree = seen_bundle
+    # A copy elsewhere, renamed: found by content, not by path.
+    copy = tmp_path / "elsewhere"
+    shutil.copytree(tree, copy)
+    first = sorted((copy / CLASSES[0]).iterdir())[0]
+    first.rename(first.with_name("renamed.jpg"))
+    notes: list[str] = []
+    result = evaluate(bundle, copy, out_dir=tmp_path / "eval", warn=notes.append)
+    assert result.metrics["n"] == 3 and result.metrics["seen_left_out"] == {"train": 6, "valid": 3}
+    assert [p.name for p in result.paths] == ["003.jpg"] * 3
+    assert notes == [
+        f"9 of the 12 photos under {copy.resolve()} are ones the model was trained on (6 training and "
+        "3 validation photos): left out, so the score is on photos it has not seen (--keep-seen scores "
+        "them too)"
+    ]
+    written = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert written["seen_left_out"] == {"train": 6, "valid": 3}
+    page = html.unescape(write_report(tmp_path / "eval").read_text(encoding="utf-8"))
+    assert "6 training and 3 validation photos of the model's own (found by content): the score is on" in page
+    kept = evaluate(bundle, copy, out_dir=tmp_path / "all", keep_seen=True)
+    assert kept.metrics["n"] == 12 and kept.metrics["seen_left_out"] == {}
+
+
+def test_a_folder_of_nothing_but_seen_photos_is_an_error(
+    seen_bundle: tuple[Path, Path], tmp_path: Path
+) -> None:
+    bundle, tree = seen_bundle
+    for name in CLASSES:
+        sorted((tree / name).iterdir())[3].unlink()
+    with pytest.raises(SportsdetError, match=r"every photo here is one the model was trained on \(6 train"):
+        evaluate(bundle, tree, out_dir=tmp_path / "eval")
+    assert not (tmp_path / "eval").exists()
+
+
+def test_a_damaged_seen_file_names_itself(seen_bundle: tuple[Path, Path], tmp_path: Path) -> None:
+    bundle, tree = seen_bundle
+    (bundle / SEEN_NAME).write_text('{"format": "other"}')
+    with pytest.raises(SportsdetError, match=rf"{SEEN_NAME}: not a sportsdet-seen/1 file; delete it"):
+        evaluate(bundle, tree, out_dir=tmp_path / "eval")
+    (bundle / SEEN_NAME).write_text("{not json")
+    with pytest.raises(SportsdetError, match=rf"{SEEN_NAME}: unreadable"):
+        evaluate(bundle, tree, out_dir=tmp_path / "eval")
+
+
+def test_unreadable_photos_are_kept_for_scoring_to_report(tmp_path: Path) -> None:
+    (tmp_path / "fifo.jpg").mkdir()  # not a regular file: hashing refuses it, scoring says why
+    ok = tmp_path / "ok.jpg"
+    ok.write_bytes(b"x")
+    kept, left_out = split_off_seen([tmp_path / "fifo.jpg", ok], {"train": {photo_digest(ok)}})
+    assert kept == [0] and left_out == {"train": 1}
+    assert seen_summary({"train": 1080, "valid": 120}) == "1,080 training and 120 validation photos"
+
+
+def test_the_builtin_model_knows_its_own_training_photos() -> None:
+    from sportsdet.bundle import builtin_bundle_path
+
+    builtin = builtin_bundle_path()
+    seen = load_seen(builtin)
+    counts = load_bundle(builtin, verify_weights=False).data["counts"]
+    # Byte-identical copies within a split count once, so a split can hold a few fewer digests.
+    assert counts["train"] - 20 <= len(seen["train"]) <= counts["train"]
+    assert counts["valid"] - 20 <= len(seen["valid"]) <= counts["valid"]
