@@ -20,7 +20,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("sportsdet.imageio", "sportsdet.fetch"),
     ("sportsdet.files", "sportsdet.preprocess", "sportsdet.metrics", "sportsdet.plots", "sportsdet.abstain"),
     ("sportsdet.data",),
-    ("sportsdet.bundle", "sportsdet.models", "sportsdet.onnx_graph"),
+    ("sportsdet.bundle", "sportsdet.seen_photos", "sportsdet.models", "sportsdet.onnx_graph"),
     ("sportsdet.run_folder",),
     (
         "sportsdet.runtime",
