@@ -294,8 +294,11 @@ def bundle_info(bundle_dir: Path) -> dict[str, Any]:
     if bundle_dir.suffix.lower() == ".onnx":
         return onnx_info(bundle_dir)
 
+    from sportsdet.seen_photos import load_seen
+
     bundle = load_bundle(bundle_dir)
     manifest = bundle.manifest
+    seen = load_seen(bundle.path)
     return {
         "path": str(bundle.path),
         "format": manifest.get("format"),
@@ -309,6 +312,7 @@ def bundle_info(bundle_dir: Path) -> dict[str, Any]:
         "versions": bundle.versions,
         "weights": manifest.get("weights", {}),
         "abstain": manifest.get("abstain"),
+        "seen_photos": {split: len(digests) for split, digests in seen.items()} if seen else None,
         "files": _file_sizes(bundle.path),
     }
 
@@ -409,6 +413,11 @@ def _summary_rows(info: dict) -> list[tuple[str, str]]:
         exported = str(info.get("format", "")).startswith("onnx")
         kept = "- (an exported .onnx keeps none; its bundle has it)" if exported else "- (none recorded)"
         rows.append(("training", kept))
+    seen = info.get("seen_photos")
+    if seen:
+        from sportsdet.seen_photos import seen_summary
+
+        rows.append(("seen photos", f"{seen_summary(seen)} known by content: `evaluate` leaves them out"))
     abstain = info.get("abstain")
     if abstain and abstain.get("threshold") is not None:
         rows.append((
