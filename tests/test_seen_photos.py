@@ -108,3 +108,19 @@ def test_the_builtin_model_knows_its_own_training_photos() -> None:
     # Byte-identical copies within a split count once, so a split can hold a few fewer digests.
     assert counts["train"] - 20 <= len(seen["train"]) <= counts["train"]
     assert counts["valid"] - 20 <= len(seen["valid"]) <= counts["valid"]
+
+
+def test_an_older_run_without_the_file_is_checked_against_its_split(tmp_path: Path) -> None:
+    # A run trained before seen_photos.json: its split.json says which photos it has seen.
+    from sportsdet.data.splits import make_split
+
+    tree = make_image_tree(tmp_path / "photos", per_class=5)
+    run = tmp_path / "run"
+    bundle = make_tiny_bundle(run / "model")
+    make_split(tree, "random:0.2", seed=0).save(run / "split.json")
+    copy = tmp_path / "copy"
+    shutil.copytree(tree, copy)
+    result = evaluate(bundle, copy, out_dir=tmp_path / "eval")
+    split = json.loads((run / "split.json").read_text())["splits"]
+    assert result.metrics["n"] == len(split["test"])
+    assert result.metrics["seen_left_out"] == {"train": len(split["train"]), "valid": len(split["valid"])}

@@ -41,7 +41,7 @@ from sportsdet.run_folder import (
     split_manifest_candidates,
 )
 from sportsdet.runtime import load_backend, stream_predictions
-from sportsdet.seen_photos import load_seen, seen_summary, split_off_seen
+from sportsdet.seen_photos import load_seen, seen_from_split, seen_summary, split_off_seen
 
 SPLIT_NAMES = ("train", "valid", "test")
 _SPLIT_ALIASES = {"val": "valid", "validation": "valid"}
@@ -176,7 +176,7 @@ def _from_folder(
             f"{known}; rename or remove them (`sportsdet info --labels` lists them)"
         )
     items = [(r.path, index[r.label]) for r in records]
-    seen = None if keep_seen else load_seen(bundle.path)
+    seen = None if keep_seen else _seen_photos(bundle)
     left_out: dict[str, int] = {}
     if seen:
         kept, left_out = split_off_seen([path for path, _ in items], seen)
@@ -194,6 +194,16 @@ def _from_folder(
             )
             items = [items[i] for i in kept]
     return EvalData(items, data_root, "folder", chosen_split, notes=notes, seen_left_out=left_out)
+
+
+def _seen_photos(bundle: Bundle) -> dict[str, set[str]] | None:
+    """The photos the model was trained and validated on: its seen_photos.json, or for a bundle
+    made before that file, its run's split manifest when still there; None when neither is."""
+    seen = load_seen(bundle.path)
+    if seen is None:
+        manifest = find_split_manifest(bundle)
+        seen = seen_from_split(manifest) if manifest is not None else None
+    return seen
 
 
 def select_eval_data(

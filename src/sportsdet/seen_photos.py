@@ -5,7 +5,8 @@ in its training and validation splits. `sportsdet evaluate MODEL FOLDER` hashes 
 given and leaves out the ones the model has seen, wherever they now live (a copy of the training
 data, a folder that mixes training photos with new ones, the built-in model's own sources), and
 says how many it left out. Without it, the built-in model scored on all of websports reads 97.7%,
-though 1,200 of those 1,500 photos are ones it was trained or validated on.
+though 1,200 of those 1,500 photos are ones it was trained or validated on. A bundle made before
+this file existed is checked against its run's split manifest instead, while that is still there.
 
     {"format": "sportsdet-seen/1", "digest": "sha256, first 16 hex digits",
      "splits": {"train": ["0a1b...", ...], "valid": [...]}}
@@ -23,7 +24,15 @@ from pathlib import Path
 from sportsdet.bundle import SEEN_NAME
 from sportsdet.errors import SportsdetError
 
-__all__ = ["SEEN_NAME", "load_seen", "photo_digest", "seen_photos_json", "seen_summary", "split_off_seen"]
+__all__ = [
+    "SEEN_NAME",
+    "load_seen",
+    "photo_digest",
+    "seen_from_split",
+    "seen_photos_json",
+    "seen_summary",
+    "split_off_seen",
+]
 SEEN_FORMAT = "sportsdet-seen/1"
 DIGEST = "sha256, first 16 hex digits"
 SEEN_SPLITS = ("train", "valid")  # test photos are what evaluation is for
@@ -60,6 +69,24 @@ def load_seen(bundle_dir: str | Path) -> dict[str, set[str]] | None:
     ):
         raise SportsdetError(f"{path}: not a {SEEN_FORMAT} file; delete it to evaluate without it")
     return {split: set(values) for split, values in splits.items()}
+
+
+def seen_from_split(manifest_path: str | Path) -> dict[str, set[str]]:
+    """The same record, made from a run's split manifest: for bundles trained before training wrote
+    seen_photos.json. Photos no longer on disk are skipped (nothing to compare them with)."""
+    from sportsdet.data.splits import SplitManifest
+
+    manifest = SplitManifest.load(manifest_path)
+    seen: dict[str, set[str]] = {}
+    for split in SEEN_SPLITS:
+        digests = set()
+        for path, _ in manifest.items(split):
+            try:
+                digests.add(photo_digest(path))
+            except SportsdetError:  # moved or deleted since training
+                continue
+        seen[split] = digests
+    return seen
 
 
 def split_off_seen(
