@@ -309,6 +309,11 @@ def test_the_builtin_model_is_evaluated_by_name(
     metrics = json.loads((tmp_path / "eval-builtin" / "metrics.json").read_text())
     assert metrics["n"] == 6 and set(metrics["per_class"]) >= {"tennis", "soccer"}
     assert metrics["labels"] == json.loads((builtin_bundle_path() / "bundle.json").read_text())["labels"]
+    # Without DATA: its training data is not here to use; the error says what to give instead.
+    capsys.readouterr()
+    assert run_cli("evaluate", "builtin") == 2
+    error = capsys.readouterr().err
+    assert "(it was trained on sports100, websports); give a folder of labelled photos" in error
     # A folder named in other capitals: the error says which label it means.
     (tmp_path / "mine" / "soccer").rename(tmp_path / "mine" / "Soccer")
     capsys.readouterr()

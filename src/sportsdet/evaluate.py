@@ -222,9 +222,11 @@ def select_eval_data(
         # The data the model was trained on (one folder, several sources or their dataset file):
         # its saved split manifest says which images are test images.
         if not isinstance(recorded_root, str) or not recorded_root:
+            sources = ", ".join(bundle.data.get("sources") or {})  # the built-in model names its sources
             raise SportsdetError(
-                f"{bundle.path}: the bundle records no training data; give the folder of labelled images "
-                "to evaluate on"
+                f"{bundle.path}: the bundle records no training data folder"
+                + (f" (it was trained on {sources})" if sources else "")
+                + "; give a folder of labelled photos to evaluate on, one subfolder per class"
             )
         return _from_manifest(bundle, Path(recorded_root), split, warn)
     data_root = Path(data).expanduser()
