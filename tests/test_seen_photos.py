@@ -124,3 +124,29 @@ def test_an_older_run_without_the_file_is_checked_against_its_split(tmp_path: Pa
     split = json.loads((run / "split.json").read_text())["splits"]
     assert result.metrics["n"] == len(split["test"])
     assert result.metrics["seen_left_out"] == {"train": len(split["train"]), "valid": len(split["valid"])}
+
+
+def test_a_test_photo_copied_from_training_is_left_out_of_the_saved_split_too(tmp_path: Path) -> None:
+    # sports100's official split has 5 test photos that are byte copies of training or validation
+    # photos: scoring them tests nothing, so the run's own test split leaves them out as well.
+    from sportsdet.data.splits import make_split
+
+    tree = make_image_tree(tmp_path / "photos", splits={"train": 3, "valid": 1, "test": 2})
+    shutil.copy(tree / "train" / CLASSES[0] / "000.jpg", tree / "test" / CLASSES[0] / "copy.jpg")
+    run = tmp_path / "run"
+    bundle = make_tiny_bundle(run / "model")
+    manifest = json.loads((bundle / "bundle.json").read_text())
+    manifest["data"] = {"root": str(tree.resolve())}
+    (bundle / "bundle.json").write_text(json.dumps(manifest))
+    make_split(tree, "official", seed=0).save(run / "split.json")
+    notes: list[str] = []
+    result = evaluate(bundle, tree, out_dir=tmp_path / "eval", warn=notes.append)
+    assert result.metrics["source"] == "split-manifest" and result.metrics["n"] == 6
+    assert result.metrics["seen_left_out"] == {"train": 1}
+    assert notes == [
+        f"1 of the 7 test photos under {tree.resolve()} is one the model was trained on (1 training "
+        "photo): left out, so the score is on photos it has not seen (--keep-seen scores it too)"
+    ]
+    # --split valid scores the validation photos, which the model has seen by definition: all kept.
+    assert evaluate(bundle, tree, split="valid", out_dir=tmp_path / "valid").metrics["n"] == 3
+    assert evaluate(bundle, tree, out_dir=tmp_path / "all", keep_seen=True).metrics["n"] == 7

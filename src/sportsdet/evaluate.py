@@ -9,11 +9,12 @@
 
 Which images: when DATA is the tree the model was trained on, the run's saved split manifest
 decides (so training images never leak into the test numbers); any other folder is scanned as
-a folder-per-class or split tree whose class names must be among the model's labels; its photos
-that the model was trained or validated on (by content: the bundle's seen_photos.json) are left
-out and counted, unless --keep-seen. Images go through the bundle's own preprocessing
-(`sportsdet.preprocess`) and the engine `sportsdet predict` would use (`runtime.load_backend`:
-the bundle's ONNX file when it has one, else PyTorch), named in metrics.json as "backend".
+a folder-per-class or split tree whose class names must be among the model's labels. Either way
+a photo the model was trained or validated on (by content: the bundle's seen_photos.json, e.g. a
+test photo that is a byte copy of a training one) is left out and counted, unless --keep-seen.
+Images go through the bundle's own preprocessing (`sportsdet.preprocess`) and the engine
+`sportsdet predict` would use (`runtime.load_backend`: the bundle's ONNX file when it has one,
+else PyTorch), named in metrics.json as "backend".
 """
 
 from __future__ import annotations
@@ -108,7 +109,9 @@ def _index_map(bundle: Bundle) -> dict[str, int]:
     return {label: i for i, label in enumerate(bundle.labels)}
 
 
-def _from_manifest(bundle: Bundle, data_root: Path, split: str, warn: Callable[[str], None]) -> EvalData:
+def _from_manifest(
+    bundle: Bundle, data_root: Path, split: str, warn: Callable[[str], None], keep_seen: bool = False
+) -> EvalData:
     from sportsdet.data.splits import SplitManifest
 
     found = find_split_manifest(bundle)
@@ -142,7 +145,9 @@ def _from_manifest(bundle: Bundle, data_root: Path, split: str, warn: Callable[[
             f"{found}: the saved split ({manifest.strategy}) has no {split} images; try --split valid"
         )
     sources = manifest.sources_of(split) or None
-    return EvalData(items, data_root, "split-manifest", split, manifest=found, sources=sources)
+    chosen = EvalData(items, data_root, "split-manifest", split, manifest=found, sources=sources)
+    # A test photo byte-identical to a training one (sports100 has 5) is left out, like elsewhere.
+    return _leave_out_seen(bundle, chosen) if split == "test" and not keep_seen else chosen
 
 
 def _from_folder(
@@ -176,24 +181,38 @@ def _from_folder(
             f"{known}; rename or remove them (`sportsdet info --labels` lists them)"
         )
     items = [(r.path, index[r.label]) for r in records]
-    seen = None if keep_seen else _seen_photos(bundle)
-    left_out: dict[str, int] = {}
-    if seen:
-        kept, left_out = split_off_seen([path for path, _ in items], seen)
-        if left_out:
-            counts = seen_summary(left_out)
-            if not kept:
-                raise SportsdetError(
-                    f"{data_root}: every photo here is one the model was trained on ({counts}); "
-                    "give it photos it has not seen (--keep-seen scores these anyway)"
-                )
-            notes.append(
-                f"{len(items) - len(kept):,} of the {len(items):,} photos under {data_root} are ones the "
-                f"model was trained on ({counts}): left out, so the score is on photos it has not seen "
-                "(--keep-seen scores them too)"
-            )
-            items = [items[i] for i in kept]
-    return EvalData(items, data_root, "folder", chosen_split, notes=notes, seen_left_out=left_out)
+    chosen = EvalData(items, data_root, "folder", chosen_split, notes=notes)
+    return chosen if keep_seen else _leave_out_seen(bundle, chosen)
+
+
+def _leave_out_seen(bundle: Bundle, chosen: EvalData) -> EvalData:
+    """`chosen` without the photos the model was trained or validated on (by content), counted in
+    `seen_left_out` and a note: a test photo that is a copy of a training photo tests nothing."""
+    seen = _seen_photos(bundle)
+    if not seen:
+        return chosen
+    kept, left_out = split_off_seen([path for path, _ in chosen.items], seen)
+    if not left_out:
+        return chosen
+    counts, total = seen_summary(left_out), len(chosen.items)
+    photos = f"{chosen.split} photos" if chosen.source == "split-manifest" else "photos"
+    if not kept:
+        raise SportsdetError(
+            f"{chosen.root}: every {photos[:-1]} here is one the model was trained on ({counts}); "
+            "give it photos it has not seen (--keep-seen scores these anyway)"
+        )
+    gone = total - len(kept)
+    chosen.notes.append(
+        f"{gone:,} of the {total:,} {photos} under {chosen.root} "
+        + ("is one" if gone == 1 else "are ones")
+        + f" the model was trained on ({counts}): left out, so the score is on photos it has not seen "
+        "(--keep-seen scores " + ("it" if gone == 1 else "them") + " too)"
+    )
+    chosen.items = [chosen.items[i] for i in kept]
+    if chosen.sources is not None:
+        chosen.sources = [chosen.sources[i] for i in kept]
+    chosen.seen_left_out = left_out
+    return chosen
 
 
 def _seen_photos(bundle: Bundle) -> dict[str, set[str]] | None:
@@ -228,7 +247,7 @@ def select_eval_data(
                 + (f" (it was trained on {sources})" if sources else "")
                 + "; give a folder of labelled photos to evaluate on, one subfolder per class"
             )
-        return _from_manifest(bundle, Path(recorded_root), split, warn)
+        return _from_manifest(bundle, Path(recorded_root), split, warn, keep_seen)
     data_root = Path(data).expanduser()
     if not data_root.is_dir():
         raise SportsdetError(
@@ -236,7 +255,7 @@ def select_eval_data(
         )
     data_root = data_root.resolve()
     if isinstance(recorded_root, str) and recorded_root and _same_dir(recorded_root, data_root):
-        return _from_manifest(bundle, data_root, split, warn)
+        return _from_manifest(bundle, data_root, split, warn, keep_seen)
     return _from_folder(bundle, data_root, split, split_given, keep_seen)
 
 

@@ -112,4 +112,6 @@ def seen_summary(left_out: dict[str, int]) -> str:
     """'1,080 training and 120 validation photos': what `split_off_seen` left out, in words."""
     names = {"train": "training", "valid": "validation"}
     parts = [f"{count:,} {names.get(split, split)}" for split, count in left_out.items() if count]
-    return (" and ".join(parts) + " photos") if parts else "no photos"
+    if not parts:
+        return "no photos"
+    return " and ".join(parts) + (" photo" if sum(left_out.values()) == 1 else " photos")
