@@ -325,3 +325,23 @@ def test_the_builtin_model_is_evaluated_by_name(
     capsys.readouterr()
     assert run_cli("evaluate", "builtin", "mine", "--out", "own") == 2
     assert "are not among the model's 3 labels (air hockey, polo, rowing)" in capsys.readouterr().err
+
+
+def test_a_folder_name_that_means_another_class_to_the_model_gets_a_hint(
+    bundle: Path, tmp_path: Path
+) -> None:
+    # A user's 'polo' folder whose photos the model reads as 'rowing' (its 'football' being the
+    # model's 'soccer', say): the evaluation says which name the model would use.
+    tree = make_image_tree(tmp_path / "mine", per_class=6)
+    notes: list[str] = []
+    swapped = ColourOracle(swap=True)
+    result = evaluate(bundle, tree, out_dir=tmp_path / "eval", backend=swapped, warn=notes.append)
+    hint = {"class": "polo", "photos": 6, "given": "rowing", "count": 6}
+    assert result.metrics["mostly_given_another"] == [hint]
+    assert notes == [
+        "6 of the 6 photos in 'polo' were labelled 'rowing': if your 'polo' is what this model calls "
+        "'rowing', rename that folder and evaluate again"
+    ]
+    # Right answers: no hint.
+    right = evaluate(bundle, tree, out_dir=tmp_path / "ok", backend=ColourOracle())
+    assert right.metrics["mostly_given_another"] == []

@@ -133,3 +133,17 @@ def test_confusion_layout_shows_the_classes_scored_then_the_wrong_answers() -> N
     assert confusion_layout(matrix) == ([1, 3], [1, 3, 4, 0])
     # Every class with photos: the matrix as it is.
     assert confusion_layout(np.eye(3, dtype=int)) is None
+
+
+def test_mostly_given_another_needs_enough_photos_and_a_majority() -> None:
+    from sportsdet.metrics import mostly_given_another
+
+    labels = ["football", "soccer", "rugby"]
+    matrix = [[1, 4, 0], [0, 9, 1], [0, 2, 2]]  # football: 4 of 5 read soccer; rugby: only 4 photos
+    assert mostly_given_another(matrix, labels) == [
+        {"class": "football", "photos": 5, "given": "soccer", "count": 4}
+    ]
+    assert mostly_given_another(matrix, labels, min_photos=4) == [
+        {"class": "football", "photos": 5, "given": "soccer", "count": 4},
+        {"class": "rugby", "photos": 4, "given": "soccer", "count": 2},
+    ]

@@ -223,6 +223,26 @@ def compute_metrics(y_true: Any, probs: Any, labels: Sequence[str]) -> dict[str,
 RISK_COVERAGE_POINTS = 50
 
 
+def mostly_given_another(
+    matrix: Any, labels: Sequence[str], *, min_photos: int = 5, share: float = 0.5
+) -> list[dict[str, Any]]:
+    """Classes (with at least `min_photos` photos) of which one other class took `share` or more:
+    on a user's own folders, usually a name that means something else to the model (their
+    'football' is its 'soccer'), else a confusion worth a look. [{class, photos, given, count}]."""
+    counts = np.asarray(matrix)
+    found = []
+    for i, row in enumerate(counts):
+        photos = int(row.sum())
+        if photos < min_photos:
+            continue
+        others = row.copy()
+        others[i] = -1
+        j = int(others.argmax())
+        if others[j] >= share * photos:
+            found.append({"class": labels[i], "photos": photos, "given": labels[j], "count": int(others[j])})
+    return found
+
+
 def confusion_layout(matrix: Any) -> tuple[list[int], list[int]] | None:
     """Which rows and columns of a confusion matrix to show, in what order; None: all, as they are.
 
