@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import html
 import json
 import shutil
 from pathlib import Path
@@ -342,6 +343,11 @@ def test_a_folder_name_that_means_another_class_to_the_model_gets_a_hint(
         "6 of the 6 photos in 'polo' were labelled 'rowing': if your 'polo' is what this model calls "
         "'rowing', rename that folder and evaluate again"
     ]
+    # The report says it too.
+    from sportsdet.report import write_report
+
+    page = html.unescape(write_report(tmp_path / "eval").read_text(encoding="utf-8"))
+    assert "if your 'polo' is what this model calls 'rowing', rename that folder" in page
     # Right answers: no hint.
     right = evaluate(bundle, tree, out_dir=tmp_path / "ok", backend=ColourOracle())
     assert right.metrics["mostly_given_another"] == []

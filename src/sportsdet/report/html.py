@@ -255,6 +255,12 @@ def _results(inputs: ReportInputs) -> str:
                     + escape("; ".join(_plain(x.get("error", x) if isinstance(x, dict) else x)
                                        for x in skipped[:5]))
                     + (" ..." if len(skipped) > 5 else "") + "</div>")
+    for entry in m.get("mostly_given_another") or []:  # evaluate's rename hint (metrics.mostly_given_another)
+        if isinstance(entry, dict) and {"class", "photos", "given", "count"} <= set(entry):
+            yours, theirs = escape(str(entry["class"])), escape(str(entry["given"]))
+            html.append(f'<div class="note">{entry["count"]} of the {entry["photos"]} photos in '
+                        f"'{yours}' were labelled '{theirs}': if your '{yours}' is what this model calls "
+                        f"'{theirs}', rename that folder and evaluate again.</div>")
     html.append(_per_source(m))
     html.append(_other_evals(inputs))
     speed = m.get("images_per_second")
