@@ -575,16 +575,21 @@ def _per_class(inputs: ReportInputs) -> str:
     if not per_class:
         return _no_eval(inputs)
     labels = [x for x in inputs.labels if x in per_class] or list(per_class)
-    active = _active_labels(m)
-    hidden = [x for x in labels if active is not None and x not in active]
-    labels = [x for x in labels if x not in hidden]
+    hidden: list[str] = []
+    only_predicted: list[str] = []
+    matrix, order = m.get("confusion_matrix"), m.get("labels")
+    layout = confusion_layout(matrix) if matrix and order else None
+    if layout is not None:
+        # The confusion matrix's columns, in its order: the classes of the photos scored first; a
+        # class with none here (a 105-class model on a user's 5 sports) is only a wrong answer,
+        # listed after them, the most given first; one neither scored nor given is left out.
+        rows, columns = layout
+        shown = [order[j] for j in columns if order[j] in per_class]
+        hidden = [x for x in labels if x not in shown]
+        only_predicted = [order[j] for j in columns[len(rows):] if order[j] in per_class]
+        labels = shown
     confused_with = _top_confusion(m, labels)
     predicted = _times_predicted(m)
-    # The classes of the photos scored come first; a class with none here (a 105-class model on a
-    # user's 5 sports) is only a wrong answer, listed after them, the most given first.
-    present = [x for x in labels if per_class[x].get("support") != 0]
-    only_predicted = sorted((x for x in labels if x not in present), key=lambda x: -predicted.get(x, 0))
-    labels = present + only_predicted
     rows = []
     for label in labels:
         v = per_class[label]
@@ -627,21 +632,6 @@ def _times_predicted(metrics: dict[str, Any]) -> dict[str, int]:
     if not matrix or not order:
         return {}
     return {label: int(sum(row[j] for row in matrix)) for j, label in enumerate(order)}
-
-
-def _active_labels(metrics: dict[str, Any]) -> set[str] | None:
-    """Classes with images or predictions in this evaluation (None: all of them).
-
-    An evaluation on a few of a 100-class model's classes would otherwise show ~100 empty rows.
-    """
-    matrix, order = metrics.get("confusion_matrix"), metrics.get("labels")
-    if not matrix or not order:
-        return None
-    active = {
-        label for i, label in enumerate(order)
-        if sum(matrix[i]) > 0 or sum(row[i] for row in matrix) > 0
-    }
-    return None if len(active) == len(order) else active
 
 
 def _raw(value: Any) -> str:
