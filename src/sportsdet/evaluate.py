@@ -333,7 +333,13 @@ def evaluate(
 
     DATA None (or the run's dataset file): the run's own saved split, every source of it.
     """
-    from sportsdet.metrics import abstain_metrics, compute_metrics, mostly_given_another, per_group_accuracy
+    from sportsdet.metrics import (
+        abstain_metrics,
+        compute_metrics,
+        mostly_given_another,
+        per_group_accuracy,
+        rename_hint,
+    )
 
     if batch_size < 1:
         raise SportsdetError(f"--batch-size must be at least 1, got {batch_size}")
@@ -384,12 +390,7 @@ def evaluate(
     if chosen.source == "folder":  # the user's own folder names: one may mean another class to the model
         metrics["mostly_given_another"] = mostly_given_another(metrics["confusion_matrix"], bundle.labels)
         for entry in metrics["mostly_given_another"]:
-            yours, theirs = entry["class"], entry["given"]
-            warn(
-                f"{entry['count']} of the {entry['photos']} photos in '{yours}' were labelled '{theirs}': "
-                f"if your '{yours}' is what this model calls '{theirs}', rename that folder and evaluate "
-                "again"
-            )
+            warn(rename_hint(entry))
     if chosen.sources is not None:  # a multi-source run: accuracy per source as well
         metrics["per_source"] = per_group_accuracy(y_true, probs, [chosen.sources[i] for i in kept])
     metrics = {

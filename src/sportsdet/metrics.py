@@ -243,6 +243,15 @@ def mostly_given_another(
     return found
 
 
+def rename_hint(entry: dict[str, Any]) -> str:
+    """One `mostly_given_another` entry in words, as evaluate warns it and the report shows it."""
+    yours, theirs = entry["class"], entry["given"]
+    return (
+        f"{entry['count']} of the {entry['photos']} photos in '{yours}' were labelled '{theirs}': if your "
+        f"'{yours}' is what this model calls '{theirs}', rename that folder and evaluate again"
+    )
+
+
 def confusion_layout(matrix: Any) -> tuple[list[int], list[int]] | None:
     """Which rows and columns of a confusion matrix to show, in what order; None: all, as they are.
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from sportsdet import __version__
 from sportsdet import plots as figures
-from sportsdet.metrics import confusion_layout
+from sportsdet.metrics import confusion_layout, rename_hint
 from sportsdet.report.assets import CSS, JS
 from sportsdet.report.confusion import confusion_svg, legend_html
 from sportsdet.report.gallery import Tile, highest_loss, spread_sample, thumbnail_uri
@@ -257,10 +257,7 @@ def _results(inputs: ReportInputs) -> str:
                     + (" ..." if len(skipped) > 5 else "") + "</div>")
     for entry in m.get("mostly_given_another") or []:  # evaluate's rename hint (metrics.mostly_given_another)
         if isinstance(entry, dict) and {"class", "photos", "given", "count"} <= set(entry):
-            yours, theirs = escape(str(entry["class"])), escape(str(entry["given"]))
-            html.append(f'<div class="note">{entry["count"]} of the {entry["photos"]} photos in '
-                        f"'{yours}' were labelled '{theirs}': if your '{yours}' is what this model calls "
-                        f"'{theirs}', rename that folder and evaluate again.</div>")
+            html.append(f'<div class="note">{escape(rename_hint(entry))}.</div>')
     html.append(_per_source(m))
     html.append(_other_evals(inputs))
     speed = m.get("images_per_second")
