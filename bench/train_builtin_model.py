@@ -7,11 +7,12 @@
 
 Trains on two sources at once (`sportsdet train sports100 websports`): sports100's official
 split and websports split seeded and stratified (random:0.2), with the registry's transfer recipe
-plus the options given; the epoch is chosen on the validation photos of both. Then measures
-valid and test top-1/top-5, overall and per source, sports100 test in black and white, and
-realworld-dev (never trained on), through the prediction path, and records all of it in the
-bundle; with --install, measured again with the INT8 engine the shipped model runs on. Test
-photos are used only here, after training.
+on the shipped model's backbone and input size (EfficientNet-Lite1 at 300 px, `SHIPPED_RECIPE`;
+`--model` trains another backbone at its own size instead) plus the options given; the epoch
+is chosen on the validation photos of both. Then measures valid and test top-1/top-5, overall
+and per source, sports100 test in black and white, and realworld-dev (never trained on), through
+the prediction path, and records all of it in the bundle; with --install, measured again with
+the INT8 engine the shipped model runs on. Test photos are used only here, after training.
 """
 
 from __future__ import annotations
@@ -30,6 +31,9 @@ SHARED = ROOT.parent / "shared" / "data"
 DEFAULT_DATA = [SHARED / "sports100", SHARED / "websports"]
 REALWORLD = SHARED / "realworld-dev"
 ASSET = ROOT / "src" / "sportsdet" / "assets" / "builtin"
+# What the shipped model was trained with (v2i in bench/RESULTS.md): with no --model, this script
+# trains exactly it. --set adds to (or overrides) these options.
+SHIPPED_RECIPE = {"model": "lite1", "options": {"input_size": 300}}
 
 
 def predict_split(bundle, items, backend=None) -> np.ndarray:
@@ -158,6 +162,13 @@ def finalise_builtin(data: Path, valid_items: list[tuple[Path, int]] | None = No
     print(f"installed {ASSET} ({size:.1f} MB)")
 
 
+def recipe(model: str | None, sets: list[str]) -> tuple[str, dict]:
+    """The model and training options to train: the shipped recipe unless --model names another."""
+    if model is None:
+        return SHIPPED_RECIPE["model"], {**SHIPPED_RECIPE["options"], **parse_sets(sets)}
+    return model, parse_sets(sets)
+
+
 def parse_sets(pairs: list[str]) -> dict:
     options = {}
     for pair in pairs:
@@ -177,7 +188,11 @@ def main(argv: list[str] | None = None) -> int:
         "--data", type=Path, nargs="+", default=DEFAULT_DATA,
         help="training sources (default: sports100 with its official split, websports split 80/20)",
     )  # fmt: skip
-    parser.add_argument("--model", default="lite2", help="registry model (default lite2)")
+    parser.add_argument(
+        "--model",
+        help=f"registry model at its own input size (default: the shipped model's recipe, "
+        f"{SHIPPED_RECIPE['model']} with {json.dumps(SHIPPED_RECIPE['options'])})",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "builtin", help="run folder")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--set", dest="sets", action="append", default=[], help="training option KEY=VALUE")
@@ -206,7 +221,8 @@ def main(argv: list[str] | None = None) -> int:
         from sportsdet.train import train
 
         started = time.time()
-        train(args.data, out=run, model=args.model, seed=args.seed, force=True, options=parse_sets(args.sets))
+        model, options = recipe(args.model, args.sets)
+        train(args.data, out=run, model=model, seed=args.seed, force=True, options=options)
         train_seconds = round(time.time() - started, 1)
     bundle = load_bundle(run / "model")
     manifest = SplitManifest.load(run / "split.json")
