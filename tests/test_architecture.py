@@ -18,7 +18,14 @@ PACKAGE = Path(sportsdet.__file__).parent
 LAYERS: list[tuple[str, ...]] = [
     ("sportsdet", "sportsdet.__main__", "sportsdet.errors"),
     ("sportsdet.imageio", "sportsdet.fetch"),
-    ("sportsdet.files", "sportsdet.preprocess", "sportsdet.metrics", "sportsdet.plots", "sportsdet.abstain"),
+    (
+        "sportsdet.files",
+        "sportsdet.near_copies",
+        "sportsdet.preprocess",
+        "sportsdet.metrics",
+        "sportsdet.plots",
+        "sportsdet.abstain",
+    ),
     ("sportsdet.data",),
     ("sportsdet.bundle", "sportsdet.seen_photos", "sportsdet.models", "sportsdet.onnx_graph"),
     ("sportsdet.run_folder",),

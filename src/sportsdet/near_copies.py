@@ -1,0 +1,108 @@
+"""Near copies: the same photo saved again (resized, re-compressed, lightly trimmed), found by sight.
+
+A content hash (files.sha256_file) finds byte-identical copies only. The web is full of the same
+photo at other sizes and JPEG qualities: sports100's official test split holds 5 byte copies of
+training or validation photos, and 6 more such copies with other bytes. This module gives each
+photo a 128-bit difference hash (a 9x8 and an 8x9 greyscale thumbnail; one bit per pair of
+neighbouring pixels: is the right one / the lower one brighter), which stays nearly the same
+when a photo is resized or re-saved, and calls two photos near copies when their hashes differ
+in at most MAX_DISTANCE bits.
+
+The threshold was chosen on sports100 + websports (bench/near_copies.py): every pair within it
+was checked by eye to be one photo; different photos of different sports never came closer than
+20 bits in 21 million pairs; the closest pair of different photos (two studio shots of racing
+cars on white) was 15 bits apart. Some true copies lie further out than MAX_DISTANCE (a copy
+with a watermark strip or a tighter crop, 14-16 bits) and are missed: the rule prefers missing a
+copy to calling a new photo seen. Torch-free.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from sportsdet.errors import ImageLoadError
+
+__all__ = ["HASH_NAME", "MAX_DISTANCE", "NearCopies", "near_copy_hash", "near_copy_pairs"]
+
+HASH_NAME = "difference hash, 128 bits (9x8 and 8x9 grey thumbnails), hex"
+MAX_DISTANCE = 10
+# JPEGs decode at reduced scale to at least this many pixels a side (Pillow's draft): enough for
+# a 9-pixel thumbnail, and every photo is hashed from about the same detail whatever its size.
+_DECODE_SIZE = 64
+# A thumbnail whose grey levels span less than this has no picture to compare (a blank or flat
+# photo): its bits are noise, so it gets no hash and can only match byte for byte.
+_FLAT_RANGE = 8
+# Bits set in each byte value: a popcount that works on every numpy this package supports.
+_BITS_IN_BYTE = np.unpackbits(np.arange(256, dtype=np.uint8)[:, None], axis=1).sum(1).astype(np.uint8)
+
+
+def near_copy_hash(source: str | Path | bytes) -> str | None:
+    """The photo's (a path or a file's bytes) difference hash, 32 hex digits; None for a flat picture
+    or one that cannot be decoded (whoever reads it next reports those)."""
+    from PIL import Image
+
+    from sportsdet.imageio import load_image
+
+    try:
+        grey = load_image(source, min_size=_DECODE_SIZE).convert("L")
+    except ImageLoadError:
+        return None
+    rows = np.asarray(grey.resize((9, 8), Image.Resampling.BOX), dtype=np.int16)
+    columns = np.asarray(grey.resize((8, 9), Image.Resampling.BOX), dtype=np.int16)
+    if max(np.ptp(rows), np.ptp(columns)) < _FLAT_RANGE:
+        return None
+    bits = np.concatenate([(rows[:, 1:] > rows[:, :-1]).ravel(), (columns[1:] > columns[:-1]).ravel()])
+    return np.packbits(bits).tobytes().hex()
+
+
+class NearCopies:
+    """Hashes of known photos, by group (a split); `group_of` finds a photo's near copy among them."""
+
+    def __init__(self, groups: dict[str, Iterable[str]]) -> None:
+        names, rows = [], []
+        for name, hashes in groups.items():
+            for value in hashes:
+                rows.append(bytes.fromhex(value))
+                names.append(name)
+        self._groups = np.array(names, dtype=object)
+        self._hashes = np.frombuffer(b"".join(rows), dtype=np.uint8).reshape(len(rows), 16)
+
+    def __len__(self) -> int:
+        return len(self._hashes)
+
+    def group_of(self, value: str | None) -> str | None:
+        """The group of the nearest known photo within MAX_DISTANCE bits of `value`, else None."""
+        if value is None or not len(self._hashes):
+            return None
+        query = np.frombuffer(bytes.fromhex(value), dtype=np.uint8)
+        distances = _BITS_IN_BYTE[self._hashes ^ query].sum(axis=1, dtype=np.int32)
+        nearest = int(distances.argmin())
+        return str(self._groups[nearest]) if distances[nearest] <= MAX_DISTANCE else None
+
+
+def near_copy_pairs(hashes: Sequence[str | None]) -> list[tuple[int, int]]:
+    """Every pair (i < j) of photos whose hashes are within MAX_DISTANCE bits (None: never paired).
+
+    Comparing every photo with every other is n^2; instead the 128 bits are cut into
+    MAX_DISTANCE + 1 pieces: two hashes that differ in at most MAX_DISTANCE bits are equal in at
+    least one piece, so only photos sharing a piece are compared.
+    """
+    present = [i for i, value in enumerate(hashes) if value is not None]
+    if len(present) < 2:
+        return []
+    rows = np.frombuffer(b"".join(bytes.fromhex(hashes[i]) for i in present), dtype=np.uint8)
+    rows = rows.reshape(len(present), 16)
+    bits = np.unpackbits(rows, axis=1)
+    pairs: set[tuple[int, int]] = set()
+    for piece in np.array_split(np.arange(128), MAX_DISTANCE + 1):
+        keys = bits[:, piece] @ (1 << np.arange(len(piece), dtype=np.int64))
+        order = np.argsort(keys, kind="stable")
+        for bucket in np.split(order, np.flatnonzero(np.diff(keys[order])) + 1):
+            for k in range(len(bucket) - 1):  # one row against the rest: memory stays linear
+                rest = bucket[k + 1 :]
+                close = rest[_BITS_IN_BYTE[rows[rest] ^ rows[bucket[k]]].sum(axis=1) <= MAX_DISTANCE]
+                pairs.update((present[min(bucket[k], j)], present[max(bucket[k], j)]) for j in close)
+    return sorted(pairs)

@@ -1,0 +1,98 @@
+"""near_copies: the same photo resized or re-saved is found; different photos are not confused."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from sportsdet.near_copies import MAX_DISTANCE, NearCopies, near_copy_hash
+
+
+def drawn_photo(seed: int, size: int = 160) -> Image.Image:
+    """A picture with structure (a gradient sky, shapes in several colours), unlike every other seed."""
+    rng = np.random.default_rng(seed)
+    sky = np.linspace(rng.integers(40, 120), rng.integers(150, 250), size)[:, None, None]
+    image = Image.fromarray(np.broadcast_to(sky, (size, size, 3)).astype(np.uint8), "RGB")
+    draw = ImageDraw.Draw(image)
+    for _ in range(6):
+        x, y = rng.integers(0, size - 40, 2)
+        w, h = rng.integers(20, 80, 2)
+        colour = tuple(int(c) for c in rng.integers(0, 256, 3))
+        (draw.ellipse if rng.random() < 0.5 else draw.rectangle)((x, y, x + w, y + h), fill=colour)
+    return image
+
+
+def save(image: Image.Image, path: Path, **options) -> Path:
+    image.save(path, **options)
+    return path
+
+
+def distance(a: str, b: str) -> int:
+    return bin(int(a, 16) ^ int(b, 16)).count("1")
+
+
+def test_a_resized_or_re_saved_copy_keeps_its_hash_and_other_photos_do_not_share_it(tmp_path: Path) -> None:
+    photo = drawn_photo(1)
+    original = near_copy_hash(save(photo, tmp_path / "original.jpg", quality=95))
+    assert original is not None and len(original) == 32
+    copies = {
+        "smaller": save(photo.resize((96, 96), Image.Resampling.LANCZOS), tmp_path / "small.jpg", quality=60),
+        "larger": save(photo.resize((400, 400), Image.Resampling.BICUBIC), tmp_path / "large.jpg"),
+        "png": save(photo, tmp_path / "copy.png"),
+        "trimmed": save(photo.crop((3, 3, 157, 157)), tmp_path / "trimmed.jpg", quality=80),
+    }
+    for name, path in copies.items():
+        assert distance(original, near_copy_hash(path)) <= MAX_DISTANCE, name
+    for seed in range(2, 30):
+        other = near_copy_hash(save(drawn_photo(seed), tmp_path / f"other{seed}.jpg"))
+        assert distance(original, other) > MAX_DISTANCE, seed
+
+
+def test_flat_and_unreadable_pictures_get_no_hash(tmp_path: Path) -> None:
+    # A flat picture's bits would be noise: it may only match byte for byte.
+    assert near_copy_hash(save(Image.new("RGB", (64, 64), (90, 90, 90)), tmp_path / "grey.png")) is None
+    (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8\xff not really a jpeg")
+    assert near_copy_hash(tmp_path / "broken.jpg") is None
+    assert near_copy_hash(tmp_path / "missing.jpg") is None
+
+
+def test_the_index_names_the_group_of_the_nearest_known_photo(tmp_path: Path) -> None:
+    hashes = [near_copy_hash(save(drawn_photo(seed), tmp_path / f"{seed}.jpg")) for seed in range(3)]
+    index = NearCopies({"train": hashes[:2], "valid": hashes[2:]})
+    assert len(index) == 3
+    buffer = io.BytesIO()
+    drawn_photo(2).resize((120, 120)).save(buffer, format="JPEG", quality=70)
+    (tmp_path / "copy.jpg").write_bytes(buffer.getvalue())
+    assert index.group_of(near_copy_hash(tmp_path / "copy.jpg")) == "valid"
+    assert index.group_of(near_copy_hash(save(drawn_photo(7), tmp_path / "new.jpg"))) is None
+    assert index.group_of(None) is None
+    assert NearCopies({}).group_of(hashes[0]) is None
+
+
+def test_pairs_are_found_without_comparing_every_photo_with_every_other(tmp_path: Path) -> None:
+    from sportsdet.near_copies import near_copy_pairs
+
+    rng = np.random.default_rng(0)
+    hashes = [bytes(rng.integers(0, 256, 16, dtype=np.uint8)).hex() for _ in range(2000)]
+
+    def flipped(value: str, bits: list[int]) -> str:
+        number = int(value, 16)
+        for bit in bits:
+            number ^= 1 << bit
+        return f"{number:032x}"
+
+    hashes[1500] = flipped(hashes[7], list(range(0, 128, 13)))  # 10 bits apart, spread over the hash
+    hashes[1501] = flipped(hashes[8], list(range(11)))  # 11 bits apart: not a near copy
+    hashes[1502] = hashes[9]
+    hashes[3] = None  # a flat photo: never paired
+    pairs = near_copy_pairs(hashes)
+    assert pairs == [(7, 1500), (9, 1502)]
+    brute = [
+        (i, j) for i in range(300) for j in range(i + 1, 300)
+        if None not in (hashes[i], hashes[j]) and distance(hashes[i], hashes[j]) <= MAX_DISTANCE
+    ]  # fmt: skip
+    assert brute == [p for p in pairs if p[1] < 300]
+    assert near_copy_pairs([hashes[0]]) == [] and near_copy_pairs([None, None]) == []
