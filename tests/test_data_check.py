@@ -304,3 +304,40 @@ def test_training_says_when_one_photo_is_in_two_splits_or_two_classes(tmp_path: 
     )
     warnings = json.loads((run / "data_summary.json").read_text())["warnings"]
     assert any("more than one split" in w for w in warnings) and any("two classes" in w for w in warnings)
+
+
+def test_near_copies_across_splits_are_found_moved_and_fail_strict(tmp_path: Path) -> None:
+    # The same photo in train and, smaller and saved again, in test: other bytes, one picture.
+    from test_near_copies import drawn_photo
+
+    from sportsdet.cli import app
+
+    root = tmp_path / "data"
+    for split, seeds in (("train", (1, 2, 3)), ("test", (4, 5))):
+        for name in ("polo", "croquet"):
+            (root / split / name).mkdir(parents=True)
+            for seed in seeds:
+                drawn_photo(seed + (10 if name == "croquet" else 0)).save(root / split / name / f"{seed}.jpg")
+    drawn_photo(2).resize((110, 110)).save(root / "test" / "polo" / "web.jpg", quality=70)
+    report = check_dataset(root, workers=1)
+    assert not report.duplicates
+    assert [(g.files, g.cross_split, g.near) for g in report.near_copies] == [
+        (["test/polo/web.jpg", "train/polo/2.jpg"], True, True)
+    ]
+    saved = report.to_dict()
+    assert saved["cross_split_near_copy_groups"] == 1 and saved["near_copies"][0]["near"] is True
+    from sportsdet.report.html import _check_report
+
+    page = _check_report(saved)  # the run report's Data section
+    assert "1 group(s) of near copies (one photo saved again, resized or re-saved)" in page
+    assert "test/polo/web.jpg [test], train/polo/2.jpg [train]" in page
+
+    runner = CliRunner()
+    check = ["data", "check", str(root), "--workers", "1"]
+    result = runner.invoke(app, [*check, "--strict"], terminal_width=200)
+    assert result.exit_code == 1
+    assert "near copies across splits (leakage)" in result.stdout and "test/polo/web.jpg" in result.stdout
+    result = runner.invoke(app, [*check, "--quarantine", str(tmp_path / "q")])
+    assert "moved 1 file(s)" in result.stderr and (tmp_path / "q" / "train/polo/2.jpg").exists()
+    assert (root / "test/polo/web.jpg").exists()  # the test copy stays: the test set stays as published
+    assert runner.invoke(app, [*check, "--strict"]).exit_code == 0

@@ -228,6 +228,18 @@ def test_check_finds_a_photo_two_sources_share_and_moves_one_copy(two_sources, t
     assert (moved_to / "second" / "rowing" / "scraped.jpg").is_file()
     assert run_cli("data", "check", str(official), str(flat), "--strict") == 0
 
+    # The same photo, smaller and saved again, in the other source: a near copy, found by sight.
+    from test_near_copies import drawn_photo
+
+    drawn_photo(1).save(official / "test" / "polo" / "drawn.jpg", quality=95)
+    drawn_photo(1).resize((90, 90)).save(flat / "rowing" / "smaller.jpg", quality=70)
+    assert run_cli("data", "check", str(official), str(flat), "--report", str(report), "--strict") == 1
+    assert "near: resized or re-saved" in capsys.readouterr().out
+    [group] = json.loads(report.read_text())["across_sources"]["duplicates"]
+    assert group["files"] == ["first/test/polo/drawn.jpg", "second/rowing/smaller.jpg"] and group["near"]
+    assert run_cli("data", "check", str(official), str(flat), "--quarantine", str(moved_to)) == 0
+    assert (moved_to / "second" / "rowing" / "smaller.jpg").is_file()
+
 
 def test_train_reuses_a_saved_split_after_photos_are_added(two_sources, tmp_path, run_cli, capsys) -> None:
     official, flat = two_sources

@@ -388,7 +388,10 @@ def test_info_says_in_words_what_the_builtin_model_was_trained_on() -> None:
     assert rows["split"].startswith("train 14,652 / valid 620 / test 799 (sports100: official;")
     assert rows["input"].startswith("300 px, crop") and "mean 0.498, std 0.502" in rows["input"]
     assert rows["abstain"].startswith("uncertain when entropy <")
-    assert rows["seen photos"].endswith("620 validation photos known by content: `evaluate` leaves them out")
+    assert rows["seen photos"].endswith(
+        "620 validation photos known by content: `evaluate` leaves them and their resized or re-saved "
+        "copies out"
+    )
     # No key dumps of nested records: those are what `info --json` is for.
     assert not any(name.startswith(("training.", "data.", "metrics.")) for name in rows)
     assert not any("{" in value for value in rows.values())

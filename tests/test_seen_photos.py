@@ -14,7 +14,14 @@ from sportsdet.bundle import SEEN_NAME, load_bundle
 from sportsdet.errors import SportsdetError
 from sportsdet.evaluate import evaluate
 from sportsdet.report import write_report
-from sportsdet.seen_photos import load_seen, photo_digest, seen_photos_json, seen_summary, split_off_seen
+from sportsdet.seen_photos import (
+    SeenPhotos,
+    load_seen,
+    photo_digest,
+    seen_photos_json,
+    seen_summary,
+    split_off_seen,
+)
 
 
 @pytest.fixture
@@ -36,9 +43,10 @@ def seen_bundle(tmp_path: Path) -> tuple[Path, Path]:
 def test_the_file_records_train_and_valid_photos_by_content(seen_bundle: tuple[Path, Path]) -> None:
     bundle, tree = seen_bundle
     seen = load_seen(bundle)
-    assert {split: len(digests) for split, digests in seen.items()} == {"train": 6, "valid": 3}
+    assert seen.counts() == {"train": 6, "valid": 3}
     a_train_photo = sorted((tree / CLASSES[0]).iterdir())[0]
-    assert photo_digest(a_train_photo) in seen["train"]
+    assert photo_digest(a_train_photo) in seen.digests["train"]
+    assert seen.near is not None and len(seen.near) == 9  # and how each looks, for its near copies
     assert load_bundle(bundle).labels == CLASSES  # the bundle still loads as before
     assert load_seen(make_tiny_bundle(bundle.parent / "older")) is None  # bundles without it: None
 
@@ -64,7 +72,7 @@ def test_evaluate_leaves_seen_photos_out_wherever_they_are(
     written = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert written["seen_left_out"] == {"train": 6, "valid": 3}
     page = html.unescape(write_report(tmp_path / "eval").read_text(encoding="utf-8"))
-    assert "6 training and 3 validation photos of the model's own (found by content): the score is on" in page
+    assert "the model's own, found by content: 6 training and 3 validation photos; the score is on" in page
     kept = evaluate(bundle, copy, out_dir=tmp_path / "all", keep_seen=True)
     assert kept.metrics["n"] == 12 and kept.metrics["seen_left_out"] == {}
 
@@ -83,7 +91,7 @@ def test_a_folder_of_nothing_but_seen_photos_is_an_error(
 def test_a_damaged_seen_file_names_itself(seen_bundle: tuple[Path, Path], tmp_path: Path) -> None:
     bundle, tree = seen_bundle
     (bundle / SEEN_NAME).write_text('{"format": "other"}')
-    with pytest.raises(SportsdetError, match=rf"{SEEN_NAME}: not a sportsdet-seen/1 file; delete it"):
+    with pytest.raises(SportsdetError, match=rf"{SEEN_NAME}: not a sportsdet-seen/2 file; delete it"):
         evaluate(bundle, tree, out_dir=tmp_path / "eval")
     (bundle / SEEN_NAME).write_text("{not json")
     with pytest.raises(SportsdetError, match=rf"{SEEN_NAME}: unreadable"):
@@ -94,8 +102,8 @@ def test_unreadable_photos_are_kept_for_scoring_to_report(tmp_path: Path) -> Non
     (tmp_path / "fifo.jpg").mkdir()  # not a regular file: hashing refuses it, scoring says why
     ok = tmp_path / "ok.jpg"
     ok.write_bytes(b"x")
-    kept, left_out = split_off_seen([tmp_path / "fifo.jpg", ok], {"train": {photo_digest(ok)}})
-    assert kept == [0] and left_out == {"train": 1}
+    kept, left_out = split_off_seen([tmp_path / "fifo.jpg", ok], SeenPhotos({"train": {photo_digest(ok)}}))
+    assert kept == [0] and left_out.by_split == {"train": 1} and left_out.near_copies == 0
     assert seen_summary({"train": 1080, "valid": 120}) == "1,080 training and 120 validation photos"
 
 
@@ -106,8 +114,11 @@ def test_the_builtin_model_knows_its_own_training_photos() -> None:
     seen = load_seen(builtin)
     counts = load_bundle(builtin, verify_weights=False).data["counts"]
     # Byte-identical copies within a split count once, so a split can hold a few fewer digests.
-    assert counts["train"] - 20 <= len(seen["train"]) <= counts["train"]
-    assert counts["valid"] - 20 <= len(seen["valid"]) <= counts["valid"]
+    assert counts["train"] - 20 <= len(seen.digests["train"]) <= counts["train"]
+    assert counts["valid"] - 20 <= len(seen.digests["valid"]) <= counts["valid"]
+    # ... and how they look, so that resized or re-saved copies of them are left out too
+    assert seen.near is not None
+    assert counts["train"] - 60 <= len(seen.near) <= counts["train"] + counts["valid"]
 
 
 def test_an_older_run_without_the_file_is_checked_against_its_split(tmp_path: Path) -> None:
@@ -150,3 +161,46 @@ def test_a_test_photo_copied_from_training_is_left_out_of_the_saved_split_too(tm
     # --split valid scores the validation photos, which the model has seen by definition: all kept.
     assert evaluate(bundle, tree, split="valid", out_dir=tmp_path / "valid").metrics["n"] == 3
     assert evaluate(bundle, tree, out_dir=tmp_path / "all", keep_seen=True).metrics["n"] == 7
+
+
+def test_a_resized_copy_of_a_training_photo_is_left_out_as_a_near_copy(tmp_path: Path) -> None:
+    from PIL import Image
+    from test_near_copies import drawn_photo
+
+    bundle = make_tiny_bundle(tmp_path / "model")
+    trained = tmp_path / "trained"
+    for i, name in enumerate(CLASSES):
+        (trained / name).mkdir(parents=True)
+        drawn_photo(i).save(trained / name / "seen.jpg", quality=95)
+    splits = {"train": [trained / name / "seen.jpg" for name in CLASSES]}
+    (bundle / SEEN_NAME).write_bytes(seen_photos_json(splits))
+    photos = tmp_path / "photos"
+    for i, name in enumerate(CLASSES):
+        (photos / name).mkdir(parents=True)
+        drawn_photo(10 + i).save(photos / name / "new.jpg")
+    # The web's copy of a training photo: smaller, saved again at another quality.
+    copy = drawn_photo(0).resize((100, 100), Image.Resampling.LANCZOS)
+    copy.save(photos / CLASSES[0] / "copy.jpg", quality=70)
+    notes: list[str] = []
+    result = evaluate(bundle, photos, out_dir=tmp_path / "eval", warn=notes.append)
+    assert sorted(p.name for p in result.paths) == ["new.jpg"] * 3
+    assert result.metrics["seen_left_out"] == {"train": 1} and result.metrics["seen_near_copies"] == 1
+    assert notes == [
+        f"1 of the 4 photos under {photos.resolve()} is one the model was trained on (1 training photo, "
+        "a resized or re-saved copy): left out, so the score is on photos it has not seen (--keep-seen "
+        "scores it too)"
+    ]
+    page = html.unescape(write_report(tmp_path / "eval").read_text(encoding="utf-8"))
+    assert "found by content: 1 training photo, a resized or re-saved copy; the score is on the 3" in page
+
+
+def test_a_seen_file_of_the_first_format_still_finds_byte_copies(
+    seen_bundle: tuple[Path, Path], tmp_path: Path
+) -> None:
+    bundle, tree = seen_bundle
+    current = json.loads((bundle / SEEN_NAME).read_text())
+    first = {"format": "sportsdet-seen/1", "digest": current["digest"], "splits": current["splits"]}
+    (bundle / SEEN_NAME).write_text(json.dumps(first))
+    seen = load_seen(bundle)
+    assert seen.counts() == {"train": 6, "valid": 3} and seen.near is None
+    assert evaluate(bundle, tree, out_dir=tmp_path / "eval").metrics["n"] == 3

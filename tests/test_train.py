@@ -149,9 +149,9 @@ def test_train_writes_run_folder_and_a_bundle_that_reproduces_the_model(data_dir
 
     split = SplitManifest.load(run / "split.json")
     seen = load_seen(run / "model")
-    assert set(seen) == {"train", "valid"}
+    assert set(seen.digests) == {"train", "valid"}
     for name in ("train", "valid"):
-        assert seen[name] == {photo_digest(path) for path, _ in split.items(name)}
+        assert seen.digests[name] == {photo_digest(path) for path, _ in split.items(name)}
     shutil.copytree(data_dir, tmp_path / "copy")
     again = evaluate(run / "model", tmp_path / "copy", out_dir=tmp_path / "again")
     assert again.metrics["n"] == len(split.items("test"))

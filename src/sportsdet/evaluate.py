@@ -42,7 +42,7 @@ from sportsdet.run_folder import (
     split_manifest_candidates,
 )
 from sportsdet.runtime import load_backend, stream_predictions
-from sportsdet.seen_photos import load_seen, seen_from_split, seen_summary, split_off_seen
+from sportsdet.seen_photos import SeenPhotos, load_seen, seen_from_split, seen_summary, split_off_seen
 
 SPLIT_NAMES = ("train", "valid", "test")
 _SPLIT_ALIASES = {"val": "valid", "validation": "valid"}
@@ -60,6 +60,7 @@ class EvalData:
     notes: list[str] = field(default_factory=list)
     sources: list[str] | None = None  # the data source of each item (multi-source runs)
     seen_left_out: dict[str, int] = field(default_factory=dict)  # photos the model was trained on, by split
+    seen_near_copies: int = 0  # how many of those were near copies (other bytes, same photo)
 
 
 @dataclass
@@ -186,15 +187,15 @@ def _from_folder(
 
 
 def _leave_out_seen(bundle: Bundle, chosen: EvalData) -> EvalData:
-    """`chosen` without the photos the model was trained or validated on (by content), counted in
-    `seen_left_out` and a note: a test photo that is a copy of a training photo tests nothing."""
+    """`chosen` without the photos the model was trained or validated on (by content, byte copies
+    and near copies), counted in `seen_left_out` and a note: a copy of a training photo tests nothing."""
     seen = _seen_photos(bundle)
     if not seen:
         return chosen
     kept, left_out = split_off_seen([path for path, _ in chosen.items], seen)
     if not left_out:
         return chosen
-    counts, total = seen_summary(left_out), len(chosen.items)
+    counts, total = seen_summary(left_out.by_split, left_out.near_copies), len(chosen.items)
     photos = f"{chosen.split} photos" if chosen.source == "split-manifest" else "photos"
     if not kept:
         raise SportsdetError(
@@ -211,11 +212,12 @@ def _leave_out_seen(bundle: Bundle, chosen: EvalData) -> EvalData:
     chosen.items = [chosen.items[i] for i in kept]
     if chosen.sources is not None:
         chosen.sources = [chosen.sources[i] for i in kept]
-    chosen.seen_left_out = left_out
+    chosen.seen_left_out = left_out.by_split
+    chosen.seen_near_copies = left_out.near_copies
     return chosen
 
 
-def _seen_photos(bundle: Bundle) -> dict[str, set[str]] | None:
+def _seen_photos(bundle: Bundle) -> SeenPhotos | None:
     """The photos the model was trained and validated on: its seen_photos.json, or for a bundle
     made before that file, its run's split manifest when still there; None when neither is."""
     seen = load_seen(bundle.path)
@@ -404,6 +406,7 @@ def evaluate(
         "data": str(chosen.root),
         "manifest": str(chosen.manifest) if chosen.manifest else None,
         "seen_left_out": chosen.seen_left_out,
+        "seen_near_copies": chosen.seen_near_copies,
         "skipped": skipped,
         "seconds": round(seconds, 3),
         "images_per_second": round(len(kept) / seconds, 2) if seconds > 0 else None,

@@ -8,24 +8,35 @@ says how many it left out. Without it, the built-in model scored on all of websp
 though 1,200 of those 1,500 photos are ones it was trained or validated on. A bundle made before
 this file existed is checked against its run's split manifest instead, while that is still there.
 
-    {"format": "sportsdet-seen/1", "digest": "sha256, first 16 hex digits",
-     "splits": {"train": ["0a1b...", ...], "valid": [...]}}
+A photo saved again with other bytes (resized, re-compressed, lightly trimmed: how copies travel
+on the web) is found too, by its near-copy hash (near_copies.py); evaluate says how many of the
+photos it left out were such near copies.
+
+    {"format": "sportsdet-seen/2", "digest": "sha256, first 16 hex digits",
+     "splits": {"train": ["0a1b...", ...], "valid": [...]},
+     "near_copies": {"hash": near_copies.HASH_NAME, "splits": {"train": ["3f07...", ...], ...}}}
 
 16 hex digits (64 bits) keep the file small (about 18 bytes a photo) while two different photos
-sharing one stay vanishingly unlikely at any dataset size this tool meets.
+sharing one stay vanishingly unlikely at any dataset size this tool meets. A file of the first
+format (sportsdet-seen/1, no near-copy hashes) still works: it finds byte copies only.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 from sportsdet.bundle import SEEN_NAME
 from sportsdet.errors import SportsdetError
+from sportsdet.near_copies import HASH_NAME, NearCopies, near_copy_hash
 
 __all__ = [
     "SEEN_NAME",
+    "LeftOut",
+    "SeenPhotos",
     "load_seen",
     "photo_digest",
     "seen_from_split",
@@ -33,7 +44,8 @@ __all__ = [
     "seen_summary",
     "split_off_seen",
 ]
-SEEN_FORMAT = "sportsdet-seen/1"
+SEEN_FORMAT = "sportsdet-seen/2"
+READABLE_FORMATS = ("sportsdet-seen/1", SEEN_FORMAT)  # /1: byte copies only
 DIGEST = "sha256, first 16 hex digits"
 SEEN_SPLITS = ("train", "valid")  # test photos are what evaluation is for
 
@@ -45,17 +57,53 @@ def photo_digest(path: str | Path) -> str:
     return sha256_file(path)[:16]
 
 
+@dataclass
+class SeenPhotos:
+    """What a model has seen: content digests by split, and near-copy hashes when the file has them."""
+
+    digests: dict[str, set[str]]
+    near: NearCopies | None = None
+
+    def counts(self) -> dict[str, int]:
+        return {split: len(digests) for split, digests in self.digests.items()}
+
+
+@dataclass
+class LeftOut:
+    """What `split_off_seen` found: seen photos by split, and how many of them were near copies."""
+
+    by_split: dict[str, int]
+    near_copies: int = 0
+
+    def __bool__(self) -> bool:
+        return any(self.by_split.values())
+
+
+def _hash_all(paths: Sequence[str | Path], hash_one) -> list:
+    """`hash_one` of every path, on two threads (decoding and hashing release the GIL)."""
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        return list(pool.map(hash_one, paths, chunksize=64))
+
+
 def seen_photos_json(splits: dict[str, Iterable[str | Path]]) -> bytes:
     """seen_photos.json for the photos of each split (train and valid; others are ignored)."""
-    digests = {
-        split: sorted({photo_digest(path) for path in splits.get(split, ())}) for split in SEEN_SPLITS
+    paths = {split: list(splits.get(split, ())) for split in SEEN_SPLITS}
+    digests = {split: sorted(set(_hash_all(paths[split], photo_digest))) for split in SEEN_SPLITS}
+    near = {
+        split: sorted({h for h in _hash_all(paths[split], near_copy_hash) if h is not None})
+        for split in SEEN_SPLITS
     }
-    payload = {"format": SEEN_FORMAT, "digest": DIGEST, "splits": digests}
+    payload = {
+        "format": SEEN_FORMAT,
+        "digest": DIGEST,
+        "splits": digests,
+        "near_copies": {"hash": HASH_NAME, "splits": near},
+    }
     return (json.dumps(payload, separators=(",", ":")) + "\n").encode()
 
 
-def load_seen(bundle_dir: str | Path) -> dict[str, set[str]] | None:
-    """The seen photos of a bundle, by split; None when it has no such file (older bundles)."""
+def load_seen(bundle_dir: str | Path) -> SeenPhotos | None:
+    """The seen photos of a bundle; None when it has no such file (older bundles)."""
     path = Path(bundle_dir) / SEEN_NAME
     if not path.is_file():
         return None
@@ -63,17 +111,30 @@ def load_seen(bundle_dir: str | Path) -> dict[str, set[str]] | None:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise SportsdetError(f"{path}: unreadable ({exc}); delete it to evaluate without it") from None
-    splits = data.get("splits") if isinstance(data, dict) else None
-    if data.get("format") != SEEN_FORMAT or not isinstance(splits, dict) or not all(
-        isinstance(v, list) and all(isinstance(d, str) for d in v) for v in splits.values()
-    ):
+    if not isinstance(data, dict) or data.get("format") not in READABLE_FORMATS:
         raise SportsdetError(f"{path}: not a {SEEN_FORMAT} file; delete it to evaluate without it")
-    return {split: set(values) for split, values in splits.items()}
+    splits = data.get("splits")
+    near = (data.get("near_copies") or {}) if data["format"] == SEEN_FORMAT else {}
+    near_splits = near.get("splits", {}) if isinstance(near, dict) else None
+    if not _lists_of_strings(splits) or not _lists_of_strings(near_splits):
+        raise SportsdetError(f"{path}: not a {SEEN_FORMAT} file; delete it to evaluate without it")
+    # Hashes made another way (a later version's) are not comparable with ours: byte copies only.
+    same_hash = near.get("hash") == HASH_NAME and all(len(h) == 32 for v in near_splits.values() for h in v)
+    return SeenPhotos(
+        digests={split: set(values) for split, values in splits.items()},
+        near=NearCopies(near_splits) if near_splits and same_hash else None,
+    )
 
 
-def seen_from_split(manifest_path: str | Path) -> dict[str, set[str]]:
+def _lists_of_strings(value: object) -> bool:
+    return isinstance(value, dict) and all(
+        isinstance(v, list) and all(isinstance(d, str) for d in v) for v in value.values()
+    )
+
+
+def seen_from_split(manifest_path: str | Path) -> SeenPhotos:
     """The same record, made from a run's split manifest: for bundles trained before training wrote
-    seen_photos.json. Photos no longer on disk are skipped (nothing to compare them with)."""
+    seen_photos.json (byte copies only). Photos no longer on disk are skipped (nothing to compare)."""
     from sportsdet.data.splits import SplitManifest
 
     manifest = SplitManifest.load(manifest_path)
@@ -86,32 +147,39 @@ def seen_from_split(manifest_path: str | Path) -> dict[str, set[str]]:
             except SportsdetError:  # moved or deleted since training
                 continue
         seen[split] = digests
-    return seen
+    return SeenPhotos(seen)
 
 
-def split_off_seen(
-    paths: Sequence[Path], seen: dict[str, set[str]]
-) -> tuple[list[int], dict[str, int]]:
+def split_off_seen(paths: Sequence[Path], seen: SeenPhotos) -> tuple[list[int], LeftOut]:
     """Positions of the photos not seen, and how many of the others each split holds."""
-    kept, left_out = [], dict.fromkeys(seen, 0)
+    kept, by_split, near_copies = [], dict.fromkeys(seen.digests, 0), 0
     for i, path in enumerate(paths):
         try:
             digest = photo_digest(path)
         except SportsdetError:  # unreadable: scoring skips it and says why
             kept.append(i)
             continue
-        split = next((name for name, digests in seen.items() if digest in digests), None)
+        split = next((name for name, digests in seen.digests.items() if digest in digests), None)
+        if split is None and seen.near is not None:
+            split = seen.near.group_of(near_copy_hash(path))
+            near_copies += split is not None
         if split is None:
             kept.append(i)
         else:
-            left_out[split] += 1
-    return kept, {split: count for split, count in left_out.items() if count}
+            by_split[split] = by_split.get(split, 0) + 1
+    return kept, LeftOut({split: count for split, count in by_split.items() if count}, near_copies)
 
 
-def seen_summary(left_out: dict[str, int]) -> str:
-    """'1,080 training and 120 validation photos': what `split_off_seen` left out, in words."""
+def seen_summary(left_out: dict[str, int], near_copies: int = 0) -> str:
+    """'1,080 training and 120 validation photos': what `split_off_seen` left out, in words, with
+    how many of them were near copies ('..., 7 of them resized or re-saved copies')."""
     names = {"train": "training", "valid": "validation"}
     parts = [f"{count:,} {names.get(split, split)}" for split, count in left_out.items() if count]
     if not parts:
         return "no photos"
-    return " and ".join(parts) + (" photo" if sum(left_out.values()) == 1 else " photos")
+    total = sum(left_out.values())
+    words = " and ".join(parts) + (" photo" if total == 1 else " photos")
+    if near_copies:
+        which = "a" if total == 1 else "1 of them a" if near_copies == 1 else f"{near_copies:,} of them"
+        words += f", {which} resized or re-saved cop{'y' if near_copies == 1 else 'ies'}"
+    return words

@@ -162,6 +162,17 @@ def _print_check(report: CheckReport) -> None:
             f"[bold red]duplicates across splits (leakage)[/] ({len(report.cross_split_duplicates)} groups)",
             str(sum(len(g.files) for g in report.cross_split_duplicates)),
         )
+    if report.near_copies:
+        summary.add_row(
+            f"[yellow]near copies: resized or re-saved[/] ({len(report.near_copies)} groups)",
+            str(sum(len(g.files) for g in report.near_copies)),
+        )
+    if report.cross_split_near_copies:
+        summary.add_row(
+            f"[bold red]near copies across splits (leakage)[/] ({len(report.cross_split_near_copies)} "
+            "groups)",
+            str(sum(len(g.files) for g in report.cross_split_near_copies)),
+        )
     if report.misnamed and not report.renamed:
         summary.add_row(
             "[yellow]image with a misleading name[/] (used; --rename-misnamed fixes)",
@@ -195,21 +206,33 @@ def _print_check(report: CheckReport) -> None:
         console.print(table)
         if len(problems) > _PROBLEM_ROWS:
             console.print(f"... and {len(problems) - _PROBLEM_ROWS} more (all in --report)")
-    if report.duplicates:
-        table = Table(title="exact duplicates (first copy is kept by --quarantine)", title_justify="left")
-        table.add_column("files", overflow="fold")
-        table.add_column("note")
-        for group in report.duplicates[:_DUPLICATE_ROWS]:
-            notes = []
-            if group.cross_split:
-                splits = plain(" / ".join(dict.fromkeys(group.splits)))
-                notes.append(f"[bold red]across splits: {splits}[/]")
-            if group.conflicting_labels:
-                notes.append("[bold red]different labels[/]")
-            table.add_row(plain("\n".join(group.files)), "; ".join(notes))
-        console.print(table)
-        if len(report.duplicates) > _DUPLICATE_ROWS:
-            console.print(f"... and {len(report.duplicates) - _DUPLICATE_ROWS} more groups (all in --report)")
+    _print_groups(report.duplicates, "exact duplicates (first copy is kept by --quarantine)")
+    _print_groups(
+        report.near_copies, "near copies: one photo saved again, resized or re-saved (first copy is kept by "
+        "--quarantine)"
+    )
+
+
+def _print_groups(groups: list[Any], title: str) -> None:
+    """Duplicate (or near-copy) groups, those that cross splits or labels marked."""
+    from rich.table import Table
+
+    if not groups:
+        return
+    table = Table(title=title, title_justify="left")
+    table.add_column("files", overflow="fold")
+    table.add_column("note")
+    for group in groups[:_DUPLICATE_ROWS]:
+        notes = []
+        if group.cross_split:
+            splits = plain(" / ".join(dict.fromkeys(group.splits)))
+            notes.append(f"[bold red]across splits: {splits}[/]")
+        if group.conflicting_labels:
+            notes.append("[bold red]different labels[/]")
+        table.add_row(plain("\n".join(group.files)), "; ".join(notes))
+    console.print(table)
+    if len(groups) > _DUPLICATE_ROWS:
+        console.print(f"... and {len(groups) - _DUPLICATE_ROWS} more groups (all in --report)")
 
 
 @data_app.command("check")
@@ -223,17 +246,19 @@ def check(
         None, "--report", help="Write the full JSON report (every file, every finding) to this file."
     ),
     strict: bool = typer.Option(
-        False, "--strict", help="Exit with code 1 when any bad file or duplicate is found (for CI)."
+        False, "--strict", help="Exit with code 1 when any bad file, duplicate or near copy is found (CI)."
     ),
     quarantine: Path | None = typer.Option(
         None,
         "--quarantine",
-        help="Move bad files and extra duplicate copies (the test, else valid, copy stays) to this folder, "
+        help="Move bad files and extra duplicate and near copies (the test, else valid, copy stays) to this "
+        "folder, "
         "keeping their relative paths. "
         "Never deletes or overwrites; must be outside the data tree (or a hidden folder inside it).",
     ),
     keep_duplicates: bool = typer.Option(
-        False, "--keep-duplicates", help="With --quarantine: move only bad files, leave duplicates in place."
+        False, "--keep-duplicates",
+        help="With --quarantine: move only bad files, leave duplicates and near copies in place.",
     ),
     rename_misnamed: bool = typer.Option(
         False,
@@ -243,7 +268,7 @@ def check(
     ),
     workers: int = typer.Option(0, "--workers", min=0, help="Decoding processes (0 = one per CPU core)."),
 ) -> None:
-    """Decode every image; report bad files, exact duplicates and duplicates across splits.
+    """Decode every image; report bad files, exact duplicates, near copies and copies across splits.
 
     PATH may also be a plain folder of photos with no class folders (e.g. before predicting on it).
     Photos are known by content: a JPEG named photo.php is checked, used by training and predict,
@@ -251,8 +276,9 @@ def check(
 
     Bad files: unreadable (also FIFOs and devices) or truncated, empty, not an image (e.g. HTML saved
     as .jpg), unsupported format, too large, tiny, or a strip (more than 8 times longer than wide).
-    Duplicates across splits leak test images into training. Exit code 0 unless --strict finds
-    something (then 1); 2 for a bad PATH or option.
+    Near copies are one photo saved again with other bytes (resized, re-compressed, a few pixels
+    trimmed), found by how it looks. Copies across splits, exact or near, leak test images into
+    training. Exit code 0 unless --strict finds something (then 1); 2 for a bad PATH or option.
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -352,8 +378,10 @@ def _print_across_sources(groups: list[Any]) -> None:
     table = Table(title="duplicates across sources", title_justify="left")
     table.add_column("files", overflow="fold")
     table.add_column("labels")
+    table.add_column("copies")
     for group in groups[:_DUPLICATE_ROWS]:
-        table.add_row(plain("\n".join(group.files)), plain("\n".join(group.labels)))
+        kind = "near: resized or re-saved" if group.near else "exact"
+        table.add_row(plain("\n".join(group.files)), plain("\n".join(group.labels)), kind)
     console.print(table)
     if len(groups) > _DUPLICATE_ROWS:
         console.print(f"... and {len(groups) - _DUPLICATE_ROWS} more groups (all in --report)")

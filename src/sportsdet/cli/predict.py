@@ -312,7 +312,8 @@ def bundle_info(bundle_dir: Path) -> dict[str, Any]:
         "versions": bundle.versions,
         "weights": manifest.get("weights", {}),
         "abstain": manifest.get("abstain"),
-        "seen_photos": {split: len(digests) for split, digests in seen.items()} if seen else None,
+        "seen_photos": seen.counts() if seen else None,
+        "seen_near_copies": bool(seen and seen.near),  # resized or re-saved copies found too
         "files": _file_sizes(bundle.path),
     }
 
@@ -417,7 +418,9 @@ def _summary_rows(info: dict) -> list[tuple[str, str]]:
     if seen:
         from sportsdet.seen_photos import seen_summary
 
-        rows.append(("seen photos", f"{seen_summary(seen)} known by content: `evaluate` leaves them out"))
+        copies = "and their resized or re-saved copies " if info.get("seen_near_copies") else ""
+        known = f"{seen_summary(seen)} known by content: `evaluate` leaves them {copies}out"
+        rows.append(("seen photos", known))
     abstain = info.get("abstain")
     if abstain and abstain.get("threshold") is not None:
         rows.append((

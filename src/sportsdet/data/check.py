@@ -2,8 +2,10 @@
 
 Each file is read once: its bytes are hashed (SHA-256, for exact duplicates) and decoded with
 `sportsdet.imageio.load_image`, the same loader training and prediction use, so a file that
-passes here loads everywhere. Work is spread over processes in chunks. Problems are reported per
-file; `quarantine` moves bad files out of the tree (it never deletes and never overwrites).
+passes here loads everywhere; its picture is hashed too (`sportsdet.near_copies`), which finds
+near copies: one photo saved twice with other bytes (resized, re-compressed). Work is spread
+over processes in chunks. Problems are reported per file; `quarantine` moves bad files out of
+the tree (it never deletes and never overwrites).
 Photos with a misleading name (a JPEG saved as `photo.php`) are good files, listed apart;
 `rename_misnamed` gives them image names in place. Torch-free.
 """
@@ -27,6 +29,7 @@ from sportsdet import imageio
 from sportsdet.data.discover import ScanResult, scan_dataset
 from sportsdet.errors import ImageLoadError, SportsdetError
 from sportsdet.files import is_hidden_name, sha256_file, write_json
+from sportsdet.near_copies import near_copy_hash, near_copy_pairs
 
 CHECK_FORMAT = "sportsdet-check/1"
 TINY = "tiny"
@@ -66,18 +69,21 @@ class FileResult:
     height: int | None = None
     mode: str | None = None
     format: str | None = None
+    near_hash: str | None = None  # near_copies.near_copy_hash of a good file
 
 
 @dataclass
 class DuplicateGroup:
-    """Files with identical bytes, the copy quarantine leaves in place (`keep`) first."""
+    """Files with identical bytes (or with `near`, one photo saved with other bytes), the copy
+    quarantine leaves in place (`keep`) first."""
 
-    sha256: str
+    sha256: str  # the kept copy's
     files: list[str]
     splits: list[str]
     labels: list[str]
     # Across sources (`duplicates_across_sources`): each file's source; files are named SOURCE/PATH.
     sources: list[str] = field(default_factory=list)
+    near: bool = False
 
     @property
     def cross_split(self) -> bool:
@@ -100,7 +106,7 @@ class DuplicateGroup:
             "labels": self.labels,
             "cross_split": self.cross_split,
             "conflicting_labels": self.conflicting_labels,
-        } | ({"sources": self.sources} if self.sources else {})
+        } | ({"sources": self.sources} if self.sources else {}) | ({"near": True} if self.near else {})
 
 
 @dataclass
@@ -115,6 +121,7 @@ class CheckReport:
     # Good photos whose names hide it: rel path -> format ("JPEG", ...), from the scan.
     misnamed: dict[str, str] = field(default_factory=dict)
     renamed: dict[str, Any] = field(default_factory=dict)
+    near_copies: list[DuplicateGroup] = field(default_factory=list)  # `find_near_copies`
 
     @property
     def problems(self) -> list[FileResult]:
@@ -132,9 +139,13 @@ class CheckReport:
         return [g for g in self.duplicates if g.cross_split]
 
     @property
+    def cross_split_near_copies(self) -> list[DuplicateGroup]:
+        return [g for g in self.near_copies if g.cross_split]
+
+    @property
     def found_problems(self) -> bool:
-        """Anything `--strict` should fail on: bad files or duplicates of any kind."""
-        return bool(self.problems or self.duplicates)
+        """Anything `--strict` should fail on: bad files or duplicates of any kind, near copies too."""
+        return bool(self.problems or self.duplicates or self.near_copies)
 
     def info(self) -> dict[str, Any]:
         """Facts about the good files that are not problems (image modes, formats, sizes)."""
@@ -170,6 +181,9 @@ class CheckReport:
             "duplicate_groups": len(self.duplicates),
             "cross_split_duplicate_groups": len(self.cross_split_duplicates),
             "duplicates": [g.to_dict() for g in self.duplicates],
+            "near_copy_groups": len(self.near_copies),
+            "cross_split_near_copy_groups": len(self.cross_split_near_copies),
+            "near_copies": [g.to_dict() for g in self.near_copies],
             "info": self.info(),
             "ignored": self.ignored,
             "quarantine": self.quarantine or None,
@@ -218,6 +232,8 @@ def check_file(path: str, rel: str, split: str | None, label: str) -> FileResult
     problem = imageio.shape_problem(result.width, result.height) if result.width is not None else None
     if problem is not None:  # decodes, but too small or too elongated to classify well
         result.kind, result.detail = problem
+    else:
+        result.near_hash = near_copy_hash(data)
     return result
 
 
@@ -314,6 +330,7 @@ def check_dataset(
         layout=scan.layout,
         results=results,
         duplicates=find_duplicates(results),
+        near_copies=find_near_copies(results),
         ignored=scan.ignored,
         seconds=time.perf_counter() - start,
     )
@@ -351,8 +368,46 @@ def find_duplicates(results: Iterable[FileResult]) -> list[DuplicateGroup]:
     return groups
 
 
+def find_near_copies(results: Iterable[FileResult]) -> list[DuplicateGroup]:
+    """Groups of good files that are one photo saved with other bytes (resized, re-compressed,
+    lightly trimmed: near_copies.py). A group whose files are all byte copies of each other is
+    `find_duplicates`' alone; one that mixes both kinds is listed in each."""
+    good = [r for r in results if r.kind is None and r.near_hash]
+    parent = list(range(len(good)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    pairs = near_copy_pairs([r.near_hash for r in good])
+    for a, b in pairs:
+        parent[root(a)] = root(b)
+    members: dict[int, list[FileResult]] = defaultdict(list)
+    for i in sorted({i for pair in pairs for i in pair}):
+        members[root(i)].append(good[i])
+    groups = []
+    for group in members.values():
+        if len({m.sha256 for m in group}) < 2:
+            continue
+        group.sort(key=_keep_order)
+        groups.append(
+            DuplicateGroup(
+                sha256=group[0].sha256 or "",
+                files=[m.rel for m in group],
+                splits=[m.split or "all" for m in group],
+                labels=[m.label for m in group],
+                near=True,
+            )
+        )
+    groups.sort(key=lambda g: (not g.cross_split, g.files[0]))
+    return groups
+
+
 def duplicates_across_sources(reports: dict[str, CheckReport]) -> list[DuplicateGroup]:
-    """Byte-identical good photos in more than one source; files are named SOURCE/PATH.
+    """Good photos in more than one source, byte-identical or near copies (`near` groups, which
+    may repeat a byte copy beside its resized one); files are named SOURCE/PATH.
 
     Training sees every source at once, so a copy in one source's test photos and another's
     training photos is a test photo the model trained on, and checking each source alone
@@ -365,7 +420,7 @@ def duplicates_across_sources(reports: dict[str, CheckReport]) -> list[Duplicate
             named.append(replace(result, rel=f"{name}/{result.rel}"))
             origin[named[-1].rel] = name
     groups = []
-    for group in find_duplicates(named):
+    for group in find_duplicates(named) + find_near_copies(named):
         group.sources = [origin[f] for f in group.files]
         if len(set(group.sources)) > 1:
             groups.append(group)
@@ -391,7 +446,8 @@ def quarantine_across_sources(
             except OSError as exc:
                 failed.append({"path": named, "error": exc.strerror or str(exc)})
                 continue
-            moved.append({"path": named, "to": str(dest), "reason": f"duplicate of {group.keep}"})
+            reason = f"{'near copy' if group.near else 'duplicate'} of {group.keep}"
+            moved.append({"path": named, "to": str(dest), "reason": reason})
     return {"dir": str(Path(destination).expanduser().resolve()), "moved": moved, "failed": failed}
 
 
@@ -467,6 +523,9 @@ def quarantine_files(
     if include_duplicates:
         for group in report.duplicates:
             to_move.extend((rel, f"duplicate of {group.keep}") for rel in group.files[1:])
+        listed = {rel for rel, _ in to_move}
+        for group in report.near_copies:  # a copy may be in both kinds of group: moved once
+            to_move.extend((r, f"near copy of {group.keep}") for r in group.files[1:] if r not in listed)
     moved, failed = [], []
     for rel, reason in to_move:
         source = report.root / rel

@@ -275,7 +275,8 @@ def _seen_left_out(m: dict[str, Any]) -> str | None:
     left_out = m.get("seen_left_out")
     if not isinstance(left_out, dict) or not any(isinstance(v, int) and v for v in left_out.values()):
         return None
-    return (f"{seen_summary(left_out)} of the model's own (found by content): the score is on the "
+    near = m.get("seen_near_copies") if isinstance(m.get("seen_near_copies"), int) else 0
+    return (f"the model's own, found by content: {seen_summary(left_out, near)}; the score is on the "
             f"{m.get('n', 0):,} photos it has not seen")
 
 
@@ -479,19 +480,9 @@ def _check_report(check: dict[str, Any]) -> str:
         html.append(f"<details><summary>problem files{more}</summary><table><thead><tr><th>file</th>"
                     f"<th>problem</th><th>detail</th></tr></thead><tbody>{rows}</tbody></table></details>")
     groups = [g for g in check.get("duplicates") or [] if isinstance(g, dict)]
-    crossing = [g for g in groups if g.get("cross_split")]
-    if groups:
-        html.append(f"<p>{len(groups)} group(s) of identical files"
-                    + (f', <span class="low">{len(crossing)} crossing splits (a test picture the model may '
-                       "have trained on)</span>" if crossing else "") + ".</p>")
-        listed = (crossing or groups)[:10]
-        items = "".join(
-            "<li>" + escape(", ".join(f"{f} [{s}]" for f, s in zip(g.get("files", []), g.get("splits", []),
-                                                                  strict=False))) + "</li>"
-            for g in listed
-        )
-        html.append(f"<details><summary>{'crossing splits' if crossing else 'duplicates'} "
-                    f"(first {len(listed)})</summary><ul>{items}</ul></details>")
+    near = [g for g in check.get("near_copies") or [] if isinstance(g, dict)]
+    html.append(_copy_groups(groups, "identical files", "duplicates"))
+    html.append(_copy_groups(near, "near copies (one photo saved again, resized or re-saved)", "near copies"))
     info = check.get("info")
     if isinstance(info, dict):
         facts = [("greyscale images", info.get("greyscale")), ("image modes", info.get("modes")),
@@ -501,9 +492,27 @@ def _check_report(check: dict[str, Any]) -> str:
     if not html:  # an unknown layout: show its simple fields
         rows = [(k, v) for k, v in check.items() if isinstance(v, (int, float, str)) and k != "format"]
         html.append(kv_table(rows))
-    if not (counts or groups):
+    if not (counts or groups or near):
         html.append('<p class="pos">No broken files and no duplicates.</p>')
     return "".join(html)
+
+
+def _copy_groups(groups: list[dict[str, Any]], what: str, name: str) -> str:
+    """One kind of copies found by `data check`: how many groups, those crossing splits first."""
+    if not groups:
+        return ""
+    crossing = [g for g in groups if g.get("cross_split")]
+    listed = (crossing or groups)[:10]
+    items = "".join(
+        "<li>" + escape(", ".join(f"{f} [{s}]" for f, s in zip(g.get("files", []), g.get("splits", []),
+                                                              strict=False))) + "</li>"
+        for g in listed
+    )
+    return (f"<p>{len(groups)} group(s) of {what}"
+            + (f', <span class="low">{len(crossing)} crossing splits (a test picture the model may '
+               "have trained on)</span>" if crossing else "") + ".</p>"
+            f"<details><summary>{'crossing splits' if crossing else name} "
+            f"(first {len(listed)})</summary><ul>{items}</ul></details>")
 
 
 def _range(pair: Any) -> str | None:
