@@ -96,6 +96,13 @@ def test_a_damaged_seen_file_names_itself(seen_bundle: tuple[Path, Path], tmp_pa
     (bundle / SEEN_NAME).write_text("{not json")
     with pytest.raises(SportsdetError, match=rf"{SEEN_NAME}: unreadable"):
         evaluate(bundle, tree, out_dir=tmp_path / "eval")
+    from sportsdet.near_copies import HASH_NAME
+
+    near = {"hash": HASH_NAME, "splits": {"train": ["z" * 32]}}  # not hex
+    damaged = {"format": "sportsdet-seen/2", "splits": {}, "near_copies": near}
+    (bundle / SEEN_NAME).write_text(json.dumps(damaged))
+    with pytest.raises(SportsdetError, match=rf"{SEEN_NAME}: not a sportsdet-seen/2 file"):
+        evaluate(bundle, tree, out_dir=tmp_path / "eval")
 
 
 def test_unreadable_photos_are_kept_for_scoring_to_report(tmp_path: Path) -> None:

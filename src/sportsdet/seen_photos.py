@@ -82,7 +82,7 @@ class LeftOut:
 def _hash_all(paths: Sequence[str | Path], hash_one) -> list:
     """`hash_one` of every path, on two threads (decoding and hashing release the GIL)."""
     with ThreadPoolExecutor(max_workers=2) as pool:
-        return list(pool.map(hash_one, paths, chunksize=64))
+        return list(pool.map(hash_one, paths))
 
 
 def seen_photos_json(splits: dict[str, Iterable[str | Path]]) -> bytes:
@@ -120,10 +120,11 @@ def load_seen(bundle_dir: str | Path) -> SeenPhotos | None:
         raise SportsdetError(f"{path}: not a {SEEN_FORMAT} file; delete it to evaluate without it")
     # Hashes made another way (a later version's) are not comparable with ours: byte copies only.
     same_hash = near.get("hash") == HASH_NAME and all(len(h) == 32 for v in near_splits.values() for h in v)
-    return SeenPhotos(
-        digests={split: set(values) for split, values in splits.items()},
-        near=NearCopies(near_splits) if near_splits and same_hash else None,
-    )
+    try:
+        index = NearCopies(near_splits) if near_splits and same_hash else None
+    except ValueError:  # not hex
+        raise SportsdetError(f"{path}: not a {SEEN_FORMAT} file; delete it to evaluate without it") from None
+    return SeenPhotos(digests={split: set(values) for split, values in splits.items()}, near=index)
 
 
 def _lists_of_strings(value: object) -> bool:
