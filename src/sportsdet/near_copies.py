@@ -2,18 +2,18 @@
 
 A content hash (files.sha256_file) finds byte-identical copies only. The web is full of the same
 photo at other sizes and JPEG qualities: sports100's official test split holds 5 byte copies of
-training or validation photos, and 6 more such copies with other bytes. This module gives each
-photo a 128-bit difference hash (a 9x8 and an 8x9 greyscale thumbnail; one bit per pair of
-neighbouring pixels: is the right one / the lower one brighter), which stays nearly the same
-when a photo is resized or re-saved, and calls two photos near copies when their hashes differ
-in at most MAX_DISTANCE bits.
+training or validation photos and 7 more copies with other bytes (bench/near_copies.py). This
+module gives each photo a 128-bit difference hash (a 9x8 and an 8x9 greyscale thumbnail; one bit
+per pair of neighbouring pixels: is the right one / the lower one brighter), which stays nearly
+the same when a photo is resized or re-saved, and calls two photos near copies when their hashes
+differ in at most MAX_DISTANCE bits.
 
-The threshold was chosen on sports100 + websports (bench/near_copies.py): every pair within it
-was checked by eye to be one photo; different photos of different sports never came closer than
-20 bits in 21 million pairs; the closest pair of different photos (two studio shots of racing
-cars on white) was 15 bits apart. Some true copies lie further out than MAX_DISTANCE (a copy
-with a watermark strip or a tighter crop, 14-16 bits) and are missed: the rule prefers missing a
-copy to calling a new photo seen. Torch-free.
+The threshold was chosen on sports100 + websports + realworld-dev (bench/near_copies.py): every
+pair within it was checked by eye to be one photo; photos of different sports never came closer
+than 21 bits in 21 million pairs; the closest pair of different photos seen (two studio shots of
+racing cars on white) was 15 bits apart. Some true copies lie further out (a watermark strip, a
+tighter crop, a dark picture: 14-16 bits) and are missed: the rule prefers missing a copy to
+calling a new photo seen. Torch-free.
 """
 
 from __future__ import annotations
