@@ -324,6 +324,10 @@ def test_near_copies_across_splits_are_found_moved_and_fail_strict(tmp_path: Pat
     assert [(g.files, g.cross_split, g.near) for g in report.near_copies] == [
         (["test/polo/web.jpg", "train/polo/2.jpg"], True, True)
     ]
+    # One decode serves the check and the hash: the same hash as a photo hashed on its own gets.
+    from sportsdet.near_copies import near_copy_hash
+
+    assert all(r.near_hash == near_copy_hash(root / r.rel) for r in report.results)
     saved = report.to_dict()
     assert saved["cross_split_near_copy_groups"] == 1 and saved["near_copies"][0]["near"] is True
     from sportsdet.report.html import _check_report

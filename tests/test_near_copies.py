@@ -96,3 +96,4 @@ def test_pairs_are_found_without_comparing_every_photo_with_every_other(tmp_path
     ]  # fmt: skip
     assert brute == [p for p in pairs if p[1] < 300]
     assert near_copy_pairs([hashes[0]]) == [] and near_copy_pairs([None, None]) == []
+    assert near_copy_pairs(["0" * 32, "f" * 32]) == []  # no piece in common: nothing to compare

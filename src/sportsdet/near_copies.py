@@ -20,18 +20,32 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from sportsdet.errors import ImageLoadError
 
-__all__ = ["HASH_NAME", "MAX_DISTANCE", "NearCopies", "near_copy_hash", "near_copy_pairs"]
+if TYPE_CHECKING:
+    from PIL import Image
+
+__all__ = [
+    "DECODE_SIZE",
+    "HASH_NAME",
+    "MAX_DISTANCE",
+    "NearCopies",
+    "hash_picture",
+    "near_copy_hash",
+    "near_copy_pairs",
+]
 
 HASH_NAME = "difference hash, 128 bits (9x8 and 8x9 grey thumbnails), hex"
 MAX_DISTANCE = 10
 # JPEGs decode at reduced scale to at least this many pixels a side (Pillow's draft): enough for
 # a 9-pixel thumbnail, and every photo is hashed from about the same detail whatever its size.
-_DECODE_SIZE = 64
+# Hash only images decoded this way (`near_copy_hash`, or `load_image(..., min_size=DECODE_SIZE)`
+# then `hash_picture`): the threshold was measured on them.
+DECODE_SIZE = 64
 # A thumbnail whose grey levels span less than this has no picture to compare (a blank or flat
 # photo): its bits are noise, so it gets no hash and can only match byte for byte.
 _FLAT_RANGE = 8
@@ -42,14 +56,19 @@ _BITS_IN_BYTE = np.unpackbits(np.arange(256, dtype=np.uint8)[:, None], axis=1).s
 def near_copy_hash(source: str | Path | bytes) -> str | None:
     """The photo's (a path or a file's bytes) difference hash, 32 hex digits; None for a flat picture
     or one that cannot be decoded (whoever reads it next reports those)."""
-    from PIL import Image
-
     from sportsdet.imageio import load_image
 
     try:
-        grey = load_image(source, min_size=_DECODE_SIZE).convert("L")
+        return hash_picture(load_image(source, min_size=DECODE_SIZE))
     except ImageLoadError:
         return None
+
+
+def hash_picture(image: Image.Image) -> str | None:
+    """`near_copy_hash` of a photo already decoded with `load_image(..., min_size=DECODE_SIZE)`."""
+    from PIL import Image
+
+    grey = image.convert("L")
     rows = np.asarray(grey.resize((9, 8), Image.Resampling.BOX), dtype=np.int16)
     columns = np.asarray(grey.resize((8, 9), Image.Resampling.BOX), dtype=np.int16)
     if max(np.ptp(rows), np.ptp(columns)) < _FLAT_RANGE:
@@ -96,13 +115,20 @@ def near_copy_pairs(hashes: Sequence[str | None]) -> list[tuple[int, int]]:
     rows = np.frombuffer(b"".join(bytes.fromhex(hashes[i]) for i in present), dtype=np.uint8)
     rows = rows.reshape(len(present), 16)
     bits = np.unpackbits(rows, axis=1)
-    pairs: set[tuple[int, int]] = set()
+    firsts, seconds = [], []
     for piece in np.array_split(np.arange(128), MAX_DISTANCE + 1):
         keys = bits[:, piece] @ (1 << np.arange(len(piece), dtype=np.int64))
         order = np.argsort(keys, kind="stable")
-        for bucket in np.split(order, np.flatnonzero(np.diff(keys[order])) + 1):
-            for k in range(len(bucket) - 1):  # one row against the rest: memory stays linear
-                rest = bucket[k + 1 :]
-                close = rest[_BITS_IN_BYTE[rows[rest] ^ rows[bucket[k]]].sum(axis=1) <= MAX_DISTANCE]
-                pairs.update((present[min(bucket[k], j)], present[max(bucket[k], j)]) for j in close)
-    return sorted(pairs)
+        ranked = keys[order]
+        for step in range(1, len(order)):  # photos `step` apart in key order that share the key
+            same = ranked[:-step] == ranked[step:]
+            if not same.any():
+                break  # no bucket holds more than `step` photos
+            firsts.append(order[:-step][same])
+            seconds.append(order[step:][same])
+    if not firsts:
+        return []
+    first, second = np.concatenate(firsts), np.concatenate(seconds)
+    close = _BITS_IN_BYTE[rows[first] ^ rows[second]].sum(axis=1) <= MAX_DISTANCE
+    found = {(present[a], present[b]) for a, b in zip(first[close], second[close], strict=True)}
+    return sorted((min(pair), max(pair)) for pair in found)

@@ -29,7 +29,7 @@ from sportsdet import imageio
 from sportsdet.data.discover import ScanResult, scan_dataset
 from sportsdet.errors import ImageLoadError, SportsdetError
 from sportsdet.files import is_hidden_name, sha256_file, write_json
-from sportsdet.near_copies import near_copy_hash, near_copy_pairs
+from sportsdet.near_copies import DECODE_SIZE, hash_picture, near_copy_pairs
 
 CHECK_FORMAT = "sportsdet-check/1"
 TINY = "tiny"
@@ -49,8 +49,9 @@ PROBLEM_KINDS = (
     STRIP,
 )
 # Decoding big photos at this shorter side is enough to prove the whole file decodes
-# (JPEG draft mode still reads every byte) and much faster than full size.
-_CHECK_DECODE_SIZE = 256
+# (JPEG draft mode still reads every byte) and much faster than full size; it is also the size the
+# near-copy hash is made at, so one decode serves both.
+_CHECK_DECODE_SIZE = DECODE_SIZE
 _CHUNK = 64
 
 
@@ -222,7 +223,7 @@ def check_file(path: str, rel: str, split: str | None, label: str) -> FileResult
     except Exception:  # noqa: BLE001  load_image below classifies the failure properly
         pass
     try:
-        imageio.load_image(data, name=rel, min_size=_CHECK_DECODE_SIZE)
+        picture = imageio.load_image(data, name=rel, min_size=_CHECK_DECODE_SIZE)
     except ImageLoadError as exc:
         result.kind, result.detail = exc.kind, exc.detail
         return result
@@ -233,7 +234,7 @@ def check_file(path: str, rel: str, split: str | None, label: str) -> FileResult
     if problem is not None:  # decodes, but too small or too elongated to classify well
         result.kind, result.detail = problem
     else:
-        result.near_hash = near_copy_hash(data)
+        result.near_hash = hash_picture(picture)
     return result
 
 
