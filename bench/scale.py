@@ -292,7 +292,7 @@ def main() -> None:
     import ray
 
     from sportsdet.bundle import builtin_bundle_path
-    from sportsdet.runtime import cpu_count
+    from sportsdet.files import cpu_count
 
     model = builtin_bundle_path()
     if not (args.data / "test").is_dir():

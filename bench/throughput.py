@@ -245,7 +245,8 @@ def bound_at_plain(path: Path, decoded: np.ndarray, best: dict[str, Any], second
     comparisons)."""
     import onnxruntime as ort
 
-    from sportsdet.runtime import cpu_count, session_options
+    from sportsdet.files import cpu_count
+    from sportsdet.runtime import session_options
 
     threads = 1 if best["parallel"] == "batch" else None
     session = ort.InferenceSession(str(path), session_options(threads, spinning=best["spinning"]))

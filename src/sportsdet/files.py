@@ -88,6 +88,14 @@ def write_json(path: str | Path, data: Any, *, indent: int = 1) -> Path:
     return atomic_write(path, write)
 
 
+def cpu_count() -> int:
+    """CPUs this process may use (respects affinity / container limits where the OS tells)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
 def sha256_file(path: str | Path) -> str:
     """Hex SHA-256 of a file's bytes; an unreadable file is a SportsdetError naming it.
 

@@ -18,7 +18,6 @@ in flight.
 from __future__ import annotations
 
 import json
-import os
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -31,6 +30,7 @@ import numpy as np
 from sportsdet.abstain import Abstain
 from sportsdet.bundle import ONNX_INT8_NAME, ONNX_NAME
 from sportsdet.errors import SportsdetError
+from sportsdet.files import cpu_count
 from sportsdet.imageio import ImageSource
 from sportsdet.preprocess import Preprocessing, load_and_preprocess
 
@@ -50,14 +50,6 @@ OUTPUT_KINDS = ("probabilities", "logits")
 
 
 BACKENDS = ("auto", "onnx", "torch")
-
-
-def cpu_count() -> int:
-    """CPUs this process may use (respects affinity / container limits where the OS tells)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
 
 
 class Backend(Protocol):

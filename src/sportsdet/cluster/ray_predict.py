@@ -679,7 +679,7 @@ def run_ray_predict(
     if on_start:
         on_start(len(done))
 
-    from sportsdet.runtime import cpu_count
+    from sportsdet.files import cpu_count
 
     local_cpus = None
     if not address:

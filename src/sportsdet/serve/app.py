@@ -50,9 +50,10 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 from sportsdet import __version__
 from sportsdet.errors import ImageLoadError, SportsdetError
 from sportsdet.fetch import DEFAULT_MAX_BYTES, AddressPolicy, FetchError, fetch_url, redact_url
+from sportsdet.files import cpu_count
 from sportsdet.imageio import open_header
 from sportsdet.predict import InputItem, Predictor
-from sportsdet.runtime import cpu_count, model_lanes, preferred_batch_size
+from sportsdet.runtime import model_lanes, preferred_batch_size
 from sportsdet.serve.batching import MicroBatcher, Overloaded
 
 log = logging.getLogger("sportsdet.serve")

@@ -34,11 +34,11 @@ import numpy as np
 
 from sportsdet.data.augment import normalized_augmentation
 from sportsdet.errors import SportsdetError
-from sportsdet.files import atomic_write, sha256_file, write_json
+from sportsdet.files import atomic_write, cpu_count, sha256_file, write_json
 from sportsdet.models import get_model_spec
 from sportsdet.models.stages import trunk_stages
 from sportsdet.preprocess import Preprocessing
-from sportsdet.runtime import cpu_count, session_options
+from sportsdet.runtime import session_options
 
 SHARD_SIZE = 512  # photos per shard: about 10 s of work, so an interruption loses little
 CACHE_ENV = "SPORTSDET_CACHE_DIR"
