@@ -97,3 +97,14 @@ def test_pairs_are_found_without_comparing_every_photo_with_every_other(tmp_path
     assert brute == [p for p in pairs if p[1] < 300]
     assert near_copy_pairs([hashes[0]]) == [] and near_copy_pairs([None, None]) == []
     assert near_copy_pairs(["0" * 32, "f" * 32]) == []  # no piece in common: nothing to compare
+
+
+def test_many_photos_are_hashed_in_worker_processes_with_the_same_result(tmp_path: Path) -> None:
+    from sportsdet.near_copies import near_copy_hashes
+
+    paths = [save(drawn_photo(seed, size=64), tmp_path / f"{seed}.png") for seed in range(40)]
+    (tmp_path / "broken.jpg").write_bytes(b"not a photo")
+    paths = [*paths * 13, tmp_path / "broken.jpg"]  # 521 paths: enough for two workers
+    expected = [near_copy_hash(p) for p in paths]
+    assert near_copy_hashes(paths, workers=2) == expected
+    assert expected[-1] is None and len(set(expected[:40])) == 40

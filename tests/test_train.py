@@ -371,3 +371,35 @@ def test_a_run_folder_in_use_by_another_process_is_refused(data_dir, tmp_path):
     # The lock dies with its process (even a killed one): the folder is free again.
     train(data_dir, out=run, model="seed-cnn", force=True, options={**TINY, "epochs": 1})
     assert (run / "model" / "bundle.json").is_file()
+
+
+def test_near_copies_across_splits_are_said_before_training_and_hashed_once(tmp_path, monkeypatch):
+    # The same photo in train and, smaller and saved again, in test; another filed under two classes.
+    from test_near_copies import drawn_photo
+
+    from sportsdet import near_copies
+    from sportsdet.near_copies import near_copy_hash
+
+    root = tmp_path / "data"
+    for split, seeds in (("train", (1, 2, 3, 4)), ("valid", (5,)), ("test", (6, 7))):
+        for name in ("polo", "croquet"):
+            (root / split / name).mkdir(parents=True)
+            for seed in seeds:
+                photo = drawn_photo(seed + (20 if name == "croquet" else 0))
+                photo.save(root / split / name / f"{seed}.jpg")
+    drawn_photo(2).resize((100, 100)).save(root / "test" / "polo" / "web.jpg", quality=70)
+    drawn_photo(3).resize((120, 120)).save(root / "train" / "croquet" / "mislabelled.jpg", quality=75)
+    hashed: list[int] = []
+    monkeypatch.setattr(near_copies, "near_copy_hash", lambda p: hashed.append(1) or near_copy_hash(p))
+    run = tmp_path / "run"
+    train(root, out=run, model="seed-cnn", options={**TINY, "epochs": 1}, evaluate=False, report=False)
+    warnings = json.loads((run / "data_summary.json").read_text())["warnings"]
+    [spread] = [w for w in warnings if "near copies" in w and "more than one split" in w]
+    assert spread.startswith("1 photo(s) are near copies (one photo saved again, resized or re-saved) in")
+    assert "test/polo/web.jpg ~ train/polo/2.jpg" in spread and "1 test photo(s) are also training" in spread
+    [torn] = [w for w in warnings if "filed under two classes as near copies" in w]
+    assert "train/croquet/mislabelled.jpg (croquet), train/polo/3.jpg (polo)" in torn
+    assert len(hashed) == 16  # each of the 16 photos once, when the run starts: the bundle reuses them
+    seen = json.loads((run / "model" / "seen_photos.json").read_text())["near_copies"]["splits"]
+    train_photos = sorted((root / "train").rglob("*.jpg"))
+    assert seen["train"] == sorted({near_copy_hash(p) for p in train_photos})

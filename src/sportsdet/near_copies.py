@@ -19,12 +19,14 @@ calling a new photo seen. Torch-free.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from sportsdet.errors import ImageLoadError
+from sportsdet.files import cpu_count
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -36,6 +38,7 @@ __all__ = [
     "NearCopies",
     "hash_picture",
     "near_copy_hash",
+    "near_copy_hashes",
     "near_copy_pairs",
 ]
 
@@ -62,6 +65,25 @@ def near_copy_hash(source: str | Path | bytes) -> str | None:
         return hash_picture(load_image(source, min_size=DECODE_SIZE))
     except ImageLoadError:
         return None
+
+
+def near_copy_hashes(paths: Sequence[str | Path], workers: int | None = None) -> list[str | None]:
+    """`near_copy_hash` of every path, in worker processes when there are many: decoding and
+    thumbnailing hold Python's lock for much of the work, so threads ran slower than one loop."""
+    paths = [str(path) for path in paths]
+    workers = min(workers or cpu_count(), len(paths) // 256)
+    if workers <= 1:
+        return [near_copy_hash(path) for path in paths]
+    # The platform's own way of starting workers (fork on Linux, as torch's DataLoader does from a
+    # training process): spawn would re-run a user's script that calls train() without a main guard.
+    pool = ProcessPoolExecutor(workers)
+    try:
+        hashes = list(pool.map(near_copy_hash, paths, chunksize=64))
+    except BaseException:  # Ctrl-C: drop the queued photos instead of hashing them first
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
+    return hashes
 
 
 def hash_picture(image: Image.Image) -> str | None:

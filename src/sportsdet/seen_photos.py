@@ -31,13 +31,15 @@ from pathlib import Path
 
 from sportsdet.bundle import SEEN_NAME
 from sportsdet.errors import SportsdetError
-from sportsdet.near_copies import HASH_NAME, NearCopies, near_copy_hash
+from sportsdet.files import cpu_count
+from sportsdet.near_copies import HASH_NAME, NearCopies, near_copy_hash, near_copy_hashes
 
 __all__ = [
     "SEEN_NAME",
     "LeftOut",
     "SeenPhotos",
     "load_seen",
+    "near_hashes",
     "photo_digest",
     "seen_from_split",
     "seen_photos_json",
@@ -79,25 +81,38 @@ class LeftOut:
         return any(self.by_split.values())
 
 
-def _hash_all(paths: Sequence[str | Path], hash_one) -> list:
-    """`hash_one` of every path, on two threads (decoding and hashing release the GIL)."""
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        return list(pool.map(hash_one, paths))
+def _digests(paths: Sequence[str | Path]) -> list[str]:
+    """`photo_digest` of every path, on a few threads (hashlib releases Python's lock)."""
+    with ThreadPoolExecutor(max_workers=min(8, cpu_count())) as pool:
+        return list(pool.map(photo_digest, paths))
 
 
-def seen_photos_json(splits: dict[str, Iterable[str | Path]]) -> bytes:
-    """seen_photos.json for the photos of each split (train and valid; others are ignored)."""
+def near_hashes(paths: Iterable[str | Path]) -> dict[str, str | None]:
+    """Each photo's near-copy hash by path (None: flat or unreadable); training makes them once,
+    for its near-copy warning and for the bundle's seen_photos.json."""
+    paths = [str(path) for path in paths]
+    return dict(zip(paths, near_copy_hashes(paths), strict=True))
+
+
+def seen_photos_json(
+    splits: dict[str, Iterable[str | Path]], near: dict[str, str | None] | None = None
+) -> bytes:
+    """seen_photos.json for the photos of each split (train and valid; others are ignored); `near`:
+    their near-copy hashes by path when already made (`near_hashes`)."""
     paths = {split: list(splits.get(split, ())) for split in SEEN_SPLITS}
-    digests = {split: sorted(set(_hash_all(paths[split], photo_digest))) for split in SEEN_SPLITS}
-    near = {
-        split: sorted({h for h in _hash_all(paths[split], near_copy_hash) if h is not None})
+    digests = {split: sorted(set(_digests(paths[split]))) for split in SEEN_SPLITS}
+    known = near or {}
+    missing = [path for split in SEEN_SPLITS for path in paths[split] if str(path) not in known]
+    known = {**known, **near_hashes(missing)}
+    near_by_split = {
+        split: sorted({h for path in paths[split] if (h := known[str(path)]) is not None})
         for split in SEEN_SPLITS
     }
     payload = {
         "format": SEEN_FORMAT,
         "digest": DIGEST,
         "splits": digests,
-        "near_copies": {"hash": HASH_NAME, "splits": near},
+        "near_copies": {"hash": HASH_NAME, "splits": near_by_split},
     }
     return (json.dumps(payload, separators=(",", ":")) + "\n").encode()
 

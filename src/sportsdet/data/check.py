@@ -28,7 +28,7 @@ from typing import Any
 from sportsdet import imageio
 from sportsdet.data.discover import ScanResult, scan_dataset
 from sportsdet.errors import ImageLoadError, SportsdetError
-from sportsdet.files import is_hidden_name, sha256_file, write_json
+from sportsdet.files import cpu_count, is_hidden_name, sha256_file, write_json
 from sportsdet.near_copies import DECODE_SIZE, hash_picture, near_copy_pairs
 
 CHECK_FORMAT = "sportsdet-check/1"
@@ -279,14 +279,6 @@ def _unsupported_files(scan: ScanResult) -> list[FileResult]:
     return found
 
 
-def _usable_cpus() -> int:
-    """Cores this process may run on (a container often allows fewer than the machine has)."""
-    try:
-        return len(os.sched_getaffinity(0)) or 1
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
-
-
 def check_dataset(
     scan_or_root: ScanResult | str | Path,
     *,
@@ -298,7 +290,7 @@ def check_dataset(
     scan = scan_or_root if isinstance(scan_or_root, ScanResult) else scan_dataset(scan_or_root)
     start = time.perf_counter()
     items = [(str(r.path), r.rel, r.split, r.label) for r in scan.records]
-    workers = max(1, workers or _usable_cpus())
+    workers = max(1, workers or cpu_count())
     # Several chunks per worker keep both cores busy to the end and the progress bar moving.
     size = max(1, min(_CHUNK, -(-len(items) // (workers * 4))))
     chunks = [items[i : i + size] for i in range(0, len(items), size)]
@@ -588,6 +580,27 @@ def manifest_duplicates(manifest: Any) -> list[DuplicateGroup]:
     return find_duplicates(results)
 
 
+def manifest_near_copies(manifest: Any, near_hashes: dict[str, str | None]) -> list[DuplicateGroup]:
+    """Near copies among a split manifest's files, from their near-copy hashes by path (made
+    beforehand: training hashes its photos once, for this and for the bundle's seen_photos.json).
+    Only photos in a close pair are read again, for the byte hash that tells byte copies apart."""
+    entries = [
+        (rel, split, label, near_hashes.get(str(manifest.root / rel)))
+        for split in ("train", "valid", "test")
+        for rel, label in manifest.splits.get(split, [])
+    ]
+    paired = {i for pair in near_copy_pairs([entry[3] for entry in entries]) for i in pair}
+    results = []
+    for i in sorted(paired):
+        rel, split, label, value = entries[i]
+        try:
+            digest = sha256_file(manifest.root / rel)
+        except SportsdetError:
+            continue  # gone since it was hashed: reported when it is read
+        results.append(FileResult(rel=rel, split=split, label=label, sha256=digest, near_hash=value))
+    return find_near_copies(results)
+
+
 def quarantine_command(roots: Path | str | Iterable[Path | str]) -> str:
     """The `sportsdet data check` command that finds and moves bad files out of these folders."""
     folders = [roots] if isinstance(roots, (str, Path)) else list(roots)
@@ -596,12 +609,23 @@ def quarantine_command(roots: Path | str | Iterable[Path | str]) -> str:
 
 
 def duplicate_warnings(groups: list[DuplicateGroup], roots: Path | str | Iterable[Path | str]) -> list[str]:
-    """One line per kind of duplicate that changes what training learns or what its test says;
-    `roots`: the data folder(s) the suggested `data check` command names."""
+    """One line per kind of duplicate (byte copies, then near copies) that changes what training
+    learns or what its test says; `roots`: the data folder(s) the suggested `data check` names."""
+    warnings = []
+    for near in (False, True):
+        kind = [g for g in groups if g.near == near]
+        what = "near copies (one photo saved again, resized or re-saved)" if near else "byte-identical copies"
+        warnings.extend(_copy_warnings(kind, what, near, roots))
+    return warnings
+
+
+def _copy_warnings(
+    groups: list[DuplicateGroup], what: str, near: bool, roots: Path | str | Iterable[Path | str]
+) -> list[str]:
     warnings = []
     spread = [g for g in groups if g.cross_split]
     if spread:
-        example = " = ".join(spread[0].files[:2])
+        example = (" ~ " if near else " = ").join(spread[0].files[:2])
         kinds = [set(g.splits) for g in spread]
         harm = [
             (sum({"test", "train"} <= k for k in kinds), "test photo(s) are also training photos"),
@@ -614,9 +638,9 @@ def duplicate_warnings(groups: list[DuplicateGroup], roots: Path | str | Iterabl
                 "test photo(s) are also validation photos (which choose the best epoch)",
             ),
         ]
-        said = "; ".join(f"{n} {what}" for n, what in harm if n)
+        said = "; ".join(f"{n} {what_harm}" for n, what_harm in harm if n)
         warnings.append(
-            f"{len(spread)} photo(s) are byte-identical copies in more than one split (e.g. {example}): "
+            f"{len(spread)} photo(s) are {what} in more than one split (e.g. {example}): "
             f"{said}: scores on them say little about new photos; {quarantine_command(roots)} moves "
             "the extra copies out"
         )
@@ -626,8 +650,9 @@ def duplicate_warnings(groups: list[DuplicateGroup], roots: Path | str | Iterabl
         example = ", ".join(
             f"{f} ({label})" for f, label in zip(first.files[:2], first.labels[:2], strict=True)
         )
+        copies = " as near copies" if near else ""
         warnings.append(
-            f"{len(torn)} photo(s) are filed under two classes (e.g. {example}): training is taught two "
-            "answers for one picture; keep one copy in the right class"
+            f"{len(torn)} photo(s) are filed under two classes{copies} (e.g. {example}): training is taught "
+            "two answers for one picture; keep one copy in the right class"
         )
     return warnings

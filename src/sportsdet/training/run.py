@@ -34,7 +34,7 @@ from sportsdet.files import sha256_file, write_json
 from sportsdet.models import DEFAULT_MODEL, ModelSpec, get_model_spec
 from sportsdet.preprocess import Preprocessing
 from sportsdet.run_folder import RunFolder, clear_run, lock_run
-from sportsdet.seen_photos import SEEN_NAME, SEEN_SPLITS, seen_photos_json
+from sportsdet.seen_photos import SEEN_NAME, SEEN_SPLITS, near_hashes, seen_photos_json
 from sportsdet.training import distributed
 from sportsdet.training.calibration import calibrate_temperature, fit_validation_abstain
 from sportsdet.training.callbacks import Checkpointer, CurvesPlot, MetricsCSV, ProgressBar
@@ -63,6 +63,9 @@ class RunSetup:
     config: dict[str, Any]
     seed: int
     resume_state: tuple[dict[str, Any], dict[str, Any]] | None = None
+    # Near-copy hash of every photo by path, made once when a new run starts (its warning, then
+    # the bundle's seen_photos.json); None on a resume or another rank: made when needed.
+    near_hashes: dict[str, str | None] | None = None
 
 
 def fit(
@@ -290,7 +293,10 @@ def plan_new_run(
     run_seed = 0 if seed is None else int(seed)
     options = resolve_options(spec, given)
     manifest, summary, data_text = _split_data(data, split, run_seed, classes, list(maps), list(merge))
-    summary["warnings"] = list(summary["warnings"]) + _duplicate_warnings(manifest)
+    photos = [manifest.root / rel for rels in manifest.splits.values() for rel, _ in rels]
+    with console.status(f"looking for near copies among {len(photos):,} photos"):  # ~0.5 ms a photo
+        near = near_hashes(photos)
+    summary["warnings"] = list(summary["warnings"]) + _duplicate_warnings(manifest, near)
     if options.class_weight == "balanced":  # the imbalance warning's advice, already taken
         summary["warnings"] = without_imbalance(summary["warnings"])
     for warning in summary["warnings"]:
@@ -311,14 +317,16 @@ def plan_new_run(
     }
     if manifest.sources:
         config["sources"] = {name: info["root"] for name, info in manifest.sources.items()}
-    return RunSetup(run, spec, options, manifest, summary, config, run_seed)
+    return RunSetup(run, spec, options, manifest, summary, config, run_seed, near_hashes=near)
 
 
-def _duplicate_warnings(manifest: SplitManifest) -> list[str]:
-    """Byte-identical photos across splits or classes (what `data check` reports), said before training."""
-    from sportsdet.data.check import duplicate_warnings, manifest_duplicates
+def _duplicate_warnings(manifest: SplitManifest, near: dict[str, str | None]) -> list[str]:
+    """Byte copies and near copies across splits or classes (what `data check` reports), said
+    before training; `near`: every photo's near-copy hash by path."""
+    from sportsdet.data.check import duplicate_warnings, manifest_duplicates, manifest_near_copies
 
-    return duplicate_warnings(manifest_duplicates(manifest), manifest.data_roots)
+    groups = manifest_duplicates(manifest) + manifest_near_copies(manifest, near)
+    return duplicate_warnings(groups, manifest.data_roots)
 
 
 def _split_data(
@@ -596,7 +604,9 @@ def _save_bundle(
     manifest, run, best = setup.manifest, setup.run, result.best
     abstain = calibration.pop("abstain", None)  # its own top-level bundle.json entry
     # So that scoring it on these photos again is never taken for a test (seen_photos.py).
-    seen = seen_photos_json({split: [path for path, _ in manifest.items(split)] for split in SEEN_SPLITS})
+    seen = seen_photos_json(
+        {split: [path for path, _ in manifest.items(split)] for split in SEEN_SPLITS}, setup.near_hashes
+    )
     save_bundle(
         run.model,
         state_dict=result.model.state_dict(),
