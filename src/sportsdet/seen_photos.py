@@ -32,7 +32,7 @@ from pathlib import Path
 from sportsdet.bundle import SEEN_NAME
 from sportsdet.errors import SportsdetError
 from sportsdet.files import cpu_count
-from sportsdet.near_copies import HASH_NAME, NearCopies, near_copy_hash, near_copy_hashes
+from sportsdet.near_copies import HASH_NAME, NearCopies, near_copy_hashes
 
 __all__ = [
     "SEEN_NAME",
@@ -168,22 +168,27 @@ def seen_from_split(manifest_path: str | Path) -> SeenPhotos:
 
 def split_off_seen(paths: Sequence[Path], seen: SeenPhotos) -> tuple[list[int], LeftOut]:
     """Positions of the photos not seen, and how many of the others each split holds."""
-    kept, by_split, near_copies = [], dict.fromkeys(seen.digests, 0), 0
+    found: dict[int, str] = {}  # position -> the split of the photo it is a copy of
+    unmatched = []
     for i, path in enumerate(paths):
         try:
             digest = photo_digest(path)
         except SportsdetError:  # unreadable: scoring skips it and says why
-            kept.append(i)
             continue
         split = next((name for name, digests in seen.digests.items() if digest in digests), None)
-        if split is None and seen.near is not None:
-            split = seen.near.group_of(near_copy_hash(path))
-            near_copies += split is not None
-        if split is None:
-            kept.append(i)
-        else:
-            by_split[split] = by_split.get(split, 0) + 1
-    return kept, LeftOut({split: count for split, count in by_split.items() if count}, near_copies)
+        if split is not None:
+            found[i] = split
+        elif seen.near is not None:
+            unmatched.append(i)
+    # Only photos that are no byte copy are decoded for their near-copy hash, in one batch.
+    near_hashes = near_copy_hashes([paths[i] for i in unmatched]) if unmatched else []
+    near = {i: split for i, value in zip(unmatched, near_hashes, strict=True)
+            if (split := seen.near.group_of(value)) is not None}  # fmt: skip
+    found.update(near)
+    kept = [i for i in range(len(paths)) if i not in found]
+    splits = dict.fromkeys([*seen.digests, *found.values()])  # train, valid: in the file's order
+    by_split = {split: count for split in splits if (count := sum(s == split for s in found.values()))}
+    return kept, LeftOut(by_split, len(near))
 
 
 def seen_summary(left_out: dict[str, int], near_copies: int = 0) -> str:
