@@ -108,3 +108,21 @@ def test_many_photos_are_hashed_in_worker_processes_with_the_same_result(tmp_pat
     expected = [near_copy_hash(p) for p in paths]
     assert near_copy_hashes(paths, workers=2) == expected
     assert expected[-1] is None and len(set(expected[:40])) == 40
+
+
+def test_hashing_goes_on_in_this_process_where_no_worker_can_start(tmp_path: Path, monkeypatch) -> None:
+    from sportsdet import near_copies
+
+    class NoProcesses:  # as ProcessPoolExecutor fails when it starts its workers
+        def __init__(self, workers: int) -> None:
+            self.shut = False
+
+        def map(self, *args, **kwargs):
+            raise OSError(11, "Resource temporarily unavailable")
+
+        def shutdown(self, wait: bool = True, cancel_futures: bool = False) -> None:
+            self.shut = True
+
+    monkeypatch.setattr(near_copies, "ProcessPoolExecutor", NoProcesses)
+    paths = [save(drawn_photo(1, size=64), tmp_path / "1.png")] * 600
+    assert near_copies.near_copy_hashes(paths, workers=2) == [near_copy_hash(paths[0])] * 600

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -79,6 +80,9 @@ def near_copy_hashes(paths: Sequence[str | Path], workers: int | None = None) ->
     pool = ProcessPoolExecutor(workers)
     try:
         hashes = list(pool.map(near_copy_hash, paths, chunksize=64))
+    except (OSError, BrokenProcessPool):  # no processes to be had here (limits, a killed worker)
+        pool.shutdown(wait=False, cancel_futures=True)
+        return [near_copy_hash(path) for path in paths]
     except BaseException:  # Ctrl-C: drop the queued photos instead of hashing them first
         pool.shutdown(wait=False, cancel_futures=True)
         raise
