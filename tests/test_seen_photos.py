@@ -71,6 +71,10 @@ def test_evaluate_leaves_seen_photos_out_wherever_they_are(
     ]
     written = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert written["seen_left_out"] == {"train": 6, "valid": 3}
+    assert len(written["seen_photos_left_out"]) == 9 and not any(
+        e["near_copy"] for e in written["seen_photos_left_out"]
+    )
+    assert {e["split"] for e in written["seen_photos_left_out"]} == {"train", "valid"}
     page = html.unescape(write_report(tmp_path / "eval").read_text(encoding="utf-8"))
     assert "the model's own, found by content: 6 training and 3 validation photos; the score is on" in page
     kept = evaluate(bundle, copy, out_dir=tmp_path / "all", keep_seen=True)
@@ -192,6 +196,8 @@ def test_a_resized_copy_of_a_training_photo_is_left_out_as_a_near_copy(tmp_path:
     result = evaluate(bundle, photos, out_dir=tmp_path / "eval", warn=notes.append)
     assert sorted(p.name for p in result.paths) == ["new.jpg"] * 3
     assert result.metrics["seen_left_out"] == {"train": 1} and result.metrics["seen_near_copies"] == 1
+    copy = str(photos.resolve() / CLASSES[0] / "copy.jpg")
+    assert result.metrics["seen_photos_left_out"] == [{"path": copy, "split": "train", "near_copy": True}]
     assert notes == [
         f"1 of the 4 photos under {photos.resolve()} is one the model was trained on (1 training photo, "
         "a resized or re-saved copy): left out, so the score is on photos it has not seen (--keep-seen "
@@ -199,6 +205,7 @@ def test_a_resized_copy_of_a_training_photo_is_left_out_as_a_near_copy(tmp_path:
     ]
     page = html.unescape(write_report(tmp_path / "eval").read_text(encoding="utf-8"))
     assert "found by content: 1 training photo, a resized or re-saved copy; the score is on the 3" in page
+    assert f"<li>{copy} (a copy of a training photo)</li>" in page  # a resized copy is named
 
 
 def test_a_seen_file_of_the_first_format_still_finds_byte_copies(

@@ -61,6 +61,7 @@ class EvalData:
     sources: list[str] | None = None  # the data source of each item (multi-source runs)
     seen_left_out: dict[str, int] = field(default_factory=dict)  # photos the model was trained on, by split
     seen_near_copies: int = 0  # how many of those were near copies (other bytes, same photo)
+    seen_photos_left_out: list[dict[str, Any]] = field(default_factory=list)  # each: path, split, near_copy
 
 
 @dataclass
@@ -209,9 +210,13 @@ def _leave_out_seen(bundle: Bundle, chosen: EvalData) -> EvalData:
         + f" the model was trained on ({counts}): left out, so the score is on photos it has not seen "
         "(--keep-seen scores " + ("it" if gone == 1 else "them") + " too)"
     )
-    chosen.items = [chosen.items[i] for i in kept]
+    items, chosen.items = chosen.items, [chosen.items[i] for i in kept]
     if chosen.sources is not None:
         chosen.sources = [chosen.sources[i] for i in kept]
+    chosen.seen_photos_left_out = [
+        {"path": str(items[i][0]), "split": split, "near_copy": near}
+        for i, (split, near) in left_out.photos.items()
+    ]
     chosen.seen_left_out = left_out.by_split
     chosen.seen_near_copies = left_out.near_copies
     return chosen
@@ -407,6 +412,7 @@ def evaluate(
         "manifest": str(chosen.manifest) if chosen.manifest else None,
         "seen_left_out": chosen.seen_left_out,
         "seen_near_copies": chosen.seen_near_copies,
+        "seen_photos_left_out": chosen.seen_photos_left_out,
         "skipped": skipped,
         "seconds": round(seconds, 3),
         "images_per_second": round(len(kept) / seconds, 2) if seconds > 0 else None,

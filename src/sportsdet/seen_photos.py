@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from sportsdet.bundle import SEEN_NAME
@@ -36,6 +36,7 @@ from sportsdet.near_copies import HASH_NAME, NearCopies, near_copy_hashes
 
 __all__ = [
     "SEEN_NAME",
+    "SPLIT_WORDS",
     "LeftOut",
     "SeenPhotos",
     "load_seen",
@@ -50,6 +51,7 @@ SEEN_FORMAT = "sportsdet-seen/2"
 READABLE_FORMATS = ("sportsdet-seen/1", SEEN_FORMAT)  # /1: byte copies only
 DIGEST = "sha256, first 16 hex digits"
 SEEN_SPLITS = ("train", "valid")  # test photos are what evaluation is for
+SPLIT_WORDS = {"train": "training", "valid": "validation"}  # "5 training photos"
 
 
 def photo_digest(path: str | Path) -> str:
@@ -76,6 +78,8 @@ class LeftOut:
 
     by_split: dict[str, int]
     near_copies: int = 0
+    # Position of each photo left out -> (the split of the photo it copies, whether a near copy).
+    photos: dict[int, tuple[str, bool]] = field(default_factory=dict)
 
     def __bool__(self) -> bool:
         return any(self.by_split.values())
@@ -188,14 +192,14 @@ def split_off_seen(paths: Sequence[Path], seen: SeenPhotos) -> tuple[list[int], 
     kept = [i for i in range(len(paths)) if i not in found]
     splits = dict.fromkeys([*seen.digests, *found.values()])  # train, valid: in the file's order
     by_split = {split: count for split in splits if (count := sum(s == split for s in found.values()))}
-    return kept, LeftOut(by_split, len(near))
+    photos = {i: (split, i in near) for i, split in sorted(found.items())}
+    return kept, LeftOut(by_split, len(near), photos)
 
 
 def seen_summary(left_out: dict[str, int], near_copies: int = 0) -> str:
     """'1,080 training and 120 validation photos': what `split_off_seen` left out, in words, with
     how many of them were near copies ('..., 7 of them resized or re-saved copies')."""
-    names = {"train": "training", "valid": "validation"}
-    parts = [f"{count:,} {names.get(split, split)}" for split, count in left_out.items() if count]
+    parts = [f"{count:,} {SPLIT_WORDS.get(split, split)}" for split, count in left_out.items() if count]
     if not parts:
         return "no photos"
     total = sum(left_out.values())

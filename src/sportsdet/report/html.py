@@ -22,10 +22,11 @@ from sportsdet.report.assets import CSS, JS
 from sportsdet.report.confusion import confusion_svg, legend_html
 from sportsdet.report.gallery import Tile, highest_loss, spread_sample, thumbnail_uri
 from sportsdet.report.inputs import Prediction, ReportInputs
-from sportsdet.seen_photos import seen_summary
+from sportsdet.seen_photos import SPLIT_WORDS, seen_summary
 
 GALLERY_LIMIT = 24  # tiles per gallery; about 5 KB each as 128 px JPEG
 SPLIT_ORDER = ("train", "valid", "val", "test", "all")
+_LISTED = 20  # near copies named in the "left out" row; metrics.json lists every photo left out
 
 
 # ---------------------------------------------------------------- formatting helpers
@@ -271,13 +272,25 @@ def _results(inputs: ReportInputs) -> str:
 
 
 def _seen_left_out(m: dict[str, Any]) -> str | None:
-    """The folder's photos the model was trained on, which evaluate did not score (seen_photos.py)."""
+    """The folder's photos the model was trained on, which evaluate did not score (seen_photos.py),
+    and which of them were near copies: a resized copy is not obvious, so each is named."""
     left_out = m.get("seen_left_out")
     if not isinstance(left_out, dict) or not any(isinstance(v, int) and v for v in left_out.values()):
         return None
     near = m.get("seen_near_copies") if isinstance(m.get("seen_near_copies"), int) else 0
-    return (f"the model's own, found by content: {seen_summary(left_out, near)}; the score is on the "
+    text = (f"the model's own, found by content: {seen_summary(left_out, near)}; the score is on the "
             f"{m.get('n', 0):,} photos it has not seen")
+    copies = [e for e in m.get("seen_photos_left_out") or [] if isinstance(e, dict) and e.get("near_copy")]
+    if not copies:
+        return text
+    def item(entry: dict[str, Any]) -> str:
+        split = SPLIT_WORDS.get(str(entry.get("split")), str(entry.get("split")))
+        return f"<li>{escape(str(entry.get('path')))} (a copy of a {escape(split)} photo)</li>"
+
+    items = "".join(item(e) for e in copies[:_LISTED])
+    more = f", the first {_LISTED}" if len(copies) > _LISTED else ""
+    return Markup(f"{escape(text)}<details><summary>the near copies{more}</summary><ul>{items}</ul>"
+                  "</details>")
 
 
 def _data_evaluated(m: dict[str, Any], inputs: ReportInputs) -> str | None:
