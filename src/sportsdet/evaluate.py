@@ -42,7 +42,14 @@ from sportsdet.run_folder import (
     split_manifest_candidates,
 )
 from sportsdet.runtime import load_backend, stream_predictions
-from sportsdet.seen_photos import SeenPhotos, load_seen, seen_from_split, seen_summary, split_off_seen
+from sportsdet.seen_photos import (
+    LeftOut,
+    SeenPhotos,
+    load_seen,
+    seen_from_split,
+    seen_summary,
+    split_off_seen,
+)
 
 SPLIT_NAMES = ("train", "valid", "test")
 _SPLIT_ALIASES = {"val": "valid", "validation": "valid"}
@@ -59,9 +66,7 @@ class EvalData:
     manifest: Path | None = None
     notes: list[str] = field(default_factory=list)
     sources: list[str] | None = None  # the data source of each item (multi-source runs)
-    seen_left_out: dict[str, int] = field(default_factory=dict)  # photos the model was trained on, by split
-    seen_near_copies: int = 0  # how many of those were near copies (other bytes, same photo)
-    seen_photos_left_out: list[dict[str, Any]] = field(default_factory=list)  # each: path, split, near_copy
+    left_out: LeftOut = field(default_factory=LeftOut)  # photos the model was trained on, left out
 
 
 @dataclass
@@ -210,15 +215,10 @@ def _leave_out_seen(bundle: Bundle, chosen: EvalData) -> EvalData:
         + f" the model was trained on ({counts}): left out, so the score is on photos it has not seen "
         "(--keep-seen scores " + ("it" if gone == 1 else "them") + " too)"
     )
-    items, chosen.items = chosen.items, [chosen.items[i] for i in kept]
+    chosen.items = [chosen.items[i] for i in kept]
     if chosen.sources is not None:
         chosen.sources = [chosen.sources[i] for i in kept]
-    chosen.seen_photos_left_out = [
-        {"path": str(items[i][0]), "split": split, "near_copy": near}
-        for i, (split, near) in left_out.photos.items()
-    ]
-    chosen.seen_left_out = left_out.by_split
-    chosen.seen_near_copies = left_out.near_copies
+    chosen.left_out = left_out
     return chosen
 
 
@@ -410,9 +410,9 @@ def evaluate(
         "backend": getattr(backend, "name", type(backend).__name__),
         "data": str(chosen.root),
         "manifest": str(chosen.manifest) if chosen.manifest else None,
-        "seen_left_out": chosen.seen_left_out,
-        "seen_near_copies": chosen.seen_near_copies,
-        "seen_photos_left_out": chosen.seen_photos_left_out,
+        "seen_left_out": chosen.left_out.by_split,
+        "seen_near_copies": chosen.left_out.near_copies,
+        "seen_photos_left_out": chosen.left_out.to_json(),
         "skipped": skipped,
         "seconds": round(seconds, 3),
         "images_per_second": round(len(kept) / seconds, 2) if seconds > 0 else None,

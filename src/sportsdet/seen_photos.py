@@ -24,6 +24,7 @@ format (sportsdet-seen/1, no near-copy hashes) still works: it finds byte copies
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -31,7 +32,7 @@ from pathlib import Path
 
 from sportsdet.bundle import SEEN_NAME
 from sportsdet.errors import SportsdetError
-from sportsdet.files import cpu_count
+from sportsdet.files import cpu_count, sha256_file
 from sportsdet.near_copies import HASH_NAME, NearCopies, near_copy_hashes
 
 __all__ = [
@@ -56,8 +57,6 @@ SPLIT_WORDS = {"train": "training", "valid": "validation"}  # "5 training photos
 
 def photo_digest(path: str | Path) -> str:
     """The short content hash of one file (the bytes as stored: a re-saved photo is another photo)."""
-    from sportsdet.files import sha256_file
-
     return sha256_file(path)[:16]
 
 
@@ -74,15 +73,27 @@ class SeenPhotos:
 
 @dataclass
 class LeftOut:
-    """What `split_off_seen` found: seen photos by split, and how many of them were near copies."""
+    """What `split_off_seen` left out: each photo, the split of the photo it copies, and whether it
+    is a near copy (other bytes) rather than a byte copy."""
 
-    by_split: dict[str, int]
-    near_copies: int = 0
-    # Position of each photo left out -> (the split of the photo it copies, whether a near copy).
-    photos: dict[int, tuple[str, bool]] = field(default_factory=dict)
+    photos: list[tuple[Path, str, bool]] = field(default_factory=list)
 
     def __bool__(self) -> bool:
-        return any(self.by_split.values())
+        return bool(self.photos)
+
+    @property
+    def by_split(self) -> dict[str, int]:
+        """How many copy each split's photos, training before validation (as seen_summary says it)."""
+        counts = Counter(split for _, split, _ in self.photos)
+        order = [*SEEN_SPLITS, *sorted(set(counts) - set(SEEN_SPLITS))]
+        return {split: counts[split] for split in order if counts[split]}
+
+    @property
+    def near_copies(self) -> int:
+        return sum(near for _, _, near in self.photos)
+
+    def to_json(self) -> list[dict[str, str | bool]]:
+        return [{"path": str(path), "split": split, "near_copy": near} for path, split, near in self.photos]
 
 
 def _digests(paths: Sequence[str | Path]) -> list[str]:
@@ -171,8 +182,8 @@ def seen_from_split(manifest_path: str | Path) -> SeenPhotos:
 
 
 def split_off_seen(paths: Sequence[Path], seen: SeenPhotos) -> tuple[list[int], LeftOut]:
-    """Positions of the photos not seen, and how many of the others each split holds."""
-    found: dict[int, str] = {}  # position -> the split of the photo it is a copy of
+    """Positions of the photos not seen, and the others (`LeftOut`)."""
+    found: dict[int, tuple[str, bool]] = {}  # position -> (the split of the photo it copies, near copy)
     unmatched = []
     for i, path in enumerate(paths):
         try:
@@ -181,19 +192,17 @@ def split_off_seen(paths: Sequence[Path], seen: SeenPhotos) -> tuple[list[int], 
             continue
         split = next((name for name, digests in seen.digests.items() if digest in digests), None)
         if split is not None:
-            found[i] = split
+            found[i] = (split, False)
         elif seen.near is not None:
             unmatched.append(i)
-    # Only photos that are no byte copy are decoded for their near-copy hash, in one batch.
-    near_hashes = near_copy_hashes([paths[i] for i in unmatched]) if unmatched else []
-    near = {i: split for i, value in zip(unmatched, near_hashes, strict=True)
-            if (split := seen.near.group_of(value)) is not None}  # fmt: skip
-    found.update(near)
+    if unmatched:  # only photos that are no byte copy are decoded for their near-copy hash, in one batch
+        hashes = near_copy_hashes([paths[i] for i in unmatched])
+        for i, value in zip(unmatched, hashes, strict=True):
+            split = seen.near.group_of(value)
+            if split is not None:
+                found[i] = (split, True)
     kept = [i for i in range(len(paths)) if i not in found]
-    splits = dict.fromkeys([*seen.digests, *found.values()])  # train, valid: in the file's order
-    by_split = {split: count for split in splits if (count := sum(s == split for s in found.values()))}
-    photos = {i: (split, i in near) for i, split in sorted(found.items())}
-    return kept, LeftOut(by_split, len(near), photos)
+    return kept, LeftOut([(Path(paths[i]), *found[i]) for i in sorted(found)])
 
 
 def seen_summary(left_out: dict[str, int], near_copies: int = 0) -> str:
