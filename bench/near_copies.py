@@ -26,13 +26,12 @@ from pathlib import Path
 import numpy as np
 
 from sportsdet.data.splits import SplitManifest
-from sportsdet.near_copies import MAX_DISTANCE, near_copy_hash
+from sportsdet.near_copies import MAX_DISTANCE, differing_bits, near_copy_hash
 from sportsdet.seen_photos import photo_digest
 
 HERE = Path(__file__).resolve().parent
 SHARED = HERE.parent.parent / "shared" / "data"
 START, END = "<!-- near-copies:start -->", "<!-- near-copies:end -->"
-_BITS = np.unpackbits(np.arange(256, dtype=np.uint8)[:, None], axis=1).sum(1)
 
 
 def built_in_split(out: Path) -> SplitManifest:
@@ -56,7 +55,7 @@ def distances(queries: np.ndarray, known: np.ndarray) -> np.ndarray:
     """Bits that differ between every query hash and every known hash: (n_queries, n_known)."""
     out = np.empty((len(queries), len(known)), dtype=np.int16)
     for i, row in enumerate(queries):
-        out[i] = _BITS[known ^ row].sum(axis=1)
+        out[i] = differing_bits(known, row)
     return out
 
 

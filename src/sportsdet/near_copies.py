@@ -37,6 +37,7 @@ __all__ = [
     "HASH_NAME",
     "MAX_DISTANCE",
     "NearCopies",
+    "differing_bits",
     "hash_picture",
     "near_copy_hash",
     "near_copy_hashes",
@@ -55,6 +56,11 @@ DECODE_SIZE = 64
 _FLAT_RANGE = 8
 # Bits set in each byte value: a popcount that works on every numpy this package supports.
 _BITS_IN_BYTE = np.unpackbits(np.arange(256, dtype=np.uint8)[:, None], axis=1).sum(1).astype(np.uint8)
+
+
+def differing_bits(hashes: np.ndarray, other: np.ndarray) -> np.ndarray:
+    """Bits that differ between hashes as (n, 16) bytes and `other` ((16,) or (n, 16)): (n,) counts."""
+    return _BITS_IN_BYTE[hashes ^ other].sum(axis=1, dtype=np.int32)
 
 
 def near_copy_hash(source: str | Path | bytes) -> str | None:
@@ -123,7 +129,7 @@ class NearCopies:
         if value is None or not len(self._hashes):
             return None
         query = np.frombuffer(bytes.fromhex(value), dtype=np.uint8)
-        distances = _BITS_IN_BYTE[self._hashes ^ query].sum(axis=1, dtype=np.int32)
+        distances = differing_bits(self._hashes, query)
         nearest = int(distances.argmin())
         return str(self._groups[nearest]) if distances[nearest] <= MAX_DISTANCE else None
 
@@ -155,6 +161,6 @@ def near_copy_pairs(hashes: Sequence[str | None]) -> list[tuple[int, int]]:
     if not firsts:
         return []
     first, second = np.concatenate(firsts), np.concatenate(seconds)
-    close = _BITS_IN_BYTE[rows[first] ^ rows[second]].sum(axis=1) <= MAX_DISTANCE
+    close = differing_bits(rows[first], rows[second]) <= MAX_DISTANCE
     found = {(present[a], present[b]) for a, b in zip(first[close], second[close], strict=True)}
     return sorted((min(pair), max(pair)) for pair in found)
