@@ -439,3 +439,65 @@ def test_cli_split_defaults_like_train_and_takes_several_sources(flat, split_tre
     assert manifest.sources["official"]["map"] == {"croquet": "cricket"}
     assert run_cli("data", "split", str(flat), "--out", str(tmp_path / "s.txt")) == 2
     assert "give a .json file name" in capsys.readouterr().err
+
+
+def _copied_photos(root: Path, classes: dict[str, range]) -> dict[str, list[str]]:
+    """Distinct drawn photos, each saved with a resized copy and a byte copy; rel paths per photo."""
+    from test_near_copies import distance, drawn_photo
+
+    from sportsdet.near_copies import MAX_DISTANCE, near_copy_hash
+
+    copies = {}
+    for name, seeds in classes.items():
+        (root / name).mkdir(parents=True)
+        for seed in seeds:
+            drawn_photo(seed).save(root / name / f"{seed}.jpg", quality=95)
+            drawn_photo(seed).resize((120, 120)).save(root / name / f"{seed}-small.jpg", quality=80)
+            hashes = [near_copy_hash(root / name / f"{seed}{end}.jpg") for end in ("", "-small")]
+            assert distance(*hashes) <= MAX_DISTANCE  # a near copy, as the split must see it
+            (root / name / f"{seed}-again.jpg").write_bytes((root / name / f"{seed}.jpg").read_bytes())
+            copies[f"{name}/{seed}"] = [f"{name}/{seed}{end}.jpg" for end in ("", "-small", "-again")]
+    return copies
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_a_random_split_keeps_copies_of_one_photo_in_one_split(tmp_path: Path, seed: int, run_cli) -> None:
+    # Drawn one by one, a photo and its copies land in train and test: the test scores a photo
+    # the model trained on. Each group moves whole into the split of one of its photos.
+    from sportsdet.data.splits import keep_copies_together
+
+    copies = _copied_photos(tmp_path / "flat", {"polo": range(8), "rowing": range(20, 28)})
+    drawn = make_split(tmp_path / "flat", "random:0.25", seed=seed)
+    where = {rel: split for split, rels in drawn.splits.items() for rel, _ in rels}
+    torn = [photo for photo, rels in copies.items() if len({where[rel] for rel in rels}) > 1]
+    assert torn  # the draw alone separates copies (what this guards against)
+    kept = keep_copies_together(drawn)
+    where = {rel: split for split, rels in kept.splits.items() for rel, _ in rels}
+    assert sorted(where) == sorted(rel for rels in copies.values() for rel in rels)  # none lost
+    assert all(len({where[rel] for rel in rels}) == 1 for rels in copies.values())
+    assert {where[rels[0]] for rels in copies.values()} >= {"train", "test"}
+    before = {rel: split for split, rels in drawn.splits.items() for rel, _ in rels}
+    moved = sum(before[rel] != where[rel] for rel in where)
+    [note] = [n for n in kept.notes if "moved into the split of their copies" in n]
+    assert note.startswith(f"{moved} photo(s) moved") and f"({len(torn)} group(s)" in note
+    assert all(rels == sorted(rels) for rels in kept.splits.values())
+    # The same split, every time, from `data split` and from training (both keep copies together).
+    saved = tmp_path / "split.json"
+    assert run_cli("data", "split", str(tmp_path / "flat"), "--split", "random:0.25", "--seed", str(seed),
+                   "--out", str(saved)) == 0  # fmt: skip
+    assert SplitManifest.load(saved).splits == kept.splits
+
+
+def test_copies_never_take_away_a_class_s_last_training_photos(tmp_path: Path) -> None:
+    # A class that is one photo saved five times: wherever the draw would put the group, it trains.
+    from test_near_copies import drawn_photo
+
+    from sportsdet.data.splits import keep_copies_together
+
+    root = _tree(tmp_path / "flat", {"polo": 10})
+    (root / "rowing").mkdir()
+    for i in range(5):
+        drawn_photo(3).save(root / "rowing" / f"{i}.jpg", quality=90)
+    for seed in range(10):
+        kept = keep_copies_together(make_split(root, "random:0.2", seed=seed))
+        assert kept.counts["train"]["rowing"] == 5, seed

@@ -241,6 +241,33 @@ def test_check_finds_a_photo_two_sources_share_and_moves_one_copy(two_sources, t
     assert (moved_to / "second" / "rowing" / "smaller.jpg").is_file()
 
 
+def test_copies_in_a_drawn_source_join_the_official_split_of_their_photo(two_sources, tmp_path, run_cli):
+    # The first source's own split is kept as it is; a copy of one of its photos in the second
+    # source (split at random) goes where that photo is: a copy of a test photo is never trained on.
+    from test_near_copies import drawn_photo
+
+    official, flat = two_sources
+    placed = {seed: ("test" if seed < 3 else "train") for seed in range(8)}
+    for seed, split in placed.items():
+        drawn_photo(seed).save(official / split / "polo" / f"drawn{seed}.jpg", quality=95)
+        drawn_photo(seed).resize((120, 120)).save(flat / "rowing" / f"copy{seed}.jpg", quality=80)
+    saved = tmp_path / "split.json"
+    assert run_cli("data", "split", str(official), str(flat), "--out", str(saved)) == 0
+    manifest = SplitManifest.load(saved)
+    where = {rel: split for split, rels in manifest.splits.items() for rel, _ in rels}
+    for seed, split in placed.items():
+        assert where[f"first/{split}/polo/drawn{seed}.jpg"] == split  # the official split: unchanged
+        assert where[f"second/rowing/copy{seed}.jpg"] == split, seed
+    assert any("moved into the split of their copies" in note for note in manifest.notes)
+    # Training draws the same split (and so says nothing about copies across splits).
+    run = tmp_path / "run"
+    tiny = ["--model", "seed-cnn", "--epochs", "1", "--set", "input_size=32", "--no-eval"]
+    assert run_cli("train", str(official), str(flat), "--out", str(run), *tiny) == 0
+    assert SplitManifest.load(run / "split.json").splits == manifest.splits
+    warnings = json.loads((run / "data_summary.json").read_text())["warnings"]
+    assert not [w for w in warnings if "more than one split" in w]
+
+
 def test_train_reuses_a_saved_split_after_photos_are_added(two_sources, tmp_path, run_cli, capsys) -> None:
     official, flat = two_sources
     saved = tmp_path / "split.json"

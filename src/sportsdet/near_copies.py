@@ -42,6 +42,7 @@ __all__ = [
     "near_copy_hash",
     "near_copy_hashes",
     "near_copy_pairs",
+    "near_hashes",
 ]
 
 HASH_NAME = "difference hash, 128 bits (9x8 and 8x9 grey thumbnails), hex"
@@ -94,6 +95,13 @@ def near_copy_hashes(paths: Sequence[str | Path], workers: int | None = None) ->
         raise
     pool.shutdown()
     return hashes
+
+
+def near_hashes(paths: Iterable[str | Path]) -> dict[str, str | None]:
+    """Each photo's near-copy hash by path (None: flat or unreadable). Training makes them once,
+    for keeping copies in one split, its near-copy warning and the bundle's seen_photos.json."""
+    paths = [str(path) for path in paths]
+    return dict(zip(paths, near_copy_hashes(paths), strict=True))
 
 
 def hash_picture(image: Image.Image) -> str | None:

@@ -33,7 +33,7 @@ from pathlib import Path
 from sportsdet.bundle import SEEN_NAME
 from sportsdet.errors import SportsdetError
 from sportsdet.files import cpu_count, sha256_file
-from sportsdet.near_copies import HASH_NAME, NearCopies, near_copy_hashes
+from sportsdet.near_copies import HASH_NAME, NearCopies, near_copy_hashes, near_hashes
 
 __all__ = [
     "SEEN_NAME",
@@ -41,7 +41,6 @@ __all__ = [
     "LeftOut",
     "SeenPhotos",
     "load_seen",
-    "near_hashes",
     "photo_digest",
     "seen_from_split",
     "seen_photos_json",
@@ -100,13 +99,6 @@ def _digests(paths: Sequence[str | Path]) -> list[str]:
     """`photo_digest` of every path, on a few threads (hashlib releases Python's lock)."""
     with ThreadPoolExecutor(max_workers=min(8, cpu_count())) as pool:
         return list(pool.map(photo_digest, paths))
-
-
-def near_hashes(paths: Iterable[str | Path]) -> dict[str, str | None]:
-    """Each photo's near-copy hash by path (None: flat or unreadable); training makes them once,
-    for its near-copy warning and for the bundle's seen_photos.json."""
-    paths = [str(path) for path in paths]
-    return dict(zip(paths, near_copy_hashes(paths), strict=True))
 
 
 def seen_photos_json(

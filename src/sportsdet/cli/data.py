@@ -427,9 +427,12 @@ def split(
     merge: list[str] = typer.Option([], "--merge", help=_MERGE_HELP),
 ) -> None:
     """Make a train/valid/test split and show its counts; `--out` saves it, and `sportsdet train
-    --split FILE` trains on exactly that split later, even after photos are added to DATA."""
+    --split FILE` trains on exactly that split later, even after photos are added to DATA.
+
+    A random or per-class split keeps copies of one photo (identical, or resized and re-saved)
+    in one split, so that the test never scores a photo the model trained on."""
     from sportsdet.data.discover import scan_dataset
-    from sportsdet.data.splits import make_split, parse_split_strategy
+    from sportsdet.data.splits import keep_copies_together, make_split, parse_split_strategy
 
     if strategy is not None:
         parse_split_strategy(strategy)  # a bad --split fails before the tree is walked
@@ -444,6 +447,8 @@ def split(
         scanned = scan_dataset(paths[0])
         default = "official" if scanned.layout == "split" else "random:0.2"
         manifest = make_split(scanned, strategy or default, seed=seed, classes=names)
+    with err_console.status("keeping copies of one photo in one split"):  # as `train` does
+        manifest = keep_copies_together(manifest)
     if as_json:
         print(json.dumps(manifest.to_dict(), indent=1, ensure_ascii=False))
     else:

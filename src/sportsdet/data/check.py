@@ -601,6 +601,11 @@ def manifest_near_copies(manifest: Any, near_hashes: dict[str, str | None]) -> l
     return find_near_copies(results)
 
 
+def manifest_copies(manifest: Any, near_hashes: dict[str, str | None]) -> list[DuplicateGroup]:
+    """Byte copies, then near copies, among a split manifest's files (`near_hashes` by path)."""
+    return manifest_duplicates(manifest) + manifest_near_copies(manifest, near_hashes)
+
+
 def quarantine_command(roots: Path | str | Iterable[Path | str]) -> str:
     """The `sportsdet data check` command that finds and moves bad files out of these folders."""
     folders = [roots] if isinstance(roots, (str, Path)) else list(roots)

@@ -12,7 +12,9 @@ Strategies (the text a user passes to `--split`):
 
 On a split tree, `random` and `per-class` pool all its images first. Each class is shuffled by
 ranking its files on a hash of (seed, class, path), so a class's split does not change when other
-classes are added or removed, nor with the order the file system lists files.
+classes are added or removed, nor with the order the file system lists files. Copies of one
+photo (identical, or resized and re-saved) are then moved into one split (`keep_copies_together`),
+so a test photo is never a copy of a training photo.
 """
 
 from __future__ import annotations
@@ -21,8 +23,9 @@ import hashlib
 import json
 import math
 import re
+from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -402,6 +405,95 @@ def make_split(
     if not splits["train"]:
         raise SportsdetError(f"{scan.root}: the split {parsed.text!r} leaves no training images")
     return SplitManifest(scan.root, parsed.text, int(seed), labels, splits, notes)
+
+
+def keep_copies_together(
+    manifest: SplitManifest, near: dict[str, str | None] | None = None
+) -> SplitManifest:
+    """The split with every group of copies in one split, where a seeded draw placed them.
+
+    A random or per-class split draws each photo alone, so a photo saved twice (byte copies, or
+    near copies: resized or re-saved, `data.check`) can land in train and in test, and the test
+    then scores a photo the model trained on. Each such group moves whole into the split of one
+    of its photos, chosen by a hash of (seed, path): as if the group were drawn as one photo
+    (into train instead when it holds a class's last training photos).
+    Photos an official split placed (a source's own train/valid/test folders) never move; the
+    others of their group join them, and copies that the official split itself puts on both
+    sides stay there (training warns about them). `near`: each photo's near-copy hash by path,
+    when already made (hashed here otherwise, only if some photo was drawn).
+    """
+    from sportsdet.data.check import manifest_copies
+    from sportsdet.near_copies import near_hashes
+
+    placed = {
+        rel: (split, label, origin)
+        for split in SPLITS
+        for (rel, label), origin in zip(
+            manifest.splits.get(split, []),
+            manifest.item_sources.get(split) or [""] * len(manifest.splits.get(split, [])),
+            strict=True,
+        )
+    }
+    drawn = {rel for rel, (_, _, origin) in placed.items() if _is_drawn(manifest, origin)}
+    if not drawn:
+        return manifest
+    if near is None:
+        near = near_hashes(manifest.root / rel for rel in placed)
+    training = Counter(label for split, label, _ in placed.values() if split == "train")
+    moved = groups = 0
+    for group in _merged(group.files for group in manifest_copies(manifest, near)):
+        fixed = {placed[rel][0] for rel in group if rel not in drawn}
+        if len({placed[rel][0] for rel in group}) < 2 or len(fixed) > 1:
+            continue
+        target = fixed.pop() if fixed else placed[min(group, key=lambda rel: _rank(manifest.seed, rel))][0]
+        leaving = Counter(placed[rel][1] for rel in group if placed[rel][0] == "train")
+        if target != "train" and any(training[label] == n for label, n in leaving.items()):
+            target = "train"  # not a class's last training photos (a class of one photo saved many times)
+        movers = [rel for rel in group if placed[rel][0] != target]
+        for rel in movers:
+            training[placed[rel][1]] += (target == "train") - (placed[rel][0] == "train")
+            placed[rel] = (target, *placed[rel][1:])
+        moved, groups = moved + len(movers), groups + 1
+    if not moved:
+        return manifest
+    ordered = sorted(placed.items())
+    splits = {s: [(rel, label) for rel, (split, label, _) in ordered if split == s] for s in SPLITS}
+    origins = {s: [origin for _, (split, _, origin) in ordered if split == s] for s in SPLITS}
+    note = (
+        f"{moved} photo(s) moved into the split of their copies ({groups} group(s) of identical or "
+        "resized/re-saved photos), so that no photo is scored as new while a copy of it trains"
+    )
+    return replace(
+        manifest,
+        splits=splits,
+        item_sources=origins if manifest.item_sources else {},
+        notes=[*manifest.notes, note],
+    )
+
+
+def _is_drawn(manifest: SplitManifest, source: str) -> bool:
+    """Whether a seeded draw placed this source's photos (random or per-class), not its folders."""
+    strategy = manifest.sources[source]["strategy"] if manifest.sources else manifest.strategy
+    try:
+        return parse_split_strategy(strategy).kind != "official"
+    except SportsdetError:  # a strategy this version does not know: leave its photos where they are
+        return False
+
+
+def _rank(seed: int, rel: str) -> bytes:
+    return hashlib.sha256(f"{int(seed)}\0{rel}".encode()).digest()
+
+
+def _merged(groups: Iterable[Iterable[str]]) -> list[set[str]]:
+    """Groups that share a photo, merged (a byte-copy group inside a near-copy group)."""
+    merged: list[set[str]] = []
+    for group in groups:
+        joined = set(group)
+        for other in [m for m in merged if m & joined]:
+            joined |= other
+            merged.remove(other)
+        merged.append(joined)
+    return merged
 
 
 def is_saved_split(text: str | Path | None) -> bool:

@@ -32,9 +32,10 @@ from sportsdet.data.splits import SplitManifest
 from sportsdet.errors import SportsdetError
 from sportsdet.files import sha256_file, write_json
 from sportsdet.models import DEFAULT_MODEL, ModelSpec, get_model_spec
+from sportsdet.near_copies import near_hashes
 from sportsdet.preprocess import Preprocessing
 from sportsdet.run_folder import RunFolder, clear_run, lock_run
-from sportsdet.seen_photos import SEEN_NAME, SEEN_SPLITS, near_hashes, seen_photos_json
+from sportsdet.seen_photos import SEEN_NAME, SEEN_SPLITS, seen_photos_json
 from sportsdet.training import distributed
 from sportsdet.training.calibration import calibrate_temperature, fit_validation_abstain
 from sportsdet.training.callbacks import Checkpointer, CurvesPlot, MetricsCSV, ProgressBar
@@ -292,10 +293,9 @@ def plan_new_run(
     spec = get_model_spec(model or DEFAULT_MODEL)
     run_seed = 0 if seed is None else int(seed)
     options = resolve_options(spec, given)
-    manifest, summary, data_text = _split_data(data, split, run_seed, classes, list(maps), list(merge))
-    photos = [manifest.root / rel for rels in manifest.splits.values() for rel, _ in rels]
-    with console.status(f"looking for near copies among {len(photos):,} photos"):  # ~0.5 ms a photo
-        near = near_hashes(photos)
+    manifest, summary, data_text, near = _split_data(
+        data, split, run_seed, classes, list(maps), list(merge), console
+    )
     summary["warnings"] = list(summary["warnings"]) + _duplicate_warnings(manifest, near)
     if options.class_weight == "balanced":  # the imbalance warning's advice, already taken
         summary["warnings"] = without_imbalance(summary["warnings"])
@@ -323,16 +323,23 @@ def plan_new_run(
 def _duplicate_warnings(manifest: SplitManifest, near: dict[str, str | None]) -> list[str]:
     """Byte copies and near copies across splits or classes (what `data check` reports), said
     before training; `near`: every photo's near-copy hash by path."""
-    from sportsdet.data.check import duplicate_warnings, manifest_duplicates, manifest_near_copies
+    from sportsdet.data.check import duplicate_warnings, manifest_copies
 
-    groups = manifest_duplicates(manifest) + manifest_near_copies(manifest, near)
-    return duplicate_warnings(groups, manifest.data_roots)
+    return duplicate_warnings(manifest_copies(manifest, near), manifest.data_roots)
 
 
 def _split_data(
-    data: Any, split: str | None, seed: int, classes: Any, maps: list[str], merge: list[str]
-) -> tuple[SplitManifest, dict[str, Any], str]:
-    """(manifest, data summary, how to name the data) for one folder or several sources."""
+    data: Any,
+    split: str | None,
+    seed: int,
+    classes: Any,
+    maps: list[str],
+    merge: list[str],
+    console: Console,
+) -> tuple[SplitManifest, dict[str, Any], str, dict[str, str | None]]:
+    """(manifest, data summary, how to name the data, each photo's near-copy hash) for one
+    folder or several sources. Every photo is hashed once here: a drawn split keeps copies
+    together with them, and the bundle's seen_photos.json reuses them."""
     from sportsdet.data.discover import scan_dataset
     from sportsdet.data.sources import (
         Sources,
@@ -343,7 +350,13 @@ def _split_data(
         sources_from_args,
         sources_summary,
     )
-    from sportsdet.data.splits import is_saved_split, make_split, reuse_saved_split
+    from sportsdet.data.splits import is_saved_split, keep_copies_together, make_split, reuse_saved_split
+
+    def hashed(manifest: SplitManifest) -> tuple[SplitManifest, dict[str, str | None]]:
+        photos = [manifest.root / rel for rels in manifest.splits.values() for rel, _ in rels]
+        with console.status(f"looking for near copies among {len(photos):,} photos"):  # ~0.5 ms a photo
+            near = near_hashes(photos)
+        return (manifest if saved else keep_copies_together(manifest, near)), near
 
     saved = is_saved_split(split)
     paths = list(data) if isinstance(data, (list, tuple)) else [data]
@@ -358,17 +371,20 @@ def _split_data(
             )
         if classes or saved:
             scan = scan.restricted_to(manifest.classes)
-        return manifest, scan.to_dict(), str(scan.root)
+        manifest, near = hashed(manifest)
+        return manifest, scan.to_dict(), str(scan.root), near
     sources = paths[0] if isinstance(paths[0], Sources) else sources_from_args(paths, maps, merge)
     scans = scan_sources(sources)
     if saved:
         manifest = reuse_multi_split(scans, split, classes)
     else:
         manifest = make_multi_split(scans, split, seed, classes)
+    manifest, near = hashed(manifest)
     return (
         manifest,
         sources_summary(scans, manifest),
         sources.origin if len(paths) == 1 else str(manifest.root),
+        near,
     )
 
 
