@@ -12,7 +12,7 @@ import os
 import re
 import sys
 
-from sportsdet.cli.app import app, err_console, plain
+from sportsdet.cli.app import app, err_console, plain, reflow_help
 from sportsdet.errors import SportsdetError
 
 # Importing the verb modules registers their commands on `app`.
@@ -24,6 +24,8 @@ from sportsdet.cli import models as _models  # noqa: E402,F401  isort: skip
 from sportsdet.cli import report as _report  # noqa: E402,F401  isort: skip
 from sportsdet.cli import export as _export  # noqa: E402,F401  isort: skip
 from sportsdet.cli import serve as _serve  # noqa: E402,F401  isort: skip
+
+reflow_help(app)
 
 EXIT_USER_ERROR = 2
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import inspect
+import re
+
 import typer
 from rich.console import Console
 from rich.markup import escape
@@ -56,3 +59,25 @@ def _global_options(
     ),
 ) -> None:
     """Recognise the sport in a photograph: check data, train, evaluate, predict."""
+
+
+def reflow_help(typer_app: typer.Typer) -> None:
+    """Join the lines of each paragraph of every command's help, so that it wraps to the terminal.
+
+    Typer keeps a docstring's line breaks after its first paragraph, so at 80 columns a line
+    written 100 long broke into one full and one short line.
+    """
+    for info in typer_app.registered_commands:
+        text = info.help or (info.callback.__doc__ if info.callback else None)
+        if text:
+            info.help = "\n\n".join(_joined(paragraph) for paragraph in inspect.cleandoc(text).split("\n\n"))
+    for group in typer_app.registered_groups:
+        if group.typer_instance is not None:
+            reflow_help(group.typer_instance)
+
+
+def _joined(paragraph: str) -> str:
+    """One paragraph on one line; a list, an indented block or a \\b (keep as is) block stays."""
+    if re.search(r"^(\s|[-*] |\x08)", paragraph, re.MULTILINE):
+        return paragraph
+    return " ".join(paragraph.split())
