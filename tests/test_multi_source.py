@@ -268,6 +268,31 @@ def test_copies_in_a_drawn_source_join_the_official_split_of_their_photo(two_sou
     assert not [w for w in warnings if "more than one split" in w]
 
 
+def test_an_official_photo_never_moves_even_for_a_class_s_last_training_photo(two_sources) -> None:
+    # A drawn class of two photos, one a copy of the other source's test photo: when the draw puts
+    # the copy in train, it is that class's only training photo, so it stays, and so does the test
+    # photo of the official split (training warns about the pair instead).
+    from test_near_copies import drawn_photo
+
+    from sportsdet.data.sources import make_multi_split
+    from sportsdet.data.splits import keep_copies_together
+
+    official, flat = two_sources
+    drawn_photo(1).save(official / "test" / "polo" / "drawn.jpg", quality=95)
+    (flat / "kayak").mkdir()
+    drawn_photo(1).resize((120, 120)).save(flat / "kayak" / "copy.jpg", quality=80)
+    drawn_photo(2).save(flat / "kayak" / "other.jpg", quality=90)
+    scans = scan_sources(sources_from_args([official, flat], [], []))
+    kept_apart = 0
+    for seed in range(6):
+        manifest = keep_copies_together(make_multi_split(scans, None, seed))
+        where = {rel: split for split, rels in manifest.splits.items() for rel, _ in rels}
+        assert where["first/test/polo/drawn.jpg"] == "test", seed
+        assert manifest.counts["train"]["kayak"] == 1, seed
+        kept_apart += where["second/kayak/copy.jpg"] == "train"
+    assert kept_apart  # some seed drew the copy into train: the case this is about
+
+
 def test_train_reuses_a_saved_split_after_photos_are_added(two_sources, tmp_path, run_cli, capsys) -> None:
     official, flat = two_sources
     saved = tmp_path / "split.json"

@@ -446,10 +446,12 @@ def keep_copies_together(
         if len({placed[rel][0] for rel in group}) < 2 or len(fixed) > 1:
             continue
         target = fixed.pop() if fixed else placed[min(group, key=lambda rel: _rank(manifest.seed, rel))][0]
-        leaving = Counter(placed[rel][1] for rel in group if placed[rel][0] == "train")
+        leaving = Counter(placed[rel][1] for rel in group & drawn if placed[rel][0] == "train")
         if target != "train" and any(training[label] == n for label, n in leaving.items()):
+            if fixed:  # the official split holds it elsewhere: leave it (training warns)
+                continue
             target = "train"  # not a class's last training photos (a class of one photo saved many times)
-        movers = [rel for rel in group if placed[rel][0] != target]
+        movers = [rel for rel in group & drawn if placed[rel][0] != target]
         for rel in movers:
             training[placed[rel][1]] += (target == "train") - (placed[rel][0] == "train")
             placed[rel] = (target, *placed[rel][1:])
