@@ -461,7 +461,7 @@ def _copied_photos(root: Path, classes: dict[str, range]) -> dict[str, list[str]
 
 
 @pytest.mark.parametrize("seed", [0, 1])
-def test_a_random_split_keeps_copies_of_one_photo_in_one_split(tmp_path: Path, seed: int, run_cli) -> None:
+def test_a_random_split_keeps_copies_of_one_photo_in_one_split(tmp_path: Path, seed: int, run_cli, capsys):
     # Drawn one by one, a photo and its copies land in train and test: the test scores a photo
     # the model trained on. Each group moves whole into the split of one of its photos.
     from sportsdet.data.splits import keep_copies_together
@@ -486,6 +486,7 @@ def test_a_random_split_keeps_copies_of_one_photo_in_one_split(tmp_path: Path, s
     assert run_cli("data", "split", str(tmp_path / "flat"), "--split", "random:0.25", "--seed", str(seed),
                    "--out", str(saved)) == 0  # fmt: skip
     assert SplitManifest.load(saved).splits == kept.splits
+    assert f"note: {moved} photo(s) moved into the split of their copies" in capsys.readouterr().err
 
 
 def test_copies_never_take_away_a_class_s_last_training_photos(tmp_path: Path) -> None:

@@ -453,7 +453,8 @@ def split(
         print(json.dumps(manifest.to_dict(), indent=1, ensure_ascii=False))
     else:
         _print_split(manifest)
-    _print_warnings(manifest.notes)
+    for note in manifest.notes:  # as `train` prints them
+        warn(note, label="note")
     if out is not None:
         manifest.save(out)
         err_console.print(f"split written to {plain(out)}", highlight=False)
