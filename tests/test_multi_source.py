@@ -266,6 +266,9 @@ def test_copies_in_a_drawn_source_join_the_official_split_of_their_photo(two_sou
     assert SplitManifest.load(run / "split.json").splits == manifest.splits
     warnings = json.loads((run / "data_summary.json").read_text())["warnings"]
     assert not [w for w in warnings if "more than one split" in w]
+    # The report's Data section says how the split was made, the moves included.
+    assert "How the split was made" in (run / "report.html").read_text()
+    assert "photo(s) moved into the split of their copies" in (run / "report.html").read_text()
 
 
 def test_an_official_photo_never_moves_even_for_a_class_s_last_training_photo(two_sources) -> None:

@@ -362,6 +362,10 @@ def _data(inputs: ReportInputs) -> str:
         return missing("No data description found (split.json / data_summary.json are written by "
                        "<code>sportsdet train</code>).")
     html.append(kv_table(rows))
+    notes = [note for note in split.get("notes") or [] if isinstance(note, str)]
+    if notes:  # how the split was made beyond its strategy: a carved valid split, copies moved together
+        html.append("<p>How the split was made:</p><ul>"
+                    + "".join(f"<li>{escape(note)}</li>" for note in notes) + "</ul>")
     if labels:
         html.append(f"<details><summary>all {len(labels)} class names</summary><p>"
                     + ", ".join(escape(x) for x in labels) + "</p></details>")
