@@ -502,3 +502,32 @@ def test_copies_never_take_away_a_class_s_last_training_photos(tmp_path: Path) -
     for seed in range(10):
         kept = keep_copies_together(make_split(root, "random:0.2", seed=seed))
         assert kept.counts["train"]["rowing"] == 5, seed
+
+
+def test_a_valid_split_carved_from_the_train_folder_keeps_copies_together_too(tmp_path: Path) -> None:
+    # A tree with train/ and test/ but no valid/: validation photos are drawn from train/, so a
+    # photo and its copy can be split between train and valid. They move between those two only;
+    # test/ photos stay where the tree put them.
+    from test_near_copies import drawn_photo
+
+    from sportsdet.data.splits import keep_copies_together
+
+    root = tmp_path / "tree"
+    for name, seeds in (("polo", range(10)), ("rowing", range(20, 30))):
+        _copied_photos(root / "train", {name: seeds})
+        (root / "test" / name).mkdir(parents=True)
+        drawn_photo(seeds[0] + 100).save(root / "test" / name / "t.jpg", quality=90)
+    drawn_photo(5).save(root / "test" / "polo" / "copy-of-train.jpg", quality=90)
+    moved_any = False
+    for seed in range(3):
+        drawn = make_split(root, "official", seed=seed)
+        assert any("no valid folder" in note for note in drawn.notes)
+        kept = keep_copies_together(drawn)
+        where = {rel: split for split, rels in kept.splits.items() for rel, _ in rels}
+        for photo in [f"polo/{s}" for s in range(10) if s != 5] + [f"rowing/{s}" for s in range(20, 30)]:
+            rels = [f"train/{photo}{end}.jpg" for end in ("", "-small", "-again")]
+            assert len({where[rel] for rel in rels}) == 1, (seed, photo)
+        assert all(where[rel] == "test" for rel in where if rel.startswith("test/"))
+        assert {where[f"train/polo/5{end}.jpg"] for end in ("", "-small", "-again")} <= {"train", "valid"}
+        moved_any |= kept is not drawn
+    assert moved_any

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from sportsdet.data.discover import SPLIT_ORDER, ImageRecord, ScanResult, scan_dataset
+from sportsdet.data.discover import SPLIT_FOLDERS, SPLIT_ORDER, ImageRecord, ScanResult, scan_dataset
 from sportsdet.errors import SportsdetError, quoted_with_hint
 from sportsdet.files import write_json
 
@@ -418,9 +418,11 @@ def keep_copies_together(
     of its photos, chosen by a hash of (seed, path): as if the group were drawn as one photo
     (into train instead when it holds a class's last training photos).
     Photos an official split placed (a source's own train/valid/test folders) never move; the
-    others of their group join them, and copies that the official split itself puts on both
-    sides stay there (training warns about them). `near`: each photo's near-copy hash by path,
-    when already made (hashed here otherwise, only if some photo was drawn).
+    others of their group join them. Only the validation photos an official split drew from a
+    train folder (a tree without a valid folder) move, between train and valid. Copies that
+    cannot be brought together stay where they are (training warns about them). `near`: each
+    photo's near-copy hash by path, when already made (hashed here otherwise, only if some photo
+    may move).
     """
     from sportsdet.data.check import manifest_copies
     from sportsdet.near_copies import near_hashes
@@ -434,24 +436,26 @@ def keep_copies_together(
             strict=True,
         )
     }
-    drawn = {rel for rel, (_, _, origin) in placed.items() if _is_drawn(manifest, origin)}
-    if not drawn:
+    may_go = _destinations(manifest, placed)
+    if all(len(where) == 1 for where in may_go.values()):
         return manifest
     if near is None:
         near = near_hashes(manifest.root / rel for rel in placed)
     training = Counter(label for split, label, _ in placed.values() if split == "train")
     moved = groups = 0
-    for group in _merged(group.files for group in manifest_copies(manifest, near)):
-        fixed = {placed[rel][0] for rel in group if rel not in drawn}
-        if len({placed[rel][0] for rel in group}) < 2 or len(fixed) > 1:
-            continue
-        target = fixed.pop() if fixed else placed[min(group, key=lambda rel: _rank(manifest.seed, rel))][0]
-        leaving = Counter(placed[rel][1] for rel in group & drawn if placed[rel][0] == "train")
+    for group in _merged([group.files for group in manifest_copies(manifest, near)]):
+        # The splits every copy of the group may go to; an official photo's own split, if it has one.
+        reachable = set(SPLITS).intersection(*(may_go[rel] for rel in group))
+        if len({placed[rel][0] for rel in group}) < 2 or not reachable:
+            continue  # together already, or no split they can all go to (training warns)
+        candidates = [rel for rel in group if placed[rel][0] in reachable]
+        target = placed[min(candidates, key=lambda rel: _rank(manifest.seed, rel))][0]
+        leaving = Counter(placed[rel][1] for rel in group if placed[rel][0] == "train")
         if target != "train" and any(training[label] == n for label, n in leaving.items()):
-            if fixed:  # the official split holds it elsewhere: leave it (training warns)
+            if "train" not in reachable:  # an official split holds a copy elsewhere: leave it
                 continue
             target = "train"  # not a class's last training photos (a class of one photo saved many times)
-        movers = [rel for rel in group & drawn if placed[rel][0] != target]
+        movers = [rel for rel in group if placed[rel][0] != target]
         for rel in movers:
             training[placed[rel][1]] += (target == "train") - (placed[rel][0] == "train")
             placed[rel] = (target, *placed[rel][1:])
@@ -473,6 +477,26 @@ def keep_copies_together(
     )
 
 
+def _destinations(
+    manifest: SplitManifest, placed: dict[str, tuple[str, str, str]]
+) -> dict[str, frozenset[str]]:
+    """The splits each photo may be moved to (its own alone: it stays where it is)."""
+    anywhere = frozenset(SPLITS)
+    drawn: dict[str, bool] = {}  # source -> placed by a seeded draw
+    carved: set[str] = set()  # official sources whose valid photos were drawn from a train folder
+    for rel, (split, _, origin) in placed.items():
+        if origin not in drawn:
+            drawn[origin] = _is_drawn(manifest, origin)
+        if split == "valid" and not drawn[origin] and _folder_split(manifest, rel, origin) == "train":
+            carved.add(origin)
+    return {
+        rel: anywhere if drawn[origin]
+        else frozenset(("train", "valid")) if origin in carved and split in ("train", "valid")
+        else frozenset((split,))
+        for rel, (split, _, origin) in placed.items()
+    }  # fmt: skip
+
+
 def _is_drawn(manifest: SplitManifest, source: str) -> bool:
     """Whether a seeded draw placed this source's photos (random or per-class), not its folders."""
     strategy = manifest.sources[source]["strategy"] if manifest.sources else manifest.strategy
@@ -482,20 +506,37 @@ def _is_drawn(manifest: SplitManifest, source: str) -> bool:
         return False
 
 
+def _folder_split(manifest: SplitManifest, rel: str, source: str) -> str | None:
+    """The split named by the folder a photo lives in (train/, val/, ...), None if none."""
+    root = Path(manifest.sources[source]["root"]) if manifest.sources else manifest.root
+    try:
+        first = (manifest.root / rel).relative_to(root).parts[0]
+    except (ValueError, IndexError):
+        return None
+    return SPLIT_FOLDERS.get(first.lower())
+
+
 def _rank(seed: int, rel: str) -> bytes:
     return hashlib.sha256(f"{int(seed)}\0{rel}".encode()).digest()
 
 
-def _merged(groups: Iterable[Iterable[str]]) -> list[set[str]]:
+def _merged(groups: list[list[str]]) -> list[list[str]]:
     """Groups that share a photo, merged (a byte-copy group inside a near-copy group)."""
-    merged: list[set[str]] = []
+    parent: dict[str, str] = {}
+
+    def root(rel: str) -> str:
+        while parent.setdefault(rel, rel) != rel:
+            parent[rel] = parent[parent[rel]]
+            rel = parent[rel]
+        return rel
+
     for group in groups:
-        joined = set(group)
-        for other in [m for m in merged if m & joined]:
-            joined |= other
-            merged.remove(other)
-        merged.append(joined)
-    return merged
+        for rel in group:
+            parent[root(rel)] = root(group[0])
+    merged: dict[str, list[str]] = {}
+    for rel in parent:
+        merged.setdefault(root(rel), []).append(rel)
+    return list(merged.values())
 
 
 def is_saved_split(text: str | Path | None) -> bool:
