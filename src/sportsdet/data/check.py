@@ -20,7 +20,7 @@ import time
 import warnings
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import as_completed
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -28,7 +28,7 @@ from typing import Any
 from sportsdet import imageio
 from sportsdet.data.discover import ScanResult, scan_dataset
 from sportsdet.errors import ImageLoadError, SportsdetError
-from sportsdet.files import cpu_count, is_hidden_name, sha256_file, write_json
+from sportsdet.files import cpu_count, is_hidden_name, sha256_file, worker_processes, write_json
 from sportsdet.near_copies import DECODE_SIZE, hash_picture, near_copy_pairs
 
 CHECK_FORMAT = "sportsdet-check/1"
@@ -301,7 +301,7 @@ def check_dataset(
             if on_progress:
                 on_progress(len(chunk))
     else:
-        pool = ProcessPoolExecutor(max_workers=min(workers, len(chunks)), initializer=_quiet_worker)
+        pool = worker_processes(min(workers, len(chunks)), initializer=_quiet_worker)
         try:
             futures = [pool.submit(_check_chunk, chunk) for chunk in chunks]
             for future in as_completed(futures):
