@@ -194,7 +194,8 @@ def _from_folder(
 
 def _leave_out_seen(bundle: Bundle, chosen: EvalData) -> EvalData:
     """`chosen` without the photos the model was trained or validated on (by content, byte copies
-    and near copies), counted in `seen_left_out` and a note: a copy of a training photo tests nothing."""
+    and near copies), kept in `left_out` (metrics.json `seen_left_out`, ...) and said in a note: a
+    copy of a training photo tests nothing."""
     seen = _seen_photos(bundle)
     if not seen:
         return chosen

@@ -69,6 +69,10 @@ class SeenPhotos:
     def counts(self) -> dict[str, int]:
         return {split: len(digests) for split, digests in self.digests.items()}
 
+    def __bool__(self) -> bool:
+        """False for a record of no photos: nothing to look for."""
+        return any(self.digests.values()) or bool(self.near)
+
 
 @dataclass
 class LeftOut:
