@@ -111,14 +111,54 @@ def test_a_dataset_file_gives_two_folders_of_the_same_name_two_source_names(tmp_
         (
             ["second:football=polo"],
             [],
-            r"'polo' \(first, second\).*--merge 'polo'.*--map second:polo=NEW_NAME",
+            r"'polo' \(first, second\).*--merge 'polo'.*--map second:football=NEW_NAME",  # its folder's name
         ),
         (["football"], [], r"write SOURCE:OLD=NEW"),
+        (["cricket=soccer"], [], r"--map: no source has a class 'cricket'; sources: first, second"),
     ],
 )
 def test_bad_label_maps_and_silent_merges_are_one_clear_error(two_sources, maps, merge, message) -> None:
     with pytest.raises(SportsdetError, match=message):
         scan_sources(sources_from_args(list(two_sources), maps, merge))
+
+
+def test_a_map_without_a_source_renames_the_class_where_a_source_has_it(two_sources) -> None:
+    # `--map football=soccer` is for every source that has a football folder, not an error for
+    # the ones that have none; what each source was mapped with is recorded.
+    scans = scan_sources(sources_from_args(list(two_sources), ["football=soccer"], []))
+    assert [item.scan.classes for item in scans] == [["air hockey", "polo"], ["rowing", "soccer"]]
+    assert [item.source.label_map for item in scans] == [{}, {"football": "soccer"}]
+
+
+def test_a_folder_given_twice_or_inside_another_is_refused(two_sources, tmp_path: Path, run_cli, capsys):
+    # Accepted before: every photo counted twice, and `data check --quarantine` moved every
+    # photo out of the dataset as a copy of itself.
+    official, flat = two_sources
+    for data in ([flat, flat], [flat, flat / ".." / flat.name], [tmp_path, flat]):
+        assert run_cli("data", "check", *map(str, data), "--quarantine", str(tmp_path / "q")) == 2
+        err = capsys.readouterr().err
+        assert "given twice" in err or "is inside" in err, err
+    assert not (tmp_path / "q").exists() and len(list(flat.rglob("*.jpg"))) == 20
+    spec = tmp_path / "twice.toml"
+    spec.write_text('[[source]]\nname = "a"\npath = "second"\n'
+                    '[[source]]\nname = "b"\npath = "second/rowing/.."\n')  # fmt: skip
+    with pytest.raises(SportsdetError, match="the same folder is given twice"):
+        read_dataset_file(spec)
+
+
+def test_a_dataset_file_source_is_named_after_its_real_folder_and_its_split_is_checked(tmp_path: Path):
+    make_image_tree(tmp_path / "photos", ["polo", "rowing"], per_class=3)
+    (tmp_path / "photos" / "cfg").mkdir()
+    spec = tmp_path / "photos" / "cfg" / "sports.toml"
+    spec.write_text('[[source]]\npath = ".."\n')
+    # Named '..' before, so `data check --quarantine DIR` moved files to DIR's parent.
+    assert [s.name for s in read_dataset_file(spec).sources] == ["photos"]
+    spec.write_text('[[source]]\nname = "../up"\npath = ".."\n')
+    with pytest.raises(SportsdetError, match=r"source #1: '../up' cannot name a source"):
+        read_dataset_file(spec)
+    spec.write_text('[[source]]\npath = ".."\nsplit = "bogus"\n')
+    with pytest.raises(SportsdetError, match=r"sports.toml: source #1: --split 'bogus': unknown strategy"):
+        read_dataset_file(spec)
 
 
 def test_a_merge_said_out_loud_is_allowed(two_sources) -> None:

@@ -61,7 +61,7 @@ def _print_scan(scan: ScanResult) -> None:
         console.print(f"skipped: {plain(skipped)}", highlight=False)
 
 
-_MAP_HELP = "Rename a source's class: SOURCE:OLD=NEW (or OLD=NEW for every source)."
+_MAP_HELP = "Rename a source's class: SOURCE:OLD=NEW (or OLD=NEW for every source that has OLD)."
 _MERGE_HELP = "A class name several sources share on purpose ('all' for every shared name)."
 
 

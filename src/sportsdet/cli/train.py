@@ -91,7 +91,7 @@ def train(
     maps: list[str] = typer.Option(
         [],
         "--map",
-        help="Rename a source's class: SOURCE:OLD=NEW (or OLD=NEW for every source), e.g. "
+        help="Rename a source's class: SOURCE:OLD=NEW (or OLD=NEW for every source that has OLD), e.g. "
         "--map websports:football=soccer.",
     ),
     merge: list[str] = typer.Option(

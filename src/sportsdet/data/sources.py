@@ -58,6 +58,8 @@ class Sources:
     sources: list[Source]
     merge: frozenset[str] | None = frozenset()
     origin: str = "the command line"
+    # `--map OLD=NEW` with no source: for every source that has OLD (at least one must).
+    shared_map: dict[str, str] = field(default_factory=dict)
 
     @property
     def names(self) -> list[str]:
@@ -105,6 +107,7 @@ def read_dataset_file(path: str | Path) -> Sources:
     sources = [_source_entry(entry, i, path) for i, entry in enumerate(data["source"])]
     named = [bool(entry.get("name")) for entry in data["source"]]
     merge = _merge_setting(data.get("merge", []), path)
+    _refuse_overlaps([source.path for source in sources], str(path))
     return Sources(_distinct_names(sources, named, path), merge, str(path))
 
 
@@ -132,7 +135,7 @@ def _source_entry(entry: Any, index: int, where: Path) -> Source:
             f"{where}: source #{index + 1} has unknown key(s) {', '.join(unknown)}; "
             "known: name, path, split, map"
         )
-    folder = (where.parent / entry["path"]).expanduser()
+    folder = where.parent / Path(entry["path"]).expanduser()
     label_map = entry.get("map", {})
     if not isinstance(label_map, dict) or not all(
         isinstance(k, str) and isinstance(v, str) and v.strip() for k, v in label_map.items()
@@ -141,7 +144,19 @@ def _source_entry(entry: Any, index: int, where: Path) -> Source:
     split = entry.get("split")
     if split is not None and not isinstance(split, str):
         raise SportsdetError(f'{where}: source #{index + 1}: split must be text such as "random:0.2"')
-    name = str(entry.get("name") or folder.name)
+    if split is not None:
+        from sportsdet.data.splits import parse_split_strategy
+
+        try:
+            parse_split_strategy(split)
+        except SportsdetError as exc:
+            raise SportsdetError(f"{where}: source #{index + 1}: {exc}") from None
+    name = str(entry.get("name") or folder.resolve().name or folder)
+    if not name.strip() or any(part in ("", ".", "..") for part in name.split("/")) or name.startswith("/"):
+        # A source's name is a folder under `data check --quarantine DIR`: it must stay inside DIR.
+        raise SportsdetError(
+            f"{where}: source #{index + 1}: {name!r} cannot name a source; give it a name = \"...\""
+        )
     return Source(name, folder, split, {k: v.strip() for k, v in label_map.items()})
 
 
@@ -166,30 +181,52 @@ def sources_from_args(
             )
         sources = read_dataset_file(files[0])
     else:
+        _refuse_overlaps(data, "the command line")
         sources = Sources([Source(name, path) for name, path in zip(_unique_names(data), data, strict=True)])
     extra_maps: dict[str, dict[str, str]] = defaultdict(dict)
+    shared_map: dict[str, str] = {}
     for text in maps:
         target, old, new = _parse_map(text, sources.names)
-        for name in [target] if target else sources.names:
-            extra_maps[name][old] = new
+        (extra_maps[target] if target else shared_map)[old] = new
     merged = list(merge)
     merge_setting = None if sources.merge is None or "all" in merged else sources.merge | frozenset(merged)
     return Sources(
         [replace(s, label_map={**s.label_map, **extra_maps.get(s.name, {})}) for s in sources.sources],
         merge_setting,
         sources.origin,
+        shared_map,
     )
 
 
 def _unique_names(paths: list[Path]) -> list[str]:
     """Folder names as source names; a clash takes the parent folder too (a/data, b/data)."""
-    names = [p.resolve().name or str(p) for p in paths]
-    for i, name in enumerate(names):
-        if names.count(name) > 1:
-            names[i] = "/".join(paths[i].resolve().parts[-2:])
-    if len(set(names)) != len(names):
-        raise SportsdetError(f"the same folder is given twice among {', '.join(map(str, paths))}")
+    resolved = [path.resolve() for path in paths]
+    first = [path.name or str(path) for path in resolved]
+    names = [
+        "/".join(path.parts[-2:]) if first.count(name) > 1 else name
+        for path, name in zip(resolved, first, strict=True)
+    ]
+    clash = next((name for name in names if names.count(name) > 1), None)
+    if clash is not None:
+        raise SportsdetError(
+            f"two sources would both be named {clash!r}; name them in a dataset file (name = \"...\")"
+        )
     return names
+
+
+def _refuse_overlaps(paths: list[Path], where: str) -> None:
+    """The same folder twice, or one source inside another, would count every photo twice (and
+    `data check --quarantine` would move the copies it made up)."""
+    resolved = [(path, path.resolve()) for path in paths]
+    for i, (one, one_real) in enumerate(resolved):
+        for other, other_real in resolved[i + 1 :]:
+            if one_real == other_real:
+                raise SportsdetError(f"{where}: the same folder is given twice ({one}, {other})")
+            if one_real.is_relative_to(other_real) or other_real.is_relative_to(one_real):
+                inner, outer = (one, other) if one_real.is_relative_to(other_real) else (other, one)
+                raise SportsdetError(
+                    f"{where}: {inner} is inside {outer}: its photos would count twice; give one or the other"
+                )
 
 
 def _parse_map(text: str, names: list[str]) -> tuple[str | None, str, str]:
@@ -208,15 +245,25 @@ def _parse_map(text: str, names: list[str]) -> tuple[str | None, str, str]:
 def scan_sources(sources: Sources) -> list[SourceScan]:
     """Scan every source, apply its label map, and refuse maps and merges that would mislead."""
     scans = []
+    unused = set(sources.shared_map)
     for source in sources.sources:
         scan = scan_dataset(source.path)
-        unknown = sorted(set(source.label_map) - set(scan.classes) - set(scan.empty_classes))
+        folders = set(scan.classes) | set(scan.empty_classes)
+        unknown = sorted(set(source.label_map) - folders)
         if unknown:
             raise SportsdetError(
                 f"{sources.origin}: the label map names class(es) {', '.join(repr(u) for u in unknown)} that "
                 f"source {source.name!r} ({scan.root}) does not have; its classes: {_short(scan.classes)}"
             )
+        shared = {old: new for old, new in sources.shared_map.items() if old in folders}
+        unused -= set(shared)
+        source = replace(source, label_map={**shared, **source.label_map})  # what it was, as recorded
         scans.append(SourceScan(source, _relabelled(scan, source.label_map)))
+    if unused:
+        raise SportsdetError(
+            f"--map: no source has a class {', '.join(repr(u) for u in sorted(unused))}; "
+            f"sources: {', '.join(sources.names)}"
+        )
     _refuse_silent_merges(scans, sources)
     return scans
 
@@ -246,13 +293,15 @@ def _refuse_silent_merges(scans: list[SourceScan], sources: Sources) -> None:
     )
     if unconfirmed:
         example = unconfirmed[0]
+        renamed = next(item for item in scans if item.source.name == shared[example][-1])
+        folder = next((old for old, new in renamed.source.label_map.items() if new == example), example)
         listed = "; ".join(f"{label!r} ({', '.join(shared[label])})" for label in unconfirmed[:8])
         raise SportsdetError(
             f"{len(unconfirmed)} class name(s) appear in more than one source and would be merged: {listed}. "
             f"The same word can mean different sports in two datasets. If they are the same sport, say so "
             f"(--merge {example!r}, or merge = [...] in the dataset file; --merge all for every shared "
             "name); "
-            f"if not, rename one (--map {shared[example][-1]}:{example}=NEW_NAME)"
+            f"if not, rename one (--map {renamed.source.name}:{folder}=NEW_NAME)"
         )
 
 
