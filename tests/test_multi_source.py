@@ -367,3 +367,9 @@ def test_train_reuses_a_saved_split_after_photos_are_added(two_sources, tmp_path
     assert "have another class in DATA than in the saved split" in err
     assert "'soccer' there, 'football' here" in err
     assert "Traceback" not in err and not unmapped.exists()
+
+
+def test_error_text_keeps_colons_as_typed(two_sources, run_cli, capsys) -> None:
+    # rich turned ':soccer:' in an error line into a football emoji.
+    assert run_cli("data", "scan", *map(str, two_sources), "--map", "nowhere:soccer:x=y") == 2
+    assert "--map 'nowhere:soccer:x=y': no source named 'nowhere'" in capsys.readouterr().err

@@ -76,7 +76,7 @@ def train(
             job["classes"] = list(classes)
         with distributed.local_group(nproc, train, job):  # this process is rank 0; the others run `job`
             return train(**{**job, "callbacks": callbacks, "console": console})
-    console = console or Console(stderr=True, soft_wrap=True)
+    console = console or Console(stderr=True, soft_wrap=True, emoji=False)
 
     def warn(message: str) -> None:
         console.print(f"[yellow]warning:[/] {escape(message)}", highlight=False, soft_wrap=True)

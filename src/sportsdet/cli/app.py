@@ -25,8 +25,8 @@ data_app = typer.Typer(
 app.add_typer(data_app, name="data")
 
 # Results go to stdout; progress, warnings and errors go to stderr so output can be piped.
-console = Console()
-err_console = Console(stderr=True)
+console = Console(emoji=False)  # ":soccer:" in a class or file name is text, not a ball
+err_console = Console(stderr=True, emoji=False)
 
 
 def plain(value: object) -> str:
