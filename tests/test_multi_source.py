@@ -373,3 +373,22 @@ def test_error_text_keeps_colons_as_typed(two_sources, run_cli, capsys) -> None:
     # rich turned ':soccer:' in an error line into a football emoji.
     assert run_cli("data", "scan", *map(str, two_sources), "--map", "nowhere:soccer:x=y") == 2
     assert "--map 'nowhere:soccer:x=y': no source named 'nowhere'" in capsys.readouterr().err
+
+
+def test_evaluate_takes_the_run_s_dataset_file_and_refuses_another(two_sources, tmp_path, run_cli, capsys):
+    # Any .toml/.json given to evaluate was taken for the run's own: another dataset file's photos
+    # were silently not scored (the run's test split was, instead).
+    official, flat = two_sources
+    spec = tmp_path / "sports.toml"
+    spec.write_text(f'[[source]]\npath = "{official.name}"\n[[source]]\npath = "{flat.name}"\n')
+    run = tmp_path / "run"
+    tiny = ["--model", "seed-cnn", "--epochs", "1", "--set", "input_size=32", "--no-eval"]
+    assert run_cli("train", str(spec), "--out", str(run), *tiny) == 0
+    assert run_cli("evaluate", str(run), str(spec), "--out", str(tmp_path / "ev")) == 0
+    assert json.loads((tmp_path / "ev" / "metrics.json").read_text())["source"] == "split-manifest"
+    other = tmp_path / "other.toml"
+    other.write_text(f'[[source]]\npath = "{flat.name}"\n')
+    capsys.readouterr()
+    assert run_cli("evaluate", str(run), str(other), "--out", str(tmp_path / "ev2")) == 2
+    assert "not the sources this model was trained on" in capsys.readouterr().err
+    assert not (tmp_path / "ev2" / "metrics.json").exists()

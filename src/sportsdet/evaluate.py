@@ -245,6 +245,8 @@ def select_eval_data(
     """Decide which images to evaluate (see the module doc). `data` None: the run's own split."""
     split = normalise_split(split)
     recorded_root = bundle.data.get("root")
+    if data is not None and is_dataset_file(data):
+        _refuse_other_sources(bundle, Path(data))
     if data is None or is_dataset_file(data):
         # The data the model was trained on (one folder, several sources or their dataset file):
         # its saved split manifest says which images are test images.
@@ -265,6 +267,24 @@ def select_eval_data(
     if isinstance(recorded_root, str) and recorded_root and _same_dir(recorded_root, data_root):
         return _from_manifest(bundle, data_root, split, warn, keep_seen)
     return _from_folder(bundle, data_root, split, split_given, keep_seen)
+
+
+def _refuse_other_sources(bundle: Bundle, dataset_file: Path) -> None:
+    """A dataset file given to evaluate must name the sources the model was trained on (their test
+    photos are scored through its split); any other is refused rather than silently ignored."""
+    from sportsdet.data.sources import read_dataset_file
+    from sportsdet.data.splits import SplitManifest
+
+    named = sorted({source.path.resolve() for source in read_dataset_file(dataset_file).sources})
+    found = find_split_manifest(bundle)
+    sources = SplitManifest.load(found).sources if found is not None else {}
+    trained = sorted({Path(info["root"]).resolve() for info in sources.values()})
+    if named != trained:
+        raise SportsdetError(
+            f"{dataset_file}: names {', '.join(map(str, named))}, not the sources this model was trained on"
+            + (f" ({', '.join(map(str, trained))})" if trained else "")
+            + "; to score other photos, give one folder of labelled photos (one subfolder per class)"
+        )
 
 
 # ----------------------------------------------------------------------------- running the model
