@@ -5,7 +5,9 @@ from __future__ import annotations
 import csv
 import html
 import json
+import os
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -222,6 +224,17 @@ def test_unreadable_images_are_skipped_and_reported(bundle: Path, tree: Path, tm
     assert result.metrics["n"] == 12
     assert [s["path"] for s in result.metrics["skipped"]] == [str(bad.resolve())]
     assert any("zz-broken.jpg" in w for w in warnings)
+
+
+@pytest.mark.skipif(sys.platform == "darwin", reason="macOS file names must be UTF-8")
+def test_a_file_name_that_is_not_utf8_is_scored_and_written(bundle: Path, tree: Path, tmp_path: Path) -> None:
+    # Old zip archives keep Latin-1 names; Python hands them over with lone surrogates, which
+    # crashed writing predictions.csv after the whole model run.
+    os.rename(bytes(tree / "polo" / "000.jpg"), bytes(tree / "polo") + b"/caf\xe9 \xff.jpg")
+    out = tmp_path / "eval"
+    result = evaluate(bundle, tree, out_dir=out, backend=ColourOracle())
+    assert result.metrics["n"] == 12 and (out / "metrics.json").is_file()
+    assert any(row["path"].endswith("caf\\udce9 \\udcff.jpg") for row in _read_csv(out / "predictions.csv"))
 
 
 def test_nothing_readable_is_an_error(bundle: Path, tmp_path: Path) -> None:

@@ -32,7 +32,7 @@ from sportsdet import plots
 from sportsdet.bundle import Bundle, load_bundle
 from sportsdet.data.sources import is_dataset_file
 from sportsdet.errors import SportsdetError, quoted_with_hint
-from sportsdet.files import atomic_write, sha256_file, write_json
+from sportsdet.files import UNDECODABLE, atomic_write, sha256_file, write_json
 from sportsdet.run_folder import (
     EVAL_FILES,
     REPORT,
@@ -330,7 +330,7 @@ def run_model(
 
 
 def _write_csv(path: Path, rows: list[list[Any]]) -> None:
-    with open(path, "w", newline="", encoding="utf-8") as handle:
+    with open(path, "w", newline="", encoding="utf-8", errors=UNDECODABLE) as handle:
         writer = csv.writer(handle)
         writer.writerow(["path", "true_label", "pred_label", "confidence", "true_prob"])
         writer.writerows(rows)

@@ -62,7 +62,7 @@ def atomic_write(path: str | Path, writer: Callable[[Path], None] | bytes | str)
         if isinstance(writer, bytes):
             temp.write_bytes(writer)
         elif isinstance(writer, str):
-            temp.write_text(writer, encoding="utf-8")
+            temp.write_text(writer, encoding="utf-8", errors=UNDECODABLE)
         else:
             writer(temp)
         with open(temp, "rb") as handle:
@@ -80,11 +80,16 @@ def atomic_write(path: str | Path, writer: Callable[[Path], None] | bytes | str)
     return path
 
 
+# A file name that is not UTF-8 (an old archive's) reaches Python as text with lone surrogates,
+# which UTF-8 cannot encode; written as \udce9 escapes, the rest of the file stays readable.
+UNDECODABLE = "backslashreplace"
+
+
 def write_json(path: str | Path, data: Any, *, indent: int = 1) -> Path:
     """Write `data` as UTF-8 JSON through `atomic_write`."""
 
     def write(temp: Path) -> None:
-        with open(temp, "w", encoding="utf-8") as handle:
+        with open(temp, "w", encoding="utf-8", errors=UNDECODABLE) as handle:
             json.dump(data, handle, indent=indent, ensure_ascii=False)
             handle.write("\n")
 
