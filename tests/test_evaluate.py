@@ -128,6 +128,20 @@ def test_subset_of_classes_is_fine(bundle: Path, tmp_path: Path) -> None:
     assert metrics["balanced_accuracy"] == pytest.approx(0.5)  # mean over the 2 classes present
 
 
+def test_the_console_lists_a_class_given_photos_it_has_none_of(bundle: Path, tmp_path: Path, capsys) -> None:
+    # polo has no photos here but got the 3 rowing photos; the console hid it (its precision is 0,
+    # as for a class never given any) while the report listed it.
+    from sportsdet.cli.evaluate import print_summary
+
+    data = make_image_tree(tmp_path / "two", classes=["air hockey", "rowing"], per_class=3)
+    print_summary(evaluate(bundle, data, out_dir=tmp_path / "eval", backend=ColourOracle()).metrics)
+    table = capsys.readouterr().out.split("per class", 1)[1]
+    assert [line.split("│")[1].strip() for line in table.splitlines() if line.startswith("│")] == [
+        "air hockey", "rowing", "polo"
+    ]  # fmt: skip
+    assert "the last 1: no photos here, but given to some" in table
+
+
 def test_uneven_photo_counts_are_no_warning_when_evaluating(bundle: Path, tmp_path: Path) -> None:
     data = make_image_tree(tmp_path / "uneven", per_class=8)
     for extra in sorted((data / "polo").iterdir())[2:]:  # 8 air hockey, 2 polo: training would warn

@@ -331,3 +331,11 @@ def abstain_metrics(y_true: Any, probs: Any, policy: Any) -> dict[str, Any]:
     elif policy is not None:
         out["why"] = policy.why
     return out
+
+
+def times_predicted(metrics: dict[str, Any]) -> dict[str, int]:
+    """How many photos each class was given (metrics.json's confusion matrix, column sums)."""
+    matrix, order = metrics.get("confusion_matrix"), metrics.get("labels")
+    if not matrix or not order:
+        return {}
+    return {label: int(sum(row[j] for row in matrix)) for j, label in enumerate(order)}

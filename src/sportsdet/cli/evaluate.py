@@ -87,6 +87,8 @@ def print_summary(metrics: dict) -> None:
     """The headline numbers and the per-class table, on stdout."""
     from rich.table import Table
 
+    from sportsdet.metrics import times_predicted
+
     lo, hi = metrics["accuracy_ci95"]
     where = metrics["split"] or "all images"
     headline = Table(show_header=False, title=f"{metrics['n']} images ({plain(where)})", title_justify="left")
@@ -114,16 +116,26 @@ def print_summary(metrics: dict) -> None:
     table.add_column("class")
     for column in ("precision", "recall", "F1", "support"):
         table.add_column(column, justify="right")
-    for label, row in metrics["per_class"].items():
-        if row["support"] == 0 and row["precision"] == 0:
-            continue  # classes the data does not hold and the model never predicted
+    # The classes of the photos scored, then those with no photos here that the model gave some
+    # photos to (wrong answers only, the most given first), as the report lists them.
+    given = times_predicted(metrics)
+    per_class = metrics["per_class"]
+    scored = [label for label, row in per_class.items() if row["support"]]
+    only_given = sorted(
+        (x for x in per_class if not per_class[x]["support"] and given.get(x)), key=lambda x: -given[x]
+    )
+    for label in scored + only_given:
+        row = per_class[label]
+        absent = not row["support"]  # nothing to find: no recall, no F1
         table.add_row(
             plain(label),
             f"{row['precision']:.2f}",
-            f"{row['recall']:.2f}",
-            f"{row['f1']:.2f}",
+            "-" if absent else f"{row['recall']:.2f}",
+            "-" if absent else f"{row['f1']:.2f}",
             str(row["support"]),
         )
+    if only_given:
+        table.caption = f"the last {len(only_given)}: no photos here, but given to some (wrong answers only)"
     console.print(table)
     if metrics.get("most_confused"):
         pairs = ", ".join(

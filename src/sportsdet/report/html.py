@@ -17,7 +17,7 @@ from typing import Any
 
 from sportsdet import __version__
 from sportsdet import plots as figures
-from sportsdet.metrics import confusion_layout, rename_hint
+from sportsdet.metrics import confusion_layout, rename_hint, times_predicted
 from sportsdet.report.assets import CSS, JS
 from sportsdet.report.confusion import confusion_svg, legend_html
 from sportsdet.report.gallery import Tile, highest_loss, spread_sample, thumbnail_uri
@@ -612,7 +612,7 @@ def _per_class(inputs: ReportInputs) -> str:
         only_predicted = [order[j] for j in columns[len(rows):] if order[j] in per_class]
         labels = shown
     confused_with = _top_confusion(m, labels)
-    predicted = _times_predicted(m)
+    predicted = times_predicted(m)
     rows = []
     for label in labels:
         v = per_class[label]
@@ -647,14 +647,6 @@ def _per_class(inputs: ReportInputs) -> str:
         "<th>most often predicted instead</th></tr></thead>"
         f"<tbody>{''.join(rows)}</tbody></table></div>"
     )
-
-
-def _times_predicted(metrics: dict[str, Any]) -> dict[str, int]:
-    """How many photos each class was given (the confusion matrix's column sums)."""
-    matrix, order = metrics.get("confusion_matrix"), metrics.get("labels")
-    if not matrix or not order:
-        return {}
-    return {label: int(sum(row[j] for row in matrix)) for j, label in enumerate(order)}
 
 
 def _raw(value: Any) -> str:
