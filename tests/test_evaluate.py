@@ -284,6 +284,19 @@ def test_rerun_replaces_results_cleanly(bundle: Path, tree: Path, tmp_path: Path
     assert json.loads((out / "metrics.json").read_text())["accuracy"] == 1.0
 
 
+def test_a_rerun_that_stops_half_way_does_not_leave_the_old_metrics(bundle, tree, tmp_path, monkeypatch):
+    # metrics.json means "complete"; the old one stayed beside the new predictions.csv, and the
+    # report then mixed the two evaluations.
+    from sportsdet import plots
+
+    out = tmp_path / "eval"
+    evaluate(bundle, tree, out_dir=out, backend=ColourOracle())
+    monkeypatch.setattr(plots, "plot_gallery", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("disk")))
+    with pytest.raises(RuntimeError):
+        evaluate(bundle, tree, out_dir=out, backend=ColourOracle(swap=True))
+    assert not (out / "metrics.json").exists()
+
+
 @pytest.mark.parametrize("n", [8, 100])
 def test_confusion_matrix_scales_with_classes(tmp_path: Path, n: int) -> None:
     rng = np.random.default_rng(0)
@@ -293,6 +306,19 @@ def test_confusion_matrix_scales_with_classes(tmp_path: Path, n: int) -> None:
     with Image.open(path) as image:
         width = image.width
     assert width >= (2500 if n == 100 else 600)
+
+
+def test_class_names_with_dollar_signs_are_drawn_as_written(tmp_path: Path) -> None:
+    # Two '$' in a class name read as matplotlib math: 'a$^$b' failed to parse, and train and
+    # evaluate stopped with a traceback after scoring every photo.
+    from sportsdet.plots import plot_gallery
+
+    labels = ["a$^$b", "cost $5 or $6", "polo"]
+    plot_confusion_matrix(np.eye(3, dtype=int) * 4, labels, tmp_path / "cm.png")
+    photo = tmp_path / "p.png"
+    Image.new("RGB", (32, 32), (200, 30, 30)).save(photo)
+    plot_gallery([(photo, labels[0], labels[1], 0.5)], tmp_path / "g.png", "wrong: $x$ and $^$", "none")
+    assert (tmp_path / "cm.png").stat().st_size > 0 and (tmp_path / "g.png").stat().st_size > 0
 
 
 def test_confusion_matrix_of_a_few_of_many_classes_draws_only_their_rows(tmp_path: Path) -> None:

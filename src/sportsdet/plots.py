@@ -7,19 +7,36 @@ call from a training callback, `evaluate` or the report in any process.
 
 from __future__ import annotations
 
+import functools
 import io
 import math
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 import numpy as np
 
 # One palette for train/validation everywhere (matplotlib's default cycle, fixed here).
 TRAIN_COLOR = "#1f77b4"
 VAL_COLOR = "#d62728"
+P = ParamSpec("P")
+R = TypeVar("R")
 RUN_COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
+
+
+def _words_as_written(draw: Callable[P, R]) -> Callable[P, R]:
+    """Draw with every text taken literally: a class or run name holding two '$' (a$^$b) is not
+    matplotlib math, which failed to parse and stopped train and evaluate with a traceback."""
+
+    @functools.wraps(draw)
+    def drawn(*args: P.args, **kwargs: P.kwargs) -> R:
+        import matplotlib
+
+        with matplotlib.rc_context({"text.parse_math": False}):
+            return draw(*args, **kwargs)
+
+    return drawn
 
 
 def _png(fig: Any, dpi: int = 100) -> bytes:
@@ -46,6 +63,7 @@ def _stage_changes(history: list[dict[str, Any]]) -> list[tuple[float, str]]:
     return marks
 
 
+@_words_as_written
 def curves_png(history: list[dict[str, Any]]) -> bytes:
     """Loss, accuracy (train and validation) and the learning rate per epoch, side by side."""
     from matplotlib.figure import Figure
@@ -111,6 +129,7 @@ def curves_png(history: list[dict[str, Any]]) -> bytes:
     return _png(fig)
 
 
+@_words_as_written
 def reliability_png(bins: list[dict[str, float]], ece: float | None) -> bytes:
     """Reliability diagram: accuracy against mean confidence per bin, with the bin counts below.
 
@@ -144,6 +163,7 @@ def reliability_png(bins: list[dict[str, float]], ece: float | None) -> bytes:
     return _png(fig)
 
 
+@_words_as_written
 def risk_coverage_png(abstain: dict[str, Any]) -> bytes:
     """Accuracy of the answered photos against the share answered (metrics.json "abstain"),
     with the bundle's threshold marked when it has one."""
@@ -173,6 +193,7 @@ def risk_coverage_png(abstain: dict[str, Any]) -> bytes:
     return _png(fig)
 
 
+@_words_as_written
 def compare_curves_png(histories: dict[str, list[dict[str, Any]]]) -> bytes:
     """Several runs overlaid (one colour per run): validation accuracy, validation loss, training loss."""
     from matplotlib.figure import Figure
@@ -218,6 +239,7 @@ def _wrap(text: str, width: int) -> str:
     return "\n".join(textwrap.wrap(text, width=width, break_long_words=True)) or text
 
 
+@_words_as_written
 def plot_confusion_matrix(cm: np.ndarray, labels: Sequence[str], path: Path, title: str = "") -> None:
     """Row-normalised confusion matrix; the figure grows with the class count, fonts shrink,
     and per-cell numbers are drawn only while they fit (up to 20 classes). When some classes have
@@ -266,6 +288,7 @@ def plot_confusion_matrix(cm: np.ndarray, labels: Sequence[str], path: Path, tit
     fig.savefig(path, dpi=120)
 
 
+@_words_as_written
 def plot_gallery(
     tiles: Sequence[tuple[Path, str, str, float]], path: Path, title: str, empty_message: str
 ) -> None:
@@ -298,6 +321,7 @@ def plot_gallery(
     fig.savefig(path, dpi=100)
 
 
+@_words_as_written
 def contact_sheet_png(
     rows: Sequence[tuple[str, dict[str, Sequence[Path]]]],
     sources: Sequence[str],
