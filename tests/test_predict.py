@@ -402,6 +402,20 @@ def test_info_says_in_words_what_the_builtin_model_was_trained_on() -> None:
     assert "int8 per-channel weights, uint8 activations" in onnx.stdout and '{"method"' not in onnx.stdout
 
 
+def test_info_says_when_the_scores_are_not_calibrated(bundle: Path, tmp_path: Path) -> None:
+    # Training that fits no temperature records 1.0 and why; info read it as a calibration.
+    copy = tmp_path / "uncalibrated"
+    shutil.copytree(bundle, copy)
+    manifest = json.loads((copy / "bundle.json").read_text())
+    why = "the validation split (5 images, 4 wrong) is too small to fit a temperature on"
+    manifest["training"] = {"calibration": {"temperature": 1.0, "method": "none", "why": why}}
+    (copy / "bundle.json").write_text(json.dumps(manifest))
+    result = runner.invoke(app, ["info", str(copy)], env={"COLUMNS": "250"})
+    assert result.exit_code == 0, result.output
+    [row] = [line for line in result.stdout.splitlines() if "calibration" in line]
+    assert f"not calibrated: {why}" in row and "temperature 1.000" not in row
+
+
 def test_info_labels_lists_every_class_the_model_knows(bundle: Path) -> None:
     result = runner.invoke(app, ["info", str(bundle), "--labels"])
     assert result.exit_code == 0, result.output

@@ -395,7 +395,9 @@ def _summary_rows(info: dict) -> list[tuple[str, str]]:
         if training.get("command"):
             rows.append(("trained by", str(training["command"])))
         calibration = training.get("calibration") or {}
-        if isinstance(calibration.get("temperature"), (int, float)):
+        if calibration.get("method") == "none":  # training fitted no temperature, and says why
+            rows.append(("calibration", f"not calibrated: {calibration.get('why') or 'no reason recorded'}"))
+        elif isinstance(calibration.get("temperature"), (int, float)):
             ece = (calibration.get("valid_ece_before"), calibration.get("valid_ece_after"))
             rows.append((
                 "calibration",
