@@ -392,3 +392,56 @@ def test_evaluate_takes_the_run_s_dataset_file_and_refuses_another(two_sources, 
     assert run_cli("evaluate", str(run), str(other), "--out", str(tmp_path / "ev2")) == 2
     assert "not the sources this model was trained on" in capsys.readouterr().err
     assert not (tmp_path / "ev2" / "metrics.json").exists()
+
+
+def test_classes_of_one_source_only_make_a_split_that_is_reused_and_warned_about_alone(
+    two_sources, tmp_path, run_cli, capsys
+):
+    # --classes from the second source only: the first is left out of the split but still listed,
+    # so the same DATA reuses the saved split (it was refused: 'the saved split is of the sources
+    # second'); and nothing is said about the first source's classes.
+    official, flat = two_sources
+    (official / "train" / "polo" / "000.jpg").unlink()  # uneven polo: no warning about it here
+    saved = tmp_path / "split.json"
+    data = [str(official), str(flat), "--classes", "football,rowing"]
+    assert run_cli("data", "split", *data, "--out", str(saved)) == 0
+    manifest = SplitManifest.load(saved)
+    assert manifest.sources["first"]["classes"] == [] and manifest.classes == ["football", "rowing"]
+    run = tmp_path / "run"
+    tiny = ["--model", "seed-cnn", "--epochs", "1", "--set", "input_size=32", "--no-eval"]
+    capsys.readouterr()
+    assert run_cli("train", *data, "--split", str(saved), "--out", str(run), *tiny) == 0
+    assert SplitManifest.load(run / "split.json").splits == manifest.splits
+    summary = json.loads((run / "data_summary.json").read_text())
+    assert set(summary["classes"]) == {"football", "rowing"}
+    assert not [w for w in summary["warnings"] if "polo" in w or "air hockey" in w]
+    # A class both sources name, not chosen, is no reason to refuse the run any more.
+    (flat / "polo").mkdir()
+    (flat / "rowing" / "000.jpg").rename(flat / "polo" / "000.jpg")
+    assert run_cli("data", "split", str(official), str(flat), "--classes", "football,rowing") == 0
+    assert run_cli("data", "split", str(official), str(flat)) == 2  # chosen (all): refused, as before
+    assert "would be merged" in capsys.readouterr().err
+
+
+def test_a_saved_split_names_classes_added_since_and_a_damaged_sources_table(
+    two_sources, tmp_path, run_cli, capsys
+):
+    official, flat = two_sources
+    saved = tmp_path / "split.json"
+    assert run_cli("data", "split", str(official), str(flat), "--out", str(saved)) == 0
+    make_image_tree(tmp_path / "more", ["kayak"], per_class=3, size=48)
+    (tmp_path / "more" / "kayak").rename(flat / "kayak")
+    run = tmp_path / "run"
+    tiny = ["--model", "seed-cnn", "--epochs", "1", "--set", "input_size=32", "--no-eval"]
+    capsys.readouterr()
+    assert run_cli("train", str(official), str(flat), "--split", str(saved), "--out", str(run), *tiny) == 0
+    err = capsys.readouterr().err
+    assert "class(es) kayak in DATA are not in the saved split; left out" in err
+    assert "'kayak' has 3" not in err  # no imbalance warning about a class the run leaves out
+    damaged = json.loads(saved.read_text())
+    damaged["sources"] = {name: "a folder" for name in damaged["sources"]}
+    saved.write_text(json.dumps(damaged))
+    again = ["train", str(official), str(flat), "--split", str(saved), "--out", str(run / "x"), *tiny]
+    assert run_cli(*again) == 2
+    err = capsys.readouterr().err
+    assert "each entry of 'sources' must be a table" in err and "Traceback" not in err

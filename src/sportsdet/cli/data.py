@@ -65,11 +65,14 @@ _MAP_HELP = "Rename a source's class: SOURCE:OLD=NEW (or OLD=NEW for every sourc
 _MERGE_HELP = "A class name several sources share on purpose ('all' for every shared name)."
 
 
-def scan_sources_from_cli(paths: list[Path], maps: list[str], merge: list[str]) -> list[Any]:
-    """Several DATA (or a dataset file, or one with --map): each source scanned with its label map."""
+def scan_sources_from_cli(
+    paths: list[Path], maps: list[str], merge: list[str], classes: list[str] | None = None
+) -> list[Any]:
+    """Several DATA (or a dataset file, or one with --map): each source scanned with its label map
+    (and seen through `--classes`, when given)."""
     from sportsdet.data.sources import scan_sources, sources_from_args
 
-    return scan_sources(sources_from_args(paths, maps, merge))
+    return scan_sources(sources_from_args(paths, maps, merge), classes)
 
 
 def _is_multi(paths: list[Path], maps: list[str]) -> bool:
@@ -442,7 +445,7 @@ def split(
     if _is_multi(paths, maps):
         from sportsdet.data.sources import make_multi_split
 
-        manifest = make_multi_split(scan_sources_from_cli(paths, maps, merge), strategy, seed, names)
+        manifest = make_multi_split(scan_sources_from_cli(paths, maps, merge, names), strategy, seed, names)
     else:
         scanned = scan_dataset(paths[0])
         default = "official" if scanned.layout == "split" else "random:0.2"

@@ -242,8 +242,12 @@ def _parse_map(text: str, names: list[str]) -> tuple[str | None, str, str]:
     return target or None, old.strip(), new.strip()
 
 
-def scan_sources(sources: Sources) -> list[SourceScan]:
-    """Scan every source, apply its label map, and refuse maps and merges that would mislead."""
+def scan_sources(sources: Sources, classes: str | Iterable[str] | None = None) -> list[SourceScan]:
+    """Scan every source, apply its label map, and refuse maps and merges that would mislead.
+
+    `classes` (`--classes`): each scan is seen through that subset (a class name every source
+    lacks is an error), so warnings, summaries and the merge check speak only of those classes.
+    """
     scans = []
     unused = set(sources.shared_map)
     for source in sources.sources:
@@ -264,6 +268,9 @@ def scan_sources(sources: Sources) -> list[SourceScan]:
             f"--map: no source has a class {', '.join(repr(u) for u in sorted(unused))}; "
             f"sources: {', '.join(sources.names)}"
         )
+    if classes is not None:
+        wanted = _wanted_classes(classes, sorted({label for item in scans for label in item.scan.classes}))
+        scans = [replace(item, scan=item.scan.restricted_to(sorted(wanted))) for item in scans]
     _refuse_silent_merges(scans, sources)
     return scans
 
@@ -337,20 +344,19 @@ def make_multi_split(
         name, scan = item.source.name, item.scan
         text = item.source.split or strategy or ("official" if scan.layout == "split" else "random:0.2")
         here = [label for label in scan.classes if label in wanted]
+        # A source with none of the chosen classes stays listed (with no classes), so that the same
+        # DATA reuses this split later (--split FILE).
+        table[name] = {"root": str(scan.root), "strategy": text, "map": dict(item.source.label_map)}
+        table[name]["classes"] = here
         if not here:
             notes.append(f"{name}: none of the chosen classes; left out")
             continue
         part = make_split(scan, text, seed, here)
+        table[name]["strategy"] = part.strategy
         prefix = Path(os.path.relpath(scan.root, root))
         for split in SPLITS:
             rows[split].extend(((prefix / rel).as_posix(), label, name) for rel, label in part.splits[split])
         notes.extend(f"{name}: {note}" for note in part.notes)
-        table[name] = {
-            "root": str(scan.root),
-            "strategy": part.strategy,
-            "map": dict(item.source.label_map),
-            "classes": here,
-        }
     splits = {split: [(rel, label) for rel, label, _ in sorted(rows[split])] for split in SPLITS}
     origins = {split: [src for _, _, src in sorted(rows[split])] for split in SPLITS}
     if not splits["train"]:

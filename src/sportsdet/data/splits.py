@@ -267,6 +267,9 @@ class SplitManifest:
         sources = data.get("sources") if multi else {}
         if multi and (not isinstance(sources, dict) or not sources):
             raise bad("a multi-source manifest needs a 'sources' table")
+        tables = sources.values() if multi else []
+        if not all(isinstance(info, dict) and isinstance(info.get("root"), str) for info in tables):
+            raise bad("each entry of 'sources' must be a table with the source's 'root' folder")
         for key, kind in (
             ("root", str),
             ("strategy", str),
@@ -617,6 +620,12 @@ def reuse_saved_split(
         notes.append(
             f"{len(added)} photo(s) in DATA are not in the saved split (e.g. {added[0]}); left out "
             "(leave out --split to make a new split that uses them)"
+        )
+    new_classes = sorted(set(here.values()) - set(saved.classes))
+    if new_classes:
+        notes.append(
+            f"class(es) {', '.join(new_classes)} in DATA are not in the saved split; left out "
+            "(leave out --split to make a new split that has them)"
         )
     present = sorted({label for split in SPLITS for _, label in splits[split]})
     table = {}

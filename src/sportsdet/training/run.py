@@ -374,11 +374,13 @@ def _split_data(
         manifest, near = hashed(manifest)
         return manifest, scan.to_dict(), str(scan.root), near
     sources = paths[0] if isinstance(paths[0], Sources) else sources_from_args(paths, maps, merge)
-    scans = scan_sources(sources)
+    scans = scan_sources(sources, classes)
     if saved:
         manifest = reuse_multi_split(scans, split, classes)
     else:
         manifest = make_multi_split(scans, split, seed, classes)
+    if saved:  # the saved split's classes, not those added since: warned about as the run sees them
+        scans = [replace(item, scan=item.scan.restricted_to(manifest.classes)) for item in scans]
     manifest, near = hashed(manifest)
     return (
         manifest,
