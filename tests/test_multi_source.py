@@ -445,3 +445,11 @@ def test_a_saved_split_names_classes_added_since_and_a_damaged_sources_table(
     assert run_cli(*again) == 2
     err = capsys.readouterr().err
     assert "each entry of 'sources' must be a table" in err and "Traceback" not in err
+
+
+def test_one_folder_with_a_map_is_named_by_its_folder(two_sources, tmp_path) -> None:
+    # It was "the command line", in config.json and in errors ("the command line: training needs...").
+    _, flat = two_sources
+    run = tmp_path / "run"
+    train([flat], out=run, model="seed-cnn", options=TINY, maps=["football=soccer"], evaluate=False)
+    assert json.loads((run / "config.json").read_text())["data"] == str(flat)

@@ -343,6 +343,7 @@ def _split_data(
     from sportsdet.data.discover import scan_dataset
     from sportsdet.data.sources import (
         Sources,
+        is_dataset_file,
         is_multi_source,
         make_multi_split,
         reuse_multi_split,
@@ -385,7 +386,7 @@ def _split_data(
     return (
         manifest,
         sources_summary(scans, manifest),
-        sources.origin if len(paths) == 1 else str(manifest.root),
+        sources.origin if isinstance(paths[0], Sources) or is_dataset_file(paths[0]) else str(manifest.root),
         near,
     )
 
