@@ -87,6 +87,10 @@ def test_cli_backends_and_info_on_an_onnx_file(exported: Path, photos: Path) -> 
     assert info.exit_code == 0, info.output
     data = json.loads(info.stdout)
     assert data["labels"] == CLASSES and data["model"]["name"] == "seed-cnn"
+    # The table too: a plain export records its quantization as "none" (a traceback before).
+    table = runner.invoke(app, ["info", str(exported / "model.onnx")], env={"COLUMNS": "200"})
+    assert table.exit_code == 0, table.output
+    assert "seed-cnn" in table.stdout and "quantization" not in table.stdout
 
 
 def test_missing_onnx_is_a_clear_cli_error(tmp_path: Path, photos: Path) -> None:

@@ -338,7 +338,7 @@ def _summary_rows(info: dict) -> list[tuple[str, str]]:
     config = info["model"]["config"] or {}
     switches = [k.replace("_", " ") for k, v in config.items() if v is True]
     others = {k: v for k, v in config.items() if not isinstance(v, bool)}
-    model = info["model"]["name"] + (f" ({', '.join(switches)})" if switches else "")
+    model = (info["model"]["name"] or "unknown") + (f" ({', '.join(switches)})" if switches else "")
     rows = [("model", model + (f" {_short(others)}" if others else ""))]
     more = f", ... ({len(labels) - 8} more; --labels lists them all)" if len(labels) > 8 else ""
     rows.append(("labels", f"{len(labels)}: {', '.join(labels[:8])}{more}"))
@@ -356,7 +356,9 @@ def _summary_rows(info: dict) -> list[tuple[str, str]]:
         f"mean {numbers(pre['mean'])}, std {numbers(pre['std'])}",
     ))
     quantized = info.get("quantization")
-    if quantized:
+    if isinstance(quantized, str) and quantized.lower() not in ("", "none"):
+        rows.append(("quantization", quantized))
+    elif isinstance(quantized, dict) and quantized:
         words = [
             f"{quantized[key]} {key}" for key in ("weights", "activations") if quantized.get(key)
         ] + [f"{quantized[key]}" for key in ("method", "format") if quantized.get(key)]
