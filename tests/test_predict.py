@@ -75,6 +75,14 @@ def test_globs_are_expanded_by_us(photos: Path) -> None:
     assert item.error == "no image files match this pattern"
 
 
+def test_an_empty_input_is_an_error_not_the_current_folder(photos: Path, monkeypatch) -> None:
+    # Path("") is "."; `sportsdet predict "$UNSET"` labelled every photo below the current folder.
+    monkeypatch.chdir(photos)
+    empty, dash = expand_inputs(["", "-"])
+    assert empty.error == "empty input: give a file, folder, pattern or URL"
+    assert "standard input" in (dash.error or "")
+
+
 def test_expansion_is_lazy(photos: Path) -> None:
     def sources():
         yield str(photos / "a.jpg")

@@ -132,6 +132,12 @@ def expand_inputs(sources: Iterable[Source]) -> Iterator[InputItem]:
         if isinstance(source, str) and is_url(text):
             yield InputItem(redact_url(text), text)  # a password in a URL is never shown
             continue
+        if not text.strip():  # Path("") is "." : an unset shell variable would label the whole folder
+            yield InputItem(repr(text), error="empty input: give a file, folder, pattern or URL")
+            continue
+        if text == "-":
+            yield InputItem(text, error="photos cannot be read from standard input; give file names")
+            continue
         path = Path(text).expanduser()
         if "://" in text and not path.exists():
             yield InputItem(text, error="unsupported URL scheme; only http:// and https:// URLs are fetched")
