@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import CLASSES, LocalServer, allow_heif_writing, image_bytes, make_image
+from PIL import Image
 from typer.testing import CliRunner
 
 from sportsdet.bundle import builtin_bundle_path, load_bundle
@@ -81,6 +82,17 @@ def test_an_empty_input_is_an_error_not_the_current_folder(photos: Path, monkeyp
     empty, dash = expand_inputs(["", "-"])
     assert empty.error == "empty input: give a file, folder, pattern or URL"
     assert "standard input" in (dash.error or "")
+
+
+@pytest.mark.skipif(sys.platform == "darwin", reason="macOS file names must be UTF-8")
+def test_a_file_name_that_is_not_utf8_is_shown_escaped(tmp_path: Path) -> None:
+    # Printed raw, it raised UnicodeEncodeError under a strict UTF-8 locale (en_US.UTF-8), in
+    # every output format; the file itself is still read by its real name.
+    Image.new("RGB", (40, 40), (200, 100, 50)).save(tmp_path / "a.jpg")
+    os.rename(bytes(tmp_path / "a.jpg"), bytes(tmp_path) + b"/\xff\xfe.jpg")
+    (item,) = expand_inputs([str(tmp_path)])
+    assert item.name.endswith("\\xff\\xfe.jpg") and item.name.encode("utf-8")
+    assert isinstance(item.source, Path) and item.source.is_file()
 
 
 def test_expansion_is_lazy(photos: Path) -> None:

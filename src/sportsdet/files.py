@@ -85,6 +85,12 @@ def atomic_write(path: str | Path, writer: Callable[[Path], None] | bytes | str)
 UNDECODABLE = "backslashreplace"
 
 
+def printable_name(name: str) -> str:
+    """A file name as text any UTF-8 output takes: bytes that are not UTF-8 shown as \\xff escapes
+    (printing the raw name raised UnicodeEncodeError under a strict UTF-8 locale)."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", UNDECODABLE)
+
+
 def write_json(path: str | Path, data: Any, *, indent: int = 1) -> Path:
     """Write `data` as UTF-8 JSON through `atomic_write`."""
 

@@ -33,7 +33,7 @@ from sportsdet.abstain import Abstain
 from sportsdet.bundle import Bundle, load_bundle
 from sportsdet.errors import SportsdetError
 from sportsdet.fetch import ALLOW_ALL, DEFAULT_MAX_BYTES, AddressPolicy, fetch_url, is_url, redact_url
-from sportsdet.files import iter_image_files
+from sportsdet.files import iter_image_files, printable_name
 from sportsdet.imageio import is_image_name, misleading_name_note, sniff_image_format
 from sportsdet.preprocess import load_and_preprocess, preprocess
 from sportsdet.run_folder import resolve_bundle_dir
@@ -94,6 +94,9 @@ class InputItem:
     source: Path | str | bytes | None = None
     error: str | None = None
     note: str | None = None  # shown with the result, e.g. a photo with a misleading name
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "name", printable_name(self.name))  # what every output shows
 
 
 # ----------------------------------------------------------------------------- input expansion
