@@ -136,6 +136,13 @@ def test_bad_top_k(client: TestClient, top_k: str) -> None:
     assert response.status_code == 400 and error_of(response) == "bad_request"
 
 
+def test_json_nested_too_deep_is_a_400_not_a_500(client: TestClient) -> None:
+    deep = b"[" * 100_000 + b"]" * 100_000  # RecursionError is no ValueError: it was a 500
+    response = client.post("/v1/predict", content=deep, headers={"content-type": "application/json"})
+    assert response.status_code == 400 and error_of(response) == "bad_request"
+    assert "nested too deep" in response.json()["error"]["message"]
+
+
 # ----------------------------------------------------------------------------- limits
 
 

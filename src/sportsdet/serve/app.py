@@ -574,6 +574,8 @@ async def _parse(
     if ctype == "application/json":
         try:
             payload = UrlsRequest.model_validate(json.loads(body or b"null"))
+        except RecursionError:  # '[[[[...' nested deeper than the parser goes
+            raise ApiError(400, "bad_request", 'expected JSON {"urls": [...]} (nested too deep)') from None
         except (ValueError, TypeError) as exc:
             message = str(exc).splitlines()[0][:200]
             raise ApiError(400, "bad_request", f'expected JSON {{"urls": [...]}} ({message})') from None
