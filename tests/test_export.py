@@ -221,3 +221,17 @@ def test_cli_export_bad_input_is_one_line_error(tmp_path: Path) -> None:
     assert f"{tmp_path / 'nothing'}: no such model bundle" in missing.stderr
     fmt = subprocess.run(cli + [str(tmp_path), "--format", "tflite"], capture_output=True, text=True, env=env)
     assert fmt.returncode == 2 and "unsupported export format" in fmt.stderr
+
+
+def test_a_run_folder_and_builtin_are_exported_like_predict_takes_them(run_folder: Path, tmp_path: Path):
+    # predict, info and serve took a run folder or `builtin`; export said "bundle.json is missing".
+    report = export_bundle(run_folder, int8=True, max_int8_drop=100.0, calibration_images=12)
+    assert Path(report.path) == run_folder / "model" / "model.onnx"
+    # A bundle that predicts with its INT8 file alone (as the built-in model ships): a float
+    # export is told it will score a little differently.
+    (run_folder / "model" / "model.onnx").unlink()
+    notes = export_bundle(run_folder, out=tmp_path / "float.onnx").notes
+    assert any("predicts with its model.int8.onnx" in note for note in notes)
+    # The built-in model lives in the installed package: never written into it.
+    with pytest.raises(SportsdetError, match="give --out FILE.onnx"):
+        export_bundle("builtin")

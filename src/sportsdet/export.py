@@ -28,12 +28,12 @@ from typing import Any
 
 import numpy as np
 
-from sportsdet.bundle import Bundle, library_versions, load_bundle
+from sportsdet.bundle import Bundle, builtin_bundle_path, library_versions, load_bundle
 from sportsdet.errors import SportsdetError
 from sportsdet.files import iter_image_files
 from sportsdet.onnx_graph import OPSET, torch_to_onnx
 from sportsdet.preprocess import Preprocessing, load_and_preprocess
-from sportsdet.run_folder import split_manifest_candidates
+from sportsdet.run_folder import resolve_bundle_dir, split_manifest_candidates
 from sportsdet.runtime import (
     META_ABSTAIN,
     META_FORMAT,
@@ -456,7 +456,11 @@ def export_bundle(
     failed export never leaves a file behind nor replaces a good one.
     """
     say = progress or (lambda message: None)
-    bundle = load_bundle(bundle_path)
+    bundle = load_bundle(resolve_bundle_dir(bundle_path))  # a run folder, or `builtin`, too
+    if out is None and bundle.path == builtin_bundle_path():
+        raise SportsdetError(
+            "the built-in model lives inside the installed package; give --out FILE.onnx to export it"
+        )
     out = Path(out) if out is not None else bundle.path / ONNX_NAME
     if out.suffix.lower() != ".onnx":
         raise SportsdetError(f"{out}: the output file name must end in .onnx")
@@ -466,6 +470,12 @@ def export_bundle(
     spec = bundle.preprocessing
     data = find_export_data(bundle, calibration_data, eval_data)
     notes: list[str] = []
+    if not int8 and (bundle.path / ONNX_INT8_NAME).is_file() and not (bundle.path / ONNX_NAME).is_file():
+        notes.append(
+            f"{bundle.path} predicts with its {ONNX_INT8_NAME}; this float export scores a little "
+            "differently (a few photos change label or answer, and the abstain threshold was fitted on "
+            "the INT8 scores); add --int8 to export the INT8 form too"
+        )
 
     say(f"images for the checks: {data.origin}")
     if data.train:

@@ -13,7 +13,9 @@ from sportsdet.errors import SportsdetError
 
 @app.command("export")
 def export_command(
-    bundle: Path = typer.Argument(..., help="Model bundle folder (e.g. runs/NAME/model) to export."),
+    bundle: Path = typer.Argument(
+        ..., help="Model bundle folder (e.g. runs/NAME/model), a run folder, or builtin (give --out)."
+    ),
     format: str = typer.Option("onnx", "--format", "-f", help="Export format. Only 'onnx' for now."),
     int8: bool = typer.Option(
         False,
