@@ -301,7 +301,7 @@ def test_cli_jsonl_schema_and_exit_code(bundle: Path, photos: Path, tmp_path: Pa
         "input": missing,
         "label": None,
         "score": None,
-        "uncertain": False,
+        "uncertain": None,  # not labelled: neither certain nor uncertain (false before)
         "top_k": [],
         "error": "file not found",
         "warning": None,

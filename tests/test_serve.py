@@ -130,6 +130,20 @@ def test_a_bad_image_among_good_ones(client: TestClient) -> None:
     assert results[2]["error"]["code"] == "bad_image"
 
 
+def test_a_tiny_picture_is_labelled_with_the_warning_predict_gives(client, colour_model, tmp_path) -> None:
+    # The service dropped it: `sportsdet predict` said "only 1x1 pixels ...", the service nothing.
+    from sportsdet.predict import InputItem, Predictor
+
+    tiny = png(RED, size=1)
+    response = client.post("/v1/predict", files=uploads(("one.png", tiny), ("ok.jpg", jpeg(RED))))
+    one, ok = response.json()["results"]
+    (tmp_path / "one.png").write_bytes(tiny)
+    notes: list[str] = []
+    Predictor(colour_model).load(InputItem("one.png", tmp_path / "one.png"), notes=notes)
+    assert one["label"] and one["warning"] == notes[0] and "1x1" in notes[0]
+    assert ok["warning"] is None
+
+
 @pytest.mark.parametrize("top_k", ["0", "two"])
 def test_bad_top_k(client: TestClient, top_k: str) -> None:
     response = client.post(f"/v1/predict?top_k={top_k}", files=uploads(("a.jpg", jpeg(RED))))

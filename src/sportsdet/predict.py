@@ -79,7 +79,7 @@ class PredictionResult:
             "input": self.input,
             "label": self.label,
             "score": self.score,
-            "uncertain": self.uncertain,
+            "uncertain": None if self.error else self.uncertain,  # a photo not labelled is not "certain"
             "top_k": [{"label": label, "score": score} for label, score in self.top_k],
             "error": self.error,
             "warning": self.warning,

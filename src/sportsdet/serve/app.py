@@ -51,7 +51,7 @@ from sportsdet import __version__
 from sportsdet.errors import ImageLoadError, SportsdetError
 from sportsdet.fetch import DEFAULT_MAX_BYTES, AddressPolicy, FetchError, fetch_url, redact_url
 from sportsdet.files import cpu_count
-from sportsdet.imageio import open_header
+from sportsdet.imageio import open_header, shape_problem
 from sportsdet.predict import InputItem, Predictor
 from sportsdet.runtime import model_lanes, preferred_batch_size
 from sportsdet.serve.batching import MicroBatcher, Overloaded
@@ -162,6 +162,9 @@ class ImageResult(BaseModel):
         None, description="True when the score is under the model's abstain threshold; null: no threshold"
     )
     error: ImageErrorBody | None = None
+    warning: str | None = Field(
+        None, description="Labelled, but the picture is tiny or a strip: trust the label less"
+    )
 
 
 class PredictResponse(BaseModel):
@@ -458,6 +461,7 @@ class Service:
                     raise ImageProblem("overloaded", "the server is busy; retry this URL") from None
                 held = len(source)
             probs = await self.batcher.submit((name, source))
+            warning = _shape_warning(source, name)  # as `sportsdet predict` gives it
         except ImageProblem as problem:
             self.metrics.errors.labels(problem.code).inc()
             self.metrics.images.labels("error").inc()
@@ -476,7 +480,18 @@ class Service:
             "top_k": [{"label": labels[i], "score": float(probs[i])} for i in order],
             "uncertain": uncertain,
             "error": None,
+            "warning": warning,
         }
+
+
+def _shape_warning(data: bytes, name: str) -> str | None:
+    """The warning for a tiny or strip-shaped picture (`imageio.shape_problem`), from its header."""
+    try:
+        with open_header(data, name) as header:
+            problem = shape_problem(*header.size)
+    except Exception:  # noqa: BLE001  it was decoded already; a header it cannot reread: no warning
+        return None
+    return problem[1] if problem else None
 
 
 def _strip_prefix(message: str, name: str) -> str:

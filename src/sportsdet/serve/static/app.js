@@ -103,6 +103,12 @@ function card(result, thumbnail) {
     bars.append(row);
   }
   item.append(heading, name, abstain, bars);
+  if (result.warning) {
+    const warning = document.createElement("p");
+    warning.className = "warning";
+    warning.textContent = `Trust this less: ${result.warning}`;
+    item.append(warning);
+  }
   return item;
 }
 
