@@ -93,6 +93,15 @@ def test_cli_backends_and_info_on_an_onnx_file(exported: Path, photos: Path) -> 
     assert "seed-cnn" in table.stdout and "quantization" not in table.stdout
 
 
+def test_int8_with_a_float_onnx_file_is_an_error_not_ignored(exported: Path, photos: Path) -> None:
+    def run(name: str):
+        return runner.invoke(app, ["predict", str(photos), "--model", str(exported / name), "--int8"])
+
+    result = run("model.onnx")
+    assert result.exit_code != 0 and "but this is a float ONNX file" in str(result.exception)
+    assert run("model.int8.onnx").exit_code == 0
+
+
 def test_missing_onnx_is_a_clear_cli_error(tmp_path: Path, photos: Path) -> None:
     bundle = make_tiny_bundle(tmp_path / "plain")
     result = runner.invoke(app, ["predict", str(photos), "--model", str(bundle), "--backend", "onnx"])

@@ -350,7 +350,13 @@ def load_backend(
             raise SportsdetError(f"{path}: the torch backend needs a bundle folder, not an ONNX file")
         if not path.is_file():
             raise SportsdetError(f"{path}: no such ONNX model file")
-        return OnnxBackend(path, threads)
+        onnx_model = OnnxBackend(path, threads)
+        if int8 and onnx_model.info.quantization in ("", "none"):  # was silently run in float
+            raise SportsdetError(
+                f"{path}: --int8 picks a bundle's model.int8.onnx, but this is a float ONNX file; "
+                "give the .int8.onnx file, or drop --int8"
+            )
+        return onnx_model
     bundle = load_bundle(path, verify_weights=False)  # a clear error for anything that is not a bundle
     onnx_file = path / (ONNX_INT8_NAME if int8 else ONNX_NAME)
     if backend != "torch" and not onnx_file.is_file() and (path / ONNX_INT8_NAME).is_file():
