@@ -453,3 +453,25 @@ def test_one_folder_with_a_map_is_named_by_its_folder(two_sources, tmp_path) -> 
     run = tmp_path / "run"
     train([flat], out=run, model="seed-cnn", options=TINY, maps=["football=soccer"], evaluate=False)
     assert json.loads((run / "config.json").read_text())["data"] == str(flat)
+
+
+def test_a_class_saved_by_macos_is_the_same_class_and_case_twins_are_warned_about(tmp_path: Path) -> None:
+    # 'pétanque' from a macOS zip (decomposed é) and from elsewhere were two classes that print
+    # alike, and --merge/--map typed the usual way matched neither; Basketball vs basketball stayed
+    # two classes without a word.
+    import unicodedata
+
+    decomposed = unicodedata.normalize("NFD", "pétanque")
+    make_image_tree(tmp_path / "mac", [decomposed, "basketball"], per_class=3)
+    make_image_tree(tmp_path / "web", ["pétanque", "Basketball"], per_class=3, size=44)
+    scans = scan_sources(sources_from_args([tmp_path / "mac", tmp_path / "web"], [], ["pétanque"]))
+    assert scans[0].scan.classes == ["basketball", "pétanque"]  # one form, as typed
+    [warning] = [w for w in scans[1].scan.warnings if "differs only in case" in w]
+    assert "'Basketball' differs only in case from 'basketball' (mac)" in warning
+    assert "--map web:Basketball=basketball" in warning
+    [mapped] = scan_sources(sources_from_args([tmp_path / "mac"], [f"{decomposed}=boules"], []))
+    assert mapped.scan.classes == ["basketball", "boules"]  # a map typed from a macOS listing
+    make_image_tree(tmp_path / "one", ["Rowing", "rowing"], per_class=3)
+    from sportsdet.data.discover import scan_dataset
+
+    assert any("differ only in case" in w for w in scan_dataset(tmp_path / "one").warnings)

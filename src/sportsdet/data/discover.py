@@ -18,6 +18,7 @@ bytes show a photo (then they are kept and listed in `misnamed`). Torch-free and
 from __future__ import annotations
 
 import os
+import unicodedata
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -257,6 +258,20 @@ def _check_root(root: str | Path) -> Path:
     return path.resolve()
 
 
+def case_clashes(names: list[str]) -> list[list[str]]:
+    """Class names that differ only in case (Basketball, basketball), grouped."""
+    groups: dict[str, list[str]] = defaultdict(list)
+    for name in sorted(set(names)):
+        groups[name.casefold()].append(name)
+    return [spellings for spellings in groups.values() if len(spellings) > 1]
+
+
+def class_name(text: str) -> str:
+    """A class name as folders and users write it, in one form: 'pétanque' saved or typed on macOS
+    (a decomposed é) is the same class as everywhere else (Unicode NFC)."""
+    return unicodedata.normalize("NFC", text)
+
+
 def _split_folders(walker: _Walker, top: list[os.DirEntry[str]]) -> dict[str, os.DirEntry[str]]:
     """Split-named folders at the root that contain folders, keyed by split."""
     found: dict[str, os.DirEntry[str]] = {}
@@ -300,11 +315,12 @@ def scan_dataset(root: str | Path, *, allow_photos: bool = False) -> ScanResult:
         class_entries = sorted(walker.class_folders(entries), key=lambda e: e.name)
         roots = {entry.path: files.folder_key(entry.path) for entry in class_entries}
         for class_entry in class_entries:
-            class_names.add(class_entry.name)
+            label = class_name(class_entry.name)
+            class_names.add(label)
             others = {key for path, key in roots.items() if key is not None and path != class_entry.path}
             for image in walker.images_under(class_entry.path, others - {roots[class_entry.path]}):
                 rel = Path(os.path.relpath(image, path)).as_posix()
-                records.append(ImageRecord(Path(image), rel, class_entry.name, split))
+                records.append(ImageRecord(Path(image), rel, label, split))
 
     if split_entries:
         layout = "split"
@@ -405,6 +421,11 @@ def scan_warnings(result: ScanResult) -> list[str]:
         warnings.append(
             f"only one class found ('{only}'); if '{only}' holds the class folders, "
             f"scan {result.root / only} instead"
+        )
+    for spellings in case_clashes(result.classes):
+        warnings.append(
+            f"class folders {_name_list(spellings)} differ only in case: they are trained as different "
+            "classes; rename one if they are one sport"
         )
     split_named = [c for c in result.classes if c.lower() in SPLIT_FOLDERS]
     if result.layout != "split" and split_named:

@@ -35,7 +35,7 @@ from typing import Any
 
 import tomllib
 
-from sportsdet.data.discover import ScanResult, scan_dataset, scan_warnings
+from sportsdet.data.discover import ScanResult, case_clashes, class_name, scan_dataset, scan_warnings
 from sportsdet.errors import SportsdetError
 
 DATASET_FILE_SUFFIXES = (".toml", ".json")
@@ -157,7 +157,7 @@ def _source_entry(entry: Any, index: int, where: Path) -> Source:
         raise SportsdetError(
             f"{where}: source #{index + 1}: {name!r} cannot name a source; give it a name = \"...\""
         )
-    return Source(name, folder, split, {k: v.strip() for k, v in label_map.items()})
+    return Source(name, folder, split, {class_name(k): class_name(v.strip()) for k, v in label_map.items()})
 
 
 def _merge_setting(value: Any, where: Path | str) -> frozenset[str] | None:
@@ -165,7 +165,7 @@ def _merge_setting(value: Any, where: Path | str) -> frozenset[str] | None:
         return None
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise SportsdetError(f'{where}: merge must be a list of class names (or "all")')
-    return frozenset(value)
+    return frozenset(class_name(v.strip()) for v in value)
 
 
 def sources_from_args(
@@ -188,7 +188,7 @@ def sources_from_args(
     for text in maps:
         target, old, new = _parse_map(text, sources.names)
         (extra_maps[target] if target else shared_map)[old] = new
-    merged = list(merge)
+    merged = [class_name(name.strip()) for name in merge]
     merge_setting = None if sources.merge is None or "all" in merged else sources.merge | frozenset(merged)
     return Sources(
         [replace(s, label_map={**s.label_map, **extra_maps.get(s.name, {})}) for s in sources.sources],
@@ -239,7 +239,7 @@ def _parse_map(text: str, names: list[str]) -> tuple[str | None, str, str]:
         raise SportsdetError(f"--map {text!r}: write SOURCE:OLD=NEW, e.g. --map websports:football=soccer")
     if target and target not in names:
         raise SportsdetError(f"--map {text!r}: no source named {target!r}; sources: {', '.join(names)}")
-    return target or None, old.strip(), new.strip()
+    return target or None, class_name(old.strip()), class_name(new.strip())
 
 
 def scan_sources(sources: Sources, classes: str | Iterable[str] | None = None) -> list[SourceScan]:
@@ -272,7 +272,30 @@ def scan_sources(sources: Sources, classes: str | Iterable[str] | None = None) -
         wanted = _wanted_classes(classes, sorted({label for item in scans for label in item.scan.classes}))
         scans = [replace(item, scan=item.scan.restricted_to(sorted(wanted))) for item in scans]
     _refuse_silent_merges(scans, sources)
+    _warn_case_clashes(scans)
     return scans
+
+
+def _warn_case_clashes(scans: list[SourceScan]) -> None:
+    """Two sources' class names that differ only in case (Basketball, basketball) stay two classes:
+    said in the second source's warnings, with the --map that would make them one."""
+    first_owner: dict[str, str] = {}
+    for item in scans:
+        for label in item.scan.classes:
+            first_owner.setdefault(label, item.source.name)
+    order = {item.source.name: i for i, item in enumerate(scans)}
+    for spellings in case_clashes(list(first_owner)):
+        owners = {label: first_owner[label] for label in spellings}
+        if len(set(owners.values())) < 2:
+            continue  # within one source: its own scan warns
+        first, *others = sorted(spellings, key=lambda label: (order[owners[label]], label))
+        for other in others:
+            item = next(i for i in scans if i.source.name == owners[other])
+            folder = next((old for old, new in item.source.label_map.items() if new == other), other)
+            item.scan.warnings.append(
+                f"class '{other}' differs only in case from '{first}' ({owners[first]}): they are trained "
+                f"as different classes; if they are one sport, --map {item.source.name}:{folder}={first}"
+            )
 
 
 def _relabelled(scan: ScanResult, label_map: dict[str, str]) -> ScanResult:
@@ -385,7 +408,7 @@ def reuse_multi_split(
 def _wanted_classes(classes: str | Iterable[str] | None, union: list[str]) -> set[str]:
     if classes is None:
         return set(union)
-    names = [c.strip() for c in (classes.split(",") if isinstance(classes, str) else classes)]
+    names = [class_name(c.strip()) for c in (classes.split(",") if isinstance(classes, str) else classes)]
     names = [c for c in names if c]
     unknown = [c for c in names if c not in union]
     if unknown:

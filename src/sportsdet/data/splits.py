@@ -29,7 +29,14 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from sportsdet.data.discover import SPLIT_FOLDERS, SPLIT_ORDER, ImageRecord, ScanResult, scan_dataset
+from sportsdet.data.discover import (
+    SPLIT_FOLDERS,
+    SPLIT_ORDER,
+    ImageRecord,
+    ScanResult,
+    class_name,
+    scan_dataset,
+)
 from sportsdet.errors import SportsdetError, quoted_with_hint
 from sportsdet.files import write_json
 
@@ -357,7 +364,7 @@ def _select_classes(scan: ScanResult, classes: str | Iterable[str] | None) -> li
     if classes is None:
         return list(scan.classes)
     # A string is the `--classes` text: names separated by commas.
-    wanted = [c.strip() for c in (classes.split(",") if isinstance(classes, str) else classes)]
+    wanted = [class_name(c.strip()) for c in (classes.split(",") if isinstance(classes, str) else classes)]
     wanted = list(dict.fromkeys(c for c in wanted if c))
     if not wanted:
         raise SportsdetError("--classes: no class names given; list them separated by commas")
@@ -578,7 +585,7 @@ def reuse_saved_split(
         )
     wanted = set(saved.classes)
     if classes is not None:
-        names = [c.strip() for c in (classes.split(",") if isinstance(classes, str) else classes)]
+        names = [class_name(c.strip()) for c in (classes.split(",") if isinstance(classes, str) else classes)]
         unknown = [c for c in names if c and c not in wanted]
         if unknown:
             raise SportsdetError(
