@@ -291,11 +291,16 @@ def _warn_case_clashes(scans: list[SourceScan]) -> None:
         first, *others = sorted(spellings, key=lambda label: (order[owners[label]], label))
         for other in others:
             item = next(i for i in scans if i.source.name == owners[other])
-            folder = next((old for old, new in item.source.label_map.items() if new == other), other)
             item.scan.warnings.append(
                 f"class '{other}' differs only in case from '{first}' ({owners[first]}): they are trained "
-                f"as different classes; if they are one sport, --map {item.source.name}:{folder}={first}"
+                f"as different classes; if they are one sport, --map {item.source.name}:"
+                f"{_folder_of(item.source, other)}={first}"
             )
+
+
+def _folder_of(source: Source, label: str) -> str:
+    """The folder name a source's class comes from (before its label map): what --map must name."""
+    return next((old for old, new in source.label_map.items() if new == label), label)
 
 
 def _relabelled(scan: ScanResult, label_map: dict[str, str]) -> ScanResult:
@@ -324,14 +329,13 @@ def _refuse_silent_merges(scans: list[SourceScan], sources: Sources) -> None:
     if unconfirmed:
         example = unconfirmed[0]
         renamed = next(item for item in scans if item.source.name == shared[example][-1])
-        folder = next((old for old, new in renamed.source.label_map.items() if new == example), example)
         listed = "; ".join(f"{label!r} ({', '.join(shared[label])})" for label in unconfirmed[:8])
         raise SportsdetError(
             f"{len(unconfirmed)} class name(s) appear in more than one source and would be merged: {listed}. "
             f"The same word can mean different sports in two datasets. If they are the same sport, say so "
             f"(--merge {example!r}, or merge = [...] in the dataset file; --merge all for every shared "
             "name); "
-            f"if not, rename one (--map {renamed.source.name}:{folder}=NEW_NAME)"
+            f"if not, rename one (--map {renamed.source.name}:{_folder_of(renamed.source, example)}=NEW_NAME)"
         )
 
 
