@@ -144,7 +144,7 @@ def test_a_refusal_on_rank_0_stops_every_rank_with_its_message(shapes: Path, tmp
     run = tmp_path / "run"
     run.mkdir()
     (run / "config.json").write_text("{}", encoding="utf-8")
-    with pytest.raises(SportsdetError, match="already holds a run"):
+    with pytest.raises(SportsdetError, match="holds files but no sportsdet run"):
         train(shapes, out=run, model="seed-cnn", options={**SCRATCH, "epochs": 1}, nproc=2)
     assert [p.name for p in run.iterdir()] == ["config.json"]  # nothing written, nothing removed
     assert not distributed.active()

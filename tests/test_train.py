@@ -221,6 +221,7 @@ def test_existing_run_is_not_overwritten_without_force(data_dir, tmp_path):
     (run / "notes.txt").write_text("mine")
     # A user's files inside the folders a run writes must survive --force too (they did not).
     (run / "model" / "important.txt").write_text("mine")
+    (run / "model" / ".gitignore").write_text("*.safetensors\n")  # was taken for ours and deleted
     (run / "eval" / "thesis.tex").write_text("mine")
     before = (run / "model" / "weights.safetensors").read_bytes()
 
@@ -236,12 +237,22 @@ def test_existing_run_is_not_overwritten_without_force(data_dir, tmp_path):
     train(data_dir, out=run, model="seed-cnn", seed=1, force=True, options={**TINY, "epochs": 1})
     assert (run / "notes.txt").read_text() == "mine"  # --force removes only what a run writes
     assert (run / "model" / "important.txt").read_text() == "mine"
+    assert (run / "model" / ".gitignore").read_text() == "*.safetensors\n"
     assert (run / "eval" / "thesis.tex").read_text() == "mine"
     assert (run / "model" / "bundle.json").is_file() and (run / "eval" / "metrics.json").is_file()
     assert len(_history(run)) == 1
 
     with pytest.raises(SportsdetError, match="nothing to resume"):
         train(None, out=tmp_path / "empty", resume=True)
+
+    # A folder of one's own that never held a run: --force deleted its config.json and metrics.csv.
+    mine = tmp_path / "project"
+    mine.mkdir()
+    (mine / "config.json").write_text('{"my": "settings"}')
+    (mine / "metrics.csv").write_text("my,numbers\n")
+    with pytest.raises(SportsdetError, match="holds files but no sportsdet run"):
+        train(data_dir, out=mine, model="seed-cnn", force=True, options={**TINY, "epochs": 1})
+    assert (mine / "config.json").read_text() == '{"my": "settings"}' and (mine / "metrics.csv").is_file()
 
 
 def test_bad_image_stops_training_with_a_clear_message(data_dir, tmp_path):

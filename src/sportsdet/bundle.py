@@ -237,7 +237,8 @@ def _keep_user_files(old: Path, new: Path) -> None:
     if not old.is_dir():
         return
     for entry in old.iterdir():
-        ours = entry.name in BUNDLE_FILES or entry.name.startswith(".")
+        # Ours: the bundle's files and our temporary ones; a user's .gitignore or notes stay.
+        ours = entry.name in BUNDLE_FILES or (entry.name.startswith(".") and ".tmp" in entry.name)
         if not ours and not (new / entry.name).exists():
             os.replace(entry, new / entry.name)
 

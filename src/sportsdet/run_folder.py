@@ -17,6 +17,7 @@ Every other module asks this one where these live; none spells the names itself.
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import shutil
 from collections.abc import Iterator
@@ -120,6 +121,22 @@ class RunFolder:
     def looks_like_run(self) -> bool:
         """Holds anything `sportsdet train` writes (a half-finished run counts)."""
         return any((self.path / name).exists() for name in (CONFIG, METRICS, SPLIT, MODEL))
+
+    def written_by_sportsdet(self) -> bool:
+        """Holds a run `sportsdet train` started: its config.json, split manifest or model bundle,
+        read, not just named alike (a folder of one's own may hold a config.json)."""
+        if (self.path / MODEL / MANIFEST_NAME).is_file():
+            return True
+        for name in (CONFIG, SPLIT):
+            try:
+                data = json.loads((self.path / name).read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError, ValueError):
+                continue
+            if not isinstance(data, dict):
+                continue
+            if (name == CONFIG and "options" in data) or str(data.get("format", "")).startswith("sportsdet"):
+                return True
+        return False
 
 
 def is_run_dir(path: str | Path) -> bool:

@@ -405,7 +405,13 @@ def start_new_run(setup: RunSetup, *, force: bool, console: Console) -> None:
 
 
 def _refuse_existing(run: RunFolder, force: bool) -> None:
-    if run.has_content() and not force:
+    if not run.has_content():
+        return
+    if not run.written_by_sportsdet():  # --force would delete files named like ours (config.json)
+        raise SportsdetError(
+            f"{run.path}: holds files but no sportsdet run; --force replaces only a run: choose another --out"
+        )
+    if not force:
         raise SportsdetError(
             f"{run.path}: already holds a run; use --resume to continue it, --force to replace it, "
             "or choose another --out"
