@@ -105,6 +105,12 @@ def test_transfer_trains_both_stages_and_writes_the_run_folder(
     assert len(sorted(cache.rglob("shard-*.safetensors"))) > len(shards)
 
 
+def test_patience_is_said_to_be_unused_by_the_transfer_recipe(split_tree, tmp_path, cache, capsys):
+    # It was silently ignored: every epoch ran and no early stop was said.
+    _train(split_tree, tmp_path / "run", patience=1)
+    assert "--patience 1 is not used by the transfer recipe" in capsys.readouterr().err
+
+
 def test_bad_photo_in_training_data_is_a_clear_error(tmp_path: Path, cache) -> None:
     data = make_image_tree(tmp_path / "data", splits={"train": 3, "valid": 1}, size=72)
     bad = data / "train" / "polo" / "zz_bad.jpg"

@@ -65,7 +65,10 @@ def train(
     ),
     lr: float | None = typer.Option(None, "--lr", help="Learning rate (default: the model's)."),
     patience: int | None = typer.Option(
-        None, "--patience", help="Stop after N epochs without a better validation accuracy (0: never)."
+        None,
+        "--patience",
+        help="Stop after N epochs without a better validation accuracy (0: never); seed-cnn only (the "
+        "transfer recipe's stages are short and keep their best epoch).",
     ),
     seed: int | None = typer.Option(
         None, "--seed", help="Seed for the split, weights and shuffling (default: 0)."

@@ -166,6 +166,15 @@ def fit_transfer(ctx: TrainContext) -> TrainResult:
     started = time.perf_counter()
     options = ctx.options
     assert isinstance(options, TransferOptions)
+    if options.patience:
+        # Said, not silently ignored: the stages are short and the best epoch of either is kept.
+        ctx.console.print(
+            f"[yellow]note:[/] --patience {options.patience} is not used by the transfer recipe: its "
+            f"{options.head_epochs} head epochs take seconds and its {options.epochs} fine-tuning epochs "
+            "are planned; the best epoch of either is kept",
+            highlight=False,
+            soft_wrap=True,
+        )
     model = build_model(ctx.spec.name, num_classes=len(ctx.labels), pretrained=True, **ctx.model_config)
     tap = default_tap(model, options.finetune_stages)
     features = _extract(ctx, model, tap, started)
