@@ -47,6 +47,15 @@ def test_values_are_converted_to_their_declared_types() -> None:
         ({"distance_sharpness": 0}, r"distance_sharpness=0.0: the power of the distance head's scale"),
         ({"distance_sharpness": 100}, r"distance_sharpness=100.0: .*at most 16"),
         ({"class_weight": "inverse"}, r"class_weight='inverse': use none or balanced"),
+        # These failed inside PyTorch with a traceback, after the run folder was made.
+        ({"label_smoothing": 2}, r"label_smoothing=2.0: must be from 0 to under 1"),
+        ({"label_smoothing": -1}, r"label_smoothing=-1.0: must be from 0 to under 1"),
+        ({"weight_decay": -1}, r"weight_decay=-1.0: must be 0 or more"),
+        ({"lr": "nan"}, r"--lr=nan: must be a finite number"),
+        ({"head_batch_size": 0}, r"head_batch_size must be at least 1"),
+        ({"head_lr": -1}, r"head_lr=-1.0: must be above 0"),
+        ({"dropout": 1.5}, r"dropout=1.5: must be from 0 to under 1"),
+        ({"head_epochs": -3}, r"head_epochs=-3: must be 0 or more"),
     ],
 )
 def test_bad_options_are_refused_before_anything_runs(given: dict, message: str) -> None:

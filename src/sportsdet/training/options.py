@@ -12,9 +12,10 @@ checked against its type and range before anything runs.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from sportsdet.errors import SportsdetError
@@ -183,10 +184,35 @@ def _coerce(key: str, value: Any, annotation: Any) -> Any:
     raise SportsdetError(f"{_flag(key)}={value!r}: expected {names}")
 
 
+# Ranges of the numeric options a recipe may have (checked where the recipe has them): out of
+# range, they failed deep inside PyTorch with a traceback, after the run folder was made.
+_AT_LEAST_ONE = ("epochs", "batch_size", "head_batch_size")
+_NOT_NEGATIVE = (
+    "head_epochs", "weight_decay", "head_weight_decay", "lr_decay", "eps", "initial_accumulator_value",
+    "momentum", "aug_views", "warmup_fraction",
+)  # fmt: skip
+_POSITIVE = ("head_lr", "head_lr_mult")
+_UNDER_ONE = ("label_smoothing", "dropout")
+
+
 def _check_ranges(options: TrainOptions, model_name: str) -> None:
-    for key in ("epochs", "batch_size"):
-        if getattr(options, key) < 1:
-            raise SportsdetError(f"{_flag(key)} must be at least 1, got {getattr(options, key)}")
+    for field_ in fields(options):
+        value = getattr(options, field_.name)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise SportsdetError(f"{_flag(field_.name)}={value}: must be a finite number")
+    present = {key: getattr(options, key) for key in vars(options)}
+    for key in _AT_LEAST_ONE:
+        if key in present and present[key] < 1:
+            raise SportsdetError(f"{_flag(key)} must be at least 1, got {present[key]}")
+    for key in _NOT_NEGATIVE:
+        if key in present and present[key] < 0:
+            raise SportsdetError(f"{_flag(key)}={present[key]}: must be 0 or more")
+    for key in _POSITIVE:
+        if key in present and present[key] <= 0:
+            raise SportsdetError(f"{_flag(key)}={present[key]}: must be above 0")
+    for key in _UNDER_ONE:
+        if key in present and not 0 <= present[key] < 1:
+            raise SportsdetError(f"{_flag(key)}={present[key]}: must be from 0 to under 1")
     if options.lr <= 0:
         raise SportsdetError(f"--lr must be positive, got {options.lr}")
     if options.patience is not None and options.patience < 0:
