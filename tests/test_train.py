@@ -414,3 +414,13 @@ def test_near_copies_across_splits_are_said_before_training_and_hashed_once(tmp_
     seen = json.loads((run / "model" / "seen_photos.json").read_text())["near_copies"]["splits"]
     train_photos = sorted((root / "train").rglob("*.jpg"))
     assert seen["train"] == sorted({near_copy_hash(p) for p in train_photos})
+
+
+def test_a_model_that_blew_up_is_not_saved_as_a_success(data_dir, tmp_path):
+    # With lr 1e9 the training loss (summed before each update) stayed finite while the weights
+    # did not: 'best epoch 1: val_loss nan', a bundle saved and predictions of "nan%".
+    run = tmp_path / "run"
+    with pytest.raises(SportsdetError, match=r"training diverged at epoch 1 \(loss nan\); lower --lr"):
+        one_step = {**TINY, "epochs": 1, "lr": 1e9, "batch_size": 256}  # the loss is of the start
+        train(data_dir, out=run, model="seed-cnn", options=one_step)
+    assert not (run / "model" / "bundle.json").exists()

@@ -332,9 +332,12 @@ def run_epochs(
                 "val_acc": val_acc,
                 "seconds": round(time.perf_counter() - started, 3),
             }
-            if not math.isfinite(row["train_loss"]):
+            # The training loss is summed before each step's update: weights that the last steps
+            # blew up show only in the validation loss (a NaN model was saved as a success).
+            diverged = [v for v in (train_loss, val_loss) if v is not None and not math.isfinite(v)]
+            if diverged:
                 raise SportsdetError(
-                    f"training diverged at epoch {epoch} (loss {row['train_loss']}); lower --lr and start "
+                    f"training diverged at epoch {epoch} (loss {diverged[0]}); lower --lr and start "
                     "again with --force"
                 )
             stopped_early = _record_epoch(ctx, loop, row, patience)
