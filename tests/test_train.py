@@ -424,3 +424,11 @@ def test_a_model_that_blew_up_is_not_saved_as_a_success(data_dir, tmp_path):
         one_step = {**TINY, "epochs": 1, "lr": 1e9, "batch_size": 256}  # the loss is of the start
         train(data_dir, out=run, model="seed-cnn", options=one_step)
     assert not (run / "model" / "bundle.json").exists()
+
+
+def test_a_run_folder_inside_the_data_is_refused(tmp_path):
+    # Its PNGs (curves, galleries) became photos of a class "run" at the next training.
+    data = make_dataset(tmp_path / "data")
+    with pytest.raises(SportsdetError, match=r"is inside the data folder .*choose an --out outside"):
+        train(data, out=data / "run", model="seed-cnn", options={**TINY, "epochs": 1})
+    assert not (data / "run").exists()

@@ -296,6 +296,12 @@ def plan_new_run(
     manifest, summary, data_text, near = _split_data(
         data, split, run_seed, classes, list(maps), list(merge), console
     )
+    for root in manifest.data_roots:
+        if run.path.resolve().is_relative_to(root.resolve()):
+            raise SportsdetError(
+                f"--out {run.path} is inside the data folder {root}: its curves and galleries would be "
+                "read as photos of a class named after it next time; choose an --out outside the data"
+            )
     summary["warnings"] = list(summary["warnings"]) + _duplicate_warnings(manifest, near)
     if options.class_weight == "balanced":  # the imbalance warning's advice, already taken
         summary["warnings"] = without_imbalance(summary["warnings"])
