@@ -218,3 +218,10 @@ def test_resume_inside_the_finetune_stage_continues_exactly(split_tree: Path, tm
             train(split_tree, out=broken, model="lite0", options=options, callbacks=[stop])
         train(None, out=broken, resume=True, evaluate=False, report=False)
         assert _history(broken) == _history(tmp_path / "cold"), name
+
+    # Resuming a finished run: nothing to do, and said so by finishing, not by "training finished
+    # without any epoch; nothing to save" (its best epoch was not set back).
+    result = train(None, out=tmp_path / "cold", resume=True, evaluate=False, report=False)
+    epochs = {row[0] for row in _history(tmp_path / "cold")}
+    assert result.best is not None and str(result.best["epoch"]) in epochs
+    assert _history(tmp_path / "cold") == _history(tmp_path / "warm")

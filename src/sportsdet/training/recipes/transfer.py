@@ -336,7 +336,9 @@ def _fit_top(
         speed = measure_train_speed(top_net, features.train_views[0]["tap"], options.batch_size)
         epochs = _epochs_within_budget(ctx, epochs, speed, len(features.train_labels), started)
         epochs = distributed.broadcast_json(epochs)  # rank 0's clock plans for all
-    if epochs > 0 and not ctx.stage_done("finetune"):
+    # skip_finished_stage, not stage_done: resuming a finished run sets back its best epoch (it
+    # ended with "training finished without any epoch").
+    if epochs > 0 and not ctx.skip_finished_stage("finetune"):
         batches = ArrayBatches(
             [v["tap"] for v in features.train_views],
             features.train_labels,
