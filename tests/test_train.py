@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import shutil
 import subprocess
@@ -14,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from rich.console import Console
 
 from sportsdet.bundle import load_bundle
 from sportsdet.data.splits import SplitManifest
@@ -179,10 +181,16 @@ def test_resume_after_interrupt_gives_the_uninterrupted_result(data_dir, tmp_pat
     b = load_bundle(broken / "model").torch_state_dict()
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
-    # A finished run can be extended: --resume with more epochs continues where it stopped.
-    result = train(None, out=broken, resume=True, options={"epochs": 5})
+    # A finished run can be extended: --resume with more epochs continues where it stopped. DATA and
+    # --classes given with it are said to be ignored (they were silently).
+    console = Console(file=io.StringIO(), width=200)
+    more = {"epochs": 5}
+    result = train(data_dir, out=broken, resume=True, options=more, classes=["red"], console=console)
     assert [row["epoch"] for row in result.history] == [1, 2, 3, 4, 5]
     assert _history(broken)[:4] == _history(straight)
+    assert "--resume continues on the run's saved split and classes; ignoring DATA, --classes" in (
+        console.file.getvalue()
+    )
 
 
 def test_sigkill_loses_at_most_the_current_epoch(data_dir, tmp_path):

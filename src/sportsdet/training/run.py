@@ -136,6 +136,19 @@ def _settle(held: ExitStack, run: RunFolder, data: Any, given: dict[str, Any], *
     if run.path.exists() and not run.path.is_dir():
         raise SportsdetError(f"{run.path}: is a file; --out needs a folder for the run")
     if resume:
+        given_data = [
+            name
+            for name, value in (("DATA", data), ("--classes", args["classes"]), ("--map", args["maps"]),
+                                ("--merge", args["merge"]))
+            if value
+        ]  # fmt: skip
+        if given_data:  # they were silently ignored
+            console.print(
+                f"[yellow]warning:[/] --resume continues on the run's saved split and classes; ignoring "
+                f"{', '.join(given_data)}",
+                highlight=False,
+                soft_wrap=True,
+            )
         held.enter_context(lock_run(run))
         setup = resume_run(
             run, given, model=args["model"], split=args["split"], seed=args["seed"], console=console
