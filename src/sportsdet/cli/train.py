@@ -67,8 +67,9 @@ def train(
     patience: int | None = typer.Option(
         None,
         "--patience",
-        help="Stop after N epochs without a better validation accuracy (0: never); seed-cnn only (the "
-        "transfer recipe's stages are short and keep their best epoch).",
+        help="Stop after N epochs without a better validation epoch (higher accuracy, or the same accuracy "
+        "with a lower loss; 0: never); seed-cnn only (the transfer recipe's stages are short and keep "
+        "their best epoch).",
     ),
     seed: int | None = typer.Option(
         None, "--seed", help="Seed for the split, weights and shuffling (default: 0)."

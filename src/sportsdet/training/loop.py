@@ -345,7 +345,7 @@ def run_epochs(
                 callback.on_epoch_end(ctx, epoch, row)
             if stopped_early:
                 ctx.console.print(
-                    f"early stop: validation accuracy has not improved for {patience} epochs "
+                    f"early stop: no better validation epoch (accuracy, then loss) for {patience} epochs "
                     f"(best epoch {ctx.best['epoch']}, val_acc {ctx.best['val_acc']:.3f})",
                     highlight=False,
                     soft_wrap=True,

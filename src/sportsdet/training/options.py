@@ -40,7 +40,7 @@ class TrainOptions:
     epochs: int = 10
     batch_size: int = 32
     lr: float = 1e-3
-    patience: int | None = None  # stop after N epochs without a better val accuracy (None/0: never)
+    patience: int | None = None  # stop after N epochs without a better epoch (`loop.is_better`; 0: never)
     workers: int = 0  # DataLoader processes decoding images (0: in the main process)
     input_size: int | None = None  # None: the model's own input size
     model_config: dict[str, Any] = field(default_factory=dict)  # extra arguments for the model builder
