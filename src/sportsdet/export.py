@@ -457,7 +457,8 @@ def export_bundle(
     """
     say = progress or (lambda message: None)
     bundle = load_bundle(resolve_bundle_dir(bundle_path))  # a run folder, or `builtin`, too
-    if out is None and bundle.path == builtin_bundle_path():
+    builtin = builtin_bundle_path()
+    if out is None and builtin is not None and bundle.path.resolve() == builtin.resolve():
         raise SportsdetError(
             "the built-in model lives inside the installed package; give --out FILE.onnx to export it"
         )
