@@ -87,7 +87,7 @@ def print_summary(metrics: dict) -> None:
     """The headline numbers and the per-class table, on stdout."""
     from rich.table import Table
 
-    from sportsdet.metrics import times_predicted
+    from sportsdet.metrics import confusion_layout
 
     lo, hi = metrics["accuracy_ci95"]
     where = metrics["split"] or "all images"
@@ -117,14 +117,12 @@ def print_summary(metrics: dict) -> None:
     for column in ("precision", "recall", "F1", "support"):
         table.add_column(column, justify="right")
     # The classes of the photos scored, then those with no photos here that the model gave some
-    # photos to (wrong answers only, the most given first), as the report lists them.
-    given = times_predicted(metrics)
-    per_class = metrics["per_class"]
-    scored = [label for label, row in per_class.items() if row["support"]]
-    only_given = sorted(
-        (x for x in per_class if not per_class[x]["support"] and given.get(x)), key=lambda x: -given[x]
-    )
-    for label in scored + only_given:
+    # photos to (wrong answers only, the most given first): the report's order (confusion_layout).
+    per_class, order = metrics["per_class"], metrics.get("labels") or []
+    layout = confusion_layout(metrics["confusion_matrix"]) if order else None
+    shown = [order[j] for j in layout[1] if order[j] in per_class] if layout else list(per_class)
+    only_given = len(layout[1]) - len(layout[0]) if layout else 0
+    for label in shown:
         row = per_class[label]
         absent = not row["support"]  # nothing to find: no recall, no F1
         table.add_row(
@@ -135,7 +133,7 @@ def print_summary(metrics: dict) -> None:
             str(row["support"]),
         )
     if only_given:
-        table.caption = f"the last {len(only_given)}: no photos here, but given to some (wrong answers only)"
+        table.caption = f"the last {only_given}: no photos here, but given to some (wrong answers only)"
     console.print(table)
     if metrics.get("most_confused"):
         pairs = ", ".join(
