@@ -497,7 +497,9 @@ def _destinations(
     for rel, (split, _, origin) in placed.items():
         if origin not in drawn:
             drawn[origin] = _is_drawn(manifest, origin)
-        if split == "valid" and not drawn[origin] and _folder_split(manifest, rel, origin) == "train":
+        if split == "valid" and not drawn[origin] and origin not in carved and (
+            _folder_split(manifest, rel, origin) == "train"
+        ):
             carved.add(origin)
     return {
         rel: anywhere if drawn[origin]
