@@ -76,6 +76,17 @@ def test_globs_are_expanded_by_us(photos: Path) -> None:
     assert item.error == "no image files match this pattern"
 
 
+def test_a_pattern_below_a_folder_with_brackets_in_its_name(tmp_path: Path) -> None:
+    # "[2024] trip" read as a character class: the pattern matched nothing, or the wrong folder.
+    trip = tmp_path / "[2024] trip"
+    trip.mkdir()
+    make_image((200, 30, 30), seed=1).save(trip / "a.jpg")
+    (tmp_path / "2 trip").mkdir()
+    make_image((200, 30, 30), seed=2).save(tmp_path / "2 trip" / "wrong.jpg")
+    assert _names(expand_inputs([str(trip / "*.jpg")])) == ["a.jpg"]
+    assert _names(expand_inputs([str(tmp_path / "[2]*" / "*.jpg")])) == ["wrong.jpg"]  # still a pattern
+
+
 def test_an_empty_input_is_an_error_not_the_current_folder(photos: Path, monkeypatch) -> None:
     # Path("") is "."; `sportsdet predict "$UNSET"` labelled every photo below the current folder.
     monkeypatch.chdir(photos)

@@ -116,6 +116,23 @@ def _expand_folder(folder: Path, shown: str) -> Iterator[InputItem]:
         )
 
 
+def _escape_existing_folders(pattern: str) -> str:
+    """Take the pattern's leading folders literally where they exist under the names written.
+
+    A folder named "[2024] trip" is a character class to glob, so "[2024] trip/*.jpg" matched
+    nothing (or the folders "2 trip", "0 trip", ...).
+    """
+    parts = pattern.split(os.sep)
+    escaped = list(parts)
+    for index, part in enumerate(parts[:-1]):  # the last part names the files
+        if not _GLOB_CHARS & set(part):
+            continue
+        if not os.path.isdir(os.sep.join(parts[: index + 1])):
+            break  # a real pattern from here on
+        escaped[index] = glob.escape(part)
+    return os.sep.join(escaped)
+
+
 def expand_inputs(sources: Iterable[Source]) -> Iterator[InputItem]:
     """Turn command-line inputs into a lazy stream of items, in the order given.
 
@@ -151,7 +168,8 @@ def expand_inputs(sources: Iterable[Source]) -> Iterator[InputItem]:
             yield InputItem(text, path)
         elif _GLOB_CHARS & set(text):
             # Sorting needs the full match list; a pattern's matches are names only, so this is small.
-            matches = sorted(glob.iglob(os.path.expanduser(text), recursive=True))
+            pattern = _escape_existing_folders(os.path.expanduser(text))
+            matches = sorted(glob.iglob(pattern, recursive=True))
             found = False
             seen: set[str] = set()  # `**` follows folder links: a loop (self -> .) repeats every photo
             for match in matches:
