@@ -434,9 +434,15 @@ def test_a_model_that_blew_up_is_not_saved_as_a_success(data_dir, tmp_path):
     assert not (run / "model" / "bundle.json").exists()
 
 
-def test_a_run_folder_inside_the_data_is_refused(tmp_path):
-    # Its PNGs (curves, galleries) became photos of a class "run" at the next training.
+def test_a_run_folder_inside_the_data_is_refused(tmp_path, monkeypatch):
+    # Its PNGs (curves, galleries) became photos of a class "run" at the next training; and it
+    # is said before every photo is hashed (minutes on a large dataset), not after.
     data = make_dataset(tmp_path / "data")
+
+    def no_hashing(photos):
+        raise AssertionError("hashed the photos before refusing --out")
+
+    monkeypatch.setattr("sportsdet.training.run.near_hashes", no_hashing)
     with pytest.raises(SportsdetError, match=r"is inside the data folder .*choose an --out outside"):
         train(data, out=data / "run", model="seed-cnn", options={**TINY, "epochs": 1})
     assert not (data / "run").exists()

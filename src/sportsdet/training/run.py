@@ -307,14 +307,8 @@ def plan_new_run(
     run_seed = 0 if seed is None else int(seed)
     options = resolve_options(spec, given)
     manifest, summary, data_text, near = _split_data(
-        data, split, run_seed, classes, list(maps), list(merge), console
+        data, split, run_seed, classes, list(maps), list(merge), console, out=run.path
     )
-    for root in manifest.data_roots:
-        if run.path.resolve().is_relative_to(root.resolve()):
-            raise SportsdetError(
-                f"--out {run.path} is inside the data folder {root}: its curves and galleries would be "
-                "read as photos of a class named after it next time; choose an --out outside the data"
-            )
     summary["warnings"] = list(summary["warnings"]) + _duplicate_warnings(manifest, near)
     if options.class_weight == "balanced":  # the imbalance warning's advice, already taken
         summary["warnings"] = without_imbalance(summary["warnings"])
@@ -339,6 +333,15 @@ def plan_new_run(
     return RunSetup(run, spec, options, manifest, summary, config, run_seed, near_hashes=near)
 
 
+def _refuse_out_inside_data(out: Path, manifest: SplitManifest) -> None:
+    for root in manifest.data_roots:
+        if out.resolve().is_relative_to(root.resolve()):
+            raise SportsdetError(
+                f"--out {out} is inside the data folder {root}: its curves and galleries would be "
+                "read as photos of a class named after it next time; choose an --out outside the data"
+            )
+
+
 def _duplicate_warnings(manifest: SplitManifest, near: dict[str, str | None]) -> list[str]:
     """Byte copies and near copies across splits or classes (what `data check` reports), said
     before training; `near`: every photo's near-copy hash by path."""
@@ -355,6 +358,7 @@ def _split_data(
     maps: list[str],
     merge: list[str],
     console: Console,
+    out: Path,
 ) -> tuple[SplitManifest, dict[str, Any], str, dict[str, str | None]]:
     """(manifest, data summary, how to name the data, each photo's near-copy hash) for one
     folder or several sources. Every photo is hashed once here: a drawn split keeps copies
@@ -373,6 +377,7 @@ def _split_data(
     from sportsdet.data.splits import is_saved_split, keep_copies_together, make_split, reuse_saved_split
 
     def hashed(manifest: SplitManifest) -> tuple[SplitManifest, dict[str, str | None]]:
+        _refuse_out_inside_data(out, manifest)  # before minutes of hashing
         photos = [manifest.root / rel for rels in manifest.splits.values() for rel, _ in rels]
         with console.status(f"looking for near copies among {len(photos):,} photos"):  # ~0.5 ms a photo
             near = near_hashes(photos)
