@@ -20,7 +20,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import LocalServer, image_bytes, make_colour_onnx, redirect, resolve_host_to, start_serve
+from conftest import (
+    COLOUR_LABELS,
+    COLOUR_SPEC,
+    LocalServer,
+    image_bytes,
+    make_colour_onnx,
+    redirect,
+    resolve_host_to,
+    start_serve,
+)
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
@@ -92,6 +101,21 @@ def test_one_image_is_labelled(client: TestClient) -> None:
     assert scores == sorted(scores, reverse=True) and result["score"] == scores[0] > 0.9
     assert result["uncertain"] is None  # the colour model has no abstain threshold
     assert body["timing_ms"]["total"] > 0
+
+
+def test_an_int8_model_has_its_own_id(colour_model: Path, tmp_path: Path) -> None:
+    # Same weights, other answers: the float and INT8 graphs of one model had the same id.
+    from sportsdet.export import onnx_metadata
+    from sportsdet.runtime import META_QUANTIZATION
+
+    metadata = onnx_metadata(labels=COLOUR_LABELS, preprocessing=COLOUR_SPEC, model_name="colour")
+    metadata[META_QUANTIZATION] = '{"weights": "int8"}'
+    int8 = make_colour_onnx(tmp_path / "int8.onnx", metadata=metadata)
+    with serving(int8) as int8_client:
+        int8_id = int8_client.get("/v1/model").json()["id"]
+    with serving(colour_model) as float_client:
+        float_id = float_client.get("/v1/model").json()["id"]
+    assert float_id == "colour" and int8_id == "colour+int8"
 
 
 def test_several_images_keep_their_order(client: TestClient) -> None:

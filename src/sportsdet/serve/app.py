@@ -378,7 +378,11 @@ class Service:
         else:
             name = (info.model.get("name") if info else None) or "onnx"
             sha = info.weights_sha256 if info else None
-        return f"{name}@{sha[:12]}" if sha else name
+        model_id = f"{name}@{sha[:12]}" if sha else name
+        # The INT8 graph answers a little differently from the float one with the same weights:
+        # a client keying answers by model id must not mix them.
+        quantized = info is not None and info.quantization not in ("", "none")
+        return f"{model_id}+int8" if quantized else model_id
 
     def model_info(self) -> dict[str, Any]:
         predictor = self.predictor
