@@ -418,8 +418,13 @@ def test_a_saved_split_that_does_not_fit_the_data_is_one_clear_error(flat: Path,
     with pytest.raises(SportsdetError, match=relabelled):
         reuse_saved_split(path, flat, moved)
     sources = {"a": {"root": str(flat), "map": {}}}
-    with pytest.raises(SportsdetError, match="the saved split is of one folder, but DATA is the sources a"):
+    # One folder with a --map is a source: DATA looks the same to the user, --map is what differs.
+    mapped = "the saved split is of one folder, but DATA is the sources a; give the same --map as when"
+    with pytest.raises(SportsdetError, match=mapped):
         reuse_saved_split(path, flat, [(rel, label, "a") for rel, label, _ in photos], sources=sources)
+    two = {**sources, "b": {"root": str(tmp_path), "map": {}}}
+    with pytest.raises(SportsdetError, match="DATA is the sources a, b; give the same DATA, or leave out"):
+        reuse_saved_split(path, flat, [(rel, label, "a") for rel, label, _ in photos], sources=two)
     with pytest.raises(SportsdetError, match="none of the saved split's training photos is in DATA"):
         reuse_saved_split(path, flat, [])
     with pytest.raises(SportsdetError, match="split manifest not found"):
