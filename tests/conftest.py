@@ -194,8 +194,25 @@ def _route_table() -> dict[str, Callable[[BaseHTTPRequestHandler], None]]:
         h.end_headers()
         h.wfile.write(b"x" * 500)
 
+    def cut_png(h: BaseHTTPRequestHandler) -> None:
+        # The connection closes before the 12-byte IEND chunk: Pillow still decodes what came.
+        h.send_response(200)
+        h.send_header("Content-Type", "image/png")
+        h.send_header("Content-Length", str(len(png)))
+        h.end_headers()
+        h.wfile.write(png[:-12])
+
+    def negative_length(h: BaseHTTPRequestHandler) -> None:
+        h.send_response(200)
+        h.send_header("Content-Type", "application/octet-stream")
+        h.send_header("Content-Length", "-1")  # nonsense: read to the end, as http.client does
+        h.end_headers()
+        h.wfile.write(download)
+
     return {
         "/good.jpg": lambda h: send(h, jpeg, "image/jpeg"),
+        "/cut.png": cut_png,
+        "/negative-length.bin": negative_length,
         "/octet.png": lambda h: send(h, png, "application/octet-stream"),
         "/notype.png": lambda h: send(h, png, None),
         "/octet-junk": lambda h: send(h, b"definitely not an image " * 20, "application/octet-stream"),

@@ -38,6 +38,7 @@ def test_unlabelled_bytes_accepted_when_they_are_an_image(http_server: LocalServ
         ("/huge-declared.jpg", "above the 1.0 MB limit"),
         ("/huge-stream.jpg", "larger than the 1.0 MB limit"),
         ("/redirect-file", "redirect could not be followed"),
+        ("/cut.png", r"the download stopped early \(\d+ of \d+ bytes\); try again"),
     ],
 )
 def test_bad_responses(http_server: LocalServer, path: str, message: str) -> None:
@@ -109,6 +110,13 @@ def test_download_failures_leave_nothing(
     with pytest.raises(SportsdetError, match=message):
         download_file(http_server.url(path), dest, timeout=2, progress=False)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_negative_content_length_is_ignored(http_server: LocalServer, tmp_path: Path) -> None:
+    # It was compared with the bytes received: "stopped early (307200 of -1 bytes)".
+    url = http_server.url("/negative-length.bin")
+    dest = download_file(url, tmp_path / "d.bin", timeout=2, progress=False)
+    assert dest.read_bytes() == LocalServer.DOWNLOAD
 
 
 def test_download_with_progress_bar(http_server: LocalServer, tmp_path: Path) -> None:

@@ -429,9 +429,10 @@ def _content_type(response: Any) -> str:
 def _content_length(response: Any) -> int | None:
     value = response.headers.get("Content-Length")
     try:
-        return int(value) if value is not None else None
+        length = int(value) if value is not None else None
     except ValueError:
         return None
+    return None if length is None or length < 0 else length  # as http.client reads it
 
 
 def _mb(n: int) -> str:
@@ -499,6 +500,12 @@ def fetch_url(
                         code="too_large",
                     )
                 chunks.append(chunk)
+            if length is not None and total != length:
+                # A cut connection reads as the end of the body; shown as a damaged image, the
+                # user would not know to try again.
+                raise FetchError(
+                    f"{shown}: the download stopped early ({total} of {length} bytes); try again"
+                )
     finally:
         deadline.cancel()
     data = b"".join(chunks)
