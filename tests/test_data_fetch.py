@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import io
 import os
+import shutil
 import stat
 import sys
 import tarfile
@@ -117,14 +118,64 @@ def test_rar_is_unpacked_by_the_first_tool_found(http_server, tmp_path: Path, mo
     assert sorted(p.name for p in root.iterdir()) == ["croquet", "polo"]
 
 
-def test_a_folder_not_made_by_fetch_is_never_replaced(http_server, tmp_path: Path) -> None:
+def test_a_rar_tool_failing_with_a_message_that_is_not_utf8(http_server, tmp_path: Path, monkeypatch) -> None:
+    # Old archives name their members in other encodings; the tool's message was decoded as
+    # strict UTF-8: a UnicodeDecodeError traceback instead of the one-line error.
+    tool = tmp_path / "bin" / "bsdtar"
+    tool.parent.mkdir()
+    tool.write_text(
+        f"#!{sys.executable}\nimport sys\n"
+        "sys.stderr.buffer.write(b'bsdtar: caf\\xe9/\\xff.jpg: Damaged archive\\n')\nsys.exit(1)\n"
+    )
+    tool.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tool.parent}{os.pathsep}{os.environ['PATH']}")
+    url = http_server.add("/latin1.rar", b"Rar!\x1a\x07\x00 pretend")
+    failed = r"latin1.rar: bsdtar could not unpack it \(bsdtar: caf.*Damaged"
+    with pytest.raises(SportsdetError, match=failed):
+        fetch_dataset(url, tmp_path / "data", progress=False)
+    assert not (tmp_path / "data" / "latin1").exists() and leftovers(tmp_path / "data") == []
+
+
+def test_a_folder_not_made_by_fetch_is_never_replaced_nor_passed_off(http_server, tmp_path: Path) -> None:
+    # Without --force it was returned as the downloaded dataset ("ready: sportsdet train ...");
+    # with --force the whole archive was downloaded before the refusal.
     mine = tmp_path / "photos"
-    mine.mkdir()
-    (mine / "precious.txt").write_text("keep me")
+    (mine / "tennis").mkdir(parents=True)
+    (mine / "tennis" / "mine.jpg").write_bytes(PNG)
     url = http_server.add("/photos.zip", zip_bytes(photos("")))
-    with pytest.raises(SportsdetError, match="not made by `sportsdet data fetch`"):
-        fetch_dataset(url, tmp_path, force=True, progress=False)
-    assert (mine / "precious.txt").read_text() == "keep me"
+    for force in (False, True):
+        with pytest.raises(SportsdetError, match=r"not made by `sportsdet data fetch`.*sportsdet data scan"):
+            fetch_dataset(url, tmp_path, force=force, progress=False)
+    assert [p.name for p in mine.rglob("*")] == ["tennis", "mine.jpg"]
+    assert http_server.hits["/photos.zip"] == 0
+
+
+def test_a_folder_fetched_from_another_url_of_the_same_name_is_not_reused(http_server, tmp_path) -> None:
+    # Both are "photos.zip": the second fetch returned the first one's classes, and once the
+    # folder was removed, unpacked the first one's kept archive without asking the server.
+    first = http_server.add("/one/photos.zip", zip_bytes(photos("", ("polo", "tennis"))))
+    second = http_server.add("/two/photos.zip", zip_bytes(photos("", ("croquet", "rowing"))))
+    fetch_dataset(first, tmp_path, progress=False)
+    taken = r"photos: holds the dataset fetched from .*/one/photos.zip.*--force"
+    with pytest.raises(SportsdetError, match=taken):
+        fetch_dataset(second, tmp_path, progress=False)
+    assert http_server.hits["/two/photos.zip"] == 0
+    shutil.rmtree(tmp_path / "photos")  # only the first one's kept archive is left
+    root = fetch_dataset(second, tmp_path, progress=False)
+    assert sorted(p.name for p in root.iterdir() if p.is_dir()) == ["croquet", "rowing"]
+    assert http_server.hits["/two/photos.zip"] == 1
+    root = fetch_dataset(first, tmp_path, force=True, progress=False)  # --force: replaced
+    assert sorted(p.name for p in root.iterdir() if p.is_dir()) == ["polo", "tennis"]
+
+
+@pytest.mark.parametrize(("path", "folder"), [("/downloads.zip", "dataset"), ("/...zip", "dataset"),
+                                              ("/my%20photos.zip", "my photos")])  # fmt: skip
+def test_archive_names_that_cannot_be_folder_names(http_server, tmp_path, path: str, folder: str) -> None:
+    # downloads.zip collided with DEST/downloads (never fetchable); "...zip" made the folder "..".
+    url = http_server.add(path, zip_bytes(photos("")))
+    root = fetch_dataset(url, tmp_path / "d", progress=False)
+    assert root == tmp_path / "d" / folder
+    assert sorted(p.name for p in root.iterdir() if p.is_dir()) == ["polo", "rock climbing"]
 
 
 def test_unknown_names_and_non_archive_urls_are_refused() -> None:

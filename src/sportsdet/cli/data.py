@@ -473,7 +473,10 @@ def fetch(
     ),
     dest: Path = typer.Option(Path("data"), "--dest", "-d", help="Folder to put datasets in."),
     force: bool = typer.Option(
-        False, "--force", help="Download and unpack again even when the dataset is already there."
+        False,
+        "--force",
+        help="Download and unpack again even when the dataset is already there (only a folder that data "
+        "fetch made is ever replaced).",
     ),
     timeout: float = typer.Option(
         60.0,

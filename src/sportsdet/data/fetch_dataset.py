@@ -27,7 +27,7 @@ import tempfile
 import urllib.parse
 import zipfile
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from sportsdet.errors import SportsdetError
 from sportsdet.fetch import download_file, is_url, redact_url
@@ -218,7 +218,10 @@ def _run_within_budget(
 ) -> subprocess.CompletedProcess:
     """Run an external unpacker, measuring what it has written every `poll` seconds and stopping
     it once the budget is passed (an external tool cannot be asked to respect our limits)."""
-    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # errors="replace": tools print archive member names, which need not be UTF-8.
+    process = subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, errors="replace"
+    )
     try:
         while True:
             try:
@@ -273,13 +276,44 @@ def dataset_source(name_or_url: str) -> tuple[str, str, str | None]:
             f"unknown dataset {name_or_url!r}; use one of {', '.join(KNOWN_DATASETS)} "
             "(`sportsdet data fetch --list`) or the http(s) URL of a .zip, .tar.gz or .rar archive"
         )
-    split = _split_archive_name(Path(urllib.parse.urlparse(name_or_url).path).name)
+    split = _split_archive_name(_url_file_name(name_or_url))
     if split is None:
         raise SportsdetError(
             f"{redact_url(name_or_url)}: the URL does not end in .zip, .tar(.gz/.bz2/.xz) or .rar; "
             "give the address of the archive itself"
         )
-    return split[0] or "dataset", name_or_url, None
+    # DEST/NAME: never "", "..", a hidden name, or DEST/downloads (where the archive is kept).
+    usable = split[0] and not split[0].startswith(".") and split[0].lower() != "downloads"
+    return split[0] if usable else "dataset", name_or_url, None
+
+
+def _url_file_name(url: str) -> str:
+    """The last part of the URL's path, %-escapes decoded ("my%20photos.zip" -> "my photos.zip")."""
+    return PurePosixPath(urllib.parse.unquote(urllib.parse.urlparse(url).path)).name.replace("\0", "")
+
+
+def _archive_path(dest: Path, url: str, name: str) -> Path:
+    """Where the archive is kept: DEST/downloads/ under the URL's file name (NAME + its suffix
+    when that name is hidden or empty)."""
+    file_name = _url_file_name(url)
+    stem = file_name[: len(file_name) - len(_archive_suffix(file_name))]
+    if not stem or stem.startswith("."):
+        file_name = name + _archive_suffix(file_name)
+    return dest / "downloads" / file_name
+
+
+def _archive_suffix(file_name: str) -> str:
+    split = _split_archive_name(file_name)
+    return file_name[len(split[0]) :] if split else ""
+
+
+def _fetched_from(folder: Path) -> str | None:
+    """The URL a folder (or kept archive, by its record) was fetched from; None: not known."""
+    try:
+        made = json.loads(folder.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return made.get("url") if isinstance(made, dict) and isinstance(made.get("url"), str) else None
 
 
 def fetch_dataset(
@@ -293,8 +327,10 @@ def fetch_dataset(
 ) -> Path:
     """Download and unpack a dataset into DEST/NAME; returns the class-folder root inside it.
 
-    An existing DEST/NAME is reused (nothing downloaded) unless `force`, which replaces it only
-    when this function made it; a kept archive in DEST/downloads/ is unpacked without downloading.
+    A DEST/NAME this function made from the same URL is reused (nothing downloaded) unless
+    `force`, which replaces it; one made from another URL is replaced only with `force`; a folder
+    it did not make is never touched (an error, before downloading). A kept archive in
+    DEST/downloads/ from the same URL is unpacked without downloading.
     """
     name, url, sha256 = dataset_source(name_or_url)
     dest = Path(dest).expanduser()
@@ -315,19 +351,31 @@ def _fetch_into(
     max_seconds: float | None, progress: bool,
 ) -> Path:  # fmt: skip
     final = dest / name
-    if final.exists() and not force:
-        return find_dataset_root(final)
-    archive = dest / "downloads" / Path(urllib.parse.urlparse(url).path).name
-    if force or not archive.is_file():
+    if final.exists():  # said before any download: a wrong folder must not cost one
+        made_from = _fetched_from(final / MARKER)
+        if made_from is None:
+            raise SportsdetError(
+                f"{final}: already exists and was not made by `sportsdet data fetch` (it is never "
+                f'replaced); to use it as it is: sportsdet data scan "{final}"; else move it away or '
+                "choose another --dest"
+            )
+        if made_from != url and not force:
+            raise SportsdetError(
+                f"{final}: holds the dataset fetched from {redact_url(made_from)}, not this one; choose "
+                "another --dest, or add --force to replace it"
+            )
+        if not force:
+            return find_dataset_root(final)
+    archive = _archive_path(dest, url, name)
+    # The URL a kept archive came from: another URL of the same file name is downloaded anew.
+    record = archive.with_name(f".{archive.name}.json")
+    if force or not archive.is_file() or _fetched_from(record) != url:
+        record.unlink(missing_ok=True)  # never a record of one URL beside another's archive
         download_file(
             url, archive, timeout=timeout, max_seconds=max_seconds, expected_sha256=sha256, progress=progress
         )
+        record.write_text(json.dumps({"url": url}))
     dest.mkdir(parents=True, exist_ok=True)
-    if final.exists() and not (final / MARKER).is_file():
-        raise SportsdetError(
-            f"{final}: already exists and was not made by `sportsdet data fetch`; move it away or "
-            "choose another --dest (it is never deleted)"
-        )
     staging = Path(tempfile.mkdtemp(prefix=f".{name}.unpacking-", dir=dest))
     try:
         unpack(archive, staging)
