@@ -605,8 +605,8 @@ def test_sigterm_finishes_requests_in_flight(colour_model: Path, http_server: Lo
         time.sleep(0.5)
         process.send_signal(signal.SIGTERM)
         thread.join(10)
-        # uvicorn re-raises the signal once it has shut down, so the exit status says SIGTERM.
-        assert process.wait(10) in (0, -signal.SIGTERM)
+        # uvicorn re-raises the signal once it has shut down; sportsdet ends as for any SIGTERM.
+        assert process.wait(10) in (0, 143)
     finally:
         if process.poll() is None:
             process.kill()

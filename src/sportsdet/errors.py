@@ -15,6 +15,10 @@ class SportsdetError(Exception):
     """A problem with the user's input or environment, with a message meant for people."""
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled as Ctrl-C is (see `sportsdet.cli.main`)."""
+
+
 class ImageLoadError(SportsdetError):
     """An image could not be read. `kind` says why, in one machine-readable word."""
 

@@ -10,10 +10,12 @@ import errno
 import io
 import os
 import re
+import signal
 import sys
+import threading
 
 from sportsdet.cli.app import app, err_console, plain, reflow_help
-from sportsdet.errors import SportsdetError
+from sportsdet.errors import SportsdetError, Terminated
 
 # Importing the verb modules registers their commands on `app`.
 from sportsdet.cli import data as _data  # noqa: E402,F401  isort: skip
@@ -85,15 +87,44 @@ def _fail(message: str) -> None:
     sys.exit(EXIT_USER_ERROR)
 
 
+_sigterm_received: list[int] = []
+
+
+def _stop_on_sigterm_as_on_ctrl_c() -> None:
+    """SIGTERM (`timeout`, `docker stop`, a scheduler taking the machine back) ends a command
+    the way Ctrl-C does: partial downloads and unpacked folders are removed, training keeps its
+    last checkpoint and says how to resume. Python's default ends the process on the spot."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    own_pid = os.getpid()
+
+    def stop(signum: int, frame: object) -> None:
+        if os.getpid() != own_pid:  # a forked worker (data loading, hashing): end as before
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGTERM)
+            return
+        _sigterm_received.append(signum)
+        raise Terminated
+
+    signal.signal(signal.SIGTERM, stop)
+
+
 def main() -> None:
     """Console entry point: user errors become one red line and exit code 2, never a traceback.
 
     Besides SportsdetError, errors of the environment that the user can act on (disk full, no
     permission, read-only file system, in Python's OSError or safetensors' SafetensorError) become
     one `error:` line naming the file too; anything else is a bug and keeps its traceback.
+    Ctrl-C exits with 130, SIGTERM with 143, after the same clean-up.
     """
+    _stop_on_sigterm_as_on_ctrl_c()
     try:
         app(standalone_mode=True)
+    except SystemExit as exc:
+        # Typer turns any KeyboardInterrupt into exit code 130; a SIGTERM is 128 + 15.
+        if exc.code == 130 and _sigterm_received:
+            sys.exit(143)
+        raise
     except SportsdetError as exc:
         _fail(str(exc))
     except OSError as exc:
@@ -104,9 +135,9 @@ def main() -> None:
         if type(exc).__name__ == "SafetensorError":
             _fail(_safetensors_message(exc))
         raise
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         err_console.print("[yellow]interrupted[/]")
-        sys.exit(130)
+        sys.exit(143 if isinstance(exc, Terminated) else 130)
 
 
 __all__ = ["app", "main"]

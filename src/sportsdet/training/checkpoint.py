@@ -97,19 +97,24 @@ def unflatten_optimizer_state(info: dict[str, Any], tensors: dict[str, torch.Ten
 
 
 @contextmanager
-def sigint_deferred():
-    """Let a file write finish before Ctrl-C takes effect (main thread only)."""
+def signals_deferred():
+    """Let a file write finish before Ctrl-C or SIGTERM takes effect (main thread only); then
+    the signal is raised again, for whatever handled it before."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    received: list[Any] = []
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    received: list[int] = []
+    previous = {
+        signum: signal.signal(signum, lambda signum, frame: received.append(signum))
+        for signum in (signal.SIGINT, signal.SIGTERM)
+    }
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
-        if received:
-            raise KeyboardInterrupt
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        for signum in dict.fromkeys(received):
+            signal.raise_signal(signum)
 
 
 def write_checkpoint(path: Path, tensors: dict[str, torch.Tensor], state: dict[str, Any]) -> None:
@@ -119,7 +124,7 @@ def write_checkpoint(path: Path, tensors: dict[str, torch.Tensor], state: dict[s
     state = {"format": CHECKPOINT_FORMAT, **state}
     text = json.dumps(state, ensure_ascii=False)
     tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
-    with sigint_deferred():
+    with signals_deferred():
         # The checkpoint is published by this one rename; the .json copy is for people.
         atomic_write(path, lambda temp: save_file(tensors, str(temp), metadata={_STATE_KEY: text}))
         write_json(path.with_suffix(".json"), state)
