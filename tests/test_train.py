@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -432,6 +433,19 @@ def test_a_model_that_blew_up_is_not_saved_as_a_success(data_dir, tmp_path):
         one_step = {**TINY, "epochs": 1, "lr": 1e9, "batch_size": 256}  # the loss is of the start
         train(data_dir, out=run, model="seed-cnn", options=one_step)
     assert not (run / "model" / "bundle.json").exists()
+
+
+@pytest.mark.skipif(sys.platform == "darwin", reason="macOS file names must be UTF-8")
+def test_a_class_folder_named_in_latin1_trains_and_saves(tmp_path):
+    # Its name reached bundle.json as a lone surrogate: UnicodeEncodeError after the whole
+    # training, and no model saved.
+    data = make_dataset(tmp_path / "data", per_class=6)
+    os.rename(bytes(data / "green"), bytes(data) + b"/caf\xe9")
+    run = tmp_path / "run"
+    train(data, out=run, model="seed-cnn", options={**TINY, "epochs": 1})
+    labels = load_bundle(run / "model").labels
+    assert labels == ["blue square", "caf\\xe9", "red"]
+    assert all(label.encode("utf-8") for label in labels)
 
 
 def test_a_run_folder_inside_the_data_is_refused(tmp_path, monkeypatch):

@@ -268,8 +268,10 @@ def case_clashes(names: list[str]) -> list[list[str]]:
 
 def class_name(text: str) -> str:
     """A class name as folders and users write it, in one form: 'pétanque' saved or typed on macOS
-    (a decomposed é) is the same class as everywhere else (Unicode NFC)."""
-    return unicodedata.normalize("NFC", text)
+    (a decomposed é) is the same class as everywhere else (Unicode NFC). A folder name that is not
+    UTF-8 (an old Latin-1 archive) becomes text with \\xe9 escapes: a label is written to JSON,
+    ONNX metadata and every output, which take text only."""
+    return unicodedata.normalize("NFC", files.printable_name(text))
 
 
 def _split_folders(walker: _Walker, top: list[os.DirEntry[str]]) -> dict[str, os.DirEntry[str]]:

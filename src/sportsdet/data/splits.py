@@ -355,7 +355,9 @@ def _shuffled(records: list[ImageRecord], seed: int, label: str) -> list[ImageRe
     """
 
     def rank(record: ImageRecord) -> bytes:
-        return hashlib.sha256(f"{int(seed)}\0{label}\0{record.rel}".encode()).digest()
+        # surrogateescape: a file name that is not UTF-8 is hashed as its bytes
+        text = f"{int(seed)}\0{label}\0{record.rel}"
+        return hashlib.sha256(text.encode("utf-8", "surrogateescape")).digest()
 
     return sorted(records, key=rank)
 
@@ -529,7 +531,7 @@ def _folder_split(manifest: SplitManifest, rel: str, source: str) -> str | None:
 
 
 def _rank(seed: int, rel: str) -> bytes:
-    return hashlib.sha256(f"{int(seed)}\0{rel}".encode()).digest()
+    return hashlib.sha256(f"{int(seed)}\0{rel}".encode("utf-8", "surrogateescape")).digest()
 
 
 def _merged(groups: list[list[str]]) -> list[list[str]]:
