@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 import zipfile
 from pathlib import Path
 
@@ -276,6 +277,40 @@ def test_small_files_declaring_huge_pictures_are_refused_before_decoding(
     # Transparent pictures are still flattened onto white exactly as before.
     pixels = np.asarray(load_image(_rgba_png()))
     assert pixels.tolist() == [[[255, 255, 255]]]
+
+
+def _jpeg_segments(data: bytes) -> list[bytes]:
+    """A JPEG cut into its segments (each scan with its entropy-coded data), EOI last."""
+    position, segments = 2, []
+    while data[position + 1] != 0xD9:
+        marker = data[position + 1]
+        end = position + 2 + int.from_bytes(data[position + 2 : position + 4], "big")
+        if marker == 0xDA:
+            while data[end] != 0xFF or data[end + 1] == 0 or 0xD0 <= data[end + 1] <= 0xD7:
+                end += 1
+        segments.append(data[position:end])
+        position = end
+    return [*segments, data[position:]]
+
+
+def test_a_jpeg_of_thousands_of_scans_is_refused_at_once() -> None:
+    # Each progressive scan is one more pass over the picture: this 60 KB file took 4-5 s to
+    # decode at 3000x3000, 2,000 scans 25-45 s, on every predict, data check or served request.
+    from sportsdet.imageio import jpeg_scan_count, load_image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (1500, 1500), (120, 130, 140)).save(buffer, "JPEG", progressive=True, quality=90)
+    good = buffer.getvalue()
+    *segments, end = _jpeg_segments(good)
+    assert jpeg_scan_count(good, 1000) == sum(s[1] == 0xDA for s in segments) == 10  # libjpeg's script
+    bomb = b"\xff\xd8" + b"".join(segments) + segments[-1] * 200 + end
+    started = time.monotonic()
+    with pytest.raises(ImageLoadError, match="a JPEG of more than 100 scans") as info:
+        load_image(bomb, min_size=240)
+    assert info.value.kind == "corrupt" and time.monotonic() - started < 0.5
+    # Bytes that look like scan markers inside another segment (here a comment) are not scans.
+    comment = b"\xff\xfe" + (2 + 400).to_bytes(2, "big") + b"\xff\xda" * 200
+    assert load_image(good[:2] + comment + good[2:]).size == (1500, 1500)
 
 
 def _zip_of_zeros(path: Path, members: int, size: int) -> Path:

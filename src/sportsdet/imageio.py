@@ -45,6 +45,10 @@ MAX_DECODE_PIXELS = 40_000_000
 MAX_ASPECT = 1000
 # Refuse local files above this size before reading them (a 200 MP camera JPEG is ~60 MB).
 MAX_FILE_BYTES = 256 * 2**20
+# Refuse JPEGs of more scans than this: each scan of a progressive JPEG is one more pass over the
+# whole picture, so a 100 KB file of 2,000 tiny scans took 25-45 s to decode. Encoders write 10 or
+# so (libjpeg's progressive script: 10); libjpeg-turbo's djpeg has -maxscans for the same reason.
+MAX_JPEG_SCANS = 100
 # Smaller than this on either side and an image carries too little to classify.
 MIN_SIDE = 32
 # Longer side more than this many times the shorter: a strip; the model sees a thin slice of it
@@ -361,6 +365,15 @@ def _open(source: ImageSource, name: str) -> Image.Image:
             "unsupported-format",
             f"unsupported image format {image.format}; use {SUPPORTED_NAMES}",
         )
+    if image.format in ("JPEG", "MPO") and data.count(b"\xff\xda") > MAX_JPEG_SCANS:  # cheap first
+        scans = jpeg_scan_count(data, MAX_JPEG_SCANS + 1)
+        if scans > MAX_JPEG_SCANS:
+            raise ImageLoadError(
+                name,
+                "corrupt",
+                f"a JPEG of more than {MAX_JPEG_SCANS} scans (cameras write about 10): decoding it would "
+                "take minutes; a damaged or hostile file",
+            )
     width, height = image.size
     if width * height > MAX_PIXELS:
         raise ImageLoadError(
@@ -376,6 +389,41 @@ def _open(source: ImageSource, name: str) -> Image.Image:
             "not a photo that can be classified",
         )
     return image
+
+
+def jpeg_scan_count(data: bytes, stop_at: int) -> int:
+    """How many scans (SOS segments) the first picture of a JPEG holds, counting up to `stop_at`.
+
+    Walks the markers, skipping each segment by its length and each scan's entropy-coded data
+    up to the next marker (0xFF 0x00 is a stuffed byte, 0xFF 0xD0-0xD7 a restart), so bytes
+    that only look like a marker (inside an ICC profile, an EXIF thumbnail) are not counted.
+    """
+    size, position, scans = len(data), 2, 0
+    while position + 4 <= size and scans < stop_at:
+        if data[position] != 0xFF:
+            return scans  # not where a marker must be: a damaged file, left to the decoder
+        marker = data[position + 1]
+        if marker == 0xFF:  # fill byte before a marker
+            position += 1
+            continue
+        if marker == 0xD9:  # end of image
+            return scans
+        if marker == 0x01 or 0xD0 <= marker <= 0xD7:  # markers without a length
+            position += 2
+            continue
+        position += 2 + int.from_bytes(data[position + 2 : position + 4], "big")
+        if marker != 0xDA:
+            continue
+        scans += 1
+        while True:  # the scan's entropy-coded data
+            position = data.find(b"\xff", position)
+            if position < 0 or position + 1 >= size:
+                return scans
+            following = data[position + 1]
+            if following != 0x00 and not 0xD0 <= following <= 0xD7:
+                break
+            position += 2
+    return scans
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:
