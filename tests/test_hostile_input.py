@@ -313,6 +313,26 @@ def test_a_jpeg_of_thousands_of_scans_is_refused_at_once() -> None:
     assert load_image(good[:2] + comment + good[2:]).size == (1500, 1500)
 
 
+def test_a_baseline_jpeg_above_the_pixel_limit_is_decoded_smaller(monkeypatch) -> None:
+    # A 200 MP phone JPEG was refused before `draft` could decode it at 1/8 of its size; the
+    # limits here are shrunk so that a small picture plays its part.
+    from sportsdet import imageio
+
+    monkeypatch.setattr(imageio, "MAX_PIXELS", 1_000_000)
+    monkeypatch.setattr(imageio, "MAX_DECODE_PIXELS", 1_000_000)
+    picture = Image.new("RGB", (1600, 1200), (200, 30, 30))
+    baseline, progressive, png = io.BytesIO(), io.BytesIO(), io.BytesIO()
+    picture.save(baseline, "JPEG")
+    picture.save(progressive, "JPEG", progressive=True)
+    picture.save(png, "PNG")
+    assert imageio.load_image(baseline.getvalue(), min_size=240).size == (400, 300)
+    for too_big in (progressive, png):  # no smaller decoding: all of it would be in memory
+        with pytest.raises(ImageLoadError, match="above the 1,000,000-pixel safety limit"):
+            imageio.load_image(too_big.getvalue(), min_size=240)
+    with pytest.raises(ImageLoadError, match="above the 1,000,000-pixel limit for decoding at full size"):
+        imageio.load_image(baseline.getvalue())
+
+
 def _zip_of_zeros(path: Path, members: int, size: int) -> Path:
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
         archive.writestr("photos/polo/0.png", _png(40, 40))

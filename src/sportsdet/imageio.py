@@ -36,8 +36,8 @@ SUPPORTED_FORMATS = frozenset({"JPEG", "MPO", "PNG", "GIF", "WEBP", "BMP", "TIFF
 SUPPORTED_NAMES = "JPEG, PNG, HEIC, WebP, AVIF, GIF, BMP or TIFF"
 # Refuse images above this many pixels before decoding them (decompression-bomb guard).
 MAX_PIXELS = 120_000_000
-# ... and above this many pixels as decoded (JPEGs decode at reduced size when the caller needs
-# less, so a 200 MP camera JPEG passes): a 400 KB PNG can declare 10000x11000 RGBA pixels, which
+# ... and above this many pixels as decoded (baseline JPEGs decode at reduced size when the caller
+# needs less, so a 200 MP camera JPEG passes): a 400 KB PNG can declare 10000x11000 RGBA pixels, which
 # took 2.2 GB to decode and flatten; at this bound decoding stays under ~400 MB.
 MAX_DECODE_PIXELS = 40_000_000
 # Refuse images whose longer side is more than this many times the shorter one, before decoding:
@@ -375,7 +375,11 @@ def _open(source: ImageSource, name: str) -> Image.Image:
                 "take minutes; a damaged or hostile file",
             )
     width, height = image.size
-    if width * height > MAX_PIXELS:
+    # A baseline JPEG decodes at 1/2, 1/4 or 1/8 of its size when the caller needs less: the
+    # MAX_DECODE_PIXELS check after `draft` is its bound (a progressive one needs all of its
+    # coefficients in memory whatever the scale, so it is held to this one).
+    scaled_later = image.format in ("JPEG", "MPO") and not image.info.get("progressive")
+    if width * height > MAX_PIXELS and not scaled_later:
         raise ImageLoadError(
             name,
             "too-large",
@@ -479,7 +483,8 @@ def load_image(
       faster and still leaves at least `min_size` pixels on the shorter side.
 
     - Local files are read with `read_local_file` (regular files only, at most MAX_FILE_BYTES);
-      images above MAX_PIXELS or more elongated than MAX_ASPECT are refused before decoding.
+      images above MAX_PIXELS (baseline JPEGs: MAX_DECODE_PIXELS as decoded) or more elongated
+      than MAX_ASPECT are refused before decoding.
 
     Raises `ImageLoadError` (with `.kind` one of missing, unreadable, empty, not-an-image,
     unsupported-format, too-large, degenerate, corrupt, truncated) and never anything else for
