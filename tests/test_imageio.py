@@ -101,6 +101,18 @@ def test_palette_with_transparency(tmp_path: Path) -> None:
     assert tuple(pixels[5, 30]) == (255, 255, 255)
 
 
+@pytest.mark.parametrize(("mode", "ink", "clear"), [("L", 50, 0), ("RGB", (50, 50, 50), (0, 0, 0))])
+def test_a_transparent_colour_in_a_grey_or_rgb_png(tmp_path: Path, mode: str, ink, clear) -> None:
+    # PNG's tRNS names one colour transparent; for L and RGB it was dropped: black, not white.
+    image = Image.new(mode, (40, 40), clear)
+    image.paste(ink, (0, 0, 20, 40))
+    path = tmp_path / f"{mode}.png"
+    image.save(path, transparency=clear)
+    pixels = np.asarray(load_image(path))
+    assert tuple(pixels[5, 5]) == (50, 50, 50)
+    assert tuple(pixels[5, 30]) == (255, 255, 255)
+
+
 def test_greyscale_jpeg_becomes_three_equal_channels(tmp_path: Path) -> None:
     path = tmp_path / "grey.jpg"
     Image.new("L", (40, 40), 90).save(path)

@@ -433,13 +433,14 @@ def jpeg_scan_count(data: bytes, stop_at: int) -> int:
 def _to_rgb(image: Image.Image) -> Image.Image:
     """Any Pillow mode to 8-bit RGB; transparency is composited onto white."""
     mode = image.mode
+    if mode in ("P", "L", "RGB") and "transparency" in image.info:
+        # A transparent colour (PNG tRNS) was dropped for L and RGB: transparent corners black.
+        image = image.convert("RGBA")
+        mode = image.mode
     if mode == "RGB":
         return image
     if mode == "P":
-        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
-        mode = image.mode
-        if mode == "RGB":
-            return image
+        return image.convert("RGB")
     if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
         # Pasting through the alpha mask onto white equals alpha_composite(white, rgba) bit for
         # bit, without its two extra full-size RGBA copies.
