@@ -113,6 +113,19 @@ def test_a_transparent_colour_in_a_grey_or_rgb_png(tmp_path: Path, mode: str, in
     assert tuple(pixels[5, 30]) == (255, 255, 255)
 
 
+@pytest.mark.parametrize(
+    ("mode", "value", "stray", "expected"), [("F", 0.5, 1.02, 128), ("I", 200, 256, 200)]
+)
+def test_one_stray_pixel_does_not_set_a_32_bit_pictures_range(tmp_path, mode, value, stray, expected) -> None:
+    # The range of a float or 32-bit TIFF was read from its brightest pixel: one pixel at 1.02
+    # turned a 0.5 grey black, one at 256 an 8-bit-range picture nearly black.
+    image = Image.new(mode, (40, 40), value)
+    image.putpixel((0, 0), stray)
+    path = tmp_path / f"{mode}.tif"
+    image.save(path)
+    assert tuple(np.asarray(load_image(path))[20, 20]) == (expected,) * 3
+
+
 def test_greyscale_jpeg_becomes_three_equal_channels(tmp_path: Path) -> None:
     path = tmp_path / "grey.jpg"
     Image.new("L", (40, 40), 90).save(path)

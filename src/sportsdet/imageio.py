@@ -451,8 +451,11 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     if mode.startswith("I;16") or mode in ("I", "F"):
         # 16-bit and 32-bit greyscale: scale the value range to 8 bits instead of clipping.
         values = np.asarray(image, dtype=np.float64)
-        top = 65535.0 if mode.startswith("I;16") or values.max(initial=0) > 255 else 255.0
-        if mode == "F" and values.max(initial=0) <= 1.0:
+        # The range is guessed from the values (32-bit files do not say it): from nearly the
+        # brightest, not the brightest, so that one stray pixel does not darken the picture.
+        peak = float(np.percentile(values, 99.9)) if values.size else 0.0
+        top = 65535.0 if mode.startswith("I;16") or peak > 255 else 255.0
+        if mode == "F" and peak <= 1.0:
             top = 1.0
         grey = np.clip(values * (255.0 / top), 0, 255).round().astype(np.uint8)
         return Image.fromarray(grey, mode="L").convert("RGB")
