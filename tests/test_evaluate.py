@@ -249,6 +249,11 @@ def test_a_file_name_that_is_not_utf8_is_scored_and_written(bundle: Path, tree: 
     result = evaluate(bundle, tree, out_dir=out, backend=ColourOracle())
     assert result.metrics["n"] == 12 and (out / "metrics.json").is_file()
     assert any(row["path"].endswith("caf\\udce9 \\udcff.jpg") for row in _read_csv(out / "predictions.csv"))
+    # ... and the report finds the photo by that name (its tile said "image not found").
+    from sportsdet.report.inputs import read_predictions
+
+    found = {p.path: p.image for p in read_predictions(out / "predictions.csv", [tree])}
+    assert all(found.values()) and bytes(tree / "polo") + b"/caf\xe9 \xff.jpg" in map(bytes, found.values())
 
 
 def test_nothing_readable_is_an_error(bundle: Path, tmp_path: Path) -> None:

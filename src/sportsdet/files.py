@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import stat
 import tempfile
 from collections.abc import Callable, Iterator
@@ -89,6 +90,16 @@ def printable_name(name: str) -> str:
     """A file name as text any UTF-8 output takes: bytes that are not UTF-8 shown as \\xff escapes
     (printing the raw name raised UnicodeEncodeError under a strict UTF-8 locale)."""
     return name.encode("utf-8", "surrogateescape").decode("utf-8", UNDECODABLE)
+
+
+_ESCAPED_BYTE = re.compile(r"\\(?:udc|x)([89a-fA-F][0-9a-fA-F])")
+
+
+def name_as_written(text: str) -> str:
+    """The file name that `printable_name` or an UNDECODABLE write (\\xff, \\udcff) turned into
+    text: the escapes back into the bytes the name holds. For finding a file again when its
+    printed name is not there."""
+    return _ESCAPED_BYTE.sub(lambda match: chr(0xDC00 + int(match.group(1), 16)), text)
 
 
 def write_json(path: str | Path, data: Any, *, indent: int = 1) -> Path:

@@ -19,6 +19,7 @@ from typing import Any
 
 from sportsdet.bundle import load_bundle
 from sportsdet.errors import BundleError, SportsdetError
+from sportsdet.files import name_as_written
 from sportsdet.run_folder import METRICS_COLUMNS, RunFolder, is_run_dir
 
 PREDICTION_COLUMNS = ("path", "true_label", "pred_label", "confidence", "true_prob")
@@ -185,13 +186,17 @@ def read_predictions(path: Path, search_roots: list[Path]) -> list[Prediction]:
 
 
 def _resolve_image(text: str, roots: list[Path]) -> Path | None:
-    # evaluate may write absolute paths or paths relative to the data root; accept both.
-    candidate = Path(text)
-    if candidate.is_absolute():
-        return candidate if candidate.is_file() else None
-    for root in roots:
-        if (root / candidate).is_file():
-            return root / candidate
+    # evaluate may write absolute paths or paths relative to the data root; accept both; and a
+    # name that is not UTF-8 is written with \udcff escapes.
+    for written in dict.fromkeys((text, name_as_written(text))):
+        candidate = Path(written)
+        if candidate.is_absolute():
+            if candidate.is_file():
+                return candidate
+            continue
+        for root in roots:
+            if (root / candidate).is_file():
+                return root / candidate
     return None
 
 
