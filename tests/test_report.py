@@ -222,6 +222,16 @@ def test_gallery_is_capped_and_missing_images_are_noted(tmp_path):
     assert text.count('<figure class="tile') <= 15
 
 
+def test_a_photo_that_no_longer_decodes_is_not_called_missing(tmp_path):
+    # A photo damaged since evaluation had the tile "image not found" although it was there.
+    fake = make_run(tmp_path, n_classes=2, per_class=2)
+    for photo in fake.data.rglob("*.jpg"):
+        photo.write_bytes(photo.read_bytes()[:300])
+    text = write_report(fake.run).read_text(encoding="utf-8")
+    assert text.count('class="noimg"') > 0
+    assert "image cannot be decoded" in text and "image not found" not in text
+
+
 def test_hundred_classes_render_fast_and_legible(tmp_path):
     fake = make_run(tmp_path, n_classes=100, per_class=3, skill=3.0)
     started = time.perf_counter()

@@ -750,8 +750,9 @@ def _galleries(inputs: ReportInputs, limit: int, thumbs: dict[str, str | None]) 
 def _tile(tile: Tile, show_loss: bool) -> str:
     p: Prediction = tile.prediction
     name = Path(p.path).name
+    missing = "image not found" if p.image is None else "image cannot be decoded"  # e.g. damaged since
     picture = (img(tile.data_uri, f"{p.true_label}: {name}", cls="thumb") if tile.data_uri
-               else f'<div class="noimg">image not found<br>{escape(name)}</div>')
+               else f'<div class="noimg">{missing}<br>{escape(name)}</div>')
     extra = ""
     if show_loss:
         extra = f'<br><span class="t">p(true)</span> {pct(p.true_prob)} · loss {tile.loss:.2f}'
