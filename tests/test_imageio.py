@@ -126,6 +126,22 @@ def test_one_stray_pixel_does_not_set_a_32_bit_pictures_range(tmp_path, mode, va
     assert tuple(np.asarray(load_image(path))[20, 20]) == (expected,) * 3
 
 
+def test_a_strip_warning_gives_the_size_as_the_picture_is_seen(tmp_path: Path) -> None:
+    # Stored 40x400 with EXIF orientation 6 (a quarter turn): seen 400x40, but predict and data
+    # check said "a 40x400 strip".
+    from sportsdet.data.check import check_file
+    from sportsdet.imageio import load_image_checked
+
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    path = tmp_path / "turned.jpg"
+    Image.new("RGB", (40, 400), (90, 120, 30)).save(path, exif=exif.tobytes())
+    image, warning = load_image_checked(path)
+    assert image.size == (400, 40) and warning and warning.startswith("a 400x40 strip")
+    checked = check_file(str(path), "polo/turned.jpg", None, "polo")
+    assert (checked.width, checked.height) == (400, 40) and checked.detail.startswith("a 400x40 strip")
+
+
 def test_greyscale_jpeg_becomes_three_equal_channels(tmp_path: Path) -> None:
     path = tmp_path / "grey.jpg"
     Image.new("L", (40, 40), 90).save(path)

@@ -291,6 +291,17 @@ def misleading_name_note(path: str | Path, image_format: str) -> str:
     return f"image with a misleading name: a {image_format} file {named}"
 
 
+def upright_size(image: Image.Image) -> tuple[int, int]:
+    """(width, height) as the picture is seen: swapped when its EXIF orientation turns it a
+    quarter (5-8), as `load_image` will. Only the header is read."""
+    width, height = image.size
+    try:
+        turned = image.getexif().get(0x0112) in (5, 6, 7, 8)  # 0x0112: Orientation
+    except Exception:  # noqa: BLE001  damaged EXIF: load_image keeps such a picture as stored
+        turned = False
+    return (height, width) if turned else (width, height)
+
+
 def shape_problem(width: int, height: int) -> tuple[str, str] | None:
     """("tiny" | "strip", why) for a picture too small or too elongated to classify well; else None.
 
@@ -507,7 +518,7 @@ def load_image_checked(
     label = name or (f"<{len(source)} bytes>" if isinstance(source, bytes) else str(source))
     image = _open(source, label)
     stored_w, stored_h = image.size  # before draft mode shrinks it
-    problem = shape_problem(stored_w, stored_h)
+    problem = shape_problem(*upright_size(image))
     warning = problem[1] if problem else None
     try:
         if min_size and image.format in ("JPEG", "MPO"):

@@ -218,7 +218,7 @@ def check_file(path: str, rel: str, split: str | None, label: str) -> FileResult
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # e.g. "Corrupt EXIF data"; the decode below judges the file
             with imageio.open_header(data, rel) as header:
-                result.width, result.height = header.size
+                result.width, result.height = imageio.upright_size(header)  # as the picture is seen
                 result.mode, result.format = header.mode, header.format
     except Exception:  # noqa: BLE001  load_image below classifies the failure properly
         pass

@@ -51,7 +51,7 @@ from sportsdet import __version__
 from sportsdet.errors import ImageLoadError, SportsdetError
 from sportsdet.fetch import DEFAULT_MAX_BYTES, AddressPolicy, FetchError, fetch_url, redact_url
 from sportsdet.files import cpu_count
-from sportsdet.imageio import open_header, shape_problem
+from sportsdet.imageio import open_header, shape_problem, upright_size
 from sportsdet.predict import InputItem, Predictor
 from sportsdet.runtime import model_lanes, preferred_batch_size
 from sportsdet.serve.batching import MicroBatcher, Overloaded
@@ -492,7 +492,7 @@ def _shape_warning(data: bytes, name: str) -> str | None:
     """The warning for a tiny or strip-shaped picture (`imageio.shape_problem`), from its header."""
     try:
         with open_header(data, name) as header:
-            problem = shape_problem(*header.size)
+            problem = shape_problem(*upright_size(header))
     except Exception:  # noqa: BLE001  it was decoded already; a header it cannot reread: no warning
         return None
     return problem[1] if problem else None
