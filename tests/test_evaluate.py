@@ -326,6 +326,18 @@ def test_class_names_with_dollar_signs_are_drawn_as_written(tmp_path: Path) -> N
     assert (tmp_path / "cm.png").stat().st_size > 0 and (tmp_path / "g.png").stat().st_size > 0
 
 
+def test_a_very_long_class_name_does_not_take_the_confusion_matrix(tmp_path: Path) -> None:
+    # Drawn whole, a 200-character name left no room: matplotlib warned that it could not lay
+    # the figure out (on the user's terminal) and clipped every label.
+    import warnings
+
+    labels = ["x" * 200, "polo", "rowing"]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        plot_confusion_matrix(np.eye(3, dtype=int) * 4, labels, tmp_path / "cm.png")
+    assert [str(w.message) for w in caught] == []
+
+
 def test_confusion_matrix_of_a_few_of_many_classes_draws_only_their_rows(tmp_path: Path) -> None:
     # The built-in model (105 sports) on a user's 5: 5 rows, not 105 (100 of them empty).
     cm = np.zeros((105, 105), dtype=int)

@@ -239,6 +239,12 @@ def _wrap(text: str, width: int) -> str:
     return "\n".join(textwrap.wrap(text, width=width, break_long_words=True)) or text
 
 
+def _tick_label(label: str, limit: int = 40) -> str:
+    """A class name short enough for an axis: one of 200 characters took the whole figure (the
+    matrix shrank to nothing and every other name was clipped)."""
+    return label if len(label) <= limit else label[: limit - 1] + "…"
+
+
 @_words_as_written
 def plot_confusion_matrix(cm: np.ndarray, labels: Sequence[str], path: Path, title: str = "") -> None:
     """Row-normalised confusion matrix; the figure grows with the class count, fonts shrink,
@@ -269,8 +275,8 @@ def plot_confusion_matrix(cm: np.ndarray, labels: Sequence[str], path: Path, tit
     image = ax.imshow(norm, cmap="Blues", vmin=0.0, vmax=1.0, interpolation="nearest")
     ax.set_xticks(range(n_cols))
     ax.set_yticks(range(n_rows))
-    ax.set_xticklabels(col_labels, rotation=90, fontsize=tick_font)
-    ax.set_yticklabels(row_labels, fontsize=tick_font)
+    ax.set_xticklabels([_tick_label(c) for c in col_labels], rotation=90, fontsize=tick_font)
+    ax.set_yticklabels([_tick_label(r) for r in row_labels], fontsize=tick_font)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     ax.set_title(title or "confusion matrix (each row sums to 1)", fontsize=11)
