@@ -142,6 +142,12 @@ def test_a_strip_warning_gives_the_size_as_the_picture_is_seen(tmp_path: Path) -
     assert (checked.width, checked.height) == (400, 40) and checked.detail.startswith("a 400x40 strip")
 
 
+def test_a_file_that_starts_like_a_known_format_but_does_not_open_may_be_a_variant() -> None:
+    # A well-formed TIFF that Pillow cannot read (16-bit grey with alpha) was called damaged.
+    with pytest.raises(ImageLoadError, match=r"starts like a PNG file .*or a kind of PNG this reader"):
+        load_image(b"\x89PNG\r\n\x1a\n" + bytes(2000))
+
+
 def test_greyscale_jpeg_becomes_three_equal_channels(tmp_path: Path) -> None:
     path = tmp_path / "grey.jpg"
     Image.new("L", (40, 40), 90).save(path)

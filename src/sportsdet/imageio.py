@@ -336,7 +336,8 @@ def _open(source: ImageSource, name: str) -> Image.Image:
             raise ImageLoadError(
                 name,
                 "truncated" if len(data) < 1024 else "corrupt",
-                f"starts like a {known} file but cannot be decoded (damaged or cut short)",
+                f"starts like a {known} file but cannot be decoded (damaged, cut short, or a kind of {known} "
+                "this reader does not support)",
             ) from None
         video = _video_kind(data[:16])
         if video:
