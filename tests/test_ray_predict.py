@@ -23,7 +23,7 @@ from conftest import make_image
 from typer.testing import CliRunner
 
 from sportsdet.bundle import builtin_bundle_path
-from sportsdet.cluster.ray_predict import run_ray_predict
+from sportsdet.cluster.ray_predict import part_files, run_ray_predict
 from sportsdet.predict import Predictor
 
 PHOTOS = 240  # plus the bad inputs below: "a few hundred"
@@ -133,9 +133,13 @@ def test_matches_plain_predict_then_resumes(
     assert any(r.uncertain for r in expected.values())  # the abstain column is really exercised
     assert len(summary.parts) > 1  # parts of 64 rows
 
-    # A second run into the same folder skips every input and writes nothing.
+    # A second run into the same folder skips every labelled input and tries the failed ones
+    # again (their rows replaced, not doubled): a file mended since, a URL that failed a while.
     again = run_ray_predict(inputs, out, model=model, top_k=3, workers=1)
-    assert (again.written, again.skipped, again.already_done) == (0, len(expected), len(expected))
+    done = len(expected) - len(failed)
+    counts = (again.written, again.skipped, again.already_done, again.retried)
+    assert counts == (len(failed), done, done, len(failed))
+    assert again.failed == len(failed)
     assert set(_rows(out)) == set(expected)
 
     # A crash: one part lost (and a half-written temp file left): the re-run labels exactly those.
@@ -144,8 +148,8 @@ def test_matches_plain_predict_then_resumes(
     lost.unlink()
     (out / f".{lost.name}.tmp").write_bytes(b"half a parquet file")
     resumed = run_ray_predict(inputs, out, model=model, top_k=3, workers=1)
-    assert resumed.written == len(lost_inputs)
-    assert resumed.skipped == len(expected) - len(lost_inputs)
+    assert resumed.written == len(lost_inputs | failed)
+    assert resumed.skipped == len(expected) - len(lost_inputs | failed)
     assert not list(out.glob(".*.tmp"))
     final = _rows(out)
     assert set(final) == set(expected)
@@ -172,6 +176,59 @@ def test_cli_engine_ray(photos: dict, tmp_path: Path) -> None:
     assert f"skipped {count} input(s)" in second.output and "wrote 0 result(s)" in second.output
 
 
+def test_reruns_retry_failures_and_tell_photos_of_the_same_name_apart(photos: dict, tmp_path: Path) -> None:
+    # Failed rows counted as done: a file mended since was never labelled, and the re-run
+    # exited 0. Names relative to a listing's folder keyed the done-set: L2/p.jpg, after
+    # L1/p.jpg, was "already there". A folder and a photo in it, both given, made two rows.
+    model = builtin_bundle_path()
+    src = photos["root"] / "photos" / "set1"
+    folders = [tmp_path / "L1", tmp_path / "L2"]
+    for index, folder in enumerate(folders):
+        folder.mkdir()
+        (folder / "p.jpg").write_bytes((src / f"{4 * index + 1:04d}.jpg").read_bytes())
+        (folder / "list.txt").write_text("p.jpg\nbroken.jpg\n")
+        (folder / "broken.jpg").write_bytes(b"")
+    out = tmp_path / "out"
+    first = run_ray_predict([str(folders[0] / "list.txt")], out, model=model, workers=1)
+    assert (first.written, first.failed) == (2, 1)
+    (folders[0] / "broken.jpg").write_bytes((src / "0009.jpg").read_bytes())  # mended
+    second = run_ray_predict([str(folders[0] / "list.txt")], out, model=model, workers=1)
+    assert (second.written, second.failed, second.skipped, second.retried) == (1, 0, 1, 1)
+    third = run_ray_predict([str(folders[1] / "list.txt")], out, model=model, workers=1)
+    assert (third.written, third.skipped) == (2, 0)  # other photos, though named alike
+    rows = pq.read_table(out).to_pylist()
+    assert sorted((r["input"], r["source"], r["error"] is None) for r in rows) == [
+        ("broken.jpg", str(folders[0] / "broken.jpg"), True),
+        ("broken.jpg", str(folders[1] / "broken.jpg"), False),
+        ("p.jpg", str(folders[0] / "p.jpg"), True),
+        ("p.jpg", str(folders[1] / "p.jpg"), True),
+    ]
+    twice = tmp_path / "twice"
+    given = [str(folders[0]), str(folders[0] / "p.jpg"), str(folders[0] / "p.jpg")]
+    run_ray_predict(given, twice, model=model)
+    assert sorted(r["input"] for r in pq.read_table(twice).to_pylist()) == sorted(
+        str(folders[0] / name) for name in ("broken.jpg", "p.jpg")
+    )
+
+
+def test_listings_with_a_byte_order_mark_empty_cells_and_misleading_names(photos, tmp_path) -> None:
+    # Excel's "CSV UTF-8" starts with a byte-order mark: its 'path' column was not found. A row
+    # without a path vanished without a word. Predict's note on a photo named without an image
+    # extension was lost on Ray.
+    model = builtin_bundle_path()
+    photo = photos["root"] / "photos" / "set1" / "0001.jpg"
+    (tmp_path / "odd").mkdir()
+    (tmp_path / "odd" / "noext").write_bytes(photo.read_bytes())  # found in a folder by its content
+    listing = tmp_path / "excel.csv"
+    listing.write_bytes(f"\ufeffpath,label\r\n{photo},a\r\n,b\r\nodd,c\r\n".encode())
+    summary = run_ray_predict([str(listing)], tmp_path / "out", model=model, workers=1)
+    rows = _rows(tmp_path / "out")
+    assert summary.written == 3 and summary.failed == 1
+    assert rows["<empty path in excel.csv>"]["error"] == f"{listing}: a row with an empty 'path'"
+    (plain,) = Predictor(model).predict_sources([str(tmp_path / "odd")])
+    assert rows["odd/noext"]["warning"] == plain.warning and "misleading name" in plain.warning
+
+
 def test_cli_refuses_bad_options_and_listings(photos: dict, tmp_path: Path) -> None:
     # The real console script: a user error is one `error:` line and exit code 2.
     cli = [sys.executable, "-m", "sportsdet", "predict", "--engine", "ray"]
@@ -187,6 +244,45 @@ def test_cli_refuses_bad_options_and_listings(photos: dict, tmp_path: Path) -> N
     )
     assert wrong.returncode == 2 and "a listing needs a 'path' column" in wrong.stderr, wrong.stderr
     assert "Traceback" not in wrong.stderr
+    # Listings Ray Data cannot parse stopped the job half way, after a page of its tracebacks,
+    # with Ray's advice on retries for the cause; an address that takes no connection hung.
+    ragged = tmp_path / "ragged.csv"
+    ragged.write_text("path\na.jpg,extra\nb.jpg\n")
+    latin1 = tmp_path / "latin1.txt"
+    latin1.write_bytes(b"a.jpg\ncaf\xe9.jpg\n")
+    for listing, message in [(ragged, "ragged.csv: not a readable CSV listing"),
+                             (latin1, "latin1.txt, line 2: not UTF-8 text")]:  # fmt: skip
+        command = [*cli, str(listing), "--output", str(out)]
+        bad = subprocess.run(command, capture_output=True, text=True, timeout=120)
+        assert bad.returncode == 2 and message in bad.stderr, bad.stderr
+        assert len(bad.stderr.splitlines()) <= 2, bad.stderr
+    folder = str(photos["root"] / "photos" / "set0")
+    command = [*cli, folder, "--output", str(out), "--address", "127.0.0.1:1"]
+    away = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert away.returncode == 2 and "cannot reach the Ray cluster at 127.0.0.1:1" in away.stderr, away.stderr
+
+
+def test_one_run_at_a_time_writes_into_an_output_folder(photos: dict, tmp_path: Path) -> None:
+    # Two runs at once wrote every row twice.
+    from sportsdet.errors import SportsdetError
+
+    out = tmp_path / "out"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from pathlib import Path\n"
+         "from sportsdet.files import hold_folder\n"
+         "with hold_folder(Path(sys.argv[1]), '.sportsdet.lock', cannot='x', busy='y'):\n"
+         "    print('held', flush=True); time.sleep(60)", str(out)],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        busy = r"another sportsdet process \(pid \d+\) is writing into this"
+        with pytest.raises(SportsdetError, match=busy):
+            run_ray_predict([str(photos["root"] / "photos" / "set0")], out, model=builtin_bundle_path())
+    finally:
+        holder.kill()
+        holder.wait()
+    assert part_files(out) == []
 
 
 def test_missing_ray_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -20,6 +20,7 @@ import re
 import stat
 import tempfile
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -100,6 +101,52 @@ def name_as_written(text: str) -> str:
     text: the escapes back into the bytes the name holds. For finding a file again when its
     printed name is not there."""
     return _ESCAPED_BYTE.sub(lambda match: chr(0xDC00 + int(match.group(1), 16)), text)
+
+
+_HELD: dict[Path, int] = {}  # folders this process holds the lock of -> nesting depth
+
+
+@contextmanager
+def hold_folder(folder: Path, lock_name: str, *, cannot: str, busy: str) -> Iterator[None]:
+    """Hold `folder` for this process: an flock on FOLDER/`lock_name`, which the OS drops when
+    the process ends, however it ends (no stale locks). Re-entrant within one process.
+
+    Another process holding it: "FOLDER: another sportsdet process (pid N) `busy`"; a folder
+    that cannot be made or opened: "FOLDER: `cannot` (why)".
+    """
+    import fcntl
+
+    key = folder.resolve()
+    if key in _HELD:
+        _HELD[key] += 1
+        try:
+            yield
+        finally:
+            _HELD[key] -= 1
+        return
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        handle = open(folder / lock_name, "a+", encoding="utf-8")
+    except OSError as exc:
+        raise SportsdetError(f"{folder}: {cannot} ({exc.strerror or exc})") from None
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "?"
+        handle.close()
+        raise SportsdetError(f"{folder}: another sportsdet process (pid {holder}) {busy}") from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"{os.getpid()}\n")
+    handle.flush()
+    _HELD[key] = 1
+    try:
+        yield
+    finally:
+        del _HELD[key]
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        handle.close()
 
 
 def write_json(path: str | Path, data: Any, *, indent: int = 1) -> Path:

@@ -16,9 +16,7 @@ Every other module asks this one where these live; none spells the names itself.
 
 from __future__ import annotations
 
-import fcntl
 import json
-import os
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -28,6 +26,7 @@ from typing import Any
 
 from sportsdet.bundle import BUNDLE_FILES, MANIFEST_NAME, builtin_bundle_path
 from sportsdet.errors import SportsdetError
+from sportsdet.files import hold_folder
 
 METRICS_COLUMNS = ("epoch", "stage", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "seconds")
 CONFIG = "config.json"
@@ -211,47 +210,17 @@ def clear_run(run: RunFolder) -> list[Path]:
     return kept
 
 
-_HELD: dict[Path, int] = {}  # run folders this process holds the lock of -> nesting depth
-
-
 @contextmanager
 def lock_run(run: RunFolder) -> Iterator[None]:
     """Hold the run folder for this process: a second `sportsdet train` into it is refused.
 
-    An flock on RUN/.sportsdet.lock: released when the process ends, however it ends, so a
-    killed run never leaves a stale lock. Re-entrant within one process.
+    An flock on RUN/.sportsdet.lock (`files.hold_folder`): released when the process ends,
+    however it ends, so a killed run never leaves a stale lock. Re-entrant within one process.
     """
-    key = run.path.resolve()
-    if key in _HELD:
-        _HELD[key] += 1
-        try:
-            yield
-        finally:
-            _HELD[key] -= 1
-        return
-    try:
-        run.path.mkdir(parents=True, exist_ok=True)
-        handle = open(run.path / LOCK, "a+", encoding="utf-8")
-    except OSError as exc:
-        raise SportsdetError(f"{run.path}: cannot use this run folder ({exc.strerror or exc})") from None
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.seek(0)
-        holder = handle.read().strip() or "?"
-        handle.close()
-        raise SportsdetError(
-            f"{run.path}: another sportsdet process (pid {holder}) is writing this run; wait for it to "
-            "finish or choose another --out"
-        ) from None
-    handle.seek(0)
-    handle.truncate()
-    handle.write(f"{os.getpid()}\n")
-    handle.flush()
-    _HELD[key] = 1
-    try:
+    with hold_folder(
+        run.path,
+        LOCK,
+        cannot="cannot use this run folder",
+        busy="is writing this run; wait for it to finish or choose another --out",
+    ):
         yield
-    finally:
-        del _HELD[key]
-        fcntl.flock(handle, fcntl.LOCK_UN)
-        handle.close()

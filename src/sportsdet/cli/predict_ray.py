@@ -84,9 +84,10 @@ def predict_on_ray(
         )
         raise typer.Exit(130) from None
     rate = summary.written / summary.seconds if summary.seconds else 0.0
+    retried = f", tried again {summary.retried} that had failed" if summary.retried else ""
     console.print(
         f"wrote {summary.written} result(s) to {escape(str(output))} in {len(summary.parts)} part(s) "
-        f"({rate:.1f} images/s); skipped {summary.skipped} input(s) already there",
+        f"({rate:.1f} images/s); skipped {summary.skipped} input(s) already there{retried}",
         highlight=False,
     )
     if summary.failed:

@@ -14,7 +14,9 @@ The pipeline (one Ray Data dataset, streamed, nothing materialised whole):
 
 Results are small (~100 bytes a row), so the driver writes them: DIR only has to exist where the
 command runs, never on the worker nodes. A bad input is a row with its `error`, never a failed
-job. Re-running into the same DIR reads the `input` column of its parts and skips those inputs.
+job. Re-running into the same DIR reads the `source` column of its parts (each photo's absolute
+path, or its URL) and skips those photos; rows with an error are dropped first and tried again.
+One run at a time writes into a DIR (an flock on DIR/.sportsdet.lock).
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ import numpy as np
 
 from sportsdet.errors import SportsdetError
 from sportsdet.fetch import DEFAULT_MAX_BYTES, fetch_url, is_url
-from sportsdet.files import atomic_write
+from sportsdet.files import atomic_write, hold_folder
 from sportsdet.imageio import is_image_name, load_image_checked
 from sportsdet.predict import PredictionResult, Predictor, _short_message, expand_inputs
 from sportsdet.preprocess import Preprocessing, normalize, resize_image
@@ -45,6 +47,7 @@ INSTALL_HINT = "pip install 'sportsdet[cluster]'"
 LISTING_SUFFIXES = (".txt", ".csv", ".parquet")
 LISTING_COLUMN = "path"
 PART_PREFIX = "part-"
+LOCK = ".sportsdet.lock"  # held (flock) by the run writing into DIR
 # Rows per Ray block between decoding and classifying: enough to amortise Ray's per-block cost,
 # few enough that every CPU gets work on a few hundred photos.
 DECODE_BATCH = 32
@@ -73,6 +76,8 @@ def import_ray() -> Any:
 def result_schema() -> Any:
     """The Parquet schema of DIR's parts.
 
+    `input`: the photo as the user named it (relative names as typed); `source`: the photo
+    itself, an absolute path or a URL (two photos named p.jpg in two folders are two photos).
     `abstain`: the model's abstain rule said "I don't know" (`predict`'s "uncertain": label and
     score null, the best guess first in top_k); null when no rule is in force."""
     import pyarrow as pa
@@ -81,6 +86,7 @@ def result_schema() -> Any:
     return pa.schema(
         [
             ("input", pa.string()),
+            ("source", pa.string()),
             ("label", pa.string()),
             ("score", pa.float64()),
             ("top_k", pa.list_(top)),
@@ -91,16 +97,22 @@ def result_schema() -> Any:
     )
 
 
-def results_table(results: Iterable[PredictionResult], *, abstains: bool = False) -> Any:
-    """PredictionResults -> a pyarrow Table in `result_schema()`; `abstains`: a rule is in force."""
+def results_table(
+    results: Iterable[PredictionResult], *, abstains: bool = False, sources: Iterable[str] | None = None
+) -> Any:
+    """PredictionResults -> a pyarrow Table in `result_schema()`; `abstains`: a rule is in force;
+    `sources`: each result's photo (absolute path or URL), else its input name."""
     import pyarrow as pa
 
+    results = list(results)
+    sources = list(sources) if sources is not None else [""] * len(results)
     rows = []
-    for result in results:
+    for result, source in zip(results, sources, strict=True):
         record = result.to_dict()
         rows.append(
             {
                 "input": record["input"],
+                "source": source or record["input"],
                 "label": record["label"],
                 "score": record["score"],
                 "top_k": record["top_k"],
@@ -116,21 +128,53 @@ def part_files(out_dir: Path) -> list[Path]:
     return sorted(out_dir.glob(f"{PART_PREFIX}*.parquet"))
 
 
-def read_done_inputs(out_dir: Path) -> list[str]:
-    """The `input` of every row already written to DIR (what a re-run skips)."""
+def _read_part(part: Path, columns: list[str] | None = None, *, schema_only: bool = False) -> Any:
+    """A part's table (or only its schema); a damaged or foreign file is one clear error."""
     import pyarrow.parquet as pq
+
+    try:
+        return pq.read_schema(part) if schema_only else pq.read_table(part, columns=columns)
+    except Exception as exc:  # pyarrow raises several kinds for a damaged or foreign file
+        raise SportsdetError(
+            f"{part}: cannot read this results file ({str(exc).splitlines()[0][:200]}); move it out "
+            "of the output folder and run again"
+        ) from None
+
+
+def read_done_inputs(out_dir: Path) -> list[str]:
+    """What a re-run skips: the photo (`source`) of every labelled row already in DIR; rows with
+    an error are not done. Parts written before the `source` column name photos by `input`."""
+    import pyarrow.compute as pc
 
     done: list[str] = []
     for part in part_files(out_dir):
-        try:
-            column = pq.read_table(part, columns=["input"]).column("input")
-        except Exception as exc:  # pyarrow raises several kinds for a damaged or foreign file
-            raise SportsdetError(
-                f"{part}: cannot read this results file ({str(exc).splitlines()[0][:200]}); move it out "
-                "of the output folder and run again"
-            ) from None
-        done.extend(value for value in column.to_pylist() if value is not None)
+        key = "source" if "source" in _read_part(part, schema_only=True).names else "input"
+        table = _read_part(part, [key, "error"])
+        labelled = table.filter(pc.is_null(table.column("error"))).column(key)
+        done.extend(value for value in labelled.to_pylist() if value is not None)
     return done
+
+
+def drop_failed_rows(out_dir: Path) -> int:
+    """Remove the rows with an error from DIR's parts (each part rewritten atomically), so that
+    a re-run tries those inputs again (a file since mended, a URL that failed for a while)
+    without leaving two rows for one photo. Returns how many were dropped."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    dropped = 0
+    for part in part_files(out_dir):
+        table = _read_part(part)
+        failed = table.num_rows - table.column("error").null_count
+        if not failed:
+            continue
+        kept = table.filter(pc.is_null(table.column("error")))
+        if kept.num_rows:
+            atomic_write(part, lambda temp, kept=kept: pq.write_table(kept, temp))
+        else:
+            part.unlink()
+        dropped += failed
+    return dropped
 
 
 def input_keys(names: Iterable[str]) -> np.ndarray:
@@ -211,19 +255,23 @@ def split_inputs(inputs: Iterable[str]) -> InputSpecs:
 
 
 def _check_listing(path: Path) -> None:
-    """A listing must say where its paths are: a `path` column (.csv, .parquet)."""
+    """A listing must be readable text (.txt, .csv: UTF-8, Excel's byte-order mark allowed) and
+    say where its paths are (a `path` column: .csv, .parquet). Checked here, whole, because a
+    listing Ray Data cannot parse stops the job half way with a page of its tracebacks."""
     suffix = path.suffix.lower()
-    if suffix == ".txt":
-        return
     try:
+        if suffix == ".txt":
+            _check_utf8(path)
+            return
         if suffix == ".csv":
-            with path.open(newline="", encoding="utf-8") as handle:
+            _check_utf8(path)
+            with path.open(newline="", encoding="utf-8-sig") as handle:
                 columns = next(csv.reader(handle), [])
         else:
             import pyarrow.parquet as pq
 
             columns = pq.read_schema(path).names
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+    except (OSError, csv.Error) as exc:
         raise SportsdetError(f"{path}: cannot read this listing ({exc})") from None
     except Exception as exc:  # pyarrow's errors for a file that is not Parquet
         raise SportsdetError(
@@ -234,20 +282,50 @@ def _check_listing(path: Path) -> None:
             f"{path}: a listing needs a {LISTING_COLUMN!r} column holding image paths or URLs; "
             f"found columns {columns[:10]}"
         )
+    if suffix == ".csv":  # every row, as Ray Data will read it
+        import pyarrow.csv as pacsv
+
+        try:
+            for _ in pacsv.open_csv(path, convert_options=_csv_options()):  # streamed: any size
+                pass
+        except Exception as exc:  # pyarrow.ArrowInvalid: a row with more fields than the header, ...
+            raise SportsdetError(f"{path}: not a readable CSV listing ({_first_line(exc)})") from None
 
 
-def expand_spec(spec: str, base: str) -> Iterator[tuple[str, str | None, str | None]]:
-    """One input (as typed, or one line of a listing) -> (name, source, error) per image.
+def _check_utf8(path: Path) -> None:
+    """Refuse a listing that is not UTF-8 (e.g. Latin-1 names), naming the line."""
+    with path.open("rb") as handle:
+        for number, line in enumerate(handle, start=1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise SportsdetError(
+                    f"{path}, line {number}: not UTF-8 text ({exc.reason} at byte {exc.start}); save the "
+                    "listing as UTF-8"
+                ) from None
+
+
+def _csv_options() -> Any:
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    return pacsv.ConvertOptions(include_columns=[LISTING_COLUMN], column_types={LISTING_COLUMN: pa.string()})
+
+
+def expand_spec(spec: str, base: str) -> Iterator[tuple[str, str | None, str | None, str | None]]:
+    """One input (as typed, or one line of a listing) -> (name, source, error, note) per image.
 
     Relative paths are taken from `base` (the command's folder, or the listing file's folder):
     Ray's workers run elsewhere. Names keep the form the user wrote, so they match what
-    `sportsdet predict` prints for the same input.
+    `sportsdet predict` prints for the same input; `source` is what to read (an absolute path
+    or a URL); `note` what predict says beside the result (a photo with a misleading name).
     """
     text = spec.strip()
     if not text or text.startswith("#"):
         return
     if is_storage_uri(text):
-        yield from _expand_storage(text)
+        for name, source, error in _expand_storage(text):
+            yield name, source, error, None
         return
     relative = not (is_url(text) or "://" in text or os.path.isabs(os.path.expanduser(text)))
     target = os.path.join(base, text) if relative else text
@@ -255,7 +333,13 @@ def expand_spec(spec: str, base: str) -> Iterator[tuple[str, str | None, str | N
     for item in expand_inputs([target]):
         name = item.name[len(prefix) :] if relative and item.name.startswith(prefix) else item.name
         source = None if item.source is None else str(item.source)
-        yield name, source, item.error
+        yield name, source, item.error, item.note
+
+
+def done_key(name: str, source: str | None) -> str:
+    """What names a photo in DIR across runs: its absolute path (two p.jpg of two folders are
+    two photos, whatever folder each run started in); a URL by its shown form (no password)."""
+    return source if source and not is_url(source) and not is_storage_uri(source) else name
 
 
 # ----------------------------------------------------------------------------- object storage
@@ -340,20 +424,35 @@ def read_object(uri: str, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
 
 
 def _list_batch(batch: dict[str, np.ndarray], *, done_box: list, tally: Any) -> dict[str, np.ndarray]:
-    """Ray task: inputs -> one row per image not yet in DIR; counts the skipped ones in `tally`."""
+    """Ray task: inputs -> one row per image not yet in DIR (nor earlier in this block: a folder
+    and a photo in it, given both, are labelled once); counts the skipped ones in `tally`."""
     import ray
 
     keys = ray.get(done_box[0])  # zero-copy from the object store
-    names, sources, errors = [], [], []
+    names, sources, errors, notes, photos = [], [], [], [], []
     skipped = 0
-    for spec, base in zip(batch["spec"], batch["base"], strict=True):
-        for name, source, error in expand_spec(str(spec), str(base)):
-            if _is_done(keys, name):
+    seen: set[str] = set()
+    for spec, base, listing in zip(batch["spec"], batch["base"], batch["listing"], strict=True):
+        if listing and not str(spec).strip():  # a .csv/.parquet row without a path: said, not dropped
+            names.append(f"<empty path in {Path(str(listing)).name}>")
+            sources.append("")
+            errors.append(f"{listing}: a row with an empty {LISTING_COLUMN!r}")
+            notes.append("")
+            photos.append(names[-1])
+            continue
+        for name, source, error, note in expand_spec(str(spec), str(base)):
+            key = done_key(name, source)
+            if _is_done(keys, key):
                 skipped += 1
                 continue
+            if key in seen and not error:
+                continue
+            seen.add(key)
             names.append(name)
             sources.append(source or "")
             errors.append(error or "")  # "" = fine: Ray turns missing strings into NaN on the way
+            notes.append(note or "")
+            photos.append(key)
     if skipped:
         # Waited for: an add still in flight when the job ends would be missing from the count.
         ray.get(tally.add.remote(skipped))
@@ -361,6 +460,8 @@ def _list_batch(batch: dict[str, np.ndarray], *, done_box: list, tally: Any) -> 
         "input": np.array(names, dtype=object),
         "source": np.array(sources, dtype=object),
         "error": np.array(errors, dtype=object),
+        "note": np.array(notes, dtype=object),
+        "photo": np.array(photos, dtype=object),
     }
 
 
@@ -394,6 +495,7 @@ def _decode_batch(
     names = [str(n) for n in batch["input"]]
     sources = [str(s) for s in batch["source"]]
     errors = [str(e) for e in batch["error"]]
+    notes = [str(n) for n in batch["note"]]
     warnings_ = [""] * count
     remote = [i for i in range(count) if not errors[i] and (is_url(sources[i]) or is_storage_uri(sources[i]))]
     downloads = _download_all(remote, sources, url_timeout, url_max_bytes)
@@ -407,13 +509,14 @@ def _decode_batch(
                 raise data
             image, warning = load_image_checked(data, name=name, min_size=spec.decode_size)
             pixels[i] = np.asarray(resize_image(image, spec))
-            warnings_[i] = warning or ""
+            warnings_[i] = "; ".join(w for w in (notes[i], warning) if w)  # as predict joins them
         except SportsdetError as exc:
             errors[i] = _short_message(str(exc), name)
         except Exception as exc:  # one bad input must never stop the others
             errors[i] = f"unexpected {type(exc).__name__}: {exc}"
     return {
         "input": batch["input"],
+        "photo": batch["photo"],
         "error": np.array(errors, dtype=object),
         "warning": np.array(warnings_, dtype=object),
         "pixels": pixels,
@@ -491,7 +594,8 @@ class Classifier:
             else:
                 result = PredictionResult(input=str(names[i]), error=str(errors[i]))
             results.append(result)
-        return results_table(results, abstains=predictor.abstain is not None)
+        sources = [str(photo) for photo in batch["photo"]]
+        return results_table(results, abstains=predictor.abstain is not None, sources=sources)
 
 
 # ----------------------------------------------------------------------------- the job
@@ -503,6 +607,7 @@ class RunSummary:
     failed: int = 0
     skipped: int = 0
     already_done: int = 0
+    retried: int = 0  # rows with an error an earlier run left, dropped to try those inputs again
     parts: list[Path] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -511,6 +616,8 @@ def _connect(ray: Any, address: str | None, cpus: int | None) -> bool:
     """Join the cluster at `address`, or start a local Ray; False when one is already running here."""
     if ray.is_initialized():
         return False
+    if address:
+        _check_reachable(address)
     quiet = {"logging_level": logging.ERROR, "log_to_driver": False}
     try:
         if address:
@@ -532,6 +639,24 @@ def _connect(ray: Any, address: str | None, cpus: int | None) -> bool:
     return True
 
 
+def _check_reachable(address: str, timeout: float = 5.0) -> None:
+    """A cluster address (host:port, ray://host:port) that takes no connection is one clear error:
+    ray.init retries such an address for ever, printing a warning every 30 s."""
+    import socket
+
+    target = address.split("://", 1)[-1]
+    host, sep, port = target.rpartition(":")
+    if not sep or not port.isdigit():
+        return  # "auto" and other forms Ray resolves itself
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise SportsdetError(
+            f"cannot reach the Ray cluster at {address} ({exc.strerror or exc}); check the address "
+            "(`ray status` on the head node prints it) and that the head node is running"
+        ) from None
+
+
 def build_dataset(
     ray: Any,
     specs: InputSpecs,
@@ -547,29 +672,35 @@ def build_dataset(
     block_rows: int = DECODE_BATCH,
 ) -> Any:
     """The lazy Ray Data pipeline: list -> decode -> classify (see the module docstring)."""
-    import pyarrow as pa
-    import pyarrow.csv as pacsv
 
     rd = ray.data
     parts = []
     if specs.plain:
-        parts.append(rd.from_items([{"spec": text, "base": cwd} for text in specs.plain]))
+        # One block: the command line's inputs are listed by one task, which labels a photo given
+        # twice (or a folder and a photo in it) once.
+        items = [{"spec": text, "base": cwd, "listing": ""} for text in specs.plain]
+        parts.append(rd.from_items(items, override_num_blocks=1))
     for listing in specs.listings:
         suffix = listing.suffix.lower()
         if suffix == ".txt":
             ds, column = rd.read_text(str(listing)), "text"
         elif suffix == ".csv":
-            options = pacsv.ConvertOptions(
-                include_columns=[LISTING_COLUMN], column_types={LISTING_COLUMN: pa.string()}
-            )
-            ds, column = rd.read_csv(str(listing), convert_options=options), LISTING_COLUMN
+            ds, column = rd.read_csv(str(listing), convert_options=_csv_options()), LISTING_COLUMN
         else:
             ds, column = rd.read_parquet(str(listing), columns=[LISTING_COLUMN]), LISTING_COLUMN
         base = str(listing.parent)
+        # A .txt listing may hold blank lines and # comments; a table's row without a path is an error.
+        table_of = "" if suffix == ".txt" else str(listing)
 
-        def to_specs(batch: dict[str, np.ndarray], column: str = column, base: str = base) -> dict:
+        def to_specs(
+            batch: dict[str, np.ndarray], column: str = column, base: str = base, table_of: str = table_of
+        ) -> dict:
             values = [("" if v is None else str(v)) for v in batch[column]]
-            return {"spec": np.array(values, dtype=object), "base": np.full(len(values), base, dtype=object)}
+            return {
+                "spec": np.array(values, dtype=object),
+                "base": np.full(len(values), base, dtype=object),
+                "listing": np.full(len(values), table_of, dtype=object),
+            }
 
         parts.append(ds.map_batches(to_specs, batch_format="numpy"))
     ds = parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]
@@ -658,7 +789,42 @@ def run_ray_predict(
     out = Path(out_dir).expanduser()
     if out.exists() and not out.is_dir():
         raise SportsdetError(f"{out}: the output must be a folder, and this is a file")
-    out.mkdir(parents=True, exist_ok=True)
+    # Two runs into one folder wrote every row twice (and each removed the other's temp parts).
+    with hold_folder(
+        out,
+        LOCK,
+        cannot="cannot use this output folder",
+        busy="is writing into this folder; wait for it to finish or choose another --output",
+    ):
+        return _run_locked(
+            ray, inputs, out, model=model, top_k=top_k, backend=backend, int8=int8, threads=threads,
+            workers=workers, batch_size=batch_size, address=address, url_timeout=url_timeout,
+            part_rows=part_rows, block_rows=block_rows, abstain=abstain, min_score=min_score,
+            on_start=on_start, on_progress=on_progress,
+        )  # fmt: skip
+
+
+def _run_locked(
+    ray: Any,
+    inputs: list[str],
+    out: Path,
+    *,
+    model: str | Path,
+    top_k: int,
+    backend: str,
+    int8: bool,
+    threads: int,
+    workers: int | None,
+    batch_size: int | None,
+    address: str | None,
+    url_timeout: float,
+    part_rows: int,
+    block_rows: int,
+    abstain: bool,
+    min_score: float | None,
+    on_start: Callable[[int], None] | None,
+    on_progress: Callable[[RunSummary], None] | None,
+) -> RunSummary:
     for stale in out.glob(f".{PART_PREFIX}*.tmp*"):
         stale.unlink()  # a part a crash left half-written; its rows were never counted as done
 
@@ -674,8 +840,9 @@ def run_ray_predict(
         min_score=min_score,
     )
     specs = split_inputs(inputs)
+    retried = drop_failed_rows(out)
     done = read_done_inputs(out)
-    summary = RunSummary(already_done=len(done))
+    summary = RunSummary(already_done=len(done), retried=retried)
     if on_start:
         on_start(len(done))
 
@@ -695,7 +862,9 @@ def run_ray_predict(
         with warnings.catch_warnings():  # Ray Data's notes on its own deprecated settings
             warnings.simplefilter("ignore", DeprecationWarning)
             ray.data.DataContext.get_current().enable_progress_bars = False  # the CLI shows its own
-        logging.getLogger("ray.data").setLevel(logging.ERROR)  # not its plan and timings on every run
+        # Not its plan and timings on every run, nor the traceback of a failed task: that one is
+        # said in one line below.
+        logging.getLogger("ray.data").setLevel(logging.CRITICAL)
         tally = ray.remote(num_cpus=0)(_Tally).remote()
         ds = build_dataset(
             ray,
@@ -733,10 +902,9 @@ def run_ray_predict(
                     on_progress(summary)
         except ray.exceptions.RayError as exc:
             # E.g. an actor that cannot load the model on some node: one line, and the way on.
-            detail = str(exc).strip().splitlines()
             raise SportsdetError(
-                f"the Ray job stopped: {(detail[-1] if detail else type(exc).__name__)[:300]}; what was "
-                f"labelled is in {out}, run again to go on from there"
+                f"the Ray job stopped: {_cause_line(exc)[:300]}; what was labelled is in {out}, run again "
+                "to go on from there"
             ) from None
         finally:
             writer.flush()  # also on Ctrl-C or a failure: what was labelled is kept
@@ -747,6 +915,14 @@ def run_ray_predict(
         if started_here:
             ray.shutdown()
     return summary
+
+
+def _cause_line(exc: BaseException) -> str:
+    """The line that says why a Ray job failed: its message's last line, not Ray's advice on
+    retries that it appends to some."""
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    lines = [line for line in lines if not line.startswith(("To change retry", "ray.data.DataContext"))]
+    return lines[-1] if lines else type(exc).__name__
 
 
 def _quietly(batches: Iterable[Any]) -> Iterator[Any]:
