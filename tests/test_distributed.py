@@ -148,3 +148,45 @@ def test_a_refusal_on_rank_0_stops_every_rank_with_its_message(shapes: Path, tmp
         train(shapes, out=run, model="seed-cnn", options={**SCRATCH, "epochs": 1}, nproc=2)
     assert [p.name for p in run.iterdir()] == ["config.json"]  # nothing written, nothing removed
     assert not distributed.active()
+
+
+def test_rank_0_may_take_longer_than_the_group_timeout_after_training(shapes, tmp_path, monkeypatch) -> None:
+    # Rank 1 waited in a last barrier while rank 0 calibrated, evaluated and wrote the report:
+    # past SPORTSDET_DIST_TIMEOUT_S (a big test split on CPU) a finished run failed.
+    import time
+
+    import sportsdet.train as train_module
+
+    monkeypatch.setenv(distributed.TIMEOUT_ENV, "8")  # the spawned rank inherits it
+
+    def slow_evaluation(*args, **kwargs):
+        time.sleep(10)
+
+    monkeypatch.setattr(train_module, "_evaluate_test_split", slow_evaluation)
+    result = train(shapes, out=tmp_path / "run", model="seed-cnn", options={**SCRATCH, "epochs": 1}, nproc=2,
+                   report=False)  # fmt: skip
+    assert len(result.history) == 1 and (tmp_path / "run" / "model" / "bundle.json").is_file()
+
+
+def test_a_rank_that_is_killed_is_one_error_line_naming_it(shapes: Path, tmp_path: Path) -> None:
+    # The out-of-memory killer ends a rank with SIGKILL: rank 0 raised gloo's RuntimeError
+    # ("Connection closed by peer") with a traceback; a Ctrl-C took 30 s to come back.
+    import multiprocessing
+    import signal
+
+    from sportsdet.train import Callback
+
+    class KillRank1(Callback):
+        def on_epoch_end(self, ctx, epoch, logs):
+            if epoch == 1:
+                for child in multiprocessing.active_children():
+                    if child.name == "sportsdet-rank1":
+                        os.kill(child.pid, signal.SIGKILL)
+
+    run = tmp_path / "run"
+    killed = r"sportsdet-rank1 was killed by signal 9 \(out of memory\?\).*--resume"
+    with pytest.raises(SportsdetError, match=killed):
+        train(shapes, out=run, model="seed-cnn", options={**SCRATCH, "epochs": 3}, nproc=2,
+              callbacks=[KillRank1()], evaluate=False, report=False)  # fmt: skip
+    assert (run / "checkpoints" / "last.safetensors").is_file() and not distributed.active()
+

@@ -30,6 +30,7 @@ import multiprocessing
 import os
 import socket
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
@@ -104,18 +105,30 @@ def from_environment() -> Iterator[bool]:
         )
     with share_cpus(int(os.environ.get("LOCAL_WORLD_SIZE", os.environ["WORLD_SIZE"]))):
         dist.init_process_group(backend(), timeout=_timeout())
+        _collectives_ended.clear()
         try:
             yield True
-            _last_barrier()
+            end_collectives()
         finally:
             dist.destroy_process_group()
 
 
-def _last_barrier() -> None:
-    """Every rank has finished its collectives before any tears the group down: a rank whose peer
-    closed its sockets while one of its gloo threads still waited aborted at exit ("terminate
-    called without an active exception", exit code -6), now and then."""
-    dist.barrier()
+_collectives_ended: list[bool] = []  # [True] once every rank has passed `end_collectives`
+
+
+def end_collectives() -> None:
+    """Every rank has finished its collectives; then rank 0 goes on alone (calibration, the
+    bundle, the test evaluation, the report) for as long as that takes, while the others leave.
+
+    Before any rank tears the group down: a rank whose peer closed its sockets while one of its
+    gloo threads still waited aborted at exit ("terminate called without an active exception",
+    exit code -6), now and then. And not after rank 0's own work: ranks waiting for it in a
+    barrier timed out (SPORTSDET_DIST_TIMEOUT_S) when the evaluation took longer, failing a
+    finished run.
+    """
+    if active() and not _collectives_ended:
+        dist.barrier()
+        _collectives_ended.append(True)
 
 
 # ----------------------------------------------------------------------------- collectives
@@ -293,6 +306,25 @@ def _child(target: Callable[..., Any], rank_: int, nproc: int, port: int, kwargs
         sys.exit(130)
 
 
+def _ended_rank(children: list[Any], wait: float = 2.0) -> str | None:
+    """Why the group broke when a rank ended without saying (killed: out of memory?), or None."""
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline and not any(c.exitcode for c in children):
+        time.sleep(0.05)
+    for child in children:
+        if child.exitcode:
+            code = child.exitcode
+            how = (
+                f"was killed by signal {-code}" + (" (out of memory?)" if code == -9 else "")
+                if code < 0 else f"ended with exit code {code}"
+            )  # fmt: skip
+            return (
+                f"{child.name} {how}; the training stopped. The last checkpoint is kept: continue with "
+                "the same command and --resume"
+            )
+    return None
+
+
 @contextmanager
 def local_group(nproc: int, target: Callable[..., Any], kwargs: dict[str, Any]) -> Iterator[None]:
     """This process becomes rank 0 of `nproc` on 127.0.0.1; ranks 1.. run `target(**kwargs)`.
@@ -321,20 +353,27 @@ def local_group(nproc: int, target: Callable[..., Any], kwargs: dict[str, Any]) 
             dist.init_process_group(
                 backend(), init_method=f"tcp://127.0.0.1:{port}", rank=0, world_size=nproc, timeout=_timeout()
             )
+            _collectives_ended.clear()
             try:
                 yield
-                _last_barrier()
+                end_collectives()
                 failed = False
             except Exception as exc:
                 # A rank that failed alone (e.g. a photo it could not decode) breaks the group: say why.
-                if not isinstance(exc, SportsdetError) and not errors.empty():
-                    raise SportsdetError(errors.get()) from None
+                if not isinstance(exc, SportsdetError):
+                    if not errors.empty():
+                        raise SportsdetError(errors.get()) from None
+                    ended = _ended_rank(children)
+                    if ended:
+                        raise SportsdetError(ended) from None
                 raise
             finally:
                 dist.destroy_process_group()
     finally:
         for child in children:
-            child.join(timeout=None if not failed else 30)
+            # After a failure or Ctrl-C a rank may be stuck in a collective that will never
+            # complete (it never sees its own Ctrl-C there): a short wait, then it is stopped.
+            child.join(timeout=None if not failed else 3)
             if child.is_alive():
                 child.terminate()
                 child.join()

@@ -257,6 +257,7 @@ def _fit(setup: RunSetup, console: Console, callbacks: list[Callback]) -> TrainR
     started = time.time()
     result = _run_recipe(ctx)
     result.run_dir = run.path
+    distributed.end_collectives()  # rank 0 goes on alone, for as long as it takes
     if not distributed.is_main():  # calibration, the bundle and config.json are rank 0's
         return result
     calibration = _calibrate(ctx, result)
