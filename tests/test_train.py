@@ -162,6 +162,40 @@ def test_train_writes_run_folder_and_a_bundle_that_reproduces_the_model(data_dir
     assert again.metrics["seen_left_out"] == left_out
 
 
+def test_a_signal_while_the_best_checkpoint_is_written_waits_for_the_last(data_dir, tmp_path, monkeypatch):
+    # Each file was written in its own deferral: Ctrl-C during best.* took effect before last.*,
+    # and a bundle made from that run reported one epoch and held another's weights.
+    import os
+    import signal
+
+    import sportsdet.training.callbacks as callbacks
+
+    real = callbacks.write_checkpoint
+
+    def interrupted_best(path, tensors, state):
+        if path.name == "best.safetensors" and state["best"]["epoch"] == 2:
+            os.kill(os.getpid(), signal.SIGINT)
+        real(path, tensors, state)
+
+    monkeypatch.setattr(callbacks, "write_checkpoint", interrupted_best)
+    run = tmp_path / "run"
+    options = {**TINY, "epochs": 3, "lr": 1e-3}
+    with pytest.raises(KeyboardInterrupt):
+        train(data_dir, out=run, model="seed-cnn", seed=5, options=options)
+    _, best = read_checkpoint(run / "checkpoints" / "best.safetensors")
+    _, last = read_checkpoint(run / "checkpoints" / "last.safetensors")
+    assert best["best"]["epoch"] == last["epoch"] == last["best"]["epoch"] == 2
+
+    # A process killed between the two writes (nothing defers SIGKILL): refused, not mixed up.
+    from sportsdet.training.checkpoint import write_checkpoint
+
+    best_file = run / "checkpoints" / "best.safetensors"
+    write_checkpoint(best_file, read_checkpoint(best_file)[0], {"kind": "best", "best": {"epoch": 3}})
+    with pytest.raises(SportsdetError, match=r"holds the weights of epoch 3, but the run's best epoch is 2"):
+        train(None, out=run, resume=True, options={"epochs": 2})
+    assert not (run / "model").exists()
+
+
 def test_resume_after_interrupt_gives_the_uninterrupted_result(data_dir, tmp_path):
     options = {**TINY, "epochs": 4}
     straight = tmp_path / "straight"

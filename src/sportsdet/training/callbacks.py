@@ -17,7 +17,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from sportsdet import plots
 from sportsdet.files import atomic_write
 from sportsdet.run_folder import METRICS_COLUMNS
-from sportsdet.training.checkpoint import flatten_optimizer_state, jsonable, rng_state, write_checkpoint
+from sportsdet.training.checkpoint import (
+    flatten_optimizer_state,
+    jsonable,
+    rng_state,
+    signals_deferred,
+    write_checkpoint,
+)
 from sportsdet.training.loop import Callback, TrainContext
 
 
@@ -138,6 +144,12 @@ class Checkpointer(Callback):
         self.folder = folder
 
     def on_epoch_end(self, ctx, epoch, logs):
+        # Both files or neither: a Ctrl-C or SIGTERM between them left best.* of this epoch beside
+        # last.* of the one before, whose record of the best epoch names another.
+        with signals_deferred():
+            self._write(ctx, epoch)
+
+    def _write(self, ctx, epoch):
         loop = ctx.loop
         weights = {f"model.{k}": v for k, v in loop.model.state_dict().items()}
         if ctx.best is not None and ctx.best.get("epoch") == epoch:

@@ -199,9 +199,20 @@ class TrainContext:
 
     def load_best(self, model: nn.Module) -> nn.Module:
         """Load the best checkpoint's weights into `model` (rank 0 reads it and sends it to the others)."""
-        tensors = (
-            read_checkpoint(self.checkpoint_dir / "best.safetensors")[0] if distributed.is_main() else None
-        )
+        tensors = None
+        if distributed.is_main():
+            path = self.checkpoint_dir / "best.safetensors"
+            tensors, state = read_checkpoint(path)
+            saved = (state.get("best") or {}).get("epoch")
+            wanted = (self.best or {}).get("epoch")
+            if wanted is not None and saved != wanted:
+                # A process killed between the best and the last checkpoint's writes: the bundle
+                # would get one epoch's weights and another's scores.
+                raise SportsdetError(
+                    f"{path}: holds the weights of epoch {saved}, but the run's best epoch is {wanted} "
+                    "(it was stopped between writing its two checkpoints); resume it with --epochs "
+                    f"{saved} or more to train epoch {saved} again"
+                )
         model.load_state_dict(model_tensors(distributed.broadcast_tensors(tensors)))
         return model
 
