@@ -70,6 +70,25 @@ def test_scratch_recipe_refuses_transfer_only_options() -> None:
         resolve_options(get_model_spec("seed-cnn"), {"head_epochs": 3})
 
 
+def test_recipe_and_model_that_do_not_go_together(image_tree: Path, tmp_path: Path) -> None:
+    # seed-cnn with the transfer recipe failed only after the run folder was laid out (--force had
+    # removed the old run by then); a pretrained model trained from scratch at another input size
+    # got input_size passed to a builder without it: a TypeError traceback and a half-made run.
+    from sportsdet.train import train
+
+    with pytest.raises(SportsdetError, match="seed-cnn has no pretrained weights, so it cannot use"):
+        resolve_options(get_model_spec("seed-cnn"), {"recipe": "transfer"})
+    options = {"recipe": "scratch", "input_size": 32, "epochs": 1, "batch_size": 8}
+    run = tmp_path / "run"
+    result = train(image_tree, out=run, model="lite0", options=options, evaluate=False, report=False)
+    assert len(result.history) == 1 and (run / "model" / "bundle.json").is_file()
+    from sportsdet.predict import Predictor
+
+    photo = next(image_tree.rglob("*.jpg"))
+    (labelled,) = Predictor(run / "model", backend="torch").predict_sources([str(photo)])
+    assert labelled.error is None and labelled.top_k
+
+
 def test_cli_names_the_unknown_key_and_lists_the_known_ones(image_tree: Path, tmp_path: Path) -> None:
     from sportsdet.cli import main  # noqa: F401  (the entry point wraps SportsdetError into one line)
 

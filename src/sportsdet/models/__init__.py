@@ -35,6 +35,8 @@ class ModelSpec:
     params_millions: float | None = None
     imagenet_top1: float | None = None
     weight_source: str = "none (trained from scratch)"
+    # The builder takes input_size (seed-cnn sizes its dense layer by it); others work at any size.
+    takes_input_size: bool = False
 
 
 REGISTRY: dict[str, ModelSpec] = {}
@@ -78,6 +80,7 @@ register(
         output_key="classifier.weight",
         # The scratch recipe's defaults are the notebook's (sportsdet.training.options.ScratchOptions).
         train_defaults={"recipe": "scratch"},
+        takes_input_size=True,
     )
 )
 

@@ -259,6 +259,12 @@ def resolve_options(spec: Any, given: dict[str, Any] | None = None) -> TrainOpti
     given = {k.replace("-", "_"): v for k, v in (given or {}).items() if v is not None}
     recipe = str(given.get("recipe") or spec.train_defaults.get("recipe", "scratch"))
     cls = options_class(recipe)
+    if recipe == "transfer" and str(getattr(spec, "weight_source", "")).startswith("none"):
+        # Said before the run folder is laid out (or, with --force, an old run removed).
+        raise SportsdetError(
+            f"{spec.name} has no pretrained weights, so it cannot use the transfer recipe: it is trained "
+            "from scratch (leave out --set recipe=transfer, or choose a pretrained model: `sportsdet models`)"
+        )
     values = {**spec.train_defaults, **given, "recipe": recipe}
     return build_options(cls, values, spec.name)
 

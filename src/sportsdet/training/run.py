@@ -531,7 +531,7 @@ def model_preprocessing(spec: ModelSpec, options: TrainOptions) -> tuple[Preproc
     size = options.input_size
     if size is not None and size != preprocessing.input_size:
         preprocessing = replace(preprocessing, input_size=size)
-        if options.recipe == "scratch":
+        if spec.takes_input_size:
             config["input_size"] = size  # the from-scratch CNN sizes its dense layer by it
     if getattr(options, "distance_head", False):
         config["distance_head"] = True  # a builder argument: the bundle rebuilds the same head
