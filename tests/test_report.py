@@ -515,6 +515,19 @@ def test_run_still_training_and_comparison_without_evaluation(tmp_path):
     assert "training curves of all runs" in page
 
 
+def test_the_runs_own_evaluation_of_an_earlier_model_is_not_shown_as_this_ones(tmp_path):
+    # `train --resume --no-eval` replaced the model and kept RUN/eval: the report showed the
+    # old model's test accuracy beside the new model's training.
+    fake = make_run(tmp_path, n_classes=3, per_class=4)
+    metrics = json.loads((fake.run / "eval" / "metrics.json").read_text())
+    metrics["weights_sha256"] = "0" * 64
+    (fake.run / "eval" / "metrics.json").write_text(json.dumps(metrics))
+    text = html.unescape(write_report(fake.run).read_text(encoding="utf-8"))
+    assert "an evaluation of an earlier model of this run (trained again since); not shown" in text
+    assert f"sportsdet evaluate {fake.run}" in text
+    assert 'id="gallery-wrong"' not in text  # no galleries of the old model's answers
+
+
 def test_run_report_lists_the_models_other_evaluations_and_drops_stale_ones(tmp_path):
     fake = make_run(tmp_path, n_classes=3, per_class=4)
     weights = json.loads((fake.run / "model" / "bundle.json").read_text())["weights"]["sha256"]
@@ -536,7 +549,7 @@ def test_run_report_lists_the_models_other_evaluations_and_drops_stale_ones(tmp_
     assert rows[0][2] == str(other["n"])
     assert close(percent(rows[0][3]), other["accuracy"])
     text = html.unescape(write_report(fake.run).read_text(encoding="utf-8"))
-    assert "eval-old: an evaluation of an earlier model in this run folder; not listed" in text
+    assert "eval-old: an evaluation of an earlier model of this run (trained again since); not shown" in text
 
     # The other evaluation's own page lists the run's test evaluation in turn, and its title says
     # which photos it scored.

@@ -247,6 +247,8 @@ def load_inputs(
             "`sportsdet evaluate --out` wrote"
         )
     _read_run(inputs)
+    if eval_dir is None and inputs.run_dir == source:
+        _drop_stale_run_eval(inputs)
     _read_eval(inputs)
     _read_other_evals(inputs)
     _read_check(inputs, check_report)
@@ -279,6 +281,21 @@ def _read_bundle(inputs: ReportInputs, path: Path) -> None:
         return
     inputs.bundle = bundle.manifest
     inputs.bundle_path = bundle.path
+
+
+def _drop_stale_run_eval(inputs: ReportInputs) -> None:
+    """RUN/eval of a model the run has replaced since (e.g. `--resume --no-eval`) is not this
+    model's evaluation: it was shown beside the new model's training as if it were."""
+    ev = inputs.eval_dir
+    weights = ((inputs.bundle or {}).get("weights") or {}).get("sha256")
+    if ev is None or not weights or not (ev / "metrics.json").is_file():
+        return
+    try:
+        scored = json.loads((ev / "metrics.json").read_text(encoding="utf-8")).get("weights_sha256")
+    except (OSError, ValueError, AttributeError):
+        return  # _read_eval says what is wrong with it
+    if scored and scored != weights:
+        inputs.eval_dir = None  # _read_other_evals says so, as for the run's other evaluations
 
 
 def _read_eval(inputs: ReportInputs) -> None:
@@ -322,7 +339,10 @@ def _read_other_evals(inputs: ReportInputs) -> None:
             continue
         scored = metrics.get("weights_sha256")
         if weights and scored and scored != weights:
-            inputs.notes.append(f"{folder}: an evaluation of an earlier model in this run folder; not listed")
+            inputs.notes.append(
+                f"{folder}: an evaluation of an earlier model of this run (trained again since); not shown. "
+                f"Score this one with: sportsdet evaluate {run.path}"
+            )
             continue
         inputs.other_evals.append((folder, metrics))
 
