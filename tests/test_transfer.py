@@ -225,3 +225,24 @@ def test_resume_inside_the_finetune_stage_continues_exactly(split_tree: Path, tm
     epochs = {row[0] for row in _history(tmp_path / "cold")}
     assert result.best is not None and str(result.best["epoch"]) in epochs
     assert _history(tmp_path / "cold") == _history(tmp_path / "warm")
+
+
+def test_a_resumed_run_keeps_the_fine_tuning_epochs_its_time_budget_planned(
+    split_tree: Path, tmp_path: Path, cache, monkeypatch
+) -> None:
+    # The resumed process planned again from its own clock: other epochs, and the learning-rate
+    # schedule stretched to them. Here the first process's budget allows 2 of 3 epochs, the
+    # resumed one's would allow 3.
+    import sportsdet.training.recipes.transfer as transfer
+    from sportsdet.train import train
+
+    torch.set_num_threads(2)
+    options = {**TINY, "epochs": 3, "calibrate": False}
+    monkeypatch.setattr(transfer, "_epochs_within_budget", lambda ctx, epochs, *args: 2)
+    broken = tmp_path / "broken"
+    with pytest.raises(KeyboardInterrupt):
+        train(split_tree, out=broken, model="lite0", options=options, callbacks=[_StopIn(4)])
+    monkeypatch.setattr(transfer, "_epochs_within_budget", lambda ctx, epochs, *args: 3)
+    train(None, out=broken, resume=True, evaluate=False, report=False)
+    assert [row[1] for row in _history(broken)] == ["head"] * 3 + ["finetune"] * 2
+

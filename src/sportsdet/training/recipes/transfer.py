@@ -334,8 +334,14 @@ def _fit_top(
     speed = None
     if epochs > 0:
         speed = measure_train_speed(top_net, features.train_views[0]["tap"], options.batch_size)
-        epochs = _epochs_within_budget(ctx, epochs, speed, len(features.train_labels), started)
-        epochs = distributed.broadcast_json(epochs)  # rank 0's clock plans for all
+        resumed = (ctx.resume[1].get("recipe_state") or {}) if ctx.resume is not None else {}
+        plan = ctx.recipe_state.get("finetune_plan") or resumed.get("finetune_plan") or {}
+        if plan.get("asked") == epochs:  # resumed: the epochs (and their schedule) planned at the start
+            epochs = int(plan["planned"])
+        else:  # a resumed process's clock would plan anew, and stretch the learning-rate schedule
+            epochs = _epochs_within_budget(ctx, epochs, speed, len(features.train_labels), started)
+            epochs = distributed.broadcast_json(epochs)  # rank 0's clock plans for all
+            ctx.recipe_state["finetune_plan"] = {"asked": int(options.epochs), "planned": epochs}
     # skip_finished_stage, not stage_done: resuming a finished run sets back its best epoch (it
     # ended with "training finished without any epoch").
     if epochs > 0 and not ctx.skip_finished_stage("finetune"):
