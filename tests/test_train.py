@@ -337,6 +337,38 @@ def test_early_stopping_and_no_validation_split(data_dir, tmp_path):
     assert bundle.abstain is None  # nothing to fit an abstain threshold on either
 
 
+def test_resume_says_what_it_can_and_cannot_do(data_dir, tmp_path):
+    # A mistyped --out was created (with a lock file); a run stopped before its first epoch was
+    # sent from --resume ("start without --resume") to "already holds a run; use --resume" and
+    # back; a mistyped --set was only warned about; --epochs below the epochs run was recorded
+    # as the run's; checkpoint temp files a killed process left were never removed.
+    typo = tmp_path / "typo" / "run"
+    with pytest.raises(SportsdetError, match=r"nothing to resume \(no sportsdet run here"):
+        train(None, out=typo, resume=True)
+    assert not (tmp_path / "typo").exists()
+
+    never = tmp_path / "never"
+    with pytest.raises(KeyboardInterrupt):
+        two = {**TINY, "epochs": 2}
+        train(data_dir, out=never, model="seed-cnn", options=two, callbacks=[InterruptAfter(1)])
+    (never / "checkpoints" / "last.safetensors").unlink()  # as if stopped during epoch 1
+    with pytest.raises(SportsdetError, match="never finished an epoch, so there is nothing to resume"):
+        train(None, out=never, resume=True)
+
+    run = tmp_path / "run"
+    train(data_dir, out=run, model="seed-cnn", options={**TINY, "epochs": 2}, evaluate=False, report=False)
+    with pytest.raises(SportsdetError, match=r"unknown training option\(s\) bogus for seed-cnn"):
+        train(None, out=run, resume=True, options={"bogus": 1})
+    leftover = run / "checkpoints" / ".last.safetensors.abc123.tmp.safetensors"
+    leftover.write_bytes(b"half a checkpoint")
+    console = Console(record=True, width=200)
+    train(None, out=run, resume=True, options={"epochs": 1}, console=console, evaluate=False, report=False)
+    assert "--epochs 1: the run has trained 2 epoch(s) already; it ends now, with 2" in console.export_text()
+    assert json.loads((run / "config.json").read_text())["options"]["epochs"] == 2
+    assert load_bundle(run / "model").manifest["training"]["options"]["epochs"] == 2
+    assert not leftover.exists()
+
+
 def test_resume_refuses_a_damaged_checkpoint(data_dir, tmp_path):
     run = tmp_path / "run"
     with pytest.raises(KeyboardInterrupt):

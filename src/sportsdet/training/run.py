@@ -149,6 +149,7 @@ def _settle(held: ExitStack, run: RunFolder, data: Any, given: dict[str, Any], *
                 highlight=False,
                 soft_wrap=True,
             )
+        _check_resumable(run)  # before the lock, which would make a mistyped --out's folder
         held.enter_context(lock_run(run))
         setup = resume_run(
             run, given, model=args["model"], split=args["split"], seed=args["seed"], console=console
@@ -462,6 +463,20 @@ def _read_run_json(path: Path, what: str) -> dict[str, Any]:
     return value
 
 
+def _check_resumable(run: RunFolder) -> None:
+    if run.last_checkpoint.is_file():
+        return
+    if run.config.is_file():  # laid out, then stopped (or failed) before its first epoch ended
+        raise SportsdetError(
+            f"{run.path}: this run never finished an epoch, so there is nothing to resume; start it "
+            "again with the same DATA and options and --force"
+        )
+    raise SportsdetError(
+        f"{run.path}: nothing to resume (no sportsdet run here: no checkpoints/last.safetensors); check "
+        "the --out folder, or start the run without --resume"
+    )
+
+
 def resume_run(
     run: RunFolder,
     given: dict[str, Any],
@@ -472,10 +487,10 @@ def resume_run(
     console: Console,
 ) -> RunSetup:
     """Reload a run's config, split, data summary and last checkpoint; only a few options may change."""
-    if not run.last_checkpoint.is_file():
-        raise SportsdetError(
-            f"{run.path}: nothing to resume (no checkpoints/last.safetensors); start the run without --resume"
-        )
+    _check_resumable(run)
+    # Temp files of checkpoint writes a killed process left (each checkpoint-sized).
+    for leftover in run.last_checkpoint.parent.glob(".*.tmp*"):
+        leftover.unlink(missing_ok=True)
     config = _read_run_json(run.config, "config")
     missing = [key for key in ("model", "recipe", "split", "seed", "options") if key not in config]
     if missing or not isinstance(config.get("options"), dict):
@@ -489,6 +504,9 @@ def resume_run(
     for key in sorted(set(stored) - known):  # options of an older sportsdet: say so, keep going
         console.print(f"[yellow]warning:[/] the run's option {key}={stored.pop(key)!r} is no longer used",
                       highlight=False, soft_wrap=True)  # fmt: skip
+    unknown = {key: value for key, value in given.items() if value is not None and key not in known}
+    if unknown:  # a mistyped --set: refused as for a new run (build_options says which are known)
+        build_options(options_class(str(config["recipe"])), unknown, spec.name)
     for key, value in given.items():
         if value is None:
             continue
@@ -516,9 +534,27 @@ def resume_run(
             "restore them or start a new run"
         )
     data_summary = _read_run_json(run.data_summary, "data summary")
-    config["options"] = options.to_dict()
     state = read_checkpoint(run.last_checkpoint)
+    done = _epochs_done(state[1])
+    if given.get("epochs") is not None and options.epochs < done:
+        # Ignored by the loop, but recorded: config.json and the bundle said 3 epochs of a 6-epoch run.
+        console.print(
+            f"[yellow]warning:[/] --epochs {options.epochs}: the run has trained {done} epoch(s) already; "
+            f"it ends now, with {done}",
+            highlight=False,
+            soft_wrap=True,
+        )
+        options = replace(options, epochs=done)
+    config["options"] = options.to_dict()
     return RunSetup(run, spec, options, manifest, data_summary, config, int(config["seed"]), state)
+
+
+def _epochs_done(state: dict[str, Any]) -> int:
+    """Epochs of the stage --epochs counts (the scratch loop; the transfer recipe's fine-tuning) that
+    the last checkpoint has behind it."""
+    if state.get("stage") == "head":
+        return 0
+    return int(state.get("stage_epoch") or 0)
 
 
 # ----------------------------------------------------------------------------- training
