@@ -244,6 +244,7 @@ def test_cli_refuses_bad_options_and_listings(photos: dict, tmp_path: Path) -> N
     )
     assert wrong.returncode == 2 and "a listing needs a 'path' column" in wrong.stderr, wrong.stderr
     assert "Traceback" not in wrong.stderr
+    assert not out.exists()  # refused before the output folder was made
     # Listings Ray Data cannot parse stopped the job half way, after a page of its tracebacks,
     # with Ray's advice on retries for the cause; an address that takes no connection hung.
     ragged = tmp_path / "ragged.csv"

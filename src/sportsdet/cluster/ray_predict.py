@@ -789,6 +789,19 @@ def run_ray_predict(
     out = Path(out_dir).expanduser()
     if out.exists() and not out.is_dir():
         raise SportsdetError(f"{out}: the output must be a folder, and this is a file")
+    # The model and the listings first: a wrong --model or listing is one clear line, not a
+    # failure in an actor, and leaves no output folder behind.
+    local = Predictor(
+        model,
+        backend=backend,
+        int8=int8,
+        threads=1,
+        top_k=top_k,
+        batch_size=batch_size,
+        abstain=abstain,
+        min_score=min_score,
+    )
+    specs = split_inputs(inputs)
     # Two runs into one folder wrote every row twice (and each removed the other's temp parts).
     with hold_folder(
         out,
@@ -797,8 +810,8 @@ def run_ray_predict(
         busy="is writing into this folder; wait for it to finish or choose another --output",
     ):
         return _run_locked(
-            ray, inputs, out, model=model, top_k=top_k, backend=backend, int8=int8, threads=threads,
-            workers=workers, batch_size=batch_size, address=address, url_timeout=url_timeout,
+            ray, specs, local, out, model=model, top_k=top_k, backend=backend, int8=int8, threads=threads,
+            workers=workers, address=address, url_timeout=url_timeout,
             part_rows=part_rows, block_rows=block_rows, abstain=abstain, min_score=min_score,
             on_start=on_start, on_progress=on_progress,
         )  # fmt: skip
@@ -806,7 +819,8 @@ def run_ray_predict(
 
 def _run_locked(
     ray: Any,
-    inputs: list[str],
+    specs: InputSpecs,
+    local: Predictor,
     out: Path,
     *,
     model: str | Path,
@@ -815,7 +829,6 @@ def _run_locked(
     int8: bool,
     threads: int,
     workers: int | None,
-    batch_size: int | None,
     address: str | None,
     url_timeout: float,
     part_rows: int,
@@ -828,18 +841,6 @@ def _run_locked(
     for stale in out.glob(f".{PART_PREFIX}*.tmp*"):
         stale.unlink()  # a part a crash left half-written; its rows were never counted as done
 
-    # Load the model here first: a wrong --model fails now, with one clear line, not in an actor.
-    local = Predictor(
-        model,
-        backend=backend,
-        int8=int8,
-        threads=1,
-        top_k=top_k,
-        batch_size=batch_size,
-        abstain=abstain,
-        min_score=min_score,
-    )
-    specs = split_inputs(inputs)
     retried = drop_failed_rows(out)
     done = read_done_inputs(out)
     summary = RunSummary(already_done=len(done), retried=retried)
