@@ -119,6 +119,19 @@ def test_a_negative_content_length_is_ignored(http_server: LocalServer, tmp_path
     assert dest.read_bytes() == LocalServer.DOWNLOAD
 
 
+def test_partial_downloads_a_killed_process_left_are_removed(http_server: LocalServer, tmp_path) -> None:
+    # kill -9 (or a power cut) leaves the hidden .part file; each rerun added another.
+    import os
+
+    abandoned = tmp_path / ".data.bin.part-k1ll3d"
+    abandoned.write_bytes(b"x" * 1000)
+    os.utime(abandoned, (time.time() - 7200, time.time() - 7200))
+    in_flight = tmp_path / ".data.bin.part-w0rk1n"  # another download, still writing
+    in_flight.write_bytes(b"y")
+    download_file(http_server.url("/download.bin"), tmp_path / "data.bin", timeout=2, progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".data.bin.part-w0rk1n", "data.bin"]
+
+
 def test_download_with_progress_bar(http_server: LocalServer, tmp_path: Path) -> None:
     dest = download_file(http_server.url("/download.bin"), tmp_path / "d.bin", timeout=2, progress=True)
     assert dest.stat().st_size == len(LocalServer.DOWNLOAD)

@@ -26,6 +26,7 @@ No proxy support: a proxy would hide the address actually connected to from the 
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import http.client
 import ipaddress
@@ -536,6 +537,21 @@ def _read_chunks(response: _Response, shown: str, deadline: _Deadline) -> Iterat
         yield chunk
 
 
+ABANDONED_PART_S = 3600.0  # a partial download untouched this long is no one's (writes touch it)
+
+
+def _remove_abandoned_parts(dest: Path) -> None:
+    """Partial downloads of `dest` a killed process left (kill -9, a power cut): each rerun added
+    one, unseen (hidden names), as large as what had arrived. One still written to is kept."""
+    now = time.time()
+    for part in dest.parent.glob(f".{glob.escape(dest.name)}.part-*"):
+        try:
+            if now - part.stat().st_mtime > ABANDONED_PART_S:
+                part.unlink()
+        except OSError:
+            continue  # gone meanwhile, or not ours to remove
+
+
 def download_file(
     url: str,
     dest: str | Path,
@@ -566,6 +582,7 @@ def download_file(
     deadline.watch(response.conn.sock)
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
+        _remove_abandoned_parts(dest)
         fd, temp_name = tempfile.mkstemp(prefix=f".{dest.name}.part-", dir=dest.parent)
     except BaseException:
         response.close()
