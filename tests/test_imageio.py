@@ -101,15 +101,25 @@ def test_palette_with_transparency(tmp_path: Path) -> None:
     assert tuple(pixels[5, 30]) == (255, 255, 255)
 
 
-@pytest.mark.parametrize(("mode", "ink", "clear"), [("L", 50, 0), ("RGB", (50, 50, 50), (0, 0, 0))])
-def test_a_transparent_colour_in_a_grey_or_rgb_png(tmp_path: Path, mode: str, ink, clear) -> None:
-    # PNG's tRNS names one colour transparent; for L and RGB it was dropped: black, not white.
-    image = Image.new(mode, (40, 40), clear)
-    image.paste(ink, (0, 0, 20, 40))
-    path = tmp_path / f"{mode}.png"
+@pytest.mark.parametrize(
+    ("mode", "ink", "clear", "expected"),
+    [("L", 50, 0, 50), ("RGB", (50, 50, 50), (0, 0, 0), 50), ("1", 1, 0, 255), ("I;16", 13107, 0, 51)],
+)
+def test_a_transparent_colour_in_a_grey_or_rgb_png(tmp_path: Path, mode: str, ink, clear, expected) -> None:
+    # PNG's tRNS names one colour transparent; for 1-bit, grey, 16-bit grey and RGB pictures it
+    # was dropped: those pixels black, not white.
+    values = np.zeros((40, 40), np.uint16 if mode == "I;16" else np.uint8)
+    if mode == "RGB":
+        image = Image.new(mode, (40, 40), clear)
+        image.paste(ink, (0, 0, 20, 40))
+    else:
+        values[:, :20] = ink
+        image = Image.fromarray(values.astype(bool) if mode == "1" else values)
+    path = tmp_path / f"{mode.replace(';', '')}.png"
     image.save(path, transparency=clear)
+    assert Image.open(path).mode == mode
     pixels = np.asarray(load_image(path))
-    assert tuple(pixels[5, 5]) == (50, 50, 50)
+    assert tuple(pixels[5, 5]) == (expected,) * 3
     assert tuple(pixels[5, 30]) == (255, 255, 255)
 
 
@@ -124,6 +134,17 @@ def test_one_stray_pixel_does_not_set_a_32_bit_pictures_range(tmp_path, mode, va
     path = tmp_path / f"{mode}.tif"
     image.save(path)
     assert tuple(np.asarray(load_image(path))[20, 20]) == (expected,) * 3
+
+
+def test_reading_the_orientation_decodes_no_pixels(tmp_path: Path) -> None:
+    # Pillow's getexif() loads a PNG whole (its EXIF may follow the pixels): the size check of a
+    # 10000x11000 picture decoded it first (450 MB), ahead of every size guard.
+    from sportsdet.imageio import upright_size
+
+    Image.new("L", (300, 200), 9).save(tmp_path / "p.png")
+    image = Image.open(tmp_path / "p.png")
+    image.load = lambda: (_ for _ in ()).throw(AssertionError("decoded the pixels"))
+    assert upright_size(image) == (300, 200)
 
 
 def test_a_strip_warning_gives_the_size_as_the_picture_is_seen(tmp_path: Path) -> None:

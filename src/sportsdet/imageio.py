@@ -295,11 +295,21 @@ def upright_size(image: Image.Image) -> tuple[int, int]:
     """(width, height) as the picture is seen: swapped when its EXIF orientation turns it a
     quarter (5-8), as `load_image` will. Only the header is read."""
     width, height = image.size
+    # Not image.getexif(): for a PNG it decodes every pixel (its EXIF may follow the pixels), which
+    # ran ahead of the size guards. EXIF already read with the header is in info; TIFF tags are
+    # the header.
     try:
-        turned = image.getexif().get(0x0112) in (5, 6, 7, 8)  # 0x0112: Orientation
+        if image.info.get("exif"):
+            exif = Image.Exif()
+            exif.load(image.info["exif"])
+            orientation = exif.get(0x0112)  # 0x0112: Orientation
+        elif image.format == "TIFF":
+            orientation = image.tag_v2.get(0x0112)  # type: ignore[attr-defined]
+        else:
+            orientation = None
     except Exception:  # noqa: BLE001  damaged EXIF: load_image keeps such a picture as stored
-        turned = False
-    return (height, width) if turned else (width, height)
+        orientation = None
+    return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
 
 
 def shape_problem(width: int, height: int) -> tuple[str, str] | None:
@@ -445,10 +455,23 @@ def jpeg_scan_count(data: bytes, stop_at: int) -> int:
 def _to_rgb(image: Image.Image) -> Image.Image:
     """Any Pillow mode to 8-bit RGB; transparency is composited onto white."""
     mode = image.mode
-    if mode in ("P", "L", "RGB") and "transparency" in image.info:
-        # A transparent colour (PNG tRNS) was dropped for L and RGB: transparent corners black.
+    clear = image.info.get("transparency")
+    if clear is not None and mode == "P":
         image = image.convert("RGBA")
         mode = image.mode
+    elif clear is not None and (mode in ("1", "L", "RGB", "I", "F") or mode.startswith("I;16")):
+        # A transparent colour (PNG tRNS) of a grey or RGB picture: dropped, its pixels came out
+        # black. Where the picture has that colour, white.
+        values = np.asarray(image)
+        shown = np.array(_to_rgb_opaque(image))
+        where = np.all(values == np.asarray(clear), axis=-1) if values.ndim == 3 else values == clear
+        shown[where] = 255
+        return Image.fromarray(shown, "RGB")
+    return _to_rgb_opaque(image)
+
+
+def _to_rgb_opaque(image: Image.Image) -> Image.Image:
+    mode = image.mode
     if mode == "RGB":
         return image
     if mode == "P":
