@@ -211,6 +211,70 @@ def test_reruns_retry_failures_and_tell_photos_of_the_same_name_apart(photos: di
     )
 
 
+def test_a_run_keeps_the_failures_it_does_not_try_again_and_reads_older_parts(photos, tmp_path, monkeypatch):
+    # Every run dropped every error row of the folder, tried again or not ("tried again 1" for a
+    # photo it never listed); and parts written before the `source` column matched nothing, so
+    # a folder of relative names was labelled all over again.
+    import pyarrow.parquet as pq
+
+    model = builtin_bundle_path()
+    monkeypatch.chdir(photos["root"])
+    out = tmp_path / "out"
+    first = run_ray_predict(["photos/bad"], out, model=model, workers=1)
+    second = run_ray_predict(["photos/set3"], out, model=model, workers=1)
+    assert (first.failed, second.retried) == (3, 0)  # empty, text and truncated; tiny.png is labelled
+    rows = pq.read_table(out).to_pylist()
+    assert sum(r["error"] is not None for r in rows) == first.failed
+
+    old = tmp_path / "old"
+    old.mkdir()
+    for part in part_files(out):
+        pq.write_table(pq.read_table(part).drop_columns(["source"]), old / part.name)  # an older folder
+    again = run_ray_predict(["photos/bad", "photos/set3"], old, model=model, workers=1)
+    assert (again.written, again.retried) == (first.failed, first.failed)
+    assert again.skipped == first.written + second.written - first.failed
+
+
+@pytest.mark.skipif(sys.platform == "darwin", reason="macOS file names must be UTF-8")
+def test_a_photo_whose_name_is_not_utf8_is_labelled_once(photos: dict, tmp_path: Path) -> None:
+    # Its path is the row's source and the key a re-run skips it by: text with \xe9 escapes.
+    folder = tmp_path / "latin1"
+    folder.mkdir()
+    (folder / "x.jpg").write_bytes((photos["root"] / "photos" / "set1" / "0001.jpg").read_bytes())
+    os.rename(bytes(folder / "x.jpg"), bytes(folder) + b"/caf\xe9.jpg")
+    model = builtin_bundle_path()
+    first = run_ray_predict([str(folder)], tmp_path / "out", model=model, workers=1)
+    again = run_ray_predict([str(folder)], tmp_path / "out", model=model, workers=1)
+    (row,) = pq.read_table(tmp_path / "out").to_pylist()
+    assert (first.written, first.failed, again.written, again.skipped) == (1, 0, 0, 1)
+    assert row["source"] == f"{folder}/caf\\xe9.jpg" and row["error"] is None
+
+
+def test_ray_init_does_not_keep_the_sigterm_handler_it_sets(monkeypatch) -> None:
+    # ray.init installs sys.exit for SIGTERM (exit 15 with a C++ stack dump): the command's own
+    # handler (end as on Ctrl-C, exit 143) is put back.
+    import signal
+
+    from sportsdet.cluster.ray_predict import _connect
+
+    class FakeRay:
+        def is_initialized(self) -> bool:
+            return False
+
+        def init(self, **kwargs) -> None:
+            signal.signal(signal.SIGTERM, lambda *args: sys.exit(15))
+
+    def ours(*args):
+        return None
+
+    previous = signal.signal(signal.SIGTERM, ours)
+    try:
+        assert _connect(FakeRay(), None, 2) is True
+        assert signal.getsignal(signal.SIGTERM) is ours
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def test_listings_with_a_byte_order_mark_empty_cells_and_misleading_names(photos, tmp_path) -> None:
     # Excel's "CSV UTF-8" starts with a byte-order mark: its 'path' column was not found. A row
     # without a path vanished without a word. Predict's note on a photo named without an image

@@ -25,6 +25,8 @@ import csv
 import hashlib
 import logging
 import os
+import signal
+import threading
 import time
 import uuid
 import warnings
@@ -38,7 +40,7 @@ import numpy as np
 
 from sportsdet.errors import SportsdetError
 from sportsdet.fetch import DEFAULT_MAX_BYTES, fetch_url, is_url
-from sportsdet.files import atomic_write, hold_folder
+from sportsdet.files import atomic_write, hold_folder, printable_name
 from sportsdet.imageio import is_image_name, load_image_checked
 from sportsdet.predict import PredictionResult, Predictor, _short_message, expand_inputs
 from sportsdet.preprocess import Preprocessing, normalize, resize_image
@@ -141,39 +143,73 @@ def _read_part(part: Path, columns: list[str] | None = None, *, schema_only: boo
         ) from None
 
 
+def _part_keys(part: Path, table: Any) -> list[list[str]]:
+    """Each row's keys (see `done_key`). A part written before the `source` column names photos
+    only as typed: relative names are also taken from the current folder, as runs were started."""
+    if "source" in table.column_names:
+        return [[value] if value is not None else [] for value in table.column("source").to_pylist()]
+    keys = []
+    for value in table.column("input").to_pylist():
+        if value is None:
+            keys.append([])
+        elif is_url(value) or is_storage_uri(value) or os.path.isabs(value):
+            keys.append([value])
+        else:
+            keys.append([value, os.path.abspath(value)])
+    return keys
+
+
+def _key_column(part: Path) -> str:
+    return "source" if "source" in _read_part(part, schema_only=True).names else "input"
+
+
 def read_done_inputs(out_dir: Path) -> list[str]:
     """What a re-run skips: the photo (`source`) of every labelled row already in DIR; rows with
-    an error are not done. Parts written before the `source` column name photos by `input`."""
+    an error are not done."""
     import pyarrow.compute as pc
 
     done: list[str] = []
     for part in part_files(out_dir):
-        key = "source" if "source" in _read_part(part, schema_only=True).names else "input"
-        table = _read_part(part, [key, "error"])
-        labelled = table.filter(pc.is_null(table.column("error"))).column(key)
-        done.extend(value for value in labelled.to_pylist() if value is not None)
+        table = _read_part(part, [_key_column(part), "error"])
+        labelled = table.filter(pc.is_null(table.column("error")))
+        done.extend(key for keys in _part_keys(part, labelled) for key in keys)
     return done
 
 
-def drop_failed_rows(out_dir: Path) -> int:
-    """Remove the rows with an error from DIR's parts (each part rewritten atomically), so that
-    a re-run tries those inputs again (a file since mended, a URL that failed for a while)
-    without leaving two rows for one photo. Returns how many were dropped."""
+def failed_inputs(out_dir: Path) -> set[str]:
+    """The photos of DIR's rows with an error (a re-run that lists them again tries them again)."""
     import pyarrow.compute as pc
+
+    failed: set[str] = set()
+    for part in part_files(out_dir):
+        table = _read_part(part, [_key_column(part), "error"])
+        errors = table.filter(pc.is_valid(table.column("error")))
+        failed.update(key for keys in _part_keys(part, errors) for key in keys)
+    return failed
+
+
+def drop_error_rows(parts: Iterable[Path], drop: Callable[[str], bool]) -> int:
+    """Remove the rows with an error whose photo `drop` names from `parts` (each part rewritten
+    atomically): once a photo's new row is written, its old error row goes. Returns how many."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     dropped = 0
-    for part in part_files(out_dir):
-        table = _read_part(part)
-        failed = table.num_rows - table.column("error").null_count
-        if not failed:
+    for part in parts:
+        if not part.is_file():
             continue
-        kept = table.filter(pc.is_null(table.column("error")))
+        table = _read_part(part)
+        errors = table.column("error").to_pylist()
+        gone = [error is not None and any(drop(key) for key in keys)
+                for error, keys in zip(errors, _part_keys(part, table), strict=True)]  # fmt: skip
+        if not any(gone):
+            continue
+        kept = table.filter(pa.array([not g for g in gone]))
         if kept.num_rows:
             atomic_write(part, lambda temp, kept=kept: pq.write_table(kept, temp))
         else:
             part.unlink()
-        dropped += failed
+        dropped += sum(gone)
     return dropped
 
 
@@ -339,7 +375,9 @@ def expand_spec(spec: str, base: str) -> Iterator[tuple[str, str | None, str | N
 def done_key(name: str, source: str | None) -> str:
     """What names a photo in DIR across runs: its absolute path (two p.jpg of two folders are
     two photos, whatever folder each run started in); a URL by its shown form (no password)."""
-    return source if source and not is_url(source) and not is_storage_uri(source) else name
+    if source and not is_url(source) and not is_storage_uri(source):
+        return printable_name(source)  # a name that is not UTF-8: text, as `name` is
+    return name
 
 
 # ----------------------------------------------------------------------------- object storage
@@ -607,7 +645,7 @@ class RunSummary:
     failed: int = 0
     skipped: int = 0
     already_done: int = 0
-    retried: int = 0  # rows with an error an earlier run left, dropped to try those inputs again
+    retried: int = 0  # inputs that failed in an earlier run, tried again (their old rows replaced)
     parts: list[Path] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -619,11 +657,17 @@ def _connect(ray: Any, address: str | None, cpus: int | None) -> bool:
     if address:
         _check_reachable(address)
     quiet = {"logging_level": logging.ERROR, "log_to_driver": False}
+    # ray.init sets its own SIGTERM handler (sys.exit, with a C++ stack dump): the command's own
+    # (end as on Ctrl-C: what was labelled is written, exit 143) is put back.
+    main_thread = threading.current_thread() is threading.main_thread()
+    on_sigterm = signal.getsignal(signal.SIGTERM) if main_thread else None
     try:
         if address:
             ray.init(address=address, **quiet)
         else:
             ray.init(address="local", num_cpus=cpus, include_dashboard=False, **quiet)
+        if on_sigterm is not None:
+            signal.signal(signal.SIGTERM, on_sigterm)
     except (ConnectionError, ValueError, RuntimeError) as exc:
         where = f"the Ray cluster at {address}" if address else "a local Ray"
         cause = f"{exc} {exc.__cause__ or ''}"
@@ -841,9 +885,14 @@ def _run_locked(
     for stale in out.glob(f".{PART_PREFIX}*.tmp*"):
         stale.unlink()  # a part a crash left half-written; its rows were never counted as done
 
-    retried = drop_failed_rows(out)
     done = read_done_inputs(out)
-    summary = RunSummary(already_done=len(done), retried=retried)
+    done_keys = input_keys(done)
+    # An earlier run stopped between writing a retried photo's new row and dropping its old one.
+    drop_error_rows(part_files(out), lambda key: _is_done(done_keys, key))
+    failed_before = failed_inputs(out)  # listed again, they are tried again (done_keys lacks them)
+    parts_before = part_files(out)
+    retried: set[str] = set()
+    summary = RunSummary(already_done=len(done))
     if on_start:
         on_start(len(done))
 
@@ -871,7 +920,7 @@ def _run_locked(
             ray,
             specs,
             cwd=os.getcwd(),
-            done_keys=input_keys(done),
+            done_keys=done_keys,
             tally=tally,
             preprocessing=local.preprocessing,
             classifier_args={
@@ -897,6 +946,8 @@ def _run_locked(
             batches = ds.iter_batches(batch_format="pyarrow", batch_size=None, prefetch_batches=0)
             for table in _quietly(batches):
                 writer.add(table)
+                if failed_before:
+                    retried.update(key for key in table.column("source").to_pylist() if key in failed_before)
                 summary.written += table.num_rows
                 summary.failed += table.num_rows - table.column("error").null_count
                 if on_progress:
@@ -909,6 +960,9 @@ def _run_locked(
             ) from None
         finally:
             writer.flush()  # also on Ctrl-C or a failure: what was labelled is kept
+            if retried:  # their new rows are written: the old error rows go
+                drop_error_rows(parts_before, retried.__contains__)
+            summary.retried = len(retried)
             summary.parts = writer.parts
             summary.seconds = time.monotonic() - start
         summary.skipped = ray.get(tally.get.remote())
