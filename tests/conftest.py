@@ -209,9 +209,24 @@ def _route_table() -> dict[str, Callable[[BaseHTTPRequestHandler], None]]:
         h.end_headers()
         h.wfile.write(download)
 
+    def chunked_with_length(h: BaseHTTPRequestHandler) -> None:
+        # Both headers: HTTP says the length is ignored; the body is the chunks.
+        h.protocol_version = "HTTP/1.1"
+        h.send_response(200)
+        h.send_header("Content-Type", "image/png")
+        h.send_header("Transfer-Encoding", "chunked")
+        h.send_header("Content-Length", "99999")
+        h.send_header("Connection", "close")
+        h.end_headers()
+        for start in range(0, len(png), 100):
+            piece = png[start : start + 100]
+            h.wfile.write(f"{len(piece):x}\r\n".encode() + piece + b"\r\n")
+        h.wfile.write(b"0\r\n\r\n")
+
     return {
         "/good.jpg": lambda h: send(h, jpeg, "image/jpeg"),
         "/cut.png": cut_png,
+        "/chunked.png": chunked_with_length,
         "/negative-length.bin": negative_length,
         "/octet.png": lambda h: send(h, png, "application/octet-stream"),
         "/notype.png": lambda h: send(h, png, None),

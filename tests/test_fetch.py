@@ -21,7 +21,7 @@ def test_redirect_to_image_is_followed(http_server: LocalServer) -> None:
     assert fetch_url(http_server.url("/redirect-good"), timeout=2) == LocalServer.GOOD_JPEG()
 
 
-@pytest.mark.parametrize("path", ["/octet.png", "/notype.png"])
+@pytest.mark.parametrize("path", ["/octet.png", "/notype.png", "/chunked.png"])
 def test_unlabelled_bytes_accepted_when_they_are_an_image(http_server: LocalServer, path: str) -> None:
     assert fetch_url(http_server.url(path), timeout=2)[:8] == b"\x89PNG\r\n\x1a\n"
 

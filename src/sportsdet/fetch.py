@@ -297,6 +297,7 @@ class _Response:
         self.response = response
         self.headers = response.headers
         self.status = response.status
+        self.chunked = bool(response.chunked)  # then Content-Length means nothing (RFC 9112)
 
     def read1(self, n: int) -> bytes:
         return self.response.read1(n)
@@ -428,6 +429,8 @@ def _content_type(response: Any) -> str:
 
 
 def _content_length(response: Any) -> int | None:
+    if getattr(response, "chunked", False):  # the body's length is in its chunks
+        return None
     value = response.headers.get("Content-Length")
     try:
         length = int(value) if value is not None else None
