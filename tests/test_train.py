@@ -186,14 +186,27 @@ def test_a_signal_while_the_best_checkpoint_is_written_waits_for_the_last(data_d
     _, last = read_checkpoint(run / "checkpoints" / "last.safetensors")
     assert best["best"]["epoch"] == last["epoch"] == last["best"]["epoch"] == 2
 
-    # A process killed between the two writes (nothing defers SIGKILL): refused, not mixed up.
-    from sportsdet.training.checkpoint import write_checkpoint
+    # A process killed between the two writes (nothing defers SIGKILL): best.* of epoch 3 beside
+    # last.* of epoch 2. Set right when resumed: from last.*'s weights when epoch 2 is the best ...
+    from sportsdet.training.checkpoint import model_tensors, write_checkpoint
 
-    best_file = run / "checkpoints" / "best.safetensors"
+    best_file, last_file = run / "checkpoints" / "best.safetensors", run / "checkpoints" / "last.safetensors"
     write_checkpoint(best_file, read_checkpoint(best_file)[0], {"kind": "best", "best": {"epoch": 3}})
-    with pytest.raises(SportsdetError, match=r"holds the weights of epoch 3, but the run's best epoch is 2"):
-        train(None, out=run, resume=True, options={"epochs": 2})
-    assert not (run / "model").exists()
+    console = Console(record=True, width=200)
+    train(None, out=run, resume=True, options={"epochs": 2}, console=console, evaluate=False, report=False)
+    assert "rewritten from epoch 2, the best" in console.export_text()
+    saved = load_bundle(run / "model").torch_state_dict()
+    weights = model_tensors(read_checkpoint(last_file)[0])
+    assert saved.keys() == weights.keys() and all(torch.equal(saved[k], weights[k]) for k in saved)
+
+    # ... else (the best was an earlier epoch, whose weights are gone) chosen again from new epochs.
+    tensors, state = read_checkpoint(last_file)
+    write_checkpoint(last_file, tensors, {**state, "best": {**state["best"], "epoch": 1}})
+    write_checkpoint(best_file, read_checkpoint(best_file)[0], {"kind": "best", "best": {"epoch": 3}})
+    with pytest.raises(SportsdetError, match=r"weights of the best epoch \(1\) were lost .*more --epochs"):
+        train(None, out=run, resume=True, options={"epochs": 2}, evaluate=False, report=False)
+    result = train(None, out=run, resume=True, options={"epochs": 3}, evaluate=False, report=False)
+    assert result.best["epoch"] == 3 and len(result.history) == 3
 
 
 def test_resume_after_interrupt_gives_the_uninterrupted_result(data_dir, tmp_path):
@@ -451,6 +464,11 @@ def test_a_run_folder_in_use_by_another_process_is_refused(data_dir, tmp_path):
         with pytest.raises(SportsdetError, match=rf"another sportsdet process \(pid {holder.pid}\)"):
             train(data_dir, out=run, model="seed-cnn", force=True, options={**TINY, "epochs": 1})
         assert not (run / "model").exists() and not (run / "split.json").exists()
+        # --resume of a run still in its first epoch was told "never finished an epoch ... --force".
+        (run / "config.json").write_text("{}")
+        with pytest.raises(SportsdetError, match=rf"another sportsdet process \(pid {holder.pid}\)"):
+            train(None, out=run, resume=True)
+        (run / "config.json").unlink()
     finally:
         holder.kill()
         holder.wait()

@@ -583,9 +583,12 @@ def reuse_saved_split(
         return f"the sources {', '.join(names)}" if names else "one folder"
 
     if sorted(saved.sources) != sorted(sources):
-        # One folder with a --map is a source of its own: the same folder, told apart by --map.
-        one_folder_mapped = {len(saved.sources), len(sources)} == {0, 1}
-        hint = "give the same --map as when the split was made" if one_folder_mapped else "give the same DATA"
+        # One folder with a --map (or in a dataset file) is a source of its own: the same folder.
+        one_source = {len(saved.sources), len(sources)} == {0, 1}
+        hint = (
+            "give the same DATA as when the split was made (the same folder or dataset file, and the "
+            "same --map)" if one_source else "give the same DATA"
+        )
         raise SportsdetError(
             f"{path}: the saved split is of {described(saved.sources)}, but DATA is "
             f"{described(sources)}; {hint}, or leave out --split to make a new split"

@@ -210,8 +210,8 @@ class TrainContext:
                 # would get one epoch's weights and another's scores.
                 raise SportsdetError(
                     f"{path}: holds the weights of epoch {saved}, but the run's best epoch is {wanted} "
-                    "(it was stopped between writing its two checkpoints); resume it with --epochs "
-                    f"{saved} or more to train epoch {saved} again"
+                    "(it was stopped between writing its two checkpoints); resume it (--resume) to set "
+                    "that right"
                 )
         model.load_state_dict(model_tensors(distributed.broadcast_tensors(tensors)))
         return model

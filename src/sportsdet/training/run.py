@@ -39,7 +39,7 @@ from sportsdet.seen_photos import SEEN_NAME, SEEN_SPLITS, seen_photos_json
 from sportsdet.training import distributed
 from sportsdet.training.calibration import calibrate_temperature, fit_validation_abstain
 from sportsdet.training.callbacks import Checkpointer, CurvesPlot, MetricsCSV, ProgressBar
-from sportsdet.training.checkpoint import read_checkpoint, seed_everything
+from sportsdet.training.checkpoint import read_checkpoint, seed_everything, write_checkpoint
 from sportsdet.training.loop import Callback, TrainContext, TrainResult, validation_logits
 from sportsdet.training.options import (
     RESUME_OVERRIDABLE,
@@ -149,8 +149,9 @@ def _settle(held: ExitStack, run: RunFolder, data: Any, given: dict[str, Any], *
                 highlight=False,
                 soft_wrap=True,
             )
-        _check_resumable(run)  # before the lock, which would make a mistyped --out's folder
-        held.enter_context(lock_run(run))
+        if not run.path.is_dir():  # said without making a mistyped --out's folder (the lock would)
+            _check_resumable(run)
+        held.enter_context(lock_run(run))  # then a run another process is writing is said as such
         setup = resume_run(
             run, given, model=args["model"], split=args["split"], seed=args["seed"], console=console
         )
@@ -536,6 +537,7 @@ def resume_run(
     data_summary = _read_run_json(run.data_summary, "data summary")
     state = read_checkpoint(run.last_checkpoint)
     done = _epochs_done(state[1])
+    _reconcile_best(run, state, options.epochs > done, console)
     if given.get("epochs") is not None and options.epochs < done:
         # Ignored by the loop, but recorded: config.json and the bundle said 3 epochs of a 6-epoch run.
         console.print(
@@ -547,6 +549,48 @@ def resume_run(
         options = replace(options, epochs=done)
     config["options"] = options.to_dict()
     return RunSetup(run, spec, options, manifest, data_summary, config, int(config["seed"]), state)
+
+
+def _reconcile_best(
+    run: RunFolder, last: tuple[dict[str, Any], dict[str, Any]], more_epochs: bool, console: Console
+) -> None:
+    """best.* must hold the epoch the last checkpoint names as best. A process killed between
+    the two writes (nothing defers SIGKILL) left best.* of the next epoch: set right here, from
+    the last checkpoint's weights when the best epoch is its own, else by choosing the best epoch
+    again from the epochs still to train."""
+    tensors, state = last
+    wanted = (state.get("best") or {}).get("epoch")
+    best_file = run.last_checkpoint.with_name("best.safetensors")
+    if wanted is None:
+        return
+    try:
+        saved = (read_checkpoint(best_file)[1].get("best") or {}).get("epoch")
+    except SportsdetError:
+        saved = None  # missing or damaged: as good as another epoch's
+    if saved == wanted:
+        return
+    if wanted == state.get("epoch"):
+        weights = {key: value for key, value in tensors.items() if key.startswith("model.")}
+        write_checkpoint(best_file, weights, {"kind": "best", "best": state["best"]})
+        console.print(
+            f"[yellow]note:[/] {best_file} was of another epoch (the run was killed between its two "
+            f"checkpoint writes); rewritten from epoch {wanted}, the best",
+            highlight=False,
+            soft_wrap=True,
+        )
+        return
+    if not more_epochs:
+        raise SportsdetError(
+            f"{best_file}: the weights of the best epoch ({wanted}) were lost (the run was killed between "
+            "its two checkpoint writes); resume with more --epochs to train on and choose a best epoch again"
+        )
+    state["best"], state["epochs_since_best"] = None, 0
+    console.print(
+        f"[yellow]warning:[/] the weights of the best epoch ({wanted}) were lost (the run was killed "
+        "between its two checkpoint writes); the best epoch is chosen again from the epochs to come",
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 def _epochs_done(state: dict[str, Any]) -> int:
