@@ -175,7 +175,7 @@ def test_bad_top_k(client: TestClient, top_k: str) -> None:
 
 
 def test_json_nested_too_deep_is_a_400_not_a_500(client: TestClient) -> None:
-    deep = b"[" * 100_000 + b"]" * 100_000  # RecursionError is no ValueError: it was a 500
+    deep = b"[" * 60_000 + b"]" * 60_000  # RecursionError is no ValueError: it was a 500
     response = client.post("/v1/predict", content=deep, headers={"content-type": "application/json"})
     assert response.status_code == 400 and error_of(response) == "bad_request"
     assert "nested too deep" in response.json()["error"]["message"]
@@ -451,9 +451,74 @@ def test_api_key_required_and_checked(colour_model: Path) -> None:
         good = {"Authorization": "Bearer k3y-value"}
         assert c.post("/v1/predict", files=files, headers=good).status_code == 200
         assert c.get("/v1/model", headers=good).status_code == 200
-        # probes and the page (which asks for the key) stay open
-        for path in ("/healthz", "/readyz", "/", "/static/app.js"):
+        # probes, the page (which asks for the key) and the API docs (no data; a browser cannot
+        # send a key to open them) stay open
+        for path in ("/healthz", "/readyz", "/", "/static/app.js", "/docs", "/openapi.json"):
             assert c.get(path).status_code == 200, path
+
+
+def test_an_api_key_read_from_a_file_works_and_an_unsendable_one_is_refused() -> None:
+    # A key mounted from a file ends in a newline: the server started, and refused every request
+    # (no header can carry it).
+    from sportsdet.serve.app import usable_api_key
+
+    assert usable_api_key("s3cret\n") == "s3cret" and usable_api_key(None) is None
+    for bad in ("two words", "tab\tkey", "caf\u00e9"):
+        with pytest.raises(SportsdetError, match="--api-key: use printable ASCII without spaces"):
+            usable_api_key(bad)
+
+
+def test_a_json_body_far_larger_than_its_urls_is_refused_before_parsing(colour_model: Path) -> None:
+    # 33 MB of '"a",' was parsed whole on the event loop before its count was refused: 9 s with
+    # every request waiting, /healthz included, and 850 MB of memory.
+    with serving(colour_model) as c:
+        body = b'{"urls": [' + b'"a",' * 200_000 + b'"a"]}'
+        started = time.monotonic()
+        response = c.post("/v1/predict", content=body, headers={"Content-Type": "application/json"})
+        assert response.status_code == 413 and error_of(response) == "payload_too_large"
+        assert "it holds at most 16 URLs" in response.json()["error"]["message"]
+        assert time.monotonic() - started < 1.0
+
+
+def test_an_image_sent_without_a_file_name_is_refused_not_dropped(colour_model: Path) -> None:
+    # Without filename= a part is a text field: it was dropped ("the request holds no image", or
+    # one result for two images), or refused as "Part exceeded maximum size of 64KB".
+    with serving(colour_model) as c:
+        small = c.post("/v1/predict", files={"files": (None, jpeg(RED))})
+        assert small.status_code == 400 and "form field 'files' is not a file upload" in small.text
+        mixed = [("files", (None, jpeg(RED))), ("files", ("b.jpg", jpeg(BLUE), "image/jpeg"))]
+        assert c.post("/v1/predict", files=mixed).status_code == 400
+        import io
+
+        from PIL import Image
+
+        noise, buffer = np.random.default_rng(0).integers(0, 255, (200, 200, 3), dtype=np.uint8), io.BytesIO()
+        Image.fromarray(noise).save(buffer, "PNG")  # 120 KB: above the 64 KB a text field may hold
+        large = c.post("/v1/predict", files={"files": (None, buffer.getvalue())})
+        assert large.status_code == 400 and "curl: -F 'files=@photo.jpg'" in large.text
+
+
+def test_a_client_that_closes_during_its_upload_is_not_a_server_error(colour_model: Path) -> None:
+    # A cancelled upload was logged with a traceback and counted as a 500 (internal_error).
+    import socket
+    import urllib.request
+
+    process, base = start_serve(colour_model)
+    try:
+        host, port = base.removeprefix("http://").split(":")
+        for _ in range(2):
+            with socket.create_connection((host, int(port)), timeout=5) as sock:
+                sock.sendall(b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\n"
+                             b"Content-Length: 100000\r\n\r\n" + b"\xff" * 2000)  # fmt: skip
+        time.sleep(0.5)
+        with urllib.request.urlopen(base + "/metrics", timeout=10) as response:
+            metrics = response.read().decode()
+    finally:
+        process.terminate()
+        output = process.communicate(timeout=20)[0]
+    assert 'code="internal_error"' not in metrics and 'status="500"' not in metrics
+    assert 'sportsdet_errors_total{code="client_closed_request"} 2.0' in metrics
+    assert "Traceback" not in output
 
 
 def test_binding_beyond_loopback_needs_a_key(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -92,10 +92,11 @@ def serve_command(
     try:
         import uvicorn
 
-        from sportsdet.serve.app import ServeConfig, check_bind, create_app, make_predictor
+        from sportsdet.serve.app import ServeConfig, check_bind, create_app, make_predictor, usable_api_key
     except ImportError as exc:
         raise SportsdetError(f"{SERVE_EXTRA_HINT} ({exc})") from None
 
+    api_key = usable_api_key(api_key)
     check_bind(host, api_key)
     config = ServeConfig(
         model=model,

@@ -46,6 +46,7 @@ from pydantic import BaseModel, Field
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.formparsers import MultiPartException, MultiPartParser
+from starlette.requests import ClientDisconnect
 
 from sportsdet import __version__
 from sportsdet.errors import ImageLoadError, SportsdetError
@@ -61,7 +62,8 @@ STATIC = Path(__file__).resolve().parent / "static"
 API_KEY_ENV = "SPORTSDET_API_KEY"
 # Open without the key: the probes, and the page and its assets (which hold no data; the page
 # asks for the key and sends it with every API call).
-PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/", "/favicon.ico"})
+# /docs and /openapi.json describe the API, no data: a browser cannot send a key to open them.
+PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/", "/favicon.ico", "/docs", "/openapi.json"})
 # /docs-assets/: Swagger UI's own files, from the swagger-ui-bundle package (no CDN: works offline).
 PUBLIC_PREFIXES = ("/static/", "/docs-assets/")
 
@@ -104,6 +106,21 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+def usable_api_key(api_key: str | None) -> str | None:
+    """The key as clients can send it: surrounding whitespace dropped (a key read from a file ends
+    in a newline, which no header can carry: every request was refused), and refused when it
+    holds characters a header cannot carry."""
+    if api_key is None:
+        return None
+    key = api_key.strip()
+    if any(ch.isspace() or ord(ch) < 32 or ord(ch) > 126 for ch in key):
+        raise SportsdetError(
+            "--api-key: use printable ASCII without spaces (a header cannot carry the others), e.g. "
+            "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`"
+        )
+    return key or None
 
 
 def check_bind(host: str, api_key: str | None) -> None:
@@ -543,6 +560,10 @@ async def _read_body(request: Request, limit: int, budget: BodyBudget, retry_aft
     return b"".join(chunks), total
 
 
+MAX_URL_BYTES = 8192  # a URL longer than this is refused by most servers anyway
+NOT_A_FILE = "send each image as a file, with a file name (curl: -F 'files=@photo.jpg', with the @)"
+
+
 def _top_k(value: Any, default: int, classes: int) -> int:
     if value is None or value == "":
         return min(default, classes)
@@ -575,7 +596,9 @@ async def _parse(
                 raise ApiError(
                     413, "too_many_images", f"at most {config.max_images} images per request"
                 ) from None
-            raise ApiError(400, "bad_request", f"cannot read the multipart body ({exc.message})") from None
+            hint = f"; {NOT_A_FILE}" if "Part exceeded maximum size" in exc.message else ""
+            message = f"cannot read the multipart body ({exc.message}){hint}"
+            raise ApiError(400, "bad_request", message) from None
         items: list[tuple[str, bytes | str]] = []
         top_k = None
         try:
@@ -585,12 +608,24 @@ async def _parse(
                         top_k = value
                     elif key in ("url", "urls"):
                         items.append((redact_url(value), value))
+                    else:  # was dropped without a word: an image sent without a file name is text here
+                        message = f"form field {key!r} is not a file upload; {NOT_A_FILE}"
+                        raise ApiError(400, "bad_request", message)
                     continue
                 items.append((value.filename or key, await value.read()))
         finally:
             await form.close()
         return items, top_k
     if ctype == "application/json":
+        # URLs only: a body far larger than max_images URLs was parsed whole on the event loop
+        # (33 MB: 9 s with every request waiting, /healthz too) before its count was refused.
+        limit = config.max_images * MAX_URL_BYTES + 1024
+        if len(body) > limit:
+            raise ApiError(
+                413, "payload_too_large",
+                f"a JSON body of {len(body):,} bytes; it holds at most {config.max_images} URLs "
+                f"({limit:,} bytes)",
+            )  # fmt: skip
         try:
             payload = UrlsRequest.model_validate(json.loads(body or b"null"))
         except RecursionError:  # '[[[[...' nested deeper than the parser goes
@@ -666,6 +701,10 @@ class GuardMiddleware:
                 await response(scope, receive, send_with_headers)
                 return
             await self.app(scope, receive, send_with_headers)
+        except ClientDisconnect:  # the client gave up (a cancelled upload): not the server's failure
+            status["code"] = 499
+            self.metrics.errors.labels("client_closed_request").inc()
+            log.info("client closed the connection during %s", path)
         except Exception:  # noqa: BLE001  never a traceback to the client
             log.exception("unexpected error on %s", path)
             self.metrics.errors.labels("internal_error").inc()
