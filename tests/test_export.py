@@ -223,6 +223,40 @@ def test_cli_export_bad_input_is_one_line_error(tmp_path: Path) -> None:
     assert fmt.returncode == 2 and "unsupported export format" in fmt.stderr
 
 
+def test_an_output_that_cannot_be_written_is_said_before_exporting(run_folder: Path, tmp_path: Path) -> None:
+    # It failed after the whole export, naming the temp file (".x.onnx.tmp-...: Is a directory"),
+    # and with --int8 an INT8 target that was a folder came after the fp32 file was replaced.
+    from sportsdet.export import export_bundle
+
+    (tmp_path / "dir.onnx").mkdir()
+    (tmp_path / "a.jpg").write_bytes(b"x")
+    (tmp_path / "e.int8.onnx").mkdir()
+    for out, int8, message in [
+        (tmp_path / "dir.onnx", False, r"dir.onnx: is a folder; give the ONNX file's name"),
+        (tmp_path / "a.jpg" / "x.onnx", False, r"a.jpg is a file, not a folder"),
+        (tmp_path / "e.onnx", True, r"e.int8.onnx: is a folder"),
+    ]:
+        with pytest.raises(SportsdetError, match=message):
+            export_bundle(run_folder / "model", out=out, int8=int8)
+    assert not (tmp_path / "e.onnx").exists()
+
+
+def test_held_out_photos_are_told_by_folders_below_the_data_root(tmp_path: Path) -> None:
+    # A root under a folder named "test" made every photo (training ones too) "held out".
+    from types import SimpleNamespace
+
+    from sportsdet.export import find_export_data
+
+    root = tmp_path / "test" / "data"
+    for split in ("train", "test"):
+        (root / split / "polo").mkdir(parents=True)
+        Image.new("RGB", (40, 40), (200, 30, 30)).save(root / split / "polo" / "a.jpg")
+    bundle = SimpleNamespace(path=tmp_path / "nowhere", labels=["polo"], data={"root": str(root)})
+    data = find_export_data(bundle)
+    assert [p.relative_to(root).parts[0] for p, _ in data.train] == ["train"]
+    assert [p.relative_to(root).parts[0] for p, _ in data.heldout] == ["test"]
+
+
 def test_a_run_folder_and_builtin_are_exported_like_predict_takes_them(run_folder: Path, tmp_path: Path):
     # predict, info and serve took a run folder or `builtin`; export said "bundle.json is missing".
     report = export_bundle(run_folder, int8=True, max_int8_drop=100.0, calibration_images=12)

@@ -259,8 +259,9 @@ def find_export_data(
         root = bundle.data.get("root")
         if data is None and isinstance(root, str) and Path(root).is_dir():
             images = _from_folder(Path(root), bundle.labels)
-            train = [item for item in images if "train" in item[0].parts] or images
-            test = [item for item in images if "test" in item[0].parts]
+            # Split folders below the root only: a root under /data/test/ made every photo a test one.
+            train = [item for item in images if "train" in _parts_below(item[0], Path(root))] or images
+            test = [item for item in images if "test" in _parts_below(item[0], Path(root))]
             data = ExportData(train, test, f"{root} (bundle data root)")
     if data is None:
         data = ExportData([], [], "synthetic")
@@ -413,6 +414,13 @@ def quantize_int8(
         )
 
 
+def _parts_below(path: Path, root: Path) -> tuple[str, ...]:
+    try:
+        return path.relative_to(root).parts
+    except ValueError:
+        return ()
+
+
 def _accuracy_and_preds(
     backend: OnnxBackend, items: list[tuple[Path, str | None]]
 ) -> tuple[np.ndarray, list[int]]:
@@ -424,6 +432,15 @@ def _accuracy_and_preds(
             preds[result.index] = int(np.argmax(result.probs))
     truth = [index.get(label, -1) if label is not None else -1 for _, label in items]
     return preds, truth
+
+
+def _check_target(target: Path) -> None:
+    """An output file name that can be written: not a folder, its parent a folder or none yet."""
+    if target.is_dir():
+        raise SportsdetError(f"{target}: is a folder; give the ONNX file's name (ending in .onnx)")
+    parent = next((folder for folder in (target.parent, *target.parent.parents) if folder.exists()), None)
+    if parent is not None and not parent.is_dir():
+        raise SportsdetError(f"{target}: {parent} is a file, not a folder; choose another --out")
 
 
 def _atomic_target(out: Path) -> Path:
@@ -468,6 +485,11 @@ def export_bundle(
     int8_path = Path(int8_out) if int8_out else out.with_name(out.stem + ".int8.onnx")
     if int8_out is None and out.name == ONNX_NAME:
         int8_path = out.with_name(ONNX_INT8_NAME)
+    # Said before the export runs (minutes with the parity and INT8 checks), naming the real path
+    # (it was the temp file's name, and an INT8 target that could not be written came after the
+    # fp32 file had replaced the old one).
+    for target in (out, int8_path) if int8 else (out,):
+        _check_target(target)
     spec = bundle.preprocessing
     data = find_export_data(bundle, calibration_data, eval_data)
     notes: list[str] = []
