@@ -4,6 +4,7 @@
 
 const $ = (id) => document.getElementById(id);
 let maxImages = 16;
+let maxBytes = 32 * 1024 * 1024;
 
 function apiHeaders() {
   const key = $("key").value.trim();
@@ -30,6 +31,7 @@ async function loadModel() {
   if (!response.ok) { $("model-line").textContent = await apiError(response); return; }
   const model = await response.json();
   maxImages = model.limits.max_images;
+  maxBytes = model.limits.max_request_bytes;
   $("model-line").textContent = `Model ${model.id}: ${model.num_classes} sports.`;
   $("url-note").hidden = model.limits.urls;
 }
@@ -118,14 +120,36 @@ async function send(body, headers) {
   return response.json();
 }
 
+// Requests of at most maxImages photos and maxBytes bytes: 16 phone photos of 2-3 MB each were
+// one 413 for all of them.
+function* batches(files) {
+  const overhead = 1024;  // multipart headers of one part, generously
+  let chunk = [], bytes = 0;
+  for (const file of files) {
+    if (file.size + overhead > maxBytes) { yield { tooBig: true, file }; continue; }
+    if (chunk.length && (chunk.length >= maxImages || bytes + file.size + overhead > maxBytes)) {
+      yield chunk;
+      chunk = []; bytes = 0;
+    }
+    chunk.push(file);
+    bytes += file.size + overhead;
+  }
+  if (chunk.length) yield chunk;
+}
+
 async function labelFiles(fileList) {
   const files = Array.from(fileList).filter((f) => f.size > 0);
   if (!files.length) return;
   setStatus(`Labelling ${files.length} photo(s)...`);
   let done = 0;
   try {
-    for (let start = 0; start < files.length; start += maxImages) {
-      const chunk = files.slice(start, start + maxImages);
+    for (const chunk of batches(files)) {
+      if (chunk.tooBig) {  // alone above the server's request limit: said on its card, the rest go on
+        const size = (n) => (n >= 1048576 ? `${(n / 1048576).toFixed(1)} MB` : `${Math.ceil(n / 1024)} KB`);
+        const message = `${size(chunk.file.size)}, above this server's ${size(maxBytes)} request limit`;
+        $("results").prepend(card({ input: chunk.file.name, error: { code: "payload_too_large", message } }, null));
+        continue;
+      }
       const form = new FormData();
       for (const file of chunk) form.append("files", file, file.name);
       const answer = await send(form, {});
