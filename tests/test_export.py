@@ -239,6 +239,9 @@ def test_an_output_that_cannot_be_written_is_said_before_exporting(run_folder: P
         with pytest.raises(SportsdetError, match=message):
             export_bundle(run_folder / "model", out=out, int8=int8)
     assert not (tmp_path / "e.onnx").exists()
+    for drop in (-1.0, float("nan")):  # "loses -0.00 points (allowed -1.00)", or no guard at all
+        with pytest.raises(SportsdetError, match="--max-int8-drop .*: accuracy points, from 0 to 100"):
+            export_bundle(run_folder / "model", out=tmp_path / "ok.onnx", int8=True, max_int8_drop=drop)
 
 
 def test_held_out_photos_are_told_by_folders_below_the_data_root(tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ held-out split is reported and the export fails when it drops more than `max_int
 from __future__ import annotations
 
 import json
+import math
 import os
 import random
 import tempfile
@@ -490,6 +491,8 @@ def export_bundle(
     # fp32 file had replaced the old one).
     for target in (out, int8_path) if int8 else (out,):
         _check_target(target)
+    if not (math.isfinite(max_int8_drop) and 0 <= max_int8_drop <= 100):  # NaN turned the guard off
+        raise SportsdetError(f"--max-int8-drop {max_int8_drop}: accuracy points, from 0 to 100")
     spec = bundle.preprocessing
     data = find_export_data(bundle, calibration_data, eval_data)
     notes: list[str] = []
