@@ -39,6 +39,15 @@ def leftovers(dest: Path) -> list[str]:
     return sorted(p.name for p in dest.iterdir() if p.name.startswith("."))
 
 
+def fake_bsdtar(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, code: str) -> None:
+    """A `bsdtar` first on PATH that runs the Python `code`."""
+    tool = tmp_path / "bin" / "bsdtar"
+    tool.parent.mkdir()
+    tool.write_text(f"#!{sys.executable}\n{code}")
+    tool.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tool.parent}{os.pathsep}{os.environ['PATH']}")
+
+
 def test_zip_is_fetched_unpacked_and_its_wrapper_folder_skipped(http_server, tmp_path: Path) -> None:
     url = http_server.add("/sets/photos.zip", zip_bytes({**photos("photos/"), "photos/.DS_Store": b"x"}))
     root = fetch_dataset(url, tmp_path, progress=False)
@@ -103,15 +112,11 @@ def test_rar_needs_a_tool_and_says_which(http_server, tmp_path: Path, monkeypatc
 
 def test_rar_is_unpacked_by_the_first_tool_found(http_server, tmp_path: Path, monkeypatch) -> None:
     # A stand-in for bsdtar (`bsdtar -x -f ARCHIVE -C TARGET`) that reads a zip in disguise.
-    tool = tmp_path / "bin" / "bsdtar"
-    tool.parent.mkdir()
-    tool.write_text(
-        f"#!{sys.executable}\nimport sys, zipfile\n"
-        "args = sys.argv[1:]\n"
-        "zipfile.ZipFile(args[args.index('-f') + 1]).extractall(args[args.index('-C') + 1])\n"
-    )
-    tool.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{tool.parent}{os.pathsep}{os.environ['PATH']}")
+    fake_bsdtar(
+        tmp_path, monkeypatch,
+        "import sys, zipfile\nargs = sys.argv[1:]\n"
+        "zipfile.ZipFile(args[args.index('-f') + 1]).extractall(args[args.index('-C') + 1])\n",
+    )  # fmt: skip
     url = http_server.add("/event_dataset.rar", zip_bytes(photos("event_img/", ("croquet", "polo"))))
     root = fetch_dataset(url, tmp_path / "data", progress=False)
     assert root == tmp_path / "data" / "event_dataset" / "event_img"
@@ -121,14 +126,11 @@ def test_rar_is_unpacked_by_the_first_tool_found(http_server, tmp_path: Path, mo
 def test_a_rar_tool_failing_with_a_message_that_is_not_utf8(http_server, tmp_path: Path, monkeypatch) -> None:
     # Old archives name their members in other encodings; the tool's message was decoded as
     # strict UTF-8: a UnicodeDecodeError traceback instead of the one-line error.
-    tool = tmp_path / "bin" / "bsdtar"
-    tool.parent.mkdir()
-    tool.write_text(
-        f"#!{sys.executable}\nimport sys\n"
-        "sys.stderr.buffer.write(b'bsdtar: caf\\xe9/\\xff.jpg: Damaged archive\\n')\nsys.exit(1)\n"
-    )
-    tool.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{tool.parent}{os.pathsep}{os.environ['PATH']}")
+    fake_bsdtar(
+        tmp_path, monkeypatch,
+        "import sys\nsys.stderr.buffer.write(b'bsdtar: caf\\xe9/\\xff.jpg: Damaged archive\\n')\n"
+        "sys.exit(1)\n",
+    )  # fmt: skip
     url = http_server.add("/latin1.rar", b"Rar!\x1a\x07\x00 pretend")
     failed = r"latin1.rar: bsdtar could not unpack it \(bsdtar: caf.*Damaged"
     with pytest.raises(SportsdetError, match=failed):
