@@ -71,6 +71,37 @@ def test_fit_answers_the_stated_share_of_validation(coverage: float) -> None:
     assert policy.valid_accuracy_answered == pytest.approx(correct[answered].mean(), abs=1e-4)
 
 
+@pytest.mark.parametrize(("n", "coverage"), [(60, 1.0), (60, 0.99), (1, 1.0)])
+def test_answering_every_validation_photo_leaves_a_margin_under_the_lowest(n: int, coverage: float) -> None:
+    # At exactly the lowest score, the same photo scored 4e-8 lower by ONNX than by torch was
+    # "uncertain": one of the photos the rule was fitted to answer. (0.99 of 60 keeps all 60.)
+    rng = np.random.default_rng(1)
+    logits = rng.normal(size=(n, 4)) * 3
+    probs = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    policy = fit_abstain(probs, coverage=coverage, min_images=1)
+    lowest = policy.scores(probs).min()
+    assert not policy.uncertain(probs).any() and policy.valid_coverage == 1.0
+    assert 1e-6 - 1e-12 <= lowest - policy.threshold <= 1e-3 + 1e-12
+
+
+def test_refitting_on_too_few_photos_keeps_the_rule_there_is(tmp_path: Path, capsys) -> None:
+    # It stored "no threshold" over a working rule, and exited 0: the model silently stopped
+    # abstaining.
+    from sportsdet.abstain_bundle import main
+
+    bundle_dir = make_tiny_bundle(tmp_path / "bundle", COLOUR_LABELS)
+    policy = Abstain(method="max_prob", threshold=0.6, coverage=0.9, fitted_on="here", valid_images=70)
+    store_abstain(bundle_dir, policy)
+    for i, label in enumerate(COLOUR_LABELS):
+        (tmp_path / "valid" / label).mkdir(parents=True)
+        (tmp_path / "valid" / label / f"{i}.png").write_bytes(png(solid((200, 30, 30))))
+    assert main([str(bundle_dir), str(tmp_path / "valid")]) == 2
+    assert "too few to fit an abstain threshold" in capsys.readouterr().err
+    assert load_bundle(bundle_dir).abstain == policy
+    assert main([str(bundle_dir), str(tmp_path / "valid"), "--coverage", "95"]) == 2  # before scoring
+    assert "scoring" not in capsys.readouterr().out
+
+
 def test_too_few_validation_photos_give_no_threshold() -> None:
     probs = np.full((49, 3), 1 / 3)
     policy = fit_abstain(probs, np.zeros(49, int), coverage=0.95)

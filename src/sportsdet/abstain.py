@@ -170,7 +170,11 @@ def fit_abstain(
     ordered = np.sort(scores)[::-1]
     keep = min(n, max(1, math.ceil(coverage * n - 1e-9)))
     if keep >= n:
-        threshold = float(ordered[-1])  # everything answered: the lowest score still is
+        # Everything answered: a margin under the lowest score too (at exactly it, the same photo
+        # scored 4e-8 lower by ONNX than by torch was "uncertain"), as far as the gap between the
+        # two lowest, at most 1e-3, at least 1e-6.
+        gap = float(ordered[-2] - ordered[-1]) / 2 if n > 1 else 1e-6
+        threshold = float(ordered[-1]) - min(1e-3, max(1e-6, gap))
     else:
         threshold = float((ordered[keep - 1] + ordered[keep]) / 2)
     answered = scores >= threshold

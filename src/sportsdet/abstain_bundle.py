@@ -63,6 +63,8 @@ def fit_bundle_abstain(
 ) -> Abstain:
     """Fit the rule on the photos under `valid_folder` with the engine `predict` would use
     (`int8`: the bundle's model.int8.onnx). Returns it; `store_abstain` saves it."""
+    if not 0.0 < coverage <= 1.0:  # before scoring a whole folder
+        raise SportsdetError(f"abstain coverage must be in (0, 1], got {coverage}")
     say = progress or (lambda message: None)
     model = load_backend(bundle_path, backend, int8=int8)
     items, truth = labelled_images(valid_folder, list(model.labels))
@@ -111,6 +113,8 @@ def main(argv: list[str] | None = None) -> int:
         policy = fit_bundle_abstain(
             args.bundle, args.valid, coverage=args.coverage, method=args.score, int8=args.int8, progress=print
         )
+        if policy.threshold is None:  # stored, it replaced a working rule with none, and exited 0
+            raise SportsdetError(f"{args.valid}: {policy.why}; the bundle's rule is left as it was")
         store_abstain(args.bundle, policy)
     except SportsdetError as exc:
         print(f"error: {exc}", file=sys.stderr)
