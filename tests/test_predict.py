@@ -447,6 +447,19 @@ def test_info_says_when_the_scores_are_not_calibrated(bundle: Path, tmp_path: Pa
     assert f"not calibrated: {why}" in row and "temperature 1.000" not in row
 
 
+def test_info_of_a_fixed_threshold_says_so(bundle: Path, tmp_path: Path) -> None:
+    # A rule stored from --min-score has no coverage: info said "fitted to answer 0% of --min-score".
+    from sportsdet.abstain import Abstain
+    from sportsdet.abstain_bundle import store_abstain
+
+    copy = tmp_path / "fixed"
+    shutil.copytree(bundle, copy)
+    store_abstain(copy, Abstain.min_score(0.6))
+    result = runner.invoke(app, ["info", str(copy)], env={"COLUMNS": "250"})
+    [row] = [line for line in result.stdout.splitlines() if "abstain" in line]
+    assert "uncertain when max_prob < 0.6000 (a fixed threshold: --min-score)" in row and "0%" not in row
+
+
 def test_info_labels_lists_every_class_the_model_knows(bundle: Path) -> None:
     result = runner.invoke(app, ["info", str(bundle), "--labels"])
     assert result.exit_code == 0, result.output

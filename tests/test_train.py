@@ -532,6 +532,15 @@ def test_a_class_folder_named_in_latin1_trains_and_saves(tmp_path):
     assert all(label.encode("utf-8") for label in labels)
 
 
+def test_calibration_turned_off_is_recorded_as_such(data_dir, tmp_path):
+    # `info` said "not calibrated: no reason recorded".
+    run = tmp_path / "run"
+    train(data_dir, out=run, model="seed-cnn", options={**TINY, "epochs": 1, "calibrate": False},
+          evaluate=False, report=False)  # fmt: skip
+    calibration = load_bundle(run / "model").manifest["training"]["calibration"]
+    assert calibration["method"] == "none" and calibration["why"] == "turned off (--set calibrate=false)"
+
+
 def test_a_run_folder_inside_the_data_is_refused(tmp_path, monkeypatch):
     # Its PNGs (curves, galleries) became photos of a class "run" at the next training; and it
     # is said before every photo is hashed (minutes on a large dataset), not after.

@@ -427,12 +427,13 @@ def _summary_rows(info: dict) -> list[tuple[str, str]]:
         rows.append(("seen photos", known))
     abstain = info.get("abstain")
     if abstain and abstain.get("threshold") is not None:
-        rows.append((
-            "abstain",
-            f"uncertain when {abstain['method']} < {abstain['threshold']:.4f} "
-            f"(fitted to answer {abstain.get('coverage', 0):.0%} of "
-            f"{abstain.get('fitted_on', 'validation photos')})",
-        ))
+        where = abstain.get("fitted_on", "validation photos")
+        how = (
+            f"fitted to answer {abstain['coverage']:.0%} of {where}"
+            if isinstance(abstain.get("coverage"), (int, float))
+            else f"a fixed threshold: {where}"  # no coverage: it said "fitted to answer 0% of"
+        )
+        rows.append(("abstain", f"uncertain when {abstain['method']} < {abstain['threshold']:.4f} ({how})"))
     else:
         rows.append(("abstain", (abstain or {}).get("why") or "- (every photo gets a label)"))
     return rows

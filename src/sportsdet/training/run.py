@@ -693,6 +693,8 @@ def _calibrate(ctx: TrainContext, result: TrainResult) -> dict[str, Any]:
     """Fit the softmax temperature on the validation split and fold it into the classifier;
     then the abstain threshold on the calibrated scores (returned under "abstain")."""
     calibrated: dict[str, Any] = {"temperature": 1.0, "method": "none"}
+    if not ctx.options.calibrate:  # `info` said "not calibrated: no reason recorded"
+        calibrated["why"] = "turned off (--set calibrate=false)"
     if not ctx.options.calibrate and not ctx.options.abstain_coverage:
         return calibrated
     if result.valid_logits is not None:
