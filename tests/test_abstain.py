@@ -190,7 +190,7 @@ def test_predictor_marks_an_unsure_photo_and_keeps_the_best_guess(colour_model: 
 
     # --no-abstain answers everything; --min-score replaces the model's threshold.
     plain = list(Predictor(colour_model, abstain=False).predict_sources([photos]))
-    assert [r.uncertain for r in plain] == [False, False] and plain[1].label is not None
+    assert [r.uncertain for r in plain] == [None, None] and plain[1].label is not None
     lenient = Predictor(colour_model, min_score=0.2)
     assert lenient.abstain_threshold == 0.2
     assert [r.uncertain for r in lenient.predict_sources([photos])] == [False, False]
@@ -218,8 +218,11 @@ def test_predict_cli_shows_uncertain_in_every_format(colour_model: Path, photos:
     grey_line = next(line for line in result.stdout.splitlines() if "b_grey" in line)
     assert "uncertain" in grey_line and "best guess" in grey_line and "%" in grey_line
 
+    # No rule in force: null, as the service and Ray say (false claimed a check that never ran).
     result = runner.invoke(app, [*args, "--format", "jsonl", "--no-abstain"])
-    assert all(json.loads(line)["uncertain"] is False for line in result.stdout.splitlines())
+    assert all(json.loads(line)["uncertain"] is None for line in result.stdout.splitlines())
+    result = runner.invoke(app, [*args, "--format", "csv", "--no-abstain"])
+    assert [line.split(",")[3] for line in result.stdout.splitlines()[1:]] == ["", ""]
     result = runner.invoke(app, [*args, "--format", "jsonl", "--min-score", "0.1"])
     assert all(json.loads(line)["uncertain"] is False for line in result.stdout.splitlines())
     result = runner.invoke(app, [*args, "--no-abstain", "--min-score", "0.5"])

@@ -66,7 +66,8 @@ class PredictionResult:
     # Labelled, but the picture is tiny or a strip (imageio.shape_problem): trust the label less.
     warning: str | None = None
     # The abstain rule said "I don't know": label/score None, the best guess first in top_k.
-    uncertain: bool = False
+    # None: no rule in force (--no-abstain, or a model without one), as the service and Ray say.
+    uncertain: bool | None = False
 
     @property
     def ok(self) -> bool:
@@ -324,7 +325,9 @@ class Predictor:
         top = [(self.labels[i], float(probs[i])) for i in order]
         if self.is_uncertain(probs):
             return PredictionResult(input=name, top_k=top, uncertain=True)
-        return PredictionResult(input=name, label=top[0][0], score=top[0][1], top_k=top)
+        # `false` claimed a confidence check that never ran (and differed from serve's null).
+        uncertain = None if self.abstain is None else False
+        return PredictionResult(input=name, label=top[0][0], score=top[0][1], top_k=top, uncertain=uncertain)
 
     def predict_sources(self, sources: Iterable[Source]) -> Iterator[PredictionResult]:
         """One result per image found in `sources`, in input order, errors included.
@@ -394,7 +397,7 @@ def csv_row(result: PredictionResult, top_k: int) -> list[str]:
         result.input,
         result.label or "",
         "" if result.score is None else f"{result.score:.6f}",
-        "" if not result.ok else ("true" if result.uncertain else "false"),
+        "" if not result.ok or result.uncertain is None else ("true" if result.uncertain else "false"),
         result.error or "",
     ]
     for rank in range(top_k):
