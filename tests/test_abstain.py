@@ -408,3 +408,9 @@ def test_evaluate_and_report_show_the_abstain_rule(tmp_path: Path) -> None:
     assert numbers["n"] == len(result.probs) and len(numbers["risk_coverage"]) == len(result.probs)
     page = write_report(tmp_path / "eval").read_text(encoding="utf-8")
     assert "risk-coverage" in page and 'id="abstain-text"' in page and "0.990" in page
+    # ... and the console, which said nothing of it: what `predict` answers of these photos.
+    cli = runner.invoke(app, ["evaluate", str(bundle_dir), str(tree), "--out", str(tmp_path / "e2")],
+                        env={"COLUMNS": "200"})  # fmt: skip
+    assert cli.exit_code == 0, cli.output
+    row = next(line for line in cli.stdout.splitlines() if "answered (not 'uncertain')" in line)
+    assert f"{numbers['answered']} of {numbers['n']}" in row

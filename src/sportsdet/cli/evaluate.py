@@ -99,6 +99,14 @@ def print_summary(metrics: dict) -> None:
     headline.add_row("macro-F1", f"{metrics['macro_f1']:.3f}")
     headline.add_row(f"top-{metrics['top_k']} accuracy", f"{metrics['top5_accuracy']:.1%}")
     headline.add_row("calibration error (ECE)", f"{metrics['ece']:.3f}")
+    abstain = metrics.get("abstain") or {}
+    if abstain.get("answered") is not None:  # what `predict` answers of these photos (it was report-only)
+        answered = abstain.get("accuracy_answered")
+        headline.add_row(
+            "answered (not 'uncertain')",
+            f"{abstain['answered']} of {abstain['n']} ({abstain['coverage']:.1%})"
+            + (f", {answered:.1%} of them right" if answered is not None else ""),
+        )
     console.print(headline)
 
     if metrics.get("per_source"):
