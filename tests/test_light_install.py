@@ -122,6 +122,18 @@ def test_light_install_has_no_torch_and_predicts(light_venv: Path, light_work: P
                        str(photos / "a_red.jpg")])
     assert torch_asked.returncode == 2 and "Traceback" not in torch_asked.stderr
     assert "sportsdet[train]" in torch_asked.stderr
+    # train, evaluate and export need the train extra: one line saying so, not a traceback.
+    tree = tmp_path / "tree"
+    for label, colour in (("red", (220, 30, 20)), ("green", (20, 210, 40))):
+        (tree / label).mkdir(parents=True)
+        for i in range(3):
+            Image.new("RGB", (48, 48), colour).save(tree / label / f"{i}.jpg")
+    commands = [["train", str(tree), "--out", str(tmp_path / "run")], ["evaluate", str(bundle), str(tree)],
+                ["export", str(bundle), "--out", str(tmp_path / "x.onnx")]]  # fmt: skip
+    for command in commands:
+        needs = run([str(sportsdet), *command])
+        assert needs.returncode == 2 and "pip install 'sportsdet[train]'" in needs.stderr, needs.stderr
+        assert "Traceback" not in needs.stderr
 
 
 def test_serve_extra_on_the_light_install(light_venv: Path, light_work: Path) -> None:

@@ -30,6 +30,8 @@ from sportsdet.cli import serve as _serve  # noqa: E402,F401  isort: skip
 reflow_help(app)
 
 EXIT_USER_ERROR = 2
+# What the `train` extra brings (pyproject.toml): a command that needs one of them says so.
+TRAIN_EXTRA_MODULES = frozenset({"torch", "torchvision", "timm", "sklearn", "matplotlib", "onnx"})
 
 # What to do about the environment errors a user can fix (errno -> advice).
 _OS_ADVICE = {
@@ -131,6 +133,14 @@ def main() -> None:
         _fail(_os_error_message(exc))
     except MemoryError:
         _fail("out of memory; use smaller batches (--batch-size) or fewer workers, or free some memory")
+    except ModuleNotFoundError as exc:
+        # The light install (`pip install sportsdet`) predicts without these; train, evaluate and
+        # export ended in a traceback.
+        root = (exc.name or "").split(".")[0]
+        if root not in TRAIN_EXTRA_MODULES:
+            raise
+        _fail(f"this command needs {root}, which the light install leaves out: pip install "
+              "'sportsdet[train]'")
     except Exception as exc:
         if type(exc).__name__ == "SafetensorError":
             _fail(_safetensors_message(exc))
