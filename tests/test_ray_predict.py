@@ -203,8 +203,8 @@ def test_reruns_retry_failures_and_tell_photos_of_the_same_name_apart(photos: di
         ("p.jpg", str(folders[0] / "p.jpg"), True),
         ("p.jpg", str(folders[1] / "p.jpg"), True),
     ]
-    twice = tmp_path / "twice"
-    given = [str(folders[0]), str(folders[0] / "p.jpg"), str(folders[0] / "p.jpg")]
+    twice = tmp_path / "twice"  # also spelled another way: the same photo
+    given = [str(folders[0]), str(folders[0] / "p.jpg"), str(folders[1] / ".." / "L1" / "p.jpg")]
     run_ray_predict(given, twice, model=model)
     assert sorted(r["input"] for r in pq.read_table(twice).to_pylist()) == sorted(
         str(folders[0] / name) for name in ("broken.jpg", "p.jpg")

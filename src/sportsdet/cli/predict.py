@@ -91,7 +91,11 @@ def predict_command(
         False, "--int8", help="Use the bundle's INT8 model (model.int8.onnx, from `sportsdet export --int8`)."
     ),
     threads: int | None = typer.Option(
-        None, "--threads", min=1, help="CPU threads for the model. Default: all CPUs this process may use."
+        None,
+        "--threads",
+        min=1,
+        help="CPU threads for the model. Default: all CPUs this process may use (with --engine ray: 1 per "
+        "model actor).",
     ),
     workers: int | None = typer.Option(
         None,

@@ -376,7 +376,8 @@ def done_key(name: str, source: str | None) -> str:
     """What names a photo in DIR across runs: its absolute path (two p.jpg of two folders are
     two photos, whatever folder each run started in); a URL by its shown form (no password)."""
     if source and not is_url(source) and not is_storage_uri(source):
-        return printable_name(source)  # a name that is not UTF-8: text, as `name` is
+        # normpath: 'lst/../rin/1.jpg' is 'rin/1.jpg' (links are not resolved: a link is its own name)
+        return printable_name(os.path.normpath(source))  # a name that is not UTF-8: text, as `name` is
     return name
 
 
