@@ -96,7 +96,7 @@ def train(
         [],
         "--map",
         help="Rename a source's class: SOURCE:OLD=NEW (or OLD=NEW for every source that has OLD), e.g. "
-        "--map websports:football=soccer.",
+        "--map sports100:football='american football'.",
     ),
     merge: list[str] = typer.Option(
         [],

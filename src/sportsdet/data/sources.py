@@ -8,13 +8,13 @@ several image trees (sources), on the command line or in a small dataset file:
     [[source]]
     name = "sports100"
     path = "../shared/data/sports100"           # relative to this file; a split tree keeps its split
+    map = { football = "american football" }    # this source's `football` is American football
     [[source]]
     name = "websports"
     path = "../shared/data/websports"
     split = "random:0.2"                        # a folder-per-class tree is split seeded + stratified
-    map = { football = "soccer" }               # this source's `football` is association football
 
-`sportsdet train A B --map websports:football=soccer --merge basketball` says the same.
+`sportsdet train A B --map sports100:football='american football' --merge basketball` says the same.
 
 Each source keeps its own official split when it has one and is split seeded and stratified
 when it has none; the manifest records which source every photo came from, so evaluate can
@@ -236,7 +236,9 @@ def _parse_map(text: str, names: list[str]) -> tuple[str | None, str, str]:
     if not colon:
         target, old = "", head
     if not sep or not old.strip() or not new.strip():
-        raise SportsdetError(f"--map {text!r}: write SOURCE:OLD=NEW, e.g. --map websports:football=soccer")
+        raise SportsdetError(
+            f"--map {text!r}: write SOURCE:OLD=NEW, e.g. --map sports100:football='american football'"
+        )
     if target and target not in names:
         raise SportsdetError(f"--map {text!r}: no source named {target!r}; sources: {', '.join(names)}")
     return target or None, class_name(old.strip()), class_name(new.strip())
