@@ -232,7 +232,16 @@ def test_a_run_keeps_the_failures_it_does_not_try_again_and_reads_older_parts(ph
         pq.write_table(pq.read_table(part).drop_columns(["source"]), old / part.name)  # an older folder
     again = run_ray_predict(["photos/bad", "photos/set3"], old, model=model, workers=1)
     assert (again.written, again.retried) == (first.failed, first.failed)
-    assert again.skipped == first.written + second.written - first.failed
+    assert again.skipped == again.already_done == first.written + second.written - first.failed
+
+    # An input that failed before it named a photo (missing then made): its error row goes too.
+    late = tmp_path / "late.jpg"
+    missing = run_ray_predict([str(late)], out, model=model, workers=1)
+    late.write_bytes((photos["root"] / "photos" / "set1" / "0001.jpg").read_bytes())
+    found = run_ray_predict([str(late)], out, model=model, workers=1)
+    assert (missing.failed, found.written, found.failed, found.retried) == (1, 1, 0, 1)
+    (row,) = [r for r in pq.read_table(out).to_pylist() if r["input"] == str(late)]
+    assert row["error"] is None and row["top_k"]  # labelled (or "uncertain", with its best guess)
 
 
 @pytest.mark.skipif(sys.platform == "darwin", reason="macOS file names must be UTF-8")

@@ -176,6 +176,11 @@ def read_done_inputs(out_dir: Path) -> list[str]:
     return done
 
 
+def count_done_rows(out_dir: Path) -> int:
+    """Labelled rows in DIR (an older part has two keys for some rows: `read_done_inputs`)."""
+    return sum(_read_part(part, ["error"]).column("error").null_count for part in part_files(out_dir))
+
+
 def failed_inputs(out_dir: Path) -> set[str]:
     """The photos of DIR's rows with an error (a re-run that lists them again tries them again)."""
     import pyarrow.compute as pc
@@ -199,6 +204,8 @@ def drop_error_rows(parts: Iterable[Path], drop: Callable[[str], bool]) -> int:
         if not part.is_file():
             continue
         table = _read_part(part)
+        if table.column("error").null_count == table.num_rows:
+            continue  # no error rows: nothing to look up
         errors = table.column("error").to_pylist()
         gone = [error is not None and any(drop(key) for key in keys)
                 for error, keys in zip(errors, _part_keys(part, table), strict=True)]  # fmt: skip
@@ -372,13 +379,26 @@ def expand_spec(spec: str, base: str) -> Iterator[tuple[str, str | None, str | N
         yield name, source, item.error, item.note
 
 
-def done_key(name: str, source: str | None) -> str:
+def done_key(name: str, source: str | None, *, base: str = "") -> str:
     """What names a photo in DIR across runs: its absolute path (two p.jpg of two folders are
-    two photos, whatever folder each run started in); a URL by its shown form (no password)."""
+    two photos, whatever folder each run started in); a URL by its shown form (no password).
+    An input that failed before it named a photo (a missing file, an empty folder, a pattern
+    matching nothing): the input, made absolute from `base` (see `input_key`)."""
     if source and not is_url(source) and not is_storage_uri(source):
         # normpath: 'lst/../rin/1.jpg' is 'rin/1.jpg' (links are not resolved: a link is its own name)
         return printable_name(os.path.normpath(source))  # a name that is not UTF-8: text, as `name` is
-    return name
+    return input_key(name, base) if not source else name
+
+
+def input_key(text: str, base: str) -> str:
+    """An input as typed, made absolute from `base` (URLs and object-storage URIs as they are)."""
+    if is_url(text) or is_storage_uri(text) or "://" in text:
+        return text
+    return printable_name(os.path.normpath(os.path.join(base, os.path.expanduser(text))))
+
+
+def empty_path_key(listing: str) -> str:
+    return f"{listing}#empty-path"
 
 
 # ----------------------------------------------------------------------------- object storage
@@ -477,10 +497,10 @@ def _list_batch(batch: dict[str, np.ndarray], *, done_box: list, tally: Any) -> 
             sources.append("")
             errors.append(f"{listing}: a row with an empty {LISTING_COLUMN!r}")
             notes.append("")
-            photos.append(names[-1])
+            photos.append(empty_path_key(str(listing)))
             continue
         for name, source, error, note in expand_spec(str(spec), str(base)):
-            key = done_key(name, source)
+            key = done_key(name, source, base=str(base))
             if _is_done(keys, key):
                 skipped += 1
                 continue
@@ -893,9 +913,9 @@ def _run_locked(
     failed_before = failed_inputs(out)  # listed again, they are tried again (done_keys lacks them)
     parts_before = part_files(out)
     retried: set[str] = set()
-    summary = RunSummary(already_done=len(done))
+    summary = RunSummary(already_done=count_done_rows(out))
     if on_start:
-        on_start(len(done))
+        on_start(summary.already_done)
 
     from sportsdet.files import cpu_count
 
@@ -917,10 +937,11 @@ def _run_locked(
         # said in one line below.
         logging.getLogger("ray.data").setLevel(logging.CRITICAL)
         tally = ray.remote(num_cpus=0)(_Tally).remote()
+        cwd = os.getcwd()
         ds = build_dataset(
             ray,
             specs,
-            cwd=os.getcwd(),
+            cwd=cwd,
             done_keys=done_keys,
             tally=tally,
             preprocessing=local.preprocessing,
@@ -966,6 +987,14 @@ def _run_locked(
             summary.retried = len(retried)
             summary.parts = writer.parts
             summary.seconds = time.monotonic() - start
+        # A whole run has listed these inputs again: an old error of one that named no photo (a missing
+        # file, an empty folder, a listing's empty cell) is replaced by what this run found for it.
+        relisted = {input_key(text, cwd) for text in specs.plain}
+        relisted |= {empty_path_key(str(listing)) for listing in specs.listings}
+        stale = (relisted & failed_before) - retried
+        if stale:
+            drop_error_rows(parts_before, stale.__contains__)
+            summary.retried += len(stale)
         summary.skipped = ray.get(tally.get.remote())
     finally:
         if started_here:
