@@ -488,6 +488,8 @@ def test_an_image_sent_without_a_file_name_is_refused_not_dropped(colour_model: 
         assert small.status_code == 400 and "form field 'files' is not a file upload" in small.text
         mixed = [("files", (None, jpeg(RED))), ("files", ("b.jpg", jpeg(BLUE), "image/jpeg"))]
         assert c.post("/v1/predict", files=mixed).status_code == 400
+        extra = [("note", (None, b"from the phone")), ("files", ("b.jpg", jpeg(BLUE), "image/jpeg"))]
+        assert c.post("/v1/predict", files=extra).status_code == 200  # a small field of its own: ignored
         import io
 
         from PIL import Image

@@ -562,6 +562,7 @@ async def _read_body(request: Request, limit: int, budget: BodyBudget, retry_aft
 
 MAX_URL_BYTES = 8192  # a URL longer than this is refused by most servers anyway
 NOT_A_FILE = "send each image as a file, with a file name (curl: -F 'files=@photo.jpg', with the @)"
+IMAGE_FIELDS = frozenset({"file", "files", "image", "images", "photo", "photos"})
 
 
 def _top_k(value: Any, default: int, classes: int) -> int:
@@ -608,7 +609,9 @@ async def _parse(
                         top_k = value
                     elif key in ("url", "urls"):
                         items.append((redact_url(value), value))
-                    else:  # was dropped without a word: an image sent without a file name is text here
+                    elif key.lower() in IMAGE_FIELDS or len(value) > 1024:
+                        # An image sent without a file name is a text field here: it was dropped
+                        # without a word. Small fields of other names are still ignored.
                         message = f"form field {key!r} is not a file upload; {NOT_A_FILE}"
                         raise ApiError(400, "bad_request", message)
                     continue
