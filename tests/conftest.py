@@ -409,3 +409,17 @@ def start_serve(model: Path, *options: str) -> tuple[subprocess.Popen, str]:
             time.sleep(0.05)
     process.kill()
     raise AssertionError(f"sportsdet serve did not start: {process.communicate(timeout=10)[0][-2000:]}")
+
+
+@pytest.fixture
+def ctrl_c_raises() -> Iterator[None]:
+    """SIGINT raises KeyboardInterrupt, as in a terminal: a process started in the background
+    (CI runners, `cmd &`) inherits SIGINT ignored, and Python then leaves it ignored."""
+    import signal
+
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+

@@ -15,7 +15,7 @@ from conftest import LocalServer
 from sportsdet.training.checkpoint import signals_deferred
 
 
-def test_a_signal_during_a_deferred_write_takes_effect_after_it() -> None:
+def test_a_signal_during_a_deferred_write_takes_effect_after_it(ctrl_c_raises) -> None:
     finished = []
     with pytest.raises(KeyboardInterrupt):
         with signals_deferred():

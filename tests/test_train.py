@@ -162,7 +162,9 @@ def test_train_writes_run_folder_and_a_bundle_that_reproduces_the_model(data_dir
     assert again.metrics["seen_left_out"] == left_out
 
 
-def test_a_signal_while_the_best_checkpoint_is_written_waits_for_the_last(data_dir, tmp_path, monkeypatch):
+def test_a_signal_while_the_best_checkpoint_is_written_waits_for_the_last(
+    data_dir, tmp_path, monkeypatch, ctrl_c_raises
+):
     # Each file was written in its own deferral: Ctrl-C during best.* took effect before last.*,
     # and a bundle made from that run reported one epoch and held another's weights.
     import os
