@@ -344,7 +344,7 @@ def test_one_run_at_a_time_writes_into_an_output_folder(photos: dict, tmp_path: 
     holder = subprocess.Popen(
         [sys.executable, "-c", "import sys, time; from pathlib import Path\n"
          "from sportsdet.files import hold_folder\n"
-         "with hold_folder(Path(sys.argv[1]), '.sportsdet.lock', cannot='x', busy='y'):\n"
+         "with hold_folder(Path(sys.argv[1]), cannot='x', busy='y'):\n"
          "    print('held', flush=True); time.sleep(60)", str(out)],
         stdout=subprocess.PIPE, text=True,
     )  # fmt: skip

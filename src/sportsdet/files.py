@@ -104,10 +104,13 @@ def name_as_written(text: str) -> str:
 
 
 _HELD: dict[Path, int] = {}  # folders this process holds the lock of -> nesting depth
+FOLDER_LOCK = ".sportsdet.lock"  # the lock file `hold_folder` makes (run folders, Ray output folders)
 
 
 @contextmanager
-def hold_folder(folder: Path, lock_name: str, *, cannot: str, busy: str) -> Iterator[None]:
+def hold_folder(
+    folder: Path, *, cannot: str, busy: str, lock_name: str = FOLDER_LOCK
+) -> Iterator[None]:
     """Hold `folder` for this process: an flock on FOLDER/`lock_name`, which the OS drops when
     the process ends, however it ends (no stale locks). Re-entrant within one process.
 

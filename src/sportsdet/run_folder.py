@@ -26,7 +26,7 @@ from typing import Any
 
 from sportsdet.bundle import BUNDLE_FILES, MANIFEST_NAME, builtin_bundle_path
 from sportsdet.errors import SportsdetError
-from sportsdet.files import hold_folder
+from sportsdet.files import FOLDER_LOCK, hold_folder
 
 METRICS_COLUMNS = ("epoch", "stage", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "seconds")
 CONFIG = "config.json"
@@ -38,7 +38,7 @@ CHECKPOINTS = "checkpoints"
 MODEL = "model"
 EVAL = "eval"
 REPORT = "report.html"
-LOCK = ".sportsdet.lock"  # held (flock) by the process writing the run; the OS drops it if that dies
+LOCK = FOLDER_LOCK  # held (flock) by the process writing the run; the OS drops it if that dies
 EVAL_FILES = (
     "metrics.json", "predictions.csv", "probs.npy", "confusion_matrix.png",
     "gallery_correct.png", "gallery_wrong.png", REPORT,
@@ -219,7 +219,6 @@ def lock_run(run: RunFolder) -> Iterator[None]:
     """
     with hold_folder(
         run.path,
-        LOCK,
         cannot="cannot use this run folder",
         busy="is writing this run; wait for it to finish or choose another --out",
     ):

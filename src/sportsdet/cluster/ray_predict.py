@@ -15,7 +15,8 @@ The pipeline (one Ray Data dataset, streamed, nothing materialised whole):
 Results are small (~100 bytes a row), so the driver writes them: DIR only has to exist where the
 command runs, never on the worker nodes. A bad input is a row with its `error`, never a failed
 job. Re-running into the same DIR reads the `source` column of its parts (each photo's absolute
-path, or its URL) and skips those photos; rows with an error are dropped first and tried again.
+path, or its URL) and skips those photos; a photo with an error row is tried again when it is
+listed again, and its old row is dropped once the new one is written.
 One run at a time writes into a DIR (an flock on DIR/.sportsdet.lock).
 """
 
@@ -49,7 +50,6 @@ INSTALL_HINT = "pip install 'sportsdet[cluster]'"
 LISTING_SUFFIXES = (".txt", ".csv", ".parquet")
 LISTING_COLUMN = "path"
 PART_PREFIX = "part-"
-LOCK = ".sportsdet.lock"  # held (flock) by the run writing into DIR
 # Rows per Ray block between decoding and classifying: enough to amortise Ray's per-block cost,
 # few enough that every CPU gets work on a few hundred photos.
 DECODE_BATCH = 32
@@ -143,7 +143,7 @@ def _read_part(part: Path, columns: list[str] | None = None, *, schema_only: boo
         ) from None
 
 
-def _part_keys(part: Path, table: Any) -> list[list[str]]:
+def _part_keys(table: Any) -> list[list[str]]:
     """Each row's keys (see `done_key`). A part written before the `source` column names photos
     only as typed: relative names are also taken from the current folder, as runs were started."""
     if "source" in table.column_names:
@@ -159,38 +159,37 @@ def _part_keys(part: Path, table: Any) -> list[list[str]]:
     return keys
 
 
-def _key_column(part: Path) -> str:
-    return "source" if "source" in _read_part(part, schema_only=True).names else "input"
+@dataclass
+class FolderState:
+    """What DIR holds, read once at the start of a run."""
+
+    done: list[str] = field(default_factory=list)  # keys of the labelled rows (what a re-run skips)
+    done_rows: int = 0  # labelled rows (an older part has two keys for some: `_part_keys`)
+    failed: list[list[str]] = field(default_factory=list)  # each error row's keys
+    parts_with_errors: list[Path] = field(default_factory=list)
+
+
+def read_folder(out_dir: Path) -> FolderState:
+    """One pass over DIR's parts (their key and error columns only)."""
+    import pyarrow.compute as pc
+
+    state = FolderState()
+    for part in part_files(out_dir):
+        key = "source" if "source" in _read_part(part, schema_only=True).names else "input"
+        table = _read_part(part, [key, "error"])
+        labelled = table.filter(pc.is_null(table.column("error")))
+        state.done.extend(k for keys in _part_keys(labelled) for k in keys)
+        state.done_rows += labelled.num_rows
+        if labelled.num_rows < table.num_rows:
+            state.failed.extend(_part_keys(table.filter(pc.is_valid(table.column("error")))))
+            state.parts_with_errors.append(part)
+    return state
 
 
 def read_done_inputs(out_dir: Path) -> list[str]:
     """What a re-run skips: the photo (`source`) of every labelled row already in DIR; rows with
     an error are not done."""
-    import pyarrow.compute as pc
-
-    done: list[str] = []
-    for part in part_files(out_dir):
-        table = _read_part(part, [_key_column(part), "error"])
-        labelled = table.filter(pc.is_null(table.column("error")))
-        done.extend(key for keys in _part_keys(part, labelled) for key in keys)
-    return done
-
-
-def count_done_rows(out_dir: Path) -> int:
-    """Labelled rows in DIR (an older part has two keys for some rows: `read_done_inputs`)."""
-    return sum(_read_part(part, ["error"]).column("error").null_count for part in part_files(out_dir))
-
-
-def failed_inputs(out_dir: Path) -> set[str]:
-    """The photos of DIR's rows with an error (a re-run that lists them again tries them again)."""
-    import pyarrow.compute as pc
-
-    failed: set[str] = set()
-    for part in part_files(out_dir):
-        table = _read_part(part, [_key_column(part), "error"])
-        errors = table.filter(pc.is_valid(table.column("error")))
-        failed.update(key for keys in _part_keys(part, errors) for key in keys)
-    return failed
+    return read_folder(out_dir).done
 
 
 def drop_error_rows(parts: Iterable[Path], drop: Callable[[str], bool]) -> int:
@@ -208,7 +207,7 @@ def drop_error_rows(parts: Iterable[Path], drop: Callable[[str], bool]) -> int:
             continue  # no error rows: nothing to look up
         errors = table.column("error").to_pylist()
         gone = [error is not None and any(drop(key) for key in keys)
-                for error, keys in zip(errors, _part_keys(part, table), strict=True)]  # fmt: skip
+                for error, keys in zip(errors, _part_keys(table), strict=True)]  # fmt: skip
         if not any(gone):
             continue
         kept = table.filter(pa.array([not g for g in gone]))
@@ -870,7 +869,6 @@ def run_ray_predict(
     # Two runs into one folder wrote every row twice (and each removed the other's temp parts).
     with hold_folder(
         out,
-        LOCK,
         cannot="cannot use this output folder",
         busy="is writing into this folder; wait for it to finish or choose another --output",
     ):
@@ -906,14 +904,17 @@ def _run_locked(
     for stale in out.glob(f".{PART_PREFIX}*.tmp*"):
         stale.unlink()  # a part a crash left half-written; its rows were never counted as done
 
-    done = read_done_inputs(out)
-    done_keys = input_keys(done)
+    folder = read_folder(out)
+    done_keys = input_keys(folder.done)
     # An earlier run stopped between writing a retried photo's new row and dropping its old one.
-    drop_error_rows(part_files(out), lambda key: _is_done(done_keys, key))
-    failed_before = failed_inputs(out)  # listed again, they are tried again (done_keys lacks them)
-    parts_before = part_files(out)
+    drop_error_rows(folder.parts_with_errors, lambda key: _is_done(done_keys, key))
+    # The other failures: listed again, they are tried again (done_keys lacks them).
+    failed_before = {
+        key for keys in folder.failed if not any(_is_done(done_keys, k) for k in keys) for key in keys
+    }
+    parts_before = folder.parts_with_errors  # the old error rows are there, and only there
     retried: set[str] = set()
-    summary = RunSummary(already_done=count_done_rows(out))
+    summary = RunSummary(already_done=folder.done_rows)
     if on_start:
         on_start(summary.already_done)
 
