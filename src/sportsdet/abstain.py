@@ -137,6 +137,12 @@ class Abstain:
 NO_ABSTAIN = Abstain(why="turned off")
 
 
+def check_coverage(coverage: float) -> None:
+    """The share of validation photos to answer: in (0, 1] (NaN is not)."""
+    if not 0.0 < coverage <= 1.0:
+        raise SportsdetError(f"abstain coverage must be in (0, 1], got {coverage}")
+
+
 def fit_abstain(
     probs: np.ndarray,
     y_true: np.ndarray | None = None,
@@ -152,8 +158,7 @@ def fit_abstain(
     so a photo near it keeps its decision under float rounding differences between backends.
     Too few photos (< `min_images`): no threshold, with the reason recorded.
     """
-    if not 0.0 < coverage <= 1.0:
-        raise SportsdetError(f"abstain coverage must be in (0, 1], got {coverage}")
+    check_coverage(coverage)
     probs = np.asarray(probs, dtype=np.float64)
     n = len(probs)
     min_images = MIN_ABSTAIN_IMAGES if min_images is None else min_images

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sportsdet.abstain import DEFAULT_COVERAGE, DEFAULT_SCORE, SCORES, Abstain, fit_abstain
+from sportsdet.abstain import DEFAULT_COVERAGE, DEFAULT_SCORE, SCORES, Abstain, check_coverage, fit_abstain
 from sportsdet.bundle import BUNDLE_FILES, load_bundle, set_bundle_abstain
 from sportsdet.errors import SportsdetError
 from sportsdet.files import atomic_write, iter_image_files
@@ -63,8 +63,7 @@ def fit_bundle_abstain(
 ) -> Abstain:
     """Fit the rule on the photos under `valid_folder` with the engine `predict` would use
     (`int8`: the bundle's model.int8.onnx). Returns it; `store_abstain` saves it."""
-    if not 0.0 < coverage <= 1.0:  # before scoring a whole folder
-        raise SportsdetError(f"abstain coverage must be in (0, 1], got {coverage}")
+    check_coverage(coverage)  # before scoring a whole folder
     say = progress or (lambda message: None)
     model = load_backend(bundle_path, backend, int8=int8)
     items, truth = labelled_images(valid_folder, list(model.labels))

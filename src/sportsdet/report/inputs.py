@@ -287,15 +287,21 @@ def _drop_stale_run_eval(inputs: ReportInputs) -> None:
     """RUN/eval of a model the run has replaced since (e.g. `--resume --no-eval`) is not this
     model's evaluation: it was shown beside the new model's training as if it were."""
     ev = inputs.eval_dir
-    weights = ((inputs.bundle or {}).get("weights") or {}).get("sha256")
-    if ev is None or not weights or not (ev / "metrics.json").is_file():
+    if ev is None or not (ev / "metrics.json").is_file():
         return
     try:
-        scored = json.loads((ev / "metrics.json").read_text(encoding="utf-8")).get("weights_sha256")
-    except (OSError, ValueError, AttributeError):
+        metrics = json.loads((ev / "metrics.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
         return  # _read_eval says what is wrong with it
-    if scored and scored != weights:
+    if isinstance(metrics, dict) and _of_an_earlier_model(inputs, metrics):
         inputs.eval_dir = None  # _read_other_evals says so, as for the run's other evaluations
+
+
+def _of_an_earlier_model(inputs: ReportInputs, metrics: dict[str, Any]) -> bool:
+    """An evaluation that scored other weights than the bundle's (the run trained again since)."""
+    weights = ((inputs.bundle or {}).get("weights") or {}).get("sha256")
+    scored = metrics.get("weights_sha256")
+    return bool(weights and scored and scored != weights)
 
 
 def _read_eval(inputs: ReportInputs) -> None:
@@ -328,7 +334,6 @@ def _read_other_evals(inputs: ReportInputs) -> None:
         return
     run = RunFolder(inputs.run_dir)
     folders = [run.eval] if (run.eval / "metrics.json").is_file() else []
-    weights = ((inputs.bundle or {}).get("weights") or {}).get("sha256")
     for folder in folders + run.other_evals():
         if inputs.eval_dir is not None and folder.resolve() == inputs.eval_dir.resolve():
             continue
@@ -337,8 +342,7 @@ def _read_other_evals(inputs: ReportInputs) -> None:
         except SportsdetError as exc:
             inputs.notes.append(f"evaluation not listed: {exc}")
             continue
-        scored = metrics.get("weights_sha256")
-        if weights and scored and scored != weights:
+        if _of_an_earlier_model(inputs, metrics):
             inputs.notes.append(
                 f"{folder}: an evaluation of an earlier model of this run (trained again since); not shown. "
                 f"Score this one with: sportsdet evaluate {run.path}"
