@@ -338,6 +338,18 @@ def test_early_stopping_and_no_validation_split(data_dir, tmp_path):
     result = train(data_dir, out=run, model="seed-cnn", options=options)
     assert len(result.history) == 2 and result.best["epoch"] == 1
 
+    # --resume used to end such a run in silence, whatever --patience it was given.
+    console = Console(file=io.StringIO(), width=200)
+    result = train(None, out=run, resume=True, console=console, evaluate=False, report=False)
+    assert len(result.history) == 2
+    assert "stopped early after epoch 2" in console.file.getvalue()
+    assert "--patience N (more than 1, or 0 for never)" in console.file.getvalue()
+    console = Console(file=io.StringIO(), width=200)
+    result = train(None, out=run, resume=True, options={"patience": 3}, console=console, report=False)
+    assert [row["epoch"] for row in result.history] == [1, 2, 3, 4] and result.best["epoch"] == 1
+    assert "training on to epoch 6 with --patience 3" in console.file.getvalue()
+    assert load_bundle(run / "model").training["options"]["patience"] == 3
+
     # Without a validation split, the last epoch is the one kept and early stopping is off.
     run = tmp_path / "noval"
     result = train(

@@ -69,7 +69,7 @@ def train(
         "--patience",
         help="Stop after N epochs without a better validation epoch (higher accuracy, or the same accuracy "
         "with a lower loss; 0: never); seed-cnn only (the transfer recipe's stages are short and keep "
-        "their best epoch).",
+        "their best epoch). With --resume, a longer patience trains on a run it stopped.",
     ),
     seed: int | None = typer.Option(
         None, "--seed", help="Seed for the split, weights and shuffling (default: 0)."

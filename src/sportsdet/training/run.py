@@ -547,6 +547,8 @@ def resume_run(
             soft_wrap=True,
         )
         options = replace(options, epochs=done)
+    if state[1].get("stopped_early"):
+        _train_on_after_early_stop(state[1], given.get("patience"), options, console)
     config["options"] = options.to_dict()
     return RunSetup(run, spec, options, manifest, data_summary, config, int(config["seed"]), state)
 
@@ -588,6 +590,26 @@ def _reconcile_best(
     console.print(
         f"[yellow]warning:[/] the weights of the best epoch ({wanted}) were lost (the run was killed "
         "between its two checkpoint writes); the best epoch is chosen again from the epochs to come",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+def _train_on_after_early_stop(
+    state: dict[str, Any], patience: int | None, options: Any, console: Console
+) -> None:
+    """A run early stopping ended trains on when --resume gives a longer --patience (or 0: never);
+    else it ends as it is, and says how to train on (it used to end in silence)."""
+    since, done = int(state.get("epochs_since_best", 0)), _epochs_done(state)
+    stopped = f"the run stopped early after epoch {done} ({since} epoch(s) without a better one)"
+    if patience is not None and (patience == 0 or patience > since) and options.epochs > done:
+        state["stopped_early"] = state["stage_done"] = False
+        console.print(f"[yellow]note:[/] {stopped}; training on to epoch {options.epochs} "
+                      f"with --patience {patience}", highlight=False, soft_wrap=True)  # fmt: skip
+        return
+    console.print(
+        f"[yellow]note:[/] {stopped}; nothing more to train. To train on: --resume --patience N "
+        f"(more than {since}, or 0 for never), with --epochs above {done} if need be",
         highlight=False,
         soft_wrap=True,
     )
