@@ -25,7 +25,7 @@ from sportsdet.evaluate import evaluate
 from sportsdet.preprocess import load_and_preprocess
 from sportsdet.run_folder import METRICS_COLUMNS
 from sportsdet.train import Callback, train
-from sportsdet.training.checkpoint import read_checkpoint
+from sportsdet.training.checkpoint import read_checkpoint, write_checkpoint
 
 # Small and fast: 32 px input instead of the notebook's 150 (the CNN sizes its dense layer by it).
 TINY = {"input_size": 32, "batch_size": 8}
@@ -190,7 +190,7 @@ def test_a_signal_while_the_best_checkpoint_is_written_waits_for_the_last(
 
     # A process killed between the two writes (nothing defers SIGKILL): best.* of epoch 3 beside
     # last.* of epoch 2. Set right when resumed: from last.*'s weights when epoch 2 is the best ...
-    from sportsdet.training.checkpoint import model_tensors, write_checkpoint
+    from sportsdet.training.checkpoint import model_tensors
 
     best_file, last_file = run / "checkpoints" / "best.safetensors", run / "checkpoints" / "last.safetensors"
     write_checkpoint(best_file, read_checkpoint(best_file)[0], {"kind": "best", "best": {"epoch": 3}})
@@ -221,11 +221,15 @@ def test_resume_after_interrupt_gives_the_uninterrupted_result(data_dir, tmp_pat
         train(data_dir, out=broken, model="seed-cnn", seed=5, options=options, callbacks=[InterruptAfter(2)])
     assert len(_history(broken)) == 2
     assert not (broken / "model").exists()
-    _, state = read_checkpoint(broken / "checkpoints" / "last.safetensors")
-    assert state["epoch"] == 2
+    tensors, state = read_checkpoint(broken / "checkpoints" / "last.safetensors")
+    assert state["epoch"] == 2 and 0 < state["seconds"] < 600
+    # The time the interrupted process trained counts in the run's time (the bundle had only the
+    # last process's): stretched here to 1000 s to tell it from the resumed part.
+    write_checkpoint(broken / "checkpoints" / "last.safetensors", tensors, {**state, "seconds": 1000.0})
 
     result = train(None, out=broken, resume=True)
     assert len(result.history) == 4
+    assert 1000 < load_bundle(broken / "model").training["seconds"] < 1600
     assert _history(broken) == _history(straight)  # same losses and accuracies, digit for digit
     a = load_bundle(straight / "model").torch_state_dict()
     b = load_bundle(broken / "model").torch_state_dict()

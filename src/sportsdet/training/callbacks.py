@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -170,5 +171,6 @@ class Checkpointer(Callback):
             "scheduler": jsonable(loop.scheduler.state_dict()) if loop.scheduler is not None else None,
             "rng": rng_info,
             "recipe_state": ctx.recipe_state,
+            "seconds": round(time.time() - ctx.started, 1),  # the run's training time so far
         }
         write_checkpoint(self.folder / "last.safetensors", {**weights, **optim_tensors, **rng_tensors}, state)

@@ -257,6 +257,12 @@ def _fit(setup: RunSetup, console: Console, callbacks: list[Callback]) -> TrainR
     seed_everything(setup.seed)
     ctx = _context(setup, console, callbacks)
     started = time.time()
+    # The run's clock goes on from the last checkpoint (a Ctrl-C'd process never reached config.json)
+    # or from the end of the last finished process, whichever is later.
+    before = float(setup.config.get("seconds_before_resume", 0.0))
+    if setup.resume_state is not None:
+        before = max(before, float(setup.resume_state[1].get("seconds") or 0.0))
+    ctx.started = started - before
     result = _run_recipe(ctx)
     result.run_dir = run.path
     distributed.end_collectives()  # rank 0 goes on alone, for as long as it takes
@@ -264,7 +270,7 @@ def _fit(setup: RunSetup, console: Console, callbacks: list[Callback]) -> TrainR
         return result
     calibration = _calibrate(ctx, result)
     seconds = time.time() - started
-    total_seconds = round(float(setup.config.get("seconds_before_resume", 0.0)) + seconds, 1)
+    total_seconds = round(time.time() - ctx.started, 1)
     _save_bundle(setup, ctx, result, calibration, total_seconds)
     setup.config["seconds_before_resume"] = total_seconds
     write_json(run.config, setup.config)
