@@ -557,3 +557,29 @@ def test_run_report_lists_the_models_other_evaluations_and_drops_stale_ones(tmp_
     assert [row[0] for row in Page(text).tables["other-evals-table"]] == ["eval"]
     assert f"<title>sportsdet report: {fake.run.name}, eval-web photos</title>" in text
     assert "<title>sportsdet report: " + fake.run.name + "</title>" in write_report(fake.run).read_text()
+
+
+def test_an_evaluation_named_by_hand_of_other_weights_is_said_or_refused(tmp_path, monkeypatch, capsys):
+    # Only RUN/eval found by itself was checked: RUN/eval given as the folder, `--eval` of another
+    # run and every `--compare` input were shown as the run's model's results without a word.
+    a = make_run(tmp_path / "a", n_classes=3, per_class=4)
+    b = make_run(tmp_path / "b", n_classes=3, per_class=4, seed=2)
+    metrics = json.loads((a.eval / "metrics.json").read_text())
+    metrics["weights_sha256"] = "0" * 64  # scored before the run was trained again
+    (a.eval / "metrics.json").write_text(json.dumps(metrics))
+    said = "scored other weights than"
+    for text in (
+        write_report(a.eval, tmp_path / "one.html").read_text(encoding="utf-8"),
+        write_comparison([a.eval, b.run], tmp_path / "cmp.html").read_text(encoding="utf-8"),
+    ):
+        text = html.unescape(text)
+        assert said in text and f"sportsdet evaluate {a.run / 'model'} DATA" in text
+    assert said not in write_report(b.run, tmp_path / "b.html").read_text(encoding="utf-8")
+
+    b_metrics = json.loads((b.eval / "metrics.json").read_text())
+    b_metrics["weights_sha256"] = "1" * 64  # b's bundle is another model than a's
+    (b.eval / "metrics.json").write_text(json.dumps(b_metrics))
+    another = re.escape(str(b.run / "model"))
+    with pytest.raises(SportsdetError, match=rf"this evaluation scored {another}, not the model of"):
+        write_report(a.run, tmp_path / "ab.html", eval_dir=b.eval)
+    assert not (tmp_path / "ab.html").exists()

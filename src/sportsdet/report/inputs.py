@@ -250,6 +250,7 @@ def load_inputs(
     if eval_dir is None and inputs.run_dir == source:
         _drop_stale_run_eval(inputs)
     _read_eval(inputs)
+    _check_eval_of_this_model(inputs, named=eval_dir is not None)
     _read_other_evals(inputs)
     _read_check(inputs, check_report)
     return inputs
@@ -295,6 +296,25 @@ def _drop_stale_run_eval(inputs: ReportInputs) -> None:
         return  # _read_eval says what is wrong with it
     if isinstance(metrics, dict) and _of_an_earlier_model(inputs, metrics):
         inputs.eval_dir = None  # _read_other_evals says so, as for the run's other evaluations
+
+
+def _check_eval_of_this_model(inputs: ReportInputs, *, named: bool) -> None:
+    """An evaluation named on the command line that scored other weights than the run's model was
+    shown as this model's results. Another bundle's (`--eval` of another run): refused; an earlier
+    model of this run (trained again since): shown, with a note at the top saying so."""
+    if inputs.metrics is None or not _of_an_earlier_model(inputs, inputs.metrics):
+        return
+    scored, ev, bundle = inputs.metrics.get("bundle"), inputs.eval_dir, inputs.bundle_path
+    if named and scored and bundle and Path(scored).resolve() != Path(bundle).resolve():
+        raise SportsdetError(
+            f"{ev}: this evaluation scored {scored}, not the model of {inputs.run_dir}; report it on its "
+            f"own (`sportsdet report {ev}`), or evaluate this run's model"
+        )
+    inputs.notes.insert(0, (
+        f"{ev} scored other weights than {inputs.bundle_path} holds now (the model was trained again "
+        "since): its results are an earlier model's, not those of the model described here. Run "
+        f"`sportsdet evaluate {inputs.bundle_path} DATA` to score the model as it is now"
+    ))
 
 
 def _of_an_earlier_model(inputs: ReportInputs, metrics: dict[str, Any]) -> bool:
