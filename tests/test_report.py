@@ -583,3 +583,27 @@ def test_an_evaluation_named_by_hand_of_other_weights_is_said_or_refused(tmp_pat
     with pytest.raises(SportsdetError, match=rf"this evaluation scored {another}, not the model of"):
         write_report(a.run, tmp_path / "ab.html", eval_dir=b.eval)
     assert not (tmp_path / "ab.html").exists()
+
+
+def test_comparison_says_which_classes_it_cannot_compare_in_either_order(tmp_path):
+    # A class the second run alone has was dropped without a word (only the first run's were
+    # counted); a class with no photos in one evaluation showed sklearn's F1 of 0 as a -100 point drop.
+    a = make_run(tmp_path / "a", n_classes=3, per_class=4)
+    b = make_run(tmp_path / "b", n_classes=4, per_class=4, seed=2)
+    extra = next(x for x in b.labels if x not in a.labels)
+    for order in ([a.run, b.run], [b.run, a.run]):
+        page = Page(write_comparison(order, tmp_path / "c.html").read_text(encoding="utf-8"))
+        assert f"1 class(es) not in every run are left out: {extra} (only in b/run)" in page.by_id[
+            "compare-classes-note"]
+        assert sorted(r[0] for r in page.tables["compare-classes"]) == sorted(a.labels)
+
+    metrics = json.loads((b.eval / "metrics.json").read_text())
+    gone = a.labels[0]
+    metrics["per_class"][gone].update(support=0, f1=0.0, recall=0.0)
+    (b.eval / "metrics.json").write_text(json.dumps(metrics))
+    page = Page(write_comparison([a.run, b.run], tmp_path / "c.html").read_text(encoding="utf-8"))
+    rows = {r[0]: r for r in page.tables["compare-classes"]}
+    assert rows[gone][2:] == ["–", "–"]
+    assert list(rows)[-1] == gone  # not compared: last, not first as the largest drop
+    note = page.by_id["compare-classes-note"]
+    assert f"1 class(es) have no photos in some evaluation (–): no F1 there to compare ({gone})" in note

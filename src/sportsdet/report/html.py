@@ -883,33 +883,56 @@ def _compare_classes(runs: list[ReportInputs], names: list[str]) -> str:
     if len(scored) < 2:
         return missing("Per-class differences need an evaluation (metrics.json) for at least two runs.")
     (base_name, base), others = scored[0], scored[1:]
-    base_pc = base.metrics["per_class"]
-    labels = [x for x in base.labels if x in base_pc] or list(base_pc)
-    shared = [x for x in labels if all(x in r.metrics["per_class"] for _, r in others)]
+    tables = [r.metrics["per_class"] for _, r in scored]
+    labels = [x for x in base.labels if x in tables[0]] or list(tables[0])
+    shared = [x for x in labels if all(x in table for table in tables[1:])]
     if not shared:
         return missing("The runs share no class names, so per-class results cannot be compared.")
+
+    def f1(table: dict[str, Any], label: str) -> float | None:
+        # No photos of the class in that evaluation: no F1 to compare (sklearn's 0 is not a score).
+        return None if table[label].get("support") == 0 else table[label]["f1"]
+
     head = f"<th>class</th><th class=\"n\" data-type=\"num\">F1 {escape(base_name)}</th>"
     for name, _ in others:
         head += (f'<th class="n" data-type="num">F1 {escape(name)}</th>'
                  f'<th class="n" data-type="num">Δ F1 {escape(name)}</th>')
-    first_other = others[0][1].metrics["per_class"]
-    # Largest changes first (by the second run's delta), so the page opens on what moved.
-    shared.sort(key=lambda x: -abs(first_other[x]["f1"] - base_pc[x]["f1"]))
+
+    def delta(table: dict[str, Any], label: str) -> float | None:
+        after, before = f1(table, label), f1(tables[0], label)
+        return None if after is None or before is None else after - before
+
+    # Largest changes first (by the second run's delta), so the page opens on what moved; classes
+    # that cannot be compared last.
+    first = tables[1]
+    shared.sort(key=lambda x: -abs(delta(first, x)) if delta(first, x) is not None else 1.0)
     rows = []
     for label in shared:
-        cells = f'<td class="n" data-v="{_raw(base_pc[label]["f1"])}">{pct(base_pc[label]["f1"])}</td>'
-        for _, run in others:
-            f1 = run.metrics["per_class"][label]["f1"]
-            delta = f1 - base_pc[label]["f1"]
-            cls = "pos" if delta > 0 else ("neg" if delta < 0 else "")
-            cells += (f'<td class="n" data-v="{_raw(f1)}">{pct(f1)}</td>'
-                      f'<td class="n {cls}" data-v="{_raw(delta)}">{100 * delta:+.1f}</td>')
+        base_f1 = f1(tables[0], label)
+        cells = f'<td class="n" data-v="{_raw(base_f1)}">{pct(base_f1)}</td>'
+        for table in tables[1:]:
+            value, change = f1(table, label), delta(table, label)
+            cls = "pos" if (change or 0) > 0 else ("neg" if (change or 0) < 0 else "")
+            shown = "–" if change is None else f"{100 * change:+.1f}"
+            cells += (f'<td class="n" data-v="{_raw(value)}">{pct(value)}</td>'
+                      f'<td class="n {cls}" data-v="{_raw(change)}">{shown}</td>')
         rows.append(f"<tr><td>{escape(label)}</td>{cells}</tr>")
-    dropped = len(labels) - len(shared)
-    extra = f" {dropped} classes not in every run are left out." if dropped else ""
+    extra = ""
+    empty = [x for x in shared if any(f1(table, x) is None for table in tables)]
+    if empty:
+        extra += (f" {len(empty)} class(es) have no photos in some evaluation (–): no F1 there to compare "
+                  f"({escape(', '.join(empty[:10]))}{', ...' if len(empty) > 10 else ''}).")
+    left_out = []
+    for label in dict.fromkeys(x for table in tables for x in table):
+        if label not in shared:
+            holders = ", ".join(n for (n, _), table in zip(scored, tables, strict=True) if label in table)
+            left_out.append(f"{escape(label)} (only in {escape(holders)})")
+    if left_out:
+        extra += (f" {len(left_out)} class(es) not in every run are left out: {', '.join(left_out[:10])}"
+                  f"{', ...' if len(left_out) > 10 else ''}; the runs' accuracies are over other classes.")
     return (
-        f'<p class="muted">F1 per class; Δ is in percentage points against {escape(base_name)}, sorted '
-        f"by the size of the change. Click a header to sort.{extra}</p>"
+        f'<p class="muted" id="compare-classes-note">F1 per class; Δ is in percentage points against '
+        f"{escape(base_name)}, sorted by the size of the change. Click a header to sort.{extra}</p>"
         '<input type="search" placeholder="filter classes" data-filter="compare-classes" '
         'aria-label="filter classes">'
         f'<div class="scroll"><table class="sortable" id="compare-classes"><thead><tr>{head}</tr></thead>'
