@@ -607,3 +607,25 @@ def test_comparison_says_which_classes_it_cannot_compare_in_either_order(tmp_pat
     assert list(rows)[-1] == gone  # not compared: last, not first as the largest drop
     note = page.by_id["compare-classes-note"]
     assert f"1 class(es) have no photos in some evaluation (–): no F1 there to compare ({gone})" in note
+
+
+def test_comparison_names_each_evaluation_and_refuses_the_same_one_twice(tmp_path, monkeypatch, capsys):
+    # Two evaluations of one run were both titled by the run's folder, the page never said what
+    # data each had scored, and a 3-class run's top-3 accuracy (always 100%) read "top-5".
+    a = make_run(tmp_path / "a", n_classes=3, per_class=4)
+    web = tmp_path / "web photos"
+    write_eval(a.run / "eval-web", a.labels, a.y_true, a.probs, a.paths, bundle=a.run / "model", data=web)
+    page = Page(write_comparison([a.run, a.run / "eval-web"], tmp_path / "c.html").read_text("utf-8"))
+    assert [h["text"] for h in page.headers["compare-metrics"]][1:] == ["run", "eval-web"]
+    rows = {row[0]: row[1:] for row in page.tables["compare-metrics"]}
+    assert rows["data evaluated"][1] == f"{web} (test)" and rows["data evaluated"][0] != "–"
+    metrics = json.loads((a.eval / "metrics.json").read_text())
+    assert rows["top-k accuracy"][0] == f"{100 * metrics['top5_accuracy']:.1f}% (top-{metrics['top_k']})"
+    assert metrics["top_k"] == 3
+
+    for twice in ([a.run, a.run], [a.run, a.eval], [a.run, tmp_path / "a" / "run" / "."]):
+        with pytest.raises(SportsdetError, match="are the same run and evaluation"):
+            write_comparison(twice, tmp_path / "c2.html")
+    assert not (tmp_path / "c2.html").exists()
+    code, _, err = _cli(monkeypatch, capsys, "report", "--compare", str(a.run), str(a.eval), "--gallery", "3")
+    assert code == 2 and "--gallery apply to a single run's report" in err

@@ -41,8 +41,9 @@ def report(
         "--compare",
         help="Put the given runs side by side: headline metrics, per-class F1 differences, curves overlaid.",
     ),
-    gallery: int = typer.Option(
-        24, "--gallery", min=0, max=500, help="Pictures per gallery (correct, wrong, highest-loss)."
+    gallery: int | None = typer.Option(
+        None, "--gallery", min=0, max=500,
+        help="Pictures per gallery (correct, wrong, highest-loss; default 24); not with --compare.",
     ),
 ) -> None:
     """Write an HTML report that opens offline and can be mailed: curves, metrics with 95% CI,
@@ -51,10 +52,10 @@ def report(
     from sportsdet.report import write_comparison, write_report
 
     if compare:
-        if eval_dir is not None or check is not None:
+        if eval_dir is not None or check is not None or gallery is not None:
             raise SportsdetError(
-                "--eval and --check apply to a single run; with --compare, pass run "
-                "folders (each uses its own eval/)"
+                "--eval, --check and --gallery apply to a single run's report; with --compare, pass "
+                "run folders (each uses its own eval/) or evaluation folders"
             )
         with err_console.status("writing comparison..."):
             path = write_comparison(run_dirs, out if out is not None else Path("comparison.html"))

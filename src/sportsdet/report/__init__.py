@@ -83,4 +83,13 @@ def write_comparison(run_dirs: Sequence[str | Path], out: str | Path) -> Path:
         raise SportsdetError("comparing needs at least two run folders, e.g. "
                              "`sportsdet report --compare runs/a runs/b --out compare.html`")
     runs = [load_inputs(path) for path in run_dirs]
+    seen: dict[tuple[Path | None, Path | None], str | Path] = {}
+    for path, run in zip(run_dirs, runs, strict=True):
+        key = (run.run_dir, run.eval_dir)
+        if key in seen:
+            raise SportsdetError(
+                f"{seen[key]} and {path} are the same run and evaluation; pass different runs (or "
+                "another evaluation of the run, e.g. RUN/eval-web)"
+            )
+        seen[key] = path
     return _write_atomic(_out_path(out, Path("comparison.html")), render_comparison(runs))

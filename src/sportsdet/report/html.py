@@ -837,12 +837,20 @@ def render_comparison(runs: list[ReportInputs]) -> str:
 
 def _unique_names(runs: list[ReportInputs]) -> list[str]:
     """The shortest path endings that tell the runs apart (runs/a/run vs runs/b/run -> a/run, b/run)."""
-    paths = [(run.run_dir or run.eval_dir or run.source).resolve() for run in runs]
+    paths = [_shown_folder(run).resolve() for run in runs]
     for depth in range(1, max(len(p.parts) for p in paths) + 1):
         names = ["/".join(p.parts[-depth:]) for p in paths]
         if len(set(names)) == len(names):
             return names
     return [f"{i + 1}: {p}" for i, p in enumerate(paths)]  # the same folder given twice
+
+
+def _shown_folder(run: ReportInputs) -> Path:
+    """A run's own eval/ is named by the run; another evaluation (eval-web, a folder elsewhere) by itself."""
+    own_eval = run.run_dir is not None and run.eval_dir == run.run_dir / "eval"
+    if run.eval_dir is not None and not own_eval:
+        return run.eval_dir
+    return run.run_dir or run.source
 
 
 def _compare_metrics(runs: list[ReportInputs], names: list[str]) -> str:
@@ -851,7 +859,8 @@ def _compare_metrics(runs: list[ReportInputs], names: list[str]) -> str:
         ("accuracy (95% CI, n)", lambda r: accuracy_sentence(r.metrics) if r.metrics else "–"),
         ("balanced accuracy", lambda r: pct((r.metrics or {}).get("balanced_accuracy"))),
         ("macro-F1", lambda r: pct((r.metrics or {}).get("macro_f1"))),
-        ("top-5 accuracy", lambda r: pct((r.metrics or {}).get("top5_accuracy"))),
+        ("data evaluated", lambda r: (_data_evaluated(r.metrics, r) or "–") if r.metrics else "–"),
+        ("top-k accuracy", _top_k),
         ("ECE", lambda r: pct((r.metrics or {}).get("ece"))),
         ("best validation accuracy",
          lambda r: pct((_best_epoch(r.history or [], r.bundle) or {}).get("val_acc"))),
@@ -869,6 +878,14 @@ def _compare_metrics(runs: list[ReportInputs], names: list[str]) -> str:
             "them may be noise of the test set, not a better model.</p>")
     return (f'<table id="compare-metrics" class="kv"><thead><tr><th></th>{head}</tr></thead>'
             f"<tbody>{body}</tbody></table>{text}")
+
+
+def _top_k(run: ReportInputs) -> str:
+    """Top-k with its k: runs of fewer than 5 classes score top-3 or top-4 (and 100% with 3)."""
+    m = run.metrics or {}
+    if m.get("top5_accuracy") is None:
+        return "–"
+    return f"{pct(m['top5_accuracy'])} (top-{m.get('top_k', 5)})"
 
 
 def _training_time(run: ReportInputs) -> str:
