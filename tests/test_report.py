@@ -629,3 +629,16 @@ def test_comparison_names_each_evaluation_and_refuses_the_same_one_twice(tmp_pat
     assert not (tmp_path / "c2.html").exists()
     code, _, err = _cli(monkeypatch, capsys, "report", "--compare", str(a.run), str(a.eval), "--gallery", "3")
     assert code == 2 and "--gallery apply to a single run's report" in err
+
+
+def test_risk_coverage_table_ends_on_every_photo_answered(tmp_path):
+    # 26 points, every 2nd shown: the table stopped at 96.2% and never showed the row that ties it
+    # to the headline accuracy.
+    fake = make_run(tmp_path, n_classes=3, per_class=4)
+    metrics = json.loads((fake.eval / "metrics.json").read_text())
+    points = [{"coverage": i / 26, "accuracy": 1 - i / 100, "threshold": 1 - i / 26} for i in range(1, 27)]
+    metrics["abstain"] = {"method": "entropy", "threshold": None, "why": "none", "risk_coverage": points}
+    (fake.eval / "metrics.json").write_text(json.dumps(metrics))
+    rows = Page(write_report(fake.run).read_text(encoding="utf-8")).tables["risk-coverage-table"]
+    assert rows[0][0] == "3.8%" and rows[-1][0] == "100.0%" and rows[-1][1] == "74.00%"
+    assert len(rows) == 14

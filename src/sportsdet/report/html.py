@@ -804,10 +804,13 @@ def _abstain(m: dict[str, Any]) -> str:
         why = f" ({escape(str(abstain['why']))})" if abstain.get("why") else ""
         said = (f'<p class="plain" id="abstain-text">This model has no abstain threshold{why}: every photo '
                 "gets a label. The curve shows what one would trade.</p>")
+    points = abstain["risk_coverage"]
+    step = max(1, len(points) // 10)
+    shown = points[::step] + ([points[-1]] if (len(points) - 1) % step else [])  # always the 100% row
     rows = "".join(
         f'<tr><td class="n">{pct(p["coverage"])}</td><td class="n">{pct(p["accuracy"], 2)}</td>'
         f'<td class="n">{num(p["threshold"])}</td></tr>'
-        for p in abstain["risk_coverage"][:: max(1, len(abstain["risk_coverage"]) // 10)]
+        for p in shown
     )
     table = ('<table id="risk-coverage-table"><thead><tr><th class="n">answered</th>'
              '<th class="n">accuracy</th><th class="n">score at least</th></tr></thead>'
