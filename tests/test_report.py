@@ -642,3 +642,20 @@ def test_risk_coverage_table_ends_on_every_photo_answered(tmp_path):
     rows = Page(write_report(fake.run).read_text(encoding="utf-8")).tables["risk-coverage-table"]
     assert rows[0][0] == "3.8%" and rows[-1][0] == "100.0%" and rows[-1][1] == "74.00%"
     assert len(rows) == 14
+
+
+def test_out_path_a_new_folder_a_file_in_the_way_and_the_runs_own_files(tmp_path):
+    # -o newdir/ wrote a file named newdir; a path through a file said "File exists"; -o
+    # RUN/eval/metrics.json wrote the page over the run's metrics, breaking every later report.
+    fake = make_run(tmp_path, n_classes=3, per_class=3)
+    assert write_report(fake.run, f"{tmp_path / 'pages'}/") == tmp_path / "pages" / "report.html"
+    assert (tmp_path / "pages" / "report.html").is_file()
+    with pytest.raises(SportsdetError, match=r"config\.json is a file, not a folder"):
+        write_report(fake.run, fake.run / "config.json" / "x.html")
+    before = (fake.eval / "metrics.json").read_bytes()
+    with pytest.raises(SportsdetError, match="exists and is not an HTML page"):
+        write_report(fake.run, fake.eval / "metrics.json")
+    with pytest.raises(SportsdetError, match="exists and is not an HTML page"):
+        write_comparison([fake.run, fake.eval / "."], fake.run / "split.json")
+    assert (fake.eval / "metrics.json").read_bytes() == before
+    write_report(fake.run, tmp_path / "pages" / "report.html")  # an old page is replaced

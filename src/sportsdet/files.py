@@ -56,6 +56,10 @@ def atomic_write(path: str | Path, writer: Callable[[Path], None] | bytes | str)
         fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{path.suffix}", dir=parent)
         os.close(fd)
     except OSError as exc:
+        # mkdir's "File exists" for a parent that is a file said nothing of which one.
+        blocking = next((p for p in (parent, *parent.parents) if p.exists()), None)
+        if blocking is not None and not blocking.is_dir():
+            raise SportsdetError(f"{path}: {blocking} is a file, not a folder; choose another path") from None
         raise SportsdetError(
             f"{path}: cannot write here ({exc.strerror or exc}); choose another path"
         ) from None

@@ -12,6 +12,7 @@ replaced once the new one is complete.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -31,9 +32,14 @@ def _write_atomic(path: Path, text: str) -> Path:
 
 
 def _out_path(out: str | Path | None, default: Path) -> Path:
+    """--out as given; a folder (an existing one, or one written with a trailing /) gets
+    default's name inside it. An existing file that is not an HTML page is never replaced: -o
+    RUN/eval/metrics.json wrote the page over the run's metrics."""
     path = Path(out) if out is not None else default
-    if path.is_dir():
+    if path.is_dir() or (out is not None and str(out).endswith(("/", os.sep))):
         path = path / default.name
+    if path.exists() and path.suffix.lower() not in (".html", ".htm"):
+        raise SportsdetError(f"{path}: exists and is not an HTML page; give the report a new file name")
     return path
 
 
@@ -53,10 +59,11 @@ def write_report(
     """
     from sportsdet.report.html import GALLERY_LIMIT, render_report
 
+    path = _out_path(out, Path(run_or_eval_dir) / REPORT_NAME)
     inputs = load_inputs(run_or_eval_dir, eval_dir=eval_dir, check_report=check_report)
     limit = GALLERY_LIMIT if gallery_limit is None else max(0, int(gallery_limit))
     page = render_report(inputs, gallery_limit=limit)
-    return _write_atomic(_out_path(out, Path(run_or_eval_dir) / REPORT_NAME), page)
+    return _write_atomic(path, page)
 
 
 def write_report_after(
@@ -82,6 +89,7 @@ def write_comparison(run_dirs: Sequence[str | Path], out: str | Path) -> Path:
     if len(run_dirs) < 2:
         raise SportsdetError("comparing needs at least two run folders, e.g. "
                              "`sportsdet report --compare runs/a runs/b --out compare.html`")
+    target = _out_path(out, Path("comparison.html"))
     runs = [load_inputs(path) for path in run_dirs]
     seen: dict[tuple[Path | None, Path | None], str | Path] = {}
     for path, run in zip(run_dirs, runs, strict=True):
@@ -92,4 +100,4 @@ def write_comparison(run_dirs: Sequence[str | Path], out: str | Path) -> Path:
                 "another evaluation of the run, e.g. RUN/eval-web)"
             )
         seen[key] = path
-    return _write_atomic(_out_path(out, Path("comparison.html")), render_comparison(runs))
+    return _write_atomic(target, render_comparison(runs))
