@@ -659,3 +659,11 @@ def test_out_path_a_new_folder_a_file_in_the_way_and_the_runs_own_files(tmp_path
         write_comparison([fake.run, fake.eval / "."], fake.run / "split.json")
     assert (fake.eval / "metrics.json").read_bytes() == before
     write_report(fake.run, tmp_path / "pages" / "report.html")  # an old page is replaced
+
+
+def test_cli_out_folder_with_a_trailing_slash(tmp_path, monkeypatch, capsys):
+    fake = make_run(tmp_path, n_classes=3, per_class=3)
+    code, out, err = _cli(monkeypatch, capsys, "report", str(fake.run), "-o", f"{tmp_path / 'new'}/")
+    assert code == 0, err
+    page = tmp_path / "new" / "report.html"
+    assert out.strip() == str(page) and page.is_file()

@@ -18,12 +18,13 @@ def report(
         show_default=False,
         metavar="RUN_DIR",
     ),
-    out: Path | None = typer.Option(
+    out: str | None = typer.Option(  # text: a trailing / (a folder to make) survives
         None,
         "--out",
         "-o",
-        help="Where to write the HTML file (default: RUN_DIR/report.html; "
-        "with --compare: ./comparison.html).",
+        help="Where to write the HTML file; a folder (or a name ending in /) gets report.html inside "
+        "(default: RUN_DIR/report.html; with --compare: ./comparison.html).",
+        metavar="PATH",
     ),
     eval_dir: Path | None = typer.Option(
         None,
@@ -58,7 +59,7 @@ def report(
                 "run folders (each uses its own eval/) or evaluation folders"
             )
         with err_console.status("writing comparison..."):
-            path = write_comparison(run_dirs, out if out is not None else Path("comparison.html"))
+            path = write_comparison(run_dirs, out if out is not None else "comparison.html")
     else:
         if len(run_dirs) != 1:
             raise SportsdetError(
