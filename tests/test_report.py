@@ -505,12 +505,21 @@ def test_run_still_training_and_comparison_without_evaluation(tmp_path):
 
     a = make_run(tmp_path / "a", n_classes=4, per_class=2, with_eval=False)
     shutil.rmtree(a.run / "model")
-    text = write_report(a.run).read_text(encoding="utf-8")
-    assert "No model bundle yet" in text and "No evaluation yet" in text
+    # config.json records library versions (as train writes it): that hid the no-bundle line, and
+    # the page sent the user to `sportsdet evaluate RUN/model`, which has no model to load.
+    config = json.loads((a.run / "config.json").read_text())
+    config.update(versions={"torch": "2"}, options={"epochs": 200})
+    (a.run / "config.json").write_text(json.dumps(config))
+    text = html.unescape(write_report(a.run).read_text(encoding="utf-8"))
+    epochs = len((a.run / "metrics.csv").read_text().splitlines()) - 1
+    said = f"This run has no model yet: its training stopped (or is still going) after {epochs} epoch(s) of"
+    assert f"{said} 200" in Page(text).by_id["model"]
+    assert f"sportsdet train --out {a.run} --resume" in text and "sportsdet evaluate" not in text
     assert any(i["alt"] == "training curves" for i in Page(text).images)
     b = make_run(tmp_path / "b", n_classes=4, per_class=2)
-    page = write_comparison([a.run, b.run], tmp_path / "c.html").read_text(encoding="utf-8")
-    assert "a/run: no evaluation (metrics.json) found" in page
+    page = html.unescape(write_comparison([a.run, b.run], tmp_path / "c.html").read_text(encoding="utf-8"))
+    said = "a/run: no model yet (training stopped or still going); continue it with `sportsdet train --out"
+    assert f"{said} {a.run} --resume`" in page
     assert "need an evaluation (metrics.json) for at least two runs" in page
     assert "training curves of all runs" in page
 

@@ -200,7 +200,24 @@ def _other_evals(inputs: ReportInputs) -> str:
     )
 
 
+def _unfinished(inputs: ReportInputs) -> str | None:
+    """For a run folder without a model yet (training stopped or still going): how far it got and
+    the command that goes on; None otherwise."""
+    run = inputs.run_dir
+    if run is None or (run / "model" / "bundle.json").is_file() or not (inputs.config or inputs.history):
+        return None
+    options = (inputs.config or {}).get("options")
+    planned = options.get("epochs") if isinstance(options, dict) else None
+    done = f"{len(inputs.history or [])} epoch(s)" + (f" of {planned}" if planned else "")
+    return (f"This run has no model yet: its training stopped (or is still going) after {done}. "
+            f"Continue it with <code>sportsdet train --out {escape(str(run))} --resume</code>; the model, "
+            "its evaluation and this report are written at the end.")
+
+
 def _no_eval(inputs: ReportInputs) -> str:
+    unfinished = _unfinished(inputs)
+    if unfinished:
+        return missing(unfinished)
     model = f"{inputs.run_dir}/model" if inputs.run_dir else "RUN/model"
     return missing(
         "No evaluation yet. Run <code>sportsdet evaluate "
@@ -575,8 +592,9 @@ def _model(inputs: ReportInputs) -> str:
     if isinstance(versions, dict) and versions:
         html.append("<h3>Library versions</h3><p>" + " · ".join(
             f"{escape(str(k))} <b>{escape(str(v))}</b>" for k, v in versions.items()) + "</p>")
-    elif not bundle:
-        html.append('<p class="muted">No model bundle yet (RUN/model is written at the end of training).</p>')
+    if not bundle:
+        said = _unfinished(inputs) or "No model bundle (RUN/model is written at the end of training)."
+        html.append(f'<p class="muted">{said}</p>')
     return "".join(html)
 
 
@@ -828,7 +846,10 @@ def render_comparison(runs: list[ReportInputs]) -> str:
     for name, run in zip(names, runs, strict=True):
         notes += [f"{name}: {n}" for n in run.notes]
         if not run.metrics:
-            notes.append(f"{name}: no evaluation (metrics.json) found; run `sportsdet evaluate` for it")
+            unfinished = run.run_dir is not None and _unfinished(run)
+            notes.append(f"{name}: no model yet (training stopped or still going); continue it with "
+                         f"`sportsdet train --out {run.run_dir} --resume`" if unfinished
+                         else f"{name}: no evaluation (metrics.json) found; run `sportsdet evaluate` for it")
     sections = [
         ("metrics", "Headline metrics", _safe(lambda: _compare_metrics(runs, names), "metrics", notes)),
         ("deltas", "Per-class differences", _safe(lambda: _compare_classes(runs, names), "per-class", notes)),
