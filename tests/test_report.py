@@ -676,3 +676,10 @@ def test_cli_out_folder_with_a_trailing_slash(tmp_path, monkeypatch, capsys):
     assert code == 0, err
     page = tmp_path / "new" / "report.html"
     assert out.strip() == str(page) and page.is_file()
+
+
+def test_a_model_bundle_given_points_to_its_run(tmp_path):
+    fake = make_run(tmp_path, n_classes=3, per_class=2)
+    said = f"is a model bundle, not a run; pass its run folder, {fake.run}"
+    with pytest.raises(SportsdetError, match=said):
+        write_report(fake.run / "model")

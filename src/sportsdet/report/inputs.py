@@ -241,6 +241,12 @@ def load_inputs(
         inputs.run_dir = source
         inputs.eval_dir = source / "eval" if _is_eval_dir(source / "eval") else None
     if inputs.run_dir is not None and not is_run_dir(inputs.run_dir) and inputs.eval_dir is None:
+        if (source / "bundle.json").is_file():
+            where = f"its run folder, {source.parent}" if is_run_dir(source.parent) else "the run folder"
+            raise SportsdetError(
+                f"{source}: is a model bundle, not a run; pass {where} (or an evaluation folder, "
+                f"`sportsdet evaluate {source} DATA --out EVAL`)"
+            )
         raise SportsdetError(
             f"{source}: neither a run folder (config.json, metrics.csv, model/) nor an evaluation "
             "folder (metrics.json, predictions.csv); pass what `sportsdet train --out` or "
