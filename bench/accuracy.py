@@ -228,11 +228,16 @@ def save(r: dict[str, Any], no_write: bool) -> None:
             previous = json.loads(RESULTS_JSON.read_text())
         except json.JSONDecodeError:
             previous = {}
-        old_rows = {row["model"] + ":" + row["variant"]: row for row in previous.get("official", [])}
+        # Keyed by cold/warm too: a warm re-run of a cold row is another measurement, kept beside it
+        # (it used to drop the old row).
+        def key(row: dict[str, Any]) -> str:
+            return f"{row['model']}:{row['variant']}:{'cold' if row.get('cold') else 'warm'}"
+
+        old_rows = {key(row): row for row in previous.get("official", [])}
         merged = []
         for row in r["official"]:
-            old = old_rows.pop(row["model"] + ":" + row["variant"], None)
-            if old is not None and row.get("cold") == old.get("cold"):
+            old = old_rows.pop(key(row), None)
+            if old is not None:
                 # More seeds of the same measurement (--first-seed): one row for all of them; a
                 # seed measured again replaces its old run.
                 by_seed = {run["seed"]: run for run in old["runs"] + row["runs"]}
