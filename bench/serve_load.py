@@ -330,8 +330,12 @@ def main() -> None:
     finally:
         server.terminate()
         server.wait(30)
+    from sportsdet.bundle import builtin_bundle_path, load_bundle
+
+    bundle = load_bundle(builtin_bundle_path(), verify_weights=False)
     payload = {
         "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "model": f"{bundle.model_name}, {bundle.preprocessing.input_size} px",
         "quick": args.quick,
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
         "load_before": load_before,
@@ -366,7 +370,8 @@ def render(p: dict[str, Any], open_s: float, closed_s: float, soak_s: float) -> 
         f"Run {p['when']} on {p['machine']}{QUICK_NOTE if p['quick'] else ''}; "
         f"load average (1, 5, 15 min) before: {[round(x, 2) for x in p['load_before']]}, "
         f"after: {[round(x, 2) for x in p['load_after']]}.",
-        f"Built-in model, {p['photos']} sports100 test photos, one photo per request as raw JPEG bytes; "
+        f"Built-in model of the time ({p.get('model', 'not recorded')}), {p['photos']} sports100 test "
+        "photos, one photo per request as raw JPEG bytes; "
         f"server `sportsdet serve {' '.join(p['server_args'])}` in its own process on 127.0.0.1, "
         "client a lean asyncio HTTP/1.1 client with keep-alive in the benchmark process (same 2 cores).",
         "Reference in the same run: `sportsdet predict`'s pipeline (Predictor.predict_sources, model "
