@@ -635,6 +635,22 @@ def write_results(r: dict[str, Any]) -> None:
     results_file.write_results(r, RESULTS_JSON, markdown(r), START, END)
 
 
+def builtin_at(revision: str) -> Path:
+    """The built-in bundle as committed at `revision`, unpacked into a temporary folder (so the
+    reference model of an earlier run can be timed again by anyone with the repository)."""
+    import atexit
+    import subprocess
+
+    folder = Path(tempfile.mkdtemp(prefix="sportsdet-reference-"))
+    atexit.register(shutil.rmtree, folder, True)
+    path = "src/sportsdet/assets/builtin"
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", revision, path], capture_output=True)
+    if archive.returncode:
+        sys.exit(f"error: --reference git:{revision}: {archive.stderr.decode(errors='replace').strip()}")
+    subprocess.run(["tar", "-x", "-C", str(folder)], input=archive.stdout, check=True)
+    return folder / path
+
+
 def main(argv: Iterable[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="sports100 folder")
@@ -644,7 +660,9 @@ def main(argv: Iterable[str] | None = None) -> None:
     parser.add_argument("--random-head", action="store_true", help="ignore the built-in bundle")
     parser.add_argument("--bundle", type=Path, help="benchmark this bundle instead of the built-in one")
     parser.add_argument(
-        "--reference", type=Path, help="a bundle to time end to end beside ours in every round (3.)"
+        "--reference",
+        help="a bundle to time end to end beside ours in every round (3.): a folder, or git:REV for the "
+        "built-in model at that commit (e.g. git:c7ccc65, v2e, the model the 10%% budget is judged against)",
     )
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     parser.add_argument("--no-write", action="store_true", help="print JSON only, do not update RESULTS.md")
@@ -666,8 +684,13 @@ def main(argv: Iterable[str] | None = None) -> None:
 
     if not (args.data / "test").is_dir():
         sys.exit(f"error: {args.data}: sports100 not found (pass --data)")
+    reference_name = args.reference
+    if args.reference and args.reference.startswith("git:"):
+        args.reference = builtin_at(args.reference.removeprefix("git:"))
+    elif args.reference:
+        args.reference = Path(args.reference)
     if args.reference and not (args.reference / "bundle.json").is_file():
-        sys.exit(f"error: --reference {args.reference}: not a model bundle folder (no bundle.json)")
+        sys.exit(f"error: --reference {reference_name}: not a model bundle folder (no bundle.json)")
     r: dict[str, Any] = {
         "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
@@ -765,7 +788,7 @@ def main(argv: Iterable[str] | None = None) -> None:
             if args.reference:
                 run = child("e2e", model=str(args.reference), inputs=spec_paths)
                 rounds["e2e_reference"].append(run["images_per_s"])
-                r["e2e_reference"] = {**run, "bundle": str(args.reference)}
+                r["e2e_reference"] = {**run, "bundle": reference_name}
                 log(f"   reference ({run['backend']}): end to end {run['images_per_s']:.1f} img/s")
         r["rounds"] = rounds
         for name in ("typical", "typical_1thread"):
