@@ -167,3 +167,31 @@ def test_workers_are_forked_so_a_script_without_a_main_guard_is_not_run_again() 
         assert pool._mp_context.get_start_method() == "fork"
     finally:
         pool.shutdown()
+
+
+def test_ctrl_c_ends_the_hashing_workers_and_the_process(tmp_path):
+    # The pool was shut down without waiting and the interrupt re-raised: Python's exit hook then
+    # joined the pool's manager thread, which waited for the workers' chunks (here, for ever).
+    import subprocess
+    import textwrap
+    import time
+
+    script = textwrap.dedent("""
+        import os, signal, threading, time
+        import sportsdet.near_copies as near_copies
+
+        def forever(path):
+            time.sleep(600)
+
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # a background run inherits SIG_IGN
+        near_copies.near_copy_hash = forever
+        threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT)).start()
+        try:
+            near_copies.near_copy_hashes([f"p{i}.jpg" for i in range(600)], workers=2)
+        except KeyboardInterrupt:
+            print("interrupted", flush=True)
+    """)
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.stdout.strip() == "interrupted", done.stderr[-2000:]
+    assert time.monotonic() - started < 30

@@ -187,7 +187,32 @@ def worker_processes(workers: int, initializer: Callable[[], object] | None = No
     from concurrent.futures import ProcessPoolExecutor
 
     context = multiprocessing.get_context("fork") if sys.platform.startswith("linux") else None
-    return ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=initializer)
+    return ProcessPoolExecutor(
+        max_workers=workers, mp_context=context, initializer=_worker_start, initargs=(initializer,)
+    )
+
+
+def _worker_start(initializer: Callable[[], object] | None) -> None:
+    # Ctrl-C reaches the whole process group: a worker it interrupts while holding the pool's
+    # result-queue lock leaves the pool's manager thread waiting for ever (and the command with
+    # it). The caller ends its workers instead (`stop_workers`).
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if initializer is not None:
+        initializer()
+
+
+def stop_workers(pool: ProcessPoolExecutor) -> None:
+    """On Ctrl-C or an error: drop the queued work and end the workers now. shutdown(wait=False)
+    alone left Python's exit hook joining the pool's manager thread, which waited for workers still
+    busy with their chunk (a minute of decoding) or stuck on a lock an interrupt left taken."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        process.join(5)
 
 
 def sha256_file(path: str | Path) -> str:

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from sportsdet.errors import ImageLoadError
-from sportsdet.files import cpu_count, worker_processes
+from sportsdet.files import cpu_count, stop_workers, worker_processes
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -85,10 +85,10 @@ def near_copy_hashes(paths: Sequence[str | Path], workers: int | None = None) ->
     try:
         hashes = list(pool.map(near_copy_hash, paths, chunksize=64))
     except (OSError, BrokenProcessPool):  # no processes to be had here (limits, a killed worker)
-        pool.shutdown(wait=False, cancel_futures=True)
+        stop_workers(pool)
         return [near_copy_hash(path) for path in paths]
-    except BaseException:  # Ctrl-C: drop the queued photos instead of hashing them first
-        pool.shutdown(wait=False, cancel_futures=True)
+    except BaseException:  # Ctrl-C: end the workers instead of hashing the queued photos first
+        stop_workers(pool)
         raise
     pool.shutdown()
     return hashes

@@ -28,7 +28,7 @@ from typing import Any
 from sportsdet import imageio
 from sportsdet.data.discover import ScanResult, scan_dataset
 from sportsdet.errors import ImageLoadError, SportsdetError
-from sportsdet.files import cpu_count, is_hidden_name, sha256_file, worker_processes, write_json
+from sportsdet.files import cpu_count, is_hidden_name, sha256_file, stop_workers, worker_processes, write_json
 from sportsdet.near_copies import DECODE_SIZE, hash_picture, near_copy_pairs
 
 CHECK_FORMAT = "sportsdet-check/1"
@@ -310,8 +310,8 @@ def check_dataset(
                 if on_progress:
                     on_progress(len(done))
         except BaseException:
-            # Ctrl-C: drop the queued chunks instead of decoding the rest of the tree first.
-            pool.shutdown(wait=False, cancel_futures=True)
+            # Ctrl-C: end the workers instead of decoding the rest of the tree first.
+            stop_workers(pool)
             raise
         pool.shutdown()
     results.extend(_unsupported_files(scan))
