@@ -345,3 +345,44 @@ def test_near_copies_across_splits_are_found_moved_and_fail_strict(tmp_path: Pat
     assert "moved 1 file(s)" in result.stderr and (tmp_path / "q" / "train/polo/2.jpg").exists()
     assert (root / "test/polo/web.jpg").exists()  # the test copy stays: the test set stays as published
     assert runner.invoke(app, [*check, "--strict"]).exit_code == 0
+
+
+def test_quarantine_never_breaks_a_kept_link_nor_leaves_a_copy_when_a_move_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    from sportsdet.data.check import rename_misnamed
+
+    # test/polo/extra.jpg links to train/polo/000.jpg: the test copy is the one that stays, and
+    # moving its target left it pointing nowhere (the photo in neither split).
+    root = _good_tree(tmp_path / "data")
+    os.symlink("../../train/polo/000.jpg", root / "test/polo/extra.jpg")
+    result = quarantine_files(check_dataset(root, workers=1), tmp_path / "jail")
+    assert result["moved"] == []
+    assert result["failed"][0]["path"] == "train/polo/000.jpg"
+    assert "test/polo/extra.jpg, the copy that stays, is a link to this file" in result["failed"][0]["error"]
+    assert (root / "test/polo/extra.jpg").read_bytes() == (root / "train/polo/000.jpg").read_bytes()
+
+    # A file that cannot be removed (read-only tree): the copy made in the quarantine (or under
+    # the new name) went on living beside it, and each re-run added one more.
+    root = _messy_tree(tmp_path / "messy")
+    shutil.copyfile(root / "train/polo/001.jpg", root / "train/polo/named.php")
+    real_unlink = os.unlink
+    originals = {str(p) for p in root.rglob("*")}  # immutable files: new names beside them can go
+
+    def refuse(path, *args, **kwargs):
+        if str(path) in originals:
+            raise PermissionError(1, "Operation not permitted")
+        return real_unlink(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "unlink", refuse)
+    before = _contents(root)
+    report = check_dataset(root, workers=1)
+    result = quarantine_files(report, tmp_path / "jail2")
+    assert result["moved"] == [] and result["failed"]
+    assert not [p for p in (tmp_path / "jail2").rglob("*") if p.is_file()]
+    renamed = rename_misnamed(report)
+    assert renamed["renamed"] == [] and renamed["failed"][0]["path"] == "train/polo/named.php"
+    monkeypatch.undo()
+    assert not (root / "train/polo/named.jpg").exists() and _contents(root) == before

@@ -426,12 +426,18 @@ def quarantine_across_sources(
     """Move every copy but the kept one of each group to destination/SOURCE/PATH (a copy that
     an earlier move already took is skipped). Never deletes, never overwrites."""
     moved, failed = [], []
+    kept = (reports[group.sources[0]].root / group.keep[len(group.sources[0]) + 1 :] for group in groups)
+    linked = _linked_from(kept)
     for group in groups:
         for named, name in zip(group.files[1:], group.sources[1:], strict=True):
             rel = named[len(name) + 1 :]
             report = reports[name]
             source = report.root / rel
             if not source.exists():
+                continue
+            link = None if source.is_symlink() else linked.get(os.path.realpath(source))
+            if link is not None:
+                failed.append({"path": named, "error": _LINKED % link})
                 continue
             target_root = validate_quarantine_dir(report.root, Path(destination) / name)
             try:
@@ -502,8 +508,22 @@ def _move_no_overwrite(source: Path, target: Path) -> Path:
             except FileExistsError:
                 continue
             shutil.copystat(source, dest)
-        os.unlink(source)
+        try:
+            os.unlink(source)
+        except OSError:  # a read-only tree, an immutable file: the new name goes, the file stays as it was
+            dest.unlink(missing_ok=True)
+            raise
         return dest
+
+
+# A link kept as "the copy that stays" points at the file to move: moving it would leave the link
+# pointing nowhere, and the photo in neither place.
+_LINKED = "%s, the copy that stays, is a link to this file; left in place (remove one of them by hand)"
+
+
+def _linked_from(kept: Iterable[Path]) -> dict[str, str]:
+    """The real path of every kept file that is a symbolic link -> that link's path."""
+    return {os.path.realpath(path): str(path) for path in kept if path.is_symlink()}
 
 
 def quarantine_files(
@@ -520,8 +540,13 @@ def quarantine_files(
         for group in report.near_copies:  # a copy may be in both kinds of group: moved once
             to_move.extend((r, f"near copy of {group.keep}") for r in group.files[1:] if r not in listed)
     moved, failed = [], []
+    linked = _linked_from(report.root / group.keep for group in [*report.duplicates, *report.near_copies])
     for rel, reason in to_move:
         source = report.root / rel
+        link = None if source.is_symlink() else linked.get(os.path.realpath(source))
+        if link is not None:
+            failed.append({"path": rel, "reason": reason, "error": _LINKED % link})
+            continue
         try:
             dest = _move_no_overwrite(source, target_root / rel)
         except OSError as exc:
