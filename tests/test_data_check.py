@@ -271,6 +271,18 @@ def test_report_to_a_folder_is_refused_before_checking(
     monkeypatch.setattr(check_module, "check_dataset", must_not_run)
     result = CliRunner().invoke(app, ["data", "check", str(messy), "--report", str(tmp_path)])
     assert isinstance(result.exception, SportsdetError) and "is a folder" in str(result.exception)
+    # A path through a file, and a --quarantine under one, were found only after every photo was
+    # decoded and the moves made (the record of the moves then never written).
+    (tmp_path / "afile").write_text("not a folder")
+    for extra, said in (
+        (["--report", str(tmp_path / "afile" / "r.json")], f"{tmp_path / 'afile'} is a file, not a folder"),
+        (["--quarantine", str(tmp_path / "afile" / "q")], f"{tmp_path / 'afile'} is a file, not a folder"),
+    ):
+        result = CliRunner().invoke(app, ["data", "check", str(messy), *extra])
+        assert isinstance(result.exception, SportsdetError) and said in str(result.exception), result.output
+    preview = str(tmp_path / "afile" / "p.png")
+    result = CliRunner().invoke(app, ["data", "scan", str(messy), "--preview", preview])
+    assert isinstance(result.exception, SportsdetError) and "is a file, not a folder" in str(result.exception)
 
 
 def test_training_says_when_one_photo_is_in_two_splits_or_two_classes(tmp_path: Path) -> None:
@@ -386,3 +398,17 @@ def test_quarantine_never_breaks_a_kept_link_nor_leaves_a_copy_when_a_move_fails
     assert renamed["renamed"] == [] and renamed["failed"][0]["path"] == "train/polo/named.php"
     monkeypatch.undo()
     assert not (root / "train/polo/named.jpg").exists() and _contents(root) == before
+
+
+def test_cli_rename_skips_a_misnamed_copy_the_quarantine_took(tmp_path: Path) -> None:
+    from sportsdet.cli import app
+
+    # zz.php is a byte copy of polo/000.jpg: quarantined, then "could not rename polo/zz.php: No
+    # such file or directory" was printed in red.
+    root = _good_tree(tmp_path / "data")
+    shutil.copyfile(root / "train/polo/000.jpg", root / "train/polo/zz.php")
+    args = ["data", "check", str(root), "--workers", "1", "--quarantine", str(tmp_path / "jail"),
+            "--rename-misnamed"]  # fmt: skip
+    result = CliRunner().invoke(app, args, terminal_width=200)
+    assert result.exit_code == 0, result.output
+    assert "could not rename" not in result.stderr and (tmp_path / "jail/train/polo/zz.php").is_file()

@@ -10,6 +10,7 @@ import typer
 
 from sportsdet.cli.app import console, data_app, err_console, plain, warn
 from sportsdet.errors import SportsdetError
+from sportsdet.files import check_writable_file
 
 if TYPE_CHECKING:
     from sportsdet.data.check import CheckReport
@@ -106,6 +107,10 @@ def scan(
     from sportsdet.data.discover import scan_dataset
     from sportsdet.data.sources import Source, SourceScan
 
+    if preview is not None:  # refused before the scan, not after it
+        if preview.suffix.lower() != ".png":
+            raise SportsdetError(f"--preview {preview}: give a .png file name")
+        check_writable_file(preview, "--preview")
     if _is_multi(paths, maps):
         scans = scan_sources_from_cli(paths, maps, merge)
     else:
@@ -134,8 +139,6 @@ def scan(
         from sportsdet.files import atomic_write
         from sportsdet.plots import contact_sheet_png
 
-        if preview.suffix.lower() != ".png":
-            raise SportsdetError(f"--preview {preview}: give a .png file name")
         rows = preview_rows(scans)
         atomic_write(preview, contact_sheet_png(rows, [item.source.name for item in scans]))
         err_console.print(f"preview of {len(rows)} classes written to {plain(preview)}", highlight=False)
@@ -288,10 +291,8 @@ def check(
     from sportsdet.data import check as checking
     from sportsdet.data.discover import scan_dataset, without_imbalance
 
-    if report_path is not None and report_path.is_dir():
-        raise SportsdetError(
-            f"--report {report_path}: is a folder; give a file name such as {report_path}/report.json"
-        )
+    if report_path is not None:  # refused before the check and the moves whose record it is
+        check_writable_file(report_path, "--report")
     if _is_multi(paths, []):
         scans = [(item.source.name, item.scan) for item in scan_sources_from_cli(paths, [], ["all"])]
     else:

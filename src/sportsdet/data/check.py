@@ -475,6 +475,9 @@ def validate_quarantine_dir(root: Path, quarantine: str | Path) -> Path:
             )
     if target.exists() and not target.is_dir():
         raise SportsdetError(f"--quarantine {quarantine}: exists and is not a folder")
+    blocking = next(p for p in (target, *target.parents) if p.exists())
+    if not blocking.is_dir():
+        raise SportsdetError(f"--quarantine {quarantine}: {blocking} is a file, not a folder")
     return target
 
 
@@ -562,7 +565,10 @@ def rename_misnamed(report: CheckReport) -> dict[str, Any]:
     JPEG) becomes `a.jpg`, or `a~1.jpg` when that name is taken. Never overwrites; a failure is
     listed, not raised, and leaves the file as it was."""
     renamed, failed = [], []
+    quarantined = {entry["path"] for entry in (report.quarantine or {}).get("moved", [])}
     for rel, image_format in report.misnamed.items():
+        if rel in quarantined:  # a misnamed copy of another photo: gone to the quarantine already
+            continue
         source = report.root / rel
         target = source.with_suffix(imageio.FORMAT_EXTENSIONS[image_format])
         try:
