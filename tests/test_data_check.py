@@ -412,3 +412,23 @@ def test_cli_rename_skips_a_misnamed_copy_the_quarantine_took(tmp_path: Path) ->
     result = CliRunner().invoke(app, args, terminal_width=200)
     assert result.exit_code == 0, result.output
     assert "could not rename" not in result.stderr and (tmp_path / "jail/train/polo/zz.php").is_file()
+
+
+def test_file_names_that_are_not_utf8_print_on_a_strict_utf8_terminal(tmp_path: Path) -> None:
+    import os
+
+    # A desktop's UTF-8 locale writes stdout strictly: data check, split and scan stopped with a
+    # UnicodeEncodeError traceback at the first such name they printed.
+    root = _good_tree(tmp_path / "data")
+    bad = os.fsencode(root / "train" / "polo") + b"/caf\xe9.jpg"
+    with open(bad, "wb") as handle:
+        handle.write(b"<html>not a photo</html>")
+    env = {**os.environ, "PYTHONIOENCODING": "utf-8"}
+    printed = {}
+    for command, *options in (["check"], ["split", "--json"], ["scan", "--json"]):
+        line = [sys.executable, "-m", "sportsdet", "data", command, str(root), *options]
+        done = subprocess.run(line, capture_output=True, env=env, timeout=120)
+        err = done.stderr.decode("utf-8")
+        assert done.returncode == 0 and "Traceback" not in err, (command, err[-1500:])
+        printed[command] = done.stdout.decode("utf-8")
+    assert "train/polo/caf\\udce9.jpg" in printed["check"]  # the name said, as its bytes allow

@@ -111,6 +111,15 @@ def _stop_on_sigterm_as_on_ctrl_c() -> None:
     signal.signal(signal.SIGTERM, stop)
 
 
+def _names_that_are_not_utf8_print() -> None:
+    """A file name that is not UTF-8 (read by Python with surrogate escapes) stopped a command half way
+    with UnicodeEncodeError wherever it was printed to a strict UTF-8 stdout (a desktop's UTF-8
+    locale, PYTHONIOENCODING=utf-8): such characters are written as backslash escapes instead."""
+    for stream in (sys.stdout, sys.stderr):
+        if getattr(stream, "errors", None) == "strict" and hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
+
+
 def main() -> None:
     """Console entry point: user errors become one red line and exit code 2, never a traceback.
 
@@ -120,6 +129,7 @@ def main() -> None:
     Ctrl-C exits with 130, SIGTERM with 143, after the same clean-up.
     """
     _stop_on_sigterm_as_on_ctrl_c()
+    _names_that_are_not_utf8_print()
     try:
         app(standalone_mode=True)
     except SystemExit as exc:
