@@ -432,3 +432,24 @@ def test_file_names_that_are_not_utf8_print_on_a_strict_utf8_terminal(tmp_path: 
         assert done.returncode == 0 and "Traceback" not in err, (command, err[-1500:])
         printed[command] = done.stdout.decode("utf-8")
     assert "train/polo/caf\\udce9.jpg" in printed["check"]  # the name said, as its bytes allow
+
+
+def test_fifos_and_links_to_nothing_named_as_photos_are_bad_files_by_name(tmp_path: Path) -> None:
+    import os
+
+    # --help says bad files include FIFOs and devices; the check only counted them as "skipped by
+    # scan", without a name, and --strict passed.
+    root = _good_tree(tmp_path / "data")
+    os.mkfifo(root / "train/polo/pipe.jpg")
+    os.symlink("/nonexistent/x.jpg", root / "train/polo/dangle.jpg")
+    os.symlink("notes.txt", root / "train/polo/notes.txt")  # not named as a photo: not a photo problem
+    report = check_dataset(root, workers=1)
+    found = {r.rel: (r.kind, r.detail) for r in report.problems}
+    assert set(found) == {"train/polo/pipe.jpg", "train/polo/dangle.jpg"}
+    assert found["train/polo/pipe.jpg"][0] == "unreadable"
+    assert found["train/polo/pipe.jpg"][1].startswith("not a regular file (a FIFO, a socket or a device)")
+    assert found["train/polo/dangle.jpg"][1].startswith("a link to /nonexistent/x.jpg, which does not exist")
+    result = quarantine_files(report, tmp_path / "jail")
+    assert {m["path"] for m in result["moved"]} == set(found) and result["failed"] == []
+    assert (tmp_path / "jail/train/polo/dangle.jpg").is_symlink()
+    assert not (root / "train/polo/pipe.jpg").exists() and not (root / "train/polo/dangle.jpg").is_symlink()

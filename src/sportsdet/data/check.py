@@ -253,11 +253,14 @@ def _check_chunk(chunk: list[tuple[str, str, str | None, str]]) -> list[FileResu
     return [check_file(*item) for item in chunk]
 
 
-def _unsupported_files(scan: ScanResult) -> list[FileResult]:
-    """Files the scan skipped for being in a picture format we cannot decode (e.g. JPEG XL)."""
+def _skipped_files(scan: ScanResult) -> list[FileResult]:
+    """Files the scan skipped that a user named as photos: in a picture format we cannot decode
+    (e.g. JPEG XL), or no regular file (a FIFO, a device, a link to nothing)."""
     found = []
     folder_to_split = {folder: split for split, folder in scan.split_folders.items()}
-    for rel in scan.unsupported:
+    skipped = [(rel, "unsupported-format") for rel in scan.unsupported]
+    skipped += [(rel, "unreadable") for rel in scan.not_regular if imageio.is_image_name(rel)]
+    for rel, kind in skipped:
         parts = rel.split("/")
         split = folder_to_split.get(parts[0]) if scan.layout == "split" else None
         inner = parts[1:] if split else parts
@@ -266,16 +269,14 @@ def _unsupported_files(scan: ScanResult) -> list[FileResult]:
             size = path.stat().st_size
         except OSError:
             size = 0
-        found.append(
-            FileResult(
-                rel=rel,
-                split=split,
-                label=inner[0] if len(inner) > 1 else "",
-                size=size,
-                kind="unsupported-format",
-                detail=f"{path.suffix.lower()} files cannot be read; convert to JPEG or PNG",
-            )
-        )
+        if kind == "unsupported-format":
+            detail = f"{path.suffix.lower()} files cannot be read; convert to JPEG or PNG"
+        elif path.is_symlink() and not path.exists():
+            detail = f"a link to {os.readlink(path)}, which does not exist (or links back to itself)"
+        else:
+            detail = "not a regular file (a FIFO, a socket or a device); only files can be photos"
+        found.append(FileResult(rel=rel, split=split, label=inner[0] if len(inner) > 1 else "", size=size,
+                                kind=kind, detail=detail))  # fmt: skip
     return found
 
 
@@ -314,7 +315,7 @@ def check_dataset(
             stop_workers(pool)
             raise
         pool.shutdown()
-    results.extend(_unsupported_files(scan))
+    results.extend(_skipped_files(scan))
     results.sort(key=lambda r: r.rel)
     bad = {r.rel for r in results if r.kind is not None}
     return CheckReport(
@@ -493,10 +494,11 @@ def _free_name(target: Path) -> Path:
 def _move_no_overwrite(source: Path, target: Path) -> Path:
     """Move a file without ever replacing an existing one and without losing it on failure."""
     target.parent.mkdir(parents=True, exist_ok=True)
+    link_only = source.is_symlink() and not source.exists()  # a link to nothing: the link itself moves
     while True:
         dest = _free_name(target)
         try:
-            os.link(source, dest)  # fails if dest exists: no race can overwrite
+            os.link(source, dest, follow_symlinks=not link_only)  # fails if dest exists: no overwrite
         except FileExistsError:
             continue
         except OSError as exc:
@@ -504,19 +506,29 @@ def _move_no_overwrite(source: Path, target: Path) -> Path:
                 raise
             # Another file system (or no hard links): copy into a new file, then remove the original.
             try:
-                with open(source, "rb") as src, open(dest, "xb") as dst:
-                    shutil.copyfileobj(src, dst)
-                    dst.flush()
-                    os.fsync(dst.fileno())
+                _copy_new(source, dest, link_only)
             except FileExistsError:
                 continue
-            shutil.copystat(source, dest)
         try:
             os.unlink(source)
         except OSError:  # a read-only tree, an immutable file: the new name goes, the file stays as it was
             dest.unlink(missing_ok=True)
             raise
         return dest
+
+
+def _copy_new(source: Path, dest: Path, link_only: bool) -> None:
+    """A copy of `source` at `dest`, which must not exist yet (FileExistsError if it does)."""
+    if link_only:
+        os.symlink(os.readlink(source), dest)
+        return
+    if not source.is_file():  # a FIFO or a device: opening it to copy would wait for ever
+        raise OSError(errno.EXDEV, "not a regular file, and cannot be moved to another file system")
+    with open(source, "rb") as src, open(dest, "xb") as dst:
+        shutil.copyfileobj(src, dst)
+        dst.flush()
+        os.fsync(dst.fileno())
+    shutil.copystat(source, dest)
 
 
 # A link kept as "the copy that stays" points at the file to move: moving it would leave the link

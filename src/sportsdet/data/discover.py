@@ -98,6 +98,8 @@ class ScanResult:
     unsupported: list[str] = field(default_factory=list)
     # Photos whose names hide it (rel path -> format, e.g. "a/b.php": "JPEG"): used, and warned about.
     misnamed: dict[str, str] = field(default_factory=dict)
+    # Every entry that is no regular file (a FIFO, a device, a link to nothing): `data check` names them.
+    not_regular: list[str] = field(default_factory=list)
 
     @property
     def splits(self) -> list[str]:
@@ -162,6 +164,7 @@ class _Walker:
         self.ignored: Counter[str] = Counter()
         self.examples: dict[str, list[str]] = defaultdict(list)
         self.unsupported: list[str] = []
+        self.not_regular: list[str] = []
         self.misnamed: dict[str, str] = {}
         self._seen_dirs: set[tuple[int, int]] = set()
 
@@ -170,6 +173,8 @@ class _Walker:
         rel = self.rel(path)
         if reason == IGNORED_UNSUPPORTED:
             self.unsupported.append(rel)
+        elif reason == IGNORED_NOT_REGULAR:
+            self.not_regular.append(rel)
         if len(self.examples[reason]) < _EXAMPLES:
             self.examples[reason].append(rel)
 
@@ -364,6 +369,7 @@ def scan_dataset(root: str | Path, *, allow_photos: bool = False) -> ScanResult:
         ignored=dict(sorted(walker.ignored.items())),
         ignored_examples={k: v for k, v in sorted(walker.examples.items())},
         unsupported=sorted(walker.unsupported),
+        not_regular=sorted(walker.not_regular),
         misnamed=dict(sorted(walker.misnamed.items())),
     )
     result.warnings = scan_warnings(result)
@@ -390,6 +396,7 @@ def _scan_photos(path: Path) -> ScanResult:
         ignored=dict(sorted(walker.ignored.items())),
         ignored_examples={k: v for k, v in sorted(walker.examples.items())},
         unsupported=sorted(walker.unsupported),
+        not_regular=sorted(walker.not_regular),
         misnamed=dict(sorted(walker.misnamed.items())),
     )
     result.warnings = scan_warnings(result)
