@@ -475,3 +475,12 @@ def test_a_class_saved_by_macos_is_the_same_class_and_case_twins_are_warned_abou
     from sportsdet.data.discover import scan_dataset
 
     assert any("differ only in case" in w for w in scan_dataset(tmp_path / "one").warnings)
+
+
+def test_preview_draws_accented_class_names_apart():
+    # Pillow's default font drew every letter outside ASCII as the same box: "pétanque" and
+    # "pëtanque" rows could not be told apart.
+    from sportsdet.plots import contact_sheet_png
+
+    sheets = [contact_sheet_png([(name, {"a": []})], ["a"]) for name in ("pétanque", "pëtanque", "pétanque")]
+    assert sheets[0] != sheets[1] and sheets[0] == sheets[2]

@@ -327,6 +327,19 @@ def plot_gallery(
     fig.savefig(path, dpi=100)
 
 
+def _label_font() -> Any:
+    """DejaVu Sans (shipped with matplotlib) when there: Pillow's default font draws every letter
+    outside ASCII as a box, so "pétanque" and "pitanque" read alike. CJK still needs a system font."""
+    from PIL import ImageFont
+
+    try:
+        import matplotlib
+
+        return ImageFont.truetype(str(Path(matplotlib.get_data_path()) / "fonts/ttf/DejaVuSans.ttf"), 11)
+    except (ImportError, OSError):
+        return ImageFont.load_default()
+
+
 @_words_as_written
 def contact_sheet_png(
     rows: Sequence[tuple[str, dict[str, Sequence[Path]]]],
@@ -353,14 +366,15 @@ def contact_sheet_png(
     height = head + len(rows) * (thumb + pad) + pad
     sheet = Image.new("RGB", (width, height), "white")
     draw = ImageDraw.Draw(sheet)
-    draw.text((pad, 4), title or "sample photos per class and source", fill="black")
+    font = _label_font()
+    draw.text((pad, 4), title or "sample photos per class and source", fill="black", font=font)
     for s, name in enumerate(sources):
         x = label_w + s * block
-        draw.text((x + pad, 22), name[:40], fill="black")
+        draw.text((x + pad, 22), name[:40], fill="black", font=font)
         draw.line([(x, head - 4), (x, height)], fill="#bbbbbb")
     for r, (label, found) in enumerate(rows):
         y = head + r * (thumb + pad)
-        draw.text((pad, y + thumb // 2 - 6), label[:26], fill="black")
+        draw.text((pad, y + thumb // 2 - 6), label[:26], fill="black", font=font)
         for s, name in enumerate(sources):
             for i, path in enumerate(found.get(name, [])[:per_source]):
                 x = label_w + s * block + pad + i * (thumb + pad)
