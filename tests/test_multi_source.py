@@ -484,3 +484,11 @@ def test_preview_draws_accented_class_names_apart():
 
     sheets = [contact_sheet_png([(name, {"a": []})], ["a"]) for name in ("pétanque", "pëtanque", "pétanque")]
     assert sheets[0] != sheets[1] and sheets[0] == sheets[2]
+
+
+def test_a_map_that_makes_two_folders_of_one_source_one_class_says_so(two_sources) -> None:
+    # Across sources such a merge needs --merge; within one source it happened without a word.
+    scans = scan_sources(sources_from_args(list(two_sources), ["second:rowing=football"], []))
+    assert scans[1].scan.classes == ["football"]
+    said = "the label map makes the folders 'football', 'rowing' one class, 'football'"
+    assert scans[1].scan.warnings[0] == said

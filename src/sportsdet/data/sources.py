@@ -316,6 +316,15 @@ def _relabelled(scan: ScanResult, label_map: dict[str, str]) -> ScanResult:
         empty_classes=sorted({label_map.get(c, c) for c in scan.empty_classes}),
     )
     relabelled.warnings = scan_warnings(relabelled)
+    # Two folders of one source mapped to one name become one class: said, as --merge is across sources.
+    folders: dict[str, list[str]] = defaultdict(list)
+    for folder in scan.classes:
+        folders[label_map.get(folder, folder)].append(folder)
+    relabelled.warnings[:0] = [
+        f"the label map makes the folders {', '.join(repr(f) for f in names)} one class, {label!r}"
+        for label, names in sorted(folders.items())
+        if len(names) > 1
+    ]
     return relabelled
 
 
