@@ -101,6 +101,10 @@ def test_a_dataset_file_gives_two_folders_of_the_same_name_two_source_names(tmp_
     )
     with pytest.raises(SportsdetError, match=r"two sources are named 'web'; give each its own name"):
         read_dataset_file(spec)
+    # An empty path was the dataset file's own folder, its sub-folders (kaggle, scrape) taken as classes.
+    spec.write_text('[[source]]\npath = ""\n[[source]]\npath = "scrape/data"\n')
+    with pytest.raises(SportsdetError, match=r"sports.toml: source #1 needs a path \(a folder of photos\)"):
+        read_dataset_file(spec)
 
 
 @pytest.mark.parametrize(

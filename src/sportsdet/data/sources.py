@@ -127,8 +127,9 @@ def _distinct_names(sources: list[Source], named: list[bool], where: Path) -> li
 
 
 def _source_entry(entry: Any, index: int, where: Path) -> Source:
-    if not isinstance(entry, dict) or not isinstance(entry.get("path"), str):
-        raise SportsdetError(f"{where}: source #{index + 1} needs a path")
+    if not isinstance(entry, dict) or not isinstance(entry.get("path"), str) or not entry["path"].strip():
+        # An empty path was the dataset file's own folder: its sub-folders taken as classes.
+        raise SportsdetError(f"{where}: source #{index + 1} needs a path (a folder of photos)")
     unknown = sorted(set(entry) - {"name", "path", "split", "map"})
     if unknown:
         raise SportsdetError(
