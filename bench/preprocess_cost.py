@@ -45,6 +45,26 @@ def per_photo_ms(step: Callable[[Any], Any], inputs: list[Any], repeats: int) ->
     return float(np.median(passes))
 
 
+def paired_ms(
+    first: Callable[[Any], Any], second: Callable[[Any], Any], inputs: list[Any], repeats: int
+) -> tuple[float, float]:
+    """per_photo_ms of two variants timed in alternate passes (which goes first alternates too), so
+    a drift of the machine's speed falls on both alike."""
+    for item in inputs[:5]:
+        first(item)
+        second(item)
+    passes: dict[int, list[float]] = {0: [], 1: []}
+    for number in range(repeats):
+        order = (0, 1) if number % 2 == 0 else (1, 0)
+        for which in order:
+            step = (first, second)[which]
+            start = time.perf_counter()
+            for item in inputs:
+                step(item)
+            passes[which].append((time.perf_counter() - start) / len(inputs) * 1000)
+    return float(np.median(passes[0])), float(np.median(passes[1]))
+
+
 def measure(paths: list[Path], repeats: int) -> dict[str, float]:
     from sportsdet.bundle import builtin_bundle_path, load_bundle
     from sportsdet.imageio import load_image
@@ -54,13 +74,22 @@ def measure(paths: list[Path], repeats: int) -> dict[str, float]:
     decoded = [load_image(p, min_size=spec.decode_size) for p in paths]
     resized = [resize_image(image, spec) for image in decoded]
     reused = np.empty((3, spec.input_size, spec.input_size), np.float32)
+    normalise = paired_ms(
+        lambda image: normalize(image, spec), lambda image: normalize(image, spec, reused), resized, repeats
+    )
+    total = paired_ms(
+        lambda p: load_and_preprocess(p, spec),
+        lambda p: load_and_preprocess(p, spec, out=reused),
+        paths,
+        repeats,
+    )
     return {
         "read_decode_ms": per_photo_ms(lambda p: load_image(p, min_size=spec.decode_size), paths, repeats),
         "resize_crop_ms": per_photo_ms(lambda image: resize_image(image, spec), decoded, repeats),
-        "normalise_fresh_ms": per_photo_ms(lambda image: normalize(image, spec), resized, repeats),
-        "normalise_reused_ms": per_photo_ms(lambda image: normalize(image, spec, reused), resized, repeats),
-        "total_fresh_ms": per_photo_ms(lambda p: load_and_preprocess(p, spec), paths, repeats),
-        "total_reused_ms": per_photo_ms(lambda p: load_and_preprocess(p, spec, out=reused), paths, repeats),
+        "normalise_fresh_ms": normalise[0],
+        "normalise_reused_ms": normalise[1],
+        "total_fresh_ms": total[0],
+        "total_reused_ms": total[1],
     }
 
 
@@ -110,10 +139,15 @@ def markdown(r: dict[str, Any]) -> str:
             f"decoding: each phone photo costs {min(ratios):.0f}x to {max(ratios):.0f}x what the same photo "
             "costs as a JPEG (the last two rows).",
             "",
-            "Normalising alone costs the same either way in a tight loop (the allocator hands the freed",
-            "block straight back), but inside the whole decode -> resize -> normalise sequence a fresh",
-            "811 KB array per photo costs the difference between the last two rows; the streaming",
-            "predictor writes each photo into its worker's reused batch array.",
+            f"A fresh array is {3 * spec['input_size'] ** 2 * 4 / 1024:,.0f} KiB per photo (3 x "
+            f"{spec['input_size']} x {spec['input_size']} float32); the streaming predictor writes each "
+            "photo into its worker's reused batch array instead. The fresh and reused rows are timed in "
+            "alternate passes; their difference is "
+            + ", ".join(
+                f"{c['total_fresh_ms'] - c['total_reused_ms']:+.3f} ms ({what})"
+                for c, what in ((small, "224 px"), (large, "4000x3000 JPEG"), (heic, "HEIC"))
+            )
+            + " per photo for the whole sequence: within the noise where it is small against the row.",
             "Raw numbers: bench/results/preprocess_cost.json.",
             END,
         ]
@@ -125,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="sports100 folder")
     parser.add_argument("--photos", type=int, default=300, help="224 px photos to time")
     parser.add_argument("--large", type=int, default=16, help="4000x3000 JPEGs to make and time")
-    parser.add_argument("--heic", type=int, default=4, help="of the large photos, how many to time as HEIC")
+    parser.add_argument("--heic", type=int, default=6, help="of the large photos, how many to time as HEIC")
     parser.add_argument("--repeats", type=int, default=5, help="passes per step (median reported)")
     parser.add_argument("--no-write", action="store_true", help="print JSON only")
     args = parser.parse_args(argv)
