@@ -683,3 +683,22 @@ def test_a_model_bundle_given_points_to_its_run(tmp_path):
     said = f"is a model bundle, not a run; pass its run folder, {fake.run}"
     with pytest.raises(SportsdetError, match=said):
         write_report(fake.run / "model")
+
+
+def test_an_evaluation_of_another_model_kept_inside_a_run_is_not_called_an_earlier_one(tmp_path):
+    # `sportsdet evaluate builtin DATA --out RUN/eval-web`: its page showed RUN's model and called
+    # the evaluation "an earlier model's"; the run's own page did too.
+    import shutil
+
+    a = make_run(tmp_path / "a", n_classes=3, per_class=4)
+    b = make_run(tmp_path / "b", n_classes=3, per_class=4, seed=2)
+    shutil.copytree(b.eval, a.run / "eval-web")
+    metrics = json.loads((a.run / "eval-web" / "metrics.json").read_text())
+    manifest = json.loads((b.run / "model" / "bundle.json").read_text())
+    manifest["weights"]["sha256"] = metrics["weights_sha256"] = "e" * 64  # b: weights of its own
+    (b.run / "model" / "bundle.json").write_text(json.dumps(manifest))
+    (a.run / "eval-web" / "metrics.json").write_text(json.dumps(metrics))
+    text = html.unescape(write_report(a.run / "eval-web").read_text(encoding="utf-8"))
+    assert "earlier model" not in text and str(b.run / "model") in text and str(a.run / "model") not in text
+    text = html.unescape(write_report(a.run).read_text(encoding="utf-8"))
+    assert f"eval-web: an evaluation of another model ({b.run / 'model'}); not shown" in text

@@ -236,7 +236,10 @@ def load_inputs(
         inputs.run_dir = source
     elif _is_eval_dir(source) and not is_run_dir(source):
         inputs.eval_dir = source
-        inputs.run_dir = source.parent if is_run_dir(source.parent) else None
+        # The run around it, unless the evaluation scored another bundle (e.g. the built-in model
+        # evaluated with --out RUN/eval-web): then it is shown alone, with the bundle it scored.
+        parent = source.parent
+        inputs.run_dir = parent if is_run_dir(parent) and not _scored_another_bundle(source, parent) else None
     else:
         inputs.run_dir = source
         inputs.eval_dir = source / "eval" if _is_eval_dir(source / "eval") else None
@@ -304,14 +307,36 @@ def _drop_stale_run_eval(inputs: ReportInputs) -> None:
         inputs.eval_dir = None  # _read_other_evals says so, as for the run's other evaluations
 
 
+def _scored_another_bundle(ev: Path, run: Path) -> bool:
+    """True when an evaluation folder inside `run` scored another bundle than the run's: another
+    path and other weights (a run moved since keeps its weights; one trained again keeps its path)."""
+    try:
+        metrics = json.loads((ev / "metrics.json").read_text(encoding="utf-8"))
+        weights = json.loads((run / "model" / "bundle.json").read_text(encoding="utf-8"))["weights"]["sha256"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    scored = metrics.get("bundle") if isinstance(metrics, dict) else None
+    if not isinstance(scored, str) or not scored or Path(scored).resolve() == (run / "model").resolve():
+        return False
+    return bool(metrics.get("weights_sha256")) and metrics["weights_sha256"] != weights
+
+
+def _of_another_bundle(inputs: ReportInputs, metrics: dict[str, Any]) -> bool:
+    """An evaluation that scored another bundle than the run's: another path and other weights."""
+    scored = metrics.get("bundle")
+    if not (scored and inputs.bundle_path and _of_an_earlier_model(inputs, metrics)):
+        return False
+    return Path(scored).resolve() != Path(inputs.bundle_path).resolve()
+
+
 def _check_eval_of_this_model(inputs: ReportInputs, *, named: bool) -> None:
     """An evaluation named on the command line that scored other weights than the run's model was
     shown as this model's results. Another bundle's (`--eval` of another run): refused; an earlier
     model of this run (trained again since): shown, with a note at the top saying so."""
     if inputs.metrics is None or not _of_an_earlier_model(inputs, inputs.metrics):
         return
-    scored, ev, bundle = inputs.metrics.get("bundle"), inputs.eval_dir, inputs.bundle_path
-    if named and scored and bundle and Path(scored).resolve() != Path(bundle).resolve():
+    scored, ev = inputs.metrics.get("bundle"), inputs.eval_dir
+    if named and _of_another_bundle(inputs, inputs.metrics):
         raise SportsdetError(
             f"{ev}: this evaluation scored {scored}, not the model of {inputs.run_dir}; report it on its "
             f"own (`sportsdet report {ev}`), or evaluate this run's model"
@@ -367,6 +392,9 @@ def _read_other_evals(inputs: ReportInputs) -> None:
             metrics = read_json(folder / "metrics.json", what="metrics.json", fix="evaluate again")
         except SportsdetError as exc:
             inputs.notes.append(f"evaluation not listed: {exc}")
+            continue
+        if _of_another_bundle(inputs, metrics):
+            inputs.notes.append(f"{folder}: an evaluation of another model ({metrics['bundle']}); not shown")
             continue
         if _of_an_earlier_model(inputs, metrics):
             inputs.notes.append(
