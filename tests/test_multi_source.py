@@ -496,3 +496,18 @@ def test_a_map_that_makes_two_folders_of_one_source_one_class_says_so(two_source
     assert scans[1].scan.classes == ["football"]
     said = "the label map makes the folders 'football', 'rowing' one class, 'football'"
     assert scans[1].scan.warnings[0] == said
+
+
+def test_a_misnamed_copy_in_another_source_is_quarantined_after_its_rename(two_sources, tmp_path, run_cli):
+    # --rename-misnamed ran source by source first: scraped.php became scraped.jpg, and the
+    # quarantine across sources then skipped it without a word ("moved 0 file(s)").
+    import shutil
+
+    official, flat = two_sources
+    shutil.copy(official / "test" / "polo" / "000.jpg", flat / "rowing" / "scraped.php")
+    moved_to = tmp_path / "moved"
+    args = ["data", "check", str(official), str(flat), "--quarantine", str(moved_to), "--rename-misnamed"]
+    assert run_cli(*args) == 0
+    assert not (flat / "rowing" / "scraped.php").exists() and not (flat / "rowing" / "scraped.jpg").exists()
+    assert (moved_to / "second" / "rowing" / "scraped.jpg").is_file()
+    assert run_cli("data", "check", str(official), str(flat), "--strict") == 0

@@ -433,8 +433,10 @@ def quarantine_across_sources(
         for named, name in zip(group.files[1:], group.sources[1:], strict=True):
             rel = named[len(name) + 1 :]
             report = reports[name]
-            source = report.root / rel
-            if not source.exists():
+            # --rename-misnamed ran first, source by source: a copy named a.php is a.jpg by now.
+            renamed = {r["path"]: r["to"] for r in (report.renamed or {}).get("renamed", [])}
+            source = report.root / renamed.get(rel, rel)
+            if not source.exists():  # an earlier group's move took it
                 continue
             link = None if source.is_symlink() else linked.get(os.path.realpath(source))
             if link is not None:
@@ -442,7 +444,7 @@ def quarantine_across_sources(
                 continue
             target_root = validate_quarantine_dir(report.root, Path(destination) / name)
             try:
-                dest = _move_no_overwrite(source, target_root / rel)
+                dest = _move_no_overwrite(source, target_root / source.relative_to(report.root))
             except OSError as exc:
                 failed.append({"path": named, "error": exc.strerror or str(exc)})
                 continue
