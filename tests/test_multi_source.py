@@ -496,6 +496,10 @@ def test_a_map_that_makes_two_folders_of_one_source_one_class_says_so(two_source
     assert scans[1].scan.classes == ["football"]
     said = "the label map makes the folders 'football', 'rowing' one class, 'football'"
     assert scans[1].scan.warnings[0] == said
+    # Also when --classes keeps that class (the warnings are made again for the subset).
+    mapped = sources_from_args(list(two_sources), ["second:rowing=football"], [])
+    scans = scan_sources(mapped, "football,polo")
+    assert scans[1].scan.warnings[0] == said
 
 
 def test_a_misnamed_copy_in_another_source_is_quarantined_after_its_rename(two_sources, tmp_path, run_cli):

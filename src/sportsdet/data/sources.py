@@ -253,6 +253,7 @@ def scan_sources(sources: Sources, classes: str | Iterable[str] | None = None) -
     """
     scans = []
     unused = set(sources.shared_map)
+    merges: dict[str, dict[str, list[str]]] = {}
     for source in sources.sources:
         scan = scan_dataset(source.path)
         folders = set(scan.classes) | set(scan.empty_classes)
@@ -266,6 +267,7 @@ def scan_sources(sources: Sources, classes: str | Iterable[str] | None = None) -
         unused -= set(shared)
         source = replace(source, label_map={**shared, **source.label_map})  # what it was, as recorded
         scans.append(SourceScan(source, _relabelled(scan, source.label_map)))
+        merges[source.name] = _map_merges(scan.classes, source.label_map)
     if unused:
         raise SportsdetError(
             f"--map: no source has a class {', '.join(repr(u) for u in sorted(unused))}; "
@@ -274,6 +276,8 @@ def scan_sources(sources: Sources, classes: str | Iterable[str] | None = None) -
     if classes is not None:
         wanted = _wanted_classes(classes, sorted({label for item in scans for label in item.scan.classes}))
         scans = [replace(item, scan=item.scan.restricted_to(sorted(wanted))) for item in scans]
+    for item in scans:
+        _warn_map_merges(item, merges[item.source.name])
     _refuse_silent_merges(scans, sources)
     _warn_case_clashes(scans)
     return scans
@@ -317,16 +321,25 @@ def _relabelled(scan: ScanResult, label_map: dict[str, str]) -> ScanResult:
         empty_classes=sorted({label_map.get(c, c) for c in scan.empty_classes}),
     )
     relabelled.warnings = scan_warnings(relabelled)
-    # Two folders of one source mapped to one name become one class: said, as --merge is across sources.
-    folders: dict[str, list[str]] = defaultdict(list)
-    for folder in scan.classes:
-        folders[label_map.get(folder, folder)].append(folder)
-    relabelled.warnings[:0] = [
-        f"the label map makes the folders {', '.join(repr(f) for f in names)} one class, {label!r}"
-        for label, names in sorted(folders.items())
-        if len(names) > 1
-    ]
     return relabelled
+
+
+def _map_merges(folders: list[str], label_map: dict[str, str]) -> dict[str, list[str]]:
+    """Classes a label map makes of two or more folders of one source -> those folders."""
+    merged: dict[str, list[str]] = defaultdict(list)
+    for folder in folders:
+        merged[label_map.get(folder, folder)].append(folder)
+    return {label: names for label, names in sorted(merged.items()) if len(names) > 1}
+
+
+def _warn_map_merges(item: SourceScan, merges: dict[str, list[str]]) -> None:
+    """Two folders of one source mapped to one name become one class: said, as --merge is across
+    sources (for the classes the run keeps)."""
+    item.scan.warnings[:0] = [
+        f"the label map makes the folders {', '.join(repr(f) for f in names)} one class, {label!r}"
+        for label, names in merges.items()
+        if label in item.scan.classes
+    ]
 
 
 def _refuse_silent_merges(scans: list[SourceScan], sources: Sources) -> None:
