@@ -510,16 +510,25 @@ def test_run_still_training_and_comparison_without_evaluation(tmp_path):
     config = json.loads((a.run / "config.json").read_text())
     config.update(versions={"torch": "2"}, options={"epochs": 200})
     (a.run / "config.json").write_text(json.dumps(config))
+    # Nothing to resume from yet: --resume would refuse ("never finished an epoch").
+    model = Page(write_report(a.run).read_text(encoding="utf-8")).by_id["model"]
+    assert f"before any checkpoint was kept. Start it again with sportsdet train ... --out {a.run} --force" \
+        in model
+    (a.run / "checkpoints").mkdir(exist_ok=True)
+    (a.run / "checkpoints" / "last.safetensors").write_bytes(b"a checkpoint")
     text = html.unescape(write_report(a.run).read_text(encoding="utf-8"))
-    epochs = len((a.run / "metrics.csv").read_text().splitlines()) - 1
-    said = f"This run has no model yet: its training stopped (or is still going) after {epochs} epoch(s) of"
-    assert f"{said} 200" in Page(text).by_id["model"]
+    stages = [row.split(",")[1] for row in (a.run / "metrics.csv").read_text().splitlines()[1:]]
+    head, tuned = stages.count("head"), len(stages) - stages.count("head")
+    assert head and tuned  # --epochs counts the fine-tuning epochs only: "23 epochs of 10" before
+    said = f"after {head} head epoch(s) and {tuned} fine-tuning epoch(s) of 200. Continue it with"
+    assert said in Page(text).by_id["model"]
     assert f"sportsdet train --out {a.run} --resume" in text and "sportsdet evaluate" not in text
     assert any(i["alt"] == "training curves" for i in Page(text).images)
     b = make_run(tmp_path / "b", n_classes=4, per_class=2)
     page = html.unescape(write_comparison([a.run, b.run], tmp_path / "c.html").read_text(encoding="utf-8"))
-    said = "a/run: no model yet (training stopped or still going); continue it with `sportsdet train --out"
-    assert f"{said} {a.run} --resume`" in page
+    said = "a/run: This run has no model yet: its training stopped (or is still going) after"
+    assert f"{said} {head} head" in page
+    assert f"sportsdet train --out {a.run} --resume`" in page
     assert "need an evaluation (metrics.json) for at least two runs" in page
     assert "training curves of all runs" in page
 

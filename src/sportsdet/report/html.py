@@ -11,7 +11,7 @@ import base64
 import datetime as _dt
 import math
 from collections.abc import Callable, Iterable
-from html import escape
+from html import escape, unescape
 from pathlib import Path
 from typing import Any
 
@@ -207,8 +207,16 @@ def _unfinished(inputs: ReportInputs) -> str | None:
     if run is None or (run / "model" / "bundle.json").is_file() or not (inputs.config or inputs.history):
         return None
     options = (inputs.config or {}).get("options")
-    planned = options.get("epochs") if isinstance(options, dict) else None
-    done = f"{len(inputs.history or [])} epoch(s)" + (f" of {planned}" if planned else "")
+    planned = f" of {options['epochs']}" if isinstance(options, dict) and options.get("epochs") else ""
+    history = inputs.history or []
+    head = sum(r.get("stage") == "head" for r in history)  # --epochs counts the stages after it
+    done = f"{len(history) - head} epoch(s){planned}"
+    if head:
+        done = f"{head} head epoch(s) and {len(history) - head} fine-tuning epoch(s){planned}"
+    if not (run / "checkpoints" / "last.safetensors").is_file():  # --resume has nothing to go on from
+        return (f"This run has no model yet: its training stopped (or is still going) after {done}, "
+                "before any checkpoint was kept. Start it again with <code>sportsdet train ... --out "
+                f"{escape(str(run))} --force</code>.")
     return (f"This run has no model yet: its training stopped (or is still going) after {done}. "
             f"Continue it with <code>sportsdet train --out {escape(str(run))} --resume</code>; the model, "
             "its evaluation and this report are written at the end.")
@@ -846,10 +854,12 @@ def render_comparison(runs: list[ReportInputs]) -> str:
     for name, run in zip(names, runs, strict=True):
         notes += [f"{name}: {n}" for n in run.notes]
         if not run.metrics:
-            unfinished = run.run_dir is not None and _unfinished(run)
-            notes.append(f"{name}: no model yet (training stopped or still going); continue it with "
-                         f"`sportsdet train --out {run.run_dir} --resume`" if unfinished
-                         else f"{name}: no evaluation (metrics.json) found; run `sportsdet evaluate` for it")
+            unfinished = _unfinished(run)
+            if unfinished:  # the page's sentence as plain text (notes are escaped when drawn)
+                said = unescape(unfinished.replace("<code>", "`").replace("</code>", "`"))
+                notes.append(f"{name}: {said}")
+            else:
+                notes.append(f"{name}: no evaluation (metrics.json) found; run `sportsdet evaluate` for it")
     sections = [
         ("metrics", "Headline metrics", _safe(lambda: _compare_metrics(runs, names), "metrics", notes)),
         ("deltas", "Per-class differences", _safe(lambda: _compare_classes(runs, names), "per-class", notes)),
