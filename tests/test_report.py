@@ -677,6 +677,8 @@ def test_out_path_a_new_folder_a_file_in_the_way_and_the_runs_own_files(tmp_path
         write_comparison([fake.run, fake.eval / "."], fake.run / "split.json")
     assert (fake.eval / "metrics.json").read_bytes() == before
     write_report(fake.run, tmp_path / "pages" / "report.html")  # an old page is replaced
+    for _ in range(2):  # also one written under a name without .html
+        write_report(fake.run, tmp_path / "myreport")
 
 
 def test_cli_out_folder_with_a_trailing_slash(tmp_path, monkeypatch, capsys):

@@ -38,9 +38,18 @@ def _out_path(out: str | Path | None, default: Path) -> Path:
     path = Path(out) if out is not None else default
     if path.is_dir() or (out is not None and str(out).endswith(("/", os.sep))):
         path = path / default.name
-    if path.exists() and path.suffix.lower() not in (".html", ".htm"):
+    if path.exists() and path.suffix.lower() not in (".html", ".htm") and not _is_html_page(path):
         raise SportsdetError(f"{path}: exists and is not an HTML page; give the report a new file name")
     return path
+
+
+def _is_html_page(path: Path) -> bool:
+    """A page this command wrote before under a name without .html (`-o myreport`)."""
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(15).lower() == b"<!doctype html>"
+    except OSError:
+        return False
 
 
 def write_report(
