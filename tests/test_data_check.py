@@ -453,3 +453,26 @@ def test_fifos_and_links_to_nothing_named_as_photos_are_bad_files_by_name(tmp_pa
     assert {m["path"] for m in result["moved"]} == set(found) and result["failed"] == []
     assert (tmp_path / "jail/train/polo/dangle.jpg").is_symlink()
     assert not (root / "train/polo/pipe.jpg").exists() and not (root / "train/polo/dangle.jpg").is_symlink()
+
+
+def test_a_quarantine_that_cannot_be_written_is_refused_before_checking(
+    messy: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    from sportsdet.cli import app
+    from sportsdet.data import check as check_module
+
+    # As another user under a read-only folder: every photo was decoded, then each move failed.
+    locked = tmp_path / "ro"
+    locked.mkdir()
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: Path(p) != locked and real_access(p, mode))
+    monkeypatch.setattr(check_module, "check_dataset", lambda *a, **k: pytest.fail("checked first"))
+    result = CliRunner().invoke(app, ["data", "check", str(messy), "--quarantine", str(locked / "q")])
+    assert isinstance(result.exception, SportsdetError)
+    assert f"cannot write in {locked} (no permission)" in str(result.exception)
+    # --preview given a folder was told to name it "report.json", which --preview refuses.
+    (tmp_path / "pv.png").mkdir()
+    result = CliRunner().invoke(app, ["data", "scan", str(messy), "--preview", str(tmp_path / "pv.png")])
+    assert f"give a file name such as {tmp_path / 'pv.png' / 'preview.png'}" in str(result.exception)

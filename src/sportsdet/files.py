@@ -42,13 +42,13 @@ def _umask() -> int:
     return mask
 
 
-def check_writable_file(path: str | Path, option: str) -> None:
+def check_writable_file(path: str | Path, option: str, example: str = "report.json") -> None:
     """Refuse, before any long work, an output file that cannot be written: a folder, a path
     through a file, or a folder this process may not write in. (atomic_write would say so too, but
     only after the minutes of work whose record it was to keep.)"""
     path = Path(path)
     if path.is_dir():
-        raise SportsdetError(f"{option} {path}: is a folder; give a file name such as {path / 'report.json'}")
+        raise SportsdetError(f"{option} {path}: is a folder; give a file name such as {path / example}")
     existing = next(p for p in (path.parent.absolute(), *path.parent.absolute().parents) if p.exists())
     if not existing.is_dir():
         raise SportsdetError(f"{option} {path}: {existing} is a file, not a folder; choose another path")

@@ -110,7 +110,7 @@ def scan(
     if preview is not None:  # refused before the scan, not after it
         if preview.suffix.lower() != ".png":
             raise SportsdetError(f"--preview {preview}: give a .png file name")
-        check_writable_file(preview, "--preview")
+        check_writable_file(preview, "--preview", "preview.png")
     if _is_multi(paths, maps):
         scans = scan_sources_from_cli(paths, maps, merge)
     else:

@@ -23,7 +23,8 @@ def report(
         "--out",
         "-o",
         help="Where to write the HTML file; a folder (or a name ending in /) gets report.html inside "
-        "(default: RUN_DIR/report.html; with --compare: ./comparison.html).",
+        "(comparison.html with --compare) (default: RUN_DIR/report.html; with --compare: "
+        "./comparison.html).",
         metavar="PATH",
     ),
     eval_dir: Path | None = typer.Option(

@@ -481,6 +481,8 @@ def validate_quarantine_dir(root: Path, quarantine: str | Path) -> Path:
     blocking = next(p for p in (target, *target.parents) if p.exists())
     if not blocking.is_dir():
         raise SportsdetError(f"--quarantine {quarantine}: {blocking} is a file, not a folder")
+    if not os.access(blocking, os.W_OK | os.X_OK):  # else every move fails, after the whole check
+        raise SportsdetError(f"--quarantine {quarantine}: cannot write in {blocking} (no permission)")
     return target
 
 
