@@ -56,11 +56,26 @@ def test_values_are_converted_to_their_declared_types() -> None:
         ({"head_lr": -1}, r"head_lr=-1.0: must be above 0"),
         ({"dropout": 1.5}, r"dropout=1.5: must be from 0 to under 1"),
         ({"head_epochs": -3}, r"head_epochs=-3: must be 0 or more"),
+        # A traceback, a run folder needing --force, or (bf16=off) the opposite of what was asked.
+        ({"extract_workers": -1}, r"extract_workers=-1: must be 0 or more"),
+        ({"extract_threads": -2}, r"extract_threads=-2: must be at least 1"),
+        ({"bf16": "off"}, r"bf16='off': use true, false or auto"),
+        ({"warmup_fraction": 5}, r"warmup_fraction=5.0: must be from 0 to under 1"),
+        ({"time_budget": "1h30"}, r"time budget '1h30': give the last number its unit, e.g. 1h30m"),
+        ({"recipe": "scratch", "optimizer": "adam"}, r"optimizer='adam': use adagrad, adamw, sgd"),
     ],
 )
 def test_bad_options_are_refused_before_anything_runs(given: dict, message: str) -> None:
     with pytest.raises(SportsdetError, match=message):
-        resolve_options(get_model_spec("lite0"), given)
+        resolve_options(get_model_spec("seed-cnn" if "optimizer" in given else "lite0"), given)
+
+
+def test_durations_with_units() -> None:
+    from sportsdet.training.schedule import parse_duration
+
+    assert [parse_duration(t) for t in ("90", "90s", "10m", "1h30m", "1m30s", "1h", "2.5m")] == [
+        90, 90, 600, 5400, 90, 3600, 150,
+    ]
 
 
 def test_scratch_recipe_refuses_transfer_only_options() -> None:

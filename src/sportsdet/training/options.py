@@ -189,10 +189,11 @@ def _coerce(key: str, value: Any, annotation: Any) -> Any:
 _AT_LEAST_ONE = ("epochs", "batch_size", "head_batch_size")
 _NOT_NEGATIVE = (
     "head_epochs", "weight_decay", "head_weight_decay", "lr_decay", "eps", "initial_accumulator_value",
-    "momentum", "aug_views", "warmup_fraction",
+    "momentum", "aug_views",
 )  # fmt: skip
 _POSITIVE = ("head_lr", "head_lr_mult")
-_UNDER_ONE = ("label_smoothing", "dropout")
+_UNDER_ONE = ("label_smoothing", "dropout", "warmup_fraction")
+OPTIMIZERS = ("adagrad", "adamw", "sgd")
 
 
 def _check_ranges(options: TrainOptions, model_name: str) -> None:
@@ -213,6 +214,17 @@ def _check_ranges(options: TrainOptions, model_name: str) -> None:
     for key in _UNDER_ONE:
         if key in present and not 0 <= present[key] < 1:
             raise SportsdetError(f"{_flag(key)}={present[key]}: must be from 0 to under 1")
+    # Checked here, before the run folder is made: they failed deep inside a recipe (a traceback,
+    # or a folder that then needed --force), or were taken for something else (bf16=off: on).
+    if "optimizer" in present and present["optimizer"] not in OPTIMIZERS:
+        raise SportsdetError(f"{_flag('optimizer')}={present['optimizer']!r}: use {', '.join(OPTIMIZERS)}")
+    if present.get("extract_workers", 0) < 0:
+        raise SportsdetError(f"{_flag('extract_workers')}={present['extract_workers']}: must be 0 or more")
+    threads = present.get("extract_threads")
+    if threads is not None and threads < 1:
+        raise SportsdetError(f"{_flag('extract_threads')}={threads}: must be at least 1 (unset: one per CPU)")
+    if isinstance(present.get("bf16"), str) and present["bf16"] != "auto":
+        raise SportsdetError(f"{_flag('bf16')}={present['bf16']!r}: use true, false or auto")
     if options.lr <= 0:
         raise SportsdetError(f"--lr must be positive, got {options.lr}")
     if options.patience is not None and options.patience < 0:

@@ -20,6 +20,9 @@ def parse_duration(value: Any) -> float | None:
         parts = re.fullmatch(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s?)?", text)
         if not text or parts is None or not any(parts.groups()):
             raise SportsdetError(f"time budget {value!r} not understood; write e.g. 10m, 90s or 1h30m")
+        if (parts.group(1) or parts.group(2)) and parts.group(3) and not text.endswith("s"):
+            # "1h30" read as 1 h 30 s; most mean 90 minutes: the unit of the last number is asked for
+            raise SportsdetError(f"time budget {value!r}: give the last number its unit, e.g. 1h30m or 1m30s")
         hours, minutes, secs = (float(g) if g else 0.0 for g in parts.groups())
         seconds = hours * 3600 + minutes * 60 + secs
     if seconds <= 0:
