@@ -142,8 +142,10 @@ def test_balanced_class_weights_make_a_rare_class_count_like_a_common_one() -> N
     plain = _context(TransferOptions(), counts).loss_function()
     assert plain.weight is None and plain.label_smoothing == 0.1
     balanced = _context(TransferOptions(class_weight="balanced", label_smoothing=0.0), counts).loss_function()
-    # n / (C * n_c) over the classes that have train photos: 40/(2*30), 40/(2*10); none has 0 weight.
-    assert balanced.weight.tolist() == pytest.approx([2 / 3, 2.0, 0.0])
+    # n / (C * n_c) over the classes that have train photos: 40/(2*30), 40/(2*10); one with none
+    # keeps 1 (at 0, a validation batch of only that class had a NaN loss: "training diverged").
+    assert balanced.weight.tolist() == pytest.approx([2 / 3, 2.0, 1.0])
+    assert torch.isfinite(balanced(torch.zeros(2, 3), torch.tensor([2, 2])))
     # Every photo of each class together weighs the same, and the mean weight per photo stays 1.
     assert 30 * balanced.weight[0] == pytest.approx(10 * balanced.weight[1])
     assert (30 * balanced.weight[0] + 10 * balanced.weight[1]) / 40 == pytest.approx(1.0)

@@ -191,7 +191,9 @@ class TrainContext:
         if self.options.class_weight == "balanced":
             labels = [label for _, label in self.manifest.items("train")]
             counts = np.bincount(labels, minlength=len(self.labels)).astype(np.float64)
-            weights = np.zeros_like(counts)
+            # A class with no training photos keeps weight 1: at 0, a validation batch of only that
+            # class had a weight sum of 0, a NaN loss, and the run stopped as "diverged".
+            weights = np.ones_like(counts)
             present = counts > 0
             weights[present] = len(labels) / (present.sum() * counts[present])
             weight = torch.from_numpy(weights).float()
