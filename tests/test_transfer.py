@@ -246,3 +246,12 @@ def test_a_resumed_run_keeps_the_fine_tuning_epochs_its_time_budget_planned(
     train(None, out=broken, resume=True, evaluate=False, report=False)
     assert [row[1] for row in _history(broken)] == ["head"] * 3 + ["finetune"] * 2
 
+
+
+def test_a_budget_that_leaves_nothing_to_train_says_so(split_tree, tmp_path, cache) -> None:
+    # head_epochs=0 and no fine-tuning epoch in the budget: "checkpoints/best.safetensors: checkpoint
+    # not found".
+    from sportsdet.errors import SportsdetError
+
+    with pytest.raises(SportsdetError, match="nothing was trained: head_epochs is 0 and the time budget"):
+        _train(split_tree, tmp_path / "run", head_epochs=0, time_budget="1s")

@@ -183,6 +183,11 @@ def fit_transfer(ctx: TrainContext) -> TrainResult:
         param.requires_grad_(False)
     head = _fit_head(ctx, model, features, loss_fn)
     top_net, epochs, finetune_speed = _fit_top(ctx, model, tap, head, features, loss_fn, started)
+    if not ctx.history:  # head_epochs=0 and a budget with no fine-tuning epoch: no checkpoint to load
+        raise SportsdetError(
+            "nothing was trained: head_epochs is 0 and the time budget leaves no fine-tuning epoch; give a "
+            "longer --time-budget, or --set head_epochs=1 or more"
+        )
     ctx.load_best(top_net)  # the best epoch of either stage (both hold the whole network)
     bf16 = top_net.bf16
     distance_head = _fit_distance_head(top_net, features, options.distance_sharpness)  # before calibration
