@@ -171,11 +171,14 @@ def test_a_fifo_named_like_an_image_never_blocks(colour_model: Path, tmp_path: P
     records = jsonl(sportsdet_cli("predict", "-m", str(colour_model), pattern, "-f", "jsonl", timeout=30))
     assert len(records) == 3 * len(CLASSES) + 1 and "named pipe" in records[str(fifo)]["error"]
 
-    # data check: the walker passes it over (and counts it); reading it directly is refused
+    # data check: the walker passes it over (and counts it), and it is listed as a bad file by name
+    # without being opened; reading it directly is refused
     proc = sportsdet_cli("data", "check", str(tree), "--report", str(tmp_path / "r.json"), timeout=60)
     assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
     report = json.loads((tmp_path / "r.json").read_text())
-    assert report["ignored"] == {"not-a-regular-file": 1} and report["checked"] == 3 * len(CLASSES)
+    assert report["ignored"] == {"not-a-regular-file": 1} and report["checked"] == 3 * len(CLASSES) + 1
+    [problem] = report["problems"]
+    assert problem["path"] == f"{CLASSES[0]}/x.jpg" and "unreadable" in problem.values()
     from sportsdet.data.check import check_file
 
     assert check_file(str(fifo), "x.jpg", None, CLASSES[0]).kind == "unreadable"
