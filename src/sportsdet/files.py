@@ -42,18 +42,29 @@ def _umask() -> int:
     return mask
 
 
+def nearest_existing(folder: str | Path) -> Path:
+    """`folder` (made absolute) when it exists, else its nearest parent that does."""
+    folder = Path(folder).absolute()
+    return next(p for p in (folder, *folder.parents) if p.exists())
+
+
+def check_writable_folder(folder: str | Path, option: str, shown: str | Path) -> None:
+    """Refuse, before any long work, a folder to write in (or to make) that cannot be: one under a
+    file, or under a folder this process may not write in. (The write would say so too, but only
+    after the minutes of work whose record it was to keep.)"""
+    existing = nearest_existing(folder)
+    if not existing.is_dir():
+        raise SportsdetError(f"{option} {shown}: {existing} is a file, not a folder; choose another path")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise SportsdetError(f"{option} {shown}: cannot write in {existing} (no permission); choose another")
+
+
 def check_writable_file(path: str | Path, option: str, example: str = "report.json") -> None:
-    """Refuse, before any long work, an output file that cannot be written: a folder, a path
-    through a file, or a folder this process may not write in. (atomic_write would say so too, but
-    only after the minutes of work whose record it was to keep.)"""
+    """`check_writable_folder` for an output file's folder; a folder given as the file is refused."""
     path = Path(path)
     if path.is_dir():
         raise SportsdetError(f"{option} {path}: is a folder; give a file name such as {path / example}")
-    existing = next(p for p in (path.parent.absolute(), *path.parent.absolute().parents) if p.exists())
-    if not existing.is_dir():
-        raise SportsdetError(f"{option} {path}: {existing} is a file, not a folder; choose another path")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise SportsdetError(f"{option} {path}: cannot write in {existing} (no permission); choose another")
+    check_writable_folder(path.parent, option, path)
 
 
 def atomic_write(path: str | Path, writer: Callable[[Path], None] | bytes | str) -> Path:
@@ -71,8 +82,8 @@ def atomic_write(path: str | Path, writer: Callable[[Path], None] | bytes | str)
         os.close(fd)
     except OSError as exc:
         # mkdir's "File exists" for a parent that is a file said nothing of which one.
-        blocking = next((p for p in (parent, *parent.parents) if p.exists()), None)
-        if blocking is not None and not blocking.is_dir():
+        blocking = nearest_existing(parent)
+        if not blocking.is_dir():
             raise SportsdetError(f"{path}: {blocking} is a file, not a folder; choose another path") from None
         raise SportsdetError(
             f"{path}: cannot write here ({exc.strerror or exc}); choose another path"

@@ -28,7 +28,15 @@ from typing import Any
 from sportsdet import imageio
 from sportsdet.data.discover import ScanResult, scan_dataset
 from sportsdet.errors import ImageLoadError, SportsdetError
-from sportsdet.files import cpu_count, is_hidden_name, sha256_file, stop_workers, worker_processes, write_json
+from sportsdet.files import (
+    check_writable_folder,
+    cpu_count,
+    is_hidden_name,
+    sha256_file,
+    stop_workers,
+    worker_processes,
+    write_json,
+)
 from sportsdet.near_copies import DECODE_SIZE, hash_picture, near_copy_pairs
 
 CHECK_FORMAT = "sportsdet-check/1"
@@ -478,11 +486,7 @@ def validate_quarantine_dir(root: Path, quarantine: str | Path) -> Path:
             )
     if target.exists() and not target.is_dir():
         raise SportsdetError(f"--quarantine {quarantine}: exists and is not a folder")
-    blocking = next(p for p in (target, *target.parents) if p.exists())
-    if not blocking.is_dir():
-        raise SportsdetError(f"--quarantine {quarantine}: {blocking} is a file, not a folder")
-    if not os.access(blocking, os.W_OK | os.X_OK):  # else every move fails, after the whole check
-        raise SportsdetError(f"--quarantine {quarantine}: cannot write in {blocking} (no permission)")
+    check_writable_folder(target, "--quarantine", quarantine)  # else every move fails, after the check
     return target
 
 
