@@ -307,26 +307,32 @@ def _drop_stale_run_eval(inputs: ReportInputs) -> None:
         inputs.eval_dir = None  # _read_other_evals says so, as for the run's other evaluations
 
 
+def _another_model(metrics: Any, bundle: Path | None, weights: Any) -> bool:
+    """An evaluation that scored another bundle than `bundle` (whose weights hash is `weights`):
+    another path and other weights (a run moved since keeps its weights; one trained again keeps
+    its path)."""
+    if not isinstance(metrics, dict) or bundle is None:
+        return False
+    scored, scored_weights = metrics.get("bundle"), metrics.get("weights_sha256")
+    if not (isinstance(scored, str) and scored and weights and scored_weights and scored_weights != weights):
+        return False
+    return Path(scored).resolve() != Path(bundle).resolve()
+
+
 def _scored_another_bundle(ev: Path, run: Path) -> bool:
-    """True when an evaluation folder inside `run` scored another bundle than the run's: another
-    path and other weights (a run moved since keeps its weights; one trained again keeps its path)."""
+    """`_another_model` for an evaluation folder inside `run`, read before the run is."""
     try:
         metrics = json.loads((ev / "metrics.json").read_text(encoding="utf-8"))
         weights = json.loads((run / "model" / "bundle.json").read_text(encoding="utf-8"))["weights"]["sha256"]
     except (OSError, ValueError, KeyError, TypeError):
         return False
-    scored = metrics.get("bundle") if isinstance(metrics, dict) else None
-    if not isinstance(scored, str) or not scored or Path(scored).resolve() == (run / "model").resolve():
-        return False
-    return bool(metrics.get("weights_sha256")) and metrics["weights_sha256"] != weights
+    return _another_model(metrics, run / "model", weights)
 
 
 def _of_another_bundle(inputs: ReportInputs, metrics: dict[str, Any]) -> bool:
-    """An evaluation that scored another bundle than the run's: another path and other weights."""
-    scored = metrics.get("bundle")
-    if not (scored and inputs.bundle_path and _of_an_earlier_model(inputs, metrics)):
-        return False
-    return Path(scored).resolve() != Path(inputs.bundle_path).resolve()
+    """`_another_model` against the run's bundle."""
+    weights = ((inputs.bundle or {}).get("weights") or {}).get("sha256")
+    return _another_model(metrics, inputs.bundle_path, weights)
 
 
 def _check_eval_of_this_model(inputs: ReportInputs, *, named: bool) -> None:
