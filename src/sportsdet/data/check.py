@@ -446,9 +446,9 @@ def quarantine_across_sources(
             source = report.root / renamed.get(rel, rel)
             if not source.exists():  # an earlier group's move took it
                 continue
-            link = None if source.is_symlink() else linked.get(os.path.realpath(source))
-            if link is not None:
-                failed.append({"path": named, "error": _LINKED % link})
+            breaks = _breaks_a_kept_link(source, linked)
+            if breaks:
+                failed.append({"path": named, "error": breaks})
                 continue
             target_root = validate_quarantine_dir(report.root, Path(destination) / name)
             try:
@@ -549,6 +549,12 @@ def _linked_from(kept: Iterable[Path]) -> dict[str, str]:
     return {os.path.realpath(path): str(path) for path in kept if path.is_symlink()}
 
 
+def _breaks_a_kept_link(source: Path, linked: dict[str, str]) -> str | None:
+    """Why `source` must stay (a kept link points at it), or None: `linked` is `_linked_from`'s."""
+    link = None if source.is_symlink() else linked.get(os.path.realpath(source))
+    return None if link is None else _LINKED % link
+
+
 def quarantine_files(
     report: CheckReport, destination: str | Path, *, include_duplicates: bool = True
 ) -> dict[str, Any]:
@@ -566,9 +572,9 @@ def quarantine_files(
     linked = _linked_from(report.root / group.keep for group in [*report.duplicates, *report.near_copies])
     for rel, reason in to_move:
         source = report.root / rel
-        link = None if source.is_symlink() else linked.get(os.path.realpath(source))
-        if link is not None:
-            failed.append({"path": rel, "reason": reason, "error": _LINKED % link})
+        breaks = _breaks_a_kept_link(source, linked)
+        if breaks:
+            failed.append({"path": rel, "reason": reason, "error": breaks})
             continue
         try:
             dest = _move_no_overwrite(source, target_root / rel)
