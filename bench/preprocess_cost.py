@@ -36,13 +36,15 @@ def per_photo_ms(step: Callable[[Any], Any], inputs: list[Any], repeats: int) ->
     """Median over passes of the mean milliseconds per input (one warm-up pass first)."""
     for item in inputs[:5]:
         step(item)
-    passes = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        for item in inputs:
-            step(item)
-        passes.append((time.perf_counter() - start) / len(inputs) * 1000)
-    return float(np.median(passes))
+    return float(np.median([_pass_ms(step, inputs) for _ in range(repeats)]))
+
+
+def _pass_ms(step: Callable[[Any], Any], inputs: list[Any]) -> float:
+    """Mean milliseconds per input of one pass over `inputs`."""
+    start = time.perf_counter()
+    for item in inputs:
+        step(item)
+    return (time.perf_counter() - start) / len(inputs) * 1000
 
 
 def paired_ms(
@@ -57,11 +59,7 @@ def paired_ms(
     for number in range(repeats):
         order = (0, 1) if number % 2 == 0 else (1, 0)
         for which in order:
-            step = (first, second)[which]
-            start = time.perf_counter()
-            for item in inputs:
-                step(item)
-            passes[which].append((time.perf_counter() - start) / len(inputs) * 1000)
+            passes[which].append(_pass_ms((first, second)[which], inputs))
     return float(np.median(passes[0])), float(np.median(passes[1]))
 
 
