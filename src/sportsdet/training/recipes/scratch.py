@@ -9,7 +9,7 @@ import torch
 from sportsdet.errors import SportsdetError
 from sportsdet.models import build_model
 from sportsdet.training.loop import TrainContext, TrainResult, run_epochs
-from sportsdet.training.options import ScratchOptions
+from sportsdet.training.options import OPTIMIZERS, ScratchOptions
 
 
 def make_optimizer(name: str, params: Iterable, options: ScratchOptions) -> torch.optim.Optimizer:
@@ -28,7 +28,7 @@ def make_optimizer(name: str, params: Iterable, options: ScratchOptions) -> torc
         return torch.optim.AdamW(params, lr=lr, weight_decay=options.weight_decay)
     if name == "sgd":
         return torch.optim.SGD(params, lr=lr, momentum=options.momentum, weight_decay=options.weight_decay)
-    raise SportsdetError(f"unknown optimizer {name!r} in the training options; use adagrad, adamw or sgd")
+    raise SportsdetError(f"unknown optimizer {name!r} in the training options; use {', '.join(OPTIMIZERS)}")
 
 
 def fit_scratch(ctx: TrainContext) -> TrainResult:
