@@ -13,7 +13,7 @@ from conftest import CLASSES, make_image_tree
 from sportsdet.errors import SportsdetError
 from sportsdet.training.options import TransferOptions
 from sportsdet.training.recipes.transfer import ArrayBatches
-from sportsdet.training.schedule import parse_duration, plan_schedule
+from sportsdet.training.schedule import extra_views, parse_duration, plan_schedule
 
 TINY = {"input_size": 64, "head_epochs": 3, "epochs": 1, "batch_size": 8, "head_lr": 1e-2}
 
@@ -131,20 +131,36 @@ def test_parse_duration() -> None:
             parse_duration(bad)
 
 
+def _all_missing(options: TransferOptions, n: int) -> dict[str, int]:
+    return {view: n for view in ["center", *extra_views(options)]}
+
+
 def test_budget_drops_views_that_do_not_fit() -> None:
     options = TransferOptions(aug_views=2, feature_flip=True, epochs=3, time_budget="10m")
     # 13,500 photos at 45 img/s is 300 s per view: only the photo itself fits in 60% of 600 s.
-    plan = plan_schedule(options, 13500, 13500, 45.0)
+    plan = plan_schedule(options, _all_missing(options, 13500), 45.0)
     assert plan["aug_views"] == 0 and plan["feature_flip"] is False
+    assert plan["dropped"] == ["aug1", "aug0", "flip"]
     # Everything cached already: all views are free.
-    plan = plan_schedule(options, 13500, 0, 45.0)
-    assert plan["aug_views"] == 2 and plan["feature_flip"] is True
-    assert plan_schedule(TransferOptions(aug_views=1, epochs=2), 10, 10, 1.0)["budget_s"] is None
+    plan = plan_schedule(options, {}, 45.0)
+    assert plan["aug_views"] == 2 and plan["feature_flip"] is True and plan["dropped"] == []
+    assert plan_schedule(TransferOptions(aug_views=1, epochs=2), {"center": 10}, 1.0)["budget_s"] is None
     # Black and white goes before the mirror: 100 s per view, 60% of 400 s holds only one extra.
     options = TransferOptions(grey_view=0.2, feature_flip=True, epochs=1, time_budget="400s")
-    plan = plan_schedule(options, 4500, 4500, 45.0)
+    plan = plan_schedule(options, _all_missing(options, 4500), 45.0)
     assert plan["grey_view"] is False and plan["feature_flip"] is True
-    assert plan_schedule(options, 4500, 0, 45.0)["grey_view"] is True
+    assert plan_schedule(options, {}, 45.0)["grey_view"] is True
+
+
+def test_budget_charges_each_view_its_own_missing_photos() -> None:
+    # The mirror view is cached and the crop view is not: keeping the mirror costs nothing, and
+    # the crop's 300 s do not fit in 60% of 400 s (it was charged the mirror's count: 0).
+    options = TransferOptions(aug_views=1, feature_flip=True, epochs=1, time_budget="400s")
+    plan = plan_schedule(options, {"center": 0, "flip": 0, "aug0": 13500}, 45.0)
+    assert plan["feature_flip"] is True and plan["aug_views"] == 0 and plan["dropped"] == ["aug0"]
+    # The other way round: the crop view is cached, the mirror is not and does not fit.
+    plan = plan_schedule(options, {"center": 0, "flip": 13500, "aug0": 0}, 45.0)
+    assert plan["feature_flip"] is False and plan["aug_views"] == 1
 
 
 def test_array_batches_mix_views_and_cover_every_row() -> None:
@@ -255,3 +271,39 @@ def test_a_budget_that_leaves_nothing_to_train_says_so(split_tree, tmp_path, cac
 
     with pytest.raises(SportsdetError, match="nothing was trained: head_epochs is 0 and the time budget"):
         _train(split_tree, tmp_path / "run", head_epochs=0, time_budget="1s")
+
+
+def test_a_budget_drops_an_uncached_view_aloud_and_keeps_a_cached_one(split_tree, tmp_path, cache, capsys):
+    from sportsdet.bundle import load_bundle
+    from sportsdet.train import train
+
+    def run(name: str, **options) -> list[str]:
+        options = {**TINY, "calibrate": False, **options}
+        train(split_tree, out=tmp_path / name, model="lite0", options=options, evaluate=False, report=False)
+        return load_bundle(tmp_path / name / "model").training["transfer"]["views"]
+
+    torch.set_num_threads(2)
+    # 1 s cannot hold extracting 18 photos twice: the mirror view is dropped, and said to be.
+    assert run("tight", time_budget="1s") == ["center"]
+    assert "leaves no time to extract the mirror view" in capsys.readouterr().err
+    # Once a run has cached the mirror view, the same budget keeps it: it costs nothing.
+    assert run("full") == ["center", "flip"]
+    assert run("cached", time_budget="1s") == ["center", "flip"]
+    assert "leaves no time" not in capsys.readouterr().err
+
+
+def test_fine_tuning_speed_is_timed_at_the_batch_the_epochs_run(split_tree, tmp_path, cache, monkeypatch):
+    # --batch-size 4096 on 18 photos: the timing step built a 4096-row batch (memory in GBs at
+    # full size) although no epoch ever runs more than 18 rows at once.
+    import sportsdet.training.recipes.transfer as transfer
+
+    timed: list[int] = []
+    real = transfer.measure_train_speed
+
+    def spy(module, sample, batch: int) -> float:
+        timed.append(batch)
+        return real(module, sample, batch)
+
+    monkeypatch.setattr(transfer, "measure_train_speed", spy)
+    _train(split_tree, tmp_path / "run", batch_size=4096, calibrate=False)
+    assert timed == [18]

@@ -153,6 +153,23 @@ def load_shards(folder: Path, want_tap: bool) -> dict[bytes, tuple[np.ndarray, n
     return found
 
 
+def cached_digests(folder: Path, want_tap: bool) -> set[bytes]:
+    """The photos (file digests) a cache folder already holds, reading only the shards' `sha`
+    rows, not their features (a folder of tap activations can hold gigabytes)."""
+    from safetensors import safe_open
+
+    found: set[bytes] = set()
+    for shard in sorted(folder.glob("shard-*.safetensors")):
+        try:
+            with safe_open(str(shard), framework="numpy") as handle:
+                if want_tap and "tap" not in handle.keys():
+                    continue
+                found.update(bytes(sha) for sha in handle.get_tensor("sha"))
+        except Exception:  # a damaged shard holds nothing (load_shards drops it)
+            continue
+    return found
+
+
 def _write_shard(folder: Path, shas: list[bytes], pooled: np.ndarray, tap: np.ndarray | None) -> None:
     from safetensors.numpy import save_file
 

@@ -30,42 +30,48 @@ def parse_duration(value: Any) -> float | None:
     return seconds
 
 
-def plan_schedule(
-    options: Any,
-    n_train: int,
-    n_missing_extractions: int,
-    extract_img_s: float,
-) -> dict[str, Any]:
+def extra_views(options: Any) -> list[str]:
+    """The cached train views asked for besides the photo itself ("center"), in feature_cache's names."""
+    views = ["flip"] if options.feature_flip else []
+    views += [f"aug{i}" for i in range(int(options.aug_views or 0))]
+    return views + (["grey"] if float(getattr(options, "grey_view", 0.0) or 0.0) > 0 else [])
+
+
+def plan_schedule(options: Any, missing: dict[str, int], extract_img_s: float) -> dict[str, Any]:
     """Views and epochs to run within options.time_budget (unchanged without a budget).
 
-    `options` is a TransferOptions. The feature extraction still to do is charged first (it is
-    reused by later runs), then stage 1 (a few seconds); what remains goes to stage 2 epochs,
-    decided once their speed is measured. Mirror and crop views are dropped before the budget
-    runs out for the photos themselves (crops first, then black and white, then the mirror).
+    `options` is a TransferOptions; `missing` is how many train photos each view ("center",
+    "flip", "aug0", ..., "grey") still has to extract (a view not in it counts as cached). That
+    extraction is charged first (it is reused by later runs), then stage 1 (a few seconds);
+    what remains goes to stage 2 epochs, decided once their speed is measured. Crop views are
+    dropped before the budget runs out for the photos themselves (the last crop first), then
+    black and white, then the mirror; `dropped` names them.
     """
-    plan = {
-        "aug_views": int(options.aug_views or 0),
-        "grey_view": float(getattr(options, "grey_view", 0.0) or 0.0) > 0,
-        "feature_flip": bool(options.feature_flip),
+    kept = ["center", *extra_views(options)]
+    plan: dict[str, Any] = {
         "finetune_epochs": int(options.epochs or 0),
         "budget_s": parse_duration(options.time_budget),
     }
     budget = plan["budget_s"]
-    if budget is None:
-        return plan
-    # Extraction per view (only what is not cached yet counts); keep views that fit in 60%.
-    per_view = n_missing_extractions / max(extract_img_s, 1e-6)
 
-    def views() -> int:
-        return 1 + plan["feature_flip"] + plan["grey_view"] + plan["aug_views"]
+    def extract_s() -> float:
+        return sum(missing.get(view, 0) for view in kept) / max(extract_img_s, 1e-6)
 
-    while plan["aug_views"] > 0 and per_view * views() > 0.6 * budget:
-        plan["aug_views"] -= 1
-    if plan["grey_view"] and per_view * views() > 0.6 * budget:
-        plan["grey_view"] = False
-    if plan["feature_flip"] and per_view * views() > 0.6 * budget:
-        plan["feature_flip"] = False
-    plan["extract_s_estimate"] = round(per_view * views(), 1)
+    dropped: list[str] = []
+    if budget is not None:
+        # Keep the views whose extraction fits in 60% of the budget.
+        crops = [view for view in kept if view.startswith("aug")]
+        for view in [*reversed(crops), "grey", "flip"]:
+            if view in kept and missing.get(view, 0) and extract_s() > 0.6 * budget:  # a cached view is free
+                kept.remove(view)
+                dropped.append(view)
+        plan["extract_s_estimate"] = round(extract_s(), 1)
+    plan.update(
+        aug_views=sum(view.startswith("aug") for view in kept),
+        grey_view="grey" in kept,
+        feature_flip="flip" in kept,
+        dropped=dropped,
+    )
     return plan
 
 

@@ -37,14 +37,14 @@ from sportsdet.models.stages import TopOfNetwork, default_tap, trunk_stages
 from sportsdet.training import distributed
 from sportsdet.training.feature_cache import (
     FeatureKey,
+    cached_digests,
     extract_features,
     file_digest,
-    load_shards,
     measured_speed,
 )
 from sportsdet.training.loop import TrainContext, TrainResult, run_epochs
 from sportsdet.training.options import TransferOptions
-from sportsdet.training.schedule import cosine_with_warmup, parse_duration, plan_schedule
+from sportsdet.training.schedule import cosine_with_warmup, extra_views, parse_duration, plan_schedule
 
 # Throughput assumed before anything was measured on this machine (Lite0, 2-core CPU).
 _ASSUMED_EXTRACT_IMG_S = 45.0
@@ -249,20 +249,26 @@ def _extract(ctx: TrainContext, model: nn.Module, tap: int, started: float) -> C
         distributed.barrier()
         return run(paths, False)
 
-    def missing(view: str) -> int:
-        folder = FeatureKey(spec.name, pre, view, tap).folder()
-        if not folder.is_dir():
-            return len(train_paths)
-        done = load_shards(folder, True)
-        return sum(file_digest(p) not in done for p in train_paths)
-
+    # Under a time budget, what each view still has to extract (counted before any of it runs).
+    budget = options.time_budget is not None
+    digests = {file_digest(p) for p in train_paths} if budget else set()
+    missing = {
+        view: len(digests - cached_digests(FeatureKey(spec.name, pre, view, tap).folder(), want_tap=True))
+        for view in (["center", *extra_views(options)] if budget else [])
+    }
     # The photos themselves first; then, within the budget, the extra views, planned with the
     # extraction speed just measured on this machine (a fresh cache has no record of it).
     train_views = [features(train_paths, "center", "train")]
     speed = measured_speed(FeatureKey(spec.name, pre, "center", tap)) or _ASSUMED_EXTRACT_IMG_S
-    budget = options.time_budget is not None
-    plan = plan_schedule(options, len(train_paths), missing("flip") if budget else 0, speed)
+    plan = plan_schedule(options, missing, speed)
     plan = distributed.broadcast_json(plan)  # every rank extracts and trains the same views
+    if plan["dropped"]:  # said, not silent: config.json keeps what was asked, the bundle what ran
+        ctx.console.print(
+            f"[yellow]time budget:[/] {plan['budget_s']:.0f}s leaves no time to extract the "
+            f"{', '.join(map(_view_name, plan['dropped']))} view(s) "
+            f"(~{plan['extract_s_estimate']:.0f}s of extraction kept at {speed:.0f} img/s)",
+            highlight=False,
+        )
     views = ["center"] + (["flip"] if plan["feature_flip"] else [])
     views += [f"aug{i}" for i in range(plan["aug_views"])]
     views += ["grey"] if plan["grey_view"] else []
@@ -280,6 +286,11 @@ def _extract(ctx: TrainContext, model: nn.Module, tap: int, started: float) -> C
         seconds=time.perf_counter() - started,
         view_weights=weights,
     )
+
+
+def _view_name(view: str) -> str:
+    """A cached view as a user reads it (feature_cache names them "flip", "grey", "aug<N>")."""
+    return {"flip": "mirror", "grey": "black-and-white"}.get(view) or f"random-crop {int(view[3:]) + 1}"
 
 
 def _fit_head(ctx: TrainContext, model: nn.Module, features: CachedFeatures, loss_fn: nn.Module) -> nn.Linear:
@@ -338,7 +349,10 @@ def _fit_top(
     epochs = int(options.epochs)
     speed = None
     if epochs > 0:
-        speed = measure_train_speed(top_net, features.train_views[0]["tap"], options.batch_size)
+        # Timed at the batch the epochs will run (a --batch-size above the photo count is not
+        # allocated just to be timed).
+        step = min(options.batch_size, len(features.train_labels))
+        speed = measure_train_speed(top_net, features.train_views[0]["tap"], step)
         resumed = (ctx.resume[1].get("recipe_state") or {}) if ctx.resume is not None else {}
         plan = ctx.recipe_state.get("finetune_plan") or resumed.get("finetune_plan") or {}
         if plan.get("asked") == epochs:  # resumed: the epochs (and their schedule) planned at the start
