@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ from typer.testing import CliRunner
 from sportsdet.cli import app
 from sportsdet.errors import SportsdetError
 from sportsdet.models import get_model_spec
-from sportsdet.training.options import ScratchOptions, TransferOptions, resolve_options
+from sportsdet.training.options import NULL, ScratchOptions, TransferOptions, resolve_options
 
 
 def test_recipe_defaults_model_overrides_and_caller_values_in_that_order() -> None:
@@ -63,6 +64,8 @@ def test_values_are_converted_to_their_declared_types() -> None:
         ({"warmup_fraction": 5}, r"warmup_fraction=5.0: must be from 0 to under 1"),
         ({"time_budget": "1h30"}, r"time budget '1h30': give the last number its unit, e.g. 1h30m"),
         ({"recipe": "scratch", "optimizer": "adam"}, r"optimizer='adam': use adagrad, adamw, sgd"),
+        ({"curves_every": 0}, r"curves_every must be at least 1"),  # was taken for 1 in silence
+        ({"epochs": NULL}, r"--epochs=null: expected a whole number \(this option cannot be null\)"),
     ],
 )
 def test_bad_options_are_refused_before_anything_runs(given: dict, message: str) -> None:
@@ -102,6 +105,43 @@ def test_recipe_and_model_that_do_not_go_together(image_tree: Path, tmp_path: Pa
     photo = next(image_tree.rglob("*.jpg"))
     (labelled,) = Predictor(run / "model", backend="torch").predict_sources([str(photo)])
     assert labelled.error is None and labelled.top_k
+
+
+def test_another_recipe_does_not_take_the_models_own_defaults() -> None:
+    # Lite2's registry defaults (feature_flip, finetune epochs...) are for the transfer recipe: with
+    # --set recipe=scratch they were refused as "unknown training option(s) feature_flip".
+    options = resolve_options(get_model_spec("lite2"), {"recipe": "scratch", "epochs": 2})
+    assert isinstance(options, ScratchOptions) and options.epochs == 2 and options.lr == ScratchOptions.lr
+
+
+def test_null_from_set_means_none_not_the_default() -> None:
+    from sportsdet.cli.train import _parse_sets
+
+    given = _parse_sets(["abstain_coverage=null", "label_smoothing=0.2"])
+    assert given == {"abstain_coverage": NULL, "label_smoothing": 0.2}
+    # abstain_coverage=null stayed 0.95: None was read as "not given".
+    assert resolve_options(get_model_spec("lite0"), given).abstain_coverage is None
+    assert resolve_options(get_model_spec("lite0"), {"abstain_coverage": None}).abstain_coverage == 0.95
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        # The flag won over the --set in silence.
+        (["--epochs", "1", "--set", "epochs=3"], r"--epochs 1 and --set epochs=3 disagree; give the option"),
+        # A TypeError traceback from inside the recipe, after the run folder was laid out.
+        (["--set", 'model_config={"dropp_rate": 0.5}'], r'model_config=\{"dropp_rate": 0.5\}: lite0 does'),
+    ],
+)
+def test_cli_refuses_contradictions_and_a_model_config_the_model_does_not_take(
+    image_tree: Path, tmp_path: Path, extra: list[str], message: str
+) -> None:
+    from sportsdet.cli import main  # noqa: F401  (the entry point wraps SportsdetError into one line)
+
+    result = CliRunner().invoke(app, ["train", str(image_tree), "--out", str(tmp_path / "run"), *extra])
+    assert result.exit_code != 0 and isinstance(result.exception, SportsdetError)
+    assert re.search(message, str(result.exception)), str(result.exception)
+    assert not (tmp_path / "run").exists()  # refused before the run folder was made
 
 
 def test_cli_names_the_unknown_key_and_lists_the_known_ones(image_tree: Path, tmp_path: Path) -> None:

@@ -307,3 +307,15 @@ def test_fine_tuning_speed_is_timed_at_the_batch_the_epochs_run(split_tree, tmp_
     monkeypatch.setattr(transfer, "measure_train_speed", spy)
     _train(split_tree, tmp_path / "run", batch_size=4096, calibrate=False)
     assert timed == [18]
+
+
+def test_more_finetune_stages_than_the_model_has_are_recorded_as_trained(split_tree, tmp_path, cache, capsys):
+    # finetune_stages=20 trained Lite0's 8 stages above the stem, and the bundle said 20; --workers
+    # (the scratch recipe's photo loader) was recorded and used by nothing, in silence.
+    from sportsdet.bundle import load_bundle
+
+    _train(split_tree, tmp_path / "run", finetune_stages=20, workers=1, calibrate=False)
+    assert load_bundle(tmp_path / "run" / "model").training["transfer"]["trainable_stages"] == 8
+    said = " ".join(capsys.readouterr().err.split())
+    assert "lite0 has 8 trunk stages that can be fine-tuned; training those, not finetune_stages=20" in said
+    assert "--workers 1 not used by the transfer recipe" in said

@@ -20,6 +20,8 @@ from sportsdet.errors import SportsdetError
 
 def _parse_sets(pairs: list[str]) -> dict[str, Any]:
     """--set key=value pairs; values are read as JSON when they parse (numbers, true, null, lists)."""
+    from sportsdet.training.options import NULL
+
     options: dict[str, Any] = {}
     for pair in pairs:
         key, sep, raw = pair.partition("=")
@@ -27,9 +29,25 @@ def _parse_sets(pairs: list[str]) -> dict[str, Any]:
         if not sep or not key:
             raise SportsdetError(f"--set {pair!r}: expected KEY=VALUE, e.g. --set label_smoothing=0.1")
         try:
-            options[key] = json.loads(raw)
+            value = json.loads(raw)
         except json.JSONDecodeError:
-            options[key] = raw
+            value = raw
+        options[key] = NULL if value is None else value  # null: set to none, not "not given"
+    return options
+
+
+def _merge_flags(options: dict[str, Any], flags: dict[str, Any]) -> dict[str, Any]:
+    """--set values plus the flags given; a flag and a --set that disagree are refused (which won
+    was a silent accident)."""
+    for key, value in flags.items():
+        if value is None:
+            continue
+        if key in options and options[key] != value:
+            flag = "--" + key.replace("_", "-")
+            raise SportsdetError(
+                f"{flag} {value} and --set {key}={options[key]!r} disagree; give the option once"
+            )
+        options[key] = value
     return options
 
 
@@ -59,7 +77,12 @@ def train(
     classes: str | None = typer.Option(
         None, "--classes", help='Train on these classes only, comma-separated: "croquet,polo,rowing".'
     ),
-    epochs: int | None = typer.Option(None, "--epochs", help="Epochs to train (default: the model's)."),
+    epochs: int | None = typer.Option(
+        None,
+        "--epochs",
+        help="Epochs to train (default: the model's). Pretrained models: the fine-tuning epochs, after "
+        "a head trained for --set head_epochs on cached features.",
+    ),
     batch_size: int | None = typer.Option(
         None, "--batch-size", help="Images per step (default: the model's)."
     ),
@@ -77,8 +100,9 @@ def train(
     workers: int | None = typer.Option(
         None,
         "--workers",
-        help="Processes decoding images (0: in the main process). Small datasets are decoded once and "
-        "cached, which makes 0 the fastest (default: 0).",
+        help="Processes decoding images (0: in the main process) for the from-scratch recipe (seed-cnn). "
+        "Small datasets are decoded once and cached, which makes 0 the fastest (default: 0). "
+        "Pretrained models decode each photo once into a feature cache: --set extract_workers=N.",
     ),
     time_budget: str | None = typer.Option(
         None,
@@ -126,8 +150,7 @@ def train(
     """
     from sportsdet.train import train as run_training
 
-    options = _parse_sets(set_options)
-    given = {
+    flags = {
         "epochs": epochs,
         "batch_size": batch_size,
         "lr": lr,
@@ -135,7 +158,7 @@ def train(
         "workers": workers,
         "time_budget": time_budget,
     }
-    options.update({key: value for key, value in given.items() if value is not None})
+    options = _merge_flags(_parse_sets(set_options), flags)
     result = run_training(
         data or None,
         out=out,

@@ -28,6 +28,9 @@ MAX_SHARPNESS = 16.0
 MIN_INPUT_SIZE, MAX_INPUT_SIZE = 16, 1024
 # Values of `class_weight` (see TrainContext.loss_function).
 CLASS_WEIGHTS = ("none", "balanced")
+# `--set KEY=null`: the option set to None on purpose (e.g. abstain_coverage=null: no threshold),
+# which a plain None ("not given") cannot say. resolve_options turns it into None.
+NULL = "\x00null"
 # Options a resumed run may change; everything else comes from the run's config.json.
 RESUME_OVERRIDABLE = ("epochs", "patience", "workers")
 
@@ -181,12 +184,14 @@ def _coerce(key: str, value: Any, annotation: Any) -> Any:
         for k in allowed
         if k is not type(None)
     )
+    if value is None:
+        raise SportsdetError(f"{_flag(key)}=null: expected {names} (this option cannot be null)")
     raise SportsdetError(f"{_flag(key)}={value!r}: expected {names}")
 
 
 # Ranges of the numeric options a recipe may have (checked where the recipe has them): out of
 # range, they failed deep inside PyTorch with a traceback, after the run folder was made.
-_AT_LEAST_ONE = ("epochs", "batch_size", "head_batch_size")
+_AT_LEAST_ONE = ("epochs", "batch_size", "head_batch_size", "curves_every")
 _NOT_NEGATIVE = (
     "head_epochs", "weight_decay", "head_weight_decay", "lr_decay", "eps", "initial_accumulator_value",
     "momentum", "aug_views",
@@ -269,7 +274,8 @@ def _check_ranges(options: TrainOptions, model_name: str) -> None:
 def resolve_options(spec: Any, given: dict[str, Any] | None = None) -> TrainOptions:
     """The model's recipe options: recipe defaults < spec.train_defaults < `given` (None: not given)."""
     given = {k.replace("-", "_"): v for k, v in (given or {}).items() if v is not None}
-    recipe = str(given.get("recipe") or spec.train_defaults.get("recipe", "scratch"))
+    own_recipe = spec.train_defaults.get("recipe", "scratch")
+    recipe = str(given.get("recipe") or own_recipe)
     cls = options_class(recipe)
     if recipe == "transfer" and str(getattr(spec, "weight_source", "")).startswith("none"):
         # Said before the run folder is laid out (or, with --force, an old run removed).
@@ -277,7 +283,9 @@ def resolve_options(spec: Any, given: dict[str, Any] | None = None) -> TrainOpti
             f"{spec.name} has no pretrained weights, so it cannot use the transfer recipe: it is trained "
             "from scratch (leave out --set recipe=transfer, or choose a pretrained model: `sportsdet models`)"
         )
-    values = {**spec.train_defaults, **given, "recipe": recipe}
+    # The model's own defaults are for its own recipe (Lite2's feature_flip means nothing from scratch).
+    defaults = spec.train_defaults if recipe == own_recipe else {}
+    values = {**defaults, **given, "recipe": recipe}
     return build_options(cls, values, spec.name)
 
 
@@ -297,6 +305,7 @@ def build_options(cls: type[TrainOptions], values: dict[str, Any], model_name: s
             f"known: {', '.join(sorted(fields))}"
         )
     hints = typing.get_type_hints(cls)
+    values = {key: None if value == NULL else value for key, value in values.items()}
     options = cls(**{key: _coerce(key, value, hints[key]) for key, value in values.items()})
     _check_ranges(options, model_name)
     return options

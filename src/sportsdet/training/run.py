@@ -42,6 +42,7 @@ from sportsdet.training.callbacks import Checkpointer, CurvesPlot, MetricsCSV, P
 from sportsdet.training.checkpoint import read_checkpoint, seed_everything, write_checkpoint
 from sportsdet.training.loop import Callback, TrainContext, TrainResult, validation_logits
 from sportsdet.training.options import (
+    NULL,
     RESUME_OVERRIDABLE,
     TrainOptions,
     build_options,
@@ -315,6 +316,7 @@ def plan_new_run(
     spec = get_model_spec(model or DEFAULT_MODEL)
     run_seed = 0 if seed is None else int(seed)
     options = resolve_options(spec, given)
+    _check_model_config(spec, options)
     manifest, summary, data_text, near = _split_data(
         data, split, run_seed, classes, list(maps), list(merge), console, out=run.path
     )
@@ -519,9 +521,10 @@ def resume_run(
             continue
         if key in RESUME_OVERRIDABLE:
             stored[key] = value
-        elif stored.get(key) != value:
+        elif stored.get(key) != (None if value == NULL else value):
+            shown = "null" if value == NULL else repr(value)
             console.print(
-                f"[yellow]warning:[/] --resume keeps the run's {key}={stored.get(key)!r}; ignoring {value!r}",
+                f"[yellow]warning:[/] --resume keeps the run's {key}={stored.get(key)!r}; ignoring {shown}",
                 highlight=False,
                 soft_wrap=True,
             )
@@ -644,6 +647,22 @@ def model_preprocessing(spec: ModelSpec, options: TrainOptions) -> tuple[Preproc
     if getattr(options, "distance_head", False):
         config["distance_head"] = True  # a builder argument: the bundle rebuilds the same head
     return preprocessing, config
+
+
+def _check_model_config(spec: ModelSpec, options: TrainOptions) -> None:
+    """`--set model_config={...}` the model's builder does not take: one clear line now, not a
+    TypeError traceback from inside the recipe once the run folder is laid out."""
+    if not options.model_config:
+        return
+    from sportsdet.models import build_model
+
+    _, config = model_preprocessing(spec, options)
+    try:
+        build_model(spec.name, num_classes=2, pretrained=False, **config)
+    except (TypeError, ValueError) as exc:
+        raise SportsdetError(
+            f"--set model_config={json.dumps(options.model_config)}: {spec.name} does not take it ({exc})"
+        ) from None
 
 
 def _context(setup: RunSetup, console: Console, extra: list[Callback]) -> TrainContext:

@@ -175,8 +175,26 @@ def fit_transfer(ctx: TrainContext) -> TrainResult:
             highlight=False,
             soft_wrap=True,
         )
+    unused = ([f"--workers {options.workers}"] if options.workers else []) + (
+        ["--set cache=false"] if not options.cache else []
+    )
+    if unused:  # options of the scratch recipe's photo loader; this recipe decodes each photo once
+        ctx.console.print(
+            f"[yellow]note:[/] {' and '.join(unused)} not used by the transfer recipe: it decodes each photo "
+            "once into its feature cache (its decoding processes: --set extract_workers=N)",
+            highlight=False,
+            soft_wrap=True,
+        )
     model = build_model(ctx.spec.name, num_classes=len(ctx.labels), pretrained=True, **ctx.model_config)
     tap = default_tap(model, options.finetune_stages)
+    trainable = len(trunk_stages(model)) - 1 - tap  # the stem always stays frozen
+    if trainable < options.finetune_stages:
+        ctx.console.print(
+            f"[yellow]note:[/] {ctx.spec.name} has {trainable} trunk stages that can be fine-tuned; "
+            f"training those, not finetune_stages={options.finetune_stages}",
+            highlight=False,
+            soft_wrap=True,
+        )
     features = _extract(ctx, model, tap, started)
     loss_fn = ctx.loss_function()
     for param in model.parameters():
@@ -206,7 +224,7 @@ def fit_transfer(ctx: TrainContext) -> TrainResult:
                 "views": features.views,
                 **({"view_weights": features.view_weights} if features.view_weights else {}),
                 "tap_stage": tap,
-                "trainable_stages": options.finetune_stages,
+                "trainable_stages": trainable,
                 "head_epochs": options.head_epochs,
                 "finetune_epochs": epochs,
                 "feature_seconds": round(features.seconds, 1),
