@@ -660,9 +660,8 @@ def _check_model_config(spec: ModelSpec, options: TrainOptions) -> None:
     try:
         build_model(spec.name, num_classes=2, pretrained=False, **config)
     except (TypeError, ValueError) as exc:
-        raise SportsdetError(
-            f"--set model_config={json.dumps(options.model_config)}: {spec.name} does not take it ({exc})"
-        ) from None
+        given = json.dumps(options.model_config, default=str)
+        raise SportsdetError(f"--set model_config={given}: {spec.name} does not take it ({exc})") from None
 
 
 def _context(setup: RunSetup, console: Console, extra: list[Callback]) -> TrainContext:
