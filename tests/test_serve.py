@@ -168,6 +168,39 @@ def test_a_tiny_picture_is_labelled_with_the_warning_predict_gives(client, colou
     assert ok["warning"] is None
 
 
+def test_images_are_read_off_the_event_loop(colour_model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The shape warning re-read each image's header on the event loop: a JPEG of a million
+    # markers (Pillow walks them in Python) held /healthz and every other request for seconds.
+    import asyncio
+
+    import sportsdet.preprocess
+    import sportsdet.serve.app as serve_app
+
+    on_loop: list[str] = []
+
+    def spy(real, what: str):
+        def wrapped(*args, **kwargs):
+            try:
+                asyncio.get_running_loop()
+                on_loop.append(what)
+            except RuntimeError:  # no loop running in this thread: a worker thread
+                pass
+            return real(*args, **kwargs)
+
+        return wrapped
+
+    monkeypatch.setattr(serve_app, "open_header", spy(serve_app.open_header, "open_header"))
+    monkeypatch.setattr(
+        sportsdet.preprocess, "load_image_checked", spy(sportsdet.preprocess.load_image_checked, "decode")
+    )
+    with serving(colour_model) as client:
+        files = uploads(("strip.png", png(RED, size=1)), ("a.jpg", jpeg(RED)))
+        response = client.post("/v1/predict", files=files)
+    strip, photo = response.json()["results"]
+    assert strip["warning"] and "1x1" in strip["warning"] and photo["label"] == "red"
+    assert on_loop == []
+
+
 @pytest.mark.parametrize("top_k", ["0", "two"])
 def test_bad_top_k(client: TestClient, top_k: str) -> None:
     response = client.post(f"/v1/predict?top_k={top_k}", files=uploads(("a.jpg", jpeg(RED))))

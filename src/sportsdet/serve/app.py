@@ -52,7 +52,7 @@ from sportsdet import __version__
 from sportsdet.errors import ImageLoadError, SportsdetError
 from sportsdet.fetch import DEFAULT_MAX_BYTES, AddressPolicy, FetchError, fetch_url, redact_url
 from sportsdet.files import cpu_count
-from sportsdet.imageio import open_header, shape_problem, upright_size
+from sportsdet.imageio import open_header
 from sportsdet.predict import InputItem, Predictor
 from sportsdet.runtime import model_lanes, preferred_batch_size
 from sportsdet.serve.batching import MicroBatcher, Overloaded
@@ -349,27 +349,31 @@ class Service:
         self.metrics.queue.set_function(lambda: self.batcher.queued if self.batcher else 0)
         self.metrics.in_flight.set_function(lambda: self.batcher.in_flight if self.batcher else 0)
 
-    def process(self, items: list[tuple[str, bytes]]) -> list[np.ndarray | ImageProblem]:
+    def process(self, items: list[tuple[str, bytes]]) -> list[tuple[np.ndarray, str | None] | ImageProblem]:
         """On a lane's thread: decode a batch into one array, run the model on the good rows.
 
-        One probabilities row per item, or the ImageProblem of an item that is not a usable image."""
+        Per item, (its probabilities, the warning for a tiny or strip-shaped picture, as
+        `sportsdet predict` gives it), or the ImageProblem of an item that is not a usable image.
+        Everything that reads the image happens here, off the event loop: a header Pillow takes
+        seconds to walk (a JPEG of a million markers) must not stall every other request."""
         assert self.predictor is not None
         size = self.predictor.preprocessing.input_size
         batch = np.empty((len(items), 3, size, size), dtype=np.float32)
-        answers: list[np.ndarray | ImageProblem] = []
-        good: list[int] = []
+        answers: list[Any] = []
+        good: list[tuple[int, str | None]] = []
         for name, data in items:
+            notes: list[str] = []
             try:
-                self.decode(name, data, out=batch[len(good)])
+                self.decode(name, data, out=batch[len(good)], notes=notes)
             except ImageProblem as problem:
                 answers.append(problem)
                 continue
-            answers.append(batch[len(good)])  # placeholder, replaced by its probabilities below
-            good.append(len(answers) - 1)
+            answers.append(None)  # replaced by its probabilities below
+            good.append((len(answers) - 1, "; ".join(notes) or None))
         if good:
             probs = self.predictor.check_probs(self._run_model(batch[: len(good)]), len(good))
-            for row, index in enumerate(good):
-                answers[index] = probs[row]
+            for row, (index, warning) in enumerate(good):
+                answers[index] = (probs[row], warning)
         return answers
 
     async def stop(self) -> None:
@@ -431,8 +435,11 @@ class Service:
 
     # --- one image
 
-    def decode(self, name: str, data: bytes, out: np.ndarray | None = None) -> np.ndarray:
-        """Bytes -> the model's input array (into `out`); ImageProblem for anything that is not usable."""
+    def decode(
+        self, name: str, data: bytes, out: np.ndarray | None = None, notes: list[str] | None = None
+    ) -> np.ndarray:
+        """Bytes -> the model's input array (into `out`); ImageProblem for anything that is not usable.
+        `notes` receives the warning for a tiny or strip-shaped picture."""
         assert self.predictor is not None
         try:
             with open_header(data, name) as header:  # reads the header only: cheap
@@ -445,7 +452,7 @@ class Service:
                 f"image is {width}x{height} pixels, above this server's limit of {self.config.max_pixels:,}",
             )
         try:
-            return self.predictor.load(InputItem(name, data), out=out)
+            return self.predictor.load(InputItem(name, data), out=out, notes=notes)
         except ImageLoadError as exc:
             code = "too_many_pixels" if exc.kind == "too-large" else "bad_image"
             raise ImageProblem(code, exc.detail) from None
@@ -481,8 +488,7 @@ class Service:
                 except ApiError:
                     raise ImageProblem("overloaded", "the server is busy; retry this URL") from None
                 held = len(source)
-            probs = await self.batcher.submit((name, source))
-            warning = _shape_warning(source, name)  # as `sportsdet predict` gives it
+            probs, warning = await self.batcher.submit((name, source))
         except ImageProblem as problem:
             self.metrics.errors.labels(problem.code).inc()
             self.metrics.images.labels("error").inc()
@@ -503,16 +509,6 @@ class Service:
             "error": None,
             "warning": warning,
         }
-
-
-def _shape_warning(data: bytes, name: str) -> str | None:
-    """The warning for a tiny or strip-shaped picture (`imageio.shape_problem`), from its header."""
-    try:
-        with open_header(data, name) as header:
-            problem = shape_problem(*upright_size(header))
-    except Exception:  # noqa: BLE001  it was decoded already; a header it cannot reread: no warning
-        return None
-    return problem[1] if problem else None
 
 
 def _strip_prefix(message: str, name: str) -> str:
