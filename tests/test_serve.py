@@ -716,6 +716,44 @@ def test_sigterm_finishes_requests_in_flight(colour_model: Path, http_server: Lo
     assert f"{base}/" in output
 
 
+def test_a_request_cut_off_by_the_shutdown_gets_a_json_503(colour_model: Path, http_server) -> None:
+    # --graceful-timeout shorter than the request: uvicorn cancelled it and answered a plain-text
+    # 500 ("Internal Server Error") with a traceback in the log.
+    import json
+    import signal
+    import urllib.error
+    import urllib.request
+
+    process, base = start_serve(
+        colour_model, "--allow-urls", "--allow-private-urls", "--graceful-timeout", "0.3"
+    )
+    try:
+        answers: list = []
+
+        def slow_request() -> None:  # /slow.jpg takes 1.5 s to answer
+            body = json.dumps({"urls": [http_server.url("/slow.jpg")]}).encode()
+            request = urllib.request.Request(
+                base + "/v1/predict", body, headers={"Content-Type": "application/json"}
+            )
+            try:
+                urllib.request.urlopen(request, timeout=10)
+            except urllib.error.HTTPError as error:
+                answers.append((error.code, error.headers.get("content-type"), json.loads(error.read())))
+
+        thread = threading.Thread(target=slow_request)
+        thread.start()
+        time.sleep(0.4)
+        process.send_signal(signal.SIGTERM)
+        thread.join(10)
+        process.wait(10)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    (status, kind, body), output = answers[0], process.stdout.read()
+    assert status == 503 and kind == "application/json" and body["error"]["code"] == "shutting_down"
+    assert "Traceback" not in output
+
+
 def test_without_the_serve_extra_the_command_says_what_to_install() -> None:
     # A light install has no fastapi/uvicorn: one error line naming the extra, no traceback.
     code = (

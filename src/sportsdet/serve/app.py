@@ -16,6 +16,7 @@ never a traceback. Torch-free: importing this module imports no torch.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import ipaddress
 import json
@@ -700,6 +701,19 @@ class GuardMiddleware:
                 await response(scope, receive, send_with_headers)
                 return
             await self.app(scope, receive, send_with_headers)
+        except asyncio.CancelledError:
+            # A shutdown whose --graceful-timeout ran out cancels the requests still running:
+            # they get a JSON 503 (uvicorn answered a plain-text 500 and logged a traceback).
+            # The request ends here, answered: nothing above this middleware awaits it.
+            status["code"] = 503
+            self.metrics.errors.labels("shutting_down").inc()
+            log.info("shutting down: %s cancelled before it was answered", path)
+            if not status["started"]:
+                response = _error_response(
+                    503, "shutting_down", "the server is shutting down; retry on another instance or later"
+                )
+                with contextlib.suppress(Exception, asyncio.CancelledError):
+                    await response(scope, receive, send_with_headers)
         except ClientDisconnect:  # the client gave up (a cancelled upload): not the server's failure
             status["code"] = 499
             self.metrics.errors.labels("client_closed_request").inc()
