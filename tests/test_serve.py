@@ -779,6 +779,31 @@ def test_uncertain_follows_the_abstain_rule_in_force(colour_model: Path) -> None
         assert model["abstain_threshold"] == 0.8 and model["abstain"]["method"] == "max_prob"
 
 
+def test_the_server_takes_min_score_and_no_abstain_like_predict(colour_model: Path) -> None:
+    # Only `sportsdet predict` had them: ?min_score was ignored and the server always used the
+    # model's own rule (its docstring named options that did not exist).
+    import json
+    import urllib.request
+
+    grey = uploads(("grey.jpg", jpeg((128, 128, 128))))
+    with serving(colour_model, min_score=0.8) as c:
+        (answer,) = c.post("/v1/predict", files=grey).json()["results"]
+        assert answer["uncertain"] is True and c.get("/v1/model").json()["abstain_threshold"] == 0.8
+    with serving(colour_model, abstain=False) as c:
+        (answer,) = c.post("/v1/predict", files=grey).json()["results"]
+        assert answer["uncertain"] is None and answer["label"] in COLOUR_LABELS
+    both = ["serve", "--model", str(colour_model), "--min-score", "0.5", "--no-abstain"]
+    result = CliRunner().invoke(cli_app, both)
+    assert result.exit_code != 0 and "contradict" in str(result.exception)
+    process, base = start_serve(colour_model, "--min-score", "0.7")
+    try:
+        with urllib.request.urlopen(base + "/v1/model", timeout=10) as response:
+            assert json.loads(response.read())["abstain_threshold"] == 0.7
+    finally:
+        process.kill()
+        process.wait(10)
+
+
 def test_uploads_held_at_once_are_bounded(colour_model: Path) -> None:
     import io
 

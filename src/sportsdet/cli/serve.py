@@ -85,6 +85,17 @@ def serve_command(
     graceful_timeout: float = typer.Option(
         30.0, "--graceful-timeout", min=0, help="On SIGTERM/Ctrl-C, seconds to finish requests in flight."
     ),
+    min_score: float | None = typer.Option(
+        None,
+        "--min-score",
+        min=0.0,
+        max=1.0,
+        help="Answer 'uncertain' (no label, best guess kept in top_k) when the top score is under this, "
+        "as `sportsdet predict --min-score`. Default: the model's own abstain threshold.",
+    ),
+    no_abstain: bool = typer.Option(
+        False, "--no-abstain", help="Always give the top label, even for photos the model is unsure of."
+    ),
 ) -> None:
     """Run the HTTP service and web page: POST /v1/predict, GET /v1/model, /docs, / in a browser."""
     from sportsdet.errors import SportsdetError
@@ -96,6 +107,8 @@ def serve_command(
     except ImportError as exc:
         raise SportsdetError(f"{SERVE_EXTRA_HINT} ({exc})") from None
 
+    if no_abstain and min_score is not None:
+        raise SportsdetError("--min-score and --no-abstain contradict each other; give one of them")
     api_key = usable_api_key(api_key)
     check_bind(host, api_key)
     config = ServeConfig(
@@ -113,6 +126,8 @@ def serve_command(
         max_in_flight=max(max_queue, max_images),
         threads=threads,
         int8=int8,
+        abstain=not no_abstain,
+        min_score=min_score,
     )
     predictor = make_predictor(config)  # a bad --model is one error line before anything listens
     application = create_app(config, predictor)

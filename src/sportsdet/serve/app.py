@@ -90,6 +90,8 @@ class ServeConfig:
     max_body_bytes_in_flight: int = 256 * 1024 * 1024  # request bodies held at once, over all requests
     threads: int | None = None
     int8: bool = False
+    abstain: bool = True  # False: --no-abstain, every photo labelled
+    min_score: float | None = None  # --min-score: "uncertain" under this top score (None: the model's rule)
     default_top_k: int = 5
     retry_after_s: int = 1
 
@@ -527,7 +529,9 @@ def make_predictor(config: ServeConfig) -> Predictor:
         raise SportsdetError("no --model given and this install has no built-in model")
     if Path(model).suffix.lower() != ".onnx":
         model = resolve_bundle_dir(model)  # a training run folder means its model/
-    return Predictor(model, threads=config.threads, int8=config.int8)
+    return Predictor(
+        model, threads=config.threads, int8=config.int8, abstain=config.abstain, min_score=config.min_score
+    )
 
 
 # ----------------------------------------------------------------------------- request parsing
