@@ -217,6 +217,18 @@ def test_json_nested_too_deep_is_a_400_not_a_500(client: TestClient) -> None:
 # ----------------------------------------------------------------------------- limits
 
 
+@pytest.mark.parametrize(
+    ("body", "says"),
+    [("{}", "urls: Field required"),
+     ('{"urls": [], "top_k": "abc"}', "top_k: Input should be a valid integer"),
+     ('{"urls": [1]}', "urls.0: Input should be a valid string")],
+)  # fmt: skip
+def test_a_bad_json_body_names_the_field(client: TestClient, body: str, says: str) -> None:
+    # It said "(1 validation error for UrlsRequest)" and nothing about which field.
+    response = client.post("/v1/predict", content=body, headers={"Content-Type": "application/json"})
+    assert response.status_code == 400 and says in response.json()["error"]["message"]
+
+
 def test_wrong_content_type(client: TestClient) -> None:
     response = client.post("/v1/predict", content=b"hello", headers={"Content-Type": "text/plain"})
     assert response.status_code == 415 and error_of(response) == "unsupported_media_type"

@@ -43,7 +43,7 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.formparsers import MultiPartException, MultiPartParser
@@ -634,6 +634,11 @@ async def _parse(
             payload = UrlsRequest.model_validate(json.loads(body or b"null"))
         except RecursionError:  # '[[[[...' nested deeper than the parser goes
             raise ApiError(400, "bad_request", 'expected JSON {"urls": [...]} (nested too deep)') from None
+        except ValidationError as exc:  # which field, and what is wrong with it
+            first = exc.errors()[0]
+            where = ".".join(str(part) for part in first["loc"]) or "the body"
+            message = f"{where}: {first['msg']}"[:200]
+            raise ApiError(400, "bad_request", f'expected JSON {{"urls": [...]}} ({message})') from None
         except (ValueError, TypeError) as exc:
             message = str(exc).splitlines()[0][:200]
             raise ApiError(400, "bad_request", f'expected JSON {{"urls": [...]}} ({message})') from None
