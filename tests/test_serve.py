@@ -766,6 +766,32 @@ def test_a_request_cut_off_by_the_shutdown_gets_a_json_503(colour_model: Path, h
     assert "Traceback" not in output
 
 
+def test_port_0_says_the_port_it_listens_on(colour_model: Path) -> None:
+    # It printed "http://127.0.0.1:0/" and hid uvicorn's own line: the server could not be found.
+    import os
+    import urllib.request
+
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
+    command = [sys.executable, "-m", "sportsdet", "serve", "--model", str(colour_model), "--port", "0"]
+    process = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        line = process.stderr.readline()
+        port = int(re.search(r"http://127\.0\.0\.1:(\d+)/", line).group(1))
+        assert port > 0, line
+        for _ in range(100):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as response:
+                    assert response.status == 200
+                    break
+            except OSError:
+                time.sleep(0.05)
+        else:
+            raise AssertionError(f"nothing answers on port {port}")
+    finally:
+        process.kill()
+        process.wait(10)
+
+
 def test_without_the_serve_extra_the_command_says_what_to_install() -> None:
     # A light install has no fastapi/uvicorn: one error line naming the extra, no traceback.
     code = (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import typer
@@ -131,6 +132,17 @@ def serve_command(
     )
     predictor = make_predictor(config)  # a bad --model is one error line before anything listens
     application = create_app(config, predictor)
+    sockets = None
+    if port == 0:  # any free port: bound here, so that the line below can say which one
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        listening = socket.socket(family, socket.SOCK_STREAM)
+        listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            listening.bind((host.strip("[]"), 0))
+        except OSError as exc:
+            listening.close()
+            raise SportsdetError(f"cannot listen on {host}: {exc.strerror or exc}") from None
+        port, sockets = listening.getsockname()[1], [listening]
     shown_host = f"[{host}]" if ":" in host else host
     err_console.print(
         f"sportsdet serve: model {application.state.service.model_id()} on http://{shown_host}:{port}/ "
@@ -149,4 +161,4 @@ def serve_command(
             server_header=False,
         )
     )
-    server.run()  # SIGTERM / Ctrl-C: stop accepting, finish requests in flight, then stop
+    server.run(sockets=sockets)  # SIGTERM / Ctrl-C: stop accepting, finish requests in flight, then stop
