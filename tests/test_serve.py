@@ -568,6 +568,28 @@ def test_a_client_that_closes_during_its_upload_is_not_a_server_error(colour_mod
     assert "Traceback" not in output
 
 
+def test_a_stalled_upload_is_refused_after_the_idle_timeout(colour_model: Path) -> None:
+    # A body that stops halfway held its share of the upload budget until the 30 s request limit:
+    # eight of them answered every other upload 429 "busy" for the whole time.
+    import json
+    import socket
+
+    process, base = start_serve(colour_model, "--upload-idle-timeout", "0.5")
+    try:
+        host, port = base.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=10) as sock:
+            started = time.monotonic()
+            sock.sendall(b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\n"
+                         b"Content-Length: 100000\r\n\r\n" + b"\xff" * 2000)  # fmt: skip
+            answer = sock.recv(65536).decode()
+            waited = time.monotonic() - started
+    finally:
+        process.terminate()
+        process.communicate(timeout=20)
+    assert answer.startswith("HTTP/1.1 408") and waited < 5, (answer, waited)
+    assert json.loads(answer.split("\r\n\r\n", 1)[1])["error"]["code"] == "upload_stalled"
+
+
 def test_binding_beyond_loopback_needs_a_key(monkeypatch: pytest.MonkeyPatch) -> None:
     check_bind("127.0.0.1", None)
     check_bind("localhost", None)

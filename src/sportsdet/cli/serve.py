@@ -70,6 +70,13 @@ def serve_command(
     request_timeout: float = typer.Option(
         30.0, "--request-timeout", min=0.1, help="Seconds a request may take in all (504 beyond)."
     ),
+    upload_idle_timeout: float = typer.Option(
+        10.0,
+        "--upload-idle-timeout",
+        min=0.1,
+        help="Seconds an upload may send nothing before it is refused (408): stalled uploads would hold "
+        "the server's upload budget.",
+    ),
     url_timeout: float = typer.Option(
         10.0, "--url-timeout", min=0.1, help="Seconds allowed for one URL download, redirects included."
     ),
@@ -122,6 +129,7 @@ def serve_command(
         max_images=max_images,
         max_pixels=max_pixels,
         request_timeout=request_timeout,
+        upload_idle_timeout=upload_idle_timeout,
         max_batch=max_batch,
         max_wait_ms=max_wait_ms,
         max_in_flight=max(max_queue, max_images),

@@ -84,6 +84,9 @@ class ServeConfig:
     max_images: int = 16
     max_pixels: int = 40_000_000
     request_timeout: float = 30.0
+    # Seconds an upload may send nothing before it is refused (408): a stalled body holds its
+    # share of the upload budget, and eight of them shut out every other upload.
+    upload_idle_timeout: float = 10.0
     max_batch: int | None = None  # None: the backend's fastest batch, as in predict (onnxruntime: 2)
     max_wait_ms: float = 0.0  # 0: take what is queued when a lane frees up (no added latency)
     max_in_flight: int = 64  # images decoding, queued or in the model, over all requests
@@ -537,9 +540,12 @@ def make_predictor(config: ServeConfig) -> Predictor:
 # ----------------------------------------------------------------------------- request parsing
 
 
-async def _read_body(request: Request, limit: int, budget: BodyBudget, retry_after: int) -> tuple[bytes, int]:
+async def _read_body(
+    request: Request, limit: int, budget: BodyBudget, retry_after: int, idle_timeout: float = 10.0
+) -> tuple[bytes, int]:
     """The request body, refused (413) as soon as it passes `limit` bytes, and the bytes it took
-    from `budget` (the caller gives them back; 429 when the budget is spent)."""
+    from `budget` (the caller gives them back; 429 when the budget is spent); 408 when no bytes
+    come for `idle_timeout` seconds."""
     declared = request.headers.get("content-length")
     too_big = ApiError(
         413, "payload_too_large", f"the request is larger than this server's {limit:,}-byte limit"
@@ -548,8 +554,17 @@ async def _read_body(request: Request, limit: int, budget: BodyBudget, retry_aft
         raise too_big
     chunks: list[bytes] = []
     total = 0
+    chunks_in = request.stream().__aiter__()
     try:
-        async for chunk in request.stream():
+        while True:
+            try:
+                chunk = await asyncio.wait_for(chunks_in.__anext__(), idle_timeout)
+            except StopAsyncIteration:
+                break
+            except asyncio.TimeoutError:
+                raise ApiError(
+                    408, "upload_stalled", f"the upload sent nothing for {idle_timeout:g} s; send it again"
+                ) from None
             if total + len(chunk) > limit:
                 raise too_big
             budget.take(len(chunk), retry_after)
@@ -842,7 +857,9 @@ def create_app(config: ServeConfig | None = None, predictor: Predictor | None = 
         assert service.batcher is not None and service.predictor is not None
 
         async def run() -> dict[str, Any]:
-            body, held = await _read_body(request, config.max_request_bytes, bodies, config.retry_after_s)
+            body, held = await _read_body(
+                request, config.max_request_bytes, bodies, config.retry_after_s, config.upload_idle_timeout
+            )
             try:
                 return await answer(body)
             finally:
