@@ -637,6 +637,21 @@ def test_urls_fetched_when_allowed_private_when_asked(colour_model: Path, images
         assert "HTTP 404" in body["results"][1]["error"]["message"]
 
 
+def test_one_request_of_slow_urls_does_not_hold_every_download(colour_model: Path, images) -> None:
+    # 9 URLs that take 1.5 s each took all 8 download threads: another client's one fast URL
+    # waited behind them (a 504 with slower hosts).
+    slow = [images.url("/slow.jpg")] * 9
+    with serving(colour_model, allow_urls=True, allow_private_urls=True) as c:
+        hog = threading.Thread(target=lambda: c.post("/v1/predict", json={"urls": slow}), daemon=True)
+        hog.start()
+        time.sleep(0.3)
+        started = time.monotonic()
+        (answer,) = c.post("/v1/predict", json={"urls": [images.url("/red.jpg")]}).json()["results"]
+        waited = time.monotonic() - started
+        hog.join(30)
+    assert answer["label"] == "red" and waited < 1.0, waited
+
+
 def test_ssrf_attempts_are_refused(colour_model: Path, images: LocalServer) -> None:
     port = images.server.server_address[1]
     urls = [

@@ -297,6 +297,10 @@ class BodyBudget:
         self.used = max(0, self.used - count)
 
 
+# URLs of one request downloaded at once: the rest of the download threads stay free for others.
+URL_DOWNLOADS_PER_REQUEST = 2
+
+
 class Service:
     """The model, the pools and the batcher behind the routes."""
 
@@ -311,7 +315,7 @@ class Service:
         # Downloads mostly wait on the network: more threads than cores, each bounded in time.
         # (Decoding runs on the batcher's lanes, with the model.)
         self.fetch_pool = ThreadPoolExecutor(
-            max_workers=4 * max(2, cpu_count()), thread_name_prefix="sportsdet-fetch"
+            max_workers=max(16, 4 * cpu_count()), thread_name_prefix="sportsdet-fetch"
         )
         self._loaded = threading.Event()
         if predictor is not None:
@@ -482,13 +486,18 @@ class Service:
             }.get(exc.code, "url_failed")
             raise ImageProblem(code, _strip_prefix(str(exc), redact_url(url))) from None
 
-    async def answer(self, name: str, source: bytes | str, top_k: int) -> dict[str, Any]:
+    async def answer(
+        self, name: str, source: bytes | str, top_k: int, downloads: asyncio.Semaphore | None = None
+    ) -> dict[str, Any]:
+        """One image's answer. `downloads`: the request's share of the download threads (one
+        request of 16 slow URLs held them all, and every other client's URL timed out)."""
         loop = asyncio.get_running_loop()
         assert self.batcher is not None and self.predictor is not None
         held = 0
         try:
             if isinstance(source, str):
-                source = await loop.run_in_executor(self.fetch_pool, self.fetch, source)
+                async with downloads or contextlib.nullcontext():
+                    source = await loop.run_in_executor(self.fetch_pool, self.fetch, source)
                 try:  # a download is held like an upload until it is answered
                     self.bodies.take(len(source), self.config.retry_after_s)
                 except ApiError:
@@ -889,7 +898,10 @@ def create_app(config: ServeConfig | None = None, predictor: Predictor | None = 
                     429, "overloaded", str(exc), {"Retry-After": str(config.retry_after_s)}
                 ) from None
             try:
-                results = await asyncio.gather(*(service.answer(name, src, k) for name, src in items))
+                downloads = asyncio.Semaphore(URL_DOWNLOADS_PER_REQUEST)
+                results = await asyncio.gather(
+                    *(service.answer(name, src, k, downloads) for name, src in items)
+                )
             finally:
                 service.batcher.release(len(items))
             return {
