@@ -22,7 +22,13 @@ async function apiError(response) {
 }
 
 async function loadModel() {
-  const response = await fetch("/v1/model", { headers: apiHeaders() });
+  let response;
+  try {
+    response = await fetch("/v1/model", { headers: apiHeaders() });
+  } catch (error) {  // the server is down or unreachable: said, not "Loading the model..." forever
+    $("model-line").textContent = `Cannot reach the server (${error.message}); reload the page to try again.`;
+    return;
+  }
   if (response.status === 401) {
     $("model-line").textContent = "This server needs an API key: enter it below.";
     $("key-box").open = true;
@@ -114,10 +120,27 @@ function card(result, thumbnail) {
   return item;
 }
 
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+// One request; a busy server (429) is asked again after its Retry-After, a few times.
 async function send(body, headers) {
-  const response = await fetch("/v1/predict?top_k=5", { method: "POST", body, headers: { ...apiHeaders(), ...headers } });
-  if (!response.ok) throw new Error(await apiError(response));
-  return response.json();
+  for (let attempt = 0; ; attempt++) {
+    const response = await fetch("/v1/predict?top_k=5", { method: "POST", body, headers: { ...apiHeaders(), ...headers } });
+    if (response.ok) return response.json();
+    if (response.status === 429 && attempt < 3) {
+      const wait = Number(response.headers.get("Retry-After")) || 1;
+      setStatus(`The server is busy; trying again in ${wait} s...`);
+      await sleep(wait * 1000);
+      continue;
+    }
+    const error = new Error(await apiError(response));
+    error.code = response.status === 429 ? "overloaded" : `http_${response.status}`;
+    throw error;
+  }
+}
+
+function errorCard(name, code, message) {
+  return card({ input: name, error: { code, message } }, null);
 }
 
 // Requests of at most maxImages photos and maxBytes bytes: 16 phone photos of 2-3 MB each were
@@ -138,30 +161,40 @@ function* batches(files) {
 }
 
 async function labelFiles(fileList) {
-  const files = Array.from(fileList).filter((f) => f.size > 0);
+  const all = Array.from(fileList);
+  for (const file of all.filter((f) => f.size === 0)) {  // said on a card, not dropped in silence
+    $("results").prepend(errorCard(file.name, "bad_image", "the file is empty (0 bytes)"));
+  }
+  const files = all.filter((f) => f.size > 0);
   if (!files.length) return;
   setStatus(`Labelling ${files.length} photo(s)...`);
-  let done = 0;
-  try {
-    for (const chunk of batches(files)) {
-      if (chunk.tooBig) {  // alone above the server's request limit: said on its card, the rest go on
-        const size = (n) => (n >= 1048576 ? `${(n / 1048576).toFixed(1)} MB` : `${Math.ceil(n / 1024)} KB`);
-        const message = `${size(chunk.file.size)}, above this server's ${size(maxBytes)} request limit`;
-        $("results").prepend(card({ input: chunk.file.name, error: { code: "payload_too_large", message } }, null));
-        continue;
-      }
-      const form = new FormData();
-      for (const file of chunk) form.append("files", file, file.name);
+  // Each request stands alone: one that fails gets an error card per photo, the rest go on.
+  let done = 0, failed = 0, lastError = "";
+  for (const chunk of batches(files)) {
+    if (chunk.tooBig) {  // alone above the server's request limit: said on its card, the rest go on
+      const size = (n) => (n >= 1048576 ? `${(n / 1048576).toFixed(1)} MB` : `${Math.ceil(n / 1024)} KB`);
+      const message = `${size(chunk.file.size)}, above this server's ${size(maxBytes)} request limit`;
+      $("results").prepend(errorCard(chunk.file.name, "payload_too_large", message));
+      failed += 1;
+      continue;
+    }
+    const form = new FormData();
+    for (const file of chunk) form.append("files", file, file.name);
+    try {
       const answer = await send(form, {});
       answer.results.forEach((result, i) => {
         $("results").prepend(card(result, URL.createObjectURL(chunk[i])));
       });
       done += chunk.length;
+    } catch (error) {
+      for (const file of chunk) $("results").prepend(errorCard(file.name, error.code || "failed", error.message));
+      failed += chunk.length;
+      lastError = error.message;
     }
-    setStatus(`Labelled ${done} photo(s).`);
-  } catch (error) {
-    setStatus(`Could not label: ${error.message}`);
+    setStatus(`Labelling: ${done + failed} of ${files.length} photo(s) sent...`);
   }
+  setStatus(failed ? `Labelled ${done} of ${files.length} photo(s); ${failed} could not be labelled${lastError ? ` (${lastError})` : ""}.`
+    : `Labelled ${done} photo(s).`);
 }
 
 async function labelUrl(url) {
