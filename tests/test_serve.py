@@ -500,6 +500,13 @@ def test_api_key_required_and_checked(colour_model: Path) -> None:
         # send a key to open them) stay open
         for path in ("/healthz", "/readyz", "/", "/static/app.js", "/docs", "/openapi.json"):
             assert c.get(path).status_code == 200, path
+        # The schema says a key is needed, so /docs offers an Authorize button and sends it.
+        schema = c.get("/openapi.json").json()
+        assert set(schema["components"]["securitySchemes"]) == {"bearer", "apiKey"}
+        assert schema["paths"]["/v1/predict"]["post"]["security"] == [{"bearer": []}, {"apiKey": []}]
+        assert "security" not in schema["paths"]["/healthz"]["get"]
+    with serving(colour_model) as c:  # no key: nothing to send
+        assert "securitySchemes" not in c.get("/openapi.json").json().get("components", {})
 
 
 def test_an_api_key_read_from_a_file_works_and_an_unsendable_one_is_refused() -> None:

@@ -930,7 +930,31 @@ def create_app(config: ServeConfig | None = None, predictor: Predictor | None = 
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     _add_offline_docs(app)
+    if config.api_key:
+        _document_the_key(app)
     return app
+
+
+def _document_the_key(app: FastAPI) -> None:
+    """A keyed server's OpenAPI says so: /docs gets an Authorize button and its "Try it out" sends
+    the key (checked in GuardMiddleware, where FastAPI cannot see it: every call from /docs was 401)."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = build()
+        schema.setdefault("components", {})["securitySchemes"] = {
+            "bearer": {"type": "http", "scheme": "bearer", "description": "Authorization: Bearer KEY"},
+            "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+        }
+        for path, operations in schema.get("paths", {}).items():
+            if path not in PUBLIC_PATHS:
+                for operation in operations.values():
+                    operation["security"] = [{"bearer": []}, {"apiKey": []}]
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _add_offline_docs(app: Any) -> None:
