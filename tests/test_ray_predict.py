@@ -10,6 +10,7 @@ folder must skip everything. Ray is imported without importorskip: the dev insta
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -412,3 +413,30 @@ def test_object_storage_uris(photos: dict, tmp_path: Path, request: pytest.Fixtu
         got = rows[f"file://{name}"]
         assert got["error"] is None and got["label"] == want.label, name
         _same_score(got["score"], want.score, name)
+
+
+def test_inputs_are_read_as_plain_predict_reads_them(photos, tmp_path, monkeypatch) -> None:
+    # A photo given by two inputs was labelled twice by plain predict, and on Ray once or twice
+    # depending on where (a listing and the command line: twice). Command-line inputs were read
+    # as listing lines: '#1.jpg' dropped as a comment, ' lead.jpg' stripped to a missing file, ''
+    # dropped, '-' taken for a file name.
+    model = builtin_bundle_path()
+    photo = photos["root"] / "photos" / "set1" / "0001.jpg"
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("#1.jpg", " lead.jpg", "a.jpg"):
+        shutil.copy(photo, folder / name)
+    (tmp_path / "list.txt").write_text("# a comment\n\nin/a.jpg\n  in/a.jpg  \n")
+    monkeypatch.chdir(tmp_path)
+    inputs = ["in/#1.jpg", "", "in/ lead.jpg", "-", "in", "in/a.jpg", "in/*.jpg"]
+    results = list(Predictor(model).predict_sources(inputs))
+    plain = {r.input: r for r in results}
+    assert sorted(r.input for r in results) == sorted(["in/#1.jpg", "''", "in/ lead.jpg", "-", "in/a.jpg"])
+    assert plain["in/a.jpg"].top_k and plain["-"].error and plain["''"].error
+    summary = run_ray_predict([*inputs, "list.txt"], tmp_path / "out", model=model, workers=1)
+    rows = pq.read_table(tmp_path / "out").to_pylist()
+    assert sorted(row["input"] for row in rows) == sorted(plain), rows
+    for row in rows:
+        want = plain[row["input"]]
+        assert row["label"] == want.label and (row["error"] is None) == (want.error is None), row
+    assert summary.written == 5 and summary.repeated == 2  # in/a.jpg of the listing, twice

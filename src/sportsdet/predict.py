@@ -135,7 +135,8 @@ def _escape_existing_folders(pattern: str) -> str:
 
 
 def expand_inputs(sources: Iterable[Source]) -> Iterator[InputItem]:
-    """Turn command-line inputs into a lazy stream of items, in the order given.
+    """Turn command-line inputs into a lazy stream of items, in the order given; a photo reached
+    through several inputs (a file and its folder, overlapping patterns) is one item, the first.
 
     - an http(s) URL -> one item (downloaded later);
     - an existing file -> one item, whatever its extension (the decoder decides);
@@ -145,6 +146,18 @@ def expand_inputs(sources: Iterable[Source]) -> Iterator[InputItem]:
     - bytes -> one item named "<bytes #i>";
     - anything else -> an error item ("file not found", "no files match").
     """
+    given: set[str] = set()
+    for item in _expand_each(sources):
+        if isinstance(item.source, Path):
+            # The key `sportsdet predict --engine ray` names a photo by (links are their own names).
+            key = os.path.normpath(os.path.abspath(item.source))
+            if key in given:
+                continue
+            given.add(key)
+        yield item
+
+
+def _expand_each(sources: Iterable[Source]) -> Iterator[InputItem]:
     for index, source in enumerate(sources):
         if isinstance(source, (bytes, bytearray)):
             yield InputItem(f"<bytes #{index}>", bytes(source))

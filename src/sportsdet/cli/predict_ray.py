@@ -85,6 +85,8 @@ def predict_on_ray(
         raise typer.Exit(130) from None
     rate = summary.written / summary.seconds if summary.seconds else 0.0
     retried = f", tried again {summary.retried} that had failed" if summary.retried else ""
+    if summary.repeated:
+        retried += f"; {summary.repeated} photo(s) given by more than one input labelled once"
     console.print(
         f"wrote {summary.written} result(s) to {escape(str(output))} in {len(summary.parts)} part(s) "
         f"({rate:.1f} images/s); skipped {summary.skipped} input(s) already there{retried}",

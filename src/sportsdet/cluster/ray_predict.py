@@ -362,14 +362,14 @@ def expand_spec(spec: str, base: str) -> Iterator[tuple[str, str | None, str | N
     `sportsdet predict` prints for the same input; `source` is what to read (an absolute path
     or a URL); `note` what predict says beside the result (a photo with a misleading name).
     """
-    text = spec.strip()
-    if not text or text.startswith("#"):
-        return
+    text = spec  # as typed: a listing's blank lines and comments are dropped where it is read
     if is_storage_uri(text):
         for name, source, error in _expand_storage(text):
             yield name, source, error, None
         return
-    relative = not (is_url(text) or "://" in text or os.path.isabs(os.path.expanduser(text)))
+    # "" and "-" stay as they are, for predict's own errors (joined to `base`, "-" was a file name).
+    special = not text.strip() or text == "-"
+    relative = not (special or is_url(text) or "://" in text or os.path.isabs(os.path.expanduser(text)))
     target = os.path.join(base, text) if relative else text
     prefix = base.rstrip(os.sep) + os.sep
     for item in expand_inputs([target]):
@@ -666,6 +666,7 @@ class RunSummary:
     skipped: int = 0
     already_done: int = 0
     retried: int = 0  # inputs that failed in an earlier run, tried again (their old rows replaced)
+    repeated: int = 0  # photos reached through two inputs of this run (labelled once)
     parts: list[Path] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -760,6 +761,9 @@ def build_dataset(
             batch: dict[str, np.ndarray], column: str = column, base: str = base, table_of: str = table_of
         ) -> dict:
             values = [("" if v is None else str(v)) for v in batch[column]]
+            if not table_of:  # a .txt line: surrounding spaces are not part of the name
+                values = [v.strip() for v in values]
+                values = [v for v in values if v and not v.startswith("#")]
             return {
                 "spec": np.array(values, dtype=object),
                 "base": np.full(len(values), base, dtype=object),
@@ -961,13 +965,25 @@ def _run_locked(
             url_timeout=url_timeout,
             block_rows=block_rows,
         )
+        import pyarrow as pa
+
         writer = PartWriter(out, part_rows=part_rows)
+        written: set[str] = set()  # this run's rows, by photo
         start = time.monotonic()
         try:
             # No prefetch thread: Ray's would outlive the job and call into a Ray already shut down;
             # the pipeline runs ahead of the driver anyway.
             batches = ds.iter_batches(batch_format="pyarrow", batch_size=None, prefetch_batches=0)
             for table in _quietly(batches):
+                # A photo in two listings (or a listing and the command line) is listed by two
+                # tasks: its first row is kept, as plain predict keeps it.
+                fresh = []
+                for key in table.column("source").to_pylist():
+                    fresh.append(key not in written)
+                    written.add(key)
+                if not all(fresh):
+                    summary.repeated += fresh.count(False)
+                    table = table.filter(pa.array(fresh))
                 writer.add(table)
                 if failed_before:
                     retried.update(key for key in table.column("source").to_pylist() if key in failed_before)
