@@ -304,6 +304,8 @@ def test_listings_with_a_byte_order_mark_empty_cells_and_misleading_names(photos
 
 
 def test_cli_refuses_bad_options_and_listings(photos: dict, tmp_path: Path) -> None:
+    from sportsdet.cli import app
+
     # The real console script: a user error is one `error:` line and exit code 2.
     cli = [sys.executable, "-m", "sportsdet", "predict", "--engine", "ray"]
     no_output = subprocess.run([*cli, str(photos["root"])], capture_output=True, text=True, timeout=120)
@@ -332,6 +334,12 @@ def test_cli_refuses_bad_options_and_listings(photos: dict, tmp_path: Path) -> N
         assert bad.returncode == 2 and message in bad.stderr, bad.stderr
         assert len(bad.stderr.splitlines()) <= 2, bad.stderr
     folder = str(photos["root"] / "photos" / "set0")
+    # Plain predict's --format and --device were taken and ignored.
+    for extra, message in [(["--format", "csv"], "--format csv is for plain predict"),
+                           (["--device", "cuda"], "--device cuda is for plain predict's torch")]:  # fmt: skip
+        result = runner.invoke(app, ["predict", "--engine", "ray", folder, "--output", str(out), *extra])
+        assert result.exit_code != 0 and message in str(result.exception), result.output
+    assert not out.exists()
     command = [*cli, folder, "--output", str(out), "--address", "127.0.0.1:1"]
     away = subprocess.run(command, capture_output=True, text=True, timeout=60)
     assert away.returncode == 2 and "cannot reach the Ray cluster at 127.0.0.1:1" in away.stderr, away.stderr

@@ -145,7 +145,7 @@ def predict_command(
     if engine is Engine.ray or output is not None or address is not None:
         from sportsdet.cli.predict_ray import check_ray_options, predict_on_ray
 
-        check_ray_options(engine.value, output)
+        check_ray_options(engine.value, output, output_format.value, device)
         return predict_on_ray(
             inputs,
             output,

@@ -100,11 +100,22 @@ def predict_on_ray(
         raise typer.Exit(1)
 
 
-def check_ray_options(engine: str, output: Path | None) -> None:
-    """--output and --address belong to --engine ray, and it needs --output."""
+def check_ray_options(
+    engine: str, output: Path | None, output_format: str = "table", device: str = "cpu"
+) -> None:
+    """--output and --address belong to --engine ray, and it needs --output; plain predict's
+    --format and --device mean nothing to it (they were taken and ignored)."""
     from sportsdet.errors import SportsdetError
 
     if engine != "ray":
         raise SportsdetError("--output and --address are for --engine ray (plain predict prints its results)")
     if output is None:
         raise SportsdetError("--engine ray writes Parquet files: pass --output DIR")
+    if output_format != "table":
+        raise SportsdetError(
+            f"--format {output_format} is for plain predict; --engine ray writes Parquet files"
+        )
+    if device != "cpu":
+        raise SportsdetError(
+            f"--device {device} is for plain predict's torch backend; --engine ray runs on CPUs"
+        )
