@@ -10,6 +10,7 @@ folder must skip everything. Ray is imported without importorskip: the dev insta
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -448,3 +449,19 @@ def test_inputs_are_read_as_plain_predict_reads_them(photos, tmp_path, monkeypat
         want = plain[row["input"]]
         assert row["label"] == want.label and (row["error"] is None) == (want.error is None), row
     assert summary.written == 5 and summary.repeated == 2  # in/a.jpg of the listing, twice
+
+
+def test_a_folder_of_results_is_not_mixed_with_results_made_another_way(photos, tmp_path) -> None:
+    # A re-run with another --top-k (or model, or abstain rule) kept the old rows and wrote new
+    # ones beside them: a folder of top-5 and top-2 lists, some photos with the old abstain rule.
+    from sportsdet.errors import SportsdetError
+
+    model, out = builtin_bundle_path(), tmp_path / "out"
+    folder = [str(photos["root"] / "extra")]
+    run_ray_predict([str(photos["root"] / "extra" / "x0.jpg")], out, model=model, workers=1)
+    for options, said in [({"top_k": 2}, "--top-k 5 (now 2)"), ({"abstain": False}, "the abstain rule")]:
+        with pytest.raises(SportsdetError, match=re.escape(said)):
+            run_ray_predict(folder, out, model=model, workers=1, **options)
+    summary = run_ray_predict(folder, out, model=model, workers=1)  # the same options: it goes on
+    assert summary.already_done == 1 and summary.written == 5
+    assert {len(row["top_k"]) for row in _rows(out).values()} == {5}

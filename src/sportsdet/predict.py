@@ -333,6 +333,20 @@ class Predictor:
         array = self.load(item, out, notes)
         return Loaded(array, "; ".join(notes) if notes else None)
 
+    def model_id(self) -> str:
+        """The model's name and the first digits of its weights' SHA-256, "+int8" for the INT8
+        graph (it answers a little differently from the float one with the same weights)."""
+        info = getattr(self.backend, "info", None)
+        if self.bundle is not None:
+            name = self.bundle.model_name
+            sha = (self.bundle.manifest.get("weights") or {}).get("sha256")
+        else:
+            name = (info.model.get("name") if info else None) or "onnx"
+            sha = info.weights_sha256 if info else None
+        model_id = f"{name}@{sha[:12]}" if sha else name
+        quantized = info is not None and info.quantization not in ("", "none")
+        return f"{model_id}+int8" if quantized else model_id
+
     def result_from_probs(self, name: str, probs: np.ndarray) -> PredictionResult:
         order = np.argsort(-probs, kind="stable")[: self.top_k]
         top = [(self.labels[i], float(probs[i])) for i in order]

@@ -186,6 +186,39 @@ def read_folder(out_dir: Path) -> FolderState:
     return state
 
 
+SETTINGS_FILE = ".sportsdet-settings.json"  # what a folder's rows were made with (checked on re-runs)
+
+
+def check_settings(out_dir: Path, settings: dict[str, Any], has_rows: bool) -> None:
+    """Refuse to add rows made another way to a folder (another model, top-k or abstain rule): a
+    re-run kept the old rows and wrote the new ones beside them, mixed in silence. The first run
+    (or one into a folder of an older version, which kept no record) writes the record."""
+    import json
+
+    from sportsdet.files import write_json
+
+    record = out_dir / SETTINGS_FILE
+    settings = json.loads(json.dumps(settings))  # compared as it reads back (tuples are lists)
+    try:
+        before = json.loads(record.read_text(encoding="utf-8")) if record.is_file() else None
+    except (OSError, ValueError):
+        before = None  # unreadable: rewritten below, as for an older folder
+    if isinstance(before, dict) and has_rows:
+        shown = {"model": "--model", "top_k": "--top-k", "abstain": "the abstain rule"}
+        changed = [
+            f"{shown.get(key, key)} {before.get(key)!r} (now {value!r})"
+            for key, value in settings.items()
+            if before.get(key) != value
+        ]
+        if changed:
+            raise SportsdetError(
+                f"{out_dir} holds results made with {'; '.join(changed)}: give the same options to go on "
+                "with it, or another --output"
+            )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_json(record, settings)
+
+
 def read_done_inputs(out_dir: Path) -> list[str]:
     """What a re-run skips: the photo (`source`) of every labelled row already in DIR; rows with
     an error are not done."""
@@ -909,6 +942,12 @@ def _run_locked(
         stale.unlink()  # a part a crash left half-written; its rows were never counted as done
 
     folder = read_folder(out)
+    settings = {
+        "model": local.model_id(),
+        "top_k": top_k,
+        "abstain": local.abstain.to_dict() if local.abstain is not None else None,
+    }
+    check_settings(out, settings, has_rows=bool(part_files(out)))
     done_keys = input_keys(folder.done)
     # An earlier run stopped between writing a retried photo's new row and dropping its old one.
     drop_error_rows(folder.parts_with_errors, lambda key: _is_done(done_keys, key))

@@ -400,20 +400,8 @@ class Service:
         return self.predictor.abstain_threshold if self.predictor else None
 
     def model_id(self) -> str:
-        predictor = self.predictor
-        assert predictor is not None
-        info = getattr(predictor.backend, "info", None)
-        if predictor.bundle is not None:
-            name = predictor.bundle.model_name
-            sha = (predictor.bundle.manifest.get("weights") or {}).get("sha256")
-        else:
-            name = (info.model.get("name") if info else None) or "onnx"
-            sha = info.weights_sha256 if info else None
-        model_id = f"{name}@{sha[:12]}" if sha else name
-        # The INT8 graph answers a little differently from the float one with the same weights:
-        # a client keying answers by model id must not mix them.
-        quantized = info is not None and info.quantization not in ("", "none")
-        return f"{model_id}+int8" if quantized else model_id
+        assert self.predictor is not None
+        return self.predictor.model_id()
 
     def model_info(self) -> dict[str, Any]:
         predictor = self.predictor
