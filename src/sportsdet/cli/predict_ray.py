@@ -47,7 +47,8 @@ def predict_on_ray(
     def on_start(already_done: int) -> None:
         if already_done:
             err_console.print(
-                f"{escape(str(output))} already holds {already_done} result(s): those inputs are skipped"
+                f"{escape(str(output))} already holds {already_done} result(s): those inputs are skipped",
+                soft_wrap=True,
             )
         err_console.print(f"{where} ...")
 
@@ -91,6 +92,7 @@ def predict_on_ray(
         f"wrote {summary.written} result(s) to {escape(str(output))} in {len(summary.parts)} part(s) "
         f"({rate:.1f} images/s); skipped {summary.skipped} input(s) already there{retried}",
         highlight=False,
+        soft_wrap=True,  # one line a script can parse, whatever the terminal's width
     )
     if summary.failed:
         err_console.print(
