@@ -738,27 +738,32 @@ def test_service_imports_no_torch() -> None:
     assert out.stdout.strip() == "[]"
 
 
-def test_sigterm_finishes_requests_in_flight(colour_model: Path, http_server: LocalServer) -> None:
-    """The real command: prints its URL, and on SIGTERM answers the request in flight, then exits."""
+def _sigterm_during_a_slow_url(colour_model: Path, http_server: LocalServer, *options: str):
+    """A real server fetching /slow.jpg (1.5 s) gets SIGTERM 0.4 s into the request: (the
+    answer's status, content type and JSON body; the server's output)."""
     import json
     import signal
+    import urllib.error
     import urllib.request
 
-    process, base = start_serve(colour_model, "--allow-urls", "--allow-private-urls")
+    process, base = start_serve(colour_model, "--allow-urls", "--allow-private-urls", *options)
     try:
         answers: list = []
 
-        def slow_request() -> None:  # /slow.jpg takes 1.5 s to answer
+        def slow_request() -> None:
             body = json.dumps({"urls": [http_server.url("/slow.jpg")]}).encode()
             request = urllib.request.Request(
                 base + "/v1/predict", body, headers={"Content-Type": "application/json"}
             )
-            with urllib.request.urlopen(request, timeout=10) as response:
-                answers.append((response.status, json.loads(response.read())))
+            try:
+                with urllib.request.urlopen(request, timeout=10) as response:
+                    answers.append((response.status, response.headers.get("content-type"), response.read()))
+            except urllib.error.HTTPError as error:
+                answers.append((error.code, error.headers.get("content-type"), error.read()))
 
         thread = threading.Thread(target=slow_request)
         thread.start()
-        time.sleep(0.5)
+        time.sleep(0.4)
         process.send_signal(signal.SIGTERM)
         thread.join(10)
         # uvicorn re-raises the signal once it has shut down; sportsdet ends as for any SIGTERM.
@@ -766,46 +771,23 @@ def test_sigterm_finishes_requests_in_flight(colour_model: Path, http_server: Lo
     finally:
         if process.poll() is None:
             process.kill()
-    status, body = answers[0]
+    status, kind, body = answers[0]
+    return status, kind, json.loads(body), base, process.stdout.read()
+
+
+def test_sigterm_finishes_requests_in_flight(colour_model: Path, http_server: LocalServer) -> None:
+    """The real command: prints its URL, and on SIGTERM answers the request in flight, then exits."""
+    status, _, body, base, output = _sigterm_during_a_slow_url(colour_model, http_server)
     assert status == 200 and body["results"][0]["label"] == "green"
-    output = process.stdout.read()
     assert f"{base}/" in output
 
 
 def test_a_request_cut_off_by_the_shutdown_gets_a_json_503(colour_model: Path, http_server) -> None:
     # --graceful-timeout shorter than the request: uvicorn cancelled it and answered a plain-text
     # 500 ("Internal Server Error") with a traceback in the log.
-    import json
-    import signal
-    import urllib.error
-    import urllib.request
-
-    process, base = start_serve(
-        colour_model, "--allow-urls", "--allow-private-urls", "--graceful-timeout", "0.3"
+    status, kind, body, _, output = _sigterm_during_a_slow_url(
+        colour_model, http_server, "--graceful-timeout", "0.3"
     )
-    try:
-        answers: list = []
-
-        def slow_request() -> None:  # /slow.jpg takes 1.5 s to answer
-            body = json.dumps({"urls": [http_server.url("/slow.jpg")]}).encode()
-            request = urllib.request.Request(
-                base + "/v1/predict", body, headers={"Content-Type": "application/json"}
-            )
-            try:
-                urllib.request.urlopen(request, timeout=10)
-            except urllib.error.HTTPError as error:
-                answers.append((error.code, error.headers.get("content-type"), json.loads(error.read())))
-
-        thread = threading.Thread(target=slow_request)
-        thread.start()
-        time.sleep(0.4)
-        process.send_signal(signal.SIGTERM)
-        thread.join(10)
-        process.wait(10)
-    finally:
-        if process.poll() is None:
-            process.kill()
-    (status, kind, body), output = answers[0], process.stdout.read()
     assert status == 503 and kind == "application/json" and body["error"]["code"] == "shutting_down"
     assert "Traceback" not in output
 

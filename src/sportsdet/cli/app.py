@@ -44,6 +44,31 @@ def warn(message: str, *, label: str = "warning") -> None:
     err_console.print(f"[yellow]{label}:[/] {plain(message)}", highlight=False, soft_wrap=True)
 
 
+def min_score_option() -> typer.models.OptionInfo:
+    """--min-score, as `predict` and `serve` take it."""
+    return typer.Option(
+        None,
+        "--min-score",
+        min=0.0,
+        max=1.0,
+        help="Say 'uncertain' (no label, best guess kept in top-k) when the top score is under this. "
+        "Default: the model's own abstain threshold, fitted on validation photos.",
+    )
+
+
+def no_abstain_option() -> typer.models.OptionInfo:
+    return typer.Option(
+        False, "--no-abstain", help="Always give the top label, even for photos the model is unsure of."
+    )
+
+
+def check_abstain_options(no_abstain: bool, min_score: float | None) -> None:
+    from sportsdet.errors import SportsdetError
+
+    if no_abstain and min_score is not None:
+        raise SportsdetError("--min-score and --no-abstain contradict each other; give one of them")
+
+
 def _print_version(value: bool) -> None:
     if value:
         from sportsdet import __version__

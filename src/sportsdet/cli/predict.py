@@ -10,7 +10,15 @@ from typing import Any
 
 import typer
 
-from sportsdet.cli.app import app, console, err_console, plain
+from sportsdet.cli.app import (
+    app,
+    check_abstain_options,
+    console,
+    err_console,
+    min_score_option,
+    no_abstain_option,
+    plain,
+)
 
 NO_BUILTIN_MESSAGE = (
     "no built-in model is installed yet; pass --model RUN/model (train one with `sportsdet train`)"
@@ -125,23 +133,11 @@ def predict_command(
     address: str | None = typer.Option(
         None, "--address", help="--engine ray: a Ray cluster (HOST:PORT). Default: start a local Ray."
     ),
-    min_score: float | None = typer.Option(
-        None,
-        "--min-score",
-        min=0.0,
-        max=1.0,
-        help="Say 'uncertain' (no label, best guess kept in top-k) when the top score is under this. "
-        "Default: the model's own abstain threshold, fitted on validation photos.",
-    ),
-    no_abstain: bool = typer.Option(
-        False, "--no-abstain", help="Always give the top label, even for photos the model is unsure of."
-    ),
+    min_score: float | None = min_score_option(),
+    no_abstain: bool = no_abstain_option(),
 ) -> None:
     """Say which sport each photo shows. Exit code 1 when any input could not be labelled."""
-    from sportsdet.errors import SportsdetError
-
-    if no_abstain and min_score is not None:
-        raise SportsdetError("--min-score and --no-abstain contradict each other; give one of them")
+    check_abstain_options(no_abstain, min_score)
     if engine is Engine.ray or output is not None or address is not None:
         from sportsdet.cli.predict_ray import check_ray_options, predict_on_ray
 

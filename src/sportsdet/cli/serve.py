@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from sportsdet.cli.app import app, err_console
+from sportsdet.cli.app import app, check_abstain_options, err_console, min_score_option, no_abstain_option
 
 SERVE_EXTRA_HINT = "the service needs the serve extra: pip install 'sportsdet[serve]'"
 
@@ -93,17 +93,8 @@ def serve_command(
     graceful_timeout: float = typer.Option(
         30.0, "--graceful-timeout", min=0, help="On SIGTERM/Ctrl-C, seconds to finish requests in flight."
     ),
-    min_score: float | None = typer.Option(
-        None,
-        "--min-score",
-        min=0.0,
-        max=1.0,
-        help="Answer 'uncertain' (no label, best guess kept in top_k) when the top score is under this, "
-        "as `sportsdet predict --min-score`. Default: the model's own abstain threshold.",
-    ),
-    no_abstain: bool = typer.Option(
-        False, "--no-abstain", help="Always give the top label, even for photos the model is unsure of."
-    ),
+    min_score: float | None = min_score_option(),
+    no_abstain: bool = no_abstain_option(),
 ) -> None:
     """Run the HTTP service and web page: POST /v1/predict, GET /v1/model, /docs, / in a browser."""
     from sportsdet.errors import SportsdetError
@@ -115,8 +106,7 @@ def serve_command(
     except ImportError as exc:
         raise SportsdetError(f"{SERVE_EXTRA_HINT} ({exc})") from None
 
-    if no_abstain and min_score is not None:
-        raise SportsdetError("--min-score and --no-abstain contradict each other; give one of them")
+    check_abstain_options(no_abstain, min_score)
     api_key = usable_api_key(api_key)
     check_bind(host, api_key)
     config = ServeConfig(
