@@ -122,15 +122,18 @@ def test_huge_folders_are_read_in_bounded_sorted_chunks(tmp_path: Path, monkeypa
         assert names[start : start + 3] == sorted(names[start : start + 3])
 
 
-def test_results_stream_before_the_input_ends(exported: Path, photos: Path) -> None:
+def test_results_stream_before_the_input_ends(exported: Path, photos: Path, tmp_path: Path) -> None:
     predictor = Predictor(exported, batch_size=2)
     pulled = 0
+    data = (photos / "0.jpg").read_bytes()
+    for i in range(1000):  # 1000 photos: one photo named 1000 times is labelled once
+        (tmp_path / f"{i}.jpg").write_bytes(data)
 
     def sources():  # a long input: the first answer must come long before it is all read
         nonlocal pulled
-        for _ in range(1000):
+        for i in range(1000):
             pulled += 1
-            yield str(photos / "0.jpg")
+            yield str(tmp_path / f"{i}.jpg")
 
     stream = predictor.predict_sources(sources())
     first = next(stream)
