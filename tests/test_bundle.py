@@ -108,6 +108,9 @@ def test_labels_must_match_the_output_layer(tmp_path):
             ),
             "resize must be one of",
         ),
+        # Records that every reader takes for objects: a traceback in info, predict and evaluate.
+        (lambda text: json.dumps({**json.loads(text), "data": ["x"]}), "entry 'data' must be an object"),
+        (lambda text: text.replace('"config": {', '"config": [1], "was": {'), "'model.config' must be"),
     ],
 )
 def test_bad_bundle_json_gives_a_clear_error(tmp_path, damage, message):
@@ -183,3 +186,18 @@ def test_saved_bundle_is_readable_by_others(tmp_path):
     assert path.stat().st_mode & stat.S_IROTH and path.stat().st_mode & stat.S_IXOTH
     for entry in path.iterdir():
         assert entry.stat().st_mode & stat.S_IROTH, entry
+
+
+def test_info_on_a_hand_edited_record_is_one_line(tmp_path):
+    # A list where a record of sources was: `sportsdet info` died with an AttributeError traceback.
+    from typer.testing import CliRunner
+
+    from sportsdet.cli import app
+
+    path = _save(tmp_path / "b")
+    manifest = json.loads((path / MANIFEST_NAME).read_text())
+    manifest["data"] = {"sources": [1], "counts": "x"}
+    (path / MANIFEST_NAME).write_text(json.dumps(manifest))
+    result = CliRunner().invoke(app, ["info", str(path)])
+    assert isinstance(result.exception, SportsdetError), result.output
+    assert "the bundle's record has an unexpected form" in str(result.exception)

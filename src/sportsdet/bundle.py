@@ -314,6 +314,14 @@ def load_bundle(path: str | Path, *, verify_weights: bool = True) -> Bundle:
         raise BundleError(
             f"{manifest_file}: {len(labels)} labels but the model's output layer has {rows} outputs"
         )
+    # Records read as objects everywhere (info, evaluate, the report): a list or a string in
+    # their place was a traceback far from here.
+    for where, value in [("model.config", model.get("config"))] + [
+        (key, manifest.get(key)) for key in ("data", "training", "metrics", "versions")
+    ]:
+        if value is not None and not isinstance(value, dict):
+            shown = repr(value)[:60]
+            raise BundleError(f"{manifest_file}: bundle.json entry {where!r} must be an object, not {shown}")
     if manifest.get("abstain") is not None:
         try:
             Abstain.from_dict(manifest["abstain"], str(manifest_file))

@@ -486,6 +486,8 @@ def info_command(
     """Show what is inside a model bundle: model, labels, preprocessing, training, metrics, files."""
     from rich.table import Table
 
+    from sportsdet.errors import SportsdetError
+
     info = bundle_info(_bundle_dir(bundle))
     if as_json:
         typer.echo(json.dumps(info, indent=2, ensure_ascii=False))
@@ -503,11 +505,18 @@ def info_command(
     )
     summary.add_column(style="bold")
     summary.add_column(overflow="fold")
-    for name, value in _summary_rows(info):
+    try:
+        rows, scores = _summary_rows(info), _scores_table(info)
+    except (AttributeError, TypeError, KeyError, ValueError) as exc:
+        # Its nested records hand-edited or damaged: one line, and where to look, not a traceback.
+        raise SportsdetError(
+            f"{info['path']}: the bundle's record has an unexpected form ({type(exc).__name__}: {exc}); "
+            "`sportsdet info --json` shows it as stored"
+        ) from None
+    for name, value in rows:
         summary.add_row(name, plain(value))
     summary.add_row("versions", plain(", ".join(f"{k} {v}" for k, v in info["versions"].items())))
     console.print(summary)
-    scores = _scores_table(info)
     if scores is not None:
         console.print(scores)
     files = Table(title="files", title_justify="left")
