@@ -515,3 +515,20 @@ def test_a_misnamed_copy_in_another_source_is_quarantined_after_its_rename(two_s
     assert not (flat / "rowing" / "scraped.php").exists() and not (flat / "rowing" / "scraped.jpg").exists()
     assert (moved_to / "second" / "rowing" / "scraped.jpg").is_file()
     assert run_cli("data", "check", str(official), str(flat), "--strict") == 0
+
+
+def test_evaluate_a_one_source_run_with_its_own_dataset_file(two_sources, tmp_path, run_cli, capsys) -> None:
+    # A one-source run records no sources: a dataset file naming exactly its folder was refused as
+    # "not the sources this model was trained on"; the built-in model (no split at all) too.
+    official, _ = two_sources
+    spec = tmp_path / "one.toml"
+    spec.write_text(f'[[source]]\npath = "{official}"\n')
+    run = tmp_path / "run"
+    tiny = ["--model", "seed-cnn", "--epochs", "1", "--set", "input_size=32", "--no-eval"]
+    assert run_cli("train", str(official), "--out", str(run), *tiny) == 0
+    assert run_cli("evaluate", str(run), str(spec), "--out", str(tmp_path / "ev")) == 0
+    assert json.loads((tmp_path / "ev" / "metrics.json").read_text())["source"] == "split-manifest"
+    capsys.readouterr()
+    assert run_cli("evaluate", "builtin", str(spec), "--out", str(tmp_path / "ev2")) == 2
+    err = capsys.readouterr().err
+    assert "the bundle records no training data folder" in err and "not the sources" not in err

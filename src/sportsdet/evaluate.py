@@ -277,8 +277,12 @@ def _refuse_other_sources(bundle: Bundle, dataset_file: Path) -> None:
 
     named = sorted({source.path.resolve() for source in read_dataset_file(dataset_file).sources})
     found = find_split_manifest(bundle)
-    sources = SplitManifest.load(found).sources if found is not None else {}
-    trained = sorted({Path(info["root"]).resolve() for info in sources.values()})
+    if found is None:  # no split to score through: the checks after this one say so, truly
+        return
+    manifest = SplitManifest.load(found)
+    # A one-source run records no sources: its one folder is the source it was trained on.
+    roots = [info["root"] for info in manifest.sources.values()] if manifest.sources else [manifest.root]
+    trained = sorted({Path(root).resolve() for root in roots})
     if named != trained:
         raise SportsdetError(
             f"{dataset_file}: names {', '.join(map(str, named))}, not the sources this model was trained on"
