@@ -421,3 +421,11 @@ def test_a_folder_name_that_means_another_class_to_the_model_gets_a_hint(
     # Right answers: no hint.
     right = evaluate(bundle, tree, out_dir=tmp_path / "ok", backend=ColourOracle())
     assert right.metrics["mostly_given_another"] == []
+    # Best guesses the model would not say (all "uncertain" under its rule) are no evidence: the
+    # hint told users to rename a folder of photos that predict calls uncertain.
+    from sportsdet.abstain import Abstain
+    from sportsdet.bundle import set_bundle_abstain
+
+    set_bundle_abstain(bundle, Abstain.min_score(0.9))  # the oracle's top score is 0.8
+    unsure = evaluate(bundle, tree, out_dir=tmp_path / "unsure", backend=swapped)
+    assert unsure.metrics["mostly_given_another"] == []

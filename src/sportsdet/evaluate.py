@@ -420,7 +420,16 @@ def evaluate(
     metrics = compute_metrics(y_true, probs, labels)
     metrics["abstain"] = abstain_metrics(y_true, probs, bundle.abstain)
     if chosen.source == "folder":  # the user's own folder names: one may mean another class to the model
-        metrics["mostly_given_another"] = mostly_given_another(metrics["confusion_matrix"], bundle.labels)
+        # Counted on the photos the model answers: a best guess it would not say ("uncertain")
+        # is no evidence that the folder means another class.
+        answered = (
+            ~np.asarray(bundle.abstain.uncertain(probs), dtype=bool)
+            if bundle.abstain is not None
+            else np.ones(len(y_true), dtype=bool)
+        )
+        confusion = np.zeros((len(labels), len(labels)), dtype=np.int64)
+        np.add.at(confusion, (y_true[answered], probs[answered].argmax(1)), 1)
+        metrics["mostly_given_another"] = mostly_given_another(confusion, bundle.labels)
         for entry in metrics["mostly_given_another"]:
             warn(rename_hint(entry))
     if chosen.sources is not None:  # a multi-source run: accuracy per source as well
