@@ -429,3 +429,15 @@ def test_a_folder_name_that_means_another_class_to_the_model_gets_a_hint(
     set_bundle_abstain(bundle, Abstain.min_score(0.9))  # the oracle's top score is 0.8
     unsure = evaluate(bundle, tree, out_dir=tmp_path / "unsure", backend=swapped)
     assert unsure.metrics["mostly_given_another"] == []
+
+
+def test_another_model_evaluated_into_a_run_folder_is_not_said_to_be_in_its_report(
+    tree: Path, tmp_path: Path, run_cli, capsys
+) -> None:
+    # "run report (lists this evaluation too)" was printed, and the run's page rewritten, for an
+    # evaluation that page leaves out (another model's).
+    make_tiny_bundle(tmp_path / "run" / "model")
+    other = make_tiny_bundle(tmp_path / "other", seed=1)
+    assert run_cli("evaluate", str(other), str(tree), "--out", str(tmp_path / "run" / "eval-other")) == 0
+    said = capsys.readouterr().err
+    assert "report:" in said and "lists this evaluation too" not in said
