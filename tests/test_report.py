@@ -625,6 +625,16 @@ def test_comparison_says_which_classes_it_cannot_compare_in_either_order(tmp_pat
     assert list(rows)[-1] == gone  # not compared: last, not first as the largest drop
     note = page.by_id["compare-classes-note"]
     assert f"1 class(es) have no photos in some evaluation (–): no F1 there to compare ({gone})" in note
+    # A class with photos in neither evaluation (a big model scored on a few sports): not a row of
+    # dashes, and not counted as "no photos in some evaluation".
+    metrics = json.loads((a.eval / "metrics.json").read_text())
+    metrics["per_class"][gone].update(support=0, f1=0.0, recall=0.0)
+    (a.eval / "metrics.json").write_text(json.dumps(metrics))
+    page = Page(write_comparison([a.run, b.run], tmp_path / "c.html").read_text(encoding="utf-8"))
+    assert gone not in {r[0] for r in page.tables["compare-classes"]}
+    note = page.by_id["compare-classes-note"]
+    assert "1 class(es) with no photos in any evaluation are left out." in note
+    assert "some evaluation" not in note
 
 
 def test_comparison_names_each_evaluation_and_refuses_the_same_one_twice(tmp_path, monkeypatch, capsys):

@@ -939,6 +939,10 @@ def _compare_classes(runs: list[ReportInputs], names: list[str]) -> str:
     shared = [x for x in labels if all(x in table for table in tables[1:])]
     if not shared:
         return missing("The runs share no class names, so per-class results cannot be compared.")
+    # A 105-class model scored on a user's 3 sports: the other 102 have no photos anywhere, and
+    # rows of dashes only buried the classes that can be compared (as the single page leaves them out).
+    nowhere = [x for x in shared if all(table[x].get("support") == 0 for table in tables)]
+    shared = [x for x in shared if x not in nowhere]
 
     def f1(table: dict[str, Any], label: str) -> float | None:
         # No photos of the class in that evaluation: no F1 to compare (sklearn's 0 is not a score).
@@ -969,6 +973,8 @@ def _compare_classes(runs: list[ReportInputs], names: list[str]) -> str:
                       f'<td class="n {cls}" data-v="{_raw(change)}">{shown}</td>')
         rows.append(f"<tr><td>{escape(label)}</td>{cells}</tr>")
     extra = ""
+    if nowhere:
+        extra += f" {len(nowhere)} class(es) with no photos in any evaluation are left out."
     empty = [x for x in shared if any(f1(table, x) is None for table in tables)]
     if empty:
         extra += (f" {len(empty)} class(es) have no photos in some evaluation (–): no F1 there to compare "
