@@ -130,6 +130,17 @@ def test_accuracy_ci_matches_hand_computed_notebook_case(tmp_path):
     assert Page(text).by_id["m-accuracy-ci"] == "51.7% (95% CI 46.2–57.2%, n=315)"
 
 
+def test_an_evaluation_of_a_folder_counts_the_folders_classes_not_the_models(tmp_path):
+    # The built-in model on a folder of 3 sports: the Data section said "classes 105".
+    labels = ["croquet", "polo", "rowing", "sailing", "tennis"]
+    y = np.array([0, 0, 2, 2])
+    probs = np.full((4, 5), 0.05, dtype=np.float32)
+    probs[np.arange(4), y] = 0.8
+    write_eval(tmp_path / "eval", labels, y, probs, [f"x/{i}.jpg" for i in range(4)])
+    text = html.unescape(write_report(tmp_path / "eval").read_text(encoding="utf-8"))
+    assert "2 (the model knows 5)" in text and "all 2 class names" in text and "all 5 class names" not in text
+
+
 def test_per_class_table_equals_metrics_json(eight):
     fake, text = eight
     metrics = json.loads((fake.eval / "metrics.json").read_text())

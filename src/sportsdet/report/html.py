@@ -374,9 +374,17 @@ def _data(inputs: ReportInputs) -> str:
     split = inputs.split or {}
     html = []
     folders = [(f"source {name}", root) for name, root in inputs.data_sources.items()]
+    classes: Any = len(labels) if labels else None
+    per_class_scores = (inputs.metrics or {}).get("per_class")
+    if not split and labels and isinstance(per_class_scores, dict):
+        # An evaluation of a folder, with no split of its own: the labels are the model's (105 for
+        # the built-in model), the folder's classes those with photos.
+        present = [x for x in labels if (per_class_scores.get(x) or {}).get("support", 0) > 0]
+        if present and len(present) < len(labels):
+            classes, labels = f"{len(present)} (the model knows {len(labels)})", present
     rows: list[tuple[str, Any]] = [
         *(folders or [("data folder", inputs.data_root)]),
-        ("classes", len(labels) if labels else None),
+        ("classes", classes),
         ("split", split.get("strategy")),
         ("split seed", split.get("seed")),
     ]
