@@ -441,3 +441,23 @@ def test_another_model_evaluated_into_a_run_folder_is_not_said_to_be_in_its_repo
     assert run_cli("evaluate", str(other), str(tree), "--out", str(tmp_path / "run" / "eval-other")) == 0
     said = capsys.readouterr().err
     assert "report:" in said and "lists this evaluation too" not in said
+
+
+def test_an_out_folder_that_cannot_be_written_is_said_before_scoring(bundle, tree, tmp_path, monkeypatch):
+    # The whole folder was scored (minutes on a real test set), then "Read-only file system".
+    import os
+
+    real_access = os.access
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    monkeypatch.setattr(os, "access", lambda path, mode: Path(path) != locked and real_access(path, mode))
+    scored: list[int] = []
+
+    class Counting(ColourOracle):
+        def predict_proba(self, batch):
+            scored.append(len(batch))
+            return super().predict_proba(batch)
+
+    with pytest.raises(SportsdetError, match=r"--out .*locked/ev: cannot write in .*locked"):
+        evaluate(bundle, tree, out_dir=locked / "ev", backend=Counting())
+    assert scored == []

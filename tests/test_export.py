@@ -244,6 +244,29 @@ def test_an_output_that_cannot_be_written_is_said_before_exporting(run_folder: P
             export_bundle(run_folder / "model", out=tmp_path / "ok.onnx", int8=True, max_int8_drop=drop)
 
 
+def test_a_read_only_place_is_named_by_the_file_asked_for(run_folder: Path, tmp_path: Path, monkeypatch):
+    # A read-only file system (root writes anywhere else): the error named a hidden temp file,
+    # ".x.onnx.tmp-k9_a13fu.onnx: Read-only file system", and came after the export's work.
+    import errno
+    import os
+
+    import sportsdet.export as export
+
+    real_access = os.access
+    read_only = tmp_path / "ro"
+    read_only.mkdir()
+    monkeypatch.setattr(os, "access", lambda path, mode: Path(path) != read_only and real_access(path, mode))
+    with pytest.raises(SportsdetError, match=r"ro/x.onnx: cannot write in .*ro; choose another --out"):
+        export.export_bundle(run_folder / "model", out=read_only / "x.onnx")
+
+    def refused(*args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(export.tempfile, "mkstemp", refused)
+    with pytest.raises(SportsdetError, match=r"late.onnx: cannot write here \(Read-only file system\)"):
+        export._atomic_target(tmp_path / "late.onnx")
+
+
 def test_held_out_photos_are_told_by_folders_below_the_data_root(tmp_path: Path) -> None:
     # A root under a folder named "test" made every photo (training ones too) "held out".
     from types import SimpleNamespace

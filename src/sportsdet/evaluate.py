@@ -32,7 +32,7 @@ from sportsdet import plots
 from sportsdet.bundle import Bundle, load_bundle
 from sportsdet.data.sources import is_dataset_file
 from sportsdet.errors import SportsdetError, quoted_with_hint
-from sportsdet.files import UNDECODABLE, atomic_write, sha256_file, write_json
+from sportsdet.files import UNDECODABLE, atomic_write, check_writable_folder, sha256_file, write_json
 from sportsdet.run_folder import (
     EVAL_FILES,
     REPORT,
@@ -383,6 +383,7 @@ def evaluate(
     out = Path(out_dir) if out_dir is not None else default_out_dir(bundle.path, chosen)
     if out.exists() and not out.is_dir():
         raise SportsdetError(f"{out}: exists and is not a folder; choose another --out")
+    check_writable_folder(out, "--out", out)  # before the photos are scored, not after
 
     started = time.monotonic()
     bar = None

@@ -442,11 +442,17 @@ def _check_target(target: Path) -> None:
     parent = next((folder for folder in (target.parent, *target.parent.parents) if folder.exists()), None)
     if parent is not None and not parent.is_dir():
         raise SportsdetError(f"{target}: {parent} is a file, not a folder; choose another --out")
+    if parent is not None and not os.access(parent, os.W_OK | os.X_OK):  # also a read-only file system
+        raise SportsdetError(f"{target}: cannot write in {parent}; choose another --out")
 
 
 def _atomic_target(out: Path) -> Path:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    handle, name = tempfile.mkstemp(prefix=f".{out.name}.tmp-", suffix=".onnx", dir=out.parent)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        handle, name = tempfile.mkstemp(prefix=f".{out.name}.tmp-", suffix=".onnx", dir=out.parent)
+    except OSError as exc:  # named by the file asked for, not by a hidden temp file's name
+        reason = exc.strerror or exc
+        raise SportsdetError(f"{out}: cannot write here ({reason}); choose another --out") from None
     os.close(handle)
     umask = os.umask(0)
     os.umask(umask)
