@@ -266,7 +266,8 @@ def test_hundred_classes_render_fast_and_legible(tmp_path):
 def test_without_evaluation_shows_training_and_says_what_to_run(tmp_path):
     fake = make_run(tmp_path, with_eval=False)
     text = write_report(fake.run).read_text(encoding="utf-8")
-    assert "sportsdet evaluate" in text and "No evaluation yet" in text
+    # The command that fills RUN/eval (with RUN/model DATA it wrote RUN/eval-<folder> instead).
+    assert f"Run <code>sportsdet evaluate {fake.run}</code>" in text and "No evaluation yet" in text
     assert any(i["alt"] == "training curves" for i in Page(text).images)
     assert "per-class-table" not in text
 

@@ -226,11 +226,12 @@ def _no_eval(inputs: ReportInputs) -> str:
     unfinished = _unfinished(inputs)
     if unfinished:
         return missing(unfinished)
-    model = f"{inputs.run_dir}/model" if inputs.run_dir else "RUN/model"
+    # `evaluate RUN` scores the run's own test split into RUN/eval, the one this page shows (with
+    # a DATA folder it wrote RUN/eval-<folder>, and this page kept saying "no evaluation yet").
+    run = str(inputs.run_dir) if inputs.run_dir else "RUN"
     return missing(
-        "No evaluation yet. Run <code>sportsdet evaluate "
-        f"{escape(model)} DATA</code> to score the test split, then <code>sportsdet report "
-        f"{escape(str(inputs.source))}</code> again."
+        f"No evaluation yet. Run <code>sportsdet evaluate {escape(run)}</code> to score the test split, "
+        f"then <code>sportsdet report {escape(str(inputs.source))}</code> again."
     )
 
 
