@@ -266,6 +266,9 @@ def test_nothing_readable_is_an_error(bundle: Path, tmp_path: Path) -> None:
 def test_bad_arguments(bundle: Path, tree: Path, tmp_path: Path) -> None:
     with pytest.raises(SportsdetError, match="no such folder"):
         evaluate(bundle, tmp_path / "nope", out_dir=tmp_path / "eval", backend=ColourOracle())
+    photo = next(tree.rglob("*.jpg"))  # one photo: it exists (it was "no such folder")
+    with pytest.raises(SportsdetError, match="a file, not a folder; .*`sportsdet predict` labels single"):
+        evaluate(bundle, photo, out_dir=tmp_path / "eval", backend=ColourOracle())
     (tmp_path / "file").write_text("x")
     with pytest.raises(SportsdetError, match="not a folder"):
         evaluate(bundle, tree, out_dir=tmp_path / "file", backend=ColourOracle())

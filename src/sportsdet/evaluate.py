@@ -259,6 +259,11 @@ def select_eval_data(
             )
         return _from_manifest(bundle, Path(recorded_root), split, warn, keep_seen)
     data_root = Path(data).expanduser()
+    if data_root.is_file():
+        raise SportsdetError(
+            f"{data_root}: a file, not a folder; evaluate scores a folder of labelled photos (one "
+            "subfolder per class); `sportsdet predict` labels single photos"
+        )
     if not data_root.is_dir():
         raise SportsdetError(
             f"{data_root}: no such folder; give the folder of labelled images to evaluate on"
