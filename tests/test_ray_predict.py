@@ -467,3 +467,19 @@ def test_a_folder_of_results_is_not_mixed_with_results_made_another_way(photos, 
     summary = run_ray_predict(folder, out, model=model, workers=1)  # the same options: it goes on
     assert summary.already_done == 1 and summary.written == 5
     assert {len(row["top_k"]) for row in _rows(out).values()} == {5}
+
+
+def test_a_listing_that_names_no_photo_is_refused(tmp_path: Path) -> None:
+    # It "wrote 0 result(s)" and exited 0, where plain predict says an empty folder holds no photo.
+    import pyarrow as pa
+
+    from sportsdet.errors import SportsdetError
+
+    (tmp_path / "empty.txt").write_text("")
+    (tmp_path / "comments.txt").write_text("# photos to do\n\n   \n")
+    (tmp_path / "header.csv").write_text("path,label\n")
+    pq.write_table(pa.table({"path": pa.array([], pa.string())}), tmp_path / "none.parquet")
+    for name in ("empty.txt", "comments.txt", "header.csv", "none.parquet"):
+        with pytest.raises(SportsdetError, match=f"{name}: the listing names no photo"):
+            run_ray_predict([str(tmp_path / name)], tmp_path / "out", model=builtin_bundle_path(), workers=1)
+        assert not (tmp_path / "out").exists()

@@ -334,9 +334,15 @@ def _check_listing(path: Path) -> None:
     say where its paths are (a `path` column: .csv, .parquet). Checked here, whole, because a
     listing Ray Data cannot parse stops the job half way with a page of its tracebacks."""
     suffix = path.suffix.lower()
+    # An empty listing (or one of comments only) wrote nothing and said "wrote 0 result(s)", exit 0:
+    # plain predict says of an empty folder that it holds no photo.
+    nothing = SportsdetError(f"{path}: the listing names no photo; give one path or URL a line")
     try:
         if suffix == ".txt":
             _check_utf8(path)
+            with path.open(encoding="utf-8-sig") as handle:
+                if not any(line.strip() and not line.strip().startswith("#") for line in handle):
+                    raise nothing
             return
         if suffix == ".csv":
             _check_utf8(path)
@@ -346,6 +352,9 @@ def _check_listing(path: Path) -> None:
             import pyarrow.parquet as pq
 
             columns = pq.read_schema(path).names
+            rows = pq.read_metadata(path).num_rows
+    except SportsdetError:
+        raise
     except (OSError, csv.Error) as exc:
         raise SportsdetError(f"{path}: cannot read this listing ({exc})") from None
     except Exception as exc:  # pyarrow's errors for a file that is not Parquet
@@ -360,11 +369,14 @@ def _check_listing(path: Path) -> None:
     if suffix == ".csv":  # every row, as Ray Data will read it
         import pyarrow.csv as pacsv
 
+        rows = 0
         try:
-            for _ in pacsv.open_csv(path, convert_options=_csv_options()):  # streamed: any size
-                pass
+            for batch in pacsv.open_csv(path, convert_options=_csv_options()):  # streamed: any size
+                rows += batch.num_rows
         except Exception as exc:  # pyarrow.ArrowInvalid: a row with more fields than the header, ...
             raise SportsdetError(f"{path}: not a readable CSV listing ({_first_line(exc)})") from None
+    if rows == 0:
+        raise nothing
 
 
 def _check_utf8(path: Path) -> None:
