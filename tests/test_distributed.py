@@ -190,3 +190,15 @@ def test_a_rank_that_is_killed_is_one_error_line_naming_it(shapes: Path, tmp_pat
               callbacks=[KillRank1()], evaluate=False, report=False)  # fmt: skip
     assert (run / "checkpoints" / "last.safetensors").is_file() and not distributed.active()
 
+
+
+def test_fewer_validation_photos_than_processes(tmp_path: Path, monkeypatch) -> None:
+    # One validation photo, two processes: rank 1 had no share, skipped the validation sum the
+    # other rank waited in, and the run hung until the group timeout (30 minutes by default).
+    monkeypatch.setenv(distributed.TIMEOUT_ENV, "20")  # the spawned rank inherits it
+    data = make_image_tree(tmp_path / "data", splits={"train": 4, "valid": 1, "test": 1}, size=40)
+    for extra in sorted((data / "valid").rglob("*.jpg"))[1:]:
+        extra.unlink()
+    result = train(data, out=tmp_path / "run", model="seed-cnn", options={**SCRATCH, "epochs": 2}, nproc=2,
+                   evaluate=False, report=False)  # fmt: skip
+    assert len(result.history) == 2 and all(row["val_acc"] is not None for row in result.history)

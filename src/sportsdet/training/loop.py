@@ -144,10 +144,12 @@ class TrainContext:
         train = ImageDataset(
             self.manifest.items("train"), self.preprocessing, augment=augment or None, cache=cache, root=root
         )
-        val_items = self.manifest.items("valid")
-        if shard_valid:
-            val_items = val_items[distributed.rank() :: distributed.world_size()]
-        val = ImageDataset(val_items, self.preprocessing, cache=cache, root=root) if val_items else None
+        all_valid = self.manifest.items("valid")
+        val_items = all_valid[distributed.rank() :: distributed.world_size()] if shard_valid else all_valid
+        # A rank whose share is empty (3 validation photos, 4 processes) still gets a loader: with
+        # None it skipped `evaluate_loader`'s collective sum and the other ranks waited for it (a
+        # hang until the 30-minute timeout).
+        val = ImageDataset(val_items, self.preprocessing, cache=cache, root=root) if all_valid else None
         return train, val
 
     def loaders(self, augment: Any = None) -> tuple[DataLoader, DataLoader | None]:
