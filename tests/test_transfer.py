@@ -319,3 +319,19 @@ def test_more_finetune_stages_than_the_model_has_are_recorded_as_trained(split_t
     said = " ".join(capsys.readouterr().err.split())
     assert "lite0 has 8 trunk stages that can be fine-tuned; training those, not finetune_stages=20" in said
     assert "--workers 1 not used by the transfer recipe" in said
+
+
+def test_resume_with_more_epochs_extends_a_finished_fine_tuning(split_tree, tmp_path, cache) -> None:
+    # The finished stage was skipped: nothing trained, while config.json and the bundle said 2.
+    import json
+
+    from sportsdet.train import train
+
+    torch.set_num_threads(2)
+    run = tmp_path / "run"
+    options = {**TINY, "calibrate": False}
+    train(split_tree, out=run, model="lite0", options=options, evaluate=False, report=False)
+    train(None, out=run, resume=True, options={"epochs": 2}, evaluate=False, report=False)
+    assert [row[1] for row in _history(run)] == ["head"] * 3 + ["finetune"] * 2
+    bundle = json.loads((run / "model" / "bundle.json").read_text())
+    assert bundle["training"]["transfer"]["finetune_epochs"] == 2

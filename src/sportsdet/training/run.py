@@ -546,6 +546,10 @@ def resume_run(
     data_summary = _read_run_json(run.data_summary, "data summary")
     state = read_checkpoint(run.last_checkpoint)
     done = _epochs_done(state[1])
+    if state[1].get("stage") == "finetune" and state[1].get("stage_done") and options.epochs > done:
+        # More fine-tuning epochs for a finished transfer run: the stage goes on, as the scratch
+        # loop's does (it was skipped as finished, while config.json and the bundle said N epochs).
+        state[1]["stage_done"] = False
     _reconcile_best(run, state, options.epochs > done, console)
     if given.get("epochs") is not None and options.epochs < done:
         # Ignored by the loop, but recorded: config.json and the bundle said 3 epochs of a 6-epoch run.
