@@ -412,6 +412,36 @@ def test_resume_refuses_a_damaged_checkpoint(data_dir, tmp_path):
         train(None, out=run, resume=True)
 
 
+def _add_a_class(split: dict) -> None:
+    split["classes"].append("zebra")
+    for per_class in split["counts"].values():
+        per_class["zebra"] = 0
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        # Tracebacks, or an error naming a flag that was never given ("--epochs='ten'").
+        (lambda config, split: config.update(seed="x"), r"config.json: the run's config is damaged"),
+        (lambda config, split: config["options"].update(epochs="ten"), r"config.json: .*epochs='ten'"),
+        (lambda config, split: config["options"].update(input_size=48), r"last.safetensors: does not fit"),
+        (lambda config, split: config["options"].update(optimizer="sgd"), r"last.safetensors: does not fit"),
+        (lambda config, split: _add_a_class(split), r"split.json: its classes are not those"),
+    ],
+)
+def test_resume_of_a_hand_edited_run_is_one_clear_error(data_dir, tmp_path, edit, message):
+    run = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        train(data_dir, out=run, model="seed-cnn", options={**TINY, "epochs": 3},
+              callbacks=[InterruptAfter(1)])  # fmt: skip
+    config, split = (json.loads((run / name).read_text()) for name in ("config.json", "split.json"))
+    edit(config, split)
+    (run / "config.json").write_text(json.dumps(config))
+    (run / "split.json").write_text(json.dumps(split))
+    with pytest.raises(SportsdetError, match=message):
+        train(None, out=run, resume=True)
+
+
 def test_cli_train_prints_result_and_errors_without_traceback(data_dir, tmp_path, run_cli, capsys):
     args = ["train", str(data_dir), "--out", str(tmp_path / "run"), "--model", "seed-cnn", "--epochs", "1",
             "--set", "input_size=32", "--batch-size", "8"]  # fmt: skip

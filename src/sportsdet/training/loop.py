@@ -382,8 +382,20 @@ def _begin_epoch(train_loader: Iterable, epoch: int) -> None:
 def _restore(ctx: TrainContext, loop: LoopState) -> None:
     """Continue a stage from `ctx.resume`: weights, optimizer, scheduler, history, RNG."""
     tensors, state = ctx.resume
-    loop.model.load_state_dict(model_tensors(tensors))
-    loop.optimizer.load_state_dict(unflatten_optimizer_state(state["optimizer"], tensors))
+    try:
+        loop.model.load_state_dict(model_tensors(tensors))
+        settings = [set(group) for group in loop.optimizer.param_groups]
+        loop.optimizer.load_state_dict(unflatten_optimizer_state(state["optimizer"], tensors))
+        if [set(group) for group in loop.optimizer.param_groups] != settings:  # e.g. Adagrad's into SGD
+            raise ValueError("the checkpoint's optimizer is of another kind")
+    except (RuntimeError, KeyError, ValueError) as exc:
+        # config.json or split.json edited since (another class list, input size, optimizer):
+        # the checkpoint's tensors no longer fit the network they describe.
+        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise SportsdetError(
+            f"{ctx.checkpoint_dir / 'last.safetensors'}: does not fit the run's config.json and split.json "
+            f"({first}); restore them as they were, or start again with --force"
+        ) from None
     if loop.scheduler is not None and state.get("scheduler"):
         loop.scheduler.load_state_dict(state["scheduler"])
     ctx.history = list(state["history"])

@@ -513,6 +513,16 @@ def resume_run(
     for key in sorted(set(stored) - known):  # options of an older sportsdet: say so, keep going
         console.print(f"[yellow]warning:[/] the run's option {key}={stored.pop(key)!r} is no longer used",
                       highlight=False, soft_wrap=True)  # fmt: skip
+    # What config.json holds is checked as stored, so that a damaged value is blamed on the file
+    # ("--epochs='ten'" named a flag the user never gave), and before any flag is merged in.
+    try:
+        int(config["seed"])
+        float(config.get("seconds_before_resume", 0.0))
+        build_options(options_class(str(config["recipe"])), stored, spec.name)
+    except (SportsdetError, TypeError, ValueError) as exc:
+        raise SportsdetError(
+            f"{run.config}: the run's config is damaged ({exc}); restore it, or start again with --force"
+        ) from None
     unknown = {key: value for key, value in given.items() if value is not None and key not in known}
     if unknown:  # a mistyped --set: refused as for a new run (build_options says which are known)
         build_options(options_class(str(config["recipe"])), unknown, spec.name)
@@ -537,6 +547,11 @@ def resume_run(
             )
     options = build_options(options_class(str(config["recipe"])), stored, spec.name)
     manifest = SplitManifest.load(run.split)
+    if isinstance(config.get("classes"), list) and list(manifest.classes) != list(config["classes"]):
+        raise SportsdetError(
+            f"{run.split}: its classes are not those of {run.config} (the checkpoints are of those); "
+            "restore it as it was, or start again with --force"
+        )
     gone = manifest.missing_files()
     if gone:
         raise SportsdetError(
