@@ -335,3 +335,23 @@ def test_resume_with_more_epochs_extends_a_finished_fine_tuning(split_tree, tmp_
     assert [row[1] for row in _history(run)] == ["head"] * 3 + ["finetune"] * 2
     bundle = json.loads((run / "model" / "bundle.json").read_text())
     assert bundle["training"]["transfer"]["finetune_epochs"] == 2
+
+
+def test_the_fine_tuning_plan_counts_the_time_before_a_resume() -> None:
+    # A run stopped before fine-tuning, resumed: the new process planned from its own clock, as if
+    # none of the budget were spent (29 epochs where the whole run had room for 22; 79 s of 40).
+    import time
+    from types import SimpleNamespace
+
+    from rich.console import Console
+
+    import sportsdet.training.recipes.transfer as transfer
+
+    ctx = SimpleNamespace(
+        options=TransferOptions(time_budget="120s"),
+        manifest=SimpleNamespace(items=lambda split: []),
+        console=Console(quiet=True),
+        started=time.time() - 100,  # 100 s of the run were spent before this process started
+    )
+    # 10 s an epoch: 120 - 100 - 5 s of margin leaves room for 1, not the 11 a fresh clock gives.
+    assert transfer._epochs_within_budget(ctx, 50, speed=10.0, n_train=100) == 1

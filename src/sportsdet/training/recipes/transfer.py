@@ -200,7 +200,7 @@ def fit_transfer(ctx: TrainContext) -> TrainResult:
     for param in model.parameters():
         param.requires_grad_(False)
     head = _fit_head(ctx, model, features, loss_fn)
-    top_net, epochs, finetune_speed = _fit_top(ctx, model, tap, head, features, loss_fn, started)
+    top_net, epochs, finetune_speed = _fit_top(ctx, model, tap, head, features, loss_fn)
     if not ctx.history:  # head_epochs=0 and a budget with no fine-tuning epoch: no checkpoint to load
         raise SportsdetError(
             "nothing was trained: head_epochs is 0 and the time budget leaves no fine-tuning epoch; give a "
@@ -352,7 +352,6 @@ def _fit_top(
     head: nn.Linear,
     features: CachedFeatures,
     loss_fn: nn.Module,
-    started: float,
 ) -> tuple[TopOfNetwork, int, float | None]:
     """Stage 2: the top stages and the classifier, on the cached activations at the tap.
 
@@ -376,7 +375,7 @@ def _fit_top(
         if plan.get("asked") == epochs:  # resumed: the epochs (and their schedule) planned at the start
             epochs = int(plan["planned"])
         else:  # a resumed process's clock would plan anew, and stretch the learning-rate schedule
-            epochs = _epochs_within_budget(ctx, epochs, speed, len(features.train_labels), started)
+            epochs = _epochs_within_budget(ctx, epochs, speed, len(features.train_labels))
             epochs = distributed.broadcast_json(epochs)  # rank 0's clock plans for all
             ctx.recipe_state["finetune_plan"] = {"asked": int(options.epochs), "planned": epochs}
     # skip_finished_stage, not stage_done: resuming a finished run sets back its best epoch (it
@@ -407,12 +406,14 @@ def _fit_top(
     return top_net, epochs, speed
 
 
-def _epochs_within_budget(ctx: TrainContext, epochs: int, speed: float, n_train: int, started: float) -> int:
+def _epochs_within_budget(ctx: TrainContext, epochs: int, speed: float, n_train: int) -> int:
     """Fine-tuning epochs that still fit in the time budget (all of them without one)."""
     budget_s = parse_duration(ctx.options.time_budget)
     if budget_s is None:
         return epochs
-    spent = time.perf_counter() - started
+    # The run's clock (ctx.started), which a resumed run carries on: this process's own restarted
+    # from 0, and a run stopped before fine-tuning planned a second full budget.
+    spent = time.time() - ctx.started
     n_valid = len(ctx.manifest.items("valid"))
     per_epoch = n_train / speed + (n_valid / (3 * speed))
     affordable = int((budget_s - spent - 5.0) // per_epoch)
