@@ -601,3 +601,27 @@ def test_a_run_folder_inside_the_data_is_refused(tmp_path, monkeypatch):
     with pytest.raises(SportsdetError, match=r"is inside the data folder .*choose an --out outside"):
         train(data, out=data / "run", model="seed-cnn", options={**TINY, "epochs": 1})
     assert not (data / "run").exists()
+
+
+def test_ctrl_c_after_the_last_epoch_says_what_is_kept(data_dir, tmp_path, monkeypatch, capsys):
+    # It exited 130 without a word: no bundle, no evaluation, and no hint of --resume.
+    import sportsdet.train as train_module
+    import sportsdet.training.run as run_module
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    run = tmp_path / "run"
+    real_save = run_module._save_bundle
+    monkeypatch.setattr(run_module, "_save_bundle", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train(data_dir, out=run, model="seed-cnn", options={**TINY, "epochs": 1})
+    said = " ".join(capsys.readouterr().err.split())
+    assert f"before the model bundle was written: finish with `sportsdet train --out {run} --resume`" in said
+    monkeypatch.setattr(run_module, "_save_bundle", real_save)
+    monkeypatch.setattr(train_module, "_evaluate_test_split", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train(None, out=run, resume=True)
+    said = " ".join(capsys.readouterr().err.split())
+    assert (run / "model" / "bundle.json").is_file()
+    assert f"the model bundle is saved in {run / 'model'}" in said and f"`sportsdet evaluate {run}`" in said

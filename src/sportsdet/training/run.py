@@ -127,7 +127,16 @@ def fit(
         _check_data_everywhere(setup.manifest)
         result = _fit(setup, console, callbacks or [])
         if after is not None and distributed.is_main():
-            after(result)  # still holding the run folder
+            try:
+                after(result)  # still holding the run folder
+            except KeyboardInterrupt:
+                console.print(
+                    f"[yellow]interrupted[/]: the model bundle is saved in {escape(str(run.model))}; its "
+                    f"evaluation or report is not: `sportsdet evaluate {escape(str(run.path))}` writes both",
+                    highlight=False,
+                    soft_wrap=True,
+                )
+                raise
     return result
 
 
@@ -269,12 +278,21 @@ def _fit(setup: RunSetup, console: Console, callbacks: list[Callback]) -> TrainR
     distributed.end_collectives()  # rank 0 goes on alone, for as long as it takes
     if not distributed.is_main():  # calibration, the bundle and config.json are rank 0's
         return result
-    calibration = _calibrate(ctx, result)
-    seconds = time.time() - started
-    total_seconds = round(time.time() - ctx.started, 1)
-    _save_bundle(setup, ctx, result, calibration, total_seconds)
-    setup.config["seconds_before_resume"] = total_seconds
-    write_json(run.config, setup.config)
+    try:
+        calibration = _calibrate(ctx, result)
+        seconds = time.time() - started
+        total_seconds = round(time.time() - ctx.started, 1)
+        _save_bundle(setup, ctx, result, calibration, total_seconds)
+        setup.config["seconds_before_resume"] = total_seconds
+        write_json(run.config, setup.config)
+    except KeyboardInterrupt:  # the epochs are kept; only the bundle is still to write
+        console.print(
+            f"[yellow]interrupted[/] after the last epoch, before the model bundle was written: finish "
+            f"with `sportsdet train --out {escape(str(run.path))} --resume`",
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise
     best = result.best
     summary = f"best epoch {best['epoch']}"
     if best.get("val_acc") is not None:
