@@ -131,6 +131,17 @@ def test_damaged_shard_is_recomputed_not_trusted(photos, model, cache) -> None:
     np.testing.assert_allclose(_extract(photos[:2], model)["pooled"], first, atol=1e-5)
 
 
+def test_a_damaged_speed_record_is_not_known_not_a_traceback(cache) -> None:
+    # {"img_per_s": null} was a TypeError in the middle of a time-budgeted run.
+    key = features.FeatureKey("lite0", PRE)
+    key.folder().mkdir(parents=True)
+    records = [('{"img_per_s": 57.5}', 57.5), ('{"img_per_s": null}', None), ('{"img_per_s": [1]}', None),
+               ('{"img_per_s": -3}', None), ("[]", None)]  # fmt: skip
+    for record, expected in records:
+        (key.folder() / "speed.json").write_text(record)
+        assert features.measured_speed(key) == expected, record
+
+
 def test_missing_file_names_the_path(model, cache, tmp_path) -> None:
     with pytest.raises(SportsdetError, match="nope.jpg"):
         _extract([tmp_path / "nope.jpg"], model)

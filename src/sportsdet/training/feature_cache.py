@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -439,6 +440,7 @@ def _log_speed(folder: Path, count: int, seconds: float) -> None:
 def measured_speed(key: FeatureKey, cache_dir: Path | None = None) -> float | None:
     """Images per second of the last extraction for this key on this machine, if known."""
     try:
-        return float(json.loads((key.folder(cache_dir) / "speed.json").read_text())["img_per_s"])
-    except (OSError, ValueError, KeyError):
+        speed = float(json.loads((key.folder(cache_dir) / "speed.json").read_text())["img_per_s"])
+    except (OSError, ValueError, KeyError, TypeError):  # none yet, or a damaged record: not known
         return None
+    return speed if math.isfinite(speed) and speed > 0 else None
