@@ -379,17 +379,24 @@ def test_error_text_keeps_colons_as_typed(two_sources, run_cli, capsys) -> None:
     assert "--map 'nowhere:soccer:x=y': no source named 'nowhere'" in capsys.readouterr().err
 
 
+def _trained_and_evaluated_through(spec: Path, train_on: Path, tmp_path: Path, run_cli) -> Path:
+    """A tiny seed-cnn run trained on `train_on`, then `evaluate RUN SPEC`, which must score the
+    run's own split; returns the run."""
+    run = tmp_path / "run"
+    tiny = ["--model", "seed-cnn", "--epochs", "1", "--set", "input_size=32", "--no-eval"]
+    assert run_cli("train", str(train_on), "--out", str(run), *tiny) == 0
+    assert run_cli("evaluate", str(run), str(spec), "--out", str(tmp_path / "ev")) == 0
+    assert json.loads((tmp_path / "ev" / "metrics.json").read_text())["source"] == "split-manifest"
+    return run
+
+
 def test_evaluate_takes_the_run_s_dataset_file_and_refuses_another(two_sources, tmp_path, run_cli, capsys):
     # Any .toml/.json given to evaluate was taken for the run's own: another dataset file's photos
     # were silently not scored (the run's test split was, instead).
     official, flat = two_sources
     spec = tmp_path / "sports.toml"
     spec.write_text(f'[[source]]\npath = "{official.name}"\n[[source]]\npath = "{flat.name}"\n')
-    run = tmp_path / "run"
-    tiny = ["--model", "seed-cnn", "--epochs", "1", "--set", "input_size=32", "--no-eval"]
-    assert run_cli("train", str(spec), "--out", str(run), *tiny) == 0
-    assert run_cli("evaluate", str(run), str(spec), "--out", str(tmp_path / "ev")) == 0
-    assert json.loads((tmp_path / "ev" / "metrics.json").read_text())["source"] == "split-manifest"
+    run = _trained_and_evaluated_through(spec, spec, tmp_path, run_cli)
     other = tmp_path / "other.toml"
     other.write_text(f'[[source]]\npath = "{flat.name}"\n')
     capsys.readouterr()
@@ -523,11 +530,7 @@ def test_evaluate_a_one_source_run_with_its_own_dataset_file(two_sources, tmp_pa
     official, _ = two_sources
     spec = tmp_path / "one.toml"
     spec.write_text(f'[[source]]\npath = "{official}"\n')
-    run = tmp_path / "run"
-    tiny = ["--model", "seed-cnn", "--epochs", "1", "--set", "input_size=32", "--no-eval"]
-    assert run_cli("train", str(official), "--out", str(run), *tiny) == 0
-    assert run_cli("evaluate", str(run), str(spec), "--out", str(tmp_path / "ev")) == 0
-    assert json.loads((tmp_path / "ev" / "metrics.json").read_text())["source"] == "split-manifest"
+    _trained_and_evaluated_through(spec, official, tmp_path, run_cli)
     capsys.readouterr()
     assert run_cli("evaluate", "builtin", str(spec), "--out", str(tmp_path / "ev2")) == 2
     err = capsys.readouterr().err
