@@ -31,6 +31,12 @@ CLASS_WEIGHTS = ("none", "balanced")
 # `--set KEY=null`: the option set to None on purpose (e.g. abstain_coverage=null: no threshold),
 # which a plain None ("not given") cannot say. resolve_options turns it into None.
 NULL = "\x00null"
+
+
+def is_null(value: Any) -> bool:
+    return isinstance(value, str) and value == NULL
+
+
 # Options a resumed run may change; everything else comes from the run's config.json.
 RESUME_OVERRIDABLE = ("epochs", "patience", "workers")
 
@@ -305,7 +311,7 @@ def build_options(cls: type[TrainOptions], values: dict[str, Any], model_name: s
             f"known: {', '.join(sorted(fields))}"
         )
     hints = typing.get_type_hints(cls)
-    values = {key: None if value == NULL else value for key, value in values.items()}
+    values = {key: None if is_null(value) else value for key, value in values.items()}
     options = cls(**{key: _coerce(key, value, hints[key]) for key, value in values.items()})
     _check_ranges(options, model_name)
     return options

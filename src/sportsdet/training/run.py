@@ -42,10 +42,10 @@ from sportsdet.training.callbacks import Checkpointer, CurvesPlot, MetricsCSV, P
 from sportsdet.training.checkpoint import read_checkpoint, seed_everything, write_checkpoint
 from sportsdet.training.loop import Callback, TrainContext, TrainResult, validation_logits
 from sportsdet.training.options import (
-    NULL,
     RESUME_OVERRIDABLE,
     TrainOptions,
     build_options,
+    is_null,
     option_names,
     options_class,
     resolve_options,
@@ -549,8 +549,8 @@ def resume_run(
             continue
         if key in RESUME_OVERRIDABLE:
             stored[key] = value
-        elif stored.get(key) != (None if value == NULL else value):
-            shown = "null" if value == NULL else repr(value)
+        elif stored.get(key) != (None if is_null(value) else value):
+            shown = "null" if is_null(value) else repr(value)
             console.print(
                 f"[yellow]warning:[/] --resume keeps the run's {key}={stored.get(key)!r}; ignoring {shown}",
                 highlight=False,
