@@ -805,9 +805,10 @@ def build_dataset(
         def to_specs(
             batch: dict[str, np.ndarray], column: str = column, base: str = base, table_of: str = table_of
         ) -> dict:
-            values = [("" if v is None else str(v)) for v in batch[column]]
-            if not table_of:  # a .txt line: surrounding spaces are not part of the name
-                values = [v.strip() for v in values]
+            # A listing's surrounding spaces are not part of a name (command-line inputs are taken
+            # as typed); a .txt listing's blank lines and # comments are not inputs.
+            values = [("" if v is None else str(v)).strip() for v in batch[column]]
+            if not table_of:
                 values = [v for v in values if v and not v.startswith("#")]
             return {
                 "spec": np.array(values, dtype=object),
