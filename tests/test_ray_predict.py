@@ -346,6 +346,7 @@ def test_cli_refuses_bad_options_and_listings(photos: dict, tmp_path: Path) -> N
     command = [*cli, folder, "--output", str(out), "--address", "127.0.0.1:1"]
     away = subprocess.run(command, capture_output=True, text=True, timeout=60)
     assert away.returncode == 2 and "cannot reach the Ray cluster at 127.0.0.1:1" in away.stderr, away.stderr
+    assert not out.exists()  # the folder it made for a job that never ran is gone (it held a lock file)
 
 
 def test_one_run_at_a_time_writes_into_an_output_folder(photos: dict, tmp_path: Path) -> None:

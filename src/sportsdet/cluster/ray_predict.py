@@ -41,7 +41,7 @@ import numpy as np
 
 from sportsdet.errors import SportsdetError
 from sportsdet.fetch import DEFAULT_MAX_BYTES, fetch_url, is_url
-from sportsdet.files import atomic_write, hold_folder, printable_name
+from sportsdet.files import FOLDER_LOCK, atomic_write, hold_folder, printable_name
 from sportsdet.imageio import is_image_name, load_image_checked
 from sportsdet.predict import PredictionResult, Predictor, _short_message, expand_inputs
 from sportsdet.preprocess import Preprocessing, normalize, resize_image
@@ -916,18 +916,28 @@ def run_ray_predict(
         min_score=min_score,
     )
     specs = split_inputs(inputs)
-    # Two runs into one folder wrote every row twice (and each removed the other's temp parts).
-    with hold_folder(
-        out,
-        cannot="cannot use this output folder",
-        busy="is writing into this folder; wait for it to finish or choose another --output",
-    ):
-        return _run_locked(
-            ray, specs, local, out, model=model, top_k=top_k, backend=backend, int8=int8, threads=threads,
-            workers=workers, address=address, url_timeout=url_timeout,
-            part_rows=part_rows, block_rows=block_rows, abstain=abstain, min_score=min_score,
-            on_start=on_start, on_progress=on_progress,
-        )  # fmt: skip
+    made_here = not out.exists()
+    try:
+        # Two runs into one folder wrote every row twice (and each removed the other's temp parts).
+        with hold_folder(
+            out,
+            cannot="cannot use this output folder",
+            busy="is writing into this folder; wait for it to finish or choose another --output",
+        ):
+            return _run_locked(
+                ray, specs, local, out, model=model, top_k=top_k, backend=backend, int8=int8, threads=threads,
+                workers=workers, address=address, url_timeout=url_timeout,
+                part_rows=part_rows, block_rows=block_rows, abstain=abstain, min_score=min_score,
+                on_start=on_start, on_progress=on_progress,
+            )  # fmt: skip
+    except BaseException:
+        # A job that wrote nothing (a cluster it could not reach, a Ctrl-C at the start) leaves no
+        # folder behind that it made: only its lock and settings record were in it.
+        if made_here and out.is_dir() and {p.name for p in out.iterdir()} <= {FOLDER_LOCK, SETTINGS_FILE}:
+            for leftover in out.iterdir():
+                leftover.unlink(missing_ok=True)
+            out.rmdir()
+        raise
 
 
 def _run_locked(
