@@ -990,7 +990,7 @@ def _compare_classes(runs: list[ReportInputs], names: list[str]) -> str:
                   f"({escape(', '.join(empty[:10]))}{', ...' if len(empty) > 10 else ''}).")
     left_out = []
     for label in dict.fromkeys(x for table in tables for x in table):
-        if label not in shared:
+        if label not in shared and label not in nowhere:
             holders = ", ".join(n for (n, _), table in zip(scored, tables, strict=True) if label in table)
             left_out.append(f"{escape(label)} (only in {escape(holders)})")
     if left_out:
