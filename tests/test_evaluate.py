@@ -113,9 +113,11 @@ def test_real_torch_model_matches_predict(bundle: Path, tree: Path, tmp_path: Pa
 def test_unknown_class_is_an_error_listing_it(bundle: Path, tree: Path, tmp_path: Path) -> None:
     shutil.copytree(tree / "polo", tree / "curling")
     out = tmp_path / "eval"
-    with pytest.raises(SportsdetError, match=r"'curling' are not among the model's 3 labels"):
+    with pytest.raises(SportsdetError, match=r"'curling' are not among the model's 3 labels") as caught:
         evaluate(bundle, tree, out_dir=out, backend=ColourOracle())
     assert not out.exists()
+    # The labels of this model, not the built-in one's (`sportsdet info --labels` lists those).
+    assert f"`sportsdet info {bundle} --labels` lists them" in str(caught.value)
 
 
 def test_subset_of_classes_is_fine(bundle: Path, tmp_path: Path) -> None:

@@ -65,9 +65,9 @@ def test_evaluate_leaves_seen_photos_out_wherever_they_are(
     assert result.metrics["n"] == 3 and result.metrics["seen_left_out"] == {"train": 6, "valid": 3}
     assert [p.name for p in result.paths] == ["003.jpg"] * 3
     assert notes == [
-        f"9 of the 12 photos under {copy.resolve()} are ones the model was trained on (6 training and "
-        "3 validation photos): left out, so the score is on photos it has not seen (--keep-seen scores "
-        "them too)"
+        f"9 of the 12 photos under {copy.resolve()} are ones the model was trained or validated on "
+        "(6 training and 3 validation photos): left out, so the score is on photos it has not seen "
+        "(--keep-seen scores them too)"
     ]
     written = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert written["seen_left_out"] == {"train": 6, "valid": 3}
@@ -87,7 +87,7 @@ def test_a_folder_of_nothing_but_seen_photos_is_an_error(
     bundle, tree = seen_bundle
     for name in CLASSES:
         sorted((tree / name).iterdir())[3].unlink()
-    with pytest.raises(SportsdetError, match=r"every photo here is one the model was trained on \(6 train"):
+    with pytest.raises(SportsdetError, match=r"every photo here is one the model was trained or validated"):
         evaluate(bundle, tree, out_dir=tmp_path / "eval")
     assert not (tmp_path / "eval").exists()
 
@@ -166,8 +166,8 @@ def test_a_test_photo_copied_from_training_is_left_out_of_the_saved_split_too(tm
     assert result.metrics["source"] == "split-manifest" and result.metrics["n"] == 6
     assert result.metrics["seen_left_out"] == {"train": 1}
     assert notes == [
-        f"1 of the 7 test photos under {tree.resolve()} is one the model was trained on (1 training "
-        "photo): left out, so the score is on photos it has not seen (--keep-seen scores it too)"
+        f"1 of the 7 test photos under {tree.resolve()} is one the model was trained or validated on "
+        "(1 training photo): left out, so the score is on photos it has not seen (--keep-seen scores it too)"
     ]
     # --split valid scores the validation photos, which the model has seen by definition: all kept.
     assert evaluate(bundle, tree, split="valid", out_dir=tmp_path / "valid").metrics["n"] == 3
@@ -199,9 +199,9 @@ def test_a_resized_copy_of_a_training_photo_is_left_out_as_a_near_copy(tmp_path:
     copy = str(photos.resolve() / CLASSES[0] / "copy.jpg")
     assert result.metrics["seen_photos_left_out"] == [{"path": copy, "split": "train", "near_copy": True}]
     assert notes == [
-        f"1 of the 4 photos under {photos.resolve()} is one the model was trained on (1 training photo, "
-        "a resized or re-saved copy): left out, so the score is on photos it has not seen (--keep-seen "
-        "scores it too)"
+        f"1 of the 4 photos under {photos.resolve()} is one the model was trained or validated on "
+        "(1 training photo, a resized or re-saved copy): left out, so the score is on photos it has not "
+        "seen (--keep-seen scores it too)"
     ]
     page = html.unescape(write_report(tmp_path / "eval").read_text(encoding="utf-8"))
     assert "found by content: 1 training photo, a resized or re-saved copy; the score is on the 3" in page

@@ -20,6 +20,7 @@ else PyTorch), named in metrics.json as "backend".
 from __future__ import annotations
 
 import csv
+import shlex
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -185,11 +186,21 @@ def _from_folder(
         known = f" ({', '.join(bundle.labels)})" if len(bundle.labels) <= 10 else ""
         raise SportsdetError(
             f"{data_root}: class folder(s) {hints} are not among the model's {len(bundle.labels)} labels"
-            f"{known}; rename or remove them (`sportsdet info --labels` lists them)"
+            f"{known}; rename or remove them (`sportsdet info {_shown_model(bundle)} --labels` lists them)"
         )
     items = [(r.path, index[r.label]) for r in records]
     chosen = EvalData(items, data_root, "folder", chosen_split, notes=notes)
     return chosen if keep_seen else _leave_out_seen(bundle, chosen)
+
+
+def _shown_model(bundle: Bundle) -> str:
+    """The bundle as a user names it on a command line: `builtin` for the built-in model."""
+    from sportsdet.bundle import builtin_bundle_path
+
+    builtin = builtin_bundle_path()
+    if builtin is not None and bundle.path.resolve() == builtin.resolve():
+        return "builtin"
+    return shlex.quote(str(bundle.path))
 
 
 def _leave_out_seen(bundle: Bundle, chosen: EvalData) -> EvalData:
@@ -206,14 +217,16 @@ def _leave_out_seen(bundle: Bundle, chosen: EvalData) -> EvalData:
     photos = f"{chosen.split} photos" if chosen.source == "split-manifest" else "photos"
     if not kept:
         raise SportsdetError(
-            f"{chosen.root}: every {photos[:-1]} here is one the model was trained on ({counts}); "
+            f"{chosen.root}: every {photos[:-1]} here is one the model was trained or validated on "
+            f"({counts}); "
             "give it photos it has not seen (--keep-seen scores these anyway)"
         )
     gone = total - len(kept)
     chosen.notes.append(
         f"{gone:,} of the {total:,} {photos} under {chosen.root} "
         + ("is one" if gone == 1 else "are ones")
-        + f" the model was trained on ({counts}): left out, so the score is on photos it has not seen "
+        + f" the model was trained or validated on ({counts}): left out, so the score is on photos it has "
+        "not seen "
         "(--keep-seen scores " + ("it" if gone == 1 else "them") + " too)"
     )
     chosen.items = [chosen.items[i] for i in kept]
