@@ -412,7 +412,7 @@ def test_a_folder_name_that_means_another_class_to_the_model_gets_a_hint(
     notes: list[str] = []
     swapped = ColourOracle(swap=True)
     result = evaluate(bundle, tree, out_dir=tmp_path / "eval", backend=swapped, warn=notes.append)
-    hint = {"class": "polo", "photos": 6, "given": "rowing", "count": 6}
+    hint = {"class": "polo", "photos": 6, "given": "rowing", "count": 6, "in_folder": 6}
     assert result.metrics["mostly_given_another"] == [hint]
     assert notes == [
         "6 of the 6 photos in 'polo' were labelled 'rowing': if your 'polo' is what this model calls "

@@ -147,3 +147,13 @@ def test_mostly_given_another_needs_enough_photos_and_a_majority() -> None:
         {"class": "football", "photos": 5, "given": "soccer", "count": 4},
         {"class": "rugby", "photos": 4, "given": "soccer", "count": 2},
     ]
+
+
+def test_the_rename_hint_says_when_it_counts_only_the_photos_answered() -> None:
+    # "16 of the 19 photos in 'football'" beside a table of 25 football photos: 6 were uncertain.
+    from sportsdet.metrics import rename_hint
+
+    entry = {"class": "football", "photos": 19, "given": "soccer", "count": 16}
+    assert rename_hint(entry).startswith("16 of the 19 photos in 'football' were labelled 'soccer'")
+    entry["in_folder"] = 25
+    assert rename_hint(entry).startswith("16 of the 19 photos in 'football' it answered (25 in all) were")

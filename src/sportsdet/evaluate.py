@@ -449,6 +449,9 @@ def evaluate(
         confusion = np.zeros((len(labels), len(labels)), dtype=np.int64)
         np.add.at(confusion, (y_true[answered], probs[answered].argmax(1)), 1)
         metrics["mostly_given_another"] = mostly_given_another(confusion, bundle.labels)
+        in_folder = np.bincount(y_true, minlength=len(labels))
+        for entry in metrics["mostly_given_another"]:  # the hint counts the answered ones only
+            entry["in_folder"] = int(in_folder[labels.index(entry["class"])])
         for entry in metrics["mostly_given_another"]:
             warn(rename_hint(entry))
     if chosen.sources is not None:  # a multi-source run: accuracy per source as well

@@ -246,8 +246,16 @@ def mostly_given_another(
 def rename_hint(entry: dict[str, Any]) -> str:
     """One `mostly_given_another` entry in words, as evaluate warns it and the report shows it."""
     yours, theirs = entry["class"], entry["given"]
+    answered = entry["photos"]
+    # Counted on the photos the model answered: say so when it was unsure of some (the per-class
+    # table counts them all).
+    photos = (
+        f"{answered} photos in '{yours}' it answered ({entry['in_folder']} in all)"
+        if entry.get("in_folder", answered) != answered
+        else f"{answered} photos in '{yours}'"
+    )
     return (
-        f"{entry['count']} of the {entry['photos']} photos in '{yours}' were labelled '{theirs}': if your "
+        f"{entry['count']} of the {photos} were labelled '{theirs}': if your "
         f"'{yours}' is what this model calls '{theirs}', rename that folder and evaluate again"
     )
 
