@@ -452,6 +452,11 @@ def test_cli_train_prints_result_and_errors_without_traceback(data_dir, tmp_path
     report = tmp_path / "run" / "report.html"
     assert report.is_file() and "report:" in err and "<html" in report.read_text()[:500].lower()
     assert "test accuracy:" in out and (tmp_path / "run" / "eval" / "metrics.json").is_file()
+    # `info` on the run shows that test score (bundle.json holds none: it showed no test score).
+    tested = json.loads((tmp_path / "run" / "eval" / "metrics.json").read_text())
+    assert run_cli("info", str(tmp_path / "run")) == 0
+    row = next(line for line in capsys.readouterr().out.splitlines() if "test (RUN/eval)" in line)
+    assert f"{tested['accuracy']:.1%}" in row and str(tested["n"]) in row
     no_eval = [a if a != str(tmp_path / "run") else str(tmp_path / "quick") for a in args] + ["--no-eval"]
     assert run_cli(*no_eval) == 0
     out, err = capsys.readouterr()

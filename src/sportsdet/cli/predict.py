@@ -315,6 +315,32 @@ def bundle_info(bundle_dir: Path) -> dict[str, Any]:
         "seen_photos": seen.counts() if seen else None,
         "seen_near_copies": bool(seen and seen.near),  # resized or re-saved copies found too
         "files": _file_sizes(bundle.path),
+        "evaluation": _run_evaluation(bundle),
+    }
+
+
+def _run_evaluation(bundle: Any) -> dict[str, Any] | None:
+    """A run's bundle: the test score of its own evaluation (RUN/eval), which bundle.json does not
+    hold (`info` on a run showed no test score at all); None when there is none of this model."""
+    found = bundle.path.parent / "eval" / "metrics.json"
+    try:
+        metrics = json.loads(found.read_text(encoding="utf-8"))
+        same = Path(metrics["bundle"]).resolve() == bundle.path.resolve()
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if not same or not isinstance(metrics.get("accuracy"), float):
+        return None
+    sources = metrics.get("per_source") if isinstance(metrics.get("per_source"), dict) else {}
+    return {
+        "file": str(found),
+        "split": metrics.get("split"),
+        "n": metrics.get("n"),
+        "accuracy": metrics["accuracy"],
+        "per_source": {
+            name: {"n": row.get("n"), "accuracy": row.get("accuracy")}
+            for name, row in sources.items()
+            if isinstance(row, dict)
+        },
     }
 
 
@@ -453,6 +479,11 @@ def _scores_table(info: dict) -> Any:
             continue
         for source, row in (entry.get("per_source") or {"all sources": entry}).items():
             rows.append((f"{source} {split}", row.get("n"), row.get("top1"), ""))
+    evaluation = info.get("evaluation")
+    if isinstance(evaluation, dict) and not rows:  # a run's own evaluation (RUN/eval/metrics.json)
+        split = evaluation.get("split") or "evaluated"
+        for source, row in (evaluation["per_source"] or {"all sources": evaluation}).items():
+            rows.append((f"{source} {split} (RUN/eval)", row.get("n"), row.get("accuracy"), ""))
     world = metrics.get("realworld_dev")
     if isinstance(world, dict):
         detail = ", ".join(f"{k} {v}" for k, v in (world.get("per_class") or {}).items())
