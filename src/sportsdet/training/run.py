@@ -504,20 +504,9 @@ def _check_resumable(run: RunFolder) -> None:
     )
 
 
-def resume_run(
-    run: RunFolder,
-    given: dict[str, Any],
-    *,
-    model: str | None,
-    split: str | None,
-    seed: int | None,
-    console: Console,
-) -> RunSetup:
-    """Reload a run's config, split, data summary and last checkpoint; only a few options may change."""
-    _check_resumable(run)
-    # Temp files of checkpoint writes a killed process left (each checkpoint-sized).
-    for leftover in run.last_checkpoint.parent.glob(".*.tmp*"):
-        leftover.unlink(missing_ok=True)
+def _stored_config(run: RunFolder, console: Console) -> tuple[dict[str, Any], ModelSpec, dict[str, Any]]:
+    """A resumed run's config.json, its model and its options as stored (every option of the
+    recipe; those of an older sportsdet dropped with a warning), checked as they are."""
     config = _read_run_json(run.config, "config")
     missing = [key for key in ("model", "recipe", "split", "seed", "options") if key not in config]
     if missing or not isinstance(config.get("options"), dict):
@@ -541,6 +530,42 @@ def resume_run(
         raise SportsdetError(
             f"{run.config}: the run's config is damaged ({exc}); restore it, or start again with --force"
         ) from None
+    return config, spec, stored
+
+
+def _resumed_split(run: RunFolder, config: dict[str, Any]) -> SplitManifest:
+    """A resumed run's split.json: the classes its checkpoints were made for, every file still there."""
+    manifest = SplitManifest.load(run.split)
+    if isinstance(config.get("classes"), list) and list(manifest.classes) != list(config["classes"]):
+        raise SportsdetError(
+            f"{run.split}: its classes are not those of {run.config} (the checkpoints are of those); "
+            "restore it as it was, or start again with --force"
+        )
+    gone = manifest.missing_files()
+    if gone:
+        raise SportsdetError(
+            f"{run.split}: {len(gone)} training file(s) are gone from {manifest.root} (e.g. {gone[0]}); "
+            "restore them or start a new run"
+        )
+    return manifest
+
+
+def resume_run(
+    run: RunFolder,
+    given: dict[str, Any],
+    *,
+    model: str | None,
+    split: str | None,
+    seed: int | None,
+    console: Console,
+) -> RunSetup:
+    """Reload a run's config, split, data summary and last checkpoint; only a few options may change."""
+    _check_resumable(run)
+    # Temp files of checkpoint writes a killed process left (each checkpoint-sized).
+    for leftover in run.last_checkpoint.parent.glob(".*.tmp*"):
+        leftover.unlink(missing_ok=True)
+    config, spec, stored = _stored_config(run, console)
+    known = set(option_names(str(config["recipe"])))
     unknown = {key: value for key, value in given.items() if value is not None and key not in known}
     if unknown:  # a mistyped --set: refused as for a new run (build_options says which are known)
         build_options(options_class(str(config["recipe"])), unknown, spec.name)
@@ -564,18 +589,7 @@ def resume_run(
                 soft_wrap=True,
             )
     options = build_options(options_class(str(config["recipe"])), stored, spec.name)
-    manifest = SplitManifest.load(run.split)
-    if isinstance(config.get("classes"), list) and list(manifest.classes) != list(config["classes"]):
-        raise SportsdetError(
-            f"{run.split}: its classes are not those of {run.config} (the checkpoints are of those); "
-            "restore it as it was, or start again with --force"
-        )
-    gone = manifest.missing_files()
-    if gone:
-        raise SportsdetError(
-            f"{run.split}: {len(gone)} training file(s) are gone from {manifest.root} (e.g. {gone[0]}); "
-            "restore them or start a new run"
-        )
+    manifest = _resumed_split(run, config)
     data_summary = _read_run_json(run.data_summary, "data summary")
     state = read_checkpoint(run.last_checkpoint)
     done = _epochs_done(state[1])
