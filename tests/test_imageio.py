@@ -498,3 +498,18 @@ def test_damaged_exif_keeps_the_picture_and_stays_quiet(exif: bytes) -> None:
         warnings.simplefilter("error")  # any "Corrupt EXIF data" warning fails the test
         image = load_image(_jpeg_bytes(exif), name="odd.jpg")
     assert image.size == (60, 40) and image.mode == "RGB"
+
+
+def test_text_is_called_an_html_page_only_when_it_could_be_one(tmp_path: Path) -> None:
+    # A notes.md given to predict was asked whether it was "an HTML page saved as an image?".
+    from sportsdet.imageio import ImageLoadError
+
+    said = {}
+    for name, text in [("SOURCE.md", "# Notes\nphotos from the web\n"), ("photo.jpg", "just some text\n"),
+                       ("page.txt", "<!DOCTYPE html><html><body>x</body></html>")]:  # fmt: skip
+        (tmp_path / name).write_text(text)
+        with pytest.raises(ImageLoadError) as caught:
+            load_image(tmp_path / name)
+        said[name] = str(caught.value)
+    assert said["SOURCE.md"].endswith("not an image: the file holds text")
+    assert "(an HTML page saved as an image?)" in said["photo.jpg"] and "(an HTML page" in said["page.txt"]

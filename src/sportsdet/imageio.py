@@ -362,9 +362,11 @@ def _open(source: ImageSource, name: str) -> Image.Image:
                 name, "unsupported-format", "an SVG drawing, not a photo; convert it to PNG or JPEG"
             ) from None
         if _looks_like_text(data[:1024]):
-            raise ImageLoadError(
-                name, "not-an-image", "not an image: the file holds text (an HTML page saved as an image?)"
-            ) from None
+            # The HTML guess only fits a file named like a photo (a page saved as photo.jpg): a
+            # notes.md or a README is just text.
+            html = b"<html" in data[:1024].lower() or b"<!doctype" in data[:1024].lower()
+            guess = " (an HTML page saved as an image?)" if html or is_image_name(str(name)) else ""
+            raise ImageLoadError(name, "not-an-image", f"not an image: the file holds text{guess}") from None
         raise ImageLoadError(name, "not-an-image", "not an image: no known image format recognised") from None
     except Image.DecompressionBombError:
         raise ImageLoadError(name, "too-large", "image is too large to decode safely") from None
