@@ -348,6 +348,10 @@ def test_cli_table(bundle: Path, photos: Path) -> None:
     result = runner.invoke(app, args, env={"COLUMNS": "250"})
     assert result.exit_code == 1
     assert "a.jpg" in result.stdout and "file not found" in result.stdout
+    # --top-k 1: the last column holds only notes and errors, and says so (it had no name).
+    result = runner.invoke(app, [*args, "--top-k", "1"], env={"COLUMNS": "250"})
+    header = next(line for line in result.stdout.splitlines() if "input" in line and "label" in line)
+    assert "notes" in header and "file not found" in result.stdout
 
 
 def test_cli_table_names_photos_inside_the_folder_they_share(bundle: Path, photos: Path) -> None:

@@ -233,8 +233,8 @@ def _print_table(results: list, k: int) -> None:
     table.add_column("input", overflow="fold")
     table.add_column("label")
     table.add_column("score", justify="right")
-    # One last column: the runner-up labels, or why an input failed.
-    table.add_column(f"next {k - 1}" if k > 1 else "", overflow="fold")
+    # One last column: the runner-up labels, or why an input failed (with --top-k 1, only that).
+    table.add_column(f"next {k - 1}" if k > 1 else "notes", overflow="fold")
     for result in results:
         name = plain(os.path.relpath(result.input, folder) if folder else result.input)
         if result.ok:
