@@ -735,3 +735,22 @@ def test_an_evaluation_of_another_model_kept_inside_a_run_is_not_called_an_earli
     assert "earlier model" not in text and str(b.run / "model") in text and str(a.run / "model") not in text
     text = html.unescape(write_report(a.run).read_text(encoding="utf-8"))
     assert f"eval-web: an evaluation of another model ({b.run / 'model'}); not shown" in text
+
+
+def test_comparison_takes_training_facts_from_another_model_s_bundle(tmp_path):
+    # An evaluation of another model (the built-in one) has no metrics.csv here: its best validation
+    # accuracy and epochs showed "–" beside the training time read from the same bundle.
+    from sportsdet.bundle import save_bundle
+    from sportsdet.preprocess import Preprocessing
+
+    a = make_run(tmp_path / "a", n_classes=3, per_class=4)
+    other = tmp_path / "other"
+    save_bundle(other, state_dict={"classifier.weight": np.zeros((3, 4), np.float32)},
+                model_name="seed-cnn", model_config={}, labels=a.labels,
+                preprocessing=Preprocessing(input_size=150, resize="squash"), output_key="classifier.weight",
+                training={"recipe": "scratch", "seconds": 75.0, "epochs_run": 23},
+                metrics={"best_val_accuracy": 0.9})  # fmt: skip
+    write_eval(tmp_path / "eval-other", a.labels, a.y_true, a.probs, a.paths, bundle=other, data=a.data)
+    page = Page(write_comparison([a.run, tmp_path / "eval-other"], tmp_path / "c.html").read_text("utf-8"))
+    rows = {row[0]: row[1:] for row in page.tables["compare-metrics"]}
+    assert rows["best validation accuracy"][1] == "90.0%" and rows["epochs"][1] == "23"

@@ -905,11 +905,10 @@ def _compare_metrics(runs: list[ReportInputs], names: list[str]) -> str:
         ("data evaluated", lambda r: (_data_evaluated(r.metrics, r) or "–") if r.metrics else "–"),
         ("top-k accuracy", _top_k),
         ("ECE", lambda r: pct((r.metrics or {}).get("ece"))),
-        ("best validation accuracy",
-         lambda r: pct((_best_epoch(r.history or [], r.bundle) or {}).get("val_acc"))),
+        ("best validation accuracy", _best_validation),
         ("model", lambda r: str(((r.bundle or {}).get("model") or {}).get("name")
                                 or (r.config or {}).get("model") or "–")),
-        ("epochs", lambda r: str(len(r.history)) if r.history else "–"),
+        ("epochs", _epochs),
         ("training time", _training_time),
         ("classes", lambda r: str(len(r.labels)) if r.labels else "–"),
     ]
@@ -921,6 +920,23 @@ def _compare_metrics(runs: list[ReportInputs], names: list[str]) -> str:
             "them may be noise of the test set, not a better model.</p>")
     return (f'<table id="compare-metrics" class="kv"><thead><tr><th></th>{head}</tr></thead>'
             f"<tbody>{body}</tbody></table>{text}")
+
+
+def _best_validation(run: ReportInputs) -> str:
+    """From the run's metrics.csv, else as its bundle records it (another model's evaluation, e.g.
+    the built-in model's, has no history here: it showed "–" beside that bundle's training time)."""
+    best = _best_epoch(run.history or [], run.bundle) or {}
+    if best.get("val_acc") is not None:
+        return pct(best["val_acc"])
+    recorded = ((run.bundle or {}).get("metrics") or {}).get("best_val_accuracy")
+    return pct(recorded) if isinstance(recorded, float) else "–"
+
+
+def _epochs(run: ReportInputs) -> str:
+    if run.history:
+        return str(len(run.history))
+    recorded = ((run.bundle or {}).get("training") or {}).get("epochs_run")
+    return str(recorded) if isinstance(recorded, int) else "–"
 
 
 def _top_k(run: ReportInputs) -> str:
