@@ -202,3 +202,18 @@ def test_fewer_validation_photos_than_processes(tmp_path: Path, monkeypatch) -> 
     result = train(data, out=tmp_path / "run", model="seed-cnn", options={**SCRATCH, "epochs": 2}, nproc=2,
                    evaluate=False, report=False)  # fmt: skip
     assert len(result.history) == 2 and all(row["val_acc"] is not None for row in result.history)
+
+
+def test_a_rank_that_ends_before_any_checkpoint_is_not_told_to_resume(tmp_path: Path) -> None:
+    # "The last checkpoint is kept: continue with --resume" was said with no checkpoint at all.
+    from types import SimpleNamespace
+
+    killed = [SimpleNamespace(name="sportsdet-rank1", exitcode=-9)]
+    said = distributed._ended_rank(killed, tmp_path / "run", wait=0)
+    assert said.startswith("sportsdet-rank1 was killed by signal 9") and "--force" in said
+    assert "--resume" not in said
+    (tmp_path / "run" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "run" / "checkpoints" / "last.safetensors").write_bytes(b"x")
+    assert "kept: continue with the same command and --resume" in distributed._ended_rank(
+        killed, tmp_path / "run", wait=0
+    )

@@ -34,6 +34,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -306,8 +307,9 @@ def _child(target: Callable[..., Any], rank_: int, nproc: int, port: int, kwargs
         sys.exit(130)
 
 
-def _ended_rank(children: list[Any], wait: float = 2.0) -> str | None:
-    """Why the group broke when a rank ended without saying (killed: out of memory?), or None."""
+def _ended_rank(children: list[Any], run_dir: Any = None, wait: float = 2.0) -> str | None:
+    """Why the group broke when a rank ended without saying (killed: out of memory?), or None.
+    `run_dir`: the run folder, to say whether a checkpoint is there to resume from."""
     deadline = time.monotonic() + wait
     while time.monotonic() < deadline and not any(c.exitcode for c in children):
         time.sleep(0.05)
@@ -318,10 +320,14 @@ def _ended_rank(children: list[Any], wait: float = 2.0) -> str | None:
                 f"was killed by signal {-code}" + (" (out of memory?)" if code == -9 else "")
                 if code < 0 else f"ended with exit code {code}"
             )  # fmt: skip
-            return (
-                f"{child.name} {how}; the training stopped. The last checkpoint is kept: continue with "
-                "the same command and --resume"
+            last = Path(run_dir).expanduser() / "checkpoints" / "last.safetensors" if run_dir else None
+            kept = last is None or last.is_file()
+            after = (
+                "The last checkpoint is kept: continue with the same command and --resume"
+                if kept
+                else "No epoch had finished: start again with the same command and --force"
             )
+            return f"{child.name} {how}; the training stopped. {after}"
     return None
 
 
@@ -363,7 +369,7 @@ def local_group(nproc: int, target: Callable[..., Any], kwargs: dict[str, Any]) 
                 if not isinstance(exc, SportsdetError):
                     if not errors.empty():
                         raise SportsdetError(errors.get()) from None
-                    ended = _ended_rank(children)
+                    ended = _ended_rank(children, kwargs.get("out"))
                     if ended:
                         raise SportsdetError(ended) from None
                 raise
