@@ -222,6 +222,13 @@ def test_other_photos_never_replace_the_runs_own_evaluation(tmp_path: Path, tree
     train = evaluate(run, split="train", backend=ColourOracle())
     assert train.out_dir == run / "eval-train"
     assert (run / "eval" / "metrics.json").read_bytes() == before  # the report's evaluation, untouched
+    # Another folder of the same name gets a folder of its own (it replaced the first in silence);
+    # the same folder again goes where it went before.
+    namesake = tmp_path / "b" / "web photos"
+    shutil.copytree(tree, namesake)
+    assert evaluate(run, namesake, backend=ColourOracle()).out_dir == run / "eval-web photos-2"
+    assert json.loads((run / "eval-web photos" / "metrics.json").read_text())["data"] == str(other.resolve())
+    assert evaluate(run, other, backend=ColourOracle()).out_dir == run / "eval-web photos"
 
 
 def test_training_tree_without_manifest_says_so(tmp_path: Path, tree: Path) -> None:

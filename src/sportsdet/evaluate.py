@@ -20,6 +20,7 @@ else PyTorch), named in metrics.json as "backend".
 from __future__ import annotations
 
 import csv
+import json
 import shlex
 import time
 from collections.abc import Callable, Sequence
@@ -96,7 +97,21 @@ def default_out_dir(bundle_dir: Path, chosen: EvalData | None = None) -> Path:
     parts = [] if chosen.source == "split-manifest" else [chosen.root.name or "data"]
     if chosen.split not in (None, "test"):
         parts.append(chosen.split)
-    return run.other_eval("-".join(parts))
+    name = "-".join(parts)
+    out, number = run.other_eval(name), 2
+    # /a/photos and /b/photos both made RUN/eval-photos: the second replaced the first in silence.
+    while _evaluated_other_data(out, chosen.root):
+        out, number = run.other_eval(f"{name}-{number}"), number + 1
+    return out
+
+
+def _evaluated_other_data(folder: Path, root: Path) -> bool:
+    """`folder` holds an evaluation of photos under another folder than `root`."""
+    try:
+        data = json.loads((folder / "metrics.json").read_text(encoding="utf-8")).get("data")
+    except (OSError, ValueError, AttributeError):
+        return False
+    return isinstance(data, str) and not _same_dir(data, root)
 
 
 def normalise_split(split: str) -> str:
