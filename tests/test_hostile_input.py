@@ -490,6 +490,10 @@ def test_cuda_device_without_a_gpu(tmp_path: Path) -> None:
     proc = sportsdet_cli("predict", "-m", str(bundle), str(tmp_path / "a.jpg"), "--backend", "torch",
                          "--device", "warp-drive")  # fmt: skip
     assert "unknown torch device 'warp-drive'" in one_error_line(proc)
+    # The built-in model runs on onnxruntime: --device cuda was taken and ignored in silence.
+    proc = sportsdet_cli("predict", str(tmp_path / "a.jpg"), "--device", "cuda")
+    said = one_error_line(proc)
+    assert "--device cuda: " in said and "runs on onnxruntime, on the CPU" in said
 
 
 # ----------------------------------------------------------------------------- item 11: csv

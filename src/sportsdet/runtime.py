@@ -345,6 +345,16 @@ def load_backend(
     path = Path(model)
     if path.name == MANIFEST_NAME:
         path = path.parent
+
+    def cpu_only(onnx_model: OnnxBackend) -> OnnxBackend:
+        # --device cuda was taken and the model ran on the CPU all the same, without a word.
+        if device != "cpu":
+            raise SportsdetError(
+                f"--device {device}: {path} runs on onnxruntime, on the CPU; --backend torch (a bundle "
+                "folder) runs it on another device"
+            )
+        return onnx_model
+
     if path.suffix.lower() == ".onnx" or path.is_file():
         if backend == "torch":
             raise SportsdetError(f"{path}: the torch backend needs a bundle folder, not an ONNX file")
@@ -356,7 +366,7 @@ def load_backend(
                 f"{path}: --int8 picks a bundle's model.int8.onnx, but this is a float ONNX file; "
                 "give the .int8.onnx file, or drop --int8"
             )
-        return onnx_model
+        return cpu_only(onnx_model)
     bundle = load_bundle(path, verify_weights=False)  # a clear error for anything that is not a bundle
     onnx_file = path / (ONNX_INT8_NAME if int8 else ONNX_NAME)
     if backend != "torch" and not onnx_file.is_file() and (path / ONNX_INT8_NAME).is_file():
@@ -374,7 +384,7 @@ def load_backend(
         _check_same_model(onnx_backend, bundle)
         if "abstain" in bundle.manifest:  # bundle.json is the source of truth inside a bundle folder
             onnx_backend.abstain = bundle.abstain
-        return onnx_backend
+        return cpu_only(onnx_backend)
     if not _torch_installed():
         if backend == "torch":
             raise SportsdetError(
