@@ -203,6 +203,12 @@ def test_export_without_data_uses_synthetic_images_and_says_so(tmp_path: Path, t
     report = export_bundle(tmp_path / "lonely", out=out)
     assert out.is_file() and report.parity.data == "synthetic" and report.parity.ok
     assert any("synthetic" in note for note in report.notes)
+    # INT8 calibrated on made-up pictures says so in the file (info read "calibration on 32 photos").
+    from sportsdet.cli.predict import _summary_rows, onnx_info
+
+    export_bundle(tmp_path / "lonely", out=out, int8=True, max_int8_drop=100)
+    rows = dict(_summary_rows(onnx_info(out.with_name("m.int8.onnx"))))
+    assert "minmax calibration on 32 synthetic images" in rows["quantization"]
 
 
 def test_calibration_data_folder_is_used(run_folder: Path, tmp_path: Path) -> None:

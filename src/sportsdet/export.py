@@ -563,7 +563,8 @@ def export_bundle(
                 calibration = _decode_many((p for p, _ in chosen), spec)
             else:
                 calibration = np.zeros((0,), np.float32)
-            if len(calibration) == 0:
+            synthetic = len(calibration) == 0
+            if synthetic:
                 notes.append("INT8 calibrated on synthetic images: expect a large accuracy loss")
                 calibration = _synthetic(spec, 32)
             say(f"INT8 quantisation ({quant_format}), calibrated on {len(calibration)} images")
@@ -579,6 +580,8 @@ def export_bundle(
                     "calibration": "minmax",
                     "float_convs": FLOAT_CONVS,
                     "calibration_images": int(len(calibration)),
+                    # `info` said "minmax calibration on 32 photos" of made-up pictures
+                    **({"calibration_data": "synthetic"} if synthetic else {}),
                 },
             )
             report.int8 = _int8_report(temp, temp_int8, int8_path, data, calibration, quant_format, say)

@@ -389,9 +389,9 @@ def _summary_rows(info: dict) -> list[tuple[str, str]]:
             f"{quantized[key]} {key}" for key in ("weights", "activations") if quantized.get(key)
         ] + [f"{quantized[key]}" for key in ("method", "format") if quantized.get(key)]
         if quantized.get("calibration"):
-            words.append(
-                f"{quantized['calibration']} calibration on {quantized.get('calibration_images', '?')} photos"
-            )
+            what = "synthetic images" if quantized.get("calibration_data") == "synthetic" else "photos"
+            count = quantized.get("calibration_images", "?")
+            words.append(f"{quantized['calibration']} calibration on {count} {what}")
         if quantized.get("float_convs"):
             words.append(f"{quantized['float_convs']} convolutions kept in float")
         rows.append(("quantization", ", ".join(words) or _short(quantized)))
