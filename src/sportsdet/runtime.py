@@ -348,7 +348,7 @@ def load_backend(
 
     def cpu_only(onnx_model: OnnxBackend) -> OnnxBackend:
         # --device cuda was taken and the model ran on the CPU all the same, without a word.
-        if device != "cpu":
+        if str(device).split(":")[0].lower() != "cpu":
             raise SportsdetError(
                 f"--device {device}: {path} runs on onnxruntime, on the CPU; --backend torch (a bundle "
                 "folder) runs it on another device"
