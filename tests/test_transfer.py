@@ -352,6 +352,25 @@ def test_the_fine_tuning_plan_counts_the_time_before_a_resume() -> None:
         manifest=SimpleNamespace(items=lambda split: []),
         console=Console(quiet=True),
         started=time.time() - 100,  # 100 s of the run were spent before this process started
+        recipe_state={},
     )
     # 10 s an epoch: 120 - 100 - 5 s of margin leaves room for 1, not the 11 a fresh clock gives.
     assert transfer._epochs_within_budget(ctx, 50, speed=10.0, n_train=100) == 1
+
+
+def test_the_fine_tuning_plan_counts_what_an_epoch_costs_beyond_its_photos() -> None:
+    # 18 photos at 100 img/s "allowed" 300 epochs of a 40 s budget: each epoch's checkpoints and
+    # curves were left out, and the run took 237 s. A head epoch's wall time is now counted too.
+    import time
+    from types import SimpleNamespace
+
+    from rich.console import Console
+
+    import sportsdet.training.recipes.transfer as transfer
+
+    ctx = SimpleNamespace(
+        options=TransferOptions(time_budget="40s"), manifest=SimpleNamespace(items=lambda split: []),
+        console=Console(quiet=True), started=time.time(), recipe_state={"head_epoch_s": 0.7},
+    )  # fmt: skip
+    planned = transfer._epochs_within_budget(ctx, 300, speed=100.0, n_train=18)
+    assert 35 <= planned <= 39  # (40 - 5) / (0.18 + 0.7) = 39.8 -> 39, less as the clock runs; 194 without

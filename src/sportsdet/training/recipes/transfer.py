@@ -335,10 +335,15 @@ def _fit_head(ctx: TrainContext, model: nn.Module, features: CachedFeatures, los
             head.parameters(), lr=options.head_lr, weight_decay=options.head_weight_decay
         )
         scheduler = cosine_with_warmup(optimizer, options.head_epochs * len(batches), len(batches))
+        resumed = ctx.resume[1] if ctx.resume is not None and ctx.resume[1].get("stage") == "head" else {}
+        started = time.perf_counter()
         run_epochs(
             ctx, head_net, optimizer, scheduler, batches, valid, options.head_epochs,
             stage="head", loss_fn=loss_fn, scheduler_step="batch",
         )  # fmt: skip
+        ran = options.head_epochs - int(resumed.get("stage_epoch") or 0)
+        if ran > 0:  # what an epoch costs beyond its photos (checkpoints, curves): the budget needs it
+            ctx.recipe_state["head_epoch_s"] = (time.perf_counter() - started) / ran
     # Stage 2 starts from the best head, also when a resumed run skipped stage 1 (the fresh
     # network built for this process has a random classifier until then).
     ctx.load_best(head_net)
@@ -415,7 +420,10 @@ def _epochs_within_budget(ctx: TrainContext, epochs: int, speed: float, n_train:
     # from 0, and a run stopped before fine-tuning planned a second full budget.
     spent = time.time() - ctx.started
     n_valid = len(ctx.manifest.items("valid"))
-    per_epoch = n_train / speed + (n_valid / (3 * speed))
+    # Photos at the measured speed, plus each epoch's fixed cost (two checkpoints of the whole
+    # network, the curves), as a head epoch took: without it, 18 photos "allowed" 300 epochs of a
+    # 40 s budget and the run took 237 s.
+    per_epoch = n_train / speed + (n_valid / (3 * speed)) + float(ctx.recipe_state.get("head_epoch_s", 0.0))
     affordable = int((budget_s - spent - 5.0) // per_epoch)
     if affordable < epochs:
         ctx.console.print(
