@@ -140,7 +140,7 @@ def test_budget_drops_views_that_do_not_fit() -> None:
     # 13,500 photos at 45 img/s is 300 s per view: only the photo itself fits in 60% of 600 s.
     plan = plan_schedule(options, _all_missing(options, 13500), 45.0)
     assert plan["aug_views"] == 0 and plan["feature_flip"] is False
-    assert plan["dropped"] == ["aug1", "aug0", "flip"]
+    assert plan["dropped"] == ["aug1", "aug0", "flip"] and plan["views"] == ["center"]
     # Everything cached already: all views are free.
     plan = plan_schedule(options, {}, 45.0)
     assert plan["aug_views"] == 2 and plan["feature_flip"] is True and plan["dropped"] == []

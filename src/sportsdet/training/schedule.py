@@ -45,7 +45,7 @@ def plan_schedule(options: Any, missing: dict[str, int], extract_img_s: float) -
     extraction is charged first (it is reused by later runs), then stage 1 (a few seconds);
     what remains goes to stage 2 epochs, decided once their speed is measured. Crop views are
     dropped before the budget runs out for the photos themselves (the last crop first), then
-    black and white, then the mirror; `dropped` names them.
+    black and white, then the mirror; `views` lists the ones kept, `dropped` the others.
     """
     kept = ["center", *extra_views(options)]
     plan: dict[str, Any] = {
@@ -67,6 +67,7 @@ def plan_schedule(options: Any, missing: dict[str, int], extract_img_s: float) -
                 dropped.append(view)
         plan["extract_s_estimate"] = round(extract_s(), 1)
     plan.update(
+        views=kept,  # in extraction order: the photo itself first
         aug_views=sum(view.startswith("aug") for view in kept),
         grey_view="grey" in kept,
         feature_flip="flip" in kept,

@@ -287,9 +287,7 @@ def _extract(ctx: TrainContext, model: nn.Module, tap: int, started: float) -> C
             f"(~{plan['extract_s_estimate']:.0f}s of extraction kept at {speed:.0f} img/s)",
             highlight=False,
         )
-    views = ["center"] + (["flip"] if plan["feature_flip"] else [])
-    views += [f"aug{i}" for i in range(plan["aug_views"])]
-    views += ["grey"] if plan["grey_view"] else []
+    views = plan["views"]
     # The black-and-white view is drawn for `grey_view` of the photos, the others share the rest.
     grey = float(options.grey_view) if plan["grey_view"] else 0.0
     weights = [grey if v == "grey" else (1 - grey) / (len(views) - 1) for v in views] if grey else None
