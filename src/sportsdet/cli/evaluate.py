@@ -67,13 +67,14 @@ def evaluate_command(
     print_summary(result.metrics)
     err_console.print(f"results written to {plain(result.out_dir)}", highlight=False)
     from sportsdet.report import write_report_after
+    from sportsdet.report.inputs import scored_another_bundle
 
     # RUN/eval belongs to a run: its report covers training and evaluation together. Another
     # evaluation in a run folder (RUN/eval-<data>) gets its own page, and the run's page, which
     # lists every evaluation of its model, is written again.
     out_dir = Path(result.out_dir)
     run = out_dir.parent if (out_dir.parent / "model").is_dir() else None
-    if run is not None and not _same_path(result.metrics.get("bundle"), run / "model"):
+    if run is not None and scored_another_bundle(out_dir, run):
         run = None  # another model's evaluation kept in a run folder: the run's page leaves it out
     in_run = run is not None and out_dir.name == "eval"
     report = write_report_after(run if in_run else out_dir, warn)
@@ -83,13 +84,6 @@ def evaluate_command(
         run_report = write_report_after(run, warn)
         if run_report is not None:
             err_console.print(f"run report (lists this evaluation too): {plain(run_report)}", highlight=False)
-
-
-def _same_path(recorded: object, path: Path) -> bool:
-    try:
-        return isinstance(recorded, str) and Path(recorded).resolve() == path.resolve()
-    except OSError:
-        return False
 
 
 def print_summary(metrics: dict) -> None:

@@ -239,7 +239,7 @@ def load_inputs(
         # The run around it, unless the evaluation scored another bundle (e.g. the built-in model
         # evaluated with --out RUN/eval-web): then it is shown alone, with the bundle it scored.
         parent = source.parent
-        inputs.run_dir = parent if is_run_dir(parent) and not _scored_another_bundle(source, parent) else None
+        inputs.run_dir = parent if is_run_dir(parent) and not scored_another_bundle(source, parent) else None
     else:
         inputs.run_dir = source
         inputs.eval_dir = source / "eval" if _is_eval_dir(source / "eval") else None
@@ -319,7 +319,7 @@ def _another_model(metrics: Any, bundle: Path | None, weights: Any) -> bool:
     return Path(scored).resolve() != Path(bundle).resolve()
 
 
-def _scored_another_bundle(ev: Path, run: Path) -> bool:
+def scored_another_bundle(ev: Path, run: Path) -> bool:
     """`_another_model` for an evaluation folder inside `run`, read before the run is."""
     try:
         metrics = json.loads((ev / "metrics.json").read_text(encoding="utf-8"))
