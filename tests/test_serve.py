@@ -207,6 +207,27 @@ def test_bad_top_k(client: TestClient, top_k: str) -> None:
     assert response.status_code == 400 and error_of(response) == "bad_request"
 
 
+def test_an_empty_top_k_means_the_default_in_the_query_as_in_the_form(client: TestClient) -> None:
+    # `?top_k=` was FastAPI's "Input should be a valid integer" while an empty form field was the default.
+    for response in (
+        client.post("/v1/predict?top_k=", files=uploads(("a.jpg", jpeg(RED)))),
+        client.post("/v1/predict", files=uploads(("a.jpg", jpeg(RED))), data={"top_k": ""}),
+    ):
+        assert response.status_code == 200 and response.json()["top_k"] == 3
+    parameters = client.get("/openapi.json").json()["paths"]["/v1/predict"]["post"]["parameters"]
+    assert [(p["name"], p["in"], p["schema"]["type"]) for p in parameters] == [("top_k", "query", "integer")]
+
+
+def test_a_multipart_body_cut_off_is_said_not_called_empty(client: TestClient) -> None:
+    part = b'--XX\r\nContent-Disposition: form-data; name="files"; filename="a.jpg"\r\n\r\n' + jpeg(RED)
+    headers = {"Content-Type": 'multipart/form-data; boundary="XX"'}
+    whole = client.post("/v1/predict", content=part + b"\r\n--XX--\r\n", headers=headers)
+    assert whole.status_code == 200 and whole.json()["results"][0]["label"] == "red"
+    cut = client.post("/v1/predict", content=part[:-100], headers=headers)  # it said "no_images"
+    assert cut.status_code == 400 and error_of(cut) == "bad_request"
+    assert "cut off" in cut.json()["error"]["message"] and "--XX--" in cut.json()["error"]["message"]
+
+
 def test_json_nested_too_deep_is_a_400_not_a_500(client: TestClient) -> None:
     deep = b"[" * 60_000 + b"]" * 60_000  # RecursionError is no ValueError: it was a 500
     response = client.post("/v1/predict", content=deep, headers={"content-type": "application/json"})

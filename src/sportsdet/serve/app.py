@@ -44,6 +44,7 @@ from prometheus_client import (
     generate_latest,
 )
 from pydantic import BaseModel, Field, ValidationError
+from python_multipart.multipart import parse_options_header
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.formparsers import MultiPartException, MultiPartParser
@@ -207,6 +208,15 @@ class UrlsRequest(BaseModel):
 
 
 _PREDICT_BODY = {
+    # top_k is read by _top_k, not by FastAPI, so that `?top_k=` means the default, as an empty
+    # form field does (FastAPI answered it "Input should be a valid integer").
+    "parameters": [
+        {
+            "name": "top_k", "in": "query", "required": False,
+            "schema": {"type": "integer", "minimum": 1},
+            "description": "how many sports to list per photo (default: the server's --top-k)",
+        }
+    ],
     "requestBody": {
         "content": {
             "multipart/form-data": {
@@ -590,6 +600,18 @@ def _top_k(value: Any, default: int, classes: int) -> int:
     return min(k, classes)
 
 
+def _check_multipart_ends(request: Request, body: bytes) -> None:
+    """A multipart body cut off before its closing boundary (a client killed mid-upload, a proxy
+    limit) parses without an error, its last file dropped: say so instead of "no image"."""
+    boundary = parse_options_header(request.headers.get("content-type", ""))[1].get(b"boundary", b"")
+    if boundary and b"--" + boundary + b"--" not in body[-(len(boundary) + 4096) :]:
+        raise ApiError(
+            400, "bad_request",
+            f"the multipart body ({len(body):,} bytes) ends before its closing boundary "
+            f"(--{boundary.decode('latin-1')}--): the upload was cut off; send it again",
+        )  # fmt: skip
+
+
 async def _parse(
     request: Request, body: bytes, config: ServeConfig
 ) -> tuple[list[tuple[str, bytes | str]], Any]:
@@ -613,6 +635,7 @@ async def _parse(
             hint = f"; {NOT_A_FILE}" if "Part exceeded maximum size" in exc.message else ""
             message = f"cannot read the multipart body ({exc.message}){hint}"
             raise ApiError(400, "bad_request", message) from None
+        _check_multipart_ends(request, body)
         items: list[tuple[str, bytes | str]] = []
         top_k = None
         try:
@@ -841,7 +864,7 @@ def create_app(config: ServeConfig | None = None, predictor: Predictor | None = 
         responses=_ERRORS,
         openapi_extra=_PREDICT_BODY,
     )
-    async def predict(request: Request, top_k: int | None = None) -> dict[str, Any]:
+    async def predict(request: Request) -> dict[str, Any]:
         """Label one or several photos.
 
         Send multipart/form-data with one or more files (any field name; text field `top_k`),
@@ -874,8 +897,9 @@ def create_app(config: ServeConfig | None = None, predictor: Predictor | None = 
                 raise ApiError(
                     403, "urls_disabled", "this server does not fetch URLs (start it with --allow-urls)"
                 )
+            query_top_k = request.query_params.get("top_k")
             k = _top_k(
-                top_k if top_k is not None else body_top_k,
+                query_top_k if query_top_k is not None else body_top_k,
                 config.default_top_k,
                 len(service.predictor.labels),
             )
