@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from conftest import make_image_tree
 
-from sportsdet.data.sources import read_dataset_file, scan_sources, sources_from_args
+from sportsdet.data.sources import make_multi_split, read_dataset_file, scan_sources, sources_from_args
 from sportsdet.data.splits import SplitManifest
 from sportsdet.errors import SportsdetError
 from sportsdet.train import train
@@ -86,6 +86,20 @@ def test_a_dataset_file_says_the_same_as_the_command_line(two_sources, tmp_path:
         json.dumps({"source": [{"path": official.name}, {"path": flat.name, "map": {"football": "soccer"}}]})
     )
     assert [s.name for s in sources_from_args([as_json]).sources] == ["first", "second"]
+
+
+def test_a_dataset_files_official_split_on_a_flat_folder_says_to_fix_the_file(two_sources, tmp_path) -> None:
+    official, flat = two_sources
+    spec = tmp_path / "sports.toml"
+    spec.write_text(
+        f'[[source]]\npath = "{official.name}"\n[[source]]\npath = "{flat.name}"\nsplit = "official"\n'
+    )
+    with pytest.raises(SportsdetError) as caught:
+        make_multi_split(scan_sources(read_dataset_file(spec)), None, 0)
+    # It advised --split, which does not reach a split written in the file.
+    message = str(caught.value)
+    assert message.startswith(f"{spec}: source 'second'") and 'write split = "random:0.2"' in message
+    assert "--split" not in message
 
 
 def test_a_dataset_file_gives_two_folders_of_the_same_name_two_source_names(tmp_path: Path) -> None:

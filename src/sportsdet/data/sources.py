@@ -49,6 +49,7 @@ class Source:
     path: Path
     split: str | None = None  # this source's --split; None: the run's, else official / random:0.2
     label_map: dict[str, str] = field(default_factory=dict)  # folder name -> class name in the run
+    defined_in: str = ""  # the dataset file that lists it ("" for a folder given on the command line)
 
 
 @dataclass
@@ -158,7 +159,8 @@ def _source_entry(entry: Any, index: int, where: Path) -> Source:
         raise SportsdetError(
             f"{where}: source #{index + 1}: {name!r} cannot name a source; give it a name = \"...\""
         )
-    return Source(name, folder, split, {class_name(k): class_name(v.strip()) for k, v in label_map.items()})
+    label_map = {class_name(k): class_name(v.strip()) for k, v in label_map.items()}
+    return Source(name, folder, split, label_map, defined_in=str(where))
 
 
 def _merge_setting(value: Any, where: Path | str) -> frozenset[str] | None:
@@ -384,7 +386,7 @@ def make_multi_split(
     `strategy` applies to sources that name no split of their own (default: official for a split
     tree, random:0.2 for a folder per class). Paths are relative to the folder holding every source.
     """
-    from sportsdet.data.splits import SPLITS, SplitManifest, make_split
+    from sportsdet.data.splits import SPLITS, SplitManifest, make_split, parse_split_strategy
 
     root = common_root(item.scan.root for item in scans)
     union = sorted({label for item in scans for label in item.scan.classes})
@@ -403,6 +405,13 @@ def make_multi_split(
         if not here:
             notes.append(f"{name}: none of the chosen classes; left out")
             continue
+        if item.source.split and scan.layout != "split" and parse_split_strategy(text).kind == "official":
+            # make_split's own message advises --split, which does not reach a source's own split.
+            raise SportsdetError(
+                f'{item.source.defined_in}: source {name!r} has split = "official", but {scan.root} is one '
+                'folder per class, with no train/valid/test folders; write split = "random:0.2" (80/20, '
+                'stratified) or "per-class:TRAIN,TEST" for it, or leave split out'
+            )
         part = make_split(scan, text, seed, here)
         table[name]["strategy"] = part.strategy
         prefix = Path(os.path.relpath(scan.root, root))
