@@ -226,6 +226,16 @@ def test_official_without_valid_folder_carves_one(tmp_path: Path) -> None:
     assert any("no valid folder" in note for note in manifest.notes)
 
 
+def test_official_without_valid_folder_carves_one_from_a_small_class(tmp_path: Path) -> None:
+    root = tmp_path / "t"
+    _tree(root, {"a": 5, "b": 2, "c": 1}, "train")
+    _tree(root, {"a": 2, "b": 2, "c": 2}, "test")
+    counts = _per_class(make_split(root, "official", seed=0))
+    # round(5 * 0.1) is 0: no class had a validation photo. One photo stays for training.
+    assert counts["valid"] == {"a": 1, "b": 1}
+    assert counts["train"] == {"a": 4, "b": 1, "c": 1}
+
+
 # ----------------------------------------------------------------------------- classes
 
 

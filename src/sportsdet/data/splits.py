@@ -679,13 +679,16 @@ def _official(
         carved = []
         for label, records in by_class.items():
             train = [r for r in records if r.split == "train"]
-            n_valid = int(round(len(train) * DEFAULT_RANDOM_VALID)) if len(train) >= 2 else 0
+            # At least one, as random:0.2 keeps: round(5 * 0.1) is 0, and early stopping then had
+            # nothing of the class to look at.
+            n_valid = max(1, int(round(len(train) * DEFAULT_RANDOM_VALID))) if len(train) >= 2 else 0
             carved.extend(_shuffled(train, seed, label)[:n_valid])
         taken = {r.rel for r in carved}
         chosen["train"] = [r for r in chosen["train"] if r.rel not in taken]
         chosen["valid"] = carved
         notes.append(
-            f"the tree has no valid folder: {len(carved)} training images (10% per class) became valid"
+            f"the tree has no valid folder: {len(carved)} training images "
+            "(10% per class, at least 1) became valid"
         )
     if "test" not in scan.split_folders:
         notes.append("the tree has no test folder: the test split is empty")
