@@ -519,6 +519,30 @@ def test_copies_never_take_away_a_class_s_last_training_photos(tmp_path: Path) -
         assert kept.counts["train"]["rowing"] == 5, seed
 
 
+def test_copies_never_take_away_a_class_s_test_photos(tmp_path: Path) -> None:
+    # Rowing: 5 photos and one saved 3 times. Where the draw put both of rowing's test photos among
+    # the copies and the group went to train, rowing had no test photo left.
+    from test_near_copies import drawn_photo
+
+    from sportsdet.data.splits import keep_copies_together
+
+    root = tmp_path / "flat"
+    (root / "rowing").mkdir(parents=True)
+    (root / "polo").mkdir()
+    for i in range(10):
+        drawn_photo(100 + i).save(root / "polo" / f"{i}.jpg", quality=90)
+    for i in range(5):
+        drawn_photo(i).save(root / "rowing" / f"{i}.jpg", quality=90)
+    for name in ("copy-a", "copy-b", "copy-c"):
+        drawn_photo(50).save(root / "rowing" / f"{name}.jpg", quality=90)
+    for seed in range(40):
+        kept = keep_copies_together(make_split(root, "random:0.2", seed=seed))
+        assert kept.counts["test"].get("rowing", 0) >= 1 and kept.counts["train"]["rowing"] >= 1, seed
+        assert kept.counts["valid"].get("rowing", 0) >= 1, seed
+        where = {rel: split for split, rels in kept.splits.items() for rel, _ in rels}
+        assert len({where[f"rowing/{name}.jpg"] for name in ("copy-a", "copy-b", "copy-c")}) == 1
+
+
 def test_a_valid_split_carved_from_the_train_folder_keeps_copies_together_too(tmp_path: Path) -> None:
     # A tree with train/ and test/ but no valid/: validation photos are drawn from train/, so a
     # photo and its copy can be split between train and valid. They move between those two only;

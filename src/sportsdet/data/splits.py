@@ -428,7 +428,8 @@ def keep_copies_together(
     near copies: resized or re-saved, `data.check`) can land in train and in test, and the test
     then scores a photo the model trained on. Each such group moves whole into the split of one
     of its photos, chosen by a hash of (seed, path): as if the group were drawn as one photo
-    (into train instead when it holds a class's last training photos).
+    (into another split instead when the move would take a class's last photos out of one:
+    train first, then test, then valid).
     Photos an official split placed (a source's own train/valid/test folders) never move; the
     others of their group join them. Only the validation photos an official split drew from a
     train folder (a tree without a valid folder) move, between train and valid. Copies that
@@ -453,7 +454,7 @@ def keep_copies_together(
         return manifest
     if near is None:
         near = near_hashes(manifest.root / rel for rel in placed)
-    training = Counter(label for split, label, _ in placed.values() if split == "train")
+    counts = Counter((split, label) for split, label, _ in placed.values())
     moved = groups = 0
     for group in _merged([group.files for group in manifest_copies(manifest, near)]):
         # The splits every copy of the group may go to; an official photo's own split, if it has one.
@@ -461,15 +462,16 @@ def keep_copies_together(
         if len({placed[rel][0] for rel in group}) < 2 or not reachable:
             continue  # together already, or no split they can all go to (training warns)
         candidates = [rel for rel in group if placed[rel][0] in reachable]
-        target = placed[min(candidates, key=lambda rel: _rank(manifest.seed, rel))][0]
-        leaving = Counter(placed[rel][1] for rel in group if placed[rel][0] == "train")
-        if target != "train" and any(training[label] == n for label, n in leaving.items()):
+        drawn = placed[min(candidates, key=lambda rel: _rank(manifest.seed, rel))][0]
+        target = _target_emptying_nothing(group, placed, counts, drawn, reachable)
+        if target is None:
             if "train" not in reachable:  # an official split holds a copy elsewhere: leave it
                 continue
-            target = "train"  # not a class's last training photos (a class of one photo saved many times)
+            target = "train"  # a class of one photo saved many times: its training photos come first
         movers = [rel for rel in group if placed[rel][0] != target]
         for rel in movers:
-            training[placed[rel][1]] += (target == "train") - (placed[rel][0] == "train")
+            counts[placed[rel][:2]] -= 1
+            counts[target, placed[rel][1]] += 1
             placed[rel] = (target, *placed[rel][1:])
         moved, groups = moved + len(movers), groups + 1
     if not moved:
@@ -487,6 +489,23 @@ def keep_copies_together(
         item_sources=origins if manifest.item_sources else {},
         notes=[*manifest.notes, note],
     )
+
+
+def _target_emptying_nothing(
+    group: list[str],
+    placed: dict[str, tuple[str, str, str]],
+    counts: Counter,
+    drawn: str,
+    reachable: set[str],
+) -> str | None:
+    """The split a group of copies moves to: the drawn one, unless the move takes the last photos
+    of a class out of a split (a class whose two test photos were copies lost its test share),
+    then train, test, valid: the first that empties nothing; None if each empties something."""
+    for target in dict.fromkeys((drawn, "train", "test", "valid")):
+        leaving = Counter(placed[rel][:2] for rel in group if placed[rel][0] != target)
+        if target in reachable and all(counts[key] > n for key, n in leaving.items()):
+            return target
+    return None
 
 
 def _destinations(
