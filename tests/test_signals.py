@@ -70,3 +70,31 @@ def test_sigterm_during_a_download_leaves_nothing_and_exits_143(http_server: Loc
     assert process.returncode == 143, err
     assert "Traceback" not in err
     assert list((dest / "downloads").iterdir()) == []
+
+
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_stopping_predict_mid_stream_exits_cleanly(tmp_path, signum: int, code: int) -> None:
+    # The workers were left inside onnxruntime's run at exit: the process aborted ("terminate
+    # called without an active exception", exit 134) on every Ctrl-C or SIGTERM while labelling.
+    from conftest import image_bytes
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    photo = image_bytes((40, 120, 200), "JPEG", size=320)
+    for i in range(400):
+        (folder / f"{i:03d}.jpg").write_bytes(photo)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "sportsdet", "predict", str(folder), "--format", "csv", "--top-k", "1"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )  # fmt: skip
+    try:
+        assert process.stdout is not None
+        for _ in range(3):  # the header, then photos being labelled: workers are in the model now
+            assert process.stdout.readline()
+        process.send_signal(signum)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == code, stderr
+    assert "terminate called" not in stderr

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -36,6 +37,8 @@ from sportsdet.preprocess import Preprocessing, load_and_preprocess
 
 # --- the metadata contract of an exported ONNX file (written by sportsdet.export) -------------
 ONNX_FORMAT = "sportsdet-onnx/1"
+# How long a stopped stream waits for its workers' model runs in flight (one batch each).
+WORKER_STOP_TIMEOUT_S = 30.0
 META_FORMAT = "sportsdet.format"
 META_LABELS = "sportsdet.labels"  # JSON list of class names, in output order
 META_PREPROCESSING = "sportsdet.preprocessing"  # JSON of Preprocessing.to_dict()
@@ -649,6 +652,8 @@ class _Pipeline:
     def predict(self, start: int, items: list[Any], batch: np.ndarray) -> list[StreamResult]:
         results, rows = [], []
         for offset, item in enumerate(items):
+            if self.stopping:  # the consumer is gone: nobody reads this batch
+                return results
             index = start + offset
             name = self.name_of(item)
             error = self.load_into(item, name, batch[len(rows)])
@@ -722,6 +727,12 @@ class _Pipeline:
             with self.changed:
                 self.stopping = True
                 self.changed.notify_all()
+            # A worker still inside the model's run (onnxruntime's C++ code) when the interpreter
+            # exits aborts the process ("terminate called without an active exception", exit
+            # 134 instead of 130 on Ctrl-C): wait for the batches in flight to end.
+            deadline = time.monotonic() + WORKER_STOP_TIMEOUT_S
+            for thread in threads:
+                thread.join(max(0.0, deadline - time.monotonic()))
 
 
 def _worker_failure(exc: BaseException, chunk: int, shape: tuple[int, ...]) -> BaseException:
