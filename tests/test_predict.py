@@ -320,6 +320,27 @@ def test_cli_jsonl_schema_and_exit_code(bundle: Path, photos: Path, tmp_path: Pa
     assert "1 of 2" in result.stderr  # the summary goes to stderr, not into the jsonl
 
 
+def test_a_file_named_with_an_escape_code_keeps_its_name_and_never_reaches_the_terminal(
+    bundle: Path, photos: Path, tmp_path: Path
+) -> None:
+    name, folder = "esc\x1b[31mred.jpg", tmp_path / "odd"
+    folder.mkdir()
+    (folder / name).write_bytes((photos / "a.jpg").read_bytes())
+    # CSV wrote 'escred.jpg' (click strips ANSI codes when stdout is no terminal): another file.
+    for form in ("csv", "jsonl"):
+        result = runner.invoke(app, ["predict", str(folder), "-m", str(bundle), "--format", form])
+        assert result.exit_code == 0, result.output
+        if form == "csv":
+            assert list(csv.reader(io.StringIO(result.stdout)))[1][0] == str(folder / name)
+        else:
+            assert json.loads(result.stdout)["input"] == str(folder / name)
+    # The table is for a person: the code is shown, not obeyed.
+    result = runner.invoke(app, ["predict", str(folder), "-m", str(bundle)], color=True)
+    assert result.exit_code == 0 and "\x1b" not in result.stdout
+    input_column = "".join(line.split("│")[1].strip() for line in result.stdout.splitlines() if "│" in line)
+    assert input_column.endswith("esc\\x1b[31mred.jpg")  # folded over lines in the table
+
+
 def test_cli_all_good_exits_zero_and_csv_header(bundle: Path, photos: Path) -> None:
     result = runner.invoke(
         app, ["predict", str(photos), "-m", str(bundle), "--format", "csv", "--top-k", "2"]

@@ -36,7 +36,18 @@ def plain(value: object) -> str:
     wherever it reaches a console or a table cell: a class folder named "[bold]polo" would
     otherwise be swallowed as a style tag. Every CLI site goes through this one helper.
     """
-    return escape(str(value))
+    return escape(_CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode(), str(value)))
+
+
+# Control characters but newline and tab: a file named with an ANSI escape must not recolour,
+# move the cursor in or retitle the user's terminal; it is shown as \x1b instead.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def print_data(line: str) -> None:
+    """One line of machine-readable output (CSV, JSON) on stdout, exactly as given: click strips
+    ANSI escapes when stdout is not a terminal, which wrote a file named with one as another name."""
+    typer.echo(line, color=True)
 
 
 def warn(message: str, *, label: str = "warning") -> None:

@@ -18,6 +18,7 @@ from sportsdet.cli.app import (
     min_score_option,
     no_abstain_option,
     plain,
+    print_data,
 )
 
 NO_BUILTIN_MESSAGE = (
@@ -180,7 +181,7 @@ def predict_command(
     total = 0
     rows = []
     if output_format is OutputFormat.csv:
-        typer.echo(csv_line(csv_header(k)))
+        print_data(csv_line(csv_header(k)))
     # The count of inputs is unknown up front (folders are walked lazily): a spinner, not a bar.
     progress = Progress(
         SpinnerColumn(),
@@ -199,9 +200,9 @@ def predict_command(
             warned += result.warning is not None
             progress.advance(task)
             if output_format is OutputFormat.jsonl:
-                typer.echo(to_jsonl(result))
+                print_data(to_jsonl(result))
             elif output_format is OutputFormat.csv:
-                typer.echo(csv_line(csv_row(result, k)))
+                print_data(csv_line(csv_row(result, k)))
             else:
                 rows.append(result)
     if output_format is OutputFormat.table:
@@ -521,11 +522,11 @@ def info_command(
 
     info = bundle_info(_bundle_dir(bundle))
     if as_json:
-        typer.echo(json.dumps(info, indent=2, ensure_ascii=False))
+        print_data(json.dumps(info, indent=2, ensure_ascii=False))
         return
     labels = info["labels"]
     if list_labels:
-        typer.echo("\n".join(labels))
+        print_data("\n".join(labels))
         return
     summary = Table(
         show_header=False,
