@@ -78,6 +78,15 @@ def test_bad_urls(url: str, message: str) -> None:
         fetch_url(url, timeout=2)
 
 
+@pytest.mark.parametrize("limit", [float("inf"), 1e10])
+def test_a_limit_beyond_any_timer_means_no_limit(http_server: LocalServer, tmp_path: Path, limit) -> None:
+    # `--timeout inf` failed every URL: "unexpected OverflowError: timestamp out of range".
+    assert fetch_url(http_server.url("/good.jpg"), timeout=limit) == LocalServer.GOOD_JPEG()
+    dest = tmp_path / f"{limit}.bin"
+    download_file(http_server.url("/download.bin"), dest, timeout=limit, max_seconds=limit, progress=False)
+    assert dest.read_bytes() == LocalServer.DOWNLOAD
+
+
 def test_download_file(http_server: LocalServer, tmp_path: Path) -> None:
     dest = tmp_path / "sub" / "data.bin"
     expected = hashlib.sha256(LocalServer.DOWNLOAD).hexdigest()

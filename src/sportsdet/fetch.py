@@ -131,6 +131,9 @@ def _ip(text: str) -> IPAddress:
 # ----------------------------------------------------------------------------- one deadline
 
 
+LONGEST_WAIT_S = 24 * 3600.0
+
+
 class _Deadline:
     """One time limit over every network step of a download (None: no overall limit).
 
@@ -138,6 +141,11 @@ class _Deadline:
     deadline passes, which ends a read that keeps receiving a byte now and then."""
 
     def __init__(self, seconds: float | None, stall: float, *, total: float | None = None) -> None:
+        if seconds is not None and not seconds < threading.TIMEOUT_MAX:
+            # `--timeout inf` (or 1e10): no overall limit; a timer or a socket timeout that long
+            # cannot be set (OverflowError in every download). A day stands for "no limit" below.
+            seconds = None
+        stall = min(stall, LONGEST_WAIT_S)
         self.seconds = seconds
         self.total = total if total is not None else seconds  # the limit as the user set it
         self.stall = stall
