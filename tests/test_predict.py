@@ -76,6 +76,20 @@ def test_globs_are_expanded_by_us(photos: Path) -> None:
     assert item.error == "no image files match this pattern"
 
 
+def test_a_quoted_pattern_that_matches_folders_searches_them_as_the_shell_would(photos: Path) -> None:
+    # 'photo*' matched the folder `photos` and found nothing; unquoted (the shell's match) it worked.
+    assert _names(expand_inputs([str(photos.parent / "photo*")])) == ["a.jpg", "b.png", "c.jpg"]
+    assert _names(expand_inputs([str(photos / "s*")])) == ["c.jpg"]
+    assert _names(expand_inputs([str(photos / "**")])) == ["a.jpg", "b.png", "c.jpg"]  # no repeats
+
+
+def test_a_pattern_keeps_a_linked_photo_as_a_folder_does(photos: Path) -> None:
+    (photos / "link.jpg").symlink_to(photos / "a.jpg")  # the glob alone dropped it (same real file)
+    from_folder = [Path(item.name).name for item in expand_inputs([str(photos)])]
+    assert _names(expand_inputs([str(photos / "*.jpg")])) == ["a.jpg", "link.jpg"]
+    assert "link.jpg" in from_folder
+
+
 def test_a_pattern_below_a_folder_with_brackets_in_its_name(tmp_path: Path) -> None:
     # "[2024] trip" read as a character class: the pattern matched nothing, or the wrong folder.
     trip = tmp_path / "[2024] trip"

@@ -185,12 +185,20 @@ def _expand_each(sources: Iterable[Source]) -> Iterator[InputItem]:
             pattern = _escape_existing_folders(os.path.expanduser(text))
             matches = sorted(glob.iglob(pattern, recursive=True))
             found = False
-            seen: set[str] = set()  # `**` follows folder links: a loop (self -> .) repeats every photo
+            # `**` follows folder links: a loop (self -> .) repeats every photo. Keyed by the real
+            # folder and the name, so a file link is a photo of its own, as in a folder.
+            seen: set[str] = set()
+            any_depth = os.path.basename(pattern.rstrip(os.sep)) == "**"
             for match in matches:
                 match_path = Path(match)
                 if match_path.is_dir():
-                    continue  # `**` also matches folders; their images are matched by the pattern itself
-                real = os.path.realpath(match)
+                    # `**` also matches folders, whose images the pattern matches itself; a folder
+                    # matched by 'trips/2024-*' is searched as if it had been given (as the shell's).
+                    if not any_depth:
+                        found = True  # an empty folder is said as one
+                        yield from _expand_folder(match_path, match)
+                    continue
+                real = os.path.join(os.path.realpath(os.path.dirname(match) or "."), os.path.basename(match))
                 if real in seen:
                     continue
                 # Known by content, like the folder walker: a JPEG named photo.php is a photo.
