@@ -90,6 +90,28 @@ def test_a_pattern_keeps_a_linked_photo_as_a_folder_does(photos: Path) -> None:
     assert "link.jpg" in from_folder
 
 
+def test_a_url_given_twice_is_one_item() -> None:
+    # `predict URL URL` fetched and labelled it twice; a path given twice was one row already.
+    urls = ["http://127.0.0.1:9/a.jpg", "http://127.0.0.1:9/b.jpg", "http://127.0.0.1:9/a.jpg"]
+    assert [item.source for item in expand_inputs(urls)] == urls[:2]
+
+
+def test_a_model_named_with_a_tilde_or_a_bundle_folder_ending_in_onnx(bundle, photos, tmp_path, monkeypatch):
+    import shutil
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    shutil.copy(builtin_bundle_path() / "model.int8.onnx", tmp_path / "m.onnx")
+    # `--model=~/m.onnx` (a ~ the shell leaves alone): "no such ONNX model file" for info.
+    for command in (["info", "~/m.onnx"], ["predict", str(photos / "a.jpg"), "--model=~/m.onnx"]):
+        result = runner.invoke(app, command)
+        assert result.exit_code == 0, result.output
+    folder = tmp_path / "bundle.onnx"  # a bundle folder, named like a file: taken for an ONNX file
+    shutil.copytree(bundle, folder)
+    for command in (["info", str(folder)], ["predict", str(photos / "a.jpg"), "-m", str(folder)]):
+        result = runner.invoke(app, command)
+        assert result.exit_code == 0, result.output
+
+
 def test_a_pattern_below_a_folder_with_brackets_in_its_name(tmp_path: Path) -> None:
     # "[2024] trip" read as a character class: the pattern matched nothing, or the wrong folder.
     trip = tmp_path / "[2024] trip"

@@ -136,7 +136,8 @@ def _escape_existing_folders(pattern: str) -> str:
 
 def expand_inputs(sources: Iterable[Source]) -> Iterator[InputItem]:
     """Turn command-line inputs into a lazy stream of items, in the order given; a photo reached
-    through several inputs (a file and its folder, overlapping patterns) is one item, the first.
+    through several inputs (a file and its folder, overlapping patterns, a URL given twice) is one
+    item, the first.
 
     - an http(s) URL -> one item (downloaded later);
     - an existing file -> one item, whatever its extension (the decoder decides);
@@ -148,9 +149,12 @@ def expand_inputs(sources: Iterable[Source]) -> Iterator[InputItem]:
     """
     given: set[str] = set()
     for item in _expand_each(sources):
-        if isinstance(item.source, Path):
-            # The key `sportsdet predict --engine ray` names a photo by (links are their own names).
-            key = os.path.normpath(os.path.abspath(item.source))
+        if isinstance(item.source, (Path, str)):
+            # The key `sportsdet predict --engine ray` names a photo by (links are their own names);
+            # a URL by itself: given twice, it is fetched and labelled once.
+            key = item.source
+            if isinstance(key, Path):
+                key = os.path.normpath(os.path.abspath(key))
             if key in given:
                 continue
             given.add(key)

@@ -358,7 +358,7 @@ def load_backend(
             )
         return onnx_model
 
-    if path.suffix.lower() == ".onnx" or path.is_file():
+    if (path.suffix.lower() == ".onnx" and not path.is_dir()) or path.is_file():
         if backend == "torch":
             raise SportsdetError(f"{path}: the torch backend needs a bundle folder, not an ONNX file")
         if not path.is_file():

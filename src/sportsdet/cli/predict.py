@@ -50,7 +50,8 @@ def _bundle_dir(model: Path | None) -> Path:
     from sportsdet.run_folder import resolve_bundle_dir
 
     if model is not None:
-        if model.suffix.lower() == ".onnx":
+        model = model.expanduser()  # `--model=~/m.onnx`: the shell leaves that ~ alone
+        if model.suffix.lower() == ".onnx" and not model.is_dir():  # a bundle folder may end in .onnx
             return model
         return resolve_bundle_dir(model)
     builtin = builtin_bundle_path()
@@ -292,7 +293,7 @@ def bundle_info(bundle_dir: Path) -> dict[str, Any]:
     """Everything `sportsdet info` shows, as a JSON-ready dict."""
     from sportsdet.bundle import load_bundle
 
-    if bundle_dir.suffix.lower() == ".onnx":
+    if bundle_dir.suffix.lower() == ".onnx" and not bundle_dir.is_dir():
         return onnx_info(bundle_dir)
 
     from sportsdet.seen_photos import load_seen
