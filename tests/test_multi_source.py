@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import html
 import json
+import shlex
 from pathlib import Path
 
 import pytest
@@ -226,8 +228,8 @@ def test_the_report_shows_per_source_accuracy_and_the_sample_sheet(two_sources, 
     # The Data section names each source's folder, and the data check to run names them too.
     assert f"<tr><th>source first</th><td>{official}</td></tr>" in page
     check = tmp_path / "run" / "data_check.json"
-    folders = f"&quot;{official}&quot; &quot;{flat}&quot;"
-    assert f"sportsdet data check {folders} --report &quot;{check}&quot;" in page
+    folders = f"{shlex.quote(str(official))} {shlex.quote(str(flat))}"
+    assert html.escape(f"sportsdet data check {folders} --report {shlex.quote(str(check))}") in page
     # What the test score was measured on: each source's test photos, not their common parent folder.
     assert f"<td>the test split of first ({official}), second ({flat})</td>" in page
 

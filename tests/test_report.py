@@ -9,6 +9,8 @@ import io
 import json
 import math
 import re
+import shlex
+import shutil
 import sys
 import time
 from html.parser import HTMLParser
@@ -321,11 +323,44 @@ def test_an_evaluation_folder_alone_is_told_the_data_check_it_will_read(tmp_path
     metrics["data"] = str(fake.data)
     (alone / "metrics.json").write_text(json.dumps(metrics))
     text = html.unescape(write_report(alone).read_text(encoding="utf-8"))
-    advice = f'sportsdet data check "{fake.data}" --report "{alone / "data_check.json"}"'
+    saved = shlex.quote(str(alone / "data_check.json"))
+    advice = f"sportsdet data check {shlex.quote(str(fake.data))} --report {saved}"
     assert advice in text
     check_dataset(fake.data, workers=1).save(alone / "data_check.json")
     text = html.unescape(write_report(alone).read_text(encoding="utf-8"))
     assert "No data-check report found" not in text and f"From {alone / 'data_check.json'}" in text
+
+def test_a_data_check_of_another_folder_is_said_to_be_one(tmp_path):
+    # `data check OTHER --report RUN/data_check.json` was shown as the run's own check: "No broken
+    # files and no duplicates" under the run's data.
+    from sportsdet.data import check_dataset
+
+    fake = make_run(tmp_path, n_classes=3, per_class=2)
+    other = tmp_path / "other data"
+    shutil.copytree(fake.data, other)
+    check_dataset(other, workers=1).save(fake.run / "data_check.json")
+    text = html.unescape(write_report(fake.run).read_text(encoding="utf-8"))
+    assert f"This check is of {other}, not of the photos on this page ({fake.data})" in text
+    check_dataset(fake.data, workers=1).save(fake.run / "data_check.json")
+    text = html.unescape(write_report(fake.run).read_text(encoding="utf-8"))
+    assert "This check is of" not in text and "No broken files and no duplicates" in text
+
+
+def test_a_json_that_is_no_data_check_is_refused_not_shown_as_clean(tmp_path):
+    fake = make_run(tmp_path, n_classes=3, per_class=2)
+    with pytest.raises(SportsdetError, match="not a data-check report"):
+        write_report(fake.run, tmp_path / "r.html", check_report=fake.eval / "metrics.json")
+    (fake.run / "data_check.json").write_text(json.dumps({"classes": 3}))  # found, not named: a note
+    text = html.unescape(write_report(fake.run).read_text(encoding="utf-8"))
+    assert "No broken files" not in text and "not a data-check report" in text
+
+
+def test_commands_the_report_suggests_survive_a_path_with_spaces(tmp_path):
+    fake = make_run(tmp_path / "my runs", n_classes=3, per_class=2, with_eval=False)
+    text = html.unescape(write_report(fake.run).read_text(encoding="utf-8"))
+    # "sportsdet evaluate /tmp/.../my runs/run" pasted into a shell named the folder ".../my".
+    assert f"sportsdet evaluate {shlex.quote(str(fake.run))}" in text and "'" in shlex.quote(str(fake.run))
+
 
 WRONG_SHAPE = {"labels": ["a"], "confusion_matrix": [[1], [1]]}
 

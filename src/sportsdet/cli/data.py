@@ -342,11 +342,13 @@ def check(
         if len(reports) == 1:
             next(iter(reports.values())).save(report_path)
         else:
+            from sportsdet.data.check import CHECK_FORMAT
             from sportsdet.files import write_json
 
             write_json(
                 report_path,
                 {
+                    "format": CHECK_FORMAT,  # what `sportsdet report --check` takes
                     "sources": {name: r.to_dict() for name, r in reports.items()},
                     "across_sources": {
                         "duplicates": [g.to_dict() for g in across],

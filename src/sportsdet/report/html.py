@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import datetime as _dt
 import math
+import shlex
 from collections.abc import Callable, Iterable
 from html import escape, unescape
 from pathlib import Path
@@ -216,9 +217,10 @@ def _unfinished(inputs: ReportInputs) -> str | None:
     if not (run / "checkpoints" / "last.safetensors").is_file():  # --resume has nothing to go on from
         return (f"This run has no model yet: its training stopped (or is still going) after {done}, "
                 "before any checkpoint was kept. Start it again with <code>sportsdet train ... --out "
-                f"{escape(str(run))} --force</code>.")
+                f"{escape(shlex.quote(str(run)))} --force</code>.")
     return (f"This run has no model yet: its training stopped (or is still going) after {done}. "
-            f"Continue it with <code>sportsdet train --out {escape(str(run))} --resume</code>; the model, "
+            f"Continue it with <code>sportsdet train --out {escape(shlex.quote(str(run)))} --resume</code>; "
+            "the model, "
             "its evaluation and this report are written at the end.")
 
 
@@ -228,10 +230,10 @@ def _no_eval(inputs: ReportInputs) -> str:
         return missing(unfinished)
     # `evaluate RUN` scores the run's own test split into RUN/eval, the one this page shows (with
     # a DATA folder it wrote RUN/eval-<folder>, and this page kept saying "no evaluation yet").
-    run = str(inputs.run_dir) if inputs.run_dir else "RUN"
+    run = shlex.quote(str(inputs.run_dir)) if inputs.run_dir else "RUN"
     return missing(
         f"No evaluation yet. Run <code>sportsdet evaluate {escape(run)}</code> to score the test split, "
-        f"then <code>sportsdet report {escape(str(inputs.source))}</code> again."
+        f"then <code>sportsdet report {escape(shlex.quote(str(inputs.source)))}</code> again."
     )
 
 
@@ -462,18 +464,21 @@ def _findings(inputs: ReportInputs) -> str:
     summary = inputs.data_summary or {}
     scan_warnings = [w for w in summary.get("warnings", []) if isinstance(w, str)]
     ignored = summary.get("ignored") or {}
+    folders = " ".join(shlex.quote(root) for root in inputs.page_data_roots) or "DATA"
+    home = inputs.check_home  # where this page looks for the report
+    command = (f"sportsdet data check {folders} --report "
+               f"{shlex.quote(str(home / 'data_check.json')) if home else 'RUN/data_check.json'}")
     if inputs.check is None:
-        evaluated = (inputs.metrics or {}).get("data")  # an evaluation folder alone: the photos it scored
-        folders = " ".join(f'"{root}"' for root in inputs.data_sources.values()) or (
-            f'"{evaluated}"' if evaluated else "DATA"
-        )
-        home = inputs.run_dir or inputs.eval_dir  # where this page looks for the report
-        where = f'"{home / "data_check.json"}"' if home else "RUN/data_check.json"
-        html.append('<p class="muted">No data-check report found. Run <code>sportsdet data check '
-                    f"{escape(folders)} --report {escape(where)}</code> to decode every image and look "
-                    "for broken files and duplicates across splits.</p>")
+        html.append(f'<p class="muted">No data-check report found. Run <code>{escape(command)}</code> to '
+                    "decode every image and look for broken files and duplicates across splits.</p>")
     else:
         html.append(f'<p class="muted">From {escape(str(inputs.check_path))}</p>')
+        if inputs.check_of_other_data:
+            # A check of another folder was shown as this data's ("No broken files").
+            html.append(f'<p class="low">This check is of {escape(", ".join(inputs.check_of_other_data))}, '
+                        f"not of the photos on this page ({escape(', '.join(inputs.page_data_roots))}): "
+                        f"what it found is not about them. Run <code>{escape(command)}</code> for "
+                        "theirs.</p>")
         html.append(_check_report(inputs.check))
     if scan_warnings:
         html.append("<p>Found while scanning the data:</p><ul>"
@@ -540,7 +545,7 @@ def _check_report(check: dict[str, Any]) -> str:
                  ("formats", info.get("formats")), ("width (px)", _range(info.get("width"))),
                  ("height (px)", _range(info.get("height")))]
         html.append(kv_table(facts))
-    if not html:  # an unknown layout: show its simple fields
+    if not any(html):  # an unknown layout: show its simple fields
         rows = [(k, v) for k, v in check.items() if isinstance(v, (int, float, str)) and k != "format"]
         html.append(kv_table(rows))
     if not (counts or groups or near):

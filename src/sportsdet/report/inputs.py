@@ -13,6 +13,8 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -59,6 +61,7 @@ class ReportInputs:
     bundle_path: Path | None = None
     check: dict[str, Any] | None = None
     check_path: Path | None = None
+    check_of_other_data: list[str] = field(default_factory=list)  # the check's folders, when not this page's
     metrics: dict[str, Any] | None = None
     predictions: list[Prediction] | None = None
     # The run's other evaluations (RUN/eval, RUN/eval-<what>) besides the one shown: (folder, metrics).
@@ -88,6 +91,30 @@ class ReportInputs:
             for name, info in sources.items()
             if isinstance(info, dict) and info.get("root")
         }
+
+    @property
+    def evaluates_other_photos(self) -> bool:
+        """An evaluation of photos other than the run's test split (RUN/eval-<data>)."""
+        if self.run_dir is None or self.eval_dir is None:
+            return False
+        return self.eval_dir != self.run_dir / "eval"
+
+    @property
+    def page_data_roots(self) -> list[str]:
+        """The folders this page's photos come from, as a data check of them names them: the
+        evaluated folder of another evaluation, else the run's sources or data."""
+        evaluated = (self.metrics or {}).get("data")
+        if evaluated and self.evaluates_other_photos:
+            return [str(evaluated)]
+        if self.data_sources:
+            return list(self.data_sources.values())
+        root = str(evaluated) if evaluated else self.data_root
+        return [root] if root else []
+
+    @property
+    def check_home(self) -> Path | None:
+        """Where this page looks for a data-check report first (and tells the user to write one)."""
+        return self.eval_dir if self.evaluates_other_photos else (self.run_dir or self.eval_dir)
 
     @property
     def data_root(self) -> str | None:
@@ -248,7 +275,7 @@ def load_inputs(
             where = f"its run folder, {source.parent}" if is_run_dir(source.parent) else "the run folder"
             raise SportsdetError(
                 f"{source}: is a model bundle, not a run; pass {where} (or an evaluation folder, "
-                f"`sportsdet evaluate {source} DATA --out EVAL`)"
+                f"`sportsdet evaluate {shlex.quote(str(source))} DATA --out EVAL`)"
             )
         raise SportsdetError(
             f"{source}: neither a run folder (config.json, metrics.csv, model/) nor an evaluation "
@@ -345,12 +372,12 @@ def _check_eval_of_this_model(inputs: ReportInputs, *, named: bool) -> None:
     if named and _of_another_bundle(inputs, inputs.metrics):
         raise SportsdetError(
             f"{ev}: this evaluation scored {scored}, not the model of {inputs.run_dir}; report it on its "
-            f"own (`sportsdet report {ev}`), or evaluate this run's model"
+            f"own (`sportsdet report {shlex.quote(str(ev))}`), or evaluate this run's model"
         )
     inputs.notes.insert(0, (
         f"{ev} scored other weights than {inputs.bundle_path} holds now (the model was trained again "
         "since): its results are an earlier model's, not those of the model described here. Run "
-        f"`sportsdet evaluate {inputs.bundle_path} DATA` to score the model as it is now"
+        f"`sportsdet evaluate {shlex.quote(str(inputs.bundle_path))} DATA` to score the model as it is now"
     ))
 
 
@@ -405,7 +432,7 @@ def _read_other_evals(inputs: ReportInputs) -> None:
         if _of_an_earlier_model(inputs, metrics):
             inputs.notes.append(
                 f"{folder}: an evaluation of an earlier model of this run (trained again since); not shown. "
-                f"Score this one with: sportsdet evaluate {run.path}"
+                f"Score this one with: sportsdet evaluate {shlex.quote(str(run.path))}"
             )
             continue
         inputs.other_evals.append((folder, metrics))
@@ -445,9 +472,40 @@ def _read_check(inputs: ReportInputs, check_report: str | Path | None) -> None:
                 f"{path}: no such data-check report; write one with `sportsdet data check DATA --report FILE`"
             )
     else:
-        folders = [d for d in (inputs.run_dir, inputs.eval_dir) if d is not None]
+        homes = (inputs.check_home, inputs.run_dir, inputs.eval_dir)  # the page's own data first
+        folders = [d for d in dict.fromkeys(homes) if d is not None]
         path = next((d / n for d in folders for n in CHECK_REPORT_NAMES if (d / n).is_file()), None)
         if path is None:
             return
-    inputs.check = read_json(path, what="data-check report", fix="write it again with `sportsdet data check`")
-    inputs.check_path = path
+    check = read_json(path, what="data-check report", fix="write it again with `sportsdet data check`")
+    if not is_check_report(check):
+        # Any JSON was shown as "No broken files and no duplicates" (metrics.json, a scan's --json).
+        problem = f"{path}: not a data-check report (what `sportsdet data check DATA --report FILE` writes)"
+        if check_report is not None:
+            raise SportsdetError(problem)
+        inputs.notes.append(f"{problem}; left out")
+        return
+    inputs.check, inputs.check_path = check, path
+    checked, expected = _folders(check_roots(check)), _folders(inputs.page_data_roots)
+    if checked and expected and checked != expected:  # another folder's check, shown as this data's
+        inputs.check_of_other_data = check_roots(check)
+
+
+def is_check_report(data: dict[str, Any]) -> bool:
+    """A `data check --report` file: one folder's, or one part per source."""
+    parts = data.get("sources") if "format" not in data else None
+    if isinstance(parts, dict) and parts:
+        return all(isinstance(part, dict) and is_check_report(part) for part in parts.values())
+    return str(data.get("format", "")).startswith("sportsdet-check/")
+
+
+def check_roots(check: dict[str, Any]) -> list[str]:
+    """The folders a data-check report checked."""
+    parts = check.get("sources")
+    if isinstance(parts, dict):
+        return [str(part["root"]) for part in parts.values() if isinstance(part, dict) and part.get("root")]
+    return [str(check["root"])] if check.get("root") else []
+
+
+def _folders(roots: list[str]) -> set[str]:
+    return {os.path.realpath(os.path.expanduser(root)) for root in roots}
