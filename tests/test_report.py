@@ -789,3 +789,34 @@ def test_comparison_takes_training_facts_from_another_model_s_bundle(tmp_path):
     page = Page(write_comparison([a.run, tmp_path / "eval-other"], tmp_path / "c.html").read_text("utf-8"))
     rows = {row[0]: row[1:] for row in page.tables["compare-metrics"]}
     assert rows["best validation accuracy"][1] == "90.0%" and rows["epochs"][1] == "23"
+
+
+def test_the_curves_star_the_epoch_the_model_was_kept_from(tmp_path, monkeypatch):
+    # Two epochs of the same validation accuracy: the trainer keeps the one of lower loss (2), the
+    # report and bundle.json said epoch 2, the curves starred epoch 1 (argmax of the accuracy).
+    from matplotlib.axes import Axes
+
+    from sportsdet import plots
+
+    history = [
+        {"epoch": 1, "train_loss": 1.0, "val_loss": 0.9, "train_acc": 0.5, "val_acc": 0.667},
+        {"epoch": 2, "train_loss": 0.8, "val_loss": 0.7, "train_acc": 0.6, "val_acc": 0.667},
+    ]
+    labels: list[str] = []
+    plot = Axes.plot
+
+    def recording(self, *args, **kwargs):
+        labels.append(str(kwargs.get("label", "")))
+        return plot(self, *args, **kwargs)
+
+    monkeypatch.setattr(Axes, "plot", recording)
+    plots.curves_png(history, best_epoch=2)
+    assert "best validation 0.667 (epoch 2)" in labels
+    # The report stars the epoch bundle.json names (here not the one of highest accuracy).
+    fake = make_run(tmp_path, n_classes=3, per_class=2, epochs=4)
+    manifest = json.loads((fake.run / "model" / "bundle.json").read_text())
+    manifest["training"]["best_epoch"] = 1
+    (fake.run / "model" / "bundle.json").write_text(json.dumps(manifest))
+    labels.clear()
+    write_report(fake.run)
+    assert [label for label in labels if label.startswith("best validation")][0].endswith("(epoch 1)")

@@ -64,8 +64,9 @@ def _stage_changes(history: list[dict[str, Any]]) -> list[tuple[float, str]]:
 
 
 @_words_as_written
-def curves_png(history: list[dict[str, Any]]) -> bytes:
-    """Loss, accuracy (train and validation) and the learning rate per epoch, side by side."""
+def curves_png(history: list[dict[str, Any]], best_epoch: int | None = None) -> bytes:
+    """Loss, accuracy (train and validation) and the learning rate per epoch, side by side;
+    `best_epoch` (the one the model was kept from) starred, else the highest validation accuracy."""
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 
@@ -87,7 +88,10 @@ def curves_png(history: list[dict[str, Any]]) -> bytes:
             ax.legend(fontsize=8)
     xs, acc = _series(history, "val_acc")
     if len(xs):
-        best = int(np.argmax(acc))
+        # The kept epoch, whose tie with another was broken by the lower loss: argmax of the
+        # accuracy alone starred the earlier one while the report and bundle named the later.
+        kept = np.flatnonzero(xs == best_epoch) if best_epoch is not None else []
+        best = int(kept[0]) if len(kept) else int(np.argmax(acc))
         axes[1].plot(
             [xs[best]],
             [acc[best]],

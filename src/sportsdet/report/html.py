@@ -622,7 +622,9 @@ def _model(inputs: ReportInputs) -> str:
 
 def _curves(inputs: ReportInputs) -> str:
     if inputs.history:
-        return img(data_uri(figures.curves_png(inputs.history)), "training curves") + (
+        best = _best_epoch(inputs.history, inputs.bundle)
+        curves = figures.curves_png(inputs.history, best["epoch"] if best else None)
+        return img(data_uri(curves), "training curves") + (
             '<p class="muted">Left: loss; middle: accuracy; right: learning rate. Dashed lines mark a '
             "change of training stage.</p>"
         )

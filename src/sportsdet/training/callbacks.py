@@ -135,7 +135,8 @@ class CurvesPlot(Callback):
         loop = ctx.loop
         last = loop is None or loop.stop or loop.stage_epoch >= loop.epochs
         if last or epoch % self.every == 0:
-            atomic_write(self.path, plots.curves_png(ctx.history))
+            best = (ctx.best or {}).get("epoch")
+            atomic_write(self.path, plots.curves_png(ctx.history, best))
 
 
 class Checkpointer(Callback):
