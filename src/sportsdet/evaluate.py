@@ -418,6 +418,10 @@ def evaluate(
         raise SportsdetError(f"{out}: exists and is not a folder; choose another --out")
     check_writable_folder(out, "--out", out)  # before the photos are scored, not after
 
+    if backend is None:
+        backend = load_backend(bundle.path, device=device)
+    # Timed from here: the speed is the scoring's; with the model's loading in it, 9 photos
+    # "ran" at 3 images/s after `evaluate` and at 470 in training's own evaluation.
     started = time.monotonic()
     bar = None
     if progress:
@@ -428,8 +432,6 @@ def evaluate(
         bar = Progress(*Progress.get_default_columns(), console=Console(stderr=True), transient=True)
         task = bar.add_task("evaluating", total=len(chosen.items))
         bar.start()
-    if backend is None:
-        backend = load_backend(bundle.path, device=device)
     try:
         kept, probs, skipped = run_model(
             bundle,
