@@ -820,3 +820,21 @@ def test_the_curves_star_the_epoch_the_model_was_kept_from(tmp_path, monkeypatch
     labels.clear()
     write_report(fake.run)
     assert [label for label in labels if label.startswith("best validation")][0].endswith("(epoch 1)")
+
+
+def test_without_matplotlib_the_report_keeps_its_tables(tmp_path, monkeypatch):
+    # The light install: the sample sheet's ModuleNotFoundError cost the whole Data section
+    # (split counts, the data check's findings), said as "could not be drawn".
+    fake = make_run(tmp_path, n_classes=3, per_class=2)
+    split = json.loads((fake.run / "split.json").read_text())
+    photos = sorted(fake.data.glob("test/*/*.jpg"))
+    split["splits"]["train"] = [[p.relative_to(fake.data).as_posix(), p.parent.name] for p in photos]
+    (fake.run / "split.json").write_text(json.dumps(split))
+    for name in ["matplotlib", *(key for key in sys.modules if key.startswith("matplotlib."))]:
+        monkeypatch.setitem(sys.modules, name, None)
+    page = html.unescape(write_report(fake.run).read_text(encoding="utf-8"))
+    data = page.split('id="data"')[1].split('id="model"')[0]
+    assert "No data-check report found" in data
+    assert "sample training photos per class and source: not drawn (needs matplotlib: pip install" in data
+    assert 'id="reliability-table"' in page and "reliability diagram: not drawn" in page
+    assert "could not be drawn" not in page

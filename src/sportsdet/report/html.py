@@ -76,6 +76,18 @@ def img(uri: str, alt: str, cls: str = "fig") -> str:
     return f'<img class="{cls}" src="{uri}" alt="{escape(alt)}">'
 
 
+def _figure(draw: Callable[[], bytes], alt: str, fallback: bytes | None = None) -> str:
+    """A drawn figure; without matplotlib (the light install) `fallback` (a PNG drawn before) or a
+    line saying what to install, and the tables and numbers beside it stay."""
+    try:
+        return img(data_uri(draw()), alt)
+    except ModuleNotFoundError as exc:
+        if fallback is not None:
+            return img(data_uri(fallback), alt)
+        module = str(exc.name).split(".")[0]
+        return missing(f"{escape(alt)}: not drawn (needs {escape(module)}: pip install 'sportsdet[train]')")
+
+
 def kv_table(rows: Iterable[tuple[str, Any]]) -> str:
     body = "".join(
         f"<tr><th>{escape(str(k))}</th><td>{v if isinstance(v, Markup) else escape(_plain(v))}</td></tr>"
@@ -107,6 +119,12 @@ def _safe(render: Callable[[], str], title: str, notes: list[str]) -> str:
     """Run one section; a drawing failure costs that section, not the whole report."""
     try:
         return render()
+    except ModuleNotFoundError as exc:  # the light install (`pip install sportsdet`) has no matplotlib
+        module = str(exc.name).split(".")[0]
+        note = f"figures need {module}, which the light install leaves out: pip install 'sportsdet[train]'"
+        if note not in notes:
+            notes.append(note)
+        return missing(f"{escape(title)}: not drawn (needs {escape(module)}; see the notes above)")
     except Exception as exc:  # noqa: BLE001 - matplotlib/Pillow may fail in many ways
         notes.append(f"the {title} section could not be drawn ({type(exc).__name__}: {exc})")
         return missing(f"{escape(title)}: could not be drawn (see the notes at the top).")
@@ -435,12 +453,11 @@ def _sample_sheet(split: dict[str, Any], per_class: int = 3) -> str:
         }
         rows.append((label, picked))
     title = "training photos, a few per class and source"
-    png = figures.contact_sheet_png(rows, sources, thumb=64, title=title)
+    sheet = _figure(lambda: figures.contact_sheet_png(rows, sources, thumb=64, title=title),
+                    "sample training photos per class and source")
     return (
         "<details><summary>sample photos per class and source (look for a source whose photos differ: "
-        "a model can learn the difference instead of the sport)</summary>"
-        + img(data_uri(png), "sample training photos per class and source")
-        + "</details>"
+        f"a model can learn the difference instead of the sport)</summary>{sheet}</details>"
     )
 
 
@@ -623,8 +640,11 @@ def _model(inputs: ReportInputs) -> str:
 def _curves(inputs: ReportInputs) -> str:
     if inputs.history:
         best = _best_epoch(inputs.history, inputs.bundle)
-        curves = figures.curves_png(inputs.history, best["epoch"] if best else None)
-        return img(data_uri(curves), "training curves") + (
+        saved = inputs.curves_png.read_bytes() if inputs.curves_png is not None else None
+        # Without matplotlib (the light install): the curves training drew, when kept.
+        curves = _figure(lambda: figures.curves_png(inputs.history, best["epoch"] if best else None),
+                         "training curves", saved)
+        return curves + (
             '<p class="muted">Left: loss; middle: accuracy; right: learning rate. Dashed lines mark a '
             "change of training stage.</p>"
         )
@@ -813,7 +833,7 @@ def _calibration(inputs: ReportInputs) -> str:
         return _no_eval(inputs) if not m else missing("metrics.json holds no reliability bins; re-run "
                                                       "<code>sportsdet evaluate</code> with this version.")
     ece = m.get("ece")
-    picture = img(data_uri(figures.reliability_png(bins, ece)), "reliability diagram")
+    picture = _figure(lambda: figures.reliability_png(bins, ece), "reliability diagram")
     rows = "".join(
         f'<tr><td>{pct(b["lower"], 0)}–{pct(b["upper"], 0)}</td><td class="n">{b["count"]}</td>'
         f'<td class="n">{pct(b.get("mean_confidence"))}</td><td class="n">{pct(b.get("accuracy"))}</td></tr>'
@@ -833,7 +853,7 @@ def _abstain(m: dict[str, Any]) -> str:
     abstain = m.get("abstain")
     if not abstain or not abstain.get("risk_coverage"):
         return ""
-    picture = img(data_uri(figures.risk_coverage_png(abstain)), "risk-coverage curve")
+    picture = _figure(lambda: figures.risk_coverage_png(abstain), "risk-coverage curve")
     if abstain.get("threshold") is not None:
         said = (f'<p class="plain" id="abstain-text">Photos whose {escape(str(abstain["method"]))} score is '
                 'under '
@@ -1033,4 +1053,4 @@ def _compare_curves(runs: list[ReportInputs], names: list[str]) -> str:
     histories = {n: r.history for n, r in zip(names, runs, strict=True) if r.history}
     if not histories:
         return missing("None of these runs has a training history (metrics.csv).")
-    return img(data_uri(figures.compare_curves_png(histories)), "training curves of all runs")
+    return _figure(lambda: figures.compare_curves_png(histories), "training curves of all runs")
