@@ -838,3 +838,20 @@ def test_without_matplotlib_the_report_keeps_its_tables(tmp_path, monkeypatch):
     assert "sample training photos per class and source: not drawn (needs matplotlib: pip install" in data
     assert 'id="reliability-table"' in page and "reliability diagram: not drawn" in page
     assert "could not be drawn" not in page
+
+
+def test_an_evaluation_of_the_photos_the_model_trained_on_is_not_given_an_interval(tmp_path):
+    # `evaluate RUN --split train`: "the accuracy this model would reach on more photos like these
+    # is plausibly between ..." about photos it trained on, listed beside the test score as an equal.
+    fake = make_run(tmp_path, n_classes=3, per_class=2)
+    trained = fake.run / "eval-train"
+    shutil.copytree(fake.eval, trained)
+    metrics = json.loads((trained / "metrics.json").read_text())
+    metrics.update({"source": "split-manifest", "split": "train"})
+    (trained / "metrics.json").write_text(json.dumps(metrics))
+    own = html.unescape(write_report(trained).read_text(encoding="utf-8"))
+    assert "These are the photos the model trained on" in own and "plausibly" not in own
+    run_page = html.unescape(write_report(fake.run).read_text(encoding="utf-8"))
+    listed = run_page.split('id="other-evals-table"')[1].split("</table>")[0]
+    assert "(photos it trained on: not a measure of new photos)" in listed
+    assert "plausibly" in run_page  # the run's own test split keeps its interval

@@ -197,6 +197,14 @@ def _per_source(m: dict[str, Any]) -> str:
     )
 
 
+def _seen_split(m: dict[str, Any]) -> str | None:
+    """What the model did with the photos an evaluation scored, when they are its own train or
+    valid split (`evaluate RUN --split train`); None for photos it never learnt from."""
+    if m.get("source") != "split-manifest":
+        return None
+    return {"train": "trained on", "valid": "chose its epoch and calibration on"}.get(str(m.get("split")))
+
+
 def _other_evals(inputs: ReportInputs) -> str:
     """The same model scored on other photos (`sportsdet evaluate RUN DATA`): the test split alone
     flatters a model when its photos all come from the sources it was trained on."""
@@ -205,9 +213,11 @@ def _other_evals(inputs: ReportInputs) -> str:
     rows = []
     for folder, m in inputs.other_evals:
         ci = m.get("accuracy_ci95") or [None, None]
+        used = _seen_split(m)
+        caveat = f" (photos it {escape(used)}: not a measure of new photos)" if used else ""
         rows.append(
             f"<tr><td><code>{escape(folder.name)}</code></td><td>{escape(_data_evaluated(m, inputs) or '–')}"
-            f"</td><td class=\"n\">{escape(str(m.get('n', '–')))}</td>"
+            f"{caveat}</td><td class=\"n\">{escape(str(m.get('n', '–')))}</td>"
             f"<td class=\"n\">{pct(m.get('accuracy'))}</td>"
             f"<td class=\"n\">{pct(ci[0])}–{pct(ci[1])}</td></tr>"
         )
@@ -285,7 +295,11 @@ def _results(inputs: ReportInputs) -> str:
         f'<p class="plain">Accuracy on {escape(where_scored)}: '
         f'<b id="m-accuracy-ci">{escape(sentence)}</b>. '
     )
-    if ci[0] is not None and n:
+    used = _seen_split(m)
+    if used:  # no interval "on more photos like these": the model learnt from these
+        html.append(f"These are the photos the model {escape(used)}: the score says how "
+                    "well it fits them, not how it does on photos it has not seen (its test split).</p>")
+    elif ci[0] is not None and n:
         html.append(
             f"With {n} images, the accuracy this model would reach on more photos like these is "
             f"plausibly anywhere between {pct(ci[0])} and {pct(ci[1])} (Wilson 95% interval); "
