@@ -66,6 +66,18 @@ def test_zip_is_fetched_unpacked_and_its_wrapper_folder_skipped(http_server, tmp
     assert (root / "polo" / "0.jpg").is_file() and http_server.hits["/sets/photos.zip"] == hits + 1
 
 
+def test_a_wrapper_folder_beside_a_readme_is_skipped_too(http_server, tmp_path: Path) -> None:
+    # README.txt beside event_img/: the wrapper was taken for the dataset's one class, and "ready".
+    files = {**photos("event_img/"), "README.txt": b"licence", "labels.csv": b"a,b\n"}
+    root = fetch_dataset(http_server.add("/sets/uiuc.zip", zip_bytes(files)), tmp_path, progress=False)
+    assert root == tmp_path / "uiuc" / "event_img"
+    assert sorted(p.name for p in root.iterdir() if p.is_dir()) == ["polo", "rock climbing"]
+    # A folder beside photos is not a wrapper: the photos would be lost.
+    files = {**photos("more/"), "cover.jpg": PNG}
+    root = fetch_dataset(http_server.add("/sets/mixed.zip", zip_bytes(files)), tmp_path, progress=False)
+    assert root == tmp_path / "mixed"
+
+
 def test_tar_gz_of_a_split_tree(http_server, tmp_path: Path) -> None:
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
@@ -197,6 +209,11 @@ def test_cli_fetch_prints_the_classes_and_errors_in_one_line(http_server, tmp_pa
     assert run_cli("data", "fetch", http_server.url("/nothing.zip"), "--dest", str(tmp_path)) == 2
     _, err = capsys.readouterr()
     assert "nothing.zip: HTTP 404" in err and "Traceback" not in err
+    # One class is no dataset to train on: not "ready".
+    url = http_server.add("/cli/one.zip", zip_bytes({**photos("", classes=("polo",)), "cover.jpg": PNG}))
+    assert run_cli("data", "fetch", url, "--dest", str(tmp_path)) == 0
+    out, err = capsys.readouterr()
+    assert "ready:" not in out and "holds 1 class folder(s); look inside it" in err
 
 
 def test_an_unwritable_destination_is_a_clear_error(http_server, tmp_path: Path, monkeypatch) -> None:

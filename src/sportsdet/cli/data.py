@@ -512,4 +512,8 @@ def fetch(
     scan_result = scan_dataset(root)
     _print_scan(scan_result)
     _print_warnings(scan_result.warnings)
+    if len(scan_result.classes) < 2:  # not ready: training needs two classes at least
+        warn(f"{root} holds {len(scan_result.classes)} class folder(s); look inside it for the folder "
+             "of one folder per sport, and train on that")
+        return
     console.print(f'ready: sportsdet train "{plain(root)}" --out runs/NAME', highlight=False, soft_wrap=True)

@@ -250,16 +250,20 @@ def unpack(archive: Path, target: Path) -> None:
 def find_dataset_root(folder: Path) -> Path:
     """The folder-per-class (or split) tree inside an unpacked archive.
 
-    Descends through wrapper folders that hold nothing but one folder (e.g. `event_img/`),
-    ignoring hidden entries and `__MACOSX`, then checks the result with `scan_dataset`.
+    Descends through wrapper folders that hold one folder and no photos (e.g. `event_img/`,
+    maybe beside a README, LICENSE or labels.csv), ignoring hidden entries and `__MACOSX`, then
+    checks the result with `scan_dataset`.
     """
     from sportsdet.data.discover import scan_dataset
+    from sportsdet.imageio import is_image_name
 
     root = folder
     while True:
         entries = [e for e in root.iterdir() if not e.name.startswith(".") and e.name != "__MACOSX"]
-        if len(entries) == 1 and entries[0].is_dir():
-            root = entries[0]
+        folders = [e for e in entries if e.is_dir()]
+        # A README beside the wrapper made the wrapper the one class of the dataset.
+        if len(folders) == 1 and not any(is_image_name(e) for e in entries if not e.is_dir()):
+            root = folders[0]
             continue
         break
     scan_dataset(root)  # a clear error when there are no class folders with images
