@@ -135,6 +135,9 @@ def test_a_dataset_file_gives_two_folders_of_the_same_name_two_source_names(tmp_
         ),
         (["football"], [], r"write SOURCE:OLD=NEW"),
         (["cricket=soccer"], [], r"--map: no source has a class 'cricket'; sources: first, second"),
+        # A merge of a name no two sources share merges nothing: a typo passed without a word.
+        ([], ["rowing"], r"--merge 'rowing': no two sources have a class of that name.*: none$"),
+        (["second:football=polo"], ["pollo"], r"--merge 'pollo': .*more than one source: polo$"),
     ],
 )
 def test_bad_label_maps_and_silent_merges_are_one_clear_error(two_sources, maps, merge, message) -> None:

@@ -275,6 +275,7 @@ def scan_sources(sources: Sources, classes: str | Iterable[str] | None = None) -
             f"--map: no source has a class {', '.join(repr(u) for u in sorted(unused))}; "
             f"sources: {', '.join(sources.names)}"
         )
+    _refuse_unshared_merges(scans, sources)
     if classes is not None:
         wanted = _wanted_classes(classes, sorted({label for item in scans for label in item.scan.classes}))
         scans = [replace(item, scan=item.scan.restricted_to(sorted(wanted))) for item in scans]
@@ -342,6 +343,25 @@ def _warn_map_merges(item: SourceScan, merges: dict[str, list[str]]) -> None:
         for label, names in merges.items()
         if label in item.scan.classes
     ]
+
+
+def _refuse_unshared_merges(scans: list[SourceScan], sources: Sources) -> None:
+    """A merge name that no two sources share merges nothing: a typo (--merge basketbal) passed
+    without a word, while the shared name it meant was then refused as unconfirmed."""
+    if sources.merge is None or len(scans) < 2:
+        return
+    owners: dict[str, int] = defaultdict(int)
+    for item in scans:
+        for label in item.scan.classes:
+            owners[label] += 1
+    unshared = sorted(name for name in sources.merge if owners[name] < 2)
+    if unshared:
+        shared = sorted(label for label, count in owners.items() if count > 1)
+        where = "--merge" if sources.origin == "the command line" else f"{sources.origin}: merge"
+        raise SportsdetError(
+            f"{where} {', '.join(repr(n) for n in unshared)}: no two sources have a class of that name, so "
+            f"it merges nothing; class names in more than one source: {_short(shared) if shared else 'none'}"
+        )
 
 
 def _refuse_silent_merges(scans: list[SourceScan], sources: Sources) -> None:
