@@ -184,6 +184,13 @@ def test_a_dataset_file_source_is_named_after_its_real_folder_and_its_split_is_c
         read_dataset_file(spec)
 
 
+@pytest.mark.parametrize("classes", ["", " , "])
+def test_no_class_names_for_several_sources_says_so(two_sources, classes: str) -> None:
+    # It said "the sources leave no training images" (one source said the right thing already).
+    with pytest.raises(SportsdetError, match="^--classes: no class names given"):
+        make_multi_split(scan_sources(sources_from_args(list(two_sources))), None, 0, classes)
+
+
 def test_a_merge_said_out_loud_is_allowed(two_sources) -> None:
     sources = sources_from_args(list(two_sources), ["second:football=polo"], ["polo"])
     scans = scan_sources(sources)

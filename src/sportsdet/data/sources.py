@@ -464,10 +464,11 @@ def reuse_multi_split(
 
 
 def _wanted_classes(classes: str | Iterable[str] | None, union: list[str]) -> set[str]:
+    from sportsdet.data.splits import class_list
+
     if classes is None:
         return set(union)
-    names = [class_name(c.strip()) for c in (classes.split(",") if isinstance(classes, str) else classes)]
-    names = [c for c in names if c]
+    names = class_list(classes)  # none given was "the sources leave no training images"
     unknown = [c for c in names if c not in union]
     if unknown:
         raise SportsdetError(

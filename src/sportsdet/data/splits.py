@@ -362,14 +362,19 @@ def _shuffled(records: list[ImageRecord], seed: int, label: str) -> list[ImageRe
     return sorted(records, key=rank)
 
 
-def _select_classes(scan: ScanResult, classes: str | Iterable[str] | None) -> list[str]:
-    if classes is None:
-        return list(scan.classes)
-    # A string is the `--classes` text: names separated by commas.
+def class_list(classes: str | Iterable[str]) -> list[str]:
+    """The `--classes` names (a string: separated by commas), each once; an empty list is an error."""
     wanted = [class_name(c.strip()) for c in (classes.split(",") if isinstance(classes, str) else classes)]
     wanted = list(dict.fromkeys(c for c in wanted if c))
     if not wanted:
         raise SportsdetError("--classes: no class names given; list them separated by commas")
+    return wanted
+
+
+def _select_classes(scan: ScanResult, classes: str | Iterable[str] | None) -> list[str]:
+    if classes is None:
+        return list(scan.classes)
+    wanted = class_list(classes)
     unknown = [c for c in wanted if c not in scan.classes]
     if unknown:
         hints = [quoted_with_hint(name, scan.classes) for name in unknown]
