@@ -434,8 +434,9 @@ def test_file_names_that_are_not_utf8_print_on_a_strict_utf8_terminal(tmp_path: 
     assert "train/polo/caf\\udce9.jpg" in printed["check"]  # the name said, as its bytes allow
 
 
-def test_fifos_and_links_to_nothing_named_as_photos_are_bad_files_by_name(tmp_path: Path) -> None:
+def test_fifos_and_links_to_nothing_named_as_photos_are_bad_files_by_name(tmp_path, run_cli, capsys) -> None:
     import os
+    import re
 
     # --help says bad files include FIFOs and devices; the check only counted them as "skipped by
     # scan", without a name, and --strict passed.
@@ -449,6 +450,10 @@ def test_fifos_and_links_to_nothing_named_as_photos_are_bad_files_by_name(tmp_pa
     assert found["train/polo/pipe.jpg"][0] == "unreadable"
     assert found["train/polo/pipe.jpg"][1].startswith("not a regular file (a FIFO, a socket or a device)")
     assert found["train/polo/dangle.jpg"][1].startswith("a link to /nonexistent/x.jpg, which does not exist")
+    # Counted once in the summary: they were "unreadable 2" and again "skipped by scan ... 2".
+    assert run_cli("data", "check", str(root)) == 0
+    summary = capsys.readouterr().out
+    assert re.search(r"unreadable\s*│\s*2\s*│", summary) and "not-a-regular-file" not in summary
     result = quarantine_files(report, tmp_path / "jail")
     assert {m["path"] for m in result["moved"]} == set(found) and result["failed"] == []
     assert (tmp_path / "jail/train/polo/dangle.jpg").is_symlink()

@@ -147,7 +147,7 @@ def scan(
 def _print_check(report: CheckReport) -> None:
     from rich.table import Table
 
-    from sportsdet.data.discover import IGNORED_UNSUPPORTED
+    from sportsdet.data.discover import IGNORED_NOT_REGULAR, IGNORED_UNSUPPORTED
 
     data = report.to_dict()
     console.print(
@@ -189,7 +189,8 @@ def _print_check(report: CheckReport) -> None:
         if mode != "RGB":
             summary.add_row(f"[dim]info: mode {plain(mode)} (converted to RGB when loaded)[/]", str(n))
     for reason, n in report.ignored.items():
-        if reason != IGNORED_UNSUPPORTED:  # those are listed above as unsupported-format problems
+        # Unsupported formats, FIFOs and dangling links are problem files above already.
+        if reason not in (IGNORED_UNSUPPORTED, IGNORED_NOT_REGULAR):
             summary.add_row(f"[dim]skipped by scan: {plain(reason)}[/]", str(n))
     console.print(summary)
 
