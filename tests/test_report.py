@@ -235,6 +235,14 @@ def test_gallery_is_capped_and_missing_images_are_noted(tmp_path):
     assert text.count('<figure class="tile') <= 15
 
 
+def test_gallery_zero_leaves_the_galleries_out_and_says_so(tmp_path):
+    fake = make_run(tmp_path, n_classes=3, per_class=3)
+    text = write_report(fake.run, gallery_limit=0).read_text(encoding="utf-8")
+    # "Wrong predictions (3 of 9; a seeded sample of 0, one per class first)" over each empty gallery.
+    assert "seeded sample of 0" not in text and "Galleries left out" in text
+    assert '<figure class="tile' not in text
+
+
 def test_a_photo_that_no_longer_decodes_is_not_called_missing(tmp_path):
     # A photo damaged since evaluation had the tile "image not found" although it was there.
     fake = make_run(tmp_path, n_classes=2, per_class=2)

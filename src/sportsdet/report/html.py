@@ -792,6 +792,8 @@ def _galleries(inputs: ReportInputs, limit: int, thumbs: dict[str, str | None]) 
     predictions = inputs.predictions
     if not predictions:
         return _no_eval(inputs)
+    if limit == 0:  # it said "a seeded sample of 0" over each empty gallery
+        return '<p class="muted">Galleries left out (<code>--gallery 0</code>).</p>'
     correct = [p for p in predictions if p.correct]
     wrong = [p for p in predictions if not p.correct]
     def shown(count: int) -> str:
