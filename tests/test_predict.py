@@ -552,3 +552,17 @@ def test_info_shows_recorded_scores_and_their_engine(bundle: Path, tmp_path: Pat
     assert "70.0%" in rows["web test"] and "100.0%" in rows["lab test"]
     world = rows["realworld-dev (never trained on)"]
     assert "62.5%" in world and "polo 5/8" in world
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_a_full_disk_under_the_table_names_stdout(photos: Path) -> None:
+    # "error: a file: No space left on device": the table is printed by rich, whose console held
+    # the file being written; jsonl and csv said <stdout> already.
+    import subprocess
+
+    with open("/dev/full", "w") as full:
+        done = subprocess.run(
+            [sys.executable, "-m", "sportsdet", "predict", str(photos / "a.jpg")],
+            stdout=full, stderr=subprocess.PIPE, text=True, timeout=120,
+        )  # fmt: skip
+    assert done.returncode == 2 and "error: <stdout>: No space left on device" in done.stderr, done.stderr

@@ -14,6 +14,8 @@ import signal
 import sys
 import threading
 
+from rich.console import Console
+
 from sportsdet.cli.app import app, err_console, plain, reflow_help
 from sportsdet.errors import SportsdetError, Terminated
 
@@ -68,8 +70,10 @@ def _path_from_traceback(exc: BaseException) -> str | None:
         if frame.f_code.co_name in ("save_file", "save") and "filename" in frame.f_locals:
             return str(frame.f_locals["filename"])
         for value in frame.f_locals.values():
-            if isinstance(value, io.IOBase) and isinstance(getattr(value, "name", None), str):
-                return value.name
+            # rich's Console writes to its `.file` (the table printed to a full disk: "a file").
+            handle = value.file if isinstance(value, Console) else value
+            if isinstance(handle, io.IOBase) and isinstance(getattr(handle, "name", None), str):
+                return handle.name
     return None
 
 
