@@ -158,6 +158,22 @@ def test_store_abstain_rewrites_the_onnx_files_of_a_bundle(tmp_path: Path) -> No
     assert load_bundle(bundle_dir).abstain is None
 
 
+def test_a_bundle_decides_by_its_own_rule_on_every_backend_as_info_says(tmp_path: Path) -> None:
+    # bundle.json without a rule, its ONNX file with one (a hand edit): predict abstained on the
+    # ONNX backend, never on torch, and `info` said "every photo gets a label".
+    bundle_dir = make_tiny_bundle(tmp_path / "bundle", COLOUR_LABELS)
+    make_colour_onnx(bundle_dir / "model.onnx", spec=load_bundle(bundle_dir).preprocessing)
+    rule = Abstain(method="max_prob", threshold=0.6, coverage=0.9, fitted_on="x", valid_images=70)
+    store_abstain(bundle_dir, rule)
+    manifest = json.loads((bundle_dir / "bundle.json").read_text())
+    del manifest["abstain"]
+    (bundle_dir / "bundle.json").write_text(json.dumps(manifest))
+    assert OnnxBackend(bundle_dir / "model.onnx").abstain is not None  # the file still has it
+    assert Predictor(bundle_dir, backend="onnx").abstain is None
+    assert Predictor(bundle_dir, backend="torch").abstain is None
+    assert Predictor(bundle_dir / "model.onnx").abstain is not None  # the file alone: its own rule
+
+
 # --- predict --------------------------------------------------------------------------------
 
 

@@ -289,8 +289,12 @@ class Predictor:
         self.url_timeout = url_timeout
         self.url_max_bytes = url_max_bytes
         self.url_policy = url_policy  # predict runs on the user's own machine: local addresses are fine
-        own = self.bundle.abstain if self.bundle is not None and "abstain" in self.bundle.manifest else None
-        own = own or getattr(self.backend, "abstain", None)
+        # A bundle's own rule is bundle.json's (what `info` shows, on every backend); an ONNX file
+        # alone carries it in its metadata.
+        if self.bundle is not None:
+            own = self.bundle.abstain if "abstain" in self.bundle.manifest else None
+        else:
+            own = getattr(self.backend, "abstain", None)
         if not abstain:
             self.abstain: Abstain | None = None
         elif min_score is not None:
