@@ -281,6 +281,11 @@ def test_bad_arguments(bundle: Path, tree: Path, tmp_path: Path) -> None:
     (tmp_path / "file").write_text("x")
     with pytest.raises(SportsdetError, match="not a folder"):
         evaluate(bundle, tree, out_dir=tmp_path / "file", backend=ColourOracle())
+    # Inside the photos: its figures were scored as photos the next time (or it was a class).
+    for inside in (tree / "results", tree / "polo"):
+        with pytest.raises(SportsdetError, match="inside .*, the folder of photos being evaluated"):
+            evaluate(bundle, tree, out_dir=inside, backend=ColourOracle())
+    assert not (tree / "results").exists()
 
 
 def test_model_with_the_wrong_class_count_is_refused(bundle: Path, tree: Path, tmp_path: Path) -> None:

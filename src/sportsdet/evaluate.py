@@ -416,6 +416,13 @@ def evaluate(
     out = Path(out_dir) if out_dir is not None else default_out_dir(bundle.path, chosen)
     if out.exists() and not out.is_dir():
         raise SportsdetError(f"{out}: exists and is not a folder; choose another --out")
+    if chosen.source == "folder" and out.resolve().is_relative_to(chosen.root.resolve()):
+        # Its figures were scored as photos of a class the next time, or its folder refused as a
+        # class the model does not know.
+        raise SportsdetError(
+            f"{out}: inside {chosen.root}, the folder of photos being evaluated; the results would be "
+            "read as photos the next time. Give --out a folder outside it"
+        )
     check_writable_folder(out, "--out", out)  # before the photos are scored, not after
 
     if backend is None:
