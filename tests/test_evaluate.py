@@ -321,6 +321,23 @@ def test_the_evaluation_speed_leaves_out_loading_the_model(bundle, tree, tmp_pat
     assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["seconds"] < 1.5
 
 
+def test_another_device_runs_the_bundle_on_torch(bundle, tree, tmp_path, monkeypatch) -> None:
+    # A bundle with model.onnx (the built-in model too) was refused for --device cuda with
+    # advice to use --backend torch, which evaluate does not have.
+    import sportsdet.evaluate as evaluating
+
+    asked: list[tuple[str, str]] = []
+
+    def recording(path, backend="auto", **options):
+        asked.append((backend, options.get("device")))
+        return ColourOracle()
+
+    monkeypatch.setattr(evaluating, "load_backend", recording)
+    evaluate(bundle, tree, out_dir=tmp_path / "gpu", device="cuda:0")
+    evaluate(bundle, tree, out_dir=tmp_path / "cpu")
+    assert asked == [("torch", "cuda:0"), ("auto", "cpu")]
+
+
 def test_a_rerun_that_stops_half_way_does_not_leave_the_old_metrics(bundle, tree, tmp_path, monkeypatch):
     # metrics.json means "complete"; the old one stayed beside the new predictions.csv, and the
     # report then mixed the two evaluations.

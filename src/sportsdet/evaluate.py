@@ -426,7 +426,10 @@ def evaluate(
     check_writable_folder(out, "--out", out)  # before the photos are scored, not after
 
     if backend is None:
-        backend = load_backend(bundle.path, device=device)
+        # Another device is torch's (a bundle with model.onnx, the built-in model too, was refused
+        # "runs on onnxruntime; --backend torch", an option evaluate does not have).
+        on_cpu = str(device).split(":")[0].lower() == "cpu"
+        backend = load_backend(bundle.path, "auto" if on_cpu else "torch", device=device)
     # Timed from here: the speed is the scoring's; with the model's loading in it, 9 photos
     # "ran" at 3 images/s after `evaluate` and at 470 in training's own evaluation.
     started = time.monotonic()
