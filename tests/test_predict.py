@@ -566,3 +566,28 @@ def test_a_full_disk_under_the_table_names_stdout(photos: Path) -> None:
             stdout=full, stderr=subprocess.PIPE, text=True, timeout=120,
         )  # fmt: skip
     assert done.returncode == 2 and "error: <stdout>: No space left on device" in done.stderr, done.stderr
+
+
+def test_info_of_a_moved_run_keeps_its_test_score_and_a_damaged_seen_list_costs_one_line(tmp_path) -> None:
+    import shutil
+
+    from conftest import make_tiny_bundle
+
+    from sportsdet.cli.predict import bundle_info
+
+    run = tmp_path / "run"
+    model = make_tiny_bundle(run / "model")
+    weights = json.loads((model / "bundle.json").read_text())["weights"]["sha256"]
+    (run / "eval").mkdir()
+    metrics = {"bundle": str(model), "weights_sha256": weights, "accuracy": 0.75, "n": 8, "split": "test"}
+    (run / "eval" / "metrics.json").write_text(json.dumps(metrics))
+    assert bundle_info(model)["evaluation"]["accuracy"] == 0.75
+    moved = tmp_path / "moved"
+    shutil.move(run, moved)  # the path recorded in metrics.json is gone: the score was dropped
+    assert bundle_info(moved / "model")["evaluation"]["accuracy"] == 0.75
+    damaged = {"format": "sportsdet-seen/2", "splits": {"train": [1]}}
+    (moved / "model" / "seen_photos.json").write_text(json.dumps(damaged))
+    result = runner.invoke(app, ["info", str(moved / "model"), "--labels"])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["info", str(moved / "model")])
+    assert result.exit_code == 0 and "unreadable" in result.stdout, result.output

@@ -296,11 +296,17 @@ def bundle_info(bundle_dir: Path) -> dict[str, Any]:
     if bundle_dir.suffix.lower() == ".onnx" and not bundle_dir.is_dir():
         return onnx_info(bundle_dir)
 
+    from sportsdet.errors import SportsdetError
     from sportsdet.seen_photos import load_seen
 
     bundle = load_bundle(bundle_dir)
     manifest = bundle.manifest
-    seen = load_seen(bundle.path)
+    try:
+        seen = load_seen(bundle.path)
+    except SportsdetError as exc:  # a damaged seen_photos.json: the rest of info still holds
+        seen, seen_problem = None, str(exc)
+    else:
+        seen_problem = None
     return {
         "path": str(bundle.path),
         "format": manifest.get("format"),
@@ -315,6 +321,7 @@ def bundle_info(bundle_dir: Path) -> dict[str, Any]:
         "weights": manifest.get("weights", {}),
         "abstain": manifest.get("abstain"),
         "seen_photos": seen.counts() if seen else None,
+        "seen_photos_unreadable": seen_problem,
         "seen_near_copies": bool(seen and seen.near),  # resized or re-saved copies found too
         "files": _file_sizes(bundle.path),
         "evaluation": _run_evaluation(bundle),
@@ -325,10 +332,17 @@ def _run_evaluation(bundle: Any) -> dict[str, Any] | None:
     """A run's bundle: the test score of its own evaluation (RUN/eval), which bundle.json does not
     hold (`info` on a run showed no test score at all); None when there is none of this model."""
     found = bundle.path.parent / "eval" / "metrics.json"
+    weights = (bundle.manifest.get("weights") or {}).get("sha256")
     try:
         metrics = json.loads(found.read_text(encoding="utf-8"))
-        same = Path(metrics["bundle"]).resolve() == bundle.path.resolve()
-    except (OSError, ValueError, KeyError, TypeError):
+        scored = metrics.get("weights_sha256")
+        # By the weights scored: a run moved or copied since keeps its evaluation (its path
+        # changed); one trained again since does not. By path for evaluations made before.
+        if scored and weights:
+            same = scored == weights
+        else:
+            same = Path(metrics["bundle"]).resolve() == bundle.path.resolve()
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
     if not same or not isinstance(metrics.get("accuracy"), float):
         return None
@@ -453,6 +467,8 @@ def _summary_rows(info: dict) -> list[tuple[str, str]]:
         copies = "and their resized or re-saved copies " if info.get("seen_near_copies") else ""
         known = f"{seen_summary(seen)} known by content: `evaluate` leaves them {copies}out"
         rows.append(("seen photos", known))
+    elif info.get("seen_photos_unreadable"):
+        rows.append(("seen photos", f"unreadable: {info['seen_photos_unreadable']}"))
     abstain = info.get("abstain")
     if abstain and abstain.get("threshold") is not None:
         where = abstain.get("fitted_on", "validation photos")
