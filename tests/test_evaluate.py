@@ -345,10 +345,12 @@ def test_a_rerun_that_stops_half_way_does_not_leave_the_old_metrics(bundle, tree
 
     out = tmp_path / "eval"
     evaluate(bundle, tree, out_dir=out, backend=ColourOracle())
+    (out / "report.html").write_text("the first evaluation's page")  # as the command writes it
     monkeypatch.setattr(plots, "plot_gallery", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("disk")))
     with pytest.raises(RuntimeError):
         evaluate(bundle, tree, out_dir=out, backend=ColourOracle(swap=True))
     assert not (out / "metrics.json").exists()
+    assert not (out / "report.html").exists()  # it showed the old photos beside the new results
 
 
 @pytest.mark.parametrize("n", [8, 100])

@@ -519,8 +519,10 @@ def evaluate(
     split_name = chosen.split or "all images"
     cm = np.asarray(metrics["confusion_matrix"])
     # An earlier evaluation's metrics.json goes first: if writing stops half way, the folder must
-    # not read as complete with the old numbers beside the new predictions.
+    # not read as complete with the old numbers beside the new predictions. Its page too, which
+    # showed the old photos beside the new results (written again after, by the command).
     files["metrics.json"].unlink(missing_ok=True)
+    (out / REPORT).unlink(missing_ok=True)
     atomic_write(files["predictions.csv"], lambda p: _write_csv(p, rows))
     atomic_write(files["probs.npy"], lambda p: np.save(p, probs.astype(np.float32), allow_pickle=False))
     atomic_write(
