@@ -329,12 +329,15 @@ def test_resume_with_more_epochs_extends_a_finished_fine_tuning(split_tree, tmp_
 
     torch.set_num_threads(2)
     run = tmp_path / "run"
-    options = {**TINY, "calibrate": False}
+    options = {**TINY, "batch_size": 256, "calibrate": False}
     train(split_tree, out=run, model="lite0", options=options, evaluate=False, report=False)
     train(None, out=run, resume=True, options={"epochs": 2}, evaluate=False, report=False)
     assert [row[1] for row in _history(run)] == ["head"] * 3 + ["finetune"] * 2
     bundle = json.loads((run / "model" / "bundle.json").read_text())
     assert bundle["training"]["transfer"]["finetune_epochs"] == 2
+    # The added epoch trains at the longer schedule's rate: it kept the end of the old cosine, 0.
+    rates = [float(row["lr"]) for row in csv.DictReader(open(run / "metrics.csv", encoding="utf-8"))]
+    assert rates[-1] > 0, rates  # one step per epoch (batch_size above the photos): that step's rate
 
 
 def test_the_fine_tuning_plan_counts_the_time_before_a_resume() -> None:

@@ -398,6 +398,7 @@ def _restore(ctx: TrainContext, loop: LoopState) -> None:
         ) from None
     if loop.scheduler is not None and state.get("scheduler"):
         loop.scheduler.load_state_dict(state["scheduler"])
+        _rate_of_the_step_reached(loop.scheduler)
     ctx.history = list(state["history"])
     ctx.best = state["best"]
     ctx.epochs_since_best = int(state.get("epochs_since_best", 0))
@@ -407,6 +408,20 @@ def _restore(ctx: TrainContext, loop: LoopState) -> None:
     set_rng_state(state["rng"], tensors)
     ctx.resume = None
     ctx.console.print(f"resuming {loop.stage} after epoch {state['epoch']} ({ctx.run_dir})", soft_wrap=True)
+
+
+def _rate_of_the_step_reached(scheduler: Any) -> None:
+    """Set each group's rate to the schedule's at the step the checkpoint reached. The optimizer's
+    saved rate is the old schedule's: `--resume --epochs N` makes the schedule longer, and the rate
+    at the end of the old cosine (0) trained the added epochs' first steps (a whole epoch of a
+    one-batch run) at 0."""
+    lambdas = getattr(scheduler, "lr_lambdas", None)
+    if not lambdas:
+        return
+    rates = [base * fn(scheduler.last_epoch) for base, fn in zip(scheduler.base_lrs, lambdas, strict=True)]
+    for group, rate in zip(scheduler.optimizer.param_groups, rates, strict=True):
+        group["lr"] = rate
+    scheduler._last_lr = rates  # what get_last_lr() reports
 
 
 def _train_epoch(
