@@ -264,6 +264,23 @@ def test_a_resumed_run_keeps_the_fine_tuning_epochs_its_time_budget_planned(
 
 
 
+def test_a_run_a_budget_cut_short_is_extended_with_a_new_budget(split_tree, tmp_path, cache) -> None:
+    # --resume kept the run's 1s budget (ignoring the new one) and trained no epoch, exit 0.
+    import json
+
+    from sportsdet.train import train
+
+    torch.set_num_threads(2)
+    run = tmp_path / "run"
+    options = {**TINY, "calibrate": False, "time_budget": "1s"}
+    train(split_tree, out=run, model="lite0", options=options, evaluate=False, report=False)
+    assert [row[1] for row in _history(run)] == ["head"] * 3  # the budget left no fine-tuning
+    more = {"epochs": 2, "time_budget": "10m"}
+    train(None, out=run, resume=True, options=more, evaluate=False, report=False)
+    assert [row[1] for row in _history(run)] == ["head"] * 3 + ["finetune"] * 2
+    assert json.loads((run / "config.json").read_text())["options"]["time_budget"] == "10m"
+
+
 def test_a_budget_that_leaves_nothing_to_train_says_so(split_tree, tmp_path, cache) -> None:
     # head_epochs=0 and no fine-tuning epoch in the budget: "checkpoints/best.safetensors: checkpoint
     # not found".

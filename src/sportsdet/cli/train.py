@@ -108,7 +108,7 @@ def train(
         None,
         "--time-budget",
         help="Fit training into this much time, e.g. 10m, 90s or 1h (pretrained models: the schedule "
-        "is planned to fit).",
+        "is planned to fit). With --resume, a new budget for the whole run plans the fine-tuning again.",
     ),
     set_options: list[str] = typer.Option(
         [],

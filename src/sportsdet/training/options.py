@@ -37,8 +37,9 @@ def is_null(value: Any) -> bool:
     return isinstance(value, str) and value == NULL
 
 
-# Options a resumed run may change; everything else comes from the run's config.json.
-RESUME_OVERRIDABLE = ("epochs", "patience", "workers")
+# Options a resumed run may change; everything else comes from the run's config.json. A new
+# time_budget plans the fine-tuning again (a run a small budget cut short could not be extended).
+RESUME_OVERRIDABLE = ("epochs", "patience", "workers", "time_budget")
 
 
 @dataclass

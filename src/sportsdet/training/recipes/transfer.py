@@ -375,12 +375,15 @@ def _fit_top(
         speed = measure_train_speed(top_net, features.train_views[0]["tap"], step)
         resumed = (ctx.resume[1].get("recipe_state") or {}) if ctx.resume is not None else {}
         plan = ctx.recipe_state.get("finetune_plan") or resumed.get("finetune_plan") or {}
-        if plan.get("asked") == epochs:  # resumed: the epochs (and their schedule) planned at the start
+        same_budget = plan.get("budget", options.time_budget) == options.time_budget
+        if plan.get("asked") == epochs and same_budget:  # resumed: the epochs (and schedule) planned
             epochs = int(plan["planned"])
         else:  # a resumed process's clock would plan anew, and stretch the learning-rate schedule
             epochs = _epochs_within_budget(ctx, epochs, speed, len(features.train_labels))
             epochs = distributed.broadcast_json(epochs)  # rank 0's clock plans for all
-            ctx.recipe_state["finetune_plan"] = {"asked": int(options.epochs), "planned": epochs}
+            ctx.recipe_state["finetune_plan"] = {
+                "asked": int(options.epochs), "planned": epochs, "budget": options.time_budget
+            }
     # skip_finished_stage, not stage_done: resuming a finished run sets back its best epoch (it
     # ended with "training finished without any epoch").
     if epochs > 0 and not ctx.skip_finished_stage("finetune"):
@@ -426,7 +429,8 @@ def _epochs_within_budget(ctx: TrainContext, epochs: int, speed: float, n_train:
     if affordable < epochs:
         ctx.console.print(
             f"[yellow]time budget:[/] {budget_s:.0f}s allows {max(affordable, 0)} fine-tuning "
-            f"epoch(s) of ~{per_epoch:.0f}s (asked {epochs})",
+            f"epoch(s) of ~{per_epoch:.0f}s (asked {epochs}; a larger --time-budget, also with "
+            "--resume, allows more)",
             highlight=False,
         )
     return max(0, min(epochs, affordable))
