@@ -255,7 +255,8 @@ def test_advice_to_run_data_check_names_every_source_folder_not_their_parent(two
     leak = next(w for w in warnings if "more than one split" in w)
     # The common parent (tmp_path) is no dataset: `data check` there would take 'first' and 'second'
     # for classes.
-    assert f'`sportsdet data check "{official}" "{flat}" --quarantine DIR`' in leak
+    folders = f"{shlex.quote(str(official))} {shlex.quote(str(flat))}"
+    assert f"`sportsdet data check {folders} --quarantine DIR`" in leak
 
     for photo in (flat / "rowing").glob("*.jpg"):  # JPEGs cut short: found by the scan, fail to decode
         photo.write_bytes(photo.read_bytes()[:300])
@@ -263,7 +264,7 @@ def test_advice_to_run_data_check_names_every_source_folder_not_their_parent(two
         train([official, flat], out=tmp_path / "run2", model="seed-cnn", options=TINY, evaluate=False)
     message = str(caught.value)
     assert message.startswith(str(flat / "rowing"))
-    assert f'`sportsdet data check "{flat}" --quarantine DIR`' in message
+    assert f"`sportsdet data check {shlex.quote(str(flat))} --quarantine DIR`" in message
 
 
 def test_check_finds_a_photo_two_sources_share_and_moves_one_copy(two_sources, tmp_path, run_cli, capsys):

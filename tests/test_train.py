@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -616,17 +617,19 @@ def test_ctrl_c_after_the_last_epoch_says_what_is_kept(data_dir, tmp_path, monke
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    run = tmp_path / "run"
+    run = tmp_path / "my run"  # the commands said are pasted into a shell: quoted
+    quoted = shlex.quote(str(run))
     real_save = run_module._save_bundle
     monkeypatch.setattr(run_module, "_save_bundle", interrupted)
     with pytest.raises(KeyboardInterrupt):
         train(data_dir, out=run, model="seed-cnn", options={**TINY, "epochs": 1})
     said = " ".join(capsys.readouterr().err.split())
-    assert f"before the model bundle was written: finish with `sportsdet train --out {run} --resume`" in said
+    assert f"model bundle was written: finish with `sportsdet train --out {quoted} --resume`" in said
     monkeypatch.setattr(run_module, "_save_bundle", real_save)
     monkeypatch.setattr(train_module, "_evaluate_test_split", interrupted)
     with pytest.raises(KeyboardInterrupt):
         train(None, out=run, resume=True)
     said = " ".join(capsys.readouterr().err.split())
     assert (run / "model" / "bundle.json").is_file()
-    assert f"the model bundle is saved in {run / 'model'}" in said and f"`sportsdet evaluate {run}`" in said
+    assert f"the model bundle is saved in {run / 'model'}" in said
+    assert f"`sportsdet evaluate {quoted}`" in said

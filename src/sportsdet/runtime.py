@@ -18,6 +18,7 @@ in flight.
 from __future__ import annotations
 
 import json
+import shlex
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -380,7 +381,7 @@ def load_backend(
         if not onnx_file.is_file():
             raise SportsdetError(
                 f"{path}: the bundle has no {onnx_file.name}; create it with "
-                f"`sportsdet export {path}{' --int8' if int8 else ''}`"
+                f"`sportsdet export {shlex.quote(str(path))}{' --int8' if int8 else ''}`"
                 + ("" if int8 else " or use --backend torch")
             )
         onnx_backend = OnnxBackend(onnx_file, threads)
@@ -396,7 +397,7 @@ def load_backend(
             )
         raise SportsdetError(
             f"{path}: the bundle has no {ONNX_NAME} and PyTorch is not installed; export it where torch is "
-            f"(`sportsdet export {path}`) or `pip install 'sportsdet[train]'`"
+            f"(`sportsdet export {shlex.quote(str(path))}`) or `pip install 'sportsdet[train]'`"
         )
     return TorchBackend(load_bundle(path), device, threads=threads)
 
@@ -410,7 +411,7 @@ def _check_same_model(backend: OnnxBackend, bundle: Any) -> None:
     if stale:
         raise SportsdetError(
             f"{backend.path}: this ONNX file was exported from other weights or labels than {bundle.path}; "
-            f"re-run `sportsdet export {bundle.path}`"
+            f"re-run `sportsdet export {shlex.quote(str(bundle.path))}`"
         )
 
 

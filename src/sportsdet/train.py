@@ -12,6 +12,7 @@ Ultralytics users' scripts), training ends with the test numbers; `evaluate=Fals
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -109,7 +110,7 @@ def _evaluate_test_split(run: RunFolder, console: Console, warn: Callable[[str],
     try:
         evaluation = evaluate(run.model, manifest.root, split="test", warn=warn)
     except SportsdetError as exc:  # the model is saved; a failed evaluation must not hide that
-        warn(f"test split not evaluated: {exc}; run `sportsdet evaluate {run.path}`")
+        warn(f"test split not evaluated: {exc}; run `sportsdet evaluate {shlex.quote(str(run.path))}`")
         return None
     metrics = evaluation.metrics
     low, high = metrics.get("accuracy_ci95") or (None, None)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+import shlex
 import shutil
 import time
 import warnings
@@ -666,7 +667,7 @@ def manifest_copies(manifest: Any, near_hashes: dict[str, str | None]) -> list[D
 def quarantine_command(roots: Path | str | Iterable[Path | str]) -> str:
     """The `sportsdet data check` command that finds and moves bad files out of these folders."""
     folders = [roots] if isinstance(roots, (str, Path)) else list(roots)
-    named = " ".join(f'"{folder}"' for folder in folders)
+    named = " ".join(shlex.quote(str(folder)) for folder in folders)
     return f"`sportsdet data check {named} --quarantine DIR`"
 
 

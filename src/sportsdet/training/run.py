@@ -14,6 +14,7 @@ Files and their names: sportsdet.run_folder. No pickle anywhere.
 from __future__ import annotations
 
 import json
+import shlex
 import time
 from collections.abc import Callable, Iterable
 from contextlib import ExitStack
@@ -132,7 +133,8 @@ def fit(
             except KeyboardInterrupt:
                 console.print(
                     f"[yellow]interrupted[/]: the model bundle is saved in {escape(str(run.model))}; its "
-                    f"evaluation or report is not: `sportsdet evaluate {escape(str(run.path))}` writes both",
+                    "evaluation or report is not: "
+                    f"`sportsdet evaluate {escape(shlex.quote(str(run.path)))}` writes both",
                     highlight=False,
                     soft_wrap=True,
                 )
@@ -288,7 +290,7 @@ def _fit(setup: RunSetup, console: Console, callbacks: list[Callback]) -> TrainR
     except KeyboardInterrupt:  # the epochs are kept; only the bundle is still to write
         console.print(
             f"[yellow]interrupted[/] after the last epoch, before the model bundle was written: finish "
-            f"with `sportsdet train --out {escape(str(run.path))} --resume`",
+            f"with `sportsdet train --out {escape(shlex.quote(str(run.path)))} --resume`",
             highlight=False,
             soft_wrap=True,
         )
@@ -766,7 +768,7 @@ def _run_recipe(ctx: TrainContext) -> TrainResult:
         if (ctx.checkpoint_dir / "last.safetensors").is_file():
             ctx.console.print(
                 f"[yellow]interrupted[/] after {len(ctx.history)} finished epoch(s); the last checkpoint is "
-                f'kept. Continue with: sportsdet train --out "{escape(str(run_dir))}" --resume',
+                f"kept. Continue with: sportsdet train --out {escape(shlex.quote(str(run_dir)))} --resume",
                 highlight=False,
                 soft_wrap=True,
             )
