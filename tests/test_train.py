@@ -451,7 +451,8 @@ def test_cli_train_prints_result_and_errors_without_traceback(data_dir, tmp_path
     assert "model bundle:" in out and "epoch   1/1" in err and "model bundle" not in err.splitlines()[-1:]
     assert json.loads((tmp_path / "run" / "config.json").read_text())["options"]["input_size"] == 32
     report = tmp_path / "run" / "report.html"
-    assert report.is_file() and "report:" in err and "<html" in report.read_text()[:500].lower()
+    # The report's line is part of the summary on stdout (it alone went to stderr).
+    assert report.is_file() and f"report: {report}" in out and "<html" in report.read_text()[:500].lower()
     assert "test accuracy:" in out and (tmp_path / "run" / "eval" / "metrics.json").is_file()
     # `info` on the run shows that test score (bundle.json holds none: it showed no test score).
     tested = json.loads((tmp_path / "run" / "eval" / "metrics.json").read_text())
@@ -467,6 +468,9 @@ def test_cli_train_prints_result_and_errors_without_traceback(data_dir, tmp_path
     assert run_cli(*args) == 2
     out, err = capsys.readouterr()
     assert "already holds a run" in err and "Traceback" not in err and out == ""
+    # --classes "" (an unset shell variable) trained on every class.
+    assert run_cli(*args[:3], str(tmp_path / "none"), *args[4:], "--classes", "") == 2
+    assert "--classes: no class names given" in capsys.readouterr().err
 
     assert run_cli("train", str(tmp_path / "nothing-here"), "--out", str(tmp_path / "r2")) == 2
     assert "no such folder" in capsys.readouterr().err

@@ -164,7 +164,8 @@ def train(
         out=out,
         model=model,
         split=split,
-        classes=classes.split(",") if classes else None,
+        # "" is no class at all (an unset shell variable), refused: it trained on every class.
+        classes=classes.split(",") if classes is not None else None,
         seed=seed,
         resume=resume,
         force=force,
@@ -193,4 +194,5 @@ def train(
             soft_wrap=True,
         )
     if result.report is not None:
-        err_console.print(f"report: {result.report}", highlight=False, markup=False, soft_wrap=True)
+        # stdout, with the rest of the summary (--help says so; it alone went to stderr)
+        console.print(f"report: {result.report}", highlight=False, markup=False, soft_wrap=True)
