@@ -637,3 +637,14 @@ def test_ctrl_c_after_the_last_epoch_says_what_is_kept(data_dir, tmp_path, monke
     assert (run / "model" / "bundle.json").is_file()
     assert f"the model bundle is saved in {run / 'model'}" in said
     assert f"`sportsdet evaluate {quoted}`" in said
+
+
+def test_a_saved_split_is_said_with_its_own_seed(data_dir, tmp_path) -> None:
+    # `--split FILE --seed 5` said "(random:0.2, seed 5)" of a split drawn with seed 0.
+    from sportsdet.data.splits import make_split
+
+    saved = make_split(data_dir, "random:0.2", seed=0).save(tmp_path / "split.json")
+    console = Console(file=io.StringIO(), width=300)
+    train(data_dir, out=tmp_path / "run", model="seed-cnn", seed=5, split=str(saved),
+          options={**TINY, "epochs": 1}, console=console, evaluate=False, report=False)  # fmt: skip
+    assert "(random:0.2, split seed 0, run seed 5)" in console.file.getvalue()

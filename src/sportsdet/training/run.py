@@ -742,10 +742,15 @@ def _context(setup: RunSetup, console: Console, extra: list[Callback]) -> TrainC
         *extra,
     ] if distributed.is_main() else []  # fmt: skip
     counts = {s: len(setup.manifest.items(s)) for s in ("train", "valid", "test")}
+    # A saved split (--split FILE) was drawn with its own seed, which --seed does not change.
+    split_seed = setup.manifest.seed
+    seeds = f"seed {setup.seed}"
+    if split_seed != setup.seed:
+        seeds = f"split seed {split_seed}, run seed {setup.seed}"
     console.print(
         f"training {setup.spec.name} on {len(ctx.labels)} classes: {counts['train']} train, "
         f"{counts['valid']} valid, {counts['test']} test images "
-        f"({setup.manifest.strategy}, seed {setup.seed}) -> {run.path}"
+        f"({setup.manifest.strategy}, {seeds}) -> {run.path}"
         + (f" in {distributed.world_size()} processes" if distributed.active() else ""),
         highlight=False,
         markup=False,
