@@ -193,6 +193,17 @@ def test_per_class_too_few_images_names_the_class(flat: Path) -> None:
     assert "class 'rowing' has 11 images" in message and "needs 15" in message and "per-class:6,5" in message
 
 
+@pytest.mark.parametrize(
+    ("strategy", "advice"),
+    [("per-class:5,12", "per-class:9,2"), ("per-class:5,12,3", "per-class:7,1,3")],
+)
+def test_per_class_advice_that_would_be_refused_is_not_given(flat: Path, strategy: str, advice: str) -> None:
+    # TEST alone above the class (rowing: 11): it advised per-class:0,12, itself refused.
+    with pytest.raises(SportsdetError, match=f"e.g. {advice}\\)"):
+        make_split(flat, strategy, seed=0)
+    make_split(flat, advice, seed=0)  # and the advice works
+
+
 # ----------------------------------------------------------------------------- official
 
 

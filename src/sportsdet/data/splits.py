@@ -751,11 +751,13 @@ def _per_class(
     explicit_valid = strategy.valid is not None
     needed = n_train + n_test + (int(strategy.valid) if explicit_valid else 0)
     if n < needed:
-        fit = max(0, n - n_test - (int(strategy.valid) if explicit_valid else 0))
+        n_valid = int(strategy.valid) if explicit_valid else 0
+        test = n_test if n - n_test - n_valid >= 1 else max(1, (n - n_valid) // 5)  # TEST alone too big
+        numbers = f"{n - test - n_valid},{test}" + (f",{n_valid}" if explicit_valid else "")
+        example = f" (e.g. per-class:{numbers})" if n - test - n_valid >= 1 else ""
         raise SportsdetError(
             f"{root}: class '{label}' has {n} images, but --split {strategy.text} needs {needed} "
-            f"per class; lower the numbers (e.g. per-class:{fit},{n_test}) "
-            "or leave the class out with --classes"
+            f"per class; lower the numbers{example} or leave the class out with --classes"
         )
     shuffled = _shuffled(records, seed, label)
     leftover = n - n_train - n_test
