@@ -230,6 +230,9 @@ def test_restricted_scan_warns_only_about_the_chosen_classes(tmp_path):
     assert subset.classes == ["mid", "mid2"] and len(subset.records) == 8
     assert not any("imbalance" in w for w in subset.warnings)
     assert subset.to_dict()["num_classes"] == 2
+    # One class chosen (multi-source: one source keeps one) is no sign of a wrapper folder: it
+    # was told to "scan .../mid instead", a folder of photos.
+    assert not any("only one class" in w for w in scan.restricted_to(["mid"]).warnings)
 
 
 def test_a_link_into_another_class_does_not_move_its_photos(tmp_path: Path) -> None:

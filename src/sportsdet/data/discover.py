@@ -131,7 +131,9 @@ class ScanResult:
             classes=[c for c in self.classes if c in keep],
             empty_classes=[c for c in self.empty_classes if c in keep],
         )
-        subset.warnings = scan_warnings(subset)
+        # The layout hint is about the tree, not a subset of its classes: one class chosen was
+        # told to scan a folder of its own photos instead.
+        subset.warnings = scan_warnings(subset, layout_hint=False)
         return subset
 
     def to_dict(self) -> dict[str, Any]:
@@ -417,15 +419,16 @@ def without_imbalance(warnings: list[str]) -> list[str]:
     return [w for w in warnings if IMBALANCE_WARNING not in w]
 
 
-def scan_warnings(result: ScanResult) -> list[str]:
-    """Things a person should know before training on this tree."""
+def scan_warnings(result: ScanResult, *, layout_hint: bool = True) -> list[str]:
+    """Things a person should know before training on this tree (`layout_hint`: whether one class
+    found may be a folder of class folders, which a class subset never says)."""
     warnings: list[str] = []
     if result.empty_classes:
         warnings.append(
             f"{len(result.empty_classes)} empty class folder(s) (no images, left out): "
             f"{_name_list(result.empty_classes)}"
         )
-    if len(result.classes) == 1:
+    if len(result.classes) == 1 and layout_hint:
         only = result.classes[0]
         warnings.append(
             f"only one class found ('{only}'); if '{only}' holds the class folders, "
