@@ -648,3 +648,18 @@ def test_a_saved_split_is_said_with_its_own_seed(data_dir, tmp_path) -> None:
     train(data_dir, out=tmp_path / "run", model="seed-cnn", seed=5, split=str(saved),
           options={**TINY, "epochs": 1}, console=console, evaluate=False, report=False)  # fmt: skip
     assert "(random:0.2, split seed 0, run seed 5)" in console.file.getvalue()
+
+
+def test_resume_goes_on_without_a_test_photo_but_not_without_a_training_one(data_dir, tmp_path) -> None:
+    # A test photo gone since: the resume was refused, "1 training file(s) are gone".
+    data = tmp_path / "data"
+    shutil.copytree(data_dir, data)
+    run = tmp_path / "run"
+    train(data, out=run, model="seed-cnn", options={**TINY, "epochs": 1}, evaluate=False, report=False)
+    split = SplitManifest.load(run / "split.json")
+    (split.root / split.splits["test"][0][0]).unlink()
+    train(None, out=run, resume=True, options={"epochs": 2}, evaluate=False, report=False)
+    assert len(list(csv.DictReader(open(run / "metrics.csv", encoding="utf-8")))) == 2
+    (split.root / split.splits["train"][0][0]).unlink()
+    with pytest.raises(SportsdetError, match="1 training or validation file"):
+        train(None, out=run, resume=True, options={"epochs": 3}, evaluate=False, report=False)

@@ -190,11 +190,11 @@ class SplitManifest:
             entries = [entry for entry, origin in zip(entries, origins, strict=True) if origin == source]
         return [(self.root / rel, index[label]) for rel, label in entries]
 
-    def missing_files(self) -> list[str]:
-        """Relative paths in the manifest that are not on disk under `root` (moved or deleted)."""
+    def missing_files(self, splits: Iterable[str] = SPLITS) -> list[str]:
+        """Relative paths in the manifest (of `splits`) not on disk under `root` (moved or deleted)."""
         return [
             rel
-            for split in SPLITS
+            for split in splits
             for rel, _ in self.splits.get(split, [])
             if not (self.root / rel).is_file()
         ]

@@ -543,11 +543,13 @@ def _resumed_split(run: RunFolder, config: dict[str, Any]) -> SplitManifest:
             f"{run.split}: its classes are not those of {run.config} (the checkpoints are of those); "
             "restore it as it was, or start again with --force"
         )
-    gone = manifest.missing_files()
+    # Training goes on with its train and valid photos; a test photo gone since is evaluation's to
+    # skip and say (it refused the resume, calling it a training file).
+    gone = manifest.missing_files(("train", "valid"))
     if gone:
         raise SportsdetError(
-            f"{run.split}: {len(gone)} training file(s) are gone from {manifest.root} (e.g. {gone[0]}); "
-            "restore them or start a new run"
+            f"{run.split}: {len(gone)} training or validation file(s) are gone from {manifest.root} "
+            f"(e.g. {gone[0]}); restore them or start a new run"
         )
     return manifest
 
