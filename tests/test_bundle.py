@@ -201,3 +201,19 @@ def test_info_on_a_hand_edited_record_is_one_line(tmp_path):
     result = CliRunner().invoke(app, ["info", str(path)])
     assert isinstance(result.exception, SportsdetError), result.output
     assert "the bundle's record has an unexpected form" in str(result.exception)
+
+
+def test_a_run_without_its_model_yet_says_so_not_that_it_is_no_bundle(tmp_path) -> None:
+    # `evaluate/export/info RUN` of a run still training: "bundle.json is missing; this is not a
+    # sportsdet model bundle".
+    from sportsdet.run_folder import resolve_bundle_dir
+
+    run = tmp_path / "my run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps({"format": "sportsdet-run/1", "model": "seed-cnn"}))
+    (run / "split.json").write_text("{}")
+    with pytest.raises(SportsdetError, match="it kept no checkpoint: start it again with --force"):
+        resolve_bundle_dir(run)
+    (run / "checkpoints" / "last.safetensors").write_bytes(b"x")
+    with pytest.raises(SportsdetError, match=r"no model yet .*`sportsdet train --out '.*my run' --resume`"):
+        resolve_bundle_dir(run)

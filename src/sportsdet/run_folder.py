@@ -17,6 +17,7 @@ Every other module asks this one where these live; none spells the names itself.
 from __future__ import annotations
 
 import json
+import shlex
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -165,6 +166,15 @@ def resolve_bundle_dir(path: str | Path) -> Path:
         return builtin
     if not (path / MANIFEST_NAME).is_file() and (path / MODEL / MANIFEST_NAME).is_file():
         return path / MODEL
+    run = RunFolder(path)
+    if not (path / MANIFEST_NAME).is_file() and run.looks_like_run() and run.written_by_sportsdet():
+        # A run whose training has not written its model yet was "not a sportsdet model bundle".
+        kept = run.last_checkpoint.is_file()
+        raise SportsdetError(
+            f"{path}: this run has no model yet (its training stopped, or is still going); "
+            + (f"finish it with `sportsdet train --out {shlex.quote(str(path))} --resume`" if kept
+               else "it kept no checkpoint: start it again with --force")
+        )
     return path  # load_bundle explains what is wrong with anything else
 
 
