@@ -211,6 +211,14 @@ def test_export_without_data_uses_synthetic_images_and_says_so(tmp_path: Path, t
     assert "minmax calibration on 32 synthetic images" in rows["quantization"]
 
 
+def test_export_of_a_run_whose_photos_moved_says_where_it_looked(run_folder: Path, tmp_path: Path) -> None:
+    # "bundle records no split/data root": it does; the folder has moved.
+    (tmp_path / "data").rename(tmp_path / "moved")
+    report = export_bundle(run_folder, out=tmp_path / "m.onnx")
+    assert report.parity.data == "synthetic"
+    assert any(f"the run's photos are not at {tmp_path / 'data'} any more" in note for note in report.notes)
+
+
 def test_calibration_data_folder_is_used(run_folder: Path, tmp_path: Path) -> None:
     (run_folder / "split.json").unlink()
     report = export_bundle(run_folder / "model", calibration_data=tmp_path / "data" / "train")

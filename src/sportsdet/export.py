@@ -195,6 +195,7 @@ class ExportData:
     train: list[tuple[Path, str | None]]
     heldout: list[tuple[Path, str | None]]
     origin: str
+    why_none: str = "the bundle records no split or data root"  # said when no training image is found
 
 
 def _from_manifest(path: Path, labels: list[str]) -> ExportData | None:
@@ -216,6 +217,21 @@ def _from_manifest(path: Path, labels: list[str]) -> ExportData | None:
     heldout_name = "test" if manifest.splits.get("test") else "valid"
     origin = f"{path} ({manifest.root}, held-out: {heldout_name})"
     return ExportData(items("train"), items(heldout_name), origin)
+
+
+def _recorded_roots(bundle: Bundle) -> list[str]:
+    """The data folders the bundle's split manifests and its data record name."""
+    from sportsdet.data.splits import SplitManifest
+
+    roots = []
+    for candidate in split_manifest_candidates(bundle):
+        try:
+            if candidate.is_file():
+                roots.append(str(SplitManifest.load(candidate).root))
+        except SportsdetError:
+            continue
+    root = bundle.data.get("root")
+    return [*roots, root] if isinstance(root, str) and root else roots
 
 
 def _from_folder(folder: Path, labels: list[str]) -> list[tuple[Path, str | None]]:
@@ -266,6 +282,9 @@ def find_export_data(
             data = ExportData(train, test, f"{root} (bundle data root)")
     if data is None:
         data = ExportData([], [], "synthetic")
+        gone = [str(r) for r in _recorded_roots(bundle) if not Path(r).is_dir()]
+        if gone:  # it said "the bundle records no split/data root" of a run whose data moved
+            data.why_none = f"the run's photos are not at {gone[0]} any more (moved?)"
     if eval_data is not None:
         folder = Path(eval_data)
         if not folder.is_dir():
@@ -517,7 +536,7 @@ def export_bundle(
     parity_origin = data.origin
     if len(parity_set) == 0:
         notes.append(
-            "no training images found (bundle records no split/data root and no --calibration-data): "
+            f"no training images found ({data.why_none}; give --calibration-data DIR): "
             "parity checked on synthetic images only"
         )
         parity_set, parity_origin = _synthetic(spec, parity_images), "synthetic"
