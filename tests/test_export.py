@@ -159,6 +159,32 @@ def test_int8_export_reports_heldout_accuracy(run_folder: Path) -> None:
     assert "QuantizeLinear" in {node.op_type for node in __import__("onnx").load(q.path).graph.node}
 
 
+def test_int8_export_says_what_the_abstain_rule_does_on_its_scores(run_folder: Path, monkeypatch) -> None:
+    # The rule, fitted on float scores, went into the INT8 file unchecked (a tiny model: 5 of 78
+    # photos uncertain in float, 16 in INT8).
+    from sportsdet.abstain import Abstain
+    from sportsdet.abstain_bundle import store_abstain
+
+    bundle_dir = run_folder / "model"
+    assert export_bundle(bundle_dir, int8=True, max_int8_drop=100.0).int8.abstain_answered is None  # no rule
+    for threshold, answered in ((0.0, 12), (1.0, 0)):  # every photo answered; none
+        rule = Abstain(method="max_prob", threshold=threshold, coverage=0.9, fitted_on="x", valid_images=70)
+        store_abstain(bundle_dir, rule)
+        q = export_bundle(bundle_dir, int8=True, max_int8_drop=100.0).int8
+        assert q.abstain_answered == (answered, answered) and q.abstain_changed == 0
+    # Decisions that move are said in the export's notes.
+    real = export_module._int8_report
+
+    def moved(*args, **kwargs):
+        report = real(*args, **kwargs)
+        report.abstain_answered, report.abstain_changed = (12, 7), 5
+        return report
+
+    monkeypatch.setattr(export_module, "_int8_report", moved)
+    notes = export_bundle(bundle_dir, int8=True, max_int8_drop=100.0).notes
+    assert any("decides 5 of 12 held-out photos otherwise in INT8" in note for note in notes)
+
+
 def test_int8_folds_relu6_into_the_quantised_convolution(run_folder: Path, monkeypatch) -> None:
     """A ReLU6 after a quantised convolution must not stay in float between a Dequantize and a
     Quantize (onnxruntime cannot fuse that; folded, the built-in INT8 model runs 1.5-1.7x faster);

@@ -92,6 +92,10 @@ class Int8Report:
     int8_accuracy: float | None
     top1_agreement: float
     seconds: float
+    # The bundle's abstain rule on the held-out photos: photos answered (not "uncertain") by the
+    # fp32 and the INT8 model, and photos whose answer-or-abstain decision differs (None: no rule).
+    abstain_answered: tuple[int, int] | None = None
+    abstain_changed: int | None = None
 
     @property
     def accuracy_change_points(self) -> float | None:
@@ -443,15 +447,18 @@ def _parts_below(path: Path, root: Path) -> tuple[str, ...]:
 
 def _accuracy_and_preds(
     backend: OnnxBackend, items: list[tuple[Path, str | None]]
-) -> tuple[np.ndarray, list[int]]:
-    """Predicted class per held-out item (-1 for unreadable files) and the true class index."""
+) -> tuple[np.ndarray, list[int], np.ndarray]:
+    """Predicted class per held-out item (-1 for unreadable files), the true class index, and the
+    probabilities (a row of NaN for an unreadable file)."""
     index = {label: i for i, label in enumerate(backend.labels)}
     preds = np.full(len(items), -1, dtype=np.int64)
+    probs = np.full((len(items), len(backend.labels)), np.nan, dtype=np.float32)
     for result in stream_predictions((str(p) for p, _ in items), backend):
         if result.ok:
             preds[result.index] = int(np.argmax(result.probs))
+            probs[result.index] = result.probs
     truth = [index.get(label, -1) if label is not None else -1 for _, label in items]
-    return preds, truth
+    return preds, truth, probs
 
 
 def _check_target(target: Path) -> None:
@@ -605,6 +612,14 @@ def export_bundle(
             )
             report.int8 = _int8_report(temp, temp_int8, int8_path, data, calibration, quant_format, say)
             report.int8.seconds = time.perf_counter() - started
+            moved = report.int8.abstain_changed
+            if moved and moved > max(1, 0.05 * report.int8.n):
+                notes.append(
+                    f"the abstain threshold, fitted on the float model's scores, decides {moved} of "
+                    f"{report.int8.n} held-out photos otherwise in INT8; predict --int8 answers "
+                    f"{report.int8.abstain_answered[1]} of them, the float model "
+                    f"{report.int8.abstain_answered[0]} (--min-score sets another threshold)"
+                )
             change = report.int8.accuracy_change_points
             if change is not None and -change > max_int8_drop:
                 raise SportsdetError(
@@ -635,10 +650,17 @@ def _int8_report(
     labelled = [item for item in data.heldout if item[1] is not None]
     if labelled:
         say(f"accuracy of fp32 and INT8 on {len(labelled)} held-out images")
-        pred32, truth = _accuracy_and_preds(fp32, labelled)
-        pred8, _ = _accuracy_and_preds(quantised, labelled)
+        pred32, truth, probs32 = _accuracy_and_preds(fp32, labelled)
+        pred8, _, probs8 = _accuracy_and_preds(quantised, labelled)
         truth_arr = np.asarray(truth)
         n = len(labelled)
+        answered, changed = None, None
+        rule = fp32.abstain
+        if rule is not None and rule.active:  # fitted on float scores, carried into the INT8 file
+            read = ~np.isnan(probs32).any(1) & ~np.isnan(probs8).any(1)
+            unsure32, unsure8 = rule.uncertain(probs32[read]), rule.uncertain(probs8[read])
+            answered = (int((~unsure32).sum()), int((~unsure8).sum()))
+            changed = int((unsure32 != unsure8).sum())
         return Int8Report(
             path=str(final_path),
             quant_format=quant_format,
@@ -649,6 +671,8 @@ def _int8_report(
             int8_accuracy=float((pred8 == truth_arr).mean()),
             top1_agreement=float((pred32 == pred8).mean()),
             seconds=0.0,
+            abstain_answered=answered,
+            abstain_changed=changed,
         )
     # No labelled held-out split: the best we can say is how often INT8 agrees with fp32.
     say("no labelled held-out split found: measuring INT8 agreement with fp32 only")

@@ -94,3 +94,11 @@ def export_command(
         else:
             console.print(f"held-out: {plain(q.heldout)}; INT8 agrees with fp32 on {q.top1_agreement:.1%}",
                           highlight=False)
+        if q.abstain_answered is not None:
+            # The rule was fitted on float scores; INT8's scores differ a little.
+            fp32_answered, int8_answered = q.abstain_answered
+            console.print(
+                f"abstain rule on the same photos: fp32 answers {fp32_answered}, INT8 {int8_answered}; "
+                f"{q.abstain_changed} change between answered and uncertain",
+                highlight=False,
+            )
