@@ -245,3 +245,17 @@ def test_a_link_into_another_class_does_not_move_its_photos(tmp_path: Path) -> N
     assert scan.counts()["all"] == {"croquet": 2, "polo": 3}
     assert scan.empty_classes == []
     assert scan.ignored.get(IGNORED_LINKED) == 2  # the link into polo and polo's loop, both reported
+
+
+def test_a_photo_linked_from_another_class_is_not_counted_twice(tmp_path: Path) -> None:
+    # polo/l.jpg -> ../croquet/0.jpg: one photo counted under two classes (the folder-link guard
+    # did not cover a file link), to be trained as both.
+    from sportsdet.data.discover import IGNORED_LINKED_PHOTO
+
+    root = _tree(tmp_path / "data", {"croquet": 2, "polo": 3})
+    first_croquet = sorted(p.name for p in (root / "croquet").iterdir())[0]
+    (root / "polo" / "l.jpg").symlink_to(f"../croquet/{first_croquet}")
+    (root / "polo" / "same.jpg").symlink_to(sorted((root / "polo").glob("*.*"))[0].name)  # own class: kept
+    scan = scan_dataset(root)
+    assert scan.counts()["all"] == {"croquet": 2, "polo": 4}
+    assert scan.ignored.get(IGNORED_LINKED_PHOTO) == 1

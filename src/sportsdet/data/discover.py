@@ -68,6 +68,7 @@ IGNORED_NOT_SPLIT = "not-a-split-folder"
 IGNORED_UNREADABLE = "unreadable-folder"
 IGNORED_NOT_REGULAR = "not-a-regular-file"  # FIFOs, devices, dangling links named like images
 IGNORED_LINKED = "folder-linked-twice"  # a link to a folder already walked (or to another class)
+IGNORED_LINKED_PHOTO = "photo-linked-from-another-class"  # a file link to a photo of another class
 
 
 @dataclass(frozen=True)
@@ -224,12 +225,15 @@ class _Walker:
         counted under two classes, whichever class sorts first.
         """
         visited = self._seen_dirs | other_classes
-        found = [
-            str(p)
-            for p in files.iter_image_files(
-                folder, visited=visited, on_skip=self.on_skip, on_misnamed=self.on_misnamed
-            )
-        ]
+        found = []
+        for path in files.iter_image_files(
+            folder, visited=visited, on_skip=self.on_skip, on_misnamed=self.on_misnamed
+        ):
+            if path.is_symlink() and _inside(os.path.realpath(path), other_classes):
+                # One photo under two labels (polo/x.jpg -> ../croquet/x.jpg): counted in both.
+                self.skip(IGNORED_LINKED_PHOTO, str(path))
+                continue
+            found.append(str(path))
         self._seen_dirs |= visited - other_classes
         return found
 
@@ -251,6 +255,18 @@ class _Walker:
             self.skip(IGNORED_LOOSE, entry.path)
         else:
             self.skip(IGNORED_NOT_IMAGE, entry.path)
+
+
+def _inside(path: str, folders: set[tuple[int, int]]) -> bool:
+    """Whether a real path lies under one of these folders (by device and inode)."""
+    for parent in Path(path).parents:
+        try:
+            st = parent.stat()
+        except OSError:
+            return False
+        if (st.st_dev, st.st_ino) in folders:
+            return True
+    return False
 
 
 def _check_root(root: str | Path) -> Path:
