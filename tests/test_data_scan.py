@@ -259,3 +259,13 @@ def test_a_photo_linked_from_another_class_is_not_counted_twice(tmp_path: Path) 
     scan = scan_dataset(root)
     assert scan.counts()["all"] == {"croquet": 2, "polo": 4}
     assert scan.ignored.get(IGNORED_LINKED_PHOTO) == 1
+
+
+def test_a_class_folder_linked_to_another_is_that_class_not_an_empty_one(tmp_path: Path) -> None:
+    root = _tree(tmp_path / "data", {"croquet": 2, "polo": 3})
+    (root / "polo2").symlink_to("polo")  # it said: empty class folder 'polo2'
+    (root / "0polo").symlink_to("polo")  # sorted first: its photos were counted under '0polo'
+    scan = scan_dataset(root)
+    assert scan.classes == ["croquet", "polo"] and scan.empty_classes == []
+    assert scan.counts()["all"] == {"croquet": 2, "polo": 3}
+    assert scan.ignored.get(IGNORED_LINKED) == 2

@@ -339,7 +339,16 @@ def scan_dataset(root: str | Path, *, allow_photos: bool = False) -> ScanResult:
     def collect(entries: list[os.DirEntry[str]], split: str | None) -> None:
         class_entries = sorted(walker.class_folders(entries), key=lambda e: e.name)
         roots = {entry.path: files.folder_key(entry.path) for entry in class_entries}
+        # A class folder that is a link to another class folder (a2 -> a) is that class, counted
+        # once under its real name; it was reported as an empty class of its own.
+        taken = {key for path, key in roots.items() if key is not None and not os.path.islink(path)}
         for class_entry in class_entries:
+            key = roots[class_entry.path]
+            if key is not None and os.path.islink(class_entry.path):
+                if key in taken:
+                    walker.skip(IGNORED_LINKED, class_entry.path)
+                    continue
+                taken.add(key)
             label = class_name(class_entry.name)
             class_names.add(label)
             others = {key for path, key in roots.items() if key is not None and path != class_entry.path}
