@@ -663,3 +663,16 @@ def test_resume_goes_on_without_a_test_photo_but_not_without_a_training_one(data
     (split.root / split.splits["train"][0][0]).unlink()
     with pytest.raises(SportsdetError, match="1 training or validation file"):
         train(None, out=run, resume=True, options={"epochs": 3}, evaluate=False, report=False)
+
+
+def test_resuming_a_finished_run_says_there_is_nothing_more_to_train(data_dir, tmp_path) -> None:
+    run = tmp_path / "run"
+    train(data_dir, out=run, model="seed-cnn", options={**TINY, "epochs": 1}, evaluate=False, report=False)
+    console = Console(file=io.StringIO(), width=300)
+    train(None, out=run, resume=True, console=console, evaluate=False, report=False)
+    said = console.file.getvalue()
+    assert "the run has trained its 1 epoch(s); nothing more to train" in said
+    assert "--resume --epochs N (above 1)" in said
+    console = Console(file=io.StringIO(), width=300)
+    train(None, out=run, resume=True, options={"epochs": 2}, console=console, evaluate=False, report=False)
+    assert "nothing more to train" not in console.file.getvalue()

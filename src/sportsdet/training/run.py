@@ -613,6 +613,15 @@ def resume_run(
         options = replace(options, epochs=done)
     if state[1].get("stopped_early"):
         _train_on_after_early_stop(state[1], given.get("patience"), options, console)
+    elif done and options.epochs <= done and given.get("epochs") is None:
+        # It went through the data, the bundle and the evaluation again without a word.
+        console.print(
+            f"[yellow]note:[/] the run has trained its {done} epoch(s); nothing more to train: the model "
+            f"bundle, its evaluation and the report are written again. To train on: --resume --epochs N "
+            f"(above {done})",
+            highlight=False,
+            soft_wrap=True,
+        )
     config["options"] = options.to_dict()
     return RunSetup(run, spec, options, manifest, data_summary, config, int(config["seed"]), state)
 
