@@ -434,3 +434,27 @@ def test_normalize_is_bit_identical_to_the_plain_formula() -> None:
         normalize(Image.fromarray(pixels), SPEC, np.empty((3, 37, 52), np.float32))
     with pytest.raises(SportsdetError, match="expected float32"):
         normalize(Image.fromarray(pixels), SPEC, np.empty((3, 37, 53), np.float64))
+
+
+def test_a_batch_cut_short_by_a_stop_is_never_handed_out() -> None:
+    # Another worker's failure stops the stream while this one reads its batch: the part it had
+    # read (no scores: the model never ran) was handed out as labelled results, probs None.
+    from sportsdet.runtime import _Pipeline
+
+    pipeline: _Pipeline
+
+    def load(item: int, out: np.ndarray) -> None:
+        if item == 2:  # as if another worker died now
+            pipeline.worker_error = RuntimeError("another worker died")
+            pipeline.stopping = True
+        out[...] = 0.0
+
+    pipeline = _Pipeline(
+        iter(range(8)), run=lambda batch: np.full((len(batch), 3), 1 / 3, np.float32), lanes=1,
+        shape=(3, 4, 4), chunk=4, window=8, load=load, name_of=str, on_in_flight=None,
+    )  # fmt: skip
+    handed: list = []
+    with pytest.raises(SportsdetError, match="another worker died"):
+        for result in pipeline.results(workers=1):
+            handed.append(result)
+    assert handed == []

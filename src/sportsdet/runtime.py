@@ -634,9 +634,11 @@ class _Pipeline:
             while (claimed := self.claim()) is not None:
                 start, items = claimed
                 try:
-                    outcome: list[StreamResult] | BaseException = self.predict(start, items, batch)
+                    outcome: list[StreamResult] | BaseException | None = self.predict(start, items, batch)
                 except BaseException as exc:  # the model failed: the consumer raises it in order
                     outcome = exc
+                if outcome is None:  # stopped half way: a part batch (no scores) is never handed out
+                    break
                 with self.changed:
                     self.finished[start] = outcome
                     self.changed.notify_all()
@@ -650,11 +652,13 @@ class _Pipeline:
                 self.running_workers -= 1
                 self.changed.notify_all()
 
-    def predict(self, start: int, items: list[Any], batch: np.ndarray) -> list[StreamResult]:
+    def predict(self, start: int, items: list[Any], batch: np.ndarray) -> list[StreamResult] | None:
+        """The batch's results; None when the stream stopped while it was being read (the consumer
+        is gone, or another worker failed: nobody is to read it)."""
         results, rows = [], []
         for offset, item in enumerate(items):
-            if self.stopping:  # the consumer is gone: nobody reads this batch
-                return results
+            if self.stopping:
+                return None
             index = start + offset
             name = self.name_of(item)
             error = self.load_into(item, name, batch[len(rows)])
