@@ -863,3 +863,20 @@ def test_an_evaluation_of_the_photos_the_model_trained_on_is_not_given_an_interv
     listed = run_page.split('id="other-evals-table"')[1].split("</table>")[0]
     assert "(photos it trained on: not a measure of new photos)" in listed
     assert "plausibly" in run_page  # the run's own test split keeps its interval
+
+
+def test_an_evaluation_beside_a_saved_split_is_not_taken_for_a_run(tmp_path):
+    # `evaluate builtin PHOTOS` run in a folder holding split.json (from `data split --out`): the
+    # page showed that split's data as the model's, titled after the folder.
+    fake = make_run(tmp_path / "made", n_classes=3, per_class=2)
+    project = tmp_path / "project"
+    project.mkdir()
+    shutil.copy(fake.run / "split.json", project / "split.json")
+    alone = project / "eval-builtin"
+    shutil.copytree(fake.eval, alone)
+    from sportsdet.report.inputs import load_inputs
+
+    inputs = load_inputs(alone)
+    assert inputs.run_dir is None and inputs.eval_dir == alone.resolve()
+    title = html.unescape(write_report(alone).read_text(encoding="utf-8")).split("</title>")[0]
+    assert "project" not in title

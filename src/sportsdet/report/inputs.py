@@ -266,7 +266,11 @@ def load_inputs(
         # The run around it, unless the evaluation scored another bundle (e.g. the built-in model
         # evaluated with --out RUN/eval-web): then it is shown alone, with the bundle it scored.
         parent = source.parent
-        inputs.run_dir = parent if is_run_dir(parent) and not scored_another_bundle(source, parent) else None
+        # A run with a model the evaluation scored: a folder that merely holds a split.json (saved
+        # by `data split --out`) was taken for the run, its data shown as the model's.
+        has_model = (parent / "model" / "bundle.json").is_file()
+        ours = has_model and is_run_dir(parent) and not scored_another_bundle(source, parent)
+        inputs.run_dir = parent if ours else None
     else:
         inputs.run_dir = source
         inputs.eval_dir = source / "eval" if _is_eval_dir(source / "eval") else None
