@@ -183,7 +183,10 @@ def _expand_each(sources: Iterable[Source]) -> Iterator[InputItem]:
         if path.is_dir():
             yield from _expand_folder(path, text)
         elif path.exists():
-            yield InputItem(text, path)
+            # Said as for a folder's photos: a JPEG named photo.php given by name had no warning.
+            image_format = None if is_image_name(text) or not path.is_file() else sniff_image_format(path)
+            note = misleading_name_note(text, image_format) if image_format else None
+            yield InputItem(text, path, note=note)
         elif _GLOB_CHARS & set(text):
             # Sorting needs the full match list; a pattern's matches are names only, so this is small.
             pattern = _escape_existing_folders(os.path.expanduser(text))
