@@ -480,7 +480,8 @@ def test_info_says_in_words_what_the_builtin_model_was_trained_on() -> None:
     assert rows["sources"] == "sports100 (100 classes), websports (5 classes)"
     assert rows["split"].startswith("train 14,652 / valid 620 / test 799 (sports100: official;")
     assert rows["input"].startswith("300 px, crop") and "mean 0.498, std 0.502" in rows["input"]
-    assert rows["abstain"].startswith("uncertain when entropy <")
+    # "entropy < 0.85" read as if the sure photos (low entropy) were the uncertain ones.
+    assert rows["abstain"].startswith("uncertain when its certainty (1 - entropy / ln classes) <")
     assert rows["seen photos"].endswith(
         "620 validation photos known by content: `evaluate` leaves them and their resized or re-saved "
         "copies out"
@@ -519,7 +520,8 @@ def test_info_of_a_fixed_threshold_says_so(bundle: Path, tmp_path: Path) -> None
     store_abstain(copy, Abstain.min_score(0.6))
     result = runner.invoke(app, ["info", str(copy)], env={"COLUMNS": "250"})
     [row] = [line for line in result.stdout.splitlines() if "abstain" in line]
-    assert "uncertain when max_prob < 0.6000 (a fixed threshold: --min-score)" in row and "0%" not in row
+    assert "uncertain when its top probability < 0.6000 (a fixed threshold: --min-score)" in row
+    assert "0%" not in row
 
 
 def test_info_labels_lists_every_class_the_model_knows(bundle: Path) -> None:

@@ -37,6 +37,16 @@ DEFAULT_COVERAGE = 0.95
 MIN_ABSTAIN_IMAGES = 50  # as for calibration: fewer validation photos give a threshold by chance
 
 
+def score_name(method: str) -> str:
+    """How a score is said to people: "entropy < 0.85 is uncertain" read as if confident photos
+    (low entropy) were the uncertain ones; the score is a certainty (higher = more sure)."""
+    return {
+        "max_prob": "top probability",
+        "margin": "margin (top-1 minus top-2 probability)",
+        "entropy": "certainty (1 - entropy / ln classes)",
+    }.get(str(method), f"{method} score")
+
+
 def abstain_scores(probs: np.ndarray, method: str = DEFAULT_SCORE) -> np.ndarray:
     """The confidence score of each row of `probs` [N, C] (or one [C] row -> a 0-d array)."""
     probs = np.asarray(probs, dtype=np.float64)

@@ -471,13 +471,16 @@ def _summary_rows(info: dict) -> list[tuple[str, str]]:
         rows.append(("seen photos", f"unreadable: {info['seen_photos_unreadable']}"))
     abstain = info.get("abstain")
     if abstain and abstain.get("threshold") is not None:
+        from sportsdet.abstain import score_name
+
         where = abstain.get("fitted_on", "validation photos")
         how = (
             f"fitted to answer {abstain['coverage']:.0%} of {where}"
             if isinstance(abstain.get("coverage"), (int, float))
             else f"a fixed threshold: {where}"  # no coverage: it said "fitted to answer 0% of"
         )
-        rows.append(("abstain", f"uncertain when {abstain['method']} < {abstain['threshold']:.4f} ({how})"))
+        said = f"uncertain when its {score_name(abstain['method'])} < {abstain['threshold']:.4f} ({how})"
+        rows.append(("abstain", said))
     else:
         rows.append(("abstain", (abstain or {}).get("why") or "- (every photo gets a label)"))
     return rows

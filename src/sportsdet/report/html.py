@@ -18,6 +18,7 @@ from typing import Any
 
 from sportsdet import __version__
 from sportsdet import plots as figures
+from sportsdet.abstain import score_name
 from sportsdet.metrics import confusion_layout, rename_hint, times_predicted
 from sportsdet.report.assets import CSS, JS
 from sportsdet.report.confusion import confusion_svg, legend_html
@@ -871,7 +872,7 @@ def _abstain(m: dict[str, Any]) -> str:
         return ""
     picture = _figure(lambda: figures.risk_coverage_png(abstain), "risk-coverage curve")
     if abstain.get("threshold") is not None:
-        said = (f'<p class="plain" id="abstain-text">Photos whose {escape(str(abstain["method"]))} score is '
+        said = (f'<p class="plain" id="abstain-text">Photos whose {escape(score_name(abstain["method"]))} is '
                 'under '
                 f'{num(abstain["threshold"])} get no label ("uncertain", best guess kept). Here that answers '
                 f'<b>{pct(abstain.get("coverage"))}</b> of the photos ({abstain.get("answered")} of '

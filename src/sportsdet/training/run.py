@@ -26,6 +26,7 @@ import numpy as np
 from rich.console import Console
 from rich.markup import escape
 
+from sportsdet.abstain import score_name
 from sportsdet.bundle import library_versions, save_bundle
 from sportsdet.data.dataset import DataFileError
 from sportsdet.data.discover import without_imbalance
@@ -840,7 +841,7 @@ def _abstain_summary(abstain: dict[str, Any]) -> str:
     if abstain.get("threshold") is None:
         return f"no threshold ({abstain.get('why')})"
     return (
-        f"{abstain['method']} under {abstain['threshold']:.3f} is 'uncertain' "
+        f"{score_name(abstain['method'])} under {abstain['threshold']:.3f} is 'uncertain' "
         f"({abstain.get('valid_coverage', 0):.1%} of validation photos answered)"
     )
 
