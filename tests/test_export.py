@@ -185,6 +185,17 @@ def test_int8_export_says_what_the_abstain_rule_does_on_its_scores(run_folder: P
     assert any("decides 5 of 12 held-out photos otherwise in INT8" in note for note in notes)
 
 
+def test_the_cli_says_how_the_int8_model_is_used(run_folder: Path) -> None:
+    # predict and serve keep the float model unless asked: the export did not say so.
+    from typer.testing import CliRunner
+
+    from sportsdet.cli import app
+
+    result = CliRunner().invoke(app, ["export", str(run_folder), "--int8", "--max-int8-drop", "100"])
+    assert result.exit_code == 0, result.output
+    assert "predict and serve use it with --int8" in " ".join(result.stdout.split())
+
+
 def test_int8_folds_relu6_into_the_quantised_convolution(run_folder: Path, monkeypatch) -> None:
     """A ReLU6 after a quantised convolution must not stay in float between a Dequantize and a
     Quantize (onnxruntime cannot fuse that; folded, the built-in INT8 model runs 1.5-1.7x faster);

@@ -82,7 +82,8 @@ def export_command(
     if report.int8 is not None:
         q = report.int8
         console.print(
-            f"wrote {plain(q.path)} (INT8 {q.quant_format}, {q.calibration_images} calibration images)",
+            f"wrote {plain(q.path)} (INT8 {q.quant_format}, {q.calibration_images} calibration images; "
+            "predict and serve use it with --int8)",
             highlight=False,
         )
         if q.fp32_accuracy is not None and q.int8_accuracy is not None:
