@@ -512,3 +512,24 @@ def test_an_out_folder_that_cannot_be_written_is_said_before_scoring(bundle, tre
     with pytest.raises(SportsdetError, match=r"--out .*locked/ev: cannot write in .*locked"):
         evaluate(bundle, tree, out_dir=locked / "ev", backend=Counting())
     assert scored == []
+
+
+def test_the_console_lists_the_most_given_of_many_classes_without_photos(capsys) -> None:
+    # 605 photos of 5 sports through a 105-class model: 50 rows of "0.00 - -" on the terminal.
+    from sportsdet.cli.evaluate import ONLY_GIVEN_ROWS, print_summary
+
+    labels = ["tennis"] + [f"sport {i:02d}" for i in range(15)]
+    matrix = np.zeros((16, 16), dtype=int)
+    matrix[0, 0] = 10
+    matrix[0, 1:] = np.arange(15, 0, -1)  # sport 00 given 15 photos, sport 14 one
+    row = {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0}
+    per_class = {"tennis": {"precision": 1.0, "recall": 0.08, "f1": 0.15, "support": 130}}
+    per_class |= {label: dict(row) for label in labels[1:]}
+    metrics = {"accuracy_ci95": [0.04, 0.13], "split": None, "n": 130, "accuracy": 0.08,
+               "balanced_accuracy": 0.08, "macro_f1": 0.15, "top_k": 5, "top5_accuracy": 0.5, "ece": 0.1,
+               "per_class": per_class, "labels": labels, "confusion_matrix": matrix.tolist()}  # fmt: skip
+    print_summary(metrics)
+    table = capsys.readouterr().out.split("per class", 1)[1]
+    listed = [line.split("│")[1].strip() for line in table.splitlines() if line.startswith("│")]
+    assert listed == ["tennis", *(f"sport {i:02d}" for i in range(ONLY_GIVEN_ROWS))]
+    assert f"the last {ONLY_GIVEN_ROWS} (the most given, of 15;" in " ".join(table.split())
