@@ -117,7 +117,17 @@ def test_unknown_class_is_an_error_listing_it(bundle: Path, tree: Path, tmp_path
         evaluate(bundle, tree, out_dir=out, backend=ColourOracle())
     assert not out.exists()
     # The labels of this model, not the built-in one's (`sportsdet info --labels` lists those).
-    assert f"`sportsdet info {bundle} --labels` lists them" in str(caught.value)
+    assert f"`sportsdet info {bundle} --labels` lists the labels" in str(caught.value)
+    assert "or leave them out with --known-only" in str(caught.value)
+    # A folder one cannot rename (shared, read-only): the known classes scored, the rest said.
+    notes: list[str] = []
+    result = evaluate(bundle, tree, out_dir=out, backend=ColourOracle(), known_only=True, warn=notes.append)
+    assert result.metrics["n"] == 12 and "curling" not in str(result.metrics["per_class"])
+    assert any("left out (--known-only) 1 class folder(s) the model does not know: 'curling' (4 photos)" in n
+               for n in notes)  # fmt: skip
+    only_unknown = make_image_tree(tmp_path / "other", classes=["curling"], per_class=2)
+    with pytest.raises(SportsdetError, match="not among the model's"):  # nothing known: still refused
+        evaluate(bundle, only_unknown, out_dir=tmp_path / "e2", backend=ColourOracle(), known_only=True)
 
 
 def test_subset_of_classes_is_fine(bundle: Path, tmp_path: Path) -> None:

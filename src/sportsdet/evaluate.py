@@ -174,7 +174,12 @@ def _from_manifest(
 
 
 def _from_folder(
-    bundle: Bundle, data_root: Path, split: str, split_given: bool, keep_seen: bool = False
+    bundle: Bundle,
+    data_root: Path,
+    split: str,
+    split_given: bool,
+    keep_seen: bool = False,
+    known_only: bool = False,
 ) -> EvalData:
     from sportsdet.data.discover import scan_dataset, without_imbalance
 
@@ -199,10 +204,19 @@ def _from_folder(
     if unknown:
         hints = ", ".join(quoted_with_hint(name, bundle.labels) for name in unknown)
         known = f" ({', '.join(bundle.labels)})" if len(bundle.labels) <= 10 else ""
-        raise SportsdetError(
-            f"{data_root}: class folder(s) {hints} are not among the model's {len(bundle.labels)} labels"
-            f"{known}; rename or remove them (`sportsdet info {_shown_model(bundle)} --labels` lists them)"
+        if not known_only or len(unknown) == len({r.label for r in records}):
+            raise SportsdetError(
+                f"{data_root}: class folder(s) {hints} are not among the model's {len(bundle.labels)} "
+                f"labels{known}; rename or remove them, or leave them out with --known-only "
+                f"(`sportsdet info {_shown_model(bundle)} --labels` lists the labels)"
+            )
+        # A folder one cannot rename (read-only, shared data) with a sport the model lacks.
+        count = {label: sum(r.label == label for r in records) for label in unknown}
+        notes.append(
+            f"left out (--known-only) {len(unknown)} class folder(s) the model does not know: "
+            + ", ".join(f"{quoted_with_hint(name, bundle.labels)} ({count[name]} photos)" for name in unknown)
         )
+        records = [r for r in records if r.label in index]
     items = [(r.path, index[r.label]) for r in records]
     chosen = EvalData(items, data_root, "folder", chosen_split, notes=notes)
     return chosen if keep_seen else _leave_out_seen(bundle, chosen)
@@ -268,9 +282,11 @@ def select_eval_data(
     *,
     split_given: bool = False,
     keep_seen: bool = False,
+    known_only: bool = False,
     warn: Callable[[str], None] = lambda message: None,
 ) -> EvalData:
-    """Decide which images to evaluate (see the module doc). `data` None: the run's own split."""
+    """Decide which images to evaluate (see the module doc). `data` None: the run's own split.
+    `known_only`: a folder's classes the model does not know are left out (else an error)."""
     split = normalise_split(split)
     recorded_root = bundle.data.get("root")
     if data is not None and is_dataset_file(data):
@@ -299,7 +315,7 @@ def select_eval_data(
     data_root = data_root.resolve()
     if isinstance(recorded_root, str) and recorded_root and _same_dir(recorded_root, data_root):
         return _from_manifest(bundle, data_root, split, warn, keep_seen)
-    return _from_folder(bundle, data_root, split, split_given, keep_seen)
+    return _from_folder(bundle, data_root, split, split_given, keep_seen, known_only)
 
 
 def _refuse_other_sources(bundle: Bundle, dataset_file: Path) -> None:
@@ -386,6 +402,7 @@ def evaluate(
     split: str = "test",
     split_given: bool = False,
     keep_seen: bool = False,
+    known_only: bool = False,
     out_dir: str | Path | None = None,
     batch_size: int = 32,
     device: str = "cpu",
@@ -410,7 +427,9 @@ def evaluate(
         raise SportsdetError(f"--batch-size must be at least 1, got {batch_size}")
     bundle_dir = resolve_bundle_dir(bundle_path)
     bundle = load_bundle(bundle_dir)
-    chosen = select_eval_data(bundle, data, split, split_given=split_given, keep_seen=keep_seen, warn=warn)
+    chosen = select_eval_data(
+        bundle, data, split, split_given=split_given, keep_seen=keep_seen, known_only=known_only, warn=warn
+    )
     for note in chosen.notes:
         warn(note)
     out = Path(out_dir) if out_dir is not None else default_out_dir(bundle.path, chosen)

@@ -46,6 +46,12 @@ def evaluate_command(
         help="Also score photos the model was trained or validated on. By default a folder's photos "
         "that match the bundle's seen_photos.json (by content) are left out, and counted.",
     ),
+    known_only: bool = typer.Option(
+        False,
+        "--known-only",
+        help="Leave out class folders the model does not know (listed, with their photo counts), "
+        "instead of refusing DATA; for folders you cannot rename.",
+    ),
 ) -> None:
     """Score a model on labelled images: accuracy (95% CI), balanced accuracy, macro-F1, top-5,
     a per-class table, a confusion matrix and galleries of right and wrong predictions."""
@@ -57,6 +63,7 @@ def evaluate_command(
         split=split or "test",
         split_given=split is not None,
         keep_seen=keep_seen,
+        known_only=known_only,
         out_dir=out,
         batch_size=batch_size,
         device=device,
