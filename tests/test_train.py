@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -454,6 +455,8 @@ def test_cli_train_prints_result_and_errors_without_traceback(data_dir, tmp_path
     # The report's line is part of the summary on stdout (it alone went to stderr).
     assert report.is_file() and f"report: {report}" in out and "<html" in report.read_text()[:500].lower()
     assert "test accuracy:" in out and (tmp_path / "run" / "eval" / "metrics.json").is_file()
+    # In percent, as the progress, evaluate and the report say them (it printed 0.9219 beside 92.2%).
+    assert re.search(r"test accuracy: \d+\.\d% on", out) and re.search(r"best val accuracy: \d+\.\d%", out)
     # `info` on the run shows that test score (bundle.json holds none: it showed no test score).
     tested = json.loads((tmp_path / "run" / "eval" / "metrics.json").read_text())
     assert run_cli("info", str(tmp_path / "run")) == 0

@@ -109,7 +109,7 @@ def print_summary(metrics: dict) -> None:
     headline.add_column(justify="right")
     headline.add_row("accuracy", f"{metrics['accuracy']:.1%}  (95% CI {lo:.1%} - {hi:.1%})")
     headline.add_row("balanced accuracy", f"{metrics['balanced_accuracy']:.1%}")
-    headline.add_row("macro-F1", f"{metrics['macro_f1']:.3f}")
+    headline.add_row("macro-F1", f"{metrics['macro_f1']:.1%}")  # as the report and the other rows
     headline.add_row(f"top-{metrics['top_k']} accuracy", f"{metrics['top5_accuracy']:.1%}")
     headline.add_row("calibration error (ECE)", f"{metrics['ece']:.3f}")
     abstain = metrics.get("abstain") or {}

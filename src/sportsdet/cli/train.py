@@ -179,7 +179,8 @@ def train(
     if os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 prints the summary
         return
     best = result.best or {}
-    val = f"{best['val_acc']:.4f}" if best.get("val_acc") is not None else "n/a (no validation set)"
+    # In percent, as the progress lines, evaluate and the report say them (0.9219 beside 92.2%).
+    val = f"{best['val_acc']:.1%}" if best.get("val_acc") is not None else "n/a (no validation set)"
     console.print(f"model bundle: {plain(out / 'model')}", highlight=False, soft_wrap=True)
     console.print(
         f"epochs run: {len(result.history)}; best epoch: {best.get('epoch')}; best val accuracy: {val}",
@@ -188,7 +189,7 @@ def train(
     if result.evaluation is not None:
         metrics, where = result.evaluation.metrics, result.evaluation.out_dir
         console.print(
-            f"test accuracy: {metrics['accuracy']:.4f} on {metrics['n']} images ({where})",
+            f"test accuracy: {metrics['accuracy']:.1%} on {metrics['n']} images ({where})",
             highlight=False,
             markup=False,
             soft_wrap=True,
