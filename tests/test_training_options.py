@@ -37,7 +37,8 @@ def test_values_are_converted_to_their_declared_types() -> None:
 @pytest.mark.parametrize(
     ("given", "message"),
     [
-        ({"labl_smoothing": 0.1}, r"unknown training option\(s\) labl_smoothing .*known: .*label_smoothing"),
+        ({"labl_smoothing": 0.1},
+         r"unknown training option\(s\) labl_smoothing \(did you mean 'label_smoothing'\?\) .*known: "),
         ({"batch_size": "abc"}, r"batch.size='abc': expected a whole number"),
         ({"input_size": 100000}, r"input_size=100000: must be between 16 and 1024"),
         ({"epochs": 0}, r"--epochs must be at least 1"),

@@ -18,7 +18,7 @@ import typing
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from sportsdet.errors import SportsdetError
+from sportsdet.errors import SportsdetError, quoted_with_hint
 
 # Powers of the distance head's scale measured: 1 to 4 (bench/distance_sharpness.py). Far above
 # them almost every photo less like its class than the median validation photo gets flat scores.
@@ -307,8 +307,9 @@ def build_options(cls: type[TrainOptions], values: dict[str, Any], model_name: s
                 f"--time-budget plans pretrained (transfer) training; {model_name} trains a fixed number of "
                 "epochs: use --epochs"
             )
+        named = ", ".join(quoted_with_hint(key, sorted(fields)).replace(repr(key), key, 1) for key in unknown)
         raise SportsdetError(
-            f"unknown training option(s) {', '.join(unknown)} for {model_name} (the {recipe} recipe); "
+            f"unknown training option(s) {named} for {model_name} (the {recipe} recipe); "
             f"known: {', '.join(sorted(fields))}"
         )
     hints = typing.get_type_hints(cls)
