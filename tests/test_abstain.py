@@ -223,6 +223,8 @@ def test_predict_cli_shows_uncertain_in_every_format(colour_model: Path, photos:
     assert red["uncertain"] is False and red["label"] == "red"
     assert grey["uncertain"] is True and grey["label"] is None and grey["score"] is None
     assert len(grey["top_k"]) == 2
+    # The summary counts it as uncertain, not as "labelled" (with a warning or not).
+    assert "1 of 2 input(s) uncertain: no label" in result.stderr and "labelled" not in result.stderr
 
     result = runner.invoke(app, [*args, "--format", "csv"])
     lines = result.stdout.splitlines()

@@ -560,7 +560,7 @@ def test_degenerate_photos_are_labelled_with_a_warning(colour_model: Path, tmp_p
     table = runner.invoke(app, ["predict", "-m", str(colour_model), str(tmp_path)], env={"COLUMNS": "250"})
     assert (
         "warning: only 1x1 pixels" in table.stdout
-        and "2 of 3 input(s) labelled with a warning" in table.stderr
+        and "2 of 3 input(s) came with a warning" in table.stderr
     )
 
     from sportsdet.data.check import check_file

@@ -178,7 +178,7 @@ def predict_command(
     )
     k = predictor.top_k
     failed = 0
-    warned = 0
+    warned = uncertain = 0
     total = 0
     rows = []
     if output_format is OutputFormat.csv:
@@ -199,6 +199,7 @@ def predict_command(
             total += 1
             failed += not result.ok
             warned += result.warning is not None
+            uncertain += bool(result.ok and result.uncertain)
             progress.advance(task)
             if output_format is OutputFormat.jsonl:
                 print_data(to_jsonl(result))
@@ -208,8 +209,12 @@ def predict_command(
                 rows.append(result)
     if output_format is OutputFormat.table:
         _print_table(rows, k)
+    # "labelled with a warning" counted photos that got no label (uncertain) as labelled.
     if warned:
-        err_console.print(f"[yellow]{warned} of {total} input(s) labelled with a warning[/]")
+        err_console.print(f"[yellow]{warned} of {total} input(s) came with a warning[/]")
+    if uncertain:
+        err_console.print(f"{uncertain} of {total} input(s) uncertain: no label, the best guess kept "
+                          "(--min-score or --no-abstain change that)", highlight=False)
     if failed:
         err_console.print(f"[yellow]{failed} of {total} input(s) could not be labelled[/]")
         raise typer.Exit(1)
