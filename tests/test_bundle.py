@@ -208,6 +208,10 @@ def test_a_run_without_its_model_yet_says_so_not_that_it_is_no_bundle(tmp_path) 
     # sportsdet model bundle".
     from sportsdet.run_folder import resolve_bundle_dir
 
+    saved = tmp_path / "data"  # a folder holding a split.json of `data split --out`: no run
+    saved.mkdir()
+    (saved / "split.json").write_text(json.dumps({"format": "sportsdet-split/1"}))
+    assert resolve_bundle_dir(saved) == saved
     run = tmp_path / "my run"
     (run / "checkpoints").mkdir(parents=True)
     (run / "config.json").write_text(json.dumps({"format": "sportsdet-run/1", "model": "seed-cnn"}))

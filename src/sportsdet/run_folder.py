@@ -167,7 +167,8 @@ def resolve_bundle_dir(path: str | Path) -> Path:
     if not (path / MANIFEST_NAME).is_file() and (path / MODEL / MANIFEST_NAME).is_file():
         return path / MODEL
     run = RunFolder(path)
-    if not (path / MANIFEST_NAME).is_file() and run.looks_like_run() and run.written_by_sportsdet():
+    started = run.config.is_file() or run.checkpoints.is_dir()  # not a lone saved split.json
+    if not (path / MANIFEST_NAME).is_file() and started and run.written_by_sportsdet():
         # A run whose training has not written its model yet was "not a sportsdet model bundle".
         kept = run.last_checkpoint.is_file()
         raise SportsdetError(
