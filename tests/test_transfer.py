@@ -394,3 +394,12 @@ def test_the_fine_tuning_plan_counts_what_an_epoch_costs_beyond_its_photos() -> 
     )  # fmt: skip
     planned = transfer._epochs_within_budget(ctx, 300, speed=100.0, n_train=18)
     assert 35 <= planned <= 39  # (40 - 5) / (0.18 + 0.7) = 39.8 -> 39, less as the clock runs; 194 without
+
+
+def test_the_summary_counts_epochs_by_stage(split_tree, tmp_path, cache, run_cli, capsys) -> None:
+    # "epochs run: 4" of a run whose config says epochs 1: the head epochs were not said apart.
+    args = ["train", str(split_tree), "--out", str(tmp_path / "run"), "--model", "lite0", "--epochs", "1",
+            "--set", "input_size=64", "--set", "head_epochs=3", "--set", "batch_size=8",
+            "--no-eval"]  # fmt: skip
+    assert run_cli(*args) == 0
+    assert "epochs run: 4 (3 head, 1 finetune)" in capsys.readouterr().out

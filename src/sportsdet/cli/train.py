@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -182,8 +183,12 @@ def train(
     # In percent, as the progress lines, evaluate and the report say them (0.9219 beside 92.2%).
     val = f"{best['val_acc']:.1%}" if best.get("val_acc") is not None else "n/a (no validation set)"
     console.print(f"model bundle: {plain(out / 'model')}", highlight=False, soft_wrap=True)
+    # "22" of a run whose config says epochs 2: the head epochs come first (20 head, 2 finetune).
+    stages = Counter(str(row.get("stage") or "train") for row in result.history)
+    split = f" ({', '.join(f'{n} {name}' for name, n in stages.items())})" if len(stages) > 1 else ""
     console.print(
-        f"epochs run: {len(result.history)}; best epoch: {best.get('epoch')}; best val accuracy: {val}",
+        f"epochs run: {len(result.history)}{split}; best epoch: {best.get('epoch')}; "
+        f"best val accuracy: {val}",
         highlight=False,
     )
     if result.evaluation is not None:
