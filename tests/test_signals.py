@@ -81,8 +81,8 @@ def test_stopping_predict_mid_stream_exits_cleanly(tmp_path, signum: int, code: 
     folder = tmp_path / "photos"
     folder.mkdir()
     photo = image_bytes((40, 120, 200), "JPEG", size=320)
-    for i in range(400):
-        (folder / f"{i:03d}.jpg").write_bytes(photo)
+    for i in range(2000):  # many: the run must still be going when the signal comes (400 were done first)
+        (folder / f"{i:04d}.jpg").write_bytes(photo)
     process = subprocess.Popen(
         [sys.executable, "-m", "sportsdet", "predict", str(folder), "--format", "csv", "--top-k", "1"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
