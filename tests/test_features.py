@@ -158,3 +158,13 @@ def test_progress_in_a_log_file_is_a_line_at_a_time(photos, model, cache, monkey
     assert lines[1].startswith("features: train (lite0, center): 4/5 photos, ")
     assert lines[-1].startswith("features: train (lite0, center): 5/5 photos in ")
     assert len(lines) == 3
+
+
+def test_progress_says_byte_copies_are_computed_once(photos, model, cache, tmp_path, capsys) -> None:
+    # "features valid: 45/45 photos" beside "50 valid": five copies, computed once, never said.
+    copy = tmp_path / "copy.jpg"
+    shutil.copy(photos[0], copy)
+    features.extract_features("lite0", [*photos, copy], preprocessing=PRE, model=model, batch_size=8,
+                              description="features: valid")  # fmt: skip
+    last = capsys.readouterr().err.splitlines()[-1]
+    assert last.startswith("features: valid (lite0, center; 1 byte copies computed once): 5/5 photos in ")

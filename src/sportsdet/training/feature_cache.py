@@ -219,10 +219,13 @@ def extract_features(
     cached = load_shards(folder, tap is not None)
     todo: list[int] = []
     seen: set[bytes] = set()
+    copies = 0  # photos whose bytes another one has: computed once ("45/45 photos" of 50 valid)
     for i, digest in enumerate(digests):
         if digest not in cached and digest not in seen:
             seen.add(digest)
             todo.append(i)
+        elif digest in seen:
+            copies += 1
 
     if todo:
         import torch
@@ -244,7 +247,8 @@ def extract_features(
                 threads=threads or cpu_count(),
                 batch_size=batch_size,
                 num_workers=num_workers,
-                bar=_progress_bar(progress, len(todo), f"{description} ({model_name}, {view})"),
+                bar=_progress_bar(progress, len(todo), f"{description} ({model_name}, {view}"
+                                  + (f"; {copies} byte copies computed once)" if copies else ")")),
             )
         _log_speed(folder, len(todo), time.perf_counter() - started)
         cached = load_shards(folder, tap is not None)
