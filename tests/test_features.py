@@ -167,4 +167,4 @@ def test_progress_says_byte_copies_are_computed_once(photos, model, cache, tmp_p
     features.extract_features("lite0", [*photos, copy], preprocessing=PRE, model=model, batch_size=8,
                               description="features: valid")  # fmt: skip
     last = capsys.readouterr().err.splitlines()[-1]
-    assert last.startswith("features: valid (lite0, center; 1 byte copies computed once): 5/5 photos in ")
+    assert last.startswith("features: valid (lite0, center; 1 byte copy computed once): 5/5 photos in ")

@@ -248,7 +248,8 @@ def extract_features(
                 batch_size=batch_size,
                 num_workers=num_workers,
                 bar=_progress_bar(progress, len(todo), f"{description} ({model_name}, {view}"
-                                  + (f"; {copies} byte copies computed once)" if copies else ")")),
+                                  + (f"; {copies} byte {'copy' if copies == 1 else 'copies'} computed once)"
+                                     if copies else ")")),
             )
         _log_speed(folder, len(todo), time.perf_counter() - started)
         cached = load_shards(folder, tap is not None)
