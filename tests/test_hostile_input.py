@@ -748,6 +748,12 @@ def test_check_accepts_a_plain_folder_of_photos(colour_model: Path, tmp_path: Pa
     # training still needs class folders, and says so in one line
     line = one_error_line(sportsdet_cli("data", "scan", str(folder), timeout=60))
     assert "no class folders" in line
+    # among several sources, it is checked on its own (it was "no class folders found")
+    sources = tmp_path / "sources"
+    (sources / "polo").mkdir(parents=True)
+    (sources / "polo" / "a.jpg").write_bytes(image_bytes((200, 10, 10)))
+    line = one_error_line(sportsdet_cli("data", "check", str(folder), str(sources), timeout=60))
+    assert "a folder of photos with no class folders; check it on its own" in line
 
     # predict uses the same walker (folder) and the same content test (glob, and a file named:
     # the shell's expansion of photos/* had no note), with the note

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -74,6 +75,26 @@ def scan_sources_from_cli(
     from sportsdet.data.sources import scan_sources, sources_from_args
 
     return scan_sources(sources_from_args(paths, maps, merge), classes)
+
+
+def _refuse_photo_folders_among_sources(paths: list[Path]) -> None:
+    """A plain folder of photos (no class folders) is checked on its own; among several sources it
+    was refused as "no class folders found", as if it could not be checked at all."""
+    from sportsdet.data.discover import scan_dataset
+    from sportsdet.data.sources import is_dataset_file
+
+    for path in paths:
+        if path.is_dir() and not is_dataset_file(path):
+            try:
+                plain_photos = scan_dataset(path, allow_photos=True).layout == "photos"
+            except SportsdetError:
+                continue  # scan_sources says what is wrong with it
+            if plain_photos:
+                raise SportsdetError(
+                    f"{path}: a folder of photos with no class folders; check it on its own "
+                    f"(`sportsdet data check {shlex.quote(str(path))}`): several folders are checked as "
+                    "sources of one dataset, each with its class folders"
+                )
 
 
 def _is_multi(paths: list[Path], maps: list[str]) -> bool:
@@ -295,6 +316,7 @@ def check(
     if report_path is not None:  # refused before the check and the moves whose record it is
         check_writable_file(report_path, "--report")
     if _is_multi(paths, []):
+        _refuse_photo_folders_among_sources(paths)
         scans = [(item.source.name, item.scan) for item in scan_sources_from_cli(paths, [], ["all"])]
     else:
         scans = [("", scan_dataset(paths[0], allow_photos=True))]
