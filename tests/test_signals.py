@@ -87,6 +87,9 @@ def test_stopping_predict_mid_stream_exits_cleanly(tmp_path, signum: int, code: 
         [sys.executable, "-m", "sportsdet", "predict", str(folder), "--format", "csv", "--top-k", "1"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        # As from a terminal: a test run started in the background (CI) ignores SIGINT, and the
+        # child would inherit that, label every photo and exit 0.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip
     try:
         assert process.stdout is not None
