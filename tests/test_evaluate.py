@@ -324,12 +324,12 @@ def test_the_evaluation_speed_leaves_out_loading_the_model(bundle, tree, tmp_pat
     import sportsdet.evaluate as evaluating
 
     def slow_load(*args, **kwargs):
-        time.sleep(1.5)
+        time.sleep(3.0)
         return ColourOracle()
 
     monkeypatch.setattr(evaluating, "load_backend", slow_load)
     evaluate(bundle, tree, out_dir=tmp_path / "eval")
-    assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["seconds"] < 1.5
+    assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["seconds"] < 3.0
 
 
 def test_another_device_runs_the_bundle_on_torch(bundle, tree, tmp_path, monkeypatch) -> None:
