@@ -110,6 +110,8 @@ def test_a_model_named_with_a_tilde_or_a_bundle_folder_ending_in_onnx(bundle, ph
     for command in (["info", str(folder)], ["predict", str(photos / "a.jpg"), "-m", str(folder)]):
         result = runner.invoke(app, command)
         assert result.exit_code == 0, result.output
+    # The Predictor (predict, serve) reads it as the bundle it is (bundle.json's labels and rule).
+    assert Predictor(folder).bundle is not None
 
 
 def test_a_pattern_below_a_folder_with_brackets_in_its_name(tmp_path: Path) -> None:

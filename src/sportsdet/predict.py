@@ -41,6 +41,7 @@ from sportsdet.runtime import (
     Backend,
     Loaded,
     TorchBackend,
+    is_onnx_file,
     load_backend,
     preferred_batch_size,
     stream_predictions,
@@ -266,7 +267,7 @@ class Predictor:
         if top_k < 1:
             raise SportsdetError(f"top-k must be at least 1, got {top_k}")
         onnx_file = None if isinstance(bundle_or_path, Bundle) else Path(bundle_or_path).expanduser()
-        if onnx_file is not None and onnx_file.suffix.lower() == ".onnx":
+        if onnx_file is not None and is_onnx_file(onnx_file):
             self.bundle: Bundle | None = None  # an exported file carries labels and preprocessing
         elif isinstance(bundle_or_path, Bundle):
             self.bundle = bundle_or_path

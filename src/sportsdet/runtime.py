@@ -322,6 +322,12 @@ def _torch_installed() -> bool:
     return importlib.util.find_spec("torch") is not None
 
 
+def is_onnx_file(path: str | Path) -> bool:
+    """A model given as an exported .onnx file, not a bundle folder (which may be named x.onnx)."""
+    path = Path(path)
+    return path.suffix.lower() == ".onnx" and not path.is_dir()
+
+
 def load_backend(
     model: str | Path | None = None,
     backend: str = "auto",
@@ -359,7 +365,7 @@ def load_backend(
             )
         return onnx_model
 
-    if (path.suffix.lower() == ".onnx" and not path.is_dir()) or path.is_file():
+    if is_onnx_file(path) or path.is_file():
         if backend == "torch":
             raise SportsdetError(f"{path}: the torch backend needs a bundle folder, not an ONNX file")
         if not path.is_file():

@@ -48,10 +48,11 @@ def _bundle_dir(model: Path | None) -> Path:
     from sportsdet.bundle import builtin_bundle_path
     from sportsdet.errors import SportsdetError
     from sportsdet.run_folder import resolve_bundle_dir
+    from sportsdet.runtime import is_onnx_file
 
     if model is not None:
         model = model.expanduser()  # `--model=~/m.onnx`: the shell leaves that ~ alone
-        if model.suffix.lower() == ".onnx" and not model.is_dir():  # a bundle folder may end in .onnx
+        if is_onnx_file(model):
             return model
         return resolve_bundle_dir(model)
     builtin = builtin_bundle_path()
@@ -297,8 +298,9 @@ def onnx_info(path: Path) -> dict[str, Any]:
 def bundle_info(bundle_dir: Path) -> dict[str, Any]:
     """Everything `sportsdet info` shows, as a JSON-ready dict."""
     from sportsdet.bundle import load_bundle
+    from sportsdet.runtime import is_onnx_file
 
-    if bundle_dir.suffix.lower() == ".onnx" and not bundle_dir.is_dir():
+    if is_onnx_file(bundle_dir):
         return onnx_info(bundle_dir)
 
     from sportsdet.errors import SportsdetError

@@ -56,7 +56,7 @@ from sportsdet.fetch import DEFAULT_MAX_BYTES, AddressPolicy, FetchError, fetch_
 from sportsdet.files import cpu_count
 from sportsdet.imageio import open_header
 from sportsdet.predict import InputItem, Predictor
-from sportsdet.runtime import model_lanes, preferred_batch_size
+from sportsdet.runtime import is_onnx_file, model_lanes, preferred_batch_size
 from sportsdet.serve.batching import MicroBatcher, Overloaded
 
 log = logging.getLogger("sportsdet.serve")
@@ -537,7 +537,7 @@ def make_predictor(config: ServeConfig) -> Predictor:
     model = config.model if config.model is not None else builtin_bundle_path()
     if model is None:
         raise SportsdetError("no --model given and this install has no built-in model")
-    if Path(model).suffix.lower() != ".onnx":
+    if not is_onnx_file(model):
         model = resolve_bundle_dir(model)  # a training run folder means its model/
     return Predictor(
         model, threads=config.threads, int8=config.int8, abstain=config.abstain, min_score=config.min_score
