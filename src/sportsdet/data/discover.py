@@ -258,15 +258,8 @@ class _Walker:
 
 
 def _inside(path: str, folders: set[tuple[int, int]]) -> bool:
-    """Whether a real path lies under one of these folders (by device and inode)."""
-    for parent in Path(path).parents:
-        try:
-            st = parent.stat()
-        except OSError:
-            return False
-        if (st.st_dev, st.st_ino) in folders:
-            return True
-    return False
+    """Whether a real path lies under one of these folders (by `files.folder_key`)."""
+    return any(files.folder_key(parent) in folders for parent in Path(path).parents)
 
 
 def _check_root(root: str | Path) -> Path:

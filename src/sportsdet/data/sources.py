@@ -350,26 +350,27 @@ def _refuse_unshared_merges(scans: list[SourceScan], sources: Sources) -> None:
     without a word, while the shared name it meant was then refused as unconfirmed."""
     if sources.merge is None or len(scans) < 2:
         return
-    owners: dict[str, int] = defaultdict(int)
-    for item in scans:
-        for label in item.scan.classes:
-            owners[label] += 1
-    unshared = sorted(name for name in sources.merge if owners[name] < 2)
+    shared = _shared_classes(scans)
+    unshared = sorted(name for name in sources.merge if name not in shared)
     if unshared:
-        shared = sorted(label for label, count in owners.items() if count > 1)
         where = "--merge" if sources.origin == "the command line" else f"{sources.origin}: merge"
         raise SportsdetError(
             f"{where} {', '.join(repr(n) for n in unshared)}: no two sources have a class of that name, so "
-            f"it merges nothing; class names in more than one source: {_short(shared) if shared else 'none'}"
+            f"it merges nothing; class names in more than one source: {_short(sorted(shared)) or 'none'}"
         )
 
 
-def _refuse_silent_merges(scans: list[SourceScan], sources: Sources) -> None:
+def _shared_classes(scans: list[SourceScan]) -> dict[str, list[str]]:
+    """Class names found in more than one source, each with the sources that have it."""
     owners: dict[str, list[str]] = defaultdict(list)
     for item in scans:
         for label in item.scan.classes:
             owners[label].append(item.source.name)
-    shared = {label: names for label, names in owners.items() if len(names) > 1}
+    return {label: names for label, names in owners.items() if len(names) > 1}
+
+
+def _refuse_silent_merges(scans: list[SourceScan], sources: Sources) -> None:
+    shared = _shared_classes(scans)
     unconfirmed = sorted(
         label for label in shared if sources.merge is not None and label not in sources.merge
     )

@@ -120,12 +120,6 @@ def _safe(render: Callable[[], str], title: str, notes: list[str]) -> str:
     """Run one section; a drawing failure costs that section, not the whole report."""
     try:
         return render()
-    except ModuleNotFoundError as exc:  # the light install (`pip install sportsdet`) has no matplotlib
-        module = str(exc.name).split(".")[0]
-        note = f"figures need {module}, which the light install leaves out: pip install 'sportsdet[train]'"
-        if note not in notes:
-            notes.append(note)
-        return missing(f"{escape(title)}: not drawn (needs {escape(module)}; see the notes above)")
     except Exception as exc:  # noqa: BLE001 - matplotlib/Pillow may fail in many ways
         notes.append(f"the {title} section could not be drawn ({type(exc).__name__}: {exc})")
         return missing(f"{escape(title)}: could not be drawn (see the notes at the top).")
