@@ -43,7 +43,7 @@ from sportsdet.run_folder import (
     run_of_bundle,
     split_manifest_candidates,
 )
-from sportsdet.runtime import load_backend, stream_predictions
+from sportsdet.runtime import is_cpu, load_backend, stream_predictions
 from sportsdet.seen_photos import (
     LeftOut,
     SeenPhotos,
@@ -447,8 +447,7 @@ def evaluate(
     if backend is None:
         # Another device is torch's (a bundle with model.onnx, the built-in model too, was refused
         # "runs on onnxruntime; --backend torch", an option evaluate does not have).
-        on_cpu = str(device).split(":")[0].lower() == "cpu"
-        backend = load_backend(bundle.path, "auto" if on_cpu else "torch", device=device)
+        backend = load_backend(bundle.path, "auto" if is_cpu(device) else "torch", device=device)
     # Timed from here: the speed is the scoring's; with the model's loading in it, 9 photos
     # "ran" at 3 images/s after `evaluate` and at 470 in training's own evaluation.
     started = time.monotonic()

@@ -322,6 +322,11 @@ def _torch_installed() -> bool:
     return importlib.util.find_spec("torch") is not None
 
 
+def is_cpu(device: str) -> bool:
+    """`--device cpu` (or cpu:0): what onnxruntime runs on; any other device is torch's."""
+    return str(device).split(":")[0].lower() == "cpu"
+
+
 def is_onnx_file(path: str | Path) -> bool:
     """A model given as an exported .onnx file, not a bundle folder (which may be named x.onnx)."""
     path = Path(path)
@@ -358,7 +363,7 @@ def load_backend(
 
     def cpu_only(onnx_model: OnnxBackend) -> OnnxBackend:
         # --device cuda was taken and the model ran on the CPU all the same, without a word.
-        if str(device).split(":")[0].lower() != "cpu":
+        if not is_cpu(device):
             raise SportsdetError(
                 f"--device {device}: {path} runs on onnxruntime, on the CPU; --backend torch (a bundle "
                 "folder) runs it on another device"
