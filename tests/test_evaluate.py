@@ -242,6 +242,30 @@ def test_other_photos_never_replace_the_runs_own_evaluation(tmp_path: Path, tree
     assert evaluate(run, other, backend=ColourOracle()).out_dir == run / "eval-web photos"
 
 
+def test_int8_scores_the_int8_model_beside_the_runs_own_evaluation(tmp_path: Path, tree: Path) -> None:
+    from sportsdet.export import export_bundle
+
+    run, test_files = _run_folder(tmp_path, tree)
+    made_how = r"no model\.int8\.onnx; create it with `sportsdet export .* --int8`"
+    with pytest.raises(SportsdetError, match=made_how):
+        evaluate(run, int8=True)
+    assert not (run / "eval-int8").exists()
+    with pytest.raises(SportsdetError, match="--int8 runs on onnxruntime, on the CPU"):
+        evaluate(run, int8=True, device="cuda")
+    export_bundle(run / "model", int8=True, max_int8_drop=100.0)
+    own = evaluate(run)  # model.onnx, in float
+    quantised = evaluate(run, int8=True)
+    assert own.out_dir == run / "eval" and quantised.out_dir == run / "eval-int8"
+    assert own.metrics["backend"] == "onnxruntime (model.onnx)"
+    assert quantised.metrics["backend"] == "onnxruntime int8 (model.int8.onnx)"
+    assert quantised.metrics["n"] == len(test_files)
+    other = evaluate(run, tree, split="train", int8=True)
+    assert other.out_dir == run / "eval-train-int8"
+    result = CliRunner().invoke(app, ["evaluate", str(run), "--int8"])
+    assert result.exit_code == 0, result.output
+    assert "eval-int8" in " ".join(result.output.split())
+
+
 def test_training_tree_without_manifest_says_so(tmp_path: Path, tree: Path) -> None:
     run, _ = _run_folder(tmp_path, tree)
     (run / "split.json").unlink()

@@ -85,18 +85,20 @@ class EvalResult:
 # ----------------------------------------------------------------------------- locating things
 
 
-def default_out_dir(bundle_dir: Path, chosen: EvalData | None = None) -> Path:
-    """RUN/eval for the run's own test split; RUN/eval-<data folder>[-<split>] for other photos or
-    another split, so they never replace the evaluation the run's report shows. Outside a run:
-    ./eval-<bundle folder name>."""
+def default_out_dir(bundle_dir: Path, chosen: EvalData, *, int8: bool = False) -> Path:
+    """RUN/eval for the run's own test split; RUN/eval-<data folder>[-<split>][-int8] for other
+    photos, another split or the INT8 model, so they never replace the evaluation the run's report
+    shows. Outside a run: ./eval-<bundle folder name>[-int8]."""
     run = run_of_bundle(bundle_dir)
     if run is None:
-        return Path.cwd() / f"eval-{Path(bundle_dir).resolve().name}"
-    if chosen is None or (chosen.source == "split-manifest" and chosen.split == "test"):
+        return Path.cwd() / f"eval-{Path(bundle_dir).resolve().name}{'-int8' if int8 else ''}"
+    if not int8 and chosen.source == "split-manifest" and chosen.split == "test":
         return run.eval
     parts = [] if chosen.source == "split-manifest" else [chosen.root.name or "data"]
     if chosen.split not in (None, "test"):
         parts.append(chosen.split)
+    if int8:
+        parts.append("int8")
     name = "-".join(parts)
     out, number = run.other_eval(name), 2
     # /a/photos and /b/photos both made RUN/eval-photos: the second replaced the first in silence.
@@ -407,13 +409,15 @@ def evaluate(
     batch_size: int = 32,
     device: str = "cpu",
     seed: int = 0,
+    int8: bool = False,
     backend: Any = None,
     progress: bool = False,
     warn: Callable[[str], None] = lambda message: None,
 ) -> EvalResult:
     """Evaluate a bundle (or a run folder) on DATA and write the evaluation folder.
 
-    DATA None (or the run's dataset file): the run's own saved split, every source of it.
+    DATA None (or the run's dataset file): the run's own saved split, every source of it. `int8`
+    scores the bundle's model.int8.onnx (what `predict --int8` and `serve --int8` run).
     """
     from sportsdet.metrics import (
         abstain_metrics,
@@ -425,6 +429,8 @@ def evaluate(
 
     if batch_size < 1:
         raise SportsdetError(f"--batch-size must be at least 1, got {batch_size}")
+    if int8 and not is_cpu(device):
+        raise SportsdetError(f"--device {device}: --int8 runs on onnxruntime, on the CPU; drop one of them")
     bundle_dir = resolve_bundle_dir(bundle_path)
     bundle = load_bundle(bundle_dir)
     chosen = select_eval_data(
@@ -432,7 +438,7 @@ def evaluate(
     )
     for note in chosen.notes:
         warn(note)
-    out = Path(out_dir) if out_dir is not None else default_out_dir(bundle.path, chosen)
+    out = Path(out_dir) if out_dir is not None else default_out_dir(bundle.path, chosen, int8=int8)
     if out.exists() and not out.is_dir():
         raise SportsdetError(f"{out}: exists and is not a folder; choose another --out")
     if chosen.source == "folder" and out.resolve().is_relative_to(chosen.root.resolve()):
@@ -447,7 +453,10 @@ def evaluate(
     if backend is None:
         # Another device is torch's (a bundle with model.onnx, the built-in model too, was refused
         # "runs on onnxruntime; --backend torch", an option evaluate does not have).
-        backend = load_backend(bundle.path, "auto" if is_cpu(device) else "torch", device=device)
+        if int8:  # before any photo is scored: a bundle without it is told how to make it
+            backend = load_backend(bundle.path, "onnx", int8=True)
+        else:
+            backend = load_backend(bundle.path, "auto" if is_cpu(device) else "torch", device=device)
     # Timed from here: the speed is the scoring's; with the model's loading in it, 9 photos
     # "ran" at 3 images/s after `evaluate` and at 470 in training's own evaluation.
     started = time.monotonic()

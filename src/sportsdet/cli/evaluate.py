@@ -46,6 +46,12 @@ def evaluate_command(
         help="Also score photos the model was trained or validated on. By default a folder's photos "
         "that match the bundle's seen_photos.json (by content) are left out, and counted.",
     ),
+    int8: bool = typer.Option(
+        False,
+        "--int8",
+        help="Score the bundle's INT8 model (model.int8.onnx, from `sportsdet export --int8`): what "
+        "`predict --int8` and `serve --int8` run. Results go to RUN/eval-int8 (RUN/eval is kept).",
+    ),
     known_only: bool = typer.Option(
         False,
         "--known-only",
@@ -68,6 +74,7 @@ def evaluate_command(
         batch_size=batch_size,
         device=device,
         seed=seed,
+        int8=int8,
         progress=True,
         warn=warn,
     )

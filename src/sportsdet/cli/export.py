@@ -83,7 +83,7 @@ def export_command(
         q = report.int8
         console.print(
             f"wrote {plain(q.path)} (INT8 {q.quant_format}, {q.calibration_images} calibration images; "
-            "predict and serve use it with --int8)",
+            "predict, serve and evaluate use it with --int8)",
             highlight=False,
         )
         if q.fp32_accuracy is not None and q.int8_accuracy is not None:
