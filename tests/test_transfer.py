@@ -396,6 +396,24 @@ def test_the_fine_tuning_plan_counts_what_an_epoch_costs_beyond_its_photos() -> 
     assert 35 <= planned <= 39  # (40 - 5) / (0.18 + 0.7) = 39.8 -> 39, less as the clock runs; 194 without
 
 
+def test_a_budget_that_is_not_the_limit_says_so() -> None:
+    # --time-budget 20m on a small folder said nothing at all: as if it had been ignored.
+    import time
+    from types import SimpleNamespace
+
+    from rich.console import Console
+
+    import sportsdet.training.recipes.transfer as transfer
+
+    console = Console(record=True, width=200)
+    ctx = SimpleNamespace(
+        options=TransferOptions(time_budget="20m"), manifest=SimpleNamespace(items=lambda split: []),
+        console=console, started=time.time(), recipe_state={},
+    )  # fmt: skip
+    assert transfer._epochs_within_budget(ctx, 2, speed=10.0, n_train=100) == 2
+    assert "time budget: 1200s leaves room for all 2 fine-tuning epoch(s) of ~10s" in console.export_text()
+
+
 def test_the_summary_counts_epochs_by_stage(split_tree, tmp_path, cache, run_cli, capsys) -> None:
     # "epochs run: 4" of a run whose config says epochs 1: the head epochs were not said apart.
     args = ["train", str(split_tree), "--out", str(tmp_path / "run"), "--model", "lite0", "--epochs", "1",

@@ -433,6 +433,12 @@ def _epochs_within_budget(ctx: TrainContext, epochs: int, speed: float, n_train:
             "--resume, allows more)",
             highlight=False,
         )
+    else:  # said too: a budget that changed nothing read as if it had been ignored
+        ctx.console.print(
+            f"time budget: {budget_s:.0f}s leaves room for all {epochs} fine-tuning epoch(s) "
+            f"of ~{per_epoch:.0f}s",
+            highlight=False,
+        )
     return max(0, min(epochs, affordable))
 
 
