@@ -445,7 +445,7 @@ def test_cli_prints_summary_and_defaults_out(
     assert re.search(r"macro-F1\s*│\s*\d+\.\d%", result.stdout)  # 0.716 beside the report's 71.6%
     assert "air hockey" in result.stdout  # the per-class table
     # the CLI also writes the HTML report beside the results
-    assert {p.name for p in (tmp_path / "eval-bundle").iterdir()} == EXPECTED_FILES | {"report.html"}
+    assert {p.name for p in (tmp_path / "eval-bundle-data").iterdir()} == EXPECTED_FILES | {"report.html"}
 
 
 def test_cli_unknown_class_error(bundle: Path, tree: Path, tmp_path: Path) -> None:
@@ -464,9 +464,16 @@ def test_the_builtin_model_is_evaluated_by_name(
     make_image_tree(tmp_path / "mine", ["tennis", "soccer"], per_class=3)
     monkeypatch.chdir(tmp_path)
     assert run_cli("evaluate", "builtin", "mine") == 0
-    metrics = json.loads((tmp_path / "eval-builtin" / "metrics.json").read_text())
+    metrics = json.loads((tmp_path / "eval-builtin-mine" / "metrics.json").read_text())
     assert metrics["n"] == 6 and set(metrics["per_class"]) >= {"tennis", "soccer"}
     assert metrics["labels"] == json.loads((builtin_bundle_path() / "bundle.json").read_text())["labels"]
+    # Other photos never replace it (both went to ./eval-builtin, the first lost in silence), nor
+    # do other photos in a folder of the same name.
+    make_image_tree(tmp_path / "theirs", ["tennis"], per_class=2)
+    make_image_tree(tmp_path / "b" / "mine", ["soccer"], per_class=2)
+    assert run_cli("evaluate", "builtin", "theirs") == 0 and run_cli("evaluate", "builtin", "b/mine") == 0
+    scored = {p.name: json.loads((p / "metrics.json").read_text())["n"] for p in tmp_path.glob("eval-*")}
+    assert scored == {"eval-builtin-mine": 6, "eval-builtin-theirs": 2, "eval-builtin-mine-2": 2}
     # Without DATA: its training data is not here to use; the error says what to give instead.
     capsys.readouterr()
     assert run_cli("evaluate", "builtin") == 2

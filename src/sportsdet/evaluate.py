@@ -88,22 +88,23 @@ class EvalResult:
 def default_out_dir(bundle_dir: Path, chosen: EvalData, *, int8: bool = False) -> Path:
     """RUN/eval for the run's own test split; RUN/eval-<data folder>[-<split>][-int8] for other
     photos, another split or the INT8 model, so they never replace the evaluation the run's report
-    shows. Outside a run: ./eval-<bundle folder name>[-int8]."""
-    run = run_of_bundle(bundle_dir)
-    if run is None:
-        return Path.cwd() / f"eval-{Path(bundle_dir).resolve().name}{'-int8' if int8 else ''}"
-    if not int8 and chosen.source == "split-manifest" and chosen.split == "test":
-        return run.eval
+    shows. Outside a run: ./eval-<bundle folder name>[-<data folder>][-<split>][-int8]."""
     parts = [] if chosen.source == "split-manifest" else [chosen.root.name or "data"]
     if chosen.split not in (None, "test"):
         parts.append(chosen.split)
     if int8:
         parts.append("int8")
-    name = "-".join(parts)
-    out, number = run.other_eval(name), 2
+    run = run_of_bundle(bundle_dir)
+    if run is None:  # `evaluate builtin A` then `evaluate builtin B` both wrote ./eval-builtin
+        name, where = "-".join([Path(bundle_dir).resolve().name, *parts]), lambda n: Path.cwd() / f"eval-{n}"
+    elif not parts:
+        return run.eval
+    else:
+        name, where = "-".join(parts), run.other_eval
+    out, number = where(name), 2
     # /a/photos and /b/photos both made RUN/eval-photos: the second replaced the first in silence.
     while _evaluated_other_data(out, chosen.root):
-        out, number = run.other_eval(f"{name}-{number}"), number + 1
+        out, number = where(f"{name}-{number}"), number + 1
     return out
 
 

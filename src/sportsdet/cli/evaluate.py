@@ -35,7 +35,8 @@ def evaluate_command(
         "--out",
         "-o",
         help="Folder for the results. Default: RUN/eval for the run's own test split, RUN/eval-<data "
-        "folder> for other photos (RUN/eval is kept), or ./eval-<bundle name> outside a run.",
+        "folder> for other photos (RUN/eval is kept), or ./eval-<bundle name>-<data folder> outside a "
+        "run (./eval-builtin-<data folder> for the built-in model).",
     ),
     batch_size: int = typer.Option(32, "--batch-size", "-b", min=1, help="Images per forward pass."),
     device: str = typer.Option("cpu", "--device", help="Torch device to run on, e.g. cpu or cuda."),
