@@ -443,6 +443,7 @@ def test_cli_prints_summary_and_defaults_out(
     assert result.exit_code == 0, result.output
     assert "accuracy" in result.stdout and "95% CI" in result.stdout and "macro-F1" in result.stdout
     assert re.search(r"macro-F1\s*│\s*\d+\.\d%", result.stdout)  # 0.716 beside the report's 71.6%
+    assert re.search(r"calibration error \(ECE\)\s*│\s*\d+\.\d%", result.stdout)  # as train, info, report
     assert "air hockey" in result.stdout  # the per-class table
     # the CLI also writes the HTML report beside the results
     assert {p.name for p in (tmp_path / "eval-bundle-data").iterdir()} == EXPECTED_FILES | {"report.html"}

@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -482,6 +483,8 @@ def test_info_says_in_words_what_the_builtin_model_was_trained_on() -> None:
     assert rows["sources"] == "sports100 (100 classes), websports (5 classes)"
     assert rows["split"].startswith("train 14,652 / valid 620 / test 799 (sports100: official;")
     assert rows["input"].startswith("300 px, crop") and "mean 0.498, std 0.502" in rows["input"]
+    # In % as train, evaluate and the report say it (it read "ECE 0.210 -> 0.016" here alone).
+    assert re.search(r"validation photos, ECE \d+\.\d% -> \d+\.\d%$", rows["calibration"])
     # "entropy < 0.85" read as if the sure photos (low entropy) were the uncertain ones.
     assert rows["abstain"].startswith("uncertain when its certainty (1 - entropy / ln classes) <")
     assert rows["seen photos"].endswith(

@@ -119,7 +119,7 @@ def print_summary(metrics: dict) -> None:
     headline.add_row("balanced accuracy", f"{metrics['balanced_accuracy']:.1%}")
     headline.add_row("macro-F1", f"{metrics['macro_f1']:.1%}")  # as the report and the other rows
     headline.add_row(f"top-{metrics['top_k']} accuracy", f"{metrics['top5_accuracy']:.1%}")
-    headline.add_row("calibration error (ECE)", f"{metrics['ece']:.3f}")
+    headline.add_row("calibration error (ECE)", f"{metrics['ece']:.1%}")  # in % as train, info and the report
     abstain = metrics.get("abstain") or {}
     if abstain.get("answered") is not None:  # what `predict` answers of these photos (it was report-only)
         answered = abstain.get("accuracy_answered")

@@ -453,7 +453,7 @@ def _summary_rows(info: dict) -> list[tuple[str, str]]:
             rows.append((
                 "calibration",
                 f"temperature {calibration['temperature']:.3f} on {calibration.get('valid_images', '?')} "
-                "validation photos" + (f", ECE {ece[0]:.3f} -> {ece[1]:.3f}" if None not in ece else ""),
+                "validation photos" + (f", ECE {ece[0]:.1%} -> {ece[1]:.1%}" if None not in ece else ""),
             ))
     if isinstance(metrics.get("best_val_accuracy"), (int, float)):
         loss = metrics.get("best_val_loss")
