@@ -481,3 +481,21 @@ def test_a_quarantine_that_cannot_be_written_is_refused_before_checking(
     (tmp_path / "pv.png").mkdir()
     result = CliRunner().invoke(app, ["data", "scan", str(messy), "--preview", str(tmp_path / "pv.png")])
     assert f"give a file name such as {tmp_path / 'pv.png' / 'preview.png'}" in str(result.exception)
+
+
+def test_the_console_shows_each_copy_group_apart(messy: Path) -> None:
+    # The groups were one long column of names: which files were copies of which was only in the
+    # JSON. Each group is numbered and ruled off, the kept copy first.
+    from sportsdet.cli import app
+
+    result = CliRunner().invoke(app, ["data", "check", str(messy)], env={"COLUMNS": "160"})
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    rows = [line for line in lines if "│" in line and any(name in line for name in CROSS_SPLIT + SAME_SPLIT)]
+    cells = [[cell.strip() for cell in row.split("│")[1:-1]] for row in rows]
+    assert [(number, name) for number, name, _ in cells] == [
+        ("1", CROSS_SPLIT[0]), ("", CROSS_SPLIT[1]), ("2", SAME_SPLIT[0]), ("", SAME_SPLIT[1])
+    ]
+    between = lines[lines.index(rows[1]) + 1 : lines.index(rows[2])]
+    assert any(line.startswith("├") for line in between)  # a rule between the two groups
+    assert "files (the first is the copy kept)" in result.stdout

@@ -234,10 +234,10 @@ def _print_check(report: CheckReport) -> None:
         console.print(table)
         if len(problems) > _PROBLEM_ROWS:
             console.print(f"... and {len(problems) - _PROBLEM_ROWS} more (all in --report)")
-    _print_groups(report.duplicates, "exact duplicates (first copy is kept by --quarantine)")
+    _print_groups(report.duplicates, "exact duplicates (--quarantine moves all but the first of each group)")
     _print_groups(
-        report.near_copies, "near copies: one photo saved again, resized or re-saved (first copy is kept by "
-        "--quarantine)"
+        report.near_copies, "near copies: one photo saved again, resized or re-saved (--quarantine moves all "
+        "but the first of each group)"
     )
 
 
@@ -247,17 +247,19 @@ def _print_groups(groups: list[Any], title: str) -> None:
 
     if not groups:
         return
-    table = Table(title=title, title_justify="left")
-    table.add_column("files", overflow="fold")
+    # One row a group, ruled apart: without the lines, 27 groups read as one column of names.
+    table = Table(title=title, title_justify="left", show_lines=True)
+    table.add_column("group", justify="right")
+    table.add_column("files (the first is the copy kept)", overflow="fold")
     table.add_column("note")
-    for group in groups[:_DUPLICATE_ROWS]:
+    for number, group in enumerate(groups[:_DUPLICATE_ROWS], 1):
         notes = []
         if group.cross_split:
             splits = plain(" / ".join(dict.fromkeys(group.splits)))
             notes.append(f"[bold red]across splits: {splits}[/]")
         if group.conflicting_labels:
             notes.append("[bold red]different labels[/]")
-        table.add_row(plain("\n".join(group.files)), "; ".join(notes))
+        table.add_row(str(number), plain("\n".join(group.files)), "; ".join(notes))
     console.print(table)
     if len(groups) > _DUPLICATE_ROWS:
         console.print(f"... and {len(groups) - _DUPLICATE_ROWS} more groups (all in --report)")
