@@ -272,7 +272,7 @@ def test_small_files_declaring_huge_pictures_are_refused_before_decoding(
     (tmp_path / "fine.png").write_bytes(_png(64, 48))
     proc = sportsdet_cli("predict", "-m", str(colour_model), str(tmp_path), "-f", "jsonl", memory_mb=1200)
     records = {Path(name).name: r for name, r in jsonl(proc).items()}
-    assert "10000x11000 pixels, above the 40,000,000-pixel limit" in records["bomb.png"]["error"]
+    assert "10000x11000 pixels, above the 50,000,000-pixel limit" in records["bomb.png"]["error"]
     assert records["fine.png"]["label"] is not None
 
     from sportsdet.imageio import load_image

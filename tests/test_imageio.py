@@ -513,3 +513,13 @@ def test_text_is_called_an_html_page_only_when_it_could_be_one(tmp_path: Path) -
         said[name] = str(caught.value)
     assert said["SOURCE.md"].endswith("not an image: the file holds text")
     assert "(an HTML page saved as an image?)" in said["photo.jpg"] and "(an HTML page" in said["page.txt"]
+
+
+def test_a_48_megapixel_phone_photo_is_within_the_decoding_limit() -> None:
+    # An iPhone's full-resolution HEIC (8064x6048) was refused: "above the 40,000,000-pixel limit
+    # for decoding at full size ... shrink it first". The service takes what the decoder takes.
+    from sportsdet.imageio import MAX_DECODE_PIXELS
+    from sportsdet.serve.app import ServeConfig
+
+    assert 8064 * 6048 <= MAX_DECODE_PIXELS <= 60_000_000  # and still a bound (~500 MB decoded)
+    assert ServeConfig.max_pixels == MAX_DECODE_PIXELS

@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from sportsdet.cli.app import app, check_abstain_options, err_console, min_score_option, no_abstain_option
+from sportsdet.imageio import MAX_DECODE_PIXELS
 
 SERVE_EXTRA_HINT = "the service needs the serve extra: pip install 'sportsdet[serve]'"
 
@@ -65,7 +66,7 @@ def serve_command(
     max_images: int = typer.Option(16, "--max-images", min=1, help="Most images per request."),
     max_upload_mb: float = typer.Option(32.0, "--max-upload-mb", min=0.001, help="Largest request body, MB."),
     max_pixels: int = typer.Option(
-        40_000_000, "--max-pixels", min=1, help="Largest image, in pixels (checked before decoding)."
+        MAX_DECODE_PIXELS, "--max-pixels", min=1, help="Largest image, in pixels (checked before decoding)."
     ),
     request_timeout: float = typer.Option(
         30.0, "--request-timeout", min=0.1, help="Seconds a request may take in all (504 beyond)."

@@ -54,7 +54,7 @@ from sportsdet import __version__
 from sportsdet.errors import ImageLoadError, SportsdetError
 from sportsdet.fetch import DEFAULT_MAX_BYTES, AddressPolicy, FetchError, fetch_url, redact_url
 from sportsdet.files import cpu_count
-from sportsdet.imageio import open_header
+from sportsdet.imageio import MAX_DECODE_PIXELS, open_header
 from sportsdet.predict import InputItem, Predictor
 from sportsdet.runtime import is_onnx_file, model_lanes, preferred_batch_size
 from sportsdet.serve.batching import MicroBatcher, Overloaded
@@ -83,7 +83,7 @@ class ServeConfig:
     url_max_bytes: int = DEFAULT_MAX_BYTES
     max_request_bytes: int = 32 * 1024 * 1024
     max_images: int = 16
-    max_pixels: int = 40_000_000
+    max_pixels: int = MAX_DECODE_PIXELS  # what any decoder here takes at full size
     request_timeout: float = 30.0
     # Seconds an upload may send nothing before it is refused (408): a stalled body holds its
     # share of the upload budget, and eight of them shut out every other upload.
