@@ -173,6 +173,14 @@ def preprocess(image: Image.Image, spec: Preprocessing) -> np.ndarray:
     return normalize(resize_image(image, spec), spec)
 
 
+def load_for_model(
+    source: ImageSource, spec: Preprocessing, *, name: str | None = None
+) -> tuple[Image.Image, str | None]:
+    """The decoded picture (at reduced size when the model needs less) and its warning, if any:
+    tiny, a strip, or small for this model's input (`imageio.shape_problem`)."""
+    return load_image_checked(source, name=name, min_size=spec.decode_size, model_size=spec.input_size)
+
+
 def load_and_preprocess(
     source: ImageSource,
     spec: Preprocessing,
@@ -184,10 +192,10 @@ def load_and_preprocess(
     """Decode (at reduced size when possible) and preprocess one image file or its bytes.
 
     `out`: a float32 [3, input_size, input_size] array to fill (see `normalize`).
-    `notes`: a list that receives a warning when the picture is tiny or a strip
-    (`imageio.shape_problem`): it is still preprocessed, but its label deserves less trust.
+    `notes`: a list that receives a warning when the picture is tiny, a strip, or small for the
+    model (`imageio.shape_problem`): it is still preprocessed, but its label deserves less trust.
     """
-    image, warning = load_image_checked(source, name=name, min_size=spec.decode_size)
+    image, warning = load_for_model(source, spec, name=name)
     if warning is not None and notes is not None:
         notes.append(warning)
     return normalize(resize_image(image, spec), spec, out)

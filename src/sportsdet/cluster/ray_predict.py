@@ -42,9 +42,9 @@ import numpy as np
 from sportsdet.errors import SportsdetError
 from sportsdet.fetch import DEFAULT_MAX_BYTES, fetch_url, is_url
 from sportsdet.files import FOLDER_LOCK, atomic_write, hold_folder, printable_name
-from sportsdet.imageio import is_image_name, load_image_checked
+from sportsdet.imageio import is_image_name
 from sportsdet.predict import PredictionResult, Predictor, _short_message, expand_inputs
-from sportsdet.preprocess import Preprocessing, normalize, resize_image
+from sportsdet.preprocess import Preprocessing, load_for_model, normalize, resize_image
 
 INSTALL_HINT = "pip install 'sportsdet[cluster]'"
 LISTING_SUFFIXES = (".txt", ".csv", ".parquet")
@@ -589,7 +589,7 @@ def _decode_batch(
 ) -> dict[str, np.ndarray]:
     """Ray task: decode and resize each image (the first half of `load_and_preprocess`).
 
-    Errors and warnings (tiny or strip-shaped pictures) are worded as `sportsdet predict` words
+    Errors and warnings (tiny, small or strip-shaped pictures) are worded as `sportsdet predict` words
     them."""
     spec = Preprocessing.from_dict(preprocessing)
     size = spec.input_size
@@ -610,7 +610,7 @@ def _decode_batch(
             data = downloads[i] if i in downloads else source
             if isinstance(data, BaseException):
                 raise data
-            image, warning = load_image_checked(data, name=name, min_size=spec.decode_size)
+            image, warning = load_for_model(data, spec, name=name)
             pixels[i] = np.asarray(resize_image(image, spec))
             warnings_[i] = "; ".join(w for w in (notes[i], warning) if w)  # as predict joins them
         except SportsdetError as exc:
