@@ -168,3 +168,11 @@ def test_progress_says_byte_copies_are_computed_once(photos, model, cache, tmp_p
                               description="features: valid")  # fmt: skip
     last = capsys.readouterr().err.splitlines()[-1]
     assert last.startswith("features: valid (lite0, center; 1 byte copy computed once): 5/5 photos in ")
+    # And photos already cached: "1346/1346 photos" after "features: train (2194 images)".
+    others = [tmp_path / f"more{i}.jpg" for i in range(2)]
+    for i, path in enumerate(others):
+        Image.new("RGB", (40, 40), (10 * i, 90, 30)).save(path)
+    features.extract_features("lite0", [*photos, copy, *others], preprocessing=PRE, model=model, batch_size=8,
+                              description="features: valid")  # fmt: skip
+    last = capsys.readouterr().err.splitlines()[-1]
+    assert last.startswith("features: valid (lite0, center; 6 already in the feature cache): 2/2 photos in ")

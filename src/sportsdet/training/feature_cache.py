@@ -248,8 +248,8 @@ def extract_features(
                 batch_size=batch_size,
                 num_workers=num_workers,
                 bar=_progress_bar(progress, len(todo), f"{description} ({model_name}, {view}"
-                                  + (f"; {copies} byte {'copy' if copies == 1 else 'copies'} computed once)"
-                                     if copies else ")")),
+                              + "".join(f"; {note}" for note in _not_computed(len(paths), len(todo), copies))
+                              + ")"),
             )
         _log_speed(folder, len(todo), time.perf_counter() - started)
         cached = load_shards(folder, tap is not None)
@@ -397,6 +397,13 @@ class _Bar:
 
     def stop(self) -> None:
         self.progress.stop()
+
+
+def _not_computed(total: int, todo: int, copies: int) -> list[str]:
+    """Why fewer photos are computed than were asked for ("1346/1346 photos" of 2194 read as lost)."""
+    notes = [f"{copies} byte {'copy' if copies == 1 else 'copies'} computed once"] if copies else []
+    cached = total - todo - copies
+    return [f"{cached} already in the feature cache", *notes] if cached else notes
 
 
 class _LogLines:
