@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 
 from sportsdet.abstain import DEFAULT_COVERAGE, DEFAULT_SCORE, SCORES, Abstain, check_coverage, fit_abstain
-from sportsdet.bundle import BUNDLE_FILES, load_bundle, set_bundle_abstain
+from sportsdet.bundle import load_bundle, set_bundle_abstain
 from sportsdet.errors import SportsdetError
-from sportsdet.files import atomic_write, iter_image_files
+from sportsdet.files import iter_image_files
 from sportsdet.runtime import META_ABSTAIN, load_backend, stream_predictions
 
 
@@ -80,22 +80,11 @@ def fit_bundle_abstain(
 
 def store_abstain(bundle_path: str | Path, policy: Abstain | None) -> list[Path]:
     """Write `policy` (None: remove it) into bundle.json and every ONNX file of the bundle."""
-    import onnx
+    from sportsdet.export import set_metadata
 
     bundle = load_bundle(bundle_path, verify_weights=False)
-    written = []
-    for name in BUNDLE_FILES:
-        path = bundle.path / name
-        if path.suffix != ".onnx" or not path.is_file():
-            continue
-        model = onnx.load(str(path))
-        keep = [p for p in model.metadata_props if p.key != META_ABSTAIN]
-        del model.metadata_props[:]
-        model.metadata_props.extend(keep)
-        if policy is not None:
-            entry = model.metadata_props.add()
-            entry.key, entry.value = META_ABSTAIN, policy.to_json()
-        written.append(atomic_write(path, lambda temp, model=model: onnx.save(model, str(temp))))
+    rule = None if policy is None else policy.to_json()
+    written = [set_metadata(path, {META_ABSTAIN: rule}) for path in bundle.onnx_files()]
     written.append(set_bundle_abstain(bundle.path, policy))
     return written
 

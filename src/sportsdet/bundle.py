@@ -38,6 +38,7 @@ ONNX_INT8_NAME = "model.int8.onnx"
 SEEN_NAME = "seen_photos.json"  # the photos the model was trained and validated on (seen_photos.py)
 # What sportsdet writes in a bundle folder; anything else there is the user's and is kept.
 BUNDLE_FILES = (MANIFEST_NAME, WEIGHTS_NAME, ONNX_NAME, ONNX_INT8_NAME, SEEN_NAME)
+ALIASES_KEY = "label_aliases"  # bundle.json: {other name: label}, e.g. a dataset's name for a renamed class
 
 
 def library_versions() -> dict[str, str]:
@@ -70,6 +71,21 @@ class Bundle:
     @property
     def weights_path(self) -> Path:
         return self.path / WEIGHTS_NAME
+
+    @property
+    def label_aliases(self) -> dict[str, str]:
+        """Other names of its labels, as class folders name them ({"football": "american football"}
+        for a model whose labels were renamed after training: `sportsdet.bundle_labels`)."""
+        return dict(self.manifest.get(ALIASES_KEY) or {})
+
+    def label_index(self, name: str) -> int | None:
+        """The output row of a class named by a label or one of its aliases; None if neither."""
+        label = name if name in self.labels else self.label_aliases.get(name)
+        return self.labels.index(label) if label is not None else None
+
+    def onnx_files(self) -> list[Path]:
+        """The bundle's exported models (model.onnx, model.int8.onnx) that are there."""
+        return [self.path / name for name in (ONNX_NAME, ONNX_INT8_NAME) if (self.path / name).is_file()]
 
     @property
     def num_classes(self) -> int:
@@ -322,6 +338,14 @@ def load_bundle(path: str | Path, *, verify_weights: bool = True) -> Bundle:
         if value is not None and not isinstance(value, dict):
             shown = repr(value)[:60]
             raise BundleError(f"{manifest_file}: bundle.json entry {where!r} must be an object, not {shown}")
+    aliases = manifest.get(ALIASES_KEY)
+    if aliases is not None and not (
+        isinstance(aliases, dict)
+        and all(isinstance(k, str) and k not in labels and v in labels for k, v in aliases.items())
+    ):
+        raise BundleError(
+            f"{manifest_file}: '{ALIASES_KEY}' must map other names (not labels themselves) to labels"
+        )
     if manifest.get("abstain") is not None:
         try:
             Abstain.from_dict(manifest["abstain"], str(manifest_file))
@@ -342,18 +366,23 @@ def load_bundle(path: str | Path, *, verify_weights: bool = True) -> Bundle:
     )
 
 
-def _set_manifest_entry(path: str | Path, key: str, value: Any) -> Path:
-    """Store (or, with None, remove) one top-level entry of an existing bundle's bundle.json.
+def set_manifest_entries(path: str | Path, entries: dict[str, Any]) -> Path:
+    """Store (or, with None, remove) top-level entries of an existing bundle's bundle.json.
 
-    Only that entry changes (one atomic rewrite); the weights and their checksum stay as they are.
+    Only those entries change (one atomic rewrite); the weights and their checksum stay as they are.
     """
     bundle = load_bundle(path, verify_weights=False)
     manifest = dict(bundle.manifest)
-    if value is None:
-        manifest.pop(key, None)
-    else:
-        manifest[key] = value
+    for key, value in entries.items():
+        if value is None:
+            manifest.pop(key, None)
+        else:
+            manifest[key] = value
     return write_json(bundle.path / MANIFEST_NAME, manifest, indent=2)
+
+
+def _set_manifest_entry(path: str | Path, key: str, value: Any) -> Path:
+    return set_manifest_entries(path, {key: value})
 
 
 def set_bundle_abstain(path: str | Path, abstain: Abstain | None) -> Path:

@@ -31,7 +31,7 @@ import numpy as np
 
 from sportsdet.bundle import Bundle, builtin_bundle_path, library_versions, load_bundle
 from sportsdet.errors import SportsdetError
-from sportsdet.files import iter_image_files
+from sportsdet.files import atomic_write, iter_image_files
 from sportsdet.onnx_graph import OPSET, torch_to_onnx
 from sportsdet.preprocess import Preprocessing, load_and_preprocess
 from sportsdet.run_folder import resolve_bundle_dir, split_manifest_candidates
@@ -150,8 +150,9 @@ def onnx_metadata(
     return meta
 
 
-def set_metadata(path: str | Path, metadata: dict[str, str]) -> None:
-    """Replace the sportsdet entries of an ONNX file's metadata_props (keeps other entries)."""
+def set_metadata(path: str | Path, metadata: dict[str, str | None]) -> Path:
+    """Replace (None: remove) the given entries of an ONNX file's metadata_props, keeping the others;
+    the file is replaced in one rename."""
     import onnx
 
     model = onnx.load(str(path))
@@ -159,10 +160,11 @@ def set_metadata(path: str | Path, metadata: dict[str, str]) -> None:
     del model.metadata_props[:]
     model.metadata_props.extend(keep)
     for key, value in metadata.items():
-        entry = model.metadata_props.add()
-        entry.key, entry.value = key, value
+        if value is not None:
+            entry = model.metadata_props.add()
+            entry.key, entry.value = key, value
     model.producer_name = "sportsdet"
-    onnx.save(model, str(path))
+    return atomic_write(path, lambda temp: onnx.save(model, str(temp)))
 
 
 def export_torch_model(model: Any, path: str | Path, input_size: int) -> Path:

@@ -320,6 +320,7 @@ def bundle_info(bundle_dir: Path) -> dict[str, Any]:
         "model": {"name": bundle.model_name, "config": bundle.model_config, "output_key": bundle.output_key},
         "num_classes": bundle.num_classes,
         "labels": bundle.labels,
+        "label_aliases": bundle.label_aliases,
         "preprocessing": bundle.preprocessing.to_dict(),
         "data": bundle.data,
         "training": bundle.training,
@@ -391,6 +392,10 @@ def _summary_rows(info: dict) -> list[tuple[str, str]]:
     rows = [("model", model + (f" {_short(others)}" if others else ""))]
     more = f", ... ({len(labels) - 8} more; --labels lists them all)" if len(labels) > 8 else ""
     rows.append(("labels", f"{len(labels)}: {', '.join(labels[:8])}{more}"))
+    aliases = info.get("label_aliases") or {}
+    if aliases:  # the data's names of renamed labels: what a class folder may still be called
+        rows.append(("renamed", ", ".join(f"{old} -> {new}" for old, new in aliases.items())
+                     + " (evaluate reads folders by either name)"))  # fmt: skip
 
     def numbers(values: Any) -> str:
         values = values if isinstance(values, list) else [values]

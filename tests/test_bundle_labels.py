@@ -1,0 +1,79 @@
+"""Renaming a bundle's labels after training: every engine names the classes anew, and the old
+names still read class folders (evaluate)."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+from conftest import make_image_tree, make_tiny_bundle
+
+from sportsdet.bundle import load_bundle
+from sportsdet.bundle_labels import rename_labels
+from sportsdet.errors import BundleError, SportsdetError
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from sportsdet.export import export_bundle
+
+    bundle = make_tiny_bundle(tmp_path_factory.mktemp("model") / "bundle")
+    export_bundle(bundle, int8=True, max_int8_drop=100.0)
+    return bundle
+
+
+@pytest.fixture
+def bundle(exported: Path, tmp_path: Path) -> Path:
+    return Path(shutil.copytree(exported, tmp_path / "bundle"))
+
+
+def test_every_engine_names_the_classes_anew_and_old_folder_names_still_evaluate(bundle, tmp_path) -> None:
+    from sportsdet.evaluate import evaluate
+    from sportsdet.runtime import load_backend
+
+    weights = (bundle / "weights.safetensors").read_bytes()
+    rename_labels(bundle, {"polo": "water polo"})
+    renamed = load_bundle(bundle)  # the weights' checksum still holds
+    assert renamed.labels == ["air hockey", "water polo", "rowing"]
+    assert renamed.label_aliases == {"polo": "water polo"} and renamed.label_index("polo") == 1
+    assert (bundle / "weights.safetensors").read_bytes() == weights
+    for engine in (load_backend(bundle, "torch"), load_backend(bundle), load_backend(bundle, int8=True)):
+        assert engine.labels == renamed.labels, engine.name  # not refused as a stale model.onnx either
+    tree = make_image_tree(tmp_path / "photos", ["polo", "rowing"], per_class=2)
+    result = evaluate(bundle, tree, out_dir=tmp_path / "eval")
+    assert result.metrics["n"] == 4 and result.metrics["per_class"]["water polo"]["support"] == 2
+    assert "polo" not in result.metrics["per_class"]
+    from typer.testing import CliRunner
+
+    from sportsdet.cli import app
+
+    shown = CliRunner().invoke(app, ["info", str(bundle)], env={"COLUMNS": "200"})
+    said = r"renamed\s+│ polo -> water polo \(evaluate reads folders by either name\)"
+    assert re.search(said, shown.stdout)
+    # Renamed again: the first name follows to the newest one.
+    rename_labels(bundle, {"water polo": "polo (horses)"})
+    assert load_bundle(bundle).label_aliases == {"polo": "polo (horses)", "water polo": "polo (horses)"}
+    # And back: a name that is a label again is no longer an alias of one.
+    rename_labels(bundle, {"polo (horses)": "polo"})
+    assert load_bundle(bundle).label_aliases == {"polo (horses)": "polo", "water polo": "polo"}
+
+
+def test_a_rename_that_names_no_label_or_makes_two_classes_one_is_refused(bundle) -> None:
+    before = (bundle / "bundle.json").read_bytes()
+    with pytest.raises(SportsdetError, match=r"no label named 'curling' to rename"):
+        rename_labels(bundle, {"curling": "stones"})
+    with pytest.raises(SportsdetError, match=r"renaming would give two classes the name rowing"):
+        rename_labels(bundle, {"polo": "rowing"})
+    assert (bundle / "bundle.json").read_bytes() == before
+
+
+def test_aliases_that_name_no_label_are_one_clear_error(bundle) -> None:
+    manifest = json.loads((bundle / "bundle.json").read_text())
+    for aliases in ({"polo": "rowing"}, {"water polo": "curling"}, ["polo"]):
+        manifest["label_aliases"] = aliases
+        (bundle / "bundle.json").write_text(json.dumps(manifest))
+        with pytest.raises(BundleError, match="'label_aliases' must map other names"):
+            load_bundle(bundle)
