@@ -46,6 +46,12 @@ def test_every_engine_names_the_classes_anew_and_old_folder_names_still_evaluate
     result = evaluate(bundle, tree, out_dir=tmp_path / "eval")
     assert result.metrics["n"] == 4 and result.metrics["per_class"]["water polo"]["support"] == 2
     assert "polo" not in result.metrics["per_class"]
+    from sportsdet.abstain_bundle import labelled_images
+    from sportsdet.export import find_export_data
+
+    heldout = find_export_data(renamed, calibration_data=tree, eval_data=tree).heldout
+    assert sorted({label for _, label in heldout}) == ["rowing", "water polo"]  # INT8's accuracy check
+    assert sorted(labelled_images(tree, renamed.class_index())[1].tolist()) == [1, 1, 2, 2]  # abstain fit
     from typer.testing import CliRunner
 
     from sportsdet.cli import app

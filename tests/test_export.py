@@ -328,7 +328,10 @@ def test_held_out_photos_are_told_by_folders_below_the_data_root(tmp_path: Path)
     for split in ("train", "test"):
         (root / split / "polo").mkdir(parents=True)
         Image.new("RGB", (40, 40), (200, 30, 30)).save(root / split / "polo" / "a.jpg")
-    bundle = SimpleNamespace(path=tmp_path / "nowhere", labels=["polo"], data={"root": str(root)})
+    bundle = SimpleNamespace(
+        path=tmp_path / "nowhere", labels=["polo"], data={"root": str(root)},
+        class_names=lambda: {"polo": "polo"},
+    )
     data = find_export_data(bundle)
     assert [p.relative_to(root).parts[0] for p, _ in data.train] == ["train"]
     assert [p.relative_to(root).parts[0] for p, _ in data.heldout] == ["test"]

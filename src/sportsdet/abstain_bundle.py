@@ -23,15 +23,15 @@ from sportsdet.abstain import DEFAULT_COVERAGE, DEFAULT_SCORE, SCORES, Abstain, 
 from sportsdet.bundle import load_bundle, set_bundle_abstain
 from sportsdet.errors import SportsdetError
 from sportsdet.files import iter_image_files
-from sportsdet.runtime import META_ABSTAIN, load_backend, stream_predictions
+from sportsdet.runtime import META_ABSTAIN, is_onnx_file, load_backend, stream_predictions
 
 
-def labelled_images(folder: str | Path, labels: list[str]) -> tuple[list[tuple[str, Path]], np.ndarray]:
-    """(name, path) items and class indices of FOLDER/<label>/... photos; other folders are refused."""
+def labelled_images(folder: str | Path, index: dict[str, int]) -> tuple[list[tuple[str, Path]], np.ndarray]:
+    """(name, path) items and class indices of FOLDER/<class>/... photos (`index`: class name ->
+    output row, Bundle.class_index); other folders are refused."""
     folder = Path(folder)
     if not folder.is_dir():
         raise SportsdetError(f"{folder}: no such folder of labelled validation photos")
-    index = {label: i for i, label in enumerate(labels)}
     items, truth, unknown = [], [], set()
     for path in iter_image_files(folder):
         parts = path.relative_to(folder).parts
@@ -66,7 +66,10 @@ def fit_bundle_abstain(
     check_coverage(coverage)  # before scoring a whole folder
     say = progress or (lambda message: None)
     model = load_backend(bundle_path, backend, int8=int8)
-    items, truth = labelled_images(valid_folder, list(model.labels))
+    index = {label: i for i, label in enumerate(model.labels)}
+    if not is_onnx_file(bundle_path):  # a bundle folder: its renamed labels' old names too
+        index = load_bundle(bundle_path, verify_weights=False).class_index()
+    items, truth = labelled_images(valid_folder, index)
     say(f"scoring {len(items)} validation photos with {model.name}")
     rows = []
     for result in stream_predictions(items, model):

@@ -78,10 +78,18 @@ class Bundle:
         for a model whose labels were renamed after training: `sportsdet.bundle_labels`)."""
         return dict(self.manifest.get(ALIASES_KEY) or {})
 
+    def class_names(self) -> dict[str, str]:
+        """Every name a class folder may have -> the label it is: the labels, and their aliases."""
+        return {**self.label_aliases, **{label: label for label in self.labels}}
+
+    def class_index(self) -> dict[str, int]:
+        """Every name a class folder may have (`class_names`) -> its output row."""
+        row = {label: i for i, label in enumerate(self.labels)}
+        return {name: row[label] for name, label in self.class_names().items()}
+
     def label_index(self, name: str) -> int | None:
         """The output row of a class named by a label or one of its aliases; None if neither."""
-        label = name if name in self.labels else self.label_aliases.get(name)
-        return self.labels.index(label) if label is not None else None
+        return self.class_index().get(name)
 
     def onnx_files(self) -> list[Path]:
         """The bundle's exported models (model.onnx, model.int8.onnx) that are there."""

@@ -134,8 +134,7 @@ def _same_dir(a: Path | str, b: Path | str) -> bool:
 def _index_map(bundle: Bundle) -> dict[str, int]:
     """Class name -> output row: the labels, and the other names a renamed label keeps (a sports100
     `football` folder is the built-in model's `american football`)."""
-    index = {label: i for i, label in enumerate(bundle.labels)}
-    return {**{alias: index[label] for alias, label in bundle.label_aliases.items()}, **index}
+    return bundle.class_index()
 
 
 def _from_manifest(

@@ -204,8 +204,9 @@ class ExportData:
     why_none: str = "the bundle records no split or data root"  # said when no training image is found
 
 
-def _from_manifest(path: Path, labels: list[str]) -> ExportData | None:
-    """Train and held-out images of a run's split manifest (None when it is unreadable or stale)."""
+def _from_manifest(path: Path, names: dict[str, str]) -> ExportData | None:
+    """Train and held-out images of a run's split manifest (None when it is unreadable or stale);
+    `names`: class name -> label (Bundle.class_names)."""
     from sportsdet.data.splits import SplitManifest
 
     try:
@@ -214,11 +215,9 @@ def _from_manifest(path: Path, labels: list[str]) -> ExportData | None:
         return None
     if not manifest.root.is_dir():
         return None
-    wanted = set(labels)
-
     def items(name: str) -> list[tuple[Path, str | None]]:
         pairs = manifest.splits.get(name) or []
-        return [(manifest.root / rel, label) for rel, label in pairs if label in wanted]
+        return [(manifest.root / rel, names[label]) for rel, label in pairs if label in names]
 
     heldout_name = "test" if manifest.splits.get("test") else "valid"
     origin = f"{path} ({manifest.root}, held-out: {heldout_name})"
@@ -240,12 +239,12 @@ def _recorded_roots(bundle: Bundle) -> list[str]:
     return [*roots, root] if isinstance(root, str) and root else roots
 
 
-def _from_folder(folder: Path, labels: list[str]) -> list[tuple[Path, str | None]]:
-    """Images under a folder; the label is the nearest parent folder named like a class."""
-    label_set = set(labels)
+def _from_folder(folder: Path, names: dict[str, str]) -> list[tuple[Path, str | None]]:
+    """Images under a folder; the label is that of the nearest parent folder named like a class
+    (`names`: class name -> label, Bundle.class_names)."""
     found = []
     for file in iter_image_files(folder):
-        label = next((p.name for p in file.parents if p.name in label_set), None)
+        label = next((names[p.name] for p in file.parents if p.name in names), None)
         found.append((file, label))
     return sorted(found)
 
@@ -268,20 +267,20 @@ def find_export_data(
             raise SportsdetError(
                 f"{folder}: calibration data folder not found; pass a folder of training images"
             )
-        images = _from_folder(folder, bundle.labels)
+        images = _from_folder(folder, bundle.class_names())
         if not images:
             raise SportsdetError(f"{folder}: no images found for calibration")
         data = ExportData(images, [], f"{folder} (--calibration-data)")
     else:
         for candidate in split_manifest_candidates(bundle):
             if candidate.is_file():
-                data = _from_manifest(candidate, bundle.labels)
+                data = _from_manifest(candidate, bundle.class_names())
                 if data is not None and data.train:
                     break
                 data = None
         root = bundle.data.get("root")
         if data is None and isinstance(root, str) and Path(root).is_dir():
-            images = _from_folder(Path(root), bundle.labels)
+            images = _from_folder(Path(root), bundle.class_names())
             # Split folders below the root only: a root under /data/test/ made every photo a test one.
             train = [item for item in images if "train" in _parts_below(item[0], Path(root))] or images
             test = [item for item in images if "test" in _parts_below(item[0], Path(root))]
@@ -297,7 +296,7 @@ def find_export_data(
             raise SportsdetError(
                 f"{folder}: evaluation data folder not found; pass a folder of <label>/<image>"
             )
-        data.heldout = [item for item in _from_folder(folder, bundle.labels) if item[1] is not None]
+        data.heldout = [item for item in _from_folder(folder, bundle.class_names()) if item[1] is not None]
         if not data.heldout:
             raise SportsdetError(f"{folder}: no images in folders named like the model's labels")
         data.origin += f"; held-out: {folder} (--eval-data)"
