@@ -98,8 +98,10 @@ def main(argv: list[str] | None = None) -> int:
     from sportsdet.runtime import TorchBackend
 
     started, load_before = time.perf_counter(), os.getloadavg()
-    backend = TorchBackend(load_bundle(builtin_bundle_path()))
+    bundle = load_bundle(builtin_bundle_path())
+    backend = TorchBackend(bundle)
     head, labels = classifier_of(backend.model), backend.labels
+    index = bundle.class_index()  # the data's names of renamed labels too
 
     manifest = SplitManifest.load(args.split)
     rng = np.random.default_rng(args.seed)
@@ -121,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     heldout = heldout_photos()  # never looked at while choosing (bench/abstain_scores.py, HELDOUT)
     if heldout:
         feats["held-out"] = features_of(backend, head, heldout)
-    truth = {name: np.array([labels.index(c) for _, c in items]) for name, items in photos.items()}
+    truth = {name: np.array([index[c] for _, c in items]) for name, items in photos.items()}
     with torch.inference_mode():
         probs = {k: torch.softmax(head(torch.from_numpy(f)), 1).numpy() for k, f in feats.items()}
 

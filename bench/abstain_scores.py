@@ -25,7 +25,7 @@ import numpy as np
 from PIL import Image
 
 from sportsdet.abstain import SCORES, abstain_scores, fit_abstain
-from sportsdet.bundle import builtin_bundle_path
+from sportsdet.bundle import builtin_bundle_path, load_bundle
 from sportsdet.files import iter_image_files
 from sportsdet.runtime import load_backend, stream_predictions
 
@@ -216,8 +216,8 @@ def made_photos(seed: int = 0) -> list[tuple[str, bytes]]:
     return out
 
 
-def labelled(folder: Path, labels: list[str]) -> tuple[list[tuple[str, Path]], np.ndarray]:
-    index = {label: i for i, label in enumerate(labels)}
+def labelled(folder: Path, index: dict[str, int]) -> tuple[list[tuple[str, Path]], np.ndarray]:
+    """Photos of FOLDER/<class>/ and their output rows (`index`: class name -> row, aliases too)."""
     items, truth = [], []
     for path in iter_image_files(folder):
         label = path.relative_to(folder).parts[0]
@@ -244,8 +244,9 @@ def main() -> None:
     load_before = os.getloadavg()
     started = time.perf_counter()
     backend = load_backend(builtin_bundle_path(), int8=True)
-    valid_items, valid_y = labelled(args.data / "valid", backend.labels)
-    test_items, test_y = labelled(args.data / "test", backend.labels)
+    index = load_bundle(builtin_bundle_path()).class_index()  # its renamed labels' data names too
+    valid_items, valid_y = labelled(args.data / "valid", index)
+    test_items, test_y = labelled(args.data / "test", index)
     others = skimage_photos() + package_photos() + made_photos()
     heldout = heldout_photos()
     valid_p, test_p, other_p = run(backend, valid_items), run(backend, test_items), run(backend, others)

@@ -95,12 +95,14 @@ def predict(backend, items: list[tuple[Path, str]]) -> tuple[np.ndarray, list[in
     return np.stack(rows), kept
 
 
-def score(backend, items: list[tuple[Path, str]]) -> dict:
+def score(backend, items: list[tuple[Path, str]], aliases: dict[str, str] | None = None) -> dict:
+    """Top-1 of (photo, class folder name) items; `aliases`: the model's other names of its labels
+    (the built-in model's `american football` is sports100's `football`)."""
     from sportsdet.metrics import wilson_interval
 
     probs, kept = predict(backend, items)
     labels = backend.labels
-    truth = [items[i][1] for i in kept]
+    truth = [(aliases or {}).get(items[i][1], items[i][1]) for i in kept]
     guess = [labels[j] for j in probs.argmax(axis=1)]
     uncertain = _uncertain(backend, probs)
     per_class: dict[str, dict] = {}
@@ -200,6 +202,7 @@ def own_split(spec: str, scratch: Path) -> Path | None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from sportsdet.bundle import load_bundle
     from sportsdet.files import sha256_file
 
     parser = argparse.ArgumentParser(
@@ -226,9 +229,11 @@ def main(argv: list[str] | None = None) -> int:
         if split and split.parent == Path(scratch.name):  # its temp path says nothing in RESULTS.md
             split = f"made again by `sportsdet data split` (sha256 {sha256_file(split)[:12]}...)"
         backend = open_model(spec)
+        aliases = load_bundle(model_path(spec)).label_aliases
         started = time.perf_counter()
-        results[name] = {"engine": backend.name, "sets": {k: score(backend, v) for k, v in sets.items()},
-                         "websports_split": str(split) if split else None}  # fmt: skip
+        scored = {k: score(backend, v, aliases) for k, v in sets.items()}
+        websports_split = str(split) if split else None
+        results[name] = {"engine": backend.name, "sets": scored, "websports_split": websports_split}
         results[name]["non_sport"] = non_sport(backend)
         results[name]["seconds"] = round(time.perf_counter() - started, 1)
         print(f"{name}: " + ", ".join(f"{k} {v['accuracy']:.1%}" for k, v in results[name]["sets"].items()))

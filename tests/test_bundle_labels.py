@@ -83,3 +83,23 @@ def test_aliases_that_name_no_label_are_one_clear_error(bundle) -> None:
         (bundle / "bundle.json").write_text(json.dumps(manifest))
         with pytest.raises(BundleError, match="'label_aliases' must map other names"):
             load_bundle(bundle)
+
+
+def test_the_builtin_model_names_sports_as_people_do_and_reads_sports100_folders(tmp_path, monkeypatch):
+    # "football 13.1%" beside "soccer" (sports100's football is American football), and "canoe
+    # slamon": the dataset's names, shipped as they were.
+    from sportsdet.bundle import builtin_bundle_path
+    from sportsdet.evaluate import evaluate
+
+    builtin = load_bundle(builtin_bundle_path())
+    assert {"american football", "soccer", "canoe slalom", "amputee football", "barrel racing"} <= set(
+        builtin.labels
+    )
+    assert not {"football", "canoe slamon", "ampute football", "barell racing"} & set(builtin.labels)
+    tree = make_image_tree(tmp_path / "sports100 test", ["football", "canoe slamon"], per_class=1)
+    monkeypatch.chdir(tmp_path)
+    result = evaluate("builtin", tree)
+    assert result.metrics["n"] == 2
+    assert {row for row, counts in result.metrics["per_class"].items() if counts["support"]} == {
+        "american football", "canoe slalom"
+    }

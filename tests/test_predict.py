@@ -534,7 +534,7 @@ def test_info_labels_lists_every_class_the_model_knows(bundle: Path) -> None:
     assert result.exit_code == 0, result.output
     assert result.stdout.splitlines() == CLASSES
     builtin = runner.invoke(app, ["info", "--labels"]).stdout.splitlines()
-    assert len(builtin) == 105 and {"soccer", "badminton", "football"} <= set(builtin)
+    assert len(builtin) == 105 and {"soccer", "badminton", "american football"} <= set(builtin)
 
 
 def test_info_shows_recorded_scores_and_their_engine(bundle: Path, tmp_path: Path) -> None:
