@@ -880,9 +880,12 @@ def test_the_server_takes_min_score_and_no_abstain_like_predict(colour_model: Pa
     with serving(colour_model, min_score=0.8) as c:
         (answer,) = c.post("/v1/predict", files=grey).json()["results"]
         assert answer["uncertain"] is True and c.get("/v1/model").json()["abstain_threshold"] == 0.8
+        # The page read this rule as "the model's abstain rule" (and --no-abstain as none at all).
+        assert c.get("/v1/model").json()["abstain_set_by"] == "--min-score"
     with serving(colour_model, abstain=False) as c:
         (answer,) = c.post("/v1/predict", files=grey).json()["results"]
         assert answer["uncertain"] is None and answer["label"] in COLOUR_LABELS
+        assert c.get("/v1/model").json()["abstain_set_by"] == "--no-abstain"
     both = ["serve", "--model", str(colour_model), "--min-score", "0.5", "--no-abstain"]
     result = CliRunner().invoke(cli_app, both)
     assert result.exit_code != 0 and "contradict" in str(result.exception)
@@ -919,3 +922,21 @@ def test_uploads_held_at_once_are_bounded(colour_model: Path) -> None:
         assert first[0].status_code == 200
         assert c.post("/v1/predict", files=uploads(("b.png", upload))).status_code == 200
         assert c.app.state.bodies.used == 0  # every byte given back
+
+
+def test_probes_answer_head_and_the_api_says_what_predict_says_of_a_misnamed_photo(client, tmp_path) -> None:
+    # HEAD (what uptime monitors send) was a 405 on every path; a JPEG uploaded as soccer.php had
+    # no warning where `sportsdet predict` says it is misleadingly named.
+    for path in ("/healthz", "/readyz", "/"):
+        assert client.head(path).status_code == 200, path
+    assert client.get("/v1/model").json()["abstain_set_by"] is None  # the colour model has no rule
+    (tmp_path / "soccer.php").write_bytes(jpeg(RED))
+    (predicted,) = client.app.state.service.predictor.predict_sources([str(tmp_path / "soccer.php")])
+    sent = uploads(("soccer.php", jpeg(RED)), ("soccer.jpg", jpeg(RED)))
+    misnamed, named = client.post("/v1/predict", files=sent).json()["results"]
+    raw = client.post("/v1/predict", content=jpeg(RED), headers={"Content-Type": "image/jpeg"})
+    said = "image with a misleading name: a JPEG file named '.php'"
+    assert predicted.warning == said == misnamed["warning"]
+    assert named["warning"] is None and raw.json()["results"][0]["warning"] is None
+    top_k = client.get("/openapi.json").json()["paths"]["/v1/predict"]["post"]["parameters"][0]
+    assert top_k["description"] == "how many sports to list per photo (default: 5)"  # there is no --top-k

@@ -96,6 +96,16 @@ def test_dropped_photo_is_labelled(browser, server: str, tmp_path: Path) -> None
     assert iphone.locator("h3.label").inner_text().startswith("red")
     iphone.locator("img").wait_for(state="detached", timeout=5000)  # no broken-picture icon
 
+    # A file the server cannot read: answered 200 with an error for it, and the status line said
+    # "Labelled 1 photo(s)." beside its "Could not label" card.
+    with page.expect_file_chooser(timeout=5000) as chooser:
+        page.locator("#drop").press("Enter")
+    chooser.value.set_files(files=[{"name": "notes.jpg", "mimeType": "image/jpeg", "buffer": b"hello\n"}])
+    said = "Labelled 0 of 1 photo(s); 1 could not be labelled"
+    page.locator("#status", has_text=said).wait_for(timeout=10_000)
+    failed = page.locator("#results li.card[data-input='notes.jpg'] .error").inner_text()
+    assert failed.count("(bad_image)") == 1, failed
+
     assert errors == []
     assert foreign == []  # every asset comes from the server itself: works offline
     shot = tmp_path / "serve-page.png"
@@ -178,7 +188,7 @@ def test_one_failed_request_does_not_lose_the_other_photos(browser, tmp_path: Pa
         with page.expect_file_chooser(timeout=5000) as chooser:
             page.locator("#drop").press("Enter")
         chooser.value.set_files(files=files)
-        said = "Labelled 2 of 3 photo(s); 1 could not be labelled (it broke"
+        said = "Labelled 2 of 4 photo(s); 2 could not be labelled (last: it broke)."
         page.locator("#status", has_text=said).wait_for(timeout=20_000)
 
         def shown(name: str, part: str) -> str:

@@ -285,8 +285,13 @@ def sniff_image_format(path: str | Path) -> str | None:
         return None
     finally:
         os.close(fd)
-    found = _signature(head)
-    return None if found is None or _looks_like_text(head) else found
+    return sniff_head(head)
+
+
+def sniff_head(head: bytes) -> str | None:
+    """`sniff_image_format` of a file's first bytes (32 are enough), e.g. an upload's."""
+    found = _signature(head[:32])
+    return None if found is None or _looks_like_text(head[:32]) else found
 
 
 def misleading_name_note(path: str | Path, image_format: str) -> str:

@@ -54,13 +54,14 @@ from sportsdet import __version__
 from sportsdet.errors import ImageLoadError, SportsdetError
 from sportsdet.fetch import DEFAULT_MAX_BYTES, AddressPolicy, FetchError, fetch_url, redact_url
 from sportsdet.files import cpu_count
-from sportsdet.imageio import MAX_DECODE_PIXELS, open_header
+from sportsdet.imageio import MAX_DECODE_PIXELS, is_image_name, misleading_name_note, open_header, sniff_head
 from sportsdet.predict import InputItem, Predictor
 from sportsdet.runtime import is_onnx_file, model_lanes, preferred_batch_size
 from sportsdet.serve.batching import MicroBatcher, Overloaded
 
 log = logging.getLogger("sportsdet.serve")
 STATIC = Path(__file__).resolve().parent / "static"
+RAW_BODY_NAME = "<body>"  # the name of an image sent as the whole request body
 API_KEY_ENV = "SPORTSDET_API_KEY"
 # Open without the key: the probes, and the page and its assets (which hold no data; the page
 # asks for the key and sends it with every API call).
@@ -214,7 +215,7 @@ _PREDICT_BODY = {
         {
             "name": "top_k", "in": "query", "required": False,
             "schema": {"type": "integer", "minimum": 1},
-            "description": "how many sports to list per photo (default: the server's --top-k)",
+            "description": f"how many sports to list per photo (default: {ServeConfig.default_top_k})",
         }
     ],
     "requestBody": {
@@ -413,6 +414,15 @@ class Service:
         assert self.predictor is not None
         return self.predictor.model_id()
 
+    def abstain_set_by(self) -> str | None:
+        """Whose abstain rule is in force: "model" (its own), "--min-score" or "--no-abstain" (this
+        server's options), or None (a model without one): the page says which."""
+        if not self.config.abstain:
+            return "--no-abstain"
+        if self.config.min_score is not None:
+            return "--min-score"
+        return "model" if self.predictor is not None and self.predictor.abstain is not None else None
+
     def model_info(self) -> dict[str, Any]:
         predictor = self.predictor
         assert predictor is not None
@@ -431,6 +441,7 @@ class Service:
             },
             "abstain_threshold": self.abstain_threshold,
             "abstain": predictor.abstain.to_dict() if predictor.abstain is not None else None,
+            "abstain_set_by": self.abstain_set_by(),
             "limits": {
                 "max_request_bytes": self.config.max_request_bytes,
                 "max_images": self.config.max_images,
@@ -492,6 +503,7 @@ class Service:
         loop = asyncio.get_running_loop()
         assert self.batcher is not None and self.predictor is not None
         held = 0
+        note = _misleading_upload_name(name, source)
         try:
             if isinstance(source, str):
                 async with downloads or contextlib.nullcontext():
@@ -520,8 +532,16 @@ class Service:
             "top_k": [{"label": labels[i], "score": float(probs[i])} for i in order],
             "uncertain": uncertain,
             "error": None,
-            "warning": warning,
+            "warning": "; ".join(w for w in (note, warning) if w) or None,  # as predict joins them
         }
+
+
+def _misleading_upload_name(name: str, source: bytes | str) -> str | None:
+    """An uploaded photo named as something else (soccer.php): predict's note for such a file."""
+    if not isinstance(source, bytes) or name == RAW_BODY_NAME or is_image_name(name):
+        return None
+    image_format = sniff_head(source)
+    return misleading_name_note(name, image_format) if image_format else None
 
 
 def _strip_prefix(message: str, name: str) -> str:
@@ -679,7 +699,7 @@ async def _parse(
             raise ApiError(400, "bad_request", f'expected JSON {{"urls": [...]}} ({message})') from None
         return [(redact_url(url), url) for url in payload.urls], payload.top_k
     if ctype.startswith("image/") or ctype == "application/octet-stream":
-        return ([("<body>", body)] if body else []), None
+        return ([(RAW_BODY_NAME, body)] if body else []), None
     raise ApiError(
         415,
         "unsupported_media_type",
@@ -935,6 +955,11 @@ def create_app(config: ServeConfig | None = None, predictor: Predictor | None = 
     @app.get("/", include_in_schema=False)
     async def page() -> FileResponse:
         return FileResponse(STATIC / "index.html", media_type="text/html")
+
+    # Uptime monitors and load balancers often probe with HEAD: it was a 405 on every path.
+    app.add_api_route("/", page, methods=["HEAD"], include_in_schema=False)
+    app.add_api_route("/healthz", healthz, methods=["HEAD"], include_in_schema=False)
+    app.add_api_route("/readyz", readyz, methods=["HEAD"], include_in_schema=False)
 
     @app.get("/favicon.ico", include_in_schema=False)
     async def favicon() -> FileResponse:

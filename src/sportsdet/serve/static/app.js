@@ -5,6 +5,7 @@
 const $ = (id) => document.getElementById(id);
 let maxImages = 16;
 let maxBytes = 32 * 1024 * 1024;
+let abstainSetBy = "model";  // whose abstain rule is in force (/v1/model): the cards say which
 
 function apiHeaders() {
   const key = $("key").value.trim();
@@ -13,12 +14,13 @@ function apiHeaders() {
 
 function setStatus(text) { $("status").textContent = text; }
 
+// The server's error of a failed response: { message, code } (the code is shown once, by the card).
 async function apiError(response) {
   try {
     const body = await response.json();
-    if (body && body.error) return `${body.error.message} (${body.error.code})`;
+    if (body && body.error) return { message: body.error.message, code: body.error.code };
   } catch (_) { /* not JSON */ }
-  return `HTTP ${response.status}`;
+  return { message: `HTTP ${response.status}`, code: `http_${response.status}` };
 }
 
 async function loadModel() {
@@ -34,8 +36,13 @@ async function loadModel() {
     $("key-box").open = true;
     return;
   }
-  if (!response.ok) { $("model-line").textContent = await apiError(response); return; }
+  if (!response.ok) {
+    const error = await apiError(response);
+    $("model-line").textContent = `${error.message} (${error.code})`;
+    return;
+  }
   const model = await response.json();
+  abstainSetBy = model.abstain_set_by;
   maxImages = model.limits.max_images;
   maxBytes = model.limits.max_request_bytes;
   $("model-line").textContent = `Model ${model.id}: ${model.num_classes} sports.`;
@@ -75,13 +82,20 @@ function card(result, thumbnail) {
     : `Not sure - best guess: ${best.label} ${pct(best.score)}`;
   const abstain = document.createElement("p");
   abstain.className = "abstain";
+  const minimum = abstainSetBy === "--min-score";
   if (result.uncertain === true) {
     abstain.classList.add("unsure");
-    abstain.textContent = "Not sure: the model's abstain rule says it cannot tell this photo.";
+    abstain.textContent = minimum
+      ? "Not sure: its score is under this server's minimum (--min-score)."
+      : "Not sure: the model's abstain rule says it cannot tell this photo.";
   } else if (result.uncertain === false) {
-    abstain.textContent = "Confident: the model's abstain rule lets it answer.";
+    abstain.textContent = minimum
+      ? "Confident: its score clears this server's minimum (--min-score)."
+      : "Confident: the model's abstain rule lets it answer.";
   } else {
-    abstain.textContent = "This model has no abstain rule.";
+    abstain.textContent = abstainSetBy === "--no-abstain"
+      ? "This server labels every photo (--no-abstain)."
+      : "This model has no abstain rule.";
   }
   const bars = document.createElement("ol");
   bars.className = "bars";
@@ -133,8 +147,9 @@ async function send(body, headers) {
       await sleep(wait * 1000);
       continue;
     }
-    const error = new Error(await apiError(response));
-    error.code = response.status === 429 ? "overloaded" : `http_${response.status}`;
+    const said = await apiError(response);
+    const error = new Error(said.message);
+    error.code = said.code;
     throw error;
   }
 }
@@ -162,14 +177,21 @@ function* batches(files) {
 
 async function labelFiles(fileList) {
   const all = Array.from(fileList);
-  for (const file of all.filter((f) => f.size === 0)) {  // said on a card, not dropped in silence
+  const empty = all.filter((f) => f.size === 0);
+  for (const file of empty) {  // said on a card, not dropped in silence
     $("results").prepend(errorCard(file.name, "bad_image", "the file is empty (0 bytes)"));
   }
   const files = all.filter((f) => f.size > 0);
-  if (!files.length) return;
+  // Each request stands alone: one that fails gets an error card per photo, the rest go on. A photo
+  // the server could not read is a failure too (it answers 200 with an error for that photo).
+  let done = 0, unsure = 0, failed = empty.length, lastError = empty.length ? "the file is empty (0 bytes)" : "";
+  const finish = () => {
+    const uncertain = unsure ? `, ${unsure} of them uncertain` : "";
+    setStatus(failed ? `Labelled ${done} of ${all.length} photo(s)${uncertain}; ${failed} could not be labelled${lastError ? ` (last: ${lastError})` : ""}.`
+      : `Labelled ${done} photo(s)${uncertain}.`);
+  };
+  if (!files.length) { finish(); return; }
   setStatus(`Labelling ${files.length} photo(s)...`);
-  // Each request stands alone: one that fails gets an error card per photo, the rest go on.
-  let done = 0, failed = 0, lastError = "";
   for (const chunk of batches(files)) {
     if (chunk.tooBig) {  // alone above the server's request limit: said on its card, the rest go on
       const size = (n) => (n >= 1048576 ? `${(n / 1048576).toFixed(1)} MB` : `${Math.ceil(n / 1024)} KB`);
@@ -184,17 +206,17 @@ async function labelFiles(fileList) {
       const answer = await send(form, {});
       answer.results.forEach((result, i) => {
         $("results").prepend(card(result, URL.createObjectURL(chunk[i])));
+        if (result.error) { failed += 1; lastError = result.error.message; }
+        else { done += 1; if (result.uncertain) unsure += 1; }
       });
-      done += chunk.length;
     } catch (error) {
       for (const file of chunk) $("results").prepend(errorCard(file.name, error.code || "failed", error.message));
       failed += chunk.length;
       lastError = error.message;
     }
-    setStatus(`Labelling: ${done + failed} of ${files.length} photo(s) sent...`);
+    setStatus(`Labelling: ${done + failed - empty.length} of ${files.length} photo(s) sent...`);
   }
-  setStatus(failed ? `Labelled ${done} of ${files.length} photo(s); ${failed} could not be labelled${lastError ? ` (${lastError})` : ""}.`
-    : `Labelled ${done} photo(s).`);
+  finish();
 }
 
 async function labelUrl(url) {
