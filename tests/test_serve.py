@@ -411,6 +411,27 @@ def test_request_time_limit(colour_model: Path) -> None:
         gated.gate.set()
 
 
+def test_the_images_of_a_request_that_timed_out_are_not_counted_answered(colour_model: Path) -> None:
+    # The first photo's answer was done before the limit, the second's not: the client got a 504
+    # and no answer, but /metrics counted the first as an image answered "ok".
+    class SecondCallWaits(GatedBackend):
+        def predict_proba(self, batch: np.ndarray) -> np.ndarray:
+            if not self.sizes:
+                self.sizes.append(len(batch))
+                return self.inner.predict_proba(batch)
+            return super().predict_proba(batch)
+
+    predictor = Predictor(colour_model)
+    gated = predictor.backend = SecondCallWaits(predictor.backend)
+    with serving(colour_model, predictor, request_timeout=0.5, max_batch=1) as c:
+        response = c.post("/v1/predict", files=uploads(("a.jpg", jpeg(RED)), ("b.jpg", jpeg(RED))))
+        assert response.status_code == 504 and gated.sizes[0] == 1
+        gated.gate.set()
+        metrics = c.get("/metrics").text
+        assert 'sportsdet_images_total{outcome="ok"}' not in metrics, metrics
+        assert 'sportsdet_requests_total{path="/v1/predict",status="504"} 1.0' in metrics
+
+
 def test_a_failing_model_is_a_json_500_without_traceback(colour_model: Path) -> None:
     predictor = Predictor(colour_model)
 

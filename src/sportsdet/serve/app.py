@@ -414,6 +414,14 @@ class Service:
         assert self.predictor is not None
         return self.predictor.model_id()
 
+    def count(self, results: list[dict[str, Any]]) -> None:
+        """The images of a request answered (ok or with its error), counted once it is sent: a
+        request that timed out (504) counted its finished images "ok" though none reached the client."""
+        for result in results:
+            if result["error"]:
+                self.metrics.errors.labels(result["error"]["code"]).inc()
+            self.metrics.images.labels("error" if result["error"] else "ok").inc()
+
     def abstain_set_by(self) -> str | None:
         """Whose abstain rule is in force: "model" (its own), "--min-score" or "--no-abstain" (this
         server's options), or None (a model without one): the page says which."""
@@ -515,8 +523,6 @@ class Service:
                 held = len(source)
             probs, warning = await self.batcher.submit((name, source))
         except ImageProblem as problem:
-            self.metrics.errors.labels(problem.code).inc()
-            self.metrics.images.labels("error").inc()
             return {"input": name, "top_k": [], "error": {"code": problem.code, "message": problem.message}}
         finally:
             self.bodies.give_back(held)
@@ -524,7 +530,6 @@ class Service:
         order = np.argsort(-probs, kind="stable")[:top_k]
         # The same abstain decision as `sportsdet predict`: uncertain -> no label, best guess in top_k.
         uncertain = None if self.predictor.abstain is None else self.predictor.is_uncertain(probs)
-        self.metrics.images.labels("ok").inc()
         return {
             "input": name,
             "label": None if uncertain else labels[order[0]],
@@ -936,6 +941,7 @@ def create_app(config: ServeConfig | None = None, predictor: Predictor | None = 
                 )
             finally:
                 service.batcher.release(len(items))
+            service.count(results)
             return {
                 "model": service.model_id(),
                 "top_k": k,
