@@ -304,6 +304,11 @@ def test_listings_with_a_byte_order_mark_empty_cells_and_misleading_names(photos
     assert rows["<empty path in excel.csv>"]["error"] == f"{listing}: a row with an empty 'path'"
     (plain,) = Predictor(model).predict_sources([str(tmp_path / "odd")])
     assert rows["odd/noext"]["warning"] == plain.warning and "misleading name" in plain.warning
+    # And a .txt listing saved with one (Notepad's UTF-8): its first photo was "file not found".
+    (tmp_path / "notepad.txt").write_bytes(f"\ufeff{photo}\r\n".encode())
+    summary = run_ray_predict([str(tmp_path / "notepad.txt")], tmp_path / "out2", model=model, workers=1)
+    assert summary.written == 1 and summary.failed == 0
+    assert _rows(tmp_path / "out2")[str(photo)]["error"] is None
 
 
 def test_cli_refuses_bad_options_and_listings(photos: dict, tmp_path: Path) -> None:

@@ -806,8 +806,9 @@ def build_dataset(
             batch: dict[str, np.ndarray], column: str = column, base: str = base, table_of: str = table_of
         ) -> dict:
             # A listing's surrounding spaces are not part of a name (command-line inputs are taken
-            # as typed); a .txt listing's blank lines and # comments are not inputs.
-            values = [("" if v is None else str(v)).strip() for v in batch[column]]
+            # as typed), nor is a byte-order mark (Notepad's UTF-8 .txt: its first photo was "file
+            # not found"); a .txt listing's blank lines and # comments are not inputs.
+            values = [("" if v is None else str(v)).lstrip("\ufeff").strip() for v in batch[column]]
             if not table_of:
                 values = [v for v in values if v and not v.startswith("#")]
             return {
