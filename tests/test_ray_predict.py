@@ -457,6 +457,10 @@ def test_inputs_are_read_as_plain_predict_reads_them(photos, tmp_path, monkeypat
         want = plain[row["input"]]
         assert row["label"] == want.label and (row["error"] is None) == (want.error is None), row
     assert summary.written == 5 and summary.repeated == 2  # in/a.jpg of the listing, twice
+    # Run again: each photo already there is skipped once, however many inputs reach it ("skipped
+    # 10 input(s)" of 7 rows). The failed inputs ('', '-') are tried again.
+    again = run_ray_predict([*inputs, "list.txt"], tmp_path / "out", model=model, workers=1)
+    assert again.skipped == 3 and again.written == 2, again
 
 
 def test_a_folder_of_results_is_not_mixed_with_results_made_another_way(photos, tmp_path) -> None:

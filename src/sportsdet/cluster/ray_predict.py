@@ -528,12 +528,12 @@ def read_object(uri: str, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
 
 def _list_batch(batch: dict[str, np.ndarray], *, done_box: list, tally: Any) -> dict[str, np.ndarray]:
     """Ray task: inputs -> one row per image not yet in DIR (nor earlier in this block: a folder
-    and a photo in it, given both, are labelled once); counts the skipped ones in `tally`."""
+    and a photo in it, given both, are labelled once); tells `tally` which ones it skipped."""
     import ray
 
     keys = ray.get(done_box[0])  # zero-copy from the object store
     names, sources, errors, notes, photos = [], [], [], [], []
-    skipped = 0
+    skipped: set[str] = set()
     seen: set[str] = set()
     for spec, base, listing in zip(batch["spec"], batch["base"], batch["listing"], strict=True):
         if listing and not str(spec).strip():  # a .csv/.parquet row without a path: said, not dropped
@@ -546,7 +546,7 @@ def _list_batch(batch: dict[str, np.ndarray], *, done_box: list, tally: Any) -> 
         for name, source, error, note in expand_spec(str(spec), str(base)):
             key = done_key(name, source, base=str(base))
             if _is_done(keys, key):
-                skipped += 1
+                skipped.add(key)
                 continue
             if key in seen and not error:
                 continue
@@ -558,7 +558,7 @@ def _list_batch(batch: dict[str, np.ndarray], *, done_box: list, tally: Any) -> 
             photos.append(key)
     if skipped:
         # Waited for: an add still in flight when the job ends would be missing from the count.
-        ray.get(tally.add.remote(skipped))
+        ray.get(tally.add.remote(sorted(skipped)))
     return {
         "input": np.array(names, dtype=object),
         "source": np.array(sources, dtype=object),
@@ -569,16 +569,17 @@ def _list_batch(batch: dict[str, np.ndarray], *, done_box: list, tally: Any) -> 
 
 
 class _Tally:
-    """A counter the listing tasks add their skipped inputs to."""
+    """The photos the listing tasks skipped (already in DIR), each counted once: a photo reached
+    through three inputs was "3 skipped" (and this run's summary said "labelled once")."""
 
     def __init__(self) -> None:
-        self.count = 0
+        self.keys: set[str] = set()
 
-    def add(self, n: int) -> None:
-        self.count += n
+    def add(self, keys: list[str]) -> None:
+        self.keys.update(keys)
 
     def get(self) -> int:
-        return self.count
+        return len(self.keys)
 
 
 # ----------------------------------------------------------------------------- decode + classify
