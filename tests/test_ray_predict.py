@@ -309,6 +309,14 @@ def test_listings_with_a_byte_order_mark_empty_cells_and_misleading_names(photos
     summary = run_ray_predict([str(tmp_path / "notepad.txt")], tmp_path / "out2", model=model, workers=1)
     assert summary.written == 1 and summary.failed == 0
     assert _rows(tmp_path / "out2")[str(photo)]["error"] is None
+    # A photo saved as .txt, given by name: labelled like plain predict labels it (the whole job
+    # was refused: "line 1: not UTF-8 text").
+    (tmp_path / "photo.txt").write_bytes(photo.read_bytes())
+    (plain,) = Predictor(model).predict_sources([str(tmp_path / "photo.txt")])
+    summary = run_ray_predict([str(tmp_path / "photo.txt")], tmp_path / "out3", model=model, workers=1)
+    row = _rows(tmp_path / "out3")[str(tmp_path / "photo.txt")]
+    assert summary.written == 1 and row["error"] is None and row["warning"] == plain.warning
+    assert "misleading name" in plain.warning
 
 
 def test_cli_refuses_bad_options_and_listings(photos: dict, tmp_path: Path) -> None:

@@ -42,7 +42,7 @@ import numpy as np
 from sportsdet.errors import SportsdetError
 from sportsdet.fetch import DEFAULT_MAX_BYTES, fetch_url, is_url
 from sportsdet.files import FOLDER_LOCK, atomic_write, hold_folder, printable_name
-from sportsdet.imageio import is_image_name
+from sportsdet.imageio import is_image_name, sniff_image_format
 from sportsdet.predict import PredictionResult, Predictor, _short_message, expand_inputs
 from sportsdet.preprocess import Preprocessing, load_for_model, normalize, resize_image
 
@@ -321,7 +321,8 @@ def split_inputs(inputs: Iterable[str]) -> InputSpecs:
     plain, listings = [], []
     for text in inputs:
         path = Path(text).expanduser()
-        if path.suffix.lower() in LISTING_SUFFIXES and path.is_file():
+        # A photo named like a listing (a JPEG saved as x.txt) is a photo, as plain predict reads it.
+        if path.suffix.lower() in LISTING_SUFFIXES and path.is_file() and not sniff_image_format(path):
             _check_listing(path)
             listings.append(path.resolve())
         else:
