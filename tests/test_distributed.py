@@ -53,6 +53,11 @@ def _assert_close_to(one: list[dict[str, str]], two: list[dict[str, str]], n_val
 
 
 @pytest.fixture(scope="module")
+def data_dir_small(tmp_path_factory) -> Path:
+    return make_dataset(tmp_path_factory.mktemp("data") / "small", per_class=4)
+
+
+@pytest.fixture(scope="module")
 def shapes(tmp_path_factory) -> Path:
     return make_dataset(tmp_path_factory.mktemp("data") / "shapes", per_class=12)
 
@@ -217,3 +222,44 @@ def test_a_rank_that_ends_before_any_checkpoint_is_not_told_to_resume(tmp_path: 
     assert "kept: continue with the same command and --resume" in distributed._ended_rank(
         killed, tmp_path / "run", wait=0
     )
+
+
+def test_balanced_class_weights_train_the_same_in_two_processes(tmp_path: Path) -> None:
+    # Each rank took the weighted mean of its own half batch and DDP averaged the two: another loss
+    # wherever the halves weigh differently, so --nproc 2 trained another model than one process.
+    torch.set_num_threads(2)
+    data = make_image_tree(tmp_path / "data", splits={"train": 12, "valid": 3}, size=32)
+    for name in ("polo", "rowing"):  # 12 air hockey, 2 polo, 2 rowing: 16, two full batches of 8
+        for extra in sorted((data / "train" / name).iterdir())[2:]:
+            extra.unlink()
+    options = {**SCRATCH, "epochs": 3, "class_weight": "balanced"}
+    for name, nproc in (("one", 1), ("two", 2)):
+        train(data, out=tmp_path / name, model="seed-cnn", seed=1, options=options, nproc=nproc,
+              evaluate=False, report=False)  # fmt: skip
+    one, two = _rows(tmp_path / "one"), _rows(tmp_path / "two")
+    _assert_close_to(one, two, n_valid=9, loss=0.002)
+    for a, b in zip(one, two, strict=True):
+        assert float(b["train_loss"]) == pytest.approx(float(a["train_loss"]), abs=0.002), (a, b)
+
+
+def test_a_collective_broken_by_a_rank_that_got_ctrl_c_is_an_interrupt(data_dir_small, tmp_path, monkeypatch):
+    # Ctrl-C reaches every rank; rank 1 stopped first, rank 0's collective failed on its exit and
+    # the run ended "error: sportsdet-rank1 ended with exit code 130", exit 2, with a traceback.
+    from types import SimpleNamespace
+
+    from rich.console import Console
+
+    import sportsdet.training.run as run_module
+
+    def broken(ctx):
+        raise RuntimeError("[gloo] Connection closed by peer")
+
+    monkeypatch.setattr(run_module, "get_recipe", lambda name: broken)
+    monkeypatch.setattr(distributed, "_local_children", [SimpleNamespace(exitcode=130)])
+    console = Console(record=True, width=200)
+    with pytest.raises(KeyboardInterrupt):
+        train(data_dir_small, out=tmp_path / "run", model="seed-cnn", options=SCRATCH, console=console)
+    assert "interrupted before the first epoch finished" in console.export_text()
+    monkeypatch.setattr(distributed, "_local_children", [SimpleNamespace(exitcode=1)])  # not a Ctrl-C
+    with pytest.raises(RuntimeError, match="Connection closed by peer"):
+        train(data_dir_small, out=tmp_path / "run2", model="seed-cnn", options=SCRATCH, console=console)

@@ -679,3 +679,25 @@ def test_resuming_a_finished_run_says_there_is_nothing_more_to_train(data_dir, t
     console = Console(file=io.StringIO(), width=300)
     train(None, out=run, resume=True, options={"epochs": 2}, console=console, evaluate=False, report=False)
     assert "nothing more to train" not in console.file.getvalue()
+
+
+def test_ctrl_c_says_the_epochs_the_checkpoint_holds(data_dir, tmp_path, monkeypatch) -> None:
+    # Ctrl-C after an epoch's history row, before its checkpoint: "interrupted after 2 finished
+    # epoch(s)" of a checkpoint at epoch 1 (and --resume then said "resuming after epoch 1").
+    import sportsdet.training.callbacks as callbacks
+
+    real = callbacks.write_checkpoint
+
+    def stopped(path, tensors, state):
+        if path.name == "last.safetensors" and state["epoch"] == 2:
+            raise KeyboardInterrupt
+        real(path, tensors, state)
+
+    monkeypatch.setattr(callbacks, "write_checkpoint", stopped)
+    console = Console(record=True, width=200)
+    with pytest.raises(KeyboardInterrupt):
+        options = {**TINY, "epochs": 3}
+        train(data_dir, out=tmp_path / "run", model="seed-cnn", options=options, console=console)
+    _, last = read_checkpoint(tmp_path / "run" / "checkpoints" / "last.safetensors")
+    assert last["epoch"] == 1
+    assert "interrupted after 1 finished epoch(s); the last checkpoint is kept" in console.export_text()

@@ -150,6 +150,18 @@ def read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]
     return tensors, state
 
 
+def checkpoint_epoch(path: Path) -> int | None:
+    """The epoch a checkpoint holds, read from its header alone; None if it cannot be read."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            epoch = json.loads((handle.metadata() or {})[_STATE_KEY]).get("epoch")
+    except Exception:  # noqa: BLE001  missing or damaged: the caller says less
+        return None
+    return epoch if isinstance(epoch, int) else None
+
+
 def model_tensors(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """The model's state dict inside a checkpoint's tensors."""
     return {key[len("model.") :]: value for key, value in tensors.items() if key.startswith("model.")}

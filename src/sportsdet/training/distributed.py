@@ -28,6 +28,7 @@ import hashlib
 import json
 import multiprocessing
 import os
+import signal
 import socket
 import sys
 import time
@@ -307,6 +308,22 @@ def _child(target: Callable[..., Any], rank_: int, nproc: int, port: int, kwargs
         sys.exit(130)
 
 
+_local_children: list[Any] = []  # the ranks local_group started (this process is rank 0)
+
+
+def peer_interrupted(wait: float = 2.0) -> bool:
+    """Whether a rank local_group started ended by Ctrl-C (130, or SIGINT), waiting up to `wait`
+    seconds for one to end. Ctrl-C reaches every rank: one that stops first breaks the collective
+    rank 0 is in, and rank 0 fails on that ("rank1 ended with exit code 130", a traceback) when its
+    own KeyboardInterrupt was lost inside a callback Python ignores."""
+    if not _local_children:
+        return False
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline and not any(c.exitcode for c in _local_children):
+        time.sleep(0.05)
+    return any(c.exitcode in (130, -signal.SIGINT) for c in _local_children)
+
+
 def _ended_rank(children: list[Any], run_dir: Any = None, wait: float = 2.0) -> str | None:
     """Why the group broke when a rank ended without saying (killed: out of memory?), or None.
     `run_dir`: the run folder, to say whether a checkpoint is there to resume from."""
@@ -353,6 +370,7 @@ def local_group(nproc: int, target: Callable[..., Any], kwargs: dict[str, Any]) 
     ]
     for child in children:
         child.start()
+    _local_children[:] = children
     failed = True
     try:
         with share_cpus(nproc):
@@ -383,6 +401,7 @@ def local_group(nproc: int, target: Callable[..., Any], kwargs: dict[str, Any]) 
             if child.is_alive():
                 child.terminate()
                 child.join()
+        _local_children.clear()
     bad = [c for c in children if c.exitcode]
     if bad:
         message = (

@@ -199,7 +199,7 @@ class TrainContext:
             present = counts > 0
             weights[present] = len(labels) / (present.sum() * counts[present])
             weight = torch.from_numpy(weights).float()
-        return nn.CrossEntropyLoss(weight=weight, label_smoothing=self.options.label_smoothing)
+        return BatchLoss(weight=weight, label_smoothing=self.options.label_smoothing)
 
     def load_best(self, model: nn.Module) -> nn.Module:
         """Load the best checkpoint's weights into `model` (rank 0 reads it and sends it to the others)."""
@@ -276,19 +276,59 @@ def current_lr(optimizer: torch.optim.Optimizer) -> float:
     return lr
 
 
+class BatchLoss(nn.CrossEntropyLoss):
+    """Cross-entropy (class weights, label smoothing) as the mean over the whole batch of every
+    process: each rank's share is its rows' weighted sum over the weight of all ranks' rows, times
+    the number of ranks (DDP averages the ranks' gradients). In one process it is exactly
+    nn.CrossEntropyLoss. Each rank's own weighted mean, averaged, was another loss wherever the
+    ranks' halves weigh differently (class_weight=balanced: --nproc 2 trained another model)."""
+
+    def parts(self, logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, float]:
+        """(the rows' weighted loss summed, their weight): the mean's numerator and denominator."""
+        summed = nn.functional.cross_entropy(
+            logits, targets, weight=self.weight, reduction="sum", label_smoothing=self.label_smoothing
+        )
+        return summed, float(self.weight[targets].sum()) if self.weight is not None else float(len(targets))
+
+    shared: tuple[float, float] | None = None  # the last step's parts, when it took the global mean
+
+    def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        self.shared = None
+        if self.weight is None or not distributed.active():  # every rank has as many rows: means agree
+            return super().forward(logits, targets)
+        summed, weight = self.parts(logits, targets)
+        (whole,) = distributed.all_sum([weight])  # every rank takes this step (shard_rows)
+        self.shared = (float(summed.detach()), weight)
+        return summed * distributed.world_size() / whole
+
+    def epoch_part(self, loss: torch.Tensor, targets: torch.Tensor) -> tuple[float, float]:
+        """What a step adds to the epoch's (weighted) mean loss: (weighted loss sum, weight)."""
+        if self.shared is not None:
+            return self.shared
+        weight = float(self.weight[targets].sum()) if self.weight is not None else float(len(targets))
+        return float(loss.detach()) * weight, weight
+
+
 def evaluate_loader(model: nn.Module, loader: Iterable, loss_fn: Callable) -> tuple[float, float]:
-    """Mean loss and accuracy of `model` over a loader (no gradients, eval mode)."""
+    """Mean loss and accuracy of `model` over a loader (no gradients, eval mode); with a BatchLoss
+    the weighted mean over every rank's photos, as one process gives it."""
     model.eval()
-    total_loss, correct, seen = 0.0, 0, 0
+    total_loss, total_weight, correct, seen = 0.0, 0.0, 0, 0
     with torch.inference_mode():
         for inputs, targets in loader:
             inputs = inputs.contiguous(memory_format=torch.channels_last)
             logits = model(inputs)
-            total_loss += float(loss_fn(logits, targets)) * len(targets)
+            if isinstance(loss_fn, BatchLoss):
+                summed, weight = loss_fn.parts(logits, targets)
+                total_loss, total_weight = total_loss + float(summed), total_weight + weight
+            else:
+                total_loss += float(loss_fn(logits, targets)) * len(targets)
+                total_weight += len(targets)
             correct += int((logits.argmax(1) == targets).sum())
             seen += len(targets)
-    total_loss, correct, seen = distributed.all_sum([total_loss, correct, seen])  # every rank's share
-    return total_loss / max(seen, 1), correct / max(seen, 1)
+    # every rank's share
+    total_loss, total_weight, correct, seen = distributed.all_sum([total_loss, total_weight, correct, seen])
+    return total_loss / max(total_weight, 1e-12), correct / max(seen, 1)
 
 
 def run_epochs(
@@ -314,7 +354,7 @@ def run_epochs(
     - patience: early stopping for this stage (None/0: off). The best/last checkpoints and
       metrics.csv/curves.png are written after every epoch; epochs are numbered across stages.
     """
-    loss_fn = loss_fn or nn.CrossEntropyLoss()
+    loss_fn = loss_fn or BatchLoss()
     model = model.to(memory_format=torch.channels_last)  # ~1.5x faster convolutions on CPU
     loop = LoopState(model, optimizer, scheduler, stage, epochs)
     ctx.loop = loop
@@ -434,7 +474,7 @@ def _train_epoch(
     """
     model, optimizer, scheduler = loop.trainer or loop.model, loop.optimizer, loop.scheduler
     model.train()
-    total_loss, correct, seen = 0.0, 0, 0
+    total_loss, total_weight, correct, seen = 0.0, 0.0, 0, 0
     rates: list[float] = []
     for batch, (inputs, targets) in enumerate(batches):
         rates.append(current_lr(optimizer))
@@ -446,15 +486,20 @@ def _train_epoch(
         optimizer.step()
         if scheduler is not None and scheduler_step == "batch":
             scheduler.step()
-        total_loss += float(loss.detach()) * len(targets)
+        if isinstance(loss_fn, BatchLoss):  # the weighted mean over the epoch, as validation's
+            part, weight = loss_fn.epoch_part(loss, targets)
+        else:
+            part, weight = float(loss.detach()) * len(targets), len(targets)
+        total_loss, total_weight = total_loss + part, total_weight + weight
         correct += int((logits.detach().argmax(1) == targets).sum())
         seen += len(targets)
-        logs = {"loss": total_loss / seen, "acc": correct / seen}
+        logs = {"loss": total_loss / total_weight, "acc": correct / seen}
         for callback in ctx.callbacks:
             callback.on_batch_end(ctx, batch, logs)
-    total_loss, correct, seen = distributed.all_sum([total_loss, correct, seen])  # the global epoch
+    # the global epoch
+    total_loss, total_weight, correct, seen = distributed.all_sum([total_loss, total_weight, correct, seen])
     lr = float(np.mean(rates)) if rates else current_lr(optimizer)
-    return total_loss / max(seen, 1), correct / max(seen, 1), lr
+    return total_loss / max(total_weight, 1e-12), correct / max(seen, 1), lr
 
 
 def _record_epoch(ctx: TrainContext, loop: LoopState, row: dict[str, Any], patience: int | None) -> bool:

@@ -41,7 +41,7 @@ from sportsdet.seen_photos import SEEN_NAME, SEEN_SPLITS, seen_photos_json
 from sportsdet.training import distributed
 from sportsdet.training.calibration import calibrate_temperature, fit_validation_abstain
 from sportsdet.training.callbacks import Checkpointer, CurvesPlot, MetricsCSV, ProgressBar
-from sportsdet.training.checkpoint import read_checkpoint, seed_everything, write_checkpoint
+from sportsdet.training.checkpoint import checkpoint_epoch, read_checkpoint, seed_everything, write_checkpoint
 from sportsdet.training.loop import Callback, TrainContext, TrainResult, validation_logits
 from sportsdet.training.options import (
     RESUME_OVERRIDABLE,
@@ -780,11 +780,20 @@ def _run_recipe(ctx: TrainContext) -> TrainResult:
     """The recipe, with Ctrl-C and bad files turned into what the user should do next."""
     run_dir = ctx.run_dir
     try:
-        result = get_recipe(ctx.options.recipe)(ctx)
+        try:
+            result = get_recipe(ctx.options.recipe)(ctx)
+        except Exception:
+            if distributed.is_main() and distributed.peer_interrupted():  # Ctrl-C ended another rank first
+                raise KeyboardInterrupt from None
+            raise
     except KeyboardInterrupt:
-        if (ctx.checkpoint_dir / "last.safetensors").is_file():
+        last = ctx.checkpoint_dir / "last.safetensors"
+        if last.is_file():
+            # What the checkpoint holds: the epoch stopped between its history row and its
+            # checkpoint was counted as finished ("after 43" of a checkpoint at 42).
+            kept = checkpoint_epoch(last) or len(ctx.history)
             ctx.console.print(
-                f"[yellow]interrupted[/] after {len(ctx.history)} finished epoch(s); the last checkpoint is "
+                f"[yellow]interrupted[/] after {kept} finished epoch(s); the last checkpoint is "
                 f"kept. Continue with: sportsdet train --out {escape(shlex.quote(str(run_dir)))} --resume",
                 highlight=False,
                 soft_wrap=True,
