@@ -90,7 +90,7 @@ def test_scratch_in_two_processes_matches_one_and_resumes(shapes: Path, tmp_path
     assert bundle["training"]["resumed"] is True and bundle["training"]["epochs_run"] == 5
 
 
-def test_transfer_in_two_processes_shares_feature_extraction(tmp_path: Path, monkeypatch) -> None:
+def test_transfer_in_two_processes_shares_feature_extraction(tmp_path: Path, monkeypatch, capfd) -> None:
     torch.set_num_threads(2)
     data = make_image_tree(tmp_path / "data", splits={"train": 6, "valid": 3, "test": 2}, size=72)
     results = {}
@@ -109,6 +109,8 @@ def test_transfer_in_two_processes_shares_feature_extraction(tmp_path: Path, mon
     _assert_close_to(one, two, n_valid=9, loss=0.05)
     assert results[2].best["val_acc"] == pytest.approx(results[1].best["val_acc"], abs=1 / 9 + 1e-9)
     assert results[2].evaluation is not None  # evaluation ran once, on rank 0
+    # Rank 0's bar counts its share: "features: train (6 images)" then "3/3 photos" read as lost.
+    assert "features train, rank 0's share of 2 processes (lite0, center" in capfd.readouterr().err
 
 
 def test_ranks_started_differently_stop_with_one_error(shapes: Path, tmp_path: Path, monkeypatch) -> None:

@@ -251,10 +251,10 @@ def _extract(ctx: TrainContext, model: nn.Module, tap: int, started: float) -> C
     def features(paths: list[Any], view: str, what: str) -> dict[str, np.ndarray]:
         ctx.console.print(f"[dim]features: {what}, view {view} ({len(paths)} images)[/]", highlight=False)
 
-        def run(share: list[Any], progress: bool) -> dict[str, np.ndarray]:
+        def run(share: list[Any], progress: bool, whose: str = "") -> dict[str, np.ndarray]:
             return extract_features(
                 spec.name, share, preprocessing=pre, view=view, tap=tap, model=model, progress=progress,
-                num_workers=options.extract_workers, threads=threads, description=f"features {what}",
+                num_workers=options.extract_workers, threads=threads, description=f"features {what}{whose}",
             )  # fmt: skip
 
         if not distributed.active():
@@ -262,8 +262,8 @@ def _extract(ctx: TrainContext, model: nn.Module, tap: int, started: float) -> C
         # Each rank computes its share into the cache, then reads everyone's. On machines that do
         # not share the cache folder the second call computes the rest here: slower, still right.
         share = paths[distributed.rank() :: distributed.world_size()]
-        if share:
-            run(share, distributed.is_main())
+        if share:  # rank 0's bar counts its share only ("9/9 photos" of 17): said so
+            run(share, distributed.is_main(), f", rank 0's share of {distributed.world_size()} processes")
         distributed.barrier()
         return run(paths, False)
 
