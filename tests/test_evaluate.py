@@ -513,6 +513,19 @@ def test_a_folder_name_that_means_another_class_to_the_model_gets_a_hint(
 
     page = html.unescape(write_report(tmp_path / "eval").read_text(encoding="utf-8"))
     assert "if your 'polo' is what this model calls 'rowing', rename that folder" in page
+    # A folder named by another name of a renamed label: the hint names that folder, not the label
+    # ("rename 'american football'" of a user's `football` folder).
+    from sportsdet.bundle_labels import rename_labels
+
+    renamed = Path(shutil.copytree(bundle, tmp_path / "renamed"))
+    rename_labels(renamed, {"polo": "water polo"})
+    notes.clear()
+    aliased = evaluate(renamed, tree, out_dir=tmp_path / "aliased", backend=swapped, warn=notes.append)
+    assert aliased.metrics["mostly_given_another"] == [{**hint, "class": "water polo", "folder": "polo"}]
+    assert notes == [
+        "6 of the 6 photos in 'polo' were labelled 'rowing': if your 'polo' is what this model calls "
+        "'rowing', rename that folder and evaluate again"
+    ]
     # Right answers: no hint.
     right = evaluate(bundle, tree, out_dir=tmp_path / "ok", backend=ColourOracle())
     assert right.metrics["mostly_given_another"] == []

@@ -69,6 +69,9 @@ class EvalData:
     notes: list[str] = field(default_factory=list)
     sources: list[str] | None = None  # the data source of each item (multi-source runs)
     left_out: LeftOut = field(default_factory=LeftOut)  # photos the model was trained on, left out
+    # Label index -> the class folder's own name where it is another name of the label (an alias:
+    # a sports100 `football` folder is the built-in model's `american football`).
+    folder_names: dict[int, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -223,7 +226,8 @@ def _from_folder(
         )
         records = [r for r in records if r.label in index]
     items = [(r.path, index[r.label]) for r in records]
-    chosen = EvalData(items, data_root, "folder", chosen_split, notes=notes)
+    aliased = {index[r.label]: r.label for r in records if r.label not in bundle.labels}
+    chosen = EvalData(items, data_root, "folder", chosen_split, notes=notes, folder_names=aliased)
     return chosen if keep_seen else _leave_out_seen(bundle, chosen)
 
 
@@ -508,7 +512,10 @@ def evaluate(
         metrics["mostly_given_another"] = mostly_given_another(confusion, bundle.labels)
         in_folder = np.bincount(y_true, minlength=len(labels))
         for entry in metrics["mostly_given_another"]:  # the hint counts the answered ones only
-            entry["in_folder"] = int(in_folder[labels.index(entry["class"])])
+            row = labels.index(entry["class"])
+            entry["in_folder"] = int(in_folder[row])
+            if row in chosen.folder_names:  # the hint names the folder the user has, not the label
+                entry["folder"] = chosen.folder_names[row]
         for entry in metrics["mostly_given_another"]:
             warn(rename_hint(entry))
     if chosen.sources is not None:  # a multi-source run: accuracy per source as well

@@ -245,7 +245,7 @@ def mostly_given_another(
 
 def rename_hint(entry: dict[str, Any]) -> str:
     """One `mostly_given_another` entry in words, as evaluate warns it and the report shows it."""
-    yours, theirs = entry["class"], entry["given"]
+    yours, theirs = entry.get("folder") or entry["class"], entry["given"]
     answered = entry["photos"]
     # Counted on the photos the model answered: say so when it was unsure of some (the per-class
     # table counts them all).
