@@ -177,7 +177,7 @@ def test_cli_engine_ray(photos: dict, tmp_path: Path) -> None:
     assert second.exit_code == 0, second.output
     # The summary is one line a script can parse (it was wrapped at the terminal's width).
     (line,) = [line for line in second.output.splitlines() if line.startswith("wrote 0 result(s)")]
-    assert line.endswith(f"skipped {count} input(s) already there"), second.output
+    assert line.endswith(f"skipped {count} photo(s) already there"), second.output
 
 
 def test_reruns_retry_failures_and_tell_photos_of_the_same_name_apart(photos: dict, tmp_path: Path) -> None:
@@ -485,6 +485,22 @@ def test_a_folder_of_results_is_not_mixed_with_results_made_another_way(photos, 
     summary = run_ray_predict(folder, out, model=model, workers=1)  # the same options: it goes on
     assert summary.already_done == 1 and summary.written == 5
     assert {len(row["top_k"]) for row in _rows(out).values()} == {5}
+    # The same weights with renamed labels (the built-in model's 'football' became 'american
+    # football'): the same model id, rows of other names. A record of an older version, without
+    # the labels, is taken as it was.
+    import json
+
+    from sportsdet.bundle_labels import rename_labels
+
+    renamed = Path(shutil.copytree(model, tmp_path / "renamed"))
+    rename_labels(renamed, {"polo": "horse polo"})
+    with pytest.raises(SportsdetError, match="labels '[0-9a-f]{12}' \\(now '[0-9a-f]{12}'\\)"):
+        run_ray_predict(folder, out, model=renamed, workers=1)
+    record = out / ".sportsdet-settings.json"
+    older = json.loads(record.read_text())
+    del older["labels"]
+    record.write_text(json.dumps(older))
+    assert run_ray_predict(folder, out, model=model, workers=1).already_done == 6
 
 
 def test_a_listing_that_names_no_photo_is_refused(tmp_path: Path) -> None:

@@ -90,7 +90,7 @@ def predict_on_ray(
         retried += f"; {summary.repeated} photo(s) given by more than one input labelled once"
     console.print(
         f"wrote {summary.written} result(s) to {escape(str(output))} in {len(summary.parts)} part(s) "
-        f"({rate:.1f} images/s); skipped {summary.skipped} input(s) already there{retried}",
+        f"({rate:.1f} images/s); skipped {summary.skipped} photo(s) already there{retried}",
         highlight=False,
         soft_wrap=True,  # one line a script can parse, whatever the terminal's width
     )

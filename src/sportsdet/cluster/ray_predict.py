@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import json
 import logging
 import os
 import signal
@@ -204,11 +205,11 @@ def check_settings(out_dir: Path, settings: dict[str, Any], has_rows: bool) -> N
     except (OSError, ValueError):
         before = None  # unreadable: rewritten below, as for an older folder
     if isinstance(before, dict) and has_rows:
-        shown = {"model": "--model", "top_k": "--top-k", "abstain": "the abstain rule"}
+        shown = {"model": "--model", "top_k": "--top-k", "abstain": "the abstain rule", "labels": "labels"}
         changed = [
             f"{shown.get(key, key)} {before.get(key)!r} (now {value!r})"
             for key, value in settings.items()
-            if before.get(key) != value
+            if before.get(key) != value and (key in before or key != "labels")  # older records lack it
         ]
         if changed:
             raise SportsdetError(
@@ -972,6 +973,8 @@ def _run_locked(
         "model": local.model_id(),
         "top_k": top_k,
         "abstain": local.abstain.to_dict() if local.abstain is not None else None,
+        # The same weights under renamed labels (sportsdet.bundle_labels) give rows of other names.
+        "labels": hashlib.sha256(json.dumps(local.labels).encode()).hexdigest()[:12],
     }
     check_settings(out, settings, has_rows=bool(part_files(out)))
     done_keys = input_keys(folder.done)
