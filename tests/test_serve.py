@@ -959,5 +959,12 @@ def test_probes_answer_head_and_the_api_says_what_predict_says_of_a_misnamed_pho
     said = "image with a misleading name: a JPEG file named '.php'"
     assert predicted.warning == said == misnamed["warning"]
     assert named["warning"] is None and raw.json()["results"][0]["warning"] is None
+    # A part without a file name is named by its form field: no note on that name.
+    body = (b'--XyZ\r\nContent-Disposition: form-data; name="image"; filename=""\r\n'
+            b"Content-Type: image/jpeg\r\n\r\n" + jpeg(RED) + b"\r\n--XyZ--\r\n")  # fmt: skip
+    multipart = {"Content-Type": "multipart/form-data; boundary=XyZ"}
+    unnamed = client.post("/v1/predict", content=body, headers=multipart)
+    (answer,) = unnamed.json()["results"]
+    assert answer["input"] == "image" and answer["label"] and answer["warning"] is None, answer
     top_k = client.get("/openapi.json").json()["paths"]["/v1/predict"]["post"]["parameters"][0]
     assert top_k["description"] == "how many sports to list per photo (default: 5)"  # there is no --top-k

@@ -504,14 +504,18 @@ class Service:
             raise ImageProblem(code, _strip_prefix(str(exc), redact_url(url))) from None
 
     async def answer(
-        self, name: str, source: bytes | str, top_k: int, downloads: asyncio.Semaphore | None = None
+        self,
+        name: str,
+        source: bytes | str,
+        top_k: int,
+        downloads: asyncio.Semaphore | None = None,
+        note: str | None = None,
     ) -> dict[str, Any]:
         """One image's answer. `downloads`: the request's share of the download threads (one
         request of 16 slow URLs held them all, and every other client's URL timed out)."""
         loop = asyncio.get_running_loop()
         assert self.batcher is not None and self.predictor is not None
         held = 0
-        note = _misleading_upload_name(name, source)
         try:
             if isinstance(source, str):
                 async with downloads or contextlib.nullcontext():
@@ -541,12 +545,13 @@ class Service:
         }
 
 
-def _misleading_upload_name(name: str, source: bytes | str) -> str | None:
-    """An uploaded photo named as something else (soccer.php): predict's note for such a file."""
-    if not isinstance(source, bytes) or name == RAW_BODY_NAME or is_image_name(name):
+def _misleading_upload_name(filename: str, data: bytes) -> str | None:
+    """An uploaded photo whose file name says it is something else (soccer.php): predict's note
+    for such a file. Only for a real file name: a part without one is named by its form field."""
+    if not filename or is_image_name(filename):
         return None
-    image_format = sniff_head(source)
-    return misleading_name_note(name, image_format) if image_format else None
+    image_format = sniff_head(data)
+    return misleading_name_note(filename, image_format) if image_format else None
 
 
 def _strip_prefix(message: str, name: str) -> str:
@@ -639,8 +644,9 @@ def _check_multipart_ends(request: Request, body: bytes) -> None:
 
 async def _parse(
     request: Request, body: bytes, config: ServeConfig
-) -> tuple[list[tuple[str, bytes | str]], Any]:
-    """(name, bytes or URL) per image, and the top_k the body asked for (if any)."""
+) -> tuple[list[tuple[str, bytes | str, str | None]], Any]:
+    """(name, bytes or URL, note) per image, and the top_k the body asked for (if any); the note:
+    a misleadingly named upload's, as predict gives it."""
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype == "multipart/form-data":
 
@@ -661,7 +667,7 @@ async def _parse(
             message = f"cannot read the multipart body ({exc.message}){hint}"
             raise ApiError(400, "bad_request", message) from None
         _check_multipart_ends(request, body)
-        items: list[tuple[str, bytes | str]] = []
+        items: list[tuple[str, bytes | str, str | None]] = []
         top_k = None
         try:
             for key, value in form.multi_items():
@@ -669,14 +675,15 @@ async def _parse(
                     if key == "top_k":
                         top_k = value
                     elif key in ("url", "urls"):
-                        items.append((redact_url(value), value))
+                        items.append((redact_url(value), value, None))
                     elif key.lower() in IMAGE_FIELDS or len(value) > 1024:
                         # An image sent without a file name is a text field here: it was dropped
                         # without a word. Small fields of other names are still ignored.
                         message = f"form field {key!r} is not a file upload; {NOT_A_FILE}"
                         raise ApiError(400, "bad_request", message)
                     continue
-                items.append((value.filename or key, await value.read()))
+                data, filename = await value.read(), value.filename or ""
+                items.append((filename or key, data, _misleading_upload_name(filename, data)))
         finally:
             await form.close()
         return items, top_k
@@ -702,9 +709,9 @@ async def _parse(
         except (ValueError, TypeError) as exc:
             message = str(exc).splitlines()[0][:200]
             raise ApiError(400, "bad_request", f'expected JSON {{"urls": [...]}} ({message})') from None
-        return [(redact_url(url), url) for url in payload.urls], payload.top_k
+        return [(redact_url(url), url, None) for url in payload.urls], payload.top_k
     if ctype.startswith("image/") or ctype == "application/octet-stream":
-        return ([(RAW_BODY_NAME, body)] if body else []), None
+        return ([(RAW_BODY_NAME, body, None)] if body else []), None
     raise ApiError(
         415,
         "unsupported_media_type",
@@ -918,7 +925,7 @@ def create_app(config: ServeConfig | None = None, predictor: Predictor | None = 
                 raise ApiError(
                     413, "too_many_images", f"{len(items)} images; at most {config.max_images} per request"
                 )
-            if any(isinstance(source, str) for _, source in items) and not config.allow_urls:
+            if any(isinstance(source, str) for _, source, _ in items) and not config.allow_urls:
                 raise ApiError(
                     403, "urls_disabled", "this server does not fetch URLs (start it with --allow-urls)"
                 )
@@ -937,7 +944,7 @@ def create_app(config: ServeConfig | None = None, predictor: Predictor | None = 
             try:
                 downloads = asyncio.Semaphore(URL_DOWNLOADS_PER_REQUEST)
                 results = await asyncio.gather(
-                    *(service.answer(name, src, k, downloads) for name, src in items)
+                    *(service.answer(name, src, k, downloads, note) for name, src, note in items)
                 )
             finally:
                 service.batcher.release(len(items))

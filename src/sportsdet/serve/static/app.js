@@ -198,6 +198,7 @@ async function labelFiles(fileList) {
       const message = `${size(chunk.file.size)}, above this server's ${size(maxBytes)} request limit`;
       $("results").prepend(errorCard(chunk.file.name, "payload_too_large", message));
       failed += 1;
+      lastError = message;
       continue;
     }
     const form = new FormData();
