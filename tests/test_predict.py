@@ -615,3 +615,13 @@ def test_a_picture_the_model_must_enlarge_more_than_twice_is_labelled_with_a_war
     )
     assert warnings["149"].startswith("only 149x149 pixels, enlarged 2.0x")
     assert warnings["150"] is None and warnings["224"] is None
+    # As the model's own resizing enlarges it: letterboxed, the longer side is what is scaled.
+    from sportsdet.imageio import load_image_checked
+    from sportsdet.preprocess import Preprocessing
+
+    make_image((200, 40, 40), size=140).resize((140, 280)).save(tmp_path / "tall.png")
+    pad, crop = Preprocessing(300, resize="pad"), Preprocessing(300, resize="crop", crop_pct=0.875)
+    assert load_image_checked(tmp_path / "tall.png", model=pad)[1] is None  # enlarged 1.07x
+    assert load_image_checked(tmp_path / "tall.png", model=crop)[1].startswith(
+        "only 140x280 pixels, enlarged 2.5x to the model's 300 px"
+    )  # 343 px / 140: the crop keeps 87.5%

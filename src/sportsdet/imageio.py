@@ -16,7 +16,7 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import numpy as np
 import PIL
@@ -322,10 +322,10 @@ def upright_size(image: Image.Image) -> tuple[int, int]:
     return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
 
 
-def shape_problem(width: int, height: int, model_size: int | None = None) -> tuple[str, str] | None:
+def shape_problem(width: int, height: int, model: Any = None) -> tuple[str, str] | None:
     """("tiny" | "strip" | "small", why) for a picture too small or too elongated to classify well;
-    else None. "small" only with `model_size` (the model's input side): a picture it must enlarge
-    more than twice (SMALL_FOR_MODEL).
+    else None. "small" only with `model` (its Preprocessing): a picture it must enlarge more than
+    SMALL_FOR_MODEL times.
 
     Such pictures are still labelled (predict) or kept (data check), with this as a warning.
     """
@@ -340,10 +340,11 @@ def shape_problem(width: int, height: int, model_size: int | None = None) -> tup
             f"only {width}x{height} pixels (less than {MIN_SIDE} on a side): too little detail for a "
             "reliable label"
         )
-    if model_size and short * SMALL_FOR_MODEL < model_size:
+    enlarged = model.enlargement(width, height) if model is not None else 0.0
+    if enlarged > SMALL_FOR_MODEL:
         return "small", (
-            f"only {width}x{height} pixels, enlarged {model_size / short:.1f}x to the model's "
-            f"{model_size} px: labels of pictures this small are less reliable"
+            f"only {width}x{height} pixels, enlarged {enlarged:.1f}x to the model's "
+            f"{model.input_size} px: labels of pictures this small are less reliable"
         )
     return None
 
@@ -556,14 +557,14 @@ def load_image_checked(
     *,
     name: str | None = None,
     min_size: int | None = None,
-    model_size: int | None = None,
+    model: Any = None,
 ) -> tuple[Image.Image, str | None]:
-    """`load_image`, plus a warning when the picture is tiny or a strip, or small for a model of
-    input side `model_size` (see `shape_problem`)."""
+    """`load_image`, plus a warning when the picture is tiny or a strip, or small for `model` (its
+    Preprocessing; see `shape_problem`)."""
     label = name or (f"<{len(source)} bytes>" if isinstance(source, bytes) else str(source))
     image = _open(source, label)
     stored_w, stored_h = image.size  # before draft mode shrinks it
-    problem = shape_problem(*upright_size(image), model_size)
+    problem = shape_problem(*upright_size(image), model)
     warning = problem[1] if problem else None
     try:
         if min_size and image.format in ("JPEG", "MPO"):

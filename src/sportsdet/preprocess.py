@@ -91,6 +91,14 @@ class Preprocessing:
             return int(np.ceil(self.input_size / self.crop_pct))
         return self.input_size
 
+    def enlargement(self, width: int, height: int) -> float:
+        """How many times `resize_image` enlarges a width x height picture (its most enlarged side)."""
+        if self.resize == "crop":
+            return self.decode_size / min(width, height)
+        if self.resize == "pad":
+            return self.input_size / max(width, height)
+        return self.input_size / min(width, height)  # squash
+
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["mean"], data["std"] = list(self.mean), list(self.std)
@@ -178,7 +186,7 @@ def load_for_model(
 ) -> tuple[Image.Image, str | None]:
     """The decoded picture (at reduced size when the model needs less) and its warning, if any:
     tiny, a strip, or small for this model's input (`imageio.shape_problem`)."""
-    return load_image_checked(source, name=name, min_size=spec.decode_size, model_size=spec.input_size)
+    return load_image_checked(source, name=name, min_size=spec.decode_size, model=spec)
 
 
 def load_and_preprocess(
