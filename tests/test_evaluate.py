@@ -261,9 +261,14 @@ def test_int8_scores_the_int8_model_beside_the_runs_own_evaluation(tmp_path: Pat
     assert quantised.metrics["n"] == len(test_files)
     other = evaluate(run, tree, split="train", int8=True)
     assert other.out_dir == run / "eval-train-int8"
-    result = CliRunner().invoke(app, ["evaluate", str(run), "--int8"])
+    result = CliRunner().invoke(app, ["evaluate", str(run), "--int8"], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
     assert "eval-int8" in " ".join(result.output.split())
+    assert re.search(r"engine\s+│\s+onnxruntime int8 \(model.int8.onnx\)", result.stdout)  # said up front
+    # A bundle that ships only its INT8 model runs it by default: --int8 is the same evaluation,
+    # not a second folder of the same scores.
+    (run / "model" / "model.onnx").unlink()
+    assert evaluate(run, int8=True).out_dir == run / "eval"
 
 
 def test_training_tree_without_manifest_says_so(tmp_path: Path, tree: Path) -> None:

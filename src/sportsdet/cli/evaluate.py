@@ -51,7 +51,8 @@ def evaluate_command(
         False,
         "--int8",
         help="Score the bundle's INT8 model (model.int8.onnx, from `sportsdet export --int8`): what "
-        "`predict --int8` and `serve --int8` run. Results go to RUN/eval-int8 (RUN/eval is kept).",
+        "`predict --int8` and `serve --int8` run. Results go to RUN/eval-int8 (RUN/eval is kept). A "
+        "bundle that ships only its INT8 model (the built-in one) runs it anyway.",
     ),
     known_only: bool = typer.Option(
         False,
@@ -119,6 +120,8 @@ def print_summary(metrics: dict) -> None:
     headline.add_row("balanced accuracy", f"{metrics['balanced_accuracy']:.1%}")
     headline.add_row("macro-F1", f"{metrics['macro_f1']:.1%}")  # as the report and the other rows
     headline.add_row(f"top-{metrics['top_k']} accuracy", f"{metrics['top5_accuracy']:.1%}")
+    if metrics.get("backend"):  # INT8 or not, said up front (the folder name alone said it)
+        headline.add_row("engine", plain(metrics["backend"]))
     headline.add_row("calibration error (ECE)", f"{metrics['ece']:.1%}")  # in % as train, info and the report
     abstain = metrics.get("abstain") or {}
     if abstain.get("answered") is not None:  # what `predict` answers of these photos (it was report-only)
