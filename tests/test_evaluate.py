@@ -126,6 +126,12 @@ def test_unknown_class_is_an_error_listing_it(bundle: Path, tree: Path, tmp_path
     assert result.metrics["n"] == 12 and "curling" not in str(result.metrics["per_class"])
     assert any("left out (--known-only) 1 class folder(s) the model does not know: 'curling' (4 photos)" in n
                for n in notes)  # fmt: skip
+    # Recorded, and on the page: the report said "(all images)" of a folder missing a class.
+    assert result.metrics["classes_left_out"] == {"curling": 4}
+    from sportsdet.report import write_report
+
+    page = html.unescape(write_report(out).read_text(encoding="utf-8"))
+    assert "curling (4 photos): sports the model does not know (--known-only)" in page
     only_unknown = make_image_tree(tmp_path / "other", classes=["curling"], per_class=2)
     with pytest.raises(SportsdetError, match="not among the model's"):  # nothing known: still refused
         evaluate(bundle, only_unknown, out_dir=tmp_path / "e2", backend=ColourOracle(), known_only=True)

@@ -497,7 +497,7 @@ def test_evaluation_on_a_few_of_the_models_classes_hides_empty_ones(tmp_path):
     text = write_report(tmp_path / "eval").read_text(encoding="utf-8")
     rows = {r[0]: r[1:] for r in Page(text).tables["per-class-table"]}
     assert list(rows) == ["class 0", "class 1", "class 2", "class 7"]
-    assert "6 of the model's classes had no images here" in text
+    assert "6 of the model's classes had no photos scored here" in text
     # Class 7 has no photos here: no recall or F1 to give (not 0%), only the photo it was wrongly given.
     assert rows["class 7"] == ["0.0%", "–", "–", "0", "no photos of it here; predicted for 1 photo(s)"]
     assert rows["class 1"][1] == "50.0%"  # a class with photos keeps its recall
@@ -522,7 +522,7 @@ def test_classes_only_predicted_come_after_the_classes_scored(tmp_path):
     text = write_report(tmp_path / "eval").read_text(encoding="utf-8")
     rows = [r[0] for r in Page(text).tables["per-class-table"]]
     assert rows == ["tennis", "archery", "badminton"]
-    assert "The last 2 had no images here but were given to some" in text
+    assert "The last 2 rows are classes with no photos scored here that were given to some" in text
     # The confusion matrix in the same order: the diagonal top left, then the wrong answers.
     start = text.index('<svg class="confusion"')
     svg = text[start : text.index("</svg>", start)]

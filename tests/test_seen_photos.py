@@ -77,8 +77,18 @@ def test_evaluate_leaves_seen_photos_out_wherever_they_are(
     assert {e["split"] for e in written["seen_photos_left_out"]} == {"train", "valid"}
     page = html.unescape(write_report(tmp_path / "eval").read_text(encoding="utf-8"))
     assert "the model's own, found by content: 6 training and 3 validation photos; the score is on" in page
-    kept = evaluate(bundle, copy, out_dir=tmp_path / "all", keep_seen=True)
+    notes.clear()
+    kept = evaluate(bundle, copy, out_dir=tmp_path / "all", keep_seen=True, warn=notes.append)
     assert kept.metrics["n"] == 12 and kept.metrics["seen_left_out"] == {}
+    # Scored anyway, but said: a 100% over photos it was trained on left no trace anywhere.
+    assert kept.metrics["seen_kept"] == {"train": 6, "valid": 3}
+    assert notes == [
+        f"9 of the 12 photos under {copy.resolve()} the model was trained or validated on (6 training and "
+        "3 validation photos): scored anyway (--keep-seen), so the score flatters it"
+    ]
+    page = html.unescape(write_report(tmp_path / "all").read_text(encoding="utf-8"))
+    said = "6 training and 3 validation photos (--keep-seen): the score counts photos the model has seen"
+    assert said in page
 
 
 def test_a_folder_of_nothing_but_seen_photos_is_an_error(

@@ -72,6 +72,8 @@ class EvalData:
     # Label index -> the class folder's own name where it is another name of the label (an alias:
     # a sports100 `football` folder is the built-in model's `american football`).
     folder_names: dict[int, str] = field(default_factory=dict)
+    classes_left_out: dict[str, int] = field(default_factory=dict)  # --known-only: folder -> photos
+    seen_kept: dict[str, int] = field(default_factory=dict)  # --keep-seen: seen photos scored, by split
 
 
 @dataclass
@@ -178,7 +180,7 @@ def _from_manifest(
     sources = manifest.sources_of(split) or None
     chosen = EvalData(items, data_root, "split-manifest", split, manifest=found, sources=sources)
     # A test photo byte-identical to a training one (sports100 has 5) is left out, like elsewhere.
-    return _leave_out_seen(bundle, chosen) if split == "test" and not keep_seen else chosen
+    return _leave_out_seen(bundle, chosen, keep=keep_seen) if split == "test" else chosen
 
 
 def _from_folder(
@@ -225,10 +227,13 @@ def _from_folder(
             + ", ".join(f"{quoted_with_hint(name, bundle.labels)} ({count[name]} photos)" for name in unknown)
         )
         records = [r for r in records if r.label in index]
+    else:
+        count = {}
     items = [(r.path, index[r.label]) for r in records]
     aliased = {index[r.label]: r.label for r in records if r.label not in bundle.labels}
-    chosen = EvalData(items, data_root, "folder", chosen_split, notes=notes, folder_names=aliased)
-    return chosen if keep_seen else _leave_out_seen(bundle, chosen)
+    chosen = EvalData(items, data_root, "folder", chosen_split, notes=notes, folder_names=aliased,
+                      classes_left_out=count)  # fmt: skip
+    return _leave_out_seen(bundle, chosen, keep=keep_seen)
 
 
 def _shown_model(bundle: Bundle) -> str:
@@ -241,10 +246,11 @@ def _shown_model(bundle: Bundle) -> str:
     return shlex.quote(str(bundle.path))
 
 
-def _leave_out_seen(bundle: Bundle, chosen: EvalData) -> EvalData:
+def _leave_out_seen(bundle: Bundle, chosen: EvalData, keep: bool = False) -> EvalData:
     """`chosen` without the photos the model was trained or validated on (by content, byte copies
     and near copies), kept in `left_out` (metrics.json `seen_left_out`, ...) and said in a note: a
-    copy of a training photo tests nothing."""
+    copy of a training photo tests nothing. `keep` (--keep-seen): scored all the same, counted
+    (`seen_kept`) and said, since the score then flatters the model."""
     seen = _seen_photos(bundle)
     if not seen:
         return chosen
@@ -253,6 +259,13 @@ def _leave_out_seen(bundle: Bundle, chosen: EvalData) -> EvalData:
         return chosen
     counts, total = seen_summary(left_out.by_split, left_out.near_copies), len(chosen.items)
     photos = f"{chosen.split} photos" if chosen.source == "split-manifest" else "photos"
+    if keep:
+        chosen.seen_kept = left_out.by_split
+        chosen.notes.append(
+            f"{total - len(kept):,} of the {total:,} {photos} under {chosen.root} the model was trained or "
+            f"validated on ({counts}): scored anyway (--keep-seen), so the score flatters it"
+        )
+        return chosen
     if not kept:
         raise SportsdetError(
             f"{chosen.root}: every {photos[:-1]} here is one the model was trained or validated on "
@@ -537,6 +550,8 @@ def evaluate(
         "seen_left_out": chosen.left_out.by_split,
         "seen_near_copies": chosen.left_out.near_copies,
         "seen_photos_left_out": chosen.left_out.to_json(),
+        "seen_kept": chosen.seen_kept,
+        "classes_left_out": chosen.classes_left_out,
         "skipped": skipped,
         "seconds": round(seconds, 3),
         "images_per_second": round(len(kept) / seconds, 2) if seconds > 0 else None,

@@ -321,9 +321,28 @@ def _results(inputs: ReportInputs) -> str:
              ("model evaluated", m.get("bundle")), ("engine", m.get("backend")),
              ("data evaluated", _data_evaluated(m, inputs)),
              ("left out", _seen_left_out(m)),
+             ("class folders left out", _classes_left_out(m)),
+             ("seen photos scored", _seen_kept(m)),
              ("evaluation speed", f"{speed:g} images/s" if isinstance(speed, (int, float)) else None)]
     html.append(kv_table(where))
     return "".join(html)
+
+
+def _classes_left_out(m: dict[str, Any]) -> str | None:
+    """Class folders of a sport the model does not know, left out with --known-only."""
+    left = m.get("classes_left_out")
+    if not isinstance(left, dict) or not left:
+        return None
+    listed = ", ".join(f"{name} ({count} photos)" for name, count in left.items())
+    return f"{listed}: sports the model does not know (--known-only)"
+
+
+def _seen_kept(m: dict[str, Any]) -> str | None:
+    """Photos the model was trained or validated on, scored anyway (--keep-seen): the score flatters it."""
+    kept = m.get("seen_kept")
+    if not isinstance(kept, dict) or not any(isinstance(v, int) and v for v in kept.values()):
+        return None
+    return f"{seen_summary(kept)} (--keep-seen): the score counts photos the model has seen"
 
 
 def _seen_left_out(m: dict[str, Any]) -> str | None:
@@ -701,11 +720,12 @@ def _per_class(inputs: ReportInputs) -> str:
             f'<td class="n" data-v="{_raw(v.get("support"))}">{v.get("support", "–")}</td>'
             f"<td>{note}</td></tr>"
         )
-    note = (f" {len(hidden)} of the model's classes had no images here and were never predicted: "
-            "left out." if hidden else "")
+    # "No photos scored": a class whose every photo the model had seen (left out) has none either.
+    note = (f" {len(hidden)} of the model's classes had no photos scored here and were never predicted: "
+            "not shown." if hidden else "")
     if only_predicted:
-        note += (f" The last {len(only_predicted)} had no images here but were given to some: "
-                 "wrong answers only, the most given first.")
+        note += (f" The last {len(only_predicted)} rows are classes with no photos scored here that were "
+                 "given to some: wrong answers only, the most given first.")
     return (
         f'<p class="muted">{len(labels)} classes.{note} Click a column header to sort (again to reverse); '
         "F1 below 50% is red. Precision: of the images predicted as this class, the share that were; "
