@@ -880,3 +880,20 @@ def test_an_evaluation_beside_a_saved_split_is_not_taken_for_a_run(tmp_path):
     assert inputs.run_dir is None and inputs.eval_dir == alone.resolve()
     title = html.unescape(write_report(alone).read_text(encoding="utf-8")).split("</title>")[0]
     assert "project" not in title
+
+
+def test_comparison_says_when_the_runs_scored_other_photos(tmp_path):
+    # Two runs whose own random splits share 3 of their 12 test photos were set side by side, the
+    # page saying "the test split of tiny" for both; nor did it say which engine scored each.
+    a = make_run(tmp_path / "a", n_classes=3, per_class=4)
+    b = make_run(tmp_path / "b", n_classes=3, per_class=4, seed=2)
+    text = html.unescape(write_comparison([a.run, b.run], tmp_path / "c.html").read_text(encoding="utf-8"))
+    assert "b/run scored other photos than a/run (0 in common of 12 and 12)" in text
+    same = shutil.copytree(a.run, tmp_path / "again" / "run")
+    metrics = json.loads((same / "eval" / "metrics.json").read_text())
+    metrics["backend"] = "onnxruntime int8 (model.int8.onnx)"
+    (same / "eval" / "metrics.json").write_text(json.dumps(metrics))
+    text = write_comparison([a.run, same], tmp_path / "d.html").read_text(encoding="utf-8")
+    assert "scored other photos" not in text
+    engines = {row[0]: row[1:] for row in Page(text).tables["compare-metrics"]}["engine"]
+    assert engines[1] == "onnxruntime int8 (model.int8.onnx)"

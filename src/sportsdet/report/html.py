@@ -927,6 +927,7 @@ def render_comparison(runs: list[ReportInputs]) -> str:
                 notes.append(f"{name}: {said}")
             else:
                 notes.append(f"{name}: no evaluation (metrics.json) found; run `sportsdet evaluate` for it")
+    notes += _other_photos(runs, names)
     sections = [
         ("metrics", "Headline metrics", _safe(lambda: _compare_metrics(runs, names), "metrics", notes)),
         ("deltas", "Per-class differences", _safe(lambda: _compare_classes(runs, names), "per-class", notes)),
@@ -954,6 +955,25 @@ def _shown_folder(run: ReportInputs) -> Path:
     return run.run_dir or run.source
 
 
+def _other_photos(runs: list[ReportInputs], names: list[str]) -> list[str]:
+    """A note for each evaluation that scored other photos than the first run's: two runs whose
+    own random splits share 3 of their 12 test photos were set side by side as if alike."""
+    def photos(run: ReportInputs) -> set[str]:
+        return {str(p.image or p.path) for p in run.predictions or []}
+
+    first, said = photos(runs[0]), []
+    for name, run in zip(names[1:], runs[1:], strict=True):
+        theirs = photos(run)
+        if first and theirs and theirs != first:
+            said.append(
+                f"{name} scored other photos than {names[0]} ({len(first & theirs)} in common of "
+                f"{len(theirs)} and {len(first)}): the difference is not the models' alone. Score both on "
+                "the same photos: train with the other run's split (--split RUN/split.json), or evaluate "
+                "each on one folder (`sportsdet evaluate RUN FOLDER`)"
+            )
+    return said
+
+
 def _compare_metrics(runs: list[ReportInputs], names: list[str]) -> str:
     head = "".join(f"<th>{escape(n)}</th>" for n in names)
     lines: list[tuple[str, Callable[[ReportInputs], str]]] = [
@@ -961,6 +981,7 @@ def _compare_metrics(runs: list[ReportInputs], names: list[str]) -> str:
         ("balanced accuracy", lambda r: pct((r.metrics or {}).get("balanced_accuracy"))),
         ("macro-F1", lambda r: pct((r.metrics or {}).get("macro_f1"))),
         ("data evaluated", lambda r: (_data_evaluated(r.metrics, r) or "–") if r.metrics else "–"),
+        ("engine", lambda r: str((r.metrics or {}).get("backend") or "–")),  # INT8 or float
         ("top-k accuracy", _top_k),
         ("ECE", lambda r: pct((r.metrics or {}).get("ece"))),
         ("best validation accuracy", _best_validation),
