@@ -56,6 +56,10 @@ def test_zip_is_fetched_unpacked_and_its_wrapper_folder_skipped(http_server, tmp
     assert (tmp_path / "downloads" / "photos.zip").is_file()  # kept for a later re-unpack
     assert (tmp_path / "photos" / MARKER).is_file() and leftovers(tmp_path) == []
     assert stat.S_IMODE(os.stat(tmp_path / "photos").st_mode) == 0o755
+    # Its own record is not the user's: scanning the folder counted it as "skipped: 1 hidden".
+    from sportsdet.data import scan_dataset
+
+    assert scan_dataset(tmp_path / "photos").ignored == {"hidden": 1}  # the archive's .DS_Store alone
     # Already there: nothing is downloaded again.
     hits = http_server.hits["/sets/photos.zip"]
     assert fetch_dataset(url, tmp_path, progress=False) == root

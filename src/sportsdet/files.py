@@ -261,6 +261,11 @@ def sha256_file(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+# Files sportsdet itself keeps inside data folders: not the user's, so not counted as skipped.
+FETCH_MARKER = ".sportsdet-fetch.json"  # data fetch: which URL made this folder
+OWN_FILES = frozenset({FETCH_MARKER})
+
+
 def is_hidden_name(name: str) -> bool:
     """Dot-files, macOS resource forks and OS/tool litter: never data."""
     return name.startswith(".") or name.lower() in JUNK_NAMES

@@ -26,7 +26,7 @@ from typing import Any
 
 from sportsdet import files
 from sportsdet.errors import SportsdetError
-from sportsdet.files import is_hidden_name
+from sportsdet.files import OWN_FILES, is_hidden_name
 from sportsdet.imageio import is_image_name
 
 # Folder names that mark a split tree, mapped to the split each one means.
@@ -197,6 +197,8 @@ class _Walker:
             return []
         kept = []
         for entry in entries:
+            if entry.name in OWN_FILES:
+                continue  # data fetch's own record: "skipped: 1 hidden" on every scan of the folder
             if is_hidden_name(entry.name):
                 self.skip(IGNORED_HIDDEN, entry.path)
             else:

@@ -31,6 +31,7 @@ from pathlib import Path, PurePosixPath
 
 from sportsdet.errors import SportsdetError
 from sportsdet.fetch import download_file, is_url, redact_url
+from sportsdet.files import FETCH_MARKER
 
 
 @dataclass(frozen=True)
@@ -55,7 +56,7 @@ KNOWN_DATASETS: dict[str, KnownDataset] = {
     ]
 }
 
-MARKER = ".sportsdet-fetch.json"  # marks a folder this module made (so --force may replace it)
+MARKER = FETCH_MARKER  # marks a folder this module made (so --force may replace it)
 
 # (command, arguments) that unpack a RAR archive into a folder; the first one installed is used.
 _RAR_TOOLS: list[tuple[str, list[str]]] = [
