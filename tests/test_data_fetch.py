@@ -60,10 +60,15 @@ def test_zip_is_fetched_unpacked_and_its_wrapper_folder_skipped(http_server, tmp
     from sportsdet.data import scan_dataset
 
     assert scan_dataset(tmp_path / "photos").ignored == {"hidden": 1}  # the archive's .DS_Store alone
-    # Already there: nothing is downloaded again.
+    # Already there: nothing is downloaded again, and that is said (the same table as the first
+    # fetch read as a second download).
     hits = http_server.hits["/sets/photos.zip"]
-    assert fetch_dataset(url, tmp_path, progress=False) == root
+    said: list[str] = []
+    assert fetch_dataset(url, tmp_path, progress=False, say=said.append) == root
     assert http_server.hits["/sets/photos.zip"] == hits
+    assert said == [
+        f"{tmp_path / 'photos'}: fetched from this URL before; nothing downloaded (--force fetches it again)"
+    ]
     # --force downloads and replaces the folder it made.
     (root / "polo" / "0.jpg").unlink()
     assert fetch_dataset(url, tmp_path, force=True, progress=False) == root
@@ -113,8 +118,12 @@ def test_bad_archives_fail_clearly_and_leave_nothing(http_server, tmp_path, file
 
 def test_a_damaged_download_is_named(http_server, tmp_path: Path) -> None:
     url = http_server.add("/broken.zip", b"PK\x03\x04 not really a zip")
-    with pytest.raises(SportsdetError, match="broken.zip: not a readable zip archive"):
+    said = r"broken.zip: not a readable zip archive .*; fetch again with --force"
+    with pytest.raises(SportsdetError, match=said):
         fetch_dataset(url, tmp_path, progress=False)
+    # What it says works: the kept archive is downloaded anew (it said "delete it" by hand).
+    http_server.add("/broken.zip", zip_bytes(photos("")))
+    assert fetch_dataset(url, tmp_path, force=True, progress=False).name == "broken"
 
 
 def test_rar_needs_a_tool_and_says_which(http_server, tmp_path: Path, monkeypatch) -> None:

@@ -533,7 +533,10 @@ def fetch(
         return
     if source is None:
         raise SportsdetError("name a dataset (e.g. `sportsdet data fetch uiuc-sports`) or pass --list")
-    root = fetch_dataset(source, dest, force=force, timeout=timeout, max_seconds=max_time)
+    root = fetch_dataset(
+        source, dest, force=force, timeout=timeout, max_seconds=max_time,
+        say=lambda message: warn(message, label="note"),
+    )  # fmt: skip
     scan_result = scan_dataset(root)
     _print_scan(scan_result)
     _print_warnings(scan_result.warnings)

@@ -26,6 +26,7 @@ import tarfile
 import tempfile
 import urllib.parse
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -152,7 +153,7 @@ def _unpack_zip(archive: Path, target: Path) -> None:
             bundle.extractall(target)
     except zipfile.BadZipFile as exc:
         raise SportsdetError(
-            f"{archive}: not a readable zip archive ({exc}); delete it and fetch again"
+            f"{archive}: not a readable zip archive ({exc}); fetch again with --force (it downloads anew)"
         ) from None
 
 
@@ -174,7 +175,7 @@ def _unpack_tar(archive: Path, target: Path) -> None:
         raise SportsdetError(f"{archive}: refusing to unpack it: {exc}") from None
     except (tarfile.TarError, EOFError) as exc:
         raise SportsdetError(
-            f"{archive}: not a readable tar archive ({exc}); delete it and fetch again"
+            f"{archive}: not a readable tar archive ({exc}); fetch again with --force (it downloads anew)"
         ) from None
 
 
@@ -188,7 +189,8 @@ def _unpack_rar(archive: Path, target: Path) -> None:
         if done.returncode != 0:
             detail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no message"]
             raise SportsdetError(
-                f"{archive}: {tool} could not unpack it ({detail[0]}); delete it and fetch again"
+                f"{archive}: {tool} could not unpack it ({detail[0]}); fetch again with --force (it "
+                "downloads anew)"
             )
         return
     raise SportsdetError(
@@ -329,13 +331,15 @@ def fetch_dataset(
     timeout: float = 60.0,
     max_seconds: float | None = None,
     progress: bool = True,
+    say: Callable[[str], None] = lambda message: None,
 ) -> Path:
     """Download and unpack a dataset into DEST/NAME; returns the class-folder root inside it.
 
     A DEST/NAME this function made from the same URL is reused (nothing downloaded) unless
     `force`, which replaces it; one made from another URL is replaced only with `force`; a folder
     it did not make is never touched (an error, before downloading). A kept archive in
-    DEST/downloads/ from the same URL is unpacked without downloading.
+    DEST/downloads/ from the same URL is unpacked without downloading. `say` hears which of these
+    happened (a second fetch printed the first's table as if it had downloaded again).
     """
     name, url, sha256 = dataset_source(name_or_url)
     dest = Path(dest).expanduser()
@@ -344,7 +348,7 @@ def fetch_dataset(
     try:
         return _fetch_into(
             dest, name, name_or_url, url, sha256, force=force, timeout=timeout, max_seconds=max_seconds,
-            progress=progress,
+            progress=progress, say=say,
         )
     except OSError as exc:  # disk full, no permission, ...: say where, not a traceback
         where = exc.filename or dest
@@ -353,7 +357,7 @@ def fetch_dataset(
 
 def _fetch_into(
     dest: Path, name: str, name_or_url: str, url: str, sha256: str | None, *, force: bool, timeout: float,
-    max_seconds: float | None, progress: bool,
+    max_seconds: float | None, progress: bool, say: Callable[[str], None],
 ) -> Path:  # fmt: skip
     final = dest / name
     if final.exists():  # said before any download: a wrong folder must not cost one
@@ -370,6 +374,7 @@ def _fetch_into(
                 "another --dest, or add --force to replace it"
             )
         if not force:
+            say(f"{final}: fetched from this URL before; nothing downloaded (--force fetches it again)")
             return find_dataset_root(final)
     archive = _archive_path(dest, url, name)
     # The URL a kept archive came from: another URL of the same file name is downloaded anew.
@@ -380,6 +385,8 @@ def _fetch_into(
             url, archive, timeout=timeout, max_seconds=max_seconds, expected_sha256=sha256, progress=progress
         )
         record.write_text(json.dumps({"url": url}))
+    else:
+        say(f"{archive}: the archive kept from this URL, unpacked again (--force downloads it anew)")
     dest.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{name}.unpacking-", dir=dest))
     try:
