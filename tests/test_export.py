@@ -194,6 +194,11 @@ def test_the_cli_says_how_the_int8_model_is_used(run_folder: Path) -> None:
     result = CliRunner().invoke(app, ["export", str(run_folder), "--int8", "--max-int8-drop", "100"])
     assert result.exit_code == 0, result.output
     assert "predict, serve and evaluate use it with --int8" in " ".join(result.stdout.split())
+    # Which photos the parity was checked on: "42 images (split.json (..., held-out: test))" read
+    # as the held-out ones.
+    assert f"parity vs PyTorch on 18 images (training photos of {run_folder / 'split.json'} (" in (
+        " ".join(result.stdout.split())
+    )
 
 
 def test_int8_folds_relu6_into_the_quantised_convolution(run_folder: Path, monkeypatch) -> None:

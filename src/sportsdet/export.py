@@ -541,7 +541,7 @@ def export_bundle(
         parity_set = _decode_many((p for p, _ in _sample(data.train, parity_images, seed=1)), spec)
     else:
         parity_set = np.zeros((0,), np.float32)
-    parity_origin = data.origin
+    parity_origin = f"training photos of {data.origin}"  # the held-out ones score INT8's accuracy
     if len(parity_set) == 0:
         notes.append(
             f"no training images found ({data.why_none}; give --calibration-data DIR): "
