@@ -281,7 +281,9 @@ def test_check_finds_a_photo_two_sources_share_and_moves_one_copy(two_sources, t
     # A test photo of one source copied into the other (as web scrapes do): each source alone is clean.
     shutil.copy(official / "test" / "polo" / "000.jpg", flat / "rowing" / "scraped.jpg")
     assert run_cli("data", "check", str(official), str(flat), "--report", str(report), "--strict") == 1
-    assert "1 photo(s) are in more than one source" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "1 photo(s) are in more than one source" in out
+    assert "files (the first is the copy kept)" in out  # numbered groups, as within one source
     check = json.loads(report.read_text())
     assert all(part["duplicate_groups"] == 0 for part in check["sources"].values())
     [group] = check["across_sources"]["duplicates"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shlex
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -243,23 +244,33 @@ def _print_check(report: CheckReport) -> None:
 
 def _print_groups(groups: list[Any], title: str) -> None:
     """Duplicate (or near-copy) groups, those that cross splits or labels marked."""
-    from rich.table import Table
 
-    if not groups:
-        return
-    # One row a group, ruled apart: without the lines, 27 groups read as one column of names.
-    table = Table(title=title, title_justify="left", show_lines=True)
-    table.add_column("group", justify="right")
-    table.add_column("files (the first is the copy kept)", overflow="fold")
-    table.add_column("note")
-    for number, group in enumerate(groups[:_DUPLICATE_ROWS], 1):
+    def note(group: Any) -> str:
         notes = []
         if group.cross_split:
             splits = plain(" / ".join(dict.fromkeys(group.splits)))
             notes.append(f"[bold red]across splits: {splits}[/]")
         if group.conflicting_labels:
             notes.append("[bold red]different labels[/]")
-        table.add_row(str(number), plain("\n".join(group.files)), "; ".join(notes))
+        return "; ".join(notes)
+
+    _group_table(groups, title, {"note": note})
+
+
+def _group_table(groups: list[Any], title: str, columns: dict[str, Callable[[Any], str]]) -> None:
+    """Copy groups, one numbered row each, ruled apart (27 groups without the lines read as one
+    column of names), the copy --quarantine keeps first; `columns`: more cells of each group."""
+    from rich.table import Table
+
+    if not groups:
+        return
+    table = Table(title=title, title_justify="left", show_lines=True)
+    table.add_column("group", justify="right")
+    table.add_column("files (the first is the copy kept)", overflow="fold")
+    for name in columns:
+        table.add_column(name)
+    for number, group in enumerate(groups[:_DUPLICATE_ROWS], 1):
+        table.add_row(str(number), plain("\n".join(group.files)), *(cell(group) for cell in columns.values()))
     console.print(table)
     if len(groups) > _DUPLICATE_ROWS:
         console.print(f"... and {len(groups) - _DUPLICATE_ROWS} more groups (all in --report)")
@@ -396,7 +407,6 @@ def _print_moves(moved: dict[str, Any]) -> None:
 
 def _print_across_sources(groups: list[Any]) -> None:
     """Photos that two sources share: one may be a test photo of the run that trains on both."""
-    from rich.table import Table
 
     if not groups:
         console.print("[green]no photo is in more than one source[/]")
@@ -406,16 +416,10 @@ def _print_across_sources(groups: list[Any]) -> None:
         "together may test on photos it trained on (--quarantine moves every copy but the first)",
         highlight=False,
     )
-    table = Table(title="duplicates across sources", title_justify="left")
-    table.add_column("files", overflow="fold")
-    table.add_column("labels")
-    table.add_column("copies")
-    for group in groups[:_DUPLICATE_ROWS]:
-        kind = "near: resized or re-saved" if group.near else "exact"
-        table.add_row(plain("\n".join(group.files)), plain("\n".join(group.labels)), kind)
-    console.print(table)
-    if len(groups) > _DUPLICATE_ROWS:
-        console.print(f"... and {len(groups) - _DUPLICATE_ROWS} more groups (all in --report)")
+    _group_table(groups, "duplicates across sources", {
+        "labels": lambda group: plain("\n".join(group.labels)),
+        "copies": lambda group: "near: resized or re-saved" if group.near else "exact",
+    })  # fmt: skip
 
 
 def _print_split(manifest: SplitManifest) -> None:
