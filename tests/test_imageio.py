@@ -518,8 +518,14 @@ def test_text_is_called_an_html_page_only_when_it_could_be_one(tmp_path: Path) -
 def test_a_48_megapixel_phone_photo_is_within_the_decoding_limit() -> None:
     # An iPhone's full-resolution HEIC (8064x6048) was refused: "above the 40,000,000-pixel limit
     # for decoding at full size ... shrink it first". The service takes what the decoder takes.
-    from sportsdet.imageio import MAX_DECODE_PIXELS
+    import io
+
+    from sportsdet.imageio import MAX_DECODE_PIXELS, load_image_checked
     from sportsdet.serve.app import ServeConfig
 
-    assert 8064 * 6048 <= MAX_DECODE_PIXELS <= 60_000_000  # and still a bound (~500 MB decoded)
+    buffer = io.BytesIO()  # a flat picture: 0.7 MB as PNG, decoded at full size (not a JPEG)
+    Image.new("RGB", (8064, 6048), (200, 30, 30)).save(buffer, "PNG", compress_level=1)
+    image, warning = load_image_checked(buffer.getvalue(), name="IMG_0001.png")
+    assert image.size == (8064, 6048) and warning is None
+    assert MAX_DECODE_PIXELS <= 60_000_000  # and still a bound (~500 MB decoded)
     assert ServeConfig.max_pixels == MAX_DECODE_PIXELS
