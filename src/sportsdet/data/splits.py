@@ -753,8 +753,13 @@ def _per_class(
     if n < needed:
         n_valid = int(strategy.valid) if explicit_valid else 0
         test = n_test if n - n_test - n_valid >= 1 else max(1, (n - n_valid) // 5)  # TEST alone too big
-        numbers = f"{n - test - n_valid},{test}" + (f",{n_valid}" if explicit_valid else "")
-        example = f" (e.g. per-class:{numbers})" if n - test - n_valid >= 1 else ""
+        # Without VALID the validation photos come from what TRAIN and TEST leave: a TRAIN that
+        # took all the rest (the suggestion it was) left none, and training went without any. So
+        # the suggestion names a VALID of its own.
+        if not explicit_valid:
+            n_valid = max(1, round((n - test) * DEFAULT_PER_CLASS_VALID / (1 + DEFAULT_PER_CLASS_VALID)))
+        train = n - test - n_valid
+        example = f" (e.g. per-class:{train},{test},{n_valid})" if train >= 1 else ""
         raise SportsdetError(
             f"{root}: class '{label}' has {n} images, but --split {strategy.text} needs {needed} "
             f"per class; lower the numbers{example} or leave the class out with --classes"
