@@ -782,9 +782,10 @@ def _run_recipe(ctx: TrainContext) -> TrainResult:
     try:
         try:
             result = get_recipe(ctx.options.recipe)(ctx)
-        except Exception:
-            if distributed.is_main() and distributed.peer_interrupted():  # Ctrl-C ended another rank first
-                raise KeyboardInterrupt from None
+        except Exception as exc:  # our own errors say what they are; a broken collective may not
+            ours = isinstance(exc, SportsdetError)
+            if not ours and distributed.is_main() and distributed.peer_interrupted():
+                raise KeyboardInterrupt from None  # Ctrl-C ended another rank first
             raise
     except KeyboardInterrupt:
         last = ctx.checkpoint_dir / "last.safetensors"
