@@ -52,9 +52,9 @@ MAX_FILE_BYTES = 256 * 2**20
 MAX_JPEG_SCANS = 100
 # Smaller than this on either side and an image carries too little to classify.
 MIN_SIDE = 32
-# A picture the model must enlarge more than this many times (its shorter side against the model's
-# input side) is labelled with a warning: the built-in model (300 px) got 97 of 100 sports100 photos
-# right at 224 px, 88 at 128 px, 74 at 96 px and 41 at 64 px, with nothing said below 224 px.
+# A picture the model's own resizing must enlarge more than this many times (Preprocessing.enlargement)
+# is labelled with a warning: the built-in model (300 px) got 97 of 100 sports100 photos right at
+# 224 px, 88 at 128 px, 74 at 96 px and 41 at 64 px, with nothing said above 32 px.
 SMALL_FOR_MODEL = 2
 # Longer side more than this many times the shorter: a strip; the model sees a thin slice of it
 # (crop) or a squashed/letterboxed view. Still labelled, with a warning.
