@@ -35,6 +35,7 @@ LAYERS: list[tuple[str, ...]] = [
         "sportsdet.export",
         "sportsdet.training",
         "sportsdet.abstain_bundle",
+        "sportsdet.bundle_labels",
     ),
     ("sportsdet.evaluate", "sportsdet.report", "sportsdet.cluster", "sportsdet.serve"),
     ("sportsdet.train",),
