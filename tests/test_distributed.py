@@ -142,6 +142,7 @@ def test_shard_rows_gives_every_rank_the_same_number_of_rows() -> None:
     batch = list(range(5))
     parts = [distributed.shard_rows(batch, r, 2) for r in range(2)]
     assert parts == [[0, 2, 4], [1, 3, 0]]  # padded with the batch's own first row
+    assert [distributed.padding_rows(5, r, 2) for r in range(2)] == [[False] * 3, [False, False, True]]
     assert distributed.shard_rows([7], 1, 3) == [7]
     assert [distributed.shard_rows(batch, r, 3) for r in range(3)] == [[0, 3], [1, 4], [2, 0]]
     assert distributed.shard_rows(batch, 0, 1) is batch  # one process: the batch itself
@@ -265,3 +266,21 @@ def test_a_collective_broken_by_a_rank_that_got_ctrl_c_is_an_interrupt(data_dir_
     monkeypatch.setattr(distributed, "_local_children", [SimpleNamespace(exitcode=1)])  # not a Ctrl-C
     with pytest.raises(RuntimeError, match="Connection closed by peer"):
         train(data_dir_small, out=tmp_path / "run2", model="seed-cnn", options=SCRATCH, console=console)
+
+
+def test_padding_rows_are_counted_once_in_two_processes(tmp_path: Path) -> None:
+    # 5 training photos in 2 processes: the global batch was padded to 6 with a photo again, which
+    # counted twice in the loss and the gradient, and metrics.csv showed train_acc 0.333 (2 of 6),
+    # impossible with 5 photos.
+    torch.set_num_threads(2)
+    data = make_image_tree(tmp_path / "data", splits={"train": 2, "valid": 3}, size=32)
+    next((data / "train" / "rowing").iterdir()).unlink()  # 2 + 2 + 1 training photos
+    options = {**SCRATCH, "epochs": 3}
+    for name, nproc in (("one", 1), ("two", 2)):
+        train(data, out=tmp_path / name, model="seed-cnn", seed=1, options=options, nproc=nproc,
+              evaluate=False, report=False)  # fmt: skip
+    one, two = _rows(tmp_path / "one"), _rows(tmp_path / "two")
+    _assert_close_to(one, two, n_valid=9, loss=0.002)
+    for a, b in zip(one, two, strict=True):
+        assert float(b["train_loss"]) == pytest.approx(float(a["train_loss"]), abs=0.002), (a, b)
+        assert round(float(b["train_acc"]) * 5, 6) == round(float(a["train_acc"]) * 5, 6), (a, b)

@@ -247,19 +247,52 @@ def check_same(what: dict[str, Any], subject: str = "ranks") -> None:
     )
 
 
+IGNORED = -100  # the target of a padding row: cross-entropy leaves it out (its ignore_index)
+
+
+def _padded_positions(n: int, position: int, count: int) -> list[int]:
+    """Positions in a global batch of n rows that rank `position` of `count` takes; n and above are
+    padding (the batch's own first rows again)."""
+    return list(range(-(-n // count) * count))[position::count]
+
+
 def shard_rows(rows: Any, position: int | None = None, count: int | None = None) -> Any:
     """This rank's part of one global batch (a list or array): rows[rank::world], after padding the
     batch with its own first rows to a multiple of world, so every rank takes the same number of
-    steps and rows (DDP needs the first; an exact gradient average needs the second)."""
+    steps and rows (DDP needs both). `padding_rows` says which of them are padding."""
     position = rank() if position is None else position
     count = world_size() if count is None else count
     if count == 1:
         return rows
-    padded = list(range(len(rows)))
-    while len(padded) % count:
-        padded.append(len(padded) % len(rows))
-    picked = padded[position::count]
+    picked = [i % len(rows) for i in _padded_positions(len(rows), position, count)]
     return rows[picked] if hasattr(rows, "shape") else [rows[i] for i in picked]
+
+
+def padding_rows(n: int, position: int | None = None, count: int | None = None) -> list[bool]:
+    """Which of this rank's `shard_rows` of a global batch of n rows are padding: their targets are
+    IGNORED, so a row is counted once in the loss, the gradient and the training accuracy."""
+    position = rank() if position is None else position
+    count = world_size() if count is None else count
+    if count == 1:
+        return [False] * n
+    return [i >= n for i in _padded_positions(n, position, count)]
+
+
+class PaddingMarked:
+    """A dataset whose indices past its end stand for padding rows (RankBatches gives them): the
+    row of `index - len` with the target IGNORED."""
+
+    def __init__(self, dataset: Any) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> Any:
+        if index < len(self.dataset):
+            return self.dataset[index]
+        image, _ = self.dataset[index - len(self.dataset)]
+        return image, IGNORED
 
 
 class RankBatches:
@@ -276,9 +309,12 @@ class RankBatches:
         return -(-len(self.sampler) // self.batch_size)
 
     def __iter__(self) -> Iterator[list[int]]:
-        order = list(self.sampler)
+        order, n = list(self.sampler), len(self.sampler)
         for start in range(0, len(order), self.batch_size):
-            yield shard_rows(order[start : start + self.batch_size])
+            rows = order[start : start + self.batch_size]
+            # A padding row's index is past the dataset's end: PaddingMarked ignores its target.
+            padding = padding_rows(len(rows))
+            yield [i + n if pad else i for i, pad in zip(shard_rows(rows), padding, strict=True)]
 
 
 # ----------------------------------------------------------------------------- local launcher

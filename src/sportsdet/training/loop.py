@@ -167,7 +167,7 @@ class TrainContext:
         train_workers = 0 if train.cache_enabled else workers
         if distributed.active():  # each rank takes its part of every global batch of `batch`
             train_loader = DataLoader(
-                train,
+                distributed.PaddingMarked(train),
                 batch_sampler=distributed.RankBatches(EpochShuffleSampler(len(train), self.seed), batch),
                 num_workers=train_workers,
                 worker_init_fn=seed_worker if train_workers > 0 else None,
@@ -284,28 +284,35 @@ class BatchLoss(nn.CrossEntropyLoss):
     ranks' halves weigh differently (class_weight=balanced: --nproc 2 trained another model)."""
 
     def parts(self, logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, float]:
-        """(the rows' weighted loss summed, their weight): the mean's numerator and denominator."""
+        """(the rows' weighted loss summed, their weight): the mean's numerator and denominator.
+        Padding rows (target distributed.IGNORED) count in neither."""
         summed = nn.functional.cross_entropy(
-            logits, targets, weight=self.weight, reduction="sum", label_smoothing=self.label_smoothing
-        )
-        return summed, float(self.weight[targets].sum()) if self.weight is not None else float(len(targets))
+            logits, targets, weight=self.weight, reduction="sum", label_smoothing=self.label_smoothing,
+            ignore_index=distributed.IGNORED,
+        )  # fmt: skip
+        return summed, self._weight_of(targets)
+
+    def _weight_of(self, targets: torch.Tensor) -> float:
+        real = targets[targets != distributed.IGNORED]
+        return float(self.weight[real].sum()) if self.weight is not None else float(len(real))
 
     shared: tuple[float, float] | None = None  # the last step's parts, when it took the global mean
 
     def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         self.shared = None
-        if self.weight is None or not distributed.active():  # every rank has as many rows: means agree
+        if not distributed.active():
             return super().forward(logits, targets)
+        # The ranks' rows weigh differently (class weights; padding rows, which weigh nothing).
         summed, weight = self.parts(logits, targets)
         (whole,) = distributed.all_sum([weight])  # every rank takes this step (shard_rows)
         self.shared = (float(summed.detach()), weight)
-        return summed * distributed.world_size() / whole
+        return summed * distributed.world_size() / max(whole, 1e-12)
 
     def epoch_part(self, loss: torch.Tensor, targets: torch.Tensor) -> tuple[float, float]:
         """What a step adds to the epoch's (weighted) mean loss: (weighted loss sum, weight)."""
         if self.shared is not None:
             return self.shared
-        weight = float(self.weight[targets].sum()) if self.weight is not None else float(len(targets))
+        weight = self._weight_of(targets)
         return float(loss.detach()) * weight, weight
 
 
@@ -492,8 +499,8 @@ def _train_epoch(
             part, weight = float(loss.detach()) * len(targets), len(targets)
         total_loss, total_weight = total_loss + part, total_weight + weight
         correct += int((logits.detach().argmax(1) == targets).sum())
-        seen += len(targets)
-        logs = {"loss": total_loss / total_weight, "acc": correct / seen}
+        seen += int((targets != distributed.IGNORED).sum())  # padding rows are no photos
+        logs = {"loss": total_loss / max(total_weight, 1e-12), "acc": correct / max(seen, 1)}
         for callback in ctx.callbacks:
             callback.on_batch_end(ctx, batch, logs)
     # the global epoch

@@ -98,7 +98,9 @@ class ArrayBatches:
         for start in range(0, self.n, self.batch_size):
             rows = order[start : start + self.batch_size]
             picks = choice[start : start + self.batch_size]
+            padding = np.zeros(len(rows), dtype=bool)
             if self.shard:
+                padding = np.array(distributed.padding_rows(len(rows)), dtype=bool)
                 rows, picks = distributed.shard_rows(rows), distributed.shard_rows(picks)
             first = self.views[0]
             batch = np.empty((len(rows), *first.shape[1:]), dtype=first.dtype)
@@ -106,7 +108,9 @@ class ArrayBatches:
                 mask = picks == v
                 if mask.any():
                     batch[mask] = view[rows[mask]]
-            yield torch.from_numpy(batch).float(), torch.from_numpy(self.labels[rows])
+            labels = self.labels[rows]  # a copy (fancy indexing)
+            labels[padding] = distributed.IGNORED  # counted once: not again as padding
+            yield torch.from_numpy(batch).float(), torch.from_numpy(labels)
 
 
 def _valid_batches(features: CachedFeatures, kind: str, batch_size: int) -> ArrayBatches | None:
