@@ -132,6 +132,7 @@ def test_unknown_class_is_an_error_listing_it(bundle: Path, tree: Path, tmp_path
 
     page = html.unescape(write_report(out).read_text(encoding="utf-8"))
     assert "curling (4 photos): sports the model does not know (--known-only)" in page
+    assert f"{tree} (all images but those left out)" in page and "(all images)" not in page
     only_unknown = make_image_tree(tmp_path / "other", classes=["curling"], per_class=2)
     with pytest.raises(SportsdetError, match="not among the model's"):  # nothing known: still refused
         evaluate(bundle, only_unknown, out_dir=tmp_path / "e2", backend=ColourOracle(), known_only=True)
@@ -236,8 +237,11 @@ def test_other_photos_never_replace_the_runs_own_evaluation(tmp_path: Path, tree
     assert scored["source"] == "folder"
     weights = json.loads((run / "model" / "bundle.json").read_text())["weights"]
     assert scored["weights_sha256"] == weights["sha256"]  # which model was scored
-    train = evaluate(run, split="train", backend=ColourOracle())
+    notes: list[str] = []
+    train = evaluate(run, split="train", backend=ColourOracle(), warn=notes.append)
     assert train.out_dir == run / "eval-train"
+    # The model's own photos, scored because asked for: recorded and said (no trace before).
+    assert train.metrics["seen_kept"] == {"train": 9} and any("the model was trained on" in n for n in notes)
     assert (run / "eval" / "metrics.json").read_bytes() == before  # the report's evaluation, untouched
     # Another folder of the same name gets a folder of its own (it replaced the first in silence);
     # the same folder again goes where it went before.

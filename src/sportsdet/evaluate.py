@@ -179,8 +179,16 @@ def _from_manifest(
         )
     sources = manifest.sources_of(split) or None
     chosen = EvalData(items, data_root, "split-manifest", split, manifest=found, sources=sources)
+    if split != "test":  # the model's own photos, scored because asked for: recorded and said
+        chosen.seen_kept = {split: len(items)}
+        used = "trained" if split == "train" else "validated"
+        chosen.notes.append(
+            f"the {len(items):,} {split} photos of the saved split are the ones the model was {used} on: "
+            "the score says how well it fits them, not how it does on new photos"
+        )
+        return chosen
     # A test photo byte-identical to a training one (sports100 has 5) is left out, like elsewhere.
-    return _leave_out_seen(bundle, chosen, keep=keep_seen) if split == "test" else chosen
+    return _leave_out_seen(bundle, chosen, keep=keep_seen)
 
 
 def _from_folder(
@@ -444,6 +452,7 @@ def evaluate(
         compute_metrics,
         mostly_given_another,
         per_group_accuracy,
+        photos_scored,
         rename_hint,
     )
 
@@ -572,7 +581,7 @@ def evaluate(
 
     out.mkdir(parents=True, exist_ok=True)
     files = {name: out / name for name in EVAL_FILES if name != REPORT}
-    split_name = chosen.split or "all images"
+    split_name = photos_scored(metrics)
     cm = np.asarray(metrics["confusion_matrix"])
     # An earlier evaluation's metrics.json goes first: if writing stops half way, the folder must
     # not read as complete with the old numbers beside the new predictions. Its page too, which

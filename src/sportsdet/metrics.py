@@ -243,6 +243,17 @@ def mostly_given_another(
     return found
 
 
+def photos_scored(metrics: dict[str, Any]) -> str:
+    """Which of an evaluated folder's photos a score is on, as headings say it: the split scored, or
+    all its images, or all but those left out (seen photos, --known-only folders): "all images"
+    above a row of 8 photos left out read as if every photo had been scored."""
+    if metrics.get("split"):
+        return str(metrics["split"])
+    seen = metrics.get("seen_left_out")
+    left = (isinstance(seen, dict) and any(seen.values())) or bool(metrics.get("classes_left_out"))
+    return "all images but those left out" if left else "all images"
+
+
 def rename_hint(entry: dict[str, Any]) -> str:
     """One `mostly_given_another` entry in words, as evaluate warns it and the report shows it."""
     yours, theirs = entry.get("folder") or entry["class"], entry["given"]

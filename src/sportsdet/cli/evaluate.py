@@ -109,10 +109,10 @@ def print_summary(metrics: dict) -> None:
     """The headline numbers and the per-class table, on stdout."""
     from rich.table import Table
 
-    from sportsdet.metrics import confusion_layout
+    from sportsdet.metrics import confusion_layout, photos_scored
 
     lo, hi = metrics["accuracy_ci95"]
-    where = metrics["split"] or "all images"
+    where = photos_scored(metrics)
     headline = Table(show_header=False, title=f"{metrics['n']} images ({plain(where)})", title_justify="left")
     headline.add_column(style="bold")
     headline.add_column(justify="right")

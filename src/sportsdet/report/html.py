@@ -19,7 +19,7 @@ from typing import Any
 from sportsdet import __version__
 from sportsdet import plots as figures
 from sportsdet.abstain import score_name
-from sportsdet.metrics import confusion_layout, rename_hint, times_predicted
+from sportsdet.metrics import confusion_layout, photos_scored, rename_hint, times_predicted
 from sportsdet.report.assets import CSS, JS
 from sportsdet.report.confusion import confusion_svg, legend_html
 from sportsdet.report.gallery import Tile, highest_loss, spread_sample, thumbnail_uri
@@ -371,7 +371,7 @@ def _data_evaluated(m: dict[str, Any], inputs: ReportInputs) -> str | None:
     """The photos scored: a folder (and which of its splits), or for a run's saved split, which split
     of which source folders (the manifest's own root of a multi-source run is only their common parent)."""
     if m.get("source") != "split-manifest":
-        return f"{m['data']} ({m.get('split') or 'all images'})" if m.get("data") else None
+        return f"{m['data']} ({photos_scored(m)})" if m.get("data") else None
     sources = m.get("per_source") or {}
     roots = inputs.data_sources
     if sources and roots:
