@@ -191,14 +191,13 @@ def test_the_cli_says_how_the_int8_model_is_used(run_folder: Path) -> None:
 
     from sportsdet.cli import app
 
-    result = CliRunner().invoke(app, ["export", str(run_folder), "--int8", "--max-int8-drop", "100"])
+    command = ["export", str(run_folder), "--int8", "--max-int8-drop", "100"]
+    result = CliRunner().invoke(app, command, env={"COLUMNS": "400"})
     assert result.exit_code == 0, result.output
     assert "predict, serve and evaluate use it with --int8" in " ".join(result.stdout.split())
     # Which photos the parity was checked on: "42 images (split.json (..., held-out: test))" read
     # as the held-out ones.
-    assert f"parity vs PyTorch on 18 images (training photos of {run_folder / 'split.json'} (" in (
-        " ".join(result.stdout.split())
-    )
+    assert f"parity vs PyTorch on 18 images (training photos of {run_folder / 'split.json'})" in result.stdout
 
 
 def test_int8_folds_relu6_into_the_quantised_convolution(run_folder: Path, monkeypatch) -> None:
@@ -340,6 +339,14 @@ def test_held_out_photos_are_told_by_folders_below_the_data_root(tmp_path: Path)
     data = find_export_data(bundle)
     assert [p.relative_to(root).parts[0] for p, _ in data.train] == ["train"]
     assert [p.relative_to(root).parts[0] for p, _ in data.heldout] == ["test"]
+    assert data.train_source == f"training photos of {root}"
+    # A flat folder has no train/: every photo is used for the parity check, and said so (it was
+    # called "training photos", test and validation ones among them).
+    import shutil
+
+    shutil.rmtree(root / "train")
+    flat = find_export_data(bundle)
+    assert flat.train_source == f"all photos of {root} (no train/ folder)" and len(flat.train) == 1
 
 
 def test_a_run_folder_and_builtin_are_exported_like_predict_takes_them(run_folder: Path, tmp_path: Path):

@@ -202,6 +202,8 @@ class ExportData:
     heldout: list[tuple[Path, str | None]]
     origin: str
     why_none: str = "the bundle records no split or data root"  # said when no training image is found
+    # What `train` is, as the parity line says it: "training photos of ..." only when they are.
+    train_source: str = ""
 
 
 def _from_manifest(path: Path, names: dict[str, str]) -> ExportData | None:
@@ -221,7 +223,7 @@ def _from_manifest(path: Path, names: dict[str, str]) -> ExportData | None:
 
     heldout_name = "test" if manifest.splits.get("test") else "valid"
     origin = f"{path} ({manifest.root}, held-out: {heldout_name})"
-    return ExportData(items("train"), items(heldout_name), origin)
+    return ExportData(items("train"), items(heldout_name), origin, train_source=f"training photos of {path}")
 
 
 def _recorded_roots(bundle: Bundle) -> list[str]:
@@ -270,7 +272,8 @@ def find_export_data(
         images = _from_folder(folder, bundle.class_names())
         if not images:
             raise SportsdetError(f"{folder}: no images found for calibration")
-        data = ExportData(images, [], f"{folder} (--calibration-data)")
+        given = f"{folder} (--calibration-data)"
+        data = ExportData(images, [], given, train_source=f"photos of {given}")
     else:
         for candidate in split_manifest_candidates(bundle):
             if candidate.is_file():
@@ -282,9 +285,11 @@ def find_export_data(
         if data is None and isinstance(root, str) and Path(root).is_dir():
             images = _from_folder(Path(root), bundle.class_names())
             # Split folders below the root only: a root under /data/test/ made every photo a test one.
-            train = [item for item in images if "train" in _parts_below(item[0], Path(root))] or images
+            train = [item for item in images if "train" in _parts_below(item[0], Path(root))]
             test = [item for item in images if "test" in _parts_below(item[0], Path(root))]
-            data = ExportData(train, test, f"{root} (bundle data root)")
+            # A flat folder has no train/: all its photos, test ones too, and said so.
+            source = f"training photos of {root}" if train else f"all photos of {root} (no train/ folder)"
+            data = ExportData(train or images, test, f"{root} (bundle data root)", train_source=source)
     if data is None:
         data = ExportData([], [], "synthetic")
         gone = [str(r) for r in _recorded_roots(bundle) if not Path(r).is_dir()]
@@ -541,7 +546,7 @@ def export_bundle(
         parity_set = _decode_many((p for p, _ in _sample(data.train, parity_images, seed=1)), spec)
     else:
         parity_set = np.zeros((0,), np.float32)
-    parity_origin = f"training photos of {data.origin}"  # the held-out ones score INT8's accuracy
+    parity_origin = data.train_source or data.origin
     if len(parity_set) == 0:
         notes.append(
             f"no training images found ({data.why_none}; give --calibration-data DIR): "
