@@ -175,6 +175,9 @@ def test_per_class_default_valid_is_limited_by_leftovers(tmp_path: Path) -> None
     root = _tree(tmp_path / "t", {"a": 32, "b": 30})
     counts = _per_class(make_split(root, "per-class:20,10", seed=0))
     assert counts["valid"] == {"a": 2}  # b has no images left over; valid is only "up to" 10%
+    # At least one when any is left over: per-class:3,1 of 5 took none (round(0.3) = 0).
+    small = _tree(tmp_path / "small", {"a": 5, "b": 5})
+    assert _per_class(make_split(small, "per-class:3,1", seed=0))["valid"] == {"a": 1, "b": 1}
 
 
 def test_per_class_explicit_valid(flat: Path) -> None:
@@ -382,7 +385,7 @@ def test_cli_split_writes_manifest(split_tree: Path, tmp_path: Path) -> None:
         terminal_width=200,
     )
     assert result.exit_code == 0, result.output
-    assert "train 4 / valid 0 / test 2" in result.stdout
+    assert "train 3 / valid 2 / test 2" in result.stdout  # 4 + 2 + 1 valid; a copy of it kept with it
     manifest = SplitManifest.load(out)
     assert manifest.classes == ["polo"] and manifest.seed == 3 and manifest.strategy == "per-class:4,2"
 

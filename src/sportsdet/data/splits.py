@@ -769,7 +769,9 @@ def _per_class(
     n_valid = (
         int(strategy.valid)
         if explicit_valid
-        else min(leftover, int(round(n_train * DEFAULT_PER_CLASS_VALID)))
+        # At least one when any is left over: per-class:3,1 of 5 photos gave no validation photo
+        # (round(0.3) = 0) and left one unused, in silence.
+        else min(leftover, max(1, int(round(n_train * DEFAULT_PER_CLASS_VALID))))
     )
     test = shuffled[:n_test]
     train = shuffled[n_test : n_test + n_train]
