@@ -895,5 +895,11 @@ def test_comparison_says_when_the_runs_scored_other_photos(tmp_path):
     (same / "eval" / "metrics.json").write_text(json.dumps(metrics))
     text = write_comparison([a.run, same], tmp_path / "d.html").read_text(encoding="utf-8")
     assert "scored other photos" not in text
+    # Part of the photos in common (two random splits of one folder): said with the count.
+    partly = shutil.copytree(a.run, tmp_path / "partly" / "run")
+    rows = (partly / "eval" / "predictions.csv").read_text(encoding="utf-8").splitlines()
+    (partly / "eval" / "predictions.csv").write_text("\n".join(rows[:-3]) + "\n", encoding="utf-8")
+    page = html.unescape(write_comparison([a.run, partly], tmp_path / "e.html").read_text(encoding="utf-8"))
+    assert "partly/run scored other photos than a/run (9 in common of 9 and 12)" in page
     engines = {row[0]: row[1:] for row in Page(text).tables["compare-metrics"]}["engine"]
     assert engines[1] == "onnxruntime int8 (model.int8.onnx)"

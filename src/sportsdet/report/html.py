@@ -961,12 +961,15 @@ def _other_photos(runs: list[ReportInputs], names: list[str]) -> list[str]:
     def photos(run: ReportInputs) -> set[str]:
         return {str(p.image or p.path) for p in run.predictions or []}
 
-    first, said = photos(runs[0]), []
-    for name, run in zip(names[1:], runs[1:], strict=True):
-        theirs = photos(run)
-        if first and theirs and theirs != first:
+    scored = [(name, photos(run)) for name, run in zip(names, runs, strict=True)]
+    scored = [(name, found) for name, found in scored if found]  # an evaluation without predictions.csv
+    if not scored:
+        return []
+    (base, first), said = scored[0], []
+    for name, theirs in scored[1:]:
+        if theirs != first:
             said.append(
-                f"{name} scored other photos than {names[0]} ({len(first & theirs)} in common of "
+                f"{name} scored other photos than {base} ({len(first & theirs)} in common of "
                 f"{len(theirs)} and {len(first)}): the difference is not the models' alone. Score both on "
                 "the same photos: train with the other run's split (--split RUN/split.json), or evaluate "
                 "each on one folder (`sportsdet evaluate RUN FOLDER`)"
