@@ -701,3 +701,25 @@ def test_ctrl_c_says_the_epochs_the_checkpoint_holds(data_dir, tmp_path, monkeyp
     _, last = read_checkpoint(tmp_path / "run" / "checkpoints" / "last.safetensors")
     assert last["epoch"] == 1
     assert "interrupted after 1 finished epoch(s); the last checkpoint is kept" in console.export_text()
+
+
+def test_a_training_photo_deleted_after_the_epochs_does_not_lose_the_run(tmp_path) -> None:
+    # The bundle's seen_photos.json read every photo again at the end: one deleted during training
+    # was "file not found", exit 2, no model/, and --resume refused the run ("files are gone").
+    data = make_dataset(tmp_path / "data", per_class=6)
+
+    class DeleteOne(Callback):
+        def on_train_end(self, ctx):
+            path, _ = ctx.manifest.items("train")[0]
+            Path(path).unlink()
+
+    console = Console(record=True, width=200)
+    options = {**TINY, "epochs": 1}
+    train(data, out=tmp_path / "run", model="seed-cnn", options=options, callbacks=[DeleteOne()],
+          console=console, evaluate=False, report=False)  # fmt: skip
+    assert (tmp_path / "run" / "model" / "bundle.json").is_file()
+    said = console.export_text()
+    assert "1 training or validation photo(s) are gone since training read them" in said
+    seen = json.loads((tmp_path / "run" / "model" / "seen_photos.json").read_text())
+    trained = SplitManifest.load(tmp_path / "run" / "split.json").items("train")
+    assert len(seen["splits"]["train"]) == len(trained) - 1  # the gone one left out

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -99,19 +99,35 @@ class LeftOut:
         return [{"path": str(path), "split": split, "near_copy": near} for path, split, near in self.photos]
 
 
-def _digests(paths: Sequence[str | Path]) -> list[str]:
-    """`photo_digest` of every path, on a few threads (hashlib releases Python's lock)."""
+def _digest_or_none(path: str | Path) -> str | None:
+    try:
+        return photo_digest(path)
+    except (SportsdetError, OSError):  # gone since training read it
+        return None
+
+
+def _digests(paths: Sequence[str | Path]) -> list[str | None]:
+    """`photo_digest` of every path (None: no longer readable), on a few threads (hashlib releases
+    Python's lock)."""
     with ThreadPoolExecutor(max_workers=min(8, cpu_count())) as pool:
-        return list(pool.map(photo_digest, paths))
+        return list(pool.map(_digest_or_none, paths))
 
 
 def seen_photos_json(
-    splits: dict[str, Iterable[str | Path]], near: dict[str, str | None] | None = None
+    splits: dict[str, Iterable[str | Path]],
+    near: dict[str, str | None] | None = None,
+    on_gone: Callable[[list[str]], None] = lambda paths: None,
 ) -> bytes:
     """seen_photos.json for the photos of each split (train and valid; others are ignored); `near`:
-    their near-copy hashes by path when already made (`near_hashes`)."""
+    their near-copy hashes by path when already made (`near_hashes`). A photo deleted since training
+    read it is left out and handed to `on_gone` (it lost a whole trained run, at its very end)."""
     paths = {split: list(splits.get(split, ())) for split in SEEN_SPLITS}
-    digests = {split: sorted(set(_digests(paths[split]))) for split in SEEN_SPLITS}
+    found = {split: _digests(paths[split]) for split in SEEN_SPLITS}
+    gone = [str(path) for split in SEEN_SPLITS
+            for path, digest in zip(paths[split], found[split], strict=True) if digest is None]  # fmt: skip
+    if gone:
+        on_gone(gone)
+    digests = {split: sorted({d for d in found[split] if d is not None}) for split in SEEN_SPLITS}
     known = near or {}
     missing = [path for split in SEEN_SPLITS for path in paths[split] if str(path) not in known]
     known = {**known, **near_hashes(missing)}

@@ -862,8 +862,15 @@ def _save_bundle(
     manifest, run, best = setup.manifest, setup.run, result.best
     abstain = calibration.pop("abstain", None)  # its own top-level bundle.json entry
     # So that scoring it on these photos again is never taken for a test (seen_photos.py).
+    def gone(paths: list[str]) -> None:
+        ctx.console.print(
+            f"[yellow]warning:[/] {len(paths)} training or validation photo(s) are gone since training read "
+            f"them (e.g. {escape(paths[0])}): left out of the model's seen_photos.json",
+            highlight=False, soft_wrap=True,
+        )  # fmt: skip
+
     seen = seen_photos_json(
-        {split: [path for path, _ in manifest.items(split)] for split in SEEN_SPLITS}, setup.near_hashes
+        {split: [path for path, _ in manifest.items(split)] for split in SEEN_SPLITS}, setup.near_hashes, gone
     )
     save_bundle(
         run.model,
