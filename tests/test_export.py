@@ -361,3 +361,25 @@ def test_a_run_folder_and_builtin_are_exported_like_predict_takes_them(run_folde
     # The built-in model lives in the installed package: never written into it.
     with pytest.raises(SportsdetError, match="give --out FILE.onnx"):
         export_bundle("builtin")
+
+
+def test_ctrl_c_while_onnxruntime_is_imported_is_an_interrupt(run_folder: Path, run_cli, capsys, monkeypatch):
+    # Ctrl-C landing inside `import onnxruntime` surfaced as "ImportError: initialization failed"
+    # chained from the KeyboardInterrupt: a traceback and exit code 1.
+    import sportsdet.export as export_module
+
+    def importing(*args, **kwargs):
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            raise ImportError("initialization failed") from None  # as pybind11 raises it: a context
+
+    monkeypatch.setattr(export_module, "export_bundle", importing)
+    assert run_cli("export", str(run_folder)) == 130
+    assert "interrupted" in capsys.readouterr().err
+    def broken(*args, **kwargs):
+        raise ImportError("x")
+
+    monkeypatch.setattr(export_module, "export_bundle", broken)
+    with pytest.raises(ImportError):  # an ImportError of its own stays a bug's traceback
+        run_cli("export", str(run_folder))

@@ -124,6 +124,20 @@ def _names_that_are_not_utf8_print() -> None:
             stream.reconfigure(errors="backslashreplace")
 
 
+def _interrupted(exc: BaseException) -> bool:
+    """Whether Ctrl-C (or SIGTERM) is what an error comes from: a KeyboardInterrupt raised while a
+    module was being imported (onnxruntime's, at export) surfaced as "ImportError: initialization
+    failed" with a traceback."""
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, KeyboardInterrupt):
+            return True
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return False
+
+
 def main() -> None:
     """Console entry point: user errors become one red line and exit code 2, never a traceback.
 
@@ -158,6 +172,9 @@ def main() -> None:
     except Exception as exc:
         if type(exc).__name__ == "SafetensorError":
             _fail(_safetensors_message(exc))
+        if _interrupted(exc):  # Ctrl-C inside an import turns into its ImportError: a traceback
+            err_console.print("[yellow]interrupted[/]")
+            sys.exit(143 if _sigterm_received else 130)
         raise
     except KeyboardInterrupt as exc:
         err_console.print("[yellow]interrupted[/]")
