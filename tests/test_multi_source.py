@@ -121,6 +121,10 @@ def test_a_dataset_file_gives_two_folders_of_the_same_name_two_source_names(tmp_
     spec.write_text('[[source]]\npath = ""\n[[source]]\npath = "scrape/data"\n')
     with pytest.raises(SportsdetError, match=r"sports.toml: source #1 needs a path \(a folder of photos\)"):
         read_dataset_file(spec)
+    # A map to a name no class folder can have, as on the command line.
+    spec.write_text('[[source]]\npath = "kaggle/data"\nmap = { polo = "a/b" }\n')
+    with pytest.raises(SportsdetError, match=r"sports.toml: source #1: map: 'a/b' cannot name a class"):
+        read_dataset_file(spec)
 
 
 @pytest.mark.parametrize(
@@ -134,6 +138,10 @@ def test_a_dataset_file_gives_two_folders_of_the_same_name_two_source_names(tmp_
             r"'polo' \(first, second\).*--merge 'polo'.*--map second:football=NEW_NAME",  # its folder's name
         ),
         (["football"], [], r"write SOURCE:OLD=NEW"),
+        # Names no class folder can have (evaluate could never score them), and a second '=':
+        (["second:football=../../etc"], [], r"'../../etc' cannot name a class \(no folder can"),
+        (["second:football=.."], [], r"'\.\.' cannot name a class"),
+        (["second:football=rowing=tennis"], [], r"one = only: SOURCE:OLD=NEW"),
         (["cricket=soccer"], [], r"--map: no source has a class 'cricket'; sources: first, second"),
         # A merge of a name no two sources share merges nothing: a typo passed without a word.
         ([], ["rowing"], r"--merge 'rowing': no two sources have a class of that name.*: none$"),

@@ -159,7 +159,10 @@ def _source_entry(entry: Any, index: int, where: Path) -> Source:
         raise SportsdetError(
             f"{where}: source #{index + 1}: {name!r} cannot name a source; give it a name = \"...\""
         )
-    label_map = {class_name(k): class_name(v.strip()) for k, v in label_map.items()}
+    label_map = {
+        class_name(k): _new_class_name(v.strip(), f"{where}: source #{index + 1}: map")
+        for k, v in label_map.items()
+    }
     return Source(name, folder, split, label_map, defined_in=str(where))
 
 
@@ -244,7 +247,17 @@ def _parse_map(text: str, names: list[str]) -> tuple[str | None, str, str]:
         )
     if target and target not in names:
         raise SportsdetError(f"--map {text!r}: no source named {target!r}; sources: {', '.join(names)}")
-    return target or None, class_name(old.strip()), class_name(new.strip())
+    if "=" in new:  # 'polo=rowing=tennis' made a class named 'rowing=tennis'
+        raise SportsdetError(f"--map {text!r}: one = only: SOURCE:OLD=NEW (a class name holds no =)")
+    return target or None, class_name(old.strip()), _new_class_name(new.strip(), f"--map {text!r}")
+
+
+def _new_class_name(name: str, where: str) -> str:
+    """A label map's new class name, refused when no class folder could be named so: evaluate reads
+    photos by folder name, and a class named '../../etc' could never be scored."""
+    if name in (".", "..") or "/" in name:
+        raise SportsdetError(f"{where}: {name!r} cannot name a class (no folder can: no /, nor . or ..)")
+    return class_name(name)
 
 
 def scan_sources(sources: Sources, classes: str | Iterable[str] | None = None) -> list[SourceScan]:
