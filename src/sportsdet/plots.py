@@ -11,6 +11,7 @@ import functools
 import io
 import math
 import textwrap
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
@@ -27,13 +28,16 @@ RUN_COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", 
 
 def _words_as_written(draw: Callable[P, R]) -> Callable[P, R]:
     """Draw with every text taken literally: a class or run name holding two '$' (a$^$b) is not
-    matplotlib math, which failed to parse and stopped train and evaluate with a traceback."""
+    matplotlib math, which failed to parse and stopped train and evaluate with a traceback. A name
+    in a script the font lacks (CJK) is drawn as boxes without a dozen "Glyph ... missing" warnings
+    in the middle of the command's output."""
 
     @functools.wraps(draw)
     def drawn(*args: P.args, **kwargs: P.kwargs) -> R:
         import matplotlib
 
-        with matplotlib.rc_context({"text.parse_math": False}):
+        with matplotlib.rc_context({"text.parse_math": False}), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r"Glyph \d+ .* missing from", category=UserWarning)
             return draw(*args, **kwargs)
 
     return drawn
