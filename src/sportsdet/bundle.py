@@ -91,6 +91,11 @@ class Bundle:
         """The output row of a class named by a label or one of its aliases; None if neither."""
         return self.class_index().get(name)
 
+    @property
+    def ships_only_int8(self) -> bool:
+        """It carries model.int8.onnx and no model.onnx (the built-in model): INT8 is what runs."""
+        return not (self.path / ONNX_NAME).is_file() and (self.path / ONNX_INT8_NAME).is_file()
+
     def onnx_files(self) -> list[Path]:
         """The bundle's exported models (model.onnx, model.int8.onnx) that are there."""
         return [self.path / name for name in (ONNX_NAME, ONNX_INT8_NAME) if (self.path / name).is_file()]

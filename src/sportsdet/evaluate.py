@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from sportsdet import plots
-from sportsdet.bundle import ONNX_INT8_NAME, ONNX_NAME, Bundle, load_bundle
+from sportsdet.bundle import Bundle, load_bundle
 from sportsdet.data.sources import is_dataset_file
 from sportsdet.errors import SportsdetError, quoted_with_hint
 from sportsdet.files import UNDECODABLE, atomic_write, check_writable_folder, sha256_file, write_json
@@ -469,8 +469,7 @@ def evaluate(
         warn(note)
     # A bundle that ships only its INT8 model (the built-in one) runs it by default: the same scores,
     # not a second folder of them.
-    own_int8 = not (bundle.path / ONNX_NAME).is_file() and (bundle.path / ONNX_INT8_NAME).is_file()
-    named_int8 = int8 and not own_int8
+    named_int8 = int8 and not bundle.ships_only_int8
     out = Path(out_dir) if out_dir is not None else default_out_dir(bundle.path, chosen, int8=named_int8)
     if out.exists() and not out.is_dir():
         raise SportsdetError(f"{out}: exists and is not a folder; choose another --out")

@@ -534,7 +534,7 @@ def export_bundle(
     spec = bundle.preprocessing
     data = find_export_data(bundle, calibration_data, eval_data)
     notes: list[str] = []
-    if not int8 and (bundle.path / ONNX_INT8_NAME).is_file() and not (bundle.path / ONNX_NAME).is_file():
+    if not int8 and bundle.ships_only_int8:
         notes.append(
             f"{bundle.path} predicts with its {ONNX_INT8_NAME}; this float export scores a little "
             "differently (a few photos change label or answer, and the abstain threshold was fitted on "

@@ -384,7 +384,7 @@ def load_backend(
         return cpu_only(onnx_model)
     bundle = load_bundle(path, verify_weights=False)  # a clear error for anything that is not a bundle
     onnx_file = path / (ONNX_INT8_NAME if int8 else ONNX_NAME)
-    if backend != "torch" and not onnx_file.is_file() and (path / ONNX_INT8_NAME).is_file():
+    if backend != "torch" and not int8 and bundle.ships_only_int8:
         onnx_file = path / ONNX_INT8_NAME  # a bundle that ships only its INT8 form (the built-in one)
     if backend == "onnx" or int8 or (backend == "auto" and onnx_file.is_file()):
         if backend == "torch":
