@@ -38,7 +38,7 @@ def test_every_engine_names_the_classes_anew_and_old_folder_names_still_evaluate
     rename_labels(bundle, {"polo": "water polo"})
     renamed = load_bundle(bundle)  # the weights' checksum still holds
     assert renamed.labels == ["air hockey", "water polo", "rowing"]
-    assert renamed.label_aliases == {"polo": "water polo"} and renamed.label_index("polo") == 1
+    assert renamed.label_aliases == {"polo": "water polo"} and renamed.class_index()["polo"] == 1
     assert (bundle / "weights.safetensors").read_bytes() == weights
     for engine in (load_backend(bundle, "torch"), load_backend(bundle), load_backend(bundle, int8=True)):
         assert engine.labels == renamed.labels, engine.name  # not refused as a stale model.onnx either

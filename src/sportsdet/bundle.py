@@ -87,10 +87,6 @@ class Bundle:
         row = {label: i for i, label in enumerate(self.labels)}
         return {name: row[label] for name, label in self.class_names().items()}
 
-    def label_index(self, name: str) -> int | None:
-        """The output row of a class named by a label or one of its aliases; None if neither."""
-        return self.class_index().get(name)
-
     @property
     def ships_only_int8(self) -> bool:
         """It carries model.int8.onnx and no model.onnx (the built-in model): INT8 is what runs."""

@@ -136,12 +136,6 @@ def _same_dir(a: Path | str, b: Path | str) -> bool:
         return False
 
 
-def _index_map(bundle: Bundle) -> dict[str, int]:
-    """Class name -> output row: the labels, and the other names a renamed label keeps (a sports100
-    `football` folder is the built-in model's `american football`)."""
-    return bundle.class_index()
-
-
 def _from_manifest(
     bundle: Bundle, data_root: Path, split: str, warn: Callable[[str], None], keep_seen: bool = False
 ) -> EvalData:
@@ -166,7 +160,7 @@ def _from_manifest(
             f"{found}: {len(missing)} {split} image(s) are gone from {data_root} (e.g. {missing[0]}); "
             "restore them, or evaluate on a folder of test images instead"
         )
-    index = _index_map(bundle)
+    index = bundle.class_index()  # a renamed label's data name too (sports100's `football`)
     unknown = sorted(set(manifest.classes) - set(index))
     if unknown:
         raise SportsdetError(
@@ -217,7 +211,7 @@ def _from_folder(
         chosen_split = None
         if split_given:
             notes.append(f"{data_root} is a folder-per-class tree: --split is ignored, every image is used")
-    index = _index_map(bundle)
+    index = bundle.class_index()  # a renamed label's data name too (sports100's `football`)
     unknown = sorted({r.label for r in records} - set(index))
     if unknown:
         hints = ", ".join(quoted_with_hint(name, bundle.labels) for name in unknown)
