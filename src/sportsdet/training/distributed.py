@@ -354,18 +354,21 @@ def peer_interrupted(wait: float = 2.0) -> bool:
     own KeyboardInterrupt was lost inside a callback Python ignores."""
     if not _local_children:
         return False
-    deadline = time.monotonic() + wait
-    while time.monotonic() < deadline and not any(c.exitcode for c in _local_children):
-        time.sleep(0.05)
+    _wait_for_an_end(_local_children, wait)
     return any(c.exitcode in (130, -signal.SIGINT) for c in _local_children)
+
+
+def _wait_for_an_end(children: list[Any], wait: float) -> None:
+    """Until one of `children` has ended with an exit code, for at most `wait` seconds."""
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline and not any(c.exitcode for c in children):
+        time.sleep(0.05)
 
 
 def _ended_rank(children: list[Any], run_dir: Any = None, wait: float = 2.0) -> str | None:
     """Why the group broke when a rank ended without saying (killed: out of memory?), or None.
     `run_dir`: the run folder, to say whether a checkpoint is there to resume from."""
-    deadline = time.monotonic() + wait
-    while time.monotonic() < deadline and not any(c.exitcode for c in children):
-        time.sleep(0.05)
+    _wait_for_an_end(children, wait)
     for child in children:
         if child.exitcode:
             code = child.exitcode
