@@ -388,19 +388,70 @@ def test_another_device_runs_the_bundle_on_torch(bundle, tree, tmp_path, monkeyp
     assert asked == [("torch", "cuda:0"), ("auto", "cpu")]
 
 
-def test_a_rerun_that_stops_half_way_does_not_leave_the_old_metrics(bundle, tree, tmp_path, monkeypatch):
-    # metrics.json means "complete"; the old one stayed beside the new predictions.csv, and the
-    # report then mixed the two evaluations.
+@pytest.mark.parametrize("stop", [RuntimeError("disk"), KeyboardInterrupt()], ids=["error", "ctrl-c"])
+def test_a_rerun_that_stops_half_way_leaves_the_earlier_evaluation_whole(
+    bundle, tree, tmp_path, monkeypatch, stop
+):
+    # The earlier metrics.json (and page) went first, then the new files one by one: Ctrl-C while
+    # the galleries were drawn left half of each evaluation and no metrics.json.
     from sportsdet import plots
 
     out = tmp_path / "eval"
     evaluate(bundle, tree, out_dir=out, backend=ColourOracle())
     (out / "report.html").write_text("the first evaluation's page")  # as the command writes it
-    monkeypatch.setattr(plots, "plot_gallery", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("disk")))
-    with pytest.raises(RuntimeError):
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    monkeypatch.setattr(plots, "plot_gallery", lambda *a, **k: (_ for _ in ()).throw(stop))
+    with pytest.raises(type(stop)):
         evaluate(bundle, tree, out_dir=out, backend=ColourOracle(swap=True))
-    assert not (out / "metrics.json").exists()
-    assert not (out / "report.html").exists()  # it showed the old photos beside the new results
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # no temporary file either
+    fresh = tmp_path / "fresh"
+    with pytest.raises(type(stop)):
+        evaluate(bundle, tree, out_dir=fresh, backend=ColourOracle(swap=True))
+    assert not fresh.exists()  # the folder made for it goes too
+
+
+def test_a_rerun_replaces_the_earlier_page_with_its_results(bundle, tree, tmp_path) -> None:
+    # The earlier page showed the old photos beside the new results; the command writes it again.
+    out = tmp_path / "eval"
+    evaluate(bundle, tree, out_dir=out, backend=ColourOracle())
+    (out / "report.html").write_text("the first evaluation's page")
+    evaluate(bundle, tree, out_dir=out, backend=ColourOracle(swap=True))
+    assert not (out / "report.html").exists()
+    assert json.loads((out / "metrics.json").read_text())["accuracy"] < 1.0  # the new one
+
+
+def test_ctrl_c_says_what_it_left(bundle, tree, tmp_path, monkeypatch) -> None:
+    # typer printed a blank line: nothing said whether the earlier evaluation was still there.
+    import sportsdet.evaluate as evaluating
+    import sportsdet.report as reporting
+    from sportsdet import plots
+
+    monkeypatch.setattr(evaluating, "load_backend", lambda *a, **k: ColourOracle())
+    out = tmp_path / "eval"
+    command = ["evaluate", str(bundle), str(tree), "--out", str(out)]
+
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patched:
+        patched.setattr(plots, "plot_gallery", interrupt)
+        result = CliRunner().invoke(app, command, env={"COLUMNS": "300"})
+    assert result.exit_code == 130
+    assert "interrupted: nothing written" in result.output and not out.exists()
+
+    assert CliRunner().invoke(app, command).exit_code == 0
+    with monkeypatch.context() as patched:
+        patched.setattr(plots, "plot_gallery", interrupt)
+        result = CliRunner().invoke(app, command, env={"COLUMNS": "300"})
+    assert result.exit_code == 130
+    assert f"nothing written; the earlier evaluation in {out} is kept as it was" in result.output
+
+    with monkeypatch.context() as patched:
+        patched.setattr(reporting, "write_report_after", interrupt)
+        result = CliRunner().invoke(app, command, env={"COLUMNS": "300"})
+    assert result.exit_code == 130
+    assert f"the evaluation is written in {out}, but its report page is not up to date" in result.output
+    assert f"`sportsdet report {out}` writes it" in result.output
 
 
 @pytest.mark.parametrize("n", [8, 100])

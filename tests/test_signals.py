@@ -12,7 +12,7 @@ from http.server import BaseHTTPRequestHandler
 import pytest
 from conftest import LocalServer
 
-from sportsdet.training.checkpoint import signals_deferred
+from sportsdet.files import signals_deferred
 
 
 def test_a_signal_during_a_deferred_write_takes_effect_after_it(ctrl_c_raises) -> None:

@@ -34,7 +34,13 @@ from sportsdet import plots
 from sportsdet.bundle import Bundle, load_bundle
 from sportsdet.data.sources import is_dataset_file
 from sportsdet.errors import SportsdetError, quoted_with_hint
-from sportsdet.files import UNDECODABLE, atomic_write, check_writable_folder, sha256_file, write_json
+from sportsdet.files import (
+    UNDECODABLE,
+    StagedFiles,
+    check_writable_folder,
+    json_writer,
+    sha256_file,
+)
 from sportsdet.run_folder import (
     EVAL_FILES,
     REPORT,
@@ -435,11 +441,13 @@ def evaluate(
     backend: Any = None,
     progress: bool = False,
     warn: Callable[[str], None] = lambda message: None,
+    on_out: Callable[[Path], None] | None = None,
 ) -> EvalResult:
     """Evaluate a bundle (or a run folder) on DATA and write the evaluation folder.
 
     DATA None (or the run's dataset file): the run's own saved split, every source of it. `int8`
     scores the bundle's model.int8.onnx (what `predict --int8` and `serve --int8` run).
+    `on_out(folder)` hears where the results will go, before any photo is scored.
     """
     from sportsdet.metrics import (
         abstain_metrics,
@@ -475,6 +483,8 @@ def evaluate(
             "read as photos the next time. Give --out a folder outside it"
         )
     check_writable_folder(out, "--out", out)  # before the photos are scored, not after
+    if on_out is not None:
+        on_out(out)
 
     if backend is None:
         # Another device is torch's (a bundle with model.onnx, the built-in model too, was refused
@@ -572,38 +582,38 @@ def evaluate(
     def tiles(indices: list[int]) -> list[tuple[Path, str, str, float]]:
         return [(paths[i], labels[pred[i]], labels[y_true[i]], float(confidence[i])) for i in indices]
 
-    out.mkdir(parents=True, exist_ok=True)
     files = {name: out / name for name in EVAL_FILES if name != REPORT}
     split_name = photos_scored(metrics)
     cm = np.asarray(metrics["confusion_matrix"])
-    # An earlier evaluation's metrics.json goes first: if writing stops half way, the folder must
-    # not read as complete with the old numbers beside the new predictions. Its page too, which
-    # showed the old photos beside the new results (written again after, by the command).
-    files["metrics.json"].unlink(missing_ok=True)
-    (out / REPORT).unlink(missing_ok=True)
-    atomic_write(files["predictions.csv"], lambda p: _write_csv(p, rows))
-    atomic_write(files["probs.npy"], lambda p: np.save(p, probs.astype(np.float32), allow_pickle=False))
-    atomic_write(
-        files["confusion_matrix.png"],
-        lambda p: plots.plot_confusion_matrix(
-            cm,
-            labels,
-            p,
-            f"{bundle.model_name} on {split_name}: accuracy {metrics['accuracy']:.1%} (rows sum to 1)",
-        ),
-    )
-    atomic_write(
-        files["gallery_correct.png"],
-        lambda p: plots.plot_gallery(
-            tiles(correct), p, f"correct predictions ({split_name})", "no correct predictions"
-        ),
-    )
-    atomic_write(
-        files["gallery_wrong.png"],
-        lambda p: plots.plot_gallery(
-            tiles(wrong), p, f"wrong predictions ({split_name})", "no wrong predictions"
-        ),
-    )
-    # metrics.json last: its presence means the folder is complete.
-    write_json(files["metrics.json"], metrics, indent=2)
+    # Every file is written under a temporary name first and all are renamed into place together:
+    # Ctrl-C while the figures are drawn (seconds) had left an earlier evaluation without its
+    # metrics.json, half replaced. An earlier page goes when they are published: it showed the old
+    # photos beside the new results (written again after, by the command).
+    with StagedFiles(out) as staged:
+        staged.write("predictions.csv", lambda p: _write_csv(p, rows))
+        staged.write("probs.npy", lambda p: np.save(p, probs.astype(np.float32), allow_pickle=False))
+        staged.write(
+            "confusion_matrix.png",
+            lambda p: plots.plot_confusion_matrix(
+                cm,
+                labels,
+                p,
+                f"{bundle.model_name} on {split_name}: accuracy {metrics['accuracy']:.1%} (rows sum to 1)",
+            ),
+        )
+        staged.write(
+            "gallery_correct.png",
+            lambda p: plots.plot_gallery(
+                tiles(correct), p, f"correct predictions ({split_name})", "no correct predictions"
+            ),
+        )
+        staged.write(
+            "gallery_wrong.png",
+            lambda p: plots.plot_gallery(
+                tiles(wrong), p, f"wrong predictions ({split_name})", "no wrong predictions"
+            ),
+        )
+        staged.write("metrics.json", json_writer(metrics, indent=2))
+        # metrics.json last: its presence means the folder is complete.
+        staged.publish(remove=("metrics.json", REPORT), last="metrics.json")
     return EvalResult(out, metrics, paths, y_true, probs, skipped, files)

@@ -4,6 +4,7 @@
   flushed to disk, given the usual permissions (umask) and renamed over `path`. A crash or Ctrl-C
   leaves the old file or the complete new one, never half a file.
 - `write_json(path, data)`: the same, for JSON.
+- `StagedFiles(folder)`: several files written the same way, published together at the end.
 - `sha256_file(path)`: the SHA-256 of a file's bytes (bundles, split manifests, the feature cache).
 - `iter_image_files(folder)`: image files below a folder, sorted, hidden names skipped, every
   folder visited once (symlink loops and folders linked twice end there), only regular files.
@@ -13,12 +14,15 @@ Torch-free and import-light: everything else builds on this module, it builds on
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import re
+import signal
 import stat
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -73,6 +77,13 @@ def atomic_write(path: str | Path, writer: Callable[[Path], None] | bytes | str)
     OS errors (disk full, read-only folder, no permission) become a SportsdetError naming `path`.
     """
     path = Path(path)
+    _publish(_write_beside(path, writer), path)
+    return path
+
+
+def _write_beside(path: Path, writer: Callable[[Path], None] | bytes | str) -> Path:
+    """The new content of `path` in a hidden temporary file beside it (flushed to disk, with the
+    umask's permissions), returned for `_publish`; nothing is left behind on an error."""
     if path.is_dir():
         raise SportsdetError(f"{path}: is a folder; give a file name")
     parent = path.parent if str(path.parent) else Path(".")
@@ -99,6 +110,19 @@ def atomic_write(path: str | Path, writer: Callable[[Path], None] | bytes | str)
         with open(temp, "rb") as handle:
             os.fsync(handle.fileno())
         os.chmod(temp, 0o666 & ~_umask())  # mkstemp makes 0600; results are meant to be shared
+    except OSError as exc:
+        temp.unlink(missing_ok=True)
+        raise SportsdetError(
+            f"{path}: cannot write ({exc.strerror or exc}); free some space or choose another path"
+        ) from None
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+    return temp
+
+
+def _publish(temp: Path, path: Path) -> None:
+    try:
         os.replace(temp, path)
     except OSError as exc:
         temp.unlink(missing_ok=True)
@@ -108,7 +132,69 @@ def atomic_write(path: str | Path, writer: Callable[[Path], None] | bytes | str)
     except BaseException:
         temp.unlink(missing_ok=True)
         raise
-    return path
+
+
+class StagedFiles:
+    """New versions of several files of one folder, written beside the old ones under hidden
+    temporary names (`write`) and published together (`publish`). Ctrl-C or an error while they
+    are written leaves the folder as it was, an earlier evaluation whole, not half old and half
+    new; a folder made for them is removed again. Use it as a context manager: what was not
+    published is discarded on the way out."""
+
+    def __init__(self, folder: str | Path) -> None:
+        self.folder = Path(folder)
+        self._made_folder = not self.folder.exists()
+        self._staged: dict[str, Path] = {}
+
+    def __enter__(self) -> StagedFiles:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.discard()
+
+    def write(self, name: str, writer: Callable[[Path], None] | bytes | str) -> Path:
+        """Write the new `name` (not yet visible under it); returns the path it will have."""
+        self._staged[name] = _write_beside(self.folder / name, writer)
+        return self.folder / name
+
+    def publish(self, *, remove: tuple[str, ...] = (), last: str | None = None) -> None:
+        """Remove the files named in `remove`, then rename every written file into place, `last`
+        at the very end (its presence can then mean the set is complete). Ctrl-C and SIGTERM wait
+        until it is done: these renames take milliseconds."""
+        with signals_deferred():
+            for name in remove:
+                (self.folder / name).unlink(missing_ok=True)
+            for name in sorted(self._staged, key=lambda name: name == last):
+                _publish(self._staged.pop(name), self.folder / name)
+
+    def discard(self) -> None:
+        for temp in self._staged.values():
+            temp.unlink(missing_ok=True)
+        self._staged.clear()
+        if self._made_folder:
+            with contextlib.suppress(OSError):  # not empty: something was published or put there
+                self.folder.rmdir()
+
+
+@contextmanager
+def signals_deferred() -> Iterator[None]:
+    """Let a file write finish before Ctrl-C or SIGTERM takes effect (main thread only); then
+    the signal is raised again, for whatever handled it before."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+    previous = {
+        signum: signal.signal(signum, lambda signum, frame: received.append(signum))
+        for signum in (signal.SIGINT, signal.SIGTERM)
+    }
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        for signum in dict.fromkeys(received):
+            signal.raise_signal(signum)
 
 
 # A file name that is not UTF-8 (an old archive's) reaches Python as text with lone surrogates,
@@ -183,13 +269,18 @@ def hold_folder(
 
 def write_json(path: str | Path, data: Any, *, indent: int = 1) -> Path:
     """Write `data` as UTF-8 JSON through `atomic_write`."""
+    return atomic_write(path, json_writer(data, indent=indent))
+
+
+def json_writer(data: Any, *, indent: int = 1) -> Callable[[Path], None]:
+    """A writer (for `atomic_write`, `StagedFiles.write`) of `data` as UTF-8 JSON."""
 
     def write(temp: Path) -> None:
         with open(temp, "w", encoding="utf-8", errors=UNDECODABLE) as handle:
             json.dump(data, handle, indent=indent, ensure_ascii=False)
             handle.write("\n")
 
-    return atomic_write(path, write)
+    return write
 
 
 def cpu_count() -> int:

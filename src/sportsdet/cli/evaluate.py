@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
+from typing import Any
 
 import typer
+from rich.markup import escape
 
 from sportsdet.cli.app import app, console, err_console, plain, warn
 
@@ -65,38 +68,87 @@ def evaluate_command(
     a per-class table, a confusion matrix and galleries of right and wrong predictions."""
     from sportsdet.evaluate import evaluate
 
-    result = evaluate(
-        bundle,
-        data,
-        split=split or "test",
-        split_given=split is not None,
-        keep_seen=keep_seen,
-        known_only=known_only,
-        out_dir=out,
-        batch_size=batch_size,
-        device=device,
-        seed=seed,
-        int8=int8,
-        progress=True,
-        warn=warn,
-    )
-    print_summary(result.metrics)
-    err_console.print(f"results written to {plain(result.out_dir)}", highlight=False)
+    chosen: dict[str, Any] = {}  # where the results go, and the metrics.json there before
+
+    def remember(folder: Path) -> None:
+        chosen.update(out=folder, before=_file_stamp(folder / "metrics.json"))
+
+    try:
+        result = evaluate(
+            bundle,
+            data,
+            split=split or "test",
+            split_given=split is not None,
+            keep_seen=keep_seen,
+            known_only=known_only,
+            out_dir=out,
+            batch_size=batch_size,
+            device=device,
+            seed=seed,
+            int8=int8,
+            progress=True,
+            warn=warn,
+            on_out=remember,
+        )
+        print_summary(result.metrics)
+        err_console.print(f"results written to {plain(result.out_dir)}", highlight=False)
+        _write_reports(Path(result.out_dir))
+    except KeyboardInterrupt:
+        _say_interrupted(chosen.get("out"), chosen.get("before"))
+        raise typer.Exit(130) from None
+
+
+def _file_stamp(path: Path) -> tuple[int, int] | None:
+    """Which file is at `path` (a rename into place makes another inode), None for none."""
+    try:
+        found = path.stat()
+    except OSError:
+        return None
+    return found.st_ino, found.st_mtime_ns
+
+
+def _say_interrupted(out: Path | None, before: tuple[int, int] | None) -> None:
+    """What Ctrl-C left: an evaluation's files are published together (StagedFiles), so either
+    the new one is whole or the folder is as it was; typer alone printed a blank line."""
+    after = _file_stamp(out / "metrics.json") if out is not None else None
+    if out is not None and after is not None and after != before:
+        target = _report_target(out)
+        message = (
+            f"the evaluation is written in {escape(str(out))}, but its report page is not up to date: "
+            f"`sportsdet report {escape(shlex.quote(str(target)))}` writes it"
+        )
+    elif after is not None:
+        message = f"nothing written; the earlier evaluation in {escape(str(out))} is kept as it was"
+    else:
+        message = "nothing written"
+    err_console.print(f"[yellow]interrupted[/]: {message}", highlight=False, soft_wrap=True)
+
+
+def _report_target(out_dir: Path) -> Path:
+    """RUN/eval belongs to a run: its report covers training and evaluation together (the run
+    folder's page). Any other evaluation folder gets its own page."""
+    from sportsdet.report.inputs import scored_another_bundle
+
+    run = out_dir.parent if (out_dir.parent / "model").is_dir() else None
+    if run is not None and out_dir.name == "eval" and not scored_another_bundle(out_dir, run):
+        return run
+    return out_dir
+
+
+def _write_reports(out_dir: Path) -> None:
+    """The evaluation's page, and the run's page again when the evaluation is one of a run's
+    (RUN/eval-<data>): the run's page lists every evaluation of its model."""
     from sportsdet.report import write_report_after
     from sportsdet.report.inputs import scored_another_bundle
 
-    # RUN/eval belongs to a run: its report covers training and evaluation together. Another
-    # evaluation in a run folder (RUN/eval-<data>) gets its own page, and the run's page, which
-    # lists every evaluation of its model, is written again.
-    out_dir = Path(result.out_dir)
     run = out_dir.parent if (out_dir.parent / "model").is_dir() else None
     if run is not None and scored_another_bundle(out_dir, run):
         run = None  # another model's evaluation kept in a run folder: the run's page leaves it out
-    in_run = run is not None and out_dir.name == "eval"
-    report = write_report_after(run if in_run else out_dir, warn)
+    target = _report_target(out_dir)
+    report = write_report_after(target, warn)
     if report is not None:
         err_console.print(f"report: {plain(report)}", highlight=False)
-    if run is not None and not in_run:
+    if run is not None and target != run:
         run_report = write_report_after(run, warn)
         if run_report is not None:
             err_console.print(f"run report (lists this evaluation too): {plain(run_report)}", highlight=False)

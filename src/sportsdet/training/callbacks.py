@@ -16,13 +16,12 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from sportsdet import plots
-from sportsdet.files import atomic_write
+from sportsdet.files import atomic_write, signals_deferred
 from sportsdet.run_folder import METRICS_COLUMNS
 from sportsdet.training.checkpoint import (
     flatten_optimizer_state,
     jsonable,
     rng_state,
-    signals_deferred,
     write_checkpoint,
 )
 from sportsdet.training.loop import Callback, TrainContext

@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import json
 import random
-import signal
-import threading
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +17,7 @@ import numpy as np
 import torch
 
 from sportsdet.errors import SportsdetError
-from sportsdet.files import atomic_write, write_json
+from sportsdet.files import atomic_write, signals_deferred, write_json
 
 CHECKPOINT_FORMAT = "sportsdet-checkpoint/1"
 _STATE_KEY = "sportsdet.state"  # safetensors metadata entry holding the JSON state
@@ -94,27 +91,6 @@ def unflatten_optimizer_state(info: dict[str, Any], tensors: dict[str, torch.Ten
     for param_id, values in info.get("scalars", {}).items():
         state.setdefault(int(param_id), {}).update(values)
     return {"state": state, "param_groups": info["param_groups"]}
-
-
-@contextmanager
-def signals_deferred():
-    """Let a file write finish before Ctrl-C or SIGTERM takes effect (main thread only); then
-    the signal is raised again, for whatever handled it before."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    received: list[int] = []
-    previous = {
-        signum: signal.signal(signum, lambda signum, frame: received.append(signum))
-        for signum in (signal.SIGINT, signal.SIGTERM)
-    }
-    try:
-        yield
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-        for signum in dict.fromkeys(received):
-            signal.raise_signal(signum)
 
 
 def write_checkpoint(path: Path, tensors: dict[str, torch.Tensor], state: dict[str, Any]) -> None:
