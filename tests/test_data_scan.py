@@ -261,6 +261,46 @@ def test_a_photo_linked_from_another_class_is_not_counted_twice(tmp_path: Path) 
     assert scan.ignored.get(IGNORED_LINKED_PHOTO) == 1
 
 
+def test_a_link_to_nothing_is_said_with_where_it_points(tmp_path: Path) -> None:
+    # A class on a drive that is not mounted (golf -> /mnt/usb/golf) vanished: counted as one
+    # "not-an-image-name", no warning, and training went on without the class.
+    from sportsdet.data.discover import IGNORED_BROKEN_LINK, IGNORED_NOT_REGULAR
+
+    root = _tree(tmp_path / "data", {"croquet": 2, "polo": 3})
+    (root / "golf").symlink_to(tmp_path / "unmounted" / "golf")
+    (root / "polo" / "extra").symlink_to(tmp_path / "unmounted" / "polo")
+    (root / "polo" / "gone.jpg").symlink_to("nothing.jpg")  # a photo's link: a problem file, as before
+    scan = scan_dataset(root)
+    assert scan.classes == ["croquet", "polo"]
+    assert scan.ignored.get(IGNORED_BROKEN_LINK) == 2 and scan.ignored.get(IGNORED_NOT_REGULAR) == 1
+    warning = next(w for w in scan.warnings if "lead to nothing" in w)
+    assert f"golf -> {tmp_path / 'unmounted' / 'golf'}" in warning
+    assert f"polo/extra -> {tmp_path / 'unmounted' / 'polo'}" in warning
+
+
+def test_a_link_to_the_data_root_or_above_takes_in_nothing(tmp_path: Path) -> None:
+    # polo/up -> .. counted every class again as polo (and a loose photo the scan said it skipped);
+    # a class folder linked to the root's parent took in other datasets' photos.
+    root = _tree(tmp_path / "data", {"croquet": 2, "polo": 3})
+    _jpeg(root / "loose.jpg")
+    _tree(tmp_path / "other", {"golf": 4})
+    (root / "polo" / "up").symlink_to("..")
+    (root / "parent").symlink_to("..")
+    scan = scan_dataset(root)
+    assert scan.counts()["all"] == {"croquet": 2, "polo": 3}
+    assert scan.ignored.get(IGNORED_LINKED) == 2 and scan.empty_classes == ["parent"]
+
+
+def test_a_link_from_one_split_into_another_does_not_count_photos_twice(tmp_path: Path) -> None:
+    root = tmp_path / "data"
+    for split in ("train", "valid"):
+        _tree(root / split, {"croquet": 2, "polo": 2})
+    (root / "train" / "polo" / "more").symlink_to("../../valid")
+    scan = scan_dataset(root)
+    assert scan.counts()["train"] == {"croquet": 2, "polo": 2}
+    assert scan.ignored.get(IGNORED_LINKED) == 1
+
+
 def test_a_class_folder_linked_to_another_is_that_class_not_an_empty_one(tmp_path: Path) -> None:
     root = _tree(tmp_path / "data", {"croquet": 2, "polo": 3})
     (root / "polo2").symlink_to("polo")  # it said: empty class folder 'polo2'

@@ -368,6 +368,7 @@ SKIP_NOT_IMAGE = "not-an-image-name"
 SKIP_NOT_REGULAR = "not-a-regular-file"
 SKIP_UNREADABLE = "unreadable-folder"
 SKIP_SEEN = "folder-already-visited"
+SKIP_BROKEN_LINK = "broken-link"  # a link to nothing (or a loop of links) not named like an image
 
 
 def _sorted_entries(folder: str) -> Iterator[os.DirEntry[str]]:
@@ -450,7 +451,10 @@ def iter_image_files(
         try:
             info = entry.stat(follow_symlinks=True)
         except OSError:  # a dangling link, a link loop, or an entry that vanished
-            skip(SKIP_NOT_REGULAR, entry.path)
+            # One named like a photo is a problem file of its own; another may be a folder of them
+            # on a drive that is not mounted, which went unsaid.
+            broken = entry.is_symlink() and not is_wanted(entry.name)
+            skip(SKIP_BROKEN_LINK if broken else SKIP_NOT_REGULAR, entry.path)
             continue
         if stat.S_ISDIR(info.st_mode):
             listing = enter(entry.path)

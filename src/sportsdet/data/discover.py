@@ -69,6 +69,7 @@ IGNORED_UNREADABLE = "unreadable-folder"
 IGNORED_NOT_REGULAR = "not-a-regular-file"  # FIFOs, devices, dangling links named like images
 IGNORED_LINKED = "folder-linked-twice"  # a link to a folder already walked (or to another class)
 IGNORED_LINKED_PHOTO = "photo-linked-from-another-class"  # a file link to a photo of another class
+IGNORED_BROKEN_LINK = "broken-link"  # a link to nothing: a class folder on a drive not mounted?
 
 
 @dataclass(frozen=True)
@@ -170,6 +171,13 @@ class _Walker:
         self.not_regular: list[str] = []
         self.misnamed: dict[str, str] = {}
         self._seen_dirs: set[tuple[int, int]] = set()
+        # The data root and every folder above it are never walked from inside a class: a link
+        # polo/up -> .. took in every class again as polo, one to the root's parent other datasets.
+        self.never_enter([root, *root.parents])
+
+    def never_enter(self, folders: list[Path] | list[str]) -> None:
+        """Folders no class walks into (a link to one is skipped as a folder linked twice)."""
+        self._seen_dirs |= {key for key in map(files.folder_key, folders) if key is not None}
 
     def skip(self, reason: str, path: str) -> None:
         self.ignored[reason] += 1
@@ -245,6 +253,8 @@ class _Walker:
         for entry in entries:
             if self.is_dir(entry):
                 classes.append(entry)
+            elif entry.is_symlink() and not os.path.exists(entry.path):
+                self.skip(IGNORED_BROKEN_LINK, entry.path)  # a whole class gone, counted as "not an image"
             else:
                 self.skip_loose_file(entry)
         return classes
@@ -257,6 +267,13 @@ class _Walker:
             self.skip(IGNORED_LOOSE, entry.path)
         else:
             self.skip(IGNORED_NOT_IMAGE, entry.path)
+
+
+def _link_target(path: Path) -> str:
+    try:
+        return files.printable_name(os.readlink(path))
+    except OSError:  # gone since the scan
+        return "?"
 
 
 def _inside(path: str, folders: set[tuple[int, int]]) -> bool:
@@ -328,6 +345,8 @@ def scan_dataset(root: str | Path, *, allow_photos: bool = False) -> ScanResult:
     top = walker.entries(str(path))
     top.sort(key=lambda e: e.name)
     split_entries = _split_folders(walker, top)
+    # train/polo/x -> ../../valid counted valid's photos in train as well: a leak between splits.
+    walker.never_enter([entry.path for entry in split_entries.values()])
     records: list[ImageRecord] = []
     class_names: set[str] = set()
 
@@ -508,6 +527,14 @@ def scan_warnings(result: ScanResult, *, layout_hint: bool = True) -> list[str]:
             f"{len(result.misnamed)} image(s) with a misleading name are used as photos (e.g. '{rel}' is "
             f"a {image_format}); `sportsdet data check --rename-misnamed` gives them image names"
         )
+    broken = result.ignored.get(IGNORED_BROKEN_LINK, 0)
+    if broken:
+        shown = result.ignored_examples[IGNORED_BROKEN_LINK]
+        examples = ", ".join(f"{rel} -> {_link_target(result.root / rel)}" for rel in shown)
+        warnings.append(
+            f"{broken} link(s) lead to nothing and were skipped, with whatever they held (e.g. {examples}); "
+            "mount or restore what they point to, or remove the links"
+        )
     loose = result.ignored.get(IGNORED_LOOSE, 0)
     if loose:
         warnings.append(
@@ -522,4 +549,5 @@ _SKIP_REASONS = {
     files.SKIP_NOT_REGULAR: IGNORED_NOT_REGULAR,
     files.SKIP_UNREADABLE: IGNORED_UNREADABLE,
     files.SKIP_SEEN: IGNORED_LINKED,
+    files.SKIP_BROKEN_LINK: IGNORED_BROKEN_LINK,
 }
