@@ -400,6 +400,31 @@ def test_quarantine_never_breaks_a_kept_link_nor_leaves_a_copy_when_a_move_fails
     assert not (root / "train/polo/named.jpg").exists() and _contents(root) == before
 
 
+def test_files_outside_the_data_folder_stay_where_they_are(tmp_path: Path) -> None:
+    # A class folder linked to a photo library: --quarantine moved that library's files (and
+    # --rename-misnamed renamed them), in a folder the user never gave; and exited 0.
+    from sportsdet.cli import app
+
+    library = _good_tree(tmp_path / "library") / "train" / "polo"
+    (library / "empty.jpg").write_bytes(b"")
+    shutil.copyfile(library / "000.jpg", library / "again.jpg")
+    _photo(77).save(library / "photo.php", format="JPEG")
+    root = _good_tree(tmp_path / "data")
+    (root / "train" / "golf").symlink_to(library)
+    before = _contents(library)
+    result = CliRunner().invoke(
+        app,
+        ["data", "check", str(root), "--workers", "1", "--quarantine", str(tmp_path / "jail"),
+         "--rename-misnamed"],
+        terminal_width=300,
+    )  # fmt: skip
+    assert result.exit_code == 1, result.output
+    assert _contents(library) == before and (library / "photo.php").exists()
+    assert f"train/golf/empty.jpg: lies in {library}, outside the data folder" in result.stderr
+    assert f"train/golf/photo.php: lies in {library}, outside the data folder" in result.stderr
+    assert "error: 3 file(s) could not be moved or renamed (listed above)" in result.stderr
+
+
 def test_cli_rename_skips_a_misnamed_copy_the_quarantine_took(tmp_path: Path) -> None:
     from sportsdet.cli import app
 

@@ -337,6 +337,7 @@ def check(
         for name, scanned in scans:  # refuse before spending minutes decoding
             checking.validate_quarantine_dir(scanned.root, quarantine / name if name else quarantine)
     reports = {}
+    not_done = 0  # files --quarantine or --rename-misnamed could not move
     for name, scanned in scans:
         if name:
             console.print(f"[bold]source {plain(name)}[/] ({plain(scanned.root)})", highlight=False)
@@ -356,14 +357,18 @@ def check(
             )
         if quarantine is not None:
             target = quarantine / name if name else quarantine
-            _print_moves(checking.quarantine_files(report, target, include_duplicates=not keep_duplicates))
+            moves = checking.quarantine_files(report, target, include_duplicates=not keep_duplicates)
+            _print_moves(moves)
+            not_done += len(moves["failed"])
         if rename_misnamed:
             done = checking.rename_misnamed(report)
+            not_done += len(done["failed"])
             err_console.print(f"renamed {len(done['renamed'])} misnamed photo(s)", highlight=False)
             for failure in done["failed"]:
                 err_console.print(
                     f"[red]could not rename[/] {plain(failure['path'])}: {plain(failure['error'])}",
                     highlight=False,
+                    soft_wrap=True,
                 )
         _print_check(report)
         reports[name] = report
@@ -372,6 +377,7 @@ def check(
     if across and quarantine is not None and not keep_duplicates:
         moved_across = checking.quarantine_across_sources(across, reports, quarantine)
         _print_moves(moved_across)
+        not_done += len(moved_across["failed"])
     if len(reports) > 1:
         _print_across_sources(across)
     if report_path is not None:
@@ -393,6 +399,15 @@ def check(
                 },
             )
         err_console.print(f"report written to {plain(report_path)}", highlight=False)
+    if not_done:
+        # `data check --quarantine q && sportsdet train` went on with the files still in place.
+        err_console.print(
+            f"[red]error:[/] {not_done} file(s) could not be moved or renamed (listed above); "
+            "they are where they were",
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(1)
     if strict and (across or any(r.found_problems for r in reports.values())):
         raise typer.Exit(1)
 
@@ -401,7 +416,9 @@ def _print_moves(moved: dict[str, Any]) -> None:
     err_console.print(f"moved {len(moved['moved'])} file(s) to {plain(moved['dir'])}", highlight=False)
     for failure in moved["failed"]:
         err_console.print(
-            f"[red]could not move[/] {plain(failure['path'])}: {plain(failure['error'])}", highlight=False
+            f"[red]could not move[/] {plain(failure['path'])}: {plain(failure['error'])}",
+            highlight=False,
+            soft_wrap=True,
         )
 
 

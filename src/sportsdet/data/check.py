@@ -447,7 +447,7 @@ def quarantine_across_sources(
             source = report.root / renamed.get(rel, rel)
             if not source.exists():  # an earlier group's move took it
                 continue
-            breaks = _breaks_a_kept_link(source, linked)
+            breaks = _outside_data(source, report.root) or _breaks_a_kept_link(source, linked)
             if breaks:
                 failed.append({"path": named, "error": breaks})
                 continue
@@ -550,6 +550,15 @@ def _linked_from(kept: Iterable[Path]) -> dict[str, str]:
     return {os.path.realpath(path): str(path) for path in kept if path.is_symlink()}
 
 
+def _outside_data(source: Path, root: Path) -> str | None:
+    """Why `source` must stay: its folder, reached through a link (a class folder linked to a
+    photo library), really lies outside the data folder, which is all the user asked to change."""
+    real_folder = Path(os.path.realpath(source.parent))
+    if _inside(real_folder, Path(os.path.realpath(root))):
+        return None
+    return f"lies in {real_folder}, outside the data folder (reached through a link); left in place"
+
+
 def _breaks_a_kept_link(source: Path, linked: dict[str, str]) -> str | None:
     """Why `source` must stay (a kept link points at it), or None: `linked` is `_linked_from`'s."""
     link = None if source.is_symlink() else linked.get(os.path.realpath(source))
@@ -573,7 +582,7 @@ def quarantine_files(
     linked = _linked_from(report.root / group.keep for group in [*report.duplicates, *report.near_copies])
     for rel, reason in to_move:
         source = report.root / rel
-        breaks = _breaks_a_kept_link(source, linked)
+        breaks = _outside_data(source, report.root) or _breaks_a_kept_link(source, linked)
         if breaks:
             failed.append({"path": rel, "reason": reason, "error": breaks})
             continue
@@ -598,6 +607,10 @@ def rename_misnamed(report: CheckReport) -> dict[str, Any]:
             continue
         source = report.root / rel
         target = source.with_suffix(imageio.FORMAT_EXTENSIONS[image_format])
+        outside = _outside_data(source, report.root)
+        if outside:
+            failed.append({"path": rel, "error": outside})
+            continue
         try:
             dest = _move_no_overwrite(source, target)
         except OSError as exc:
