@@ -301,6 +301,17 @@ def test_a_link_from_one_split_into_another_does_not_count_photos_twice(tmp_path
     assert scan.ignored.get(IGNORED_LINKED) == 1
 
 
+def test_class_names_that_only_look_alike_are_warned_about_with_the_difference_shown(tmp_path: Path) -> None:
+    # A trailing space, a no-break space or a zero-width space made four classes that all print
+    # "ice hockey", without a word (only a difference in case was warned about).
+    names = ["ice hockey", "ice hockey ", "ice\u00a0hockey", "ice hockey\u200b"]
+    scan = scan_dataset(_tree(tmp_path / "data", dict.fromkeys(names, 2)))
+    assert len(scan.classes) == 4
+    warning = next(w for w in scan.warnings if "invisible" in w)
+    assert "'ice hockey', 'ice hockey ', 'ice hockey\\u200b', 'ice\\u00a0hockey'" in warning
+    assert "differ only in case, spaces or invisible characters" in warning
+
+
 def test_a_class_folder_linked_to_another_is_that_class_not_an_empty_one(tmp_path: Path) -> None:
     root = _tree(tmp_path / "data", {"croquet": 2, "polo": 3})
     (root / "polo2").symlink_to("polo")  # it said: empty class folder 'polo2'

@@ -523,6 +523,12 @@ def test_a_class_saved_by_macos_is_the_same_class_and_case_twins_are_warned_abou
     from sportsdet.data.discover import scan_dataset
 
     assert any("differ only in case" in w for w in scan_dataset(tmp_path / "one").warnings)
+    # A trailing space in one source's folder name: two classes printed alike, not even warned.
+    make_image_tree(tmp_path / "spaced", ["rowing ", "golf"], per_class=3, size=40)
+    make_image_tree(tmp_path / "plain", ["rowing", "polo"], per_class=3)
+    scans = scan_sources(sources_from_args([tmp_path / "plain", tmp_path / "spaced"], [], []))
+    [warning] = [w for w in scans[1].scan.warnings if "invisible" in w]
+    assert "'rowing ' differs only in case, spaces or invisible characters from 'rowing' (plain)" in warning
 
 
 def test_preview_draws_accented_class_names_apart():

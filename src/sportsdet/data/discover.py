@@ -294,11 +294,35 @@ def _check_root(root: str | Path) -> Path:
 
 
 def case_clashes(names: list[str]) -> list[list[str]]:
-    """Class names that differ only in case (Basketball, basketball), grouped."""
+    """Class names that differ only in how they are written, grouped: in case (Basketball,
+    basketball), spaces ('ice hockey ', a no-break space), invisible characters (a zero-width
+    space) or compatibility forms (the ligature in 'ﬁgure skating'). Each is trained as a class
+    of its own, and most print the same."""
     groups: dict[str, list[str]] = defaultdict(list)
     for name in sorted(set(names)):
-        groups[name.casefold()].append(name)
+        groups[_look_alike_key(name)].append(name)
     return [spellings for spellings in groups.values() if len(spellings) > 1]
+
+
+def _look_alike_key(name: str) -> str:
+    text = unicodedata.normalize("NFKC", name)
+    text = "".join(ch for ch in text if unicodedata.category(ch) != "Cf")  # zero-width and the like
+    return " ".join(text.split()).casefold()
+
+
+def how_they_differ(spellings: list[str]) -> str:
+    """'only in case', or what else sets `case_clashes` spellings apart."""
+    if len({name.casefold() for name in spellings}) == 1:
+        return "only in case"
+    return "only in case, spaces or invisible characters"
+
+
+def shown_name(name: str) -> str:
+    """A class name quoted with what cannot be seen written out: 'ice\\u200bhockey'."""
+    return "'" + "".join(
+        f"\\u{ord(ch):04x}" if unicodedata.category(ch) in ("Cf", "Zs", "Cc") and ch != " " else ch
+        for ch in name
+    ) + "'"
 
 
 def class_name(text: str) -> str:
@@ -475,8 +499,8 @@ def scan_warnings(result: ScanResult, *, layout_hint: bool = True) -> list[str]:
         )
     for spellings in case_clashes(result.classes):
         warnings.append(
-            f"class folders {_name_list(spellings)} differ only in case: they are trained as different "
-            "classes; rename one if they are one sport"
+            f"class folders {', '.join(map(shown_name, spellings))} differ {how_they_differ(spellings)}: "
+            "they are trained as different classes; rename one if they are one sport"
         )
     split_named = [c for c in result.classes if c.lower() in SPLIT_FOLDERS]
     if result.layout != "split" and split_named:

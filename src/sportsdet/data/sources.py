@@ -35,7 +35,15 @@ from typing import Any
 
 import tomllib
 
-from sportsdet.data.discover import ScanResult, case_clashes, class_name, scan_dataset, scan_warnings
+from sportsdet.data.discover import (
+    ScanResult,
+    case_clashes,
+    class_name,
+    how_they_differ,
+    scan_dataset,
+    scan_warnings,
+    shown_name,
+)
 from sportsdet.errors import SportsdetError
 
 DATASET_FILE_SUFFIXES = (".toml", ".json")
@@ -300,7 +308,7 @@ def scan_sources(sources: Sources, classes: str | Iterable[str] | None = None) -
 
 
 def _warn_case_clashes(scans: list[SourceScan]) -> None:
-    """Two sources' class names that differ only in case (Basketball, basketball) stay two classes:
+    """Two sources' class names that differ only in case (Basketball, basketball) or spaces stay two classes:
     said in the second source's warnings, with the --map that would make them one."""
     first_owner: dict[str, str] = {}
     for item in scans:
@@ -315,9 +323,9 @@ def _warn_case_clashes(scans: list[SourceScan]) -> None:
         for other in others:
             item = next(i for i in scans if i.source.name == owners[other])
             item.scan.warnings.append(
-                f"class '{other}' differs only in case from '{first}' ({owners[first]}): they are trained "
-                f"as different classes; if they are one sport, --map {item.source.name}:"
-                f"{_folder_of(item.source, other)}={first}"
+                f"class {shown_name(other)} differs {how_they_differ([first, other])} from "
+                f"{shown_name(first)} ({owners[first]}): they are trained as different classes; if they "
+                f"are one sport, --map {item.source.name}:{_folder_of(item.source, other)}={first}"
             )
 
 
