@@ -380,6 +380,23 @@ def test_a_file_named_with_an_escape_code_keeps_its_name_and_never_reaches_the_t
     assert input_column.endswith("esc\\x1b[31mred.jpg")  # folded over lines in the table
 
 
+def test_ctrl_c_keeps_what_was_labelled_and_says_so(bundle: Path, photos: Path, monkeypatch) -> None:
+    # typer printed a blank line and exited 130: the table of the photos already labelled was lost.
+    real = Predictor.predict_sources
+
+    def interrupted_after_two(self, sources):
+        for number, result in enumerate(real(self, sources)):
+            if number == 2:
+                raise KeyboardInterrupt
+            yield result
+
+    monkeypatch.setattr(Predictor, "predict_sources", interrupted_after_two)
+    result = runner.invoke(app, ["predict", str(photos), "-m", str(bundle)], env={"COLUMNS": "200"})
+    assert result.exit_code == 130
+    assert "a.jpg" in result.stdout and "b.png" in result.stdout  # the table of the two labelled
+    assert "interrupted after 2 photo(s) (those labelled are listed above)" in result.stderr
+
+
 def test_cli_all_good_exits_zero_and_csv_header(bundle: Path, photos: Path) -> None:
     result = runner.invoke(
         app, ["predict", str(photos), "-m", str(bundle), "--format", "csv", "--top-k", "2"]

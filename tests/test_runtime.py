@@ -377,6 +377,42 @@ def test_closing_the_stream_stops_its_workers(tmp_path: Path, colour_backend: On
         time.sleep(0.01)
 
 
+def test_a_second_ctrl_c_while_the_stream_stops_still_waits_for_the_model_runs(
+    tmp_path: Path, colour_backend: OnnxBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `timeout -s INT` signals the process twice (and people press Ctrl-C twice): the second
+    # interrupt broke off the wait for the workers, one of them was still inside onnxruntime when
+    # the interpreter exited, and the process aborted ("terminate called ...", exit 134).
+    import threading
+    import time
+
+    class Slow(_Counting):
+        def predict_proba(self, batch: np.ndarray) -> np.ndarray:
+            time.sleep(0.3)
+            return super().predict_proba(batch)
+
+    files = [write_image(tmp_path / f"{c}.png", c) for c in LABELS]
+    stream = stream_predictions(itertools.cycle(files), Slow(colour_backend), batch_size=1, workers=2)
+    assert next(stream).index == 0
+    real_join, interrupted = threading.Thread.join, []
+
+    def join(thread: threading.Thread, timeout: float | None = None) -> None:
+        if not interrupted:
+            interrupted.append(thread)
+            raise KeyboardInterrupt  # the second Ctrl-C, while the first one closes the stream
+        real_join(thread, timeout)
+
+    monkeypatch.setattr(threading.Thread, "join", join)
+    try:
+        stream.close()
+    except KeyboardInterrupt:
+        pytest.fail("the second Ctrl-C broke off the wait for the workers")
+    finally:
+        monkeypatch.undo()
+    assert interrupted
+    assert not [t for t in threading.enumerate() if t.name.startswith("sportsdet-worker")]
+
+
 def test_default_batch_is_the_backends_preferred_one(tmp_path: Path) -> None:
     """Without batch_size, batches take the backend's measured best size (onnxruntime: 2 per
     single-threaded run, one run per thread at a time)."""

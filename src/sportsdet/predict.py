@@ -391,13 +391,19 @@ class Predictor:
             load=self._load_row,
             name_of=lambda item: item.name,
         )
-        for result in stream:
-            if result.ok:
-                answer = self.result_from_probs(result.name, result.probs)
-                answer.warning = result.warning
-                yield answer
-            else:
-                yield PredictionResult(input=result.name, error=_short_message(result.error, result.name))
+        try:
+            for result in stream:
+                if result.ok:
+                    answer = self.result_from_probs(result.name, result.probs)
+                    answer.warning = result.warning
+                    yield answer
+                else:
+                    yield PredictionResult(input=result.name, error=_short_message(result.error, result.name))
+        finally:
+            # Ctrl-C raised in this frame kept `stream` alive in the traceback, its worker threads
+            # still inside onnxruntime when the interpreter exited: "terminate called without an
+            # active exception", exit 134 instead of 130. Closing it waits for them.
+            stream.close()
 
 
 class _CheckedBackend:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import shlex
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -740,15 +741,27 @@ class _Pipeline:
                         self.delivered += 1
                         self.changed.notify_all()
         finally:
-            with self.changed:
-                self.stopping = True
-                self.changed.notify_all()
-            # A worker still inside the model's run (onnxruntime's C++ code) when the interpreter
-            # exits aborts the process ("terminate called without an active exception", exit
-            # 134 instead of 130 on Ctrl-C): wait for the batches in flight to end.
-            deadline = time.monotonic() + WORKER_STOP_TIMEOUT_S
-            for thread in threads:
-                thread.join(max(0.0, deadline - time.monotonic()))
+            self.stop(threads)
+
+    def stop(self, threads: list[threading.Thread]) -> None:
+        """End the workers. A worker still inside the model's run (onnxruntime's C++ code) when the
+        interpreter exits aborts the process ("terminate called without an active exception", exit
+        134 instead of 130 on Ctrl-C): wait for the batches in flight to end, through a second
+        Ctrl-C too (an impatient user, or `timeout -s INT`, which signals the process twice)."""
+        with self.changed:
+            self.stopping = True
+            self.changed.notify_all()
+        stopping_for = sys.exc_info()[1]  # the interrupt (or error, or close) that ends the stream
+        again: KeyboardInterrupt | None = None
+        deadline = time.monotonic() + WORKER_STOP_TIMEOUT_S
+        for thread in threads:
+            while thread.is_alive() and time.monotonic() < deadline:
+                try:
+                    thread.join(max(0.0, deadline - time.monotonic()))
+                except KeyboardInterrupt as exc:
+                    again = exc
+        if again is not None and stopping_for is None:
+            raise again  # the stream had ended on its own: this Ctrl-C is the only one
 
 
 def _worker_failure(exc: BaseException, chunk: int, shape: tuple[int, ...]) -> BaseException:

@@ -194,20 +194,27 @@ def predict_command(
         console=err_console,
         transient=True,
     )
-    with progress:
-        task = progress.add_task("predict", total=None)
-        for result in predictor.predict_sources(inputs):
-            total += 1
-            failed += not result.ok
-            warned += result.warning is not None
-            uncertain += bool(result.ok and result.uncertain)
-            progress.advance(task)
-            if output_format is OutputFormat.jsonl:
-                print_data(to_jsonl(result))
-            elif output_format is OutputFormat.csv:
-                print_data(csv_line(csv_row(result, k)))
-            else:
-                rows.append(result)
+    try:
+        with progress:
+            task = progress.add_task("predict", total=None)
+            for result in predictor.predict_sources(inputs):
+                total += 1
+                failed += not result.ok
+                warned += result.warning is not None
+                uncertain += bool(result.ok and result.uncertain)
+                progress.advance(task)
+                if output_format is OutputFormat.jsonl:
+                    print_data(to_jsonl(result))
+                elif output_format is OutputFormat.csv:
+                    print_data(csv_line(csv_row(result, k)))
+                else:
+                    rows.append(result)
+    except KeyboardInterrupt:  # typer alone printed a blank line, and the table was lost
+        if output_format is OutputFormat.table and rows:
+            _print_table(rows, k)
+        shown = " (those labelled are listed above)" if total else ""
+        err_console.print(f"[yellow]interrupted[/] after {total} photo(s){shown}", highlight=False)
+        raise typer.Exit(130) from None
     if output_format is OutputFormat.table:
         _print_table(rows, k)
     # "labelled with a warning" counted photos that got no label (uncertain) as labelled.
