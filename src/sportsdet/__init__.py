@@ -1,3 +1,52 @@
-"""sportsdet: recognise the sport in a photograph."""
+"""sportsdet: recognise the sport in a photograph.
+
+From Python::
+
+    from sportsdet import Predictor
+
+    predictor = Predictor("builtin")  # or a bundle folder, a training run folder, a .onnx file
+    for result in predictor.predict_sources(["photo.jpg", "holiday/", "https://example.org/a.jpg"]):
+        print(result.input, result.label, result.score, result.top_k, result.error)
+
+The names below are imported on first use, so `import sportsdet` stays light (no numpy, Pillow
+or onnxruntime until a model is asked for).
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+# Public name -> the module that defines it.
+_EXPORTS = {
+    "Predictor": "sportsdet.predict",
+    "PredictionResult": "sportsdet.predict",
+    "load_bundle": "sportsdet.bundle",
+    "Bundle": "sportsdet.bundle",
+    "SportsdetError": "sportsdet.errors",
+    "BundleError": "sportsdet.errors",
+}
+
+__all__ = [
+    "Bundle",
+    "BundleError",
+    "PredictionResult",
+    "Predictor",
+    "SportsdetError",
+    "__version__",
+    "load_bundle",
+]
+# (every name but __version__ is one of _EXPORTS: test_api checks the two agree)
+
+if TYPE_CHECKING:
+    from sportsdet.bundle import Bundle, load_bundle
+    from sportsdet.errors import BundleError, SportsdetError
+    from sportsdet.predict import PredictionResult, Predictor
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'sportsdet' has no attribute {name!r}")
+    return getattr(import_module(_EXPORTS[name]), name)

@@ -278,8 +278,14 @@ def _require(manifest: dict[str, Any], key: str, kind: type, where: Path) -> Any
 
 
 def load_bundle(path: str | Path, *, verify_weights: bool = True) -> Bundle:
-    """Open and validate a bundle folder (or the bundle.json inside it)."""
+    """Open and validate a bundle folder (or the bundle.json inside it); `"builtin"` is the sports
+    model shipped in the package (unless a folder of that name is here)."""
     path = Path(path)
+    if str(path) == BUILTIN and not path.exists():
+        shipped = builtin_bundle_path()
+        if shipped is None:
+            raise BundleError("this install has no built-in model; give a model bundle folder")
+        path = shipped
     if path.name == MANIFEST_NAME:
         path = path.parent
     if not path.exists():
@@ -403,6 +409,9 @@ def set_bundle_metrics(path: str | Path, metrics: dict[str, Any]) -> Path:
     """Replace the recorded scores ("metrics") of an existing bundle, e.g. once measured with the
     engine it ships with."""
     return _set_manifest_entry(path, "metrics", metrics)
+
+
+BUILTIN = "builtin"  # names the model shipped in the package wherever a bundle is asked for
 
 
 def builtin_bundle_path() -> Path | None:

@@ -527,6 +527,17 @@ def _upright(image: Image.Image) -> Image.Image:
         return image
 
 
+def upright_rgb(image: Image.Image) -> Image.Image:
+    """A Pillow image made as `load_image` makes a file's: its EXIF orientation applied (on a
+    copy: the caller's image is left as it is) and any mode turned into 8-bit RGB (transparency
+    onto white, 16-bit grey scaled, not clipped)."""
+    try:
+        image = ImageOps.exif_transpose(image) or image
+    except Exception:  # noqa: BLE001  damaged EXIF: the picture as stored, as for a file
+        pass
+    return _to_rgb(image)
+
+
 def load_image(
     source: ImageSource,
     *,

@@ -34,7 +34,7 @@ from sportsdet.bundle import Bundle, load_bundle
 from sportsdet.errors import SportsdetError
 from sportsdet.fetch import ALLOW_ALL, DEFAULT_MAX_BYTES, AddressPolicy, fetch_url, is_url, redact_url
 from sportsdet.files import iter_image_files, printable_name
-from sportsdet.imageio import is_image_name, misleading_name_note, sniff_image_format
+from sportsdet.imageio import is_image_name, misleading_name_note, sniff_image_format, upright_rgb
 from sportsdet.preprocess import load_and_preprocess, preprocess
 from sportsdet.run_folder import resolve_bundle_dir
 from sportsdet.runtime import (
@@ -70,8 +70,13 @@ class PredictionResult:
     # None: no rule in force (--no-abstain, or a model without one), as the service and Ray say.
     uncertain: bool | None = False
 
+    def __post_init__(self) -> None:
+        if self.error is not None:
+            self.uncertain = None  # a photo not labelled is not "certain" (it read False)
+
     @property
     def ok(self) -> bool:
+        """Whether the input was read and labelled (or abstained on): no `error`."""
         return self.error is None
 
     def to_dict(self) -> dict[str, Any]:
@@ -81,7 +86,7 @@ class PredictionResult:
             "input": self.input,
             "label": self.label,
             "score": self.score,
-            "uncertain": None if self.error else self.uncertain,  # a photo not labelled is not "certain"
+            "uncertain": self.uncertain,
             "top_k": [{"label": label, "score": score} for label, score in self.top_k],
             "error": self.error,
             "warning": self.warning,
@@ -135,7 +140,7 @@ def _escape_existing_folders(pattern: str) -> str:
     return os.sep.join(escaped)
 
 
-def expand_inputs(sources: Iterable[Source]) -> Iterator[InputItem]:
+def expand_inputs(sources: Iterable[Source] | Source) -> Iterator[InputItem]:
     """Turn command-line inputs into a lazy stream of items, in the order given; a photo reached
     through several inputs (a file and its folder, overlapping patterns, a URL given twice) is one
     item, the first.
@@ -148,6 +153,10 @@ def expand_inputs(sources: Iterable[Source]) -> Iterator[InputItem]:
     - bytes -> one item named "<bytes #i>";
     - anything else -> an error item ("file not found", "no files match").
     """
+    if isinstance(sources, (str, bytes, bytearray, os.PathLike)):
+        # One input given bare: a string was read as its characters, and "/" labelled every
+        # photo on the machine.
+        sources = [sources]
     given: set[str] = set()
     for item in _expand_each(sources):
         if isinstance(item.source, (Path, str)):
@@ -178,12 +187,17 @@ def _expand_each(sources: Iterable[Source]) -> Iterator[InputItem]:
             yield InputItem(text, error="photos cannot be read from standard input; give file names")
             continue
         path = Path(text).expanduser()
-        if "://" in text and not path.exists():
+        try:
+            is_folder, exists = path.is_dir(), path.exists()
+        except OSError as exc:  # a name too long for the file system ended the whole stream
+            yield InputItem(text, error=f"cannot be looked up: {exc.strerror or exc}")
+            continue
+        if "://" in text and not exists:
             yield InputItem(text, error="unsupported URL scheme; only http:// and https:// URLs are fetched")
             continue
-        if path.is_dir():
+        if is_folder:
             yield from _expand_folder(path, text)
-        elif path.exists():
+        elif exists:
             # Said as for a folder's photos: a JPEG named photo.php given by name had no warning.
             image_format = None if is_image_name(text) or not path.is_file() else sniff_image_format(path)
             note = misleading_name_note(text, image_format) if image_format else None
@@ -316,7 +330,17 @@ class Predictor:
         return False if self.abstain is None else bool(self.abstain.uncertain(probs))
 
     def predict_batch(self, batch: np.ndarray) -> np.ndarray:
-        """Preprocessed float32 [N, 3, H, W] -> probabilities [N, C], shape-checked."""
+        """Preprocessed float32 [N, 3, H, W] (`preprocess`'s rows) -> probabilities [N, C], checked."""
+        size = self.preprocessing.input_size
+        expected = (3, size, size)
+        if not isinstance(batch, np.ndarray) or batch.ndim != 4 or batch.shape[1:] != expected:
+            shape = getattr(batch, "shape", type(batch).__name__)
+            raise SportsdetError(
+                f"a batch for this model is float32 [N, {', '.join(map(str, expected))}], got {shape}; "
+                "make its rows with sportsdet.preprocess.preprocess(image, predictor.preprocessing)"
+            )
+        if batch.dtype != np.float32:  # uint8 pixels were taken as they were, not normalised
+            raise SportsdetError(f"a batch is float32 (preprocessed), got {batch.dtype}")
         return self.check_probs(self.backend.predict_proba(batch), len(batch))
 
     def check_probs(self, probs: np.ndarray, count: int) -> np.ndarray:
@@ -328,8 +352,11 @@ class Predictor:
         return probs
 
     def predict_image(self, image: Image.Image) -> np.ndarray:
-        """An RGB Pillow image -> probabilities [C] (in the order of `labels`)."""
-        array = preprocess(image.convert("RGB"), self.preprocessing)
+        """A Pillow image (any mode, e.g. straight from `Image.open`) -> probabilities [C] (in the
+        order of `labels`). Read as files are: EXIF orientation applied, transparency on white,
+        16-bit grey scaled (image.convert("RGB") turned a phone photo on its side and a 16-bit
+        PNG white)."""
+        array = preprocess(upright_rgb(image), self.preprocessing)
         return self.predict_batch(array[None])[0]
 
     def load(
@@ -376,8 +403,9 @@ class Predictor:
         uncertain = None if self.abstain is None else False
         return PredictionResult(input=name, label=top[0][0], score=top[0][1], top_k=top, uncertain=uncertain)
 
-    def predict_sources(self, sources: Iterable[Source]) -> Iterator[PredictionResult]:
-        """One result per image found in `sources`, in input order, errors included.
+    def predict_sources(self, sources: Iterable[Source] | Source) -> Iterator[PredictionResult]:
+        """One result per image found in `sources` (a list of files, folders, patterns, URLs or
+        bytes; or one of them), in input order, errors included.
 
         Streams: inputs are expanded lazily, decoded (and downloaded) on worker threads while
         the model runs, and only a bounded window of them is in memory at any time.

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sportsdet.bundle import BUNDLE_FILES, MANIFEST_NAME, builtin_bundle_path
+from sportsdet.bundle import BUILTIN, BUNDLE_FILES, MANIFEST_NAME, builtin_bundle_path
 from sportsdet.errors import SportsdetError
 from sportsdet.files import FOLDER_LOCK, hold_folder
 
@@ -150,9 +150,6 @@ def run_of_bundle(bundle_dir: str | Path) -> RunFolder | None:
     if bundle_dir.name == MODEL and (run.split.is_file() or run.config.is_file()):
         return run
     return None
-
-
-BUILTIN = "builtin"  # names the model shipped in the package wherever a bundle is asked for
 
 
 def resolve_bundle_dir(path: str | Path) -> Path:

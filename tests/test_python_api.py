@@ -1,0 +1,98 @@
+"""sportsdet used from Python: the names `import sportsdet` offers, and the Predictor's inputs."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import CLASSES, make_image, make_tiny_bundle
+from PIL import Image
+
+import sportsdet
+from sportsdet.errors import SportsdetError
+from sportsdet.imageio import load_image
+from sportsdet.predict import Predictor
+
+
+@pytest.fixture(scope="module")
+def predictor(tmp_path_factory: pytest.TempPathFactory) -> Predictor:
+    return Predictor(make_tiny_bundle(tmp_path_factory.mktemp("api") / "bundle"), top_k=2)
+
+
+def test_the_public_names_are_offered_at_the_top_without_loading_them_up_front() -> None:
+    # `sportsdet.Predictor` was an AttributeError: nothing but __version__ was offered.
+    for name in sportsdet.__all__:
+        assert getattr(sportsdet, name) is not None, name
+    assert sportsdet.Predictor is Predictor
+    light = "import sys, sportsdet; print(sorted({'numpy', 'PIL', 'onnxruntime'} & set(sys.modules)))"
+    done = subprocess.run([sys.executable, "-c", light], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
+    with pytest.raises(AttributeError, match="no attribute 'Predicter'"):
+        sportsdet.Predicter  # noqa: B018
+
+
+def test_the_builtin_model_loads_by_name() -> None:
+    assert sportsdet.load_bundle("builtin").num_classes >= 105  # was "builtin: no such model bundle"
+
+
+def test_one_input_given_bare_is_one_input(predictor: Predictor, tmp_path: Path) -> None:
+    # predict_sources("photo.jpg") read the string as its characters: 'p', 'h', ... and a "/"
+    # labelled every photo on the machine.
+    photo = tmp_path / "photo.jpg"
+    make_image((200, 30, 30)).save(photo)
+    for given in (str(photo), photo, photo.read_bytes()):
+        results = list(predictor.predict_sources(given))
+        assert len(results) == 1 and results[0].ok, (given, results)
+
+
+def test_a_name_too_long_for_the_file_system_is_one_failed_input(predictor: Predictor, tmp_path: Path):
+    # ENAMETOOLONG from Path.is_dir ended the whole stream (the CLI: exit 2, nothing labelled).
+    photo = tmp_path / "photo.jpg"
+    make_image((200, 30, 30)).save(photo)
+    results = list(predictor.predict_sources(["x" * 300 + ".jpg", str(photo)]))
+    assert [r.ok for r in results] == [False, True]
+    assert "cannot be looked up: File name too long" in results[0].error
+    assert results[0].uncertain is None  # read False ("certain") though it was never read
+    assert results[0].to_dict()["uncertain"] is None
+
+
+def _odd_photos(folder: Path) -> list[Path]:
+    """Photos whose pixels are not what Image.convert("RGB") makes of them."""
+    photo = make_image((40, 160, 60), size=48).resize((48, 32))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored on its side: a phone photo
+    photo.transpose(Image.Transpose.ROTATE_90).save(folder / "phone.jpg", exif=exif.tobytes(), quality=95)
+    grey16 = (np.asarray(photo.convert("L")).astype(np.uint16) * 257).astype(np.uint16)
+    Image.fromarray(grey16).save(folder / "grey16.png")
+    clear = np.dstack([np.asarray(photo), np.zeros((32, 48), np.uint8)])  # fully transparent
+    Image.fromarray(clear, "RGBA").save(folder / "clear.png")
+    return [folder / "phone.jpg", folder / "grey16.png", folder / "clear.png"]
+
+
+def test_a_pillow_image_is_read_as_its_file_is(predictor: Predictor, tmp_path: Path) -> None:
+    # predict_image used image.convert("RGB"): a phone photo on its side, a 16-bit PNG clipped to
+    # white, a transparent one's hidden pixels: other answers than the same file's.
+    for path in _odd_photos(tmp_path):
+        with Image.open(path) as opened:
+            from_pillow = predictor.predict_image(opened)
+        as_file = predictor.predict_image(load_image(path))
+        np.testing.assert_allclose(from_pillow, as_file, atol=1e-6, err_msg=path.name)
+        [result] = predictor.predict_sources([path])
+        best = int(as_file.argmax())
+        assert result.top_k[0] == (CLASSES[best], pytest.approx(float(as_file[best]), abs=1e-5))
+
+
+def test_a_batch_of_the_wrong_shape_or_type_is_a_clear_error(predictor: Predictor) -> None:
+    size = predictor.preprocessing.input_size
+    # onnxruntime's own InvalidArgument (or torch's RuntimeError) reached the caller; uint8 passed.
+    for batch, said in (
+        (np.zeros((1, size, size, 3), np.float32), rf"float32 \[N, 3, {size}, {size}\], got \(1, {size}, "),
+        (np.zeros((3, size, size), np.float32), r"got \(3, "),
+        (np.zeros((1, 3, size, size), np.uint8), "got uint8"),
+    ):
+        with pytest.raises(SportsdetError, match=said):
+            predictor.predict_batch(batch)
+    assert predictor.predict_batch(np.zeros((2, 3, size, size), np.float32)).shape == (2, len(CLASSES))
