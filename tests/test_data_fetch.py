@@ -177,6 +177,42 @@ def test_a_folder_not_made_by_fetch_is_never_replaced_nor_passed_off(http_server
     assert http_server.hits["/photos.zip"] == 0
 
 
+def test_ctrl_c_while_force_replaces_a_dataset_leaves_a_whole_one(http_server, tmp_path, monkeypatch) -> None:
+    # The old folder was deleted first: Ctrl-C then left part of it without its marker, which no
+    # fetch would replace again ("not made by `sportsdet data fetch`"), and `train` took it.
+    import signal
+
+    url = http_server.add("/photos.zip", zip_bytes(photos("", ("polo", "tennis"))))
+    fetch_dataset(url, tmp_path, progress=False)
+    real_replace = os.replace
+
+    def interrupted(source, target):
+        if ".unpacking-" in str(source):
+            signal.raise_signal(signal.SIGINT)  # Ctrl-C as the new dataset takes the old one's place
+        real_replace(source, target)
+
+    monkeypatch.setattr(os, "replace", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        fetch_dataset(url, tmp_path, force=True, progress=False)
+    monkeypatch.undo()
+    assert (tmp_path / "photos" / MARKER).is_file()
+    assert sorted(p.name for p in (tmp_path / "photos").iterdir() if p.is_dir()) == ["polo", "tennis"]
+    assert leftovers(tmp_path) == []
+
+
+def test_what_a_killed_fetch_left_is_removed_by_the_next(http_server, tmp_path: Path) -> None:
+    # kill -9 while unpacking left DEST/.photos.unpacking-XXXX, hidden and dataset-sized, one
+    # more per kill; none was ever removed.
+    url = http_server.add("/photos.zip", zip_bytes(photos("")))
+    old, recent = tmp_path / ".photos.unpacking-old", tmp_path / ".photos.unpacking-now"
+    for folder in (old, recent, tmp_path / ".photos.replaced-123"):
+        (folder / "polo").mkdir(parents=True)
+        (folder / "polo" / "a.png").write_bytes(PNG)
+    os.utime(old, (0, 0))
+    fetch_dataset(url, tmp_path, progress=False)
+    assert leftovers(tmp_path) == [recent.name]  # one touched within the hour may be at work
+
+
 def test_a_folder_fetched_from_another_url_of_the_same_name_is_not_reused(http_server, tmp_path) -> None:
     # Both are "photos.zip": the second fetch returned the first one's classes, and once the
     # folder was removed, unpacked the first one's kept archive without asking the server.

@@ -18,12 +18,14 @@ when it passes the same budget.
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import shutil
 import subprocess
 import tarfile
 import tempfile
+import time
 import urllib.parse
 import zipfile
 from collections.abc import Callable
@@ -31,8 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from sportsdet.errors import SportsdetError
-from sportsdet.fetch import download_file, is_url, redact_url
-from sportsdet.files import FETCH_MARKER
+from sportsdet.fetch import ABANDONED_PART_S, download_file, is_url, redact_url
+from sportsdet.files import FETCH_MARKER, signals_deferred
 
 
 @dataclass(frozen=True)
@@ -388,7 +390,9 @@ def _fetch_into(
     else:
         say(f"{archive}: the archive kept from this URL, unpacked again (--force downloads it anew)")
     dest.mkdir(parents=True, exist_ok=True)
+    _remove_abandoned_folders(dest, name)
     staging = Path(tempfile.mkdtemp(prefix=f".{name}.unpacking-", dir=dest))
+    aside = None
     try:
         unpack(archive, staging)
         # Refuse an archive without class folders before publishing it.
@@ -397,10 +401,39 @@ def _fetch_into(
             json.dumps({"source": name_or_url, "url": url, "archive": str(archive)})
         )
         os.chmod(staging, 0o755)  # mkdtemp makes it private; a dataset is an ordinary folder
-        if final.exists():
-            shutil.rmtree(final)  # --force, and the folder is one this function made
-        os.replace(staging, final)
+        # --force, and the folder is one this function made. Moved aside, not deleted first: Ctrl-C
+        # while a big one was deleted left part of it, without its marker, which no fetch would
+        # then replace. Two renames, which Ctrl-C waits for.
+        with signals_deferred():
+            if final.exists():
+                aside = dest / f".{name}.replaced-{os.getpid()}"
+                os.replace(final, aside)
+            try:
+                os.replace(staging, final)
+            except OSError:
+                if aside is not None:  # the old one back where it was
+                    os.replace(aside, final)
+                    aside = None
+                raise
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+    finally:
+        if aside is not None:
+            shutil.rmtree(aside, ignore_errors=True)  # cut short: the next fetch removes the rest
     return final / inside
+
+
+def _remove_abandoned_folders(dest: Path, name: str) -> None:
+    """What a killed fetch left in DEST: an unpacking folder (kill -9: one more per kill, hidden,
+    each as large as the dataset) or the old dataset moved aside to be deleted. An unpacking
+    folder touched within the hour may be another fetch's, still at work."""
+    now = time.time()
+    for folder in dest.glob(f".{glob.escape(name)}.replaced-*"):
+        shutil.rmtree(folder, ignore_errors=True)
+    for folder in dest.glob(f".{glob.escape(name)}.unpacking-*"):
+        try:
+            if now - folder.stat().st_mtime > ABANDONED_PART_S:
+                shutil.rmtree(folder, ignore_errors=True)
+        except OSError:
+            continue  # gone meanwhile
