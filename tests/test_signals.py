@@ -101,3 +101,48 @@ def test_stopping_predict_mid_stream_exits_cleanly(tmp_path, signum: int, code: 
         process.kill()
     assert process.returncode == code, stderr
     assert "terminate called" not in stderr
+
+
+def test_ctrl_c_no_command_speaks_of_says_what_it_left(run_cli, capsys, monkeypatch, tmp_path) -> None:
+    # typer turned it into exit code 130 with a blank line: `data split`, `export`, `report` and
+    # `data fetch` said nothing at all.
+    import sportsdet.data.discover as discover
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(discover, "scan_dataset", interrupted)
+    assert run_cli("data", "split", str(tmp_path)) == 130
+    assert "interrupted: no file is left half written; run the same command again" in capsys.readouterr().err
+
+
+def test_ctrl_c_python_dropped_in_a_callback_is_not_lost(run_cli, capsys, monkeypatch, tmp_path) -> None:
+    # Ctrl-C landing in a weakref or garbage-collection callback was printed as "Exception ignored
+    # in ..." with a traceback, and the command (train's evaluation) ran on to exit code 0.
+    import weakref
+
+    from conftest import make_image_tree
+
+    import sportsdet.data.discover as discover
+
+    real_scan = discover.scan_dataset
+
+    def scan_with_a_dropped_interrupt(*args, **kwargs):
+        class Thing:
+            pass
+
+        def callback(ref):
+            raise KeyboardInterrupt
+
+        thing = Thing()
+        watch = weakref.ref(thing, callback)
+        del thing  # the callback's KeyboardInterrupt goes to sys.unraisablehook
+        assert watch() is None
+        return real_scan(*args, **kwargs)
+
+    monkeypatch.setattr(discover, "scan_dataset", scan_with_a_dropped_interrupt)
+    tree = make_image_tree(tmp_path / "data", per_class=4)
+    assert run_cli("data", "scan", str(tree)) == 130
+    err = capsys.readouterr().err
+    assert "interrupted as the command was finishing; it finished all the same" in err
+    assert "Exception ignored" not in err

@@ -7,12 +7,15 @@ Verb modules import heavy libraries (torch, matplotlib) inside their functions s
 from __future__ import annotations
 
 import errno
+import functools
 import io
 import os
 import re
 import signal
 import sys
 import threading
+from collections.abc import Callable
+from typing import Any
 
 from rich.console import Console
 
@@ -138,6 +141,52 @@ def _interrupted(exc: BaseException) -> bool:
     return False
 
 
+# Ctrl-C that Python dropped: raised inside a garbage-collection or weakref callback, it was printed
+# as "Exception ignored in ..." with a traceback, and the command ran on to exit code 0.
+_dropped_interrupts: list[BaseException] = []
+
+
+def _keep_dropped_interrupts(unraisable: Any, previous: Callable[[Any], object]) -> None:
+    if isinstance(unraisable.exc_value, KeyboardInterrupt):
+        _dropped_interrupts.append(unraisable.exc_value)
+        return
+    previous(unraisable)
+
+
+def _typer_caught_an_interrupt(exc: SystemExit) -> bool:
+    """Whether exit code 130 is typer's own for a Ctrl-C no command handled (it prints a blank
+    line and nothing else), not a command's `typer.Exit(130)` after saying what it kept."""
+    seen: set[int] = set()
+    link: BaseException | None = exc
+    while link is not None and id(link) not in seen:
+        if isinstance(link.__cause__, KeyboardInterrupt):
+            return True
+        seen.add(id(link))
+        link = link.__context__
+    return False
+
+
+def _exit_code(exc: SystemExit) -> int | str | None:
+    """The exit code, after saying what a Ctrl-C left that no command spoke of."""
+    code = exc.code
+    if code in (0, None) and _dropped_interrupts:
+        err_console.print(
+            "[yellow]interrupted[/] as the command was finishing; it finished all the same (its results "
+            "are written)",
+            highlight=False,
+        )
+        code = 130
+    elif code == 130 and _typer_caught_an_interrupt(exc):
+        # Every file sportsdet writes is renamed into place whole (files.atomic_write).
+        err_console.print(
+            "[yellow]interrupted[/]: no file is left half written; run the same command again to finish",
+            highlight=False,
+        )
+    if code == 130 and _sigterm_received:  # typer turns any KeyboardInterrupt into 130; SIGTERM is 143
+        return 143
+    return code
+
+
 def main() -> None:
     """Console entry point: user errors become one red line and exit code 2, never a traceback.
 
@@ -148,13 +197,15 @@ def main() -> None:
     """
     _stop_on_sigterm_as_on_ctrl_c()
     _names_that_are_not_utf8_print()
+    previous_hook = sys.unraisablehook
+    sys.unraisablehook = functools.partial(_keep_dropped_interrupts, previous=previous_hook)
     try:
         app(standalone_mode=True)
     except SystemExit as exc:
-        # Typer turns any KeyboardInterrupt into exit code 130; a SIGTERM is 128 + 15.
-        if exc.code == 130 and _sigterm_received:
-            sys.exit(143)
-        raise
+        code = _exit_code(exc)
+        if code == exc.code:
+            raise
+        sys.exit(code)
     except SportsdetError as exc:
         _fail(str(exc))
     except OSError as exc:
@@ -179,6 +230,9 @@ def main() -> None:
     except KeyboardInterrupt as exc:
         err_console.print("[yellow]interrupted[/]")
         sys.exit(143 if isinstance(exc, Terminated) else 130)
+    finally:
+        sys.unraisablehook = previous_hook
+        _dropped_interrupts.clear()
 
 
 __all__ = ["app", "main"]
