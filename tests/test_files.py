@@ -112,3 +112,22 @@ def test_predict_inputs_through_a_symlink_loop_come_once(tmp_path: Path) -> None
     from_glob = [item.name for item in expand_inputs([str(tmp_path / "**" / "*.jpg")])]
     assert from_folder == [str(tmp_path / "a.jpg")]
     assert from_glob == [str(tmp_path / "a.jpg")]
+
+
+def test_what_a_killed_write_left_is_removed_and_a_temporary_name_reads_as_its_target(tmp_path: Path) -> None:
+    # kill -9 in the middle of an export left a model-sized hidden file per kill, never removed;
+    # and a full disk was reported under the hidden name (.model.onnx.k2j4x9qa.tmp.onnx).
+    import os
+
+    from sportsdet.files import published_path, remove_abandoned_temps, temp_beside
+
+    target = tmp_path / "model.onnx"
+    old, recent = temp_beside(target), temp_beside(target)
+    os.utime(old, (0, 0))
+    other = tmp_path / ".model.onnx.notours"
+    other.write_bytes(b"x")
+    os.utime(other, (0, 0))
+    assert published_path(old) == target and published_path(target) == target
+    assert published_path(temp_beside(tmp_path / "split")) == tmp_path / "split"  # no suffix
+    remove_abandoned_temps(target)
+    assert not old.exists() and recent.exists() and other.exists()

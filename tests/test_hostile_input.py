@@ -457,7 +457,7 @@ def test_disk_full_during_export_is_one_error_line(tmp_path: Path) -> None:
     proc = sportsdet_cli("export", str(bundle), "--out", str(out), file_bytes=2000, timeout=120)
     line = one_error_line(proc)
     assert ".onnx: File too large" in line
-    assert not out.exists() and not list(tmp_path.glob(".model.onnx.tmp-*"))
+    assert not out.exists() and not list(tmp_path.glob(".model.onnx.*"))
 
 
 def test_bundle_config_that_does_not_fit_its_weights(tmp_path: Path) -> None:

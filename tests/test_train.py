@@ -723,3 +723,35 @@ def test_a_training_photo_deleted_after_the_epochs_does_not_lose_the_run(tmp_pat
     seen = json.loads((tmp_path / "run" / "model" / "seen_photos.json").read_text())
     trained = SplitManifest.load(tmp_path / "run" / "split.json").items("train")
     assert len(seen["splits"]["train"]) == len(trained) - 1  # the gone one left out
+
+
+def test_a_full_disk_while_training_says_the_last_checkpoint_is_kept(tmp_path: Path, monkeypatch) -> None:
+    # "error: .../.last.safetensors.eb20aj8g.tmp.safetensors: No space left on device", and nothing
+    # said that epoch 1 was kept nor that --resume would go on once there was room.
+    import errno
+    import io
+    from types import SimpleNamespace
+
+    from rich.console import Console
+
+    from sportsdet.training import run as running
+    from sportsdet.training.checkpoint import write_checkpoint
+
+    checkpoints = tmp_path / "run" / "checkpoints"
+    checkpoints.mkdir(parents=True)
+    write_checkpoint(checkpoints / "last.safetensors", {"w": torch.zeros(1)}, {"epoch": 3})
+    shown = io.StringIO()
+    ctx = SimpleNamespace(
+        run_dir=tmp_path / "run", checkpoint_dir=checkpoints, history=[], options=SimpleNamespace(recipe="x"),
+        console=Console(file=shown, width=300),
+    )
+
+    def full(ctx):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(running, "get_recipe", lambda name: full)
+    with pytest.raises(OSError):
+        running._run_recipe(ctx)
+    said = shown.getvalue()
+    assert "the checkpoint of epoch 3 is kept" in said
+    assert f"sportsdet train --out {tmp_path / 'run'} --resume" in said

@@ -29,6 +29,11 @@ class ImageLoadError(SportsdetError):
         super().__init__(f"{path}: {detail}")
 
 
+class WriteError(SportsdetError):
+    """A file could not be written (disk full, read-only, no permission): fixable where it runs,
+    and what was written before it is still there (training can then be resumed)."""
+
+
 class BundleError(SportsdetError):
     """A model bundle is missing, incomplete or inconsistent."""
 

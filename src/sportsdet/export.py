@@ -30,8 +30,14 @@ from typing import Any
 import numpy as np
 
 from sportsdet.bundle import Bundle, builtin_bundle_path, library_versions, load_bundle
-from sportsdet.errors import SportsdetError
-from sportsdet.files import atomic_write, iter_image_files
+from sportsdet.errors import SportsdetError, WriteError
+from sportsdet.files import (
+    atomic_write,
+    iter_image_files,
+    remove_abandoned_temps,
+    signals_deferred,
+    temp_beside,
+)
 from sportsdet.onnx_graph import OPSET, torch_to_onnx
 from sportsdet.preprocess import Preprocessing, load_and_preprocess
 from sportsdet.run_folder import resolve_bundle_dir, split_manifest_candidates
@@ -479,17 +485,12 @@ def _check_target(target: Path) -> None:
 
 
 def _atomic_target(out: Path) -> Path:
+    """The temporary file `out` is written into; what a killed export left beside it goes first."""
+    remove_abandoned_temps(out)
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        handle, name = tempfile.mkstemp(prefix=f".{out.name}.tmp-", suffix=".onnx", dir=out.parent)
-    except OSError as exc:  # named by the file asked for, not by a hidden temp file's name
-        reason = exc.strerror or exc
-        raise SportsdetError(f"{out}: cannot write here ({reason}); choose another --out") from None
-    os.close(handle)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(name, 0o666 & ~umask)  # mkstemp makes 0600; the model should be readable like any file
-    return Path(name)
+        return temp_beside(out)
+    except WriteError as exc:  # named by the file asked for, as --out
+        raise WriteError(str(exc).replace("choose another path", "choose another --out")) from None
 
 
 def export_bundle(
@@ -633,9 +634,10 @@ def export_bundle(
                     f"(allowed {max_int8_drop:.2f}); nothing was written. Use the fp32 model, or raise "
                     "--max-int8-drop if that loss is acceptable."
                 )
-        os.replace(temp, out)
-        if temp_int8 is not None:
-            os.replace(temp_int8, int8_path)
+        with signals_deferred():  # not a new float model beside the old INT8 one
+            os.replace(temp, out)
+            if temp_int8 is not None:
+                os.replace(temp_int8, int8_path)
         return report
     finally:
         for leftover in (temp, temp_int8):

@@ -15,6 +15,7 @@ Torch-free and import-light: everything else builds on this module, it builds on
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import json
 import os
@@ -23,12 +24,13 @@ import signal
 import stat
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sportsdet.errors import SportsdetError
+from sportsdet.errors import SportsdetError, WriteError
 from sportsdet.imageio import is_image_name, sniff_image_format
 
 if TYPE_CHECKING:
@@ -84,22 +86,7 @@ def atomic_write(path: str | Path, writer: Callable[[Path], None] | bytes | str)
 def _write_beside(path: Path, writer: Callable[[Path], None] | bytes | str) -> Path:
     """The new content of `path` in a hidden temporary file beside it (flushed to disk, with the
     umask's permissions), returned for `_publish`; nothing is left behind on an error."""
-    if path.is_dir():
-        raise SportsdetError(f"{path}: is a folder; give a file name")
-    parent = path.parent if str(path.parent) else Path(".")
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{path.suffix}", dir=parent)
-        os.close(fd)
-    except OSError as exc:
-        # mkdir's "File exists" for a parent that is a file said nothing of which one.
-        blocking = nearest_existing(parent)
-        if not blocking.is_dir():
-            raise SportsdetError(f"{path}: {blocking} is a file, not a folder; choose another path") from None
-        raise SportsdetError(
-            f"{path}: cannot write here ({exc.strerror or exc}); choose another path"
-        ) from None
-    temp = Path(tmp_name)
+    temp = temp_beside(path)
     try:
         if isinstance(writer, bytes):
             temp.write_bytes(writer)
@@ -109,10 +96,9 @@ def _write_beside(path: Path, writer: Callable[[Path], None] | bytes | str) -> P
             writer(temp)
         with open(temp, "rb") as handle:
             os.fsync(handle.fileno())
-        os.chmod(temp, 0o666 & ~_umask())  # mkstemp makes 0600; results are meant to be shared
     except OSError as exc:
         temp.unlink(missing_ok=True)
-        raise SportsdetError(
+        raise WriteError(
             f"{path}: cannot write ({exc.strerror or exc}); free some space or choose another path"
         ) from None
     except BaseException:
@@ -121,12 +107,59 @@ def _write_beside(path: Path, writer: Callable[[Path], None] | bytes | str) -> P
     return temp
 
 
+def temp_beside(path: str | Path) -> Path:
+    """A new empty hidden file beside `path` to write its next content into, named
+    .NAME.XXXXXXXX.tmpSUFFIX (`published_path` reads the name back), with the umask's permissions
+    (mkstemp makes 0600; results are meant to be shared). WriteError names `path`."""
+    path = Path(path)
+    if path.is_dir():
+        raise SportsdetError(f"{path}: is a folder; give a file name")
+    parent = path.parent if str(path.parent) else Path(".")
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{path.suffix}", dir=parent)
+        os.close(fd)
+        os.chmod(tmp_name, 0o666 & ~_umask())
+    except OSError as exc:
+        # mkdir's "File exists" for a parent that is a file said nothing of which one.
+        blocking = nearest_existing(parent)
+        if not blocking.is_dir():
+            raise SportsdetError(f"{path}: {blocking} is a file, not a folder; choose another path") from None
+        raise WriteError(f"{path}: cannot write here ({exc.strerror or exc}); choose another path") from None
+    return Path(tmp_name)
+
+
+_TEMP_NAME = re.compile(r"^\.(?P<name>.+)\.[a-z0-9_]{8}\.tmp(\.[^.]*)?$")
+ABANDONED_TEMP_S = 3600.0  # a temporary file untouched this long is no running write's
+
+
+def published_path(path: str | Path) -> Path:
+    """The file a `temp_beside` file will become (an error about a disk that filled up while it
+    was written names that, not .model.onnx.k2j4_x9q.tmp.onnx); any other path as it is."""
+    path = Path(path)
+    match = _TEMP_NAME.match(path.name)
+    return path.with_name(match["name"]) if match else path
+
+
+def remove_abandoned_temps(path: str | Path) -> None:
+    """The temporary files of `path` a killed process left (kill -9 in the middle of an export: a
+    model-sized hidden file per kill); one touched within the hour may be another write's."""
+    path = Path(path)
+    now = time.time()
+    for temp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp{glob.escape(path.suffix)}"):
+        try:
+            if _TEMP_NAME.match(temp.name) and now - temp.stat().st_mtime > ABANDONED_TEMP_S:
+                temp.unlink()
+        except OSError:
+            continue  # gone meanwhile, or not ours to remove
+
+
 def _publish(temp: Path, path: Path) -> None:
     try:
         os.replace(temp, path)
     except OSError as exc:
         temp.unlink(missing_ok=True)
-        raise SportsdetError(
+        raise WriteError(
             f"{path}: cannot write ({exc.strerror or exc}); free some space or choose another path"
         ) from None
     except BaseException:

@@ -21,6 +21,7 @@ from rich.console import Console
 
 from sportsdet.cli.app import app, err_console, plain, reflow_help
 from sportsdet.errors import SportsdetError, Terminated
+from sportsdet.files import published_path
 
 # Importing the verb modules registers their commands on `app`.
 from sportsdet.cli import data as _data  # noqa: E402,F401  isort: skip
@@ -51,7 +52,9 @@ _OS_ADVICE = {
 
 def _os_error_message(exc: OSError, path: str | None = None) -> str:
     """One line for an OSError: the path, the system's words and, where we know it, what to do."""
-    where = path or exc.filename or _path_from_traceback(exc) or "a file"
+    where = path or exc.filename or _path_from_traceback(exc)
+    # The file being written, not the hidden temporary one it is written through.
+    where = str(published_path(where)) if isinstance(where, (str, os.PathLike)) else str(where or "a file")
     words = exc.strerror or str(exc)
     advice = _OS_ADVICE.get(exc.errno) if exc.errno is not None else None
     return f"{where}: {words}" + (f" ({advice})" if advice else "")
@@ -83,7 +86,8 @@ def _path_from_traceback(exc: BaseException) -> str | None:
 def _safetensors_message(exc: BaseException) -> str:
     text = str(exc)
     match = re.search(r"os error (\d+)|code: (\d+)", text)
-    path = _path_from_traceback(exc) or "model weights (safetensors)"
+    found = _path_from_traceback(exc)
+    path = str(published_path(found)) if found else "model weights (safetensors)"
     if match:
         code = int(match.group(1) or match.group(2))
         return _os_error_message(OSError(code, os.strerror(code)), path)
@@ -184,6 +188,10 @@ def _exit_code(exc: SystemExit) -> int | str | None:
         )
     if code == 130 and _sigterm_received:  # typer turns any KeyboardInterrupt into 130; SIGTERM is 143
         return 143
+    if code == 1 and isinstance(exc.__context__, OSError) and exc.__context__.errno == errno.EPIPE:
+        # `sportsdet predict ... | head -1`: the reader had enough. Typer's 1 read as "some photo
+        # could not be labelled"; 141 is what a shell reports for a tool ended by SIGPIPE.
+        return 141
     return code
 
 

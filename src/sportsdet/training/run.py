@@ -31,7 +31,7 @@ from sportsdet.bundle import library_versions, save_bundle
 from sportsdet.data.dataset import DataFileError
 from sportsdet.data.discover import without_imbalance
 from sportsdet.data.splits import SplitManifest
-from sportsdet.errors import SportsdetError
+from sportsdet.errors import SportsdetError, WriteError
 from sportsdet.files import sha256_file, write_json
 from sportsdet.models import DEFAULT_MODEL, ModelSpec, get_model_spec
 from sportsdet.near_copies import near_hashes
@@ -810,6 +810,18 @@ def _run_recipe(ctx: TrainContext) -> TrainResult:
     except DataFileError as exc:
         # The split lists the bad file, so this run cannot be resumed once the file is moved.
         raise SportsdetError(f"{exc} with --force (the run in {run_dir} stopped there)") from None
+    except Exception as exc:
+        last = ctx.checkpoint_dir / "last.safetensors"
+        cannot_write = isinstance(exc, (OSError, WriteError)) or type(exc).__name__ == "SafetensorError"
+        if cannot_write and last.is_file():  # a full disk said only "No space left on device"
+            ctx.console.print(
+                f"[yellow]note:[/] the checkpoint of epoch {checkpoint_epoch(last) or len(ctx.history)} is "
+                "kept; once this is fixed, continue with: sportsdet train --out "
+                f"{escape(shlex.quote(str(run_dir)))} --resume",
+                highlight=False,
+                soft_wrap=True,
+            )
+        raise
     if result.best is None:
         raise SportsdetError(f"{run_dir}: training finished without any epoch; nothing to save")
     return result
