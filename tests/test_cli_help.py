@@ -28,3 +28,22 @@ def test_a_paragraph_of_the_train_help_reads_as_one(run_cli, capsys, monkeypatch
     monkeypatch.setenv("COLUMNS", "200")
     assert run_cli("train", "--help") == 0
     assert "to stdout. Ctrl-C keeps the last finished epoch" in capsys.readouterr().out
+
+
+def test_the_short_options_mean_the_same_in_every_command() -> None:
+    # `data split -o x.json` and `train -b 2` were "No such option", while -o and -b worked
+    # elsewhere for the same thing.
+    import typer.main
+
+    from sportsdet.cli import app
+
+    def names(path: list[str]) -> dict[str, set[str]]:
+        command = typer.main.get_command(app)
+        for word in path:
+            command = command.commands[word]
+        return {param.name: set(param.opts) for param in command.params}
+
+    for path in (["train"], ["evaluate"], ["export"], ["report"], ["data", "split"]):
+        assert "-o" in names(path)["out"], path
+    for path in (["train"], ["evaluate"], ["predict"]):
+        assert "-b" in names(path)["batch_size"], path

@@ -552,6 +552,25 @@ def test_info_labels_lists_every_class_the_model_knows(bundle: Path) -> None:
     assert result.stdout.splitlines() == CLASSES
     builtin = runner.invoke(app, ["info", "--labels"]).stdout.splitlines()
     assert len(builtin) == 105 and {"soccer", "badminton", "american football"} <= set(builtin)
+    # With --json: the whole record came out and --labels went unsaid.
+    as_json = runner.invoke(app, ["info", str(bundle), "--labels", "--json"])
+    assert json.loads(as_json.stdout) == CLASSES
+
+
+def test_no_blank_line_where_stderr_is_no_terminal(bundle: Path, photos: Path) -> None:
+    # The progress bar, drawn nowhere there, left a blank line at the top of every log.
+    command = [sys.executable, "-m", "sportsdet", "predict", str(photos / "a.jpg"), "-m", str(bundle)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stderr == "", repr(done.stderr)
+
+
+def test_output_a_reader_stopped_taking_exits_141_not_1(tmp_path: Path) -> None:
+    # `sportsdet predict ... | head -1` exited 1, the code for "some input could not be labelled".
+    done = subprocess.Popen([sys.executable, "-m", "sportsdet", "info", "--json"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)  # fmt: skip
+    done.stdout.close()  # the reader goes before a line is written
+    _, err = done.communicate(timeout=60)
+    assert done.returncode == 141, err.decode()
 
 
 def test_info_shows_recorded_scores_and_their_engine(bundle: Path, tmp_path: Path) -> None:

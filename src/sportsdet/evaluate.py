@@ -502,7 +502,11 @@ def evaluate(
         from rich.progress import Progress
 
         # stderr: stdout is kept for results.
-        bar = Progress(*Progress.get_default_columns(), console=Console(stderr=True), transient=True)
+        shown = Console(stderr=True)
+        # Not drawn where stderr is no terminal: it left a blank line there and nothing else.
+        bar = Progress(
+            *Progress.get_default_columns(), console=shown, transient=True, disable=not shown.is_terminal
+        )
         task = bar.add_task("evaluating", total=len(chosen.items))
         bar.start()
     try:

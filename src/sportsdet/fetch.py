@@ -610,13 +610,16 @@ def download_file(
                 from rich.console import Console
                 from rich.progress import DownloadColumn, Progress, TransferSpeedColumn
 
-                # Progress goes to stderr so stdout stays clean for results.
+                # Progress goes to stderr so stdout stays clean for results; where stderr is no
+                # terminal it drew nothing but a blank line.
+                shown = Console(stderr=True)
                 bar = Progress(
                     *Progress.get_default_columns(),
                     DownloadColumn(),
                     TransferSpeedColumn(),
-                    console=Console(stderr=True),
+                    console=shown,
                     transient=True,
+                    disable=not shown.is_terminal,
                 )
                 bar.start()
                 task = bar.add_task(f"downloading {dest.name}", total=length)

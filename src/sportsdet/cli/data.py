@@ -350,6 +350,7 @@ def check(
             TimeRemainingColumn(),
             console=err_console,
             transient=True,
+            disable=not err_console.is_terminal,  # elsewhere it drew nothing but a blank line
         ) as progress:
             task = progress.add_task("check", total=len(scanned.records))
             report = checking.check_dataset(
@@ -470,6 +471,7 @@ def split(
     out: Path | None = typer.Option(
         None,
         "--out",
+        "-o",
         help="Write the split manifest to this .json file; `sportsdet train --split FILE` trains on it.",
     ),
     as_json: bool = typer.Option(

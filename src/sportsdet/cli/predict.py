@@ -193,6 +193,7 @@ def predict_command(
         TimeElapsedColumn(),
         console=err_console,
         transient=True,
+        disable=not err_console.is_terminal,  # elsewhere it drew nothing but a blank line
     )
     try:
         with progress:
@@ -218,13 +219,16 @@ def predict_command(
     if output_format is OutputFormat.table:
         _print_table(rows, k)
     # "labelled with a warning" counted photos that got no label (uncertain) as labelled.
+    # One line each however narrow the terminal or log (a log wrapped them at 80 columns).
     if warned:
-        err_console.print(f"[yellow]{warned} of {total} input(s) came with a warning[/]")
+        err_console.print(f"[yellow]{warned} of {total} input(s) came with a warning[/]",
+                          highlight=False, soft_wrap=True)  # fmt: skip
     if uncertain:
         err_console.print(f"{uncertain} of {total} input(s) uncertain: no label, the best guess kept "
-                          "(--min-score or --no-abstain change that)", highlight=False)
+                          "(--min-score or --no-abstain change that)", highlight=False, soft_wrap=True)
     if failed:
-        err_console.print(f"[yellow]{failed} of {total} input(s) could not be labelled[/]")
+        err_console.print(f"[yellow]{failed} of {total} input(s) could not be labelled[/]",
+                          highlight=False, soft_wrap=True)  # fmt: skip
         raise typer.Exit(1)
 
 
@@ -551,7 +555,9 @@ def info_command(
         False, "--json", help="Print everything as one JSON object instead of tables."
     ),
     list_labels: bool = typer.Option(
-        False, "--labels", help="Print only the class names the model knows, one per line."
+        False,
+        "--labels",
+        help="Print only the class names the model knows, one per line (with --json: a JSON list).",
     ),
 ) -> None:
     """Show what is inside a model bundle: model, labels, preprocessing, training, metrics, files."""
@@ -560,12 +566,12 @@ def info_command(
     from sportsdet.errors import SportsdetError
 
     info = bundle_info(_bundle_dir(bundle))
+    labels = info["labels"]
+    if list_labels:  # with --json: a JSON list (--json alone gave the whole record, --labels unsaid)
+        print_data(json.dumps(labels, ensure_ascii=False) if as_json else "\n".join(labels))
+        return
     if as_json:
         print_data(json.dumps(info, indent=2, ensure_ascii=False))
-        return
-    labels = info["labels"]
-    if list_labels:
-        print_data("\n".join(labels))
         return
     summary = Table(
         show_header=False,

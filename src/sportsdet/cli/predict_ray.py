@@ -42,6 +42,7 @@ def predict_on_ray(
         TimeElapsedColumn(),
         console=err_console,
         transient=True,
+        disable=not err_console.is_terminal,  # elsewhere it drew nothing but a blank line
     )
 
     def on_start(already_done: int) -> None:

@@ -85,7 +85,7 @@ def train(
         "a head trained for --set head_epochs on cached features.",
     ),
     batch_size: int | None = typer.Option(
-        None, "--batch-size", help="Images per step (default: the model's)."
+        None, "--batch-size", "-b", help="Images per step (default: the model's)."
     ),
     lr: float | None = typer.Option(None, "--lr", help="Learning rate (default: the model's)."),
     patience: int | None = typer.Option(

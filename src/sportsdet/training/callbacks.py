@@ -54,6 +54,7 @@ class ProgressBar(Callback):
             TimeRemainingColumn(),
             console=self.console,
             transient=True,
+            disable=not self.console.is_terminal,  # elsewhere it drew nothing but a blank line
         )
         self.progress.start()
         self.task = self.progress.add_task("train", total=batches, loss=float("nan"), acc=float("nan"))
