@@ -96,3 +96,13 @@ def test_a_batch_of_the_wrong_shape_or_type_is_a_clear_error(predictor: Predicto
         with pytest.raises(SportsdetError, match=said):
             predictor.predict_batch(batch)
     assert predictor.predict_batch(np.zeros((2, 3, size, size), np.float32)).shape == (2, len(CLASSES))
+
+
+def test_something_that_is_no_input_says_what_to_give(predictor: Predictor) -> None:
+    # A Pillow image was "file not found" under its repr, an array "no image files match this pattern".
+    image = make_image((200, 30, 30))
+    results = list(predictor.predict_sources([image, np.zeros((4, 4, 3), np.uint8), None]))
+    assert [r.input for r in results] == ["<Image #0>", "<ndarray #1>", "<NoneType #2>"]
+    assert "a Image is not an input" in results[0].error
+    assert "predictor.predict_image(image)" in results[0].error
+    assert all("give file names, folders, patterns, URLs or bytes" in r.error for r in results)

@@ -173,8 +173,20 @@ def expand_inputs(sources: Iterable[Source] | Source) -> Iterator[InputItem]:
 
 def _expand_each(sources: Iterable[Source]) -> Iterator[InputItem]:
     for index, source in enumerate(sources):
-        if isinstance(source, (bytes, bytearray)):
+        if isinstance(source, (bytes, bytearray, memoryview)):
             yield InputItem(f"<bytes #{index}>", bytes(source))
+            continue
+        if not isinstance(source, (str, os.PathLike)):
+            # A Pillow image or an array was taken for a file name ("file not found", named by its
+            # repr), a numpy array for a pattern matching nothing.
+            kind = type(source).__name__
+            pillow = (
+                " (a Pillow image: predictor.predict_image(image))" if hasattr(source, "getpixel") else ""
+            )
+            yield InputItem(
+                f"<{kind} #{index}>",
+                error=f"a {kind} is not an input: give file names, folders, patterns, URLs or bytes{pillow}",
+            )
             continue
         text = str(source)
         if isinstance(source, str) and is_url(text):
