@@ -342,6 +342,14 @@ def _child(target: Callable[..., Any], rank_: int, nproc: int, port: int, kwargs
         sys.exit(2)
     except KeyboardInterrupt:
         sys.exit(130)
+    # Done, its files written and closed, its process group destroyed. A spawned process then runs
+    # the interpreter's whole shutdown, where a gloo thread still waiting on a socket aborted it
+    # now and then (exit code -6, "terminate called without an active exception"; seen
+    # under load even after the last barrier: once in CI, once in a full local test run). A forked
+    # process ends like this anyway.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 _local_children: list[Any] = []  # the ranks local_group started (this process is rank 0)
