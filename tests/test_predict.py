@@ -425,6 +425,11 @@ def test_cli_table(bundle: Path, photos: Path) -> None:
     result = runner.invoke(app, args, env={"COLUMNS": "250"})
     assert result.exit_code == 1
     assert "a.jpg" in result.stdout and "file not found" in result.stdout
+    # The error sat under "next 2" as if it were a runner-up label.
+    header = next(line for line in result.stdout.splitlines() if "input" in line and "label" in line)
+    assert "next 2, notes" in header
+    alone = runner.invoke(app, [*args[:2], *args[3:]], env={"COLUMNS": "250"})  # a.jpg alone: no notes
+    assert "next 2 " in alone.stdout and "notes" not in alone.stdout
     # --top-k 1: the last column holds only notes and errors, and says so (it had no name).
     result = runner.invoke(app, [*args, "--top-k", "1"], env={"COLUMNS": "250"})
     header = next(line for line in result.stdout.splitlines() if "input" in line and "label" in line)

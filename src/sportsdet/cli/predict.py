@@ -252,8 +252,11 @@ def _print_table(results: list, k: int) -> None:
     table.add_column("input", overflow="fold")
     table.add_column("label")
     table.add_column("score", justify="right")
-    # One last column: the runner-up labels, or why an input failed (with --top-k 1, only that).
-    table.add_column(f"next {k - 1}" if k > 1 else "notes", overflow="fold")
+    # One last column: the runner-up labels, or why an input failed or is doubtful (with --top-k 1,
+    # only that); headed "next 4" alone, a warning sat under it as if it were one of the four.
+    noted = any(not result.ok or result.warning for result in results)
+    heading = (f"next {k - 1}" + (", notes" if noted else "")) if k > 1 else "notes"
+    table.add_column(heading, overflow="fold")
     for result in results:
         name = plain(os.path.relpath(result.input, folder) if folder else result.input)
         if result.ok:
