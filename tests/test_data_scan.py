@@ -312,6 +312,13 @@ def test_class_names_that_only_look_alike_are_warned_about_with_the_difference_s
     assert "differ only in case, spaces or invisible characters" in warning
 
 
+def test_a_class_with_a_single_photo_is_said_by_the_scan(tmp_path: Path) -> None:
+    # The scan said only that the classes were imbalanced; `data split` and `train` then refused.
+    scan = scan_dataset(_tree(tmp_path / "data", {"croquet": 3, "polo": 1}))
+    said = "1 class(es) with a single photo: 'polo'; a split needs at least 2"
+    assert any(said in warning for warning in scan.warnings)
+
+
 def test_a_class_folder_linked_to_another_is_that_class_not_an_empty_one(tmp_path: Path) -> None:
     root = _tree(tmp_path / "data", {"croquet": 2, "polo": 3})
     (root / "polo2").symlink_to("polo")  # it said: empty class folder 'polo2'

@@ -125,6 +125,18 @@ def test_a_dataset_file_gives_two_folders_of_the_same_name_two_source_names(tmp_
     spec.write_text('[[source]]\npath = "kaggle/data"\nmap = { polo = "a/b" }\n')
     with pytest.raises(SportsdetError, match=r"sports.toml: source #1: map: 'a/b' cannot name a class"):
         read_dataset_file(spec)
+    # A relative path that is not there said "ds/kaggle: no such folder", naming neither the file
+    # nor that it counts from the file's folder (not the current one); a missing file, "no such folder".
+    spec.write_text('[[source]]\npath = "kaggle/data"\n[[source]]\npath = "scrape/photos"\n')
+    with pytest.raises(SportsdetError, match=(
+        rf"sports.toml: source #2: path 'scrape/photos' is {tmp_path}/scrape/photos: no such folder "
+        r"\(a relative path counts from the dataset file's folder\)"
+    )):  # fmt: skip
+        read_dataset_file(spec)
+    from sportsdet.data.discover import scan_dataset
+
+    with pytest.raises(SportsdetError, match=r"missing.toml: no such dataset file"):
+        scan_dataset(tmp_path / "missing.toml")
 
 
 @pytest.mark.parametrize(

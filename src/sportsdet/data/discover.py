@@ -283,6 +283,8 @@ def _inside(path: str, folders: set[tuple[int, int]]) -> bool:
 
 def _check_root(root: str | Path) -> Path:
     path = Path(root).expanduser()
+    if not path.exists() and path.suffix.lower() in (".toml", ".json"):  # a dataset file (data.sources)
+        raise SportsdetError(f"{path}: no such dataset file")
     if not path.exists():
         raise SportsdetError(f"{path}: no such folder; give the folder that holds your class folders")
     if not path.is_dir():
@@ -509,6 +511,12 @@ def scan_warnings(result: ScanResult, *, layout_hint: bool = True) -> list[str]:
             "a split tree needs train/<class>/<images> (labels in a CSV are not read)"
         )
     counts = result.counts()
+    lonely = [c for c in result.classes if counts["all"][c] == 1] if result.layout == "folders" else []
+    if lonely:  # said by the scan, not first by `data split` or `train` refusing the tree
+        warnings.append(
+            f"{len(lonely)} class(es) with a single photo: {_name_list(lonely)}; a split needs at least 2 "
+            "per class (one to train on, one to test): add photos, or leave them out with --classes"
+        )
     if result.layout == "split":
         for split in result.splits:
             missing = [c for c in result.classes if counts[split][c] == 0]

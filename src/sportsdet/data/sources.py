@@ -145,7 +145,14 @@ def _source_entry(entry: Any, index: int, where: Path) -> Source:
             f"{where}: source #{index + 1} has unknown key(s) {', '.join(unknown)}; "
             "known: name, path, split, map"
         )
-    folder = where.parent / Path(entry["path"]).expanduser()
+    given = Path(entry["path"]).expanduser()
+    folder = where.parent / given
+    if not folder.is_dir():  # said here, with the file and the rule: "ds/A: no such folder" named neither
+        what = "is a file, not a folder" if folder.exists() else "no such folder"
+        counted = "" if given.is_absolute() else " (a relative path counts from the dataset file's folder)"
+        raise SportsdetError(
+            f"{where}: source #{index + 1}: path {entry['path']!r} is {folder}: {what}{counted}"
+        )
     label_map = entry.get("map", {})
     if not isinstance(label_map, dict) or not all(
         isinstance(k, str) and isinstance(v, str) and v.strip() for k, v in label_map.items()
