@@ -231,6 +231,19 @@ def test_cli_check_strict_exit_codes_and_report(messy: Path, tmp_path: Path) -> 
     assert result.exit_code == 0, result.output
 
 
+def test_cli_report_dash_prints_the_json_alone_on_stdout(messy: Path, tmp_path: Path, monkeypatch) -> None:
+    # `--report -` wrote a file named "-", and the tables on stdout left no way to pipe the JSON.
+    from sportsdet.cli import app
+
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, ["data", "check", str(messy), "--workers", "1", "--report", "-"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["files"] and not (tmp_path / "-").exists()
+    assert "exact duplicates" in result.stderr  # the tables, on stderr
+    again = CliRunner().invoke(app, ["data", "check", str(messy), "--workers", "1"])
+    assert "exact duplicates" in again.stdout  # and back on stdout afterwards
+
+
 def test_cli_quarantine_then_strict_passes(messy: Path, tmp_path: Path) -> None:
     from sportsdet.cli import app
 

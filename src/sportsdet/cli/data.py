@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import json
 import shlex
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
 
-from sportsdet.cli.app import console, data_app, err_console, plain, warn
+from sportsdet.cli.app import console, data_app, err_console, plain, print_data, warn
 from sportsdet.errors import SportsdetError
-from sportsdet.files import check_writable_file
+from sportsdet.files import check_writable_file, write_json
 
 if TYPE_CHECKING:
     from sportsdet.data.check import CheckReport
@@ -284,7 +286,10 @@ def check(
         "check every source).",
     ),
     report_path: Path | None = typer.Option(
-        None, "--report", help="Write the full JSON report (every file, every finding) to this file."
+        None,
+        "--report",
+        help="Write the full JSON report (every file, every finding) to this file; '-' prints it on "
+        "stdout (the tables then go to stderr).",
     ),
     strict: bool = typer.Option(
         False, "--strict", help="Exit with code 1 when any bad file, duplicate or near copy is found (CI)."
@@ -319,14 +324,30 @@ def check(
     as .jpg), unsupported format, too large, tiny, or a strip (more than 8 times longer than wide).
     Near copies are one photo saved again with other bytes (resized, re-compressed, a few pixels
     trimmed), found by how it looks. Copies across splits, exact or near, leak test images into
-    training. Exit code 0 unless --strict finds something (then 1); 2 for a bad PATH or option.
+    training. Exit code 0 unless --strict finds something or a file cannot be moved or renamed (then
+    1); 2 for a bad PATH or option.
     """
+    to_stdout = report_path is not None and str(report_path) == "-"
+    with _tables_on_stderr(to_stdout):  # `--report -`: stdout holds the JSON alone
+        _check(paths, report_path, strict, quarantine, keep_duplicates, rename_misnamed, workers, to_stdout)
+
+
+def _check(
+    paths: list[Path],
+    report_path: Path | None,
+    strict: bool,
+    quarantine: Path | None,
+    keep_duplicates: bool,
+    rename_misnamed: bool,
+    workers: int,
+    to_stdout: bool,
+) -> None:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from sportsdet.data import check as checking
     from sportsdet.data.discover import scan_dataset, without_imbalance
 
-    if report_path is not None:  # refused before the check and the moves whose record it is
+    if report_path is not None and not to_stdout:  # refused before the check and the moves it records
         check_writable_file(report_path, "--report")
     if _is_multi(paths, []):
         _refuse_photo_folders_among_sources(paths)
@@ -382,24 +403,18 @@ def check(
     if len(reports) > 1:
         _print_across_sources(across)
     if report_path is not None:
-        if len(reports) == 1:
-            next(iter(reports.values())).save(report_path)
-        else:
-            from sportsdet.data.check import CHECK_FORMAT
-            from sportsdet.files import write_json
+        from sportsdet.data.check import CHECK_FORMAT
 
-            write_json(
-                report_path,
-                {
-                    "format": CHECK_FORMAT,  # what `sportsdet report --check` takes
-                    "sources": {name: r.to_dict() for name, r in reports.items()},
-                    "across_sources": {
-                        "duplicates": [g.to_dict() for g in across],
-                        "quarantine": moved_across,
-                    },
-                },
-            )
-        err_console.print(f"report written to {plain(report_path)}", highlight=False)
+        document = next(iter(reports.values())).to_dict() if len(reports) == 1 else {
+            "format": CHECK_FORMAT,  # what `sportsdet report --check` takes
+            "sources": {name: r.to_dict() for name, r in reports.items()},
+            "across_sources": {"duplicates": [g.to_dict() for g in across], "quarantine": moved_across},
+        }
+        if to_stdout:
+            print_data(json.dumps(document, indent=1, ensure_ascii=False))
+        else:
+            write_json(report_path, document)
+            err_console.print(f"report written to {plain(report_path)}", highlight=False)
     if not_done:
         # `data check --quarantine q && sportsdet train` went on with the files still in place.
         err_console.print(
@@ -411,6 +426,19 @@ def check(
         raise typer.Exit(1)
     if strict and (across or any(r.found_problems for r in reports.values())):
         raise typer.Exit(1)
+
+
+@contextmanager
+def _tables_on_stderr(wanted: bool) -> Iterator[None]:
+    """Print what goes to stdout (tables) on stderr instead, while `wanted`."""
+    if not wanted:
+        yield
+        return
+    console.file = sys.stderr
+    try:
+        yield
+    finally:
+        console.file = None  # back to whatever sys.stdout is
 
 
 def _print_moves(moved: dict[str, Any]) -> None:
