@@ -268,7 +268,7 @@ def test_a_collective_broken_by_a_rank_that_got_ctrl_c_is_an_interrupt(data_dir_
     console = Console(record=True, width=200)
     with pytest.raises(KeyboardInterrupt):
         train(data_dir_small, out=tmp_path / "run", model="seed-cnn", options=SCRATCH, console=console)
-    assert "interrupted before the first epoch finished" in console.export_text()
+    assert "interrupted before the first checkpoint was written" in console.export_text()
     monkeypatch.setattr(distributed, "_local_children", [SimpleNamespace(exitcode=1)])  # not a Ctrl-C
     with pytest.raises(RuntimeError, match="Connection closed by peer"):
         train(data_dir_small, out=tmp_path / "run2", model="seed-cnn", options=SCRATCH, console=console)

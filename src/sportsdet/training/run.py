@@ -801,7 +801,8 @@ def _run_recipe(ctx: TrainContext) -> TrainResult:
             )
         else:
             ctx.console.print(
-                "[yellow]interrupted[/] before the first epoch finished; nothing to resume. "
+                # Not "before the first epoch finished": its line may be printed, its checkpoint not yet.
+                "[yellow]interrupted[/] before the first checkpoint was written; nothing to resume. "
                 "Start again with --force.",
                 highlight=False,
                 soft_wrap=True,
