@@ -87,7 +87,7 @@ def _write_beside(path: Path, writer: Callable[[Path], None] | bytes | str) -> P
     """The new content of `path` in a hidden temporary file beside it (flushed to disk, with the
     umask's permissions), returned for `_publish`; nothing is left behind on an error."""
     temp = temp_beside(path)
-    try:
+    with _dropped_on_failure(temp, path):
         if isinstance(writer, bytes):
             temp.write_bytes(writer)
         elif isinstance(writer, str):
@@ -96,6 +96,14 @@ def _write_beside(path: Path, writer: Callable[[Path], None] | bytes | str) -> P
             writer(temp)
         with open(temp, "rb") as handle:
             os.fsync(handle.fileno())
+    return temp
+
+
+@contextmanager
+def _dropped_on_failure(temp: Path, path: Path) -> Iterator[None]:
+    """`temp` (of `path`) removed when the block fails, an OSError said as a WriteError naming `path`."""
+    try:
+        yield
     except OSError as exc:
         temp.unlink(missing_ok=True)
         raise WriteError(
@@ -104,7 +112,6 @@ def _write_beside(path: Path, writer: Callable[[Path], None] | bytes | str) -> P
     except BaseException:
         temp.unlink(missing_ok=True)
         raise
-    return temp
 
 
 def temp_beside(path: str | Path) -> Path:
@@ -155,16 +162,8 @@ def remove_abandoned_temps(path: str | Path) -> None:
 
 
 def _publish(temp: Path, path: Path) -> None:
-    try:
+    with _dropped_on_failure(temp, path):
         os.replace(temp, path)
-    except OSError as exc:
-        temp.unlink(missing_ok=True)
-        raise WriteError(
-            f"{path}: cannot write ({exc.strerror or exc}); free some space or choose another path"
-        ) from None
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
 
 
 class StagedFiles:
