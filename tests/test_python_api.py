@@ -24,6 +24,7 @@ def predictor(tmp_path_factory: pytest.TempPathFactory) -> Predictor:
 
 def test_the_public_names_are_offered_at_the_top_without_loading_them_up_front() -> None:
     # `sportsdet.Predictor` was an AttributeError: nothing but __version__ was offered.
+    assert set(sportsdet.__all__) == {"__version__", *sportsdet._EXPORTS}
     for name in sportsdet.__all__:
         assert getattr(sportsdet, name) is not None, name
     assert sportsdet.Predictor is Predictor

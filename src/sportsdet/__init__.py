@@ -9,13 +9,15 @@ From Python::
         print(result.input, result.label, result.score, result.top_k, result.error)
 
 The names below are imported on first use, so `import sportsdet` stays light (no numpy, Pillow
-or onnxruntime until a model is asked for).
+or onnxruntime until a model is asked for), and this module imports none of the package's own
+(every module may import it for __version__). Type checkers find them in their own modules
+(sportsdet.predict.Predictor, ...).
 """
 
 from __future__ import annotations
 
 from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 __version__ = "0.1.0"
 
@@ -38,12 +40,7 @@ __all__ = [
     "__version__",
     "load_bundle",
 ]
-# (every name but __version__ is one of _EXPORTS: test_api checks the two agree)
-
-if TYPE_CHECKING:
-    from sportsdet.bundle import Bundle, load_bundle
-    from sportsdet.errors import BundleError, SportsdetError
-    from sportsdet.predict import PredictionResult, Predictor
+# Every name but __version__ is one of _EXPORTS (tests/test_python_api.py checks the two agree).
 
 
 def __getattr__(name: str) -> Any:
