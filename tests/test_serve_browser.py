@@ -201,3 +201,29 @@ def test_one_failed_request_does_not_lose_the_other_photos(browser, tmp_path: Pa
     finally:
         process.terminate()
         process.wait(20)
+
+
+def test_api_docs_order_of_cards_and_a_phone_screen(browser, server: str) -> None:  # noqa: F811
+    # /docs said "Unable to render this definition" (Swagger UI 4 and OpenAPI 3.1); a drop's cards
+    # came last file first; the URL form stayed on for a server that fetches no URLs (a 403 each
+    # time); the file input made a phone's page scroll sideways.
+    page = browser.new_page(viewport={"width": 375, "height": 800})
+    page.goto(server + "/docs", wait_until="load")
+    page.locator(".opblock-summary-path", has_text="/v1/predict").wait_for(timeout=10_000)
+    assert "Unable to render" not in page.inner_text("body")
+
+    page.goto(server + "/", wait_until="load")
+    page.locator("#model-line", has_text="3 sports").wait_for(timeout=10_000)
+    assert page.locator("#url").is_disabled() and page.locator("#url-form button").is_disabled()
+    assert page.evaluate("document.documentElement.scrollWidth") <= 375
+    with page.expect_file_chooser(timeout=5000) as chooser:
+        page.locator("#drop").press("Enter")
+    colours = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 40, 220)}
+    chooser.value.set_files(files=[
+        {"name": f"{name}.png", "mimeType": "image/png", "buffer": image_bytes(rgb, "PNG")}
+        for name, rgb in colours.items()
+    ])  # fmt: skip
+    page.locator("#status", has_text="Labelled 3 photo(s)").wait_for(timeout=10_000)
+    shown = page.locator("#results li.card").evaluate_all("cards => cards.map(c => c.dataset.input)")
+    assert shown == ["red.png", "green.png", "blue.png"]
+    page.close()

@@ -834,6 +834,9 @@ def create_app(config: ServeConfig | None = None, predictor: Predictor | None = 
         docs_url=None,  # served below from the package's own copy of Swagger UI, not a CDN
         redoc_url=None,
     )
+    # The Swagger UI that ships on PyPI (4.15) reads OpenAPI 3.0 only: /docs said "Unable to render
+    # this definition" of FastAPI's 3.1. The schemas read the same under 3.0.3.
+    app.openapi_version = "3.0.3"
     app.state.service = service
     bodies = service.bodies
     app.state.bodies = bodies

@@ -47,6 +47,8 @@ async function loadModel() {
   maxBytes = model.limits.max_request_bytes;
   $("model-line").textContent = `Model ${model.id}: ${model.num_classes} sports.`;
   $("url-note").hidden = model.limits.urls;
+  // A server that fetches no URLs: the form is off, not a 403 after each try.
+  for (const control of $("url-form").querySelectorAll("input, button")) control.disabled = !model.limits.urls;
 }
 
 function pct(score) { return `${(score * 100).toFixed(1)}%`; }
@@ -177,9 +179,13 @@ function* batches(files) {
 
 async function labelFiles(fileList) {
   const all = Array.from(fileList);
+  // This drop's cards go above the earlier ones, in the order the files were chosen (each card
+  // put first had listed a drop last file first).
+  const before = $("results").firstChild;
+  const add = (item) => $("results").insertBefore(item, before);
   const empty = all.filter((f) => f.size === 0);
   for (const file of empty) {  // said on a card, not dropped in silence
-    $("results").prepend(errorCard(file.name, "bad_image", "the file is empty (0 bytes)"));
+    add(errorCard(file.name, "bad_image", "the file is empty (0 bytes)"));
   }
   const files = all.filter((f) => f.size > 0);
   // Each request stands alone: one that fails gets an error card per photo, the rest go on. A photo
@@ -196,7 +202,7 @@ async function labelFiles(fileList) {
     if (chunk.tooBig) {  // alone above the server's request limit: said on its card, the rest go on
       const size = (n) => (n >= 1048576 ? `${(n / 1048576).toFixed(1)} MB` : `${Math.ceil(n / 1024)} KB`);
       const message = `${size(chunk.file.size)}, above this server's ${size(maxBytes)} request limit`;
-      $("results").prepend(errorCard(chunk.file.name, "payload_too_large", message));
+      add(errorCard(chunk.file.name, "payload_too_large", message));
       failed += 1;
       lastError = message;
       continue;
@@ -206,12 +212,12 @@ async function labelFiles(fileList) {
     try {
       const answer = await send(form, {});
       answer.results.forEach((result, i) => {
-        $("results").prepend(card(result, URL.createObjectURL(chunk[i])));
+        add(card(result, URL.createObjectURL(chunk[i])));
         if (result.error) { failed += 1; lastError = result.error.message; }
         else { done += 1; if (result.uncertain) unsure += 1; }
       });
     } catch (error) {
-      for (const file of chunk) $("results").prepend(errorCard(file.name, error.code || "failed", error.message));
+      for (const file of chunk) add(errorCard(file.name, error.code || "failed", error.message));
       failed += chunk.length;
       lastError = error.message;
     }
