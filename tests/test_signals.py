@@ -146,3 +146,21 @@ def test_ctrl_c_python_dropped_in_a_callback_is_not_lost(run_cli, capsys, monkey
     err = capsys.readouterr().err
     assert "interrupted as the command was finishing; it finished all the same" in err
     assert "Exception ignored" not in err
+
+
+def test_ctrl_c_training_spoke_of_gets_no_second_word(run_cli, capsys, monkeypatch, tmp_path) -> None:
+    # Training said "nothing to resume. Start again with --force", then the entry point added "run
+    # the same command again", which was refused ("already holds a run").
+    from conftest import make_image_tree
+
+    import sportsdet.training.run as running
+
+    def interrupted(ctx):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(running, "get_recipe", lambda name: interrupted)
+    tree = make_image_tree(tmp_path / "data", per_class=4)
+    assert run_cli("train", str(tree), "--out", str(tmp_path / "run"), "--model", "seed-cnn") == 130
+    err = capsys.readouterr().err
+    assert "interrupted before the first checkpoint was written" in err
+    assert "run the same command again" not in err

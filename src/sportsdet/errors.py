@@ -19,6 +19,11 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM, handled as Ctrl-C is (see `sportsdet.cli.main`)."""
 
 
+class InterruptSaid(KeyboardInterrupt):
+    """Ctrl-C, after the command has said what it kept and what to run next (the entry point then
+    adds nothing of its own)."""
+
+
 class ImageLoadError(SportsdetError):
     """An image could not be read. `kind` says why, in one machine-readable word."""
 

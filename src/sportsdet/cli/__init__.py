@@ -20,7 +20,7 @@ from typing import Any
 from rich.console import Console
 
 from sportsdet.cli.app import app, err_console, plain, reflow_help
-from sportsdet.errors import SportsdetError, Terminated
+from sportsdet.errors import InterruptSaid, SportsdetError, Terminated
 from sportsdet.files import published_path
 
 # Importing the verb modules registers their commands on `app`.
@@ -164,7 +164,7 @@ def _typer_caught_an_interrupt(exc: SystemExit) -> bool:
     link: BaseException | None = exc
     while link is not None and id(link) not in seen:
         if isinstance(link.__cause__, KeyboardInterrupt):
-            return True
+            return not isinstance(link.__cause__, InterruptSaid)  # training said what to do itself
         seen.add(id(link))
         link = link.__context__
     return False
@@ -236,8 +236,9 @@ def main() -> None:
             sys.exit(143 if _sigterm_received else 130)
         raise
     except KeyboardInterrupt as exc:
-        err_console.print("[yellow]interrupted[/]")
-        sys.exit(143 if isinstance(exc, Terminated) else 130)
+        if not isinstance(exc, InterruptSaid):
+            err_console.print("[yellow]interrupted[/]")
+        sys.exit(143 if isinstance(exc, Terminated) or _sigterm_received else 130)
     finally:
         sys.unraisablehook = previous_hook
         _dropped_interrupts.clear()

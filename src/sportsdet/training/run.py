@@ -31,7 +31,7 @@ from sportsdet.bundle import library_versions, save_bundle
 from sportsdet.data.dataset import DataFileError
 from sportsdet.data.discover import without_imbalance
 from sportsdet.data.splits import SplitManifest
-from sportsdet.errors import SportsdetError, WriteError
+from sportsdet.errors import InterruptSaid, SportsdetError, WriteError
 from sportsdet.files import sha256_file, write_json
 from sportsdet.models import DEFAULT_MODEL, ModelSpec, get_model_spec
 from sportsdet.near_copies import near_hashes
@@ -139,7 +139,7 @@ def fit(
                     highlight=False,
                     soft_wrap=True,
                 )
-                raise
+                raise InterruptSaid from None
     return result
 
 
@@ -295,7 +295,7 @@ def _fit(setup: RunSetup, console: Console, callbacks: list[Callback]) -> TrainR
             highlight=False,
             soft_wrap=True,
         )
-        raise
+        raise InterruptSaid from None
     best = result.best
     summary = f"best epoch {best['epoch']}"
     if best.get("val_acc") is not None:
@@ -807,7 +807,7 @@ def _run_recipe(ctx: TrainContext) -> TrainResult:
                 highlight=False,
                 soft_wrap=True,
             )
-        raise
+        raise InterruptSaid from None
     except DataFileError as exc:
         # The split lists the bad file, so this run cannot be resumed once the file is moved.
         raise SportsdetError(f"{exc} with --force (the run in {run_dir} stopped there)") from None
