@@ -741,25 +741,30 @@ class _Pipeline:
                         self.delivered += 1
                         self.changed.notify_all()
         finally:
-            self.stop(threads)
+            self.stop()
 
-    def stop(self, threads: list[threading.Thread]) -> None:
+    def stop(self) -> None:
         """End the workers. A worker still inside the model's run (onnxruntime's C++ code) when the
         interpreter exits aborts the process ("terminate called without an active exception", exit
         134 instead of 130 on Ctrl-C): wait for the batches in flight to end, through a second
-        Ctrl-C too (an impatient user, or `timeout -s INT`, which signals the process twice)."""
+        Ctrl-C too (an impatient user, or `timeout -s INT`, which signals the process twice).
+
+        On the workers' own count, not Thread.join: Python 3.11's join, interrupted, marks a thread
+        that is still running as ended (bpo-45274's clean-up releases the lock the thread holds)."""
         with self.changed:
             self.stopping = True
             self.changed.notify_all()
         stopping_for = sys.exc_info()[1]  # the interrupt (or error, or close) that ends the stream
         again: KeyboardInterrupt | None = None
         deadline = time.monotonic() + WORKER_STOP_TIMEOUT_S
-        for thread in threads:
-            while thread.is_alive() and time.monotonic() < deadline:
-                try:
-                    thread.join(max(0.0, deadline - time.monotonic()))
-                except KeyboardInterrupt as exc:
-                    again = exc
+        while True:
+            try:
+                with self.changed:
+                    while self.running_workers and (left := deadline - time.monotonic()) > 0:
+                        self.changed.wait(left)
+                break
+            except KeyboardInterrupt as exc:
+                again = exc
         if again is not None and stopping_for is None:
             raise again  # the stream had ended on its own: this Ctrl-C is the only one
 
