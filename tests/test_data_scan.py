@@ -296,9 +296,13 @@ def test_a_link_from_one_split_into_another_does_not_count_photos_twice(tmp_path
     for split in ("train", "valid"):
         _tree(root / split, {"croquet": 2, "polo": 2})
     (root / "train" / "polo" / "more").symlink_to("../../valid")
+    (root / "train" / "croquet" / "theirs").symlink_to("../../valid/croquet")
+    (root / "test").symlink_to(tmp_path / "unmounted" / "test")  # a split on a drive not mounted
     scan = scan_dataset(root)
     assert scan.counts()["train"] == {"croquet": 2, "polo": 2}
-    assert scan.ignored.get(IGNORED_LINKED) == 1
+    assert scan.counts()["valid"] == {"croquet": 2, "polo": 2}  # not taken by train's link
+    assert scan.ignored.get(IGNORED_LINKED) == 2
+    assert any(f"test -> {tmp_path / 'unmounted' / 'test'}" in w for w in scan.warnings)
 
 
 def test_class_names_that_only_look_alike_are_warned_about_with_the_difference_shown(tmp_path: Path) -> None:
@@ -309,7 +313,11 @@ def test_class_names_that_only_look_alike_are_warned_about_with_the_difference_s
     assert len(scan.classes) == 4
     warning = next(w for w in scan.warnings if "invisible" in w)
     assert "'ice hockey', 'ice hockey ', 'ice hockey\\u200b', 'ice\\u00a0hockey'" in warning
-    assert "differ only in case, spaces or invisible characters" in warning
+    assert "differ only in case, spaces, invisible characters or ligatures" in warning
+    # The ligature in 'ﬁgure skating' casefolds to 'fi': it was said to differ "only in case".
+    scan = scan_dataset(_tree(tmp_path / "fi", {"figure skating": 2, "\ufb01gure skating": 2}))
+    warning = next(w for w in scan.warnings if "ligatures" in w)
+    assert "'\\ufb01gure skating'" in warning
 
 
 def test_a_class_with_a_single_photo_is_said_by_the_scan(tmp_path: Path) -> None:

@@ -540,7 +540,9 @@ def test_a_class_saved_by_macos_is_the_same_class_and_case_twins_are_warned_abou
     make_image_tree(tmp_path / "plain", ["rowing", "polo"], per_class=3)
     scans = scan_sources(sources_from_args([tmp_path / "plain", tmp_path / "spaced"], [], []))
     [warning] = [w for w in scans[1].scan.warnings if "invisible" in w]
-    assert "'rowing ' differs only in case, spaces or invisible characters from 'rowing' (plain)" in warning
+    assert "'rowing ' differs only in case, spaces, invisible characters or ligatures from 'rowing'" in (
+        warning
+    )
 
 
 def test_preview_draws_accented_class_names_apart():

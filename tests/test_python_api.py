@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import subprocess
 import sys
 from pathlib import Path
@@ -104,6 +105,15 @@ def test_something_that_is_no_input_says_what_to_give(predictor: Predictor) -> N
     image = make_image((200, 30, 30))
     results = list(predictor.predict_sources([image, np.zeros((4, 4, 3), np.uint8), None]))
     assert [r.input for r in results] == ["<Image #0>", "<ndarray #1>", "<NoneType #2>"]
-    assert "a Image is not an input" in results[0].error
+    assert "not an input (Image)" in results[0].error
     assert "predictor.predict_image(image)" in results[0].error
     assert all("give file names, folders, patterns, URLs or bytes" in r.error for r in results)
+    # Given bare, each is one input too: an image was "not iterable", an array one error per row,
+    # a memoryview one per byte.
+    for bare in (image, np.zeros((4, 4, 3), np.uint8), None):
+        [result] = predictor.predict_sources(bare)
+        assert "not an input" in result.error
+    photo = io.BytesIO()
+    image.save(photo, format="PNG")
+    [result] = predictor.predict_sources(memoryview(photo.getvalue()))
+    assert result.ok

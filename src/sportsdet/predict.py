@@ -86,7 +86,7 @@ class PredictionResult:
             "input": self.input,
             "label": self.label,
             "score": self.score,
-            "uncertain": self.uncertain,
+            "uncertain": None if self.error else self.uncertain,  # also for an error set afterwards
             "top_k": [{"label": label, "score": score} for label, score in self.top_k],
             "error": self.error,
             "warning": self.warning,
@@ -153,7 +153,7 @@ def expand_inputs(sources: Iterable[Source] | Source) -> Iterator[InputItem]:
     - bytes -> one item named "<bytes #i>";
     - anything else -> an error item ("file not found", "no files match").
     """
-    if isinstance(sources, (str, bytes, bytearray, os.PathLike)):
+    if _one_input(sources):
         # One input given bare: a string was read as its characters, and "/" labelled every
         # photo on the machine.
         sources = [sources]
@@ -171,6 +171,12 @@ def expand_inputs(sources: Iterable[Source] | Source) -> Iterator[InputItem]:
         yield item
 
 
+def _one_input(sources: Any) -> bool:
+    """Whether `sources` is one input, not a list of them (an image or an array is one thing)."""
+    single = (str, bytes, bytearray, memoryview, os.PathLike, np.ndarray)
+    return isinstance(sources, single) or hasattr(sources, "getpixel") or not isinstance(sources, Iterable)
+
+
 def _expand_each(sources: Iterable[Source]) -> Iterator[InputItem]:
     for index, source in enumerate(sources):
         if isinstance(source, (bytes, bytearray, memoryview)):
@@ -185,7 +191,7 @@ def _expand_each(sources: Iterable[Source]) -> Iterator[InputItem]:
             )
             yield InputItem(
                 f"<{kind} #{index}>",
-                error=f"a {kind} is not an input: give file names, folders, patterns, URLs or bytes{pillow}",
+                error=f"not an input ({kind}): give file names, folders, patterns, URLs or bytes{pillow}",
             )
             continue
         text = str(source)

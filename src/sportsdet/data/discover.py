@@ -228,13 +228,17 @@ class _Walker:
         else:
             self.skip(_SKIP_REASONS[reason], path)
 
-    def images_under(self, folder: str, other_classes: set[tuple[int, int]]) -> list[str]:
+    def images_under(
+        self, folder: str, other_classes: set[tuple[int, int]], other_splits: frozenset = frozenset()
+    ) -> list[str]:
         """Image paths anywhere below a class folder (sub-folders belong to the same class).
 
         A link into another class's folder is not followed (`other_classes`), so no image is
-        counted under two classes, whichever class sorts first.
+        counted under two classes, whichever class sorts first; nor a folder link into another
+        split's class folders (`other_splits`). A file link to a photo of another split stays: a
+        copy across splits, which `data check` reports.
         """
-        visited = self._seen_dirs | other_classes
+        visited = self._seen_dirs | other_classes | other_splits
         found = []
         for path in files.iter_image_files(
             folder, visited=visited, on_skip=self.on_skip, on_misnamed=self.on_misnamed
@@ -244,7 +248,7 @@ class _Walker:
                 self.skip(IGNORED_LINKED_PHOTO, str(path))
                 continue
             found.append(str(path))
-        self._seen_dirs |= visited - other_classes
+        self._seen_dirs |= visited - other_classes - other_splits
         return found
 
     def class_folders(self, entries: list[os.DirEntry[str]]) -> list[os.DirEntry[str]]:
@@ -253,20 +257,29 @@ class _Walker:
         for entry in entries:
             if self.is_dir(entry):
                 classes.append(entry)
-            elif entry.is_symlink() and not os.path.exists(entry.path):
-                self.skip(IGNORED_BROKEN_LINK, entry.path)  # a whole class gone, counted as "not an image"
             else:
                 self.skip_loose_file(entry)
         return classes
 
     def skip_loose_file(self, entry: os.DirEntry[str]) -> None:
         """Count a file lying outside any class folder, by what its name says it is."""
-        if Path(entry.name).suffix.lower() in UNSUPPORTED_IMAGE_EXTENSIONS:
+        if entry.is_symlink() and not os.path.exists(entry.path):
+            self.skip(IGNORED_BROKEN_LINK, entry.path)  # a class (or split) gone, not "not an image"
+        elif Path(entry.name).suffix.lower() in UNSUPPORTED_IMAGE_EXTENSIONS:
             self.skip(IGNORED_UNSUPPORTED, entry.path)
         elif is_image_name(entry.name):
             self.skip(IGNORED_LOOSE, entry.path)
         else:
             self.skip(IGNORED_NOT_IMAGE, entry.path)
+
+
+def _folder_keys_in(folder: str) -> set[tuple[int, int]]:
+    """`files.folder_key` of each folder inside `folder` (links followed); none when unreadable."""
+    try:
+        with os.scandir(folder) as entries:
+            return {key for entry in entries if (key := files.folder_key(entry.path)) is not None}
+    except OSError:
+        return set()
 
 
 def _link_target(path: Path) -> str:
@@ -314,17 +327,22 @@ def _look_alike_key(name: str) -> str:
 
 def how_they_differ(spellings: list[str]) -> str:
     """'only in case', or what else sets `case_clashes` spellings apart."""
-    if len({name.casefold() for name in spellings}) == 1:
+    # lower(), not casefold(): casefold writes the ligature in 'ﬁgure skating' as 'fi'.
+    if len({name.lower() for name in spellings}) == 1:
         return "only in case"
-    return "only in case, spaces or invisible characters"
+    return "only in case, spaces, invisible characters or ligatures"
 
 
 def shown_name(name: str) -> str:
-    """A class name quoted with what cannot be seen written out: 'ice\\u200bhockey'."""
-    return "'" + "".join(
-        f"\\u{ord(ch):04x}" if unicodedata.category(ch) in ("Cf", "Zs", "Cc") and ch != " " else ch
-        for ch in name
-    ) + "'"
+    """A class name quoted with what cannot be told apart written out: 'ice\\u200bhockey',
+    '\\ufb01gure skating' (a ligature)."""
+    return "'" + "".join(f"\\u{ord(ch):04x}" if _unseen(ch) else ch for ch in name) + "'"
+
+
+def _unseen(ch: str) -> bool:
+    if ch == " ":
+        return False
+    return unicodedata.category(ch) in ("Cf", "Zs", "Cc") or unicodedata.normalize("NFKC", ch) != ch
 
 
 def class_name(text: str) -> str:
@@ -376,6 +394,10 @@ def scan_dataset(root: str | Path, *, allow_photos: bool = False) -> ScanResult:
     records: list[ImageRecord] = []
     class_names: set[str] = set()
 
+    # Every split's class folders: train/polo/more -> ../../valid/polo counted valid's photos in
+    # train and left valid's polo empty (a leak between splits).
+    elsewhere: set[tuple[int, int]] = set().union(*(_folder_keys_in(e.path) for e in split_entries.values()))
+
     def collect(entries: list[os.DirEntry[str]], split: str | None) -> None:
         class_entries = sorted(walker.class_folders(entries), key=lambda e: e.name)
         roots = {entry.path: files.folder_key(entry.path) for entry in class_entries}
@@ -392,7 +414,8 @@ def scan_dataset(root: str | Path, *, allow_photos: bool = False) -> ScanResult:
             label = class_name(class_entry.name)
             class_names.add(label)
             others = {key for path, key in roots.items() if key is not None and path != class_entry.path}
-            for image in walker.images_under(class_entry.path, others - {roots[class_entry.path]}):
+            own = {roots[class_entry.path]}
+            for image in walker.images_under(class_entry.path, others - own, frozenset(elsewhere - own)):
                 rel = Path(os.path.relpath(image, path)).as_posix()
                 records.append(ImageRecord(Path(image), rel, label, split))
 
