@@ -404,10 +404,10 @@ def test_a_rerun_that_stops_half_way_leaves_the_earlier_evaluation_whole(
     with pytest.raises(type(stop)):
         evaluate(bundle, tree, out_dir=out, backend=ColourOracle(swap=True))
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # no temporary file either
-    fresh = tmp_path / "fresh"
+    fresh = tmp_path / "fresh" / "a" / "b"
     with pytest.raises(type(stop)):
         evaluate(bundle, tree, out_dir=fresh, backend=ColourOracle(swap=True))
-    assert not fresh.exists()  # the folder made for it goes too
+    assert not (tmp_path / "fresh").exists()  # the folders made for it go too
 
 
 def test_a_rerun_replaces_the_earlier_page_with_its_results(bundle, tree, tmp_path) -> None:

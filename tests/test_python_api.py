@@ -29,6 +29,7 @@ def test_the_public_names_are_offered_at_the_top_without_loading_them_up_front()
     for name in sportsdet.__all__:
         assert getattr(sportsdet, name) is not None, name
     assert sportsdet.Predictor is Predictor
+    assert {"Predictor", "load_bundle"} <= set(dir(sportsdet))  # tab completion sees them
     light = "import sys, sportsdet; print(sorted({'numpy', 'PIL', 'onnxruntime'} & set(sys.modules)))"
     done = subprocess.run([sys.executable, "-c", light], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"

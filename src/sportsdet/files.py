@@ -14,7 +14,6 @@ Torch-free and import-light: everything else builds on this module, it builds on
 
 from __future__ import annotations
 
-import contextlib
 import glob
 import hashlib
 import json
@@ -175,7 +174,8 @@ class StagedFiles:
 
     def __init__(self, folder: str | Path) -> None:
         self.folder = Path(folder)
-        self._made_folder = not self.folder.exists()
+        # The folders writing will make (new/a/b: all three), removed again if nothing is published.
+        self._made = [f for f in (self.folder, *self.folder.parents) if not f.exists()]
         self._staged: dict[str, Path] = {}
 
     def __enter__(self) -> StagedFiles:
@@ -203,9 +203,11 @@ class StagedFiles:
         for temp in self._staged.values():
             temp.unlink(missing_ok=True)
         self._staged.clear()
-        if self._made_folder:
-            with contextlib.suppress(OSError):  # not empty: something was published or put there
-                self.folder.rmdir()
+        for folder in self._made:  # innermost first
+            try:
+                folder.rmdir()
+            except OSError:  # not empty: something was published or put there
+                break
 
 
 @contextmanager
