@@ -57,8 +57,8 @@ def browser():
 class Opened:
     """A page with its console errors and any network request the report tried to make."""
 
-    def __init__(self, browser, path: Path) -> None:
-        self.page = browser.new_page(viewport={"width": 1300, "height": 900})
+    def __init__(self, browser, path: Path, width: int = 1300) -> None:
+        self.page = browser.new_page(viewport={"width": width, "height": 900})
         self.errors: list[str] = []
         self.requests: list[str] = []
         self.page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
@@ -121,6 +121,28 @@ def test_renders_without_errors_and_every_image_loads(browser, report, tmp_path)
     with Image.open(shot) as image:
         assert image.width == 1300 and image.height > 2000
     opened.page.close()
+
+
+def test_a_phone_reads_it_without_scrolling_sideways(browser, report):
+    # At 375 px the per-class table's box grew to the table's width (a 522 px page), long paths did
+    # not wrap, a nav jump hid its heading under the sticky nav, and figures shrunk to 3-pixel
+    # labels could not be opened full size, nor the confusion matrix switched by keyboard.
+    _, path = report
+    opened = Opened(browser, path, width=375)
+    page = opened.page
+    assert page.evaluate("document.documentElement.scrollWidth") <= 375
+    page.locator("nav a", has_text="Per class").click()
+    page.wait_for_timeout(300)
+    heading = page.locator("#per-class h2").bounding_box()
+    nav = page.locator("nav").bounding_box()
+    assert heading["y"] >= nav["height"] - 1  # below the sticky nav, not under it
+    curves = page.locator(".zoomable", has=page.locator("img[alt='training curves']"))
+    curves.focus()
+    page.keyboard.press("Enter")
+    assert "zoomed" in curves.get_attribute("class")
+    assert curves.locator("img").bounding_box()["width"] > 375  # full size, scrolling in its box
+    assert opened.errors == []
+    page.close()
 
 
 def test_clicking_a_header_sorts_the_table(browser, report):

@@ -159,7 +159,7 @@ def reliability_png(bins: list[dict[str, float]], ece: float | None) -> bytes:
         acc = np.array([b["accuracy"] for b in used], dtype=float)
         top.plot(conf, acc, "o", color="#f58518", markersize=4, label="bin mean confidence")
     top.plot([0, 1], [0, 1], "--", color="#777777", linewidth=1, label="perfect calibration")
-    top.set_ylim(0, 1)
+    top.set_ylim(0, 1.04)  # a bin right at 1.0 drew half a dot
     top.set_ylabel("accuracy")
     title = "reliability" + (f" (ECE {ece * 100:.1f}%)" if ece is not None and math.isfinite(ece) else "")
     top.set_title(title)

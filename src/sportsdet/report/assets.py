@@ -30,17 +30,22 @@ table { border-collapse: collapse; font-size: 13px; }
 th, td { border-bottom: 1px solid var(--line); padding: 3px 10px; text-align: left; vertical-align: top; }
 td.n, th.n { text-align: right; font-variant-numeric: tabular-nums; }
 table.kv th { font-weight: normal; color: var(--muted); }
+table.kv td { overflow-wrap: anywhere; }  /* long paths wrap on a phone */
+/* A section the nav jumps to starts below the sticky nav (three lines of it on a phone). */
+section, h2, h3, [id] { scroll-margin-top: 80px; }
 table.sortable th { cursor: pointer; user-select: none; background: var(--bg2); position: sticky; top: 0; }
 table.sortable th::after { content: " \\2195"; color: #aaa; font-size: 11px; }
 table.sortable th[aria-sort="ascending"]::after { content: " \\25B2"; color: #20324a; }
 table.sortable th[aria-sort="descending"]::after { content: " \\25BC"; color: #20324a; }
-.scroll { max-height: 640px; overflow: auto; border: 1px solid var(--line); display: inline-block; }
+.scroll { max-height: 640px; overflow: auto; border: 1px solid var(--line); display: inline-block;
+          max-width: 100%; }  /* scrolls inside itself: a phone's page scrolled sideways */
 .bar { display: inline-block; height: 8px; background: #4c78a8; vertical-align: middle; margin-right: 6px; }
 .low { color: var(--bad); font-weight: 600; }
 .pos { color: var(--ok); } .neg { color: var(--bad); }
 img.fig { max-width: 100%; height: auto; border: 1px solid #eee; }
 .zoomable { overflow: auto; max-height: 92vh; border: 1px solid #eee; }
 .zoomable > img, .zoomable > svg { cursor: zoom-in; max-width: 100%; height: auto; display: block; }
+.zoomable:focus-visible { outline: 3px solid #4c78a8; outline-offset: 2px; }
 .zoomable.zoomed > img, .zoomable.zoomed > svg { cursor: zoom-out; max-width: none; }
 svg.confusion rect.cell:hover { stroke: #000; stroke-width: 1.5; }
 svg.confusion text.hl { font-weight: bold; fill: #c62828; }
@@ -58,6 +63,7 @@ svg.confusion text.hl { font-weight: bold; fill: #c62828; }
 details { margin: 6px 0; } summary { cursor: pointer; color: #20324a; }
 input[type=search] { display: block; padding: 4px 8px; margin: 4px 0 8px; width: 260px; }
 .cols { display: flex; flex-wrap: wrap; gap: 24px; align-items: flex-start; }
+.cols > div { min-width: 0; max-width: 100%; overflow-x: auto; }  /* a wide table scrolls in its column */
 footer { color: var(--muted); font-size: 12px; margin-top: 40px; }
 """
 
@@ -108,8 +114,17 @@ JS = """
       });
     });
   });
-  document.querySelectorAll(".zoomable > img, .zoomable > svg").forEach(function (pic) {
-    pic.addEventListener("click", function () { pic.parentNode.classList.toggle("zoomed"); });
+  // Click, or Enter/Space on the focused figure (keyboards and screen readers reach it too),
+  // switches a figure between fit to width and full size (scrolling inside its box).
+  document.querySelectorAll(".zoomable").forEach(function (box) {
+    box.tabIndex = 0;
+    box.setAttribute("role", "button");
+    box.setAttribute("aria-label", "figure: Enter switches between full size and fit to width");
+    function toggle() { box.classList.toggle("zoomed"); }
+    box.addEventListener("click", toggle);
+    box.addEventListener("keydown", function (e) {
+      if (e.key === "Enter" || e.key === " ") { e.preventDefault(); toggle(); }
+    });
   });
   // Hovering a confusion cell marks its true (row) and predicted (column) class names.
   document.querySelectorAll("svg.confusion").forEach(function (svg) {

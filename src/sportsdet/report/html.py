@@ -74,7 +74,9 @@ def data_uri(png: bytes, mime: str = "image/png") -> str:
 
 
 def img(uri: str, alt: str, cls: str = "fig") -> str:
-    return f'<img class="{cls}" src="{uri}" alt="{escape(alt)}">'
+    picture = f'<img class="{cls}" src="{uri}" alt="{escape(alt)}">'
+    # A figure shrunk to a phone's width had 3-pixel tick labels: a tap shows it full size.
+    return f'<div class="zoomable">{picture}</div>' if cls == "fig" else picture
 
 
 def _figure(draw: Callable[[], bytes], alt: str, fallback: bytes | None = None) -> str:
