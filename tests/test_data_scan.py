@@ -325,6 +325,9 @@ def test_a_class_with_a_single_photo_is_said_by_the_scan(tmp_path: Path) -> None
     scan = scan_dataset(_tree(tmp_path / "data", {"croquet": 3, "polo": 1}))
     said = "1 class(es) with a single photo: 'polo'; a split needs at least 2"
     assert any(said in warning for warning in scan.warnings)
+    from sportsdet.data.discover import for_checking
+
+    assert not any(said in warning for warning in for_checking(scan.warnings))  # evaluate, data check
 
 
 def test_a_class_folder_linked_to_another_is_that_class_not_an_empty_one(tmp_path: Path) -> None:

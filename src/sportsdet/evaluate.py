@@ -199,10 +199,10 @@ def _from_folder(
     keep_seen: bool = False,
     known_only: bool = False,
 ) -> EvalData:
-    from sportsdet.data.discover import scan_dataset, without_imbalance
+    from sportsdet.data.discover import for_checking, scan_dataset
 
     scan = scan_dataset(data_root)
-    notes = without_imbalance(scan.warnings)  # balanced accuracy is reported; nothing to fix
+    notes = for_checking(scan.warnings)  # balanced accuracy is reported; nothing to fix
     if scan.layout == "split":
         records = [r for r in scan.records if r.split == split]
         if not records:

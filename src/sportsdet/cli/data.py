@@ -345,7 +345,7 @@ def _check(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from sportsdet.data import check as checking
-    from sportsdet.data.discover import scan_dataset, without_imbalance
+    from sportsdet.data.discover import for_checking, scan_dataset
 
     if report_path is not None and not to_stdout:  # refused before the check and the moves it records
         check_writable_file(report_path, "--report")
@@ -363,7 +363,7 @@ def _check(
         if name:
             console.print(f"[bold]source {plain(name)}[/] ({plain(scanned.root)})", highlight=False)
         prefix = f"{name}: " if name else ""
-        _print_warnings([prefix + w for w in without_imbalance(scanned.warnings)])
+        _print_warnings([prefix + w for w in for_checking(scanned.warnings)])
         with Progress(
             TextColumn("checking"),
             BarColumn(),

@@ -56,6 +56,7 @@ UNSUPPORTED_IMAGE_EXTENSIONS = frozenset(
 IMBALANCE_RATIO = 3.0
 # How that warning starts: it is advice for training, left out where it does not apply.
 IMBALANCE_WARNING = "strong class imbalance"
+SINGLE_PHOTO_WARNING = "with a single photo"  # a split needs 2 a class: training's concern only
 # How many example paths to keep per ignore reason (the counts are always complete).
 _EXAMPLES = 5
 
@@ -507,6 +508,12 @@ def without_imbalance(warnings: list[str]) -> list[str]:
     return [w for w in warnings if IMBALANCE_WARNING not in w]
 
 
+def for_checking(warnings: list[str]) -> list[str]:
+    """Scan warnings that concern checking or evaluating photos: not the imbalance nor a class of
+    one photo, which only splitting and training mind (evaluate has no --classes to advise)."""
+    return [w for w in without_imbalance(warnings) if SINGLE_PHOTO_WARNING not in w]
+
+
 def scan_warnings(result: ScanResult, *, layout_hint: bool = True) -> list[str]:
     """Things a person should know before training on this tree (`layout_hint`: whether one class
     found may be a folder of class folders, which a class subset never says)."""
@@ -537,7 +544,7 @@ def scan_warnings(result: ScanResult, *, layout_hint: bool = True) -> list[str]:
     lonely = [c for c in result.classes if counts["all"][c] == 1] if result.layout == "folders" else []
     if lonely:  # said by the scan, not first by `data split` or `train` refusing the tree
         warnings.append(
-            f"{len(lonely)} class(es) with a single photo: {_name_list(lonely)}; a split needs at least 2 "
+            f"{len(lonely)} class(es) {SINGLE_PHOTO_WARNING}: {_name_list(lonely)}; a split needs at least 2 "
             "per class (one to train on, one to test): add photos, or leave them out with --classes"
         )
     if result.layout == "split":
