@@ -108,8 +108,9 @@ def train(
     time_budget: str | None = typer.Option(
         None,
         "--time-budget",
-        help="Fit training into this much time, e.g. 10m, 90s or 1h (pretrained models: the schedule "
-        "is planned to fit). With --resume, a new budget for the whole run plans the fine-tuning again.",
+        help="Fit training into this much time, e.g. 10m, 90s or 1h: the schedule of a pretrained model "
+        "(lite0, lite1, lite2, mobilenetv2) is planned to fit; seed-cnn trains --epochs instead. With "
+        "--resume, a new budget for the whole run plans the fine-tuning again.",
     ),
     set_options: list[str] = typer.Option(
         [],
