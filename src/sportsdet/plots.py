@@ -104,7 +104,7 @@ def curves_png(history: list[dict[str, Any]], best_epoch: int | None = None) -> 
             markersize=11,
             label=f"best validation {acc[best]:.3f} (epoch {xs[best]:g})",
         )
-        axes[1].legend(fontsize=8)
+        axes[1].legend(fontsize=8, loc="lower right")  # below a rising curve; "best" sat on the line
     xs, lr = _series(history, "lr")
     ax = axes[2]
     if len(xs):
