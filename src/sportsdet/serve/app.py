@@ -835,8 +835,17 @@ def create_app(config: ServeConfig | None = None, predictor: Predictor | None = 
         redoc_url=None,
     )
     # The Swagger UI that ships on PyPI (4.15) reads OpenAPI 3.0 only: /docs said "Unable to render
-    # this definition" of FastAPI's 3.1. The schemas read the same under 3.0.3.
+    # this definition" of FastAPI's 3.1. The document is served as 3.0.3, its one 3.1 form (an
+    # optional field's {"type": "null"} alternative) written the 3.0 way (nullable).
     app.openapi_version = "3.0.3"
+    schema_of = app.openapi
+
+    def openapi_3_0() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = _nullable_as_in_3_0(schema_of())
+        return app.openapi_schema
+
+    app.openapi = openapi_3_0
     app.state.service = service
     bodies = service.bodies
     app.state.bodies = bodies
@@ -1008,6 +1017,22 @@ def _document_the_key(app: FastAPI) -> None:
         return schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _nullable_as_in_3_0(node: Any) -> Any:
+    """OpenAPI 3.1's `anyOf: [X, {"type": "null"}]` as 3.0 writes it: X with `nullable: true`."""
+    if isinstance(node, list):
+        return [_nullable_as_in_3_0(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    node = {key: _nullable_as_in_3_0(value) for key, value in node.items()}
+    options = node.get("anyOf")
+    if isinstance(options, list) and {"type": "null"} in options:
+        rest = [option for option in options if option != {"type": "null"}]
+        del node["anyOf"]
+        node.update(rest[0] if len(rest) == 1 else {"anyOf": rest})
+        node["nullable"] = True
+    return node
 
 
 def _add_offline_docs(app: Any) -> None:
