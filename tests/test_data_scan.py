@@ -297,12 +297,15 @@ def test_a_link_from_one_split_into_another_does_not_count_photos_twice(tmp_path
         _tree(root / split, {"croquet": 2, "polo": 2})
     (root / "train" / "polo" / "more").symlink_to("../../valid")
     (root / "train" / "croquet" / "theirs").symlink_to("../../valid/croquet")
+    _tree(root / "valid" / "polo", {"sub": 2})  # valid/polo/sub: two more polo photos
+    (root / "train" / "polo" / "deeper").symlink_to("../../valid/polo/sub")
     (root / "test").symlink_to(tmp_path / "unmounted" / "test")  # a split on a drive not mounted
     scan = scan_dataset(root)
     assert scan.counts()["train"] == {"croquet": 2, "polo": 2}
-    assert scan.counts()["valid"] == {"croquet": 2, "polo": 2}  # not taken by train's link
-    assert scan.ignored.get(IGNORED_LINKED) == 2
+    assert scan.counts()["valid"] == {"croquet": 2, "polo": 4}  # not taken by train's links
+    assert scan.ignored.get(IGNORED_LINKED) == 3
     assert any(f"test -> {tmp_path / 'unmounted' / 'test'}" in w for w in scan.warnings)
+    assert not any("no test folder" in w for w in scan.warnings)  # the link is said instead
 
 
 def test_class_names_that_only_look_alike_are_warned_about_with_the_difference_shown(tmp_path: Path) -> None:
@@ -318,6 +321,8 @@ def test_class_names_that_only_look_alike_are_warned_about_with_the_difference_s
     scan = scan_dataset(_tree(tmp_path / "fi", {"figure skating": 2, "\ufb01gure skating": 2}))
     warning = next(w for w in scan.warnings if "ligatures" in w)
     assert "'\\ufb01gure skating'" in warning
+    scan = scan_dataset(_tree(tmp_path / "ss", {"Straßenlauf": 2, "STRASSENLAUF": 2}))
+    assert any("differ only in case:" in w for w in scan.warnings)  # ß is SS in capitals
 
 
 def test_a_class_with_a_single_photo_is_said_by_the_scan(tmp_path: Path) -> None:

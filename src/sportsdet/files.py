@@ -433,6 +433,7 @@ def iter_image_files(
     on_skip: Callable[[str, str], None] | None = None,
     is_wanted: Callable[[str], bool] = is_image_name,
     on_misnamed: Callable[[str, str], None] | None = None,
+    refuse_link: Callable[[str], bool] | None = None,
 ) -> Iterator[Path]:
     """Image files below `folder`, recursively, sorted by name within each folder.
 
@@ -446,6 +447,7 @@ def iter_image_files(
     an image but whose first bytes are a JPEG, PNG, ... (a web scrape's `photo.php`) is yielded
     too, after `on_misnamed(path, format)` hears of it. This is the one place that decides that
     such photos are used (by scan, check, training and predict alike), and never silently.
+    `refuse_link(path)`: whether a link to a folder is passed over (as a folder already visited).
     """
     visited = set() if visited is None else visited
     skip = on_skip or (lambda reason, path: None)
@@ -491,6 +493,9 @@ def iter_image_files(
             skip(SKIP_BROKEN_LINK if broken else SKIP_NOT_REGULAR, entry.path)
             continue
         if stat.S_ISDIR(info.st_mode):
+            if refuse_link is not None and entry.is_symlink() and refuse_link(entry.path):
+                skip(SKIP_SEEN, entry.path)
+                continue
             listing = enter(entry.path)
             if listing is not None:
                 stack.append((entry.path, listing))

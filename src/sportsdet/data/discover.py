@@ -241,8 +241,15 @@ class _Walker:
         """
         visited = self._seen_dirs | other_classes | other_splits
         found = []
+        # A link to a folder inside another split's class (train/polo/x -> ../../valid/polo/sub),
+        # not only to the class folder itself.
+        inside_other_split = (lambda path: _at_or_under(path, other_splits)) if other_splits else None
         for path in files.iter_image_files(
-            folder, visited=visited, on_skip=self.on_skip, on_misnamed=self.on_misnamed
+            folder,
+            visited=visited,
+            on_skip=self.on_skip,
+            on_misnamed=self.on_misnamed,
+            refuse_link=inside_other_split,
         ):
             if path.is_symlink() and _inside(os.path.realpath(path), other_classes):
                 # One photo under two labels (polo/x.jpg -> ../croquet/x.jpg): counted in both.
@@ -290,6 +297,12 @@ def _link_target(path: Path) -> str:
         return "?"
 
 
+def _at_or_under(path: str, folders: frozenset | set[tuple[int, int]]) -> bool:
+    """Whether the folder `path` leads to is one of `folders` or lies under one."""
+    real = os.path.realpath(path)
+    return files.folder_key(real) in folders or _inside(real, folders)
+
+
 def _inside(path: str, folders: set[tuple[int, int]]) -> bool:
     """Whether a real path lies under one of these folders (by `files.folder_key`)."""
     return any(files.folder_key(parent) in folders for parent in Path(path).parents)
@@ -328,8 +341,10 @@ def _look_alike_key(name: str) -> str:
 
 def how_they_differ(spellings: list[str]) -> str:
     """'only in case', or what else sets `case_clashes` spellings apart."""
-    # lower(), not casefold(): casefold writes the ligature in 'ﬁgure skating' as 'fi'.
-    if len({name.lower() for name in spellings}) == 1:
+    # casefold() makes 'Straße' and 'STRASSE' one, as it should, but also the ligature in
+    # 'ﬁgure skating' 'fi': a compatibility form is more than case.
+    plain_forms = all(unicodedata.normalize("NFKC", name) == name for name in spellings)
+    if plain_forms and len({name.casefold() for name in spellings}) == 1:
         return "only in case"
     return "only in case, spaces, invisible characters or ligatures"
 
@@ -552,8 +567,11 @@ def scan_warnings(result: ScanResult, *, layout_hint: bool = True) -> list[str]:
             missing = [c for c in result.classes if counts[split][c] == 0]
             if missing:
                 warnings.append(f"{len(missing)} class(es) have no images in {split}: {_name_list(missing)}")
+        # A split folder that is a link to nothing is said by the broken-link warning below.
+        linked = result.ignored_examples.get(IGNORED_BROKEN_LINK, [])
+        broken = {SPLIT_FOLDERS.get(rel.lower()) for rel in linked}
         for split in SPLIT_ORDER:
-            if split not in result.split_folders:
+            if split not in result.split_folders and split not in broken:
                 warnings.append(f"no {split} folder: the tree has {', '.join(result.split_folders.values())}")
     for split in result.splits:
         present = {c: n for c, n in counts[split].items() if n > 0}
