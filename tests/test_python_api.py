@@ -118,3 +118,10 @@ def test_something_that_is_no_input_says_what_to_give(predictor: Predictor) -> N
     image.save(photo, format="PNG")
     [result] = predictor.predict_sources(memoryview(photo.getvalue()))
     assert result.ok
+    # An open file or a BytesIO, bare or in a list, is one photo (it was read line by line).
+    photo.seek(0)
+    [result] = predictor.predict_sources(photo)
+    assert result.ok and result.input == "<stream #0>"
+    photo.seek(0)
+    [result] = predictor.predict_sources([photo])
+    assert result.ok

@@ -171,16 +171,33 @@ def expand_inputs(sources: Iterable[Source] | Source) -> Iterator[InputItem]:
         yield item
 
 
+def _read_stream(stream: Any, index: int) -> InputItem:
+    name = getattr(stream, "name", None)
+    shown = str(name) if isinstance(name, (str, os.PathLike)) else f"<stream #{index}>"
+    try:
+        data = stream.read()
+    except OSError as exc:
+        return InputItem(shown, error=f"cannot be read: {exc.strerror or exc}")
+    if not isinstance(data, (bytes, bytearray)):
+        return InputItem(shown, error="a text stream: open the photo in binary mode ('rb')")
+    return InputItem(shown, bytes(data))
+
+
 def _one_input(sources: Any) -> bool:
     """Whether `sources` is one input, not a list of them (an image or an array is one thing)."""
     single = (str, bytes, bytearray, memoryview, os.PathLike, np.ndarray)
-    return isinstance(sources, single) or hasattr(sources, "getpixel") or not isinstance(sources, Iterable)
+    one_thing = hasattr(sources, "getpixel") or hasattr(sources, "read")  # an image, an open file
+    return isinstance(sources, single) or one_thing or not isinstance(sources, Iterable)
 
 
 def _expand_each(sources: Iterable[Source]) -> Iterator[InputItem]:
     for index, source in enumerate(sources):
         if isinstance(source, (bytes, bytearray, memoryview)):
             yield InputItem(f"<bytes #{index}>", bytes(source))
+            continue
+        if hasattr(source, "read") and not isinstance(source, (str, os.PathLike)):
+            # An open file or BytesIO: its bytes (given bare, it was read line by line).
+            yield _read_stream(source, index)
             continue
         if not isinstance(source, (str, os.PathLike)):
             # A Pillow image or an array was taken for a file name ("file not found", named by its
