@@ -319,6 +319,32 @@ def test_existing_run_is_not_overwritten_without_force(data_dir, tmp_path):
     assert (mine / "config.json").read_text() == '{"my": "settings"}' and (mine / "metrics.csv").is_file()
 
 
+def test_force_stopped_before_a_checkpoint_gives_the_finished_run_back(data_dir, tmp_path, monkeypatch):
+    # --force deleted the finished run before the new one had a single checkpoint: a Ctrl-C (or a
+    # bad photo) seconds later left nothing, and said "nothing to resume".
+    from sportsdet.errors import InterruptSaid
+    from sportsdet.training import run as running
+
+    run = tmp_path / "run"
+    train(data_dir, out=run, model="seed-cnn", options={**TINY, "epochs": 1})
+    finished = {p.relative_to(run): p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    real_recipe = running.get_recipe
+
+    def interrupted(ctx):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(running, "get_recipe", lambda name: interrupted)
+    console = Console(record=True, width=300)
+    with pytest.raises(InterruptSaid):
+        train(data_dir, out=run, model="seed-cnn", seed=1, force=True, options=TINY, console=console)
+    assert "is back as it was" in console.export_text()
+    assert {p.relative_to(run): p.read_bytes() for p in run.rglob("*") if p.is_file()} == finished
+    monkeypatch.setattr(running, "get_recipe", real_recipe)
+    train(data_dir, out=run, model="seed-cnn", seed=1, force=True, options={**TINY, "epochs": 1})
+    assert not (run / ".previous-run").exists()  # replaced for good once the new run had a checkpoint
+    assert (run / "model" / "weights.safetensors").read_bytes() != finished[Path("model/weights.safetensors")]
+
+
 def test_bad_image_stops_training_with_a_clear_message(data_dir, tmp_path):
     data = make_dataset(tmp_path / "data")
     bad = data / "green" / "05.png"

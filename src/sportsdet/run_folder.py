@@ -17,6 +17,7 @@ Every other module asks this one where these live; none spells the names itself.
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import shutil
 from collections.abc import Iterator
@@ -193,13 +194,34 @@ def find_split_manifest(bundle: Any) -> Path | None:
     return next((c for c in split_manifest_candidates(bundle) if c.is_file()), None)
 
 
-def clear_run(run: RunFolder) -> list[Path]:
+PREVIOUS_RUN = ".previous-run"  # --force: the run replaced, kept until the new one has a checkpoint
+
+
+def clear_run(run: RunFolder, *, set_aside: bool = False) -> list[Path]:
     """--force: remove what sportsdet wrote in a run folder, nothing else; returns what is left.
+    `set_aside`: move it into RUN/.previous-run instead (`restore_previous_run` puts it back,
+    `drop_previous_run` deletes it), so that a new run stopped before its first checkpoint does
+    not cost the finished one it was to replace.
 
     Folders (checkpoints/, model/, eval/) go only when nothing of the user's is left in them.
     """
+    aside = run.path / PREVIOUS_RUN
+    if set_aside:
+        shutil.rmtree(aside, ignore_errors=True)  # an older one a killed --force left
+
+    def remove(entry: Path) -> None:
+        if set_aside:
+            target = aside / entry.relative_to(run.path)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(entry, target)
+        elif entry.is_file() or entry.is_symlink():
+            entry.unlink()
+        else:
+            shutil.rmtree(entry)
+
     for name in RUN_FILES:
-        (run.path / name).unlink(missing_ok=True)
+        if (run.path / name).is_file():
+            remove(run.path / name)
     kept: list[Path] = []
     for folder, names in RUN_DIRS.items():
         path = run.path / folder
@@ -207,15 +229,34 @@ def clear_run(run: RunFolder) -> list[Path]:
             continue
         for entry in path.iterdir():
             ours = entry.name in names or (entry.name.startswith(".") and ".tmp" in entry.name)
-            if ours and (entry.is_file() or entry.is_symlink()):
-                entry.unlink()
-            elif ours:
-                shutil.rmtree(entry)
+            if ours:
+                remove(entry)
             else:
                 kept.append(entry)
         if not any(path.iterdir()):
             path.rmdir()
     return kept
+
+
+def restore_previous_run(run: RunFolder) -> bool:
+    """Put back the run `clear_run(set_aside=True)` moved aside, removing the new run's first files;
+    False when there is none."""
+    aside = run.path / PREVIOUS_RUN
+    if not aside.is_dir():
+        return False
+    clear_run(run)
+    for entry in sorted(aside.rglob("*")):
+        if entry.is_file() or entry.is_symlink():
+            target = run.path / entry.relative_to(aside)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(entry, target)
+    shutil.rmtree(aside, ignore_errors=True)
+    return True
+
+
+def drop_previous_run(run: RunFolder) -> None:
+    """The new run has a checkpoint of its own: the run it replaced goes for good."""
+    shutil.rmtree(run.path / PREVIOUS_RUN, ignore_errors=True)
 
 
 @contextmanager

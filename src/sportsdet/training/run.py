@@ -36,7 +36,7 @@ from sportsdet.files import sha256_file, write_json
 from sportsdet.models import DEFAULT_MODEL, ModelSpec, get_model_spec
 from sportsdet.near_copies import near_hashes
 from sportsdet.preprocess import Preprocessing
-from sportsdet.run_folder import RunFolder, clear_run, lock_run
+from sportsdet.run_folder import RunFolder, clear_run, drop_previous_run, lock_run, restore_previous_run
 from sportsdet.seen_photos import SEEN_NAME, SEEN_SPLITS, seen_photos_json
 from sportsdet.training import distributed
 from sportsdet.training.calibration import calibrate_temperature, fit_validation_abstain
@@ -452,7 +452,7 @@ def start_new_run(setup: RunSetup, *, force: bool, console: Console) -> None:
     run = setup.run
     _refuse_existing(run, force)  # again, now that we hold the folder
     if force:
-        for kept in clear_run(run):
+        for kept in clear_run(run, set_aside=True):
             console.print(
                 f"[dim]--force kept {escape(str(kept))} (not written by sportsdet)[/]", highlight=False
             )
@@ -789,7 +789,15 @@ def _run_recipe(ctx: TrainContext) -> TrainResult:
             raise
     except KeyboardInterrupt:
         last = ctx.checkpoint_dir / "last.safetensors"
-        if last.is_file():
+        if _settle_replaced_run(ctx):
+            ctx.console.print(
+                "[yellow]interrupted[/] before the first checkpoint was written; the run that was in "
+                f"{escape(str(run_dir))} is back as it was (--force replaces it once a new run has a "
+                "checkpoint)",
+                highlight=False,
+                soft_wrap=True,
+            )
+        elif last.is_file():
             # What the checkpoint holds: the epoch stopped between its history row and its
             # checkpoint was counted as finished ("after 43" of a checkpoint at 42).
             kept = checkpoint_epoch(last) or len(ctx.history)
@@ -810,8 +818,12 @@ def _run_recipe(ctx: TrainContext) -> TrainResult:
         raise InterruptSaid from None
     except DataFileError as exc:
         # The split lists the bad file, so this run cannot be resumed once the file is moved.
-        raise SportsdetError(f"{exc} with --force (the run in {run_dir} stopped there)") from None
+        back = " (the run that was there before --force is back)" if _settle_replaced_run(ctx) else ""
+        raise SportsdetError(f"{exc} with --force (the run in {run_dir} stopped there){back}") from None
     except Exception as exc:
+        if _settle_replaced_run(ctx):
+            back = f"[yellow]note:[/] the run that was in {escape(str(run_dir))} is back as it was"
+            ctx.console.print(back, highlight=False, soft_wrap=True)
         last = ctx.checkpoint_dir / "last.safetensors"
         cannot_write = isinstance(exc, (OSError, WriteError)) or type(exc).__name__ == "SafetensorError"
         if cannot_write and last.is_file():  # a full disk said only "No space left on device"
@@ -823,9 +835,21 @@ def _run_recipe(ctx: TrainContext) -> TrainResult:
                 soft_wrap=True,
             )
         raise
+    _settle_replaced_run(ctx)
     if result.best is None:
         raise SportsdetError(f"{run_dir}: training finished without any epoch; nothing to save")
     return result
+
+
+def _settle_replaced_run(ctx: TrainContext) -> bool:
+    """The run --force set aside: dropped once the new run has a checkpoint, else put back (True)."""
+    if not distributed.is_main():
+        return False
+    run = RunFolder(ctx.run_dir)
+    if (ctx.checkpoint_dir / "last.safetensors").is_file():
+        drop_previous_run(run)
+        return False
+    return restore_previous_run(run)
 
 
 def _calibrate(ctx: TrainContext, result: TrainResult) -> dict[str, Any]:
