@@ -211,6 +211,10 @@ def test_what_a_killed_fetch_left_is_removed_by_the_next(http_server, tmp_path: 
     os.utime(old, (0, 0))
     fetch_dataset(url, tmp_path, progress=False)
     assert leftovers(tmp_path) == [recent.name]  # one touched within the hour may be at work
+    (tmp_path / ".photos.replaced-7").mkdir()
+    os.utime(recent, (0, 0))
+    fetch_dataset(url, tmp_path, progress=False)  # reused, nothing unpacked: it cleans up all the same
+    assert leftovers(tmp_path) == []
 
 
 def test_a_folder_fetched_from_another_url_of_the_same_name_is_not_reused(http_server, tmp_path) -> None:

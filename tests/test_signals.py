@@ -164,3 +164,13 @@ def test_ctrl_c_training_spoke_of_gets_no_second_word(run_cli, capsys, monkeypat
     err = capsys.readouterr().err
     assert "interrupted before the first checkpoint was written" in err
     assert "run the same command again" not in err
+
+
+def test_ctrl_c_while_the_command_line_loads_is_one_line(tmp_path) -> None:
+    # Ctrl-C in the first tenths of a second (typer, rich, numpy loading) ended in a
+    # KeyboardInterrupt traceback: the console script imported sportsdet.cli before main ran.
+    (tmp_path / "typer.py").write_text("raise KeyboardInterrupt\n")  # as if Ctrl-C came right then
+    env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    done = subprocess.run([sys.executable, "-m", "sportsdet", "info"], capture_output=True, text=True,
+                          env=env, timeout=60)  # fmt: skip
+    assert done.returncode == 130 and done.stderr == "interrupted\n", done.stderr

@@ -240,7 +240,9 @@ def main() -> None:
             err_console.print("[yellow]interrupted[/]")
         sys.exit(143 if isinstance(exc, Terminated) or _sigterm_received else 130)
     finally:
-        sys.unraisablehook = previous_hook
+        # The hook stays for the interpreter's shutdown: a second Ctrl-C that lands in Python's
+        # wait for its threads there printed "Exception ignored in: <module 'threading'>" and a
+        # traceback under the first one's message.
         _dropped_interrupts.clear()
 
 

@@ -362,6 +362,8 @@ def _fetch_into(
     max_seconds: float | None, progress: bool, say: Callable[[str], None],
 ) -> Path:  # fmt: skip
     final = dest / name
+    if dest.is_dir():  # what a killed fetch left goes, whether this one downloads or not
+        _remove_abandoned_folders(dest, name)
     if final.exists():  # said before any download: a wrong folder must not cost one
         made_from = _fetched_from(final / MARKER)
         if made_from is None:
@@ -390,7 +392,6 @@ def _fetch_into(
     else:
         say(f"{archive}: the archive kept from this URL, unpacked again (--force downloads it anew)")
     dest.mkdir(parents=True, exist_ok=True)
-    _remove_abandoned_folders(dest, name)
     staging = Path(tempfile.mkdtemp(prefix=f".{name}.unpacking-", dir=dest))
     aside = None
     try:
