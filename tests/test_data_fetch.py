@@ -177,7 +177,9 @@ def test_a_folder_not_made_by_fetch_is_never_replaced_nor_passed_off(http_server
     assert http_server.hits["/photos.zip"] == 0
 
 
-def test_ctrl_c_while_force_replaces_a_dataset_leaves_a_whole_one(http_server, tmp_path, monkeypatch) -> None:
+def test_ctrl_c_while_force_replaces_a_dataset_leaves_a_whole_one(
+    http_server, tmp_path, monkeypatch, ctrl_c_raises
+) -> None:
     # The old folder was deleted first: Ctrl-C then left part of it without its marker, which no
     # fetch would replace again ("not made by `sportsdet data fetch`"), and `train` took it.
     import signal
