@@ -131,6 +131,8 @@ def test_a_phone_reads_it_without_scrolling_sideways(browser, report):
     opened = Opened(browser, path, width=375)
     page = opened.page
     assert page.evaluate("document.documentElement.scrollWidth") <= 375
+    heights = page.locator("nav a").evaluate_all("links => links.map(a => a.getClientRects().length)")
+    assert set(heights) == {1}  # no link broken over two lines ("Per" / "class")
     page.locator("nav a", has_text="Per class").click()
     page.wait_for_timeout(300)
     heading = page.locator("#per-class h2").bounding_box()

@@ -10,7 +10,7 @@ header.top h1 { margin: 0 0 4px; font-size: 22px; }
 header.top .sub { color: #c8d3e0; font-size: 13px; }
 nav { position: sticky; top: 0; background: #fff; border-bottom: 1px solid var(--line);
       padding: 6px 24px; z-index: 5; font-size: 13px; }
-nav a { margin-right: 14px; color: #20324a; text-decoration: none; }
+nav a { margin-right: 14px; color: #20324a; text-decoration: none; white-space: nowrap; }
 nav a:hover { text-decoration: underline; }
 main { max-width: 1280px; margin: 0 auto; padding: 8px 24px 48px; }
 section { margin-top: 26px; }
@@ -31,6 +31,8 @@ th, td { border-bottom: 1px solid var(--line); padding: 3px 10px; text-align: le
 td.n, th.n { text-align: right; font-variant-numeric: tabular-nums; }
 table.kv th { font-weight: normal; color: var(--muted); }
 table.kv td { overflow-wrap: anywhere; }  /* long paths wrap on a phone */
+/* Any other wide table (per source, other evaluations) scrolls in itself on a phone. */
+main table:not(.sortable):not(.kv) { display: block; max-width: 100%; overflow-x: auto; }
 /* A section the nav jumps to starts below the sticky nav (three lines of it on a phone). */
 section, h2, h3, [id] { scroll-margin-top: 80px; }
 table.sortable th { cursor: pointer; user-select: none; background: var(--bg2); position: sticky; top: 0; }

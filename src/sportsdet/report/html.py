@@ -158,7 +158,8 @@ def _now() -> str:
 
 
 def _page(title: str, subtitle: str, sections: list[tuple[str, str, str]], notes: list[str]) -> str:
-    nav = "".join(f'<a href="#{anchor}">{escape(name)}</a>' for anchor, name, _ in sections)
+    # Spaces between the links: the lines of a narrow screen break there, not inside "Per class".
+    nav = " ".join(f'<a href="#{anchor}">{escape(name)}</a>' for anchor, name, _ in sections)
     note_html = "".join(f'<div class="note">{escape(n)}</div>' for n in notes)
     body = "".join(f'<section id="{a}"><h2>{escape(n)}</h2>{html}</section>' for a, n, html in sections)
     return (
