@@ -136,7 +136,12 @@ def train(
     resume: bool = typer.Option(
         False, "--resume", help="Continue the run in --out from its last checkpoint."
     ),
-    force: bool = typer.Option(False, "--force", help="Replace an existing run in --out."),
+    force: bool = typer.Option(
+        False,
+        "--force",
+        help="Replace an existing run in --out (kept aside until the new run's first checkpoint, and "
+        "put back if it stops before).",
+    ),
     nproc: int | None = typer.Option(
         None,
         "--nproc",
