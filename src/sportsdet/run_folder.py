@@ -128,6 +128,8 @@ class RunFolder:
         read, not just named alike (a folder of one's own may hold a config.json)."""
         if (self.path / MODEL / MANIFEST_NAME).is_file():
             return True
+        if (self.path / PREVIOUS_RUN).is_dir() and RunFolder(self.path / PREVIOUS_RUN).written_by_sportsdet():
+            return True  # a --force killed right after it set the run aside
         for name in (CONFIG, SPLIT):
             try:
                 data = json.loads((self.path / name).read_text(encoding="utf-8"))
@@ -206,8 +208,11 @@ def clear_run(run: RunFolder, *, set_aside: bool = False) -> list[Path]:
     Folders (checkpoints/, model/, eval/) go only when nothing of the user's is left in them.
     """
     aside = run.path / PREVIOUS_RUN
-    if set_aside:
-        shutil.rmtree(aside, ignore_errors=True)  # an older one a killed --force left
+    if set_aside and aside.is_dir():  # a --force before this one stopped without settling it
+        if (run.path / CHECKPOINTS / "last.safetensors").is_file():
+            shutil.rmtree(aside, ignore_errors=True)  # what is here now is a run: the older one goes
+        else:
+            set_aside = False  # here are only a stopped run's first files: the run aside stays
 
     def remove(entry: Path) -> None:
         if set_aside:
