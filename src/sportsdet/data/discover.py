@@ -235,14 +235,13 @@ class _Walker:
         """Image paths anywhere below a class folder (sub-folders belong to the same class).
 
         A link into another class's folder is not followed (`other_classes`), so no image is
-        counted under two classes, whichever class sorts first; nor a folder link into another
-        split's class folders (`other_splits`). A file link to a photo of another split stays: a
-        copy across splits, which `data check` reports.
+        counted under two classes, whichever class sorts first; nor a folder link to anything in
+        another split (`other_splits`: their split folders): train/polo/x -> ../../valid/polo/sub
+        moved valid's photos to train. A file link to a photo of another split stays: a copy
+        across splits, which `data check` reports.
         """
-        visited = self._seen_dirs | other_classes | other_splits
+        visited = self._seen_dirs | other_classes
         found = []
-        # A link to a folder inside another split's class (train/polo/x -> ../../valid/polo/sub),
-        # not only to the class folder itself.
         inside_other_split = (lambda path: _at_or_under(path, other_splits)) if other_splits else None
         for path in files.iter_image_files(
             folder,
@@ -256,7 +255,7 @@ class _Walker:
                 self.skip(IGNORED_LINKED_PHOTO, str(path))
                 continue
             found.append(str(path))
-        self._seen_dirs |= visited - other_classes - other_splits
+        self._seen_dirs |= visited - other_classes
         return found
 
     def class_folders(self, entries: list[os.DirEntry[str]]) -> list[os.DirEntry[str]]:
@@ -279,15 +278,6 @@ class _Walker:
             self.skip(IGNORED_LOOSE, entry.path)
         else:
             self.skip(IGNORED_NOT_IMAGE, entry.path)
-
-
-def _folder_keys_in(folder: str) -> set[tuple[int, int]]:
-    """`files.folder_key` of each folder inside `folder` (links followed); none when unreadable."""
-    try:
-        with os.scandir(folder) as entries:
-            return {key for entry in entries if (key := files.folder_key(entry.path)) is not None}
-    except OSError:
-        return set()
 
 
 def _link_target(path: Path) -> str:
@@ -407,14 +397,12 @@ def scan_dataset(root: str | Path, *, allow_photos: bool = False) -> ScanResult:
     split_entries = _split_folders(walker, top)
     # train/polo/x -> ../../valid counted valid's photos in train as well: a leak between splits.
     walker.never_enter([entry.path for entry in split_entries.values()])
+    split_keys = {split: files.folder_key(entry.path) for split, entry in split_entries.items()}
     records: list[ImageRecord] = []
     class_names: set[str] = set()
 
-    # Every split's class folders: train/polo/more -> ../../valid/polo counted valid's photos in
-    # train and left valid's polo empty (a leak between splits).
-    elsewhere: set[tuple[int, int]] = set().union(*(_folder_keys_in(e.path) for e in split_entries.values()))
-
     def collect(entries: list[os.DirEntry[str]], split: str | None) -> None:
+        other_splits = frozenset(key for name, key in split_keys.items() if name != split and key is not None)
         class_entries = sorted(walker.class_folders(entries), key=lambda e: e.name)
         roots = {entry.path: files.folder_key(entry.path) for entry in class_entries}
         # A class folder that is a link to another class folder (a2 -> a) is that class, counted
@@ -430,8 +418,7 @@ def scan_dataset(root: str | Path, *, allow_photos: bool = False) -> ScanResult:
             label = class_name(class_entry.name)
             class_names.add(label)
             others = {key for path, key in roots.items() if key is not None and path != class_entry.path}
-            own = {roots[class_entry.path]}
-            for image in walker.images_under(class_entry.path, others - own, frozenset(elsewhere - own)):
+            for image in walker.images_under(class_entry.path, others - {key}, other_splits):
                 rel = Path(os.path.relpath(image, path)).as_posix()
                 records.append(ImageRecord(Path(image), rel, label, split))
 
