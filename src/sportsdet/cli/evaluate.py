@@ -112,7 +112,7 @@ def _say_interrupted(out: Path | None, before: tuple[int, int] | None) -> None:
     the new one is whole or the folder is as it was; typer alone printed a blank line."""
     after = _file_stamp(out / "metrics.json") if out is not None else None
     if out is not None and after is not None and after != before:
-        target = _report_target(out)
+        target = _report_target(out, _owning_run(out))
         message = (
             f"the evaluation is written in {escape(str(out))}, but its report page is not up to date: "
             f"`sportsdet report {escape(shlex.quote(str(target)))}` writes it"
@@ -124,27 +124,28 @@ def _say_interrupted(out: Path | None, before: tuple[int, int] | None) -> None:
     err_console.print(f"[yellow]interrupted[/]: {message}", highlight=False, soft_wrap=True)
 
 
-def _report_target(out_dir: Path) -> Path:
-    """RUN/eval belongs to a run: its report covers training and evaluation together (the run
-    folder's page). Any other evaluation folder gets its own page."""
+def _owning_run(out_dir: Path) -> Path | None:
+    """The run whose model this evaluation scored (RUN/eval, RUN/eval-<data>); None outside a
+    run, or for another model's evaluation kept in a run folder (the run's page leaves it out)."""
     from sportsdet.report.inputs import scored_another_bundle
 
     run = out_dir.parent if (out_dir.parent / "model").is_dir() else None
-    if run is not None and out_dir.name == "eval" and not scored_another_bundle(out_dir, run):
-        return run
-    return out_dir
+    return None if run is None or scored_another_bundle(out_dir, run) else run
+
+
+def _report_target(out_dir: Path, run: Path | None) -> Path:
+    """RUN/eval belongs to its run: its report covers training and evaluation together (the run
+    folder's page). Any other evaluation folder gets its own page."""
+    return run if run is not None and out_dir.name == "eval" else out_dir
 
 
 def _write_reports(out_dir: Path) -> None:
     """The evaluation's page, and the run's page again when the evaluation is one of a run's
     (RUN/eval-<data>): the run's page lists every evaluation of its model."""
     from sportsdet.report import write_report_after
-    from sportsdet.report.inputs import scored_another_bundle
 
-    run = out_dir.parent if (out_dir.parent / "model").is_dir() else None
-    if run is not None and scored_another_bundle(out_dir, run):
-        run = None  # another model's evaluation kept in a run folder: the run's page leaves it out
-    target = _report_target(out_dir)
+    run = _owning_run(out_dir)
+    target = _report_target(out_dir, run)
     report = write_report_after(target, warn)
     if report is not None:
         err_console.print(f"report: {plain(report)}", highlight=False)
