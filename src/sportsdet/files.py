@@ -19,12 +19,13 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import signal
 import stat
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -151,11 +152,22 @@ def remove_abandoned_temps(path: str | Path) -> None:
     """The temporary files of `path` a killed process left (kill -9 in the middle of an export: a
     model-sized hidden file per kill); one touched within the hour may be another write's."""
     path = Path(path)
+    found = path.parent.glob(f".{glob.escape(path.name)}.*.tmp{glob.escape(path.suffix)}")
+    remove_untouched(temp for temp in found if _TEMP_NAME.match(temp.name))
+
+
+def remove_untouched(paths: Iterable[Path], seconds: float = ABANDONED_TEMP_S) -> None:
+    """Remove each file or folder not modified for `seconds`: what a killed process left, which
+    one still at work (its writes touch it) keeps."""
     now = time.time()
-    for temp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp{glob.escape(path.suffix)}"):
+    for path in paths:
         try:
-            if _TEMP_NAME.match(temp.name) and now - temp.stat().st_mtime > ABANDONED_TEMP_S:
-                temp.unlink()
+            if now - path.stat().st_mtime <= seconds:
+                continue
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink()
         except OSError:
             continue  # gone meanwhile, or not ours to remove
 

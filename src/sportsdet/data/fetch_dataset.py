@@ -25,7 +25,6 @@ import shutil
 import subprocess
 import tarfile
 import tempfile
-import time
 import urllib.parse
 import zipfile
 from collections.abc import Callable
@@ -33,8 +32,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from sportsdet.errors import SportsdetError
-from sportsdet.fetch import ABANDONED_PART_S, download_file, is_url, redact_url
-from sportsdet.files import FETCH_MARKER, signals_deferred
+from sportsdet.fetch import download_file, is_url, redact_url
+from sportsdet.files import FETCH_MARKER, remove_untouched, signals_deferred
 
 
 @dataclass(frozen=True)
@@ -429,12 +428,6 @@ def _remove_abandoned_folders(dest: Path, name: str) -> None:
     """What a killed fetch left in DEST: an unpacking folder (kill -9: one more per kill, hidden,
     each as large as the dataset) or the old dataset moved aside to be deleted. An unpacking
     folder touched within the hour may be another fetch's, still at work."""
-    now = time.time()
     for folder in dest.glob(f".{glob.escape(name)}.replaced-*"):
         shutil.rmtree(folder, ignore_errors=True)
-    for folder in dest.glob(f".{glob.escape(name)}.unpacking-*"):
-        try:
-            if now - folder.stat().st_mtime > ABANDONED_PART_S:
-                shutil.rmtree(folder, ignore_errors=True)
-        except OSError:
-            continue  # gone meanwhile
+    remove_untouched(dest.glob(f".{glob.escape(name)}.unpacking-*"))
