@@ -537,3 +537,20 @@ def test_the_console_shows_each_copy_group_apart(messy: Path) -> None:
     between = lines[lines.index(rows[1]) + 1 : lines.index(rows[2])]
     assert any(line.startswith("├") for line in between)  # a rule between the two groups
     assert "files (the first is the copy kept)" in result.stdout
+
+
+def test_workers_0_decodes_in_the_main_process_as_train_does(
+    messy: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `--workers 0` meant "one per core" here and "in the main process" for train.
+    from sportsdet.cli import app
+    from sportsdet.data import check as check_module
+
+    def no_processes(*args: object, **kwargs: object) -> None:
+        raise AssertionError("--workers 0 started decoding processes")
+
+    monkeypatch.setattr(check_module, "worker_processes", no_processes)
+    monkeypatch.setattr(check_module, "_CHUNK", 1)  # several chunks, which would use processes
+    result = CliRunner().invoke(app, ["data", "check", str(messy), "--workers", "0"])
+    assert result.exit_code == 0, result.output
+    assert "checked" in result.output.lower()

@@ -312,7 +312,10 @@ def check(
         help="Give photos with a misleading name (a JPEG saved as photo.php) their image ending, in place "
         "(photo.jpg, or photo~1.jpg when taken). Never overwrites.",
     ),
-    workers: int = typer.Option(0, "--workers", min=0, help="Decoding processes (0 = one per CPU core)."),
+    workers: int | None = typer.Option(
+        None, "--workers", min=0,
+        help="Decoding processes (default: one per CPU core; 0: in the main process, as train's --workers).",
+    ),
 ) -> None:
     """Decode every image; report bad files, exact duplicates, near copies and copies across splits.
 
@@ -339,7 +342,7 @@ def _check(
     quarantine: Path | None,
     keep_duplicates: bool,
     rename_misnamed: bool,
-    workers: int,
+    workers: int | None,
     to_stdout: bool,
 ) -> None:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -375,7 +378,7 @@ def _check(
         ) as progress:
             task = progress.add_task("check", total=len(scanned.records))
             report = checking.check_dataset(
-                scanned, workers=workers or None, on_progress=lambda n, task=task: progress.advance(task, n)
+                scanned, workers=workers, on_progress=lambda n, task=task: progress.advance(task, n)
             )
         if quarantine is not None:
             target = quarantine / name if name else quarantine

@@ -296,11 +296,11 @@ def check_dataset(
     on_progress: Callable[[int], None] | None = None,
 ) -> CheckReport:
     """Check every image of a tree. `workers` processes decode in parallel (default: all cores;
-    1 runs in this process). `on_progress(n)` is called as each batch of n files finishes."""
+    0 or 1 runs in this process). `on_progress(n)` is called as each batch of n files finishes."""
     scan = scan_or_root if isinstance(scan_or_root, ScanResult) else scan_dataset(scan_or_root)
     start = time.perf_counter()
     items = [(str(r.path), r.rel, r.split, r.label) for r in scan.records]
-    workers = max(1, workers or cpu_count())
+    workers = cpu_count() if workers is None else max(1, workers)
     # Several chunks per worker keep both cores busy to the end and the progress bar moving.
     size = max(1, min(_CHUNK, -(-len(items) // (workers * 4))))
     chunks = [items[i : i + size] for i in range(0, len(items), size)]
