@@ -265,7 +265,7 @@ def test_hundred_classes_render_fast_and_legible(tmp_path):
     assert path.stat().st_size < 3_000_000
     assert confusion_cells(text) == nonzero_cells(json.loads((fake.eval / "metrics.json").read_text()))
     assert text.count('<text class="row"') == 100 and text.count('<text class="col"') == 100
-    width = int(re.search(r'<svg class="confusion" width="(\d+)"', text).group(1))
+    width = int(re.search(r'<svg class="confusion"[^>]* width="(\d+)"', text).group(1))
     assert width >= 100 * 14  # at least 14 px per class, names at full size
     assert 'class="zoomable zoomed"' in text  # shown at full size first, where names are readable
     thumbs = [i for i in page.images if i.get("class") == "thumb"]

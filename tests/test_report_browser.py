@@ -147,6 +147,29 @@ def test_a_phone_reads_it_without_scrolling_sideways(browser, report):
     page.close()
 
 
+def test_a_tap_on_a_confusion_square_reads_out_its_numbers(browser, report):
+    # A square's numbers were in an SVG <title>, which only a mouse hover shows: a phone showed
+    # none, and the tap switched the figure's size instead.
+    _, path = report
+    context = browser.new_context(viewport={"width": 375, "height": 800}, has_touch=True, is_mobile=True)
+    page = context.new_page()
+    page.goto(path.resolve().as_uri(), wait_until="load")
+    figure = page.locator("#confusion-figure")
+    zoomed_before = "zoomed" in figure.get_attribute("class")
+    cell = page.locator("svg.confusion rect.cell.wrong").first
+    cell.scroll_into_view_if_needed()
+    cell.tap()
+    said = page.locator("#confusion-readout").text_content()
+    title = cell.locator("title").text_content()
+    assert said == title.replace("\n", " \u00b7 ")
+    assert said.startswith("true: ") and " of " in said
+    assert ("zoomed" in figure.get_attribute("class")) == zoomed_before
+    assert page.locator("svg.confusion text.hl").count() == 2
+    page.locator("svg.confusion text.row").first.tap()  # elsewhere on the figure: switches its size
+    assert ("zoomed" in figure.get_attribute("class")) != zoomed_before
+    context.close()
+
+
 def test_clicking_a_header_sorts_the_table(browser, report):
     _, path = report
     opened = Opened(browser, path)

@@ -51,6 +51,7 @@ img.fig { max-width: 100%; height: auto; border: 1px solid #eee; }
 .zoomable.zoomed > img, .zoomable.zoomed > svg { cursor: zoom-out; max-width: none; }
 svg.confusion rect.cell:hover { stroke: #000; stroke-width: 1.5; }
 svg.confusion text.hl { font-weight: bold; fill: #c62828; }
+.readout { min-height: 1.4em; margin: 4px 0; font-size: 13px; }  /* room kept: no jump on hover */
 .scale { display: flex; align-items: center; gap: 6px; font-size: 12px; color: var(--muted); margin: 6px 0; }
 .bar-scale { display: inline-block; width: 160px; height: 10px; border: 1px solid #ccc; }
 .gallery { display: grid; grid-template-columns: repeat(auto-fill, minmax(150px, 1fr)); gap: 10px; }
@@ -123,23 +124,33 @@ JS = """
     box.setAttribute("role", "button");
     box.setAttribute("aria-label", "figure: Enter switches between full size and fit to width");
     function toggle() { box.classList.toggle("zoomed"); }
-    box.addEventListener("click", toggle);
+    box.addEventListener("click", function (e) {
+      // A tap on a confusion square reads out its numbers (below) instead: a phone has no hover.
+      if (e.target.classList && e.target.classList.contains("cell")) { return; }
+      toggle();
+    });
     box.addEventListener("keydown", function (e) {
       if (e.key === "Enter" || e.key === " ") { e.preventDefault(); toggle(); }
     });
   });
-  // Hovering a confusion cell marks its true (row) and predicted (column) class names.
+  // Hovering (or tapping) a confusion cell marks its true (row) and predicted (column) class
+  // names and writes its numbers under the matrix, where a touch screen shows them too.
   document.querySelectorAll("svg.confusion").forEach(function (svg) {
     var marked = [];
-    svg.addEventListener("mouseover", function (e) {
-      marked.forEach(function (t) { t.classList.remove("hl"); });
-      marked = [];
+    var readout = document.getElementById(svg.getAttribute("data-readout"));
+    function mark(e) {
       var cell = e.target;
       if (!cell.classList || !cell.classList.contains("cell")) { return; }
+      marked.forEach(function (t) { t.classList.remove("hl"); });
+      marked = [];
       var row = svg.querySelector('text.row[data-row="' + cell.getAttribute("data-row") + '"]');
       var col = svg.querySelector('text.col[data-col="' + cell.getAttribute("data-col") + '"]');
       [row, col].forEach(function (t) { if (t) { t.classList.add("hl"); marked.push(t); } });
-    });
+      var tip = cell.querySelector("title");
+      if (readout && tip) { readout.textContent = tip.textContent.split("\\n").join(" \\u00b7 "); }
+    }
+    svg.addEventListener("mouseover", mark);
+    svg.addEventListener("click", mark);
   });
 })();
 """

@@ -26,11 +26,14 @@ def colour(share: float) -> str:
     return "#{:02x}{:02x}{:02x}".format(*(int(round(v)) for v in rgb))
 
 
-def confusion_svg(matrix: list[list[int]], labels: list[str], columns: list[str] | None = None) -> str:
+def confusion_svg(
+    matrix: list[list[int]], labels: list[str], columns: list[str] | None = None, readout_id: str = ""
+) -> str:
     """Row-normalised heatmap with class names on the left and on top; hover a cell for its numbers.
 
     `columns`: the predicted classes, when they differ from the true classes of the rows (an
     evaluation holding photos of only a few of the model's classes); default `labels`.
+    `readout_id`: the element the report's script writes a hovered or tapped cell's numbers into.
     """
     columns = labels if columns is None else columns
     counts = np.asarray(matrix, dtype=np.int64).reshape(len(labels), len(columns))
@@ -47,7 +50,7 @@ def confusion_svg(matrix: list[list[int]], labels: list[str], columns: list[str]
     wide, tall = n_cols * cell, n_rows * cell
     width, height = left + wide + 8, top + tall + 8
     parts = [
-        f'<svg class="confusion" width="{width}" height="{height}" '
+        f'<svg class="confusion" data-readout="{escape(readout_id)}" width="{width}" height="{height}" '
         f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="{font:.1f}" role="img" '
         'aria-label="confusion matrix">',
         f'<rect x="{left}" y="{top}" width="{wide}" height="{tall}" fill="{_BLUES[0]}"/>',

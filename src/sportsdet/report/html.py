@@ -780,15 +780,17 @@ def _confusion(inputs: ReportInputs) -> str:
     html = ['<div class="cols"><div style="flex: 1 1 640px; min-width: 0">']
     html.append(
         f'<div class="zoomable{" zoomed" if big else ""}" id="confusion-figure">'
-        + confusion_svg(cells, names, column_names) + "</div>" + legend_html()
+        + confusion_svg(cells, names, column_names, readout_id="confusion-readout") + "</div>"
+        + '<p class="readout" id="confusion-readout" aria-live="polite">Hover or tap a square for its '
+        "numbers.</p>" + legend_html()
     )
     only_predicted = len(columns) - len(rows)
     rows_note = (f" Only classes with images here get a row; {only_predicted} more were only predicted "
                  "(columns)." if only_predicted else "")
     html.append('<p class="muted">Each row is a true class, coloured by the share of its images that went to '
                 "each predicted class; the square of its own column is that class's recall, a red outline "
-                f"a class never recognised.{rows_note} Hover a square for its numbers; click the matrix to "
-                "switch between full size and fit to width.</p></div>")
+                f"a class never recognised.{rows_note} Hover or tap a square for its numbers; click the "
+                "matrix elsewhere to switch between full size and fit to width.</p></div>")
     pairs = m.get("most_confused") or []
     html.append(f'<div style="flex: {"1 1 100%" if big else "0 1 380px"}"><h3>Most confused pairs</h3>')
     if pairs:
