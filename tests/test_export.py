@@ -318,7 +318,8 @@ def test_a_read_only_place_is_named_by_the_file_asked_for(run_folder: Path, tmp_
         raise OSError(errno.EROFS, "Read-only file system")
 
     monkeypatch.setattr(export.tempfile, "mkstemp", refused)
-    with pytest.raises(SportsdetError, match=r"late.onnx: cannot write here \(Read-only file system\)"):
+    said = r"late.onnx: cannot write here \(Read-only file system\); choose another --out$"
+    with pytest.raises(SportsdetError, match=said):
         export._atomic_target(tmp_path / "late.onnx")
 
 

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from sportsdet.bundle import Bundle, builtin_bundle_path, library_versions, load_bundle
-from sportsdet.errors import SportsdetError, WriteError
+from sportsdet.errors import SportsdetError
 from sportsdet.files import (
     atomic_write,
     iter_image_files,
@@ -487,10 +487,7 @@ def _check_target(target: Path) -> None:
 def _atomic_target(out: Path) -> Path:
     """The temporary file `out` is written into; what a killed export left beside it goes first."""
     remove_abandoned_temps(out)
-    try:
-        return temp_beside(out)
-    except WriteError as exc:  # named by the file asked for, as --out
-        raise WriteError(str(exc).replace("choose another path", "choose another --out")) from None
+    return temp_beside(out, named_by="--out")
 
 
 def export_bundle(

@@ -114,10 +114,11 @@ def _dropped_on_failure(temp: Path, path: Path) -> Iterator[None]:
         raise
 
 
-def temp_beside(path: str | Path) -> Path:
+def temp_beside(path: str | Path, *, named_by: str = "path") -> Path:
     """A new empty hidden file beside `path` to write its next content into, named
     .NAME.XXXXXXXX.tmpSUFFIX (`published_path` reads the name back), with the umask's permissions
-    (mkstemp makes 0600; results are meant to be shared). WriteError names `path`."""
+    (mkstemp makes 0600; results are meant to be shared). WriteError names `path`, and its advice
+    what the user gave it as (`named_by`: "--out" says "choose another --out")."""
     path = Path(path)
     if path.is_dir():
         raise SportsdetError(f"{path}: is a folder; give a file name")
@@ -129,10 +130,10 @@ def temp_beside(path: str | Path) -> Path:
         os.chmod(tmp_name, 0o666 & ~_umask())
     except OSError as exc:
         # mkdir's "File exists" for a parent that is a file said nothing of which one.
-        blocking = nearest_existing(parent)
+        blocking, advice = nearest_existing(parent), f"choose another {named_by}"
         if not blocking.is_dir():
-            raise SportsdetError(f"{path}: {blocking} is a file, not a folder; choose another path") from None
-        raise WriteError(f"{path}: cannot write here ({exc.strerror or exc}); choose another path") from None
+            raise SportsdetError(f"{path}: {blocking} is a file, not a folder; {advice}") from None
+        raise WriteError(f"{path}: cannot write here ({exc.strerror or exc}); {advice}") from None
     return Path(tmp_name)
 
 
