@@ -299,6 +299,26 @@ def test_an_output_that_cannot_be_written_is_said_before_exporting(run_folder: P
             export_bundle(run_folder / "model", out=tmp_path / "ok.onnx", int8=True, max_int8_drop=drop)
 
 
+def test_export_through_a_symbolic_link_writes_its_target(run_folder: Path, tmp_path: Path) -> None:
+    # The final rename replaced the link with the file; the shared folder it pointed at kept the
+    # old model.
+    from sportsdet.export import export_bundle
+
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "current.onnx").write_bytes(b"old model")
+    link = tmp_path / "model.onnx"
+    link.symlink_to(shared / "current.onnx")
+    export_bundle(run_folder / "model", out=link, parity_images=2)
+    assert link.is_symlink()
+    assert (shared / "current.onnx").read_bytes()[:9] != b"old model"
+    assert sorted(p.name for p in shared.iterdir()) == ["current.onnx"]  # no temporary file left
+    pipe = tmp_path / "pipe.onnx"
+    os.mkfifo(pipe)
+    with pytest.raises(SportsdetError, match="pipe.onnx: is a device, pipe or socket"):
+        export_bundle(run_folder / "model", out=pipe, parity_images=2)
+
+
 def test_a_read_only_place_is_named_by_the_file_asked_for(run_folder: Path, tmp_path: Path, monkeypatch):
     # A read-only file system (root writes anywhere else): the error named a hidden temp file,
     # ".x.onnx.tmp-k9_a13fu.onnx: Read-only file system", and came after the export's work.

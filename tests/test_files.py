@@ -89,6 +89,34 @@ def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path: Path) -> N
         atomic_write(tmp_path / "deep", b"x")
 
 
+def test_a_symbolic_link_is_written_through_and_a_device_or_pipe_refused(tmp_path: Path) -> None:
+    # The write's rename replaced the link itself with a plain file (as root, --report /dev/stdout
+    # turned the system's /dev/stdout into a file and printed nothing).
+    (tmp_path / "elsewhere").mkdir()
+    target = tmp_path / "elsewhere" / "report.json"
+    target.write_text("old")
+    link = tmp_path / "link.json"
+    link.symlink_to(target)
+    write_json(link, {"a": 1})
+    assert link.is_symlink() and os.readlink(link) == str(target)
+    assert target.read_text() == '{\n "a": 1\n}\n'
+    assert sorted(p.name for p in (tmp_path / "elsewhere").iterdir()) == ["report.json"]
+    dangling = tmp_path / "dangling.json"
+    dangling.symlink_to(tmp_path / "elsewhere" / "new.json")
+    atomic_write(dangling, "made")  # as a shell's > makes the file a dangling link names
+    assert dangling.is_symlink() and (tmp_path / "elsewhere" / "new.json").read_text() == "made"
+
+    fifo = tmp_path / "pipe.json"
+    os.mkfifo(fifo)
+    for path in (fifo, Path("/dev/null")):
+        with pytest.raises(SportsdetError, match=r"is a device, pipe or socket, not a file"):
+            atomic_write(path, "x")
+        with pytest.raises(SportsdetError, match=r"^--report .*: is a device, pipe or socket, not a file; "
+                           r"give a file name, or - for standard output$"):
+            files.check_writable_file(path, "--report", also="- for standard output")
+    assert stat.S_ISFIFO(fifo.stat().st_mode) and stat.S_ISCHR(os.stat("/dev/null").st_mode)
+
+
 def test_one_hasher_for_files(tmp_path: Path) -> None:
     path = tmp_path / "f.bin"
     path.write_bytes(b"abc")

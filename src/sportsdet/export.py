@@ -37,6 +37,7 @@ from sportsdet.files import (
     remove_abandoned_temps,
     signals_deferred,
     temp_beside,
+    write_target,
 )
 from sportsdet.onnx_graph import OPSET, torch_to_onnx
 from sportsdet.preprocess import Preprocessing, load_and_preprocess
@@ -477,6 +478,7 @@ def _check_target(target: Path) -> None:
     """An output file name that can be written: not a folder, its parent a folder or none yet."""
     if target.is_dir():
         raise SportsdetError(f"{target}: is a folder; give the ONNX file's name (ending in .onnx)")
+    target = write_target(target)  # a link's target is what gets written
     parent = next((folder for folder in (target.parent, *target.parent.parents) if folder.exists()), None)
     if parent is not None and not parent.is_dir():
         raise SportsdetError(f"{target}: {parent} is a file, not a folder; choose another --out")
@@ -554,7 +556,8 @@ def export_bundle(
 
     model = bundle.build_torch_model()
     sha = (bundle.manifest.get("weights") or {}).get("sha256")
-    temp = _atomic_target(out)
+    out_file, int8_file = write_target(out), write_target(int8_path)  # through symbolic links
+    temp = _atomic_target(out_file)
     temp_int8: Path | None = None
 
     def stamp(path: Path, **quantization: Any) -> None:
@@ -598,7 +601,7 @@ def export_bundle(
                 notes.append("INT8 calibrated on synthetic images: expect a large accuracy loss")
                 calibration = _synthetic(spec, 32)
             say(f"INT8 quantisation ({quant_format}), calibrated on {len(calibration)} images")
-            temp_int8 = _atomic_target(int8_path)
+            temp_int8 = _atomic_target(int8_file)
             quantize_int8(temp, temp_int8, calibration, quant_format=quant_format)
             stamp(
                 temp_int8,
@@ -632,9 +635,9 @@ def export_bundle(
                     "--max-int8-drop if that loss is acceptable."
                 )
         with signals_deferred():  # not a new float model beside the old INT8 one
-            os.replace(temp, out)
+            os.replace(temp, out_file)
             if temp_int8 is not None:
-                os.replace(temp_int8, int8_path)
+                os.replace(temp_int8, int8_file)
         return report
     finally:
         for leftover in (temp, temp_int8):

@@ -65,21 +65,45 @@ def check_writable_folder(folder: str | Path, option: str, shown: str | Path) ->
         raise SportsdetError(f"{option} {shown}: cannot write in {existing} (no permission); choose another")
 
 
-def check_writable_file(path: str | Path, option: str, example: str = "report.json") -> None:
-    """`check_writable_folder` for an output file's folder; a folder given as the file is refused."""
+def check_writable_file(path: str | Path, option: str, example: str = "report.json", also: str = "") -> None:
+    """`check_writable_folder` for an output file's folder; a folder given as the file is refused,
+    and so is a device, pipe or socket (`also`: what else the option takes, e.g. "- for standard
+    output")."""
     path = Path(path)
     if path.is_dir():
         raise SportsdetError(f"{option} {path}: is a folder; give a file name such as {path / example}")
-    check_writable_folder(path.parent, option, path)
+    try:
+        target = write_target(path)
+    except SportsdetError as exc:
+        raise SportsdetError(f"{option} {exc}{f', or {also}' if also else ''}") from None
+    check_writable_folder(target.parent, option, path)
+
+
+def write_target(path: str | Path) -> Path:
+    """The file a write to `path` replaces: a symbolic link's target (the link stays a link, as
+    with a shell's `>`), else `path`. A device, pipe or socket is refused: files are written whole
+    under a temporary name and renamed over `path`, which would put a plain file where it was (as
+    root, over /dev/stdout or /dev/null)."""
+    path = Path(path)
+    target = Path(os.path.realpath(path)) if path.is_symlink() else path
+    try:
+        mode = target.stat().st_mode
+    except OSError:  # not there yet (a link to a file still to be made), or unreadable: the write says
+        return target
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        raise SportsdetError(f"{path}: is a device, pipe or socket, not a file; give a file name")
+    return target
 
 
 def atomic_write(path: str | Path, writer: Callable[[Path], None] | bytes | str) -> Path:
     """Publish `path` in one rename; `writer(temp_path)` writes the content (or give bytes/str).
+    A symbolic link is written through: its target gets the content (`write_target`).
 
     OS errors (disk full, read-only folder, no permission) become a SportsdetError naming `path`.
     """
     path = Path(path)
-    _publish(_write_beside(path, writer), path)
+    target = write_target(path)
+    _publish(_write_beside(target, writer), target)
     return path
 
 

@@ -351,7 +351,7 @@ def _check(
     from sportsdet.data.discover import for_checking, scan_dataset
 
     if report_path is not None and not to_stdout:  # refused before the check and the moves it records
-        check_writable_file(report_path, "--report")
+        check_writable_file(report_path, "--report", also="- for standard output")
     if _is_multi(paths, []):
         _refuse_photo_folders_among_sources(paths)
         scans = [(item.source.name, item.scan) for item in scan_sources_from_cli(paths, [], ["all"])]
