@@ -343,3 +343,29 @@ def test_a_class_folder_linked_to_another_is_that_class_not_an_empty_one(tmp_pat
     assert scan.classes == ["croquet", "polo"] and scan.empty_classes == []
     assert scan.counts()["all"] == {"croquet": 2, "polo": 3}
     assert scan.ignored.get(IGNORED_LINKED) == 2
+
+
+def test_json_on_stdout_is_utf8_json_whatever_the_terminal_encoding(tmp_path: Path) -> None:
+    # Under PYTHONIOENCODING=ascii, `data scan --json` printed "caf\xe9": not JSON at all.
+    import os
+
+    _tree(tmp_path / "data", {"café": 2, "中文": 2})
+    env = {**os.environ, "PYTHONIOENCODING": "ascii"}
+    for args in (["data", "scan", str(tmp_path / "data"), "--json"],
+                 ["data", "split", str(tmp_path / "data"), "--json"]):
+        command = [sys.executable, "-m", "sportsdet", *args]
+        done = subprocess.run(command, capture_output=True, timeout=120, env=env)
+        assert done.returncode == 0, done.stderr
+        text = done.stdout.decode("utf-8")
+        assert "café" in text and "中文" in text
+        json.loads(text)
+
+
+def test_a_closed_stdout_is_an_error_not_a_silent_success(tmp_path: Path) -> None:
+    # `sportsdet predict ... >&-` printed nothing, said nothing and exited 0.
+    _tree(tmp_path / "data", {"polo": 2})
+    for args in ("data scan {} --json", "data scan {}", "models"):
+        command = f"{sys.executable} -m sportsdet {args.format(tmp_path / 'data')} >&-"
+        done = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 2, (args, done.stderr)
+        assert "error: standard output is closed" in done.stderr and "Traceback" not in done.stderr

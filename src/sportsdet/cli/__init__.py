@@ -122,6 +122,19 @@ def _stop_on_sigterm_as_on_ctrl_c() -> None:
     signal.signal(signal.SIGTERM, stop)
 
 
+class _ClosedStdout(io.TextIOBase):
+    """sys.stdout when the shell closed it (`>&-`). Python sets it to None, and print, click and
+    rich then drop every line: a command's results vanished with exit code 0. Writing now fails,
+    as it does for `ls >&-`."""
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        raise SportsdetError("standard output is closed (>&-), so the output has nowhere to go; "
+                             "send it to a file or to /dev/null")
+
+
 def _names_that_are_not_utf8_print() -> None:
     """A file name that is not UTF-8 (read by Python with surrogate escapes) stopped a command half way
     with UnicodeEncodeError wherever it was printed to a strict UTF-8 stdout (a desktop's UTF-8
@@ -204,6 +217,8 @@ def main() -> None:
     Ctrl-C exits with 130, SIGTERM with 143, after the same clean-up.
     """
     _stop_on_sigterm_as_on_ctrl_c()
+    if sys.stdout is None:
+        sys.stdout = _ClosedStdout()
     _names_that_are_not_utf8_print()
     previous_hook = sys.unraisablehook
     sys.unraisablehook = functools.partial(_keep_dropped_interrupts, previous=previous_hook)

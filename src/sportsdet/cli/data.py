@@ -142,10 +142,10 @@ def scan(
         scans = [SourceScan(Source(result.root.name, result.root), result)]
     if as_json:
         if len(scans) == 1 and not maps:
-            print(json.dumps(scans[0].scan.to_dict(), indent=1, ensure_ascii=False))
+            print_data(json.dumps(scans[0].scan.to_dict(), indent=1, ensure_ascii=False))
         else:
             payload = {"sources": {item.source.name: item.scan.to_dict() for item in scans}}
-            print(json.dumps(payload, indent=1, ensure_ascii=False))
+            print_data(json.dumps(payload, indent=1, ensure_ascii=False))
     else:
         for item in scans:
             if len(scans) > 1:
@@ -535,7 +535,7 @@ def split(
     with err_console.status("keeping copies of one photo in one split"):  # as `train` does
         manifest = keep_copies_together(manifest)
     if as_json:
-        print(json.dumps(manifest.to_dict(), indent=1, ensure_ascii=False))
+        print_data(json.dumps(manifest.to_dict(), indent=1, ensure_ascii=False))
     else:
         _print_split(manifest)
     for note in manifest.notes:  # as `train` prints them
