@@ -668,3 +668,63 @@ def test_class_names_the_font_lacks_are_drawn_without_warnings(tmp_path: Path) -
         warnings.simplefilter("error")  # any warning fails the test
         plot_confusion_matrix(np.eye(3, dtype=int) * 4, labels, tmp_path / "cm.png")
     assert (tmp_path / "cm.png").stat().st_size > 0
+
+
+def _run_with_model(path: Path) -> Path:
+    make_tiny_bundle(path / "model")
+    (path / "config.json").write_text(json.dumps({"options": {}}))
+    return path
+
+
+def test_a_run_whose_model_is_replaced_meanwhile_gets_no_old_evaluation(tree: Path, tmp_path: Path) -> None:
+    # `train --force` started (and stopped) while the run's old model was scored: RUN/eval got the
+    # old model's results inside the new run, which had no model.
+    run = _run_with_model(tmp_path / "run")
+
+    def replaced(folder: Path) -> None:  # what a new `train --force` does while photos are scored
+        manifest = json.loads((run / "model" / "bundle.json").read_text())
+        manifest["weights"]["sha256"] = "0" * 64
+        (run / "model" / "bundle.json").write_text(json.dumps(manifest))
+
+    with pytest.raises(SportsdetError, match=r"run: its model was replaced or removed while it was being "
+                       r"evaluated .*nothing written"):
+        evaluate(run, tree, backend=ColourOracle(), on_out=replaced)
+    assert not list(run.glob("eval*"))
+    make_tiny_bundle(run / "model")
+    with pytest.raises(SportsdetError, match="replaced or removed"):
+        evaluate(run, tree, backend=ColourOracle(), on_out=lambda folder: shutil.rmtree(run / "model"))
+
+
+def test_evaluating_a_run_another_process_is_writing_is_refused(
+    tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # evaluate took no lock: `train --force` swept its half-written files aside ("cannot write ...
+    # free some space") or left it writing into the new run.
+    import subprocess
+
+    run = _run_with_model(tmp_path / "run")
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys, time; from pathlib import Path; from sportsdet.run_folder import RunFolder, lock_run\n"
+         "with lock_run(RunFolder(Path(sys.argv[1]))):\n    print('held', flush=True); time.sleep(60)",
+         str(run)],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        busy = rf"run: another sportsdet process \(pid {holder.pid}\) is writing this run"
+        with pytest.raises(SportsdetError, match=busy):
+            evaluate(run, tree, backend=ColourOracle())
+        scored: list[int] = []
+        monkeypatch.setattr("sportsdet.evaluate.run_model", lambda *a, **k: scored.append(1))
+        result = CliRunner().invoke(app, ["evaluate", str(run), str(tree)])
+        assert isinstance(result.exception, SportsdetError) and re.search(busy, str(result.exception))
+        assert scored == []  # refused before any photo is scored
+        assert not list(run.glob("eval*"))
+        monkeypatch.undo()
+        evaluate(run, tree, backend=ColourOracle(), out_dir=tmp_path / "elsewhere")  # outside the run: free
+    finally:
+        holder.kill()
+        holder.wait()
+    evaluate(run, tree, backend=ColourOracle())
+    assert (run / "eval-data" / "metrics.json").is_file()

@@ -563,6 +563,10 @@ def test_a_run_folder_in_use_by_another_process_is_refused(data_dir, tmp_path):
         (run / "config.json").write_text("{}")
         with pytest.raises(SportsdetError, match=rf"another sportsdet process \(pid {holder.pid}\)"):
             train(None, out=run, resume=True)
+        # A second `train` (no --force) was told "already holds a run; use --resume ... --force".
+        (run / "config.json").write_text('{"options": {}}')
+        with pytest.raises(SportsdetError, match=rf"another sportsdet process \(pid {holder.pid}\)"):
+            train(data_dir, out=run, model="seed-cnn", options={**TINY, "epochs": 1})
         (run / "config.json").unlink()
     finally:
         holder.kill()

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from sportsdet import plots
-from sportsdet.bundle import Bundle, load_bundle
+from sportsdet.bundle import MANIFEST_NAME, Bundle, load_bundle
 from sportsdet.data.sources import is_dataset_file
 from sportsdet.errors import SportsdetError, quoted_with_hint
 from sportsdet.files import (
@@ -44,7 +44,9 @@ from sportsdet.files import (
 from sportsdet.run_folder import (
     EVAL_FILES,
     REPORT,
+    RunFolder,
     find_split_manifest,
+    holding_run_of,
     resolve_bundle_dir,
     run_of_bundle,
     split_manifest_candidates,
@@ -419,6 +421,24 @@ def _write_csv(path: Path, rows: list[list[Any]]) -> None:
         writer.writerows(rows)
 
 
+def _check_still_its_model(run: RunFolder, scored: Bundle) -> None:
+    """The run's own model, scored for RUN/eval, must still be the run's when the results are
+    written: a `train --force` started meanwhile (and stopped) left a new run with the old model's
+    results and no model."""
+    if scored.path.resolve() != run.model.resolve():
+        return  # another model's evaluation kept in the run folder
+    try:
+        now = json.loads((run.model / MANIFEST_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        now = None
+    sha = (scored.manifest.get("weights") or {}).get("sha256")
+    if not isinstance(now, dict) or (now.get("weights") or {}).get("sha256") != sha:
+        raise SportsdetError(
+            f"{run.path}: its model was replaced or removed while it was being evaluated (by another "
+            "`sportsdet train`); nothing written. Evaluate it again once that run has a model"
+        )
+
+
 def _pick(indices: np.ndarray, rng: np.random.Generator) -> list[int]:
     if len(indices) <= plots.GALLERY_SIZE:
         return sorted(int(i) for i in indices)
@@ -593,7 +613,9 @@ def evaluate(
     # Ctrl-C while the figures are drawn (seconds) had left an earlier evaluation without its
     # metrics.json, half replaced. An earlier page goes when they are published: it showed the old
     # photos beside the new results (written again after, by the command).
-    with StagedFiles(out) as staged:
+    with holding_run_of(out) as run, StagedFiles(out) as staged:
+        if run is not None:
+            _check_still_its_model(run, bundle)
         staged.write("predictions.csv", lambda p: _write_csv(p, rows))
         staged.write("probs.npy", lambda p: np.save(p, probs.astype(np.float32), allow_pickle=False))
         staged.write(

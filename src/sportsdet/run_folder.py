@@ -277,3 +277,17 @@ def lock_run(run: RunFolder) -> Iterator[None]:
         busy="is writing this run; wait for it to finish or choose another --out",
     ):
         yield
+
+
+@contextmanager
+def holding_run_of(out: str | Path) -> Iterator[RunFolder | None]:
+    """Hold the run folder that `out` is a results folder of (RUN/eval, RUN/eval-int8) while the
+    block writes into it (`lock_run`), as training does; the run, or None (nothing held) when `out`
+    is in no run. Without it, `train --force` moved an evaluation's files aside as it wrote them,
+    and a run it replaced was given the old model's evaluation."""
+    run = RunFolder(Path(out).absolute().parent)
+    if not run.looks_like_run():
+        yield None
+        return
+    with lock_run(run):
+        yield run

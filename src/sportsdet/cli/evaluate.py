@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import shlex
 from pathlib import Path
 from typing import Any
@@ -67,11 +68,16 @@ def evaluate_command(
     """Score a model on labelled images: accuracy (95% CI), balanced accuracy, macro-F1, top-5,
     a per-class table, a confusion matrix and galleries of right and wrong predictions."""
     from sportsdet.evaluate import evaluate
+    from sportsdet.run_folder import holding_run_of
 
     chosen: dict[str, Any] = {}  # where the results go, and the metrics.json there before
+    held = contextlib.ExitStack()
 
     def remember(folder: Path) -> None:
         chosen.update(out=folder, before=_file_stamp(folder / "metrics.json"))
+        # A run being written by `train` is refused now, not after the photos are scored; held
+        # through the report pages too.
+        held.enter_context(holding_run_of(folder))
 
     try:
         result = evaluate(
@@ -96,6 +102,8 @@ def evaluate_command(
     except KeyboardInterrupt:
         _say_interrupted(chosen.get("out"), chosen.get("before"))
         raise typer.Exit(130) from None
+    finally:
+        held.close()
 
 
 def _file_stamp(path: Path) -> tuple[int, int] | None:

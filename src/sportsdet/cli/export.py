@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
@@ -54,8 +55,16 @@ def export_command(
     if quant_format not in ("qdq", "qoperator"):
         raise SportsdetError(f"unknown --quant-format {quant_format!r}; use qdq or qoperator")
     from sportsdet.export import PARITY_MAX_PROB_DIFF, PARITY_MIN_AGREEMENT, export_bundle
+    from sportsdet.run_folder import lock_run, resolve_bundle_dir, run_of_bundle
 
-    with err_console.status("exporting") as status:
+    run = run_of_bundle(resolve_bundle_dir(bundle))
+    if run is not None and out is not None and not out.resolve().is_relative_to(run.path):
+        run = None  # written elsewhere: a read-only run exports too
+    # A run written into is held as train holds it: `train --force` into the run meanwhile moved
+    # the export's half-written files aside, and a finished export could sit beside a new model.
+    with lock_run(run) if run is not None else contextlib.nullcontext(), err_console.status(
+        "exporting"
+    ) as status:
         report = export_bundle(
             bundle,
             out=out,

@@ -169,8 +169,10 @@ def _settle(held: ExitStack, run: RunFolder, data: Any, given: dict[str, Any], *
             run, given, model=args["model"], split=args["split"], seed=args["seed"], console=console
         )
     else:
+        if run.path.is_dir():  # a run another process is writing is said as such, not "use --force"
+            held.enter_context(lock_run(run))
         setup = plan_new_run(run, data, given, force=force, console=console, **args)
-        held.enter_context(lock_run(run))  # only now: a refused run leaves no folder behind
+        held.enter_context(lock_run(run))  # only now for a new folder: a refused run leaves none behind
         start_new_run(setup, force=force, console=console)
     write_json(run.config, setup.config)
     return setup
