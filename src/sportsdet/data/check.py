@@ -38,7 +38,7 @@ from sportsdet.files import (
     worker_processes,
     write_json,
 )
-from sportsdet.near_copies import DECODE_SIZE, hash_picture, near_copy_pairs
+from sportsdet.near_copies import DECODE_SIZE, hash_picture, near_copy_groups
 
 CHECK_FORMAT = "sportsdet-check/1"
 TINY = "tiny"
@@ -376,22 +376,9 @@ def find_near_copies(results: Iterable[FileResult]) -> list[DuplicateGroup]:
     lightly trimmed: near_copies.py). A group whose files are all byte copies of each other is
     `find_duplicates`' alone; one that mixes both kinds is listed in each."""
     good = [r for r in results if r.kind is None and r.near_hash]
-    parent = list(range(len(good)))
-
-    def root(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    pairs = near_copy_pairs([r.near_hash for r in good])
-    for a, b in pairs:
-        parent[root(a)] = root(b)
-    members: dict[int, list[FileResult]] = defaultdict(list)
-    for i in sorted({i for pair in pairs for i in pair}):
-        members[root(i)].append(good[i])
     groups = []
-    for group in members.values():
+    for indices in near_copy_groups([r.near_hash for r in good]):
+        group = [good[i] for i in indices]
         if len({m.sha256 for m in group}) < 2:
             continue
         group.sort(key=_keep_order)
@@ -660,7 +647,7 @@ def manifest_near_copies(manifest: Any, near_hashes: dict[str, str | None]) -> l
         for split in ("train", "valid", "test")
         for rel, label in manifest.splits.get(split, [])
     ]
-    paired = {i for pair in near_copy_pairs([entry[3] for entry in entries]) for i in pair}
+    paired = {i for group in near_copy_groups([entry[3] for entry in entries]) for i in group}
     results = []
     for i in sorted(paired):
         rel, split, label, value = entries[i]
