@@ -554,3 +554,21 @@ def test_workers_0_decodes_in_the_main_process_as_train_does(
     result = CliRunner().invoke(app, ["data", "check", str(messy), "--workers", "0"])
     assert result.exit_code == 0, result.output
     assert "checked" in result.output.lower()
+
+
+def test_a_big_copy_group_lists_its_first_files_and_counts_the_rest(tmp_path: Path) -> None:
+    # 3,000 saves of one placeholder picture printed 3,000 lines in one table cell.
+    from sportsdet.cli import app
+
+    photo = io.BytesIO()
+    _photo(3, 64).save(photo, format="PNG")
+    (tmp_path / "data" / "polo").mkdir(parents=True)
+    for i in range(25):
+        (tmp_path / "data" / "polo" / f"{i:04d}.png").write_bytes(photo.getvalue())
+    result = CliRunner().invoke(app, ["data", "check", str(tmp_path / "data"), "--workers", "1"],
+                                env={"COLUMNS": "160"})
+    assert result.exit_code == 0, result.output
+    listed = [name for name in (f"polo/{i:04d}.png" for i in range(25)) if name in result.stdout]
+    assert listed == [f"polo/{i:04d}.png" for i in range(10)]
+    assert "... and 15 more (all in --report)" in result.stdout
+    assert "exact duplicates (1 groups)" in " ".join(result.stdout.split())

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
 _PROBLEM_ROWS = 30  # problem files listed on screen; the JSON report has them all
 _DUPLICATE_ROWS = 15
+_FILES_PER_GROUP = 10  # files listed of one copy group (all of them in --report)
 
 
 def _print_warnings(warnings: list[str]) -> None:
@@ -183,30 +184,33 @@ def _print_check(report: CheckReport) -> None:
     summary.add_column("files", justify="right")
     summary.add_row("[green]ok[/]", f"{data['ok']:,}")
     for kind, n in report.problem_counts.items():
-        summary.add_row(f"[red]{plain(kind)}[/]", str(n))
+        summary.add_row(f"[red]{plain(kind)}[/]", f"{n:,}")
     n_dup_files = sum(len(g.files) for g in report.duplicates)
     if report.duplicates:
-        summary.add_row(f"[yellow]exact duplicates[/] ({len(report.duplicates)} groups)", str(n_dup_files))
+        summary.add_row(
+            f"[yellow]exact duplicates[/] ({len(report.duplicates):,} groups)", f"{n_dup_files:,}"
+        )
     if report.cross_split_duplicates:
         summary.add_row(
-            f"[bold red]duplicates across splits (leakage)[/] ({len(report.cross_split_duplicates)} groups)",
-            str(sum(len(g.files) for g in report.cross_split_duplicates)),
+            f"[bold red]duplicates across splits (leakage)[/] ({len(report.cross_split_duplicates):,} "
+            "groups)",
+            f"{sum(len(g.files) for g in report.cross_split_duplicates):,}",
         )
     if report.near_copies:
         summary.add_row(
-            f"[yellow]near copies: resized or re-saved[/] ({len(report.near_copies)} groups)",
-            str(sum(len(g.files) for g in report.near_copies)),
+            f"[yellow]near copies: resized or re-saved[/] ({len(report.near_copies):,} groups)",
+            f"{sum(len(g.files) for g in report.near_copies):,}",
         )
     if report.cross_split_near_copies:
         summary.add_row(
-            f"[bold red]near copies across splits (leakage)[/] ({len(report.cross_split_near_copies)} "
+            f"[bold red]near copies across splits (leakage)[/] ({len(report.cross_split_near_copies):,} "
             "groups)",
-            str(sum(len(g.files) for g in report.cross_split_near_copies)),
+            f"{sum(len(g.files) for g in report.cross_split_near_copies):,}",
         )
     if report.misnamed and not report.renamed:
         summary.add_row(
             "[yellow]image with a misleading name[/] (used; --rename-misnamed fixes)",
-            str(len(report.misnamed)),
+            f"{len(report.misnamed):,}",
         )
     info = data["info"]
     for mode, n in info["modes"].items():
@@ -272,7 +276,10 @@ def _group_table(groups: list[Any], title: str, columns: dict[str, Callable[[Any
     for name in columns:
         table.add_column(name)
     for number, group in enumerate(groups[:_DUPLICATE_ROWS], 1):
-        table.add_row(str(number), plain("\n".join(group.files)), *(cell(group) for cell in columns.values()))
+        files = group.files[:_FILES_PER_GROUP]
+        if len(group.files) > _FILES_PER_GROUP:  # 3,000 saves of one placeholder were 3,000 lines
+            files = [*files, f"... and {len(group.files) - _FILES_PER_GROUP:,} more (all in --report)"]
+        table.add_row(str(number), plain("\n".join(files)), *(cell(group) for cell in columns.values()))
     console.print(table)
     if len(groups) > _DUPLICATE_ROWS:
         console.print(f"... and {len(groups) - _DUPLICATE_ROWS} more groups (all in --report)")
