@@ -666,3 +666,21 @@ def test_a_picture_the_model_must_enlarge_more_than_twice_is_labelled_with_a_war
     assert load_image_checked(tmp_path / "tall.png", model=crop)[1].startswith(
         "only 140x280 pixels, enlarged 2.5x to the model's 300 px"
     )  # 343 px / 140: the crop keeps 87.5%
+
+
+def test_a_list_of_photos_given_as_an_input_is_told_how_to_give_its_lines(
+    predictor: Predictor, photos: Path, tmp_path: Path
+) -> None:
+    # A .txt of 20,000 paths got "not an image: the file holds text": listings are --engine ray's.
+    listing = tmp_path / "photos.txt"
+    listing.write_text(f"{photos / 'a.jpg'}\n{photos / 'b.png'}\n")
+    notes = tmp_path / "notes.md"
+    notes.write_text("# notes\n")
+    given = [str(listing), str(notes), str(photos / "a.jpg")]
+    results = {r.input: r for r in predictor.predict_sources(given)}
+    assert results[str(listing)].error.startswith("a list of photos? predict reads photos, folders")
+    assert "--engine ray, which reads .txt and .csv listings" in results[str(listing)].error
+    assert results[str(notes)].error == "not an image: the file holds text"  # not a list by its name
+    assert results[str(photos / "a.jpg")].error is None
+    (tmp_path / "photo.txt").write_bytes((photos / "a.jpg").read_bytes())  # a JPEG named .txt: a photo
+    assert next(iter(predictor.predict_sources([str(tmp_path / "photo.txt")]))).error is None

@@ -190,6 +190,14 @@ def _one_input(sources: Any) -> bool:
     return isinstance(sources, single) or one_thing or not isinstance(sources, Iterable)
 
 
+_LISTING_SUFFIXES = (".txt", ".csv", ".lst", ".list")
+_LISTING_ERROR = (
+    "a list of photos? predict reads photos, folders, patterns and URLs, not lists of them: give its "
+    "lines with `xargs -d '\\n' sportsdet predict < LIST`, or use --engine ray, which reads .txt "
+    "and .csv listings"
+)
+
+
 def _expand_each(sources: Iterable[Source]) -> Iterator[InputItem]:
     for index, source in enumerate(sources):
         if isinstance(source, (bytes, bytearray, memoryview)):
@@ -235,6 +243,9 @@ def _expand_each(sources: Iterable[Source]) -> Iterator[InputItem]:
         elif exists:
             # Said as for a folder's photos: a JPEG named photo.php given by name had no warning.
             image_format = None if is_image_name(text) or not path.is_file() else sniff_image_format(path)
+            if image_format is None and path.suffix.lower() in _LISTING_SUFFIXES and path.is_file():
+                yield InputItem(text, error=_LISTING_ERROR)  # was "not an image: the file holds text"
+                continue
             note = misleading_name_note(text, image_format) if image_format else None
             yield InputItem(text, path, note=note)
         elif _GLOB_CHARS & set(text):
