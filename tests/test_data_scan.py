@@ -369,3 +369,26 @@ def test_a_closed_stdout_is_an_error_not_a_silent_success(tmp_path: Path) -> Non
         done = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=120)
         assert done.returncode == 2, (args, done.stderr)
         assert "error: standard output is closed" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_tilde_in_an_output_option_is_the_home_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `--report=~/r.json` (the shell leaves that ~ alone) made a folder named ~ in the working folder;
+    # train --out and every input path read it as the home folder.
+    from sportsdet.cli import app
+
+    home, work = tmp_path / "home", tmp_path / "work"
+    home.mkdir()
+    work.mkdir()
+    _tree(tmp_path / "data", {"polo": 3, "rowing": 3})
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(work)
+    runner = CliRunner()
+    for args in (["data", "check", str(tmp_path / "data"), "--workers", "1", "--report=~/check.json"],
+                 ["data", "scan", str(tmp_path / "data"), "--preview=~/sheet.png"],
+                 ["data", "split", str(tmp_path / "data"), "--out=~/split.json"]):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0, (args, result.output)
+    assert {"check.json", "sheet.png", "split.json"} <= {p.name for p in home.iterdir()}
+    assert not (work / "~").exists()

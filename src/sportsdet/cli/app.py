@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import inspect
+import os
 import re
+from pathlib import Path
 
 import typer
 from rich.console import Console
@@ -42,6 +44,13 @@ def plain(value: object) -> str:
 # Control characters but newline and tab: a file named with an ANSI escape must not recolour,
 # move the cursor in or retitle the user's terminal; it is shown as \x1b instead.
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def given_path(path: Path | None) -> Path | None:
+    """An output path as the user meant it: `--report=~/r.json` (or '~/r.json' quoted) made a
+    folder named ~ in the working folder, where train --out and every input path read the home
+    folder."""
+    return None if path is None else Path(os.path.expanduser(path))
 
 
 def print_data(line: str) -> None:

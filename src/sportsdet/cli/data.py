@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from sportsdet.cli.app import console, data_app, err_console, plain, print_data, warn
+from sportsdet.cli.app import console, data_app, err_console, given_path, plain, print_data, warn
 from sportsdet.errors import SportsdetError
 from sportsdet.files import check_writable_file, write_json
 
@@ -132,6 +132,7 @@ def scan(
     from sportsdet.data.discover import scan_dataset
     from sportsdet.data.sources import Source, SourceScan
 
+    preview = given_path(preview)
     if preview is not None:  # refused before the scan, not after it
         if preview.suffix.lower() != ".png":
             raise SportsdetError(f"--preview {preview}: give a .png file name")
@@ -337,6 +338,7 @@ def check(
     training. Exit code 0 unless --strict finds something or a file cannot be moved or renamed (then
     1); 2 for a bad PATH or option.
     """
+    report_path = given_path(report_path)
     to_stdout = report_path is not None and str(report_path) == "-"
     with _tables_on_stderr(to_stdout):  # `--report -`: stdout holds the JSON alone
         _check(paths, report_path, strict, quarantine, keep_duplicates, rename_misnamed, workers, to_stdout)
@@ -526,6 +528,7 @@ def split(
     from sportsdet.data.discover import scan_dataset
     from sportsdet.data.splits import keep_copies_together, make_split, parse_split_strategy
 
+    out = given_path(out)
     if strategy is not None:
         parse_split_strategy(strategy)  # a bad --split fails before the tree is walked
     if out is not None and out.suffix.lower() != ".json":

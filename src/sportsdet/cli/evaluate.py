@@ -10,7 +10,7 @@ from typing import Any
 import typer
 from rich.markup import escape
 
-from sportsdet.cli.app import app, console, err_console, plain, warn
+from sportsdet.cli.app import app, console, err_console, given_path, plain, warn
 
 
 @app.command("evaluate")
@@ -70,6 +70,7 @@ def evaluate_command(
     from sportsdet.evaluate import evaluate
     from sportsdet.run_folder import holding_run_of
 
+    out = given_path(out)
     chosen: dict[str, Any] = {}  # where the results go, and the metrics.json there before
     held = contextlib.ExitStack()
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from sportsdet.cli.app import app, console, err_console, plain, warn
+from sportsdet.cli.app import app, console, err_console, given_path, plain, warn
 from sportsdet.errors import SportsdetError
 
 
@@ -50,6 +50,7 @@ def export_command(
     as_json: bool = typer.Option(False, "--json", help="Print the export report as JSON on stdout."),
 ) -> None:
     """Export a model bundle to ONNX with labels and preprocessing inside, checked against PyTorch."""
+    out, calibration_data, eval_data = given_path(out), given_path(calibration_data), given_path(eval_data)
     if format.lower() != "onnx":
         raise SportsdetError(f"unsupported export format {format!r}; use --format onnx")
     if quant_format not in ("qdq", "qoperator"):
