@@ -159,3 +159,15 @@ def test_what_a_killed_write_left_is_removed_and_a_temporary_name_reads_as_its_t
     assert published_path(temp_beside(tmp_path / "split")) == tmp_path / "split"  # no suffix
     remove_abandoned_temps(target)
     assert not old.exists() and recent.exists() and other.exists()
+
+
+def test_a_file_name_the_file_system_takes_is_written_whatever_its_length(tmp_path: Path) -> None:
+    # A 250-byte report name was refused ("File name too long"): its temporary name was longer.
+    for name in ("r" * 245 + ".json", "é" * 122 + ".json", "x" * 255):
+        target = tmp_path / name
+        write_json(target, {"a": 1})
+        assert target.read_text() == '{\n "a": 1\n}\n'
+        assert [p.name for p in tmp_path.iterdir()] == [name]
+        target.unlink()
+    with pytest.raises(SportsdetError, match="File name too long"):
+        write_json(tmp_path / ("r" * 256), {})

@@ -85,7 +85,7 @@ def write_target(path: str | Path) -> Path:
     under a temporary name and renamed over `path`, which would put a plain file where it was (as
     root, over /dev/stdout or /dev/null)."""
     path = Path(path)
-    target = Path(os.path.realpath(path)) if path.is_symlink() else path
+    target = Path(os.path.realpath(path)) if os.path.islink(path) else path  # never raises
     try:
         mode = target.stat().st_mode
     except OSError:  # not there yet (a link to a file still to be made), or unreadable: the write says
@@ -144,12 +144,13 @@ def temp_beside(path: str | Path, *, named_by: str = "path") -> Path:
     (mkstemp makes 0600; results are meant to be shared). WriteError names `path`, and its advice
     what the user gave it as (`named_by`: "--out" says "choose another --out")."""
     path = Path(path)
-    if path.is_dir():
+    if os.path.isdir(path):  # Path.is_dir raised for a name too long
         raise SportsdetError(f"{path}: is a folder; give a file name")
     parent = path.parent if str(path.parent) else Path(".")
     try:
         parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{path.suffix}", dir=parent)
+        prefix, suffix = f".{_fitting(path.name)}.", f".tmp{path.suffix}"
+        fd, tmp_name = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=parent)
         os.close(fd)
         os.chmod(tmp_name, 0o666 & ~_umask())
     except OSError as exc:
@@ -159,6 +160,18 @@ def temp_beside(path: str | Path, *, named_by: str = "path") -> Path:
             raise SportsdetError(f"{path}: {blocking} is a file, not a folder; {advice}") from None
         raise WriteError(f"{path}: cannot write here ({exc.strerror or exc}); {advice}") from None
     return Path(tmp_name)
+
+
+_NAME_MAX = 255  # bytes in one file name (Linux, macOS, Windows)
+_TEMP_EXTRA = len(".") + len(".") + 8 + len(".tmp")  # what temp_beside adds around NAME and SUFFIX
+
+
+def _fitting(name: str) -> str:
+    """`name` cut short enough for its temporary file's name to be a legal one: a 250-byte report
+    name, which the file system takes, was refused ("File name too long") for the temporary one."""
+    room = _NAME_MAX - _TEMP_EXTRA - len(os.fsencode(Path(name).suffix))
+    encoded = os.fsencode(name)
+    return name if len(encoded) <= room else os.fsdecode(encoded[:room])
 
 
 _TEMP_NAME = re.compile(r"^\.(?P<name>.+)\.[a-z0-9_]{8}\.tmp(\.[^.]*)?$")
