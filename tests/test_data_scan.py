@@ -392,3 +392,12 @@ def test_a_tilde_in_an_output_option_is_the_home_folder(
         assert result.exit_code == 0, (args, result.output)
     assert {"check.json", "sheet.png", "split.json"} <= {p.name for p in home.iterdir()}
     assert not (work / "~").exists()
+
+
+def test_a_class_folder_with_a_line_break_in_its_name_is_warned_of(tmp_path: Path) -> None:
+    # A class named "new\nline" printed as two labels in `info --labels`, tables and warnings.
+    _tree(tmp_path / "data", {"new\nline": 2, "tab\there": 2, "polo": 2})
+    warnings = scan_dataset(tmp_path / "data").warnings
+    said = [w for w in warnings if "control character" in w]
+    assert len(said) == 1 and "\n" not in said[0] and "\t" not in said[0]
+    assert "'new\\u000aline'" in said[0] and "'tab\\u0009here'" in said[0] and "polo" not in said[0]

@@ -536,6 +536,13 @@ def scan_warnings(result: ScanResult, *, layout_hint: bool = True) -> list[str]:
             f"class folders {', '.join(map(shown_name, spellings))} differ {how_they_differ(spellings)}: "
             "they are trained as different classes; rename one if they are one sport"
         )
+    controlled = [c for c in result.classes if any(unicodedata.category(ch) == "Cc" for ch in c)]
+    if controlled:  # `info --labels` printed 9 lines for 8 labels; tables showed two classes
+        warnings.append(
+            f"class folder(s) {', '.join(map(shown_name, controlled[:8]))} hold a line break, tab or other "
+            "control character in the name: a label is one line of `info --labels`, CSV and tables; "
+            "rename them"
+        )
     split_named = [c for c in result.classes if c.lower() in SPLIT_FOLDERS]
     if result.layout != "split" and split_named:
         warnings.append(
