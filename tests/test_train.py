@@ -443,9 +443,23 @@ def test_resume_refuses_a_damaged_checkpoint(data_dir, tmp_path):
             data_dir, out=run, model="seed-cnn", options={**TINY, "epochs": 3}, callbacks=[InterruptAfter(1)]
         )
     last = run / "checkpoints" / "last.safetensors"
-    last.write_bytes(last.read_bytes()[:100])
+    kept = last.read_bytes()
+    last.write_bytes(kept[:100])
     with pytest.raises(SportsdetError, match="damaged checkpoint"):
         train(None, out=run, resume=True)
+    # A missing one was "this run never finished an epoch ... start it again with --force".
+    last.unlink()
+    with pytest.raises(SportsdetError, match=r"last.safetensors: missing, though the run has finished "
+                       r"epochs \(last.json is here\); restore the file to resume"):
+        train(None, out=run, resume=True)
+    last.write_bytes(kept)
+    # A damaged best.safetensors was explained as a kill between the two checkpoint writes.
+    best = run / "checkpoints" / "best.safetensors"
+    best.write_bytes(best.read_bytes()[:100])
+    tensors, state = read_checkpoint(last)
+    write_checkpoint(last, tensors, {**state, "best": {**state["best"], "epoch": 0}})  # an earlier best
+    with pytest.raises(SportsdetError, match=r"best epoch \(0\) were lost \(best.safetensors is damaged\)"):
+        train(None, out=run, resume=True, options={"epochs": 1})
 
 
 def _add_a_class(split: dict) -> None:

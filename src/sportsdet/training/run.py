@@ -498,6 +498,13 @@ def _read_run_json(path: Path, what: str) -> dict[str, Any]:
 def _check_resumable(run: RunFolder) -> None:
     if run.last_checkpoint.is_file():
         return
+    record = run.last_checkpoint.with_suffix(".json")  # written beside each checkpoint
+    if record.is_file():  # epochs were finished: the file went since (deleted, a partial copy)
+        raise SportsdetError(
+            f"{run.last_checkpoint}: missing, though the run has finished epochs ({record.name} is "
+            "here); restore the file to resume. Its model, evaluation and report, if written, are "
+            "still usable; --force would start the run over"
+        )
     if run.config.is_file():  # laid out, then stopped (or failed) before its first epoch ended
         raise SportsdetError(
             f"{run.path}: this run never finished an epoch, so there is nothing to resume; start it "
@@ -620,8 +627,8 @@ def resume_run(
         # It went through the data, the bundle and the evaluation again without a word.
         console.print(
             f"[yellow]note:[/] the run has trained its {done} epoch(s); nothing more to train: the model "
-            f"bundle, its evaluation and the report are written again. To train on: --resume --epochs N "
-            f"(above {done})",
+            f"bundle is written again (and what follows it: evaluation, report, unless turned off). To "
+            f"train on: --resume --epochs N (above {done})",
             highlight=False,
             soft_wrap=True,
         )
@@ -643,8 +650,10 @@ def _reconcile_best(
         return
     try:
         saved = (read_checkpoint(best_file)[1].get("best") or {}).get("epoch")
+        why = "the run was killed between its two checkpoint writes"
     except SportsdetError:
         saved = None  # missing or damaged: as good as another epoch's
+        why = f"{best_file.name} is damaged" if best_file.is_file() else f"{best_file.name} is missing"
     if saved == wanted:
         return
     if wanted == state.get("epoch"):
@@ -659,13 +668,13 @@ def _reconcile_best(
         return
     if not more_epochs:
         raise SportsdetError(
-            f"{best_file}: the weights of the best epoch ({wanted}) were lost (the run was killed between "
-            "its two checkpoint writes); resume with more --epochs to train on and choose a best epoch again"
+            f"{best_file}: the weights of the best epoch ({wanted}) were lost ({why}); resume with more "
+            "--epochs to train on and choose a best epoch again"
         )
     state["best"], state["epochs_since_best"] = None, 0
     console.print(
-        f"[yellow]warning:[/] the weights of the best epoch ({wanted}) were lost (the run was killed "
-        "between its two checkpoint writes); the best epoch is chosen again from the epochs to come",
+        f"[yellow]warning:[/] the weights of the best epoch ({wanted}) were lost ({why}); the best epoch "
+        "is chosen again from the epochs to come",
         highlight=False,
         soft_wrap=True,
     )
