@@ -289,7 +289,10 @@ UNDECODABLE = "backslashreplace"
 def printable_name(name: str) -> str:
     """A file name as text any UTF-8 output takes: bytes that are not UTF-8 shown as \\xff escapes
     (printing the raw name raised UnicodeEncodeError under a strict UTF-8 locale)."""
-    return name.encode("utf-8", "surrogateescape").decode("utf-8", UNDECODABLE)
+    try:
+        return name.encode("utf-8", "surrogateescape").decode("utf-8", UNDECODABLE)
+    except UnicodeEncodeError:  # a lone surrogate no file name holds (from JSON, say): escaped too
+        return name.encode("utf-8", UNDECODABLE).decode("utf-8")
 
 
 _ESCAPED_BYTE = re.compile(r"\\(?:udc|x)([89a-fA-F][0-9a-fA-F])")

@@ -11,6 +11,8 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from sportsdet.files import printable_name
+
 app = typer.Typer(
     name="sportsdet",
     help="Recognise the sport in a photograph: check data, train, evaluate, predict.",
@@ -38,7 +40,10 @@ def plain(value: object) -> str:
     wherever it reaches a console or a table cell: a class folder named "[bold]polo" would
     otherwise be swallowed as a style tag. Every CLI site goes through this one helper.
     """
-    return escape(_CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode(), str(value)))
+    # A file name that is not UTF-8 shows its bytes as \xff escapes, as in CSV and JSON output
+    # (the terminal got the raw bytes: 'bad\ufffd' on screen, or a table pushed out of line).
+    text = printable_name(str(value))
+    return escape(_CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode(), text))
 
 
 # Control characters but newline and tab: a file named with an ANSI escape must not recolour,
