@@ -51,7 +51,7 @@ from sportsdet.run_folder import (
     run_of_bundle,
     split_manifest_candidates,
 )
-from sportsdet.runtime import is_cpu, load_backend, stream_predictions
+from sportsdet.runtime import is_cpu, load_backend, preferred_batch_size, stream_predictions
 from sportsdet.seen_photos import (
     LeftOut,
     SeenPhotos,
@@ -384,12 +384,14 @@ def run_model(
     bundle: Bundle,
     items: Sequence[tuple[Path, int]],
     *,
-    batch_size: int = 32,
+    batch_size: int | None = None,
     device: str = "cpu",
     backend: Any = None,
     on_progress: Callable[[int], None] | None = None,
 ) -> tuple[list[int], np.ndarray, list[dict[str, str]]]:
     """Probabilities for every readable item, in order; unreadable ones are skipped and reported.
+    `batch_size` None: the backend's fastest, as predict runs it (onnxruntime: 2 per run; 32 held
+    600 MB more for the same speed).
 
     Returns (kept item positions, probs [kept, C] float32, skipped [{"path", "error"}]).
     Runs through the predictor's streaming pipeline (decoding overlaps the model; memory bounded).
@@ -400,7 +402,8 @@ def run_model(
     rows: list[np.ndarray] = []
     skipped: list[dict[str, str]] = []
     named = ((str(path), path) for path, _ in items)
-    for result in stream_predictions(named, backend, bundle.preprocessing, batch_size=batch_size):
+    size = batch_size if batch_size is not None else preferred_batch_size(backend)
+    for result in stream_predictions(named, backend, bundle.preprocessing, batch_size=size):
         if result.ok:
             if result.probs.shape != (bundle.num_classes,):
                 raise SportsdetError(
@@ -459,7 +462,7 @@ def evaluate(
     keep_seen: bool = False,
     known_only: bool = False,
     out_dir: str | Path | None = None,
-    batch_size: int = 32,
+    batch_size: int | None = None,
     device: str = "cpu",
     seed: int = 0,
     int8: bool = False,
@@ -483,7 +486,7 @@ def evaluate(
         rename_hint,
     )
 
-    if batch_size < 1:
+    if batch_size is not None and batch_size < 1:
         raise SportsdetError(f"--batch-size must be at least 1, got {batch_size}")
     if int8 and not is_cpu(device):
         raise SportsdetError(f"--device {device}: --int8 runs on onnxruntime, on the CPU; drop one of them")

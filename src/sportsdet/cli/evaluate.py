@@ -42,7 +42,11 @@ def evaluate_command(
         "folder> for other photos (RUN/eval is kept), or ./eval-<bundle name>-<data folder> outside a "
         "run (./eval-builtin-<data folder> for the built-in model).",
     ),
-    batch_size: int = typer.Option(32, "--batch-size", "-b", min=1, help="Images per forward pass."),
+    batch_size: int | None = typer.Option(
+        None, "--batch-size", "-b", min=1,
+        help="Images per model run. Default: the fastest for the backend, as predict (onnxruntime: 2; "
+        "torch: 16).",
+    ),
     device: str = typer.Option("cpu", "--device", help="Torch device to run on, e.g. cpu or cuda."),
     seed: int = typer.Option(0, "--seed", help="Seed for picking the gallery images."),
     keep_seen: bool = typer.Option(
