@@ -37,6 +37,23 @@ def test_the_public_names_are_offered_at_the_top_without_loading_them_up_front()
         sportsdet.Predicter  # noqa: B018
 
 
+def test_type_checkers_see_every_public_name_with_its_type() -> None:
+    # The names came from __getattr__ only, typed Any: `Predictor("builtin", top_k="five")` and a
+    # misspelt method passed mypy --strict. The TYPE_CHECKING imports must name each one from its
+    # module (checked here without a type checker, which the test install lacks).
+    import ast
+    import inspect
+
+    tree = ast.parse(inspect.getsource(sportsdet))
+    guarded = next(
+        node for node in tree.body
+        if isinstance(node, ast.If) and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING"
+    )  # fmt: skip
+    seen = {alias.name: node.module for node in guarded.body if isinstance(node, ast.ImportFrom)
+            for alias in node.names}  # fmt: skip
+    assert seen == sportsdet._EXPORTS
+
+
 def test_the_builtin_model_loads_by_name() -> None:
     assert sportsdet.load_bundle("builtin").num_classes >= 105  # was "builtin: no such model bundle"
 

@@ -10,14 +10,19 @@ From Python::
 
 The names below are imported on first use, so `import sportsdet` stays light (no numpy, Pillow
 or onnxruntime until a model is asked for), and this module imports none of the package's own
-(every module may import it for __version__). Type checkers find them in their own modules
-(sportsdet.predict.Predictor, ...).
+(every module may import it for __version__). Type checkers and editors see them with their
+types (the TYPE_CHECKING imports below); `from sportsdet import Predictor` was Any to them.
 """
 
 from __future__ import annotations
 
 from importlib import import_module
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # what type checkers and editors see; at run time __getattr__ imports on first use
+    from sportsdet.bundle import Bundle, load_bundle
+    from sportsdet.errors import BundleError, SportsdetError
+    from sportsdet.predict import PredictionResult, Predictor
 
 __version__ = "0.1.0"
 
