@@ -105,6 +105,31 @@ def test_a_pillow_image_is_read_as_its_file_is(predictor: Predictor, tmp_path: P
         assert result.top_k[0] == (CLASSES[best], pytest.approx(float(as_file[best]), abs=1e-5))
 
 
+def test_predict_image_misused_is_one_clear_error(predictor: Predictor, tmp_path: Path) -> None:
+    # A path gave "AttributeError: 'str' object has no attribute 'mode'", an empty picture a
+    # ZeroDivisionError, a cut-off JPEG Pillow's bare OSError.
+    with pytest.raises(TypeError, match="predict_image takes a Pillow image, got str; for files"):
+        predictor.predict_image("photo.jpg")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="got ndarray"):
+        predictor.predict_image(np.zeros((8, 8, 3), np.uint8))  # type: ignore[arg-type]
+    with pytest.raises(SportsdetError, match=r"an empty picture \(0x0 pixels\)"):
+        predictor.predict_image(Image.new("RGB", (0, 0)))
+    whole = io.BytesIO()
+    make_image((10, 200, 30)).resize((200, 200)).save(whole, format="JPEG")
+    with pytest.raises(SportsdetError, match="the image cannot be decoded"):
+        predictor.predict_image(Image.open(io.BytesIO(whole.getvalue()[: len(whole.getvalue()) // 2])))
+
+
+def test_a_photo_opened_as_text_is_its_own_error(predictor: Predictor, tmp_path: Path) -> None:
+    # open(path) (text mode) raised UnicodeDecodeError out of predict_sources: no photo got a result.
+    photo = tmp_path / "b.jpg"
+    make_image((10, 200, 30)).save(photo)
+    with open(photo) as text:  # noqa: PTH123
+        results = list(predictor.predict_sources([photo, text, photo.read_bytes()]))
+    assert [r.error is None for r in results] == [True, False, True]
+    assert results[1].error == "a text stream: open the photo in binary mode ('rb')"
+
+
 def test_a_batch_of_the_wrong_shape_or_type_is_a_clear_error(predictor: Predictor) -> None:
     size = predictor.preprocessing.input_size
     # onnxruntime's own InvalidArgument (or torch's RuntimeError) reached the caller; uint8 passed.

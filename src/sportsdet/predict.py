@@ -176,6 +176,8 @@ def _read_stream(stream: Any, index: int) -> InputItem:
     shown = str(name) if isinstance(name, (str, os.PathLike)) else f"<stream #{index}>"
     try:
         data = stream.read()
+    except UnicodeDecodeError:  # a photo opened with open(path) (text): it ended the whole stream
+        return InputItem(shown, error="a text stream: open the photo in binary mode ('rb')")
     except OSError as exc:
         return InputItem(shown, error=f"cannot be read: {exc.strerror or exc}")
     if not isinstance(data, (bytes, bytearray)):
@@ -402,7 +404,19 @@ class Predictor:
         order of `labels`). Read as files are: EXIF orientation applied, transparency on white,
         16-bit grey scaled (image.convert("RGB") turned a phone photo on its side and a 16-bit
         PNG white)."""
-        array = preprocess(upright_rgb(image), self.preprocessing)
+        if not hasattr(image, "getpixel"):  # a path or an array failed deep inside, as AttributeError
+            raise TypeError(
+                f"predict_image takes a Pillow image, got {type(image).__name__}; for files, bytes or "
+                "URLs use predict_sources, for arrays predict_batch"
+            )
+        try:
+            image.load()  # a cut-off JPEG raised Pillow's bare OSError
+            if min(image.size) < 1:
+                raise SportsdetError(f"an empty picture ({image.width}x{image.height} pixels)")
+            picture = upright_rgb(image)
+        except OSError as exc:
+            raise SportsdetError(f"the image cannot be decoded ({exc})") from None
+        array = preprocess(picture, self.preprocessing)
         return self.predict_batch(array[None])[0]
 
     def load(
