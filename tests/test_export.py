@@ -430,3 +430,19 @@ def test_exporting_into_a_run_another_process_is_writing_is_refused(run_folder: 
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_bad_export_arguments_are_refused_before_any_work(run_folder: Path) -> None:
+    # quant_format="bogus" was a KeyError after the float export had run; parity_images=0 said the
+    # export "does not match PyTorch on 0 images" (please report); -3 a ValueError from random.
+    from sportsdet.export import export_bundle
+
+    for arguments, said in (
+        ({"int8": True, "quant_format": "bogus"}, r"unknown quant_format 'bogus'; use qdq or qoperator"),
+        ({"parity_images": 0}, r"parity_images must be a whole number of at least 1, got 0"),
+        ({"parity_images": -3}, r"parity_images must be a whole number of at least 1, got -3"),
+        ({"calibration_images": 2.5}, r"calibration_images must be a whole number of at least 1, got 2.5"),
+    ):
+        with pytest.raises(SportsdetError, match=said):
+            export_bundle(run_folder, **arguments)
+    assert not list((run_folder / "model").glob("*.onnx")) and not list((run_folder / "model").glob(".*"))

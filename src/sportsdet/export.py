@@ -68,6 +68,7 @@ PARITY_IMAGES = 64
 CALIBRATION_IMAGES = 200
 # Default INT8 guard: refuse a quantised model that loses more than this many accuracy points.
 MAX_INT8_DROP = 1.0
+QUANT_FORMATS = ("qdq", "qoperator")  # onnxruntime's QuantFormat.QDQ and .QOperator
 # The first convolutions (stem and first block) stay in float. Measured on a lite0 trained on
 # sports100 (500 test photos): everything quantised -5.6 points; stem kept -0.8; stem and first
 # block kept -0.2, still 1.6x faster than fp32. The image-facing layers see the widest range.
@@ -508,9 +509,20 @@ def export_bundle(
 ) -> ExportReport:
     """Export a bundle to ONNX (default BUNDLE/model.onnx), check parity, optionally add INT8.
 
+    `bundle_path`: a bundle folder, a run folder or "builtin" (which needs `out`). `int8`: also
+    write an INT8 model (default OUT with .int8.onnx, or `int8_out`), calibrated on
+    `calibration_data` (default: the bundle's training photos, else synthetic ones) and refused
+    when it loses more than `max_int8_drop` accuracy points on `eval_data` (default: held-out
+    photos of the bundle's data); `quant_format`: "qdq" or "qoperator". `parity_images` and
+    `calibration_images`: how many photos each check uses. `progress(message)` hears each step.
     Files are written under a temporary name and renamed only once every check passed, so a
     failed export never leaves a file behind nor replaces a good one.
     """
+    if quant_format not in QUANT_FORMATS:  # a KeyError after the float export had run
+        raise SportsdetError(f"unknown quant_format {quant_format!r}; use {' or '.join(QUANT_FORMATS)}")
+    for name, count in (("parity_images", parity_images), ("calibration_images", calibration_images)):
+        if not isinstance(count, int) or count < 1:  # 0 was "does not match PyTorch ... please report"
+            raise SportsdetError(f"{name} must be a whole number of at least 1, got {count!r}")
     say = progress or (lambda message: None)
     bundle = load_bundle(resolve_bundle_dir(bundle_path))  # a run folder, or `builtin`, too
     builtin = builtin_bundle_path()

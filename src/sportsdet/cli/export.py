@@ -53,7 +53,7 @@ def export_command(
     out, calibration_data, eval_data = given_path(out), given_path(calibration_data), given_path(eval_data)
     if format.lower() != "onnx":
         raise SportsdetError(f"unsupported export format {format!r}; use --format onnx")
-    if quant_format not in ("qdq", "qoperator"):
+    if quant_format not in ("qdq", "qoperator"):  # export.QUANT_FORMATS, said with the flag's name
         raise SportsdetError(f"unknown --quant-format {quant_format!r}; use qdq or qoperator")
     from sportsdet.export import PARITY_MAX_PROB_DIFF, PARITY_MIN_AGREEMENT, export_bundle
     from sportsdet.run_folder import lock_run, resolve_bundle_dir, run_of_bundle
