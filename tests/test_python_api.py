@@ -120,6 +120,25 @@ def test_predict_image_misused_is_one_clear_error(predictor: Predictor, tmp_path
         predictor.predict_image(Image.open(io.BytesIO(whole.getvalue()[: len(whole.getvalue()) // 2])))
 
 
+def test_predictor_arguments_are_checked_when_it_is_made(tmp_path: Path) -> None:
+    # Each was an error deep inside the first prediction (top_k=1.5 a slicing TypeError,
+    # batch_size=2.5 "a worker failed", a backend without predict_proba an AttributeError), or
+    # none at all (url_timeout=-1).
+    bundle = make_tiny_bundle(tmp_path / "bundle")
+    for arguments, said in (
+        ({"top_k": 1.5}, r"top_k must be a whole number of at least 1, got 1.5"),
+        ({"batch_size": 2.5}, r"batch_size must be a whole number of at least 1, got 2.5"),
+        ({"threads": -1}, r"threads must be a whole number of at least 1, got -1"),
+        ({"workers": 0}, r"workers must be a whole number of at least 1, got 0"),
+        ({"url_max_bytes": 0}, r"url_max_bytes must be a whole number of at least 1, got 0"),
+        ({"url_timeout": -1}, r"url_timeout must be a positive number of seconds, got -1"),
+        ({"backend": object()}, r"backend object: not a backend; give 'auto', 'onnx', 'torch' or an object"),
+    ):
+        with pytest.raises(SportsdetError, match=said):
+            Predictor(bundle, **arguments)
+    assert Predictor(bundle, top_k=3, threads=1, workers=2, url_timeout=0.5).top_k == 3
+
+
 def test_a_photo_opened_as_text_is_its_own_error(predictor: Predictor, tmp_path: Path) -> None:
     # open(path) (text mode) raised UnicodeDecodeError out of predict_sources: no photo got a result.
     photo = tmp_path / "b.jpg"

@@ -297,10 +297,15 @@ class Predictor:
     >>> for result in predictor.predict_sources(["photo.jpg", "holiday/", "https://..."]):
     ...     print(result.input, result.label, result.score)
 
+    `bundle_or_path`: a bundle folder, a run folder, an exported .onnx file, "builtin", or a
+    loaded Bundle. `device`: "cpu" (onnxruntime or torch) or a torch device such as "cuda".
+    `batch_size`: images per model run (None: the backend's fastest). `top_k`: how many
+    (label, probability) pairs each result keeps.
     `backend`: "auto" (onnxruntime when the bundle carries model.onnx, else torch), "onnx",
     "torch", or any object with `predict_proba`. `int8` uses the bundle's model.int8.onnx.
     `threads`: CPU threads for the model; `workers`: threads that decode images and run the model
-    (see `runtime.stream_predictions`).
+    (see `runtime.stream_predictions`). `url_timeout` (seconds) and `url_max_bytes` bound each
+    download; `url_policy` says which addresses may be fetched (default: any).
 
     Abstaining: by default the model's own rule (bundle.json / ONNX metadata "abstain") marks a
     photo uncertain; `min_score` replaces it by "top probability under min_score" and
@@ -324,10 +329,22 @@ class Predictor:
         min_score: float | None = None,
         url_policy: AddressPolicy = ALLOW_ALL,
     ) -> None:
-        if batch_size is not None and batch_size < 1:
-            raise SportsdetError(f"batch size must be at least 1, got {batch_size}")
-        if top_k < 1:
-            raise SportsdetError(f"top-k must be at least 1, got {top_k}")
+        # Checked here: each was an error deep inside the first prediction (a slicing TypeError,
+        # "a worker failed", torch's set_num_threads) or, for the URL limits, none at all.
+        counts = {"batch_size": batch_size, "top_k": top_k, "threads": threads, "workers": workers,
+                  "url_max_bytes": url_max_bytes}  # fmt: skip
+        for name, value in counts.items():
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise SportsdetError(f"{name} must be a whole number of at least 1, got {value!r}")
+        if not (isinstance(url_timeout, (int, float)) and url_timeout > 0):
+            raise SportsdetError(f"url_timeout must be a positive number of seconds, got {url_timeout!r}")
+        if backend is not None and not isinstance(backend, str) and not callable(
+            getattr(backend, "predict_proba", None)
+        ):
+            raise SportsdetError(
+                f"backend {type(backend).__name__}: not a backend; give 'auto', 'onnx', 'torch' or an "
+                "object with predict_proba(batch) -> probabilities"
+            )
         onnx_file = None if isinstance(bundle_or_path, Bundle) else Path(bundle_or_path).expanduser()
         if onnx_file is not None and is_onnx_file(onnx_file):
             self.bundle: Bundle | None = None  # an exported file carries labels and preprocessing
