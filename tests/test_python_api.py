@@ -58,6 +58,13 @@ def test_the_builtin_model_loads_by_name() -> None:
     assert sportsdet.load_bundle("builtin").num_classes >= 105  # was "builtin: no such model bundle"
 
 
+def test_load_bundle_opens_a_run_folder_as_predictor_does(tmp_path: Path) -> None:
+    # Predictor, evaluate and export take a run folder; load_bundle said "bundle.json is missing;
+    # this is not a sportsdet model bundle".
+    make_tiny_bundle(tmp_path / "run" / "model")
+    assert sportsdet.load_bundle(tmp_path / "run").path == tmp_path / "run" / "model"
+
+
 def test_one_input_given_bare_is_one_input(predictor: Predictor, tmp_path: Path) -> None:
     # predict_sources("photo.jpg") read the string as its characters: 'p', 'h', ... and a "/"
     # labelled every photo on the machine.

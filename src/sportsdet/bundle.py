@@ -22,13 +22,16 @@ import tempfile
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sportsdet import __version__
 from sportsdet.abstain import Abstain
 from sportsdet.errors import BundleError, SportsdetError
 from sportsdet.files import sha256_file, write_json
 from sportsdet.preprocess import Preprocessing
+
+if TYPE_CHECKING:
+    import torch
 
 BUNDLE_FORMAT = "sportsdet-bundle/1"
 MANIFEST_NAME = "bundle.json"
@@ -116,8 +119,8 @@ class Bundle:
 
         return load_file(str(self.weights_path))
 
-    def build_torch_model(self):  # -> torch.nn.Module in eval mode
-        """Rebuild the network from the registry and load the weights (needs torch)."""
+    def build_torch_model(self) -> torch.nn.Module:
+        """Rebuild the network from the registry and load the weights, in eval mode (needs torch)."""
         import torch
 
         from sportsdet.models import build_model
@@ -278,9 +281,10 @@ def _require(manifest: dict[str, Any], key: str, kind: type, where: Path) -> Any
 
 
 def load_bundle(path: str | Path, *, verify_weights: bool = True) -> Bundle:
-    """Open and validate a bundle folder (or the bundle.json inside it); `"builtin"` is the sports
-    model shipped in the package (unless a folder of that name is here)."""
-    path = Path(path)
+    """Open and validate a bundle folder (or the bundle.json inside it, or a training run folder:
+    its model/); `"builtin"` is the sports model shipped in the package (unless a folder of that
+    name is here)."""
+    path = Path(path).expanduser()
     if str(path) == BUILTIN and not path.exists():
         shipped = builtin_bundle_path()
         if shipped is None:
@@ -292,6 +296,8 @@ def load_bundle(path: str | Path, *, verify_weights: bool = True) -> Bundle:
         raise BundleError(f"{path}: no such model bundle")
     if not path.is_dir():
         raise BundleError(f"{path}: a model bundle is a folder holding {MANIFEST_NAME} and {WEIGHTS_NAME}")
+    if not (path / MANIFEST_NAME).is_file() and (path / "model" / MANIFEST_NAME).is_file():
+        path = path / "model"  # a run folder, as Predictor, evaluate and export take it
     manifest_file = path / MANIFEST_NAME
     if not manifest_file.is_file():
         raise BundleError(f"{path}: {MANIFEST_NAME} is missing; this is not a sportsdet model bundle")

@@ -2,7 +2,7 @@
 
     from sportsdet.train import train
     result = train("my_photos/", out="runs/first")     # lite0 transfer learning
-    result.run_dir / "report.html"                      # the notebook's whole story on one page
+    print(result.report)                                # runs/first/report.html: the whole story
 
 It sits above both halves it joins: `sportsdet.training` fits the model into the run folder
 (options, recipes, checkpoints, bundle), `sportsdet.evaluate` scores the saved test split with
