@@ -87,6 +87,12 @@ class EvalData:
 
 @dataclass
 class EvalResult:
+    """One evaluation: the folder written (metrics.json, predictions.csv, probs.npy, figures), its
+    metrics (accuracy with its 95% interval, balanced accuracy, macro-F1, top-5, per_class,
+    confusion_matrix, calibration, abstain, per_source for several sources, and what was scored),
+    the photos scored in order with their true class indices and probabilities [N, classes], and
+    the photos that could not be read ({"path", "error"})."""
+
     out_dir: Path
     metrics: dict[str, Any]
     paths: list[Path]
@@ -473,9 +479,16 @@ def evaluate(
 ) -> EvalResult:
     """Evaluate a bundle (or a run folder) on DATA and write the evaluation folder.
 
-    DATA None (or the run's dataset file): the run's own saved split, every source of it. `int8`
-    scores the bundle's model.int8.onnx (what `predict --int8` and `serve --int8` run).
-    `on_out(folder)` hears where the results will go, before any photo is scored.
+    DATA None (or the run's dataset file): the run's own saved split, every source of it; a
+    folder: its class folders (a train/valid/test tree: its `split`). `split_given`: whether
+    `split` was chosen (a folder-per-class tree then says it is ignored). Photos the model was
+    trained or validated on are left out by content unless `keep_seen`; class folders the model
+    does not know are refused unless `known_only` (then left out, and said). `out_dir` default:
+    RUN/eval for the run's own test split, else RUN/eval-DATA, or ./eval-MODEL-DATA outside a run.
+    `batch_size` None: the backend's fastest; `seed` draws the gallery photos; `backend`: any
+    object with predict_proba (default: the engine predict uses). `int8` scores the bundle's
+    model.int8.onnx (what `predict --int8` and `serve --int8` run). `warn(message)` hears each
+    note; `on_out(folder)` hears where the results will go, before any photo is scored.
     """
     from sportsdet.metrics import (
         abstain_metrics,
