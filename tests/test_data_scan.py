@@ -363,12 +363,19 @@ def test_json_on_stdout_is_utf8_json_whatever_the_terminal_encoding(tmp_path: Pa
 
 def test_a_closed_stdout_is_an_error_not_a_silent_success(tmp_path: Path) -> None:
     # `sportsdet predict ... >&-` printed nothing, said nothing and exited 0.
-    _tree(tmp_path / "data", {"polo": 2})
-    for args in ("data scan {} --json", "data scan {}", "models"):
+    _tree(tmp_path / "data", {"polo": 3, "rowing": 3})
+    for args in ("data scan {} --json", "data scan {}", "models", "evaluate builtin {}"):
         command = f"{sys.executable} -m sportsdet {args.format(tmp_path / 'data')} >&-"
         done = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=120)
         assert done.returncode == 2, (args, done.stderr)
         assert "error: standard output is closed" in done.stderr and "Traceback" not in done.stderr
+    # Refused before any work: evaluate wrote its files, then failed printing its summary. A run
+    # (files) and a service still go, their lines to stdout dropped: train finished, then exit 2.
+    command = (f"{sys.executable} -m sportsdet train {tmp_path / 'data'} --out {tmp_path / 'run'} "
+               "-m seed-cnn --epochs 1 --workers 0 --no-eval --set batch_size=2 --set input_size=32 >&-")
+    done = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (tmp_path / "run" / "model" / "bundle.json").is_file()
 
 
 def test_a_tilde_in_an_output_option_is_the_home_folder(

@@ -728,6 +728,13 @@ def test_evaluating_a_run_another_process_is_writing_is_refused(
         holder.wait()
     evaluate(run, tree, backend=ColourOracle())
     assert (run / "eval-data" / "metrics.json").is_file()
+    # A folder that only looks like a run (a project's own config.json) is neither locked nor
+    # given a lock file.
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "config.json").write_text('{"name": "web app"}')
+    evaluate(run, tree, backend=ColourOracle(), out_dir=project / "eval")
+    assert sorted(p.name for p in project.iterdir()) == ["config.json", "eval"]
 
 
 def test_many_unknown_class_folders_are_named_eight_at_a_time(
@@ -741,6 +748,12 @@ def test_many_unknown_class_folders_are_named_eight_at_a_time(
     said = str(caught.value)
     assert "'sport 07' and 12 more are not among the model's 3 labels" in said and "sport 08" not in said
     assert len(said) < 600
+    # A folder with a "did you mean" comes first: sorted by name, the one fixable hint was cut.
+    shutil.copytree(tree / "polo", tree / "zrowing")
+    hinted_first = r"folder\(s\) 'zrowing' \(did you mean 'rowing'\?\), 'sport 00'"
+    with pytest.raises(SportsdetError, match=hinted_first):
+        evaluate(bundle, tree, out_dir=tmp_path / "eval", backend=ColourOracle())
+    shutil.rmtree(tree / "zrowing")
     notes: list[str] = []
     out = tmp_path / "eval"
     evaluate(bundle, tree, out_dir=out, backend=ColourOracle(), known_only=True, warn=notes.append)

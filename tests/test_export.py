@@ -315,7 +315,7 @@ def test_export_through_a_symbolic_link_writes_its_target(run_folder: Path, tmp_
     assert sorted(p.name for p in shared.iterdir()) == ["current.onnx"]  # no temporary file left
     pipe = tmp_path / "pipe.onnx"
     os.mkfifo(pipe)
-    with pytest.raises(SportsdetError, match="pipe.onnx: is a device, pipe or socket"):
+    with pytest.raises(SportsdetError, match="pipe.onnx: is a device, pipe, socket or stream"):
         export_bundle(run_folder / "model", out=pipe, parity_images=2)
 
 

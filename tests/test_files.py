@@ -109,12 +109,45 @@ def test_a_symbolic_link_is_written_through_and_a_device_or_pipe_refused(tmp_pat
     fifo = tmp_path / "pipe.json"
     os.mkfifo(fifo)
     for path in (fifo, Path("/dev/null")):
-        with pytest.raises(SportsdetError, match=r"is a device, pipe or socket, not a file"):
+        with pytest.raises(SportsdetError, match=r"is a device, pipe, socket or stream, not a file"):
             atomic_write(path, "x")
-        with pytest.raises(SportsdetError, match=r"^--report .*: is a device, pipe or socket, not a file; "
-                           r"give a file name, or - for standard output$"):
+        said = r"^--report .*: is a device, pipe, socket or stream, not a file; give a file name, or - for "
+        with pytest.raises(SportsdetError, match=said + r"standard output$"):
             files.check_writable_file(path, "--report", also="- for standard output")
     assert stat.S_ISFIFO(fifo.stat().st_mode) and stat.S_ISCHR(os.stat("/dev/null").st_mode)
+
+
+def test_a_path_to_this_process_s_stdout_is_refused_not_renamed_over(tmp_path: Path) -> None:
+    # --report /dev/stdout >> log.txt: /dev/stdout leads (through /proc/self/fd/1) to log.txt,
+    # which the rename replaced with the report; through a pipe it failed after all the work.
+    import subprocess
+    import sys
+
+    log = tmp_path / "log.txt"
+    log.write_text("line 1 of an existing log\n")
+    code = ("import sys; from sportsdet.files import write_json; "
+            "write_json(sys.argv[1], {'a': 1})")  # fmt: skip
+    for target in ("/dev/stdout", "/proc/self/fd/1", "/dev/fd/1"):
+        with open(log, "a") as appended:
+            command = [sys.executable, "-c", code, target]
+            done = subprocess.run(command, stdout=appended, stderr=subprocess.PIPE, text=True, timeout=60)
+        assert done.returncode != 0 and "is a device, pipe, socket or stream" in done.stderr, done.stderr
+    assert log.read_text() == "line 1 of an existing log\n"
+    linked = tmp_path / "out.json"
+    linked.symlink_to("/dev/stdout")  # a link of the user's to it: the same
+    with pytest.raises(SportsdetError, match="out.json: is a device, pipe, socket or stream"):
+        files.check_writable_file(linked, "--report")
+    if Path("/dev/shm").is_dir():  # shared memory under /dev holds plain files
+        shared = write_json(Path("/dev/shm") / f"sportsdet-{os.getpid()}.json", {})
+        shared.unlink()
+
+
+def test_a_link_loop_is_an_error_not_a_file_made_over_it(tmp_path: Path) -> None:
+    (tmp_path / "l1.json").symlink_to("l2.json")
+    (tmp_path / "l2.json").symlink_to("l1.json")
+    with pytest.raises(SportsdetError, match="l1.json: too many levels of symbolic links"):
+        write_json(tmp_path / "l1.json", {})
+    assert (tmp_path / "l1.json").is_symlink()
 
 
 def test_one_hasher_for_files(tmp_path: Path) -> None:
@@ -163,7 +196,7 @@ def test_what_a_killed_write_left_is_removed_and_a_temporary_name_reads_as_its_t
 
 def test_a_file_name_the_file_system_takes_is_written_whatever_its_length(tmp_path: Path) -> None:
     # A 250-byte report name was refused ("File name too long"): its temporary name was longer.
-    for name in ("r" * 245 + ".json", "é" * 122 + ".json", "x" * 255):
+    for name in ("r" * 245 + ".json", "é" * 122 + ".json", "x" * 255, "r." + "x" * 248):
         target = tmp_path / name
         write_json(target, {"a": 1})
         assert target.read_text() == '{\n "a": 1\n}\n'

@@ -679,7 +679,11 @@ def test_a_list_of_photos_given_as_an_input_is_told_how_to_give_its_lines(
     given = [str(listing), str(notes), str(photos / "a.jpg")]
     results = {r.input: r for r in predictor.predict_sources(given)}
     assert results[str(listing)].error.startswith("a list of photos? predict reads photos, folders")
-    assert "--engine ray, which reads .txt and .csv listings" in results[str(listing)].error
+    assert "--engine ray, which reads .txt listings" in results[str(listing)].error
+    table = tmp_path / "photos.csv"
+    table.write_text(f"path,label\n{photos / 'a.jpg'},polo\n")
+    [result] = predictor.predict_sources([str(table)])
+    assert "--engine ray reads a .csv listing's 'path' column" in result.error and "xargs" not in result.error
     assert results[str(notes)].error == "not an image: the file holds text"  # not a list by its name
     assert results[str(photos / "a.jpg")].error is None
     (tmp_path / "photo.txt").write_bytes((photos / "a.jpg").read_bytes())  # a JPEG named .txt: a photo

@@ -228,6 +228,8 @@ def _from_folder(
             notes.append(f"{data_root} is a folder-per-class tree: --split is ignored, every image is used")
     index = bundle.class_index()  # a renamed label's data name too (sports100's `football`)
     unknown = sorted({r.label for r in records} - set(index))
+    # Those with a "did you mean" first: listed LISTED at a time, the one fixable hint was cut off.
+    unknown.sort(key=lambda name: "(did you mean" not in quoted_with_hint(name, bundle.labels))
     if unknown:
         # At most LISTED names: 195 folders the built-in model lacks made a 3,000-character error.
         hints = ", ".join(quoted_with_hint(name, bundle.labels) for name in unknown[:LISTED])

@@ -81,18 +81,38 @@ def check_writable_file(path: str | Path, option: str, example: str = "report.js
 
 def write_target(path: str | Path) -> Path:
     """The file a write to `path` replaces: a symbolic link's target (the link stays a link, as
-    with a shell's `>`), else `path`. A device, pipe or socket is refused: files are written whole
-    under a temporary name and renamed over `path`, which would put a plain file where it was (as
-    root, over /dev/stdout or /dev/null)."""
+    with a shell's `>`), else `path`. Files are written whole under a temporary name and renamed
+    over the target, so what is not a plain file is refused: a device, pipe or socket (as root, the
+    rename put a plain file over /dev/null), and anything reached through /dev or /proc
+    (/dev/stdout leads to the file the shell opened, `>> log.txt`, which the rename replaced)."""
     path = Path(path)
-    target = Path(os.path.realpath(path)) if os.path.islink(path) else path  # never raises
+    target = path
+    for _ in range(_MAX_LINKS):
+        if _is_a_stream(target):
+            raise SportsdetError(f"{path}: {_NOT_A_FILE}")
+        if not os.path.islink(target):  # never raises
+            break
+        target = target.parent / os.readlink(target)  # a relative link is relative to its folder
+    else:
+        raise SportsdetError(f"{path}: too many levels of symbolic links (a loop?); give a file name")
     try:
-        mode = target.stat().st_mode
+        mode = os.stat(target).st_mode
     except OSError:  # not there yet (a link to a file still to be made), or unreadable: the write says
         return target
     if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
-        raise SportsdetError(f"{path}: is a device, pipe or socket, not a file; give a file name")
+        raise SportsdetError(f"{path}: {_NOT_A_FILE}")
     return target
+
+
+_MAX_LINKS = 40  # as Linux's own limit on links followed in one path
+_NOT_A_FILE = "is a device, pipe, socket or stream, not a file; give a file name"
+
+
+def _is_a_stream(path: Path) -> bool:
+    """Under /dev (its shared-memory folder aside) or /proc: what a process reads and writes as
+    streams, not files to replace."""
+    parts = Path(os.path.abspath(path)).parts
+    return len(parts) > 1 and (parts[1] == "proc" or (parts[1] == "dev" and parts[2:3] != ("shm",)))
 
 
 def atomic_write(path: str | Path, writer: Callable[[Path], None] | bytes | str) -> Path:
@@ -149,7 +169,8 @@ def temp_beside(path: str | Path, *, named_by: str = "path") -> Path:
     parent = path.parent if str(path.parent) else Path(".")
     try:
         parent.mkdir(parents=True, exist_ok=True)
-        prefix, suffix = f".{_fitting(path.name)}.", f".tmp{path.suffix}"
+        name, kept_suffix = _fitting(path.name)
+        prefix, suffix = f".{name}.", f".tmp{kept_suffix}"
         fd, tmp_name = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=parent)
         os.close(fd)
         os.chmod(tmp_name, 0o666 & ~_umask())
@@ -166,12 +187,16 @@ _NAME_MAX = 255  # bytes in one file name (Linux, macOS, Windows)
 _TEMP_EXTRA = len(".") + len(".") + 8 + len(".tmp")  # what temp_beside adds around NAME and SUFFIX
 
 
-def _fitting(name: str) -> str:
-    """`name` cut short enough for its temporary file's name to be a legal one: a 250-byte report
-    name, which the file system takes, was refused ("File name too long") for the temporary one."""
-    room = _NAME_MAX - _TEMP_EXTRA - len(os.fsencode(Path(name).suffix))
+def _fitting(name: str) -> tuple[str, str]:
+    """The NAME and SUFFIX of `name`'s temporary file, cut short enough for it to be a legal file
+    name: a 250-byte report name, which the file system takes, was refused ("File name too long")
+    for the temporary one. The suffix is kept (np.save and onnx read it) unless it alone is too long."""
+    suffix = Path(name).suffix
+    if len(os.fsencode(suffix)) > _NAME_MAX // 2:
+        suffix = ""
+    room = _NAME_MAX - _TEMP_EXTRA - len(os.fsencode(suffix))
     encoded = os.fsencode(name)
-    return name if len(encoded) <= room else os.fsdecode(encoded[:room])
+    return (name if len(encoded) <= room else os.fsdecode(encoded[:room])), suffix
 
 
 _TEMP_NAME = re.compile(r"^\.(?P<name>.+)\.[a-z0-9_]{8}\.tmp(\.[^.]*)?$")

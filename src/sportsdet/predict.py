@@ -192,12 +192,14 @@ def _one_input(sources: Any) -> bool:
     return isinstance(sources, single) or one_thing or not isinstance(sources, Iterable)
 
 
-_LISTING_SUFFIXES = (".txt", ".csv", ".lst", ".list")
-_LISTING_ERROR = (
-    "a list of photos? predict reads photos, folders, patterns and URLs, not lists of them: give its "
-    "lines with `xargs -d '\\n' sportsdet predict < LIST`, or use --engine ray, which reads .txt "
-    "and .csv listings"
-)
+# A listing given as an input (what --engine ray reads): said as such, not "the file holds text".
+_LISTING_ERRORS = {
+    ".txt": "a list of photos? predict reads photos, folders, patterns and URLs, not lists of them: "
+    "give its lines as inputs (`xargs -d '\\n' sportsdet predict < LIST`), or use --engine ray, "
+    "which reads .txt listings",
+    ".csv": "a list of photos? predict reads photos, folders, patterns and URLs, not lists of them: "
+    "--engine ray reads a .csv listing's 'path' column, or give those paths as inputs",
+}
 
 
 def _expand_each(sources: Iterable[Source]) -> Iterator[InputItem]:
@@ -245,8 +247,9 @@ def _expand_each(sources: Iterable[Source]) -> Iterator[InputItem]:
         elif exists:
             # Said as for a folder's photos: a JPEG named photo.php given by name had no warning.
             image_format = None if is_image_name(text) or not path.is_file() else sniff_image_format(path)
-            if image_format is None and path.suffix.lower() in _LISTING_SUFFIXES and path.is_file():
-                yield InputItem(text, error=_LISTING_ERROR)  # was "not an image: the file holds text"
+            listing = _LISTING_ERRORS.get(path.suffix.lower())
+            if image_format is None and listing and path.is_file():
+                yield InputItem(text, error=listing)
                 continue
             note = misleading_name_note(text, image_format) if image_format else None
             yield InputItem(text, path, note=note)

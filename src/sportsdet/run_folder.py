@@ -286,7 +286,7 @@ def holding_run_of(out: str | Path) -> Iterator[RunFolder | None]:
     is in no run. Without it, `train --force` moved an evaluation's files aside as it wrote them,
     and a run it replaced was given the old model's evaluation."""
     run = RunFolder(Path(out).absolute().parent)
-    if not run.looks_like_run():
+    if not run.written_by_sportsdet():  # a project folder with a config.json of its own is no run
         yield None
         return
     with lock_run(run):

@@ -122,17 +122,16 @@ def _stop_on_sigterm_as_on_ctrl_c() -> None:
     signal.signal(signal.SIGTERM, stop)
 
 
-class _ClosedStdout(io.TextIOBase):
-    """sys.stdout when the shell closed it (`>&-`). Python sets it to None, and print, click and
-    rich then drop every line: a command's results vanished with exit code 0. Writing now fails,
-    as it does for `ls >&-`."""
+# Commands whose results are files or a service, not text on stdout: with stdout closed (`>&-`,
+# a daemon's) they run, their few lines to stdout dropped. Any other refuses at once: predict,
+# info and data check printed nothing, said nothing and exited 0, and evaluate failed only once
+# its photos were scored.
+_RUN_WITHOUT_STDOUT = frozenset({"train", "serve"})
 
-    def writable(self) -> bool:
-        return True
 
-    def write(self, text: str) -> int:
-        raise SportsdetError("standard output is closed (>&-), so the output has nowhere to go; "
-                             "send it to a file or to /dev/null")
+def _command_named() -> str | None:
+    """The verb on the command line (`sportsdet data check ...`: "data"), None for none."""
+    return next((arg for arg in sys.argv[1:] if not arg.startswith("-")), None)
 
 
 def _names_that_are_not_utf8_print() -> None:
@@ -217,8 +216,9 @@ def main() -> None:
     Ctrl-C exits with 130, SIGTERM with 143, after the same clean-up.
     """
     _stop_on_sigterm_as_on_ctrl_c()
-    if sys.stdout is None:
-        sys.stdout = _ClosedStdout()
+    if sys.stdout is None and _command_named() not in _RUN_WITHOUT_STDOUT:
+        _fail("standard output is closed (>&-), so the output has nowhere to go; send it to a file or "
+              "to /dev/null")
     _names_that_are_not_utf8_print()
     previous_hook = sys.unraisablehook
     sys.unraisablehook = functools.partial(_keep_dropped_interrupts, previous=previous_hook)
