@@ -419,6 +419,7 @@ def test_resume_says_what_it_can_and_cannot_do(data_dir, tmp_path):
         two = {**TINY, "epochs": 2}
         train(data_dir, out=never, model="seed-cnn", options=two, callbacks=[InterruptAfter(1)])
     (never / "checkpoints" / "last.safetensors").unlink()  # as if stopped during epoch 1
+    (never / "checkpoints" / "last.json").unlink()
     with pytest.raises(SportsdetError, match="never finished an epoch, so there is nothing to resume"):
         train(None, out=never, resume=True)
 

@@ -36,7 +36,14 @@ from sportsdet.files import sha256_file, write_json
 from sportsdet.models import DEFAULT_MODEL, ModelSpec, get_model_spec
 from sportsdet.near_copies import near_hashes
 from sportsdet.preprocess import Preprocessing
-from sportsdet.run_folder import RunFolder, clear_run, drop_previous_run, lock_run, restore_previous_run
+from sportsdet.run_folder import (
+    LOCK,
+    RunFolder,
+    clear_run,
+    drop_previous_run,
+    lock_run,
+    restore_previous_run,
+)
 from sportsdet.seen_photos import SEEN_NAME, SEEN_SPLITS, seen_photos_json
 from sportsdet.training import distributed
 from sportsdet.training.calibration import calibrate_temperature, fit_validation_abstain
@@ -169,7 +176,9 @@ def _settle(held: ExitStack, run: RunFolder, data: Any, given: dict[str, Any], *
             run, given, model=args["model"], split=args["split"], seed=args["seed"], console=console
         )
     else:
-        if run.path.is_dir():  # a run another process is writing is said as such, not "use --force"
+        if (run.path / LOCK).is_file() or run.written_by_sportsdet():
+            # A run another process is writing is said as such, not "use --force"; a folder of the
+            # user's gets no lock file from a refusal.
             held.enter_context(lock_run(run))
         setup = plan_new_run(run, data, given, force=force, console=console, **args)
         held.enter_context(lock_run(run))  # only now for a new folder: a refused run leaves none behind
