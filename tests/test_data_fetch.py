@@ -116,6 +116,16 @@ def test_bad_archives_fail_clearly_and_leave_nothing(http_server, tmp_path, file
     assert not (tmp_path.parent / "escape.jpg").exists()
 
 
+def test_an_archive_without_a_dataset_is_named_not_its_unpacking_folder(http_server, tmp_path) -> None:
+    # "error: DEST/.many.unpacking-wxgf8mtu: no class folders ...": a folder removed before it was read.
+    url = http_server.add("/notes.zip", zip_bytes({"notes/readme.txt": b"no pictures here"}))
+    with pytest.raises(SportsdetError) as caught:
+        fetch_dataset(url, tmp_path, progress=False)
+    said = str(caught.value)
+    assert said.startswith(f"{tmp_path / 'downloads' / 'notes.zip'} (in its folder notes), unpacked: "), said
+    assert ".unpacking-" not in said and leftovers(tmp_path) == []
+
+
 def test_a_damaged_download_is_named(http_server, tmp_path: Path) -> None:
     url = http_server.add("/broken.zip", b"PK\x03\x04 not really a zip")
     said = r"broken.zip: not a readable zip archive .*; fetch again with --force"

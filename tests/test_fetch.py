@@ -109,15 +109,21 @@ def test_download_checksum_mismatch_keeps_old_file(http_server: LocalServer, tmp
     assert [p.name for p in tmp_path.iterdir()] == ["data.bin"]
 
 
+@pytest.mark.parametrize("progress", [False, True])
 @pytest.mark.parametrize(
-    ("path", "message"), [("/short.bin", "stopped early|connection broke"), ("/missing.jpg", "HTTP 404")]
-)
-def test_download_failures_leave_nothing(
-    http_server: LocalServer, tmp_path: Path, path: str, message: str
+    ("path", "message"),
+    [("/short.bin", "stopped early|connection broke"), ("/missing.jpg", "HTTP 404"),
+     ("/page.html", r"the URL returned a web page, not the file \(Content-Type text/html\)")],
+)  # fmt: skip
+def test_download_failures_leave_nothing_and_name_the_url(
+    http_server: LocalServer, tmp_path: Path, path: str, message: str, progress: bool
 ) -> None:
+    # With the progress bar (the CLI's default) an error after the headers named the bar's console,
+    # "<console width=80 None>: the download stopped early"; a login page was kept as the archive.
     dest = tmp_path / "data.bin"
-    with pytest.raises(SportsdetError, match=message):
-        download_file(http_server.url(path), dest, timeout=2, progress=False)
+    with pytest.raises(SportsdetError, match=message) as caught:
+        download_file(http_server.url(path), dest, timeout=2, progress=progress)
+    assert str(caught.value).startswith(http_server.url(path) + ": ")
     assert list(tmp_path.iterdir()) == []
 
 

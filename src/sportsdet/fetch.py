@@ -605,6 +605,12 @@ def download_file(
             length = _content_length(response)
             if max_bytes is not None and length is not None and length > max_bytes:
                 raise FetchError(f"{shown}: the file is {_mb(length)}, above the {_mb(max_bytes)} limit")
+            ctype = _content_type(response)
+            if ctype in ("text/html", "application/xhtml+xml"):  # a login or error page, saved as the file
+                raise FetchError(
+                    f"{shown}: the URL returned a web page, not the file (Content-Type {ctype}); check the "
+                    "link (a login, error or download page?)"
+                )
             bar = None
             if progress:
                 from rich.console import Console
@@ -612,14 +618,15 @@ def download_file(
 
                 # Progress goes to stderr so stdout stays clean for results; where stderr is no
                 # terminal it drew nothing but a blank line.
-                shown = Console(stderr=True)
+                # (Named apart from `shown`, the URL every message names: it was the console's repr.)
+                terminal = Console(stderr=True)
                 bar = Progress(
                     *Progress.get_default_columns(),
                     DownloadColumn(),
                     TransferSpeedColumn(),
-                    console=shown,
+                    console=terminal,
                     transient=True,
-                    disable=not shown.is_terminal,
+                    disable=not terminal.is_terminal,
                 )
                 bar.start()
                 task = bar.add_task(f"downloading {dest.name}", total=length)

@@ -251,6 +251,20 @@ def unpack(archive: Path, target: Path) -> None:
     {"zip": _unpack_zip, "tar": _unpack_tar, "rar": _unpack_rar}[kind](archive, target.resolve())
 
 
+def _dataset_root_of_archive(staging: Path, archive: Path) -> Path:
+    """`find_dataset_root` of an archive unpacked into `staging`, its errors naming the archive
+    (and the folder inside it): they named the temporary folder, removed before they were read."""
+    try:
+        return find_dataset_root(staging)
+    except SportsdetError as exc:
+        said = str(exc)
+        if not said.startswith(str(staging)):
+            raise
+        inner, _, why = said.removeprefix(str(staging)).lstrip("/").partition(": ")
+        where = f" (in its folder {inner})" if inner else ""
+        raise SportsdetError(f"{archive}{where}, unpacked: {why}") from None
+
+
 def find_dataset_root(folder: Path) -> Path:
     """The folder-per-class (or split) tree inside an unpacked archive.
 
@@ -396,7 +410,7 @@ def _fetch_into(
     try:
         unpack(archive, staging)
         # Refuse an archive without class folders before publishing it.
-        inside = find_dataset_root(staging).relative_to(staging)
+        inside = _dataset_root_of_archive(staging, archive).relative_to(staging)
         (staging / MARKER).write_text(
             json.dumps({"source": name_or_url, "url": url, "archive": str(archive)})
         )
