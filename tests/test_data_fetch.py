@@ -294,3 +294,24 @@ def test_an_unwritable_destination_is_a_clear_error(http_server, tmp_path: Path,
     monkeypatch.setattr(fetching, "download_file", disk_full)
     with pytest.raises(SportsdetError, match=r"photos.zip: cannot write the dataset here \(No space left"):
         fetch_dataset(url, tmp_path / "data", progress=False)
+
+
+def test_a_download_stops_before_it_fills_the_disk(http_server, tmp_path, monkeypatch) -> None:
+    # A server sending without end (no Content-Length) filled the disk; the unpacking kept 1 GB
+    # free, the download did not.
+    from collections import namedtuple
+
+    import sportsdet.data.fetch_dataset as fetch_module
+
+    url = http_server.add("/big.zip", zip_bytes(photos("")))
+    usage = namedtuple("usage", "total used free")
+    reserve = fetch_module._FREE_RESERVE
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10 * reserve, 9 * reserve, reserve + 100))
+    said = r"big.zip: not enough disk space in .* for this download \(100 B free beside 1.0 GB kept free\)"
+    with pytest.raises(SportsdetError, match=said + "; free some space or choose another --dest"):
+        fetch_dataset(url, tmp_path, progress=False)
+    assert leftovers(tmp_path) == [] and not list((tmp_path / "downloads").glob("*"))
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10 * reserve, 9 * reserve, reserve - 1))
+    with pytest.raises(SportsdetError, match="not enough disk space"):
+        fetch_dataset(url, tmp_path, progress=False)
+    assert http_server.hits["/big.zip"] == 1  # refused before asking the server again

@@ -604,7 +604,9 @@ def download_file(
         with response, os.fdopen(fd, "wb") as handle:
             length = _content_length(response)
             if max_bytes is not None and length is not None and length > max_bytes:
-                raise FetchError(f"{shown}: the file is {_mb(length)}, above the {_mb(max_bytes)} limit")
+                raise FetchError(
+                    f"{shown}: the file is {_mb(length)}, above the {_mb(max_bytes)} limit", code="too_large"
+                )
             ctype = _content_type(response)
             if ctype in ("text/html", "application/xhtml+xml"):  # a login or error page, saved as the file
                 raise FetchError(
@@ -635,7 +637,8 @@ def download_file(
                 for chunk in _read_chunks(response, shown, deadline):
                     total += len(chunk)
                     if max_bytes is not None and total > max_bytes:
-                        raise FetchError(f"{shown}: the download is larger than the {_mb(max_bytes)} limit")
+                        too_big = f"{shown}: the download is larger than the {_mb(max_bytes)} limit"
+                        raise FetchError(too_big, code="too_large")
                     handle.write(chunk)
                     digest.update(chunk)
                     if bar is not None:

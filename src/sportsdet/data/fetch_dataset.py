@@ -32,8 +32,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from sportsdet.errors import SportsdetError
-from sportsdet.fetch import download_file, is_url, redact_url
-from sportsdet.files import FETCH_MARKER, remove_untouched, signals_deferred
+from sportsdet.fetch import FetchError, download_file, is_url, redact_url
+from sportsdet.files import FETCH_MARKER, nearest_existing, remove_untouched, signals_deferred
 
 
 @dataclass(frozen=True)
@@ -122,6 +122,27 @@ class _UnpackBudget:
                 f"far, {_human(max(0, self.free))} free beside {_human(_FREE_RESERVE)} kept free); free "
                 "some space or choose another --dest"
             )
+
+
+def _download_within_free_space(
+    url: str, archive: Path, dest: Path, timeout: float, max_seconds: float | None, sha256: str | None,
+    progress: bool,
+) -> None:
+    """`download_file`, stopped before it leaves less than _FREE_RESERVE of the disk free: a server
+    sending without end (no Content-Length) filled the disk."""
+    free = shutil.disk_usage(nearest_existing(dest)).free - _FREE_RESERVE
+    no_room = (f"{redact_url(url)}: not enough disk space in {dest} for this download "
+               f"({_human(max(0, free))} free beside {_human(_FREE_RESERVE)} kept free); free some space "
+               "or choose another --dest")
+    if free <= 0:
+        raise SportsdetError(no_room)
+    try:
+        download_file(url, archive, timeout=timeout, max_seconds=max_seconds, expected_sha256=sha256,
+                      progress=progress, max_bytes=free)  # fmt: skip
+    except FetchError as exc:
+        if exc.code == "too_large":
+            raise SportsdetError(no_room) from None
+        raise
 
 
 def _human(n: float) -> str:
@@ -398,9 +419,7 @@ def _fetch_into(
     record = archive.with_name(f".{archive.name}.json")
     if force or not archive.is_file() or _fetched_from(record) != url:
         record.unlink(missing_ok=True)  # never a record of one URL beside another's archive
-        download_file(
-            url, archive, timeout=timeout, max_seconds=max_seconds, expected_sha256=sha256, progress=progress
-        )
+        _download_within_free_space(url, archive, dest, timeout, max_seconds, sha256, progress)
         record.write_text(json.dumps({"url": url}))
     else:
         say(f"{archive}: the archive kept from this URL, unpacked again (--force downloads it anew)")
