@@ -315,3 +315,27 @@ def test_a_download_stops_before_it_fills_the_disk(http_server, tmp_path, monkey
     with pytest.raises(SportsdetError, match="not enough disk space"):
         fetch_dataset(url, tmp_path, progress=False)
     assert http_server.hits["/big.zip"] == 1  # refused before asking the server again
+
+
+@pytest.mark.parametrize("kind", ["zip", "tar.gz"])
+def test_an_archive_of_very_many_tiny_entries_is_refused_before_it_uses_up_the_inodes(
+    http_server, tmp_path, kind, monkeypatch
+) -> None:
+    # 200,000 empty files in a 1 MB tar.gz took 41 s to unpack (as many inodes), holding no dataset.
+    import sportsdet.data.fetch_dataset as fetch_module
+
+    monkeypatch.setattr(fetch_module, "_ENTRY_SLACK", 100)  # the same rule, in a test's time
+    count = 2000
+    buffer = io.BytesIO()
+    if kind == "zip":
+        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+            for i in range(count):
+                archive.writestr(f"x/{i}.txt", b"")
+    else:
+        with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+            for i in range(count):
+                archive.addfile(tarfile.TarInfo(f"x/{i}.txt"), io.BytesIO(b""))
+    url = http_server.add(f"/many.{kind}", buffer.getvalue())
+    with pytest.raises(SportsdetError, match=r"refusing to unpack it: more than [\d,]+ entries in a"):
+        fetch_dataset(url, tmp_path, progress=False)
+    assert leftovers(tmp_path) == [] and not (tmp_path / "many").exists()
