@@ -144,6 +144,18 @@ def test_predictor_arguments_are_checked_when_it_is_made(tmp_path: Path) -> None
         with pytest.raises(SportsdetError, match=said):
             Predictor(bundle, **arguments)
     assert Predictor(bundle, top_k=3, threads=1, workers=2, url_timeout=0.5).top_k == 3
+    # numpy's numbers are numbers (they were refused by the first form of these checks)
+    numpy_made = Predictor(bundle, top_k=np.int64(2), batch_size=np.int32(4), url_timeout=np.float32(5))
+    assert numpy_made.top_k == 2 and numpy_made.batch_size == 4
+    with pytest.raises(SportsdetError, match="url_timeout must be a positive number of seconds, got True"):
+        Predictor(bundle, url_timeout=True)
+    # An image used after its `with Image.open(...)` block: Pillow's bare AssertionError.
+    photo = tmp_path / "p.png"
+    make_image((10, 200, 30)).save(photo)
+    with Image.open(photo) as opened:
+        pass
+    with pytest.raises(SportsdetError, match="the image was closed before it was read"):
+        numpy_made.predict_image(opened)
 
 
 def test_a_photo_opened_as_text_is_its_own_error(predictor: Predictor, tmp_path: Path) -> None:

@@ -23,6 +23,7 @@ import json
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from numbers import Integral, Real
 from pathlib import Path
 from typing import Any
 
@@ -336,10 +337,11 @@ class Predictor:
         # "a worker failed", torch's set_num_threads) or, for the URL limits, none at all.
         counts = {"batch_size": batch_size, "top_k": top_k, "threads": threads, "workers": workers,
                   "url_max_bytes": url_max_bytes}  # fmt: skip
-        for name, value in counts.items():
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        for name, value in counts.items():  # numpy's integers too (numbers.Integral), not True
+            whole = isinstance(value, Integral) and not isinstance(value, bool)
+            if value is not None and (not whole or value < 1):
                 raise SportsdetError(f"{name} must be a whole number of at least 1, got {value!r}")
-        if not (isinstance(url_timeout, (int, float)) and url_timeout > 0):
+        if isinstance(url_timeout, bool) or not (isinstance(url_timeout, Real) and url_timeout > 0):
             raise SportsdetError(f"url_timeout must be a positive number of seconds, got {url_timeout!r}")
         if backend is not None and not isinstance(backend, str) and not callable(
             getattr(backend, "predict_proba", None)
@@ -436,6 +438,11 @@ class Predictor:
             picture = upright_rgb(image)
         except OSError as exc:
             raise SportsdetError(f"the image cannot be decoded ({exc})") from None
+        except (AssertionError, ValueError):  # Pillow's for an image closed (a `with` block ended)
+            raise SportsdetError(
+                "the image was closed before it was read; call predict_image inside the "
+                "`with Image.open(...)` block, or load() it first"
+            ) from None
         array = preprocess(picture, self.preprocessing)
         return self.predict_batch(array[None])[0]
 
