@@ -116,7 +116,9 @@ def test_bad_archives_fail_clearly_and_leave_nothing(http_server, tmp_path, file
     assert not (tmp_path.parent / "escape.jpg").exists()
 
 
-def test_an_archive_without_a_dataset_is_named_not_its_unpacking_folder(http_server, tmp_path) -> None:
+def test_an_archive_without_a_dataset_is_named_not_its_unpacking_folder(
+    http_server, tmp_path, monkeypatch
+) -> None:
     # "error: DEST/.many.unpacking-wxgf8mtu: no class folders ...": a folder removed before it was read.
     url = http_server.add("/notes.zip", zip_bytes({"notes/readme.txt": b"no pictures here"}))
     with pytest.raises(SportsdetError) as caught:
@@ -124,6 +126,10 @@ def test_an_archive_without_a_dataset_is_named_not_its_unpacking_folder(http_ser
     said = str(caught.value)
     assert said.startswith(f"{tmp_path / 'downloads' / 'notes.zip'} (in its folder notes), unpacked: "), said
     assert ".unpacking-" not in said and leftovers(tmp_path) == []
+    monkeypatch.chdir(tmp_path)  # the CLI's default --dest is relative: "data"
+    relative = r"^data/downloads/notes.zip \(in its folder notes\), unpacked: "
+    with pytest.raises(SportsdetError, match=relative):
+        fetch_dataset(url, Path("data"), progress=False)
 
 
 def test_a_damaged_download_is_named(http_server, tmp_path: Path) -> None:
@@ -317,17 +323,24 @@ def test_a_download_stops_before_it_fills_the_disk(http_server, tmp_path, monkey
     assert http_server.hits["/big.zip"] == 1  # refused before asking the server again
 
 
-@pytest.mark.parametrize("kind", ["zip", "tar.gz"])
+@pytest.mark.parametrize("kind", ["zip", "tar.gz", "rar"])
 def test_an_archive_of_very_many_tiny_entries_is_refused_before_it_uses_up_the_inodes(
     http_server, tmp_path, kind, monkeypatch
 ) -> None:
-    # 200,000 empty files in a 1 MB tar.gz took 41 s to unpack (as many inodes), holding no dataset.
+    # 200,000 empty files in a 1 MB tar.gz took 41 s to unpack (as many inodes), holding no dataset;
+    # a RAR (any archive renamed .rar: bsdtar reads every format) was not counted at all.
     import sportsdet.data.fetch_dataset as fetch_module
 
     monkeypatch.setattr(fetch_module, "_ENTRY_SLACK", 100)  # the same rule, in a test's time
     count = 2000
     buffer = io.BytesIO()
-    if kind == "zip":
+    if kind == "rar":  # a zip in disguise, unpacked by a stand-in bsdtar
+        fake_bsdtar(
+            tmp_path, monkeypatch,
+            "import sys, zipfile\nargs = sys.argv[1:]\n"
+            "zipfile.ZipFile(args[args.index('-f') + 1]).extractall(args[args.index('-C') + 1])\n",
+        )  # fmt: skip
+    if kind in ("zip", "rar"):
         with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
             for i in range(count):
                 archive.writestr(f"x/{i}.txt", b"")

@@ -376,6 +376,10 @@ def test_a_closed_stdout_is_an_error_not_a_silent_success(tmp_path: Path) -> Non
     done = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert (tmp_path / "run" / "model" / "bundle.json").is_file()
+    for files_made in ("data fetch --list", f"report {tmp_path / 'run'}"):  # files or nothing to print
+        command = f"{sys.executable} -m sportsdet {files_made} >&-"
+        done = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, (files_made, done.stderr[-2000:])
 
 
 def test_a_tilde_in_an_output_option_is_the_home_folder(

@@ -127,6 +127,13 @@ def test_download_failures_leave_nothing_and_name_the_url(
     assert list(tmp_path.iterdir()) == []
 
 
+def test_an_archive_a_server_labels_text_html_is_believed_by_its_bytes(http_server, tmp_path: Path) -> None:
+    # The web-page refusal went by the header alone: a real zip sent as text/html was refused.
+    body = b"PK\x03\x04" + bytes(200)
+    url = http_server.add("/mislabelled.zip", body, content_type="text/html; charset=utf-8")
+    assert download_file(url, tmp_path / "a.zip", timeout=2, progress=False).read_bytes() == body
+
+
 def test_a_negative_content_length_is_ignored(http_server: LocalServer, tmp_path: Path) -> None:
     # It was compared with the bytes received: "stopped early (307200 of -1 bytes)".
     url = http_server.url("/negative-length.bin")

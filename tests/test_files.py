@@ -137,6 +137,9 @@ def test_a_path_to_this_process_s_stdout_is_refused_not_renamed_over(tmp_path: P
     linked.symlink_to("/dev/stdout")  # a link of the user's to it: the same
     with pytest.raises(SportsdetError, match="out.json: is a device, pipe, socket or stream"):
         files.check_writable_file(linked, "--report")
+    (tmp_path / "fds").symlink_to("/proc/self/fd")  # a folder link into /proc
+    with pytest.raises(SportsdetError, match="fds/2: is a device, pipe, socket or stream"):
+        write_json(tmp_path / "fds" / "2", {})
     if Path("/dev/shm").is_dir():  # shared memory under /dev holds plain files
         shared = write_json(Path("/dev/shm") / f"sportsdet-{os.getpid()}.json", {})
         shared.unlink()

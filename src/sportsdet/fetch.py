@@ -607,12 +607,10 @@ def download_file(
                 raise FetchError(
                     f"{shown}: the file is {_mb(length)}, above the {_mb(max_bytes)} limit", code="too_large"
                 )
+            # A login or error page was saved as the file; a server that labels a real archive
+            # text/html is believed by the bytes, which do not start with markup.
             ctype = _content_type(response)
-            if ctype in ("text/html", "application/xhtml+xml"):  # a login or error page, saved as the file
-                raise FetchError(
-                    f"{shown}: the URL returned a web page, not the file (Content-Type {ctype}); check the "
-                    "link (a login, error or download page?)"
-                )
+            page = ctype in ("text/html", "application/xhtml+xml")
             bar = None
             if progress:
                 from rich.console import Console
@@ -635,6 +633,11 @@ def download_file(
             try:
                 total = 0
                 for chunk in _read_chunks(response, shown, deadline):
+                    if page and total == 0 and chunk.lstrip()[:1] == b"<":
+                        raise FetchError(
+                            f"{shown}: the URL returned a web page, not the file (Content-Type {ctype}); "
+                            "check the link (a login, error or download page?)"
+                        )
                     total += len(chunk)
                     if max_bytes is not None and total > max_bytes:
                         too_big = f"{shown}: the download is larger than the {_mb(max_bytes)} limit"

@@ -88,7 +88,7 @@ def write_target(path: str | Path) -> Path:
     path = Path(path)
     target = path
     for _ in range(_MAX_LINKS):
-        if _is_a_stream(target):
+        if _is_a_stream(target) or _is_a_stream(Path(os.path.realpath(target.parent))):  # a folder link too
             raise SportsdetError(f"{path}: {_NOT_A_FILE}")
         if not os.path.islink(target):  # never raises
             break

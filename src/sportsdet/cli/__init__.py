@@ -126,12 +126,15 @@ def _stop_on_sigterm_as_on_ctrl_c() -> None:
 # a daemon's) they run, their few lines to stdout dropped. Any other refuses at once: predict,
 # info and data check printed nothing, said nothing and exited 0, and evaluate failed only once
 # its photos were scored.
-_RUN_WITHOUT_STDOUT = frozenset({"train", "serve"})
+_RUN_WITHOUT_STDOUT = frozenset({"train", "serve", "export", "report", "data fetch"})
 
 
 def _command_named() -> str | None:
-    """The verb on the command line (`sportsdet data check ...`: "data"), None for none."""
-    return next((arg for arg in sys.argv[1:] if not arg.startswith("-")), None)
+    """The verb on the command line (`sportsdet data fetch URL`: "data fetch"), None for none."""
+    words = [arg for arg in sys.argv[1:] if not arg.startswith("-")]
+    if not words:
+        return None
+    return " ".join(words[:2]) if words[0] == "data" else words[0]
 
 
 def _names_that_are_not_utf8_print() -> None:

@@ -111,17 +111,20 @@ class _UnpackBudget:
     def take(self, size: int) -> None:
         self.used += max(0, size)
         self.entries += 1
+        self.check()
+
+    def check(self, used: int | None = None, entries: int | None = None) -> None:
+        """Raise once past a limit; `used` and `entries`: what an external tool has written so far."""
+        if used is not None:
+            self.used = used
+        if entries is not None:
+            self.entries = entries
         if self.entries > self.max_entries:
             raise SportsdetError(
                 f"{self.archive}: refusing to unpack it: more than {self.max_entries:,} entries in a "
                 f"{_human(self.packed)} archive (photos take kilobytes each); a damaged or hostile "
                 "archive. Unpack it yourself if you trust it"
             )
-        self.check()
-
-    def check(self, used: int | None = None) -> None:
-        if used is not None:
-            self.used = used
         if self.used > self.limit:
             raise SportsdetError(
                 f"{self.archive}: refusing to unpack it: its contents exceed {_human(self.limit)} "
@@ -235,20 +238,21 @@ def _unpack_rar(archive: Path, target: Path) -> None:
     )
 
 
-def _tree_bytes(folder: Path) -> int:
-    """Bytes of the regular files below `folder` (links not followed)."""
-    total, stack = 0, [str(folder)]
+def _tree_size(folder: Path) -> tuple[int, int]:
+    """Bytes of the regular files below `folder` (links not followed), and its entries."""
+    total, count, stack = 0, 0, [str(folder)]
     while stack:
         try:
             with os.scandir(stack.pop()) as entries:
                 for entry in entries:
+                    count += 1
                     if entry.is_dir(follow_symlinks=False):
                         stack.append(entry.path)
                     elif entry.is_file(follow_symlinks=False):
                         total += entry.stat(follow_symlinks=False).st_size
         except OSError:
             continue  # a folder the tool is still creating or has just renamed
-    return total
+    return total, count
 
 
 def _run_within_budget(
@@ -266,8 +270,8 @@ def _run_within_budget(
                 out, err = process.communicate(timeout=poll)
                 break
             except subprocess.TimeoutExpired:
-                budget.check(_tree_bytes(target))
-        budget.check(_tree_bytes(target))
+                budget.check(*_tree_size(target))
+        budget.check(*_tree_size(target))
     except BaseException:
         process.kill()
         process.communicate()
@@ -288,25 +292,35 @@ def unpack(archive: Path, target: Path) -> None:
 def _dataset_root_of_archive(staging: Path, archive: Path) -> Path:
     """`find_dataset_root` of an archive unpacked into `staging`, its errors naming the archive
     (and the folder inside it): they named the temporary folder, removed before they were read."""
+    from sportsdet.data.discover import scan_dataset
+
+    root = _through_wrappers(staging)
     try:
-        return find_dataset_root(staging)
+        scan_dataset(root)
     except SportsdetError as exc:
         said = str(exc)
-        if not said.startswith(str(staging)):
-            raise
-        inner, _, why = said.removeprefix(str(staging)).lstrip("/").partition(": ")
-        where = f" (in its folder {inner})" if inner else ""
-        raise SportsdetError(f"{archive}{where}, unpacked: {why}") from None
+        for shown in (str(root.resolve()), str(root)):  # the scan names the folder resolved
+            if said.startswith(shown + ": "):
+                inner = root.relative_to(staging).as_posix()
+                where = "" if inner == "." else f" (in its folder {inner})"
+                raise SportsdetError(f"{archive}{where}, unpacked: {said[len(shown) + 2 :]}") from None
+        raise
+    return root
 
 
 def find_dataset_root(folder: Path) -> Path:
-    """The folder-per-class (or split) tree inside an unpacked archive.
-
-    Descends through wrapper folders that hold one folder and no photos (e.g. `event_img/`,
-    maybe beside a README, LICENSE or labels.csv), ignoring hidden entries and `__MACOSX`, then
-    checks the result with `scan_dataset`.
-    """
+    """The folder-per-class (or split) tree inside an unpacked archive: `folder` or the folder
+    below its wrapper folders, checked with `scan_dataset`."""
     from sportsdet.data.discover import scan_dataset
+
+    root = _through_wrappers(folder)
+    scan_dataset(root)  # a clear error when there are no class folders with images
+    return root
+
+
+def _through_wrappers(folder: Path) -> Path:
+    """Down through wrapper folders that hold one folder and no photos (e.g. `event_img/`, maybe
+    beside a README, LICENSE or labels.csv), ignoring hidden entries and `__MACOSX`."""
     from sportsdet.imageio import is_image_name
 
     root = folder
@@ -317,9 +331,7 @@ def find_dataset_root(folder: Path) -> Path:
         if len(folders) == 1 and not any(is_image_name(e) for e in entries if not e.is_dir()):
             root = folders[0]
             continue
-        break
-    scan_dataset(root)  # a clear error when there are no class folders with images
-    return root
+        return root
 
 
 def dataset_source(name_or_url: str) -> tuple[str, str, str | None]:
