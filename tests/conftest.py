@@ -7,6 +7,7 @@ Everything is made inside the tests (tmp_path) and is small enough for a 2-core 
 from __future__ import annotations
 
 import collections
+import contextlib
 import io
 import os
 import socket
@@ -423,3 +424,22 @@ def ctrl_c_raises() -> Iterator[None]:
     finally:
         signal.signal(signal.SIGINT, previous)
 
+
+
+@contextlib.contextmanager
+def held_by_another_process(folder: Path) -> Iterator[int]:
+    """`folder`'s lock (files.hold_folder: a run folder's, a Ray output folder's) held by another
+    process for the block; yields its pid. The lock dies with the process at the end."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys, time; from pathlib import Path; from sportsdet.files import hold_folder\n"
+         "with hold_folder(Path(sys.argv[1]), cannot='x', busy='y'):\n"
+         "    print('held', flush=True); time.sleep(60)", str(folder)],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        yield holder.pid
+    finally:
+        holder.kill()
+        holder.wait()

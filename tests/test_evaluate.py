@@ -700,19 +700,11 @@ def test_evaluating_a_run_another_process_is_writing_is_refused(
 ) -> None:
     # evaluate took no lock: `train --force` swept its half-written files aside ("cannot write ...
     # free some space") or left it writing into the new run.
-    import subprocess
+    from conftest import held_by_another_process
 
     run = _run_with_model(tmp_path / "run")
-    holder = subprocess.Popen(
-        [sys.executable, "-c",
-         "import sys, time; from pathlib import Path; from sportsdet.run_folder import RunFolder, lock_run\n"
-         "with lock_run(RunFolder(Path(sys.argv[1]))):\n    print('held', flush=True); time.sleep(60)",
-         str(run)],
-        stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        assert holder.stdout.readline().strip() == "held"
-        busy = rf"run: another sportsdet process \(pid {holder.pid}\) is writing this run"
+    with held_by_another_process(run) as pid:
+        busy = rf"run: another sportsdet process \(pid {pid}\) is writing this run"
         with pytest.raises(SportsdetError, match=busy):
             evaluate(run, tree, backend=ColourOracle())
         scored: list[int] = []
@@ -723,9 +715,6 @@ def test_evaluating_a_run_another_process_is_writing_is_refused(
         assert not list(run.glob("eval*"))
         monkeypatch.undo()
         evaluate(run, tree, backend=ColourOracle(), out_dir=tmp_path / "elsewhere")  # outside the run: free
-    finally:
-        holder.kill()
-        holder.wait()
     evaluate(run, tree, backend=ColourOracle())
     assert (run / "eval-data" / "metrics.json").is_file()
     # A folder that only looks like a run (a project's own config.json) is neither locked nor

@@ -408,28 +408,18 @@ def test_ctrl_c_while_onnxruntime_is_imported_is_an_interrupt(run_folder: Path, 
 
 def test_exporting_into_a_run_another_process_is_writing_is_refused(run_folder: Path, tmp_path: Path) -> None:
     # export took no lock: `train --force` into the run meanwhile swept its temporary file aside.
+    from conftest import held_by_another_process
     from typer.testing import CliRunner
 
     from sportsdet.cli import app
 
-    holder = subprocess.Popen(
-        [sys.executable, "-c",
-         "import sys, time; from pathlib import Path; from sportsdet.run_folder import RunFolder, lock_run\n"
-         "with lock_run(RunFolder(Path(sys.argv[1]))):\n    print('held', flush=True); time.sleep(60)",
-         str(run_folder)],
-        stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        assert holder.stdout.readline().strip() == "held"
+    with held_by_another_process(run_folder) as pid:
         result = CliRunner().invoke(app, ["export", str(run_folder)])
         assert isinstance(result.exception, SportsdetError)
-        assert f"another sportsdet process (pid {holder.pid}) is writing this run" in str(result.exception)
+        assert f"another sportsdet process (pid {pid}) is writing this run" in str(result.exception)
         assert not (run_folder / "model" / "model.onnx").exists()
         elsewhere = CliRunner().invoke(app, ["export", str(run_folder), "--out", str(tmp_path / "x.onnx")])
         assert elsewhere.exit_code == 0, elsewhere.output  # written outside the run: not held
-    finally:
-        holder.kill()
-        holder.wait()
 
 
 def test_bad_export_arguments_are_refused_before_any_work(run_folder: Path) -> None:

@@ -21,7 +21,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import ray
-from conftest import make_image
+from conftest import held_by_another_process, make_image
 from typer.testing import CliRunner
 
 from sportsdet.bundle import builtin_bundle_path
@@ -367,21 +367,10 @@ def test_one_run_at_a_time_writes_into_an_output_folder(photos: dict, tmp_path: 
     from sportsdet.errors import SportsdetError
 
     out = tmp_path / "out"
-    holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from pathlib import Path\n"
-         "from sportsdet.files import hold_folder\n"
-         "with hold_folder(Path(sys.argv[1]), cannot='x', busy='y'):\n"
-         "    print('held', flush=True); time.sleep(60)", str(out)],
-        stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        assert holder.stdout.readline().strip() == "held"
+    with held_by_another_process(out):
         busy = r"another sportsdet process \(pid \d+\) is writing into this"
         with pytest.raises(SportsdetError, match=busy):
             run_ray_predict([str(photos["root"] / "photos" / "set0")], out, model=builtin_bundle_path())
-    finally:
-        holder.kill()
-        holder.wait()
     assert part_files(out) == []
 
 

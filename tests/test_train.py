@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import held_by_another_process
 from PIL import Image
 from rich.console import Console
 
@@ -562,30 +563,19 @@ def test_calibration_refuses_a_validation_split_without_enough_mistakes():
 def test_a_run_folder_in_use_by_another_process_is_refused(data_dir, tmp_path):
     # Two `train --force` into one folder at once mixed one run's labels with the other's weights.
     run = tmp_path / "run"
-    holder = subprocess.Popen(
-        [sys.executable, "-c",
-         "import sys, time; from pathlib import Path; from sportsdet.run_folder import RunFolder, lock_run\n"
-         "with lock_run(RunFolder(Path(sys.argv[1]))):\n    print('held', flush=True); time.sleep(60)",
-         str(run)],
-        stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        assert holder.stdout.readline().strip() == "held"
-        with pytest.raises(SportsdetError, match=rf"another sportsdet process \(pid {holder.pid}\)"):
+    with held_by_another_process(run) as pid:
+        with pytest.raises(SportsdetError, match=rf"another sportsdet process \(pid {pid}\)"):
             train(data_dir, out=run, model="seed-cnn", force=True, options={**TINY, "epochs": 1})
         assert not (run / "model").exists() and not (run / "split.json").exists()
         # --resume of a run still in its first epoch was told "never finished an epoch ... --force".
         (run / "config.json").write_text("{}")
-        with pytest.raises(SportsdetError, match=rf"another sportsdet process \(pid {holder.pid}\)"):
+        with pytest.raises(SportsdetError, match=rf"another sportsdet process \(pid {pid}\)"):
             train(None, out=run, resume=True)
         # A second `train` (no --force) was told "already holds a run; use --resume ... --force".
         (run / "config.json").write_text('{"options": {}}')
-        with pytest.raises(SportsdetError, match=rf"another sportsdet process \(pid {holder.pid}\)"):
+        with pytest.raises(SportsdetError, match=rf"another sportsdet process \(pid {pid}\)"):
             train(data_dir, out=run, model="seed-cnn", options={**TINY, "epochs": 1})
         (run / "config.json").unlink()
-    finally:
-        holder.kill()
-        holder.wait()
     # The lock dies with its process (even a killed one): the folder is free again.
     train(data_dir, out=run, model="seed-cnn", force=True, options={**TINY, "epochs": 1})
     assert (run / "model" / "bundle.json").is_file()
