@@ -9,9 +9,10 @@ From Python::
         print(result.input, result.label, result.score, result.top_k, result.error)
 
 The names below are imported on first use, so `import sportsdet` stays light (no numpy, Pillow
-or onnxruntime until a model is asked for), and this module imports none of the package's own
-(every module may import it for __version__). Type checkers and editors see them with their
-types (the TYPE_CHECKING imports below); `from sportsdet import Predictor` was Any to them.
+or onnxruntime until a model is asked for); at load this module imports only `_version` (which
+the package's modules read the version from, not from here). Type checkers and editors see the
+names with their types (the TYPE_CHECKING imports below); `from sportsdet import Predictor` was
+Any to them.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time __getattr__
     from sportsdet.errors import BundleError, SportsdetError
     from sportsdet.predict import PredictionResult, Predictor
 
-__version__ = "0.1.0"
+from sportsdet._version import __version__
 
 # Public name -> the module that defines it.
 _EXPORTS = {

@@ -24,7 +24,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sportsdet import __version__
+from sportsdet._version import __version__
 from sportsdet.abstain import Abstain
 from sportsdet.errors import BundleError, SportsdetError
 from sportsdet.files import sha256_file, write_json

@@ -42,7 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sportsdet import __version__
+from sportsdet._version import __version__
 from sportsdet.errors import SportsdetError
 
 DEFAULT_MAX_BYTES = 20 * 1024 * 1024

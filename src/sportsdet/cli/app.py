@@ -96,7 +96,7 @@ def check_abstain_options(no_abstain: bool, min_score: float | None) -> None:
 
 def _print_version(value: bool) -> None:
     if value:
-        from sportsdet import __version__
+        from sportsdet._version import __version__
 
         console.print(f"sportsdet {__version__}", highlight=False)
         raise typer.Exit()

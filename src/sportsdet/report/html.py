@@ -16,8 +16,8 @@ from html import escape, unescape
 from pathlib import Path
 from typing import Any
 
-from sportsdet import __version__
 from sportsdet import plots as figures
+from sportsdet._version import __version__
 from sportsdet.abstain import score_name
 from sportsdet.metrics import confusion_layout, photos_scored, rename_hint, times_predicted
 from sportsdet.report.assets import CSS, JS

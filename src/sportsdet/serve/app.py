@@ -50,7 +50,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import ClientDisconnect
 
-from sportsdet import __version__
+from sportsdet._version import __version__
 from sportsdet.errors import ImageLoadError, SportsdetError
 from sportsdet.fetch import DEFAULT_MAX_BYTES, AddressPolicy, FetchError, fetch_url, redact_url
 from sportsdet.files import cpu_count
