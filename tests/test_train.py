@@ -719,9 +719,22 @@ def test_resuming_a_finished_run_says_there_is_nothing_more_to_train(data_dir, t
     said = console.file.getvalue()
     assert "the run has trained its 1 epoch(s); nothing more to train" in said
     assert "--resume --epochs N (above 1)" in said
+    # Its bundle is kept: written again, it dropped the exports beside it (model.onnx) and, with
+    # new weights' hash, made the run's other evaluations read as an earlier model's.
+    assert "the model bundle is kept as it is" in said
+    before = (run / "model" / "bundle.json").read_bytes()
+    (run / "model" / "model.onnx").write_bytes(b"an export")
+    train(None, out=run, resume=True, console=Console(file=io.StringIO()), evaluate=False, report=False)
+    assert (run / "model" / "bundle.json").read_bytes() == before
+    assert (run / "model" / "model.onnx").read_bytes() == b"an export"
+    (run / "model" / "weights.safetensors").write_bytes(b"damaged")  # written again when it is not whole
+    train(None, out=run, resume=True, console=Console(file=io.StringIO()), evaluate=False, report=False)
+    assert load_bundle(run / "model").num_classes > 0
     console = Console(file=io.StringIO(), width=300)
     train(None, out=run, resume=True, options={"epochs": 2}, console=console, evaluate=False, report=False)
     assert "nothing more to train" not in console.file.getvalue()
+    assert "kept as it is" not in console.file.getvalue()
+    assert load_bundle(run / "model").manifest["training"]["epochs_run"] == 2
 
 
 def test_ctrl_c_says_the_epochs_the_checkpoint_holds(data_dir, tmp_path, monkeypatch) -> None:

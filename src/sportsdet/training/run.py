@@ -27,7 +27,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from sportsdet.abstain import score_name
-from sportsdet.bundle import library_versions, save_bundle
+from sportsdet.bundle import library_versions, load_bundle, save_bundle
 from sportsdet.data.dataset import DataFileError
 from sportsdet.data.discover import without_imbalance
 from sportsdet.data.splits import SplitManifest
@@ -292,6 +292,14 @@ def _fit(setup: RunSetup, console: Console, callbacks: list[Callback]) -> TrainR
     distributed.end_collectives()  # rank 0 goes on alone, for as long as it takes
     if not distributed.is_main():  # calibration, the bundle and config.json are rank 0's
         return result
+    if _bundle_still_current(setup, result):
+        console.print(
+            f"the model bundle is kept as it is ({run.model}): no epoch was trained since it was written",
+            highlight=False,
+            markup=False,
+            soft_wrap=True,
+        )
+        return result
     try:
         calibration = _calibrate(ctx, result)
         seconds = time.time() - started
@@ -319,6 +327,22 @@ def _fit(setup: RunSetup, console: Console, callbacks: list[Callback]) -> TrainR
     )
     result.run_dir = run.path
     return result
+
+
+def _bundle_still_current(setup: RunSetup, result: TrainResult) -> bool:
+    """A resumed run that trained nothing more keeps its bundle, when it is whole and of these
+    epochs: written again, it dropped the files exported beside it (model.onnx, model.int8.onnx)
+    and, calibrated anew, changed its weights' hash, so the run's other evaluations read as ones
+    of an earlier model."""
+    if setup.resume_state is None or result.best is None:
+        return False
+    try:
+        bundle = load_bundle(setup.run.model)  # its weights checked against their hash
+    except SportsdetError:
+        return False  # missing or damaged: written again
+    training = bundle.manifest.get("training") or {}
+    same_epochs = training.get("epochs_run") == len(result.history)
+    return same_epochs and training.get("best_epoch") == result.best.get("epoch")
 
 
 # ----------------------------------------------------------------------------- a new run
@@ -635,9 +659,9 @@ def resume_run(
     elif done and options.epochs <= done and given.get("epochs") is None:
         # It went through the data, the bundle and the evaluation again without a word.
         console.print(
-            f"[yellow]note:[/] the run has trained its {done} epoch(s); nothing more to train: the model "
-            f"bundle is written again (and what follows it: evaluation, report, unless turned off). To "
-            f"train on: --resume --epochs N (above {done})",
+            f"[yellow]note:[/] the run has trained its {done} epoch(s); nothing more to train: its model "
+            f"bundle is kept (written again only if missing or damaged), then evaluated and reported "
+            f"unless turned off. To train on: --resume --epochs N (above {done})",
             highlight=False,
             soft_wrap=True,
         )
