@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import CLASSES, make_image_tree, make_tiny_bundle
+from conftest import CLASSES, make_image, make_image_tree, make_tiny_bundle
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -603,6 +603,23 @@ def test_a_folder_name_that_means_another_class_to_the_model_gets_a_hint(
     set_bundle_abstain(bundle, Abstain.min_score(0.9))  # the oracle's top score is 0.8
     unsure = evaluate(bundle, tree, out_dir=tmp_path / "unsure", backend=swapped)
     assert unsure.metrics["mostly_given_another"] == []
+    # Most answered photos of a folder, but a third of the folder (the rest uncertain): a confusion,
+    # not another name; the hint told a user to rename a right 'tennis' folder.
+    set_bundle_abstain(bundle, Abstain.min_score(0.5))
+
+    class SureOfColours(ColourOracle):  # a grey photo gets flat scores: uncertain
+        def predict_proba(self, batch: np.ndarray) -> np.ndarray:
+            probs = super().predict_proba(batch)
+            means = batch.mean(axis=(2, 3))
+            probs[means.max(axis=1) - means.min(axis=1) < 0.05] = 1 / 3
+            return probs
+
+    for i in range(6, 13):  # beside 6 green polo photos (answered 'rowing'), 7 grey ones (uncertain)
+        make_image((120, 120, 120), size=40, seed=i).save(tree / "polo" / f"{i:03d}.jpg", quality=90)
+    few = evaluate(bundle, tree, out_dir=tmp_path / "few", backend=SureOfColours(swap=True))
+    polo = np.asarray(few.y_true) == CLASSES.index("polo")
+    assert sorted(np.round(few.probs[polo].max(axis=1), 2)) == [0.33] * 7 + [0.8] * 6
+    assert few.metrics["mostly_given_another"] == []
 
 
 def test_another_model_evaluated_into_a_run_folder_is_not_said_to_be_in_its_report(
