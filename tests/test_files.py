@@ -193,8 +193,19 @@ def test_what_a_killed_write_left_is_removed_and_a_temporary_name_reads_as_its_t
     os.utime(other, (0, 0))
     assert published_path(old) == target and published_path(target) == target
     assert published_path(temp_beside(tmp_path / "split")) == tmp_path / "split"  # no suffix
+    nested = temp_beside(old)  # export stamps metadata through a temporary file of its temporary file
+    os.utime(nested, (0, 0))
+    look_alike = temp_beside(tmp_path / "bigmodel.onnx")
+    os.utime(look_alike, (0, 0))
     remove_abandoned_temps(target)
-    assert not old.exists() and recent.exists() and other.exists()
+    assert not old.exists() and not nested.exists() and recent.exists() and other.exists()
+    assert look_alike.exists()  # another file's
+    # Every write clears what a killed one left beside its file (only export and fetch did).
+    report = tmp_path / "report.json"
+    abandoned = temp_beside(report)
+    os.utime(abandoned, (0, 0))
+    write_json(report, {})
+    assert not abandoned.exists()
 
 
 def test_a_file_name_the_file_system_takes_is_written_whatever_its_length(tmp_path: Path) -> None:

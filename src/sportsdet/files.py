@@ -130,6 +130,7 @@ def atomic_write(path: str | Path, writer: Callable[[Path], None] | bytes | str)
 def _write_beside(path: Path, writer: Callable[[Path], None] | bytes | str) -> Path:
     """The new content of `path` in a hidden temporary file beside it (flushed to disk, with the
     umask's permissions), returned for `_publish`; nothing is left behind on an error."""
+    remove_abandoned_temps(path)  # a kill -9 mid-write left one; no write of ours removed it
     temp = temp_beside(path)
     with _dropped_on_failure(temp, path):
         if isinstance(writer, bytes):
@@ -213,10 +214,21 @@ def published_path(path: str | Path) -> Path:
 
 def remove_abandoned_temps(path: str | Path) -> None:
     """The temporary files of `path` a killed process left (kill -9 in the middle of an export: a
-    model-sized hidden file per kill); one touched within the hour may be another write's."""
+    model-sized hidden file per kill), and theirs (export stamps its temporary file's metadata
+    through a temporary file of that: ..model.onnx.X.tmp.onnx.Y.tmp.onnx); one touched within the
+    hour may be another write's."""
     path = Path(path)
-    found = path.parent.glob(f".{glob.escape(path.name)}.*.tmp{glob.escape(path.suffix)}")
-    remove_untouched(temp for temp in found if _TEMP_NAME.match(temp.name))
+    found = path.parent.glob(f".*{glob.escape(path.name)}.*.tmp*")
+    remove_untouched(temp for temp in found if _temp_of(temp, path.name))
+
+
+def _temp_of(temp: Path, name: str) -> bool:
+    """Whether `temp` is a temporary file of the file `name` (or of one of its temporary files)."""
+    while _TEMP_NAME.match(temp.name):
+        temp = published_path(temp)
+        if temp.name == name:
+            return True
+    return False
 
 
 def remove_untouched(paths: Iterable[Path], seconds: float = ABANDONED_TEMP_S) -> None:
