@@ -719,6 +719,16 @@ def test_evaluating_a_run_another_process_is_writing_is_refused(
     # free some space") or left it writing into the new run.
     from conftest import held_by_another_process
 
+    # A run still without its model (a `train --force` at work) was told "start it again with --force".
+    training = tmp_path / "training"
+    (training / "checkpoints").mkdir(parents=True)
+    (training / "config.json").write_text('{"options": {}}')
+    with held_by_another_process(training) as pid:
+        with pytest.raises(SportsdetError, match=rf"training: this run has no model yet: another sportsdet "
+                           rf"process \(pid {pid}\) is writing it; wait for it to finish"):
+            evaluate(training, tree, backend=ColourOracle())
+    with pytest.raises(SportsdetError, match="start it again with --force"):  # none at work: stopped
+        evaluate(training, tree, backend=ColourOracle())
     run = _run_with_model(tmp_path / "run")
     with held_by_another_process(run) as pid:
         busy = rf"run: another sportsdet process \(pid {pid}\) is writing this run"

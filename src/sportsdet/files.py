@@ -391,6 +391,26 @@ def hold_folder(
         handle.close()
 
 
+def folder_holder(folder: Path, lock_name: str = FOLDER_LOCK) -> str | None:
+    """The pid (as written) of another process holding `folder` (`hold_folder`), else None; holds
+    nothing itself."""
+    import fcntl
+
+    try:
+        handle = open(folder / lock_name, encoding="utf-8")
+    except OSError:
+        return None  # no lock file: nobody has held it
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return handle.read().strip() or "?"
+        except OSError:
+            return None
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        return None
+
+
 def write_json(path: str | Path, data: Any, *, indent: int = 1) -> Path:
     """Write `data` as UTF-8 JSON through `atomic_write`."""
     return atomic_write(path, json_writer(data, indent=indent))

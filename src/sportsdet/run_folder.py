@@ -28,7 +28,7 @@ from typing import Any
 
 from sportsdet.bundle import BUILTIN, BUNDLE_FILES, MANIFEST_NAME, builtin_bundle_path
 from sportsdet.errors import SportsdetError
-from sportsdet.files import FOLDER_LOCK, hold_folder
+from sportsdet.files import FOLDER_LOCK, folder_holder, hold_folder
 
 METRICS_COLUMNS = ("epoch", "stage", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "seconds")
 CONFIG = "config.json"
@@ -170,6 +170,12 @@ def resolve_bundle_dir(path: str | Path) -> Path:
     started = run.config.is_file() or run.checkpoints.is_dir()  # not a lone saved split.json
     if not (path / MANIFEST_NAME).is_file() and started and run.written_by_sportsdet():
         # A run whose training has not written its model yet was "not a sportsdet model bundle".
+        holder = folder_holder(run.path)
+        if holder is not None:  # it was told "start it again with --force" while it trained
+            raise SportsdetError(
+                f"{path}: this run has no model yet: another sportsdet process (pid {holder}) is writing "
+                "it; wait for it to finish"
+            )
         kept = run.last_checkpoint.is_file()
         raise SportsdetError(
             f"{path}: this run has no model yet (its training stopped, or is still going); "
@@ -274,7 +280,8 @@ def lock_run(run: RunFolder) -> Iterator[None]:
     with hold_folder(
         run.path,
         cannot="cannot use this run folder",
-        busy="is writing this run; wait for it to finish or choose another --out",
+        # Said to train --resume, evaluate and export too, where another --out means nothing.
+        busy="is writing this run; wait for it to finish (a new run may also go to another --out)",
     ):
         yield
 
