@@ -452,6 +452,14 @@ def test_ctrl_c_says_what_it_left(bundle, tree, tmp_path, monkeypatch) -> None:
     assert result.exit_code == 130
     assert f"the evaluation is written in {out}, but its report page is not up to date" in result.output
     assert f"`sportsdet report {out}` writes it" in result.output
+    # Into RUN/eval-DATA: its own page and the run's (which lists it); only its own was named.
+    run = _run_with_model(tmp_path / "run")
+    with monkeypatch.context() as patched:
+        patched.setattr(reporting, "write_report_after", interrupt)
+        result = CliRunner().invoke(app, ["evaluate", str(run), str(tree)], env={"COLUMNS": "400"})
+    assert result.exit_code == 130
+    assert (f"its report pages are not up to date: `sportsdet report {run / 'eval-data'}` and "
+            f"`sportsdet report {run}` write them") in result.output  # fmt: skip
 
 
 @pytest.mark.parametrize("n", [8, 100])

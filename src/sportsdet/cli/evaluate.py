@@ -125,10 +125,15 @@ def _say_interrupted(out: Path | None, before: tuple[int, int] | None) -> None:
     the new one is whole or the folder is as it was; typer alone printed a blank line."""
     after = _file_stamp(out / "metrics.json") if out is not None else None
     if out is not None and after is not None and after != before:
-        target = _report_target(out, _owning_run(out))
+        run = _owning_run(out)
+        target = _report_target(out, run)
+        # RUN/eval-DATA has two pages: its own and the run's, which lists it (only its own was said).
+        pages = [target] + ([run] if run is not None and target != run else [])
+        commands = " and ".join(f"`sportsdet report {escape(shlex.quote(str(page)))}`" for page in pages)
         message = (
-            f"the evaluation is written in {escape(str(out))}, but its report page is not up to date: "
-            f"`sportsdet report {escape(shlex.quote(str(target)))}` writes it"
+            f"the evaluation is written in {escape(str(out))}, but its report "
+            f"{'pages are' if len(pages) > 1 else 'page is'} not up to date: {commands} "
+            f"{'write them' if len(pages) > 1 else 'writes it'}"
         )
     elif after is not None:
         message = f"nothing written; the earlier evaluation in {escape(str(out))} is kept as it was"
