@@ -571,7 +571,7 @@ def test_a_big_copy_group_lists_its_first_files_and_counts_the_rest(tmp_path: Pa
     listed = [name for name in (f"polo/{i:04d}.png" for i in range(25)) if name in result.stdout]
     assert listed == [f"polo/{i:04d}.png" for i in range(10)]
     assert "... and 15 more (all in --report)" in result.stdout
-    assert "exact duplicates (1 groups)" in " ".join(result.stdout.split())
+    assert "exact duplicates (1 group)" in " ".join(result.stdout.split())
 
 
 def test_a_file_name_that_is_not_utf8_is_shown_as_predict_writes_it(tmp_path: Path) -> None:

@@ -183,31 +183,19 @@ def _print_check(report: CheckReport) -> None:
     summary = Table()
     summary.add_column("finding")
     summary.add_column("files", justify="right")
-    summary.add_row("[green]ok[/]", f"{data['ok']:,}")
+    # "ok" counts every good file, copies among them: the rows below are findings, not a sum.
+    summary.add_row("[green]ok[/] (readable; copies below are among them)", f"{data['ok']:,}")
     for kind, n in report.problem_counts.items():
         summary.add_row(f"[red]{plain(kind)}[/]", f"{n:,}")
-    n_dup_files = sum(len(g.files) for g in report.duplicates)
-    if report.duplicates:
-        summary.add_row(
-            f"[yellow]exact duplicates[/] ({len(report.duplicates):,} groups)", f"{n_dup_files:,}"
-        )
-    if report.cross_split_duplicates:
-        summary.add_row(
-            f"[bold red]duplicates across splits (leakage)[/] ({len(report.cross_split_duplicates):,} "
-            "groups)",
-            f"{sum(len(g.files) for g in report.cross_split_duplicates):,}",
-        )
-    if report.near_copies:
-        summary.add_row(
-            f"[yellow]near copies: resized or re-saved[/] ({len(report.near_copies):,} groups)",
-            f"{sum(len(g.files) for g in report.near_copies):,}",
-        )
-    if report.cross_split_near_copies:
-        summary.add_row(
-            f"[bold red]near copies across splits (leakage)[/] ({len(report.cross_split_near_copies):,} "
-            "groups)",
-            f"{sum(len(g.files) for g in report.cross_split_near_copies):,}",
-        )
+    for groups, finding in (
+        (report.duplicates, "[yellow]exact duplicates[/]"),
+        (report.cross_split_duplicates, "[bold red]duplicates across splits (leakage)[/]"),
+        (report.near_copies, "[yellow]near copies: resized or re-saved[/]"),
+        (report.cross_split_near_copies, "[bold red]near copies across splits (leakage)[/]"),
+    ):
+        if groups:
+            named = f"{len(groups):,} group{'s' if len(groups) != 1 else ''}"  # was "(1 groups)"
+            summary.add_row(f"{finding} ({named})", f"{sum(len(g.files) for g in groups):,}")
     if report.misnamed and not report.renamed:
         summary.add_row(
             "[yellow]image with a misleading name[/] (used; --rename-misnamed fixes)",
