@@ -159,6 +159,21 @@ def test_int8_export_reports_heldout_accuracy(run_folder: Path) -> None:
     assert "QuantizeLinear" in {node.op_type for node in __import__("onnx").load(q.path).graph.node}
 
 
+def test_int8_export_leaves_out_photos_the_model_has_seen_as_evaluate_does(run_folder: Path) -> None:
+    # Its accuracy was on 210 photos where evaluate scored 209 (a test photo copying a training one):
+    # two numbers alike, of other sets.
+    from sportsdet.seen_photos import SEEN_NAME, seen_photos_json
+
+    bundle_dir = run_folder / "model"
+    split = json.loads((run_folder / "split.json").read_text())
+    root = Path(split["root"])
+    first_test = root / split["splits"]["test"][0][0]
+    (bundle_dir / SEEN_NAME).write_bytes(seen_photos_json({"train": [first_test]}))
+    q = export_bundle(bundle_dir, int8=True, max_int8_drop=100.0, calibration_images=12).int8
+    assert q.n == 11
+    assert q.heldout == "11 held-out images (1 it was trained or validated on left out, as evaluate does)"
+
+
 def test_int8_export_says_what_the_abstain_rule_does_on_its_scores(run_folder: Path, monkeypatch) -> None:
     # The rule, fitted on float scores, went into the INT8 file unchecked (a tiny model: 5 of 78
     # photos uncertain in float, 16 in INT8).
