@@ -172,6 +172,11 @@ def test_int8_export_leaves_out_photos_the_model_has_seen_as_evaluate_does(run_f
     q = export_bundle(bundle_dir, int8=True, max_int8_drop=100.0, calibration_images=12).int8
     assert q.n == 11
     assert q.heldout == "11 held-out images (1 it was trained or validated on left out, as evaluate does)"
+    # Every one seen: measured on them all the same, but not called held-out.
+    tests = [root / rel for rel, _ in split["splits"]["test"]]
+    (bundle_dir / SEEN_NAME).write_bytes(seen_photos_json({"train": tests}))
+    q = export_bundle(bundle_dir, int8=True, max_int8_drop=100.0, calibration_images=12).int8
+    assert q.heldout == "12 images, every one of them a photo it was trained or validated on"
 
 
 def test_int8_export_says_what_the_abstain_rule_does_on_its_scores(run_folder: Path, monkeypatch) -> None:

@@ -200,6 +200,11 @@ def test_what_a_killed_write_left_is_removed_and_a_temporary_name_reads_as_its_t
     remove_abandoned_temps(target)
     assert not old.exists() and not nested.exists() and recent.exists() and other.exists()
     assert look_alike.exists()  # another file's
+    folder = tmp_path / ".model.onnx.snapshot.tmp"  # a user's folder, named alike: never removed
+    (folder / "notes").mkdir(parents=True)
+    os.utime(folder, (0, 0))
+    remove_abandoned_temps(target)
+    assert (folder / "notes").is_dir()
     # Every write clears what a killed one left beside its file (only export and fetch did).
     report = tmp_path / "report.json"
     abandoned = temp_beside(report)
@@ -218,3 +223,27 @@ def test_a_file_name_the_file_system_takes_is_written_whatever_its_length(tmp_pa
         target.unlink()
     with pytest.raises(SportsdetError, match="File name too long"):
         write_json(tmp_path / ("r" * 256), {})
+
+
+def test_a_probe_of_a_folder_lock_does_not_make_its_taker_fail(tmp_path: Path) -> None:
+    # folder_holder takes the lock for a moment to see whether it is free: a hold_folder at that
+    # instant was refused ("another sportsdet process (pid N)", N its own pid), 326 times in 3,000.
+    import threading
+
+    stop = threading.Event()
+
+    def probe() -> None:
+        while not stop.is_set():
+            files.folder_holder(tmp_path)
+
+    with files.hold_folder(tmp_path, cannot="x", busy="y"):
+        pass  # the lock file exists from here on
+    prober = threading.Thread(target=probe)
+    prober.start()
+    try:
+        for _ in range(300):
+            with files.hold_folder(tmp_path, cannot="x", busy="y"):
+                pass
+    finally:
+        stop.set()
+        prober.join()

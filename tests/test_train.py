@@ -730,6 +730,9 @@ def test_resuming_a_finished_run_says_there_is_nothing_more_to_train(data_dir, t
     (run / "model" / "weights.safetensors").write_bytes(b"damaged")  # written again when it is not whole
     train(None, out=run, resume=True, console=Console(file=io.StringIO()), evaluate=False, report=False)
     assert load_bundle(run / "model").num_classes > 0
+    (run / "model" / "seen_photos.json").unlink()  # a part missing: written again too
+    train(None, out=run, resume=True, console=Console(file=io.StringIO()), evaluate=False, report=False)
+    assert (run / "model" / "seen_photos.json").is_file()
     console = Console(file=io.StringIO(), width=300)
     train(None, out=run, resume=True, options={"epochs": 2}, console=console, evaluate=False, report=False)
     assert "nothing more to train" not in console.file.getvalue()

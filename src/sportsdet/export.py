@@ -630,11 +630,13 @@ def export_bundle(
                     **({"calibration_data": "synthetic"} if synthetic else {}),
                 },
             )
-            left_out = _leave_out_seen(bundle, data)
-            report.int8 = _int8_report(temp, temp_int8, int8_path, data, calibration, quant_format, say)
-            if left_out and report.int8.n:  # scored on the photos `evaluate` scores, and said so
-                seen = f"{left_out} it was trained or validated on left out, as evaluate does"
-                report.int8.heldout += f" ({seen})"
+            left_out = _leave_out_seen(bundle, data)  # the photos `evaluate` scores, and said so
+            what = "held-out images"
+            if left_out:
+                what += f" ({left_out} it was trained or validated on left out, as evaluate does)"
+            elif left_out is None:  # nothing else to score them on: said plainly
+                what = "images, every one of them a photo it was trained or validated on"
+            report.int8 = _int8_report(temp, temp_int8, int8_path, data, calibration, quant_format, say, what)
             report.int8.seconds = time.perf_counter() - started
             moved = report.int8.abstain_changed
             if moved and moved > max(1, 0.05 * report.int8.n):
@@ -662,16 +664,17 @@ def export_bundle(
                 leftover.unlink()
 
 
-def _leave_out_seen(bundle: Bundle, data: ExportData) -> int:
+def _leave_out_seen(bundle: Bundle, data: ExportData) -> int | None:
     """Drop from `data.heldout` the photos the model was trained or validated on (its
-    seen_photos.json: byte and near copies), as evaluate leaves them out; how many went. INT8's
+    seen_photos.json: byte and near copies), as evaluate leaves them out; how many went (None:
+    every one is seen, and they stay: the INT8 check measures them rather than nothing). INT8's
     accuracy was measured on 210 photos where evaluate scored 209: two numbers alike, of other sets."""
     seen = load_seen(bundle.path)
     if seen is None or not data.heldout:
         return 0
     kept, _ = split_off_seen([path for path, _ in data.heldout], seen)
     if not kept:
-        return 0  # all seen: the INT8 check measures them rather than nothing
+        return None
     gone = len(data.heldout) - len(kept)
     data.heldout = [data.heldout[i] for i in kept]
     return gone
@@ -685,6 +688,7 @@ def _int8_report(
     calibration: np.ndarray,
     quant_format: str,
     say: Progress,
+    what: str = "held-out images",
 ) -> Int8Report:
     fp32, quantised = OnnxBackend(fp32_path), OnnxBackend(int8_path)
     labelled = [item for item in data.heldout if item[1] is not None]
@@ -705,7 +709,7 @@ def _int8_report(
             path=str(final_path),
             quant_format=quant_format,
             calibration_images=int(len(calibration)),
-            heldout=f"{n} held-out images",
+            heldout=f"{n} {what}",
             n=n,
             fp32_accuracy=float((pred32 == truth_arr).mean()),
             int8_accuracy=float((pred8 == truth_arr).mean()),

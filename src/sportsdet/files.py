@@ -219,7 +219,16 @@ def remove_abandoned_temps(path: str | Path) -> None:
     hour may be another write's."""
     path = Path(path)
     found = path.parent.glob(f".*{glob.escape(path.name)}.*.tmp*")
-    remove_untouched(temp for temp in found if _temp_of(temp, path.name))
+    # Regular files only: ours are never folders or links (a user's .report.html.snapshot.tmp/
+    # folder, named alike, went with everything in it).
+    remove_untouched(temp for temp in found if _temp_of(temp, path.name) and _plain_file(temp))
+
+
+def _plain_file(path: Path) -> bool:
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except OSError:
+        return False
 
 
 def _temp_of(temp: Path, name: str) -> bool:
@@ -371,13 +380,18 @@ def hold_folder(
         handle = open(folder / lock_name, "a+", encoding="utf-8")
     except OSError as exc:
         raise SportsdetError(f"{folder}: {cannot} ({exc.strerror or exc})") from None
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.seek(0)
-        holder = handle.read().strip() or "?"
-        handle.close()
-        raise SportsdetError(f"{folder}: another sportsdet process (pid {holder}) {busy}") from None
+    for attempt in range(5):  # `folder_holder` probes hold it for a moment: not a writer
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            if attempt < 4:
+                time.sleep(0.02)
+                continue
+            handle.seek(0)
+            holder = handle.read().strip() or "?"
+            handle.close()
+            raise SportsdetError(f"{folder}: another sportsdet process (pid {holder}) {busy}") from None
     handle.seek(0)
     handle.truncate()
     handle.write(f"{os.getpid()}\n")

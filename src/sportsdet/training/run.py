@@ -340,9 +340,12 @@ def _bundle_still_current(setup: RunSetup, result: TrainResult) -> bool:
         bundle = load_bundle(setup.run.model)  # its weights checked against their hash
     except SportsdetError:
         return False  # missing or damaged: written again
+    if not (bundle.path / SEEN_NAME).is_file():  # part of a whole bundle: written again
+        return False
     training = bundle.manifest.get("training") or {}
     same_epochs = training.get("epochs_run") == len(result.history)
-    return same_epochs and training.get("best_epoch") == result.best.get("epoch")
+    same_options = training.get("options") == json.loads(json.dumps(setup.options.to_dict()))
+    return same_epochs and same_options and training.get("best_epoch") == result.best.get("epoch")
 
 
 # ----------------------------------------------------------------------------- a new run
