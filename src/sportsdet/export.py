@@ -24,6 +24,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
+from numbers import Integral
 from pathlib import Path
 from typing import Any
 
@@ -522,7 +523,8 @@ def export_bundle(
     if quant_format not in QUANT_FORMATS:  # a KeyError after the float export had run
         raise SportsdetError(f"unknown quant_format {quant_format!r}; use {' or '.join(QUANT_FORMATS)}")
     for name, count in (("parity_images", parity_images), ("calibration_images", calibration_images)):
-        if not isinstance(count, int) or count < 1:  # 0 was "does not match PyTorch ... please report"
+        whole = isinstance(count, Integral) and not isinstance(count, bool)  # numpy's integers too
+        if not whole or count < 1:  # 0 was "does not match PyTorch ... please report"
             raise SportsdetError(f"{name} must be a whole number of at least 1, got {count!r}")
     say = progress or (lambda message: None)
     bundle = load_bundle(resolve_bundle_dir(bundle_path))  # a run folder, or `builtin`, too
