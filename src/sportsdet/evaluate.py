@@ -227,12 +227,12 @@ def _from_folder(
         if split_given:
             notes.append(f"{data_root} is a folder-per-class tree: --split is ignored, every image is used")
     index = bundle.class_index()  # a renamed label's data name too (sports100's `football`)
-    unknown = sorted({r.label for r in records} - set(index))
+    shown = {name: quoted_with_hint(name, bundle.labels) for name in {r.label for r in records} - set(index)}
     # Those with a "did you mean" first: listed LISTED at a time, the one fixable hint was cut off.
-    unknown.sort(key=lambda name: "(did you mean" not in quoted_with_hint(name, bundle.labels))
+    unknown = sorted(shown, key=lambda name: ("(did you mean" not in shown[name], name))
     if unknown:
         # At most LISTED names: 195 folders the built-in model lacks made a 3,000-character error.
-        hints = ", ".join(quoted_with_hint(name, bundle.labels) for name in unknown[:LISTED])
+        hints = ", ".join(shown[name] for name in unknown[:LISTED])
         hints += f" and {len(unknown) - LISTED} more" if len(unknown) > LISTED else ""
         known = f" ({', '.join(bundle.labels)})" if len(bundle.labels) <= 10 else ""
         if not known_only or len(unknown) == len({r.label for r in records}):
@@ -246,7 +246,7 @@ def _from_folder(
         listed, more = unknown[:LISTED], unknown[LISTED:]
         notes.append(
             f"left out (--known-only) {len(unknown)} class folder(s) the model does not know: "
-            + ", ".join(f"{quoted_with_hint(name, bundle.labels)} ({count[name]} photos)" for name in listed)
+            + ", ".join(f"{shown[name]} ({count[name]} photos)" for name in listed)
             + (f" and {len(more)} more ({sum(count[name] for name in more)} photos)" if more else "")
         )
         records = [r for r in records if r.label in index]

@@ -433,16 +433,19 @@ class Predictor:
             )
         try:
             image.load()  # a cut-off JPEG raised Pillow's bare OSError
-            if min(image.size) < 1:
-                raise SportsdetError(f"an empty picture ({image.width}x{image.height} pixels)")
-            picture = upright_rgb(image)
-        except OSError as exc:
-            raise SportsdetError(f"the image cannot be decoded ({exc})") from None
         except (AssertionError, ValueError):  # Pillow's for an image closed (a `with` block ended)
             raise SportsdetError(
                 "the image was closed before it was read; call predict_image inside the "
                 "`with Image.open(...)` block, or load() it first"
             ) from None
+        except OSError as exc:
+            raise SportsdetError(f"the image cannot be decoded ({exc})") from None
+        if min(image.size) < 1:
+            raise SportsdetError(f"an empty picture ({image.width}x{image.height} pixels)")
+        try:
+            picture = upright_rgb(image)
+        except OSError as exc:
+            raise SportsdetError(f"the image cannot be decoded ({exc})") from None
         array = preprocess(picture, self.preprocessing)
         return self.predict_batch(array[None])[0]
 

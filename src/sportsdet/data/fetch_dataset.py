@@ -292,11 +292,9 @@ def unpack(archive: Path, target: Path) -> None:
 def _dataset_root_of_archive(staging: Path, archive: Path) -> Path:
     """`find_dataset_root` of an archive unpacked into `staging`, its errors naming the archive
     (and the folder inside it): they named the temporary folder, removed before they were read."""
-    from sportsdet.data.discover import scan_dataset
-
     root = _through_wrappers(staging)
     try:
-        scan_dataset(root)
+        find_dataset_root(root)  # root is past its wrappers already: this scans it
     except SportsdetError as exc:
         said = str(exc)
         for shown in (str(root.resolve()), str(root)):  # the scan names the folder resolved
