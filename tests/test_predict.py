@@ -163,6 +163,27 @@ def test_empty_folder_missing_file_and_other_schemes_are_errors(tmp_path: Path) 
     ]
 
 
+
+
+def test_a_folders_camera_raw_files_and_broken_photo_links_are_said_not_passed_over(
+    photos: Path, tmp_path: Path
+) -> None:
+    (photos / "IMG_0001.dng").write_bytes(b"\x00raw camera data")
+    (photos / "gone.jpg").symlink_to(tmp_path / "moved-away.jpg")
+    items = list(expand_inputs([str(photos)]))
+    errors = {Path(i.name).name: i.error for i in items if i.error}
+    assert errors == {
+        "IMG_0001.dng": "a picture format sportsdet cannot read: convert it to JPEG, PNG, HEIC, WebP, "
+        "AVIF, GIF, BMP or TIFF",
+        "gone.jpg": "not a regular file (a link to nothing, a pipe or a device)",
+    }
+    # The photos are labelled as before, in their order; notes.txt and hidden files stay unsaid.
+    assert [Path(i.name).name for i in items if not i.error] == ["a.jpg", "b.png", "c.jpg"]
+    # A folder holding only raw files says what they are, not "no image files found".
+    (tmp_path / "raw").mkdir()
+    (tmp_path / "raw" / "a.NEF").write_bytes(b"raw")
+    (item,) = expand_inputs([str(tmp_path / "raw")])
+    assert item.error.startswith("a picture format sportsdet cannot read")
 # ----------------------------------------------------------------------------- Predictor
 
 

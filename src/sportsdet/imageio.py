@@ -29,6 +29,11 @@ IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff"}
     | {".heic", ".heif", ".hif", ".avif"}
 )
+# Picture formats people have but load_image cannot decode: reported instead of silently skipped.
+UNSUPPORTED_IMAGE_EXTENSIONS = frozenset(
+    {".jxl", ".svg", ".ico", ".ppm", ".pgm", ".pbm", ".psd", ".eps", ".xcf", ".jp2"}
+    | {".raw", ".cr2", ".nef", ".arw", ".dng"}  # cameras' raw files
+)
 # Container formats we decode (MPO is the multi-picture JPEG many phone cameras write; HEIF is
 # the HEIC every iPhone saves by default, decoded by pillow-heif; AVIF is Pillow's own).
 SUPPORTED_FORMATS = frozenset({"JPEG", "MPO", "PNG", "GIF", "WEBP", "BMP", "TIFF", "HEIF", "AVIF"})

@@ -34,8 +34,21 @@ from sportsdet.abstain import Abstain
 from sportsdet.bundle import Bundle, load_bundle
 from sportsdet.errors import SportsdetError
 from sportsdet.fetch import ALLOW_ALL, DEFAULT_MAX_BYTES, AddressPolicy, fetch_url, is_url, redact_url
-from sportsdet.files import iter_image_files, printable_name
-from sportsdet.imageio import is_image_name, misleading_name_note, sniff_image_format, upright_rgb
+from sportsdet.files import (
+    SKIP_NOT_IMAGE,
+    SKIP_NOT_REGULAR,
+    SKIP_UNREADABLE,
+    iter_image_files,
+    printable_name,
+)
+from sportsdet.imageio import (
+    SUPPORTED_NAMES,
+    UNSUPPORTED_IMAGE_EXTENSIONS,
+    is_image_name,
+    misleading_name_note,
+    sniff_image_format,
+    upright_rgb,
+)
 from sportsdet.preprocess import load_and_preprocess, preprocess
 from sportsdet.run_folder import resolve_bundle_dir
 from sportsdet.runtime import (
@@ -110,14 +123,37 @@ class InputItem:
 # ----------------------------------------------------------------------------- input expansion
 
 
+# What the folder walk passes over that is said as an input's error (hidden files and plain
+# non-image files stay unsaid).
+_PASSED_OVER_ERRORS = {
+    SKIP_NOT_REGULAR: "not a regular file (a link to nothing, a pipe or a device)",
+    SKIP_UNREADABLE: "a folder that cannot be read (permission denied?)",
+}
+
+
 def _expand_folder(folder: Path, shown: str) -> Iterator[InputItem]:
     found = False
     misnamed: dict[str, str] = {}
-    for path in iter_image_files(folder, on_misnamed=misnamed.__setitem__):
+    # Files the walk passes over that the user meant as photos, said in their place (a folder of a
+    # camera's .dng files with one JPEG labelled the JPEG and said nothing of the rest).
+    passed_over: list[InputItem] = []
+
+    def on_skip(reason: str, path: str) -> None:
+        error = _PASSED_OVER_ERRORS.get(reason)
+        if reason == SKIP_NOT_IMAGE and Path(path).suffix.lower() in UNSUPPORTED_IMAGE_EXTENSIONS:
+            error = f"a picture format sportsdet cannot read: convert it to {SUPPORTED_NAMES}"
+        if error:
+            passed_over.append(InputItem(str(path), error=error))
+
+    for path in iter_image_files(folder, on_misnamed=misnamed.__setitem__, on_skip=on_skip):
         found = True
+        yield from passed_over
+        passed_over.clear()
         image_format = misnamed.pop(str(path), None)
         note = misleading_name_note(path, image_format) if image_format else None
         yield InputItem(str(path), path, note=note)
+    found = found or bool(passed_over)
+    yield from passed_over
     if not found:
         yield InputItem(
             shown, error="no image files found in this folder (looked for .jpg, .png, ... recursively)"
@@ -343,8 +379,10 @@ class Predictor:
                 raise SportsdetError(f"{name} must be a whole number of at least 1, got {value!r}")
         if isinstance(url_timeout, bool) or not (isinstance(url_timeout, Real) and url_timeout > 0):
             raise SportsdetError(f"url_timeout must be a positive number of seconds, got {url_timeout!r}")
-        if backend is not None and not isinstance(backend, str) and not callable(
-            getattr(backend, "predict_proba", None)
+        if (
+            backend is not None
+            and not isinstance(backend, str)
+            and not callable(getattr(backend, "predict_proba", None))
         ):
             raise SportsdetError(
                 f"backend {type(backend).__name__}: not a backend; give 'auto', 'onnx', 'torch' or an "

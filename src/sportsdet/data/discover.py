@@ -27,31 +27,11 @@ from typing import Any
 from sportsdet import files
 from sportsdet.errors import SportsdetError
 from sportsdet.files import OWN_FILES, is_hidden_name
-from sportsdet.imageio import is_image_name
+from sportsdet.imageio import UNSUPPORTED_IMAGE_EXTENSIONS, is_image_name
 
 # Folder names that mark a split tree, mapped to the split each one means.
 SPLIT_FOLDERS = {"train": "train", "valid": "valid", "val": "valid", "validation": "valid", "test": "test"}
 SPLIT_ORDER = ("train", "valid", "test")
-# Picture formats people have but load_image cannot decode: reported instead of silently skipped.
-UNSUPPORTED_IMAGE_EXTENSIONS = frozenset(
-    {
-        ".jxl",
-        ".svg",
-        ".ico",
-        ".ppm",
-        ".pgm",
-        ".pbm",
-        ".psd",
-        ".raw",
-        ".cr2",
-        ".nef",
-        ".arw",
-        ".dng",
-        ".jp2",
-        ".eps",
-        ".xcf",
-    }
-)
 # A class holding more than this many times the images of another is called imbalanced.
 IMBALANCE_RATIO = 3.0
 # How that warning starts: it is advice for training, left out where it does not apply.
