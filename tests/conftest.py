@@ -151,10 +151,18 @@ def _route_table() -> dict[str, Callable[[BaseHTTPRequestHandler], None]]:
     png = image_bytes((30, 60, 200), "PNG", size=48)
     download = bytes(range(256)) * 1200  # 300 KB, deterministic
 
-    def send(handler: BaseHTTPRequestHandler, body: bytes, ctype: str | None, status: int = 200) -> None:
+    def send(
+        handler: BaseHTTPRequestHandler,
+        body: bytes,
+        ctype: str | None,
+        status: int = 200,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         handler.send_response(status)
         if ctype:
             handler.send_header("Content-Type", ctype)
+        for name, value in (headers or {}).items():
+            handler.send_header(name, value)
         handler.send_header("Content-Length", str(len(body)))
         handler.end_headers()
         handler.wfile.write(body)
@@ -238,6 +246,8 @@ def _route_table() -> dict[str, Callable[[BaseHTTPRequestHandler], None]]:
         "/data.json": lambda h: send(h, b'{"a": 1}', "application/json"),
         "/missing.jpg": lambda h: send(h, b"not found", "text/plain", status=404),
         "/error": lambda h: send(h, b"boom", "text/plain", status=500),
+        "/busy": lambda h: send(h, b"later", "text/plain", status=503, headers={"Retry-After": "120"}),
+        "/private.jpg": lambda h: send(h, b"no", "text/plain", status=403),
         "/empty.jpg": lambda h: send(h, b"", "image/jpeg"),
         "/huge-declared.jpg": huge_declared,
         "/huge-stream.jpg": huge_stream,

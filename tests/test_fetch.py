@@ -29,8 +29,12 @@ def test_unlabelled_bytes_accepted_when_they_are_an_image(http_server: LocalServ
 @pytest.mark.parametrize(
     ("path", "message"),
     [
-        ("/missing.jpg", "HTTP 404 from URL"),
-        ("/error", "HTTP 500 from URL"),
+        ("/missing.jpg", r"HTTP 404 from URL \(Not Found\); check that the link is right and public"),
+        ("/error", r"HTTP 500 from URL \(.*\); the server failed: try again later"),
+        # A busy server is waited for, not a link to check.
+        ("/busy", r"HTTP 503 from URL \(.*\); the server is busy or down: try again later \(it asks to "
+         r"wait 120 s\)"),
+        ("/private.jpg", r"HTTP 403 from URL \(.*\); the server refuses it without a login"),
         ("/page.html", "the URL returned a web page, not an image"),
         ("/data.json", "returned application/json, not an image"),
         ("/octet-junk", "not an image"),

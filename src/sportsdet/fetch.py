@@ -416,12 +416,9 @@ def open_url(
                 url = target
                 continue
             if response.status >= 400:
-                reason = response.response.reason
+                reason, advice = response.response.reason, _http_error_advice(response)
                 response.close()
-                raise FetchError(
-                    f"{shown}: HTTP {response.status} from URL ({reason}); "
-                    "check that the link is right and public"
-                )
+                raise FetchError(f"{shown}: HTTP {response.status} from URL ({reason}); {advice}")
             if response.status >= 300:
                 response.close()
                 raise FetchError(f"{shown}: a redirect could not be followed (HTTP {response.status})")
@@ -430,6 +427,21 @@ def open_url(
     except BaseException:
         deadline.cancel()
         raise
+
+
+def _http_error_advice(response: _Response) -> str:
+    """What to do about an HTTP error: a busy server is waited for, not a wrong link checked."""
+    status = response.status
+    if status in (429, 502, 503, 504):
+        # "Retry-After: 120" or an HTTP date; only the seconds form is worth repeating.
+        wait = (response.headers.get("Retry-After") or "").strip()
+        asks = f" (it asks to wait {wait} s)" if wait.isdigit() else ""
+        return f"the server is busy or down: try again later{asks}"
+    if status in (401, 403, 407):
+        return "the server refuses it without a login: check that the link is public"
+    if status >= 500:
+        return "the server failed: try again later, or check that the link is right"
+    return "check that the link is right and public"
 
 
 def _content_type(response: Any) -> str:
