@@ -268,6 +268,16 @@ def test_hundred_classes_render_fast_and_legible(tmp_path):
     width = int(re.search(r'<svg class="confusion"[^>]* width="(\d+)"', text).group(1))
     assert width >= 100 * 14  # at least 14 px per class, names at full size
     assert 'class="zoomable zoomed"' in text  # shown at full size first, where names are readable
+    # Every square off the diagonal is also text (a keyboard or screen reader reached only the ten
+    # most confused pairs): the same counts as the matrix, most first.
+    metrics = json.loads((fake.eval / "metrics.json").read_text())
+    labels = metrics["labels"]
+    every = page.tables["every-confusion"]
+    off_diagonal = {(i, j): v for (i, j), v in nonzero_cells(metrics).items() if i != j}
+    assert len(every) == len(off_diagonal) > len(metrics["most_confused"])
+    assert {(labels.index(r[0]), labels.index(r[1])): int(r[2]) for r in every} == off_diagonal
+    assert [int(r[2]) for r in every] == sorted((int(r[2]) for r in every), reverse=True)
+    assert f"Every confusion ({len(every)} pairs)" in text
     thumbs = [i for i in page.images if i.get("class") == "thumb"]
     assert 0 < len(thumbs) <= 3 * 24
     assert "could not be drawn" not in text
@@ -903,3 +913,29 @@ def test_comparison_says_when_the_runs_scored_other_photos(tmp_path):
     assert "partly/run scored other photos than a/run (9 in common of 9 and 12)" in page
     engines = {row[0]: row[1:] for row in Page(text).tables["compare-metrics"]}["engine"]
     assert engines[1] == "onnxruntime int8 (model.int8.onnx)"
+
+
+def _contrast(one: str, other: str) -> float:
+    """WCAG 2 contrast ratio of two #rrggbb colours."""
+
+    def luminance(colour: str) -> float:
+        linear = [(c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4)
+                  for c in (int(colour[i : i + 2], 16) / 255 for i in (1, 3, 5))]  # fmt: skip
+        return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+    high, low = sorted((luminance(one), luminance(other)), reverse=True)
+    return (high + 0.05) / (low + 0.05)
+
+
+def test_counts_on_confusion_squares_are_readable_on_every_shade():
+    # White "3" on a 60% square (#4a98c9) was 3.2:1; small text needs 4.5:1 (WCAG AA).
+    from sportsdet.report.confusion import colour, confusion_svg
+
+    matrix = [[share, 100 - share] for share in range(4, 101, 8)]  # 13 rows: counts drawn up to 15
+    text = confusion_svg(matrix, [f"c{i}" for i in range(len(matrix))], ["a", "b"])
+    drawn = re.findall(r'fill="(#[0-9a-f]{6})" data-count="(\d+)" data-row="(\d+)"[^>]*>.*?'
+                       r'dominant-baseline="central" fill="(#[0-9a-f]{6})"', text, re.S)  # fmt: skip
+    assert len(drawn) >= len(matrix)
+    for fill, _count, _row, ink in drawn:
+        assert _contrast(fill, ink) >= 4.5, (fill, ink)
+    assert colour(1.0) != colour(0.0)

@@ -147,6 +147,29 @@ def test_a_phone_reads_it_without_scrolling_sideways(browser, report):
     page.close()
 
 
+def test_each_figure_has_its_own_size_button_named_after_it(browser, report):
+    # Every figure box was a role=button named "figure: Enter switches ...": a screen reader heard
+    # the same button three times (axe: label-content-name-mismatch on the confusion matrix).
+    _, path = report
+    opened = Opened(browser, path)
+    page = opened.page
+    buttons = page.locator("button.zoom-toggle")
+    names = buttons.evaluate_all("bs => bs.map(b => b.getAttribute('aria-label'))")
+    assert len(names) == page.locator(".zoomable").count() >= 3
+    assert len(set(names)) == len(names) and "Full size: confusion matrix" in names
+    assert page.locator(".zoomable[role='button']").count() == 0
+    figure = page.locator("#confusion-figure")
+    button = page.get_by_role("button", name="Full size: confusion matrix")
+    before = "zoomed" in figure.get_attribute("class")
+    assert button.get_attribute("aria-pressed") == str(before).lower()
+    button.focus()
+    page.keyboard.press("Enter")
+    assert ("zoomed" in figure.get_attribute("class")) != before
+    assert button.get_attribute("aria-pressed") == str(not before).lower()
+    assert opened.errors == []
+    page.close()
+
+
 def test_a_tap_on_a_confusion_square_reads_out_its_numbers(browser, report):
     # A square's numbers were in an SVG <title>, which only a mouse hover shows: a phone showed
     # none, and the tap switched the figure's size instead.

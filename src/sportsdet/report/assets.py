@@ -48,6 +48,10 @@ img.fig { max-width: 100%; height: auto; border: 1px solid #eee; }
 .zoomable { overflow: auto; max-height: 92vh; border: 1px solid #eee; }
 .zoomable > img, .zoomable > svg { cursor: zoom-in; max-width: 100%; height: auto; display: block; }
 .zoomable:focus-visible { outline: 3px solid #4c78a8; outline-offset: 2px; }
+.zoom-toggle { font: inherit; font-size: 12px; margin: 4px 0; padding: 2px 10px; border: 1px solid #4c78a8;
+               border-radius: 4px; background: #fff; color: #20324a; cursor: pointer; }
+.zoom-toggle[aria-pressed="true"] { background: #4c78a8; color: #fff; }
+.zoom-toggle:focus-visible { outline: 3px solid #4c78a8; outline-offset: 2px; }
 .zoomable.zoomed > img, .zoomable.zoomed > svg { cursor: zoom-out; max-width: none; }
 svg.confusion rect.cell:hover { stroke: #000; stroke-width: 1.5; }
 svg.confusion text.hl { font-weight: bold; fill: #c62828; }
@@ -117,13 +121,27 @@ JS = """
       });
     });
   });
-  // Click, or Enter/Space on the focused figure (keyboards and screen readers reach it too),
-  // switches a figure between fit to width and full size (scrolling inside its box).
+  // A button above each figure (or a click on it, or Enter on the focused figure) switches it
+  // between fit to width and full size, scrolling inside its box. The box itself is a named
+  // region a keyboard can scroll; made a button, every figure was read out as the same one.
   document.querySelectorAll(".zoomable").forEach(function (box) {
+    var inner = box.querySelector("img, svg");
+    var name = (inner && (inner.getAttribute("alt") || inner.getAttribute("aria-label"))) || "figure";
     box.tabIndex = 0;
-    box.setAttribute("role", "button");
-    box.setAttribute("aria-label", "figure: Enter switches between full size and fit to width");
-    function toggle() { box.classList.toggle("zoomed"); }
+    box.setAttribute("role", "region");
+    box.setAttribute("aria-label", name);
+    var button = document.createElement("button");
+    button.type = "button";
+    button.className = "zoom-toggle";
+    button.setAttribute("aria-label", "Full size: " + name);
+    button.textContent = "Full size";
+    box.parentNode.insertBefore(button, box);
+    function show() {
+      button.setAttribute("aria-pressed", box.classList.contains("zoomed") ? "true" : "false");
+    }
+    function toggle() { box.classList.toggle("zoomed"); show(); }
+    show();
+    button.addEventListener("click", toggle);
     box.addEventListener("click", function (e) {
       // A tap on a confusion square reads out its numbers (below) instead: a phone has no hover.
       if (e.target.classList && e.target.classList.contains("cell")) { return; }

@@ -794,18 +794,41 @@ def _confusion(inputs: ReportInputs) -> str:
     pairs = m.get("most_confused") or []
     html.append(f'<div style="flex: {"1 1 100%" if big else "0 1 380px"}"><h3>Most confused pairs</h3>')
     if pairs:
-        rows = "".join(
-            f'<tr><td>{escape(str(p["true"]))}</td><td>{escape(str(p["predicted"]))}</td>'
-            f'<td class="n">{p["count"]}</td><td class="n">{pct(p.get("share"))}</td></tr>'
-            for p in pairs
-        )
-        html.append('<table id="confused-pairs"><thead><tr><th>true class</th><th>predicted as</th>'
-                    '<th class="n">images</th><th class="n">share of true class</th></tr></thead>'
-                    f"<tbody>{rows}</tbody></table>")
+        html.append(_confusion_pairs_table("confused-pairs", pairs))
     else:
         html.append('<p class="muted">No mistakes: nothing was confused.</p>')
+    # Every square off the diagonal, as text: the matrix's numbers otherwise need a hover or a tap
+    # (no keyboard or screen reader reached them past the ten pairs above).
+    every = _every_confusion(matrix, labels)
+    if len(every) > len(pairs):
+        table = _confusion_pairs_table("every-confusion", every)
+        html.append(f'<details><summary>Every confusion ({len(every)} pairs)</summary><div class="scroll">'
+                    f"{table}</div></details>")  # fmt: skip
     html.append("</div></div>")
     return "".join(html)
+
+
+def _every_confusion(matrix: list[list[int]], labels: list[str]) -> list[dict[str, Any]]:
+    """Each (true, predicted) pair of different classes with images, most images first."""
+    found = []
+    for i, row in enumerate(matrix):
+        total = sum(row)
+        for j, count in enumerate(row):
+            if count and i != j:
+                found.append({"true": labels[i], "predicted": labels[j], "count": count,
+                              "share": count / total})  # fmt: skip
+    return sorted(found, key=lambda pair: -pair["count"])
+
+
+def _confusion_pairs_table(table_id: str, pairs: list[dict[str, Any]]) -> str:
+    rows = "".join(
+        f'<tr><td>{escape(str(p["true"]))}</td><td>{escape(str(p["predicted"]))}</td>'
+        f'<td class="n">{p["count"]}</td><td class="n">{pct(p.get("share"))}</td></tr>'
+        for p in pairs
+    )
+    return (f'<table id="{table_id}"><thead><tr><th>true class</th><th>predicted as</th>'
+            '<th class="n">images</th><th class="n">share of true class</th></tr></thead>'
+            f"<tbody>{rows}</tbody></table>")  # fmt: skip
 
 
 def _galleries(inputs: ReportInputs, limit: int, thumbs: dict[str, str | None]) -> str:
