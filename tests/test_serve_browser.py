@@ -75,7 +75,8 @@ def test_dropped_photo_is_labelled(browser, server: str, tmp_path: Path) -> None
     assert meters.count() == 3  # top-5, clamped to the colour model's 3 classes
     assert meters.first.get_attribute("aria-label").startswith("green: ")
     assert "no abstain rule" in card.locator(".abstain").inner_text()
-    assert "Labelled 1 photo" in page.locator("#status").inner_text()
+    # The status line, read out by a screen reader, says the sport (it said "Labelled 1 photo(s).").
+    assert page.locator("#status").inner_text().startswith("pitch.jpg: green, ")
 
     # Keyboard: the drop zone is focusable and Enter opens the file picker.
     with page.expect_file_chooser(timeout=5000) as chooser:
@@ -101,7 +102,7 @@ def test_dropped_photo_is_labelled(browser, server: str, tmp_path: Path) -> None
     with page.expect_file_chooser(timeout=5000) as chooser:
         page.locator("#drop").press("Enter")
     chooser.value.set_files(files=[{"name": "notes.jpg", "mimeType": "image/jpeg", "buffer": b"hello\n"}])
-    said = "Labelled 0 of 1 photo(s); 1 could not be labelled"
+    said = "notes.jpg: could not be labelled (not an image"
     page.locator("#status", has_text=said).wait_for(timeout=10_000)
     failed = page.locator("#results li.card[data-input='notes.jpg'] .error").inner_text()
     assert failed.count("(bad_image)") == 1, failed
@@ -207,7 +208,7 @@ def test_api_docs_order_of_cards_and_a_phone_screen(browser, server: str) -> Non
     # /docs said "Unable to render this definition" (Swagger UI 4 and OpenAPI 3.1); a drop's cards
     # came last file first; the URL form stayed on for a server that fetches no URLs (a 403 each
     # time); the file input made a phone's page scroll sideways.
-    page = browser.new_page(viewport={"width": 375, "height": 800})
+    page = browser.new_page(viewport={"width": 320, "height": 800})
     page.goto(server + "/docs", wait_until="load")
     page.locator(".opblock-summary-path", has_text="/v1/predict").wait_for(timeout=10_000)
     assert "Unable to render" not in page.inner_text("body")
@@ -215,7 +216,11 @@ def test_api_docs_order_of_cards_and_a_phone_screen(browser, server: str) -> Non
     page.goto(server + "/", wait_until="load")
     page.locator("#model-line", has_text="3 sports").wait_for(timeout=10_000)
     assert page.locator("#url").is_disabled() and page.locator("#url-form button").is_disabled()
-    assert page.evaluate("document.documentElement.scrollWidth") <= 375
+    # ... and looks it: the disabled button kept the accent blue and a pointer.
+    looks = page.locator("#url-form button").evaluate("b => [getComputedStyle(b).backgroundColor, "
+                                                      "getComputedStyle(b).cursor]")  # fmt: skip
+    assert looks[1] == "not-allowed" and looks[0] != "rgb(29, 95, 184)"
+    assert page.evaluate("document.documentElement.scrollWidth") <= 320
     with page.expect_file_chooser(timeout=5000) as chooser:
         page.locator("#drop").press("Enter")
     colours = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 40, 220)}
@@ -226,4 +231,17 @@ def test_api_docs_order_of_cards_and_a_phone_screen(browser, server: str) -> Non
     page.locator("#status", has_text="Labelled 3 photo(s)").wait_for(timeout=10_000)
     shown = page.locator("#results li.card").evaluate_all("cards => cards.map(c => c.dataset.input)")
     assert shown == ["red.png", "green.png", "blue.png"]
+    # At 320 px a card ran past the page's margin (a 300 px minimum column in 280 px).
+    margin = page.locator("#status").bounding_box()
+    card = page.locator("#results li.card").first.bounding_box()
+    assert card["x"] + card["width"] <= margin["x"] + margin["width"] + 0.5
     page.close()
+
+
+def test_the_page_says_it_needs_javascript_without_it(browser, server: str) -> None:  # noqa: F811
+    # With scripts off it said "Loading the model..." for ever and a chosen file did nothing.
+    context = browser.new_context(java_script_enabled=False)
+    page = context.new_page()
+    page.goto(server + "/", wait_until="load")
+    assert "needs JavaScript" in page.locator("main").inner_text()
+    context.close()

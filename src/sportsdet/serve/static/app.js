@@ -53,6 +53,15 @@ async function loadModel() {
 
 function pct(score) { return `${(score * 100).toFixed(1)}%`; }
 
+// One answer as a sentence for the status line, which a screen reader reads out: the sport itself,
+// not only "Labelled 1 photo(s)." (the card with the label is elsewhere on the page).
+function said(result) {
+  if (result.error) return `${result.input}: could not be labelled (${result.error.message}).`;
+  if (result.label) return `${result.input}: ${result.label}, ${pct(result.score)}.`;
+  const best = result.top_k[0];
+  return `${result.input}: not sure; best guess ${best.label}, ${pct(best.score)}.`;
+}
+
 function card(result, thumbnail) {
   const item = document.createElement("li");
   item.className = "card";
@@ -191,7 +200,9 @@ async function labelFiles(fileList) {
   // Each request stands alone: one that fails gets an error card per photo, the rest go on. A photo
   // the server could not read is a failure too (it answers 200 with an error for that photo).
   let done = 0, unsure = 0, failed = empty.length, lastError = empty.length ? "the file is empty (0 bytes)" : "";
+  let only = null;  // the answer, when one photo was sent: said in full
   const finish = () => {
+    if (all.length === 1 && only) { setStatus(said(only)); return; }
     const uncertain = unsure ? `, ${unsure} of them uncertain` : "";
     setStatus(failed ? `Labelled ${done} of ${all.length} photo(s)${uncertain}; ${failed} could not be labelled${lastError ? ` (last: ${lastError})` : ""}.`
       : `Labelled ${done} photo(s)${uncertain}.`);
@@ -213,6 +224,7 @@ async function labelFiles(fileList) {
       const answer = await send(form, {});
       answer.results.forEach((result, i) => {
         add(card(result, URL.createObjectURL(chunk[i])));
+        only = result;
         if (result.error) { failed += 1; lastError = result.error.message; }
         else { done += 1; if (result.uncertain) unsure += 1; }
       });
@@ -232,7 +244,7 @@ async function labelUrl(url) {
     const answer = await send(JSON.stringify({ urls: [url] }), { "Content-Type": "application/json" });
     const result = answer.results[0];
     $("results").prepend(card(result, result.error ? null : url));
-    setStatus(result.error ? "The URL could not be labelled." : "Labelled 1 photo.");
+    setStatus(said(result));
   } catch (error) {
     setStatus(`Could not label: ${error.message}`);
   }
