@@ -128,7 +128,8 @@ def train(
         [],
         "--merge",
         help="A class name several sources share on purpose (e.g. --merge basketball; 'all' for every "
-        "shared name). Without it a shared name is an error: the same word can mean different sports.",
+        "shared name). Without it (or a --map into that name) a shared name is an error: the same word "
+        "can mean different sports.",
     ),
     no_eval: bool = typer.Option(
         False, "--no-eval", help="Skip evaluating the test split after training (RUN/eval, in the report)."

@@ -399,8 +399,13 @@ def _shared_classes(scans: list[SourceScan]) -> dict[str, list[str]]:
 
 def _refuse_silent_merges(scans: list[SourceScan], sources: Sources) -> None:
     shared = _shared_classes(scans)
+    # A name a source's label map renames a folder into is merged on purpose: `--map A:football=soccer`
+    # beside a source with `soccer` says they are one sport (it was refused until --merge said so too).
+    mapped_into = {new for item in scans for old, new in item.source.label_map.items() if old != new}
     unconfirmed = sorted(
-        label for label in shared if sources.merge is not None and label not in sources.merge
+        label
+        for label in shared
+        if sources.merge is not None and label not in sources.merge and label not in mapped_into
     )
     if unconfirmed:
         example = unconfirmed[0]
