@@ -239,6 +239,17 @@ def test_cli_trains_on_two_folders_and_evaluates_without_data(two_sources, tmp_p
     assert run_cli("evaluate", str(run)) == 0  # no DATA: the run's own test split, every source
     out = capsys.readouterr().out
     assert "per source" in out and "first" in out and "second" in out
+    whole = json.loads((run / "eval" / "metrics.json").read_text())
+    # One source given: its part of the saved split, through its label map. As a folder of its own
+    # its 'football' was "not among the model's labels; rename or remove them".
+    assert run_cli("evaluate", str(run), str(flat)) == 0
+    captured = capsys.readouterr()
+    assert "source 'second' of this model's training data" in captured.out + captured.err
+    part = json.loads((run / "eval-second" / "metrics.json").read_text())
+    assert part["n"] == whole["per_source"]["second"]["n"] and part["data"] == str(flat.resolve())
+    assert set(part["per_class"]) >= {"polo", "rowing"} and part["per_class"]["polo"]["support"] > 0
+    # ... written beside the run's own evaluation, not over it.
+    assert json.loads((run / "eval" / "metrics.json").read_text()) == whole
 
 
 def test_scan_and_check_take_the_same_sources_and_draw_a_preview(two_sources, tmp_path, run_cli, capsys):

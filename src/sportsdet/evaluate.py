@@ -83,6 +83,7 @@ class EvalData:
     folder_names: dict[int, str] = field(default_factory=dict)
     classes_left_out: dict[str, int] = field(default_factory=dict)  # --known-only: folder -> photos
     seen_kept: dict[str, int] = field(default_factory=dict)  # --keep-seen: seen photos scored, by split
+    of_source: str | None = None  # the one training source whose part of the saved split is scored
 
 
 @dataclass
@@ -109,7 +110,9 @@ def default_out_dir(bundle_dir: Path, chosen: EvalData, *, int8: bool = False) -
     """RUN/eval for the run's own test split; RUN/eval-<data folder>[-<split>][-int8] for other
     photos, another split or the INT8 model, so they never replace the evaluation the run's report
     shows. Outside a run: ./eval-<bundle folder name>[-<data folder>][-<split>][-int8]."""
-    parts = [] if chosen.source == "split-manifest" else [chosen.root.name or "data"]
+    # One source of the run's split is other photos than RUN/eval's: `evaluate RUN A` replaced it.
+    own_split = chosen.source == "split-manifest" and chosen.of_source is None
+    parts = [] if own_split else [chosen.root.name or "data"]
     if chosen.split not in (None, "test"):
         parts.append(chosen.split)
     if int8:
@@ -152,8 +155,14 @@ def _same_dir(a: Path | str, b: Path | str) -> bool:
 
 
 def _from_manifest(
-    bundle: Bundle, data_root: Path, split: str, warn: Callable[[str], None], keep_seen: bool = False
+    bundle: Bundle,
+    data_root: Path,
+    split: str,
+    warn: Callable[[str], None],
+    keep_seen: bool = False,
+    only_source: str | None = None,
 ) -> EvalData:
+    """The split's photos from the run's saved manifest; `only_source`: those of one of its sources."""
     from sportsdet.data.splits import SplitManifest
 
     found = find_split_manifest(bundle)
@@ -169,7 +178,11 @@ def _from_manifest(
     if expected_hash and sha256_file(found) != expected_hash:
         warn(f"{found} has changed since the model was trained; evaluating with the file as it is now")
     manifest = SplitManifest.load(found).with_root(data_root)
-    missing = [rel for rel, _ in manifest.splits.get(split, []) if not (manifest.root / rel).is_file()]
+    rows, sources = manifest.splits.get(split, []), manifest.sources_of(split) or None
+    if only_source is not None and sources is not None:
+        kept = [i for i, name in enumerate(sources) if name == only_source]
+        rows, sources = [rows[i] for i in kept], [sources[i] for i in kept]
+    missing = [rel for rel, _ in rows if not (manifest.root / rel).is_file()]
     if missing:
         raise SportsdetError(
             f"{found}: {len(missing)} {split} image(s) are gone from {data_root} (e.g. {missing[0]}); "
@@ -181,13 +194,19 @@ def _from_manifest(
         raise SportsdetError(
             f"{found}: classes {unknown} are not among the model's labels; wrong run folder?"
         )
-    items = [(manifest.root / rel, index[label]) for rel, label in manifest.splits.get(split, [])]
+    items = [(manifest.root / rel, index[label]) for rel, label in rows]
     if not items:
+        which = f" of source {only_source!r}" if only_source is not None else ""
         raise SportsdetError(
-            f"{found}: the saved split ({manifest.strategy}) has no {split} images; try --split valid"
+            f"{found}: the saved split ({manifest.strategy}) has no {split} images{which}; try --split valid"
         )
-    sources = manifest.sources_of(split) or None
     chosen = EvalData(items, data_root, "split-manifest", split, manifest=found, sources=sources)
+    if only_source is not None:
+        chosen.root, chosen.of_source = Path(manifest.sources[only_source]["root"]), only_source
+        chosen.notes.append(
+            f"{chosen.root} is source {only_source!r} of this model's training data: its {split} photos "
+            "of the saved split are scored, under the run's class names"
+        )
     if split != "test":  # the model's own photos, scored because asked for: recorded and said
         chosen.seen_kept = {split: len(items)}
         used = "trained" if split == "train" else "validated"
@@ -360,7 +379,26 @@ def select_eval_data(
     data_root = data_root.resolve()
     if isinstance(recorded_root, str) and recorded_root and _same_dir(recorded_root, data_root):
         return _from_manifest(bundle, data_root, split, warn, keep_seen)
+    source = _source_at(bundle, data_root)
+    if source is not None and isinstance(recorded_root, str) and recorded_root:
+        # One source of a multi-source run: its part of the saved split, through its label map (as
+        # a folder of its own, a mapped class was "not among the model's labels").
+        return _from_manifest(bundle, Path(recorded_root), split, warn, keep_seen, only_source=source)
     return _from_folder(bundle, data_root, split, split_given, keep_seen, known_only)
+
+
+def _source_at(bundle: Bundle, folder: Path) -> str | None:
+    """The name of the model's training source whose folder `folder` is, if any."""
+    from sportsdet.data.splits import SplitManifest
+
+    found = find_split_manifest(bundle)
+    if found is None:
+        return None
+    try:
+        sources = SplitManifest.load(found).sources
+    except SportsdetError:
+        return None  # a damaged manifest: the folder is scored as a folder
+    return next((name for name, info in sources.items() if _same_dir(info.get("root", ""), folder)), None)
 
 
 def _refuse_other_sources(bundle: Bundle, dataset_file: Path) -> None:
