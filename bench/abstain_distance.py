@@ -30,7 +30,7 @@ import argparse
 import os
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -229,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
             )
         spread_table.append(f"| {keep:.0%} | " + " | ".join(cells) + " |")
     print("\n".join(table + [""] + spread_table))
-    when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     section = "\n".join(
         [
             START,

@@ -18,7 +18,7 @@ import dataclasses
 import io
 import os
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -320,7 +320,7 @@ def main() -> None:
         | {"top": backend.labels[int(p.argmax())]}
         for (name, _), p in zip(heldout, heldout_p, strict=True)
     }
-    when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     section = "\n".join(
         [
             START,

@@ -18,7 +18,7 @@ import argparse
 import os
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -156,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
         for run, result in runs.items()
     )
     trained = ", ".join(f"{Path(run).name} {result['trained_with']:g}" for run, result in runs.items())
-    when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     section = "\n".join(
         [
             START,

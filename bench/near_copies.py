@@ -20,7 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -110,7 +110,7 @@ def main() -> None:
     if args.sheet:
         draw_sheet([p for p in pairs if not p["byte copy"]], args.sheet)
 
-    when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     header = ["set", "photos", "byte copies", "near copies", "nearest within 11-16 bits",
               "closest photo of another sport"]  # fmt: skip
     table = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]

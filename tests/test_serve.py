@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
+import socket
 import struct
 import subprocess
 import sys
@@ -871,6 +872,25 @@ def test_port_0_says_the_port_it_listens_on(colour_model: Path) -> None:
     finally:
         process.kill()
         process.wait(10)
+
+
+def test_a_port_in_use_is_one_error_line_not_a_listening_line(colour_model: Path) -> None:
+    # It printed "... on http://127.0.0.1:N/" and then uvicorn's bind failure, exit 3.
+    import os
+
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    port = taken.getsockname()[1]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
+    command = [sys.executable, "-m", "sportsdet", "serve", "--model", str(colour_model), "--port", str(port)]
+    try:
+        out = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    finally:
+        taken.close()
+    assert out.returncode == 2, out.stderr
+    assert f"cannot listen on 127.0.0.1:{port}" in out.stderr and "choose another --port" in out.stderr
+    assert "http://" not in out.stderr and "Traceback" not in out.stderr
 
 
 def test_without_the_serve_extra_the_command_says_what_to_install() -> None:

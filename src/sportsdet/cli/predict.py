@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -26,18 +26,18 @@ NO_BUILTIN_MESSAGE = (
 )
 
 
-class OutputFormat(str, Enum):
+class OutputFormat(StrEnum):
     table = "table"
     jsonl = "jsonl"
     csv = "csv"
 
 
-class Engine(str, Enum):
+class Engine(StrEnum):
     local = "local"
     ray = "ray"
 
 
-class BackendName(str, Enum):
+class BackendName(StrEnum):
     auto = "auto"
     onnx = "onnx"
     torch = "torch"

@@ -131,17 +131,19 @@ def serve_command(
     )
     predictor = make_predictor(config)  # a bad --model is one error line before anything listens
     application = create_app(config, predictor)
-    sockets = None
-    if port == 0:  # any free port: bound here, so that the line below can say which one
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        listening = socket.socket(family, socket.SOCK_STREAM)
-        listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            listening.bind((host.strip("[]"), 0))
-        except OSError as exc:
-            listening.close()
-            raise SportsdetError(f"cannot listen on {host}: {exc.strerror or exc}") from None
-        port, sockets = listening.getsockname()[1], [listening]
+    # Bound here, before the "listening" line: a port in use is one error line, not a line saying
+    # the service is up followed by uvicorn's own failure; and port 0 learns which port it got.
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listening = socket.socket(family, socket.SOCK_STREAM)
+    listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listening.bind((host.strip("[]"), port))
+    except OSError as exc:
+        listening.close()
+        hint = "; choose another --port (0 picks a free one)" if port else ""
+        shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        raise SportsdetError(f"cannot listen on {shown}: {exc.strerror or exc}{hint}") from None
+    port, sockets = listening.getsockname()[1], [listening]
     shown_host = f"[{host}]" if ":" in host else host
     err_console.print(
         f"sportsdet serve: model {application.state.service.model_id()} on http://{shown_host}:{port}/ "

@@ -27,13 +27,12 @@ from __future__ import annotations
 
 import json
 import os
+import tomllib
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
-
-import tomllib
 
 from sportsdet.data.discover import (
     ScanResult,

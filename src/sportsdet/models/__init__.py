@@ -9,6 +9,7 @@ holds no per-model numbers. Importing this module never imports torch: builders 
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -145,7 +146,10 @@ DEFAULT_MODEL = "lite0"
 
 
 def weights_installed(name: str) -> bool:
-    """Whether the package holding a model's pretrained weights is installed (True for scratch models)."""
+    """Whether this model can be trained here: PyTorch and the package holding its pretrained weights
+    (none for scratch models) are installed."""
+    if importlib.util.find_spec("torch") is None:  # the light install: no model trains without it
+        return False
     if name in ("lite0", "lite1", "lite2"):
         from sportsdet.models.efficientnet import weights_installed as installed
 

@@ -154,7 +154,7 @@ def render_report(inputs: ReportInputs, *, gallery_limit: int = GALLERY_LIMIT) -
 
 
 def _now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def _page(title: str, subtitle: str, sections: list[tuple[str, str, str]], notes: list[str]) -> str:

@@ -598,7 +598,7 @@ async def _read_body(
                 chunk = await asyncio.wait_for(chunks_in.__anext__(), idle_timeout)
             except StopAsyncIteration:
                 break
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 raise ApiError(
                     408, "upload_stalled", f"the upload sent nothing for {idle_timeout:g} s; send it again"
                 ) from None
@@ -970,7 +970,7 @@ def create_app(config: ServeConfig | None = None, predictor: Predictor | None = 
 
         try:
             return await asyncio.wait_for(run(), config.request_timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise ApiError(
                 504,
                 "timeout",

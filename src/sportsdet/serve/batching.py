@@ -115,7 +115,7 @@ class MicroBatcher:
                     break
                 try:
                     jobs.append(await asyncio.wait_for(self._queue.get(), left))
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     break
             jobs = [job for job in jobs if not job.future.done()]  # a request that timed out meanwhile
             if not jobs:
