@@ -13,6 +13,7 @@ from conftest import make_image_tree
 from sportsdet.data.sources import make_multi_split, read_dataset_file, scan_sources, sources_from_args
 from sportsdet.data.splits import SplitManifest
 from sportsdet.errors import SportsdetError
+from sportsdet.report import write_report
 from sportsdet.train import train
 
 TINY = {"input_size": 32, "batch_size": 8, "epochs": 1}
@@ -267,6 +268,14 @@ def test_scan_and_check_take_the_same_sources_and_draw_a_preview(two_sources, tm
     assert set(json.loads(report.read_text())["sources"]) == {"first", "second"}
     assert run_cli("data", "scan", str(official), "--map", "first:nope=x") == 2
     assert "'nope'" in capsys.readouterr().err
+    # check takes train's --map and --merge (a train command's sources, checked as they are used);
+    # its report names each photo's class through the map. It refused them as unknown options.
+    options = ["--map", "second:football=soccer", "--merge", "rowing", "--report", str(report)]
+    assert run_cli("data", "check", str(official), str(flat), *options) == 0
+    labels = {row["label"] for row in json.loads(report.read_text())["sources"]["second"]["files"]}
+    assert labels == {"soccer", "rowing"}
+    assert run_cli("data", "check", str(official), str(flat), "--map", "second:nope=x") == 2
+    assert "'nope'" in capsys.readouterr().err
 
 
 def test_the_report_shows_per_source_accuracy_and_the_sample_sheet(two_sources, tmp_path: Path) -> None:
@@ -466,6 +475,13 @@ def test_evaluate_takes_the_run_s_dataset_file_and_refuses_another(two_sources, 
     spec = tmp_path / "sports.toml"
     spec.write_text(f'[[source]]\npath = "{official.name}"\n[[source]]\npath = "{flat.name}"\n')
     run = _trained_and_evaluated_through(spec, spec, tmp_path, run_cli)
+    # The data check its report suggests names the dataset file (the sources' names and maps with
+    # it), not its folders: given those, a source's map was lost.
+    assert {info["file"] for info in SplitManifest.load(run / "split.json").sources.values()} == {
+        str(spec.resolve())
+    }
+    page = write_report(run).read_text(encoding="utf-8")
+    assert html.escape(f"sportsdet data check {shlex.quote(str(spec.resolve()))} --report") in page
     other = tmp_path / "other.toml"
     other.write_text(f'[[source]]\npath = "{flat.name}"\n')
     capsys.readouterr()

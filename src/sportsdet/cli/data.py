@@ -312,6 +312,10 @@ def check(
         None, "--workers", min=0,
         help="Decoding processes (default: one per CPU core; 0: in the main process, as train's --workers).",
     ),
+    maps: list[str] = typer.Option([], "--map", help=_MAP_HELP + " The report names classes so."),
+    merge: list[str] = typer.Option(
+        [], "--merge", help=_MERGE_HELP + " Taken as train takes it; each source is checked on its own."
+    ),
 ) -> None:
     """Decode every image; report bad files, exact duplicates, near copies and copies across splits.
 
@@ -329,7 +333,8 @@ def check(
     report_path = given_path(report_path)
     to_stdout = report_path is not None and str(report_path) == "-"
     with _tables_on_stderr(to_stdout):  # `--report -`: stdout holds the JSON alone
-        _check(paths, report_path, strict, quarantine, keep_duplicates, rename_misnamed, workers, to_stdout)
+        _check(paths, report_path, strict, quarantine, keep_duplicates, rename_misnamed, workers, to_stdout,
+               (maps, merge))  # fmt: skip
 
 
 def _check(
@@ -341,7 +346,10 @@ def _check(
     rename_misnamed: bool,
     workers: int | None,
     to_stdout: bool,
+    labels: tuple[list[str], list[str]] = ([], []),
 ) -> None:
+    """`labels`: the --map and --merge options, as `train` takes them (a train command's sources,
+    checked with the same options)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from sportsdet.data import check as checking
@@ -349,9 +357,12 @@ def _check(
 
     if report_path is not None and not to_stdout:  # refused before the check and the moves it records
         check_writable_file(report_path, "--report", also="- for standard output")
-    if _is_multi(paths, []):
+    maps, merge = labels
+    if _is_multi(paths, maps):
         _refuse_photo_folders_among_sources(paths)
-        scans = [(item.source.name, item.scan) for item in scan_sources_from_cli(paths, [], ["all"])]
+        # Names shared across sources are never refused here: each source is checked on its own.
+        sources = scan_sources_from_cli(paths, maps, [*merge, "all"])
+        scans = [(item.source.name, item.scan) for item in sources]
     else:
         scans = [("", scan_dataset(paths[0], allow_photos=True))]
     if quarantine is not None:

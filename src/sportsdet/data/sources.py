@@ -453,7 +453,7 @@ def make_multi_split(
         here = [label for label in scan.classes if label in wanted]
         # A source with none of the chosen classes stays listed (with no classes), so that the same
         # DATA reuses this split later (--split FILE).
-        table[name] = {"root": str(scan.root), "strategy": text, "map": dict(item.source.label_map)}
+        table[name] = {"root": str(scan.root), "strategy": text, **_origin(item.source)}
         table[name]["classes"] = here
         if not here:
             notes.append(f"{name}: none of the chosen classes; left out")
@@ -492,8 +492,15 @@ def reuse_multi_split(
         name, scan = item.source.name, item.scan
         prefix = Path(os.path.relpath(scan.root, root))
         photos += [((prefix / r.rel).as_posix(), r.label, name) for r in scan.records if r.label]
-        table[name] = {"root": str(scan.root), "map": dict(item.source.label_map)}
+        table[name] = {"root": str(scan.root), **_origin(item.source)}
     return reuse_saved_split(path, root, photos, classes, table)
+
+
+def _origin(source: Source) -> dict[str, Any]:
+    """A source's label map and the dataset file that lists it (when one does), as the split file
+    keeps them: the `data check` a report suggests names that file, not its folders without maps."""
+    listed_in = {"file": str(Path(source.defined_in).resolve())} if source.defined_in else {}
+    return {"map": dict(source.label_map), **listed_in}
 
 
 def _wanted_classes(classes: str | Iterable[str] | None, union: list[str]) -> set[str]:

@@ -512,7 +512,7 @@ def _findings(inputs: ReportInputs) -> str:
     summary = inputs.data_summary or {}
     scan_warnings = [w for w in summary.get("warnings", []) if isinstance(w, str)]
     ignored = summary.get("ignored") or {}
-    folders = " ".join(shlex.quote(root) for root in inputs.page_data_roots) or "DATA"
+    folders = " ".join(shlex.quote(root) for root in inputs.page_data_args) or "DATA"
     home = inputs.check_home  # where this page looks for the report
     command = (f"sportsdet data check {folders} --report "
                f"{shlex.quote(str(home / 'data_check.json')) if home else 'RUN/data_check.json'}")

@@ -112,6 +112,17 @@ class ReportInputs:
         return [root] if root else []
 
     @property
+    def page_data_args(self) -> list[str]:
+        """What `sportsdet data check` is given to check this page's photos: the dataset file the
+        run's sources came from (their names and label maps with them), else `page_data_roots`."""
+        sources = (self.split or {}).get("sources")
+        if not self.evaluates_other_photos and isinstance(sources, dict) and sources:
+            files = {info.get("file") for info in sources.values() if isinstance(info, dict)}
+            if len(files) == 1 and isinstance(file := files.pop(), str) and Path(file).is_file():
+                return [file]
+        return self.page_data_roots
+
+    @property
     def check_home(self) -> Path | None:
         """Where this page looks for a data-check report first (and tells the user to write one)."""
         return self.eval_dir if self.evaluates_other_photos else (self.run_dir or self.eval_dir)
