@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 from pathlib import Path
@@ -213,6 +214,14 @@ def test_predictor_marks_an_unsure_photo_and_keeps_the_best_guess(colour_model: 
     assert red.score < 1.0
     strict = Predictor(colour_model, min_score=red.score / 2 + 0.5)  # halfway between red and 100%
     assert [r.uncertain for r in strict.predict_sources([photos])] == [True, True]
+    # A threshold that is not a number, or asked for with abstaining off, is refused at once: they
+    # were a raw TypeError at the first photo, a rule of "1.0", and a silently ignored threshold.
+    for odd in ("0.5", True, float("nan"), -0.1):
+        with pytest.raises(SportsdetError, match="min_score"):
+            Predictor(colour_model, min_score=odd)
+    with pytest.raises(SportsdetError, match="contradict"):
+        Predictor(colour_model, abstain=False, min_score=0.5)
+    assert Predictor(colour_model, min_score=np.float32(0.25)).abstain_threshold == 0.25
 
 
 def test_predict_cli_shows_uncertain_in_every_format(colour_model: Path, photos: Path) -> None:
@@ -426,9 +435,46 @@ def test_evaluate_and_report_show_the_abstain_rule(tmp_path: Path) -> None:
     assert numbers["n"] == len(result.probs) and len(numbers["risk_coverage"]) == len(result.probs)
     page = write_report(tmp_path / "eval").read_text(encoding="utf-8")
     assert "risk-coverage" in page and 'id="abstain-text"' in page and "0.990" in page
+    # Its own section, linked from the top (it sat at the foot of Calibration) and from Results,
+    # which says the headline accuracy counts the "uncertain" photos by their best guess.
+    assert '<a href="#abstain">' in page.split("<main>")[0] and '<section id="abstain">' in page
+    results = page.split('<section id="results">')[1].split("</section>")[0]
+    left = numbers["n"] - numbers["answered"]
+    assert f"the {left} of {numbers['n']}" in results and 'href="#abstain"' in results
+    # predictions.csv says which photos predict would call "uncertain", as its own csv does.
+    with open(tmp_path / "eval" / "predictions.csv", newline="", encoding="utf-8") as handle:
+        flags = [row["uncertain"] for row in csv.DictReader(handle)]
+    assert flags == ["false" if sure else "true" for sure in confident]
     # ... and the console, which said nothing of it: what `predict` answers of these photos.
     cli = runner.invoke(app, ["evaluate", str(bundle_dir), str(tree), "--out", str(tmp_path / "e2")],
                         env={"COLUMNS": "200"})  # fmt: skip
     assert cli.exit_code == 0, cli.output
     row = next(line for line in cli.stdout.splitlines() if "answered (not 'uncertain')" in line)
     assert f"{numbers['answered']} of {numbers['n']}" in row
+    assert "accuracy (every photo's best guess)" in cli.stdout
+
+
+def test_refitting_leaves_out_the_photos_the_model_was_trained_on(tmp_path: Path) -> None:
+    # It fitted on every photo given, training photos too: the model is surest of those, so the
+    # threshold rose and new photos were answered far less often than the coverage asked.
+    from sportsdet.seen_photos import SEEN_NAME, seen_photos_json
+
+    bundle_dir = make_tiny_bundle(tmp_path / "bundle", COLOUR_LABELS)
+    rng = np.random.default_rng(0)
+    photos: list[Path] = []
+    for label in COLOUR_LABELS:
+        (tmp_path / "valid" / label).mkdir(parents=True)
+        for i in range(30):
+            photos.append(tmp_path / "valid" / label / f"{i}.png")
+            # noise: flat colours would all be near copies of one another
+            photos[-1].write_bytes(png(rng.integers(0, 256, (24, 24, 3)).astype(np.uint8)))
+    trained, validated = photos[::9], photos[1::9]
+    (bundle_dir / SEEN_NAME).write_bytes(seen_photos_json({"train": trained, "valid": validated}))
+    said: list[str] = []
+    policy = fit_bundle_abstain(bundle_dir, tmp_path / "valid", coverage=0.9, progress=said.append)
+    # Its validation photos stay: they are what training fits the rule on.
+    assert policy.valid_images == len(photos) - len(trained)
+    assert any(f"left out {len(trained)} training photos" in line for line in said), said
+    (bundle_dir / SEEN_NAME).write_bytes(seen_photos_json({"train": photos}))
+    with pytest.raises(SportsdetError, match="every photo here is one the model was trained on"):
+        fit_bundle_abstain(bundle_dir, tmp_path / "valid")

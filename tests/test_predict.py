@@ -586,8 +586,13 @@ def test_info_labels_lists_every_class_the_model_knows(bundle: Path) -> None:
 def test_no_blank_line_where_stderr_is_no_terminal(bundle: Path, photos: Path) -> None:
     # The progress bar, drawn nowhere there, left a blank line at the top of every log.
     command = [sys.executable, "-m", "sportsdet", "predict", str(photos / "a.jpg"), "-m", str(bundle)]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    done = subprocess.run([*command, "--no-abstain"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and done.stderr == "", repr(done.stderr)
+    # A model without an abstain rule: one line says every photo got a label, however unsure ("no
+    # uncertain photos" read as "the model was sure of every one").
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stderr.startswith("this model has no abstain rule: every photo got")
+    assert done.stderr.count("\n") == 1, repr(done.stderr)
 
 
 def test_output_a_reader_stopped_taking_exits_141_not_1(tmp_path: Path) -> None:

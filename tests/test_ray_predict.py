@@ -123,16 +123,17 @@ def test_matches_plain_predict_then_resumes(
         if want.ok:
             assert got["label"] == want.label, name
             _same_score(got["score"], want.score, name)
-            assert got["abstain"] == want.uncertain, name  # the built-in model's own abstain rule
+            assert got["uncertain"] == want.uncertain, name  # the built-in model's own abstain rule
             assert [t["label"] for t in got["top_k"]] == [label for label, _ in want.top_k]
             np.testing.assert_allclose(
                 [t["score"] for t in got["top_k"]], [s for _, s in want.top_k], atol=1e-5
             )
         else:
             assert got["label"] is None and got["score"] is None and got["top_k"] == []
-            assert got["abstain"] is None
+            assert got["uncertain"] is None
     assert rows["photos/bad/tiny.png"]["warning"]  # labelled, with predict's warning
-    assert any(r.uncertain for r in expected.values())  # the abstain column is really exercised
+    assert any(r.uncertain for r in expected.values())  # the uncertain column is really exercised
+    assert summary.uncertain == sum(bool(r.ok and r.uncertain) for r in expected.values())
     assert len(summary.parts) > 1  # parts of 64 rows
 
     # A second run into the same folder skips every labelled input and tries the failed ones
@@ -165,14 +166,14 @@ def test_cli_engine_ray(photos: dict, tmp_path: Path) -> None:
     out = tmp_path / "cli-out"
     folder = str(photos["root"] / "photos" / "set2")
     args = ["predict", "--engine", "ray", folder, "--output", str(out), "--workers", "1", "--top-k", "2"]
-    args.append("--no-abstain")  # every photo gets a label, and `abstain` says no rule was in force
+    args.append("--no-abstain")  # every photo gets a label, and `uncertain` says no rule was in force
     first = runner.invoke(app, args, env={"COLUMNS": "200"})
     assert first.exit_code == 0, first.output
     count = PHOTOS // 4
     assert f"wrote {count} result(s)" in first.output
     rows = _rows(out)
     assert len(rows) == count and all(len(r["top_k"]) == 2 and r["error"] is None for r in rows.values())
-    assert all(r["label"] is not None and r["abstain"] is None for r in rows.values())
+    assert all(r["label"] is not None and r["uncertain"] is None for r in rows.values())
     second = runner.invoke(app, args, env={"COLUMNS": "40"})  # a narrow terminal, or a pipe
     assert second.exit_code == 0, second.output
     # The summary is one line a script can parse (it was wrapped at the terminal's width).
@@ -490,6 +491,12 @@ def test_a_folder_of_results_is_not_mixed_with_results_made_another_way(photos, 
     del older["labels"]
     record.write_text(json.dumps(older))
     assert run_ray_predict(folder, out, model=model, workers=1).already_done == 6
+    # An older sportsdet's parts called `uncertain` `abstain`: its rows are not mixed with these.
+    part = part_files(out)[0]
+    pq.write_table(pq.read_table(part).rename_columns(
+        ["abstain" if name == "uncertain" else name for name in pq.read_schema(part).names]), part)
+    with pytest.raises(SportsdetError, match="older sportsdet .its `abstain` column is called `uncertain`"):
+        run_ray_predict(folder, out, model=model, workers=1)
 
 
 def test_a_listing_that_names_no_photo_is_refused(tmp_path: Path) -> None:

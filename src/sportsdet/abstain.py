@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import asdict, dataclass
+from numbers import Real
 from typing import Any
 
 import numpy as np
@@ -139,8 +140,9 @@ class Abstain:
     @classmethod
     def min_score(cls, value: float) -> Abstain:
         """`--min-score X`: answer only when the top probability is at least X."""
-        if not 0.0 <= value <= 1.0:
-            raise SportsdetError(f"--min-score must be between 0 and 1, got {value}")
+        number = isinstance(value, Real) and not isinstance(value, bool)  # not '0.5', not True
+        if not number or not 0.0 <= value <= 1.0:
+            raise SportsdetError(f"min_score (--min-score) must be a number between 0 and 1, got {value!r}")
         return cls(method="max_prob", threshold=float(value), fitted_on="--min-score")
 
 

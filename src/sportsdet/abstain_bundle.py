@@ -70,6 +70,8 @@ def fit_bundle_abstain(
     if not is_onnx_file(bundle_path):  # a bundle folder: its renamed labels' old names too
         index = load_bundle(bundle_path, verify_weights=False).class_index()
     items, truth = labelled_images(valid_folder, index)
+    if not is_onnx_file(bundle_path):
+        items, truth = _without_training_photos(bundle_path, valid_folder, items, truth, say)
     say(f"scoring {len(items)} validation photos with {model.name}")
     rows = []
     for result in stream_predictions(items, model):
@@ -79,6 +81,36 @@ def fit_bundle_abstain(
     where = "/".join(Path(valid_folder).resolve().parts[-2:])  # e.g. sports100/valid: no home paths
     fitted_on = f"{where} ({model.name})"
     return fit_abstain(np.stack(rows), truth, coverage=coverage, method=method, fitted_on=fitted_on)
+
+
+def _without_training_photos(
+    bundle_path: str | Path,
+    valid_folder: str | Path,
+    items: list[tuple[str, Path]],
+    truth: np.ndarray,
+    say: Callable[[str], None],
+) -> tuple[list[tuple[str, Path]], np.ndarray]:
+    """The photos the model was trained on (its seen_photos.json, copies too) are left out: it is
+    surest of those, so a threshold fitted on them answered far fewer new photos than asked. Its
+    validation photos stay: they are what training fits the rule on."""
+    from sportsdet.seen_photos import load_seen, seen_summary, split_off_seen
+
+    seen = load_seen(bundle_path)
+    if not seen:
+        return items, truth
+    _, left_out = split_off_seen([path for _, path in items], seen)
+    trained = {path for path, split, _ in left_out.photos if split == "train"}
+    if not trained:
+        return items, truth
+    keep = [i for i, (_, path) in enumerate(items) if path not in trained]
+    counts = seen_summary({"train": len(trained)})
+    if not keep:
+        raise SportsdetError(
+            f"{valid_folder}: every photo here is one the model was trained on ({counts}); give it its "
+            "validation photos or others it has not seen"
+        )
+    say(f"left out {counts} the model was trained on: a rule fitted on them would answer too few new photos")
+    return [items[i] for i in keep], truth[keep]
 
 
 def store_abstain(bundle_path: str | Path, policy: Abstain | None) -> list[Path]:

@@ -1,7 +1,7 @@
 """Run a bundle over labelled images and write the evaluation folder.
 
     DIR/metrics.json          every number from `sportsdet.metrics.compute_metrics` + where it came from
-    DIR/predictions.csv       path,true_label,pred_label,confidence,true_prob (one row per image)
+    DIR/predictions.csv       path,true_label,pred_label,confidence,true_prob,uncertain (a row per image)
     DIR/probs.npy             float32 [n, num_classes], rows in predictions.csv order
     DIR/confusion_matrix.png  row-normalised, readable from 3 to 100+ classes
     DIR/gallery_correct.png   the notebook's 3x3 grids: "pred: X (p%) / true: Y" per tile
@@ -471,7 +471,7 @@ def run_model(
 def _write_csv(path: Path, rows: list[list[Any]]) -> None:
     with open(path, "w", newline="", encoding="utf-8", errors=UNDECODABLE) as handle:
         writer = csv.writer(handle)
-        writer.writerow(["path", "true_label", "pred_label", "confidence", "true_prob"])
+        writer.writerow(["path", "true_label", "pred_label", "confidence", "true_prob", "uncertain"])
         writer.writerows(rows)
 
 
@@ -661,10 +661,15 @@ def evaluate(
 
     pred = probs.argmax(axis=1)
     confidence = probs.max(axis=1)
+    # `uncertain`: what predict would say of the photo (empty when the model has no abstain rule);
+    # pred_label is its best guess either way, as the accuracy counts it.
+    ruled = bundle.abstain is not None and bundle.abstain.active
+    doubted = np.asarray(bundle.abstain.uncertain(probs), dtype=bool) if ruled else None
     rows = [
-        [str(p), labels[t], labels[q], f"{c:.6f}", f"{probs[i, t]:.6f}"]
+        [str(p), labels[t], labels[q], f"{c:.6f}", f"{probs[i, t]:.6f}",
+         ("true" if doubted[i] else "false") if doubted is not None else ""]
         for i, (p, t, q, c) in enumerate(zip(paths, y_true, pred, confidence, strict=True))
-    ]
+    ]  # fmt: skip
     rng = np.random.default_rng(seed)
     correct = _pick(np.flatnonzero(pred == y_true), rng)
     wrong = _pick(np.flatnonzero(pred != y_true), rng)

@@ -377,6 +377,9 @@ class Predictor:
             whole = isinstance(value, Integral) and not isinstance(value, bool)
             if value is not None and (not whole or value < 1):
                 raise SportsdetError(f"{name} must be a whole number of at least 1, got {value!r}")
+        if not abstain and min_score is not None:  # else min_score was silently ignored
+            raise SportsdetError("min_score and abstain=False contradict each other; give one of them")
+        asked_rule = None if min_score is None else Abstain.min_score(min_score)
         if isinstance(url_timeout, bool) or not (isinstance(url_timeout, Real) and url_timeout > 0):
             raise SportsdetError(f"url_timeout must be a positive number of seconds, got {url_timeout!r}")
         if (
@@ -423,8 +426,8 @@ class Predictor:
             own = getattr(self.backend, "abstain", None)
         if not abstain:
             self.abstain: Abstain | None = None
-        elif min_score is not None:
-            self.abstain = Abstain.min_score(min_score)
+        elif asked_rule is not None:
+            self.abstain = asked_rule
         else:
             self.abstain = own if own is not None and own.active else None
 

@@ -187,14 +187,16 @@ def print_summary(metrics: dict) -> None:
     headline = Table(show_header=False, title=f"{metrics['n']} images ({plain(where)})", title_justify="left")
     headline.add_column(style="bold")
     headline.add_column(justify="right")
-    headline.add_row("accuracy", f"{metrics['accuracy']:.1%}  (95% CI {lo:.1%} - {hi:.1%})")
+    abstain = metrics.get("abstain") or {}
+    # With a rule in force, the rows below score every photo's best guess, the "uncertain" ones too.
+    every = " (every photo's best guess)" if abstain.get("threshold") is not None else ""
+    headline.add_row(f"accuracy{every}", f"{metrics['accuracy']:.1%}  (95% CI {lo:.1%} - {hi:.1%})")
     headline.add_row("balanced accuracy", f"{metrics['balanced_accuracy']:.1%}")
     headline.add_row("macro-F1", f"{metrics['macro_f1']:.1%}")  # as the report and the other rows
     headline.add_row(f"top-{metrics['top_k']} accuracy", f"{metrics['top5_accuracy']:.1%}")
     if metrics.get("backend"):  # INT8 or not, said up front (the folder name alone said it)
         headline.add_row("engine", plain(metrics["backend"]))
     headline.add_row("calibration error (ECE)", f"{metrics['ece']:.1%}")  # in % as train, info and the report
-    abstain = metrics.get("abstain") or {}
     if abstain.get("answered") is not None:  # what `predict` answers of these photos (it was report-only)
         answered = abstain.get("accuracy_answered")
         headline.add_row(

@@ -223,6 +223,10 @@ def predict_command(
     if warned:
         err_console.print(f"[yellow]{warned} of {total} input(s) came with a warning[/]",
                           highlight=False, soft_wrap=True)  # fmt: skip
+    if predictor.abstain is None and not no_abstain and total > failed:
+        # Said, since "no uncertain photos" reads as "the model was sure of every one".
+        err_console.print("this model has no abstain rule: every photo got its best label, however unsure "
+                          "(--min-score X says 'uncertain' under X)", highlight=False, soft_wrap=True)
     if uncertain:
         err_console.print(f"{uncertain} of {total} input(s) uncertain: no label, the best guess kept "
                           "(--min-score or --no-abstain change that)", highlight=False, soft_wrap=True)

@@ -95,6 +95,13 @@ def predict_on_ray(
         highlight=False,
         soft_wrap=True,  # one line a script can parse, whatever the terminal's width
     )
+    if summary.uncertain:  # as plain predict says it
+        err_console.print(
+            f"{summary.uncertain} of {summary.written} input(s) uncertain: no label, the best guess first "
+            "in `top_k` (--min-score or --no-abstain change that)",
+            highlight=False,
+            soft_wrap=True,
+        )
     if summary.failed:
         err_console.print(
             f"[yellow]{summary.failed} of {summary.written} input(s) could not be labelled "

@@ -81,8 +81,9 @@ def result_schema() -> Any:
 
     `input`: the photo as the user named it (relative names as typed); `source`: the photo
     itself, an absolute path or a URL (two photos named p.jpg in two folders are two photos).
-    `abstain`: the model's abstain rule said "I don't know" (`predict`'s "uncertain": label and
-    score null, the best guess first in top_k); null when no rule is in force."""
+    `uncertain`: the model's abstain rule said "I don't know" (as `predict` says it: label and
+    score null, the best guess first in top_k); null when no rule is in force. (An older sportsdet
+    named it `abstain`.)"""
     import pyarrow as pa
 
     top = pa.struct([("label", pa.string()), ("score", pa.float64())])
@@ -93,7 +94,7 @@ def result_schema() -> Any:
             ("label", pa.string()),
             ("score", pa.float64()),
             ("top_k", pa.list_(top)),
-            ("abstain", pa.bool_()),
+            ("uncertain", pa.bool_()),
             ("error", pa.string()),
             ("warning", pa.string()),
         ]
@@ -119,7 +120,7 @@ def results_table(
                 "label": record["label"],
                 "score": record["score"],
                 "top_k": record["top_k"],
-                "abstain": bool(record.get("uncertain")) if abstains and not record["error"] else None,
+                "uncertain": bool(record.get("uncertain")) if abstains and not record["error"] else None,
                 "error": record["error"],
                 "warning": record.get("warning"),
             }
@@ -216,8 +217,21 @@ def check_settings(out_dir: Path, settings: dict[str, Any], has_rows: bool) -> N
                 f"{out_dir} holds results made with {'; '.join(changed)}: give the same options to go on "
                 "with it, or another --output"
             )
+    _refuse_older_columns(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_json(record, settings)
+
+
+def _refuse_older_columns(out_dir: Path) -> None:
+    """Rows under other column names cannot be mixed into one dataset: an older sportsdet's parts
+    call `uncertain` `abstain`."""
+    for part in part_files(out_dir):
+        names = _read_part(part, schema_only=True).names
+        if "abstain" in names and "uncertain" not in names:
+            raise SportsdetError(
+                f"{out_dir} holds results of an older sportsdet (its `abstain` column is called "
+                "`uncertain` now): give another --output"
+            )
 
 
 def read_done_inputs(out_dir: Path) -> list[str]:
@@ -711,6 +725,7 @@ class Classifier:
 class RunSummary:
     written: int = 0
     failed: int = 0
+    uncertain: int = 0  # labelled rows the abstain rule left without a label
     skipped: int = 0
     already_done: int = 0
     retried: int = 0  # inputs that failed in an earlier run, tried again (their old rows replaced)
@@ -1057,6 +1072,7 @@ def _run_locked(
                     retried.update(key for key in table.column("source").to_pylist() if key in failed_before)
                 summary.written += table.num_rows
                 summary.failed += table.num_rows - table.column("error").null_count
+                summary.uncertain += table.column("uncertain").to_pylist().count(True)
                 if on_progress:
                     on_progress(summary)
         except ray.exceptions.RayError as exc:

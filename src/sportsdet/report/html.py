@@ -144,6 +144,10 @@ def render_report(inputs: ReportInputs, *, gallery_limit: int = GALLERY_LIMIT) -
          _safe(lambda: _galleries(inputs, gallery_limit, thumbs), "gallery", notes)),
         ("calibration", "Calibration", _safe(lambda: _calibration(inputs), "calibration", notes)),
     ]
+    # Its own section and link: it sat at the foot of Calibration, where no one looked for it.
+    if ((inputs.metrics or {}).get("abstain") or {}).get("risk_coverage"):
+        sections.append(("abstain", 'Saying "I don\'t know"', _safe(lambda: _abstain(inputs.metrics),
+                                                                     "abstain", notes)))
     where, title = inputs.run_dir or inputs.eval_dir or inputs.source, inputs.name
     run, scored = inputs.run_dir, inputs.eval_dir
     if run is not None and scored is not None and scored.parent == run and scored.name != "eval":
@@ -305,6 +309,7 @@ def _results(inputs: ReportInputs) -> str:
         )
     else:
         html.append("</p>")
+    html.append(_abstained_in_results(m))
     if isinstance(k, int) and len(inputs.labels) and len(inputs.labels) <= k:
         html.append(f'<p class="muted">With {len(inputs.labels)} classes, top-{k} accuracy is 100% by '
                     "construction.</p>")
@@ -885,6 +890,20 @@ def _tile(tile: Tile, show_loss: bool) -> str:
     )
 
 
+def _abstained_in_results(m: dict[str, Any]) -> str:
+    """Accuracy counts every photo by its best guess, those `predict` calls "uncertain" too: said
+    beside it, with what the answered ones score (the headline alone read as what predict gets)."""
+    abstain = m.get("abstain") or {}
+    n, answered = abstain.get("n"), abstain.get("answered")
+    if abstain.get("threshold") is None or not isinstance(answered, int) or not isinstance(n, int) or n < 1:
+        return ""
+    return (f'<p class="plain" id="abstain-in-results">These scores count every photo by the model\'s best '
+            f"guess, the {n - answered} of {n} ({pct((n - answered) / n)}) that "
+            '<code>sportsdet predict</code> leaves without a label ("uncertain") too. On the '
+            f'{answered} it answers, accuracy is <b>{pct(abstain.get("accuracy_answered"))}</b>: see '
+            '<a href="#abstain">Saying "I don\'t know"</a>.</p>')
+
+
 def _calibration(inputs: ReportInputs) -> str:
     m = inputs.metrics or {}
     bins = m.get("reliability")
@@ -904,7 +923,7 @@ def _calibration(inputs: ReportInputs) -> str:
     text = (f'<p class="plain">Expected calibration error: <b id="m-ece-text">{pct(ece)}</b>. '
             "When the model says 80%, it should be right about 80% of the time; bars below the "
             "diagonal mean over-confidence, above it under-confidence.</p>")
-    return text + f'<div class="cols"><div>{picture}</div><div>{table}</div></div>' + _abstain(m)
+    return text + f'<div class="cols"><div>{picture}</div><div>{table}</div></div>'
 
 
 def _abstain(m: dict[str, Any]) -> str:
@@ -936,8 +955,7 @@ def _abstain(m: dict[str, Any]) -> str:
     table = ('<table id="risk-coverage-table"><thead><tr><th class="n">answered</th>'
              '<th class="n">accuracy</th><th class="n">score at least</th></tr></thead>'
              f"<tbody>{rows}</tbody></table>")
-    return ('<h3>Saying "I don\'t know"</h3>' + said
-            + f'<div class="cols"><div>{picture}</div><div>{table}</div></div>')
+    return said + f'<div class="cols"><div>{picture}</div><div>{table}</div></div>'
 
 
 # ---------------------------------------------------------------- comparison page
