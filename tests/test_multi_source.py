@@ -579,6 +579,35 @@ def test_a_class_saved_by_macos_is_the_same_class_and_case_twins_are_warned_abou
     assert "'rowing ' differs only in case, spaces, invisible characters or ligatures from 'rowing'" in (
         warning
     )
+    # ... and the --map it suggests works, quoted for a shell: the trailing space was stripped from
+    # OLD, so no map could name that folder ("names class(es) 'rowing' that source does not have").
+    suggested = shlex.split(warning.split(" --map ")[1])[0]
+    assert suggested == "spaced:rowing =rowing" and "--map 'spaced:rowing =rowing'" in warning
+    scans = scan_sources(sources_from_args([tmp_path / "plain", tmp_path / "spaced"], [suggested], []))
+    assert scans[1].scan.classes == ["golf", "rowing"]
+    # The class list of an error shows such a name as it is.
+    with pytest.raises(SportsdetError, match=r"its classes: 'golf', 'rowing '"):
+        scan_sources(sources_from_args([tmp_path / "spaced"], ["spaced:swimming=x"], []))
+
+
+def test_class_names_written_with_hyphens_underscores_or_no_space_are_warned_about(tmp_path: Path) -> None:
+    # 'formula 1' and 'formula1', 'ice hockey' and 'ice-hockey': one sport, two classes, no word.
+    make_image_tree(tmp_path / "a", ["formula 1", "ice hockey"], per_class=3)
+    make_image_tree(tmp_path / "b", ["formula1", "ice-hockey", "ice_hockey"], per_class=3, size=40)
+    scans = scan_sources(sources_from_args([tmp_path / "a", tmp_path / "b"], [], []))
+    warned = [w for w in scans[1].scan.warnings if "differs only in spaces, hyphens or underscores" in w]
+    assert len(warned) == 3 and any("--map 'b:formula1=formula 1'" in w for w in warned), warned
+    from sportsdet.data.discover import scan_dataset
+
+    [within] = [w for w in scan_dataset(tmp_path / "b").warnings if "class folders" in w]
+    assert "'ice-hockey', 'ice_hockey' differ only in spaces, hyphens or underscores" in within
+
+
+def test_a_source_whose_name_holds_a_colon_can_be_mapped(tmp_path: Path) -> None:
+    # 'x:y:old=new' was cut at the first ':' ("no source named 'x'").
+    make_image_tree(tmp_path / "2024:sports", ["football", "rowing"], per_class=3)
+    [scan] = scan_sources(sources_from_args([tmp_path / "2024:sports"], ["2024:sports:football=soccer"], []))
+    assert scan.scan.classes == ["rowing", "soccer"]
 
 
 def test_preview_draws_accented_class_names_apart():

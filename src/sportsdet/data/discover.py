@@ -18,6 +18,7 @@ bytes show a photo (then they are kept and listed in `misnamed`). Torch-free and
 from __future__ import annotations
 
 import os
+import re
 import unicodedata
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -294,19 +295,29 @@ def _check_root(root: str | Path) -> Path:
 
 def case_clashes(names: list[str]) -> list[list[str]]:
     """Class names that differ only in how they are written, grouped: in case (Basketball,
-    basketball), spaces ('ice hockey ', a no-break space), invisible characters (a zero-width
-    space) or compatibility forms (the ligature in 'ﬁgure skating'). Each is trained as a class
-    of its own, and most print the same."""
+    basketball), spaces ('ice hockey ', a no-break space, 'formula 1' and 'formula1'), hyphens and
+    underscores ('ice-hockey', 'ice_hockey'), invisible characters (a zero-width space) or
+    compatibility forms (the ligature in 'ﬁgure skating'). Each is trained as a class of its own,
+    and most print the same."""
     groups: dict[str, list[str]] = defaultdict(list)
     for name in sorted(set(names)):
         groups[_look_alike_key(name)].append(name)
     return [spellings for spellings in groups.values() if len(spellings) > 1]
 
 
-def _look_alike_key(name: str) -> str:
+def _written_key(name: str) -> str:
     text = unicodedata.normalize("NFKC", name)
     text = "".join(ch for ch in text if unicodedata.category(ch) != "Cf")  # zero-width and the like
     return " ".join(text.split()).casefold()
+
+
+# Spaces, underscores and hyphens (the dashes a keyboard or a web page puts in a name too): how two
+# datasets write one sport's name apart ('ice hockey', 'ice-hockey', 'ice_hockey', 'icehockey').
+_SEPARATORS = re.compile(r"[\s_\-\u2010-\u2015]+")
+
+
+def _look_alike_key(name: str) -> str:
+    return _SEPARATORS.sub("", _written_key(name))
 
 
 def how_they_differ(spellings: list[str]) -> str:
@@ -316,6 +327,8 @@ def how_they_differ(spellings: list[str]) -> str:
     plain_forms = all(unicodedata.normalize("NFKC", name) == name for name in spellings)
     if plain_forms and len({name.casefold() for name in spellings}) == 1:
         return "only in case"
+    if len({_written_key(name) for name in spellings}) > 1:
+        return "only in spaces, hyphens or underscores (or case)"
     return "only in case, spaces, invisible characters or ligatures"
 
 

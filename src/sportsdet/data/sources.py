@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import tomllib
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -250,9 +251,12 @@ def _refuse_overlaps(paths: list[Path], where: str) -> None:
 
 
 def _parse_map(text: str, names: list[str]) -> tuple[str | None, str, str]:
-    """'[SOURCE:]OLD=NEW' -> (source or None for every source, OLD, NEW)."""
+    """'[SOURCE:]OLD=NEW' -> (source or None for every source, OLD, NEW). OLD is kept as typed
+    (`_folder_named` matches it to a folder: 'rowing ' with its trailing space is one)."""
     head, sep, new = text.partition("=")
-    target, colon, old = head.partition(":")
+    # A source whose name holds ':' (a folder named so) is named whole, not cut at its first ':'.
+    named = max((n for n in names if head.startswith(f"{n}:")), key=len, default=None)
+    target, colon, old = (named, ":", head[len(named) + 1 :]) if named else head.partition(":")
     if not colon:
         target, old = "", head
     if not sep or not old.strip() or not new.strip():
@@ -262,8 +266,17 @@ def _parse_map(text: str, names: list[str]) -> tuple[str | None, str, str]:
     if target and target not in names:
         raise SportsdetError(f"--map {text!r}: no source named {target!r}; sources: {', '.join(names)}")
     if "=" in new:  # 'polo=rowing=tennis' made a class named 'rowing=tennis'
-        raise SportsdetError(f"--map {text!r}: one = only: SOURCE:OLD=NEW (a class name holds no =)")
-    return target or None, class_name(old.strip()), _new_class_name(new.strip(), f"--map {text!r}")
+        raise SportsdetError(
+            f"--map {text!r}: one = only: SOURCE:OLD=NEW (a class folder whose name holds = is mapped "
+            "in a dataset file)"
+        )
+    return target or None, class_name(old), _new_class_name(new.strip(), f"--map {text!r}")
+
+
+def _folder_named(old: str, folders: set[str]) -> str:
+    """The class folder a label map's OLD names: as typed ('rowing ', trailing space and all), else
+    without the spaces around it ('--map "a: rowing = b"')."""
+    return old if old in folders or old.strip() not in folders else old.strip()
 
 
 def _new_class_name(name: str, where: str) -> str:
@@ -286,14 +299,18 @@ def scan_sources(sources: Sources, classes: str | Iterable[str] | None = None) -
     for source in sources.sources:
         scan = scan_dataset(source.path)
         folders = set(scan.classes) | set(scan.empty_classes)
+        as_folders = {_folder_named(old, folders): new for old, new in source.label_map.items()}
+        source = replace(source, label_map=as_folders)
         unknown = sorted(set(source.label_map) - folders)
         if unknown:
             raise SportsdetError(
-                f"{sources.origin}: the label map names class(es) {', '.join(repr(u) for u in unknown)} that "
-                f"source {source.name!r} ({scan.root}) does not have; its classes: {_short(scan.classes)}"
+                f"{sources.origin}: the label map names class(es) {', '.join(map(shown_name, unknown))} "
+                f"that source {source.name!r} ({scan.root}) does not have; its classes: "
+                + _short([shown_name(c) for c in scan.classes])
             )
-        shared = {old: new for old, new in sources.shared_map.items() if old in folders}
-        unused -= set(shared)
+        shared = {_folder_named(old, folders): new for old, new in sources.shared_map.items()
+                  if _folder_named(old, folders) in folders}  # fmt: skip
+        unused -= {old for old in sources.shared_map if _folder_named(old, folders) in folders}
         source = replace(source, label_map={**shared, **source.label_map})  # what it was, as recorded
         scans.append(SourceScan(source, _relabelled(scan, source.label_map)))
         merges[source.name] = _map_merges(scan.classes, source.label_map)
@@ -331,7 +348,8 @@ def _warn_case_clashes(scans: list[SourceScan]) -> None:
             item.scan.warnings.append(
                 f"class {shown_name(other)} differs {how_they_differ([first, other])} from "
                 f"{shown_name(first)} ({owners[first]}): they are trained as different classes; if they "
-                f"are one sport, --map {item.source.name}:{_folder_of(item.source, other)}={first}"
+                "are one sport, --map "
+                + shlex.quote(f"{item.source.name}:{_folder_of(item.source, other)}={first}")
             )
 
 
