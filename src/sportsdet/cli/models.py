@@ -70,9 +70,9 @@ def models(
         )
     console.print(table)
     missing = [row["name"] for row in rows if not row["weights_installed"]]
-    if importlib.util.find_spec("torch") is None:
+    if importlib.util.find_spec("torch") is None:  # (\\[ is a bracket, not rich markup)
         console.print(
-            "[yellow]training needs PyTorch, which is not installed:[/] pip install 'sportsdet[train]'",
+            "[yellow]training needs PyTorch, which is not installed:[/] pip install 'sportsdet\\[train]'",
             highlight=False,
         )
     elif missing:
