@@ -420,4 +420,8 @@ def test_the_summary_counts_epochs_by_stage(split_tree, tmp_path, cache, run_cli
             "--set", "input_size=64", "--set", "head_epochs=3", "--set", "batch_size=8",
             "--no-eval"]  # fmt: skip
     assert run_cli(*args) == 0
-    assert "epochs run: 4 (3 head, 1 finetune)" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert "epochs run: 4 (3 head, 1 finetune)" in captured.out
+    # Every epoch line counts out of the whole run (the head stage's said 1/3, 2/3, 3/3, then 4/4).
+    lines = [line.split()[1] for line in captured.err.splitlines() if line.startswith("epoch ")]
+    assert lines == ["1/4", "2/4", "3/4", "4/4"], captured.err

@@ -39,9 +39,8 @@ class ProgressBar(Callback):
     def total_epochs(ctx: TrainContext) -> int:
         """Epochs of earlier stages plus this stage's (so multi-stage recipes count right)."""
         loop = ctx.loop
-        if loop is None:
-            return len(ctx.history)
-        return len(ctx.history) - loop.stage_epoch + loop.epochs
+        counted = len(ctx.history) if loop is None else len(ctx.history) - loop.stage_epoch + loop.epochs
+        return max(counted, ctx.planned_epochs or 0)
 
     def on_epoch_begin(self, ctx, epoch, stage, batches):
         if not self.console.is_terminal:  # logs and pipes get the epoch lines only

@@ -94,6 +94,9 @@ class TrainContext:
     recipe_state: dict[str, Any] = field(default_factory=dict)
     loop: LoopState | None = None
     started: float = field(default_factory=time.time)
+    # A multi-stage recipe's whole plan while an early stage runs, so that the progress's "epoch 1/N"
+    # counts the stages to come (it read 1/3 in the head stage, then 4/23); None: the loop's own count.
+    planned_epochs: int | None = None
 
     @property
     def checkpoint_dir(self) -> Path:

@@ -203,7 +203,9 @@ def fit_transfer(ctx: TrainContext) -> TrainResult:
     loss_fn = ctx.loss_function()
     for param in model.parameters():
         param.requires_grad_(False)
+    ctx.planned_epochs = options.head_epochs + max(int(options.epochs), 0)  # the head stage's "/N"
     head = _fit_head(ctx, model, features, loss_fn)
+    ctx.planned_epochs = None  # the fine-tuning stage's own count is exact (a time budget may cut it)
     top_net, epochs, finetune_speed = _fit_top(ctx, model, tap, head, features, loss_fn)
     if not ctx.history:  # head_epochs=0 and a budget with no fine-tuning epoch: no checkpoint to load
         raise SportsdetError(
