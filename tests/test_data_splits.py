@@ -434,6 +434,44 @@ def test_a_saved_split_is_reused_exactly_after_photos_come_and_go(flat: Path, tm
     assert {label for _, label in only.splits["train"]} == {"polo", "rowing"}
     with pytest.raises(SportsdetError, match="'chess' is not in the saved split"):
         reuse_saved_split(path, flat, _photos(flat), "chess")
+    # No class named: the error --classes gives anywhere ("no training photo in DATA", it said).
+    with pytest.raises(SportsdetError, match="--classes: no class names given"):
+        reuse_saved_split(path, flat, _photos(flat), ",")
+
+
+def test_a_reused_split_says_when_a_class_lost_every_photo_of_a_split(flat: Path, tmp_path: Path) -> None:
+    # A class whose training photos were all deleted was trained as an output never shown an
+    # example, without a word (a fresh or official split says so).
+    from sportsdet.data.splits import reuse_saved_split
+
+    saved = make_split(flat, "random:0.2", seed=4)
+    path = saved.save(tmp_path / "split.json")
+    for rel, label in saved.splits["train"]:
+        if label == "polo":
+            (flat / rel).unlink()
+    notes = " | ".join(reuse_saved_split(path, flat, _photos(flat)).notes)
+    assert "class(es) 'polo' have no train photos left in DATA" in notes
+    assert "the model learns nothing of them" in notes and "no test photos" not in notes
+
+
+def test_a_split_file_names_each_photo_one_way(flat: Path, tmp_path: Path) -> None:
+    # './polo/a.jpg' beside 'polo/a.jpg' passed as two photos (one in train, one in test) and was
+    # then called "gone from DATA".
+    saved = make_split(flat, "random:0.2", seed=4)
+    path = saved.save(tmp_path / "split.json")
+    data = json.loads(path.read_text())
+    rel = data["splits"]["train"][0][0]
+    for odd in (f"./{rel}", rel.replace("/", "//"), f"{rel}\u0000"):
+        data["splits"]["test"].append([odd, data["splits"]["train"][0][1]])
+        path.write_text(json.dumps(data))
+        with pytest.raises(SportsdetError, match="must be written plainly"):
+            SplitManifest.load(path)
+        data["splits"]["test"].pop()
+    # A saved split under another file name is said to be one, not an "unknown strategy".
+    other = tmp_path / "split.txt"
+    other.write_text(json.dumps(data))
+    with pytest.raises(SportsdetError, match="a saved split is read from a .json file"):
+        parse_split_strategy(str(other))
 
 
 def test_a_saved_split_that_does_not_fit_the_data_is_one_clear_error(flat: Path, tmp_path: Path) -> None:

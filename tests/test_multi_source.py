@@ -490,6 +490,33 @@ def test_evaluate_takes_the_run_s_dataset_file_and_refuses_another(two_sources, 
     assert not (tmp_path / "ev2" / "metrics.json").exists()
 
 
+def test_a_saved_split_follows_sources_that_moved(two_sources, tmp_path, run_cli, capsys) -> None:
+    # Paths are kept relative to the folder holding every source: one source moved (or all of
+    # them, elsewhere) had its photos "gone from DATA" and the run trained without them.
+    import shutil
+
+    from sportsdet.data.sources import reuse_multi_split
+
+    official, flat = two_sources
+    saved = tmp_path / "split.json"
+    assert run_cli("data", "split", str(official), str(flat), "--out", str(saved)) == 0
+    before = SplitManifest.load(saved)
+    moved = Path(shutil.move(str(flat), str(tmp_path / "deep" / "second")))
+    elsewhere = tmp_path / "elsewhere"
+    shutil.copytree(official, elsewhere / "a" / "first")
+    shutil.copytree(moved, elsewhere / "b" / "second")
+    for data in ([official, moved], [elsewhere / "a" / "first", elsewhere / "b" / "second"]):
+        scans = scan_sources(sources_from_args(data, [], []))
+        again = reuse_multi_split(scans, saved)
+        assert not [n for n in again.notes if "gone" in n or "not in the saved split" in n], again.notes
+        for split in ("train", "valid", "test"):
+            assert sorted(Path(rel).name for rel, _ in again.splits[split]) == sorted(
+                Path(rel).name for rel, _ in before.splits[split]
+            )
+            assert sorted(again.item_sources[split]) == sorted(before.item_sources[split])
+            assert all((again.root / rel).is_file() for rel, _ in again.splits[split])
+
+
 def test_classes_of_one_source_only_make_a_split_that_is_reused_and_warned_about_alone(
     two_sources, tmp_path, run_cli, capsys
 ):

@@ -22,9 +22,10 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import re
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -102,6 +103,8 @@ def parse_split_strategy(text: str | SplitStrategy) -> SplitStrategy:
         test = _count(raw, "TEST", parts[1], allow_zero=True)
         valid = _count(raw, "VALID", parts[2], allow_zero=True) if len(parts) == 3 else None
         return SplitStrategy("per-class", test=test, valid=valid, train=train)
+    if Path(raw).expanduser().is_file():  # a saved split under another name: said, not "unknown strategy"
+        raise SportsdetError(f"--split {raw!r}: a saved split is read from a .json file; name it so")
     raise SportsdetError(f"--split {raw!r}: unknown strategy {kind!r}; {_STRATEGY_HELP}")
 
 
@@ -325,6 +328,10 @@ class SplitManifest:
                 pure = PurePosixPath(rel)
                 if not rel or pure.is_absolute() or ".." in pure.parts or "\\" in rel:
                     raise bad(f"path {rel!r} in splits.{split} must be relative to root, with '/' separators")
+                if str(pure) != rel or any(ch in rel for ch in "\0\n\r"):
+                    # './a.jpg' or 'a//b.jpg' named a photo listed as 'a.jpg' (twice, unnoticed) and was
+                    # called "gone from DATA" though it was there.
+                    raise bad(f"path {rel!r} in splits.{split} must be written plainly, as {str(pure)!r}")
                 if label not in known:
                     raise bad(f"label {label!r} of {rel!r} is not in 'classes'")
                 if rel in seen:
@@ -619,14 +626,16 @@ def reuse_saved_split(
         )
     wanted = set(saved.classes)
     if classes is not None:
-        names = [class_name(c.strip()) for c in (classes.split(",") if isinstance(classes, str) else classes)]
-        unknown = [c for c in names if c and c not in wanted]
+        names = class_list(classes)  # none given is that error, not "no training photo in DATA"
+        unknown = [c for c in names if c not in wanted]
         if unknown:
             raise SportsdetError(
-                f"--classes: {', '.join(repr(c) for c in unknown)} is not in the saved split {path}"
+                f"--classes: {', '.join(quoted_with_hint(c, saved.classes) for c in unknown)} is not in the "
+                f"saved split {path}"
             )
-        wanted = {c for c in names if c}
+        wanted = set(names)
     here = {(rel, source): label for rel, label, source in photos}
+    where_now = _moved_sources(saved, root, sources)
     splits: dict[str, list[tuple[str, str]]] = {s: [] for s in SPLITS}
     origins: dict[str, list[str]] = {s: [] for s in SPLITS}
     listed: set[tuple[str, str]] = set()
@@ -635,6 +644,7 @@ def reuse_saved_split(
     for split in SPLITS:
         entries = saved.splits.get(split, [])
         for (rel, label), source in zip(entries, saved.sources_of(split) or [""] * len(entries), strict=True):
+            rel = where_now(rel, source)
             listed.add((rel, source))
             if label not in wanted:
                 continue
@@ -669,6 +679,14 @@ def reuse_saved_split(
             "(leave out --split to make a new split that has them)"
         )
     present = sorted({label for split in SPLITS for _, label in splits[split]})
+    for split in SPLITS:  # a class whose photos of one split are all gone: never learnt, or never tested
+        had = {label for _, label in saved.splits.get(split, [])}
+        emptied = sorted(had & set(present) - {label for _, label in splits[split]})
+        if emptied:
+            notes.append(
+                f"class(es) {', '.join(map(repr, emptied))} have no {split} photos left in DATA (the saved "
+                f"split's are gone): {_EMPTIED[split]}; leave out --split to make a new split"
+            )
     table = {}
     for name, info in sources.items():
         pairs = ((label, o) for s in SPLITS for (_, label), o in zip(splits[s], origins[s], strict=True))
@@ -681,6 +699,42 @@ def reuse_saved_split(
     return SplitManifest(
         root, saved.strategy, saved.seed, present, splits, notes, table, origins if table else {}
     )
+
+
+_EMPTIED = {
+    "train": "the model learns nothing of them",
+    "valid": "nothing checks how it does on them while it trains",
+    "test": "the test score says nothing of them",
+}
+
+
+def _moved_sources(
+    saved: SplitManifest, root: Path, sources: dict[str, dict[str, Any]]
+) -> Callable[[str, str], str]:
+    """A saved entry's path -> where that photo is now relative to `root`: a multi-source split
+    keeps paths relative to the folder holding every source, so a source moved since (or all of
+    them, elsewhere) had every photo "gone from DATA" though each was in its source's folder."""
+
+    def within(folder: str | Path, top: str | Path) -> str:
+        return Path(os.path.relpath(Path(folder).resolve(), Path(top).resolve())).as_posix()
+
+    moves = {}
+    for name, info in saved.sources.items():
+        if name in sources and info.get("root") and sources[name].get("root"):
+            before, now = within(info["root"], saved.root), within(sources[name]["root"], root)
+            if before != now:
+                moves[name] = (before, now)
+
+    def where_now(rel: str, source: str) -> str:
+        if source not in moves:
+            return rel
+        before, now = moves[source]
+        inner = rel if before == "." else rel.removeprefix(before + "/")
+        if inner == rel and before != ".":
+            return rel  # not under its source's folder: left as written (reported as gone)
+        return inner if now == "." else f"{now}/{inner}"
+
+    return where_now
 
 
 def _official(
