@@ -69,6 +69,10 @@ def test_two_sources_train_into_one_model_with_a_label_map(two_sources, tmp_path
     assert sum(row["n"] for row in metrics["per_source"].values()) == metrics["n"]
     assert result.evaluation.metrics["per_source"] == metrics["per_source"]
     assert "second: random:0.2" in json.loads((run / "config.json").read_text())["split"]
+    # The data check its report suggests names classes as the run does: with the run's --map.
+    folders = f"{shlex.quote(str(official))} {shlex.quote(str(flat))}"
+    page = result.report.read_text(encoding="utf-8")
+    assert html.escape(f"sportsdet data check {folders} --map second:football=soccer --report") in page
 
 
 def test_a_dataset_file_says_the_same_as_the_command_line(two_sources, tmp_path: Path) -> None:
@@ -221,6 +225,10 @@ def test_a_name_two_sources_share_merges_only_when_said_or_mapped_into(two_sourc
     # A rename of a third class does not confirm this one.
     with pytest.raises(SportsdetError, match=r"would be merged: 'polo' \(first, second\)"):
         scan_sources(sources_from_args(list(two_sources), ["second:rowing=rowing boats"], []))
+    # A third source's map into 'polo' speaks for its own folder, not for the first two's.
+    make_image_tree(flat.parent / "third", ["horse polo"], per_class=3, size=40)
+    with pytest.raises(SportsdetError, match=r"would be merged: 'polo' \(first, second, third\)"):
+        scan_sources(sources_from_args([*two_sources, flat.parent / "third"], ["third:horse polo=polo"], []))
 
 
 def test_a_merge_said_out_loud_is_allowed(two_sources) -> None:
@@ -270,12 +278,21 @@ def test_scan_and_check_take_the_same_sources_and_draw_a_preview(two_sources, tm
     assert "'nope'" in capsys.readouterr().err
     # check takes train's --map and --merge (a train command's sources, checked as they are used);
     # its report names each photo's class through the map. It refused them as unknown options.
-    options = ["--map", "second:football=soccer", "--merge", "rowing", "--report", str(report)]
+    options = ["--map", "second:football=polo", "--merge", "polo", "--report", str(report)]
     assert run_cli("data", "check", str(official), str(flat), *options) == 0
     labels = {row["label"] for row in json.loads(report.read_text())["sources"]["second"]["files"]}
-    assert labels == {"soccer", "rowing"}
+    assert labels == {"polo", "rowing"}
     assert run_cli("data", "check", str(official), str(flat), "--map", "second:nope=x") == 2
     assert "'nope'" in capsys.readouterr().err
+    assert run_cli("data", "check", str(official), str(flat), "--merge", "pollo") == 2  # as train says it
+    assert "--merge 'pollo'" in capsys.readouterr().err
+    # One folder of plain photos with a --map: what --map needs, not "several folders are checked".
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.new("RGB", (40, 40), (200, 30, 30)).save(photos / "a.jpg")
+    assert run_cli("data", "check", str(photos), "--map", "a=b") == 2
+    err = capsys.readouterr().err
+    assert "--map renames class folders" in err and "several folders" not in err
 
 
 def test_the_report_shows_per_source_accuracy_and_the_sample_sheet(two_sources, tmp_path: Path) -> None:
@@ -628,6 +645,11 @@ def test_class_names_written_with_hyphens_underscores_or_no_space_are_warned_abo
 
     [within] = [w for w in scan_dataset(tmp_path / "b").warnings if "class folders" in w]
     assert "'ice-hockey', 'ice_hockey' differ only in spaces, hyphens or underscores" in within
+    # A difference that is more than separators is not called one.
+    from sportsdet.data.discover import how_they_differ
+
+    assert "invisible" in how_they_differ(["ice hockey", "ice\u200bhockey"])
+    assert "ligatures" in how_they_differ(["\ufb01gure skating", "figure-skating"])
 
 
 def test_a_source_whose_name_holds_a_colon_can_be_mapped(tmp_path: Path) -> None:

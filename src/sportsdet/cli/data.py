@@ -81,9 +81,10 @@ def scan_sources_from_cli(
     return scan_sources(sources_from_args(paths, maps, merge), classes)
 
 
-def _refuse_photo_folders_among_sources(paths: list[Path]) -> None:
+def _refuse_photo_folders_among_sources(paths: list[Path], mapped: bool = False) -> None:
     """A plain folder of photos (no class folders) is checked on its own; among several sources it
-    was refused as "no class folders found", as if it could not be checked at all."""
+    was refused as "no class folders found", as if it could not be checked at all. `mapped`: a
+    --map was given (one folder with a --map is a source too)."""
     from sportsdet.data.discover import scan_dataset
     from sportsdet.data.sources import is_dataset_file
 
@@ -93,6 +94,11 @@ def _refuse_photo_folders_among_sources(paths: list[Path]) -> None:
                 plain_photos = scan_dataset(path, allow_photos=True).layout == "photos"
             except SportsdetError:
                 continue  # scan_sources says what is wrong with it
+            if plain_photos and len(paths) == 1 and mapped:
+                raise SportsdetError(
+                    f"{path}: a folder of photos with no class folders: --map renames class folders; "
+                    f"check it without --map (`sportsdet data check {shlex.quote(str(path))}`)"
+                )
             if plain_photos:
                 raise SportsdetError(
                     f"{path}: a folder of photos with no class folders; check it on its own "
@@ -314,7 +320,8 @@ def check(
     ),
     maps: list[str] = typer.Option([], "--map", help=_MAP_HELP + " The report names classes so."),
     merge: list[str] = typer.Option(
-        [], "--merge", help=_MERGE_HELP + " Taken as train takes it; each source is checked on its own."
+        [], "--merge", help=_MERGE_HELP + " Without it, shared names are not refused: each source is "
+        "checked on its own."
     ),
 ) -> None:
     """Decode every image; report bad files, exact duplicates, near copies and copies across splits.
@@ -359,9 +366,10 @@ def _check(
         check_writable_file(report_path, "--report", also="- for standard output")
     maps, merge = labels
     if _is_multi(paths, maps):
-        _refuse_photo_folders_among_sources(paths)
-        # Names shared across sources are never refused here: each source is checked on its own.
-        sources = scan_sources_from_cli(paths, maps, [*merge, "all"])
+        _refuse_photo_folders_among_sources(paths, mapped=bool(maps))
+        # Without --merge, names shared across sources are not refused here (each source is checked
+        # on its own); with it, as train takes it (a mistyped name is an error).
+        sources = scan_sources_from_cli(paths, maps, merge or ["all"])
         scans = [(item.source.name, item.scan) for item in sources]
     else:
         scans = [("", scan_dataset(paths[0], allow_photos=True))]

@@ -327,9 +327,11 @@ def how_they_differ(spellings: list[str]) -> str:
     plain_forms = all(unicodedata.normalize("NFKC", name) == name for name in spellings)
     if plain_forms and len({name.casefold() for name in spellings}) == 1:
         return "only in case"
-    if len({_written_key(name) for name in spellings}) > 1:
+    if len({_written_key(name) for name in spellings}) == 1:
+        return "only in case, spaces, invisible characters or ligatures"
+    if plain_forms and len({_SEPARATORS.sub("", name).casefold() for name in spellings}) == 1:
         return "only in spaces, hyphens or underscores (or case)"
-    return "only in case, spaces, invisible characters or ligatures"
+    return "only in case, spaces, hyphens, underscores, invisible characters or ligatures"
 
 
 def shown_name(name: str) -> str:

@@ -418,11 +418,16 @@ def _refuse_silent_merges(scans: list[SourceScan], sources: Sources) -> None:
     shared = _shared_classes(scans)
     # A name a source's label map renames a folder into is merged on purpose: `--map A:football=soccer`
     # beside a source with `soccer` says they are one sport (it was refused until --merge said so too).
-    mapped_into = {new for item in scans for old, new in item.source.label_map.items() if old != new}
+    # That map speaks for A's folder only: two other sources' own 'soccer' folders still need --merge.
+    mapped_into = {
+        item.source.name: {new for old, new in item.source.label_map.items() if old != new} for item in scans
+    }
     unconfirmed = sorted(
         label
-        for label in shared
-        if sources.merge is not None and label not in sources.merge and label not in mapped_into
+        for label, owners in shared.items()
+        if sources.merge is not None
+        and label not in sources.merge
+        and sum(label not in mapped_into[owner] for owner in owners) > 1
     )
     if unconfirmed:
         example = unconfirmed[0]

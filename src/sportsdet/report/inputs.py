@@ -114,13 +114,23 @@ class ReportInputs:
     @property
     def page_data_args(self) -> list[str]:
         """What `sportsdet data check` is given to check this page's photos: the dataset file the
-        run's sources came from (their names and label maps with them), else `page_data_roots`."""
+        run's sources came from, else `page_data_roots`; and the label maps the run used (as --map),
+        so that the check names classes as the run does."""
         sources = (self.split or {}).get("sources")
-        if not self.evaluates_other_photos and isinstance(sources, dict) and sources:
-            files = {info.get("file") for info in sources.values() if isinstance(info, dict)}
-            if len(files) == 1 and isinstance(file := files.pop(), str) and Path(file).is_file():
-                return [file]
-        return self.page_data_roots
+        if self.evaluates_other_photos or not isinstance(sources, dict) or not sources:
+            return self.page_data_roots
+        tables = {str(name): info for name, info in sources.items() if isinstance(info, dict)}
+        files = {info.get("file") for info in tables.values()}
+        given = self.page_data_roots
+        if len(files) == 1 and isinstance(file := files.pop(), str) and Path(file).is_file():
+            given = [file]
+        maps = [
+            f"{name}:{old}={new}"
+            for name, info in tables.items()
+            for old, new in (info.get("map") or {}).items()
+            if isinstance(old, str) and isinstance(new, str) and old != new and "=" not in old + new
+        ]
+        return given + [arg for text in maps for arg in ("--map", text)]
 
     @property
     def check_home(self) -> Path | None:
