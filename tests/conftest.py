@@ -248,6 +248,7 @@ def _route_table() -> dict[str, Callable[[BaseHTTPRequestHandler], None]]:
         "/error": lambda h: send(h, b"boom", "text/plain", status=500),
         "/busy": lambda h: send(h, b"later", "text/plain", status=503, headers={"Retry-After": "120"}),
         "/private.jpg": lambda h: send(h, b"no", "text/plain", status=403),
+        "/proxy-login": lambda h: send(h, b"no", "text/plain", status=407),
         "/empty.jpg": lambda h: send(h, b"", "image/jpeg"),
         "/huge-declared.jpg": huge_declared,
         "/huge-stream.jpg": huge_stream,

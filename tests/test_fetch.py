@@ -35,6 +35,8 @@ def test_unlabelled_bytes_accepted_when_they_are_an_image(http_server: LocalServ
         ("/busy", r"HTTP 503 from URL \(.*\); the server is busy or down: try again later \(it asks to "
          r"wait 120 s\)"),
         ("/private.jpg", r"HTTP 403 from URL \(.*\); the server refuses it without a login"),
+        # A 407 is the proxy's: the link is fine, the proxy setting lacks its login.
+        ("/proxy-login", r"HTTP 407 from URL \(.*\); the proxy asks for a login: set it in HTTPS_PROXY"),
         ("/page.html", "the URL returned a web page, not an image"),
         ("/data.json", "returned application/json, not an image"),
         ("/octet-junk", "not an image"),

@@ -184,6 +184,12 @@ def test_a_folders_camera_raw_files_and_broken_photo_links_are_said_not_passed_o
     (tmp_path / "raw" / "a.NEF").write_bytes(b"raw")
     (item,) = expand_inputs([str(tmp_path / "raw")])
     assert item.error.startswith("a picture format sportsdet cannot read")
+    # A pattern says them as the folder does (it skipped them: "no image files match").
+    (pattern,) = expand_inputs([str(tmp_path / "raw" / "*")])
+    assert pattern.error.startswith("a picture format sportsdet cannot read")
+    assert pattern.name.endswith("a.NEF")
+    named = {Path(i.name).name: i.error for i in expand_inputs([str(photos / "*")])}
+    assert named["IMG_0001.dng"].startswith("a picture format") and named["a.jpg"] is None
 # ----------------------------------------------------------------------------- Predictor
 
 

@@ -437,7 +437,9 @@ def _http_error_advice(response: _Response) -> str:
         wait = (response.headers.get("Retry-After") or "").strip()
         asks = f" (it asks to wait {wait} s)" if wait.isdigit() else ""
         return f"the server is busy or down: try again later{asks}"
-    if status in (401, 403, 407):
+    if status == 407:  # from the proxy in between, not the photo's server
+        return "the proxy asks for a login: set it in HTTPS_PROXY / HTTP_PROXY (http://user:password@proxy:port)"
+    if status in (401, 403):
         return "the server refuses it without a login: check that the link is public"
     if status >= 500:
         return "the server failed: try again later, or check that the link is right"

@@ -131,6 +131,9 @@ _PASSED_OVER_ERRORS = {
 }
 
 
+_UNSUPPORTED_ERROR = f"a picture format sportsdet cannot read: convert it to {SUPPORTED_NAMES}"
+
+
 def _expand_folder(folder: Path, shown: str) -> Iterator[InputItem]:
     found = False
     misnamed: dict[str, str] = {}
@@ -141,7 +144,7 @@ def _expand_folder(folder: Path, shown: str) -> Iterator[InputItem]:
     def on_skip(reason: str, path: str) -> None:
         error = _PASSED_OVER_ERRORS.get(reason)
         if reason == SKIP_NOT_IMAGE and Path(path).suffix.lower() in UNSUPPORTED_IMAGE_EXTENSIONS:
-            error = f"a picture format sportsdet cannot read: convert it to {SUPPORTED_NAMES}"
+            error = _UNSUPPORTED_ERROR
         if error:
             passed_over.append(InputItem(str(path), error=error))
 
@@ -318,6 +321,10 @@ def _expand_each(sources: Iterable[Source]) -> Iterator[InputItem]:
                     found = True
                     note = misleading_name_note(match, image_format) if image_format else None
                     yield InputItem(match, match_path, note=note)
+                elif match_path.suffix.lower() in UNSUPPORTED_IMAGE_EXTENSIONS:  # said, as a folder's are
+                    seen.add(real)
+                    found = True
+                    yield InputItem(match, error=_UNSUPPORTED_ERROR)
             if not found:
                 yield InputItem(text, error="no image files match this pattern")
         else:
