@@ -122,6 +122,7 @@ def test_models_command_lists_the_registry_as_json_and_table() -> None:
     rows = {row["name"]: row for row in json.loads(result.stdout)}
     assert rows["lite0"]["default"] and rows["lite0"]["input_size"] == 224
     assert rows["lite2"]["imagenet_top1"] == 77.6 and rows["lite2"]["weights_installed"]
+    assert rows["lite2"]["trainable"] and rows["seed-cnn"]["trainable"]  # torch is here
     assert rows["seed-cnn"]["recipe"] == "scratch"
     table = runner.invoke(app, ["models"], env={"COLUMNS": "160"})
     assert table.exit_code == 0 and "mobilenetv2" in table.stdout and "efficientnet-lite1" in table.stdout

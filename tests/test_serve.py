@@ -891,6 +891,15 @@ def test_a_port_in_use_is_one_error_line_not_a_listening_line(colour_model: Path
     assert out.returncode == 2, out.stderr
     assert f"cannot listen on 127.0.0.1:{port}" in out.stderr and "choose another --port" in out.stderr
     assert "http://" not in out.stderr and "Traceback" not in out.stderr
+    # A host that is no address of this machine is not the port's fault.
+    key = "k" * 32
+    result = CliRunner().invoke(
+        cli_app,
+        ["serve", "--model", str(colour_model), "--host", "no-such-host.invalid", "--port", str(port),
+         "--api-key", key],
+    )  # fmt: skip
+    said = str(result.exception or "") + result.output
+    assert result.exit_code != 0 and "cannot listen on no-such-host.invalid" in said and "--port" not in said
 
 
 def test_without_the_serve_extra_the_command_says_what_to_install() -> None:

@@ -13,7 +13,7 @@ from sportsdet.cli.app import app, console
 
 def model_rows() -> list[dict[str, Any]]:
     """One dict per registered model: what `sportsdet models` shows (and --json prints)."""
-    from sportsdet.models import DEFAULT_MODEL, REGISTRY, weights_installed
+    from sportsdet.models import DEFAULT_MODEL, REGISTRY, trainable_here, weights_installed
 
     rows = []
     for name, spec in REGISTRY.items():
@@ -29,6 +29,7 @@ def model_rows() -> list[dict[str, Any]]:
                 "imagenet_top1": spec.imagenet_top1,
                 "weight_source": spec.weight_source,
                 "weights_installed": weights_installed(name),
+                "trainable": trainable_here(name),  # torch too: the light install trains nothing
                 "recipe": spec.train_defaults.get("recipe"),
             }
         )
@@ -53,12 +54,12 @@ def models(
         ("input", "right"),
         ("ImageNet", "right"),
         ("weights", "left"),
-        ("installed", "center"),
+        ("trainable", "center"),
         ("recipe", "left"),
     ):
         table.add_column(column, justify=justify, overflow="fold")
     for row in rows:
-        installed = "[green]yes[/]" if row["weights_installed"] else "[red]no[/]"
+        installed = "[green]yes[/]" if row["trainable"] else "[red]no[/]"
         table.add_row(
             row["name"] + (" [dim](default)[/]" if row["default"] else ""),
             f"{row['params_millions']:.1f}M" if row["params_millions"] else "-",

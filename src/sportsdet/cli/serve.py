@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import socket
 from pathlib import Path
 
@@ -109,6 +110,8 @@ def serve_command(
 
     check_abstain_options(no_abstain, min_score)
     api_key = usable_api_key(api_key)
+    if host.startswith("[") and host.endswith("]"):  # '[::1]', as a URL writes it: shown as [[::1]]
+        host = host[1:-1]
     check_bind(host, api_key)
     config = ServeConfig(
         model=model,
@@ -137,10 +140,12 @@ def serve_command(
     listening = socket.socket(family, socket.SOCK_STREAM)
     listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
-        listening.bind((host.strip("[]"), port))
+        listening.bind((host, port))
     except OSError as exc:
         listening.close()
-        hint = "; choose another --port (0 picks a free one)" if port else ""
+        # Only a port taken or reserved is the port's fault (not an unknown host or foreign address).
+        taken = exc.errno in (errno.EADDRINUSE, errno.EACCES) and port
+        hint = "; choose another --port (0 picks a free one)" if taken else ""
         shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         raise SportsdetError(f"cannot listen on {shown}: {exc.strerror or exc}{hint}") from None
     port, sockets = listening.getsockname()[1], [listening]

@@ -145,11 +145,13 @@ register(
 DEFAULT_MODEL = "lite0"
 
 
+def trainable_here(name: str) -> bool:
+    """Whether this model can be trained here: PyTorch (the light install has none) and its weights."""
+    return importlib.util.find_spec("torch") is not None and weights_installed(name)
+
+
 def weights_installed(name: str) -> bool:
-    """Whether this model can be trained here: PyTorch and the package holding its pretrained weights
-    (none for scratch models) are installed."""
-    if importlib.util.find_spec("torch") is None:  # the light install: no model trains without it
-        return False
+    """Whether the package holding a model's pretrained weights is installed (True for scratch models)."""
     if name in ("lite0", "lite1", "lite2"):
         from sportsdet.models.efficientnet import weights_installed as installed
 
