@@ -111,6 +111,7 @@ def test_labels_must_match_the_output_layer(tmp_path):
         # Records that every reader takes for objects: a traceback in info, predict and evaluate.
         (lambda text: json.dumps({**json.loads(text), "data": ["x"]}), "entry 'data' must be an object"),
         (lambda text: text.replace('"config": {', '"config": [1], "was": {'), "'model.config' must be"),
+        (lambda text: json.dumps({**json.loads(text), "preprocessing": "x"}), "'preprocessing' should be a"),
     ],
 )
 def test_bad_bundle_json_gives_a_clear_error(tmp_path, damage, message):
@@ -121,6 +122,7 @@ def test_bad_bundle_json_gives_a_clear_error(tmp_path, damage, message):
         load_bundle(path)
     assert str(path) in str(caught.value)
     assert isinstance(caught.value, SportsdetError)
+    assert str(caught.value).count(str(manifest)) <= 1  # the file named once, not once per wrapper
 
 
 def test_failed_save_leaves_the_old_bundle_intact(tmp_path):

@@ -510,6 +510,11 @@ def test_cli_split_defaults_like_train_and_takes_several_sources(flat, split_tre
     assert manifest.sources["official"]["map"] == {"croquet": "cricket"}
     assert run_cli("data", "split", str(flat), "--out", str(tmp_path / "s.txt")) == 2
     assert "give a .json file name" in capsys.readouterr().err
+    # A folder given as --out is refused before the split is made (it failed after all the work).
+    (tmp_path / "dir.json").mkdir()
+    assert run_cli("data", "split", str(flat), "--out", str(tmp_path / "dir.json")) == 2
+    captured = capsys.readouterr()
+    assert "is a folder" in captured.err and captured.out == ""  # no split table drawn first
 
 
 def _copied_photos(root: Path, classes: dict[str, range]) -> dict[str, list[str]]:

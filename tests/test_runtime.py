@@ -86,6 +86,7 @@ def test_onnx_without_any_metadata_is_refused(tmp_path: Path) -> None:
         (META_LABELS, json.dumps(["a", "a", "b"]), "duplicate"),
         (META_LABELS, json.dumps([]), "non-empty"),
         (META_PREPROCESSING, json.dumps({"input_size": 16, "resize": "stretch"}), "resize"),
+        (META_PREPROCESSING, "{broken", "not valid JSON"),
         ("sportsdet.output", "scores", "probabilities"),
     ],
 )
@@ -96,6 +97,15 @@ def test_wrong_metadata_is_refused(tmp_path: Path, key: str, value: str, expect:
     with pytest.raises(SportsdetError) as info:
         OnnxBackend(path)
     assert str(path) in str(info.value) and expect in str(info.value)
+    assert str(info.value).count(str(path)) == 1 and str(info.value).count("export it with") == 1
+
+
+def test_damaged_informational_metadata_does_not_refuse_the_model(tmp_path: Path) -> None:
+    # A non-JSON 'sportsdet.versions' made the whole file unreadable, even for `info --labels`.
+    meta = onnx_metadata(labels=LABELS, preprocessing=SPEC, model_name="colour")
+    meta["sportsdet.versions"], meta["sportsdet.model"] = "{not json", "[1]"
+    backend = OnnxBackend(make_colour_onnx(tmp_path / "odd.onnx", metadata=meta))
+    assert backend.labels == LABELS
 
 
 def test_metadata_that_contradicts_the_graph_is_refused(tmp_path: Path) -> None:

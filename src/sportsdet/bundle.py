@@ -321,8 +321,9 @@ def load_bundle(path: str | Path, *, verify_weights: bool = True) -> Bundle:
     for key in ("name", "output_key"):
         if not isinstance(model.get(key), str):
             raise BundleError(f"{manifest_file}: 'model.{key}' is missing")
+    stored = _require(manifest, "preprocessing", dict, manifest_file)  # its message names the file
     try:
-        preprocessing = Preprocessing.from_dict(_require(manifest, "preprocessing", dict, manifest_file))
+        preprocessing = Preprocessing.from_dict(stored)
     except SportsdetError as exc:
         raise BundleError(f"{manifest_file}: {exc}") from None
     weights = _require(manifest, "weights", dict, manifest_file)

@@ -89,6 +89,16 @@ class OnnxModelInfo:
     abstain: Abstain | None = None  # the abstain rule fitted with the bundle, when it has one
 
 
+def _shown_only(text: str | None) -> dict[str, Any]:
+    """An informational metadata entry (model description, library versions) as a dict; {} when
+    absent or damaged."""
+    try:
+        value = json.loads(text) if text is not None else {}
+    except (json.JSONDecodeError, TypeError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
 def parse_onnx_metadata(metadata: dict[str, str], where: str | Path) -> OnnxModelInfo:
     """Validate the sportsdet metadata of an ONNX file; SportsdetError naming the file and key."""
     hint = "export it with `sportsdet export BUNDLE --format onnx`"
@@ -115,8 +125,9 @@ def parse_onnx_metadata(metadata: dict[str, str], where: str | Path) -> OnnxMode
         raise SportsdetError(f"{where}: metadata {META_LABELS!r} must be a non-empty list of names; {hint}")
     if len(set(labels)) != len(labels):
         raise SportsdetError(f"{where}: metadata {META_LABELS!r} holds duplicate names; {hint}")
+    stored = load_json(META_PREPROCESSING)  # outside the try: its message is whole already
     try:
-        preprocessing = Preprocessing.from_dict(load_json(META_PREPROCESSING))
+        preprocessing = Preprocessing.from_dict(stored)
     except SportsdetError as exc:
         raise SportsdetError(f"{where}: metadata {META_PREPROCESSING!r} is wrong: {exc}; {hint}") from None
     output = metadata[META_OUTPUT]
@@ -124,8 +135,8 @@ def parse_onnx_metadata(metadata: dict[str, str], where: str | Path) -> OnnxMode
         raise SportsdetError(
             f"{where}: metadata {META_OUTPUT!r} must be one of {OUTPUT_KINDS}, got {output!r}; {hint}"
         )
-    model = load_json(META_MODEL) if META_MODEL in metadata else {}
-    versions = load_json(META_VERSIONS) if META_VERSIONS in metadata else {}
+    # Shown to people only: a damaged entry is left out, not a reason to refuse the model.
+    model, versions = _shown_only(metadata.get(META_MODEL)), _shown_only(metadata.get(META_VERSIONS))
     quantization = metadata.get(META_QUANTIZATION, "none")
     if quantization not in ("", "none"):
         try:

@@ -540,6 +540,8 @@ def split(
         parse_split_strategy(strategy)  # a bad --split fails before the tree is walked
     if out is not None and out.suffix.lower() != ".json":
         raise SportsdetError(f"--out {out}: give a .json file name (e.g. split.json)")
+    if out is not None:  # refused before the split and the copy search, not after them
+        check_writable_file(out, "--out", "split.json")
     names = classes.split(",") if classes is not None else None
     if _is_multi(paths, maps):
         from sportsdet.data.sources import make_multi_split
