@@ -223,6 +223,9 @@ def test_galleries_show_true_pred_confidence_and_worst_first(eight):
     assert f"{100 * float(worst['true_prob']):.1f}%" in first
     assert f"{-math.log(float(worst['true_prob'])):.2f}" in first
     assert f"{100 * float(worst['confidence']):.1f}%" in first
+    # Its file is named on the page (only a hover title named it, which touch and keys never show).
+    name = worst["path"].rsplit("/", 1)[-1]
+    assert f'<span class="file">{html.escape(name)}</span>' in first
     for section in ("gallery-correct", "gallery-wrong", "gallery-loss"):
         assert f'id="{section}"' in text
 

@@ -67,6 +67,7 @@ svg.confusion text.hl { font-weight: bold; fill: #c62828; }
                text-align: center; font-size: 11px; }
 .tile .t { color: var(--muted); } .tile b { font-weight: 600; }
 .tile figcaption { overflow-wrap: anywhere; }
+.tile .file { color: var(--muted); font-size: 11px; }
 details { margin: 6px 0; } summary { cursor: pointer; color: #20324a; }
 input[type=search] { display: block; padding: 4px 8px; margin: 4px 0 8px; width: 260px; }
 .cols { display: flex; flex-wrap: wrap; gap: 24px; align-items: flex-start; }

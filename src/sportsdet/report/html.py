@@ -882,11 +882,13 @@ def _tile(tile: Tile, show_loss: bool) -> str:
     extra = ""
     if show_loss:
         extra = f'<br><span class="t">p(true)</span> {pct(p.true_prob)} · loss {tile.loss:.2f}'
+    # The photo's name is on the page (it was only in a hover title, which touch screens and the
+    # keyboard never show): the wrong ones are the photos to look at, or to move to their class.
     return (
         f'<figure class="tile {"ok" if p.correct else "bad"}" title="{escape(p.path)}">{picture}<figcaption>'
         f'<span class="t">true</span> <b>{escape(p.true_label)}</b><br>'
         f'<span class="t">pred</span> <b>{escape(p.pred_label)}</b> · {pct(p.confidence)}{extra}'
-        "</figcaption></figure>"
+        f'<br><span class="file">{escape(name)}</span></figcaption></figure>'
     )
 
 
