@@ -454,6 +454,37 @@ def test_a_reused_split_says_when_a_class_lost_every_photo_of_a_split(flat: Path
     assert "the model learns nothing of them" in notes and "no test photos" not in notes
 
 
+def test_a_reused_split_knows_renamed_photos_by_their_content(flat: Path, tmp_path: Path) -> None:
+    # A folder renumbered after one photo was deleted (a re-export): by name, test photos of the
+    # saved split became training photos under the names of training photos, without a word.
+    from sportsdet.data.splits import reuse_saved_split
+    from sportsdet.files import photo_digest
+
+    saved = make_split(flat, "random:0.2", seed=4)
+    path = saved.save(tmp_path / "split.json")
+    assert set(SplitManifest.load(path).digests) == {rel for s in saved.splits.values() for rel, _ in s}
+    split_of = {photo_digest(flat / rel): name for name, pairs in saved.splits.items() for rel, label in pairs
+                if label == "polo"}  # fmt: skip
+    polo = sorted((flat / "polo").iterdir())
+    polo[0].unlink()
+    for i, photo in enumerate(polo[1:]):
+        photo.rename(flat / "polo" / f"{i:03d}.png")
+    reused = reuse_saved_split(path, flat, _photos(flat))
+    now = {rel: name for name, pairs in reused.splits.items() for rel, label in pairs if label == "polo"}
+    assert len(now) == len(polo) - 1
+    assert all(split_of[photo_digest(flat / rel)] == name for rel, name in now.items())
+    notes = " | ".join(reused.notes)
+    assert "were renamed or moved since (found by content" in notes
+    assert "1 photo(s) of the saved split are gone from DATA (e.g. polo/000.png; 1 of them by a name" in notes
+    assert "not in the saved split" not in notes
+    # A split file of an older sportsdet, without hashes: photos known by name, as before.
+    older = json.loads(path.read_text())
+    del older["digests"]
+    path.write_text(json.dumps(older))
+    by_name = reuse_saved_split(path, flat, _photos(flat))
+    assert "renamed" not in " | ".join(by_name.notes)
+
+
 def test_a_split_file_names_each_photo_one_way(flat: Path, tmp_path: Path) -> None:
     # './polo/a.jpg' beside 'polo/a.jpg' passed as two photos (one in train, one in test) and was
     # then called "gone from DATA".

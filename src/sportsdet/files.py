@@ -25,7 +25,7 @@ import stat
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -487,6 +487,27 @@ def stop_workers(pool: ProcessPoolExecutor) -> None:
         process.terminate()
     for process in processes:
         process.join(5)
+
+
+def photo_digest(path: str | Path) -> str:
+    """The short content hash of one file (the bytes as stored: a re-saved photo is another photo):
+    what seen_photos.json and a split file know a photo by."""
+    return sha256_file(path)[:16]
+
+
+def photo_digests(paths: Sequence[str | Path]) -> list[str | None]:
+    """`photo_digest` of every path (None: not readable, e.g. gone), on a few threads (hashlib
+    releases Python's lock)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def digest_or_none(path: str | Path) -> str | None:
+        try:
+            return photo_digest(path)
+        except (SportsdetError, OSError):
+            return None
+
+    with ThreadPoolExecutor(max_workers=min(8, cpu_count())) as pool:
+        return list(pool.map(digest_or_none, paths))
 
 
 def sha256_file(path: str | Path) -> str:

@@ -26,13 +26,12 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from sportsdet.bundle import SEEN_NAME
 from sportsdet.errors import SportsdetError
-from sportsdet.files import cpu_count, sha256_file
+from sportsdet.files import photo_digest, photo_digests
 from sportsdet.near_copies import HASH_NAME, NearCopies, near_copy_hashes, near_hashes
 
 __all__ = [
@@ -52,11 +51,6 @@ READABLE_FORMATS = ("sportsdet-seen/1", SEEN_FORMAT)  # /1: byte copies only
 DIGEST = "sha256, first 16 hex digits"
 SEEN_SPLITS = ("train", "valid")  # test photos are what evaluation is for
 SPLIT_WORDS = {"train": "training", "valid": "validation"}  # "5 training photos"
-
-
-def photo_digest(path: str | Path) -> str:
-    """The short content hash of one file (the bytes as stored: a re-saved photo is another photo)."""
-    return sha256_file(path)[:16]
 
 
 @dataclass
@@ -99,20 +93,6 @@ class LeftOut:
         return [{"path": str(path), "split": split, "near_copy": near} for path, split, near in self.photos]
 
 
-def _digest_or_none(path: str | Path) -> str | None:
-    try:
-        return photo_digest(path)
-    except (SportsdetError, OSError):  # gone since training read it
-        return None
-
-
-def _digests(paths: Sequence[str | Path]) -> list[str | None]:
-    """`photo_digest` of every path (None: no longer readable), on a few threads (hashlib releases
-    Python's lock)."""
-    with ThreadPoolExecutor(max_workers=min(8, cpu_count())) as pool:
-        return list(pool.map(_digest_or_none, paths))
-
-
 def seen_photos_json(
     splits: dict[str, Iterable[str | Path]],
     near: dict[str, str | None] | None = None,
@@ -122,7 +102,7 @@ def seen_photos_json(
     their near-copy hashes by path when already made (`near_hashes`). A photo deleted since training
     read it is left out and handed to `on_gone` (it lost a whole trained run, at its very end)."""
     paths = {split: list(splits.get(split, ())) for split in SEEN_SPLITS}
-    found = {split: _digests(paths[split]) for split in SEEN_SPLITS}
+    found = {split: photo_digests(paths[split]) for split in SEEN_SPLITS}
     gone = [str(path) for split in SEEN_SPLITS
             for path, digest in zip(paths[split], found[split], strict=True) if digest is None]  # fmt: skip
     if gone:

@@ -39,7 +39,7 @@ from sportsdet.data.discover import (
     scan_dataset,
 )
 from sportsdet.errors import SportsdetError, quoted_with_hint
-from sportsdet.files import write_json
+from sportsdet.files import photo_digests, write_json
 
 SPLIT_FORMAT = "sportsdet-split/1"
 MULTI_SOURCE_FORMAT = "sportsdet-split/2"  # entries [path, label, source] and a "sources" table
@@ -143,7 +143,8 @@ class SplitManifest:
     `splits[name]` lists (relative POSIX path, label) pairs; `classes` is the label order.
     A multi-source manifest (sportsdet.data.sources) also has `sources` (name -> root, strategy,
     label map) and `item_sources[name]`, the source of each entry of `splits[name]`; `root` is
-    then the folder that holds every source.
+    then the folder that holds every source. `digests`: each photo's content hash by path
+    (`files.photo_digest`), written by `save`: a reused split knows a renamed photo by it.
     """
 
     root: Path
@@ -154,6 +155,7 @@ class SplitManifest:
     notes: list[str] = field(default_factory=list)
     sources: dict[str, dict[str, Any]] = field(default_factory=dict)
     item_sources: dict[str, list[str]] = field(default_factory=dict)
+    digests: dict[str, str] = field(default_factory=dict)
 
     @property
     def data_roots(self) -> list[Path]:
@@ -213,6 +215,7 @@ class SplitManifest:
             list(self.notes),
             dict(self.sources),
             {k: list(v) for k, v in self.item_sources.items()},
+            dict(self.digests),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -236,10 +239,19 @@ class SplitManifest:
             data["sources"] = self.sources
         if self.notes:
             data["notes"] = list(self.notes)
+        if self.digests:
+            data["digests"] = dict(sorted(self.digests.items()))
         return data
 
     def save(self, path: str | Path) -> Path:
-        """Write the manifest as JSON, atomically (a crash leaves the old file or none)."""
+        """Write the manifest as JSON, atomically (a crash leaves the old file or none), with the
+        content hash of every photo listed (hashed here when not known yet)."""
+        listed = [rel for split in SPLITS for rel, _ in self.splits.get(split, [])]
+        unknown = [rel for rel in listed if rel not in self.digests]
+        for rel, digest in zip(unknown, photo_digests([self.root / rel for rel in unknown]), strict=True):
+            if digest is not None:  # a photo gone meanwhile: known by its name alone
+                self.digests[rel] = digest
+        self.digests = {rel: self.digests[rel] for rel in listed if rel in self.digests}
         return write_json(path, self.to_dict())
 
     @classmethod
@@ -348,10 +360,24 @@ class SplitManifest:
             [str(n) for n in data.get("notes", [])],
             dict(sources),
             item_sources,
+            _digests_of(data.get("digests", {}), seen, bad),
         )
         if "counts" in data and data["counts"] != manifest.counts:
             raise bad("'counts' do not match the listed files (the file was edited by hand?)")
         return manifest
+
+
+def _digests_of(value: Any, listed: dict[str, str], bad: Callable[[str], SportsdetError]) -> dict[str, str]:
+    """A split file's "digests" (path -> 16 hex digits of its SHA-256), of listed photos only."""
+    if not isinstance(value, dict) or not all(
+        isinstance(rel, str) and isinstance(digest, str) and re.fullmatch(r"[0-9a-f]{16}", digest)
+        for rel, digest in value.items()
+    ):
+        raise bad("'digests' must map each listed path to 16 hex digits")
+    unknown = next((rel for rel in value if rel not in listed), None)
+    if unknown is not None:
+        raise bad(f"'digests' names {unknown!r}, which no split lists")
+    return dict(value)
 
 
 def _shuffled(records: list[ImageRecord], seed: int, label: str) -> list[ImageRecord]:
@@ -639,34 +665,41 @@ def reuse_saved_split(
     splits: dict[str, list[tuple[str, str]]] = {s: [] for s in SPLITS}
     origins: dict[str, list[str]] = {s: [] for s in SPLITS}
     listed: set[tuple[str, str]] = set()
-    gone: list[str] = []
+    kept: list[_Placed] = []
+    missing: list[_Placed] = []
     relabelled: list[str] = []
     for split in SPLITS:
         entries = saved.splits.get(split, [])
-        for (rel, label), source in zip(entries, saved.sources_of(split) or [""] * len(entries), strict=True):
-            rel = where_now(rel, source)
+        for (saved_rel, label), source in zip(
+            entries, saved.sources_of(split) or [""] * len(entries), strict=True
+        ):
+            rel = where_now(saved_rel, source)
             listed.add((rel, source))
             if label not in wanted:
                 continue
             now = here.get((rel, source))
             if now is None:
-                gone.append(rel)
+                missing.append(_Placed(split, rel, label, source, saved.digests.get(saved_rel)))
             elif now != label:
                 relabelled.append(f"{rel} is '{label}' there, '{now}' here")
             else:
-                splits[split].append((rel, label))
-                origins[split].append(source)
+                kept.append(_Placed(split, rel, label, source, saved.digests.get(saved_rel)))
     if relabelled:
         raise SportsdetError(
             f"{path}: {len(relabelled)} photo(s) have another class in DATA than in the saved split "
             f"(e.g. {relabelled[0]}); give the same --map, or leave out --split to make a new split"
         )
+    unlisted = [(rel, label, source) for (rel, source), label in here.items() if (rel, source) not in listed]
+    found = _by_content(root, kept, missing, [entry for entry in unlisted if entry[1] in wanted])
+    for entry in found.kept + found.renamed:
+        splits[entry.split].append((entry.rel, entry.label))
+        origins[entry.split].append(entry.source)
     if not splits["train"]:
         raise SportsdetError(f"{path}: none of the saved split's training photos is in DATA ({root})")
     notes = [f"the split saved in {path} ({saved.strategy}, seed {saved.seed})"]
-    if gone:
-        notes.append(f"{len(gone)} photo(s) of the saved split are gone from DATA (e.g. {gone[0]}); left out")
-    added = sorted(key[0] for key, label in here.items() if key not in listed and label in wanted)
+    notes += found.notes()
+    taken = {(entry.rel, entry.source) for entry in found.renamed}
+    added = sorted(rel for rel, label, source in unlisted if label in wanted and (rel, source) not in taken)
     if added:
         notes.append(
             f"{len(added)} photo(s) in DATA are not in the saved split (e.g. {added[0]}); left out "
@@ -698,6 +731,77 @@ def reuse_saved_split(
         }
     return SplitManifest(
         root, saved.strategy, saved.seed, present, splits, notes, table, origins if table else {}
+    )
+
+
+@dataclass
+class _Placed:
+    """A photo of a saved split: its split, its path now, class, source and saved content hash."""
+
+    split: str
+    rel: str
+    label: str
+    source: str
+    digest: str | None
+
+
+@dataclass
+class _ByContent:
+    kept: list[_Placed]  # at their saved path, the same photo (or a split file without hashes)
+    renamed: list[_Placed]  # found again by content under another name: their saved split kept
+    gone: list[_Placed]  # nowhere in DATA
+    replaced: list[_Placed]  # their saved path holds another photo now
+
+    def notes(self) -> list[str]:
+        said = []
+        if self.renamed:
+            said.append(
+                f"{len(self.renamed)} photo(s) of the saved split were renamed or moved since (found by "
+                f"content, e.g. {self.renamed[0].rel}): each kept in its split"
+            )
+        lost = self.replaced + self.gone
+        if lost:
+            named = f"; {len(self.replaced)} of them by a name another photo has now" if self.replaced else ""
+            said.append(
+                f"{len(lost)} photo(s) of the saved split are gone from DATA (e.g. {lost[0].rel}{named}); "
+                "left out"
+            )
+        return said
+
+
+def _by_content(
+    root: Path, kept: list[_Placed], missing: list[_Placed], unlisted: list[tuple[str, str, str]]
+) -> _ByContent:
+    """Which saved photos are still what the split says, by their content hashes: a folder
+    renumbered since (photo_04.jpg now named photo_03.jpg) moved test photos into training under
+    the names of training photos, without a word. A photo found again under another name keeps
+    its split; a saved path that holds another photo now is left out. A split file of an older
+    sportsdet has no hashes: its photos are known by name alone."""
+    if not any(entry.digest for entry in kept + missing):
+        return _ByContent(kept, [], missing, [])
+    now = photo_digests([root / entry.rel for entry in kept])
+    same = [entry for entry, digest in zip(kept, now, strict=True) if entry.digest in (None, digest)]
+    replaced = [entry for entry, digest in zip(kept, now, strict=True) if entry.digest not in (None, digest)]
+    # The photos to look for: gone or replaced ones; where to look: unlisted paths and replaced ones.
+    wanted: dict[tuple[str, str, str], list[_Placed]] = {}
+    for entry in missing + replaced:
+        if entry.digest:
+            wanted.setdefault((entry.digest, entry.label, entry.source), []).append(entry)
+    candidates = unlisted + [(entry.rel, entry.label, entry.source) for entry in replaced]
+    renamed: list[_Placed] = []
+    if wanted and candidates:
+        hashes = photo_digests([root / rel for rel, _, _ in candidates])
+        for (rel, label, source), digest in zip(candidates, hashes, strict=True):
+            waiting = wanted.get((digest or "", label, source))
+            if waiting:
+                was = waiting.pop(0)
+                renamed.append(_Placed(was.split, rel, label, source, digest))
+    still_lost = {id(entry) for entries in wanted.values() for entry in entries}
+    return _ByContent(
+        same,
+        renamed,
+        [entry for entry in missing if not entry.digest or id(entry) in still_lost],
+        [entry for entry in replaced if id(entry) in still_lost],
     )
 
 
