@@ -293,6 +293,18 @@ def test_an_unwritable_destination_is_a_clear_error(http_server, tmp_path: Path,
     a_file.write_text("x")
     with pytest.raises(SportsdetError, match="is a file; --dest must be a folder"):
         fetch_dataset(url, a_file, progress=False)
+    # A folder that cannot be made (here: mkdir refused) is said, before the download is asked for;
+    # on /sys it read "not enough disk space (0 B free)".
+    hits = http_server.hits.get("/w/photos.zip", 0)
+
+    def refused(self: Path, *args: object, **kwargs: object) -> None:
+        raise PermissionError(errno.EPERM, os.strerror(errno.EPERM), str(self))
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Path, "mkdir", refused)
+        with pytest.raises(SportsdetError, match=r"--dest .*: cannot make this folder \(Operation not"):
+            fetch_dataset(url, tmp_path / "nope" / "deeper", progress=False)
+    assert http_server.hits.get("/w/photos.zip", 0) == hits
 
     def disk_full(url: str, dest: Path, **_: object) -> Path:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(dest))
