@@ -148,6 +148,45 @@ def test_ctrl_c_python_dropped_in_a_callback_is_not_lost(run_cli, capsys, monkey
     assert "Exception ignored" not in err
 
 
+def test_ctrl_c_python_dropped_during_training_stops_it(run_cli, capsys, monkeypatch, tmp_path) -> None:
+    # Dropped in a weakref callback (torch makes many), the Ctrl-C was only said at the end: the run
+    # went on to its last epoch, minutes later. It stops at the next batch, resumable.
+    import weakref
+
+    from conftest import make_image_tree
+
+    import sportsdet.training.loop as loop
+
+    real_lr, calls = loop.current_lr, []
+
+    def lr_with_a_dropped_interrupt(optimizer):
+        calls.append(1)
+        if len(calls) == 3:
+
+            class Thing:
+                pass
+
+            def callback(ref):
+                raise KeyboardInterrupt
+
+            thing = Thing()
+            watch = weakref.ref(thing, callback)
+            del thing  # the callback's KeyboardInterrupt goes to sys.unraisablehook
+            assert watch() is None
+        return real_lr(optimizer)
+
+    monkeypatch.setattr(loop, "current_lr", lr_with_a_dropped_interrupt)
+    tree = make_image_tree(tmp_path / "data", per_class=4)
+    run = tmp_path / "run"
+    args = ["train", str(tree), "--out", str(run), "--model", "seed-cnn", "--epochs", "50",
+            "--batch-size", "4", "--set", "input_size=32", "--no-eval"]  # fmt: skip
+    assert run_cli(*args) == 130
+    err = capsys.readouterr().err
+    assert "interrupted" in err and "Exception ignored" not in err and "finished all the same" not in err
+    epochs = (run / "metrics.csv").read_text().splitlines()[1:] if (run / "metrics.csv").exists() else []
+    assert len(epochs) < 5  # stopped, not 50 epochs later
+
+
 def test_ctrl_c_training_spoke_of_gets_no_second_word(run_cli, capsys, monkeypatch, tmp_path) -> None:
     # Training said "nothing to resume. Start again with --force", then the entry point added "run
     # the same command again", which was refused ("already holds a run").

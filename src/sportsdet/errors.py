@@ -24,6 +24,18 @@ class InterruptSaid(KeyboardInterrupt):
     adds nothing of its own)."""
 
 
+# Ctrl-C that Python dropped: raised inside a garbage-collection or weakref callback, it cannot
+# propagate (the CLI's sys.unraisablehook records it here). Long loops raise it again at a point
+# where they can stop on it: a training run went on to its last epoch, minutes later.
+DROPPED_INTERRUPTS: list[KeyboardInterrupt] = []
+
+
+def raise_dropped_interrupt() -> None:
+    """Raise the Ctrl-C (or SIGTERM) Python dropped in a callback, if any, here and now."""
+    if DROPPED_INTERRUPTS:
+        raise DROPPED_INTERRUPTS.pop()
+
+
 class ImageLoadError(SportsdetError):
     """An image could not be read. `kind` says why, in one machine-readable word."""
 

@@ -20,7 +20,7 @@ from typing import Any
 from rich.console import Console
 
 from sportsdet.cli.app import app, err_console, plain, reflow_help
-from sportsdet.errors import InterruptSaid, SportsdetError, Terminated
+from sportsdet.errors import DROPPED_INTERRUPTS, InterruptSaid, SportsdetError, Terminated
 from sportsdet.files import published_path
 
 # Importing the verb modules registers their commands on `app`.
@@ -161,8 +161,9 @@ def _interrupted(exc: BaseException) -> bool:
 
 
 # Ctrl-C that Python dropped: raised inside a garbage-collection or weakref callback, it was printed
-# as "Exception ignored in ..." with a traceback, and the command ran on to exit code 0.
-_dropped_interrupts: list[BaseException] = []
+# as "Exception ignored in ..." with a traceback, and the command ran on to exit code 0. Kept in
+# errors.DROPPED_INTERRUPTS: training raises it again between batches; what finishes says so.
+_dropped_interrupts = DROPPED_INTERRUPTS
 
 
 def _keep_dropped_interrupts(unraisable: Any, previous: Callable[[Any], object]) -> None:

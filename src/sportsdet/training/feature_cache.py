@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from sportsdet.data.augment import normalized_augmentation
-from sportsdet.errors import SportsdetError
+from sportsdet.errors import SportsdetError, raise_dropped_interrupt
 from sportsdet.files import atomic_write, cpu_count, sha256_file, write_json
 from sportsdet.models import get_model_spec
 from sportsdet.models.stages import trunk_stages
@@ -292,6 +292,7 @@ def _compute_shards(
 
     try:
         for batch, indices, errors in loader:
+            raise_dropped_interrupt()  # a Ctrl-C Python dropped in a callback stops here
             for message in errors:
                 if message:
                     raise SportsdetError(

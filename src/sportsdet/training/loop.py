@@ -28,7 +28,7 @@ from torch.utils.data import DataLoader
 from sportsdet.data.augment import augmentation
 from sportsdet.data.dataset import EpochShuffleSampler, ImageDataset, make_loader, seed_worker
 from sportsdet.data.splits import SplitManifest
-from sportsdet.errors import SportsdetError
+from sportsdet.errors import SportsdetError, raise_dropped_interrupt
 from sportsdet.models import ModelSpec
 from sportsdet.preprocess import Preprocessing
 from sportsdet.training import distributed
@@ -487,6 +487,7 @@ def _train_epoch(
     total_loss, total_weight, correct, seen = 0.0, 0.0, 0, 0
     rates: list[float] = []
     for batch, (inputs, targets) in enumerate(batches):
+        raise_dropped_interrupt()  # a Ctrl-C Python dropped in a callback stops the run here
         rates.append(current_lr(optimizer))
         inputs = inputs.contiguous(memory_format=torch.channels_last)
         logits = model(inputs)
