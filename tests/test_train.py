@@ -340,6 +340,14 @@ def test_force_stopped_before_a_checkpoint_gives_the_finished_run_back(data_dir,
         train(data_dir, out=run, model="seed-cnn", seed=1, force=True, options=TINY, console=console)
     assert "is back as it was" in console.export_text()
     assert {p.relative_to(run): p.read_bytes() for p in run.rglob("*") if p.is_file()} == finished
+    # ... also when the stop comes before the recipe starts (torch's lazy imports take a second
+    # there): the old run was left hidden in .previous-run and the advice given deleted it.
+    real_seed = running.seed_everything
+    monkeypatch.setattr(running, "seed_everything", interrupted)
+    with pytest.raises(InterruptSaid):
+        train(data_dir, out=run, model="seed-cnn", seed=1, force=True, options=TINY, console=console)
+    assert {p.relative_to(run): p.read_bytes() for p in run.rglob("*") if p.is_file()} == finished
+    monkeypatch.setattr(running, "seed_everything", real_seed)
     # A --force killed right after it set the run aside (nothing put back), then --force again,
     # stopped again: the finished run aside is what comes back, not the killed one's first files.
     from sportsdet.run_folder import RunFolder, clear_run

@@ -16,8 +16,8 @@ from __future__ import annotations
 import json
 import shlex
 import time
-from collections.abc import Callable, Iterable
-from contextlib import ExitStack
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -133,8 +133,9 @@ def fit(
             _share_setup(setup)
         else:
             setup = _setup_from_rank0()
-        _check_data_everywhere(setup.manifest)
-        result = _fit(setup, console, callbacks or [])
+        with _old_run_put_back_on_a_stop(run, console):
+            _check_data_everywhere(setup.manifest)
+            result = _fit(setup, console, callbacks or [])
         if after is not None and distributed.is_main():
             try:
                 after(result)  # still holding the run folder
@@ -148,6 +149,32 @@ def fit(
                 )
                 raise InterruptSaid from None
     return result
+
+
+@contextmanager
+def _old_run_put_back_on_a_stop(run: RunFolder, console: Console) -> Iterator[None]:
+    """The run --force set aside is put back if this one stops before its first checkpoint: also
+    in the second between laying the new run out and the recipe (torch's lazy imports), where a
+    Ctrl-C left the old run hidden in .previous-run and the advice ("start again with --force")
+    deleted it. The recipe's own handler has put it back already when it got the stop."""
+    try:
+        yield
+    except BaseException as exc:
+        if not distributed.is_main() or run.last_checkpoint.is_file() or not restore_previous_run(run):
+            raise
+        if isinstance(exc, KeyboardInterrupt) and not isinstance(exc, InterruptSaid):
+            console.print(
+                "[yellow]interrupted[/] before the first checkpoint was written; the run that was in "
+                f"{escape(str(run.path))} is back as it was (--force replaces it once a new run has a "
+                "checkpoint)",
+                highlight=False,
+                soft_wrap=True,
+            )
+            raise InterruptSaid from None
+        if not isinstance(exc, KeyboardInterrupt):
+            console.print(f"[yellow]note:[/] the run that was in {escape(str(run.path))} is back as it was",
+                          highlight=False, soft_wrap=True)  # fmt: skip
+        raise
 
 
 def _settle(held: ExitStack, run: RunFolder, data: Any, given: dict[str, Any], *, resume: bool, force: bool,
