@@ -697,7 +697,7 @@ def test_class_names_the_font_lacks_are_drawn_without_warnings(tmp_path: Path) -
 
 def _run_with_model(path: Path) -> Path:
     make_tiny_bundle(path / "model")
-    (path / "config.json").write_text(json.dumps({"options": {}}))
+    (path / "config.json").write_text(json.dumps({"model": "colour", "data": "data", "options": {}}))
     return path
 
 
@@ -730,7 +730,7 @@ def test_evaluating_a_run_another_process_is_writing_is_refused(
     # A run still without its model (a `train --force` at work) was told "start it again with --force".
     training = tmp_path / "training"
     (training / "checkpoints").mkdir(parents=True)
-    (training / "config.json").write_text('{"options": {}}')
+    (training / "config.json").write_text('{"model": "colour", "data": "data", "options": {}}')
     with held_by_another_process(training) as pid:
         with pytest.raises(SportsdetError, match=rf"training: this run has no model yet: another sportsdet "
                            rf"process \(pid {pid}\) is writing it; wait for it to finish"):

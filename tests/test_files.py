@@ -73,6 +73,15 @@ def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path: Path) -> N
     assert target.read_text() == '{\n "a": 1\n}\n'
     assert stat.S_IMODE(target.stat().st_mode) == 0o666 & ~_umask()  # not mkstemp's private 0600
 
+    def made_anew_private(temp: Path) -> None:  # as safetensors' save_file does: checkpoints were 0600
+        temp.unlink()
+        descriptor = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        os.write(descriptor, b"tensors")
+        os.close(descriptor)
+
+    shared = atomic_write(tmp_path / "last.safetensors", made_anew_private)
+    assert stat.S_IMODE(shared.stat().st_mode) == 0o666 & ~_umask()
+
     def disk_full(temp: Path) -> None:
         temp.write_text("half")
         raise OSError(errno.ENOSPC, "No space left on device")

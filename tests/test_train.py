@@ -318,6 +318,11 @@ def test_existing_run_is_not_overwritten_without_force(data_dir, tmp_path):
     with pytest.raises(SportsdetError, match="holds files but no sportsdet run"):
         train(data_dir, out=mine, model="seed-cnn", force=True, options={**TINY, "epochs": 1})
     assert (mine / "config.json").read_text() == '{"my": "settings"}' and (mine / "metrics.csv").is_file()
+    # ... also when one's own config.json has an "options" entry (it was taken for a run's).
+    (mine / "config.json").write_text('{"options": {"lr": 3}}')
+    with pytest.raises(SportsdetError, match="holds files but no sportsdet run"):
+        train(data_dir, out=mine, model="seed-cnn", force=True, options={**TINY, "epochs": 1})
+    assert (mine / "config.json").read_text() == '{"options": {"lr": 3}}'
 
 
 def test_force_stopped_before_a_checkpoint_gives_the_finished_run_back(data_dir, tmp_path, monkeypatch):
@@ -508,6 +513,9 @@ def test_cli_train_prints_result_and_errors_without_traceback(data_dir, tmp_path
     assert run_cli(*args) == 0
     out, err = capsys.readouterr()
     assert "model bundle:" in out and "epoch   1/1" in err and "model bundle" not in err.splitlines()[-1:]
+    # Every line whole in a log (the calibration and abstain lines were wrapped at 80 columns).
+    said = [line for line in err.splitlines() if line.startswith(("scores not calibrated:", "abstain:"))]
+    assert said and all(line.rstrip().endswith(")") for line in said), err
     assert json.loads((tmp_path / "run" / "config.json").read_text())["options"]["input_size"] == 32
     report = tmp_path / "run" / "report.html"
     # The report's line is part of the summary on stdout (it alone went to stderr).
@@ -735,6 +743,11 @@ def test_resuming_a_finished_run_says_there_is_nothing_more_to_train(data_dir, t
     train(None, out=run, resume=True, console=Console(file=io.StringIO()), evaluate=False, report=False)
     assert (run / "model" / "bundle.json").read_bytes() == before
     assert (run / "model" / "model.onnx").read_bytes() == b"an export"
+    # ... also with another --workers or --patience, which shape no epoch already trained.
+    for changed in ({"workers": 0}, {"patience": 2}):
+        train(None, out=run, resume=True, options=changed, console=Console(file=io.StringIO()),
+              evaluate=False, report=False)  # fmt: skip
+        assert (run / "model" / "model.onnx").read_bytes() == b"an export", changed
     (run / "model" / "weights.safetensors").write_bytes(b"damaged")  # written again when it is not whole
     train(None, out=run, resume=True, console=Console(file=io.StringIO()), evaluate=False, report=False)
     assert load_bundle(run / "model").num_classes > 0

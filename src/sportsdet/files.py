@@ -139,6 +139,8 @@ def _write_beside(path: Path, writer: Callable[[Path], None] | bytes | str) -> P
             temp.write_text(writer, encoding="utf-8", errors=UNDECODABLE)
         else:
             writer(temp)
+            # A writer may make the file anew, private: safetensors' save_file left checkpoints 0600.
+            os.chmod(temp, 0o666 & ~_umask())
         with open(temp, "rb") as handle:
             os.fsync(handle.fileno())
     return temp

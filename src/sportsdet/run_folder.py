@@ -137,7 +137,9 @@ class RunFolder:
                 continue
             if not isinstance(data, dict):
                 continue
-            if (name == CONFIG and "options" in data) or str(data.get("format", "")).startswith("sportsdet"):
+            # A config.json of one's own may have "options": ours has the model and data beside it.
+            ours = name == CONFIG and {"options", "model", "data"} <= set(data)
+            if ours or str(data.get("format", "")).startswith("sportsdet"):
                 return True
         return False
 

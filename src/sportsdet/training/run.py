@@ -371,7 +371,16 @@ def _bundle_still_current(setup: RunSetup, result: TrainResult) -> bool:
         return False
     training = bundle.manifest.get("training") or {}
     same_epochs = training.get("epochs_run") == len(result.history)
-    same_options = training.get("options") == json.loads(json.dumps(setup.options.to_dict()))
+
+    def shaping(options: Any) -> Any:
+        # What a resume may change (--workers, --patience, ...) shapes no epoch already trained: a
+        # resume of a finished run with another --workers rewrote the bundle and lost its ONNX files.
+        if not isinstance(options, dict):
+            return options
+        return {key: value for key, value in options.items() if key not in RESUME_OVERRIDABLE}
+
+    now = json.loads(json.dumps(setup.options.to_dict()))
+    same_options = shaping(training.get("options")) == shaping(now)
     return same_epochs and same_options and training.get("best_epoch") == result.best.get("epoch")
 
 
@@ -519,7 +528,8 @@ def start_new_run(setup: RunSetup, *, force: bool, console: Console) -> None:
     if force:
         for kept in clear_run(run, set_aside=True):
             console.print(
-                f"[dim]--force kept {escape(str(kept))} (not written by sportsdet)[/]", highlight=False
+                f"[dim]--force kept {escape(str(kept))} (not written by sportsdet)[/]", highlight=False,
+                soft_wrap=True,
             )
     setup.manifest.save(run.split)
     write_json(run.data_summary, setup.data_summary)
@@ -845,7 +855,8 @@ def _context(setup: RunSetup, console: Console, extra: list[Callback]) -> TrainC
     if counts["valid"] == 0:
         console.print(
             "[yellow]note:[/] no validation images: the best checkpoint is the last epoch and "
-            "early stopping is off"
+            "early stopping is off",
+            soft_wrap=True,
         )
     return ctx
 
@@ -944,17 +955,22 @@ def _calibrate(ctx: TrainContext, result: TrainResult) -> dict[str, Any]:
     if ctx.options.calibrate:
         calibrated = calibrate_temperature(result.model, ctx.spec.output_key, *valid)
         if calibrated["method"] == "none":
-            ctx.console.print(f"[dim]scores not calibrated: {escape(calibrated['why'])}[/]", highlight=False)
+            ctx.console.print(
+                f"[dim]scores not calibrated: {escape(calibrated['why'])}[/]", highlight=False, soft_wrap=True
+            )
         else:
             ctx.console.print(
                 f"calibrated scores: temperature {calibrated['temperature']:.3f} (validation ECE "
                 f"{calibrated['valid_ece_before']:.1%} -> {calibrated['valid_ece_after']:.1%})",
                 highlight=False,
+                soft_wrap=True,
             )
     abstain = fit_validation_abstain(*valid, calibrated["temperature"], ctx.options.abstain_coverage)
     if abstain is not None:
         calibrated["abstain"] = abstain
-        ctx.console.print(f"[dim]abstain: {escape(_abstain_summary(abstain))}[/]", highlight=False)
+        ctx.console.print(
+            f"[dim]abstain: {escape(_abstain_summary(abstain))}[/]", highlight=False, soft_wrap=True
+        )
     return calibrated
 
 
