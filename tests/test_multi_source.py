@@ -259,6 +259,13 @@ def test_cli_trains_on_two_folders_and_evaluates_without_data(two_sources, tmp_p
     assert set(part["per_class"]) >= {"polo", "rowing"} and part["per_class"]["polo"]["support"] > 0
     # ... written beside the run's own evaluation, not over it.
     assert json.loads((run / "eval" / "metrics.json").read_text()) == whole
+    # Other photos in folders named as that source names them: its 'football' is the model's 'polo'
+    # (the map is kept as a label alias), not "not among the model's labels".
+    assert json.loads((run / "model" / "bundle.json").read_text())["label_aliases"] == {"football": "polo"}
+    make_image_tree(tmp_path / "more", ["football", "rowing"], per_class=3, size=52)
+    assert run_cli("evaluate", str(run), str(tmp_path / "more")) == 0, capsys.readouterr().err
+    more = json.loads((run / "eval-more" / "metrics.json").read_text())
+    assert more["n"] == 6 and more["per_class"]["polo"]["support"] == 3
 
 
 def test_scan_and_check_take_the_same_sources_and_draw_a_preview(two_sources, tmp_path, run_cli, capsys):

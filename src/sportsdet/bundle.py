@@ -196,8 +196,10 @@ def save_bundle(
     metrics: dict[str, Any] | None = None,
     abstain: Abstain | dict[str, Any] | None = None,
     extra_files: dict[str, bytes] | None = None,
+    label_aliases: dict[str, str] | None = None,
 ) -> Path:
-    """Write a bundle atomically. `state_dict` holds torch tensors or NumPy arrays."""
+    """Write a bundle atomically. `state_dict` holds torch tensors or NumPy arrays. `label_aliases`:
+    other names of its labels that class folders have ({"football": "american football"})."""
     path = Path(path)
     labels = [str(label) for label in labels]
     if output_key not in state_dict:
@@ -234,6 +236,8 @@ def save_bundle(
         }
         if abstain is not None:
             manifest["abstain"] = abstain.to_dict() if isinstance(abstain, Abstain) else dict(abstain)
+        if label_aliases:
+            manifest[ALIASES_KEY] = dict(sorted(label_aliases.items()))
         for name, content in (extra_files or {}).items():
             (staging / name).write_bytes(content)
         with open(staging / MANIFEST_NAME, "w", encoding="utf-8") as handle:

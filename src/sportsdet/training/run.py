@@ -1034,4 +1034,17 @@ def _save_bundle(
         },
         abstain=abstain,
         extra_files={SEEN_NAME: seen},
+        label_aliases=_aliases_of_maps(manifest.sources, ctx.labels),
     )
+
+
+def _aliases_of_maps(sources: dict[str, dict[str, Any]], labels: list[str]) -> dict[str, str]:
+    """The folder names the run's label maps renamed, as other names of their labels: a source's
+    own 'football' folder (mapped to 'american football') was "not among the model's labels" to
+    evaluate. A name two maps send to different labels, or that is a label itself, is none."""
+    seen: dict[str, set[str]] = {}
+    for info in sources.values():
+        for old, new in (info.get("map") or {}).items():
+            if old != new and new in labels and old not in labels:
+                seen.setdefault(old, set()).add(new)
+    return {old: next(iter(news)) for old, news in seen.items() if len(news) == 1}
