@@ -222,13 +222,17 @@ def test_cli_check_strict_exit_codes_and_report(messy: Path, tmp_path: Path) -> 
     assert "truncated" in result.stdout and "train/polo/page.jpg" in result.stdout
     assert "duplicates across splits" in result.stdout and "test/polo/leak.jpg" in result.stdout
     assert json.loads(report.read_text())["checked"] == 21
+    assert "copies below are among them" in result.stdout
 
     result = runner.invoke(app, ["data", "check", str(messy), "--workers", "1", "--strict"])
     assert result.exit_code == 1
 
     clean = _good_tree(tmp_path / "clean")
-    result = runner.invoke(app, ["data", "check", str(clean), "--workers", "1", "--strict"])
+    result = runner.invoke(
+        app, ["data", "check", str(clean), "--workers", "1", "--strict"], terminal_width=200
+    )
     assert result.exit_code == 0, result.output
+    assert "ok (readable)" in result.stdout and "copies below" not in result.stdout  # none are listed
 
 
 def test_cli_report_dash_prints_the_json_alone_on_stdout(messy: Path, tmp_path: Path, monkeypatch) -> None:

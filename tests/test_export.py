@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -247,8 +248,11 @@ def test_int8_accuracy_guard_writes_nothing(run_folder: Path, monkeypatch) -> No
 
     monkeypatch.setattr(export_module, "_int8_report", worse_by_two_points)
     bundle_dir = run_folder / "model"
-    with pytest.raises(SportsdetError, match=r"INT8 loses 2.00 accuracy points"):
+    with pytest.raises(SportsdetError, match=r"INT8 loses 2.00 accuracy points") as refused:
         export_bundle(bundle_dir, int8=True, max_int8_drop=1.0, calibration_images=12)
+    # A held-out set so small that one photo is more than the allowed drop is said to be so.
+    n = int(re.search(r"On (\d+) images one photo is", str(refused.value)).group(1))
+    assert f"one photo is {100 / n:.2f} points" in str(refused.value) and 100 / n > 1.0
     assert sorted(p.name for p in bundle_dir.iterdir()) == ["bundle.json", "weights.safetensors"]
     report = export_bundle(bundle_dir, int8=True, max_int8_drop=2.5, calibration_images=12)
     assert report.int8.accuracy_change_points == pytest.approx(-2.0)

@@ -735,9 +735,14 @@ def test_risk_coverage_table_ends_on_every_photo_answered(tmp_path):
     points = [{"coverage": i / 26, "accuracy": 1 - i / 100, "threshold": 1 - i / 26} for i in range(1, 27)]
     metrics["abstain"] = {"method": "entropy", "threshold": None, "why": "none", "risk_coverage": points}
     (fake.eval / "metrics.json").write_text(json.dumps(metrics))
-    rows = Page(write_report(fake.run).read_text(encoding="utf-8")).tables["risk-coverage-table"]
+    text = write_report(fake.run).read_text(encoding="utf-8")
+    rows = Page(text).tables["risk-coverage-table"]
     assert rows[0][0] == "3.8%" and rows[-1][0] == "100.0%" and rows[-1][1] == "74.00%"
     assert len(rows) == 14
+    # The thresholds are on the certainty, said so: "score at least" was read as --min-score values
+    # (a threshold on the top probability), which answered another share of photos.
+    assert "certainty (1 - entropy / ln classes) at least</th>" in text and "score at least" not in text
+    assert "--min-score X</code> is a threshold on the top probability instead" in text
 
 
 def test_out_path_a_new_folder_a_file_in_the_way_and_the_runs_own_files(tmp_path):

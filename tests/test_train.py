@@ -565,7 +565,11 @@ def test_calibration_refuses_a_validation_split_without_enough_mistakes():
     clean = np.eye(3)[labels] * 5.0  # every image right: the NLL would push T towards 0
     info = calibrate_temperature(model, "0.weight", clean, labels)
     assert info["method"] == "none" and info["temperature"] == 1.0 and "0 wrong" in info["why"]
+    assert "is too clean to fit" in info["why"]
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    # Too few photos with mistakes enough is "too small", not "too small or too clean".
+    few = np.roll(np.eye(3)[labels[:20]] * 5.0, 1, axis=1)
+    assert "is too small to fit" in calibrate_temperature(model, "0.weight", few, labels[:20])["why"]
 
     noisy = clean.copy()
     wrong = list(range(MIN_CALIBRATION_ERRORS + 2))

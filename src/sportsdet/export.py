@@ -650,10 +650,14 @@ def export_bundle(
                 )
             change = report.int8.accuracy_change_points
             if change is not None and -change > max_int8_drop:
+                one = 100 / report.int8.n if report.int8.n else 0.0
+                few = (f" On {report.int8.n} images one photo is {one:.2f} points: the check cannot tell a "
+                       "photo or two from a real loss; give more held-out photos (--eval-data)"
+                       if one > max_int8_drop else "")  # fmt: skip
                 raise SportsdetError(
                     f"{int8_path}: INT8 loses {-change:.2f} accuracy points on {report.int8.heldout} "
                     f"(allowed {max_int8_drop:.2f}); nothing was written. Use the fp32 model, or raise "
-                    "--max-int8-drop if that loss is acceptable."
+                    f"--max-int8-drop if that loss is acceptable.{few}"
                 )
         with signals_deferred():  # not a new float model beside the old INT8 one
             os.replace(temp, out_file)

@@ -190,7 +190,10 @@ def _print_check(report: CheckReport) -> None:
     summary.add_column("finding")
     summary.add_column("files", justify="right")
     # "ok" counts every good file, copies among them: the rows below are findings, not a sum.
-    summary.add_row("[green]ok[/] (readable; copies below are among them)", f"{data['ok']:,}")
+    copies = report.duplicates or report.cross_split_duplicates or report.near_copies
+    copies = copies or report.cross_split_near_copies
+    ok = "[green]ok[/] (readable; copies below are among them)" if copies else "[green]ok[/] (readable)"
+    summary.add_row(ok, f"{data['ok']:,}")
     for kind, n in report.problem_counts.items():
         summary.add_row(f"[red]{plain(kind)}[/]", f"{n:,}")
     for groups, finding in (

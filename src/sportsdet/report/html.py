@@ -18,7 +18,7 @@ from typing import Any
 
 from sportsdet import plots as figures
 from sportsdet._version import __version__
-from sportsdet.abstain import score_name
+from sportsdet.abstain import DEFAULT_SCORE, score_name
 from sportsdet.metrics import confusion_layout, photos_scored, rename_hint, times_predicted
 from sportsdet.report.assets import CSS, JS
 from sportsdet.report.confusion import confusion_svg, legend_html
@@ -944,8 +944,12 @@ def _abstain(m: dict[str, Any]) -> str:
                 f'{pct(abstain.get("fitted_coverage"), 0)} of the validation photos.</p>')
     else:
         why = f" ({escape(str(abstain['why']))})" if abstain.get("why") else ""
+        # Named: the table's thresholds were read as --min-score values, which are on another score.
+        other = ("; <code>--min-score X</code> is a threshold on the top probability instead"
+                 if abstain.get("method") not in (None, "max_prob") else "")
         said = (f'<p class="plain" id="abstain-text">This model has no abstain threshold{why}: every photo '
-                "gets a label. The curve shows what one would trade.</p>")
+                f"gets a label. The curve shows what a threshold on its "
+                f'{escape(score_name(abstain.get("method") or DEFAULT_SCORE))} would trade{other}.</p>')
     points = abstain["risk_coverage"]
     step = max(1, len(points) // 10)
     shown = points[::step] + ([points[-1]] if (len(points) - 1) % step else [])  # always the 100% row
@@ -954,8 +958,9 @@ def _abstain(m: dict[str, Any]) -> str:
         f'<td class="n">{num(p["threshold"])}</td></tr>'
         for p in shown
     )
+    score = escape(score_name(abstain.get("method") or DEFAULT_SCORE))
     table = ('<table id="risk-coverage-table"><thead><tr><th class="n">answered</th>'
-             '<th class="n">accuracy</th><th class="n">score at least</th></tr></thead>'
+             f'<th class="n">accuracy</th><th class="n">{score} at least</th></tr></thead>'
              f"<tbody>{rows}</tbody></table>")
     return said + f'<div class="cols"><div>{picture}</div><div>{table}</div></div>'
 

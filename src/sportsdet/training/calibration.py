@@ -29,12 +29,14 @@ def calibrate_temperature(
     if len(labels) < MIN_CALIBRATION_IMAGES or errors < MIN_CALIBRATION_ERRORS:
         # With (nearly) no mistakes to learn from, the NLL keeps falling as T -> 0: the fit
         # would make the model claim ~100% on everything. Better honest raw scores.
+        small, clean = len(labels) < MIN_CALIBRATION_IMAGES, errors < MIN_CALIBRATION_ERRORS
+        what = "too small and too clean" if small and clean else "too small" if small else "too clean"
         return {
             "temperature": 1.0,
             "method": "none",
-            "why": f"the validation split ({len(labels)} images, {errors} wrong) is too small or too clean "
-            f"to fit a temperature on (needs >= {MIN_CALIBRATION_IMAGES} images and "
-            f">= {MIN_CALIBRATION_ERRORS} mistakes)",
+            "why": f"the validation split ({len(labels)} images, {errors} wrong) is {what} to fit a "
+            f"temperature on (needs >= {MIN_CALIBRATION_IMAGES} images and >= {MIN_CALIBRATION_ERRORS} "
+            "mistakes)",
         }
     temperature = fit_temperature(logits, labels)
     state = model.state_dict()  # tensors share storage with the parameters
