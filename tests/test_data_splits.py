@@ -276,6 +276,11 @@ def test_unknown_classes_are_listed_with_suggestions(flat: Path) -> None:
     assert "'Polo' (did you mean 'polo'?)" in message
     assert "'air-hockey' (did you mean 'air hockey'?)" in message
     assert "'curling'" in message
+    # Close in every word, not overall: 'ampute football' was "did you mean 'american football'?".
+    from sportsdet.errors import quoted_with_hint
+
+    assert quoted_with_hint("ampute football", ["american football"]) == "'ampute football'"
+    assert "did you mean 'american football'" in quoted_with_hint("amercian football", ["american football"])
 
 
 # ----------------------------------------------------------------------------- manifest

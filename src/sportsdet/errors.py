@@ -8,6 +8,7 @@ where possible, what to do about it.
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Sequence
 
 
@@ -62,4 +63,16 @@ def quoted_with_hint(name: str, known: Sequence[str]) -> str:
     # 'curling' -> 'rowing' (0.62) is not: a wrong hint misleads more than none.
     by_lower = {k.lower(): k for k in known}
     close = [by_lower[k] for k in difflib.get_close_matches(name.lower(), list(by_lower), n=3, cutoff=0.7)]
+    close = [candidate for candidate in close if _word_by_word(name.lower(), candidate.lower())]
     return repr(name) + (f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else "")
+
+
+def _word_by_word(typed: str, candidate: str) -> bool:
+    """Close in each word, not only overall: 'ampute football' is 0.79 like 'american football' (one
+    word shared), and the hint sent a user to file amputee football under American football."""
+    split = re.compile(r"[\s_\-]+")
+    words, others = split.split(typed.strip()), split.split(candidate.strip())
+    if len(words) != len(others):  # 'formula1' / 'formula 1': the letters as one
+        return difflib.SequenceMatcher(None, "".join(words), "".join(others)).ratio() >= 0.85
+    pairs = zip(words, others, strict=True)
+    return all(a == b or difflib.SequenceMatcher(None, a, b).ratio() >= 0.75 for a, b in pairs)
