@@ -65,6 +65,20 @@ def _read_csv(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
+def test_byte_copies_among_the_photos_are_said_and_counted(bundle: Path, tree: Path, tmp_path: Path) -> None:
+    # realworld-dev holds 27 photos saved twice or more: each copy was scored without a word.
+    import shutil
+
+    first = sorted((tree / "polo").iterdir())[0]
+    shutil.copy(first, tree / "polo" / "again.jpg")
+    shutil.copy(first, tree / "polo" / "and again.jpg")
+    said: list[str] = []
+    evaluate(bundle, tree, out_dir=tmp_path / "eval", backend=ColourOracle(), warn=said.append)
+    assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["copies_scored"] == 2
+    assert any("2 of the 14 photos under" in line and "1 photo(s) saved more than once" in line
+               for line in said)  # fmt: skip
+
+
 def test_writes_every_file_and_they_agree(bundle: Path, tree: Path, tmp_path: Path) -> None:
     out = tmp_path / "eval"
     result = evaluate(bundle, tree, out_dir=out, backend=ColourOracle(swap=True))

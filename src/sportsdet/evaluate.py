@@ -23,6 +23,7 @@ import csv
 import json
 import shlex
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +40,7 @@ from sportsdet.files import (
     StagedFiles,
     check_writable_folder,
     json_writer,
+    photo_digests,
     sha256_file,
 )
 from sportsdet.run_folder import (
@@ -387,6 +389,21 @@ def select_eval_data(
     return _from_folder(bundle, data_root, split, split_given, keep_seen, known_only)
 
 
+def _copies_among(chosen: EvalData) -> int:
+    """How many of the photos to score are byte copies of another one of them, said in a note:
+    each copy is scored, so a photo saved twice counts twice (a web folder often holds some)."""
+    digests = Counter(d for d in photo_digests([path for path, _ in chosen.items]) if d is not None)
+    extra = sum(count - 1 for count in digests.values())
+    if extra:
+        groups = sum(count > 1 for count in digests.values())
+        chosen.notes.append(
+            f"{extra:,} of the {len(chosen.items):,} photos under {chosen.root} are byte copies of others "
+            f"there ({groups:,} photo(s) saved more than once): each copy is scored, so those photos count "
+            "more than once (`sportsdet data check` lists them)"
+        )
+    return extra
+
+
 def _source_at(bundle: Bundle, folder: Path) -> str | None:
     """The name of the model's training source whose folder `folder` is, if any."""
     from sportsdet.data.splits import SplitManifest
@@ -548,6 +565,7 @@ def evaluate(
     chosen = select_eval_data(
         bundle, data, split, split_given=split_given, keep_seen=keep_seen, known_only=known_only, warn=warn
     )
+    copies = _copies_among(chosen)
     for note in chosen.notes:
         warn(note)
     # A bundle that ships only its INT8 model (the built-in one) runs it by default: the same scores,
@@ -654,6 +672,7 @@ def evaluate(
         "seen_photos_left_out": chosen.left_out.to_json(),
         "seen_kept": chosen.seen_kept,
         "classes_left_out": chosen.classes_left_out,
+        "copies_scored": copies,
         "skipped": skipped,
         "seconds": round(seconds, 3),
         "images_per_second": round(len(kept) / seconds, 2) if seconds > 0 else None,
