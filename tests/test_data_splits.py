@@ -546,6 +546,12 @@ def test_cli_split_defaults_like_train_and_takes_several_sources(flat, split_tre
     assert manifest.sources["official"]["map"] == {"croquet": "cricket"}
     assert run_cli("data", "split", str(flat), "--out", str(tmp_path / "s.txt")) == 2
     assert "give a .json file name" in capsys.readouterr().err
+    # --json prints the manifest as --out writes it (it lacked the photos' content hashes).
+    assert run_cli("data", "split", str(flat), "--json") == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert run_cli("data", "split", str(flat), "--out", str(tmp_path / "same.json")) == 0
+    capsys.readouterr()
+    assert printed == json.loads((tmp_path / "same.json").read_text()) and printed["digests"]
     # A folder given as --out is refused before the split is made (it failed after all the work).
     (tmp_path / "dir.json").mkdir()
     assert run_cli("data", "split", str(flat), "--out", str(tmp_path / "dir.json")) == 2

@@ -570,6 +570,14 @@ def test_calibration_refuses_a_validation_split_without_enough_mistakes():
     # Too few photos with mistakes enough is "too small", not "too small or too clean".
     few = np.roll(np.eye(3)[labels[:20]] * 5.0, 1, axis=1)
     assert "is too small to fit" in calibrate_temperature(model, "0.weight", few, labels[:20])["why"]
+    # A fit that lowers the NLL but leaves confidence further from accuracy (three very sure
+    # mistakes push T up; every right answer then reads 73%) is not kept: ECE 4.8% -> 29.9% was.
+    sure_mistakes = np.eye(3)[labels[:50]] * 5.0
+    for i in range(3):
+        sure_mistakes[i] = np.eye(3)[(labels[i] + 1) % 3] * 20.0
+    info = calibrate_temperature(model, "0.weight", sure_mistakes, labels[:50])
+    assert info["method"] == "none" and "made the validation calibration error worse" in info["why"]
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
 
     noisy = clean.copy()
     wrong = list(range(MIN_CALIBRATION_ERRORS + 2))

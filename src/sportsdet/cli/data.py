@@ -556,8 +556,8 @@ def split(
         manifest = make_split(scanned, strategy or default, seed=seed, classes=names)
     with err_console.status("keeping copies of one photo in one split"):  # as `train` does
         manifest = keep_copies_together(manifest)
-    if as_json:
-        print_data(json.dumps(manifest.to_dict(), indent=1, ensure_ascii=False))
+    if as_json:  # the manifest as --out writes it, photo hashes and all
+        print_data(json.dumps(manifest.hash_photos().to_dict(), indent=1, ensure_ascii=False))
     else:
         _print_split(manifest)
     for note in manifest.notes:  # as `train` prints them

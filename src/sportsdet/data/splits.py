@@ -243,16 +243,20 @@ class SplitManifest:
             data["digests"] = dict(sorted(self.digests.items()))
         return data
 
-    def save(self, path: str | Path) -> Path:
-        """Write the manifest as JSON, atomically (a crash leaves the old file or none), with the
-        content hash of every photo listed (hashed here when not known yet)."""
+    def hash_photos(self) -> SplitManifest:
+        """Fill `digests` with the content hash of every photo listed (those not known yet)."""
         listed = [rel for split in SPLITS for rel, _ in self.splits.get(split, [])]
         unknown = [rel for rel in listed if rel not in self.digests]
         for rel, digest in zip(unknown, photo_digests([self.root / rel for rel in unknown]), strict=True):
             if digest is not None:  # a photo gone meanwhile: known by its name alone
                 self.digests[rel] = digest
         self.digests = {rel: self.digests[rel] for rel in listed if rel in self.digests}
-        return write_json(path, self.to_dict())
+        return self
+
+    def save(self, path: str | Path) -> Path:
+        """Write the manifest as JSON, atomically (a crash leaves the old file or none), with the
+        content hash of every photo listed."""
+        return write_json(path, self.hash_photos().to_dict())
 
     @classmethod
     def load(cls, path: str | Path) -> SplitManifest:
