@@ -116,11 +116,26 @@ def test_ctrl_c_no_command_speaks_of_says_what_it_left(run_cli, capsys, monkeypa
     assert "interrupted: no file is left half written; run the same command again" in capsys.readouterr().err
 
 
+def _drop_an_interrupt() -> None:
+    """A Ctrl-C raised inside a weakref callback: Python cannot raise it, it goes to
+    sys.unraisablehook (as one landing in torch's many callbacks does)."""
+    import weakref
+
+    class Thing:
+        pass
+
+    def callback(ref):
+        raise KeyboardInterrupt
+
+    thing = Thing()
+    watch = weakref.ref(thing, callback)
+    del thing
+    assert watch() is None
+
+
 def test_ctrl_c_python_dropped_in_a_callback_is_not_lost(run_cli, capsys, monkeypatch, tmp_path) -> None:
     # Ctrl-C landing in a weakref or garbage-collection callback was printed as "Exception ignored
     # in ..." with a traceback, and the command (train's evaluation) ran on to exit code 0.
-    import weakref
-
     from conftest import make_image_tree
 
     import sportsdet.data.discover as discover
@@ -128,16 +143,7 @@ def test_ctrl_c_python_dropped_in_a_callback_is_not_lost(run_cli, capsys, monkey
     real_scan = discover.scan_dataset
 
     def scan_with_a_dropped_interrupt(*args, **kwargs):
-        class Thing:
-            pass
-
-        def callback(ref):
-            raise KeyboardInterrupt
-
-        thing = Thing()
-        watch = weakref.ref(thing, callback)
-        del thing  # the callback's KeyboardInterrupt goes to sys.unraisablehook
-        assert watch() is None
+        _drop_an_interrupt()
         return real_scan(*args, **kwargs)
 
     monkeypatch.setattr(discover, "scan_dataset", scan_with_a_dropped_interrupt)
@@ -151,8 +157,6 @@ def test_ctrl_c_python_dropped_in_a_callback_is_not_lost(run_cli, capsys, monkey
 def test_ctrl_c_python_dropped_during_training_stops_it(run_cli, capsys, monkeypatch, tmp_path) -> None:
     # Dropped in a weakref callback (torch makes many), the Ctrl-C was only said at the end: the run
     # went on to its last epoch, minutes later. It stops at the next batch, resumable.
-    import weakref
-
     from conftest import make_image_tree
 
     import sportsdet.training.loop as loop
@@ -162,17 +166,7 @@ def test_ctrl_c_python_dropped_during_training_stops_it(run_cli, capsys, monkeyp
     def lr_with_a_dropped_interrupt(optimizer):
         calls.append(1)
         if len(calls) == 3:
-
-            class Thing:
-                pass
-
-            def callback(ref):
-                raise KeyboardInterrupt
-
-            thing = Thing()
-            watch = weakref.ref(thing, callback)
-            del thing  # the callback's KeyboardInterrupt goes to sys.unraisablehook
-            assert watch() is None
+            _drop_an_interrupt()
         return real_lr(optimizer)
 
     monkeypatch.setattr(loop, "current_lr", lr_with_a_dropped_interrupt)
