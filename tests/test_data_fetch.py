@@ -305,6 +305,9 @@ def test_an_unwritable_destination_is_a_clear_error(http_server, tmp_path: Path,
         with pytest.raises(SportsdetError, match=r"--dest .*: cannot make this folder \(Operation not"):
             fetch_dataset(url, tmp_path / "nope" / "deeper", progress=False)
     assert http_server.hits.get("/w/photos.zip", 0) == hits
+    # Under a file: the same message, naming --dest (it named a hidden record file inside it).
+    with pytest.raises(SportsdetError, match=r"--dest .*file/sub: cannot make this folder"):
+        fetch_dataset(url, a_file / "sub", progress=False)
 
     def disk_full(url: str, dest: Path, **_: object) -> Path:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(dest))

@@ -281,6 +281,10 @@ def test_unknown_classes_are_listed_with_suggestions(flat: Path) -> None:
 
     assert quoted_with_hint("ampute football", ["american football"]) == "'ampute football'"
     assert "did you mean 'american football'" in quoted_with_hint("amercian football", ["american football"])
+    # ... and a one-letter typo in a short word still gets one ('wat' is 0.67 like 'war' on ratio).
+    typos = (("tug of wat", "tug of war"), ("shot pot", "shot put"), ("sky jumping", "ski jumping"))
+    for typed, meant in typos:
+        assert f"did you mean {meant!r}" in quoted_with_hint(typed, [meant, "rowing"]), typed
 
 
 # ----------------------------------------------------------------------------- manifest
@@ -482,6 +486,23 @@ def test_a_reused_split_knows_renamed_photos_by_their_content(flat: Path, tmp_pa
     assert "were renamed or moved since (found by content" in notes
     assert "1 photo(s) of the saved split are gone from DATA (e.g. polo/000.png; 1 of them by a name" in notes
     assert "not in the saved split" not in notes
+    # Photos re-saved in place (re-compressed, metadata stripped): the same photos, kept by name. A
+    # whole class re-saved was dropped from the run ("gone from DATA", though every file was there).
+    fresh = make_split(flat, "random:0.2", seed=4)
+    path = fresh.save(tmp_path / "fresh.json")
+    for photo in (flat / "rowing").iterdir():
+        with Image.open(photo) as image:
+            image.load()
+            image.convert("RGB").save(photo, format="PNG", compress_level=1)  # other bytes, same pixels
+    again = reuse_saved_split(path, flat, _photos(flat))
+    assert again.splits == fresh.splits and "rowing" in again.classes
+    assert "photo(s) of the saved split have other bytes now" in " | ".join(again.notes)
+    # A class none of whose saved photos is left is said to be left out (only "N classes" said it).
+    import shutil
+
+    shutil.rmtree(flat / "rowing")
+    notes = " | ".join(reuse_saved_split(path, flat, _photos(flat)).notes)
+    assert "class(es) 'rowing' have none of the saved split's photos left in DATA" in notes
     # A split file of an older sportsdet, without hashes: photos known by name, as before.
     older = json.loads(path.read_text())
     del older["digests"]

@@ -75,4 +75,16 @@ def _word_by_word(typed: str, candidate: str) -> bool:
     if len(words) != len(others):  # 'formula1' / 'formula 1': the letters as one
         return difflib.SequenceMatcher(None, "".join(words), "".join(others)).ratio() >= 0.85
     pairs = zip(words, others, strict=True)
-    return all(a == b or difflib.SequenceMatcher(None, a, b).ratio() >= 0.75 for a, b in pairs)
+    return all(_close_word(a, b) for a, b in pairs)
+
+
+def _close_word(a: str, b: str) -> bool:
+    """One typo apart ('wat' / 'war', 'sky' / 'ski': short words score low on ratio alone), or close."""
+    if a == b or difflib.SequenceMatcher(None, a, b).ratio() >= 0.75:
+        return True
+    if abs(len(a) - len(b)) > 1:
+        return False
+    if len(a) == len(b):  # one letter changed
+        return sum(x != y for x, y in zip(a, b, strict=True)) == 1
+    short, long = sorted((a, b), key=len)  # one letter added or dropped
+    return any(long[:i] + long[i + 1 :] == short for i in range(len(long)))

@@ -441,13 +441,13 @@ def _fetch_into(
     # The URL a kept archive came from: another URL of the same file name is downloaded anew.
     record = archive.with_name(f".{archive.name}.json")
     if force or not archive.is_file() or _fetched_from(record) != url:
-        record.unlink(missing_ok=True)  # never a record of one URL beside another's archive
         try:  # before the download: a folder that cannot be made read "not enough disk space"
             archive.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise SportsdetError(
                 f"--dest {dest}: cannot make this folder ({exc.strerror or exc}); choose another --dest"
             ) from None
+        record.unlink(missing_ok=True)  # never a record of one URL beside another's archive
         _download_within_free_space(url, archive, dest, timeout, max_seconds, sha256, progress)
         record.write_text(json.dumps({"url": url}))
     else:

@@ -716,6 +716,12 @@ def reuse_saved_split(
             "(leave out --split to make a new split that has them)"
         )
     present = sorted({label for split in SPLITS for _, label in splits[split]})
+    vanished = sorted(set(saved.classes) & wanted - set(present))
+    if vanished:  # only "N classes" said it: the class was gone from the run without a word
+        notes.append(
+            f"class(es) {', '.join(map(repr, vanished))} have none of the saved split's photos left in DATA: "
+            "left out of this run; leave out --split to make a new split"
+        )
     for split in SPLITS:  # a class whose photos of one split are all gone: never learnt, or never tested
         had = {label for _, label in saved.splits.get(split, [])}
         emptied = sorted(had & set(present) - {label for _, label in splits[split]})
@@ -754,10 +760,17 @@ class _ByContent:
     kept: list[_Placed]  # at their saved path, the same photo (or a split file without hashes)
     renamed: list[_Placed]  # found again by content under another name: their saved split kept
     gone: list[_Placed]  # nowhere in DATA
-    replaced: list[_Placed]  # their saved path holds another photo now
+    replaced: list[_Placed]  # their saved path holds another photo of the split now
+    resaved: list[_Placed] = field(default_factory=list)  # other bytes under their name: kept (in `kept`)
 
     def notes(self) -> list[str]:
         said = []
+        if self.resaved:
+            said.append(
+                f"{len(self.resaved)} photo(s) of the saved split have other bytes now (e.g. "
+                f"{self.resaved[0].rel}: re-saved or re-compressed since?): kept in their split, known by "
+                "name"
+            )
         if self.renamed:
             said.append(
                 f"{len(self.renamed)} photo(s) of the saved split were renamed or moved since (found by "
@@ -784,8 +797,15 @@ def _by_content(
     if not any(entry.digest for entry in kept + missing):
         return _ByContent(kept, [], missing, [])
     now = photo_digests([root / entry.rel for entry in kept])
-    same = [entry for entry, digest in zip(kept, now, strict=True) if entry.digest in (None, digest)]
-    replaced = [entry for entry, digest in zip(kept, now, strict=True) if entry.digest not in (None, digest)]
+    of_the_split = {entry.digest for entry in kept + missing if entry.digest}
+    same, resaved, replaced = [], [], []
+    for entry, digest in zip(kept, now, strict=True):
+        if entry.digest in (None, digest):
+            same.append(entry)
+        elif digest in of_the_split:  # another photo of the split has this name now (renumbered)
+            replaced.append(entry)
+        else:  # new bytes under its name (re-compressed, metadata stripped): the same photo, kept
+            resaved.append(entry)
     # The photos to look for: gone or replaced ones; where to look: unlisted paths and replaced ones.
     wanted: dict[tuple[str, str, str], list[_Placed]] = {}
     for entry in missing + replaced:
@@ -802,10 +822,11 @@ def _by_content(
                 renamed.append(_Placed(was.split, rel, label, source, digest))
     still_lost = {id(entry) for entries in wanted.values() for entry in entries}
     return _ByContent(
-        same,
+        same + resaved,
         renamed,
         [entry for entry in missing if not entry.digest or id(entry) in still_lost],
         [entry for entry in replaced if id(entry) in still_lost],
+        resaved,
     )
 
 
