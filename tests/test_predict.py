@@ -601,6 +601,19 @@ def test_no_blank_line_where_stderr_is_no_terminal(bundle: Path, photos: Path) -
     assert done.stderr.count("\n") == 1, repr(done.stderr)
 
 
+def test_a_long_table_says_that_csv_and_jsonl_stream(bundle: Path, photos: Path, monkeypatch) -> None:
+    # 20,000 photos: a spinner, then 14 s of drawing, and nothing said of the formats that stream.
+    import sportsdet.cli.predict as predicting
+
+    monkeypatch.setattr(predicting, "TABLE_HINT_ROWS", 2)
+    args = ["predict", str(photos), "-m", str(bundle), "--no-abstain"]
+    table = runner.invoke(app, args, env={"COLUMNS": "200"})
+    assert table.exit_code == 0
+    assert "2 photos so far: the table is drawn once all are labelled" in table.stderr
+    streamed = runner.invoke(app, [*args, "--format", "csv"], env={"COLUMNS": "200"})
+    assert streamed.exit_code == 0 and "so far" not in streamed.stderr
+
+
 def test_output_a_reader_stopped_taking_exits_141_not_1(tmp_path: Path) -> None:
     # `sportsdet predict ... | head -1` exited 1, the code for "some input could not be labelled".
     done = subprocess.Popen([sys.executable, "-m", "sportsdet", "info", "--json"], stdout=subprocess.PIPE,
