@@ -85,6 +85,7 @@ class EvalData:
     folder_names: dict[int, str] = field(default_factory=dict)
     classes_left_out: dict[str, int] = field(default_factory=dict)  # --known-only: folder -> photos
     seen_kept: dict[str, int] = field(default_factory=dict)  # --keep-seen: seen photos scored, by split
+    digests: list[str | None] | None = None  # each item's photo_digest, once hashed (None: unreadable)
     of_source: str | None = None  # the one training source whose part of the saved split is scored
 
 
@@ -298,7 +299,8 @@ def _leave_out_seen(bundle: Bundle, chosen: EvalData, keep: bool = False) -> Eva
     seen = _seen_photos(bundle)
     if not seen:
         return chosen
-    kept, left_out = split_off_seen([path for path, _ in chosen.items], seen)
+    chosen.digests = photo_digests([path for path, _ in chosen.items])  # hashed once: copies too
+    kept, left_out = split_off_seen([path for path, _ in chosen.items], seen, chosen.digests)
     if not left_out:
         return chosen
     counts, total = seen_summary(left_out.by_split, left_out.near_copies), len(chosen.items)
@@ -325,6 +327,7 @@ def _leave_out_seen(bundle: Bundle, chosen: EvalData, keep: bool = False) -> Eva
         "(--keep-seen scores " + ("it" if gone == 1 else "them") + " too)"
     )
     chosen.items = [chosen.items[i] for i in kept]
+    chosen.digests = [chosen.digests[i] for i in kept]
     if chosen.sources is not None:
         chosen.sources = [chosen.sources[i] for i in kept]
     chosen.left_out = left_out
@@ -392,7 +395,9 @@ def select_eval_data(
 def _copies_among(chosen: EvalData) -> int:
     """How many of the photos to score are byte copies of another one of them, said in a note:
     each copy is scored, so a photo saved twice counts twice (a web folder often holds some)."""
-    digests = Counter(d for d in photo_digests([path for path, _ in chosen.items]) if d is not None)
+    if chosen.digests is None:
+        chosen.digests = photo_digests([path for path, _ in chosen.items])
+    digests = Counter(d for d in chosen.digests if d is not None)
     extra = sum(count - 1 for count in digests.values())
     if extra:
         groups = sum(count > 1 for count in digests.values())
@@ -631,14 +636,13 @@ def evaluate(
     y_true = np.array([chosen.items[i][1] for i in kept], dtype=np.int64)
     metrics = compute_metrics(y_true, probs, labels)
     metrics["abstain"] = abstain_metrics(y_true, probs, bundle.abstain)
+    # What predict would say of each photo (None: the model has no abstain rule in force).
+    ruled = bundle.abstain is not None and bundle.abstain.active
+    doubted = np.asarray(bundle.abstain.uncertain(probs), dtype=bool) if ruled else None
     if chosen.source == "folder":  # the user's own folder names: one may mean another class to the model
         # Counted on the photos the model answers: a best guess it would not say ("uncertain")
         # is no evidence that the folder means another class.
-        answered = (
-            ~np.asarray(bundle.abstain.uncertain(probs), dtype=bool)
-            if bundle.abstain is not None
-            else np.ones(len(y_true), dtype=bool)
-        )
+        answered = ~doubted if doubted is not None else np.ones(len(y_true), dtype=bool)
         confusion = np.zeros((len(labels), len(labels)), dtype=np.int64)
         np.add.at(confusion, (y_true[answered], probs[answered].argmax(1)), 1)
         in_folder = np.bincount(y_true, minlength=len(labels))
@@ -680,10 +684,8 @@ def evaluate(
 
     pred = probs.argmax(axis=1)
     confidence = probs.max(axis=1)
-    # `uncertain`: what predict would say of the photo (empty when the model has no abstain rule);
-    # pred_label is its best guess either way, as the accuracy counts it.
-    ruled = bundle.abstain is not None and bundle.abstain.active
-    doubted = np.asarray(bundle.abstain.uncertain(probs), dtype=bool) if ruled else None
+    # `uncertain` empty when the model has no abstain rule; pred_label is its best guess either
+    # way, as the accuracy counts it.
     rows = [
         [str(p), labels[t], labels[q], f"{c:.6f}", f"{probs[i, t]:.6f}",
          ("true" if doubted[i] else "false") if doubted is not None else ""]

@@ -173,14 +173,15 @@ def seen_from_split(manifest_path: str | Path) -> SeenPhotos:
     return SeenPhotos(seen)
 
 
-def split_off_seen(paths: Sequence[Path], seen: SeenPhotos) -> tuple[list[int], LeftOut]:
-    """Positions of the photos not seen, and the others (`LeftOut`)."""
+def split_off_seen(
+    paths: Sequence[Path], seen: SeenPhotos, digests: Sequence[str | None] | None = None
+) -> tuple[list[int], LeftOut]:
+    """Positions of the photos not seen, and the others (`LeftOut`). `digests`: each path's
+    `photo_digest` when the caller has them already (None: not readable)."""
     found: dict[int, tuple[str, bool]] = {}  # position -> (the split of the photo it copies, near copy)
     unmatched = []
-    for i, path in enumerate(paths):
-        try:
-            digest = photo_digest(path)
-        except SportsdetError:  # unreadable: scoring skips it and says why
+    for i, digest in enumerate(photo_digests(paths) if digests is None else digests):
+        if digest is None:  # unreadable: scoring skips it and says why
             continue
         split = next((name for name, digests in seen.digests.items() if digest in digests), None)
         if split is not None:

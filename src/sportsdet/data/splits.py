@@ -739,8 +739,10 @@ def reuse_saved_split(
             "strategy": saved.sources[name].get("strategy", saved.strategy),
             "classes": sorted(classes_here),
         }
+    # The hashes just checked or made, so that saving this split does not read every photo again.
+    digests = {entry.rel: entry.digest for entry in found.kept + found.renamed if entry.digest}
     return SplitManifest(
-        root, saved.strategy, saved.seed, present, splits, notes, table, origins if table else {}
+        root, saved.strategy, saved.seed, present, splits, notes, table, origins if table else {}, digests
     )
 
 
@@ -805,7 +807,7 @@ def _by_content(
         elif digest in of_the_split:  # another photo of the split has this name now (renumbered)
             replaced.append(entry)
         else:  # new bytes under its name (re-compressed, metadata stripped): the same photo, kept
-            resaved.append(entry)
+            resaved.append(replace(entry, digest=digest))
     # The photos to look for: gone or replaced ones; where to look: unlisted paths and replaced ones.
     wanted: dict[tuple[str, str, str], list[_Placed]] = {}
     for entry in missing + replaced:
