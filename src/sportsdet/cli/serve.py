@@ -136,6 +136,7 @@ def serve_command(
     application = create_app(config, predictor)
     # Bound here, before the "listening" line: a port in use is one error line, not a line saying
     # the service is up followed by uvicorn's own failure; and port 0 learns which port it got.
+    shown_host = f"[{host}]" if ":" in host else host
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     listening = socket.socket(family, socket.SOCK_STREAM)
     listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -146,10 +147,8 @@ def serve_command(
         # Only a port taken or reserved is the port's fault (not an unknown host or foreign address).
         taken = exc.errno in (errno.EADDRINUSE, errno.EACCES) and port
         hint = "; choose another --port (0 picks a free one)" if taken else ""
-        shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-        raise SportsdetError(f"cannot listen on {shown}: {exc.strerror or exc}{hint}") from None
+        raise SportsdetError(f"cannot listen on {shown_host}:{port}: {exc.strerror or exc}{hint}") from None
     port, sockets = listening.getsockname()[1], [listening]
-    shown_host = f"[{host}]" if ":" in host else host
     err_console.print(
         f"sportsdet serve: model {application.state.service.model_id()} on http://{shown_host}:{port}/ "
         f"(API docs at /docs{', API key required' if api_key else ''}); Ctrl-C to stop",

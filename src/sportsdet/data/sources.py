@@ -308,9 +308,9 @@ def scan_sources(sources: Sources, classes: str | Iterable[str] | None = None) -
                 f"that source {source.name!r} ({scan.root}) does not have; its classes: "
                 + _short([shown_name(c) for c in scan.classes])
             )
-        shared = {_folder_named(old, folders): new for old, new in sources.shared_map.items()
-                  if _folder_named(old, folders) in folders}  # fmt: skip
-        unused -= {old for old in sources.shared_map if _folder_named(old, folders) in folders}
+        here = {old: _folder_named(old, folders) for old in sources.shared_map}
+        shared = {here[old]: new for old, new in sources.shared_map.items() if here[old] in folders}
+        unused -= {old for old, folder in here.items() if folder in folders}
         source = replace(source, label_map={**shared, **source.label_map})  # what it was, as recorded
         scans.append(SourceScan(source, _relabelled(scan, source.label_map)))
         merges[source.name] = _map_merges(scan.classes, source.label_map)
