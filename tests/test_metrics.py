@@ -7,7 +7,7 @@ import pytest
 from sklearn.metrics import balanced_accuracy_score, f1_score
 
 from sportsdet.errors import SportsdetError
-from sportsdet.metrics import compute_metrics, top_k_accuracy, wilson_interval
+from sportsdet.metrics import compute_metrics, top_classes, top_k_accuracy, wilson_interval
 
 LABELS = ["a", "b", "c"]
 Y_TRUE = np.array([0, 0, 1, 1, 2, 2])
@@ -60,6 +60,15 @@ def test_top_k() -> None:
     # Only sample 3 (true b, b ranked third) falls outside the top 2.
     assert top_k_accuracy(Y_TRUE, PROBS, 2) == pytest.approx(5 / 6)
     assert top_k_accuracy(Y_TRUE, PROBS, 1) == pytest.approx(4 / 6)
+
+
+def test_a_class_tied_at_the_cut_counts_as_predict_lists_it() -> None:
+    # INT8 scores tie often; evaluate's argpartition counted a class tied at 5th place in or out as
+    # it happened to fall, while predict's top_k lists the tied class that comes first among the labels.
+    probs = np.array([[2, 2, 3, 2, 2, 2, 2, 3, 1, 3, 2, 0]], dtype=np.float32) / 24
+    assert top_classes(probs, 5)[0].tolist() == [2, 7, 9, 0, 1]
+    assert top_k_accuracy(np.array([1]), probs, 5) == 1.0
+    assert top_k_accuracy(np.array([3]), probs, 5) == 0.0  # tied with 0 and 1, after them
 
 
 def test_absent_class_keeps_its_column() -> None:

@@ -35,11 +35,16 @@ def wilson_interval(successes: int, n: int, z: float = 1.959963984540054) -> tup
     return (max(0.0, centre - half), min(1.0, centre + half))
 
 
+def top_classes(probs: np.ndarray, k: int) -> np.ndarray:
+    """The k class indices of the highest probabilities, highest first, along the last axis. Equal
+    probabilities keep label order, so predict's and serve's top_k lists and evaluate's top-k
+    accuracy agree on a class tied at the cut (INT8 scores tie often)."""
+    return np.argsort(-probs, axis=-1, kind="stable")[..., :k]
+
+
 def top_k_accuracy(y_true: np.ndarray, probs: np.ndarray, k: int) -> float:
-    """Share of samples whose true class is among the k highest probabilities."""
-    k = max(1, min(k, probs.shape[1]))
-    # argpartition is O(C) per row; order inside the top k does not matter here.
-    top = np.argpartition(-probs, kth=k - 1, axis=1)[:, :k]
+    """Share of samples whose true class is among the k highest probabilities (`top_classes`)."""
+    top = top_classes(probs, max(1, min(k, probs.shape[1])))
     return float(np.mean(np.any(top == y_true[:, None], axis=1)))
 
 

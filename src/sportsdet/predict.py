@@ -49,6 +49,7 @@ from sportsdet.imageio import (
     sniff_image_format,
     upright_rgb,
 )
+from sportsdet.metrics import top_classes
 from sportsdet.preprocess import load_and_preprocess, preprocess
 from sportsdet.run_folder import resolve_bundle_dir
 from sportsdet.runtime import (
@@ -533,7 +534,7 @@ class Predictor:
         return f"{model_id}+int8" if quantized else model_id
 
     def result_from_probs(self, name: str, probs: np.ndarray) -> PredictionResult:
-        order = np.argsort(-probs, kind="stable")[: self.top_k]
+        order = top_classes(probs, self.top_k)
         top = [(self.labels[i], float(probs[i])) for i in order]
         if self.is_uncertain(probs):
             return PredictionResult(input=name, top_k=top, uncertain=True)

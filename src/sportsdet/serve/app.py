@@ -55,6 +55,7 @@ from sportsdet.errors import ImageLoadError, SportsdetError
 from sportsdet.fetch import DEFAULT_MAX_BYTES, AddressPolicy, FetchError, fetch_url, redact_url
 from sportsdet.files import cpu_count
 from sportsdet.imageio import MAX_DECODE_PIXELS, is_image_name, misleading_name_note, open_header, sniff_head
+from sportsdet.metrics import top_classes
 from sportsdet.predict import InputItem, Predictor
 from sportsdet.runtime import is_onnx_file, model_lanes, preferred_batch_size
 from sportsdet.serve.batching import MicroBatcher, Overloaded
@@ -531,7 +532,7 @@ class Service:
         finally:
             self.bodies.give_back(held)
         labels = self.predictor.labels
-        order = np.argsort(-probs, kind="stable")[:top_k]
+        order = top_classes(probs, top_k)
         # The same abstain decision as `sportsdet predict`: uncertain -> no label, best guess in top_k.
         uncertain = None if self.predictor.abstain is None else self.predictor.is_uncertain(probs)
         return {
