@@ -292,6 +292,31 @@ def test_calibration_data_folder_is_used(run_folder: Path, tmp_path: Path) -> No
         export_bundle(run_folder / "model", calibration_data=tmp_path / "nope")
 
 
+def test_calibration_data_keeps_the_held_out_accuracy_check(run_folder: Path, tmp_path: Path, monkeypatch):
+    # --calibration-data replaced the bundle's split entirely: no held-out photos, so
+    # --max-int8-drop was never checked ("none found (agreement with fp32 ...)").
+    real_report = export_module._int8_report
+
+    def worse_by_two_points(*args, **kwargs):
+        report = real_report(*args, **kwargs)
+        report.int8_accuracy = report.fp32_accuracy - 0.02
+        return report
+
+    monkeypatch.setattr(export_module, "_int8_report", worse_by_two_points)
+    with pytest.raises(SportsdetError, match=r"INT8 loses 2.00 accuracy points"):
+        export_bundle(run_folder / "model", int8=True, max_int8_drop=1.0, calibration_images=12,
+                      calibration_data=tmp_path / "data" / "train")  # fmt: skip
+    report = export_bundle(run_folder / "model", int8=True, max_int8_drop=2.5, calibration_images=12,
+                           calibration_data=tmp_path / "data" / "train")  # fmt: skip
+    assert report.int8.heldout == "12 held-out images" and "--calibration-data" in report.parity.data
+    from sportsdet.bundle import load_bundle
+    from sportsdet.export import find_export_data
+
+    data = find_export_data(load_bundle(run_folder), calibration_data=tmp_path / "data" / "train")
+    recorded = f"{run_folder / 'split.json'} ({tmp_path / 'data'}, held-out: test)"
+    assert data.origin.endswith(f"; held-out: {recorded}")
+
+
 def test_cli_export_bad_input_is_one_line_error(tmp_path: Path) -> None:
     cli = [sys.executable, "-c", "from sportsdet.cli import main; main()", "export"]
     env = {**os.environ, "COLUMNS": "400"}  # one line, however long the temp path is

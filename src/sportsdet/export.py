@@ -261,18 +261,40 @@ def _from_folder(folder: Path, names: dict[str, str]) -> list[tuple[Path, str | 
     return sorted(found)
 
 
+def _recorded_data(bundle: Bundle) -> ExportData | None:
+    """Training and held-out images from what the bundle records: its split manifest (its `data`
+    entry, or split.json of its run folder), else its data root; None when neither is there."""
+    for candidate in split_manifest_candidates(bundle):
+        if candidate.is_file():
+            data = _from_manifest(candidate, bundle.class_names())
+            if data is not None and data.train:
+                return data
+    root = bundle.data.get("root")
+    if not (isinstance(root, str) and Path(root).is_dir()):
+        return None
+    images = _from_folder(Path(root), bundle.class_names())
+    # Split folders below the root only: a root under /data/test/ made every photo a test one.
+    train = [item for item in images if "train" in _parts_below(item[0], Path(root))]
+    test = [item for item in images if "test" in _parts_below(item[0], Path(root))]
+    # A flat folder has no train/: all its photos, test ones too, and said so.
+    source = f"training photos of {root}" if train else f"all photos of {root} (no train/ folder)"
+    return ExportData(train or images, test, f"{root} (bundle data root)", train_source=source)
+
+
 def find_export_data(
     bundle: Bundle,
     calibration_data: str | Path | None = None,
     eval_data: str | Path | None = None,
 ) -> ExportData:
-    """Training images for parity/calibration and a labelled held-out split, from what the bundle records.
+    """Training images for parity/calibration and a labelled held-out split.
 
-    Order: the bundle's split manifest (its `data` entry, or split.json of its run folder),
-    then the bundle's recorded data root, then `calibration_data`. `eval_data` (a folder of
-    <label>/<image> files) overrides the held-out split.
+    Training images: `calibration_data` (a folder of <label>/<image> files) when given, else
+    those of the bundle's split manifest, else of its recorded data root. Held-out images:
+    `eval_data` when given, else the test (or valid) split of what the bundle records, whether
+    or not `calibration_data` is given (it dropped the INT8 accuracy check).
     """
-    data: ExportData | None = None
+    recorded = _recorded_data(bundle)
+    data: ExportData | None = recorded
     if calibration_data is not None:
         folder = Path(calibration_data)
         if not folder.is_dir():
@@ -283,23 +305,9 @@ def find_export_data(
         if not images:
             raise SportsdetError(f"{folder}: no images found for calibration")
         given = f"{folder} (--calibration-data)"
-        data = ExportData(images, [], given, train_source=f"photos of {given}")
-    else:
-        for candidate in split_manifest_candidates(bundle):
-            if candidate.is_file():
-                data = _from_manifest(candidate, bundle.class_names())
-                if data is not None and data.train:
-                    break
-                data = None
-        root = bundle.data.get("root")
-        if data is None and isinstance(root, str) and Path(root).is_dir():
-            images = _from_folder(Path(root), bundle.class_names())
-            # Split folders below the root only: a root under /data/test/ made every photo a test one.
-            train = [item for item in images if "train" in _parts_below(item[0], Path(root))]
-            test = [item for item in images if "test" in _parts_below(item[0], Path(root))]
-            # A flat folder has no train/: all its photos, test ones too, and said so.
-            source = f"training photos of {root}" if train else f"all photos of {root} (no train/ folder)"
-            data = ExportData(train or images, test, f"{root} (bundle data root)", train_source=source)
+        heldout = recorded.heldout if recorded is not None else []
+        origin = f"{given}; held-out: {recorded.origin}" if heldout and recorded is not None else given
+        data = ExportData(images, heldout, origin, train_source=f"photos of {given}")
     if data is None:
         data = ExportData([], [], "synthetic")
         gone = [str(r) for r in _recorded_roots(bundle) if not Path(r).is_dir()]

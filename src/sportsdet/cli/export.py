@@ -31,7 +31,7 @@ def export_command(
         None,
         "--calibration-data",
         help="Folder of training images (<label>/<image>) for the parity check and INT8 calibration, "
-        "when the bundle does not record where its data is.",
+        "instead of the photos the bundle records (needed when it records none, or they moved).",
     ),
     eval_data: Path | None = typer.Option(
         None,
