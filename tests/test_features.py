@@ -131,6 +131,35 @@ def test_damaged_shard_is_recomputed_not_trusted(photos, model, cache) -> None:
     np.testing.assert_allclose(_extract(photos[:2], model)["pooled"], first, atol=1e-5)
 
 
+def test_a_run_reads_only_the_shards_of_its_own_photos_and_drops_damaged_numbers(photos, model, cache):
+    # The cache is shared by every run and only grows: a run loaded every shard into memory. And a
+    # shard whose numbers were damaged on disk (NaN, bytes intact in shape) trained to a NaN loss.
+    from safetensors.numpy import load_file, save_file
+
+    first = _extract(photos[2:4], model)["pooled"]
+    folder = features.FeatureKey("lite0", PRE).folder()
+    (shard,) = folder.glob("shard-*.safetensors")
+    tensors = load_file(str(shard))
+    tensors["pooled"][0, 5] = np.nan
+    save_file(tensors, str(shard))
+    _extract(photos[:2], model)  # other photos: the damaged shard is not even opened for them
+    assert shard.is_file() and len(list(folder.glob("shard-*.safetensors"))) == 2
+    again = _extract(photos[2:4], model)["pooled"]
+    assert np.isfinite(again).all() and np.isfinite(load_file(str(shard))["pooled"]).all()  # written again
+    np.testing.assert_allclose(again, first, atol=1e-5)
+
+
+def test_the_cache_follows_xdg_cache_home_unless_told_where(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.delenv("SPORTSDET_CACHE_DIR", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert features.cache_root() == tmp_path / "xdg" / "sportsdet" / "features"
+    monkeypatch.setenv("XDG_CACHE_HOME", "relative/ignored")  # the XDG rule: only absolute paths count
+    assert features.cache_root() == tmp_path / "home" / ".cache" / "sportsdet" / "features"
+    monkeypatch.setenv("SPORTSDET_CACHE_DIR", str(tmp_path / "mine"))
+    assert features.cache_root() == tmp_path / "mine"
+
+
 def test_a_damaged_speed_record_is_not_known_not_a_traceback(cache) -> None:
     # {"img_per_s": null} was a TypeError in the middle of a time-budgeted run.
     key = features.FeatureKey("lite0", PRE)

@@ -4,7 +4,8 @@ Transfer learning spends almost all of its time pushing photos through the froze
 pretrained network. This module does that once per (model, preprocessing, view, tap, file
 content) and keeps the result:
 
-    $SPORTSDET_CACHE_DIR (default ~/.cache/sportsdet/features)/<model>-<key>/shard-*.safetensors
+    $SPORTSDET_CACHE_DIR (default $XDG_CACHE_HOME or ~/.cache, then sportsdet/features)
+        /<model>-<key>/shard-*.safetensors
 
 Each shard holds `sha` (uint8 [k, 32], SHA-256 of the file bytes), `pooled` (float32 [k, d],
 the globally pooled features the classifier sees) and, when a tap is asked for, `tap`
@@ -46,11 +47,14 @@ CACHE_ENV = "SPORTSDET_CACHE_DIR"
 
 
 def cache_root() -> Path:
-    """Where feature caches live: $SPORTSDET_CACHE_DIR or ~/.cache/sportsdet/features."""
+    """Where feature caches live: $SPORTSDET_CACHE_DIR, else $XDG_CACHE_HOME/sportsdet/features
+    (the XDG rule matplotlib and pip follow), else ~/.cache/sportsdet/features."""
     env = os.environ.get(CACHE_ENV)
     if env:
         return Path(env).expanduser()
-    return Path.home() / ".cache" / "sportsdet" / "features"
+    xdg = os.environ.get("XDG_CACHE_HOME", "")
+    base = Path(xdg).expanduser() if os.path.isabs(os.path.expanduser(xdg)) else Path.home() / ".cache"
+    return base / "sportsdet" / "features"
 
 
 def file_digest(path: str | Path) -> bytes:
@@ -137,20 +141,37 @@ class _PhotoDataset:
             return np.zeros((3, size, size), np.float32), index, str(exc)
 
 
-def load_shards(folder: Path, want_tap: bool) -> dict[bytes, tuple[np.ndarray, np.ndarray | None]]:
-    from safetensors.numpy import load_file
+def load_shards(
+    folder: Path, want_tap: bool, wanted: set[bytes]
+) -> dict[bytes, tuple[np.ndarray, np.ndarray | None]]:
+    """The cached features of the `wanted` photos (file digests) in a cache folder. A shard is read
+    only when it holds one of them: the folder is shared by every run and dataset and only grows,
+    and a run read all of it. A shard that cannot be read, or whose numbers are not all finite
+    (damaged on disk: they trained to a NaN loss), is dropped, and its photos computed again."""
+    from safetensors import safe_open
 
     found: dict[bytes, tuple[np.ndarray, np.ndarray | None]] = {}
     for shard in sorted(folder.glob("shard-*.safetensors")):
+        if len(found) == len(wanted):
+            break
         try:
-            tensors = load_file(str(shard))
+            with safe_open(str(shard), framework="numpy") as handle:
+                if want_tap and "tap" not in handle.keys():
+                    continue
+                shas = [bytes(sha) for sha in handle.get_tensor("sha")]
+                rows = [row for row, sha in enumerate(shas) if sha in wanted and sha not in found]
+                if not rows:
+                    continue
+                pooled = handle.get_tensor("pooled")[rows]
+                tap = handle.get_tensor("tap")[rows] if want_tap else None
         except Exception:  # a damaged shard is only lost work: drop it and recompute
             shard.unlink(missing_ok=True)
             continue
-        if want_tap and "tap" not in tensors:
+        if not np.isfinite(pooled).all() or (tap is not None and not np.isfinite(tap).all()):
+            shard.unlink(missing_ok=True)
             continue
-        for row, sha in enumerate(tensors["sha"]):
-            found[bytes(sha)] = (tensors["pooled"][row], tensors["tap"][row] if want_tap else None)
+        for index, row in enumerate(rows):
+            found[shas[row]] = (pooled[index], tap[index] if tap is not None else None)
     return found
 
 
@@ -216,7 +237,7 @@ def extract_features(
 
     paths = [str(p) for p in paths]
     digests = [file_digest(p) for p in paths]
-    cached = load_shards(folder, tap is not None)
+    cached = load_shards(folder, tap is not None, set(digests))
     todo: list[int] = []
     seen: set[bytes] = set()
     copies = 0  # photos whose bytes another one has: computed once ("45/45 photos" of 50 valid)
@@ -252,7 +273,7 @@ def extract_features(
                               + ")"),
             )
         _log_speed(folder, len(todo), time.perf_counter() - started)
-        cached = load_shards(folder, tap is not None)
+        cached.update(load_shards(folder, tap is not None, {digests[i] for i in todo}))
 
     out = {"pooled": np.stack([cached[d][0] for d in digests]).astype(np.float32, copy=False)}
     if tap is not None:
