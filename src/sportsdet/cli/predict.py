@@ -133,7 +133,8 @@ def predict_command(
         None,
         "--output",
         "-o",
-        help="--engine ray: folder for the Parquet results (re-runs skip what is there).",
+        help="--engine ray: folder for the Parquet results (re-runs skip the photos already there, "
+        "known by path).",
     ),
     address: str | None = typer.Option(
         None, "--address", help="--engine ray: a Ray cluster (HOST:PORT). Default: start a local Ray."

@@ -15,8 +15,10 @@ The pipeline (one Ray Data dataset, streamed, nothing materialised whole):
 Results are small (~100 bytes a row), so the driver writes them: DIR only has to exist where the
 command runs, never on the worker nodes. A bad input is a row with its `error`, never a failed
 job. Re-running into the same DIR reads the `source` column of its parts (each photo's absolute
-path, or its URL) and skips those photos; a photo with an error row is tried again when it is
-listed again, and its old row is dropped once the new one is written.
+path, or its URL) and skips those photos (by path, not content: hashing millions of photos to
+resume would cost what labelling them does; a photo replaced in place keeps its row); a photo with
+an error row is tried again when it is listed again, and its old row is dropped once the new one
+is written.
 One run at a time writes into a DIR (an flock on DIR/.sportsdet.lock).
 """
 
