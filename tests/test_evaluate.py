@@ -75,6 +75,10 @@ def test_byte_copies_among_the_photos_are_said_and_counted(bundle: Path, tree: P
     said: list[str] = []
     evaluate(bundle, tree, out_dir=tmp_path / "eval", backend=ColourOracle(), warn=said.append)
     assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["copies_scored"] == 2
+    from sportsdet.report import write_report
+
+    page = html.unescape(write_report(tmp_path / "eval").read_text(encoding="utf-8"))  # the terminal's alone
+    assert "<th>copies scored</th><td>2 of the photos scored are byte copies of others among them" in page
     assert any("2 of the 14 photos under" in line and "1 photo(s) saved more than once" in line
                for line in said)  # fmt: skip
 
@@ -256,6 +260,10 @@ def test_other_photos_never_replace_the_runs_own_evaluation(tmp_path: Path, tree
     assert train.out_dir == run / "eval-train"
     # The model's own photos, scored because asked for: recorded and said (no trace before).
     assert train.metrics["seen_kept"] == {"train": 9} and any("the model was trained on" in n for n in notes)
+    from sportsdet.report import write_report
+
+    page = html.unescape(write_report(run / "eval-train").read_text(encoding="utf-8"))  # it said --keep-seen
+    assert "9 training photos (--split train): the score counts photos the model has seen" in page
     assert (run / "eval" / "metrics.json").read_bytes() == before  # the report's evaluation, untouched
     # Another folder of the same name gets a folder of its own (it replaced the first in silence);
     # the same folder again goes where it went before.

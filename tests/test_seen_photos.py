@@ -102,6 +102,22 @@ def test_a_folder_of_nothing_but_seen_photos_is_an_error(
     assert not (tmp_path / "eval").exists()
 
 
+def test_a_class_whose_every_photo_was_seen_is_said_not_dropped_in_silence(
+    seen_bundle: tuple[Path, Path], tmp_path: Path
+) -> None:
+    # sports100's 5 `shot put` test photos all copy training ones: the class left the report's count
+    # ("classes 99") and its list of names without a word.
+    bundle, tree = seen_bundle
+    sorted((tree / CLASSES[0]).iterdir())[3].unlink()  # its one photo the model has not seen
+    notes: list[str] = []
+    result = evaluate(bundle, tree, out_dir=tmp_path / "eval", warn=notes.append)
+    assert result.metrics["classes_all_seen"] == [CLASSES[0]] and result.metrics["n"] == 2
+    assert notes[0].endswith(f"; every photo of 1 class(es) among them ({CLASSES[0]}): not scored at all")
+    page = html.unescape(write_report(tmp_path / "eval").read_text(encoding="utf-8"))
+    assert f"every photo of 1 class(es) was one, so they are not scored: {CLASSES[0]}" in page
+    assert "<th>classes</th><td>2 scored, 1 more left out (the model knows 3)</td>" in page
+
+
 def test_a_damaged_seen_file_names_itself(seen_bundle: tuple[Path, Path], tmp_path: Path) -> None:
     bundle, tree = seen_bundle
     (bundle / SEEN_NAME).write_text('{"format": "other"}')

@@ -85,6 +85,7 @@ class EvalData:
     folder_names: dict[int, str] = field(default_factory=dict)
     classes_left_out: dict[str, int] = field(default_factory=dict)  # --known-only: folder -> photos
     seen_kept: dict[str, int] = field(default_factory=dict)  # --keep-seen: seen photos scored, by split
+    classes_all_seen: list[str] = field(default_factory=list)  # every photo of these left out as seen
     digests: list[str | None] | None = None  # each item's photo_digest, once hashed (None: unreadable)
     of_source: str | None = None  # the one training source whose part of the saved split is scored
 
@@ -304,7 +305,7 @@ def _leave_out_seen(bundle: Bundle, chosen: EvalData, keep: bool = False) -> Eva
     if not left_out:
         return chosen
     counts, total = seen_summary(left_out.by_split, left_out.near_copies), len(chosen.items)
-    photos = f"{chosen.split} photos" if chosen.source == "split-manifest" else "photos"
+    photos = f"{chosen.split} photos" if chosen.split else "photos"  # a split tree's too
     if keep:
         chosen.seen_kept = left_out.by_split
         chosen.notes.append(
@@ -319,12 +320,19 @@ def _leave_out_seen(bundle: Bundle, chosen: EvalData, keep: bool = False) -> Eva
             "give it photos it has not seen (--keep-seen scores these anyway)"
         )
     gone = total - len(kept)
+    # A class whose every photo goes is not scored at all: said, or it silently left the count.
+    emptied = {label for _, label in chosen.items} - {chosen.items[i][1] for i in kept}
+    chosen.classes_all_seen = [bundle.labels[label] for label in sorted(emptied)]
+    whole = ""
+    if chosen.classes_all_seen:
+        listed = ", ".join(chosen.classes_all_seen[:LISTED]) + (" ..." if len(emptied) > LISTED else "")
+        whole = f"; every photo of {len(emptied)} class(es) among them ({listed}): not scored at all"
     chosen.notes.append(
         f"{gone:,} of the {total:,} {photos} under {chosen.root} "
         + ("is one" if gone == 1 else "are ones")
         + f" the model was trained or validated on ({counts}): left out, so the score is on photos it has "
         "not seen "
-        "(--keep-seen scores " + ("it" if gone == 1 else "them") + " too)"
+        "(--keep-seen scores " + ("it" if gone == 1 else "them") + f" too){whole}"
     )
     chosen.items = [chosen.items[i] for i in kept]
     chosen.digests = [chosen.digests[i] for i in kept]
@@ -675,6 +683,7 @@ def evaluate(
         "seen_near_copies": chosen.left_out.near_copies,
         "seen_photos_left_out": chosen.left_out.to_json(),
         "seen_kept": chosen.seen_kept,
+        "classes_all_seen": chosen.classes_all_seen,
         "classes_left_out": chosen.classes_left_out,
         "copies_scored": copies,
         "skipped": skipped,

@@ -331,6 +331,7 @@ def _results(inputs: ReportInputs) -> str:
              ("left out", _seen_left_out(m)),
              ("class folders left out", _classes_left_out(m)),
              ("seen photos scored", _seen_kept(m)),
+             ("copies scored", _copies_scored(m)),
              ("evaluation speed", f"{speed:g} images/s" if isinstance(speed, (int, float)) else None)]
     html.append(kv_table(where))
     return "".join(html)
@@ -346,11 +347,23 @@ def _classes_left_out(m: dict[str, Any]) -> str | None:
 
 
 def _seen_kept(m: dict[str, Any]) -> str | None:
-    """Photos the model was trained or validated on, scored anyway (--keep-seen): the score flatters it."""
+    """Photos the model was trained or validated on, scored anyway (--keep-seen, or the saved
+    split's train or valid part asked for by --split): the score flatters it."""
     kept = m.get("seen_kept")
     if not isinstance(kept, dict) or not any(isinstance(v, int) and v for v in kept.values()):
         return None
-    return f"{seen_summary(kept)} (--keep-seen): the score counts photos the model has seen"
+    own_split = m.get("source") == "split-manifest" and m.get("split") in ("train", "valid")
+    why = f"--split {m['split']}" if own_split else "--keep-seen"
+    return f"{seen_summary(kept)} ({why}): the score counts photos the model has seen"
+
+
+def _copies_scored(m: dict[str, Any]) -> str | None:
+    """Byte copies among the photos scored (evaluate's `copies_scored`): each counts again."""
+    copies = m.get("copies_scored")
+    if not isinstance(copies, int) or copies <= 0:
+        return None
+    return (f"{copies:,} of the photos scored are byte copies of others among them: each copy is "
+            "scored, so those photos count more than once (`sportsdet data check` lists them)")
 
 
 def _seen_left_out(m: dict[str, Any]) -> str | None:
@@ -362,6 +375,10 @@ def _seen_left_out(m: dict[str, Any]) -> str | None:
     near = m.get("seen_near_copies") if isinstance(m.get("seen_near_copies"), int) else 0
     text = (f"the model's own, found by content: {seen_summary(left_out, near)}; the score is on the "
             f"{m.get('n', 0):,} photos it has not seen")
+    emptied = [str(name) for name in m.get("classes_all_seen") or []]
+    if emptied:
+        text += (f"; every photo of {len(emptied)} class(es) was one, so they are not scored: "
+                 + ", ".join(emptied[:_LISTED]) + (" ..." if len(emptied) > _LISTED else ""))
     copies = [e for e in m.get("seen_photos_left_out") or [] if isinstance(e, dict) and e.get("near_copy")]
     if not copies:
         return text
@@ -437,8 +454,10 @@ def _data(inputs: ReportInputs) -> str:
         # An evaluation of a folder, with no split of its own: the labels are the model's (105 for
         # the built-in model), the folder's classes those with photos.
         present = [x for x in labels if (per_class_scores.get(x) or {}).get("support", 0) > 0]
+        emptied = (inputs.metrics or {}).get("classes_all_seen") or []
         if present and len(present) < len(labels):
-            classes, labels = f"{len(present)} (the model knows {len(labels)})", present
+            scored = f"{len(present)} scored, {len(emptied)} more left out" if emptied else len(present)
+            classes, labels = f"{scored} (the model knows {len(labels)})", present
     rows: list[tuple[str, Any]] = [
         *(folders or [("data folder", inputs.data_root)]),
         ("classes", classes),
