@@ -417,6 +417,32 @@ def test_quarantine_never_breaks_a_kept_link_nor_leaves_a_copy_when_a_move_fails
     assert not (root / "train/polo/named.jpg").exists() and _contents(root) == before
 
 
+def test_a_move_onto_a_full_disk_leaves_no_cut_off_copies(tmp_path: Path, monkeypatch) -> None:
+    # Quarantine on another file system (no hard link) that fills up: each failed copy stayed there
+    # cut off or empty, took the space a rerun needed, and every rerun added more beside them.
+    import errno
+    import os
+
+    root = _messy_tree(tmp_path / "messy")
+
+    def no_hard_links(*args, **kwargs):
+        raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+    def disk_full(src, dst, *args, **kwargs):
+        dst.write(src.read(10))
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "link", no_hard_links)
+    monkeypatch.setattr(shutil, "copyfileobj", disk_full)
+    before = _contents(root)
+    report = check_dataset(root, workers=1)
+    result = quarantine_files(report, tmp_path / "jail")
+    assert result["moved"] == [] and result["failed"]
+    assert not [p for p in (tmp_path / "jail").rglob("*") if p.is_file()]
+    monkeypatch.undo()
+    assert _contents(root) == before
+
+
 def test_files_outside_the_data_folder_stay_where_they_are(tmp_path: Path) -> None:
     # A class folder linked to a photo library: --quarantine moved that library's files (and
     # --rename-misnamed renamed them), in a folder the user never gave; and exited 0.

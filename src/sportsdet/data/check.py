@@ -521,9 +521,14 @@ def _copy_new(source: Path, dest: Path, link_only: bool) -> None:
     if not source.is_file():  # a FIFO or a device: opening it to copy would wait for ever
         raise OSError(errno.EXDEV, "not a regular file, and cannot be moved to another file system")
     with open(source, "rb") as src, open(dest, "xb") as dst:
-        shutil.copyfileobj(src, dst)
-        dst.flush()
-        os.fsync(dst.fileno())
+        try:
+            shutil.copyfileobj(src, dst)
+            dst.flush()
+            os.fsync(dst.fileno())
+        except BaseException:  # a full disk: no cut-off "copy" left behind (a rerun added more)
+            dst.close()
+            dest.unlink(missing_ok=True)
+            raise
     shutil.copystat(source, dest)
 
 
