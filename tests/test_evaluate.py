@@ -65,6 +65,17 @@ def _read_csv(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
+def test_a_default_folder_that_cannot_be_written_does_not_name_an_option_never_given(
+    bundle: Path, tree: Path, tmp_path: Path, monkeypatch
+) -> None:
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode: not mode & os.W_OK and real_access(path, mode))
+    with pytest.raises(SportsdetError, match=r"^the evaluation folder .*\(no permission\); give --out"):
+        evaluate(bundle, tree, backend=ColourOracle())
+    with pytest.raises(SportsdetError, match=r"^--out .*\(no permission\); choose another$"):
+        evaluate(bundle, tree, out_dir=tmp_path / "ev", backend=ColourOracle())
+
+
 def test_byte_copies_among_the_photos_are_said_and_counted(bundle: Path, tree: Path, tmp_path: Path) -> None:
     # realworld-dev holds 27 photos saved twice or more: each copy was scored without a word.
     import shutil

@@ -256,3 +256,18 @@ def test_a_probe_of_a_folder_lock_does_not_make_its_taker_fail(tmp_path: Path) -
     finally:
         stop.set()
         prober.join()
+
+
+def test_a_read_only_mount_is_called_that_not_no_permission(tmp_path: Path, monkeypatch) -> None:
+    # As root on a read-only mount the refusal said "no permission": chmod cannot fix that.
+    from types import SimpleNamespace
+
+    from sportsdet.files import check_writable_folder
+
+    monkeypatch.setattr(os, "access", lambda path, mode: False)
+    with pytest.raises(SportsdetError, match=r"cannot write in .* \(no permission\); choose another"):
+        check_writable_folder(tmp_path / "out", "--out", tmp_path / "out")
+    monkeypatch.setattr(os, "statvfs", lambda path: SimpleNamespace(f_flag=os.ST_RDONLY))
+    with pytest.raises(SportsdetError, match=rf"--out {tmp_path / 'out'}: cannot write in {tmp_path} "
+                       r"\(read-only file system\); choose another"):  # fmt: skip
+        check_writable_folder(tmp_path / "out", "--out", tmp_path / "out")

@@ -594,7 +594,10 @@ def evaluate(
             f"{out}: inside {chosen.root}, the folder of photos being evaluated; the results would be "
             "read as photos the next time. Give --out a folder outside it"
         )
-    check_writable_folder(out, "--out", out)  # before the photos are scored, not after
+    if out_dir is not None:  # before the photos are scored, not after
+        check_writable_folder(out, "--out", out)
+    else:  # not "--out ...", an option never given
+        check_writable_folder(out, "the evaluation folder", out, fix="give --out a folder to write in")
     if on_out is not None:
         on_out(out)
 

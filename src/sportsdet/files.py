@@ -54,15 +54,25 @@ def nearest_existing(folder: str | Path) -> Path:
     return next(p for p in (folder, *folder.parents) if p.exists())
 
 
-def check_writable_folder(folder: str | Path, option: str, shown: str | Path) -> None:
+def check_writable_folder(
+    folder: str | Path, option: str, shown: str | Path, fix: str = "choose another"
+) -> None:
     """Refuse, before any long work, a folder to write in (or to make) that cannot be: one under a
     file, or under a folder this process may not write in. (The write would say so too, but only
-    after the minutes of work whose record it was to keep.)"""
+    after the minutes of work whose record it was to keep.) `fix`: what the error tells the user."""
     existing = nearest_existing(folder)
     if not existing.is_dir():
-        raise SportsdetError(f"{option} {shown}: {existing} is a file, not a folder; choose another path")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise SportsdetError(f"{option} {shown}: cannot write in {existing} (no permission); choose another")
+        raise SportsdetError(f"{option} {shown}: {existing} is a file, not a folder; {fix}")
+    if not os.access(existing, os.W_OK | os.X_OK):  # a read-only mount: chmod cannot help
+        why = "read-only file system" if _read_only(existing) else "no permission"
+        raise SportsdetError(f"{option} {shown}: cannot write in {existing} ({why}); {fix}")
+
+
+def _read_only(folder: Path) -> bool:
+    try:
+        return bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
 
 
 def check_writable_file(path: str | Path, option: str, example: str = "report.json", also: str = "") -> None:
