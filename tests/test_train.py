@@ -847,3 +847,12 @@ def test_a_full_disk_while_training_says_the_last_checkpoint_is_kept(tmp_path: P
     said = shown.getvalue()
     assert "the checkpoint of epoch 3 is kept" in said
     assert f"sportsdet train --out {tmp_path / 'run'} --resume" in said
+    # A --force run that filled the disk before its first checkpoint: the finished run it replaced
+    # came back, and the advice to --resume would only have scored that one again.
+    monkeypatch.setattr(running, "_settle_replaced_run", lambda ctx: True)
+    shown.truncate(0)
+    with pytest.raises(OSError):
+        running._run_recipe(ctx)
+    said = shown.getvalue()
+    assert "is back as it was; once this is fixed, start again with --force" in said
+    assert "--resume" not in said and "is kept" not in said

@@ -906,12 +906,14 @@ def _run_recipe(ctx: TrainContext) -> TrainResult:
         back = " (the run that was there before --force is back)" if _settle_replaced_run(ctx) else ""
         raise SportsdetError(f"{exc} with --force (the run in {run_dir} stopped there){back}") from None
     except Exception as exc:
-        if _settle_replaced_run(ctx):
+        restored = _settle_replaced_run(ctx)
+        if restored:
             back = f"[yellow]note:[/] the run that was in {escape(str(run_dir))} is back as it was"
+            # Its checkpoint is the finished run's: --resume would only score that one again.
+            back += "; once this is fixed, start again with --force" if _cannot_write(exc) else ""
             ctx.console.print(back, highlight=False, soft_wrap=True)
         last = ctx.checkpoint_dir / "last.safetensors"
-        cannot_write = isinstance(exc, (OSError, WriteError)) or type(exc).__name__ == "SafetensorError"
-        if cannot_write and last.is_file():  # a full disk said only "No space left on device"
+        if _cannot_write(exc) and not restored and last.is_file():  # a full disk said only "No space left"
             ctx.console.print(
                 f"[yellow]note:[/] the checkpoint of epoch {checkpoint_epoch(last) or len(ctx.history)} is "
                 "kept; once this is fixed, continue with: sportsdet train --out "
@@ -924,6 +926,10 @@ def _run_recipe(ctx: TrainContext) -> TrainResult:
     if result.best is None:
         raise SportsdetError(f"{run_dir}: training finished without any epoch; nothing to save")
     return result
+
+
+def _cannot_write(exc: BaseException) -> bool:
+    return isinstance(exc, (OSError, WriteError)) or type(exc).__name__ == "SafetensorError"
 
 
 def _settle_replaced_run(ctx: TrainContext) -> bool:
