@@ -481,6 +481,10 @@ def test_write_report_after_warns_instead_of_failing(tmp_path):
     (fake.eval / "metrics.json").write_text("{broken")
     assert write_report_after(fake.run, warnings.append) is None
     assert len(warnings) == 1 and "metrics.json" in warnings[0]
+    # The page from before shows the earlier model: a full disk left it there, read as the new run's.
+    assert not (fake.run / "report.html").exists()
+    assert "the page from before, of an earlier model, is removed" in warnings[0]
+    assert f"(`sportsdet report {fake.run}` writes it once this is fixed)" in warnings[0]
 
 
 def test_skipped_images_and_plain_folder_evaluation(tmp_path):

@@ -13,6 +13,7 @@ replaced once the new one is complete.
 from __future__ import annotations
 
 import os
+import shlex
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -81,13 +82,23 @@ def write_report_after(
     """For the end of `train` / `evaluate`: write the report, but never fail the command for it.
 
     A damaged input or an unwritable folder becomes one warning (via `warn`) and None; the
-    run's own results are already safely on disk by then.
+    run's own results are already safely on disk by then. The page from before goes: it shows an
+    earlier model (a full disk left it in place, read as this run's).
     """
     try:
         return write_report(run_or_eval_dir)
     except (SportsdetError, OSError) as exc:
+        old = Path(run_or_eval_dir) / REPORT_NAME
+        try:
+            old.unlink()
+            gone = "; the page from before, of an earlier model, is removed"
+        except FileNotFoundError:
+            gone = ""
+        except OSError:
+            gone = f"; {old} is from before and shows an earlier model"
         if warn is not None:
-            warn(f"report not written: {exc}")
+            again = f"sportsdet report {shlex.quote(str(run_or_eval_dir))}"
+            warn(f"report not written: {exc}{gone} (`{again}` writes it once this is fixed)")
         return None
 
 
