@@ -105,6 +105,22 @@ def test_one_image_is_labelled(client: TestClient) -> None:
     assert body["timing_ms"]["total"] > 0
 
 
+def test_an_upload_the_full_temporary_folder_cannot_take_is_a_507_not_a_500(
+    client: TestClient, tmp_path: Path, monkeypatch, caplog
+) -> None:
+    # Starlette spools a file part over 1 MB to TMPDIR: full, it was "internal_error" and a traceback.
+    import tempfile
+
+    big = jpeg(RED) + b"\0" * (1100 * 1024)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "no such folder"))
+    response = client.post("/v1/predict", files=uploads(("big.jpg", big)))
+    assert response.status_code == 507
+    assert response.json()["error"]["code"] == "insufficient_storage"
+    assert "an upload could not be spooled to" in caplog.text and "Traceback" not in caplog.text
+    monkeypatch.undo()
+    assert client.post("/v1/predict", files=uploads(("big.jpg", big))).status_code == 200
+
+
 def test_an_int8_model_has_its_own_id(colour_model: Path, tmp_path: Path) -> None:
     # Same weights, other answers: the float and INT8 graphs of one model had the same id.
     from sportsdet.export import onnx_metadata

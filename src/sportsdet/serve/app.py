@@ -659,6 +659,14 @@ async def _parse(
         )
         try:
             form = await parser.parse()
+        except OSError as exc:  # a file part over 1 MB is spooled to TMPDIR, which can be full
+            import tempfile
+
+            log.warning("an upload could not be spooled to %s: %s", tempfile.gettempdir(), exc.strerror)
+            raise ApiError(
+                507, "insufficient_storage",
+                "the server has no room for this upload (its temporary folder is full); try again later",
+            ) from None  # fmt: skip
         except MultiPartException as exc:
             if "Too many files" in exc.message:
                 raise ApiError(
