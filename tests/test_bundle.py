@@ -223,3 +223,36 @@ def test_a_run_without_its_model_yet_says_so_not_that_it_is_no_bundle(tmp_path) 
     (run / "checkpoints" / "last.safetensors").write_bytes(b"x")
     with pytest.raises(SportsdetError, match=r"no model yet .*`sportsdet train --out '.*my run' --resume`"):
         resolve_bundle_dir(run)
+
+
+def test_what_a_killed_save_left_beside_the_bundle_goes_at_the_next_save(tmp_path) -> None:
+    # kill -9 while the bundle was written left a model-sized .model.tmp-XXXX/ for ever (--force
+    # runs into the folder and other saves never looked), and .model.old-PID/ once it was replaced.
+    import os
+    import subprocess
+    import time
+
+    from conftest import make_tiny_bundle
+
+    bundle = make_tiny_bundle(tmp_path / "model")
+    abandoned = tmp_path / ".model.tmp-abc123"
+    abandoned.mkdir()
+    (abandoned / WEIGHTS_NAME).write_bytes(b"x" * 1000)
+    stale = time.time() - 2 * 3600
+    os.utime(abandoned, (stale, stale))
+    busy = tmp_path / ".model.tmp-other"  # written to a moment ago: another save's, kept
+    busy.mkdir()
+    finished = subprocess.Popen(["true"])
+    finished.wait()
+    replaced = tmp_path / f".model.old-{finished.pid}"  # its process is gone, the new bundle in place
+    replaced.mkdir()
+    saving = subprocess.Popen(["sleep", "30"])
+    alive = tmp_path / f".model.old-{saving.pid}"  # a save still between its two renames
+    alive.mkdir()
+    try:
+        make_tiny_bundle(bundle)
+    finally:
+        saving.kill()
+        saving.wait()
+    assert not abandoned.exists() and not replaced.exists()
+    assert busy.is_dir() and alive.is_dir() and load_bundle(bundle).labels

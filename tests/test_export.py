@@ -317,6 +317,22 @@ def test_calibration_data_keeps_the_held_out_accuracy_check(run_folder: Path, tm
     assert data.origin.endswith(f"; held-out: {recorded}")
 
 
+def test_what_a_killed_int8_export_left_in_the_temp_folder_goes(run_folder, tmp_path, monkeypatch):
+    import os
+    import tempfile
+    import time
+
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    left = temp / "sportsdet-quant-k1ll3d"  # kill -9 mid-quantisation: a model-sized prepared.onnx
+    left.mkdir()
+    (left / "prepared.onnx").write_bytes(b"x" * 1000)
+    os.utime(left, (time.time() - 7200, time.time() - 7200))
+    export_bundle(run_folder, int8=True, max_int8_drop=100.0, calibration_images=4)
+    assert not left.exists() and not list(temp.glob("sportsdet-quant-*"))  # its own went too
+
+
 def test_cli_export_bad_input_is_one_line_error(tmp_path: Path) -> None:
     cli = [sys.executable, "-c", "from sportsdet.cli import main; main()", "export"]
     env = {**os.environ, "COLUMNS": "400"}  # one line, however long the temp path is

@@ -147,6 +147,15 @@ def test_a_run_reads_only_the_shards_of_its_own_photos_and_drops_damaged_numbers
     again = _extract(photos[2:4], model)["pooled"]
     assert np.isfinite(again).all() and np.isfinite(load_file(str(shard))["pooled"]).all()  # written again
     np.testing.assert_allclose(again, first, atol=1e-5)
+    # A shard a killed run was writing (kill -9) stayed for ever: its name is never written again.
+    import os
+    import time
+
+    left = folder / f".{shard.name}.hy0298yg.tmp.safetensors"
+    left.write_bytes(b"half a shard")
+    os.utime(left, (time.time() - 7200, time.time() - 7200))
+    _extract(photos[:1], model)
+    assert not left.exists()
 
 
 def test_the_cache_follows_xdg_cache_home_unless_told_where(tmp_path: Path, monkeypatch) -> None:

@@ -14,6 +14,7 @@ NumPy arrays; `torch_state_dict()` gives tensors when torch is there.
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import platform
@@ -27,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 from sportsdet._version import __version__
 from sportsdet.abstain import Abstain
 from sportsdet.errors import BundleError, SportsdetError
-from sportsdet.files import sha256_file, write_json
+from sportsdet.files import remove_untouched, sha256_file, write_json
 from sportsdet.preprocess import Preprocessing
 
 if TYPE_CHECKING:
@@ -210,6 +211,7 @@ def save_bundle(
             f"cannot save bundle: {len(labels)} labels but the output layer has {out_rows} rows"
         )
     path.parent.mkdir(parents=True, exist_ok=True)
+    _remove_abandoned_staging(path)
     staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
     try:
         weights_file = staging / WEIGHTS_NAME
@@ -263,6 +265,29 @@ def save_bundle(
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return path
+
+
+def _remove_abandoned_staging(path: Path) -> None:
+    """What a killed save left beside the bundle (kill -9, out of memory): a model-sized
+    `.NAME.tmp-*` folder, and `.NAME.old-PID`, the bundle it replaced, once the new one is in
+    place. Each stayed for ever; a folder written to within the hour may be another save's."""
+    pattern = glob.escape(f".{path.name}")
+    staging = [p for p in path.parent.glob(f"{pattern}.tmp-*") if p.is_dir() and not p.is_symlink()]
+    replaced = [p for p in path.parent.glob(f"{pattern}.old-*") if p.is_dir() and not p.is_symlink()]
+    # The replaced bundle is the only one while its save is between its two renames: kept then.
+    replaced = [p for p in replaced if path.is_dir() and not _running(p.name.rsplit("-", 1)[-1])]
+    remove_untouched(staging)
+    remove_untouched(replaced, seconds=0)
+
+
+def _running(pid: str) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except (ValueError, ProcessLookupError):
+        return False
+    except OSError:  # another user's process: it exists
+        return True
+    return True
 
 
 def _keep_user_files(old: Path, new: Path) -> None:

@@ -36,6 +36,7 @@ from sportsdet.files import (
     atomic_write,
     iter_image_files,
     remove_abandoned_temps,
+    remove_untouched,
     signals_deferred,
     temp_beside,
     write_target,
@@ -430,6 +431,9 @@ def quantize_int8(
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     fmt = {"qdq": QuantFormat.QDQ, "qoperator": QuantFormat.QOperator}[quant_format]
+    # What a killed export left in the temporary folder (a model-sized prepared.onnx each time).
+    left = Path(tempfile.gettempdir()).glob("sportsdet-quant-*")
+    remove_untouched(p for p in left if p.is_dir() and not p.is_symlink())
     with tempfile.TemporaryDirectory(prefix="sportsdet-quant-") as tmp:
         prepared = Path(tmp) / "prepared.onnx"
         # Shape inference + graph cleanup first, as onnxruntime recommends before quantising.

@@ -36,7 +36,7 @@ import numpy as np
 
 from sportsdet.data.augment import normalized_augmentation
 from sportsdet.errors import SportsdetError, raise_dropped_interrupt
-from sportsdet.files import atomic_write, cpu_count, sha256_file, write_json
+from sportsdet.files import atomic_write, cpu_count, remove_untouched, sha256_file, write_json
 from sportsdet.models import get_model_spec
 from sportsdet.models.stages import trunk_stages
 from sportsdet.preprocess import Preprocessing
@@ -234,6 +234,8 @@ def extract_features(
     folder = key.folder(cache_dir)
     folder.mkdir(parents=True, exist_ok=True)
     write_json(folder / "key.json", key.as_dict())
+    # A shard a killed run was writing: its name is not written again once another run made it.
+    remove_untouched(p for p in folder.glob(".shard-*.tmp*") if p.is_file() and not p.is_symlink())
 
     paths = [str(p) for p in paths]
     digests = [file_digest(p) for p in paths]
