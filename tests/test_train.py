@@ -367,6 +367,30 @@ def test_force_stopped_before_a_checkpoint_gives_the_finished_run_back(data_dir,
     assert (run / "model" / "weights.safetensors").read_bytes() != finished[Path("model/weights.safetensors")]
 
 
+def test_a_force_killed_before_its_first_checkpoint_hides_nothing(data_dir, tmp_path):
+    # kill -9 (or the OOM killer) before the new run's first checkpoint: the finished run stayed
+    # hidden in .previous-run, predict/evaluate/info said "no model yet ... start it again with
+    # --force", and following that advice deleted it.
+    import shutil
+
+    from rich.console import Console
+
+    from sportsdet.run_folder import PREVIOUS_RUN, RunFolder, clear_run, resolve_bundle_dir
+
+    run = tmp_path / "run"
+    train(data_dir, out=run, model="seed-cnn", options={**TINY, "epochs": 1})
+    finished = {p.relative_to(run): p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    clear_run(RunFolder(run), set_aside=True)  # what --force does first; then its first files, then -9
+    shutil.copy(run / PREVIOUS_RUN / "config.json", run / "config.json")
+    with pytest.raises(SportsdetError, match=rf"kept in {PREVIOUS_RUN}: `sportsdet train --out .* --resume`"):
+        resolve_bundle_dir(run)
+    console = Console(record=True, width=300)
+    train(None, out=run, resume=True, console=console)
+    assert "the run it was to replace is back as it was" in console.export_text()
+    assert not (run / PREVIOUS_RUN).exists() and resolve_bundle_dir(run) == run / "model"
+    assert (run / "model" / "weights.safetensors").read_bytes() == finished[Path("model/weights.safetensors")]
+
+
 def test_bad_image_stops_training_with_a_clear_message(data_dir, tmp_path):
     data = make_dataset(tmp_path / "data")
     bad = data / "green" / "05.png"

@@ -179,10 +179,16 @@ def resolve_bundle_dir(path: str | Path) -> Path:
                 "it; wait for it to finish"
             )
         kept = run.last_checkpoint.is_file()
+        resume = f"`sportsdet train --out {shlex.quote(str(path))} --resume`"
+        if not kept and RunFolder(path / PREVIOUS_RUN).written_by_sportsdet():  # a --force killed early
+            raise SportsdetError(
+                f"{path}: this run has no model yet: a `train --force` into it stopped (killed?) before "
+                f"its first checkpoint; the run it was to replace is kept in {PREVIOUS_RUN}: {resume} puts "
+                "it back"
+            )
         raise SportsdetError(
             f"{path}: this run has no model yet (its training stopped, or is still going); "
-            + (f"finish it with `sportsdet train --out {shlex.quote(str(path))} --resume`" if kept
-               else "it kept no checkpoint: start it again with --force")
+            + (f"finish it with {resume}" if kept else "it kept no checkpoint: start it again with --force")
         )
     return path  # load_bundle explains what is wrong with anything else
 

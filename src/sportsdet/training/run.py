@@ -647,6 +647,14 @@ def resume_run(
     console: Console,
 ) -> RunSetup:
     """Reload a run's config, split, data summary and last checkpoint; only a few options may change."""
+    # A `train --force` killed before its first checkpoint left the run it replaced set aside.
+    if distributed.is_main() and not run.last_checkpoint.is_file() and restore_previous_run(run):
+        console.print(
+            f"[yellow]note:[/] a `train --force` into {escape(str(run.path))} stopped before its first "
+            "checkpoint (killed?); the run it was to replace is back as it was",
+            highlight=False,
+            soft_wrap=True,
+        )
     _check_resumable(run)
     # Temp files of checkpoint writes a killed process left (each checkpoint-sized).
     for leftover in run.last_checkpoint.parent.glob(".*.tmp*"):
