@@ -759,8 +759,18 @@ def test_resume_goes_on_without_a_test_photo_but_not_without_a_training_one(data
     train(None, out=run, resume=True, options={"epochs": 2}, evaluate=False, report=False)
     assert len(list(csv.DictReader(open(run / "metrics.csv", encoding="utf-8")))) == 2
     (split.root / split.splits["train"][0][0]).unlink()
-    with pytest.raises(SportsdetError, match="1 training or validation file"):
+    with pytest.raises(SportsdetError, match="1 training or validation file") as one_gone:
         train(None, out=run, resume=True, options={"epochs": 3}, evaluate=False, report=False)
+    assert "moved?" not in str(one_gone.value)
+    # Every photo gone (the run copied to another machine, its data moved): the split can follow them.
+    moved = tmp_path / "moved"
+    data.rename(moved)
+    said = rf"moved\? `sportsdet train NEW_PLACE --split {run / 'split.json'} --out NEW_RUN` trains on"
+    with pytest.raises(SportsdetError, match=said):
+        train(None, out=run, resume=True, options={"epochs": 3}, evaluate=False, report=False)
+    train(moved, out=tmp_path / "new run", split=str(run / "split.json"), model="seed-cnn",
+          options={**TINY, "epochs": 1}, evaluate=False, report=False)  # fmt: skip
+    assert SplitManifest.load(tmp_path / "new run" / "split.json").splits["valid"] == split.splits["valid"]
 
 
 def test_resuming_a_finished_run_says_there_is_nothing_more_to_train(data_dir, tmp_path) -> None:

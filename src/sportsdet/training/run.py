@@ -630,9 +630,15 @@ def _resumed_split(run: RunFolder, config: dict[str, Any]) -> SplitManifest:
     # skip and say (it refused the resume, calling it a training file).
     gone = manifest.missing_files(("train", "valid"))
     if gone:
+        # A run copied to another machine, or its photos moved: the split follows them to a new run.
+        moved = (
+            f"; moved? `sportsdet train NEW_PLACE --split {shlex.quote(str(run.split))} --out NEW_RUN` "
+            "trains on the same split where they are now"
+            if len(gone) == sum(len(manifest.items(name)) for name in ("train", "valid")) else ""
+        )  # fmt: skip
         raise SportsdetError(
             f"{run.split}: {len(gone)} training or validation file(s) are gone from {manifest.root} "
-            f"(e.g. {gone[0]}); restore them or start a new run"
+            f"(e.g. {gone[0]}); restore them or start a new run{moved}"
         )
     return manifest
 
