@@ -749,6 +749,30 @@ def test_ssrf_attempts_are_refused(colour_model: Path, images: LocalServer) -> N
     assert images.hits["/red.jpg"] == hits  # never reached
 
 
+def test_one_trusted_network_is_an_option_of_the_command(colour_model: Path, monkeypatch) -> None:
+    # ServeConfig.url_allowed_networks (an internal image server) could only be set from Python.
+    from sportsdet.serve import app as serve_app
+
+    seen: list[ServeConfig] = []
+
+    def stop(config: ServeConfig):
+        seen.append(config)
+        raise SportsdetError("stopped here")
+
+    monkeypatch.setattr(serve_app, "make_predictor", stop)
+    args = ["serve", "--model", str(colour_model), "--allow-urls"]
+    result = CliRunner().invoke(cli_app, [*args, "--allow-url-network", "10.0.5.7",
+                                          "--allow-url-network", "fd00::/8"])  # fmt: skip
+    assert "stopped here" in str(result.exception)
+    assert seen[0].url_allowed_networks == tuple(map(ipaddress.ip_network, ["10.0.5.7/32", "fd00::/8"]))
+    assert seen[0].url_policy().refusal(ipaddress.ip_address("10.0.5.7")) is None
+    assert seen[0].url_policy().refusal(ipaddress.ip_address("10.0.5.8")) == "private"
+    result = CliRunner().invoke(cli_app, [*args, "--allow-url-network", "10.0.5.300"])
+    assert "--allow-url-network '10.0.5.300': not an IP address or network" in str(result.exception)
+    result = CliRunner().invoke(cli_app, [*args[:-1], "--allow-url-network", "10.0.5.7"])
+    assert "--allow-url-network needs --allow-urls" in str(result.exception) and len(seen) == 1
+
+
 def test_redirects_to_internal_addresses_are_refused(colour_model: Path, images: LocalServer) -> None:
     # The first hop is allowed (the test server's own address), every redirect target is not.
     allowed = (ipaddress.ip_network("127.0.0.1/32"),)

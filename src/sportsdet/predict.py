@@ -349,8 +349,9 @@ class Predictor:
     loaded Bundle. `device`: "cpu" (onnxruntime or torch) or a torch device such as "cuda".
     `batch_size`: images per model run (None: the backend's fastest). `top_k`: how many
     (label, probability) pairs each result keeps.
-    `backend`: "auto" (onnxruntime when the bundle carries model.onnx, else torch), "onnx",
-    "torch", or any object with `predict_proba`. `int8` uses the bundle's model.int8.onnx.
+    `backend`: "auto" (onnxruntime when the bundle carries model.onnx or only model.int8.onnx, else
+    torch), "onnx", "torch", or any object with `predict_proba`. `int8` uses the bundle's
+    model.int8.onnx.
     `threads`: CPU threads for the model; `workers`: threads that decode images and run the model
     (see `runtime.stream_predictions`). `url_timeout` (seconds) and `url_max_bytes` bound each
     download; `url_policy` says which addresses may be fetched (default: any).

@@ -58,7 +58,7 @@ def train(
     recipe's and model's defaults (epochs, batch_size, lr, patience, workers, input_size,
     label_smoothing, ...; None values are ignored; unknown keys are refused with the known ones).
     resume: continue from `out`/checkpoints/last.* with the run's own config and split (only
-    epochs, patience and workers may change). callbacks: extra Callback objects.
+    epochs, patience, workers and time_budget may change). callbacks: extra Callback objects.
     evaluate: score the run's test split afterwards (RUN/eval) with the engine `sportsdet
     predict` would use. report: write RUN/report.html.
     nproc: train in N processes on this machine (DistributedDataParallel, see

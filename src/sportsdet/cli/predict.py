@@ -97,8 +97,8 @@ def predict_command(
     backend: BackendName = typer.Option(
         BackendName.auto,
         "--backend",
-        help="auto: onnxruntime when the bundle carries model.onnx (see `sportsdet export`), else torch; "
-        "onnx or torch to choose.",
+        help="auto: onnxruntime when the bundle carries model.onnx or only model.int8.onnx (the built-in "
+        "model; see `sportsdet export`), else torch; onnx or torch to choose.",
     ),
     int8: bool = typer.Option(
         False, "--int8", help="Use the bundle's INT8 model (model.int8.onnx, from `sportsdet export --int8`)."

@@ -31,8 +31,8 @@ def serve_command(
         "--api-key",
         envvar="SPORTSDET_API_KEY",
         help="Key every API call must send (Authorization: Bearer KEY or X-API-Key). Required to bind "
-        "anything but 127.0.0.1; health probes and the page itself stay open. Prefer the environment "
-        "variable: command lines are visible to other users.",
+        "anything but a loopback address; health probes and the page itself stay open. Prefer the "
+        "environment variable: command lines are visible to other users.",
         show_envvar=True,
     ),
     allow_urls: bool = typer.Option(
@@ -43,6 +43,13 @@ def serve_command(
         "--allow-private-urls",
         help="With --allow-urls: also fetch from loopback, private and link-local addresses "
         "(refused by default: a client could reach this machine's or network's internal services).",
+    ),
+    allow_url_networks: list[str] = typer.Option(
+        [],
+        "--allow-url-network",
+        metavar="CIDR",
+        help="With --allow-urls: one private network (or address) to fetch from all the same, e.g. a "
+        "trusted internal image server 10.0.5.7 or 10.0.5.0/24; repeat for several.",
     ),
     max_batch: int | None = typer.Option(
         None,
@@ -104,7 +111,14 @@ def serve_command(
     try:
         import uvicorn
 
-        from sportsdet.serve.app import ServeConfig, check_bind, create_app, make_predictor, usable_api_key
+        from sportsdet.serve.app import (
+            ServeConfig,
+            check_bind,
+            create_app,
+            make_predictor,
+            url_networks,
+            usable_api_key,
+        )
     except ImportError as exc:
         raise SportsdetError(f"{SERVE_EXTRA_HINT} ({exc})") from None
 
@@ -113,11 +127,13 @@ def serve_command(
     if host.startswith("[") and host.endswith("]"):  # '[::1]', as a URL writes it: shown as [[::1]]
         host = host[1:-1]
     check_bind(host, api_key)
+    networks = url_networks(allow_url_networks, allow_urls)
     config = ServeConfig(
         model=model,
         api_key=api_key or None,
         allow_urls=allow_urls,
         allow_private_urls=allow_private_urls,
+        url_allowed_networks=networks,
         url_timeout=url_timeout,
         max_request_bytes=int(max_upload_mb * 1024 * 1024),
         max_images=max_images,

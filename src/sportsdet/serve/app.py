@@ -74,13 +74,15 @@ PUBLIC_PREFIXES = ("/static/", "/docs-assets/")
 
 @dataclass
 class ServeConfig:
-    """Everything `sportsdet serve` can be told. Limits are per request unless said otherwise."""
+    """How the service runs: what `sportsdet serve` can be told, and a few limits only the Python API
+    sets (url_max_bytes, max_body_bytes_in_flight, default_top_k, retry_after_s). Limits are per
+    request unless said otherwise."""
 
     model: str | Path | None = None  # bundle folder or .onnx; None: the built-in model
     api_key: str | None = None
     allow_urls: bool = False
     allow_private_urls: bool = False
-    url_allowed_networks: tuple[Any, ...] = ()  # ip_network exceptions to the public-only rule
+    url_allowed_networks: tuple[Any, ...] = ()  # --allow-url-network: exceptions to the public-only rule
     url_timeout: float = 10.0
     url_max_bytes: int = DEFAULT_MAX_BYTES
     max_request_bytes: int = 32 * 1024 * 1024
@@ -130,6 +132,22 @@ def usable_api_key(api_key: str | None) -> str | None:
             "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`"
         )
     return key or None
+
+
+def url_networks(given: list[str], allow_urls: bool) -> tuple[Any, ...]:
+    """--allow-url-network values as networks (an address alone is a network of one); refused
+    without --allow-urls, where they would mean nothing."""
+    if given and not allow_urls:
+        raise SportsdetError("--allow-url-network needs --allow-urls (without it no URL is fetched)")
+    networks = []
+    for text in given:
+        try:
+            networks.append(ipaddress.ip_network(text.strip(), strict=False))
+        except ValueError:
+            raise SportsdetError(
+                f"--allow-url-network {text!r}: not an IP address or network; e.g. 10.0.5.7 or 10.0.5.0/24"
+            ) from None
+    return tuple(networks)
 
 
 def check_bind(host: str, api_key: str | None) -> None:

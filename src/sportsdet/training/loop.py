@@ -7,7 +7,7 @@
 checkpoints; sportsdet.training.callbacks), decides the best epoch and early stopping, numbers
 epochs globally across stages, and resumes by itself when `ctx.resume` holds a checkpoint of
 the same stage. A multi-stage recipe resumed inside a later stage skips the earlier stages
-itself (`ctx.stage_done`).
+itself (`ctx.skip_finished_stage`).
 """
 
 from __future__ import annotations

@@ -2,8 +2,8 @@
 
     fit(data, out="runs/x", model="lite0")       # sportsdet.train.train() calls this, then
                                                  # evaluates the test split and writes the report
-    -> new_run(): scan + split, resolve the options, write config/data_summary/split
-       or resume_run(): reload them and the last checkpoint
+    -> plan_new_run() + start_new_run(): scan + split, resolve the options, write
+       config/data_summary/split; or resume_run(): reload them and the last checkpoint
     -> the recipe (sportsdet.training.recipes) through the shared epoch loop
     -> temperature calibration on the validation split, folded into the classifier
     -> the bundle, from the best checkpoint, in RUN/model
