@@ -271,3 +271,10 @@ def test_a_read_only_mount_is_called_that_not_no_permission(tmp_path: Path, monk
     with pytest.raises(SportsdetError, match=rf"--out {tmp_path / 'out'}: cannot write in {tmp_path} "
                        r"\(read-only file system\); choose another"):  # fmt: skip
         check_writable_folder(tmp_path / "out", "--out", tmp_path / "out")
+
+
+def test_sizes_read_as_people_read_them() -> None:
+    # One function for predict's `info` table and the dataset fetch's disk-space messages.
+    assert [files.human_size(n) for n in (512, 3500, 5 * 1024**2, 3 * 1024**4)] == [
+        "512 B", "3.4 KB", "5.0 MB", "3072.0 GB",
+    ]  # fmt: skip

@@ -146,8 +146,6 @@ class Abstain:
         return cls(method="max_prob", threshold=float(value), fitted_on="--min-score")
 
 
-NO_ABSTAIN = Abstain(why="turned off")
-
 
 def check_coverage(coverage: float) -> None:
     """The share of validation photos to answer: in (0, 1] (NaN is not)."""

@@ -480,7 +480,6 @@ def fetch_url(
     *,
     timeout: float = 10.0,
     max_bytes: int = DEFAULT_MAX_BYTES,
-    accept_prefixes: tuple[str, ...] = ("image/",),
     policy: AddressPolicy = ALLOW_ALL,
 ) -> bytes:
     """Download a (small) file into memory, normally an image for prediction.
@@ -498,7 +497,7 @@ def fetch_url(
     try:
         with response:
             ctype = _content_type(response)
-            accepted = any(ctype.startswith(prefix) for prefix in accept_prefixes)
+            accepted = ctype.startswith("image/")
             if not accepted and ctype not in _UNLABELLED:
                 if ctype in ("text/html", "application/xhtml+xml"):
                     raise FetchError(

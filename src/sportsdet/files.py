@@ -9,7 +9,8 @@
 - `iter_image_files(folder)`: image files below a folder, sorted, hidden names skipped, every
   folder visited once (symlink loops and folders linked twice end there), only regular files.
 
-Torch-free and import-light: everything else builds on this module, it builds on nothing.
+Torch-free and import-light: everything else builds on this module; it builds only on
+`sportsdet.imageio` (what an image file is).
 """
 
 from __future__ import annotations
@@ -52,6 +53,15 @@ def nearest_existing(folder: str | Path) -> Path:
     """`folder` (made absolute) when it exists, else its nearest parent that does."""
     folder = Path(folder).absolute()
     return next(p for p in (folder, *folder.parents) if p.exists())
+
+
+def human_size(n: float) -> str:
+    """A byte count as people read it: 512 B, 3.4 KB, 1.2 MB, 2.0 GB (1024-based)."""
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"
 
 
 def check_writable_folder(
@@ -588,7 +598,6 @@ def iter_image_files(
     *,
     visited: set[tuple[int, int]] | None = None,
     on_skip: Callable[[str, str], None] | None = None,
-    is_wanted: Callable[[str], bool] = is_image_name,
     on_misnamed: Callable[[str, str], None] | None = None,
     refuse_link: Callable[[str], bool] | None = None,
 ) -> Iterator[Path]:
@@ -646,7 +655,7 @@ def iter_image_files(
         except OSError:  # a dangling link, a link loop, or an entry that vanished
             # One named like a photo is a problem file of its own; another may be a folder of them
             # on a drive that is not mounted, which went unsaid.
-            broken = entry.is_symlink() and not is_wanted(entry.name)
+            broken = entry.is_symlink() and not is_image_name(entry.name)
             skip(SKIP_BROKEN_LINK if broken else SKIP_NOT_REGULAR, entry.path)
             continue
         if stat.S_ISDIR(info.st_mode):
@@ -657,8 +666,8 @@ def iter_image_files(
             if listing is not None:
                 stack.append((entry.path, listing))
         elif not stat.S_ISREG(info.st_mode):
-            skip(SKIP_NOT_REGULAR if is_wanted(entry.name) else SKIP_NOT_IMAGE, entry.path)
-        elif is_wanted(entry.name):
+            skip(SKIP_NOT_REGULAR if is_image_name(entry.name) else SKIP_NOT_IMAGE, entry.path)
+        elif is_image_name(entry.name):
             yield Path(entry.path)
         elif (image_format := sniff_image_format(entry.path)) is not None:
             if on_misnamed is not None:

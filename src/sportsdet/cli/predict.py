@@ -396,14 +396,6 @@ def _run_evaluation(bundle: Any) -> dict[str, Any] | None:
     }
 
 
-def _human_size(n: int) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n} B"
-
-
 def _short(value: Any, limit: int = 100) -> str:
     text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
     return text if len(text) <= limit else text[: limit - 3] + "..."
@@ -613,9 +605,11 @@ def info_command(
     console.print(summary)
     if scores is not None:
         console.print(scores)
+    from sportsdet.files import human_size
+
     files = Table(title="files", title_justify="left")
     files.add_column("file")
     files.add_column("size", justify="right")
     for name, size in info["files"].items():
-        files.add_row(plain(name), _human_size(size))
+        files.add_row(plain(name), human_size(size))
     console.print(files)

@@ -33,7 +33,7 @@ from pathlib import Path, PurePosixPath
 
 from sportsdet.errors import SportsdetError
 from sportsdet.fetch import FetchError, download_file, is_url, redact_url
-from sportsdet.files import FETCH_MARKER, nearest_existing, remove_untouched, signals_deferred
+from sportsdet.files import FETCH_MARKER, human_size, nearest_existing, remove_untouched, signals_deferred
 
 
 @dataclass(frozen=True)
@@ -122,21 +122,21 @@ class _UnpackBudget:
         if self.entries > self.max_entries:
             raise SportsdetError(
                 f"{self.archive}: refusing to unpack it: more than {self.max_entries:,} entries in a "
-                f"{_human(self.packed)} archive (photos take kilobytes each); a damaged or hostile "
+                f"{human_size(self.packed)} archive (photos take kilobytes each); a damaged or hostile "
                 "archive. Unpack it yourself if you trust it"
             )
         if self.used > self.limit:
             raise SportsdetError(
-                f"{self.archive}: refusing to unpack it: its contents exceed {_human(self.limit)} "
-                f"({_human(self.used)} so far from a {_human(self.packed)} archive; the limit is "
-                f"{MAX_RATIO} times the archive size, at most {_human(MAX_UNPACKED_BYTES)}). "
+                f"{self.archive}: refusing to unpack it: its contents exceed {human_size(self.limit)} "
+                f"({human_size(self.used)} so far from a {human_size(self.packed)} archive; the limit is "
+                f"{MAX_RATIO} times the archive size, at most {human_size(MAX_UNPACKED_BYTES)}). "
                 "A zip bomb or a damaged archive; unpack it yourself if you trust it"
             )
         if self.used > self.free:
             raise SportsdetError(
-                f"{self.archive}: not enough disk space to unpack it ({_human(self.used)} needed so "
-                f"far, {_human(max(0, self.free))} free beside {_human(_FREE_RESERVE)} kept free); free "
-                "some space or choose another --dest"
+                f"{self.archive}: not enough disk space to unpack it ({human_size(self.used)} needed so "
+                f"far, {human_size(max(0, self.free))} free beside {human_size(_FREE_RESERVE)} kept free); "
+                "free some space or choose another --dest"
             )
 
 
@@ -148,8 +148,8 @@ def _download_within_free_space(
     sending without end (no Content-Length) filled the disk."""
     free = shutil.disk_usage(nearest_existing(dest)).free - _FREE_RESERVE
     no_room = (f"{redact_url(url)}: not enough disk space in {dest} for this download "
-               f"({_human(max(0, free))} free beside {_human(_FREE_RESERVE)} kept free); free some space "
-               "or choose another --dest")
+               f"({human_size(max(0, free))} free beside {human_size(_FREE_RESERVE)} kept free); free some "
+               "space or choose another --dest")
     if free <= 0:
         raise SportsdetError(no_room)
     try:
@@ -159,14 +159,6 @@ def _download_within_free_space(
         if exc.code == "too_large":
             raise SportsdetError(no_room) from None
         raise
-
-
-def _human(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n} B"
 
 
 def _inside(target: Path, member: str) -> bool:

@@ -23,13 +23,12 @@ CHECKPOINT_FORMAT = "sportsdet-checkpoint/1"
 _STATE_KEY = "sportsdet.state"  # safetensors metadata entry holding the JSON state
 
 
-def seed_everything(seed: int, deterministic: bool = True) -> None:
+def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and torch; ask torch for deterministic kernels (cheap on CPU)."""
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-    if deterministic:
-        torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.use_deterministic_algorithms(True, warn_only=True)
 
 
 def rng_state() -> tuple[dict[str, Any], dict[str, torch.Tensor]]:

@@ -102,10 +102,6 @@ class TrainContext:
     def checkpoint_dir(self) -> Path:
         return self.run_dir / "checkpoints"
 
-    @property
-    def resume_stage(self) -> str | None:
-        return None if self.resume is None else self.resume[1]["stage"]
-
     def stage_done(self, stage: str) -> bool:
         """True when resuming a run whose history already finished `stage` (skip it)."""
         if self.resume is None:
