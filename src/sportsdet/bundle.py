@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 
 BUNDLE_FORMAT = "sportsdet-bundle/1"
 MANIFEST_NAME = "bundle.json"
+RUN_MODEL_FOLDER = "model"  # a training run keeps its bundle in RUN/model (run_folder.MODEL)
 WEIGHTS_NAME = "weights.safetensors"
 ONNX_NAME = "model.onnx"  # the light form of a bundle, written by `sportsdet export`
 ONNX_INT8_NAME = "model.int8.onnx"
@@ -325,8 +326,8 @@ def load_bundle(path: str | Path, *, verify_weights: bool = True) -> Bundle:
         raise BundleError(f"{path}: no such model bundle")
     if not path.is_dir():
         raise BundleError(f"{path}: a model bundle is a folder holding {MANIFEST_NAME} and {WEIGHTS_NAME}")
-    if not (path / MANIFEST_NAME).is_file() and (path / "model" / MANIFEST_NAME).is_file():
-        path = path / "model"  # a run folder, as Predictor, evaluate and export take it
+    if not (path / MANIFEST_NAME).is_file() and (path / RUN_MODEL_FOLDER / MANIFEST_NAME).is_file():
+        path = path / RUN_MODEL_FOLDER  # a run folder, as Predictor, evaluate and export take it
     manifest_file = path / MANIFEST_NAME
     if not manifest_file.is_file():
         raise BundleError(f"{path}: {MANIFEST_NAME} is missing; this is not a sportsdet model bundle")

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sportsdet.bundle import BUILTIN, BUNDLE_FILES, MANIFEST_NAME, builtin_bundle_path
+from sportsdet.bundle import BUILTIN, BUNDLE_FILES, MANIFEST_NAME, RUN_MODEL_FOLDER, builtin_bundle_path
 from sportsdet.errors import SportsdetError
 from sportsdet.files import FOLDER_LOCK, folder_holder, hold_folder
 
@@ -37,7 +37,9 @@ SPLIT = "split.json"
 METRICS = "metrics.csv"
 CURVES = "curves.png"
 CHECKPOINTS = "checkpoints"
-MODEL = "model"
+LAST_CHECKPOINT = "last.safetensors"  # in CHECKPOINTS: the latest epoch's, with what resumes it
+BEST_CHECKPOINT = "best.safetensors"  # in CHECKPOINTS: the best epoch's weights
+MODEL = RUN_MODEL_FOLDER
 EVAL = "eval"
 REPORT = "report.html"
 LOCK = FOLDER_LOCK  # held (flock) by the process writing the run; the OS drops it if that dies
@@ -49,7 +51,7 @@ EVAL_FILES = (
 # a user put there stays, even inside model/ or eval/).
 RUN_FILES = (CONFIG, DATA_SUMMARY, SPLIT, METRICS, CURVES, REPORT)
 RUN_DIRS = {
-    CHECKPOINTS: ("last.safetensors", "last.json", "best.safetensors", "best.json"),
+    CHECKPOINTS: (LAST_CHECKPOINT, "last.json", BEST_CHECKPOINT, "best.json"),
     MODEL: BUNDLE_FILES,
     EVAL: EVAL_FILES,
 }
@@ -87,11 +89,11 @@ class RunFolder:
 
     @property
     def last_checkpoint(self) -> Path:
-        return self.checkpoints / "last.safetensors"
+        return self.checkpoints / LAST_CHECKPOINT
 
     @property
     def best_checkpoint(self) -> Path:
-        return self.checkpoints / "best.safetensors"
+        return self.checkpoints / BEST_CHECKPOINT
 
     @property
     def model(self) -> Path:
@@ -223,7 +225,7 @@ def clear_run(run: RunFolder, *, set_aside: bool = False) -> list[Path]:
     """
     aside = run.path / PREVIOUS_RUN
     if set_aside and aside.is_dir():  # a --force before this one stopped without settling it
-        if (run.path / CHECKPOINTS / "last.safetensors").is_file():
+        if RunFolder(run.path).last_checkpoint.is_file():
             shutil.rmtree(aside, ignore_errors=True)  # what is here now is a run: the older one goes
         else:
             set_aside = False  # here are only a stopped run's first files: the run aside stays

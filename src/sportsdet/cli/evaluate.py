@@ -146,15 +146,18 @@ def _owning_run(out_dir: Path) -> Path | None:
     """The run whose model this evaluation scored (RUN/eval, RUN/eval-<data>); None outside a
     run, or for another model's evaluation kept in a run folder (the run's page leaves it out)."""
     from sportsdet.report.inputs import scored_another_bundle
+    from sportsdet.run_folder import RunFolder
 
-    run = out_dir.parent if (out_dir.parent / "model").is_dir() else None
+    run = out_dir.parent if RunFolder(out_dir.parent).model.is_dir() else None
     return None if run is None or scored_another_bundle(out_dir, run) else run
 
 
 def _report_target(out_dir: Path, run: Path | None) -> Path:
     """RUN/eval belongs to its run: its report covers training and evaluation together (the run
     folder's page). Any other evaluation folder gets its own page."""
-    return run if run is not None and out_dir.name == "eval" else out_dir
+    from sportsdet.run_folder import RunFolder
+
+    return run if run is not None and out_dir == RunFolder(run).eval else out_dir
 
 
 def _write_reports(out_dir: Path) -> None:

@@ -367,7 +367,9 @@ def bundle_info(bundle_dir: Path) -> dict[str, Any]:
 def _run_evaluation(bundle: Any) -> dict[str, Any] | None:
     """A run's bundle: the test score of its own evaluation (RUN/eval), which bundle.json does not
     hold (`info` on a run showed no test score at all); None when there is none of this model."""
-    found = bundle.path.parent / "eval" / "metrics.json"
+    from sportsdet.run_folder import EVAL_FILES, RunFolder
+
+    found = RunFolder(bundle.path.parent).eval / EVAL_FILES[0]  # metrics.json
     weights = (bundle.manifest.get("weights") or {}).get("sha256")
     try:
         metrics = json.loads(found.read_text(encoding="utf-8"))

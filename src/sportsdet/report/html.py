@@ -19,11 +19,13 @@ from typing import Any
 from sportsdet import plots as figures
 from sportsdet._version import __version__
 from sportsdet.abstain import DEFAULT_SCORE, score_name
+from sportsdet.bundle import MANIFEST_NAME
 from sportsdet.metrics import confusion_layout, photos_scored, rename_hint, times_predicted
 from sportsdet.report.assets import CSS, JS
 from sportsdet.report.confusion import confusion_svg, legend_html
 from sportsdet.report.gallery import Tile, highest_loss, spread_sample, thumbnail_uri
 from sportsdet.report.inputs import Prediction, ReportInputs
+from sportsdet.run_folder import RunFolder
 from sportsdet.seen_photos import SPLIT_WORDS, seen_summary
 
 GALLERY_LIMIT = 24  # tiles per gallery; about 5 KB each as 128 px JPEG
@@ -150,7 +152,7 @@ def render_report(inputs: ReportInputs, *, gallery_limit: int = GALLERY_LIMIT) -
                                                                      "abstain", notes)))
     where, title = inputs.run_dir or inputs.eval_dir or inputs.source, inputs.name
     run, scored = inputs.run_dir, inputs.eval_dir
-    if run is not None and scored is not None and scored.parent == run and scored.name != "eval":
+    if run is not None and scored is not None and scored.parent == run and scored != RunFolder(run).eval:
         # `sportsdet evaluate RUN DATA`'s own page: say which photos, not only which run
         where, title = scored, f"{title}, {scored.name}"
     subtitle = f"{escape(str(where))} · written {_now()} by sportsdet {__version__}"
@@ -235,7 +237,8 @@ def _unfinished(inputs: ReportInputs) -> str | None:
     """For a run folder without a model yet (training stopped or still going): how far it got and
     the command that goes on; None otherwise."""
     run = inputs.run_dir
-    if run is None or (run / "model" / "bundle.json").is_file() or not (inputs.config or inputs.history):
+    has_model = run is not None and (RunFolder(run).model / MANIFEST_NAME).is_file()
+    if run is None or has_model or not (inputs.config or inputs.history):
         return None
     options = (inputs.config or {}).get("options")
     planned = f" of {options['epochs']}" if isinstance(options, dict) and options.get("epochs") else ""
@@ -244,7 +247,7 @@ def _unfinished(inputs: ReportInputs) -> str | None:
     done = f"{len(history) - head} epoch(s){planned}"
     if head:
         done = f"{head} head epoch(s) and {len(history) - head} fine-tuning epoch(s){planned}"
-    if not (run / "checkpoints" / "last.safetensors").is_file():  # --resume has nothing to go on from
+    if not RunFolder(run).last_checkpoint.is_file():  # --resume has nothing to go on from
         return (f"This run has no model yet: its training stopped (or is still going) after {done}, "
                 "before any checkpoint was kept. Start it again with <code>sportsdet train ... --out "
                 f"{escape(shlex.quote(str(run)))} --force</code>.")
@@ -1021,7 +1024,7 @@ def _unique_names(runs: list[ReportInputs]) -> list[str]:
 
 def _shown_folder(run: ReportInputs) -> Path:
     """A run's own eval/ is named by the run; another evaluation (eval-web, a folder elsewhere) by itself."""
-    own_eval = run.run_dir is not None and run.eval_dir == run.run_dir / "eval"
+    own_eval = run.run_dir is not None and run.eval_dir == RunFolder(run.run_dir).eval
     if run.eval_dir is not None and not own_eval:
         return run.eval_dir
     return run.run_dir or run.source

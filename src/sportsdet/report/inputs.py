@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sportsdet.bundle import load_bundle
+from sportsdet.bundle import MANIFEST_NAME, load_bundle
 from sportsdet.errors import BundleError, SportsdetError
 from sportsdet.files import name_as_written
 from sportsdet.run_folder import METRICS_COLUMNS, RunFolder, is_run_dir
@@ -97,7 +97,7 @@ class ReportInputs:
         """An evaluation of photos other than the run's test split (RUN/eval-<data>)."""
         if self.run_dir is None or self.eval_dir is None:
             return False
-        return self.eval_dir != self.run_dir / "eval"
+        return self.eval_dir != RunFolder(self.run_dir).eval
 
     @property
     def page_data_roots(self) -> list[str]:
@@ -289,12 +289,13 @@ def load_inputs(
         parent = source.parent
         # A run with a model the evaluation scored: a folder that merely holds a split.json (saved
         # by `data split --out`) was taken for the run, its data shown as the model's.
-        has_model = (parent / "model" / "bundle.json").is_file()
+        has_model = (RunFolder(parent).model / MANIFEST_NAME).is_file()
         ours = has_model and is_run_dir(parent) and not scored_another_bundle(source, parent)
         inputs.run_dir = parent if ours else None
     else:
         inputs.run_dir = source
-        inputs.eval_dir = source / "eval" if _is_eval_dir(source / "eval") else None
+        own = RunFolder(source).eval
+        inputs.eval_dir = own if _is_eval_dir(own) else None
     if inputs.run_dir is not None and not is_run_dir(inputs.run_dir) and inputs.eval_dir is None:
         if (source / "bundle.json").is_file():
             where = f"its run folder, {source.parent}" if is_run_dir(source.parent) else "the run folder"
@@ -322,16 +323,17 @@ def _read_run(inputs: ReportInputs) -> None:
     if run is None:
         return
     fix = "it is damaged; train again (or fix the file by hand)"
-    parts = (("config", "config.json"), ("data_summary", "data_summary.json"), ("split", "split.json"))
-    for attr, name in parts:
-        if (run / name).is_file():
-            setattr(inputs, attr, read_json(run / name, what=name, fix=fix))
-    if (run / "metrics.csv").is_file():
-        inputs.history = read_history(run / "metrics.csv")
-    if (run / "curves.png").is_file():
-        inputs.curves_png = run / "curves.png"
-    if (run / "model" / "bundle.json").is_file():
-        _read_bundle(inputs, run / "model")
+    folder = RunFolder(run)
+    parts = (("config", folder.config), ("data_summary", folder.data_summary), ("split", folder.split))
+    for attr, path in parts:
+        if path.is_file():
+            setattr(inputs, attr, read_json(path, what=path.name, fix=fix))
+    if folder.metrics.is_file():
+        inputs.history = read_history(folder.metrics)
+    if folder.curves.is_file():
+        inputs.curves_png = folder.curves
+    if (folder.model / MANIFEST_NAME).is_file():
+        _read_bundle(inputs, folder.model)
 
 
 def _read_bundle(inputs: ReportInputs, path: Path) -> None:
@@ -375,10 +377,11 @@ def scored_another_bundle(ev: Path, run: Path) -> bool:
     """`_another_model` for an evaluation folder inside `run`, read before the run is."""
     try:
         metrics = json.loads((ev / "metrics.json").read_text(encoding="utf-8"))
-        weights = json.loads((run / "model" / "bundle.json").read_text(encoding="utf-8"))["weights"]["sha256"]
+        manifest = RunFolder(run).model / MANIFEST_NAME
+        weights = json.loads(manifest.read_text(encoding="utf-8"))["weights"]["sha256"]
     except (OSError, ValueError, KeyError, TypeError):
         return False
-    return _another_model(metrics, run / "model", weights)
+    return _another_model(metrics, RunFolder(run).model, weights)
 
 
 def _of_another_bundle(inputs: ReportInputs, metrics: dict[str, Any]) -> bool:

@@ -17,7 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from sportsdet import plots
 from sportsdet.files import atomic_write, signals_deferred
-from sportsdet.run_folder import METRICS_COLUMNS
+from sportsdet.run_folder import BEST_CHECKPOINT, LAST_CHECKPOINT, METRICS_COLUMNS
 from sportsdet.training.checkpoint import (
     flatten_optimizer_state,
     jsonable,
@@ -154,7 +154,7 @@ class Checkpointer(Callback):
         loop = ctx.loop
         weights = {f"model.{k}": v for k, v in loop.model.state_dict().items()}
         if ctx.best is not None and ctx.best.get("epoch") == epoch:
-            write_checkpoint(self.folder / "best.safetensors", weights, {"kind": "best", "best": ctx.best})
+            write_checkpoint(self.folder / BEST_CHECKPOINT, weights, {"kind": "best", "best": ctx.best})
         optim_info, optim_tensors = flatten_optimizer_state(loop.optimizer.state_dict())
         rng_info, rng_tensors = rng_state()
         state = {
@@ -173,4 +173,4 @@ class Checkpointer(Callback):
             "recipe_state": ctx.recipe_state,
             "seconds": round(time.time() - ctx.started, 1),  # the run's training time so far
         }
-        write_checkpoint(self.folder / "last.safetensors", {**weights, **optim_tensors, **rng_tensors}, state)
+        write_checkpoint(self.folder / LAST_CHECKPOINT, {**weights, **optim_tensors, **rng_tensors}, state)

@@ -42,6 +42,7 @@ import torch
 import torch.distributed as dist
 
 from sportsdet.errors import SportsdetError
+from sportsdet.run_folder import RunFolder
 
 ENV_KEYS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 # How long a rank waits for the others (rank 0 scans the data alone before the first broadcast).
@@ -384,7 +385,7 @@ def _ended_rank(children: list[Any], run_dir: Any = None, wait: float = 2.0) -> 
                 f"was killed by signal {-code}" + (" (out of memory?)" if code == -9 else "")
                 if code < 0 else f"ended with exit code {code}"
             )  # fmt: skip
-            last = Path(run_dir).expanduser() / "checkpoints" / "last.safetensors" if run_dir else None
+            last = RunFolder(Path(run_dir).expanduser()).last_checkpoint if run_dir else None
             kept = last is None or last.is_file()
             after = (
                 "The last checkpoint is kept: continue with the same command and --resume"

@@ -31,6 +31,7 @@ from sportsdet.data.splits import SplitManifest
 from sportsdet.errors import SportsdetError, raise_dropped_interrupt
 from sportsdet.models import ModelSpec
 from sportsdet.preprocess import Preprocessing
+from sportsdet.run_folder import BEST_CHECKPOINT, RunFolder
 from sportsdet.training import distributed
 from sportsdet.training.checkpoint import (
     model_tensors,
@@ -100,7 +101,7 @@ class TrainContext:
 
     @property
     def checkpoint_dir(self) -> Path:
-        return self.run_dir / "checkpoints"
+        return RunFolder(self.run_dir).checkpoints
 
     def stage_done(self, stage: str) -> bool:
         """True when resuming a run whose history already finished `stage` (skip it)."""
@@ -204,7 +205,7 @@ class TrainContext:
         """Load the best checkpoint's weights into `model` (rank 0 reads it and sends it to the others)."""
         tensors = None
         if distributed.is_main():
-            path = self.checkpoint_dir / "best.safetensors"
+            path = self.checkpoint_dir / BEST_CHECKPOINT
             tensors, state = read_checkpoint(path)
             saved = (state.get("best") or {}).get("epoch")
             wanted = (self.best or {}).get("epoch")

@@ -37,6 +37,7 @@ from sportsdet.models import DEFAULT_MODEL, ModelSpec, get_model_spec
 from sportsdet.near_copies import near_hashes
 from sportsdet.preprocess import Preprocessing
 from sportsdet.run_folder import (
+    LAST_CHECKPOINT,
     LOCK,
     RunFolder,
     clear_run,
@@ -732,7 +733,7 @@ def _reconcile_best(
     again from the epochs still to train."""
     tensors, state = last
     wanted = (state.get("best") or {}).get("epoch")
-    best_file = run.last_checkpoint.with_name("best.safetensors")
+    best_file = run.best_checkpoint
     if wanted is None:
         return
     try:
@@ -887,7 +888,7 @@ def _run_recipe(ctx: TrainContext) -> TrainResult:
                 raise KeyboardInterrupt from None  # Ctrl-C ended another rank first
             raise
     except KeyboardInterrupt:
-        last = ctx.checkpoint_dir / "last.safetensors"
+        last = ctx.checkpoint_dir / LAST_CHECKPOINT
         if _settle_replaced_run(ctx):
             ctx.console.print(
                 "[yellow]interrupted[/] before the first checkpoint was written; the run that was in "
@@ -926,7 +927,7 @@ def _run_recipe(ctx: TrainContext) -> TrainResult:
             # Its checkpoint is the finished run's: --resume would only score that one again.
             back += "; once this is fixed, start again with --force" if _cannot_write(exc) else ""
             ctx.console.print(back, highlight=False, soft_wrap=True)
-        last = ctx.checkpoint_dir / "last.safetensors"
+        last = ctx.checkpoint_dir / LAST_CHECKPOINT
         if _cannot_write(exc) and not restored and last.is_file():  # a full disk said only "No space left"
             ctx.console.print(
                 f"[yellow]note:[/] the checkpoint of epoch {checkpoint_epoch(last) or len(ctx.history)} is "
@@ -951,7 +952,7 @@ def _settle_replaced_run(ctx: TrainContext) -> bool:
     if not distributed.is_main():
         return False
     run = RunFolder(ctx.run_dir)
-    if (ctx.checkpoint_dir / "last.safetensors").is_file():
+    if (ctx.checkpoint_dir / LAST_CHECKPOINT).is_file():
         drop_previous_run(run)
         return False
     return restore_previous_run(run)
