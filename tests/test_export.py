@@ -333,6 +333,16 @@ def test_what_a_killed_int8_export_left_in_the_temp_folder_goes(run_folder, tmp_
     assert not left.exists() and not list(temp.glob("sportsdet-quant-*"))  # its own went too
 
 
+def test_an_older_bundle_without_seen_photos_leaves_its_runs_photos_out_as_evaluate_does(run_folder: Path,
+                                                                                         tmp_path: Path):
+    # evaluate falls back on the run's split for a bundle made before seen_photos.json; export's INT8
+    # check did not, and measured the model's own training photos as held out.
+    assert not (run_folder / "model" / "seen_photos.json").exists()
+    report = export_bundle(run_folder, int8=True, max_int8_drop=100.0, calibration_images=4,
+                           eval_data=tmp_path / "data" / "train")  # fmt: skip
+    assert report.int8.heldout.endswith("images, every one of them a photo it was trained or validated on")
+
+
 def test_cli_export_bad_input_is_one_line_error(tmp_path: Path) -> None:
     cli = [sys.executable, "-c", "from sportsdet.cli import main; main()", "export"]
     env = {**os.environ, "COLUMNS": "400"}  # one line, however long the temp path is

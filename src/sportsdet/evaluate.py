@@ -51,14 +51,12 @@ from sportsdet.run_folder import (
     holding_run_of,
     resolve_bundle_dir,
     run_of_bundle,
+    seen_photos_of,
     split_manifest_candidates,
 )
 from sportsdet.runtime import is_cpu, load_backend, preferred_batch_size, stream_predictions
 from sportsdet.seen_photos import (
     LeftOut,
-    SeenPhotos,
-    load_seen,
-    seen_from_split,
     seen_summary,
     split_off_seen,
 )
@@ -297,7 +295,7 @@ def _leave_out_seen(bundle: Bundle, chosen: EvalData, keep: bool = False) -> Eva
     and near copies), kept in `left_out` (metrics.json `seen_left_out`, ...) and said in a note: a
     copy of a training photo tests nothing. `keep` (--keep-seen): scored all the same, counted
     (`seen_kept`) and said, since the score then flatters the model."""
-    seen = _seen_photos(bundle)
+    seen = seen_photos_of(bundle)
     if not seen:
         return chosen
     chosen.digests = photo_digests([path for path, _ in chosen.items])  # hashed once: copies too
@@ -340,16 +338,6 @@ def _leave_out_seen(bundle: Bundle, chosen: EvalData, keep: bool = False) -> Eva
         chosen.sources = [chosen.sources[i] for i in kept]
     chosen.left_out = left_out
     return chosen
-
-
-def _seen_photos(bundle: Bundle) -> SeenPhotos | None:
-    """The photos the model was trained and validated on: its seen_photos.json, or for a bundle
-    made before that file, its run's split manifest when still there; None when neither is."""
-    seen = load_seen(bundle.path)
-    if seen is None:
-        manifest = find_split_manifest(bundle)
-        seen = seen_from_split(manifest) if manifest is not None else None
-    return seen
 
 
 def select_eval_data(

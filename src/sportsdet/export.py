@@ -43,7 +43,7 @@ from sportsdet.files import (
 )
 from sportsdet.onnx_graph import OPSET, torch_to_onnx
 from sportsdet.preprocess import Preprocessing, load_and_preprocess
-from sportsdet.run_folder import resolve_bundle_dir, split_manifest_candidates
+from sportsdet.run_folder import resolve_bundle_dir, seen_photos_of, split_manifest_candidates
 from sportsdet.runtime import (
     META_ABSTAIN,
     META_FORMAT,
@@ -60,7 +60,7 @@ from sportsdet.runtime import (
     OnnxBackend,
     stream_predictions,
 )
-from sportsdet.seen_photos import load_seen, split_off_seen
+from sportsdet.seen_photos import split_off_seen
 
 # Thresholds of the fp32 parity check. ORT and PyTorch differ by float rounding only (~1e-6 on a
 # probability); 1e-3 leaves room for fused kernels while catching any real mismatch (a wrong op,
@@ -684,10 +684,11 @@ def export_bundle(
 
 def _leave_out_seen(bundle: Bundle, data: ExportData) -> int | None:
     """Drop from `data.heldout` the photos the model was trained or validated on (its
-    seen_photos.json: byte and near copies), as evaluate leaves them out; how many went (None:
+    seen_photos.json, or an older bundle's run split: run_folder.seen_photos_of), as evaluate leaves
+    them out; how many went (None:
     every one is seen, and they stay: the INT8 check measures them rather than nothing). INT8's
     accuracy was measured on 210 photos where evaluate scored 209: two numbers alike, of other sets."""
-    seen = load_seen(bundle.path)
+    seen = seen_photos_of(bundle)
     if seen is None or not data.heldout:
         return 0
     kept, _ = split_off_seen([path for path, _ in data.heldout], seen)

@@ -212,6 +212,19 @@ def find_split_manifest(bundle: Any) -> Path | None:
     return next((c for c in split_manifest_candidates(bundle) if c.is_file()), None)
 
 
+def seen_photos_of(bundle: Any) -> Any:
+    """The photos the model was trained and validated on (a seen_photos.SeenPhotos): its
+    seen_photos.json, or for a bundle made before that file, its run's split manifest when still
+    there; None when neither is. What evaluate and export's INT8 check both leave out."""
+    from sportsdet.seen_photos import load_seen, seen_from_split
+
+    seen = load_seen(bundle.path)
+    if seen is None:
+        manifest = find_split_manifest(bundle)
+        seen = seen_from_split(manifest) if manifest is not None else None
+    return seen
+
+
 PREVIOUS_RUN = ".previous-run"  # --force: the run replaced, kept until the new one has a checkpoint
 
 
