@@ -478,3 +478,19 @@ def test_refitting_leaves_out_the_photos_the_model_was_trained_on(tmp_path: Path
     (bundle_dir / SEEN_NAME).write_bytes(seen_photos_json({"train": photos}))
     with pytest.raises(SportsdetError, match="every photo here is one the model was trained on"):
         fit_bundle_abstain(bundle_dir, tmp_path / "valid")
+    # A bundle made before seen_photos.json: its run's split says what it was trained on (the rule
+    # was fitted on training photos too, as evaluate no longer scores them).
+    from sportsdet.data.splits import SplitManifest
+
+    (bundle_dir / SEEN_NAME).unlink()
+    listed = {"train": [(str(p.relative_to(tmp_path / "valid")), p.parent.name) for p in trained],
+              "valid": [], "test": []}  # fmt: skip
+    manifest = SplitManifest(tmp_path / "valid", "random:0.2", 0, list(COLOUR_LABELS), listed)
+    manifest.save(tmp_path / "split.json")
+    record = json.loads((bundle_dir / "bundle.json").read_text())
+    record["data"] = {"manifest": str(tmp_path / "split.json")}
+    (bundle_dir / "bundle.json").write_text(json.dumps(record))
+    said.clear()
+    policy = fit_bundle_abstain(bundle_dir, tmp_path / "valid", coverage=0.9, progress=said.append)
+    assert policy.valid_images == len(photos) - len(trained)
+    assert any(f"left out {len(trained)} training photos" in line for line in said), said

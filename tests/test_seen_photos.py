@@ -118,6 +118,30 @@ def test_a_class_whose_every_photo_was_seen_is_said_not_dropped_in_silence(
     assert "<th>classes</th><td>2 scored, 1 more left out (the model knows 3)</td>" in page
 
 
+def test_an_older_bundle_whose_split_or_photos_are_gone_says_it_cannot_leave_them_out(tmp_path: Path) -> None:
+    # A bundle made before seen_photos.json, copied out of its run folder or with its data moved:
+    # evaluate scored its own training photos as new ones, silently (93.8% on 210, 168 of them seen).
+    from sportsdet.data.splits import make_split
+
+    tree = make_image_tree(tmp_path / "photos", per_class=4)
+    bundle = make_tiny_bundle(tmp_path / "model")
+    record = json.loads((bundle / "bundle.json").read_text())
+    record["training"] = {"recipe": "transfer"}  # made by `sportsdet train`, before the file existed
+    record["data"] = {"manifest": str(tmp_path / "split.json")}
+    (bundle / "bundle.json").write_text(json.dumps(record))
+    notes: list[str] = []
+    evaluate(bundle, tree, out_dir=tmp_path / "e1", warn=notes.append)
+    assert any("and its run's split.json is not found" in n and "scored as new ones" in n for n in notes)
+    moved = tmp_path / "moved"
+    shutil.copytree(tree, moved)
+    make_split(moved, "random:0.5", seed=0).save(tmp_path / "split.json")
+    shutil.rmtree(moved)
+    notes.clear()
+    evaluate(bundle, tree, out_dir=tmp_path / "e2", warn=notes.append)
+    said = "and 6 of the training and validation photos its run's split.json lists are not where it says"
+    assert any(said in n for n in notes)
+
+
 def test_a_damaged_seen_file_names_itself(seen_bundle: tuple[Path, Path], tmp_path: Path) -> None:
     bundle, tree = seen_bundle
     (bundle / SEEN_NAME).write_text('{"format": "other"}')

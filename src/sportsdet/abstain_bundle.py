@@ -90,12 +90,18 @@ def _without_training_photos(
     truth: np.ndarray,
     say: Callable[[str], None],
 ) -> tuple[list[tuple[str, Path]], np.ndarray]:
-    """The photos the model was trained on (its seen_photos.json, copies too) are left out: it is
+    """The photos the model was trained on (its seen_photos.json, copies too, or an older bundle's
+    run split) are left out: it is
     surest of those, so a threshold fitted on them answered far fewer new photos than asked. Its
     validation photos stay: they are what training fits the rule on."""
-    from sportsdet.seen_photos import load_seen, seen_summary, split_off_seen
+    from sportsdet.run_folder import seen_photos_of, unrecognised_seen_note
+    from sportsdet.seen_photos import seen_summary, split_off_seen
 
-    seen = load_seen(bundle_path)
+    bundle = load_bundle(bundle_path, verify_weights=False)
+    seen = seen_photos_of(bundle)  # an older bundle's: its run's split
+    unrecognised = unrecognised_seen_note(bundle, seen)
+    if unrecognised:
+        say(f"warning: {unrecognised}")
     if not seen:
         return items, truth
     _, left_out = split_off_seen([path for _, path in items], seen)

@@ -53,6 +53,7 @@ from sportsdet.run_folder import (
     run_of_bundle,
     seen_photos_of,
     split_manifest_candidates,
+    unrecognised_seen_note,
 )
 from sportsdet.runtime import is_cpu, load_backend, preferred_batch_size, stream_predictions
 from sportsdet.seen_photos import (
@@ -296,6 +297,9 @@ def _leave_out_seen(bundle: Bundle, chosen: EvalData, keep: bool = False) -> Eva
     copy of a training photo tests nothing. `keep` (--keep-seen): scored all the same, counted
     (`seen_kept`) and said, since the score then flatters the model."""
     seen = seen_photos_of(bundle)
+    unrecognised = unrecognised_seen_note(bundle, seen)
+    if unrecognised:
+        chosen.notes.append(unrecognised)
     if not seen:
         return chosen
     chosen.digests = photo_digests([path for path, _ in chosen.items])  # hashed once: copies too

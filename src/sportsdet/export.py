@@ -43,7 +43,12 @@ from sportsdet.files import (
 )
 from sportsdet.onnx_graph import OPSET, torch_to_onnx
 from sportsdet.preprocess import Preprocessing, load_and_preprocess
-from sportsdet.run_folder import resolve_bundle_dir, seen_photos_of, split_manifest_candidates
+from sportsdet.run_folder import (
+    resolve_bundle_dir,
+    seen_photos_of,
+    split_manifest_candidates,
+    unrecognised_seen_note,
+)
 from sportsdet.runtime import (
     META_ABSTAIN,
     META_FORMAT,
@@ -644,7 +649,7 @@ def export_bundle(
                     **({"calibration_data": "synthetic"} if synthetic else {}),
                 },
             )
-            left_out = _leave_out_seen(bundle, data)  # the photos `evaluate` scores, and said so
+            left_out = _leave_out_seen(bundle, data, notes)  # the photos `evaluate` scores, and said so
             what = "held-out images"
             if left_out:
                 what += f" ({left_out} it was trained or validated on left out, as evaluate does)"
@@ -682,14 +687,17 @@ def export_bundle(
                 leftover.unlink()
 
 
-def _leave_out_seen(bundle: Bundle, data: ExportData) -> int | None:
+def _leave_out_seen(bundle: Bundle, data: ExportData, notes: list[str]) -> int | None:
     """Drop from `data.heldout` the photos the model was trained or validated on (its
     seen_photos.json, or an older bundle's run split: run_folder.seen_photos_of), as evaluate leaves
-    them out; how many went (None:
-    every one is seen, and they stay: the INT8 check measures them rather than nothing). INT8's
-    accuracy was measured on 210 photos where evaluate scored 209: two numbers alike, of other sets."""
+    them out; how many went (None: every one is seen, and they stay: the INT8 check measures them
+    rather than nothing). INT8's accuracy was measured on 210 photos where evaluate scored 209: two
+    numbers alike, of other sets. What cannot be looked for is added to `notes`."""
     seen = seen_photos_of(bundle)
-    if seen is None or not data.heldout:
+    unrecognised = unrecognised_seen_note(bundle, seen) if data.heldout else None
+    if unrecognised:
+        notes.append(unrecognised)
+    if not seen or not data.heldout:
         return 0
     kept, _ = split_off_seen([path for path, _ in data.heldout], seen)
     if not kept:

@@ -225,6 +225,24 @@ def seen_photos_of(bundle: Any) -> Any:
     return seen
 
 
+def unrecognised_seen_note(bundle: Any, seen: Any) -> str | None:
+    """What `seen_photos_of` could not find, said: a bundle made before seen_photos.json whose run's
+    split.json, or photos, are not where they were (the bundle copied elsewhere, the data moved).
+    Its training photos among those scored were scored as new ones without a word."""
+    if seen is not None and not getattr(seen, "missing", 0):
+        return None
+    if seen is None and not bundle.training:  # not made by `sportsdet train`: records nothing to find
+        return None
+    older = f"{bundle.path} was made before bundles recorded the photos they were trained on"
+    if seen is None:
+        where = "and its run's split.json is not found (the bundle copied out of its run folder?)"
+    else:
+        where = (f"and {seen.missing:,} of the training and validation photos its run's split.json "
+                 "lists are not where it says (moved?)")
+    return (f"{older}, {where}: any of them among these photos are scored as new ones (keep the bundle "
+            "in its run folder beside its data, or train it again)")
+
+
 PREVIOUS_RUN = ".previous-run"  # --force: the run replaced, kept until the new one has a checkpoint
 
 

@@ -59,6 +59,7 @@ class SeenPhotos:
 
     digests: dict[str, set[str]]
     near: NearCopies | None = None
+    missing: int = 0  # made from a split manifest: its photos no longer where it says (seen_from_split)
 
     def counts(self) -> dict[str, int]:
         return {split: len(digests) for split, digests in self.digests.items()}
@@ -162,15 +163,16 @@ def seen_from_split(manifest_path: str | Path) -> SeenPhotos:
 
     manifest = SplitManifest.load(manifest_path)
     seen: dict[str, set[str]] = {}
+    missing = 0
     for split in SEEN_SPLITS:
         digests = set()
         for path, _ in manifest.items(split):
             try:
                 digests.add(photo_digest(path))
-            except SportsdetError:  # moved or deleted since training
-                continue
+            except SportsdetError:  # moved or deleted since training: counted, for the caller to say
+                missing += 1
         seen[split] = digests
-    return SeenPhotos(seen)
+    return SeenPhotos(seen, missing=missing)
 
 
 def split_off_seen(
