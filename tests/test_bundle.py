@@ -235,12 +235,12 @@ def test_what_a_killed_save_left_beside_the_bundle_goes_at_the_next_save(tmp_pat
     from conftest import make_tiny_bundle
 
     bundle = make_tiny_bundle(tmp_path / "model")
-    abandoned = tmp_path / ".model.tmp-abc123"
+    abandoned = tmp_path / ".model.tmp-k1ll3d_x"
     abandoned.mkdir()
     (abandoned / WEIGHTS_NAME).write_bytes(b"x" * 1000)
     stale = time.time() - 2 * 3600
     os.utime(abandoned, (stale, stale))
-    busy = tmp_path / ".model.tmp-other"  # written to a moment ago: another save's, kept
+    busy = tmp_path / ".model.tmp-0th3r_sv"  # written to a moment ago: another save's, kept
     busy.mkdir()
     finished = subprocess.Popen(["true"])
     finished.wait()
@@ -256,3 +256,12 @@ def test_what_a_killed_save_left_beside_the_bundle_goes_at_the_next_save(tmp_pat
         saving.wait()
     assert not abandoned.exists() and not replaced.exists()
     assert busy.is_dir() and alive.is_dir() and load_bundle(bundle).labels
+    # A user's backups named alike are never touched, nor a save's name holding a user's file; a
+    # timestamp where a process id goes made the save fail (OverflowError).
+    mine = [tmp_path / name for name in (".model.old-v1", ".model.old-20240501120000", ".model.tmp-k1ll3d_y")]
+    for folder in mine:
+        folder.mkdir()
+        (folder / ("notes.txt" if folder.name.endswith("_y") else WEIGHTS_NAME)).write_bytes(b"mine")
+        os.utime(folder, (stale, stale))
+    make_tiny_bundle(bundle)
+    assert all(folder.is_dir() for folder in mine)

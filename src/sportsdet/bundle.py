@@ -18,6 +18,7 @@ import glob
 import json
 import os
 import platform
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -273,31 +274,48 @@ def _remove_abandoned_staging(path: Path) -> None:
     `.NAME.tmp-*` folder, and `.NAME.old-PID`, the bundle it replaced, once the new one is in
     place. Each stayed for ever; a folder written to within the hour may be another save's."""
     pattern = glob.escape(f".{path.name}")
-    staging = [p for p in path.parent.glob(f"{pattern}.tmp-*") if p.is_dir() and not p.is_symlink()]
-    replaced = [p for p in path.parent.glob(f"{pattern}.old-*") if p.is_dir() and not p.is_symlink()]
-    # The replaced bundle is the only one while its save is between its two renames: kept then.
-    replaced = [p for p in replaced if path.is_dir() and not _running(p.name.rsplit("-", 1)[-1])]
+    ours = re.compile(rf"\.{re.escape(path.name)}\.(tmp-[a-z0-9_]{{8}}|old-([1-9][0-9]{{0,6}}))")
+
+    def left_by_save(folder: Path) -> re.Match | None:
+        """Named as save_bundle names it (mkdtemp's 8 letters, a process id) and holding a bundle's
+        files only: a user's `.model.old-v1` backup, named alike, is never touched."""
+        found = ours.fullmatch(folder.name)
+        if not found or not folder.is_dir() or folder.is_symlink():
+            return None
+        return found if all(_ours(entry.name) for entry in folder.iterdir()) else None
+
+    staging, replaced = [], []
+    for folder in [*path.parent.glob(f"{pattern}.tmp-*"), *path.parent.glob(f"{pattern}.old-*")]:
+        found = left_by_save(folder)
+        if found and found.group(2) is None:
+            staging.append(folder)
+        # The replaced bundle is the only one while its save is between its two renames: kept then.
+        elif found and path.is_dir() and not _running(int(found.group(2))):
+            replaced.append(folder)
     remove_untouched(staging)
     remove_untouched(replaced, seconds=0)
 
 
-def _running(pid: str) -> bool:
+def _running(pid: int) -> bool:
     try:
-        os.kill(int(pid), 0)
-    except (ValueError, ProcessLookupError):
+        os.kill(pid, 0)
+    except ProcessLookupError:
         return False
     except OSError:  # another user's process: it exists
         return True
     return True
 
 
+def _ours(name: str) -> bool:
+    """A bundle's own file or one of our temporary ones; a user's .gitignore or notes are not."""
+    return name in BUNDLE_FILES or (name.startswith(".") and ".tmp" in name)
+
+
 def _keep_user_files(old: Path, new: Path) -> None:
     if not old.is_dir():
         return
     for entry in old.iterdir():
-        # Ours: the bundle's files and our temporary ones; a user's .gitignore or notes stay.
-        ours = entry.name in BUNDLE_FILES or (entry.name.startswith(".") and ".tmp" in entry.name)
-        if not ours and not (new / entry.name).exists():
+        if not _ours(entry.name) and not (new / entry.name).exists():
             os.replace(entry, new / entry.name)
 
 
