@@ -483,8 +483,15 @@ def test_write_report_after_warns_instead_of_failing(tmp_path):
     assert len(warnings) == 1 and "metrics.json" in warnings[0]
     # The page from before shows the earlier model: a full disk left it there, read as the new run's.
     assert not (fake.run / "report.html").exists()
-    assert "the page from before, of an earlier model, is removed" in warnings[0]
+    assert "the page from before, which showed earlier results, is removed" in warnings[0]
     assert f"(`sportsdet report {fake.run}` writes it once this is fixed)" in warnings[0]
+    # Through a symbolic link (a page published elsewhere), the page it leads to goes, not the link.
+    published = tmp_path / "site" / "report.html"
+    published.parent.mkdir()
+    published.write_text("<!doctype html>earlier")
+    (fake.run / "report.html").symlink_to(published)
+    assert write_report_after(fake.run, warnings.append) is None
+    assert not published.exists() and (fake.run / "report.html").is_symlink()
 
 
 def test_skipped_images_and_plain_folder_evaluation(tmp_path):

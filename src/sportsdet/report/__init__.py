@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from sportsdet.errors import SportsdetError
-from sportsdet.files import atomic_write
+from sportsdet.files import atomic_write, write_target
 from sportsdet.report.inputs import ReportInputs, load_inputs
 from sportsdet.run_folder import REPORT as REPORT_NAME  # noqa: E402
 
@@ -82,20 +82,21 @@ def write_report_after(
     """For the end of `train` / `evaluate`: write the report, but never fail the command for it.
 
     A damaged input or an unwritable folder becomes one warning (via `warn`) and None; the
-    run's own results are already safely on disk by then. The page from before goes: it shows an
-    earlier model (a full disk left it in place, read as this run's).
+    run's own results are already safely on disk by then. The page from before goes (through a
+    symbolic link, the page it leads to): it shows earlier results (a full disk left it in place,
+    read as this run's).
     """
     try:
         return write_report(run_or_eval_dir)
     except (SportsdetError, OSError) as exc:
         old = Path(run_or_eval_dir) / REPORT_NAME
         try:
-            old.unlink()
-            gone = "; the page from before, of an earlier model, is removed"
+            write_target(old).unlink()
+            gone = "; the page from before, which showed earlier results, is removed"
         except FileNotFoundError:
             gone = ""
-        except OSError:
-            gone = f"; {old} is from before and shows an earlier model"
+        except (SportsdetError, OSError):
+            gone = f"; {old} is from before and shows earlier results"
         if warn is not None:
             again = f"sportsdet report {shlex.quote(str(run_or_eval_dir))}"
             warn(f"report not written: {exc}{gone} (`{again}` writes it once this is fixed)")
