@@ -315,6 +315,13 @@ def test_calibration_data_keeps_the_held_out_accuracy_check(run_folder: Path, tm
     data = find_export_data(load_bundle(run_folder), calibration_data=tmp_path / "data" / "train")
     recorded = f"{run_folder / 'split.json'} ({tmp_path / 'data'}, held-out: test)"
     assert data.origin.endswith(f"; held-out: {recorded}")
+    # The data root itself given: its test photos are the held-out ones, so they calibrate nothing.
+    whole = find_export_data(load_bundle(run_folder), calibration_data=tmp_path / "data")
+    assert len(whole.train) == 18 and len(whole.heldout) == 12
+    assert not {p for p, _ in whole.train} & {p for p, _ in whole.heldout}
+    assert whole.train_source.endswith("(its 12 held-out ones left out)")
+    with pytest.raises(SportsdetError, match="every image here is a held-out one the INT8 check scores"):
+        find_export_data(load_bundle(run_folder), calibration_data=tmp_path / "data" / "test")
 
 
 def test_what_a_killed_int8_export_left_in_the_temp_folder_goes(run_folder, tmp_path, monkeypatch):

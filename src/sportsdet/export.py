@@ -329,6 +329,19 @@ def find_export_data(
         if not data.heldout:
             raise SportsdetError(f"{folder}: no images in folders named like the model's labels")
         data.origin += f"; held-out: {folder} (--eval-data)"
+    if calibration_data is not None and data.heldout:
+        # A data root given as --calibration-data holds the held-out photos too: calibrated on the
+        # photos it is then checked on, the INT8 check measured nothing.
+        held = {os.path.realpath(path) for path, _ in data.heldout}
+        kept = [item for item in data.train if os.path.realpath(item[0]) not in held]
+        if not kept:
+            raise SportsdetError(
+                f"{calibration_data}: every image here is a held-out one the INT8 check scores; give "
+                "training images for calibration"
+            )
+        if len(kept) < len(data.train):
+            data.train_source += f" (its {len(data.train) - len(kept)} held-out ones left out)"
+        data.train = kept
     return data
 
 
