@@ -158,6 +158,20 @@ def test_a_run_reads_only_the_shards_of_its_own_photos_and_drops_damaged_numbers
     assert not left.exists()
 
 
+def test_features_that_are_not_numbers_are_refused_not_cached(photos, model, cache, monkeypatch) -> None:
+    # A shard of them was written, dropped on reading, and the run died on a KeyError, every run.
+    class Overflowing:
+        def run(self, names, feeds):
+            pooled = np.ones((len(feeds["image"]), 1280), np.float32)
+            pooled[-1, 3] = np.inf
+            return [pooled]
+
+    monkeypatch.setattr(features, "_session_for", lambda *args, **kwargs: Overflowing())
+    with pytest.raises(SportsdetError, match=r"features of this photo .* are not finite numbers"):
+        _extract(photos[:2], model, batch_size=2)
+    assert not list(features.FeatureKey("lite0", PRE).folder().glob("shard-*"))
+
+
 def test_the_cache_follows_xdg_cache_home_unless_told_where(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.delenv("SPORTSDET_CACHE_DIR", raising=False)
     monkeypatch.setenv("HOME", str(tmp_path / "home"))

@@ -329,10 +329,14 @@ def _compute_shards(
                 )
             )
             outputs = [np.concatenate(column) for column in zip(*parts, strict=True)]
+            pooled = outputs[0].astype(np.float32, copy=False)
+            with np.errstate(over="ignore"):  # an activation past float16's range: said just below
+                tap = outputs[1].astype(np.float16) if want_tap else None
+            _check_finite(pooled, tap, [dataset.paths[i] for i in indices])
             pending["sha"].extend(dataset.digests[i] for i in indices)
-            pending["pooled"].append(outputs[0].astype(np.float32, copy=False))
-            if want_tap:
-                pending["tap"].append(outputs[1].astype(np.float16))
+            pending["pooled"].append(pooled)
+            if tap is not None:
+                pending["tap"].append(tap)
             if len(pending["sha"]) >= SHARD_SIZE:
                 flush()
             if bar is not None:
@@ -342,6 +346,21 @@ def _compute_shards(
         pool.shutdown(wait=True, cancel_futures=True)
         if bar is not None:
             bar.stop()
+
+
+def _check_finite(pooled: np.ndarray, tap: np.ndarray | None, paths: list[str]) -> None:
+    """Features that are not numbers are refused before they are cached: a shard holding them is
+    dropped on reading (load_shards), which left the photo missing (a KeyError) on every run."""
+    bad = ~np.isfinite(pooled).all(axis=1)
+    if tap is not None:
+        bad |= ~np.isfinite(tap.reshape(len(tap), -1)).all(axis=1)
+    if bad.any():
+        first = paths[int(np.flatnonzero(bad)[0])]
+        raise SportsdetError(
+            f"{first}: the frozen network's features of this photo ({int(bad.sum())} of {len(paths)} "
+            "in its batch) are not finite numbers (an activation past float16's range?); the model's "
+            "pretrained weights or its preprocessing are not what they should be"
+        )
 
 
 _SESSIONS: dict[tuple, tuple[Any, Any]] = {}
