@@ -109,14 +109,23 @@ def test_an_upload_the_full_temporary_folder_cannot_take_is_a_507_not_a_500(
     client: TestClient, tmp_path: Path, monkeypatch, caplog
 ) -> None:
     # Starlette spools a file part over 1 MB to TMPDIR: full, it was "internal_error" and a traceback.
+    import errno
     import tempfile
 
     big = jpeg(RED) + b"\0" * (1100 * 1024)
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "no such folder"))
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", full)
     response = client.post("/v1/predict", files=uploads(("big.jpg", big)))
     assert response.status_code == 507
     assert response.json()["error"]["code"] == "insufficient_storage"
     assert "an upload could not be spooled to" in caplog.text and "Traceback" not in caplog.text
+    # A temporary folder that is not there is the server's fault, not a full disk to wait out.
+    monkeypatch.undo()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "no such folder"))
+    assert client.post("/v1/predict", files=uploads(("big.jpg", big))).status_code == 500
     monkeypatch.undo()
     assert client.post("/v1/predict", files=uploads(("big.jpg", big))).status_code == 200
 

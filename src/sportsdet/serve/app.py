@@ -678,8 +678,11 @@ async def _parse(
         try:
             form = await parser.parse()
         except OSError as exc:  # a file part over 1 MB is spooled to TMPDIR, which can be full
+            import errno
             import tempfile
 
+            if exc.errno not in (errno.ENOSPC, errno.EDQUOT):  # a server fault, not a full disk: a 500
+                raise
             log.warning("an upload could not be spooled to %s: %s", tempfile.gettempdir(), exc.strerror)
             raise ApiError(
                 507, "insufficient_storage",
