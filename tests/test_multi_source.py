@@ -340,6 +340,21 @@ def test_advice_to_run_data_check_names_every_source_folder_not_their_parent(two
     assert f"`sportsdet data check {shlex.quote(str(flat))} --quarantine DIR`" in message
 
 
+def test_resume_of_a_run_whose_sources_moved_names_a_dataset_file(two_sources, tmp_path) -> None:
+    # The advice was `train NEW_PLACE --split ...`, which a split of several sources refuses.
+    import shutil
+
+    official, flat = two_sources
+    run = tmp_path / "run"
+    train([official, flat], out=run, model="seed-cnn", options={**TINY, "epochs": 1}, evaluate=False,
+          report=False)  # fmt: skip
+    shutil.move(official, tmp_path / "moved-first")
+    shutil.move(flat, tmp_path / "moved-second")
+    said = r"moved\? `sportsdet train DATASET_FILE --split .* \(a dataset file of the same source names"
+    with pytest.raises(SportsdetError, match=said):
+        train(None, out=run, resume=True, options={"epochs": 2}, evaluate=False, report=False)
+
+
 def test_check_finds_a_photo_two_sources_share_and_moves_one_copy(two_sources, tmp_path, run_cli, capsys):
     import shutil
 

@@ -632,9 +632,12 @@ def _resumed_split(run: RunFolder, config: dict[str, Any]) -> SplitManifest:
     gone = manifest.missing_files(("train", "valid"))
     if gone:
         # A run copied to another machine, or its photos moved: the split follows them to a new run.
+        command = f"`sportsdet train {'DATASET_FILE' if manifest.sources else 'NEW_PLACE'} --split " \
+            f"{shlex.quote(str(run.split))} --out NEW_RUN`"  # fmt: skip
+        # Several sources: a dataset file naming each where it is now, under the same source names.
+        each = " (a dataset file of the same source names, each where it is now)" if manifest.sources else ""
         moved = (
-            f"; moved? `sportsdet train NEW_PLACE --split {shlex.quote(str(run.split))} --out NEW_RUN` "
-            "trains on the same split where they are now"
+            f"; moved? {command}{each} trains on the same split where they are now"
             if len(gone) == sum(len(manifest.items(name)) for name in ("train", "valid")) else ""
         )  # fmt: skip
         raise SportsdetError(
