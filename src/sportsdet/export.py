@@ -329,9 +329,10 @@ def find_export_data(
         if not data.heldout:
             raise SportsdetError(f"{folder}: no images in folders named like the model's labels")
         data.origin += f"; held-out: {folder} (--eval-data)"
-    if calibration_data is not None and data.heldout:
-        # A data root given as --calibration-data holds the held-out photos too: calibrated on the
-        # photos it is then checked on, the INT8 check measured nothing.
+    if calibration_data is not None and eval_data is None and data.heldout:
+        # A data root given as --calibration-data holds the bundle's held-out photos too: calibrated
+        # on the photos it is then checked on, the INT8 check measured nothing. (Both folders given
+        # by hand, the same one too, are the user's choice.)
         held = {os.path.realpath(path) for path, _ in data.heldout}
         kept = [item for item in data.train if os.path.realpath(item[0]) not in held]
         if not kept:
