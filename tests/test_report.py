@@ -958,3 +958,30 @@ def test_counts_on_confusion_squares_are_readable_on_every_shade():
     for fill, _count, _row, ink in drawn:
         assert _contrast(fill, ink) >= 4.5, (fill, ink)
     assert colour(1.0) != colour(0.0)
+
+
+def test_numbers_from_hand_edited_files_are_escaped_like_text(tmp_path):
+    # A received run folder whose config.json, data_summary.json or metrics.json holds markup where a
+    # number goes ran script in the report (the names were escaped, the counts were not).
+    fake = make_run(tmp_path, n_classes=3, per_class=2)
+    evil = "<img src=x onerror=alert(1)>"
+    metrics = json.loads((fake.eval / "metrics.json").read_text())
+    metrics["n"] = evil
+    first = next(iter(metrics["per_class"]))
+    metrics["per_class"][first]["support"] = evil
+    metrics["per_source"] = {"web": {"n": evil, "accuracy": 0.5, "accuracy_ci95": [0.1, 0.9]}}
+    metrics["most_confused"] = [{"true": "a", "predicted": "b", "count": evil, "share": 0.5}]
+    (fake.eval / "metrics.json").write_text(json.dumps(metrics))
+    summary = json.loads((fake.run / "data_summary.json").read_text())
+    summary["ignored"] = {"hidden": evil}
+    (fake.run / "data_summary.json").write_text(json.dumps(summary))
+    page = write_report(fake.run).read_text(encoding="utf-8")
+    assert evil not in page and html.escape(evil, quote=False) in page
+    # A run without a model yet, whose --epochs was edited into markup.
+    shutil.rmtree(fake.run / "model")
+    shutil.rmtree(fake.eval)
+    config = json.loads((fake.run / "config.json").read_text())
+    config["options"] = {**config.get("options", {}), "epochs": evil}
+    (fake.run / "config.json").write_text(json.dumps(config))
+    page = write_report(fake.run).read_text(encoding="utf-8")
+    assert evil not in page and "This run has no model yet" in page

@@ -48,6 +48,12 @@ def num(value: float | None, digits: int = 3) -> str:
     return f"{value:.{digits}f}"
 
 
+def count(value: Any) -> str:
+    """A count read from a file, for the page: escaped like text, since a hand-edited (or received)
+    metrics.json, config.json or data_summary.json may hold markup where a number goes."""
+    return "–" if value is None else escape(str(value))
+
+
 def duration(seconds: float | None) -> str:
     if seconds is None:
         return "–"
@@ -189,7 +195,7 @@ def _per_source(m: dict[str, Any]) -> str:
     for name, row in table.items():
         ci = row.get("accuracy_ci95") or [None, None]
         rows.append(
-            f"<tr><td>{escape(str(name))}</td><td class=\"n\">{row.get('n', '–')}</td>"
+            f"<tr><td>{escape(str(name))}</td><td class=\"n\">{count(row.get('n'))}</td>"
             f"<td class=\"n\">{pct(row.get('accuracy'))}</td>"
             f"<td class=\"n\">{pct(ci[0])}–{pct(ci[1])}</td>"
             f"<td class=\"n\">{pct(row.get('top5_accuracy'))}</td></tr>"
@@ -197,7 +203,8 @@ def _per_source(m: dict[str, Any]) -> str:
     return (
         '<h3>Per source</h3><table id="per-source-table"><thead><tr><th>source</th>'
         '<th class="n">images</th><th class="n">accuracy</th><th class="n">95% CI</th>'
-        f'<th class="n">top-{m.get("top_k", 5)}</th></tr></thead><tbody>{"".join(rows)}</tbody></table>'
+        f'<th class="n">top-{count(m.get("top_k", 5))}</th></tr></thead>'
+        f'<tbody>{"".join(rows)}</tbody></table>'
     )
 
 
@@ -241,7 +248,7 @@ def _unfinished(inputs: ReportInputs) -> str | None:
     if run is None or has_model or not (inputs.config or inputs.history):
         return None
     options = (inputs.config or {}).get("options")
-    planned = f" of {options['epochs']}" if isinstance(options, dict) and options.get("epochs") else ""
+    planned = f" of {count(options['epochs'])}" if isinstance(options, dict) and options.get("epochs") else ""
     history = inputs.history or []
     head = sum(r.get("stage") == "head" for r in history)  # --epochs counts the stages after it
     done = f"{len(history) - head} epoch(s){planned}"
@@ -306,7 +313,7 @@ def _results(inputs: ReportInputs) -> str:
                     "well it fits them, not how it does on photos it has not seen (its test split).</p>")
     elif ci[0] is not None and n:
         html.append(
-            f"With {n} images, the accuracy this model would reach on more photos like these is "
+            f"With {count(n)} images, the accuracy this model would reach on more photos like these is "
             f"plausibly anywhere between {pct(ci[0])} and {pct(ci[1])} (Wilson 95% interval); "
             "differences between runs smaller than that range may be noise.</p>"
         )
@@ -560,7 +567,7 @@ def _findings(inputs: ReportInputs) -> str:
                     + "".join(f"<li>{escape(w)}</li>" for w in scan_warnings) + "</ul>")
     if isinstance(ignored, dict) and ignored:
         html.append("<p>Files skipped while scanning: "
-                    + ", ".join(f"{escape(str(k))}: {v}" for k, v in ignored.items()) + "</p>")
+                    + ", ".join(f"{escape(str(k))}: {count(v)}" for k, v in ignored.items()) + "</p>")
     return "".join(html)
 
 
@@ -747,7 +754,7 @@ def _per_class(inputs: ReportInputs) -> str:
             f'<td class="n" data-v="{_raw(v.get("precision"))}">{pct(v.get("precision"))}</td>'
             f'<td class="n" data-v="{_raw(recall)}">{pct(recall)}</td>'
             f'<td{low} data-v="{_raw(f1)}">{pct(f1)}</td>'
-            f'<td class="n" data-v="{_raw(v.get("support"))}">{v.get("support", "–")}</td>'
+            f'<td class="n" data-v="{_raw(v.get("support"))}">{count(v.get("support"))}</td>'
             f"<td>{note}</td></tr>"
         )
     # "No photos scored": a class whose every photo the model had seen (left out) has none either.
@@ -850,7 +857,7 @@ def _every_confusion(matrix: list[list[int]], labels: list[str]) -> list[dict[st
 def _confusion_pairs_table(table_id: str, pairs: list[dict[str, Any]]) -> str:
     rows = "".join(
         f'<tr><td>{escape(str(p["true"]))}</td><td>{escape(str(p["predicted"]))}</td>'
-        f'<td class="n">{p["count"]}</td><td class="n">{pct(p.get("share"))}</td></tr>'
+        f'<td class="n">{count(p["count"])}</td><td class="n">{pct(p.get("share"))}</td></tr>'
         for p in pairs
     )
     return (f'<table id="{table_id}"><thead><tr><th>true class</th><th>predicted as</th>'
@@ -937,7 +944,7 @@ def _calibration(inputs: ReportInputs) -> str:
     ece = m.get("ece")
     picture = _figure(lambda: figures.reliability_png(bins, ece), "reliability diagram")
     rows = "".join(
-        f'<tr><td>{pct(b["lower"], 0)}–{pct(b["upper"], 0)}</td><td class="n">{b["count"]}</td>'
+        f'<tr><td>{pct(b["lower"], 0)}–{pct(b["upper"], 0)}</td><td class="n">{count(b["count"])}</td>'
         f'<td class="n">{pct(b.get("mean_confidence"))}</td><td class="n">{pct(b.get("accuracy"))}</td></tr>'
         for b in bins if b.get("count")
     )
@@ -960,8 +967,8 @@ def _abstain(m: dict[str, Any]) -> str:
         said = (f'<p class="plain" id="abstain-text">Photos whose {escape(score_name(abstain["method"]))} is '
                 'under '
                 f'{num(abstain["threshold"])} get no label ("uncertain", best guess kept). Here that answers '
-                f'<b>{pct(abstain.get("coverage"))}</b> of the photos ({abstain.get("answered")} of '
-                f'{abstain.get("n")}) with accuracy <b>{pct(abstain.get("accuracy_answered"))}</b> '
+                f'<b>{pct(abstain.get("coverage"))}</b> of the photos ({count(abstain.get("answered"))} of '
+                f'{count(abstain.get("n"))}) with accuracy <b>{pct(abstain.get("accuracy_answered"))}</b> '
                 f'(all photos: {pct(abstain.get("accuracy_all"))}); the threshold was fitted to answer '
                 f'{pct(abstain.get("fitted_coverage"), 0)} of the validation photos.</p>')
     else:
