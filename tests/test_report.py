@@ -985,3 +985,13 @@ def test_numbers_from_hand_edited_files_are_escaped_like_text(tmp_path):
     (fake.run / "config.json").write_text(json.dumps(config))
     page = write_report(fake.run).read_text(encoding="utf-8")
     assert evil not in page and "This run has no model yet" in page
+
+
+def test_the_runs_own_seed_is_shown_not_only_the_splits(tmp_path):
+    # config.json and bundle.json recorded --seed 5; the page showed only "split seed 0".
+    fake = make_run(tmp_path, n_classes=3, per_class=2)
+    config = json.loads((fake.run / "config.json").read_text())
+    # As `sportsdet train` writes it: the seed beside the options, not among them.
+    (fake.run / "config.json").write_text(json.dumps({**config, "seed": 5, "options": {"epochs": 6}}))
+    page = write_report(fake.run).read_text(encoding="utf-8")
+    assert page.count("<th>seed</th><td>5</td>") == 1

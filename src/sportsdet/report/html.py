@@ -678,6 +678,7 @@ def _model(inputs: ReportInputs) -> str:
     rows: list[tuple[str, Any]] = [
         ("model", model.get("name") or config.get("model")),
         ("recipe", config.get("recipe") or training.get("recipe")),
+        ("seed", config.get("seed") if config.get("seed") is not None else training.get("seed")),
         ("stages", ", ".join(stages) if stages else None),
         ("epochs run", len(history) if history else training.get("epochs")),
         ("best epoch (validation accuracy)",
