@@ -5,7 +5,7 @@ through the real prediction path on the test split, which is used for nothing el
 
   1. sports100 official split (train / valid for the epoch choice / test): test top-1 and
      top-5 and training wall time, mean and spread over --seeds, for each --runs entry
-     (model:recipe-variant, e.g. lite0:default, lite0:head-only, mobilenetv2:default);
+     (model:recipe-variant, e.g. lite0:default, lite0:more-views, mobilenetv2:default);
   2. accuracy versus training minutes for the default recipe (--budgets, e.g. 2m,5m,10m);
   3. the six UIUC Sports Event classes that sports100 has, --split per-class:70,50, 5 seeds.
 
@@ -47,7 +47,6 @@ UIUC = ["croquet", "polo", "rock climbing", "rowing", "sailboat racing", "snow b
 # Recipe variants: training options on top of the registry defaults.
 VARIANTS: dict[str, dict[str, Any]] = {
     "default": {},
-    "head-only": {"epochs": 1, "finetune_stages": 0},  # stage 2 trains nothing new: frozen + linear
     # Few photos per class: extraction is cheap, so cache the mirror and 4 random crops and train longer.
     "more-views": {"feature_flip": True, "aug_views": 4, "epochs": 6},
 }
@@ -278,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="sports100 folder")
     parser.add_argument(
         "--runs", default="lite0:default", help="comma list of model:variant (variant: default, "
-        "head-only, or budget-<time> such as budget-14m)"
+        "more-views, or budget-<time> such as budget-14m; budget-2m is the head alone)"
     )  # fmt: skip
     parser.add_argument("--seeds", type=int, default=3, help="seeds per official-split run")
     parser.add_argument("--cold", action="store_true", help="every run starts with an empty feature cache")

@@ -89,7 +89,7 @@ def compare(out: Path, expected: dict[str, Any]) -> dict[str, Any]:
     diffs = [
         abs(rows[k]["score"] - v.score) for k, v in expected.items() if k in rows and v.score is not None
     ]
-    same_abstain = sum(rows[k]["abstain"] == v.uncertain for k, v in expected.items() if k in rows and v.ok)
+    same_abstain = sum(rows[k]["uncertain"] == v.uncertain for k, v in expected.items() if k in rows and v.ok)
     return {
         "rows": len(rows),
         "expected": len(expected),
