@@ -296,8 +296,9 @@ def find_export_data(
 
     Training images: `calibration_data` (a folder of <label>/<image> files) when given, else
     those of the bundle's split manifest, else of its recorded data root. Held-out images:
-    `eval_data` when given, else the test (or valid) split of what the bundle records, whether
-    or not `calibration_data` is given (it dropped the INT8 accuracy check).
+    `eval_data` when given, else the test (or valid) split of what the bundle records, also when
+    `calibration_data` is given (which once left no held-out photos, and no INT8 accuracy check);
+    those held-out photos are then taken out of the calibration images.
     """
     recorded = _recorded_data(bundle)
     data: ExportData | None = recorded
