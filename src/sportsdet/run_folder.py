@@ -11,7 +11,8 @@
     RUN/eval-<what>/       evaluations on other photos or another split (`sportsdet evaluate RUN DATA`)
     RUN/report.html        the whole run on one page (sportsdet.report)
 
-Every other module asks this one where these live; none spells the names itself.
+Every other module asks this one where these live; none spells the names itself (the model
+folder's name, which load_bundle needs too, is bundle.RUN_MODEL_FOLDER, below this module).
 """
 
 from __future__ import annotations
