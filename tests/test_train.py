@@ -391,6 +391,19 @@ def test_a_force_killed_before_its_first_checkpoint_hides_nothing(data_dir, tmp_
     assert (run / "model" / "weights.safetensors").read_bytes() == finished[Path("model/weights.safetensors")]
 
 
+def test_augmented_training_does_not_depend_on_the_number_of_workers(data_dir, tmp_path) -> None:
+    # Each worker count trained another model: augmentation drew from the global random stream, in
+    # the main process (shared with dropout) or in each worker (seeded per worker).
+    options = {**TINY, "epochs": 2, "augment": True, "cache": False}
+    weights = []
+    for workers in (0, 2):
+        run = tmp_path / f"w{workers}"
+        train(data_dir, out=run, model="seed-cnn", options={**options, "workers": workers}, evaluate=False,
+              report=False)  # fmt: skip
+        weights.append((run / "model" / "weights.safetensors").read_bytes())
+    assert _history(tmp_path / "w0") == _history(tmp_path / "w2") and weights[0] == weights[1]
+
+
 def test_bad_image_stops_training_with_a_clear_message(data_dir, tmp_path):
     data = make_dataset(tmp_path / "data")
     bad = data / "green" / "05.png"

@@ -102,8 +102,8 @@ def train(
         None,
         "--workers",
         help="Processes decoding images (0: in the main process) for the from-scratch recipe (seed-cnn). "
-        "Small datasets are decoded once and cached, which makes 0 the fastest (default: 0). With "
-        "augmentation on, each count draws its random crops differently: results repeat for the same count. "
+        "Small datasets are decoded once and cached, which makes 0 the fastest (default: 0); the count "
+        "changes no result. "
         "Pretrained models decode each photo once into a feature cache: --set extract_workers=N.",
     ),
     time_budget: str | None = typer.Option(

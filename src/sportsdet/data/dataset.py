@@ -71,6 +71,9 @@ class ImageDataset(Dataset):
     - train (augment=a PIL->PIL transform giving input_size x input_size): augment, then normalize.
     `cache=True` keeps resized uint8 pictures in memory (eval-style only, ignored with augment).
     `root` is named in error messages (the folder to run `sportsdet data check` on).
+    `augment_seed`: each photo's augmentation draws from its own stream, seeded by (augment_seed,
+    epoch, index) (`set_epoch` before each epoch), so the crops do not depend on which DataLoader
+    worker, or how many, decode it; and they leave the training's own random stream alone.
     """
 
     def __init__(
@@ -81,8 +84,10 @@ class ImageDataset(Dataset):
         augment: Augmentation | None = None,
         cache: bool = False,
         root: Path | str | Sequence[Path | str] | None = None,
+        augment_seed: int = 0,
     ) -> None:
         self.items = [(Path(path), int(label)) for path, label in items]
+        self.augment_seed, self.epoch = augment_seed, 0
         self.preprocessing = preprocessing
         self.augment = augment
         self.root = root
@@ -94,6 +99,9 @@ class ImageDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.items)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
 
     @property
     def labels(self) -> list[int]:
@@ -130,7 +138,10 @@ class ImageDataset(Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         if self.augment is not None:
-            picture = self.augment(self.load(index))
+            photo = self.load(index)
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed((self.augment_seed * 1_000_003 + self.epoch) * 1_000_003 + index)
+                picture = self.augment(photo)
             if picture.size != (self.preprocessing.input_size,) * 2:
                 raise SportsdetError(
                     f"training augmentation produced a {picture.size} picture, expected "

@@ -142,8 +142,9 @@ class TrainContext:
         cache = self.options.cache
         root = self.manifest.data_roots
         train = ImageDataset(
-            self.manifest.items("train"), self.preprocessing, augment=augment or None, cache=cache, root=root
-        )
+            self.manifest.items("train"), self.preprocessing, augment=augment or None, cache=cache, root=root,
+            augment_seed=self.seed,
+        )  # fmt: skip
         all_valid = self.manifest.items("valid")
         val_items = all_valid[distributed.rank() :: distributed.world_size()] if shard_valid else all_valid
         # A rank whose share is empty (3 validation photos, 4 processes) still gets a loader: with
@@ -419,10 +420,16 @@ def run_epochs(
 
 
 def _begin_epoch(train_loader: Iterable, epoch: int) -> None:
-    """Tell the sampler the epoch (its shuffle depends on it); give every rank rank 0's random state."""
+    """Tell the sampler and the dataset the epoch (the shuffle and each photo's augmentation depend on
+    it); give every rank rank 0's random state."""
     for sampler in (getattr(train_loader, "sampler", None), getattr(train_loader, "batch_sampler", None)):
         if hasattr(sampler, "set_epoch"):
             sampler.set_epoch(epoch)
+    dataset = getattr(train_loader, "dataset", None)
+    while dataset is not None:  # distributed.PaddingMarked wraps the ImageDataset
+        if hasattr(dataset, "set_epoch"):
+            dataset.set_epoch(epoch)
+        dataset = getattr(dataset, "dataset", None)
     distributed.sync_rng()  # the ranks draw the same shuffles, views and dropout masks
 
 
