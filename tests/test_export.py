@@ -313,12 +313,16 @@ def test_calibration_data_keeps_the_held_out_accuracy_check(run_folder, tmp_path
     recorded = f"{run_folder / 'split.json'} ({tmp_path / 'data'}, held-out: test)"
     assert data.origin.endswith(f"; held-out: {recorded}")
     # The data root itself given: its test photos are the held-out ones, so they calibrate nothing.
-    whole = find_export_data(load_bundle(run_folder), calibration_data=tmp_path / "data")
+    whole = find_export_data(load_bundle(run_folder), calibration_data=tmp_path / "data", int8=True)
     assert len(whole.train) == 18 and len(whole.heldout) == 12
     assert not {p for p, _ in whole.train} & {p for p, _ in whole.heldout}
     assert whole.train_source.endswith("(its 12 held-out ones left out)")
     with pytest.raises(SportsdetError, match="every image here is a held-out one the INT8 check scores"):
-        find_export_data(load_bundle(run_folder), calibration_data=tmp_path / "data" / "test")
+        find_export_data(load_bundle(run_folder), calibration_data=tmp_path / "data" / "test", int8=True)
+    # A float export has no INT8 check: those photos serve its parity check as well as any.
+    floated = export_bundle(run_folder / "model", calibration_data=tmp_path / "data" / "test",
+                                     out=tmp_path / "float.onnx")  # fmt: skip
+    assert floated.parity.n == 12 and floated.int8 is None
 
 
 def test_what_a_killed_int8_export_left_in_the_temp_folder_goes(run_folder, tmp_path, monkeypatch):

@@ -140,6 +140,13 @@ def test_an_older_bundle_whose_split_or_photos_are_gone_says_it_cannot_leave_the
     evaluate(bundle, tree, out_dir=tmp_path / "e2", warn=notes.append)
     said = "and 6 of the training and validation photos its run's split.json lists are not where it says"
     assert any(said in n for n in notes)
+    # A bundle saved from Python with a training record of its own: nothing was to be found.
+    record["training"], record["data"] = {"epochs": 10, "trained_by": "my notebook"}, {}
+    (bundle / "bundle.json").write_text(json.dumps(record))
+    (tmp_path / "split.json").unlink()
+    notes.clear()
+    evaluate(bundle, tree, out_dir=tmp_path / "e3", warn=notes.append)
+    assert not any("was made before bundles recorded" in n for n in notes)
 
 
 def test_a_damaged_seen_file_names_itself(seen_bundle: tuple[Path, Path], tmp_path: Path) -> None:

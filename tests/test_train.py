@@ -402,6 +402,9 @@ def test_augmented_training_does_not_depend_on_the_number_of_workers(data_dir, t
               report=False)  # fmt: skip
         weights.append((run / "model" / "weights.safetensors").read_bytes())
     assert _history(tmp_path / "w0") == _history(tmp_path / "w2") and weights[0] == weights[1]
+    # A large seed: each photo's stream is seeded modulo 2**64 (--seed 20000000 overflowed it).
+    train(data_dir, out=tmp_path / "big seed", model="seed-cnn", seed=2**40, options={**options, "epochs": 1},
+          evaluate=False, report=False)  # fmt: skip
 
 
 def test_bad_image_stops_training_with_a_clear_message(data_dir, tmp_path):

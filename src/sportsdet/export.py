@@ -291,6 +291,8 @@ def find_export_data(
     bundle: Bundle,
     calibration_data: str | Path | None = None,
     eval_data: str | Path | None = None,
+    *,
+    int8: bool = False,
 ) -> ExportData:
     """Training images for parity/calibration and a labelled held-out split.
 
@@ -298,7 +300,7 @@ def find_export_data(
     those of the bundle's split manifest, else of its recorded data root. Held-out images:
     `eval_data` when given, else the test (or valid) split of what the bundle records, also when
     `calibration_data` is given (which once left no held-out photos, and no INT8 accuracy check);
-    those held-out photos are then taken out of the calibration images.
+    with `int8`, those held-out photos are then taken out of the calibration images.
     """
     recorded = _recorded_data(bundle)
     data: ExportData | None = recorded
@@ -330,7 +332,7 @@ def find_export_data(
         if not data.heldout:
             raise SportsdetError(f"{folder}: no images in folders named like the model's labels")
         data.origin += f"; held-out: {folder} (--eval-data)"
-    if calibration_data is not None and eval_data is None and data.heldout:
+    if int8 and calibration_data is not None and eval_data is None and data.heldout:
         # A data root given as --calibration-data holds the bundle's held-out photos too: calibrated
         # on the photos it is then checked on, the INT8 check measured nothing. (Both folders given
         # by hand, the same one too, are the user's choice.)
@@ -579,7 +581,7 @@ def export_bundle(
     if not (math.isfinite(max_int8_drop) and 0 <= max_int8_drop <= 100):  # NaN turned the guard off
         raise SportsdetError(f"--max-int8-drop {max_int8_drop}: accuracy points, from 0 to 100")
     spec = bundle.preprocessing
-    data = find_export_data(bundle, calibration_data, eval_data)
+    data = find_export_data(bundle, calibration_data, eval_data, int8=int8)
     notes: list[str] = []
     if not int8 and bundle.ships_only_int8:
         notes.append(

@@ -232,7 +232,9 @@ def unrecognised_seen_note(bundle: Any, seen: Any) -> str | None:
     Its training photos among those scored were scored as new ones without a word."""
     if seen is not None and not getattr(seen, "missing", 0):
         return None
-    if seen is None and not bundle.training:  # not made by `sportsdet train`: records nothing to find
+    # Not made by `sportsdet train` (a bundle saved from Python): it recorded no photos to look for.
+    made_by_train = bool(bundle.training.get("recipe")) and bool(bundle.data.get("manifest"))
+    if seen is None and not made_by_train:
         return None
     older = f"{bundle.path} was made before bundles recorded the photos they were trained on"
     if seen is None:

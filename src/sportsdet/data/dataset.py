@@ -140,7 +140,8 @@ class ImageDataset(Dataset):
         if self.augment is not None:
             photo = self.load(index)
             with torch.random.fork_rng(devices=[]):
-                torch.manual_seed((self.augment_seed * 1_000_003 + self.epoch) * 1_000_003 + index)
+                # Modulo 2**64, as torch takes a seed: --seed 20000000 overflowed it.
+                torch.manual_seed(((self.augment_seed * 1_000_003 + self.epoch) * 1_000_003 + index) % 2**64)
                 picture = self.augment(photo)
             if picture.size != (self.preprocessing.input_size,) * 2:
                 raise SportsdetError(
