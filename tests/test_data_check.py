@@ -407,14 +407,21 @@ def test_quarantine_never_breaks_a_kept_link_nor_leaves_a_copy_when_a_move_fails
 
     monkeypatch.setattr(os, "unlink", refuse)
     before = _contents(root)
-    report = check_dataset(root, workers=1)
-    result = quarantine_files(report, tmp_path / "jail2")
-    assert result["moved"] == [] and result["failed"]
-    assert not [p for p in (tmp_path / "jail2").rglob("*") if p.is_file()]
+    report = _quarantine_moves_nothing(root, tmp_path / "jail2")
     renamed = rename_misnamed(report)
     assert renamed["renamed"] == [] and renamed["failed"][0]["path"] == "train/polo/named.php"
     monkeypatch.undo()
     assert not (root / "train/polo/named.jpg").exists() and _contents(root) == before
+
+
+def _quarantine_moves_nothing(root: Path, jail: Path):
+    """Check `root` and quarantine what it finds into `jail`, where every move fails: nothing is
+    moved and no file is left in the jail. The check's report is returned."""
+    report = check_dataset(root, workers=1)
+    result = quarantine_files(report, jail)
+    assert result["moved"] == [] and result["failed"]
+    assert not [p for p in jail.rglob("*") if p.is_file()]
+    return report
 
 
 def test_a_move_onto_a_full_disk_leaves_no_cut_off_copies(tmp_path: Path, monkeypatch) -> None:
@@ -435,10 +442,7 @@ def test_a_move_onto_a_full_disk_leaves_no_cut_off_copies(tmp_path: Path, monkey
     monkeypatch.setattr(os, "link", no_hard_links)
     monkeypatch.setattr(shutil, "copyfileobj", disk_full)
     before = _contents(root)
-    report = check_dataset(root, workers=1)
-    result = quarantine_files(report, tmp_path / "jail")
-    assert result["moved"] == [] and result["failed"]
-    assert not [p for p in (tmp_path / "jail").rglob("*") if p.is_file()]
+    _quarantine_moves_nothing(root, tmp_path / "jail")
     monkeypatch.undo()
     assert _contents(root) == before
 
