@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from sportsdet import plots
-from sportsdet.bundle import MANIFEST_NAME, Bundle, load_bundle
+from sportsdet.bundle import Bundle, load_bundle
 from sportsdet.data.sources import is_dataset_file
 from sportsdet.errors import SportsdetError, quoted_with_hint
 from sportsdet.files import (
@@ -504,7 +504,7 @@ def _check_still_its_model(run: RunFolder, scored: Bundle) -> None:
     if scored.path.resolve() != run.model.resolve():
         return  # another model's evaluation kept in the run folder
     try:
-        now = json.loads((run.model / MANIFEST_NAME).read_text(encoding="utf-8"))
+        now = json.loads(run.model_manifest.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         now = None
     sha = (scored.manifest.get("weights") or {}).get("sha256")

@@ -101,6 +101,11 @@ class RunFolder:
         return self.path / MODEL
 
     @property
+    def model_manifest(self) -> Path:
+        """RUN/model/bundle.json: there once training has written the run's model."""
+        return self.model / MANIFEST_NAME
+
+    @property
     def eval(self) -> Path:
         return self.path / EVAL
 
@@ -129,7 +134,7 @@ class RunFolder:
     def written_by_sportsdet(self) -> bool:
         """Holds a run `sportsdet train` started: its config.json, split manifest or model bundle,
         read, not just named alike (a folder of one's own may hold a config.json)."""
-        if (self.path / MODEL / MANIFEST_NAME).is_file():
+        if self.model_manifest.is_file():
             return True
         if (self.path / PREVIOUS_RUN).is_dir() and RunFolder(self.path / PREVIOUS_RUN).written_by_sportsdet():
             return True  # a --force killed right after it set the run aside

@@ -19,7 +19,6 @@ from typing import Any
 from sportsdet import plots as figures
 from sportsdet._version import __version__
 from sportsdet.abstain import DEFAULT_SCORE, score_name
-from sportsdet.bundle import MANIFEST_NAME
 from sportsdet.metrics import confusion_layout, photos_scored, rename_hint, times_predicted
 from sportsdet.report.assets import CSS, JS
 from sportsdet.report.confusion import confusion_svg, legend_html
@@ -244,7 +243,7 @@ def _unfinished(inputs: ReportInputs) -> str | None:
     """For a run folder without a model yet (training stopped or still going): how far it got and
     the command that goes on; None otherwise."""
     run = inputs.run_dir
-    has_model = run is not None and (RunFolder(run).model / MANIFEST_NAME).is_file()
+    has_model = run is not None and RunFolder(run).model_manifest.is_file()
     if run is None or has_model or not (inputs.config or inputs.history):
         return None
     options = (inputs.config or {}).get("options")

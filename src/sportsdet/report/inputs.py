@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sportsdet.bundle import MANIFEST_NAME, load_bundle
+from sportsdet.bundle import load_bundle
 from sportsdet.errors import BundleError, SportsdetError
 from sportsdet.files import name_as_written
 from sportsdet.run_folder import METRICS_COLUMNS, RunFolder, is_run_dir
@@ -289,7 +289,7 @@ def load_inputs(
         parent = source.parent
         # A run with a model the evaluation scored: a folder that merely holds a split.json (saved
         # by `data split --out`) was taken for the run, its data shown as the model's.
-        has_model = (RunFolder(parent).model / MANIFEST_NAME).is_file()
+        has_model = RunFolder(parent).model_manifest.is_file()
         ours = has_model and is_run_dir(parent) and not scored_another_bundle(source, parent)
         inputs.run_dir = parent if ours else None
     else:
@@ -332,7 +332,7 @@ def _read_run(inputs: ReportInputs) -> None:
         inputs.history = read_history(folder.metrics)
     if folder.curves.is_file():
         inputs.curves_png = folder.curves
-    if (folder.model / MANIFEST_NAME).is_file():
+    if folder.model_manifest.is_file():
         _read_bundle(inputs, folder.model)
 
 
@@ -377,11 +377,11 @@ def scored_another_bundle(ev: Path, run: Path) -> bool:
     """`_another_model` for an evaluation folder inside `run`, read before the run is."""
     try:
         metrics = json.loads((ev / "metrics.json").read_text(encoding="utf-8"))
-        manifest = RunFolder(run).model / MANIFEST_NAME
-        weights = json.loads(manifest.read_text(encoding="utf-8"))["weights"]["sha256"]
+        folder = RunFolder(run)
+        weights = json.loads(folder.model_manifest.read_text(encoding="utf-8"))["weights"]["sha256"]
     except (OSError, ValueError, KeyError, TypeError):
         return False
-    return _another_model(metrics, RunFolder(run).model, weights)
+    return _another_model(metrics, folder.model, weights)
 
 
 def _of_another_bundle(inputs: ReportInputs, metrics: dict[str, Any]) -> bool:
