@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from sportsdet.abstain import DEFAULT_COVERAGE, DEFAULT_SCORE, SCORES, Abstain, check_coverage, fit_abstain
-from sportsdet.bundle import load_bundle, set_bundle_abstain
+from sportsdet.bundle import Bundle, load_bundle, set_bundle_abstain
 from sportsdet.errors import SportsdetError
 from sportsdet.files import iter_image_files
 from sportsdet.runtime import META_ABSTAIN, is_onnx_file, load_backend, stream_predictions
@@ -67,11 +67,12 @@ def fit_bundle_abstain(
     say = progress or (lambda message: None)
     model = load_backend(bundle_path, backend, int8=int8)
     index = {label: i for i, label in enumerate(model.labels)}
-    if not is_onnx_file(bundle_path):  # a bundle folder: its renamed labels' old names too
-        index = load_bundle(bundle_path, verify_weights=False).class_index()
+    bundle = None if is_onnx_file(bundle_path) else load_bundle(bundle_path, verify_weights=False)
+    if bundle is not None:  # a bundle folder: its renamed labels' old names too
+        index = bundle.class_index()
     items, truth = labelled_images(valid_folder, index)
-    if not is_onnx_file(bundle_path):
-        items, truth = _without_training_photos(bundle_path, valid_folder, items, truth, say)
+    if bundle is not None:
+        items, truth = _without_training_photos(bundle, valid_folder, items, truth, say)
     say(f"scoring {len(items)} validation photos with {model.name}")
     rows = []
     for result in stream_predictions(items, model):
@@ -84,20 +85,18 @@ def fit_bundle_abstain(
 
 
 def _without_training_photos(
-    bundle_path: str | Path,
+    bundle: Bundle,
     valid_folder: str | Path,
     items: list[tuple[str, Path]],
     truth: np.ndarray,
     say: Callable[[str], None],
 ) -> tuple[list[tuple[str, Path]], np.ndarray]:
     """The photos the model was trained on (its seen_photos.json, copies too, or an older bundle's
-    run split) are left out: it is
-    surest of those, so a threshold fitted on them answered far fewer new photos than asked. Its
-    validation photos stay: they are what training fits the rule on."""
+    run split) are left out: it is surest of those, so a threshold fitted on them answered far fewer
+    new photos than asked. Its validation photos stay: they are what training fits the rule on."""
     from sportsdet.run_folder import seen_photos_of, unrecognised_seen_note
     from sportsdet.seen_photos import seen_summary, split_off_seen
 
-    bundle = load_bundle(bundle_path, verify_weights=False)
     seen = seen_photos_of(bundle)  # an older bundle's: its run's split
     unrecognised = unrecognised_seen_note(bundle, seen)
     if unrecognised:

@@ -165,13 +165,9 @@ def seen_from_split(manifest_path: str | Path) -> SeenPhotos:
     seen: dict[str, set[str]] = {}
     missing = 0
     for split in SEEN_SPLITS:
-        digests = set()
-        for path, _ in manifest.items(split):
-            try:
-                digests.add(photo_digest(path))
-            except SportsdetError:  # moved or deleted since training: counted, for the caller to say
-                missing += 1
-        seen[split] = digests
+        found = photo_digests([path for path, _ in manifest.items(split)])
+        missing += found.count(None)  # moved or deleted since training: counted, for the caller to say
+        seen[split] = {digest for digest in found if digest is not None}
     return SeenPhotos(seen, missing=missing)
 
 
