@@ -160,15 +160,12 @@ def _interrupted(exc: BaseException) -> bool:
     return False
 
 
-# Ctrl-C that Python dropped: raised inside a garbage-collection or weakref callback, it was printed
-# as "Exception ignored in ..." with a traceback, and the command ran on to exit code 0. Kept in
-# errors.DROPPED_INTERRUPTS: training raises it again between batches; what finishes says so.
-_dropped_interrupts = DROPPED_INTERRUPTS
-
-
 def _keep_dropped_interrupts(unraisable: Any, previous: Callable[[Any], object]) -> None:
+    # Ctrl-C that Python dropped: raised inside a garbage-collection or weakref callback, it was
+    # printed as "Exception ignored in ..." with a traceback, and the command ran on to exit code 0.
+    # Kept in errors.DROPPED_INTERRUPTS: training raises it again between batches; what finishes says so.
     if isinstance(unraisable.exc_value, KeyboardInterrupt):
-        _dropped_interrupts.append(unraisable.exc_value)
+        DROPPED_INTERRUPTS.append(unraisable.exc_value)
         return
     previous(unraisable)
 
@@ -189,7 +186,7 @@ def _typer_caught_an_interrupt(exc: SystemExit) -> bool:
 def _exit_code(exc: SystemExit) -> int | str | None:
     """The exit code, after saying what a Ctrl-C left that no command spoke of."""
     code = exc.code
-    if code in (0, None) and _dropped_interrupts:
+    if code in (0, None) and DROPPED_INTERRUPTS:
         err_console.print(
             "[yellow]interrupted[/] as the command was finishing; it finished all the same (its results "
             "are written)",
@@ -262,7 +259,7 @@ def main() -> None:
         # The hook stays for the interpreter's shutdown: a second Ctrl-C that lands in Python's
         # wait for its threads there printed "Exception ignored in: <module 'threading'>" and a
         # traceback under the first one's message.
-        _dropped_interrupts.clear()
+        DROPPED_INTERRUPTS.clear()
 
 
 __all__ = ["app", "main"]
