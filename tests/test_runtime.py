@@ -152,6 +152,19 @@ def test_auto_backend_uses_the_bundles_onnx(tmp_path: Path) -> None:
         load_backend(bundle, int8=True)
 
 
+def test_a_run_folder_and_the_name_builtin_run_their_bundles_onnx(tmp_path: Path, monkeypatch) -> None:
+    # The ONNX file was looked for beside the name given (RUN/model.onnx, ./builtin/model.onnx), so
+    # the torch backend ran instead of the model the bundle ships.
+    run = tmp_path / "run"
+    make_colour_onnx(make_bundle(run / "model") / "model.onnx")
+    (run / "config.json").write_text("{}")
+    assert isinstance(load_backend(run), OnnxBackend) and isinstance(load_backend(run, "onnx"), OnnxBackend)
+    monkeypatch.setattr(runtime, "_torch_installed", lambda: False)  # no torch to fall back on
+    monkeypatch.chdir(tmp_path)
+    builtin = load_backend("builtin")
+    assert isinstance(builtin, OnnxBackend) and builtin.path.name == "model.int8.onnx"
+
+
 def test_stale_onnx_in_bundle_is_refused(tmp_path: Path) -> None:
     bundle = make_bundle(tmp_path / "bundle")
     meta = onnx_metadata(labels=["r", "g", "b"], preprocessing=SPEC, model_name="colour")

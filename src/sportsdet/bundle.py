@@ -328,24 +328,32 @@ def _require(manifest: dict[str, Any], key: str, kind: type, where: Path) -> Any
     return value
 
 
-def load_bundle(path: str | Path, *, verify_weights: bool = True) -> Bundle:
-    """Open and validate a bundle folder (or the bundle.json inside it, or a training run folder:
-    its model/); `"builtin"` is the sports model shipped in the package (unless a folder of that
-    name is here)."""
+def bundle_folder(path: str | Path) -> Path:
+    """The folder a bundle named by `path` is in: the model shipped in the package for `"builtin"`
+    (unless a folder of that name is here), the folder of a bundle.json, a training run folder's
+    model/; else `path` itself (load_bundle says what is wrong with it)."""
     path = Path(path).expanduser()
     if str(path) == BUILTIN and not path.exists():
         shipped = builtin_bundle_path()
         if shipped is None:
-            raise BundleError("this install has no built-in model; give a model bundle folder")
-        path = shipped
+            raise BundleError("this install has no built-in model; give a model bundle or run folder")
+        return shipped
     if path.name == MANIFEST_NAME:
-        path = path.parent
+        return path.parent
+    if not (path / MANIFEST_NAME).is_file() and (path / RUN_MODEL_FOLDER / MANIFEST_NAME).is_file():
+        return path / RUN_MODEL_FOLDER  # a run folder, as Predictor, evaluate and export take it
+    return path
+
+
+def load_bundle(path: str | Path, *, verify_weights: bool = True) -> Bundle:
+    """Open and validate a bundle folder (or the bundle.json inside it, or a training run folder:
+    its model/); `"builtin"` is the sports model shipped in the package (unless a folder of that
+    name is here)."""
+    path = bundle_folder(path)
     if not path.exists():
         raise BundleError(f"{path}: no such model bundle")
     if not path.is_dir():
         raise BundleError(f"{path}: a model bundle is a folder holding {MANIFEST_NAME} and {WEIGHTS_NAME}")
-    if not (path / MANIFEST_NAME).is_file() and (path / RUN_MODEL_FOLDER / MANIFEST_NAME).is_file():
-        path = path / RUN_MODEL_FOLDER  # a run folder, as Predictor, evaluate and export take it
     manifest_file = path / MANIFEST_NAME
     if not manifest_file.is_file():
         raise BundleError(f"{path}: {MANIFEST_NAME} is missing; this is not a sportsdet model bundle")

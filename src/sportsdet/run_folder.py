@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sportsdet.bundle import BUILTIN, BUNDLE_FILES, MANIFEST_NAME, RUN_MODEL_FOLDER, builtin_bundle_path
+from sportsdet.bundle import BUNDLE_FILES, MANIFEST_NAME, RUN_MODEL_FOLDER, bundle_folder
 from sportsdet.errors import SportsdetError
 from sportsdet.files import FOLDER_LOCK, folder_holder, hold_folder
 
@@ -169,13 +169,9 @@ def resolve_bundle_dir(path: str | Path) -> Path:
     """A bundle folder as given, RUN/model when `path` is a training run folder, or the built-in
     model for the name `builtin` (unless a folder of that name is here)."""
     path = Path(path).expanduser()
-    if str(path) == BUILTIN and not path.exists():
-        builtin = builtin_bundle_path()
-        if builtin is None:
-            raise SportsdetError("this install has no built-in model; give a model bundle or run folder")
-        return builtin
-    if not (path / MANIFEST_NAME).is_file() and (path / MODEL / MANIFEST_NAME).is_file():
-        return path / MODEL
+    found = bundle_folder(path)
+    if found != path:
+        return found
     run = RunFolder(path)
     started = run.config.is_file() or run.checkpoints.is_dir()  # not a lone saved split.json
     if not (path / MANIFEST_NAME).is_file() and started and run.written_by_sportsdet():

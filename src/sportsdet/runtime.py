@@ -355,13 +355,14 @@ def load_backend(
 ) -> Backend:
     """Open a model for prediction.
 
-    `model`: an exported .onnx file, a bundle folder, or None for the built-in model.
+    `model`: an exported .onnx file, a bundle folder, a training run folder (its model/), or None
+    (or "builtin") for the built-in model.
     `backend`: "onnx", "torch", or "auto" = onnx when the path is .onnx or the bundle carries
     model.onnx (or only model.int8.onnx), else torch when installed, else a clear error. `int8`
     picks model.int8.onnx;
     `device` is for torch only.
     """
-    from sportsdet.bundle import MANIFEST_NAME, builtin_bundle_path, load_bundle
+    from sportsdet.bundle import builtin_bundle_path, bundle_folder, load_bundle
 
     if backend not in BACKENDS:
         raise SportsdetError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
@@ -369,9 +370,9 @@ def load_backend(
         model = builtin_bundle_path()
         if model is None:
             raise SportsdetError("no model given and this install has no built-in model; pass --model BUNDLE")
-    path = Path(model)
-    if path.name == MANIFEST_NAME:
-        path = path.parent
+    # `builtin` or a run folder: its model.onnx was looked for beside the name, and the torch
+    # backend ran instead of the ONNX one the bundle ships.
+    path = bundle_folder(model)
 
     def cpu_only(onnx_model: OnnxBackend) -> OnnxBackend:
         # --device cuda was taken and the model ran on the CPU all the same, without a word.
