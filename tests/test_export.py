@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -349,6 +350,24 @@ def test_an_older_bundle_without_seen_photos_leaves_its_runs_photos_out_as_evalu
     report = export_bundle(run_folder, int8=True, max_int8_drop=100.0, calibration_images=4,
                            eval_data=tmp_path / "data" / "train")  # fmt: skip
     assert report.int8.heldout.endswith("images, every one of them a photo it was trained or validated on")
+
+
+def test_eval_data_folders_named_like_no_label_are_said_not_dropped_silently(run_folder: Path,
+                                                                           tmp_path: Path) -> None:
+    # evaluate refuses class folders the model does not know; export's INT8 check left them out
+    # without a word, so a misspelt folder shrank the check unseen.
+    heldout = tmp_path / "heldout"
+    shutil.copytree(tmp_path / "data" / "test", heldout)
+    (heldout / LABELS[0]).rename(heldout / (LABELS[0] + "x"))
+    report = export_bundle(run_folder, int8=True, max_int8_drop=100.0, calibration_images=4,
+                           eval_data=heldout)  # fmt: skip
+    assert report.int8.n == 4 * (len(LABELS) - 1)
+    said = [note for note in report.notes if note.startswith("--eval-data:")]
+    assert len(said) == 1 and "4 photo(s)" in said[0]
+    assert f"'{LABELS[0]}x' (did you mean '{LABELS[0]}'?)" in said[0]
+    # Without --int8 nothing is scored on it: said too.
+    plain = export_bundle(run_folder, eval_data=heldout)
+    assert any("add --int8" in note for note in plain.notes) and plain.int8 is None
 
 
 def test_cli_export_bad_input_is_one_line_error(tmp_path: Path) -> None:

@@ -22,6 +22,7 @@ import os
 import random
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from numbers import Integral
@@ -31,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from sportsdet.bundle import Bundle, builtin_bundle_path, library_versions, load_bundle
-from sportsdet.errors import SportsdetError
+from sportsdet.errors import SportsdetError, quoted_with_hint
 from sportsdet.files import (
     atomic_write,
     iter_image_files,
@@ -220,6 +221,7 @@ class ExportData:
     why_none: str = "the bundle records no split or data root"  # said when no training image is found
     # What `train` is, as the parity line says it: "training photos of ..." only when they are.
     train_source: str = ""
+    notes: list[str] = field(default_factory=list)  # said with the export's other notes
 
 
 def _from_manifest(path: Path, names: dict[str, str]) -> ExportData | None:
@@ -328,9 +330,20 @@ def find_export_data(
             raise SportsdetError(
                 f"{folder}: evaluation data folder not found; pass a folder of <label>/<image>"
             )
-        data.heldout = [item for item in _from_folder(folder, bundle.class_names()) if item[1] is not None]
+        found = _from_folder(folder, bundle.class_names())
+        data.heldout = [item for item in found if item[1] is not None]
         if not data.heldout:
             raise SportsdetError(f"{folder}: no images in folders named like the model's labels")
+        unknown = Counter(path.parent.name for path, label in found if label is None)
+        if unknown and int8:  # left out without a word, where evaluate refuses such folders
+            shown = [f"{quoted_with_hint(name, bundle.labels)}: {n}" for name, n in sorted(unknown.items())]
+            more = f" and {len(shown) - 5} more" if len(shown) > 5 else ""
+            data.notes.append(
+                f"--eval-data: {sum(unknown.values())} photo(s) in folders not named like any of the model's "
+                f"labels were left out of the INT8 check ({', '.join(shown[:5])}{more})"
+            )
+        elif not int8:  # taken, and nothing was checked on it
+            data.notes.append("--eval-data is for the INT8 accuracy check: add --int8, or nothing is scored")
         data.origin += f"; held-out: {folder} (--eval-data)"
     if int8 and calibration_data is not None and eval_data is None and data.heldout:
         # A data root given as --calibration-data holds the bundle's held-out photos too: calibrated
@@ -582,7 +595,7 @@ def export_bundle(
         raise SportsdetError(f"--max-int8-drop {max_int8_drop}: accuracy points, from 0 to 100")
     spec = bundle.preprocessing
     data = find_export_data(bundle, calibration_data, eval_data, int8=int8)
-    notes: list[str] = []
+    notes: list[str] = list(data.notes)
     if not int8 and bundle.ships_only_int8:
         notes.append(
             f"{bundle.path} predicts with its {ONNX_INT8_NAME}; this float export scores a little "
