@@ -17,9 +17,10 @@ PACKAGE = Path(sportsdet.__file__).parent
 # Data flows files -> data -> preprocess -> models -> training/runtime -> evaluate/report -> cli.
 LAYERS: list[tuple[str, ...]] = [
     ("sportsdet._version", "sportsdet.__main__", "sportsdet.errors"),
-    ("sportsdet.imageio", "sportsdet.fetch"),
+    ("sportsdet.imageio",),
     (
         "sportsdet.files",
+        "sportsdet.fetch",  # writes its downloads with files' signal guard
         "sportsdet.near_copies",
         "sportsdet.preprocess",
         "sportsdet.metrics",

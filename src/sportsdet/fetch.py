@@ -44,6 +44,7 @@ from typing import Any
 
 from sportsdet._version import __version__
 from sportsdet.errors import SportsdetError
+from sportsdet.files import signals_deferred
 
 DEFAULT_MAX_BYTES = 20 * 1024 * 1024
 CHUNK = 64 * 1024
@@ -604,17 +605,18 @@ def download_file(
     body_seconds = None if max_seconds is None else max(0.001, max_seconds - (time.monotonic() - started))
     deadline = _Deadline(body_seconds, timeout, total=max_seconds)
     deadline.watch(response.conn.sock)
+    temp: Path | None = None
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
         _remove_abandoned_parts(dest)
-        fd, temp_name = tempfile.mkstemp(prefix=f".{dest.name}.part-", dir=dest.parent)
-    except BaseException:
-        response.close()
-        raise
-    temp = Path(temp_name)
-    digest = hashlib.sha256()
-    try:
-        with response, os.fdopen(fd, "wb") as handle:
+        # The file and its name come together: a SIGTERM between mkstemp and the try that removes
+        # the file on failure left a .part file behind.
+        with signals_deferred():
+            fd, temp_name = tempfile.mkstemp(prefix=f".{dest.name}.part-", dir=dest.parent)
+            temp = Path(temp_name)
+            handle = os.fdopen(fd, "wb")
+        digest = hashlib.sha256()
+        with response, handle:
             length = _content_length(response)
             if max_bytes is not None and length is not None and length > max_bytes:
                 raise FetchError(
@@ -676,7 +678,10 @@ def download_file(
         os.chmod(temp, 0o644)  # mkstemp makes files private; a download is an ordinary file
         os.replace(temp, dest)
     except BaseException:
-        temp.unlink(missing_ok=True)
+        response.close()
+        if temp is not None:
+            handle.close()  # already closed unless the signal came as the file was made
+            temp.unlink(missing_ok=True)
         raise
     finally:
         deadline.cancel()
