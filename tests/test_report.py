@@ -783,6 +783,28 @@ def test_cli_out_folder_with_a_trailing_slash(tmp_path, monkeypatch, capsys):
     assert out.strip() == str(page) and page.is_file()
 
 
+def test_tilde_paths_mean_the_home_folder_for_every_path_report_takes(tmp_path, monkeypatch, capsys):
+    # Every other command reads '~/runs/a' (quoted, or --eval=~/...) as the home folder; report
+    # said "no such folder" for the run, its --eval, --check and every --compare run.
+    monkeypatch.setenv("HOME", str(tmp_path))
+    a = make_run(tmp_path / "a", n_classes=3, per_class=3)
+    make_run(tmp_path / "b", n_classes=3, per_class=3, seed=2)
+    from sportsdet.data import check_dataset
+
+    check = check_dataset(a.data, workers=1)
+    check.save(tmp_path / "check.json")
+    code, out, err = _cli(monkeypatch, capsys, "report", "~/a/run", "--eval=~/a/run/eval",
+                          "--check=~/check.json", "-o", "~/page.html")  # fmt: skip
+    assert code == 0, err
+    assert out.strip() == str(tmp_path / "page.html")
+    assert f"{check.to_dict()['checked']} files" in (tmp_path / "page.html").read_text(encoding="utf-8")
+    code, out, err = _cli(monkeypatch, capsys, "report", "--compare", "~/a/run", "~/b/run",
+                          "-o", "~/cmp.html")  # fmt: skip
+    assert code == 0, err
+    assert (tmp_path / "cmp.html").is_file()
+    assert write_report("~/a/run") == a.run / "report.html"  # the Python API too
+
+
 def test_a_model_bundle_given_points_to_its_run(tmp_path):
     fake = make_run(tmp_path, n_classes=3, per_class=2)
     said = f"is a model bundle, not a run; pass its run folder, {fake.run}"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import typer
@@ -54,7 +53,6 @@ def report(
     from sportsdet.errors import SportsdetError
     from sportsdet.report import write_comparison, write_report
 
-    out = os.path.expanduser(out) if out is not None else None  # --out=~/r.html: the home folder
     if compare:
         if eval_dir is not None or check is not None or gallery is not None:
             raise SportsdetError(

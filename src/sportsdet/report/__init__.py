@@ -36,7 +36,7 @@ def _out_path(out: str | Path | None, default: Path) -> Path:
     """--out as given; a folder (an existing one, or one written with a trailing /) gets
     default's name inside it. An existing file that is not an HTML page is never replaced: -o
     RUN/eval/metrics.json wrote the page over the run's metrics."""
-    path = Path(out) if out is not None else default
+    path = Path(out).expanduser() if out is not None else default
     if path.is_dir() or (out is not None and str(out).endswith(("/", os.sep))):
         path = path / default.name
     if path.exists() and path.suffix.lower() not in (".html", ".htm") and not _is_html_page(path):
@@ -69,7 +69,7 @@ def write_report(
     """
     from sportsdet.report.html import GALLERY_LIMIT, render_report
 
-    path = _out_path(out, Path(run_or_eval_dir) / REPORT_NAME)
+    path = _out_path(out, Path(run_or_eval_dir).expanduser() / REPORT_NAME)
     inputs = load_inputs(run_or_eval_dir, eval_dir=eval_dir, check_report=check_report)
     limit = GALLERY_LIMIT if gallery_limit is None else max(0, int(gallery_limit))
     page = render_report(inputs, gallery_limit=limit)

@@ -263,7 +263,7 @@ def load_inputs(
     `source` may be a run folder (its `eval/` is used unless `eval_dir` is given) or an
     evaluation folder (its parent is used as the run when it looks like one).
     """
-    source = Path(source)
+    source = Path(source).expanduser()  # '~/runs/a' quoted, or given from Python
     if not source.exists():
         raise SportsdetError(
             f"{source}: no such folder; pass a run folder (from `sportsdet train`) "
@@ -274,7 +274,7 @@ def load_inputs(
     source = source.resolve()  # a mailed report should say where the run lives, not "."
     inputs = ReportInputs(source=source)
     if eval_dir is not None:
-        eval_path = Path(eval_dir).resolve()
+        eval_path = Path(eval_dir).expanduser().resolve()
         if not _is_eval_dir(eval_path):
             raise SportsdetError(
                 f"{eval_path}: no metrics.json or predictions.csv here; "
@@ -494,7 +494,7 @@ def _check_metrics(metrics: dict[str, Any], path: Path) -> None:
 
 def _read_check(inputs: ReportInputs, check_report: str | Path | None) -> None:
     if check_report is not None:
-        path = Path(check_report)
+        path = Path(check_report).expanduser()
         if not path.is_file():
             raise SportsdetError(
                 f"{path}: no such data-check report; write one with `sportsdet data check DATA --report FILE`"
