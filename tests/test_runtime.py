@@ -163,6 +163,12 @@ def test_a_run_folder_and_the_name_builtin_run_their_bundles_onnx(tmp_path: Path
     monkeypatch.chdir(tmp_path)
     builtin = load_backend("builtin")
     assert isinstance(builtin, OnnxBackend) and builtin.path.name == "model.int8.onnx"
+    # A run whose training has not written its model yet is told so, as predict tells it.
+    unfinished = tmp_path / "unfinished"
+    unfinished.mkdir()
+    (unfinished / "config.json").write_text(json.dumps({"options": {}, "model": "lite0", "data": "photos"}))
+    with pytest.raises(SportsdetError, match="this run has no model yet"):
+        load_backend(unfinished)
 
 
 def test_stale_onnx_in_bundle_is_refused(tmp_path: Path) -> None:

@@ -362,7 +362,8 @@ def load_backend(
     picks model.int8.onnx;
     `device` is for torch only.
     """
-    from sportsdet.bundle import builtin_bundle_path, bundle_folder, load_bundle
+    from sportsdet.bundle import builtin_bundle_path, load_bundle
+    from sportsdet.run_folder import resolve_bundle_dir
 
     if backend not in BACKENDS:
         raise SportsdetError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
@@ -371,8 +372,9 @@ def load_backend(
         if model is None:
             raise SportsdetError("no model given and this install has no built-in model; pass --model BUNDLE")
     # `builtin` or a run folder: its model.onnx was looked for beside the name, and the torch
-    # backend ran instead of the ONNX one the bundle ships.
-    path = bundle_folder(model)
+    # backend ran instead of the ONNX one the bundle ships. (A run with no model yet is told how
+    # to finish it, as by predict.)
+    path = resolve_bundle_dir(model)
 
     def cpu_only(onnx_model: OnnxBackend) -> OnnxBackend:
         # --device cuda was taken and the model ran on the CPU all the same, without a word.
