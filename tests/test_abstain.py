@@ -101,6 +101,11 @@ def test_refitting_on_too_few_photos_keeps_the_rule_there_is(tmp_path: Path, cap
     assert load_bundle(bundle_dir).abstain == policy
     assert main([str(bundle_dir), str(tmp_path / "valid"), "--coverage", "95"]) == 2  # before scoring
     assert "scoring" not in capsys.readouterr().out
+    # An exported file holds no bundle.json to store the rule in: said before scoring too.
+    (bundle_dir / "model.onnx").write_bytes(b"onnx")
+    assert main([str(bundle_dir / "model.onnx"), str(tmp_path / "valid")]) == 2
+    said = capsys.readouterr()
+    assert "give the folder this file was exported from" in said.err and "scoring" not in said.out
 
 
 def test_too_few_validation_photos_give_no_threshold() -> None:

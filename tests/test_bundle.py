@@ -125,6 +125,18 @@ def test_bad_bundle_json_gives_a_clear_error(tmp_path, damage, message):
     assert str(caught.value).count(str(manifest)) <= 1  # the file named once, not once per wrapper
 
 
+def test_an_exported_onnx_file_given_for_a_bundle_is_named_as_such(tmp_path):
+    # predict and serve take an .onnx file; evaluate and export, which need the bundle, said only
+    # "a model bundle is a folder holding bundle.json and weights.safetensors".
+    exported = _save(tmp_path / "b") / "model.onnx"
+    exported.write_bytes(b"onnx")
+    with pytest.raises(BundleError, match="an exported ONNX file: give the bundle folder it came from"):
+        load_bundle(exported)
+    (tmp_path / "notes.txt").write_text("x")
+    with pytest.raises(BundleError, match="holding bundle.json and weights.safetensors$"):
+        load_bundle(tmp_path / "notes.txt")
+
+
 def test_failed_save_leaves_the_old_bundle_intact(tmp_path):
     path = _save(tmp_path / "b")
     before = {p.name: p.read_bytes() for p in path.iterdir()}

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from sportsdet.abstain import DEFAULT_COVERAGE, DEFAULT_SCORE, SCORES, Abstain, check_coverage, fit_abstain
-from sportsdet.bundle import Bundle, load_bundle, set_bundle_abstain
+from sportsdet.bundle import MANIFEST_NAME, Bundle, load_bundle, set_bundle_abstain
 from sportsdet.errors import SportsdetError
 from sportsdet.files import iter_image_files
 from sportsdet.runtime import META_ABSTAIN, is_onnx_file, load_backend, stream_predictions
@@ -138,6 +138,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--int8", action="store_true", help="score with the bundle's model.int8.onnx")
     args = parser.parse_args(argv)
     try:
+        if is_onnx_file(args.bundle):  # said before scoring a whole folder, not after
+            raise SportsdetError(
+                f"{args.bundle}: the rule is stored in a bundle folder (its {MANIFEST_NAME} and ONNX "
+                "files); give the folder this file was exported from"
+            )
         policy = fit_bundle_abstain(
             args.bundle, args.valid, coverage=args.coverage, method=args.score, int8=args.int8, progress=print
         )

@@ -353,7 +353,11 @@ def load_bundle(path: str | Path, *, verify_weights: bool = True) -> Bundle:
     if not path.exists():
         raise BundleError(f"{path}: no such model bundle")
     if not path.is_dir():
-        raise BundleError(f"{path}: a model bundle is a folder holding {MANIFEST_NAME} and {WEIGHTS_NAME}")
+        onnx = path.suffix.lower() == ".onnx"
+        exported = " (this is an exported ONNX file: give the bundle folder it came from)" if onnx else ""
+        raise BundleError(
+            f"{path}: a model bundle is a folder holding {MANIFEST_NAME} and {WEIGHTS_NAME}{exported}"
+        )
     manifest_file = path / MANIFEST_NAME
     if not manifest_file.is_file():
         raise BundleError(f"{path}: {MANIFEST_NAME} is missing; this is not a sportsdet model bundle")
