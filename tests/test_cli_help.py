@@ -47,3 +47,21 @@ def test_the_short_options_mean_the_same_in_every_command() -> None:
         assert "-o" in names(path)["out"], path
     for path in (["train"], ["evaluate"], ["predict"]):
         assert "-b" in names(path)["batch_size"], path
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        # (--model nowhere: were the number taken, the command stops there, not serve for ever)
+        ["serve", "--model", "nowhere", "--max-upload-mb", "inf"],  # int(inf): an OverflowError traceback
+        ["serve", "--model", "nowhere", "--max-wait-ms", "inf"],  # taken, then every request a 504
+        ["serve", "--model", "nowhere", "--request-timeout", "inf"],
+        ["predict", "x.jpg", "--timeout", "inf"],  # socket.settimeout(inf) overflows
+        ["data", "fetch", "http://127.0.0.1:9/x.zip", "--timeout", "inf"],
+    ],
+    ids=" ".join,
+)
+def test_an_endless_number_is_refused_as_a_usage_error(args, run_cli, capsys) -> None:
+    assert run_cli(*args) == 2
+    err = capsys.readouterr().err
+    assert "less than or equal to" in err and "Traceback" not in err

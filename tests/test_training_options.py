@@ -132,6 +132,11 @@ def test_null_from_set_means_none_not_the_default() -> None:
         (["--epochs", "1", "--set", "epochs=3"], r"--epochs 1 and --set epochs=3 disagree; give the option"),
         # A TypeError traceback from inside the recipe, after the run folder was laid out.
         (["--set", 'model_config={"dropp_rate": 0.5}'], r'model_config=\{"dropp_rate": 0.5\}: lite0 does'),
+        # torch's RuntimeError (a negative size) was a traceback; the model's own refusal lacked the option.
+        (["--model", "seed-cnn", "--set", 'model_config={"filters": -1}'], r'\{"filters": -1\}: seed-cnn'),
+        (["--model", "seed-cnn", "--set", 'model_config={"filtrs": 3}'], r'\{"filtrs": 3\}: seed-cnn'),
+        # torch.manual_seed's overflow, a traceback after the run folder was made.
+        (["--model", "seed-cnn", "--seed", str(2**64)], r"--seed 18446744073709551616: give a whole number"),
     ],
 )
 def test_cli_refuses_contradictions_and_a_model_config_the_model_does_not_take(

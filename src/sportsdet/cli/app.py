@@ -69,6 +69,11 @@ def warn(message: str, *, label: str = "warning") -> None:
     err_console.print(f"[yellow]{label}:[/] {plain(message)}", highlight=False, soft_wrap=True)
 
 
+# The longest wait any seconds option takes: `inf` reached socket.settimeout and int() as an
+# OverflowError traceback, and a day is no wait a person means by "no limit" short of none.
+MAX_SECONDS = 86_400.0
+
+
 def min_score_option() -> typer.models.OptionInfo:
     """--min-score, as `predict` and `serve` take it."""
     return typer.Option(

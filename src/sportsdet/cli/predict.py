@@ -11,6 +11,7 @@ from typing import Any
 import typer
 
 from sportsdet.cli.app import (
+    MAX_SECONDS,
     app,
     check_abstain_options,
     console,
@@ -93,7 +94,9 @@ def predict_command(
         help="Images per model run. Default: the fastest for the backend (onnxruntime: 2, one run per "
         "CPU thread at a time; torch: 16).",
     ),
-    timeout: float = typer.Option(10.0, "--timeout", min=0.1, help="Seconds allowed to download each URL."),
+    timeout: float = typer.Option(
+        10.0, "--timeout", min=0.1, max=MAX_SECONDS, help="Seconds allowed to download each URL."
+    ),
     backend: BackendName = typer.Option(
         BackendName.auto,
         "--backend",

@@ -8,7 +8,14 @@ from pathlib import Path
 
 import typer
 
-from sportsdet.cli.app import app, check_abstain_options, err_console, min_score_option, no_abstain_option
+from sportsdet.cli.app import (
+    MAX_SECONDS,
+    app,
+    check_abstain_options,
+    err_console,
+    min_score_option,
+    no_abstain_option,
+)
 from sportsdet.imageio import MAX_DECODE_PIXELS
 
 SERVE_EXTRA_HINT = "the service needs the serve extra: pip install 'sportsdet[serve]'"
@@ -62,6 +69,7 @@ def serve_command(
         0.0,
         "--max-wait-ms",
         min=0,
+        max=10_000,  # longer than a request may take was a 504 for every request
         help="How long a free model lane waits for more images to batch. Default 0: it takes what is "
         "queued (batches grow by themselves while the lanes are busy, and a lone request waits for nobody).",
     ),
@@ -72,22 +80,27 @@ def serve_command(
         help="Most images in flight over all requests; beyond it requests get 429 with Retry-After.",
     ),
     max_images: int = typer.Option(16, "--max-images", min=1, help="Most images per request."),
-    max_upload_mb: float = typer.Option(32.0, "--max-upload-mb", min=0.001, help="Largest request body, MB."),
+    max_upload_mb: float = typer.Option(  # inf was an OverflowError traceback
+        32.0, "--max-upload-mb", min=0.001, max=1024 * 1024, help="Largest request body, MB."
+    ),
     max_pixels: int = typer.Option(
         MAX_DECODE_PIXELS, "--max-pixels", min=1, help="Largest image, in pixels (checked before decoding)."
     ),
     request_timeout: float = typer.Option(
-        30.0, "--request-timeout", min=0.1, help="Seconds a request may take in all (504 beyond)."
+        30.0, "--request-timeout", min=0.1, max=MAX_SECONDS,
+        help="Seconds a request may take in all (504 beyond).",
     ),
     upload_idle_timeout: float = typer.Option(
         10.0,
         "--upload-idle-timeout",
         min=0.1,
+        max=MAX_SECONDS,
         help="Seconds an upload may send nothing before it is refused (408): stalled uploads would hold "
         "the server's upload budget.",
     ),
     url_timeout: float = typer.Option(
-        10.0, "--url-timeout", min=0.1, help="Seconds allowed for one URL download, redirects included."
+        10.0, "--url-timeout", min=0.1, max=MAX_SECONDS,
+        help="Seconds allowed for one URL download, redirects included.",
     ),
     threads: int | None = typer.Option(
         None, "--threads", min=1, help="CPU threads for the model. Default: all CPUs this process may use."
@@ -100,7 +113,8 @@ def serve_command(
         help="Most open connections; beyond it uvicorn answers 503 (a backstop against connection floods).",
     ),
     graceful_timeout: float = typer.Option(
-        30.0, "--graceful-timeout", min=0, help="On SIGTERM/Ctrl-C, seconds to finish requests in flight."
+        30.0, "--graceful-timeout", min=0, max=MAX_SECONDS,
+        help="On SIGTERM/Ctrl-C, seconds to finish requests in flight.",
     ),
     min_score: float | None = min_score_option(),
     no_abstain: bool = no_abstain_option(),

@@ -119,6 +119,8 @@ def fit(
         raise SportsdetError(
             "--resume and --force contradict each other: resume keeps the run, force restarts it"
         )
+    if seed is not None and not (isinstance(seed, int) and 0 <= seed < 2**64):  # torch's seed range
+        raise SportsdetError(f"--seed {seed!r}: give a whole number from 0 to 2**64 - 1")
     with ExitStack() as held:
         if distributed.is_main():
             try:
@@ -826,7 +828,7 @@ def _check_model_config(spec: ModelSpec, options: TrainOptions) -> None:
     _, config = model_preprocessing(spec, options)
     try:
         build_model(spec.name, num_classes=2, pretrained=False, **config)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, RuntimeError, SportsdetError) as exc:  # RuntimeError: torch's (size -1)
         given = json.dumps(options.model_config, default=str)
         raise SportsdetError(f"--set model_config={given}: {spec.name} does not take it ({exc})") from None
 
