@@ -476,6 +476,10 @@ def test_resume_says_what_it_can_and_cannot_do(data_dir, tmp_path):
     (never / "checkpoints" / "last.json").unlink()
     with pytest.raises(SportsdetError, match="never finished an epoch, so there is nothing to resume"):
         train(None, out=never, resume=True)
+    # And the same command without --resume does not send it back to --resume.
+    with pytest.raises(SportsdetError, match="never finished an epoch.*--force starts it over") as said:
+        train(data_dir, out=never, model="seed-cnn", options=two)
+    assert "--resume" not in str(said.value)
 
     run = tmp_path / "run"
     train(data_dir, out=run, model="seed-cnn", options={**TINY, "epochs": 2}, evaluate=False, report=False)

@@ -39,6 +39,7 @@ from sportsdet.preprocess import Preprocessing
 from sportsdet.run_folder import (
     LAST_CHECKPOINT,
     LOCK,
+    PREVIOUS_RUN,
     RunFolder,
     clear_run,
     drop_previous_run,
@@ -546,10 +547,13 @@ def _refuse_existing(run: RunFolder, force: bool) -> None:
             f"{run.path}: holds files but no sportsdet run; --force replaces only a run: choose another --out"
         )
     if not force:
-        raise SportsdetError(
-            f"{run.path}: already holds a run; use --resume to continue it, --force to replace it, "
-            "or choose another --out"
-        )
+        # A run stopped before its first epoch ended: --resume says "nothing to resume".
+        resumable = run.last_checkpoint.is_file() or run.last_checkpoint.with_suffix(".json").is_file()
+        if resumable or (run.path / PREVIOUS_RUN).is_dir():  # resume puts a set-aside run back
+            hint = "use --resume to continue it, --force to replace it"
+        else:
+            hint = "it never finished an epoch, so there is nothing to resume: --force starts it over"
+        raise SportsdetError(f"{run.path}: already holds a run; {hint}, or choose another --out")
 
 
 # ----------------------------------------------------------------------------- resuming
