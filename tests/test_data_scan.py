@@ -412,3 +412,26 @@ def test_a_class_folder_with_a_line_break_in_its_name_is_warned_of(tmp_path: Pat
     said = [w for w in warnings if "control character" in w]
     assert len(said) == 1 and "\n" not in said[0] and "\t" not in said[0]
     assert "'new\\u000aline'" in said[0] and "'tab\\u0009here'" in said[0] and "polo" not in said[0]
+
+
+def test_a_class_folder_that_cannot_be_read_is_not_called_empty(tmp_path: Path, monkeypatch) -> None:
+    # A `chmod 000` class folder was "1 empty class folder(s) (no images, left out)", and train then
+    # said "training needs at least 2 classes, found 1", never naming the permission problem.
+    import os
+
+    root = _tree(tmp_path / "data", {"polo": 2, "rowing": 2, "tennis": 2})
+    locked = str(root / "rowing")
+    scandir = os.scandir
+
+    def refused(path=".", *args, **kwargs):
+        if os.fspath(path) == locked:
+            raise PermissionError(13, "Permission denied", locked)
+        return scandir(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "scandir", refused)
+    scan = scan_dataset(root)
+    assert scan.classes == ["polo", "tennis"] and scan.empty_classes == []
+    assert scan.unreadable_classes == ["rowing"]
+    said = [w for w in scan.warnings if "rowing" in w]
+    assert len(said) == 1 and "cannot be read (permission denied?)" in said[0] and "empty" not in said[0]
+    assert scan.to_dict()["unreadable_classes"] == ["rowing"]

@@ -74,6 +74,8 @@ class ScanResult:
     records: list[ImageRecord]
     classes: list[str]  # sorted names of classes that hold at least one image
     empty_classes: list[str] = field(default_factory=list)
+    # Class folders that could not be listed (permissions) and gave no image: not "empty".
+    unreadable_classes: list[str] = field(default_factory=list)
     split_folders: dict[str, str] = field(default_factory=dict)  # split -> folder name on disk
     ignored: dict[str, int] = field(default_factory=dict)  # reason -> count
     ignored_examples: dict[str, list[str]] = field(default_factory=dict)
@@ -114,6 +116,7 @@ class ScanResult:
             misnamed={rel: fmt for rel, fmt in self.misnamed.items() if rel in kept_files},
             classes=[c for c in self.classes if c in keep],
             empty_classes=[c for c in self.empty_classes if c in keep],
+            unreadable_classes=[c for c in self.unreadable_classes if c in keep],
         )
         # The layout hint is about the tree, not a subset of its classes: one class chosen was
         # told to scan a folder of its own photos instead.
@@ -129,6 +132,7 @@ class ScanResult:
             "num_classes": len(self.classes),
             "classes": self.classes,
             "empty_classes": self.empty_classes,
+            "unreadable_classes": self.unreadable_classes,
             "total": len(self.records),
             "splits": {
                 split: {"total": sum(per_class.values()), "per_class": per_class}
@@ -395,6 +399,7 @@ def scan_dataset(root: str | Path, *, allow_photos: bool = False) -> ScanResult:
     split_keys = {split: files.folder_key(entry.path) for split, entry in split_entries.items()}
     records: list[ImageRecord] = []
     class_names: set[str] = set()
+    unlistable: set[str] = set()  # labels with a class folder that could not be listed
 
     def collect(entries: list[os.DirEntry[str]], split: str | None) -> None:
         other_splits = frozenset(key for name, key in split_keys.items() if name != split and key is not None)
@@ -413,9 +418,12 @@ def scan_dataset(root: str | Path, *, allow_photos: bool = False) -> ScanResult:
             label = class_name(class_entry.name)
             class_names.add(label)
             others = {key for path, key in roots.items() if key is not None and path != class_entry.path}
-            for image in walker.images_under(class_entry.path, others - {key}, other_splits):
+            images = walker.images_under(class_entry.path, others - {key}, other_splits)
+            for image in images:
                 rel = Path(os.path.relpath(image, path)).as_posix()
                 records.append(ImageRecord(Path(image), rel, label, split))
+            if not images and not _can_list(class_entry.path):
+                unlistable.add(label)
 
     if split_entries:
         layout = "split"
@@ -439,7 +447,8 @@ def scan_dataset(root: str | Path, *, allow_photos: bool = False) -> ScanResult:
     records.sort(key=lambda r: r.rel)
     with_images = {r.label for r in records}
     classes = sorted(with_images)
-    empty = sorted(class_names - with_images)
+    unreadable = sorted(unlistable - with_images)
+    empty = sorted(class_names - with_images - unlistable)
     if not classes:
         what = "class folders with images" if class_names else "class folders"
         raise SportsdetError(
@@ -453,6 +462,7 @@ def scan_dataset(root: str | Path, *, allow_photos: bool = False) -> ScanResult:
         records=records,
         classes=classes,
         empty_classes=empty,
+        unreadable_classes=unreadable,
         split_folders={s: e.name for s, e in split_entries.items()},
         ignored=dict(sorted(walker.ignored.items())),
         ignored_examples={k: v for k, v in sorted(walker.examples.items())},
@@ -491,6 +501,14 @@ def _scan_photos(path: Path) -> ScanResult:
     return result
 
 
+def _can_list(folder: str) -> bool:
+    try:
+        with os.scandir(folder):
+            return True
+    except OSError:
+        return False
+
+
 def _describe_ignored(ignored: dict[str, int] | Counter[str]) -> str:
     return ", ".join(f"{n} {reason}" for reason, n in sorted(ignored.items()))
 
@@ -519,6 +537,11 @@ def scan_warnings(result: ScanResult, *, layout_hint: bool = True) -> list[str]:
         warnings.append(
             f"{len(result.empty_classes)} empty class folder(s) (no images, left out): "
             f"{_name_list(result.empty_classes)}"
+        )
+    if result.unreadable_classes:  # they were called empty
+        warnings.append(
+            f"{len(result.unreadable_classes)} class folder(s) cannot be read (permission denied?), left "
+            f"out: {_name_list(result.unreadable_classes)}; give read access (chmod) and run again"
         )
     if len(result.classes) == 1 and layout_hint:
         only = result.classes[0]
