@@ -885,6 +885,8 @@ def test_sigterm_finishes_requests_in_flight(colour_model: Path, http_server: Lo
     status, _, body, base, output = _sigterm_during_a_slow_url(colour_model, http_server)
     assert status == 200 and body["results"][0]["label"] == "green"
     assert f"{base}/" in output
+    # It ended with the file commands' "no file is left half written; run the same command again".
+    assert output.rstrip().endswith("sportsdet serve: stopped") and "run the same command" not in output
 
 
 def test_a_request_cut_off_by_the_shutdown_gets_a_json_503(colour_model: Path, http_server) -> None:

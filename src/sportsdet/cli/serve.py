@@ -16,6 +16,7 @@ from sportsdet.cli.app import (
     min_score_option,
     no_abstain_option,
 )
+from sportsdet.errors import InterruptSaid
 from sportsdet.imageio import MAX_DECODE_PIXELS
 
 SERVE_EXTRA_HINT = "the service needs the serve extra: pip install 'sportsdet[serve]'"
@@ -196,4 +197,9 @@ def serve_command(
             server_header=False,
         )
     )
-    server.run(sockets=sockets)  # SIGTERM / Ctrl-C: stop accepting, finish requests in flight, then stop
+    try:
+        server.run(sockets=sockets)  # SIGTERM / Ctrl-C: stop accepting, finish requests in flight, then stop
+    except KeyboardInterrupt:  # uvicorn raises the signal again once it has stopped
+        # Not the file commands' "no file is left half written; run the same command again to finish".
+        err_console.print("sportsdet serve: stopped", highlight=False)
+        raise InterruptSaid from None
