@@ -444,7 +444,7 @@ def held_by_another_process(folder: Path) -> Iterator[int]:
     holder = subprocess.Popen(
         [sys.executable, "-c",
          "import sys, time; from pathlib import Path; from sportsdet.files import hold_folder\n"
-         "with hold_folder(Path(sys.argv[1]), cannot='x', busy='y'):\n"
+         "with hold_folder(Path(sys.argv[1]), cannot='x', busy='y', fix='z'):\n"
          "    print('held', flush=True); time.sleep(60)", str(folder)],
         stdout=subprocess.PIPE, text=True,
     )  # fmt: skip

@@ -245,13 +245,13 @@ def test_a_probe_of_a_folder_lock_does_not_make_its_taker_fail(tmp_path: Path) -
         while not stop.is_set():
             files.folder_holder(tmp_path)
 
-    with files.hold_folder(tmp_path, cannot="x", busy="y"):
+    with files.hold_folder(tmp_path, cannot="x", busy="y", fix="z"):
         pass  # the lock file exists from here on
     prober = threading.Thread(target=probe)
     prober.start()
     try:
         for _ in range(300):
-            with files.hold_folder(tmp_path, cannot="x", busy="y"):
+            with files.hold_folder(tmp_path, cannot="x", busy="y", fix="z"):
                 pass
     finally:
         stop.set()
@@ -265,7 +265,7 @@ def test_a_read_only_mount_is_called_that_not_no_permission(tmp_path: Path, monk
     from sportsdet.files import check_writable_folder
 
     monkeypatch.setattr(os, "access", lambda path, mode: False)
-    with pytest.raises(SportsdetError, match=r"cannot write in .* \(no permission\); choose another"):
+    with pytest.raises(SportsdetError, match=r"cannot write in .* \(no permission\); choose another --out$"):
         check_writable_folder(tmp_path / "out", "--out", tmp_path / "out")
     monkeypatch.setattr(os, "statvfs", lambda path: SimpleNamespace(f_flag=os.ST_RDONLY))
     with pytest.raises(SportsdetError, match=rf"--out {tmp_path / 'out'}: cannot write in {tmp_path} "
@@ -278,3 +278,23 @@ def test_sizes_read_as_people_read_them() -> None:
     assert [files.human_size(n) for n in (512, 3500, 5 * 1024**2, 3 * 1024**4)] == [
         "512 B", "3.4 KB", "5.0 MB", "3072.0 GB",
     ]  # fmt: skip
+
+
+def test_a_run_folder_that_cannot_be_held_says_what_to_do(tmp_path: Path, monkeypatch) -> None:
+    # As another user on someone's run, export and evaluate said "cannot use this run folder
+    # (Permission denied)" and stopped there, though --out could write elsewhere.
+    from sportsdet.run_folder import RunFolder, lock_run
+
+    run = tmp_path / "run"
+    run.mkdir()
+    real_open = open
+
+    def refused(path, *args, **kwargs):
+        if Path(path).parent == run:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr("builtins.open", refused)
+    with pytest.raises(SportsdetError, match=r"run folder \(Permission denied\); get write access"):
+        with lock_run(RunFolder(run)):
+            pass

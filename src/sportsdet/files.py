@@ -65,11 +65,13 @@ def human_size(n: float) -> str:
 
 
 def check_writable_folder(
-    folder: str | Path, option: str, shown: str | Path, fix: str = "choose another"
+    folder: str | Path, option: str, shown: str | Path, fix: str | None = None
 ) -> None:
     """Refuse, before any long work, a folder to write in (or to make) that cannot be: one under a
     file, or under a folder this process may not write in. (The write would say so too, but only
-    after the minutes of work whose record it was to keep.) `fix`: what the error tells the user."""
+    after the minutes of work whose record it was to keep.) `fix`: what the error tells the user
+    (default: "choose another OPTION")."""
+    fix = fix or f"choose another {option}"  # a bare "choose another" ended the sentence short
     existing = nearest_existing(folder)
     if not existing.is_dir():
         raise SportsdetError(f"{option} {shown}: {existing} is a file, not a folder; {fix}")
@@ -379,13 +381,13 @@ FOLDER_LOCK = ".sportsdet.lock"  # the lock file `hold_folder` makes (run folder
 
 @contextmanager
 def hold_folder(
-    folder: Path, *, cannot: str, busy: str, lock_name: str = FOLDER_LOCK
+    folder: Path, *, cannot: str, busy: str, fix: str, lock_name: str = FOLDER_LOCK
 ) -> Iterator[None]:
     """Hold `folder` for this process: an flock on FOLDER/`lock_name`, which the OS drops when
     the process ends, however it ends (no stale locks). Re-entrant within one process.
 
     Another process holding it: "FOLDER: another sportsdet process (pid N) `busy`"; a folder
-    that cannot be made or opened: "FOLDER: `cannot` (why)".
+    that cannot be made or opened: "FOLDER: `cannot` (why); `fix`".
     """
     import fcntl
 
@@ -401,7 +403,7 @@ def hold_folder(
         folder.mkdir(parents=True, exist_ok=True)
         handle = open(folder / lock_name, "a+", encoding="utf-8")
     except OSError as exc:
-        raise SportsdetError(f"{folder}: {cannot} ({exc.strerror or exc})") from None
+        raise SportsdetError(f"{folder}: {cannot} ({exc.strerror or exc}); {fix}") from None
     for attempt in range(5):  # `folder_holder` probes hold it for a moment: not a writer
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)

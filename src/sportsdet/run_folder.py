@@ -325,6 +325,7 @@ def lock_run(run: RunFolder) -> Iterator[None]:
     with hold_folder(
         run.path,
         cannot="cannot use this run folder",
+        fix="get write access to it, or write the results elsewhere with --out (export, evaluate)",
         # Said to train --resume, evaluate and export too, where another --out means nothing.
         busy="is writing this run; wait for it to finish (a new run may also go to another --out)",
     ):

@@ -943,6 +943,7 @@ def run_ray_predict(
         with hold_folder(
             out,
             cannot="cannot use this output folder",
+            fix="choose another --output",
             busy="is writing into this folder; wait for it to finish or choose another --output",
         ):
             return _run_locked(
