@@ -72,7 +72,7 @@ def test_a_default_folder_that_cannot_be_written_does_not_name_an_option_never_g
     monkeypatch.setattr(os, "access", lambda path, mode: not mode & os.W_OK and real_access(path, mode))
     with pytest.raises(SportsdetError, match=r"^the evaluation folder .*\(no permission\); give --out"):
         evaluate(bundle, tree, backend=ColourOracle())
-    with pytest.raises(SportsdetError, match=r"^--out .*\(no permission\); choose another$"):
+    with pytest.raises(SportsdetError, match=r"^--out .*\(no permission\); choose another --out$"):
         evaluate(bundle, tree, out_dir=tmp_path / "ev", backend=ColourOracle())
 
 
