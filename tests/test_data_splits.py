@@ -83,6 +83,10 @@ def test_parse_good_strategies(text: str, expected: SplitStrategy) -> None:
         ("official:3", "takes no numbers"),
         ("kfold:5", "unknown strategy"),
         ("", "unknown strategy"),
+        ("Per_Klass:5", "unknown strategy 'Per_Klass'"),  # as typed, not 'per-klass'
+        ("rnd:0.2", "unknown strategy 'rnd'"),
+        ("s_data.txt", "no such file; a saved split is a .json file"),  # was "unknown strategy 's-data.txt'"
+        ("runs/a/split", "no such file"),
     ],
 )
 def test_parse_bad_strategies(text: str, fragment: str) -> None:

@@ -105,7 +105,14 @@ def parse_split_strategy(text: str | SplitStrategy) -> SplitStrategy:
         return SplitStrategy("per-class", test=test, valid=valid, train=train)
     if Path(raw).expanduser().is_file():  # a saved split under another name: said, not "unknown strategy"
         raise SportsdetError(f"--split {raw!r}: a saved split is read from a .json file; name it so")
-    raise SportsdetError(f"--split {raw!r}: unknown strategy {kind!r}; {_STRATEGY_HELP}")
+    suffix = Path(raw).suffix  # '.txt' names a file; 'rnd:0.2' has '.2'
+    if "/" in raw or suffix[1:2].isalpha():  # a file name, not a misspelt strategy (shown as 's-data.txt')
+        raise SportsdetError(
+            f"--split {raw!r}: no such file; a saved split is a .json file from `sportsdet data split "
+            f"--out`, or give a strategy: {_STRATEGY_HELP.removeprefix('use ')}"
+        )
+    typed = raw.partition(":")[0].strip()
+    raise SportsdetError(f"--split {raw!r}: unknown strategy {typed!r}; {_STRATEGY_HELP}")
 
 
 def _fraction(raw: str, what: str, value: str, *, allow_zero: bool) -> float:
