@@ -324,6 +324,10 @@ def test_eval_option_and_data_check_report(tmp_path):
     check = check_dataset(fake.data, workers=1)
     check.save(tmp_path / "check.json")
     out = write_report(fake.run, tmp_path / "r.html", eval_dir=other, check_report=tmp_path / "check.json")
+    with pytest.raises(SportsdetError, match="nosuch: no such folder; --eval takes"):  # not "no metrics.json"
+        write_report(fake.run, tmp_path / "r2.html", eval_dir=tmp_path / "nosuch")
+    with pytest.raises(SportsdetError, match="no metrics.json or predictions.csv here"):
+        write_report(fake.run, tmp_path / "r2.html", eval_dir=fake.data)
     text = out.read_text(encoding="utf-8")
     assert "per-class-table" in text
     assert f"{check.to_dict()['checked']} files" in text

@@ -275,6 +275,10 @@ def load_inputs(
     inputs = ReportInputs(source=source)
     if eval_dir is not None:
         eval_path = Path(eval_dir).expanduser().resolve()
+        if not eval_path.is_dir():
+            raise SportsdetError(
+                f"{eval_path}: no such folder; --eval takes the folder `sportsdet evaluate --out` wrote"
+            )
         if not _is_eval_dir(eval_path):
             raise SportsdetError(
                 f"{eval_path}: no metrics.json or predictions.csv here; "
