@@ -385,11 +385,11 @@ def test_an_output_that_cannot_be_written_is_said_before_exporting(run_folder: P
     # and with --int8 an INT8 target that was a folder came after the fp32 file was replaced.
     from sportsdet.export import export_bundle
 
-    (tmp_path / "dir.onnx").mkdir()
+    (tmp_path / "dir.onnx" / "model.onnx").mkdir(parents=True)
     (tmp_path / "a.jpg").write_bytes(b"x")
     (tmp_path / "e.int8.onnx").mkdir()
     for out, int8, message in [
-        (tmp_path / "dir.onnx", False, r"dir.onnx: is a folder; give the ONNX file's name"),
+        (tmp_path / "dir.onnx", False, r"dir.onnx/model.onnx: is a folder; give the ONNX file's name"),
         (tmp_path / "a.jpg" / "x.onnx", False, r"a.jpg is a file, not a folder"),
         (tmp_path / "e.onnx", True, r"e.int8.onnx: is a folder"),
     ]:
@@ -399,6 +399,17 @@ def test_an_output_that_cannot_be_written_is_said_before_exporting(run_folder: P
     for drop in (-1.0, float("nan")):  # "loses -0.00 points (allowed -1.00)", or no guard at all
         with pytest.raises(SportsdetError, match="--max-int8-drop .*: accuracy points, from 0 to 100"):
             export_bundle(run_folder / "model", out=tmp_path / "ok.onnx", int8=True, max_int8_drop=drop)
+
+
+def test_a_folder_given_as_out_gets_model_onnx_inside(run_folder: Path, tmp_path: Path) -> None:
+    # It was refused as "the output file name must end in .onnx"; report -o DIR and cp write inside.
+    from sportsdet.export import export_bundle
+
+    (tmp_path / "models").mkdir()
+    report = export_bundle(run_folder / "model", out=tmp_path / "models", int8=True, max_int8_drop=100.0,
+                           calibration_images=4)  # fmt: skip
+    assert Path(report.path) == tmp_path / "models" / "model.onnx"
+    assert sorted(p.name for p in (tmp_path / "models").iterdir()) == ["model.int8.onnx", "model.onnx"]
 
 
 def test_export_through_a_symbolic_link_writes_its_target(run_folder: Path, tmp_path: Path) -> None:

@@ -580,7 +580,9 @@ def export_bundle(
         raise SportsdetError(
             "the built-in model lives inside the installed package; give --out FILE.onnx to export it"
         )
-    out = Path(out) if out is not None else bundle.path / ONNX_NAME
+    out = Path(out).expanduser() if out is not None else bundle.path / ONNX_NAME
+    if out.is_dir():  # as `cp` and `report -o DIR` do (it was "must end in .onnx")
+        out = out / ONNX_NAME
     if out.suffix.lower() != ".onnx":
         raise SportsdetError(f"{out}: the output file name must end in .onnx")
     int8_path = Path(int8_out) if int8_out else out.with_name(out.stem + ".int8.onnx")

@@ -25,7 +25,11 @@ def export_command(
         "reports its accuracy change on the held-out split.",
     ),
     out: Path | None = typer.Option(
-        None, "--out", "-o", help="Output .onnx file. Default: BUNDLE/model.onnx, so the bundle carries it."
+        None,
+        "--out",
+        "-o",
+        help="Output .onnx file (a folder: model.onnx inside it). Default: BUNDLE/model.onnx, so the "
+        "bundle carries it.",
     ),
     calibration_data: Path | None = typer.Option(
         None,
