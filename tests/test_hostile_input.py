@@ -130,9 +130,9 @@ def test_huge_batch_size_is_one_error_line(colour_model: Path, tmp_path: Path) -
     proc = sportsdet_cli(
         "predict", "-m", str(colour_model), str(tmp_path / "a.jpg"), "--batch-size", "100000"
     )
-    assert "batch size must be between 1 and" in one_error_line(proc)
+    assert "--batch-size 100000: must be between 1 and" in one_error_line(proc)  # the option named
     proc = sportsdet_cli("predict", "-m", str(colour_model), str(tmp_path / "a.jpg"), "--workers", "100000")
-    assert "workers must be between 1 and 64, got 100000" in one_error_line(proc)
+    assert "--workers 100000: must be between 1 and 64" in one_error_line(proc)
 
 
 def test_model_files_claiming_a_huge_input_size_are_refused(tmp_path: Path) -> None:

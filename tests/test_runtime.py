@@ -257,7 +257,7 @@ def test_stream_memory_is_bounded_and_input_is_lazy(tmp_path: Path, colour_backe
 
 def test_stream_of_nothing_and_bad_batch_size(colour_backend: OnnxBackend) -> None:
     assert list(stream_predictions(iter([]), colour_backend)) == []
-    with pytest.raises(SportsdetError, match="batch size"):
+    with pytest.raises(SportsdetError, match="--batch-size 0: must be between 1 and"):
         list(stream_predictions(["x.jpg"], colour_backend, batch_size=0))
 
 

@@ -499,8 +499,8 @@ def check_batch_size(batch_size: int, input_size: int) -> None:
     most = max(1, min(MAX_BATCH_SIZE, MAX_BATCH_BYTES // row_bytes))
     if not 1 <= batch_size <= most:
         raise SportsdetError(
-            f"batch size must be between 1 and {most} for {input_size} px images "
-            f"(at most {MAX_BATCH_BYTES // 2**30} GiB per worker), got {batch_size}"
+            f"--batch-size {batch_size}: must be between 1 and {most} for {input_size} px images "
+            f"(at most {MAX_BATCH_BYTES // 2**30} GiB per worker)"
         )
 
 
@@ -558,7 +558,7 @@ def stream_predictions(
         batch_size = preferred_batch_size(backend)
     check_batch_size(batch_size, spec.input_size)
     if workers is not None and not 1 <= workers <= MAX_WORKERS:
-        raise SportsdetError(f"workers must be between 1 and {MAX_WORKERS}, got {workers}")
+        raise SportsdetError(f"--workers {workers}: must be between 1 and {MAX_WORKERS}")
     lanes, run = model_lanes(backend)
     workers = min(MAX_WORKERS, max(lanes, workers or default_workers()))
     window = max(1, max_in_flight or 2 * workers * batch_size)
