@@ -126,6 +126,10 @@ def test_a_dataset_file_gives_two_folders_of_the_same_name_two_source_names(tmp_
     spec.write_text('[[source]]\npath = ""\n[[source]]\npath = "scrape/data"\n')
     with pytest.raises(SportsdetError, match=r"sports.toml: source #1 needs a path \(a folder of photos\)"):
         read_dataset_file(spec)
+    # A misspelt key is named, not taken for a missing path.
+    spec.write_text('[[source]]\npath = "kaggle/data"\n[[source]]\npth = "scrape/data"\n')
+    with pytest.raises(SportsdetError, match=r"source #2 has unknown key\(s\) pth; known: name, path"):
+        read_dataset_file(spec)
     # A map to a name no class folder can have, as on the command line.
     spec.write_text('[[source]]\npath = "kaggle/data"\nmap = { polo = "a/b" }\n')
     with pytest.raises(SportsdetError, match=r"sports.toml: source #1: map: 'a/b' cannot name a class"):

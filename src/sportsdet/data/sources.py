@@ -136,15 +136,16 @@ def _distinct_names(sources: list[Source], named: list[bool], where: Path) -> li
 
 
 def _source_entry(entry: Any, index: int, where: Path) -> Source:
-    if not isinstance(entry, dict) or not isinstance(entry.get("path"), str) or not entry["path"].strip():
-        # An empty path was the dataset file's own folder: its sub-folders taken as classes.
-        raise SportsdetError(f"{where}: source #{index + 1} needs a path (a folder of photos)")
-    unknown = sorted(set(entry) - {"name", "path", "split", "map"})
+    # Unknown keys first: `pth = "..."` was only "needs a path".
+    unknown = sorted(set(entry) - {"name", "path", "split", "map"}) if isinstance(entry, dict) else []
     if unknown:
         raise SportsdetError(
             f"{where}: source #{index + 1} has unknown key(s) {', '.join(unknown)}; "
             "known: name, path, split, map"
         )
+    if not isinstance(entry, dict) or not isinstance(entry.get("path"), str) or not entry["path"].strip():
+        # An empty path was the dataset file's own folder: its sub-folders taken as classes.
+        raise SportsdetError(f"{where}: source #{index + 1} needs a path (a folder of photos)")
     given = Path(entry["path"]).expanduser()
     folder = where.parent / given
     if not folder.is_dir():  # said here, with the file and the rule: "ds/A: no such folder" named neither
