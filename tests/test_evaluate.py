@@ -816,3 +816,14 @@ def test_many_unknown_class_folders_are_named_eight_at_a_time(
     evaluate(bundle, tree, out_dir=out, backend=ColourOracle(), known_only=True, warn=notes.append)
     left = next(n for n in notes if n.startswith("left out (--known-only) 20 class folder(s)"))
     assert left.endswith("'sport 07' (4 photos) and 12 more (48 photos)")
+
+
+def test_photos_and_model_given_the_wrong_way_round_are_said_so(bundle: Path, tree: Path, run_cli,
+                                                                capsys) -> None:
+    # `evaluate PHOTOS RUN` said "PHOTOS: bundle.json is missing; this is not a sportsdet model
+    # bundle"; `evaluate builtn PHOTOS` said "no such model bundle" and nothing of 'builtin'.
+    assert run_cli("evaluate", str(tree), str(bundle)) == 2
+    err = capsys.readouterr().err
+    assert f"is no model and {bundle} is one: the model comes first" in " ".join(err.split())
+    assert run_cli("evaluate", "builtn", str(tree)) == 2
+    assert "(did you mean 'builtin', the built-in model?)" in capsys.readouterr().err

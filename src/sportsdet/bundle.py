@@ -14,6 +14,7 @@ NumPy arrays; `torch_state_dict()` gives tensors when torch is there.
 
 from __future__ import annotations
 
+import difflib
 import glob
 import json
 import os
@@ -345,13 +346,22 @@ def bundle_folder(path: str | Path) -> Path:
     return path
 
 
+def _close_to_builtin(path: Path) -> bool:
+    """'builtn', 'Builtin', 'built-in': a misspelt name of the built-in model, not a path."""
+    name = str(path)
+    if "/" in name or name == BUILTIN:
+        return False
+    return difflib.SequenceMatcher(None, name.lower(), BUILTIN).ratio() >= 0.8
+
+
 def load_bundle(path: str | Path, *, verify_weights: bool = True) -> Bundle:
     """Open and validate a bundle folder (or the bundle.json inside it, or a training run folder:
     its model/); `"builtin"` is the sports model shipped in the package (unless a folder of that
     name is here)."""
     path = bundle_folder(path)
     if not path.exists():
-        raise BundleError(f"{path}: no such model bundle")
+        builtin = " (did you mean 'builtin', the built-in model?)" if _close_to_builtin(path) else ""
+        raise BundleError(f"{path}: no such model bundle{builtin}")
     if not path.is_dir():
         onnx = path.suffix.lower() == ".onnx"
         exported = " (this is an exported ONNX file: give the bundle folder it came from)" if onnx else ""

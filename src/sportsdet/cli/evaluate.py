@@ -75,6 +75,7 @@ def evaluate_command(
     from sportsdet.run_folder import holding_run_of
 
     out = given_path(out)
+    _refuse_swapped(bundle, data)
     chosen: dict[str, Any] = {}  # where the results go, and the metrics.json there before
     held = contextlib.ExitStack()
 
@@ -109,6 +110,24 @@ def evaluate_command(
         raise typer.Exit(130) from None
     finally:
         held.close()
+
+
+def _refuse_swapped(bundle: Path, data: Path | None) -> None:
+    """`evaluate PHOTOS RUN`: said so, not "PHOTOS: bundle.json is missing; not a model bundle"."""
+    from sportsdet.bundle import BUILTIN, MANIFEST_NAME, bundle_folder
+    from sportsdet.errors import SportsdetError
+
+    def is_model(path: Path) -> bool:
+        try:
+            return str(path) == BUILTIN or (bundle_folder(path) / MANIFEST_NAME).is_file()
+        except SportsdetError:
+            return False
+
+    if data is not None and Path(bundle).expanduser().is_dir() and not is_model(bundle) and is_model(data):
+        raise SportsdetError(
+            f"{bundle} is no model and {data} is one: the model comes first "
+            f"(`sportsdet evaluate {shlex.quote(str(data))} {shlex.quote(str(bundle))}`)"
+        )
 
 
 def _file_stamp(path: Path) -> tuple[int, int] | None:
