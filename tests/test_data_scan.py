@@ -435,3 +435,13 @@ def test_a_class_folder_that_cannot_be_read_is_not_called_empty(tmp_path: Path, 
     said = [w for w in scan.warnings if "rowing" in w]
     assert len(said) == 1 and "cannot be read (permission denied?)" in said[0] and "empty" not in said[0]
     assert scan.to_dict()["unreadable_classes"] == ["rowing"]
+
+
+def test_what_the_scan_skipped_is_said_in_words(tmp_path: Path) -> None:
+    # "skipped: 1 not-an-image-name": the JSON key, shown as it is stored.
+    root = _tree(tmp_path / "data", {"polo": 2, "rowing": 2})
+    (root / "polo" / "notes.txt").write_text("x")
+    done = _run_cli("data", "scan", str(root))
+    assert done.returncode == 0, done.stderr
+    assert "skipped: 1 not an image name" in done.stdout
+    assert scan_dataset(root).ignored == {"not-an-image-name": 1}  # the key stays for --json

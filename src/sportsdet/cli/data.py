@@ -52,6 +52,8 @@ def _counts_table(title: str, classes: list[str], counts: dict[str, dict[str, in
 
 
 def _print_scan(scan: ScanResult) -> None:
+    from sportsdet.data.discover import describe_ignored
+
     if scan.layout == "split":
         layout = "split tree (" + ", ".join(plain(f) for f in scan.split_folders.values()) + ")"
     else:
@@ -63,8 +65,7 @@ def _print_scan(scan: ScanResult) -> None:
         line += " (" + " / ".join(f"{split} {sum(c.values()):,}" for split, c in scan.counts().items()) + ")"
     console.print(line, highlight=False)
     if scan.ignored:
-        skipped = ", ".join(f"{n} {reason}" for reason, n in scan.ignored.items())
-        console.print(f"skipped: {plain(skipped)}", highlight=False)
+        console.print(f"skipped: {plain(describe_ignored(scan.ignored))}", highlight=False)
 
 
 _MAP_HELP = "Rename a source's class: SOURCE:OLD=NEW (or OLD=NEW for every source that has OLD)."
@@ -217,7 +218,7 @@ def _print_check(report: CheckReport) -> None:
     for reason, n in report.ignored.items():
         # Unsupported formats, FIFOs and dangling links are problem files above already.
         if reason not in (IGNORED_UNSUPPORTED, IGNORED_NOT_REGULAR):
-            summary.add_row(f"[dim]skipped by scan: {plain(reason)}[/]", str(n))
+            summary.add_row(f"[dim]skipped by scan: {plain(reason.replace('-', ' '))}[/]", str(n))
     console.print(summary)
 
     if report.misnamed and not report.renamed:

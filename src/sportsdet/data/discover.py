@@ -454,7 +454,7 @@ def scan_dataset(root: str | Path, *, allow_photos: bool = False) -> ScanResult:
         raise SportsdetError(
             f"{path}: no {what} found. Expected ROOT/<class name>/<images> or "
             "ROOT/{train,valid,test}/<class name>/<images> with .jpg/.png/... files "
-            f"(skipped: {_describe_ignored(walker.ignored) or 'nothing'})"
+            f"(skipped: {describe_ignored(walker.ignored) or 'nothing'})"
         )
     result = ScanResult(
         root=path,
@@ -484,7 +484,7 @@ def _scan_photos(path: Path) -> ScanResult:
     if not records:
         raise SportsdetError(
             f"{path}: no images found (looked for .jpg, .png, ... and for photos by their content, "
-            f"recursively; skipped: {_describe_ignored(walker.ignored) or 'nothing'})"
+            f"recursively; skipped: {describe_ignored(walker.ignored) or 'nothing'})"
         )
     result = ScanResult(
         root=path,
@@ -509,8 +509,10 @@ def _can_list(folder: str) -> bool:
         return False
 
 
-def _describe_ignored(ignored: dict[str, int] | Counter[str]) -> str:
-    return ", ".join(f"{n} {reason}" for reason, n in sorted(ignored.items()))
+def describe_ignored(ignored: dict[str, int] | Counter[str]) -> str:
+    """What a scan passed over, in words: "3 not an image name, 1 hidden" (the keys, as JSON keeps
+    them, are "not-an-image-name", ...)."""
+    return ", ".join(f"{n} {reason.replace('-', ' ')}" for reason, n in sorted(ignored.items()))
 
 
 def _name_list(names: list[str], limit: int = 8) -> str:
