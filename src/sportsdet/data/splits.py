@@ -706,7 +706,10 @@ def reuse_saved_split(
         splits[entry.split].append((entry.rel, entry.label))
         origins[entry.split].append(entry.source)
     if not splits["train"]:
-        raise SportsdetError(f"{path}: none of the saved split's training photos is in DATA ({root})")
+        raise SportsdetError(
+            f"{path}: none of the saved split's training photos is in DATA ({root}); it was made for "
+            f"{saved.root}: train on that folder, or leave out --split to make a new split"
+        )
     notes = [f"the split saved in {path} ({saved.strategy}, seed {saved.seed})"]
     notes += found.notes()
     taken = {(entry.rel, entry.source) for entry in found.renamed}
