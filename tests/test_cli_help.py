@@ -65,3 +65,10 @@ def test_an_endless_number_is_refused_as_a_usage_error(args, run_cli, capsys) ->
     assert run_cli(*args) == 2
     err = capsys.readouterr().err
     assert "less than or equal to" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("value", ["nan", "1.5", "-0.1"])
+def test_a_min_score_outside_0_to_1_is_refused_in_words(value, run_cli, capsys) -> None:
+    # 'nan' was told it "should be less than or equal to 1".
+    assert run_cli("predict", "x.jpg", "--min-score", value) == 2
+    assert "give a score from 0 to 1" in capsys.readouterr().err

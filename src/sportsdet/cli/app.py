@@ -74,15 +74,21 @@ def warn(message: str, *, label: str = "warning") -> None:
 MAX_SECONDS = 86_400.0
 
 
+def _score(value: float | None) -> float | None:
+    # Checked here, not by typer's min/max, which told 'nan' it "should be less than or equal to 1".
+    if value is not None and not 0 <= value <= 1:
+        raise typer.BadParameter(f"{value}: give a score from 0 to 1")
+    return value
+
+
 def min_score_option() -> typer.models.OptionInfo:
     """--min-score, as `predict` and `serve` take it."""
     return typer.Option(
         None,
         "--min-score",
-        min=0.0,
-        max=1.0,
-        help="Say 'uncertain' (no label, best guess kept in top-k) when the top score is under this. "
-        "Default: the model's own abstain threshold, fitted on validation photos.",
+        callback=_score,
+        help="Say 'uncertain' (no label, best guess kept in top-k) when the top score is under this "
+        "(0 to 1). Default: the model's own abstain threshold, fitted on validation photos.",
     )
 
 
