@@ -33,6 +33,7 @@ import numpy as np
 
 from sportsdet import plots
 from sportsdet.bundle import Bundle, load_bundle
+from sportsdet.data.discover import name_list
 from sportsdet.data.sources import is_dataset_file
 from sportsdet.errors import SportsdetError, quoted_with_hint
 from sportsdet.files import (
@@ -195,7 +196,7 @@ def _from_manifest(
     unknown = sorted(set(manifest.classes) - set(index))
     if unknown:
         raise SportsdetError(
-            f"{found}: classes {unknown} are not among the model's labels; wrong run folder?"
+            f"{found}: class(es) {name_list(unknown)} are not among the model's labels; wrong run folder?"
         )
     items = [(manifest.root / rel, index[label]) for rel, label in rows]
     if not items:

@@ -515,7 +515,8 @@ def describe_ignored(ignored: dict[str, int] | Counter[str]) -> str:
     return ", ".join(f"{n} {reason.replace('-', ' ')}" for reason, n in sorted(ignored.items()))
 
 
-def _name_list(names: list[str], limit: int = 8) -> str:
+def name_list(names: list[str], limit: int = 8) -> str:
+    """'a', 'b' and 3 more: class names in a message."""
     shown = ", ".join(f"'{n}'" for n in names[:limit])
     return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
@@ -538,12 +539,12 @@ def scan_warnings(result: ScanResult, *, layout_hint: bool = True) -> list[str]:
     if result.empty_classes:
         warnings.append(
             f"{len(result.empty_classes)} empty class folder(s) (no images, left out): "
-            f"{_name_list(result.empty_classes)}"
+            f"{name_list(result.empty_classes)}"
         )
     if result.unreadable_classes:  # they were called empty
         warnings.append(
             f"{len(result.unreadable_classes)} class folder(s) cannot be read (permission denied?), left "
-            f"out: {_name_list(result.unreadable_classes)}; give read access (chmod) and run again"
+            f"out: {name_list(result.unreadable_classes)}; give read access (chmod) and run again"
         )
     if len(result.classes) == 1 and layout_hint:
         only = result.classes[0]
@@ -566,21 +567,21 @@ def scan_warnings(result: ScanResult, *, layout_hint: bool = True) -> list[str]:
     split_named = [c for c in result.classes if c.lower() in SPLIT_FOLDERS]
     if result.layout != "split" and split_named:
         warnings.append(
-            f"class folder(s) {_name_list(split_named)} are named like splits but hold images directly; "
+            f"class folder(s) {name_list(split_named)} are named like splits but hold images directly; "
             "a split tree needs train/<class>/<images> (labels in a CSV are not read)"
         )
     counts = result.counts()
     lonely = [c for c in result.classes if counts["all"][c] == 1] if result.layout == "folders" else []
     if lonely:  # said by the scan, not first by `data split` or `train` refusing the tree
         warnings.append(
-            f"{len(lonely)} class(es) {SINGLE_PHOTO_WARNING}: {_name_list(lonely)}; a split needs at least 2 "
+            f"{len(lonely)} class(es) {SINGLE_PHOTO_WARNING}: {name_list(lonely)}; a split needs at least 2 "
             "per class (one to train on, one to test): add photos, or leave them out with --classes"
         )
     if result.layout == "split":
         for split in result.splits:
             missing = [c for c in result.classes if counts[split][c] == 0]
             if missing:
-                warnings.append(f"{len(missing)} class(es) have no images in {split}: {_name_list(missing)}")
+                warnings.append(f"{len(missing)} class(es) have no images in {split}: {name_list(missing)}")
         # A split folder that is a link to nothing is said by the broken-link warning below.
         linked = result.ignored_examples.get(IGNORED_BROKEN_LINK, [])
         broken = {SPLIT_FOLDERS.get(rel.lower()) for rel in linked}
