@@ -410,6 +410,14 @@ def test_a_folder_given_as_out_gets_model_onnx_inside(run_folder: Path, tmp_path
                            calibration_images=4)  # fmt: skip
     assert Path(report.path) == tmp_path / "models" / "model.onnx"
     assert sorted(p.name for p in (tmp_path / "models").iterdir()) == ["model.int8.onnx", "model.onnx"]
+    # A name ending in / is a folder to make; the run's own folder means its bundle's model.onnx.
+    assert Path(export_bundle(run_folder, out=f"{tmp_path / 'new'}/").path) == tmp_path / "new" / "model.onnx"
+    assert Path(export_bundle(run_folder, out=run_folder).path) == run_folder / "model" / "model.onnx"
+    # Another bundle's folder is refused: its model.onnx would not match its weights any more.
+    other = tmp_path / "other"
+    shutil.copytree(run_folder / "model", other)
+    with pytest.raises(SportsdetError, match=r"holds another model bundle .* give a file name"):
+        export_bundle(run_folder, out=other)
 
 
 def test_export_through_a_symbolic_link_writes_its_target(run_folder: Path, tmp_path: Path) -> None:

@@ -31,7 +31,14 @@ from typing import Any
 
 import numpy as np
 
-from sportsdet.bundle import Bundle, builtin_bundle_path, library_versions, load_bundle
+from sportsdet.bundle import (
+    MANIFEST_NAME,
+    Bundle,
+    builtin_bundle_path,
+    bundle_folder,
+    library_versions,
+    load_bundle,
+)
 from sportsdet.errors import SportsdetError, quoted_with_hint
 from sportsdet.files import (
     atomic_write,
@@ -524,6 +531,26 @@ def _accuracy_and_preds(
     return preds, truth, probs
 
 
+def _output_file(out: str | Path | None, bundle: Bundle) -> Path:
+    """--out as the file to write: default BUNDLE/model.onnx; a folder (or a name ending in /) gets
+    model.onnx inside, as `report -o DIR/` does, unless it is a model bundle or run folder: this
+    bundle's own means the default, another's is refused (its model.onnx would not be its weights')."""
+    if out is None:
+        return bundle.path / ONNX_NAME
+    path = Path(out).expanduser()
+    if path.is_dir():
+        found = bundle_folder(path)
+        if (found / MANIFEST_NAME).is_file():
+            if found.resolve() != bundle.path.resolve():
+                raise SportsdetError(
+                    f"--out {out}: holds another model bundle ({found}), whose model.onnx must come from "
+                    "its own weights; give a file name (ending in .onnx)"
+                )
+            return bundle.path / ONNX_NAME
+        return path / ONNX_NAME
+    return path / ONNX_NAME if str(out).endswith(("/", os.sep)) else path
+
+
 def _check_target(target: Path) -> None:
     """An output file name that can be written: not a folder, its parent a folder or none yet."""
     if target.is_dir():
@@ -580,9 +607,7 @@ def export_bundle(
         raise SportsdetError(
             "the built-in model lives inside the installed package; give --out FILE.onnx to export it"
         )
-    out = Path(out).expanduser() if out is not None else bundle.path / ONNX_NAME
-    if out.is_dir():  # as `cp` and `report -o DIR` do (it was "must end in .onnx")
-        out = out / ONNX_NAME
+    out = _output_file(out, bundle)
     if out.suffix.lower() != ".onnx":
         raise SportsdetError(f"{out}: the output file name must end in .onnx")
     int8_path = Path(int8_out) if int8_out else out.with_name(out.stem + ".int8.onnx")

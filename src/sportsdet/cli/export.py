@@ -24,12 +24,13 @@ def export_command(
         help="Also write a static INT8 model (model.int8.onnx), calibrated on training images; "
         "reports its accuracy change on the held-out split.",
     ),
-    out: Path | None = typer.Option(
+    out: str | None = typer.Option(  # text: a trailing / (a folder to make) survives
         None,
         "--out",
         "-o",
-        help="Output .onnx file (a folder: model.onnx inside it). Default: BUNDLE/model.onnx, so the "
-        "bundle carries it.",
+        help="Output .onnx file; a folder (or a name ending in /) gets model.onnx inside. Default: "
+        "BUNDLE/model.onnx, so the bundle carries it.",
+        metavar="PATH",
     ),
     calibration_data: Path | None = typer.Option(
         None,
@@ -54,7 +55,7 @@ def export_command(
     as_json: bool = typer.Option(False, "--json", help="Print the export report as JSON on stdout."),
 ) -> None:
     """Export a model bundle to ONNX with labels and preprocessing inside, checked against PyTorch."""
-    out, calibration_data, eval_data = given_path(out), given_path(calibration_data), given_path(eval_data)
+    calibration_data, eval_data = given_path(calibration_data), given_path(eval_data)
     if format.lower() != "onnx":
         raise SportsdetError(f"unsupported export format {format!r}; use --format onnx")
     if quant_format not in ("qdq", "qoperator"):  # export.QUANT_FORMATS, said with the flag's name
@@ -63,7 +64,7 @@ def export_command(
     from sportsdet.run_folder import lock_run, resolve_bundle_dir, run_of_bundle
 
     run = run_of_bundle(resolve_bundle_dir(bundle))
-    if run is not None and out is not None and not out.resolve().is_relative_to(run.path):
+    if run is not None and out is not None and not given_path(Path(out)).resolve().is_relative_to(run.path):
         run = None  # written elsewhere: a read-only run exports too
     # A run written into is held as train holds it: `train --force` into the run meanwhile moved
     # the export's half-written files aside, and a finished export could sit beside a new model.
