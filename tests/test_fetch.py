@@ -104,6 +104,22 @@ def test_download_file(http_server: LocalServer, tmp_path: Path) -> None:
     assert [p.name for p in dest.parent.iterdir()] == ["data.bin"]  # no temp file left behind
 
 
+def test_a_failure_as_the_partial_file_is_opened_leaves_nothing(http_server: LocalServer, tmp_path: Path,
+                                                                 monkeypatch) -> None:
+    # The cleanup closed a file object never made: UnboundLocalError hid the real error, and the
+    # .part file stayed.
+    import os
+
+    def fails(*args, **kwargs):
+        raise MemoryError("fdopen failed")
+
+    monkeypatch.setattr(os, "fdopen", fails)
+    dest = tmp_path / "downloads" / "data.bin"
+    with pytest.raises(MemoryError, match="fdopen failed"):
+        download_file(http_server.url("/download.bin"), dest, timeout=2, progress=False)
+    assert list(dest.parent.iterdir()) == []
+
+
 def test_download_checksum_mismatch_keeps_old_file(http_server: LocalServer, tmp_path: Path) -> None:
     dest = tmp_path / "data.bin"
     dest.write_bytes(b"previous good copy")

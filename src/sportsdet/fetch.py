@@ -606,6 +606,7 @@ def download_file(
     deadline = _Deadline(body_seconds, timeout, total=max_seconds)
     deadline.watch(response.conn.sock)
     temp: Path | None = None
+    handle = None
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
         _remove_abandoned_parts(dest)
@@ -680,8 +681,9 @@ def download_file(
     except BaseException:
         response.close()
         if temp is not None:
-            handle.close()  # already closed unless the signal came as the file was made
             temp.unlink(missing_ok=True)
+        if handle is not None:
+            handle.close()  # already closed unless the signal came as the file was made
         raise
     finally:
         deadline.cancel()
