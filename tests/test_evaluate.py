@@ -819,7 +819,7 @@ def test_many_unknown_class_folders_are_named_eight_at_a_time(
 
 
 def test_photos_and_model_given_the_wrong_way_round_are_said_so(bundle: Path, tree: Path, run_cli,
-                                                                capsys) -> None:
+                                                                capsys, monkeypatch) -> None:
     # `evaluate PHOTOS RUN` said "PHOTOS: bundle.json is missing; this is not a sportsdet model
     # bundle"; `evaluate builtn PHOTOS` said "no such model bundle" and nothing of 'builtin'.
     assert run_cli("evaluate", str(tree), str(bundle)) == 2
@@ -827,3 +827,10 @@ def test_photos_and_model_given_the_wrong_way_round_are_said_so(bundle: Path, tr
     assert f"is no model and {bundle} is one: the model comes first" in " ".join(err.split())
     assert run_cli("evaluate", "builtn", str(tree)) == 2
     assert "(did you mean 'builtin', the built-in model?)" in capsys.readouterr().err
+    assert run_cli("evaluate", str(tree), "builtin") == 2  # the built-in model by name
+    assert "the model comes first (`sportsdet evaluate builtin" in " ".join(capsys.readouterr().err.split())
+    # A folder named builtin here is that folder, no model: not "builtin is one".
+    monkeypatch.chdir(tree.parent)
+    (tree.parent / "builtin").mkdir()
+    assert run_cli("evaluate", str(tree), "builtin") == 2
+    assert "the model comes first" not in capsys.readouterr().err

@@ -114,12 +114,12 @@ def evaluate_command(
 
 def _refuse_swapped(bundle: Path, data: Path | None) -> None:
     """`evaluate PHOTOS RUN`: said so, not "PHOTOS: bundle.json is missing; not a model bundle"."""
-    from sportsdet.bundle import BUILTIN, MANIFEST_NAME, bundle_folder
+    from sportsdet.bundle import MANIFEST_NAME, bundle_folder
     from sportsdet.errors import SportsdetError
 
     def is_model(path: Path) -> bool:
         try:
-            return str(path) == BUILTIN or (bundle_folder(path) / MANIFEST_NAME).is_file()
+            return (bundle_folder(path) / MANIFEST_NAME).is_file()  # `builtin` too, unless a folder here
         except SportsdetError:
             return False
 
