@@ -431,10 +431,17 @@ def test_a_class_folder_that_cannot_be_read_is_not_called_empty(tmp_path: Path, 
     monkeypatch.setattr(os, "scandir", refused)
     scan = scan_dataset(root)
     assert scan.classes == ["polo", "tennis"] and scan.empty_classes == []
-    assert scan.unreadable_classes == ["rowing"]
+    assert scan.unreadable_folders == {"rowing": "rowing"}
     said = [w for w in scan.warnings if "rowing" in w]
     assert len(said) == 1 and "cannot be read (permission denied?)" in said[0] and "empty" not in said[0]
-    assert scan.to_dict()["unreadable_classes"] == ["rowing"]
+    assert scan.to_dict()["unreadable_folders"] == ["rowing"]
+    # In a split tree, one split's unreadable folder is said though the class has photos elsewhere.
+    split = _tree(tmp_path / "split", {"polo": 2, "rowing": 2}, "train")
+    _tree(split, {"polo": 1, "rowing": 1}, "valid")
+    locked = str(split / "valid" / "rowing")
+    scan = scan_dataset(split)
+    assert scan.classes == ["polo", "rowing"] and scan.unreadable_folders == {"valid/rowing": "rowing"}
+    assert any("cannot be read" in w and "'valid/rowing'" in w for w in scan.warnings)
 
 
 def test_what_the_scan_skipped_is_said_in_words(tmp_path: Path) -> None:

@@ -74,8 +74,9 @@ class ScanResult:
     records: list[ImageRecord]
     classes: list[str]  # sorted names of classes that hold at least one image
     empty_classes: list[str] = field(default_factory=list)
-    # Class folders that could not be listed (permissions) and gave no image: not "empty".
-    unreadable_classes: list[str] = field(default_factory=list)
+    # Class folders that could not be listed (permissions): rel path -> class. Their classes are
+    # not "empty"; in a split tree one split's folder may be unreadable while another has photos.
+    unreadable_folders: dict[str, str] = field(default_factory=dict)
     split_folders: dict[str, str] = field(default_factory=dict)  # split -> folder name on disk
     ignored: dict[str, int] = field(default_factory=dict)  # reason -> count
     ignored_examples: dict[str, list[str]] = field(default_factory=dict)
@@ -116,7 +117,7 @@ class ScanResult:
             misnamed={rel: fmt for rel, fmt in self.misnamed.items() if rel in kept_files},
             classes=[c for c in self.classes if c in keep],
             empty_classes=[c for c in self.empty_classes if c in keep],
-            unreadable_classes=[c for c in self.unreadable_classes if c in keep],
+            unreadable_folders={rel: c for rel, c in self.unreadable_folders.items() if c in keep},
         )
         # The layout hint is about the tree, not a subset of its classes: one class chosen was
         # told to scan a folder of its own photos instead.
@@ -132,7 +133,7 @@ class ScanResult:
             "num_classes": len(self.classes),
             "classes": self.classes,
             "empty_classes": self.empty_classes,
-            "unreadable_classes": self.unreadable_classes,
+            "unreadable_folders": sorted(self.unreadable_folders),
             "total": len(self.records),
             "splits": {
                 split: {"total": sum(per_class.values()), "per_class": per_class}
@@ -156,6 +157,7 @@ class _Walker:
         self.unsupported: list[str] = []
         self.not_regular: list[str] = []
         self.misnamed: dict[str, str] = {}
+        self.unreadable: set[str] = set()  # every folder that could not be listed, as given
         self._seen_dirs: set[tuple[int, int]] = set()
         # The data root and every folder above it are never walked from inside a class: a link
         # polo/up -> .. took in every class again as polo, one to the root's parent other datasets.
@@ -167,6 +169,8 @@ class _Walker:
 
     def skip(self, reason: str, path: str) -> None:
         self.ignored[reason] += 1
+        if reason == IGNORED_UNREADABLE:
+            self.unreadable.add(path)
         rel = self.rel(path)
         if reason == IGNORED_UNSUPPORTED:
             self.unsupported.append(rel)
@@ -399,7 +403,7 @@ def scan_dataset(root: str | Path, *, allow_photos: bool = False) -> ScanResult:
     split_keys = {split: files.folder_key(entry.path) for split, entry in split_entries.items()}
     records: list[ImageRecord] = []
     class_names: set[str] = set()
-    unlistable: set[str] = set()  # labels with a class folder that could not be listed
+    unreadable: dict[str, str] = {}  # class folders that could not be listed: rel path -> class
 
     def collect(entries: list[os.DirEntry[str]], split: str | None) -> None:
         other_splits = frozenset(key for name, key in split_keys.items() if name != split and key is not None)
@@ -418,12 +422,11 @@ def scan_dataset(root: str | Path, *, allow_photos: bool = False) -> ScanResult:
             label = class_name(class_entry.name)
             class_names.add(label)
             others = {key for path, key in roots.items() if key is not None and path != class_entry.path}
-            images = walker.images_under(class_entry.path, others - {key}, other_splits)
-            for image in images:
+            for image in walker.images_under(class_entry.path, others - {key}, other_splits):
                 rel = Path(os.path.relpath(image, path)).as_posix()
                 records.append(ImageRecord(Path(image), rel, label, split))
-            if not images and not _can_list(class_entry.path):
-                unlistable.add(label)
+            if class_entry.path in walker.unreadable:  # the walker could not list it
+                unreadable[walker.rel(class_entry.path)] = label
 
     if split_entries:
         layout = "split"
@@ -447,8 +450,7 @@ def scan_dataset(root: str | Path, *, allow_photos: bool = False) -> ScanResult:
     records.sort(key=lambda r: r.rel)
     with_images = {r.label for r in records}
     classes = sorted(with_images)
-    unreadable = sorted(unlistable - with_images)
-    empty = sorted(class_names - with_images - unlistable)
+    empty = sorted(class_names - with_images - set(unreadable.values()))
     if not classes:
         what = "class folders with images" if class_names else "class folders"
         raise SportsdetError(
@@ -462,7 +464,7 @@ def scan_dataset(root: str | Path, *, allow_photos: bool = False) -> ScanResult:
         records=records,
         classes=classes,
         empty_classes=empty,
-        unreadable_classes=unreadable,
+        unreadable_folders=dict(sorted(unreadable.items())),
         split_folders={s: e.name for s, e in split_entries.items()},
         ignored=dict(sorted(walker.ignored.items())),
         ignored_examples={k: v for k, v in sorted(walker.examples.items())},
@@ -501,14 +503,6 @@ def _scan_photos(path: Path) -> ScanResult:
     return result
 
 
-def _can_list(folder: str) -> bool:
-    try:
-        with os.scandir(folder):
-            return True
-    except OSError:
-        return False
-
-
 def describe_ignored(ignored: dict[str, int] | Counter[str]) -> str:
     """What a scan passed over, in words: "3 not an image name, 1 hidden" (the keys, as JSON keeps
     them, are "not-an-image-name", ...)."""
@@ -541,10 +535,11 @@ def scan_warnings(result: ScanResult, *, layout_hint: bool = True) -> list[str]:
             f"{len(result.empty_classes)} empty class folder(s) (no images, left out): "
             f"{name_list(result.empty_classes)}"
         )
-    if result.unreadable_classes:  # they were called empty
+    if result.unreadable_folders:  # they were called empty
         warnings.append(
-            f"{len(result.unreadable_classes)} class folder(s) cannot be read (permission denied?), left "
-            f"out: {name_list(result.unreadable_classes)}; give read access (chmod) and run again"
+            f"{len(result.unreadable_folders)} class folder(s) cannot be read (permission denied?), their "
+            f"photos left out: {name_list(list(result.unreadable_folders))}; give read access (chmod) and "
+            "run again"
         )
     if len(result.classes) == 1 and layout_hint:
         only = result.classes[0]

@@ -299,7 +299,7 @@ def scan_sources(sources: Sources, classes: str | Iterable[str] | None = None) -
     merges: dict[str, dict[str, list[str]]] = {}
     for source in sources.sources:
         scan = scan_dataset(source.path)
-        folders = set(scan.classes) | set(scan.empty_classes) | set(scan.unreadable_classes)
+        folders = set(scan.classes) | set(scan.empty_classes) | set(scan.unreadable_folders.values())
         as_folders = {_folder_named(old, folders): new for old, new in source.label_map.items()}
         source = replace(source, label_map=as_folders)
         unknown = sorted(set(source.label_map) - folders)
@@ -368,7 +368,7 @@ def _relabelled(scan: ScanResult, label_map: dict[str, str]) -> ScanResult:
         records=records,
         classes=sorted({r.label for r in records}),
         empty_classes=sorted({label_map.get(c, c) for c in scan.empty_classes}),
-        unreadable_classes=sorted({label_map.get(c, c) for c in scan.unreadable_classes}),
+        unreadable_folders={rel: label_map.get(c, c) for rel, c in scan.unreadable_folders.items()},
     )
     relabelled.warnings = scan_warnings(relabelled)
     return relabelled
@@ -558,9 +558,9 @@ def sources_summary(scans: list[SourceScan], manifest: Any) -> dict[str, Any]:
         "empty_classes": sorted(
             {c for item in scans for c in item.scan.empty_classes} - set(manifest.classes)
         ),
-        "unreadable_classes": sorted(
-            {c for item in scans for c in item.scan.unreadable_classes} - set(manifest.classes)
-        ),
+        "unreadable_folders": [
+            f"{item.source.name}: {rel}" for item in scans for rel in sorted(item.scan.unreadable_folders)
+        ],
         "total": sum(sum(per.values()) for per in counts.values()),
         "splits": {split: {"total": sum(per.values()), "per_class": per} for split, per in counts.items()},
         "ignored": dict(sorted(ignored.items())),
