@@ -364,7 +364,17 @@ def test_eval_data_folders_named_like_no_label_are_said_not_dropped_silently(run
     assert report.int8.n == 4 * (len(LABELS) - 1)
     said = [note for note in report.notes if note.startswith("--eval-data:")]
     assert len(said) == 1 and "4 photo(s)" in said[0]
-    assert f"'{LABELS[0]}x' (did you mean '{LABELS[0]}'?)" in said[0]
+    assert f"'{LABELS[0]}x' (did you mean '{LABELS[0]}'?): 4" in said[0]
+    # A misspelt class with days inside it, and a loose photo: named by where they are.
+    (heldout / f"{LABELS[0]}x").rename(heldout / "day1")
+    (heldout / "curlng").mkdir()
+    (heldout / "day1").rename(heldout / "curlng" / "day1")
+    shutil.copy(next((heldout / LABELS[1]).iterdir()), heldout / "stray.jpg")
+    report = export_bundle(run_folder, int8=True, max_int8_drop=100.0, calibration_images=4,
+                           eval_data=heldout)  # fmt: skip
+    said = next(note for note in report.notes if note.startswith("--eval-data:"))
+    assert "'curlng/day1' (did you mean 'curling'?): 4" in said
+    assert "photos outside any class folder: 1" in said
     # Without --int8 nothing is scored on it: said too.
     plain = export_bundle(run_folder, eval_data=heldout)
     assert any("add --int8" in note for note in plain.notes) and plain.int8 is None

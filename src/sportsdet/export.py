@@ -276,6 +276,25 @@ def _from_folder(folder: Path, names: dict[str, str]) -> list[tuple[Path, str | 
     return sorted(found)
 
 
+def _left_out_note(unknown: list[Path], folder: Path, labels: Sequence[str]) -> str:
+    """--eval-data's photos in no folder named like a label, by folder (relative to `folder`; a
+    misspelt class anywhere in it gets a did-you-mean)."""
+    by_folder = Counter(path.parent.relative_to(folder).as_posix() for path in unknown)
+
+    def shown(rel: str) -> str:
+        if rel == ".":
+            return "photos outside any class folder"
+        hints = (quoted_with_hint(part, labels).removeprefix(repr(part)) for part in rel.split("/"))
+        return repr(rel) + next((hint for hint in hints if hint), "")
+
+    listed = [f"{shown(rel)}: {n}" for rel, n in sorted(by_folder.items())]
+    more = f" and {len(listed) - 5} more" if len(listed) > 5 else ""
+    return (
+        f"--eval-data: {len(unknown)} photo(s) in folders not named like any of the model's labels were "
+        f"left out of the INT8 check ({', '.join(listed[:5])}{more})"
+    )
+
+
 def _recorded_data(bundle: Bundle) -> ExportData | None:
     """Training and held-out images from what the bundle records: its split manifest (its `data`
     entry, or split.json of its run folder), else its data root; None when neither is there."""
@@ -341,14 +360,9 @@ def find_export_data(
         data.heldout = [item for item in found if item[1] is not None]
         if not data.heldout:
             raise SportsdetError(f"{folder}: no images in folders named like the model's labels")
-        unknown = Counter(path.parent.name for path, label in found if label is None)
+        unknown = [path for path, label in found if label is None]
         if unknown and int8:  # left out without a word, where evaluate refuses such folders
-            shown = [f"{quoted_with_hint(name, bundle.labels)}: {n}" for name, n in sorted(unknown.items())]
-            more = f" and {len(shown) - 5} more" if len(shown) > 5 else ""
-            data.notes.append(
-                f"--eval-data: {sum(unknown.values())} photo(s) in folders not named like any of the model's "
-                f"labels were left out of the INT8 check ({', '.join(shown[:5])}{more})"
-            )
+            data.notes.append(_left_out_note(unknown, folder, bundle.labels))
         elif not int8:  # taken, and nothing was checked on it
             data.notes.append("--eval-data is for the INT8 accuracy check: add --int8, or nothing is scored")
         data.origin += f"; held-out: {folder} (--eval-data)"
