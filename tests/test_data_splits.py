@@ -95,6 +95,11 @@ def test_parse_bad_strategies(text: str, fragment: str) -> None:
     assert fragment in str(info.value) and repr(text.strip()) in str(info.value)
 
 
+def test_a_folder_given_as_split_is_told_to_give_its_split_file(tmp_path: Path) -> None:
+    with pytest.raises(SportsdetError, match=r"a folder; give the saved split in it \(e.g. .*/split.json\)"):
+        parse_split_strategy(str(tmp_path))  # it said "no such file"
+
+
 # ----------------------------------------------------------------------------- random
 
 
@@ -555,9 +560,12 @@ def test_a_saved_split_that_does_not_fit_the_data_is_one_clear_error(flat: Path,
     two = {**sources, "b": {"root": str(tmp_path), "map": {}}}
     with pytest.raises(SportsdetError, match="DATA is the sources a, b; give the same DATA, or leave out"):
         reuse_saved_split(path, flat, [(rel, label, "a") for rel, label, _ in photos], sources=two)
+    with pytest.raises(SportsdetError, match=r"none of the saved split's training photos is in DATA .*they "
+                       r"are gone: leave out --split"):  # fmt: skip
+        reuse_saved_split(path, flat, [])
     with pytest.raises(SportsdetError, match=r"none of the saved split's training photos is in DATA .*it was "
                        r"made for .*: train on that folder, or leave out --split"):  # fmt: skip
-        reuse_saved_split(path, flat, [])
+        reuse_saved_split(path, tmp_path, [])
     with pytest.raises(SportsdetError, match="split manifest not found"):
         reuse_saved_split(tmp_path / "nosuch.json", flat, photos)
 

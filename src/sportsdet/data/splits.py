@@ -105,6 +105,8 @@ def parse_split_strategy(text: str | SplitStrategy) -> SplitStrategy:
         return SplitStrategy("per-class", test=test, valid=valid, train=train)
     if Path(raw).expanduser().is_file():  # a saved split under another name: said, not "unknown strategy"
         raise SportsdetError(f"--split {raw!r}: a saved split is read from a .json file; name it so")
+    if raw and Path(raw).expanduser().is_dir():  # a run folder: its split.json was meant
+        raise SportsdetError(f"--split {raw!r}: a folder; give the saved split in it (e.g. {raw}/split.json)")
     suffix = Path(raw).suffix  # '.txt' names a file; 'rnd:0.2' has '.2'
     if "/" in raw or suffix[1:2].isalpha():  # a file name, not a misspelt strategy (shown as 's-data.txt')
         raise SportsdetError(
@@ -706,9 +708,11 @@ def reuse_saved_split(
         splits[entry.split].append((entry.rel, entry.label))
         origins[entry.split].append(entry.source)
     if not splits["train"]:
+        elsewhere = Path(saved.root).resolve() != Path(root).resolve()
         raise SportsdetError(
-            f"{path}: none of the saved split's training photos is in DATA ({root}); it was made for "
-            f"{saved.root}: train on that folder, or leave out --split to make a new split"
+            f"{path}: none of the saved split's training photos is in DATA ({root}); "
+            + (f"it was made for {saved.root}: train on that folder, or " if elsewhere else "they are gone: ")
+            + "leave out --split to make a new split"
         )
     notes = [f"the split saved in {path} ({saved.strategy}, seed {saved.seed})"]
     notes += found.notes()
