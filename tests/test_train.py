@@ -483,6 +483,10 @@ def test_resume_says_what_it_can_and_cannot_do(data_dir, tmp_path):
 
     run = tmp_path / "run"
     train(data_dir, out=run, model="seed-cnn", options={**TINY, "epochs": 2}, evaluate=False, report=False)
+    finished = tmp_path / "finished"  # a finished run copied without its checkpoints
+    shutil.copytree(run, finished, ignore=shutil.ignore_patterns("checkpoints"))
+    with pytest.raises(SportsdetError, match=r"already holds a run; --force replaces it, or choose another"):
+        train(data_dir, out=finished, model="seed-cnn", options={**TINY, "epochs": 2})
     with pytest.raises(SportsdetError, match=r"unknown training option\(s\) bogus for seed-cnn"):
         train(None, out=run, resume=True, options={"bogus": 1})
     leftover = run / "checkpoints" / ".last.safetensors.abc123.tmp.safetensors"

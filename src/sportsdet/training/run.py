@@ -551,6 +551,8 @@ def _refuse_existing(run: RunFolder, force: bool) -> None:
         resumable = run.last_checkpoint.is_file() or run.last_checkpoint.with_suffix(".json").is_file()
         if resumable or (run.path / PREVIOUS_RUN).is_dir():  # resume puts a set-aside run back
             hint = "use --resume to continue it, --force to replace it"
+        elif run.model_manifest.is_file():  # finished, its checkpoints deleted (or not copied)
+            hint = "--force replaces it"
         else:
             hint = "it never finished an epoch, so there is nothing to resume: --force starts it over"
         raise SportsdetError(f"{run.path}: already holds a run; {hint}, or choose another --out")
