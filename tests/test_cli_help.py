@@ -72,3 +72,11 @@ def test_a_min_score_outside_0_to_1_is_refused_in_words(value, run_cli, capsys) 
     # 'nan' was told it "should be less than or equal to 1".
     assert run_cli("predict", "x.jpg", "--min-score", value) == 2
     assert "give a score from 0 to 1" in capsys.readouterr().err
+
+
+def test_a_batch_wait_as_long_as_the_request_timeout_is_refused(run_cli, capsys) -> None:
+    # Taken, it answered every request 504 after waiting for a batch the whole timeout.
+    args = ("serve", "--model", "nowhere", "--max-wait-ms", "3000", "--request-timeout", "1")
+    assert run_cli(*args) == 2
+    said = " ".join(capsys.readouterr().err.split())
+    assert "--max-wait-ms 3000 is as long as --request-timeout 1 s" in said

@@ -142,6 +142,11 @@ def serve_command(
     if host.startswith("[") and host.endswith("]"):  # '[::1]', as a URL writes it: shown as [[::1]]
         host = host[1:-1]
     check_bind(host, api_key)
+    if max_wait_ms / 1000 >= request_timeout:  # every request would time out waiting for its batch
+        raise SportsdetError(
+            f"--max-wait-ms {max_wait_ms:g} is as long as --request-timeout {request_timeout:g} s: every "
+            "request would get 504; keep the wait to a few milliseconds"
+        )
     networks = url_networks(allow_url_networks, allow_urls)
     config = ServeConfig(
         model=model,
