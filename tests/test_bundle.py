@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +48,9 @@ def test_round_trip_rebuilds_the_same_model(tmp_path):
     assert bundle.metrics == {"best_val_accuracy": 0.5} and bundle.training == {"epochs_run": 1}
     assert "torch" in bundle.versions and bundle.manifest["weights"]["sha256"]
     assert load_bundle(path / MANIFEST_NAME).labels == LABELS  # the bundle.json path works too
+    run = tmp_path / "run"  # and RUN/bundle.json for a run folder, as before bundle_folder
+    shutil.copytree(path, run / "model")
+    assert load_bundle(run / MANIFEST_NAME).path == run / "model"
     x = torch.rand(2, 3, 16, 16)
     with torch.no_grad():
         assert torch.allclose(model(x), bundle.build_torch_model()(x))

@@ -340,7 +340,7 @@ def bundle_folder(path: str | Path) -> Path:
             raise BundleError("this install has no built-in model; give a model bundle or run folder")
         return shipped
     if path.name == MANIFEST_NAME:
-        return path.parent
+        path = path.parent  # RUN/bundle.json, as it was taken before, still means RUN/model
     if not (path / MANIFEST_NAME).is_file() and (path / RUN_MODEL_FOLDER / MANIFEST_NAME).is_file():
         return path / RUN_MODEL_FOLDER  # a run folder, as Predictor, evaluate and export take it
     return path
