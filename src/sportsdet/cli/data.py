@@ -180,7 +180,7 @@ def scan(
 def _print_check(report: CheckReport) -> None:
     from rich.table import Table
 
-    from sportsdet.data.discover import IGNORED_NOT_REGULAR, IGNORED_UNSUPPORTED
+    from sportsdet.data.discover import IGNORED_NOT_REGULAR, IGNORED_UNSUPPORTED, reason_in_words
 
     data = report.to_dict()
     console.print(
@@ -218,7 +218,7 @@ def _print_check(report: CheckReport) -> None:
     for reason, n in report.ignored.items():
         # Unsupported formats, FIFOs and dangling links are problem files above already.
         if reason not in (IGNORED_UNSUPPORTED, IGNORED_NOT_REGULAR):
-            summary.add_row(f"[dim]skipped by scan: {plain(reason.replace('-', ' '))}[/]", str(n))
+            summary.add_row(f"[dim]skipped by scan: {plain(reason_in_words(reason))}[/]", str(n))
     console.print(summary)
 
     if report.misnamed and not report.renamed:

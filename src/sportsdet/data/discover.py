@@ -503,10 +503,14 @@ def _scan_photos(path: Path) -> ScanResult:
     return result
 
 
+def reason_in_words(reason: str) -> str:
+    """A skip reason as people read it: "not an image name" (JSON keeps "not-an-image-name")."""
+    return reason.replace("-", " ")
+
+
 def describe_ignored(ignored: dict[str, int] | Counter[str]) -> str:
-    """What a scan passed over, in words: "3 not an image name, 1 hidden" (the keys, as JSON keeps
-    them, are "not-an-image-name", ...)."""
-    return ", ".join(f"{n} {reason.replace('-', ' ')}" for reason, n in sorted(ignored.items()))
+    """What a scan passed over, in words: "3 not an image name, 1 hidden"."""
+    return ", ".join(f"{n} {reason_in_words(reason)}" for reason, n in sorted(ignored.items()))
 
 
 def name_list(names: list[str], limit: int = 8) -> str:
