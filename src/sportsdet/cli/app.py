@@ -69,8 +69,8 @@ def warn(message: str, *, label: str = "warning") -> None:
     err_console.print(f"[yellow]{label}:[/] {plain(message)}", highlight=False, soft_wrap=True)
 
 
-# The longest wait any seconds option takes: `inf` reached socket.settimeout and int() as an
-# OverflowError traceback, and a day is no wait a person means by "no limit" short of none.
+# The longest wait any seconds option takes (a day, far beyond what any of them is for): `inf`
+# reached socket.settimeout and int() as an OverflowError traceback.
 MAX_SECONDS = 86_400.0
 
 

@@ -123,7 +123,7 @@ def _refuse_swapped(bundle: Path, data: Path | None) -> None:
         except SportsdetError:
             return False
 
-    if data is not None and Path(bundle).expanduser().is_dir() and not is_model(bundle) and is_model(data):
+    if data is not None and bundle.expanduser().is_dir() and not is_model(bundle) and is_model(data):
         raise SportsdetError(
             f"{bundle} is no model and {data} is one: the model comes first "
             f"(`sportsdet evaluate {shlex.quote(str(data))} {shlex.quote(str(bundle))}`)"

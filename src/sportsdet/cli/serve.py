@@ -70,7 +70,7 @@ def serve_command(
         0.0,
         "--max-wait-ms",
         min=0,
-        max=10_000,  # longer than a request may take was a 504 for every request
+        max=10_000,  # and under --request-timeout (checked below): a longer wait 504s every request
         help="How long a free model lane waits for more images to batch. Default 0: it takes what is "
         "queued (batches grow by themselves while the lanes are busy, and a lone request waits for nobody).",
     ),
