@@ -513,6 +513,11 @@ def test_a_run_folder_and_builtin_are_exported_like_predict_takes_them(run_folde
     # The built-in model lives in the installed package: never written into it.
     with pytest.raises(SportsdetError, match="give --out FILE.onnx"):
         export_bundle("builtin")
+    from sportsdet.bundle import builtin_bundle_path
+
+    for into in (builtin_bundle_path(), builtin_bundle_path() / "model.onnx"):  # by --out too
+        with pytest.raises(SportsdetError, match="lives inside the installed package"):
+            export_bundle("builtin", out=into)
 
 
 def test_ctrl_c_while_onnxruntime_is_imported_is_an_interrupt(run_folder: Path, run_cli, capsys, monkeypatch):

@@ -616,12 +616,13 @@ def export_bundle(
             raise SportsdetError(f"{name} must be a whole number of at least 1, got {count!r}")
     say = progress or (lambda message: None)
     bundle = load_bundle(resolve_bundle_dir(bundle_path))  # a run folder, or `builtin`, too
-    builtin = builtin_bundle_path()
-    if out is None and builtin is not None and bundle.path.resolve() == builtin.resolve():
-        raise SportsdetError(
-            "the built-in model lives inside the installed package; give --out FILE.onnx to export it"
-        )
     out = _output_file(out, bundle)
+    builtin = builtin_bundle_path()
+    if builtin is not None and out.parent.resolve() == builtin.resolve():  # --out its folder too
+        raise SportsdetError(
+            "the built-in model lives inside the installed package; give --out FILE.onnx elsewhere to "
+            "export it"
+        )
     if out.suffix.lower() != ".onnx":
         raise SportsdetError(f"{out}: the output file name must end in .onnx")
     int8_path = Path(int8_out) if int8_out else out.with_name(out.stem + ".int8.onnx")
