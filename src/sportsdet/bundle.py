@@ -14,7 +14,6 @@ NumPy arrays; `torch_state_dict()` gives tensors when torch is there.
 
 from __future__ import annotations
 
-import difflib
 import glob
 import json
 import os
@@ -29,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from sportsdet._version import __version__
 from sportsdet.abstain import Abstain
-from sportsdet.errors import BundleError, SportsdetError
+from sportsdet.errors import BundleError, SportsdetError, quoted_with_hint
 from sportsdet.files import remove_untouched, sha256_file, write_json
 from sportsdet.preprocess import Preprocessing
 
@@ -349,9 +348,7 @@ def bundle_folder(path: str | Path) -> Path:
 def _close_to_builtin(path: Path) -> bool:
     """'builtn', 'Builtin', 'built-in': a misspelt name of the built-in model, not a path."""
     name = str(path)
-    if "/" in name or name == BUILTIN:
-        return False
-    return difflib.SequenceMatcher(None, name.lower(), BUILTIN).ratio() >= 0.8
+    return "/" not in name and name != BUILTIN and "(did you mean" in quoted_with_hint(name, [BUILTIN])
 
 
 def load_bundle(path: str | Path, *, verify_weights: bool = True) -> Bundle:
