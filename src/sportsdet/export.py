@@ -42,6 +42,7 @@ from sportsdet.bundle import (
 from sportsdet.errors import SportsdetError, quoted_with_hint
 from sportsdet.files import (
     atomic_write,
+    file_in_folder,
     iter_image_files,
     remove_abandoned_temps,
     remove_untouched,
@@ -551,18 +552,16 @@ def _output_file(out: str | Path | None, bundle: Bundle) -> Path:
     bundle's own means the default, another's is refused (its model.onnx would not be its weights')."""
     if out is None:
         return bundle.path / ONNX_NAME
-    path = Path(out).expanduser()
-    if path.is_dir():
-        found = bundle_folder(path)
-        if (found / MANIFEST_NAME).is_file():
-            if found.resolve() != bundle.path.resolve():
-                raise SportsdetError(
-                    f"--out {out}: holds another model bundle ({found}), whose model.onnx must come from "
-                    "its own weights; give a file name (ending in .onnx)"
-                )
-            return bundle.path / ONNX_NAME
-        return path / ONNX_NAME
-    return path / ONNX_NAME if str(out).endswith(("/", os.sep)) else path
+    folder = Path(out).expanduser()
+    found = bundle_folder(folder) if folder.is_dir() else None
+    if found is not None and (found / MANIFEST_NAME).is_file():
+        if found.resolve() != bundle.path.resolve():
+            raise SportsdetError(
+                f"--out {out}: holds another model bundle ({found}), whose model.onnx must come from "
+                "its own weights; give a file name (ending in .onnx)"
+            )
+        return bundle.path / ONNX_NAME
+    return file_in_folder(out, ONNX_NAME)
 
 
 def _check_target(target: Path) -> None:

@@ -64,6 +64,13 @@ def human_size(n: float) -> str:
     return f"{n} B"
 
 
+def file_in_folder(out: str | Path, name: str) -> Path:
+    """An output path as given (`~` expanded); a folder (an existing one, or one written with a
+    trailing /, to be made) means the file `name` inside it."""
+    path = Path(out).expanduser()
+    return path / name if path.is_dir() or str(out).endswith(("/", os.sep)) else path
+
+
 def check_writable_folder(
     folder: str | Path, option: str, shown: str | Path, fix: str | None = None
 ) -> None:

@@ -12,13 +12,12 @@ replaced once the new one is complete.
 
 from __future__ import annotations
 
-import os
 import shlex
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from sportsdet.errors import SportsdetError
-from sportsdet.files import atomic_write, write_target
+from sportsdet.files import atomic_write, file_in_folder, write_target
 from sportsdet.report.inputs import ReportInputs, load_inputs
 from sportsdet.run_folder import REPORT as REPORT_NAME  # noqa: E402
 
@@ -36,9 +35,7 @@ def _out_path(out: str | Path | None, default: Path) -> Path:
     """--out as given; a folder (an existing one, or one written with a trailing /) gets
     default's name inside it. An existing file that is not an HTML page is never replaced: -o
     RUN/eval/metrics.json wrote the page over the run's metrics."""
-    path = Path(out).expanduser() if out is not None else default
-    if path.is_dir() or (out is not None and str(out).endswith(("/", os.sep))):
-        path = path / default.name
+    path = file_in_folder(out if out is not None else default, default.name)
     if path.exists() and path.suffix.lower() not in (".html", ".htm") and not _is_html_page(path):
         raise SportsdetError(f"{path}: exists and is not an HTML page; give the report a new file name")
     return path
