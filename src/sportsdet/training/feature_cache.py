@@ -391,7 +391,7 @@ def _frozen_session(model: Any, tap: int | None, input_size: int) -> Any:
             self.lower = torch.nn.Sequential(*stages[:cut])
             self.upper = torch.nn.Sequential(*stages[cut:])
 
-        def forward(self, image):
+        def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             activation = self.lower(image)
             return self.upper(activation), activation
 
