@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import typer
@@ -74,11 +75,30 @@ def warn(message: str, *, label: str = "warning") -> None:
 MAX_SECONDS = 86_400.0
 
 
-def _score(value: float | None) -> float | None:
-    # Checked here, not by typer's min/max, which told 'nan' it "should be less than or equal to 1".
-    if value is not None and not 0 <= value <= 1:
-        raise typer.BadParameter(f"{value}: give a score from 0 to 1")
-    return value
+def number_from(low: float, high: float, what: str) -> Callable[[float | None], float | None]:
+    """A typer callback refusing a number outside low..high, nan and inf included, in words.
+
+    Used instead of typer's min/max, which told 'nan' it "should be less than or equal to" the top.
+    """
+
+    def check(value: float | None) -> float | None:
+        if value is not None and not low <= value <= high:
+            span = f"{_plain_number(low)} to {_plain_number(high)}"
+            raise typer.BadParameter(f"{value}: give {what} from {span}")
+        return value
+
+    return check
+
+
+def _plain_number(value: float) -> str:
+    return str(int(value)) if value == int(value) else str(value)  # 1048576, not 1.04858e+06
+
+
+def seconds_from(low: float, high: float = MAX_SECONDS) -> Callable[[float | None], float | None]:
+    return number_from(low, high, "seconds")
+
+
+_score = number_from(0, 1, "a score")
 
 
 def min_score_option() -> typer.models.OptionInfo:

@@ -12,7 +12,17 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from sportsdet.cli.app import MAX_SECONDS, console, data_app, err_console, given_path, plain, print_data, warn
+from sportsdet.cli.app import (
+    MAX_SECONDS,
+    console,
+    data_app,
+    err_console,
+    given_path,
+    plain,
+    print_data,
+    seconds_from,
+    warn,
+)
 from sportsdet.errors import SportsdetError
 from sportsdet.files import check_writable_file, write_json
 
@@ -586,12 +596,11 @@ def fetch(
     timeout: float = typer.Option(
         60.0,
         "--timeout",
-        min=1.0,
-        max=MAX_SECONDS,
+        callback=seconds_from(1.0),
         help="Seconds for lookup, connect, headers and redirects in all, and the longest stall of the body.",
     ),
     max_time: float | None = typer.Option(
-        None, "--max-time", min=1.0, max=7 * MAX_SECONDS,
+        None, "--max-time", callback=seconds_from(1.0, 7 * MAX_SECONDS),
         help="Seconds for the whole download (default: none, while data flows).",
     ),
     list_known: bool = typer.Option(False, "--list", help="List the datasets known by name and exit."),

@@ -11,7 +11,6 @@ from typing import Any
 import typer
 
 from sportsdet.cli.app import (
-    MAX_SECONDS,
     app,
     check_abstain_options,
     console,
@@ -20,6 +19,7 @@ from sportsdet.cli.app import (
     no_abstain_option,
     plain,
     print_data,
+    seconds_from,
 )
 
 TABLE_HINT_ROWS = 1000  # past this many photos, `predict` says that csv/jsonl stream the results
@@ -95,7 +95,7 @@ def predict_command(
         "CPU thread at a time; torch: 16).",
     ),
     timeout: float = typer.Option(
-        10.0, "--timeout", min=0.1, max=MAX_SECONDS, help="Seconds allowed to download each URL."
+        10.0, "--timeout", callback=seconds_from(0.1), help="Seconds allowed to download each URL."
     ),
     backend: BackendName = typer.Option(
         BackendName.auto,

@@ -9,12 +9,13 @@ from pathlib import Path
 import typer
 
 from sportsdet.cli.app import (
-    MAX_SECONDS,
     app,
     check_abstain_options,
     err_console,
     min_score_option,
     no_abstain_option,
+    number_from,
+    seconds_from,
 )
 from sportsdet.errors import InterruptSaid
 from sportsdet.imageio import MAX_DECODE_PIXELS
@@ -69,8 +70,8 @@ def serve_command(
     max_wait_ms: float = typer.Option(
         0.0,
         "--max-wait-ms",
-        min=0,
-        max=10_000,  # and under --request-timeout (checked below): a longer wait 504s every request
+        # and under --request-timeout (checked below): a longer wait 504s every request
+        callback=number_from(0, 10_000, "milliseconds"),
         help="How long a free model lane waits for more images to batch. Default 0: it takes what is "
         "queued (batches grow by themselves while the lanes are busy, and a lone request waits for nobody).",
     ),
@@ -82,25 +83,25 @@ def serve_command(
     ),
     max_images: int = typer.Option(16, "--max-images", min=1, help="Most images per request."),
     max_upload_mb: float = typer.Option(  # inf was an OverflowError traceback
-        32.0, "--max-upload-mb", min=0.001, max=1024 * 1024, help="Largest request body, MB."
+        32.0, "--max-upload-mb", callback=number_from(0.001, 1024 * 1024, "MB"),
+        help="Largest request body, MB.",
     ),
     max_pixels: int = typer.Option(
         MAX_DECODE_PIXELS, "--max-pixels", min=1, help="Largest image, in pixels (checked before decoding)."
     ),
     request_timeout: float = typer.Option(
-        30.0, "--request-timeout", min=0.1, max=MAX_SECONDS,
+        30.0, "--request-timeout", callback=seconds_from(0.1),
         help="Seconds a request may take in all (504 beyond).",
     ),
     upload_idle_timeout: float = typer.Option(
         10.0,
         "--upload-idle-timeout",
-        min=0.1,
-        max=MAX_SECONDS,
+        callback=seconds_from(0.1),
         help="Seconds an upload may send nothing before it is refused (408): stalled uploads would hold "
         "the server's upload budget.",
     ),
     url_timeout: float = typer.Option(
-        10.0, "--url-timeout", min=0.1, max=MAX_SECONDS,
+        10.0, "--url-timeout", callback=seconds_from(0.1),
         help="Seconds allowed for one URL download, redirects included.",
     ),
     threads: int | None = typer.Option(
@@ -114,7 +115,7 @@ def serve_command(
         help="Most open connections; beyond it uvicorn answers 503 (a backstop against connection floods).",
     ),
     graceful_timeout: float = typer.Option(
-        30.0, "--graceful-timeout", min=0, max=MAX_SECONDS,
+        30.0, "--graceful-timeout", callback=seconds_from(0),
         help="On SIGTERM/Ctrl-C, seconds to finish requests in flight.",
     ),
     min_score: float | None = min_score_option(),
