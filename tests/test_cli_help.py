@@ -24,6 +24,25 @@ def test_help_prose_fills_the_terminal_line_by_line(command, run_cli, capsys, mo
             assert len(line.rstrip()) + 1 + len(following.split()[0]) > 78, (line, following)
 
 
+@pytest.mark.parametrize(
+    ("command", "usage"),
+    [
+        (["train"], "[OPTIONS] [DATA]..."),
+        (["evaluate"], "[OPTIONS] {MODEL} [DATA]"),
+        (["predict"], "[OPTIONS] {INPUTS}..."),
+        (["export"], "[OPTIONS] {BUNDLE}"),
+        (["info"], "[OPTIONS] [BUNDLE]"),
+        (["data", "scan"], "[OPTIONS] {DATA}..."),
+        (["data", "fetch"], "[OPTIONS] [SOURCE]"),
+    ],
+    ids=lambda v: " ".join(v) if isinstance(v, list) else "",
+)
+def test_the_usage_line_names_arguments_as_the_readme_does(command, usage, run_cli, capsys) -> None:
+    # They read {paths}..., {inputs}..., {bundle}: the parameters' Python names.
+    assert run_cli(*command, "--help") == 0
+    assert f"sportsdet {' '.join(command)} {usage}" in capsys.readouterr().out
+
+
 def test_a_paragraph_of_the_train_help_reads_as_one(run_cli, capsys, monkeypatch) -> None:
     monkeypatch.setenv("COLUMNS", "200")
     assert run_cli("train", "--help") == 0

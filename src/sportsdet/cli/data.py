@@ -128,6 +128,7 @@ def _is_multi(paths: list[Path], maps: list[str]) -> bool:
 def scan(
     paths: list[Path] = typer.Argument(
         ...,
+        metavar="DATA",
         help="Image folder(s): ROOT/<class>/<images> or ROOT/{train,valid,test}/<class>/<images>; several "
         "folders or a dataset file (.toml/.json) are scanned as the sources of one run.",
     ),
@@ -298,6 +299,7 @@ def _group_table(groups: list[Any], title: str, columns: dict[str, Callable[[Any
 def check(
     paths: list[Path] = typer.Argument(
         ...,
+        metavar="DATA",
         help="Image folder(s) to check (same layouts as `data scan`; several folders or a dataset file "
         "check every source).",
     ),
@@ -515,6 +517,7 @@ def _print_split(manifest: SplitManifest) -> None:
 def split(
     paths: list[Path] = typer.Argument(
         ...,
+        metavar="DATA",
         help="Image folder(s) to split (same layouts as `data scan`); several folders or a dataset file "
         "(.toml/.json) are split as the sources of one run, each its own way.",
     ),
@@ -582,6 +585,7 @@ def split(
 def fetch(
     source: str = typer.Argument(
         None,
+        metavar="SOURCE",
         help="A known dataset name (see --list) or the http(s) URL of a .zip, .tar.gz or .rar archive "
         "of class folders.",
         show_default=False,

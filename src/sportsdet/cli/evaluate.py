@@ -17,12 +17,14 @@ from sportsdet.cli.app import app, console, err_console, given_path, plain, warn
 def evaluate_command(
     bundle: Path = typer.Argument(
         ...,
+        metavar="MODEL",
         help="Model bundle folder, a run folder (its model/ is used), or `builtin` for the sports model "
         "that ships with sportsdet (then give DATA: your own labelled photos).",
         show_default=False,
     ),
     data: Path | None = typer.Argument(
         None,
+        metavar="DATA",
         help="Labelled images: the training data folder (its saved test split is used) or another "
         "folder-per-class / split tree whose classes are among the model's labels. Default: the data the "
         "run was trained on (every source of a multi-source run), through its saved split.",

@@ -15,7 +15,8 @@ from sportsdet.errors import SportsdetError
 @app.command("export")
 def export_command(
     bundle: Path = typer.Argument(
-        ..., help="Model bundle folder (e.g. runs/NAME/model), a run folder, or builtin (give --out)."
+        ..., help="Model bundle folder (e.g. runs/NAME/model), a run folder, or builtin (give --out).",
+        metavar="BUNDLE",
     ),
     format: str = typer.Option("onnx", "--format", "-f", help="Export format. Only 'onnx' for now."),
     int8: bool = typer.Option(

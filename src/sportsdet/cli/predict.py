@@ -68,6 +68,7 @@ def _bundle_dir(model: Path | None) -> Path:
 def predict_command(
     inputs: list[str] = typer.Argument(
         ...,
+        metavar="INPUTS",
         help="Image files (JPEG, PNG, HEIC, WebP, AVIF, GIF, BMP, TIFF), folders (searched recursively), "
         "quoted glob patterns such as 'photos/**/*.jpg', or http(s) URLs of images.",
         show_default=False,
@@ -562,6 +563,7 @@ def _scores_table(info: dict) -> Any:
 def info_command(
     bundle: Path | None = typer.Argument(
         None,
+        metavar="BUNDLE",
         help="Model bundle folder, run folder or exported .onnx file. Default: the built-in model.",
         show_default=False,
     ),

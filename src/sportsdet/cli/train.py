@@ -56,6 +56,7 @@ def _merge_flags(options: dict[str, Any], flags: dict[str, Any]) -> dict[str, An
 def train(
     data: list[Path] | None = typer.Argument(
         None,
+        metavar="DATA",
         help="Image folder(s): ROOT/<class>/<images> or ROOT/{train,valid,test}/<class>/<images>. Several "
         "folders (or one dataset file, .toml/.json) train on several sources at once, each keeping its "
         "own split. Not needed with --resume.",
