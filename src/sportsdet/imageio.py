@@ -332,7 +332,8 @@ def shape_problem(width: int, height: int, model: Any = None) -> tuple[str, str]
     else None. "small" only with `model` (its Preprocessing): a picture it must enlarge more than
     SMALL_FOR_MODEL times.
 
-    Such pictures are still labelled (predict) or kept (data check), with this as a warning.
+    predict still labels such pictures, with this as a warning; data check lists tiny ones and
+    strips among its problem files (so --strict fails and --quarantine moves them).
     """
     short, long = min(width, height), max(width, height)
     if long > WARN_ASPECT * short:
@@ -558,8 +559,9 @@ def load_image(
       faster and still leaves at least `min_size` pixels on the shorter side.
 
     - Local files are read with `read_local_file` (regular files only, at most MAX_FILE_BYTES);
-      images above MAX_PIXELS (baseline JPEGs: MAX_DECODE_PIXELS as decoded) or more elongated
-      than MAX_ASPECT are refused before decoding.
+      images above MAX_DECODE_PIXELS at the size they would be decoded (only JPEGs decode
+      smaller, with `min_size`; none above MAX_PIXELS) or more elongated than MAX_ASPECT are
+      refused before decoding.
 
     Raises `ImageLoadError` (with `.kind` one of missing, unreadable, empty, not-an-image,
     unsupported-format, too-large, degenerate, corrupt, truncated) and never anything else for

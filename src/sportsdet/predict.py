@@ -5,7 +5,8 @@ Three small pieces, each replaceable on its own:
 - `expand_inputs`: what the user typed (files, folders, globs, http(s) URLs, raw bytes) ->
   a lazy stream of `InputItem`s, with an error item for anything that cannot be an image;
 - a backend: anything with `predict_proba(batch[N,3,H,W] float32) -> probs[N,C]`
-  (`sportsdet.runtime`: onnxruntime by default, torch on request);
+  (`sportsdet.runtime`: onnxruntime when the bundle holds model.onnx, as `sportsdet export`
+  writes it, else torch; either on request);
 - `Predictor`: streams the items through `runtime.stream_predictions` (decoding on threads
   while the model runs, bounded memory), preprocessing with the model's own preprocessing,
   and yields one `PredictionResult` per input, in input order. A bad input gives a result with
@@ -187,8 +188,11 @@ def expand_inputs(sources: Iterable[Source] | Source) -> Iterator[InputItem]:
     item, the first.
 
     - an http(s) URL -> one item (downloaded later);
-    - an existing file -> one item, whatever its extension (the decoder decides);
-    - an existing folder -> every image file below it (by extension), sorted, hidden skipped;
+    - an existing file -> one item, whatever its extension (the decoder decides), but a .txt or
+      .csv that is not an image is an error item saying predict does not read listings;
+    - an existing folder -> every image file below it (by extension, or by content for a photo
+      with a misleading name), sorted, hidden skipped; files passed over that look meant as
+      photos (e.g. camera raw) are error items;
     - a pattern with * ? [ (quoted so the shell left it alone) -> the matching images, sorted,
       `**` matching any depth;
     - bytes -> one item named "<bytes #i>";

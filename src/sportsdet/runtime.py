@@ -7,7 +7,8 @@ A backend turns a batch of preprocessed images into class probabilities:
 and carries the `labels` and `preprocessing` it was trained with. `OnnxBackend` runs an ONNX
 file written by `sportsdet export` on onnxruntime; the file's metadata holds everything needed
 to predict (labels, preprocessing, versions), so an .onnx file alone is a usable model.
-`TorchBackend` runs a bundle's PyTorch weights and is only importable where torch is installed.
+`TorchBackend` runs a bundle's PyTorch weights; it imports torch only when one is made (and says
+what to install where torch is missing).
 
 `stream_predictions` runs one worker thread per CPU: each decodes the next few inputs into its
 own batch array and runs the model on it (Pillow and onnxruntime release the GIL, so one core
@@ -540,11 +541,12 @@ def stream_predictions(
 ) -> Iterator[StreamResult]:
     """Predict many images, yielding a `StreamResult` per input, in input order, as soon as ready.
 
-    Worker threads (default: one per CPU) each take the next `batch_size` inputs, decode them
-    straight into their own batch array and run the model on it, so decoding on one core
-    overlaps the model on the others with no more busy threads than cores (Pillow and
-    onnxruntime release the GIL). Batches are fixed runs of consecutive inputs, so results never
-    depend on timing; the default size is what suits the backend (`preferred_batch_size`).
+    Worker threads (default: one per CPU, at least 2 and at least one per model lane) each take
+    the next `batch_size` inputs, decode them straight into their own batch array and run the
+    model on it, so decoding on one core overlaps the model on the others with no more busy
+    threads than cores (Pillow and onnxruntime release the GIL). Batches are fixed runs of
+    consecutive inputs, so results never depend on timing; the default size is what suits the
+    backend (`preferred_batch_size`).
 
     `sources` is consumed lazily (pass a generator for huge folders): at most `max_in_flight`
     inputs (default 2 x workers x batch_size) are read but not yet yielded at any moment.

@@ -108,7 +108,8 @@ def min_score_option() -> typer.models.OptionInfo:
         "--min-score",
         callback=_score,
         help="Say 'uncertain' (no label, best guess kept in top-k) when the top score is under this "
-        "(0 to 1). Default: the model's own abstain threshold, fitted on validation photos.",
+        "(0 to 1). Default: the model's own abstain rule, fitted on validation photos (`sportsdet info` "
+        "shows it; it may weigh every score, not only the top one).",
     )
 
 

@@ -1,4 +1,5 @@
-"""CLI verbs: `sportsdet data scan | check | split`. Thin: parse options, call sportsdet.data, print."""
+"""CLI verbs: `sportsdet data scan | check | split | fetch`. Thin: parse options, call
+sportsdet.data, print."""
 
 from __future__ import annotations
 
@@ -342,7 +343,7 @@ def check(
 ) -> None:
     """Decode every image; report bad files, exact duplicates, near copies and copies across splits.
 
-    PATH may also be a plain folder of photos with no class folders (e.g. before predicting on it).
+    DATA may also be a plain folder of photos with no class folders (e.g. before predicting on it).
     Photos are known by content: a JPEG named photo.php is checked, used by training and predict,
     and listed as an image with a misleading name.
 
@@ -351,7 +352,7 @@ def check(
     Near copies are one photo saved again with other bytes (resized, re-compressed, a few pixels
     trimmed), found by how it looks. Copies across splits, exact or near, leak test images into
     training. Exit code 0 unless --strict finds something or a file cannot be moved or renamed (then
-    1); 2 for a bad PATH or option.
+    1); 2 for a bad DATA or option.
     """
     report_path = given_path(report_path)
     to_stdout = report_path is not None and str(report_path) == "-"

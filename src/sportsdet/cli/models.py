@@ -59,14 +59,14 @@ def models(
     ):
         table.add_column(column, justify=justify, overflow="fold")
     for row in rows:
-        installed = "[green]yes[/]" if row["trainable"] else "[red]no[/]"
+        trainable = "[green]yes[/]" if row["trainable"] else "[red]no[/]"
         table.add_row(
             row["name"] + (" [dim](default)[/]" if row["default"] else ""),
             f"{row['params_millions']:.1f}M" if row["params_millions"] else "-",
             f"{row['input_size']} px",
             f"{row['imagenet_top1']:.1f}%" if row["imagenet_top1"] else "-",
             row["weight_source"],
-            installed,
+            trainable,
             str(row["recipe"]),
         )
     console.print(table)

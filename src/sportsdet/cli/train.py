@@ -17,6 +17,7 @@ import typer
 
 from sportsdet.cli.app import app, console, err_console, plain
 from sportsdet.errors import SportsdetError
+from sportsdet.run_folder import RunFolder
 
 
 def _parse_sets(pairs: list[str]) -> dict[str, Any]:
@@ -191,7 +192,7 @@ def train(
     best = result.best or {}
     # In percent, as the progress lines, evaluate and the report say them (0.9219 beside 92.2%).
     val = f"{best['val_acc']:.1%}" if best.get("val_acc") is not None else "n/a (no validation set)"
-    console.print(f"model bundle: {plain(out / 'model')}", highlight=False, soft_wrap=True)
+    console.print(f"model bundle: {plain(RunFolder(out).model)}", highlight=False, soft_wrap=True)
     # "22" of a run whose config says epochs 2: the head epochs come first (20 head, 2 finetune).
     stages = Counter(str(row.get("stage") or "train") for row in result.history)
     split = f" ({', '.join(f'{n} {name}' for name, n in stages.items())})" if len(stages) > 1 else ""

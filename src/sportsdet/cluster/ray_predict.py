@@ -5,8 +5,8 @@ The pipeline (one Ray Data dataset, streamed, nothing materialised whole):
     inputs (folders, globs, files, URLs; .txt/.csv/.parquet listings with a `path` column)
       -> list      CPU tasks expand each input with `predict.expand_inputs` (the same folder walk,
                    glob and URL rules as `sportsdet predict`) and drop inputs already in DIR
-      -> decode    CPU tasks: `imageio.load_image` + `preprocess.resize_image` (uint8, 4x smaller
-                   than float32 in the object store)
+      -> decode    CPU tasks: `preprocess.load_for_model` (decode, resize, and predict's tiny/strip/
+                   small warnings; uint8, 4x smaller than float32 in the object store)
       -> classify  a pool of actors, each holding one `predict.Predictor` (the model loaded once):
                    `preprocess.normalize` then the model, top-k as `sportsdet predict` computes it
       -> driver    appends rows to Parquet parts in DIR, each written to a temp name and renamed,

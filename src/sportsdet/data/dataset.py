@@ -205,8 +205,8 @@ def make_loader(
         shuffle=False,
         num_workers=workers,
         worker_init_fn=seed_worker if workers > 0 else None,
-        # Not persistent: each epoch draws the workers' seeds from the (checkpointed) torch RNG,
-        # so augmentation after --resume matches an uninterrupted run.
+        # Not persistent: workers take a copy of the dataset when they start, so only fresh ones
+        # each epoch see set_epoch's epoch, which seeds every photo's augmentation.
         persistent_workers=False,
         drop_last=False,
     )

@@ -70,7 +70,7 @@ class ScanResult:
     the file system."""
 
     root: Path
-    layout: str  # "split" or "folders"
+    layout: str  # "split", "folders" or "photos" (a plain folder of photos, no classes)
     records: list[ImageRecord]
     classes: list[str]  # sorted names of classes that hold at least one image
     empty_classes: list[str] = field(default_factory=list)

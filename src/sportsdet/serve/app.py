@@ -203,7 +203,9 @@ class ImageResult(BaseModel):
     score: float | None = None
     top_k: list[TopK] = []
     uncertain: bool | None = Field(
-        None, description="True when the score is under the model's abstain threshold; null: no threshold"
+        None,
+        description="True when the model's abstain rule (or the server's --min-score, compared with the "
+        "top score) finds the photo too uncertain to label; null: no rule",
     )
     error: ImageErrorBody | None = None
     warning: str | None = Field(

@@ -69,7 +69,7 @@ def is_main() -> bool:
 
 
 def launched_by_torchrun() -> bool:
-    """torchrun (or --nproc's children) set RANK/WORLD_SIZE/MASTER_ADDR/MASTER_PORT."""
+    """torchrun (or --nproc's children) set RANK and WORLD_SIZE (and MASTER_ADDR/MASTER_PORT)."""
     return int(os.environ.get("WORLD_SIZE", "1")) > 1 and all(k in os.environ for k in ENV_KEYS[:2])
 
 

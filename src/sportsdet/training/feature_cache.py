@@ -133,7 +133,7 @@ class _PhotoDataset:
         from sportsdet.imageio import load_image
 
         try:
-            # Augmented views crop, so decode at full size; otherwise decode only what is needed.
+            # Decoded only as large as the model's resize needs (augmented views crop from that).
             image = load_image(self.paths[index], min_size=self.pre.decode_size)
             return self.transform(image, self.digests[index]), index, ""
         except SportsdetError as exc:

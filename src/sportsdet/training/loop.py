@@ -231,9 +231,9 @@ class TrainResult:
     best: dict[str, Any] | None
     info: dict[str, Any] = field(default_factory=dict)
     # The returned model's logits on the validation split, when the recipe has them cheaply
-    # (the transfer recipe: from cached activations); else train() computes them.
+    # (the transfer recipe: from cached activations); else training.run computes them.
     valid_logits: np.ndarray | None = None
-    # Filled in by sportsdet.train.train() after the recipe: where the run, its test-split
+    # Filled in by training.run after the recipe: where the run, its test-split
     # evaluation (an EvalResult) and its report are.
     run_dir: Path | None = None
     evaluation: Any = None
