@@ -332,6 +332,17 @@ def test_unreadable_images_are_skipped_and_reported(bundle: Path, tree: Path, tm
     assert any("zz-broken.jpg" in w for w in warnings)
 
 
+def test_photos_after_a_skipped_one_are_scored_against_their_own_class(bundle, tree, tmp_path) -> None:
+    # The first photo of the first class cannot be read: every later photo's true class must still
+    # be its own (taken by the kept photos' places, not by their count).
+    (tree / CLASSES[0] / "00-broken.jpg").write_text("<html>not really a photo</html>")
+    result = evaluate(bundle, tree, out_dir=tmp_path / "eval", backend=ColourOracle())
+    assert result.metrics["n"] == 12 and result.metrics["accuracy"] == 1.0
+    assert result.metrics["confusion_matrix"] == [[4, 0, 0], [0, 4, 0], [0, 0, 4]]
+    rows = _read_csv(tmp_path / "eval" / "predictions.csv")
+    assert all(Path(row["path"]).parent.name == row["true_label"] == row["pred_label"] for row in rows)
+
+
 @pytest.mark.skipif(sys.platform == "darwin", reason="macOS file names must be UTF-8")
 def test_a_file_name_that_is_not_utf8_is_scored_and_written(bundle: Path, tree: Path, tmp_path: Path) -> None:
     # Old zip archives keep Latin-1 names; Python hands them over with lone surrogates, which

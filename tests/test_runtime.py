@@ -517,3 +517,17 @@ def test_a_batch_cut_short_by_a_stop_is_never_handed_out() -> None:
         for result in pipeline.results(workers=1):
             handed.append(result)
     assert handed == []
+
+
+def test_a_bad_input_at_the_start_of_a_batch_leaves_the_others_their_own_answers(
+    tmp_path: Path, colour_backend: OnnxBackend
+) -> None:
+    # Each good photo goes into the next free row of its batch: one written at its place in the
+    # batch instead (after a bad one) would get another photo's scores, or a stale row's.
+    missing = tmp_path / "missing.jpg"
+    colours = ["red", "blue", "green", "blue", "red"]
+    files = [write_image(tmp_path / f"{i}.png", colour) for i, colour in enumerate(colours)]
+    inputs = [missing, files[0], files[1], missing, missing, files[2], files[3], files[4]]
+    results = list(stream_predictions(inputs, colour_backend, batch_size=3, workers=1))
+    got = [LABELS[int(np.argmax(r.probs))] if r.ok else "error" for r in results]
+    assert got == ["error", "red", "blue", "error", "error", "green", "blue", "red"]
