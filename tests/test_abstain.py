@@ -499,3 +499,11 @@ def test_refitting_leaves_out_the_photos_the_model_was_trained_on(tmp_path: Path
     policy = fit_bundle_abstain(bundle_dir, tmp_path / "valid", coverage=0.9, progress=said.append)
     assert policy.valid_images == len(photos) - len(trained)
     assert any(f"left out {len(trained)} training photos" in line for line in said), said
+
+
+def test_min_score_answers_a_top_score_of_exactly_it() -> None:
+    # "--min-score X": answered when the top score is at least X.
+    rule = Abstain.min_score(0.5)
+    assert rule.uncertain(np.array([0.5, 0.3, 0.2])) is False
+    assert rule.uncertain(np.array([0.49, 0.26, 0.25])) is True
+    assert rule.uncertain(np.array([[0.5, 0.5, 0.0], [0.4, 0.35, 0.25]])).tolist() == [False, True]

@@ -7,7 +7,7 @@ import pytest
 from sklearn.metrics import balanced_accuracy_score, f1_score
 
 from sportsdet.errors import SportsdetError
-from sportsdet.metrics import compute_metrics, top_classes, top_k_accuracy, wilson_interval
+from sportsdet.metrics import calibration, compute_metrics, top_classes, top_k_accuracy, wilson_interval
 
 LABELS = ["a", "b", "c"]
 Y_TRUE = np.array([0, 0, 1, 1, 2, 2])
@@ -166,3 +166,12 @@ def test_the_rename_hint_says_when_it_counts_only_the_photos_answered() -> None:
     assert rename_hint(entry).startswith("16 of the 19 photos in 'football' were labelled 'soccer'")
     entry["in_folder"] = 25
     assert rename_hint(entry).startswith("16 of the 19 photos in 'football' it answered (25 in all) were")
+
+
+def test_a_confidence_on_a_bin_edge_is_counted_in_the_bin_it_closes() -> None:
+    # Bins are (lo, hi]: 0.5 closes (0.4, 0.5], 1.0 closes the last, 0 opens the first.
+    confidence = np.array([0.0, 0.5, 0.5000001, 1.0])
+    _, bins = calibration(confidence, np.ones(4, dtype=bool), n_bins=10)
+    counts = [b["count"] for b in bins]
+    assert counts == [1, 0, 0, 0, 1, 1, 0, 0, 0, 1]
+    assert (bins[4]["lower"], bins[4]["upper"], bins[4]["mean_confidence"]) == (0.4, 0.5, 0.5)

@@ -914,3 +914,14 @@ def test_a_full_disk_while_training_says_the_last_checkpoint_is_kept(tmp_path: P
     said = shown.getvalue()
     assert "is back as it was; once this is fixed, start again with --force" in said
     assert "--resume" not in said and "is kept" not in said
+
+
+def test_the_best_epoch_is_the_higher_accuracy_then_the_lower_loss() -> None:
+    from sportsdet.training.loop import is_better
+
+    best = {"val_acc": 0.8, "val_loss": 0.5}
+    assert is_better({"val_acc": 0.8, "val_loss": 0.4}, best)  # a tie in accuracy: lower loss wins
+    assert not is_better({"val_acc": 0.8, "val_loss": 0.6}, best)
+    assert not is_better({"val_acc": 0.8, "val_loss": 0.5}, best)  # an equal epoch keeps the earlier
+    assert is_better({"val_acc": 0.9, "val_loss": 9.0}, best)  # accuracy first, whatever the loss
+    assert not is_better({"val_acc": 0.7, "val_loss": 0.1}, best)
