@@ -67,6 +67,19 @@ def _messy_tree(root: Path) -> Path:
     return root
 
 
+def test_a_copy_in_valid_and_test_keeps_the_test_one(tmp_path: Path) -> None:
+    # Test before valid before train: the published test set stays whole; the leaked copy goes.
+    root = _good_tree(tmp_path / "data")
+    (root / "valid" / "polo").mkdir(parents=True)
+    shutil.copyfile(root / "test" / "polo" / "000.jpg", root / "valid" / "polo" / "a.jpg")
+    shutil.copyfile(root / "test" / "polo" / "000.jpg", root / "train" / "polo" / "a.jpg")
+    (group,) = check_dataset(root, workers=1).duplicates
+    assert group.keep == "test/polo/000.jpg"
+    (root / "test" / "polo" / "000.jpg").unlink()
+    (group,) = check_dataset(root, workers=1).duplicates
+    assert group.keep == "valid/polo/a.jpg"
+
+
 def _contents(*folders: Path) -> list[str]:
     """Hashes of every file below the folders: what must survive a quarantine unchanged."""
     return sorted(

@@ -153,6 +153,15 @@ def test_a_class_keeps_its_split_when_other_classes_are_dropped(flat: Path) -> N
         assert subset.splits[split] == [e for e in everything.splits[split] if e[1] == "polo"]
 
 
+def test_a_large_valid_share_still_leaves_every_class_a_training_photo(tmp_path: Path) -> None:
+    # 4 photos, half to test: of the 2 left, 90% to valid rounds to both; one must stay to train on.
+    root = _tree(tmp_path / "t", {"polo": 4, "rowing": 3, "air hockey": 2})
+    counts = _per_class(make_split(root, "random:0.5,0.9", seed=0))
+    assert counts["test"] == {"polo": 2, "rowing": 2, "air hockey": 1}
+    assert counts["valid"] == {"polo": 1}
+    assert counts["train"] == {"polo": 1, "rowing": 1, "air hockey": 1}
+
+
 def test_random_needs_two_images_per_class(tmp_path: Path) -> None:
     root = _tree(tmp_path / "t", {"lonely": 1, "polo": 5})
     with pytest.raises(SportsdetError, match="class 'lonely' has only 1 image"):
