@@ -177,6 +177,32 @@ def test_a_map_without_a_source_renames_the_class_where_a_source_has_it(two_sour
     assert [item.source.label_map for item in scans] == [{}, {"football": "soccer"}]
 
 
+def test_data_split_of_several_sources_draws_with_the_seed_given(two_sources, tmp_path, run_cli) -> None:
+    official, flat = two_sources
+    drawn = {}
+    for seed in (3, 4):
+        saved = tmp_path / f"split{seed}.json"
+        args = ["data", "split", str(official), str(flat), "--seed", str(seed), "--out", str(saved)]
+        assert run_cli(*args) == 0
+        drawn[seed] = SplitManifest.load(saved)
+        assert drawn[seed].seed == seed
+    assert drawn[3].splits != drawn[4].splits  # the flat source is drawn again
+
+
+def test_the_nearest_map_wins_a_source_map_over_a_shared_one_the_command_line_over_the_file(
+    two_sources, tmp_path: Path
+) -> None:
+    maps = ["football=soccer", "second:football=gridiron"]
+    scans = scan_sources(sources_from_args(list(two_sources), maps, []))
+    assert scans[1].scan.classes == ["gridiron", "rowing"]
+    official, flat = two_sources
+    spec = tmp_path / "sports.json"
+    in_file = [{"path": official.name}, {"path": flat.name, "map": {"football": "soccer"}}]
+    spec.write_text(json.dumps({"source": in_file}))
+    scans = scan_sources(sources_from_args([spec], ["second:football=gridiron"], []))
+    assert scans[1].scan.classes == ["gridiron", "rowing"]
+
+
 def test_a_folder_given_twice_or_inside_another_is_refused(two_sources, tmp_path: Path, run_cli, capsys):
     # Accepted before: every photo counted twice, and `data check --quarantine` moved every
     # photo out of the dataset as a copy of itself.
