@@ -129,6 +129,30 @@ def test_export_round_trip_matches_torch(run_folder: Path) -> None:
     np.testing.assert_allclose(torch_backend.predict_proba(batch[:3]), expected[:3], atol=1e-6)
 
 
+def test_a_graph_that_ranks_alike_but_scores_otherwise_fails_parity(run_folder: Path, monkeypatch) -> None:
+    # Same top class on every photo, other probabilities (logits x3): the scores, the abstain
+    # rule and the calibration would all be off, so it is no match either.
+    import torch
+
+    real_export = export_module.export_torch_model
+
+    class Sharper(torch.nn.Module):
+        def __init__(self, inner: torch.nn.Module) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.inner(x) * 3
+
+    def export_sharper(model, path, input_size, **kwargs):
+        return real_export(Sharper(model), path, input_size, **kwargs)
+
+    monkeypatch.setattr(export_module, "export_torch_model", export_sharper)
+    with pytest.raises(SportsdetError, match="does not match PyTorch") as info:
+        export_bundle(run_folder / "model")
+    assert "top-1 agreement 100.0%" in str(info.value)  # failed on the probabilities alone
+
+
 def test_failed_parity_leaves_nothing_and_keeps_the_old_file(run_folder: Path, monkeypatch) -> None:
     bundle_dir = run_folder / "model"
     old = bundle_dir / "model.onnx"

@@ -298,3 +298,35 @@ def test_a_run_folder_that_cannot_be_held_says_what_to_do(tmp_path: Path, monkey
     with pytest.raises(SportsdetError, match=r"run folder \(Permission denied\); get write access"):
         with lock_run(RunFolder(run)):
             pass
+
+
+def test_an_atomic_write_reaches_the_disk_before_it_takes_the_name(tmp_path: Path, monkeypatch) -> None:
+    # A power cut after the rename must not leave an empty file under the name: fsync comes first.
+    events: list[str] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd: int) -> None:
+        events.append("fsync")
+        real_fsync(fd)
+
+    def replace(src: Path, dst: Path) -> None:
+        events.append(f"replace {Path(dst).name}")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    files.atomic_write(tmp_path / "metrics.json", "{}")
+    assert "fsync" in events and events.index("fsync") < events.index("replace metrics.json")
+
+
+def test_staged_files_publish_the_last_named_one_after_the_rest(tmp_path: Path, monkeypatch) -> None:
+    # evaluate's metrics.json means "the set is complete": it must take its name last.
+    renamed: list[str] = []
+    real_replace = os.replace
+    monkeypatch.setattr(os, "replace", lambda a, b: (renamed.append(Path(b).name), real_replace(a, b))[1])
+    with files.StagedFiles(tmp_path / "eval") as staged:
+        for name in ("a.csv", "metrics.json", "z.png"):
+            staged.write(name, name)
+        staged.publish(last="metrics.json")
+    assert renamed[-1] == "metrics.json" and sorted(renamed) == ["a.csv", "metrics.json", "z.png"]
+    assert (tmp_path / "eval" / "z.png").read_text() == "z.png"

@@ -169,6 +169,12 @@ def test_raw_bytes_and_query_top_k(client: TestClient) -> None:
     assert result["input"] == "<body>" and result["label"] == "blue" and len(result["top_k"]) == 1
 
 
+def test_a_top_k_beyond_the_classes_is_answered_and_said_as_the_classes(client: TestClient) -> None:
+    response = client.post("/v1/predict?top_k=50", content=png(BLUE), headers={"Content-Type": "image/png"})
+    body = response.json()
+    assert response.status_code == 200 and body["top_k"] == 3 and len(body["results"][0]["top_k"]) == 3
+
+
 def test_a_bad_image_among_good_ones(client: TestClient) -> None:
     files = uploads(
         ("ok.jpg", jpeg(RED)), ("broken.jpg", b"<html>not a photo</html>"), ("cut.jpg", jpeg(GREEN)[:300])
