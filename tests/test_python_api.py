@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -49,8 +50,8 @@ def test_type_checkers_see_every_public_name_with_its_type() -> None:
         node for node in tree.body
         if isinstance(node, ast.If) and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING"
     )  # fmt: skip
-    seen = {alias.name: node.module for node in guarded.body if isinstance(node, ast.ImportFrom)
-            for alias in node.names}  # fmt: skip
+    seen = {alias.asname or alias.name: node.module + (f":{alias.name}" if alias.asname else "")
+            for node in guarded.body if isinstance(node, ast.ImportFrom) for alias in node.names}  # fmt: skip
     assert seen == sportsdet._EXPORTS
 
 
@@ -63,6 +64,15 @@ def test_load_bundle_opens_a_run_folder_as_predictor_does(tmp_path: Path) -> Non
     # this is not a sportsdet model bundle".
     make_tiny_bundle(tmp_path / "run" / "model")
     assert sportsdet.load_bundle(tmp_path / "run").path == tmp_path / "run" / "model"
+
+
+def test_load_bundle_of_a_run_that_has_no_model_yet_says_so(tmp_path: Path) -> None:
+    # It said "bundle.json is missing; this is not a sportsdet model bundle", as of any folder.
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"options": {}, "model": "lite0", "data": "photos"}))
+    with pytest.raises(SportsdetError, match="this run has no model yet"):
+        sportsdet.load_bundle(run)
 
 
 def test_one_input_given_bare_is_one_input(predictor: Predictor, tmp_path: Path) -> None:

@@ -21,17 +21,18 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # what type checkers and editors see; at run time __getattr__ imports on first use
-    from sportsdet.bundle import Bundle, load_bundle
+    from sportsdet.bundle import Bundle
     from sportsdet.errors import BundleError, SportsdetError
     from sportsdet.predict import PredictionResult, Predictor
+    from sportsdet.run_folder import open_bundle as load_bundle
 
 from sportsdet._version import __version__
 
-# Public name -> the module that defines it.
+# Public name -> the module that defines it ("module:name" where it has another name there).
 _EXPORTS = {
     "Predictor": "sportsdet.predict",
     "PredictionResult": "sportsdet.predict",
-    "load_bundle": "sportsdet.bundle",
+    "load_bundle": "sportsdet.run_folder:open_bundle",  # takes a run folder and `builtin` too
     "Bundle": "sportsdet.bundle",
     "SportsdetError": "sportsdet.errors",
     "BundleError": "sportsdet.errors",
@@ -52,7 +53,8 @@ __all__ = [
 def __getattr__(name: str) -> Any:
     if name not in _EXPORTS:
         raise AttributeError(f"module 'sportsdet' has no attribute {name!r}")
-    return getattr(import_module(_EXPORTS[name]), name)
+    module, _, attribute = _EXPORTS[name].partition(":")
+    return getattr(import_module(module), attribute or name)
 
 
 def __dir__() -> list[str]:

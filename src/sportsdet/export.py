@@ -37,7 +37,6 @@ from sportsdet.bundle import (
     builtin_bundle_path,
     bundle_folder,
     library_versions,
-    load_bundle,
 )
 from sportsdet.errors import SportsdetError, quoted_with_hint
 from sportsdet.files import (
@@ -53,7 +52,7 @@ from sportsdet.files import (
 from sportsdet.onnx_graph import OPSET, torch_to_onnx
 from sportsdet.preprocess import Preprocessing, load_and_preprocess
 from sportsdet.run_folder import (
-    resolve_bundle_dir,
+    open_bundle,
     seen_photos_of,
     split_manifest_candidates,
     unrecognised_seen_note,
@@ -614,7 +613,7 @@ def export_bundle(
         if not whole or count < 1:  # 0 was "does not match PyTorch ... please report"
             raise SportsdetError(f"{name} must be a whole number of at least 1, got {count!r}")
     say = progress or (lambda message: None)
-    bundle = load_bundle(resolve_bundle_dir(bundle_path))  # a run folder, or `builtin`, too
+    bundle = open_bundle(bundle_path)  # a run folder, or `builtin`, too
     out = _output_file(out, bundle)
     builtin = builtin_bundle_path()
     if builtin is not None and out.parent.resolve() == builtin.resolve():  # --out its folder too

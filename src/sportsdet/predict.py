@@ -32,7 +32,7 @@ import numpy as np
 from PIL import Image
 
 from sportsdet.abstain import Abstain
-from sportsdet.bundle import Bundle, load_bundle
+from sportsdet.bundle import Bundle
 from sportsdet.errors import SportsdetError
 from sportsdet.fetch import ALLOW_ALL, DEFAULT_MAX_BYTES, AddressPolicy, fetch_url, is_url, redact_url
 from sportsdet.files import (
@@ -52,7 +52,7 @@ from sportsdet.imageio import (
 )
 from sportsdet.metrics import top_classes
 from sportsdet.preprocess import load_and_preprocess, preprocess
-from sportsdet.run_folder import resolve_bundle_dir
+from sportsdet.run_folder import open_bundle
 from sportsdet.runtime import (
     Backend,
     Loaded,
@@ -410,7 +410,7 @@ class Predictor:
         elif isinstance(bundle_or_path, Bundle):
             self.bundle = bundle_or_path
         else:
-            self.bundle = load_bundle(resolve_bundle_dir(bundle_or_path), verify_weights=False)
+            self.bundle = open_bundle(bundle_or_path, verify_weights=False)
         if backend is None or isinstance(backend, str):
             where = onnx_file if self.bundle is None else self.bundle.path
             self.backend: Backend = load_backend(

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sportsdet.bundle import BUNDLE_FILES, MANIFEST_NAME, RUN_MODEL_FOLDER, bundle_folder
+from sportsdet.bundle import BUNDLE_FILES, MANIFEST_NAME, RUN_MODEL_FOLDER, Bundle, bundle_folder, load_bundle
 from sportsdet.errors import SportsdetError
 from sportsdet.files import FOLDER_LOCK, folder_holder, hold_folder
 
@@ -195,6 +195,12 @@ def resolve_bundle_dir(path: str | Path) -> Path:
             + (f"finish it with {resume}" if kept else "it kept no checkpoint: start it again with --force")
         )
     return path  # load_bundle explains what is wrong with anything else
+
+
+def open_bundle(path: str | Path, *, verify_weights: bool = True) -> Bundle:
+    """`bundle.load_bundle` for whatever names a model: a bundle folder, a training run folder
+    (said plainly when it has no model yet) or `builtin`. The public `sportsdet.load_bundle`."""
+    return load_bundle(resolve_bundle_dir(path), verify_weights=verify_weights)
 
 
 def split_manifest_candidates(bundle: Any) -> list[Path]:
