@@ -198,8 +198,10 @@ def resolve_bundle_dir(path: str | Path) -> Path:
 
 
 def open_bundle(path: str | Path, *, verify_weights: bool = True) -> Bundle:
-    """`bundle.load_bundle` for whatever names a model: a bundle folder, a training run folder
-    (said plainly when it has no model yet) or `builtin`. The public `sportsdet.load_bundle`."""
+    """Open and validate a model bundle (the public `sportsdet.load_bundle`): a bundle folder or
+    its bundle.json, a training run folder (its model/; one with no model yet is said so), or
+    `"builtin"`, the sports model shipped in the package. `verify_weights`: check the weights
+    file against its recorded hash (slower for big models)."""
     return load_bundle(resolve_bundle_dir(path), verify_weights=verify_weights)
 
 
