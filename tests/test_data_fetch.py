@@ -116,6 +116,38 @@ def test_bad_archives_fail_clearly_and_leave_nothing(http_server, tmp_path, file
     assert not (tmp_path.parent / "escape.jpg").exists()
 
 
+def _hostile_tar(kind: str, outside: Path) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        for name, data in photos("ok/").items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+        names = {"climbs out": "ok/../../escape.jpg", "absolute": str(outside)}
+        info = tarfile.TarInfo(names.get(kind, "ok/x"))
+        if kind == "links out":  # a link to a file outside, then a write through it
+            info.type, info.linkname = tarfile.SYMTYPE, str(outside)
+            archive.addfile(info)
+            info = tarfile.TarInfo("ok/x")
+        info.size = len(PNG)
+        archive.addfile(info, io.BytesIO(PNG))
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("kind", ["climbs out", "absolute", "links out"])
+def test_a_tar_never_writes_outside_its_folder(http_server, tmp_path: Path, kind: str) -> None:
+    outside = tmp_path / "outside.jpg"
+    dest = tmp_path / "dest"
+    url = http_server.add(f"/hostile-{kind.replace(' ', '-')}.tar.gz", _hostile_tar(kind, outside))
+    if kind == "absolute":  # unpacked inside, as tar itself does: the leading / is dropped
+        assert (fetch_dataset(url, dest, progress=False) / "ok").is_dir()
+    else:
+        with pytest.raises(SportsdetError, match="refusing to unpack it"):
+            fetch_dataset(url, dest, progress=False)
+        assert leftovers(dest) == []
+    assert not outside.exists() and not outside.is_symlink() and not (tmp_path / "escape.jpg").exists()
+
+
 def test_an_archive_without_a_dataset_is_named_not_its_unpacking_folder(
     http_server, tmp_path, monkeypatch
 ) -> None:
@@ -315,6 +347,32 @@ def test_an_unwritable_destination_is_a_clear_error(http_server, tmp_path: Path,
     monkeypatch.setattr(fetching, "download_file", disk_full)
     with pytest.raises(SportsdetError, match=r"photos.zip: cannot write the dataset here \(No space left"):
         fetch_dataset(url, tmp_path / "data", progress=False)
+
+
+@pytest.mark.parametrize("kind", ["zip", "tar.gz"])
+def test_unpacking_stops_before_it_fills_the_disk(tmp_path, monkeypatch, kind: str) -> None:
+    # The archive fitted; what it unpacks to would not (1 GB is kept free).
+    from collections import namedtuple
+
+    files = {"photos/polo/big.jpg": b"x" * 50_000}
+    archive = tmp_path / f"photos.{kind}"
+    if kind == "zip":
+        archive.write_bytes(zip_bytes(files))
+    else:
+        with tarfile.open(archive, mode="w:gz") as bundle:
+            for name, data in files.items():
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                bundle.addfile(info, io.BytesIO(data))
+    usage = namedtuple("usage", "total used free")
+    reserve = fetching._FREE_RESERVE
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10 * reserve, 9 * reserve, reserve + 10_000))
+    with pytest.raises(SportsdetError, match=rf"photos.{kind}: not enough disk space to unpack it"):
+        fetching.unpack(archive, tmp_path / "out")
+    assert not (tmp_path / "out" / "photos" / "polo" / "big.jpg").exists()
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10 * reserve, 0, 2 * reserve))
+    fetching.unpack(archive, tmp_path / "out")  # with room, the same archive unpacks
+    assert (tmp_path / "out" / "photos" / "polo" / "big.jpg").stat().st_size == 50_000
 
 
 def test_a_download_stops_before_it_fills_the_disk(http_server, tmp_path, monkeypatch) -> None:
