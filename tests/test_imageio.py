@@ -136,6 +136,31 @@ def test_one_stray_pixel_does_not_set_a_32_bit_pictures_range(tmp_path, mode, va
     assert tuple(np.asarray(load_image(path))[20, 20]) == (expected,) * 3
 
 
+def test_a_32_bit_picture_of_values_past_255_is_scaled_not_clipped(tmp_path: Path) -> None:
+    # A 12-bit camera's values (0-4095) in a 32-bit TIFF: read as 16-bit, not as 8 bits clipped white.
+    image = Image.new("I", (40, 40), 2048)
+    image.putpixel((0, 0), 4095)
+    path = tmp_path / "twelve-bit.tif"
+    image.save(path)
+    assert tuple(np.asarray(load_image(path))[20, 20]) == (8,) * 3  # 2048 / 65535 * 255
+
+
+@pytest.mark.parametrize(
+    ("orientation", "seen"), [(1, (40, 400)), (5, (400, 40)), (7, (400, 40)), (8, (400, 40))]
+)
+def test_each_quarter_turn_orientation_swaps_the_size_seen(tmp_path: Path, orientation: int, seen) -> None:
+    # 5 and 7 (mirrored and turned) turn a quarter as 6 and 8 do.
+    from sportsdet.imageio import upright_size
+
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    path = tmp_path / "turned.jpg"
+    Image.new("RGB", (40, 400), (90, 120, 30)).save(path, exif=exif.tobytes())
+    with Image.open(path) as image:
+        assert upright_size(image) == seen
+    assert load_image(path).size == seen
+
+
 def test_reading_the_orientation_decodes_no_pixels(tmp_path: Path) -> None:
     # Pillow's getexif() loads a PNG whole (its EXIF may follow the pixels): the size check of a
     # 10000x11000 picture decoded it first (450 MB), ahead of every size guard.
@@ -416,6 +441,27 @@ def test_crop_keeps_the_centre_and_pad_keeps_everything() -> None:
     padded = np.asarray(resize_image(strip, spec))
     assert tuple(padded[0, 15]) == (0, 255, 0)  # top band: the mean colour as fill
     assert np.allclose(padded[15, 2], RED, atol=3) and np.allclose(padded[15, 15], BLUE, atol=3)
+
+
+def test_crop_keeps_the_middle_of_a_portrait_too() -> None:
+    # A 1:3 portrait: red / blue / red, top to bottom. Crop sees only the blue middle.
+    strip = Image.new("RGB", (30, 90), RED)
+    strip.paste(BLUE, (0, 30, 30, 60))
+    cropped = np.asarray(resize_image(strip, Preprocessing(input_size=30, resize="crop")))
+    assert np.allclose(cropped[5:25, :].reshape(-1, 3).mean(axis=0), BLUE, atol=3)
+
+
+def test_the_decode_size_rounds_up_so_the_crop_is_never_short() -> None:
+    # 32 / 0.875 = 36.57: decoded at 36, the centre crop would hold 31.5 photo pixels of 32.
+    assert Preprocessing(input_size=32, crop_pct=0.875).decode_size == 37
+    assert Preprocessing(input_size=300, crop_pct=1.0).decode_size == 300
+    assert Preprocessing(input_size=32, resize="pad", crop_pct=0.875).decode_size == 32
+
+
+@pytest.mark.parametrize("std", [(0.0, 1.0, 1.0), (0.5, -0.2, 0.5)])
+def test_a_std_of_zero_or_less_is_refused(std) -> None:
+    with pytest.raises(SportsdetError, match="std must be positive"):
+        Preprocessing(input_size=32, std=std)
 
 
 def test_normalize_matches_hand_computation() -> None:
