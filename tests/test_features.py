@@ -80,8 +80,14 @@ def test_key_changes_with_preprocessing_and_view(model, cache) -> None:
         features.FeatureKey("lite0", PRE, view="flip").folder(),
         features.FeatureKey("lite0", PRE, tap=7).folder(),
         features.FeatureKey("lite1", PRE).folder(),
+        # Every preprocessing field changes the numbers, so each must change the folder.
+        features.FeatureKey("lite0", replace(PRE, mean=(0.5, 0.5, 0.5))).folder(),
+        features.FeatureKey("lite0", replace(PRE, std=(0.5, 0.5, 0.5))).folder(),
+        features.FeatureKey("lite0", replace(PRE, crop_pct=0.875)).folder(),
+        features.FeatureKey("lite0", replace(PRE, interpolation="bilinear")).folder(),
+        features.FeatureKey("lite0", replace(PRE, input_size=96)).folder(),
     }
-    assert len(folders) == 5
+    assert len(folders) == 10
 
 
 def test_views_differ_and_augmentation_is_repeatable(photos, model, cache) -> None:
@@ -93,6 +99,19 @@ def test_views_differ_and_augmentation_is_repeatable(photos, model, cache) -> No
     np.testing.assert_allclose(_extract(photos, model, view="aug0")["pooled"], aug, atol=1e-5)
     with pytest.raises(SportsdetError, match="view"):
         _extract(photos, model, view="sideways")
+
+
+def test_the_flip_view_is_the_mirrored_photo_and_each_augmented_view_its_own(photos, model, cache, tmp_path):
+    flip = _extract(photos, model, view="flip")["pooled"]
+    mirrored = []
+    for path in photos:  # the same photos mirrored left to right (PNG: no new JPEG loss)
+        copy = tmp_path / "mirrored" / (path.stem + ".png")
+        copy.parent.mkdir(exist_ok=True)
+        Image.open(path).transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(copy)
+        mirrored.append(copy)
+    np.testing.assert_allclose(flip, _extract(mirrored, model)["pooled"], atol=1e-4)
+    aug0, aug1 = (_extract(photos, model, view=view)["pooled"] for view in ("aug0", "aug1"))
+    assert not np.allclose(aug0, aug1, atol=1e-2)  # two views, two crops of each photo
 
 
 def test_grey_view_is_the_black_and_white_photo(photos, model, cache, tmp_path) -> None:

@@ -32,6 +32,9 @@ def test_values_are_converted_to_their_declared_types() -> None:
     assert options.epochs == 4 and isinstance(options.lr, float) and options.bf16 is False
     assert options.time_budget == 90
     assert dataclasses.asdict(options)["epochs"] == 4  # what config.json stores
+    # --set writes yes/no as people do: 1 and 0, yes and no, any case.
+    for text, meant in (("1", True), ("0", False), ("Yes", True), ("no", False), ("TRUE", True)):
+        assert resolve_options(get_model_spec("lite0"), {"calibrate": text}).calibrate is meant, text
 
 
 @pytest.mark.parametrize(
@@ -42,6 +45,7 @@ def test_values_are_converted_to_their_declared_types() -> None:
         ({"batch_size": "abc"}, r"batch.size='abc': expected a whole number"),
         ({"input_size": 100000}, r"input_size=100000: must be between 16 and 1024"),
         ({"epochs": 0}, r"--epochs must be at least 1"),
+        ({"epochs": 2.5}, r"epochs=2.5: expected a whole number"),  # not 2 in silence
         ({"lr": -1}, r"--lr must be positive"),
         ({"time_budget": "soon"}, r"time budget 'soon' not understood"),
         ({"recipe": "magic"}, r"unknown training recipe 'magic'; known: scratch, transfer"),
