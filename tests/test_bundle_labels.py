@@ -51,7 +51,10 @@ def test_every_engine_names_the_classes_anew_and_old_folder_names_still_evaluate
 
     heldout = find_export_data(renamed, calibration_data=tree, eval_data=tree).heldout
     assert sorted({label for _, label in heldout}) == ["rowing", "water polo"]  # INT8's accuracy check
-    assert sorted(labelled_images(tree, renamed.class_index())[1].tolist()) == [1, 1, 2, 2]  # abstain fit
+    assert sorted(labelled_images(tree, renamed.class_index())[1].tolist()) == [1, 1, 2, 2]
+    from sportsdet.abstain_bundle import fit_bundle_abstain
+
+    assert fit_bundle_abstain(bundle, tree).valid_images == 4  # the abstain fit reads 'polo' too
     from typer.testing import CliRunner
 
     from sportsdet.cli import app

@@ -69,21 +69,26 @@ def test_export_has_no_pads_keeps_a_dynamic_batch_and_matches_torch() -> None:
 
 
 def _pad_then_conv(
-    mode: str = "constant", value: float | None = 0.0, extra_reader: bool = False
+    mode: str = "constant",
+    value: float | None = 0.0,
+    extra_reader: bool = False,
+    pads: tuple[int, ...] = (0, 0, 0, 1, 0, 0, 1, 1),
+    auto_pad: str | None = None,
 ) -> onnx.ModelProto:
     """image -> Pad(h: 0 before / 1 after, w: 1 / 1) -> Conv 3x3 stride 2 (-> also Relu of the pad)."""
     weight = np.random.default_rng(0).standard_normal((2, 3, 3, 3)).astype(np.float32)
     initializers = [
-        numpy_helper.from_array(np.array([0, 0, 0, 1, 0, 0, 1, 1], np.int64), "pads"),
+        numpy_helper.from_array(np.array(pads, np.int64), "pads"),
         numpy_helper.from_array(weight, "w"),
     ]
     pad_inputs = ["image", "pads"]
     if value is not None:
         initializers.append(numpy_helper.from_array(np.array(value, np.float32), "value"))
         pad_inputs.append("value")
+    conv_attributes = {"auto_pad": auto_pad} if auto_pad else {}
     nodes = [
         helper.make_node("Pad", pad_inputs, ["padded"], mode=mode),
-        helper.make_node("Conv", ["padded", "w"], ["out"], strides=[2, 2]),
+        helper.make_node("Conv", ["padded", "w"], ["out"], strides=[2, 2], **conv_attributes),
     ]
     outputs = [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 2, 4, 4])]
     if extra_reader:
@@ -109,8 +114,15 @@ def test_a_zero_pad_is_folded_into_its_conv_with_the_same_result() -> None:
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"mode": "reflect"}, {"value": 1.0}, {"extra_reader": True}],
-    ids=["reflect-padding", "non-zero-fill", "pad-read-twice"],
+    [
+        {"mode": "reflect"},
+        {"value": 1.0},
+        {"extra_reader": True},
+        {"pads": (0, 0, 0, -1, 0, 0, 1, 1)},  # a negative pad crops: no Conv pads do that
+        {"pads": (0, 1, 0, 1, 0, 0, 1, 1)},  # a channel more: a Conv pads only height and width
+        {"auto_pad": "SAME_UPPER"},  # the Conv works out its own pads: explicit ones are ignored
+    ],
+    ids=["reflect-padding", "non-zero-fill", "pad-read-twice", "cropping", "channel-padding", "auto-pad"],
 )
 def test_pads_a_conv_cannot_absorb_are_left_alone(kwargs: dict) -> None:
     model = _pad_then_conv(**kwargs)
