@@ -1021,3 +1021,66 @@ def test_the_runs_own_seed_is_shown_not_only_the_splits(tmp_path):
     (fake.run / "config.json").write_text(json.dumps({**config, "seed": 5, "options": {"epochs": 6}}))
     page = write_report(fake.run).read_text(encoding="utf-8")
     assert page.count("<th>seed</th><td>5</td>") == 1
+
+
+def test_each_class_names_the_wrong_class_its_photos_went_to_most() -> None:
+    from sportsdet.report.html import _every_confusion, _top_confusion
+
+    labels = ["air hockey", "<b>bmx & co</b>", "curling"]
+    matrix = [[5, 1, 0], [0, 2, 3], [4, 0, 1]]
+    # Its own column is never "instead", however many photos it holds; names are escaped.
+    assert _top_confusion({"confusion_matrix": matrix, "labels": labels}, labels) == {
+        "air hockey": "&lt;b&gt;bmx &amp; co&lt;/b&gt; (1)",
+        "<b>bmx & co</b>": "curling (3)",
+        "curling": "air hockey (4)",
+    }
+    every = {(p["true"], p["predicted"]): (p["count"], p["share"]) for p in _every_confusion(matrix, labels)}
+    # The share is of the true class's photos: 1 of air hockey's 6, 3 of bmx's 5.
+    assert every == {
+        ("air hockey", "<b>bmx & co</b>"): (1, 1 / 6),
+        ("<b>bmx & co</b>", "curling"): (3, 3 / 5),
+        ("curling", "air hockey"): (4, 4 / 5),
+    }
+
+
+def test_a_gallery_sample_shows_every_class_once_before_any_twice() -> None:
+    from sportsdet.report.gallery import spread_sample
+    from sportsdet.report.inputs import Prediction
+
+    classes = ["a"] * 18 + ["b", "c"]  # one class with most of the photos
+    predictions = [Prediction(f"{c}/{i}.jpg", c, c, 0.9, 0.9) for i, c in enumerate(classes)]
+    for seed in range(5):
+        sample = spread_sample(predictions, 3, seed=seed)
+        assert sorted(p.true_label for p in sample) == ["a", "b", "c"], seed
+    assert spread_sample(predictions, 3, seed=1) == spread_sample(predictions, 3, seed=1)
+
+
+def test_the_plots_draw_what_they_say(tmp_path, monkeypatch) -> None:
+    # The confusion matrix PNG is row-normalised (each true class sums to 1); the reliability bars
+    # are each bin's accuracy, not its confidence.
+    from matplotlib.axes import Axes
+
+    from sportsdet import plots
+
+    drawn: dict[str, list] = {"imshow": [], "bar": []}
+    imshow, bar = Axes.imshow, Axes.bar
+
+    def recording_imshow(self, data, *args, **kwargs):
+        drawn["imshow"].append(np.asarray(data))
+        return imshow(self, data, *args, **kwargs)
+
+    def recording_bar(self, x, height, *args, **kwargs):
+        drawn["bar"].append(np.asarray(height, dtype=float))
+        return bar(self, x, height, *args, **kwargs)
+
+    monkeypatch.setattr(Axes, "imshow", recording_imshow)
+    monkeypatch.setattr(Axes, "bar", recording_bar)
+    plots.plot_confusion_matrix(np.array([[3, 1], [0, 4]]), ["a", "b"], tmp_path / "cm.png")
+    np.testing.assert_allclose(drawn["imshow"][0], [[0.75, 0.25], [0.0, 1.0]])
+    bins = [
+        {"lower": 0.0, "upper": 0.5, "count": 4, "mean_confidence": 0.4, "accuracy": 0.25},
+        {"lower": 0.5, "upper": 1.0, "count": 6, "mean_confidence": 0.9, "accuracy": 0.5},
+    ]
+    plots.reliability_png(bins, 0.2)
+    np.testing.assert_allclose(drawn["bar"][0], [0.25, 0.5])  # the accuracy bars
+    np.testing.assert_allclose(drawn["bar"][1], [4, 6])  # the counts below
