@@ -112,6 +112,44 @@ def test_no_module_imports_a_higher_layer() -> None:
     assert upward == []
 
 
+def defined_names(path: Path) -> set[str]:
+    """What a module makes itself (defs, classes, assignments, at any depth of its top-level
+    if/try blocks) plus what it lists in __all__; a package __init__ offers what it imports."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    names: set[str] = set()
+    package_init = path.name == "__init__.py"
+    for top in tree.body:
+        for node in ast.walk(top) if isinstance(top, (ast.If, ast.Try)) else [top]:
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                names.add(node.name)
+            elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                names |= {n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)}
+            elif isinstance(node, (ast.Import, ast.ImportFrom)) and (top is not node or package_init):
+                names |= {(a.asname or a.name).split(".")[0] for a in node.names}
+            if isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "__all__" for t in node.targets):
+                names |= set(ast.literal_eval(node.value))
+    return names
+
+
+def test_names_are_imported_from_the_module_that_makes_them() -> None:
+    # `from sportsdet.predict import resolve_bundle_dir` (inside serve's start-up) worked only while
+    # predict happened to import it; when predict stopped needing it, the linter dropped the
+    # import and the service never became ready. A module's own names, or its __all__, only.
+    files = {module_name(p): p for p in PACKAGE.rglob("*.py")}
+    defined = {module: defined_names(path) for module, path in files.items()}
+    passed_through = []
+    for path in files.values():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module in files:
+                passed_through += [
+                    f"{path.relative_to(PACKAGE.parent)}:{node.lineno}: {alias.name} from {node.module}"
+                    for alias in node.names
+                    if alias.name not in defined[node.module] and f"{node.module}.{alias.name}" not in files
+                ]
+    assert passed_through == []
+
+
 def test_no_module_of_the_package_imports_its_root() -> None:
     # The root imports its public names' modules for type checkers; a module importing the root
     # (it did, for __version__) drew arrows back up and, at run time, a circle waiting to happen.

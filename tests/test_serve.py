@@ -413,6 +413,17 @@ def test_full_queue_answers_429_with_retry_after(colour_model: Path) -> None:
         assert 'sportsdet_errors_total{code="overloaded"} 1.0' in c.get("/metrics").text
 
 
+def test_every_finished_request_gives_back_all_it_held(colour_model: Path) -> None:
+    # A request that gave back one image fewer than it took would, a few requests later, leave
+    # the server answering 429 to everyone.
+    with serving(colour_model, max_in_flight=3) as c:
+        for i in range(4):
+            files = uploads((f"{i}a.jpg", jpeg(RED)), (f"{i}b.png", png(BLUE)), (f"{i}c.jpg", b"not a photo"))
+            response = c.post("/v1/predict", files=files)
+            assert response.status_code == 200, (i, response.text)
+        assert "\nsportsdet_images_in_flight 0.0\n" in c.get("/metrics").text
+
+
 def test_concurrent_requests_share_one_model_call(colour_model: Path) -> None:
     predictor, gated = gated_predictor(colour_model)
     with serving(colour_model, predictor, max_batch=8, max_wait_ms=50) as c:
@@ -555,6 +566,25 @@ def test_not_ready_while_the_model_loads(colour_model: Path, monkeypatch: pytest
                 break
             time.sleep(0.02)
         assert c.post("/v1/predict", files=uploads(("a.jpg", jpeg(RED)))).status_code == 200
+
+
+def test_a_model_that_fails_to_load_unexpectedly_is_said_not_still_loading(colour_model, monkeypatch) -> None:
+    # Only a SportsdetError was caught: any other exception ended the loading thread, and the
+    # service answered "the model is still loading" for ever.
+    import sportsdet.serve.app as serve_app
+
+    def broken(config):
+        raise ImportError("cannot import name 'resolve_bundle_dir'")
+
+    monkeypatch.setattr(serve_app, "make_predictor", broken)
+    with TestClient(create_app(ServeConfig(model=colour_model))) as c:
+        for _ in range(200):
+            response = c.get("/readyz")
+            if "still loading" not in response.text:
+                break
+            time.sleep(0.02)
+        assert response.status_code == 503
+        assert "internal error (ImportError: cannot import name 'resolve_bundle_dir')" in response.text
 
 
 # ----------------------------------------------------------------------------- API key
@@ -830,6 +860,10 @@ def test_page_and_assets_are_served_by_the_package(client: TestClient) -> None:
     page = client.get("/")
     assert page.status_code == 200 and "text/html" in page.headers["content-type"]
     assert "script-src 'self'" in page.headers["content-security-policy"]
+    # Nothing served may be read by a browser as another type than it says (an upload's echo as HTML).
+    api = client.post("/v1/predict", files=uploads(("a.jpg", jpeg(RED))))
+    for response in (page, api, client.get("/static/app.js"), client.get("/v1/model")):
+        assert response.headers["x-content-type-options"] == "nosniff", response.url
     for asset in ("/static/app.js", "/static/style.css", "/static/favicon.svg"):
         assert client.get(asset).status_code == 200, asset
     static = Path(__file__).resolve().parents[1] / "src" / "sportsdet" / "serve" / "static"

@@ -33,6 +33,8 @@ import numpy as np
 
 from sportsdet.bundle import (
     MANIFEST_NAME,
+    ONNX_INT8_NAME,
+    ONNX_NAME,
     Bundle,
     builtin_bundle_path,
     bundle_folder,
@@ -68,8 +70,6 @@ from sportsdet.runtime import (
     META_VERSIONS,
     META_WEIGHTS_SHA256,
     ONNX_FORMAT,
-    ONNX_INT8_NAME,
-    ONNX_NAME,
     OnnxBackend,
     stream_predictions,
 )

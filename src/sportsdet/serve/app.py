@@ -363,6 +363,9 @@ class Service:
         except SportsdetError as exc:
             self.load_error = str(exc)
             log.error("cannot load the model: %s", exc)
+        except Exception as exc:  # noqa: BLE001  a bug: said on /readyz, not "still loading" for ever
+            self.load_error = f"internal error ({type(exc).__name__}: {exc}); please report it"
+            log.exception("cannot load the model")
         finally:
             self._loaded.set()
 
@@ -583,7 +586,7 @@ def _strip_prefix(message: str, name: str) -> str:
 def make_predictor(config: ServeConfig) -> Predictor:
     """The predictor `sportsdet predict` would use for this model (the built-in one by default)."""
     from sportsdet.bundle import builtin_bundle_path
-    from sportsdet.predict import resolve_bundle_dir
+    from sportsdet.run_folder import resolve_bundle_dir
 
     model = config.model if config.model is not None else builtin_bundle_path()
     if model is None:
