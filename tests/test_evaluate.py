@@ -686,6 +686,18 @@ def test_another_model_evaluated_into_a_run_folder_is_not_said_to_be_in_its_repo
     assert "report:" in said and "lists this evaluation too" not in said
 
 
+def test_the_runs_page_is_written_again_to_list_an_evaluation_on_other_photos(
+    tree: Path, tmp_path: Path, run_cli, capsys
+) -> None:
+    run, _ = _run_folder(tmp_path, tree)
+    other = tmp_path / "web photos"
+    shutil.copytree(tree, other)
+    assert run_cli("evaluate", str(run), str(other)) == 0
+    said = "".join(capsys.readouterr().err.split())  # wrapped at the terminal's width
+    assert "".join(f"run report (lists this evaluation too): {run / 'report.html'}".split()) in said
+    assert "eval-web photos" in html.unescape((run / "report.html").read_text(encoding="utf-8"))
+
+
 def test_an_out_folder_that_cannot_be_written_is_said_before_scoring(bundle, tree, tmp_path, monkeypatch):
     # The whole folder was scored (minutes on a real test set), then "Read-only file system".
     import os
@@ -845,3 +857,22 @@ def test_photos_and_model_given_the_wrong_way_round_are_said_so(bundle: Path, tr
     (tree.parent / "builtin").mkdir()
     assert run_cli("evaluate", str(tree), "builtin") == 2
     assert "the model comes first" not in capsys.readouterr().err
+
+
+def test_the_printed_headline_says_each_number_of_metrics_json(capsys, monkeypatch) -> None:
+    # Imbalanced on purpose: accuracy, balanced accuracy, macro-F1 and top-k all differ.
+    from sportsdet.cli.evaluate import print_summary
+
+    monkeypatch.setenv("COLUMNS", "200")
+    y_true = np.array([0] * 8 + [1] * 2 + [2] * 2)
+    predicted = np.array([0] * 8 + [0, 1] + [1, 2])
+    probs = np.full((12, 3), 0.1, dtype=np.float32)
+    probs[np.arange(12), predicted] = 0.8
+    metrics = compute_metrics(y_true, probs, CLASSES)
+    metrics["abstain"] = None
+    print_summary(metrics)
+    said = capsys.readouterr().out
+    for name, key in (("balanced accuracy", "balanced_accuracy"), ("macro-F1", "macro_f1"),
+                      ("accuracy", "accuracy"), ("calibration error (ECE)", "ece")):  # fmt: skip
+        assert re.search(rf"│ {re.escape(name)}\s*│\s*{metrics[key]:.1%}", said), name
+    assert len({round(metrics[k], 3) for k in ("accuracy", "balanced_accuracy", "macro_f1")}) == 3

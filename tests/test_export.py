@@ -289,6 +289,15 @@ def test_int8_accuracy_guard_writes_nothing(run_folder: Path, int8_two_points_wo
     assert (bundle_dir / "model.onnx").is_file() and (bundle_dir / "model.int8.onnx").is_file()
 
 
+def test_the_cli_applies_max_int8_drop(run_folder: Path, int8_two_points_worse, run_cli, capsys) -> None:
+    command = ["export", str(run_folder), "--int8"]
+    assert run_cli(*command, "--max-int8-drop", "1") == 2
+    assert "INT8 loses 2.00 accuracy points" in " ".join(capsys.readouterr().err.split())
+    assert not (run_folder / "model" / "model.int8.onnx").exists()
+    assert run_cli(*command, "--max-int8-drop", "2.5") == 0
+    assert (run_folder / "model" / "model.int8.onnx").is_file()
+
+
 def test_export_without_data_uses_synthetic_images_and_says_so(tmp_path: Path, tiny_spec: ModelSpec) -> None:
     save_bundle(
         tmp_path / "lonely", state_dict=build_tiny(len(LABELS)).state_dict(), model_name=TINY,

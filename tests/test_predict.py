@@ -424,6 +424,19 @@ def test_ctrl_c_keeps_what_was_labelled_and_says_so(bundle: Path, photos: Path, 
     assert "interrupted after 2 photo(s) (those labelled are listed above)" in result.stderr
 
 
+def test_every_csv_record_has_every_column_an_error_row_too(bundle: Path, photos: Path) -> None:
+    # An error row has no top-k: its empty cells keep the warning column where the header says.
+    (photos / "broken.jpg").write_text("<html>not a photo</html>")
+    result = runner.invoke(
+        app, ["predict", str(photos), "-m", str(bundle), "--format", "csv", "--top-k", "2"]
+    )
+    header, *records = list(csv.reader(io.StringIO(result.stdout)))
+    assert result.exit_code == 1 and len(records) == 4
+    assert all(len(record) == len(header) for record in records)
+    broken = next(dict(zip(header, r, strict=True)) for r in records if r[0].endswith("broken.jpg"))
+    assert broken["error"] and broken["label"] == broken["top1_label"] == broken["warning"] == ""
+
+
 def test_cli_all_good_exits_zero_and_csv_header(bundle: Path, photos: Path) -> None:
     result = runner.invoke(
         app, ["predict", str(photos), "-m", str(bundle), "--format", "csv", "--top-k", "2"]

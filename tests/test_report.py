@@ -118,6 +118,9 @@ def test_headline_numbers_are_metrics_json(eight):
     sentence = page.by_id["m-accuracy-ci"]
     assert f"n={metrics['n']}" in sentence
     assert f"95% CI {100 * lo:.1f}–{100 * hi:.1f}%" in sentence
+    # The accuracy card says the same interval under its number.
+    card = re.search(r'id="m-accuracy">[^<]*</div><div class="d">([^<]*)</div>', text).group(1)
+    assert html.unescape(card) == f"95% CI {100 * lo:.1f}%–{100 * hi:.1f}%"
 
 
 def test_accuracy_ci_matches_hand_computed_notebook_case(tmp_path):
@@ -236,6 +239,14 @@ def test_gallery_is_capped_and_missing_images_are_noted(tmp_path):
     assert text.count('class="noimg"') <= 15 and text.count('class="noimg"') > 0
     assert "were not found (data moved?)" in text
     assert text.count('<figure class="tile') <= 15
+
+
+def test_the_cli_gallery_option_caps_a_single_runs_galleries(tmp_path, monkeypatch, capsys):
+    fake = make_run(tmp_path, n_classes=6, per_class=10)
+    code, _, err = _cli(monkeypatch, capsys, "report", str(fake.run), "--gallery", "2")
+    assert code == 0, err
+    text = (fake.run / "report.html").read_text(encoding="utf-8")
+    assert 0 < text.count('<figure class="tile') <= 6  # three galleries of at most 2
 
 
 def test_gallery_zero_leaves_the_galleries_out_and_says_so(tmp_path):

@@ -925,3 +925,26 @@ def test_the_best_epoch_is_the_higher_accuracy_then_the_lower_loss() -> None:
     assert not is_better({"val_acc": 0.8, "val_loss": 0.5}, best)  # an equal epoch keeps the earlier
     assert is_better({"val_acc": 0.9, "val_loss": 9.0}, best)  # accuracy first, whatever the loss
     assert not is_better({"val_acc": 0.7, "val_loss": 0.1}, best)
+
+
+@pytest.mark.parametrize("preset", ["light", "photo"])
+def test_augmentation_mirrors_left_to_right_but_never_turns_a_photo_upside_down(preset: str) -> None:
+    # Sports photos have a sky and a ground: an upside-down view is no photo anyone takes.
+    from PIL import Image
+
+    from sportsdet.data.augment import augmentation
+    from sportsdet.preprocess import Preprocessing
+
+    photo = Image.new("RGB", (64, 64), (220, 20, 20))  # red above (and left), blue below (and right)
+    photo.paste((20, 20, 220), (0, 32, 64, 64))
+    photo.paste((220, 20, 220), (32, 0, 64, 32))  # the top right quarter magenta: shows a mirror
+    transform = augmentation(Preprocessing(input_size=32, resize="crop"), preset)
+    mirrored = 0
+    for seed in range(40):
+        torch.manual_seed(seed)
+        view = np.asarray(transform(photo), dtype=float)
+        top, bottom = view[:4].mean(axis=(0, 1)), view[-4:].mean(axis=(0, 1))
+        assert top[0] - top[2] >= bottom[0] - bottom[2] - 20, seed  # redder at the top, always
+        left, right = view[:4, :4].mean(axis=(0, 1)), view[:4, -4:].mean(axis=(0, 1))
+        mirrored += left[2] > right[2] + 40  # the magenta quarter came out on the left
+    assert 5 <= mirrored <= 35  # mirrored about half the time
