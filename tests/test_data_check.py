@@ -387,6 +387,10 @@ def test_near_copies_across_splits_are_found_moved_and_fail_strict(tmp_path: Pat
     assert "moved 1 file(s)" in result.stderr and (tmp_path / "q" / "train/polo/2.jpg").exists()
     assert (root / "test/polo/web.jpg").exists()  # the test copy stays: the test set stays as published
     assert runner.invoke(app, [*check, "--strict"]).exit_code == 0
+    # A near copy within one split is a near copy, not one across splits.
+    drawn_photo(3).resize((100, 100)).save(root / "train" / "polo" / "small.jpg", quality=70)
+    saved = check_dataset(root, workers=1).to_dict()
+    assert len(saved["near_copies"]) == 1 and saved["cross_split_near_copy_groups"] == 0
 
 
 def test_quarantine_never_breaks_a_kept_link_nor_leaves_a_copy_when_a_move_fails(

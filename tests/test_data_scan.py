@@ -102,6 +102,20 @@ def test_split_tree_with_val_alias_and_missing_class(tmp_path: Path) -> None:
     assert all(r.rel.startswith(("train/", "val/", "test/")) for r in scan.records)
 
 
+@pytest.mark.parametrize("folder", ["Validation", "VAL", "dev"])
+def test_every_name_of_the_validation_folder_is_read_as_valid(tmp_path: Path, folder: str) -> None:
+    root = tmp_path / "ds"
+    _tree(root, {"croquet": 2, "polo": 2}, "train")
+    _tree(root, {"croquet": 1, "polo": 1}, folder)
+    scan = scan_dataset(root)
+    if folder == "dev":  # not a name of it: a folder beside the splits, said so
+        assert scan.split_folders == {"train": "train"}
+        assert any("'dev'" in w for w in scan.warnings)
+    else:
+        assert scan.split_folders == {"train": "train", "valid": folder}
+        assert scan.counts()["valid"] == {"croquet": 1, "polo": 1}
+
+
 def test_split_tree_without_valid_warns(tmp_path: Path) -> None:
     root = tmp_path / "ds"
     _tree(root, {"a": 2, "b": 2}, "Train")  # any case

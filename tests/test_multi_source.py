@@ -385,6 +385,19 @@ def test_resume_of_a_run_whose_sources_moved_names_a_dataset_file(two_sources, t
         train(None, out=run, resume=True, options={"epochs": 2}, evaluate=False, report=False)
 
 
+def test_a_copy_within_one_source_is_that_sources_not_one_across_sources(two_sources, tmp_path, run_cli):
+    import shutil
+
+    official, flat = two_sources
+    first_photo = min((flat / "rowing").iterdir())
+    shutil.copy(first_photo, flat / "rowing" / "again.jpg")
+    report = tmp_path / "check.json"
+    assert run_cli("data", "check", str(official), str(flat), "--report", str(report)) == 0
+    check = json.loads(report.read_text())
+    assert check["sources"]["second"]["duplicate_groups"] == 1
+    assert check["across_sources"]["duplicates"] == []
+
+
 def test_check_finds_a_photo_two_sources_share_and_moves_one_copy(two_sources, tmp_path, run_cli, capsys):
     import shutil
 
