@@ -424,6 +424,17 @@ def test_ctrl_c_keeps_what_was_labelled_and_says_so(bundle: Path, photos: Path, 
     assert "interrupted after 2 photo(s) (those labelled are listed above)" in result.stderr
 
 
+def test_one_photo_named_two_ways_is_labelled_once(photos: Path, monkeypatch) -> None:
+    monkeypatch.chdir(photos.parent)
+    names = [str(photos / "a.jpg"), "photos/a.jpg", "photos/./sub/../a.jpg"]
+    assert [item.name for item in expand_inputs(names)] == [str(photos / "a.jpg")]
+
+
+def test_a_top_k_of_zero_is_refused(bundle: Path, photos: Path) -> None:
+    result = runner.invoke(app, ["predict", str(photos), "-m", str(bundle), "--top-k", "0"])
+    assert result.exit_code == 2 and "--top-k" in result.output
+
+
 def test_every_csv_record_has_every_column_an_error_row_too(bundle: Path, photos: Path) -> None:
     # An error row has no top-k: its empty cells keep the warning column where the header says.
     (photos / "broken.jpg").write_text("<html>not a photo</html>")

@@ -497,6 +497,12 @@ def test_resume_says_what_it_can_and_cannot_do(data_dir, tmp_path):
     assert json.loads((run / "config.json").read_text())["options"]["epochs"] == 2
     assert load_bundle(run / "model").manifest["training"]["options"]["epochs"] == 2
     assert not leftover.exists()
+    # What the run was trained with stays: another learning rate is said and ignored, not taken.
+    console = Console(record=True, width=200)
+    train(None, out=run, resume=True, options={"epochs": 3, "lr": 0.5}, console=console, evaluate=False,
+          report=False)  # fmt: skip
+    assert "--resume keeps the run's lr=0.001; ignoring 0.5" in console.export_text()
+    assert json.loads((run / "config.json").read_text())["options"]["lr"] != 0.5
 
 
 def test_resume_refuses_a_damaged_checkpoint(data_dir, tmp_path):
