@@ -361,6 +361,12 @@ def test_force_stopped_before_a_checkpoint_gives_the_finished_run_back(data_dir,
     with pytest.raises(InterruptSaid):
         train(data_dir, out=run, model="seed-cnn", seed=1, force=True, options=TINY, console=console)
     assert {p.relative_to(run): p.read_bytes() for p in run.rglob("*") if p.is_file()} == finished
+    # ... and when the killed one had written its first files: they go, not over the run aside.
+    clear_run(RunFolder(run), set_aside=True)
+    (run / "config.json").write_text('{"options": {}, "model": "seed-cnn", "data": "the killed run"}')
+    with pytest.raises(InterruptSaid):
+        train(data_dir, out=run, model="seed-cnn", seed=1, force=True, options=TINY, console=console)
+    assert {p.relative_to(run): p.read_bytes() for p in run.rglob("*") if p.is_file()} == finished
     monkeypatch.setattr(running, "get_recipe", real_recipe)
     train(data_dir, out=run, model="seed-cnn", seed=1, force=True, options={**TINY, "epochs": 1})
     assert not (run / ".previous-run").exists()  # replaced for good once the new run had a checkpoint
@@ -438,6 +444,9 @@ def test_early_stopping_and_no_validation_split(data_dir, tmp_path):
     assert len(result.history) == 2
     assert "stopped early after epoch 2" in console.file.getvalue()
     assert "--patience N (more than 1, or 0 for never)" in console.file.getvalue()
+    console = Console(file=io.StringIO(), width=200)  # the same patience: it stops where it stopped
+    result = train(None, out=run, resume=True, options={"patience": 1}, console=console, report=False)
+    assert len(result.history) == 2 and "nothing more to train" in console.file.getvalue()
     console = Console(file=io.StringIO(), width=200)
     result = train(None, out=run, resume=True, options={"patience": 3}, console=console, report=False)
     assert [row["epoch"] for row in result.history] == [1, 2, 3, 4] and result.best["epoch"] == 1
