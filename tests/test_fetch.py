@@ -21,6 +21,27 @@ def test_redirect_to_image_is_followed(http_server: LocalServer) -> None:
     assert fetch_url(http_server.url("/redirect-good"), timeout=2) == LocalServer.GOOD_JPEG()
 
 
+def test_five_redirects_are_followed_and_a_sixth_is_refused(http_server: LocalServer) -> None:
+    from conftest import redirect
+
+    from sportsdet.fetch import MAX_REDIRECTS
+
+    for hop in range(1, MAX_REDIRECTS + 1):  # /hop1 -> /hop2 -> ... -> /hop6 -> the photo
+        http_server.routes[f"/hop{hop}"] = redirect(f"/hop{hop + 1}")
+    http_server.routes[f"/hop{MAX_REDIRECTS + 1}"] = redirect("/good.jpg")
+    assert fetch_url(http_server.url("/hop2"), timeout=2) == LocalServer.GOOD_JPEG()  # 5 redirects
+    with pytest.raises(SportsdetError, match=f"more than {MAX_REDIRECTS} redirects"):
+        fetch_url(http_server.url("/hop1"), timeout=2)  # 6
+
+
+def test_a_body_of_exactly_the_limit_is_taken(http_server: LocalServer) -> None:
+    photo = LocalServer.GOOD_JPEG()
+    url = http_server.add("/exact.jpg", photo, "image/jpeg")
+    assert fetch_url(url, timeout=2, max_bytes=len(photo)) == photo
+    with pytest.raises(SportsdetError, match="limit"):
+        fetch_url(url, timeout=2, max_bytes=len(photo) - 1)
+
+
 @pytest.mark.parametrize("path", ["/octet.png", "/notype.png", "/chunked.png"])
 def test_unlabelled_bytes_accepted_when_they_are_an_image(http_server: LocalServer, path: str) -> None:
     assert fetch_url(http_server.url(path), timeout=2)[:8] == b"\x89PNG\r\n\x1a\n"
