@@ -876,3 +876,12 @@ def test_the_printed_headline_says_each_number_of_metrics_json(capsys, monkeypat
                       ("accuracy", "accuracy"), ("calibration error (ECE)", "ece")):  # fmt: skip
         assert re.search(rf"│ {re.escape(name)}\s*│\s*{metrics[key]:.1%}", said), name
     assert len({round(metrics[k], 3) for k in ("accuracy", "balanced_accuracy", "macro_f1")}) == 3
+
+
+def test_every_name_of_a_split_is_taken_as_data_folders_name_it() -> None:
+    from sportsdet.evaluate import normalise_split
+
+    for name, meant in (("Validation", "valid"), ("val", "valid"), ("VALID", "valid"), ("Test", "test")):
+        assert normalise_split(name) == meant, name
+    with pytest.raises(SportsdetError, match=r"--split 'dev': use one of train, valid, test"):
+        normalise_split("dev")

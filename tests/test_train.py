@@ -963,3 +963,17 @@ def test_augmentation_mirrors_left_to_right_but_never_turns_a_photo_upside_down(
         left, right = view[:4, :4].mean(axis=(0, 1)), view[:4, -4:].mean(axis=(0, 1))
         mirrored += left[2] > right[2] + 40  # the magenta quarter came out on the left
     assert 5 <= mirrored <= 35  # mirrored about half the time
+
+
+def test_each_epoch_shuffles_the_photos_anew_and_the_same_way_every_run() -> None:
+    from sportsdet.data.dataset import EpochShuffleSampler
+
+    sampler = EpochShuffleSampler(50, seed=7)
+    orders = []
+    for epoch in (0, 1, 0):
+        sampler.set_epoch(epoch)
+        orders.append(list(sampler))
+    assert sorted(orders[0]) == list(range(50))
+    assert orders[0] != orders[1] and orders[0] == orders[2]
+    other_seed = EpochShuffleSampler(50, seed=8)
+    assert list(other_seed) != orders[0]
