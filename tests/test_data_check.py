@@ -533,6 +533,7 @@ def test_fifos_and_links_to_nothing_named_as_photos_are_bad_files_by_name(tmp_pa
     os.mkfifo(root / "train/polo/pipe.jpg")
     os.symlink("/nonexistent/x.jpg", root / "train/polo/dangle.jpg")
     os.symlink("notes.txt", root / "train/polo/notes.txt")  # not named as a photo: not a photo problem
+    os.mkfifo(root / "train/polo/control")  # nor is a pipe not named as one
     report = check_dataset(root, workers=1)
     found = {r.rel: (r.kind, r.detail) for r in report.problems}
     assert set(found) == {"train/polo/pipe.jpg", "train/polo/dangle.jpg"}
