@@ -90,6 +90,10 @@ def test_labels_must_match_the_output_layer(tmp_path):
     (path / MANIFEST_NAME).write_text(json.dumps(manifest))
     with pytest.raises(BundleError, match="4 labels but the model's output layer has 3 outputs"):
         load_bundle(path)
+    manifest["labels"] = ["a", "b"]  # fewer: the third output would have no name
+    (path / MANIFEST_NAME).write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match="2 labels but the model's output layer has 3 outputs"):
+        load_bundle(path)
     manifest["labels"] = ["a", "a", "b"]
     (path / MANIFEST_NAME).write_text(json.dumps(manifest))
     with pytest.raises(BundleError, match="duplicates"):
@@ -114,6 +118,8 @@ def test_labels_must_match_the_output_layer(tmp_path):
         ),
         # Records that every reader takes for objects: a traceback in info, predict and evaluate.
         (lambda text: json.dumps({**json.loads(text), "data": ["x"]}), "entry 'data' must be an object"),
+        (lambda text: json.dumps({**json.loads(text), "metrics": []}), "entry 'metrics' must be an object"),
+        (lambda text: json.dumps({**json.loads(text), "versions": "1"}), "entry 'versions' must be an"),
         (lambda text: text.replace('"config": {', '"config": [1], "was": {'), "'model.config' must be"),
         (lambda text: json.dumps({**json.loads(text), "preprocessing": "x"}), "'preprocessing' should be a"),
     ],

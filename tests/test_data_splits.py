@@ -216,6 +216,9 @@ def test_per_class_too_few_images_names_the_class(flat: Path) -> None:
     # The advice keeps validation photos: per-class:6,5 took all the rest for training, and
     # training went without calibration, an abstain rule or a best epoch.
     assert make_split(flat, "per-class:5,5,1", seed=0).counts["valid"]["rowing"] == 1
+    # An explicit VALID counts too: 5 + 5 + 2 of rowing's 11 is one short, not a smaller valid.
+    with pytest.raises(SportsdetError, match="class 'rowing' has 11 images.*needs 12"):
+        make_split(flat, "per-class:5,5,2", seed=0)
 
 
 @pytest.mark.parametrize(

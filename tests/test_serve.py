@@ -761,6 +761,19 @@ def test_urls_fetched_when_allowed_private_when_asked(colour_model: Path, images
         assert "HTTP 404" in body["results"][1]["error"]["message"]
 
 
+def test_a_url_over_the_size_limit_has_its_own_error_code(colour_model: Path, images: LocalServer) -> None:
+    with serving(colour_model, allow_urls=True, allow_private_urls=True, url_max_bytes=100) as c:
+        (result,) = c.post("/v1/predict", json={"urls": [images.url("/red.jpg")]}).json()["results"]
+    assert result["error"]["code"] == "url_too_large"
+
+
+def test_the_model_page_says_private_urls_only_where_urls_are_fetched(colour_model: Path) -> None:
+    # --allow-private-urls without --allow-urls fetches nothing: /v1/model said private_urls: true.
+    with serving(colour_model, allow_private_urls=True) as c:
+        limits = c.get("/v1/model").json()["limits"]
+    assert limits["urls"] is False and limits["private_urls"] is False
+
+
 def test_one_request_of_slow_urls_does_not_hold_every_download(colour_model: Path, images) -> None:
     # 9 URLs that take 1.5 s each took all 8 download threads: another client's one fast URL
     # waited behind them (a 504 with slower hosts).
