@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from sportsdet import plots
-from sportsdet.bundle import Bundle, load_bundle
+from sportsdet.bundle import Bundle
 from sportsdet.data.discover import name_list
 from sportsdet.data.sources import is_dataset_file
 from sportsdet.errors import SportsdetError, quoted_with_hint
@@ -50,7 +50,7 @@ from sportsdet.run_folder import (
     RunFolder,
     find_split_manifest,
     holding_run_of,
-    resolve_bundle_dir,
+    open_bundle,
     run_of_bundle,
     seen_photos_of,
     split_manifest_candidates,
@@ -566,8 +566,7 @@ def evaluate(
         raise SportsdetError(f"--batch-size must be at least 1, got {batch_size}")
     if int8 and not is_cpu(device):
         raise SportsdetError(f"--device {device}: --int8 runs on onnxruntime, on the CPU; drop one of them")
-    bundle_dir = resolve_bundle_dir(bundle_path)
-    bundle = load_bundle(bundle_dir)
+    bundle = open_bundle(bundle_path)  # a run folder, or `builtin`, too
     chosen = select_eval_data(
         bundle, data, split, split_given=split_given, keep_seen=keep_seen, known_only=known_only, warn=warn
     )

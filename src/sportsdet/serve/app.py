@@ -57,7 +57,7 @@ from sportsdet.files import cpu_count
 from sportsdet.imageio import MAX_DECODE_PIXELS, is_image_name, misleading_name_note, open_header, sniff_head
 from sportsdet.metrics import top_classes
 from sportsdet.predict import InputItem, Predictor
-from sportsdet.runtime import is_onnx_file, model_lanes, preferred_batch_size
+from sportsdet.runtime import model_lanes, preferred_batch_size
 from sportsdet.serve.batching import MicroBatcher, Overloaded
 
 log = logging.getLogger("sportsdet.serve")
@@ -586,14 +586,11 @@ def _strip_prefix(message: str, name: str) -> str:
 def make_predictor(config: ServeConfig) -> Predictor:
     """The predictor `sportsdet predict` would use for this model (the built-in one by default)."""
     from sportsdet.bundle import builtin_bundle_path
-    from sportsdet.run_folder import resolve_bundle_dir
 
     model = config.model if config.model is not None else builtin_bundle_path()
     if model is None:
         raise SportsdetError("no --model given and this install has no built-in model")
-    if not is_onnx_file(model):
-        model = resolve_bundle_dir(model)  # a training run folder means its model/
-    return Predictor(
+    return Predictor(  # takes a run folder (its model/) as predict does
         model, threads=config.threads, int8=config.int8, abstain=config.abstain, min_score=config.min_score
     )
 
